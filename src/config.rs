@@ -1,0 +1,292 @@
+//! Configuration: the JSONC file as written, and the checked [`Config`] the server runs with.
+//!
+//! Two stages, as in ripgrep's flags: `RawConfig` mirrors the file exactly and refuses unknown
+//! keys and wrong types (serde with `deny_unknown_fields`), then [`Config::from_raw`] resolves
+//! defaults, environment variables and URLs into the values the rest of the relay uses.
+//! Only this module knows json5; every load error names the file, line and column.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::rules::Rule;
+
+/// Where the shipped config points: a local OpenAI-compatible server (Ollama's port).
+pub const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:11434/v1";
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_WORKERS: usize = 32;
+const DEFAULT_MAX_BODY: u64 = 20 * 1024 * 1024;
+
+/// The config file as written. Field names are the file's keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    upstream: Option<String>,
+    api_key: Option<String>,
+    api_key_env: Option<String>,
+    #[serde(default)]
+    forward_auth: bool,
+    workers: Option<usize>,
+    max_body_bytes: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    first_byte_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    #[serde(default)]
+    model_rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    match_model: String,
+    #[serde(default)]
+    unset: Vec<String>,
+    #[serde(default)]
+    set: Map<String, Value>,
+    #[serde(default)]
+    extra: Map<String, Value>,
+}
+
+/// Upstream timeouts. See README for how they combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    /// Upstream base URL including `/v1`, without a trailing slash.
+    pub upstream: String,
+    /// Key sent upstream as `Authorization: Bearer …` (never logged).
+    pub upstream_key: Option<String>,
+    pub forward_auth: bool,
+    pub workers: usize,
+    pub max_body_bytes: u64,
+    pub timeouts: Timeouts,
+    pub rules: Vec<Rule>,
+}
+
+/// A config that could not be loaded; the message names the file and, where it can, the line and column.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, parses and checks the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "cannot read config file {}: {e}; pass an existing file with --config",
+                path.display()
+            ))
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses config text; `origin` names the file in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = json5::from_str(text).map_err(|e| located(e, text, origin))?;
+        Config::from_raw(raw).map_err(|msg| ConfigError(format!("{origin}: {msg}")))
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config, String> {
+        let upstream = raw.upstream.unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
+        let upstream = check_url(&upstream)?;
+        let upstream_key = match (raw.api_key, raw.api_key_env) {
+            (Some(_), Some(_)) => {
+                return Err("set either `api_key` or `api_key_env`, not both".to_string())
+            }
+            (Some(key), None) => Some(key),
+            (None, Some(var)) => match std::env::var(&var) {
+                Ok(key) if !key.is_empty() => Some(key),
+                _ => {
+                    return Err(format!(
+                        "`api_key_env` names the environment variable {var}, which is not set; \
+                         export it or remove `api_key_env`"
+                    ))
+                }
+            },
+            (None, None) => None,
+        };
+        let workers = raw.workers.unwrap_or(DEFAULT_WORKERS);
+        if workers == 0 || workers > 4096 {
+            return Err(format!("`workers` must be between 1 and 4096, got {workers}"));
+        }
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+        if max_body_bytes == 0 {
+            return Err("`max_body_bytes` must be positive".to_string());
+        }
+        let timeouts = Timeouts {
+            connect: millis(raw.connect_timeout_ms, 5_000, "connect_timeout_ms")?,
+            first_byte: millis(raw.first_byte_timeout_ms, 300_000, "first_byte_timeout_ms")?,
+            idle: millis(raw.idle_timeout_ms, 120_000, "idle_timeout_ms")?,
+        };
+        let mut rules = Vec::with_capacity(raw.model_rules.len());
+        for (i, r) in raw.model_rules.into_iter().enumerate() {
+            if r.match_model.is_empty() {
+                return Err(format!("model_rules[{i}].match_model is empty"));
+            }
+            rules.push(Rule {
+                match_model: r.match_model,
+                unset: r.unset,
+                set: r.set,
+                extra: r.extra,
+            });
+        }
+        Ok(Config {
+            listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+            upstream,
+            upstream_key,
+            forward_auth: raw.forward_auth,
+            workers,
+            max_body_bytes,
+            timeouts,
+            rules,
+        })
+    }
+
+    /// A human-readable summary of what the relay would do, for `--check`. Never prints keys.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let key = match (&self.upstream_key, self.forward_auth) {
+            (_, true) => "client's Authorization forwarded",
+            (Some(_), false) => "configured key (hidden)",
+            (None, false) => "none",
+        };
+        out.push_str(&format!("listen: {}\n", self.listen));
+        out.push_str(&format!("upstream: {} (auth: {key})\n", self.upstream));
+        out.push_str(&format!(
+            "workers: {}, max_body_bytes: {}\n",
+            self.workers, self.max_body_bytes
+        ));
+        out.push_str(&format!(
+            "timeouts: connect {} ms, first byte {} ms, idle {} ms\n",
+            self.timeouts.connect.as_millis(),
+            self.timeouts.first_byte.as_millis(),
+            self.timeouts.idle.as_millis()
+        ));
+        out.push_str(&format!("model_rules: {}\n", self.rules.len()));
+        for r in &self.rules {
+            out.push_str(&format!("  {}\n", r.describe()));
+        }
+        out
+    }
+}
+
+fn millis(v: Option<u64>, default: u64, name: &str) -> Result<Duration, String> {
+    match v.unwrap_or(default) {
+        0 => Err(format!("`{name}` must be positive")),
+        ms => Ok(Duration::from_millis(ms)),
+    }
+}
+
+/// Checks an upstream base URL and drops a trailing slash.
+fn check_url(url: &str) -> Result<String, String> {
+    let trimmed = url.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(trimmed.to_string()),
+        _ => Err(format!(
+            "`upstream` must be an http:// or https:// URL including /v1, e.g. \"{DEFAULT_UPSTREAM}\"; got \"{url}\""
+        )),
+    }
+}
+
+/// Turns a json5 error into "FILE: line L, column C: what was wrong".
+fn located(err: json5::Error, text: &str, origin: &str) -> ConfigError {
+    let json5::Error::Message { msg, location } = err;
+    // serde reports an unknown key without a position of its own (json5 gives the position of
+    // the enclosing object); point at the key itself when we can find it.
+    let location = unknown_field(&msg)
+        .and_then(|key| find_key(text, key))
+        .or(location.map(|l| (l.line, l.column)));
+    // pest's syntax errors come as a drawn snippet (" --> 2:13 | ... = expected x"); keep it
+    // on its own lines under a plain first line.
+    let msg = match msg.split_once('\n') {
+        Some((_, snippet)) => format!(
+            "invalid JSONC syntax here (a missing comma, quote or bracket?)\n{snippet}"
+        ),
+        None if msg == "error parsing number" => "expected a number here".to_string(),
+        None => msg,
+    };
+    match location {
+        Some((line, column)) => ConfigError(format!(
+            "{origin}: line {line}, column {column}: {msg}"
+        )),
+        None => ConfigError(format!("{origin}: {msg}")),
+    }
+}
+
+fn unknown_field(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// Line and column (1-based) of the first occurrence of `key` used as an object key.
+fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        for quoted in [format!("\"{key}\""), format!("'{key}'")] {
+            if let Some(col) = code.find(&quoted) {
+                if code[col + quoted.len()..].trim_start().starts_with(':') {
+                    return Some((i + 1, col + 1));
+                }
+            }
+        }
+        let bare = code.trim_start();
+        if bare.starts_with(key) && bare[key.len()..].trim_start().starts_with(':') {
+            return Some((i + 1, code.len() - bare.len() + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "c.jsonc").unwrap_err().0
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_line() {
+        let e = err("{\n  // comment\n  \"listne\": \"127.0.0.1:1\"\n}");
+        assert!(e.contains("c.jsonc: line 3, column 3"), "{e}");
+        assert!(e.contains("listne"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let e = err("{\n\"workers\": \"four\"\n}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::parse("{}", "x").unwrap();
+        assert_eq!(c.upstream, DEFAULT_UPSTREAM);
+        assert_eq!(c.workers, DEFAULT_WORKERS);
+    }
+
+    #[test]
+    fn bad_url_is_refused() {
+        assert!(err("{upstream: 'localhost:11434'}").contains("http://"));
+    }
+}

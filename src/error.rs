@@ -1,0 +1,90 @@
+//! The one error type a client ever sees: an OpenAI-shaped JSON error with an HTTP status.
+//!
+//! Every refusal the relay makes itself (bad input, unknown route, unreachable upstream, a
+//! panic) becomes an [`ApiError`], serialized as `{"error":{"message","type","code"}}`, the
+//! shape the OpenAI SDKs parse. Errors that come *from* the upstream are not wrapped: they
+//! pass through byte for byte.
+
+use serde_json::json;
+
+/// An error answered to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status code.
+    pub status: u16,
+    /// OpenAI `error.type`, e.g. `invalid_request_error`.
+    pub kind: &'static str,
+    /// Machine-readable `error.code`, e.g. `not_found`.
+    pub code: &'static str,
+    /// What was wrong and how to fix it.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, kind: &'static str, code: &'static str, message: String) -> Self {
+        ApiError {
+            status,
+            kind,
+            code,
+            message,
+        }
+    }
+
+    /// A 400 for a request the client can fix.
+    pub fn invalid(code: &'static str, message: String) -> Self {
+        ApiError::new(400, "invalid_request_error", code, message)
+    }
+
+    pub fn not_found(path: &str) -> Self {
+        ApiError::new(
+            404,
+            "invalid_request_error",
+            "not_found",
+            format!(
+                "unknown path `{path}`; this relay serves /v1/chat/completions, /v1/completions, \
+                 /v1/embeddings, /v1/models and /health"
+            ),
+        )
+    }
+
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> Self {
+        ApiError::new(
+            405,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("{method} is not allowed on `{path}`; use {allowed}"),
+        )
+    }
+
+    pub fn too_large(limit: u64) -> Self {
+        ApiError::new(
+            413,
+            "invalid_request_error",
+            "request_too_large",
+            format!(
+                "request body is larger than max_body_bytes ({limit} bytes); send a smaller \
+                 request or raise max_body_bytes in the config"
+            ),
+        )
+    }
+
+    pub fn internal(message: String) -> Self {
+        ApiError::new(500, "server_error", "internal_error", message)
+    }
+
+    /// The JSON body, `{"error":{"message","type","code"}}`.
+    pub fn body(&self) -> Vec<u8> {
+        let value = json!({
+            "error": { "message": self.message, "type": self.kind, "code": self.code }
+        });
+        value.to_string().into_bytes()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}

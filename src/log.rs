@@ -1,0 +1,115 @@
+//! Logging to stderr: one access line per request, plus start-up and error messages.
+//!
+//! Nothing here ever receives a key or a body: callers pass method, path, status, model,
+//! upstream base URL, duration and byte count only. Client-controlled strings are cleaned of
+//! control characters so a crafted model name cannot forge log lines.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the access log records about one request.
+#[derive(Debug, Default, Clone)]
+pub struct Access {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub model: String,
+    pub upstream: String,
+    pub duration: Duration,
+    pub bytes: u64,
+}
+
+pub fn access(a: &Access) {
+    let line = format!(
+        "{} access {} {} {} model={} upstream={} duration_ms={:.1} bytes={}",
+        timestamp(SystemTime::now()),
+        clean(&a.method),
+        clean(&a.path),
+        a.status,
+        if a.model.is_empty() { "-".to_string() } else { clean(&a.model) },
+        if a.upstream.is_empty() { "-" } else { &a.upstream },
+        a.duration.as_secs_f64() * 1000.0,
+        a.bytes
+    );
+    emit(&line);
+}
+
+pub fn info(msg: &str) {
+    emit(&format!("{} info {msg}", timestamp(SystemTime::now())));
+}
+
+pub fn warn(msg: &str) {
+    emit(&format!("{} warn {msg}", timestamp(SystemTime::now())));
+}
+
+pub fn error(msg: &str) {
+    emit(&format!("{} error {msg}", timestamp(SystemTime::now())));
+}
+
+fn emit(line: &str) {
+    // One write per line so lines from concurrent workers do not interleave.
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    let _ = std::io::stderr().lock().write_all(buf.as_bytes());
+}
+
+/// Replaces control characters and spaces so one field stays one token.
+fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(256));
+    for c in s.chars().take(256) {
+        if c.is_control() || c == ' ' {
+            let _ = write!(out, "\\x{:02x}", c as u32 & 0xff);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// RFC 3339 UTC timestamp with milliseconds, e.g. `2026-11-22T20:40:01.123Z`.
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, m, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_379_401_123);
+        assert_eq!(timestamp(t), "2026-11-22T20:30:01.123Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(clean("a\nb c"), "a\\x0ab\\x20c");
+    }
+}

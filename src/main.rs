@@ -1,0 +1,136 @@
+//! The `llm-relay` command line: parse arguments, load the config, start the server.
+//!
+//! Everything else lives in the modules below; this file only maps the command line to them
+//! and their errors to exit codes (0 ok, 1 runtime or config error, 2 usage error).
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod log;
+mod routes;
+mod rules;
+mod server;
+mod sse;
+mod upstream;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+llm-relay — OpenAI-compatible relay and response cache for LLM APIs
+
+Usage: llm-relay [OPTIONS]
+
+Options:
+  -c, --config <FILE>  JSONC config file [default: config.jsonc]
+      --check          validate the config, print what the relay would do, and exit
+  -V, --version        print the version
+  -h, --help           print this help
+";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Serve { config: PathBuf },
+    Check { config: PathBuf },
+    Version,
+    Help,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let mut config = PathBuf::from("config.jsonc");
+    let mut check = false;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-c" | "--config" => {
+                config = args
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| format!("{arg} needs a file name"))?;
+            }
+            s if s.starts_with("--config=") => config = PathBuf::from(&s["--config=".len()..]),
+            "--check" => check = true,
+            "-V" | "--version" => return Ok(Command::Version),
+            "-h" | "--help" => return Ok(Command::Help),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(if check {
+        Command::Check { config }
+    } else {
+        Command::Serve { config }
+    })
+}
+
+fn main() -> ExitCode {
+    let command = match parse_args(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("llm-relay: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("llm-relay {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => match config::Config::load(&config) {
+            Ok(c) => {
+                println!("config {} is valid", config.display());
+                print!("{}", c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("llm-relay: config error: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Serve { config } => {
+            let cfg = match config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("llm-relay: config error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            server::install_panic_hook();
+            match server::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("llm-relay: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn arguments() {
+        let cfg = |p: &str| PathBuf::from(p);
+        assert_eq!(parse(&[]), Ok(Command::Serve { config: cfg("config.jsonc") }));
+        assert_eq!(parse(&["-c", "a.jsonc"]), Ok(Command::Serve { config: cfg("a.jsonc") }));
+        assert_eq!(
+            parse(&["--config=b", "--check"]),
+            Ok(Command::Check { config: cfg("b") })
+        );
+        assert_eq!(parse(&["--version"]), Ok(Command::Version));
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--config"]).is_err());
+    }
+}

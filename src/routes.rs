@@ -1,0 +1,276 @@
+//! Routing and the request pipeline: which path does what, and the relay of one API call.
+//!
+//! [`handle`] maps a path (with or without the `/v1` prefix) to a handler. [`relay`] is the
+//! pipeline of one API call, readable top to bottom: read the body → apply model rules →
+//! call the upstream → answer (whole, or as a stream relayed event by event).
+
+use std::io::{BufReader, Read};
+
+use serde_json::{Map, Value};
+use tiny_http::{Method, Request};
+
+use crate::error::ApiError;
+use crate::log::Access;
+use crate::rules;
+use crate::server::{json_content_type, respond, respond_error, State};
+use crate::sse::{self, End, SseOut};
+use crate::upstream::{self, Mode, NOT_RETURNED};
+
+/// The OpenAI endpoints the relay forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// The path below the upstream base URL (which includes `/v1`).
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// Handles one request. `slot` holds the request until a response is sent (then it is taken);
+/// `access` collects what the access log records.
+pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
+    let Some(req) = slot.as_ref() else {
+        return;
+    };
+    let path = access.path.clone();
+    let route = path
+        .strip_prefix("/v1")
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(&path);
+    let method = req.method().clone();
+    let result = match (route, &method) {
+        ("/health", Method::Get | Method::Head) => {
+            Ok(reply_json(slot, access, 200, br#"{"status":"ok"}"#.to_vec()))
+        }
+        ("/chat/completions", Method::Post) => relay(state, slot, access, Endpoint::Chat),
+        ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions),
+        ("/embeddings", Method::Post) => relay(state, slot, access, Endpoint::Embeddings),
+        ("/models", Method::Get) => models(state, slot, access),
+        ("/__test/panic", Method::Get) if state.test_hooks => {
+            panic!("test hook: deliberate panic")
+        }
+        ("/health" | "/models", _) => Err(ApiError::method_not_allowed(
+            method.as_str(),
+            &path,
+            "GET",
+        )),
+        ("/chat/completions" | "/completions" | "/embeddings", _) => Err(
+            ApiError::method_not_allowed(method.as_str(), &path, "POST"),
+        ),
+        _ => Err(ApiError::not_found(&path)),
+    };
+    if let Err(err) = result {
+        access.status = err.status;
+        if let Some(req) = slot.take() {
+            access.bytes = respond_error(req, &err);
+        }
+    }
+}
+
+/// The pipeline of one API call.
+fn relay(
+    state: &State,
+    slot: &mut Option<Request>,
+    access: &mut Access,
+    endpoint: Endpoint,
+) -> Result<(), ApiError> {
+    let Some(req) = slot.as_mut() else {
+        return Ok(());
+    };
+    let headers = request_headers(req);
+    let raw = read_body(req, state.config.max_body_bytes)?;
+    let mut body = parse_body(&raw)?;
+    rules::apply(&state.config.rules, &mut body);
+    access.model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let stream = body.get("stream") == Some(&Value::Bool(true));
+    let payload = serde_json::to_vec(&body)
+        .map_err(|e| ApiError::internal(format!("cannot serialize the request: {e}")))?;
+
+    let up = &state.upstream;
+    access.upstream = up.base.clone();
+    let mode = if stream { Mode::Stream } else { Mode::Whole };
+    let response = up.post(endpoint.path(), &headers, &payload, mode)?;
+    let status = response.status().as_u16();
+    let reply_headers = response_headers(response.headers());
+    let is_sse = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+
+    if stream && status == 200 && is_sse {
+        let Some(req) = slot.take() else {
+            return Ok(());
+        };
+        access.status = 200;
+        let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
+        let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
+            return Ok(()); // the client left before the head was written
+        };
+        let mut reader = BufReader::with_capacity(
+            16 * 1024,
+            response.into_body().into_reader(),
+        );
+        let base = up.base.clone();
+        let describe = move |e: &std::io::Error| {
+            if upstream::is_timeout(e) {
+                format!("upstream {base} went silent mid-stream (idle timeout): {e}")
+            } else {
+                format!("upstream {base} broke the stream: {e}")
+            }
+        };
+        let relayed = sse::relay(&mut reader, &mut out, &describe);
+        access.bytes = out.bytes;
+        if relayed.end != End::ClientGone {
+            let _ = out.finish();
+        }
+        return Ok(());
+    }
+
+    let data = upstream::read_body(&up.base, response.into_body())?;
+    access.status = status;
+    if let Some(req) = slot.take() {
+        access.bytes = respond(req, status, &reply_headers, data);
+    }
+    Ok(())
+}
+
+/// `GET /v1/models`: the upstream's list plus each rule's model name, so clients can discover
+/// the aliases the rules define.
+fn models(state: &State, slot: &mut Option<Request>, access: &mut Access) -> Result<(), ApiError> {
+    let Some(req) = slot.as_ref() else {
+        return Ok(());
+    };
+    let auth = header(req, "authorization");
+    let up = &state.upstream;
+    access.upstream = up.base.clone();
+    let response = up.get("/models", auth.as_deref())?;
+    let status = response.status().as_u16();
+    let headers = response_headers(response.headers());
+    let data = upstream::read_body(&up.base, response.into_body())?;
+    let merged = (status == 200)
+        .then(|| add_aliases(&data, &state.config.rules))
+        .flatten();
+    access.status = status;
+    if let Some(req) = slot.take() {
+        access.bytes = match merged {
+            Some(body) => {
+                let mut headers: Vec<_> = headers
+                    .into_iter()
+                    .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type"))
+                    .collect();
+                headers.push(json_content_type());
+                respond(req, status, &headers, body)
+            }
+            None => respond(req, status, &headers, data),
+        };
+    }
+    Ok(())
+}
+
+/// Appends `{"id": alias, "object": "model", "owned_by": "llm-relay"}` for each rule alias not
+/// already listed. `None` if the upstream's body is not a model list.
+fn add_aliases(data: &[u8], rules: &[rules::Rule]) -> Option<Vec<u8>> {
+    let mut list: Value = serde_json::from_slice(data).ok()?;
+    let entries = list.get_mut("data")?.as_array_mut()?;
+    for alias in rules::aliases(rules) {
+        let known = entries
+            .iter()
+            .any(|m| m.get("id").and_then(Value::as_str) == Some(alias));
+        if !known {
+            entries.push(serde_json::json!({
+                "id": alias, "object": "model", "created": 0, "owned_by": "llm-relay"
+            }));
+        }
+    }
+    serde_json::to_vec(&list).ok()
+}
+
+fn reply_json(slot: &mut Option<Request>, access: &mut Access, status: u16, body: Vec<u8>) {
+    access.status = status;
+    if let Some(req) = slot.take() {
+        access.bytes = respond(req, status, &[json_content_type()], body);
+    }
+}
+
+/// Reads the request body, refusing more than `max` bytes (by Content-Length before reading
+/// anything, and by counting for chunked bodies).
+fn read_body(req: &mut Request, max: u64) -> Result<Vec<u8>, ApiError> {
+    let announced = req.body_length().map(|n| n as u64);
+    if announced.is_some_and(|n| n > max) {
+        return Err(ApiError::too_large(max));
+    }
+    let mut buf = Vec::with_capacity(announced.unwrap_or(0) as usize);
+    req.as_reader()
+        .take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| {
+            ApiError::invalid(
+                "body_read_failed",
+                format!("could not read the request body: {e}"),
+            )
+        })?;
+    if buf.len() as u64 > max {
+        return Err(ApiError::too_large(max));
+    }
+    Ok(buf)
+}
+
+/// Parses an API request body: a JSON object with a string `model`.
+fn parse_body(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(raw).map_err(|e| {
+        ApiError::invalid(
+            "invalid_json",
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    let Value::Object(body) = value else {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "the request body must be a JSON object".to_string(),
+        ));
+    };
+    match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => Ok(body),
+        _ => Err(ApiError::invalid(
+            "invalid_request",
+            "the request body needs a `model` string, e.g. {\"model\": \"gpt-4o-mini\", ...}"
+                .to_string(),
+        )),
+    }
+}
+
+fn request_headers(req: &Request) -> Vec<(String, String)> {
+    req.headers()
+        .iter()
+        .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+        .collect()
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str().to_string())
+}
+
+/// Upstream response headers that pass to the client.
+fn response_headers(map: &ureq::http::HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .filter(|(name, _)| !NOT_RETURNED.contains(&name.as_str()))
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect()
+}

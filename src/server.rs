@@ -1,0 +1,148 @@
+//! The HTTP server: binding, the fixed worker pool, panic isolation, and plain responses.
+//!
+//! `workers` threads each loop on tiny_http's `recv` and run one request at a time through
+//! [`routes::handle`]. A panic inside a handler is caught: the client gets a 500 JSON error (if
+//! nothing was sent yet) and the worker goes on. Every request leaves one access-log line.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tiny_http::{Header, Request, Response, Server};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::log::{self, Access};
+use crate::routes;
+use crate::upstream::Upstream;
+
+/// Everything a worker needs, shared read-only.
+pub struct State {
+    pub config: Config,
+    pub upstream: Upstream,
+    /// `LLM_RELAY_TEST_HOOKS=1`: enables `/__test/*` routes used by the integration tests.
+    pub test_hooks: bool,
+}
+
+/// Binds, prints `listening on http://ADDR` as the first stdout line, and serves until the
+/// process ends.
+pub fn run(config: Config) -> Result<(), String> {
+    let server = Server::http(&config.listen).map_err(|e| {
+        format!(
+            "cannot listen on {}: {e}; pick a free address in `listen`",
+            config.listen
+        )
+    })?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| config.listen.clone());
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = out.flush();
+    }
+    log::info(&format!(
+        "llm-relay {} serving on {addr}, upstream {}, {} workers",
+        env!("CARGO_PKG_VERSION"),
+        config.upstream,
+        config.workers
+    ));
+    let state = Arc::new(State {
+        upstream: Upstream::new(&config),
+        test_hooks: std::env::var("LLM_RELAY_TEST_HOOKS").is_ok_and(|v| v == "1"),
+        config,
+    });
+    let server = Arc::new(server);
+    let workers: Vec<_> = (0..state.config.workers)
+        .map(|i| {
+            let server = Arc::clone(&server);
+            let state = Arc::clone(&state);
+            std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || worker(&server, &state))
+                .map_err(|e| format!("cannot start worker thread: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+fn worker(server: &Server, state: &State) {
+    loop {
+        match server.recv() {
+            Ok(req) => serve_one(state, req),
+            Err(e) => {
+                log::error(&format!("accepting a request failed: {e}"));
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+fn serve_one(state: &State, req: Request) {
+    let started = Instant::now();
+    let mut access = Access {
+        method: req.method().to_string(),
+        path: req.url().split('?').next().unwrap_or("").to_string(),
+        ..Access::default()
+    };
+    let mut slot = Some(req);
+    let handled = catch_unwind(AssertUnwindSafe(|| {
+        routes::handle(state, &mut slot, &mut access)
+    }));
+    if handled.is_err() {
+        let err = ApiError::internal(
+            "the relay hit an internal error while handling this request; it has been logged"
+                .to_string(),
+        );
+        access.status = 500;
+        if let Some(req) = slot.take() {
+            access.bytes = respond_error(req, &err);
+        }
+    }
+    access.duration = started.elapsed();
+    log::access(&access);
+}
+
+/// Sends a complete response. Returns the body size.
+pub fn respond(req: Request, status: u16, headers: &[(String, String)], body: Vec<u8>) -> u64 {
+    let len = body.len() as u64;
+    let mut response = Response::from_data(body).with_status_code(status);
+    for (name, value) in headers {
+        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    let _ = req.respond(response);
+    len
+}
+
+/// Sends an OpenAI-shaped error. Returns the body size.
+pub fn respond_error(req: Request, err: &ApiError) -> u64 {
+    let mut headers = vec![json_content_type()];
+    if err.status == 413 {
+        // the unread body makes the connection unusable for a next request
+        headers.push(("Connection".to_string(), "close".to_string()));
+    }
+    respond(req, err.status, &headers, err.body())
+}
+
+pub fn json_content_type() -> (String, String) {
+    ("Content-Type".to_string(), "application/json".to_string())
+}
+
+/// Silences the default panic output's backtrace hint and logs panics as one line.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        log::error(&format!(
+            "panic in {}: {info}",
+            thread.name().unwrap_or("unnamed thread")
+        ));
+    }));
+}

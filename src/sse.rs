@@ -1,0 +1,264 @@
+//! Server-sent events: relaying a stream line by line, and writing one to the client.
+//!
+//! tiny_http's own response path copies a `Read` through a buffered chunk encoder, which lumps
+//! events together. So a stream takes over the raw connection ([`SseOut`]): it writes the status
+//! line, headers and chunked framing itself and flushes at every event boundary (a blank line).
+//! [`relay`] forwards each upstream line as it arrives, records a copy, and knows whether the
+//! stream ended properly (`data: [DONE]` or a `finish_reason`); a stream cut short ends with an
+//! SSE error event instead of a silent cut.
+
+use std::io::{self, BufRead, Write};
+
+use serde_json::{json, Value};
+
+/// The client side of a streamed response, over the raw connection.
+pub struct SseOut {
+    w: Box<dyn Write + Send>,
+    /// HTTP/1.1 gets chunked framing; HTTP/1.0 gets the raw bytes and a closed connection.
+    chunked: bool,
+    /// Bytes of payload written (without framing), for the access log.
+    pub bytes: u64,
+}
+
+impl SseOut {
+    /// Writes the response head for a 200 event stream. `headers` are extra headers (name, value).
+    pub fn start(
+        mut w: Box<dyn Write + Send>,
+        http11: bool,
+        headers: &[(String, String)],
+    ) -> io::Result<SseOut> {
+        let mut head = String::with_capacity(256);
+        head.push_str(if http11 {
+            "HTTP/1.1 200 OK\r\n"
+        } else {
+            "HTTP/1.0 200 OK\r\n"
+        });
+        head.push_str("Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n");
+        head.push_str("X-Accel-Buffering: no\r\n");
+        for (name, value) in headers {
+            let lower = name.to_ascii_lowercase();
+            if matches!(lower.as_str(), "content-type" | "cache-control" | "x-accel-buffering") {
+                continue;
+            }
+            if name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
+                continue;
+            }
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(if http11 {
+            "Transfer-Encoding: chunked\r\n\r\n"
+        } else {
+            "Connection: close\r\n\r\n"
+        });
+        w.write_all(head.as_bytes())?;
+        w.flush()?;
+        Ok(SseOut {
+            w,
+            chunked: http11,
+            bytes: 0,
+        })
+    }
+
+    /// Writes bytes (one chunk); not flushed.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.chunked {
+            write!(self.w, "{:x}\r\n", data.len())?;
+            self.w.write_all(data)?;
+            self.w.write_all(b"\r\n")?;
+        } else {
+            self.w.write_all(data)?;
+        }
+        self.bytes += data.len() as u64;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+
+    /// Ends the response (the zero-length chunk) and flushes.
+    pub fn finish(mut self) -> io::Result<()> {
+        if self.chunked {
+            self.w.write_all(b"0\r\n\r\n")?;
+        }
+        self.w.flush()
+    }
+}
+
+/// How a relayed stream ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// `data: [DONE]` or a `finish_reason` was seen and the upstream closed cleanly.
+    Complete,
+    /// The upstream stopped early or failed; the message says how.
+    Interrupted(String),
+    /// The client went away; the upstream was abandoned.
+    ClientGone,
+}
+
+/// What [`relay`] did.
+pub struct Relayed {
+    pub end: End,
+    /// Every byte received from the upstream, in order (the stream as recorded).
+    pub recorded: Vec<u8>,
+}
+
+/// Tracks whether a stream has ended properly, one line at a time.
+#[derive(Debug, Default)]
+pub struct Completion {
+    pub done: bool,
+    pub finished: bool,
+}
+
+impl Completion {
+    pub fn observe(&mut self, line: &[u8]) {
+        let Some(data) = data_payload(line) else {
+            return;
+        };
+        if data == b"[DONE]" {
+            self.done = true;
+        } else if !self.finished && contains(data, b"finish_reason") {
+            self.finished = has_finish_reason(data);
+        }
+    }
+
+    pub fn complete(&self) -> bool {
+        self.done || self.finished
+    }
+}
+
+/// The payload of a `data:` line, trimmed, or `None` for other lines.
+pub fn data_payload(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"data:")?;
+    Some(trim(rest))
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if first.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = s {
+        if last.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// True if a chunk's JSON carries a non-null `finish_reason` in any choice.
+fn has_finish_reason(data: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        return false;
+    };
+    v.get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null()))
+        })
+}
+
+/// True for the blank line that ends an event.
+pub fn is_blank(line: &[u8]) -> bool {
+    line == b"\n" || line == b"\r\n"
+}
+
+/// The SSE event that ends a stream cut short.
+pub fn error_event(message: &str) -> Vec<u8> {
+    let v = json!({"error": {
+        "message": message, "type": "upstream_error", "code": "upstream_stream_interrupted"
+    }});
+    format!("data: {v}\n\n").into_bytes()
+}
+
+/// Forwards `upstream` to `out` line by line, flushing at each event boundary, and records a
+/// copy. `describe_error` turns a read error into the message of the closing error event.
+pub fn relay(
+    upstream: &mut dyn BufRead,
+    out: &mut SseOut,
+    describe_error: &dyn Fn(&io::Error) -> String,
+) -> Relayed {
+    let mut recorded = Vec::with_capacity(4096);
+    let mut completion = Completion::default();
+    let mut line = Vec::with_capacity(512);
+    let mut at_boundary = true;
+    let failure = loop {
+        line.clear();
+        match upstream.read_until(b'\n', &mut line) {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Some(describe_error(&e)),
+        }
+        recorded.extend_from_slice(&line);
+        completion.observe(&line);
+        at_boundary = is_blank(&line);
+        if out.write(&line).is_err() || (at_boundary && out.flush().is_err()) {
+            return Relayed {
+                end: End::ClientGone,
+                recorded,
+            };
+        }
+    };
+    let end = match failure {
+        None if completion.complete() => End::Complete,
+        None => End::Interrupted("upstream closed the stream before it finished".to_string()),
+        Some(msg) => End::Interrupted(msg),
+    };
+    let mut tail = Vec::new();
+    if !at_boundary {
+        // close a half-written event so the client's parser sees it end
+        tail.extend_from_slice(if line.ends_with(b"\n") { b"\n" } else { b"\n\n" });
+    }
+    if let End::Interrupted(msg) = &end {
+        tail.extend_from_slice(&error_event(msg));
+    }
+    let written = out.write(&tail).and_then(|_| out.flush());
+    Relayed {
+        end: if written.is_err() { End::ClientGone } else { end },
+        recorded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_by_done_or_finish_reason() {
+        let cases: &[(&[&str], bool)] = &[
+            (&["data: {\"choices\":[{\"delta\":{}}]}\n", "data: [DONE]\n"], true),
+            (&["data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n"], true),
+            (&["data: {\"choices\":[{\"finish_reason\":null}]}\n"], false),
+            (&["data: {\"choices\":[{\"delta\":{\"content\":\"finish_reason\"}}]}\n"], false),
+            (&[": comment\n", "event: x\n"], false),
+        ];
+        for (lines, expected) in cases {
+            let mut c = Completion::default();
+            for l in *lines {
+                c.observe(l.as_bytes());
+            }
+            assert_eq!(c.complete(), *expected, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn payload_and_blank() {
+        assert_eq!(data_payload(b"data:  [DONE] \r\n"), Some(&b"[DONE]"[..]));
+        assert_eq!(data_payload(b"event: x\n"), None);
+        assert!(is_blank(b"\r\n") && is_blank(b"\n") && !is_blank(b" \n"));
+    }
+}
