@@ -124,7 +124,9 @@ impl Config {
         };
         let workers = raw.workers.unwrap_or(DEFAULT_WORKERS);
         if workers == 0 || workers > 4096 {
-            return Err(format!("`workers` must be between 1 and 4096, got {workers}"));
+            return Err(format!(
+                "`workers` must be between 1 and 4096, got {workers}"
+            ));
         }
         let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
         if max_body_bytes == 0 {
@@ -219,16 +221,16 @@ fn located(err: json5::Error, text: &str, origin: &str) -> ConfigError {
     // pest's syntax errors come as a drawn snippet (" --> 2:13 | ... = expected x"); keep it
     // on its own lines under a plain first line.
     let msg = match msg.split_once('\n') {
-        Some((_, snippet)) => format!(
-            "invalid JSONC syntax here (a missing comma, quote or bracket?)\n{snippet}"
-        ),
+        Some((_, snippet)) => {
+            format!("invalid JSONC syntax here (a missing comma, quote or bracket?)\n{snippet}")
+        }
         None if msg == "error parsing number" => "expected a number here".to_string(),
         None => msg,
     };
     match location {
-        Some((line, column)) => ConfigError(format!(
-            "{origin}: line {line}, column {column}: {msg}"
-        )),
+        Some((line, column)) => {
+            ConfigError(format!("{origin}: line {line}, column {column}: {msg}"))
+        }
         None => ConfigError(format!("{origin}: {msg}")),
     }
 }

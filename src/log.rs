@@ -27,8 +27,16 @@ pub fn access(a: &Access) {
         clean(&a.method),
         clean(&a.path),
         a.status,
-        if a.model.is_empty() { "-".to_string() } else { clean(&a.model) },
-        if a.upstream.is_empty() { "-" } else { &a.upstream },
+        if a.model.is_empty() {
+            "-".to_string()
+        } else {
+            clean(&a.model)
+        },
+        if a.upstream.is_empty() {
+            "-"
+        } else {
+            &a.upstream
+        },
         a.duration.as_secs_f64() * 1000.0,
         a.bytes
     );

@@ -123,8 +123,18 @@ mod tests {
     #[test]
     fn arguments() {
         let cfg = |p: &str| PathBuf::from(p);
-        assert_eq!(parse(&[]), Ok(Command::Serve { config: cfg("config.jsonc") }));
-        assert_eq!(parse(&["-c", "a.jsonc"]), Ok(Command::Serve { config: cfg("a.jsonc") }));
+        assert_eq!(
+            parse(&[]),
+            Ok(Command::Serve {
+                config: cfg("config.jsonc")
+            })
+        );
+        assert_eq!(
+            parse(&["-c", "a.jsonc"]),
+            Ok(Command::Serve {
+                config: cfg("a.jsonc")
+            })
+        );
         assert_eq!(
             parse(&["--config=b", "--check"]),
             Ok(Command::Check { config: cfg("b") })

@@ -49,7 +49,8 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
     let method = req.method().clone();
     let result = match (route, &method) {
         ("/health", Method::Get | Method::Head) => {
-            Ok(reply_json(slot, access, 200, br#"{"status":"ok"}"#.to_vec()))
+            reply_json(slot, access, 200, br#"{"status":"ok"}"#.to_vec());
+            Ok(())
         }
         ("/chat/completions", Method::Post) => relay(state, slot, access, Endpoint::Chat),
         ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions),
@@ -58,14 +59,12 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
         ("/__test/panic", Method::Get) if state.test_hooks => {
             panic!("test hook: deliberate panic")
         }
-        ("/health" | "/models", _) => Err(ApiError::method_not_allowed(
-            method.as_str(),
-            &path,
-            "GET",
-        )),
-        ("/chat/completions" | "/completions" | "/embeddings", _) => Err(
-            ApiError::method_not_allowed(method.as_str(), &path, "POST"),
-        ),
+        ("/health" | "/models", _) => {
+            Err(ApiError::method_not_allowed(method.as_str(), &path, "GET"))
+        }
+        ("/chat/completions" | "/completions" | "/embeddings", _) => {
+            Err(ApiError::method_not_allowed(method.as_str(), &path, "POST"))
+        }
         _ => Err(ApiError::not_found(&path)),
     };
     if let Err(err) = result {
@@ -120,10 +119,7 @@ fn relay(
         let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
             return Ok(()); // the client left before the head was written
         };
-        let mut reader = BufReader::with_capacity(
-            16 * 1024,
-            response.into_body().into_reader(),
-        );
+        let mut reader = BufReader::with_capacity(16 * 1024, response.into_body().into_reader());
         let base = up.base.clone();
         let describe = move |e: &std::io::Error| {
             if upstream::is_timeout(e) {

@@ -102,7 +102,11 @@ mod tests {
             unset: spec
                 .get("unset")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default(),
             set: obj("set").unwrap_or_default(),
             extra: obj("extra").unwrap_or_default(),
@@ -118,7 +122,10 @@ mod tests {
     #[test]
     fn rules_table() {
         let rules = vec![
-            rule("a", json!({"unset": ["x"], "set": {"y": 1}, "extra": {"g": {"k": 5}}})),
+            rule(
+                "a",
+                json!({"unset": ["x"], "set": {"y": 1}, "extra": {"g": {"k": 5}}}),
+            ),
             rule("a", json!({"set": {"never": true}})),
             rule("default", json!({"set": {"d": true}})),
         ];
@@ -129,9 +136,17 @@ mod tests {
             json!({"model": "a", "y": 1, "g": {"t": 0.5, "k": 5}}),
         );
         // default applies when nothing matches
-        check(&rules, json!({"model": "b"}), json!({"model": "b", "d": true}));
+        check(
+            &rules,
+            json!({"model": "b"}),
+            json!({"model": "b", "d": true}),
+        );
         // no rule at all: unchanged
-        check(&[], json!({"model": "b", "x": 1}), json!({"model": "b", "x": 1}));
+        check(
+            &[],
+            json!({"model": "b", "x": 1}),
+            json!({"model": "b", "x": 1}),
+        );
         // extra replaces a non-object
         check(
             &rules,

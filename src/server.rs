@@ -50,6 +50,12 @@ pub fn run(config: Config) -> Result<(), String> {
         config.upstream,
         config.workers
     ));
+    if !is_loopback(&addr) {
+        log::warn(&format!(
+            "listening on {addr}, which is not a loopback address: anyone who can reach it can \
+             use the upstream key"
+        ));
+    }
     let state = Arc::new(State {
         upstream: Upstream::new(&config),
         test_hooks: std::env::var("LLM_RELAY_TEST_HOOKS").is_ok_and(|v| v == "1"),
@@ -70,6 +76,11 @@ pub fn run(config: Config) -> Result<(), String> {
         let _ = w.join();
     }
     Ok(())
+}
+
+fn is_loopback(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
 }
 
 fn worker(server: &Server, state: &State) {

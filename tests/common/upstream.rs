@@ -1,0 +1,325 @@
+//! Upstream fixture on raw `std::net::TcpListener` (exact control over
+//! timing and connection teardown). The default OpenAI-like handler is in
+//! `openai.rs`.
+//!
+//! Every connection gets one response with `Connection: close` and is then
+//! closed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::openai::openai_reply;
+
+/// One request as the upstream saw it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Request target, e.g. `/v1/chat/completions`.
+    pub path: String,
+    /// Header names lowercased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    /// First header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Body parsed as JSON (panics with the raw body if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "upstream body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// What the fixture does with a request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// Full response with `Content-Length`.
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// `text/event-stream` with chunked encoding; each event is one chunk,
+    /// written after its delay. `die` closes the socket without the final
+    /// zero-length chunk.
+    Sse {
+        events: Vec<(Duration, String)>,
+        die: bool,
+    },
+    /// Sleep, then send the inner reply.
+    Delay(Duration, Box<Reply>),
+    /// Close the connection without answering.
+    Close,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply::Raw {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: serde_json::to_vec(&body).unwrap(),
+        }
+    }
+
+    pub fn raw(status: u16, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Raw {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.into(),
+        }
+    }
+
+    pub fn sse(events: Vec<(Duration, String)>) -> Reply {
+        Reply::Sse { events, die: false }
+    }
+
+    pub fn sse_then_die(events: Vec<(Duration, String)>) -> Reply {
+        Reply::Sse { events, die: true }
+    }
+
+    pub fn delay(d: Duration, reply: Reply) -> Reply {
+        Reply::Delay(d, Box::new(reply))
+    }
+
+    pub fn close() -> Reply {
+        Reply::Close
+    }
+}
+
+type Handler = Arc<dyn Fn(&RecordedRequest) -> Reply + Send + Sync>;
+
+/// A running upstream fixture. Stops accepting on drop.
+pub struct Upstream {
+    port: u16,
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Upstream {
+    pub fn start(handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fixture");
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Handler = Arc::new(handler);
+        let (reqs, stop2) = (Arc::clone(&requests), Arc::clone(&stop));
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (reqs, handler) = (Arc::clone(&reqs), Arc::clone(&handler));
+                thread::spawn(move || serve_connection(conn, &reqs, &*handler));
+            }
+        });
+        Upstream {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    /// A fixture answering like the OpenAI API (see [`openai_reply`]).
+    pub fn openai() -> Upstream {
+        Upstream::start(openai_reply)
+    }
+
+    /// `http://127.0.0.1:PORT/v1`
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Snapshot of the requests received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The single request received; panics if there were zero or several.
+    pub fn only_request(&self) -> RecordedRequest {
+        let reqs = self.requests();
+        assert_eq!(
+            reqs.len(),
+            1,
+            "expected exactly one upstream request, got {reqs:#?}"
+        );
+        reqs.into_iter().next().unwrap()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// A `http://127.0.0.1:PORT/v1` URL where nothing listens.
+pub fn closed_port_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}/v1")
+}
+
+fn serve_connection(
+    stream: TcpStream,
+    reqs: &Mutex<Vec<RecordedRequest>>,
+    handler: &(dyn Fn(&RecordedRequest) -> Reply + Send + Sync),
+) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let Some(req) = read_request(&mut reader, &mut writer) else {
+        return;
+    };
+    reqs.lock().unwrap().push(req.clone());
+    let reply = handler(&req);
+    let _ = write_reply(&mut writer, reply);
+    let _ = writer.flush();
+    let _ = writer.shutdown(Shutdown::Both);
+}
+
+fn read_request(r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> Option<RecordedRequest> {
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end_matches(['\r', '\n']);
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    if get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").ok()?;
+    }
+    let mut body = Vec::new();
+    if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).ok()?;
+            let size = size.trim().split(';').next()?;
+            let n = usize::from_str_radix(size, 16).ok()?;
+            if n == 0 {
+                // Trailers until the blank line.
+                loop {
+                    let mut t = String::new();
+                    if r.read_line(&mut t).ok()? == 0 || t.trim().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(len) = get("content-length") {
+        let len: usize = len.parse().ok()?;
+        body.resize(len, 0);
+        r.read_exact(&mut body).ok()?;
+    }
+    Some(RecordedRequest {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
+    match reply {
+        Reply::Close => Ok(()),
+        Reply::Delay(d, inner) => {
+            thread::sleep(d);
+            write_reply(w, *inner)
+        }
+        Reply::Raw {
+            status,
+            headers,
+            body,
+        } => {
+            let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+            for (k, v) in &headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str(&format!(
+                "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ));
+            w.write_all(head.as_bytes())?;
+            w.write_all(&body)?;
+            w.flush()
+        }
+        Reply::Sse { events, die } => {
+            w.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                  Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\
+                  Connection: close\r\n\r\n",
+            )?;
+            w.flush()?;
+            for (delay, event) in events {
+                thread::sleep(delay);
+                w.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())?;
+                w.flush()?;
+            }
+            if !die {
+                w.write_all(b"0\r\n\r\n")?;
+                w.flush()?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Streaming: SSE events are forwarded one by one as they arrive (timed over
+//! raw TCP), with the SSE headers; an upstream dying mid-stream ends the
+//! client stream with an error event; non-200 answers to stream requests
+//! pass through as JSON; `stream` is decided on the body after rules.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+fn stream_chat(model: &str) -> Value {
+    json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+fn assert_sse_headers(r: &StreamResp) {
+    let ct = r.header("content-type").unwrap_or("");
+    assert!(
+        ct.starts_with("text/event-stream"),
+        "content-type {ct:?}; {:?}",
+        r.headers
+    );
+    assert_eq!(
+        r.header("cache-control"),
+        Some("no-cache"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.header("x-accel-buffering"), Some("no"), "{:?}", r.headers);
+}
+
+/// The event texts as the client splits them (no trailing blank line).
+fn trimmed(events: &[String]) -> Vec<String> {
+    events.iter().map(|e| e.trim_end().to_string()).collect()
+}
+
+#[test]
+fn events_are_forwarded_one_by_one_as_they_arrive() {
+    let gap = Duration::from_millis(200);
+    let mut sent: Vec<String> = (0..5)
+        .map(|i| chat_chunk("m", json!({"content": format!("part{i} ")}), None))
+        .collect();
+    sent.push(sse_done());
+    let events: Vec<(Duration, String)> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (if i < 5 { gap } else { Duration::ZERO }, e.clone()))
+        .collect();
+    let up = Upstream::start(move |_| Reply::sse(events.clone()));
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+
+    let r = stream_events(relay.addr(), "/v1/chat/completions", &stream_chat("m"));
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert_sse_headers(&r);
+    assert_eq!(
+        r.event_texts(),
+        trimmed(&sent),
+        "events must pass unchanged and in order"
+    );
+    assert!(r.clean_end, "stream must end properly after [DONE]");
+
+    let times: Vec<_> = r.events.iter().map(|(t, _)| *t).collect();
+    for i in 1..5 {
+        let d = times[i].duration_since(times[i - 1]);
+        assert!(
+            d >= Duration::from_millis(120),
+            "event {i} arrived {d:?} after event {} (sent 200 ms apart): events are buffered",
+            i - 1
+        );
+    }
+    let spread = times[4].duration_since(times[0]);
+    assert!(
+        spread >= Duration::from_millis(600),
+        "first and fifth event only {spread:?} apart"
+    );
+    let first = times[0].duration_since(r.started);
+    assert!(
+        first < Duration::from_millis(700),
+        "first event took {first:?} (sent at ~200 ms)"
+    );
+}
+
+#[test]
+fn openai_stream_through_routes_without_v1() {
+    let up = Upstream::openai();
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    let cases = [
+        (
+            "/chat/completions",
+            stream_chat("m"),
+            "/v1/chat/completions",
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "m", "prompt": "p", "stream": true}),
+            "/v1/completions",
+        ),
+        (
+            "/completions",
+            json!({"model": "m", "prompt": "p", "stream": true}),
+            "/v1/completions",
+        ),
+    ];
+    for (path, body, up_path) in cases {
+        let r = stream_events(relay.addr(), path, &body);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert_sse_headers(&r);
+        assert_eq!(
+            r.event_texts().last().copied(),
+            Some("data: [DONE]"),
+            "{path}: {:?}",
+            r.events
+        );
+        let mut text = String::new();
+        for ev in r.event_texts() {
+            let Some(data) = ev.strip_prefix("data: ") else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
+            let c = &v["choices"][0];
+            text.push_str(
+                c["delta"]["content"]
+                    .as_str()
+                    .or(c["text"].as_str())
+                    .unwrap_or(""),
+            );
+        }
+        assert_eq!(text, FIXTURE_TEXT, "{path}: joined deltas");
+        assert_eq!(up.requests().last().unwrap().path, up_path);
+    }
+}
+
+#[test]
+fn upstream_dying_mid_stream_ends_with_error_event() {
+    let sent = vec![
+        chat_chunk("m", json!({"role": "assistant", "content": ""}), None),
+        chat_chunk("m", json!({"content": "partial"}), None),
+    ];
+    let events: Vec<_> = sent
+        .iter()
+        .map(|e| (Duration::from_millis(50), e.clone()))
+        .collect();
+    let up = Upstream::start(move |_| Reply::sse_then_die(events.clone()));
+    let relay = Relay::start(&config_json(
+        &up.base_url(),
+        json!({"idle_timeout_ms": 3000}),
+    ));
+
+    let r = stream_events_timeout(
+        relay.addr(),
+        "/v1/chat/completions",
+        &stream_chat("m"),
+        Duration::from_secs(8),
+    );
+    assert_eq!(r.status, 200, "the stream had started: {}", r.body);
+    let texts = r.event_texts();
+    assert_eq!(
+        texts.len(),
+        3,
+        "expected 2 events + one error event, got {texts:?}"
+    );
+    assert_eq!(
+        texts[..2].to_vec(),
+        trimmed(&sent),
+        "events sent before the failure"
+    );
+    let last = *texts.last().unwrap();
+    assert!(
+        !last.contains("[DONE]"),
+        "must not pretend success: {texts:?}"
+    );
+    let data = last
+        .strip_prefix("data: ")
+        .unwrap_or_else(|| panic!("not a data event: {last:?}"));
+    let v: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+    let msg = v["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error.message: {v}"));
+    assert!(
+        msg.to_lowercase().contains("upstream") || msg.contains(&up.base_url()),
+        "error message should mention the upstream: {msg}"
+    );
+    assert!(
+        r.started.elapsed() < Duration::from_secs(6),
+        "stream took too long to end"
+    );
+}
+
+#[test]
+fn stream_request_answered_with_429_json_passes_through() {
+    let body = r#"{"error":{"message":"Rate limit reached for requests","type":"requests","code":"rate_limit_exceeded"}}"#;
+    let up =
+        Upstream::start(move |_| Reply::raw(429, &[("Content-Type", "application/json")], body));
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    let r = stream_events(relay.addr(), "/v1/chat/completions", &stream_chat("m"));
+    assert_eq!(r.status, 429, "body: {}", r.body);
+    let ct = r.header("content-type").unwrap_or("");
+    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
+    assert_eq!(r.body, body);
+    assert!(r.clean_end);
+}
+
+#[test]
+fn rule_setting_stream_true_makes_response_stream() {
+    let up = Upstream::openai();
+    let rules = json!({"model_rules": [{"match_model": "always-stream", "set": {"stream": true}}]});
+    let relay = Relay::start(&config_json(&up.base_url(), rules));
+    let body = json!({"model": "always-stream", "messages": [{"role": "user", "content": "hi"}]});
+    let r = stream_events(relay.addr(), "/v1/chat/completions", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_sse_headers(&r);
+    assert_eq!(up.only_request().json()["stream"], true);
+    assert_eq!(r.event_texts().last().copied(), Some("data: [DONE]"));
+}
+
+#[test]
+fn rule_unsetting_stream_gives_json_response() {
+    let up = Upstream::openai();
+    let rules = json!({"model_rules": [{"match_model": "never-stream", "unset": ["stream"]}]});
+    let relay = Relay::start(&config_json(&up.base_url(), rules));
+    let r = stream_events(
+        relay.addr(),
+        "/v1/chat/completions",
+        &stream_chat("never-stream"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ct = r.header("content-type").unwrap_or("");
+    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
+    let v: Value = serde_json::from_str(&r.body).expect("JSON body");
+    assert_eq!(v["choices"][0]["message"]["content"], FIXTURE_TEXT);
+    assert!(up.only_request().json().get("stream").is_none());
+}

@@ -1,0 +1,94 @@
+//! End-to-end with the official `openai` Python SDK: runs
+//! `tests/e2e/openai_sdk.py` (interpreter from `$LLM_RELAY_PYTHON`, default
+//! `python3`) against a relay in front of the OpenAI-like fixture. Needs
+//! `pip install -r tests/requirements.txt`; fails (not skips) without it.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::*;
+
+fn python() -> String {
+    std::env::var("LLM_RELAY_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+fn python_command() -> Command {
+    let mut cmd = Command::new(python());
+    for var in PROXY_ENV_VARS {
+        cmd.env_remove(var);
+    }
+    for var in [
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+        "OPENAI_ORG_ID",
+        "OPENAI_PROJECT_ID",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+fn openai_python_sdk_round_trip() {
+    let probe = python_command()
+        .args(["-c", "import openai; print(openai.__version__)"])
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => {
+            eprintln!("openai SDK {}", String::from_utf8_lossy(&o.stdout).trim())
+        }
+        Ok(o) => panic!(
+            "`{} -c 'import openai'` failed; run `pip install -r tests/requirements.txt` \
+             (or set LLM_RELAY_PYTHON): {}",
+            python(),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!(
+            "cannot run `{}` ({e}); install Python 3 and `pip install -r tests/requirements.txt`, \
+             or set LLM_RELAY_PYTHON",
+            python()
+        ),
+    }
+
+    let up = Upstream::openai();
+    let rules = json!({"model_rules": [
+        {"match_model": "relay-alias", "set": {"model": "fixture-model-a"}},
+    ]});
+    let relay = Relay::start(&config_json(&up.base_url(), rules));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/openai_sdk.py");
+    let mut child = python_command()
+        .arg(script)
+        .arg(relay.base_url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("python output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "openai_sdk.py failed ({:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("all OpenAI SDK checks passed"), "{stdout}");
+    // The chat call used the alias; the upstream must have seen the real model.
+    let chat = up
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/chat/completions")
+        .expect("chat reached upstream");
+    assert_eq!(chat.json()["model"], "fixture-model-a");
+}

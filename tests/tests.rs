@@ -1,0 +1,12 @@
+//! Integration tests for `llm-relay`: one test binary, one module per topic.
+//! The harness (relay process, upstream fixture, clients) is in `common/`.
+
+#[allow(dead_code)]
+mod common;
+
+mod core_auth;
+mod core_config;
+mod core_routes;
+mod core_rules;
+mod core_stream;
+mod openai_sdk;
