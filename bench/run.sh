@@ -188,7 +188,7 @@ errors_note() { [ "${1:-0}" != 0 ] && echo "$1 errors" || true; }
 # ------------------------------------------------------------------------------------------
 # Servers
 
-start_nginx() { # SSE_PORT (optional): /v1/completions is proxied there (soak only)
+start_nginx() { # SSE_ADDR (optional): /v1/completions is proxied there (soak only)
   local port dir=$RUN/nginx user="" proxy=""
   port=$(free_port)
   mkdir -p "$dir/www" "$dir/tmp"
@@ -196,7 +196,7 @@ start_nginx() { # SSE_PORT (optional): /v1/completions is proxied there (soak on
   chmod -R a+rX "$dir"
   [ "$(id -u)" = 0 ] && user="user root;"
   if [ -n "${1:-}" ]; then
-    proxy="location = /v1/completions { proxy_pass http://127.0.0.1:$1; proxy_http_version 1.1;
+    proxy="location = /v1/completions { proxy_pass http://$1; proxy_http_version 1.1;
              proxy_set_header Connection \"\"; proxy_buffering off; }"
   fi
   cat >"$dir/nginx.conf" <<EOF
@@ -489,12 +489,14 @@ soak() {
     mkdir -p "$out"
     "$TOOL" load --url "http://$RELAY/v1/chat/completions" --body-file "$ROOT/bench/request.json" \
       --rate 100 --connections 4 --duration 60 >"$out/hits" &
+    local hits_pid=$!
     "$TOOL" load --url "http://$RELAY/v1/chat/completions" --body-file "$body" --unique \
       --rate 100 --connections 4 --duration 60 --offset $((m * 10000000)) >"$out/misses" &
+    local misses_pid=$!
     (end=$((SECONDS + 58)); while [ $SECONDS -lt $end ]; do
       "$TOOL" streams --url "http://$RELAY/v1/completions" --streams 10 --body "$stream_body"
     done) >"$out/streams" &
-    wait $(jobs -p)
+    wait "$hits_pid" "$misses_pid" $!
     errs=$(cat "$out"/* | tr ' ' '\n' | awk -F= '$1=="errors"{s+=$2} END{print s+0}')
     status=$(cat "$out"/hits "$out"/misses | tr ' ' '\n' | awk -F= '$1=="ok"{s+=$2} END{print s+0}')
     status=$((status + $(cat "$out"/streams | tr ' ' '\n' | awk -F= '$1=="ok"{s+=$2} END{print s+0}')))

@@ -5,6 +5,7 @@
 mod common;
 
 mod bench_quick;
+mod bench_regressions;
 mod core_auth;
 mod core_config;
 mod core_routes;
