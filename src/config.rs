@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::rules::Rule;
+use crate::shape::{self, RawTrim, Shaping};
+use crate::upstream::endpoints::{self, RawEndpoint, RawPolicy, Settings, Shorthand};
 
 /// Where the shipped config points: a local OpenAI-compatible server (Ollama's port).
 pub const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:11434/v1";
@@ -36,6 +38,16 @@ struct RawConfig {
     idle_timeout_ms: Option<u64>,
     #[serde(default)]
     model_rules: Vec<RawRule>,
+    // Upstreams (issue #4): see upstream/endpoints.rs and shape.rs.
+    upstreams: Option<Vec<RawEndpoint>>,
+    retries: Option<u32>,
+    fail_threshold: Option<u32>,
+    cooldown_ms: Option<u64>,
+    max_concurrent_requests: Option<usize>,
+    use_proxy: Option<bool>,
+    ca_file: Option<String>,
+    enable_thinking: Option<bool>,
+    context_trim: Option<RawTrim>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +83,11 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub timeouts: Timeouts,
     pub rules: Vec<Rule>,
+    /// Every upstream endpoint (the single `upstream` becomes a one-entry list) and the
+    /// failover policy.
+    pub upstreams: Settings,
+    /// `enable_thinking` and `context_trim`.
+    pub shaping: Shaping,
 }
 
 /// A config that could not be loaded; the message names the file and, where it can, the line and column.
@@ -104,6 +121,7 @@ impl Config {
     }
 
     fn from_raw(raw: RawConfig) -> Result<Config, String> {
+        let explicit = raw.upstream.is_some() || raw.api_key.is_some() || raw.api_key_env.is_some();
         let upstream = raw.upstream.unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
         let upstream = check_url(&upstream)?;
         let upstream_key = match (raw.api_key, raw.api_key_env) {
@@ -149,6 +167,22 @@ impl Config {
                 extra: r.extra,
             });
         }
+        let shaping = shape::settings(raw.enable_thinking, raw.context_trim)?;
+        let policy = RawPolicy {
+            upstreams: raw.upstreams,
+            retries: raw.retries,
+            fail_threshold: raw.fail_threshold,
+            cooldown_ms: raw.cooldown_ms,
+            max_concurrent_requests: raw.max_concurrent_requests,
+            use_proxy: raw.use_proxy,
+            ca_file: raw.ca_file,
+        };
+        let shorthand = Shorthand {
+            url: &upstream,
+            key: upstream_key.clone(),
+            explicit,
+        };
+        let upstreams = endpoints::settings(policy, shorthand)?;
         Ok(Config {
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             upstream,
@@ -158,6 +192,8 @@ impl Config {
             max_body_bytes,
             timeouts,
             rules,
+            upstreams,
+            shaping,
         })
     }
 
@@ -181,6 +217,7 @@ impl Config {
             self.timeouts.first_byte.as_millis(),
             self.timeouts.idle.as_millis()
         ));
+        out.push_str(&self.upstreams.summary());
         out.push_str(&format!("model_rules: {}\n", self.rules.len()));
         for r in &self.rules {
             out.push_str(&format!("  {}\n", r.describe()));

@@ -11,6 +11,7 @@ mod log;
 mod routes;
 mod rules;
 mod server;
+mod shape;
 mod sse;
 mod upstream;
 

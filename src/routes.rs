@@ -13,8 +13,9 @@ use crate::error::ApiError;
 use crate::log::Access;
 use crate::rules;
 use crate::server::{json_content_type, respond, respond_error, State};
+use crate::shape;
 use crate::sse::{self, End, SseOut};
-use crate::upstream::{self, Mode, NOT_RETURNED};
+use crate::upstream::{self, limit, Mode, NOT_RETURNED};
 
 /// The OpenAI endpoints the relay forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,19 +90,25 @@ fn relay(
     let raw = read_body(req, state.config.max_body_bytes)?;
     let mut body = parse_body(&raw)?;
     rules::apply(&state.config.rules, &mut body);
+    if endpoint == Endpoint::Chat {
+        shape::apply_chat(&state.config.shaping, &mut body);
+    }
     access.model = body
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
     let stream = body.get("stream") == Some(&Value::Bool(true));
-    let payload = serde_json::to_vec(&body)
-        .map_err(|e| ApiError::internal(format!("cannot serialize the request: {e}")))?;
 
     let up = &state.upstream;
-    access.upstream = up.base.clone();
+    let _in_flight = match up.limiter.try_acquire() {
+        Ok(permit) => permit,
+        Err(busy) => return reply_busy(slot, access, &busy),
+    };
     let mode = if stream { Mode::Stream } else { Mode::Whole };
-    let response = up.post(endpoint.path(), &headers, &payload, mode)?;
+    let sent = up.post(endpoint.path(), &headers, &body, &access.model, mode)?;
+    access.upstream = sent.base.clone();
+    let response = sent.response;
     let status = response.status().as_u16();
     let reply_headers = response_headers(response.headers());
     let is_sse = response
@@ -120,7 +127,7 @@ fn relay(
             return Ok(()); // the client left before the head was written
         };
         let mut reader = BufReader::with_capacity(16 * 1024, response.into_body().into_reader());
-        let base = up.base.clone();
+        let base = sent.base;
         let describe = move |e: &std::io::Error| {
             if upstream::is_timeout(e) {
                 format!("upstream {base} went silent mid-stream (idle timeout): {e}")
@@ -136,7 +143,7 @@ fn relay(
         return Ok(());
     }
 
-    let data = upstream::read_body(&up.base, response.into_body())?;
+    let data = upstream::read_body(&access.upstream, response.into_body())?;
     access.status = status;
     if let Some(req) = slot.take() {
         access.bytes = respond(req, status, &reply_headers, data);
@@ -151,12 +158,12 @@ fn models(state: &State, slot: &mut Option<Request>, access: &mut Access) -> Res
         return Ok(());
     };
     let auth = header(req, "authorization");
-    let up = &state.upstream;
-    access.upstream = up.base.clone();
-    let response = up.get("/models", auth.as_deref())?;
+    let sent = state.upstream.get("/models", auth.as_deref())?;
+    access.upstream = sent.base;
+    let response = sent.response;
     let status = response.status().as_u16();
     let headers = response_headers(response.headers());
-    let data = upstream::read_body(&up.base, response.into_body())?;
+    let data = upstream::read_body(&access.upstream, response.into_body())?;
     let merged = (status == 200)
         .then(|| add_aliases(&data, &state.config.rules))
         .flatten();
@@ -193,6 +200,28 @@ fn add_aliases(data: &[u8], rules: &[rules::Rule]) -> Option<Vec<u8>> {
         }
     }
     serde_json::to_vec(&list).ok()
+}
+
+/// 503 with `Retry-After` when `max_concurrent_requests` calls are already in flight.
+fn reply_busy(
+    slot: &mut Option<Request>,
+    access: &mut Access,
+    busy: &ApiError,
+) -> Result<(), ApiError> {
+    access.status = busy.status;
+    if let Some(req) = slot.take() {
+        let retry_after = (
+            "Retry-After".to_string(),
+            limit::RETRY_AFTER_SECS.to_string(),
+        );
+        access.bytes = respond(
+            req,
+            busy.status,
+            &[json_content_type(), retry_after],
+            busy.body(),
+        );
+    }
+    Ok(())
 }
 
 fn reply_json(slot: &mut Option<Request>, access: &mut Access, status: u16, body: Vec<u8>) {
