@@ -61,26 +61,24 @@ pub fn apply_chat(s: &Shaping, body: &mut Map<String, Value>) -> usize {
     }
 }
 
-/// Drops the oldest turns until the estimate fits `max`. Keeps every system message and the
-/// latest message; an assistant message with `tool_calls` and the `tool` results after it go
-/// together. Returns how many messages were dropped (it may still not fit).
+/// Drops the oldest turns until the estimate fits `max`. A turn starts at a `user` message and
+/// runs to the next one, so an assistant message with `tool_calls` and its `tool` results are
+/// always dropped together and the kept conversation still starts with a user message. Every
+/// system message and the latest turn stay. Returns how many messages were dropped (the
+/// result may still be over `max`: the upstream then decides).
 pub fn trim(messages: &mut Vec<Value>, max: u64) -> usize {
     let costs: Vec<u64> = messages.iter().map(message_tokens).collect();
     let mut total: u64 = costs.iter().sum();
     if total <= max || messages.is_empty() {
         return 0;
     }
-    let groups = groups(messages);
-    let last_group = groups.len() - 1;
+    let turns = turns(messages);
     let mut keep = vec![true; messages.len()];
-    for (g, range) in groups.iter().enumerate() {
-        if total <= max || g == last_group {
+    for range in &turns[..turns.len() - 1] {
+        if total <= max {
             break;
         }
-        if range.clone().any(|i| is_system(&messages[i])) {
-            continue;
-        }
-        for i in range.clone() {
+        for i in range.clone().filter(|&i| !is_system(&messages[i])) {
             keep[i] = false;
             total -= costs[i];
         }
@@ -91,27 +89,15 @@ pub fn trim(messages: &mut Vec<Value>, max: u64) -> usize {
     before - messages.len()
 }
 
-/// Consecutive index ranges that are dropped together: an assistant message with `tool_calls`
-/// plus the `tool` messages right after it; every other message alone.
-fn groups(messages: &[Value]) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < messages.len() {
-        let start = i;
-        i += 1;
-        let has_calls = role(&messages[start]) == "assistant"
-            && messages[start]
-                .get("tool_calls")
-                .and_then(Value::as_array)
-                .is_some_and(|c| !c.is_empty());
-        if has_calls {
-            while i < messages.len() && role(&messages[i]) == "tool" {
-                i += 1;
-            }
-        }
-        out.push(start..i);
-    }
-    out
+/// Index ranges of the turns: each starts at a `user` message (the first also at index 0).
+fn turns(messages: &[Value]) -> Vec<std::ops::Range<usize>> {
+    let mut starts: Vec<usize> = (1..messages.len())
+        .filter(|&i| role(&messages[i]) == "user")
+        .collect();
+    starts.insert(0, 0);
+    let mut ends: Vec<usize> = starts[1..].to_vec();
+    ends.push(messages.len());
+    starts.into_iter().zip(ends).map(|(s, e)| s..e).collect()
 }
 
 fn role(m: &Value) -> &str {

@@ -10,3 +10,7 @@ mod core_routes;
 mod core_rules;
 mod core_stream;
 mod openai_sdk;
+mod upstreams_failover;
+mod upstreams_proxy;
+mod upstreams_routing;
+mod upstreams_shaping;

@@ -1,20 +1,24 @@
 //! Shared harness for the integration tests: a relay process wrapper
 //! ([`relay`]), a raw-TCP upstream fixture with exact timing control
 //! ([`upstream`], default OpenAI-like answers in [`openai`]) and HTTP/SSE
-//! client helpers ([`client`]).
+//! client helpers ([`client`]), and an HTTP/CONNECT proxy fixture ([`proxy`]).
 //!
 //! Every test owns its own fixture and relay on port 0, so tests can run in
 //! parallel threads.
 
 pub mod client;
 pub mod openai;
+pub mod proxy;
 pub mod relay;
 pub mod upstream;
+pub mod upstreams;
 
 pub use client::*;
 pub use openai::*;
+pub use proxy::*;
 pub use relay::*;
 pub use upstream::*;
+pub use upstreams::*;
 
 /// Environment variables that would make an HTTP client (the relay's ureq,
 /// the test's ureq, the Python SDK's httpx) route loopback traffic through a
