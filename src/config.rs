@@ -206,7 +206,9 @@ impl Config {
             (None, false) => "none",
         };
         out.push_str(&format!("listen: {}\n", self.listen));
-        out.push_str(&format!("upstream: {} (auth: {key})\n", self.upstream));
+        if !self.upstreams.listed {
+            out.push_str(&format!("upstream: {} (auth: {key})\n", self.upstream));
+        }
         out.push_str(&format!(
             "workers: {}, max_body_bytes: {}\n",
             self.workers, self.max_body_bytes

@@ -127,7 +127,7 @@ fn relay(
             return Ok(()); // the client left before the head was written
         };
         let mut reader = BufReader::with_capacity(16 * 1024, response.into_body().into_reader());
-        let base = sent.base;
+        let base = sent.base.clone();
         let describe = move |e: &std::io::Error| {
             if upstream::is_timeout(e) {
                 format!("upstream {base} went silent mid-stream (idle timeout): {e}")
@@ -136,6 +136,9 @@ fn relay(
             }
         };
         let relayed = sse::relay(&mut reader, &mut out, &describe);
+        if matches!(relayed.end, End::Interrupted(_)) {
+            up.stream_failed(&sent.endpoint);
+        }
         access.bytes = out.bytes;
         if relayed.end != End::ClientGone {
             let _ = out.finish();

@@ -47,7 +47,7 @@ pub fn run(config: Config) -> Result<(), String> {
     log::info(&format!(
         "llm-relay {} serving on {addr}, upstream {}, {} workers",
         env!("CARGO_PKG_VERSION"),
-        config.upstream,
+        config.upstreams.describe(),
         config.workers
     ));
     if !is_loopback(&addr) {

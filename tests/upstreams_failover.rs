@@ -148,7 +148,7 @@ fn no_retry_once_streaming_has_begun() {
             {"name": "dying", "url": dying.base_url(), "weight": 1},
             {"name": "spare", "url": spare.base_url(), "weight": 0},
         ]),
-        json!({}),
+        json!({"fail_threshold": 1}),
     ));
     let body =
         json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
@@ -164,6 +164,11 @@ fn no_retry_once_streaming_has_begun() {
         spare.requests().is_empty(),
         "the client already had bytes: no second endpoint"
     );
+    // The cut stream counts against the endpoint's health: with fail_threshold 1 it cools
+    // down, and the next request goes to the standby.
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert_eq!((dying.requests().len(), spare.requests().len()), (1, 1));
 }
 
 #[test]

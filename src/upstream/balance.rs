@@ -76,12 +76,19 @@ impl Health {
     }
 
     /// Records a failure; `retry_after` is the upstream's `Retry-After`, if it sent one.
-    pub fn failure(&self, threshold: u32, cooldown: Duration, retry_after: Option<Duration>) {
+    /// Returns the cooldown if this failure started one.
+    pub fn failure(
+        &self,
+        threshold: u32,
+        cooldown: Duration,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut s = self.lock();
         s.consecutive_failures = s.consecutive_failures.saturating_add(1);
-        let mut until = s.cooling_until.filter(|&t| t > now);
+        let was = s.cooling_until.filter(|&t| t > now);
+        let mut until = was;
         if s.consecutive_failures >= threshold {
             until = until.max(Some(now + cooldown));
         }
@@ -89,6 +96,10 @@ impl Health {
             until = until.max(Some(now + wait.min(MAX_RETRY_AFTER)));
         }
         s.cooling_until = until;
+        match (was, until) {
+            (None, Some(t)) => Some(t - now),
+            _ => None,
+        }
     }
 
     #[allow(dead_code)] // read by `/ready` and metrics (issue #6) once merged

@@ -90,9 +90,25 @@ pub struct Settings {
     pub max_concurrent: Option<usize>,
     /// Honour HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment.
     pub use_proxy: bool,
+    /// True when the file has an `upstreams` list (not the single `upstream` shorthand).
+    pub listed: bool,
 }
 
 impl Settings {
+    /// The endpoints in one line, for the start-up log.
+    pub fn describe(&self) -> String {
+        match self.endpoints.as_slice() {
+            [one] if !self.listed => one.url.clone(),
+            all => {
+                let names: Vec<String> = all
+                    .iter()
+                    .map(|e| format!("{} {}", e.name, e.url))
+                    .collect();
+                format!("{} endpoints ({})", all.len(), names.join(", "))
+            }
+        }
+    }
+
     /// Lines for `--check`; never prints keys.
     pub fn summary(&self) -> String {
         let mut out = format!(
@@ -190,6 +206,7 @@ pub fn settings(raw: RawPolicy, shorthand: Shorthand) -> Result<Settings, String
         return Err("`max_concurrent_requests` must be at least 1 (or absent for no limit)".into());
     }
     let default_roots = raw.ca_file.as_deref().map(load_roots).transpose()?;
+    let listed = raw.upstreams.is_some();
     let endpoints = match raw.upstreams {
         None => vec![EndpointConfig {
             name: "default".to_string(),
@@ -237,6 +254,7 @@ pub fn settings(raw: RawPolicy, shorthand: Shorthand) -> Result<Settings, String
         cooldown: Duration::from_millis(cooldown_ms),
         max_concurrent: raw.max_concurrent_requests,
         use_proxy: raw.use_proxy.unwrap_or(true),
+        listed,
     })
 }
 

@@ -88,6 +88,8 @@ pub struct Sent {
     pub response: Response<Body>,
     /// Base URL of the endpoint that answered (for logs and error messages).
     pub base: String,
+    /// Name of the endpoint that answered.
+    pub endpoint: String,
 }
 
 /// Which timeout profile a call uses.
@@ -129,6 +131,29 @@ impl Upstream {
             .iter()
             .map(|e| e.health.report(&e.config.name, &e.config.url))
             .collect()
+    }
+
+    /// Records a failure of the endpoint `name` noticed after its response head, e.g. a stream
+    /// cut short or gone silent (the client already had bytes, so nothing is retried).
+    pub fn stream_failed(&self, name: &str) {
+        if let Some(ep) = self.endpoints.iter().find(|e| e.config.name == name) {
+            self.failed(ep, None);
+        }
+    }
+
+    /// Records a failed attempt on `ep`, logging when it starts a cooldown.
+    fn failed(&self, ep: &Endpoint, retry_after: Option<std::time::Duration>) {
+        let started = ep
+            .health
+            .failure(self.fail_threshold, self.cooldown, retry_after);
+        if let Some(d) = started {
+            crate::log::warn(&format!(
+                "upstream {} is cooling down for {} ms after failing (skipped unless nothing \
+                 else serves a request)",
+                ep.config.name,
+                d.as_millis()
+            ));
+        }
     }
 
     /// Every endpoint, in config order (counters are in `health.counters`).

@@ -82,12 +82,8 @@ pub fn send(
                     ep.health.success();
                     return Ok(sent(ep, response));
                 }
-                let wait = retry_after(&response);
-                ep.health.failure(
-                    up.fail_threshold,
-                    up.cooldown,
-                    wait.filter(|_| status == 429),
-                );
+                let wait = retry_after(&response).filter(|_| status == 429);
+                up.failed(ep, wait);
                 if attempt == 0 && last {
                     return Ok(sent(ep, response)); // nothing to fail over to: pass it through
                 }
@@ -102,7 +98,7 @@ pub fn send(
                 last_error = None;
             }
             Err(e) => {
-                ep.health.failure(up.fail_threshold, up.cooldown, None);
+                up.failed(ep, None);
                 let err = transport_error(&ep.config.url, &e);
                 if !last {
                     log::warn(&format!(
@@ -139,6 +135,7 @@ fn sent(ep: &Endpoint, response: Response<Body>) -> Sent {
     Sent {
         response,
         base: ep.config.url.clone(),
+        endpoint: ep.config.name.clone(),
     }
 }
 
