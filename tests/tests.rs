@@ -14,3 +14,4 @@ mod upstreams_failover;
 mod upstreams_proxy;
 mod upstreams_routing;
 mod upstreams_shaping;
+mod upstreams_tls;

@@ -1,7 +1,8 @@
 //! Shared harness for the integration tests: a relay process wrapper
 //! ([`relay`]), a raw-TCP upstream fixture with exact timing control
 //! ([`upstream`], default OpenAI-like answers in [`openai`]) and HTTP/SSE
-//! client helpers ([`client`]), and an HTTP/CONNECT proxy fixture ([`proxy`]).
+//! client helpers ([`client`]), an HTTP/CONNECT proxy fixture ([`proxy`]) and a TLS front for
+//! fixtures ([`tls`]).
 //!
 //! Every test owns its own fixture and relay on port 0, so tests can run in
 //! parallel threads.
@@ -10,6 +11,7 @@ pub mod client;
 pub mod openai;
 pub mod proxy;
 pub mod relay;
+pub mod tls;
 pub mod upstream;
 pub mod upstreams;
 
@@ -17,6 +19,7 @@ pub use client::*;
 pub use openai::*;
 pub use proxy::*;
 pub use relay::*;
+pub use tls::*;
 pub use upstream::*;
 pub use upstreams::*;
 
