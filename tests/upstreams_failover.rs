@@ -271,3 +271,68 @@ fn max_concurrent_requests_answers_503_with_retry_after() {
         "the slot is free again"
     );
 }
+
+#[test]
+fn connect_timeout_bounds_a_silent_proxy_handshake_and_fails_over() {
+    // A listener nobody accepts on: TCP connects, the proxy's CONNECT answer never comes, so
+    // the connect phase times out (a loopback stand-in for an unreachable host).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let never = Upstream::openai();
+    let ok = Upstream::openai();
+    let relay = Relay::start(&upstreams_config(
+        json!([
+            {"name": "black-hole", "url": never.base_url(), "proxy": silent_url, "weight": 1},
+            {"name": "ok", "url": ok.base_url(), "weight": 0},
+        ]),
+        json!({"connect_timeout_ms": 300, "first_byte_timeout_ms": 20000}),
+    ));
+    let t0 = Instant::now();
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(never.requests().is_empty());
+    assert_eq!(ok.requests().len(), 1);
+
+    // Alone, the same endpoint is a quick 504 that says which phase timed out.
+    let relay = Relay::start(&upstreams_config(
+        json!([{"name": "black-hole", "url": never.base_url(), "proxy": silent_url}]),
+        json!({"connect_timeout_ms": 300, "first_byte_timeout_ms": 20000}),
+    ));
+    let t0 = Instant::now();
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    let took = t0.elapsed();
+    let msg = r.assert_error(504, "upstream_timeout");
+    assert!(msg.contains("connect"), "{msg}");
+    assert!(r.body.contains(&never.base_url()), "{}", r.body);
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+}
+
+#[test]
+fn stream_first_byte_timeout_fails_over() {
+    let slow = Upstream::start(|req| Reply::delay(Duration::from_secs(3), openai_reply(req)));
+    let ok = Upstream::openai();
+    let relay = Relay::start(&upstreams_config(
+        json!([
+            {"name": "slow", "url": slow.base_url(), "weight": 1},
+            {"name": "ok", "url": ok.base_url(), "weight": 0},
+        ]),
+        json!({"first_byte_timeout_ms": 300}),
+    ));
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let t0 = Instant::now();
+    let r = stream_events(relay.addr(), "/v1/chat/completions", &body);
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert!(r.clean_end);
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!((slow.requests().len(), ok.requests().len()), (1, 1));
+}
