@@ -2,7 +2,8 @@
 //!
 //! [`handle`] maps a path (with or without the `/v1` prefix) to a handler. [`relay`] is the
 //! pipeline of one API call, readable top to bottom: read the body → apply model rules →
-//! call the upstream → answer (whole, or as a stream relayed event by event).
+//! shape chat requests → call an upstream endpoint (with failover, within the in-flight limit)
+//! → answer (whole, or as a stream relayed event by event).
 
 use std::io::{BufReader, Read};
 
