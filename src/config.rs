@@ -36,6 +36,11 @@ struct RawConfig {
     idle_timeout_ms: Option<u64>,
     #[serde(default)]
     model_rules: Vec<RawRule>,
+    // operations (lifecycle.rs)
+    shutdown_timeout_s: Option<u64>,
+    log_format: Option<crate::log::Format>,
+    log_level: Option<crate::log::Level>,
+    body_log: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +76,7 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub timeouts: Timeouts,
     pub rules: Vec<Rule>,
+    pub ops: crate::lifecycle::OpsConfig,
 }
 
 /// A config that could not be loaded; the message names the file and, where it can, the line and column.
@@ -99,6 +105,8 @@ impl Config {
 
     /// Parses config text; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let text = &crate::expand::expand(text, &|var| std::env::var(var).ok())
+            .map_err(|msg| ConfigError(format!("{origin}: {msg}")))?;
         let raw: RawConfig = json5::from_str(text).map_err(|e| located(e, text, origin))?;
         Config::from_raw(raw).map_err(|msg| ConfigError(format!("{origin}: {msg}")))
     }
@@ -149,6 +157,12 @@ impl Config {
                 extra: r.extra,
             });
         }
+        let ops = crate::lifecycle::OpsConfig::from_raw(crate::lifecycle::RawOps {
+            shutdown_timeout_s: raw.shutdown_timeout_s,
+            log_format: raw.log_format,
+            log_level: raw.log_level,
+            body_log: raw.body_log,
+        })?;
         Ok(Config {
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             upstream,
@@ -158,6 +172,7 @@ impl Config {
             max_body_bytes,
             timeouts,
             rules,
+            ops,
         })
     }
 
@@ -180,6 +195,16 @@ impl Config {
             self.timeouts.connect.as_millis(),
             self.timeouts.first_byte.as_millis(),
             self.timeouts.idle.as_millis()
+        ));
+        out.push_str(&format!(
+            "shutdown_timeout_s: {}, log: {:?}/{:?}, body_log: {}\n",
+            self.ops.shutdown_timeout.as_secs(),
+            self.ops.log_format,
+            self.ops.log_level,
+            self.ops
+                .body_log
+                .as_ref()
+                .map_or("off".into(), |p| p.display().to_string())
         ));
         out.push_str(&format!("model_rules: {}\n", self.rules.len()));
         for r in &self.rules {

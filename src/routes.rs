@@ -5,16 +5,17 @@
 //! call the upstream → answer (whole, or as a stream relayed event by event).
 
 use std::io::{BufReader, Read};
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 use tiny_http::{Method, Request};
 
 use crate::error::ApiError;
 use crate::log::Access;
-use crate::rules;
 use crate::server::{json_content_type, respond, respond_error, State};
 use crate::sse::{self, End, SseOut};
 use crate::upstream::{self, Mode, NOT_RETURNED};
+use crate::{body_log, lifecycle, metrics, rules};
 
 /// The OpenAI endpoints the relay forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,22 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
             reply_json(slot, access, 200, br#"{"status":"ok"}"#.to_vec());
             Ok(())
         }
+        ("/ready", Method::Get | Method::Head) => {
+            let (status, body) = lifecycle::readiness();
+            reply_json(slot, access, status, body);
+            Ok(())
+        }
+        ("/metrics", Method::Get) => {
+            let ct = (
+                "Content-Type".to_string(),
+                metrics::CONTENT_TYPE.to_string(),
+            );
+            access.status = 200;
+            if let Some(req) = slot.take() {
+                access.bytes = respond(req, 200, &[ct], metrics::render().into_bytes());
+            }
+            Ok(())
+        }
         ("/chat/completions", Method::Post) => relay(state, slot, access, Endpoint::Chat),
         ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions),
         ("/embeddings", Method::Post) => relay(state, slot, access, Endpoint::Embeddings),
@@ -59,7 +76,7 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
         ("/__test/panic", Method::Get) if state.test_hooks => {
             panic!("test hook: deliberate panic")
         }
-        ("/health" | "/models", _) => {
+        ("/health" | "/models" | "/ready" | "/metrics", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "GET"))
         }
         ("/chat/completions" | "/completions" | "/embeddings", _) => {
@@ -101,8 +118,14 @@ fn relay(
     let up = &state.upstream;
     access.upstream = up.base.clone();
     let mode = if stream { Mode::Stream } else { Mode::Whole };
-    let response = up.post(endpoint.path(), &headers, &payload, mode)?;
+    let upstream_started = Instant::now();
+    let response = up
+        .post(endpoint.path(), &headers, &payload, mode)
+        .inspect_err(|_| metrics::upstream_error(&up.base))?;
     let status = response.status().as_u16();
+    if status >= 500 {
+        metrics::upstream_error(&up.base);
+    }
     let reply_headers = response_headers(response.headers());
     let is_sse = response
         .headers()
@@ -129,6 +152,8 @@ fn relay(
             }
         };
         let relayed = sse::relay(&mut reader, &mut out, &describe);
+        access.upstream_time = upstream_started.elapsed();
+        body_log::record(&access.path, &payload, status, &relayed.recorded);
         access.bytes = out.bytes;
         if relayed.end != End::ClientGone {
             let _ = out.finish();
@@ -136,7 +161,10 @@ fn relay(
         return Ok(());
     }
 
-    let data = upstream::read_body(&up.base, response.into_body())?;
+    let data = upstream::read_body(&up.base, response.into_body())
+        .inspect_err(|_| metrics::upstream_error(&up.base))?;
+    access.upstream_time = upstream_started.elapsed();
+    body_log::record(&access.path, &payload, status, &data);
     access.status = status;
     if let Some(req) = slot.take() {
         access.bytes = respond(req, status, &reply_headers, data);
