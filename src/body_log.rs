@@ -86,6 +86,7 @@ fn redact(v: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
         Value::String(s) if looks_like_key(s) => *s = REDACTED.to_string(),
+        Value::String(s) if s.contains("sk-") => *s = redact_text(s),
         _ => {}
     }
 }

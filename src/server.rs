@@ -139,8 +139,10 @@ fn serve_one(state: &State, req: Request) {
     metrics::request_done(&access);
 }
 
-/// The answer to a new request during a drain; the connection closes after it.
+/// The answer to a new request during a drain. tiny_http drops a `Connection` header set on
+/// a `Response`, so the answer is written on the raw connection to tell the client to close it.
 fn respond_draining(req: Request) -> u64 {
+    use std::io::Write;
     let err = ApiError::new(
         503,
         "server_error",
@@ -148,12 +150,22 @@ fn respond_draining(req: Request) -> u64 {
         "this relay instance is shutting down; retry the request (another instance will take it)"
             .to_string(),
     );
-    let headers = [
-        json_content_type(),
-        ("Connection".to_string(), "close".to_string()),
-        ("Retry-After".to_string(), "1".to_string()),
-    ];
-    respond(req, err.status, &headers, err.body())
+    let body = if req.method() == &tiny_http::Method::Head {
+        Vec::new()
+    } else {
+        err.body()
+    };
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+        err.body().len()
+    );
+    let mut w = req.into_writer();
+    let _ = w
+        .write_all(head.as_bytes())
+        .and_then(|()| w.write_all(&body))
+        .and_then(|()| w.flush());
+    body.len() as u64
 }
 
 /// Sends a complete response. Returns the body size.

@@ -10,3 +10,7 @@ mod core_routes;
 mod core_rules;
 mod core_stream;
 mod openai_sdk;
+mod ops_lifecycle;
+mod ops_logs;
+mod ops_metrics;
+mod ops_static;
