@@ -173,3 +173,40 @@ fn health_subcommand_works_in_an_empty_root() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("status 404"));
 }
+
+#[test]
+fn dockerfile_builds_with_the_tested_script_and_probes_without_a_shell() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("RUN scripts/build-static.sh target/static"));
+    assert!(dockerfile.contains("FROM scratch"));
+    assert!(dockerfile.contains(r#"CMD ["/llm-relay", "health", "--url""#));
+}
+
+#[test]
+fn container_config_takes_upstream_and_key_from_the_environment() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = root.join("deploy/container.jsonc");
+    let cfg = cfg.to_str().unwrap();
+    let ok = run_relay(
+        &["--check", "--config", cfg],
+        &[
+            ("OPENAI_API_KEY", "sk-test"),
+            ("LLM_RELAY_UPSTREAM", "http://10.1.2.3:8000/v1"),
+        ],
+    );
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    assert!(
+        ok.stdout.contains("upstream: http://10.1.2.3:8000/v1"),
+        "{}",
+        ok.stdout
+    );
+    assert!(!ok.stdout.contains("sk-test"), "{}", ok.stdout);
+    let missing = run_relay(&["--check", "--config", cfg], &[("OPENAI_API_KEY", "")]);
+    assert_eq!(missing.code, Some(1));
+    assert!(
+        missing.stderr.contains("OPENAI_API_KEY"),
+        "{}",
+        missing.stderr
+    );
+}
