@@ -49,16 +49,16 @@ impl Histogram {
 #[derive(Debug, Default)]
 struct Registry {
     /// (route, status) → count
-    requests: BTreeMap<(String, u16), u64>,
+    requests: BTreeMap<(&'static str, u16), u64>,
     /// (route, result) → count; result is `hit`, `miss`, `bypass`, ...
-    cache: BTreeMap<(String, String), u64>,
+    cache: BTreeMap<(&'static str, &'static str), u64>,
     upstream_errors: BTreeMap<String, u64>,
     retries: BTreeMap<String, u64>,
     rate_limited: u64,
     cache_entries: u64,
     cache_bytes: u64,
-    total: BTreeMap<String, Histogram>,
-    overhead: BTreeMap<String, Histogram>,
+    total: BTreeMap<&'static str, Histogram>,
+    overhead: BTreeMap<&'static str, Histogram>,
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -94,12 +94,12 @@ pub fn route_label(path: &str) -> &'static str {
 /// Records one finished request from its access record: count by route and status, total
 /// latency, and, when an upstream was called, the relay's overhead.
 pub fn request_done(a: &Access) {
-    let route = route_label(&a.path).to_string();
+    let route = route_label(&a.path);
     let total = a.duration.as_secs_f64();
     with(|r| {
-        *r.requests.entry((route.clone(), a.status)).or_default() += 1;
+        *r.requests.entry((route, a.status)).or_default() += 1;
         r.total
-            .entry(route.clone())
+            .entry(route)
             .or_default()
             .observe(TOTAL_BUCKETS, total);
         if !a.upstream_time.is_zero() {
@@ -114,8 +114,8 @@ pub fn request_done(a: &Access) {
 
 /// A cache lookup's result for a request on `route` (`hit`, `miss`, `bypass`, ...).
 #[allow(dead_code)] // recorded by the cache (#3) / failover (#4) / rate limits (#5) once merged
-pub fn cache_result(route: &str, result: &str) {
-    let key = (route_label(route).to_string(), result.to_string());
+pub fn cache_result(route: &str, result: &'static str) {
+    let key = (route_label(route), result);
     with(|r| *r.cache.entry(key).or_default() += 1);
 }
 
@@ -206,13 +206,13 @@ pub fn render() -> String {
         let hits: u64 = r
             .cache
             .iter()
-            .filter(|((_, res), _)| res == "hit")
+            .filter(|((_, res), _)| *res == "hit")
             .map(|(_, n)| n)
             .sum();
         let misses: u64 = r
             .cache
             .iter()
-            .filter(|((_, res), _)| res == "miss")
+            .filter(|((_, res), _)| *res == "miss")
             .map(|(_, n)| n)
             .sum();
         simple(
@@ -329,7 +329,7 @@ fn histograms(
     name: &str,
     help: &str,
     bounds: &[f64],
-    by_route: &BTreeMap<String, Histogram>,
+    by_route: &BTreeMap<&'static str, Histogram>,
 ) {
     header(out, name, "histogram", help);
     for (route, h) in by_route {
@@ -369,7 +369,7 @@ mod tests {
         h.observe(&[0.1, 1.0], 0.05);
         h.observe(&[0.1, 1.0], 0.5);
         h.observe(&[0.1, 1.0], 5.0);
-        m.insert("r".to_string(), h);
+        m.insert("r", h);
         let mut out = String::new();
         histograms(&mut out, "x", "help", &[0.1, 1.0], &m);
         assert!(
@@ -382,6 +382,30 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("x_count{route=\"r\"} 3\n"), "{out}");
+    }
+
+    #[test]
+    fn recorders_for_cache_failover_and_limits_show_in_render() {
+        // the only test touching these families of the process-wide registry
+        cache_result("/v1/chat/completions", "hit");
+        cache_result("/chat/completions", "hit");
+        cache_result("/v1/embeddings", "miss");
+        cache_size(3, 1000);
+        retry("http://a/v1");
+        rate_limited();
+        let out = render();
+        for line in [
+            "llm_relay_cache_requests_total{route=\"/v1/chat/completions\",result=\"hit\"} 2",
+            "llm_relay_cache_requests_total{route=\"/v1/embeddings\",result=\"miss\"} 1",
+            "llm_relay_cache_hits_total 2",
+            "llm_relay_cache_misses_total 1",
+            "llm_relay_cache_entries 3",
+            "llm_relay_cache_bytes 1000",
+            "llm_relay_upstream_retries_total{endpoint=\"http://a/v1\"} 1",
+            "llm_relay_rate_limited_total 1",
+        ] {
+            assert!(out.contains(&format!("{line}\n")), "{line} in:\n{out}");
+        }
     }
 
     #[test]
