@@ -216,3 +216,42 @@ fn sighup_with_a_broken_config_keeps_the_running_one_and_logs_why() {
         "the old rule still applies"
     );
 }
+
+#[test]
+fn sighup_during_a_stream_keeps_the_stream_running_to_done() {
+    let up = Upstream::start(|req| {
+        if req.json()["stream"] == json!(true) {
+            slow_stream(6, Duration::from_millis(200))
+        } else {
+            openai_reply(req)
+        }
+    });
+    let relay = Relay::start(&rule_config(&up, "model-a"));
+    let addr = relay.addr().to_string();
+    let streaming = thread::spawn(move || {
+        let body = json!({"model": "alias", "stream": true, "messages": []});
+        stream_events(&addr, "/v1/chat/completions", &body)
+    });
+    wait_until(Duration::from_secs(5), "the upstream call", || {
+        !up.requests().is_empty()
+    });
+    std::fs::write(relay.config_path(), rule_config(&up, "model-b")).unwrap();
+    relay.signal("HUP");
+    relay
+        .wait_for_log_line(Duration::from_secs(5), |l| l.contains("config reloaded"))
+        .expect("a `config reloaded` log line");
+    assert_eq!(
+        post_json(&relay.url("/v1/chat/completions"), &chat("alias")).status,
+        200
+    );
+    assert_eq!(last_upstream_model(&up), "model-b");
+
+    let r = streaming.join().expect("stream thread");
+    assert!(r.clean_end, "{}", r.body);
+    assert_eq!(r.event_texts().last().copied(), Some("data: [DONE]"));
+    assert_eq!(
+        up.requests()[0].json()["model"],
+        "model-a",
+        "started with the old rule"
+    );
+}
