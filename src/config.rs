@@ -197,10 +197,10 @@ impl Config {
             self.timeouts.idle.as_millis()
         ));
         out.push_str(&format!(
-            "shutdown_timeout_s: {}, log: {:?}/{:?}, body_log: {}\n",
+            "shutdown_timeout_s: {}, log_format: {}, log_level: {}, body_log: {}\n",
             self.ops.shutdown_timeout.as_secs(),
-            self.ops.log_format,
-            self.ops.log_level,
+            format!("{:?}", self.ops.log_format).to_lowercase(),
+            format!("{:?}", self.ops.log_level).to_lowercase(),
             self.ops
                 .body_log
                 .as_ref()
