@@ -48,6 +48,11 @@ struct RawConfig {
     ca_file: Option<String>,
     enable_thinking: Option<bool>,
     context_trim: Option<RawTrim>,
+    // operations (lifecycle.rs)
+    shutdown_timeout_s: Option<u64>,
+    log_format: Option<crate::log::Format>,
+    log_level: Option<crate::log::Level>,
+    body_log: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +93,7 @@ pub struct Config {
     pub upstreams: Settings,
     /// `enable_thinking` and `context_trim`.
     pub shaping: Shaping,
+    pub ops: crate::lifecycle::OpsConfig,
 }
 
 /// A config that could not be loaded; the message names the file and, where it can, the line and column.
@@ -116,6 +122,8 @@ impl Config {
 
     /// Parses config text; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let text = &crate::expand::expand(text, &|var| std::env::var(var).ok())
+            .map_err(|msg| ConfigError(format!("{origin}: {msg}")))?;
         let raw: RawConfig = json5::from_str(text).map_err(|e| located(e, text, origin))?;
         Config::from_raw(raw).map_err(|msg| ConfigError(format!("{origin}: {msg}")))
     }
@@ -183,6 +191,12 @@ impl Config {
             explicit,
         };
         let upstreams = endpoints::settings(policy, shorthand)?;
+        let ops = crate::lifecycle::OpsConfig::from_raw(crate::lifecycle::RawOps {
+            shutdown_timeout_s: raw.shutdown_timeout_s,
+            log_format: raw.log_format,
+            log_level: raw.log_level,
+            body_log: raw.body_log,
+        })?;
         Ok(Config {
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             upstream,
@@ -194,6 +208,7 @@ impl Config {
             rules,
             upstreams,
             shaping,
+            ops,
         })
     }
 
@@ -220,6 +235,16 @@ impl Config {
             self.timeouts.idle.as_millis()
         ));
         out.push_str(&self.upstreams.summary());
+        out.push_str(&format!(
+            "shutdown_timeout_s: {}, log_format: {}, log_level: {}, body_log: {}\n",
+            self.ops.shutdown_timeout.as_secs(),
+            format!("{:?}", self.ops.log_format).to_lowercase(),
+            format!("{:?}", self.ops.log_level).to_lowercase(),
+            self.ops
+                .body_log
+                .as_ref()
+                .map_or("off".into(), |p| p.display().to_string())
+        ));
         out.push_str(&format!("model_rules: {}\n", self.rules.len()));
         for r in &self.rules {
             out.push_str(&format!("  {}\n", r.describe()));

@@ -6,17 +6,18 @@
 //! → answer (whole, or as a stream relayed event by event).
 
 use std::io::{BufReader, Read};
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 use tiny_http::{Method, Request};
 
 use crate::error::ApiError;
 use crate::log::Access;
-use crate::rules;
 use crate::server::{json_content_type, respond, respond_error, State};
 use crate::shape;
 use crate::sse::{self, End, SseOut};
 use crate::upstream::{self, limit, Mode, NOT_RETURNED};
+use crate::{body_log, lifecycle, metrics, rules};
 
 /// The OpenAI endpoints the relay forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,24 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
             reply_json(slot, access, 200, br#"{"status":"ok"}"#.to_vec());
             Ok(())
         }
+        ("/ready", Method::Get | Method::Head) => {
+            let (status, body) = lifecycle::readiness(&state.upstream.health());
+            reply_json(slot, access, status, body);
+            Ok(())
+        }
+        ("/metrics", Method::Get) => {
+            let ct = (
+                "Content-Type".to_string(),
+                metrics::CONTENT_TYPE.to_string(),
+            );
+            access.status = 200;
+            if let Some(req) = slot.take() {
+                let mut text = metrics::render();
+                metrics::render_upstreams(&mut text, &state.upstream.health());
+                access.bytes = respond(req, 200, &[ct], text.into_bytes());
+            }
+            Ok(())
+        }
         ("/chat/completions", Method::Post) => relay(state, slot, access, Endpoint::Chat),
         ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions),
         ("/embeddings", Method::Post) => relay(state, slot, access, Endpoint::Embeddings),
@@ -61,7 +80,7 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
         ("/__test/panic", Method::Get) if state.test_hooks => {
             panic!("test hook: deliberate panic")
         }
-        ("/health" | "/models", _) => {
+        ("/health" | "/models" | "/ready" | "/metrics", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "GET"))
         }
         ("/chat/completions" | "/completions" | "/embeddings", _) => {
@@ -107,6 +126,7 @@ fn relay(
         Err(busy) => return reply_busy(slot, access, &busy),
     };
     let mode = if stream { Mode::Stream } else { Mode::Whole };
+    let upstream_started = Instant::now();
     let sent = up.post(endpoint.path(), &headers, &body, &access.model, mode)?;
     access.upstream = sent.base.clone();
     let response = sent.response;
@@ -140,6 +160,8 @@ fn relay(
         if matches!(relayed.end, End::Interrupted(_)) {
             up.stream_failed(&sent.endpoint);
         }
+        access.upstream_time = upstream_started.elapsed();
+        body_log::record(&access.path, &body, status, &relayed.recorded);
         access.bytes = out.bytes;
         if relayed.end != End::ClientGone {
             let _ = out.finish();
@@ -148,6 +170,8 @@ fn relay(
     }
 
     let data = upstream::read_body(&access.upstream, response.into_body())?;
+    access.upstream_time = upstream_started.elapsed();
+    body_log::record(&access.path, &body, status, &data);
     access.status = status;
     if let Some(req) = slot.take() {
         access.bytes = respond(req, status, &reply_headers, data);

@@ -125,7 +125,6 @@ impl Upstream {
     }
 
     /// The health of every endpoint, in config order (for `/ready` and metrics).
-    #[allow(dead_code)] // read by `/ready` and metrics (issue #6) once merged
     pub fn health(&self) -> Vec<HealthReport> {
         self.endpoints
             .iter()
@@ -143,6 +142,7 @@ impl Upstream {
 
     /// Records a failed attempt on `ep`, logging when it starts a cooldown.
     fn failed(&self, ep: &Endpoint, retry_after: Option<std::time::Duration>) {
+        crate::metrics::upstream_error(&ep.config.name);
         let started = ep
             .health
             .failure(self.fail_threshold, self.cooldown, retry_after);

@@ -71,6 +71,7 @@ pub fn send(
         if attempt > 0 {
             std::thread::sleep(backoff(attempt));
             counters.retries.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::retry(&ep.config.name);
         }
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let last = attempt + 1 == max_attempts;
