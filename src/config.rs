@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::rules::Rule;
+use crate::shape::{self, RawTrim, Shaping};
+use crate::upstream::endpoints::{self, RawEndpoint, RawPolicy, Settings, Shorthand};
 
 /// Where the shipped config points: a local OpenAI-compatible server (Ollama's port).
 pub const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:11434/v1";
@@ -36,6 +38,21 @@ struct RawConfig {
     idle_timeout_ms: Option<u64>,
     #[serde(default)]
     model_rules: Vec<RawRule>,
+    // Upstreams (issue #4): see upstream/endpoints.rs and shape.rs.
+    upstreams: Option<Vec<RawEndpoint>>,
+    retries: Option<u32>,
+    fail_threshold: Option<u32>,
+    cooldown_ms: Option<u64>,
+    max_concurrent_requests: Option<usize>,
+    use_proxy: Option<bool>,
+    ca_file: Option<String>,
+    enable_thinking: Option<bool>,
+    context_trim: Option<RawTrim>,
+    // operations (lifecycle.rs)
+    shutdown_timeout_s: Option<u64>,
+    log_format: Option<crate::log::Format>,
+    log_level: Option<crate::log::Level>,
+    body_log: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +88,12 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub timeouts: Timeouts,
     pub rules: Vec<Rule>,
+    /// Every upstream endpoint (the single `upstream` becomes a one-entry list) and the
+    /// failover policy.
+    pub upstreams: Settings,
+    /// `enable_thinking` and `context_trim`.
+    pub shaping: Shaping,
+    pub ops: crate::lifecycle::OpsConfig,
 }
 
 /// A config that could not be loaded; the message names the file and, where it can, the line and column.
@@ -99,11 +122,14 @@ impl Config {
 
     /// Parses config text; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let text = &crate::expand::expand(text, &|var| std::env::var(var).ok())
+            .map_err(|msg| ConfigError(format!("{origin}: {msg}")))?;
         let raw: RawConfig = json5::from_str(text).map_err(|e| located(e, text, origin))?;
         Config::from_raw(raw).map_err(|msg| ConfigError(format!("{origin}: {msg}")))
     }
 
     fn from_raw(raw: RawConfig) -> Result<Config, String> {
+        let explicit = raw.upstream.is_some() || raw.api_key.is_some() || raw.api_key_env.is_some();
         let upstream = raw.upstream.unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
         let upstream = check_url(&upstream)?;
         let upstream_key = match (raw.api_key, raw.api_key_env) {
@@ -149,6 +175,28 @@ impl Config {
                 extra: r.extra,
             });
         }
+        let shaping = shape::settings(raw.enable_thinking, raw.context_trim)?;
+        let policy = RawPolicy {
+            upstreams: raw.upstreams,
+            retries: raw.retries,
+            fail_threshold: raw.fail_threshold,
+            cooldown_ms: raw.cooldown_ms,
+            max_concurrent_requests: raw.max_concurrent_requests,
+            use_proxy: raw.use_proxy,
+            ca_file: raw.ca_file,
+        };
+        let shorthand = Shorthand {
+            url: &upstream,
+            key: upstream_key.clone(),
+            explicit,
+        };
+        let upstreams = endpoints::settings(policy, shorthand)?;
+        let ops = crate::lifecycle::OpsConfig::from_raw(crate::lifecycle::RawOps {
+            shutdown_timeout_s: raw.shutdown_timeout_s,
+            log_format: raw.log_format,
+            log_level: raw.log_level,
+            body_log: raw.body_log,
+        })?;
         Ok(Config {
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             upstream,
@@ -158,6 +206,9 @@ impl Config {
             max_body_bytes,
             timeouts,
             rules,
+            upstreams,
+            shaping,
+            ops,
         })
     }
 
@@ -170,7 +221,9 @@ impl Config {
             (None, false) => "none",
         };
         out.push_str(&format!("listen: {}\n", self.listen));
-        out.push_str(&format!("upstream: {} (auth: {key})\n", self.upstream));
+        if !self.upstreams.listed {
+            out.push_str(&format!("upstream: {} (auth: {key})\n", self.upstream));
+        }
         out.push_str(&format!(
             "workers: {}, max_body_bytes: {}\n",
             self.workers, self.max_body_bytes
@@ -180,6 +233,17 @@ impl Config {
             self.timeouts.connect.as_millis(),
             self.timeouts.first_byte.as_millis(),
             self.timeouts.idle.as_millis()
+        ));
+        out.push_str(&self.upstreams.summary());
+        out.push_str(&format!(
+            "shutdown_timeout_s: {}, log_format: {}, log_level: {}, body_log: {}\n",
+            self.ops.shutdown_timeout.as_secs(),
+            format!("{:?}", self.ops.log_format).to_lowercase(),
+            format!("{:?}", self.ops.log_level).to_lowercase(),
+            self.ops
+                .body_log
+                .as_ref()
+                .map_or("off".into(), |p| p.display().to_string())
         ));
         out.push_str(&format!("model_rules: {}\n", self.rules.len()));
         for r in &self.rules {

@@ -2,11 +2,65 @@
 //!
 //! Nothing here ever receives a key or a body: callers pass method, path, status, model,
 //! upstream base URL, duration and byte count only. Client-controlled strings are cleaned of
-//! control characters so a crafted model name cannot forge log lines.
+//! control characters so a crafted model name cannot forge log lines (in the `json` format,
+//! JSON string escaping does that). `log_format` (`text` or `json`, one object per line) and
+//! `log_level` are process-wide settings, set at start and on reload by [`configure`].
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::json;
+
+/// `log_format`: plain text lines, or one JSON object per line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `log_level`: messages below it are dropped. Access lines are `info`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+static FORMAT_JSON: AtomicU8 = AtomicU8::new(0);
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+/// Sets the log format and level for the whole process.
+pub fn configure(format: Format, level: Level) {
+    FORMAT_JSON.store(u8::from(format == Format::Json), Ordering::Relaxed);
+    MAX_LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+fn enabled(level: Level) -> bool {
+    level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
+}
+
+fn json_format() -> bool {
+    FORMAT_JSON.load(Ordering::Relaxed) == 1
+}
 
 /// What the access log records about one request.
 #[derive(Debug, Default, Clone)]
@@ -18,9 +72,31 @@ pub struct Access {
     pub upstream: String,
     pub duration: Duration,
     pub bytes: u64,
+    /// Time spent waiting for and reading from the upstream (zero if none was called).
+    pub upstream_time: Duration,
 }
 
 pub fn access(a: &Access) {
+    if !enabled(Level::Info) {
+        return;
+    }
+    if json_format() {
+        let v = json!({
+            "ts": timestamp(SystemTime::now()),
+            "level": "info",
+            "kind": "access",
+            "method": a.method,
+            "path": truncated(&a.path),
+            "status": a.status,
+            "model": truncated(&a.model),
+            "upstream": a.upstream,
+            "duration_ms": (a.duration.as_secs_f64() * 10_000.0).round() / 10.0,
+            "upstream_ms": (a.upstream_time.as_secs_f64() * 10_000.0).round() / 10.0,
+            "bytes": a.bytes,
+        });
+        emit(&v.to_string());
+        return;
+    }
     let line = format!(
         "{} access {} {} {} model={} upstream={} duration_ms={:.1} bytes={}",
         timestamp(SystemTime::now()),
@@ -44,15 +120,32 @@ pub fn access(a: &Access) {
 }
 
 pub fn info(msg: &str) {
-    emit(&format!("{} info {msg}", timestamp(SystemTime::now())));
+    message(Level::Info, msg);
 }
 
 pub fn warn(msg: &str) {
-    emit(&format!("{} warn {msg}", timestamp(SystemTime::now())));
+    message(Level::Warn, msg);
 }
 
 pub fn error(msg: &str) {
-    emit(&format!("{} error {msg}", timestamp(SystemTime::now())));
+    message(Level::Error, msg);
+}
+
+fn message(level: Level, msg: &str) {
+    if !enabled(level) {
+        return;
+    }
+    let ts = timestamp(SystemTime::now());
+    if json_format() {
+        let v = json!({"ts": ts, "level": level.name(), "msg": msg});
+        emit(&v.to_string());
+    } else {
+        emit(&format!("{ts} {} {msg}", level.name()));
+    }
+}
+
+fn truncated(s: &str) -> String {
+    s.chars().take(256).collect()
 }
 
 fn emit(line: &str) {

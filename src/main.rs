@@ -5,12 +5,18 @@
 
 #![forbid(unsafe_code)]
 
+mod body_log;
 mod config;
 mod error;
+mod expand;
+mod lifecycle;
 mod log;
+mod metrics;
+mod probe;
 mod routes;
 mod rules;
 mod server;
+mod shape;
 mod sse;
 mod upstream;
 
@@ -21,6 +27,7 @@ const USAGE: &str = "\
 llm-relay — OpenAI-compatible relay and response cache for LLM APIs
 
 Usage: llm-relay [OPTIONS]
+       llm-relay health [--url URL]   exit 0 if URL answers 200 [default: http://127.0.0.1:8080/health]
 
 Options:
   -c, --config <FILE>  JSONC config file [default: config.jsonc]
@@ -34,6 +41,7 @@ Options:
 enum Command {
     Serve { config: PathBuf },
     Check { config: PathBuf },
+    Health { url: String },
     Version,
     Help,
 }
@@ -41,7 +49,20 @@ enum Command {
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut config = PathBuf::from("config.jsonc");
     let mut check = false;
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "health") {
+        args.next();
+        return match (args.next().as_deref(), args.next(), args.next()) {
+            (None, _, _) => Ok(Command::Health {
+                url: probe::DEFAULT_URL.to_string(),
+            }),
+            (Some("--url"), Some(url), None) => Ok(Command::Health { url }),
+            (Some(s), None, None) if s.starts_with("--url=") => Ok(Command::Health {
+                url: s["--url=".len()..].to_string(),
+            }),
+            _ => Err("usage: llm-relay health [--url URL]".to_string()),
+        };
+    }
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-c" | "--config" => {
@@ -81,6 +102,16 @@ fn main() -> ExitCode {
             println!("llm-relay {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Health { url } => match probe::check(&url) {
+            Ok(msg) => {
+                println!("{msg}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("llm-relay: health check failed: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Check { config } => match config::Config::load(&config) {
             Ok(c) => {
                 println!("config {} is valid", config.display());
@@ -101,7 +132,7 @@ fn main() -> ExitCode {
                 }
             };
             server::install_panic_hook();
-            match server::run(cfg) {
+            match server::run(cfg, &config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("llm-relay: {e}");
@@ -142,5 +173,18 @@ mod tests {
         assert_eq!(parse(&["--version"]), Ok(Command::Version));
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["--config"]).is_err());
+        assert_eq!(
+            parse(&["health"]),
+            Ok(Command::Health {
+                url: probe::DEFAULT_URL.to_string()
+            })
+        );
+        assert_eq!(
+            parse(&["health", "--url", "http://x/ready"]),
+            Ok(Command::Health {
+                url: "http://x/ready".to_string()
+            })
+        );
+        assert!(parse(&["health", "--bogus"]).is_err());
     }
 }

@@ -2,19 +2,22 @@
 //!
 //! [`handle`] maps a path (with or without the `/v1` prefix) to a handler. [`relay`] is the
 //! pipeline of one API call, readable top to bottom: read the body → apply model rules →
-//! call the upstream → answer (whole, or as a stream relayed event by event).
+//! shape chat requests → call an upstream endpoint (with failover, within the in-flight limit)
+//! → answer (whole, or as a stream relayed event by event).
 
 use std::io::{BufReader, Read};
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 use tiny_http::{Method, Request};
 
 use crate::error::ApiError;
 use crate::log::Access;
-use crate::rules;
 use crate::server::{json_content_type, respond, respond_error, State};
+use crate::shape;
 use crate::sse::{self, End, SseOut};
-use crate::upstream::{self, Mode, NOT_RETURNED};
+use crate::upstream::{self, limit, Mode, NOT_RETURNED};
+use crate::{body_log, lifecycle, metrics, rules};
 
 /// The OpenAI endpoints the relay forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,24 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
             reply_json(slot, access, 200, br#"{"status":"ok"}"#.to_vec());
             Ok(())
         }
+        ("/ready", Method::Get | Method::Head) => {
+            let (status, body) = lifecycle::readiness(&state.upstream.health());
+            reply_json(slot, access, status, body);
+            Ok(())
+        }
+        ("/metrics", Method::Get) => {
+            let ct = (
+                "Content-Type".to_string(),
+                metrics::CONTENT_TYPE.to_string(),
+            );
+            access.status = 200;
+            if let Some(req) = slot.take() {
+                let mut text = metrics::render();
+                metrics::render_upstreams(&mut text, &state.upstream.health());
+                access.bytes = respond(req, 200, &[ct], text.into_bytes());
+            }
+            Ok(())
+        }
         ("/chat/completions", Method::Post) => relay(state, slot, access, Endpoint::Chat),
         ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions),
         ("/embeddings", Method::Post) => relay(state, slot, access, Endpoint::Embeddings),
@@ -59,7 +80,7 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
         ("/__test/panic", Method::Get) if state.test_hooks => {
             panic!("test hook: deliberate panic")
         }
-        ("/health" | "/models", _) => {
+        ("/health" | "/models" | "/ready" | "/metrics", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "GET"))
         }
         ("/chat/completions" | "/completions" | "/embeddings", _) => {
@@ -89,19 +110,26 @@ fn relay(
     let raw = read_body(req, state.config.max_body_bytes)?;
     let mut body = parse_body(&raw)?;
     rules::apply(&state.config.rules, &mut body);
+    if endpoint == Endpoint::Chat {
+        shape::apply_chat(&state.config.shaping, &mut body);
+    }
     access.model = body
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
     let stream = body.get("stream") == Some(&Value::Bool(true));
-    let payload = serde_json::to_vec(&body)
-        .map_err(|e| ApiError::internal(format!("cannot serialize the request: {e}")))?;
 
     let up = &state.upstream;
-    access.upstream = up.base.clone();
+    let _in_flight = match up.limiter.try_acquire() {
+        Ok(permit) => permit,
+        Err(busy) => return reply_busy(slot, access, &busy),
+    };
     let mode = if stream { Mode::Stream } else { Mode::Whole };
-    let response = up.post(endpoint.path(), &headers, &payload, mode)?;
+    let upstream_started = Instant::now();
+    let sent = up.post(endpoint.path(), &headers, &body, &access.model, mode)?;
+    access.upstream = sent.base.clone();
+    let response = sent.response;
     let status = response.status().as_u16();
     let reply_headers = response_headers(response.headers());
     let is_sse = response
@@ -120,7 +148,7 @@ fn relay(
             return Ok(()); // the client left before the head was written
         };
         let mut reader = BufReader::with_capacity(16 * 1024, response.into_body().into_reader());
-        let base = up.base.clone();
+        let base = sent.base.clone();
         let describe = move |e: &std::io::Error| {
             if upstream::is_timeout(e) {
                 format!("upstream {base} went silent mid-stream (idle timeout): {e}")
@@ -129,6 +157,11 @@ fn relay(
             }
         };
         let relayed = sse::relay(&mut reader, &mut out, &describe);
+        if matches!(relayed.end, End::Interrupted(_)) {
+            up.stream_failed(&sent.endpoint);
+        }
+        access.upstream_time = upstream_started.elapsed();
+        body_log::record(&access.path, &body, status, &relayed.recorded);
         access.bytes = out.bytes;
         if relayed.end != End::ClientGone {
             let _ = out.finish();
@@ -136,7 +169,9 @@ fn relay(
         return Ok(());
     }
 
-    let data = upstream::read_body(&up.base, response.into_body())?;
+    let data = upstream::read_body(&access.upstream, response.into_body())?;
+    access.upstream_time = upstream_started.elapsed();
+    body_log::record(&access.path, &body, status, &data);
     access.status = status;
     if let Some(req) = slot.take() {
         access.bytes = respond(req, status, &reply_headers, data);
@@ -151,12 +186,12 @@ fn models(state: &State, slot: &mut Option<Request>, access: &mut Access) -> Res
         return Ok(());
     };
     let auth = header(req, "authorization");
-    let up = &state.upstream;
-    access.upstream = up.base.clone();
-    let response = up.get("/models", auth.as_deref())?;
+    let sent = state.upstream.get("/models", auth.as_deref())?;
+    access.upstream = sent.base;
+    let response = sent.response;
     let status = response.status().as_u16();
     let headers = response_headers(response.headers());
-    let data = upstream::read_body(&up.base, response.into_body())?;
+    let data = upstream::read_body(&access.upstream, response.into_body())?;
     let merged = (status == 200)
         .then(|| add_aliases(&data, &state.config.rules))
         .flatten();
@@ -193,6 +228,28 @@ fn add_aliases(data: &[u8], rules: &[rules::Rule]) -> Option<Vec<u8>> {
         }
     }
     serde_json::to_vec(&list).ok()
+}
+
+/// 503 with `Retry-After` when `max_concurrent_requests` calls are already in flight.
+fn reply_busy(
+    slot: &mut Option<Request>,
+    access: &mut Access,
+    busy: &ApiError,
+) -> Result<(), ApiError> {
+    access.status = busy.status;
+    if let Some(req) = slot.take() {
+        let retry_after = (
+            "Retry-After".to_string(),
+            limit::RETRY_AFTER_SECS.to_string(),
+        );
+        access.bytes = respond(
+            req,
+            busy.status,
+            &[json_content_type(), retry_after],
+            busy.body(),
+        );
+    }
+    Ok(())
 }
 
 fn reply_json(slot: &mut Option<Request>, access: &mut Access, status: u16, body: Vec<u8>) {

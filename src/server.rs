@@ -1,10 +1,13 @@
 //! The HTTP server: binding, the fixed worker pool, panic isolation, and plain responses.
 //!
 //! `workers` threads each loop on tiny_http's `recv` and run one request at a time through
-//! [`routes::handle`]. A panic inside a handler is caught: the client gets a 500 JSON error (if
-//! nothing was sent yet) and the worker goes on. Every request leaves one access-log line.
+//! [`routes::handle`], with the state current when the request arrived (see `lifecycle`). A
+//! panic inside a handler is caught: the client gets a 500 JSON error (if nothing was sent
+//! yet) and the worker goes on. Every request leaves one access-log line and its metrics. The
+//! main thread waits for signals and returns once a drain is over.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,9 +15,10 @@ use tiny_http::{Header, Request, Response, Server};
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::lifecycle::{self, Live};
 use crate::log::{self, Access};
-use crate::routes;
 use crate::upstream::Upstream;
+use crate::{metrics, routes};
 
 /// Everything a worker needs, shared read-only.
 pub struct State {
@@ -24,9 +28,20 @@ pub struct State {
     pub test_hooks: bool,
 }
 
-/// Binds, prints `listening on http://ADDR` as the first stdout line, and serves until the
-/// process ends.
-pub fn run(config: Config) -> Result<(), String> {
+impl State {
+    pub fn new(config: Config) -> State {
+        State {
+            upstream: Upstream::new(&config),
+            test_hooks: std::env::var("LLM_RELAY_TEST_HOOKS").is_ok_and(|v| v == "1"),
+            config,
+        }
+    }
+}
+
+/// Binds, prints `listening on http://ADDR` as the first stdout line, and serves until a
+/// drain (SIGTERM/SIGINT) is over. `config_path` is read again on SIGHUP.
+pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
+    config.ops.apply()?;
     let server = Server::http(&config.listen).map_err(|e| {
         format!(
             "cannot listen on {}: {e}; pick a free address in `listen`",
@@ -38,6 +53,7 @@ pub fn run(config: Config) -> Result<(), String> {
         .to_ip()
         .map(|a| a.to_string())
         .unwrap_or_else(|| config.listen.clone());
+    let signals = lifecycle::install_signals()?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -47,7 +63,7 @@ pub fn run(config: Config) -> Result<(), String> {
     log::info(&format!(
         "llm-relay {} serving on {addr}, upstream {}, {} workers",
         env!("CARGO_PKG_VERSION"),
-        config.upstream,
+        config.upstreams.describe(),
         config.workers
     ));
     if !is_loopback(&addr) {
@@ -56,25 +72,18 @@ pub fn run(config: Config) -> Result<(), String> {
              use the upstream key"
         ));
     }
-    let state = Arc::new(State {
-        upstream: Upstream::new(&config),
-        test_hooks: std::env::var("LLM_RELAY_TEST_HOOKS").is_ok_and(|v| v == "1"),
-        config,
-    });
+    metrics::set_workers(config.workers);
+    let live = Arc::new(Live::new(State::new(config)));
     let server = Arc::new(server);
-    let workers: Vec<_> = (0..state.config.workers)
-        .map(|i| {
-            let server = Arc::clone(&server);
-            let state = Arc::clone(&state);
-            std::thread::Builder::new()
-                .name(format!("worker-{i}"))
-                .spawn(move || worker(&server, &state))
-                .map_err(|e| format!("cannot start worker thread: {e}"))
-        })
-        .collect::<Result<_, _>>()?;
-    for w in workers {
-        let _ = w.join();
+    for i in 0..live.current().config.workers {
+        let server = Arc::clone(&server);
+        let live = Arc::clone(&live);
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || worker(&server, &live))
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
     }
+    lifecycle::supervise(signals, &live, config_path);
     Ok(())
 }
 
@@ -83,10 +92,10 @@ fn is_loopback(addr: &str) -> bool {
         .is_ok_and(|a| a.ip().is_loopback())
 }
 
-fn worker(server: &Server, state: &State) {
+fn worker(server: &Server, live: &Live) {
     loop {
         match server.recv() {
-            Ok(req) => serve_one(state, req),
+            Ok(req) => serve_one(&live.current(), req),
             Err(e) => {
                 log::error(&format!("accepting a request failed: {e}"));
                 std::thread::sleep(std::time::Duration::from_millis(10));
@@ -96,12 +105,21 @@ fn worker(server: &Server, state: &State) {
 }
 
 fn serve_one(state: &State, req: Request) {
+    let _busy = metrics::busy();
     let started = Instant::now();
     let mut access = Access {
         method: req.method().to_string(),
         path: req.url().split('?').next().unwrap_or("").to_string(),
         ..Access::default()
     };
+    if lifecycle::draining() && !lifecycle::is_probe(&access.path) {
+        access.status = 503;
+        access.bytes = respond_draining(req);
+        access.duration = started.elapsed();
+        log::access(&access);
+        metrics::request_done(&access);
+        return;
+    }
     let mut slot = Some(req);
     let handled = catch_unwind(AssertUnwindSafe(|| {
         routes::handle(state, &mut slot, &mut access)
@@ -118,6 +136,36 @@ fn serve_one(state: &State, req: Request) {
     }
     access.duration = started.elapsed();
     log::access(&access);
+    metrics::request_done(&access);
+}
+
+/// The answer to a new request during a drain. tiny_http drops a `Connection` header set on
+/// a `Response`, so the answer is written on the raw connection to tell the client to close it.
+fn respond_draining(req: Request) -> u64 {
+    use std::io::Write;
+    let err = ApiError::new(
+        503,
+        "server_error",
+        "shutting_down",
+        "this relay instance is shutting down; retry the request (another instance will take it)"
+            .to_string(),
+    );
+    let body = if req.method() == &tiny_http::Method::Head {
+        Vec::new()
+    } else {
+        err.body()
+    };
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+        err.body().len()
+    );
+    let mut w = req.into_writer();
+    let _ = w
+        .write_all(head.as_bytes())
+        .and_then(|()| w.write_all(&body))
+        .and_then(|()| w.flush());
+    body.len() as u64
 }
 
 /// Sends a complete response. Returns the body size.

@@ -103,6 +103,22 @@ impl Relay {
         let config_path = dir.write("config.jsonc", config_jsonc);
         let mut cmd = base_command(env);
         cmd.arg("--config").arg(&config_path).args(args);
+        Relay::spawn(cmd, dir, config_path)
+    }
+
+    /// Starts the relay with a command line of the test's own (e.g. a static build under
+    /// `unshare`); `dir` lives as long as the relay.
+    pub fn start_command(mut cmd: Command, dir: TempDir, config_path: PathBuf) -> Relay {
+        for var in PROXY_ENV_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Relay::spawn(cmd, dir, config_path)
+    }
+
+    fn spawn(mut cmd: Command, dir: TempDir, config_path: PathBuf) -> Relay {
         let mut child = cmd.spawn().expect("spawn llm-relay");
 
         let stderr_lines = Arc::new(Mutex::new(Vec::new()));
@@ -178,6 +194,35 @@ impl Relay {
 
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`TERM`, `INT`, `HUP`, ...) to the relay with the shell's `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{name} {}", self.pid()))
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit code, `Some(None)` if a signal
+    /// ended it, `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st.code());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Everything the relay wrote to stderr so far, one line per log line.

@@ -1,0 +1,258 @@
+//! The process lifecycle: readiness, graceful drain on SIGTERM/SIGINT, and config reload on
+//! SIGHUP.
+//!
+//! The running state sits in [`Live`], an `RwLock<Arc<State>>` that each request reads once:
+//! a reload builds a complete new [`State`] (config, upstream client, rules) and swaps it in,
+//! so a request never sees half of an old config and half of a new one, and requests already
+//! running finish with the state they started with. Signals are received on the main thread
+//! through `signal-hook`'s iterator (no handler code runs in signal context).
+//!
+//! Draining: `/ready` answers 503, every new request except the probes is answered 503 with
+//! `Connection: close`, and [`supervise`] returns once no request is in flight or
+//! `shutdown_timeout_s` has passed; `main` then exits 0.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::Config;
+use crate::server::State;
+use crate::upstream::balance::HealthReport;
+use crate::{body_log, log, metrics};
+
+const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 30;
+
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// Operational settings from the config file's top level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsConfig {
+    /// How long a drain waits for in-flight requests before exiting anyway.
+    pub shutdown_timeout: Duration,
+    pub log_format: log::Format,
+    pub log_level: log::Level,
+    /// `body_log`: a file receiving request and response bodies (keys redacted).
+    pub body_log: Option<PathBuf>,
+}
+
+/// The config keys this module reads, as written in the file (top-level keys of `RawConfig`).
+#[derive(Debug, Default)]
+pub struct RawOps {
+    pub shutdown_timeout_s: Option<u64>,
+    pub log_format: Option<log::Format>,
+    pub log_level: Option<log::Level>,
+    pub body_log: Option<String>,
+}
+
+impl OpsConfig {
+    pub fn from_raw(raw: RawOps) -> Result<OpsConfig, String> {
+        let secs = raw.shutdown_timeout_s.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_S);
+        if secs > 24 * 3600 {
+            return Err(format!(
+                "`shutdown_timeout_s` must be at most 86400 (a day), got {secs}"
+            ));
+        }
+        let body_log = match raw.body_log {
+            Some(p) if p.trim().is_empty() => {
+                return Err("`body_log` is empty; give a file path or remove the key".to_string())
+            }
+            p => p.map(PathBuf::from),
+        };
+        Ok(OpsConfig {
+            shutdown_timeout: Duration::from_secs(secs),
+            log_format: raw.log_format.unwrap_or_default(),
+            log_level: raw.log_level.unwrap_or_default(),
+            body_log,
+        })
+    }
+
+    /// Applies the process-wide parts: log format and level, and the body log file.
+    pub fn apply(&self) -> Result<(), String> {
+        body_log::open(self.body_log.as_deref())?;
+        log::configure(self.log_format, self.log_level);
+        Ok(())
+    }
+}
+
+/// The swappable running state.
+pub struct Live {
+    current: RwLock<Arc<State>>,
+}
+
+impl Live {
+    pub fn new(state: State) -> Live {
+        Live {
+            current: RwLock::new(Arc::new(state)),
+        }
+    }
+
+    /// The state a request runs with, from start to end.
+    pub fn current(&self) -> Arc<State> {
+        let guard = self.current.read().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&guard)
+    }
+
+    fn replace(&self, state: State) {
+        let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
+        *guard = Arc::new(state);
+    }
+}
+
+/// True once a drain has begun.
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::SeqCst)
+}
+
+/// Paths that keep answering during a drain: load balancers and scrapers need them.
+pub fn is_probe(path: &str) -> bool {
+    matches!(
+        metrics::route_label(path),
+        "/health" | "/ready" | "/metrics"
+    )
+}
+
+/// `GET /ready`: status and JSON body saying why. Not ready while draining, or while every
+/// upstream endpoint is cooling down after failures (cooldowns end by the clock, so readiness
+/// comes back without traffic). The body lists each endpoint's state.
+pub fn readiness(upstreams: &[HealthReport]) -> (u16, Vec<u8>) {
+    let endpoints: Vec<_> = upstreams
+        .iter()
+        .map(|h| {
+            serde_json::json!({
+                "name": h.name,
+                "url": h.url,
+                "healthy": h.healthy,
+                "consecutive_failures": h.consecutive_failures,
+                "cooling_down_ms": h.cooling_down_for.map(|d| d.as_millis() as u64),
+            })
+        })
+        .collect();
+    let (status, state, reason) = if draining() {
+        (
+            503,
+            "draining",
+            "the relay is shutting down and finishing in-flight requests",
+        )
+    } else if !upstreams.is_empty() && upstreams.iter().all(|h| !h.healthy) {
+        (
+            503,
+            "unavailable",
+            "every upstream endpoint is cooling down after failures",
+        )
+    } else {
+        (200, "ready", "serving")
+    };
+    let body = serde_json::json!({"status": state, "reason": reason, "upstreams": endpoints});
+    (status, body.to_string().into_bytes())
+}
+
+/// Registers the signals. Call before announcing the listening address, so a signal sent
+/// right after start-up is never handled by the default action (which would kill the process).
+pub fn install_signals() -> Result<Signals, String> {
+    Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))
+}
+
+/// Runs on the main thread until a drain has finished: reloads on SIGHUP, drains on SIGTERM
+/// or SIGINT. A second SIGTERM/SIGINT during the drain stops waiting.
+pub fn supervise(mut signals: Signals, live: &Live, config_path: &Path) {
+    let mut signal = None;
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            reload(live, config_path);
+        } else {
+            signal = Some(sig);
+            break;
+        }
+    }
+    DRAINING.store(true, Ordering::SeqCst);
+    let timeout = live.current().config.ops.shutdown_timeout;
+    log::info(&format!(
+        "received {}: draining, {} requests in flight, waiting up to {} s",
+        signal_name(signal.unwrap_or(SIGTERM)),
+        metrics::in_flight(),
+        timeout.as_secs()
+    ));
+    let deadline = Instant::now() + timeout;
+    let mut idle_checks = 0;
+    loop {
+        if metrics::in_flight() == 0 {
+            // twice in a row, 50 ms apart: a request picked up just now gets counted
+            idle_checks += 1;
+            if idle_checks >= 2 {
+                log::info("drained: no requests in flight; exiting");
+                return;
+            }
+        } else {
+            idle_checks = 0;
+        }
+        if Instant::now() >= deadline {
+            log::warn(&format!(
+                "shutdown_timeout_s ({} s) reached with {} requests in flight; exiting anyway",
+                timeout.as_secs(),
+                metrics::in_flight()
+            ));
+            return;
+        }
+        for sig in signals.pending() {
+            if sig != SIGHUP {
+                log::warn(&format!(
+                    "received {} again: exiting with {} requests in flight",
+                    signal_name(sig),
+                    metrics::in_flight()
+                ));
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Loads the config file again and swaps it in; a config that does not load leaves the running
+/// one in place.
+fn reload(live: &Live, path: &Path) {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error(&format!(
+                "config reload failed, keeping the running config: {e}"
+            ));
+            return;
+        }
+    };
+    let old = live.current();
+    if let Err(e) = config.ops.apply() {
+        log::error(&format!(
+            "config reload failed, keeping the running config: {}: {e}",
+            path.display()
+        ));
+        let _ = old.config.ops.apply();
+        return;
+    }
+    for (what, changed) in [
+        ("listen", config.listen != old.config.listen),
+        ("workers", config.workers != old.config.workers),
+    ] {
+        if changed {
+            log::warn(&format!(
+                "`{what}` changed in {}; it takes effect only after a restart",
+                path.display()
+            ));
+        }
+    }
+    live.replace(State::new(config));
+    log::info(&format!("config reloaded from {}", path.display()));
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        SIGTERM => "SIGTERM",
+        SIGINT => "SIGINT",
+        SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
+}

@@ -1,0 +1,462 @@
+//! Process-wide counters, gauges and latency histograms, rendered for `GET /metrics` in the
+//! Prometheus text format (version 0.0.4) by hand.
+//!
+//! Everything lives in one mutex-protected [`Registry`] (label sets are small and known) plus
+//! two atomics for the gauges that change on every request. Recording is a few map updates
+//! under a lock held for microseconds; rendering sorts labels so the output is stable.
+//! Other modules call the small `pub fn`s below; only this module knows the metric names.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::log::Access;
+use crate::upstream::balance::HealthReport;
+
+/// The `Content-Type` of the exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Upper bounds (seconds) for the total request time: model calls take seconds to minutes.
+const TOTAL_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Upper bounds (seconds) for the relay's own share of a request (total minus upstream time).
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// A cumulative histogram with fixed bucket bounds.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], secs: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; bounds.len()];
+        }
+        if let Some(i) = bounds.iter().position(|b| secs <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    /// (route, status) → count
+    requests: BTreeMap<(&'static str, u16), u64>,
+    /// (route, result) → count; result is `hit`, `miss`, `bypass`, ...
+    cache: BTreeMap<(&'static str, &'static str), u64>,
+    upstream_errors: BTreeMap<String, u64>,
+    retries: BTreeMap<String, u64>,
+    rate_limited: u64,
+    cache_entries: u64,
+    cache_bytes: u64,
+    total: BTreeMap<&'static str, Histogram>,
+    overhead: BTreeMap<&'static str, Histogram>,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+static IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
+static BUSY_WORKERS: AtomicI64 = AtomicI64::new(0);
+static WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    // A panic while holding the lock leaves plain counters behind: still usable.
+    let mut guard = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    f(guard.get_or_insert_with(Registry::default))
+}
+
+/// The `route` label for a request path: the API path without `/v1`, or `other` (so unknown
+/// paths cannot grow the label set without bound).
+pub fn route_label(path: &str) -> &'static str {
+    let route = path
+        .strip_prefix("/v1")
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(path);
+    match route {
+        "/chat/completions" => "/v1/chat/completions",
+        "/completions" => "/v1/completions",
+        "/embeddings" => "/v1/embeddings",
+        "/models" => "/v1/models",
+        "/health" => "/health",
+        "/ready" => "/ready",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
+
+/// Records one finished request from its access record: count by route and status, total
+/// latency, and, when an upstream was called, the relay's overhead.
+pub fn request_done(a: &Access) {
+    let route = route_label(&a.path);
+    let total = a.duration.as_secs_f64();
+    with(|r| {
+        *r.requests.entry((route, a.status)).or_default() += 1;
+        r.total
+            .entry(route)
+            .or_default()
+            .observe(TOTAL_BUCKETS, total);
+        if !a.upstream_time.is_zero() {
+            let own = a.duration.saturating_sub(a.upstream_time).as_secs_f64();
+            r.overhead
+                .entry(route)
+                .or_default()
+                .observe(OVERHEAD_BUCKETS, own);
+        }
+    });
+}
+
+/// A cache lookup's result for a request on `route` (`hit`, `miss`, `bypass`, ...).
+#[allow(dead_code)] // recorded by the cache (#3) / failover (#4) / rate limits (#5) once merged
+pub fn cache_result(route: &str, result: &'static str) {
+    let key = (route_label(route), result);
+    with(|r| *r.cache.entry(key).or_default() += 1);
+}
+
+/// The cache's current size.
+#[allow(dead_code)] // recorded by the cache (#3) / failover (#4) / rate limits (#5) once merged
+pub fn cache_size(entries: u64, bytes: u64) {
+    with(|r| {
+        r.cache_entries = entries;
+        r.cache_bytes = bytes;
+    });
+}
+
+/// A failed call (transport error or 5xx) to the upstream `endpoint` (its base URL).
+pub fn upstream_error(endpoint: &str) {
+    with(|r| *r.upstream_errors.entry(endpoint.to_string()).or_default() += 1);
+}
+
+/// A retry of a call against `endpoint` (its base URL).
+#[allow(dead_code)] // recorded by the cache (#3) / failover (#4) / rate limits (#5) once merged
+pub fn retry(endpoint: &str) {
+    with(|r| *r.retries.entry(endpoint.to_string()).or_default() += 1);
+}
+
+/// A request refused by a rate limit.
+#[allow(dead_code)] // recorded by the cache (#3) / failover (#4) / rate limits (#5) once merged
+pub fn rate_limited() {
+    with(|r| r.rate_limited += 1);
+}
+
+/// The number of worker threads, for `llm_relay_workers`.
+pub fn set_workers(n: usize) {
+    WORKERS.store(n, Ordering::Relaxed);
+}
+
+/// Requests being handled right now.
+pub fn in_flight() -> i64 {
+    IN_FLIGHT.load(Ordering::SeqCst)
+}
+
+/// Marks a worker busy with one request until the guard drops (also on panic).
+pub struct Busy(());
+
+pub fn busy() -> Busy {
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    BUSY_WORKERS.fetch_add(1, Ordering::SeqCst);
+    Busy(())
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        BUSY_WORKERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The whole registry in Prometheus text format.
+/// One per-endpoint metric family: name, type, help, and how to read it from a report.
+type EndpointFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&HealthReport) -> u64,
+);
+
+const ENDPOINT_FAMILIES: [EndpointFamily; 3] = [
+    (
+        "llm_relay_upstream_healthy",
+        "gauge",
+        "1 while the endpoint is not cooling down.",
+        |h| u64::from(h.healthy),
+    ),
+    (
+        "llm_relay_upstream_consecutive_failures",
+        "gauge",
+        "Failures in a row of the endpoint.",
+        |h| u64::from(h.consecutive_failures),
+    ),
+    (
+        "llm_relay_upstream_attempts_total",
+        "counter",
+        "Upstream attempts per endpoint, retries included.",
+        |h| h.requests,
+    ),
+];
+
+/// Appends per-endpoint health and counters (owned by the upstream module) to `out`.
+pub fn render_upstreams(out: &mut String, upstreams: &[HealthReport]) {
+    for (name, kind, help, value) in ENDPOINT_FAMILIES {
+        header(out, name, kind, help);
+        for h in upstreams {
+            let _ = writeln!(
+                out,
+                "{name}{{endpoint=\"{}\"}} {}",
+                escape(&h.name),
+                value(h)
+            );
+        }
+    }
+}
+
+pub fn render() -> String {
+    let mut out = String::with_capacity(4096);
+    let in_flight = IN_FLIGHT.load(Ordering::SeqCst);
+    let busy = BUSY_WORKERS.load(Ordering::SeqCst);
+    let workers = WORKERS.load(Ordering::Relaxed);
+    with(|r| {
+        header(
+            &mut out,
+            "llm_relay_requests_total",
+            "counter",
+            "Requests answered, by route and HTTP status.",
+        );
+        for ((route, status), n) in &r.requests {
+            let _ = writeln!(
+                out,
+                "llm_relay_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "llm_relay_cache_requests_total",
+            "counter",
+            "Cache lookups, by route and result (hit, miss, bypass).",
+        );
+        for ((route, result), n) in &r.cache {
+            let _ = writeln!(
+                out,
+                "llm_relay_cache_requests_total{{route=\"{route}\",result=\"{}\"}} {n}",
+                escape(result)
+            );
+        }
+        let hits: u64 = r
+            .cache
+            .iter()
+            .filter(|((_, res), _)| *res == "hit")
+            .map(|(_, n)| n)
+            .sum();
+        let misses: u64 = r
+            .cache
+            .iter()
+            .filter(|((_, res), _)| *res == "miss")
+            .map(|(_, n)| n)
+            .sum();
+        simple(
+            &mut out,
+            "llm_relay_cache_hits_total",
+            "counter",
+            "Cache hits, all routes.",
+            hits,
+        );
+        simple(
+            &mut out,
+            "llm_relay_cache_misses_total",
+            "counter",
+            "Cache misses, all routes.",
+            misses,
+        );
+        simple(
+            &mut out,
+            "llm_relay_cache_entries",
+            "gauge",
+            "Entries in the response cache.",
+            r.cache_entries,
+        );
+        simple(
+            &mut out,
+            "llm_relay_cache_bytes",
+            "gauge",
+            "Bytes held by the response cache.",
+            r.cache_bytes,
+        );
+        header(
+            &mut out,
+            "llm_relay_upstream_errors_total",
+            "counter",
+            "Failed upstream calls (transport errors, 5xx), by endpoint.",
+        );
+        for (endpoint, n) in &r.upstream_errors {
+            let _ = writeln!(
+                out,
+                "llm_relay_upstream_errors_total{{endpoint=\"{}\"}} {n}",
+                escape(endpoint)
+            );
+        }
+        header(
+            &mut out,
+            "llm_relay_upstream_retries_total",
+            "counter",
+            "Upstream calls retried, by endpoint.",
+        );
+        for (endpoint, n) in &r.retries {
+            let _ = writeln!(
+                out,
+                "llm_relay_upstream_retries_total{{endpoint=\"{}\"}} {n}",
+                escape(endpoint)
+            );
+        }
+        simple(
+            &mut out,
+            "llm_relay_rate_limited_total",
+            "counter",
+            "Requests refused by a rate limit.",
+            r.rate_limited,
+        );
+        histograms(
+            &mut out,
+            "llm_relay_request_duration_seconds",
+            "Total time from request to last byte, by route.",
+            TOTAL_BUCKETS,
+            &r.total,
+        );
+        histograms(
+            &mut out,
+            "llm_relay_overhead_seconds",
+            "The relay's own time per upstream call: total minus upstream time, by route.",
+            OVERHEAD_BUCKETS,
+            &r.overhead,
+        );
+    });
+    simple(
+        &mut out,
+        "llm_relay_in_flight_requests",
+        "gauge",
+        "Requests being handled now.",
+        in_flight,
+    );
+    simple(
+        &mut out,
+        "llm_relay_busy_workers",
+        "gauge",
+        "Worker threads busy with a request now.",
+        busy,
+    );
+    simple(
+        &mut out,
+        "llm_relay_workers",
+        "gauge",
+        "Worker threads in the pool.",
+        workers,
+    );
+    out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn simple(out: &mut String, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {v}");
+}
+
+fn histograms(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    by_route: &BTreeMap<&'static str, Histogram>,
+) {
+    header(out, name, "histogram", help);
+    for (route, h) in by_route {
+        let mut cumulative = 0;
+        for (i, b) in bounds.iter().enumerate() {
+            cumulative += h.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{route=\"{route}\",le=\"{b}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {}", h.sum);
+        let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {}", h.count);
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_in_output() {
+        let mut m = BTreeMap::new();
+        let mut h = Histogram::default();
+        h.observe(&[0.1, 1.0], 0.05);
+        h.observe(&[0.1, 1.0], 0.5);
+        h.observe(&[0.1, 1.0], 5.0);
+        m.insert("r", h);
+        let mut out = String::new();
+        histograms(&mut out, "x", "help", &[0.1, 1.0], &m);
+        assert!(
+            out.contains("x_bucket{route=\"r\",le=\"0.1\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_bucket{route=\"r\",le=\"1\"} 2\n"), "{out}");
+        assert!(
+            out.contains("x_bucket{route=\"r\",le=\"+Inf\"} 3\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_count{route=\"r\"} 3\n"), "{out}");
+    }
+
+    #[test]
+    fn recorders_for_cache_failover_and_limits_show_in_render() {
+        // the only test touching these families of the process-wide registry
+        cache_result("/v1/chat/completions", "hit");
+        cache_result("/chat/completions", "hit");
+        cache_result("/v1/embeddings", "miss");
+        cache_size(3, 1000);
+        retry("http://a/v1");
+        rate_limited();
+        let out = render();
+        for line in [
+            "llm_relay_cache_requests_total{route=\"/v1/chat/completions\",result=\"hit\"} 2",
+            "llm_relay_cache_requests_total{route=\"/v1/embeddings\",result=\"miss\"} 1",
+            "llm_relay_cache_hits_total 2",
+            "llm_relay_cache_misses_total 1",
+            "llm_relay_cache_entries 3",
+            "llm_relay_cache_bytes 1000",
+            "llm_relay_upstream_retries_total{endpoint=\"http://a/v1\"} 1",
+            "llm_relay_rate_limited_total 1",
+        ] {
+            assert!(out.contains(&format!("{line}\n")), "{line} in:\n{out}");
+        }
+    }
+
+    #[test]
+    fn unknown_paths_share_one_label() {
+        assert_eq!(route_label("/v1/chat/completions"), "/v1/chat/completions");
+        assert_eq!(route_label("/chat/completions"), "/v1/chat/completions");
+        assert_eq!(route_label("/v1/whatever/123"), "other");
+    }
+}

@@ -1,0 +1,443 @@
+//! Upstream endpoints as configured: the `upstreams` list, provider presets, model globs, and
+//! the failover policy keys (`retries`, `fail_threshold`, `cooldown_ms`, ...).
+//!
+//! [`RawEndpoint`] mirrors one entry of the file; [`settings`] checks the list (or turns the
+//! core's single `upstream` into a one-endpoint list) and resolves presets and keys into
+//! [`Settings`]. Nothing here talks to the network.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// One entry of `upstreams` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    name: Option<String>,
+    provider: Option<String>,
+    url: Option<String>,
+    weight: Option<u32>,
+    model: Option<String>,
+    api_key: Option<String>,
+    api_key_env: Option<String>,
+    #[serde(default)]
+    headers: Map<String, Value>,
+    #[serde(default)]
+    models: Vec<String>,
+    proxy: Option<String>,
+    ca_file: Option<String>,
+}
+
+/// The top-level keys of the upstream policy as written (all optional).
+#[derive(Debug, Default)]
+pub struct RawPolicy {
+    pub upstreams: Option<Vec<RawEndpoint>>,
+    pub retries: Option<u32>,
+    pub fail_threshold: Option<u32>,
+    pub cooldown_ms: Option<u64>,
+    pub max_concurrent_requests: Option<usize>,
+    pub use_proxy: Option<bool>,
+    pub ca_file: Option<String>,
+}
+
+/// The core's single-endpoint keys (`upstream`, `api_key`/`api_key_env`), already resolved.
+pub struct Shorthand<'a> {
+    pub url: &'a str,
+    pub key: Option<String>,
+    /// True when the file set any of them (then `upstreams` must not be set too).
+    pub explicit: bool,
+}
+
+/// One checked endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    pub name: String,
+    /// Base URL including `/v1` (or the provider's equivalent), no trailing slash.
+    pub url: String,
+    /// 0 = standby: used only when no weighted endpoint is available.
+    pub weight: u32,
+    /// Replaces the request's `model` when this endpoint serves it.
+    pub model: Option<String>,
+    /// Sent as `Authorization: Bearer …`; never logged.
+    pub key: Option<String>,
+    pub headers: Vec<(String, String)>,
+    /// Model names or `*` globs this endpoint serves; empty = every model.
+    pub models: Vec<String>,
+    /// Explicit proxy URL for this endpoint.
+    pub proxy: Option<ureq::Proxy>,
+    /// Root certificates replacing the built-in ones (from `ca_file`).
+    pub roots: Option<ureq::tls::RootCerts>,
+}
+
+impl EndpointConfig {
+    /// Whether this endpoint serves `model` (after rules).
+    pub fn serves(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|g| glob_match(g, model))
+    }
+}
+
+/// The checked upstream policy.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub endpoints: Vec<EndpointConfig>,
+    /// How many other endpoints a failed request may go to.
+    pub retries: u32,
+    /// Consecutive failures after which an endpoint cools down.
+    pub fail_threshold: u32,
+    pub cooldown: Duration,
+    /// In-flight upstream calls beyond which the relay answers 503 at once; `None` = no limit.
+    pub max_concurrent: Option<usize>,
+    /// Honour HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment.
+    pub use_proxy: bool,
+    /// True when the file has an `upstreams` list (not the single `upstream` shorthand).
+    pub listed: bool,
+}
+
+impl Settings {
+    /// The endpoints in one line, for the start-up log.
+    pub fn describe(&self) -> String {
+        match self.endpoints.as_slice() {
+            [one] if !self.listed => one.url.clone(),
+            all => {
+                let names: Vec<String> = all
+                    .iter()
+                    .map(|e| format!("{} {}", e.name, e.url))
+                    .collect();
+                format!("{} endpoints ({})", all.len(), names.join(", "))
+            }
+        }
+    }
+
+    /// Lines for `--check`; never prints keys.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "upstreams: {} (retries {}, fail_threshold {}, cooldown {} ms, max_concurrent_requests {})\n",
+            self.endpoints.len(),
+            self.retries,
+            self.fail_threshold,
+            self.cooldown.as_millis(),
+            self.max_concurrent
+                .map_or("unlimited".to_string(), |n| n.to_string())
+        );
+        for e in &self.endpoints {
+            let models = if e.models.is_empty() {
+                "*".to_string()
+            } else {
+                e.models.join(", ")
+            };
+            out.push_str(&format!(
+                "  {} {} weight {} models [{models}]{}{}\n",
+                e.name,
+                e.url,
+                e.weight,
+                e.model
+                    .as_ref()
+                    .map_or(String::new(), |m| format!(" model → {m}")),
+                if e.key.is_some() { " (key hidden)" } else { "" },
+            ));
+        }
+        out
+    }
+}
+
+/// A provider preset: base URL and the environment variable its key usually lives in.
+struct Preset {
+    name: &'static str,
+    url: &'static str,
+    key_env: Option<&'static str>,
+}
+
+const PRESETS: &[Preset] = &[
+    Preset {
+        name: "openai",
+        url: "https://api.openai.com/v1",
+        key_env: Some("OPENAI_API_KEY"),
+    },
+    Preset {
+        name: "deepseek",
+        url: "https://api.deepseek.com/v1",
+        key_env: Some("DEEPSEEK_API_KEY"),
+    },
+    Preset {
+        name: "openrouter",
+        url: "https://openrouter.ai/api/v1",
+        key_env: Some("OPENROUTER_API_KEY"),
+    },
+    Preset {
+        name: "dashscope",
+        url: "https://dashscope.aliyuncs.com/compatible-mode/v1",
+        key_env: Some("DASHSCOPE_API_KEY"),
+    },
+    Preset {
+        name: "gemini",
+        url: "https://generativelanguage.googleapis.com/v1beta/openai",
+        key_env: Some("GEMINI_API_KEY"),
+    },
+    Preset {
+        name: "ollama",
+        url: "http://127.0.0.1:11434/v1",
+        key_env: None,
+    },
+    Preset {
+        name: "vllm",
+        url: "http://127.0.0.1:8000/v1",
+        key_env: None,
+    },
+    Preset {
+        name: "llamacpp",
+        url: "http://127.0.0.1:8080/v1",
+        key_env: None,
+    },
+];
+
+const DEFAULT_RETRIES: u32 = 2;
+const DEFAULT_FAIL_THRESHOLD: u32 = 3;
+const DEFAULT_COOLDOWN_MS: u64 = 30_000;
+
+/// Checks the policy keys and the endpoint list (or the shorthand) into [`Settings`].
+pub fn settings(raw: RawPolicy, shorthand: Shorthand) -> Result<Settings, String> {
+    let fail_threshold = raw.fail_threshold.unwrap_or(DEFAULT_FAIL_THRESHOLD);
+    if fail_threshold == 0 {
+        return Err("`fail_threshold` must be at least 1".to_string());
+    }
+    let cooldown_ms = raw.cooldown_ms.unwrap_or(DEFAULT_COOLDOWN_MS);
+    if raw.max_concurrent_requests == Some(0) {
+        return Err("`max_concurrent_requests` must be at least 1 (or absent for no limit)".into());
+    }
+    let default_roots = raw.ca_file.as_deref().map(load_roots).transpose()?;
+    let listed = raw.upstreams.is_some();
+    let endpoints = match raw.upstreams {
+        None => vec![EndpointConfig {
+            name: "default".to_string(),
+            url: shorthand.url.to_string(),
+            weight: 1,
+            model: None,
+            key: shorthand.key,
+            headers: Vec::new(),
+            models: Vec::new(),
+            proxy: None,
+            roots: default_roots,
+        }],
+        Some(_) if shorthand.explicit => {
+            return Err(
+                "set either `upstream` (with `api_key`/`api_key_env`) for one endpoint \
+                        or the `upstreams` list, not both"
+                    .to_string(),
+            )
+        }
+        Some(list) if list.is_empty() => {
+            return Err("`upstreams` is empty; list at least one endpoint, e.g. \
+                        [{\"provider\": \"ollama\"}]"
+                .to_string())
+        }
+        Some(list) => {
+            let mut out: Vec<EndpointConfig> = Vec::with_capacity(list.len());
+            for (i, raw) in list.into_iter().enumerate() {
+                let e = endpoint(raw, &default_roots)
+                    .map_err(|msg| format!("upstreams[{i}]: {msg}"))?;
+                if out.iter().any(|o| o.name == e.name) {
+                    return Err(format!(
+                        "upstreams[{i}]: the name \"{}\" is used twice; give each endpoint its own `name`",
+                        e.name
+                    ));
+                }
+                out.push(e);
+            }
+            out
+        }
+    };
+    Ok(Settings {
+        endpoints,
+        retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
+        fail_threshold,
+        cooldown: Duration::from_millis(cooldown_ms),
+        max_concurrent: raw.max_concurrent_requests,
+        use_proxy: raw.use_proxy.unwrap_or(true),
+        listed,
+    })
+}
+
+fn endpoint(
+    raw: RawEndpoint,
+    default_roots: &Option<ureq::tls::RootCerts>,
+) -> Result<EndpointConfig, String> {
+    let preset = match raw.provider.as_deref() {
+        None => None,
+        Some(p) => Some(PRESETS.iter().find(|x| x.name == p).ok_or_else(|| {
+            let names: Vec<_> = PRESETS.iter().map(|x| x.name).collect();
+            format!("unknown provider \"{p}\"; use one of {}", names.join(", "))
+        })?),
+    };
+    let url = match (&raw.url, preset) {
+        (Some(url), _) => url.as_str(),
+        (None, Some(p)) => p.url,
+        (None, None) => {
+            return Err("needs a `url` (e.g. \"http://127.0.0.1:8000/v1\") or a `provider`".into())
+        }
+    };
+    let url = check_url(url)?;
+    let key = match (raw.api_key, raw.api_key_env) {
+        (Some(_), Some(_)) => return Err("set either `api_key` or `api_key_env`, not both".into()),
+        (Some(k), None) => Some(k),
+        (None, Some(var)) => Some(env_key(&var).ok_or_else(|| {
+            format!(
+                "`api_key_env` names the environment variable {var}, which is not set; export \
+                 it or remove `api_key_env`"
+            )
+        })?),
+        (None, None) => match preset.and_then(|p| p.key_env) {
+            Some(var) => Some(env_key(var).ok_or_else(|| {
+                format!(
+                    "provider \"{}\" reads its key from the environment variable {var}, which \
+                     is not set; export it, or set `api_key` / `api_key_env`",
+                    raw.provider.as_deref().unwrap_or("")
+                )
+            })?),
+            None => None,
+        },
+    };
+    let mut headers = Vec::with_capacity(raw.headers.len());
+    for (name, value) in raw.headers {
+        let Value::String(value) = value else {
+            return Err(format!("headers.{name} must be a string"));
+        };
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
+        if !valid_name || value.contains(['\r', '\n']) {
+            return Err(format!("headers.{name} is not a valid HTTP header"));
+        }
+        headers.push((name, value));
+    }
+    for g in &raw.models {
+        if g.is_empty() {
+            return Err(
+                "`models` has an empty entry; use names or globs like \"deepseek-*\"".into(),
+            );
+        }
+    }
+    let proxy = match raw.proxy {
+        None => None,
+        Some(p) => Some(ureq::Proxy::new(&p).map_err(|e| {
+            format!("`proxy` \"{p}\" is not a proxy URL ({e}); e.g. \"http://127.0.0.1:3128\"")
+        })?),
+    };
+    let roots = match raw.ca_file {
+        Some(path) => Some(load_roots(&path)?),
+        None => default_roots.clone(),
+    };
+    let name = raw
+        .name
+        .or(raw.provider)
+        .unwrap_or_else(|| host_of(&url).to_string());
+    if name.is_empty() {
+        return Err("`name` is empty".into());
+    }
+    Ok(EndpointConfig {
+        name,
+        url,
+        weight: raw.weight.unwrap_or(1),
+        model: raw.model,
+        key,
+        headers,
+        models: raw.models,
+        proxy,
+        roots,
+    })
+}
+
+fn env_key(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|k| !k.is_empty())
+}
+
+/// Reads a PEM file of CA certificates.
+fn load_roots(path: &str) -> Result<ureq::tls::RootCerts, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read `ca_file` {path}: {e}"))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(format!("`ca_file` {path} is not valid PEM: {e}")),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "`ca_file` {path} holds no certificate (expected -----BEGIN CERTIFICATE----- blocks)"
+        ));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
+/// Checks an endpoint base URL and drops a trailing slash.
+pub fn check_url(url: &str) -> Result<String, String> {
+    let trimmed = url.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(trimmed.to_string()),
+        _ => Err(format!(
+            "`url` must be an http:// or https:// URL including /v1, e.g. \
+             \"http://127.0.0.1:8000/v1\"; got \"{url}\""
+        )),
+    }
+}
+
+/// `host[:port]` of a checked URL.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// Matches `text` against `pattern`, where `*` stands for any run of characters (case-sensitive).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(at) => rest = &rest[at + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        let cases = [
+            ("deepseek-*", "deepseek-chat", true),
+            ("deepseek-*", "deepseek-", true),
+            ("deepseek-*", "gpt-4o", false),
+            ("*", "anything", true),
+            ("gpt-4o", "gpt-4o", true),
+            ("gpt-4o", "gpt-4o-mini", false),
+            ("*-mini", "gpt-4o-mini", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "acb", false),
+            ("ab*ba", "aba", false),
+        ];
+        for (p, t, want) in cases {
+            assert_eq!(glob_match(p, t), want, "{p} vs {t}");
+        }
+    }
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_of("http://127.0.0.1:9/v1"), "127.0.0.1:9");
+        assert_eq!(host_of("https://api.openai.com/v1"), "api.openai.com");
+    }
+}

@@ -1,0 +1,86 @@
+//! `max_concurrent_requests`: a counter of in-flight upstream calls. Beyond the limit a request
+//! is refused at once (503 with `Retry-After`) instead of waiting in an unbounded queue.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::error::ApiError;
+
+/// Seconds a refused client is told to wait.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug, Default)]
+pub struct Limiter {
+    max: Option<usize>,
+    in_flight: AtomicUsize,
+}
+
+/// One admitted call; frees its place when dropped.
+#[derive(Debug)]
+pub struct Permit<'a>(Option<&'a AtomicUsize>);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.0 {
+            n.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Limiter {
+    pub fn new(max: Option<usize>) -> Limiter {
+        Limiter {
+            max,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// A permit, or the 503 to answer when `max` calls are already in flight.
+    pub fn try_acquire(&self) -> Result<Permit<'_>, ApiError> {
+        let Some(max) = self.max else {
+            return Ok(Permit(None));
+        };
+        let admitted = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if admitted {
+            Ok(Permit(Some(&self.in_flight)))
+        } else {
+            Err(ApiError::new(
+                503,
+                "server_error",
+                "relay_busy",
+                format!(
+                    "the relay already has {max} upstream requests in flight \
+                     (max_concurrent_requests); retry after {RETRY_AFTER_SECS} s"
+                ),
+            ))
+        }
+    }
+
+    /// Calls in flight now.
+    #[allow(dead_code)] // read by `/ready` and metrics (issue #6) once merged
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permits_are_counted_and_released() {
+        let l = Limiter::new(Some(2));
+        let a = l.try_acquire().unwrap();
+        let _b = l.try_acquire().unwrap();
+        assert_eq!(l.try_acquire().unwrap_err().status, 503);
+        drop(a);
+        assert!(l.try_acquire().is_ok());
+        assert_eq!(l.in_flight(), 1);
+        let unlimited = Limiter::new(None);
+        assert!((0..100).all(|_| unlimited.try_acquire().is_ok()));
+    }
+}

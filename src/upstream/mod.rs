@@ -1,0 +1,349 @@
+//! The upstream client: one pooled `ureq` agent per endpoint, sending with failover, and the
+//! mapping of transport failures to 502/504.
+//!
+//! Upstream status codes are never errors here (`http_status_as_error(false)`): a 400 from the
+//! provider is a response like any other and passes through to the client unchanged. Only
+//! transport failures (refused, reset, DNS, TLS, timeouts) become [`ApiError`]s, and each names
+//! the upstream it was talking to. The endpoint list and its config are in [`endpoints`], the
+//! choice and passive health in [`balance`], the failover loop in `retry`, the in-flight limit
+//! in [`limit`].
+
+pub mod balance;
+pub mod endpoints;
+pub mod limit;
+mod retry;
+
+use serde_json::{Map, Value};
+use ureq::http::Response;
+use ureq::Body;
+
+use crate::config::{Config, Timeouts};
+use crate::error::ApiError;
+use balance::{Health, HealthReport};
+use endpoints::EndpointConfig;
+use limit::Limiter;
+
+/// Request headers never forwarded upstream: hop-by-hop ones (RFC 9110 §7.6.1) and those the
+/// relay sets itself.
+const NOT_FORWARDED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "content-type",
+    "accept-encoding",
+    "expect",
+    "authorization",
+    "x-api-key",
+];
+
+/// Response headers never passed back to the client (hop-by-hop, and those tiny_http sets).
+pub const NOT_RETURNED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "date",
+    "server",
+];
+
+/// Size of each of a pooled upstream connection's read and write buffers, and so (less one
+/// byte) the largest upstream response head the relay accepts.
+const UPSTREAM_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The largest non-streamed upstream body the relay will hold in memory.
+const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// One endpoint: its config, the agent that talks to it, its health and counters.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub config: EndpointConfig,
+    pub health: Health,
+    agent: ureq::Agent,
+}
+
+/// All endpoints and the failover policy.
+#[derive(Debug)]
+pub struct Upstream {
+    endpoints: Vec<Endpoint>,
+    retries: u32,
+    fail_threshold: u32,
+    cooldown: std::time::Duration,
+    forward_auth: bool,
+    timeouts: Timeouts,
+    /// `max_concurrent_requests`; hold a permit around each upstream call.
+    pub limiter: Limiter,
+}
+
+/// A response from the endpoint that answered.
+pub struct Sent {
+    pub response: Response<Body>,
+    /// Base URL of the endpoint that answered (for logs and error messages).
+    pub base: String,
+    /// Name of the endpoint that answered.
+    pub endpoint: String,
+}
+
+/// Which timeout profile a call uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A whole answer arrives at once, possibly after minutes: no per-read limit.
+    Whole,
+    /// A stream: every read (the response head included) must arrive within the idle timeout.
+    Stream,
+}
+
+impl Upstream {
+    pub fn new(config: &Config) -> Upstream {
+        let s = &config.upstreams;
+        let endpoints = s
+            .endpoints
+            .iter()
+            .map(|e| Endpoint {
+                agent: agent(config, e),
+                config: e.clone(),
+                health: Health::default(),
+            })
+            .collect();
+        Upstream {
+            endpoints,
+            retries: s.retries,
+            fail_threshold: s.fail_threshold,
+            cooldown: s.cooldown,
+            forward_auth: config.forward_auth,
+            timeouts: config.timeouts,
+            limiter: Limiter::new(s.max_concurrent),
+        }
+    }
+
+    /// The health of every endpoint, in config order (for `/ready` and metrics).
+    pub fn health(&self) -> Vec<HealthReport> {
+        self.endpoints
+            .iter()
+            .map(|e| e.health.report(&e.config.name, &e.config.url))
+            .collect()
+    }
+
+    /// Records a failure of the endpoint `name` noticed after its response head, e.g. a stream
+    /// cut short or gone silent (the client already had bytes, so nothing is retried).
+    pub fn stream_failed(&self, name: &str) {
+        if let Some(ep) = self.endpoints.iter().find(|e| e.config.name == name) {
+            self.failed(ep, None);
+        }
+    }
+
+    /// Records a failed attempt on `ep`, logging when it starts a cooldown.
+    fn failed(&self, ep: &Endpoint, retry_after: Option<std::time::Duration>) {
+        crate::metrics::upstream_error(&ep.config.name);
+        let started = ep
+            .health
+            .failure(self.fail_threshold, self.cooldown, retry_after);
+        if let Some(d) = started {
+            crate::log::warn(&format!(
+                "upstream {} is cooling down for {} ms after failing (skipped unless nothing \
+                 else serves a request)",
+                ep.config.name,
+                d.as_millis()
+            ));
+        }
+    }
+
+    /// Every endpoint, in config order (counters are in `health.counters`).
+    #[allow(dead_code)] // read by `/ready` and metrics (issue #6) once merged
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// POSTs the request `body` to `{base}{path}` of an endpoint that serves `model`, failing
+    /// over to others on connect errors, timeouts before the response head and 429/5xx.
+    /// `headers` are the client's request headers; the forwardable ones go along.
+    pub fn post(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: &Map<String, Value>,
+        model: &str,
+        mode: Mode,
+    ) -> Result<Sent, ApiError> {
+        let shared = serde_json::to_vec(body)
+            .map_err(|e| ApiError::internal(format!("cannot serialize the request: {e}")))?;
+        retry::send(self, model, |ep| {
+            let payload = match &ep.config.model {
+                Some(m) => {
+                    let mut own = body.clone();
+                    own.insert("model".to_string(), Value::String(m.clone()));
+                    serde_json::to_vec(&own).unwrap_or_else(|_| shared.clone())
+                }
+                None => shared.clone(),
+            };
+            self.post_one(ep, path, headers, &payload, mode)
+        })
+    }
+
+    fn post_one(
+        &self,
+        ep: &Endpoint,
+        path: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        mode: Mode,
+    ) -> Result<Response<Body>, ureq::Error> {
+        let url = format!("{}{}", ep.config.url, path);
+        let mut req = ep.agent.post(&url);
+        if mode == Mode::Stream {
+            req = req
+                .config()
+                .timeout_per_read(Some(self.timeouts.idle))
+                .build();
+        }
+        let own = &ep.config.headers;
+        let mut client_auth = None;
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("authorization") {
+                client_auth = Some(value.as_str());
+            }
+            let overridden = own.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+            if !overridden && !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                req = req.header(name.as_str(), value.as_str());
+            }
+        }
+        for (name, value) in own {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        if let Some(auth) = self.authorization(ep, client_auth) {
+            req = req.header("authorization", auth);
+        }
+        req.header("content-type", "application/json").send(body)
+    }
+
+    /// The `Authorization` header value to send upstream, given the client's.
+    fn authorization(&self, ep: &Endpoint, client_auth: Option<&str>) -> Option<String> {
+        if self.forward_auth {
+            return client_auth.map(str::to_string);
+        }
+        ep.config.key.as_ref().map(|k| format!("Bearer {k}"))
+    }
+
+    /// GETs `{base}{path}` of any endpoint with its credentials (failing over like [`post`]).
+    ///
+    /// [`post`]: Upstream::post
+    pub fn get(&self, path: &str, client_auth: Option<&str>) -> Result<Sent, ApiError> {
+        retry::send(self, "", |ep| {
+            let url = format!("{}{}", ep.config.url, path);
+            let mut req = ep.agent.get(&url);
+            for (name, value) in &ep.config.headers {
+                req = req.header(name.as_str(), value.as_str());
+            }
+            if let Some(auth) = self.authorization(ep, client_auth) {
+                req = req.header("authorization", auth);
+            }
+            req.call()
+        })
+    }
+}
+
+/// The agent of one endpoint: its timeouts, proxy and root certificates.
+fn agent(config: &Config, e: &EndpointConfig) -> ureq::Agent {
+    let t = config.timeouts;
+    let proxy = match (&e.proxy, config.upstreams.use_proxy) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => ureq::Proxy::try_from_env(),
+        (None, false) => None,
+    };
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(roots) = &e.roots {
+        tls = tls.root_certs(roots.clone());
+    }
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_connect(Some(t.connect))
+        .timeout_recv_response(Some(t.first_byte))
+        // Each pooled connection holds both buffers, zero-filled (ureq's default is 128 KiB
+        // each): with 1,000 open streams that was 256 MB of the relay's RSS. A response head
+        // must fit the input buffer, hence the limit for it, one byte under the buffer so ureq
+        // reports an oversized head as such (OpenAI's are ~1 KiB).
+        .input_buffer_size(UPSTREAM_BUFFER_BYTES)
+        .output_buffer_size(UPSTREAM_BUFFER_BYTES)
+        .max_response_header_size(UPSTREAM_BUFFER_BYTES - 1)
+        .max_idle_connections(config.workers.max(8) * 2)
+        .max_idle_connections_per_host(config.workers.max(8))
+        .user_agent(concat!("llm-relay/", env!("CARGO_PKG_VERSION")))
+        .proxy(proxy)
+        .tls_config(tls.build())
+        .build()
+        .into()
+}
+
+/// Reads a whole (non-streamed) upstream body.
+pub fn read_body(base: &str, body: Body) -> Result<Vec<u8>, ApiError> {
+    body.into_with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_vec()
+        .map_err(|e| transport_error(base, &e))
+}
+
+/// Maps a transport failure to 502 (unreachable, broken) or 504 (timed out).
+pub fn transport_error(base: &str, err: &ureq::Error) -> ApiError {
+    match err {
+        ureq::Error::Timeout(which) => ApiError::new(
+            504,
+            "upstream_error",
+            "upstream_timeout",
+            format!(
+                "upstream {base} timed out ({which}); raise the timeouts in the config if the model \
+                 is just slow"
+            ),
+        ),
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
+            504,
+            "upstream_error",
+            "upstream_timeout",
+            format!("upstream {base} timed out: {io}"),
+        ),
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Io(_) => {
+            ApiError::new(
+                502,
+                "upstream_error",
+                "upstream_unreachable",
+                format!(
+                    "cannot reach upstream {base}: {err}; check that the model server is running \
+                     and that `upstream` in the config points at it"
+                ),
+            )
+        }
+        ureq::Error::LargeResponseHeader(_, max) => ApiError::new(
+            502,
+            "upstream_error",
+            "upstream_error",
+            format!(
+                "upstream {base} sent response headers larger than the {max} bytes the relay \
+                 accepts"
+            ),
+        ),
+        other => ApiError::new(
+            502,
+            "upstream_error",
+            "upstream_error",
+            format!("upstream {base} failed: {other}"),
+        ),
+    }
+}
+
+/// True for an I/O error that means the upstream went quiet for too long.
+pub fn is_timeout(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::TimedOut || err.to_string().contains("timeout")
+}

@@ -1,0 +1,174 @@
+//! Failover: one request, tried on up to `retries + 1` different endpoints that serve its model.
+//!
+//! An attempt fails on a transport error (refused, reset, DNS, TLS), a timeout before the
+//! response head, or a 429/500/502/503/504 status. Anything else, other 4xx included, is the
+//! answer. The loop only ever hands back a response head: the caller decides what reaches the
+//! client, so nothing is retried once the client has seen a byte. When every attempt failed,
+//! the error names each endpoint tried and why; a single attempt keeps the core's behaviour
+//! (its status response passes through, its transport error is a 502/504).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ureq::http::Response;
+use ureq::Body;
+
+use super::balance::{self, Candidate};
+use super::{transport_error, Endpoint, Sent, Upstream};
+use crate::error::ApiError;
+use crate::log;
+
+/// Statuses that send a request to another endpoint.
+pub const RETRYABLE: &[u16] = &[429, 500, 502, 503, 504];
+
+/// Pause before the second attempt; doubles for each further one, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Runs `call` on endpoints that serve `model` (`""` = any endpoint) until one answers.
+pub fn send(
+    up: &Upstream,
+    model: &str,
+    mut call: impl FnMut(&Endpoint) -> Result<Response<Body>, ureq::Error>,
+) -> Result<Sent, ApiError> {
+    let serving: Vec<usize> = (0..up.endpoints.len())
+        .filter(|&i| model.is_empty() || up.endpoints[i].config.serves(model))
+        .collect();
+    if serving.is_empty() {
+        return Err(ApiError::new(
+            404,
+            "invalid_request_error",
+            "model_not_found",
+            format!(
+                "no endpoint in `upstreams` serves the model \"{model}\"; add it (or a glob such \
+                 as \"{}*\") to the `models` of an endpoint",
+                model.split('-').next().unwrap_or(model)
+            ),
+        ));
+    }
+    let max_attempts = serving.len().min(up.retries as usize + 1);
+    let mut tried: Vec<usize> = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    let mut last_error = None;
+    let mut last_status = 0;
+    for attempt in 0..max_attempts {
+        let now = Instant::now();
+        let candidates: Vec<Candidate> = serving
+            .iter()
+            .filter(|i| !tried.contains(i))
+            .map(|&i| Candidate {
+                index: i,
+                weight: up.endpoints[i].config.weight,
+                cooling_until: up.endpoints[i].health.cooling_until(now),
+            })
+            .collect();
+        let Some(i) = balance::choose(&candidates, balance::random()) else {
+            break;
+        };
+        tried.push(i);
+        let ep = &up.endpoints[i];
+        let counters = &ep.health.counters;
+        if attempt > 0 {
+            std::thread::sleep(backoff(attempt));
+            counters.retries.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::retry(&ep.config.name);
+        }
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let last = attempt + 1 == max_attempts;
+        let name = &ep.config.name;
+        match call(ep) {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                if !RETRYABLE.contains(&status) {
+                    ep.health.success();
+                    return Ok(sent(ep, response));
+                }
+                let wait = retry_after(&response).filter(|_| status == 429);
+                up.failed(ep, wait);
+                if attempt == 0 && last {
+                    return Ok(sent(ep, response)); // nothing to fail over to: pass it through
+                }
+                let reason = format!("HTTP {status}");
+                if !last {
+                    log::warn(&format!(
+                        "upstream {name} answered {status}; trying another endpoint"
+                    ));
+                }
+                reasons.push(format!("{name} ({}): {reason}", ep.config.url));
+                last_status = status;
+                last_error = None;
+            }
+            Err(e) => {
+                up.failed(ep, None);
+                let err = transport_error(&ep.config.url, &e);
+                if !last {
+                    log::warn(&format!(
+                        "upstream {name} failed ({}); trying another endpoint",
+                        short_reason(&e)
+                    ));
+                }
+                reasons.push(format!("{name} ({}): {}", ep.config.url, short_reason(&e)));
+                last_status = err.status;
+                last_error = Some(err);
+            }
+        }
+    }
+    if let (Some(err), 1) = (&last_error, reasons.len()) {
+        return Err(err.clone());
+    }
+    let status = match last_status {
+        429 | 503 | 504 => last_status,
+        _ => 502,
+    };
+    Err(ApiError::new(
+        status,
+        "upstream_error",
+        "all_upstreams_failed",
+        format!(
+            "all {} upstream endpoints tried failed: {}",
+            reasons.len(),
+            reasons.join("; ")
+        ),
+    ))
+}
+
+fn sent(ep: &Endpoint, response: Response<Body>) -> Sent {
+    Sent {
+        response,
+        base: ep.config.url.clone(),
+        endpoint: ep.config.name.clone(),
+    }
+}
+
+/// The pause before attempt number `attempt` (1 = the first retry).
+fn backoff(attempt: usize) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(10);
+    (FIRST_BACKOFF * factor).min(MAX_BACKOFF)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is ignored).
+fn retry_after(response: &Response<Body>) -> Option<Duration> {
+    let v = response.headers().get("retry-after")?.to_str().ok()?;
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+}
+
+/// What went wrong, in a few words.
+fn short_reason(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(which) => format!("timed out ({which})"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(50));
+        assert_eq!(backoff(2), Duration::from_millis(100));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+}

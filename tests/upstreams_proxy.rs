@@ -1,0 +1,61 @@
+//! Proxies (issue #4): a per-endpoint `proxy`, HTTP(S)_PROXY / NO_PROXY from the environment,
+//! and `use_proxy: false`. The proxy is a fixture on 127.0.0.1 that records its requests.
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[test]
+fn endpoint_proxy_carries_the_request() {
+    let proxy = Proxy::start();
+    let up = Upstream::openai();
+    let relay = Relay::start(&upstreams_config(
+        json!([{"name": "via-proxy", "url": up.base_url(), "proxy": proxy.url()}]),
+        json!({}),
+    ));
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert_eq!(up.only_request().json()["model"], "m");
+    let seen = proxy.seen();
+    assert!(
+        seen.iter().any(|l| l.contains(&up.addr())),
+        "the proxy must have carried a request to {}: {seen:?}",
+        up.addr()
+    );
+}
+
+#[test]
+fn environment_proxy_is_used_unless_use_proxy_is_false() {
+    let proxy = Proxy::start();
+    let up = Upstream::openai();
+    let env = [("HTTP_PROXY", proxy.url()), ("HTTPS_PROXY", proxy.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let relay = Relay::start_with(&config_json(&up.base_url(), json!({})), &env, &[]);
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert_eq!(proxy.seen().len(), 1, "HTTP_PROXY is honoured by default");
+
+    let relay = Relay::start_with(
+        &config_json(&up.base_url(), json!({"use_proxy": false})),
+        &env,
+        &[],
+    );
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert_eq!(proxy.seen().len(), 1, "use_proxy: false ignores HTTP_PROXY");
+    assert_eq!(up.requests().len(), 2);
+}
+
+#[test]
+fn no_proxy_bypasses_the_environment_proxy() {
+    let proxy = Proxy::start();
+    let up = Upstream::openai();
+    let url = proxy.url();
+    let env = [("HTTP_PROXY", url.as_str()), ("NO_PROXY", "127.0.0.1")];
+    let relay = Relay::start_with(&config_json(&up.base_url(), json!({})), &env, &[]);
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert!(proxy.seen().is_empty(), "NO_PROXY: {:?}", proxy.seen());
+    assert_eq!(up.requests().len(), 1);
+}
