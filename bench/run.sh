@@ -121,6 +121,8 @@ ensure_litellm() {
   "$LITELLM_VENV/bin/pip" install -q 'litellm[proxy]' || return 1
 }
 
+litellm_version() { "$LITELLM_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("litellm"))' 2>/dev/null || echo "version unknown"; }
+
 # ------------------------------------------------------------------------------------------
 # Measuring helpers
 
@@ -150,7 +152,7 @@ proc_field() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status" 2>/dev/null ||
 run_wrk() { # URL [wrk args...]
   local url=$1 out
   shift
-  out=$(wrk -t"$WRK_T" -c"$WRK_C" -d"${DUR}s" --latency "$@" "$url" 2>&1) || { log "wrk failed: $out"; echo "- - - wrk-failed"; return; }
+  out=$(wrk -t"$WRK_T" -c"$WRK_C" -d"${DUR}s" --timeout 10s --latency "$@" "$url" 2>&1) || { log "wrk failed: $out"; echo "- - - wrk-failed"; return; }
   echo "$out" | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /m$/) return v*60000; if (v ~ /s$/) return v*1000; return v }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
@@ -361,8 +363,8 @@ scenario_litellm() { # ID NAME CACHE(0|1)
     # warm it (and its cache) before measuring
     curl -s -o /dev/null -H 'Authorization: Bearer sk-bench' -H 'Content-Type: application/json' \
       --data-binary "@$ROOT/bench/request.json" "http://127.0.0.1:$port/v1/chat/completions"
-    r=($(WRK_C=20 BENCH_AUTH='Bearer sk-bench' wrk_post "http://127.0.0.1:$port/v1/chat/completions"))
-    row "$1" "$2" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$pid")" "20 connections; $(errors_note "${r[3]}")"
+    r=($(BENCH_AUTH='Bearer sk-bench' wrk_post "http://127.0.0.1:$port/v1/chat/completions"))
+    row "$1" "$2" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$pid")" "LiteLLM $(litellm_version); $(errors_note "${r[3]}")"
   fi
   stop "$pid"
 }
@@ -440,7 +442,7 @@ target() { # TEXT MEASURED VERDICT_EXPR(awk over m) — m is the measured value;
   else verdict=$(awk -v m="$2" "BEGIN{print ($3) ? \"met\" : \"**missed**\"}"); fi
   TARGETS+=("| $1 | ${2:--} | $verdict |")
 }
-ratio() { [ -n "${1:-}" ] && [ -n "${2:-}" ] && [ "$1" != - ] && [ "$2" != - ] && awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.3f", a/b; else print "-" }' || echo -; }
+ratio() { [ -n "${1:-}" ] && [ -n "${2:-}" ] && [ "$1" != - ] && [ "$2" != - ] && awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.4g", a/b; else print "-" }' || echo -; }
 diff_of() { [ -n "${1:-}" ] && [ -n "${2:-}" ] && [ "$1" != - ] && [ "$2" != - ] && awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", a-b}' || echo -; }
 
 evaluate_targets() {
@@ -510,7 +512,7 @@ soak() {
 machine() {
   local cpu
   cpu=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
-  echo "$(nproc) cores, ${cpu:-unknown CPU}, $(uname -sr)"
+  echo "$(nproc) cores, ${cpu:-unknown CPU}, $(uname -sr), nginx $("$(find_nginx)" -v 2>&1 | sed 's#.*/##'), $(wrk -v 2>&1 | awk 'NR==1{print $1, $2}')"
 }
 
 need_tools
