@@ -36,6 +36,9 @@ struct RawConfig {
     idle_timeout_ms: Option<u64>,
     #[serde(default)]
     model_rules: Vec<RawRule>,
+    client_timeout_ms: Option<u64>,
+    auth: Option<crate::auth::RawAuth>,
+    rate_limit: Option<crate::limits::RawRateLimit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +74,11 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub timeouts: Timeouts,
     pub rules: Vec<Rule>,
+    /// Longest a client may take to send its request head or body (per read, and in total).
+    pub client_timeout: Duration,
+    pub auth: crate::auth::AuthConfig,
+    /// Default per-key rate limit.
+    pub rate_limit: crate::limits::RateLimit,
 }
 
 /// A config that could not be loaded; the message names the file and, where it can, the line and column.
@@ -149,7 +157,13 @@ impl Config {
                 extra: r.extra,
             });
         }
+        let client_timeout = millis(raw.client_timeout_ms, 30_000, "client_timeout_ms")?;
+        let auth = crate::auth::AuthConfig::from_raw(raw.auth, raw.forward_auth)?;
+        let rate_limit = crate::limits::RateLimit::from_raw(raw.rate_limit, "rate_limit")?;
         Ok(Config {
+            client_timeout,
+            auth,
+            rate_limit,
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             upstream,
             upstream_key,

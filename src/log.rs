@@ -18,6 +18,9 @@ pub struct Access {
     pub upstream: String,
     pub duration: Duration,
     pub bytes: u64,
+    /// From the answer's `usage`, for per-key stats (never logged).
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 pub fn access(a: &Access) {

@@ -5,14 +5,20 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
+mod auth;
 mod config;
+mod deadline;
 mod error;
+mod gate;
+mod limits;
 mod log;
 mod routes;
 mod rules;
 mod server;
 mod sse;
 mod upstream;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -5,16 +5,20 @@
 //! call the upstream → answer (whole, or as a stream relayed event by event).
 
 use std::io::{BufReader, Read};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tiny_http::{Method, Request};
 
+use crate::admin;
+use crate::deadline::{self, Deadline};
 use crate::error::ApiError;
 use crate::log::Access;
 use crate::rules;
 use crate::server::{json_content_type, respond, respond_error, State};
 use crate::sse::{self, End, SseOut};
 use crate::upstream::{self, Mode, NOT_RETURNED};
+use crate::usage;
 
 /// The OpenAI endpoints the relay forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +51,10 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
         .filter(|rest| rest.starts_with('/'))
         .unwrap_or(&path);
     let method = req.method().clone();
+    let client = match state.gate.check(route, req) {
+        Ok(client) => client,
+        Err(refusal) => return state.gate.refuse(slot, access, *refusal),
+    };
     let result = match (route, &method) {
         ("/health", Method::Get | Method::Head) => {
             reply_json(slot, access, 200, br#"{"status":"ok"}"#.to_vec());
@@ -56,6 +64,12 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
         ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions),
         ("/embeddings", Method::Post) => relay(state, slot, access, Endpoint::Embeddings),
         ("/models", Method::Get) => models(state, slot, access),
+        ("/openapi.json", Method::Get) => {
+            let doc = include_str!("../openapi.json").as_bytes().to_vec();
+            reply_json(slot, access, 200, doc);
+            Ok(())
+        }
+        (r, _) if r.starts_with("/admin/") => admin::handle(state, slot, access, r, &method),
         ("/__test/panic", Method::Get) if state.test_hooks => {
             panic!("test hook: deliberate panic")
         }
@@ -73,6 +87,7 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
             access.bytes = respond_error(req, &err);
         }
     }
+    state.gate.record(client.as_ref(), access);
 }
 
 /// The pipeline of one API call.
@@ -86,7 +101,11 @@ fn relay(
         return Ok(());
     };
     let headers = request_headers(req);
-    let raw = read_body(req, state.config.max_body_bytes)?;
+    let raw = read_body(
+        req,
+        state.config.max_body_bytes,
+        state.config.client_timeout,
+    )?;
     let mut body = parse_body(&raw)?;
     rules::apply(&state.config.rules, &mut body);
     access.model = body
@@ -129,6 +148,7 @@ fn relay(
             }
         };
         let relayed = sse::relay(&mut reader, &mut out, &describe);
+        (access.prompt_tokens, access.completion_tokens) = usage::stream_tokens(&relayed.recorded);
         access.bytes = out.bytes;
         if relayed.end != End::ClientGone {
             let _ = out.finish();
@@ -138,6 +158,7 @@ fn relay(
 
     let data = upstream::read_body(&up.base, response.into_body())?;
     access.status = status;
+    (access.prompt_tokens, access.completion_tokens) = usage::tokens(&data);
     if let Some(req) = slot.take() {
         access.bytes = respond(req, status, &reply_headers, data);
     }
@@ -204,21 +225,16 @@ fn reply_json(slot: &mut Option<Request>, access: &mut Access, status: u16, body
 
 /// Reads the request body, refusing more than `max` bytes (by Content-Length before reading
 /// anything, and by counting for chunked bodies).
-fn read_body(req: &mut Request, max: u64) -> Result<Vec<u8>, ApiError> {
+fn read_body(req: &mut Request, max: u64, budget: Duration) -> Result<Vec<u8>, ApiError> {
     let announced = req.body_length().map(|n| n as u64);
     if announced.is_some_and(|n| n > max) {
         return Err(ApiError::too_large(max));
     }
     let mut buf = Vec::with_capacity(announced.unwrap_or(0) as usize);
-    req.as_reader()
+    Deadline::new(req.as_reader(), budget)
         .take(max + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| {
-            ApiError::invalid(
-                "body_read_failed",
-                format!("could not read the request body: {e}"),
-            )
-        })?;
+        .map_err(|e| deadline::body_error(&e, budget))?;
     if buf.len() as u64 > max {
         return Err(ApiError::too_large(max));
     }

@@ -20,6 +20,8 @@ use crate::upstream::Upstream;
 pub struct State {
     pub config: Config,
     pub upstream: Upstream,
+    /// Client keys, rate limits and usage.
+    pub gate: crate::gate::Gate,
     /// `LLM_RELAY_TEST_HOOKS=1`: enables `/__test/*` routes used by the integration tests.
     pub test_hooks: bool,
 }
@@ -27,7 +29,8 @@ pub struct State {
 /// Binds, prints `listening on http://ADDR` as the first stdout line, and serves until the
 /// process ends.
 pub fn run(config: Config) -> Result<(), String> {
-    let server = Server::http(&config.listen).map_err(|e| {
+    let gate = crate::gate::Gate::new(&config)?;
+    let server = Server::http_with_timeout(&config.listen, config.client_timeout).map_err(|e| {
         format!(
             "cannot listen on {}: {e}; pick a free address in `listen`",
             config.listen
@@ -50,14 +53,15 @@ pub fn run(config: Config) -> Result<(), String> {
         config.upstream,
         config.workers
     ));
-    if !is_loopback(&addr) {
+    if !is_loopback(&addr) && !config.auth.enabled() {
         log::warn(&format!(
             "listening on {addr}, which is not a loopback address: anyone who can reach it can \
-             use the upstream key"
+             use the upstream key; configure `auth.keys` to require client keys"
         ));
     }
     let state = Arc::new(State {
         upstream: Upstream::new(&config),
+        gate,
         test_hooks: std::env::var("LLM_RELAY_TEST_HOOKS").is_ok_and(|v| v == "1"),
         config,
     });
@@ -136,7 +140,7 @@ pub fn respond(req: Request, status: u16, headers: &[(String, String)], body: Ve
 /// Sends an OpenAI-shaped error. Returns the body size.
 pub fn respond_error(req: Request, err: &ApiError) -> u64 {
     let mut headers = vec![json_content_type()];
-    if err.status == 413 {
+    if err.status == 413 || err.status == 408 {
         // the unread body makes the connection unusable for a next request
         headers.push(("Connection".to_string(), "close".to_string()));
     }

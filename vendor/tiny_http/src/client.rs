@@ -37,8 +37,17 @@ pub struct ClientConnection {
 }
 
 /// Error that can happen when reading a request.
+/// llm-relay patch: the longest request line or header line accepted (answered 431 beyond).
+const MAX_LINE: usize = 16 * 1024;
+/// llm-relay patch: the most header lines accepted in one request (answered 431 beyond).
+const MAX_HEADERS: usize = 128;
+
 #[derive(Debug)]
 enum ReadError {
+    /// llm-relay patch: a line longer than MAX_LINE or more than MAX_HEADERS headers.
+    HeadTooLarge,
+    /// llm-relay patch: bytes outside ASCII in the request line or a header.
+    NotAscii,
     WrongRequestLine,
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
@@ -92,11 +101,14 @@ impl ClientConnection {
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
                 return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                    .map_err(|_| IoError::new(ErrorKind::InvalidData, "Header is not in ASCII"));
             }
 
             prev_byte_was_cr = byte == b'\r';
 
+            if buf.len() >= MAX_LINE {
+                return Err(IoError::new(ErrorKind::OutOfMemory, "header line too long"));
+            }
             buf.push(byte);
         }
     }
@@ -107,7 +119,7 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line().map_err(line_error)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,11 +130,14 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line().map_err(line_error)?;
 
                     if line.is_empty() {
                         break;
                     };
+                    if headers.len() >= MAX_HEADERS {
+                        return Err(ReadError::HeadTooLarge);
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -185,6 +200,22 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
+                Err(ReadError::HeadTooLarge) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(431));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None;
+                }
+                Err(ReadError::NotAscii) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(400));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None;
+                }
                 Err(ReadError::WrongRequestLine) => {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(400));
@@ -305,5 +336,14 @@ mod test {
 
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
+    }
+}
+
+/// llm-relay patch: sorts a failed line read into a 431, a 400 or an I/O error.
+fn line_error(e: IoError) -> ReadError {
+    match e.kind() {
+        ErrorKind::OutOfMemory => ReadError::HeadTooLarge,
+        ErrorKind::InvalidData => ReadError::NotAscii,
+        _ => ReadError::ReadIoError(e),
     }
 }

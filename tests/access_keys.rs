@@ -1,0 +1,459 @@
+//! Client keys and the admin API (#5): keys from the config and from `keys_file`, Bearer and
+//! X-API-Key, 401s, the admin key, creation / listing / revocation, persistence across a
+//! restart, per-key stats, and no key ever in the log or upstream.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const CLIENT_KEY: &str = "sk-client-alpha-0123456789";
+const ADMIN_KEY: &str = "sk-admin-omega-9876543210";
+
+fn chat() -> Value {
+    json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+/// Relay with one config key, the admin key and a keys_file in `dir`.
+fn start(up: &Upstream, dir: &TempDir, extra: Value) -> Relay {
+    let mut cfg = json!({"auth": {
+        "keys": [{"key": CLIENT_KEY, "name": "alpha"}],
+        "admin_key": ADMIN_KEY,
+        "keys_file": dir.path().join("keys.json"),
+    }});
+    if let (Value::Object(c), Value::Object(e)) = (&mut cfg, extra) {
+        c.extend(e);
+    }
+    Relay::start(&config_json(&up.base_url(), cfg))
+}
+
+fn chat_with(relay: &Relay, headers: &[(&str, &str)]) -> Resp {
+    post_json_with(&relay.url("/v1/chat/completions"), &chat(), headers)
+}
+
+fn admin(relay: &Relay, method: &str, path: &str, body: Option<Value>) -> Resp {
+    let auth = bearer(ADMIN_KEY);
+    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
+    request(
+        method,
+        &relay.url(path),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        bytes.as_deref(),
+    )
+}
+
+fn create_key(relay: &Relay, body: Value) -> (String, String) {
+    let r = admin(relay, "POST", "/admin/keys", Some(body));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = r.json();
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn missing_or_wrong_key_is_401_and_bearer_or_x_api_key_is_admitted() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let relay = start(&up, &dir, json!({}));
+    chat_with(&relay, &[]).assert_error(401, "invalid_api_key");
+    let wrong = bearer("sk-client-alpha-0123456780");
+    let msg = chat_with(&relay, &[("Authorization", &wrong)]).assert_error(401, "invalid_api_key");
+    assert!(!msg.contains("0123456780"), "the key is echoed: {msg}");
+    chat_with(&relay, &[("X-API-Key", "nope-nope-nope")]).assert_error(401, "invalid_api_key");
+    get(&relay.url("/v1/models")).assert_error(401, "invalid_api_key");
+    assert_eq!(
+        up.requests().len(),
+        0,
+        "refused requests must not reach the upstream"
+    );
+
+    let ok = bearer(CLIENT_KEY);
+    assert_eq!(chat_with(&relay, &[("Authorization", &ok)]).status, 200);
+    let lower = format!("bearer {CLIENT_KEY}");
+    assert_eq!(chat_with(&relay, &[("Authorization", &lower)]).status, 200);
+    assert_eq!(chat_with(&relay, &[("X-API-Key", CLIENT_KEY)]).status, 200);
+    // open routes
+    assert_eq!(get(&relay.url("/health")).status, 200);
+    assert_eq!(get(&relay.url("/openapi.json")).status, 200);
+}
+
+#[test]
+fn relay_key_is_never_forwarded_upstream() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let relay = start(&up, &dir, json!({"api_key": "sk-upstream-key-42"}));
+    let ok = bearer(CLIENT_KEY);
+    assert_eq!(chat_with(&relay, &[("Authorization", &ok)]).status, 200);
+    assert_eq!(chat_with(&relay, &[("X-API-Key", CLIENT_KEY)]).status, 200);
+    for seen in up.requests() {
+        assert_eq!(
+            seen.header("authorization"),
+            Some("Bearer sk-upstream-key-42")
+        );
+        assert_eq!(seen.header("x-api-key"), None);
+        let all = format!("{:?}", seen.headers);
+        assert!(!all.contains(CLIENT_KEY), "relay key sent upstream: {all}");
+    }
+    // without an upstream key nothing is sent in its place
+    let up2 = Upstream::openai();
+    let dir2 = TempDir::new();
+    let relay2 = start(&up2, &dir2, json!({}));
+    assert_eq!(chat_with(&relay2, &[("Authorization", &ok)]).status, 200);
+    assert_eq!(up2.only_request().header("authorization"), None);
+}
+
+#[test]
+fn forward_auth_with_client_keys_is_refused_at_load() {
+    let dir = TempDir::new();
+    let cfg = json!({"forward_auth": true, "auth": {"keys": [CLIENT_KEY]}});
+    let path = dir.write("c.jsonc", &config_json("http://127.0.0.1:9/v1", cfg));
+    let out = run_relay(&["--check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("forward_auth"), "{}", out.stderr);
+    assert!(!out.stderr.contains(CLIENT_KEY), "{}", out.stderr);
+}
+
+#[test]
+fn bad_auth_config_names_line() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "c.jsonc",
+        "{\n  auth: {\n    keys: [\"sk-long-enough-key\"],\n    admin_keys: \"x\",\n  },\n}\n",
+    );
+    let out = run_relay(&["--check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("line 4"), "{}", out.stderr);
+    assert!(out.stderr.contains("admin_keys"), "{}", out.stderr);
+}
+
+#[test]
+fn admin_routes_need_the_admin_key() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let relay = start(&up, &dir, json!({}));
+    for path in ["/admin/keys", "/admin/stats"] {
+        get(&relay.url(path)).assert_error(401, "invalid_api_key");
+        let client = bearer(CLIENT_KEY);
+        request("GET", &relay.url(path), &[("Authorization", &client)], None)
+            .assert_error(401, "invalid_api_key");
+        assert_eq!(admin(&relay, "GET", path, None).status, 200);
+    }
+    request("DELETE", &relay.url("/admin/keys/key_x"), &[], None)
+        .assert_error(401, "invalid_api_key");
+    // the admin key is not a client key
+    let a = bearer(ADMIN_KEY);
+    chat_with(&relay, &[("Authorization", &a)]).assert_error(401, "invalid_api_key");
+}
+
+#[test]
+fn admin_created_key_works_survives_restart_and_is_stored_hashed() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let (id, key) = {
+        let relay = start(&up, &dir, json!({}));
+        let (id, key) = create_key(
+            &relay,
+            json!({"name": "bob", "rate_limit": {"per_minute": 50}}),
+        );
+        assert!(key.len() >= 40, "{key}");
+        let auth = bearer(&key);
+        assert_eq!(chat_with(&relay, &[("Authorization", &auth)]).status, 200);
+        let list = admin(&relay, "GET", "/admin/keys", None);
+        assert_eq!(list.status, 200);
+        assert!(!list.body.contains(&key), "secret listed: {}", list.body);
+        assert!(
+            !list.body.contains(CLIENT_KEY),
+            "secret listed: {}",
+            list.body
+        );
+        let names: Vec<_> = list.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k["name"].as_str().unwrap().to_string(), k["source"].clone()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("alpha".to_string(), json!("config")),
+                ("bob".to_string(), json!("admin_api"))
+            ]
+        );
+        (id, key)
+    };
+    let file = std::fs::read_to_string(dir.path().join("keys.json")).unwrap();
+    assert!(!file.contains(&key), "keys_file holds the secret: {file}");
+    assert!(file.contains(&id) && file.contains("sha256"), "{file}");
+
+    let relay = start(&up, &dir, json!({}));
+    let auth = bearer(&key);
+    assert_eq!(chat_with(&relay, &[("Authorization", &auth)]).status, 200);
+}
+
+#[test]
+fn revoked_key_is_refused_on_its_very_next_request() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let relay = start(&up, &dir, json!({}));
+    let (id, key) = create_key(&relay, json!({"name": "temp"}));
+    let auth = bearer(&key);
+    assert_eq!(chat_with(&relay, &[("Authorization", &auth)]).status, 200);
+    let del = admin(&relay, "DELETE", &format!("/admin/keys/{id}"), None);
+    assert_eq!(del.status, 200, "{}", del.body);
+    assert_eq!(del.json()["deleted"], true);
+    chat_with(&relay, &[("Authorization", &auth)]).assert_error(401, "invalid_api_key");
+    admin(&relay, "DELETE", &format!("/admin/keys/{id}"), None).assert_error(404, "key_not_found");
+    // config keys are revoked in the config file, not here
+    let list = admin(&relay, "GET", "/admin/keys", None).json();
+    let cfg_id = list["data"][0]["id"].as_str().unwrap().to_string();
+    admin(&relay, "DELETE", &format!("/admin/keys/{cfg_id}"), None).assert_error(409, "config_key");
+}
+
+#[test]
+fn create_key_validates_its_body() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let relay = start(&up, &dir, json!({}));
+    for bad in [
+        json!({}),
+        json!({"name": ""}),
+        json!({"name": "x", "extra": 1}),
+        json!({"name": "x", "rate_limit": {"per_minute": 0}}),
+        json!({"name": "x", "expires_at": 1000}),
+        json!([1, 2]),
+    ] {
+        admin(&relay, "POST", "/admin/keys", Some(bad.clone()))
+            .assert_error(400, "invalid_request");
+    }
+    let future = 4_102_444_800u64;
+    let r = admin(
+        &relay,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "x", "expires_at": future})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["expires_at"], future);
+}
+
+#[test]
+fn expired_key_in_keys_file_is_refused() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    // sha256("sk-expired-key-000000")
+    let key = "sk-expired-key-000000";
+    let relay = {
+        let r = start(&up, &dir, json!({}));
+        let (_, fresh) = create_key(&r, json!({"name": "fresh"}));
+        drop(r);
+        let text = std::fs::read_to_string(dir.path().join("keys.json")).unwrap();
+        let mut doc: Value = serde_json::from_str(&text).unwrap();
+        let mut expired = doc["keys"][0].clone();
+        expired["id"] = json!("key_expired");
+        expired["sha256"] = json!(sha256_hex(key));
+        expired["expires_at"] = json!(1000);
+        doc["keys"].as_array_mut().unwrap().push(expired);
+        std::fs::write(dir.path().join("keys.json"), doc.to_string()).unwrap();
+        let relay = start(&up, &dir, json!({}));
+        let ok = bearer(&fresh);
+        assert_eq!(chat_with(&relay, &[("Authorization", &ok)]).status, 200);
+        relay
+    };
+    let auth = bearer(key);
+    let msg = chat_with(&relay, &[("Authorization", &auth)]).assert_error(401, "invalid_api_key");
+    assert!(msg.contains("expired"), "{msg}");
+}
+
+#[test]
+fn corrupt_keys_file_stops_start_up_with_its_name() {
+    let dir = TempDir::new();
+    let keys = dir.write("keys.json", "{\"keys\": [oops]}");
+    let cfg = json!({"auth": {"keys_file": keys}});
+    let path = dir.write("c.jsonc", &config_json("http://127.0.0.1:9/v1", cfg));
+    let out = run_relay(&["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("keys.json") && out.stderr.contains("line 1"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn admin_stats_count_requests_tokens_and_errors_per_key() {
+    // streams end with a usage chunk, as with `stream_options.include_usage`
+    let up = Upstream::start(|req| {
+        if req.json()["stream"] != json!(true) {
+            return openai_reply(req);
+        }
+        let usage = json!({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}});
+        Reply::sse(vec![
+            (
+                Duration::ZERO,
+                chat_chunk("m", json!({"content": "x"}), Some("stop")),
+            ),
+            (Duration::ZERO, sse_data(&usage)),
+            (Duration::ZERO, sse_done()),
+        ])
+    });
+    let dir = TempDir::new();
+    let relay = start(&up, &dir, json!({}));
+    let (id, key) = create_key(&relay, json!({"name": "counted"}));
+    let auth = bearer(&key);
+    assert_eq!(chat_with(&relay, &[("Authorization", &auth)]).status, 200);
+    let streamed = json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "hi"}]});
+    let s = post_json_with(
+        &relay.url("/v1/chat/completions"),
+        &streamed,
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(s.status, 200);
+    post_raw(
+        &relay.url("/v1/chat/completions"),
+        b"{not json",
+        &[("Authorization", &auth)],
+    )
+    .assert_error(400, "invalid_json");
+    let ok = bearer(CLIENT_KEY);
+    assert_eq!(chat_with(&relay, &[("Authorization", &ok)]).status, 200);
+
+    let stats = admin(&relay, "GET", "/admin/stats", None).json();
+    let mine = stats["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no stats for {id}: {stats}"))
+        .clone();
+    assert_eq!(mine["name"], "counted");
+    assert_eq!(mine["requests"], 3, "{mine}");
+    assert_eq!(mine["errors"], 1, "{mine}");
+    assert_eq!(mine["cache_hits"], 0, "{mine}");
+    // 5 + 4 from the whole answer (the fixture's usage), 7 + 3 from the stream's last chunk
+    assert_eq!(mine["prompt_tokens"], 12, "{mine}");
+    assert_eq!(mine["completion_tokens"], 7, "{mine}");
+    assert!(
+        mine["last_used_at"].as_u64().unwrap() > 1_700_000_000,
+        "{mine}"
+    );
+    let alpha = &stats["data"][0];
+    assert_eq!(
+        (alpha["name"].clone(), alpha["requests"].clone()),
+        (json!("alpha"), json!(1))
+    );
+}
+
+#[test]
+fn no_key_appears_in_the_log() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let relay = start(&up, &dir, json!({"rate_limit": {"per_minute": 2}}));
+    let (_, created) = create_key(&relay, json!({"name": "logged"}));
+    let wrong = "sk-wrong-key-in-log-7777";
+    for key in [CLIENT_KEY, created.as_str(), wrong, ADMIN_KEY] {
+        let a = bearer(key);
+        for _ in 0..3 {
+            chat_with(&relay, &[("Authorization", &a)]);
+        }
+        chat_with(&relay, &[("X-API-Key", key)]);
+        request(
+            "GET",
+            &relay.url("/admin/stats"),
+            &[("X-API-Key", key)],
+            None,
+        );
+    }
+    relay.wait_for_log_line(Duration::from_secs(3), |l| l.contains("/admin/stats"));
+    let log = relay.stderr_text();
+    for key in [CLIENT_KEY, created.as_str(), wrong, ADMIN_KEY] {
+        assert!(!log.contains(key), "{key} found in the log:\n{log}");
+        assert!(
+            !log.contains(&key[3..15]),
+            "part of {key} found in the log:\n{log}"
+        );
+    }
+}
+
+/// SHA-256 as lowercase hex, std-only (FIPS 180-4), so the test does not share the relay's code.
+fn sha256_hex(s: &str) -> String {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut msg = s.as_bytes().to_vec();
+    let bits = (msg.len() as u64) * 8;
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bits.to_be_bytes());
+    for block in msg.chunks(64) {
+        let mut w = [0u32; 64];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes([
+                block[4 * i],
+                block[4 * i + 1],
+                block[4 * i + 2],
+                block[4 * i + 3],
+            ]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let mut v = h;
+        for i in 0..64 {
+            let s1 = v[4].rotate_right(6) ^ v[4].rotate_right(11) ^ v[4].rotate_right(25);
+            let ch = (v[4] & v[5]) ^ (!v[4] & v[6]);
+            let t1 = v[7]
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = v[0].rotate_right(2) ^ v[0].rotate_right(13) ^ v[0].rotate_right(22);
+            let maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
+            let t2 = s0.wrapping_add(maj);
+            v = [
+                t1.wrapping_add(t2),
+                v[0],
+                v[1],
+                v[2],
+                v[3].wrapping_add(t1),
+                v[4],
+                v[5],
+                v[6],
+            ];
+        }
+        for i in 0..8 {
+            h[i] = h[i].wrapping_add(v[i]);
+        }
+    }
+    h.iter().map(|x| format!("{x:08x}")).collect()
+}
