@@ -5,6 +5,7 @@
 //! other answer carries ids and names only.
 
 use std::io::Read;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -12,6 +13,7 @@ use tiny_http::{Method, Request};
 
 use crate::auth::{self, StoredKey};
 use crate::error::ApiError;
+use crate::intake::{self, Deadline};
 use crate::limits::{RateLimit, RawRateLimit};
 use crate::log::Access;
 use crate::server::{json_content_type, respond, State};
@@ -43,7 +45,7 @@ pub fn handle(
             let Some(req) = slot.as_mut() else {
                 return Ok(());
             };
-            let new = parse_new_key(req)?;
+            let new = parse_new_key(req, state.config.client_timeout)?;
             let limit = RateLimit::from_raw(new.rate_limit, "rate_limit")
                 .map_err(|m| ApiError::invalid("invalid_request", m))?;
             let (key, secret) = gate.keys.create(new.name, limit, new.expires_at)?;
@@ -111,20 +113,16 @@ pub fn handle(
     Ok(())
 }
 
-fn parse_new_key(req: &mut Request) -> Result<NewKey, ApiError> {
+fn parse_new_key(req: &mut Request, budget: Duration) -> Result<NewKey, ApiError> {
+    intake::check_content_type(req)?;
     if req.body_length().is_some_and(|n| n as u64 > MAX_ADMIN_BODY) {
         return Err(ApiError::too_large(MAX_ADMIN_BODY));
     }
     let mut raw = Vec::new();
-    req.as_reader()
+    Deadline::new(req.as_reader(), budget)
         .take(MAX_ADMIN_BODY + 1)
         .read_to_end(&mut raw)
-        .map_err(|e| {
-            ApiError::invalid(
-                "body_read_failed",
-                format!("could not read the request body: {e}"),
-            )
-        })?;
+        .map_err(|e| intake::body_error(&e, budget))?;
     if raw.len() as u64 > MAX_ADMIN_BODY {
         return Err(ApiError::too_large(MAX_ADMIN_BODY));
     }

@@ -8,9 +8,9 @@
 mod admin;
 mod auth;
 mod config;
-mod deadline;
 mod error;
 mod gate;
+mod intake;
 mod limits;
 mod log;
 mod routes;

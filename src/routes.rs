@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use tiny_http::{Method, Request};
 
 use crate::admin;
-use crate::deadline::{self, Deadline};
 use crate::error::ApiError;
+use crate::intake::{self, Deadline};
 use crate::log::Access;
 use crate::rules;
 use crate::server::{json_content_type, respond, respond_error, State};
@@ -101,6 +101,7 @@ fn relay(
         return Ok(());
     };
     let headers = request_headers(req);
+    intake::check_content_type(req)?;
     let raw = read_body(
         req,
         state.config.max_body_bytes,
@@ -234,7 +235,7 @@ fn read_body(req: &mut Request, max: u64, budget: Duration) -> Result<Vec<u8>, A
     Deadline::new(req.as_reader(), budget)
         .take(max + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| deadline::body_error(&e, budget))?;
+        .map_err(|e| intake::body_error(&e, budget))?;
     if buf.len() as u64 > max {
         return Err(ApiError::too_large(max));
     }

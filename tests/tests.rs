@@ -4,7 +4,9 @@
 #[allow(dead_code)]
 mod common;
 
+mod access_hostile;
 mod access_keys;
+mod access_limits;
 mod core_auth;
 mod core_config;
 mod core_routes;

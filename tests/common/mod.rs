@@ -8,11 +8,13 @@
 
 pub mod client;
 pub mod openai;
+pub mod raw;
 pub mod relay;
 pub mod upstream;
 
 pub use client::*;
 pub use openai::*;
+pub use raw::*;
 pub use relay::*;
 pub use upstream::*;
 

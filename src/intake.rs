@@ -1,5 +1,6 @@
-//! A reader with a total time budget, for request bodies: a client that trickles its body
-//! (one byte a second) is cut off when the budget is spent, not when it chooses to finish.
+//! Taking in request bodies from clients that may be hostile: a total time budget (a client
+//! that trickles its body one byte a second is cut off when the budget is spent, not when it
+//! chooses to finish) and the content-type check.
 //!
 //! Each single read is already bounded by the socket timeout (`client_timeout_ms`, set on every
 //! accepted connection by the patched tiny_http); this bounds their sum.
@@ -7,7 +8,42 @@
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
+use tiny_http::Request;
+
 use crate::error::ApiError;
+
+/// Refuses a body labelled as something other than JSON (415). No `Content-Type` at all is
+/// read as JSON, as the OpenAI API does.
+pub fn check_content_type(req: &Request) -> Result<(), ApiError> {
+    let Some(h) = req.headers().iter().find(|h| h.field.equiv("content-type")) else {
+        return Ok(());
+    };
+    let value = h.value.as_str();
+    let media = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/json"
+        || (media.starts_with("application/") && media.ends_with("+json"))
+    {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        415,
+        "invalid_request_error",
+        "unsupported_media_type",
+        format!(
+            "the body must be JSON, sent with `Content-Type: application/json`; got `{}`",
+            value
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(100)
+                .collect::<String>()
+        ),
+    ))
+}
 
 pub struct Deadline<R> {
     inner: R,
