@@ -135,7 +135,7 @@ fn parse_new_key(req: &mut Request, budget: Duration) -> Result<NewKey, ApiError
             ),
         )
     })?;
-    if new.name.trim().is_empty() || new.name.len() > 200 {
+    if new.name.is_empty() || new.name.chars().count() > 200 {
         return Err(ApiError::invalid(
             "invalid_request",
             "`name` must be 1 to 200 characters".to_string(),

@@ -20,6 +20,9 @@ mod sse;
 mod upstream;
 mod usage;
 
+#[cfg(test)]
+mod proptests;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -256,6 +256,15 @@ fn parse_body(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
             "the request body must be a JSON object".to_string(),
         ));
     };
+    if body
+        .get("stream")
+        .is_some_and(|s| !s.is_boolean() && !s.is_null())
+    {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "`stream` must be true or false".to_string(),
+        ));
+    }
     match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => Ok(body),
         _ => Err(ApiError::invalid(

@@ -53,6 +53,10 @@ fn malformed_json_variants_are_400() {
         (b"{\"model\": 7}", "invalid_request"),
         (b"{\"model\": \"\"}", "invalid_request"),
         (b"{\"messages\": []}", "invalid_request"),
+        (
+            b"{\"model\": \"m\", \"stream\": \"yes\"}",
+            "invalid_request",
+        ),
     ];
     for (body, code) in cases {
         let r = post_raw(&relay.url("/v1/chat/completions"), body, &[]);
