@@ -142,6 +142,30 @@ impl AuthConfig {
         Ok(cfg)
     }
 
+    /// One line for `--check`; never a key.
+    pub fn summary(&self, default_limit: &RateLimit) -> String {
+        if !self.enabled() {
+            return "auth: off (no keys configured; anyone who can connect may use the relay)\n"
+                .to_string();
+        }
+        let file = match &self.keys_file {
+            Some(p) => format!("keys_file {}", p.display()),
+            None => "no keys_file".to_string(),
+        };
+        let admin = if self.admin_hash.is_some() {
+            "on"
+        } else {
+            "off"
+        };
+        let limit = |v: Option<u32>| v.map_or("-".to_string(), |n| n.to_string());
+        format!(
+            "auth: {} config keys, {file}, admin API {admin}, rate_limit per_minute {} per_hour {}\n",
+            self.keys.len(),
+            limit(default_limit.per_minute),
+            limit(default_limit.per_hour)
+        )
+    }
+
     /// True when clients need a key: any of `keys`, `keys_file` or an admin key is configured.
     pub fn enabled(&self) -> bool {
         !self.keys.is_empty() || self.keys_file.is_some() || self.admin_hash.is_some()

@@ -195,6 +195,7 @@ impl Config {
             self.timeouts.first_byte.as_millis(),
             self.timeouts.idle.as_millis()
         ));
+        out.push_str(&self.auth.summary(&self.rate_limit));
         out.push_str(&format!("model_rules: {}\n", self.rules.len()));
         for r in &self.rules {
             out.push_str(&format!("  {}\n", r.describe()));

@@ -457,3 +457,41 @@ fn sha256_hex(s: &str) -> String {
     }
     h.iter().map(|x| format!("{x:08x}")).collect()
 }
+
+#[test]
+fn metrics_needs_a_key_only_with_protect_metrics() {
+    let up = Upstream::openai();
+    let open = Relay::start(&config_json(
+        &up.base_url(),
+        json!({"auth": {"keys": [CLIENT_KEY]}}),
+    ));
+    assert_ne!(get(&open.url("/metrics")).status, 401);
+    let closed = Relay::start(&config_json(
+        &up.base_url(),
+        json!({"auth": {"keys": [CLIENT_KEY], "admin_key": ADMIN_KEY, "protect_metrics": true}}),
+    ));
+    get(&closed.url("/metrics")).assert_error(401, "invalid_api_key");
+    for key in [CLIENT_KEY, ADMIN_KEY] {
+        let r = request("GET", &closed.url("/metrics"), &[("X-API-Key", key)], None);
+        assert_ne!(r.status, 401, "{key}: {}", r.body);
+    }
+    assert_eq!(get(&closed.url("/health")).status, 200);
+}
+
+#[test]
+fn check_summarises_auth_without_keys() {
+    let dir = TempDir::new();
+    let cfg = json!({"auth": {"keys": [CLIENT_KEY], "admin_key": ADMIN_KEY},
+        "rate_limit": {"per_minute": 30}});
+    let path = dir.write("c.jsonc", &config_json("http://127.0.0.1:9/v1", cfg));
+    let out = run_relay(&["--check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains(
+            "auth: 1 config keys, no keys_file, admin API on, rate_limit per_minute 30 per_hour -"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(CLIENT_KEY) && !out.stdout.contains(ADMIN_KEY));
+}
