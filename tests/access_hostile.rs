@@ -263,3 +263,25 @@ fn slow_body_is_cut_off_and_frees_the_worker() {
     assert!(head_only.elapsed < 8 * SECOND, "{head_only:?}");
     assert_still_serving(&relay);
 }
+
+#[test]
+fn slow_request_head_is_cut_off_with_408() {
+    let (_up, relay) = setup(json!({"client_timeout_ms": 1000}));
+    let head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Trickle: abcdefghijklmnopqrstuvwxyz\r\n\r\n";
+    let bytes: Vec<&[u8]> = head.chunks(1).collect();
+    // one byte every 100 ms: each read is quick, the whole head would take 7 s
+    let r = raw_exchange(
+        relay.addr(),
+        &bytes,
+        Duration::from_millis(100),
+        10 * SECOND,
+    );
+    assert_eq!(r.status, Some(408), "{r:?}");
+    assert!(r.elapsed < 6 * SECOND, "head read for {:?}", r.elapsed);
+    // a connection that never starts a request is closed without an answer (a 408 there could
+    // be read by a keep-alive client as the answer to its next request)
+    let idle = raw_exchange(relay.addr(), &[], Duration::ZERO, 10 * SECOND);
+    assert!(idle.closed && idle.text.is_empty(), "{idle:?}");
+    assert!(idle.elapsed < 6 * SECOND, "{idle:?}");
+    assert_still_serving(&relay);
+}

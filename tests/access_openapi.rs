@@ -86,8 +86,10 @@ fn schemathesis_finds_no_drift_and_no_server_error() {
             "15",
             "--seed",
             "5",
+            // one worker: CPython 3.11 can fail with "AST constructor recursion depth mismatch"
+            // when schemathesis builds strategies in two threads at once
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             "10",
             // Served by other parts of the relay, not present on every build of this branch.

@@ -34,6 +34,13 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // llm-relay patch: the most time one request head may take, from the start of waiting for
+    // it to its blank line (None: unbounded, as upstream).
+    head_timeout: Option<std::time::Duration>,
+    head_deadline: Option<std::time::Instant>,
+    // llm-relay patch: bytes of the current request head received so far.
+    head_bytes: usize,
 }
 
 /// Error that can happen when reading a request.
@@ -74,7 +81,16 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            head_timeout: None,
+            head_deadline: None,
+            head_bytes: 0,
         }
+    }
+
+    /// llm-relay patch: bounds the total time of reading each request head.
+    pub fn with_head_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.head_timeout = timeout;
+        self
     }
 
     /// true if the connection is HTTPS
@@ -106,6 +122,13 @@ impl ClientConnection {
 
             prev_byte_was_cr = byte == b'\r';
 
+            self.head_bytes += 1;
+            if self
+                .head_deadline
+                .is_some_and(|d| std::time::Instant::now() > d)
+            {
+                return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"));
+            }
             if buf.len() >= MAX_LINE {
                 return Err(IoError::new(ErrorKind::OutOfMemory, "header line too long"));
             }
@@ -116,6 +139,8 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        self.head_deadline = self.head_timeout.map(|t| std::time::Instant::now() + t);
+        self.head_bytes = 0;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -234,7 +259,18 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                // llm-relay patch: an idle keep-alive connection that times out before a
+                // new request began is closed silently; a 408 there could be read by the
+                // client as the answer to the request it sends next.
+                Err(ReadError::ReadIoError(ref err))
+                    if matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock)
+                        && self.head_bytes == 0 =>
+                {
+                    return None;
+                }
+                Err(ReadError::ReadIoError(ref err))
+                    if matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
+                {
                     // request timeout
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(408));

@@ -337,7 +337,8 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(write_closable, read_closable)
+                            .with_head_timeout(socket_timeout))
                     }
                     Err(e) => Err(e),
                 };
