@@ -6,8 +6,8 @@
 //! time. Keys never reach logs, metrics or error messages; the pipeline only sees the [`Client`]
 //! (id and name) the check returns.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tiny_http::Request;
 
 use crate::error::ApiError;
+use crate::keys_file;
 use crate::limits::{RateLimit, RawRateLimit};
 
 /// The `auth` section as written.
@@ -211,13 +212,6 @@ pub struct KeyStore {
     created: RwLock<Vec<StoredKey>>,
 }
 
-/// The `keys_file` document.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeysFile {
-    keys: Vec<StoredKey>,
-}
-
 /// Why a presented key was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -230,7 +224,7 @@ impl KeyStore {
     /// Loads `keys_file` if configured (a missing file is an empty one).
     pub fn open(config: &AuthConfig) -> Result<KeyStore, String> {
         let created = match &config.keys_file {
-            Some(path) => load_keys_file(path)?,
+            Some(path) => keys_file::load(path)?,
             None => Vec::new(),
         };
         Ok(KeyStore {
@@ -250,12 +244,12 @@ impl KeyStore {
     /// The client a presented key belongs to.
     pub fn client(&self, presented: Option<&str>) -> Result<Client, Refused> {
         let presented = presented.ok_or(Refused::Missing)?;
-        let hash = hash_bytes(presented);
+        let hash = hash_hex(presented);
         let created = self.created.read().unwrap_or_else(|p| p.into_inner());
         // Compare against every key, without stopping at the first match.
         let mut found: Option<&StoredKey> = None;
         for k in self.config.keys.iter().chain(created.iter()) {
-            if hex_eq(&hash, &k.sha256) && found.is_none() {
+            if ct_eq(&hash, &k.sha256) && found.is_none() {
                 found = Some(k);
             }
         }
@@ -273,7 +267,7 @@ impl KeyStore {
     /// True if `presented` is the admin key (false when none is configured).
     pub fn is_admin(&self, presented: Option<&str>) -> bool {
         match (&self.config.admin_hash, presented) {
-            (Some(admin), Some(p)) => hex_eq(&hash_bytes(p), admin),
+            (Some(admin), Some(p)) => ct_eq(&hash_hex(p), admin),
             _ => false,
         }
     }
@@ -315,7 +309,7 @@ impl KeyStore {
         let mut created = self.created.write().unwrap_or_else(|p| p.into_inner());
         let mut next = created.clone();
         next.push(key.clone());
-        save_keys_file(path, &next).map_err(ApiError::internal)?;
+        keys_file::save(path, &next).map_err(ApiError::internal)?;
         *created = next;
         Ok((key, secret))
     }
@@ -342,7 +336,7 @@ impl KeyStore {
         let mut next = created.clone();
         next.remove(pos);
         if let Some(path) = &self.config.keys_file {
-            save_keys_file(path, &next).map_err(ApiError::internal)?;
+            keys_file::save(path, &next).map_err(ApiError::internal)?;
         }
         *created = next;
         Ok(())
@@ -387,65 +381,6 @@ pub fn unauthorized(why: Refused, admin: bool) -> ApiError {
     ApiError::new(401, "invalid_request_error", "invalid_api_key", message)
 }
 
-fn load_keys_file(path: &Path) -> Result<Vec<StoredKey>, String> {
-    let mut text = String::new();
-    match std::fs::File::open(path) {
-        Ok(mut f) => f
-            .read_to_string(&mut text)
-            .map_err(|e| format!("cannot read keys_file {}: {e}", path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot open keys_file {}: {e}", path.display())),
-    };
-    let doc: KeysFile = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "keys_file {}: line {}, column {}: {e}; it is written by the relay, restore it from \
-             a backup or remove it",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })?;
-    Ok(doc.keys)
-}
-
-/// Writes the keys file atomically: a temp file beside it, fsync, rename, fsync the folder.
-fn save_keys_file(path: &Path, keys: &[StoredKey]) -> Result<(), String> {
-    let doc = KeysFile {
-        keys: keys.to_vec(),
-    };
-    let text = serde_json::to_vec_pretty(&doc)
-        .map_err(|e| format!("cannot serialize the keys file: {e}"))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "keys".to_string());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let fail =
-        |what: &str, e: std::io::Error| format!("cannot {what} keys_file {}: {e}", path.display());
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(&tmp)
-        .map_err(|e| fail("create a temp file for", e))?;
-    f.write_all(&text).map_err(|e| fail("write", e))?;
-    f.sync_all().map_err(|e| fail("fsync", e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| fail("replace", e))?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut buf = [0u8; N];
     std::fs::File::open("/dev/urandom")
@@ -479,10 +414,9 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Constant-time comparison of a hash with a stored hex hash.
-fn hex_eq(hash: &[u8; 32], stored: &str) -> bool {
-    let expected = hex(hash);
-    let (a, b) = (expected.as_bytes(), stored.as_bytes());
+/// Constant-time comparison of two hex hashes (the time depends on the length only).
+fn ct_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
     }
@@ -499,9 +433,9 @@ mod tests {
             hash_hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!(hex_eq(&hash_bytes("abc"), &hash_hex("abc")));
-        assert!(!hex_eq(&hash_bytes("abd"), &hash_hex("abc")));
-        assert!(!hex_eq(&hash_bytes("abc"), "short"));
+        assert!(ct_eq(&hash_hex("abc"), &hash_hex("abc")));
+        assert!(!ct_eq(&hash_hex("abd"), &hash_hex("abc")));
+        assert!(!ct_eq(&hash_hex("abc"), "short"));
     }
 
     #[test]

@@ -36,10 +36,11 @@ pub struct Refusal {
 }
 
 impl From<ApiError> for Refusal {
+    /// A 401: with `WWW-Authenticate: Bearer`, as RFC 9110 asks.
     fn from(error: ApiError) -> Self {
         Refusal {
             error,
-            headers: Vec::new(),
+            headers: vec![("WWW-Authenticate".to_string(), "Bearer".to_string())],
             client: None,
         }
     }

@@ -11,6 +11,7 @@ mod config;
 mod error;
 mod gate;
 mod intake;
+mod keys_file;
 mod limits;
 mod log;
 mod routes;

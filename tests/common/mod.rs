@@ -10,12 +10,14 @@ pub mod client;
 pub mod openai;
 pub mod raw;
 pub mod relay;
+pub mod sha256;
 pub mod upstream;
 
 pub use client::*;
 pub use openai::*;
 pub use raw::*;
 pub use relay::*;
+pub use sha256::*;
 pub use upstream::*;
 
 /// Environment variables that would make an HTTP client (the relay's ureq,
