@@ -424,3 +424,23 @@ fn check_summarises_auth_without_keys() {
     );
     assert!(!out.stdout.contains(CLIENT_KEY) && !out.stdout.contains(ADMIN_KEY));
 }
+
+#[test]
+fn non_loopback_listen_warns_only_without_keys() {
+    let up = Upstream::openai();
+    let open = Relay::start(&config_json(&up.base_url(), json!({"listen": "0.0.0.0:0"})));
+    let warned = open.wait_for_log_line(Duration::from_secs(3), |l| {
+        l.contains("warn") && l.contains("not a loopback address")
+    });
+    assert!(warned.is_some(), "{}", open.stderr_text());
+    let keyed = Relay::start(&config_json(
+        &up.base_url(),
+        json!({"listen": "0.0.0.0:0", "auth": {"keys": [CLIENT_KEY]}}),
+    ));
+    keyed.wait_for_log_line(Duration::from_secs(3), |l| l.contains("serving on"));
+    assert!(
+        !keyed.stderr_text().contains("not a loopback address"),
+        "{}",
+        keyed.stderr_text()
+    );
+}
