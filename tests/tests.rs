@@ -4,6 +4,10 @@
 #[allow(dead_code)]
 mod common;
 
+mod access_hostile;
+mod access_keys;
+mod access_limits;
+mod access_openapi;
 mod core_auth;
 mod core_config;
 mod core_routes;
