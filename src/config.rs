@@ -53,6 +53,9 @@ struct RawConfig {
     log_format: Option<crate::log::Format>,
     log_level: Option<crate::log::Level>,
     body_log: Option<String>,
+    client_timeout_ms: Option<u64>,
+    auth: Option<crate::auth::RawAuth>,
+    rate_limit: Option<crate::limits::RawRateLimit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +97,11 @@ pub struct Config {
     /// `enable_thinking` and `context_trim`.
     pub shaping: Shaping,
     pub ops: crate::lifecycle::OpsConfig,
+    /// Longest a client may take to send its request head or body (per read, and in total).
+    pub client_timeout: Duration,
+    pub auth: crate::auth::AuthConfig,
+    /// Default per-key rate limit.
+    pub rate_limit: crate::limits::RateLimit,
 }
 
 /// A config that could not be loaded; the message names the file and, where it can, the line and column.
@@ -197,7 +205,13 @@ impl Config {
             log_level: raw.log_level,
             body_log: raw.body_log,
         })?;
+        let client_timeout = millis(raw.client_timeout_ms, 30_000, "client_timeout_ms")?;
+        let auth = crate::auth::AuthConfig::from_raw(raw.auth, raw.forward_auth)?;
+        let rate_limit = crate::limits::RateLimit::from_raw(raw.rate_limit, "rate_limit")?;
         Ok(Config {
+            client_timeout,
+            auth,
+            rate_limit,
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             upstream,
             upstream_key,
@@ -245,6 +259,7 @@ impl Config {
                 .as_ref()
                 .map_or("off".into(), |p| p.display().to_string())
         ));
+        out.push_str(&self.auth.summary(&self.rate_limit));
         out.push_str(&format!("model_rules: {}\n", self.rules.len()));
         for r in &self.rules {
             out.push_str(&format!("  {}\n", r.describe()));

@@ -244,7 +244,18 @@ fn reload(live: &Live, path: &Path) {
             ));
         }
     }
-    live.replace(State::new(config));
+    let state = match State::new(config, Some(&old)) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error(&format!(
+                "config reload failed, keeping the running config: {}: {e}",
+                path.display()
+            ));
+            let _ = old.config.ops.apply();
+            return;
+        }
+    };
+    live.replace(state);
     log::info(&format!("config reloaded from {}", path.display()));
 }
 

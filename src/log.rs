@@ -74,6 +74,9 @@ pub struct Access {
     pub bytes: u64,
     /// Time spent waiting for and reading from the upstream (zero if none was called).
     pub upstream_time: Duration,
+    /// From the answer's `usage`, for per-key stats (never logged).
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 pub fn access(a: &Access) {

@@ -5,11 +5,17 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
+mod auth;
 mod body_log;
 mod config;
 mod error;
 mod expand;
+mod gate;
+mod intake;
+mod keys_file;
 mod lifecycle;
+mod limits;
 mod log;
 mod metrics;
 mod probe;
@@ -19,6 +25,10 @@ mod server;
 mod shape;
 mod sse;
 mod upstream;
+mod usage;
+
+#[cfg(test)]
+mod proptests;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

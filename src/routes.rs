@@ -6,18 +6,20 @@
 //! → answer (whole, or as a stream relayed event by event).
 
 use std::io::{BufReader, Read};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tiny_http::{Method, Request};
 
+use crate::admin;
 use crate::error::ApiError;
+use crate::intake::{self, Deadline};
 use crate::log::Access;
 use crate::server::{json_content_type, respond, respond_error, State};
 use crate::shape;
 use crate::sse::{self, End, SseOut};
 use crate::upstream::{self, limit, Mode, NOT_RETURNED};
-use crate::{body_log, lifecycle, metrics, rules};
+use crate::{body_log, lifecycle, metrics, rules, usage};
 
 /// The OpenAI endpoints the relay forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,10 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
         .filter(|rest| rest.starts_with('/'))
         .unwrap_or(&path);
     let method = req.method().clone();
+    let client = match state.gate.check(route, req) {
+        Ok(client) => client,
+        Err(refusal) => return state.gate.refuse(slot, access, *refusal),
+    };
     let result = match (route, &method) {
         ("/health", Method::Get | Method::Head) => {
             reply_json(slot, access, 200, br#"{"status":"ok"}"#.to_vec());
@@ -77,6 +83,12 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
         ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions),
         ("/embeddings", Method::Post) => relay(state, slot, access, Endpoint::Embeddings),
         ("/models", Method::Get) => models(state, slot, access),
+        ("/openapi.json", Method::Get) => {
+            let doc = include_str!("../openapi.json").as_bytes().to_vec();
+            reply_json(slot, access, 200, doc);
+            Ok(())
+        }
+        (r, _) if r.starts_with("/admin/") => admin::handle(state, slot, access, r, &method),
         ("/__test/panic", Method::Get) if state.test_hooks => {
             panic!("test hook: deliberate panic")
         }
@@ -94,6 +106,7 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
             access.bytes = respond_error(req, &err);
         }
     }
+    state.gate.record(client.as_ref(), access);
 }
 
 /// The pipeline of one API call.
@@ -107,7 +120,12 @@ fn relay(
         return Ok(());
     };
     let headers = request_headers(req);
-    let raw = read_body(req, state.config.max_body_bytes)?;
+    intake::check_content_type(req)?;
+    let raw = read_body(
+        req,
+        state.config.max_body_bytes,
+        state.config.client_timeout,
+    )?;
     let mut body = parse_body(&raw)?;
     rules::apply(&state.config.rules, &mut body);
     if endpoint == Endpoint::Chat {
@@ -162,6 +180,7 @@ fn relay(
         }
         access.upstream_time = upstream_started.elapsed();
         body_log::record(&access.path, &body, status, &relayed.recorded);
+        (access.prompt_tokens, access.completion_tokens) = usage::stream_tokens(&relayed.recorded);
         access.bytes = out.bytes;
         if relayed.end != End::ClientGone {
             let _ = out.finish();
@@ -173,6 +192,7 @@ fn relay(
     access.upstream_time = upstream_started.elapsed();
     body_log::record(&access.path, &body, status, &data);
     access.status = status;
+    (access.prompt_tokens, access.completion_tokens) = usage::tokens(&data);
     if let Some(req) = slot.take() {
         access.bytes = respond(req, status, &reply_headers, data);
     }
@@ -261,21 +281,16 @@ fn reply_json(slot: &mut Option<Request>, access: &mut Access, status: u16, body
 
 /// Reads the request body, refusing more than `max` bytes (by Content-Length before reading
 /// anything, and by counting for chunked bodies).
-fn read_body(req: &mut Request, max: u64) -> Result<Vec<u8>, ApiError> {
+fn read_body(req: &mut Request, max: u64, budget: Duration) -> Result<Vec<u8>, ApiError> {
     let announced = req.body_length().map(|n| n as u64);
     if announced.is_some_and(|n| n > max) {
         return Err(ApiError::too_large(max));
     }
     let mut buf = Vec::with_capacity(announced.unwrap_or(0) as usize);
-    req.as_reader()
+    Deadline::new(req.as_reader(), budget)
         .take(max + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| {
-            ApiError::invalid(
-                "body_read_failed",
-                format!("could not read the request body: {e}"),
-            )
-        })?;
+        .map_err(|e| intake::body_error(&e, budget))?;
     if buf.len() as u64 > max {
         return Err(ApiError::too_large(max));
     }
@@ -296,6 +311,15 @@ fn parse_body(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
             "the request body must be a JSON object".to_string(),
         ));
     };
+    if body
+        .get("stream")
+        .is_some_and(|s| !s.is_boolean() && !s.is_null())
+    {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "`stream` must be true or false".to_string(),
+        ));
+    }
     match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => Ok(body),
         _ => Err(ApiError::invalid(

@@ -24,17 +24,22 @@ use crate::{metrics, routes};
 pub struct State {
     pub config: Config,
     pub upstream: Upstream,
+    /// Client keys, rate limits and usage.
+    pub gate: crate::gate::Gate,
     /// `LLM_RELAY_TEST_HOOKS=1`: enables `/__test/*` routes used by the integration tests.
     pub test_hooks: bool,
 }
 
 impl State {
-    pub fn new(config: Config) -> State {
-        State {
+    /// Builds the running state from `config`. On a reload, `previous` is the state being
+    /// replaced: rate-limit windows and usage figures carry over, keys are read again.
+    pub fn new(config: Config, previous: Option<&State>) -> Result<State, String> {
+        Ok(State {
             upstream: Upstream::new(&config),
+            gate: crate::gate::Gate::new(&config, previous.map(|p| &p.gate))?,
             test_hooks: std::env::var("LLM_RELAY_TEST_HOOKS").is_ok_and(|v| v == "1"),
             config,
-        }
+        })
     }
 }
 
@@ -42,7 +47,7 @@ impl State {
 /// drain (SIGTERM/SIGINT) is over. `config_path` is read again on SIGHUP.
 pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     config.ops.apply()?;
-    let server = Server::http(&config.listen).map_err(|e| {
+    let server = Server::http_with_timeout(&config.listen, config.client_timeout).map_err(|e| {
         format!(
             "cannot listen on {}: {e}; pick a free address in `listen`",
             config.listen
@@ -66,14 +71,14 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
         config.upstreams.describe(),
         config.workers
     ));
-    if !is_loopback(&addr) {
+    if !is_loopback(&addr) && !config.auth.enabled() {
         log::warn(&format!(
             "listening on {addr}, which is not a loopback address: anyone who can reach it can \
-             use the upstream key"
+             use the upstream key; configure `auth.keys` to require client keys"
         ));
     }
     metrics::set_workers(config.workers);
-    let live = Arc::new(Live::new(State::new(config)));
+    let live = Arc::new(Live::new(State::new(config, None)?));
     let server = Arc::new(server);
     for i in 0..live.current().config.workers {
         let server = Arc::clone(&server);
@@ -184,7 +189,7 @@ pub fn respond(req: Request, status: u16, headers: &[(String, String)], body: Ve
 /// Sends an OpenAI-shaped error. Returns the body size.
 pub fn respond_error(req: Request, err: &ApiError) -> u64 {
     let mut headers = vec![json_content_type()];
-    if err.status == 413 {
+    if err.status == 413 || err.status == 408 {
         // the unread body makes the connection unusable for a next request
         headers.push(("Connection".to_string(), "close".to_string()));
     }

@@ -4,6 +4,10 @@
 #[allow(dead_code)]
 mod common;
 
+mod access_hostile;
+mod access_keys;
+mod access_limits;
+mod access_openapi;
 mod bench_quick;
 mod bench_regressions;
 mod core_auth;

@@ -34,11 +34,27 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // llm-relay patch: the most time one request head may take, from the start of waiting for
+    // it to its blank line (None: unbounded, as upstream).
+    head_timeout: Option<std::time::Duration>,
+    head_deadline: Option<std::time::Instant>,
+    // llm-relay patch: bytes of the current request head received so far.
+    head_bytes: usize,
 }
 
 /// Error that can happen when reading a request.
+/// llm-relay patch: the longest request line or header line accepted (answered 431 beyond).
+const MAX_LINE: usize = 16 * 1024;
+/// llm-relay patch: the most header lines accepted in one request (answered 431 beyond).
+const MAX_HEADERS: usize = 128;
+
 #[derive(Debug)]
 enum ReadError {
+    /// llm-relay patch: a line longer than MAX_LINE or more than MAX_HEADERS headers.
+    HeadTooLarge,
+    /// llm-relay patch: bytes outside ASCII in the request line or a header.
+    NotAscii,
     WrongRequestLine,
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
@@ -65,7 +81,16 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            head_timeout: None,
+            head_deadline: None,
+            head_bytes: 0,
         }
+    }
+
+    /// llm-relay patch: bounds the total time of reading each request head.
+    pub fn with_head_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.head_timeout = timeout;
+        self
     }
 
     /// true if the connection is HTTPS
@@ -92,11 +117,21 @@ impl ClientConnection {
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
                 return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                    .map_err(|_| IoError::new(ErrorKind::InvalidData, "Header is not in ASCII"));
             }
 
             prev_byte_was_cr = byte == b'\r';
 
+            self.head_bytes += 1;
+            if self
+                .head_deadline
+                .is_some_and(|d| std::time::Instant::now() > d)
+            {
+                return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"));
+            }
+            if buf.len() >= MAX_LINE {
+                return Err(IoError::new(ErrorKind::OutOfMemory, "header line too long"));
+            }
             buf.push(byte);
         }
     }
@@ -104,10 +139,12 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        self.head_deadline = self.head_timeout.map(|t| std::time::Instant::now() + t);
+        self.head_bytes = 0;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line().map_err(line_error)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,11 +155,14 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line().map_err(line_error)?;
 
                     if line.is_empty() {
                         break;
                     };
+                    if headers.len() >= MAX_HEADERS {
+                        return Err(ReadError::HeadTooLarge);
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -185,6 +225,22 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
+                Err(ReadError::HeadTooLarge) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(431));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None;
+                }
+                Err(ReadError::NotAscii) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(400));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None;
+                }
                 Err(ReadError::WrongRequestLine) => {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(400));
@@ -203,7 +259,18 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                // llm-relay patch: an idle keep-alive connection that times out before a
+                // new request began is closed silently; a 408 there could be read by the
+                // client as the answer to the request it sends next.
+                Err(ReadError::ReadIoError(ref err))
+                    if matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock)
+                        && self.head_bytes == 0 =>
+                {
+                    return None;
+                }
+                Err(ReadError::ReadIoError(ref err))
+                    if matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
+                {
                     // request timeout
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(408));
@@ -305,5 +372,14 @@ mod test {
 
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
+    }
+}
+
+/// llm-relay patch: sorts a failed line read into a 431, a 400 or an I/O error.
+fn line_error(e: IoError) -> ReadError {
+    match e.kind() {
+        ErrorKind::OutOfMemory => ReadError::HeadTooLarge,
+        ErrorKind::InvalidData => ReadError::NotAscii,
+        _ => ReadError::ReadIoError(e),
     }
 }

@@ -78,6 +78,21 @@ impl std::io::Write for Connection {
     }
 }
 impl Connection {
+    /// llm-relay patch: bounds every read and write on an accepted socket.
+    pub(crate) fn set_timeouts(&self, timeout: Option<std::time::Duration>) {
+        match self {
+            Self::Tcp(s) => {
+                let _ = s.set_read_timeout(timeout);
+                let _ = s.set_write_timeout(timeout);
+            }
+            #[cfg(unix)]
+            Self::Unix(s) => {
+                let _ = s.set_read_timeout(timeout);
+                let _ = s.set_write_timeout(timeout);
+            }
+        }
+    }
+
     /// Gets the peer's address. Some for TCP, None for Unix sockets.
     pub(crate) fn peer_addr(&mut self) -> std::io::Result<Option<SocketAddr>> {
         match self {

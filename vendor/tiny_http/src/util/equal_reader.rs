@@ -67,12 +67,16 @@ where
     // Content-Length of terabytes aborted the process) and drained bodies of any
     // size. Drain at most DRAIN_LIMIT bytes through a fixed buffer; past that the
     // connection is out of step, and the next read fails and closes it.
+    // A second llm-relay patch: draining also stops after DRAIN_TIME, so a client trickling
+    // its body cannot hold the thread that dropped the request (a relay worker).
     fn drop(&mut self) {
         const DRAIN_LIMIT: usize = 1 << 20;
+        const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+        let started = std::time::Instant::now();
         let mut buf = [0u8; 8192];
         let mut budget = DRAIN_LIMIT;
 
-        while self.size > 0 && budget > 0 {
+        while self.size > 0 && budget > 0 && started.elapsed() < DRAIN_TIME {
             let want = self.size.min(buf.len());
             match self.reader.read(&mut buf[..want]) {
                 Err(e) => {

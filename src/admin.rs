@@ -1,0 +1,164 @@
+//! The admin API under `/admin/*` (the gate has already checked the admin key): create, list
+//! and revoke client keys, and per-key usage.
+//!
+//! A created key's secret appears exactly once, in the 201 answer to `POST /admin/keys`; every
+//! other answer carries ids and names only.
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tiny_http::{Method, Request};
+
+use crate::auth::{self, StoredKey};
+use crate::error::ApiError;
+use crate::intake::{self, Deadline};
+use crate::limits::{RateLimit, RawRateLimit};
+use crate::log::Access;
+use crate::server::{json_content_type, respond, State};
+
+/// The largest admin request body read.
+const MAX_ADMIN_BODY: u64 = 64 * 1024;
+
+/// `POST /admin/keys` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    rate_limit: Option<RawRateLimit>,
+    /// Unix seconds.
+    expires_at: Option<u64>,
+}
+
+/// Handles `/admin/*`; `route` is the path without a `/v1` prefix.
+pub fn handle(
+    state: &State,
+    slot: &mut Option<Request>,
+    access: &mut Access,
+    route: &str,
+    method: &Method,
+) -> Result<(), ApiError> {
+    let gate = &state.gate;
+    let (status, body) = match (route, method) {
+        ("/admin/keys", Method::Post) => {
+            let Some(req) = slot.as_mut() else {
+                return Ok(());
+            };
+            let new = parse_new_key(req, state.config.client_timeout)?;
+            let limit = RateLimit::from_raw(new.rate_limit, "rate_limit")
+                .map_err(|m| ApiError::invalid("invalid_request", m))?;
+            let (key, secret) = gate.keys.create(new.name, limit, new.expires_at)?;
+            let mut v = describe(&key, false);
+            v["key"] = Value::String(secret);
+            (201, v)
+        }
+        ("/admin/keys", Method::Get) => {
+            let data: Vec<Value> = gate
+                .keys
+                .list()
+                .iter()
+                .map(|(k, cfg)| describe(k, *cfg))
+                .collect();
+            (200, json!({"object": "list", "data": data}))
+        }
+        ("/admin/stats", Method::Get) => {
+            let data: Vec<Value> = gate
+                .keys
+                .list()
+                .iter()
+                .map(|(k, _)| {
+                    let mut v = serde_json::to_value(gate.usage.get(&k.id)).unwrap_or_default();
+                    v["id"] = Value::String(k.id.clone());
+                    v["name"] = Value::String(k.name.clone());
+                    v
+                })
+                .collect();
+            (200, json!({"object": "list", "data": data}))
+        }
+        (r, Method::Delete) if r.starts_with("/admin/keys/") => {
+            let id = &r["/admin/keys/".len()..];
+            gate.keys.revoke(id)?;
+            gate.limiter.forget(id);
+            (200, json!({"id": id, "object": "key", "deleted": true}))
+        }
+        ("/admin/keys", _) => {
+            return Err(ApiError::method_not_allowed(
+                method.as_str(),
+                route,
+                "GET or POST",
+            ))
+        }
+        ("/admin/stats", _) => {
+            return Err(ApiError::method_not_allowed(method.as_str(), route, "GET"))
+        }
+        (r, _) if r.starts_with("/admin/keys/") => {
+            return Err(ApiError::method_not_allowed(
+                method.as_str(),
+                route,
+                "DELETE",
+            ))
+        }
+        _ => return Err(ApiError::not_found(route)),
+    };
+    access.status = status;
+    if let Some(req) = slot.take() {
+        access.bytes = respond(
+            req,
+            status,
+            &[json_content_type()],
+            body.to_string().into_bytes(),
+        );
+    }
+    Ok(())
+}
+
+fn parse_new_key(req: &mut Request, budget: Duration) -> Result<NewKey, ApiError> {
+    intake::check_content_type(req)?;
+    if req.body_length().is_some_and(|n| n as u64 > MAX_ADMIN_BODY) {
+        return Err(ApiError::too_large(MAX_ADMIN_BODY));
+    }
+    let mut raw = Vec::new();
+    Deadline::new(req.as_reader(), budget)
+        .take(MAX_ADMIN_BODY + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| intake::body_error(&e, budget))?;
+    if raw.len() as u64 > MAX_ADMIN_BODY {
+        return Err(ApiError::too_large(MAX_ADMIN_BODY));
+    }
+    let new: NewKey = serde_json::from_slice(&raw).map_err(|e| {
+        ApiError::invalid(
+            "invalid_request",
+            format!(
+                "the body must be {{\"name\": \"...\", \"rate_limit\"?: {{\"per_minute\"?, \
+                 \"per_hour\"?}}, \"expires_at\"?: unix seconds}}: {e}"
+            ),
+        )
+    })?;
+    if new.name.is_empty() || new.name.chars().count() > 200 {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "`name` must be 1 to 200 characters".to_string(),
+        ));
+    }
+    if new.expires_at.is_some_and(|t| t <= auth::now_secs()) {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "`expires_at` (unix seconds) is in the past".to_string(),
+        ));
+    }
+    Ok(new)
+}
+
+/// A key as the admin API shows it: no secret, no hash.
+fn describe(k: &StoredKey, from_config: bool) -> Value {
+    json!({
+        "id": k.id,
+        "object": "key",
+        "name": k.name,
+        "source": if from_config { "config" } else { "admin_api" },
+        "rate_limit": k.rate_limit,
+        "expires_at": k.expires_at,
+        "created_at": k.created_at,
+    })
+}

@@ -1,0 +1,136 @@
+//! The access gate every request passes first: which key it needs, whether it presented one,
+//! whether that key is within its rate limit; and afterwards, recording its usage.
+//!
+//! The pipeline calls [`Gate::check`] before routing and [`Gate::record`] after answering;
+//! everything in between only sees the [`Client`] (key id and name), never the key.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tiny_http::Request;
+
+use crate::auth::{self, Client, KeyStore, Need, Refused};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::limits::{Limiter, RateLimit};
+use crate::log::Access;
+use crate::server::{json_content_type, respond};
+use crate::usage::{Outcome, Usage};
+
+/// Keys, limits and usage, shared by all workers.
+#[derive(Debug)]
+pub struct Gate {
+    pub keys: KeyStore,
+    /// Shared with the gate a reload replaces, so windows and figures survive a SIGHUP.
+    pub limiter: Arc<Limiter>,
+    pub usage: Arc<Usage>,
+    /// The top-level `rate_limit`, for keys that set none of their own.
+    pub default_limit: RateLimit,
+}
+
+/// A refused request: the error and the extra headers it is answered with.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ApiError,
+    pub headers: Vec<(String, String)>,
+    /// The key, when it was valid but over its limit (the refusal counts as its usage).
+    pub client: Option<Client>,
+}
+
+impl From<ApiError> for Refusal {
+    /// A 401: with `WWW-Authenticate: Bearer`, as RFC 9110 asks.
+    fn from(error: ApiError) -> Self {
+        Refusal {
+            error,
+            headers: vec![("WWW-Authenticate".to_string(), "Bearer".to_string())],
+            client: None,
+        }
+    }
+}
+
+impl Gate {
+    /// Opens the key store for `config`. On a reload, `previous` is the gate being replaced:
+    /// its rate-limit windows and usage figures carry over.
+    pub fn new(config: &Config, previous: Option<&Gate>) -> Result<Gate, String> {
+        Ok(Gate {
+            keys: KeyStore::open(&config.auth)?,
+            limiter: previous.map_or_else(Arc::default, |p| Arc::clone(&p.limiter)),
+            usage: previous.map_or_else(Arc::default, |p| Arc::clone(&p.usage)),
+            default_limit: config.rate_limit,
+        })
+    }
+
+    /// Checks `req` for `route` (the path without `/v1`). `Ok(None)`: no key needed (or auth is
+    /// off); `Ok(Some(client))`: a valid client key within its limit, now counted.
+    pub fn check(&self, route: &str, req: &Request) -> Result<Option<Client>, Box<Refusal>> {
+        let need = auth::route_needs_key(route);
+        match need {
+            Need::Nothing => return Ok(None),
+            Need::Metrics if !self.keys.protect_metrics() => return Ok(None),
+            Need::Client if !self.keys.enabled() => return Ok(None),
+            _ => {}
+        }
+        let presented = auth::presented_key(req);
+        let presented = presented.as_deref().filter(|k| !k.is_empty());
+        if need == Need::Admin {
+            return if self.keys.is_admin(presented) {
+                Ok(None)
+            } else {
+                Err(Box::new(auth::unauthorized(Refused::Wrong, true).into()))
+            };
+        }
+        if need == Need::Metrics && self.keys.is_admin(presented) {
+            return Ok(None);
+        }
+        let client = self
+            .keys
+            .client(presented)
+            .map_err(|why| Box::new(Refusal::from(auth::unauthorized(why, false))))?;
+        if need == Need::Metrics {
+            return Ok(None);
+        }
+        let limit = client.rate_limit.or(self.default_limit);
+        match self.limiter.admit(&client.key_id, limit, Instant::now()) {
+            Ok(_) => Ok(Some(client)),
+            Err(verdict) => Err(Box::new(Refusal {
+                error: ApiError::new(
+                    429,
+                    "rate_limit_error",
+                    "rate_limit_exceeded",
+                    format!(
+                        "rate limit reached for key `{}` ({} requests); retry after {} s",
+                        client.key_id, verdict.limit, verdict.retry_after
+                    ),
+                ),
+                headers: verdict.headers(),
+                client: Some(client),
+            })),
+        }
+    }
+
+    /// Answers a refusal and records it against the key it names, if any.
+    pub fn refuse(&self, slot: &mut Option<Request>, access: &mut Access, refusal: Refusal) {
+        access.status = refusal.error.status;
+        if refusal.error.code == "rate_limit_exceeded" {
+            crate::metrics::rate_limited();
+        }
+        if let Some(req) = slot.take() {
+            let mut headers = vec![json_content_type()];
+            headers.extend(refusal.headers);
+            access.bytes = respond(req, refusal.error.status, &headers, refusal.error.body());
+        }
+        self.record(refusal.client.as_ref(), access);
+    }
+
+    /// Adds one answered request to its key's usage.
+    pub fn record(&self, client: Option<&Client>, access: &Access) {
+        let Some(client) = client else { return };
+        let outcome = Outcome {
+            status: access.status,
+            prompt_tokens: access.prompt_tokens,
+            completion_tokens: access.completion_tokens,
+            cache_hit: false,
+        };
+        self.usage.record(&client.key_id, outcome, auth::now_secs());
+    }
+}

@@ -1,0 +1,100 @@
+//! Per-key usage figures for `GET /admin/stats`: requests, cache hits, tokens, errors, last use.
+//!
+//! Kept in memory (they restart at zero with the relay). Token counts come from the `usage`
+//! object an OpenAI-compatible upstream puts in a whole answer or in a stream's last chunk.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::sse;
+
+/// One key's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KeyUsage {
+    pub requests: u64,
+    pub cache_hits: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub errors: u64,
+    /// Unix seconds of the last request.
+    pub last_used_at: Option<u64>,
+}
+
+/// What one request contributes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome {
+    pub status: u16,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cache_hit: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Usage {
+    by_key: Mutex<HashMap<String, KeyUsage>>,
+}
+
+impl Usage {
+    pub fn record(&self, key_id: &str, o: Outcome, now: u64) {
+        let mut map = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        let u = map.entry(key_id.to_string()).or_default();
+        u.requests += 1;
+        u.cache_hits += u64::from(o.cache_hit);
+        u.prompt_tokens += o.prompt_tokens;
+        u.completion_tokens += o.completion_tokens;
+        u.errors += u64::from(o.status >= 400 || o.status == 0);
+        u.last_used_at = Some(now);
+    }
+
+    pub fn get(&self, key_id: &str) -> KeyUsage {
+        let map = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key_id).cloned().unwrap_or_default()
+    }
+}
+
+/// `(prompt_tokens, completion_tokens)` of a whole JSON answer; zeros without a `usage`.
+pub fn tokens(body: &[u8]) -> (u64, u64) {
+    serde_json::from_slice::<Value>(body)
+        .map(|v| tokens_of(&v))
+        .unwrap_or((0, 0))
+}
+
+/// The same for a recorded SSE stream: the last `data:` event that carries a `usage`.
+pub fn stream_tokens(recorded: &[u8]) -> (u64, u64) {
+    recorded
+        .split(|b| *b == b'\n')
+        .rev()
+        .filter_map(sse::data_payload)
+        .filter(|d| d.windows(7).any(|w| w == b"\"usage\""))
+        .find_map(|d| {
+            let v: Value = serde_json::from_slice(d).ok()?;
+            v.get("usage").filter(|u| u.is_object())?;
+            Some(tokens_of(&v))
+        })
+        .unwrap_or((0, 0))
+}
+
+fn tokens_of(v: &Value) -> (u64, u64) {
+    let u = &v["usage"];
+    let n = |k: &str| u[k].as_u64().unwrap_or(0);
+    // embeddings report only prompt_tokens; the legacy names are the same figures
+    (n("prompt_tokens"), n("completion_tokens"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_from_whole_and_streamed_answers() {
+        let whole = br#"{"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
+        assert_eq!(tokens(whole), (12, 5));
+        assert_eq!(tokens(b"not json"), (0, 0));
+        let stream = b"data: {\"choices\":[]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n";
+        assert_eq!(stream_tokens(stream), (3, 4));
+        assert_eq!(stream_tokens(b"data: {\"usage\":null}\n\n"), (0, 0));
+    }
+}
