@@ -478,7 +478,6 @@ evaluate_targets() {
 
 soak() {
   local minutes=$1 body=$RUN/unique.json m out status errs
-  local stream_body='{"model":"bench-model","stream":true,"prompt":"Count."}'
   start_sse_upstream 50 20
   start_nginx "$SSE_ADDR"
   detect_cache
@@ -500,8 +499,11 @@ soak() {
     "$TOOL" load --url "http://$RELAY/v1/chat/completions" --body-file "$body" --unique \
       --rate 100 --connections 4 --duration 60 --offset $((m * 10000000)) >"$out/misses" &
     local misses_pid=$!
-    (end=$((SECONDS + 58)); while [ $SECONDS -lt $end ]; do
-      "$TOOL" streams --url "http://$RELAY/v1/completions" --streams 10 --body "$stream_body"
+    # a new prompt each round, so with the cache on these stay live streams (and get stored)
+    (end=$((SECONDS + 58)) i=0; while [ $SECONDS -lt $end ]; do
+      i=$((i + 1))
+      "$TOOL" streams --url "http://$RELAY/v1/completions" --streams 10 \
+        --body "{\"model\":\"bench-model\",\"stream\":true,\"prompt\":\"Count $m.$i.\"}"
     done) >"$out/streams" &
     wait "$hits_pid" "$misses_pid" $!
     errs=$(cat "$out"/* | tr ' ' '\n' | awk -F= '$1=="errors"{s+=$2} END{print s+0}')
