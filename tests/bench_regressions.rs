@@ -1,5 +1,5 @@
 //! Fixes the benchmark led to, guarded: the upstream connection buffers were shrunk from
-//! ureq's 128 KiB each to 16 KiB (RSS with 1,000 open streams went from ~340 MB to ~115 MB), so
+//! ureq's 128 KiB each to 16 KiB read, 4 KiB write (RSS with 1,000 open streams went from ~340 MB to ~115 MB), so
 //! a response head must fit 16 KiB; a bigger one is refused with a 502 that says so. And a burst
 //! of keep-alive clients is served at once (tiny_http's task pool starved all but 4 of them).
 
@@ -82,4 +82,30 @@ fn a_burst_of_keep_alive_connections_is_served_at_once() {
             );
         }
     }
+}
+
+/// The 16 KiB buffers still carry any request head tiny_http accepts: each header line must fit
+/// ureq's output buffer (a 4 KiB one refused a 10 KiB line), and tiny_http caps lines at 16 KiB.
+#[test]
+fn client_headers_of_35_kib_with_a_15_kib_line_still_reach_the_upstream() {
+    let up = Upstream::start(|_| Reply::json(200, json!({"ok": true})));
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    let (long, big) = ("z".repeat(15 * 1024), "y".repeat(10 * 1024));
+    let r = post_json_with(
+        &relay.url("/v1/chat/completions"),
+        &chat(),
+        &[
+            ("X-Long", long.as_str()),
+            ("X-Big-1", big.as_str()),
+            ("X-Big-2", big.as_str()),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    let lengths: Vec<_> = ["x-long", "x-big-1", "x-big-2"]
+        .iter()
+        .map(|n| seen[0].header(n).map(str::len))
+        .collect();
+    assert_eq!(lengths, [Some(15 * 1024), Some(10 * 1024), Some(10 * 1024)]);
 }

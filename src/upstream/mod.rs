@@ -275,7 +275,8 @@ fn agent(config: &Config, e: &EndpointConfig) -> ureq::Agent {
         // Each pooled connection holds both buffers, zero-filled (ureq's default is 128 KiB
         // each): with 1,000 open streams that was 256 MB of the relay's RSS. A response head
         // must fit the input buffer, hence the limit for it, one byte under the buffer so ureq
-        // reports an oversized head as such (OpenAI's are ~1 KiB).
+        // reports an oversized head as such (OpenAI's are ~1 KiB). Each request header line must
+        // fit the output buffer: tiny_http accepts lines up to 16 KiB.
         .input_buffer_size(UPSTREAM_BUFFER_BYTES)
         .output_buffer_size(UPSTREAM_BUFFER_BYTES)
         .max_response_header_size(UPSTREAM_BUFFER_BYTES - 1)
