@@ -36,6 +36,7 @@ struct RawConfig {
     idle_timeout_ms: Option<u64>,
     #[serde(default)]
     model_rules: Vec<RawRule>,
+    cache: Option<crate::cache::RawCache>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +72,7 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub timeouts: Timeouts,
     pub rules: Vec<Rule>,
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// A config that could not be loaded; the message names the file and, where it can, the line and column.
@@ -158,6 +160,7 @@ impl Config {
             max_body_bytes,
             timeouts,
             rules,
+            cache: crate::cache::CacheConfig::from_raw(raw.cache)?,
         })
     }
 
@@ -185,6 +188,7 @@ impl Config {
         for r in &self.rules {
             out.push_str(&format!("  {}\n", r.describe()));
         }
+        out.push_str(&self.cache.summary());
         out
     }
 }

@@ -1,18 +1,21 @@
 //! Routing and the request pipeline: which path does what, and the relay of one API call.
 //!
-//! [`handle`] maps a path (with or without the `/v1` prefix) to a handler. [`relay`] is the
-//! pipeline of one API call, readable top to bottom: read the body → apply model rules →
-//! call the upstream → answer (whole, or as a stream relayed event by event).
+//! [`handle`] maps a path (with or without the `/v1` prefix) to a handler. [`relay`] and
+//! [`call_upstream`] are the pipeline of one API call, readable top to bottom: read the body →
+//! apply model rules → cache lookup (a hit answers here, on the front threads) → single-flight →
+//! call the upstream → answer (whole, or as a stream relayed event by event) → record a
+//! complete success in the cache.
 
 use std::io::{BufReader, Read};
 
 use serde_json::{Map, Value};
 use tiny_http::{Method, Request};
 
+use crate::cache;
 use crate::error::ApiError;
 use crate::log::Access;
 use crate::rules;
-use crate::server::{json_content_type, respond, respond_error, State};
+use crate::server::{json_content_type, respond, respond_error, Handled, State};
 use crate::sse::{self, End, SseOut};
 use crate::upstream::{self, Mode, NOT_RETURNED};
 
@@ -37,9 +40,9 @@ impl Endpoint {
 
 /// Handles one request. `slot` holds the request until a response is sent (then it is taken);
 /// `access` collects what the access log records.
-pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
+pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) -> Handled {
     let Some(req) = slot.as_ref() else {
-        return;
+        return Handled::Done;
     };
     let path = access.path.clone();
     let route = path
@@ -50,16 +53,24 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
     let result = match (route, &method) {
         ("/health", Method::Get | Method::Head) => {
             reply_json(slot, access, 200, br#"{"status":"ok"}"#.to_vec());
-            Ok(())
+            Ok(Handled::Done)
+        }
+        ("/cache/stats", Method::Get) => {
+            let body = match &state.cache {
+                Some(cache) => cache.stats_json(),
+                None => br#"{"enabled":false}"#.to_vec(),
+            };
+            reply_json(slot, access, 200, body);
+            Ok(Handled::Done)
         }
         ("/chat/completions", Method::Post) => relay(state, slot, access, Endpoint::Chat),
         ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions),
         ("/embeddings", Method::Post) => relay(state, slot, access, Endpoint::Embeddings),
-        ("/models", Method::Get) => models(state, slot, access),
+        ("/models", Method::Get) => models(state, slot, access).map(|()| Handled::Done),
         ("/__test/panic", Method::Get) if state.test_hooks => {
             panic!("test hook: deliberate panic")
         }
-        ("/health" | "/models", _) => {
+        ("/health" | "/models" | "/cache/stats", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "GET"))
         }
         ("/chat/completions" | "/completions" | "/embeddings", _) => {
@@ -67,23 +78,29 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
         }
         _ => Err(ApiError::not_found(&path)),
     };
-    if let Err(err) = result {
-        access.status = err.status;
-        if let Some(req) = slot.take() {
-            access.bytes = respond_error(req, &err);
-        }
+    result.unwrap_or_else(|err| {
+        answer_error(slot, access, &err);
+        Handled::Done
+    })
+}
+
+fn answer_error(slot: &mut Option<Request>, access: &mut Access, err: &ApiError) {
+    access.status = err.status;
+    if let Some(req) = slot.take() {
+        access.bytes = respond_error(req, err);
     }
 }
 
-/// The pipeline of one API call.
+/// The pipeline of one API call, first part (front threads): read, rules, cache lookup; a hit
+/// is answered here, anything else continues in [`call_upstream`] on the `workers` pool.
 fn relay(
     state: &State,
     slot: &mut Option<Request>,
     access: &mut Access,
     endpoint: Endpoint,
-) -> Result<(), ApiError> {
+) -> Result<Handled, ApiError> {
     let Some(req) = slot.as_mut() else {
-        return Ok(());
+        return Ok(Handled::Done);
     };
     let headers = request_headers(req);
     let raw = read_body(req, state.config.max_body_bytes)?;
@@ -95,22 +112,120 @@ fn relay(
         .unwrap_or("")
         .to_string();
     let stream = body.get("stream") == Some(&Value::Bool(true));
+    let include_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        == Some(&Value::Bool(true));
     let payload = serde_json::to_vec(&body)
         .map_err(|e| ApiError::internal(format!("cannot serialize the request: {e}")))?;
 
+    let mut cached = None;
+    if let Some(cache) = &state.cache {
+        let plan = cache.plan(endpoint.path(), &body, &headers);
+        match cache.lookup(&plan) {
+            Ok(entry) => {
+                if let Some(req) = slot.take() {
+                    cache.served(&plan.key, &entry);
+                    (access.status, access.bytes) =
+                        cache::respond_hit(req, &plan.key, &entry, stream, include_usage);
+                }
+                return Ok(Handled::Done);
+            }
+            Err(status) => cached = Some((plan, status)),
+        }
+    }
+    let call = Call {
+        endpoint,
+        headers,
+        payload,
+        stream,
+        include_usage,
+        cached,
+    };
+    Ok(Handled::Continue(Box::new(move |state, slot, access| {
+        if let Err(err) = call_upstream(state, slot, access, call) {
+            answer_error(slot, access, &err);
+        }
+    })))
+}
+
+/// A request on its way upstream.
+struct Call {
+    endpoint: Endpoint,
+    headers: Vec<(String, String)>,
+    payload: Vec<u8>,
+    stream: bool,
+    include_usage: bool,
+    /// The cache's plan and why it did not answer, when the cache is on.
+    cached: Option<(cache::Plan, cache::Status)>,
+}
+
+/// The pipeline, second part (`workers` pool): single-flight, call the upstream, answer (whole
+/// or as a stream relayed event by event), record a complete success in the cache.
+fn call_upstream(
+    state: &State,
+    slot: &mut Option<Request>,
+    access: &mut Access,
+    call: Call,
+) -> Result<(), ApiError> {
+    let cache = state.cache.as_deref();
+    let mut _leader = None;
+    let mut reply_extra = Vec::new();
+    if let (Some(cache), Some((plan, status))) = (cache, &call.cached) {
+        if *status == cache::Status::Miss {
+            match cache.join(&plan.key) {
+                cache::Role::Leader(guard) => _leader = Some(guard),
+                cache::Role::Follower(flight) => {
+                    flight.wait(state.config.timeouts.first_byte);
+                    if let Ok(entry) = cache.lookup(plan) {
+                        if let Some(req) = slot.take() {
+                            cache.served(&plan.key, &entry);
+                            (access.status, access.bytes) = cache::respond_hit(
+                                req,
+                                &plan.key,
+                                &entry,
+                                call.stream,
+                                call.include_usage,
+                            );
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if *status != cache::Status::Bypass {
+            cache.missed();
+        }
+        reply_extra.push(("X-Cache".to_string(), status.header().to_string()));
+        reply_extra.push(("X-Cache-Key".to_string(), plan.key.clone()));
+    }
+    // Where a complete success goes: the cache, unless `no-store`.
+    let record = |response: &[u8]| {
+        if let (Some(cache), Some((plan, status))) = (cache, &call.cached) {
+            if *status != cache::Status::Bypass {
+                cache.store(plan, response);
+            }
+        }
+    };
+
     let up = &state.upstream;
     access.upstream = up.base.clone();
-    let mode = if stream { Mode::Stream } else { Mode::Whole };
-    let response = up.post(endpoint.path(), &headers, &payload, mode)?;
+    let mode = if call.stream {
+        Mode::Stream
+    } else {
+        Mode::Whole
+    };
+    let response = up.post(call.endpoint.path(), &call.headers, &call.payload, mode)?;
     let status = response.status().as_u16();
-    let reply_headers = response_headers(response.headers());
+    let mut reply_headers = response_headers(response.headers());
+    reply_headers.extend(reply_extra);
     let is_sse = response
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
 
-    if stream && status == 200 && is_sse {
+    if call.stream && status == 200 && is_sse {
         let Some(req) = slot.take() else {
             return Ok(());
         };
@@ -130,6 +245,9 @@ fn relay(
         };
         let relayed = sse::relay(&mut reader, &mut out, &describe);
         access.bytes = out.bytes;
+        if relayed.end == End::Complete {
+            record(&relayed.recorded); // before the stream's end, so a next request finds it
+        }
         if relayed.end != End::ClientGone {
             let _ = out.finish();
         }
@@ -138,6 +256,9 @@ fn relay(
 
     let data = upstream::read_body(&up.base, response.into_body())?;
     access.status = status;
+    if (200..300).contains(&status) {
+        record(&data); // before answering, so the client's next request finds it
+    }
     if let Some(req) = slot.take() {
         access.bytes = respond(req, status, &reply_headers, data);
     }

@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod cache_store;
 mod core_auth;
 mod core_config;
 mod core_routes;

@@ -6,11 +6,13 @@
 //! Every test owns its own fixture and relay on port 0, so tests can run in
 //! parallel threads.
 
+pub mod cache;
 pub mod client;
 pub mod openai;
 pub mod relay;
 pub mod upstream;
 
+pub use cache::*;
 pub use client::*;
 pub use openai::*;
 pub use relay::*;
