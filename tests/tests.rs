@@ -4,7 +4,9 @@
 #[allow(dead_code)]
 mod common;
 
+mod cache_replay;
 mod cache_store;
+mod cache_upkeep;
 mod core_auth;
 mod core_config;
 mod core_routes;
