@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod cache_concurrency;
 mod cache_replay;
 mod cache_store;
 mod cache_upkeep;
