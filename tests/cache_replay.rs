@@ -181,3 +181,44 @@ fn cache_plain_answer_serves_streamed_request_as_chunks_with_tool_calls() {
     assert_eq!(usage["usage"]["total_tokens"], 9);
     assert_eq!(up.requests().len(), 1);
 }
+
+#[test]
+fn cache_completions_cross_mode_and_embeddings_are_cached() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let relay = Relay::start(&cache_config(
+        &up.base_url(),
+        dir.path(),
+        json!({}),
+        json!({}),
+    ));
+    let s = stream_events(
+        relay.addr(),
+        "/v1/completions",
+        &json!({"model": "m", "prompt": "p", "stream": true}),
+    );
+    assert_eq!(s.header("x-cache"), Some("MISS"));
+    let r = post_json(
+        &relay.url("/v1/completions"),
+        &json!({"model": "m", "prompt": "p"}),
+    );
+    assert_eq!(r.header("x-cache"), Some("HIT"), "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["object"], "text_completion", "{v}");
+    assert_eq!(v["choices"][0]["text"], FIXTURE_TEXT, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+
+    let e = json!({"model": "m", "input": "hello"});
+    let first = post_json(&relay.url("/v1/embeddings"), &e);
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    let second = post_json(&relay.url("/v1/embeddings"), &e);
+    assert_eq!(second.header("x-cache"), Some("HIT"));
+    assert_eq!(second.body, first.body);
+    // same body on another route is another entry
+    let chat = post_json(
+        &relay.url("/v1/chat/completions"),
+        &json!({"model": "m", "prompt": "p"}),
+    );
+    assert_eq!(chat.header("x-cache"), Some("MISS"));
+    assert_eq!(up.requests().len(), 3);
+}
