@@ -1,6 +1,6 @@
 //! The HTTP server: binding, the two thread pools, panic isolation, and plain responses.
 //!
-//! [`FRONT_THREADS`] front threads loop on tiny_http's `recv` and run each request through
+//! [`FRONT_THREADS`] (16) front threads loop on tiny_http's `recv` and run each request through
 //! [`routes::handle`]: everything that needs no upstream (reading the body, rules, the cache
 //! lookup, a hit's answer) happens there. A request that must go upstream is handed, with the
 //! rest of its work ([`Handled::Continue`]), through a bounded queue to the `workers` pool, so
@@ -34,8 +34,9 @@ pub struct State {
     misses: SyncSender<Job>,
 }
 
-/// Threads that receive requests and answer everything that needs no upstream call.
-pub const FRONT_THREADS: usize = 4;
+/// Threads that receive requests and answer everything that needs no upstream call. They also
+/// read request bodies, so there are enough that a few slow uploads cannot stall the relay.
+pub const FRONT_THREADS: usize = 16;
 /// Requests waiting for a worker before the front threads block.
 const QUEUE: usize = 1024;
 

@@ -316,6 +316,11 @@ impl Cache {
             .store(report.entries, Ordering::Relaxed);
         self.counters.bytes.store(report.bytes, Ordering::Relaxed);
         log::info(&report.summary(dir));
+        if self.hits.needs_compacting() {
+            if let Err(e) = self.hits.compact(dir, |k| store::paths(dir, k).0.exists()) {
+                log::error(&format!("cannot compact {}: {e}", upkeep::HITS_FILE));
+            }
+        }
         let mut next_maintenance = self.config.maintenance.as_ref().map(|m| {
             if m.on_startup {
                 Instant::now()

@@ -24,6 +24,8 @@ pub struct HitBook {
     totals: Mutex<HashMap<String, (u64, u64)>>,
     /// Hits not yet appended to the log.
     pending: Mutex<HashMap<String, (u64, u64)>>,
+    /// Lines in the log when it was read (to decide whether it needs compacting).
+    lines_read: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -33,10 +35,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl HitBook {
     /// Sums `<dir>/hits.log`.
     pub fn load(dir: &Path) -> HitBook {
-        let book = HitBook::default();
+        let mut book = HitBook::default();
         if let Ok(text) = fs::read_to_string(dir.join(HITS_FILE)) {
             let mut totals = lock(&book.totals);
             for line in text.lines() {
+                book.lines_read += 1;
                 let mut parts = line.split(' ');
                 let (Some(key), Some(count), Some(last)) =
                     (parts.next(), parts.next(), parts.next())
@@ -90,8 +93,14 @@ impl HitBook {
         f.write_all(text.as_bytes())
     }
 
+    /// True when the log read at start holds many lines per key (it only grows between
+    /// maintenance runs).
+    pub fn needs_compacting(&self) -> bool {
+        self.lines_read > 2 * lock(&self.totals).len() as u64 + 1000
+    }
+
     /// Rewrites the log with one line per key still in `keep`.
-    fn compact(&self, dir: &Path, keep: impl Fn(&str) -> bool) -> std::io::Result<()> {
+    pub fn compact(&self, dir: &Path, keep: impl Fn(&str) -> bool) -> std::io::Result<()> {
         let _ = self.flush(dir);
         let mut totals = lock(&self.totals);
         totals.retain(|k, _| keep(k));
