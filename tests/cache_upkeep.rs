@@ -213,3 +213,51 @@ fn cache_scan_quarantines_errors_truncated_orphans_and_temp_files() {
     let stats = stats_cli(&config);
     assert!(stats.contains("entries 1,"), "{stats}");
 }
+
+#[test]
+fn cache_config_errors_name_the_problem() {
+    let dir = TempDir::new();
+    let cases = [
+        (
+            "{\n  \"cache\": {\n    \"enabled\": true,\n    \"ttl_secs\": 5\n  }\n}\n",
+            &["line 4", "ttl_secs"][..],
+        ),
+        (
+            "{\"cache\": {\"scope\": \"user\"}}",
+            &["cache.scope", "\"key\""][..],
+        ),
+        (
+            "{\"cache\": {\"maintenance\": {\"interval_hours\": 0}}}",
+            &["interval_hours", "positive"][..],
+        ),
+    ];
+    for (text, needles) in cases {
+        let path = dir.write("bad.jsonc", text);
+        let out = run_relay(&["--check", "--config", path.to_str().unwrap()], &[]);
+        assert_eq!(out.code, Some(1), "{text}: {}", out.stdout);
+        for n in needles {
+            assert!(
+                out.stderr.contains(n),
+                "{text}: {n:?} missing in {}",
+                out.stderr
+            );
+        }
+    }
+    // a cache dir that cannot be created stops the relay at start, naming it
+    let file = dir.write("not-a-dir", "x");
+    let cfg = cache_config(
+        "http://127.0.0.1:9/v1",
+        &file.join("sub"),
+        json!({}),
+        json!({}),
+    );
+    let path = dir.write("c.jsonc", &cfg);
+    let out = run_relay(&["--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot create cache directory"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("cache.dir"), "{}", out.stderr);
+}
