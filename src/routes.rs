@@ -66,7 +66,11 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) ->
         ("/chat/completions", Method::Post) => relay(state, slot, access, Endpoint::Chat),
         ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions),
         ("/embeddings", Method::Post) => relay(state, slot, access, Endpoint::Embeddings),
-        ("/models", Method::Get) => models(state, slot, access).map(|()| Handled::Done),
+        ("/models", Method::Get) => Ok(Handled::Continue(Box::new(|state, slot, access| {
+            if let Err(err) = models(state, slot, access) {
+                answer_error(slot, access, &err);
+            }
+        }))),
         ("/__test/panic", Method::Get) if state.test_hooks => {
             panic!("test hook: deliberate panic")
         }

@@ -13,11 +13,16 @@ use crate::common::*;
 /// POSTs without panicking on transport errors (the relay may be killed mid-request).
 /// Returns (X-Cache, body) for a 200.
 fn try_post(url: &str, body: &Value) -> Option<(String, String)> {
-    let mut r = agent()
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(serde_json::to_vec(body).unwrap())
-        .ok()?;
+    try_post_with(url, body, false)
+}
+
+/// [`try_post`], with `Cache-Control: no-cache` if `refresh`.
+fn try_post_with(url: &str, body: &Value, refresh: bool) -> Option<(String, String)> {
+    let mut req = agent().post(url).header("Content-Type", "application/json");
+    if refresh {
+        req = req.header("Cache-Control", "no-cache");
+    }
+    let mut r = req.send(serde_json::to_vec(body).unwrap()).ok()?;
     if r.status() != 200 {
         return None;
     }
@@ -234,7 +239,8 @@ fn cache_two_processes_share_one_dir_and_serve_each_others_entries() {
 
 #[test]
 fn cache_kill_9_under_load_leaves_no_torn_or_wrong_entry() {
-    let up = Upstream::start(|r| echo_reply(r, Duration::from_millis(15)));
+    // 256 KiB answers: writing one takes long enough that kills land inside writes
+    let up = Upstream::start(|r| echo_reply_padded(r, Duration::from_millis(15), 256 * 1024));
     let dir = TempDir::new();
     let cfg_dir = TempDir::new();
     let cfg = cache_config(&up.base_url(), dir.path(), json!({}), json!({"workers": 8}));
@@ -260,7 +266,9 @@ fn cache_kill_9_under_load_leaves_no_torn_or_wrong_entry() {
                         } else {
                             ask(&q)
                         };
-                        if let Some((x, text)) = try_post(&url, &body) {
+                        // a third refresh (rewrite) existing entries
+                        let refresh = rng.below(3) == 0;
+                        if let Some((x, text)) = try_post_with(&url, &body, refresh) {
                             // a stream cut by the kill is not an answer; a complete one must be right
                             let complete = text.starts_with('{') || text.contains("[DONE]");
                             if complete && answer_text(&text) != echo_text(&q) {

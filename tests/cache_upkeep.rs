@@ -164,6 +164,13 @@ fn cache_scan_quarantines_errors_truncated_orphans_and_temp_files() {
     );
     write_pair(d, &k('c'), "");
     write_pair(d, &k('d'), "{\"choices\":[{\"mess");
+    write_pair(d, &k('f'), r#"{"choices":[{"message":{"content":"x"}}]}"#);
+    let torn_request = d.join("ff").join(format!("{}.request", k('f')));
+    std::fs::write(
+        &torn_request,
+        "{\"route\":\"/chat/completions\",\"version\":1,\"created\":1}\n{\"mess",
+    )
+    .unwrap();
     let orphan = d.join("ee").join(format!("{}.txt", k('e')));
     std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
     std::fs::write(&orphan, "{}").unwrap();
@@ -181,7 +188,7 @@ fn cache_scan_quarantines_errors_truncated_orphans_and_temp_files() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let report = out.stdout;
     assert!(report.contains("1 entries"), "{report}");
-    assert!(report.contains("10 files quarantined"), "{report}");
+    assert!(report.contains("12 files quarantined"), "{report}");
     for reason in [
         "error response: 2",
         "truncated stream: 2",
@@ -189,11 +196,12 @@ fn cache_scan_quarantines_errors_truncated_orphans_and_temp_files() {
         "unparsable JSON: 2",
         "orphan response half: 1",
         "stale temp file: 1",
+        "incomplete request file: 2",
     ] {
         assert!(report.contains(reason), "{reason} missing in {report}");
     }
     let quarantined = std::fs::read_dir(d.join("quarantine")).unwrap().count();
-    assert_eq!(quarantined, 10);
+    assert_eq!(quarantined, 12);
     assert!(
         young.exists(),
         "a young orphan may be another relay mid-write: left alone"

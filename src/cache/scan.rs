@@ -1,7 +1,7 @@
 //! The start-up scan: find entries that must never be served and move them aside.
 //!
 //! Walks every fan-out folder and checks each pair: a response that is an error, unparsable,
-//! empty or a truncated stream, a `.request` without metadata, orphan halves and stale temp
+//! empty or a truncated stream, an incomplete `.request`, orphan halves and stale temp
 //! files all move to `<dir>/quarantine/` (nothing is deleted, so a bad entry can be
 //! inspected). Orphans and temp files younger than [`GRACE`] are left alone: another relay
 //! sharing the directory may be between its two renames. The same walk counts entries and
@@ -103,8 +103,8 @@ pub fn scan(dir: &Path, fix: bool) -> Report {
                 }
                 continue;
             };
-            if store::parse_meta(&request).is_none() {
-                bad("request file without metadata", &[&path, &txt]);
+            if !store::request_file_ok(&request) {
+                bad("incomplete request file", &[&path, &txt]);
                 continue;
             }
             match replay::check(&response) {

@@ -82,6 +82,19 @@ pub fn parse_meta(request_file: &[u8]) -> Option<Meta> {
     serde_json::from_slice(line).ok()
 }
 
+/// True for a complete `.request` file: the metadata line and the canonical request line.
+pub fn request_file_ok(request_file: &[u8]) -> bool {
+    let Some(body) = request_file.strip_suffix(b"\n") else {
+        return false;
+    };
+    let mut lines = body.split(|&b| b == b'\n');
+    let (Some(meta), Some(request), None) = (lines.next(), lines.next(), lines.next()) else {
+        return false;
+    };
+    serde_json::from_slice::<Meta>(meta).is_ok()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(request).is_ok()
+}
+
 /// Loads an entry: its metadata and response, or `None` if it does not exist (or is only
 /// half there).
 pub fn load(dir: &Path, key: &str) -> Option<(Meta, Vec<u8>)> {

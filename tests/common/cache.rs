@@ -46,6 +46,13 @@ pub fn echo_text(content: &str) -> String {
 /// An upstream answering every chat request with [`echo_text`] of its last message, as JSON
 /// or (for `stream: true`) as SSE chunks ending with `[DONE]`, after `delay`.
 pub fn echo_reply(req: &RecordedRequest, delay: Duration) -> Reply {
+    echo_reply_padded(req, delay, 0)
+}
+
+/// [`echo_reply`] with `pad` bytes of filler in `system_fingerprint` (still a deterministic
+/// function of the request), so writing an answer to disk takes a while.
+pub fn echo_reply_padded(req: &RecordedRequest, delay: Duration, pad: usize) -> Reply {
+    let fingerprint = "f".repeat(pad);
     let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
     let content = body["messages"][0]["content"]
         .as_str()
@@ -54,11 +61,17 @@ pub fn echo_reply(req: &RecordedRequest, delay: Duration) -> Reply {
     let text = echo_text(&content);
     let reply = if body["stream"] == json!(true) {
         let half = text.len() / 2;
+        let mut first = json!({
+            "id": "chatcmpl-echo", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                         "finish_reason": null}],
+        });
+        if pad > 0 {
+            first["system_fingerprint"] = json!(fingerprint);
+        }
         Reply::sse(vec![
-            (
-                Duration::ZERO,
-                chat_chunk("m", json!({"role": "assistant", "content": ""}), None),
-            ),
+            (Duration::ZERO, format!("data: {first}\n\n")),
             (
                 Duration::ZERO,
                 chat_chunk("m", json!({"content": &text[..half]}), None),
@@ -71,16 +84,17 @@ pub fn echo_reply(req: &RecordedRequest, delay: Duration) -> Reply {
             (Duration::ZERO, sse_done()),
         ])
     } else {
-        Reply::json(
-            200,
-            json!({
+        let mut answer = json!({
                 "id": "chatcmpl-echo", "object": "chat.completion", "created": 1_700_000_000,
                 "model": "m",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "logprobs": null, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
-            }),
-        )
+        });
+        if pad > 0 {
+            answer["system_fingerprint"] = json!(fingerprint);
+        }
+        Reply::json(200, answer)
     };
     Reply::delay(delay, reply)
 }
