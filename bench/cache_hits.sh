@@ -4,6 +4,7 @@
 #
 #   bench/cache_hits.sh                 # sizes 1000 and 1000000 (1 M entries = 2 M files, ~8 GB)
 #   SIZES="1000 100000" bench/cache_hits.sh
+#   ONLY=latency SIZES=1000000 bench/cache_hits.sh   # skip the throughput part
 #
 # Needs wrk, nginx and python3 (Debian: apt-get install -y wrk nginx). Everything runs on
 # 127.0.0.1 in a temp directory that is removed at the end; the load generator shares the CPU.
@@ -86,6 +87,7 @@ CONF
 
 summary() { grep -E 'Requests/sec|^ +50%|^ +99%' | tr -s ' ' | tr '\n' ' '; echo; }
 
+if [ "${ONLY:-}" != latency ]; then
 echo "== throughput, wrk -t2 -c50 -d$DURATION (same 2 cores as the servers)"
 start_relay "$WORK/cache-small" 1000
 printf 'llm-relay cache hit (memory tier): '
@@ -97,6 +99,7 @@ wrk -t2 -c50 -d"$DURATION" --latency -s "$WORK/post.lua" "http://127.0.0.1:$RELA
 kill "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
 printf 'nginx static file, same bytes:      '
 wrk -t2 -c50 -d"$DURATION" --latency "http://127.0.0.1:$NGINX_PORT/answer.json" | summary
+fi
 
 echo "== disk-hit latency by directory size, one connection, wrk -t1 -c1 -d$DURATION, memory_items 0"
 for n in $SIZES; do

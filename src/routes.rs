@@ -128,11 +128,7 @@ fn relay(
         let plan = cache.plan(endpoint.path(), &body, &headers);
         match cache.lookup(&plan) {
             Ok(entry) => {
-                if let Some(req) = slot.take() {
-                    cache.served(&plan.key, &entry);
-                    (access.status, access.bytes) =
-                        cache::respond_hit(req, &plan.key, &entry, stream, include_usage);
-                }
+                answer_hit(cache, &plan, &entry, slot, access, (stream, include_usage));
                 return Ok(Handled::Done);
             }
             Err(status) => cached = Some((plan, status)),
@@ -151,6 +147,22 @@ fn relay(
             answer_error(slot, access, &err);
         }
     })))
+}
+
+/// Answers a cache hit; `mode` is (streamed, include_usage) as the client asked.
+fn answer_hit(
+    cache: &cache::Cache,
+    plan: &cache::Plan,
+    entry: &cache::Entry,
+    slot: &mut Option<Request>,
+    access: &mut Access,
+    (stream, include_usage): (bool, bool),
+) {
+    if let Some(req) = slot.take() {
+        cache.served(&plan.key, entry);
+        (access.status, access.bytes) =
+            cache::respond_hit(req, &plan.key, entry, stream, include_usage);
+    }
 }
 
 /// A request on its way upstream.
@@ -182,16 +194,8 @@ fn call_upstream(
                 cache::Role::Follower(flight) => {
                     flight.wait(state.config.timeouts.first_byte);
                     if let Ok(entry) = cache.lookup(plan) {
-                        if let Some(req) = slot.take() {
-                            cache.served(&plan.key, &entry);
-                            (access.status, access.bytes) = cache::respond_hit(
-                                req,
-                                &plan.key,
-                                &entry,
-                                call.stream,
-                                call.include_usage,
-                            );
-                        }
+                        let mode = (call.stream, call.include_usage);
+                        answer_hit(cache, plan, &entry, slot, access, mode);
                         return Ok(());
                     }
                 }
