@@ -394,3 +394,41 @@ pub fn stats_command(config: &CacheConfig) -> String {
         report.quarantined_total()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_directives() {
+        let cases: &[(Option<&str>, Control)] = &[
+            (None, Control::default()),
+            (
+                Some("No-Cache"),
+                Control {
+                    no_cache: true,
+                    ..Control::default()
+                },
+            ),
+            (
+                Some("max-age=60, no-store"),
+                Control {
+                    no_store: true,
+                    max_age: Some(60),
+                    ..Control::default()
+                },
+            ),
+            (
+                Some("max-age=\"5\""),
+                Control {
+                    max_age: Some(5),
+                    ..Control::default()
+                },
+            ),
+            (Some("max-age=soon, private"), Control::default()),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(Control::parse(*header), *expected, "{header:?}");
+        }
+    }
+}
