@@ -269,3 +269,30 @@ fn cache_config_errors_name_the_problem() {
     );
     assert!(out.stderr.contains("cache.dir"), "{}", out.stderr);
 }
+
+#[test]
+fn cache_maintenance_runs_every_interval_hours_not_only_at_start() {
+    let up = echo_upstream();
+    let dir = TempDir::new();
+    // 0.0005 h = 1.8 s
+    let relay = Relay::start(&cache_config(
+        &up.base_url(),
+        dir.path(),
+        json!({"memory_items": 0, "maintenance": {"interval_hours": 0.0005, "retention_days": 0,
+                                                  "min_hit_count": 1, "on_startup": false}}),
+        json!({}),
+    ));
+    assert_eq!(x_cache(&relay, "old"), "MISS");
+    assert_eq!(x_cache(&relay, "old"), "HIT", "not removed at start-up");
+    assert_eq!(x_cache(&relay, "unhit"), "MISS");
+    let line = relay
+        .wait_for_log_line(Duration::from_secs(6), |l| l.contains("cache maintenance"))
+        .expect("a maintenance run after interval_hours");
+    assert!(line.contains("removed 1 entries"), "{line}");
+    assert_eq!(x_cache(&relay, "old"), "HIT", "an entry with a hit stays");
+    assert_eq!(
+        x_cache(&relay, "unhit"),
+        "MISS",
+        "removed: fewer than min_hit_count hits"
+    );
+}
