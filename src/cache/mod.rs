@@ -34,8 +34,8 @@ pub use serve::respond_hit;
 pub struct Entry {
     /// The stored response: a JSON body or SSE text.
     pub response: Vec<u8>,
-    /// Unix seconds when it was written.
-    pub created: u64,
+    /// Unix time in seconds (millisecond precision) when it was written.
+    pub created: f64,
     pub version: u32,
     /// `usage.total_tokens` of the answer (what a hit saves).
     pub tokens: u64,
@@ -121,6 +121,15 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Unix time in seconds, to the millisecond (entry ages are compared against whole seconds,
+/// so whole-second timestamps would make a fresh entry look up to a second old).
+pub fn now_precise() -> f64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    ms as f64 / 1000.0
+}
+
 impl Cache {
     /// Opens (creating) the cache directory. Returns `None` when the cache is off.
     pub fn open(config: &CacheConfig) -> Result<Option<Arc<Cache>>, String> {
@@ -200,11 +209,11 @@ impl Cache {
                 entry
             }
         };
-        let age = now_secs().saturating_sub(entry.created);
-        if self.config.ttl.is_some_and(|ttl| age >= ttl.as_secs()) {
+        let age = now_precise() - entry.created;
+        if self.config.ttl.is_some_and(|ttl| age >= ttl.as_secs_f64()) {
             return Err(Status::Miss);
         }
-        if plan.control.max_age.is_some_and(|max| age >= max) {
+        if plan.control.max_age.is_some_and(|max| age >= max as f64) {
             return Err(Status::Miss);
         }
         if self.config.override_old && entry.version < self.config.version {
@@ -239,7 +248,7 @@ impl Cache {
         let meta = store::Meta {
             route: plan.route.clone(),
             version: self.config.version,
-            created: now_secs(),
+            created: now_precise(),
         };
         let existed = store::paths(&self.config.dir, &plan.key).0.exists();
         if let Err(e) = store::save(
@@ -349,8 +358,8 @@ impl Cache {
         let removed = upkeep::maintain(
             &self.config.dir,
             &self.hits,
-            now_secs(),
-            m.retention.as_secs(),
+            now_precise(),
+            m.retention.as_secs_f64(),
             m.min_hit_count,
         );
         for key in &removed.keys {

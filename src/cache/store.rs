@@ -25,8 +25,8 @@ pub struct Meta {
     pub route: String,
     /// `cache.version` of the relay that wrote the entry.
     pub version: u32,
-    /// Unix seconds when the entry was written.
-    pub created: u64,
+    /// Unix time in seconds (millisecond precision) when the entry was written.
+    pub created: f64,
 }
 
 /// The `.request` and `.txt` paths of `key` under `dir`.

@@ -124,8 +124,8 @@ pub struct Removed {
 pub fn maintain(
     dir: &Path,
     book: &HitBook,
-    now: u64,
-    retention_secs: u64,
+    now: f64,
+    retention_secs: f64,
     min_hits: u64,
 ) -> Removed {
     let mut removed = Removed {
@@ -143,7 +143,7 @@ pub fn maintain(
             let Some(meta) = fs::read(e.path()).ok().and_then(|b| store::parse_meta(&b)) else {
                 continue;
             };
-            if now.saturating_sub(meta.created) >= retention_secs && book.count(key) < min_hits {
+            if now - meta.created >= retention_secs && book.count(key) < min_hits {
                 removed.bytes += store::remove(dir, key);
                 removed.entries += 1;
                 removed.keys.push(key.to_string());
