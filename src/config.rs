@@ -56,6 +56,7 @@ struct RawConfig {
     client_timeout_ms: Option<u64>,
     auth: Option<crate::auth::RawAuth>,
     rate_limit: Option<crate::limits::RawRateLimit>,
+    cache: Option<crate::cache::RawCache>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +103,7 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// Default per-key rate limit.
     pub rate_limit: crate::limits::RateLimit,
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// A config that could not be loaded; the message names the file and, where it can, the line and column.
@@ -223,6 +225,7 @@ impl Config {
             upstreams,
             shaping,
             ops,
+            cache: crate::cache::CacheConfig::from_raw(raw.cache)?,
         })
     }
 
@@ -264,6 +267,7 @@ impl Config {
         for r in &self.rules {
             out.push_str(&format!("  {}\n", r.describe()));
         }
+        out.push_str(&self.cache.summary());
         out
     }
 }

@@ -7,6 +7,7 @@
 //! Every test owns its own fixture and relay on port 0, so tests can run in
 //! parallel threads.
 
+pub mod cache;
 pub mod client;
 pub mod openai;
 pub mod proxy;
@@ -17,6 +18,7 @@ pub mod tls;
 pub mod upstream;
 pub mod upstreams;
 
+pub use cache::*;
 pub use client::*;
 pub use openai::*;
 pub use proxy::*;
