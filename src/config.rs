@@ -135,6 +135,7 @@ impl Config {
         let text = &crate::expand::expand(text, &|var| std::env::var(var).ok())
             .map_err(|msg| ConfigError(format!("{origin}: {msg}")))?;
         let raw: RawConfig = json5::from_str(text).map_err(|e| located(e, text, origin))?;
+        check_numbers(text, origin)?;
         Config::from_raw(raw).map_err(|msg| ConfigError(format!("{origin}: {msg}")))
     }
 
@@ -293,6 +294,48 @@ fn check_url(url: &str) -> Result<String, String> {
     }
 }
 
+/// json5 0.4 reads every number as a float and casts it to the field's type, so `-3` became 0
+/// and `2.7` became 2 for an integer key. Deserializing once more through `serde_json::Value`
+/// (where json5 keeps integers and floats apart) refuses both; the offending literal is then
+/// located in the text.
+fn check_numbers(text: &str, origin: &str) -> Result<(), ConfigError> {
+    let value: Value = json5::from_str(text).map_err(|e| located(e, text, origin))?;
+    let Err(e) = serde_json::from_value::<RawConfig>(value) else {
+        return Ok(());
+    };
+    let msg = e.to_string();
+    let literal = msg.split('`').nth(1).filter(|l| {
+        l.parse::<f64>().is_ok() && (msg.contains("integer") || msg.contains("floating point"))
+    });
+    let location = literal.and_then(|l| find_literal(text, l));
+    Err(ConfigError(match location {
+        Some((line, column)) => {
+            format!("{origin}: line {line}, column {column}: {msg} (a whole, non-negative number)")
+        }
+        None => format!("{origin}: {msg}"),
+    }))
+}
+
+/// Line and column (1-based) of the first number literal `lit` outside comments.
+fn find_literal(text: &str, lit: &str) -> Option<(usize, usize)> {
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut from = 0;
+        while let Some(pos) = code[from..].find(lit) {
+            let at = from + pos;
+            let before = code[..at].chars().next_back();
+            let after = code[at + lit.len()..].chars().next();
+            let part_of_number =
+                |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit() || c == '.');
+            if !part_of_number(before) && !part_of_number(after) {
+                return Some((i + 1, at + 1));
+            }
+            from = at + lit.len();
+        }
+    }
+    None
+}
+
 /// Turns a json5 error into "FILE: line L, column C: what was wrong".
 fn located(err: json5::Error, text: &str, origin: &str) -> ConfigError {
     let json5::Error::Message { msg, location } = err;
@@ -361,6 +404,16 @@ mod tests {
     fn wrong_type_names_line() {
         let e = err("{\n\"workers\": \"four\"\n}");
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn negative_and_fractional_integers_are_refused_with_their_line() {
+        let e = err("{\n  // workers: -1\n  \"workers\": -3,\n}");
+        assert!(e.contains("line 3, column 14"), "{e}");
+        assert!(e.contains("-3"), "{e}");
+        let e = err("{\n\"max_body_bytes\": 2.7\n}");
+        assert!(e.contains("line 2, column 19"), "{e}");
+        assert!(Config::parse("{\"workers\": 3, \"max_body_bytes\": 27}", "x").is_ok());
     }
 
     #[test]
