@@ -285,8 +285,10 @@ fn finish(access: &mut Access, started: Instant) {
     metrics::request_done(access);
 }
 
-/// The answer to a new request during a drain. tiny_http drops a `Connection` header set on
-/// a `Response`, so the answer is written on the raw connection to tell the client to close it.
+/// The answer to a new request during a drain: 503 with `Retry-After`, and the connection
+/// closed. Written on the raw connection because tiny_http drops a `Connection` header set on a
+/// `Response` (`into_writer` drains an unread request body first: fine for a drain, wrong for a
+/// refused body).
 fn respond_draining(req: Request) -> u64 {
     use std::io::Write;
     let err = ApiError::new(
@@ -328,11 +330,12 @@ pub fn respond(req: Request, status: u16, headers: &[(String, String)], body: Ve
 }
 
 /// Sends an OpenAI-shaped error. Returns the body size.
+/// (A 408/413 leaves an unread body behind: tiny_http writes the answer first, then drains at
+/// most 1 MiB or 1 s of the body and closes a connection left out of step.)
 pub fn respond_error(req: Request, err: &ApiError) -> u64 {
     let mut headers = vec![json_content_type()];
-    if err.status == 413 || err.status == 408 {
-        // the unread body makes the connection unusable for a next request
-        headers.push(("Connection".to_string(), "close".to_string()));
+    if let Some(allow) = err.allow {
+        headers.push(("Allow".to_string(), allow.to_string()));
     }
     respond(req, err.status, &headers, err.body())
 }

@@ -143,17 +143,18 @@ fn unknown_path_is_404_not_found() {
 #[test]
 fn wrong_method_is_405_method_not_allowed() {
     let (up, relay) = setup(json!({}));
-    for (method, path) in [
-        ("GET", "/v1/chat/completions"),
-        ("GET", "/completions"),
-        ("PUT", "/v1/embeddings"),
-        ("POST", "/v1/models"),
-        ("DELETE", "/health"),
+    for (method, path, allow) in [
+        ("GET", "/v1/chat/completions", "POST"),
+        ("GET", "/completions", "POST"),
+        ("PUT", "/v1/embeddings", "POST"),
+        ("POST", "/v1/models", "GET"),
+        ("DELETE", "/health", "GET"),
     ] {
         let body = (method != "GET" && method != "DELETE").then_some(b"{}".as_slice());
         let r = request(method, &relay.url(path), &[], body);
         assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
         r.assert_error(405, "method_not_allowed");
+        assert_eq!(r.header("allow"), Some(allow), "Allow of {method} {path}");
     }
     assert!(up.requests().is_empty());
 }
