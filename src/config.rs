@@ -142,23 +142,8 @@ impl Config {
     fn from_raw(raw: RawConfig) -> Result<Config, String> {
         let explicit = raw.upstream.is_some() || raw.api_key.is_some() || raw.api_key_env.is_some();
         let upstream = raw.upstream.unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
-        let upstream = check_url(&upstream)?;
-        let upstream_key = match (raw.api_key, raw.api_key_env) {
-            (Some(_), Some(_)) => {
-                return Err("set either `api_key` or `api_key_env`, not both".to_string())
-            }
-            (Some(key), None) => Some(key),
-            (None, Some(var)) => match std::env::var(&var) {
-                Ok(key) if !key.is_empty() => Some(key),
-                _ => {
-                    return Err(format!(
-                        "`api_key_env` names the environment variable {var}, which is not set; \
-                         export it or remove `api_key_env`"
-                    ))
-                }
-            },
-            (None, None) => None,
-        };
+        let upstream = check_url(&upstream, "upstream")?;
+        let upstream_key = secret(raw.api_key, raw.api_key_env, "api_key")?;
         let workers = raw.workers.unwrap_or(DEFAULT_WORKERS);
         if workers == 0 || workers > 4096 {
             return Err(format!(
@@ -280,8 +265,8 @@ fn millis(v: Option<u64>, default: u64, name: &str) -> Result<Duration, String> 
     }
 }
 
-/// Checks an upstream base URL and drops a trailing slash.
-fn check_url(url: &str) -> Result<String, String> {
+/// Checks a base URL given under the config key `field` and drops a trailing slash.
+pub fn check_url(url: &str, field: &str) -> Result<String, String> {
     let trimmed = url.trim_end_matches('/');
     let rest = trimmed
         .strip_prefix("http://")
@@ -289,8 +274,30 @@ fn check_url(url: &str) -> Result<String, String> {
     match rest {
         Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(trimmed.to_string()),
         _ => Err(format!(
-            "`upstream` must be an http:// or https:// URL including /v1, e.g. \"{DEFAULT_UPSTREAM}\"; got \"{url}\""
+            "`{field}` must be an http:// or https:// URL including /v1, e.g. \
+             \"{DEFAULT_UPSTREAM}\"; got \"{url}\""
         )),
+    }
+}
+
+/// A secret given either inline (`field`) or as the name of an environment variable
+/// (`field_env`), never both; a named variable that is unset or empty is an error.
+pub fn secret(
+    inline: Option<String>,
+    env: Option<String>,
+    field: &str,
+) -> Result<Option<String>, String> {
+    match (inline, env) {
+        (Some(_), Some(_)) => Err(format!("set either `{field}` or `{field}_env`, not both")),
+        (Some(key), None) => Ok(Some(key)),
+        (None, Some(var)) => match std::env::var(&var) {
+            Ok(key) if !key.is_empty() => Ok(Some(key)),
+            _ => Err(format!(
+                "`{field}_env` names the environment variable {var}, which is not set; export it \
+                 or remove `{field}_env`"
+            )),
+        },
+        (None, None) => Ok(None),
     }
 }
 

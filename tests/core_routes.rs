@@ -3,20 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::*;
-
-fn chat_body(model: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
-}
-
-/// Fixture + relay forwarding to it with `extra` config keys.
-fn setup(extra: Value) -> (Upstream, Relay) {
-    let up = Upstream::openai();
-    let relay = Relay::start(&config_json(&up.base_url(), extra));
-    (up, relay)
-}
 
 #[test]
 fn health_returns_exact_ok_body() {

@@ -276,17 +276,10 @@ fn endpoint(
             return Err("needs a `url` (e.g. \"http://127.0.0.1:8000/v1\") or a `provider`".into())
         }
     };
-    let url = check_url(url)?;
-    let key = match (raw.api_key, raw.api_key_env) {
-        (Some(_), Some(_)) => return Err("set either `api_key` or `api_key_env`, not both".into()),
-        (Some(k), None) => Some(k),
-        (None, Some(var)) => Some(env_key(&var).ok_or_else(|| {
-            format!(
-                "`api_key_env` names the environment variable {var}, which is not set; export \
-                 it or remove `api_key_env`"
-            )
-        })?),
-        (None, None) => match preset.and_then(|p| p.key_env) {
+    let url = crate::config::check_url(url, "url")?;
+    let key = match crate::config::secret(raw.api_key, raw.api_key_env, "api_key")? {
+        Some(k) => Some(k),
+        None => match preset.and_then(|p| p.key_env) {
             Some(var) => Some(env_key(var).ok_or_else(|| {
                 format!(
                     "provider \"{}\" reads its key from the environment variable {var}, which \
@@ -369,21 +362,6 @@ fn load_roots(path: &str) -> Result<ureq::tls::RootCerts, String> {
         ));
     }
     Ok(ureq::tls::RootCerts::new_with_certs(&certs))
-}
-
-/// Checks an endpoint base URL and drops a trailing slash.
-pub fn check_url(url: &str) -> Result<String, String> {
-    let trimmed = url.trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("http://")
-        .or_else(|| trimmed.strip_prefix("https://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(trimmed.to_string()),
-        _ => Err(format!(
-            "`url` must be an http:// or https:// URL including /v1, e.g. \
-             \"http://127.0.0.1:8000/v1\"; got \"{url}\""
-        )),
-    }
 }
 
 /// `host[:port]` of a checked URL.

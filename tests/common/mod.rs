@@ -40,3 +40,24 @@ pub const PROXY_ENV_VARS: &[&str] = &[
     "all_proxy",
     "ALL_PROXY",
 ];
+
+/// The first header named `name` (case-insensitive) among lowercased `(name, value)` pairs.
+pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A one-message chat request for `model`.
+pub fn chat_body(model: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// The OpenAI-like fixture and a relay forwarding to it, with `extra` config keys.
+pub fn setup(extra: serde_json::Value) -> (Upstream, Relay) {
+    let up = Upstream::openai();
+    let relay = Relay::start(&config_json(&up.base_url(), extra));
+    (up, relay)
+}
