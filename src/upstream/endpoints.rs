@@ -345,7 +345,7 @@ fn env_key(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|k| !k.is_empty())
 }
 
-/// Reads a PEM file of CA certificates.
+/// Reads a PEM file of CA certificates and adds them to the built-in (Mozilla) roots.
 fn load_roots(path: &str) -> Result<ureq::tls::RootCerts, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read `ca_file` {path}: {e}"))?;
     let mut certs = Vec::new();
@@ -361,7 +361,11 @@ fn load_roots(path: &str) -> Result<ureq::tls::RootCerts, String> {
             "`ca_file` {path} holds no certificate (expected -----BEGIN CERTIFICATE----- blocks)"
         ));
     }
-    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+    let builtin = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()));
+    let all: Vec<_> = builtin.chain(certs).collect();
+    Ok(ureq::tls::RootCerts::new_with_certs(&all))
 }
 
 /// `host[:port]` of a checked URL.
@@ -393,6 +397,17 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ca_file_adds_to_the_builtin_roots() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+        let Ok(ureq::tls::RootCerts::Specific(certs)) = load_roots(ca) else {
+            panic!("a specific root list");
+        };
+        let builtin = webpki_root_certs::TLS_SERVER_ROOT_CERTS.len();
+        assert!(builtin > 100, "{builtin}");
+        assert_eq!(certs.len(), builtin + 1);
+    }
 
     #[test]
     fn globs() {
