@@ -86,7 +86,7 @@ pub fn handle(
             return Err(ApiError::method_not_allowed(
                 method.as_str(),
                 route,
-                "GET or POST",
+                "GET, POST",
             ))
         }
         ("/admin/stats", _) => {

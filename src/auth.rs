@@ -107,22 +107,7 @@ impl AuthConfig {
                 created_at: 0,
             });
         }
-        let admin = match (raw.admin_key, raw.admin_key_env) {
-            (Some(_), Some(_)) => {
-                return Err("set either `auth.admin_key` or `auth.admin_key_env`, not both".into())
-            }
-            (Some(k), None) => Some(k),
-            (None, Some(var)) => match std::env::var(&var) {
-                Ok(k) if !k.is_empty() => Some(k),
-                _ => {
-                    return Err(format!(
-                        "`auth.admin_key_env` names the environment variable {var}, which is not \
-                         set; export it or remove `auth.admin_key_env`"
-                    ))
-                }
-            },
-            (None, None) => None,
-        };
+        let admin = crate::config::secret(raw.admin_key, raw.admin_key_env, "auth.admin_key")?;
         if admin.as_ref().is_some_and(|k| k.trim().len() < 8) {
             return Err("the admin key is shorter than 8 characters; use a long random key".into());
         }

@@ -56,6 +56,7 @@ struct RawConfig {
     client_timeout_ms: Option<u64>,
     auth: Option<crate::auth::RawAuth>,
     rate_limit: Option<crate::limits::RawRateLimit>,
+    cache: Option<crate::cache::RawCache>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +103,7 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// Default per-key rate limit.
     pub rate_limit: crate::limits::RateLimit,
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// A config that could not be loaded; the message names the file and, where it can, the line and column.
@@ -133,29 +135,15 @@ impl Config {
         let text = &crate::expand::expand(text, &|var| std::env::var(var).ok())
             .map_err(|msg| ConfigError(format!("{origin}: {msg}")))?;
         let raw: RawConfig = json5::from_str(text).map_err(|e| located(e, text, origin))?;
+        check_numbers(text, origin)?;
         Config::from_raw(raw).map_err(|msg| ConfigError(format!("{origin}: {msg}")))
     }
 
     fn from_raw(raw: RawConfig) -> Result<Config, String> {
         let explicit = raw.upstream.is_some() || raw.api_key.is_some() || raw.api_key_env.is_some();
         let upstream = raw.upstream.unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());
-        let upstream = check_url(&upstream)?;
-        let upstream_key = match (raw.api_key, raw.api_key_env) {
-            (Some(_), Some(_)) => {
-                return Err("set either `api_key` or `api_key_env`, not both".to_string())
-            }
-            (Some(key), None) => Some(key),
-            (None, Some(var)) => match std::env::var(&var) {
-                Ok(key) if !key.is_empty() => Some(key),
-                _ => {
-                    return Err(format!(
-                        "`api_key_env` names the environment variable {var}, which is not set; \
-                         export it or remove `api_key_env`"
-                    ))
-                }
-            },
-            (None, None) => None,
-        };
+        let upstream = check_url(&upstream, "upstream")?;
+        let upstream_key = secret(raw.api_key, raw.api_key_env, "api_key")?;
         let workers = raw.workers.unwrap_or(DEFAULT_WORKERS);
         if workers == 0 || workers > 4096 {
             return Err(format!(
@@ -223,6 +211,7 @@ impl Config {
             upstreams,
             shaping,
             ops,
+            cache: crate::cache::CacheConfig::from_raw(raw.cache)?,
         })
     }
 
@@ -264,6 +253,7 @@ impl Config {
         for r in &self.rules {
             out.push_str(&format!("  {}\n", r.describe()));
         }
+        out.push_str(&self.cache.summary());
         out
     }
 }
@@ -275,8 +265,8 @@ fn millis(v: Option<u64>, default: u64, name: &str) -> Result<Duration, String> 
     }
 }
 
-/// Checks an upstream base URL and drops a trailing slash.
-fn check_url(url: &str) -> Result<String, String> {
+/// Checks a base URL given under the config key `field` and drops a trailing slash.
+pub fn check_url(url: &str, field: &str) -> Result<String, String> {
     let trimmed = url.trim_end_matches('/');
     let rest = trimmed
         .strip_prefix("http://")
@@ -284,9 +274,73 @@ fn check_url(url: &str) -> Result<String, String> {
     match rest {
         Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(trimmed.to_string()),
         _ => Err(format!(
-            "`upstream` must be an http:// or https:// URL including /v1, e.g. \"{DEFAULT_UPSTREAM}\"; got \"{url}\""
+            "`{field}` must be an http:// or https:// URL including /v1, e.g. \
+             \"{DEFAULT_UPSTREAM}\"; got \"{url}\""
         )),
     }
+}
+
+/// A secret given either inline (`field`) or as the name of an environment variable
+/// (`field_env`), never both; a named variable that is unset or empty is an error.
+pub fn secret(
+    inline: Option<String>,
+    env: Option<String>,
+    field: &str,
+) -> Result<Option<String>, String> {
+    match (inline, env) {
+        (Some(_), Some(_)) => Err(format!("set either `{field}` or `{field}_env`, not both")),
+        (Some(key), None) => Ok(Some(key)),
+        (None, Some(var)) => match std::env::var(&var) {
+            Ok(key) if !key.is_empty() => Ok(Some(key)),
+            _ => Err(format!(
+                "`{field}_env` names the environment variable {var}, which is not set; export it \
+                 or remove `{field}_env`"
+            )),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+/// json5 0.4 reads every number as a float and casts it to the field's type, so `-3` became 0
+/// and `2.7` became 2 for an integer key. Deserializing once more through `serde_json::Value`
+/// (where json5 keeps integers and floats apart) refuses both; the offending literal is then
+/// located in the text.
+fn check_numbers(text: &str, origin: &str) -> Result<(), ConfigError> {
+    let value: Value = json5::from_str(text).map_err(|e| located(e, text, origin))?;
+    let Err(e) = serde_json::from_value::<RawConfig>(value) else {
+        return Ok(());
+    };
+    let msg = e.to_string();
+    let literal = msg.split('`').nth(1).filter(|l| {
+        l.parse::<f64>().is_ok() && (msg.contains("integer") || msg.contains("floating point"))
+    });
+    let location = literal.and_then(|l| find_literal(text, l));
+    Err(ConfigError(match location {
+        Some((line, column)) => {
+            format!("{origin}: line {line}, column {column}: {msg} (a whole, non-negative number)")
+        }
+        None => format!("{origin}: {msg}"),
+    }))
+}
+
+/// Line and column (1-based) of the first number literal `lit` outside comments.
+fn find_literal(text: &str, lit: &str) -> Option<(usize, usize)> {
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut from = 0;
+        while let Some(pos) = code[from..].find(lit) {
+            let at = from + pos;
+            let before = code[..at].chars().next_back();
+            let after = code[at + lit.len()..].chars().next();
+            let part_of_number =
+                |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit() || c == '.');
+            if !part_of_number(before) && !part_of_number(after) {
+                return Some((i + 1, at + 1));
+            }
+            from = at + lit.len();
+        }
+    }
+    None
 }
 
 /// Turns a json5 error into "FILE: line L, column C: what was wrong".
@@ -357,6 +411,16 @@ mod tests {
     fn wrong_type_names_line() {
         let e = err("{\n\"workers\": \"four\"\n}");
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn negative_and_fractional_integers_are_refused_with_their_line() {
+        let e = err("{\n  // workers: -1\n  \"workers\": -3,\n}");
+        assert!(e.contains("line 3, column 14"), "{e}");
+        assert!(e.contains("-3"), "{e}");
+        let e = err("{\n\"max_body_bytes\": 2.7\n}");
+        assert!(e.contains("line 2, column 19"), "{e}");
+        assert!(Config::parse("{\"workers\": 3, \"max_body_bytes\": 27}", "x").is_ok());
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What was wrong and how to fix it.
     pub message: String,
+    /// For a 405: the methods the path allows, as the `Allow` header lists them.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             kind,
             code,
             message,
+            allow: None,
         }
     }
 
@@ -42,18 +45,23 @@ impl ApiError {
             "not_found",
             format!(
                 "unknown path `{path}`; this relay serves /v1/chat/completions, /v1/completions, \
-                 /v1/embeddings, /v1/models and /health"
+                 /v1/embeddings, /v1/models, /health, /ready, /metrics, /cache/stats, \
+                 /openapi.json and /admin/*"
             ),
         )
     }
 
-    pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> Self {
-        ApiError::new(
-            405,
-            "invalid_request_error",
-            "method_not_allowed",
-            format!("{method} is not allowed on `{path}`; use {allowed}"),
-        )
+    /// A 405; `allow` lists the allowed methods as the `Allow` header does ("GET, POST").
+    pub fn method_not_allowed(method: &str, path: &str, allow: &'static str) -> Self {
+        ApiError {
+            allow: Some(allow),
+            ..ApiError::new(
+                405,
+                "invalid_request_error",
+                "method_not_allowed",
+                format!("{method} is not allowed on `{path}`; use {allow}"),
+            )
+        }
     }
 
     pub fn too_large(limit: u64) -> Self {

@@ -129,7 +129,7 @@ impl Gate {
             status: access.status,
             prompt_tokens: access.prompt_tokens,
             completion_tokens: access.completion_tokens,
-            cache_hit: false,
+            cache_hit: access.cache == "hit",
         };
         self.usage.record(&client.key_id, outcome, auth::now_secs());
     }

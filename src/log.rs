@@ -72,6 +72,8 @@ pub struct Access {
     pub upstream: String,
     pub duration: Duration,
     pub bytes: u64,
+    /// What the cache did: `hit`, `miss`, `refresh`, `bypass`; empty when it was not asked.
+    pub cache: &'static str,
     /// Time spent waiting for and reading from the upstream (zero if none was called).
     pub upstream_time: Duration,
     /// From the answer's `usage`, for per-key stats (never logged).

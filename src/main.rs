@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod body_log;
+mod cache;
 mod config;
 mod error;
 mod expand;
@@ -38,6 +39,8 @@ llm-relay — OpenAI-compatible relay and response cache for LLM APIs
 
 Usage: llm-relay [OPTIONS]
        llm-relay health [--url URL]   exit 0 if URL answers 200 [default: http://127.0.0.1:8080/health]
+       llm-relay cache scan [--config FILE]   check the cache, quarantine bad entries, print a report
+       llm-relay cache stats [--config FILE]  print cache entries, bytes and hits
 
 Options:
   -c, --config <FILE>  JSONC config file [default: config.jsonc]
@@ -52,6 +55,8 @@ enum Command {
     Serve { config: PathBuf },
     Check { config: PathBuf },
     Health { url: String },
+    CacheScan { config: PathBuf },
+    CacheStats { config: PathBuf },
     Version,
     Help,
 }
@@ -59,6 +64,7 @@ enum Command {
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut config = PathBuf::from("config.jsonc");
     let mut check = false;
+    let mut cache = None;
     let mut args = args.into_iter().peekable();
     if args.peek().is_some_and(|a| a == "health") {
         args.next();
@@ -71,6 +77,18 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
                 url: s["--url=".len()..].to_string(),
             }),
             _ => Err("usage: llm-relay health [--url URL]".to_string()),
+        };
+    }
+    if args.peek().is_some_and(|a| a == "cache") {
+        args.next();
+        cache = match args.next().as_deref() {
+            Some(sub @ ("scan" | "stats")) => Some(sub.to_string()),
+            Some(other) => {
+                return Err(format!(
+                    "unknown cache command `{other}`; use scan or stats"
+                ))
+            }
+            None => return Err("`cache` needs a command: scan or stats".to_string()),
         };
     }
     while let Some(arg) = args.next() {
@@ -88,7 +106,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    Ok(if check {
+    Ok(if let Some(sub) = cache {
+        if sub == "scan" {
+            Command::CacheScan { config }
+        } else {
+            Command::CacheStats { config }
+        }
+    } else if check {
         Command::Check { config }
     } else {
         Command::Serve { config }
@@ -103,6 +127,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let scan = matches!(command, Command::CacheScan { .. });
     match command {
         Command::Help => {
             print!("{USAGE}");
@@ -133,6 +158,29 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::CacheScan { config } | Command::CacheStats { config } => {
+            let cfg = match config::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("llm-relay: config error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            if !cfg.cache.dir.is_dir() {
+                eprintln!(
+                    "llm-relay: cache directory {} does not exist; check `cache.dir` in {}",
+                    cfg.cache.dir.display(),
+                    config.display()
+                );
+                return ExitCode::from(1);
+            }
+            if scan {
+                println!("{}", cache::scan_command(&cfg.cache));
+            } else {
+                print!("{}", cache::stats_command(&cfg.cache));
+            }
+            ExitCode::SUCCESS
+        }
         Command::Serve { config } => {
             let cfg = match config::Config::load(&config) {
                 Ok(c) => c,
@@ -196,5 +244,17 @@ mod tests {
             })
         );
         assert!(parse(&["health", "--bogus"]).is_err());
+        assert_eq!(
+            parse(&["cache", "scan", "--config", "c"]),
+            Ok(Command::CacheScan { config: cfg("c") })
+        );
+        assert_eq!(
+            parse(&["cache", "stats"]),
+            Ok(Command::CacheStats {
+                config: cfg("config.jsonc")
+            })
+        );
+        assert!(parse(&["cache"]).is_err());
+        assert!(parse(&["cache", "wipe"]).is_err());
     }
 }

@@ -111,17 +111,18 @@ pub fn request_done(a: &Access) {
                 .observe(OVERHEAD_BUCKETS, own);
         }
     });
+    if !a.cache.is_empty() {
+        cache_result(&a.path, a.cache);
+    }
 }
 
 /// A cache lookup's result for a request on `route` (`hit`, `miss`, `bypass`, ...).
-#[allow(dead_code)] // recorded by the cache (#3) / failover (#4) / rate limits (#5) once merged
 pub fn cache_result(route: &str, result: &'static str) {
     let key = (route_label(route), result);
     with(|r| *r.cache.entry(key).or_default() += 1);
 }
 
 /// The cache's current size.
-#[allow(dead_code)] // recorded by the cache (#3) / failover (#4) / rate limits (#5) once merged
 pub fn cache_size(entries: u64, bytes: u64) {
     with(|r| {
         r.cache_entries = entries;
@@ -135,13 +136,11 @@ pub fn upstream_error(endpoint: &str) {
 }
 
 /// A retry of a call against `endpoint` (its base URL).
-#[allow(dead_code)] // recorded by the cache (#3) / failover (#4) / rate limits (#5) once merged
 pub fn retry(endpoint: &str) {
     with(|r| *r.retries.entry(endpoint.to_string()).or_default() += 1);
 }
 
 /// A request refused by a rate limit.
-#[allow(dead_code)] // recorded by the cache (#3) / failover (#4) / rate limits (#5) once merged
 pub fn rate_limited() {
     with(|r| r.rate_limited += 1);
 }
@@ -156,18 +155,31 @@ pub fn in_flight() -> i64 {
     IN_FLIGHT.load(Ordering::SeqCst)
 }
 
-/// Marks a worker busy with one request until the guard drops (also on panic).
+/// Counts one request as in flight from receipt to its last byte, across both thread pools
+/// (a drain waits for these). Dropped also on panic.
+pub struct InFlight(());
+
+pub fn in_flight_guard() -> InFlight {
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    InFlight(())
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Marks a thread (front or worker) busy with one step of a request until the guard drops.
 pub struct Busy(());
 
 pub fn busy() -> Busy {
-    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
     BUSY_WORKERS.fetch_add(1, Ordering::SeqCst);
     Busy(())
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
         BUSY_WORKERS.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -347,7 +359,7 @@ pub fn render() -> String {
         &mut out,
         "llm_relay_busy_workers",
         "gauge",
-        "Worker threads busy with a request now.",
+        "Upstream worker threads (the `workers` pool) busy with a request now.",
         busy,
     );
     simple(

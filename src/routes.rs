@@ -1,9 +1,11 @@
 //! Routing and the request pipeline: which path does what, and the relay of one API call.
 //!
-//! [`handle`] maps a path (with or without the `/v1` prefix) to a handler. [`relay`] is the
-//! pipeline of one API call, readable top to bottom: read the body → apply model rules →
-//! shape chat requests → call an upstream endpoint (with failover, within the in-flight limit)
-//! → answer (whole, or as a stream relayed event by event).
+//! [`handle`] maps a path (with or without the `/v1` prefix) to a handler, after the gate
+//! (client key, rate limit). [`relay`] and [`call_upstream`] are the pipeline of one API call,
+//! readable top to bottom: read the body → apply model rules → shape chat requests → cache
+//! lookup (a hit answers here, on the front threads) → single-flight → call an upstream
+//! endpoint (with failover, within the in-flight limit) → answer (whole, or as a stream relayed
+//! event by event) → record a complete success in the cache.
 
 use std::io::{BufReader, Read};
 use std::time::{Duration, Instant};
@@ -12,10 +14,11 @@ use serde_json::{Map, Value};
 use tiny_http::{Method, Request};
 
 use crate::admin;
+use crate::cache;
 use crate::error::ApiError;
 use crate::intake::{self, Deadline};
 use crate::log::Access;
-use crate::server::{json_content_type, respond, respond_error, State};
+use crate::server::{json_content_type, respond, respond_error, Handled, State};
 use crate::shape;
 use crate::sse::{self, End, SseOut};
 use crate::upstream::{self, limit, Mode, NOT_RETURNED};
@@ -40,11 +43,12 @@ impl Endpoint {
     }
 }
 
-/// Handles one request. `slot` holds the request until a response is sent (then it is taken);
-/// `access` collects what the access log records.
-pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
+/// Handles one request on a front thread. `slot` holds the request until a response is sent
+/// (then it is taken); `access` collects what the access log records. Work that needs the
+/// upstream comes back as [`Handled::Continue`] for the `workers` pool.
+pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) -> Handled {
     let Some(req) = slot.as_ref() else {
-        return;
+        return Handled::Done;
     };
     let path = access.path.clone();
     let route = path
@@ -54,17 +58,20 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
     let method = req.method().clone();
     let client = match state.gate.check(route, req) {
         Ok(client) => client,
-        Err(refusal) => return state.gate.refuse(slot, access, *refusal),
+        Err(refusal) => {
+            state.gate.refuse(slot, access, *refusal);
+            return Handled::Done;
+        }
     };
     let result = match (route, &method) {
         ("/health", Method::Get | Method::Head) => {
             reply_json(slot, access, 200, br#"{"status":"ok"}"#.to_vec());
-            Ok(())
+            Ok(Handled::Done)
         }
         ("/ready", Method::Get | Method::Head) => {
             let (status, body) = lifecycle::readiness(&state.upstream.health());
             reply_json(slot, access, status, body);
-            Ok(())
+            Ok(Handled::Done)
         }
         ("/metrics", Method::Get) => {
             let ct = (
@@ -73,26 +80,47 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
             );
             access.status = 200;
             if let Some(req) = slot.take() {
+                if let Some(cache) = &state.cache {
+                    let c = &cache.counters;
+                    metrics::cache_size(
+                        c.entries.load(std::sync::atomic::Ordering::Relaxed),
+                        c.bytes.load(std::sync::atomic::Ordering::Relaxed),
+                    );
+                }
                 let mut text = metrics::render();
                 metrics::render_upstreams(&mut text, &state.upstream.health());
                 access.bytes = respond(req, 200, &[ct], text.into_bytes());
             }
-            Ok(())
+            Ok(Handled::Done)
+        }
+        ("/cache/stats", Method::Get) => {
+            let body = match &state.cache {
+                Some(cache) => cache.stats_json(),
+                None => br#"{"enabled":false}"#.to_vec(),
+            };
+            reply_json(slot, access, 200, body);
+            Ok(Handled::Done)
         }
         ("/chat/completions", Method::Post) => relay(state, slot, access, Endpoint::Chat),
         ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions),
         ("/embeddings", Method::Post) => relay(state, slot, access, Endpoint::Embeddings),
-        ("/models", Method::Get) => models(state, slot, access),
+        ("/models", Method::Get) => Ok(Handled::Continue(Box::new(|state, slot, access| {
+            if let Err(err) = models(state, slot, access) {
+                answer_error(slot, access, &err);
+            }
+        }))),
         ("/openapi.json", Method::Get) => {
             let doc = include_str!("../openapi.json").as_bytes().to_vec();
             reply_json(slot, access, 200, doc);
-            Ok(())
+            Ok(Handled::Done)
         }
-        (r, _) if r.starts_with("/admin/") => admin::handle(state, slot, access, r, &method),
+        (r, _) if r.starts_with("/admin/") => {
+            admin::handle(state, slot, access, r, &method).map(|()| Handled::Done)
+        }
         ("/__test/panic", Method::Get) if state.test_hooks => {
             panic!("test hook: deliberate panic")
         }
-        ("/health" | "/models" | "/ready" | "/metrics", _) => {
+        ("/health" | "/models" | "/ready" | "/metrics" | "/cache/stats", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "GET"))
         }
         ("/chat/completions" | "/completions" | "/embeddings", _) => {
@@ -100,24 +128,41 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) {
         }
         _ => Err(ApiError::not_found(&path)),
     };
-    if let Err(err) = result {
-        access.status = err.status;
-        if let Some(req) = slot.take() {
-            access.bytes = respond_error(req, &err);
+    match result {
+        Ok(Handled::Continue(next)) => Handled::Continue(Box::new(move |state, slot, access| {
+            next(state, slot, access);
+            state.gate.record(client.as_ref(), access);
+        })),
+        Ok(Handled::Done) => {
+            state.gate.record(client.as_ref(), access);
+            Handled::Done
+        }
+        Err(err) => {
+            answer_error(slot, access, &err);
+            state.gate.record(client.as_ref(), access);
+            Handled::Done
         }
     }
-    state.gate.record(client.as_ref(), access);
 }
 
-/// The pipeline of one API call.
+fn answer_error(slot: &mut Option<Request>, access: &mut Access, err: &ApiError) {
+    access.status = err.status;
+    if let Some(req) = slot.take() {
+        access.bytes = respond_error(req, err);
+    }
+}
+
+/// The pipeline of one API call, first part (front threads): read the body → apply model rules
+/// → shape chat requests → cache lookup; a hit is answered here. Anything else takes an
+/// in-flight permit and continues in [`call_upstream`] on the `workers` pool.
 fn relay(
     state: &State,
     slot: &mut Option<Request>,
     access: &mut Access,
     endpoint: Endpoint,
-) -> Result<(), ApiError> {
+) -> Result<Handled, ApiError> {
     let Some(req) = slot.as_mut() else {
-        return Ok(());
+        return Ok(Handled::Done);
     };
     let headers = request_headers(req);
     intake::check_content_type(req)?;
@@ -137,26 +182,142 @@ fn relay(
         .unwrap_or("")
         .to_string();
     let stream = body.get("stream") == Some(&Value::Bool(true));
+    let include_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        == Some(&Value::Bool(true));
+
+    let mut cached = None;
+    if let Some(cache) = &state.cache {
+        let plan = cache.plan(endpoint.path(), &body, &headers);
+        match cache.lookup(&plan) {
+            Ok(entry) => {
+                answer_hit(cache, &plan, &entry, slot, access, (stream, include_usage));
+                return Ok(Handled::Done);
+            }
+            Err(status) => cached = Some((plan, status)),
+        }
+    }
+    let permit = match state.upstream.limiter.try_acquire() {
+        Ok(permit) => permit,
+        Err(busy) => {
+            reply_busy(slot, access, &busy);
+            return Ok(Handled::Done);
+        }
+    };
+    let call = Call {
+        endpoint,
+        headers,
+        body,
+        stream,
+        include_usage,
+        cached,
+    };
+    Ok(Handled::Continue(Box::new(move |state, slot, access| {
+        let _in_flight = permit;
+        if let Err(err) = call_upstream(state, slot, access, call) {
+            answer_error(slot, access, &err);
+        }
+    })))
+}
+
+/// Answers a cache hit; `mode` is (streamed, include_usage) as the client asked.
+fn answer_hit(
+    cache: &cache::Cache,
+    plan: &cache::Plan,
+    entry: &cache::Entry,
+    slot: &mut Option<Request>,
+    access: &mut Access,
+    (stream, include_usage): (bool, bool),
+) {
+    if let Some(req) = slot.take() {
+        cache.served(&plan.key, entry);
+        access.cache = "hit";
+        (access.status, access.bytes) =
+            cache::respond_hit(req, &plan.key, entry, stream, include_usage);
+    }
+}
+
+/// A request on its way upstream.
+struct Call {
+    endpoint: Endpoint,
+    headers: Vec<(String, String)>,
+    /// The body after rules and shaping (the per-endpoint `model` override comes at send time).
+    body: Map<String, Value>,
+    stream: bool,
+    include_usage: bool,
+    /// The cache's plan and why it did not answer, when the cache is on.
+    cached: Option<(cache::Plan, cache::Status)>,
+}
+
+/// The pipeline, second part (`workers` pool): single-flight → call an upstream endpoint (with
+/// failover) → answer (whole, or as a stream relayed event by event) → record a complete
+/// success in the cache.
+fn call_upstream(
+    state: &State,
+    slot: &mut Option<Request>,
+    access: &mut Access,
+    call: Call,
+) -> Result<(), ApiError> {
+    let cache = state.cache.as_deref();
+    let mut _leader = None;
+    let mut reply_extra = Vec::new();
+    if let (Some(cache), Some((plan, status))) = (cache, &call.cached) {
+        if *status == cache::Status::Miss {
+            match cache.join(&plan.key) {
+                cache::Role::Leader(guard) => _leader = Some(guard),
+                cache::Role::Follower(flight) => {
+                    flight.wait(state.config.timeouts.first_byte);
+                    if let Ok(entry) = cache.lookup(plan) {
+                        let mode = (call.stream, call.include_usage);
+                        answer_hit(cache, plan, &entry, slot, access, mode);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if *status != cache::Status::Bypass {
+            cache.missed();
+        }
+        access.cache = status.label();
+        reply_extra.push(("X-Cache".to_string(), status.header().to_string()));
+        reply_extra.push(("X-Cache-Key".to_string(), plan.key.clone()));
+    }
+    // Where a complete success goes: the cache, unless `no-store`.
+    let record = |response: &[u8]| {
+        if let (Some(cache), Some((plan, status))) = (cache, &call.cached) {
+            if *status != cache::Status::Bypass {
+                cache.store(plan, response);
+            }
+        }
+    };
 
     let up = &state.upstream;
-    let _in_flight = match up.limiter.try_acquire() {
-        Ok(permit) => permit,
-        Err(busy) => return reply_busy(slot, access, &busy),
+    let mode = if call.stream {
+        Mode::Stream
+    } else {
+        Mode::Whole
     };
-    let mode = if stream { Mode::Stream } else { Mode::Whole };
     let upstream_started = Instant::now();
-    let sent = up.post(endpoint.path(), &headers, &body, &access.model, mode)?;
+    let sent = up.post(
+        call.endpoint.path(),
+        &call.headers,
+        &call.body,
+        &access.model,
+        mode,
+    )?;
     access.upstream = sent.base.clone();
     let response = sent.response;
     let status = response.status().as_u16();
-    let reply_headers = response_headers(response.headers());
+    let mut reply_headers = response_headers(response.headers());
+    reply_headers.extend(reply_extra);
     let is_sse = response
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
 
-    if stream && status == 200 && is_sse {
+    if call.stream && status == 200 && is_sse {
         let Some(req) = slot.take() else {
             return Ok(());
         };
@@ -175,23 +336,28 @@ fn relay(
             }
         };
         let relayed = sse::relay(&mut reader, &mut out, &describe);
-        if matches!(relayed.end, End::Interrupted(_)) {
+        access.bytes = out.bytes;
+        if relayed.end == End::Complete {
+            record(&relayed.recorded); // before the stream's end, so a next request finds it
+        } else if matches!(relayed.end, End::Interrupted(_)) {
             up.stream_failed(&sent.endpoint);
         }
-        access.upstream_time = upstream_started.elapsed();
-        body_log::record(&access.path, &body, status, &relayed.recorded);
-        (access.prompt_tokens, access.completion_tokens) = usage::stream_tokens(&relayed.recorded);
-        access.bytes = out.bytes;
         if relayed.end != End::ClientGone {
             let _ = out.finish();
         }
+        access.upstream_time = upstream_started.elapsed();
+        body_log::record(&access.path, &call.body, status, &relayed.recorded);
+        (access.prompt_tokens, access.completion_tokens) = usage::stream_tokens(&relayed.recorded);
         return Ok(());
     }
 
     let data = upstream::read_body(&access.upstream, response.into_body())?;
     access.upstream_time = upstream_started.elapsed();
-    body_log::record(&access.path, &body, status, &data);
     access.status = status;
+    if (200..300).contains(&status) {
+        record(&data); // before answering, so the client's next request finds it
+    }
+    body_log::record(&access.path, &call.body, status, &data);
     (access.prompt_tokens, access.completion_tokens) = usage::tokens(&data);
     if let Some(req) = slot.take() {
         access.bytes = respond(req, status, &reply_headers, data);
@@ -251,11 +417,7 @@ fn add_aliases(data: &[u8], rules: &[rules::Rule]) -> Option<Vec<u8>> {
 }
 
 /// 503 with `Retry-After` when `max_concurrent_requests` calls are already in flight.
-fn reply_busy(
-    slot: &mut Option<Request>,
-    access: &mut Access,
-    busy: &ApiError,
-) -> Result<(), ApiError> {
+fn reply_busy(slot: &mut Option<Request>, access: &mut Access, busy: &ApiError) {
     access.status = busy.status;
     if let Some(req) = slot.take() {
         let retry_after = (
@@ -269,7 +431,6 @@ fn reply_busy(
             busy.body(),
         );
     }
-    Ok(())
 }
 
 fn reply_json(slot: &mut Option<Request>, access: &mut Access, status: u16, body: Vec<u8>) {

@@ -106,7 +106,6 @@ pub enum End {
 pub struct Relayed {
     pub end: End,
     /// Every byte received from the upstream, in order (the stream as recorded).
-    #[allow(dead_code)] // the response cache (next) stores it; kept so recording stays tested
     pub recorded: Vec<u8>,
 }
 

@@ -10,12 +10,6 @@ use crate::common::*;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-fn setup(extra: serde_json::Value) -> (Upstream, Relay) {
-    let up = Upstream::openai();
-    let relay = Relay::start(&config_json(&up.base_url(), extra));
-    (up, relay)
-}
-
 fn assert_still_serving(relay: &Relay) {
     assert_eq!(
         get(&relay.url("/health")).status,

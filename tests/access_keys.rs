@@ -444,3 +444,31 @@ fn non_loopback_listen_warns_only_without_keys() {
         keyed.stderr_text()
     );
 }
+
+#[test]
+fn admin_stats_count_cache_hits_per_key() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let cache_dir = dir.path().join("cache");
+    let relay = start(
+        &up,
+        &dir,
+        json!({"cache": {"enabled": true, "dir": cache_dir}}),
+    );
+    let auth = bearer(CLIENT_KEY);
+    let first = chat_with(&relay, &[("Authorization", &auth)]);
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    let second = chat_with(&relay, &[("Authorization", &auth)]);
+    assert_eq!(second.header("x-cache"), Some("HIT"));
+    assert_eq!(up.requests().len(), 1, "the hit never reached the upstream");
+    let stats = admin(&relay, "GET", "/admin/stats", None).json();
+    let alpha = stats["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "alpha")
+        .cloned()
+        .unwrap_or_else(|| panic!("no stats for alpha in {stats}"));
+    assert_eq!(alpha["requests"], 2, "{alpha}");
+    assert_eq!(alpha["cache_hits"], 1, "{alpha}");
+}

@@ -5,20 +5,9 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::*;
-
-fn chat_body(model: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
-}
-
-/// Fixture + relay forwarding to it with `extra` config keys.
-fn setup(extra: Value) -> (Upstream, Relay) {
-    let up = Upstream::openai();
-    let relay = Relay::start(&config_json(&up.base_url(), extra));
-    (up, relay)
-}
 
 #[test]
 fn api_key_sent_as_bearer_and_client_authorization_not_forwarded() {

@@ -3,20 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::*;
-
-fn chat_body(model: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
-}
-
-/// Fixture + relay forwarding to it with `extra` config keys.
-fn setup(extra: Value) -> (Upstream, Relay) {
-    let up = Upstream::openai();
-    let relay = Relay::start(&config_json(&up.base_url(), extra));
-    (up, relay)
-}
 
 #[test]
 fn health_returns_exact_ok_body() {
@@ -143,17 +132,18 @@ fn unknown_path_is_404_not_found() {
 #[test]
 fn wrong_method_is_405_method_not_allowed() {
     let (up, relay) = setup(json!({}));
-    for (method, path) in [
-        ("GET", "/v1/chat/completions"),
-        ("GET", "/completions"),
-        ("PUT", "/v1/embeddings"),
-        ("POST", "/v1/models"),
-        ("DELETE", "/health"),
+    for (method, path, allow) in [
+        ("GET", "/v1/chat/completions", "POST"),
+        ("GET", "/completions", "POST"),
+        ("PUT", "/v1/embeddings", "POST"),
+        ("POST", "/v1/models", "GET"),
+        ("DELETE", "/health", "GET"),
     ] {
         let body = (method != "GET" && method != "DELETE").then_some(b"{}".as_slice());
         let r = request(method, &relay.url(path), &[], body);
         assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
         r.assert_error(405, "method_not_allowed");
+        assert_eq!(r.header("allow"), Some(allow), "Allow of {method} {path}");
     }
     assert!(up.requests().is_empty());
 }

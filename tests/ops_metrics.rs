@@ -154,7 +154,8 @@ fn metrics_count_a_known_mix_of_requests_exactly() {
     check(m, "llm_relay_upstream_healthy{endpoint=\"default\"}", 1.0);
     // the /metrics request itself is the only one in flight
     check(m, "llm_relay_in_flight_requests", 1.0);
-    check(m, "llm_relay_busy_workers", 1.0);
+    // /metrics is answered on a front thread: no upstream worker is busy
+    check(m, "llm_relay_busy_workers", 0.0);
     check(m, "llm_relay_workers", 32.0);
     check(m, "llm_relay_rate_limited_total", 0.0);
     check(m, "llm_relay_cache_entries", 0.0);
@@ -195,4 +196,46 @@ fn unreachable_upstream_counts_as_an_upstream_error() {
         "llm_relay_requests_total{route=\"/v1/chat/completions\",status=\"502\"}",
         1.0,
     );
+}
+
+#[test]
+fn cache_results_and_size_are_counted() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let relay = Relay::start(&cache_config(
+        &up.base_url(),
+        dir.path(),
+        json!({}),
+        json!({}),
+    ));
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "count me"}]});
+    for expected in ["MISS", "HIT", "HIT"] {
+        let r = post_json(&relay.url("/v1/chat/completions"), &chat);
+        assert_eq!(r.header("x-cache"), Some(expected), "{}", r.body);
+    }
+    let no_store = post_json_with(
+        &relay.url("/v1/chat/completions"),
+        &chat,
+        &[("Cache-Control", "no-store")],
+    );
+    assert_eq!(no_store.header("x-cache"), Some("BYPASS"));
+    wait_access_lines(&relay, 4);
+    let m = get(&relay.url("/metrics")).body;
+    let route = "route=\"/v1/chat/completions\"";
+    check(
+        &m,
+        &format!("llm_relay_cache_requests_total{{{route},result=\"miss\"}}"),
+        1.0,
+    );
+    check(
+        &m,
+        &format!("llm_relay_cache_requests_total{{{route},result=\"hit\"}}"),
+        2.0,
+    );
+    check(
+        &m,
+        &format!("llm_relay_cache_requests_total{{{route},result=\"bypass\"}}"),
+        1.0,
+    );
+    check(&m, "llm_relay_cache_entries", 1.0);
 }

@@ -40,7 +40,6 @@ pub struct Health {
 }
 
 /// A snapshot of one endpoint's health, for `/ready` and metrics.
-#[allow(dead_code)] // read by `/ready` and metrics (issue #6) once merged
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthReport {
     pub name: String,
@@ -102,7 +101,6 @@ impl Health {
         }
     }
 
-    #[allow(dead_code)] // read by `/ready` and metrics (issue #6) once merged
     pub fn report(&self, name: &str, url: &str) -> HealthReport {
         let now = Instant::now();
         let s = self.lock();

@@ -276,17 +276,10 @@ fn endpoint(
             return Err("needs a `url` (e.g. \"http://127.0.0.1:8000/v1\") or a `provider`".into())
         }
     };
-    let url = check_url(url)?;
-    let key = match (raw.api_key, raw.api_key_env) {
-        (Some(_), Some(_)) => return Err("set either `api_key` or `api_key_env`, not both".into()),
-        (Some(k), None) => Some(k),
-        (None, Some(var)) => Some(env_key(&var).ok_or_else(|| {
-            format!(
-                "`api_key_env` names the environment variable {var}, which is not set; export \
-                 it or remove `api_key_env`"
-            )
-        })?),
-        (None, None) => match preset.and_then(|p| p.key_env) {
+    let url = crate::config::check_url(url, "url")?;
+    let key = match crate::config::secret(raw.api_key, raw.api_key_env, "api_key")? {
+        Some(k) => Some(k),
+        None => match preset.and_then(|p| p.key_env) {
             Some(var) => Some(env_key(var).ok_or_else(|| {
                 format!(
                     "provider \"{}\" reads its key from the environment variable {var}, which \
@@ -352,7 +345,7 @@ fn env_key(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|k| !k.is_empty())
 }
 
-/// Reads a PEM file of CA certificates.
+/// Reads a PEM file of CA certificates and adds them to the built-in (Mozilla) roots.
 fn load_roots(path: &str) -> Result<ureq::tls::RootCerts, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read `ca_file` {path}: {e}"))?;
     let mut certs = Vec::new();
@@ -368,22 +361,11 @@ fn load_roots(path: &str) -> Result<ureq::tls::RootCerts, String> {
             "`ca_file` {path} holds no certificate (expected -----BEGIN CERTIFICATE----- blocks)"
         ));
     }
-    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
-}
-
-/// Checks an endpoint base URL and drops a trailing slash.
-pub fn check_url(url: &str) -> Result<String, String> {
-    let trimmed = url.trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("http://")
-        .or_else(|| trimmed.strip_prefix("https://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(trimmed.to_string()),
-        _ => Err(format!(
-            "`url` must be an http:// or https:// URL including /v1, e.g. \
-             \"http://127.0.0.1:8000/v1\"; got \"{url}\""
-        )),
-    }
+    let builtin = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()));
+    let all: Vec<_> = builtin.chain(certs).collect();
+    Ok(ureq::tls::RootCerts::new_with_certs(&all))
 }
 
 /// `host[:port]` of a checked URL.
@@ -415,6 +397,17 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ca_file_adds_to_the_builtin_roots() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+        let Ok(ureq::tls::RootCerts::Specific(certs)) = load_roots(ca) else {
+            panic!("a specific root list");
+        };
+        let builtin = webpki_root_certs::TLS_SERVER_ROOT_CERTS.len();
+        assert!(builtin > 100, "{builtin}");
+        assert_eq!(certs.len(), builtin + 1);
+    }
 
     #[test]
     fn globs() {

@@ -2,6 +2,7 @@
 //! is refused at once (503 with `Retry-After`) instead of waiting in an unbounded queue.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::error::ApiError;
 
@@ -11,16 +12,16 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 #[derive(Debug, Default)]
 pub struct Limiter {
     max: Option<usize>,
-    in_flight: AtomicUsize,
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// One admitted call; frees its place when dropped.
 #[derive(Debug)]
-pub struct Permit<'a>(Option<&'a AtomicUsize>);
+pub struct Permit(Option<Arc<AtomicUsize>>);
 
-impl Drop for Permit<'_> {
+impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(n) = self.0 {
+        if let Some(n) = &self.0 {
             n.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -30,12 +31,12 @@ impl Limiter {
     pub fn new(max: Option<usize>) -> Limiter {
         Limiter {
             max,
-            in_flight: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// A permit, or the 503 to answer when `max` calls are already in flight.
-    pub fn try_acquire(&self) -> Result<Permit<'_>, ApiError> {
+    pub fn try_acquire(&self) -> Result<Permit, ApiError> {
         let Some(max) = self.max else {
             return Ok(Permit(None));
         };
@@ -46,7 +47,7 @@ impl Limiter {
             })
             .is_ok();
         if admitted {
-            Ok(Permit(Some(&self.in_flight)))
+            Ok(Permit(Some(Arc::clone(&self.in_flight))))
         } else {
             Err(ApiError::new(
                 503,
@@ -61,7 +62,7 @@ impl Limiter {
     }
 
     /// Calls in flight now.
-    #[allow(dead_code)] // read by `/ready` and metrics (issue #6) once merged
+    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }

@@ -160,12 +160,6 @@ impl Upstream {
         }
     }
 
-    /// Every endpoint, in config order (counters are in `health.counters`).
-    #[allow(dead_code)] // read by `/ready` and metrics (issue #6) once merged
-    pub fn endpoints(&self) -> &[Endpoint] {
-        &self.endpoints
-    }
-
     /// POSTs the request `body` to `{base}{path}` of an endpoint that serves `model`, failing
     /// over to others on connect errors, timeouts before the response head and 429/5xx.
     /// `headers` are the client's request headers; the forwardable ones go along.

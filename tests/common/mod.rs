@@ -7,6 +7,7 @@
 //! Every test owns its own fixture and relay on port 0, so tests can run in
 //! parallel threads.
 
+pub mod cache;
 pub mod client;
 pub mod openai;
 pub mod proxy;
@@ -17,6 +18,7 @@ pub mod tls;
 pub mod upstream;
 pub mod upstreams;
 
+pub use cache::*;
 pub use client::*;
 pub use openai::*;
 pub use proxy::*;
@@ -38,3 +40,24 @@ pub const PROXY_ENV_VARS: &[&str] = &[
     "all_proxy",
     "ALL_PROXY",
 ];
+
+/// The first header named `name` (case-insensitive) among lowercased `(name, value)` pairs.
+pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A one-message chat request for `model`.
+pub fn chat_body(model: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// The OpenAI-like fixture and a relay forwarding to it, with `extra` config keys.
+pub fn setup(extra: serde_json::Value) -> (Upstream, Relay) {
+    let up = Upstream::openai();
+    let relay = Relay::start(&config_json(&up.base_url(), extra));
+    (up, relay)
+}

@@ -30,11 +30,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// First header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        super::find_header(&self.headers, name)
     }
 
     /// Body parsed as JSON (panics with the raw body if it is not JSON).

@@ -1,0 +1,77 @@
+//! Single-flight: concurrent identical misses make one upstream call.
+//!
+//! The first request for a key becomes the leader and goes upstream; later ones for the same
+//! key wait until the leader is done (its [`Leader`] guard dropped, whatever happened), then
+//! look the cache up again: a hit if the leader stored an answer, else they go upstream
+//! themselves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+pub struct Flights {
+    map: Mutex<HashMap<String, Arc<Flight>>>,
+}
+
+#[derive(Default)]
+pub struct Flight {
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// Holding this makes the current request the one that goes upstream for its key.
+pub struct Leader<'a> {
+    flights: &'a Flights,
+    key: String,
+    flight: Arc<Flight>,
+}
+
+pub enum Role<'a> {
+    Leader(Leader<'a>),
+    Follower(Arc<Flight>),
+}
+
+impl Flights {
+    pub fn join(&self, key: &str) -> Role<'_> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = map.get(key) {
+            return Role::Follower(Arc::clone(f));
+        }
+        let flight = Arc::new(Flight::default());
+        map.insert(key.to_string(), Arc::clone(&flight));
+        Role::Leader(Leader {
+            flights: self,
+            key: key.to_string(),
+            flight,
+        })
+    }
+}
+
+impl Flight {
+    /// Waits until the leader is done, at most `limit`.
+    pub fn wait(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        while !*done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            done = match self.cv.wait_timeout(done, left) {
+                Ok((d, _)) => d,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        let mut map = self.flights.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&self.key);
+        drop(map);
+        *self.flight.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.flight.cv.notify_all();
+    }
+}

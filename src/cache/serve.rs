@@ -1,0 +1,61 @@
+//! Answering a hit: the stored response in the mode the client asked for.
+//!
+//! A plain request gets JSON (a stored stream is assembled first); a streamed request gets SSE
+//! events (a stored plain answer is cut into chunks first), written over the raw connection
+//! with [`SseOut`] and flushed per event, as a live stream would be.
+
+use serde_json::Value;
+use tiny_http::Request;
+
+use super::replay::{self, Form};
+use super::Entry;
+use crate::server::{json_content_type, respond};
+use crate::sse::SseOut;
+
+/// Sends `entry` as the answer. Returns the status and body bytes written.
+pub fn respond_hit(
+    req: Request,
+    key: &str,
+    entry: &Entry,
+    stream: bool,
+    include_usage: bool,
+) -> (u16, u64) {
+    let headers = vec![
+        ("X-Cache".to_string(), "HIT".to_string()),
+        ("X-Cache-Key".to_string(), key.to_string()),
+    ];
+    let form = replay::form(&entry.response);
+    if !stream {
+        let body = match form {
+            Form::Json => entry.response.clone(),
+            Form::Sse => match replay::sse_to_json(&entry.response) {
+                Some(v) => v.to_string().into_bytes(),
+                None => entry.response.clone(),
+            },
+        };
+        let mut headers = headers;
+        headers.push(json_content_type());
+        return (200, respond(req, 200, &headers, body));
+    }
+    let converted;
+    let events: Vec<&[u8]> = match form {
+        Form::Sse => replay::events(&entry.response),
+        Form::Json => {
+            let answer: Value = serde_json::from_slice(&entry.response).unwrap_or(Value::Null);
+            converted = replay::json_to_sse(&answer, include_usage);
+            converted.iter().map(Vec::as_slice).collect()
+        }
+    };
+    let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
+    let Ok(mut out) = SseOut::start(req.into_writer(), http11, &headers) else {
+        return (200, 0);
+    };
+    for e in events {
+        if out.write(e).and_then(|()| out.flush()).is_err() {
+            return (200, out.bytes);
+        }
+    }
+    let bytes = out.bytes;
+    let _ = out.finish();
+    (200, bytes)
+}

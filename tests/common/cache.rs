@@ -1,0 +1,138 @@
+//! Helpers for the cache tests: configs with a `cache` section, request bodies, and a
+//! deterministic upstream whose answer is a function of the request.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::openai::{chat_chunk, sse_done};
+use super::relay::config_json;
+use super::upstream::{RecordedRequest, Reply};
+
+/// A config for `upstream` with the cache on in `dir`; keys of `cache` (an object) are added
+/// to the `cache` section, keys of `extra` to the top level.
+pub fn cache_config(upstream: &str, dir: &Path, cache: Value, extra: Value) -> String {
+    let mut section = json!({"enabled": true, "dir": dir.to_str().unwrap()});
+    if let Value::Object(m) = cache {
+        for (k, v) in m {
+            section[k] = v;
+        }
+    }
+    let mut top = json!({"cache": section});
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            top[k] = v;
+        }
+    }
+    config_json(upstream, top)
+}
+
+/// A chat request asking `content`.
+pub fn ask(content: &str) -> Value {
+    json!({"model": "m", "messages": [{"role": "user", "content": content}]})
+}
+
+/// The same, streamed.
+pub fn ask_stream(content: &str) -> Value {
+    json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": content}]})
+}
+
+/// The answer text the [`echo_reply`] upstream gives for `content`.
+pub fn echo_text(content: &str) -> String {
+    format!("echo[{content}]")
+}
+
+/// An upstream answering every chat request with [`echo_text`] of its last message, as JSON
+/// or (for `stream: true`) as SSE chunks ending with `[DONE]`, after `delay`.
+pub fn echo_reply(req: &RecordedRequest, delay: Duration) -> Reply {
+    echo_reply_padded(req, delay, 0)
+}
+
+/// [`echo_reply`] with `pad` bytes of filler in `system_fingerprint` (still a deterministic
+/// function of the request), so writing an answer to disk takes a while.
+pub fn echo_reply_padded(req: &RecordedRequest, delay: Duration, pad: usize) -> Reply {
+    let fingerprint = "f".repeat(pad);
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    let content = body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let text = echo_text(&content);
+    let reply = if body["stream"] == json!(true) {
+        let half = text.len() / 2;
+        let mut first = json!({
+            "id": "chatcmpl-echo", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                         "finish_reason": null}],
+        });
+        if pad > 0 {
+            first["system_fingerprint"] = json!(fingerprint);
+        }
+        Reply::sse(vec![
+            (Duration::ZERO, format!("data: {first}\n\n")),
+            (
+                Duration::ZERO,
+                chat_chunk("m", json!({"content": &text[..half]}), None),
+            ),
+            (
+                Duration::ZERO,
+                chat_chunk("m", json!({"content": &text[half..]}), None),
+            ),
+            (Duration::ZERO, chat_chunk("m", json!({}), Some("stop"))),
+            (Duration::ZERO, sse_done()),
+        ])
+    } else {
+        let mut answer = json!({
+                "id": "chatcmpl-echo", "object": "chat.completion", "created": 1_700_000_000,
+                "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "logprobs": null, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
+        });
+        if pad > 0 {
+            answer["system_fingerprint"] = json!(fingerprint);
+        }
+        Reply::json(200, answer)
+    };
+    Reply::delay(delay, reply)
+}
+
+/// The text of a chat answer: a `chat.completion` body, or the joined deltas of SSE text.
+pub fn answer_text(body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        return v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+    }
+    let mut text = String::new();
+    for line in body.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if let Ok(v) = serde_json::from_str::<Value>(data) {
+            text.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+        }
+    }
+    text
+}
+
+/// Files under `dir` (recursively) whose name ends with `suffix`.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_ending(&p, suffix));
+        } else if p.to_string_lossy().ends_with(suffix) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
