@@ -8,6 +8,8 @@ mod access_hostile;
 mod access_keys;
 mod access_limits;
 mod access_openapi;
+mod bench_quick;
+mod bench_regressions;
 mod cache_concurrency;
 mod cache_replay;
 mod cache_store;

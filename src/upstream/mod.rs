@@ -59,6 +59,10 @@ pub const NOT_RETURNED: &[&str] = &[
     "server",
 ];
 
+/// Size of each of a pooled upstream connection's read and write buffers, and so (less one
+/// byte) the largest upstream response head the relay accepts.
+const UPSTREAM_BUFFER_BYTES: usize = 16 * 1024;
+
 /// The largest non-streamed upstream body the relay will hold in memory.
 const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -262,6 +266,14 @@ fn agent(config: &Config, e: &EndpointConfig) -> ureq::Agent {
         .max_redirects_will_error(false)
         .timeout_connect(Some(t.connect))
         .timeout_recv_response(Some(t.first_byte))
+        // Each pooled connection holds both buffers, zero-filled (ureq's default is 128 KiB
+        // each): with 1,000 open streams that was 256 MB of the relay's RSS. A response head
+        // must fit the input buffer, hence the limit for it, one byte under the buffer so ureq
+        // reports an oversized head as such (OpenAI's are ~1 KiB). Each request header line must
+        // fit the output buffer: tiny_http accepts lines up to 16 KiB.
+        .input_buffer_size(UPSTREAM_BUFFER_BYTES)
+        .output_buffer_size(UPSTREAM_BUFFER_BYTES)
+        .max_response_header_size(UPSTREAM_BUFFER_BYTES - 1)
         .max_idle_connections(config.workers.max(8) * 2)
         .max_idle_connections_per_host(config.workers.max(8))
         .user_agent(concat!("llm-relay/", env!("CARGO_PKG_VERSION")))
@@ -308,6 +320,15 @@ pub fn transport_error(base: &str, err: &ureq::Error) -> ApiError {
                 ),
             )
         }
+        ureq::Error::LargeResponseHeader(_, max) => ApiError::new(
+            502,
+            "upstream_error",
+            "upstream_error",
+            format!(
+                "upstream {base} sent response headers larger than the {max} bytes the relay \
+                 accepts"
+            ),
+        ),
         other => ApiError::new(
             502,
             "upstream_error",

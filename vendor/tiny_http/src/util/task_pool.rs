@@ -69,7 +69,11 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // llm-relay patch: upstream queued the task whenever any thread was waiting, so a burst
+        // of connections queued behind the few idle threads, each of which then served one
+        // keep-alive connection for its whole life while the rest waited. Queue a task only
+        // while idle threads outnumber the queued tasks (both counted under this lock).
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);

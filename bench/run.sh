@@ -1,0 +1,579 @@
+#!/usr/bin/env bash
+# bench/run.sh: measures llm-relay against the direct path, nginx serving a static file, and
+# LiteLLM, all on 127.0.0.1 against one nginx upstream answering a fixed ~600-byte
+# chat.completion. Prints one markdown table (and how the run did against the targets) and
+# writes it into BENCHMARKS.md. See BENCHMARKS.md for what each scenario means.
+#
+#   bench/run.sh                  full run (~10-15 min, installs nginx, wrk and LiteLLM if missing)
+#   bench/run.sh --quick          every scenario for ~1 s, small sizes, no LiteLLM (< 2 min);
+#                                 prints only, its figures are for checking the script
+#   bench/run.sh --soak MINUTES   fixed-rate mixed hits, misses and streams; prints RSS, open
+#                                 files, threads and errors every minute (not part of a full run)
+#   --out FILE                    also write the table section to FILE
+#   --no-install                  never install anything; fail with a hint instead
+#
+# Everything it starts (nginx, fixtures, relays, LiteLLM) is stopped on exit, even on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+COMMAND="bench/run.sh${*:+ $*}"
+
+QUICK=0 SOAK_MIN="" OUT="" INSTALL=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --soak) SOAK_MIN="${2:?--soak needs a number of minutes}"; shift ;;
+    --out) OUT="${2:?--out needs a file name}"; shift ;;
+    --no-install) INSTALL=0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ "$QUICK" = 1 ]; then
+  DUR=1 WRK_T=1 WRK_C=8 PACED_RATE=200 PACED_S=2 STREAM_EVENTS=10 MANY_STREAMS=50
+  OPEN_STREAMS=200 SCALE_SMALL=1000 SCALE_LARGE=10000
+else
+  DUR=10 WRK_T=2 WRK_C=50 PACED_RATE=1000 PACED_S=10 STREAM_EVENTS=50 MANY_STREAMS=500
+  OPEN_STREAMS=1000 SCALE_SMALL=1000 SCALE_LARGE=1000000
+fi
+# Scenario 7's large cache size; lower it only where the disk (~8 GB for 1 M) is short.
+SCALE_LARGE=${BENCH_SCALE_LARGE:-$SCALE_LARGE}
+STREAM_INTERVAL_MS=20
+
+# ------------------------------------------------------------------------------------------
+# Processes and clean-up
+
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/llm-relay-bench.XXXXXX")
+chmod 755 "$RUN"
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $RUN" >&2; else rm -rf "$RUN"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "bench: $*" >&2; }
+die() { echo "bench/run.sh: $*" >&2; exit 1; }
+
+stop() { # PID: stop one process started here
+  local keep=() p
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+# ------------------------------------------------------------------------------------------
+# Tools
+
+find_nginx() { command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true; }
+
+need_tools() {
+  local missing=()
+  [ -n "$(find_nginx)" ] || missing+=(nginx)
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v curl >/dev/null || missing+=(curl)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$INSTALL" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing ${missing[*]} from Debian's packages"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    die "missing ${missing[*]}: install them (Debian/Ubuntu: sudo apt-get install -y nginx wrk curl) and re-run"
+  fi
+}
+
+build() {
+  log "building the release binary and the bench tool"
+  # Called from `cargo test` (tests/bench_quick.rs), the environment carries the test's
+  # CARGO_PKG_* and CARGO_MANIFEST_* values; ring's build script watches some of them, and a
+  # change would rebuild everything each time.
+  (
+    for v in $(compgen -e | grep -E '^CARGO_(PKG_|MANIFEST_|CRATE_|BIN_|PRIMARY_|TARGET_TMPDIR)' || true); do
+      unset "$v"
+    done
+    "${CARGO:-cargo}" build --release --quiet --bin llm-relay --example bench_tool
+  )
+  local target=${CARGO_TARGET_DIR:-$ROOT/target}
+  RELAY_BIN=$target/release/llm-relay
+  TOOL=$target/release/examples/bench_tool
+}
+
+# LiteLLM lives in a throw-away virtual environment under target/.
+LITELLM_VENV=$ROOT/target/bench/litellm-venv
+ensure_litellm() {
+  [ -x "$LITELLM_VENV/bin/litellm" ] && return 0
+  [ "$INSTALL" = 1 ] || return 1
+  log "installing LiteLLM into $LITELLM_VENV (a few minutes, once)"
+  if ! python3 -m venv "$LITELLM_VENV" >/dev/null 2>&1; then
+    rm -rf "$LITELLM_VENV"
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    fi
+    python3 -m venv "$LITELLM_VENV" || return 1
+  fi
+  "$LITELLM_VENV/bin/pip" install -q 'litellm[proxy]' || return 1
+}
+
+litellm_version() { "$LITELLM_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("litellm"))' 2>/dev/null || echo "version unknown"; }
+
+# ------------------------------------------------------------------------------------------
+# Measuring helpers
+
+free_port() { "$TOOL" free-port; }
+
+wait_http() { # URL SECONDS: until URL answers 200
+  local deadline=$((SECONDS + $2))
+  while [ $SECONDS -lt $deadline ]; do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null)" = 200 ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# Peak RSS (VmHWM) in MB of a process and its children.
+peak_rss_mb() {
+  local total=0 p kb
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+    kb=$(awk '/^VmHWM:/{print $2}' "/proc/$p/status" 2>/dev/null || true)
+    total=$((total + ${kb:-0}))
+  done
+  awk -v kb="$total" 'BEGIN{printf "%.1f", kb/1024}'
+}
+proc_field() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# wrk → "RPS P50_MS P99_MS ERRORS"
+run_wrk() { # URL [wrk args...]
+  local url=$1 out
+  shift
+  out=$(wrk -t"$WRK_T" -c"$WRK_C" -d"${DUR}s" --timeout 10s --latency "$@" "$url" 2>&1) || { log "wrk failed: $out"; echo "- - - wrk-failed"; return; }
+  echo "$out" | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /m$/) return v*60000; if (v ~ /s$/) return v*1000; return v }
+    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+    /^Requests\/sec:/ { rps = $2 }
+    /Non-2xx or 3xx responses:/ { err += $NF }
+    /Socket errors:/ { for (i = 3; i <= NF; i++) { gsub(",", "", $i); if ($i ~ /^[0-9]+$/) err += $i } }
+    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, err }'
+}
+wrk_post() { BENCH_BODY_FILE=$ROOT/bench/request.json BENCH_AUTH=${BENCH_AUTH:-} run_wrk "$1" -s "$ROOT/bench/post.lua"; }
+
+kv() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k{print $2}'; } # LINE KEY
+
+# ------------------------------------------------------------------------------------------
+# The table
+
+ROWS=()
+declare -A R_RPS R_P50 R_P99 R_RSS
+BASE_P50="" BASE_P99=""
+row() { # ID NAME RPS P50 P99 BASE_P50 BASE_P99 RSS NOTE
+  local d50="" d99=""
+  if [ -n "$6" ] && [ "$4" != "-" ]; then
+    d50=$(awk -v a="$4" -v b="$6" 'BEGIN{printf "%+.3f", a-b}')
+    d99=$(awk -v a="$5" -v b="$7" 'BEGIN{printf "%+.3f", a-b}')
+  fi
+  R_RPS[$1]=$3 R_P50[$1]=$4 R_P99[$1]=$5 R_RSS[$1]=$8
+  ROWS+=("| $1 | $2 | $3 | $4 | $5 | ${d50:--} | ${d99:--} | ${8:--} | $9 |")
+  log "row $1: $2: req/s $3, p50 $4 ms, p99 $5 ms, RSS ${8:--} MB ${9:+($9)}"
+}
+not_run() { # ID NAME REASON
+  ROWS+=("| $1 | $2 | - | - | - | - | - | - | not run: $3 |")
+  log "row $1: $2: not run: $3"
+}
+errors_note() { [ "${1:-0}" != 0 ] && echo "$1 errors" || true; }
+
+# ------------------------------------------------------------------------------------------
+# Servers
+
+start_nginx() { # SSE_ADDR (optional): /v1/completions is proxied there (soak only)
+  local port dir=$RUN/nginx user="" proxy=""
+  port=$(free_port)
+  mkdir -p "$dir/www" "$dir/tmp"
+  cp "$ROOT/bench/chat_completion.json" "$dir/www/chat.json"
+  chmod -R a+rX "$dir"
+  [ "$(id -u)" = 0 ] && user="user root;"
+  if [ -n "${1:-}" ]; then
+    proxy="location = /v1/completions { proxy_pass http://$1; proxy_http_version 1.1;
+             proxy_set_header Connection \"\"; proxy_buffering off; }"
+  fi
+  cat >"$dir/nginx.conf" <<EOF
+$user
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body; proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi; uwsgi_temp_path $dir/tmp/uwsgi; scgi_temp_path $dir/tmp/scgi;
+  keepalive_requests 10000000;
+  server {
+    listen 127.0.0.1:$port;
+    location = /v1/chat/completions {
+      default_type application/json;
+      return 200 '$(cat "$ROOT/bench/chat_completion.json")';
+    }
+    location /static/ { alias $dir/www/; default_type application/json; }
+    $proxy
+  }
+}
+EOF
+  "$(find_nginx)" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' &
+  NGINX_PID=$!
+  PIDS+=("$NGINX_PID")
+  NGINX=127.0.0.1:$port
+  wait_http "http://$NGINX/static/chat.json" 10 || die "nginx did not start: $(cat "$dir/error.log")"
+}
+
+start_sse_upstream() { # EVENTS INTERVAL_MS → SSE_ADDR
+  local out=$RUN/sse-$RANDOM.out
+  "$TOOL" sse-upstream --events "$1" --interval-ms "$2" >"$out" &
+  SSE_PID=$!
+  PIDS+=("$SSE_PID")
+  for _ in $(seq 100); do
+    SSE_ADDR=$(sed -n 's#^listening on http://##p' "$out")
+    [ -n "$SSE_ADDR" ] && return 0
+    sleep 0.05
+  done
+  die "the SSE upstream fixture did not start"
+}
+
+RELAY_N=0
+relay_config() { # UPSTREAM WORKERS [CACHE_JSON] → RELAY_CFG (a config file), RELAY_PORT
+  RELAY_N=$((RELAY_N + 1))
+  RELAY_PORT=$(free_port)
+  RELAY_CFG=$RUN/relay-$RELAY_N.jsonc
+  printf '{"listen": "127.0.0.1:%s", "upstream": "%s", "workers": %s%s}\n' \
+    "$RELAY_PORT" "$1" "$2" "${3:+, \"cache\": $3}" >"$RELAY_CFG"
+}
+start_relay() { # UPSTREAM WORKERS [CACHE_JSON] → RELAY (host:port), RELAY_PID
+  relay_config "$@"
+  "$RELAY_BIN" --config "$RELAY_CFG" >/dev/null 2>"$RUN/relay-$RELAY_N.log" &
+  RELAY_PID=$!
+  PIDS+=("$RELAY_PID")
+  RELAY=127.0.0.1:$RELAY_PORT
+  wait_http "http://$RELAY/health" 30 || die "the relay did not start: $(tail -5 "$RUN/relay-$RELAY_N.log")"
+}
+
+# Whether this build has the response cache: `--check` refuses an unknown `cache` key.
+HAS_CACHE=0
+detect_cache() {
+  relay_config "http://127.0.0.1:9/v1" 4 "{\"enabled\": true, \"dir\": \"$RUN/cache-check\"}"
+  if "$RELAY_BIN" --check --config "$RELAY_CFG" >/dev/null 2>&1; then HAS_CACHE=1; fi
+}
+cache_json() { # DIR MEMORY_ITEMS
+  printf '{"enabled": true, "dir": "%s", "memory_items": %s}' "$1" "$2"
+}
+
+# Warms one request and checks that the next one is a hit. Prints nothing; fails if not a hit.
+check_hit() {
+  local url="http://$1/v1/chat/completions" i
+  for i in 1 2; do
+    curl -s -o /dev/null -H 'Content-Type: application/json' --data-binary "@$ROOT/bench/request.json" "$url"
+  done
+  curl -s -D - -o /dev/null -H 'Content-Type: application/json' \
+    --data-binary "@$ROOT/bench/request.json" "$url" | grep -qi '^x-cache: *hit'
+}
+
+# Fills a cache directory with N entries, written directly in the cache's file format
+# (src/cache/store.rs: `<2 hex>/<key>.request` = a metadata line and the canonical request,
+# `<key>.txt` = the answer), with random keys and the upstream's answer: ~8 KB of disk each
+# (1 M entries ~8 GB), about a minute per million.
+gen_cache_entries() { # DIR N
+  python3 - "$1" "$2" "$ROOT/bench/chat_completion.json" <<'PY'
+import os, sys, secrets
+d, n, answer = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read()
+meta = '{"route":"/chat/completions","version":1,"created":1800000000}\n{}\n'
+for i in range(n):
+    k = secrets.token_hex(32)
+    sub = os.path.join(d, k[:2])
+    os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, k + ".txt"), "w") as f: f.write(answer)
+    with open(os.path.join(sub, k + ".request"), "w") as f: f.write(meta)
+PY
+}
+
+# ------------------------------------------------------------------------------------------
+# Scenarios
+
+scenario_direct() {
+  local r
+  r=($(wrk_post "http://$NGINX/v1/chat/completions"))
+  BASE_P50=${r[1]} BASE_P99=${r[2]}
+  row 1 "direct to the upstream (nginx)" "${r[0]}" "${r[1]}" "${r[2]}" "" "" "$(peak_rss_mb "$NGINX_PID")" "$(errors_note "${r[3]}")"
+  local p
+  p=$("$TOOL" load --url "http://$NGINX/v1/chat/completions" --body-file "$ROOT/bench/request.json" \
+    --rate "$PACED_RATE" --connections 8 --duration "$PACED_S")
+  PACED_P50=$(kv "$p" p50_ms) PACED_P99=$(kv "$p" p99_ms)
+  row 1p "direct, paced $PACED_RATE req/s" "$(kv "$p" rps)" "$PACED_P50" "$PACED_P99" "" "" "" "$(errors_note "$(kv "$p" errors)")"
+}
+
+scenario_miss() {
+  local r p
+  start_relay "http://$NGINX/v1" 32
+  r=($(wrk_post "http://$RELAY/v1/chat/completions"))
+  row 2 "relay, cache off (miss path)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$RELAY_PID")" "$(errors_note "${r[3]}")"
+  p=$("$TOOL" load --url "http://$RELAY/v1/chat/completions" --body-file "$ROOT/bench/request.json" \
+    --rate "$PACED_RATE" --connections 8 --duration "$PACED_S")
+  row 2p "relay, cache off, paced $PACED_RATE req/s" "$(kv "$p" rps)" "$(kv "$p" p50_ms)" "$(kv "$p" p99_ms)" "$PACED_P50" "$PACED_P99" "$(peak_rss_mb "$RELAY_PID")" "overhead vs 1p; $(errors_note "$(kv "$p" errors)")"
+  stop "$RELAY_PID"
+}
+
+scenario_hit() { # ID NAME MEMORY_ITEMS
+  if [ "$HAS_CACHE" = 0 ]; then
+    not_run "$1" "$2" "this build has no cache (\`llm-relay --check\` refuses the \`cache\` key)"
+    return
+  fi
+  local r dir=$RUN/cache-$1
+  start_relay "http://$NGINX/v1" 32 "$(cache_json "$dir" "$3")"
+  if ! check_hit "$RELAY"; then
+    not_run "$1" "$2" "no \`X-Cache: HIT\` on a repeated request"
+  else
+    r=($(wrk_post "http://$RELAY/v1/chat/completions"))
+    row "$1" "$2" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$RELAY_PID")" "$(errors_note "${r[3]}")"
+  fi
+  stop "$RELAY_PID"
+}
+
+scenario_static() {
+  local r
+  r=($(run_wrk "http://$NGINX/static/chat.json"))
+  row 4 "nginx static file, same bytes (GET)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$NGINX_PID")" "$(errors_note "${r[3]}")"
+}
+
+scenario_litellm() { # ID NAME CACHE(0|1)
+  if [ "$QUICK" = 1 ]; then not_run "$1" "$2" "--quick skips LiteLLM (its install and start take minutes)"; return; fi
+  if ! ensure_litellm; then not_run "$1" "$2" "LiteLLM could not be installed (see the log above)"; return; fi
+  local port cfg=$RUN/litellm-$1.yaml pid r
+  port=$(free_port)
+  {
+    echo "model_list:"
+    echo "  - model_name: bench-model"
+    echo "    litellm_params: {model: openai/bench-model, api_base: \"http://$NGINX/v1\", api_key: unused}"
+    echo "general_settings: {master_key: sk-bench}"
+    [ "$3" = 1 ] && echo "litellm_settings: {cache: true, cache_params: {type: local}}"
+  } >"$cfg"
+  LITELLM_LOCAL_MODEL_COST_MAP=True "$LITELLM_VENV/bin/litellm" --config "$cfg" --host 127.0.0.1 \
+    --port "$port" >"$RUN/litellm-$1.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  if ! wait_http "http://127.0.0.1:$port/health/liveliness" 180; then
+    not_run "$1" "$2" "LiteLLM did not become ready in 180 s"
+  else
+    # warm it (and its cache) before measuring
+    curl -s -o /dev/null -H 'Authorization: Bearer sk-bench' -H 'Content-Type: application/json' \
+      --data-binary "@$ROOT/bench/request.json" "http://127.0.0.1:$port/v1/chat/completions"
+    r=($(BENCH_AUTH='Bearer sk-bench' wrk_post "http://127.0.0.1:$port/v1/chat/completions"))
+    row "$1" "$2" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$pid")" "LiteLLM $(litellm_version); $(errors_note "${r[3]}")"
+  fi
+  stop "$pid"
+}
+
+stream_row() { # ID NAME RESULT BASE_P50 BASE_P99 RSS
+  local note="first event p50 $(kv "$3" ttfb_p50_ms) ms; $(kv "$3" events) events"
+  [ "$(kv "$3" errors)" != 0 ] && note="$note; $(kv "$3" errors) failed streams"
+  row "$1" "$2" "-" "$(kv "$3" delay_p50_ms)" "$(kv "$3" delay_p99_ms)" "$4" "$5" "$6" "$note"
+}
+
+scenario_streams() {
+  local body='{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Count."}]}' d r n
+  start_sse_upstream "$STREAM_EVENTS" "$STREAM_INTERVAL_MS"
+  start_relay "http://$SSE_ADDR/v1" $((MANY_STREAMS + 32))
+  for n in 1 "$MANY_STREAMS"; do
+    d=$("$TOOL" streams --url "http://$SSE_ADDR/v1/chat/completions" --streams "$n" --body "$body")
+    stream_row "6d-$n" "stream events, direct, $n stream(s)" "$d" "" "" ""
+    r=$("$TOOL" streams --url "http://$RELAY/v1/chat/completions" --streams "$n" --body "$body")
+    stream_row "6r-$n" "stream events via relay, $n stream(s)" "$r" "$(kv "$d" delay_p50_ms)" "$(kv "$d" delay_p99_ms)" "$(peak_rss_mb "$RELAY_PID")"
+  done
+  stop "$RELAY_PID"
+  stop "$SSE_PID"
+}
+
+scenario_scale() {
+  local n id
+  for n in "$SCALE_SMALL" "$SCALE_LARGE"; do
+    id="7-$n"
+    if [ "$HAS_CACHE" = 0 ]; then
+      not_run "$id" "hit with $n entries on disk" "this build has no cache (\`llm-relay --check\` refuses the \`cache\` key)"
+      continue
+    fi
+    local dir=$RUN/cache-scale-$n r health
+    log "filling a cache directory with $n entries"
+    gen_cache_entries "$dir" "$n"
+    # time from start to a 200 on /health, on a fresh process
+    relay_config "http://$NGINX/v1" 32 "$(cache_json "$dir" 0)"
+    health=$("$TOOL" start-to-health "$RELAY_PORT" "$RELAY_BIN" --config "$RELAY_CFG")
+    start_relay "http://$NGINX/v1" 32 "$(cache_json "$dir" 0)"
+    if ! check_hit "$RELAY"; then
+      not_run "$id" "hit with $n entries on disk" "no \`X-Cache: HIT\` on a repeated request"
+    else
+      r=($(wrk_post "http://$RELAY/v1/chat/completions"))
+      local bad
+      bad=$( (find "$dir/quarantine" -name '*.request' 2>/dev/null || true) | wc -l)
+      row "$id" "hit with $n entries on disk (memory tier off)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" \
+        "$(peak_rss_mb "$RELAY_PID")" "start to /health 200: $(kv "$health" health_ms) ms$([ "$bad" = 0 ] || echo "; $bad filler entries quarantined by the scan"); $(errors_note "${r[3]}")"
+    fi
+    stop "$RELAY_PID"
+    rm -rf "$dir"
+  done
+}
+
+scenario_memory() {
+  local body='{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Count."}]}' r
+  start_relay "http://$NGINX/v1" 32
+  sleep 0.5
+  row 8-idle "memory: relay idle (32 workers)" "-" "-" "-" "" "" "$(peak_rss_mb "$RELAY_PID")" "VmRSS $(( $(proc_field "$RELAY_PID" VmRSS) / 1024 )) MB"
+  stop "$RELAY_PID"
+  # the streams stay open ~2 s: 50 events 40 ms apart
+  start_sse_upstream 50 40
+  start_relay "http://$SSE_ADDR/v1" $((OPEN_STREAMS + 24))
+  r=$("$TOOL" streams --url "http://$RELAY/v1/chat/completions" --streams "$OPEN_STREAMS" --body "$body")
+  row 8-streams "memory: $OPEN_STREAMS open streams ($((OPEN_STREAMS + 24)) workers)" "-" "-" "-" "" "" \
+    "$(peak_rss_mb "$RELAY_PID")" "$(kv "$r" ok) streams completed; $(errors_note "$(kv "$r" errors)")"
+  stop "$RELAY_PID"
+  stop "$SSE_PID"
+}
+
+# ------------------------------------------------------------------------------------------
+# Targets: each compares two figures of this run.
+
+TARGETS=()
+target() { # TEXT MEASURED VERDICT_EXPR(awk over m) — m is the measured value; "-" means not run
+  local verdict
+  if [ -z "$2" ] || [ "$2" = "-" ] || [ "$2" = "nan" ]; then verdict="not run"
+  else verdict=$(awk -v m="$2" "BEGIN{print ($3) ? \"met\" : \"**missed**\"}"); fi
+  TARGETS+=("| $1 | ${2:--} | $verdict |")
+}
+ratio() { [ -n "${1:-}" ] && [ -n "${2:-}" ] && [ "$1" != - ] && [ "$2" != - ] && awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.4g", a/b; else print "-" }' || echo -; }
+diff_of() { [ -n "${1:-}" ] && [ -n "${2:-}" ] && [ "$1" != - ] && [ "$2" != - ] && awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", a-b}' || echo -; }
+
+evaluate_targets() {
+  local s7 l7 h
+  target "miss path: p99 overhead at $PACED_RATE req/s paced ≤ 0.5 ms (2p − 1p)" "$(diff_of "${R_P99[2p]:-}" "${R_P99[1p]:-}")" "m <= 0.5"
+  target "miss path: throughput ≥ 0.4 × direct (2 / 1)" "$(ratio "${R_RPS[2]:-}" "${R_RPS[1]:-}")" "m >= 0.4"
+  target "cache hit from memory: throughput ≥ 0.7 × nginx static (3m / 4)" "$(ratio "${R_RPS[3m]:-}" "${R_RPS[4]:-}")" "m >= 0.7"
+  target "≥ 100 × LiteLLM's throughput, cache off (2 / 5off)" "$(ratio "${R_RPS[2]:-}" "${R_RPS[5off]:-}")" "m >= 100"
+  target "≤ 1/100 of LiteLLM's p50, cache off (2 / 5off)" "$(ratio "${R_P50[2]:-}" "${R_P50[5off]:-}")" "m <= 0.01"
+  target "≥ 100 × LiteLLM's throughput, cache on (3m / 5on)" "$(ratio "${R_RPS[3m]:-}" "${R_RPS[5on]:-}")" "m >= 100"
+  target "≤ 1/100 of LiteLLM's p50, cache on (3m / 5on)" "$(ratio "${R_P50[3m]:-}" "${R_P50[5on]:-}")" "m <= 0.01"
+  target "streaming: ≤ 1 ms added per event at p99, $MANY_STREAMS streams (6r − 6d)" \
+    "$(diff_of "${R_P99[6r-$MANY_STREAMS]:-}" "${R_P99[6d-$MANY_STREAMS]:-}")" "m <= 1"
+  target "streaming: ≤ 1 ms added per event at p99, 1 stream (6r − 6d)" "$(diff_of "${R_P99[6r-1]:-}" "${R_P99[6d-1]:-}")" "m <= 1"
+  s7=${R_P50[7-$SCALE_SMALL]:-} l7=${R_P50[7-$SCALE_LARGE]:-}
+  target "$SCALE_LARGE entries: hit p50 within 1.2 × of $SCALE_SMALL (ratio)" "$(ratio "$l7" "$s7")" "m <= 1.2"
+  h=""
+  for r in "${ROWS[@]}"; do
+    case "$r" in "| 7-$SCALE_LARGE |"*) h=$(echo "$r" | sed -n 's/.*start to \/health 200: \([0-9.]*\) ms.*/\1/p') ;; esac
+  done
+  target "$SCALE_LARGE entries: /health answers within 100 ms of start (ms)" "${h:--}" "m <= 100"
+  target "RSS idle ≤ 30 MB (MB)" "${R_RSS[8-idle]:-}" "m <= 30"
+  target "RSS with $OPEN_STREAMS open streams ≤ 100 MB (MB)" "${R_RSS[8-streams]:-}" "m <= 100"
+}
+
+# ------------------------------------------------------------------------------------------
+# Soak: a fixed rate of mixed hits, misses and streams; one status line a minute.
+
+soak() {
+  local minutes=$1 body=$RUN/unique.json m out status errs
+  start_sse_upstream 50 20
+  start_nginx "$SSE_ADDR"
+  detect_cache
+  if [ "$HAS_CACHE" = 1 ]; then
+    start_relay "http://$NGINX/v1" 64 "$(cache_json "$RUN/cache-soak" 10000)"
+  else
+    log "this build has no cache: the soak runs misses and streams only"
+    start_relay "http://$NGINX/v1" 64
+  fi
+  sed 's/Say hi to the benchmark\./Soak {n}./' "$ROOT/bench/request.json" >"$body"
+  echo "| minute | RSS MB | peak RSS MB | open files | threads | requests ok | errors |"
+  echo "|---|---|---|---|---|---|---|"
+  for m in $(seq "$minutes"); do
+    out=$RUN/soak-$m
+    mkdir -p "$out"
+    "$TOOL" load --url "http://$RELAY/v1/chat/completions" --body-file "$ROOT/bench/request.json" \
+      --rate 100 --connections 4 --duration 60 >"$out/hits" &
+    local hits_pid=$!
+    "$TOOL" load --url "http://$RELAY/v1/chat/completions" --body-file "$body" --unique \
+      --rate 100 --connections 4 --duration 60 --offset $((m * 10000000)) >"$out/misses" &
+    local misses_pid=$!
+    # a new prompt each round, so with the cache on these stay live streams (and get stored)
+    (end=$((SECONDS + 58)) i=0; while [ $SECONDS -lt $end ]; do
+      i=$((i + 1))
+      "$TOOL" streams --url "http://$RELAY/v1/completions" --streams 10 \
+        --body "{\"model\":\"bench-model\",\"stream\":true,\"prompt\":\"Count $m.$i.\"}"
+    done) >"$out/streams" &
+    wait "$hits_pid" "$misses_pid" $!
+    errs=$(cat "$out"/* | tr ' ' '\n' | awk -F= '$1=="errors"{s+=$2} END{print s+0}')
+    status=$(cat "$out"/hits "$out"/misses | tr ' ' '\n' | awk -F= '$1=="ok"{s+=$2} END{print s+0}')
+    status=$((status + $(cat "$out"/streams | tr ' ' '\n' | awk -F= '$1=="ok"{s+=$2} END{print s+0}')))
+    echo "| $m | $(( $(proc_field "$RELAY_PID" VmRSS) / 1024 )) | $(( $(proc_field "$RELAY_PID" VmHWM) / 1024 )) | $(ls "/proc/$RELAY_PID/fd" | wc -l) | $(proc_field "$RELAY_PID" Threads) | $status | $errs |"
+  done
+}
+
+# ------------------------------------------------------------------------------------------
+# Main
+
+machine() {
+  local cpu
+  cpu=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
+  echo "$(nproc) cores, ${cpu:-unknown CPU}, $(uname -sr), nginx $("$(find_nginx)" -v 2>&1 | sed 's#.*/##'), $(wrk -v 2>&1 | awk 'NR==1{print $1, $2}')"
+}
+
+need_tools
+build
+if [ -n "$SOAK_MIN" ]; then
+  soak "$SOAK_MIN"
+  exit 0
+fi
+
+started=$SECONDS
+start_nginx
+detect_cache
+[ "$HAS_CACHE" = 1 ] || log "NOTE: this build has no response cache: scenarios 3 and 7 will read \"not run\""
+log "scenario 1: direct";            scenario_direct
+log "scenario 2: miss path";         scenario_miss
+log "scenario 3: cache hits";        scenario_hit 3m "relay, every request a hit, from memory" 10000
+                                     scenario_hit 3d "relay, every request a hit, from disk (memory tier off)" 0
+log "scenario 4: nginx static";      scenario_static
+log "scenario 5: LiteLLM";           scenario_litellm 5off "LiteLLM proxy, cache off" 0
+                                     scenario_litellm 5on "LiteLLM proxy, local cache on" 1
+log "scenario 6: streaming";         scenario_streams
+log "scenario 7: scale";             scenario_scale
+log "scenario 8: memory";            scenario_memory
+evaluate_targets
+
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
+TABLE=$(
+  echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit, $(machine), $((SECONDS - started)) s."
+  echo "Command: \`$COMMAND\`"
+  [ "$QUICK" = 1 ] && echo "Quick mode: ~1 s per scenario and small sizes; these figures check the script, they are not results."
+  echo
+  echo "| # | scenario | req/s | p50 ms | p99 ms | Δp50 ms | Δp99 ms | peak RSS MB | notes |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${ROWS[@]}"
+  echo
+  echo "Δ: versus scenario 1 (direct), or versus the row named in the notes; stream rows (6) give the"
+  echo "per-event delay (receive time − send time) and compare with the direct stream of the same count."
+  echo
+  echo "| target | this run | verdict |"
+  echo "|---|---|---|"
+  printf '%s\n' "${TARGETS[@]}"
+)
+echo
+echo "$TABLE"
+[ -n "$OUT" ] && printf '%s\n' "$TABLE" >"$OUT"
+if [ "$QUICK" = 0 ]; then
+  awk -v table="$TABLE" '
+    /<!-- bench:begin -->/ { print; print table; skip = 1; next }
+    /<!-- bench:end -->/ { skip = 0 }
+    !skip { print }' BENCHMARKS.md >"$RUN/BENCHMARKS.md" && cp "$RUN/BENCHMARKS.md" BENCHMARKS.md
+  log "wrote the table into BENCHMARKS.md"
+fi

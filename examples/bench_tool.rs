@@ -1,0 +1,541 @@
+//! Load generators and fixtures for `bench/run.sh`: what wrk cannot do.
+//!
+//! - `sse-upstream`: an SSE upstream that sends N `chat.completion.chunk` events M ms apart, each
+//!   carrying its send time (`"sent_ns"`, nanoseconds since the Unix epoch) in its payload.
+//! - `streams`: N concurrent streamed requests; per event it takes receive time − send time (same
+//!   machine, same clock), and the time from sending the request to the first event.
+//! - `load`: HTTP/1.1 keep-alive POSTs, either paced at a fixed rate (latency counted from each
+//!   request's scheduled time, so a stall is not hidden) or closed-loop, by duration or count;
+//!   `{n}` in the body becomes the request number plus `--offset` (`--unique`), so every request
+//!   is a cache miss.
+//! - `start-to-health`: runs a command and times until `GET /health` on a port answers 200.
+//! - `free-port`: prints a port that was free a moment ago.
+//!
+//! Only std: hundreds of OS threads measure the relay, not an async runtime. Results print as
+//! one line of `key=value` pairs for the script to pick apart.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, ExitCode};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+type Res<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("sse-upstream") => sse_upstream(&Flags::parse(&args[1..])),
+        Some("streams") => streams(&Flags::parse(&args[1..])),
+        Some("load") => load(&Flags::parse(&args[1..])),
+        Some("start-to-health") => start_to_health(&args[1..]),
+        Some("free-port") => free_port().map(|p| println!("{p}")),
+        _ => Err("usage: bench_tool sse-upstream|streams|load|start-to-health|free-port [--flag value]...; see bench/run.sh".to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_tool: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--name value` pairs; `--header` may repeat.
+struct Flags(Vec<(String, String)>);
+
+impl Flags {
+    fn parse(args: &[String]) -> Flags {
+        let mut out = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let name = a.trim_start_matches("--").to_string();
+            let value = match name.as_str() {
+                "unique" => "1".to_string(),
+                _ => it.next().cloned().unwrap_or_default(),
+            };
+            out.push((name, value));
+        }
+        Flags(out)
+    }
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn str(&self, name: &str) -> Res<&str> {
+        self.get(name)
+            .ok_or_else(|| format!("--{name} is required"))
+    }
+    fn num(&self, name: &str, default: f64) -> Res<f64> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--{name} needs a number, got {v:?}")),
+        }
+    }
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn free_port() -> Res<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// `host:port` and path of an `http://` URL.
+fn split_url(url: &str) -> Res<(String, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("only http:// URLs: {url}"))?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    Ok((host.to_string(), path.to_string()))
+}
+
+/// Milliseconds at quantile `q` (0..=1) of `v` (sorted in place), nearest rank.
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+// ---------------------------------------------------------------------------------------------
+// sse-upstream
+
+fn sse_upstream(f: &Flags) -> Res<()> {
+    let events = f.num("events", 50.0)? as usize;
+    let interval = Duration::from_millis(f.num("interval-ms", 20.0)? as u64);
+    let listener =
+        TcpListener::bind(f.get("listen").unwrap_or("127.0.0.1:0")).map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    for conn in listener.incoming().flatten() {
+        let _ = thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || serve_sse(conn, events, interval));
+    }
+    Ok(())
+}
+
+/// Answers every request on a keep-alive connection with one event stream.
+fn serve_sse(conn: TcpStream, events: usize, interval: Duration) {
+    let _ = conn.set_nodelay(true);
+    let Ok(out) = conn.try_clone() else { return };
+    let mut out = out;
+    let mut reader = BufReader::new(conn);
+    while read_request(&mut reader).is_ok() {
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if out.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        for i in 0..events {
+            if i > 0 {
+                thread::sleep(interval);
+            }
+            let finish = if i + 1 == events { "\"stop\"" } else { "null" };
+            let mut event = format!(
+                "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} \"}},\"finish_reason\":{finish}}}],\"sent_ns\":{}}}\n\n",
+                now_ns()
+            );
+            if i + 1 == events {
+                event.push_str("data: [DONE]\n\n");
+            }
+            let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+            if out.write_all(chunk.as_bytes()).is_err() {
+                return;
+            }
+        }
+        if out.write_all(b"0\r\n\r\n").is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one request head and its `Content-Length` body.
+fn read_request(r: &mut impl BufRead) -> Res<()> {
+    let mut len = 0usize;
+    let mut line = String::new();
+    let mut first = true;
+    loop {
+        line.clear();
+        if r.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("closed".into());
+        }
+        if line == "\r\n" && !first {
+            break;
+        }
+        first = false;
+        if let Some((n, v)) = line.split_once(':') {
+            if n.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// streams
+
+#[derive(Default)]
+struct StreamStats {
+    ttfb_ms: Vec<f64>,
+    delay_ms: Vec<f64>,
+    ok: usize,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+fn streams(f: &Flags) -> Res<()> {
+    let n = f.num("streams", 1.0)? as usize;
+    let (host, path) = split_url(f.str("url")?)?;
+    let body = f.str("body")?.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{}Content-Length: {}\r\n\r\n{body}",
+        extra_headers(f),
+        body.len()
+    );
+    let stats = Arc::new(Mutex::new(StreamStats::default()));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..n)
+        .filter_map(|_| {
+            let (host, request, stats) = (host.clone(), request.clone(), Arc::clone(&stats));
+            thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    let result = one_stream(&host, &request);
+                    let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
+                    match result {
+                        Ok((ttfb, delays)) => {
+                            s.ok += 1;
+                            s.ttfb_ms.push(ttfb);
+                            s.delay_ms.extend(delays);
+                        }
+                        Err(e) => {
+                            s.errors += 1;
+                            s.first_error.get_or_insert(e);
+                        }
+                    }
+                })
+                .ok()
+        })
+        .collect();
+    let spawn_failures = n - handles.len();
+    for h in handles {
+        let _ = h.join();
+    }
+    let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
+    let events = s.delay_ms.len();
+    let (t50, t99) = (pct(&mut s.ttfb_ms, 0.5), pct(&mut s.ttfb_ms, 0.99));
+    let (d50, d99) = (pct(&mut s.delay_ms, 0.5), pct(&mut s.delay_ms, 0.99));
+    println!(
+        "streams={n} ok={} errors={} events={events} ttfb_p50_ms={t50:.3} ttfb_p99_ms={t99:.3} delay_p50_ms={d50:.3} delay_p99_ms={d99:.3} wall_s={:.2}",
+        s.ok,
+        s.errors + spawn_failures,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(e) = &s.first_error {
+        eprintln!("bench_tool: first stream error: {e}");
+    }
+    Ok(())
+}
+
+fn extra_headers(f: &Flags) -> String {
+    f.all("header").iter().map(|h| format!("{h}\r\n")).collect()
+}
+
+/// One stream: (ms from request to first event, per-event delay in ms).
+fn one_stream(host: &str, request: &str) -> Res<(f64, Vec<f64>)> {
+    let mut conn = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
+    let _ = conn.set_nodelay(true);
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let sent = Instant::now();
+    conn.write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(8192);
+    let mut chunk = [0u8; 8192];
+    let mut ttfb = None;
+    let mut delays = Vec::new();
+    let mut status_checked = false;
+    loop {
+        let n = conn.read(&mut chunk).map_err(|e| e.to_string())?;
+        let received = now_ns();
+        if n == 0 {
+            return Err(format!(
+                "closed before [DONE] after {} events",
+                delays.len()
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if !status_checked && buf.len() >= 12 {
+            if !buf.starts_with(b"HTTP/1.1 200") && !buf.starts_with(b"HTTP/1.0 200") {
+                let head = String::from_utf8_lossy(&buf[..buf.len().min(200)]).into_owned();
+                return Err(format!("not a 200: {head}"));
+            }
+            status_checked = true;
+        }
+        // Only whole lines: a read may end inside an event.
+        let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
+            continue;
+        };
+        let mut done = false;
+        for line in buf[..=last_nl].split(|&b| b == b'\n') {
+            if let Some(sent_ns) = sent_ns(line) {
+                ttfb.get_or_insert_with(|| sent.elapsed().as_secs_f64() * 1e3);
+                delays.push(received.saturating_sub(sent_ns) as f64 / 1e6);
+            }
+            done |= line.starts_with(b"data: [DONE]");
+        }
+        buf.drain(..=last_nl);
+        if done {
+            return Ok((ttfb.unwrap_or(f64::NAN), delays));
+        }
+    }
+}
+
+fn sent_ns(line: &[u8]) -> Option<u128> {
+    const KEY: &[u8] = b"\"sent_ns\":";
+    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits: Vec<u8> = line[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .copied()
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// load
+
+#[derive(Default)]
+struct LoadStats {
+    latency_ms: Vec<f64>,
+    ok: usize,
+    errors: usize,
+    hits: usize,
+    first_error: Option<String>,
+}
+
+fn load(f: &Flags) -> Res<()> {
+    let (host, path) = split_url(f.str("url")?)?;
+    let body = match f.get("body-file") {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))?,
+        None => f.str("body")?.to_string(),
+    };
+    let rate = f.num("rate", 0.0)?;
+    let conns = (f.num("connections", 4.0)? as usize).max(1);
+    let duration = Duration::from_secs_f64(f.num("duration", 5.0)?);
+    let count = f.num("count", 0.0)? as u64;
+    let unique = f.get("unique").is_some();
+    let offset = f.num("offset", 0.0)? as u64;
+    let headers = extra_headers(f);
+    let stats = Arc::new(Mutex::new(LoadStats::default()));
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now() + Duration::from_millis(50);
+    let handles: Vec<_> = (0..conns)
+        .map(|_| {
+            let (host, path, body, headers) =
+                (host.clone(), path.clone(), body.clone(), headers.clone());
+            let (stats, next) = (Arc::clone(&stats), Arc::clone(&next));
+            thread::spawn(move || {
+                let mut local = LoadStats::default();
+                let mut conn: Option<BufReader<TcpStream>> = None;
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if count > 0 && k >= count {
+                        break;
+                    }
+                    // Paced: request k is due at start + k / rate, whichever thread sends it.
+                    let due = if rate > 0.0 {
+                        start + Duration::from_secs_f64(k as f64 / rate)
+                    } else {
+                        Instant::now().max(start)
+                    };
+                    if count == 0 && due >= start + duration {
+                        break;
+                    }
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        thread::sleep(wait);
+                    }
+                    let b = if unique {
+                        body.replace("{n}", &(k + offset).to_string())
+                    } else {
+                        body.clone()
+                    };
+                    let req = format!(
+                        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{b}",
+                        b.len()
+                    );
+                    match exchange(&mut conn, &host, &req) {
+                        Ok((200, hit)) => {
+                            local.ok += 1;
+                            local.hits += usize::from(hit);
+                            local.latency_ms.push(due.elapsed().as_secs_f64() * 1e3);
+                        }
+                        Ok((status, _)) => {
+                            local.errors += 1;
+                            local.first_error.get_or_insert(format!("status {status}"));
+                        }
+                        Err(e) => {
+                            conn = None;
+                            local.errors += 1;
+                            local.first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
+                s.ok += local.ok;
+                s.errors += local.errors;
+                s.hits += local.hits;
+                s.latency_ms.extend(local.latency_ms);
+                if s.first_error.is_none() {
+                    s.first_error = local.first_error;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.join();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
+    let (p50, p99) = (pct(&mut s.latency_ms, 0.5), pct(&mut s.latency_ms, 0.99));
+    println!(
+        "ok={} errors={} hits={} rps={:.1} p50_ms={p50:.3} p99_ms={p99:.3} wall_s={elapsed:.2}",
+        s.ok,
+        s.errors,
+        s.hits,
+        s.ok as f64 / elapsed.max(1e-9)
+    );
+    if let Some(e) = &s.first_error {
+        eprintln!("bench_tool: first load error: {e}");
+    }
+    Ok(())
+}
+
+/// Sends one request on the kept-alive connection (opening one if needed) and reads the whole
+/// response. Returns the status and whether it carried `X-Cache: HIT`.
+fn exchange(conn: &mut Option<BufReader<TcpStream>>, host: &str, req: &str) -> Res<(u16, bool)> {
+    if conn.is_none() {
+        let c = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
+        let _ = c.set_nodelay(true);
+        c.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        *conn = Some(BufReader::new(c));
+    }
+    let Some(r) = conn.as_mut() else {
+        return Err("no connection".into());
+    };
+    r.get_mut()
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|e| e.to_string())?;
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {line:?}"))?;
+    let (mut len, mut chunked, mut hit, mut close) = (0usize, false, false, false);
+    loop {
+        line.clear();
+        if r.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("closed inside the response head".into());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let Some((n, v)) = line.split_once(':') else {
+            continue;
+        };
+        let (n, v) = (n.trim().to_ascii_lowercase(), v.trim());
+        match n.as_str() {
+            "content-length" => len = v.parse().unwrap_or(0),
+            "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+            "x-cache" => hit = v.eq_ignore_ascii_case("hit"),
+            "connection" => close = v.eq_ignore_ascii_case("close"),
+            _ => {}
+        }
+    }
+    if chunked {
+        loop {
+            line.clear();
+            r.read_line(&mut line).map_err(|e| e.to_string())?;
+            let size = usize::from_str_radix(line.trim(), 16)
+                .map_err(|_| format!("bad chunk size {line:?}"))?;
+            let mut data = vec![0; size + 2];
+            r.read_exact(&mut data).map_err(|e| e.to_string())?;
+            if size == 0 {
+                break;
+            }
+        }
+    } else {
+        let mut data = vec![0; len];
+        r.read_exact(&mut data).map_err(|e| e.to_string())?;
+    }
+    if close {
+        *conn = None;
+    }
+    Ok((status, hit))
+}
+
+// ---------------------------------------------------------------------------------------------
+// start-to-health
+
+/// `start-to-health PORT CMD ARGS...`: starts CMD, polls `GET /health` on 127.0.0.1:PORT every
+/// millisecond, prints `health_ms=...` at the first 200, then stops CMD.
+fn start_to_health(args: &[String]) -> Res<()> {
+    let (port, cmd) = match args {
+        [port, cmd @ ..] if !cmd.is_empty() => (port, cmd),
+        _ => return Err("usage: start-to-health PORT CMD [ARGS...]".into()),
+    };
+    let host = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", cmd[0]))?;
+    let req = format!("GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let result = loop {
+        if started.elapsed() > Duration::from_secs(60) {
+            break Err("no 200 on /health within 60 s".to_string());
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            break Err(format!("the command exited ({st}) before /health answered"));
+        }
+        let mut conn = None;
+        if let Ok((200, _)) = exchange(&mut conn, &host, &req) {
+            break Ok(started.elapsed());
+        }
+        thread::sleep(Duration::from_millis(1));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("health_ms={:.1}", result?.as_secs_f64() * 1e3);
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Fixes the benchmark led to, guarded: the upstream connection buffers were shrunk from
+//! ureq's 128 KiB each to 16 KiB read, 4 KiB write (RSS with 1,000 open streams went from ~340 MB to ~115 MB), so
+//! a response head must fit 16 KiB; a bigger one is refused with a 502 that says so. And a burst
+//! of keep-alive clients is served at once (tiny_http's task pool starved all but 4 of them).
+
+use serde_json::json;
+
+use crate::common::*;
+
+fn chat() -> serde_json::Value {
+    json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// An upstream answer whose head carries one header of `size` bytes.
+fn answer_with_header_of(size: usize) -> Upstream {
+    let big = "x".repeat(size);
+    Upstream::start(move |_| {
+        Reply::raw(
+            200,
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Big", big.as_str()),
+            ],
+            br#"{"ok":true}"#.to_vec(),
+        )
+    })
+}
+
+#[test]
+fn upstream_response_head_of_12_kib_passes_through_smaller_buffers() {
+    let up = answer_with_header_of(12 * 1024);
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-big").map(str::len), Some(12 * 1024));
+    assert_eq!(r.json(), json!({"ok": true}));
+}
+
+#[test]
+fn upstream_response_head_over_16_kib_is_a_502_naming_the_upstream() {
+    let up = answer_with_header_of(20 * 1024);
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat());
+    let msg = r.assert_error(502, "upstream_error");
+    assert!(msg.contains(&up.addr()), "{msg}");
+    assert!(msg.contains("response headers larger than"), "{msg}");
+}
+
+/// The benchmark's wrk runs sometimes served 4 of 50 keep-alive connections for the whole run:
+/// tiny_http's task pool queued new connections behind busy threads when several arrived at
+/// once, and a queued connection waited until another client hung up.
+#[test]
+fn a_burst_of_keep_alive_connections_is_served_at_once() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    let up = Upstream::start(|_| Reply::json(200, json!({"ok": true})));
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    let body = chat().to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for round in 0..10 {
+        // connect all, then send on all: every connection stays open until the end of the round
+        let mut conns: Vec<TcpStream> = (0..40)
+            .map(|_| TcpStream::connect(relay.addr()).expect("connect"))
+            .collect();
+        for c in &mut conns {
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(request.as_bytes()).expect("send");
+        }
+        for (i, c) in conns.iter().enumerate() {
+            let mut status = String::new();
+            let read = BufReader::new(c).read_line(&mut status);
+            assert!(
+                read.is_ok() && status.starts_with("HTTP/1.1 200"),
+                "round {round}: connection {i} of 40 got no answer within 10 s while the others \
+                 stayed open ({read:?}, {status:?})"
+            );
+        }
+    }
+}
+
+/// The 16 KiB buffers still carry any request head tiny_http accepts: each header line must fit
+/// ureq's output buffer (a 4 KiB one refused a 10 KiB line), and tiny_http caps lines at 16 KiB.
+#[test]
+fn client_headers_of_35_kib_with_a_15_kib_line_still_reach_the_upstream() {
+    let up = Upstream::start(|_| Reply::json(200, json!({"ok": true})));
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    let (long, big) = ("z".repeat(15 * 1024), "y".repeat(10 * 1024));
+    let r = post_json_with(
+        &relay.url("/v1/chat/completions"),
+        &chat(),
+        &[
+            ("X-Long", long.as_str()),
+            ("X-Big-1", big.as_str()),
+            ("X-Big-2", big.as_str()),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    let lengths: Vec<_> = ["x-long", "x-big-1", "x-big-2"]
+        .iter()
+        .map(|n| seen[0].header(n).map(str::len))
+        .collect();
+    assert_eq!(lengths, [Some(15 * 1024), Some(10 * 1024), Some(10 * 1024)]);
+}
