@@ -59,3 +59,30 @@ fn no_proxy_bypasses_the_environment_proxy() {
     assert!(proxy.seen().is_empty(), "NO_PROXY: {:?}", proxy.seen());
     assert_eq!(up.requests().len(), 1);
 }
+
+#[test]
+fn https_upstream_is_reached_through_a_connect_tunnel_from_https_proxy() {
+    let proxy = Proxy::start();
+    let up = Upstream::openai();
+    let front = TlsFront::start(up.addr());
+    let port = front
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/v1")
+        .to_string();
+    let env = [("HTTPS_PROXY", proxy.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cfg = config_json(&front.base_url(), json!({"ca_file": tls_fixture("ca.pem")}));
+    let relay = Relay::start_with(&cfg, &env, &[]);
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert_eq!(up.only_request().json()["model"], "m");
+    let seen = proxy.seen();
+    assert_eq!(
+        seen,
+        vec![format!("CONNECT 127.0.0.1:{port} HTTP/1.1")],
+        "TLS to the upstream goes through one CONNECT tunnel; the proxy sees nothing else"
+    );
+}
