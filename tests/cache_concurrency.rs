@@ -57,13 +57,7 @@ impl Rng {
 #[test]
 fn cache_single_flight_20_concurrent_clients_make_one_upstream_call() {
     let up = Upstream::start(|r| echo_reply(r, Duration::from_millis(600)));
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({}),
-    ));
+    let (_dir, relay) = cached_relay(&up);
     let barrier = Arc::new(Barrier::new(20));
     let handles: Vec<_> = (0..20)
         .map(|i| {

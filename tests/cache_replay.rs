@@ -40,13 +40,7 @@ fn ask_tools(stream: bool) -> Value {
 #[test]
 fn cache_streamed_hit_replays_recorded_events_flushed_per_event() {
     let up = Upstream::openai();
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({}),
-    ));
+    let (_dir, relay) = cached_relay(&up);
     let first = stream_events(relay.addr(), "/v1/chat/completions", &ask_stream("s"));
     assert_eq!(first.header("x-cache"), Some("MISS"), "{:?}", first.headers);
     assert!(first.clean_end);
@@ -79,13 +73,7 @@ fn cache_stream_answer_serves_plain_request_with_tool_calls() {
         .map(|e| (Duration::ZERO, e))
         .collect();
     let up = Upstream::start(move |_| Reply::sse(events.clone()));
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({}),
-    ));
+    let (_dir, relay) = cached_relay(&up);
     let s = stream_events(relay.addr(), "/v1/chat/completions", &ask_tools(true));
     assert_eq!(s.header("x-cache"), Some("MISS"));
     let r = post_json(&relay.url("/v1/chat/completions"), &ask_tools(false));
@@ -108,13 +96,7 @@ fn cache_stream_answer_serves_plain_request_with_tool_calls() {
 
     // text deltas too: the openai fixture's stream assembles into its plain text
     let up = Upstream::openai();
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({}),
-    ));
+    let (_dir, relay) = cached_relay(&up);
     stream_events(relay.addr(), "/v1/chat/completions", &ask_stream("t"));
     let r = post_json(&relay.url("/v1/chat/completions"), &ask("t"));
     assert_eq!(r.header("x-cache"), Some("HIT"));
@@ -135,13 +117,7 @@ fn cache_plain_answer_serves_streamed_request_as_chunks_with_tool_calls() {
     });
     let reply = Reply::json(200, answer.clone());
     let up = Upstream::start(move |_| reply.clone());
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({}),
-    ));
+    let (_dir, relay) = cached_relay(&up);
     let r = post_json(&relay.url("/v1/chat/completions"), &ask_tools(false));
     assert_eq!(r.header("x-cache"), Some("MISS"));
     let mut body = ask_tools(true);
@@ -185,13 +161,7 @@ fn cache_plain_answer_serves_streamed_request_as_chunks_with_tool_calls() {
 #[test]
 fn cache_completions_cross_mode_and_embeddings_are_cached() {
     let up = Upstream::openai();
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({}),
-    ));
+    let (_dir, relay) = cached_relay(&up);
     let s = stream_events(
         relay.addr(),
         "/v1/completions",

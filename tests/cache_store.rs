@@ -18,13 +18,7 @@ fn echo_upstream() -> Upstream {
 #[test]
 fn cache_second_identical_request_is_a_hit_without_upstream_call() {
     let up = echo_upstream();
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({}),
-    ));
+    let (dir, relay) = cached_relay(&up);
     let first = post_json(&chat_url(&relay), &ask("q1"));
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(first.header("x-cache"), Some("MISS"));
@@ -61,13 +55,7 @@ fn cache_second_identical_request_is_a_hit_without_upstream_call() {
 #[test]
 fn cache_key_ignores_key_order_and_whitespace_but_not_other_fields() {
     let up = echo_upstream();
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({}),
-    ));
+    let (_dir, relay) = cached_relay(&up);
     let base = br#"{"model":"m","temperature":0.5,"messages":[{"role":"user","content":"k"}]}"#;
     let r = post_raw(&chat_url(&relay), base, &[]);
     assert_eq!(r.header("x-cache"), Some("MISS"), "{}", r.body);
@@ -185,13 +173,7 @@ fn cache_errors_truncated_streams_and_empty_answers_are_not_stored() {
 #[test]
 fn cache_control_no_cache_refreshes_no_store_bypasses_max_age_limits() {
     let up = echo_upstream();
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({}),
-    ));
+    let (dir, relay) = cached_relay(&up);
     let url = chat_url(&relay);
     let cc = |v: &'static str| [("Cache-Control", v)];
 
@@ -298,13 +280,7 @@ fn cache_scope_key_keeps_clients_apart_shared_scope_does_not() {
 #[test]
 fn cache_stats_counts_hits_misses_and_tokens_saved() {
     let up = echo_upstream();
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({}),
-    ));
+    let (_dir, relay) = cached_relay(&up);
     for q in ["x", "x", "x", "y"] {
         assert_eq!(post_json(&chat_url(&relay), &ask(q)).status, 200);
     }

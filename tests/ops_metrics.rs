@@ -201,13 +201,7 @@ fn unreachable_upstream_counts_as_an_upstream_error() {
 #[test]
 fn cache_results_and_size_are_counted() {
     let up = Upstream::openai();
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({}),
-    ));
+    let (_dir, relay) = cached_relay(&up);
     let chat = json!({"model": "m", "messages": [{"role": "user", "content": "count me"}]});
     for expected in ["MISS", "HIT", "HIT"] {
         let r = post_json(&relay.url("/v1/chat/completions"), &chat);

@@ -28,6 +28,20 @@ pub fn cache_config(upstream: &str, dir: &Path, cache: Value, extra: Value) -> S
     config_json(upstream, top)
 }
 
+/// A relay in front of `up` with the cache on (defaults) in a fresh temp dir; keep the dir alive.
+pub fn cached_relay(
+    up: &super::upstream::Upstream,
+) -> (super::relay::TempDir, super::relay::Relay) {
+    let dir = super::relay::TempDir::new();
+    let relay = super::relay::Relay::start(&cache_config(
+        &up.base_url(),
+        dir.path(),
+        json!({}),
+        json!({}),
+    ));
+    (dir, relay)
+}
+
 /// A chat request asking `content`.
 pub fn ask(content: &str) -> Value {
     json!({"model": "m", "messages": [{"role": "user", "content": content}]})
