@@ -38,7 +38,8 @@ pub struct ClientConnection {
     // llm-relay patch: the most time one request head may take, from the start of waiting for
     // it to its blank line (None: unbounded, as upstream).
     head_timeout: Option<std::time::Duration>,
-    head_deadline: Option<std::time::Instant>,
+    /// In `util::coarse_clock` milliseconds (llm-relay patch).
+    head_deadline: Option<u64>,
     // llm-relay patch: bytes of the current request head received so far.
     head_bytes: usize,
 }
@@ -125,7 +126,7 @@ impl ClientConnection {
             self.head_bytes += 1;
             if self
                 .head_deadline
-                .is_some_and(|d| std::time::Instant::now() > d)
+                .is_some_and(|d| crate::util::coarse_clock::now_ms() > d)
             {
                 return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"));
             }
@@ -139,7 +140,9 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
-        self.head_deadline = self.head_timeout.map(|t| std::time::Instant::now() + t);
+        self.head_deadline = self
+            .head_timeout
+            .map(|t| crate::util::coarse_clock::now_ms() + t.as_millis() as u64);
         self.head_bytes = 0;
         let (method, path, version, headers) = {
             // reading the request line
