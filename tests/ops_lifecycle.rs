@@ -200,11 +200,7 @@ fn sighup_reload_changes_a_rules_effect_on_the_next_request() {
     );
     assert_eq!(last_upstream_model(&up), "model-a");
 
-    std::fs::write(relay.config_path(), rule_config(&up, "model-b")).unwrap();
-    relay.signal("HUP");
-    relay
-        .wait_for_log_line(Duration::from_secs(5), |l| l.contains("config reloaded"))
-        .expect("a `config reloaded` log line");
+    reload_with(&relay, &rule_config(&up, "model-b"));
     assert_eq!(
         post_json(&relay.url("/v1/chat/completions"), &chat("alias")).status,
         200
@@ -263,11 +259,7 @@ fn sighup_during_a_stream_keeps_the_stream_running_to_done() {
     wait_until(Duration::from_secs(5), "the upstream call", || {
         !up.requests().is_empty()
     });
-    std::fs::write(relay.config_path(), rule_config(&up, "model-b")).unwrap();
-    relay.signal("HUP");
-    relay
-        .wait_for_log_line(Duration::from_secs(5), |l| l.contains("config reloaded"))
-        .expect("a `config reloaded` log line");
+    reload_with(&relay, &rule_config(&up, "model-b"));
     assert_eq!(
         post_json(&relay.url("/v1/chat/completions"), &chat("alias")).status,
         200
@@ -282,4 +274,13 @@ fn sighup_during_a_stream_keeps_the_stream_running_to_done() {
         "model-a",
         "started with the old rule"
     );
+}
+
+/// Writes `config` over the relay's config file, sends SIGHUP and waits for the reload's log line.
+fn reload_with(relay: &Relay, config: &str) {
+    std::fs::write(relay.config_path(), config).unwrap();
+    relay.signal("HUP");
+    relay
+        .wait_for_log_line(Duration::from_secs(5), |l| l.contains("config reloaded"))
+        .expect("a `config reloaded` log line");
 }
