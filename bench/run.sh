@@ -288,15 +288,20 @@ check_hit() {
 # (1 M entries ~8 GB), about a minute per million.
 gen_cache_entries() { # DIR N
   python3 - "$1" "$2" "$ROOT/bench/chat_completion.json" <<'PY'
-import os, sys, secrets
-d, n, answer = sys.argv[1], int(sys.argv[2]), open(sys.argv[3]).read()
-meta = '{"route":"/chat/completions","version":1,"created":1800000000}\n{}\n'
+import hashlib, json, os, sys
+d, n, answer = sys.argv[1], int(sys.argv[2]), open(sys.argv[3], "rb").read()
+# the relay's entry format: the key is SHA-256 over route, scope and canonical request, and the
+# metadata carries the answer's checksum (see src/cache/store.rs)
+sha = hashlib.sha256(answer).hexdigest()
 for i in range(n):
-    k = secrets.token_hex(32)
+    canonical = '{"model":"filler","n":%d}' % i
+    k = hashlib.sha256(("llm-relay cache 2\n/chat/completions\n\n" + canonical).encode()).hexdigest()
+    meta = json.dumps({"route": "/chat/completions", "version": 1, "created": 1800000000,
+                       "scope": "", "sha256": sha}, separators=(",", ":"))
     sub = os.path.join(d, k[:2])
     os.makedirs(sub, exist_ok=True)
-    with open(os.path.join(sub, k + ".txt"), "w") as f: f.write(answer)
-    with open(os.path.join(sub, k + ".request"), "w") as f: f.write(meta)
+    with open(os.path.join(sub, k + ".txt"), "wb") as f: f.write(answer)
+    with open(os.path.join(sub, k + ".request"), "w") as f: f.write(meta + "\n" + canonical + "\n")
 PY
 }
 

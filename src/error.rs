@@ -5,7 +5,7 @@
 //! shape the OpenAI SDKs parse. Errors that come *from* the upstream are not wrapped: they
 //! pass through byte for byte.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// An error answered to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// For a 405: the methods the path allows, as the `Allow` header lists them.
     pub allow: Option<&'static str>,
+    /// Further members of the `error` object (an object), e.g. the key of a `cache_miss`.
+    pub detail: Option<Value>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             code,
             message,
             allow: None,
+            detail: None,
         }
     }
 
@@ -80,12 +83,15 @@ impl ApiError {
         ApiError::new(500, "server_error", "internal_error", message)
     }
 
-    /// The JSON body, `{"error":{"message","type","code"}}`.
+    /// The JSON body, `{"error":{"message","type","code"}}` (plus any `detail` members).
     pub fn body(&self) -> Vec<u8> {
-        let value = json!({
-            "error": { "message": self.message, "type": self.kind, "code": self.code }
-        });
-        value.to_string().into_bytes()
+        let mut error = json!({ "message": self.message, "type": self.kind, "code": self.code });
+        if let (Some(Value::Object(extra)), Some(e)) = (&self.detail, error.as_object_mut()) {
+            for (k, v) in extra {
+                e.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        json!({ "error": error }).to_string().into_bytes()
     }
 }
 

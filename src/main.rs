@@ -41,6 +41,12 @@ Usage: llm-relay [OPTIONS]
        llm-relay health [--url URL]   exit 0 if URL answers 200 [default: http://127.0.0.1:8080/health]
        llm-relay cache scan [--config FILE]   check the cache, quarantine bad entries, print a report
        llm-relay cache stats [--config FILE]  print cache entries, bytes and hits
+       llm-relay cache why REQUEST.json [--route PATH] [--config FILE]
+                 the request's cache key, and the closest recorded requests field by field
+       llm-relay cache export --out FILE [--model GLOB] [--since TIME] [--config FILE]
+                 write the cache's entries to one portable cassette file
+       llm-relay cache import FILE [--config FILE]
+                 merge a cassette into the cache directory (entry by entry, atomically)
 
 Options:
   -c, --config <FILE>  JSONC config file [default: config.jsonc]
@@ -52,11 +58,36 @@ Options:
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Serve { config: PathBuf },
-    Check { config: PathBuf },
-    Health { url: String },
-    CacheScan { config: PathBuf },
-    CacheStats { config: PathBuf },
+    Serve {
+        config: PathBuf,
+    },
+    Check {
+        config: PathBuf,
+    },
+    Health {
+        url: String,
+    },
+    CacheScan {
+        config: PathBuf,
+    },
+    CacheStats {
+        config: PathBuf,
+    },
+    CacheWhy {
+        config: PathBuf,
+        request: PathBuf,
+        route: Option<String>,
+    },
+    CacheExport {
+        config: PathBuf,
+        out: PathBuf,
+        model: Option<String>,
+        since: Option<String>,
+    },
+    CacheImport {
+        config: PathBuf,
+        file: PathBuf,
+    },
     Version,
     Help,
 }
@@ -79,20 +110,35 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             _ => Err("usage: llm-relay health [--url URL]".to_string()),
         };
     }
+    let mut file = None;
+    let (mut out, mut model, mut since, mut route) = (None, None, None, None);
     if args.peek().is_some_and(|a| a == "cache") {
         args.next();
         cache = match args.next().as_deref() {
-            Some(sub @ ("scan" | "stats")) => Some(sub.to_string()),
+            Some(sub @ ("scan" | "stats" | "why" | "export" | "import")) => Some(sub.to_string()),
             Some(other) => {
                 return Err(format!(
-                    "unknown cache command `{other}`; use scan or stats"
+                    "unknown cache command `{other}`; use scan, stats, why, export or import"
                 ))
             }
-            None => return Err("`cache` needs a command: scan or stats".to_string()),
+            None => {
+                return Err(
+                    "`cache` needs a command: scan, stats, why, export or import".to_string(),
+                )
+            }
         };
     }
+    let sub = cache.as_deref().unwrap_or("");
     while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
+            "--out" if sub == "export" => out = Some(PathBuf::from(value("--out")?)),
+            "--model" if sub == "export" => model = Some(value("--model")?),
+            "--since" if sub == "export" => since = Some(value("--since")?),
+            "--route" if sub == "why" => route = Some(value("--route")?),
+            s if (sub == "why" || sub == "import") && !s.starts_with('-') && file.is_none() => {
+                file = Some(PathBuf::from(s));
+            }
             "-c" | "--config" => {
                 config = args
                     .next()
@@ -106,11 +152,29 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
+    let need = |what: Option<PathBuf>, usage: &str| what.ok_or_else(|| format!("usage: {usage}"));
     Ok(if let Some(sub) = cache {
-        if sub == "scan" {
-            Command::CacheScan { config }
-        } else {
-            Command::CacheStats { config }
+        match sub.as_str() {
+            "scan" => Command::CacheScan { config },
+            "why" => Command::CacheWhy {
+                config,
+                request: need(file, "llm-relay cache why REQUEST.json [--route PATH]")?,
+                route,
+            },
+            "export" => Command::CacheExport {
+                config,
+                out: need(
+                    out,
+                    "llm-relay cache export --out FILE [--model GLOB] [--since TIME]",
+                )?,
+                model,
+                since,
+            },
+            "import" => Command::CacheImport {
+                config,
+                file: need(file, "llm-relay cache import FILE")?,
+            },
+            _ => Command::CacheStats { config },
         }
     } else if check {
         Command::Check { config }
@@ -129,6 +193,26 @@ fn main() -> ExitCode {
     };
     let scan = matches!(command, Command::CacheScan { .. });
     match command {
+        Command::CacheWhy {
+            config,
+            request,
+            route,
+        } => cache_tool(&config, |cfg| {
+            cache_why(cfg, &request, route.as_deref()).map(|text| print!("{text}"))
+        }),
+        Command::CacheExport {
+            config,
+            out,
+            model,
+            since,
+        } => cache_tool(&config, |cfg| {
+            let since = since.as_deref().map(cache::parse_since).transpose()?;
+            let filter = cache::ExportFilter { model, since };
+            cache::export_command(&cfg.cache, &out, &filter).map(|line| println!("{line}"))
+        }),
+        Command::CacheImport { config, file } => cache_tool(&config, |cfg| {
+            cache::import_command(&cfg.cache, &file).map(|line| println!("{line}"))
+        }),
         Command::Help => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -201,6 +285,73 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs a `cache` command that needs the config: exit 1 on a config error or its own.
+fn cache_tool(
+    config: &std::path::Path,
+    run: impl FnOnce(&config::Config) -> Result<(), String>,
+) -> ExitCode {
+    let cfg = match config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("llm-relay: config error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match run(&cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("llm-relay: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `cache why`: reads the request, applies the rules and shaping the relay would, and asks
+/// the cache.
+fn cache_why(
+    cfg: &config::Config,
+    request: &std::path::Path,
+    route: Option<&str>,
+) -> Result<String, String> {
+    let text =
+        std::fs::read(request).map_err(|e| format!("cannot read {}: {e}", request.display()))?;
+    let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice(&text) else {
+        return Err(format!(
+            "{} is not a JSON object; give the request body as the client sends it",
+            request.display()
+        ));
+    };
+    let route = match route.map(|r| r.strip_prefix("/v1").unwrap_or(r)) {
+        Some(r @ ("/chat/completions" | "/completions" | "/embeddings")) => r,
+        Some(other) => {
+            return Err(format!(
+                "--route {other}: use /chat/completions, /completions or /embeddings"
+            ))
+        }
+        None if body.contains_key("messages") => "/chat/completions",
+        None if body.contains_key("prompt") => "/completions",
+        None if body.contains_key("input") => "/embeddings",
+        None => {
+            return Err(
+                "cannot tell the route from the body; pass --route /chat/completions (or \
+                 /completions, /embeddings)"
+                    .to_string(),
+            )
+        }
+    };
+    rules::apply(&cfg.rules, &mut body);
+    if route == "/chat/completions" {
+        shape::apply_chat(&cfg.shaping, &mut body);
+    }
+    let model = body
+        .get("model")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let models = cfg.upstreams.effective_models(&model);
+    cache::why_command(&cfg.cache, route, &body, &models)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +406,33 @@ mod tests {
             })
         );
         assert!(parse(&["cache"]).is_err());
+        assert_eq!(
+            parse(&["cache", "why", "r.json", "--route", "/v1/completions"]),
+            Ok(Command::CacheWhy {
+                config: cfg("config.jsonc"),
+                request: cfg("r.json"),
+                route: Some("/v1/completions".to_string())
+            })
+        );
+        assert_eq!(
+            parse(&["cache", "export", "--out", "c.jsonl", "--model", "gpt-*", "-c", "x"]),
+            Ok(Command::CacheExport {
+                config: cfg("x"),
+                out: cfg("c.jsonl"),
+                model: Some("gpt-*".to_string()),
+                since: None
+            })
+        );
+        assert_eq!(
+            parse(&["cache", "import", "c.jsonl"]),
+            Ok(Command::CacheImport {
+                config: cfg("config.jsonc"),
+                file: cfg("c.jsonl")
+            })
+        );
+        assert!(parse(&["cache", "export"]).is_err());
+        assert!(parse(&["cache", "import"]).is_err());
+        assert!(parse(&["--out", "x"]).is_err());
         assert!(parse(&["cache", "wipe"]).is_err());
     }
 }

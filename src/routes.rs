@@ -181,19 +181,21 @@ fn relay(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let stream = body.get("stream") == Some(&Value::Bool(true));
-    let include_usage = body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        == Some(&Value::Bool(true));
+    let delivery = cache::Delivery::of(&body);
 
     let mut cached = None;
     if let Some(cache) = &state.cache {
-        let plan = cache.plan(endpoint.path(), &body, &headers);
+        let models = state.upstream.effective_models(&access.model);
+        let plan = cache.plan(endpoint.path(), &body, &headers, &models)?;
         match cache.lookup(&plan) {
             Ok(entry) => {
-                answer_hit(cache, &plan, &entry, slot, access, (stream, include_usage));
+                answer_hit(cache, &entry, slot, access, delivery);
                 return Ok(Handled::Done);
+            }
+            Err(_) if plan.mode == cache::Mode::Replay => {
+                cache.missed();
+                access.cache = "miss";
+                return Err(cache.replay_miss(&plan));
             }
             Err(status) => cached = Some((plan, status)),
         }
@@ -209,8 +211,7 @@ fn relay(
         endpoint,
         headers,
         body,
-        stream,
-        include_usage,
+        delivery,
         cached,
     };
     Ok(Handled::Continue(Box::new(move |state, slot, access| {
@@ -221,20 +222,18 @@ fn relay(
     })))
 }
 
-/// Answers a cache hit; `mode` is (streamed, include_usage) as the client asked.
+/// Answers a cache hit in the shape the client asked for.
 fn answer_hit(
     cache: &cache::Cache,
-    plan: &cache::Plan,
     entry: &cache::Entry,
     slot: &mut Option<Request>,
     access: &mut Access,
-    (stream, include_usage): (bool, bool),
+    delivery: cache::Delivery,
 ) {
     if let Some(req) = slot.take() {
-        cache.served(&plan.key, entry);
+        cache.served(entry);
         access.cache = "hit";
-        (access.status, access.bytes) =
-            cache::respond_hit(req, &plan.key, entry, stream, include_usage);
+        (access.status, access.bytes) = cache::respond_hit(req, entry, delivery);
     }
 }
 
@@ -244,8 +243,7 @@ struct Call {
     headers: Vec<(String, String)>,
     /// The body after rules and shaping (the per-endpoint `model` override comes at send time).
     body: Map<String, Value>,
-    stream: bool,
-    include_usage: bool,
+    delivery: cache::Delivery,
     /// The cache's plan and why it did not answer, when the cache is on.
     cached: Option<(cache::Plan, cache::Status)>,
 }
@@ -262,15 +260,19 @@ fn call_upstream(
     let cache = state.cache.as_deref();
     let mut _leader = None;
     let mut reply_extra = Vec::new();
-    if let (Some(cache), Some((plan, status))) = (cache, &call.cached) {
-        if *status == cache::Status::Miss {
-            match cache.join(&plan.key) {
+    let mut plan = None;
+    if let (Some(cache), Some((p, status))) = (cache, &call.cached) {
+        if *status == cache::Status::Miss && p.stores() {
+            match cache.join(p) {
                 cache::Role::Leader(guard) => _leader = Some(guard),
+                cache::Role::Hit(entry) => {
+                    answer_hit(cache, &entry, slot, access, call.delivery);
+                    return Ok(());
+                }
                 cache::Role::Follower(flight) => {
                     flight.wait(state.config.timeouts.first_byte);
-                    if let Ok(entry) = cache.lookup(plan) {
-                        let mode = (call.stream, call.include_usage);
-                        answer_hit(cache, plan, &entry, slot, access, mode);
+                    if let Ok(entry) = cache.lookup(p) {
+                        answer_hit(cache, &entry, slot, access, call.delivery);
                         return Ok(());
                     }
                 }
@@ -281,32 +283,54 @@ fn call_upstream(
         }
         access.cache = status.label();
         reply_extra.push(("X-Cache".to_string(), status.header().to_string()));
-        reply_extra.push(("X-Cache-Key".to_string(), plan.key.clone()));
+        reply_extra.push(("X-Cache-Key".to_string(), p.key.clone()));
+        plan = Some((cache, p));
     }
-    // Where a complete success goes: the cache, unless `no-store`.
-    let record = |response: &[u8]| {
-        if let (Some(cache), Some((plan, status))) = (cache, &call.cached) {
-            if *status != cache::Status::Bypass {
-                cache.store(plan, response);
-            }
-        }
-    };
+    // A stream the cache keeps is asked for its usage, so it can serve any shape later; the
+    // client gets the usage chunk only if it asked for it.
+    let mut body = call.body;
+    let ask_usage = plan.is_some_and(|(_, p)| p.asks_usage()) && !call.delivery.include_usage;
+    let client_options = body.get("stream_options").cloned();
+    if ask_usage {
+        ask_for_usage(&mut body);
+    }
 
     let up = &state.upstream;
-    let mode = if call.stream {
+    let mode = if call.delivery.stream {
         Mode::Stream
     } else {
         Mode::Whole
     };
     let upstream_started = Instant::now();
-    let sent = up.post(
-        call.endpoint.path(),
-        &call.headers,
-        &call.body,
-        &access.model,
-        mode,
-    )?;
+    let path = call.endpoint.path();
+    let mut sent = up.post(path, &call.headers, &body, &access.model, mode)?;
+    if ask_usage && sent.response.status().as_u16() == 400 {
+        // Some OpenAI-compatible servers refuse `stream_options`: then the request goes again
+        // as the client sent it (its stream is stored without usage, and serves only streams
+        // that do not ask for it). Any other 400 is the client's answer.
+        let headers = response_headers(sent.response.headers());
+        let text = upstream::read_body(&sent.base, sent.response.into_body())?;
+        if !String::from_utf8_lossy(&text).contains("stream_options") {
+            access.upstream = sent.base;
+            access.status = 400;
+            access.upstream_time = upstream_started.elapsed();
+            body_log::record(&access.path, &body, 400, &text);
+            if let Some(req) = slot.take() {
+                let mut headers = headers;
+                headers.extend(reply_extra);
+                access.bytes = respond(req, 400, &headers, text);
+            }
+            return Ok(());
+        }
+        match client_options {
+            Some(o) => body.insert("stream_options".to_string(), o),
+            None => body.remove("stream_options"),
+        };
+        sent = up.post(path, &call.headers, &body, &access.model, mode)?;
+    }
     access.upstream = sent.base.clone();
+    let model = up.effective_model(&sent.endpoint, &access.model);
+    let store = plan.map(|(cache, p)| (cache, p, model.as_str()));
     let response = sent.response;
     let status = response.status().as_u16();
     let mut reply_headers = response_headers(response.headers());
@@ -317,7 +341,7 @@ fn call_upstream(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
 
-    if call.stream && status == 200 && is_sse {
+    if call.delivery.stream && status == 200 && is_sse {
         let Some(req) = slot.take() else {
             return Ok(());
         };
@@ -335,18 +359,22 @@ fn call_upstream(
                 format!("upstream {base} broke the stream: {e}")
             }
         };
-        let relayed = sse::relay(&mut reader, &mut out, &describe);
+        // stores the complete stream before its final event reaches the client
+        let mut tap = cache::StreamTap {
+            store,
+            route: path,
+            client_usage: call.delivery.include_usage,
+        };
+        let relayed = sse::relay(&mut reader, &mut out, &describe, &mut tap);
         access.bytes = out.bytes;
-        if relayed.end == End::Complete {
-            record(&relayed.recorded); // before the stream's end, so a next request finds it
-        } else if matches!(relayed.end, End::Interrupted(_)) {
+        if matches!(relayed.end, End::Interrupted(_)) {
             up.stream_failed(&sent.endpoint);
         }
         if relayed.end != End::ClientGone {
             let _ = out.finish();
         }
         access.upstream_time = upstream_started.elapsed();
-        body_log::record(&access.path, &call.body, status, &relayed.recorded);
+        body_log::record(&access.path, &body, status, &relayed.recorded);
         (access.prompt_tokens, access.completion_tokens) = usage::stream_tokens(&relayed.recorded);
         return Ok(());
     }
@@ -354,15 +382,28 @@ fn call_upstream(
     let data = upstream::read_body(&access.upstream, response.into_body())?;
     access.upstream_time = upstream_started.elapsed();
     access.status = status;
-    if (200..300).contains(&status) {
-        record(&data); // before answering, so the client's next request finds it
+    if let (true, Some((cache, p, model))) = ((200..300).contains(&status), store) {
+        cache.store(p, model, &data); // before answering, so the client's next request finds it
     }
-    body_log::record(&access.path, &call.body, status, &data);
+    body_log::record(&access.path, &body, status, &data);
     (access.prompt_tokens, access.completion_tokens) = usage::tokens(&data);
     if let Some(req) = slot.take() {
         access.bytes = respond(req, status, &reply_headers, data);
     }
     Ok(())
+}
+
+/// Sets `stream_options.include_usage` (keeping any other stream options).
+fn ask_for_usage(body: &mut Map<String, Value>) {
+    let options = body
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    if let Some(o) = options.as_object_mut() {
+        o.insert("include_usage".to_string(), Value::Bool(true));
+    }
 }
 
 /// `GET /v1/models`: the upstream's list plus each rule's model name, so clients can discover

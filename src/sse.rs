@@ -3,9 +3,12 @@
 //! tiny_http's own response path copies a `Read` through a buffered chunk encoder, which lumps
 //! events together. So a stream takes over the raw connection ([`SseOut`]): it writes the status
 //! line, headers and chunked framing itself and flushes at every event boundary (a blank line).
-//! [`relay`] forwards each upstream line as it arrives, records a copy, and knows whether the
-//! stream ended properly (`data: [DONE]` or a `finish_reason`); a stream cut short ends with an
-//! SSE error event instead of a silent cut.
+//! [`relay`] forwards each upstream event as its lines arrive, records a copy, and knows whether
+//! the stream ended properly (`data: [DONE]` or a `finish_reason`); a stream cut short ends
+//! with an SSE error event instead of a silent cut. A [`Tap`] sees every event on the way: it
+//! may hold one back from the client, and it gets the complete recording just before the
+//! stream's final event reaches the client (so the cache has it before the client can ask
+//! again).
 
 use std::io::{self, BufRead, Write};
 
@@ -187,17 +190,41 @@ pub fn error_event(message: &str) -> Vec<u8> {
     format!("data: {v}\n\n").into_bytes()
 }
 
-/// Forwards `upstream` to `out` line by line, flushing at each event boundary, and records a
-/// copy. `describe_error` turns a read error into the message of the closing error event.
+/// Watches a relayed stream (the cache's recorder).
+pub trait Tap {
+    /// Whether `event` (its lines and the blank line ending it) goes to the client.
+    fn pass(&mut self, event: &[u8]) -> bool;
+    /// The stream is complete; `recorded` is all of it. Called once, before the final event
+    /// (`data: [DONE]`, or the end of the response for streams without one) reaches the client.
+    fn complete(&mut self, recorded: &[u8]);
+}
+
+/// A tap that passes everything and keeps nothing.
+#[cfg(test)]
+pub struct NoTap;
+
+#[cfg(test)]
+impl Tap for NoTap {
+    fn pass(&mut self, _event: &[u8]) -> bool {
+        true
+    }
+    fn complete(&mut self, _recorded: &[u8]) {}
+}
+
+/// Forwards `upstream` to `out` event by event (each flushed as its blank line arrives), and
+/// records a copy. `describe_error` turns a read error into the message of the closing error
+/// event; `tap` may hold events back and is told when the stream is complete.
 pub fn relay(
     upstream: &mut dyn BufRead,
     out: &mut SseOut,
     describe_error: &dyn Fn(&io::Error) -> String,
+    tap: &mut dyn Tap,
 ) -> Relayed {
     let mut recorded = Vec::with_capacity(4096);
     let mut completion = Completion::default();
     let mut line = Vec::with_capacity(512);
-    let mut at_boundary = true;
+    let mut event = Vec::with_capacity(1024);
+    let mut told = false;
     let failure = loop {
         line.clear();
         match upstream.read_until(b'\n', &mut line) {
@@ -208,8 +235,18 @@ pub fn relay(
         }
         recorded.extend_from_slice(&line);
         completion.observe(&line);
-        at_boundary = is_blank(&line);
-        if out.write(&line).is_err() || (at_boundary && out.flush().is_err()) {
+        event.extend_from_slice(&line);
+        if !is_blank(&line) {
+            continue;
+        }
+        if completion.done && !told {
+            told = true;
+            tap.complete(&recorded);
+        }
+        let pass = tap.pass(&event);
+        let sent = !pass || out.write(&event).and_then(|()| out.flush()).is_ok();
+        event.clear();
+        if !sent {
             return Relayed {
                 end: End::ClientGone,
                 recorded,
@@ -221,10 +258,13 @@ pub fn relay(
         None => End::Interrupted("upstream closed the stream before it finished".to_string()),
         Some(msg) => End::Interrupted(msg),
     };
-    let mut tail = Vec::new();
-    if !at_boundary {
+    if end == End::Complete && !told {
+        tap.complete(&recorded);
+    }
+    let mut tail = std::mem::take(&mut event);
+    if !tail.is_empty() {
         // close a half-written event so the client's parser sees it end
-        tail.extend_from_slice(if line.ends_with(b"\n") {
+        tail.extend_from_slice(if tail.ends_with(b"\n") {
             b"\n"
         } else {
             b"\n\n"

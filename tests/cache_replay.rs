@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-fn tool_call_stream() -> Vec<String> {
-    vec![
+/// A tool-call stream, ending with the usage chunk when the request asks for it.
+fn tool_call_stream(req: &RecordedRequest) -> Vec<String> {
+    let mut events = vec![
         chat_chunk("m", json!({"role": "assistant", "content": null}), None),
         chat_chunk(
             "m",
@@ -27,8 +28,12 @@ fn tool_call_stream() -> Vec<String> {
             None,
         ),
         chat_chunk("m", json!({}), Some("tool_calls")),
-        sse_done(),
-    ]
+    ];
+    if wants_usage(req) {
+        events.push(usage_chunk("m", "chat.completion.chunk"));
+    }
+    events.push(sse_done());
+    events
 }
 
 fn ask_tools(stream: bool) -> Value {
@@ -68,11 +73,14 @@ fn cache_streamed_hit_replays_recorded_events_flushed_per_event() {
 
 #[test]
 fn cache_stream_answer_serves_plain_request_with_tool_calls() {
-    let events: Vec<(Duration, String)> = tool_call_stream()
-        .into_iter()
-        .map(|e| (Duration::ZERO, e))
-        .collect();
-    let up = Upstream::start(move |_| Reply::sse(events.clone()));
+    let up = Upstream::start(|r| {
+        Reply::sse(
+            tool_call_stream(r)
+                .into_iter()
+                .map(|e| (Duration::ZERO, e))
+                .collect(),
+        )
+    });
     let (_dir, relay) = cached_relay(&up);
     let s = stream_events(relay.addr(), "/v1/chat/completions", &ask_tools(true));
     assert_eq!(s.header("x-cache"), Some("MISS"));

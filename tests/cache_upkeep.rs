@@ -132,17 +132,6 @@ fn set_old(p: &Path) {
         .unwrap();
 }
 
-fn write_pair(dir: &Path, key: &str, response: &str) {
-    let sub = dir.join(&key[..2]);
-    std::fs::create_dir_all(&sub).unwrap();
-    std::fs::write(
-        sub.join(format!("{key}.request")),
-        "{\"route\":\"/chat/completions\",\"version\":1,\"created\":1800000000}\n{}\n",
-    )
-    .unwrap();
-    std::fs::write(sub.join(format!("{key}.txt")), response).unwrap();
-}
-
 #[test]
 fn cache_scan_quarantines_errors_truncated_orphans_and_temp_files() {
     let up = echo_upstream();
@@ -156,16 +145,19 @@ fn cache_scan_quarantines_errors_truncated_orphans_and_temp_files() {
     }
     let d = dir.path();
     let k = |c: char| c.to_string().repeat(64);
-    write_pair(d, &k('a'), r#"{"error":{"message":"rate limited"}}"#);
-    write_pair(
-        d,
-        &k('b'),
+    let entry = |n: u32, response: &str| {
+        let canonical = format!("{{\"model\":\"m\",\"n\":{n}}}");
+        write_entry(d, "/chat/completions", &canonical, response)
+    };
+    let error = entry(1, r#"{"error":{"message":"rate limited"}}"#);
+    entry(
+        2,
         "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n",
     );
-    write_pair(d, &k('c'), "");
-    write_pair(d, &k('d'), "{\"choices\":[{\"mess");
-    write_pair(d, &k('f'), r#"{"choices":[{"message":{"content":"x"}}]}"#);
-    let torn_request = d.join("ff").join(format!("{}.request", k('f')));
+    entry(3, "");
+    entry(4, "{\"choices\":[{\"mess");
+    let torn = entry(5, r#"{"choices":[{"message":{"content":"x"}}]}"#);
+    let torn_request = d.join(&torn[..2]).join(format!("{torn}.request"));
     std::fs::write(
         &torn_request,
         "{\"route\":\"/chat/completions\",\"version\":1,\"created\":1}\n{\"mess",
@@ -206,7 +198,7 @@ fn cache_scan_quarantines_errors_truncated_orphans_and_temp_files() {
         young.exists(),
         "a young orphan may be another relay mid-write: left alone"
     );
-    assert!(files_ending(&d.join("aa"), "").is_empty());
+    assert!(files_ending(&d.join(&error[..2]), &error).is_empty());
 
     // the relay runs the same scan in the background at start-up and answers at once
     let relay = Relay::start(&cfg);

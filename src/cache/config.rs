@@ -18,6 +18,9 @@ pub struct RawCache {
     memory_items: Option<usize>,
     scope: Option<String>,
     maintenance: Option<RawMaintenance>,
+    mode: Option<String>,
+    mode_header: Option<Vec<String>>,
+    ignore_fields: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +30,45 @@ struct RawMaintenance {
     retention_days: Option<f64>,
     min_hit_count: Option<u64>,
     on_startup: Option<bool>,
+}
+
+/// What the cache does with a request (`cache.mode`, or `X-Relay-Cache-Mode` where allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Hits are served; misses go upstream and are stored (the default).
+    ReadWrite,
+    /// Hits are served; misses go upstream and are not stored.
+    ReadOnly,
+    /// Every request goes upstream; its complete answer replaces the entry.
+    Record,
+    /// Offline: only hits are served; a miss is a `cache_miss` error and never goes upstream.
+    Replay,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [Mode::ReadWrite, Mode::ReadOnly, Mode::Record, Mode::Replay];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::ReadWrite => "read_write",
+            Mode::ReadOnly => "read_only",
+            Mode::Record => "record",
+            Mode::Replay => "replay",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// Whether a complete answer from upstream is stored.
+    pub fn stores(self) -> bool {
+        matches!(self, Mode::ReadWrite | Mode::Record)
+    }
+}
+
+fn mode_names() -> String {
+    Mode::ALL.map(|m| format!("\"{}\"", m.name())).join(", ")
 }
 
 /// Whose entries a request may see.
@@ -60,6 +102,12 @@ pub struct CacheConfig {
     pub scope: Scope,
     /// `None`: no maintenance (entries are kept until removed by hand).
     pub maintenance: Option<Maintenance>,
+    pub mode: Mode,
+    /// Modes a request may choose with `X-Relay-Cache-Mode` (`cache.mode_header`); empty: the
+    /// header is refused.
+    pub header_modes: Vec<Mode>,
+    /// Top-level request fields left out of the key (`cache.ignore_fields`).
+    pub ignore_fields: Vec<String>,
 }
 
 pub const DEFAULT_DIR: &str = "llm_cache";
@@ -77,6 +125,9 @@ impl CacheConfig {
                 memory_items: None,
                 scope: None,
                 maintenance: None,
+                mode: None,
+                mode_header: None,
+                ignore_fields: None,
             }));
         };
         let scope = match raw.scope.as_deref() {
@@ -115,7 +166,36 @@ impl CacheConfig {
                 })
             }
         };
+        let mode = match raw.mode.as_deref() {
+            None => Mode::ReadWrite,
+            Some(m) => Mode::parse(m).ok_or_else(|| {
+                format!("`cache.mode` must be one of {}, got \"{m}\"", mode_names())
+            })?,
+        };
+        let mut header_modes = Vec::new();
+        for m in raw.mode_header.unwrap_or_default() {
+            let parsed = Mode::parse(&m).ok_or_else(|| {
+                format!(
+                    "`cache.mode_header` lists the modes a request may choose with \
+                     X-Relay-Cache-Mode, each one of {}; got \"{m}\"",
+                    mode_names()
+                )
+            })?;
+            header_modes.push(parsed);
+        }
+        let ignore_fields = raw.ignore_fields.unwrap_or_default();
+        for f in &ignore_fields {
+            if matches!(f.as_str(), "model" | "messages" | "prompt" | "input" | "") {
+                return Err(format!(
+                    "`cache.ignore_fields` cannot leave out \"{f}\": the answer depends on it; \
+                     list volatile fields such as \"user\" or \"metadata\""
+                ));
+            }
+        }
         Ok(CacheConfig {
+            mode,
+            header_modes,
+            ignore_fields,
             enabled: raw.enabled.unwrap_or(true),
             dir: PathBuf::from(dir),
             version: raw.version.unwrap_or(1),
@@ -132,7 +212,21 @@ impl CacheConfig {
             return "cache: off\n".to_string();
         }
         format!(
-            "cache: dir {}, version {}{}, ttl {}, memory_items {}, scope {:?}, maintenance {}\n",
+            "cache: mode {}{}, dir {}, version {}{}, ttl {}, memory_items {}, scope {:?}, \
+             ignore_fields [{}], maintenance {}\n",
+            self.mode.name(),
+            if self.header_modes.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (X-Relay-Cache-Mode may choose {})",
+                    self.header_modes
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
             self.dir.display(),
             self.version,
             if self.override_old { " (override)" } else { "" },
@@ -140,6 +234,7 @@ impl CacheConfig {
                 .map_or("none".to_string(), |t| format!("{} s", t.as_secs())),
             self.memory_items,
             self.scope,
+            self.ignore_fields.join(", "),
             self.maintenance
                 .as_ref()
                 .map_or("off".to_string(), |m| format!(

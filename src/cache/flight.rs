@@ -3,7 +3,8 @@
 //! The first request for a key becomes the leader and goes upstream; later ones for the same
 //! key wait until the leader is done (its [`Leader`] guard dropped, whatever happened), then
 //! look the cache up again: a hit if the leader stored an answer, else they go upstream
-//! themselves.
+//! themselves. A new leader looks the cache up once more too (`Cache::join`): its first
+//! lookup may have come just before a previous leader stored the answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -30,6 +31,8 @@ pub struct Leader<'a> {
 pub enum Role<'a> {
     Leader(Leader<'a>),
     Follower(Arc<Flight>),
+    /// A leader that found the answer stored after all.
+    Hit(Arc<super::Entry>),
 }
 
 impl Flights {

@@ -3,7 +3,10 @@
 //! Canonical means object keys sorted (byte order), no insignificant whitespace, and numbers
 //! and strings as serde_json writes them, so key order and formatting never cause a miss.
 //! `stream` and `stream_options` are left out: a streamed and a plain request for the same
-//! thing share one entry (the replay converts between the two).
+//! thing share one entry (the replay converts between the two, and serves a usage chunk only
+//! when asked). So are the fields of `cache.ignore_fields`. `model` is the *effective* model,
+//! the one the chosen endpoint is sent (after rules and its per-endpoint `model` override), so
+//! an answer of one model never serves a request the config sends to another.
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -11,12 +14,13 @@ use sha2::{Digest, Sha256};
 /// Top-level request fields that do not change the answer, only its delivery.
 const DELIVERY_FIELDS: &[&str] = &["stream", "stream_options"];
 
-/// The canonical bytes of a request body, without the delivery fields.
-pub fn canonical_request(body: &Map<String, Value>) -> Vec<u8> {
+/// The canonical bytes of a request body as sent with `model`, without the delivery fields
+/// and the `ignore`d ones.
+pub fn canonical_request(body: &Map<String, Value>, model: &str, ignore: &[String]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     let mut keys: Vec<&String> = body
         .keys()
-        .filter(|k| !DELIVERY_FIELDS.contains(&k.as_str()))
+        .filter(|k| !DELIVERY_FIELDS.contains(&k.as_str()) && !ignore.contains(k))
         .collect();
     keys.sort();
     out.push(b'{');
@@ -26,7 +30,9 @@ pub fn canonical_request(body: &Map<String, Value>) -> Vec<u8> {
         }
         write_string(k, &mut out);
         out.push(b':');
-        if let Some(v) = body.get(k) {
+        if k == "model" {
+            write_string(model, &mut out);
+        } else if let Some(v) = body.get(k) {
             canonical(v, &mut out);
         }
     }
@@ -72,10 +78,11 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
 }
 
 /// The entry key: SHA-256 (lowercase hex) over the route, the scope and the canonical body.
-/// `scope` is empty for the shared scope, else the hashed client credential.
+/// `scope` is empty for the shared scope, else the hashed client credential. Format 2: the
+/// body carries the effective model (format 1 keyed the model as the client named it).
 pub fn entry_key(route: &str, scope: &str, canonical_body: &[u8]) -> String {
     let mut h = Sha256::new();
-    h.update(b"llm-relay cache 1\n");
+    h.update(b"llm-relay cache 2\n");
     h.update(route.as_bytes());
     h.update(b"\n");
     h.update(scope.as_bytes());
@@ -92,12 +99,20 @@ pub fn credential_scope(credential: &str) -> String {
     hex(&h.finalize())
 }
 
+/// SHA-256 of `bytes`, lowercase hex: the checksum that binds a response file to its entry.
+pub fn checksum(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
+        for nibble in [b >> 4, b & 15] {
+            if let Some(&d) = DIGITS.get(usize::from(nibble)) {
+                s.push(char::from(d));
+            }
+        }
     }
     s
 }
@@ -116,17 +131,18 @@ mod tests {
 
     fn canon(v: Value) -> String {
         let Value::Object(m) = v else { panic!() };
-        String::from_utf8(canonical_request(&m)).unwrap()
+        String::from_utf8(canonical_request(&m, "m", &["user".to_string()])).unwrap()
     }
 
     #[test]
-    fn keys_sorted_delivery_fields_dropped() {
+    fn keys_sorted_delivery_and_ignored_fields_dropped_model_effective() {
         assert_eq!(
             canon(
                 json!({"b": 1, "a": {"y": [1, {"d": 2, "c": 1}], "x": "s"}, "stream": true,
-                         "stream_options": {"include_usage": true}})
+                         "stream_options": {"include_usage": true}, "user": "u-17",
+                         "model": "alias"})
             ),
-            r#"{"a":{"x":"s","y":[1,{"c":1,"d":2}]},"b":1}"#
+            r#"{"a":{"x":"s","y":[1,{"c":1,"d":2}]},"b":1,"model":"m"}"#
         );
         assert_eq!(
             canon(json!({"t": 0.7, "s": "a\"b"})),

@@ -1,12 +1,15 @@
 //! The response cache: pay once per identical request, answer every repeat from disk or memory.
 //!
-//! Owns the cache directory (no other module touches it). [`Cache::plan`] derives the key of a
-//! request (SHA-256 over route, scope and canonical body, see `key.rs`) and reads its
-//! `Cache-Control`; [`Cache::lookup`] finds a servable entry (memory tier, then the file pair);
-//! [`Cache::store`] keeps a complete success; `serve.rs` answers a hit in either mode. Around
-//! that: single-flight (`flight.rs`), the start-up scan (`scan.rs`) and upkeep (`upkeep.rs`)
-//! on one background thread, and counters for `GET /cache/stats`.
+//! Owns the cache directory (no other module touches it). [`Cache::plan`] derives the keys of
+//! a request (SHA-256 over route, scope and canonical body with the effective model, one per
+//! model the config may send it to, see `key.rs`), its mode and `Cache-Control`;
+//! [`Cache::lookup`] finds an entry that can answer in the shape asked for (memory tier, then
+//! the verified file pair); [`Cache::store`] keeps a complete success; `serve.rs` answers a hit
+//! in either mode. Around that: single-flight (`flight.rs`), the start-up scan (`scan.rs`) and
+//! upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
+//! diff of a miss (`why.rs`) and portable cassettes (`cassette.rs`).
 
+mod cassette;
 mod config;
 mod flight;
 mod key;
@@ -16,6 +19,7 @@ mod scan;
 mod serve;
 mod store;
 mod upkeep;
+mod why;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,16 +28,27 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use crate::error::ApiError;
 use crate::log;
-pub use config::{CacheConfig, RawCache, Scope};
+pub use cassette::{export_command, import_command, parse_since, ExportFilter};
+pub use config::{CacheConfig, Mode, RawCache, Scope};
 pub use flight::Role;
-pub use serve::respond_hit;
+pub use replay::Delivery;
+pub use serve::{respond_hit, StreamTap};
+
+/// The request header that chooses a cache mode, where `cache.mode_header` allows it.
+pub const MODE_HEADER: &str = "x-relay-cache-mode";
 
 /// One servable entry.
 #[derive(Debug)]
 pub struct Entry {
+    pub key: String,
+    /// The API route it answers (from its metadata).
+    pub route: String,
     /// The stored response: a JSON body or SSE text.
     pub response: Vec<u8>,
+    /// Whether the response carries `usage`.
+    pub has_usage: bool,
     /// Unix time in seconds (millisecond precision) when it was written.
     pub created: f64,
     pub version: u32,
@@ -100,10 +115,128 @@ impl Status {
 /// The cache's view of one request.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The key for the first effective model: `X-Cache-Key` of a miss, the single flight.
     pub key: String,
     route: String,
-    canonical: Vec<u8>,
+    scope: String,
+    /// One per effective model an endpoint serving the request would send.
+    candidates: Vec<Candidate>,
     pub control: Control,
+    pub mode: Mode,
+    pub delivery: Delivery,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    model: String,
+    key: String,
+    canonical: Vec<u8>,
+    /// Sent by a weighted endpoint (the config's first choice): only these are looked up, so
+    /// a standby's answer under another model never serves a request the primaries would take.
+    primary: bool,
+}
+
+impl Plan {
+    /// Whether an answer from upstream is stored.
+    pub fn stores(&self) -> bool {
+        self.mode.stores() && !self.control.no_store
+    }
+
+    /// Whether this request must ask a streaming upstream for usage
+    /// (`stream_options.include_usage`), which the relay then drops for a client that did not.
+    pub fn asks_usage(&self) -> bool {
+        self.stores() && self.delivery.stream && replay::asks_usage(&self.route)
+    }
+
+    /// The keys, mode and cache control of a request. `headers` are the client's; `models`
+    /// are the effective models of the endpoints that serve the request's model, each with
+    /// whether a weighted (non-standby) endpoint sends it (empty: the body's own model).
+    pub fn new(
+        config: &CacheConfig,
+        route: &str,
+        body: &Map<String, Value>,
+        headers: &[(String, String)],
+        models: &[(String, bool)],
+    ) -> Result<Plan, ApiError> {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let mode = match header(MODE_HEADER) {
+            None => config.mode,
+            Some(v) => header_mode(config, v.trim())?,
+        };
+        let scope = match config.scope {
+            Scope::Shared => String::new(),
+            Scope::Key => {
+                let credential = header("authorization")
+                    .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+                    .or_else(|| header("x-api-key").map(str::trim))
+                    .unwrap_or("");
+                key::credential_scope(credential)
+            }
+        };
+        let own = body.get("model").and_then(Value::as_str).unwrap_or("");
+        let fallback = [(own.to_string(), true)];
+        let models = if models.is_empty() {
+            &fallback[..]
+        } else {
+            models
+        };
+        let any_primary = models.iter().any(|(_, p)| *p);
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(models.len());
+        for (model, primary) in models {
+            if candidates.iter().any(|c| &c.model == model) {
+                continue;
+            }
+            let canonical = key::canonical_request(body, model, &config.ignore_fields);
+            candidates.push(Candidate {
+                key: key::entry_key(route, &scope, &canonical),
+                model: model.clone(),
+                canonical,
+                primary: *primary || !any_primary,
+            });
+        }
+        let key = candidates
+            .iter()
+            .find(|c| c.primary)
+            .map(|c| c.key.clone())
+            .unwrap_or_default();
+        Ok(Plan {
+            key,
+            route: route.to_string(),
+            scope,
+            candidates,
+            control: Control::parse(header("cache-control")),
+            mode,
+            delivery: Delivery::of(body),
+        })
+    }
+}
+
+/// The mode a request chooses with `X-Relay-Cache-Mode`, if the config allows it.
+fn header_mode(config: &CacheConfig, value: &str) -> Result<Mode, ApiError> {
+    let allowed: Vec<&str> = config.header_modes.iter().map(|m| m.name()).collect();
+    match Mode::parse(value) {
+        Some(m) if config.header_modes.contains(&m) => Ok(m),
+        _ if allowed.is_empty() => Err(ApiError::invalid(
+            "cache_mode_not_allowed",
+            format!(
+                "this relay does not let a request choose its cache mode (X-Relay-Cache-Mode: \
+                 {value}); drop the header, or list the mode in `cache.mode_header`"
+            ),
+        )),
+        _ => Err(ApiError::invalid(
+            "cache_mode_not_allowed",
+            format!(
+                "X-Relay-Cache-Mode: {value} is not allowed here; this relay allows {} \
+                 (`cache.mode_header`)",
+                allowed.join(", ")
+            ),
+        )),
+    }
 }
 
 /// Running totals since start (entries and bytes: of the directory, from the start-up scan on).
@@ -160,113 +293,162 @@ impl Cache {
         })))
     }
 
-    /// The key and cache control of a request. `headers` are the client's.
+    /// The keys, mode and cache control of a request (see [`Plan::new`]).
     pub fn plan(
         &self,
         route: &str,
         body: &Map<String, Value>,
         headers: &[(String, String)],
-    ) -> Plan {
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        let scope = match self.config.scope {
-            Scope::Shared => String::new(),
-            Scope::Key => {
-                let credential = header("authorization")
-                    .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
-                    .or_else(|| header("x-api-key").map(str::trim))
-                    .unwrap_or("");
-                key::credential_scope(credential)
-            }
-        };
-        let canonical = key::canonical_request(body);
-        Plan {
-            key: key::entry_key(route, &scope, &canonical),
-            route: route.to_string(),
-            canonical,
-            control: Control::parse(header("cache-control")),
-        }
+        models: &[(String, bool)],
+    ) -> Result<Plan, ApiError> {
+        Plan::new(&self.config, route, body, headers, models)
     }
 
-    /// A servable entry for `plan`, or what to say instead (`MISS`, `REFRESH`, `BYPASS`).
+    /// An entry that answers `plan` in the shape it asks for, or what to say instead (`MISS`,
+    /// `REFRESH`, `BYPASS`).
     pub fn lookup(&self, plan: &Plan) -> Result<Arc<Entry>, Status> {
-        if plan.control.no_store {
-            return Err(Status::Bypass);
-        }
-        if plan.control.no_cache {
-            return Err(Status::Refresh);
-        }
-        let entry = match self.memory.get(&plan.key) {
-            Some(e) => e,
-            None => {
-                let (meta, response) =
-                    store::load(&self.config.dir, &plan.key).ok_or(Status::Miss)?;
-                if replay::check(&response).is_err() {
-                    return Err(Status::Miss);
-                }
-                let entry = Arc::new(Entry {
-                    tokens: replay::total_tokens(&response),
-                    response,
-                    created: meta.created,
-                    version: meta.version,
-                });
-                self.memory.insert(&plan.key, Arc::clone(&entry));
-                entry
+        let offline = plan.mode == Mode::Replay;
+        if !offline {
+            if plan.mode == Mode::Record || plan.control.no_cache {
+                return Err(Status::Refresh);
             }
-        };
-        let age = now_precise() - entry.created;
-        if self.config.ttl.is_some_and(|ttl| age >= ttl.as_secs_f64()) {
-            return Err(Status::Miss);
+            if plan.control.no_store {
+                return Err(Status::Bypass);
+            }
         }
-        if plan.control.max_age.is_some_and(|max| age >= max as f64) {
-            return Err(Status::Miss);
+        let mut status = Status::Miss;
+        for c in plan.candidates.iter().filter(|c| c.primary) {
+            let Some(entry) = self.find(&c.key) else {
+                continue;
+            };
+            if !replay::serves(
+                &entry.route,
+                &entry.response,
+                entry.has_usage,
+                plan.delivery,
+            ) {
+                continue;
+            }
+            if !offline {
+                let age = now_precise() - entry.created;
+                if self.config.ttl.is_some_and(|ttl| age >= ttl.as_secs_f64()) {
+                    continue;
+                }
+                if plan.control.max_age.is_some_and(|max| age >= max as f64) {
+                    continue;
+                }
+                if self.config.override_old && entry.version < self.config.version {
+                    status = Status::Refresh;
+                    continue;
+                }
+            }
+            return Ok(entry);
         }
-        if self.config.override_old && entry.version < self.config.version {
-            return Err(Status::Refresh);
-        }
-        Ok(entry)
+        Err(status)
     }
 
-    /// Joins the single flight for a key: lead the upstream call, or wait for its leader.
-    pub fn join(&self, key: &str) -> Role<'_> {
-        self.flights.join(key)
+    /// The entry `key` from memory or disk. A pair on disk that fails its checks is never
+    /// returned; once its files are older than the scan's grace period (so no writer can be
+    /// between its two renames) it is quarantined as well.
+    fn find(&self, key: &str) -> Option<Arc<Entry>> {
+        if let Some(e) = self.memory.get(key) {
+            return Some(e);
+        }
+        let dir = &self.config.dir;
+        let (meta, response) = match store::load(dir, key) {
+            store::Loaded::Absent => return None,
+            store::Loaded::Found(meta, response) => match replay::check(&response) {
+                Ok(_) => (meta, response),
+                Err(why) => {
+                    self.reject(key, why);
+                    return None;
+                }
+            },
+            store::Loaded::Bad(why) => {
+                self.reject(key, why);
+                return None;
+            }
+        };
+        let entry = Arc::new(Entry {
+            key: key.to_string(),
+            has_usage: replay::has_usage(&response),
+            tokens: replay::total_tokens(&response),
+            route: meta.route,
+            response,
+            created: meta.created,
+            version: meta.version,
+        });
+        self.memory.insert(key, Arc::clone(&entry));
+        Some(entry)
+    }
+
+    fn reject(&self, key: &str, why: &str) {
+        let dir = &self.config.dir;
+        if store::settled(dir, key, scan::GRACE) {
+            store::quarantine_entry(dir, key);
+            log::warn(&format!(
+                "cache entry {key} quarantined ({why}); it is never served"
+            ));
+        }
+    }
+
+    /// Joins the single flight for the plan's key: lead the upstream call (after looking the
+    /// cache up once more: a previous leader may have stored the answer since this request
+    /// missed), or wait for the leader.
+    pub fn join(&self, plan: &Plan) -> Role<'_> {
+        match self.flights.join(&plan.key) {
+            Role::Leader(guard) => match self.lookup(plan) {
+                Ok(entry) => Role::Hit(entry),
+                Err(_) => Role::Leader(guard),
+            },
+            other => other,
+        }
     }
 
     /// Counts a served hit.
-    pub fn served(&self, key: &str, entry: &Entry) {
+    pub fn served(&self, entry: &Entry) {
         self.counters.hits.fetch_add(1, Ordering::Relaxed);
         self.counters
             .tokens_saved
             .fetch_add(entry.tokens, Ordering::Relaxed);
-        self.hits.record(key, now_secs());
+        self.hits.record(&entry.key, now_secs());
     }
 
     pub fn missed(&self) {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Stores `response` for `plan` if it is a complete success. Returns whether it did.
-    pub fn store(&self, plan: &Plan, response: &[u8]) -> bool {
-        if plan.control.no_store || replay::check(response).is_err() {
+    /// The error a miss gets in `replay` mode: `cache_miss`, the key, and the fields in which
+    /// the closest recorded request of the same route (and scope) differs.
+    pub fn replay_miss(&self, plan: &Plan) -> ApiError {
+        let asked = plan
+            .candidates
+            .iter()
+            .find(|c| c.primary)
+            .and_then(|c| serde_json::from_slice::<Value>(&c.canonical).ok())
+            .unwrap_or(Value::Null);
+        let report = why::closest(&self.config.dir, &plan.route, Some(&plan.scope), &asked, 1);
+        why::miss_error(&plan.key, &report)
+    }
+
+    /// Stores `response` for `plan`, as answered with the effective `model`, if the plan
+    /// stores and it is a complete success. Returns whether it did.
+    pub fn store(&self, plan: &Plan, model: &str, response: &[u8]) -> bool {
+        if !plan.stores() || replay::check(response).is_err() {
             return false;
         }
+        let Some(c) = plan.candidates.iter().find(|c| c.model == model) else {
+            return false;
+        };
         let meta = store::Meta {
             route: plan.route.clone(),
             version: self.config.version,
             created: now_precise(),
+            scope: plan.scope.clone(),
+            sha256: key::checksum(response),
         };
-        let existed = store::paths(&self.config.dir, &plan.key).0.exists();
-        if let Err(e) = store::save(
-            &self.config.dir,
-            &plan.key,
-            &meta,
-            &plan.canonical,
-            response,
-        ) {
+        let existed = store::paths(&self.config.dir, &c.key).0.exists();
+        if let Err(e) = store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
             log::error(&format!(
                 "cannot write cache entry in {}: {e}",
                 self.config.dir.display()
@@ -276,13 +458,16 @@ impl Cache {
         if !existed {
             self.counters.entries.fetch_add(1, Ordering::Relaxed);
             self.counters.bytes.fetch_add(
-                (response.len() + plan.canonical.len()) as u64,
+                (response.len() + c.canonical.len()) as u64,
                 Ordering::Relaxed,
             );
         }
         self.memory.insert(
-            &plan.key,
+            &c.key,
             Arc::new(Entry {
+                key: c.key.clone(),
+                route: plan.route.clone(),
+                has_usage: replay::has_usage(response),
                 tokens: replay::total_tokens(response),
                 response: response.to_vec(),
                 created: meta.created,
@@ -334,8 +519,8 @@ impl Cache {
             .store(report.entries, Ordering::Relaxed);
         self.counters.bytes.store(report.bytes, Ordering::Relaxed);
         log::info(&report.summary(dir));
-        if self.hits.needs_compacting() {
-            if let Err(e) = self.hits.compact(dir, |k| store::paths(dir, k).0.exists()) {
+        if self.hits.needs_compacting(report.entries) {
+            if let Err(e) = self.hits.compact(dir, now_secs()) {
                 log::error(&format!("cannot compact {}: {e}", upkeep::HITS_FILE));
             }
         }
@@ -396,6 +581,40 @@ impl Cache {
 /// `llm-relay cache scan`: scans and quarantines, returns the report line.
 pub fn scan_command(config: &CacheConfig) -> String {
     scan::scan(&config.dir, true).summary(&config.dir)
+}
+
+/// `llm-relay cache why`: the keys of a request body (after rules and shaping) on `route`,
+/// whether each is recorded, and the closest recorded requests with their differing fields.
+pub fn why_command(
+    config: &CacheConfig,
+    route: &str,
+    body: &Map<String, Value>,
+    models: &[(String, bool)],
+) -> Result<String, String> {
+    let plan = Plan::new(config, route, body, &[], models).map_err(|e| e.message)?;
+    let keys: Vec<(String, String, bool)> = plan
+        .candidates
+        .iter()
+        .filter(|c| c.primary)
+        .map(|c| {
+            let found = matches!(store::load(&config.dir, &c.key), store::Loaded::Found(..));
+            (c.model.clone(), c.key.clone(), found)
+        })
+        .collect();
+    let asked = plan
+        .candidates
+        .iter()
+        .find(|c| c.primary)
+        .and_then(|c| serde_json::from_slice::<Value>(&c.canonical).ok())
+        .unwrap_or(Value::Null);
+    let mut out = why::explain(&config.dir, route, &keys, &asked);
+    if config.scope == Scope::Key {
+        out.push_str(
+            "note: `cache.scope` is \"key\": the keys above are those of a request without a \
+             credential; the closest requests are searched among every credential's entries\n",
+        );
+    }
+    Ok(out)
 }
 
 /// `llm-relay cache stats`: counts entries, bytes and recorded hits without changing anything.

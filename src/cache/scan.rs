@@ -1,6 +1,7 @@
 //! The start-up scan: find entries that must never be served and move them aside.
 //!
-//! Walks every fan-out folder and checks each pair: a response that is an error, unparsable,
+//! Walks every fan-out folder and checks each pair: a pair not bound to its key (swapped,
+//! truncated or foreign files, see `store::verify`), a response that is an error, unparsable,
 //! empty or a truncated stream, an incomplete `.request`, orphan halves and stale temp
 //! files all move to `<dir>/quarantine/` (nothing is deleted, so a bad entry can be
 //! inspected). Orphans and temp files younger than [`GRACE`] are left alone: another relay
@@ -74,7 +75,7 @@ pub fn scan(dir: &Path, fix: bool) -> Report {
                 *report.quarantined.entry(reason).or_default() += files.len() as u64;
                 if fix {
                     for f in files {
-                        quarantine(dir, f);
+                        store::quarantine(dir, f);
                     }
                 }
             };
@@ -103,8 +104,8 @@ pub fn scan(dir: &Path, fix: bool) -> Report {
                 }
                 continue;
             };
-            if !store::request_file_ok(&request) {
-                bad("incomplete request file", &[&path, &txt]);
+            if let Err(reason) = store::verify(key, &request, &response) {
+                bad(reason, &[&path, &txt]);
                 continue;
             }
             match replay::check(&response) {
@@ -117,12 +118,4 @@ pub fn scan(dir: &Path, fix: bool) -> Report {
         }
     }
     report
-}
-
-fn quarantine(dir: &Path, file: &Path) {
-    let qdir = dir.join("quarantine");
-    let _ = fs::create_dir_all(&qdir);
-    if let Some(name) = file.file_name() {
-        let _ = fs::rename(file, qdir.join(name));
-    }
 }

@@ -1,56 +1,38 @@
-//! Answering a hit: the stored response in the mode the client asked for.
+//! Answering a hit, and recording a live stream.
 //!
 //! A plain request gets JSON (a stored stream is assembled first); a streamed request gets SSE
-//! events (a stored plain answer is cut into chunks first), written over the raw connection
-//! with [`SseOut`] and flushed per event, as a live stream would be.
+//! events (a stored plain answer is cut into chunks first; a stored stream's usage chunk only
+//! if the client asked for it), written over the raw connection with [`SseOut`] and flushed
+//! per event, as a live stream would be. [`StreamTap`] is the cache's side of a live stream:
+//! it holds back the usage chunk the relay asked for on the client's behalf, and stores the
+//! complete stream before its final event reaches the client.
 
-use serde_json::Value;
 use tiny_http::Request;
 
-use super::replay::{self, Form};
-use super::Entry;
+use super::replay::{self, Delivery};
+use super::{Cache, Entry, Plan};
 use crate::server::{json_content_type, respond};
-use crate::sse::SseOut;
+use crate::sse::{SseOut, Tap};
 
-/// Sends `entry` as the answer. Returns the status and body bytes written.
-pub fn respond_hit(
-    req: Request,
-    key: &str,
-    entry: &Entry,
-    stream: bool,
-    include_usage: bool,
-) -> (u16, u64) {
+/// Sends `entry` as the answer in `delivery`'s shape. Returns the status and body bytes
+/// written.
+pub fn respond_hit(req: Request, entry: &Entry, delivery: Delivery) -> (u16, u64) {
     let headers = vec![
         ("X-Cache".to_string(), "HIT".to_string()),
-        ("X-Cache-Key".to_string(), key.to_string()),
+        ("X-Cache-Key".to_string(), entry.key.clone()),
     ];
-    let form = replay::form(&entry.response);
-    if !stream {
-        let body = match form {
-            Form::Json => entry.response.clone(),
-            Form::Sse => match replay::sse_to_json(&entry.response) {
-                Some(v) => v.to_string().into_bytes(),
-                None => entry.response.clone(),
-            },
-        };
+    if !delivery.stream {
+        let body = replay::plain_body(&entry.route, &entry.response);
         let mut headers = headers;
         headers.push(json_content_type());
         return (200, respond(req, 200, &headers, body));
     }
-    let converted;
-    let events: Vec<&[u8]> = match form {
-        Form::Sse => replay::events(&entry.response),
-        Form::Json => {
-            let answer: Value = serde_json::from_slice(&entry.response).unwrap_or(Value::Null);
-            converted = replay::json_to_sse(&answer, include_usage);
-            converted.iter().map(Vec::as_slice).collect()
-        }
-    };
+    let events = replay::stream_events(&entry.route, &entry.response, delivery.include_usage);
     let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
     let Ok(mut out) = SseOut::start(req.into_writer(), http11, &headers) else {
         return (200, 0);
     };
-    for e in events {
+    for e in &events {
         if out.write(e).and_then(|()| out.flush()).is_err() {
             return (200, out.bytes);
         }
@@ -58,4 +40,26 @@ pub fn respond_hit(
     let bytes = out.bytes;
     let _ = out.finish();
     (200, bytes)
+}
+
+/// The cache's tap on a live stream (see the module doc).
+pub struct StreamTap<'a> {
+    /// The cache and plan to store into (`None`: nothing is stored), and the effective model
+    /// the answering endpoint was sent.
+    pub store: Option<(&'a Cache, &'a Plan, &'a str)>,
+    pub route: &'a str,
+    /// Whether the client asked for the usage chunk.
+    pub client_usage: bool,
+}
+
+impl Tap for StreamTap<'_> {
+    fn pass(&mut self, event: &[u8]) -> bool {
+        self.client_usage || !replay::is_usage_only(self.route, event)
+    }
+
+    fn complete(&mut self, recorded: &[u8]) {
+        if let Some((cache, plan, model)) = self.store {
+            cache.store(plan, model, recorded);
+        }
+    }
 }

@@ -1,8 +1,11 @@
 //! The entry files: `<dir>/<first two hex>/<key>.request` and `<key>.txt`, written atomically.
 //!
-//! `.request` holds one line of metadata (route, writing version, created time) and then the
-//! canonical request; `.txt` holds the response exactly as the upstream sent it (a JSON body,
-//! or the SSE text of a stream). Each file is written to a unique temp file in the same
+//! `.request` holds one line of metadata (route, scope, writing version, created time, and the
+//! SHA-256 of the response) and then the canonical request; `.txt` holds the response exactly
+//! as the upstream sent it (a JSON body, or the SSE text of a stream). [`verify`] binds the
+//! three together: the key must be the hash of the route, scope and canonical request, and the
+//! response must have the recorded checksum, so a swapped, truncated or foreign file is never
+//! served. Each file is written to a unique temp file in the same
 //! folder, fsynced, then renamed into place, `.txt` first and `.request` last: an entry exists
 //! only once its `.request` does, and a rename never exposes a half-written file. A crash
 //! between the two renames leaves an orphan `.txt`, which lookups ignore and the scan
@@ -14,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
+
+use super::key::{checksum, entry_key};
 
 /// Suffix of in-progress writes; the scan removes old ones left by a crash.
 pub const TEMP_SUFFIX: &str = ".tmp";
@@ -27,11 +32,17 @@ pub struct Meta {
     pub version: u32,
     /// Unix time in seconds (millisecond precision) when the entry was written.
     pub created: f64,
+    /// `""` for the shared scope, else the hashed client credential (`cache.scope: "key"`).
+    #[serde(default)]
+    pub scope: String,
+    /// SHA-256 (hex) of the `.txt` file: binds the response to this request.
+    #[serde(default)]
+    pub sha256: String,
 }
 
 /// The `.request` and `.txt` paths of `key` under `dir`.
 pub fn paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
-    let sub = dir.join(&key[..2]);
+    let sub = dir.join(key.get(..2).unwrap_or("__"));
     (
         sub.join(format!("{key}.request")),
         sub.join(format!("{key}.txt")),
@@ -64,16 +75,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Stores one entry: the response first, then the request file that commits it.
 pub fn save(dir: &Path, key: &str, meta: &Meta, request: &[u8], response: &[u8]) -> io::Result<()> {
-    let (req_path, txt_path) = paths(dir, key);
-    if let Some(sub) = req_path.parent() {
-        fs::create_dir_all(sub)?;
-    }
     let mut head = serde_json::to_vec(meta).map_err(io::Error::other)?;
     head.push(b'\n');
     head.extend_from_slice(request);
     head.push(b'\n');
+    save_files(dir, key, &head, response)
+}
+
+/// Writes an entry's two files as they are (`.txt` first, `.request` last, each atomically).
+pub fn save_files(dir: &Path, key: &str, request_file: &[u8], response: &[u8]) -> io::Result<()> {
+    let (req_path, txt_path) = paths(dir, key);
+    if let Some(sub) = req_path.parent() {
+        fs::create_dir_all(sub)?;
+    }
     write_atomic(&txt_path, response)?;
-    write_atomic(&req_path, &head)
+    write_atomic(&req_path, request_file)
+}
+
+/// True when both files of `key` are older than `grace` (no writer is between its renames).
+pub fn settled(dir: &Path, key: &str, grace: std::time::Duration) -> bool {
+    let (req_path, txt_path) = paths(dir, key);
+    let now = std::time::SystemTime::now();
+    [req_path, txt_path].iter().all(|p| {
+        fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .map_or(true, |age| age >= grace)
+    })
 }
 
 /// Reads the metadata line of a `.request` file's contents.
@@ -82,27 +111,73 @@ pub fn parse_meta(request_file: &[u8]) -> Option<Meta> {
     serde_json::from_slice(line).ok()
 }
 
-/// True for a complete `.request` file: the metadata line and the canonical request line.
-pub fn request_file_ok(request_file: &[u8]) -> bool {
-    let Some(body) = request_file.strip_suffix(b"\n") else {
-        return false;
-    };
+/// A complete `.request` file split into its metadata and canonical request line.
+pub fn split_request(request_file: &[u8]) -> Option<(Meta, &[u8])> {
+    let body = request_file.strip_suffix(b"\n")?;
     let mut lines = body.split(|&b| b == b'\n');
     let (Some(meta), Some(request), None) = (lines.next(), lines.next(), lines.next()) else {
-        return false;
+        return None;
     };
-    serde_json::from_slice::<Meta>(meta).is_ok()
-        && serde_json::from_slice::<serde::de::IgnoredAny>(request).is_ok()
+    serde_json::from_slice::<serde::de::IgnoredAny>(request).ok()?;
+    Some((serde_json::from_slice::<Meta>(meta).ok()?, request))
 }
 
-/// Loads an entry: its metadata and response, or `None` if it does not exist (or is only
-/// half there).
-pub fn load(dir: &Path, key: &str) -> Option<(Meta, Vec<u8>)> {
+/// Checks that a `.request` file and a response form the entry `key`: complete, bound to the
+/// key by the hash of route, scope and canonical request, and to the response by its checksum.
+/// Returns the metadata, or why the pair must not be served.
+pub fn verify(key: &str, request_file: &[u8], response: &[u8]) -> Result<Meta, &'static str> {
+    let (meta, request) = split_request(request_file).ok_or("incomplete request file")?;
+    if meta.sha256.is_empty() {
+        return Err("entry without checksum (older format)");
+    }
+    if entry_key(&meta.route, &meta.scope, request) != key {
+        return Err("request does not match its key");
+    }
+    if checksum(response) != meta.sha256 {
+        return Err("response does not match its checksum");
+    }
+    Ok(meta)
+}
+
+/// What reading an entry found.
+pub enum Loaded {
+    /// No entry (or only half of one: a write in progress or debris for the scan).
+    Absent,
+    /// The pair is there but must not be served, and why.
+    Bad(&'static str),
+    Found(Meta, Vec<u8>),
+}
+
+/// Reads and verifies the entry `key`.
+pub fn load(dir: &Path, key: &str) -> Loaded {
     let (req_path, txt_path) = paths(dir, key);
-    let request = fs::read(&req_path).ok()?;
-    let meta = parse_meta(&request)?;
-    let response = fs::read(&txt_path).ok()?;
-    Some((meta, response))
+    let (Ok(request), Ok(response)) = (fs::read(&req_path), fs::read(&txt_path)) else {
+        return Loaded::Absent;
+    };
+    match verify(key, &request, &response) {
+        Ok(meta) => Loaded::Found(meta, response),
+        Err(why) => Loaded::Bad(why),
+    }
+}
+
+/// Moves the files of `key` (those that exist) to `<dir>/quarantine/`; nothing is deleted, so
+/// a bad entry can be inspected.
+pub fn quarantine_entry(dir: &Path, key: &str) {
+    let (req_path, txt_path) = paths(dir, key);
+    for f in [&req_path, &txt_path] {
+        if f.exists() {
+            quarantine(dir, f);
+        }
+    }
+}
+
+/// Moves one file to `<dir>/quarantine/`.
+pub fn quarantine(dir: &Path, file: &Path) {
+    let qdir = dir.join("quarantine");
+    let _ = fs::create_dir_all(&qdir);
+    if let Some(name) = file.file_name() {
+        let _ = fs::rename(file, qdir.join(name));
+    }
 }
 
 /// Removes an entry (request file first, so it stops existing before its response goes).

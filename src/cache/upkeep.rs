@@ -5,11 +5,18 @@
 //! instead of a disk write per hit, and safe with several relays on one directory (each
 //! appends whole lines). At start the log is summed. Maintenance removes entries older than
 //! `retention_days` whose hit count is below `min_hit_count`, then rewrites the log compactly.
+//!
+//! Memory stays bounded whatever the number of keys: counts live in a fixed-size count-min
+//! sketch ([`SKETCH_ROWS`] × [`SKETCH_WIDTH`] counters, 2 MiB), which never undercounts (so
+//! maintenance never drops an entry that had `min_hit_count` hits; a rare collision may keep
+//! an unhit one), and the hits waiting for the next append are capped at [`MAX_PENDING`] keys
+//! (beyond that a second's hits still count in memory but miss the log).
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::key::is_key;
@@ -17,13 +24,20 @@ use super::store;
 
 pub const HITS_FILE: &str = "hits.log";
 
-/// Hit counts and last-hit times per key.
-#[derive(Default)]
+/// Rows of the count-min sketch; each uses its own 18 bits of the key.
+const SKETCH_ROWS: usize = 2;
+/// Counters per row (a power of two).
+const SKETCH_WIDTH: usize = 1 << 18;
+/// Keys whose hits wait for the next append, at most.
+pub const MAX_PENDING: usize = 65_536;
+
+/// Hit counts per key, approximately (never less than the truth).
 pub struct HitBook {
-    /// Everything known: the log as read at start plus this process's hits.
-    totals: Mutex<HashMap<String, (u64, u64)>>,
-    /// Hits not yet appended to the log.
+    sketch: Vec<AtomicU32>,
+    /// Hits not yet appended to the log: key → (count, last hit).
     pending: Mutex<HashMap<String, (u64, u64)>>,
+    /// Every hit known: the log as read at start plus this process's hits.
+    total: AtomicU64,
     /// Lines in the log when it was read (to decide whether it needs compacting).
     lines_read: u64,
 }
@@ -32,48 +46,88 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The sketch cells of `key`, one per row: 18 bits of its hex digits each.
+fn cells(key: &str) -> [usize; SKETCH_ROWS] {
+    let mut out = [0; SKETCH_ROWS];
+    for (row, cell) in out.iter_mut().enumerate() {
+        let bits = key
+            .get(row * 8..row * 8 + 8)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+        *cell = row * SKETCH_WIDTH + (bits as usize & (SKETCH_WIDTH - 1));
+    }
+    out
+}
+
+impl Default for HitBook {
+    fn default() -> Self {
+        HitBook {
+            sketch: (0..SKETCH_ROWS * SKETCH_WIDTH)
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+            pending: Mutex::default(),
+            total: AtomicU64::new(0),
+            lines_read: 0,
+        }
+    }
+}
+
 impl HitBook {
-    /// Sums `<dir>/hits.log`.
+    /// Sums `<dir>/hits.log`, line by line.
     pub fn load(dir: &Path) -> HitBook {
         let mut book = HitBook::default();
-        if let Ok(text) = fs::read_to_string(dir.join(HITS_FILE)) {
-            let mut totals = lock(&book.totals);
-            for line in text.lines() {
-                book.lines_read += 1;
-                let mut parts = line.split(' ');
-                let (Some(key), Some(count), Some(last)) =
-                    (parts.next(), parts.next(), parts.next())
-                else {
-                    continue;
-                };
-                let (Ok(count), Ok(last)) = (count.parse::<u64>(), last.parse::<u64>()) else {
-                    continue;
-                };
-                if is_key(key) {
-                    let e = totals.entry(key.to_string()).or_default();
-                    e.0 += count;
-                    e.1 = e.1.max(last);
-                }
+        let Ok(file) = fs::File::open(dir.join(HITS_FILE)) else {
+            return book;
+        };
+        for line in BufReader::new(file).lines() {
+            let Ok(line) = line else { break };
+            book.lines_read += 1;
+            let mut parts = line.split(' ');
+            let (Some(key), Some(count)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            if let (true, Ok(count)) = (is_key(key), count.parse::<u64>()) {
+                book.add(key, count);
             }
         }
         book
     }
 
+    fn add(&self, key: &str, n: u64) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        for cell in cells(key) {
+            if let Some(c) = self.sketch.get(cell) {
+                let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_add(n))
+                });
+            }
+        }
+        self.total.fetch_add(u64::from(n), Ordering::Relaxed);
+    }
+
     pub fn record(&self, key: &str, now: u64) {
-        for map in [&self.pending, &self.totals] {
-            let mut m = lock(map);
-            let e = m.entry(key.to_string()).or_default();
+        self.add(key, 1);
+        let mut pending = lock(&self.pending);
+        if let Some(e) = pending.get_mut(key) {
             e.0 += 1;
             e.1 = now;
+        } else if pending.len() < MAX_PENDING {
+            pending.insert(key.to_string(), (1, now));
         }
     }
 
+    /// Hits of `key` (an upper bound: never less than the true count).
     pub fn count(&self, key: &str) -> u64 {
-        lock(&self.totals).get(key).map_or(0, |e| e.0)
+        cells(key)
+            .iter()
+            .filter_map(|&c| self.sketch.get(c))
+            .map(|c| u64::from(c.load(Ordering::Relaxed)))
+            .min()
+            .unwrap_or(0)
     }
 
     pub fn total(&self) -> u64 {
-        lock(&self.totals).values().map(|e| e.0).sum()
+        self.total.load(Ordering::Relaxed)
     }
 
     /// Appends pending hits to the log.
@@ -93,20 +147,29 @@ impl HitBook {
         f.write_all(text.as_bytes())
     }
 
-    /// True when the log read at start holds many lines per key (it only grows between
-    /// maintenance runs).
-    pub fn needs_compacting(&self) -> bool {
-        self.lines_read > 2 * lock(&self.totals).len() as u64 + 1000
+    /// True when the log read at start holds many more lines than there are `entries` (it
+    /// only grows between maintenance runs).
+    pub fn needs_compacting(&self, entries: u64) -> bool {
+        self.lines_read > 2 * entries + 1000
     }
 
-    /// Rewrites the log with one line per key still in `keep`.
-    pub fn compact(&self, dir: &Path, keep: impl Fn(&str) -> bool) -> std::io::Result<()> {
+    /// Rewrites the log with one line per entry still in `dir` that has hits (its last-hit
+    /// time becomes `now`).
+    pub fn compact(&self, dir: &Path, now: u64) -> std::io::Result<()> {
         let _ = self.flush(dir);
-        let mut totals = lock(&self.totals);
-        totals.retain(|k, _| keep(k));
         let mut text = String::new();
-        for (key, (count, last)) in totals.iter() {
-            text.push_str(&format!("{key} {count} {last}\n"));
+        for sub in store::fan_out_dirs(dir) {
+            let Ok(rd) = fs::read_dir(&sub) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(key) = name.strip_suffix(".request").filter(|k| is_key(k)) else {
+                    continue;
+                };
+                let count = self.count(key);
+                if count > 0 {
+                    text.push_str(&format!("{key} {count} {now}\n"));
+                }
+            }
         }
         store::write_atomic(&dir.join(HITS_FILE), text.as_bytes())
     }
@@ -150,6 +213,6 @@ pub fn maintain(
             }
         }
     }
-    let _ = book.compact(dir, |k| store::paths(dir, k).0.exists());
+    let _ = book.compact(dir, now as u64);
     removed
 }

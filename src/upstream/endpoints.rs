@@ -95,6 +95,21 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The effective models a request for `model` (after rules) may be sent as: each serving
+    /// endpoint's `model` override, or `model` itself, once each in config order, with whether
+    /// a weighted endpoint (not only a standby) sends it. The cache keys on these.
+    pub fn effective_models(&self, model: &str) -> Vec<(String, bool)> {
+        let mut out: Vec<(String, bool)> = Vec::new();
+        for e in self.endpoints.iter().filter(|e| e.serves(model)) {
+            let effective = e.model.as_deref().unwrap_or(model);
+            match out.iter_mut().find(|(m, _)| m == effective) {
+                Some((_, primary)) => *primary |= e.weight > 0,
+                None => out.push((effective.to_string(), e.weight > 0)),
+            }
+        }
+        out
+    }
+
     /// The endpoints in one line, for the start-up log.
     pub fn describe(&self) -> String {
         match self.endpoints.as_slice() {

@@ -78,6 +78,7 @@ pub struct Endpoint {
 #[derive(Debug)]
 pub struct Upstream {
     endpoints: Vec<Endpoint>,
+    settings: endpoints::Settings,
     retries: u32,
     fail_threshold: u32,
     cooldown: std::time::Duration,
@@ -119,6 +120,7 @@ impl Upstream {
             .collect();
         Upstream {
             endpoints,
+            settings: s.clone(),
             retries: s.retries,
             fail_threshold: s.fail_threshold,
             cooldown: s.cooldown,
@@ -126,6 +128,21 @@ impl Upstream {
             timeouts: config.timeouts,
             limiter: Limiter::new(s.max_concurrent),
         }
+    }
+
+    /// The effective models a request for `model` may be sent as (see
+    /// [`endpoints::Settings::effective_models`]).
+    pub fn effective_models(&self, model: &str) -> Vec<(String, bool)> {
+        self.settings.effective_models(model)
+    }
+
+    /// The model the endpoint `name` is sent for a request for `model`.
+    pub fn effective_model(&self, name: &str, model: &str) -> String {
+        self.endpoints
+            .iter()
+            .find(|e| e.config.name == name)
+            .and_then(|e| e.config.model.clone())
+            .unwrap_or_else(|| model.to_string())
     }
 
     /// The health of every endpoint, in config order (for `/ready` and metrics).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::openai::{chat_chunk, sse_done};
+use super::openai::{chat_chunk, sse_done, usage_chunk, wants_usage};
 use super::relay::config_json;
 use super::upstream::{RecordedRequest, Reply};
 
@@ -75,6 +75,8 @@ pub fn echo_reply_padded(req: &RecordedRequest, delay: Duration, pad: usize) -> 
     let text = echo_text(&content);
     let reply = if body["stream"] == json!(true) {
         let half = text.len() / 2;
+        let usage =
+            wants_usage(req).then(|| (Duration::ZERO, usage_chunk("m", "chat.completion.chunk")));
         let mut first = json!({
             "id": "chatcmpl-echo", "object": "chat.completion.chunk", "created": 1_700_000_000,
             "model": "m",
@@ -84,19 +86,24 @@ pub fn echo_reply_padded(req: &RecordedRequest, delay: Duration, pad: usize) -> 
         if pad > 0 {
             first["system_fingerprint"] = json!(fingerprint);
         }
-        Reply::sse(vec![
-            (Duration::ZERO, format!("data: {first}\n\n")),
-            (
-                Duration::ZERO,
-                chat_chunk("m", json!({"content": &text[..half]}), None),
-            ),
-            (
-                Duration::ZERO,
-                chat_chunk("m", json!({"content": &text[half..]}), None),
-            ),
-            (Duration::ZERO, chat_chunk("m", json!({}), Some("stop"))),
-            (Duration::ZERO, sse_done()),
-        ])
+        Reply::sse(
+            [
+                (Duration::ZERO, format!("data: {first}\n\n")),
+                (
+                    Duration::ZERO,
+                    chat_chunk("m", json!({"content": &text[..half]}), None),
+                ),
+                (
+                    Duration::ZERO,
+                    chat_chunk("m", json!({"content": &text[half..]}), None),
+                ),
+                (Duration::ZERO, chat_chunk("m", json!({}), Some("stop"))),
+            ]
+            .into_iter()
+            .chain(usage)
+            .chain([(Duration::ZERO, sse_done())])
+            .collect(),
+        )
     } else {
         let mut answer = json!({
                 "id": "chatcmpl-echo", "object": "chat.completion", "created": 1_700_000_000,
@@ -149,4 +156,22 @@ pub fn files_ending(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+/// Writes a cache entry the way the relay does (key, metadata with scope and checksum,
+/// canonical request line, response) for `canonical` (the request as the relay keys it: sorted
+/// keys, compact, the effective model) on `route`. Returns the key.
+pub fn write_entry(dir: &Path, route: &str, canonical: &str, response: &str) -> String {
+    let key = super::sha256_hex(&format!("llm-relay cache 2\n{route}\n\n{canonical}"));
+    let meta = json!({"route": route, "version": 1, "created": 1_800_000_000.0, "scope": "",
+                      "sha256": super::sha256_hex(response)});
+    let sub = dir.join(&key[..2]);
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(sub.join(format!("{key}.txt")), response).unwrap();
+    std::fs::write(
+        sub.join(format!("{key}.request")),
+        format!("{meta}\n{canonical}\n"),
+    )
+    .unwrap();
+    key
 }

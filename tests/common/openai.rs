@@ -42,6 +42,26 @@ fn usage() -> Value {
     json!({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9})
 }
 
+/// Whether a request asks for the usage chunk (`stream: true` and
+/// `stream_options.include_usage: true`), as OpenAI's API reads it.
+pub fn wants_usage(req: &RecordedRequest) -> bool {
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    body["stream"] == json!(true) && body["stream_options"]["include_usage"] == json!(true)
+}
+
+/// The usage-only chunk OpenAI sends last (before `[DONE]`) when `include_usage` was asked:
+/// `"choices": []` and the stream's `usage`.
+pub fn usage_chunk(model: &str, object: &str) -> String {
+    sse_data(&json!({
+        "id": "chatcmpl-fixture",
+        "object": object,
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [],
+        "usage": usage(),
+    }))
+}
+
 /// Realistic OpenAI answers per path; `stream: true` gets SSE chunks ending
 /// with `data: [DONE]`. Unknown paths get a 404 OpenAI-style error.
 pub fn openai_reply(req: &RecordedRequest) -> Reply {
@@ -59,6 +79,9 @@ pub fn openai_reply(req: &RecordedRequest) -> Reply {
                 events.push((tick, chat_chunk(&model, json!({"content": d}), None)));
             }
             events.push((tick, chat_chunk(&model, json!({}), Some("stop"))));
+            if wants_usage(req) {
+                events.push((tick, usage_chunk(&model, "chat.completion.chunk")));
+            }
             events.push((tick, sse_done()));
             Reply::sse(events)
         }
@@ -90,6 +113,9 @@ pub fn openai_reply(req: &RecordedRequest) -> Reply {
                     "choices": [{"index": 0, "text": d, "logprobs": null, "finish_reason": finish}],
                 });
                 events.push((tick, sse_data(&chunk)));
+            }
+            if wants_usage(req) {
+                events.push((tick, usage_chunk(&model, "text_completion")));
             }
             events.push((tick, sse_done()));
             Reply::sse(events)

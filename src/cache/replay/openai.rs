@@ -1,129 +1,12 @@
-//! What a stored response is, whether it is worth keeping, and converting it between modes.
-//!
-//! A stored response is either a JSON body or the SSE text of a stream (told apart by its
-//! first byte). [`check`] decides whether it is a complete success; [`sse_to_json`] assembles
-//! a stream into the `chat.completion` / `text_completion` a plain request gets (content,
-//! `tool_calls`, `finish_reason`, `usage`); [`json_to_sse`] turns a plain answer into the
-//! chunk events a streamed request gets.
+//! Chat completions and legacy completions: a recorded stream assembled into the plain answer
+//! ([`sse_to_json`]: content, `tool_calls`, every `logprobs` entry in order, `finish_reason`,
+//! `usage`) and a plain answer cut into chunk events ([`json_to_sse`]).
 
 use serde_json::{json, Map, Value};
 
-use crate::sse::{data_payload, is_blank, Completion};
+use crate::sse::data_payload;
 
-/// What a stored response holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
-    Json,
-    Sse,
-}
-
-pub fn form(response: &[u8]) -> Form {
-    match response.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => Form::Json,
-        _ => Form::Sse,
-    }
-}
-
-/// `Ok(form)` for a complete success worth storing, else why not.
-pub fn check(response: &[u8]) -> Result<Form, &'static str> {
-    if response.iter().all(u8::is_ascii_whitespace) {
-        return Err("empty response");
-    }
-    match form(response) {
-        Form::Json => {
-            let v: Value = serde_json::from_slice(response).map_err(|_| "unparsable JSON")?;
-            answer_ok(&v).map(|()| Form::Json)
-        }
-        Form::Sse => {
-            let mut completion = Completion::default();
-            let mut chunks = 0;
-            for line in lines(response) {
-                completion.observe(line);
-                let Some(data) = data_payload(line) else {
-                    continue;
-                };
-                if data == b"[DONE]" {
-                    continue;
-                }
-                let v: Value = serde_json::from_slice(data).map_err(|_| "unparsable event")?;
-                if v.get("error").is_some() {
-                    return Err("error event in stream");
-                }
-                chunks += 1;
-            }
-            if chunks == 0 {
-                return Err("stream without chunks");
-            }
-            if !completion.complete() {
-                return Err("truncated stream");
-            }
-            Ok(Form::Sse)
-        }
-    }
-}
-
-fn answer_ok(v: &Value) -> Result<(), &'static str> {
-    let Value::Object(o) = v else {
-        return Err("response is not a JSON object");
-    };
-    if o.contains_key("error") {
-        return Err("error response");
-    }
-    let non_empty = |k: &str| {
-        o.get(k)
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-    };
-    if non_empty("choices") || non_empty("data") {
-        Ok(())
-    } else {
-        Err("answer without choices or data")
-    }
-}
-
-fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    bytes.split_inclusive(|&b| b == b'\n')
-}
-
-/// The SSE events of a stored stream, each with its terminating blank line.
-pub fn events(response: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut pos = 0;
-    for line in lines(response) {
-        pos += line.len();
-        if is_blank(line) {
-            out.push(&response[start..pos]);
-            start = pos;
-        }
-    }
-    if start < response.len() {
-        out.push(&response[start..]);
-    }
-    out
-}
-
-/// `usage.total_tokens` of a stored answer (0 if it has none).
-pub fn total_tokens(response: &[u8]) -> u64 {
-    let usage_of = |v: &Value| {
-        v.get("usage")
-            .and_then(|u| u.get("total_tokens"))
-            .and_then(Value::as_u64)
-    };
-    match form(response) {
-        Form::Json => serde_json::from_slice::<Value>(response)
-            .ok()
-            .as_ref()
-            .and_then(usage_of)
-            .unwrap_or(0),
-        Form::Sse => lines(response)
-            .filter_map(data_payload)
-            .filter_map(|d| serde_json::from_slice::<Value>(d).ok())
-            .filter_map(|v| usage_of(&v))
-            .last()
-            .unwrap_or(0),
-    }
-}
+use super::lines;
 
 /// Assembles a stored stream into the answer a plain request gets.
 pub fn sse_to_json(response: &[u8]) -> Option<Value> {
@@ -164,7 +47,9 @@ pub fn sse_to_json(response: &[u8]) -> Option<Value> {
             while choices.len() <= index {
                 choices.push(Map::new());
             }
-            merge_choice(&mut choices[index], c, is_chat);
+            if let Some(acc) = choices.get_mut(index) {
+                merge_choice(acc, c, is_chat);
+            }
         }
     }
     let mut out = head?;
@@ -195,7 +80,7 @@ fn merge_choice(acc: &mut Map<String, Value>, c: &Value, is_chat: bool) {
         acc.insert("finish_reason".into(), f.clone());
     }
     if let Some(l) = c.get("logprobs").filter(|l| !l.is_null()) {
-        acc.entry("logprobs").or_insert_with(|| l.clone());
+        merge_logprobs(acc, l);
     }
     if !is_chat {
         append_str(acc, "text", c.get("text"));
@@ -226,6 +111,25 @@ fn merge_choice(acc: &mut Map<String, Value>, c: &Value, is_chat: bool) {
     }
 }
 
+/// Appends a chunk's `logprobs` to the assembled ones: arrays (`content`, `refusal` for chat;
+/// `tokens`, `token_logprobs`, `top_logprobs`, `text_offset` for completions) are
+/// concatenated in order, anything else keeps its first non-null value.
+fn merge_logprobs(acc: &mut Map<String, Value>, piece: &Value) {
+    let slot = acc.entry("logprobs").or_insert_with(|| json!({}));
+    let (Value::Object(into), Value::Object(from)) = (slot, piece) else {
+        return;
+    };
+    for (k, v) in from {
+        match (into.get_mut(k), v) {
+            (Some(Value::Array(a)), Value::Array(b)) => a.extend(b.iter().cloned()),
+            (Some(existing), _) if !existing.is_null() => {}
+            (_, v) => {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
 fn append_str(acc: &mut Map<String, Value>, key: &str, piece: Option<&Value>) {
     let Some(piece) = piece.and_then(Value::as_str) else {
         return;
@@ -250,7 +154,7 @@ fn merge_tool_call(msg: &mut Map<String, Value>, call: &Value) {
     while calls.len() <= index {
         calls.push(json!({"function": {"arguments": ""}}));
     }
-    let Some(acc) = calls[index].as_object_mut() else {
+    let Some(acc) = calls.get_mut(index).and_then(Value::as_object_mut) else {
         return;
     };
     for k in ["id", "type"] {
@@ -353,37 +257,82 @@ fn event(v: &Value) -> Vec<u8> {
     format!("data: {v}\n\n").into_bytes()
 }
 
+/// True for a usage-only chunk: `"choices": []` and a non-null `usage`.
+pub fn is_usage_only(event: &[u8]) -> bool {
+    let Some(data) = event.split(|&b| b == b'\n').find_map(data_payload) else {
+        return false;
+    };
+    if !data.windows(7).any(|w| w == b"\"usage\"") {
+        return false;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        return false;
+    };
+    v.get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+        && v.get("usage").is_some_and(|u| !u.is_null())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn check_refuses_errors_empty_truncated() {
-        let cases: &[(&str, bool)] = &[
-            (r#"{"choices":[{"message":{"content":"x"}}]}"#, true),
-            (r#"{"data":[{"embedding":[0.1]}]}"#, true),
-            (r#"{"error":{"message":"no"}}"#, false),
-            (r#"{"choices":[]}"#, false),
-            ("", false),
-            ("{\"choices\":[", false),
-            (
-                "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n",
-                true,
-            ),
-            (
-                "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
-                false,
-            ),
-            ("data: [DONE]\n\n", false),
-        ];
-        for (body, ok) in cases {
-            assert_eq!(check(body.as_bytes()).is_ok(), *ok, "{body}");
+    fn stream(chunks: &[Value]) -> Vec<u8> {
+        let mut s = String::new();
+        for c in chunks {
+            s.push_str(&format!("data: {c}\n\n"));
         }
+        s.push_str("data: [DONE]\n\n");
+        s.into_bytes()
     }
 
     #[test]
-    fn events_split_at_blank_lines() {
-        let e = events(b"data: a\n\ndata: b\r\n\r\n");
-        assert_eq!(e, vec![&b"data: a\n\n"[..], &b"data: b\r\n\r\n"[..]]);
+    fn chat_logprobs_are_merged_in_order() {
+        let tok = |t: &str| json!({"token": t, "logprob": -0.1, "bytes": [], "top_logprobs": []});
+        let s = stream(&[
+            json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0,
+                   "delta": {"role": "assistant", "content": ""},
+                   "logprobs": {"content": [], "refusal": null}, "finish_reason": null}]}),
+            json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0,
+                   "delta": {"content": "Hi"}, "logprobs": {"content": [tok("Hi")], "refusal": null},
+                   "finish_reason": null}]}),
+            json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0,
+                   "delta": {"content": " there"},
+                   "logprobs": {"content": [tok(" there")], "refusal": null},
+                   "finish_reason": "stop"}]}),
+        ]);
+        let v = sse_to_json(&s).unwrap();
+        let lp = &v["choices"][0]["logprobs"];
+        assert_eq!(lp["content"], json!([tok("Hi"), tok(" there")]), "{v}");
+        assert_eq!(lp["refusal"], Value::Null);
+        assert_eq!(v["choices"][0]["message"]["content"], "Hi there");
+    }
+
+    #[test]
+    fn completion_logprobs_are_merged_in_order() {
+        let piece = |t: &str, off: u64| {
+            json!({"id": "x", "object": "text_completion", "choices": [{"index": 0, "text": t,
+                   "logprobs": {"tokens": [t], "token_logprobs": [-0.5], "top_logprobs": [{t: -0.5}],
+                                "text_offset": [off]}, "finish_reason": null}]})
+        };
+        let v = sse_to_json(&stream(&[piece("a", 0), piece("b", 1), piece("c", 2)])).unwrap();
+        let lp = &v["choices"][0]["logprobs"];
+        assert_eq!(lp["tokens"], json!(["a", "b", "c"]), "{v}");
+        assert_eq!(lp["token_logprobs"], json!([-0.5, -0.5, -0.5]));
+        assert_eq!(lp["text_offset"], json!([0, 1, 2]));
+        assert_eq!(lp["top_logprobs"].as_array().map(Vec::len), Some(3));
+        assert_eq!(v["choices"][0]["text"], "abc");
+    }
+
+    #[test]
+    fn usage_only_chunks() {
+        assert!(is_usage_only(
+            b"data: {\"choices\":[],\"usage\":{\"total_tokens\":3}}\n\n"
+        ));
+        assert!(!is_usage_only(
+            b"data: {\"choices\":[{\"delta\":{}}],\"usage\":null}\n\n"
+        ));
+        assert!(!is_usage_only(b"data: [DONE]\n\n"));
     }
 }

@@ -1,0 +1,276 @@
+//! Cassettes: cache entries in one portable file, to commit next to a test suite.
+//!
+//! A cassette is JSON Lines: a header `{"llm_relay_cassette":1,"entries":N}`, then one line
+//! per entry, sorted by key: `{"key":…,"request":…,"response":…}` where `request` and
+//! `response` are the entry's `.request` and `.txt` files as text, byte for byte. So an
+//! export, import and export again gives the same file, and imported entries are the recorded
+//! ones exactly (their checksums and creation times included). Import checks every entry
+//! before writing any (a damaged cassette changes nothing), then writes each entry the way
+//! the relay does (`.txt` then `.request`, each by an atomic rename): a crash mid-import leaves
+//! whole entries only.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::key::is_key;
+use super::store;
+use super::{replay, CacheConfig};
+use crate::upstream::endpoints::glob_match;
+
+/// The format version in a cassette's header line.
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    llm_relay_cassette: u32,
+    entries: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    key: String,
+    request: String,
+    response: String,
+}
+
+/// Which entries `cache export` writes.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ExportFilter {
+    /// A `*` glob the recorded (effective) model must match.
+    pub model: Option<String>,
+    /// Unix seconds: only entries created at or after.
+    pub since: Option<f64>,
+}
+
+/// `llm-relay cache export`: writes the selected entries to `out` (atomically). Returns the
+/// report line.
+pub fn export_command(
+    config: &CacheConfig,
+    out: &Path,
+    filter: &ExportFilter,
+) -> Result<String, String> {
+    let dir = &config.dir;
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut skipped = 0u64;
+    for sub in store::fan_out_dirs(dir) {
+        let Ok(rd) = fs::read_dir(&sub) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".request").filter(|k| is_key(k)) else {
+                continue;
+            };
+            let (req_path, txt_path) = store::paths(dir, key);
+            let (Ok(request), Ok(response)) = (fs::read(&req_path), fs::read(&txt_path)) else {
+                continue;
+            };
+            let Ok(meta) = store::verify(key, &request, &response) else {
+                skipped += 1;
+                continue;
+            };
+            if replay::check(&response).is_err() {
+                skipped += 1;
+                continue;
+            }
+            if filter.since.is_some_and(|t| meta.created < t) {
+                continue;
+            }
+            if let Some(glob) = &filter.model {
+                let model = store::split_request(&request)
+                    .and_then(|(_, r)| serde_json::from_slice::<Value>(r).ok())
+                    .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_default();
+                if !glob_match(glob, &model) {
+                    continue;
+                }
+            }
+            let (Ok(request), Ok(response)) =
+                (String::from_utf8(request), String::from_utf8(response))
+            else {
+                skipped += 1;
+                continue;
+            };
+            let line = Line {
+                key: key.to_string(),
+                request,
+                response,
+            };
+            let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
+            lines.push((key.to_string(), text));
+        }
+    }
+    lines.sort();
+    let header = Header {
+        llm_relay_cassette: FORMAT,
+        entries: lines.len() as u64,
+    };
+    let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?;
+    text.push('\n');
+    for (_, line) in &lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    store::write_atomic(out, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    Ok(format!(
+        "exported {} entries from {} to {}{}",
+        lines.len(),
+        dir.display(),
+        out.display(),
+        if skipped > 0 {
+            format!(
+                " ({skipped} unservable entries left out; `llm-relay cache scan` quarantines them)"
+            )
+        } else {
+            String::new()
+        }
+    ))
+}
+
+/// `llm-relay cache import`: checks every entry of the cassette `file`, then writes them into
+/// the cache directory. Returns the report line.
+pub fn import_command(config: &CacheConfig, file: &Path) -> Result<String, String> {
+    let name = file.display();
+    let f = fs::File::open(file).map_err(|e| format!("cannot read {name}: {e}"))?;
+    let mut reader = BufReader::new(f).lines();
+    let first = reader
+        .next()
+        .transpose()
+        .map_err(|e| format!("cannot read {name}: {e}"))?
+        .unwrap_or_default();
+    let header: Header = serde_json::from_str(&first).map_err(|_| {
+        format!(
+            "{name}, line 1: not a cassette header; a cassette starts with \
+             {{\"llm_relay_cassette\":{FORMAT},\"entries\":N}} (write one with `llm-relay cache export`)"
+        )
+    })?;
+    if header.llm_relay_cassette != FORMAT {
+        return Err(format!(
+            "{name}: cassette format {} is not supported by this relay (it reads format {FORMAT})",
+            header.llm_relay_cassette
+        ));
+    }
+    let mut entries = Vec::new();
+    for (i, line) in reader.enumerate() {
+        let n = i + 2;
+        let line = line.map_err(|e| format!("cannot read {name}: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let entry: Line = serde_json::from_str(&line)
+            .map_err(|e| format!("{name}, line {n}: not a cassette entry: {e}"))?;
+        if !is_key(&entry.key) {
+            return Err(format!("{name}, line {n}: `key` is not a cache key"));
+        }
+        store::verify(
+            &entry.key,
+            entry.request.as_bytes(),
+            entry.response.as_bytes(),
+        )
+        .map_err(|why| format!("{name}, line {n}: entry {}: {why}", entry.key))?;
+        replay::check(entry.response.as_bytes())
+            .map_err(|why| format!("{name}, line {n}: entry {}: {why}", entry.key))?;
+        entries.push(entry);
+    }
+    if entries.len() as u64 != header.entries {
+        return Err(format!(
+            "{name}: the header announces {} entries but the file holds {} (a cut-off copy?)",
+            header.entries,
+            entries.len()
+        ));
+    }
+    let dir = &config.dir;
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (mut added, mut replaced, mut unchanged) = (0u64, 0u64, 0u64);
+    for e in &entries {
+        let (req_path, txt_path) = store::paths(dir, &e.key);
+        let same = |p: &Path, want: &str| fs::read(p).is_ok_and(|b| b == want.as_bytes());
+        if same(&req_path, &e.request) && same(&txt_path, &e.response) {
+            unchanged += 1;
+            continue;
+        }
+        let existed = req_path.exists();
+        store::save_files(dir, &e.key, e.request.as_bytes(), e.response.as_bytes())
+            .map_err(|err| format!("cannot write entry {} in {}: {err}", e.key, dir.display()))?;
+        if existed {
+            replaced += 1;
+        } else {
+            added += 1;
+        }
+    }
+    Ok(format!(
+        "imported {} entries into {}: {added} added, {replaced} replaced, {unchanged} unchanged",
+        entries.len(),
+        dir.display()
+    ))
+}
+
+/// Parses `--since`: Unix seconds, or an RFC 3339 date (`2026-11-01`) or UTC time
+/// (`2026-11-01T12:00:00Z`).
+pub fn parse_since(s: &str) -> Result<f64, String> {
+    if let Ok(n) = s.parse::<f64>() {
+        return Ok(n);
+    }
+    let bad = || {
+        format!(
+            "--since {s}: give Unix seconds, a date like 2026-11-01 or a UTC time like \
+             2026-11-01T12:00:00Z"
+        )
+    };
+    let (date, time) = match s.split_once(['T', ' ']) {
+        Some((d, t)) => (d, Some(t.strip_suffix('Z').ok_or_else(bad)?)),
+        None => (s, None),
+    };
+    let num = |p: Option<&str>| p.and_then(|x| x.parse::<i64>().ok()).ok_or_else(bad);
+    let mut d = date.split('-');
+    let (y, m, day) = (num(d.next())?, num(d.next())?, num(d.next())?);
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return Err(bad());
+    }
+    let mut secs = 0i64;
+    if let Some(t) = time {
+        let mut p = t.split(':');
+        let (h, min) = (num(p.next())?, num(p.next())?);
+        let sec = p
+            .next()
+            .map_or(Ok(0.0), |x| x.parse::<f64>().map_err(|_| bad()))?;
+        if p.next().is_some() || h > 23 || min > 59 {
+            return Err(bad());
+        }
+        secs = h * 3600 + min * 60;
+        return Ok((days_from_civil(y, m, day) * 86_400 + secs) as f64 + sec);
+    }
+    secs += days_from_civil(y, m, day) * 86_400;
+    Ok(secs as f64)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_formats() {
+        assert_eq!(parse_since("1800000000"), Ok(1_800_000_000.0));
+        assert_eq!(parse_since("1970-01-02"), Ok(86_400.0));
+        assert_eq!(parse_since("2026-11-29"), Ok(1_795_910_400.0));
+        assert_eq!(parse_since("2026-11-29T01:02:03Z"), Ok(1_795_914_123.0));
+        for bad in ["yesterday", "2026-13-01", "2026-11-29T01:02:03", "2026-11"] {
+            assert!(parse_since(bad).is_err(), "{bad}");
+        }
+    }
+}

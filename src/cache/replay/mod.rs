@@ -1,0 +1,277 @@
+//! What a stored response is, whether it is worth keeping, and converting it between modes.
+//!
+//! A stored response is either a JSON body or the SSE text of a stream (told apart by its
+//! first byte). [`check`] decides whether it is a complete success; [`serves`] whether it can
+//! answer a request in the shape asked for; [`plain_body`] and [`stream_events`] produce that
+//! shape. The conversions themselves are per API, one module each: `openai.rs` for chat and
+//! legacy completions. Routes without a module (embeddings) are served as stored.
+
+mod openai;
+
+use serde_json::{Map, Value};
+
+use crate::sse::{data_payload, is_blank, Completion};
+
+/// What a stored response holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Json,
+    Sse,
+}
+
+pub fn form(response: &[u8]) -> Form {
+    match response.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Form::Json,
+        _ => Form::Sse,
+    }
+}
+
+/// `Ok(form)` for a complete success worth storing, else why not.
+pub fn check(response: &[u8]) -> Result<Form, &'static str> {
+    if response.iter().all(u8::is_ascii_whitespace) {
+        return Err("empty response");
+    }
+    match form(response) {
+        Form::Json => {
+            let v: Value = serde_json::from_slice(response).map_err(|_| "unparsable JSON")?;
+            answer_ok(&v).map(|()| Form::Json)
+        }
+        Form::Sse => {
+            let mut completion = Completion::default();
+            let mut chunks = 0;
+            for line in lines(response) {
+                completion.observe(line);
+                let Some(data) = data_payload(line) else {
+                    continue;
+                };
+                if data == b"[DONE]" {
+                    continue;
+                }
+                let v: Value = serde_json::from_slice(data).map_err(|_| "unparsable event")?;
+                if v.get("error").is_some() {
+                    return Err("error event in stream");
+                }
+                chunks += 1;
+            }
+            if chunks == 0 {
+                return Err("stream without chunks");
+            }
+            if !completion.complete() {
+                return Err("truncated stream");
+            }
+            Ok(Form::Sse)
+        }
+    }
+}
+
+fn answer_ok(v: &Value) -> Result<(), &'static str> {
+    let Value::Object(o) = v else {
+        return Err("response is not a JSON object");
+    };
+    if o.contains_key("error") {
+        return Err("error response");
+    }
+    let non_empty = |k: &str| {
+        o.get(k)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    };
+    if non_empty("choices") || non_empty("data") {
+        Ok(())
+    } else {
+        Err("answer without choices or data")
+    }
+}
+
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes.split_inclusive(|&b| b == b'\n')
+}
+
+/// The SSE events of a stored stream, each with its terminating blank line.
+pub fn events(response: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut pos = 0;
+    for line in lines(response) {
+        pos += line.len();
+        if is_blank(line) {
+            out.extend(response.get(start..pos));
+            start = pos;
+        }
+    }
+    if start < response.len() {
+        out.extend(response.get(start..));
+    }
+    out
+}
+
+/// `usage.total_tokens` of a stored answer (0 if it has none).
+pub fn total_tokens(response: &[u8]) -> u64 {
+    let usage_of = |v: &Value| {
+        v.get("usage")
+            .and_then(|u| u.get("total_tokens"))
+            .and_then(Value::as_u64)
+    };
+    match form(response) {
+        Form::Json => serde_json::from_slice::<Value>(response)
+            .ok()
+            .as_ref()
+            .and_then(usage_of)
+            .unwrap_or(0),
+        Form::Sse => lines(response)
+            .filter_map(data_payload)
+            .filter_map(|d| serde_json::from_slice::<Value>(d).ok())
+            .filter_map(|v| usage_of(&v))
+            .last()
+            .unwrap_or(0),
+    }
+}
+
+/// True if the answer carries a `usage` (in any chunk, for a stream).
+pub fn has_usage(response: &[u8]) -> bool {
+    let found = |v: &Value| v.get("usage").is_some_and(|u| !u.is_null());
+    match form(response) {
+        Form::Json => serde_json::from_slice::<Value>(response)
+            .ok()
+            .as_ref()
+            .is_some_and(found),
+        Form::Sse => lines(response)
+            .filter_map(data_payload)
+            .filter(|d| d.windows(7).any(|w| w == b"\"usage\""))
+            .filter_map(|d| serde_json::from_slice::<Value>(d).ok())
+            .any(|v| found(&v)),
+    }
+}
+
+/// How the client asked for the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub stream: bool,
+    /// `stream_options.include_usage` (streams only).
+    pub include_usage: bool,
+}
+
+impl Delivery {
+    /// The delivery a request body asks for.
+    pub fn of(body: &Map<String, Value>) -> Delivery {
+        let stream = body.get("stream") == Some(&Value::Bool(true));
+        let include_usage = stream
+            && body
+                .get("stream_options")
+                .and_then(|o| o.get("include_usage"))
+                == Some(&Value::Bool(true));
+        Delivery {
+            stream,
+            include_usage,
+        }
+    }
+}
+
+/// The APIs whose answers the cache converts between plain and streamed form. Each has its
+/// own conversion module; routes without one are stored and served as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// `/chat/completions` and `/completions` (`openai.rs`).
+    OpenAi,
+    /// Anything else (embeddings): plain only, served byte for byte.
+    Plain,
+}
+
+fn api(route: &str) -> Api {
+    match route {
+        "/chat/completions" | "/completions" => Api::OpenAi,
+        _ => Api::Plain,
+    }
+}
+
+/// Whether a stored answer can be served in `delivery`'s shape: a usage chunk exactly when
+/// asked, and `usage` in a plain answer whenever the upstream reported one. A stream recorded
+/// without usage (an upstream that refused `stream_options`) cannot give either, so it serves
+/// only streams that did not ask; a plain answer without usage cannot give a usage chunk.
+pub fn serves(route: &str, response: &[u8], has_usage: bool, delivery: Delivery) -> bool {
+    if api(route) == Api::Plain {
+        return !delivery.stream;
+    }
+    let needs_usage = match form(response) {
+        Form::Json => delivery.include_usage,
+        Form::Sse => !delivery.stream || delivery.include_usage,
+    };
+    !needs_usage || has_usage
+}
+
+/// The plain body a plain request gets.
+pub fn plain_body(route: &str, response: &[u8]) -> Vec<u8> {
+    match (api(route), form(response)) {
+        (Api::OpenAi, Form::Sse) => match openai::sse_to_json(response) {
+            Some(v) => v.to_string().into_bytes(),
+            None => response.to_vec(),
+        },
+        _ => response.to_vec(),
+    }
+}
+
+/// The events a streamed request gets: a recorded stream's own events (its usage chunk only
+/// if asked for), or a plain answer cut into chunks.
+pub fn stream_events(route: &str, response: &[u8], include_usage: bool) -> Vec<Vec<u8>> {
+    match form(response) {
+        Form::Sse => events(response)
+            .into_iter()
+            .filter(|e| include_usage || !is_usage_only(route, e))
+            .map(<[u8]>::to_vec)
+            .collect(),
+        Form::Json => {
+            let answer: Value = serde_json::from_slice(response).unwrap_or(Value::Null);
+            openai::json_to_sse(&answer, include_usage)
+        }
+    }
+}
+
+/// True for the event that only carries `usage` (`"choices": []`), which a client gets only
+/// when it asked for `stream_options.include_usage`.
+pub fn is_usage_only(route: &str, event: &[u8]) -> bool {
+    match api(route) {
+        Api::OpenAi => openai::is_usage_only(event),
+        Api::Plain => false,
+    }
+}
+
+/// Whether the relay asks this route's streaming upstreams for usage
+/// (`stream_options.include_usage`), so every recorded stream can serve every shape.
+pub fn asks_usage(route: &str) -> bool {
+    api(route) == Api::OpenAi
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_refuses_errors_empty_truncated() {
+        let cases: &[(&str, bool)] = &[
+            (r#"{"choices":[{"message":{"content":"x"}}]}"#, true),
+            (r#"{"data":[{"embedding":[0.1]}]}"#, true),
+            (r#"{"error":{"message":"no"}}"#, false),
+            (r#"{"choices":[]}"#, false),
+            ("", false),
+            ("{\"choices\":[", false),
+            (
+                "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n",
+                true,
+            ),
+            (
+                "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+                false,
+            ),
+            ("data: [DONE]\n\n", false),
+        ];
+        for (body, ok) in cases {
+            assert_eq!(check(body.as_bytes()).is_ok(), *ok, "{body}");
+        }
+    }
+
+    #[test]
+    fn events_split_at_blank_lines() {
+        let e = events(b"data: a\n\ndata: b\r\n\r\n");
+        assert_eq!(e, vec![&b"data: a\n\n"[..], &b"data: b\r\n\r\n"[..]]);
+    }
+}

@@ -1,0 +1,303 @@
+//! Why a request missed: the closest recorded requests of the same route, and in which fields
+//! they differ from it. Used by the `cache_miss` error of `replay` mode and by
+//! `llm-relay cache why REQUEST.json`.
+//!
+//! The search reads `.request` files (the canonical request each entry was recorded for) of
+//! the route and scope, at most [`MAX_SEARCHED`] of them, and ranks them by the number of
+//! differing fields (paths like `temperature` or `messages[1].content`), same model first.
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::key::is_key;
+use super::store;
+use crate::error::ApiError;
+
+/// `.request` files one search reads at most (a cassette has hundreds; a big cache is cut off,
+/// and the answer says so).
+pub const MAX_SEARCHED: u64 = 100_000;
+
+/// Differing fields listed per entry, at most.
+const MAX_DIFFS: usize = 12;
+
+/// One differing field: its path, and its value in the recorded and the asked request
+/// (`None`: absent there).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diff {
+    pub path: String,
+    pub recorded: Option<Value>,
+    pub asked: Option<Value>,
+}
+
+/// A recorded request near the asked one.
+#[derive(Debug, Clone)]
+pub struct Near {
+    pub key: String,
+    pub model: String,
+    pub diffs: Vec<Diff>,
+    /// Differing fields in all (`diffs` holds at most [`MAX_DIFFS`]).
+    pub count: usize,
+}
+
+/// What a search found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Closest first.
+    pub nearest: Vec<Near>,
+    pub searched: u64,
+    /// False when the search stopped at [`MAX_SEARCHED`].
+    pub complete: bool,
+}
+
+/// The `n` recorded requests of `route` closest to `asked` (canonical JSON). `scope`: only
+/// entries of that scope (a client never sees another credential's requests); `None`: all.
+pub fn closest(dir: &Path, route: &str, scope: Option<&str>, asked: &Value, n: usize) -> Report {
+    let mut report = Report {
+        complete: true,
+        ..Report::default()
+    };
+    let model = asked.get("model").and_then(Value::as_str).unwrap_or("");
+    'walk: for sub in store::fan_out_dirs(dir) {
+        let Ok(rd) = fs::read_dir(&sub) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".request").filter(|k| is_key(k)) else {
+                continue;
+            };
+            if report.searched >= MAX_SEARCHED {
+                report.complete = false;
+                break 'walk;
+            }
+            report.searched += 1;
+            let Ok(file) = fs::read(e.path()) else {
+                continue;
+            };
+            let Some((meta, request)) = store::split_request(&file) else {
+                continue;
+            };
+            if meta.route != route || scope.is_some_and(|s| s != meta.scope) {
+                continue;
+            }
+            let Ok(recorded) = serde_json::from_slice::<Value>(request) else {
+                continue;
+            };
+            let diffs = diff(&recorded, asked);
+            let near = Near {
+                key: key.to_string(),
+                model: recorded
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                count: diffs.len(),
+                diffs: diffs.into_iter().take(MAX_DIFFS).collect(),
+            };
+            let rank = |x: &Near| (x.count, x.model != model, x.key.clone());
+            let at = report
+                .nearest
+                .iter()
+                .position(|x| rank(&near) < rank(x))
+                .unwrap_or(report.nearest.len());
+            if at < n {
+                report.nearest.insert(at, near);
+                report.nearest.truncate(n);
+            }
+        }
+    }
+    report
+}
+
+/// The fields in which `asked` differs from `recorded`.
+pub fn diff(recorded: &Value, asked: &Value) -> Vec<Diff> {
+    let mut out = Vec::new();
+    walk(String::new(), Some(recorded), Some(asked), &mut out);
+    out
+}
+
+fn walk(path: String, recorded: Option<&Value>, asked: Option<&Value>, out: &mut Vec<Diff>) {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (recorded, asked) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                walk(join(k), a.get(k), b.get(k), out);
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(b))) => {
+            for i in 0..a.len().max(b.len()) {
+                walk(format!("{path}[{i}]"), a.get(i), b.get(i), out);
+            }
+        }
+        (a, b) if a == b => {}
+        (a, b) => out.push(Diff {
+            path: if path.is_empty() {
+                "(body)".to_string()
+            } else {
+                path
+            },
+            recorded: a.cloned(),
+            asked: b.cloned(),
+        }),
+    }
+}
+
+/// A value for a one-line message: scalars as JSON, cut at 60 characters; objects and arrays
+/// by kind.
+fn short(v: Option<&Value>) -> String {
+    match v {
+        None => "absent".to_string(),
+        Some(Value::Object(_)) => "an object".to_string(),
+        Some(Value::Array(a)) => format!("a list of {}", a.len()),
+        Some(v) => {
+            let s = v.to_string();
+            match s.char_indices().nth(60) {
+                Some((i, _)) => format!("{}…", s.get(..i).unwrap_or("")),
+                None => s,
+            }
+        }
+    }
+}
+
+/// `temperature (recorded 0.7, asked 0.2)`.
+pub fn describe(d: &Diff) -> String {
+    format!(
+        "{} (recorded {}, asked {})",
+        d.path,
+        short(d.recorded.as_ref()),
+        short(d.asked.as_ref())
+    )
+}
+
+/// The `cache_miss` error of `replay` mode.
+pub fn miss_error(key: &str, report: &Report) -> ApiError {
+    let (closest, hint) = match report.nearest.first() {
+        Some(near) => {
+            let fields: Vec<String> = near.diffs.iter().map(describe).collect();
+            let more = near.count.saturating_sub(near.diffs.len());
+            (
+                json!({"key": near.key, "differs": near.diffs.iter().map(|d| &d.path).collect::<Vec<_>>()}),
+                format!(
+                    "The closest recorded request (key {}) differs in {}{}: {}.",
+                    near.key,
+                    near.count,
+                    if near.count == 1 { " field" } else { " fields" },
+                    fields.join("; ")
+                ) + &if more > 0 {
+                    format!(" ({more} more not listed)")
+                } else {
+                    String::new()
+                },
+            )
+        }
+        None => (
+            Value::Null,
+            "Nothing was recorded for this route yet.".to_string(),
+        ),
+    };
+    let message = format!(
+        "cache miss in replay mode: no recorded answer for this request (key {key}), and replay \
+         never calls an upstream. {hint} Record it (cache.mode \"record\") or send the \
+         recorded request."
+    );
+    ApiError {
+        detail: Some(json!({"key": key, "closest": closest})),
+        ..ApiError::new(404, "invalid_request_error", "cache_miss", message)
+    }
+}
+
+/// The text of `llm-relay cache why`: the request's key, whether it is recorded, and the
+/// closest recorded requests with their differing fields.
+pub fn explain(dir: &Path, route: &str, keys: &[(String, String, bool)], asked: &Value) -> String {
+    let mut out = String::new();
+    for (model, key, recorded) in keys {
+        out.push_str(&format!(
+            "{route} for model {model}: key {key}, {}\n",
+            if *recorded {
+                "recorded (a hit, if its age and shape allow)"
+            } else {
+                "not recorded"
+            }
+        ));
+    }
+    let report = closest(dir, route, None, asked, 3);
+    out.push_str(&format!(
+        "closest recorded requests of {route} ({} entries searched{}):\n",
+        report.searched,
+        if report.complete {
+            ""
+        } else {
+            ", stopped early"
+        }
+    ));
+    if report.nearest.is_empty() {
+        out.push_str("  none\n");
+    }
+    for (i, near) in report.nearest.iter().enumerate() {
+        out.push_str(&format!(
+            "  {}. key {} (model {}): {} {}\n",
+            i + 1,
+            near.key,
+            near.model,
+            near.count,
+            if near.count == 1 {
+                "field differs"
+            } else {
+                "fields differ"
+            }
+        ));
+        for d in &near.diffs {
+            out.push_str(&format!("       {}\n", describe(d)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diffs_name_paths() {
+        let recorded = json!({"model": "m", "temperature": 0.7,
+            "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"}]});
+        let cases = [
+            (
+                json!({"model": "m", "temperature": 0.2, "messages": recorded["messages"]}),
+                vec!["temperature"],
+            ),
+            (
+                json!({"model": "m", "temperature": 0.7,
+                    "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "b"}]}),
+                vec!["messages[1].content"],
+            ),
+            (
+                json!({"model": "m", "temperature": 0.7, "seed": 1, "messages": recorded["messages"]}),
+                vec!["seed"],
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "system", "content": "s"}]}),
+                vec!["messages[1]", "temperature"],
+            ),
+            (recorded.clone(), vec![]),
+        ];
+        for (asked, paths) in cases {
+            let got: Vec<String> = diff(&recorded, &asked)
+                .into_iter()
+                .map(|d| d.path)
+                .collect();
+            assert_eq!(got, paths, "{asked}");
+        }
+        let d = &diff(&recorded, &json!({"model": "m"}))[0];
+        assert_eq!(describe(d), "messages (recorded a list of 2, asked absent)");
+    }
+}
