@@ -297,7 +297,11 @@ fn cache_eval_recorded_once_replays_offline_from_a_cassette() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 
     // 4. replay: every request a hit, byte for byte
-    let relay = Relay::start(&std::fs::read_to_string(&replay_cfg).unwrap());
+    let relay = Relay::start_with(
+        &std::fs::read_to_string(&replay_cfg).unwrap(),
+        &[("LLM_RELAY_CACHE_MODE", "replay")],
+        &[],
+    );
     for (c, want) in cases.iter().zip(&recorded) {
         let (status, x, body) = send(&relay, c, &c.body);
         assert_eq!((status, x.as_str()), (200, "HIT"), "{}: {body}", c.body);

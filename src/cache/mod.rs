@@ -427,7 +427,14 @@ impl Cache {
             .find(|c| c.primary)
             .and_then(|c| serde_json::from_slice::<Value>(&c.canonical).ok())
             .unwrap_or(Value::Null);
-        let report = why::closest(&self.config.dir, &plan.route, Some(&plan.scope), &asked, 1);
+        let report = why::closest(
+            &self.config.dir,
+            &plan.route,
+            Some(&plan.scope),
+            &asked,
+            1,
+            why::MAX_SEARCHED_ONLINE,
+        );
         why::miss_error(&plan.key, &report)
     }
 

@@ -3,7 +3,8 @@
 //! `llm-relay cache why REQUEST.json`.
 //!
 //! The search reads `.request` files (the canonical request each entry was recorded for) of
-//! the route and scope, at most [`MAX_SEARCHED`] of them, and ranks them by the number of
+//! the route and scope, at most [`MAX_SEARCHED`] of them ([`MAX_SEARCHED_ONLINE`] for the
+//! error), and ranks them by the number of
 //! differing fields (paths like `temperature` or `messages[1].content`), same model first.
 
 use std::fs;
@@ -15,9 +16,13 @@ use super::key::is_key;
 use super::store;
 use crate::error::ApiError;
 
-/// `.request` files one search reads at most (a cassette has hundreds; a big cache is cut off,
-/// and the answer says so).
+/// `.request` files one search by `cache why` reads at most (a cassette has hundreds; a big
+/// cache is cut off, and the answer says so).
 pub const MAX_SEARCHED: u64 = 100_000;
+
+/// The same for the `cache_miss` error, which a front thread computes: a replay miss costs at
+/// most this many small reads.
+pub const MAX_SEARCHED_ONLINE: u64 = 10_000;
 
 /// Differing fields listed per entry, at most.
 const MAX_DIFFS: usize = 12;
@@ -53,7 +58,14 @@ pub struct Report {
 
 /// The `n` recorded requests of `route` closest to `asked` (canonical JSON). `scope`: only
 /// entries of that scope (a client never sees another credential's requests); `None`: all.
-pub fn closest(dir: &Path, route: &str, scope: Option<&str>, asked: &Value, n: usize) -> Report {
+pub fn closest(
+    dir: &Path,
+    route: &str,
+    scope: Option<&str>,
+    asked: &Value,
+    n: usize,
+    max_searched: u64,
+) -> Report {
     let mut report = Report {
         complete: true,
         ..Report::default()
@@ -66,7 +78,7 @@ pub fn closest(dir: &Path, route: &str, scope: Option<&str>, asked: &Value, n: u
             let Some(key) = name.strip_suffix(".request").filter(|k| is_key(k)) else {
                 continue;
             };
-            if report.searched >= MAX_SEARCHED {
+            if report.searched >= max_searched {
                 report.complete = false;
                 break 'walk;
             }
@@ -199,6 +211,13 @@ pub fn miss_error(key: &str, report: &Report) -> ApiError {
                 },
             )
         }
+        None if !report.complete => (
+            Value::Null,
+            format!(
+                "No close request was found among the first {} recorded ones.",
+                report.searched
+            ),
+        ),
         None => (
             Value::Null,
             "Nothing was recorded for this route yet.".to_string(),
@@ -229,7 +248,7 @@ pub fn explain(dir: &Path, route: &str, keys: &[(String, String, bool)], asked: 
             }
         ));
     }
-    let report = closest(dir, route, None, asked, 3);
+    let report = closest(dir, route, None, asked, 3, MAX_SEARCHED);
     out.push_str(&format!(
         "closest recorded requests of {route} ({} entries searched{}):\n",
         report.searched,
