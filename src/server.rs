@@ -46,6 +46,7 @@ type Queue = SyncSender<Job>;
 /// Binds, prints `listening on http://ADDR` as the first stdout line, and serves until a
 /// drain (SIGTERM/SIGINT) is over. `config_path` is read again on SIGHUP.
 pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
+    log::install_library_logger();
     config.ops.apply()?;
     let state = State::new(config, None)?;
     if let Some(cache) = &state.cache {
