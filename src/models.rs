@@ -13,6 +13,10 @@ use crate::upstream;
 /// the aliases the rules define.
 pub fn models(state: &State, ex: &mut Exchange) -> Result<(), ApiError> {
     let auth = ex.request().and_then(|req| header(req, "authorization"));
+    if let Some(auth) = &auth {
+        let auth = [("Authorization".to_string(), auth.clone())];
+        state.upstream.check_forwardable(&auth)?;
+    }
     let sent = state.upstream.get("/models", auth.as_deref())?;
     ex.access.upstream = sent.base;
     let response = sent.response;

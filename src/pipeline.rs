@@ -1,7 +1,8 @@
 //! The pipeline of one API call, readable top to bottom, and the plain data between its steps.
 //!
 //! [`relay`] runs where the request was received: read the body → apply model rules → shape
-//! chat requests → cache lookup (a hit is answered here) → take an in-flight permit. What is
+//! chat requests → cache lookup (a hit is answered here) → check that the headers can be
+//! forwarded → take an in-flight permit. What is
 //! left is returned as [`Next::Upstream`] — a [`Work`] value, not a closure — and the server
 //! runs it with [`upstream`] on the `workers` pool: single-flight → call an upstream endpoint
 //! (with failover) → answer (whole, or as a stream relayed event by event) → record a complete
@@ -71,7 +72,7 @@ pub struct Call {
 }
 
 /// The first part, where the request was received: body → rules → shaping → cache lookup (a
-/// hit answers here) → in-flight permit. The rest comes back as [`Next::Upstream`].
+/// hit answers here) → forwardable headers → in-flight permit. The rest comes back as [`Next::Upstream`].
 pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Next, ApiError> {
     let Some(req) = ex.request_mut() else {
         return Ok(Next::Done);
@@ -110,6 +111,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
             Err(status) => cached = Some((plan, status)),
         }
     }
+    state.upstream.check_forwardable(&headers)?;
     let permit = match state.upstream.limiter.try_acquire() {
         Ok(permit) => permit,
         Err(busy) => {

@@ -232,6 +232,35 @@ impl Upstream {
         req.header("content-type", "application/json").send(body)
     }
 
+    /// Refuses (400 `invalid_request`, naming the header) a client header that would be
+    /// forwarded but that the upstream client cannot send, such as a value with a control
+    /// character: the client's error, found before any endpoint is tried, so it never counts
+    /// against an endpoint's health.
+    pub fn check_forwardable(&self, headers: &[(String, String)]) -> Result<(), ApiError> {
+        for (name, value) in headers {
+            let auth = name.eq_ignore_ascii_case("authorization");
+            if auth && !self.forward_auth {
+                continue;
+            }
+            if !auth && NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                continue;
+            }
+            let name_ok = ureq::http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+            if !name_ok || ureq::http::HeaderValue::from_str(value).is_err() {
+                return Err(ApiError::invalid(
+                    "invalid_request",
+                    format!(
+                        "the header `{}` cannot be forwarded upstream: its {} has characters \
+                         HTTP does not allow (control characters); remove or fix it",
+                        name.escape_debug(),
+                        if name_ok { "value" } else { "name" }
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The `Authorization` header value to send upstream, given the client's.
     fn authorization(&self, ep: &Endpoint, client_auth: Option<&str>) -> Option<String> {
         if self.forward_auth {
