@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # Debian packages: command → package.
 declare -A want=(
   [nginx]=nginx [wrk]=wrk [curl]=curl [redis-server]=redis-server
-  [unshare]=util-linux [ldd]=libc-bin [node]=nodejs [npm]=npm
+  [unshare]=util-linux [prlimit]=util-linux [ldd]=libc-bin [node]=nodejs [npm]=npm
 )
 missing=()
 for cmd in "${!want[@]}"; do
