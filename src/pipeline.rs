@@ -13,9 +13,10 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use crate::body_cost::Reservation;
 use crate::cache;
 use crate::error::ApiError;
-use crate::exchange::{json_content_type, request_headers, Exchange};
+use crate::exchange::{request_headers, Exchange};
 use crate::intake;
 use crate::sse::{self, End, SseOut};
 use crate::state::State;
@@ -69,6 +70,8 @@ pub struct Call {
     cached: Option<(cache::Plan, cache::Status)>,
     /// Counts the call against `max_concurrent_requests` until it is done.
     _permit: limit::Permit,
+    /// The body's share of `max_body_bytes_in_flight` until the call is done.
+    _reserved: Reservation,
 }
 
 /// The first part, where the request was received: body → rules → shaping → cache lookup (a
@@ -79,12 +82,15 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     };
     let headers = request_headers(req);
     intake::check_content_type(req)?;
+    let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
     let raw = intake::read_body(
         req,
         state.config.max_body_bytes,
         state.config.client_timeout,
+        &mut reserved,
     )?;
-    let mut body = intake::parse_body(&raw)?;
+    let mut body = intake::parse_body(&raw, &mut reserved)?;
+    drop(raw);
     rules::apply(&state.config.rules, &mut body);
     if endpoint == Endpoint::Chat {
         shape::apply_chat(&state.config.shaping, &mut body);
@@ -112,13 +118,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         }
     }
     state.upstream.check_forwardable(&headers)?;
-    let permit = match state.upstream.limiter.try_acquire() {
-        Ok(permit) => permit,
-        Err(busy) => {
-            reply_busy(ex, &busy);
-            return Ok(Next::Done);
-        }
-    };
+    let permit = state.upstream.limiter.try_acquire()?;
     Ok(Next::Upstream(Work::Call(Box::new(Call {
         endpoint,
         headers,
@@ -127,6 +127,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         include_usage,
         cached,
         _permit: permit,
+        _reserved: reserved,
     }))))
 }
 
@@ -265,17 +266,4 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     (ex.access.prompt_tokens, ex.access.completion_tokens) = usage::tokens(&data);
     ex.respond(status, &reply_headers, data);
     Ok(())
-}
-
-/// 503 with `Retry-After` when `max_concurrent_requests` calls are already in flight.
-fn reply_busy(ex: &mut Exchange, busy: &ApiError) {
-    let retry_after = (
-        "Retry-After".to_string(),
-        limit::RETRY_AFTER_SECS.to_string(),
-    );
-    ex.respond(
-        busy.status,
-        &[json_content_type(), retry_after],
-        busy.body(),
-    );
 }

@@ -7,6 +7,7 @@ mod common;
 mod access_hostile;
 mod access_keys;
 mod access_limits;
+mod access_memory;
 mod access_openapi;
 mod bench_quick;
 mod bench_regressions;
