@@ -42,6 +42,12 @@ impl Endpoint {
     }
 }
 
+/// The most of a streamed answer recorded when no cache sets `max_entry_bytes`.
+const MAX_RECORD: u64 = 32 * 1024 * 1024;
+/// Says why an answer the cache would have stored was not: larger than `max_entry_bytes`.
+const SKIP_HEADER: &str = "X-Relay-Cache";
+const SKIP_TOO_LARGE: &str = "skip-too-large";
+
 /// What happens to a request after a step.
 pub enum Next {
     /// Answered (or refused) already.
@@ -185,14 +191,19 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         reply_extra.push(("X-Cache".to_string(), status.header().to_string()));
         reply_extra.push(("X-Cache-Key".to_string(), plan.key.clone()));
     }
-    // Where a complete success goes: the cache, unless `no-store`.
+    // Where a complete success goes: the cache, unless `no-store` (or too large to store).
+    let storing = call
+        .cached
+        .as_ref()
+        .is_some_and(|(_, status)| *status != cache::Status::Bypass);
     let record = |response: &[u8]| {
-        if let (Some(cache), Some((plan, status))) = (cache, &call.cached) {
-            if *status != cache::Status::Bypass {
-                cache.store(plan, response);
-            }
+        if let (Some(cache), Some((plan, _)), true) = (cache, &call.cached, storing) {
+            cache.store(plan, response);
         }
     };
+    // A streamed answer is recorded up to what the cache would store (else a fixed cap; the
+    // copy also feeds usage and the body log).
+    let max_record = cache.map_or(MAX_RECORD, |c| c.config.max_entry_bytes) as usize;
 
     let up = &state.upstream;
     let mode = if call.stream {
@@ -235,11 +246,15 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
-            let relayed = sse::relay(&mut reader, &mut out, &describe);
-            if relayed.end == End::Complete {
+            let relayed = sse::relay(&mut reader, &mut out, &describe, max_record);
+            if relayed.end == End::Complete && !relayed.truncated {
                 record(&relayed.recorded); // before the stream's end, so a next request finds it
             } else if matches!(relayed.end, End::Interrupted(_)) {
                 up.stream_failed(&sent.endpoint);
+            }
+            if relayed.truncated && storing && relayed.end != End::ClientGone {
+                // The head is long gone: an SSE comment (ignored by clients) says it instead.
+                let _ = out.write(format!(": {SKIP_HEADER}: {SKIP_TOO_LARGE}\n\n").as_bytes());
             }
             let bytes = out.bytes;
             if relayed.end != End::ClientGone {
@@ -260,6 +275,9 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
     ex.access.upstream_time = upstream_started.elapsed();
     if (200..300).contains(&status) {
+        if storing && cache.is_some_and(|c| c.too_large(data.len())) {
+            reply_headers.push((SKIP_HEADER.to_string(), SKIP_TOO_LARGE.to_string()));
+        }
         record(&data); // before answering, so the client's next request finds it
     }
     body_log::record(&ex.access.path, &call.body, status, &data);

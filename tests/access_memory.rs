@@ -113,3 +113,91 @@ fn bodies_in_flight_share_one_budget_503_beyond_it_and_413_above_it() {
         "the budget is free again"
     );
 }
+
+/// `cache.max_entry_bytes`: a larger answer is relayed whole but not stored, and the response
+/// says so (`X-Relay-Cache: skip-too-large`; a stream, whose head is sent first, ends with the
+/// same words as an SSE comment). Smaller answers are stored as before.
+#[test]
+fn answers_over_max_entry_bytes_are_relayed_whole_but_not_stored() {
+    let up = Upstream::start(|req| {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        let big = body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("big");
+        echo_reply_padded(req, Duration::ZERO, if big { 10_000 } else { 0 })
+    });
+    let dir = TempDir::new();
+    let cfg = cache_config(
+        &up.base_url(),
+        dir.path(),
+        json!({"max_entry_bytes": 4096}),
+        json!({}),
+    );
+    let relay = Relay::start(&cfg);
+    let url = relay.url("/v1/chat/completions");
+
+    for _ in 0..2 {
+        let r = post_json(&url, &ask("big one"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("x-cache"), Some("MISS"));
+        assert_eq!(r.header("x-relay-cache"), Some("skip-too-large"));
+        assert_eq!(answer_text(&r.body), echo_text("big one"), "relayed whole");
+    }
+    for _ in 0..2 {
+        let s = stream_events(relay.addr(), "/v1/chat/completions", &ask_stream("big two"));
+        assert_eq!(s.status, 200);
+        assert!(s.clean_end);
+        assert_eq!(s.header("x-cache"), Some("MISS"));
+        assert_eq!(answer_text(&s.body), echo_text("big two"), "relayed whole");
+        assert!(s.body.contains("data: [DONE]"), "{}", s.body);
+        assert!(
+            s.body.contains(": X-Relay-Cache: skip-too-large"),
+            "{}",
+            s.body
+        );
+    }
+    assert_eq!(
+        up.requests().len(),
+        4,
+        "nothing was stored, every repeat went upstream"
+    );
+
+    let small = post_json(&url, &ask("small"));
+    assert_eq!(small.header("x-relay-cache"), None);
+    let again = post_json(&url, &ask("small"));
+    assert_eq!(
+        again.header("x-cache"),
+        Some("HIT"),
+        "small answers are stored"
+    );
+    assert_eq!(up.requests().len(), 5);
+}
+
+/// The memory tier is bounded in bytes (`cache.memory_bytes`), not only in entries.
+#[test]
+fn the_memory_tier_holds_at_most_memory_bytes() {
+    let up = Upstream::start(|req| echo_reply_padded(req, Duration::ZERO, 1_000));
+    let dir = TempDir::new();
+    let cfg = cache_config(
+        &up.base_url(),
+        dir.path(),
+        json!({"memory_bytes": 3_000, "memory_items": 100}),
+        json!({}),
+    );
+    let relay = Relay::start(&cfg);
+    let url = relay.url("/v1/chat/completions");
+    for i in 0..6 {
+        let q = ask(&format!("question {i}"));
+        assert_eq!(post_json(&url, &q).status, 200);
+        assert_eq!(post_json(&url, &q).header("x-cache"), Some("HIT"));
+    }
+    let stats = get(&relay.url("/cache/stats")).json();
+    let bytes = stats["memory_bytes"]
+        .as_u64()
+        .expect("memory_bytes in stats");
+    let entries = stats["memory_entries"].as_u64().unwrap();
+    assert!(bytes > 0 && bytes <= 3_000, "{stats}");
+    assert!((1..6).contains(&entries), "{stats}");
+    assert_eq!(stats["entries"], 6, "all six stay on disk: {stats}");
+}
