@@ -19,6 +19,7 @@ mod intake;
 mod keys_file;
 mod lifecycle;
 mod limits;
+mod locate;
 mod log;
 mod metrics;
 mod models;
@@ -157,6 +158,9 @@ fn main() -> ExitCode {
             Ok(c) => {
                 println!("config {} is valid", config.display());
                 print!("{}", c.summary());
+                for w in &c.warnings {
+                    eprintln!("llm-relay: warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
