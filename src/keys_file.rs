@@ -51,7 +51,36 @@ pub fn load(path: &Path) -> Result<Vec<StoredKey>, String> {
             e.column()
         )
     })?;
+    check(&doc.keys).map_err(|msg| {
+        let at = crate::locate::message_position(&text, &msg)
+            .map_or(String::new(), |(l, c)| format!("line {l}, column {c}: "));
+        format!(
+            "keys_file {}: {at}{msg}; fix the entry with the admin API's rules, or remove it",
+            path.display()
+        )
+    })?;
     Ok(doc.keys)
+}
+
+/// Checks each entry as a config key is checked, so a bad entry stops the load instead of
+/// failing every request made with that key: limits positive, an id, unique ids, a SHA-256.
+fn check(keys: &[StoredKey]) -> Result<(), String> {
+    for (i, k) in keys.iter().enumerate() {
+        k.rate_limit.check(&format!("keys[{i}].rate_limit"))?;
+        if k.id.trim().is_empty() {
+            return Err(format!("`keys[{i}].id` is empty"));
+        }
+        if keys.iter().take(i).any(|o| o.id == k.id) {
+            return Err(format!("`keys[{i}].id` \"{}\" is used twice", k.id));
+        }
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if k.sha256.len() != 64 || !k.sha256.bytes().all(lower_hex) {
+            return Err(format!(
+                "`keys[{i}].sha256` is not a SHA-256 in lowercase hex (64 digits)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes the keys file atomically: a temp file beside it, fsync, rename, fsync the folder.
