@@ -261,11 +261,39 @@ impl Server {
         Self::from_listener_with_timeout(listener, ssl_config, None)
     }
 
+    /// llm-relay patch: an HTTP server set up by `options` (socket timeouts, handler mode).
+    pub fn http_with_options<A>(
+        addr: A,
+        options: HttpOptions,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
+        let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
+        Self::from_listener_with_options(listener, None, options)
+    }
+
     fn from_listener_with_timeout<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
         socket_timeout: Option<Duration>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let options = match socket_timeout {
+            Some(t) => HttpOptions::new().timeout(t),
+            None => HttpOptions::new(),
+        };
+        Self::from_listener_with_options(listener, ssl_config, options)
+    }
+
+    fn from_listener_with_options<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        options: HttpOptions,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let HttpOptions {
+            timeout: socket_timeout,
+            handler,
+        } = options;
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -346,21 +374,11 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let handler = handler.clone();
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
+                                serve_connection(client, &messages, handler.as_ref());
                             }
                         }));
                     }
@@ -438,6 +456,78 @@ impl Server {
     }
 }
 
+/// llm-relay patch: a request handler run on the connection's own thread (see
+/// `HttpOptions::handler`).
+pub type Handler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
+
+/// llm-relay patch: how `Server::http_with_options` sets up the server. Build it with
+/// `HttpOptions::new()` and the methods below; fields are added as the fork grows.
+#[derive(Clone, Default)]
+pub struct HttpOptions {
+    timeout: Option<Duration>,
+    handler: Option<Handler>,
+}
+
+impl HttpOptions {
+    /// No socket timeouts, requests queued for `recv()` (upstream's behaviour).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every accepted socket times out reads and writes after `timeout`, and one request head
+    /// may take at most `timeout` (408 beyond; see `Server::http_with_timeout`).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Handler mode: each request is passed to `handler` on the thread that read it from its
+    /// connection instead of being queued for `recv()` (which then sees no requests). The
+    /// connection reads its next request only once this one is answered: `respond` returned,
+    /// the writer of `into_writer` or `upgrade` was dropped, or the request was dropped
+    /// (an unanswered request gets upstream's automatic 500). The handler may pass the
+    /// request to another thread; the connection waits for the answer either way. A panic in
+    /// the handler closes only that connection.
+    pub fn handler(mut self, handler: Handler) -> Self {
+        self.handler = Some(handler);
+        self
+    }
+}
+
+/// Reads the requests of one connection in turn and queues each for `recv()`, or, in handler
+/// mode (llm-relay patch), answers each on this thread through `handler`.
+fn serve_connection(
+    client: ClientConnection,
+    messages: &MessagesQueue<Message>,
+    handler: Option<&Handler>,
+) {
+    if let Some(handler) = handler {
+        for rq in client {
+            let (answered, wait) = mpsc::channel();
+            let rq = rq.with_notify_sender(answered);
+            let call = std::panic::AssertUnwindSafe(|| handler(rq));
+            if std::panic::catch_unwind(call).is_err() {
+                log::error!("request handler panicked; closing its connection");
+                return;
+            }
+            if wait.recv().is_err() {
+                return;
+            }
+        }
+    } else if client.secure() {
+        // Synchronization is needed for HTTPS requests to avoid a deadlock
+        let (sender, receiver) = mpsc::channel();
+        for rq in client {
+            messages.push(rq.with_notify_sender(sender.clone()).into());
+            receiver.recv().unwrap();
+        }
+    } else {
+        for rq in client {
+            messages.push(rq.into());
+        }
+    }
+}
+
 impl Iterator for IncomingRequests<'_> {
     type Item = Request;
     fn next(&mut self) -> Option<Request> {
@@ -470,3 +560,6 @@ impl Drop for Server {
         }
     }
 }
+
+#[cfg(test)]
+mod llm_relay_tests;

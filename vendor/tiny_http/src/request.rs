@@ -96,7 +96,7 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        self.sender.send(()).ok(); // llm-relay patch: the connection may be gone
     }
 }
 
@@ -435,7 +435,7 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            sender.send(()).ok(); // llm-relay patch: the connection may be gone
         }
         res
     }
@@ -491,7 +491,7 @@ impl Drop for Request {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
+                sender.send(()).ok(); // llm-relay patch: the connection may be gone
             }
         }
     }
