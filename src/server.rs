@@ -48,6 +48,9 @@ type Queue = SyncSender<Job>;
 pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     log::install_library_logger();
     config.ops.apply()?;
+    for w in &config.warnings {
+        log::warn(w);
+    }
     let state = State::new(config, None)?;
     if let Some(cache) = &state.cache {
         cache.start_upkeep();
