@@ -48,6 +48,9 @@ type Queue = SyncSender<Job>;
 pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     log::install_library_logger();
     config.ops.apply()?;
+    for w in &config.warnings {
+        log::warn(w);
+    }
     let state = State::new(config, None)?;
     if let Some(cache) = &state.cache {
         cache.start_upkeep();
@@ -146,14 +149,13 @@ fn serve(mut ex: Exchange, state: Arc<State>, queue: &Queue) {
         queue.try_send(Job { ex, state, work })
     {
         let mut ex = job.ex;
-        ex.error(&ApiError::new(
-            503,
-            "server_error",
+        ex.error(&ApiError::busy(
             "relay_busy",
             format!(
                 "{QUEUE} requests are already waiting for an upstream worker; retry shortly or \
                  raise `workers`"
             ),
+            1,
         ));
     }
 }

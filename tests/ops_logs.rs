@@ -59,7 +59,21 @@ fn log_level_warn_drops_access_lines() {
         200
     );
     assert_eq!(get(&relay.url("/health")).status, 200);
-    std::thread::sleep(Duration::from_millis(300));
+    // metrics count /health just after its access line would be written; a warn-level line
+    // (a reload that fails) written after that marks where the log has been read up to
+    wait_until(Duration::from_secs(30), "/health counted", || {
+        metric(
+            &relay,
+            "llm_relay_requests_total{route=\"/health\",status=\"200\"}",
+        ) == Some(1.0)
+    });
+    std::fs::write(relay.config_path(), "{ not json").unwrap();
+    relay.signal("HUP");
+    relay
+        .wait_for_log_line(Duration::from_secs(30), |l| {
+            l.contains("config reload failed")
+        })
+        .expect("the failed reload is logged at warn level");
     let text = relay.stderr_text();
     assert!(!text.contains(" access "), "{text}");
     assert!(!text.contains(" info "), "{text}");

@@ -1,5 +1,6 @@
 //! Integration tests for `llm-relay`: one test binary, one module per topic.
-//! The harness (relay process, upstream fixture, clients) is in `common/`.
+//! The harness (relay process, upstream fixture, clients) is in `common/`; the heavy system
+//! checks are the second binary, `tests/system.rs`.
 
 #[allow(dead_code)]
 mod common;
@@ -8,8 +9,7 @@ mod access_front_door;
 mod access_hostile;
 mod access_keys;
 mod access_limits;
-mod access_openapi;
-mod bench_quick;
+mod access_memory;
 mod bench_regressions;
 mod cache_concurrency;
 mod cache_replay;
@@ -25,7 +25,6 @@ mod openai_sdk;
 mod ops_lifecycle;
 mod ops_logs;
 mod ops_metrics;
-mod ops_static;
 mod upstreams_failover;
 mod upstreams_proxy;
 mod upstreams_routing;
