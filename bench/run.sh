@@ -34,10 +34,10 @@ done
 
 if [ "$QUICK" = 1 ]; then
   DUR=1 WRK_T=1 WRK_C=8 PACED_RATE=200 PACED_S=2 STREAM_EVENTS=10 MANY_STREAMS=50
-  OPEN_STREAMS=200 SCALE_SMALL=1000 SCALE_LARGE=10000
+  OPEN_STREAMS=200 SCALE_SMALL=1000 SCALE_LARGE=10000 SLOW_CONNS=50
 else
   DUR=10 WRK_T=2 WRK_C=50 PACED_RATE=1000 PACED_S=10 STREAM_EVENTS=50 MANY_STREAMS=500
-  OPEN_STREAMS=1000 SCALE_SMALL=1000 SCALE_LARGE=1000000
+  OPEN_STREAMS=1000 SCALE_SMALL=1000 SCALE_LARGE=1000000 SLOW_CONNS=200
 fi
 # Scenario 7's large cache size; lower it only where the disk (~8 GB for 1 M) is short.
 SCALE_LARGE=${BENCH_SCALE_LARGE:-$SCALE_LARGE}
@@ -221,6 +221,7 @@ http {
   client_body_temp_path $dir/tmp/body; proxy_temp_path $dir/tmp/proxy;
   fastcgi_temp_path $dir/tmp/fastcgi; uwsgi_temp_path $dir/tmp/uwsgi; scgi_temp_path $dir/tmp/scgi;
   keepalive_requests 10000000;
+  client_max_body_size 0;
   server {
     listen 127.0.0.1:$port;
     location = /v1/chat/completions {
@@ -448,6 +449,72 @@ scenario_memory() {
   stop "$SSE_PID"
 }
 
+# Scenario 9: the front door. Cache hits idle, then on the same relay while SLOW_CONNS clients
+# trickle request bodies and SLOW_CONNS more trickle request heads (a byte a second each); and
+# peak RSS while 8 clients send a maximal body (max_body_bytes of JSON text) at once.
+wait_line() { # FILE PATTERN SECONDS
+  local i
+  for i in $(seq $(($3 * 20))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  return 1
+}
+
+scenario_slow_clients() {
+  if [ "$HAS_CACHE" = 0 ]; then
+    not_run 9-idle "cache hits, idle" "this build has no cache"
+    not_run 9-attack "cache hits under the slow-client attack" "this build has no cache"
+    return
+  fi
+  local r dir=$RUN/cache-slow ob=$RUN/trickle-body.out oh=$RUN/trickle-head.out pb ph
+  start_relay "http://$NGINX/v1" 32 "$(cache_json "$dir" 10000)"
+  if ! check_hit "$RELAY"; then
+    not_run 9-idle "cache hits, idle" "no \`X-Cache: HIT\` on a repeated request"
+    stop "$RELAY_PID"
+    return
+  fi
+  r=($(wrk_post "http://$RELAY/v1/chat/completions"))
+  row 9-idle "cache hits from memory, idle (the relay of 9-attack)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" \
+    "$(peak_rss_mb "$RELAY_PID")" "$(errors_note "${r[3]}")"
+  local idle50=${r[1]} idle99=${r[2]}
+  "$TOOL" trickle --addr "$RELAY" --conns "$SLOW_CONNS" --mode body --seconds $((DUR + 15)) >"$ob" &
+  pb=$!
+  PIDS+=("$pb")
+  "$TOOL" trickle --addr "$RELAY" --conns "$SLOW_CONNS" --mode head --seconds $((DUR + 15)) >"$oh" &
+  ph=$!
+  PIDS+=("$ph")
+  if ! wait_line "$ob" ready 30 || ! wait_line "$oh" ready 30; then
+    not_run 9-attack "cache hits under the slow-client attack" "the trickling clients did not connect"
+  else
+    sleep 1 # every trickler has sent its head (or its body's first byte) and waits
+    r=($(wrk_post "http://$RELAY/v1/chat/completions"))
+    row 9-attack "cache hits while $SLOW_CONNS clients trickle bodies and $SLOW_CONNS trickle heads" \
+      "${r[0]}" "${r[1]}" "${r[2]}" "$idle50" "$idle99" "$(peak_rss_mb "$RELAY_PID")" \
+      "Δ vs 9-idle; $(errors_note "${r[3]}")"
+  fi
+  stop "$pb"
+  stop "$ph"
+  stop "$RELAY_PID"
+}
+
+scenario_big_bodies() {
+  local body=$RUN/big-body.json i codes
+  # 20 MiB (max_body_bytes' default) of JSON text: one long user message
+  python3 - "$body" <<'PY'
+import sys
+n = 20 * 1024 * 1024 - 100
+with open(sys.argv[1], "w") as f:
+    f.write('{"model":"bench-model","messages":[{"role":"user","content":"' + "x" * n + '"}]}')
+PY
+  start_relay "http://$NGINX/v1" 32
+  codes=$(for i in $(seq 8); do
+    curl -s -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' \
+      --data-binary "@$body" "http://$RELAY/v1/chat/completions" &
+  done; wait)
+  row 9-bodies "memory: 8 clients send a 20 MiB body at once" "-" "-" "-" "" "" "$(peak_rss_mb "$RELAY_PID")" \
+    "answers: $(echo "$codes" | sort | uniq -c | awk '{printf "%s%s×%s", (NR>1?", ":""), $1, $2}') (max_body_bytes_in_flight 256 MiB)"
+  stop "$RELAY_PID"
+  rm -f "$body"
+}
+
 # ------------------------------------------------------------------------------------------
 # Targets: each compares two figures of this run.
 
@@ -482,6 +549,8 @@ evaluate_targets() {
   target "$SCALE_LARGE entries: /health answers within 100 ms of start (ms)" "${h:--}" "m <= 100"
   target "RSS idle ≤ 30 MB (MB)" "${R_RSS[8-idle]:-}" "m <= 30"
   target "RSS with $OPEN_STREAMS open streams ≤ 100 MB (MB)" "${R_RSS[8-streams]:-}" "m <= 100"
+  target "cache hits under the slow-client attack: p99 ≤ 2 × idle (9-attack / 9-idle)" \
+    "$(ratio "${R_P99[9-attack]:-}" "${R_P99[9-idle]:-}")" "m <= 2"
 }
 
 # ------------------------------------------------------------------------------------------
@@ -554,6 +623,8 @@ log "scenario 5: LiteLLM";           scenario_litellm 5off "LiteLLM proxy, cache
 log "scenario 6: streaming";         scenario_streams
 log "scenario 7: scale";             scenario_scale
 log "scenario 8: memory";            scenario_memory
+log "scenario 9: front door";        scenario_slow_clients
+                                     scenario_big_bodies
 evaluate_targets
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -20,6 +20,7 @@ use crate::upstream::Timeouts;
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_WORKERS: usize = 32;
 const DEFAULT_MAX_BODY: u64 = 20 * 1024 * 1024;
+const DEFAULT_BODIES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
 
 /// The config file as written. Field names are the file's keys.
 #[derive(Debug, Deserialize)]
@@ -33,6 +34,7 @@ struct RawConfig {
     forward_auth: bool,
     workers: Option<usize>,
     max_body_bytes: Option<u64>,
+    max_body_bytes_in_flight: Option<u64>,
     connect_timeout_ms: Option<u64>,
     first_byte_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
@@ -82,6 +84,8 @@ pub struct Config {
     pub forward_auth: bool,
     pub workers: usize,
     pub max_body_bytes: u64,
+    /// The memory all request bodies in flight may take together (see `body_cost`).
+    pub max_body_bytes_in_flight: u64,
     pub timeouts: Timeouts,
     pub rules: Vec<Rule>,
     /// Every upstream endpoint (the single `upstream` becomes a one-entry list) and the
@@ -182,6 +186,15 @@ impl Config {
         if max_body_bytes == 0 {
             return Err("`max_body_bytes` must be positive".to_string());
         }
+        let max_body_bytes_in_flight = raw
+            .max_body_bytes_in_flight
+            .unwrap_or(DEFAULT_BODIES_IN_FLIGHT);
+        if max_body_bytes_in_flight < 1024 * 1024 {
+            return Err(format!(
+                "`max_body_bytes_in_flight` must be at least 1048576 (1 MiB), got \
+                 {max_body_bytes_in_flight}"
+            ));
+        }
         let timeouts = Timeouts {
             connect: millis(raw.connect_timeout_ms, 5_000, "connect_timeout_ms")?,
             first_byte: millis(raw.first_byte_timeout_ms, 300_000, "first_byte_timeout_ms")?,
@@ -234,6 +247,7 @@ impl Config {
             forward_auth: raw.forward_auth,
             workers,
             max_body_bytes,
+            max_body_bytes_in_flight,
             timeouts,
             rules,
             upstreams,
@@ -257,8 +271,8 @@ impl Config {
             out.push_str(&format!("upstream: {} (auth: {key})\n", self.upstream));
         }
         out.push_str(&format!(
-            "workers: {}, max_body_bytes: {}\n",
-            self.workers, self.max_body_bytes
+            "workers: {}, max_body_bytes: {}, max_body_bytes_in_flight: {}\n",
+            self.workers, self.max_body_bytes, self.max_body_bytes_in_flight
         ));
         out.push_str(&format!(
             "timeouts: connect {} ms, first byte {} ms, idle {} ms\n",

@@ -15,6 +15,7 @@
 
 mod admin;
 mod auth;
+mod body_cost;
 mod body_log;
 mod cache;
 mod check;

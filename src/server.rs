@@ -146,14 +146,13 @@ fn serve(mut ex: Exchange, state: Arc<State>, queue: &Queue) {
         queue.try_send(Job { ex, state, work })
     {
         let mut ex = job.ex;
-        ex.error(&ApiError::new(
-            503,
-            "server_error",
+        ex.error(&ApiError::busy(
             "relay_busy",
             format!(
                 "{QUEUE} requests are already waiting for an upstream worker; retry shortly or \
                  raise `workers`"
             ),
+            1,
         ));
     }
 }

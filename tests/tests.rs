@@ -8,6 +8,7 @@ mod common;
 mod access_hostile;
 mod access_keys;
 mod access_limits;
+mod access_memory;
 mod bench_regressions;
 mod cache_concurrency;
 mod cache_replay;

@@ -146,7 +146,7 @@ impl Cache {
             )
         })?;
         Ok(Some(Arc::new(Cache {
-            memory: memory::Memory::new(config.memory_items),
+            memory: memory::Memory::new(config.memory_items, config.memory_bytes),
             flights: flight::Flights::default(),
             hits: upkeep::HitBook::load(&config.dir),
             counters: Counters::default(),
@@ -245,9 +245,19 @@ impl Cache {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Stores `response` for `plan` if it is a complete success. Returns whether it did.
+    /// True if an answer of `len` bytes is too large to store (`cache.max_entry_bytes`): it is
+    /// relayed whole but not stored.
+    pub fn too_large(&self, len: usize) -> bool {
+        len as u64 > self.config.max_entry_bytes
+    }
+
+    /// Stores `response` for `plan` if it is a complete success within `max_entry_bytes`.
+    /// Returns whether it did.
     pub fn store(&self, plan: &Plan, response: &[u8]) -> bool {
-        if plan.control.no_store || replay::check(response).is_err() {
+        if plan.control.no_store
+            || self.too_large(response.len())
+            || replay::check(response).is_err()
+        {
             return false;
         }
         let meta = store::Meta {
@@ -306,6 +316,8 @@ impl Cache {
             "misses": misses,
             "hit_ratio": ratio,
             "tokens_saved": c.tokens_saved.load(Ordering::Relaxed),
+            "memory_entries": self.memory.usage().0,
+            "memory_bytes": self.memory.usage().1,
         })
         .to_string()
         .into_bytes()
