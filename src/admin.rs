@@ -43,9 +43,11 @@ pub fn handle(
             let Some(req) = ex.request_mut() else {
                 return Ok(());
             };
-            let mut reserved =
-                crate::body_cost::Reservation::new(state.config.max_body_bytes_in_flight);
-            let new = parse_new_key(req, state.config.client_timeout, &mut reserved)?;
+            let new = parse_new_key(
+                req,
+                state.config.client_timeout,
+                state.config.max_body_bytes_in_flight,
+            )?;
             let limit = RateLimit::from_raw(new.rate_limit, "rate_limit")
                 .map_err(|m| ApiError::invalid("invalid_request", m))?;
             let (key, secret) = gate.keys.create(new.name, limit, new.expires_at)?;
@@ -113,15 +115,10 @@ pub fn handle(
     Ok(())
 }
 
-/// The new key's description; its body is read as API bodies are (size cap, read deadline, a
-/// share of the in-flight body budget).
-fn parse_new_key(
-    req: &mut Request,
-    budget: Duration,
-    reserved: &mut crate::body_cost::Reservation,
-) -> Result<NewKey, ApiError> {
+fn parse_new_key(req: &mut Request, budget: Duration, in_flight: u64) -> Result<NewKey, ApiError> {
     intake::check_content_type(req)?;
-    let raw = intake::read_body(req, MAX_ADMIN_BODY, budget, reserved)?;
+    let mut reserved = crate::body_cost::Reservation::new(in_flight);
+    let raw = intake::read_body(req, MAX_ADMIN_BODY, budget, &mut reserved)?;
     let new: NewKey = serde_json::from_slice(&raw).map_err(|e| {
         ApiError::invalid(
             "invalid_request",
