@@ -110,8 +110,8 @@ pub fn request_done(a: &Access) {
                 .or_default()
                 .observe(OVERHEAD_BUCKETS, own);
         }
-        if !a.cache.is_empty() {
-            *r.cache.entry((route, a.cache)).or_default() += 1;
+        if let Some(result) = a.cache {
+            *r.cache.entry((route, result.label())).or_default() += 1;
         }
     });
 }

@@ -79,12 +79,12 @@ pub enum Status {
 }
 
 impl Status {
-    /// The metrics and log label: `miss`, `refresh`, `bypass`.
-    pub fn label(self) -> &'static str {
+    /// The result the access log and metrics record.
+    pub fn result(self) -> crate::log::CacheResult {
         match self {
-            Status::Miss => "miss",
-            Status::Refresh => "refresh",
-            Status::Bypass => "bypass",
+            Status::Miss => crate::log::CacheResult::Miss,
+            Status::Refresh => crate::log::CacheResult::Refresh,
+            Status::Bypass => crate::log::CacheResult::Bypass,
         }
     }
 
