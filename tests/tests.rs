@@ -9,6 +9,7 @@ mod access_keys;
 mod access_limits;
 mod access_memory;
 mod access_openapi;
+mod access_slow;
 mod bench_quick;
 mod bench_regressions;
 mod cache_concurrency;
