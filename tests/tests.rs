@@ -10,6 +10,7 @@ mod access_hostile;
 mod access_keys;
 mod access_limits;
 mod access_memory;
+mod access_slow;
 mod bench_regressions;
 mod cache_concurrency;
 mod cache_replay;
