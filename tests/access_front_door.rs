@@ -297,21 +297,22 @@ fn errors_of_the_http_layer_are_openai_json() {
     assert_eq!(error_code(&r), "request_timeout");
 }
 
+/// Sends a keep-alive `GET /health` on a new connection and returns it once answered 200.
+fn served_connection(addr: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(5 * SECOND)).unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    s
+}
+
 #[test]
 fn connections_beyond_max_connections_get_a_503_and_the_relay_recovers() {
     let (_up, relay) = setup(json!({"max_connections": 4}));
-    let held: Vec<TcpStream> = (0..4)
-        .map(|_| {
-            let mut s = TcpStream::connect(relay.addr()).unwrap();
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-                .unwrap();
-            s.set_read_timeout(Some(5 * SECOND)).unwrap();
-            let mut buf = [0u8; 512];
-            let n = s.read(&mut buf).unwrap();
-            assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
-            s
-        })
-        .collect();
+    let held: Vec<TcpStream> = (0..4).map(|_| served_connection(relay.addr())).collect();
     let r = raw(&relay, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(r.status, Some(503), "{r:?}");
     assert_eq!(error_code(&r), "too_many_connections");
@@ -330,18 +331,6 @@ fn connections_beyond_max_connections_get_a_503_and_the_relay_recovers() {
     assert!(relay
         .wait_for_log_line(5 * SECOND, |l| l.contains("max_connections limit"))
         .is_some());
-}
-
-/// Sends a keep-alive `GET /health` on a new connection and returns it once answered 200.
-fn served_connection(addr: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    s.set_read_timeout(Some(5 * SECOND)).unwrap();
-    let mut buf = [0u8; 512];
-    let n = s.read(&mut buf).unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
-    s
 }
 
 #[test]
