@@ -20,7 +20,7 @@ done
 # Debian packages: command the tests run → package that provides it.
 declare -A want=(
   [nginx]=nginx [wrk]=wrk [curl]=curl [redis-server]=redis-server
-  [unshare]=util-linux [ldd]=libc-bin [node]=nodejs [npm]=npm
+  [unshare]=util-linux [prlimit]=util-linux [ldd]=libc-bin [node]=nodejs [npm]=npm
 )
 python3 -m pip --version >/dev/null 2>&1 || want[pip]=python3-pip
 missing=()

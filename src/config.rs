@@ -56,6 +56,7 @@ struct RawConfig {
     log_level: Option<crate::log::Level>,
     body_log: Option<String>,
     client_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
     auth: Option<crate::auth::RawAuth>,
     rate_limit: Option<crate::limits::RawRateLimit>,
     cache: Option<crate::cache::RawCache>,
@@ -96,6 +97,8 @@ pub struct Config {
     pub ops: crate::ops::OpsConfig,
     /// Longest a client may take to send its request head or body (per read, and in total).
     pub client_timeout: Duration,
+    /// Client connections served at once; one more is answered 503 and closed (`fd_limit`).
+    pub max_connections: usize,
     pub auth: crate::auth::AuthConfig,
     /// Default per-key rate limit.
     pub rate_limit: crate::limits::RateLimit,
@@ -239,6 +242,7 @@ impl Config {
         let rate_limit = crate::limits::RateLimit::from_raw(raw.rate_limit, "rate_limit")?;
         Ok(Config {
             client_timeout,
+            max_connections: crate::fd_limit::max_connections(raw.max_connections)?,
             auth,
             rate_limit,
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),

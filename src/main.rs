@@ -23,6 +23,7 @@ mod config;
 mod error;
 mod exchange;
 mod expand;
+mod fd_limit;
 mod gate;
 mod intake;
 mod keys_file;

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use tiny_http::{Request, Server};
+use tiny_http::{HttpOptions, Request, Server};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -56,7 +56,10 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
         cache.start_upkeep();
     }
     let config = &state.config;
-    let server = Server::http_with_timeout(&config.listen, config.client_timeout).map_err(|e| {
+    let http = HttpOptions::new()
+        .timeout(config.client_timeout)
+        .max_connections(config.max_connections);
+    let server = Server::http_with_options(&config.listen, http).map_err(|e| {
         format!(
             "cannot listen on {}: {e}; pick a free address in `listen`",
             config.listen

@@ -5,6 +5,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod access_front_door;
 mod access_hostile;
 mod access_keys;
 mod access_limits;

@@ -107,22 +107,28 @@ const KNOWN_CODINGS: [&str; 7] = [
 /// HTTP/1.0, or a transfer coding other than one final `chunked`. Each is a request whose end a
 /// front proxy may see elsewhere (request smuggling), so it is refused and the connection closed.
 pub fn body_framing(headers: &[Header], version: &HTTPVersion) -> Result<BodyFraming, Refusal> {
-    let lengths: Vec<&str> = headers
-        .iter()
-        .filter(|h| h.field.equiv("Content-Length"))
-        .map(|h| h.value.as_str())
-        .collect();
-    let codings: Vec<String> = headers
-        .iter()
-        .filter(|h| h.field.equiv("Transfer-Encoding"))
-        .flat_map(|h| h.value.as_str().split(','))
-        .map(|c| c.trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty())
-        .collect();
-    let has_te = headers.iter().any(|h| h.field.equiv("Transfer-Encoding"));
+    // One pass without allocating: the common request has at most one Content-Length.
+    let mut length: Option<&str> = None;
+    let mut lengths = 0;
+    let mut has_te = false;
+    for h in headers {
+        if h.field.equiv("Content-Length") {
+            lengths += 1;
+            length = Some(h.value.as_str());
+        } else if h.field.equiv("Transfer-Encoding") {
+            has_te = true;
+        }
+    }
 
     if has_te {
-        if !lengths.is_empty() {
+        let codings: Vec<String> = headers
+            .iter()
+            .filter(|h| h.field.equiv("Transfer-Encoding"))
+            .flat_map(|h| h.value.as_str().split(','))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if lengths > 0 {
             return Err(Refusal::new(
                 400,
                 "conflicting_framing",
@@ -164,9 +170,9 @@ pub fn body_framing(headers: &[Header], version: &HTTPVersion) -> Result<BodyFra
         return Ok(BodyFraming::Chunked);
     }
 
-    match lengths.as_slice() {
-        [] => Ok(BodyFraming::Empty),
-        [value] => {
+    match (lengths, length) {
+        (0, _) | (_, None) => Ok(BodyFraming::Empty),
+        (1, Some(value)) => {
             let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
             match value.parse::<usize>() {
                 Ok(n) if digits => Ok(BodyFraming::Length(n)),
