@@ -100,7 +100,7 @@ build() {
     return 0
   fi
   log "building the release binary and the bench tool"
-  # Called from `cargo test` (tests/bench_quick.rs), the environment carries the test's
+  # Called from `cargo test` without prebuilt binaries, the environment carries the test's
   # CARGO_PKG_* and CARGO_MANIFEST_* values; ring's build script watches some of them, and a
   # change would rebuild everything each time.
   (

@@ -131,12 +131,12 @@ pub fn cache_size(entries: u64, bytes: u64) {
     });
 }
 
-/// A failed call (transport error or 5xx) to the upstream `endpoint` (its base URL).
+/// A failed call (transport error or 5xx) to the upstream `endpoint` (its `name`).
 pub fn upstream_error(endpoint: &str) {
     with(|r| *r.upstream_errors.entry(endpoint.to_string()).or_default() += 1);
 }
 
-/// A retry of a call against `endpoint` (its base URL).
+/// A retry of a call against `endpoint` (its `name`).
 pub fn retry(endpoint: &str) {
     with(|r| *r.retries.entry(endpoint.to_string()).or_default() += 1);
 }
