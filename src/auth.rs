@@ -9,15 +9,15 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::RwLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tiny_http::Request;
 
 use crate::error::ApiError;
-use crate::keys_file;
+use crate::keys_file::{self, StoredKey};
 use crate::limits::{RateLimit, RawRateLimit};
+use crate::util::{hex, now_secs};
 
 /// The `auth` section as written.
 #[derive(Debug, Default, Deserialize)]
@@ -46,22 +46,6 @@ struct RawFullKey {
     key: String,
     name: Option<String>,
     rate_limit: Option<RawRateLimit>,
-}
-
-/// A key as the relay holds it: never the key itself.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct StoredKey {
-    pub id: String,
-    pub name: String,
-    /// Hex SHA-256 of the key.
-    pub sha256: String,
-    #[serde(default, skip_serializing_if = "RateLimit::is_empty")]
-    pub rate_limit: RateLimit,
-    /// Unix seconds after which the key is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
-    #[serde(default)]
-    pub created_at: u64,
 }
 
 /// The checked `auth` section.
@@ -107,7 +91,7 @@ impl AuthConfig {
                 created_at: 0,
             });
         }
-        let admin = crate::config::secret(raw.admin_key, raw.admin_key_env, "auth.admin_key")?;
+        let admin = crate::check::secret(raw.admin_key, raw.admin_key_env, "auth.admin_key")?;
         if admin.as_ref().is_some_and(|k| k.trim().len() < 8) {
             return Err("the admin key is shorter than 8 characters; use a long random key".into());
         }
@@ -278,7 +262,7 @@ impl KeyStore {
                 "invalid_request_error",
                 "keys_file_not_configured",
                 "keys created through the admin API need `auth.keys_file` in the config, so \
-                 they survive a restart; set it and restart the relay"
+                 they survive a restart; set it and reload the config (SIGHUP)"
                     .to_string(),
             ));
         };
@@ -306,7 +290,10 @@ impl KeyStore {
                 409,
                 "invalid_request_error",
                 "config_key",
-                format!("key `{id}` is defined in the config file; remove it there and restart"),
+                format!(
+                    "key `{id}` is defined in the config file; remove it there and reload the \
+                     config (SIGHUP)"
+                ),
             ));
         }
         let mut created = self.created.write().unwrap_or_else(|p| p.into_inner());
@@ -334,11 +321,8 @@ pub fn presented_key(req: &Request) -> Option<String> {
     for h in req.headers() {
         let name = h.field.as_str().as_str();
         if name.eq_ignore_ascii_case("authorization") {
-            let v = h.value.as_str().trim();
-            if v.get(..7)
-                .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
-            {
-                return v.get(7..).map(|t| t.trim().to_string());
+            if let Some(token) = crate::util::bearer_token(h.value.as_str()) {
+                return Some(token.to_string());
             }
         } else if name.eq_ignore_ascii_case("x-api-key") {
             api_key = Some(h.value.as_str().trim().to_string());
@@ -374,29 +358,12 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     Ok(buf)
 }
 
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn hash_bytes(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
 fn hash_hex(s: &str) -> String {
     hex(&hash_bytes(s))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
 }
 
 /// Constant-time comparison of two hex hashes (the time depends on the length only).

@@ -21,7 +21,9 @@ pub struct ApiError {
     /// For a 405: the methods the path allows, as the `Allow` header lists them.
     pub allow: Option<&'static str>,
     /// Further members of the `error` object (an object), e.g. the key of a `cache_miss`.
-    pub detail: Option<Value>,
+    pub detail: Option<Box<Value>>,
+    /// For a refusal the client should retry: seconds for the `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -33,6 +35,15 @@ impl ApiError {
             message,
             allow: None,
             detail: None,
+            retry_after: None,
+        }
+    }
+
+    /// A 503 the client should retry after `secs` seconds (`Retry-After`).
+    pub fn busy(code: &'static str, message: String, secs: u64) -> Self {
+        ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(503, "server_error", code, message)
         }
     }
 
@@ -86,7 +97,9 @@ impl ApiError {
     /// The JSON body, `{"error":{"message","type","code"}}` (plus any `detail` members).
     pub fn body(&self) -> Vec<u8> {
         let mut error = json!({ "message": self.message, "type": self.kind, "code": self.code });
-        if let (Some(Value::Object(extra)), Some(e)) = (&self.detail, error.as_object_mut()) {
+        if let (Some(Value::Object(extra)), Some(e)) =
+            (self.detail.as_deref(), error.as_object_mut())
+        {
             for (k, v) in extra {
                 e.entry(k.clone()).or_insert_with(|| v.clone());
             }

@@ -1,8 +1,9 @@
 //! The access gate every request passes first: which key it needs, whether it presented one,
 //! whether that key is within its rate limit; and afterwards, recording its usage.
 //!
-//! The pipeline calls [`Gate::check`] before routing and [`Gate::record`] after answering;
-//! everything in between only sees the [`Client`] (key id and name), never the key.
+//! Routing calls [`Gate::check`] first; the admitted key's usage is then counted by the
+//! request's `Exchange` once it is answered. Everything after the gate only sees the
+//! [`Client`] (key id and name), never the key.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,10 +13,9 @@ use tiny_http::Request;
 use crate::auth::{self, Client, KeyStore, Need, Refused};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::exchange::{json_content_type, Exchange};
 use crate::limits::{Limiter, RateLimit};
-use crate::log::Access;
-use crate::server::{json_content_type, respond};
-use crate::usage::{Outcome, Usage};
+use crate::usage::Usage;
 
 /// Keys, limits and usage, shared by all workers.
 #[derive(Debug)]
@@ -28,23 +28,22 @@ pub struct Gate {
     pub default_limit: RateLimit,
 }
 
-/// A refused request: the error and the extra headers it is answered with.
+/// Why a request was refused, with the error it is answered with.
 #[derive(Debug)]
-pub struct Refusal {
-    pub error: ApiError,
-    pub headers: Vec<(String, String)>,
-    /// The key, when it was valid but over its limit (the refusal counts as its usage).
-    pub client: Option<Client>,
+pub enum Refusal {
+    /// No valid key for the route: a 401.
+    Unauthorized(ApiError),
+    /// A valid key over its limit: a 429 with the limit's headers; it counts as the key's usage.
+    RateLimited {
+        error: ApiError,
+        headers: Vec<(String, String)>,
+        client: Client,
+    },
 }
 
 impl From<ApiError> for Refusal {
-    /// A 401: with `WWW-Authenticate: Bearer`, as RFC 9110 asks.
     fn from(error: ApiError) -> Self {
-        Refusal {
-            error,
-            headers: vec![("WWW-Authenticate".to_string(), "Bearer".to_string())],
-            client: None,
-        }
+        Refusal::Unauthorized(error)
     }
 }
 
@@ -92,7 +91,7 @@ impl Gate {
         let limit = client.rate_limit.or(self.default_limit);
         match self.limiter.admit(&client.key_id, limit, Instant::now()) {
             Ok(_) => Ok(Some(client)),
-            Err(verdict) => Err(Box::new(Refusal {
+            Err(verdict) => Err(Box::new(Refusal::RateLimited {
                 error: ApiError::new(
                     429,
                     "rate_limit_error",
@@ -103,34 +102,31 @@ impl Gate {
                     ),
                 ),
                 headers: verdict.headers(),
-                client: Some(client),
+                client,
             })),
         }
     }
 
-    /// Answers a refusal and records it against the key it names, if any.
-    pub fn refuse(&self, slot: &mut Option<Request>, access: &mut Access, refusal: Refusal) {
-        access.status = refusal.error.status;
-        if refusal.error.code == "rate_limit_exceeded" {
-            crate::metrics::rate_limited();
-        }
-        if let Some(req) = slot.take() {
-            let mut headers = vec![json_content_type()];
-            headers.extend(refusal.headers);
-            access.bytes = respond(req, refusal.error.status, &headers, refusal.error.body());
-        }
-        self.record(refusal.client.as_ref(), access);
-    }
-
-    /// Adds one answered request to its key's usage.
-    pub fn record(&self, client: Option<&Client>, access: &Access) {
-        let Some(client) = client else { return };
-        let outcome = Outcome {
-            status: access.status,
-            prompt_tokens: access.prompt_tokens,
-            completion_tokens: access.completion_tokens,
-            cache_hit: access.cache == "hit",
+    /// Answers a refusal; it counts as usage of the key it names, if any.
+    pub fn refuse(&self, ex: &mut Exchange, refusal: Refusal) {
+        let mut headers = vec![json_content_type()];
+        let error = match refusal {
+            // with `WWW-Authenticate: Bearer`, as RFC 9110 asks of a 401
+            Refusal::Unauthorized(error) => {
+                headers.push(("WWW-Authenticate".to_string(), "Bearer".to_string()));
+                error
+            }
+            Refusal::RateLimited {
+                error,
+                headers: limit_headers,
+                client,
+            } => {
+                crate::metrics::rate_limited();
+                ex.count_usage(Arc::clone(&self.usage), client.key_id);
+                headers.extend(limit_headers);
+                error
+            }
         };
-        self.usage.record(&client.key_id, outcome, auth::now_secs());
+        ex.respond(error.status, &headers, error.body());
     }
 }

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::log::Access;
-use crate::upstream::balance::HealthReport;
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -39,8 +38,12 @@ impl Histogram {
         if self.counts.is_empty() {
             self.counts = vec![0; bounds.len()];
         }
-        if let Some(i) = bounds.iter().position(|b| secs <= *b) {
-            self.counts[i] += 1;
+        if let Some(n) = bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .and_then(|i| self.counts.get_mut(i))
+        {
+            *n += 1;
         }
         self.sum += secs;
         self.count += 1;
@@ -76,10 +79,7 @@ fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
 /// The `route` label for a request path: the API path without `/v1`, or `other` (so unknown
 /// paths cannot grow the label set without bound).
 pub fn route_label(path: &str) -> &'static str {
-    let route = path
-        .strip_prefix("/v1")
-        .filter(|rest| rest.starts_with('/'))
-        .unwrap_or(path);
+    let route = crate::util::api_route(path);
     match route {
         "/chat/completions" => "/v1/chat/completions",
         "/completions" => "/v1/completions",
@@ -110,8 +110,8 @@ pub fn request_done(a: &Access) {
                 .or_default()
                 .observe(OVERHEAD_BUCKETS, own);
         }
-        if !a.cache.is_empty() {
-            *r.cache.entry((route, a.cache)).or_default() += 1;
+        if let Some(result) = a.cache {
+            *r.cache.entry((route, result.label())).or_default() += 1;
         }
     });
 }
@@ -131,12 +131,12 @@ pub fn cache_size(entries: u64, bytes: u64) {
     });
 }
 
-/// A failed call (transport error or 5xx) to the upstream `endpoint` (its base URL).
+/// A failed call (transport error or 5xx) to the upstream `endpoint` (its `name`).
 pub fn upstream_error(endpoint: &str) {
     with(|r| *r.upstream_errors.entry(endpoint.to_string()).or_default() += 1);
 }
 
-/// A retry of a call against `endpoint` (its base URL).
+/// A retry of a call against `endpoint` (its `name`).
 pub fn retry(endpoint: &str) {
     with(|r| *r.retries.entry(endpoint.to_string()).or_default() += 1);
 }
@@ -186,50 +186,6 @@ impl Drop for Busy {
 }
 
 /// The whole registry in Prometheus text format.
-/// One per-endpoint metric family: name, type, help, and how to read it from a report.
-type EndpointFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&HealthReport) -> u64,
-);
-
-const ENDPOINT_FAMILIES: [EndpointFamily; 3] = [
-    (
-        "llm_relay_upstream_healthy",
-        "gauge",
-        "1 while the endpoint is not cooling down.",
-        |h| u64::from(h.healthy),
-    ),
-    (
-        "llm_relay_upstream_consecutive_failures",
-        "gauge",
-        "Failures in a row of the endpoint.",
-        |h| u64::from(h.consecutive_failures),
-    ),
-    (
-        "llm_relay_upstream_attempts_total",
-        "counter",
-        "Upstream attempts per endpoint, retries included.",
-        |h| h.requests,
-    ),
-];
-
-/// Appends per-endpoint health and counters (owned by the upstream module) to `out`.
-pub fn render_upstreams(out: &mut String, upstreams: &[HealthReport]) {
-    for (name, kind, help, value) in ENDPOINT_FAMILIES {
-        header(out, name, kind, help);
-        for h in upstreams {
-            let _ = writeln!(
-                out,
-                "{name}{{endpoint=\"{}\"}} {}",
-                escape(&h.name),
-                value(h)
-            );
-        }
-    }
-}
-
 pub fn render() -> String {
     let mut out = String::with_capacity(4096);
     let in_flight = IN_FLIGHT.load(Ordering::SeqCst);
@@ -373,7 +329,8 @@ pub fn render() -> String {
     out
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// The `# HELP` and `# TYPE` lines of a metric family.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -410,7 +367,8 @@ fn histograms(
 }
 
 /// Escapes a label value (backslash, quote, newline).
-fn escape(v: &str) -> String {
+/// A label value escaped for the text format.
+pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

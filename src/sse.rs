@@ -108,8 +108,42 @@ pub enum End {
 /// What [`relay`] did.
 pub struct Relayed {
     pub end: End,
-    /// Every byte received from the upstream, in order (the stream as recorded).
+    /// Every byte received from the upstream, in order (the stream as recorded) — or, when
+    /// `truncated`, only its last lines.
     pub recorded: Vec<u8>,
+    /// The stream was longer than the recording cap: `recorded` holds its tail only (enough for
+    /// the final `usage` chunk), and it must not be stored.
+    pub truncated: bool,
+}
+
+/// What is kept of a stream past the recording cap: about this many bytes of its last lines.
+const TAIL: usize = 64 * 1024;
+
+/// The recorded copy of a stream, at most `cap` bytes; past it only the tail.
+struct Recording {
+    bytes: Vec<u8>,
+    cap: usize,
+    truncated: bool,
+}
+
+impl Recording {
+    fn push(&mut self, line: &[u8]) {
+        if !self.truncated && self.bytes.len() + line.len() > self.cap {
+            self.truncated = true;
+        }
+        self.bytes.extend_from_slice(line);
+        if self.truncated && self.bytes.len() > 2 * TAIL {
+            // Keep whole lines: drop up to the first line start in the last TAIL bytes.
+            let from = self.bytes.len() - TAIL;
+            let cut = self
+                .bytes
+                .iter()
+                .skip(from)
+                .position(|&b| b == b'\n')
+                .map_or(from, |i| from + i + 1);
+            self.bytes.drain(..cut);
+        }
+    }
 }
 
 /// Tracks whether a stream has ended properly, one line at a time.
@@ -194,8 +228,9 @@ pub fn error_event(message: &str) -> Vec<u8> {
 pub trait Tap {
     /// Whether `event` (its lines and the blank line ending it) goes to the client.
     fn pass(&mut self, event: &[u8]) -> bool;
-    /// The stream is complete; `recorded` is all of it. Called once, before the final event
-    /// (`data: [DONE]`, or the end of the response for streams without one) reaches the client.
+    /// The stream is complete; `recorded` is all of it. Called at most once (never for a stream
+    /// longer than the recording cap), before the final event (`data: [DONE]`, or the end of
+    /// the response for streams without one) reaches the client.
     fn complete(&mut self, recorded: &[u8]);
 }
 
@@ -212,15 +247,21 @@ impl Tap for NoTap {
 }
 
 /// Forwards `upstream` to `out` event by event (each flushed as its blank line arrives), and
-/// records a copy. `describe_error` turns a read error into the message of the closing error
-/// event; `tap` may hold events back and is told when the stream is complete.
+/// records a copy of at most `max_record` bytes (past it, only the tail). `describe_error`
+/// turns a read error into the message of the closing error event; `tap` may hold events back
+/// and is told when the stream is complete (only if it was recorded whole).
 pub fn relay(
     upstream: &mut dyn BufRead,
     out: &mut SseOut,
     describe_error: &dyn Fn(&io::Error) -> String,
+    max_record: usize,
     tap: &mut dyn Tap,
 ) -> Relayed {
-    let mut recorded = Vec::with_capacity(4096);
+    let mut recorded = Recording {
+        bytes: Vec::with_capacity(4096),
+        cap: max_record,
+        truncated: false,
+    };
     let mut completion = Completion::default();
     let mut line = Vec::with_capacity(512);
     let mut event = Vec::with_capacity(1024);
@@ -233,7 +274,7 @@ pub fn relay(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Some(describe_error(&e)),
         }
-        recorded.extend_from_slice(&line);
+        recorded.push(&line);
         completion.observe(&line);
         event.extend_from_slice(&line);
         if !is_blank(&line) {
@@ -241,7 +282,9 @@ pub fn relay(
         }
         if completion.done && !told {
             told = true;
-            tap.complete(&recorded);
+            if !recorded.truncated {
+                tap.complete(&recorded.bytes);
+            }
         }
         let pass = tap.pass(&event);
         let sent = !pass || out.write(&event).and_then(|()| out.flush()).is_ok();
@@ -249,7 +292,8 @@ pub fn relay(
         if !sent {
             return Relayed {
                 end: End::ClientGone,
-                recorded,
+                recorded: recorded.bytes,
+                truncated: recorded.truncated,
             };
         }
     };
@@ -258,8 +302,8 @@ pub fn relay(
         None => End::Interrupted("upstream closed the stream before it finished".to_string()),
         Some(msg) => End::Interrupted(msg),
     };
-    if end == End::Complete && !told {
-        tap.complete(&recorded);
+    if end == End::Complete && !told && !recorded.truncated {
+        tap.complete(&recorded.bytes);
     }
     let mut tail = std::mem::take(&mut event);
     if !tail.is_empty() {
@@ -280,7 +324,8 @@ pub fn relay(
         } else {
             end
         },
-        recorded,
+        recorded: recorded.bytes,
+        truncated: recorded.truncated,
     }
 }
 
@@ -313,6 +358,24 @@ mod tests {
             }
             assert_eq!(c.complete(), *expected, "{lines:?}");
         }
+    }
+
+    #[test]
+    fn recording_past_its_cap_keeps_whole_lines_of_the_tail() {
+        let mut r = Recording {
+            bytes: Vec::new(),
+            cap: 1000,
+            truncated: false,
+        };
+        r.push(b"data: first\n");
+        assert!(!r.truncated);
+        for i in 0..100_000 {
+            r.push(format!("data: {i}\n").as_bytes());
+        }
+        assert!(r.truncated);
+        assert!(r.bytes.len() <= 2 * TAIL, "{}", r.bytes.len());
+        assert!(r.bytes.starts_with(b"data: "), "starts at a line");
+        assert!(r.bytes.ends_with(b"data: 99999\n"));
     }
 
     #[test]

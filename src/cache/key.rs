@@ -11,6 +11,8 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::util::hex;
+
 /// Top-level request fields that do not change the answer, only its delivery.
 const DELIVERY_FIELDS: &[&str] = &["stream", "stream_options"];
 
@@ -102,19 +104,6 @@ pub fn credential_scope(credential: &str) -> String {
 /// SHA-256 of `bytes`, lowercase hex: the checksum that binds a response file to its entry.
 pub fn checksum(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        for nibble in [b >> 4, b & 15] {
-            if let Some(&d) = DIGITS.get(usize::from(nibble)) {
-                s.push(char::from(d));
-            }
-        }
-    }
-    s
 }
 
 /// True for a string that can be an entry key (64 lowercase hex digits); guards file names.

@@ -11,7 +11,7 @@ use tiny_http::Request;
 
 use super::replay::{self, Delivery};
 use super::{Cache, Entry, Plan};
-use crate::server::{json_content_type, respond};
+use crate::exchange::{json_content_type, respond};
 use crate::sse::{SseOut, Tap};
 
 /// Sends `entry` as the answer in `delivery`'s shape. Returns the status and body bytes

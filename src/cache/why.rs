@@ -229,7 +229,7 @@ pub fn miss_error(key: &str, report: &Report) -> ApiError {
          recorded request."
     );
     ApiError {
-        detail: Some(json!({"key": key, "closest": closest})),
+        detail: Some(Box::new(json!({"key": key, "closest": closest}))),
         ..ApiError::new(404, "invalid_request_error", "cache_miss", message)
     }
 }

@@ -1,0 +1,331 @@
+//! The pipeline of one API call, readable top to bottom, and the plain data between its steps.
+//!
+//! [`relay`] runs where the request was received: read the body → apply model rules → shape
+//! chat requests → cache lookup (a hit is answered here; in `replay` mode a miss too, with a
+//! `cache_miss` error) → check that the headers can be forwarded → take an in-flight permit. What is
+//! left is returned as [`Next::Upstream`] — a [`Work`] value, not a closure — and the server
+//! runs it with [`upstream`] on the `workers` pool: single-flight → call an upstream endpoint
+//! (with failover) → answer (whole, or as a stream relayed event by event) → record a complete
+//! success in the cache.
+
+use std::io::BufReader;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use crate::body_cost::Reservation;
+use crate::cache;
+use crate::error::ApiError;
+use crate::exchange::{request_headers, Exchange};
+use crate::intake;
+use crate::sse::{self, End, SseOut};
+use crate::state::State;
+use crate::upstream::{self, limit, Mode};
+use crate::{body_log, models, rules, shape, usage};
+
+/// The OpenAI endpoints the relay forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// The path below the upstream base URL (which includes `/v1`).
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// The most of a streamed answer recorded when no cache sets `max_entry_bytes`.
+const MAX_RECORD: u64 = 32 * 1024 * 1024;
+/// Says why an answer the cache would have stored was not: larger than `max_entry_bytes`.
+const SKIP_HEADER: &str = "X-Relay-Cache";
+const SKIP_TOO_LARGE: &str = "skip-too-large";
+
+/// What happens to a request after a step.
+pub enum Next {
+    /// Answered (or refused) already.
+    Done,
+    /// Needs an upstream call: continue with [`upstream`] on the `workers` pool.
+    Upstream(Work),
+}
+
+/// Work for the `workers` pool.
+pub enum Work {
+    /// An API call that the cache did not answer.
+    Call(Box<Call>),
+    /// `GET /v1/models`.
+    Models,
+}
+
+/// An API call on its way upstream.
+pub struct Call {
+    endpoint: Endpoint,
+    headers: Vec<(String, String)>,
+    /// The body after rules and shaping (the per-endpoint `model` override comes at send time).
+    body: Map<String, Value>,
+    delivery: cache::Delivery,
+    /// The cache's plan and why it did not answer, when the cache is on.
+    cached: Option<(cache::Plan, cache::Status)>,
+    /// Counts the call against `max_concurrent_requests` until it is done.
+    _permit: limit::Permit,
+    /// The body's share of `max_body_bytes_in_flight` until the call is done.
+    _reserved: Reservation,
+}
+
+/// The first part, where the request was received: body → rules → shaping → cache lookup (a
+/// hit answers here) → forwardable headers → in-flight permit. The rest comes back as [`Next::Upstream`].
+pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Next, ApiError> {
+    let Some(req) = ex.request_mut() else {
+        return Ok(Next::Done);
+    };
+    let headers = request_headers(req);
+    intake::check_content_type(req)?;
+    let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
+    let raw = intake::read_body(
+        req,
+        state.config.max_body_bytes,
+        state.config.client_timeout,
+        &mut reserved,
+    )?;
+    let mut body = intake::parse_body(&raw, &mut reserved)?;
+    drop(raw);
+    rules::apply(&state.config.rules, &mut body);
+    if endpoint == Endpoint::Chat {
+        shape::apply_chat(&state.config.shaping, &mut body);
+    }
+    ex.access.model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let delivery = cache::Delivery::of(&body);
+
+    let mut cached = None;
+    if let Some(cache) = &state.cache {
+        let models = state.upstream.effective_models(&ex.access.model);
+        let plan = cache.plan(endpoint.path(), &body, &headers, &models)?;
+        match cache.lookup(&plan) {
+            Ok(entry) => {
+                answer_hit(cache, &entry, ex, delivery);
+                return Ok(Next::Done);
+            }
+            Err(_) if plan.mode == cache::Mode::Replay => {
+                // offline: a miss never reaches an upstream
+                cache.missed();
+                ex.access.cache = Some(crate::log::CacheResult::Miss);
+                return Err(cache.replay_miss(&plan));
+            }
+            Err(status) => cached = Some((plan, status)),
+        }
+    }
+    state.upstream.check_forwardable(&headers)?;
+    let permit = state.upstream.limiter.try_acquire()?;
+    Ok(Next::Upstream(Work::Call(Box::new(Call {
+        endpoint,
+        headers,
+        body,
+        delivery,
+        cached,
+        _permit: permit,
+        _reserved: reserved,
+    }))))
+}
+
+/// The second part, on the `workers` pool.
+pub fn upstream(state: &State, ex: &mut Exchange, work: Work) {
+    let done = match work {
+        Work::Call(call) => call_upstream(state, ex, *call),
+        Work::Models => models::models(state, ex),
+    };
+    if let Err(err) = done {
+        ex.error(&err);
+    }
+}
+
+/// Answers a cache hit in the shape the client asked for.
+fn answer_hit(
+    cache: &cache::Cache,
+    entry: &cache::Entry,
+    ex: &mut Exchange,
+    delivery: cache::Delivery,
+) {
+    if ex.answered() {
+        return;
+    }
+    cache.served(entry);
+    ex.access.cache = Some(crate::log::CacheResult::Hit);
+    ex.answer_with(|req| cache::respond_hit(req, entry, delivery));
+}
+
+/// Single-flight → call an upstream endpoint (with failover) → answer (whole, or as a stream
+/// relayed event by event) → record a complete success in the cache.
+fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), ApiError> {
+    let cache = state.cache.as_deref();
+    let mut _leader = None;
+    let mut reply_extra = Vec::new();
+    let mut plan = None;
+    if let (Some(cache), Some((p, status))) = (cache, &call.cached) {
+        if *status == cache::Status::Miss && p.stores() {
+            match cache.join(p) {
+                cache::Role::Leader(guard) => _leader = Some(guard),
+                cache::Role::Hit(entry) => {
+                    answer_hit(cache, &entry, ex, call.delivery);
+                    return Ok(());
+                }
+                cache::Role::Follower(flight) => {
+                    flight.wait(state.config.timeouts.first_byte);
+                    if let Ok(entry) = cache.lookup(p) {
+                        answer_hit(cache, &entry, ex, call.delivery);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if *status != cache::Status::Bypass {
+            cache.missed();
+        }
+        ex.access.cache = Some(status.result());
+        reply_extra.push(("X-Cache".to_string(), status.header().to_string()));
+        reply_extra.push(("X-Cache-Key".to_string(), p.key.clone()));
+        plan = Some((cache, p));
+    }
+    // Whether a complete success goes to the cache (not with `no-store`, `read_only`, or when
+    // too large to store).
+    let storing = plan.is_some_and(|(_, p)| p.stores());
+    // A streamed answer is recorded up to what the cache would store (else a fixed cap; the
+    // copy also feeds usage and the body log).
+    let max_record = cache.map_or(MAX_RECORD, |c| c.config.max_entry_bytes) as usize;
+    // A stream the cache keeps is asked for its usage, so it can answer every shape later; the
+    // client gets the usage chunk only if it asked for it.
+    let mut body = call.body;
+    let ask_usage = plan.is_some_and(|(_, p)| p.asks_usage()) && !call.delivery.include_usage;
+    let client_options = body.get("stream_options").cloned();
+    if ask_usage {
+        ask_for_usage(&mut body);
+    }
+
+    let up = &state.upstream;
+    let mode = if call.delivery.stream {
+        Mode::Stream
+    } else {
+        Mode::Whole
+    };
+    let upstream_started = Instant::now();
+    let path = call.endpoint.path();
+    let mut sent = up.post(path, &call.headers, &body, &ex.access.model, mode)?;
+    if ask_usage && sent.response.status().as_u16() == 400 {
+        // Some OpenAI-compatible servers refuse `stream_options`: then the request goes again
+        // as the client sent it (its stream is stored without usage and serves only streams
+        // that do not ask for it). Any other 400 is the client's answer.
+        let mut headers = upstream::response_headers(sent.response.headers());
+        let text = upstream::read_body(&sent.base, sent.response.into_body())?;
+        if !String::from_utf8_lossy(&text).contains("stream_options") {
+            ex.access.upstream = sent.base;
+            ex.access.upstream_time = upstream_started.elapsed();
+            body_log::record(&ex.access.path, &body, 400, &text);
+            headers.extend(reply_extra);
+            ex.respond(400, &headers, text);
+            return Ok(());
+        }
+        match client_options {
+            Some(o) => body.insert("stream_options".to_string(), o),
+            None => body.remove("stream_options"),
+        };
+        sent = up.post(path, &call.headers, &body, &ex.access.model, mode)?;
+    }
+    ex.access.upstream = sent.base.clone();
+    // the model the answering endpoint was sent: the entry's key names it
+    let model = up.effective_model(&sent.endpoint, &ex.access.model);
+    let store = plan
+        .filter(|_| storing)
+        .map(|(cache, p)| (cache, p, model.as_str()));
+    let response = sent.response;
+    let status = response.status().as_u16();
+    let mut reply_headers = upstream::response_headers(response.headers());
+    reply_headers.extend(reply_extra);
+    let is_sse = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+
+    if call.delivery.stream && status == 200 && is_sse {
+        let mut reader = BufReader::with_capacity(16 * 1024, response.into_body().into_reader());
+        let base = sent.base.clone();
+        let describe = move |e: &std::io::Error| {
+            if upstream::is_timeout(e) {
+                format!("upstream {base} went silent mid-stream (idle timeout): {e}")
+            } else {
+                format!("upstream {base} broke the stream: {e}")
+            }
+        };
+        // stores the complete stream before its final event reaches the client, and holds
+        // back the usage chunk the client did not ask for
+        let mut tap = cache::StreamTap {
+            store,
+            route: path,
+            client_usage: call.delivery.include_usage,
+        };
+        let mut recorded = None;
+        ex.answer_with(|req| {
+            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
+            let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
+                return (200, 0); // the client left before the head was written
+            };
+            let relayed = sse::relay(&mut reader, &mut out, &describe, max_record, &mut tap);
+            if matches!(relayed.end, End::Interrupted(_)) {
+                up.stream_failed(&sent.endpoint);
+            }
+            if relayed.truncated && storing && relayed.end != End::ClientGone {
+                // The head is long gone: an SSE comment (ignored by clients) says it instead.
+                let _ = out.write(format!(": {SKIP_HEADER}: {SKIP_TOO_LARGE}\n\n").as_bytes());
+            }
+            let bytes = out.bytes;
+            if relayed.end != End::ClientGone {
+                let _ = out.finish();
+            }
+            recorded = Some(relayed.recorded);
+            (200, bytes)
+        });
+        if let Some(recorded) = recorded {
+            ex.access.upstream_time = upstream_started.elapsed();
+            body_log::record(&ex.access.path, &body, status, &recorded);
+            (ex.access.prompt_tokens, ex.access.completion_tokens) =
+                usage::stream_tokens(&recorded);
+        }
+        return Ok(());
+    }
+
+    let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
+    ex.access.upstream_time = upstream_started.elapsed();
+    if let (true, Some((cache, p, model))) = ((200..300).contains(&status), store) {
+        if cache.too_large(data.len()) {
+            reply_headers.push((SKIP_HEADER.to_string(), SKIP_TOO_LARGE.to_string()));
+        }
+        cache.store(p, model, &data); // before answering, so the client's next request finds it
+    }
+    body_log::record(&ex.access.path, &body, status, &data);
+    (ex.access.prompt_tokens, ex.access.completion_tokens) = usage::tokens(&data);
+    ex.respond(status, &reply_headers, data);
+    Ok(())
+}
+
+/// Sets `stream_options.include_usage` (keeping any other stream options).
+fn ask_for_usage(body: &mut Map<String, Value>) {
+    let options = body
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    if let Some(o) = options.as_object_mut() {
+        o.insert("include_usage".to_string(), Value::Bool(true));
+    }
+}
