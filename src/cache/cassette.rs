@@ -57,51 +57,44 @@ pub fn export_command(
     let dir = &config.dir;
     let mut lines: Vec<(String, String)> = Vec::new();
     let mut skipped = 0u64;
-    for sub in store::fan_out_dirs(dir) {
-        let Ok(rd) = fs::read_dir(&sub) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(key) = name.strip_suffix(".request").filter(|k| is_key(k)) else {
-                continue;
-            };
-            let (req_path, txt_path) = store::paths(dir, key);
-            let (Ok(request), Ok(response)) = (fs::read(&req_path), fs::read(&txt_path)) else {
-                continue;
-            };
-            let Ok(meta) = store::verify(key, &request, &response) else {
-                skipped += 1;
-                continue;
-            };
-            if replay::check(&response).is_err() {
-                skipped += 1;
-                continue;
-            }
-            if filter.since.is_some_and(|t| meta.created < t) {
-                continue;
-            }
-            if let Some(glob) = &filter.model {
-                let model = store::split_request(&request)
-                    .and_then(|(_, r)| serde_json::from_slice::<Value>(r).ok())
-                    .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
-                    .unwrap_or_default();
-                if !glob_match(glob, &model) {
-                    continue;
-                }
-            }
-            let (Ok(request), Ok(response)) =
-                (String::from_utf8(request), String::from_utf8(response))
-            else {
-                skipped += 1;
-                continue;
-            };
-            let line = Line {
-                key: key.to_string(),
-                request,
-                response,
-            };
-            let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
-            lines.push((key.to_string(), text));
+    for (key, req_path) in store::entries(dir) {
+        let key = key.as_str();
+        let txt_path = store::paths(dir, key).1;
+        let (Ok(request), Ok(response)) = (fs::read(&req_path), fs::read(&txt_path)) else {
+            continue;
+        };
+        let Ok(meta) = store::verify(key, &request, &response) else {
+            skipped += 1;
+            continue;
+        };
+        if replay::check(&response).is_err() {
+            skipped += 1;
+            continue;
         }
+        if filter.since.is_some_and(|t| meta.created < t) {
+            continue;
+        }
+        if let Some(glob) = &filter.model {
+            let model = store::split_request(&request)
+                .and_then(|(_, r)| serde_json::from_slice::<Value>(r).ok())
+                .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_default();
+            if !glob_match(glob, &model) {
+                continue;
+            }
+        }
+        let (Ok(request), Ok(response)) = (String::from_utf8(request), String::from_utf8(response))
+        else {
+            skipped += 1;
+            continue;
+        };
+        let line = Line {
+            key: key.to_string(),
+            request,
+            response,
+        };
+        let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
+        lines.push((key.to_string(), text));
     }
     lines.sort();
     let header = Header {

@@ -148,6 +148,16 @@ impl Plan {
         self.stores() && self.delivery.stream && replay::asks_usage(&self.route)
     }
 
+    /// The canonical request as the first weighted endpoint would get it, as JSON (what
+    /// `why` compares with the recorded requests).
+    fn canonical_json(&self) -> Value {
+        self.candidates
+            .iter()
+            .find(|c| c.primary)
+            .and_then(|c| serde_json::from_slice::<Value>(&c.canonical).ok())
+            .unwrap_or(Value::Null)
+    }
+
     /// The keys, mode and cache control of a request. `headers` are the client's; `models`
     /// are the effective models of the endpoints that serve the request's model, each with
     /// whether a weighted (non-standby) endpoint sends it (empty: the body's own model).
@@ -417,12 +427,7 @@ impl Cache {
     /// The error a miss gets in `replay` mode: `cache_miss`, the key, and the fields in which
     /// the closest recorded request of the same route (and scope) differs.
     pub fn replay_miss(&self, plan: &Plan) -> ApiError {
-        let asked = plan
-            .candidates
-            .iter()
-            .find(|c| c.primary)
-            .and_then(|c| serde_json::from_slice::<Value>(&c.canonical).ok())
-            .unwrap_or(Value::Null);
+        let asked = plan.canonical_json();
         let report = why::closest(
             &self.config.dir,
             &plan.route,
@@ -612,12 +617,7 @@ pub fn why_command(
             (c.model.clone(), c.key.clone(), found)
         })
         .collect();
-    let asked = plan
-        .candidates
-        .iter()
-        .find(|c| c.primary)
-        .and_then(|c| serde_json::from_slice::<Value>(&c.canonical).ok())
-        .unwrap_or(Value::Null);
+    let asked = plan.canonical_json();
     let mut out = why::explain(&config.dir, route, &keys, &asked);
     if config.scope == Scope::Key {
         out.push_str(

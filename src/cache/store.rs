@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::key::{checksum, entry_key};
+use super::key::{checksum, entry_key, is_key};
 
 /// Suffix of in-progress writes; the scan removes old ones left by a crash.
 pub use crate::util::TEMP_SUFFIX;
@@ -169,6 +169,19 @@ pub fn remove(dir: &Path, key: &str) -> u64 {
     let _ = fs::remove_file(&req_path);
     let _ = fs::remove_file(&txt_path);
     freed
+}
+
+/// Every entry under `dir`: its key and the path of its `.request` file (which may have gone
+/// by the time it is read), folder by folder.
+pub fn entries(dir: &Path) -> impl Iterator<Item = (String, PathBuf)> {
+    fan_out_dirs(dir)
+        .into_iter()
+        .flat_map(|sub| fs::read_dir(sub).into_iter().flatten().flatten())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let key = name.strip_suffix(".request").filter(|k| is_key(k))?;
+            Some((key.to_string(), e.path()))
+        })
 }
 
 /// Every fan-out folder under `dir` (two hex digits).

@@ -158,17 +158,10 @@ impl HitBook {
     pub fn compact(&self, dir: &Path, now: u64) -> std::io::Result<()> {
         let _ = self.flush(dir);
         let mut text = String::new();
-        for sub in store::fan_out_dirs(dir) {
-            let Ok(rd) = fs::read_dir(&sub) else { continue };
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let Some(key) = name.strip_suffix(".request").filter(|k| is_key(k)) else {
-                    continue;
-                };
-                let count = self.count(key);
-                if count > 0 {
-                    text.push_str(&format!("{key} {count} {now}\n"));
-                }
+        for (key, _) in store::entries(dir) {
+            let count = self.count(&key);
+            if count > 0 {
+                text.push_str(&format!("{key} {count} {now}\n"));
             }
         }
         store::write_atomic(&dir.join(HITS_FILE), text.as_bytes())
@@ -196,21 +189,14 @@ pub fn maintain(
         bytes: 0,
         keys: Vec::new(),
     };
-    for sub in store::fan_out_dirs(dir) {
-        let Ok(rd) = fs::read_dir(&sub) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(key) = name.strip_suffix(".request").filter(|k| is_key(k)) else {
-                continue;
-            };
-            let Some(meta) = fs::read(e.path()).ok().and_then(|b| store::parse_meta(&b)) else {
-                continue;
-            };
-            if now - meta.created >= retention_secs && book.count(key) < min_hits {
-                removed.bytes += store::remove(dir, key);
-                removed.entries += 1;
-                removed.keys.push(key.to_string());
-            }
+    for (key, request) in store::entries(dir) {
+        let Some(meta) = fs::read(request).ok().and_then(|b| store::parse_meta(&b)) else {
+            continue;
+        };
+        if now - meta.created >= retention_secs && book.count(&key) < min_hits {
+            removed.bytes += store::remove(dir, &key);
+            removed.entries += 1;
+            removed.keys.push(key);
         }
     }
     let _ = book.compact(dir, now as u64);

@@ -12,7 +12,6 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::key::is_key;
 use super::store;
 use crate::error::ApiError;
 
@@ -71,51 +70,44 @@ pub fn closest(
         ..Report::default()
     };
     let model = asked.get("model").and_then(Value::as_str).unwrap_or("");
-    'walk: for sub in store::fan_out_dirs(dir) {
-        let Ok(rd) = fs::read_dir(&sub) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(key) = name.strip_suffix(".request").filter(|k| is_key(k)) else {
-                continue;
-            };
-            if report.searched >= max_searched {
-                report.complete = false;
-                break 'walk;
-            }
-            report.searched += 1;
-            let Ok(file) = fs::read(e.path()) else {
-                continue;
-            };
-            let Some((meta, request)) = store::split_request(&file) else {
-                continue;
-            };
-            if meta.route != route || scope.is_some_and(|s| s != meta.scope) {
-                continue;
-            }
-            let Ok(recorded) = serde_json::from_slice::<Value>(request) else {
-                continue;
-            };
-            let diffs = diff(&recorded, asked);
-            let near = Near {
-                key: key.to_string(),
-                model: recorded
-                    .get("model")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                count: diffs.len(),
-                diffs: diffs.into_iter().take(MAX_DIFFS).collect(),
-            };
-            let rank = |x: &Near| (x.count, x.model != model, x.key.clone());
-            let at = report
-                .nearest
-                .iter()
-                .position(|x| rank(&near) < rank(x))
-                .unwrap_or(report.nearest.len());
-            if at < n {
-                report.nearest.insert(at, near);
-                report.nearest.truncate(n);
-            }
+    for (key, path) in store::entries(dir) {
+        if report.searched >= max_searched {
+            report.complete = false;
+            break;
+        }
+        report.searched += 1;
+        let Ok(file) = fs::read(path) else {
+            continue;
+        };
+        let Some((meta, request)) = store::split_request(&file) else {
+            continue;
+        };
+        if meta.route != route || scope.is_some_and(|s| s != meta.scope) {
+            continue;
+        }
+        let Ok(recorded) = serde_json::from_slice::<Value>(request) else {
+            continue;
+        };
+        let diffs = diff(&recorded, asked);
+        let near = Near {
+            key,
+            model: recorded
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            count: diffs.len(),
+            diffs: diffs.into_iter().take(MAX_DIFFS).collect(),
+        };
+        let rank = |x: &Near| (x.count, x.model != model, x.key.clone());
+        let at = report
+            .nearest
+            .iter()
+            .position(|x| rank(&near) < rank(x))
+            .unwrap_or(report.nearest.len());
+        if at < n {
+            report.nearest.insert(at, near);
+            report.nearest.truncate(n);
         }
     }
     report
