@@ -11,6 +11,7 @@
 #                                 files, threads and errors every minute (not part of a full run)
 #   --out FILE                    also write the table section to FILE
 #   --no-install                  never install anything; fail with a hint instead
+#   BENCH_RELAY_BIN, BENCH_TOOL_BIN  use these binaries instead of building (both or neither)
 #
 # Everything it starts (nginx, fixtures, relays, LiteLLM) is stopped on exit, even on Ctrl-C.
 set -euo pipefail
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
     --soak) SOAK_MIN="${2:?--soak needs a number of minutes}"; shift ;;
     --out) OUT="${2:?--out needs a file name}"; shift ;;
     --no-install) INSTALL=0 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -92,6 +93,12 @@ need_tools() {
 }
 
 build() {
+  # Prebuilt binaries (the system tests pass their one static release build): no build here.
+  if [ -n "${BENCH_RELAY_BIN:-}" ] && [ -n "${BENCH_TOOL_BIN:-}" ]; then
+    RELAY_BIN=$BENCH_RELAY_BIN TOOL=$BENCH_TOOL_BIN
+    [ -x "$RELAY_BIN" ] && [ -x "$TOOL" ] || die "BENCH_RELAY_BIN or BENCH_TOOL_BIN is not an executable"
+    return 0
+  fi
   log "building the release binary and the bench tool"
   # Called from `cargo test` (tests/bench_quick.rs), the environment carries the test's
   # CARGO_PKG_* and CARGO_MANIFEST_* values; ring's build script watches some of them, and a

@@ -160,7 +160,7 @@ fn answer_hit(
         return;
     }
     cache.served(&plan.key, entry);
-    ex.access.cache = "hit";
+    ex.access.cache = Some(crate::log::CacheResult::Hit);
     ex.answer_with(|req| cache::respond_hit(req, &plan.key, entry, stream, include_usage));
 }
 
@@ -187,7 +187,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         if *status != cache::Status::Bypass {
             cache.missed();
         }
-        ex.access.cache = status.label();
+        ex.access.cache = Some(status.result());
         reply_extra.push(("X-Cache".to_string(), status.header().to_string()));
         reply_extra.push(("X-Cache-Key".to_string(), plan.key.clone()));
     }

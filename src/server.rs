@@ -46,6 +46,9 @@ type Queue = SyncSender<Job>;
 pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     log::install_library_logger();
     config.ops.apply()?;
+    for w in &config.warnings {
+        log::warn(w);
+    }
     let state = State::new(config, None)?;
     if let Some(cache) = &state.cache {
         cache.start_upkeep();
@@ -70,6 +73,7 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     };
     let options = HttpOptions::new()
         .timeout(config.client_timeout)
+        .max_connections(config.max_connections)
         .handler(handler);
     let server = Server::http_with_options(&config.listen, options).map_err(|e| {
         format!(

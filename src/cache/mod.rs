@@ -79,12 +79,12 @@ pub enum Status {
 }
 
 impl Status {
-    /// The metrics and log label: `miss`, `refresh`, `bypass`.
-    pub fn label(self) -> &'static str {
+    /// The result the access log and metrics record.
+    pub fn result(self) -> crate::log::CacheResult {
         match self {
-            Status::Miss => "miss",
-            Status::Refresh => "refresh",
-            Status::Bypass => "bypass",
+            Status::Miss => crate::log::CacheResult::Miss,
+            Status::Refresh => crate::log::CacheResult::Refresh,
+            Status::Bypass => crate::log::CacheResult::Bypass,
         }
     }
 
@@ -122,12 +122,6 @@ pub struct Cache {
     flights: flight::Flights,
     hits: upkeep::HitBook,
     pub counters: Counters,
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Unix time in seconds, to the millisecond (entry ages are compared against whole seconds,
@@ -176,8 +170,10 @@ impl Cache {
         let scope = match self.config.scope {
             Scope::Shared => String::new(),
             Scope::Key => {
+                // the key the relay's auth reads (`auth::presented_key`): a Bearer token first,
+                // else X-API-Key
                 let credential = header("authorization")
-                    .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+                    .and_then(crate::util::bearer_token)
                     .or_else(|| header("x-api-key").map(str::trim))
                     .unwrap_or("");
                 key::credential_scope(credential)
@@ -242,7 +238,7 @@ impl Cache {
         self.counters
             .tokens_saved
             .fetch_add(entry.tokens, Ordering::Relaxed);
-        self.hits.record(key, now_secs());
+        self.hits.record(key, crate::util::now_secs());
     }
 
     pub fn missed(&self) {

@@ -114,13 +114,16 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use refusal::Refusal;
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
+mod accept;
 mod client;
 mod common;
 mod connection;
+mod refusal;
 mod request;
 mod response;
 mod ssl;
@@ -133,9 +136,11 @@ mod util;
 ///  part of all the client's connections. Requests that have already been returned by
 ///  the `recv()` function will not close and the responses will be transferred to the client.
 pub struct Server {
-    // should be false as long as the server exists
-    // when set to true, all the subtasks will close within a few hundreds ms
-    close: Arc<AtomicBool>,
+    // llm-relay patch: the close flags and connection count shared with the accept thread
+    shared: Arc<accept::Shared>,
+
+    // llm-relay patch: disconnects once the accept thread has closed the listener
+    listener_closed: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
 
     // queue for messages received by child threads
     messages: Arc<MessagesQueue<Message>>,
@@ -143,6 +148,14 @@ pub struct Server {
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
 }
+
+// building the SSL capabilities
+#[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
+compile_error!("Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time");
+#[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+type SslContext = ();
+#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+type SslContext = crate::ssl::SslContextImpl;
 
 enum Message {
     Error(IoError),
@@ -293,11 +306,9 @@ impl Server {
         let HttpOptions {
             timeout: socket_timeout,
             handler,
+            max_connections,
         } = options;
         let listener = listener.into();
-        // building the "close" variable
-        let close_trigger = Arc::new(AtomicBool::new(false));
-
         // building the TcpListener
         let (server, local_addr) = {
             let local_addr = listener.local_addr()?;
@@ -305,15 +316,6 @@ impl Server {
             (listener, local_addr)
         };
 
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
         let ssl: Option<SslContext> = {
             match ssl_config {
                 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -330,73 +332,32 @@ impl Server {
             }
         };
 
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        if socket_timeout.is_some() {
-                            sock.set_timeouts(socket_timeout);
-                        }
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable)
-                            .with_head_timeout(socket_timeout))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let handler = handler.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                serve_connection(client, &messages, handler.as_ref());
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
+        let shared = Arc::new(accept::Shared {
+            close: AtomicBool::new(false),
+            close_listener: AtomicBool::new(false),
+            live: std::sync::atomic::AtomicUsize::new(0),
         });
+        let (closed, listener_closed) = mpsc::channel();
+        let acceptor = accept::Acceptor {
+            listener: server,
+            ssl,
+            timeout: socket_timeout,
+            max_connections,
+            handler,
+            messages: messages.clone(),
+            shared: shared.clone(),
+            closed,
+        };
+        thread::Builder::new()
+            .name("http-accept".into())
+            .spawn(move || acceptor.run())?;
 
         // result
         Ok(Server {
             messages,
-            close: close_trigger,
+            shared,
+            listener_closed: std::sync::Mutex::new(Some(listener_closed)),
             listening_addr: local_addr,
         })
     }
@@ -415,10 +376,46 @@ impl Server {
         self.listening_addr.clone()
     }
 
-    /// Returns the number of clients currently connected to the server.
+    /// Returns the number of clients currently connected to the server (llm-relay patch:
+    /// upstream left this unimplemented).
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.shared.live.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// llm-relay patch: stops accepting and closes the listening socket, so new connections
+    /// are refused by the kernel (a load balancer moves on at once). Connections already
+    /// queued on the socket are accepted first, and every accepted connection is served as
+    /// usual. Returns once the socket is closed (or after 2 s). Idempotent.
+    pub fn close_listener(&self) {
+        if self
+            .shared
+            .close_listener
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        self.wake_accept_thread();
+        let waiter = self.listener_closed.lock().ok().and_then(|mut w| w.take());
+        if let Some(waiter) = waiter {
+            let _ = waiter.recv_timeout(Duration::from_secs(2));
+        }
+    }
+
+    /// Connects briefly to ourselves so a blocked `accept()` returns and sees the close flags.
+    fn wake_accept_thread(&self) {
+        let maybe_stream = match &self.listening_addr {
+            ListenAddr::IP(addr) => {
+                TcpStream::connect_timeout(addr, Duration::from_secs(1)).map(Connection::from)
+            }
+            #[cfg(unix)]
+            ListenAddr::Unix(addr) => match addr.as_pathname() {
+                Some(path) => std::os::unix::net::UnixStream::connect(path).map(Connection::from),
+                None => return,
+            },
+        };
+        if let Ok(stream) = maybe_stream {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -466,6 +463,7 @@ pub type Handler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
 pub struct HttpOptions {
     timeout: Option<Duration>,
     handler: Option<Handler>,
+    max_connections: Option<usize>,
 }
 
 impl HttpOptions {
@@ -490,6 +488,14 @@ impl HttpOptions {
     /// the handler closes only that connection.
     pub fn handler(mut self, handler: Handler) -> Self {
         self.handler = Some(handler);
+        self
+    }
+
+    /// At most `max` connections are served at once; one beyond is answered 503 (JSON body,
+    /// `Retry-After: 1`) and closed by the accept thread at once, so descriptors and threads
+    /// stay bounded. Unlimited by default.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
         self
     }
 }
@@ -537,19 +543,10 @@ impl Iterator for IncomingRequests<'_> {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.close.store(true, Relaxed);
-        // Connect briefly to ourselves to unblock the accept thread
-        let maybe_stream = match &self.listening_addr {
-            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
-            #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
-            }
-        };
-        if let Ok(stream) = maybe_stream {
-            let _ = stream.shutdown(Shutdown::Both);
+        self.shared.close.store(true, Relaxed);
+        // Connect briefly to ourselves to unblock the accept thread (unless it is gone)
+        if !self.shared.close_listener.load(Relaxed) {
+            self.wake_accept_thread();
         }
 
         #[cfg(unix)]

@@ -176,3 +176,162 @@ fn recv_mode_still_queues_requests() {
     rq.respond(Response::from_string("queued")).unwrap();
     assert_eq!(read_response(&mut r).1, "queued");
 }
+
+/// Sends `bytes` on a new connection and reads until the server closes it (10 s at most).
+/// Returns everything received and whether the server closed the connection.
+fn exchange(addr: &str, bytes: &[u8]) -> (String, bool) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let closed = loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break false,
+            Err(_) => break true,
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+fn ok_handler() -> Handler {
+    Arc::new(|rq: Request| {
+        rq.respond(Response::from_string("ok")).unwrap();
+    })
+}
+
+#[test]
+fn refused_heads_get_one_json_answer_and_a_closed_connection() {
+    let (_server, addr) = start(ok_handler());
+    let cases: &[(&[u8], &str)] = &[
+        (b"GET /health HTTP/2.0\r\n\r\n", "HTTP/1.1 505 "),
+        (
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+            "HTTP/1.1 505 ",
+        ),
+        (b"GET / HTTP/0.9\r\n\r\n", "HTTP/1.1 505 "),
+        (b"GET / HTTP/1.1 extra\r\n\r\n", "HTTP/1.1 400 "),
+        (b"GET / HTTP/1.1\nHost: x\r\n\r\n", "HTTP/1.1 400 "),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", "HTTP/1.1 400 "),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: foo\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 501 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+        (b"GET / HTTP/1.1\r\nExpect: teapot\r\n\r\n", "HTTP/1.1 417 "),
+    ];
+    for (bytes, status) in cases {
+        let (got, closed) = exchange(&addr, bytes);
+        let shown = String::from_utf8_lossy(bytes);
+        assert!(got.starts_with(status), "{shown:?} -> {got:?}");
+        assert!(closed, "{shown:?}: connection left open");
+        assert!(!got.contains("\nHTTP/1."), "{shown:?}: two answers: {got:?}");
+        assert!(got.contains("Content-Type: application/json"), "{got:?}");
+        assert!(got.contains("Connection: close"), "{got:?}");
+        let body = got.split("\r\n\r\n").nth(1).unwrap();
+        assert!(
+            body.starts_with(r#"{"error":{"message":""#) && body.contains(r#","code":""#),
+            "{shown:?} -> {body}"
+        );
+    }
+}
+
+#[test]
+fn connections_beyond_max_connections_get_a_fast_503() {
+    let options = HttpOptions::new()
+        .timeout(Duration::from_secs(10))
+        .max_connections(2)
+        .handler(ok_handler());
+    let server = Server::http_with_options("127.0.0.1:0", options).unwrap();
+    let addr = server.server_addr().to_ip().unwrap().to_string();
+    // Two idle connections fill the limit (each served once, so both are surely accepted).
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let (mut s, mut r) = connect(&addr);
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut r).1, "ok");
+            (s, r)
+        })
+        .collect();
+    assert_eq!(server.num_connections(), 2);
+    let (got, closed) = exchange(&addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(got.starts_with("HTTP/1.1 503 "), "{got:?}");
+    assert!(got.contains(r#""code":"too_many_connections""#), "{got:?}");
+    assert!(got.contains("Retry-After: 1"), "{got:?}");
+    assert!(closed);
+    drop(held);
+    // Once they are gone the server takes connections again.
+    let mut served = false;
+    for _ in 0..200 {
+        if exchange(
+            &addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .0
+        .starts_with("HTTP/1.1 200 ")
+        {
+            served = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(served);
+}
+
+#[test]
+fn close_listener_refuses_new_connections_and_serves_accepted_ones() {
+    let (release_tx, release) = mpsc::channel::<()>();
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let release = Mutex::new(release);
+    let (server, addr) = start(Arc::new(move |rq: Request| {
+        if rq.url() == "/slow" {
+            entered_tx.send(()).unwrap();
+            release.lock().unwrap().recv().unwrap();
+        }
+        rq.respond(Response::from_string("done")).unwrap();
+    }));
+    let (mut s, mut r) = connect(&addr);
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    entered.recv().unwrap();
+    server.close_listener();
+    let refused = TcpStream::connect(&addr).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    release_tx.send(()).unwrap();
+    assert_eq!(read_response(&mut r).1, "done");
+    // The accepted connection keeps being served.
+    s.write_all(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut r).1, "done");
+    server.close_listener(); // idempotent
+}
