@@ -300,6 +300,7 @@ fn call_upstream(
     };
     let upstream_started = Instant::now();
     let sent = up.post(
+        upstream::endpoints::Api::Chat,
         call.endpoint.path(),
         &call.headers,
         &call.body,

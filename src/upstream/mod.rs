@@ -20,7 +20,7 @@ use ureq::Body;
 use crate::config::{Config, Timeouts};
 use crate::error::ApiError;
 use balance::{Health, HealthReport};
-use endpoints::EndpointConfig;
+use endpoints::{Api, EndpointConfig, ANTHROPIC_VERSION};
 use limit::Limiter;
 
 /// Request headers never forwarded upstream: hop-by-hop ones (RFC 9110 §7.6.1) and those the
@@ -162,9 +162,11 @@ impl Upstream {
 
     /// POSTs the request `body` to `{base}{path}` of an endpoint that serves `model`, failing
     /// over to others on connect errors, timeouts before the response head and 429/5xx.
-    /// `headers` are the client's request headers; the forwardable ones go along.
+    /// `headers` are the client's request headers; the forwardable ones go along. Only
+    /// endpoints that speak the client's `api` are tried.
     pub fn post(
         &self,
+        api: Api,
         path: &str,
         headers: &[(String, String)],
         body: &Map<String, Value>,
@@ -173,7 +175,7 @@ impl Upstream {
     ) -> Result<Sent, ApiError> {
         let shared = serde_json::to_vec(body)
             .map_err(|e| ApiError::internal(format!("cannot serialize the request: {e}")))?;
-        retry::send(self, model, |ep| {
+        retry::send(self, model, Some(api), |ep| {
             let payload = match &ep.config.model {
                 Some(m) => {
                     let mut own = body.clone();
@@ -202,46 +204,77 @@ impl Upstream {
                 .timeout_per_read(Some(self.timeouts.idle))
                 .build();
         }
-        let own = &ep.config.headers;
-        let mut client_auth = None;
-        for (name, value) in headers {
-            if name.eq_ignore_ascii_case("authorization") {
-                client_auth = Some(value.as_str());
-            }
-            let overridden = own.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-            if !overridden && !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-                req = req.header(name.as_str(), value.as_str());
-            }
-        }
-        for (name, value) in own {
-            req = req.header(name.as_str(), value.as_str());
-        }
-        if let Some(auth) = self.authorization(ep, client_auth) {
-            req = req.header("authorization", auth);
+        for (name, value) in self.outgoing_headers(ep, headers) {
+            req = req.header(name, value);
         }
         req.header("content-type", "application/json").send(body)
     }
 
-    /// The `Authorization` header value to send upstream, given the client's.
-    fn authorization(&self, ep: &Endpoint, client_auth: Option<&str>) -> Option<String> {
-        if self.forward_auth {
-            return client_auth.map(str::to_string);
+    /// The headers an upstream request to `ep` carries, given the client's: the forwardable
+    /// client headers, the endpoint's own `headers` (which win), its credentials, and for an
+    /// `anthropic` endpoint a default `anthropic-version`.
+    fn outgoing_headers(
+        &self,
+        ep: &Endpoint,
+        client: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        let own = &ep.config.headers;
+        let mut out = Vec::with_capacity(client.len() + own.len() + 2);
+        for (name, value) in client {
+            let overridden = own.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+            if !overridden && !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                out.push((name.clone(), value.clone()));
+            }
         }
-        ep.config.key.as_ref().map(|k| format!("Bearer {k}"))
+        out.extend(own.iter().cloned());
+        if let Some(credential) = self.credential(ep, client) {
+            out.push(credential);
+        }
+        let has =
+            |out: &[(String, String)], n: &str| out.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+        if ep.config.api == Api::Anthropic && !has(&out, "anthropic-version") {
+            out.push(("anthropic-version".into(), ANTHROPIC_VERSION.into()));
+        }
+        out
+    }
+
+    /// The credential header sent upstream: the endpoint's key (`Authorization: Bearer`, or
+    /// `x-api-key` for an `anthropic` endpoint), or with `forward_auth` the client's own
+    /// `Authorization` / `x-api-key` as it sent them.
+    fn credential(&self, ep: &Endpoint, client: &[(String, String)]) -> Option<(String, String)> {
+        if self.forward_auth {
+            return client
+                .iter()
+                .find(|(n, _)| {
+                    n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("x-api-key")
+                })
+                .cloned();
+        }
+        let key = ep.config.key.as_ref()?;
+        Some(match ep.config.api {
+            Api::Anthropic => ("x-api-key".to_string(), key.clone()),
+            Api::Chat | Api::Responses => ("authorization".to_string(), format!("Bearer {key}")),
+        })
     }
 
     /// GETs `{base}{path}` of any endpoint with its credentials (failing over like [`post`]).
     ///
     /// [`post`]: Upstream::post
     pub fn get(&self, path: &str, client_auth: Option<&str>) -> Result<Sent, ApiError> {
-        retry::send(self, "", |ep| {
+        let client: Vec<(String, String)> = client_auth
+            .map(|a| ("authorization".to_string(), a.to_string()))
+            .into_iter()
+            .collect();
+        retry::send(self, "", Some(Api::Chat), |ep| {
             let url = format!("{}{}", ep.config.url, path);
             let mut req = ep.agent.get(&url);
-            for (name, value) in &ep.config.headers {
-                req = req.header(name.as_str(), value.as_str());
+            for (name, value) in self.outgoing_headers(ep, &[]) {
+                req = req.header(name, value);
             }
-            if let Some(auth) = self.authorization(ep, client_auth) {
-                req = req.header("authorization", auth);
+            if self.forward_auth {
+                for (name, value) in &client {
+                    req = req.header(name.as_str(), value.as_str());
+                }
             }
             req.call()
         })

@@ -14,6 +14,7 @@ use ureq::http::Response;
 use ureq::Body;
 
 use super::balance::{self, Candidate};
+use super::endpoints::Api;
 use super::{transport_error, Endpoint, Sent, Upstream};
 use crate::error::ApiError;
 use crate::log;
@@ -25,13 +26,31 @@ pub const RETRYABLE: &[u16] = &[429, 500, 502, 503, 504];
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Runs `call` on endpoints that serve `model` (`""` = any endpoint) until one answers.
+/// Runs `call` on endpoints that serve `model` (`""` = any endpoint) and speak `api` (`None` =
+/// any API) until one answers.
 pub fn send(
     up: &Upstream,
     model: &str,
+    api: Option<Api>,
     mut call: impl FnMut(&Endpoint) -> Result<Response<Body>, ureq::Error>,
 ) -> Result<Sent, ApiError> {
-    let serving: Vec<usize> = (0..up.endpoints.len())
+    let speaking: Vec<usize> = (0..up.endpoints.len())
+        .filter(|&i| api.map_or(true, |a| up.endpoints[i].config.api.speaks(a)))
+        .collect();
+    if speaking.is_empty() {
+        let api = api.map_or("", Api::name);
+        return Err(ApiError::new(
+            404,
+            "invalid_request_error",
+            "no_endpoint_for_api",
+            format!(
+                "no endpoint in `upstreams` speaks the `{api}` API this route needs; add one with \
+                 \"api\": \"{api}\" (or a provider preset that speaks it)"
+            ),
+        ));
+    }
+    let serving: Vec<usize> = speaking
+        .into_iter()
         .filter(|&i| model.is_empty() || up.endpoints[i].config.serves(model))
         .collect();
     if serving.is_empty() {
