@@ -80,6 +80,17 @@ impl ApiError {
         ApiError::new(500, "server_error", "internal_error", message)
     }
 
+    /// The body in the shape of the client API `path` belongs to: Anthropic's
+    /// `{"type":"error","error":{"type","message"}}` on `/v1/messages…`, else OpenAI's.
+    pub fn body_for(&self, path: &str) -> Vec<u8> {
+        match crate::api::of_path(path) {
+            crate::api::Api::Anthropic => {
+                crate::api::messages::error_body(self.status, &self.message)
+            }
+            _ => self.body(),
+        }
+    }
+
     /// The JSON body, `{"error":{"message","type","code"}}`.
     pub fn body(&self) -> Vec<u8> {
         let value = json!({

@@ -118,6 +118,7 @@ impl Gate {
         }
         let mut headers = vec![json_content_type()];
         headers.extend(refusal.headers);
-        ex.respond(refusal.error.status, &headers, refusal.error.body());
+        let body = ex.error_body(&refusal.error);
+        ex.respond(refusal.error.status, &headers, body);
     }
 }

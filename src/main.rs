@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod api;
 mod auth;
 mod body_log;
 mod cache;

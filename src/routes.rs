@@ -72,6 +72,8 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         ("/chat/completions", Method::Post) => pipeline::relay(state, ex, Endpoint::Chat),
         ("/completions", Method::Post) => pipeline::relay(state, ex, Endpoint::Completions),
         ("/embeddings", Method::Post) => pipeline::relay(state, ex, Endpoint::Embeddings),
+        ("/responses", Method::Post) => pipeline::relay(state, ex, Endpoint::Responses),
+        ("/messages", Method::Post) => pipeline::relay(state, ex, Endpoint::Messages),
         ("/models", Method::Get) => Ok(Next::Upstream(Work::Models)),
         ("/openapi.json", Method::Get) => {
             let doc = include_str!("../openapi.json").as_bytes().to_vec();
@@ -87,7 +89,7 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         ("/health" | "/models" | "/ready" | "/metrics" | "/cache/stats", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "GET"))
         }
-        ("/chat/completions" | "/completions" | "/embeddings", _) => {
+        ("/chat/completions" | "/completions" | "/embeddings" | "/responses" | "/messages", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "POST"))
         }
         _ => Err(ApiError::not_found(&path)),

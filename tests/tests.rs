@@ -8,6 +8,8 @@ mod access_hostile;
 mod access_keys;
 mod access_limits;
 mod access_openapi;
+mod apis_messages;
+mod apis_responses;
 mod bench_quick;
 mod bench_regressions;
 mod cache_concurrency;

@@ -7,6 +7,7 @@
 //! that: single-flight (`flight.rs`), the start-up scan (`scan.rs`) and upkeep (`upkeep.rs`)
 //! on one background thread, and counters for `GET /cache/stats`.
 
+mod apis;
 mod config;
 mod flight;
 mod key;
@@ -205,11 +206,11 @@ impl Cache {
             None => {
                 let (meta, response) =
                     store::load(&self.config.dir, &plan.key).ok_or(Status::Miss)?;
-                if replay::check(&response).is_err() {
+                if apis::check(&plan.route, &response).is_err() {
                     return Err(Status::Miss);
                 }
                 let entry = Arc::new(Entry {
-                    tokens: replay::total_tokens(&response),
+                    tokens: apis::total_tokens(&plan.route, &response),
                     response,
                     created: meta.created,
                     version: meta.version,
@@ -251,7 +252,7 @@ impl Cache {
 
     /// Stores `response` for `plan` if it is a complete success. Returns whether it did.
     pub fn store(&self, plan: &Plan, response: &[u8]) -> bool {
-        if plan.control.no_store || replay::check(response).is_err() {
+        if plan.control.no_store || apis::check(&plan.route, response).is_err() {
             return false;
         }
         let meta = store::Meta {
@@ -283,7 +284,7 @@ impl Cache {
         self.memory.insert(
             &plan.key,
             Arc::new(Entry {
-                tokens: replay::total_tokens(response),
+                tokens: apis::total_tokens(&plan.route, response),
                 response: response.to_vec(),
                 created: meta.created,
                 version: meta.version,

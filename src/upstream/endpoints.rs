@@ -30,37 +30,7 @@ pub struct RawEndpoint {
     api: Option<Api>,
 }
 
-/// The API an endpoint is spoken to in (`api` in the file; presets set it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Api {
-    /// OpenAI Chat Completions (and the other OpenAI routes: completions, embeddings, ...).
-    Chat,
-    /// OpenAI with the Responses API as well (`/responses`); takes chat requests unchanged too.
-    Responses,
-    /// Anthropic Messages (`/messages`): key in `x-api-key`, an `anthropic-version` header.
-    Anthropic,
-}
-
-impl Api {
-    /// Whether an endpoint speaking `self` takes requests of the client API `client` unchanged.
-    pub fn speaks(self, client: Api) -> bool {
-        match self {
-            Api::Chat => client == Api::Chat,
-            Api::Responses => matches!(client, Api::Chat | Api::Responses),
-            Api::Anthropic => client == Api::Anthropic,
-        }
-    }
-
-    /// The name as written in the config.
-    pub fn name(self) -> &'static str {
-        match self {
-            Api::Chat => "chat",
-            Api::Responses => "responses",
-            Api::Anthropic => "anthropic",
-        }
-    }
-}
+pub use crate::api::Api;
 
 /// The `anthropic-version` sent to an `anthropic` endpoint when neither the client nor the
 /// endpoint's `headers` set one.
