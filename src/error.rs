@@ -44,9 +44,8 @@ impl ApiError {
             "invalid_request_error",
             "not_found",
             format!(
-                "unknown path `{path}`; this relay serves /v1/chat/completions, /v1/completions, \
-                 /v1/embeddings, /v1/models, /health, /ready, /metrics, /cache/stats, \
-                 /openapi.json and /admin/*"
+                "unknown path `{path}`; this relay serves /v1/* (the API routes, passed to an \
+                 upstream), /health, /ready, /metrics, /cache/stats, /openapi.json and /admin/*"
             ),
         )
     }

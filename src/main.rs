@@ -24,6 +24,7 @@ mod log;
 mod metrics;
 mod models;
 mod ops;
+mod passthrough;
 mod pipeline;
 mod probe;
 mod routes;

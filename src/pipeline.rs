@@ -21,7 +21,7 @@ use crate::intake;
 use crate::sse::{self, End, SseOut};
 use crate::state::State;
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, models, rules, shape, usage};
+use crate::{body_log, models, passthrough, rules, shape, usage};
 
 /// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +103,8 @@ pub enum Work {
     Call(Box<Call>),
     /// `GET /v1/models`.
     Models,
+    /// Any other route under `/v1/`, passed through.
+    Passthrough(passthrough::Pass),
 }
 
 /// An API call on its way upstream.
@@ -193,6 +195,7 @@ pub fn upstream(state: &State, ex: &mut Exchange, work: Work) {
     let done = match work {
         Work::Call(call) => call_upstream(state, ex, *call),
         Work::Models => models::models(state, ex),
+        Work::Passthrough(pass) => passthrough::forward(state, ex, pass),
     };
     if let Err(err) = done {
         ex.error(&err);

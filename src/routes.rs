@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::exchange::Exchange;
 use crate::lifecycle;
 use crate::metrics;
+use crate::passthrough;
 use crate::pipeline::{self, Endpoint, Next, Work};
 use crate::state::State;
 use crate::upstream::balance;
@@ -92,6 +93,8 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         ("/chat/completions" | "/completions" | "/embeddings" | "/responses" | "/messages", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "POST"))
         }
+        _ if path.starts_with("/v1/") => passthrough::admit(state, ex)
+            .map(|pass| pass.map_or(Next::Done, |pass| Next::Upstream(Work::Passthrough(pass)))),
         _ => Err(ApiError::not_found(&path)),
     };
     result.unwrap_or_else(|err| {

@@ -9,6 +9,7 @@ mod access_keys;
 mod access_limits;
 mod access_openapi;
 mod apis_messages;
+mod apis_passthrough;
 mod apis_responses;
 mod bench_quick;
 mod bench_regressions;

@@ -198,6 +198,43 @@ impl Upstream {
         })
     }
 
+    /// Sends a request as the client sent it (`method`, `target` = path below `/v1` and query)
+    /// to an endpoint that speaks `api`. `headers` are the client's; its `Content-Type` and
+    /// `Content-Length` go along too. With a `body`, the one endpoint chosen gets it streamed
+    /// from the client (it cannot be sent twice, so there is no failover); without one, failover
+    /// works as for [`post`](Upstream::post).
+    pub fn forward(
+        &self,
+        api: Api,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        mut body: Option<&mut dyn std::io::Read>,
+    ) -> Result<Sent, ApiError> {
+        let entity: Vec<(String, String)> = headers
+            .iter()
+            .filter(|(n, _)| {
+                n.eq_ignore_ascii_case("content-type") || n.eq_ignore_ascii_case("content-length")
+            })
+            .cloned()
+            .collect();
+        let once = body.is_some();
+        retry::send_limited(self, "", Some(api), once, |ep| {
+            let url = format!("{}{target}", ep.config.url);
+            let mut req = ureq::http::Request::builder().method(method).uri(&url);
+            for (name, value) in self.outgoing_headers(ep, headers).iter().chain(&entity) {
+                req = req.header(name.as_str(), value.as_str());
+            }
+            match body.take() {
+                Some(reader) => {
+                    let req = req.body(ureq::SendBody::from_reader(reader))?;
+                    ep.agent.run(req)
+                }
+                None => ep.agent.run(req.body(())?),
+            }
+        })
+    }
+
     fn post_one(
         &self,
         ep: &Endpoint,

@@ -32,6 +32,17 @@ pub fn send(
     up: &Upstream,
     model: &str,
     api: Option<Api>,
+    call: impl FnMut(&Endpoint) -> Result<Response<Body>, ureq::Error>,
+) -> Result<Sent, ApiError> {
+    send_limited(up, model, api, false, call)
+}
+
+/// [`send`], with `once`: a single attempt (a request whose body cannot be sent twice).
+pub fn send_limited(
+    up: &Upstream,
+    model: &str,
+    api: Option<Api>,
+    once: bool,
     mut call: impl FnMut(&Endpoint) -> Result<Response<Body>, ureq::Error>,
 ) -> Result<Sent, ApiError> {
     let speaking: Vec<usize> = (0..up.endpoints.len())
@@ -65,7 +76,8 @@ pub fn send(
             ),
         ));
     }
-    let max_attempts = serving.len().min(up.retries as usize + 1);
+    let retries = if once { 0 } else { up.retries as usize };
+    let max_attempts = serving.len().min(retries + 1);
     let mut tried: Vec<usize> = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
     let mut last_error = None;
