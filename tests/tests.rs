@@ -11,6 +11,7 @@ mod access_openapi;
 mod apis_messages;
 mod apis_passthrough;
 mod apis_responses;
+mod apis_sdk;
 mod bench_quick;
 mod bench_regressions;
 mod cache_concurrency;
