@@ -82,11 +82,15 @@ pub fn stream_tokens(recorded: &[u8]) -> (u64, u64) {
 /// `message_start`); OpenAI's `prompt_tokens`/`completion_tokens` or the
 /// `input_tokens`/`output_tokens` of the Responses and Messages APIs.
 fn tokens_of(v: &Value) -> (u64, u64) {
-    let u = [&v["usage"], &v["response"]["usage"], &v["message"]["usage"]]
+    let nested = |outer: &str| v.get(outer).and_then(|o| o.get("usage"));
+    let u = [v.get("usage"), nested("response"), nested("message")]
         .into_iter()
-        .find(|u| u.is_object())
-        .unwrap_or(&Value::Null);
-    let n = |a: &str, b: &str| u[a].as_u64().or_else(|| u[b].as_u64()).unwrap_or(0);
+        .flatten()
+        .find(|u| u.is_object());
+    let n = |a: &str, b: &str| {
+        let field = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64);
+        field(a).or_else(|| field(b)).unwrap_or(0)
+    };
     // embeddings report only prompt_tokens
     (
         n("prompt_tokens", "input_tokens"),

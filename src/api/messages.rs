@@ -11,7 +11,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{append_str, data_lines, typed_event, Ending};
+use super::{append_str, data_lines, set, typed_event, Ending};
 
 /// What the event `kind` means for the stream (`None`: not a terminal event).
 pub fn terminal(kind: &str) -> Option<Ending> {
@@ -208,7 +208,7 @@ fn block_events(block: &Value) -> (Value, Vec<Value>) {
     let text = |k: &str| block.get(k).cloned().unwrap_or(json!(""));
     match block.get("type").and_then(Value::as_str).unwrap_or("") {
         "text" => {
-            start["text"] = json!("");
+            set(&mut start, "text", json!(""));
             if let Some(o) = start.as_object_mut() {
                 o.remove("citations");
             }
@@ -223,13 +223,13 @@ fn block_events(block: &Value) -> (Value, Vec<Value>) {
             deltas.push(json!({"type": "text_delta", "text": text("text")}));
         }
         "tool_use" | "server_tool_use" => {
-            start["input"] = json!({});
+            set(&mut start, "input", json!({}));
             let input = block.get("input").cloned().unwrap_or(json!({}));
             deltas.push(json!({"type": "input_json_delta", "partial_json": input.to_string()}));
         }
         "thinking" => {
-            start["thinking"] = json!("");
-            start["signature"] = json!("");
+            set(&mut start, "thinking", json!(""));
+            set(&mut start, "signature", json!(""));
             deltas.push(json!({"type": "thinking_delta", "thinking": text("thinking")}));
             deltas.push(json!({"type": "signature_delta", "signature": text("signature")}));
         }

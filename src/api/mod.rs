@@ -125,6 +125,13 @@ pub fn data_lines(recorded: &[u8]) -> impl Iterator<Item = &[u8]> {
         .map(<[u8]>::trim_ascii)
 }
 
+/// Sets `key` of `v` when `v` is an object (a no-op for anything else, which has no members).
+pub fn set(v: &mut Value, key: &str, value: Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert(key.to_string(), value);
+    }
+}
+
 /// Appends `piece` (a string) to the string member `key` of `acc`, creating it.
 pub fn append_str(acc: &mut serde_json::Map<String, Value>, key: &str, piece: Option<&Value>) {
     let Some(piece) = piece.and_then(Value::as_str) else {

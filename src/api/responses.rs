@@ -11,7 +11,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{data_lines, typed_event, Ending};
+use super::{data_lines, set, typed_event, Ending};
 
 /// What the event `kind` means for the stream (`None`: not a terminal event).
 pub fn terminal(kind: &str) -> Option<Ending> {
@@ -138,10 +138,18 @@ fn item_events(events: &mut Events, index: usize, item: &Value) {
         "function_call" => {
             let args = item.get("arguments").cloned().unwrap_or(json!(""));
             let mut delta = at(json!({"delta": args}));
-            delta["type"] = json!("response.function_call_arguments.delta");
+            set(
+                &mut delta,
+                "type",
+                json!("response.function_call_arguments.delta"),
+            );
             events.push(delta);
             let mut done = at(json!({"arguments": args}));
-            done["type"] = json!("response.function_call_arguments.done");
+            set(
+                &mut done,
+                "type",
+                json!("response.function_call_arguments.done"),
+            );
             events.push(done);
         }
         _ => {}
@@ -154,16 +162,16 @@ fn part_events(events: &mut Events, at: &dyn Fn(Value) -> Value, part_index: usi
     let mut empty = part.clone();
     let typed = |name: &str, extra: Value| {
         let mut v = at(extra);
-        v["type"] = json!(name);
-        v["content_index"] = json!(part_index);
+        set(&mut v, "type", json!(name));
+        set(&mut v, "content_index", json!(part_index));
         v
     };
     match kind {
         "output_text" => {
             let text = part.get("text").cloned().unwrap_or(json!(""));
-            empty["text"] = json!("");
+            set(&mut empty, "text", json!(""));
             if empty.get("annotations").is_none() {
-                empty["annotations"] = json!([]);
+                set(&mut empty, "annotations", json!([]));
             }
             events.push(typed("response.content_part.added", json!({"part": empty})));
             events.push(typed(
@@ -177,7 +185,7 @@ fn part_events(events: &mut Events, at: &dyn Fn(Value) -> Value, part_index: usi
         }
         "refusal" => {
             let refusal = part.get("refusal").cloned().unwrap_or(json!(""));
-            empty["refusal"] = json!("");
+            set(&mut empty, "refusal", json!(""));
             events.push(typed("response.content_part.added", json!({"part": empty})));
             events.push(typed("response.refusal.delta", json!({"delta": refusal})));
             events.push(typed("response.refusal.done", json!({"refusal": refusal})));

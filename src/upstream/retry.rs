@@ -46,7 +46,10 @@ pub fn send_limited(
     mut call: impl FnMut(&Endpoint) -> Result<Response<Body>, ureq::Error>,
 ) -> Result<Sent, ApiError> {
     let speaking: Vec<usize> = (0..up.endpoints.len())
-        .filter(|&i| api.map_or(true, |a| up.endpoints[i].config.api.speaks(a)))
+        .filter(|&i| {
+            let ep = up.endpoints.get(i);
+            api.map_or(true, |a| ep.is_some_and(|ep| ep.config.api.speaks(a)))
+        })
         .collect();
     if speaking.is_empty() {
         let api = api.map_or("", Api::name);
@@ -62,7 +65,13 @@ pub fn send_limited(
     }
     let serving: Vec<usize> = speaking
         .into_iter()
-        .filter(|&i| model.is_empty() || up.endpoints[i].config.serves(model))
+        .filter(|&i| {
+            model.is_empty()
+                || up
+                    .endpoints
+                    .get(i)
+                    .is_some_and(|ep| ep.config.serves(model))
+        })
         .collect();
     if serving.is_empty() {
         return Err(ApiError::new(
@@ -87,17 +96,22 @@ pub fn send_limited(
         let candidates: Vec<Candidate> = serving
             .iter()
             .filter(|i| !tried.contains(i))
-            .map(|&i| Candidate {
-                index: i,
-                weight: up.endpoints[i].config.weight,
-                cooling_until: up.endpoints[i].health.cooling_until(now),
+            .filter_map(|&i| {
+                let ep = up.endpoints.get(i)?;
+                Some(Candidate {
+                    index: i,
+                    weight: ep.config.weight,
+                    cooling_until: ep.health.cooling_until(now),
+                })
             })
             .collect();
         let Some(i) = balance::choose(&candidates, balance::random()) else {
             break;
         };
         tried.push(i);
-        let ep = &up.endpoints[i];
+        let Some(ep) = up.endpoints.get(i) else {
+            break;
+        };
         let counters = &ep.health.counters;
         if attempt > 0 {
             std::thread::sleep(backoff(attempt));
