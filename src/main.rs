@@ -14,6 +14,7 @@
 )]
 
 mod admin;
+mod api;
 mod auth;
 mod body_cost;
 mod body_log;
@@ -34,6 +35,7 @@ mod log;
 mod metrics;
 mod models;
 mod ops;
+mod passthrough;
 mod pipeline;
 mod probe;
 mod routes;
@@ -343,10 +345,13 @@ fn cache_why(
         ));
     };
     let route = match route.map(|r| r.strip_prefix("/v1").unwrap_or(r)) {
-        Some(r @ ("/chat/completions" | "/completions" | "/embeddings")) => r,
+        Some(
+            r @ ("/chat/completions" | "/completions" | "/embeddings" | "/responses" | "/messages"),
+        ) => r,
         Some(other) => {
             return Err(format!(
-                "--route {other}: use /chat/completions, /completions or /embeddings"
+                "--route {other}: use /chat/completions, /completions, /embeddings, /responses \
+                 or /messages"
             ))
         }
         None if body.contains_key("messages") => "/chat/completions",
@@ -369,7 +374,9 @@ fn cache_why(
         .and_then(serde_json::Value::as_str)
         .unwrap_or("")
         .to_string();
-    let models = cfg.upstreams.effective_models(&model);
+    let models = cfg
+        .upstreams
+        .effective_models(crate::api::of_route(route), &model);
     cache::why_command(&cfg.cache, route, &body, &models)
 }
 

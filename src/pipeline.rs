@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use crate::api::Api;
 use crate::body_cost::Reservation;
 use crate::cache;
 use crate::error::ApiError;
@@ -21,14 +22,18 @@ use crate::intake;
 use crate::sse::{self, End, SseOut};
 use crate::state::State;
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, models, rules, shape, usage};
+use crate::{body_log, models, passthrough, rules, shape, usage};
 
-/// The OpenAI endpoints the relay forwards.
+/// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Chat,
     Completions,
     Embeddings,
+    /// OpenAI Responses, `POST /v1/responses`.
+    Responses,
+    /// Anthropic Messages, `POST /v1/messages`.
+    Messages,
 }
 
 impl Endpoint {
@@ -38,8 +43,51 @@ impl Endpoint {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
+            Endpoint::Messages => "/messages",
         }
     }
+
+    /// The client API this endpoint belongs to (its stream shape, cache rules, errors).
+    pub fn api(self) -> Api {
+        match self {
+            Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings => Api::Chat,
+            Endpoint::Responses => Api::Responses,
+            Endpoint::Messages => Api::Anthropic,
+        }
+    }
+}
+
+/// Request headers that change a Messages answer and so belong in its cache key.
+const ANTHROPIC_KEYED_HEADERS: &[&str] = &["anthropic-version", "anthropic-beta"];
+
+/// The body the cache keys a request by: the body itself, plus for Messages the headers that
+/// select API behaviour (as `relay:<header>` members, names no API body uses).
+fn keyed_body(
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    headers: &[(String, String)],
+) -> Map<String, Value> {
+    let mut keyed = body.clone();
+    if endpoint == Endpoint::Messages {
+        for name in ANTHROPIC_KEYED_HEADERS {
+            let values: Vec<&str> = headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim())
+                .collect();
+            if !values.is_empty() {
+                keyed.insert(format!("relay:{name}"), Value::String(values.join(",")));
+            }
+        }
+    }
+    keyed
+}
+
+/// Whether the cache may answer or keep this request at all: a background Responses request
+/// is answered by a queued response the client polls, never by a stored one.
+fn cacheable(endpoint: Endpoint, body: &Map<String, Value>) -> bool {
+    !(endpoint == Endpoint::Responses && body.get("background") == Some(&Value::Bool(true)))
 }
 
 /// The most of a streamed answer recorded when no cache sets `max_entry_bytes`.
@@ -62,6 +110,8 @@ pub enum Work {
     Call(Box<Call>),
     /// `GET /v1/models`.
     Models,
+    /// Any other route under `/v1/`, passed through.
+    Passthrough(passthrough::Pass),
 }
 
 /// An API call on its way upstream.
@@ -108,9 +158,12 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     let delivery = cache::Delivery::of(&body);
 
     let mut cached = None;
-    if let Some(cache) = &state.cache {
-        let models = state.upstream.effective_models(&ex.access.model);
-        let plan = cache.plan(endpoint.path(), &body, &headers, &models)?;
+    if let Some(cache) = state.cache.as_ref().filter(|_| cacheable(endpoint, &body)) {
+        let models = state
+            .upstream
+            .effective_models(endpoint.api(), &ex.access.model);
+        let keyed = keyed_body(endpoint, &body, &headers);
+        let plan = cache.plan(endpoint.path(), &keyed, &headers, &models)?;
         match cache.lookup(&plan) {
             Ok(entry) => {
                 answer_hit(cache, &entry, ex, delivery);
@@ -143,6 +196,7 @@ pub fn upstream(state: &State, ex: &mut Exchange, work: Work) {
     let done = match work {
         Work::Call(call) => call_upstream(state, ex, *call),
         Work::Models => models::models(state, ex),
+        Work::Passthrough(pass) => passthrough::forward(state, ex, pass),
     };
     if let Err(err) = done {
         ex.error(&err);
@@ -219,7 +273,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     };
     let upstream_started = Instant::now();
     let path = call.endpoint.path();
-    let mut sent = up.post(path, &call.headers, &body, &ex.access.model, mode)?;
+    let api = call.endpoint.api();
+    let mut sent = up.post(api, path, &call.headers, &body, &ex.access.model, mode)?;
     if ask_usage && sent.response.status().as_u16() == 400 {
         // Some OpenAI-compatible servers refuse `stream_options`: then the request goes again
         // as the client sent it (its stream is stored without usage and serves only streams
@@ -238,7 +293,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             Some(o) => body.insert("stream_options".to_string(), o),
             None => body.remove("stream_options"),
         };
-        sent = up.post(path, &call.headers, &body, &ex.access.model, mode)?;
+        sent = up.post(api, path, &call.headers, &body, &ex.access.model, mode)?;
     }
     ex.access.upstream = sent.base.clone();
     // the model the answering endpoint was sent: the entry's key names it
@@ -279,7 +334,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
-            let relayed = sse::relay(&mut reader, &mut out, &describe, max_record, &mut tap);
+            let relayed = sse::relay(api, &mut reader, &mut out, &describe, max_record, &mut tap);
             if matches!(relayed.end, End::Interrupted(_)) {
                 up.stream_failed(&sent.endpoint);
             }

@@ -166,6 +166,7 @@ fn relay(stream: &[u8], sizes: Vec<usize>, capacity: usize) -> (Vec<u8>, End, Ve
     };
     let mut reader = BufReader::with_capacity(capacity, source);
     let relayed = sse::relay(
+        crate::api::Api::Chat,
         &mut reader,
         &mut out,
         &|e| e.to_string(),

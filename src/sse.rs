@@ -4,15 +4,18 @@
 //! events together. So a stream takes over the raw connection ([`SseOut`]): it writes the status
 //! line, headers and chunked framing itself and flushes at every event boundary (a blank line).
 //! [`relay`] forwards each upstream event as its lines arrive, records a copy, and knows whether
-//! the stream ended properly (`data: [DONE]` or a `finish_reason`); a stream cut short ends
-//! with an SSE error event instead of a silent cut. A [`Tap`] sees every event on the way: it
-//! may hold one back from the client, and it gets the complete recording just before the
-//! stream's final event reaches the client (so the cache has it before the client can ask
-//! again).
+//! the stream ended properly (chat: `data: [DONE]` or a `finish_reason`; the typed streams of
+//! the Responses and Messages APIs: their terminal event, see `api`); a stream cut short ends
+//! with an error event in the client API's shape instead of a silent cut. A [`Tap`] sees every
+//! event on the way: it may hold one back from the client, and it gets the complete recording
+//! just before the stream's final event reaches the client (so the cache has it before the
+//! client can ask again).
 
 use std::io::{self, BufRead, Write};
 
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::api::{self, Api, Ending};
 
 /// The client side of a streamed response, over the raw connection.
 pub struct SseOut {
@@ -147,26 +150,54 @@ impl Recording {
 }
 
 /// Tracks whether a stream has ended properly, one line at a time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Completion {
+    api: Api,
     pub done: bool,
     pub finished: bool,
+    /// Typed streams: whether a terminal event came.
+    pub ending: Ending,
 }
 
+impl Default for Completion {
+    fn default() -> Self {
+        Completion::new(Api::Chat)
+    }
+}
+
+/// Words one of which every terminal event's data holds (a cheap filter before parsing).
+const TERMINAL_WORDS: &[&[u8]] = &[b"completed", b"failed", b"incomplete", b"error", b"_stop"];
+
 impl Completion {
+    pub fn new(api: Api) -> Completion {
+        Completion {
+            api,
+            done: false,
+            finished: false,
+            ending: Ending::Open,
+        }
+    }
+
     pub fn observe(&mut self, line: &[u8]) {
         let Some(data) = data_payload(line) else {
             return;
         };
-        if data == b"[DONE]" {
+        if self.api != Api::Chat {
+            if self.ending == Ending::Open && TERMINAL_WORDS.iter().any(|w| contains(data, w)) {
+                let kind = api::event_type(data).unwrap_or_default();
+                self.ending = api::terminal(self.api, &kind).unwrap_or(Ending::Open);
+            }
+        } else if data == b"[DONE]" {
             self.done = true;
         } else if !self.finished && contains(data, b"finish_reason") {
             self.finished = has_finish_reason(data);
         }
     }
 
+    /// The upstream ended the stream properly (for typed streams possibly with a failure
+    /// event, which it sent itself).
     pub fn complete(&self) -> bool {
-        self.done || self.finished
+        self.done || self.finished || self.ending != Ending::Open
     }
 }
 
@@ -216,21 +247,14 @@ pub fn is_blank(line: &[u8]) -> bool {
     line == b"\n" || line == b"\r\n"
 }
 
-/// The SSE event that ends a stream cut short.
-pub fn error_event(message: &str) -> Vec<u8> {
-    let v = json!({"error": {
-        "message": message, "type": "upstream_error", "code": "upstream_stream_interrupted"
-    }});
-    format!("data: {v}\n\n").into_bytes()
-}
-
 /// Watches a relayed stream (the cache's recorder).
 pub trait Tap {
     /// Whether `event` (its lines and the blank line ending it) goes to the client.
     fn pass(&mut self, event: &[u8]) -> bool;
     /// The stream is complete; `recorded` is all of it. Called at most once (never for a stream
-    /// longer than the recording cap), before the final event (`data: [DONE]`, or the end of
-    /// the response for streams without one) reaches the client.
+    /// longer than the recording cap), before the final event (`data: [DONE]`, a typed
+    /// stream's success terminal, or the end of the response for chat streams without
+    /// `[DONE]`) reaches the client.
     fn complete(&mut self, recorded: &[u8]);
 }
 
@@ -246,11 +270,13 @@ impl Tap for NoTap {
     fn complete(&mut self, _recorded: &[u8]) {}
 }
 
-/// Forwards `upstream` to `out` event by event (each flushed as its blank line arrives), and
-/// records a copy of at most `max_record` bytes (past it, only the tail). `describe_error`
-/// turns a read error into the message of the closing error event; `tap` may hold events back
-/// and is told when the stream is complete (only if it was recorded whole).
+/// Forwards `upstream` (a stream of the client API `api`) to `out` event by event (each
+/// flushed as its blank line arrives), and records a copy of at most `max_record` bytes (past
+/// it, only the tail). `describe_error` turns a read error into the message of the closing
+/// error event; `tap` may hold events back and is told when the stream is complete (only if it
+/// was recorded whole).
 pub fn relay(
+    api: Api,
     upstream: &mut dyn BufRead,
     out: &mut SseOut,
     describe_error: &dyn Fn(&io::Error) -> String,
@@ -262,7 +288,7 @@ pub fn relay(
         cap: max_record,
         truncated: false,
     };
-    let mut completion = Completion::default();
+    let mut completion = Completion::new(api);
     let mut line = Vec::with_capacity(512);
     let mut event = Vec::with_capacity(1024);
     let mut told = false;
@@ -280,7 +306,7 @@ pub fn relay(
         if !is_blank(&line) {
             continue;
         }
-        if completion.done && !told {
+        if (completion.done || completion.ending == Ending::Succeeded) && !told {
             told = true;
             if !recorded.truncated {
                 tap.complete(&recorded.bytes);
@@ -315,7 +341,7 @@ pub fn relay(
         });
     }
     if let End::Interrupted(msg) = &end {
-        tail.extend_from_slice(&error_event(msg));
+        tail.extend_from_slice(&api::cut_event(api, msg));
     }
     let written = out.write(&tail).and_then(|_| out.flush());
     Relayed {
@@ -357,6 +383,53 @@ mod tests {
                 c.observe(l.as_bytes());
             }
             assert_eq!(c.complete(), *expected, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn typed_streams_end_at_their_terminal_event() {
+        let cases: &[(Api, &[&str], bool, Ending)] = &[
+            (
+                Api::Responses,
+                &[
+                    "event: response.output_text.delta\n",
+                    "data: {\"type\":\"response.output_text.delta\",\"delta\":\"error\"}\n",
+                ],
+                false,
+                Ending::Open,
+            ),
+            (
+                Api::Responses,
+                &["data: {\"type\": \"response.completed\", \"response\": {}}\n"],
+                true,
+                Ending::Succeeded,
+            ),
+            (
+                Api::Responses,
+                &["data: {\"type\":\"response.incomplete\"}\n"],
+                true,
+                Ending::Failed,
+            ),
+            (
+                Api::Anthropic,
+                &["data: {\"type\":\"message_stop\"}\n"],
+                true,
+                Ending::Succeeded,
+            ),
+            (
+                Api::Anthropic,
+                &["data: {\"type\":\"content_block_stop\",\"index\":0}\n"],
+                false,
+                Ending::Open,
+            ),
+            (Api::Anthropic, &["data: [DONE]\n"], false, Ending::Open),
+        ];
+        for (api, lines, complete, ending) in cases {
+            let mut c = Completion::new(*api);
+            for l in *lines {
+                c.observe(l.as_bytes());
+            }
+            assert_eq!((c.complete(), c.ending), (*complete, *ending), "{lines:?}");
         }
     }
 

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::key::is_key;
 use super::store;
-use super::{replay, CacheConfig};
+use super::{apis, CacheConfig};
 use crate::upstream::endpoints::glob_match;
 
 /// The format version in a cassette's header line.
@@ -67,7 +67,7 @@ pub fn export_command(
             skipped += 1;
             continue;
         };
-        if replay::check(&response).is_err() {
+        if apis::check(&meta.route, &response).is_err() {
             skipped += 1;
             continue;
         }
@@ -159,14 +159,14 @@ pub fn import_command(config: &CacheConfig, file: &Path) -> Result<String, Strin
         if !is_key(&entry.key) {
             return Err(format!("{name}, line {n}: `key` is not a cache key"));
         }
-        store::verify(
+        let bad = |why: &str| format!("{name}, line {n}: entry {}: {why}", entry.key);
+        let meta = store::verify(
             &entry.key,
             entry.request.as_bytes(),
             entry.response.as_bytes(),
         )
-        .map_err(|why| format!("{name}, line {n}: entry {}: {why}", entry.key))?;
-        replay::check(entry.response.as_bytes())
-            .map_err(|why| format!("{name}, line {n}: entry {}: {why}", entry.key))?;
+        .map_err(bad)?;
+        apis::check(&meta.route, entry.response.as_bytes()).map_err(bad)?;
         entries.push(entry);
     }
     if entries.len() as u64 != header.entries {

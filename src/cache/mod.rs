@@ -9,6 +9,7 @@
 //! upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
 //! diff of a miss (`why.rs`) and portable cassettes (`cassette.rs`).
 
+mod apis;
 mod cassette;
 mod config;
 mod flight;
@@ -145,7 +146,7 @@ impl Plan {
     /// Whether this request must ask a streaming upstream for usage
     /// (`stream_options.include_usage`), which the relay then drops for a client that did not.
     pub fn asks_usage(&self) -> bool {
-        self.stores() && self.delivery.stream && replay::asks_usage(&self.route)
+        self.stores() && self.delivery.stream && apis::asks_usage(&self.route)
     }
 
     /// The canonical request as the first weighted endpoint would get it, as JSON (what
@@ -327,7 +328,7 @@ impl Cache {
             let Some(entry) = self.find(&c.key) else {
                 continue;
             };
-            if !replay::serves(
+            if !apis::serves(
                 &entry.route,
                 &entry.response,
                 entry.has_usage,
@@ -363,7 +364,7 @@ impl Cache {
         let dir = &self.config.dir;
         let (meta, response) = match store::load(dir, key) {
             store::Loaded::Absent => return None,
-            store::Loaded::Found(meta, response) => match replay::check(&response) {
+            store::Loaded::Found(meta, response) => match apis::check(&meta.route, &response) {
                 Ok(_) => (meta, response),
                 Err(why) => {
                     self.reject(key, why);
@@ -378,7 +379,7 @@ impl Cache {
         let entry = Arc::new(Entry {
             key: key.to_string(),
             has_usage: replay::has_usage(&response),
-            tokens: replay::total_tokens(&response),
+            tokens: apis::total_tokens(&meta.route, &response),
             route: meta.route,
             response,
             created: meta.created,
@@ -448,7 +449,10 @@ impl Cache {
     /// Stores `response` for `plan`, as answered with the effective `model`, if the plan
     /// stores and it is a complete success within `max_entry_bytes`. Returns whether it did.
     pub fn store(&self, plan: &Plan, model: &str, response: &[u8]) -> bool {
-        if !plan.stores() || self.too_large(response.len()) || replay::check(response).is_err() {
+        if !plan.stores()
+            || self.too_large(response.len())
+            || apis::check(&plan.route, response).is_err()
+        {
             return false;
         }
         let Some(c) = plan.candidates.iter().find(|c| c.model == model) else {
@@ -482,7 +486,7 @@ impl Cache {
                 key: c.key.clone(),
                 route: plan.route.clone(),
                 has_usage: replay::has_usage(response),
-                tokens: replay::total_tokens(response),
+                tokens: apis::total_tokens(&plan.route, response),
                 response: response.to_vec(),
                 created: meta.created,
                 version: meta.version,

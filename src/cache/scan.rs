@@ -13,8 +13,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use super::apis;
 use super::key::is_key;
-use super::replay;
 use super::store::{self, TEMP_SUFFIX};
 
 /// How old an orphan half or temp file must be before the scan treats it as debris.
@@ -104,11 +104,14 @@ pub fn scan(dir: &Path, fix: bool) -> Report {
                 }
                 continue;
             };
-            if let Err(reason) = store::verify(key, &request, &response) {
-                bad(reason, &[&path, &txt]);
-                continue;
-            }
-            match replay::check(&response) {
+            let meta = match store::verify(key, &request, &response) {
+                Ok(meta) => meta,
+                Err(reason) => {
+                    bad(reason, &[&path, &txt]);
+                    continue;
+                }
+            };
+            match apis::check(&meta.route, &response) {
                 Ok(_) => {
                     report.entries += 1;
                     report.bytes += (request.len() + response.len()) as u64;

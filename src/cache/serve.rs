@@ -9,7 +9,8 @@
 
 use tiny_http::Request;
 
-use super::replay::{self, Delivery};
+use super::apis;
+use super::replay::Delivery;
 use super::{Cache, Entry, Plan};
 use crate::exchange::{json_content_type, respond};
 use crate::sse::{SseOut, Tap};
@@ -22,12 +23,12 @@ pub fn respond_hit(req: Request, entry: &Entry, delivery: Delivery) -> (u16, u64
         ("X-Cache-Key".to_string(), entry.key.clone()),
     ];
     if !delivery.stream {
-        let body = replay::plain_body(&entry.route, &entry.response);
+        let body = apis::plain_body(&entry.route, &entry.response);
         let mut headers = headers;
         headers.push(json_content_type());
         return (200, respond(req, 200, &headers, body));
     }
-    let events = replay::stream_events(&entry.route, &entry.response, delivery.include_usage);
+    let events = apis::stream_events(&entry.route, &entry.response, delivery.include_usage);
     let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
     let Ok(mut out) = SseOut::start(req.into_writer(), http11, &headers) else {
         return (200, 0);
@@ -54,7 +55,7 @@ pub struct StreamTap<'a> {
 
 impl Tap for StreamTap<'_> {
     fn pass(&mut self, event: &[u8]) -> bool {
-        self.client_usage || !replay::is_usage_only(self.route, event)
+        self.client_usage || !apis::is_usage_only(self.route, event)
     }
 
     fn complete(&mut self, recorded: &[u8]) {

@@ -1,12 +1,14 @@
 //! What a stored response is, whether it is worth keeping, and converting it between modes.
 //!
 //! A stored response is either a JSON body or the SSE text of a stream (told apart by its
-//! first byte). [`check`] decides whether it is a complete success; [`serves`] whether it can
-//! answer a request in the shape asked for; [`plain_body`] and [`stream_events`] produce that
-//! shape. The conversions themselves are per API, one module each: `openai.rs` for chat and
-//! legacy completions. Routes without a module (embeddings) are served as stored.
+//! first byte). For the chat family (chat, legacy completions, embeddings): [`check`] decides
+//! whether it is a complete success, [`has_usage`] and [`total_tokens`] read its usage, and
+//! `openai.rs` converts between a stream and a plain answer. `cache/apis.rs` dispatches
+//! between this and the other APIs' rules.
 
 mod openai;
+
+pub use openai::{is_usage_only, json_to_sse, sse_to_json};
 
 use serde_json::{Map, Value};
 
@@ -165,80 +167,6 @@ impl Delivery {
             include_usage,
         }
     }
-}
-
-/// The APIs whose answers the cache converts between plain and streamed form. Each has its
-/// own conversion module; routes without one are stored and served as they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Api {
-    /// `/chat/completions` and `/completions` (`openai.rs`).
-    OpenAi,
-    /// Anything else (embeddings): plain only, served byte for byte.
-    Plain,
-}
-
-fn api(route: &str) -> Api {
-    match route {
-        "/chat/completions" | "/completions" => Api::OpenAi,
-        _ => Api::Plain,
-    }
-}
-
-/// Whether a stored answer can be served in `delivery`'s shape: a usage chunk exactly when
-/// asked, and `usage` in a plain answer whenever the upstream reported one. A stream recorded
-/// without usage (an upstream that refused `stream_options`) cannot give either, so it serves
-/// only streams that did not ask; a plain answer without usage cannot give a usage chunk.
-pub fn serves(route: &str, response: &[u8], has_usage: bool, delivery: Delivery) -> bool {
-    if api(route) == Api::Plain {
-        return !delivery.stream;
-    }
-    let needs_usage = match form(response) {
-        Form::Json => delivery.include_usage,
-        Form::Sse => !delivery.stream || delivery.include_usage,
-    };
-    !needs_usage || has_usage
-}
-
-/// The plain body a plain request gets.
-pub fn plain_body(route: &str, response: &[u8]) -> Vec<u8> {
-    match (api(route), form(response)) {
-        (Api::OpenAi, Form::Sse) => match openai::sse_to_json(response) {
-            Some(v) => v.to_string().into_bytes(),
-            None => response.to_vec(),
-        },
-        _ => response.to_vec(),
-    }
-}
-
-/// The events a streamed request gets: a recorded stream's own events (its usage chunk only
-/// if asked for), or a plain answer cut into chunks.
-pub fn stream_events(route: &str, response: &[u8], include_usage: bool) -> Vec<Vec<u8>> {
-    match form(response) {
-        Form::Sse => events(response)
-            .into_iter()
-            .filter(|e| include_usage || !is_usage_only(route, e))
-            .map(<[u8]>::to_vec)
-            .collect(),
-        Form::Json => {
-            let answer: Value = serde_json::from_slice(response).unwrap_or(Value::Null);
-            openai::json_to_sse(&answer, include_usage)
-        }
-    }
-}
-
-/// True for the event that only carries `usage` (`"choices": []`), which a client gets only
-/// when it asked for `stream_options.include_usage`.
-pub fn is_usage_only(route: &str, event: &[u8]) -> bool {
-    match api(route) {
-        Api::OpenAi => openai::is_usage_only(event),
-        Api::Plain => false,
-    }
-}
-
-/// Whether the relay asks this route's streaming upstreams for usage
-/// (`stream_options.include_usage`), so every recorded stream can serve every shape.
-pub fn asks_usage(route: &str) -> bool {
-    api(route) == Api::OpenAi
 }
 
 #[cfg(test)]

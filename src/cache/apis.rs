@@ -1,0 +1,112 @@
+//! Which API's rules a stored response follows, and answering in the shape a request asked
+//! for: the chat family's (`replay/`) or those of the Responses and Messages APIs
+//! (`api::responses`, `api::messages`), chosen by the route the entry was stored for.
+
+use serde_json::Value;
+
+use super::replay::{self, Delivery, Form};
+use crate::api::{self, Api};
+
+/// `Ok(form)` for a complete success worth storing for `route`, else why not.
+pub fn check(route: &str, response: &[u8]) -> Result<Form, &'static str> {
+    if response.iter().all(u8::is_ascii_whitespace) {
+        return Err("empty response");
+    }
+    let form = replay::form(response);
+    let stream = form == Form::Sse;
+    match api::of_route(route) {
+        Api::Chat => replay::check(response),
+        Api::Responses => api::responses::check(response, stream).map(|()| form),
+        Api::Anthropic => api::messages::check(response, stream).map(|()| form),
+    }
+}
+
+/// The plain answer of a stored stream.
+fn sse_to_json(api: Api, response: &[u8]) -> Option<Value> {
+    match api {
+        Api::Chat => replay::sse_to_json(response),
+        Api::Responses => api::responses::sse_to_json(response),
+        Api::Anthropic => api::messages::sse_to_json(response),
+    }
+}
+
+/// The events a streamed request gets for a stored plain answer.
+fn json_to_sse(api: Api, answer: &Value, include_usage: bool) -> Vec<Vec<u8>> {
+    match api {
+        Api::Chat => replay::json_to_sse(answer, include_usage),
+        Api::Responses => api::responses::json_to_sse(answer),
+        Api::Anthropic => api::messages::json_to_sse(answer),
+    }
+}
+
+/// The tokens a hit on this entry saves (input plus output).
+pub fn total_tokens(route: &str, response: &[u8]) -> u64 {
+    match api::of_route(route) {
+        Api::Chat => replay::total_tokens(response),
+        Api::Responses | Api::Anthropic => {
+            let (input, output) = match replay::form(response) {
+                Form::Json => crate::usage::tokens(response),
+                Form::Sse => crate::usage::stream_tokens(response),
+            };
+            input + output
+        }
+    }
+}
+
+/// Whether a stored answer can be served in `delivery`'s shape. Chat family: a usage chunk
+/// exactly when asked, and `usage` in a plain answer whenever the upstream reported one; a
+/// stream recorded without usage (an upstream that refused `stream_options`) serves only
+/// streams that did not ask for it, a plain answer without usage cannot give a usage chunk,
+/// and embeddings are never streamed. The Responses and Messages streams always carry usage.
+pub fn serves(route: &str, response: &[u8], has_usage: bool, delivery: Delivery) -> bool {
+    match api::of_route(route) {
+        Api::Responses | Api::Anthropic => true,
+        Api::Chat if !asks_usage(route) => !delivery.stream,
+        Api::Chat => {
+            let needs_usage = match replay::form(response) {
+                Form::Json => delivery.include_usage,
+                Form::Sse => !delivery.stream || delivery.include_usage,
+            };
+            !needs_usage || has_usage
+        }
+    }
+}
+
+/// The body a plain request gets.
+pub fn plain_body(route: &str, response: &[u8]) -> Vec<u8> {
+    match replay::form(response) {
+        Form::Sse => match sse_to_json(api::of_route(route), response) {
+            Some(v) => v.to_string().into_bytes(),
+            None => response.to_vec(),
+        },
+        Form::Json => response.to_vec(),
+    }
+}
+
+/// The events a streamed request gets: a recorded stream's own events (a chat stream's usage
+/// chunk only if asked for), or a plain answer cut into events.
+pub fn stream_events(route: &str, response: &[u8], include_usage: bool) -> Vec<Vec<u8>> {
+    match replay::form(response) {
+        Form::Sse => replay::events(response)
+            .into_iter()
+            .filter(|e| include_usage || !is_usage_only(route, e))
+            .map(<[u8]>::to_vec)
+            .collect(),
+        Form::Json => {
+            let answer: Value = serde_json::from_slice(response).unwrap_or(Value::Null);
+            json_to_sse(api::of_route(route), &answer, include_usage)
+        }
+    }
+}
+
+/// True for a chat stream's usage-only chunk (`"choices": []`), which a client gets only when
+/// it asked for `stream_options.include_usage`.
+pub fn is_usage_only(route: &str, event: &[u8]) -> bool {
+    asks_usage(route) && replay::is_usage_only(event)
+}
+
+/// Whether the relay asks this route's streaming upstreams for usage
+/// (`stream_options.include_usage`), so that every recorded stream can serve every shape.
+pub fn asks_usage(route: &str) -> bool {
+    matches!(route, "/chat/completions" | "/completions")
+}
