@@ -158,24 +158,34 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     let delivery = cache::Delivery::of(&body);
 
     let mut cached = None;
-    if let Some(cache) = state.cache.as_ref().filter(|_| cacheable(endpoint, &body)) {
+    if let Some(cache) = &state.cache {
         let models = state
             .upstream
             .effective_models(endpoint.api(), &ex.access.model);
         let keyed = keyed_body(endpoint, &body, &headers);
         let plan = cache.plan(endpoint.path(), &keyed, &headers, &models)?;
-        match cache.lookup(&plan) {
+        let offline = plan.mode == cache::Mode::Replay;
+        // a request the cache may not answer is not looked up, but in replay mode it is still
+        // refused: replay never calls an upstream
+        let cacheable = cacheable(endpoint, &body);
+        let found = if cacheable {
+            cache.lookup(&plan)
+        } else {
+            Err(cache::Status::Bypass)
+        };
+        match found {
             Ok(entry) => {
                 answer_hit(cache, &entry, ex, delivery);
                 return Ok(Next::Done);
             }
-            Err(_) if plan.mode == cache::Mode::Replay => {
+            Err(_) if offline => {
                 // offline: a miss never reaches an upstream
                 cache.missed();
                 ex.access.cache = Some(crate::log::CacheResult::Miss);
                 return Err(cache.replay_miss(&plan));
             }
-            Err(status) => cached = Some((plan, status)),
+            Err(status) if cacheable => cached = Some((plan, status)),
+            Err(_) => {}
         }
     }
     state.upstream.check_forwardable(&headers)?;

@@ -369,3 +369,24 @@ fn cache_export_import_round_trip_is_byte_identical_and_checked() {
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("announces 3 entries"), "{}", out.stderr);
 }
+
+#[test]
+fn cache_replay_never_calls_an_upstream_even_for_requests_it_does_not_cache() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let mut cfg: Value = serde_json::from_str(&upstreams_config(
+        json!([{"name": "main", "url": up.base_url(), "api": "responses"}]),
+        json!({}),
+    ))
+    .unwrap();
+    cfg["cache"] = json!({"dir": dir.path().to_str().unwrap(), "mode": "replay"});
+    let relay = Relay::start(&cfg.to_string());
+    // a background Responses request is never answered from the cache; offline it is refused
+    let body = json!({"model": "m", "input": "later", "background": true});
+    let r = post_json(&relay.url("/v1/responses"), &body);
+    r.assert_error(404, "cache_miss");
+    let r = post_json(&relay.url(CHAT), &ask("never recorded"));
+    let msg = r.assert_error(404, "cache_miss");
+    assert!(msg.contains("Nothing was recorded"), "{msg}");
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+}
