@@ -1,31 +1,35 @@
 //! The access gate every request passes first: which key it needs, whether it presented one,
-//! whether that key is within its rate limit; and afterwards, recording its usage.
+//! whether that key is within its budget and rate limit; and afterwards, charging its usage.
 //!
-//! The pipeline calls [`Gate::check`] before routing and [`Gate::record`] after answering;
-//! everything in between only sees the [`Client`] (key id and name), never the key.
+//! The pipeline calls [`Gate::check`] before routing and [`Gate::charge`] once the answer's
+//! tokens are known (before its last bytes, so the client's next request sees the charge);
+//! everything in between only sees the [`Client`] (key id, name, limits), never the key.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tiny_http::Request;
 
-use crate::auth::{self, Client, KeyStore, Need, Refused};
+use crate::auth::{self, Client, Need, Refused};
+use crate::budget::{self, Budget, Price};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::limits::{Limiter, RateLimit};
-use crate::log::Access;
+use crate::key_store::{self, KeyStore};
+use crate::limits::RateLimit;
+use crate::log::{self, Access};
 use crate::server::{json_content_type, respond};
-use crate::usage::{Outcome, Usage};
+use crate::store::{Down, OnUnavailable, Store};
+use crate::usage::Outcome;
 
-/// Keys, limits and usage, shared by all workers.
+/// Keys, limits, budgets and usage, shared by all workers.
 #[derive(Debug)]
 pub struct Gate {
     pub keys: KeyStore,
-    /// Shared with the gate a reload replaces, so windows and figures survive a SIGHUP.
-    pub limiter: Arc<Limiter>,
-    pub usage: Arc<Usage>,
-    /// The top-level `rate_limit`, for keys that set none of their own.
+    /// Windows and figures; shared with the gate a reload replaces, so they survive a SIGHUP.
+    pub store: Arc<Store>,
+    /// The top-level `rate_limit` and `budget`, for keys that set none of their own.
     pub default_limit: RateLimit,
+    pub default_budget: Budget,
+    pub prices: Vec<Price>,
 }
 
 /// A refused request: the error and the extra headers it is answered with.
@@ -33,7 +37,7 @@ pub struct Gate {
 pub struct Refusal {
     pub error: ApiError,
     pub headers: Vec<(String, String)>,
-    /// The key, when it was valid but over its limit (the refusal counts as its usage).
+    /// The key, when it was valid but refused (the refusal counts as its usage).
     pub client: Option<Client>,
 }
 
@@ -50,18 +54,29 @@ impl From<ApiError> for Refusal {
 
 impl Gate {
     /// Opens the key store for `config`. On a reload, `previous` is the gate being replaced:
-    /// its rate-limit windows and usage figures carry over.
+    /// its store (windows, figures, Redis connections) carries over; a changed `state` section
+    /// takes effect after a restart.
     pub fn new(config: &Config, previous: Option<&Gate>) -> Result<Gate, String> {
+        let store = match previous {
+            Some(p) => {
+                if p.store.config != config.state {
+                    log::warn("the `state` section changed; it takes effect only after a restart");
+                }
+                Arc::clone(&p.store)
+            }
+            None => Arc::new(Store::open(&config.state)?),
+        };
         Ok(Gate {
-            keys: KeyStore::open(&config.auth)?,
-            limiter: previous.map_or_else(Arc::default, |p| Arc::clone(&p.limiter)),
-            usage: previous.map_or_else(Arc::default, |p| Arc::clone(&p.usage)),
+            keys: KeyStore::open(&config.auth, store.redis().cloned())?,
+            store,
             default_limit: config.rate_limit,
+            default_budget: config.budget,
+            prices: config.prices.clone(),
         })
     }
 
     /// Checks `req` for `route` (the path without `/v1`). `Ok(None)`: no key needed (or auth is
-    /// off); `Ok(Some(client))`: a valid client key within its limit, now counted.
+    /// off); `Ok(Some(client))`: a valid client key within its budget and limit, now counted.
     pub fn check(&self, route: &str, req: &Request) -> Result<Option<Client>, Box<Refusal>> {
         let need = auth::route_needs_key(route);
         match need {
@@ -89,11 +104,30 @@ impl Gate {
         if need == Need::Metrics {
             return Ok(None);
         }
+        let refuse = |error: ApiError, headers: Vec<(String, String)>, client: &Client| {
+            Box::new(Refusal {
+                error,
+                headers,
+                client: Some(client.clone()),
+            })
+        };
+        let budget = client.budget.or(self.default_budget);
+        if !budget.is_empty() {
+            let now = auth::now_secs();
+            match self.store.period(&client.key_id, now) {
+                Ok((day, month)) => {
+                    if let Err(over) = budget.check(&client.key_id, &day, &month, now) {
+                        return Err(refuse(over.error(), over.headers(), &client));
+                    }
+                }
+                Err(Down) => self.unavailable(&client)?,
+            }
+        }
         let limit = client.rate_limit.or(self.default_limit);
-        match self.limiter.admit(&client.key_id, limit, Instant::now()) {
-            Ok(_) => Ok(Some(client)),
-            Err(verdict) => Err(Box::new(Refusal {
-                error: ApiError::new(
+        match self.store.admit(&client.key_id, limit) {
+            Ok(Ok(_)) => Ok(Some(client)),
+            Ok(Err(verdict)) => {
+                let error = ApiError::new(
                     429,
                     "rate_limit_error",
                     "rate_limit_exceeded",
@@ -101,36 +135,81 @@ impl Gate {
                         "rate limit reached for key `{}` ({} requests); retry after {} s",
                         client.key_id, verdict.limit, verdict.retry_after
                     ),
-                ),
-                headers: verdict.headers(),
-                client: Some(client),
+                );
+                Err(refuse(error, verdict.headers(), &client))
+            }
+            Err(Down) => {
+                self.unavailable(&client)?;
+                Ok(Some(client))
+            }
+        }
+    }
+
+    /// Redis is down: `Err` (503) with `on_unavailable: refuse`, `Ok` (no limit) with `allow`.
+    fn unavailable(&self, client: &Client) -> Result<(), Box<Refusal>> {
+        crate::metrics::state_bypass(self.store.config.on_unavailable == OnUnavailable::Allow);
+        match self.store.config.on_unavailable {
+            OnUnavailable::Allow => Ok(()),
+            OnUnavailable::Refuse => Err(Box::new(Refusal {
+                error: key_store::unavailable(),
+                headers: vec![("Retry-After".to_string(), "1".to_string())],
+                client: Some(client.clone()),
             })),
         }
     }
 
-    /// Answers a refusal and records it against the key it names, if any.
+    /// Answers a refusal and charges it to the key it names, if any.
     pub fn refuse(&self, slot: &mut Option<Request>, access: &mut Access, refusal: Refusal) {
         access.status = refusal.error.status;
-        if refusal.error.code == "rate_limit_exceeded" {
-            crate::metrics::rate_limited();
+        match refusal.error.code {
+            "rate_limit_exceeded" => crate::metrics::rate_limited(),
+            "budget_exceeded" => crate::metrics::budget_exceeded(),
+            _ => {}
         }
+        access.client = refusal.client;
         if let Some(req) = slot.take() {
             let mut headers = vec![json_content_type()];
             headers.extend(refusal.headers);
             access.bytes = respond(req, refusal.error.status, &headers, refusal.error.body());
         }
-        self.record(refusal.client.as_ref(), access);
+        self.charge(access);
     }
 
-    /// Adds one answered request to its key's usage.
-    pub fn record(&self, client: Option<&Client>, access: &Access) {
-        let Some(client) = client else { return };
+    /// Adds an answered request to its key's usage, once (later calls do nothing): requests,
+    /// tokens, cost by `prices`, errors.
+    pub fn charge(&self, access: &mut Access) {
+        if access.charged {
+            return;
+        }
+        access.charged = true;
+        let Some(client) = &access.client else { return };
         let outcome = Outcome {
             status: access.status,
             prompt_tokens: access.prompt_tokens,
             completion_tokens: access.completion_tokens,
             cache_hit: access.cache == "hit",
+            cost_micro_usd: budget::cost_micros(
+                &self.prices,
+                &access.model,
+                access.prompt_tokens,
+                access.completion_tokens,
+            ),
         };
-        self.usage.record(&client.key_id, outcome, auth::now_secs());
+        let now = auth::now_secs();
+        if self
+            .store
+            .record(&client.key_id, &outcome.figures(now), now)
+            .is_err()
+        {
+            crate::metrics::usage_lost();
+        }
+    }
+
+    /// `Err` (403 `model_not_allowed`) if the request's key may not call `model`.
+    pub fn allow_model(&self, access: &Access, model: &str) -> Result<(), ApiError> {
+        match &access.client {
+            Some(c) if !budget::model_allowed(&c.models, model) => Err(budget::not_allowed(model)),
+            _ => Ok(()),
+        }
     }
 }

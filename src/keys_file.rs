@@ -1,7 +1,7 @@
 //! The `keys_file`: keys created through the admin API, as the relay stores them (ids, names,
 //! SHA-256 hashes, limits; never a key). Written atomically, so a crash mid-write leaves the old
 //! file or the new one, never half of one: a temp file beside it, fsync, rename, fsync of the
-//! folder. Mode 0600 on Unix.
+//! folder. Mode 0600 on Unix. [`write_atomic`] does the same for the usage book.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -38,24 +38,29 @@ pub fn load(path: &Path) -> Result<Vec<StoredKey>, String> {
     Ok(doc.keys)
 }
 
-/// Writes the keys file atomically: a temp file beside it, fsync, rename, fsync the folder.
+/// Writes the keys file atomically (see [`write_atomic`]).
 pub fn save(path: &Path, keys: &[StoredKey]) -> Result<(), String> {
     let doc = KeysFile {
         keys: keys.to_vec(),
     };
     let text = serde_json::to_vec_pretty(&doc)
         .map_err(|e| format!("cannot serialize the keys file: {e}"))?;
+    write_atomic(path, &text)
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never half
+/// of one: a temp file beside it (mode 0600 on Unix), fsync, rename, fsync of the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "keys".to_string());
+        .unwrap_or_else(|| "state".to_string());
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let fail =
-        |what: &str, e: std::io::Error| format!("cannot {what} keys_file {}: {e}", path.display());
+    let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -66,7 +71,7 @@ pub fn save(path: &Path, keys: &[StoredKey]) -> Result<(), String> {
     let mut f = opts
         .open(&tmp)
         .map_err(|e| fail("create a temp file for", e))?;
-    f.write_all(&text).map_err(|e| fail("write", e))?;
+    f.write_all(bytes).map_err(|e| fail("write", e))?;
     f.sync_all().map_err(|e| fail("fsync", e))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| fail("replace", e))?;

@@ -79,6 +79,10 @@ pub struct Access {
     /// From the answer's `usage`, for per-key stats (never logged).
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// The client key that made the request (id, name, limits; never the key), if any.
+    pub client: Option<crate::auth::Client>,
+    /// Set once the request's usage is charged to its key (see `Gate::charge`).
+    pub charged: bool,
 }
 
 pub fn access(a: &Access) {

@@ -8,12 +8,14 @@
 mod admin;
 mod auth;
 mod body_log;
+mod budget;
 mod cache;
 mod config;
 mod error;
 mod expand;
 mod gate;
 mod intake;
+mod key_store;
 mod keys_file;
 mod lifecycle;
 mod limits;
@@ -25,6 +27,7 @@ mod rules;
 mod server;
 mod shape;
 mod sse;
+mod store;
 mod upstream;
 mod usage;
 

@@ -56,20 +56,25 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) ->
         .filter(|rest| rest.starts_with('/'))
         .unwrap_or(&path);
     let method = req.method().clone();
-    let client = match state.gate.check(route, req) {
-        Ok(client) => client,
+    match state.gate.check(route, req) {
+        Ok(client) => access.client = client,
         Err(refusal) => {
             state.gate.refuse(slot, access, *refusal);
             return Handled::Done;
         }
-    };
+    }
     let result = match (route, &method) {
         ("/health", Method::Get | Method::Head) => {
             reply_json(slot, access, 200, br#"{"status":"ok"}"#.to_vec());
             Ok(Handled::Done)
         }
         ("/ready", Method::Get | Method::Head) => {
-            let (status, body) = lifecycle::readiness(&state.upstream.health());
+            let shared = state
+                .gate
+                .store
+                .reachable()
+                .map(|up| (up, state.gate.store.config.on_unavailable));
+            let (status, body) = lifecycle::readiness(&state.upstream.health(), shared);
             reply_json(slot, access, status, body);
             Ok(Handled::Done)
         }
@@ -131,15 +136,15 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) ->
     match result {
         Ok(Handled::Continue(next)) => Handled::Continue(Box::new(move |state, slot, access| {
             next(state, slot, access);
-            state.gate.record(client.as_ref(), access);
+            state.gate.charge(access);
         })),
         Ok(Handled::Done) => {
-            state.gate.record(client.as_ref(), access);
+            state.gate.charge(access);
             Handled::Done
         }
         Err(err) => {
             answer_error(slot, access, &err);
-            state.gate.record(client.as_ref(), access);
+            state.gate.charge(access);
             Handled::Done
         }
     }
@@ -172,15 +177,20 @@ fn relay(
         state.config.client_timeout,
     )?;
     let mut body = parse_body(&raw)?;
+    let model = |body: &Map<String, Value>| {
+        body.get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    // a key's allow-list holds for the model it names and for the one the rules send upstream
+    state.gate.allow_model(access, &model(&body))?;
     rules::apply(&state.config.rules, &mut body);
     if endpoint == Endpoint::Chat {
         shape::apply_chat(&state.config.shaping, &mut body);
     }
-    access.model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    access.model = model(&body);
+    state.gate.allow_model(access, &access.model)?;
     let stream = body.get("stream") == Some(&Value::Bool(true));
     let include_usage = body
         .get("stream_options")
@@ -233,6 +243,13 @@ fn answer_hit(
     if let Some(req) = slot.take() {
         cache.served(&plan.key, entry);
         access.cache = "hit";
+        // what the hit saved: the tokens of the stored answer
+        let whole = usage::tokens(&entry.response);
+        (access.prompt_tokens, access.completion_tokens) = if whole == (0, 0) {
+            usage::stream_tokens(&entry.response)
+        } else {
+            whole
+        };
         (access.status, access.bytes) =
             cache::respond_hit(req, &plan.key, entry, stream, include_usage);
     }
@@ -342,12 +359,14 @@ fn call_upstream(
         } else if matches!(relayed.end, End::Interrupted(_)) {
             up.stream_failed(&sent.endpoint);
         }
+        access.status = status;
+        (access.prompt_tokens, access.completion_tokens) = usage::stream_tokens(&relayed.recorded);
+        state.gate.charge(access); // before the stream's end, so a next request sees the charge
         if relayed.end != End::ClientGone {
             let _ = out.finish();
         }
         access.upstream_time = upstream_started.elapsed();
         body_log::record(&access.path, &call.body, status, &relayed.recorded);
-        (access.prompt_tokens, access.completion_tokens) = usage::stream_tokens(&relayed.recorded);
         return Ok(());
     }
 
@@ -359,6 +378,7 @@ fn call_upstream(
     }
     body_log::record(&access.path, &call.body, status, &data);
     (access.prompt_tokens, access.completion_tokens) = usage::tokens(&data);
+    state.gate.charge(access); // before answering, so the client's next request sees the charge
     if let Some(req) = slot.take() {
         access.bytes = respond(req, status, &reply_headers, data);
     }
@@ -378,8 +398,13 @@ fn models(state: &State, slot: &mut Option<Request>, access: &mut Access) -> Res
     let status = response.status().as_u16();
     let headers = response_headers(response.headers());
     let data = upstream::read_body(&access.upstream, response.into_body())?;
+    let allowed = access
+        .client
+        .as_ref()
+        .map(|c| c.models.as_slice())
+        .unwrap_or_default();
     let merged = (status == 200)
-        .then(|| add_aliases(&data, &state.config.rules))
+        .then(|| add_aliases(&data, &state.config.rules, allowed))
         .flatten();
     access.status = status;
     if let Some(req) = slot.take() {
@@ -399,8 +424,9 @@ fn models(state: &State, slot: &mut Option<Request>, access: &mut Access) -> Res
 }
 
 /// Appends `{"id": alias, "object": "model", "owned_by": "llm-relay"}` for each rule alias not
-/// already listed. `None` if the upstream's body is not a model list.
-fn add_aliases(data: &[u8], rules: &[rules::Rule]) -> Option<Vec<u8>> {
+/// already listed, then keeps only what the key's allow-list `allowed` permits (all if empty).
+/// `None` if the upstream's body is not a model list.
+fn add_aliases(data: &[u8], rules: &[rules::Rule], allowed: &[String]) -> Option<Vec<u8>> {
     let mut list: Value = serde_json::from_slice(data).ok()?;
     let entries = list.get_mut("data")?.as_array_mut()?;
     for alias in rules::aliases(rules) {
@@ -413,6 +439,10 @@ fn add_aliases(data: &[u8], rules: &[rules::Rule]) -> Option<Vec<u8>> {
             }));
         }
     }
+    entries.retain(|m| {
+        let id = m.get("id").and_then(Value::as_str).unwrap_or("");
+        crate::budget::model_allowed(allowed, id)
+    });
     serde_json::to_vec(&list).ok()
 }
 

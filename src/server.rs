@@ -152,6 +152,7 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
             .map_err(|e| format!("cannot start front thread: {e}"))?;
     }
     lifecycle::supervise(signals, &live, config_path);
+    live.current().gate.store.flush();
     Ok(())
 }
 
