@@ -439,9 +439,14 @@ fn add_aliases(data: &[u8], rules: &[rules::Rule], allowed: &[String]) -> Option
             }));
         }
     }
+    // as for a request: the name and what the rules turn it into must both be allowed
     entries.retain(|m| {
         let id = m.get("id").and_then(Value::as_str).unwrap_or("");
-        crate::budget::model_allowed(allowed, id)
+        let target = rules::select(rules, id)
+            .and_then(|r| r.set.get("model"))
+            .and_then(Value::as_str)
+            .unwrap_or(id);
+        crate::budget::model_allowed(allowed, id) && crate::budget::model_allowed(allowed, target)
     });
     serde_json::to_vec(&list).ok()
 }

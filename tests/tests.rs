@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod access_budgets;
 mod access_hostile;
 mod access_keys;
 mod access_limits;

@@ -2,27 +2,31 @@
 //! ([`relay`]), a raw-TCP upstream fixture with exact timing control
 //! ([`upstream`], default OpenAI-like answers in [`openai`]) and HTTP/SSE
 //! client helpers ([`client`]), an HTTP/CONNECT proxy fixture ([`proxy`]) and a TLS front for
-//! fixtures ([`tls`]).
+//! fixtures ([`tls`]), and a real Redis server ([`redis`]).
 //!
 //! Every test owns its own fixture and relay on port 0, so tests can run in
 //! parallel threads.
 
+pub mod admin;
 pub mod cache;
 pub mod client;
 pub mod openai;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 pub mod relay;
 pub mod sha256;
 pub mod tls;
 pub mod upstream;
 pub mod upstreams;
 
+pub use admin::*;
 pub use cache::*;
 pub use client::*;
 pub use openai::*;
 pub use proxy::*;
 pub use raw::*;
+pub use redis::*;
 pub use relay::*;
 pub use sha256::*;
 pub use tls::*;
