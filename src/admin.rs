@@ -11,15 +11,17 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tiny_http::{Method, Request};
 
-use crate::auth::{self, StoredKey};
+use crate::auth;
 use crate::budget::{self, Budget, RawBudget};
 use crate::error::ApiError;
+use crate::exchange::Exchange;
 use crate::intake::{self, Deadline};
 use crate::key_store;
+use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, RawRateLimit};
-use crate::log::Access;
-use crate::server::{json_content_type, respond, State};
+use crate::state::State;
 use crate::store::Down;
+use crate::utc;
 
 /// The largest admin request body read.
 const MAX_ADMIN_BODY: u64 = 64 * 1024;
@@ -41,17 +43,16 @@ struct NewKey {
 /// Handles `/admin/*`; `route` is the path without a `/v1` prefix.
 pub fn handle(
     state: &State,
-    slot: &mut Option<Request>,
-    access: &mut Access,
+    ex: &mut Exchange,
     route: &str,
     method: &Method,
 ) -> Result<(), ApiError> {
-    let Some(req) = slot.as_mut() else {
+    let Some(req) = ex.request_mut() else {
         return Ok(());
     };
     let since = query(req.url(), "since")
         .map(|s| {
-            budget::parse_day(&s).ok_or_else(|| {
+            utc::parse_day(&s).ok_or_else(|| {
                 ApiError::invalid(
                     "invalid_request",
                     format!("`since` must be a UTC date like 2026-01-31, got `{s}`"),
@@ -127,15 +128,7 @@ pub fn handle(
         }
         _ => return Err(ApiError::not_found(route)),
     };
-    access.status = status;
-    if let Some(req) = slot.take() {
-        access.bytes = respond(
-            req,
-            status,
-            &[json_content_type()],
-            body.to_string().into_bytes(),
-        );
-    }
+    ex.json(status, body.to_string().into_bytes());
     Ok(())
 }
 
@@ -173,7 +166,7 @@ fn stats(state: &State, since: Option<u64>) -> Result<Value, ApiError> {
         v["name"] = Value::String(k.name.clone());
         data.push(v);
     }
-    Ok(json!({"object": "list", "since": since.map(budget::day), "data": data}))
+    Ok(json!({"object": "list", "since": since.map(utc::day), "data": data}))
 }
 
 /// `GET /admin/keys/{id}/usage`: totals, the current day and month against the budget, and
@@ -207,7 +200,7 @@ fn key_usage(state: &State, id: &str, since: Option<u64>) -> Result<Value, ApiEr
         "this_month": month.describe(),
         "budget": budget.describe(),
         "budget_exceeded": budget.check(id, &day, &month, now).is_err(),
-        "since": budget::day(from),
+        "since": utc::day(from),
         "days": days,
     }))
 }

@@ -10,12 +10,13 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tiny_http::Request;
 
 use crate::budget::{self, Budget, RawBudget};
 use crate::error::ApiError;
+use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, RawRateLimit};
 
 /// The `auth` section as written.
@@ -48,27 +49,6 @@ struct RawFullKey {
     budget: Option<RawBudget>,
     /// Model names or globs the key may call (empty or absent: any).
     models: Option<Vec<String>>,
-}
-
-/// A key as the relay holds it: never the key itself.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct StoredKey {
-    pub id: String,
-    pub name: String,
-    /// Hex SHA-256 of the key.
-    pub sha256: String,
-    #[serde(default, skip_serializing_if = "RateLimit::is_empty")]
-    pub rate_limit: RateLimit,
-    #[serde(default, skip_serializing_if = "Budget::is_empty")]
-    pub budget: Budget,
-    /// Model globs the key may call; empty: any.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub models: Vec<String>,
-    /// Unix seconds after which the key is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
-    #[serde(default)]
-    pub created_at: u64,
 }
 
 /// The checked `auth` section.
@@ -116,7 +96,7 @@ impl AuthConfig {
                 created_at: 0,
             });
         }
-        let admin = crate::config::secret(raw.admin_key, raw.admin_key_env, "auth.admin_key")?;
+        let admin = crate::check::secret(raw.admin_key, raw.admin_key_env, "auth.admin_key")?;
         if admin.as_ref().is_some_and(|k| k.trim().len() < 8) {
             return Err("the admin key is shorter than 8 characters; use a long random key".into());
         }

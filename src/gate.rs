@@ -1,9 +1,10 @@
 //! The access gate every request passes first: which key it needs, whether it presented one,
 //! whether that key is within its budget and rate limit; and afterwards, charging its usage.
 //!
-//! The pipeline calls [`Gate::check`] before routing and [`Gate::charge`] once the answer's
-//! tokens are known (before its last bytes, so the client's next request sees the charge);
-//! everything in between only sees the [`Client`] (key id, name, limits), never the key.
+//! Routing calls [`Gate::check`] first and gives the request's `Exchange` the admitted key and
+//! its [`Gate::meter`]; the exchange charges the usage once, when the answer's tokens are known
+//! (before its last bytes, so the client's next request sees the charge). Everything after the
+//! gate only sees the [`Client`] (key id, name, limits), never the key.
 
 use std::sync::Arc;
 
@@ -13,10 +14,10 @@ use crate::auth::{self, Client, Need, Refused};
 use crate::budget::{self, Budget, Price};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::exchange::{json_content_type, Exchange, Meter};
 use crate::key_store::{self, KeyStore};
 use crate::limits::RateLimit;
 use crate::log::{self, Access};
-use crate::server::{json_content_type, respond};
 use crate::store::{Down, OnUnavailable, Store};
 use crate::usage::Outcome;
 
@@ -29,7 +30,7 @@ pub struct Gate {
     /// The top-level `rate_limit` and `budget`, for keys that set none of their own.
     pub default_limit: RateLimit,
     pub default_budget: Budget,
-    pub prices: Vec<Price>,
+    pub prices: Arc<[Price]>,
 }
 
 /// A refused request: the error and the extra headers it is answered with.
@@ -71,7 +72,7 @@ impl Gate {
             store,
             default_limit: config.rate_limit,
             default_budget: config.budget,
-            prices: config.prices.clone(),
+            prices: config.prices.clone().into(),
         })
     }
 
@@ -158,56 +159,50 @@ impl Gate {
         }
     }
 
-    /// Answers a refusal and charges it to the key it names, if any.
-    pub fn refuse(&self, slot: &mut Option<Request>, access: &mut Access, refusal: Refusal) {
-        access.status = refusal.error.status;
+    /// Answers a refusal; it counts as usage of the key it names, if any.
+    pub fn refuse(&self, ex: &mut Exchange, refusal: Refusal) {
         match refusal.error.code {
             "rate_limit_exceeded" => crate::metrics::rate_limited(),
             "budget_exceeded" => crate::metrics::budget_exceeded(),
             _ => {}
         }
-        access.client = refusal.client;
-        if let Some(req) = slot.take() {
-            let mut headers = vec![json_content_type()];
-            headers.extend(refusal.headers);
-            access.bytes = respond(req, refusal.error.status, &headers, refusal.error.body());
+        if let Some(client) = refusal.client {
+            let meter = self.meter(&client);
+            ex.admit(client, meter);
         }
-        self.charge(access);
+        let mut headers = vec![json_content_type()];
+        headers.extend(refusal.headers);
+        ex.respond(refusal.error.status, &headers, refusal.error.body());
     }
 
-    /// Adds an answered request to its key's usage, once (later calls do nothing): requests,
-    /// tokens, cost by `prices`, errors.
-    pub fn charge(&self, access: &mut Access) {
-        if access.charged {
-            return;
-        }
-        access.charged = true;
-        let Some(client) = &access.client else { return };
-        let outcome = Outcome {
-            status: access.status,
-            prompt_tokens: access.prompt_tokens,
-            completion_tokens: access.completion_tokens,
-            cache_hit: access.cache == "hit",
-            cost_micro_usd: budget::cost_micros(
-                &self.prices,
-                &access.model,
-                access.prompt_tokens,
-                access.completion_tokens,
-            ),
-        };
-        let now = auth::now_secs();
-        if self
-            .store
-            .record(&client.key_id, &outcome.figures(now), now)
-            .is_err()
-        {
-            crate::metrics::usage_lost();
-        }
+    /// What charges a request of `client` to its usage: requests, tokens, cost by `prices`,
+    /// errors; a cache hit's tokens and cost count as saved.
+    pub fn meter(&self, client: &Client) -> Meter {
+        let (store, prices) = (Arc::clone(&self.store), Arc::clone(&self.prices));
+        let key_id = client.key_id.clone();
+        Box::new(move |access: &Access| {
+            let outcome = Outcome {
+                status: access.status,
+                prompt_tokens: access.prompt_tokens,
+                completion_tokens: access.completion_tokens,
+                cache_hit: access.cache == "hit",
+                cost_micro_usd: budget::cost_micros(
+                    &prices,
+                    &access.model,
+                    access.prompt_tokens,
+                    access.completion_tokens,
+                ),
+            };
+            let now = auth::now_secs();
+            if store.record(&key_id, &outcome.figures(now), now).is_err() {
+                crate::metrics::usage_lost();
+            }
+        })
     }
 
     /// `Err` (403 `model_not_allowed`) if the request's key may not call `model`.
-    pub fn allow_model(&self, access: &Access, model: &str) -> Result<(), ApiError> {
-        match &access.client {
+    pub fn allow_model(&self, client: Option<&Client>, model: &str) -> Result<(), ApiError> {
+        match client {
             Some(c) if !budget::model_allowed(&c.models, model) => Err(budget::not_allowed(model)),
             _ => Ok(()),
         }

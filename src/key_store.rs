@@ -9,11 +9,9 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::auth::{
-    ct_eq, hash_hex, hex, now_secs, random_bytes, AuthConfig, Client, Refused, StoredKey,
-};
+use crate::auth::{ct_eq, hash_hex, hex, now_secs, random_bytes, AuthConfig, Client, Refused};
 use crate::error::ApiError;
-use crate::keys_file;
+use crate::keys_file::{self, StoredKey};
 use crate::store::Redis;
 
 /// Longest a replica uses its copy of the Redis keys before reading them again.

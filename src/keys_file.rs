@@ -1,14 +1,36 @@
 //! The `keys_file`: keys created through the admin API, as the relay stores them (ids, names,
 //! SHA-256 hashes, limits; never a key). Written atomically, so a crash mid-write leaves the old
 //! file or the new one, never half of one: a temp file beside it, fsync, rename, fsync of the
-//! folder. Mode 0600 on Unix. [`write_atomic`] does the same for the usage book.
+//! folder (atomic_file.rs). Mode 0600 on Unix.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::StoredKey;
+use crate::budget::Budget;
+use crate::limits::RateLimit;
+
+/// A key as the relay holds it: never the key itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredKey {
+    pub id: String,
+    pub name: String,
+    /// Hex SHA-256 of the key.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "RateLimit::is_empty")]
+    pub rate_limit: RateLimit,
+    #[serde(default, skip_serializing_if = "Budget::is_empty")]
+    pub budget: Budget,
+    /// Model globs the key may call; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Unix seconds after which the key is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    #[serde(default)]
+    pub created_at: u64,
+}
 
 /// The `keys_file` document.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -38,45 +60,12 @@ pub fn load(path: &Path) -> Result<Vec<StoredKey>, String> {
     Ok(doc.keys)
 }
 
-/// Writes the keys file atomically (see [`write_atomic`]).
+/// Writes the keys file atomically (see `atomic_file`).
 pub fn save(path: &Path, keys: &[StoredKey]) -> Result<(), String> {
     let doc = KeysFile {
         keys: keys.to_vec(),
     };
     let text = serde_json::to_vec_pretty(&doc)
         .map_err(|e| format!("cannot serialize the keys file: {e}"))?;
-    write_atomic(path, &text)
-}
-
-/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never half
-/// of one: a temp file beside it (mode 0600 on Unix), fsync, rename, fsync of the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "state".to_string());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(&tmp)
-        .map_err(|e| fail("create a temp file for", e))?;
-    f.write_all(bytes).map_err(|e| fail("write", e))?;
-    f.sync_all().map_err(|e| fail("fsync", e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| fail("replace", e))?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::atomic_file::write(path, &text)
 }

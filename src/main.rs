@@ -6,12 +6,15 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod atomic_file;
 mod auth;
 mod body_log;
 mod budget;
 mod cache;
+mod check;
 mod config;
 mod error;
+mod exchange;
 mod expand;
 mod gate;
 mod intake;
@@ -21,15 +24,20 @@ mod lifecycle;
 mod limits;
 mod log;
 mod metrics;
+mod models;
+mod ops;
+mod pipeline;
 mod probe;
 mod routes;
 mod rules;
 mod server;
 mod shape;
 mod sse;
+mod state;
 mod store;
 mod upstream;
 mod usage;
+mod utc;
 
 #[cfg(test)]
 mod proptests;

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::budget;
 use crate::sse;
+use crate::utc;
 
 /// Days of per-day figures kept (older days are dropped; totals stay).
 pub const KEEP_DAYS: u64 = 400;
@@ -194,7 +194,7 @@ impl Book {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         let r = keys.entry(key_id.to_string()).or_default();
         r.total.add(figures);
-        r.days.entry(budget::day(now)).or_default().add(figures);
+        r.days.entry(utc::day(now)).or_default().add(figures);
         self.dirty.store(true, Ordering::SeqCst);
     }
 
@@ -208,7 +208,7 @@ impl Book {
             return r.total.clone();
         };
         let mut sum = KeyUsage::default();
-        for (_, u) in r.days.range(budget::day(since)..) {
+        for (_, u) in r.days.range(utc::day(since)..) {
             sum.add(u);
         }
         sum
@@ -219,7 +219,7 @@ impl Book {
         let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         keys.get(key_id).map_or_else(Vec::new, |r| {
             r.days
-                .range(budget::day(since)..)
+                .range(utc::day(since)..)
                 .map(|(d, u)| (d.clone(), u.clone()))
                 .collect()
         })
@@ -231,7 +231,7 @@ impl Book {
         let Some(r) = keys.get(key_id) else {
             return Default::default();
         };
-        let (today, month) = (budget::day(now), budget::month(now));
+        let (today, month) = (utc::day(now), utc::month(now));
         let mut m = KeyUsage::default();
         for (_, u) in r
             .days
@@ -252,7 +252,7 @@ impl Book {
         if !self.dirty.swap(false, Ordering::SeqCst) {
             return Ok(());
         }
-        let oldest = budget::day(now.saturating_sub(KEEP_DAYS * 86_400));
+        let oldest = utc::day(now.saturating_sub(KEEP_DAYS * 86_400));
         let doc = {
             let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
             for r in keys.values_mut() {
@@ -264,7 +264,7 @@ impl Book {
             }
         };
         let bytes = serde_json::to_vec(&doc).map_err(|e| format!("cannot serialize usage: {e}"))?;
-        crate::keys_file::write_atomic(path, &bytes).inspect_err(|_| {
+        crate::atomic_file::write(path, &bytes).inspect_err(|_| {
             self.dirty.store(true, Ordering::SeqCst);
         })
     }

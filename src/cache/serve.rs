@@ -9,7 +9,7 @@ use tiny_http::Request;
 
 use super::replay::{self, Form};
 use super::Entry;
-use crate::server::{json_content_type, respond};
+use crate::exchange::{json_content_type, respond};
 use crate::sse::SseOut;
 
 /// Sends `entry` as the answer. Returns the status and body bytes written.

@@ -15,10 +15,10 @@ use std::time::Duration;
 use redis::{Connection, RedisResult};
 
 use super::{redact, Admission, Down};
-use crate::auth::StoredKey;
-use crate::budget;
+use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, Verdict};
 use crate::usage::{KeyUsage, KEEP_DAYS};
+use crate::utc;
 use crate::{log, metrics};
 
 /// Every key the relay writes starts with this.
@@ -169,11 +169,11 @@ impl Redis {
         let hashes = [
             (usage_key(key, None), None),
             (
-                usage_key(key, Some(&budget::day(now))),
+                usage_key(key, Some(&utc::day(now))),
                 Some(KEEP_DAYS * 86_400),
             ),
             (
-                usage_key(key, Some(&budget::month(now))),
+                usage_key(key, Some(&utc::month(now))),
                 Some((KEEP_DAYS + 31) * 86_400),
             ),
         ];
@@ -215,8 +215,8 @@ impl Redis {
 
     pub fn period(&self, key: &str, now: u64) -> Result<(KeyUsage, KeyUsage), Down> {
         let hashes = [
-            usage_key(key, Some(&budget::day(now))),
-            usage_key(key, Some(&budget::month(now))),
+            usage_key(key, Some(&utc::day(now))),
+            usage_key(key, Some(&utc::month(now))),
         ];
         let mut figures = self.read(&hashes)?.into_iter();
         Ok((
@@ -242,7 +242,7 @@ impl Redis {
     pub fn days(&self, key: &str, since: u64, now: u64) -> Result<Vec<(String, KeyUsage)>, Down> {
         let since = since.max(now.saturating_sub(KEEP_DAYS * 86_400));
         let days: Vec<String> = (since / 86_400..=now / 86_400)
-            .map(|d| budget::day(d * 86_400))
+            .map(|d| utc::day(d * 86_400))
             .collect();
         let hashes: Vec<String> = days.iter().map(|d| usage_key(key, Some(d))).collect();
         let figures = self.read(&hashes)?;

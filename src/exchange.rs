@@ -1,0 +1,182 @@
+//! [`Exchange`]: one request and its answer. It owns the tiny_http `Request` until an answer
+//! is sent, answers exactly once, and records itself exactly once: access line, metrics, and
+//! the client key's usage (charged by [`Exchange::charge`] before the last bytes where the
+//! pipeline knows the tokens, else when the exchange ends). Plain responses (`respond`, JSON errors) live here too.
+//!
+//! Dropping an exchange that was never answered — a panic unwinding through a handler, or a
+//! path that forgot to answer — sends a 500 JSON error; either way the request is logged.
+
+use std::time::Instant;
+
+use tiny_http::{Header, Request, Response};
+
+use crate::auth::Client;
+use crate::error::ApiError;
+use crate::log::{self, Access};
+use crate::metrics;
+
+/// Charges a finished request to its key (built by the gate; see `Gate::meter`).
+pub type Meter = Box<dyn FnOnce(&Access) + Send>;
+
+/// One request on its way to its one answer.
+pub struct Exchange {
+    /// The request until it is answered (`None` afterwards).
+    req: Option<Request>,
+    /// What the access line, metrics and usage record; handlers fill it in.
+    pub access: Access,
+    started: Instant,
+    /// The key the gate admitted (id, name, limits, allowed models; never the key).
+    client: Option<Client>,
+    /// Charges the request to that key, once.
+    meter: Option<Meter>,
+    /// Held for the exchange's life: the in-flight gauge (and the drain's wait) counts it.
+    _in_flight: metrics::InFlight,
+}
+
+impl Exchange {
+    pub fn new(req: Request) -> Exchange {
+        Exchange {
+            access: Access {
+                method: req.method().to_string(),
+                path: req.url().split('?').next().unwrap_or("").to_string(),
+                ..Access::default()
+            },
+            req: Some(req),
+            started: Instant::now(),
+            client: None,
+            meter: None,
+            _in_flight: metrics::in_flight_guard(),
+        }
+    }
+
+    /// The request, while it is not answered.
+    pub fn request(&self) -> Option<&Request> {
+        self.req.as_ref()
+    }
+
+    /// The request (to read its body), while it is not answered.
+    pub fn request_mut(&mut self) -> Option<&mut Request> {
+        self.req.as_mut()
+    }
+
+    /// True once an answer has been sent (or the request was handed to a raw writer).
+    pub fn answered(&self) -> bool {
+        self.req.is_none()
+    }
+
+    /// The gate admitted `client`: the request is charged to it by `meter`.
+    pub fn admit(&mut self, client: Client, meter: Meter) {
+        self.client = Some(client);
+        self.meter = Some(meter);
+    }
+
+    /// The admitted client key, if any.
+    pub fn client(&self) -> Option<&Client> {
+        self.client.as_ref()
+    }
+
+    /// Charges the request to its key now (once; later calls and the drop do nothing). Call
+    /// it before the answer's last bytes once its tokens are known.
+    pub fn charge(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            meter(&self.access);
+        }
+    }
+
+    /// Takes the meter out, for a writer that charges from inside [`Exchange::answer_with`].
+    pub fn take_meter(&mut self) -> Option<Meter> {
+        self.meter.take()
+    }
+
+    /// Sends a complete response (once; later calls do nothing).
+    pub fn respond(&mut self, status: u16, headers: &[(String, String)], body: Vec<u8>) {
+        self.access.status = status;
+        if let Some(req) = self.req.take() {
+            self.access.bytes = respond(req, status, headers, body);
+        }
+    }
+
+    /// Sends a JSON body.
+    pub fn json(&mut self, status: u16, body: Vec<u8>) {
+        self.respond(status, &[json_content_type()], body);
+    }
+
+    /// Sends an OpenAI-shaped error.
+    pub fn error(&mut self, err: &ApiError) {
+        self.access.status = err.status;
+        if let Some(req) = self.req.take() {
+            self.access.bytes = respond_error(req, err);
+        }
+    }
+
+    /// Answers by handing the request to `write` (a raw writer: SSE, a cache hit), which
+    /// returns the status and body bytes it sent. Nothing happens if already answered.
+    pub fn answer_with(&mut self, write: impl FnOnce(Request) -> (u16, u64)) {
+        if let Some(req) = self.req.take() {
+            (self.access.status, self.access.bytes) = write(req);
+        }
+    }
+}
+
+impl Drop for Exchange {
+    /// Answers 500 if nothing was sent (a panic, or a path that forgot to answer; a panic after
+    /// the answer began still counts as a 500), then records the request once.
+    fn drop(&mut self) {
+        if std::thread::panicking() || self.req.is_some() {
+            let err = ApiError::internal(
+                "the relay hit an internal error while handling this request; it has been logged"
+                    .to_string(),
+            );
+            self.error(&err);
+            self.access.status = 500;
+        }
+        self.access.duration = self.started.elapsed();
+        self.charge();
+        log::access(&self.access);
+        metrics::request_done(&self.access);
+    }
+}
+
+/// Sends a complete response. Returns the body size.
+pub fn respond(req: Request, status: u16, headers: &[(String, String)], body: Vec<u8>) -> u64 {
+    let len = body.len() as u64;
+    let mut response = Response::from_data(body).with_status_code(status);
+    for (name, value) in headers {
+        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    let _ = req.respond(response);
+    len
+}
+
+/// Sends an OpenAI-shaped error. Returns the body size.
+/// (A 408/413 leaves an unread body behind: tiny_http writes the answer first, then drains at
+/// most 1 MiB or 1 s of the body and closes a connection left out of step.)
+pub fn respond_error(req: Request, err: &ApiError) -> u64 {
+    let mut headers = vec![json_content_type()];
+    if let Some(allow) = err.allow {
+        headers.push(("Allow".to_string(), allow.to_string()));
+    }
+    respond(req, err.status, &headers, err.body())
+}
+
+pub fn json_content_type() -> (String, String) {
+    ("Content-Type".to_string(), "application/json".to_string())
+}
+
+/// The request's headers as (name, value) pairs.
+pub fn request_headers(req: &Request) -> Vec<(String, String)> {
+    req.headers()
+        .iter()
+        .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+        .collect()
+}
+
+/// The value of the request header `name` (case-insensitive), if present.
+pub fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str().to_string())
+}
