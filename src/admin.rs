@@ -66,7 +66,7 @@ pub fn handle(
             let new: NewKey = parse_json(req, timeout, NEW_KEY_SHAPE)?;
             let (key, secret) = state.gate.keys.create(checked_new_key(new)?)?;
             let mut v = describe(&key, false);
-            v["key"] = Value::String(secret);
+            set(&mut v, "key", Value::String(secret));
             (201, v)
         }
         ("/admin/keys", Method::Get) => {
@@ -162,8 +162,8 @@ fn stats(state: &State, since: Option<u64>) -> Result<Value, ApiError> {
             .totals(&k.id, since, now)
             .map_err(|Down| key_store::unavailable())?;
         let mut v = figures.describe();
-        v["id"] = Value::String(k.id.clone());
-        v["name"] = Value::String(k.name.clone());
+        set(&mut v, "id", Value::String(k.id.clone()));
+        set(&mut v, "name", Value::String(k.name.clone()));
         data.push(v);
     }
     Ok(json!({"object": "list", "since": since.map(utc::day), "data": data}))
@@ -186,7 +186,7 @@ fn key_usage(state: &State, id: &str, since: Option<u64>) -> Result<Value, ApiEr
         .into_iter()
         .map(|(date, u)| {
             let mut v = u.describe();
-            v["date"] = Value::String(date);
+            set(&mut v, "date", Value::String(date));
             v
         })
         .collect();
@@ -309,6 +309,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(
     }
     serde_json::from_slice(&raw)
         .map_err(|e| ApiError::invalid("invalid_request", format!("the body must be {shape}: {e}")))
+}
+
+/// Sets `field` of the JSON object `v` (nothing if `v` is not an object).
+fn set(v: &mut Value, field: &str, x: Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert(field.to_string(), x);
+    }
 }
 
 /// A key as the admin API shows it: no secret, no hash.

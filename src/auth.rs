@@ -81,7 +81,9 @@ impl AuthConfig {
             let sha256 = hash_hex(&key);
             let id = format!(
                 "cfg_{}",
-                &hash_hex(&format!("llm-relay key id:{key}"))[..12]
+                hash_hex(&format!("llm-relay key id:{key}"))
+                    .get(..12)
+                    .unwrap_or_default()
             );
             let rate_limit =
                 RateLimit::from_raw(rate_limit, &format!("auth.keys[{i}].rate_limit"))?;
@@ -254,8 +256,13 @@ pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
+        for nibble in [b >> 4, b & 15] {
+            out.push(
+                DIGITS
+                    .get(usize::from(nibble))
+                    .map_or('0', |d| char::from(*d)),
+            );
+        }
     }
     out
 }

@@ -94,8 +94,13 @@ impl KeyUsage {
     /// The figures as the admin API shows them (USD as numbers beside the micro-dollars).
     pub fn describe(&self) -> Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
-        v["cost_usd"] = serde_json::json!(self.cost_micro_usd as f64 / 1e6);
-        v["saved_usd"] = serde_json::json!(self.saved_micro_usd as f64 / 1e6);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("cost_usd".into(), (self.cost_micro_usd as f64 / 1e6).into());
+            o.insert(
+                "saved_usd".into(),
+                (self.saved_micro_usd as f64 / 1e6).into(),
+            );
+        }
         v
     }
 }
