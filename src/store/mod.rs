@@ -53,7 +53,9 @@ pub struct StateConfig {
 
 impl StateConfig {
     pub fn from_raw(raw: Option<RawState>) -> Result<StateConfig, String> {
-        let raw = raw.unwrap_or_default();
+        let mut raw = raw.unwrap_or_default();
+        // "" is none, so a config can take it from an environment variable that may be unset
+        raw.redis = raw.redis.filter(|url| !url.is_empty());
         if let Some(url) = &raw.redis {
             if !url.starts_with("redis://") && !url.starts_with("unix://") {
                 return Err(format!(
@@ -81,11 +83,13 @@ impl StateConfig {
     pub fn summary(&self) -> String {
         match (&self.redis, &self.dir) {
             (Some(url), _) => format!(
-                "state: redis {} (shared by replicas), on_unavailable {:?}\n",
+                "state: redis {} (shared by replicas), on_unavailable {}\n",
                 redact(url),
-                self.on_unavailable
-            )
-            .to_lowercase(),
+                match self.on_unavailable {
+                    OnUnavailable::Refuse => "refuse",
+                    OnUnavailable::Allow => "allow",
+                }
+            ),
             (None, Some(dir)) => format!(
                 "state: this machine, usage written to {} every second\n",
                 dir.join("usage.json").display()
