@@ -4,18 +4,16 @@
 //! A created key's secret appears exactly once, in the 201 answer to `POST /admin/keys`; every
 //! other answer carries ids and names only.
 
-use std::io::Read;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tiny_http::{Method, Request};
 
-use crate::auth;
 use crate::budget::{self, Budget, RawBudget};
 use crate::error::ApiError;
 use crate::exchange::Exchange;
-use crate::intake::{self, Deadline};
+use crate::intake;
 use crate::key_store;
 use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, RawRateLimit};
@@ -60,7 +58,10 @@ pub fn handle(
             })
         })
         .transpose()?;
-    let timeout = state.config.client_timeout;
+    let timeout = (
+        state.config.client_timeout,
+        state.config.max_body_bytes_in_flight,
+    );
     let (status, body) = match (route, method) {
         ("/admin/keys", Method::Post) => {
             let new: NewKey = parse_json(req, timeout, NEW_KEY_SHAPE)?;
@@ -153,7 +154,7 @@ fn query(url: &str, name: &str) -> Option<String> {
 
 /// `GET /admin/stats`: every key's figures, all time or from `since` on.
 fn stats(state: &State, since: Option<u64>) -> Result<Value, ApiError> {
-    let now = auth::now_secs();
+    let now = crate::util::now_secs();
     let mut data = Vec::new();
     for (k, _) in state.gate.keys.list() {
         let figures = state
@@ -174,7 +175,7 @@ fn stats(state: &State, since: Option<u64>) -> Result<Value, ApiError> {
 fn key_usage(state: &State, id: &str, since: Option<u64>) -> Result<Value, ApiError> {
     let (key, _) = state.gate.keys.get(id)?;
     let gate = &state.gate;
-    let now = auth::now_secs();
+    let now = crate::util::now_secs();
     let down = |Down| key_store::unavailable();
     let from = since.unwrap_or(now.saturating_sub((DEFAULT_DAYS - 1) * 86_400));
     let total = gate.store.totals(id, None, now).map_err(down)?;
@@ -280,7 +281,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn check_expiry(t: Option<u64>) -> Result<(), ApiError> {
-    if t.is_some_and(|t| t <= auth::now_secs()) {
+    if t.is_some_and(|t| t <= crate::util::now_secs()) {
         return Err(ApiError::invalid(
             "invalid_request",
             "`expires_at` (unix seconds) is in the past".to_string(),
@@ -292,21 +293,12 @@ fn check_expiry(t: Option<u64>) -> Result<(), ApiError> {
 /// Reads a JSON body of at most [`MAX_ADMIN_BODY`] bytes; `shape` says what it should be.
 fn parse_json<T: serde::de::DeserializeOwned>(
     req: &mut Request,
-    budget: Duration,
+    (budget, in_flight): (Duration, u64),
     shape: &str,
 ) -> Result<T, ApiError> {
     intake::check_content_type(req)?;
-    if req.body_length().is_some_and(|n| n as u64 > MAX_ADMIN_BODY) {
-        return Err(ApiError::too_large(MAX_ADMIN_BODY));
-    }
-    let mut raw = Vec::new();
-    Deadline::new(req.as_reader(), budget)
-        .take(MAX_ADMIN_BODY + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| intake::body_error(&e, budget))?;
-    if raw.len() as u64 > MAX_ADMIN_BODY {
-        return Err(ApiError::too_large(MAX_ADMIN_BODY));
-    }
+    let mut reserved = crate::body_cost::Reservation::new(in_flight);
+    let raw = intake::read_body(req, MAX_ADMIN_BODY, budget, &mut reserved)?;
     serde_json::from_slice(&raw)
         .map_err(|e| ApiError::invalid("invalid_request", format!("the body must be {shape}: {e}")))
 }

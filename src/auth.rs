@@ -8,7 +8,6 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -18,6 +17,7 @@ use crate::budget::{self, Budget, RawBudget};
 use crate::error::ApiError;
 use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, RawRateLimit};
+use crate::util::hex;
 
 /// The `auth` section as written.
 #[derive(Debug, Default, Deserialize)]
@@ -197,11 +197,8 @@ pub fn presented_key(req: &Request) -> Option<String> {
     for h in req.headers() {
         let name = h.field.as_str().as_str();
         if name.eq_ignore_ascii_case("authorization") {
-            let v = h.value.as_str().trim();
-            if v.get(..7)
-                .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
-            {
-                return v.get(7..).map(|t| t.trim().to_string());
+            if let Some(token) = crate::util::bearer_token(h.value.as_str()) {
+                return Some(token.to_string());
             }
         } else if name.eq_ignore_ascii_case("x-api-key") {
             api_key = Some(h.value.as_str().trim().to_string());
@@ -237,34 +234,12 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     Ok(buf)
 }
 
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn hash_bytes(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
 pub fn hash_hex(s: &str) -> String {
     hex(&hash_bytes(s))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        for nibble in [b >> 4, b & 15] {
-            out.push(
-                DIGITS
-                    .get(usize::from(nibble))
-                    .map_or('0', |d| char::from(*d)),
-            );
-        }
-    }
-    out
 }
 
 /// Constant-time comparison of two hex hashes (the time depends on the length only).

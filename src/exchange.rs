@@ -158,6 +158,9 @@ pub fn respond_error(req: Request, err: &ApiError) -> u64 {
     if let Some(allow) = err.allow {
         headers.push(("Allow".to_string(), allow.to_string()));
     }
+    if let Some(secs) = err.retry_after {
+        headers.push(("Retry-After".to_string(), secs.to_string()));
+    }
     respond(req, err.status, &headers, err.body())
 }
 

@@ -33,23 +33,23 @@ pub struct Gate {
     pub prices: Arc<[Price]>,
 }
 
-/// A refused request: the error and the extra headers it is answered with.
+/// Why a request was refused, with the error it is answered with.
 #[derive(Debug)]
-pub struct Refusal {
-    pub error: ApiError,
-    pub headers: Vec<(String, String)>,
-    /// The key, when it was valid but refused (the refusal counts as its usage).
-    pub client: Option<Client>,
+pub enum Refusal {
+    /// No valid key for the route: a 401.
+    Unauthorized(ApiError),
+    /// A valid key over its budget or rate limit (429), or the shared state down (503), with
+    /// the headers that say when to retry; it counts as the key's usage.
+    Limited {
+        error: ApiError,
+        headers: Vec<(String, String)>,
+        client: Client,
+    },
 }
 
 impl From<ApiError> for Refusal {
-    /// A 401: with `WWW-Authenticate: Bearer`, as RFC 9110 asks.
     fn from(error: ApiError) -> Self {
-        Refusal {
-            error,
-            headers: vec![("WWW-Authenticate".to_string(), "Bearer".to_string())],
-            client: None,
-        }
+        Refusal::Unauthorized(error)
     }
 }
 
@@ -106,15 +106,15 @@ impl Gate {
             return Ok(None);
         }
         let refuse = |error: ApiError, headers: Vec<(String, String)>, client: &Client| {
-            Box::new(Refusal {
+            Box::new(Refusal::Limited {
                 error,
                 headers,
-                client: Some(client.clone()),
+                client: client.clone(),
             })
         };
         let budget = client.budget.or(self.default_budget);
         if !budget.is_empty() {
-            let now = auth::now_secs();
+            let now = crate::util::now_secs();
             match self.store.period(&client.key_id, now) {
                 Ok((day, month)) => {
                     if let Err(over) = budget.check(&client.key_id, &day, &month, now) {
@@ -151,28 +151,40 @@ impl Gate {
         crate::metrics::state_bypass(self.store.config.on_unavailable == OnUnavailable::Allow);
         match self.store.config.on_unavailable {
             OnUnavailable::Allow => Ok(()),
-            OnUnavailable::Refuse => Err(Box::new(Refusal {
+            OnUnavailable::Refuse => Err(Box::new(Refusal::Limited {
                 error: key_store::unavailable(),
                 headers: vec![("Retry-After".to_string(), "1".to_string())],
-                client: Some(client.clone()),
+                client: client.clone(),
             })),
         }
     }
 
     /// Answers a refusal; it counts as usage of the key it names, if any.
     pub fn refuse(&self, ex: &mut Exchange, refusal: Refusal) {
-        match refusal.error.code {
-            "rate_limit_exceeded" => crate::metrics::rate_limited(),
-            "budget_exceeded" => crate::metrics::budget_exceeded(),
-            _ => {}
-        }
-        if let Some(client) = refusal.client {
-            let meter = self.meter(&client);
-            ex.admit(client, meter);
-        }
         let mut headers = vec![json_content_type()];
-        headers.extend(refusal.headers);
-        ex.respond(refusal.error.status, &headers, refusal.error.body());
+        let error = match refusal {
+            // with `WWW-Authenticate: Bearer`, as RFC 9110 asks of a 401
+            Refusal::Unauthorized(error) => {
+                headers.push(("WWW-Authenticate".to_string(), "Bearer".to_string()));
+                error
+            }
+            Refusal::Limited {
+                error,
+                headers: limit_headers,
+                client,
+            } => {
+                match error.code {
+                    "rate_limit_exceeded" => crate::metrics::rate_limited(),
+                    "budget_exceeded" => crate::metrics::budget_exceeded(),
+                    _ => {}
+                }
+                let meter = self.meter(&client);
+                ex.admit(client, meter);
+                headers.extend(limit_headers);
+                error
+            }
+        };
+        ex.respond(error.status, &headers, error.body());
     }
 
     /// What charges a request of `client` to its usage: requests, tokens, cost by `prices`,
@@ -185,7 +197,7 @@ impl Gate {
                 status: access.status,
                 prompt_tokens: access.prompt_tokens,
                 completion_tokens: access.completion_tokens,
-                cache_hit: access.cache == "hit",
+                cache_hit: access.cache == Some(log::CacheResult::Hit),
                 cost_micro_usd: budget::cost_micros(
                     &prices,
                     &access.model,
@@ -193,7 +205,7 @@ impl Gate {
                     access.completion_tokens,
                 ),
             };
-            let now = auth::now_secs();
+            let now = crate::util::now_secs();
             if store.record(&key_id, &outcome.figures(now), now).is_err() {
                 crate::metrics::usage_lost();
             }

@@ -9,10 +9,11 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::auth::{ct_eq, hash_hex, hex, now_secs, random_bytes, AuthConfig, Client, Refused};
+use crate::auth::{ct_eq, hash_hex, random_bytes, AuthConfig, Client, Refused};
 use crate::error::ApiError;
 use crate::keys_file::{self, StoredKey};
 use crate::store::Redis;
+use crate::util::{hex, now_secs};
 
 /// Longest a replica uses its copy of the Redis keys before reading them again.
 pub const REFRESH: Duration = Duration::from_secs(1);

@@ -106,12 +106,10 @@ pub fn readiness(
         (200, "ready", "serving")
     };
     let mut body = serde_json::json!({"status": state, "reason": reason, "upstreams": endpoints});
-    if let Some((up, policy)) = shared {
-        body["state"] = serde_json::json!({
-            "backend": "redis",
-            "available": up,
-            "on_unavailable": policy,
-        });
+    if let (Some((up, policy)), Some(o)) = (shared, body.as_object_mut()) {
+        let shared =
+            serde_json::json!({"backend": "redis", "available": up, "on_unavailable": policy});
+        o.insert("state".to_string(), shared);
     }
     (status, body.to_string().into_bytes())
 }
@@ -198,6 +196,9 @@ fn reload(live: &Live, path: &Path) {
         ));
         let _ = old.config.ops.apply();
         return;
+    }
+    for w in &config.warnings {
+        log::warn(w);
     }
     for (what, changed) in [
         ("listen", config.listen != old.config.listen),

@@ -105,8 +105,42 @@ pub enum End {
 /// What [`relay`] did.
 pub struct Relayed {
     pub end: End,
-    /// Every byte received from the upstream, in order (the stream as recorded).
+    /// Every byte received from the upstream, in order (the stream as recorded) — or, when
+    /// `truncated`, only its last lines.
     pub recorded: Vec<u8>,
+    /// The stream was longer than the recording cap: `recorded` holds its tail only (enough for
+    /// the final `usage` chunk), and it must not be stored.
+    pub truncated: bool,
+}
+
+/// What is kept of a stream past the recording cap: about this many bytes of its last lines.
+const TAIL: usize = 64 * 1024;
+
+/// The recorded copy of a stream, at most `cap` bytes; past it only the tail.
+struct Recording {
+    bytes: Vec<u8>,
+    cap: usize,
+    truncated: bool,
+}
+
+impl Recording {
+    fn push(&mut self, line: &[u8]) {
+        if !self.truncated && self.bytes.len() + line.len() > self.cap {
+            self.truncated = true;
+        }
+        self.bytes.extend_from_slice(line);
+        if self.truncated && self.bytes.len() > 2 * TAIL {
+            // Keep whole lines: drop up to the first line start in the last TAIL bytes.
+            let from = self.bytes.len() - TAIL;
+            let cut = self
+                .bytes
+                .iter()
+                .skip(from)
+                .position(|&b| b == b'\n')
+                .map_or(from, |i| from + i + 1);
+            self.bytes.drain(..cut);
+        }
+    }
 }
 
 /// Tracks whether a stream has ended properly, one line at a time.
@@ -188,13 +222,19 @@ pub fn error_event(message: &str) -> Vec<u8> {
 }
 
 /// Forwards `upstream` to `out` line by line, flushing at each event boundary, and records a
-/// copy. `describe_error` turns a read error into the message of the closing error event.
+/// copy of at most `max_record` bytes (past it, only the tail). `describe_error` turns a read
+/// error into the message of the closing error event.
 pub fn relay(
     upstream: &mut dyn BufRead,
     out: &mut SseOut,
     describe_error: &dyn Fn(&io::Error) -> String,
+    max_record: usize,
 ) -> Relayed {
-    let mut recorded = Vec::with_capacity(4096);
+    let mut recorded = Recording {
+        bytes: Vec::with_capacity(4096),
+        cap: max_record,
+        truncated: false,
+    };
     let mut completion = Completion::default();
     let mut line = Vec::with_capacity(512);
     let mut at_boundary = true;
@@ -206,13 +246,14 @@ pub fn relay(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Some(describe_error(&e)),
         }
-        recorded.extend_from_slice(&line);
+        recorded.push(&line);
         completion.observe(&line);
         at_boundary = is_blank(&line);
         if out.write(&line).is_err() || (at_boundary && out.flush().is_err()) {
             return Relayed {
                 end: End::ClientGone,
-                recorded,
+                recorded: recorded.bytes,
+                truncated: recorded.truncated,
             };
         }
     };
@@ -240,7 +281,8 @@ pub fn relay(
         } else {
             end
         },
-        recorded,
+        recorded: recorded.bytes,
+        truncated: recorded.truncated,
     }
 }
 
@@ -273,6 +315,24 @@ mod tests {
             }
             assert_eq!(c.complete(), *expected, "{lines:?}");
         }
+    }
+
+    #[test]
+    fn recording_past_its_cap_keeps_whole_lines_of_the_tail() {
+        let mut r = Recording {
+            bytes: Vec::new(),
+            cap: 1000,
+            truncated: false,
+        };
+        r.push(b"data: first\n");
+        assert!(!r.truncated);
+        for i in 0..100_000 {
+            r.push(format!("data: {i}\n").as_bytes());
+        }
+        assert!(r.truncated);
+        assert!(r.bytes.len() <= 2 * TAIL, "{}", r.bytes.len());
+        assert!(r.bytes.starts_with(b"data: "), "starts at a line");
+        assert!(r.bytes.ends_with(b"data: 99999\n"));
     }
 
     #[test]

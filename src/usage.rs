@@ -2,7 +2,7 @@
 //! per UTC day — and the [`Book`] that keeps them on one machine.
 //!
 //! The book lives in memory and, with `state.dir`, is written to `usage.json` there at most a
-//! second after a change (temp file, fsync, rename: a `kill -9` loses at most the last second,
+//! second after a change (`util::write_atomic`: temp file, fsync, rename: a `kill -9` loses at most the last second,
 //! never the file). With `state.redis` the same figures live in Redis instead (state/redis.rs).
 //! Token counts come from the `usage` object an OpenAI-compatible upstream puts in a whole
 //! answer or in a stream's last chunk.
@@ -269,8 +269,9 @@ impl Book {
             }
         };
         let bytes = serde_json::to_vec(&doc).map_err(|e| format!("cannot serialize usage: {e}"))?;
-        crate::atomic_file::write(path, &bytes).inspect_err(|_| {
+        crate::util::write_atomic(path, &bytes, 0o600).map_err(|e| {
             self.dirty.store(true, Ordering::SeqCst);
+            format!("cannot write {}: {e}", path.display())
         })
     }
 }

@@ -1,16 +1,18 @@
 //! Integration tests for `llm-relay`: one test binary, one module per topic.
-//! The harness (relay process, upstream fixture, clients) is in `common/`.
+//! The harness (relay process, upstream fixture, clients) is in `common/`; the heavy system
+//! checks are the second binary, `tests/system.rs`.
 
 #[allow(dead_code)]
 mod common;
 
 mod access_budgets;
+mod access_front_door;
 mod access_hostile;
 mod access_keys;
 mod access_limits;
-mod access_openapi;
+mod access_memory;
 mod access_redis;
-mod bench_quick;
+mod access_slow;
 mod bench_regressions;
 mod cache_concurrency;
 mod cache_replay;
@@ -26,7 +28,6 @@ mod openai_sdk;
 mod ops_lifecycle;
 mod ops_logs;
 mod ops_metrics;
-mod ops_static;
 mod upstreams_failover;
 mod upstreams_proxy;
 mod upstreams_routing;

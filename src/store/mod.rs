@@ -151,7 +151,7 @@ impl Store {
                 .name("usage-writer".to_string())
                 .spawn(move || loop {
                     std::thread::sleep(FLUSH_EVERY);
-                    if let Err(e) = book.flush(crate::auth::now_secs()) {
+                    if let Err(e) = book.flush(crate::util::now_secs()) {
                         log::error(&format!("cannot save usage: {e}"));
                     }
                 })
@@ -226,7 +226,7 @@ impl Store {
 
     /// Writes the book now (on shutdown).
     pub fn flush(&self) {
-        if let Err(e) = self.book.flush(crate::auth::now_secs()) {
+        if let Err(e) = self.book.flush(crate::util::now_secs()) {
             log::error(&format!("cannot save usage: {e}"));
         }
     }
