@@ -54,12 +54,18 @@ impl KeyStore {
         self.config.protect_metrics
     }
 
-    /// Reads Redis's keys again if the copy is older than `max_age` (one reader at a time;
-    /// the others go on with the copy).
-    fn refresh(&self, max_age: Duration) {
+    /// Reads Redis's keys again if the copy is older than `max_age`. With `wait` false a
+    /// thread that finds another one reading goes on with the copy; with `wait` it waits for
+    /// that read (an unknown key may be in it).
+    fn refresh(&self, max_age: Duration, wait: bool) {
         let Some(redis) = &self.redis else { return };
-        let Ok(mut read_at) = self.read_at.try_lock() else {
-            return;
+        let mut read_at = match self.read_at.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if wait => {
+                self.read_at.lock().unwrap_or_else(|p| p.into_inner())
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return,
         };
         if read_at.is_some_and(|t| t.elapsed() < max_age) {
             return;
@@ -73,11 +79,11 @@ impl KeyStore {
     /// The client a presented key belongs to.
     pub fn client(&self, presented: Option<&str>) -> Result<Client, Refused> {
         let presented = presented.ok_or(Refused::Missing)?;
-        self.refresh(REFRESH);
+        self.refresh(REFRESH, false);
         let hash = hash_hex(presented);
         match self.find(&hash) {
             Err(Refused::Wrong) if self.redis.is_some() => {
-                self.refresh(RETRY_UNKNOWN);
+                self.refresh(RETRY_UNKNOWN, true);
                 self.find(&hash)
             }
             found => found,
@@ -116,7 +122,7 @@ impl KeyStore {
 
     /// Every key, config keys first; `true` marks config keys.
     pub fn list(&self) -> Vec<(StoredKey, bool)> {
-        self.refresh(Duration::ZERO);
+        self.refresh(Duration::ZERO, true);
         let created = self.created.read().unwrap_or_else(|p| p.into_inner());
         let cfg = self.config.keys.iter().map(|k| (k.clone(), true));
         cfg.chain(created.iter().map(|k| (k.clone(), false)))

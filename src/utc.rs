@@ -2,7 +2,7 @@
 //! starts, RFC 3339 times. No time-zone database: days and months are UTC.
 
 /// `(year, month, day)` of a unix day number (Howard Hinnant's civil_from_days).
-fn civil(days: i64) -> (i64, u32, u32) {
+pub fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

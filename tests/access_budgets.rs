@@ -70,15 +70,7 @@ fn usage_survives_kill_9_and_restart() {
     relay.signal("KILL");
     drop(relay);
     let relay = Relay::start(&cfg);
-    let u = admin_call(
-        &relay,
-        ADMIN,
-        "GET",
-        &format!("/admin/keys/{id}/usage"),
-        None,
-    );
-    assert_eq!(u.status, 200, "{}", u.body);
-    let u = u.json();
+    let u = key_usage(&relay, ADMIN, &id);
     assert_eq!(u["total"]["requests"], 4, "{u}");
     assert_eq!(u["total"]["errors"], 1);
     assert_eq!(u["total"]["prompt_tokens"], 15);
@@ -188,14 +180,7 @@ fn prices_give_the_cost_and_cached_hits_count_as_saved() {
     assert_eq!(chat_as(&relay, KEY, &ask("one")).status, 200);
     let hit = chat_as(&relay, KEY, &ask("one"));
     assert_eq!(hit.header("x-cache"), Some("HIT"));
-    let u = admin_call(
-        &relay,
-        ADMIN,
-        "GET",
-        &format!("/admin/keys/{id}/usage"),
-        None,
-    )
-    .json();
+    let u = key_usage(&relay, ADMIN, &id);
     assert_eq!(u["total"]["cost_micro_usd"], 53, "{u}");
     assert_eq!(u["total"]["saved_micro_usd"], 53, "{u}");
     assert_eq!(u["total"]["saved_tokens"], 9, "{u}");
@@ -207,14 +192,7 @@ fn prices_give_the_cost_and_cached_hits_count_as_saved() {
     assert_eq!(chat_as(&relay, KEY, &chat("llama3")).status, 200);
     assert_eq!(chat_as(&relay, KEY, &ask("two")).status, 200); // 106 ≥ 100
     chat_as(&relay, KEY, &ask("one")).assert_error(429, "budget_exceeded");
-    let u = admin_call(
-        &relay,
-        ADMIN,
-        "GET",
-        &format!("/admin/keys/{id}/usage"),
-        None,
-    )
-    .json();
+    let u = key_usage(&relay, ADMIN, &id);
     assert_eq!(u["today"]["cost_micro_usd"], 106, "{u}");
     assert_eq!(u["budget_exceeded"], true);
 }

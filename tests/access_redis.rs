@@ -3,7 +3,7 @@
 //! read on either is the sum, keys created on one work on the other, and a Redis outage gives
 //! the documented `on_unavailable` behaviour, then recovers.
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,22 +59,9 @@ fn per_minute_across_two_replicas_admits_exactly_n_under_50_clients() {
         json!({}),
         json!({"rate_limit": {"per_minute": limit}}),
     ));
-    let barrier = Arc::new(Barrier::new(50));
-    let handles: Vec<_> = (0..50)
-        .map(|i| {
-            let (relays, barrier) = (Arc::clone(&relays), Arc::clone(&barrier));
-            thread::spawn(move || {
-                barrier.wait();
-                (0..2)
-                    .map(|j| chat_as(&relays[(i + j) % 2], KEY, &chat()).status)
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let statuses = from_clients(50, 2, move |c, i| {
+        chat_as(&relays[(c + i) % 2], KEY, &chat()).status
+    });
     let ok = statuses.iter().filter(|s| **s == 200).count();
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!((ok, limited), (limit, 100 - limit), "{statuses:?}");
@@ -94,15 +81,7 @@ fn usage_is_the_sum_on_either_replica_and_keys_made_on_one_work_on_both() {
     }
     assert_eq!(chat_as(&b, &key, &chat()).status, 200);
     for relay in [&a, &b] {
-        let u = admin_call(
-            relay,
-            ADMIN,
-            "GET",
-            &format!("/admin/keys/{id}/usage"),
-            None,
-        );
-        assert_eq!(u.status, 200, "{}", u.body);
-        let u = u.json();
+        let u = key_usage(relay, ADMIN, &id);
         assert_eq!(u["total"]["requests"], 4, "{u}");
         assert_eq!(u["total"]["prompt_tokens"], 20, "{u}");
         assert_eq!(u["today"]["completion_tokens"], 16, "{u}");

@@ -1,4 +1,8 @@
-//! Calls to the relay's admin API and keyed API calls, for the key, budget and Redis tests.
+//! Calls to the relay's admin API and keyed API calls, for the key, budget and Redis tests, and
+//! many clients calling at once.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
 
 use serde_json::Value;
 
@@ -44,4 +48,40 @@ pub fn chat_as(relay: &Relay, key: &str, body: &Value) -> Resp {
         body,
         &[("X-API-Key", key)],
     )
+}
+
+/// `GET /admin/keys/{id}/usage` (asserted 200), as JSON.
+pub fn key_usage(relay: &Relay, admin_key: &str, id: &str) -> Value {
+    let r = admin_call(
+        relay,
+        admin_key,
+        "GET",
+        &format!("/admin/keys/{id}/usage"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+/// `clients` threads released at once, each making `each` calls `call(client, i)`; every status.
+pub fn from_clients(
+    clients: usize,
+    each: usize,
+    call: impl Fn(usize, usize) -> u16 + Send + Sync + 'static,
+) -> Vec<u16> {
+    let barrier = Arc::new(Barrier::new(clients));
+    let call = Arc::new(call);
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let (barrier, call) = (Arc::clone(&barrier), Arc::clone(&call));
+            thread::spawn(move || {
+                barrier.wait();
+                (0..each).map(|i| call(c, i)).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
 }
