@@ -184,7 +184,8 @@ impl Gate {
                 error
             }
         };
-        ex.respond(error.status, &headers, error.body());
+        let body = ex.error_body(&error);
+        ex.respond(error.status, &headers, body);
     }
 
     /// What charges a request of `client` to its usage: requests, tokens, cost by `prices`,

@@ -8,26 +8,32 @@
 //! parallel threads.
 
 pub mod admin;
+pub mod anthropic;
 pub mod cache;
 pub mod client;
 pub mod openai;
 pub mod proxy;
+pub mod python;
 pub mod raw;
 pub mod redis;
 pub mod relay;
+pub mod responses;
 pub mod sha256;
 pub mod tls;
 pub mod upstream;
 pub mod upstreams;
 
 pub use admin::*;
+pub use anthropic::*;
 pub use cache::*;
 pub use client::*;
 pub use openai::*;
 pub use proxy::*;
+pub use python::*;
 pub use raw::*;
 pub use redis::*;
 pub use relay::*;
+pub use responses::*;
 pub use sha256::*;
 pub use tls::*;
 pub use upstream::*;
