@@ -344,3 +344,34 @@ fn state_and_budget_config_errors_name_the_field() {
         assert!(out.stderr.contains(needle), "{extra}: {}", out.stderr);
     }
 }
+
+#[test]
+fn anthropic_messages_keep_the_allow_list_and_budget_in_anthropics_shape() {
+    let up = Upstream::apis();
+    let cfg = json!({
+        "listen": "127.0.0.1:0",
+        "upstreams": [
+            {"name": "claude", "url": up.base_url(), "api": "anthropic", "api_key": ANTHROPIC_KEY},
+        ],
+        "auth": {"keys": [{"key": KEY, "models": ["claude-*"], "budget": {"tokens_per_day": 1}}]},
+    });
+    let relay = Relay::start(&cfg.to_string());
+    let ask = |model: &str| {
+        let body = json!({"model": model, "max_tokens": 64,
+                          "messages": [{"role": "user", "content": "hi"}]});
+        post_json_with(&relay.url("/v1/messages"), &body, &[("x-api-key", KEY)])
+    };
+    let r = ask("gpt-4o");
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["type"], "error", "{}", r.body);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("gpt-4o"));
+    let ok = ask("claude-fixture");
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let r = ask("claude-fixture");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.json()["type"], "error", "{}", r.body);
+    assert!(r.header("x-budget-reset").is_some());
+}
