@@ -97,6 +97,26 @@ fn usage_survives_kill_9_and_restart() {
         .assert_error(400, "invalid_request");
 }
 
+#[test]
+fn a_graceful_restart_loses_no_usage() {
+    let up = Upstream::openai();
+    let state = TempDir::new();
+    let cfg = config_json(
+        &up.base_url(),
+        json!({"auth": {"keys": [KEY], "admin_key": ADMIN}, "state": {"dir": state.path()}}),
+    );
+    let mut relay = Relay::start(&cfg);
+    let id = config_key_id(&relay);
+    for _ in 0..3 {
+        assert_eq!(chat_as(&relay, KEY, &chat("m")).status, 200);
+    }
+    // SIGTERM at once: the drain writes the book before the process exits
+    relay.signal("TERM");
+    assert_eq!(relay.wait_exit(Duration::from_secs(30)), Some(Some(0)));
+    let relay = Relay::start(&cfg);
+    assert_eq!(key_usage(&relay, ADMIN, &id)["total"]["requests"], 3);
+}
+
 /// An upstream whose streams end with a usage chunk of `tokens` completion tokens.
 fn streaming_upstream(tokens: u64) -> Upstream {
     Upstream::start(move |req| {
