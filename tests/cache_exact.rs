@@ -383,38 +383,41 @@ fn cache_swapped_truncated_or_foreign_files_are_never_served_and_are_quarantined
     assert!(out.stdout.contains("2 entries"), "{}", out.stdout);
 }
 
+/// A config with the `upstreams` list `endpoints` and the cache on in `dir`.
+fn cached_upstreams(endpoints: Value, dir: &TempDir) -> String {
+    let mut c: Value = serde_json::from_str(&upstreams_config(endpoints, json!({}))).unwrap();
+    c["cache"] = json!({"dir": dir.path().to_str().unwrap()});
+    c.to_string()
+}
+
 #[test]
 fn cache_answer_of_one_effective_model_never_serves_another() {
     let up = Upstream::openai();
     let dir = TempDir::new();
     let cfg = |model: &str| {
-        let mut c: Value = serde_json::from_str(&upstreams_config(
+        cached_upstreams(
             json!([{"name": "main", "url": up.base_url(), "model": model}]),
-            json!({}),
-        ))
-        .unwrap();
-        c["cache"] = json!({"dir": dir.path().to_str().unwrap()});
-        c.to_string()
+            &dir,
+        )
     };
+    // (X-Cache, the answer's model) of the same request
+    let which = |relay: &Relay| {
+        let r = post_json(&relay.url(CHAT), &ask("which model?"));
+        let x = r.header("x-cache").unwrap_or("-").to_string();
+        (x, r.json()["model"].as_str().unwrap_or("").to_string())
+    };
+    let pair = |x: &str, m: &str| (x.to_string(), m.to_string());
     let big = Relay::start(&cfg("big"));
-    let r = post_json(&big.url(CHAT), &ask("which model?"));
-    assert_eq!(r.header("x-cache"), Some("MISS"));
-    assert_eq!(r.json()["model"], "big");
+    assert_eq!(which(&big), pair("MISS", "big"));
     drop(big);
     // the same request, now sent to another model by the per-endpoint override
     let small = Relay::start(&cfg("small"));
-    let r = post_json(&small.url(CHAT), &ask("which model?"));
-    assert_eq!(r.header("x-cache"), Some("MISS"), "{}", r.body);
-    assert_eq!(r.json()["model"], "small", "{}", r.body);
+    assert_eq!(which(&small), pair("MISS", "small"));
     assert_eq!(up.requests().last().unwrap().json()["model"], "small");
-    let r = post_json(&small.url(CHAT), &ask("which model?"));
-    assert_eq!(r.header("x-cache"), Some("HIT"));
-    assert_eq!(r.json()["model"], "small");
+    assert_eq!(which(&small), pair("HIT", "small"));
     drop(small);
     let big = Relay::start(&cfg("big"));
-    let r = post_json(&big.url(CHAT), &ask("which model?"));
-    assert_eq!(r.header("x-cache"), Some("HIT"));
-    assert_eq!(r.json()["model"], "big");
+    assert_eq!(which(&big), pair("HIT", "big"));
     assert_eq!(up.requests().len(), 2);
 
     // a standby with another model: its answer is stored under its own model and does not
@@ -422,14 +425,11 @@ fn cache_answer_of_one_effective_model_never_serves_another() {
     let (primary, standby) = (Upstream::openai(), Upstream::openai());
     let dir = TempDir::new();
     let cfg = |url: String| {
-        let mut c: Value = serde_json::from_str(&upstreams_config(
+        cached_upstreams(
             json!([{"name": "primary", "url": url, "weight": 1, "model": "big"},
                    {"name": "standby", "url": standby.base_url(), "weight": 0, "model": "small"}]),
-            json!({}),
-        ))
-        .unwrap();
-        c["cache"] = json!({"dir": dir.path().to_str().unwrap()});
-        c.to_string()
+            &dir,
+        )
     };
     let down = Relay::start(&cfg(closed_port_url()));
     let r = post_json(&down.url(CHAT), &ask("failover"));

@@ -306,28 +306,20 @@ fn cache_export_import_round_trip_is_byte_identical_and_checked() {
 
     // filters
     let only = work.path().join("emb.jsonl");
-    let out = cli(&[
-        "cache",
-        "export",
-        "--config",
-        &cfg_a,
-        "--out",
-        only.to_str().unwrap(),
-        "--model",
-        "emb-*",
-    ]);
-    assert!(out.stdout.contains("exported 1 entries"), "{}", out.stdout);
-    let out = cli(&[
-        "cache",
-        "export",
-        "--config",
-        &cfg_a,
-        "--out",
-        only.to_str().unwrap(),
-        "--since",
-        "2999-01-01",
-    ]);
-    assert!(out.stdout.contains("exported 0 entries"), "{}", out.stdout);
+    for (filter, value, exported) in [("--model", "emb-*", 1), ("--since", "2999-01-01", 0)] {
+        let out = cli(&[
+            "cache",
+            "export",
+            "--config",
+            &cfg_a,
+            "--out",
+            only.to_str().unwrap(),
+            filter,
+            value,
+        ]);
+        let want = format!("exported {exported} entries");
+        assert!(out.stdout.contains(&want), "{filter}: {}", out.stdout);
+    }
 
     // imported entries serve plain and streamed hits, with the upstream gone
     drop(up);

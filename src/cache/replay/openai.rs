@@ -4,6 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::api::append_str;
 use crate::sse::data_payload;
 
 use super::lines;
@@ -126,18 +127,6 @@ fn merge_logprobs(acc: &mut Map<String, Value>, piece: &Value) {
             (_, v) => {
                 into.insert(k.clone(), v.clone());
             }
-        }
-    }
-}
-
-fn append_str(acc: &mut Map<String, Value>, key: &str, piece: Option<&Value>) {
-    let Some(piece) = piece.and_then(Value::as_str) else {
-        return;
-    };
-    match acc.get_mut(key) {
-        Some(Value::String(s)) => s.push_str(piece),
-        _ => {
-            acc.insert(key.to_string(), Value::String(piece.to_string()));
         }
     }
 }
