@@ -255,7 +255,10 @@ fn refused_heads_get_one_json_answer_and_a_closed_connection() {
         let shown = String::from_utf8_lossy(bytes);
         assert!(got.starts_with(status), "{shown:?} -> {got:?}");
         assert!(closed, "{shown:?}: connection left open");
-        assert!(!got.contains("\nHTTP/1."), "{shown:?}: two answers: {got:?}");
+        assert!(
+            !got.contains("\nHTTP/1."),
+            "{shown:?}: two answers: {got:?}"
+        );
         assert!(got.contains("Content-Type: application/json"), "{got:?}");
         assert!(got.contains("Connection: close"), "{got:?}");
         let body = got.split("\r\n\r\n").nth(1).unwrap();
