@@ -262,7 +262,7 @@ impl KeyStore {
                 "invalid_request_error",
                 "keys_file_not_configured",
                 "keys created through the admin API need `auth.keys_file` in the config, so \
-                 they survive a restart; set it and restart the relay"
+                 they survive a restart; set it and reload the config (SIGHUP)"
                     .to_string(),
             ));
         };
@@ -290,7 +290,10 @@ impl KeyStore {
                 409,
                 "invalid_request_error",
                 "config_key",
-                format!("key `{id}` is defined in the config file; remove it there and restart"),
+                format!(
+                    "key `{id}` is defined in the config file; remove it there and reload the \
+                     config (SIGHUP)"
+                ),
             ));
         }
         let mut created = self.created.write().unwrap_or_else(|p| p.into_inner());

@@ -85,6 +85,8 @@ pub fn route_label(path: &str) -> &'static str {
         "/completions" => "/v1/completions",
         "/embeddings" => "/v1/embeddings",
         "/models" => "/v1/models",
+        "/responses" => "/v1/responses",
+        "/messages" => "/v1/messages",
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
@@ -110,8 +112,8 @@ pub fn request_done(a: &Access) {
                 .or_default()
                 .observe(OVERHEAD_BUCKETS, own);
         }
-        if !a.cache.is_empty() {
-            *r.cache.entry((route, a.cache)).or_default() += 1;
+        if let Some(result) = a.cache {
+            *r.cache.entry((route, result.label())).or_default() += 1;
         }
     });
 }
@@ -131,12 +133,12 @@ pub fn cache_size(entries: u64, bytes: u64) {
     });
 }
 
-/// A failed call (transport error or 5xx) to the upstream `endpoint` (its base URL).
+/// A failed call (transport error or 5xx) to the upstream `endpoint` (its `name`).
 pub fn upstream_error(endpoint: &str) {
     with(|r| *r.upstream_errors.entry(endpoint.to_string()).or_default() += 1);
 }
 
-/// A retry of a call against `endpoint` (its base URL).
+/// A retry of a call against `endpoint` (its `name`).
 pub fn retry(endpoint: &str) {
     with(|r| *r.retries.entry(endpoint.to_string()).or_default() += 1);
 }
