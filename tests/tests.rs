@@ -11,6 +11,7 @@ mod access_keys;
 mod access_limits;
 mod access_memory;
 mod access_slow;
+mod apis_keepalive;
 mod apis_messages;
 mod apis_passthrough;
 mod apis_responses;
