@@ -3,8 +3,6 @@
 //! event in the client API's shape (the status is already 200). Ordered by events, not time:
 //! the fixture answers only after the client has seen a keep-alive comment.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,41 +10,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::common::*;
-
-/// Sends a streamed request and reads until `seen` is in the answer; then sets `go` and reads
-/// to the end. Returns the whole raw answer.
-fn stream_after_comment(
-    addr: &str,
-    path: &str,
-    body: &serde_json::Value,
-    go: &AtomicBool,
-) -> String {
-    let payload = body.to_string();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-        payload.len()
-    )
-    .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains(": keepalive\n\n") {
-        let n = s
-            .read(&mut buf)
-            .expect("a keep-alive comment before the upstream answers");
-        assert!(
-            n > 0,
-            "closed before any keep-alive: {}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-    go.store(true, Ordering::SeqCst);
-    s.read_to_end(&mut got).unwrap();
-    String::from_utf8_lossy(&got).to_string()
-}
 
 /// A fixture that holds every answer until `go` is set.
 fn held(
@@ -74,7 +37,7 @@ fn comments_flow_until_the_upstream_answers_then_the_stream() {
         "cache": {"enabled": true, "dir": dir.path().to_str().unwrap()}});
     let relay = Relay::start(&cfg.to_string());
     let body = json!({"model": "m", "input": "wait for it", "stream": true});
-    let raw = stream_after_comment(relay.addr(), "/v1/responses", &body, &go);
+    let raw = read_until_then(relay.addr(), "/v1/responses", &body, ": keepalive\n\n", &go);
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     let first_comment = raw.find(": keepalive").unwrap();
     let first_event = raw.find("event: response.created").expect(&raw);
@@ -111,7 +74,13 @@ fn a_late_upstream_error_is_an_error_event_in_the_api_shape() {
     let relay = Relay::start(&cfg.to_string());
     let chat =
         json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]});
-    let raw = stream_after_comment(relay.addr(), "/v1/chat/completions", &chat, &go);
+    let raw = read_until_then(
+        relay.addr(),
+        "/v1/chat/completions",
+        &chat,
+        ": keepalive\n\n",
+        &go,
+    );
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(raw.contains("data: {\"error\":"), "{raw}");
     assert!(
@@ -121,7 +90,7 @@ fn a_late_upstream_error_is_an_error_event_in_the_api_shape() {
 
     go.store(false, Ordering::SeqCst);
     let msg = json!({"model": "c", "max_tokens": 5, "stream": true, "messages": [{"role": "user", "content": "x"}]});
-    let raw = stream_after_comment(relay.addr(), "/v1/messages", &msg, &go);
+    let raw = read_until_then(relay.addr(), "/v1/messages", &msg, ": keepalive\n\n", &go);
     assert!(
         raw.contains("event: error\ndata: {\"error\":{\"message\":"),
         "{raw}"
