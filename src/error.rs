@@ -55,9 +55,8 @@ impl ApiError {
             "invalid_request_error",
             "not_found",
             format!(
-                "unknown path `{path}`; this relay serves /v1/chat/completions, /v1/completions, \
-                 /v1/embeddings, /v1/models, /health, /ready, /metrics, /cache/stats, \
-                 /openapi.json and /admin/*"
+                "unknown path `{path}`; this relay serves /v1/* (the API routes, passed to an \
+                 upstream), /health, /ready, /metrics, /cache/stats, /openapi.json and /admin/*"
             ),
         )
     }
@@ -89,6 +88,17 @@ impl ApiError {
 
     pub fn internal(message: String) -> Self {
         ApiError::new(500, "server_error", "internal_error", message)
+    }
+
+    /// The body in the shape of the client API `path` belongs to: Anthropic's
+    /// `{"type":"error","error":{"type","message"}}` on `/v1/messages…`, else OpenAI's.
+    pub fn body_for(&self, path: &str) -> Vec<u8> {
+        match crate::api::of_path(path) {
+            crate::api::Api::Anthropic => {
+                crate::api::messages::error_body(self.status, &self.message)
+            }
+            _ => self.body(),
+        }
     }
 
     /// The JSON body, `{"error":{"message","type","code"}}`.

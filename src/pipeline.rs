@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use crate::api::Api;
 use crate::body_cost::Reservation;
 use crate::cache;
 use crate::error::ApiError;
@@ -21,14 +22,18 @@ use crate::intake;
 use crate::sse::{self, End, SseOut};
 use crate::state::State;
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, models, rules, shape, usage};
+use crate::{body_log, models, passthrough, rules, shape, usage};
 
-/// The OpenAI endpoints the relay forwards.
+/// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Chat,
     Completions,
     Embeddings,
+    /// OpenAI Responses, `POST /v1/responses`.
+    Responses,
+    /// Anthropic Messages, `POST /v1/messages`.
+    Messages,
 }
 
 impl Endpoint {
@@ -38,8 +43,51 @@ impl Endpoint {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
+            Endpoint::Messages => "/messages",
         }
     }
+
+    /// The client API this endpoint belongs to (its stream shape, cache rules, errors).
+    pub fn api(self) -> Api {
+        match self {
+            Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings => Api::Chat,
+            Endpoint::Responses => Api::Responses,
+            Endpoint::Messages => Api::Anthropic,
+        }
+    }
+}
+
+/// Request headers that change a Messages answer and so belong in its cache key.
+const ANTHROPIC_KEYED_HEADERS: &[&str] = &["anthropic-version", "anthropic-beta"];
+
+/// The body the cache keys a request by: the body itself, plus for Messages the headers that
+/// select API behaviour (as `relay:<header>` members, names no API body uses).
+fn keyed_body(
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    headers: &[(String, String)],
+) -> Map<String, Value> {
+    let mut keyed = body.clone();
+    if endpoint == Endpoint::Messages {
+        for name in ANTHROPIC_KEYED_HEADERS {
+            let values: Vec<&str> = headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim())
+                .collect();
+            if !values.is_empty() {
+                keyed.insert(format!("relay:{name}"), Value::String(values.join(",")));
+            }
+        }
+    }
+    keyed
+}
+
+/// Whether the cache may answer or keep this request at all: a background Responses request
+/// is answered by a queued response the client polls, never by a stored one.
+fn cacheable(endpoint: Endpoint, body: &Map<String, Value>) -> bool {
+    !(endpoint == Endpoint::Responses && body.get("background") == Some(&Value::Bool(true)))
 }
 
 /// The most of a streamed answer recorded when no cache sets `max_entry_bytes`.
@@ -62,6 +110,8 @@ pub enum Work {
     Call(Box<Call>),
     /// `GET /v1/models`.
     Models,
+    /// Any other route under `/v1/`, passed through.
+    Passthrough(passthrough::Pass),
 }
 
 /// An API call on its way upstream.
@@ -113,11 +163,21 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         == Some(&Value::Bool(true));
 
     let mut cached = None;
-    if let Some(cache) = &state.cache {
-        let plan = cache.plan(endpoint.path(), &body, &headers);
+    if let Some(cache) = state.cache.as_ref().filter(|_| cacheable(endpoint, &body)) {
+        let plan = cache.plan(
+            endpoint.path(),
+            &keyed_body(endpoint, &body, &headers),
+            &headers,
+        );
         match cache.lookup(&plan) {
             Ok(entry) => {
-                answer_hit(cache, &plan, &entry, ex, (stream, include_usage));
+                answer_hit(
+                    cache,
+                    &plan,
+                    &entry,
+                    ex,
+                    (endpoint.api(), stream, include_usage),
+                );
                 return Ok(Next::Done);
             }
             Err(status) => cached = Some((plan, status)),
@@ -142,26 +202,27 @@ pub fn upstream(state: &State, ex: &mut Exchange, work: Work) {
     let done = match work {
         Work::Call(call) => call_upstream(state, ex, *call),
         Work::Models => models::models(state, ex),
+        Work::Passthrough(pass) => passthrough::forward(state, ex, pass),
     };
     if let Err(err) = done {
         ex.error(&err);
     }
 }
 
-/// Answers a cache hit; `mode` is (streamed, include_usage) as the client asked.
+/// Answers a cache hit; `mode` is (API, streamed, include_usage) as the client asked.
 fn answer_hit(
     cache: &cache::Cache,
     plan: &cache::Plan,
     entry: &cache::Entry,
     ex: &mut Exchange,
-    (stream, include_usage): (bool, bool),
+    (api, stream, include_usage): (Api, bool, bool),
 ) {
     if ex.answered() {
         return;
     }
     cache.served(&plan.key, entry);
     ex.access.cache = Some(crate::log::CacheResult::Hit);
-    ex.answer_with(|req| cache::respond_hit(req, &plan.key, entry, stream, include_usage));
+    ex.answer_with(|req| cache::respond_hit(req, api, &plan.key, entry, stream, include_usage));
 }
 
 /// Single-flight → call an upstream endpoint (with failover) → answer (whole, or as a stream
@@ -177,7 +238,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
                 cache::Role::Follower(flight) => {
                     flight.wait(state.config.timeouts.first_byte);
                     if let Ok(entry) = cache.lookup(plan) {
-                        let mode = (call.stream, call.include_usage);
+                        let mode = (call.endpoint.api(), call.stream, call.include_usage);
                         answer_hit(cache, plan, &entry, ex, mode);
                         return Ok(());
                     }
@@ -213,6 +274,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     };
     let upstream_started = Instant::now();
     let sent = up.post(
+        call.endpoint.api(),
         call.endpoint.path(),
         &call.headers,
         &call.body,
@@ -246,7 +308,13 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
-            let relayed = sse::relay(&mut reader, &mut out, &describe, max_record);
+            let relayed = sse::relay(
+                call.endpoint.api(),
+                &mut reader,
+                &mut out,
+                &describe,
+                max_record,
+            );
             if relayed.end == End::Complete && !relayed.truncated {
                 record(&relayed.recorded); // before the stream's end, so a next request finds it
             } else if matches!(relayed.end, End::Interrupted(_)) {

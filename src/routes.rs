@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::exchange::Exchange;
 use crate::lifecycle;
 use crate::metrics;
+use crate::passthrough;
 use crate::pipeline::{self, Endpoint, Next, Work};
 use crate::state::State;
 use crate::upstream::balance;
@@ -69,6 +70,8 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         ("/chat/completions", Method::Post) => pipeline::relay(state, ex, Endpoint::Chat),
         ("/completions", Method::Post) => pipeline::relay(state, ex, Endpoint::Completions),
         ("/embeddings", Method::Post) => pipeline::relay(state, ex, Endpoint::Embeddings),
+        ("/responses", Method::Post) => pipeline::relay(state, ex, Endpoint::Responses),
+        ("/messages", Method::Post) => pipeline::relay(state, ex, Endpoint::Messages),
         ("/models", Method::Get) => Ok(Next::Upstream(Work::Models)),
         ("/openapi.json", Method::Get) => {
             let doc = include_str!("../openapi.json").as_bytes().to_vec();
@@ -89,9 +92,11 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         ("/health" | "/models" | "/ready" | "/metrics" | "/cache/stats", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "GET"))
         }
-        ("/chat/completions" | "/completions" | "/embeddings", _) => {
+        ("/chat/completions" | "/completions" | "/embeddings" | "/responses" | "/messages", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "POST"))
         }
+        _ if path.starts_with("/v1/") => passthrough::admit(state, ex)
+            .map(|pass| pass.map_or(Next::Done, |pass| Next::Upstream(Work::Passthrough(pass)))),
         _ => Err(ApiError::not_found(&path)),
     };
     result.unwrap_or_else(|err| {

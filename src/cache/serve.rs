@@ -8,13 +8,16 @@ use serde_json::Value;
 use tiny_http::Request;
 
 use super::replay::{self, Form};
-use super::Entry;
+use super::{apis, Entry};
+use crate::api::Api;
 use crate::exchange::{json_content_type, respond};
 use crate::sse::SseOut;
 
-/// Sends `entry` as the answer. Returns the status and body bytes written.
+/// Sends `entry` (stored for a route of `api`) as the answer. Returns the status and body
+/// bytes written.
 pub fn respond_hit(
     req: Request,
+    api: Api,
     key: &str,
     entry: &Entry,
     stream: bool,
@@ -28,7 +31,7 @@ pub fn respond_hit(
     if !stream {
         let body = match form {
             Form::Json => entry.response.clone(),
-            Form::Sse => match replay::sse_to_json(&entry.response) {
+            Form::Sse => match apis::sse_to_json(api, &entry.response) {
                 Some(v) => v.to_string().into_bytes(),
                 None => entry.response.clone(),
             },
@@ -42,7 +45,7 @@ pub fn respond_hit(
         Form::Sse => replay::events(&entry.response),
         Form::Json => {
             let answer: Value = serde_json::from_slice(&entry.response).unwrap_or(Value::Null);
-            converted = replay::json_to_sse(&answer, include_usage);
+            converted = apis::json_to_sse(api, &answer, include_usage);
             converted.iter().map(Vec::as_slice).collect()
         }
     };
