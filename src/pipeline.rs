@@ -8,7 +8,7 @@
 //! (with failover) → answer (whole, or as a stream relayed event by event) → record a complete
 //! success in the cache.
 
-use std::io::BufReader;
+use std::cell::RefCell;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
@@ -17,12 +17,14 @@ use crate::api::Api;
 use crate::body_cost::Reservation;
 use crate::cache;
 use crate::error::ApiError;
-use crate::exchange::{request_headers, Exchange};
+use crate::exchange::{request_headers, Exchange, Meter};
 use crate::intake;
-use crate::sse::{self, End, SseOut};
+use crate::log::Access;
+use crate::sse::SseOut;
 use crate::state::State;
+use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, models, passthrough, rules, shape, usage};
+use crate::{body_log, keepalive, models, passthrough, rules, shape, usage};
 
 /// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,9 +94,6 @@ fn cacheable(endpoint: Endpoint, body: &Map<String, Value>) -> bool {
 
 /// The most of a streamed answer recorded when no cache sets `max_entry_bytes`.
 const MAX_RECORD: u64 = 32 * 1024 * 1024;
-/// Says why an answer the cache would have stored was not: larger than `max_entry_bytes`.
-const SKIP_HEADER: &str = "X-Relay-Cache";
-const SKIP_TOO_LARGE: &str = "skip-too-large";
 
 /// What happens to a request after a step.
 pub enum Next {
@@ -274,134 +273,143 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     }
     // Whether a complete success goes to the cache (not with `no-store`, `read_only`, or when
     // too large to store).
-    let storing = plan.is_some_and(|(_, p)| p.stores());
+    let storing = plan.filter(|(_, p)| p.stores());
     // A streamed answer is recorded up to what the cache would store (else a fixed cap; the
     // copy also feeds usage and the body log).
     let max_record = cache.map_or(MAX_RECORD, |c| c.config.max_entry_bytes) as usize;
     // A stream the cache keeps is asked for its usage, so it can answer every shape later; the
     // client gets the usage chunk only if it asked for it.
-    let mut body = call.body;
     let ask_usage = plan.is_some_and(|(_, p)| p.asks_usage()) && !call.delivery.include_usage;
-    let client_options = body.get("stream_options").cloned();
-    if ask_usage {
-        ask_for_usage(&mut body);
-    }
 
     let up = &state.upstream;
+    let api = call.endpoint.api();
+    let path = call.endpoint.path();
+    let model = ex.access.model.clone();
     let mode = if call.delivery.stream {
         Mode::Stream
     } else {
         Mode::Whole
     };
-    let upstream_started = Instant::now();
-    let path = call.endpoint.path();
-    let api = call.endpoint.api();
-    let mut sent = up.post(api, path, &call.headers, &body, &ex.access.model, mode)?;
-    if ask_usage && sent.response.status().as_u16() == 400 {
-        // Some OpenAI-compatible servers refuse `stream_options`: then the request goes again
-        // as the client sent it (its stream is stored without usage and serves only streams
-        // that do not ask for it). Any other 400 is the client's answer.
-        let mut headers = upstream::response_headers(sent.response.headers());
-        let text = upstream::read_body(&sent.base, sent.response.into_body())?;
-        if !String::from_utf8_lossy(&text).contains("stream_options") {
-            ex.access.upstream = sent.base;
-            ex.access.upstream_time = upstream_started.elapsed();
-            body_log::record(&ex.access.path, &body, 400, &text);
-            headers.extend(reply_extra);
-            ex.respond(400, &headers, text);
-            return Ok(());
+    let post = || {
+        if !ask_usage {
+            return up.post(api, path, &call.headers, &call.body, &model, mode);
         }
-        match client_options {
-            Some(o) => body.insert("stream_options".to_string(), o),
-            None => body.remove("stream_options"),
-        };
-        sent = up.post(api, path, &call.headers, &body, &ex.access.model, mode)?;
-    }
-    ex.access.upstream = sent.base.clone();
-    // the model the answering endpoint was sent: the entry's key names it
-    let model = up.effective_model(&sent.endpoint, &ex.access.model);
-    let store = plan
-        .filter(|_| storing)
-        .map(|(cache, p)| (cache, p, model.as_str()));
-    let response = sent.response;
-    let status = response.status().as_u16();
-    let mut reply_headers = upstream::response_headers(response.headers());
-    reply_headers.extend(reply_extra);
-    let is_sse = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
-
-    if call.delivery.stream && status == 200 && is_sse {
-        let mut reader = BufReader::with_capacity(16 * 1024, response.into_body().into_reader());
-        let base = sent.base.clone();
-        let describe = move |e: &std::io::Error| {
-            if upstream::is_timeout(e) {
-                format!("upstream {base} went silent mid-stream (idle timeout): {e}")
-            } else {
-                format!("upstream {base} broke the stream: {e}")
-            }
-        };
-        // stores the complete stream before its final event reaches the client, and holds
-        // back the usage chunk the client did not ask for
-        let mut tap = cache::StreamTap {
-            store,
-            route: path,
-            client_usage: call.delivery.include_usage,
-        };
-        let mut recorded = None;
-        // charged from inside the writer, before the stream's end, so a next request sees it
-        let (meter, mut charged) = (ex.take_meter(), ex.access.clone());
+        let mut asked = call.body.clone();
+        ask_for_usage(&mut asked);
+        let sent = up.post(api, path, &call.headers, &asked, &model, mode)?;
+        refused_stream_options(sent).or_else(|()| {
+            // sent again as the client sent it: the stream is stored without usage (and then
+            // serves only streams that do not ask for it)
+            up.post(api, path, &call.headers, &call.body, &model, mode)
+        })
+    };
+    // A stream is charged from inside the writer, before its end, so a next request sees it.
+    let pending_charge: RefCell<Option<(Meter, Access)>> = RefCell::new(None);
+    let charge = |recorded: &[u8]| {
+        if let Some((meter, mut charged)) = pending_charge.borrow_mut().take() {
+            charged.status = 200;
+            (charged.prompt_tokens, charged.completion_tokens) = usage::stream_tokens(recorded);
+            meter(&charged);
+        }
+    };
+    let streaming = Streaming {
+        up,
+        api,
+        route: path,
+        model: &model,
+        max_record,
+        storing,
+        client_usage: call.delivery.include_usage,
+        charge: &charge,
+    };
+    let upstream_started = Instant::now();
+    if let (true, Some(every)) = (call.delivery.stream, state.config.stream_keepalive) {
+        // The head goes out now; comment lines keep the connection busy until the upstream's.
+        let mut outcome = None;
+        if let Some(meter) = ex.take_meter() {
+            *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
+        }
         ex.answer_with(|req| {
             let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-            let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
+            let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_extra) else {
+                return (200, 0);
+            };
+            let posted = keepalive::while_waiting(&mut out, every, post);
+            let (bytes, base, recorded) = streaming.answer_late(posted, out);
+            outcome = Some((base, recorded));
+            (200, bytes)
+        });
+        charge(&[]); // a late failure (no stream relayed) still counts against the key
+        if let Some((base, recorded)) = outcome {
+            ex.access.upstream = base.unwrap_or_default();
+            ex.access.upstream_time = upstream_started.elapsed();
+            body_log::record(&ex.access.path, &call.body, 200, &recorded);
+            (ex.access.prompt_tokens, ex.access.completion_tokens) =
+                usage::stream_tokens(&recorded);
+        }
+        return Ok(());
+    }
+    let sent = post()?;
+    ex.access.upstream = sent.base.clone();
+    let status = sent.response.status().as_u16();
+    let mut reply_headers = upstream::response_headers(sent.response.headers());
+    reply_headers.extend(reply_extra);
+
+    if call.delivery.stream && is_event_stream(&sent) {
+        let mut recorded = None;
+        if let Some(meter) = ex.take_meter() {
+            *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
+        }
+        ex.answer_with(|req| {
+            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
+            let Ok(out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
-            let relayed = sse::relay(api, &mut reader, &mut out, &describe, max_record, &mut tap);
-            if matches!(relayed.end, End::Interrupted(_)) {
-                up.stream_failed(&sent.endpoint);
-            }
-            if relayed.truncated && storing && relayed.end != End::ClientGone {
-                // The head is long gone: an SSE comment (ignored by clients) says it instead.
-                let _ = out.write(format!(": {SKIP_HEADER}: {SKIP_TOO_LARGE}\n\n").as_bytes());
-            }
-            let bytes = out.bytes;
-            charged.status = 200;
-            (charged.prompt_tokens, charged.completion_tokens) =
-                usage::stream_tokens(&relayed.recorded);
-            if let Some(meter) = meter {
-                meter(&charged);
-            }
-            if relayed.end != End::ClientGone {
-                let _ = out.finish();
-            }
-            recorded = Some(relayed.recorded);
+            let (bytes, copy) = streaming.relay(sent, out);
+            recorded = Some(copy);
             (200, bytes)
         });
         if let Some(recorded) = recorded {
             ex.access.upstream_time = upstream_started.elapsed();
-            body_log::record(&ex.access.path, &body, status, &recorded);
+            body_log::record(&ex.access.path, &call.body, status, &recorded);
             (ex.access.prompt_tokens, ex.access.completion_tokens) =
                 usage::stream_tokens(&recorded);
         }
         return Ok(());
     }
 
+    let effective = up.effective_model(&sent.endpoint, &model);
+    let response = sent.response;
     let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
     ex.access.upstream_time = upstream_started.elapsed();
-    if let (true, Some((cache, p, model))) = ((200..300).contains(&status), store) {
+    if let (true, Some((cache, p))) = ((200..300).contains(&status), storing) {
         if cache.too_large(data.len()) {
             reply_headers.push((SKIP_HEADER.to_string(), SKIP_TOO_LARGE.to_string()));
         }
-        cache.store(p, model, &data); // before answering, so the client's next request finds it
+        // before answering, so the client's next request finds it
+        cache.store(p, &effective, &data);
     }
-    body_log::record(&ex.access.path, &body, status, &data);
+    body_log::record(&ex.access.path, &call.body, status, &data);
     (ex.access.prompt_tokens, ex.access.completion_tokens) = usage::tokens(&data);
     ex.access.status = status;
     ex.charge(); // before answering, so the client's next request sees the charge
     ex.respond(status, &reply_headers, data);
     Ok(())
+}
+
+/// `Err(())` when `sent` is a 400 naming `stream_options` (some OpenAI-compatible servers
+/// refuse the option the relay added); else the answer, its body put back if it was read.
+fn refused_stream_options(sent: upstream::Sent) -> Result<upstream::Sent, ()> {
+    if sent.response.status().as_u16() != 400 {
+        return Ok(sent);
+    }
+    let (parts, body) = sent.response.into_parts();
+    let text = upstream::read_body(&sent.base, body).unwrap_or_default();
+    if String::from_utf8_lossy(&text).contains("stream_options") {
+        return Err(());
+    }
+    let response = ureq::http::Response::from_parts(parts, ureq::Body::builder().data(text));
+    Ok(upstream::Sent { response, ..sent })
 }
 
 /// Sets `stream_options.include_usage` (keeping any other stream options).

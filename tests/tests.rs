@@ -13,6 +13,7 @@ mod access_limits;
 mod access_memory;
 mod access_redis;
 mod access_slow;
+mod apis_keepalive;
 mod apis_messages;
 mod apis_passthrough;
 mod apis_responses;
