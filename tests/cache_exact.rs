@@ -234,19 +234,20 @@ fn stream_until_done(addr: &str, body: &Value) {
     }
 }
 
+/// A relay with the cache on and a single worker, so upstream calls queue behind each other.
+fn one_worker_relay(up: &Upstream) -> (TempDir, Relay) {
+    let dir = TempDir::new();
+    let cfg = cache_config(&up.base_url(), dir.path(), json!({}), json!({"workers": 1}));
+    (dir, Relay::start(&cfg))
+}
+
 #[test]
 fn cache_request_sent_right_after_done_is_always_a_hit() {
     // An 8 MiB answer takes a while to check and write. Before the fix the entry was stored
     // only after [DONE] had reached the client, so the next request missed on the front thread
     // and, with the one worker still busy storing, queued behind it and went upstream again.
     let up = Upstream::start(|r| echo_reply_padded(r, Duration::ZERO, 8 << 20));
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({"workers": 1}),
-    ));
+    let (_dir, relay) = one_worker_relay(&up);
     for i in 0..3 {
         let q = format!("after-done-{i}");
         stream_until_done(relay.addr(), &ask_stream(&q));
@@ -263,13 +264,7 @@ fn cache_new_single_flight_leader_looks_again_before_going_upstream() {
     // one worker: the second request misses on the front thread while the first is upstream,
     // waits in the queue, and becomes the leader of a new flight once the first has stored
     let up = Upstream::start(|r| echo_reply(r, Duration::from_millis(1500)));
-    let dir = TempDir::new();
-    let relay = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
-        json!({}),
-        json!({"workers": 1}),
-    ));
+    let (_dir, relay) = one_worker_relay(&up);
     let url = relay.url(CHAT);
     let first = std::thread::spawn(move || post_json(&url, &ask("leader")));
     while up.requests().is_empty() {

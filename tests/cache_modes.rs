@@ -18,6 +18,15 @@ fn relay_in(up: &str, dir: &Path, cache: Value) -> Relay {
     Relay::start(&cache_config(up, dir, cache, json!({})))
 }
 
+/// An echo upstream and a relay in front of it with the cache (keys of `cache` added) in a
+/// fresh directory.
+fn echo_relay(cache: Value) -> (Upstream, TempDir, Relay) {
+    let up = Upstream::start(|r| echo_reply(r, Duration::ZERO));
+    let dir = TempDir::new();
+    let relay = relay_in(&up.base_url(), dir.path(), cache);
+    (up, dir, relay)
+}
+
 fn cli(args: &[&str]) -> RunOutput {
     let out = run_relay(args, &[]);
     assert_eq!(out.code, Some(0), "{args:?}: {}{}", out.stdout, out.stderr);
@@ -100,13 +109,7 @@ fn cache_record_always_goes_upstream_and_replaces_the_entry() {
 
 #[test]
 fn cache_mode_header_only_where_the_config_allows_it() {
-    let up = Upstream::start(|r| echo_reply(r, Duration::ZERO));
-    let dir = TempDir::new();
-    let relay = relay_in(
-        &up.base_url(),
-        dir.path(),
-        json!({"mode_header": ["replay", "read_only"]}),
-    );
+    let (up, dir, relay) = echo_relay(json!({"mode_header": ["replay", "read_only"]}));
     let mut recorded = ask("h");
     recorded["temperature"] = json!(0.5);
     post_json(&relay.url(CHAT), &recorded);
@@ -142,13 +145,7 @@ fn cache_mode_header_only_where_the_config_allows_it() {
 
 #[test]
 fn cache_ignore_fields_leaves_volatile_fields_out_of_the_key() {
-    let up = Upstream::start(|r| echo_reply(r, Duration::ZERO));
-    let dir = TempDir::new();
-    let relay = relay_in(
-        &up.base_url(),
-        dir.path(),
-        json!({"ignore_fields": ["user", "metadata"]}),
-    );
+    let (up, _dir, relay) = echo_relay(json!({"ignore_fields": ["user", "metadata"]}));
     let with = |user: &str| {
         let mut b = ask("ig");
         b["user"] = json!(user);
