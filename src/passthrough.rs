@@ -11,7 +11,7 @@
 
 use std::io::Read;
 
-use tiny_http::{Header, Response, StatusCode};
+use tiny_http::{Header, Method, Response, StatusCode};
 
 use crate::api;
 use crate::error::ApiError;
@@ -19,6 +19,9 @@ use crate::exchange::{request_headers, Exchange};
 use crate::intake::Deadline;
 use crate::state::State;
 use crate::upstream::{self, limit};
+
+/// The methods a pass-through request may use (the `Allow` of its 405).
+const PASSABLE_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// A pass-through request admitted to the `workers` pool.
 pub struct Pass {
@@ -30,6 +33,26 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
     let Some(req) = ex.request() else {
         return Ok(None);
     };
+    // the HTTP client forwards only the standard methods; another (e.g. `QUERY`) would come
+    // back as a 502 for the upstream's sake, so it is the client's 405 here
+    if !matches!(
+        req.method(),
+        Method::Get
+            | Method::Head
+            | Method::Post
+            | Method::Put
+            | Method::Patch
+            | Method::Delete
+            | Method::Options
+    ) {
+        let method = req.method().as_str().to_string();
+        let path = req.url().split('?').next().unwrap_or("").to_string();
+        return Err(ApiError::method_not_allowed(
+            &method,
+            &path,
+            PASSABLE_METHODS,
+        ));
+    }
     let max = state.config.max_body_bytes;
     if req.body_length().is_some_and(|n| n as u64 > max) {
         return Err(ApiError::too_large(max));
