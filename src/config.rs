@@ -56,9 +56,13 @@ struct RawConfig {
     log_level: Option<crate::log::Level>,
     body_log: Option<String>,
     client_timeout_ms: Option<u64>,
+    stream_keepalive_ms: Option<u64>,
     max_connections: Option<usize>,
     auth: Option<crate::auth::RawAuth>,
     rate_limit: Option<crate::limits::RawRateLimit>,
+    budget: Option<crate::budget::RawBudget>,
+    prices: Option<Vec<crate::budget::RawPrice>>,
+    state: Option<crate::store::RawState>,
     cache: Option<crate::cache::RawCache>,
 }
 
@@ -97,11 +101,20 @@ pub struct Config {
     pub ops: crate::ops::OpsConfig,
     /// Longest a client may take to send its request head or body (per read, and in total).
     pub client_timeout: Duration,
+    /// `stream_keepalive_ms`: how often a streaming client gets an SSE comment line while the
+    /// upstream has not answered yet; `None` = off (the default).
+    pub stream_keepalive: Option<Duration>,
     /// Client connections served at once; one more is answered 503 and closed (`fd_limit`).
     pub max_connections: usize,
     pub auth: crate::auth::AuthConfig,
     /// Default per-key rate limit.
     pub rate_limit: crate::limits::RateLimit,
+    /// Default per-key budget.
+    pub budget: crate::budget::Budget,
+    /// Prices per model glob, first match wins.
+    pub prices: Vec<crate::budget::Price>,
+    /// Where windows and usage live (this machine or Redis).
+    pub state: crate::store::StateConfig,
     pub cache: crate::cache::CacheConfig,
     /// Things that load but are likely mistakes ("FILE: line L, column C: …"), shown by
     /// `--check` and logged at start and on reload.
@@ -240,11 +253,19 @@ impl Config {
         let client_timeout = millis(raw.client_timeout_ms, 30_000, "client_timeout_ms")?;
         let auth = crate::auth::AuthConfig::from_raw(raw.auth, raw.forward_auth)?;
         let rate_limit = crate::limits::RateLimit::from_raw(raw.rate_limit, "rate_limit")?;
+        let stream_keepalive = raw
+            .stream_keepalive_ms
+            .map(|ms| millis(Some(ms), 0, "stream_keepalive_ms"))
+            .transpose()?;
         Ok(Config {
             client_timeout,
+            stream_keepalive,
             max_connections: crate::fd_limit::max_connections(raw.max_connections)?,
             auth,
             rate_limit,
+            budget: crate::budget::Budget::from_raw(raw.budget, "budget")?,
+            prices: crate::budget::prices_from_raw(raw.prices)?,
+            state: crate::store::StateConfig::from_raw(raw.state)?,
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             upstream,
             upstream_key,
@@ -296,6 +317,11 @@ impl Config {
                 .map_or("off".into(), |p| p.display().to_string())
         ));
         out.push_str(&self.auth.summary(&self.rate_limit));
+        out.push_str(&self.state.summary());
+        if !self.budget.is_empty() {
+            out.push_str(&format!("default budget: {}\n", self.budget.describe()));
+        }
+        out.push_str(&format!("prices: {}\n", self.prices.len()));
         out.push_str(&format!("model_rules: {}\n", self.rules.len()));
         for r in &self.rules {
             out.push_str(&format!("  {}\n", r.describe()));

@@ -18,6 +18,7 @@ mod api;
 mod auth;
 mod body_cost;
 mod body_log;
+mod budget;
 mod cache;
 mod check;
 mod config;
@@ -27,6 +28,8 @@ mod expand;
 mod fd_limit;
 mod gate;
 mod intake;
+mod keepalive;
+mod key_store;
 mod keys_file;
 mod lifecycle;
 mod limits;
@@ -44,8 +47,11 @@ mod server;
 mod shape;
 mod sse;
 mod state;
+mod store;
+mod streaming;
 mod upstream;
 mod usage;
+mod utc;
 mod util;
 
 #[cfg(test)]

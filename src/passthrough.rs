@@ -11,7 +11,7 @@
 
 use std::io::Read;
 
-use tiny_http::{Header, Method, Response, StatusCode};
+use tiny_http::{Header, Response, StatusCode};
 
 use crate::api;
 use crate::error::ApiError;
@@ -20,37 +20,25 @@ use crate::intake::Deadline;
 use crate::state::State;
 use crate::upstream::{self, limit};
 
-/// The methods a pass-through request may use (the `Allow` of its 405).
-const PASSABLE_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-
 /// A pass-through request admitted to the `workers` pool.
 pub struct Pass {
     _permit: limit::Permit,
 }
+
+/// The methods passed through (the upstream client sends no others).
+const METHODS: &str = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS";
 
 /// Checks what can be checked before any upstream work, and takes an in-flight permit.
 pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError> {
     let Some(req) = ex.request() else {
         return Ok(None);
     };
-    // the HTTP client forwards only the standard methods; another (e.g. `QUERY`) would come
-    // back as a 502 for the upstream's sake, so it is the client's 405 here
-    if !matches!(
-        req.method(),
-        Method::Get
-            | Method::Head
-            | Method::Post
-            | Method::Put
-            | Method::Patch
-            | Method::Delete
-            | Method::Options
-    ) {
-        let method = req.method().as_str().to_string();
-        let path = req.url().split('?').next().unwrap_or("").to_string();
+    let method = req.method().as_str();
+    if !METHODS.split(", ").any(|m| m == method) {
         return Err(ApiError::method_not_allowed(
-            &method,
-            &path,
-            PASSABLE_METHODS,
+            method,
+            &ex.access.path,
+            METHODS,
         ));
     }
     let max = state.config.max_body_bytes;

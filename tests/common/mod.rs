@@ -2,11 +2,12 @@
 //! ([`relay`]), a raw-TCP upstream fixture with exact timing control
 //! ([`upstream`], default OpenAI-like answers in [`openai`]) and HTTP/SSE
 //! client helpers ([`client`]), an HTTP/CONNECT proxy fixture ([`proxy`]) and a TLS front for
-//! fixtures ([`tls`]).
+//! fixtures ([`tls`]), and a real Redis server ([`redis`]).
 //!
 //! Every test owns its own fixture and relay on port 0, so tests can run in
 //! parallel threads.
 
+pub mod admin;
 pub mod anthropic;
 pub mod cache;
 pub mod client;
@@ -14,6 +15,7 @@ pub mod openai;
 pub mod proxy;
 pub mod python;
 pub mod raw;
+pub mod redis;
 pub mod relay;
 pub mod responses;
 pub mod sha256;
@@ -21,6 +23,7 @@ pub mod tls;
 pub mod upstream;
 pub mod upstreams;
 
+pub use admin::*;
 pub use anthropic::*;
 pub use cache::*;
 pub use client::*;
@@ -28,6 +31,7 @@ pub use openai::*;
 pub use proxy::*;
 pub use python::*;
 pub use raw::*;
+pub use redis::*;
 pub use relay::*;
 pub use responses::*;
 pub use sha256::*;
