@@ -25,6 +25,8 @@ mod rules;
 mod server;
 mod shape;
 mod sse;
+#[allow(dead_code)] // pure translators; routes use them once the Responses and Messages routes land
+mod translate;
 mod upstream;
 mod usage;
 

@@ -1,0 +1,224 @@
+//! Translation between the APIs clients speak and the Chat Completions API an endpoint speaks.
+//!
+//! A client may speak the Anthropic Messages API or the OpenAI Responses API to an endpoint
+//! that speaks only Chat Completions. This module turns the client's request into a chat
+//! request ([`to_chat`]), the chat answer back into the client's answer ([`from_chat`]), a chat
+//! error into the client's error shape ([`error_from_chat`]), and a chat stream into the
+//! client's event stream one upstream event at a time ([`Stream`]). Everything here is pure:
+//! JSON in, JSON or SSE bytes out; `routes` decides when to translate. README's "Translation"
+//! table lists every field and what it becomes; `table_tests` walks that table as data.
+
+mod anthropic_chat;
+mod anthropic_stream;
+mod responses_chat;
+mod responses_stream;
+#[cfg(test)]
+mod stream_tests;
+#[cfg(test)]
+mod table_tests;
+
+use serde_json::{json, Map, Value};
+
+/// The API a client speaks when its request is translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `POST /v1/messages`.
+    Anthropic,
+    /// `POST /v1/responses`.
+    Responses,
+}
+
+/// A request field the target API cannot express: answered 400, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untranslatable {
+    /// The field as the client wrote it, e.g. `previous_response_id` or `tools[2].type`.
+    pub field: String,
+    /// Why, and what to do instead.
+    pub why: String,
+}
+
+impl Untranslatable {
+    fn new(field: impl Into<String>, why: impl Into<String>) -> Self {
+        Untranslatable {
+            field: field.into(),
+            why: why.into(),
+        }
+    }
+
+    /// The message of the 400 answer.
+    pub fn message(&self) -> String {
+        format!(
+            "`{}` cannot be translated for an endpoint that speaks Chat Completions: {}",
+            self.field, self.why
+        )
+    }
+}
+
+/// The chat request for a client's request (`model` kept; `stream` and, when streaming,
+/// `stream_options.include_usage` set so the translated stream can report usage).
+pub fn to_chat(
+    dialect: Dialect,
+    body: &Map<String, Value>,
+) -> Result<Map<String, Value>, Untranslatable> {
+    let mut chat = match dialect {
+        Dialect::Anthropic => anthropic_chat::request(body)?,
+        Dialect::Responses => responses_chat::request(body)?,
+    };
+    if chat.get("stream") == Some(&Value::Bool(true)) {
+        chat.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(chat)
+}
+
+/// The client's answer for a chat completion (`chat` is a `chat.completion` object).
+pub fn from_chat(dialect: Dialect, chat: &Value) -> Value {
+    match dialect {
+        Dialect::Anthropic => anthropic_chat::answer(chat),
+        Dialect::Responses => responses_chat::answer(chat),
+    }
+}
+
+/// The client's error body for an upstream chat error (status and body as received).
+pub fn error_from_chat(dialect: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let message = parsed
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(2000).collect());
+    match dialect {
+        Dialect::Anthropic => anthropic_error(status, &message),
+        // Responses errors have the OpenAI shape the upstream already used.
+        Dialect::Responses if parsed.pointer("/error/message").is_some() => body.to_vec(),
+        Dialect::Responses => json!({"error": {
+            "message": message, "type": "upstream_error", "code": Value::Null
+        }})
+        .to_string()
+        .into_bytes(),
+    }
+}
+
+/// An error body in Anthropic's shape, `{"type":"error","error":{"type","message"}}`, with the
+/// error type Anthropic uses for `status`.
+pub fn anthropic_error(status: u16, message: &str) -> Vec<u8> {
+    let kind = match status {
+        400 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    };
+    json!({"type": "error", "error": {"type": kind, "message": message}})
+        .to_string()
+        .into_bytes()
+}
+
+/// Translates a chat stream into the client's events, one upstream SSE line at a time: each
+/// call returns the bytes to write (and flush) now, so nothing waits for the stream's end.
+pub enum Stream {
+    Anthropic(anthropic_stream::State),
+    Responses(responses_stream::State),
+}
+
+impl Stream {
+    pub fn new(dialect: Dialect) -> Stream {
+        match dialect {
+            Dialect::Anthropic => Stream::Anthropic(anthropic_stream::State::default()),
+            Dialect::Responses => Stream::Responses(responses_stream::State::default()),
+        }
+    }
+
+    /// One line of the upstream chat stream (with its line ending) → client bytes.
+    pub fn line(&mut self, line: &[u8]) -> Vec<u8> {
+        let Some(data) = crate::sse::data_payload(line) else {
+            return Vec::new();
+        };
+        if data == b"[DONE]" {
+            return self.end();
+        }
+        let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
+            return Vec::new();
+        };
+        if let Some(err) = chunk.get("error") {
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the upstream sent an error event");
+            return self.fail(message);
+        }
+        match self {
+            Stream::Anthropic(s) => s.chunk(&chunk),
+            Stream::Responses(s) => s.chunk(&chunk),
+        }
+    }
+
+    /// The upstream closed after its last chunk: the closing events, if not sent yet.
+    pub fn end(&mut self) -> Vec<u8> {
+        match self {
+            Stream::Anthropic(s) => s.end(),
+            Stream::Responses(s) => s.end(),
+        }
+    }
+
+    /// The stream broke: the client's error event, once.
+    pub fn fail(&mut self, message: &str) -> Vec<u8> {
+        match self {
+            Stream::Anthropic(s) => s.fail(message),
+            Stream::Responses(s) => s.fail(message),
+        }
+    }
+
+    /// True once the closing events (`message_stop`, `response.completed`) went out.
+    pub fn finished(&self) -> bool {
+        match self {
+            Stream::Anthropic(s) => s.finished(),
+            Stream::Responses(s) => s.finished(),
+        }
+    }
+}
+
+/// One SSE event with a name: `event: NAME\ndata: JSON\n\n`.
+fn named_event(out: &mut Vec<u8>, name: &str, data: &Value) {
+    out.extend_from_slice(format!("event: {name}\ndata: {data}\n\n").as_bytes());
+}
+
+/// Text of a chat message `content` (a string or an array of text parts).
+fn chat_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// The first choice's message, finish reason and the usage of a chat completion.
+fn first_choice(chat: &Value) -> (&Value, Option<&str>) {
+    let choice = chat.pointer("/choices/0").unwrap_or(&Value::Null);
+    let message = choice.get("message").unwrap_or(&Value::Null);
+    let finish = choice.get("finish_reason").and_then(Value::as_str);
+    (message, finish)
+}
+
+/// Token counts from a chat `usage`: (prompt, completion, cached prompt, reasoning).
+fn usage_counts(usage: Option<&Value>) -> (u64, u64, u64, u64) {
+    let n = |p: &str| {
+        usage
+            .and_then(|u| u.pointer(p))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    (
+        n("/prompt_tokens"),
+        n("/completion_tokens"),
+        n("/prompt_tokens_details/cached_tokens"),
+        n("/completion_tokens_details/reasoning_tokens"),
+    )
+}
