@@ -1,6 +1,7 @@
 //! Shared harness for the integration tests: a relay process wrapper
 //! ([`relay`]), a raw-TCP upstream fixture with exact timing control
-//! ([`upstream`], default OpenAI-like answers in [`openai`]) and HTTP/SSE
+//! ([`upstream`], default OpenAI-like answers in [`openai`], a tool-using chat model in
+//! [`chat_model`]) and HTTP/SSE
 //! client helpers ([`client`]), an HTTP/CONNECT proxy fixture ([`proxy`]) and a TLS front for
 //! fixtures ([`tls`]).
 //!
@@ -8,6 +9,7 @@
 //! parallel threads.
 
 pub mod cache;
+pub mod chat_model;
 pub mod client;
 pub mod openai;
 pub mod proxy;
@@ -19,6 +21,7 @@ pub mod upstream;
 pub mod upstreams;
 
 pub use cache::*;
+pub use chat_model::*;
 pub use client::*;
 pub use openai::*;
 pub use proxy::*;
