@@ -25,7 +25,7 @@ mod rules;
 mod server;
 mod shape;
 mod sse;
-#[allow(dead_code)] // pure translators; routes use them once the Responses and Messages routes land
+
 mod translate;
 mod upstream;
 mod usage;

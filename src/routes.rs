@@ -21,6 +21,7 @@ use crate::log::Access;
 use crate::server::{json_content_type, respond, respond_error, Handled, State};
 use crate::shape;
 use crate::sse::{self, End, SseOut};
+use crate::translate::{self, Dialect};
 use crate::upstream::{self, limit, Mode, NOT_RETURNED};
 use crate::{body_log, lifecycle, metrics, rules, usage};
 
@@ -101,9 +102,24 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) ->
             reply_json(slot, access, 200, body);
             Ok(Handled::Done)
         }
-        ("/chat/completions", Method::Post) => relay(state, slot, access, Endpoint::Chat),
-        ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions),
-        ("/embeddings", Method::Post) => relay(state, slot, access, Endpoint::Embeddings),
+        ("/chat/completions", Method::Post) => relay(state, slot, access, Endpoint::Chat, None),
+        ("/completions", Method::Post) => relay(state, slot, access, Endpoint::Completions, None),
+        ("/embeddings", Method::Post) => relay(state, slot, access, Endpoint::Embeddings, None),
+        // Clients of other APIs, translated to Chat Completions for the endpoint.
+        ("/messages", Method::Post) => relay(
+            state,
+            slot,
+            access,
+            Endpoint::Chat,
+            Some(Dialect::Anthropic),
+        ),
+        ("/responses", Method::Post) => relay(
+            state,
+            slot,
+            access,
+            Endpoint::Chat,
+            Some(Dialect::Responses),
+        ),
         ("/models", Method::Get) => Ok(Handled::Continue(Box::new(|state, slot, access| {
             if let Err(err) = models(state, slot, access) {
                 answer_error(slot, access, &err);
@@ -123,7 +139,7 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) ->
         ("/health" | "/models" | "/ready" | "/metrics" | "/cache/stats", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "GET"))
         }
-        ("/chat/completions" | "/completions" | "/embeddings", _) => {
+        ("/chat/completions" | "/completions" | "/embeddings" | "/messages" | "/responses", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "POST"))
         }
         _ => Err(ApiError::not_found(&path)),
@@ -138,33 +154,59 @@ pub fn handle(state: &State, slot: &mut Option<Request>, access: &mut Access) ->
             Handled::Done
         }
         Err(err) => {
-            answer_error(slot, access, &err);
+            answer_error_as(slot, access, &err, client_dialect(route));
             state.gate.record(client.as_ref(), access);
             Handled::Done
         }
     }
 }
 
-fn answer_error(slot: &mut Option<Request>, access: &mut Access, err: &ApiError) {
-    access.status = err.status;
-    if let Some(req) = slot.take() {
-        access.bytes = respond_error(req, err);
-    }
+/// The API a route's clients speak when it is not OpenAI's (their errors take its shape).
+fn client_dialect(route: &str) -> Option<Dialect> {
+    (route == "/messages").then_some(Dialect::Anthropic)
 }
 
-/// The pipeline of one API call, first part (front threads): read the body → apply model rules
-/// → shape chat requests → cache lookup; a hit is answered here. Anything else takes an
-/// in-flight permit and continues in [`call_upstream`] on the `workers` pool.
+fn answer_error(slot: &mut Option<Request>, access: &mut Access, err: &ApiError) {
+    answer_error_as(slot, access, err, None);
+}
+
+/// Answers `err` in the client API's error shape (OpenAI's unless `dialect` is Anthropic).
+fn answer_error_as(
+    slot: &mut Option<Request>,
+    access: &mut Access,
+    err: &ApiError,
+    dialect: Option<Dialect>,
+) {
+    access.status = err.status;
+    let Some(req) = slot.take() else {
+        return;
+    };
+    access.bytes = match dialect {
+        Some(Dialect::Anthropic) => respond(
+            req,
+            err.status,
+            &[json_content_type()],
+            translate::anthropic_error(err.status, &err.message),
+        ),
+        _ => respond_error(req, err),
+    };
+}
+
+/// The pipeline of one API call, first part (front threads): read the body → translate it to
+/// a chat request if the client speaks another API (`dialect`) → apply model rules → shape chat
+/// requests → cache lookup; a hit is answered here. Anything else takes an in-flight permit
+/// and continues in [`call_upstream`] on the `workers` pool.
 fn relay(
     state: &State,
     slot: &mut Option<Request>,
     access: &mut Access,
     endpoint: Endpoint,
+    dialect: Option<Dialect>,
 ) -> Result<Handled, ApiError> {
     let Some(req) = slot.as_mut() else {
         return Ok(Handled::Done);
     };
-    let headers = request_headers(req);
+    let mut headers = request_headers(req);
     intake::check_content_type(req)?;
     let raw = read_body(
         req,
@@ -172,6 +214,12 @@ fn relay(
         state.config.client_timeout,
     )?;
     let mut body = parse_body(&raw)?;
+    if let Some(d) = dialect {
+        body = translate::to_chat(d, &body)
+            .map_err(|e| ApiError::invalid("untranslatable_field", e.message()))?;
+        // the client API's own headers mean nothing to a chat endpoint
+        headers.retain(|(name, _)| !name.to_ascii_lowercase().starts_with("anthropic-"));
+    }
     rules::apply(&state.config.rules, &mut body);
     if endpoint == Endpoint::Chat {
         shape::apply_chat(&state.config.shaping, &mut body);
@@ -192,7 +240,8 @@ fn relay(
         let plan = cache.plan(endpoint.path(), &body, &headers);
         match cache.lookup(&plan) {
             Ok(entry) => {
-                answer_hit(cache, &plan, &entry, slot, access, (stream, include_usage));
+                let mode = (stream, include_usage);
+                answer_hit(cache, &plan, &entry, slot, access, mode, dialect);
                 return Ok(Handled::Done);
             }
             Err(status) => cached = Some((plan, status)),
@@ -212,29 +261,31 @@ fn relay(
         stream,
         include_usage,
         cached,
+        dialect,
     };
     Ok(Handled::Continue(Box::new(move |state, slot, access| {
         let _in_flight = permit;
         if let Err(err) = call_upstream(state, slot, access, call) {
-            answer_error(slot, access, &err);
+            answer_error_as(slot, access, &err, dialect);
         }
     })))
 }
 
-/// Answers a cache hit; `mode` is (streamed, include_usage) as the client asked.
+/// Answers a cache hit; `mode` is (streamed, include_usage) as the client asked, `dialect`
+/// the client's API when its answers are translated.
 fn answer_hit(
     cache: &cache::Cache,
     plan: &cache::Plan,
     entry: &cache::Entry,
     slot: &mut Option<Request>,
     access: &mut Access,
-    (stream, include_usage): (bool, bool),
+    mode: (bool, bool),
+    dialect: Option<Dialect>,
 ) {
     if let Some(req) = slot.take() {
         cache.served(&plan.key, entry);
         access.cache = "hit";
-        (access.status, access.bytes) =
-            cache::respond_hit(req, &plan.key, entry, stream, include_usage);
+        (access.status, access.bytes) = cache::respond_hit(req, &plan.key, entry, mode, dialect);
     }
 }
 
@@ -248,6 +299,8 @@ struct Call {
     include_usage: bool,
     /// The cache's plan and why it did not answer, when the cache is on.
     cached: Option<(cache::Plan, cache::Status)>,
+    /// The client's API when it is not Chat Completions: answers are translated back.
+    dialect: Option<Dialect>,
 }
 
 /// The pipeline, second part (`workers` pool): single-flight → call an upstream endpoint (with
@@ -270,7 +323,7 @@ fn call_upstream(
                     flight.wait(state.config.timeouts.first_byte);
                     if let Ok(entry) = cache.lookup(plan) {
                         let mode = (call.stream, call.include_usage);
-                        answer_hit(cache, plan, &entry, slot, access, mode);
+                        answer_hit(cache, plan, &entry, slot, access, mode, call.dialect);
                         return Ok(());
                     }
                 }
@@ -335,7 +388,15 @@ fn call_upstream(
                 format!("upstream {base} broke the stream: {e}")
             }
         };
-        let relayed = sse::relay(&mut reader, &mut out, &describe);
+        let relayed = match call.dialect {
+            Some(d) => translate::relay::relay(
+                &mut reader,
+                &mut out,
+                &describe,
+                &mut translate::Stream::new(d),
+            ),
+            None => sse::relay(&mut reader, &mut out, &describe),
+        };
         access.bytes = out.bytes;
         if relayed.end == End::Complete {
             record(&relayed.recorded); // before the stream's end, so a next request finds it
@@ -359,10 +420,38 @@ fn call_upstream(
     }
     body_log::record(&access.path, &call.body, status, &data);
     (access.prompt_tokens, access.completion_tokens) = usage::tokens(&data);
+    let data = match call.dialect {
+        Some(d) => translated_answer(d, status, &data, &mut reply_headers),
+        None => data,
+    };
     if let Some(req) = slot.take() {
         access.bytes = respond(req, status, &reply_headers, data);
     }
     Ok(())
+}
+
+/// A whole chat answer (or error) in the client's API; its content type becomes JSON.
+fn translated_answer(
+    dialect: Dialect,
+    status: u16,
+    data: &[u8],
+    headers: &mut Vec<(String, String)>,
+) -> Vec<u8> {
+    headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+    headers.push(json_content_type());
+    if !(200..300).contains(&status) {
+        return translate::error_from_chat(dialect, status, data);
+    }
+    match serde_json::from_slice::<Value>(data) {
+        Ok(chat) => translate::from_chat(dialect, &chat)
+            .to_string()
+            .into_bytes(),
+        Err(e) => translate::error_from_chat(
+            dialect,
+            502,
+            format!("the upstream's answer is not JSON: {e}").as_bytes(),
+        ),
+    }
 }
 
 /// `GET /v1/models`: the upstream's list plus each rule's model name, so clients can discover

@@ -228,28 +228,29 @@ fn joined_text(parts: &[Value]) -> String {
 
 fn image(block: &Value, at: &str) -> Result<Value, Untranslatable> {
     let source = block.get("source").unwrap_or(&Value::Null);
-    let url =
-        match source.get("type").and_then(Value::as_str) {
-            Some("base64") => format!(
-                "data:{};base64,{}",
-                source
-                    .get("media_type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("image/png"),
-                source.get("data").and_then(Value::as_str).unwrap_or("")
-            ),
-            Some("url") => source
-                .get("url")
+    let url = match source.get("type").and_then(Value::as_str) {
+        Some("base64") => format!(
+            "data:{};base64,{}",
+            source
+                .get("media_type")
                 .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            other => return Err(Untranslatable::new(
+                .unwrap_or("image/png"),
+            source.get("data").and_then(Value::as_str).unwrap_or("")
+        ),
+        Some("url") => source
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        other => {
+            return Err(Untranslatable::new(
                 at,
                 format!(
                     "an image source of type {other:?} cannot be sent as a URL; use base64 or url"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }
 

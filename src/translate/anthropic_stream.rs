@@ -193,6 +193,7 @@ impl State {
         out
     }
 
+    #[cfg(test)]
     pub fn finished(&self) -> bool {
         self.finished
     }

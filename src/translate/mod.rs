@@ -10,6 +10,7 @@
 
 mod anthropic_chat;
 mod anthropic_stream;
+pub mod relay;
 mod responses_chat;
 mod responses_stream;
 #[cfg(test)]
@@ -120,16 +121,26 @@ pub fn anthropic_error(status: u16, message: &str) -> Vec<u8> {
 
 /// Translates a chat stream into the client's events, one upstream SSE line at a time: each
 /// call returns the bytes to write (and flush) now, so nothing waits for the stream's end.
-pub enum Stream {
+pub struct Stream {
+    state: StreamState,
+    /// The upstream sent an error event.
+    failed: bool,
+}
+
+enum StreamState {
     Anthropic(anthropic_stream::State),
     Responses(responses_stream::State),
 }
 
 impl Stream {
     pub fn new(dialect: Dialect) -> Stream {
-        match dialect {
-            Dialect::Anthropic => Stream::Anthropic(anthropic_stream::State::default()),
-            Dialect::Responses => Stream::Responses(responses_stream::State::default()),
+        let state = match dialect {
+            Dialect::Anthropic => StreamState::Anthropic(anthropic_stream::State::default()),
+            Dialect::Responses => StreamState::Responses(responses_stream::State::default()),
+        };
+        Stream {
+            state,
+            failed: false,
         }
     }
 
@@ -149,36 +160,43 @@ impl Stream {
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("the upstream sent an error event");
+            self.failed = true;
             return self.fail(message);
         }
-        match self {
-            Stream::Anthropic(s) => s.chunk(&chunk),
-            Stream::Responses(s) => s.chunk(&chunk),
+        match &mut self.state {
+            StreamState::Anthropic(s) => s.chunk(&chunk),
+            StreamState::Responses(s) => s.chunk(&chunk),
         }
     }
 
     /// The upstream closed after its last chunk: the closing events, if not sent yet.
     pub fn end(&mut self) -> Vec<u8> {
-        match self {
-            Stream::Anthropic(s) => s.end(),
-            Stream::Responses(s) => s.end(),
+        match &mut self.state {
+            StreamState::Anthropic(s) => s.end(),
+            StreamState::Responses(s) => s.end(),
         }
     }
 
     /// The stream broke: the client's error event, once.
     pub fn fail(&mut self, message: &str) -> Vec<u8> {
-        match self {
-            Stream::Anthropic(s) => s.fail(message),
-            Stream::Responses(s) => s.fail(message),
+        match &mut self.state {
+            StreamState::Anthropic(s) => s.fail(message),
+            StreamState::Responses(s) => s.fail(message),
         }
     }
 
-    /// True once the closing events (`message_stop`, `response.completed`) went out.
+    /// True once the closing events (`message_stop`, `response.completed`) or an error went out.
+    #[cfg(test)]
     pub fn finished(&self) -> bool {
-        match self {
-            Stream::Anthropic(s) => s.finished(),
-            Stream::Responses(s) => s.finished(),
+        match &self.state {
+            StreamState::Anthropic(s) => s.finished(),
+            StreamState::Responses(s) => s.finished(),
         }
+    }
+
+    /// True if the upstream sent an error event.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 }
 

@@ -207,12 +207,14 @@ fn message_content(i: usize, role: &str, content: Option<&Value>) -> Result<Valu
                 }
                 out.push(json!({"type": "image_url", "image_url": image}));
             }
-            other => return Err(Untranslatable::new(
-                format!("input[{i}].content[{j}].type"),
-                format!(
+            other => {
+                return Err(Untranslatable::new(
+                    format!("input[{i}].content[{j}].type"),
+                    format!(
                     "{other:?} parts (or images by file_id) have no Chat Completions equivalent"
                 ),
-            )),
+                ))
+            }
         }
     }
     let only_text = out.iter().all(|p| p.get("type") == Some(&json!("text")));

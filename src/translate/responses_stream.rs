@@ -334,6 +334,7 @@ impl State {
         out
     }
 
+    #[cfg(test)]
     pub fn finished(&self) -> bool {
         self.finished
     }

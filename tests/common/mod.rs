@@ -21,7 +21,6 @@ pub mod upstream;
 pub mod upstreams;
 
 pub use cache::*;
-pub use chat_model::*;
 pub use client::*;
 pub use openai::*;
 pub use proxy::*;

@@ -1,0 +1,82 @@
+//! End-to-end translation with the official SDKs: `tests/e2e/translate_sdks.py` runs the
+//! `anthropic` and `openai` Python SDKs (Messages and Responses: plain, streamed, a tool-use
+//! round trip, a refused field) through the relay to an upstream that speaks only Chat
+//! Completions. Needs `pip install -r tests/requirements.txt`; fails (not skips) without it.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::*;
+
+fn python() -> String {
+    std::env::var("LLM_RELAY_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+#[test]
+fn anthropic_and_responses_sdks_through_a_chat_only_upstream() {
+    let up = Upstream::chat_model();
+    let rules = json!({"model_rules": [
+        {"match_model": "claude-sonnet-*", "set": {"model": "deepseek-chat"}},
+    ]});
+    let relay = Relay::start(&config_json(&up.base_url(), rules));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/translate_sdks.py");
+    let mut cmd = Command::new(python());
+    for var in PROXY_ENV_VARS {
+        cmd.env_remove(var);
+    }
+    for var in [
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_API_KEY",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .arg(script)
+        .arg(relay.url(""))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `{}` ({e}); install Python 3", python()));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("python output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "translate_sdks.py failed ({:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("all translation SDK checks passed"),
+        "{stdout}"
+    );
+    // Only chat requests reached the upstream: five from the anthropic SDK, with the rule's
+    // model for the Claude name, five from the Responses calls; the refused ones never left.
+    let models: Vec<String> = up
+        .requests()
+        .iter()
+        .map(|r| {
+            assert_eq!(r.path, "/v1/chat/completions");
+            r.json()["model"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    let count = |m: &str| models.iter().filter(|x| *x == m).count();
+    assert_eq!(
+        (count("deepseek-chat"), count("gpt-5"), models.len()),
+        (5, 5, 10),
+        "{models:?}"
+    );
+}
