@@ -24,6 +24,7 @@ mod ops_lifecycle;
 mod ops_logs;
 mod ops_metrics;
 mod ops_static;
+mod translate_api;
 mod translate_e2e;
 mod upstreams_failover;
 mod upstreams_proxy;
