@@ -11,12 +11,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tiny_http::{Method, Request};
 
-use crate::auth::{self, StoredKey};
+use crate::auth;
 use crate::error::ApiError;
+use crate::exchange::Exchange;
 use crate::intake::{self, Deadline};
+use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, RawRateLimit};
-use crate::log::Access;
-use crate::server::{json_content_type, respond, State};
+use crate::state::State;
 
 /// The largest admin request body read.
 const MAX_ADMIN_BODY: u64 = 64 * 1024;
@@ -34,15 +35,14 @@ struct NewKey {
 /// Handles `/admin/*`; `route` is the path without a `/v1` prefix.
 pub fn handle(
     state: &State,
-    slot: &mut Option<Request>,
-    access: &mut Access,
+    ex: &mut Exchange,
     route: &str,
     method: &Method,
 ) -> Result<(), ApiError> {
     let gate = &state.gate;
     let (status, body) = match (route, method) {
         ("/admin/keys", Method::Post) => {
-            let Some(req) = slot.as_mut() else {
+            let Some(req) = ex.request_mut() else {
                 return Ok(());
             };
             let new = parse_new_key(req, state.config.client_timeout)?;
@@ -101,15 +101,7 @@ pub fn handle(
         }
         _ => return Err(ApiError::not_found(route)),
     };
-    access.status = status;
-    if let Some(req) = slot.take() {
-        access.bytes = respond(
-            req,
-            status,
-            &[json_content_type()],
-            body.to_string().into_bytes(),
-        );
-    }
+    ex.json(status, body.to_string().into_bytes());
     Ok(())
 }
 

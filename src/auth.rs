@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tiny_http::Request;
 
 use crate::error::ApiError;
-use crate::keys_file;
+use crate::keys_file::{self, StoredKey};
 use crate::limits::{RateLimit, RawRateLimit};
 
 /// The `auth` section as written.
@@ -46,22 +46,6 @@ struct RawFullKey {
     key: String,
     name: Option<String>,
     rate_limit: Option<RawRateLimit>,
-}
-
-/// A key as the relay holds it: never the key itself.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct StoredKey {
-    pub id: String,
-    pub name: String,
-    /// Hex SHA-256 of the key.
-    pub sha256: String,
-    #[serde(default, skip_serializing_if = "RateLimit::is_empty")]
-    pub rate_limit: RateLimit,
-    /// Unix seconds after which the key is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
-    #[serde(default)]
-    pub created_at: u64,
 }
 
 /// The checked `auth` section.
@@ -107,7 +91,7 @@ impl AuthConfig {
                 created_at: 0,
             });
         }
-        let admin = crate::config::secret(raw.admin_key, raw.admin_key_env, "auth.admin_key")?;
+        let admin = crate::check::secret(raw.admin_key, raw.admin_key_env, "auth.admin_key")?;
         if admin.as_ref().is_some_and(|k| k.trim().len() < 8) {
             return Err("the admin key is shorter than 8 characters; use a long random key".into());
         }

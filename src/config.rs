@@ -11,12 +11,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::check::{check_url, secret, DEFAULT_UPSTREAM};
 use crate::rules::Rule;
 use crate::shape::{self, RawTrim, Shaping};
 use crate::upstream::endpoints::{self, RawEndpoint, RawPolicy, Settings, Shorthand};
+use crate::upstream::Timeouts;
 
-/// Where the shipped config points: a local OpenAI-compatible server (Ollama's port).
-pub const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:11434/v1";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_WORKERS: usize = 32;
 const DEFAULT_MAX_BODY: u64 = 20 * 1024 * 1024;
@@ -71,14 +71,6 @@ struct RawRule {
     extra: Map<String, Value>,
 }
 
-/// Upstream timeouts. See README for how they combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub first_byte: Duration,
-    pub idle: Duration,
-}
-
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -97,7 +89,7 @@ pub struct Config {
     pub upstreams: Settings,
     /// `enable_thinking` and `context_trim`.
     pub shaping: Shaping,
-    pub ops: crate::lifecycle::OpsConfig,
+    pub ops: crate::ops::OpsConfig,
     /// Longest a client may take to send its request head or body (per read, and in total).
     pub client_timeout: Duration,
     pub auth: crate::auth::AuthConfig,
@@ -187,7 +179,7 @@ impl Config {
             explicit,
         };
         let upstreams = endpoints::settings(policy, shorthand)?;
-        let ops = crate::lifecycle::OpsConfig::from_raw(crate::lifecycle::RawOps {
+        let ops = crate::ops::OpsConfig::from_raw(crate::ops::RawOps {
             shutdown_timeout_s: raw.shutdown_timeout_s,
             log_format: raw.log_format,
             log_level: raw.log_level,
@@ -262,42 +254,6 @@ fn millis(v: Option<u64>, default: u64, name: &str) -> Result<Duration, String> 
     match v.unwrap_or(default) {
         0 => Err(format!("`{name}` must be positive")),
         ms => Ok(Duration::from_millis(ms)),
-    }
-}
-
-/// Checks a base URL given under the config key `field` and drops a trailing slash.
-pub fn check_url(url: &str, field: &str) -> Result<String, String> {
-    let trimmed = url.trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("http://")
-        .or_else(|| trimmed.strip_prefix("https://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(trimmed.to_string()),
-        _ => Err(format!(
-            "`{field}` must be an http:// or https:// URL including /v1, e.g. \
-             \"{DEFAULT_UPSTREAM}\"; got \"{url}\""
-        )),
-    }
-}
-
-/// A secret given either inline (`field`) or as the name of an environment variable
-/// (`field_env`), never both; a named variable that is unset or empty is an error.
-pub fn secret(
-    inline: Option<String>,
-    env: Option<String>,
-    field: &str,
-) -> Result<Option<String>, String> {
-    match (inline, env) {
-        (Some(_), Some(_)) => Err(format!("set either `{field}` or `{field}_env`, not both")),
-        (Some(key), None) => Ok(Some(key)),
-        (None, Some(var)) => match std::env::var(&var) {
-            Ok(key) if !key.is_empty() => Ok(Some(key)),
-            _ => Err(format!(
-                "`{field}_env` names the environment variable {var}, which is not set; export it \
-                 or remove `{field}_env`"
-            )),
-        },
-        (None, None) => Ok(None),
     }
 }
 

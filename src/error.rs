@@ -80,6 +80,15 @@ impl ApiError {
         ApiError::new(500, "server_error", "internal_error", message)
     }
 
+    /// The JSON body in the client API's shape: OpenAI's `{"error":{"message","type","code"}}`,
+    /// or Anthropic's `{"type":"error","error":{"type","message"}}` for its clients.
+    pub fn body_as(&self, shape: Shape) -> Vec<u8> {
+        match shape {
+            Shape::OpenAi => self.body(),
+            Shape::Anthropic => anthropic_body(self.status, &self.message),
+        }
+    }
+
     /// The JSON body, `{"error":{"message","type","code"}}`.
     pub fn body(&self) -> Vec<u8> {
         let value = json!({
@@ -87,6 +96,34 @@ impl ApiError {
         });
         value.to_string().into_bytes()
     }
+}
+
+/// The error shape a client's API uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Shape {
+    #[default]
+    OpenAi,
+    Anthropic,
+}
+
+/// An error body in Anthropic's shape, `{"type":"error","error":{"type","message"}}`, with the
+/// error type Anthropic uses for `status`.
+pub fn anthropic_body(status: u16, message: &str) -> Vec<u8> {
+    let kind = match status {
+        400 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    };
+    json!({"type": "error", "error": {"type": kind, "message": message}})
+        .to_string()
+        .into_bytes()
 }
 
 impl std::fmt::Display for ApiError {

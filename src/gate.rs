@@ -1,8 +1,9 @@
 //! The access gate every request passes first: which key it needs, whether it presented one,
 //! whether that key is within its rate limit; and afterwards, recording its usage.
 //!
-//! The pipeline calls [`Gate::check`] before routing and [`Gate::record`] after answering;
-//! everything in between only sees the [`Client`] (key id and name), never the key.
+//! Routing calls [`Gate::check`] first; the admitted key's usage is then counted by the
+//! request's `Exchange` once it is answered. Everything after the gate only sees the
+//! [`Client`] (key id and name), never the key.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,10 +13,9 @@ use tiny_http::Request;
 use crate::auth::{self, Client, KeyStore, Need, Refused};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::exchange::{json_content_type, Exchange};
 use crate::limits::{Limiter, RateLimit};
-use crate::log::Access;
-use crate::server::{json_content_type, respond};
-use crate::usage::{Outcome, Usage};
+use crate::usage::Usage;
 
 /// Keys, limits and usage, shared by all workers.
 #[derive(Debug)]
@@ -108,29 +108,16 @@ impl Gate {
         }
     }
 
-    /// Answers a refusal and records it against the key it names, if any.
-    pub fn refuse(&self, slot: &mut Option<Request>, access: &mut Access, refusal: Refusal) {
-        access.status = refusal.error.status;
+    /// Answers a refusal; it counts as usage of the key it names, if any.
+    pub fn refuse(&self, ex: &mut Exchange, refusal: Refusal) {
         if refusal.error.code == "rate_limit_exceeded" {
             crate::metrics::rate_limited();
         }
-        if let Some(req) = slot.take() {
-            let mut headers = vec![json_content_type()];
-            headers.extend(refusal.headers);
-            access.bytes = respond(req, refusal.error.status, &headers, refusal.error.body());
+        if let Some(client) = refusal.client {
+            ex.count_usage(Arc::clone(&self.usage), client.key_id);
         }
-        self.record(refusal.client.as_ref(), access);
-    }
-
-    /// Adds one answered request to its key's usage.
-    pub fn record(&self, client: Option<&Client>, access: &Access) {
-        let Some(client) = client else { return };
-        let outcome = Outcome {
-            status: access.status,
-            prompt_tokens: access.prompt_tokens,
-            completion_tokens: access.completion_tokens,
-            cache_hit: access.cache == "hit",
-        };
-        self.usage.record(&client.key_id, outcome, auth::now_secs());
+        let mut headers = vec![json_content_type()];
+        headers.extend(refusal.headers);
+        ex.respond(refusal.error.status, &headers, refusal.error.body());
     }
 }

@@ -1,6 +1,6 @@
 //! Taking in request bodies from clients that may be hostile: a total time budget (a client
 //! that trickles its body one byte a second is cut off when the budget is spent, not when it
-//! chooses to finish) and the content-type check.
+//! chooses to finish), the size cap, the content-type check, and parsing an API body.
 //!
 //! Each single read is already bounded by the socket timeout (`client_timeout_ms`, set on every
 //! accepted connection by the patched tiny_http); this bounds their sum.
@@ -9,6 +9,8 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use tiny_http::Request;
+
+use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
@@ -92,5 +94,55 @@ pub fn body_error(e: &io::Error, budget: Duration) -> ApiError {
             "body_read_failed",
             format!("could not read the request body: {e}"),
         )
+    }
+}
+/// Reads the request body, refusing more than `max` bytes (by Content-Length before reading
+/// anything, and by counting for chunked bodies).
+pub fn read_body(req: &mut Request, max: u64, budget: Duration) -> Result<Vec<u8>, ApiError> {
+    let announced = req.body_length().map(|n| n as u64);
+    if announced.is_some_and(|n| n > max) {
+        return Err(ApiError::too_large(max));
+    }
+    let mut buf = Vec::with_capacity(announced.unwrap_or(0) as usize);
+    Deadline::new(req.as_reader(), budget)
+        .take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| body_error(&e, budget))?;
+    if buf.len() as u64 > max {
+        return Err(ApiError::too_large(max));
+    }
+    Ok(buf)
+}
+
+/// Parses an API request body: a JSON object with a string `model`.
+pub fn parse_body(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(raw).map_err(|e| {
+        ApiError::invalid(
+            "invalid_json",
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    let Value::Object(body) = value else {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "the request body must be a JSON object".to_string(),
+        ));
+    };
+    if body
+        .get("stream")
+        .is_some_and(|s| !s.is_boolean() && !s.is_null())
+    {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "`stream` must be true or false".to_string(),
+        ));
+    }
+    match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => Ok(body),
+        _ => Err(ApiError::invalid(
+            "invalid_request",
+            "the request body needs a `model` string, e.g. {\"model\": \"gpt-4o-mini\", ...}"
+                .to_string(),
+        )),
     }
 }

@@ -8,7 +8,23 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::StoredKey;
+use crate::limits::RateLimit;
+
+/// A key as the relay holds it: never the key itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredKey {
+    pub id: String,
+    pub name: String,
+    /// Hex SHA-256 of the key.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "RateLimit::is_empty")]
+    pub rate_limit: RateLimit,
+    /// Unix seconds after which the key is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    #[serde(default)]
+    pub created_at: u64,
+}
 
 /// The `keys_file` document.
 #[derive(Debug, Default, Serialize, Deserialize)]

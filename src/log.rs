@@ -48,10 +48,78 @@ impl Level {
 static FORMAT_JSON: AtomicU8 = AtomicU8::new(0);
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 
-/// Sets the log format and level for the whole process.
+/// Sets the log format and level for the whole process (the libraries' messages included).
 pub fn configure(format: Format, level: Level) {
     FORMAT_JSON.store(u8::from(format == Format::Json), Ordering::Relaxed);
     MAX_LEVEL.store(level as u8, Ordering::Relaxed);
+    ::log::set_max_level(match level {
+        Level::Error => ::log::LevelFilter::Error,
+        Level::Warn => ::log::LevelFilter::Warn,
+        Level::Info => ::log::LevelFilter::Info,
+        Level::Debug => ::log::LevelFilter::Debug,
+    });
+}
+
+/// Sends what tiny_http and ureq log through the `log` crate to this log, under the same level
+/// filter and format, each line prefixed with the library's module (`tiny_http: …`). Their
+/// `trace` level is never forwarded (ureq's `debug` request lines already redact headers).
+pub fn install_library_logger() {
+    static BRIDGE: Bridge = Bridge;
+    if ::log::set_logger(&BRIDGE).is_ok() {
+        let level = match MAX_LEVEL.load(Ordering::Relaxed) {
+            0 => Level::Error,
+            1 => Level::Warn,
+            2 => Level::Info,
+            _ => Level::Debug,
+        };
+        configure(
+            if json_format() {
+                Format::Json
+            } else {
+                Format::Text
+            },
+            level,
+        );
+    }
+}
+
+/// The `log::Log` adapter of [`install_library_logger`].
+struct Bridge;
+
+impl Bridge {
+    fn level(l: ::log::Level) -> Option<Level> {
+        match l {
+            ::log::Level::Error => Some(Level::Error),
+            ::log::Level::Warn => Some(Level::Warn),
+            ::log::Level::Info => Some(Level::Info),
+            ::log::Level::Debug => Some(Level::Debug),
+            ::log::Level::Trace => None,
+        }
+    }
+}
+
+impl ::log::Log for Bridge {
+    fn enabled(&self, metadata: &::log::Metadata) -> bool {
+        Bridge::level(metadata.level()).is_some_and(enabled)
+    }
+
+    fn log(&self, record: &::log::Record) {
+        let Some(level) = Bridge::level(record.level()) else {
+            return;
+        };
+        if enabled(level) {
+            let text = format!("{}: {}", record.target(), record.args());
+            message(level, &one_line(&text));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// `s` on one line of at most 2,000 characters: control characters escaped, so a message that
+/// quotes client input cannot forge log lines.
+fn one_line(s: &str) -> String {
+    escaped(s, 2000, |c| c.is_control())
 }
 
 fn enabled(level: Level) -> bool {
@@ -163,9 +231,14 @@ fn emit(line: &str) {
 
 /// Replaces control characters and spaces so one field stays one token.
 fn clean(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(256));
-    for c in s.chars().take(256) {
-        if c.is_control() || c == ' ' {
+    escaped(s, 256, |c| c.is_control() || c == ' ')
+}
+
+/// The first `max` characters of `s`, each one `escape` picks written as `\xNN`.
+fn escaped(s: &str, max: usize, escape: impl Fn(char) -> bool) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars().take(max) {
+        if escape(c) {
             let _ = write!(out, "\\x{:02x}", c as u32 & 0xff);
         } else {
             out.push(c);
@@ -217,5 +290,6 @@ mod tests {
     #[test]
     fn control_characters_are_escaped() {
         assert_eq!(clean("a\nb c"), "a\\x0ab\\x20c");
+        assert_eq!(one_line("a\nb c\r"), "a\\x0ab c\\x0d");
     }
 }

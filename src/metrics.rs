@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::log::Access;
-use crate::upstream::balance::HealthReport;
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -186,50 +185,6 @@ impl Drop for Busy {
 }
 
 /// The whole registry in Prometheus text format.
-/// One per-endpoint metric family: name, type, help, and how to read it from a report.
-type EndpointFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&HealthReport) -> u64,
-);
-
-const ENDPOINT_FAMILIES: [EndpointFamily; 3] = [
-    (
-        "llm_relay_upstream_healthy",
-        "gauge",
-        "1 while the endpoint is not cooling down.",
-        |h| u64::from(h.healthy),
-    ),
-    (
-        "llm_relay_upstream_consecutive_failures",
-        "gauge",
-        "Failures in a row of the endpoint.",
-        |h| u64::from(h.consecutive_failures),
-    ),
-    (
-        "llm_relay_upstream_attempts_total",
-        "counter",
-        "Upstream attempts per endpoint, retries included.",
-        |h| h.requests,
-    ),
-];
-
-/// Appends per-endpoint health and counters (owned by the upstream module) to `out`.
-pub fn render_upstreams(out: &mut String, upstreams: &[HealthReport]) {
-    for (name, kind, help, value) in ENDPOINT_FAMILIES {
-        header(out, name, kind, help);
-        for h in upstreams {
-            let _ = writeln!(
-                out,
-                "{name}{{endpoint=\"{}\"}} {}",
-                escape(&h.name),
-                value(h)
-            );
-        }
-    }
-}
-
 pub fn render() -> String {
     let mut out = String::with_capacity(4096);
     let in_flight = IN_FLIGHT.load(Ordering::SeqCst);
@@ -373,7 +328,8 @@ pub fn render() -> String {
     out
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// The `# HELP` and `# TYPE` lines of a metric family.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -410,7 +366,8 @@ fn histograms(
 }
 
 /// Escapes a label value (backslash, quote, newline).
-fn escape(v: &str) -> String {
+/// A label value escaped for the text format.
+pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -279,3 +279,31 @@ fn slow_request_head_is_cut_off_with_408() {
     assert!(idle.elapsed < 6 * SECOND, "{idle:?}");
     assert_still_serving(&relay);
 }
+
+/// Issue 10: a header value the upstream client cannot send (a control character) is the
+/// client's error — 400 `invalid_request` naming the header, no upstream attempt — and never
+/// counts against the endpoint: 100 of them leave `/ready` at 200 (3 used to cool it down).
+#[test]
+fn unsendable_header_value_is_the_clients_400_and_leaves_health_alone() {
+    let (up, relay) = setup(json!({}));
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         X-Trace-Id: a\x01b\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    for _ in 0..100 {
+        let r = raw(&relay, request.as_bytes());
+        assert_eq!(r.status, Some(400), "{}", r.text);
+        assert!(r.text.contains("\"invalid_request\""), "{}", r.text);
+        assert!(
+            r.text.contains("X-Trace-Id"),
+            "names the header: {}",
+            r.text
+        );
+    }
+    assert!(up.requests().is_empty(), "no upstream attempt");
+    let ready = get(&relay.url("/ready"));
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_still_serving(&relay);
+}

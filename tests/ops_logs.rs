@@ -196,3 +196,44 @@ fn missing_env_var_is_a_load_error_naming_it_and_its_line() {
         out.stderr
     );
 }
+
+/// Issue 10: what tiny_http and ureq log through the `log` crate reaches the relay's log, under
+/// its level filter (no logger was installed, so tiny_http's accept errors vanished).
+#[test]
+fn library_messages_reach_the_log_at_its_level_and_keys_stay_out() {
+    let up = Upstream::openai();
+    let key = "sk-bridge-secret-0123456789";
+    let extra = json!({"log_level": "debug", "api_key": key});
+    let relay = Relay::start(&config_json(&up.base_url(), extra));
+    assert_eq!(
+        post_json(&relay.url("/v1/chat/completions"), &chat("m")).status,
+        200
+    );
+    relay
+        .wait_for_log_line(Duration::from_secs(5), |l| {
+            l.contains(" debug tiny_http") && l.contains("listening")
+        })
+        .expect("tiny_http's debug message in the relay's log");
+    relay
+        .wait_for_log_line(Duration::from_secs(5), |l| l.contains(" debug ureq"))
+        .expect("ureq's debug messages in the relay's log");
+    let text = relay.stderr_text();
+    assert!(
+        !text.contains(key),
+        "the upstream key reached the log: {text}"
+    );
+
+    let quiet = Relay::start(&config_json(&up.base_url(), json!({})));
+    assert_eq!(
+        post_json(&quiet.url("/v1/chat/completions"), &chat("m")).status,
+        200
+    );
+    quiet
+        .wait_for_log_line(Duration::from_secs(5), |l| l.contains(" access "))
+        .expect("an access line");
+    let text = quiet.stderr_text();
+    assert!(
+        !text.contains("tiny_http") && !text.contains("ureq"),
+        "debug messages below log_level info: {text}"
+    );
+}

@@ -14,6 +14,7 @@ mod cache_concurrency;
 mod cache_replay;
 mod cache_store;
 mod cache_upkeep;
+mod code_layers;
 mod core_auth;
 mod core_config;
 mod core_routes;

@@ -10,7 +10,7 @@ use tiny_http::Request;
 
 use super::replay::{self, Form};
 use super::Entry;
-use crate::server::{json_content_type, respond};
+use crate::exchange::{json_content_type, respond};
 use crate::sse::SseOut;
 use crate::translate::{self, Dialect};
 

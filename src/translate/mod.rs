@@ -88,7 +88,7 @@ pub fn error_from_chat(dialect: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
         .map(str::to_string)
         .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(2000).collect());
     match dialect {
-        Dialect::Anthropic => anthropic_error(status, &message),
+        Dialect::Anthropic => crate::error::anthropic_body(status, &message),
         // Responses errors have the OpenAI shape the upstream already used.
         Dialect::Responses if parsed.pointer("/error/message").is_some() => body.to_vec(),
         Dialect::Responses => json!({"error": {
@@ -97,26 +97,6 @@ pub fn error_from_chat(dialect: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
         .to_string()
         .into_bytes(),
     }
-}
-
-/// An error body in Anthropic's shape, `{"type":"error","error":{"type","message"}}`, with the
-/// error type Anthropic uses for `status`.
-pub fn anthropic_error(status: u16, message: &str) -> Vec<u8> {
-    let kind = match status {
-        400 | 422 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        503 | 529 => "overloaded_error",
-        _ => "api_error",
-    };
-    json!({"type": "error", "error": {"type": kind, "message": message}})
-        .to_string()
-        .into_bytes()
 }
 
 /// Translates a chat stream into the client's events, one upstream SSE line at a time: each

@@ -5,11 +5,15 @@
 //! row put an endpoint in cooldown, during which it is only chosen when nothing else is left
 //! (a last resort is better than refusing outright). After the cooldown it is tried again; its
 //! first success resets it. A 429 with `Retry-After` cools the endpoint down for that long.
-//! Per-endpoint counters (requests, errors, retries) live here for metrics to read.
+//! Per-endpoint counters (requests, errors, retries) live here; [`render_metrics`] writes them
+//! and the health state in the Prometheus text format for `/metrics`.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::metrics;
 
 /// The longest cooldown a `Retry-After` header may impose.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
@@ -168,6 +172,50 @@ pub fn random() -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// One per-endpoint metric family: name, type, help, and how to read it from a report.
+type EndpointFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&HealthReport) -> u64,
+);
+
+const ENDPOINT_FAMILIES: [EndpointFamily; 3] = [
+    (
+        "llm_relay_upstream_healthy",
+        "gauge",
+        "1 while the endpoint is not cooling down.",
+        |h| u64::from(h.healthy),
+    ),
+    (
+        "llm_relay_upstream_consecutive_failures",
+        "gauge",
+        "Failures in a row of the endpoint.",
+        |h| u64::from(h.consecutive_failures),
+    ),
+    (
+        "llm_relay_upstream_attempts_total",
+        "counter",
+        "Upstream attempts per endpoint, retries included.",
+        |h| h.requests,
+    ),
+];
+
+/// Appends per-endpoint health and counters (owned by the upstream module) to `out`.
+pub fn render_metrics(out: &mut String, upstreams: &[HealthReport]) {
+    for (name, kind, help, value) in ENDPOINT_FAMILIES {
+        metrics::header(out, name, kind, help);
+        for h in upstreams {
+            let _ = writeln!(
+                out,
+                "{name}{{endpoint=\"{}\"}} {}",
+                metrics::escape(&h.name),
+                value(h)
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -276,8 +276,8 @@ fn endpoint(
             return Err("needs a `url` (e.g. \"http://127.0.0.1:8000/v1\") or a `provider`".into())
         }
     };
-    let url = crate::config::check_url(url, "url")?;
-    let key = match crate::config::secret(raw.api_key, raw.api_key_env, "api_key")? {
+    let url = crate::check::check_url(url, "url")?;
+    let key = match crate::check::secret(raw.api_key, raw.api_key_env, "api_key")? {
         Some(k) => Some(k),
         None => match preset.and_then(|p| p.key_env) {
             Some(var) => Some(env_key(var).ok_or_else(|| {

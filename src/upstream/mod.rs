@@ -13,14 +13,15 @@ pub mod endpoints;
 pub mod limit;
 mod retry;
 
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 use ureq::http::Response;
 use ureq::Body;
 
-use crate::config::{Config, Timeouts};
 use crate::error::ApiError;
 use balance::{Health, HealthReport};
-use endpoints::EndpointConfig;
+use endpoints::{EndpointConfig, Settings};
 use limit::Limiter;
 
 /// Request headers never forwarded upstream: hop-by-hop ones (RFC 9110 §7.6.1) and those the
@@ -97,6 +98,14 @@ pub struct Sent {
 }
 
 /// Which timeout profile a call uses.
+/// Upstream timeouts. See README for how they combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// A whole answer arrives at once, possibly after minutes: no per-read limit.
@@ -106,13 +115,14 @@ pub enum Mode {
 }
 
 impl Upstream {
-    pub fn new(config: &Config) -> Upstream {
-        let s = &config.upstreams;
+    /// The endpoints of `s` with one agent each; `forward_auth` passes the client's
+    /// `Authorization` upstream; `workers` sizes the connection pools.
+    pub fn new(s: &Settings, timeouts: Timeouts, forward_auth: bool, workers: usize) -> Upstream {
         let endpoints = s
             .endpoints
             .iter()
             .map(|e| Endpoint {
-                agent: agent(config, e),
+                agent: agent(s, timeouts, workers, e),
                 config: e.clone(),
                 health: Health::default(),
             })
@@ -122,8 +132,8 @@ impl Upstream {
             retries: s.retries,
             fail_threshold: s.fail_threshold,
             cooldown: s.cooldown,
-            forward_auth: config.forward_auth,
-            timeouts: config.timeouts,
+            forward_auth,
+            timeouts,
             limiter: Limiter::new(s.max_concurrent),
         }
     }
@@ -222,6 +232,35 @@ impl Upstream {
         req.header("content-type", "application/json").send(body)
     }
 
+    /// Refuses (400 `invalid_request`, naming the header) a client header that would be
+    /// forwarded but that the upstream client cannot send, such as a value with a control
+    /// character: the client's error, found before any endpoint is tried, so it never counts
+    /// against an endpoint's health.
+    pub fn check_forwardable(&self, headers: &[(String, String)]) -> Result<(), ApiError> {
+        for (name, value) in headers {
+            let auth = name.eq_ignore_ascii_case("authorization");
+            if auth && !self.forward_auth {
+                continue;
+            }
+            if !auth && NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                continue;
+            }
+            let name_ok = ureq::http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+            if !name_ok || ureq::http::HeaderValue::from_str(value).is_err() {
+                return Err(ApiError::invalid(
+                    "invalid_request",
+                    format!(
+                        "the header `{}` cannot be forwarded upstream: its {} has characters \
+                         HTTP does not allow (control characters); remove or fix it",
+                        name.escape_debug(),
+                        if name_ok { "value" } else { "name" }
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The `Authorization` header value to send upstream, given the client's.
     fn authorization(&self, ep: &Endpoint, client_auth: Option<&str>) -> Option<String> {
         if self.forward_auth {
@@ -249,9 +288,8 @@ impl Upstream {
 }
 
 /// The agent of one endpoint: its timeouts, proxy and root certificates.
-fn agent(config: &Config, e: &EndpointConfig) -> ureq::Agent {
-    let t = config.timeouts;
-    let proxy = match (&e.proxy, config.upstreams.use_proxy) {
+fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfig) -> ureq::Agent {
+    let proxy = match (&e.proxy, s.use_proxy) {
         (Some(p), _) => Some(p.clone()),
         (None, true) => ureq::Proxy::try_from_env(),
         (None, false) => None,
@@ -274,8 +312,8 @@ fn agent(config: &Config, e: &EndpointConfig) -> ureq::Agent {
         .input_buffer_size(UPSTREAM_BUFFER_BYTES)
         .output_buffer_size(UPSTREAM_BUFFER_BYTES)
         .max_response_header_size(UPSTREAM_BUFFER_BYTES - 1)
-        .max_idle_connections(config.workers.max(8) * 2)
-        .max_idle_connections_per_host(config.workers.max(8))
+        .max_idle_connections(workers.max(8) * 2)
+        .max_idle_connections_per_host(workers.max(8))
         .user_agent(concat!("llm-relay/", env!("CARGO_PKG_VERSION")))
         .proxy(proxy)
         .tls_config(tls.build())
@@ -341,4 +379,11 @@ pub fn transport_error(base: &str, err: &ureq::Error) -> ApiError {
 /// True for an I/O error that means the upstream went quiet for too long.
 pub fn is_timeout(err: &std::io::Error) -> bool {
     err.kind() == std::io::ErrorKind::TimedOut || err.to_string().contains("timeout")
+}
+/// Upstream response headers that pass to the client.
+pub fn response_headers(map: &ureq::http::HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .filter(|(name, _)| !NOT_RETURNED.contains(&name.as_str()))
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect()
 }

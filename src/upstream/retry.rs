@@ -98,6 +98,14 @@ pub fn send(
                 last_status = status;
                 last_error = None;
             }
+            Err(ureq::Error::Http(e)) => {
+                // The request could not be built (a header value the client sent): its fault,
+                // not the endpoint's, and no other endpoint could send it either.
+                return Err(ApiError::invalid(
+                    "invalid_request",
+                    format!("the request cannot be sent upstream: {e}"),
+                ));
+            }
             Err(e) => {
                 up.failed(ep, None);
                 let err = transport_error(&ep.config.url, &e);

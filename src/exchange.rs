@@ -1,0 +1,179 @@
+//! [`Exchange`]: one request and its answer. It owns the tiny_http `Request` until an answer
+//! is sent, answers exactly once, and records itself exactly once: access line, metrics, and
+//! the client key's usage. Plain responses (`respond`, JSON errors) live here too.
+//!
+//! Dropping an exchange that was never answered — a panic unwinding through a handler, or a
+//! path that forgot to answer — sends a 500 JSON error; either way the request is logged.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tiny_http::{Header, Request, Response};
+
+use crate::error::{ApiError, Shape};
+use crate::log::{self, Access};
+use crate::metrics;
+use crate::usage::{Outcome, Usage};
+
+/// One request on its way to its one answer.
+pub struct Exchange {
+    /// The request until it is answered (`None` afterwards).
+    req: Option<Request>,
+    /// What the access line, metrics and usage record; handlers fill it in.
+    pub access: Access,
+    started: Instant,
+    /// The client key's usage figures and key id, once the gate has admitted a key.
+    usage: Option<(Arc<Usage>, String)>,
+    /// Held for the exchange's life: the in-flight gauge (and the drain's wait) counts it.
+    _in_flight: metrics::InFlight,
+    /// The shape of the errors this client's API expects.
+    error_shape: Shape,
+}
+
+impl Exchange {
+    pub fn new(req: Request) -> Exchange {
+        Exchange {
+            access: Access {
+                method: req.method().to_string(),
+                path: req.url().split('?').next().unwrap_or("").to_string(),
+                ..Access::default()
+            },
+            req: Some(req),
+            started: Instant::now(),
+            usage: None,
+            _in_flight: metrics::in_flight_guard(),
+            error_shape: Shape::OpenAi,
+        }
+    }
+
+    /// The request, while it is not answered.
+    pub fn request(&self) -> Option<&Request> {
+        self.req.as_ref()
+    }
+
+    /// The request (to read its body), while it is not answered.
+    pub fn request_mut(&mut self) -> Option<&mut Request> {
+        self.req.as_mut()
+    }
+
+    /// True once an answer has been sent (or the request was handed to a raw writer).
+    pub fn answered(&self) -> bool {
+        self.req.is_none()
+    }
+
+    /// Counts this request in `usage` under `key_id` when it is recorded.
+    pub fn count_usage(&mut self, usage: Arc<Usage>, key_id: String) {
+        self.usage = Some((usage, key_id));
+    }
+
+    /// Sends a complete response (once; later calls do nothing).
+    pub fn respond(&mut self, status: u16, headers: &[(String, String)], body: Vec<u8>) {
+        self.access.status = status;
+        if let Some(req) = self.req.take() {
+            self.access.bytes = respond(req, status, headers, body);
+        }
+    }
+
+    /// Sends a JSON body.
+    pub fn json(&mut self, status: u16, body: Vec<u8>) {
+        self.respond(status, &[json_content_type()], body);
+    }
+
+    /// Makes [`Exchange::error`] answer in `shape` (a route whose clients speak another API).
+    pub fn errors_as(&mut self, shape: Shape) {
+        self.error_shape = shape;
+    }
+
+    /// Sends an error in the client API's shape (OpenAI's unless [`Exchange::errors_as`]).
+    pub fn error(&mut self, err: &ApiError) {
+        self.access.status = err.status;
+        if let Some(req) = self.req.take() {
+            self.access.bytes = match self.error_shape {
+                Shape::OpenAi => respond_error(req, err),
+                shape => respond(req, err.status, &[json_content_type()], err.body_as(shape)),
+            };
+        }
+    }
+
+    /// Answers by handing the request to `write` (a raw writer: SSE, a cache hit), which
+    /// returns the status and body bytes it sent. Nothing happens if already answered.
+    pub fn answer_with(&mut self, write: impl FnOnce(Request) -> (u16, u64)) {
+        if let Some(req) = self.req.take() {
+            (self.access.status, self.access.bytes) = write(req);
+        }
+    }
+}
+
+impl Drop for Exchange {
+    /// Answers 500 if nothing was sent (a panic, or a path that forgot to answer; a panic after
+    /// the answer began still counts as a 500), then records the request once.
+    fn drop(&mut self) {
+        if std::thread::panicking() || self.req.is_some() {
+            let err = ApiError::internal(
+                "the relay hit an internal error while handling this request; it has been logged"
+                    .to_string(),
+            );
+            self.error(&err);
+            self.access.status = 500;
+        }
+        self.access.duration = self.started.elapsed();
+        if let Some((usage, key_id)) = self.usage.take() {
+            let outcome = Outcome {
+                status: self.access.status,
+                prompt_tokens: self.access.prompt_tokens,
+                completion_tokens: self.access.completion_tokens,
+                cache_hit: self.access.cache == "hit",
+            };
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            usage.record(&key_id, outcome, now);
+        }
+        log::access(&self.access);
+        metrics::request_done(&self.access);
+    }
+}
+
+/// Sends a complete response. Returns the body size.
+pub fn respond(req: Request, status: u16, headers: &[(String, String)], body: Vec<u8>) -> u64 {
+    let len = body.len() as u64;
+    let mut response = Response::from_data(body).with_status_code(status);
+    for (name, value) in headers {
+        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    let _ = req.respond(response);
+    len
+}
+
+/// Sends an OpenAI-shaped error. Returns the body size.
+/// (A 408/413 leaves an unread body behind: tiny_http writes the answer first, then drains at
+/// most 1 MiB or 1 s of the body and closes a connection left out of step.)
+pub fn respond_error(req: Request, err: &ApiError) -> u64 {
+    let mut headers = vec![json_content_type()];
+    if let Some(allow) = err.allow {
+        headers.push(("Allow".to_string(), allow.to_string()));
+    }
+    respond(req, err.status, &headers, err.body())
+}
+
+pub fn json_content_type() -> (String, String) {
+    ("Content-Type".to_string(), "application/json".to_string())
+}
+
+/// The request's headers as (name, value) pairs.
+pub fn request_headers(req: &Request) -> Vec<(String, String)> {
+    req.headers()
+        .iter()
+        .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+        .collect()
+}
+
+/// The value of the request header `name` (case-insensitive), if present.
+pub fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str().to_string())
+}

@@ -1,0 +1,59 @@
+//! `GET /v1/models`: the upstream's model list plus each rule's model name (runs on the
+//! `workers` pool: it calls the upstream).
+
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::exchange::{header, json_content_type, Exchange};
+use crate::rules;
+use crate::state::State;
+use crate::upstream;
+
+/// `GET /v1/models`: the upstream's list plus each rule's model name, so clients can discover
+/// the aliases the rules define.
+pub fn models(state: &State, ex: &mut Exchange) -> Result<(), ApiError> {
+    let auth = ex.request().and_then(|req| header(req, "authorization"));
+    if let Some(auth) = &auth {
+        let auth = [("Authorization".to_string(), auth.clone())];
+        state.upstream.check_forwardable(&auth)?;
+    }
+    let sent = state.upstream.get("/models", auth.as_deref())?;
+    ex.access.upstream = sent.base;
+    let response = sent.response;
+    let status = response.status().as_u16();
+    let headers = upstream::response_headers(response.headers());
+    let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
+    let merged = (status == 200)
+        .then(|| add_aliases(&data, &state.config.rules))
+        .flatten();
+    match merged {
+        Some(body) => {
+            let mut headers: Vec<_> = headers
+                .into_iter()
+                .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type"))
+                .collect();
+            headers.push(json_content_type());
+            ex.respond(status, &headers, body);
+        }
+        None => ex.respond(status, &headers, data),
+    }
+    Ok(())
+}
+
+/// Appends `{"id": alias, "object": "model", "owned_by": "llm-relay"}` for each rule alias not
+/// already listed. `None` if the upstream's body is not a model list.
+fn add_aliases(data: &[u8], rules: &[rules::Rule]) -> Option<Vec<u8>> {
+    let mut list: Value = serde_json::from_slice(data).ok()?;
+    let entries = list.get_mut("data")?.as_array_mut()?;
+    for alias in rules::aliases(rules) {
+        let known = entries
+            .iter()
+            .any(|m| m.get("id").and_then(Value::as_str) == Some(alias));
+        if !known {
+            entries.push(serde_json::json!({
+                "id": alias, "object": "model", "created": 0, "owned_by": "llm-relay"
+            }));
+        }
+    }
+    serde_json::to_vec(&list).ok()
+}

@@ -1,0 +1,334 @@
+//! The pipeline of one API call, readable top to bottom, and the plain data between its steps.
+//!
+//! [`relay`] runs where the request was received: read the body → translate it to a chat
+//! request if the client speaks another API → apply model rules → shape chat requests → cache
+//! lookup (a hit is answered here) → check that the headers can be
+//! forwarded → take an in-flight permit. What is
+//! left is returned as [`Next::Upstream`] — a [`Work`] value, not a closure — and the server
+//! runs it with [`upstream`] on the `workers` pool: single-flight → call an upstream endpoint
+//! (with failover) → answer (whole, or as a stream relayed event by event) → record a complete
+//! success in the cache.
+
+use std::io::BufReader;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use crate::cache;
+use crate::error::ApiError;
+use crate::exchange::{json_content_type, request_headers, Exchange};
+use crate::intake;
+use crate::sse::{self, End, SseOut};
+use crate::state::State;
+use crate::translate::{self, Dialect};
+use crate::upstream::{self, limit, Mode};
+use crate::{body_log, models, rules, shape, usage};
+
+/// The OpenAI endpoints the relay forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// The path below the upstream base URL (which includes `/v1`).
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// What happens to a request after a step.
+pub enum Next {
+    /// Answered (or refused) already.
+    Done,
+    /// Needs an upstream call: continue with [`upstream`] on the `workers` pool.
+    Upstream(Work),
+}
+
+/// Work for the `workers` pool.
+pub enum Work {
+    /// An API call that the cache did not answer.
+    Call(Box<Call>),
+    /// `GET /v1/models`.
+    Models,
+}
+
+/// An API call on its way upstream.
+pub struct Call {
+    endpoint: Endpoint,
+    headers: Vec<(String, String)>,
+    /// The body after rules and shaping (the per-endpoint `model` override comes at send time).
+    body: Map<String, Value>,
+    stream: bool,
+    include_usage: bool,
+    /// The cache's plan and why it did not answer, when the cache is on.
+    cached: Option<(cache::Plan, cache::Status)>,
+    /// The client's API when it is not Chat Completions: answers are translated back.
+    dialect: Option<Dialect>,
+    /// Counts the call against `max_concurrent_requests` until it is done.
+    _permit: limit::Permit,
+}
+
+/// The first part, where the request was received: body → translation (for a client of
+/// another API, `dialect`) → rules → shaping → cache lookup (a hit answers here) → forwardable
+/// headers → in-flight permit. The rest comes back as [`Next::Upstream`].
+pub fn relay(
+    state: &State,
+    ex: &mut Exchange,
+    endpoint: Endpoint,
+    dialect: Option<Dialect>,
+) -> Result<Next, ApiError> {
+    let Some(req) = ex.request_mut() else {
+        return Ok(Next::Done);
+    };
+    let mut headers = request_headers(req);
+    intake::check_content_type(req)?;
+    let raw = intake::read_body(
+        req,
+        state.config.max_body_bytes,
+        state.config.client_timeout,
+    )?;
+    let mut body = intake::parse_body(&raw)?;
+    if let Some(d) = dialect {
+        body = translate::to_chat(d, &body)
+            .map_err(|e| ApiError::invalid("untranslatable_field", e.message()))?;
+        // the client API's own headers mean nothing to a chat endpoint
+        headers.retain(|(name, _)| !name.to_ascii_lowercase().starts_with("anthropic-"));
+    }
+    rules::apply(&state.config.rules, &mut body);
+    if endpoint == Endpoint::Chat {
+        shape::apply_chat(&state.config.shaping, &mut body);
+    }
+    ex.access.model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let stream = body.get("stream") == Some(&Value::Bool(true));
+    let include_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        == Some(&Value::Bool(true));
+
+    let mut cached = None;
+    if let Some(cache) = &state.cache {
+        let plan = cache.plan(endpoint.path(), &body, &headers);
+        match cache.lookup(&plan) {
+            Ok(entry) => {
+                answer_hit(cache, &plan, &entry, ex, (stream, include_usage), dialect);
+                return Ok(Next::Done);
+            }
+            Err(status) => cached = Some((plan, status)),
+        }
+    }
+    state.upstream.check_forwardable(&headers)?;
+    let permit = match state.upstream.limiter.try_acquire() {
+        Ok(permit) => permit,
+        Err(busy) => {
+            reply_busy(ex, &busy);
+            return Ok(Next::Done);
+        }
+    };
+    Ok(Next::Upstream(Work::Call(Box::new(Call {
+        endpoint,
+        headers,
+        body,
+        stream,
+        include_usage,
+        cached,
+        dialect,
+        _permit: permit,
+    }))))
+}
+
+/// The second part, on the `workers` pool.
+pub fn upstream(state: &State, ex: &mut Exchange, work: Work) {
+    let done = match work {
+        Work::Call(call) => call_upstream(state, ex, *call),
+        Work::Models => models::models(state, ex),
+    };
+    if let Err(err) = done {
+        ex.error(&err);
+    }
+}
+
+/// Answers a cache hit; `mode` is (streamed, include_usage) as the client asked, `dialect`
+/// the client's API when its answers are translated.
+fn answer_hit(
+    cache: &cache::Cache,
+    plan: &cache::Plan,
+    entry: &cache::Entry,
+    ex: &mut Exchange,
+    mode: (bool, bool),
+    dialect: Option<Dialect>,
+) {
+    if ex.answered() {
+        return;
+    }
+    cache.served(&plan.key, entry);
+    ex.access.cache = "hit";
+    ex.answer_with(|req| cache::respond_hit(req, &plan.key, entry, mode, dialect));
+}
+
+/// Single-flight → call an upstream endpoint (with failover) → answer (whole, or as a stream
+/// relayed event by event) → record a complete success in the cache.
+fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), ApiError> {
+    let cache = state.cache.as_deref();
+    let mut _leader = None;
+    let mut reply_extra = Vec::new();
+    if let (Some(cache), Some((plan, status))) = (cache, &call.cached) {
+        if *status == cache::Status::Miss {
+            match cache.join(&plan.key) {
+                cache::Role::Leader(guard) => _leader = Some(guard),
+                cache::Role::Follower(flight) => {
+                    flight.wait(state.config.timeouts.first_byte);
+                    if let Ok(entry) = cache.lookup(plan) {
+                        let mode = (call.stream, call.include_usage);
+                        answer_hit(cache, plan, &entry, ex, mode, call.dialect);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if *status != cache::Status::Bypass {
+            cache.missed();
+        }
+        ex.access.cache = status.label();
+        reply_extra.push(("X-Cache".to_string(), status.header().to_string()));
+        reply_extra.push(("X-Cache-Key".to_string(), plan.key.clone()));
+    }
+    // Where a complete success goes: the cache, unless `no-store`.
+    let record = |response: &[u8]| {
+        if let (Some(cache), Some((plan, status))) = (cache, &call.cached) {
+            if *status != cache::Status::Bypass {
+                cache.store(plan, response);
+            }
+        }
+    };
+
+    let up = &state.upstream;
+    let mode = if call.stream {
+        Mode::Stream
+    } else {
+        Mode::Whole
+    };
+    let upstream_started = Instant::now();
+    let sent = up.post(
+        call.endpoint.path(),
+        &call.headers,
+        &call.body,
+        &ex.access.model,
+        mode,
+    )?;
+    ex.access.upstream = sent.base.clone();
+    let response = sent.response;
+    let status = response.status().as_u16();
+    let mut reply_headers = upstream::response_headers(response.headers());
+    reply_headers.extend(reply_extra);
+    let is_sse = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+
+    if call.stream && status == 200 && is_sse {
+        let mut reader = BufReader::with_capacity(16 * 1024, response.into_body().into_reader());
+        let base = sent.base.clone();
+        let describe = move |e: &std::io::Error| {
+            if upstream::is_timeout(e) {
+                format!("upstream {base} went silent mid-stream (idle timeout): {e}")
+            } else {
+                format!("upstream {base} broke the stream: {e}")
+            }
+        };
+        let mut recorded = None;
+        ex.answer_with(|req| {
+            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
+            let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
+                return (200, 0); // the client left before the head was written
+            };
+            let relayed = match call.dialect {
+                Some(d) => {
+                    let mut translation = translate::Stream::new(d);
+                    translate::relay::relay(&mut reader, &mut out, &describe, &mut translation)
+                }
+                None => sse::relay(&mut reader, &mut out, &describe),
+            };
+            if relayed.end == End::Complete {
+                record(&relayed.recorded); // before the stream's end, so a next request finds it
+            } else if matches!(relayed.end, End::Interrupted(_)) {
+                up.stream_failed(&sent.endpoint);
+            }
+            let bytes = out.bytes;
+            if relayed.end != End::ClientGone {
+                let _ = out.finish();
+            }
+            recorded = Some(relayed.recorded);
+            (200, bytes)
+        });
+        if let Some(recorded) = recorded {
+            ex.access.upstream_time = upstream_started.elapsed();
+            body_log::record(&ex.access.path, &call.body, status, &recorded);
+            (ex.access.prompt_tokens, ex.access.completion_tokens) =
+                usage::stream_tokens(&recorded);
+        }
+        return Ok(());
+    }
+
+    let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
+    ex.access.upstream_time = upstream_started.elapsed();
+    if (200..300).contains(&status) {
+        record(&data); // before answering, so the client's next request finds it
+    }
+    body_log::record(&ex.access.path, &call.body, status, &data);
+    (ex.access.prompt_tokens, ex.access.completion_tokens) = usage::tokens(&data);
+    let data = match call.dialect {
+        Some(d) => translated_answer(d, status, &data, &mut reply_headers),
+        None => data,
+    };
+    ex.respond(status, &reply_headers, data);
+    Ok(())
+}
+
+/// A whole chat answer (or error) in the client's API; its content type becomes JSON.
+fn translated_answer(
+    dialect: Dialect,
+    status: u16,
+    data: &[u8],
+    headers: &mut Vec<(String, String)>,
+) -> Vec<u8> {
+    headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+    headers.push(json_content_type());
+    if !(200..300).contains(&status) {
+        return translate::error_from_chat(dialect, status, data);
+    }
+    match serde_json::from_slice::<Value>(data) {
+        Ok(chat) => translate::from_chat(dialect, &chat)
+            .to_string()
+            .into_bytes(),
+        Err(e) => translate::error_from_chat(
+            dialect,
+            502,
+            format!("the upstream's answer is not JSON: {e}").as_bytes(),
+        ),
+    }
+}
+
+/// 503 with `Retry-After` when `max_concurrent_requests` calls are already in flight.
+fn reply_busy(ex: &mut Exchange, busy: &ApiError) {
+    let retry_after = (
+        "Retry-After".to_string(),
+        limit::RETRY_AFTER_SECS.to_string(),
+    );
+    ex.respond(
+        busy.status,
+        &[json_content_type(), retry_after],
+        busy.body(),
+    );
+}

@@ -1,0 +1,50 @@
+//! [`State`]: everything a request needs, shared read-only and replaced whole by a reload.
+
+use std::sync::Arc;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::gate::Gate;
+use crate::log;
+use crate::upstream::Upstream;
+
+/// Everything a request needs, shared read-only; replaced whole by a reload.
+pub struct State {
+    pub config: Config,
+    pub upstream: Upstream,
+    /// Client keys, rate limits and usage.
+    pub gate: Gate,
+    /// The response cache, if `cache.enabled`. Opened once: a reload keeps it.
+    pub cache: Option<Arc<Cache>>,
+    /// `LLM_RELAY_TEST_HOOKS=1`: enables `/__test/*` routes used by the integration tests.
+    pub test_hooks: bool,
+}
+
+impl State {
+    /// Builds the running state from `config`. On a reload, `previous` is the state being
+    /// replaced: the cache, rate-limit windows and usage figures carry over, keys are read
+    /// again (a changed `cache` section takes effect after a restart).
+    pub fn new(config: Config, previous: Option<&State>) -> Result<State, String> {
+        let cache = match previous {
+            Some(p) => {
+                if p.config.cache != config.cache {
+                    log::warn("the `cache` section changed; it takes effect only after a restart");
+                }
+                p.cache.clone()
+            }
+            None => Cache::open(&config.cache)?,
+        };
+        Ok(State {
+            upstream: Upstream::new(
+                &config.upstreams,
+                config.timeouts,
+                config.forward_auth,
+                config.workers,
+            ),
+            gate: Gate::new(&config, previous.map(|p| &p.gate))?,
+            cache,
+            test_hooks: std::env::var("LLM_RELAY_TEST_HOOKS").is_ok_and(|v| v == "1"),
+            config,
+        })
+    }
+}
