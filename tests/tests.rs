@@ -25,6 +25,7 @@ mod ops_lifecycle;
 mod ops_logs;
 mod ops_metrics;
 mod ops_static;
+mod translate_agents;
 mod translate_api;
 mod translate_e2e;
 mod upstreams_failover;
