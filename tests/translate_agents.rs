@@ -16,8 +16,8 @@
 //! "Chunk ID" and "Wall time" each run, so the request after a shell call is new each time.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -35,38 +35,6 @@ fn agent_bin(name: &str) -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// Runs `cmd` to completion (at most `limit`), returning its output.
-fn run(mut cmd: Command, limit: Duration) -> Output {
-    for var in PROXY_ENV_VARS {
-        cmd.env_remove(var);
-    }
-    let mut child = cmd
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn agent");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("agent output")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A relay with the cache on in front of the chat-only model fixture.
@@ -153,7 +121,7 @@ fn claude_code_calls_a_tool_through_a_chat_only_upstream_then_hits_the_cache() {
             .env("DISABLE_AUTOUPDATER", "1")
             .env("DISABLE_ERROR_REPORTING", "1")
             .env_remove("ANTHROPIC_AUTH_TOKEN");
-        run(cmd, Duration::from_secs(180))
+        run_to_end(cmd, Duration::from_secs(180))
     };
     let first = tool_round(&up, &agent, &prompt);
     assert_eq!(first, 2, "the tool call, then the answer from its result");
@@ -198,7 +166,7 @@ fn codex_calls_a_tool_through_a_chat_only_upstream_then_hits_the_cache() {
             .env("RELAY_KEY", "sk-test")
             .env_remove("OPENAI_API_KEY")
             .env_remove("OPENAI_BASE_URL");
-        run(cmd, Duration::from_secs(180))
+        run_to_end(cmd, Duration::from_secs(180))
     };
     assert_eq!(
         tool_round(&up, &agent, prompt),

@@ -3,8 +3,8 @@
 //! round trip, a refused field) through the relay to an upstream that speaks only Chat
 //! Completions. Needs `pip install -r tests/requirements.txt`; fails (not skips) without it.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -23,9 +23,6 @@ fn anthropic_and_responses_sdks_through_a_chat_only_upstream() {
     let relay = Relay::start(&config_json(&up.base_url(), rules));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/translate_sdks.py");
     let mut cmd = Command::new(python());
-    for var in PROXY_ENV_VARS {
-        cmd.env_remove(var);
-    }
     for var in [
         "OPENAI_BASE_URL",
         "OPENAI_API_KEY",
@@ -34,30 +31,13 @@ fn anthropic_and_responses_sdks_through_a_chat_only_upstream() {
     ] {
         cmd.env_remove(var);
     }
-    let mut child = cmd
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .arg(script)
-        .arg(relay.url(""))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `{}` ({e}); install Python 3", python()));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("python output");
+    cmd.arg(script).arg(relay.url(""));
+    let out = run_to_end(cmd, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "translate_sdks.py failed ({:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        out.status
+        "translate_sdks.py failed: {}",
+        show(&out)
     );
     assert!(
         stdout.contains("all translation SDK checks passed"),

@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{chat_text, first_choice, usage_counts, Untranslatable};
+use super::{chat_text, first_choice, unknown_field, usage_counts, Untranslatable};
 
 /// Top-level request fields dropped because Chat Completions has nothing like them and
 /// leaving them out does not change the answer's meaning (README lists them).
@@ -74,13 +74,7 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
                 }
             }
             k if DROPPED.contains(&k) => {}
-            k => {
-                let why = REFUSED
-                    .iter()
-                    .find(|(name, _)| *name == k)
-                    .map_or("Chat Completions has no such field", |(_, why)| *why);
-                return Err(Untranslatable::new(k, why));
-            }
+            k => return Err(unknown_field(k, REFUSED)),
         }
     }
     let Some(list) = body.get("messages").and_then(Value::as_array) else {

@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use super::anthropic_chat::{message_id, stop_reason, usage};
-use super::named_event;
+use super::{named_event, split_chunk, Piece};
 
 /// The kind of the open content block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,57 +58,43 @@ impl State {
                 &json!({"type": "message_start", "message": message}),
             );
         }
-        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+        let parts = split_chunk(chunk);
+        if let Some(u) = parts.usage {
             self.usage = Some(u.clone());
         }
-        let Some(choice) = chunk.pointer("/choices/0") else {
-            return out;
-        };
-        let delta = choice.get("delta").unwrap_or(&Value::Null);
-        if let Some(r) = delta
-            .get("reasoning_content")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
-            let index = self.ensure(&mut out, Block::Thinking, None);
-            self.delta(
+        for piece in parts.pieces {
+            let (index, delta) = match piece {
+                Piece::Reasoning(r) => (
+                    self.ensure(&mut out, Block::Thinking, None),
+                    json!({"type": "thinking_delta", "thinking": r}),
+                ),
+                Piece::Text(t) => (
+                    self.ensure(&mut out, Block::Text, None),
+                    json!({"type": "text_delta", "text": t}),
+                ),
+                Piece::Call {
+                    index,
+                    call,
+                    arguments,
+                } => {
+                    let block = match self.tools.iter().find(|(c, _)| *c == index) {
+                        Some((_, block)) => *block,
+                        None => self.ensure(&mut out, Block::Tool(index), Some(call)),
+                    };
+                    if arguments.is_empty() {
+                        continue;
+                    }
+                    let delta = json!({"type": "input_json_delta", "partial_json": arguments});
+                    (block, delta)
+                }
+            };
+            named_event(
                 &mut out,
-                index,
-                json!({"type": "thinking_delta", "thinking": r}),
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index, "delta": delta}),
             );
         }
-        if let Some(t) = delta
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
-            let index = self.ensure(&mut out, Block::Text, None);
-            self.delta(&mut out, index, json!({"type": "text_delta", "text": t}));
-        }
-        for call in delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let chat_index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let index = match self.tools.iter().find(|(c, _)| *c == chat_index) {
-                Some((_, index)) => *index,
-                None => self.ensure(&mut out, Block::Tool(chat_index), Some(call)),
-            };
-            if let Some(args) = call
-                .pointer("/function/arguments")
-                .and_then(Value::as_str)
-                .filter(|a| !a.is_empty())
-            {
-                self.delta(
-                    &mut out,
-                    index,
-                    json!({"type": "input_json_delta", "partial_json": args}),
-                );
-            }
-        }
-        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+        if let Some(f) = parts.finish {
             self.finish = Some(f.to_string());
         }
         out
@@ -145,14 +131,6 @@ impl State {
         );
         self.open = Some((kind, index));
         index
-    }
-
-    fn delta(&self, out: &mut Vec<u8>, index: usize, delta: Value) {
-        named_event(
-            out,
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
-        );
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {

@@ -180,6 +180,75 @@ impl Stream {
     }
 }
 
+/// One piece of a chat stream chunk, in the order a client sees them.
+enum Piece<'a> {
+    /// `reasoning_content` text (DeepSeek, Qwen, vLLM).
+    Reasoning(&'a str),
+    Text(&'a str),
+    /// A tool call's piece: its chat `index`, the call object (`id` and name come in its first
+    /// piece) and its argument text (possibly empty).
+    Call {
+        index: u64,
+        call: &'a Value,
+        arguments: &'a str,
+    },
+}
+
+/// What one chat stream chunk carries for the first choice.
+struct Chunk<'a> {
+    pieces: Vec<Piece<'a>>,
+    usage: Option<&'a Value>,
+    finish: Option<&'a str>,
+}
+
+fn split_chunk(chunk: &Value) -> Chunk<'_> {
+    let choice = chunk.pointer("/choices/0");
+    let delta = choice.and_then(|c| c.get("delta"));
+    let text = |key: &str| {
+        delta
+            .and_then(|d| d.get(key))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let mut pieces = Vec::new();
+    if let Some(r) = text("reasoning_content") {
+        pieces.push(Piece::Reasoning(r));
+    }
+    if let Some(t) = text("content") {
+        pieces.push(Piece::Text(t));
+    }
+    let calls = delta
+        .and_then(|d| d.get("tool_calls"))
+        .and_then(Value::as_array);
+    for call in calls.into_iter().flatten() {
+        pieces.push(Piece::Call {
+            index: call.get("index").and_then(Value::as_u64).unwrap_or(0),
+            call,
+            arguments: call
+                .pointer("/function/arguments")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        });
+    }
+    Chunk {
+        pieces,
+        usage: chunk.get("usage").filter(|u| !u.is_null()),
+        finish: choice
+            .and_then(|c| c.get("finish_reason"))
+            .and_then(Value::as_str),
+    }
+}
+
+/// The error for a top-level request field a translator does not know: the reason from
+/// `refused` when it names the field, else that Chat Completions has no such field.
+fn unknown_field(key: &str, refused: &[(&str, &str)]) -> Untranslatable {
+    let why = refused
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map_or("Chat Completions has no such field", |(_, why)| *why);
+    Untranslatable::new(key, why)
+}
+
 /// One SSE event with a name: `event: NAME\ndata: JSON\n\n`.
 fn named_event(out: &mut Vec<u8>, name: &str, data: &Value) {
     out.extend_from_slice(format!("event: {name}\ndata: {data}\n\n").as_bytes());

@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{chat_text, first_choice, usage_counts, Untranslatable};
+use super::{chat_text, first_choice, unknown_field, usage_counts, Untranslatable};
 
 /// Top-level request fields dropped: no chat equivalent, and leaving them out does not change
 /// the answer's meaning (README lists them).
@@ -75,15 +75,9 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
                 }
             }
             k if DROPPED.contains(&k) => {}
-            k => {
-                let why = REFUSED
-                    .iter()
-                    .find(|(name, _)| *name == k)
-                    .map_or("Chat Completions has no such field", |(_, why)| *why);
-                if !value.is_null() && *value != Value::Bool(false) {
-                    return Err(Untranslatable::new(k, why));
-                }
-            }
+            // `"background": false` and the like ask for nothing
+            _ if value.is_null() || *value == Value::Bool(false) => {}
+            k => return Err(unknown_field(k, REFUSED)),
         }
     }
     match body.get("input") {

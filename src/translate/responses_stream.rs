@@ -10,10 +10,10 @@
 
 use serde_json::{json, Value};
 
-use super::named_event;
 use super::responses_chat::{
     call_item, message_item, reasoning_item, response_object, status, usage, Ids,
 };
+use super::{named_event, split_chunk, Piece};
 
 /// One output item being streamed.
 #[derive(Debug)]
@@ -91,86 +91,58 @@ impl State {
                 json!({"response": response}),
             );
         }
-        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+        let parts = split_chunk(chunk);
+        if let Some(u) = parts.usage {
             self.usage = Some(u.clone());
         }
-        let Some(choice) = chunk.pointer("/choices/0") else {
-            return out;
-        };
-        let delta = choice.get("delta").unwrap_or(&Value::Null);
-        if let Some(r) = delta
-            .get("reasoning_content")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
-            let (id, index) = self.ensure(&mut out, Kind::Reasoning);
-            self.append(r);
-            self.emit(
-                &mut out,
-                "response.reasoning_text.delta",
-                json!({
-                    "item_id": id, "output_index": index, "content_index": 0, "delta": r,
-                }),
-            );
-        }
-        if let Some(t) = delta
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
-            let (id, index) = self.ensure(&mut out, Kind::Message);
-            self.append(t);
-            self.emit(&mut out, "response.output_text.delta", json!({
-                "item_id": id, "output_index": index, "content_index": 0, "delta": t, "logprobs": [],
-            }));
-        }
-        for call in delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let chat_index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let current = matches!(&self.open, Some(Item { kind: Kind::Call(c, ..), .. }) if *c == chat_index);
-            if !current {
-                if self.calls_seen.contains(&chat_index) {
-                    continue; // a closed call cannot grow; chat streams send calls one after another
+        for piece in parts.pieces {
+            let (kind, text, event) = match piece {
+                Piece::Reasoning(r) => (Kind::Reasoning, r, "response.reasoning_text.delta"),
+                Piece::Text(t) => (Kind::Message, t, "response.output_text.delta"),
+                Piece::Call {
+                    index,
+                    call,
+                    arguments,
+                } => {
+                    let current = matches!(&self.open, Some(Item { kind: Kind::Call(c, ..), .. }) if *c == index);
+                    if !current && self.calls_seen.contains(&index) {
+                        continue; // a closed call cannot grow; chat streams send calls one after another
+                    }
+                    if !current {
+                        self.calls_seen.push(index);
+                    }
+                    let call_id = call
+                        .get("id")
+                        .cloned()
+                        .unwrap_or_else(|| json!(format!("call_{index}")));
+                    let name = call.pointer("/function/name").cloned().unwrap_or(json!(""));
+                    let kind = Kind::Call(index, call_id, name);
+                    (kind, arguments, "response.function_call_arguments.delta")
                 }
-                self.calls_seen.push(chat_index);
-                let call_id = call
-                    .get("id")
-                    .cloned()
-                    .unwrap_or_else(|| json!(format!("call_{chat_index}")));
-                let name = call.pointer("/function/name").cloned().unwrap_or(json!(""));
-                self.ensure(&mut out, Kind::Call(chat_index, call_id, name));
+            };
+            let (id, index) = self.ensure(&mut out, kind);
+            if text.is_empty() {
+                continue;
             }
-            if let Some(args) = call
-                .pointer("/function/arguments")
-                .and_then(Value::as_str)
-                .filter(|a| !a.is_empty())
-            {
-                self.append(args);
-                let (id, index) = self.open_ref();
-                self.emit(
-                    &mut out,
-                    "response.function_call_arguments.delta",
-                    json!({
-                        "item_id": id, "output_index": index, "delta": args,
-                    }),
-                );
-            }
+            self.append(text);
+            let data = match event {
+                "response.function_call_arguments.delta" => {
+                    json!({"item_id": id, "output_index": index, "delta": text})
+                }
+                "response.output_text.delta" => json!({
+                    "item_id": id, "output_index": index, "content_index": 0, "delta": text,
+                    "logprobs": [],
+                }),
+                _ => {
+                    json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text})
+                }
+            };
+            self.emit(&mut out, event, data);
         }
-        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+        if let Some(f) = parts.finish {
             self.finish = Some(f.to_string());
         }
         out
-    }
-
-    fn open_ref(&self) -> (String, usize) {
-        self.open
-            .as_ref()
-            .map(|i| (i.id.clone(), i.output_index))
-            .unwrap_or_default()
     }
 
     fn append(&mut self, piece: &str) {
