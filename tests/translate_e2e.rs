@@ -1,7 +1,9 @@
 //! End-to-end translation with the official SDKs: `tests/e2e/translate_sdks.py` runs the
 //! `anthropic` and `openai` Python SDKs (Messages and Responses: plain, streamed, a tool-use
-//! round trip, a refused field) through the relay to an upstream that speaks only Chat
-//! Completions. Needs `pip install -r tests/requirements.txt`; fails (not skips) without it.
+//! round trip, a refused field) and `tests/e2e/translate_node.mjs` the `openai` Node SDK
+//! (Responses: plain, streamed, function tools) through the relay to an upstream that speaks
+//! only Chat Completions. Needs `bash scripts/test-deps.sh` (tests/requirements.txt,
+//! tests/e2e/package.json); fails (not skips) without them.
 
 use std::process::Command;
 use std::time::Duration;
@@ -59,4 +61,40 @@ fn anthropic_and_responses_sdks_through_a_chat_only_upstream() {
         (5, 5, 10),
         "{models:?}"
     );
+}
+
+#[test]
+fn openai_node_sdk_responses_through_a_chat_only_upstream() {
+    let e2e = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e");
+    assert!(
+        std::path::Path::new(e2e)
+            .join("node_modules/openai")
+            .exists(),
+        "tests/e2e/node_modules/openai is missing: run `bash scripts/test-deps.sh`"
+    );
+    let up = Upstream::chat_model();
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    let mut cmd = Command::new("node");
+    for var in ["OPENAI_BASE_URL", "OPENAI_API_KEY"] {
+        cmd.env_remove(var);
+    }
+    cmd.current_dir(e2e)
+        .arg("translate_node.mjs")
+        .arg(relay.url(""));
+    let out = run_to_end(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "translate_node.mjs failed: {}",
+        show(&out)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("all node translation checks passed"),
+        "{stdout}"
+    );
+    assert_eq!(up.requests().len(), 5);
+    assert!(up
+        .requests()
+        .iter()
+        .all(|r| r.path == "/v1/chat/completions"));
 }
