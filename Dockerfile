@@ -2,7 +2,7 @@
 #   docker build -t llm-relay .
 #   docker run -p 8080:8080 -e OPENAI_API_KEY=sk-... llm-relay
 # The build stage runs scripts/build-static.sh, the same command the tests use
-# (tests/ops_static.rs runs the result from an empty root directory, as FROM scratch does).
+# (tests/system_static.rs runs the result from an empty root directory, as FROM scratch does).
 
 FROM rust:1-bookworm AS build
 WORKDIR /src

@@ -11,6 +11,7 @@
 #                                 files, threads and errors every minute (not part of a full run)
 #   --out FILE                    also write the table section to FILE
 #   --no-install                  never install anything; fail with a hint instead
+#   BENCH_RELAY_BIN, BENCH_TOOL_BIN  use these binaries instead of building (both or neither)
 #
 # Everything it starts (nginx, fixtures, relays, LiteLLM) is stopped on exit, even on Ctrl-C.
 set -euo pipefail
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
     --soak) SOAK_MIN="${2:?--soak needs a number of minutes}"; shift ;;
     --out) OUT="${2:?--out needs a file name}"; shift ;;
     --no-install) INSTALL=0 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -33,10 +34,10 @@ done
 
 if [ "$QUICK" = 1 ]; then
   DUR=1 WRK_T=1 WRK_C=8 PACED_RATE=200 PACED_S=2 STREAM_EVENTS=10 MANY_STREAMS=50
-  OPEN_STREAMS=200 SCALE_SMALL=1000 SCALE_LARGE=10000
+  OPEN_STREAMS=200 SCALE_SMALL=1000 SCALE_LARGE=10000 SLOW_CONNS=50
 else
   DUR=10 WRK_T=2 WRK_C=50 PACED_RATE=1000 PACED_S=10 STREAM_EVENTS=50 MANY_STREAMS=500
-  OPEN_STREAMS=1000 SCALE_SMALL=1000 SCALE_LARGE=1000000
+  OPEN_STREAMS=1000 SCALE_SMALL=1000 SCALE_LARGE=1000000 SLOW_CONNS=200
 fi
 # Scenario 7's large cache size; lower it only where the disk (~8 GB for 1 M) is short.
 SCALE_LARGE=${BENCH_SCALE_LARGE:-$SCALE_LARGE}
@@ -92,8 +93,14 @@ need_tools() {
 }
 
 build() {
+  # Prebuilt binaries (the system tests pass their one static release build): no build here.
+  if [ -n "${BENCH_RELAY_BIN:-}" ] && [ -n "${BENCH_TOOL_BIN:-}" ]; then
+    RELAY_BIN=$BENCH_RELAY_BIN TOOL=$BENCH_TOOL_BIN
+    [ -x "$RELAY_BIN" ] && [ -x "$TOOL" ] || die "BENCH_RELAY_BIN or BENCH_TOOL_BIN is not an executable"
+    return 0
+  fi
   log "building the release binary and the bench tool"
-  # Called from `cargo test` (tests/bench_quick.rs), the environment carries the test's
+  # Called from `cargo test` without prebuilt binaries, the environment carries the test's
   # CARGO_PKG_* and CARGO_MANIFEST_* values; ring's build script watches some of them, and a
   # change would rebuild everything each time.
   (
@@ -214,6 +221,7 @@ http {
   client_body_temp_path $dir/tmp/body; proxy_temp_path $dir/tmp/proxy;
   fastcgi_temp_path $dir/tmp/fastcgi; uwsgi_temp_path $dir/tmp/uwsgi; scgi_temp_path $dir/tmp/scgi;
   keepalive_requests 10000000;
+  client_max_body_size 0;
   server {
     listen 127.0.0.1:$port;
     location = /v1/chat/completions {
@@ -449,6 +457,72 @@ scenario_memory() {
   stop "$SSE_PID"
 }
 
+# Scenario 9: the front door. Cache hits idle, then on the same relay while SLOW_CONNS clients
+# trickle request bodies and SLOW_CONNS more trickle request heads (a byte a second each); and
+# peak RSS while 8 clients send a maximal body (max_body_bytes of JSON text) at once.
+wait_line() { # FILE PATTERN SECONDS
+  local i
+  for i in $(seq $(($3 * 20))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  return 1
+}
+
+scenario_slow_clients() {
+  if [ "$HAS_CACHE" = 0 ]; then
+    not_run 9-idle "cache hits, idle" "this build has no cache"
+    not_run 9-attack "cache hits under the slow-client attack" "this build has no cache"
+    return
+  fi
+  local r dir=$RUN/cache-slow ob=$RUN/trickle-body.out oh=$RUN/trickle-head.out pb ph
+  start_relay "http://$NGINX/v1" 32 "$(cache_json "$dir" 10000)"
+  if ! check_hit "$RELAY"; then
+    not_run 9-idle "cache hits, idle" "no \`X-Cache: HIT\` on a repeated request"
+    stop "$RELAY_PID"
+    return
+  fi
+  r=($(wrk_post "http://$RELAY/v1/chat/completions"))
+  row 9-idle "cache hits from memory, idle (the relay of 9-attack)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" \
+    "$(peak_rss_mb "$RELAY_PID")" "$(errors_note "${r[3]}")"
+  local idle50=${r[1]} idle99=${r[2]}
+  "$TOOL" trickle --addr "$RELAY" --conns "$SLOW_CONNS" --mode body --seconds $((DUR + 15)) >"$ob" &
+  pb=$!
+  PIDS+=("$pb")
+  "$TOOL" trickle --addr "$RELAY" --conns "$SLOW_CONNS" --mode head --seconds $((DUR + 15)) >"$oh" &
+  ph=$!
+  PIDS+=("$ph")
+  if ! wait_line "$ob" ready 30 || ! wait_line "$oh" ready 30; then
+    not_run 9-attack "cache hits under the slow-client attack" "the trickling clients did not connect"
+  else
+    sleep 1 # every trickler has sent its head (or its body's first byte) and waits
+    r=($(wrk_post "http://$RELAY/v1/chat/completions"))
+    row 9-attack "cache hits while $SLOW_CONNS clients trickle bodies and $SLOW_CONNS trickle heads" \
+      "${r[0]}" "${r[1]}" "${r[2]}" "$idle50" "$idle99" "$(peak_rss_mb "$RELAY_PID")" \
+      "Δ vs 9-idle; $([ "${r[0]}" = 0 ] && echo "no hit answered during the attack; ")$(errors_note "${r[3]}")"
+  fi
+  stop "$pb"
+  stop "$ph"
+  stop "$RELAY_PID"
+}
+
+scenario_big_bodies() {
+  local body=$RUN/big-body.json i codes
+  # 20 MiB (max_body_bytes' default) of JSON text: one long user message
+  python3 - "$body" <<'PY'
+import sys
+n = 20 * 1024 * 1024 - 100
+with open(sys.argv[1], "w") as f:
+    f.write('{"model":"bench-model","messages":[{"role":"user","content":"' + "x" * n + '"}]}')
+PY
+  start_relay "http://$NGINX/v1" 32
+  codes=$(for i in $(seq 8); do
+    curl -s -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' \
+      --data-binary "@$body" "http://$RELAY/v1/chat/completions" &
+  done; wait)
+  row 9-bodies "memory: 8 clients send a 20 MiB body at once" "-" "-" "-" "" "" "$(peak_rss_mb "$RELAY_PID")" \
+    "answers: $(echo "$codes" | sort | uniq -c | awk '{printf "%s%s×%s", (NR>1?", ":""), $1, $2}') (max_body_bytes_in_flight 256 MiB)"
+  stop "$RELAY_PID"
+  rm -f "$body"
+}
+
 # ------------------------------------------------------------------------------------------
 # Targets: each compares two figures of this run.
 
@@ -483,6 +557,11 @@ evaluate_targets() {
   target "$SCALE_LARGE entries: /health answers within 100 ms of start (ms)" "${h:--}" "m <= 100"
   target "RSS idle ≤ 30 MB (MB)" "${R_RSS[8-idle]:-}" "m <= 30"
   target "RSS with $OPEN_STREAMS open streams ≤ 100 MB (MB)" "${R_RSS[8-streams]:-}" "m <= 100"
+  # no request answered at all under the attack is the worst case, not a zero ratio
+  local slow
+  slow=$(ratio "${R_P99[9-attack]:-}" "${R_P99[9-idle]:-}")
+  [ "${R_RPS[9-attack]:-}" = 0 ] && slow=inf
+  target "cache hits under the slow-client attack: p99 ≤ 2 × idle (9-attack / 9-idle)" "$slow" "m <= 2"
 }
 
 # ------------------------------------------------------------------------------------------
@@ -555,6 +634,8 @@ log "scenario 5: LiteLLM";           scenario_litellm 5off "LiteLLM proxy, cache
 log "scenario 6: streaming";         scenario_streams
 log "scenario 7: scale";             scenario_scale
 log "scenario 8: memory";            scenario_memory
+log "scenario 9: front door";        scenario_slow_clients
+                                     scenario_big_bodies
 evaluate_targets
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

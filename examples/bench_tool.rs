@@ -10,6 +10,9 @@
 //!   request's scheduled time, so a stall is not hidden) or closed-loop, by duration or count;
 //!   `{n}` in the body becomes the request number plus `--offset` (`--unique`), so every request
 //!   is a cache miss.
+//! - `trickle`: the slow-client attack: N connections that send a request head (`--mode head`)
+//!   or a POST body (`--mode body`) one byte a second for `--seconds`; prints `ready open=N` once
+//!   all are connected and sending, and `done still_open=N` at the end.
 //! - `start-to-health`: runs a command and times until `GET /health` on a port answers 200.
 //! - `free-port`: prints a port that was free a moment ago.
 //!
@@ -31,9 +34,10 @@ fn main() -> ExitCode {
         Some("sse-upstream") => sse_upstream(&Flags::parse(&args[1..])),
         Some("streams") => streams(&Flags::parse(&args[1..])),
         Some("load") => load(&Flags::parse(&args[1..])),
+        Some("trickle") => trickle(&Flags::parse(&args[1..])),
         Some("start-to-health") => start_to_health(&args[1..]),
         Some("free-port") => free_port().map(|p| println!("{p}")),
-        _ => Err("usage: bench_tool sse-upstream|streams|load|start-to-health|free-port [--flag value]...; see bench/run.sh".to_string()),
+        _ => Err("usage: bench_tool sse-upstream|streams|load|trickle|start-to-health|free-port [--flag value]...; see bench/run.sh".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -551,5 +555,46 @@ fn start_to_health(args: &[String]) -> Res<()> {
     let _ = child.kill();
     let _ = child.wait();
     println!("health_ms={:.1}", result?.as_secs_f64() * 1e3);
+    Ok(())
+}
+
+/// The slow-client attack (see the module doc).
+fn trickle(f: &Flags) -> Res<()> {
+    let addr = f.str("addr")?.to_string();
+    let conns = f.num("conns", 200.0)? as usize;
+    let body_mode = match f.str("mode")? {
+        "body" => true,
+        "head" => false,
+        other => return Err(format!("--mode must be body or head, got {other}")),
+    };
+    let seconds = f.num("seconds", 10.0)?;
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut streams = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let mut s = TcpStream::connect(&addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_nodelay(true).map_err(|e| e.to_string())?;
+        // A head (or a head and the start of a body) the relay must wait for.
+        let start: &[u8] = if body_mode {
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n\
+              Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+        } else {
+            b"GET /health HTTP/1.1\r\nHost: bench\r\nX-Slow: "
+        };
+        s.write_all(start).map_err(|e| e.to_string())?;
+        streams.push(Some(s));
+    }
+    println!("ready open={conns}");
+    let _ = std::io::stdout().flush();
+    while Instant::now() < end {
+        thread::sleep(Duration::from_secs(1));
+        for slot in &mut streams {
+            let byte: &[u8] = if body_mode { b" " } else { b"x" };
+            if slot.as_mut().is_some_and(|s| s.write_all(byte).is_err()) {
+                *slot = None;
+            }
+        }
+    }
+    let open = streams.iter().filter(|s| s.is_some()).count();
+    println!("done still_open={open}");
     Ok(())
 }

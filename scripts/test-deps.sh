@@ -1,54 +1,58 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond Rust and Python: Debian packages (as root; otherwise
-# it prints the exact command and fails), the Python packages of tests/requirements.txt, and the
-# npm packages of tests/e2e/package.json. Each step is skipped when already satisfied, so a warm
-# machine pays nothing.
+# Installs what the test suite needs beyond Rust and Python: Debian packages, the Python packages
+# of tests/requirements.txt, and the npm packages of tests/e2e/package.json (when there is one).
+# As root it installs; otherwise it prints the exact command to run and fails. Each step is
+# skipped when already satisfied, so on a warm machine it takes a second or two and changes
+# nothing. Safe to run any number of times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: command → package.
+root=0
+[[ $(id -u) == 0 ]] && root=1
+need() { # MESSAGE: what is missing and the command that installs it; fails
+  echo "scripts/test-deps.sh: $1" >&2
+  exit 1
+}
+for tool in cargo python3; do
+  command -v "$tool" >/dev/null 2>&1 || need "$tool is not on PATH; the tests need Rust (cargo) and Python 3"
+done
+
+# Debian packages: command the tests run → package that provides it.
 declare -A want=(
   [nginx]=nginx [wrk]=wrk [curl]=curl [redis-server]=redis-server
-  [unshare]=util-linux [ldd]=libc-bin [node]=nodejs [npm]=npm
+  [unshare]=util-linux [prlimit]=util-linux [ldd]=libc-bin [node]=nodejs [npm]=npm
 )
+python3 -m pip --version >/dev/null 2>&1 || want[pip]=python3-pip
 missing=()
-for cmd in "${!want[@]}"; do
-  if ! command -v "$cmd" >/dev/null 2>&1 && ! test -x "/usr/sbin/$cmd"; then
+for cmd in $(printf '%s\n' "${!want[@]}" | sort); do
+  if [[ $cmd == pip ]] || { ! command -v "$cmd" >/dev/null 2>&1 && ! test -x "/usr/sbin/$cmd"; }; then
     missing+=("${want[$cmd]}")
   fi
 done
 if ((${#missing[@]})); then
-  if [[ $(id -u) == 0 ]]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "the tests need: sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
+  ((root)) || need "missing ${missing[*]}; install them with:
+  sudo apt-get update && sudo apt-get install -y ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python packages. Debian's own python refuses system-wide pip installs (PEP 668).
-if ! python3 -m pip --version >/dev/null 2>&1; then
-  if [[ $(id -u) == 0 ]]; then
-    apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null
-  else
-    echo "the tests need pip: sudo apt-get install -y python3-pip" >&2
-    exit 1
-  fi
-fi
-if ! python3 - <<'PY' 2>/dev/null
-import importlib.metadata as m, re, sys
+# Python packages, when one in tests/requirements.txt is not installed. Debian's own python
+# refuses pip installs outside a virtual environment (PEP 668) unless told otherwise.
+if ! python3 - <<'PY' 2>/dev/null; then
+import importlib.metadata as m, re
 for line in open("tests/requirements.txt"):
-    name = re.split(r"[<>=!~\[ ;]", line.strip(), maxsplit=1)[0]
+    name = re.split(r"[<>=!~\[ ;#]", line.strip(), maxsplit=1)[0]
     if name:
         m.version(name)
 PY
-then
-  python3 -m pip install -q -r tests/requirements.txt 2>/dev/null ||
-    python3 -m pip install -q --break-system-packages -r tests/requirements.txt
+  pip=(python3 -m pip install -q --no-warn-script-location -r tests/requirements.txt)
+  ((root)) || pip+=(--user)
+  "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages ||
+    need "could not install the Python packages; run: ${pip[*]}"
 fi
 
-# npm packages for the end-to-end tests (SDKs and agents), into tests/e2e/node_modules.
-if [[ -f tests/e2e/package.json ]] && [[ tests/e2e/package.json -nt tests/e2e/node_modules/.installed ]]; then
+# npm packages for the end-to-end tests, into tests/e2e/node_modules (no root needed).
+if [[ -f tests/e2e/package.json ]] &&
+  [[ ! -e tests/e2e/node_modules/.installed || tests/e2e/package.json -nt tests/e2e/node_modules/.installed ]]; then
   (cd tests/e2e && npm install --no-audit --no-fund --loglevel=error && touch node_modules/.installed)
 fi

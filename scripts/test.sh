@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-deps.sh
+# The vendored tiny_http fork is not a workspace member; its tests run by name.
+cargo test -p tiny_http --lib
 exec cargo test "$@"

@@ -4,17 +4,15 @@
 //! A created key's secret appears exactly once, in the 201 answer to `POST /admin/keys`; every
 //! other answer carries ids and names only.
 
-use std::io::Read;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tiny_http::{Method, Request};
 
-use crate::auth;
 use crate::error::ApiError;
 use crate::exchange::Exchange;
-use crate::intake::{self, Deadline};
+use crate::intake;
 use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, RawRateLimit};
 use crate::state::State;
@@ -45,12 +43,18 @@ pub fn handle(
             let Some(req) = ex.request_mut() else {
                 return Ok(());
             };
-            let new = parse_new_key(req, state.config.client_timeout)?;
+            let new = parse_new_key(
+                req,
+                state.config.client_timeout,
+                state.config.max_body_bytes_in_flight,
+            )?;
             let limit = RateLimit::from_raw(new.rate_limit, "rate_limit")
                 .map_err(|m| ApiError::invalid("invalid_request", m))?;
             let (key, secret) = gate.keys.create(new.name, limit, new.expires_at)?;
             let mut v = describe(&key, false);
-            v["key"] = Value::String(secret);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("key".to_string(), Value::String(secret));
+            }
             (201, v)
         }
         ("/admin/keys", Method::Get) => {
@@ -68,16 +72,22 @@ pub fn handle(
                 .list()
                 .iter()
                 .map(|(k, _)| {
-                    let mut v = serde_json::to_value(gate.usage.get(&k.id)).unwrap_or_default();
-                    v["id"] = Value::String(k.id.clone());
-                    v["name"] = Value::String(k.name.clone());
-                    v
+                    let mut v = serde_json::to_value(gate.usage.get(&k.id))
+                        .ok()
+                        .and_then(|v| match v {
+                            Value::Object(o) => Some(o),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    v.insert("id".to_string(), Value::String(k.id.clone()));
+                    v.insert("name".to_string(), Value::String(k.name.clone()));
+                    Value::Object(v)
                 })
                 .collect();
             (200, json!({"object": "list", "data": data}))
         }
         (r, Method::Delete) if r.starts_with("/admin/keys/") => {
-            let id = &r["/admin/keys/".len()..];
+            let id = r.strip_prefix("/admin/keys/").unwrap_or_default();
             gate.keys.revoke(id)?;
             gate.limiter.forget(id);
             (200, json!({"id": id, "object": "key", "deleted": true}))
@@ -105,19 +115,10 @@ pub fn handle(
     Ok(())
 }
 
-fn parse_new_key(req: &mut Request, budget: Duration) -> Result<NewKey, ApiError> {
+fn parse_new_key(req: &mut Request, budget: Duration, in_flight: u64) -> Result<NewKey, ApiError> {
     intake::check_content_type(req)?;
-    if req.body_length().is_some_and(|n| n as u64 > MAX_ADMIN_BODY) {
-        return Err(ApiError::too_large(MAX_ADMIN_BODY));
-    }
-    let mut raw = Vec::new();
-    Deadline::new(req.as_reader(), budget)
-        .take(MAX_ADMIN_BODY + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| intake::body_error(&e, budget))?;
-    if raw.len() as u64 > MAX_ADMIN_BODY {
-        return Err(ApiError::too_large(MAX_ADMIN_BODY));
-    }
+    let mut reserved = crate::body_cost::Reservation::new(in_flight);
+    let raw = intake::read_body(req, MAX_ADMIN_BODY, budget, &mut reserved)?;
     let new: NewKey = serde_json::from_slice(&raw).map_err(|e| {
         ApiError::invalid(
             "invalid_request",
@@ -133,7 +134,7 @@ fn parse_new_key(req: &mut Request, budget: Duration) -> Result<NewKey, ApiError
             "`name` must be 1 to 200 characters".to_string(),
         ));
     }
-    if new.expires_at.is_some_and(|t| t <= auth::now_secs()) {
+    if new.expires_at.is_some_and(|t| t <= crate::util::now_secs()) {
         return Err(ApiError::invalid(
             "invalid_request",
             "`expires_at` (unix seconds) is in the past".to_string(),

@@ -9,7 +9,6 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::RwLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -18,6 +17,7 @@ use tiny_http::Request;
 use crate::error::ApiError;
 use crate::keys_file::{self, StoredKey};
 use crate::limits::{RateLimit, RawRateLimit};
+use crate::util::{hex, now_secs};
 
 /// The `auth` section as written.
 #[derive(Debug, Default, Deserialize)]
@@ -262,7 +262,7 @@ impl KeyStore {
                 "invalid_request_error",
                 "keys_file_not_configured",
                 "keys created through the admin API need `auth.keys_file` in the config, so \
-                 they survive a restart; set it and restart the relay"
+                 they survive a restart; set it and reload the config (SIGHUP)"
                     .to_string(),
             ));
         };
@@ -290,7 +290,10 @@ impl KeyStore {
                 409,
                 "invalid_request_error",
                 "config_key",
-                format!("key `{id}` is defined in the config file; remove it there and restart"),
+                format!(
+                    "key `{id}` is defined in the config file; remove it there and reload the \
+                     config (SIGHUP)"
+                ),
             ));
         }
         let mut created = self.created.write().unwrap_or_else(|p| p.into_inner());
@@ -318,11 +321,8 @@ pub fn presented_key(req: &Request) -> Option<String> {
     for h in req.headers() {
         let name = h.field.as_str().as_str();
         if name.eq_ignore_ascii_case("authorization") {
-            let v = h.value.as_str().trim();
-            if v.get(..7)
-                .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
-            {
-                return v.get(7..).map(|t| t.trim().to_string());
+            if let Some(token) = crate::util::bearer_token(h.value.as_str()) {
+                return Some(token.to_string());
             }
         } else if name.eq_ignore_ascii_case("x-api-key") {
             api_key = Some(h.value.as_str().trim().to_string());
@@ -358,29 +358,12 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     Ok(buf)
 }
 
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn hash_bytes(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
 fn hash_hex(s: &str) -> String {
     hex(&hash_bytes(s))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
 }
 
 /// Constant-time comparison of two hex hashes (the time depends on the length only).

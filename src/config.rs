@@ -20,6 +20,7 @@ use crate::upstream::Timeouts;
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_WORKERS: usize = 32;
 const DEFAULT_MAX_BODY: u64 = 20 * 1024 * 1024;
+const DEFAULT_BODIES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
 
 /// The config file as written. Field names are the file's keys.
 #[derive(Debug, Deserialize)]
@@ -33,6 +34,7 @@ struct RawConfig {
     forward_auth: bool,
     workers: Option<usize>,
     max_body_bytes: Option<u64>,
+    max_body_bytes_in_flight: Option<u64>,
     connect_timeout_ms: Option<u64>,
     first_byte_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
@@ -54,6 +56,7 @@ struct RawConfig {
     log_level: Option<crate::log::Level>,
     body_log: Option<String>,
     client_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
     auth: Option<crate::auth::RawAuth>,
     rate_limit: Option<crate::limits::RawRateLimit>,
     cache: Option<crate::cache::RawCache>,
@@ -82,6 +85,8 @@ pub struct Config {
     pub forward_auth: bool,
     pub workers: usize,
     pub max_body_bytes: u64,
+    /// The memory all request bodies in flight may take together (see `body_cost`).
+    pub max_body_bytes_in_flight: u64,
     pub timeouts: Timeouts,
     pub rules: Vec<Rule>,
     /// Every upstream endpoint (the single `upstream` becomes a one-entry list) and the
@@ -92,10 +97,15 @@ pub struct Config {
     pub ops: crate::ops::OpsConfig,
     /// Longest a client may take to send its request head or body (per read, and in total).
     pub client_timeout: Duration,
+    /// Client connections served at once; one more is answered 503 and closed (`fd_limit`).
+    pub max_connections: usize,
     pub auth: crate::auth::AuthConfig,
     /// Default per-key rate limit.
     pub rate_limit: crate::limits::RateLimit,
     pub cache: crate::cache::CacheConfig,
+    /// Things that load but are likely mistakes ("FILE: line L, column C: …"), shown by
+    /// `--check` and logged at start and on reload.
+    pub warnings: Vec<String>,
 }
 
 /// A config that could not be loaded; the message names the file and, where it can, the line and column.
@@ -128,7 +138,40 @@ impl Config {
             .map_err(|msg| ConfigError(format!("{origin}: {msg}")))?;
         let raw: RawConfig = json5::from_str(text).map_err(|e| located(e, text, origin))?;
         check_numbers(text, origin)?;
-        Config::from_raw(raw).map_err(|msg| ConfigError(format!("{origin}: {msg}")))
+        let at_key = |msg: String| match crate::locate::message_position(text, &msg) {
+            Some((line, column)) => format!("{origin}: line {line}, column {column}: {msg}"),
+            None => format!("{origin}: {msg}"),
+        };
+        let mut config = Config::from_raw(raw).map_err(|msg| ConfigError(at_key(msg)))?;
+        config.warnings = config.url_warnings().into_iter().map(at_key).collect();
+        Ok(config)
+    }
+
+    /// An upstream URL without a path sends requests to `/chat/completions` at the server's
+    /// root, where OpenAI-compatible servers rarely answer: it loads, with a warning.
+    fn url_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, e) in self.upstreams.endpoints.iter().enumerate() {
+            let rest = e
+                .url
+                .strip_prefix("http://")
+                .or_else(|| e.url.strip_prefix("https://"))
+                .unwrap_or("");
+            if rest.contains('/') {
+                continue;
+            }
+            let key = if self.upstreams.listed {
+                format!("upstreams[{i}]: `url`")
+            } else {
+                "`upstream`".to_string()
+            };
+            out.push(format!(
+                "{key} \"{url}\" has no path, so requests go to {url}/chat/completions at the \
+                 server's root; OpenAI-compatible servers usually want the /v1 prefix: \"{url}/v1\"",
+                url = e.url
+            ));
+        }
+        out
     }
 
     fn from_raw(raw: RawConfig) -> Result<Config, String> {
@@ -145,6 +188,15 @@ impl Config {
         let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
         if max_body_bytes == 0 {
             return Err("`max_body_bytes` must be positive".to_string());
+        }
+        let max_body_bytes_in_flight = raw
+            .max_body_bytes_in_flight
+            .unwrap_or(DEFAULT_BODIES_IN_FLIGHT);
+        if max_body_bytes_in_flight < 1024 * 1024 {
+            return Err(format!(
+                "`max_body_bytes_in_flight` must be at least 1048576 (1 MiB), got \
+                 {max_body_bytes_in_flight}"
+            ));
         }
         let timeouts = Timeouts {
             connect: millis(raw.connect_timeout_ms, 5_000, "connect_timeout_ms")?,
@@ -190,6 +242,7 @@ impl Config {
         let rate_limit = crate::limits::RateLimit::from_raw(raw.rate_limit, "rate_limit")?;
         Ok(Config {
             client_timeout,
+            max_connections: crate::fd_limit::max_connections(raw.max_connections)?,
             auth,
             rate_limit,
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
@@ -198,12 +251,14 @@ impl Config {
             forward_auth: raw.forward_auth,
             workers,
             max_body_bytes,
+            max_body_bytes_in_flight,
             timeouts,
             rules,
             upstreams,
             shaping,
             ops,
             cache: crate::cache::CacheConfig::from_raw(raw.cache)?,
+            warnings: Vec::new(),
         })
     }
 
@@ -220,8 +275,8 @@ impl Config {
             out.push_str(&format!("upstream: {} (auth: {key})\n", self.upstream));
         }
         out.push_str(&format!(
-            "workers: {}, max_body_bytes: {}\n",
-            self.workers, self.max_body_bytes
+            "workers: {}, max_body_bytes: {}, max_body_bytes_in_flight: {}\n",
+            self.workers, self.max_body_bytes, self.max_body_bytes_in_flight
         ));
         out.push_str(&format!(
             "timeouts: connect {} ms, first byte {} ms, idle {} ms\n",
@@ -309,6 +364,16 @@ fn located(err: json5::Error, text: &str, origin: &str) -> ConfigError {
         .or(location.map(|l| (l.line, l.column)));
     // pest's syntax errors come as a drawn snippet (" --> 2:13 | ... = expected x"); keep it
     // on its own lines under a plain first line.
+    // pest points at the value before a missing comma; the structural scan finds the token
+    // where the comma (or colon, or bracket) was expected.
+    if msg.contains('\n') {
+        if let Some(e) = crate::locate::syntax_error(text) {
+            return ConfigError(format!(
+                "{origin}: line {}, column {}: invalid JSONC syntax: {}",
+                e.line, e.column, e.message
+            ));
+        }
+    }
     let msg = match msg.split_once('\n') {
         Some((_, snippet)) => {
             format!("invalid JSONC syntax here (a missing comma, quote or bracket?)\n{snippet}")
@@ -389,5 +454,53 @@ mod tests {
     #[test]
     fn bad_url_is_refused() {
         assert!(err("{upstream: 'localhost:11434'}").contains("http://"));
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_line_and_column() {
+        let e = err("{\n  listen: '127.0.0.1:1',\n  workers: 0\n}");
+        assert!(e.starts_with("c.jsonc: line 3, column 3: `workers`"), "{e}");
+        let e = err("{\n\n  \"upstream\": \"localhost:11434\"\n}");
+        assert!(
+            e.starts_with("c.jsonc: line 3, column 3: `upstream`"),
+            "{e}"
+        );
+        let e = err("{upstreams: [{url: 'http://a/v1'},\n  {url: 'nope'}]}");
+        assert!(
+            e.starts_with("c.jsonc: line 2, column 4: upstreams[1]"),
+            "{e}"
+        );
+        let e = err("{auth: {keys: [\n  {key: 'sk-long-enough', rate_limit: {per_minute: 0}}]}}");
+        assert!(e.starts_with("c.jsonc: line 2, column 40:"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_comma_is_reported_where_it_is_missing() {
+        let e = err("{\n  \"listen\": \"127.0.0.1:1\"\n  \"workers\": 4\n}");
+        assert!(
+            e.starts_with("c.jsonc: line 3, column 3: invalid JSONC syntax"),
+            "{e}"
+        );
+        assert!(e.contains("missing comma"), "{e}");
+    }
+
+    #[test]
+    fn an_upstream_without_a_path_loads_with_a_located_warning() {
+        let c = Config::parse("{\n  upstream: 'http://10.0.0.1:8000/'\n}", "c.jsonc").unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let w = &c.warnings[0];
+        assert!(
+            w.starts_with("c.jsonc: line 2, column 3: `upstream`"),
+            "{w}"
+        );
+        assert!(w.contains("http://10.0.0.1:8000/v1"), "{w}");
+        let c = Config::parse(
+            "{upstreams: [{url: 'http://a:1/v1'}, {url: 'http://b:2'}]}",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("upstreams[1]"), "{:?}", c.warnings);
+        assert!(Config::parse("{}", "c").unwrap().warnings.is_empty());
     }
 }

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// For a 405: the methods the path allows, as the `Allow` header lists them.
     pub allow: Option<&'static str>,
+    /// For a refusal the client should retry: seconds for the `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -30,6 +32,15 @@ impl ApiError {
             code,
             message,
             allow: None,
+            retry_after: None,
+        }
+    }
+
+    /// A 503 the client should retry after `secs` seconds (`Retry-After`).
+    pub fn busy(code: &'static str, message: String, secs: u64) -> Self {
+        ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(503, "server_error", code, message)
         }
     }
 

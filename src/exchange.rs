@@ -6,7 +6,7 @@
 //! path that forgot to answer — sends a 500 JSON error; either way the request is logged.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tiny_http::{Header, Request, Response};
 
@@ -122,12 +122,9 @@ impl Drop for Exchange {
                 status: self.access.status,
                 prompt_tokens: self.access.prompt_tokens,
                 completion_tokens: self.access.completion_tokens,
-                cache_hit: self.access.cache == "hit",
+                cache_hit: self.access.cache == Some(log::CacheResult::Hit),
             };
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            usage.record(&key_id, outcome, now);
+            usage.record(&key_id, outcome, crate::util::now_secs());
         }
         log::access(&self.access);
         metrics::request_done(&self.access);
@@ -154,6 +151,9 @@ pub fn respond_error(req: Request, err: &ApiError) -> u64 {
     let mut headers = vec![json_content_type()];
     if let Some(allow) = err.allow {
         headers.push(("Allow".to_string(), allow.to_string()));
+    }
+    if let Some(secs) = err.retry_after {
+        headers.push(("Retry-After".to_string(), secs.to_string()));
     }
     respond(req, err.status, &headers, err.body())
 }

@@ -58,7 +58,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
                         !text[i..i + end].contains([q, '\n'])
                     });
                     let Some(end) = close else {
-                        let (line, col) = position(text, i);
+                        let (line, col) = crate::locate::position(text, i);
                         return Err(format!(
                             "line {line}, column {col}: `${{` without a closing `}}`; write \
                              ${{VAR}} or ${{VAR:-default}}, or \\${{ for a literal `${{`"
@@ -66,7 +66,7 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
                     };
                     let inner = &text[i + 2..i + end];
                     let value = resolve(inner, lookup).map_err(|msg| {
-                        let (line, col) = position(text, i);
+                        let (line, col) = crate::locate::position(text, i);
                         format!("line {line}, column {col}: {msg}")
                     })?;
                     push_escaped(&mut out, &value, q);
@@ -131,14 +131,6 @@ fn push_escaped(out: &mut String, value: &str, quote: char) {
             c => out.push(c),
         }
     }
-}
-
-/// 1-based line and column of byte offset `at`.
-fn position(text: &str, at: usize) -> (usize, usize) {
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 #[cfg(test)]

@@ -28,23 +28,22 @@ pub struct Gate {
     pub default_limit: RateLimit,
 }
 
-/// A refused request: the error and the extra headers it is answered with.
+/// Why a request was refused, with the error it is answered with.
 #[derive(Debug)]
-pub struct Refusal {
-    pub error: ApiError,
-    pub headers: Vec<(String, String)>,
-    /// The key, when it was valid but over its limit (the refusal counts as its usage).
-    pub client: Option<Client>,
+pub enum Refusal {
+    /// No valid key for the route: a 401.
+    Unauthorized(ApiError),
+    /// A valid key over its limit: a 429 with the limit's headers; it counts as the key's usage.
+    RateLimited {
+        error: ApiError,
+        headers: Vec<(String, String)>,
+        client: Client,
+    },
 }
 
 impl From<ApiError> for Refusal {
-    /// A 401: with `WWW-Authenticate: Bearer`, as RFC 9110 asks.
     fn from(error: ApiError) -> Self {
-        Refusal {
-            error,
-            headers: vec![("WWW-Authenticate".to_string(), "Bearer".to_string())],
-            client: None,
-        }
+        Refusal::Unauthorized(error)
     }
 }
 
@@ -92,7 +91,7 @@ impl Gate {
         let limit = client.rate_limit.or(self.default_limit);
         match self.limiter.admit(&client.key_id, limit, Instant::now()) {
             Ok(_) => Ok(Some(client)),
-            Err(verdict) => Err(Box::new(Refusal {
+            Err(verdict) => Err(Box::new(Refusal::RateLimited {
                 error: ApiError::new(
                     429,
                     "rate_limit_error",
@@ -103,21 +102,31 @@ impl Gate {
                     ),
                 ),
                 headers: verdict.headers(),
-                client: Some(client),
+                client,
             })),
         }
     }
 
     /// Answers a refusal; it counts as usage of the key it names, if any.
     pub fn refuse(&self, ex: &mut Exchange, refusal: Refusal) {
-        if refusal.error.code == "rate_limit_exceeded" {
-            crate::metrics::rate_limited();
-        }
-        if let Some(client) = refusal.client {
-            ex.count_usage(Arc::clone(&self.usage), client.key_id);
-        }
         let mut headers = vec![json_content_type()];
-        headers.extend(refusal.headers);
-        ex.respond(refusal.error.status, &headers, refusal.error.body());
+        let error = match refusal {
+            // with `WWW-Authenticate: Bearer`, as RFC 9110 asks of a 401
+            Refusal::Unauthorized(error) => {
+                headers.push(("WWW-Authenticate".to_string(), "Bearer".to_string()));
+                error
+            }
+            Refusal::RateLimited {
+                error,
+                headers: limit_headers,
+                client,
+            } => {
+                crate::metrics::rate_limited();
+                ex.count_usage(Arc::clone(&self.usage), client.key_id);
+                headers.extend(limit_headers);
+                error
+            }
+        };
+        ex.respond(error.status, &headers, error.body());
     }
 }

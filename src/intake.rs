@@ -12,6 +12,7 @@ use tiny_http::Request;
 
 use serde_json::{Map, Value};
 
+use crate::body_cost::{self, Reservation};
 use crate::error::ApiError;
 
 /// Refuses a body labelled as something other than JSON (415). No `Content-Type` at all is
@@ -97,25 +98,44 @@ pub fn body_error(e: &io::Error, budget: Duration) -> ApiError {
     }
 }
 /// Reads the request body, refusing more than `max` bytes (by Content-Length before reading
-/// anything, and by counting for chunked bodies).
-pub fn read_body(req: &mut Request, max: u64, budget: Duration) -> Result<Vec<u8>, ApiError> {
+/// anything, and by counting for chunked bodies), and holding the memory it will take in
+/// `reserved` (from Content-Length at once, else as its bytes arrive) so bodies in flight stay
+/// within their budget.
+pub fn read_body(
+    req: &mut Request,
+    max: u64,
+    budget: Duration,
+    reserved: &mut Reservation,
+) -> Result<Vec<u8>, ApiError> {
     let announced = req.body_length().map(|n| n as u64);
     if announced.is_some_and(|n| n > max) {
         return Err(ApiError::too_large(max));
     }
+    reserved.grow_to(body_cost::minimum(announced.unwrap_or(0)))?;
     let mut buf = Vec::with_capacity(announced.unwrap_or(0) as usize);
-    Deadline::new(req.as_reader(), budget)
-        .take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| body_error(&e, budget))?;
-    if buf.len() as u64 > max {
-        return Err(ApiError::too_large(max));
+    let mut reader = Deadline::new(req.as_reader(), budget).take(max + 1);
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(body_error(&e, budget)),
+        };
+        if buf.len() as u64 + n as u64 > max {
+            return Err(ApiError::too_large(max));
+        }
+        reserved.grow_to(body_cost::minimum(buf.len() as u64 + n as u64))?;
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
     Ok(buf)
 }
 
 /// Parses an API request body: a JSON object with a string `model`.
-pub fn parse_body(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
+/// Refuses JSON whose parse would cost more than a small multiple of its size (413, see
+/// `body_cost`), and holds the memory the body will take in `reserved`.
+pub fn parse_body(raw: &[u8], reserved: &mut Reservation) -> Result<Map<String, Value>, ApiError> {
+    reserved.grow_to(body_cost::check_density(raw)?)?;
     let value: Value = serde_json::from_slice(raw).map_err(|e| {
         ApiError::invalid(
             "invalid_json",

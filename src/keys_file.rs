@@ -3,7 +3,7 @@
 //! file or the new one, never half of one: a temp file beside it, fsync, rename, fsync of the
 //! folder. Mode 0600 on Unix.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -51,7 +51,36 @@ pub fn load(path: &Path) -> Result<Vec<StoredKey>, String> {
             e.column()
         )
     })?;
+    check(&doc.keys).map_err(|msg| {
+        let at = crate::locate::message_position(&text, &msg)
+            .map_or(String::new(), |(l, c)| format!("line {l}, column {c}: "));
+        format!(
+            "keys_file {}: {at}{msg}; fix the entry with the admin API's rules, or remove it",
+            path.display()
+        )
+    })?;
     Ok(doc.keys)
+}
+
+/// Checks each entry as a config key is checked, so a bad entry stops the load instead of
+/// failing every request made with that key: limits positive, an id, unique ids, a SHA-256.
+fn check(keys: &[StoredKey]) -> Result<(), String> {
+    for (i, k) in keys.iter().enumerate() {
+        k.rate_limit.check(&format!("keys[{i}].rate_limit"))?;
+        if k.id.trim().is_empty() {
+            return Err(format!("`keys[{i}].id` is empty"));
+        }
+        if keys.iter().take(i).any(|o| o.id == k.id) {
+            return Err(format!("`keys[{i}].id` \"{}\" is used twice", k.id));
+        }
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if k.sha256.len() != 64 || !k.sha256.bytes().all(lower_hex) {
+            return Err(format!(
+                "`keys[{i}].sha256` is not a SHA-256 in lowercase hex (64 digits)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes the keys file atomically: a temp file beside it, fsync, rename, fsync the folder.
@@ -61,31 +90,13 @@ pub fn save(path: &Path, keys: &[StoredKey]) -> Result<(), String> {
     };
     let text = serde_json::to_vec_pretty(&doc)
         .map_err(|e| format!("cannot serialize the keys file: {e}"))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "keys".to_string());
+    crate::util::write_atomic(path, &text, 0o600)
+        .map_err(|e| format!("cannot write keys_file {}: {e}", path.display()))?;
+    // the rename itself reaches the disk with the folder's metadata
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let fail =
-        |what: &str, e: std::io::Error| format!("cannot {what} keys_file {}: {e}", path.display());
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(&tmp)
-        .map_err(|e| fail("create a temp file for", e))?;
-    f.write_all(&text).map_err(|e| fail("write", e))?;
-    f.sync_all().map_err(|e| fail("fsync", e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| fail("replace", e))?;
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }

@@ -181,6 +181,9 @@ fn reload(live: &Live, path: &Path) {
         let _ = old.config.ops.apply();
         return;
     }
+    for w in &config.warnings {
+        log::warn(w);
+    }
     for (what, changed) in [
         ("listen", config.listen != old.config.listen),
         ("workers", config.workers != old.config.workers),

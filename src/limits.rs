@@ -35,17 +35,25 @@ impl RateLimit {
     /// Checks a raw limit; `what` names it in errors (e.g. `rate_limit`).
     pub fn from_raw(raw: Option<RawRateLimit>, what: &str) -> Result<RateLimit, String> {
         let raw = raw.unwrap_or_default();
-        for (field, v) in [("per_minute", raw.per_minute), ("per_hour", raw.per_hour)] {
+        let limit = RateLimit {
+            per_minute: raw.per_minute,
+            per_hour: raw.per_hour,
+        };
+        limit.check(what)?;
+        Ok(limit)
+    }
+
+    /// A limit of 0 would refuse every request: an error naming it (`what`, e.g.
+    /// `keys[2].rate_limit`), for the config and the `keys_file` alike.
+    pub fn check(&self, what: &str) -> Result<(), String> {
+        for (field, v) in [("per_minute", self.per_minute), ("per_hour", self.per_hour)] {
             if v == Some(0) {
                 return Err(format!(
                     "`{what}.{field}` must be positive; leave it out for no limit"
                 ));
             }
         }
-        Ok(RateLimit {
-            per_minute: raw.per_minute,
-            per_hour: raw.per_hour,
-        })
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -130,6 +130,29 @@ fn json_format() -> bool {
     FORMAT_JSON.load(Ordering::Relaxed) == 1
 }
 
+/// What the cache did for a request, as the access log and the metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    /// Went upstream on purpose (`no-cache`, or an entry of an older version).
+    Refresh,
+    /// `no-store`: the cache was not used.
+    Bypass,
+}
+
+impl CacheResult {
+    /// `hit`, `miss`, `refresh`, `bypass`.
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Refresh => "refresh",
+            CacheResult::Bypass => "bypass",
+        }
+    }
+}
+
 /// What the access log records about one request.
 #[derive(Debug, Default, Clone)]
 pub struct Access {
@@ -140,8 +163,8 @@ pub struct Access {
     pub upstream: String,
     pub duration: Duration,
     pub bytes: u64,
-    /// What the cache did: `hit`, `miss`, `refresh`, `bypass`; empty when it was not asked.
-    pub cache: &'static str,
+    /// What the cache did; `None` when it was not asked.
+    pub cache: Option<CacheResult>,
     /// Time spent waiting for and reading from the upstream (zero if none was called).
     pub upstream_time: Duration,
     /// From the answer's `usage`, for per-key stats (never logged).
@@ -166,12 +189,13 @@ pub fn access(a: &Access) {
             "duration_ms": (a.duration.as_secs_f64() * 10_000.0).round() / 10.0,
             "upstream_ms": (a.upstream_time.as_secs_f64() * 10_000.0).round() / 10.0,
             "bytes": a.bytes,
+            "cache": a.cache.map(CacheResult::label),
         });
         emit(&v.to_string());
         return;
     }
     let line = format!(
-        "{} access {} {} {} model={} upstream={} duration_ms={:.1} bytes={}",
+        "{} access {} {} {} model={} upstream={} duration_ms={:.1} bytes={} cache={}",
         timestamp(SystemTime::now()),
         clean(&a.method),
         clean(&a.path),
@@ -187,7 +211,8 @@ pub fn access(a: &Access) {
             &a.upstream
         },
         a.duration.as_secs_f64() * 1000.0,
-        a.bytes
+        a.bytes,
+        a.cache.map_or("-", CacheResult::label)
     );
     emit(&line);
 }

@@ -4,9 +4,18 @@
 //! and their errors to exit codes (0 ok, 1 runtime or config error, 2 usage error).
 
 #![forbid(unsafe_code)]
+// A bad input or a broken invariant is an error value, never a crash of a worker thread:
+// `get()`, `?` and `let … else` instead (clippy.toml lets `#[cfg(test)]` code use them).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod admin;
 mod auth;
+mod body_cost;
 mod body_log;
 mod cache;
 mod check;
@@ -14,11 +23,13 @@ mod config;
 mod error;
 mod exchange;
 mod expand;
+mod fd_limit;
 mod gate;
 mod intake;
 mod keys_file;
 mod lifecycle;
 mod limits;
+mod locate;
 mod log;
 mod metrics;
 mod models;
@@ -34,6 +45,7 @@ mod state;
 mod translate;
 mod upstream;
 mod usage;
+mod util;
 
 #[cfg(test)]
 mod proptests;
@@ -158,6 +170,9 @@ fn main() -> ExitCode {
             Ok(c) => {
                 println!("config {} is valid", config.display());
                 print!("{}", c.summary());
+                for w in &c.warnings {
+                    eprintln!("llm-relay: warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

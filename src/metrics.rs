@@ -38,8 +38,12 @@ impl Histogram {
         if self.counts.is_empty() {
             self.counts = vec![0; bounds.len()];
         }
-        if let Some(i) = bounds.iter().position(|b| secs <= *b) {
-            self.counts[i] += 1;
+        if let Some(n) = bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .and_then(|i| self.counts.get_mut(i))
+        {
+            *n += 1;
         }
         self.sum += secs;
         self.count += 1;
@@ -75,10 +79,7 @@ fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
 /// The `route` label for a request path: the API path without `/v1`, or `other` (so unknown
 /// paths cannot grow the label set without bound).
 pub fn route_label(path: &str) -> &'static str {
-    let route = path
-        .strip_prefix("/v1")
-        .filter(|rest| rest.starts_with('/'))
-        .unwrap_or(path);
+    let route = crate::util::api_route(path);
     match route {
         "/chat/completions" => "/v1/chat/completions",
         "/completions" => "/v1/completions",
@@ -109,8 +110,8 @@ pub fn request_done(a: &Access) {
                 .or_default()
                 .observe(OVERHEAD_BUCKETS, own);
         }
-        if !a.cache.is_empty() {
-            *r.cache.entry((route, a.cache)).or_default() += 1;
+        if let Some(result) = a.cache {
+            *r.cache.entry((route, result.label())).or_default() += 1;
         }
     });
 }
@@ -130,12 +131,12 @@ pub fn cache_size(entries: u64, bytes: u64) {
     });
 }
 
-/// A failed call (transport error or 5xx) to the upstream `endpoint` (its base URL).
+/// A failed call (transport error or 5xx) to the upstream `endpoint` (its `name`).
 pub fn upstream_error(endpoint: &str) {
     with(|r| *r.upstream_errors.entry(endpoint.to_string()).or_default() += 1);
 }
 
-/// A retry of a call against `endpoint` (its base URL).
+/// A retry of a call against `endpoint` (its `name`).
 pub fn retry(endpoint: &str) {
     with(|r| *r.retries.entry(endpoint.to_string()).or_default() += 1);
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use crate::body_cost::Reservation;
 use crate::cache;
 use crate::error::ApiError;
 use crate::exchange::{json_content_type, request_headers, Exchange};
@@ -42,6 +43,12 @@ impl Endpoint {
         }
     }
 }
+
+/// The most of a streamed answer recorded when no cache sets `max_entry_bytes`.
+const MAX_RECORD: u64 = 32 * 1024 * 1024;
+/// Says why an answer the cache would have stored was not: larger than `max_entry_bytes`.
+const SKIP_HEADER: &str = "X-Relay-Cache";
+const SKIP_TOO_LARGE: &str = "skip-too-large";
 
 /// What happens to a request after a step.
 pub enum Next {
@@ -73,6 +80,8 @@ pub struct Call {
     dialect: Option<Dialect>,
     /// Counts the call against `max_concurrent_requests` until it is done.
     _permit: limit::Permit,
+    /// The body's share of `max_body_bytes_in_flight` until the call is done.
+    _reserved: Reservation,
 }
 
 /// The first part, where the request was received: body → translation (for a client of
@@ -89,12 +98,15 @@ pub fn relay(
     };
     let mut headers = request_headers(req);
     intake::check_content_type(req)?;
+    let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
     let raw = intake::read_body(
         req,
         state.config.max_body_bytes,
         state.config.client_timeout,
+        &mut reserved,
     )?;
-    let mut body = intake::parse_body(&raw)?;
+    let mut body = intake::parse_body(&raw, &mut reserved)?;
+    drop(raw);
     if let Some(d) = dialect {
         body = translate::to_chat(d, &body)
             .map_err(|e| ApiError::invalid("untranslatable_field", e.message()))?;
@@ -128,13 +140,7 @@ pub fn relay(
         }
     }
     state.upstream.check_forwardable(&headers)?;
-    let permit = match state.upstream.limiter.try_acquire() {
-        Ok(permit) => permit,
-        Err(busy) => {
-            reply_busy(ex, &busy);
-            return Ok(Next::Done);
-        }
-    };
+    let permit = state.upstream.limiter.try_acquire()?;
     Ok(Next::Upstream(Work::Call(Box::new(Call {
         endpoint,
         headers,
@@ -144,6 +150,7 @@ pub fn relay(
         cached,
         dialect,
         _permit: permit,
+        _reserved: reserved,
     }))))
 }
 
@@ -172,7 +179,7 @@ fn answer_hit(
         return;
     }
     cache.served(&plan.key, entry);
-    ex.access.cache = "hit";
+    ex.access.cache = Some(crate::log::CacheResult::Hit);
     ex.answer_with(|req| cache::respond_hit(req, &plan.key, entry, mode, dialect));
 }
 
@@ -199,18 +206,23 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         if *status != cache::Status::Bypass {
             cache.missed();
         }
-        ex.access.cache = status.label();
+        ex.access.cache = Some(status.result());
         reply_extra.push(("X-Cache".to_string(), status.header().to_string()));
         reply_extra.push(("X-Cache-Key".to_string(), plan.key.clone()));
     }
-    // Where a complete success goes: the cache, unless `no-store`.
+    // Where a complete success goes: the cache, unless `no-store` (or too large to store).
+    let storing = call
+        .cached
+        .as_ref()
+        .is_some_and(|(_, status)| *status != cache::Status::Bypass);
     let record = |response: &[u8]| {
-        if let (Some(cache), Some((plan, status))) = (cache, &call.cached) {
-            if *status != cache::Status::Bypass {
-                cache.store(plan, response);
-            }
+        if let (Some(cache), Some((plan, _)), true) = (cache, &call.cached, storing) {
+            cache.store(plan, response);
         }
     };
+    // A streamed answer is recorded up to what the cache would store (else a fixed cap; the
+    // copy also feeds usage and the body log).
+    let max_record = cache.map_or(MAX_RECORD, |c| c.config.max_entry_bytes) as usize;
 
     let up = &state.upstream;
     let mode = if call.stream {
@@ -253,17 +265,17 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
-            let relayed = match call.dialect {
-                Some(d) => {
-                    let mut translation = translate::Stream::new(d);
-                    translate::relay::relay(&mut reader, &mut out, &describe, &mut translation)
-                }
-                None => sse::relay(&mut reader, &mut out, &describe),
-            };
-            if relayed.end == End::Complete {
+            let mut translation = call.dialect.map(translate::Stream::new);
+            let translation = translation.as_mut().map(|t| t as &mut dyn sse::Translate);
+            let relayed = sse::relay(&mut reader, &mut out, &describe, max_record, translation);
+            if relayed.end == End::Complete && !relayed.truncated {
                 record(&relayed.recorded); // before the stream's end, so a next request finds it
             } else if matches!(relayed.end, End::Interrupted(_)) {
                 up.stream_failed(&sent.endpoint);
+            }
+            if relayed.truncated && storing && relayed.end != End::ClientGone {
+                // The head is long gone: an SSE comment (ignored by clients) says it instead.
+                let _ = out.write(format!(": {SKIP_HEADER}: {SKIP_TOO_LARGE}\n\n").as_bytes());
             }
             let bytes = out.bytes;
             if relayed.end != End::ClientGone {
@@ -284,6 +296,9 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
     ex.access.upstream_time = upstream_started.elapsed();
     if (200..300).contains(&status) {
+        if storing && cache.is_some_and(|c| c.too_large(data.len())) {
+            reply_headers.push((SKIP_HEADER.to_string(), SKIP_TOO_LARGE.to_string()));
+        }
         record(&data); // before answering, so the client's next request finds it
     }
     body_log::record(&ex.access.path, &call.body, status, &data);
@@ -318,17 +333,4 @@ fn translated_answer(
             format!("the upstream's answer is not JSON: {e}").as_bytes(),
         ),
     }
-}
-
-/// 503 with `Retry-After` when `max_concurrent_requests` calls are already in flight.
-fn reply_busy(ex: &mut Exchange, busy: &ApiError) {
-    let retry_after = (
-        "Retry-After".to_string(),
-        limit::RETRY_AFTER_SECS.to_string(),
-    );
-    ex.respond(
-        busy.status,
-        &[json_content_type(), retry_after],
-        busy.body(),
-    );
 }

@@ -25,10 +25,7 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         return Next::Done;
     };
     let path = ex.access.path.clone();
-    let route = path
-        .strip_prefix("/v1")
-        .filter(|rest| rest.starts_with('/'))
-        .unwrap_or(&path);
+    let route = crate::util::api_route(&path);
     let method = req.method().clone();
     match state.gate.check(route, req) {
         Ok(Some(client)) => ex.count_usage(state.gate.usage.clone(), client.key_id),
@@ -93,7 +90,12 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
             admin::handle(state, ex, r, &method).map(|()| Next::Done)
         }
         ("/__test/panic", Method::Get) if state.test_hooks => {
-            panic!("test hook: deliberate panic")
+            // the one deliberate panic: a test hook (LLM_RELAY_TEST_HOOKS=1) that proves a
+            // panicking request is isolated and answered 500
+            #[allow(clippy::panic)]
+            {
+                panic!("test hook: deliberate panic")
+            }
         }
         ("/health" | "/models" | "/ready" | "/metrics" | "/cache/stats", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "GET"))

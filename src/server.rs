@@ -1,21 +1,23 @@
-//! The HTTP server: binding, the two thread pools and the queue between them.
+//! The HTTP server: binding, where each request runs, and the `workers` pool.
 //!
-//! [`FRONT_THREADS`] front threads loop on tiny_http's `recv`, wrap each request in an
-//! [`Exchange`] and run it through [`routes::handle`]: everything that needs no upstream (auth,
-//! reading the body, rules, the cache lookup, a hit's answer) happens there. A request that must
-//! go upstream comes back as [`Next::Upstream`] — plain data, no closure — and is handed through
-//! a bounded queue to the `workers` pool, so hits never wait behind slow upstream calls. A
-//! request runs start to end with the state current when it arrived (see `lifecycle`). A panic
-//! in either pool unwinds through the exchange, whose `Drop` answers 500 (if nothing was sent
-//! yet) and logs it; the thread goes on. The main thread waits for signals and returns once a
-//! drain is over.
+//! tiny_http reads every connection on a thread of its own; in its handler mode (our fork) that
+//! thread also runs [`serve`]: it wraps the request in an [`Exchange`] and runs it through
+//! [`routes::handle`], so everything that needs no upstream (auth, reading the body, rules, the
+//! cache lookup, a hit's answer) costs no hand-off, and a slow client holds only its own
+//! connection's thread. A request that must go upstream comes back as [`Next::Upstream`] — plain
+//! data, no closure — and is handed through a bounded queue to the fixed `workers` pool, which
+//! bounds upstream concurrency; the connection's thread waits for that answer, and hits on other
+//! connections never wait behind it. A request runs start to end with the state current when it
+//! arrived (see `lifecycle`). A panic unwinds through the exchange, whose `Drop` answers 500 (if
+//! nothing was sent yet) and logs it; the thread goes on. The main thread waits for signals and
+//! returns once a drain is over.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use tiny_http::{Request, Server};
+use tiny_http::{HttpOptions, Request, Server};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -26,10 +28,6 @@ use crate::pipeline::{self, Next, Work};
 use crate::state::State;
 use crate::{metrics, routes};
 
-/// Threads that receive requests and answer everything that needs no upstream call. They also
-/// read request bodies (bounded by `client_timeout_ms`), so there are enough that a few slow
-/// uploads cannot stall the relay.
-pub const FRONT_THREADS: usize = 16;
 /// Requests waiting for a worker; beyond it the relay answers 503 at once.
 const QUEUE: usize = 1024;
 
@@ -48,12 +46,36 @@ type Queue = SyncSender<Job>;
 pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     log::install_library_logger();
     config.ops.apply()?;
+    for w in &config.warnings {
+        log::warn(w);
+    }
     let state = State::new(config, None)?;
     if let Some(cache) = &state.cache {
         cache.start_upkeep();
     }
+    let live = Arc::new(Live::new(state));
+    let state = live.current();
     let config = &state.config;
-    let server = Server::http_with_timeout(&config.listen, config.client_timeout).map_err(|e| {
+    metrics::set_workers(config.workers);
+    let (queue, jobs) = sync_channel::<Job>(QUEUE);
+    let jobs = Arc::new(Mutex::new(jobs));
+    for i in 0..config.workers {
+        let jobs = Arc::clone(&jobs);
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || worker(&jobs))
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+    }
+    // Each request runs on the thread tiny_http reads its connection with.
+    let handler: tiny_http::Handler = {
+        let live = Arc::clone(&live);
+        Arc::new(move |req| serve(Exchange::new(req), live.current(), &queue))
+    };
+    let options = HttpOptions::new()
+        .timeout(config.client_timeout)
+        .max_connections(config.max_connections)
+        .handler(handler);
+    let server = Server::http_with_options(&config.listen, options).map_err(|e| {
         format!(
             "cannot listen on {}: {e}; pick a free address in `listen`",
             config.listen
@@ -83,45 +105,15 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
              use the upstream key; configure `auth.keys` to require client keys"
         ));
     }
-    metrics::set_workers(config.workers);
-    let workers = config.workers;
-    let live = Arc::new(Live::new(state));
-    let (queue, jobs) = sync_channel::<Job>(QUEUE);
-    let jobs = Arc::new(Mutex::new(jobs));
-    for i in 0..workers {
-        let jobs = Arc::clone(&jobs);
-        std::thread::Builder::new()
-            .name(format!("worker-{i}"))
-            .spawn(move || worker(&jobs))
-            .map_err(|e| format!("cannot start worker thread: {e}"))?;
-    }
-    let server = Arc::new(server);
-    for i in 0..FRONT_THREADS {
-        let (server, live, queue) = (Arc::clone(&server), Arc::clone(&live), queue.clone());
-        std::thread::Builder::new()
-            .name(format!("front-{i}"))
-            .spawn(move || front(&server, &live, &queue))
-            .map_err(|e| format!("cannot start front thread: {e}"))?;
-    }
+    drop(state); // the running state lives in `live`; a reload replaces it
     lifecycle::supervise(signals, &live, config_path);
+    drop(server);
     Ok(())
 }
 
 fn is_loopback(addr: &str) -> bool {
     addr.parse::<std::net::SocketAddr>()
         .is_ok_and(|a| a.ip().is_loopback())
-}
-
-fn front(server: &Server, live: &Live, queue: &Queue) {
-    loop {
-        match server.recv() {
-            Ok(req) => serve(Exchange::new(req), live.current(), queue),
-            Err(e) => {
-                log::error(&format!("accepting a request failed: {e}"));
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-        }
-    }
 }
 
 /// One request where it was received: the drain's 503, or routing (a hit or any answer that
@@ -143,14 +135,13 @@ fn serve(mut ex: Exchange, state: Arc<State>, queue: &Queue) {
         queue.try_send(Job { ex, state, work })
     {
         let mut ex = job.ex;
-        ex.error(&ApiError::new(
-            503,
-            "server_error",
+        ex.error(&ApiError::busy(
             "relay_busy",
             format!(
                 "{QUEUE} requests are already waiting for an upstream worker; retry shortly or \
                  raise `workers`"
             ),
+            1,
         ));
     }
 }

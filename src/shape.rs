@@ -72,15 +72,22 @@ pub fn trim(messages: &mut Vec<Value>, max: u64) -> usize {
     if total <= max || messages.is_empty() {
         return 0;
     }
-    let turns = turns(messages);
+    let mut turns = turns(messages);
+    turns.pop(); // the latest turn always stays
     let mut keep = vec![true; messages.len()];
-    for range in &turns[..turns.len() - 1] {
+    for range in turns {
         if total <= max {
             break;
         }
-        for i in range.clone().filter(|&i| !is_system(&messages[i])) {
-            keep[i] = false;
-            total -= costs[i];
+        for i in range {
+            let (Some(m), Some(k), Some(cost)) = (messages.get(i), keep.get_mut(i), costs.get(i))
+            else {
+                continue;
+            };
+            if !is_system(m) {
+                *k = false;
+                total -= cost;
+            }
         }
     }
     let before = messages.len();
@@ -91,11 +98,15 @@ pub fn trim(messages: &mut Vec<Value>, max: u64) -> usize {
 
 /// Index ranges of the turns: each starts at a `user` message (the first also at index 0).
 fn turns(messages: &[Value]) -> Vec<std::ops::Range<usize>> {
-    let mut starts: Vec<usize> = (1..messages.len())
-        .filter(|&i| role(&messages[i]) == "user")
+    let mut starts: Vec<usize> = messages
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, m)| role(m) == "user")
+        .map(|(i, _)| i)
         .collect();
     starts.insert(0, 0);
-    let mut ends: Vec<usize> = starts[1..].to_vec();
+    let mut ends: Vec<usize> = starts.iter().skip(1).copied().collect();
     ends.push(messages.len());
     starts.into_iter().zip(ends).map(|(s, e)| s..e).collect()
 }

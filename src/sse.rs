@@ -105,8 +105,42 @@ pub enum End {
 /// What [`relay`] did.
 pub struct Relayed {
     pub end: End,
-    /// Every byte received from the upstream, in order (the stream as recorded).
+    /// Every byte received from the upstream, in order (the stream as recorded) — or, when
+    /// `truncated`, only its last lines.
     pub recorded: Vec<u8>,
+    /// The stream was longer than the recording cap: `recorded` holds its tail only (enough for
+    /// the final `usage` chunk), and it must not be stored.
+    pub truncated: bool,
+}
+
+/// What is kept of a stream past the recording cap: about this many bytes of its last lines.
+const TAIL: usize = 64 * 1024;
+
+/// The recorded copy of a stream, at most `cap` bytes; past it only the tail.
+struct Recording {
+    bytes: Vec<u8>,
+    cap: usize,
+    truncated: bool,
+}
+
+impl Recording {
+    fn push(&mut self, line: &[u8]) {
+        if !self.truncated && self.bytes.len() + line.len() > self.cap {
+            self.truncated = true;
+        }
+        self.bytes.extend_from_slice(line);
+        if self.truncated && self.bytes.len() > 2 * TAIL {
+            // Keep whole lines: drop up to the first line start in the last TAIL bytes.
+            let from = self.bytes.len() - TAIL;
+            let cut = self
+                .bytes
+                .iter()
+                .skip(from)
+                .position(|&b| b == b'\n')
+                .map_or(from, |i| from + i + 1);
+            self.bytes.drain(..cut);
+        }
+    }
 }
 
 /// Tracks whether a stream has ended properly, one line at a time.
@@ -187,14 +221,35 @@ pub fn error_event(message: &str) -> Vec<u8> {
     format!("data: {v}\n\n").into_bytes()
 }
 
+/// Turns a chat stream into another API's events, one upstream line at a time (implemented
+/// by `translate::Stream`; this module knows nothing of the other APIs).
+pub trait Translate {
+    /// The client's bytes for one upstream line (often none); written and flushed at once.
+    fn line(&mut self, line: &[u8]) -> Vec<u8>;
+    /// The closing events of a complete stream.
+    fn end(&mut self) -> Vec<u8>;
+    /// The error event of a stream cut short.
+    fn fail(&mut self, message: &str) -> Vec<u8>;
+    /// True if the upstream sent an error event (the stream is then not complete).
+    fn failed(&self) -> bool;
+}
+
 /// Forwards `upstream` to `out` line by line, flushing at each event boundary, and records a
-/// copy. `describe_error` turns a read error into the message of the closing error event.
+/// copy of at most `max_record` bytes (past it, only the tail). `describe_error` turns a read
+/// error into the message of the closing error event. With `translate`, the client gets the
+/// translated events instead of the upstream's lines (the recording stays the upstream's).
 pub fn relay(
     upstream: &mut dyn BufRead,
     out: &mut SseOut,
     describe_error: &dyn Fn(&io::Error) -> String,
+    max_record: usize,
+    mut translate: Option<&mut dyn Translate>,
 ) -> Relayed {
-    let mut recorded = Vec::with_capacity(4096);
+    let mut recorded = Recording {
+        bytes: Vec::with_capacity(4096),
+        cap: max_record,
+        truncated: false,
+    };
     let mut completion = Completion::default();
     let mut line = Vec::with_capacity(512);
     let mut at_boundary = true;
@@ -206,32 +261,60 @@ pub fn relay(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Some(describe_error(&e)),
         }
-        recorded.extend_from_slice(&line);
+        recorded.push(&line);
         completion.observe(&line);
-        at_boundary = is_blank(&line);
-        if out.write(&line).is_err() || (at_boundary && out.flush().is_err()) {
+        let written = match translate.as_deref_mut() {
+            None => {
+                at_boundary = is_blank(&line);
+                out.write(&line)
+                    .and_then(|()| if at_boundary { out.flush() } else { Ok(()) })
+            }
+            Some(t) => {
+                let events = t.line(&line);
+                if events.is_empty() {
+                    Ok(())
+                } else {
+                    out.write(&events).and_then(|()| out.flush())
+                }
+            }
+        };
+        if written.is_err() {
             return Relayed {
                 end: End::ClientGone,
-                recorded,
+                recorded: recorded.bytes,
+                truncated: recorded.truncated,
             };
         }
     };
-    let end = match failure {
+    let mut end = match failure {
         None if completion.complete() => End::Complete,
         None => End::Interrupted("upstream closed the stream before it finished".to_string()),
         Some(msg) => End::Interrupted(msg),
     };
     let mut tail = Vec::new();
-    if !at_boundary {
-        // close a half-written event so the client's parser sees it end
-        tail.extend_from_slice(if line.ends_with(b"\n") {
-            b"\n"
-        } else {
-            b"\n\n"
-        });
-    }
-    if let End::Interrupted(msg) = &end {
-        tail.extend_from_slice(&error_event(msg));
+    match translate {
+        None => {
+            if !at_boundary {
+                // close a half-written event so the client's parser sees it end
+                tail.extend_from_slice(if line.ends_with(b"\n") {
+                    b"\n"
+                } else {
+                    b"\n\n"
+                });
+            }
+            if let End::Interrupted(msg) = &end {
+                tail.extend_from_slice(&error_event(msg));
+            }
+        }
+        Some(t) => {
+            if end == End::Complete && t.failed() {
+                end = End::Interrupted("the upstream sent an error event".to_string());
+            }
+            tail = match &end {
+                End::Interrupted(msg) => t.fail(msg),
+                _ => t.end(),
+            };
+        }
     }
     let written = out.write(&tail).and_then(|_| out.flush());
     Relayed {
@@ -240,7 +323,8 @@ pub fn relay(
         } else {
             end
         },
-        recorded,
+        recorded: recorded.bytes,
+        truncated: recorded.truncated,
     }
 }
 
@@ -273,6 +357,24 @@ mod tests {
             }
             assert_eq!(c.complete(), *expected, "{lines:?}");
         }
+    }
+
+    #[test]
+    fn recording_past_its_cap_keeps_whole_lines_of_the_tail() {
+        let mut r = Recording {
+            bytes: Vec::new(),
+            cap: 1000,
+            truncated: false,
+        };
+        r.push(b"data: first\n");
+        assert!(!r.truncated);
+        for i in 0..100_000 {
+            r.push(format!("data: {i}\n").as_bytes());
+        }
+        assert!(r.truncated);
+        assert!(r.bytes.len() <= 2 * TAIL, "{}", r.bytes.len());
+        assert!(r.bytes.starts_with(b"data: "), "starts at a line");
+        assert!(r.bytes.ends_with(b"data: 99999\n"));
     }
 
     #[test]

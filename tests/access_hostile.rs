@@ -2,6 +2,8 @@
 //! types, binary junk, oversized and non-ASCII headers. Each gets a 4xx (or, for a stalled
 //! client, a closed connection), never a panic or a stuck worker, and the relay answers after.
 
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::json;
@@ -208,29 +210,41 @@ fn invalid_utf8_and_malformed_heads_are_400() {
 
 #[test]
 fn slow_body_is_cut_off_and_frees_the_worker() {
-    // one worker: if the trickling client held it, the normal request below would wait forever
-    let (_up, relay) = setup(json!({"workers": 1, "client_timeout_ms": 1000}));
     let head =
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
                  Content-Length: 2000\r\n\r\n";
-    let addr = relay.addr().to_string();
-    let slow = std::thread::spawn(move || {
-        let bytes: Vec<&[u8]> = std::iter::once(head.as_slice())
-            .chain(std::iter::repeat(b"{".as_slice()).take(12))
-            .collect();
-        // one byte every 250 ms: each read is quick, the first 12 bytes alone take 3 s
-        raw_exchange(&addr, &bytes, Duration::from_millis(250), 15 * SECOND)
+    // One worker and a long client timeout: a trickling body is held open far longer than a
+    // normal request takes, so if it held the worker the normal request would wait for it.
+    let (_up, patient) = setup(json!({"workers": 1, "client_timeout_ms": 60_000}));
+    let mut conn = TcpStream::connect(patient.addr()).expect("connect relay");
+    conn.write_all(head).unwrap();
+    conn.write_all(b"{").unwrap();
+    // the relay reads that body once it counts a request in flight besides /metrics itself
+    let in_flight = || metric(&patient, "llm_relay_in_flight_requests").unwrap_or(0.0);
+    wait_until(30 * SECOND, "the slow request in flight", || {
+        in_flight() >= 2.0
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let started = std::time::Instant::now();
-    assert_eq!(get(&relay.url("/health")).status, 200);
-    assert!(
-        started.elapsed() < 5 * SECOND,
-        "worker held for {:?}",
-        started.elapsed()
+    let r = post_json(
+        &patient.url("/v1/chat/completions"),
+        &json!({"model": "m", "messages": []}),
     );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(in_flight() >= 2.0, "the slow request was still being read");
+    drop(conn);
+
+    // the same trickle against a 1 s client timeout: cut off with 408
+    let (_up, relay) = setup(json!({"workers": 1, "client_timeout_ms": 1000}));
+    let bytes: Vec<&[u8]> = std::iter::once(head.as_slice())
+        .chain(std::iter::repeat(b"{".as_slice()).take(12))
+        .collect();
+    // one byte every 250 ms: each read is quick, the first 12 bytes alone take 3 s
     // (the helper reads only after sending everything, so no timing on this side)
-    let r = slow.join().unwrap();
+    let r = raw_exchange(
+        relay.addr(),
+        &bytes,
+        Duration::from_millis(250),
+        15 * SECOND,
+    );
     assert_eq!(r.status, Some(408), "{r:?}");
     assert!(r.text.contains("request_timeout"), "{}", r.text);
 

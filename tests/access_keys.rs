@@ -292,6 +292,62 @@ fn corrupt_keys_file_stops_start_up_with_its_name() {
 }
 
 #[test]
+fn keys_file_entries_are_checked_like_config_keys() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let secret = {
+        let r = start(&up, &dir, json!({}));
+        create_key(&r, json!({"name": "b"}));
+        create_key(&r, json!({"name": "a"})).1
+    };
+    let file = dir.path().join("keys.json");
+    let good: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let cases = [
+        (
+            1,
+            "rate_limit",
+            json!({"per_minute": 0}),
+            "`keys[1].rate_limit.per_minute` must be positive",
+        ),
+        (
+            0,
+            "rate_limit",
+            json!({"per_hour": 0}),
+            "`keys[0].rate_limit.per_hour` must be positive",
+        ),
+        (1, "id", good["keys"][0]["id"].clone(), "`keys[1].id`"),
+        (0, "sha256", json!("not-a-hash"), "`keys[0].sha256`"),
+    ];
+    for (i, field, value, says) in cases {
+        let mut doc = good.clone();
+        doc["keys"][i][field] = value;
+        // pretty-printed as the relay writes it: the error names the entry's line
+        std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        let cfg = json!({"auth": {"keys_file": file, "admin_key": ADMIN_KEY}});
+        let path = dir.write("c.jsonc", &config_json(&up.base_url(), cfg));
+        let out = run_relay(&["--config", path.to_str().unwrap()], &[]);
+        assert_eq!(out.code, Some(1), "{field}: {out:?}");
+        assert!(out.stderr.contains("keys.json"), "{}", out.stderr);
+        assert!(out.stderr.contains(says), "{field}: {}", out.stderr);
+        assert!(out.stderr.contains("line "), "{field}: {}", out.stderr);
+    }
+    // and a reload that meets one keeps the running keys
+    std::fs::write(&file, serde_json::to_string_pretty(&good).unwrap()).unwrap();
+    let relay = start(&up, &dir, json!({}));
+    let mut bad = good.clone();
+    bad["keys"][0]["rate_limit"] = json!({"per_minute": 0});
+    std::fs::write(&file, bad.to_string()).unwrap();
+    relay.signal("HUP");
+    relay
+        .wait_for_log_line(Duration::from_secs(30), |l| {
+            l.contains("config reload failed") && l.contains("per_minute")
+        })
+        .expect("the reload is refused, naming the entry");
+    let auth = bearer(&secret);
+    assert_eq!(chat_with(&relay, &[("Authorization", &auth)]).status, 200);
+}
+
+#[test]
 fn admin_stats_count_requests_tokens_and_errors_per_key() {
     // streams end with a usage chunk, as with `stream_options.include_usage`
     let up = Upstream::start(|req| {

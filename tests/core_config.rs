@@ -24,7 +24,7 @@ fn assert_refused(out: &RunOutput, path: &str, line: &[usize]) -> String {
     let err = &out.stderr;
     assert!(err.contains(path), "stderr must name {path}: {err}");
     assert!(
-        line.iter().any(|n| err.contains(&format!("line {n}"))),
+        line.is_empty() || line.iter().any(|n| err.contains(&format!("line {n}"))),
         "stderr must say `line N` with N in {line:?}: {err}"
     );
     assert!(err.contains("column"), "stderr must say `column`: {err}");
@@ -35,9 +35,52 @@ fn assert_refused(out: &RunOutput, path: &str, line: &[usize]) -> String {
 fn bad_jsonc_missing_comma_reports_file_line_column() {
     let cfg = "{\n  // upstream below has no trailing comma\n  \"listen\": \"127.0.0.1:0\",\n  \"upstream\": \"http://127.0.0.1:9/v1\"\n  \"workers\": 2\n}\n";
     let (out, path) = check_config(cfg);
-    // The comma is missing at the end of line 4; the unexpected token is on
-    // line 5. Either is a correct place to point at.
-    assert_refused(&out, &path, &[4, 5]);
+    // The comma is missing at the end of line 4: the place to point at is the key it should
+    // have separated (line 5, column 3), not the value before it.
+    let err = assert_refused(&out, &path, &[5]);
+    assert!(err.contains("line 5, column 3"), "{err}");
+    assert!(err.contains("missing comma"), "{err}");
+}
+
+#[test]
+fn out_of_range_values_name_their_line_and_column() {
+    for (cfg, place, key) in [
+        ("{\n  \"listen\": \"127.0.0.1:0\",\n  \"workers\": 0\n}\n", "line 3, column 3", "`workers`"),
+        ("{\n\n\n  upstream: 'localhost:11434/v1'\n}\n", "line 4, column 3", "`upstream`"),
+        (
+            "{\n  upstreams: [\n    {url: 'http://127.0.0.1:9/v1'},\n    {url: 'ftp://x/v1'}\n  ]\n}\n",
+            "line 4, column 6",
+            "upstreams[1]",
+        ),
+    ] {
+        let (out, path) = check_config(cfg);
+        let err = assert_refused(&out, &path, &[]);
+        assert!(err.contains(&format!("{path}: {place}: {key}")), "{err}");
+    }
+}
+
+#[test]
+fn an_upstream_without_a_path_is_warned_about_at_check_and_at_start() {
+    let cfg = "{\n  \"listen\": \"127.0.0.1:0\",\n  \"upstream\": \"http://127.0.0.1:9\"\n}\n";
+    let (out, path) = check_config(cfg);
+    assert_eq!(out.code, Some(0), "a warning, not an error: {out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("warning: {path}: line 3, column 3: `upstream`")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("http://127.0.0.1:9/v1"),
+        "{}",
+        out.stderr
+    );
+    let relay = Relay::start(cfg);
+    relay
+        .wait_for_log_line(std::time::Duration::from_secs(30), |l| {
+            l.contains(" warn ") && l.contains("has no path")
+        })
+        .expect("the warning is logged at start");
 }
 
 #[test]

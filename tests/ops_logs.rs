@@ -59,7 +59,21 @@ fn log_level_warn_drops_access_lines() {
         200
     );
     assert_eq!(get(&relay.url("/health")).status, 200);
-    std::thread::sleep(Duration::from_millis(300));
+    // metrics count /health just after its access line would be written; a warn-level line
+    // (a reload that fails) written after that marks where the log has been read up to
+    wait_until(Duration::from_secs(30), "/health counted", || {
+        metric(
+            &relay,
+            "llm_relay_requests_total{route=\"/health\",status=\"200\"}",
+        ) == Some(1.0)
+    });
+    std::fs::write(relay.config_path(), "{ not json").unwrap();
+    relay.signal("HUP");
+    relay
+        .wait_for_log_line(Duration::from_secs(30), |l| {
+            l.contains("config reload failed")
+        })
+        .expect("the failed reload is logged at warn level");
     let text = relay.stderr_text();
     assert!(!text.contains(" access "), "{text}");
     assert!(!text.contains(" info "), "{text}");
@@ -236,4 +250,46 @@ fn library_messages_reach_the_log_at_its_level_and_keys_stay_out() {
         !text.contains("tiny_http") && !text.contains("ureq"),
         "debug messages below log_level info: {text}"
     );
+}
+
+#[test]
+fn access_lines_mark_cache_hits_in_text_and_json() {
+    let up = Upstream::openai();
+    let (_dir, relay) = cached_relay(&up);
+    for _ in 0..2 {
+        let r = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let hit = relay
+        .wait_for_log_line(Duration::from_secs(30), |l| l.contains(" cache=hit"))
+        .expect("the second request's access line says cache=hit");
+    assert!(
+        hit.contains(" access POST /v1/chat/completions 200 "),
+        "{hit}"
+    );
+    assert!(
+        relay.stderr_text().contains(" cache=miss"),
+        "the first one missed"
+    );
+
+    let dir = TempDir::new();
+    let cfg = cache_config(
+        &up.base_url(),
+        dir.path(),
+        json!({}),
+        json!({"log_format": "json"}),
+    );
+    let relay = Relay::start(&cfg);
+    for _ in 0..2 {
+        assert_eq!(
+            post_json(&relay.url("/v1/chat/completions"), &chat("m")).status,
+            200
+        );
+    }
+    let hit = relay
+        .wait_for_log_line(Duration::from_secs(30), |l| l.contains("\"cache\":\"hit\""))
+        .expect("a JSON access line with \"cache\": \"hit\"");
+    let v: Value = serde_json::from_str(&hit).unwrap();
+    assert_eq!(v["kind"], "access");
+    assert_eq!(v["cache"], "hit");
 }

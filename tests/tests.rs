@@ -1,14 +1,16 @@
 //! Integration tests for `llm-relay`: one test binary, one module per topic.
-//! The harness (relay process, upstream fixture, clients) is in `common/`.
+//! The harness (relay process, upstream fixture, clients) is in `common/`; the heavy system
+//! checks are the second binary, `tests/system.rs`.
 
 #[allow(dead_code)]
 mod common;
 
+mod access_front_door;
 mod access_hostile;
 mod access_keys;
 mod access_limits;
-mod access_openapi;
-mod bench_quick;
+mod access_memory;
+mod access_slow;
 mod bench_regressions;
 mod cache_concurrency;
 mod cache_replay;
@@ -24,7 +26,6 @@ mod openai_sdk;
 mod ops_lifecycle;
 mod ops_logs;
 mod ops_metrics;
-mod ops_static;
 mod translate_agents;
 mod translate_api;
 mod translate_e2e;

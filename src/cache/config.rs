@@ -16,6 +16,8 @@ pub struct RawCache {
     override_old: Option<bool>,
     ttl_seconds: Option<u64>,
     memory_items: Option<usize>,
+    memory_bytes: Option<u64>,
+    max_entry_bytes: Option<u64>,
     scope: Option<String>,
     maintenance: Option<RawMaintenance>,
 }
@@ -57,12 +59,18 @@ pub struct CacheConfig {
     /// Entries older than this are not served (and get replaced); `None`: no limit.
     pub ttl: Option<Duration>,
     pub memory_items: usize,
+    /// The memory tier holds at most this many bytes of answers.
+    pub memory_bytes: u64,
+    /// A larger answer is relayed but not stored (`X-Relay-Cache: skip-too-large`).
+    pub max_entry_bytes: u64,
     pub scope: Scope,
     /// `None`: no maintenance (entries are kept until removed by hand).
     pub maintenance: Option<Maintenance>,
 }
 
 pub const DEFAULT_DIR: &str = "llm_cache";
+const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+const DEFAULT_MAX_ENTRY_BYTES: u64 = 32 * 1024 * 1024;
 
 impl CacheConfig {
     /// Checks the section; without one the cache is off.
@@ -75,6 +83,8 @@ impl CacheConfig {
                 override_old: None,
                 ttl_seconds: None,
                 memory_items: None,
+                memory_bytes: None,
+                max_entry_bytes: None,
                 scope: None,
                 maintenance: None,
             }));
@@ -88,6 +98,10 @@ impl CacheConfig {
                 ))
             }
         };
+        let max_entry_bytes = raw.max_entry_bytes.unwrap_or(DEFAULT_MAX_ENTRY_BYTES);
+        if max_entry_bytes == 0 {
+            return Err("`cache.max_entry_bytes` must be positive".to_string());
+        }
         let dir = raw.dir.unwrap_or_else(|| DEFAULT_DIR.to_string());
         if dir.is_empty() {
             return Err("`cache.dir` is empty; name a directory, e.g. \"llm_cache\"".to_string());
@@ -122,6 +136,8 @@ impl CacheConfig {
             override_old: raw.override_old.unwrap_or(false),
             ttl: raw.ttl_seconds.filter(|&s| s > 0).map(Duration::from_secs),
             memory_items: raw.memory_items.unwrap_or(1000),
+            memory_bytes: raw.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES),
+            max_entry_bytes,
             scope,
             maintenance,
         })
@@ -132,13 +148,16 @@ impl CacheConfig {
             return "cache: off\n".to_string();
         }
         format!(
-            "cache: dir {}, version {}{}, ttl {}, memory_items {}, scope {:?}, maintenance {}\n",
+            "cache: dir {}, version {}{}, ttl {}, memory_items {}, memory_bytes {}, \
+             max_entry_bytes {}, scope {:?}, maintenance {}\n",
             self.dir.display(),
             self.version,
             if self.override_old { " (override)" } else { "" },
             self.ttl
                 .map_or("none".to_string(), |t| format!("{} s", t.as_secs())),
             self.memory_items,
+            self.memory_bytes,
+            self.max_entry_bytes,
             self.scope,
             self.maintenance
                 .as_ref()

@@ -8,6 +8,8 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::util::hex;
+
 /// Top-level request fields that do not change the answer, only its delivery.
 const DELIVERY_FIELDS: &[&str] = &["stream", "stream_options"];
 
@@ -90,16 +92,6 @@ pub fn credential_scope(credential: &str) -> String {
     h.update(b"llm-relay scope\n");
     h.update(credential.as_bytes());
     hex(&h.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
 }
 
 /// True for a string that can be an entry key (64 lowercase hex digits); guards file names.

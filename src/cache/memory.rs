@@ -1,7 +1,9 @@
-//! The memory tier: the `memory_items` most-hit entries, answered without touching disk.
+//! The memory tier: the most-hit entries, answered without touching disk, bounded by count
+//! (`memory_items`) and by bytes (`memory_bytes`).
 //!
-//! A plain map with a hit count per entry; when full, the least-hit entry makes room (a scan
-//! of at most `memory_items` counts, only when an entry is added).
+//! A plain map with a hit count per entry; when full, the least-hit entries make room (a scan
+//! of at most `memory_items` counts per eviction, only when an entry is added). An entry
+//! larger than `memory_bytes` is served from disk only.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,49 +12,114 @@ use super::Entry;
 
 pub struct Memory {
     cap: usize,
-    map: Mutex<HashMap<String, (Arc<Entry>, u64)>>,
+    cap_bytes: u64,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    map: HashMap<String, (Arc<Entry>, u64)>,
+    /// Sum of the held answers' sizes.
+    bytes: u64,
+}
+
+impl Held {
+    fn remove(&mut self, key: &str) {
+        if let Some((entry, _)) = self.map.remove(key) {
+            self.bytes = self.bytes.saturating_sub(size(&entry));
+        }
+    }
+}
+
+fn size(entry: &Entry) -> u64 {
+    entry.response.len() as u64
 }
 
 impl Memory {
-    pub fn new(cap: usize) -> Memory {
+    pub fn new(cap: usize, cap_bytes: u64) -> Memory {
         Memory {
             cap,
-            map: Mutex::new(HashMap::new()),
+            cap_bytes,
+            held: Mutex::new(Held::default()),
         }
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let (entry, hits) = map.get_mut(key)?;
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let (entry, hits) = held.map.get_mut(key)?;
         *hits += 1;
         Some(Arc::clone(entry))
     }
 
     pub fn insert(&self, key: &str, entry: Arc<Entry>) {
-        if self.cap == 0 {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let hits = held.map.get(key).map_or(1, |(_, hits)| *hits);
+        held.remove(key);
+        let size = size(&entry);
+        if self.cap == 0 || size > self.cap_bytes {
             return;
         }
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = map.get_mut(key) {
-            slot.0 = entry;
-            return;
-        }
-        if map.len() >= self.cap {
-            let coldest = map
+        while held.map.len() >= self.cap || held.bytes + size > self.cap_bytes {
+            let coldest = held
+                .map
                 .iter()
                 .min_by_key(|(_, (_, hits))| *hits)
                 .map(|(k, _)| k.clone());
-            if let Some(k) = coldest {
-                map.remove(&k);
-            }
+            let Some(k) = coldest else { break };
+            held.remove(&k);
         }
-        map.insert(key.to_string(), (entry, 1));
+        held.bytes += size;
+        held.map.insert(key.to_string(), (entry, hits));
     }
 
     pub fn remove(&self, key: &str) {
-        self.map
+        self.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+    }
+
+    /// Entries and bytes held.
+    pub fn usage(&self) -> (usize, u64) {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        (held.map.len(), held.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(len: usize) -> Arc<Entry> {
+        Arc::new(Entry {
+            response: vec![b'x'; len],
+            created: 0.0,
+            version: 1,
+            tokens: 0,
+        })
+    }
+
+    #[test]
+    fn bounded_by_bytes_and_count_evicting_the_least_hit() {
+        let m = Memory::new(10, 1000);
+        m.insert("a", entry(400));
+        m.insert("b", entry(400));
+        m.get("a");
+        m.insert("c", entry(400)); // 1200 > 1000: the colder `b` goes
+        assert!(m.get("a").is_some() && m.get("c").is_some() && m.get("b").is_none());
+        assert_eq!(m.usage(), (2, 800));
+        m.insert("big", entry(1001)); // larger than the whole tier: not held
+        assert!(m.get("big").is_none());
+        assert_eq!(m.usage(), (2, 800));
+        m.insert("a", entry(100)); // replacing an entry counts its new size
+        assert_eq!(m.usage(), (2, 500));
+        m.remove("a");
+        assert_eq!(m.usage(), (1, 400));
+
+        let few = Memory::new(2, u64::MAX);
+        for k in ["x", "y", "z"] {
+            few.insert(k, entry(1));
+        }
+        assert_eq!(few.usage().0, 2);
     }
 }

@@ -79,12 +79,12 @@ pub enum Status {
 }
 
 impl Status {
-    /// The metrics and log label: `miss`, `refresh`, `bypass`.
-    pub fn label(self) -> &'static str {
+    /// The result the access log and metrics record.
+    pub fn result(self) -> crate::log::CacheResult {
         match self {
-            Status::Miss => "miss",
-            Status::Refresh => "refresh",
-            Status::Bypass => "bypass",
+            Status::Miss => crate::log::CacheResult::Miss,
+            Status::Refresh => crate::log::CacheResult::Refresh,
+            Status::Bypass => crate::log::CacheResult::Bypass,
         }
     }
 
@@ -124,12 +124,6 @@ pub struct Cache {
     pub counters: Counters,
 }
 
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Unix time in seconds, to the millisecond (entry ages are compared against whole seconds,
 /// so whole-second timestamps would make a fresh entry look up to a second old).
 pub fn now_precise() -> f64 {
@@ -152,7 +146,7 @@ impl Cache {
             )
         })?;
         Ok(Some(Arc::new(Cache {
-            memory: memory::Memory::new(config.memory_items),
+            memory: memory::Memory::new(config.memory_items, config.memory_bytes),
             flights: flight::Flights::default(),
             hits: upkeep::HitBook::load(&config.dir),
             counters: Counters::default(),
@@ -176,8 +170,10 @@ impl Cache {
         let scope = match self.config.scope {
             Scope::Shared => String::new(),
             Scope::Key => {
+                // the key the relay's auth reads (`auth::presented_key`): a Bearer token first,
+                // else X-API-Key
                 let credential = header("authorization")
-                    .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+                    .and_then(crate::util::bearer_token)
                     .or_else(|| header("x-api-key").map(str::trim))
                     .unwrap_or("");
                 key::credential_scope(credential)
@@ -242,16 +238,26 @@ impl Cache {
         self.counters
             .tokens_saved
             .fetch_add(entry.tokens, Ordering::Relaxed);
-        self.hits.record(key, now_secs());
+        self.hits.record(key, crate::util::now_secs());
     }
 
     pub fn missed(&self) {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Stores `response` for `plan` if it is a complete success. Returns whether it did.
+    /// True if an answer of `len` bytes is too large to store (`cache.max_entry_bytes`): it is
+    /// relayed whole but not stored.
+    pub fn too_large(&self, len: usize) -> bool {
+        len as u64 > self.config.max_entry_bytes
+    }
+
+    /// Stores `response` for `plan` if it is a complete success within `max_entry_bytes`.
+    /// Returns whether it did.
     pub fn store(&self, plan: &Plan, response: &[u8]) -> bool {
-        if plan.control.no_store || replay::check(response).is_err() {
+        if plan.control.no_store
+            || self.too_large(response.len())
+            || replay::check(response).is_err()
+        {
             return false;
         }
         let meta = store::Meta {
@@ -310,6 +316,8 @@ impl Cache {
             "misses": misses,
             "hit_ratio": ratio,
             "tokens_saved": c.tokens_saved.load(Ordering::Relaxed),
+            "memory_entries": self.memory.usage().0,
+            "memory_bytes": self.memory.usage().1,
         })
         .to_string()
         .into_bytes()

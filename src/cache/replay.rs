@@ -93,12 +93,12 @@ pub fn events(response: &[u8]) -> Vec<&[u8]> {
     for line in lines(response) {
         pos += line.len();
         if is_blank(line) {
-            out.push(&response[start..pos]);
+            out.extend(response.get(start..pos));
             start = pos;
         }
     }
     if start < response.len() {
-        out.push(&response[start..]);
+        out.extend(response.get(start..));
     }
     out
 }
@@ -164,7 +164,9 @@ pub fn sse_to_json(response: &[u8]) -> Option<Value> {
             while choices.len() <= index {
                 choices.push(Map::new());
             }
-            merge_choice(&mut choices[index], c, is_chat);
+            if let Some(choice) = choices.get_mut(index) {
+                merge_choice(choice, c, is_chat);
+            }
         }
     }
     let mut out = head?;
@@ -250,7 +252,7 @@ fn merge_tool_call(msg: &mut Map<String, Value>, call: &Value) {
     while calls.len() <= index {
         calls.push(json!({"function": {"arguments": ""}}));
     }
-    let Some(acc) = calls[index].as_object_mut() else {
+    let Some(acc) = calls.get_mut(index).and_then(Value::as_object_mut) else {
         return;
     };
     for k in ["id", "type"] {

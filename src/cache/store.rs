@@ -8,15 +8,14 @@
 //! between the two renames leaves an orphan `.txt`, which lookups ignore and the scan
 //! quarantines. The two-hex fan-out keeps every folder small at a million entries.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 /// Suffix of in-progress writes; the scan removes old ones left by a crash.
-pub const TEMP_SUFFIX: &str = ".tmp";
+pub use crate::util::TEMP_SUFFIX;
 
 /// The first line of a `.request` file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,26 +39,7 @@ pub fn paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
 
 /// Writes `bytes` to `path` atomically (unique temp file, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| io::Error::other("bad entry file name"))?;
-    let tmp = path.with_file_name(format!(
-        ".{name}.{}.{}{TEMP_SUFFIX}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::util::write_atomic(path, bytes, 0o666)
 }
 
 /// Stores one entry: the response first, then the request file that commits it.

@@ -4,13 +4,12 @@
 //! that speaks only Chat Completions. This module turns the client's request into a chat
 //! request ([`to_chat`]), the chat answer back into the client's answer ([`from_chat`]), a chat
 //! error into the client's error shape ([`error_from_chat`]), and a chat stream into the
-//! client's event stream one upstream event at a time ([`Stream`]). Everything here is pure:
+//! client's event stream one upstream event at a time ([`Stream`], which `sse::relay` drives). Everything here is pure:
 //! JSON in, JSON or SSE bytes out; `routes` decides when to translate. README's "Translation"
 //! table lists every field and what it becomes; `table_tests` walks that table as data.
 
 mod anthropic_chat;
 mod anthropic_stream;
-pub mod relay;
 mod responses_chat;
 mod responses_stream;
 #[cfg(test)]
@@ -177,6 +176,22 @@ impl Stream {
     /// True if the upstream sent an error event.
     pub fn failed(&self) -> bool {
         self.failed
+    }
+}
+
+/// `sse::relay` drives a [`Stream`] line by line when it relays to a client of another API.
+impl crate::sse::Translate for Stream {
+    fn line(&mut self, line: &[u8]) -> Vec<u8> {
+        Stream::line(self, line)
+    }
+    fn end(&mut self) -> Vec<u8> {
+        Stream::end(self)
+    }
+    fn fail(&mut self, message: &str) -> Vec<u8> {
+        Stream::fail(self, message)
+    }
+    fn failed(&self) -> bool {
+        Stream::failed(self)
     }
 }
 

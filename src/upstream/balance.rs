@@ -148,7 +148,8 @@ pub fn choose(candidates: &[Candidate], random: u64) -> Option<usize> {
     }
     let standby: Vec<_> = healthy().collect();
     if !standby.is_empty() {
-        return Some(standby[(random % standby.len() as u64) as usize].index);
+        let pick = (random % standby.len() as u64) as usize;
+        return standby.get(pick).map(|c| c.index);
     }
     candidates
         .iter()

@@ -376,18 +376,19 @@ fn host_of(url: &str) -> &str {
 
 /// Matches `text` against `pattern`, where `*` stands for any run of characters (case-sensitive).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    let mut parts: Vec<&str> = pattern.split('*').collect();
+    let (Some(last), Some(first)) = (parts.pop(), parts.first().copied()) else {
+        return pattern == text; // no `*`
+    };
     if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
         return false;
     }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(at) => rest = &rest[at + mid.len()..],
+    let Some(mut rest) = text.get(first.len()..text.len() - last.len()) else {
+        return false;
+    };
+    for mid in parts.iter().skip(1) {
+        match rest.find(mid).and_then(|at| rest.get(at + mid.len()..)) {
+            Some(after) => rest = after,
             None => return false,
         }
     }

@@ -49,14 +49,13 @@ impl Limiter {
         if admitted {
             Ok(Permit(Some(Arc::clone(&self.in_flight))))
         } else {
-            Err(ApiError::new(
-                503,
-                "server_error",
+            Err(ApiError::busy(
                 "relay_busy",
                 format!(
                     "the relay already has {max} upstream requests in flight \
                      (max_concurrent_requests); retry after {RETRY_AFTER_SECS} s"
                 ),
+                RETRY_AFTER_SECS,
             ))
         }
     }

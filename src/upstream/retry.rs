@@ -31,8 +31,9 @@ pub fn send(
     model: &str,
     mut call: impl FnMut(&Endpoint) -> Result<Response<Body>, ureq::Error>,
 ) -> Result<Sent, ApiError> {
-    let serving: Vec<usize> = (0..up.endpoints.len())
-        .filter(|&i| model.is_empty() || up.endpoints[i].config.serves(model))
+    let serving: Vec<usize> = (up.endpoints.iter().enumerate())
+        .filter(|(_, ep)| model.is_empty() || ep.config.serves(model))
+        .map(|(i, _)| i)
         .collect();
     if serving.is_empty() {
         return Err(ApiError::new(
@@ -56,17 +57,22 @@ pub fn send(
         let candidates: Vec<Candidate> = serving
             .iter()
             .filter(|i| !tried.contains(i))
-            .map(|&i| Candidate {
-                index: i,
-                weight: up.endpoints[i].config.weight,
-                cooling_until: up.endpoints[i].health.cooling_until(now),
+            .filter_map(|&i| {
+                let ep = up.endpoints.get(i)?;
+                Some(Candidate {
+                    index: i,
+                    weight: ep.config.weight,
+                    cooling_until: ep.health.cooling_until(now),
+                })
             })
             .collect();
         let Some(i) = balance::choose(&candidates, balance::random()) else {
             break;
         };
         tried.push(i);
-        let ep = &up.endpoints[i];
+        let Some(ep) = up.endpoints.get(i) else {
+            break;
+        };
         let counters = &ep.health.counters;
         if attempt > 0 {
             std::thread::sleep(backoff(attempt));

@@ -65,3 +65,24 @@ pub fn setup(extra: serde_json::Value) -> (Upstream, Relay) {
     let relay = Relay::start(&config_json(&up.base_url(), extra));
     (up, relay)
 }
+
+/// Waits for `done` to hold, checking every 20 ms; fails naming `what` after `timeout` (a hang
+/// guard: pass one far beyond what a busy machine needs).
+pub fn wait_until(timeout: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The value of `/metrics` sample `series` (name and labels, exactly as printed).
+pub fn metric(relay: &Relay, series: &str) -> Option<f64> {
+    let text = client::get(&relay.url("/metrics")).body;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}

@@ -2,12 +2,13 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
+use crate::refusal::Refusal;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -50,16 +51,17 @@ const MAX_LINE: usize = 16 * 1024;
 /// llm-relay patch: the most header lines accepted in one request (answered 431 beyond).
 const MAX_HEADERS: usize = 128;
 
+/// llm-relay patch: how long a refused connection's unread input is drained after the answer
+/// (closing with unread input sends a reset, which can destroy the answer in flight), and how
+/// much of it at most.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+const LINGER_BYTES: usize = 64 * 1024;
+
 #[derive(Debug)]
 enum ReadError {
-    /// llm-relay patch: a line longer than MAX_LINE or more than MAX_HEADERS headers.
-    HeadTooLarge,
-    /// llm-relay patch: bytes outside ASCII in the request line or a header.
-    NotAscii,
-    WrongRequestLine,
-    WrongHeader(HTTPVersion),
-    /// the client sent an unrecognized `Expect` header
-    ExpectationFailed(HTTPVersion),
+    /// llm-relay patch: the head is refused (431, 400, 417, 501, 505) with this answer, and the
+    /// connection closed.
+    Refused(Refusal),
     ReadIoError(IoError),
 }
 
@@ -99,6 +101,41 @@ impl ClientConnection {
         self.secure
     }
 
+    /// llm-relay patch: answers a refused request with its JSON error, ends the output (FIN)
+    /// and drains what the client still sends for a moment, so that the close that follows
+    /// does not reset the connection before the client has read the answer.
+    fn refuse(&mut self, refusal: &Refusal) {
+        log::debug!(
+            "refused a request from {:?}: {} {}",
+            self.remote_addr.as_ref().ok().copied().flatten(),
+            refusal.status,
+            refusal.message
+        );
+        if let Some(mut writer) = self.sink.next() {
+            let _ = refusal
+                .response()
+                .raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None);
+            let _ = writer.flush();
+        }
+        self.sink.with_inner(|w| {
+            let _ = w.flush();
+            w.get_mut().shutdown_write();
+        });
+        let Some(input) = self.next_header_source.inner_mut() else {
+            return;
+        };
+        input.get_mut().set_read_timeout(Some(LINGER / 5));
+        let deadline = std::time::Instant::now() + LINGER;
+        let mut drained = 0;
+        let mut chunk = [0u8; 4096];
+        while drained < LINGER_BYTES && std::time::Instant::now() < deadline {
+            match input.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+
     /// Reads the next line from self.next_header_source.
     ///
     /// Reads until `CRLF` is reached. The next read will start
@@ -119,6 +156,15 @@ impl ClientConnection {
                 buf.pop(); // removing the '\r'
                 return AsciiString::from_ascii(buf)
                     .map_err(|_| IoError::new(ErrorKind::InvalidData, "Header is not in ASCII"));
+            }
+
+            // llm-relay patch: a bare CR or LF or a NUL in the head (RFC 9112 section 2.2):
+            // recipients disagree on where such a line ends.
+            if byte == b'\n' || byte == 0 || prev_byte_was_cr {
+                return Err(IoError::new(
+                    ErrorKind::InvalidInput,
+                    "bare CR or LF, or NUL",
+                ));
             }
 
             prev_byte_was_cr = byte == b'\r';
@@ -149,9 +195,7 @@ impl ClientConnection {
             let (method, path, version) = {
                 let line = self.read_next_line().map_err(line_error)?;
 
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
+                parse_request_line(line.as_str())?
             };
 
             // getting all headers
@@ -164,12 +208,28 @@ impl ClientConnection {
                         break;
                     };
                     if headers.len() >= MAX_HEADERS {
-                        return Err(ReadError::HeadTooLarge);
+                        return Err(too_large());
+                    }
+                    // llm-relay patch: obsolete line folding (RFC 9112 section 5.2), and
+                    // whitespace before the first header, are refused, not glued or trimmed.
+                    if line.as_str().starts_with([' ', '\t']) {
+                        return Err(ReadError::Refused(Refusal::new(
+                            400,
+                            "invalid_header",
+                            "a header line starts with whitespace (obsolete line folding); \
+                             send each header on one line",
+                        )));
                     }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
                         Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
+                        _ => {
+                            return Err(ReadError::Refused(Refusal::new(
+                                400,
+                                "invalid_header",
+                                "a header line is not `Name: value` (no colon, or whitespace \
+                                 in the name)",
+                            )))
+                        }
                     });
                 }
 
@@ -193,7 +253,7 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
         )
@@ -201,8 +261,13 @@ impl ClientConnection {
             use crate::request;
             match e {
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
+                request::RequestCreationError::Refused(r) => ReadError::Refused(r),
                 request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
+                    ReadError::Refused(Refusal::new(
+                        417,
+                        "expectation_failed",
+                        "the only Expect value this server accepts is `100-continue`",
+                    ))
                 }
             }
         })?;
@@ -218,50 +283,19 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
             return None;
         }
 
-        loop {
+        {
             let rq = match self.read() {
-                Err(ReadError::HeadTooLarge) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(431));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None;
+                Ok(rq) => rq,
+                Err(ReadError::Refused(refusal)) => {
+                    self.refuse(&refusal);
+                    return None; // we don't know where the next request would start
                 }
-                Err(ReadError::NotAscii) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None;
-                }
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
                 // llm-relay patch: an idle keep-alive connection that times out before a
                 // new request began is closed silently; a 408 there could be read by the
                 // client as the answer to the request it sends next.
@@ -274,39 +308,15 @@ impl Iterator for ClientConnection {
                 Err(ReadError::ReadIoError(ref err))
                     if matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) =>
                 {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
+                    self.refuse(&Refusal::new(
+                        408,
+                        "request_timeout",
+                        "the request head did not arrive in time; send the whole head at once",
+                    ));
+                    return None;
                 }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
                 Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
             };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
-            }
 
             // updating the status of the connection
             let connection_header = rq
@@ -335,32 +345,53 @@ impl Iterator for ClientConnection {
     }
 }
 
-/// Parses a "HTTP/1.1" string.
-fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
+/// Parses the request line of the request, eg. `GET / HTTP/1.1` (llm-relay patch: exactly
+/// three parts separated by single spaces; a version other than 1.0 or 1.1 is a 505, since the
+/// rest of what such a client sends is not HTTP/1 and cannot be read as requests).
+fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
+    let malformed = || {
+        ReadError::Refused(Refusal::new(
+            400,
+            "invalid_request_line",
+            "the request line is not `METHOD /path HTTP/1.1`",
+        ))
     };
-
-    Ok(HTTPVersion(major, minor))
+    let mut parts = line.split(' ');
+    let (Some(method), Some(path), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed());
+    };
+    let version = match version {
+        "HTTP/1.0" => HTTPVersion(1, 0),
+        "HTTP/1.1" => HTTPVersion(1, 1),
+        v if is_http_version(v) => {
+            return Err(ReadError::Refused(Refusal::new(
+                505,
+                "http_version_not_supported",
+                format!(
+                    "{} is not supported; this server speaks HTTP/1.1 and HTTP/1.0 (curl: drop \
+                     --http2-prior-knowledge)",
+                    v
+                ),
+            )))
+        }
+        _ => return Err(malformed()),
+    };
+    let method = method.parse().map_err(|_| malformed())?;
+    if path.is_empty() {
+        return Err(malformed());
+    }
+    Ok((method, path.to_owned(), version))
 }
 
-/// Parses the request line of the request.
-/// eg. GET / HTTP/1.1
-fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
-    let mut parts = line.split(' ');
-
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
+/// `HTTP/` followed by a digit, or by digit `.` digit (RFC 9112 section 2.3).
+fn is_http_version(v: &str) -> bool {
+    match v.strip_prefix("HTTP/").map(str::as_bytes) {
+        Some([major]) => major.is_ascii_digit(),
+        Some([major, b'.', minor]) => major.is_ascii_digit() && minor.is_ascii_digit(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -375,14 +406,48 @@ mod test {
 
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
+        // llm-relay patch: versions other than 1.0/1.1 are 505, malformed lines 400.
+        let status = |line| match super::parse_request_line(line) {
+            Err(super::ReadError::Refused(r)) => r.status,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(status("GET /health HTTP/2.0"), 505);
+        assert_eq!(status("PRI * HTTP/2.0"), 505);
+        assert_eq!(status("GET / HTTP/0.9"), 505);
+        assert_eq!(status("GET / HTTP/3"), 505);
+        assert_eq!(status("GET / HTTP/1.1 x"), 400);
+        assert_eq!(status("GET  / HTTP/1.1"), 400);
+        assert_eq!(status("GET / http/1.1"), 400);
     }
 }
 
-/// llm-relay patch: sorts a failed line read into a 431, a 400 or an I/O error.
+/// llm-relay patch: sorts a failed line read into a refusal (431, 400) or an I/O error.
 fn line_error(e: IoError) -> ReadError {
     match e.kind() {
-        ErrorKind::OutOfMemory => ReadError::HeadTooLarge,
-        ErrorKind::InvalidData => ReadError::NotAscii,
+        ErrorKind::OutOfMemory => too_large(),
+        ErrorKind::InvalidData => ReadError::Refused(Refusal::new(
+            400,
+            "invalid_header",
+            "the request head has bytes outside ASCII; percent-encode the path and send header \
+             values in ASCII",
+        )),
+        ErrorKind::InvalidInput => ReadError::Refused(Refusal::new(
+            400,
+            "invalid_header",
+            "the request head has a bare CR or LF, or a NUL byte; end each line with CRLF",
+        )),
         _ => ReadError::ReadIoError(e),
     }
+}
+
+fn too_large() -> ReadError {
+    ReadError::Refused(Refusal::new(
+        431,
+        "request_header_fields_too_large",
+        format!(
+            "the request head has a line over {} KiB or more than {} headers",
+            MAX_LINE / 1024,
+            MAX_HEADERS
+        ),
+    ))
 }

@@ -22,6 +22,16 @@ impl Listener {
         }
     }
 
+    /// llm-relay patch: lets `accept` return `WouldBlock` instead of waiting (to drain the
+    /// backlog when the listener closes).
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(l) => l.set_nonblocking(nonblocking),
+            #[cfg(unix)]
+            Self::Unix(l) => l.set_nonblocking(nonblocking),
+        }
+    }
+
     pub(crate) fn accept(&self) -> std::io::Result<(Connection, Option<SocketAddr>)> {
         match self {
             Self::Tcp(l) => l
@@ -91,6 +101,24 @@ impl Connection {
                 let _ = s.set_write_timeout(timeout);
             }
         }
+    }
+
+    /// llm-relay patch: switches the socket between blocking and non-blocking I/O.
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nonblocking(nonblocking),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_nonblocking(nonblocking),
+        }
+    }
+
+    /// llm-relay patch: changes only the read timeout.
+    pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) {
+        let _ = match self {
+            Self::Tcp(s) => s.set_read_timeout(timeout),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(timeout),
+        };
     }
 
     /// Gets the peer's address. Some for TCP, None for Unix sockets.

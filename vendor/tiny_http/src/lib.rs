@@ -114,13 +114,16 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use refusal::Refusal;
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
+mod accept;
 mod client;
 mod common;
 mod connection;
+mod refusal;
 mod request;
 mod response;
 mod ssl;
@@ -133,9 +136,11 @@ mod util;
 ///  part of all the client's connections. Requests that have already been returned by
 ///  the `recv()` function will not close and the responses will be transferred to the client.
 pub struct Server {
-    // should be false as long as the server exists
-    // when set to true, all the subtasks will close within a few hundreds ms
-    close: Arc<AtomicBool>,
+    // llm-relay patch: the close flags and connection count shared with the accept thread
+    shared: Arc<accept::Shared>,
+
+    // llm-relay patch: disconnects once the accept thread has closed the listener
+    listener_closed: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
 
     // queue for messages received by child threads
     messages: Arc<MessagesQueue<Message>>,
@@ -143,6 +148,14 @@ pub struct Server {
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
 }
+
+// building the SSL capabilities
+#[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
+compile_error!("Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time");
+#[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+type SslContext = ();
+#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+type SslContext = crate::ssl::SslContextImpl;
 
 enum Message {
     Error(IoError),
@@ -261,15 +274,41 @@ impl Server {
         Self::from_listener_with_timeout(listener, ssl_config, None)
     }
 
+    /// llm-relay patch: an HTTP server set up by `options` (socket timeouts, handler mode).
+    pub fn http_with_options<A>(
+        addr: A,
+        options: HttpOptions,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
+        let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
+        Self::from_listener_with_options(listener, None, options)
+    }
+
     fn from_listener_with_timeout<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
         socket_timeout: Option<Duration>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
-        // building the "close" variable
-        let close_trigger = Arc::new(AtomicBool::new(false));
+        let options = match socket_timeout {
+            Some(t) => HttpOptions::new().timeout(t),
+            None => HttpOptions::new(),
+        };
+        Self::from_listener_with_options(listener, ssl_config, options)
+    }
 
+    fn from_listener_with_options<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        options: HttpOptions,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let HttpOptions {
+            timeout: socket_timeout,
+            handler,
+            max_connections,
+        } = options;
+        let listener = listener.into();
         // building the TcpListener
         let (server, local_addr) = {
             let local_addr = listener.local_addr()?;
@@ -277,15 +316,6 @@ impl Server {
             (listener, local_addr)
         };
 
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
         let ssl: Option<SslContext> = {
             match ssl_config {
                 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -302,83 +332,32 @@ impl Server {
             }
         };
 
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        if socket_timeout.is_some() {
-                            sock.set_timeouts(socket_timeout);
-                        }
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable)
-                            .with_head_timeout(socket_timeout))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
+        let shared = Arc::new(accept::Shared {
+            close: AtomicBool::new(false),
+            close_listener: AtomicBool::new(false),
+            live: std::sync::atomic::AtomicUsize::new(0),
         });
+        let (closed, listener_closed) = mpsc::channel();
+        let acceptor = accept::Acceptor {
+            listener: server,
+            ssl,
+            timeout: socket_timeout,
+            max_connections,
+            handler,
+            messages: messages.clone(),
+            shared: shared.clone(),
+            closed,
+        };
+        thread::Builder::new()
+            .name("http-accept".into())
+            .spawn(move || acceptor.run())?;
 
         // result
         Ok(Server {
             messages,
-            close: close_trigger,
+            shared,
+            listener_closed: std::sync::Mutex::new(Some(listener_closed)),
             listening_addr: local_addr,
         })
     }
@@ -397,10 +376,46 @@ impl Server {
         self.listening_addr.clone()
     }
 
-    /// Returns the number of clients currently connected to the server.
+    /// Returns the number of clients currently connected to the server (llm-relay patch:
+    /// upstream left this unimplemented).
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.shared.live.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// llm-relay patch: stops accepting and closes the listening socket, so new connections
+    /// are refused by the kernel (a load balancer moves on at once). Connections already
+    /// queued on the socket are accepted first, and every accepted connection is served as
+    /// usual. Returns once the socket is closed (or after 2 s). Idempotent.
+    pub fn close_listener(&self) {
+        if self
+            .shared
+            .close_listener
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        self.wake_accept_thread();
+        let waiter = self.listener_closed.lock().ok().and_then(|mut w| w.take());
+        if let Some(waiter) = waiter {
+            let _ = waiter.recv_timeout(Duration::from_secs(2));
+        }
+    }
+
+    /// Connects briefly to ourselves so a blocked `accept()` returns and sees the close flags.
+    fn wake_accept_thread(&self) {
+        let maybe_stream = match &self.listening_addr {
+            ListenAddr::IP(addr) => {
+                TcpStream::connect_timeout(addr, Duration::from_secs(1)).map(Connection::from)
+            }
+            #[cfg(unix)]
+            ListenAddr::Unix(addr) => match addr.as_pathname() {
+                Some(path) => std::os::unix::net::UnixStream::connect(path).map(Connection::from),
+                None => return,
+            },
+        };
+        if let Ok(stream) = maybe_stream {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -438,6 +453,87 @@ impl Server {
     }
 }
 
+/// llm-relay patch: a request handler run on the connection's own thread (see
+/// `HttpOptions::handler`).
+pub type Handler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
+
+/// llm-relay patch: how `Server::http_with_options` sets up the server. Build it with
+/// `HttpOptions::new()` and the methods below; fields are added as the fork grows.
+#[derive(Clone, Default)]
+pub struct HttpOptions {
+    timeout: Option<Duration>,
+    handler: Option<Handler>,
+    max_connections: Option<usize>,
+}
+
+impl HttpOptions {
+    /// No socket timeouts, requests queued for `recv()` (upstream's behaviour).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every accepted socket times out reads and writes after `timeout`, and one request head
+    /// may take at most `timeout` (408 beyond; see `Server::http_with_timeout`).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Handler mode: each request is passed to `handler` on the thread that read it from its
+    /// connection instead of being queued for `recv()` (which then sees no requests). The
+    /// connection reads its next request only once this one is answered: `respond` returned,
+    /// the writer of `into_writer` or `upgrade` was dropped, or the request was dropped
+    /// (an unanswered request gets upstream's automatic 500). The handler may pass the
+    /// request to another thread; the connection waits for the answer either way. A panic in
+    /// the handler closes only that connection.
+    pub fn handler(mut self, handler: Handler) -> Self {
+        self.handler = Some(handler);
+        self
+    }
+
+    /// At most `max` connections are served at once; one beyond is answered 503 (JSON body,
+    /// `Retry-After: 1`) and closed by the accept thread at once, so descriptors and threads
+    /// stay bounded. Unlimited by default.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
+        self
+    }
+}
+
+/// Reads the requests of one connection in turn and queues each for `recv()`, or, in handler
+/// mode (llm-relay patch), answers each on this thread through `handler`.
+fn serve_connection(
+    client: ClientConnection,
+    messages: &MessagesQueue<Message>,
+    handler: Option<&Handler>,
+) {
+    if let Some(handler) = handler {
+        for rq in client {
+            let (answered, wait) = mpsc::channel();
+            let rq = rq.with_notify_sender(answered);
+            let call = std::panic::AssertUnwindSafe(|| handler(rq));
+            if std::panic::catch_unwind(call).is_err() {
+                log::error!("request handler panicked; closing its connection");
+                return;
+            }
+            if wait.recv().is_err() {
+                return;
+            }
+        }
+    } else if client.secure() {
+        // Synchronization is needed for HTTPS requests to avoid a deadlock
+        let (sender, receiver) = mpsc::channel();
+        for rq in client {
+            messages.push(rq.with_notify_sender(sender.clone()).into());
+            receiver.recv().unwrap();
+        }
+    } else {
+        for rq in client {
+            messages.push(rq.into());
+        }
+    }
+}
+
 impl Iterator for IncomingRequests<'_> {
     type Item = Request;
     fn next(&mut self) -> Option<Request> {
@@ -447,19 +543,10 @@ impl Iterator for IncomingRequests<'_> {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.close.store(true, Relaxed);
-        // Connect briefly to ourselves to unblock the accept thread
-        let maybe_stream = match &self.listening_addr {
-            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
-            #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
-            }
-        };
-        if let Ok(stream) = maybe_stream {
-            let _ = stream.shutdown(Shutdown::Both);
+        self.shared.close.store(true, Relaxed);
+        // Connect briefly to ourselves to unblock the accept thread (unless it is gone)
+        if !self.shared.close_listener.load(Relaxed) {
+            self.wake_accept_thread();
         }
 
         #[cfg(unix)]
@@ -470,3 +557,6 @@ impl Drop for Server {
         }
     }
 }
+
+#[cfg(test)]
+mod llm_relay_tests;

@@ -248,6 +248,14 @@ where
 
     /// Adds a header to the list.
     /// Does all the checks.
+    /// llm-relay patch: adds `Connection: close`, which `add_header` drops.
+    pub(crate) fn with_connection_close(mut self) -> Self {
+        if let Ok(h) = Header::from_bytes(&b"Connection"[..], &b"close"[..]) {
+            self.headers.push(h);
+        }
+        self
+    }
+
     pub fn add_header<H>(&mut self, header: H)
     where
         H: Into<Header>,

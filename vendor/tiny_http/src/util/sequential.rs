@@ -73,6 +73,23 @@ impl<W: Write + Send> SequentialWriterBuilder<W> {
     }
 }
 
+impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// llm-relay patch: runs `f` on the underlying writer (None if a writer panicked holding it).
+    pub fn with_inner<T>(&self, f: impl FnOnce(&mut W) -> T) -> Option<T> {
+        self.writer.lock().ok().map(|mut w| f(&mut w))
+    }
+}
+
+impl<R: Read + Send> SequentialReader<R> {
+    /// llm-relay patch: the underlying reader if it is this reader's turn, without waiting.
+    pub fn inner_mut(&mut self) -> Option<&mut R> {
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref mut reader) => Some(reader),
+            _ => None,
+        }
+    }
+}
+
 impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
     type Item = SequentialReader<R>;
 

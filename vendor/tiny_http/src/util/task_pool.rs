@@ -58,7 +58,7 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            let _ = pool.add_thread(None);
         }
 
         pool
@@ -74,17 +74,31 @@ impl TaskPool {
         // keep-alive connection for its whole life while the rest waited. Queue a task only
         // while idle threads outnumber the queued tasks (both counted under this lock).
         if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
-            self.add_thread(Some(code));
+            // llm-relay patch: a thread that cannot be started (EAGAIN) leaves the task queued
+            // for the next free thread instead of panicking the accept thread.
+            if let Err(code) = self.add_thread(Some(code)) {
+                if let Some(code) = code {
+                    queue.push_back(code);
+                }
+            }
         } else {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
         }
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    /// Starts a thread that runs `initial_fn` first; gives `initial_fn` back if no thread could
+    /// be started (llm-relay patch: upstream panicked).
+    fn add_thread(
+        &self,
+        initial_fn: Option<Box<dyn FnMut() + Send>>,
+    ) -> Result<(), Option<Box<dyn FnMut() + Send>>> {
         let sharing = self.sharing.clone();
+        let task = Arc::new(Mutex::new(initial_fn));
+        let task_inside = task.clone();
 
-        thread::spawn(move || {
+        let started = thread::Builder::new().spawn(move || {
+            let initial_fn = task_inside.lock().ok().and_then(|mut t| t.take());
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -128,6 +142,13 @@ impl TaskPool {
                 task();
             }
         });
+        match started {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                log::warn!("cannot start a connection thread: {}", e);
+                Err(task.lock().ok().and_then(|mut t| t.take()))
+            }
+        }
     }
 }
 

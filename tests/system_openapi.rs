@@ -1,7 +1,8 @@
 //! The OpenAPI document (#5): served at `/openapi.json` byte for byte as kept in the repo, and
 //! checked against the running relay by schemathesis (PyPI; `$LLM_RELAY_SCHEMATHESIS`, default
-//! `schemathesis`), so the document and the server cannot drift apart and no generated input
-//! makes the relay fail. Needs `pip install -r tests/requirements.txt`; fails (not skips) without.
+//! `python3 -m schemathesis.cli`), so the document and the server cannot drift apart and no
+//! generated input makes the relay fail. Needs `pip install -r tests/requirements.txt`
+//! (`scripts/test-deps.sh` does it); fails (not skips) without.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,8 +14,17 @@ use crate::common::*;
 const DOC: &str = include_str!("../openapi.json");
 const KEY: &str = "sk-openapi-client-and-admin-key";
 
-fn schemathesis() -> String {
-    std::env::var("LLM_RELAY_SCHEMATHESIS").unwrap_or_else(|_| "schemathesis".to_string())
+/// The schemathesis command: `$LLM_RELAY_SCHEMATHESIS`, else `python3 -m schemathesis.cli` (which
+/// works where pip put its scripts in a directory off `PATH`, as `pip install --user` does).
+fn schemathesis() -> (String, Command) {
+    match std::env::var("LLM_RELAY_SCHEMATHESIS") {
+        Ok(bin) => (bin.clone(), Command::new(bin)),
+        Err(_) => {
+            let mut cmd = Command::new("python3");
+            cmd.args(["-m", "schemathesis.cli"]);
+            ("python3 -m schemathesis.cli".to_string(), cmd)
+        }
+    }
 }
 
 #[test]
@@ -50,16 +60,17 @@ fn openapi_document_is_served_without_a_key_and_lists_every_route() {
 
 #[test]
 fn schemathesis_finds_no_drift_and_no_server_error() {
-    let bin = schemathesis();
-    match Command::new(&bin).arg("--version").output() {
+    let (name, mut version) = schemathesis();
+    match version.arg("--version").output() {
         Ok(o) if o.status.success() => {
             eprintln!("{}", String::from_utf8_lossy(&o.stdout).trim())
         }
         other => panic!(
-            "cannot run `{bin} --version` ({other:?}); run `pip install -r tests/requirements.txt` \
+            "cannot run `{name} --version` ({other:?}); run `pip install -r tests/requirements.txt` \
              (schemathesis 4.x) or set LLM_RELAY_SCHEMATHESIS"
         ),
     }
+    let _turn = crate::heavy_turn();
     let up = Upstream::openai();
     let dir = TempDir::new();
     // One key serves as client and admin key, so one header covers every route.
@@ -68,7 +79,7 @@ fn schemathesis_finds_no_drift_and_no_server_error() {
     let relay = Relay::start(&config_json(&up.base_url(), cfg));
     let doc = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
     let auth = format!("Authorization: Bearer {KEY}");
-    let mut cmd = Command::new(&bin);
+    let (_, mut cmd) = schemathesis();
     for var in PROXY_ENV_VARS {
         cmd.env_remove(var);
     }
@@ -98,7 +109,8 @@ fn schemathesis_finds_no_drift_and_no_server_error() {
         .stdout(std::fs::File::create(dir.path().join("stdout.txt")).unwrap())
         .stderr(std::fs::File::create(dir.path().join("stderr.txt")).unwrap());
     let mut child = cmd.spawn().expect("spawn schemathesis");
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // a hang guard, not a speed target (it takes about 30 s on an idle machine)
+    let deadline = Instant::now() + Duration::from_secs(600);
     while child.try_wait().expect("try_wait").is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();

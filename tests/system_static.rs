@@ -3,37 +3,19 @@
 //! by IP without `/etc/hosts`, by host name with one, and its `health` probe works there.
 //!
 //! The binary comes from `scripts/build-static.sh` (the command the Dockerfile runs), built
-//! once per test run into `target/static` so it does not contend with the test build. The
-//! empty root is made with `unshare -r --root=DIR`; if that cannot run here the tests fail.
+//! once per test run by `crate::static_build`. The empty root is made with
+//! `unshare -r --root=DIR`; if that cannot run here the tests fail.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::json;
 
 use crate::common::*;
 
-/// Builds (or reuses) the static binary; its path.
+/// The static binary of this test run (built once, see `static_build`).
 fn static_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new("sh")
-            .arg(root.join("scripts/build-static.sh"))
-            .arg(root.join("target/static"))
-            .output()
-            .expect("run scripts/build-static.sh");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "static build failed:\n{stderr}");
-        let path = String::from_utf8_lossy(&out.stdout);
-        let path = PathBuf::from(path.lines().last().unwrap_or("").trim());
-        assert!(
-            path.is_file(),
-            "build printed {path:?}, not a file:\n{stderr}"
-        );
-        path
-    })
+    &crate::static_build().relay
 }
 
 /// The program header types in an x86-64 ELF file.

@@ -1,0 +1,114 @@
+//! Small helpers more than one module needs, each written once: lowercase hex, Unix time, an
+//! atomic file write, the token of an `Authorization: Bearer` value, and an API route without
+//! its `/v1` prefix. A leaf: it imports nothing of ours.
+
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The suffix of the temp files [`write_atomic`] leaves behind if killed mid-write.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never part of
+/// one: a unique temp file beside it (`.NAME.PID.N.tmp`, created with `mode` on Unix), fsync,
+/// rename. The temp file is removed if a step fails.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::other(format!("{} is not a file name", path.display())))?;
+    let tmp = path.with_file_name(format!(
+        ".{name}.{}.{}{TEMP_SUFFIX}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(mode);
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut f: File = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The token of an `Authorization` value `Bearer TOKEN` (scheme case-insensitive, as RFC 9110
+/// says), trimmed; `None` for any other scheme.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let v = authorization.trim();
+    let scheme = v.get(..7)?;
+    scheme
+        .eq_ignore_ascii_case("bearer ")
+        .then(|| v.get(7..).map(str::trim))
+        .flatten()
+}
+
+/// The API route of a request path: `/v1/chat/completions` and `/chat/completions` are both
+/// `/chat/completions` (clients send either, depending on the base URL they were given).
+pub fn api_route(path: &str) -> &str {
+    path.strip_prefix("/v1")
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(hex(&[0, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(bearer_token("Bearer sk-1 "), Some("sk-1"));
+        assert_eq!(bearer_token("  bearer   sk-2"), Some("sk-2"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("sk-3"), None);
+        assert_eq!(api_route("/v1/models"), "/models");
+        assert_eq!(api_route("/models"), "/models");
+        assert_eq!(api_route("/v1"), "/v1");
+        assert_eq!(api_route("/v1x/a"), "/v1x/a");
+        assert!(now_secs() > 1_700_000_000);
+    }
+
+    #[test]
+    fn write_atomic_replaces_the_file_and_leaves_no_temp() {
+        let dir = std::env::temp_dir().join(format!("llm-relay-util-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.json");
+        write_atomic(&path, b"one", 0o600).unwrap();
+        write_atomic(&path, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,198 @@
+//! llm-relay patch: the accept loop. Upstream's loop ended on the first `accept()` error
+//! (EMFILE under load left a live process that never answered again) and handed every socket
+//! a thread however many were open. This one logs errors (rate-limited) and backs off, answers
+//! connections beyond `max_connections` with a fast 503, and can close the listener on demand
+//! while connections already accepted are served to the end.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::client::ClientConnection;
+use crate::connection::{Connection, Listener};
+use crate::refusal::Refusal;
+use crate::util::{MessagesQueue, RefinedTcpStream, TaskPool};
+use crate::{serve_connection, HTTPVersion, Handler, Message, SslContext};
+
+/// Shared between the `Server` and its accept thread.
+pub(crate) struct Shared {
+    /// The server is dropped: stop accepting, close the listener.
+    pub close: AtomicBool,
+    /// `close_listener()` was called: accept what is already queued, then close the listener.
+    pub close_listener: AtomicBool,
+    /// Connections accepted and not yet finished.
+    pub live: AtomicUsize,
+}
+
+pub(crate) struct Acceptor {
+    pub listener: Listener,
+    pub ssl: Option<SslContext>,
+    pub timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
+    pub handler: Option<Handler>,
+    pub messages: Arc<MessagesQueue<Message>>,
+    pub shared: Arc<Shared>,
+    /// Dropped with the listener, so `close_listener()` can wait for it.
+    pub closed: mpsc::Sender<()>,
+}
+
+/// Counts one live connection until dropped.
+struct Live(Arc<Shared>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, SeqCst);
+    }
+}
+
+/// The first pause after a failed `accept()`; doubled per failure in a row up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_millis(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+/// At most one log line per this interval for failed accepts (the rest are counted).
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Acceptor {
+    /// Runs on the accept thread until the server is dropped or the listener closed.
+    pub fn run(self) {
+        let pool = TaskPool::new();
+        let mut backoff = MIN_BACKOFF;
+        let mut last_log: Option<Instant> = None;
+        let mut unlogged = 0u64;
+        log::debug!("Running accept thread");
+        loop {
+            if self.shared.close.load(Relaxed) {
+                break;
+            }
+            if self.shared.close_listener.load(SeqCst) {
+                self.drain_backlog(&pool);
+                break;
+            }
+            match self.listener.accept() {
+                Ok((sock, _)) => {
+                    backoff = MIN_BACKOFF;
+                    self.dispatch(sock, &pool);
+                }
+                Err(e) => {
+                    if self.shared.close.load(Relaxed) {
+                        break;
+                    }
+                    if e.kind() == ErrorKind::Interrupted {
+                        continue;
+                    }
+                    if last_log.map_or(true, |t| t.elapsed() >= LOG_EVERY) {
+                        log::error!(
+                            "accepting a connection failed: {} ({} more failures since the last \
+                             report); {} connections open; retrying",
+                            e,
+                            unlogged,
+                            self.shared.live.load(SeqCst)
+                        );
+                        last_log = Some(Instant::now());
+                        unlogged = 0;
+                    } else {
+                        unlogged += 1;
+                    }
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        log::debug!("Terminating accept thread");
+        drop(self.listener);
+        drop(self.closed);
+    }
+
+    /// Accepts every connection already queued on the listener (they were promised an answer by
+    /// the kernel's handshake), then returns so the listener is closed.
+    fn drain_backlog(&self, pool: &TaskPool) {
+        if self.listener.set_nonblocking(true).is_err() {
+            return;
+        }
+        while let Ok((sock, _)) = self.listener.accept() {
+            let _ = sock.set_nonblocking(false);
+            self.dispatch(sock, pool);
+        }
+    }
+
+    fn dispatch(&self, sock: Connection, pool: &TaskPool) {
+        let live = self.shared.live.fetch_add(1, SeqCst);
+        let guard = Live(self.shared.clone());
+        if self.max_connections.is_some_and(|max| live >= max) {
+            refuse_busy(sock, live);
+            return;
+        }
+        sock.set_timeouts(self.timeout);
+        let streams = match &self.ssl {
+            None => RefinedTcpStream::new(sock),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Some(ssl) => match ssl.accept(sock) {
+                Ok(s) => RefinedTcpStream::new(s),
+                Err(_) => return,
+            },
+            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+            Some(_) => return,
+        };
+        let (read, write) = match streams {
+            Ok(pair) => pair,
+            Err(e) => {
+                log::warn!(
+                    "closing a new connection: cannot duplicate its socket: {}",
+                    e
+                );
+                return;
+            }
+        };
+        let client = ClientConnection::new(write, read).with_head_timeout(self.timeout);
+        let messages = self.messages.clone();
+        let handler = self.handler.clone();
+        let mut task = Some((client, guard));
+        pool.spawn(Box::new(move || {
+            if let Some((client, _live)) = task.take() {
+                serve_connection(client, &messages, handler.as_ref());
+            }
+        }));
+    }
+}
+
+/// Answers a connection beyond `max_connections` with a 503 and closes it, without a thread
+/// and without waiting for the client: the answer fits an empty send buffer.
+fn refuse_busy(mut sock: Connection, live: usize) {
+    log::warn!(
+        "refusing a connection: {} connections are open, the max_connections limit",
+        live
+    );
+    let refusal = Refusal::new(
+        503,
+        "too_many_connections",
+        format!(
+            "the server has {} connections open, its max_connections limit; retry shortly",
+            live
+        ),
+    );
+    let mut answer = Vec::new();
+    if refusal
+        .response()
+        .raw_print(&mut answer, HTTPVersion(1, 1), &[], false, None)
+        .is_err()
+    {
+        return;
+    }
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    let _ = sock.write_all(&answer);
+    let _ = sock.shutdown(Shutdown::Write);
+    // Read what already arrived, so the close does not reset the connection over unread input.
+    let mut chunk = [0u8; 4096];
+    for _ in 0..16 {
+        match sock.read(&mut chunk) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! llm-relay patch: tests of the fork's own features, run with `cargo test -p tiny_http`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crate::{Handler, HttpOptions, Request, Response, Server};
+
+fn start(handler: Handler) -> (Server, String) {
+    let options = HttpOptions::new()
+        .timeout(Duration::from_secs(10))
+        .handler(handler);
+    let server = Server::http_with_options("127.0.0.1:0", options).unwrap();
+    let addr = server.server_addr().to_ip().unwrap().to_string();
+    (server, addr)
+}
+
+/// Reads one response with a Content-Length body; returns (status line, body).
+fn read_response(r: &mut BufReader<TcpStream>) -> (String, String) {
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).unwrap();
+    (
+        status.trim_end().to_owned(),
+        String::from_utf8(body).unwrap(),
+    )
+}
+
+fn connect(addr: &str) -> (TcpStream, BufReader<TcpStream>) {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = BufReader::new(s.try_clone().unwrap());
+    (s, r)
+}
+
+/// Answers with the request's path and the name of the thread that ran the handler.
+fn echo_thread() -> Handler {
+    Arc::new(|rq: Request| {
+        let body = format!("{} {:?}", rq.url(), thread::current().id());
+        rq.respond(Response::from_string(body)).unwrap();
+    })
+}
+
+#[test]
+fn handler_mode_answers_on_the_connection_thread_and_keeps_the_connection() {
+    let (_server, addr) = start(echo_thread());
+    let (mut s, mut r) = connect(&addr);
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (status, first) = read_response(&mut r);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    s.write_all(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (_, second) = read_response(&mut r);
+    let (path_a, thread_a) = first.split_once(' ').unwrap();
+    let (path_b, thread_b) = second.split_once(' ').unwrap();
+    assert_eq!((path_a, path_b), ("/a", "/b"));
+    assert_eq!(thread_a, thread_b, "one connection, one thread");
+    assert_ne!(thread_a, format!("{:?}", thread::current().id()));
+
+    // A second connection is served on its own thread while the first stays open.
+    let (mut s2, mut r2) = connect(&addr);
+    s2.write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (_, third) = read_response(&mut r2);
+    assert_ne!(third.split_once(' ').unwrap().1, thread_a);
+}
+
+#[test]
+fn handler_mode_answers_pipelined_requests_in_order() {
+    let (_server, addr) = start(echo_thread());
+    let (mut s, mut r) = connect(&addr);
+    s.write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(read_response(&mut r).1.starts_with("/1 "));
+    assert!(read_response(&mut r).1.starts_with("/2 "));
+}
+
+#[test]
+fn handler_mode_waits_for_an_answer_given_on_another_thread() {
+    // The handler hands each request to a worker thread and returns at once; the connection
+    // must not read the next request until the worker has answered.
+    let (to_worker, jobs) = mpsc::channel::<Request>();
+    let (started_tx, started) = mpsc::channel::<String>();
+    let (release_tx, release) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        for rq in jobs {
+            started_tx.send(rq.url().to_owned()).unwrap();
+            release.recv().unwrap();
+            let body = rq.url().to_owned();
+            rq.respond(Response::from_string(body)).unwrap();
+        }
+    });
+    let to_worker = Mutex::new(to_worker);
+    let (_server, addr) = start(Arc::new(move |rq: Request| {
+        to_worker.lock().unwrap().send(rq).unwrap();
+    }));
+    let (mut s, mut r) = connect(&addr);
+    s.write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(started.recv().unwrap(), "/1");
+    // /2 is already on the wire, yet not handed over while /1 is unanswered.
+    assert!(started.recv_timeout(Duration::from_millis(300)).is_err());
+    release_tx.send(()).unwrap();
+    assert_eq!(read_response(&mut r).1, "/1");
+    assert_eq!(started.recv().unwrap(), "/2");
+    release_tx.send(()).unwrap();
+    assert_eq!(read_response(&mut r).1, "/2");
+}
+
+#[test]
+fn handler_mode_streams_through_into_writer_then_serves_the_next_request() {
+    let (_server, addr) = start(Arc::new(|rq: Request| {
+        let path = rq.url().to_owned();
+        let mut w = rq.into_writer();
+        let body = format!("streamed {path}");
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        w.flush().unwrap();
+    }));
+    let (mut s, mut r) = connect(&addr);
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut r).1, "streamed /x");
+    s.write_all(b"GET /y HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut r).1, "streamed /y");
+}
+
+#[test]
+fn a_panicking_handler_closes_only_its_connection() {
+    let (_server, addr) = start(Arc::new(|rq: Request| {
+        if rq.url() == "/panic" {
+            panic!("handler panicked on purpose");
+        }
+        rq.respond(Response::from_string("ok")).unwrap();
+    }));
+    let (mut s, mut r) = connect(&addr);
+    s.write_all(b"GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // The dropped request is answered 500 (upstream's automatic answer), then closed.
+    let (status, _) = read_response(&mut r);
+    assert_eq!(status, "HTTP/1.1 500 Internal Server Error");
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+
+    let (mut s2, mut r2) = connect(&addr);
+    s2.write_all(b"GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut r2).1, "ok");
+}
+
+#[test]
+fn recv_mode_still_queues_requests() {
+    let server = Server::http_with_options("127.0.0.1:0", HttpOptions::new()).unwrap();
+    let addr = server.server_addr().to_ip().unwrap().to_string();
+    let (mut s, mut r) = connect(&addr);
+    s.write_all(b"GET /q HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let rq = server.recv().unwrap();
+    assert_eq!(rq.url(), "/q");
+    rq.respond(Response::from_string("queued")).unwrap();
+    assert_eq!(read_response(&mut r).1, "queued");
+}
+
+/// Sends `bytes` on a new connection and reads until the server closes it (10 s at most).
+/// Returns everything received and whether the server closed the connection.
+fn exchange(addr: &str, bytes: &[u8]) -> (String, bool) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let closed = loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break false,
+            Err(_) => break true,
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+fn ok_handler() -> Handler {
+    Arc::new(|rq: Request| {
+        rq.respond(Response::from_string("ok")).unwrap();
+    })
+}
+
+#[test]
+fn refused_heads_get_one_json_answer_and_a_closed_connection() {
+    let (_server, addr) = start(ok_handler());
+    let cases: &[(&[u8], &str)] = &[
+        (b"GET /health HTTP/2.0\r\n\r\n", "HTTP/1.1 505 "),
+        (
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+            "HTTP/1.1 505 ",
+        ),
+        (b"GET / HTTP/0.9\r\n\r\n", "HTTP/1.1 505 "),
+        (b"GET / HTTP/1.1 extra\r\n\r\n", "HTTP/1.1 400 "),
+        (b"GET / HTTP/1.1\nHost: x\r\n\r\n", "HTTP/1.1 400 "),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", "HTTP/1.1 400 "),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: foo\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 501 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+        (b"GET / HTTP/1.1\r\nExpect: teapot\r\n\r\n", "HTTP/1.1 417 "),
+    ];
+    for (bytes, status) in cases {
+        let (got, closed) = exchange(&addr, bytes);
+        let shown = String::from_utf8_lossy(bytes);
+        assert!(got.starts_with(status), "{shown:?} -> {got:?}");
+        assert!(closed, "{shown:?}: connection left open");
+        assert!(!got.contains("\nHTTP/1."), "{shown:?}: two answers: {got:?}");
+        assert!(got.contains("Content-Type: application/json"), "{got:?}");
+        assert!(got.contains("Connection: close"), "{got:?}");
+        let body = got.split("\r\n\r\n").nth(1).unwrap();
+        assert!(
+            body.starts_with(r#"{"error":{"message":""#) && body.contains(r#","code":""#),
+            "{shown:?} -> {body}"
+        );
+    }
+}
+
+#[test]
+fn connections_beyond_max_connections_get_a_fast_503() {
+    let options = HttpOptions::new()
+        .timeout(Duration::from_secs(10))
+        .max_connections(2)
+        .handler(ok_handler());
+    let server = Server::http_with_options("127.0.0.1:0", options).unwrap();
+    let addr = server.server_addr().to_ip().unwrap().to_string();
+    // Two idle connections fill the limit (each served once, so both are surely accepted).
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let (mut s, mut r) = connect(&addr);
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut r).1, "ok");
+            (s, r)
+        })
+        .collect();
+    assert_eq!(server.num_connections(), 2);
+    let (got, closed) = exchange(&addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(got.starts_with("HTTP/1.1 503 "), "{got:?}");
+    assert!(got.contains(r#""code":"too_many_connections""#), "{got:?}");
+    assert!(got.contains("Retry-After: 1"), "{got:?}");
+    assert!(closed);
+    drop(held);
+    // Once they are gone the server takes connections again.
+    let mut served = false;
+    for _ in 0..200 {
+        if exchange(
+            &addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .0
+        .starts_with("HTTP/1.1 200 ")
+        {
+            served = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(served);
+}
+
+#[test]
+fn close_listener_refuses_new_connections_and_serves_accepted_ones() {
+    let (release_tx, release) = mpsc::channel::<()>();
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let release = Mutex::new(release);
+    let (server, addr) = start(Arc::new(move |rq: Request| {
+        if rq.url() == "/slow" {
+            entered_tx.send(()).unwrap();
+            release.lock().unwrap().recv().unwrap();
+        }
+        rq.respond(Response::from_string("done")).unwrap();
+    }));
+    let (mut s, mut r) = connect(&addr);
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    entered.recv().unwrap();
+    server.close_listener();
+    let refused = TcpStream::connect(&addr).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    release_tx.send(()).unwrap();
+    assert_eq!(read_response(&mut r).1, "done");
+    // The accepted connection keeps being served.
+    s.write_all(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut r).1, "done");
+    server.close_listener(); // idempotent
+}
