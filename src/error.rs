@@ -55,9 +55,8 @@ impl ApiError {
             "invalid_request_error",
             "not_found",
             format!(
-                "unknown path `{path}`; this relay serves /v1/chat/completions, /v1/completions, \
-                 /v1/embeddings, /v1/models, /health, /ready, /metrics, /cache/stats, \
-                 /openapi.json and /admin/*"
+                "unknown path `{path}`; this relay serves /v1/* (the API routes, passed to an \
+                 upstream), /health, /ready, /metrics, /cache/stats, /openapi.json and /admin/*"
             ),
         )
     }
@@ -91,12 +90,14 @@ impl ApiError {
         ApiError::new(500, "server_error", "internal_error", message)
     }
 
-    /// The JSON body in the client API's shape: OpenAI's `{"error":{"message","type","code"}}`,
-    /// or Anthropic's `{"type":"error","error":{"type","message"}}` for its clients.
-    pub fn body_as(&self, shape: Shape) -> Vec<u8> {
-        match shape {
-            Shape::OpenAi => self.body(),
-            Shape::Anthropic => anthropic_body(self.status, &self.message),
+    /// The body in the shape of the client API `path` belongs to: Anthropic's
+    /// `{"type":"error","error":{"type","message"}}` on `/v1/messages…`, else OpenAI's.
+    pub fn body_for(&self, path: &str) -> Vec<u8> {
+        match crate::api::of_path(path) {
+            crate::api::Api::Anthropic => {
+                crate::api::messages::error_body(self.status, &self.message)
+            }
+            _ => self.body(),
         }
     }
 
@@ -107,34 +108,6 @@ impl ApiError {
         });
         value.to_string().into_bytes()
     }
-}
-
-/// The error shape a client's API uses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Shape {
-    #[default]
-    OpenAi,
-    Anthropic,
-}
-
-/// An error body in Anthropic's shape, `{"type":"error","error":{"type","message"}}`, with the
-/// error type Anthropic uses for `status`.
-pub fn anthropic_body(status: u16, message: &str) -> Vec<u8> {
-    let kind = match status {
-        400 | 422 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        503 | 529 => "overloaded_error",
-        _ => "api_error",
-    };
-    json!({"type": "error", "error": {"type": kind, "message": message}})
-        .to_string()
-        .into_bytes()
 }
 
 impl std::fmt::Display for ApiError {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tiny_http::{Header, Request, Response};
 
-use crate::error::{ApiError, Shape};
+use crate::error::ApiError;
 use crate::log::{self, Access};
 use crate::metrics;
 use crate::usage::{Outcome, Usage};
@@ -26,8 +26,6 @@ pub struct Exchange {
     usage: Option<(Arc<Usage>, String)>,
     /// Held for the exchange's life: the in-flight gauge (and the drain's wait) counts it.
     _in_flight: metrics::InFlight,
-    /// The shape of the errors this client's API expects.
-    error_shape: Shape,
 }
 
 impl Exchange {
@@ -42,7 +40,6 @@ impl Exchange {
             started: Instant::now(),
             usage: None,
             _in_flight: metrics::in_flight_guard(),
-            error_shape: Shape::OpenAi,
         }
     }
 
@@ -79,20 +76,19 @@ impl Exchange {
         self.respond(status, &[json_content_type()], body);
     }
 
-    /// Makes [`Exchange::error`] answer in `shape` (a route whose clients speak another API).
-    pub fn errors_as(&mut self, shape: Shape) {
-        self.error_shape = shape;
-    }
-
-    /// Sends an error in the client API's shape (OpenAI's unless [`Exchange::errors_as`]).
+    /// Sends an error in the shape of the request's API (OpenAI's, or Anthropic's on
+    /// `/v1/messages…`).
     pub fn error(&mut self, err: &ApiError) {
         self.access.status = err.status;
+        let body = self.error_body(err);
         if let Some(req) = self.req.take() {
-            self.access.bytes = match self.error_shape {
-                Shape::OpenAi => respond_error(req, err),
-                shape => respond(req, err.status, &[json_content_type()], err.body_as(shape)),
-            };
+            self.access.bytes = respond_error(req, err, body);
         }
+    }
+
+    /// The body of `err` in the shape of the request's API.
+    pub fn error_body(&self, err: &ApiError) -> Vec<u8> {
+        err.body_for(&self.access.path)
     }
 
     /// Answers by handing the request to `write` (a raw writer: SSE, a cache hit), which
@@ -144,10 +140,10 @@ pub fn respond(req: Request, status: u16, headers: &[(String, String)], body: Ve
     len
 }
 
-/// Sends an OpenAI-shaped error. Returns the body size.
+/// Sends an error (`body`: `err` in the client API's shape). Returns the body size.
 /// (A 408/413 leaves an unread body behind: tiny_http writes the answer first, then drains at
 /// most 1 MiB or 1 s of the body and closes a connection left out of step.)
-pub fn respond_error(req: Request, err: &ApiError) -> u64 {
+pub fn respond_error(req: Request, err: &ApiError, body: Vec<u8>) -> u64 {
     let mut headers = vec![json_content_type()];
     if let Some(allow) = err.allow {
         headers.push(("Allow".to_string(), allow.to_string()));
@@ -155,7 +151,7 @@ pub fn respond_error(req: Request, err: &ApiError) -> u64 {
     if let Some(secs) = err.retry_after {
         headers.push(("Retry-After".to_string(), secs.to_string()));
     }
-    respond(req, err.status, &headers, err.body())
+    respond(req, err.status, &headers, body)
 }
 
 pub fn json_content_type() -> (String, String) {

@@ -127,6 +127,7 @@ impl Gate {
                 error
             }
         };
-        ex.respond(error.status, &headers, error.body());
+        let body = ex.error_body(&error);
+        ex.respond(error.status, &headers, body);
     }
 }

@@ -7,8 +7,10 @@
 //! running finish with the state they started with. Signals are received on the main thread
 //! through `signal-hook`'s iterator (no handler code runs in signal context).
 //!
-//! Draining: `/ready` answers 503, every new request except the probes is answered 503 with
-//! `Connection: close`, and [`supervise`] returns once no request is in flight or
+//! Draining: the listening socket closes at once (new connections are refused, so a load
+//! balancer moves on), `/ready` answers 503 on connections already open, every new request on
+//! them except the probes is answered 503 with `Connection: close`, and [`supervise`] returns
+//! once no request is in flight (and no connection is open, for at most a second) or
 //! `shutdown_timeout_s` has passed; `main` then exits 0.
 
 use std::path::Path;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use tiny_http::Server;
 
 use crate::config::Config;
 use crate::state::State;
@@ -25,6 +28,10 @@ use crate::upstream::balance::HealthReport;
 use crate::{log, metrics};
 
 static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// How long a drain with nothing in flight still waits for requests on connections accepted
+/// before the listener closed (a request sent just before SIGTERM is answered, not reset).
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// The swappable running state.
 pub struct Live {
@@ -107,7 +114,7 @@ pub fn install_signals() -> Result<Signals, String> {
 
 /// Runs on the main thread until a drain has finished: reloads on SIGHUP, drains on SIGTERM
 /// or SIGINT. A second SIGTERM/SIGINT during the drain stops waiting.
-pub fn supervise(mut signals: Signals, live: &Live, config_path: &Path) {
+pub fn supervise(mut signals: Signals, live: &Live, config_path: &Path, server: &Server) {
     let mut signal = None;
     for sig in signals.forever() {
         if sig == SIGHUP {
@@ -118,6 +125,9 @@ pub fn supervise(mut signals: Signals, live: &Live, config_path: &Path) {
         }
     }
     DRAINING.store(true, Ordering::SeqCst);
+    // New connections are refused from now on (a load balancer moves on at once); those
+    // already accepted are served: their new requests get 503 `shutting_down`.
+    server.close_listener();
     let timeout = live.current().config.ops.shutdown_timeout;
     log::info(&format!(
         "received {}: draining, {} requests in flight, waiting up to {} s",
@@ -126,9 +136,11 @@ pub fn supervise(mut signals: Signals, live: &Live, config_path: &Path) {
         timeout.as_secs()
     ));
     let deadline = Instant::now() + timeout;
+    let grace = Instant::now() + DRAIN_GRACE;
     let mut idle_checks = 0;
     loop {
-        if metrics::in_flight() == 0 {
+        let connected = server.num_connections() > 0 && Instant::now() < grace;
+        if metrics::in_flight() == 0 && !connected {
             // twice in a row, 50 ms apart: a request picked up just now gets counted
             idle_checks += 1;
             if idle_checks >= 2 {

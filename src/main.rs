@@ -14,6 +14,7 @@
 )]
 
 mod admin;
+mod api;
 mod auth;
 mod body_cost;
 mod body_log;
@@ -34,6 +35,7 @@ mod log;
 mod metrics;
 mod models;
 mod ops;
+mod passthrough;
 mod pipeline;
 mod probe;
 mod routes;

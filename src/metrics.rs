@@ -85,6 +85,8 @@ pub fn route_label(path: &str) -> &'static str {
         "/completions" => "/v1/completions",
         "/embeddings" => "/v1/embeddings",
         "/models" => "/v1/models",
+        "/responses" => "/v1/responses",
+        "/messages" => "/v1/messages",
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",

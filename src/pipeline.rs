@@ -1,8 +1,8 @@
 //! The pipeline of one API call, readable top to bottom, and the plain data between its steps.
 //!
 //! [`relay`] runs where the request was received: read the body → translate it to a chat
-//! request if the client speaks another API → apply model rules → shape chat requests → cache
-//! lookup (a hit is answered here) → check that the headers can be
+//! request if the client's API is not spoken by an endpoint for its model → apply model rules →
+//! shape chat requests → cache lookup (a hit is answered here) → check that the headers can be
 //! forwarded → take an in-flight permit. What is
 //! left is returned as [`Next::Upstream`] — a [`Work`] value, not a closure — and the server
 //! runs it with [`upstream`] on the `workers` pool: single-flight → call an upstream endpoint
@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use crate::api::Api;
 use crate::body_cost::Reservation;
 use crate::cache;
 use crate::error::ApiError;
@@ -23,14 +24,18 @@ use crate::sse::{self, End, SseOut};
 use crate::state::State;
 use crate::translate::{self, Dialect};
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, models, rules, shape, usage};
+use crate::{body_log, models, passthrough, rules, shape, usage};
 
-/// The OpenAI endpoints the relay forwards.
+/// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Chat,
     Completions,
     Embeddings,
+    /// OpenAI Responses, `POST /v1/responses`.
+    Responses,
+    /// Anthropic Messages, `POST /v1/messages`.
+    Messages,
 }
 
 impl Endpoint {
@@ -40,8 +45,51 @@ impl Endpoint {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
+            Endpoint::Messages => "/messages",
         }
     }
+
+    /// The client API this endpoint belongs to (its stream shape, cache rules, errors).
+    pub fn api(self) -> Api {
+        match self {
+            Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings => Api::Chat,
+            Endpoint::Responses => Api::Responses,
+            Endpoint::Messages => Api::Anthropic,
+        }
+    }
+}
+
+/// Request headers that change a Messages answer and so belong in its cache key.
+const ANTHROPIC_KEYED_HEADERS: &[&str] = &["anthropic-version", "anthropic-beta"];
+
+/// The body the cache keys a request by: the body itself, plus for Messages the headers that
+/// select API behaviour (as `relay:<header>` members, names no API body uses).
+fn keyed_body(
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    headers: &[(String, String)],
+) -> Map<String, Value> {
+    let mut keyed = body.clone();
+    if endpoint == Endpoint::Messages {
+        for name in ANTHROPIC_KEYED_HEADERS {
+            let values: Vec<&str> = headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim())
+                .collect();
+            if !values.is_empty() {
+                keyed.insert(format!("relay:{name}"), Value::String(values.join(",")));
+            }
+        }
+    }
+    keyed
+}
+
+/// Whether the cache may answer or keep this request at all: a background Responses request
+/// is answered by a queued response the client polls, never by a stored one.
+fn cacheable(endpoint: Endpoint, body: &Map<String, Value>) -> bool {
+    !(endpoint == Endpoint::Responses && body.get("background") == Some(&Value::Bool(true)))
 }
 
 /// The most of a streamed answer recorded when no cache sets `max_entry_bytes`.
@@ -64,6 +112,8 @@ pub enum Work {
     Call(Box<Call>),
     /// `GET /v1/models`.
     Models,
+    /// Any other route under `/v1/`, passed through.
+    Passthrough(passthrough::Pass),
 }
 
 /// An API call on its way upstream.
@@ -76,7 +126,8 @@ pub struct Call {
     include_usage: bool,
     /// The cache's plan and why it did not answer, when the cache is on.
     cached: Option<(cache::Plan, cache::Status)>,
-    /// The client's API when it is not Chat Completions: answers are translated back.
+    /// The client's API when the request was translated to Chat Completions: answers are
+    /// translated back.
     dialect: Option<Dialect>,
     /// Counts the call against `max_concurrent_requests` until it is done.
     _permit: limit::Permit,
@@ -84,15 +135,10 @@ pub struct Call {
     _reserved: Reservation,
 }
 
-/// The first part, where the request was received: body → translation (for a client of
-/// another API, `dialect`) → rules → shaping → cache lookup (a hit answers here) → forwardable
-/// headers → in-flight permit. The rest comes back as [`Next::Upstream`].
-pub fn relay(
-    state: &State,
-    ex: &mut Exchange,
-    endpoint: Endpoint,
-    dialect: Option<Dialect>,
-) -> Result<Next, ApiError> {
+/// The first part, where the request was received: body → translation (a client of an API no
+/// endpoint speaks for its model) → rules → shaping → cache lookup (a hit answers here) →
+/// forwardable headers → in-flight permit. The rest comes back as [`Next::Upstream`].
+pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Next, ApiError> {
     let Some(req) = ex.request_mut() else {
         return Ok(Next::Done);
     };
@@ -107,12 +153,16 @@ pub fn relay(
     )?;
     let mut body = intake::parse_body(&raw, &mut reserved)?;
     drop(raw);
-    if let Some(d) = dialect {
+    let dialect = translation(state, endpoint, &body);
+    let endpoint = if let Some(d) = dialect {
         body = translate::to_chat(d, &body)
             .map_err(|e| ApiError::invalid("untranslatable_field", e.message()))?;
         // the client API's own headers mean nothing to a chat endpoint
         headers.retain(|(name, _)| !name.to_ascii_lowercase().starts_with("anthropic-"));
-    }
+        Endpoint::Chat
+    } else {
+        endpoint
+    };
     rules::apply(&state.config.rules, &mut body);
     if endpoint == Endpoint::Chat {
         shape::apply_chat(&state.config.shaping, &mut body);
@@ -129,11 +179,16 @@ pub fn relay(
         == Some(&Value::Bool(true));
 
     let mut cached = None;
-    if let Some(cache) = &state.cache {
-        let plan = cache.plan(endpoint.path(), &body, &headers);
+    if let Some(cache) = state.cache.as_ref().filter(|_| cacheable(endpoint, &body)) {
+        let plan = cache.plan(
+            endpoint.path(),
+            &keyed_body(endpoint, &body, &headers),
+            &headers,
+        );
         match cache.lookup(&plan) {
             Ok(entry) => {
-                answer_hit(cache, &plan, &entry, ex, (stream, include_usage), dialect);
+                let mode = (endpoint.api(), stream, include_usage);
+                answer_hit(cache, &plan, &entry, ex, mode, dialect);
                 return Ok(Next::Done);
             }
             Err(status) => cached = Some((plan, status)),
@@ -154,25 +209,44 @@ pub fn relay(
     }))))
 }
 
+/// The client API a request on `endpoint` is translated from, if it is: when no endpoint that
+/// serves its model (as the model rules leave it) speaks the client's API, but one speaks Chat
+/// Completions.
+fn translation(state: &State, endpoint: Endpoint, body: &Map<String, Value>) -> Option<Dialect> {
+    let dialect = match endpoint {
+        Endpoint::Messages => Dialect::Anthropic,
+        Endpoint::Responses => Dialect::Responses,
+        _ => return None,
+    };
+    let asked = body.get("model").and_then(Value::as_str).unwrap_or("");
+    let model = rules::select(&state.config.rules, asked)
+        .and_then(|rule| rule.set.get("model"))
+        .and_then(Value::as_str)
+        .unwrap_or(asked);
+    let up = &state.upstream;
+    (!up.speaks(model, endpoint.api()) && up.speaks(model, Api::Chat)).then_some(dialect)
+}
+
 /// The second part, on the `workers` pool.
 pub fn upstream(state: &State, ex: &mut Exchange, work: Work) {
     let done = match work {
         Work::Call(call) => call_upstream(state, ex, *call),
         Work::Models => models::models(state, ex),
+        Work::Passthrough(pass) => passthrough::forward(state, ex, pass),
     };
     if let Err(err) = done {
         ex.error(&err);
     }
 }
 
-/// Answers a cache hit; `mode` is (streamed, include_usage) as the client asked, `dialect`
+/// Answers a cache hit; `mode` is (API, streamed, include_usage) as the client asked, `dialect`
 /// the client's API when its answers are translated.
 fn answer_hit(
     cache: &cache::Cache,
     plan: &cache::Plan,
     entry: &cache::Entry,
     ex: &mut Exchange,
-    mode: (bool, bool),
+    (api, stream, include_usage): (Api, bool, bool),
     dialect: Option<Dialect>,
 ) {
     if ex.answered() {
@@ -180,7 +254,8 @@ fn answer_hit(
     }
     cache.served(&plan.key, entry);
     ex.access.cache = Some(crate::log::CacheResult::Hit);
-    ex.answer_with(|req| cache::respond_hit(req, &plan.key, entry, mode, dialect));
+    let mode = (stream, include_usage);
+    ex.answer_with(|req| cache::respond_hit(req, api, &plan.key, entry, mode, dialect));
 }
 
 /// Single-flight → call an upstream endpoint (with failover) → answer (whole, or as a stream
@@ -196,7 +271,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
                 cache::Role::Follower(flight) => {
                     flight.wait(state.config.timeouts.first_byte);
                     if let Ok(entry) = cache.lookup(plan) {
-                        let mode = (call.stream, call.include_usage);
+                        let mode = (call.endpoint.api(), call.stream, call.include_usage);
                         answer_hit(cache, plan, &entry, ex, mode, call.dialect);
                         return Ok(());
                     }
@@ -232,6 +307,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     };
     let upstream_started = Instant::now();
     let sent = up.post(
+        call.endpoint.api(),
         call.endpoint.path(),
         &call.headers,
         &call.body,
@@ -266,8 +342,14 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
                 return (200, 0); // the client left before the head was written
             };
             let mut translation = call.dialect.map(translate::Stream::new);
-            let translation = translation.as_mut().map(|t| t as &mut dyn sse::Translate);
-            let relayed = sse::relay(&mut reader, &mut out, &describe, max_record, translation);
+            let relayed = sse::relay(
+                call.endpoint.api(),
+                &mut reader,
+                &mut out,
+                &describe,
+                max_record,
+                translation.as_mut().map(|t| t as &mut dyn sse::Translate),
+            );
             if relayed.end == End::Complete && !relayed.truncated {
                 record(&relayed.recorded); // before the stream's end, so a next request finds it
             } else if matches!(relayed.end, End::Interrupted(_)) {

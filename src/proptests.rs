@@ -165,7 +165,14 @@ fn relay(stream: &[u8], sizes: Vec<usize>, capacity: usize) -> (Vec<u8>, End, Ve
         turn: 0,
     };
     let mut reader = BufReader::with_capacity(capacity, source);
-    let relayed = sse::relay(&mut reader, &mut out, &|e| e.to_string(), usize::MAX, None);
+    let relayed = sse::relay(
+        crate::api::Api::Chat,
+        &mut reader,
+        &mut out,
+        &|e| e.to_string(),
+        usize::MAX,
+        None,
+    );
     let written = sink.0.lock().unwrap()[head_len..].to_vec();
     (written, relayed.end, relayed.recorded)
 }

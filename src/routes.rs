@@ -6,21 +6,18 @@
 use tiny_http::Method;
 
 use crate::admin;
-use crate::error::{ApiError, Shape};
+use crate::error::ApiError;
 use crate::exchange::Exchange;
 use crate::lifecycle;
 use crate::metrics;
+use crate::passthrough;
 use crate::pipeline::{self, Endpoint, Next, Work};
 use crate::state::State;
-use crate::translate::Dialect;
 use crate::upstream::balance;
 
 /// Handles one request where it was received. Work that needs the upstream comes back as
 /// [`Next::Upstream`] for the `workers` pool.
 pub fn handle(state: &State, ex: &mut Exchange) -> Next {
-    if ex.access.path.ends_with("/messages") {
-        ex.errors_as(Shape::Anthropic); // Anthropic's clients get Anthropic's error shape
-    }
     let Some(req) = ex.request() else {
         return Next::Done;
     };
@@ -70,16 +67,11 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
             ex.json(200, body);
             Ok(Next::Done)
         }
-        ("/chat/completions", Method::Post) => pipeline::relay(state, ex, Endpoint::Chat, None),
-        ("/completions", Method::Post) => pipeline::relay(state, ex, Endpoint::Completions, None),
-        ("/embeddings", Method::Post) => pipeline::relay(state, ex, Endpoint::Embeddings, None),
-        // Clients of other APIs, translated to Chat Completions for the endpoint.
-        ("/messages", Method::Post) => {
-            pipeline::relay(state, ex, Endpoint::Chat, Some(Dialect::Anthropic))
-        }
-        ("/responses", Method::Post) => {
-            pipeline::relay(state, ex, Endpoint::Chat, Some(Dialect::Responses))
-        }
+        ("/chat/completions", Method::Post) => pipeline::relay(state, ex, Endpoint::Chat),
+        ("/completions", Method::Post) => pipeline::relay(state, ex, Endpoint::Completions),
+        ("/embeddings", Method::Post) => pipeline::relay(state, ex, Endpoint::Embeddings),
+        ("/responses", Method::Post) => pipeline::relay(state, ex, Endpoint::Responses),
+        ("/messages", Method::Post) => pipeline::relay(state, ex, Endpoint::Messages),
         ("/models", Method::Get) => Ok(Next::Upstream(Work::Models)),
         ("/openapi.json", Method::Get) => {
             let doc = include_str!("../openapi.json").as_bytes().to_vec();
@@ -100,9 +92,11 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         ("/health" | "/models" | "/ready" | "/metrics" | "/cache/stats", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "GET"))
         }
-        ("/chat/completions" | "/completions" | "/embeddings" | "/messages" | "/responses", _) => {
+        ("/chat/completions" | "/completions" | "/embeddings" | "/responses" | "/messages", _) => {
             Err(ApiError::method_not_allowed(method.as_str(), &path, "POST"))
         }
+        _ if path.starts_with("/v1/") => passthrough::admit(state, ex)
+            .map(|pass| pass.map_or(Next::Done, |pass| Next::Upstream(Work::Passthrough(pass)))),
         _ => Err(ApiError::not_found(&path)),
     };
     result.unwrap_or_else(|err| {

@@ -4,12 +4,15 @@
 //! events together. So a stream takes over the raw connection ([`SseOut`]): it writes the status
 //! line, headers and chunked framing itself and flushes at every event boundary (a blank line).
 //! [`relay`] forwards each upstream line as it arrives, records a copy, and knows whether the
-//! stream ended properly (`data: [DONE]` or a `finish_reason`); a stream cut short ends with an
-//! SSE error event instead of a silent cut.
+//! stream ended properly (chat: `data: [DONE]` or a `finish_reason`; the typed streams of the
+//! Responses and Messages APIs: their terminal event, see `api`); a stream cut short ends with
+//! an error event in the client API's shape instead of a silent cut.
 
 use std::io::{self, BufRead, Write};
 
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::api::{self, Api, Ending};
 
 /// The client side of a streamed response, over the raw connection.
 pub struct SseOut {
@@ -144,26 +147,54 @@ impl Recording {
 }
 
 /// Tracks whether a stream has ended properly, one line at a time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Completion {
+    api: Api,
     pub done: bool,
     pub finished: bool,
+    /// Typed streams: whether a terminal event came.
+    pub ending: Ending,
 }
 
+impl Default for Completion {
+    fn default() -> Self {
+        Completion::new(Api::Chat)
+    }
+}
+
+/// Words one of which every terminal event's data holds (a cheap filter before parsing).
+const TERMINAL_WORDS: &[&[u8]] = &[b"completed", b"failed", b"incomplete", b"error", b"_stop"];
+
 impl Completion {
+    pub fn new(api: Api) -> Completion {
+        Completion {
+            api,
+            done: false,
+            finished: false,
+            ending: Ending::Open,
+        }
+    }
+
     pub fn observe(&mut self, line: &[u8]) {
         let Some(data) = data_payload(line) else {
             return;
         };
-        if data == b"[DONE]" {
+        if self.api != Api::Chat {
+            if self.ending == Ending::Open && TERMINAL_WORDS.iter().any(|w| contains(data, w)) {
+                let kind = api::event_type(data).unwrap_or_default();
+                self.ending = api::terminal(self.api, &kind).unwrap_or(Ending::Open);
+            }
+        } else if data == b"[DONE]" {
             self.done = true;
         } else if !self.finished && contains(data, b"finish_reason") {
             self.finished = has_finish_reason(data);
         }
     }
 
+    /// The upstream ended the stream properly (for typed streams possibly with a failure
+    /// event, which it sent itself).
     pub fn complete(&self) -> bool {
-        self.done || self.finished
+        self.done || self.finished || self.ending != Ending::Open
     }
 }
 
@@ -213,16 +244,8 @@ pub fn is_blank(line: &[u8]) -> bool {
     line == b"\n" || line == b"\r\n"
 }
 
-/// The SSE event that ends a stream cut short.
-pub fn error_event(message: &str) -> Vec<u8> {
-    let v = json!({"error": {
-        "message": message, "type": "upstream_error", "code": "upstream_stream_interrupted"
-    }});
-    format!("data: {v}\n\n").into_bytes()
-}
-
 /// Turns a chat stream into another API's events, one upstream line at a time (implemented
-/// by `translate::Stream`; this module knows nothing of the other APIs).
+/// by `translate::Stream`).
 pub trait Translate {
     /// The client's bytes for one upstream line (often none); written and flushed at once.
     fn line(&mut self, line: &[u8]) -> Vec<u8>;
@@ -234,11 +257,13 @@ pub trait Translate {
     fn failed(&self) -> bool;
 }
 
-/// Forwards `upstream` to `out` line by line, flushing at each event boundary, and records a
-/// copy of at most `max_record` bytes (past it, only the tail). `describe_error` turns a read
-/// error into the message of the closing error event. With `translate`, the client gets the
-/// translated events instead of the upstream's lines (the recording stays the upstream's).
+/// Forwards `upstream` (a stream of the API `api`) to `out` line by line, flushing at each
+/// event boundary, and records a copy of at most `max_record` bytes (past it, only the tail).
+/// `describe_error` turns a read error into the message of the closing error event. With
+/// `translate`, the client gets the translated events instead of the upstream's lines (the
+/// recording stays the upstream's).
 pub fn relay(
+    api: Api,
     upstream: &mut dyn BufRead,
     out: &mut SseOut,
     describe_error: &dyn Fn(&io::Error) -> String,
@@ -250,7 +275,7 @@ pub fn relay(
         cap: max_record,
         truncated: false,
     };
-    let mut completion = Completion::default();
+    let mut completion = Completion::new(api);
     let mut line = Vec::with_capacity(512);
     let mut at_boundary = true;
     let failure = loop {
@@ -292,28 +317,25 @@ pub fn relay(
         Some(msg) => End::Interrupted(msg),
     };
     let mut tail = Vec::new();
-    match translate {
-        None => {
-            if !at_boundary {
-                // close a half-written event so the client's parser sees it end
-                tail.extend_from_slice(if line.ends_with(b"\n") {
-                    b"\n"
-                } else {
-                    b"\n\n"
-                });
-            }
-            if let End::Interrupted(msg) = &end {
-                tail.extend_from_slice(&error_event(msg));
-            }
+    if let Some(t) = translate {
+        if end == End::Complete && t.failed() {
+            end = End::Interrupted("the upstream sent an error event".to_string());
         }
-        Some(t) => {
-            if end == End::Complete && t.failed() {
-                end = End::Interrupted("the upstream sent an error event".to_string());
-            }
-            tail = match &end {
-                End::Interrupted(msg) => t.fail(msg),
-                _ => t.end(),
-            };
+        tail = match &end {
+            End::Interrupted(msg) => t.fail(msg),
+            _ => t.end(),
+        };
+    } else {
+        if !at_boundary {
+            // close a half-written event so the client's parser sees it end
+            tail.extend_from_slice(if line.ends_with(b"\n") {
+                b"\n"
+            } else {
+                b"\n\n"
+            });
+        }
+        if let End::Interrupted(msg) = &end {
+            tail.extend_from_slice(&api::cut_event(api, msg));
         }
     }
     let written = out.write(&tail).and_then(|_| out.flush());
@@ -356,6 +378,53 @@ mod tests {
                 c.observe(l.as_bytes());
             }
             assert_eq!(c.complete(), *expected, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn typed_streams_end_at_their_terminal_event() {
+        let cases: &[(Api, &[&str], bool, Ending)] = &[
+            (
+                Api::Responses,
+                &[
+                    "event: response.output_text.delta\n",
+                    "data: {\"type\":\"response.output_text.delta\",\"delta\":\"error\"}\n",
+                ],
+                false,
+                Ending::Open,
+            ),
+            (
+                Api::Responses,
+                &["data: {\"type\": \"response.completed\", \"response\": {}}\n"],
+                true,
+                Ending::Succeeded,
+            ),
+            (
+                Api::Responses,
+                &["data: {\"type\":\"response.incomplete\"}\n"],
+                true,
+                Ending::Failed,
+            ),
+            (
+                Api::Anthropic,
+                &["data: {\"type\":\"message_stop\"}\n"],
+                true,
+                Ending::Succeeded,
+            ),
+            (
+                Api::Anthropic,
+                &["data: {\"type\":\"content_block_stop\",\"index\":0}\n"],
+                false,
+                Ending::Open,
+            ),
+            (Api::Anthropic, &["data: [DONE]\n"], false, Ending::Open),
+        ];
+        for (api, lines, complete, ending) in cases {
+            let mut c = Completion::new(*api);
+            for l in *lines {
+                c.observe(l.as_bytes());
+            }
+            assert_eq!((c.complete(), c.ending), (*complete, *ending), "{lines:?}");
         }
     }
 

@@ -62,26 +62,40 @@ pub fn tokens(body: &[u8]) -> (u64, u64) {
         .unwrap_or((0, 0))
 }
 
-/// The same for a recorded SSE stream: the last `data:` event that carries a `usage`.
+/// The same for a recorded SSE stream: each figure as the last event that reports it (chat's
+/// final usage chunk; Responses' `response.completed`; Messages' `message_start` for input and
+/// `message_delta` for output).
 pub fn stream_tokens(recorded: &[u8]) -> (u64, u64) {
     recorded
         .split(|b| *b == b'\n')
-        .rev()
         .filter_map(sse::data_payload)
         .filter(|d| d.windows(7).any(|w| w == b"\"usage\""))
-        .find_map(|d| {
-            let v: Value = serde_json::from_slice(d).ok()?;
-            v.get("usage").filter(|u| u.is_object())?;
-            Some(tokens_of(&v))
+        .filter_map(|d| serde_json::from_slice::<Value>(d).ok())
+        .map(|v| tokens_of(&v))
+        .fold((0, 0), |(i, o), (ni, no)| {
+            (if ni > 0 { ni } else { i }, if no > 0 { no } else { o })
         })
-        .unwrap_or((0, 0))
 }
 
+/// `(input, output)` of the `usage` of an answer or event: at the top (chat, a Messages
+/// answer or `message_delta`) or in its `response` / `message` (Responses events,
+/// `message_start`); OpenAI's `prompt_tokens`/`completion_tokens` or the
+/// `input_tokens`/`output_tokens` of the Responses and Messages APIs.
 fn tokens_of(v: &Value) -> (u64, u64) {
-    let u = &v["usage"];
-    let n = |k: &str| u[k].as_u64().unwrap_or(0);
-    // embeddings report only prompt_tokens; the legacy names are the same figures
-    (n("prompt_tokens"), n("completion_tokens"))
+    let nested = |outer: &str| v.get(outer).and_then(|o| o.get("usage"));
+    let u = [v.get("usage"), nested("response"), nested("message")]
+        .into_iter()
+        .flatten()
+        .find(|u| u.is_object());
+    let n = |a: &str, b: &str| {
+        let field = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64);
+        field(a).or_else(|| field(b)).unwrap_or(0)
+    };
+    // embeddings report only prompt_tokens
+    (
+        n("prompt_tokens", "input_tokens"),
+        n("completion_tokens", "output_tokens"),
+    )
 }
 
 #[cfg(test)]
@@ -96,5 +110,11 @@ mod tests {
         let stream = b"data: {\"choices\":[]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n";
         assert_eq!(stream_tokens(stream), (3, 4));
         assert_eq!(stream_tokens(b"data: {\"usage\":null}\n\n"), (0, 0));
+        let responses = br#"{"object":"response","usage":{"input_tokens":7,"output_tokens":2}}"#;
+        assert_eq!(tokens(responses), (7, 2));
+        let done = b"data: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":2}}}\n\n";
+        assert_eq!(stream_tokens(done), (7, 2));
+        let messages = b"data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n\n";
+        assert_eq!(stream_tokens(messages), (9, 6));
     }
 }

@@ -339,10 +339,29 @@ fn accept_errors_do_not_end_the_listener() {
     let close = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     assert_eq!(raw(&relay, close).status, Some(200));
     let pid = relay.pid();
-    let (_, fds) = threads_and_fds(pid);
-    // Room for two connections (two descriptors each); a third finds none: accept() fails
-    // with EMFILE for as long as the two stay open.
-    let limit = fds + 4;
+    // The descriptor limit leaves exactly four free numbers below it (descriptors take the
+    // lowest free number): two served connections (two descriptors each) take them, and the
+    // next accept() fails with EMFILE for as long as those two stay open.
+    let open_fds = || -> Vec<u64> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .collect()
+    };
+    let mut before = open_fds();
+    let settled = eventually(10 * SECOND, || {
+        thread::sleep(Duration::from_millis(200));
+        let now = open_fds();
+        let same = now.len() == before.len();
+        before = now;
+        same
+    });
+    assert!(settled, "the relay's descriptors did not settle");
+    let limit = (0..)
+        .filter(|n| !before.contains(n))
+        .nth(3)
+        .map(|fourth_free| fourth_free + 1)
+        .unwrap();
     let out = Command::new("prlimit")
         .args([
             "--pid",
@@ -353,10 +372,8 @@ fn accept_errors_do_not_end_the_listener() {
         .expect("run prlimit");
     assert!(out.status.success(), "{out:?}");
     let held: Vec<TcpStream> = (0..2).map(|_| served_connection(relay.addr())).collect();
-    let waiting = thread::spawn({
-        let addr = relay.addr().to_string();
-        move || raw_exchange(&addr, &[close], Duration::ZERO, 30 * SECOND)
-    });
+    let mut waiting = TcpStream::connect(relay.addr()).unwrap();
+    waiting.write_all(close).unwrap();
     let logged =
         relay.wait_for_log_line(10 * SECOND, |l| l.contains("accepting a connection failed"));
     assert!(logged.is_some(), "no accept error was logged");
@@ -367,8 +384,14 @@ fn accept_errors_do_not_end_the_listener() {
     drop(burst);
     // Once descriptors are free again, the waiting client is served.
     drop(held);
-    let r = waiting.join().unwrap();
-    assert_eq!(r.status, Some(200), "the relay stopped serving: {r:?}");
+    waiting.set_read_timeout(Some(30 * SECOND)).unwrap();
+    let mut buf = [0u8; 512];
+    let n = waiting.read(&mut buf).unwrap_or(0);
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "the relay stopped serving: {:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     assert_eq!(raw(&relay, close).status, Some(200));
     let log = relay.stderr_text();
     assert!(!log.contains("panic"), "{log}");

@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -41,12 +41,6 @@ impl Trickler {
     }
 }
 
-/// The value of a metric line without labels in the Prometheus text.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 #[test]
 fn two_hundred_body_and_head_tricklers_never_delay_probes_or_hits() {
     let up = Upstream::openai();
@@ -79,20 +73,14 @@ fn two_hundred_body_and_head_tricklers_never_delay_probes_or_hits() {
     }
     // Every body trickler's request is being handled (its body read) once the in-flight gauge
     // counts them all; only then do the probes go out.
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        let m = get(&relay.url("/metrics"));
-        let in_flight = metric(&m.body, "llm_relay_in_flight_requests").unwrap_or(0.0);
-        if in_flight >= TRICKLERS as f64 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the relay never took up the tricklers' requests"
-        );
-        tricklers.iter_mut().for_each(Trickler::tick);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(120),
+        "the relay to take up every body trickler's request",
+        || {
+            tricklers.iter_mut().for_each(Trickler::tick);
+            metric(&relay, "llm_relay_in_flight_requests").unwrap_or(0.0) >= TRICKLERS as f64
+        },
+    );
 
     assert_eq!(get(&relay.url("/health")).status, 200);
     assert_eq!(get(&relay.url("/ready")).status, 200);

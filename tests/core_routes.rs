@@ -116,17 +116,20 @@ fn models_merge_upstream_list_and_rule_aliases_without_duplicates() {
 #[test]
 fn unknown_path_is_404_not_found() {
     let (up, relay) = setup(json!({}));
-    for (method, path) in [
-        ("GET", "/v1/nope"),
-        ("GET", "/nope"),
-        ("POST", "/v1/chat"),
-        ("GET", "/"),
-    ] {
+    for (method, path) in [("GET", "/nope"), ("POST", "/chat"), ("GET", "/")] {
         let body = (method == "POST").then_some(br#"{"model":"m"}"#.as_slice());
         let r = request(method, &relay.url(path), &[], body);
         r.assert_error(404, "not_found");
     }
     assert!(up.requests().is_empty());
+    // under /v1/ an unknown route is the upstream's to judge (issue 12: pass-through)
+    for (method, path) in [("GET", "/v1/nope"), ("POST", "/v1/chat")] {
+        let body = (method == "POST").then_some(br#"{"model":"m"}"#.as_slice());
+        let r = request(method, &relay.url(path), &[], body);
+        let msg = r.assert_error(404, "not_found");
+        assert!(msg.starts_with("fixture: no route"), "{msg}");
+    }
+    assert_eq!(up.requests().len(), 2);
 }
 
 #[test]

@@ -87,15 +87,79 @@ fn ready_is_503_while_every_upstream_cools_down_and_recovers_by_the_clock() {
     assert_eq!(r.json()["upstreams"][0]["healthy"], true);
 }
 
+/// One keep-alive connection to the relay, driven by hand: a request out, one response in.
+struct KeepAlive {
+    stream: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl KeepAlive {
+    fn open(addr: &str) -> KeepAlive {
+        let stream = std::net::TcpStream::connect(addr).expect("connect relay");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        KeepAlive {
+            stream: std::io::BufReader::new(stream),
+        }
+    }
+
+    /// Sends `method path` (with a JSON `body` if given); returns status, lowercased headers and
+    /// body. A reset or a close instead of an answer fails the test.
+    fn ask(&mut self, method: &str, path: &str, body: Option<&Value>) -> Resp {
+        use std::io::{BufRead, Read, Write};
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream.get_mut().write_all(head.as_bytes()).unwrap();
+        let mut line = String::new();
+        self.stream
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("{method} {path}: no answer ({e})"));
+        assert!(
+            !line.is_empty(),
+            "{method} {path}: closed without an answer"
+        );
+        let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).unwrap();
+            let Some((k, v)) = line.trim_end().split_once(':') else {
+                break;
+            };
+            headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+        }
+        let len: usize = find_header(&headers, "content-length")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut body = vec![0; len];
+        self.stream.read_exact(&mut body).unwrap();
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8(body).unwrap(),
+        }
+    }
+}
+
+/// Issue 10: on SIGTERM the listener closes at once — a new connection is refused, so a load
+/// balancer moves on — while connections already accepted are served: their probes answer,
+/// their new requests get 503 `shutting_down` (never a reset), the stream in flight runs to
+/// `[DONE]`, and the relay exits 0.
 #[test]
 fn sigterm_lets_a_stream_in_flight_finish_then_exits_0_and_refuses_new_requests() {
     let (up, open) = gated_upstream();
     let mut relay = Relay::start(&config_json(&up.base_url(), json!({"workers": 4})));
     let addr = relay.addr().to_string();
+    let stream_addr = addr.clone();
     let streaming = thread::spawn(move || {
         let body = json!({"model": "m", "stream": true, "messages": []});
         stream_events_timeout(
-            &addr,
+            &stream_addr,
             "/v1/chat/completions",
             &body,
             Duration::from_secs(60),
@@ -105,18 +169,34 @@ fn sigterm_lets_a_stream_in_flight_finish_then_exits_0_and_refuses_new_requests(
     wait_until(Duration::from_secs(30), "the upstream call", || {
         !up.requests().is_empty()
     });
+    // a client that has used its connection, and one that connected but sent nothing yet
+    let mut used = KeepAlive::open(&addr);
+    assert_eq!(used.ask("GET", "/health", None).status, 200);
+    let mut quiet = KeepAlive::open(&addr);
+
     relay.signal("TERM");
     relay
         .wait_for_log_line(Duration::from_secs(30), |l| l.contains("draining"))
         .expect("a `draining` log line after SIGTERM");
+    wait_until(
+        Duration::from_secs(30),
+        "new connections to be refused",
+        || std::net::TcpStream::connect(&addr).is_err(),
+    );
 
-    let ready = get(&relay.url("/ready"));
+    let ready = used.ask("GET", "/ready", None);
     assert_eq!(ready.status, 503, "/ready during drain: {}", ready.body);
     assert_eq!(ready.json()["status"], "draining");
-    assert_eq!(get(&relay.url("/health")).status, 200, "liveness stays 200");
-    let refused = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    assert_eq!(
+        used.ask("GET", "/health", None).status,
+        200,
+        "liveness stays 200"
+    );
+    let refused = used.ask("POST", "/v1/chat/completions", Some(&chat("m")));
     refused.assert_error(503, "shutting_down");
     assert_eq!(refused.header("connection"), Some("close"));
+    let late = quiet.ask("POST", "/v1/chat/completions", Some(&chat("m")));
+    late.assert_error(503, "shutting_down");
     assert_eq!(
         relay.wait_exit(Duration::ZERO),
         None,
@@ -137,7 +217,7 @@ fn sigterm_lets_a_stream_in_flight_finish_then_exits_0_and_refuses_new_requests(
     assert_eq!(
         up.requests().len(),
         1,
-        "the refused request never went upstream"
+        "the refused requests never went upstream"
     );
 }
 

@@ -135,18 +135,24 @@ fn provider_presets_fill_urls_and_missing_keys_are_config_errors() {
             {"provider": "deepseek"},
             {"provider": "gemini"},
             {"provider": "ollama", "weight": 0},
+            {"provider": "anthropic"},
         ]),
         json!({}),
     );
     let path = dir.write("c.jsonc", &cfg);
     let path = path.to_str().unwrap();
-    let env = [("DEEPSEEK_API_KEY", "sk-ds"), ("GEMINI_API_KEY", "g-key")];
+    let env = [
+        ("DEEPSEEK_API_KEY", "sk-ds"),
+        ("GEMINI_API_KEY", "g-key"),
+        ("ANTHROPIC_API_KEY", "sk-ant-x"),
+    ];
     let out = run_relay(&["--config", path, "--check"], &env);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     for want in [
         "deepseek https://api.deepseek.com/v1",
         "gemini https://generativelanguage.googleapis.com/v1beta/openai",
-        "ollama http://127.0.0.1:11434/v1 weight 0",
+        "ollama http://127.0.0.1:11434/v1 weight 0 models [*] api chat",
+        "anthropic https://api.anthropic.com/v1 weight 1 models [*] api anthropic (key hidden)",
     ] {
         assert!(
             out.stdout.contains(want),
@@ -155,10 +161,15 @@ fn provider_presets_fill_urls_and_missing_keys_are_config_errors() {
         );
     }
     assert!(!out.stdout.contains("sk-ds"), "keys must not be printed");
+    assert!(!out.stdout.contains("sk-ant-x"), "keys must not be printed");
 
     let out = run_relay(
         &["--config", path, "--check"],
-        &[("DEEPSEEK_API_KEY", ""), ("GEMINI_API_KEY", "g")],
+        &[
+            ("DEEPSEEK_API_KEY", ""),
+            ("GEMINI_API_KEY", "g"),
+            ("ANTHROPIC_API_KEY", "a"),
+        ],
     );
     assert_eq!(out.code, Some(1));
     assert!(

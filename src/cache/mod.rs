@@ -7,6 +7,7 @@
 //! that: single-flight (`flight.rs`), the start-up scan (`scan.rs`) and upkeep (`upkeep.rs`)
 //! on one background thread, and counters for `GET /cache/stats`.
 
+mod apis;
 mod config;
 mod flight;
 mod key;
@@ -201,11 +202,11 @@ impl Cache {
             None => {
                 let (meta, response) =
                     store::load(&self.config.dir, &plan.key).ok_or(Status::Miss)?;
-                if replay::check(&response).is_err() {
+                if apis::check(&plan.route, &response).is_err() {
                     return Err(Status::Miss);
                 }
                 let entry = Arc::new(Entry {
-                    tokens: replay::total_tokens(&response),
+                    tokens: apis::total_tokens(&plan.route, &response),
                     response,
                     created: meta.created,
                     version: meta.version,
@@ -256,7 +257,7 @@ impl Cache {
     pub fn store(&self, plan: &Plan, response: &[u8]) -> bool {
         if plan.control.no_store
             || self.too_large(response.len())
-            || replay::check(response).is_err()
+            || apis::check(&plan.route, response).is_err()
         {
             return false;
         }
@@ -289,7 +290,7 @@ impl Cache {
         self.memory.insert(
             &plan.key,
             Arc::new(Entry {
-                tokens: replay::total_tokens(response),
+                tokens: apis::total_tokens(&plan.route, response),
                 response: response.to_vec(),
                 created: meta.created,
                 version: meta.version,

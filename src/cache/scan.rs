@@ -12,8 +12,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use super::apis;
 use super::key::is_key;
-use super::replay;
 use super::store::{self, TEMP_SUFFIX};
 
 /// How old an orphan half or temp file must be before the scan treats it as debris.
@@ -107,7 +107,10 @@ pub fn scan(dir: &Path, fix: bool) -> Report {
                 bad("incomplete request file", &[&path, &txt]);
                 continue;
             }
-            match replay::check(&response) {
+            let route = store::parse_meta(&request)
+                .map(|m| m.route)
+                .unwrap_or_default();
+            match apis::check(&route, &response) {
                 Ok(_) => {
                     report.entries += 1;
                     report.bytes += (request.len() + response.len()) as u64;

@@ -9,15 +9,18 @@ use serde_json::Value;
 use tiny_http::Request;
 
 use super::replay::{self, Form};
-use super::Entry;
+use super::{apis, Entry};
+use crate::api::Api;
 use crate::exchange::{json_content_type, respond};
 use crate::sse::SseOut;
 use crate::translate::{self, Dialect};
 
-/// Sends `entry` as the answer, translated for `dialect` when the client speaks another API
-/// than the stored chat answer. Returns the status and body bytes written.
+/// Sends `entry` (stored for a route of `api`) as the answer, translated for `dialect` when the
+/// client speaks another API than the stored chat answer. Returns the status and body bytes
+/// written.
 pub fn respond_hit(
     req: Request,
+    api: Api,
     key: &str,
     entry: &Entry,
     (stream, include_usage): (bool, bool),
@@ -31,7 +34,7 @@ pub fn respond_hit(
     if !stream {
         let body = match form {
             Form::Json => entry.response.clone(),
-            Form::Sse => match replay::sse_to_json(&entry.response) {
+            Form::Sse => match apis::sse_to_json(api, &entry.response) {
                 Some(v) => v.to_string().into_bytes(),
                 None => entry.response.clone(),
             },
@@ -53,7 +56,7 @@ pub fn respond_hit(
         Form::Json => {
             let answer: Value = serde_json::from_slice(&entry.response).unwrap_or(Value::Null);
             // a translated stream reports usage at its end, so it always asks for it
-            converted = replay::json_to_sse(&answer, include_usage || dialect.is_some());
+            converted = apis::json_to_sse(api, &answer, include_usage || dialect.is_some());
             converted.iter().map(Vec::as_slice).collect()
         }
     };

@@ -87,7 +87,7 @@ pub fn error_from_chat(dialect: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
         .map(str::to_string)
         .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(2000).collect());
     match dialect {
-        Dialect::Anthropic => crate::error::anthropic_body(status, &message),
+        Dialect::Anthropic => crate::api::messages::error_body(status, &message),
         // Responses errors have the OpenAI shape the upstream already used.
         Dialect::Responses if parsed.pointer("/error/message").is_some() => body.to_vec(),
         Dialect::Responses => json!({"error": {

@@ -27,7 +27,14 @@ pub struct RawEndpoint {
     models: Vec<String>,
     proxy: Option<String>,
     ca_file: Option<String>,
+    api: Option<Api>,
 }
+
+pub use crate::api::Api;
+
+/// The `anthropic-version` sent to an `anthropic` endpoint when neither the client nor the
+/// endpoint's `headers` set one.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// The top-level keys of the upstream policy as written (all optional).
 #[derive(Debug, Default)]
@@ -68,6 +75,8 @@ pub struct EndpointConfig {
     pub proxy: Option<ureq::Proxy>,
     /// Root certificates replacing the built-in ones (from `ca_file`).
     pub roots: Option<ureq::tls::RootCerts>,
+    /// The API this endpoint speaks; decides which requests it may take, how its key is sent.
+    pub api: Api,
 }
 
 impl EndpointConfig {
@@ -127,10 +136,11 @@ impl Settings {
                 e.models.join(", ")
             };
             out.push_str(&format!(
-                "  {} {} weight {} models [{models}]{}{}\n",
+                "  {} {} weight {} models [{models}] api {}{}{}\n",
                 e.name,
                 e.url,
                 e.weight,
+                e.api.name(),
                 e.model
                     .as_ref()
                     .map_or(String::new(), |m| format!(" model → {m}")),
@@ -141,53 +151,68 @@ impl Settings {
     }
 }
 
-/// A provider preset: base URL and the environment variable its key usually lives in.
+/// A provider preset: base URL, the environment variable its key usually lives in, its API.
 struct Preset {
     name: &'static str,
     url: &'static str,
     key_env: Option<&'static str>,
+    api: Api,
 }
 
 const PRESETS: &[Preset] = &[
     Preset {
+        name: "anthropic",
+        url: "https://api.anthropic.com/v1",
+        key_env: Some("ANTHROPIC_API_KEY"),
+        api: Api::Anthropic,
+    },
+    Preset {
         name: "openai",
         url: "https://api.openai.com/v1",
         key_env: Some("OPENAI_API_KEY"),
+        api: Api::Responses,
     },
     Preset {
         name: "deepseek",
         url: "https://api.deepseek.com/v1",
         key_env: Some("DEEPSEEK_API_KEY"),
+        api: Api::Chat,
     },
     Preset {
         name: "openrouter",
         url: "https://openrouter.ai/api/v1",
         key_env: Some("OPENROUTER_API_KEY"),
+        api: Api::Chat,
     },
     Preset {
         name: "dashscope",
         url: "https://dashscope.aliyuncs.com/compatible-mode/v1",
         key_env: Some("DASHSCOPE_API_KEY"),
+        api: Api::Chat,
     },
     Preset {
         name: "gemini",
         url: "https://generativelanguage.googleapis.com/v1beta/openai",
         key_env: Some("GEMINI_API_KEY"),
+        api: Api::Chat,
     },
     Preset {
         name: "ollama",
         url: "http://127.0.0.1:11434/v1",
         key_env: None,
+        api: Api::Chat,
     },
     Preset {
         name: "vllm",
         url: "http://127.0.0.1:8000/v1",
         key_env: None,
+        api: Api::Chat,
     },
     Preset {
         name: "llamacpp",
         url: "http://127.0.0.1:8080/v1",
         key_env: None,
+        api: Api::Chat,
     },
 ];
 
@@ -218,6 +243,7 @@ pub fn settings(raw: RawPolicy, shorthand: Shorthand) -> Result<Settings, String
             models: Vec::new(),
             proxy: None,
             roots: default_roots,
+            api: Api::Chat,
         }],
         Some(_) if shorthand.explicit => {
             return Err(
@@ -338,6 +364,7 @@ fn endpoint(
         models: raw.models,
         proxy,
         roots,
+        api: raw.api.or(preset.map(|p| p.api)).unwrap_or(Api::Chat),
     })
 }
 
@@ -426,6 +453,62 @@ mod tests {
         ];
         for (p, t, want) in cases {
             assert_eq!(glob_match(p, t), want, "{p} vs {t}");
+        }
+    }
+
+    fn one(entry: serde_json::Value) -> Result<EndpointConfig, String> {
+        let raw: RawEndpoint = serde_json::from_value(entry).map_err(|e| e.to_string())?;
+        endpoint(raw, &None)
+    }
+
+    #[test]
+    fn api_from_field_or_preset() {
+        let cases = [
+            (
+                serde_json::json!({"url": "http://127.0.0.1:9/v1"}),
+                Api::Chat,
+            ),
+            (
+                serde_json::json!({"url": "http://127.0.0.1:9/v1", "api": "responses"}),
+                Api::Responses,
+            ),
+            (
+                serde_json::json!({"provider": "anthropic", "api_key": "k"}),
+                Api::Anthropic,
+            ),
+            (
+                serde_json::json!({"provider": "openai", "api_key": "k"}),
+                Api::Responses,
+            ),
+            (
+                serde_json::json!({"provider": "anthropic", "api_key": "k", "api": "chat"}),
+                Api::Chat,
+            ),
+        ];
+        for (entry, want) in cases {
+            let e = one(entry.clone()).unwrap();
+            assert_eq!(e.api, want, "{entry}");
+        }
+        let e = one(serde_json::json!({"provider": "anthropic", "api_key": "k"})).unwrap();
+        assert_eq!(e.url, "https://api.anthropic.com/v1");
+        let err = one(serde_json::json!({"url": "http://127.0.0.1:9/v1", "api": "gemini"}));
+        assert!(err.unwrap_err().contains("unknown variant `gemini`"));
+    }
+
+    #[test]
+    fn which_api_takes_which_requests() {
+        use Api::*;
+        let cases = [
+            (Chat, Chat, true),
+            (Chat, Responses, false),
+            (Chat, Anthropic, false),
+            (Responses, Chat, true),
+            (Responses, Responses, true),
+            (Anthropic, Anthropic, true),
+            (Anthropic, Chat, false),
+        ];
+        for (endpoint, client, want) in cases {
+            assert_eq!(endpoint.speaks(client), want, "{endpoint:?} {client:?}");
         }
     }
 

@@ -21,7 +21,7 @@ use ureq::Body;
 
 use crate::error::ApiError;
 use balance::{Health, HealthReport};
-use endpoints::{EndpointConfig, Settings};
+use endpoints::{Api, EndpointConfig, Settings, ANTHROPIC_VERSION};
 use limit::Limiter;
 
 /// Request headers never forwarded upstream: hop-by-hop ones (RFC 9110 §7.6.1) and those the
@@ -172,9 +172,11 @@ impl Upstream {
 
     /// POSTs the request `body` to `{base}{path}` of an endpoint that serves `model`, failing
     /// over to others on connect errors, timeouts before the response head and 429/5xx.
-    /// `headers` are the client's request headers; the forwardable ones go along.
+    /// `headers` are the client's request headers; the forwardable ones go along. Only
+    /// endpoints that speak the client's `api` are tried.
     pub fn post(
         &self,
+        api: Api,
         path: &str,
         headers: &[(String, String)],
         body: &Map<String, Value>,
@@ -183,7 +185,7 @@ impl Upstream {
     ) -> Result<Sent, ApiError> {
         let shared = serde_json::to_vec(body)
             .map_err(|e| ApiError::internal(format!("cannot serialize the request: {e}")))?;
-        retry::send(self, model, |ep| {
+        retry::send(self, model, Some(api), |ep| {
             let payload = match &ep.config.model {
                 Some(m) => {
                     let mut own = body.clone();
@@ -193,6 +195,43 @@ impl Upstream {
                 None => shared.clone(),
             };
             self.post_one(ep, path, headers, &payload, mode)
+        })
+    }
+
+    /// Sends a request as the client sent it (`method`, `target` = path below `/v1` and query)
+    /// to an endpoint that speaks `api`. `headers` are the client's; its `Content-Type` and
+    /// `Content-Length` go along too. With a `body`, the one endpoint chosen gets it streamed
+    /// from the client (it cannot be sent twice, so there is no failover); without one, failover
+    /// works as for [`post`](Upstream::post).
+    pub fn forward(
+        &self,
+        api: Api,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        mut body: Option<&mut dyn std::io::Read>,
+    ) -> Result<Sent, ApiError> {
+        let entity: Vec<(String, String)> = headers
+            .iter()
+            .filter(|(n, _)| {
+                n.eq_ignore_ascii_case("content-type") || n.eq_ignore_ascii_case("content-length")
+            })
+            .cloned()
+            .collect();
+        let once = body.is_some();
+        retry::send_limited(self, "", Some(api), once, |ep| {
+            let url = format!("{}{target}", ep.config.url);
+            let mut req = ureq::http::Request::builder().method(method).uri(&url);
+            for (name, value) in self.outgoing_headers(ep, headers).iter().chain(&entity) {
+                req = req.header(name.as_str(), value.as_str());
+            }
+            match body.take() {
+                Some(reader) => {
+                    let req = req.body(ureq::SendBody::from_reader(reader))?;
+                    ep.agent.run(req)
+                }
+                None => ep.agent.run(req.body(())?),
+            }
         })
     }
 
@@ -212,24 +251,17 @@ impl Upstream {
                 .timeout_per_read(Some(self.timeouts.idle))
                 .build();
         }
-        let own = &ep.config.headers;
-        let mut client_auth = None;
-        for (name, value) in headers {
-            if name.eq_ignore_ascii_case("authorization") {
-                client_auth = Some(value.as_str());
-            }
-            let overridden = own.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-            if !overridden && !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-                req = req.header(name.as_str(), value.as_str());
-            }
-        }
-        for (name, value) in own {
-            req = req.header(name.as_str(), value.as_str());
-        }
-        if let Some(auth) = self.authorization(ep, client_auth) {
-            req = req.header("authorization", auth);
+        for (name, value) in self.outgoing_headers(ep, headers) {
+            req = req.header(name, value);
         }
         req.header("content-type", "application/json").send(body)
+    }
+
+    /// Whether an endpoint that serves `model` takes requests of the client API `api` unchanged.
+    pub fn speaks(&self, model: &str, api: Api) -> bool {
+        self.endpoints
+            .iter()
+            .any(|ep| ep.config.api.speaks(api) && ep.config.serves(model))
     }
 
     /// Refuses (400 `invalid_request`, naming the header) a client header that would be
@@ -238,7 +270,8 @@ impl Upstream {
     /// against an endpoint's health.
     pub fn check_forwardable(&self, headers: &[(String, String)]) -> Result<(), ApiError> {
         for (name, value) in headers {
-            let auth = name.eq_ignore_ascii_case("authorization");
+            let auth = name.eq_ignore_ascii_case("authorization")
+                || name.eq_ignore_ascii_case("x-api-key");
             if auth && !self.forward_auth {
                 continue;
             }
@@ -261,26 +294,71 @@ impl Upstream {
         Ok(())
     }
 
-    /// The `Authorization` header value to send upstream, given the client's.
-    fn authorization(&self, ep: &Endpoint, client_auth: Option<&str>) -> Option<String> {
-        if self.forward_auth {
-            return client_auth.map(str::to_string);
+    /// The headers an upstream request to `ep` carries, given the client's: the forwardable
+    /// client headers, the endpoint's own `headers` (which win), its credentials, and for an
+    /// `anthropic` endpoint a default `anthropic-version`.
+    fn outgoing_headers(
+        &self,
+        ep: &Endpoint,
+        client: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        let own = &ep.config.headers;
+        let mut out = Vec::with_capacity(client.len() + own.len() + 2);
+        for (name, value) in client {
+            let overridden = own.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+            if !overridden && !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                out.push((name.clone(), value.clone()));
+            }
         }
-        ep.config.key.as_ref().map(|k| format!("Bearer {k}"))
+        out.extend(own.iter().cloned());
+        if let Some(credential) = self.credential(ep, client) {
+            out.push(credential);
+        }
+        let has =
+            |out: &[(String, String)], n: &str| out.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+        if ep.config.api == Api::Anthropic && !has(&out, "anthropic-version") {
+            out.push(("anthropic-version".into(), ANTHROPIC_VERSION.into()));
+        }
+        out
+    }
+
+    /// The credential header sent upstream: the endpoint's key (`Authorization: Bearer`, or
+    /// `x-api-key` for an `anthropic` endpoint), or with `forward_auth` the client's own
+    /// `Authorization` / `x-api-key` as it sent them.
+    fn credential(&self, ep: &Endpoint, client: &[(String, String)]) -> Option<(String, String)> {
+        if self.forward_auth {
+            return client
+                .iter()
+                .find(|(n, _)| {
+                    n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("x-api-key")
+                })
+                .cloned();
+        }
+        let key = ep.config.key.as_ref()?;
+        Some(match ep.config.api {
+            Api::Anthropic => ("x-api-key".to_string(), key.clone()),
+            Api::Chat | Api::Responses => ("authorization".to_string(), format!("Bearer {key}")),
+        })
     }
 
     /// GETs `{base}{path}` of any endpoint with its credentials (failing over like [`post`]).
     ///
     /// [`post`]: Upstream::post
     pub fn get(&self, path: &str, client_auth: Option<&str>) -> Result<Sent, ApiError> {
-        retry::send(self, "", |ep| {
+        let client: Vec<(String, String)> = client_auth
+            .map(|a| ("authorization".to_string(), a.to_string()))
+            .into_iter()
+            .collect();
+        retry::send(self, "", Some(Api::Chat), |ep| {
             let url = format!("{}{}", ep.config.url, path);
             let mut req = ep.agent.get(&url);
-            for (name, value) in &ep.config.headers {
-                req = req.header(name.as_str(), value.as_str());
+            for (name, value) in self.outgoing_headers(ep, &[]) {
+                req = req.header(name, value);
             }
-            if let Some(auth) = self.authorization(ep, client_auth) {
-                req = req.header("authorization", auth);
+            if self.forward_auth {
+                for (name, value) in &client {
+                    req = req.header(name.as_str(), value.as_str());
+                }
             }
             req.call()
         })

@@ -14,6 +14,7 @@ use ureq::http::Response;
 use ureq::Body;
 
 use super::balance::{self, Candidate};
+use super::endpoints::Api;
 use super::{transport_error, Endpoint, Sent, Upstream};
 use crate::error::ApiError;
 use crate::log;
@@ -25,15 +26,52 @@ pub const RETRYABLE: &[u16] = &[429, 500, 502, 503, 504];
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Runs `call` on endpoints that serve `model` (`""` = any endpoint) until one answers.
+/// Runs `call` on endpoints that serve `model` (`""` = any endpoint) and speak `api` (`None` =
+/// any API) until one answers.
 pub fn send(
     up: &Upstream,
     model: &str,
+    api: Option<Api>,
+    call: impl FnMut(&Endpoint) -> Result<Response<Body>, ureq::Error>,
+) -> Result<Sent, ApiError> {
+    send_limited(up, model, api, false, call)
+}
+
+/// [`send`], with `once`: a single attempt (a request whose body cannot be sent twice).
+pub fn send_limited(
+    up: &Upstream,
+    model: &str,
+    api: Option<Api>,
+    once: bool,
     mut call: impl FnMut(&Endpoint) -> Result<Response<Body>, ureq::Error>,
 ) -> Result<Sent, ApiError> {
-    let serving: Vec<usize> = (up.endpoints.iter().enumerate())
-        .filter(|(_, ep)| model.is_empty() || ep.config.serves(model))
-        .map(|(i, _)| i)
+    let speaking: Vec<usize> = (0..up.endpoints.len())
+        .filter(|&i| {
+            let ep = up.endpoints.get(i);
+            api.map_or(true, |a| ep.is_some_and(|ep| ep.config.api.speaks(a)))
+        })
+        .collect();
+    if speaking.is_empty() {
+        let api = api.map_or("", Api::name);
+        return Err(ApiError::new(
+            404,
+            "invalid_request_error",
+            "no_endpoint_for_api",
+            format!(
+                "no endpoint in `upstreams` speaks the `{api}` API this route needs; add one with \
+                 \"api\": \"{api}\" (or a provider preset that speaks it)"
+            ),
+        ));
+    }
+    let serving: Vec<usize> = speaking
+        .into_iter()
+        .filter(|&i| {
+            model.is_empty()
+                || up
+                    .endpoints
+                    .get(i)
+                    .is_some_and(|ep| ep.config.serves(model))
+        })
         .collect();
     if serving.is_empty() {
         return Err(ApiError::new(
@@ -47,7 +85,8 @@ pub fn send(
             ),
         ));
     }
-    let max_attempts = serving.len().min(up.retries as usize + 1);
+    let retries = if once { 0 } else { up.retries as usize };
+    let max_attempts = serving.len().min(retries + 1);
     let mut tried: Vec<usize> = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
     let mut last_error = None;

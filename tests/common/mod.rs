@@ -8,26 +8,32 @@
 //! Every test owns its own fixture and relay on port 0, so tests can run in
 //! parallel threads.
 
+pub mod anthropic;
 pub mod cache;
 pub mod chat_model;
 pub mod client;
 pub mod openai;
 pub mod process;
 pub mod proxy;
+pub mod python;
 pub mod raw;
 pub mod relay;
+pub mod responses;
 pub mod sha256;
 pub mod tls;
 pub mod upstream;
 pub mod upstreams;
 
+pub use anthropic::*;
 pub use cache::*;
 pub use client::*;
 pub use openai::*;
 pub use process::*;
 pub use proxy::*;
+pub use python::*;
 pub use raw::*;
 pub use relay::*;
+pub use responses::*;
 pub use sha256::*;
 pub use tls::*;
 pub use upstream::*;

@@ -142,6 +142,16 @@ impl Upstream {
         Upstream::start(openai_reply)
     }
 
+    /// A fixture that speaks every API the relay does: the OpenAI routes, the Responses API
+    /// ([`super::responses_reply`]) and Anthropic Messages ([`super::anthropic_reply`]).
+    pub fn apis() -> Upstream {
+        Upstream::start(|req| {
+            super::responses_reply(req)
+                .or_else(|| super::anthropic_reply(req))
+                .unwrap_or_else(|| openai_reply(req))
+        })
+    }
+
     /// `http://127.0.0.1:PORT/v1`
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.port)

@@ -1,0 +1,76 @@
+//! Running the end-to-end Python scripts of `tests/e2e/` (interpreter from `$LLM_RELAY_PYTHON`,
+//! default `python3`) with no proxy and no OpenAI/Anthropic environment of the host.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::PROXY_ENV_VARS;
+
+pub fn python() -> String {
+    std::env::var("LLM_RELAY_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// A `python` command with a clean environment for the SDKs.
+pub fn python_command() -> Command {
+    let mut cmd = Command::new(python());
+    for var in PROXY_ENV_VARS {
+        cmd.env_remove(var);
+    }
+    for var in [
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+        "OPENAI_ORG_ID",
+        "OPENAI_PROJECT_ID",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost")
+        .env("OPENAI_AGENTS_DISABLE_TRACING", "1")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Fails (never skips) with the install command when `module` does not import.
+pub fn require_python_module(module: &str) {
+    let probe = python_command()
+        .args(["-c", &format!("import {module}")])
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "`{} -c 'import {module}'` failed; run `pip install -r tests/requirements.txt` \
+             (or set LLM_RELAY_PYTHON): {}",
+            python(),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!(
+            "cannot run `{}` ({e}); install Python 3 and `pip install -r tests/requirements.txt`, \
+             or set LLM_RELAY_PYTHON",
+            python()
+        ),
+    }
+}
+
+/// Runs `tests/e2e/<script>` with `args`, killed after `limit`; returns its output.
+pub fn run_e2e_script(script: &str, args: &[&str], limit: Duration) -> Output {
+    let path = format!("{}/tests/e2e/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = python_command()
+        .arg(path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("python output")
+}
