@@ -63,14 +63,26 @@ impl Endpoint {
 /// Request headers that change a Messages answer and so belong in its cache key.
 const ANTHROPIC_KEYED_HEADERS: &[&str] = &["anthropic-version", "anthropic-beta"];
 
-/// The body the cache keys a request by: the body itself, plus for Messages the headers that
-/// select API behaviour (as `relay:<header>` members, names no API body uses).
+/// The body the cache keys a request by: the body itself (for Responses without the ids of
+/// input items), plus for Messages the headers that select API behaviour (as `relay:<header>`
+/// members, names no API body uses).
 fn keyed_body(
     endpoint: Endpoint,
     body: &Map<String, Value>,
     headers: &[(String, String)],
 ) -> Map<String, Value> {
     let mut keyed = body.clone();
+    if endpoint == Endpoint::Responses {
+        // The `id` a client gives its own input items names them; it does not change the
+        // answer (Codex CLI gives every item a fresh id each run). An `item_reference` is all id.
+        if let Some(Value::Array(items)) = keyed.get_mut("input") {
+            for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                if item.get("type").and_then(Value::as_str) != Some("item_reference") {
+                    item.remove("id");
+                }
+            }
+        }
+    }
     if endpoint == Endpoint::Messages {
         for name in ANTHROPIC_KEYED_HEADERS {
             let values: Vec<&str> = headers
