@@ -285,3 +285,65 @@ fn upstream_errors_and_cut_streams_arrive_in_the_client_shape_and_are_not_cached
         .assert_error(400, "untranslatable_field")
         .contains("`background`"));
 }
+
+/// With endpoints of several APIs, a request is translated only when no endpoint that serves
+/// its model (as the rules leave it) speaks the client's API.
+#[test]
+fn translation_only_where_no_endpoint_speaks_the_clients_api() {
+    let native = Upstream::apis();
+    let chat = Upstream::chat_model();
+    let config = json!({
+        "listen": "127.0.0.1:0",
+        "upstreams": [
+            {"name": "anthropic-like", "url": native.base_url(), "api": "anthropic",
+             "api_key": ANTHROPIC_KEY, "models": ["claude-opus-*"]},
+            {"name": "responses-like", "url": native.base_url(), "api": "responses",
+             "models": ["gpt-*"]},
+            {"name": "chat-only", "url": chat.base_url(), "models": ["deepseek-*", "qwen*"]},
+        ],
+        "model_rules": [{"match_model": "claude-sonnet-*", "set": {"model": "deepseek-chat"}}],
+    });
+    let relay = Relay::start(&config.to_string());
+    let messages = |model: &str| {
+        post_json(
+            &relay.url("/v1/messages"),
+            &json!({"model": model, "max_tokens": 20,
+            "messages": [{"role": "user", "content": "hi"}]}),
+        )
+    };
+    let responses = |model: &str| {
+        post_json(
+            &relay.url("/v1/responses"),
+            &json!({"model": model, "input": "hi"}),
+        )
+    };
+    // (request, the answer text)
+    let cases: Vec<(Resp, &str)> = vec![
+        (messages("claude-opus-4"), ANTHROPIC_TEXT),
+        (messages("claude-sonnet-4-5"), FIXTURE_TEXT),
+        (messages("qwen3"), FIXTURE_TEXT),
+        (responses("gpt-5"), RESPONSES_TEXT),
+        (responses("deepseek-chat"), FIXTURE_TEXT),
+    ];
+    for (i, (r, text)) in cases.iter().enumerate() {
+        assert_eq!(r.status, 200, "case {i}: {}", r.body);
+        let v = r.json();
+        let got = v["content"][0]["text"]
+            .as_str()
+            .or_else(|| v["output"][0]["content"][0]["text"].as_str());
+        assert_eq!(got, Some(*text), "case {i}: {v}");
+    }
+    let paths = |up: &Upstream| -> Vec<String> {
+        up.requests()
+            .iter()
+            .map(|r| r.path.split('?').next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(paths(&native), ["/v1/messages", "/v1/responses"]);
+    assert_eq!(paths(&chat), ["/v1/chat/completions"; 3]);
+    assert_eq!(
+        chat.requests()[0].json()["model"],
+        "deepseek-chat",
+        "the rule's model"
+    );
+}
