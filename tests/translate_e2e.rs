@@ -12,10 +12,6 @@ use serde_json::json;
 
 use crate::common::*;
 
-fn python() -> String {
-    std::env::var("LLM_RELAY_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
-
 #[test]
 fn anthropic_and_responses_sdks_through_a_chat_only_upstream() {
     let up = Upstream::chat_model();
@@ -23,18 +19,12 @@ fn anthropic_and_responses_sdks_through_a_chat_only_upstream() {
         {"match_model": "claude-sonnet-*", "set": {"model": "deepseek-chat"}},
     ]});
     let relay = Relay::start(&config_json(&up.base_url(), rules));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/translate_sdks.py");
-    let mut cmd = Command::new(python());
-    for var in [
-        "OPENAI_BASE_URL",
-        "OPENAI_API_KEY",
-        "ANTHROPIC_BASE_URL",
-        "ANTHROPIC_API_KEY",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.arg(script).arg(relay.url(""));
-    let out = run_to_end(cmd, Duration::from_secs(120));
+    require_python_module("anthropic");
+    let out = run_e2e_script(
+        "translate_sdks.py",
+        &[&relay.url("")],
+        Duration::from_secs(120),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
