@@ -16,7 +16,6 @@ const DROPPED: &[&str] = &[
     "store",
     "metadata",
     "include",
-    "reasoning",
     "truncation",
     "prompt_cache_key",
     "safety_identifier",
@@ -72,6 +71,12 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
             "text" => {
                 if let Some(format) = text_format(value)? {
                     chat.insert("response_format".into(), format);
+                }
+            }
+            // `reasoning.summary` has no chat equivalent (README: dropped)
+            "reasoning" => {
+                if let Some(effort) = value.get("effort").filter(|e| e.is_string()) {
+                    chat.insert("reasoning_effort".into(), effort.clone());
                 }
             }
             k if DROPPED.contains(&k) => {}
