@@ -1,23 +1,23 @@
-//! Client keys: the `auth` config section, the key store, and the check every request passes.
+//! Client keys: the `auth` config section, what a request presents, and how keys are hashed
+//! and compared (the live store is key_store.rs).
 //!
 //! A key is only ever held as its SHA-256 hash: config keys are hashed at load, keys created
-//! through the admin API are stored hashed in `keys_file` (rewritten atomically: temp file,
-//! fsync, rename). A presented key is hashed and compared against every known hash in constant
-//! time. Keys never reach logs, metrics or error messages; the pipeline only sees the [`Client`]
+//! through the admin API are stored hashed in `keys_file` or Redis. A presented key is hashed
+//! and compared against every known hash in constant time. Keys never reach logs, metrics or error messages; the pipeline only sees the [`Client`]
 //! (id and name) the check returns.
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::RwLock;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tiny_http::Request;
 
+use crate::budget::{self, Budget, RawBudget};
 use crate::error::ApiError;
-use crate::keys_file::{self, StoredKey};
+use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, RawRateLimit};
-use crate::util::{hex, now_secs};
+use crate::util::hex;
 
 /// The `auth` section as written.
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +46,9 @@ struct RawFullKey {
     key: String,
     name: Option<String>,
     rate_limit: Option<RawRateLimit>,
+    budget: Option<RawBudget>,
+    /// Model names or globs the key may call (empty or absent: any).
+    models: Option<Vec<String>>,
 }
 
 /// The checked `auth` section.
@@ -66,9 +69,9 @@ impl AuthConfig {
         let raw = raw.unwrap_or_default();
         let mut keys = Vec::with_capacity(raw.keys.len());
         for (i, k) in raw.keys.into_iter().enumerate() {
-            let (key, name, rate_limit) = match k {
-                RawKey::Bare(key) => (key, None, None),
-                RawKey::Full(f) => (f.key, f.name, f.rate_limit),
+            let (key, name, rate_limit, budget, models) = match k {
+                RawKey::Bare(key) => (key, None, None, None, None),
+                RawKey::Full(f) => (f.key, f.name, f.rate_limit, f.budget, f.models),
             };
             if key.trim().len() < 8 {
                 return Err(format!(
@@ -78,7 +81,9 @@ impl AuthConfig {
             let sha256 = hash_hex(&key);
             let id = format!(
                 "cfg_{}",
-                &hash_hex(&format!("llm-relay key id:{key}"))[..12]
+                hash_hex(&format!("llm-relay key id:{key}"))
+                    .get(..12)
+                    .unwrap_or_default()
             );
             let rate_limit =
                 RateLimit::from_raw(rate_limit, &format!("auth.keys[{i}].rate_limit"))?;
@@ -87,6 +92,8 @@ impl AuthConfig {
                 id,
                 sha256,
                 rate_limit,
+                budget: Budget::from_raw(budget, &format!("auth.keys[{i}].budget"))?,
+                models: budget::models_from_raw(models, &format!("auth.keys[{i}].models"))?,
                 expires_at: None,
                 created_at: 0,
             });
@@ -148,6 +155,9 @@ pub struct Client {
     pub key_id: String,
     pub name: String,
     pub rate_limit: RateLimit,
+    pub budget: Budget,
+    /// Model globs the key may call; empty: any.
+    pub models: Vec<String>,
 }
 
 /// What a route requires.
@@ -173,146 +183,12 @@ pub fn route_needs_key(route: &str) -> Need {
     }
 }
 
-/// The live key store: config keys plus those created through the admin API.
-#[derive(Debug)]
-pub struct KeyStore {
-    config: AuthConfig,
-    /// Keys from `keys_file`.
-    created: RwLock<Vec<StoredKey>>,
-}
-
 /// Why a presented key was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
     Missing,
     Wrong,
     Expired,
-}
-
-impl KeyStore {
-    /// Loads `keys_file` if configured (a missing file is an empty one).
-    pub fn open(config: &AuthConfig) -> Result<KeyStore, String> {
-        let created = match &config.keys_file {
-            Some(path) => keys_file::load(path)?,
-            None => Vec::new(),
-        };
-        Ok(KeyStore {
-            config: config.clone(),
-            created: RwLock::new(created),
-        })
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.config.enabled()
-    }
-
-    pub fn protect_metrics(&self) -> bool {
-        self.config.protect_metrics
-    }
-
-    /// The client a presented key belongs to.
-    pub fn client(&self, presented: Option<&str>) -> Result<Client, Refused> {
-        let presented = presented.ok_or(Refused::Missing)?;
-        let hash = hash_hex(presented);
-        let created = self.created.read().unwrap_or_else(|p| p.into_inner());
-        // Compare against every key, without stopping at the first match.
-        let mut found: Option<&StoredKey> = None;
-        for k in self.config.keys.iter().chain(created.iter()) {
-            if ct_eq(&hash, &k.sha256) && found.is_none() {
-                found = Some(k);
-            }
-        }
-        let k = found.ok_or(Refused::Wrong)?;
-        if k.expires_at.is_some_and(|t| now_secs() >= t) {
-            return Err(Refused::Expired);
-        }
-        Ok(Client {
-            key_id: k.id.clone(),
-            name: k.name.clone(),
-            rate_limit: k.rate_limit,
-        })
-    }
-
-    /// True if `presented` is the admin key (false when none is configured).
-    pub fn is_admin(&self, presented: Option<&str>) -> bool {
-        match (&self.config.admin_hash, presented) {
-            (Some(admin), Some(p)) => ct_eq(&hash_hex(p), admin),
-            _ => false,
-        }
-    }
-
-    /// Every key, config keys first; `true` marks config keys.
-    pub fn list(&self) -> Vec<(StoredKey, bool)> {
-        let created = self.created.read().unwrap_or_else(|p| p.into_inner());
-        let cfg = self.config.keys.iter().map(|k| (k.clone(), true));
-        cfg.chain(created.iter().map(|k| (k.clone(), false)))
-            .collect()
-    }
-
-    /// Creates a key, persists it, and returns it with the secret (shown once).
-    pub fn create(
-        &self,
-        name: String,
-        rate_limit: RateLimit,
-        expires_at: Option<u64>,
-    ) -> Result<(StoredKey, String), ApiError> {
-        let Some(path) = &self.config.keys_file else {
-            return Err(ApiError::new(
-                409,
-                "invalid_request_error",
-                "keys_file_not_configured",
-                "keys created through the admin API need `auth.keys_file` in the config, so \
-                 they survive a restart; set it and reload the config (SIGHUP)"
-                    .to_string(),
-            ));
-        };
-        let secret = format!("sk-relay-{}", hex(&random_bytes::<24>()?));
-        let key = StoredKey {
-            id: format!("key_{}", hex(&random_bytes::<8>()?)),
-            name,
-            sha256: hash_hex(&secret),
-            rate_limit,
-            expires_at,
-            created_at: now_secs(),
-        };
-        let mut created = self.created.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = created.clone();
-        next.push(key.clone());
-        keys_file::save(path, &next).map_err(ApiError::internal)?;
-        *created = next;
-        Ok((key, secret))
-    }
-
-    /// Revokes a created key. `Err` says why not: unknown, or defined in the config file.
-    pub fn revoke(&self, id: &str) -> Result<(), ApiError> {
-        if self.config.keys.iter().any(|k| k.id == id) {
-            return Err(ApiError::new(
-                409,
-                "invalid_request_error",
-                "config_key",
-                format!(
-                    "key `{id}` is defined in the config file; remove it there and reload the \
-                     config (SIGHUP)"
-                ),
-            ));
-        }
-        let mut created = self.created.write().unwrap_or_else(|p| p.into_inner());
-        let Some(pos) = created.iter().position(|k| k.id == id) else {
-            return Err(ApiError::new(
-                404,
-                "invalid_request_error",
-                "key_not_found",
-                format!("no key with id `{id}`; GET /admin/keys lists them"),
-            ));
-        };
-        let mut next = created.clone();
-        next.remove(pos);
-        if let Some(path) = &self.config.keys_file {
-            keys_file::save(path, &next).map_err(ApiError::internal)?;
-        }
-        *created = next;
-        Ok(())
-    }
 }
 
 /// The key a request presents: `Authorization: Bearer …`, else `X-API-Key: …`.
@@ -350,7 +226,7 @@ pub fn unauthorized(why: Refused, admin: bool) -> ApiError {
     ApiError::new(401, "invalid_request_error", "invalid_api_key", message)
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut buf = [0u8; N];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
@@ -362,12 +238,12 @@ fn hash_bytes(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
-fn hash_hex(s: &str) -> String {
+pub fn hash_hex(s: &str) -> String {
     hex(&hash_bytes(s))
 }
 
 /// Constant-time comparison of two hex hashes (the time depends on the length only).
-fn ct_eq(a: &str, b: &str) -> bool {
+pub fn ct_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;

@@ -59,6 +59,9 @@ struct RawConfig {
     max_connections: Option<usize>,
     auth: Option<crate::auth::RawAuth>,
     rate_limit: Option<crate::limits::RawRateLimit>,
+    budget: Option<crate::budget::RawBudget>,
+    prices: Option<Vec<crate::budget::RawPrice>>,
+    state: Option<crate::store::RawState>,
     cache: Option<crate::cache::RawCache>,
 }
 
@@ -102,6 +105,12 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// Default per-key rate limit.
     pub rate_limit: crate::limits::RateLimit,
+    /// Default per-key budget.
+    pub budget: crate::budget::Budget,
+    /// Prices per model glob, first match wins.
+    pub prices: Vec<crate::budget::Price>,
+    /// Where windows and usage live (this machine or Redis).
+    pub state: crate::store::StateConfig,
     pub cache: crate::cache::CacheConfig,
     /// Things that load but are likely mistakes ("FILE: line L, column C: …"), shown by
     /// `--check` and logged at start and on reload.
@@ -245,6 +254,9 @@ impl Config {
             max_connections: crate::fd_limit::max_connections(raw.max_connections)?,
             auth,
             rate_limit,
+            budget: crate::budget::Budget::from_raw(raw.budget, "budget")?,
+            prices: crate::budget::prices_from_raw(raw.prices)?,
+            state: crate::store::StateConfig::from_raw(raw.state)?,
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             upstream,
             upstream_key,
@@ -296,6 +308,11 @@ impl Config {
                 .map_or("off".into(), |p| p.display().to_string())
         ));
         out.push_str(&self.auth.summary(&self.rate_limit));
+        out.push_str(&self.state.summary());
+        if !self.budget.is_empty() {
+            out.push_str(&format!("default budget: {}\n", self.budget.describe()));
+        }
+        out.push_str(&format!("prices: {}\n", self.prices.len()));
         out.push_str(&format!("model_rules: {}\n", self.rules.len()));
         for r in &self.rules {
             out.push_str(&format!("  {}\n", r.describe()));

@@ -1,19 +1,22 @@
 //! [`Exchange`]: one request and its answer. It owns the tiny_http `Request` until an answer
 //! is sent, answers exactly once, and records itself exactly once: access line, metrics, and
-//! the client key's usage. Plain responses (`respond`, JSON errors) live here too.
+//! the client key's usage (charged by [`Exchange::charge`] before the last bytes where the
+//! pipeline knows the tokens, else when the exchange ends). Plain responses (`respond`, JSON errors) live here too.
 //!
 //! Dropping an exchange that was never answered — a panic unwinding through a handler, or a
 //! path that forgot to answer — sends a 500 JSON error; either way the request is logged.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use tiny_http::{Header, Request, Response};
 
+use crate::auth::Client;
 use crate::error::ApiError;
 use crate::log::{self, Access};
 use crate::metrics;
-use crate::usage::{Outcome, Usage};
+
+/// Charges a finished request to its key (built by the gate; see `Gate::meter`).
+pub type Meter = Box<dyn FnOnce(&Access) + Send>;
 
 /// One request on its way to its one answer.
 pub struct Exchange {
@@ -22,8 +25,10 @@ pub struct Exchange {
     /// What the access line, metrics and usage record; handlers fill it in.
     pub access: Access,
     started: Instant,
-    /// The client key's usage figures and key id, once the gate has admitted a key.
-    usage: Option<(Arc<Usage>, String)>,
+    /// The key the gate admitted (id, name, limits, allowed models; never the key).
+    client: Option<Client>,
+    /// Charges the request to that key, once.
+    meter: Option<Meter>,
     /// Held for the exchange's life: the in-flight gauge (and the drain's wait) counts it.
     _in_flight: metrics::InFlight,
 }
@@ -38,7 +43,8 @@ impl Exchange {
             },
             req: Some(req),
             started: Instant::now(),
-            usage: None,
+            client: None,
+            meter: None,
             _in_flight: metrics::in_flight_guard(),
         }
     }
@@ -58,9 +64,28 @@ impl Exchange {
         self.req.is_none()
     }
 
-    /// Counts this request in `usage` under `key_id` when it is recorded.
-    pub fn count_usage(&mut self, usage: Arc<Usage>, key_id: String) {
-        self.usage = Some((usage, key_id));
+    /// The gate admitted `client`: the request is charged to it by `meter`.
+    pub fn admit(&mut self, client: Client, meter: Meter) {
+        self.client = Some(client);
+        self.meter = Some(meter);
+    }
+
+    /// The admitted client key, if any.
+    pub fn client(&self) -> Option<&Client> {
+        self.client.as_ref()
+    }
+
+    /// Charges the request to its key now (once; later calls and the drop do nothing). Call
+    /// it before the answer's last bytes once its tokens are known.
+    pub fn charge(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            meter(&self.access);
+        }
+    }
+
+    /// Takes the meter out, for a writer that charges from inside [`Exchange::answer_with`].
+    pub fn take_meter(&mut self) -> Option<Meter> {
+        self.meter.take()
     }
 
     /// Sends a complete response (once; later calls do nothing).
@@ -113,15 +138,7 @@ impl Drop for Exchange {
             self.access.status = 500;
         }
         self.access.duration = self.started.elapsed();
-        if let Some((usage, key_id)) = self.usage.take() {
-            let outcome = Outcome {
-                status: self.access.status,
-                prompt_tokens: self.access.prompt_tokens,
-                completion_tokens: self.access.completion_tokens,
-                cache_hit: self.access.cache == Some(log::CacheResult::Hit),
-            };
-            usage.record(&key_id, outcome, crate::util::now_secs());
-        }
+        self.charge();
         log::access(&self.access);
         metrics::request_done(&self.access);
     }

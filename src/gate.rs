@@ -1,31 +1,36 @@
 //! The access gate every request passes first: which key it needs, whether it presented one,
-//! whether that key is within its rate limit; and afterwards, recording its usage.
+//! whether that key is within its budget and rate limit; and afterwards, charging its usage.
 //!
-//! Routing calls [`Gate::check`] first; the admitted key's usage is then counted by the
-//! request's `Exchange` once it is answered. Everything after the gate only sees the
-//! [`Client`] (key id and name), never the key.
+//! Routing calls [`Gate::check`] first and gives the request's `Exchange` the admitted key and
+//! its [`Gate::meter`]; the exchange charges the usage once, when the answer's tokens are known
+//! (before its last bytes, so the client's next request sees the charge). Everything after the
+//! gate only sees the [`Client`] (key id, name, limits), never the key.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tiny_http::Request;
 
-use crate::auth::{self, Client, KeyStore, Need, Refused};
+use crate::auth::{self, Client, Need, Refused};
+use crate::budget::{self, Budget, Price};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::exchange::{json_content_type, Exchange};
-use crate::limits::{Limiter, RateLimit};
-use crate::usage::Usage;
+use crate::exchange::{json_content_type, Exchange, Meter};
+use crate::key_store::{self, KeyStore};
+use crate::limits::RateLimit;
+use crate::log::{self, Access};
+use crate::store::{Down, OnUnavailable, Store};
+use crate::usage::Outcome;
 
-/// Keys, limits and usage, shared by all workers.
+/// Keys, limits, budgets and usage, shared by all workers.
 #[derive(Debug)]
 pub struct Gate {
     pub keys: KeyStore,
-    /// Shared with the gate a reload replaces, so windows and figures survive a SIGHUP.
-    pub limiter: Arc<Limiter>,
-    pub usage: Arc<Usage>,
-    /// The top-level `rate_limit`, for keys that set none of their own.
+    /// Windows and figures; shared with the gate a reload replaces, so they survive a SIGHUP.
+    pub store: Arc<Store>,
+    /// The top-level `rate_limit` and `budget`, for keys that set none of their own.
     pub default_limit: RateLimit,
+    pub default_budget: Budget,
+    pub prices: Arc<[Price]>,
 }
 
 /// Why a request was refused, with the error it is answered with.
@@ -33,8 +38,9 @@ pub struct Gate {
 pub enum Refusal {
     /// No valid key for the route: a 401.
     Unauthorized(ApiError),
-    /// A valid key over its limit: a 429 with the limit's headers; it counts as the key's usage.
-    RateLimited {
+    /// A valid key over its budget or rate limit (429), or the shared state down (503), with
+    /// the headers that say when to retry; it counts as the key's usage.
+    Limited {
         error: ApiError,
         headers: Vec<(String, String)>,
         client: Client,
@@ -49,18 +55,29 @@ impl From<ApiError> for Refusal {
 
 impl Gate {
     /// Opens the key store for `config`. On a reload, `previous` is the gate being replaced:
-    /// its rate-limit windows and usage figures carry over.
+    /// its store (windows, figures, Redis connections) carries over; a changed `state` section
+    /// takes effect after a restart.
     pub fn new(config: &Config, previous: Option<&Gate>) -> Result<Gate, String> {
+        let store = match previous {
+            Some(p) => {
+                if p.store.config != config.state {
+                    log::warn("the `state` section changed; it takes effect only after a restart");
+                }
+                Arc::clone(&p.store)
+            }
+            None => Arc::new(Store::open(&config.state)?),
+        };
         Ok(Gate {
-            keys: KeyStore::open(&config.auth)?,
-            limiter: previous.map_or_else(Arc::default, |p| Arc::clone(&p.limiter)),
-            usage: previous.map_or_else(Arc::default, |p| Arc::clone(&p.usage)),
+            keys: KeyStore::open(&config.auth, store.redis().cloned())?,
+            store,
             default_limit: config.rate_limit,
+            default_budget: config.budget,
+            prices: config.prices.clone().into(),
         })
     }
 
     /// Checks `req` for `route` (the path without `/v1`). `Ok(None)`: no key needed (or auth is
-    /// off); `Ok(Some(client))`: a valid client key within its limit, now counted.
+    /// off); `Ok(Some(client))`: a valid client key within its budget and limit, now counted.
     pub fn check(&self, route: &str, req: &Request) -> Result<Option<Client>, Box<Refusal>> {
         let need = auth::route_needs_key(route);
         match need {
@@ -88,11 +105,30 @@ impl Gate {
         if need == Need::Metrics {
             return Ok(None);
         }
+        let refuse = |error: ApiError, headers: Vec<(String, String)>, client: &Client| {
+            Box::new(Refusal::Limited {
+                error,
+                headers,
+                client: client.clone(),
+            })
+        };
+        let budget = client.budget.or(self.default_budget);
+        if !budget.is_empty() {
+            let now = crate::util::now_secs();
+            match self.store.period(&client.key_id, now) {
+                Ok((day, month)) => {
+                    if let Err(over) = budget.check(&client.key_id, &day, &month, now) {
+                        return Err(refuse(over.error(), over.headers(), &client));
+                    }
+                }
+                Err(Down) => self.unavailable(&client)?,
+            }
+        }
         let limit = client.rate_limit.or(self.default_limit);
-        match self.limiter.admit(&client.key_id, limit, Instant::now()) {
-            Ok(_) => Ok(Some(client)),
-            Err(verdict) => Err(Box::new(Refusal::RateLimited {
-                error: ApiError::new(
+        match self.store.admit(&client.key_id, limit) {
+            Ok(Ok(_)) => Ok(Some(client)),
+            Ok(Err(verdict)) => {
+                let error = ApiError::new(
                     429,
                     "rate_limit_error",
                     "rate_limit_exceeded",
@@ -100,9 +136,25 @@ impl Gate {
                         "rate limit reached for key `{}` ({} requests); retry after {} s",
                         client.key_id, verdict.limit, verdict.retry_after
                     ),
-                ),
-                headers: verdict.headers(),
-                client,
+                );
+                Err(refuse(error, verdict.headers(), &client))
+            }
+            Err(Down) => {
+                self.unavailable(&client)?;
+                Ok(Some(client))
+            }
+        }
+    }
+
+    /// Redis is down: `Err` (503) with `on_unavailable: refuse`, `Ok` (no limit) with `allow`.
+    fn unavailable(&self, client: &Client) -> Result<(), Box<Refusal>> {
+        crate::metrics::state_bypass(self.store.config.on_unavailable == OnUnavailable::Allow);
+        match self.store.config.on_unavailable {
+            OnUnavailable::Allow => Ok(()),
+            OnUnavailable::Refuse => Err(Box::new(Refusal::Limited {
+                error: key_store::unavailable(),
+                headers: vec![("Retry-After".to_string(), "1".to_string())],
+                client: client.clone(),
             })),
         }
     }
@@ -116,18 +168,56 @@ impl Gate {
                 headers.push(("WWW-Authenticate".to_string(), "Bearer".to_string()));
                 error
             }
-            Refusal::RateLimited {
+            Refusal::Limited {
                 error,
                 headers: limit_headers,
                 client,
             } => {
-                crate::metrics::rate_limited();
-                ex.count_usage(Arc::clone(&self.usage), client.key_id);
+                match error.code {
+                    "rate_limit_exceeded" => crate::metrics::rate_limited(),
+                    "budget_exceeded" => crate::metrics::budget_exceeded(),
+                    _ => {}
+                }
+                let meter = self.meter(&client);
+                ex.admit(client, meter);
                 headers.extend(limit_headers);
                 error
             }
         };
         let body = ex.error_body(&error);
         ex.respond(error.status, &headers, body);
+    }
+
+    /// What charges a request of `client` to its usage: requests, tokens, cost by `prices`,
+    /// errors; a cache hit's tokens and cost count as saved.
+    pub fn meter(&self, client: &Client) -> Meter {
+        let (store, prices) = (Arc::clone(&self.store), Arc::clone(&self.prices));
+        let key_id = client.key_id.clone();
+        Box::new(move |access: &Access| {
+            let outcome = Outcome {
+                status: access.status,
+                prompt_tokens: access.prompt_tokens,
+                completion_tokens: access.completion_tokens,
+                cache_hit: access.cache == Some(log::CacheResult::Hit),
+                cost_micro_usd: budget::cost_micros(
+                    &prices,
+                    &access.model,
+                    access.prompt_tokens,
+                    access.completion_tokens,
+                ),
+            };
+            let now = crate::util::now_secs();
+            if store.record(&key_id, &outcome.figures(now), now).is_err() {
+                crate::metrics::usage_lost();
+            }
+        })
+    }
+
+    /// `Err` (403 `model_not_allowed`) if the request's key may not call `model`.
+    pub fn allow_model(&self, client: Option<&Client>, model: &str) -> Result<(), ApiError> {
+        match client {
+            Some(c) if !budget::model_allowed(&c.models, model) => Err(budget::not_allowed(model)),
+            _ => Ok(()),
+        }
     }
 }

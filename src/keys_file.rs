@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::Budget;
 use crate::limits::RateLimit;
 
 /// A key as the relay holds it: never the key itself.
@@ -19,6 +20,11 @@ pub struct StoredKey {
     pub sha256: String,
     #[serde(default, skip_serializing_if = "RateLimit::is_empty")]
     pub rate_limit: RateLimit,
+    #[serde(default, skip_serializing_if = "Budget::is_empty")]
+    pub budget: Budget,
+    /// Model globs the key may call; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
     /// Unix seconds after which the key is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,

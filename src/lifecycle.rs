@@ -72,8 +72,13 @@ pub fn is_probe(path: &str) -> bool {
 
 /// `GET /ready`: status and JSON body saying why. Not ready while draining, or while every
 /// upstream endpoint is cooling down after failures (cooldowns end by the clock, so readiness
-/// comes back without traffic). The body lists each endpoint's state.
-pub fn readiness(upstreams: &[HealthReport]) -> (u16, Vec<u8>) {
+/// comes back without traffic), or while the shared state (`state.redis`; `shared` is whether it
+/// answers and the `on_unavailable` policy) is down and requests are refused for it. The body
+/// lists each endpoint's state and the shared state's.
+pub fn readiness(
+    upstreams: &[HealthReport],
+    shared: Option<(bool, crate::store::OnUnavailable)>,
+) -> (u16, Vec<u8>) {
     let endpoints: Vec<_> = upstreams
         .iter()
         .map(|h| {
@@ -98,10 +103,21 @@ pub fn readiness(upstreams: &[HealthReport]) -> (u16, Vec<u8>) {
             "unavailable",
             "every upstream endpoint is cooling down after failures",
         )
+    } else if shared == Some((false, crate::store::OnUnavailable::Refuse)) {
+        (
+            503,
+            "unavailable",
+            "the shared state (state.redis) cannot be reached and on_unavailable is refuse",
+        )
     } else {
         (200, "ready", "serving")
     };
-    let body = serde_json::json!({"status": state, "reason": reason, "upstreams": endpoints});
+    let mut body = serde_json::json!({"status": state, "reason": reason, "upstreams": endpoints});
+    if let (Some((up, policy)), Some(o)) = (shared, body.as_object_mut()) {
+        let shared =
+            serde_json::json!({"backend": "redis", "available": up, "on_unavailable": policy});
+        o.insert("state".to_string(), shared);
+    }
     (status, body.to_string().into_bytes())
 }
 

@@ -18,6 +18,7 @@ mod api;
 mod auth;
 mod body_cost;
 mod body_log;
+mod budget;
 mod cache;
 mod check;
 mod config;
@@ -27,6 +28,7 @@ mod expand;
 mod fd_limit;
 mod gate;
 mod intake;
+mod key_store;
 mod keys_file;
 mod lifecycle;
 mod limits;
@@ -44,9 +46,11 @@ mod server;
 mod shape;
 mod sse;
 mod state;
+mod store;
 mod translate;
 mod upstream;
 mod usage;
+mod utc;
 mod util;
 
 #[cfg(test)]

@@ -59,6 +59,16 @@ struct Registry {
     upstream_errors: BTreeMap<String, u64>,
     retries: BTreeMap<String, u64>,
     rate_limited: u64,
+    budget_exceeded: u64,
+    /// Shared state (Redis): `None` without it, else whether it answered last.
+    state_available: Option<bool>,
+    state_errors: u64,
+    /// Requests served without limits because Redis was down (`on_unavailable: allow`).
+    state_allowed: u64,
+    /// Requests refused because Redis was down (`on_unavailable: refuse`).
+    state_refused: u64,
+    /// Usage figures that could not be recorded (Redis down).
+    usage_lost: u64,
     cache_entries: u64,
     cache_bytes: u64,
     total: BTreeMap<&'static str, Histogram>,
@@ -146,6 +156,37 @@ pub fn retry(endpoint: &str) {
 /// A request refused by a rate limit.
 pub fn rate_limited() {
     with(|r| r.rate_limited += 1);
+}
+
+/// A request refused by a budget.
+pub fn budget_exceeded() {
+    with(|r| r.budget_exceeded += 1);
+}
+
+/// Whether the shared state (Redis) answered its last call.
+pub fn state_available(up: bool) {
+    with(|r| r.state_available = Some(up));
+}
+
+/// A failed call to the shared state (Redis).
+pub fn state_error() {
+    with(|r| r.state_errors += 1);
+}
+
+/// A request that met Redis down: served without limits (`allowed`) or refused.
+pub fn state_bypass(allowed: bool) {
+    with(|r| {
+        if allowed {
+            r.state_allowed += 1;
+        } else {
+            r.state_refused += 1;
+        }
+    });
+}
+
+/// A request whose usage could not be recorded.
+pub fn usage_lost() {
+    with(|r| r.usage_lost += 1);
 }
 
 /// The number of worker threads, for `llm_relay_workers`.
@@ -292,6 +333,52 @@ pub fn render() -> String {
             "Requests refused by a rate limit.",
             r.rate_limited,
         );
+        simple(
+            &mut out,
+            "llm_relay_budget_exceeded_total",
+            "counter",
+            "Requests refused because their key's budget was used up.",
+            r.budget_exceeded,
+        );
+        if let Some(up) = r.state_available {
+            simple(
+                &mut out,
+                "llm_relay_state_available",
+                "gauge",
+                "1 while the shared state (state.redis) answers.",
+                u8::from(up),
+            );
+            simple(
+                &mut out,
+                "llm_relay_state_errors_total",
+                "counter",
+                "Failed calls to the shared state (state.redis).",
+                r.state_errors,
+            );
+            header(
+                &mut out,
+                "llm_relay_state_unavailable_requests_total",
+                "counter",
+                "Requests that met the shared state down, by what on_unavailable did.",
+            );
+            let _ = writeln!(
+                out,
+                "llm_relay_state_unavailable_requests_total{{action=\"allow\"}} {}",
+                r.state_allowed
+            );
+            let _ = writeln!(
+                out,
+                "llm_relay_state_unavailable_requests_total{{action=\"refuse\"}} {}",
+                r.state_refused
+            );
+            simple(
+                &mut out,
+                "llm_relay_usage_unrecorded_total",
+                "counter",
+                "Requests whose usage could not be recorded (shared state down).",
+                r.usage_lost,
+            );
+        }
         histograms(
             &mut out,
             "llm_relay_request_duration_seconds",

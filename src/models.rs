@@ -1,8 +1,10 @@
-//! `GET /v1/models`: the upstream's model list plus each rule's model name (runs on the
+//! `GET /v1/models`: the upstream's model list plus each rule's model name, as far as the
+//! client key's allow-list permits (runs on the
 //! `workers` pool: it calls the upstream).
 
 use serde_json::Value;
 
+use crate::budget;
 use crate::error::ApiError;
 use crate::exchange::{header, json_content_type, Exchange};
 use crate::rules;
@@ -23,8 +25,9 @@ pub fn models(state: &State, ex: &mut Exchange) -> Result<(), ApiError> {
     let status = response.status().as_u16();
     let headers = upstream::response_headers(response.headers());
     let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
+    let allowed = ex.client().map(|c| c.models.clone()).unwrap_or_default();
     let merged = (status == 200)
-        .then(|| add_aliases(&data, &state.config.rules))
+        .then(|| add_aliases(&data, &state.config.rules, &allowed))
         .flatten();
     match merged {
         Some(body) => {
@@ -41,8 +44,9 @@ pub fn models(state: &State, ex: &mut Exchange) -> Result<(), ApiError> {
 }
 
 /// Appends `{"id": alias, "object": "model", "owned_by": "llm-relay"}` for each rule alias not
-/// already listed. `None` if the upstream's body is not a model list.
-fn add_aliases(data: &[u8], rules: &[rules::Rule]) -> Option<Vec<u8>> {
+/// already listed, then keeps what the key's allow-list `allowed` permits (all if empty).
+/// `None` if the upstream's body is not a model list.
+fn add_aliases(data: &[u8], rules: &[rules::Rule], allowed: &[String]) -> Option<Vec<u8>> {
     let mut list: Value = serde_json::from_slice(data).ok()?;
     let entries = list.get_mut("data")?.as_array_mut()?;
     for alias in rules::aliases(rules) {
@@ -55,5 +59,14 @@ fn add_aliases(data: &[u8], rules: &[rules::Rule]) -> Option<Vec<u8>> {
             }));
         }
     }
+    // as for a request: the name and what the rules turn it into must both be allowed
+    entries.retain(|m| {
+        let id = m.get("id").and_then(Value::as_str).unwrap_or("");
+        let target = rules::select(rules, id)
+            .and_then(|r| r.set.get("model"))
+            .and_then(Value::as_str)
+            .unwrap_or(id);
+        budget::model_allowed(allowed, id) && budget::model_allowed(allowed, target)
+    });
     serde_json::to_vec(&list).ok()
 }

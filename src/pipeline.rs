@@ -165,6 +165,14 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     )?;
     let mut body = intake::parse_body(&raw, &mut reserved)?;
     drop(raw);
+    let model = |body: &Map<String, Value>| {
+        body.get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    // a key's allow-list holds for the model it names and for the one the rules send upstream
+    state.gate.allow_model(ex.client(), &model(&body))?;
     let dialect = translation(state, endpoint, &body);
     let endpoint = if let Some(d) = dialect {
         body = translate::to_chat(d, &body)
@@ -179,11 +187,8 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     if endpoint == Endpoint::Chat {
         shape::apply_chat(&state.config.shaping, &mut body);
     }
-    ex.access.model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    ex.access.model = model(&body);
+    state.gate.allow_model(ex.client(), &ex.access.model)?;
     let stream = body.get("stream") == Some(&Value::Bool(true));
     let include_usage = body
         .get("stream_options")
@@ -266,6 +271,13 @@ fn answer_hit(
     }
     cache.served(&plan.key, entry);
     ex.access.cache = Some(crate::log::CacheResult::Hit);
+    // what the hit saved: the tokens of the stored answer
+    let whole = usage::tokens(&entry.response);
+    (ex.access.prompt_tokens, ex.access.completion_tokens) = if whole == (0, 0) {
+        usage::stream_tokens(&entry.response)
+    } else {
+        whole
+    };
     let mode = (stream, include_usage);
     ex.answer_with(|req| cache::respond_hit(req, api, &plan.key, entry, mode, dialect));
 }
@@ -348,6 +360,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             }
         };
         let mut recorded = None;
+        // charged from inside the writer, before the stream's end, so a next request sees it
+        let (meter, mut charged) = (ex.take_meter(), ex.access.clone());
         ex.answer_with(|req| {
             let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
             let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
@@ -372,6 +386,12 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
                 let _ = out.write(format!(": {SKIP_HEADER}: {SKIP_TOO_LARGE}\n\n").as_bytes());
             }
             let bytes = out.bytes;
+            charged.status = 200;
+            (charged.prompt_tokens, charged.completion_tokens) =
+                usage::stream_tokens(&relayed.recorded);
+            if let Some(meter) = meter {
+                meter(&charged);
+            }
             if relayed.end != End::ClientGone {
                 let _ = out.finish();
             }
@@ -401,6 +421,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         Some(d) => translated_answer(d, status, &data, &mut reply_headers),
         None => data,
     };
+    ex.access.status = status;
+    ex.charge(); // before answering, so the client's next request sees the charge
     ex.respond(status, &reply_headers, data);
     Ok(())
 }

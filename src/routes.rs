@@ -25,7 +25,10 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
     let route = crate::util::api_route(&path);
     let method = req.method().clone();
     match state.gate.check(route, req) {
-        Ok(Some(client)) => ex.count_usage(state.gate.usage.clone(), client.key_id),
+        Ok(Some(client)) => {
+            let meter = state.gate.meter(&client);
+            ex.admit(client, meter);
+        }
         Ok(None) => {}
         Err(refusal) => {
             state.gate.refuse(ex, *refusal);
@@ -38,7 +41,11 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
             Ok(Next::Done)
         }
         ("/ready", Method::Get | Method::Head) => {
-            let (status, body) = lifecycle::readiness(&state.upstream.health());
+            let store = &state.gate.store;
+            let shared = store
+                .reachable()
+                .map(|up| (up, store.config.on_unavailable));
+            let (status, body) = lifecycle::readiness(&state.upstream.health(), shared);
             ex.json(status, body);
             Ok(Next::Done)
         }

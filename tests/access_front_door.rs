@@ -48,18 +48,33 @@ fn assert_one_answer_then_closed(r: &RawReply, what: &str) {
     );
 }
 
-/// (threads, open fds) of a process, from /proc.
-fn threads_and_fds(pid: u32) -> (usize, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap();
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
-    (threads, fds)
+/// Threads and descriptors of a process, from /proc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Usage {
+    /// tiny_http's connection threads (named `http-conn`; idle ones linger a few seconds).
+    conn_threads: usize,
+    /// Every other thread (fixed pools).
+    other_threads: usize,
+    fds: usize,
+}
+
+fn usage(pid: u32) -> Usage {
+    let mut u = Usage {
+        conn_threads: 0,
+        other_threads: 0,
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count(),
+    };
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let comm = std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap_or_default();
+        if comm.trim() == "http-conn" {
+            u.conn_threads += 1;
+        } else {
+            u.other_threads += 1;
+        }
+    }
+    u
 }
 
 /// Waits until `f` holds, polling every 50 ms for at most `limit`.
@@ -94,8 +109,9 @@ fn requests_that_are_not_http_1_get_505_and_a_closed_connection() {
         assert_one_answer_then_closed(&r, &what);
     }
     // 200 such connections at once leave threads and descriptors where they were.
-    assert_eq!(get(&relay.url("/health")).status, 200);
-    let before = threads_and_fds(relay.pid());
+    let close = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(&relay, close).status, Some(200));
+    let before = usage(relay.pid());
     let clients: Vec<_> = (0..20)
         .map(|i| {
             let addr = relay.addr().to_string();
@@ -116,15 +132,19 @@ fn requests_that_are_not_http_1_get_505_and_a_closed_connection() {
     for c in clients {
         c.join().unwrap();
     }
-    // Idle connection threads end 5 s after their last connection.
-    let mut now = (0, 0);
-    let settled = eventually(20 * SECOND, || {
-        now = threads_and_fds(relay.pid());
-        now.0 <= before.0 && now.1 <= before.1
+    // Connection threads are tiny_http's pool (`http-conn`): idle ones end 5 s after their
+    // last connection, and it keeps at most its minimum of 4 whatever the number of
+    // connections served. The relay's other threads are fixed pools (still starting up just
+    // after `listening on`, so not compared). Before the fix, each of the 200 connections kept
+    // its thread and two descriptors for good.
+    let mut now = before;
+    let settled = eventually(30 * SECOND, || {
+        now = usage(relay.pid());
+        now.conn_threads <= 4 && now.fds <= before.fds
     });
     assert!(
         settled,
-        "threads/fds before {before:?}, after 200 HTTP/2 connections {now:?}"
+        "before {before:?}, after 200 HTTP/2 connections {now:?}"
     );
     assert_eq!(up.requests().len(), 0);
     assert_eq!(get(&relay.url("/health")).status, 200);
@@ -337,7 +357,6 @@ fn connections_beyond_max_connections_get_a_503_and_the_relay_recovers() {
 fn accept_errors_do_not_end_the_listener() {
     let (_up, relay) = setup(json!({}));
     let close = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    assert_eq!(raw(&relay, close).status, Some(200));
     let pid = relay.pid();
     // The descriptor limit leaves exactly four free numbers below it (descriptors take the
     // lowest free number): two served connections (two descriptors each) take them, and the

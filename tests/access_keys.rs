@@ -37,27 +37,11 @@ fn chat_with(relay: &Relay, headers: &[(&str, &str)]) -> Resp {
 }
 
 fn admin(relay: &Relay, method: &str, path: &str, body: Option<Value>) -> Resp {
-    let auth = bearer(ADMIN_KEY);
-    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
-    request(
-        method,
-        &relay.url(path),
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        bytes.as_deref(),
-    )
+    admin_call(relay, ADMIN_KEY, method, path, body)
 }
 
 fn create_key(relay: &Relay, body: Value) -> (String, String) {
-    let r = admin(relay, "POST", "/admin/keys", Some(body));
-    assert_eq!(r.status, 201, "{}", r.body);
-    let v = r.json();
-    (
-        v["id"].as_str().unwrap().to_string(),
-        v["key"].as_str().unwrap().to_string(),
-    )
+    new_key(relay, ADMIN_KEY, body)
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! Per-key rate limits (#5): 429 with `Retry-After` and `X-RateLimit-*`, per-key overrides,
 //! independent keys, and exact admission when 50 clients hammer one key at once.
 
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -107,23 +106,7 @@ fn fifty_clients_hammering_one_key_never_get_more_than_the_limit() {
     let cfg =
         json!({"workers": 16, "auth": {"keys": [KEY_A]}, "rate_limit": {"per_minute": limit}});
     let relay = Arc::new(Relay::start(&config_json(&up.base_url(), cfg)));
-    let barrier = Arc::new(Barrier::new(50));
-    let handles: Vec<_> = (0..50)
-        .map(|_| {
-            let relay = Arc::clone(&relay);
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                barrier.wait();
-                (0..2)
-                    .map(|_| call(&relay, KEY_A).status)
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let statuses = from_clients(50, 2, move |_, _| call(&relay, KEY_A).status);
     let ok = statuses.iter().filter(|s| **s == 200).count();
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(

@@ -45,6 +45,7 @@ fn openapi_document_is_served_without_a_key_and_lists_every_route() {
         "/v1/models",
         "/admin/keys",
         "/admin/keys/{id}",
+        "/admin/keys/{id}/usage",
         "/admin/stats",
         "/cache/stats",
         "/health",

@@ -5,11 +5,13 @@
 #[allow(dead_code)]
 mod common;
 
+mod access_budgets;
 mod access_front_door;
 mod access_hostile;
 mod access_keys;
 mod access_limits;
 mod access_memory;
+mod access_redis;
 mod access_slow;
 mod agents;
 mod apis_messages;

@@ -3,11 +3,12 @@
 //! ([`upstream`], default OpenAI-like answers in [`openai`], a tool-using chat model in
 //! [`chat_model`]) and HTTP/SSE
 //! client helpers ([`client`]), an HTTP/CONNECT proxy fixture ([`proxy`]) and a TLS front for
-//! fixtures ([`tls`]).
+//! fixtures ([`tls`]), and a real Redis server ([`redis`]).
 //!
 //! Every test owns its own fixture and relay on port 0, so tests can run in
 //! parallel threads.
 
+pub mod admin;
 pub mod anthropic;
 pub mod cache;
 pub mod chat_model;
@@ -17,6 +18,7 @@ pub mod process;
 pub mod proxy;
 pub mod python;
 pub mod raw;
+pub mod redis;
 pub mod relay;
 pub mod responses;
 pub mod sha256;
@@ -24,6 +26,7 @@ pub mod tls;
 pub mod upstream;
 pub mod upstreams;
 
+pub use admin::*;
 pub use anthropic::*;
 pub use cache::*;
 pub use client::*;
@@ -32,6 +35,7 @@ pub use process::*;
 pub use proxy::*;
 pub use python::*;
 pub use raw::*;
+pub use redis::*;
 pub use relay::*;
 pub use responses::*;
 pub use sha256::*;

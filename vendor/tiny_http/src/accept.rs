@@ -4,6 +4,7 @@
 //! connections beyond `max_connections` with a fast 503, and can close the listener on demand
 //! while connections already accepted are served to the end.
 
+use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -39,6 +40,28 @@ pub(crate) struct Acceptor {
     pub shared: Arc<Shared>,
     /// Dropped with the listener, so `close_listener()` can wait for it.
     pub closed: mpsc::Sender<()>,
+    pub errors_log: EveryFewSeconds,
+    pub refusals_log: EveryFewSeconds,
+}
+
+/// A rate limit for one kind of log line: at most one per `LOG_EVERY`, counting the rest.
+#[derive(Default)]
+pub(crate) struct EveryFewSeconds {
+    last: Cell<Option<Instant>>,
+    skipped: Cell<u64>,
+}
+
+impl EveryFewSeconds {
+    /// Some(events skipped since the last line) if a line is due now; else counts this one.
+    fn due(&self) -> Option<u64> {
+        if self.last.get().map_or(true, |t| t.elapsed() >= LOG_EVERY) {
+            self.last.set(Some(Instant::now()));
+            Some(self.skipped.replace(0))
+        } else {
+            self.skipped.set(self.skipped.get() + 1);
+            None
+        }
+    }
 }
 
 /// Counts one live connection until dropped.
@@ -61,8 +84,6 @@ impl Acceptor {
     pub fn run(self) {
         let pool = TaskPool::new();
         let mut backoff = MIN_BACKOFF;
-        let mut last_log: Option<Instant> = None;
-        let mut unlogged = 0u64;
         log::debug!("Running accept thread");
         loop {
             if self.shared.close.load(Relaxed) {
@@ -84,18 +105,14 @@ impl Acceptor {
                     if e.kind() == ErrorKind::Interrupted {
                         continue;
                     }
-                    if last_log.map_or(true, |t| t.elapsed() >= LOG_EVERY) {
+                    if let Some(skipped) = self.errors_log.due() {
                         log::error!(
                             "accepting a connection failed: {} ({} more failures since the last \
                              report); {} connections open; retrying",
                             e,
-                            unlogged,
+                            skipped,
                             self.shared.live.load(SeqCst)
                         );
-                        last_log = Some(Instant::now());
-                        unlogged = 0;
-                    } else {
-                        unlogged += 1;
                     }
                     thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -123,7 +140,26 @@ impl Acceptor {
         let live = self.shared.live.fetch_add(1, SeqCst);
         let guard = Live(self.shared.clone());
         if self.max_connections.is_some_and(|max| live >= max) {
-            refuse_busy(sock, live);
+            if let Some(skipped) = self.refusals_log.due() {
+                log::warn!(
+                    "refusing connections: {} connections are open, the max_connections limit \
+                     ({} more refused since the last report)",
+                    live,
+                    skipped
+                );
+            }
+            refuse_now(
+                sock,
+                &Refusal::new(
+                    503,
+                    "too_many_connections",
+                    format!(
+                        "the server has {} connections open, its max_connections limit; retry \
+                         shortly",
+                        live
+                    ),
+                ),
+            );
             return;
         }
         sock.set_timeouts(self.timeout);
@@ -139,11 +175,26 @@ impl Acceptor {
         };
         let (read, write) = match streams {
             Ok(pair) => pair,
-            Err(e) => {
-                log::warn!(
-                    "closing a new connection: cannot duplicate its socket: {}",
-                    e
-                );
+            Err((sock, e)) => {
+                if let Some(skipped) = self.refusals_log.due() {
+                    log::warn!(
+                        "refusing a connection: cannot duplicate its socket: {} ({} more \
+                         refused since the last report)",
+                        e,
+                        skipped
+                    );
+                }
+                if let Some(sock) = sock {
+                    refuse_now(
+                        sock,
+                        &Refusal::new(
+                            503,
+                            "out_of_descriptors",
+                            "the server has no file descriptor left for this connection; retry \
+                             shortly",
+                        ),
+                    );
+                }
                 return;
             }
         };
@@ -159,21 +210,10 @@ impl Acceptor {
     }
 }
 
-/// Answers a connection beyond `max_connections` with a 503 and closes it, without a thread
-/// and without waiting for the client: the answer fits an empty send buffer.
-fn refuse_busy(mut sock: Connection, live: usize) {
-    log::warn!(
-        "refusing a connection: {} connections are open, the max_connections limit",
-        live
-    );
-    let refusal = Refusal::new(
-        503,
-        "too_many_connections",
-        format!(
-            "the server has {} connections open, its max_connections limit; retry shortly",
-            live
-        ),
-    );
+/// Answers a connection the server will not serve (beyond `max_connections`, or no descriptor
+/// left for it) with `refusal` and closes it, without a thread and without waiting for the
+/// client: the answer fits an empty send buffer.
+fn refuse_now(mut sock: Connection, refusal: &Refusal) {
     let mut answer = Vec::new();
     if refusal
         .response()

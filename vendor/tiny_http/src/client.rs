@@ -193,7 +193,16 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(line_error)?;
+                let mut line = self.read_next_line().map_err(line_error)?;
+                // llm-relay patch: empty lines before a request line are ignored (RFC 9112
+                // section 2.2; some clients send a CRLF after a body), a few at most.
+                for _ in 0..4 {
+                    if !line.is_empty() {
+                        break;
+                    }
+                    self.head_bytes = 0; // still idle: a timeout now closes silently
+                    line = self.read_next_line().map_err(line_error)?;
+                }
 
                 parse_request_line(line.as_str())?
             };

@@ -348,6 +348,8 @@ impl Server {
             messages: messages.clone(),
             shared: shared.clone(),
             closed,
+            errors_log: Default::default(),
+            refusals_log: Default::default(),
         };
         thread::Builder::new()
             .name("http-accept".into())

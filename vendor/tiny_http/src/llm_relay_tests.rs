@@ -79,6 +79,15 @@ fn handler_mode_answers_on_the_connection_thread_and_keeps_the_connection() {
 }
 
 #[test]
+fn an_empty_line_before_a_request_is_ignored() {
+    let (_server, addr) = start(echo_thread());
+    let (mut s, mut r) = connect(&addr);
+    s.write_all(b"\r\nGET /after-crlf HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(read_response(&mut r).1.starts_with("/after-crlf "));
+}
+
+#[test]
 fn handler_mode_answers_pipelined_requests_in_order() {
     let (_server, addr) = start(echo_thread());
     let (mut s, mut r) = connect(&addr);
@@ -255,7 +264,10 @@ fn refused_heads_get_one_json_answer_and_a_closed_connection() {
         let shown = String::from_utf8_lossy(bytes);
         assert!(got.starts_with(status), "{shown:?} -> {got:?}");
         assert!(closed, "{shown:?}: connection left open");
-        assert!(!got.contains("\nHTTP/1."), "{shown:?}: two answers: {got:?}");
+        assert!(
+            !got.contains("\nHTTP/1."),
+            "{shown:?}: two answers: {got:?}"
+        );
         assert!(got.contains("Content-Type: application/json"), "{got:?}");
         assert!(got.contains("Connection: close"), "{got:?}");
         let body = got.split("\r\n\r\n").nth(1).unwrap();

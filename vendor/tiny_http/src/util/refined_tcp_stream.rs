@@ -91,13 +91,30 @@ pub struct RefinedTcpStream {
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
+    /// llm-relay patch: fails when the socket cannot be duplicated (no descriptor left),
+    /// giving back a plain TCP or Unix socket so the caller can still answer on it.
+    pub(crate) fn new<S>(
+        stream: S,
+    ) -> Result<(RefinedTcpStream, RefinedTcpStream), (Option<Connection>, std::io::Error)>
     where
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
 
-        let (read, write) = (stream.try_clone()?, stream);
+        let read = match stream.try_clone() {
+            Ok(read) => read,
+            Err(e) => {
+                return Err((
+                    match stream {
+                        Stream::Http(c) => Some(c),
+                        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                        Stream::Https(_) => None,
+                    },
+                    e,
+                ))
+            }
+        };
+        let write = stream;
 
         let read = RefinedTcpStream {
             stream: read,

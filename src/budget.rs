@@ -1,0 +1,359 @@
+//! Money and allowances: the `prices` table (cost of a call), `budget` per key (tokens and USD
+//! per UTC day and month) and model allow-lists.
+//!
+//! Amounts are kept as whole micro-dollars (`u64`), so counters add exactly in a file or in
+//! Redis (`HINCRBY`). A price of 1 USD per million tokens is one micro-dollar per token.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::usage::KeyUsage;
+use crate::utc::{next_day, next_month, rfc3339};
+
+/// One entry of `prices` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    match_model: String,
+    /// USD per million prompt (input) tokens.
+    input_per_million: f64,
+    /// USD per million completion (output) tokens.
+    output_per_million: f64,
+}
+
+/// A checked price: the first entry whose glob matches the model applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Price {
+    pub match_model: String,
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+/// Checks `prices`.
+pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String> {
+    let mut out = Vec::new();
+    for (i, p) in raw.unwrap_or_default().into_iter().enumerate() {
+        if p.match_model.is_empty() {
+            return Err(format!("prices[{i}].match_model is empty"));
+        }
+        for (field, v) in [
+            ("input_per_million", p.input_per_million),
+            ("output_per_million", p.output_per_million),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!(
+                    "prices[{i}].{field} must be a non-negative number of USD, got {v}"
+                ));
+            }
+        }
+        out.push(Price {
+            match_model: p.match_model,
+            input_per_million: p.input_per_million,
+            output_per_million: p.output_per_million,
+        });
+    }
+    Ok(out)
+}
+
+/// The cost of `(prompt, completion)` tokens of `model` in micro-dollars (0 without a price).
+pub fn cost_micros(prices: &[Price], model: &str, prompt: u64, completion: u64) -> u64 {
+    let Some(p) = prices.iter().find(|p| glob(&p.match_model, model)) else {
+        return 0;
+    };
+    let micros = prompt as f64 * p.input_per_million + completion as f64 * p.output_per_million;
+    micros.round() as u64
+}
+
+/// `budget` as written (per key or the default).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    tokens_per_day: Option<u64>,
+    tokens_per_month: Option<u64>,
+    usd_per_day: Option<f64>,
+    usd_per_month: Option<f64>,
+}
+
+/// A checked budget; `None` means no cap. Money in micro-dollars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_day: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_month: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_usd_per_day: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_usd_per_month: Option<u64>,
+}
+
+impl Budget {
+    /// Checks a raw budget; `what` names it in errors (e.g. `budget`).
+    pub fn from_raw(raw: Option<RawBudget>, what: &str) -> Result<Budget, String> {
+        let raw = raw.unwrap_or_default();
+        for (field, v) in [
+            ("tokens_per_day", raw.tokens_per_day),
+            ("tokens_per_month", raw.tokens_per_month),
+        ] {
+            if v == Some(0) {
+                return Err(format!(
+                    "`{what}.{field}` must be positive; leave it out for no cap"
+                ));
+            }
+        }
+        let usd = |field: &str, v: Option<f64>| {
+            match v {
+            None => Ok(None),
+            Some(v) if v.is_finite() && v > 0.0 => Ok(Some((v * 1e6).round() as u64)),
+            Some(v) => Err(format!(
+                "`{what}.{field}` must be a positive number of USD, got {v}; leave it out for no cap"
+            )),
+        }
+        };
+        Ok(Budget {
+            tokens_per_day: raw.tokens_per_day,
+            tokens_per_month: raw.tokens_per_month,
+            micro_usd_per_day: usd("usd_per_day", raw.usd_per_day)?,
+            micro_usd_per_month: usd("usd_per_month", raw.usd_per_month)?,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Budget::default()
+    }
+
+    /// This budget, with `default` filling the caps it leaves open.
+    pub fn or(self, default: Budget) -> Budget {
+        Budget {
+            tokens_per_day: self.tokens_per_day.or(default.tokens_per_day),
+            tokens_per_month: self.tokens_per_month.or(default.tokens_per_month),
+            micro_usd_per_day: self.micro_usd_per_day.or(default.micro_usd_per_day),
+            micro_usd_per_month: self.micro_usd_per_month.or(default.micro_usd_per_month),
+        }
+    }
+
+    /// The budget as the admin API shows it (USD as numbers).
+    pub fn describe(&self) -> serde_json::Value {
+        let usd = |m: Option<u64>| m.map(|m| m as f64 / 1e6);
+        serde_json::json!({
+            "tokens_per_day": self.tokens_per_day,
+            "tokens_per_month": self.tokens_per_month,
+            "usd_per_day": usd(self.micro_usd_per_day),
+            "usd_per_month": usd(self.micro_usd_per_month),
+        })
+    }
+
+    /// `Err` (a 429 `budget_exceeded` and its `Retry-After`) when `day` or `month` (the key's
+    /// figures for the current UTC day and month) have reached a cap.
+    pub fn check(
+        &self,
+        key_id: &str,
+        day: &KeyUsage,
+        month: &KeyUsage,
+        now: u64,
+    ) -> Result<(), Exceeded> {
+        let tokens = |u: &KeyUsage| u.prompt_tokens + u.completion_tokens;
+        let caps = [
+            (
+                self.tokens_per_day,
+                tokens(day),
+                "tokens_per_day",
+                Period::Day,
+            ),
+            (
+                self.micro_usd_per_day,
+                day.cost_micro_usd,
+                "usd_per_day",
+                Period::Day,
+            ),
+            (
+                self.tokens_per_month,
+                tokens(month),
+                "tokens_per_month",
+                Period::Month,
+            ),
+            (
+                self.micro_usd_per_month,
+                month.cost_micro_usd,
+                "usd_per_month",
+                Period::Month,
+            ),
+        ];
+        // the month cap outlasts the day cap: report the later reset when both bind
+        let mut hit = None;
+        for (cap, used, name, period) in caps {
+            if cap.is_some_and(|c| used >= c) {
+                hit = Some((name, period));
+            }
+        }
+        let Some((name, period)) = hit else {
+            return Ok(());
+        };
+        let reset = match period {
+            Period::Day => next_day(now),
+            Period::Month => next_month(now),
+        };
+        Err(Exceeded {
+            key_id: key_id.to_string(),
+            cap: name,
+            reset_at: reset,
+            retry_after: reset.saturating_sub(now).max(1),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Period {
+    Day,
+    Month,
+}
+
+/// A refused request's budget: which cap, and when it resets (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exceeded {
+    pub key_id: String,
+    pub cap: &'static str,
+    pub reset_at: u64,
+    pub retry_after: u64,
+}
+
+impl Exceeded {
+    pub fn error(&self) -> ApiError {
+        ApiError::new(
+            429,
+            "insufficient_quota",
+            "budget_exceeded",
+            format!(
+                "key `{}` has used its budget (`{}`); it resets at {} (unix {}), in {} s; ask \
+                 the relay's admin to raise it",
+                self.key_id,
+                self.cap,
+                rfc3339(self.reset_at),
+                self.reset_at,
+                self.retry_after
+            ),
+        )
+    }
+
+    pub fn headers(&self) -> Vec<(String, String)> {
+        vec![
+            ("Retry-After".to_string(), self.retry_after.to_string()),
+            ("X-Budget-Reset".to_string(), rfc3339(self.reset_at)),
+        ]
+    }
+}
+
+/// Checks a model allow-list (globs; empty = every model).
+pub fn models_from_raw(raw: Option<Vec<String>>, what: &str) -> Result<Vec<String>, String> {
+    let models = raw.unwrap_or_default();
+    if models.iter().any(|m| m.is_empty()) {
+        return Err(format!(
+            "`{what}` has an empty entry; list model names or globs like \"gpt-4o*\""
+        ));
+    }
+    Ok(models)
+}
+
+/// True if `model` may be called under the allow-list `allowed` (empty = anything).
+pub fn model_allowed(allowed: &[String], model: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|g| glob(g, model))
+}
+
+/// The 403 for a model outside a key's allow-list.
+pub fn not_allowed(model: &str) -> ApiError {
+    ApiError::new(
+        403,
+        "invalid_request_error",
+        "model_not_allowed",
+        format!(
+            "this API key may not call model `{model}`; GET /v1/models lists the models it may \
+             call"
+        ),
+    )
+}
+
+/// Glob match: `*` is any run of characters, `?` any one character, the rest literal.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(c) if *c == '?' || Some(c) == t.get(ti) => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("gpt-4o*", "gpt-4o-mini"));
+        assert!(glob("gpt-4o*", "gpt-4o"));
+        assert!(!glob("gpt-4o*", "gpt-4"));
+        assert!(glob("*", ""));
+        assert!(glob("a?c", "abc"));
+        assert!(glob("*mini*", "gpt-4o-mini-2024"));
+        assert!(!glob("llama", "llama3"));
+        assert!(glob("a*b*c", "aXbYbZc"));
+    }
+
+    #[test]
+    fn cost_and_caps() {
+        let prices = prices_from_raw(Some(vec![RawPrice {
+            match_model: "gpt-4o*".into(),
+            input_per_million: 2.5,
+            output_per_million: 10.0,
+        }]))
+        .unwrap();
+        assert_eq!(cost_micros(&prices, "gpt-4o-mini", 1000, 100), 3500);
+        assert_eq!(cost_micros(&prices, "llama3", 1000, 100), 0);
+        let raw = RawBudget {
+            tokens_per_day: Some(100),
+            usd_per_month: Some(0.01),
+            ..RawBudget::default()
+        };
+        let b = Budget::from_raw(Some(raw), "budget").unwrap();
+        let used = |t, c| KeyUsage {
+            prompt_tokens: t,
+            cost_micro_usd: c,
+            ..KeyUsage::default()
+        };
+        assert!(b.check("k", &used(99, 0), &used(99, 0), 0).is_ok());
+        let e = b.check("k", &used(100, 0), &used(100, 0), 10).unwrap_err();
+        assert_eq!(
+            (e.cap, e.reset_at, e.retry_after),
+            ("tokens_per_day", 86_400, 86_390)
+        );
+        let e = b.check("k", &used(0, 0), &used(0, 10_000), 0).unwrap_err();
+        assert_eq!(e.cap, "usd_per_month");
+        assert!(Budget::from_raw(
+            Some(RawBudget {
+                usd_per_day: Some(-1.0),
+                ..RawBudget::default()
+            }),
+            "budget"
+        )
+        .is_err());
+    }
+}

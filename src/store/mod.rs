@@ -1,0 +1,238 @@
+//! Per-key state that outlives a request — rate-limit windows, usage figures and the budgets
+//! they are checked against — and where it lives: on this machine (memory, plus `usage.json`
+//! under `state.dir`), or in Redis/Valkey shared by every replica (`state.redis`).
+//!
+//! The gate asks the [`Store`]; it never knows which backend answers. When Redis cannot be
+//! reached, calls return [`Down`] and the gate applies `state.on_unavailable`.
+
+mod redis;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+pub use self::redis::Redis;
+use crate::limits::{Limiter, RateLimit, Verdict};
+use crate::log;
+use crate::usage::{Book, KeyUsage};
+
+/// How often the usage book is written to `state.dir` (what a `kill -9` can lose).
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// What to do with a request while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    /// Answer 503 `state_unavailable` (limits and budgets are never exceeded).
+    #[default]
+    Refuse,
+    /// Serve without limits or budgets, log a warning (usage of those requests is not counted).
+    Allow,
+}
+
+/// The `state` section as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    dir: Option<String>,
+    redis: Option<String>,
+    on_unavailable: Option<OnUnavailable>,
+}
+
+/// The checked `state` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateConfig {
+    /// Where `usage.json` is kept without Redis; `None`: usage lives in memory only.
+    pub dir: Option<PathBuf>,
+    /// `redis://` (or `unix://`) URL of a Redis or Valkey server shared by all replicas.
+    pub redis: Option<String>,
+    pub on_unavailable: OnUnavailable,
+}
+
+impl StateConfig {
+    pub fn from_raw(raw: Option<RawState>) -> Result<StateConfig, String> {
+        let mut raw = raw.unwrap_or_default();
+        // "" is none, so a config can take it from an environment variable that may be unset
+        raw.redis = raw.redis.filter(|url| !url.is_empty());
+        if let Some(url) = &raw.redis {
+            if !url.starts_with("redis://") && !url.starts_with("unix://") {
+                return Err(format!(
+                    "`state.redis` must be a redis:// URL, e.g. \"redis://127.0.0.1:6379/0\"; \
+                     got \"{}\"",
+                    redact(url)
+                ));
+            }
+        }
+        if raw.on_unavailable.is_some() && raw.redis.is_none() {
+            return Err(
+                "`state.on_unavailable` only applies with `state.redis`; set both or \
+                        neither"
+                    .to_string(),
+            );
+        }
+        Ok(StateConfig {
+            dir: raw.dir.map(PathBuf::from),
+            redis: raw.redis,
+            on_unavailable: raw.on_unavailable.unwrap_or_default(),
+        })
+    }
+
+    /// One line for `--check`.
+    pub fn summary(&self) -> String {
+        match (&self.redis, &self.dir) {
+            (Some(url), _) => format!(
+                "state: redis {} (shared by replicas), on_unavailable {}\n",
+                redact(url),
+                match self.on_unavailable {
+                    OnUnavailable::Refuse => "refuse",
+                    OnUnavailable::Allow => "allow",
+                }
+            ),
+            (None, Some(dir)) => format!(
+                "state: this machine, usage written to {} every second\n",
+                dir.join("usage.json").display()
+            ),
+            (None, None) => "state: this machine, usage in memory only (set `state.dir` to keep \
+                             it across restarts)\n"
+                .to_string(),
+        }
+    }
+}
+
+/// A URL without its password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!(
+                "{}://***@{}",
+                url.get(..scheme).unwrap_or(""),
+                url.get(at + 1..).unwrap_or("")
+            )
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Redis could not be reached (the reason is already logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Down;
+
+/// The outcome of a rate-limit check: `Ok` admitted (figures when limited), `Err` refused.
+pub type Admission = Result<Option<Verdict>, Verdict>;
+
+/// Windows and figures, on this machine or in Redis.
+#[derive(Debug)]
+pub struct Store {
+    pub config: StateConfig,
+    limiter: Limiter,
+    book: Arc<Book>,
+    redis: Option<Arc<Redis>>,
+}
+
+impl Store {
+    /// Opens the store (reading `usage.json`, or preparing the Redis client without
+    /// connecting yet, so a relay starts while Redis is down) and starts the writer of the book.
+    pub fn open(config: &StateConfig) -> Result<Store, String> {
+        let redis = match &config.redis {
+            Some(url) => Some(Arc::new(Redis::open(url)?)),
+            None => None,
+        };
+        let dir = if redis.is_some() {
+            None
+        } else {
+            config.dir.as_deref()
+        };
+        let book = Arc::new(Book::open(dir)?);
+        if dir.is_some() {
+            let book = Arc::clone(&book);
+            std::thread::Builder::new()
+                .name("usage-writer".to_string())
+                .spawn(move || loop {
+                    std::thread::sleep(FLUSH_EVERY);
+                    if let Err(e) = book.flush(crate::util::now_secs()) {
+                        log::error(&format!("cannot save usage: {e}"));
+                    }
+                })
+                .map_err(|e| format!("cannot start the usage writer thread: {e}"))?;
+        }
+        Ok(Store {
+            config: config.clone(),
+            limiter: Limiter::default(),
+            book,
+            redis,
+        })
+    }
+
+    pub fn redis(&self) -> Option<&Arc<Redis>> {
+        self.redis.as_ref()
+    }
+
+    /// Admits one request for `key` under `limit`, or refuses it.
+    pub fn admit(&self, key: &str, limit: RateLimit) -> Result<Admission, Down> {
+        if limit.is_empty() {
+            return Ok(Ok(None));
+        }
+        match &self.redis {
+            Some(r) => r.admit(key, limit),
+            None => Ok(self.limiter.admit(key, limit, Instant::now())),
+        }
+    }
+
+    /// The key's figures for the UTC day and month containing `now`.
+    pub fn period(&self, key: &str, now: u64) -> Result<(KeyUsage, KeyUsage), Down> {
+        match &self.redis {
+            Some(r) => r.period(key, now),
+            None => Ok(self.book.period(key, now)),
+        }
+    }
+
+    pub fn record(&self, key: &str, figures: &KeyUsage, now: u64) -> Result<(), Down> {
+        match &self.redis {
+            Some(r) => r.record(key, figures, now),
+            None => {
+                self.book.record(key, figures, now);
+                Ok(())
+            }
+        }
+    }
+
+    /// All-time figures, or the sum of the UTC days from `since` on.
+    pub fn totals(&self, key: &str, since: Option<u64>, now: u64) -> Result<KeyUsage, Down> {
+        match &self.redis {
+            Some(r) => r.totals(key, since, now),
+            None => Ok(self.book.totals(key, since)),
+        }
+    }
+
+    /// Per-day figures from `since` on, oldest first (days without use left out).
+    pub fn days(&self, key: &str, since: u64, now: u64) -> Result<Vec<(String, KeyUsage)>, Down> {
+        match &self.redis {
+            Some(r) => r.days(key, since, now),
+            None => Ok(self.book.days(key, since)),
+        }
+    }
+
+    /// Forgets a revoked key's rate-limit window (its figures stay).
+    pub fn forget(&self, key: &str) {
+        match &self.redis {
+            Some(r) => {
+                let _ = r.forget(key);
+            }
+            None => self.limiter.forget(key),
+        }
+    }
+
+    /// Writes the book now (on shutdown).
+    pub fn flush(&self) {
+        if let Err(e) = self.book.flush(crate::util::now_secs()) {
+            log::error(&format!("cannot save usage: {e}"));
+        }
+    }
+
+    /// For `/ready` and `/metrics`: `None` without Redis, else whether it answers now.
+    pub fn reachable(&self) -> Option<bool> {
+        self.redis.as_ref().map(|r| r.ping().is_ok())
+    }
+}

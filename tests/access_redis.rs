@@ -1,0 +1,238 @@
+//! Several replicas, one truth (#14): two relay processes sharing a real `redis-server`
+//! (`state.redis`). Rate limits and budgets are exact across both under concurrency, usage
+//! read on either is the sum, keys created on one work on the other, and a Redis outage gives
+//! the documented `on_unavailable` behaviour, then recovers.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const KEY: &str = "sk-redis-client-0000000001";
+const ADMIN: &str = "sk-redis-admin-00000000002";
+
+fn chat() -> Value {
+    json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// Two relays in front of `up` sharing `redis`; `extra` keys are added to the config.
+fn replicas(up: &Upstream, redis: &RedisServer, state: Value, extra: Value) -> [Relay; 2] {
+    let mut cfg = json!({
+        "workers": 16,
+        "auth": {"keys": [KEY], "admin_key": ADMIN},
+        "state": {"redis": redis.url()},
+    });
+    if let Value::Object(m) = state {
+        for (k, v) in m {
+            cfg["state"][k] = v;
+        }
+    }
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            cfg[k] = v;
+        }
+    }
+    let text = config_json(&up.base_url(), cfg);
+    [Relay::start(&text), Relay::start(&text)]
+}
+
+/// Polls `f` until it is true (a change made on one replica reaching the other).
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn per_minute_across_two_replicas_admits_exactly_n_under_50_clients() {
+    let up = Upstream::openai();
+    let redis = RedisServer::start();
+    let limit = 20;
+    let relays = Arc::new(replicas(
+        &up,
+        &redis,
+        json!({}),
+        json!({"rate_limit": {"per_minute": limit}}),
+    ));
+    let statuses = from_clients(50, 2, move |c, i| {
+        chat_as(&relays[(c + i) % 2], KEY, &chat()).status
+    });
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((ok, limited), (limit, 100 - limit), "{statuses:?}");
+    assert_eq!(up.requests().len(), limit);
+}
+
+#[test]
+fn usage_is_the_sum_on_either_replica_and_keys_made_on_one_work_on_both() {
+    let up = Upstream::openai();
+    let redis = RedisServer::start();
+    let [a, b] = replicas(&up, &redis, json!({}), json!({}));
+    let (id, key) = new_key(&a, ADMIN, json!({"name": "shared"}));
+    // created on A, used at once on B
+    assert_eq!(chat_as(&b, &key, &chat()).status, 200);
+    for _ in 0..2 {
+        assert_eq!(chat_as(&a, &key, &chat()).status, 200);
+    }
+    assert_eq!(chat_as(&b, &key, &chat()).status, 200);
+    for relay in [&a, &b] {
+        let u = key_usage(relay, ADMIN, &id);
+        assert_eq!(u["total"]["requests"], 4, "{u}");
+        assert_eq!(u["total"]["prompt_tokens"], 20, "{u}");
+        assert_eq!(u["today"]["completion_tokens"], 16, "{u}");
+        let stats = admin_call(relay, ADMIN, "GET", "/admin/stats", None).json();
+        let mine = stats["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .cloned()
+            .unwrap();
+        assert_eq!(mine["requests"], 4, "{stats}");
+    }
+    // a change on B reaches A; a revocation on B too
+    let r = admin_call(
+        &b,
+        ADMIN,
+        "PATCH",
+        &format!("/admin/keys/{id}"),
+        Some(json!({"models": ["x"]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the allow-list set on B applies on A", || {
+        chat_as(&a, &key, &chat()).status == 403
+    });
+    let r = admin_call(&b, ADMIN, "DELETE", &format!("/admin/keys/{id}"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the key revoked on B is refused on A", || {
+        chat_as(&a, &key, &chat()).status == 401
+    });
+}
+
+#[test]
+fn budgets_are_exact_across_replicas() {
+    let up = Upstream::openai();
+    let redis = RedisServer::start();
+    let [a, b] = replicas(
+        &up,
+        &redis,
+        json!({}),
+        json!({"budget": {"tokens_per_day": 30}}),
+    );
+    // 9 tokens a call: 0, 9, 18, 27 are under 30, whichever replica serves them
+    for relay in [&a, &b, &a, &b] {
+        assert_eq!(chat_as(relay, KEY, &chat()).status, 200);
+    }
+    for relay in [&a, &b] {
+        let r = chat_as(relay, KEY, &chat());
+        r.assert_error(429, "budget_exceeded");
+    }
+    assert_eq!(up.requests().len(), 4);
+}
+
+/// Metric `name`'s value in `/metrics` of `relay`.
+fn metric(relay: &Relay, name: &str) -> Option<f64> {
+    let text = get(&relay.url("/metrics")).body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn redis_down_mid_load_refuses_with_503_then_recovers() {
+    let up = Upstream::openai();
+    let mut redis = RedisServer::start();
+    let relays = Arc::new(replicas(
+        &up,
+        &redis,
+        json!({"on_unavailable": "refuse"}),
+        json!({"rate_limit": {"per_minute": 100000}}),
+    ));
+    let (a, b) = (&relays[0], &relays[1]);
+    assert_eq!(get(&a.url("/ready")).json()["state"]["available"], true);
+    // load from 8 clients while Redis dies and comes back
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..8)
+        .map(|i| {
+            let (relays, stop) = (Arc::clone(&relays), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    seen.push(chat_as(&relays[i % 2], KEY, &chat()).status);
+                }
+                seen
+            })
+        })
+        .collect();
+    eventually("load reaches the upstream", || up.requests().len() >= 8);
+    redis.kill();
+    for relay in [a, b] {
+        eventually("a request is refused with 503 state_unavailable", || {
+            let r = chat_as(relay, KEY, &chat());
+            r.status == 503 && r.json()["error"]["code"] == "state_unavailable"
+        });
+        let ready = get(&relay.url("/ready"));
+        assert_eq!(ready.status, 503, "{}", ready.body);
+        assert_eq!(ready.json()["state"]["available"], false);
+        assert_eq!(metric(relay, "llm_relay_state_available"), Some(0.0));
+        assert!(relay
+            .wait_for_log_line(Duration::from_secs(10), |l| l.contains("cannot be reached"))
+            .is_some());
+    }
+    redis.restart();
+    for relay in [a, b] {
+        eventually("requests are served again", || {
+            chat_as(relay, KEY, &chat()).status == 200
+        });
+        assert_eq!(get(&relay.url("/ready")).status, 200);
+        assert_eq!(metric(relay, "llm_relay_state_available"), Some(1.0));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let statuses: Vec<u16> = load.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "only served or refused, never another error: {statuses:?}"
+    );
+}
+
+#[test]
+fn redis_down_with_allow_serves_without_limits_then_limits_again() {
+    let up = Upstream::openai();
+    let mut redis = RedisServer::start();
+    let [a, _b] = replicas(
+        &up,
+        &redis,
+        json!({"on_unavailable": "allow"}),
+        json!({"rate_limit": {"per_minute": 2}}),
+    );
+    assert_eq!(chat_as(&a, KEY, &chat()).status, 200);
+    redis.kill();
+    for _ in 0..4 {
+        assert_eq!(
+            chat_as(&a, KEY, &chat()).status,
+            200,
+            "allowed past the limit"
+        );
+    }
+    let ready = get(&a.url("/ready"));
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json()["state"]["on_unavailable"], "allow");
+    assert_eq!(ready.json()["state"]["available"], false);
+    let text = get(&a.url("/metrics")).body;
+    assert!(
+        text.contains("llm_relay_state_unavailable_requests_total{action=\"allow\"} 4"),
+        "{text}"
+    );
+    assert!(a
+        .wait_for_log_line(Duration::from_secs(10), |l| l.contains("WARN")
+            || l.contains("warn"))
+        .is_some_and(|l| l.contains("Redis")));
+    redis.restart(); // empty: the window starts again
+    assert_eq!(chat_as(&a, KEY, &chat()).status, 200);
+    assert_eq!(chat_as(&a, KEY, &chat()).status, 200);
+    chat_as(&a, KEY, &chat()).assert_error(429, "rate_limit_exceeded");
+}
