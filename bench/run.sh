@@ -228,6 +228,14 @@ http {
       default_type application/json;
       return 200 '$(cat "$ROOT/bench/chat_completion.json")';
     }
+    location = /v1/responses {
+      default_type application/json;
+      return 200 '$(cat "$ROOT/bench/responses.json")';
+    }
+    location = /v1/messages {
+      default_type application/json;
+      return 200 '$(cat "$ROOT/bench/message.json")';
+    }
     location /static/ { alias $dir/www/; default_type application/json; }
     $proxy
   }
@@ -348,6 +356,46 @@ scenario_hit() { # ID NAME MEMORY_ITEMS
     row "$1" "$2" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$RELAY_PID")" "$(errors_note "${r[3]}")"
   fi
   stop "$RELAY_PID"
+}
+
+# Scenario 10: the Responses and Messages APIs through the relay, every request a miss (cache
+# off) and every request a hit, against nginx answering a fixed response / message.
+scenario_apis() {
+  local kind path body cache r id
+  for kind in responses messages; do
+    path=/v1/$kind body=$ROOT/bench/${kind}_request.json
+    for cache in miss hit; do
+      id=10${kind:0:1}-$cache
+      if [ "$cache" = hit ] && [ "$HAS_CACHE" = 0 ]; then
+        not_run "$id" "relay, $path, every request a hit" "this build has no cache"
+        continue
+      fi
+      RELAY_N=$((RELAY_N + 1)) RELAY_PORT=$(free_port) RELAY_CFG=$RUN/relay-$RELAY_N.jsonc
+      printf '{"listen": "127.0.0.1:%s", "workers": 32, "upstreams": [
+        {"name": "openai", "url": "http://%s/v1", "api": "responses"},
+        {"name": "claude", "url": "http://%s/v1", "api": "anthropic", "api_key": "bench"}]%s}\n' \
+        "$RELAY_PORT" "$NGINX" "$NGINX" \
+        "$([ "$cache" = hit ] && printf ', "cache": %s' "$(cache_json "$RUN/cache-$id" 10000)")" >"$RELAY_CFG"
+      if ! "$RELAY_BIN" --check --config "$RELAY_CFG" >/dev/null 2>&1; then
+        not_run "$id" "relay, $path" "this build does not know \`upstreams[].api\`"
+        continue
+      fi
+      "$RELAY_BIN" --config "$RELAY_CFG" >/dev/null 2>"$RUN/relay-$RELAY_N.log" &
+      RELAY_PID=$!
+      PIDS+=("$RELAY_PID")
+      RELAY=127.0.0.1:$RELAY_PORT
+      wait_http "http://$RELAY/health" 30 || die "the relay did not start: $(tail -5 "$RUN/relay-$RELAY_N.log")"
+      curl -s -o /dev/null -H 'Content-Type: application/json' --data-binary "@$body" "http://$RELAY$path"
+      if [ "$cache" = hit ] && ! curl -s -D - -o /dev/null -H 'Content-Type: application/json' \
+          --data-binary "@$body" "http://$RELAY$path" | grep -qi '^x-cache: *hit'; then
+        not_run "$id" "relay, $path, every request a hit" "no \`X-Cache: HIT\` on a repeated request"
+      else
+        r=($(BENCH_BODY_FILE=$body run_wrk "http://$RELAY$path" -s "$ROOT/bench/post.lua"))
+        row "$id" "relay, $path, every request a $cache" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$RELAY_PID")" "$(errors_note "${r[3]}")"
+      fi
+      stop "$RELAY_PID"
+    done
+  done
 }
 
 scenario_static() {
@@ -629,6 +677,7 @@ log "scenario 2: miss path";         scenario_miss
 log "scenario 3: cache hits";        scenario_hit 3m "relay, every request a hit, from memory" 10000
                                      scenario_hit 3d "relay, every request a hit, from disk (memory tier off)" 0
 log "scenario 4: nginx static";      scenario_static
+log "scenario 10: Responses, Messages"; scenario_apis
 log "scenario 5: LiteLLM";           scenario_litellm 5off "LiteLLM proxy, cache off" 0
                                      scenario_litellm 5on "LiteLLM proxy, local cache on" 1
 log "scenario 6: streaming";         scenario_streams

@@ -56,6 +56,7 @@ struct RawConfig {
     log_level: Option<crate::log::Level>,
     body_log: Option<String>,
     client_timeout_ms: Option<u64>,
+    stream_keepalive_ms: Option<u64>,
     max_connections: Option<usize>,
     auth: Option<crate::auth::RawAuth>,
     rate_limit: Option<crate::limits::RawRateLimit>,
@@ -100,6 +101,9 @@ pub struct Config {
     pub ops: crate::ops::OpsConfig,
     /// Longest a client may take to send its request head or body (per read, and in total).
     pub client_timeout: Duration,
+    /// `stream_keepalive_ms`: how often a streaming client gets an SSE comment line while the
+    /// upstream has not answered yet; `None` = off (the default).
+    pub stream_keepalive: Option<Duration>,
     /// Client connections served at once; one more is answered 503 and closed (`fd_limit`).
     pub max_connections: usize,
     pub auth: crate::auth::AuthConfig,
@@ -249,8 +253,13 @@ impl Config {
         let client_timeout = millis(raw.client_timeout_ms, 30_000, "client_timeout_ms")?;
         let auth = crate::auth::AuthConfig::from_raw(raw.auth, raw.forward_auth)?;
         let rate_limit = crate::limits::RateLimit::from_raw(raw.rate_limit, "rate_limit")?;
+        let stream_keepalive = raw
+            .stream_keepalive_ms
+            .map(|ms| millis(Some(ms), 0, "stream_keepalive_ms"))
+            .transpose()?;
         Ok(Config {
             client_timeout,
+            stream_keepalive,
             max_connections: crate::fd_limit::max_connections(raw.max_connections)?,
             auth,
             rate_limit,

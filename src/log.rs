@@ -131,7 +131,7 @@ fn json_format() -> bool {
 }
 
 /// What the cache did for a request, as the access log and the metrics name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CacheResult {
     Hit,
     Miss,

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::log::Access;
+use crate::log::{Access, CacheResult};
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -54,8 +54,8 @@ impl Histogram {
 struct Registry {
     /// (route, status) → count
     requests: BTreeMap<(&'static str, u16), u64>,
-    /// (route, result) → count; result is `hit`, `miss`, `bypass`, ...
-    cache: BTreeMap<(&'static str, &'static str), u64>,
+    /// (route, what the cache did) → count
+    cache: BTreeMap<(&'static str, CacheResult), u64>,
     upstream_errors: BTreeMap<String, u64>,
     retries: BTreeMap<String, u64>,
     rate_limited: u64,
@@ -123,14 +123,14 @@ pub fn request_done(a: &Access) {
                 .observe(OVERHEAD_BUCKETS, own);
         }
         if let Some(result) = a.cache {
-            *r.cache.entry((route, result.label())).or_default() += 1;
+            *r.cache.entry((route, result)).or_default() += 1;
         }
     });
 }
 
-/// A cache lookup's result for a request on `route` (`hit`, `miss`, `bypass`, ...).
+/// A cache lookup's result for a request on `route`.
 #[cfg(test)] // requests record theirs in `request_done`, under the same lock
-pub fn cache_result(route: &str, result: &'static str) {
+pub fn cache_result(route: &str, result: CacheResult) {
     let key = (route_label(route), result);
     with(|r| *r.cache.entry(key).or_default() += 1);
 }
@@ -257,19 +257,19 @@ pub fn render() -> String {
             let _ = writeln!(
                 out,
                 "llm_relay_cache_requests_total{{route=\"{route}\",result=\"{}\"}} {n}",
-                escape(result)
+                result.label()
             );
         }
         let hits: u64 = r
             .cache
             .iter()
-            .filter(|((_, res), _)| *res == "hit")
+            .filter(|((_, res), _)| *res == CacheResult::Hit)
             .map(|(_, n)| n)
             .sum();
         let misses: u64 = r
             .cache
             .iter()
-            .filter(|((_, res), _)| *res == "miss")
+            .filter(|((_, res), _)| *res == CacheResult::Miss)
             .map(|(_, n)| n)
             .sum();
         simple(
@@ -492,9 +492,9 @@ mod tests {
     #[test]
     fn recorders_for_cache_failover_and_limits_show_in_render() {
         // the only test touching these families of the process-wide registry
-        cache_result("/v1/chat/completions", "hit");
-        cache_result("/chat/completions", "hit");
-        cache_result("/v1/embeddings", "miss");
+        cache_result("/v1/chat/completions", CacheResult::Hit);
+        cache_result("/chat/completions", CacheResult::Hit);
+        cache_result("/v1/embeddings", CacheResult::Miss);
         cache_size(3, 1000);
         retry("http://a/v1");
         rate_limited();

@@ -25,11 +25,22 @@ pub struct Pass {
     _permit: limit::Permit,
 }
 
+/// The methods passed through (the upstream client sends no others).
+const METHODS: &str = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS";
+
 /// Checks what can be checked before any upstream work, and takes an in-flight permit.
 pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError> {
     let Some(req) = ex.request() else {
         return Ok(None);
     };
+    let method = req.method().as_str();
+    if !METHODS.split(", ").any(|m| m == method) {
+        return Err(ApiError::method_not_allowed(
+            method,
+            &ex.access.path,
+            METHODS,
+        ));
+    }
     let max = state.config.max_body_bytes;
     if req.body_length().is_some_and(|n| n as u64 > max) {
         return Err(ApiError::too_large(max));

@@ -9,7 +9,7 @@
 //! (with failover) → answer (whole, or as a stream relayed event by event) → record a complete
 //! success in the cache.
 
-use std::io::BufReader;
+use std::cell::RefCell;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
@@ -18,13 +18,15 @@ use crate::api::Api;
 use crate::body_cost::Reservation;
 use crate::cache;
 use crate::error::ApiError;
-use crate::exchange::{json_content_type, request_headers, Exchange};
+use crate::exchange::{json_content_type, request_headers, Exchange, Meter};
 use crate::intake;
-use crate::sse::{self, End, SseOut};
+use crate::log::Access;
+use crate::sse::SseOut;
 use crate::state::State;
+use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect};
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, models, passthrough, rules, shape, usage};
+use crate::{body_log, keepalive, models, passthrough, rules, shape, usage};
 
 /// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,9 +108,6 @@ fn cacheable(endpoint: Endpoint, body: &Map<String, Value>) -> bool {
 
 /// The most of a streamed answer recorded when no cache sets `max_entry_bytes`.
 const MAX_RECORD: u64 = 32 * 1024 * 1024;
-/// Says why an answer the cache would have stored was not: larger than `max_entry_bytes`.
-const SKIP_HEADER: &str = "X-Relay-Cache";
-const SKIP_TOO_LARGE: &str = "skip-too-large";
 
 /// What happens to a request after a step.
 pub enum Next {
@@ -147,9 +146,8 @@ pub struct Call {
     _reserved: Reservation,
 }
 
-/// The first part, where the request was received: body → translation (a client of an API no
-/// endpoint speaks for its model) → rules → shaping → cache lookup (a hit answers here) →
-/// forwardable headers → in-flight permit. The rest comes back as [`Next::Upstream`].
+/// The first part, where the request was received: body → rules → shaping → cache lookup (a
+/// hit answers here) → forwardable headers → in-flight permit. The rest comes back as [`Next::Upstream`].
 pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Next, ApiError> {
     let Some(req) = ex.request_mut() else {
         return Ok(Next::Done);
@@ -324,78 +322,86 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let max_record = cache.map_or(MAX_RECORD, |c| c.config.max_entry_bytes) as usize;
 
     let up = &state.upstream;
+    let api = call.endpoint.api();
+    let model = ex.access.model.clone();
     let mode = if call.stream {
         Mode::Stream
     } else {
         Mode::Whole
     };
+    let post = || {
+        up.post(
+            api,
+            call.endpoint.path(),
+            &call.headers,
+            &call.body,
+            &model,
+            mode,
+        )
+    };
+    // A stream is charged from inside the writer, before its end, so a next request sees it.
+    let pending_charge: RefCell<Option<(Meter, Access)>> = RefCell::new(None);
+    let charge = |recorded: &[u8]| {
+        if let Some((meter, mut charged)) = pending_charge.borrow_mut().take() {
+            charged.status = 200;
+            (charged.prompt_tokens, charged.completion_tokens) = usage::stream_tokens(recorded);
+            meter(&charged);
+        }
+    };
+    let streaming = Streaming {
+        up,
+        api,
+        dialect: call.dialect,
+        max_record,
+        storing,
+        record: &record,
+        charge: &charge,
+    };
     let upstream_started = Instant::now();
-    let sent = up.post(
-        call.endpoint.api(),
-        call.endpoint.path(),
-        &call.headers,
-        &call.body,
-        &ex.access.model,
-        mode,
-    )?;
-    ex.access.upstream = sent.base.clone();
-    let response = sent.response;
-    let status = response.status().as_u16();
-    let mut reply_headers = upstream::response_headers(response.headers());
-    reply_headers.extend(reply_extra);
-    let is_sse = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
-
-    if call.stream && status == 200 && is_sse {
-        let mut reader = BufReader::with_capacity(16 * 1024, response.into_body().into_reader());
-        let base = sent.base.clone();
-        let describe = move |e: &std::io::Error| {
-            if upstream::is_timeout(e) {
-                format!("upstream {base} went silent mid-stream (idle timeout): {e}")
-            } else {
-                format!("upstream {base} broke the stream: {e}")
-            }
-        };
-        let mut recorded = None;
-        // charged from inside the writer, before the stream's end, so a next request sees it
-        let (meter, mut charged) = (ex.take_meter(), ex.access.clone());
+    if let (true, Some(every)) = (call.stream, state.config.stream_keepalive) {
+        // The head goes out now; comment lines keep the connection busy until the upstream's.
+        let mut outcome = None;
+        if let Some(meter) = ex.take_meter() {
+            *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
+        }
         ex.answer_with(|req| {
             let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-            let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
+            let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_extra) else {
+                return (200, 0);
+            };
+            let posted = keepalive::while_waiting(&mut out, every, post);
+            let (bytes, base, recorded) = streaming.answer_late(posted, out);
+            outcome = Some((base, recorded));
+            (200, bytes)
+        });
+        charge(&[]); // a late failure (no stream relayed) still counts against the key
+        if let Some((base, recorded)) = outcome {
+            ex.access.upstream = base.unwrap_or_default();
+            ex.access.upstream_time = upstream_started.elapsed();
+            body_log::record(&ex.access.path, &call.body, 200, &recorded);
+            (ex.access.prompt_tokens, ex.access.completion_tokens) =
+                usage::stream_tokens(&recorded);
+        }
+        return Ok(());
+    }
+    let sent = post()?;
+    ex.access.upstream = sent.base.clone();
+    let status = sent.response.status().as_u16();
+    let mut reply_headers = upstream::response_headers(sent.response.headers());
+    reply_headers.extend(reply_extra);
+
+    if call.stream && is_event_stream(&sent) {
+        let mut recorded = None;
+        if let Some(meter) = ex.take_meter() {
+            *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
+        }
+        ex.answer_with(|req| {
+            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
+            let Ok(out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
-            let mut translation = call.dialect.map(translate::Stream::new);
-            let relayed = sse::relay(
-                call.endpoint.api(),
-                &mut reader,
-                &mut out,
-                &describe,
-                max_record,
-                translation.as_mut().map(|t| t as &mut dyn sse::Translate),
-            );
-            if relayed.end == End::Complete && !relayed.truncated {
-                record(&relayed.recorded); // before the stream's end, so a next request finds it
-            } else if matches!(relayed.end, End::Interrupted(_)) {
-                up.stream_failed(&sent.endpoint);
-            }
-            if relayed.truncated && storing && relayed.end != End::ClientGone {
-                // The head is long gone: an SSE comment (ignored by clients) says it instead.
-                let _ = out.write(format!(": {SKIP_HEADER}: {SKIP_TOO_LARGE}\n\n").as_bytes());
-            }
-            let bytes = out.bytes;
-            charged.status = 200;
-            (charged.prompt_tokens, charged.completion_tokens) =
-                usage::stream_tokens(&relayed.recorded);
-            if let Some(meter) = meter {
-                meter(&charged);
-            }
-            if relayed.end != End::ClientGone {
-                let _ = out.finish();
-            }
-            recorded = Some(relayed.recorded);
+            let (bytes, copy) = streaming.relay(sent, out);
+            recorded = Some(copy);
             (200, bytes)
         });
         if let Some(recorded) = recorded {
@@ -407,6 +413,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         return Ok(());
     }
 
+    let response = sent.response;
     let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
     ex.access.upstream_time = upstream_started.elapsed();
     if (200..300).contains(&status) {

@@ -5,6 +5,7 @@
 //! goes upstream.
 
 use std::io::Read;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -110,6 +111,24 @@ fn uploads_and_binary_answers_pass_unchanged() {
     assert_eq!(status, 200);
     assert_eq!(find_header(&headers, "content-type"), Some("audio/mpeg"));
     assert!(body == audio, "binary answer intact ({} bytes)", body.len());
+
+    // a method the upstream client cannot send is the relay's 405, not an upstream failure
+    let before = up.requests().len();
+    let head = b"QUERY /v1/models/m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let r = raw_exchange(
+        relay.addr(),
+        &[head],
+        Duration::ZERO,
+        Duration::from_secs(10),
+    );
+    assert_eq!(r.status, Some(405), "{}", r.text);
+    assert!(
+        r.text
+            .contains("Allow: GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"),
+        "{}",
+        r.text
+    );
+    assert_eq!(up.requests().len(), before);
 }
 
 #[test]

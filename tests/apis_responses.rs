@@ -2,6 +2,8 @@
 //! relayed one by one, complete only at `response.completed`; cached plain and streamed from
 //! one entry in both directions; cut, failed and background responses never cached.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -189,4 +191,51 @@ fn cut_failed_and_background_responses_are_never_cached() {
         files_ending(dir.path(), ".txt").is_empty(),
         "no entry stored"
     );
+}
+
+#[test]
+fn each_typed_event_reaches_the_client_before_the_upstream_sends_the_next() {
+    // Responses and Messages alike: the fixture sends the first event, then waits until the
+    // client has received it; had the relay held it back, the fixture would cut the stream
+    // after 15 s and the client would see an error event.
+    let responses = responses_events(&json!({"model": "m", "input": "x"}));
+    let messages = anthropic_events(&json!({"model": "m"}));
+    let go = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&go);
+    let up = Upstream::start(move |req| {
+        let list = if req.path.starts_with("/v1/messages") {
+            &messages
+        } else {
+            &responses
+        };
+        Reply::SseGated {
+            first: list[..1].to_vec(),
+            gate: Arc::clone(&gate),
+            rest: list[1..].to_vec(),
+        }
+    });
+    let cfg = json!({"listen": "127.0.0.1:0", "upstreams": [
+        {"url": up.base_url(), "api": "responses"},
+        {"name": "claude", "url": up.base_url(), "api": "anthropic", "api_key": "k"}]});
+    let relay = Relay::start(&cfg.to_string());
+    let cases = [
+        (
+            "/v1/responses",
+            json!({"model": "m", "input": "x", "stream": true}),
+            "event: response.created",
+            "event: response.completed",
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "m", "max_tokens": 5, "stream": true, "messages": []}),
+            "event: message_start",
+            "event: message_stop",
+        ),
+    ];
+    for (path, body, first, last) in cases {
+        go.store(false, Ordering::SeqCst);
+        let raw = read_until_then(relay.addr(), path, &body, first, &go);
+        assert!(raw.contains(last), "{raw}");
+        assert!(!raw.contains("event: error"), "{raw}");
+    }
 }

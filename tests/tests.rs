@@ -14,6 +14,7 @@ mod access_memory;
 mod access_redis;
 mod access_slow;
 mod agents;
+mod apis_keepalive;
 mod apis_messages;
 mod apis_passthrough;
 mod apis_responses;

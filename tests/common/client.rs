@@ -291,3 +291,41 @@ pub fn stream_events_timeout(
 pub fn stream_events(addr: &str, path: &str, body: &Value) -> StreamResp {
     stream_events_timeout(addr, path, body, Duration::from_secs(10))
 }
+
+/// POSTs `body` to `path` over raw TCP and reads until `marker` has arrived; then sets `go`
+/// (e.g. the gate of a [`super::Reply::SseGated`] fixture) and reads to the end. Returns the
+/// whole raw answer. Orders by events, not time: `go` is set only once the client has `marker`.
+pub fn read_until_then(
+    addr: &str,
+    path: &str,
+    body: &Value,
+    marker: &str,
+    go: &std::sync::atomic::AtomicBool,
+) -> String {
+    let payload = body.to_string();
+    let mut s = TcpStream::connect(addr).expect("connect relay");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(marker) {
+        let n = s
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("waiting for {marker:?}: {e}"));
+        assert!(
+            n > 0,
+            "closed before {marker:?}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    go.store(true, std::sync::atomic::Ordering::SeqCst);
+    s.read_to_end(&mut got).unwrap();
+    String::from_utf8_lossy(&got).to_string()
+}

@@ -62,6 +62,14 @@ pub enum Reply {
     },
     /// Sleep, then send the inner reply.
     Delay(Duration, Box<Reply>),
+    /// `text/event-stream`: the `first` events, then once `gate` is set the `rest` and a clean
+    /// end; if the gate stays unset for 15 s, the connection is cut instead (so a test that
+    /// waits for the client to see an event cannot pass when it arrived late).
+    SseGated {
+        first: Vec<String>,
+        gate: Arc<AtomicBool>,
+        rest: Vec<String>,
+    },
     /// Close the connection without answering.
     Close,
 }
@@ -307,6 +315,40 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             ));
             w.write_all(head.as_bytes())?;
             w.write_all(&body)?;
+            w.flush()
+        }
+        Reply::SseGated { first, gate, rest } => {
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            let mut events: Vec<(Duration, String)> =
+                first.into_iter().map(|e| (Duration::ZERO, e)).collect();
+            let wait = thread::spawn(move || {
+                while !gate.load(Ordering::SeqCst) {
+                    if std::time::Instant::now() > deadline {
+                        return false;
+                    }
+                    thread::sleep(Duration::from_millis(2));
+                }
+                true
+            });
+            // the first events go out before the wait: write them, then wait, then the rest
+            let head = events.drain(..).map(|(_, e)| e).collect::<Vec<_>>();
+            w.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                  Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\
+                  Connection: close\r\n\r\n",
+            )?;
+            for event in head {
+                w.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())?;
+            }
+            w.flush()?;
+            if !wait.join().unwrap_or(false) {
+                return Ok(()); // cut: no further events, no end chunk
+            }
+            for event in rest {
+                w.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())?;
+                w.flush()?;
+            }
+            w.write_all(b"0\r\n\r\n")?;
             w.flush()
         }
         Reply::Sse { events, die } => {

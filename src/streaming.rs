@@ -1,0 +1,119 @@
+//! Answering a streamed API call: relaying the upstream's event stream to the client event by
+//! event ([`Streaming::relay`]), keeping a complete one in the cache, and — with
+//! `stream_keepalive_ms`, when the 200 head went out before the upstream answered — turning a
+//! late upstream failure into the client API's error event ([`Streaming::answer_late`]). A
+//! translated stream goes through a `translate::Stream` on its way.
+
+use std::io::BufReader;
+
+use crate::api::{self, Api};
+use crate::error::ApiError;
+use crate::sse::{self, End, SseOut};
+use crate::translate::{self, Dialect};
+use crate::upstream::{self, Sent, Upstream};
+
+/// Says why an answer the cache would have stored was not: larger than `max_entry_bytes`.
+pub const SKIP_HEADER: &str = "X-Relay-Cache";
+pub const SKIP_TOO_LARGE: &str = "skip-too-large";
+
+/// A 200 `text/event-stream` answer (what a streamed request relays event by event).
+pub fn is_event_stream(sent: &Sent) -> bool {
+    sent.response.status().as_u16() == 200
+        && sent
+            .response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"))
+}
+
+/// What relaying a stream to the client needs besides the stream.
+pub struct Streaming<'a> {
+    pub up: &'a Upstream,
+    pub api: Api,
+    /// The client's API when the chat stream is translated for it.
+    pub dialect: Option<Dialect>,
+    /// Most bytes of the stream recorded (the cache's entry limit).
+    pub max_record: usize,
+    /// Whether a complete stream goes to the cache.
+    pub storing: bool,
+    /// Keeps a complete stream (the cache, unless `no-store`).
+    pub record: &'a dyn Fn(&[u8]),
+    /// Charges the stream to the client's key (given the recorded copy), before its end.
+    pub charge: &'a dyn Fn(&[u8]),
+}
+
+impl Streaming<'_> {
+    /// Relays `sent` (a 200 event stream) into `out` event by event, keeps a complete stream,
+    /// and ends the answer. Returns the bytes written and the recorded copy.
+    pub fn relay(&self, sent: Sent, mut out: SseOut) -> (u64, Vec<u8>) {
+        let base = sent.base.clone();
+        let describe = move |e: &std::io::Error| {
+            if upstream::is_timeout(e) {
+                format!("upstream {base} went silent mid-stream (idle timeout): {e}")
+            } else {
+                format!("upstream {base} broke the stream: {e}")
+            }
+        };
+        let body = sent.response.into_body().into_reader();
+        let mut reader = BufReader::with_capacity(16 * 1024, body);
+        let mut translation = self.dialect.map(translate::Stream::new);
+        let relayed = sse::relay(
+            self.api,
+            &mut reader,
+            &mut out,
+            &describe,
+            self.max_record,
+            translation.as_mut().map(|t| t as &mut dyn sse::Translate),
+        );
+        if relayed.end == End::Complete && !relayed.truncated {
+            (self.record)(&relayed.recorded); // before the stream's end, so a next request finds it
+        } else if matches!(relayed.end, End::Interrupted(_)) {
+            self.up.stream_failed(&sent.endpoint);
+        }
+        if relayed.truncated && self.storing && relayed.end != End::ClientGone {
+            // The head is long gone: an SSE comment (ignored by clients) says it instead.
+            let _ = out.write(format!(": {SKIP_HEADER}: {SKIP_TOO_LARGE}\n\n").as_bytes());
+        }
+        let bytes = out.bytes;
+        (self.charge)(&relayed.recorded);
+        if relayed.end != End::ClientGone {
+            let _ = out.finish();
+        }
+        (bytes, relayed.recorded)
+    }
+
+    /// The 200 head is already out (`stream_keepalive_ms`): an event stream is relayed as
+    /// usual; anything else — an upstream error status, a failed call — becomes the API's error
+    /// event. Returns the bytes written, the upstream's base URL if one answered, and the copy.
+    pub fn answer_late(
+        &self,
+        posted: Result<Sent, ApiError>,
+        mut out: SseOut,
+    ) -> (u64, Option<String>, Vec<u8>) {
+        let (base, message) = match posted {
+            Ok(sent) if is_event_stream(&sent) => {
+                let base = sent.base.clone();
+                let (bytes, copy) = self.relay(sent, out);
+                return (bytes, Some(base), copy);
+            }
+            Ok(sent) => {
+                let status = sent.response.status().as_u16();
+                let body: String = upstream::read_body(&sent.base, sent.response.into_body())
+                    .map(|b| String::from_utf8_lossy(&b).chars().take(2000).collect())
+                    .unwrap_or_default();
+                let message = format!("upstream {} answered {status}: {body}", sent.base);
+                (Some(sent.base), message)
+            }
+            Err(err) => (None, err.message),
+        };
+        let cut = match self.dialect {
+            Some(d) => translate::Stream::new(d).fail(&message),
+            None => api::cut_event(self.api, &message),
+        };
+        let _ = out.write(&cut);
+        let bytes = out.bytes;
+        let _ = out.finish();
+        (bytes, base, Vec::new())
+    }
+}
