@@ -444,7 +444,9 @@ stream_row() { # ID NAME RESULT BASE_P50 BASE_P99 RSS
 }
 
 scenario_streams() {
-  local body='{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Count."}]}' d r n
+  local body='{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Count."}]}' d r t n
+  local anthropic_body='{"model":"bench-model","max_tokens":1000,"stream":true,"messages":[{"role":"user","content":"Count."}]}'
+  local responses_body='{"model":"bench-model","stream":true,"input":"Count."}'
   start_sse_upstream "$STREAM_EVENTS" "$STREAM_INTERVAL_MS"
   start_relay "http://$SSE_ADDR/v1" $((MANY_STREAMS + 32))
   for n in 1 "$MANY_STREAMS"; do
@@ -452,6 +454,12 @@ scenario_streams() {
     stream_row "6d-$n" "stream events, direct, $n stream(s)" "$d" "" "" ""
     r=$("$TOOL" streams --url "http://$RELAY/v1/chat/completions" --streams "$n" --body "$body")
     stream_row "6r-$n" "stream events via relay, $n stream(s)" "$r" "$(kv "$d" delay_p50_ms)" "$(kv "$d" delay_p99_ms)" "$(peak_rss_mb "$RELAY_PID")"
+    # the same chat stream translated into Anthropic Messages and Responses events (issue 13);
+    # Δ is versus plain relaying (6r) of the same count: the per-event cost of translating
+    t=$("$TOOL" streams --url "http://$RELAY/v1/messages" --streams "$n" --body "$anthropic_body")
+    stream_row "6ta-$n" "stream events via relay, translated to Anthropic Messages, $n stream(s), Δ vs 6r-$n" "$t" "$(kv "$r" delay_p50_ms)" "$(kv "$r" delay_p99_ms)" "$(peak_rss_mb "$RELAY_PID")"
+    t=$("$TOOL" streams --url "http://$RELAY/v1/responses" --streams "$n" --body "$responses_body")
+    stream_row "6tr-$n" "stream events via relay, translated to Responses, $n stream(s), Δ vs 6r-$n" "$t" "$(kv "$r" delay_p50_ms)" "$(kv "$r" delay_p99_ms)" "$(peak_rss_mb "$RELAY_PID")"
   done
   stop "$RELAY_PID"
   stop "$SSE_PID"

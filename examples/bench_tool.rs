@@ -1,9 +1,11 @@
 //! Load generators and fixtures for `bench/run.sh`: what wrk cannot do.
 //!
 //! - `sse-upstream`: an SSE upstream that sends N `chat.completion.chunk` events M ms apart, each
-//!   carrying its send time (`"sent_ns"`, nanoseconds since the Unix epoch) in its payload.
+//!   carrying its send time (`"sent_ns"`, nanoseconds since the Unix epoch) in its payload, and
+//!   again in its text (`sent_ns=…`), which survives translation into another API's events.
 //! - `streams`: N concurrent streamed requests; per event it takes receive time − send time (same
-//!   machine, same clock), and the time from sending the request to the first event.
+//!   machine, same clock), and the time from sending the request to the first event. A stream
+//!   ends at `data: [DONE]`, or at `message_stop` / `response.completed` (translated streams).
 //! - `load`: HTTP/1.1 keep-alive POSTs, either paced at a fixed rate (latency counted from each
 //!   request's scheduled time, so a stall is not hidden) or closed-loop, by duration or count;
 //!   `{n}` in the body becomes the request number plus `--offset` (`--unique`), so every request
@@ -159,8 +161,8 @@ fn serve_sse(conn: TcpStream, events: usize, interval: Duration) {
             }
             let finish = if i + 1 == events { "\"stop\"" } else { "null" };
             let mut event = format!(
-                "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} \"}},\"finish_reason\":{finish}}}],\"sent_ns\":{}}}\n\n",
-                now_ns()
+                "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} sent_ns={sent} \"}},\"finish_reason\":{finish}}}],\"sent_ns\":{sent}}}\n\n",
+                sent = now_ns()
             );
             if i + 1 == events {
                 event.push_str("data: [DONE]\n\n");
@@ -307,11 +309,19 @@ fn one_stream(host: &str, request: &str) -> Res<(f64, Vec<f64>)> {
         };
         let mut done = false;
         for line in buf[..=last_nl].split(|&b| b == b'\n') {
-            if let Some(sent_ns) = sent_ns(line) {
+            // a translated stream's closing events repeat the whole text: not a delivery
+            let summary = [&b".done\""[..], b"\"response.completed\""]
+                .iter()
+                .any(|k| line.windows(k.len()).any(|w| w == *k));
+            if let Some(sent_ns) = sent_ns(line).filter(|_| !summary) {
                 ttfb.get_or_insert_with(|| sent.elapsed().as_secs_f64() * 1e3);
                 delays.push(received.saturating_sub(sent_ns) as f64 / 1e6);
             }
-            done |= line.starts_with(b"data: [DONE]");
+            done |= line.starts_with(b"data: [DONE]")
+                || (line.starts_with(b"data: ")
+                    && [&b"\"message_stop\""[..], b"\"response.completed\""]
+                        .iter()
+                        .any(|end| line.windows(end.len()).any(|w| w == *end)));
         }
         buf.drain(..=last_nl);
         if done {
@@ -320,9 +330,13 @@ fn one_stream(host: &str, request: &str) -> Res<(f64, Vec<f64>)> {
     }
 }
 
+/// The send time in an event line: `"sent_ns":N` (chat chunks) or `sent_ns=N` in the text (which
+/// a translated event keeps).
 fn sent_ns(line: &[u8]) -> Option<u128> {
-    const KEY: &[u8] = b"\"sent_ns\":";
-    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let at = [&b"\"sent_ns\":"[..], b"sent_ns="].iter().find_map(|key| {
+        let at = line.windows(key.len()).position(|w| w == *key)?;
+        Some(at + key.len())
+    })?;
     let digits: Vec<u8> = line[at..]
         .iter()
         .take_while(|b| b.is_ascii_digit())

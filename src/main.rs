@@ -49,6 +49,7 @@ mod sse;
 mod state;
 mod store;
 mod streaming;
+mod translate;
 mod upstream;
 mod usage;
 mod utc;

@@ -1,8 +1,10 @@
 //! The pipeline of one API call, readable top to bottom, and the plain data between its steps.
 //!
-//! [`relay`] runs where the request was received: read the body → apply model rules → shape
-//! chat requests → cache lookup (a hit is answered here; in `replay` mode a miss too, with a
-//! `cache_miss` error) → check that the headers can be forwarded → take an in-flight permit. What is
+//! [`relay`] runs where the request was received: read the body → translate it to a chat
+//! request if the client's API is not spoken by an endpoint for its model → apply model rules →
+//! shape chat requests → cache lookup (a hit is answered here; in `replay` mode a miss too,
+//! with a `cache_miss` error) → check that the headers can be
+//! forwarded → take an in-flight permit. What is
 //! left is returned as [`Next::Upstream`] — a [`Work`] value, not a closure — and the server
 //! runs it with [`upstream`] on the `workers` pool: single-flight → call an upstream endpoint
 //! (with failover) → answer (whole, or as a stream relayed event by event) → record a complete
@@ -17,12 +19,13 @@ use crate::api::Api;
 use crate::body_cost::Reservation;
 use crate::cache;
 use crate::error::ApiError;
-use crate::exchange::{request_headers, Exchange, Meter};
+use crate::exchange::{json_content_type, request_headers, Exchange, Meter};
 use crate::intake;
 use crate::log::Access;
 use crate::sse::SseOut;
 use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
+use crate::translate::{self, Dialect};
 use crate::upstream::{self, limit, Mode};
 use crate::{body_log, keepalive, models, passthrough, rules, shape, usage};
 
@@ -63,14 +66,26 @@ impl Endpoint {
 /// Request headers that change a Messages answer and so belong in its cache key.
 const ANTHROPIC_KEYED_HEADERS: &[&str] = &["anthropic-version", "anthropic-beta"];
 
-/// The body the cache keys a request by: the body itself, plus for Messages the headers that
-/// select API behaviour (as `relay:<header>` members, names no API body uses).
+/// The body the cache keys a request by: the body itself (for Responses without the ids of
+/// input items), plus for Messages the headers that select API behaviour (as `relay:<header>`
+/// members, names no API body uses).
 fn keyed_body(
     endpoint: Endpoint,
     body: &Map<String, Value>,
     headers: &[(String, String)],
 ) -> Map<String, Value> {
     let mut keyed = body.clone();
+    if endpoint == Endpoint::Responses {
+        // The `id` a client gives its own input items names them; it does not change the
+        // answer (Codex CLI gives every item a fresh id each run). An `item_reference` is all id.
+        if let Some(Value::Array(items)) = keyed.get_mut("input") {
+            for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                if item.get("type").and_then(Value::as_str) != Some("item_reference") {
+                    item.remove("id");
+                }
+            }
+        }
+    }
     if endpoint == Endpoint::Messages {
         for name in ANTHROPIC_KEYED_HEADERS {
             let values: Vec<&str> = headers
@@ -122,6 +137,9 @@ pub struct Call {
     delivery: cache::Delivery,
     /// The cache's plan and why it did not answer, when the cache is on.
     cached: Option<(cache::Plan, cache::Status)>,
+    /// The client's API when the request was translated to Chat Completions: answers are
+    /// translated back.
+    dialect: Option<Dialect>,
     /// Counts the call against `max_concurrent_requests` until it is done.
     _permit: limit::Permit,
     /// The body's share of `max_body_bytes_in_flight` until the call is done.
@@ -134,7 +152,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     let Some(req) = ex.request_mut() else {
         return Ok(Next::Done);
     };
-    let headers = request_headers(req);
+    let mut headers = request_headers(req);
     intake::check_content_type(req)?;
     let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
     let raw = intake::read_body(
@@ -153,6 +171,16 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     };
     // a key's allow-list holds for the model it names and for the one the rules send upstream
     state.gate.allow_model(ex.client(), &model(&body))?;
+    let dialect = translation(state, endpoint, &body);
+    let endpoint = if let Some(d) = dialect {
+        body = translate::to_chat(d, &body)
+            .map_err(|e| ApiError::invalid("untranslatable_field", e.message()))?;
+        // the client API's own headers mean nothing to a chat endpoint
+        headers.retain(|(name, _)| !name.to_ascii_lowercase().starts_with("anthropic-"));
+        Endpoint::Chat
+    } else {
+        endpoint
+    };
     rules::apply(&state.config.rules, &mut body);
     if endpoint == Endpoint::Chat {
         shape::apply_chat(&state.config.shaping, &mut body);
@@ -179,7 +207,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         };
         match found {
             Ok(entry) => {
-                answer_hit(cache, &entry, ex, delivery);
+                answer_hit(cache, &entry, ex, delivery, dialect);
                 return Ok(Next::Done);
             }
             Err(_) if offline => {
@@ -200,9 +228,28 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         body,
         delivery,
         cached,
+        dialect,
         _permit: permit,
         _reserved: reserved,
     }))))
+}
+
+/// The client API a request on `endpoint` is translated from, if it is: when no endpoint that
+/// serves its model (as the model rules leave it) speaks the client's API, but one speaks Chat
+/// Completions.
+fn translation(state: &State, endpoint: Endpoint, body: &Map<String, Value>) -> Option<Dialect> {
+    let dialect = match endpoint {
+        Endpoint::Messages => Dialect::Anthropic,
+        Endpoint::Responses => Dialect::Responses,
+        _ => return None,
+    };
+    let asked = body.get("model").and_then(Value::as_str).unwrap_or("");
+    let model = rules::select(&state.config.rules, asked)
+        .and_then(|rule| rule.set.get("model"))
+        .and_then(Value::as_str)
+        .unwrap_or(asked);
+    let up = &state.upstream;
+    (!up.speaks(model, endpoint.api()) && up.speaks(model, Api::Chat)).then_some(dialect)
 }
 
 /// The second part, on the `workers` pool.
@@ -217,12 +264,14 @@ pub fn upstream(state: &State, ex: &mut Exchange, work: Work) {
     }
 }
 
-/// Answers a cache hit in the shape the client asked for.
+/// Answers a cache hit in the shape the client asked for (`dialect`: the client's API when
+/// its answers are translated).
 fn answer_hit(
     cache: &cache::Cache,
     entry: &cache::Entry,
     ex: &mut Exchange,
     delivery: cache::Delivery,
+    dialect: Option<Dialect>,
 ) {
     if ex.answered() {
         return;
@@ -236,7 +285,7 @@ fn answer_hit(
     } else {
         whole
     };
-    ex.answer_with(|req| cache::respond_hit(req, entry, delivery));
+    ex.answer_with(|req| cache::respond_hit(req, entry, delivery, dialect));
 }
 
 /// Single-flight → call an upstream endpoint (with failover) → answer (whole, or as a stream
@@ -251,13 +300,13 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             match cache.join(p) {
                 cache::Role::Leader(guard) => _leader = Some(guard),
                 cache::Role::Hit(entry) => {
-                    answer_hit(cache, &entry, ex, call.delivery);
+                    answer_hit(cache, &entry, ex, call.delivery, call.dialect);
                     return Ok(());
                 }
                 cache::Role::Follower(flight) => {
                     flight.wait(state.config.timeouts.first_byte);
                     if let Ok(entry) = cache.lookup(p) {
-                        answer_hit(cache, &entry, ex, call.delivery);
+                        answer_hit(cache, &entry, ex, call.delivery, call.dialect);
                         return Ok(());
                     }
                 }
@@ -317,6 +366,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         api,
         route: path,
         model: &model,
+        dialect: call.dialect,
         max_record,
         storing,
         client_usage: call.delivery.include_usage,
@@ -391,6 +441,10 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     }
     body_log::record(&ex.access.path, &call.body, status, &data);
     (ex.access.prompt_tokens, ex.access.completion_tokens) = usage::tokens(&data);
+    let data = match call.dialect {
+        Some(d) => translated_answer(d, status, &data, &mut reply_headers),
+        None => data,
+    };
     ex.access.status = status;
     ex.charge(); // before answering, so the client's next request sees the charge
     ex.respond(status, &reply_headers, data);
@@ -422,5 +476,29 @@ fn ask_for_usage(body: &mut Map<String, Value>) {
     }
     if let Some(o) = options.as_object_mut() {
         o.insert("include_usage".to_string(), Value::Bool(true));
+    }
+}
+
+/// A whole chat answer (or error) in the client's API; its content type becomes JSON.
+fn translated_answer(
+    dialect: Dialect,
+    status: u16,
+    data: &[u8],
+    headers: &mut Vec<(String, String)>,
+) -> Vec<u8> {
+    headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+    headers.push(json_content_type());
+    if !(200..300).contains(&status) {
+        return translate::error_from_chat(dialect, status, data);
+    }
+    match serde_json::from_slice::<Value>(data) {
+        Ok(chat) => translate::from_chat(dialect, &chat)
+            .to_string()
+            .into_bytes(),
+        Err(e) => translate::error_from_chat(
+            dialect,
+            502,
+            format!("the upstream's answer is not JSON: {e}").as_bytes(),
+        ),
     }
 }

@@ -172,6 +172,7 @@ fn relay(stream: &[u8], sizes: Vec<usize>, capacity: usize) -> (Vec<u8>, End, Ve
         &|e| e.to_string(),
         usize::MAX,
         &mut sse::NoTap,
+        None,
     );
     let written = sink.0.lock().unwrap()[head_len..].to_vec();
     (written, relayed.end, relayed.recorded)

@@ -1,10 +1,12 @@
 //! Model rules: rewrite a request body before it is cached or sent upstream.
 //!
-//! The first rule whose `match_model` equals the request's `model` applies, else the rule named
-//! `default`, else none. A rule removes keys (`unset`), overwrites top-level keys (`set`), then
+//! The first rule whose `match_model` equals the request's `model` applies, else the first whose
+//! `*` glob matches it (`claude-sonnet-*`), else the rule named `default`, else none. A rule removes keys (`unset`), overwrites top-level keys (`set`), then
 //! deep-merges `extra` (objects merge key by key, anything else replaces).
 
 use serde_json::{Map, Value};
+
+use crate::upstream::endpoints::glob_match;
 
 /// The `match_model` value that applies when no other rule matches.
 pub const DEFAULT_RULE: &str = "default";
@@ -37,6 +39,11 @@ pub fn select<'a>(rules: &'a [Rule], model: &str) -> Option<&'a Rule> {
     rules
         .iter()
         .find(|r| r.match_model == model && r.match_model != DEFAULT_RULE)
+        .or_else(|| {
+            rules
+                .iter()
+                .find(|r| r.match_model.contains('*') && glob_match(&r.match_model, model))
+        })
         .or_else(|| rules.iter().find(|r| r.match_model == DEFAULT_RULE))
 }
 
@@ -152,6 +159,33 @@ mod tests {
             &rules,
             json!({"model": "a", "g": 3}),
             json!({"model": "a", "y": 1, "g": {"k": 5}}),
+        );
+    }
+
+    #[test]
+    fn globs_match_after_exact_names() {
+        let rules = vec![
+            rule(
+                "claude-sonnet-*",
+                json!({"set": {"model": "deepseek-chat"}}),
+            ),
+            rule("claude-sonnet-4-5", json!({"set": {"exact": true}})),
+            rule("default", json!({"set": {"d": true}})),
+        ];
+        check(
+            &rules,
+            json!({"model": "claude-sonnet-4-6"}),
+            json!({"model": "deepseek-chat"}),
+        );
+        check(
+            &rules,
+            json!({"model": "claude-sonnet-4-5"}),
+            json!({"model": "claude-sonnet-4-5", "exact": true}),
+        );
+        check(
+            &rules,
+            json!({"model": "claude-opus-4"}),
+            json!({"model": "claude-opus-4", "d": true}),
         );
     }
 

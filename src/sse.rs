@@ -270,11 +270,25 @@ impl Tap for NoTap {
     fn complete(&mut self, _recorded: &[u8]) {}
 }
 
-/// Forwards `upstream` (a stream of the client API `api`) to `out` event by event (each
-/// flushed as its blank line arrives), and records a copy of at most `max_record` bytes (past
-/// it, only the tail). `describe_error` turns a read error into the message of the closing
-/// error event; `tap` may hold events back and is told when the stream is complete (only if it
-/// was recorded whole).
+/// Turns a chat stream into another API's events, one upstream line at a time (implemented
+/// by `translate::Stream`).
+pub trait Translate {
+    /// The client's bytes for one upstream line (often none); written and flushed at once.
+    fn line(&mut self, line: &[u8]) -> Vec<u8>;
+    /// The closing events of a complete stream.
+    fn end(&mut self) -> Vec<u8>;
+    /// The error event of a stream cut short.
+    fn fail(&mut self, message: &str) -> Vec<u8>;
+    /// True if the upstream sent an error event (the stream is then not complete).
+    fn failed(&self) -> bool;
+}
+
+/// Forwards `upstream` (a stream of the API `api`) to `out` event by event (each flushed as its
+/// blank line arrives), and records a copy of at most `max_record` bytes (past it, only the
+/// tail). `describe_error` turns a read error into the message of the closing error event;
+/// `tap` may hold events back and is told when the stream is complete (only if it was recorded
+/// whole). With `translate`, the client gets the translated events instead of the upstream's
+/// (the recording, and what the tap sees, stay the upstream's).
 pub fn relay(
     api: Api,
     upstream: &mut dyn BufRead,
@@ -282,6 +296,7 @@ pub fn relay(
     describe_error: &dyn Fn(&io::Error) -> String,
     max_record: usize,
     tap: &mut dyn Tap,
+    mut translate: Option<&mut dyn Translate>,
 ) -> Relayed {
     let mut recorded = Recording {
         bytes: Vec::with_capacity(4096),
@@ -312,8 +327,7 @@ pub fn relay(
                 tap.complete(&recorded.bytes);
             }
         }
-        let pass = tap.pass(&event);
-        let sent = !pass || out.write(&event).and_then(|()| out.flush()).is_ok();
+        let sent = !tap.pass(&event) || write_event(out, &event, translate.as_deref_mut());
         event.clear();
         if !sent {
             return Relayed {
@@ -323,7 +337,7 @@ pub fn relay(
             };
         }
     };
-    let end = match failure {
+    let mut end = match failure {
         None if completion.complete() => End::Complete,
         None => End::Interrupted("upstream closed the stream before it finished".to_string()),
         Some(msg) => End::Interrupted(msg),
@@ -332,16 +346,29 @@ pub fn relay(
         tap.complete(&recorded.bytes);
     }
     let mut tail = std::mem::take(&mut event);
-    if !tail.is_empty() {
-        // close a half-written event so the client's parser sees it end
-        tail.extend_from_slice(if tail.ends_with(b"\n") {
-            b"\n"
-        } else {
-            b"\n\n"
+    if let Some(t) = translate {
+        // a half-written last event still goes through the translator
+        let mut bytes = translated(t, &tail);
+        if end == End::Complete && t.failed() {
+            end = End::Interrupted("the upstream sent an error event".to_string());
+        }
+        bytes.extend(match &end {
+            End::Interrupted(msg) => t.fail(msg),
+            _ => t.end(),
         });
-    }
-    if let End::Interrupted(msg) = &end {
-        tail.extend_from_slice(&api::cut_event(api, msg));
+        tail = bytes;
+    } else {
+        if !tail.is_empty() {
+            // close a half-written event so the client's parser sees it end
+            tail.extend_from_slice(if tail.ends_with(b"\n") {
+                b"\n"
+            } else {
+                b"\n\n"
+            });
+        }
+        if let End::Interrupted(msg) = &end {
+            tail.extend_from_slice(&api::cut_event(api, msg));
+        }
     }
     let written = out.write(&tail).and_then(|_| out.flush());
     Relayed {
@@ -353,6 +380,34 @@ pub fn relay(
         recorded: recorded.bytes,
         truncated: recorded.truncated,
     }
+}
+
+/// Writes one whole upstream event (its lines and the blank line ending it) to the client,
+/// translated if asked, and flushes it. False once the client is gone.
+fn write_event<'t>(
+    out: &mut SseOut,
+    event: &[u8],
+    translate: Option<&mut (dyn Translate + 't)>,
+) -> bool {
+    let written = match translate {
+        None => out.write(event),
+        Some(t) => {
+            let events = translated(t, event);
+            if events.is_empty() {
+                return true;
+            }
+            out.write(&events)
+        }
+    };
+    written.and_then(|()| out.flush()).is_ok()
+}
+
+/// The client's bytes for the upstream lines of `event`.
+fn translated(t: &mut dyn Translate, event: &[u8]) -> Vec<u8> {
+    event
+        .split_inclusive(|&b| b == b'\n')
+        .flat_map(|line| t.line(line))
+        .collect()
 }
 
 #[cfg(test)]

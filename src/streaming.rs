@@ -1,7 +1,8 @@
 //! Answering a streamed API call: relaying the upstream's event stream to the client event by
 //! event ([`Streaming::relay`]), keeping a complete one in the cache, and — with
 //! `stream_keepalive_ms`, when the 200 head went out before the upstream answered — turning a
-//! late upstream failure into the client API's error event ([`Streaming::answer_late`]).
+//! late upstream failure into the client API's error event ([`Streaming::answer_late`]). A
+//! translated stream goes through a `translate::Stream` on its way.
 
 use std::io::BufReader;
 
@@ -9,6 +10,7 @@ use crate::api::{self, Api};
 use crate::cache::{self, Cache, Plan};
 use crate::error::ApiError;
 use crate::sse::{self, End, SseOut};
+use crate::translate::{self, Dialect};
 use crate::upstream::{self, Sent, Upstream};
 
 /// Says why an answer the cache would have stored was not: larger than `max_entry_bytes`.
@@ -34,6 +36,8 @@ pub struct Streaming<'a> {
     pub route: &'a str,
     /// The request's model after rules (an endpoint may send another: its override).
     pub model: &'a str,
+    /// The client's API when the chat stream is translated for it.
+    pub dialect: Option<Dialect>,
     /// Most bytes of the stream recorded (the cache's entry limit).
     pub max_record: usize,
     /// Where a complete stream goes (the cache, unless `no-store` or `read_only`).
@@ -62,10 +66,12 @@ impl Streaming<'_> {
         let mut tap = cache::StreamTap {
             store: self.storing.map(|(c, p)| (c, p, effective.as_str())),
             route: self.route,
-            client_usage: self.client_usage,
+            // a translated stream reports usage at its end: the translator takes the chunk
+            client_usage: self.client_usage || self.dialect.is_some(),
         };
         let body = sent.response.into_body().into_reader();
         let mut reader = BufReader::with_capacity(16 * 1024, body);
+        let mut translation = self.dialect.map(translate::Stream::new);
         let relayed = sse::relay(
             self.api,
             &mut reader,
@@ -73,6 +79,7 @@ impl Streaming<'_> {
             &describe,
             self.max_record,
             &mut tap,
+            translation.as_mut().map(|t| t as &mut dyn sse::Translate),
         );
         if matches!(relayed.end, End::Interrupted(_)) {
             self.up.stream_failed(&sent.endpoint);
@@ -113,7 +120,11 @@ impl Streaming<'_> {
             }
             Err(err) => (None, err.message),
         };
-        let _ = out.write(&api::cut_event(self.api, &message));
+        let cut = match self.dialect {
+            Some(d) => translate::Stream::new(d).fail(&message),
+            None => api::cut_event(self.api, &message),
+        };
+        let _ = out.write(&cut);
         let bytes = out.bytes;
         let _ = out.finish();
         (bytes, base, Vec::new())

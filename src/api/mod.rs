@@ -5,8 +5,8 @@
 //! ([`responses`]) and Anthropic Messages ([`messages`]) stream typed events
 //! (`event: TYPE` + `data: {"type": TYPE, ...}`); each file says when such a stream is complete,
 //! when an answer is a success worth caching, and how a recorded stream and a plain answer turn
-//! into each other. [`passthrough`] relays every other `/v1/` route unchanged. Translators
-//! between APIs plug in here, between these formats.
+//! into each other. [`passthrough`] relays every other `/v1/` route unchanged. Translation
+//! between these formats and Chat Completions lives in `translate/`.
 
 pub mod messages;
 

@@ -3,10 +3,12 @@
 //! A plain request gets JSON (a stored stream is assembled first); a streamed request gets SSE
 //! events (a stored plain answer is cut into chunks first; a stored stream's usage chunk only
 //! if the client asked for it), written over the raw connection with [`SseOut`] and flushed
-//! per event, as a live stream would be. [`StreamTap`] is the cache's side of a live stream:
-//! it holds back the usage chunk the relay asked for on the client's behalf, and stores the
-//! complete stream before its final event reaches the client.
+//! per event, as a live stream would be. For a client that speaks another API than the stored
+//! chat answer, the answer goes through [`crate::translate`] first. [`StreamTap`] is the
+//! cache's side of a live stream: it holds back the usage chunk the relay asked for on the
+//! client's behalf, and stores the complete stream before its final event reaches the client.
 
+use serde_json::Value;
 use tiny_http::Request;
 
 use super::apis;
@@ -14,21 +16,39 @@ use super::replay::Delivery;
 use super::{Cache, Entry, Plan};
 use crate::exchange::{json_content_type, respond};
 use crate::sse::{SseOut, Tap};
+use crate::translate::{self, Dialect};
 
-/// Sends `entry` as the answer in `delivery`'s shape. Returns the status and body bytes
-/// written.
-pub fn respond_hit(req: Request, entry: &Entry, delivery: Delivery) -> (u16, u64) {
+/// Sends `entry` as the answer in `delivery`'s shape, translated for `dialect` when the client
+/// speaks another API than the stored chat answer. Returns the status and body bytes written.
+pub fn respond_hit(
+    req: Request,
+    entry: &Entry,
+    delivery: Delivery,
+    dialect: Option<Dialect>,
+) -> (u16, u64) {
     let headers = vec![
         ("X-Cache".to_string(), "HIT".to_string()),
         ("X-Cache-Key".to_string(), entry.key.clone()),
     ];
     if !delivery.stream {
         let body = apis::plain_body(&entry.route, &entry.response);
+        let body = match dialect {
+            Some(d) => {
+                let chat: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                translate::from_chat(d, &chat).to_string().into_bytes()
+            }
+            None => body,
+        };
         let mut headers = headers;
         headers.push(json_content_type());
         return (200, respond(req, 200, &headers, body));
     }
-    let events = apis::stream_events(&entry.route, &entry.response, delivery.include_usage);
+    // a translated stream reports usage at its end, so it always takes the usage chunk
+    let usage = delivery.include_usage || dialect.is_some();
+    let mut events = apis::stream_events(&entry.route, &entry.response, usage);
+    if let Some(d) = dialect {
+        events = translate_events(d, &events);
+    }
     let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
     let Ok(mut out) = SseOut::start(req.into_writer(), http11, &headers) else {
         return (200, 0);
@@ -63,4 +83,20 @@ impl Tap for StreamTap<'_> {
             cache.store(plan, model, recorded);
         }
     }
+}
+
+/// Chat SSE events → the client's events (one group per chat event, then the closing ones).
+fn translate_events(dialect: Dialect, events: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut stream = translate::Stream::new(dialect);
+    let mut out: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| {
+            e.split_inclusive(|&b| b == b'\n')
+                .flat_map(|line| stream.line(line))
+                .collect()
+        })
+        .collect();
+    out.push(stream.end());
+    out.retain(|e| !e.is_empty());
+    out
 }

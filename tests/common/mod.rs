@@ -1,6 +1,7 @@
 //! Shared harness for the integration tests: a relay process wrapper
 //! ([`relay`]), a raw-TCP upstream fixture with exact timing control
-//! ([`upstream`], default OpenAI-like answers in [`openai`]) and HTTP/SSE
+//! ([`upstream`], default OpenAI-like answers in [`openai`], a tool-using chat model in
+//! [`chat_model`]) and HTTP/SSE
 //! client helpers ([`client`]), an HTTP/CONNECT proxy fixture ([`proxy`]) and a TLS front for
 //! fixtures ([`tls`]), and a real Redis server ([`redis`]).
 //!
@@ -10,8 +11,10 @@
 pub mod admin;
 pub mod anthropic;
 pub mod cache;
+pub mod chat_model;
 pub mod client;
 pub mod openai;
+pub mod process;
 pub mod proxy;
 pub mod python;
 pub mod raw;
@@ -28,6 +31,7 @@ pub use anthropic::*;
 pub use cache::*;
 pub use client::*;
 pub use openai::*;
+pub use process::*;
 pub use proxy::*;
 pub use python::*;
 pub use raw::*;

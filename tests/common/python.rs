@@ -2,7 +2,7 @@
 //! default `python3`) with no proxy and no OpenAI/Anthropic environment of the host.
 
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::PROXY_ENV_VARS;
 
@@ -57,20 +57,7 @@ pub fn require_python_module(module: &str) {
 /// Runs `tests/e2e/<script>` with `args`, killed after `limit`; returns its output.
 pub fn run_e2e_script(script: &str, args: &[&str], limit: Duration) -> Output {
     let path = format!("{}/tests/e2e/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = python_command()
-        .arg(path)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("python output")
+    let mut cmd = python_command();
+    cmd.arg(path).args(args);
+    super::process::run_to_end(cmd, limit)
 }

@@ -1,0 +1,306 @@
+//! Translation between the APIs clients speak and the Chat Completions API an endpoint speaks.
+//!
+//! A client may speak the Anthropic Messages API or the OpenAI Responses API to an endpoint
+//! that speaks only Chat Completions. This module turns the client's request into a chat
+//! request ([`to_chat`]), the chat answer back into the client's answer ([`from_chat`]), a chat
+//! error into the client's error shape ([`error_from_chat`]), and a chat stream into the
+//! client's event stream one upstream event at a time ([`Stream`], which `sse::relay` drives). Everything here is pure:
+//! JSON in, JSON or SSE bytes out; `routes` decides when to translate. README's "Translation"
+//! table lists every field and what it becomes; `table_tests` walks that table as data.
+
+mod anthropic_chat;
+mod anthropic_stream;
+mod responses_chat;
+mod responses_stream;
+#[cfg(test)]
+mod stream_tests;
+#[cfg(test)]
+mod table_tests;
+
+use serde_json::{json, Map, Value};
+
+/// The API a client speaks when its request is translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `POST /v1/messages`.
+    Anthropic,
+    /// `POST /v1/responses`.
+    Responses,
+}
+
+/// A request field the target API cannot express: answered 400, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untranslatable {
+    /// The field as the client wrote it, e.g. `previous_response_id` or `tools[2].type`.
+    pub field: String,
+    /// Why, and what to do instead.
+    pub why: String,
+}
+
+impl Untranslatable {
+    fn new(field: impl Into<String>, why: impl Into<String>) -> Self {
+        Untranslatable {
+            field: field.into(),
+            why: why.into(),
+        }
+    }
+
+    /// The message of the 400 answer.
+    pub fn message(&self) -> String {
+        format!(
+            "`{}` cannot be translated for an endpoint that speaks Chat Completions: {}",
+            self.field, self.why
+        )
+    }
+}
+
+/// The chat request for a client's request (`model` kept; `stream` and, when streaming,
+/// `stream_options.include_usage` set so the translated stream can report usage).
+pub fn to_chat(
+    dialect: Dialect,
+    body: &Map<String, Value>,
+) -> Result<Map<String, Value>, Untranslatable> {
+    let mut chat = match dialect {
+        Dialect::Anthropic => anthropic_chat::request(body)?,
+        Dialect::Responses => responses_chat::request(body)?,
+    };
+    if chat.get("stream") == Some(&Value::Bool(true)) {
+        chat.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(chat)
+}
+
+/// The client's answer for a chat completion (`chat` is a `chat.completion` object).
+pub fn from_chat(dialect: Dialect, chat: &Value) -> Value {
+    match dialect {
+        Dialect::Anthropic => anthropic_chat::answer(chat),
+        Dialect::Responses => responses_chat::answer(chat),
+    }
+}
+
+/// The client's error body for an upstream chat error (status and body as received).
+pub fn error_from_chat(dialect: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let message = parsed
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(2000).collect());
+    match dialect {
+        Dialect::Anthropic => crate::api::messages::error_body(status, &message),
+        // Responses errors have the OpenAI shape the upstream already used.
+        Dialect::Responses if parsed.pointer("/error/message").is_some() => body.to_vec(),
+        Dialect::Responses => json!({"error": {
+            "message": message, "type": "upstream_error", "code": Value::Null
+        }})
+        .to_string()
+        .into_bytes(),
+    }
+}
+
+/// Translates a chat stream into the client's events, one upstream SSE line at a time: each
+/// call returns the bytes to write (and flush) now, so nothing waits for the stream's end.
+pub struct Stream {
+    state: StreamState,
+    /// The upstream sent an error event.
+    failed: bool,
+}
+
+enum StreamState {
+    Anthropic(anthropic_stream::State),
+    Responses(responses_stream::State),
+}
+
+impl Stream {
+    pub fn new(dialect: Dialect) -> Stream {
+        let state = match dialect {
+            Dialect::Anthropic => StreamState::Anthropic(anthropic_stream::State::default()),
+            Dialect::Responses => StreamState::Responses(responses_stream::State::default()),
+        };
+        Stream {
+            state,
+            failed: false,
+        }
+    }
+
+    /// One line of the upstream chat stream (with its line ending) → client bytes.
+    pub fn line(&mut self, line: &[u8]) -> Vec<u8> {
+        let Some(data) = crate::sse::data_payload(line) else {
+            return Vec::new();
+        };
+        if data == b"[DONE]" {
+            return self.end();
+        }
+        let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
+            return Vec::new();
+        };
+        if let Some(err) = chunk.get("error") {
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the upstream sent an error event");
+            self.failed = true;
+            return self.fail(message);
+        }
+        match &mut self.state {
+            StreamState::Anthropic(s) => s.chunk(&chunk),
+            StreamState::Responses(s) => s.chunk(&chunk),
+        }
+    }
+
+    /// The upstream closed after its last chunk: the closing events, if not sent yet.
+    pub fn end(&mut self) -> Vec<u8> {
+        match &mut self.state {
+            StreamState::Anthropic(s) => s.end(),
+            StreamState::Responses(s) => s.end(),
+        }
+    }
+
+    /// The stream broke: the client's error event, once.
+    pub fn fail(&mut self, message: &str) -> Vec<u8> {
+        match &mut self.state {
+            StreamState::Anthropic(s) => s.fail(message),
+            StreamState::Responses(s) => s.fail(message),
+        }
+    }
+
+    /// True once the closing events (`message_stop`, `response.completed`) or an error went out.
+    #[cfg(test)]
+    pub fn finished(&self) -> bool {
+        match &self.state {
+            StreamState::Anthropic(s) => s.finished(),
+            StreamState::Responses(s) => s.finished(),
+        }
+    }
+
+    /// True if the upstream sent an error event.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+}
+
+/// `sse::relay` drives a [`Stream`] line by line when it relays to a client of another API.
+impl crate::sse::Translate for Stream {
+    fn line(&mut self, line: &[u8]) -> Vec<u8> {
+        Stream::line(self, line)
+    }
+    fn end(&mut self) -> Vec<u8> {
+        Stream::end(self)
+    }
+    fn fail(&mut self, message: &str) -> Vec<u8> {
+        Stream::fail(self, message)
+    }
+    fn failed(&self) -> bool {
+        Stream::failed(self)
+    }
+}
+
+/// One piece of a chat stream chunk, in the order a client sees them.
+enum Piece<'a> {
+    /// `reasoning_content` text (DeepSeek, Qwen, vLLM).
+    Reasoning(&'a str),
+    Text(&'a str),
+    /// A tool call's piece: its chat `index`, the call object (`id` and name come in its first
+    /// piece) and its argument text (possibly empty).
+    Call {
+        index: u64,
+        call: &'a Value,
+        arguments: &'a str,
+    },
+}
+
+/// What one chat stream chunk carries for the first choice.
+struct Chunk<'a> {
+    pieces: Vec<Piece<'a>>,
+    usage: Option<&'a Value>,
+    finish: Option<&'a str>,
+}
+
+fn split_chunk(chunk: &Value) -> Chunk<'_> {
+    let choice = chunk.pointer("/choices/0");
+    let delta = choice.and_then(|c| c.get("delta"));
+    let text = |key: &str| {
+        delta
+            .and_then(|d| d.get(key))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let mut pieces = Vec::new();
+    if let Some(r) = text("reasoning_content") {
+        pieces.push(Piece::Reasoning(r));
+    }
+    if let Some(t) = text("content") {
+        pieces.push(Piece::Text(t));
+    }
+    let calls = delta
+        .and_then(|d| d.get("tool_calls"))
+        .and_then(Value::as_array);
+    for call in calls.into_iter().flatten() {
+        pieces.push(Piece::Call {
+            index: call.get("index").and_then(Value::as_u64).unwrap_or(0),
+            call,
+            arguments: call
+                .pointer("/function/arguments")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        });
+    }
+    Chunk {
+        pieces,
+        usage: chunk.get("usage").filter(|u| !u.is_null()),
+        finish: choice
+            .and_then(|c| c.get("finish_reason"))
+            .and_then(Value::as_str),
+    }
+}
+
+/// The error for a top-level request field a translator does not know: the reason from
+/// `refused` when it names the field, else that Chat Completions has no such field.
+fn unknown_field(key: &str, refused: &[(&str, &str)]) -> Untranslatable {
+    let why = refused
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map_or("Chat Completions has no such field", |(_, why)| *why);
+    Untranslatable::new(key, why)
+}
+
+/// One SSE event with a name: `event: NAME\ndata: JSON\n\n`.
+fn named_event(out: &mut Vec<u8>, name: &str, data: &Value) {
+    out.extend_from_slice(format!("event: {name}\ndata: {data}\n\n").as_bytes());
+}
+
+/// Text of a chat message `content` (a string or an array of text parts).
+fn chat_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// The first choice's message, finish reason and the usage of a chat completion.
+fn first_choice(chat: &Value) -> (&Value, Option<&str>) {
+    let choice = chat.pointer("/choices/0").unwrap_or(&Value::Null);
+    let message = choice.get("message").unwrap_or(&Value::Null);
+    let finish = choice.get("finish_reason").and_then(Value::as_str);
+    (message, finish)
+}
+
+/// Token counts from a chat `usage`: (prompt, completion, cached prompt, reasoning).
+fn usage_counts(usage: Option<&Value>) -> (u64, u64, u64, u64) {
+    let n = |p: &str| {
+        usage
+            .and_then(|u| u.pointer(p))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    (
+        n("/prompt_tokens"),
+        n("/completion_tokens"),
+        n("/prompt_tokens_details/cached_tokens"),
+        n("/completion_tokens_details/reasoning_tokens"),
+    )
+}

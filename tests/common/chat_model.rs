@@ -1,0 +1,151 @@
+//! A Chat-Completions-only upstream that behaves like a tool-using model, for the translation
+//! tests and the agents (Claude Code, Codex CLI) run through it.
+//!
+//! It follows a script written in the prompt: a user message containing the line
+//! `CALL <tool> <json arguments>` gets that tool call (when a tool of that name is offered),
+//! streamed with its arguments in two pieces; once the conversation holds a `tool` message, the
+//! answer is `TOOL SAID: <that message's text>`; anything else gets [`FIXTURE_TEXT`]. Every
+//! answer comes plain or streamed (usage at the end when `stream_options.include_usage`), as
+//! OpenAI sends them. Other API paths get OpenAI's 404, so a request that was not translated
+//! cannot pass.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::openai::{chat_chunk, sse_data, sse_done, FIXTURE_TEXT};
+use super::upstream::{RecordedRequest, Reply, Upstream};
+
+/// What the model decided to answer.
+enum Turn {
+    Text(String),
+    Call { name: String, arguments: String },
+}
+
+/// The text of a chat message's content (string or parts).
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn decide(body: &Value) -> Turn {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    if let Some(tool) = messages.iter().rev().find(|m| m["role"] == "tool") {
+        let said = text_of(&tool["content"]);
+        let said: String = said.chars().take(400).collect();
+        return Turn::Text(format!("TOOL SAID: {}", said.trim()));
+    }
+    let offered: Vec<&str> = body["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    for m in messages.iter().filter(|m| m["role"] == "user") {
+        for line in text_of(&m["content"]).lines() {
+            let Some(rest) = line.trim().strip_prefix("CALL ") else {
+                continue;
+            };
+            let (name, arguments) = rest.split_once(' ').unwrap_or((rest, "{}"));
+            if offered.contains(&name) {
+                return Turn::Call {
+                    name: name.to_string(),
+                    arguments: arguments.to_string(),
+                };
+            }
+        }
+    }
+    Turn::Text(FIXTURE_TEXT.to_string())
+}
+
+fn usage() -> Value {
+    json!({"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18})
+}
+
+/// The reply of the chat model to one request.
+pub fn chat_model_reply(req: &RecordedRequest) -> Reply {
+    if req.method != "POST" || req.path != "/v1/chat/completions" {
+        return Reply::json(
+            404,
+            json!({"error": {"message": format!("chat-only fixture: no route {} {}", req.method, req.path),
+                             "type": "invalid_request_error", "code": "not_found"}}),
+        );
+    }
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    let model = body["model"].as_str().unwrap_or("unknown").to_string();
+    let turn = decide(&body);
+    if body["stream"] != json!(true) {
+        let (message, finish) = match &turn {
+            Turn::Text(t) => (json!({"role": "assistant", "content": t}), "stop"),
+            Turn::Call { name, arguments } => (
+                json!({"role": "assistant", "content": null, "tool_calls": [{
+                    "id": "call_fixture_1", "type": "function",
+                    "function": {"name": name, "arguments": arguments}}]}),
+                "tool_calls",
+            ),
+        };
+        return Reply::json(
+            200,
+            json!({
+                "id": "chatcmpl-model", "object": "chat.completion", "created": 1_700_000_000,
+                "model": model,
+                "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+                "usage": usage(),
+            }),
+        );
+    }
+    let tick = Duration::from_millis(5);
+    let mut events = vec![(
+        tick,
+        chat_chunk(&model, json!({"role": "assistant", "content": ""}), None),
+    )];
+    let finish = match &turn {
+        Turn::Text(t) => {
+            let mid = t
+                .char_indices()
+                .nth(t.chars().count() / 2)
+                .map_or(0, |(i, _)| i);
+            for piece in [&t[..mid], &t[mid..]] {
+                events.push((tick, chat_chunk(&model, json!({"content": piece}), None)));
+            }
+            "stop"
+        }
+        Turn::Call { name, arguments } => {
+            let first = json!({"tool_calls": [{"index": 0, "id": "call_fixture_1", "type": "function",
+                                               "function": {"name": name, "arguments": ""}}]});
+            events.push((tick, chat_chunk(&model, first, None)));
+            let mid = arguments.len() / 2;
+            let mid = (mid..=arguments.len())
+                .find(|&i| arguments.is_char_boundary(i))
+                .unwrap_or(0);
+            for piece in [&arguments[..mid], &arguments[mid..]] {
+                let delta = json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]});
+                events.push((tick, chat_chunk(&model, delta, None)));
+            }
+            "tool_calls"
+        }
+    };
+    events.push((tick, chat_chunk(&model, json!({}), Some(finish))));
+    if body["stream_options"]["include_usage"] == json!(true) {
+        let chunk = json!({"id": "chatcmpl-fixture", "object": "chat.completion.chunk",
+                           "created": 1_700_000_000, "model": model, "choices": [], "usage": usage()});
+        events.push((tick, sse_data(&chunk)));
+    }
+    events.push((tick, sse_done()));
+    Reply::sse(events)
+}
+
+impl Upstream {
+    /// A Chat-Completions-only fixture that answers like a tool-using model
+    /// (see [`chat_model_reply`]).
+    pub fn chat_model() -> Upstream {
+        Upstream::start(chat_model_reply)
+    }
+}
