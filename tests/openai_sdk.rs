@@ -3,56 +3,16 @@
 //! `python3`) against a relay in front of the OpenAI-like fixture. Needs
 //! `pip install -r tests/requirements.txt`; fails (not skips) without it.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::common::*;
 
-fn python() -> String {
-    std::env::var("LLM_RELAY_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
-
-fn python_command() -> Command {
-    let mut cmd = Command::new(python());
-    for var in PROXY_ENV_VARS {
-        cmd.env_remove(var);
-    }
-    for var in [
-        "OPENAI_BASE_URL",
-        "OPENAI_API_KEY",
-        "OPENAI_ORG_ID",
-        "OPENAI_PROJECT_ID",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost")
-        .stdin(Stdio::null());
-    cmd
-}
-
 #[test]
 fn openai_python_sdk_round_trip() {
-    let probe = python_command()
-        .args(["-c", "import openai; print(openai.__version__)"])
-        .output();
-    match probe {
-        Ok(o) if o.status.success() => {
-            eprintln!("openai SDK {}", String::from_utf8_lossy(&o.stdout).trim())
-        }
-        Ok(o) => panic!(
-            "`{} -c 'import openai'` failed; run `pip install -r tests/requirements.txt` \
-             (or set LLM_RELAY_PYTHON): {}",
-            python(),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!(
-            "cannot run `{}` ({e}); install Python 3 and `pip install -r tests/requirements.txt`, \
-             or set LLM_RELAY_PYTHON",
-            python()
-        ),
-    }
+    require_python_module("openai");
 
     let up = Upstream::openai();
     let rules = json!({"model_rules": [
