@@ -9,7 +9,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{chat_text, first_choice, unknown_field, usage_counts, Untranslatable};
+use super::{
+    chat_text, check_types, first_choice, unknown_field, usage_counts, FieldType, Untranslatable,
+};
 
 /// Top-level request fields dropped because Chat Completions has nothing like them and
 /// leaving them out does not change the answer's meaning (README lists them).
@@ -34,8 +36,22 @@ const REFUSED: &[(&str, &str)] = &[
     ),
 ];
 
+/// The JSON types of the fields copied as they are (a wrong one would reach the upstream as
+/// a chat request it does not expect).
+const TYPES: &[FieldType] = &[
+    ("model", Value::is_string, "a string"),
+    ("max_tokens", Value::is_u64, "a whole number"),
+    ("stream", Value::is_boolean, "true or false"),
+    ("temperature", Value::is_number, "a number"),
+    ("top_p", Value::is_number, "a number"),
+    ("top_k", Value::is_u64, "a whole number"),
+    ("stop_sequences", Value::is_array, "a list of strings"),
+    ("messages", Value::is_array, "a list of messages"),
+];
+
 /// The chat request for an Anthropic Messages request.
 pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untranslatable> {
+    check_types(body, TYPES)?;
     let mut chat = Map::new();
     let mut messages = Vec::new();
     for (key, value) in body {

@@ -256,6 +256,19 @@ fn split_chunk(chunk: &Value) -> Chunk<'_> {
 
 /// The error for a top-level request field a translator does not know: the reason from
 /// `refused` when it names the field, else that Chat Completions has no such field.
+/// A field, the test its JSON value must pass, and what it must be (for the message).
+type FieldType = (&'static str, fn(&Value) -> bool, &'static str);
+
+/// Refuses (400, naming the field) a field whose value is not of its [`FieldType`].
+fn check_types(body: &Map<String, Value>, types: &[FieldType]) -> Result<(), Untranslatable> {
+    for (field, ok, what) in types {
+        if body.get(*field).is_some_and(|v| !ok(v)) {
+            return Err(Untranslatable::new(*field, format!("it must be {what}")));
+        }
+    }
+    Ok(())
+}
+
 fn unknown_field(key: &str, refused: &[(&str, &str)]) -> Untranslatable {
     let why = refused
         .iter()

@@ -8,7 +8,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{chat_text, first_choice, unknown_field, usage_counts, Untranslatable};
+use super::{
+    chat_text, check_types, first_choice, unknown_field, usage_counts, FieldType, Untranslatable,
+};
 
 /// Top-level request fields dropped: no chat equivalent, and leaving them out does not change
 /// the answer's meaning (README lists them).
@@ -44,8 +46,32 @@ const REFUSED: &[(&str, &str)] = &[
     ),
 ];
 
+/// The JSON types of the fields copied as they are (a wrong one would reach the upstream as
+/// a chat request it does not expect).
+const TYPES: &[FieldType] = &[
+    ("model", Value::is_string, "a string"),
+    ("stream", is_bool_or_null, "true, false or null"),
+    ("max_output_tokens", is_u64_or_null, "a whole number"),
+    ("temperature", is_number_or_null, "a number"),
+    ("top_p", is_number_or_null, "a number"),
+    ("parallel_tool_calls", is_bool_or_null, "true or false"),
+];
+
+fn is_bool_or_null(v: &Value) -> bool {
+    v.is_boolean() || v.is_null()
+}
+
+fn is_u64_or_null(v: &Value) -> bool {
+    v.is_u64() || v.is_null()
+}
+
+fn is_number_or_null(v: &Value) -> bool {
+    v.is_number() || v.is_null()
+}
+
 /// The chat request for a Responses request.
 pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untranslatable> {
+    check_types(body, TYPES)?;
     let mut chat = Map::new();
     let mut messages = Vec::new();
     for (key, value) in body {

@@ -153,3 +153,36 @@ fn an_unknown_field_is_refused_by_name() {
         assert_eq!(refused.field, "frobnicate");
     }
 }
+
+/// Found by schemathesis: `"stream": null` and `"max_tokens": "x"` were copied into the chat
+/// request and answered 200.
+#[test]
+fn a_field_of_the_wrong_type_is_refused_by_name() {
+    let cases = [
+        (Dialect::Anthropic, json!({"stream": null}), "stream"),
+        (Dialect::Anthropic, json!({"stream": "yes"}), "stream"),
+        (Dialect::Anthropic, json!({"max_tokens": "x"}), "max_tokens"),
+        (Dialect::Anthropic, json!({"messages": {}}), "messages"),
+        (Dialect::Responses, json!({"stream": 1}), "stream"),
+        (
+            Dialect::Responses,
+            json!({"max_output_tokens": -1}),
+            "max_output_tokens",
+        ),
+        (
+            Dialect::Responses,
+            json!({"temperature": "hot"}),
+            "temperature",
+        ),
+    ];
+    for (api, extra, field) in cases {
+        let request = object(merged(&base_request(api), &extra));
+        let refused = to_chat(api, &request).expect_err(field);
+        assert_eq!(refused.field, field, "{extra}");
+    }
+    let request = object(merged(
+        &base_request(Dialect::Responses),
+        &json!({"stream": null}),
+    ));
+    assert!(to_chat(Dialect::Responses, &request).is_ok());
+}
