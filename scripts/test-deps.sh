@@ -53,6 +53,11 @@ fi
 
 # npm packages for the end-to-end tests, into tests/e2e/node_modules (no root needed).
 if [[ -f tests/e2e/package.json ]] &&
-  [[ ! -e tests/e2e/node_modules/.installed || tests/e2e/package.json -nt tests/e2e/node_modules/.installed ]]; then
-  (cd tests/e2e && npm install --no-audit --no-fund --loglevel=error && touch node_modules/.installed)
+  [[ ! -e tests/e2e/node_modules/.installed ||
+    tests/e2e/package.json -nt tests/e2e/node_modules/.installed ||
+    tests/e2e/package-lock.json -nt tests/e2e/node_modules/.installed ]]; then
+  # `npm ci` installs exactly package-lock.json; --prefer-offline takes what npm's cache already
+  # holds without asking the registry again (a fresh clone on a machine that ran this before).
+  (cd tests/e2e && npm ci --prefer-offline --no-audit --no-fund --loglevel=error &&
+    touch node_modules/.installed)
 fi

@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-deps.sh
+# Most tests wait on sockets and child processes, not on the CPU: run three per core (libtest's
+# default is one per core). RUST_TEST_THREADS set by the caller wins.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-$(($(nproc) * 3))}"
 # The vendored tiny_http fork is not a workspace member; its tests run by name.
 cargo test -p tiny_http --lib
 exec cargo test "$@"

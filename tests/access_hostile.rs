@@ -277,15 +277,16 @@ fn slow_request_head_is_cut_off_with_408() {
     let (_up, relay) = setup(json!({"client_timeout_ms": 1000}));
     let head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Trickle: abcdefghijklmnopqrstuvwxyz\r\n\r\n";
     let bytes: Vec<&[u8]> = head.chunks(1).collect();
-    // one byte every 100 ms: each read is quick, the whole head would take 7 s
+    // one byte every 200 ms: each read is quick, the whole head would take 14 s; the 1 s
+    // timeout must end it long before that
     let r = raw_exchange(
         relay.addr(),
         &bytes,
-        Duration::from_millis(100),
-        10 * SECOND,
+        Duration::from_millis(200),
+        20 * SECOND,
     );
     assert_eq!(r.status, Some(408), "{r:?}");
-    assert!(r.elapsed < 6 * SECOND, "head read for {:?}", r.elapsed);
+    assert!(r.elapsed < 10 * SECOND, "head read for {:?}", r.elapsed);
     // a connection that never starts a request is closed without an answer (a 408 there could
     // be read by a keep-alive client as the answer to its next request)
     let idle = raw_exchange(relay.addr(), &[], Duration::ZERO, 10 * SECOND);

@@ -62,12 +62,16 @@ fn cache_ttl_expires_entries() {
     let relay = Relay::start(&cache_config(
         &up.base_url(),
         dir.path(),
-        json!({"ttl_seconds": 1}),
+        json!({"ttl_seconds": 3}),
         json!({}),
     ));
     assert_eq!(x_cache(&relay, "t"), "MISS");
+    let stored = std::time::Instant::now();
+    // 3 s: the hit right after the store cannot expire on a loaded machine
     assert_eq!(x_cache(&relay, "t"), "HIT");
-    std::thread::sleep(Duration::from_millis(2100));
+    std::thread::sleep(
+        (stored + Duration::from_millis(3100)).saturating_duration_since(std::time::Instant::now()),
+    );
     assert_eq!(x_cache(&relay, "t"), "MISS", "expired after ttl_seconds");
     assert_eq!(x_cache(&relay, "t"), "HIT");
 }

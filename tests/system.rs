@@ -1,8 +1,8 @@
 //! System checks for `llm-relay`, a second test binary that `cargo test` runs after the
-//! integration tests: the static release build run from an empty root, the benchmark script's
-//! quick mode, and schemathesis against the OpenAPI document. They share one static release
-//! build, made once before any of them starts its clock, and the two that load the whole
-//! machine (the bench run, schemathesis) take turns.
+//! integration tests: the static build run from an empty root, the benchmark script's quick
+//! mode, and schemathesis against the OpenAPI document. They share one static build, made once
+//! before any of them starts its clock, and the two that load the whole machine (the bench run,
+//! schemathesis) take turns.
 
 #[allow(dead_code, unused_imports)]
 mod common;
@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-/// The one release build of the system tests: `scripts/build-static.sh` (what the Dockerfile
-/// runs) with the bench tool added, into `$CARGO_TARGET_DIR/static` (default `target/static`), a
-/// target dir of its own so it does not wait on the test build's lock.
+/// The one static build of the system tests: `scripts/build-static.sh` (what the Dockerfile
+/// runs) with the bench tool added, in the `static-check` profile (the release build's linking
+/// without its optimisation: nothing here measures speed), into `$CARGO_TARGET_DIR/static`
+/// (default `target/static`), a target dir of its own so it does not wait on the test build's
+/// lock.
 pub struct StaticBuild {
     pub relay: PathBuf,
     pub bench_tool: PathBuf,
@@ -34,6 +36,7 @@ pub fn static_build() -> &'static StaticBuild {
             .join("static");
         let mut cmd = Command::new("sh");
         cmd.arg(root.join("scripts/build-static.sh"))
+            .env("PROFILE", "static-check")
             .arg(&target)
             .args(["--example", "bench_tool"]);
         // The test's own CARGO_PKG_* / CARGO_MANIFEST_* values would reach ring's build script,

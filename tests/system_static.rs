@@ -1,9 +1,10 @@
-//! The static release binary (issue #6): no dynamic loader, CA roots built in, and it serves
+//! The static binary (issue #6): no dynamic loader, CA roots built in, and it serves
 //! from an empty root directory holding only itself and its config (what `FROM scratch` gives),
 //! by IP without `/etc/hosts`, by host name with one, and its `health` probe works there.
 //!
-//! The binary comes from `scripts/build-static.sh` (the command the Dockerfile runs), built
-//! once per test run by `crate::static_build`. The empty root is made with
+//! The binary comes from `scripts/build-static.sh` (the command the Dockerfile runs; here in
+//! the `static-check` profile, the same linking without optimisation), built once per test run
+//! by `crate::static_build`. The empty root is made with
 //! `unshare -r --root=DIR`; if that cannot run here the tests fail.
 
 use std::path::{Path, PathBuf};

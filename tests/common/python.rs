@@ -33,15 +33,20 @@ pub fn python_command() -> Command {
     cmd
 }
 
-/// Fails (never skips) with the install command when `module` does not import.
+/// Fails (never skips) with the install command when `module` is not installed. It looks the
+/// module up without importing it: the SDKs take seconds of CPU to import (`anthropic` ~2.5 s),
+/// and the script that follows imports them anyway (and says so if that fails).
 pub fn require_python_module(module: &str) {
     let probe = python_command()
-        .args(["-c", &format!("import {module}")])
+        .args([
+            "-c",
+            &format!("import importlib.util, sys; sys.exit(importlib.util.find_spec({module:?}) is None)"),
+        ])
         .output();
     match probe {
         Ok(o) if o.status.success() => {}
         Ok(o) => panic!(
-            "`{} -c 'import {module}'` failed; run `pip install -r tests/requirements.txt` \
+            "Python module `{module}` not found by `{}`; run `pip install -r tests/requirements.txt` \
              (or set LLM_RELAY_PYTHON): {}",
             python(),
             String::from_utf8_lossy(&o.stderr)

@@ -62,6 +62,9 @@ pub enum Reply {
     },
     /// Sleep, then send the inner reply.
     Delay(Duration, Box<Reply>),
+    /// Hold the request until `gate` is set (at most 60 s), then send the inner reply: an
+    /// upstream that is busy for exactly as long as the test needs it to be.
+    Hold(Arc<AtomicBool>, Box<Reply>),
     /// `text/event-stream`: the `first` events, then once `gate` is set the `rest` and a clean
     /// end; if the gate stays unset for 15 s, the connection is cut instead (so a test that
     /// waits for the client to see an event cannot pass when it arrived late).
@@ -104,6 +107,10 @@ impl Reply {
 
     pub fn delay(d: Duration, reply: Reply) -> Reply {
         Reply::Delay(d, Box::new(reply))
+    }
+
+    pub fn hold(gate: &Arc<AtomicBool>, reply: Reply) -> Reply {
+        Reply::Hold(Arc::clone(gate), Box::new(reply))
     }
 
     pub fn close() -> Reply {
@@ -298,6 +305,13 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
         Reply::Close => Ok(()),
         Reply::Delay(d, inner) => {
             thread::sleep(d);
+            write_reply(w, *inner)
+        }
+        Reply::Hold(gate, inner) => {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !gate.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
             write_reply(w, *inner)
         }
         Reply::Raw {
