@@ -145,14 +145,14 @@ fn upstream_dying_mid_stream_ends_with_error_event() {
     let up = Upstream::start(move |_| Reply::sse_then_die(events.clone()));
     let relay = Relay::start(&config_json(
         &up.base_url(),
-        json!({"idle_timeout_ms": 3000}),
+        json!({"idle_timeout_ms": 30000}),
     ));
 
     let r = stream_events_timeout(
         relay.addr(),
         "/v1/chat/completions",
         &stream_chat("m"),
-        Duration::from_secs(8),
+        Duration::from_secs(40),
     );
     assert_eq!(r.status, 200, "the stream had started: {}", r.body);
     let texts = r.event_texts();
@@ -183,8 +183,8 @@ fn upstream_dying_mid_stream_ends_with_error_event() {
         "error message should mention the upstream: {msg}"
     );
     assert!(
-        r.started.elapsed() < Duration::from_secs(6),
-        "stream took too long to end"
+        r.started.elapsed() < Duration::from_secs(15),
+        "the stream ended with the upstream's death, not by the 30 s idle timeout"
     );
 }
 
