@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::exchange::{json_content_type, request_headers, Exchange, Meter};
 use crate::intake;
 use crate::log::Access;
-use crate::sse::SseOut;
+use crate::sse::{self, SseOut};
 use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect};
@@ -367,7 +367,10 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         route: path,
         model: &model,
         dialect: call.dialect,
-        max_record,
+        bounds: sse::Bounds {
+            record: max_record,
+            event: state.config.max_event_bytes,
+        },
         storing,
         client_usage: call.delivery.include_usage,
         charge: &charge,
