@@ -2,8 +2,7 @@
 //! SSE line handling ([`sse::relay`], [`sse::Completion`]): generated JSON values, rule sets
 //! and arbitrary chunkings of event streams.
 
-use std::io::{self, BufReader, Read, Write};
-use std::sync::{Arc, Mutex};
+use std::io::{self, BufReader, Read};
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -139,19 +138,6 @@ impl Read for Chunked {
     }
 }
 
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Relays `stream` read in `sizes`-sized pieces through a reader of `capacity`; returns the
 /// payload written to the client (HTTP/1.0 framing: no chunk markers) and the relay's result.
 fn relay(stream: &[u8], sizes: Vec<usize>, capacity: usize) -> (Vec<u8>, End, Vec<u8>) {
@@ -165,7 +151,7 @@ fn relay_bounded(
     capacity: usize,
     max_event: usize,
 ) -> (Vec<u8>, End, Vec<u8>) {
-    let sink = Sink::default();
+    let sink = sse::Sink::default();
     let mut out = SseOut::start(Box::new(sink.clone()), false, &[]).unwrap();
     let head_len = sink.0.lock().unwrap().len();
     let source = Chunked {

@@ -273,6 +273,22 @@ impl Tap for NoTap {
     fn complete(&mut self, _recorded: &[u8]) {}
 }
 
+/// A client connection that keeps what is written to it (shared by its clones).
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub struct Sink(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Turns a chat stream into another API's events, one upstream line at a time (implemented
 /// by `translate::Stream`).
 pub trait Translate {
@@ -563,18 +579,8 @@ mod tests {
     #[test]
     fn an_event_past_its_bound_cuts_the_stream_and_is_not_read_further() {
         for first in [&b"data: {}\n\ndata: xx"[..], b"data: {}\n\n"] {
-            let sink = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-            struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-            impl Write for Sink {
-                fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                    self.0.lock().unwrap().extend_from_slice(b);
-                    Ok(b.len())
-                }
-                fn flush(&mut self) -> io::Result<()> {
-                    Ok(())
-                }
-            }
-            let mut out = SseOut::start(Box::new(Sink(sink.clone())), false, &[]).unwrap();
+            let sink = Sink::default();
+            let mut out = SseOut::start(Box::new(sink.clone()), false, &[]).unwrap();
             let mut upstream = io::BufReader::with_capacity(1024, Endless { first, read: 0 });
             let bounds = Bounds {
                 record: usize::MAX,
@@ -595,7 +601,7 @@ mod tests {
             assert!(msg.starts_with("broke: ") && msg.contains("max_event_bytes (8192 bytes)"));
             let read = upstream.get_ref().read;
             assert!(read <= 8192 + 2 * 1024, "read {read} bytes");
-            let written = String::from_utf8(sink.lock().unwrap().clone()).unwrap();
+            let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
             let body = written.split("\r\n\r\n").nth(1).unwrap();
             assert!(body.starts_with("data: {}\n\ndata: {\"error\""), "{body}");
             assert!(!body.contains("xx"), "the oversized event is not passed on");
