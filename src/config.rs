@@ -22,7 +22,9 @@ const DEFAULT_WORKERS: usize = 32;
 const DEFAULT_MAX_BODY: u64 = 20 * 1024 * 1024;
 const DEFAULT_BODIES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
 /// Real provider events are a few KB; a long tool call's arguments come in many small ones.
-const DEFAULT_MAX_EVENT: u64 = 8 * 1024 * 1024;
+/// As large as the largest cacheable answer (`cache.max_entry_bytes`): a Responses
+/// `response.completed` event repeats the whole answer, and image events carry base64 images.
+const DEFAULT_MAX_EVENT: u64 = 32 * 1024 * 1024;
 const MIN_MAX_EVENT: u64 = 4096;
 
 /// The config file as written. Field names are the file's keys.
