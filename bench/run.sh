@@ -93,7 +93,7 @@ need_tools() {
 }
 
 build() {
-  # Prebuilt binaries (the system tests pass their one static release build): no build here.
+  # Prebuilt binaries (the system tests pass their one static build): no build here.
   if [ -n "${BENCH_RELAY_BIN:-}" ] && [ -n "${BENCH_TOOL_BIN:-}" ]; then
     RELAY_BIN=$BENCH_RELAY_BIN TOOL=$BENCH_TOOL_BIN
     [ -x "$RELAY_BIN" ] && [ -x "$TOOL" ] || die "BENCH_RELAY_BIN or BENCH_TOOL_BIN is not an executable"

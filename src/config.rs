@@ -21,6 +21,11 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_WORKERS: usize = 32;
 const DEFAULT_MAX_BODY: u64 = 20 * 1024 * 1024;
 const DEFAULT_BODIES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
+/// Real provider events are a few KB; a long tool call's arguments come in many small ones.
+/// As large as the largest cacheable answer (`cache.max_entry_bytes`): a Responses
+/// `response.completed` event repeats the whole answer, and image events carry base64 images.
+const DEFAULT_MAX_EVENT: u64 = 32 * 1024 * 1024;
+const MIN_MAX_EVENT: u64 = 4096;
 
 /// The config file as written. Field names are the file's keys.
 #[derive(Debug, Deserialize)]
@@ -35,6 +40,7 @@ struct RawConfig {
     workers: Option<usize>,
     max_body_bytes: Option<u64>,
     max_body_bytes_in_flight: Option<u64>,
+    max_event_bytes: Option<u64>,
     connect_timeout_ms: Option<u64>,
     first_byte_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
@@ -91,6 +97,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// The memory all request bodies in flight may take together (see `body_cost`).
     pub max_body_bytes_in_flight: u64,
+    /// The most one upstream stream event may take (`sse::relay`); a longer one cuts the stream.
+    pub max_event_bytes: usize,
     pub timeouts: Timeouts,
     pub rules: Vec<Rule>,
     /// Every upstream endpoint (the single `upstream` becomes a one-entry list) and the
@@ -211,6 +219,14 @@ impl Config {
                  {max_body_bytes_in_flight}"
             ));
         }
+        let max_event_bytes = raw.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT);
+        if max_event_bytes < MIN_MAX_EVENT {
+            return Err(format!(
+                "`max_event_bytes` must be at least {MIN_MAX_EVENT} (real stream events are a \
+                 few KB), got {max_event_bytes}"
+            ));
+        }
+        let max_event_bytes = usize::try_from(max_event_bytes).unwrap_or(usize::MAX);
         let timeouts = Timeouts {
             connect: millis(raw.connect_timeout_ms, 5_000, "connect_timeout_ms")?,
             first_byte: millis(raw.first_byte_timeout_ms, 300_000, "first_byte_timeout_ms")?,
@@ -273,6 +289,7 @@ impl Config {
             workers,
             max_body_bytes,
             max_body_bytes_in_flight,
+            max_event_bytes,
             timeouts,
             rules,
             upstreams,
@@ -296,8 +313,8 @@ impl Config {
             out.push_str(&format!("upstream: {} (auth: {key})\n", self.upstream));
         }
         out.push_str(&format!(
-            "workers: {}, max_body_bytes: {}, max_body_bytes_in_flight: {}\n",
-            self.workers, self.max_body_bytes, self.max_body_bytes_in_flight
+            "workers: {}, max_body_bytes: {}, max_body_bytes_in_flight: {}, max_event_bytes: {}\n",
+            self.workers, self.max_body_bytes, self.max_body_bytes_in_flight, self.max_event_bytes
         ));
         out.push_str(&format!(
             "timeouts: connect {} ms, first byte {} ms, idle {} ms\n",
@@ -494,6 +511,11 @@ mod tests {
         let e = err("{upstreams: [{url: 'http://a/v1'},\n  {url: 'nope'}]}");
         assert!(
             e.starts_with("c.jsonc: line 2, column 4: upstreams[1]"),
+            "{e}"
+        );
+        let e = err("{\n  workers: 2,\n    max_event_bytes: 100\n}");
+        assert!(
+            e.starts_with("c.jsonc: line 3, column 5: `max_event_bytes` must be at least 4096"),
             "{e}"
         );
         let e = err("{auth: {keys: [\n  {key: 'sk-long-enough', rate_limit: {per_minute: 0}}]}}");

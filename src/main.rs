@@ -68,8 +68,11 @@ Usage: llm-relay [OPTIONS]
        llm-relay health [--url URL]   exit 0 if URL answers 200 [default: http://127.0.0.1:8080/health]
        llm-relay cache scan [--config FILE]   check the cache, quarantine bad entries, print a report
        llm-relay cache stats [--config FILE]  print cache entries, bytes and hits
-       llm-relay cache why REQUEST.json [--route PATH] [--config FILE]
-                 the request's cache key, and the closest recorded requests field by field
+       llm-relay cache why REQUEST.json [--route PATH] [--header 'NAME: VALUE']... [--config FILE]
+                 the request's cache key, and the closest recorded requests field by field;
+                 --header gives a request header that is part of the key (for /v1/messages:
+                 anthropic-version, anthropic-beta; others are ignored), and implies
+                 --route /v1/messages for a body with `messages`
        llm-relay cache export --out FILE [--model GLOB] [--since TIME] [--config FILE]
                  write the cache's entries to one portable cassette file
        llm-relay cache import FILE [--config FILE]
@@ -104,6 +107,8 @@ enum Command {
         config: PathBuf,
         request: PathBuf,
         route: Option<String>,
+        /// `--header 'NAME: VALUE'`, in order.
+        headers: Vec<(String, String)>,
     },
     CacheExport {
         config: PathBuf,
@@ -139,6 +144,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
     }
     let mut file = None;
     let (mut out, mut model, mut since, mut route) = (None, None, None, None);
+    let mut headers = Vec::new();
     if args.peek().is_some_and(|a| a == "cache") {
         args.next();
         cache = match args.next().as_deref() {
@@ -163,6 +169,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             "--model" if sub == "export" => model = Some(value("--model")?),
             "--since" if sub == "export" => since = Some(value("--since")?),
             "--route" if sub == "why" => route = Some(value("--route")?),
+            "--header" | "-H" if sub == "why" => headers.push(header(&value("--header")?)?),
             s if (sub == "why" || sub == "import") && !s.starts_with('-') && file.is_none() => {
                 file = Some(PathBuf::from(s));
             }
@@ -185,8 +192,12 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             "scan" => Command::CacheScan { config },
             "why" => Command::CacheWhy {
                 config,
-                request: need(file, "llm-relay cache why REQUEST.json [--route PATH]")?,
+                request: need(
+                    file,
+                    "llm-relay cache why REQUEST.json [--route PATH] [--header 'NAME: VALUE']...",
+                )?,
                 route,
+                headers,
             },
             "export" => Command::CacheExport {
                 config,
@@ -210,6 +221,18 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
     })
 }
 
+/// `NAME: VALUE` of `--header`.
+fn header(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!(
+            "--header {arg:?}: give it as 'NAME: VALUE', e.g. 'anthropic-version: 2023-06-01'"
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let command = match parse_args(std::env::args().skip(1)) {
         Ok(c) => c,
@@ -224,8 +247,9 @@ fn main() -> ExitCode {
             config,
             request,
             route,
+            headers,
         } => cache_tool(&config, |cfg| {
-            cache_why(cfg, &request, route.as_deref()).map(|text| print!("{text}"))
+            cache_why(cfg, &request, route.as_deref(), headers).map(|text| print!("{text}"))
         }),
         Command::CacheExport {
             config,
@@ -336,13 +360,16 @@ fn cache_tool(
     }
 }
 
-/// `cache why`: reads the request, applies the rules and shaping the relay would, and asks
-/// the cache.
+/// `cache why`: reads the request, prepares it as the relay would (translation, rules,
+/// shaping, the keyed headers: `pipeline::prepare` and `pipeline::keyed_body`), and asks the
+/// cache.
 fn cache_why(
     cfg: &config::Config,
     request: &std::path::Path,
     route: Option<&str>,
+    mut headers: Vec<(String, String)>,
 ) -> Result<String, String> {
+    use pipeline::Endpoint;
     let text =
         std::fs::read(request).map_err(|e| format!("cannot read {}: {e}", request.display()))?;
     let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice(&text) else {
@@ -351,40 +378,38 @@ fn cache_why(
             request.display()
         ));
     };
-    let route = match route.map(|r| r.strip_prefix("/v1").unwrap_or(r)) {
-        Some(
-            r @ ("/chat/completions" | "/completions" | "/embeddings" | "/responses" | "/messages"),
-        ) => r,
-        Some(other) => {
-            return Err(format!(
-                "--route {other}: use /chat/completions, /completions, /embeddings, /responses \
-                 or /messages"
-            ))
-        }
-        None if body.contains_key("messages") => "/chat/completions",
-        None if body.contains_key("prompt") => "/completions",
-        None if body.contains_key("input") => "/embeddings",
+    let anthropic = headers
+        .iter()
+        .any(|(name, _)| name.to_ascii_lowercase().starts_with("anthropic-"));
+    let endpoint = match route.map(|r| r.strip_prefix("/v1").unwrap_or(r)) {
+        Some(r) => Endpoint::of_path(r).ok_or_else(|| {
+            format!(
+                "--route {r}: use /chat/completions, /completions, /embeddings, /responses or \
+                 /messages"
+            )
+        })?,
+        None if body.contains_key("messages") && anthropic => Endpoint::Messages,
+        None if body.contains_key("messages") => Endpoint::Chat,
+        None if body.contains_key("prompt") => Endpoint::Completions,
+        None if body.contains_key("input") => Endpoint::Embeddings,
         None => {
             return Err(
                 "cannot tell the route from the body; pass --route /chat/completions (or \
-                 /completions, /embeddings)"
+                 /completions, /embeddings, /responses, /messages)"
                     .to_string(),
             )
         }
     };
-    rules::apply(&cfg.rules, &mut body);
-    if route == "/chat/completions" {
-        shape::apply_chat(&cfg.shaping, &mut body);
-    }
+    let prepared =
+        pipeline::prepare(cfg, endpoint, &mut body, &mut headers).map_err(|e| e.message)?;
+    let endpoint = prepared.sent;
     let model = body
         .get("model")
         .and_then(serde_json::Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let models = cfg
-        .upstreams
-        .effective_models(crate::api::of_route(route), &model);
-    cache::why_command(&cfg.cache, route, &body, &models)
+        .unwrap_or("");
+    let models = cfg.upstreams.effective_models(endpoint.api(), model);
+    let keyed = pipeline::keyed_body(endpoint, &body, &headers);
+    cache::why_command(&cfg.cache, endpoint.path(), &keyed, &models)
 }
 
 #[cfg(test)]
@@ -446,9 +471,33 @@ mod tests {
             Ok(Command::CacheWhy {
                 config: cfg("config.jsonc"),
                 request: cfg("r.json"),
-                route: Some("/v1/completions".to_string())
+                route: Some("/v1/completions".to_string()),
+                headers: Vec::new(),
             })
         );
+        assert_eq!(
+            parse(&[
+                "cache",
+                "why",
+                "r.json",
+                "-H",
+                "anthropic-version:2023-06-01",
+                "--header",
+                "Anthropic-Beta:  a, b "
+            ]),
+            Ok(Command::CacheWhy {
+                config: cfg("config.jsonc"),
+                request: cfg("r.json"),
+                route: None,
+                headers: vec![
+                    ("anthropic-version".to_string(), "2023-06-01".to_string()),
+                    ("Anthropic-Beta".to_string(), "a, b".to_string()),
+                ],
+            })
+        );
+        assert!(parse(&["cache", "why", "r.json", "--header", "no colon"])
+            .unwrap_err()
+            .contains("'NAME: VALUE'"));
         assert_eq!(
             parse(&["cache", "export", "--out", "c.jsonl", "--model", "gpt-*", "-c", "x"]),
             Ok(Command::CacheExport {

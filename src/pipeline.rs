@@ -18,11 +18,12 @@ use serde_json::{Map, Value};
 use crate::api::Api;
 use crate::body_cost::Reservation;
 use crate::cache;
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::exchange::{json_content_type, request_headers, Exchange, Meter};
 use crate::intake;
 use crate::log::Access;
-use crate::sse::SseOut;
+use crate::sse::{self, SseOut};
 use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect};
@@ -42,6 +43,19 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    pub const ALL: [Endpoint; 5] = [
+        Endpoint::Chat,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+        Endpoint::Responses,
+        Endpoint::Messages,
+    ];
+
+    /// The endpoint at `path` (below the `/v1` prefix).
+    pub fn of_path(path: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.path() == path)
+    }
+
     /// The path below the upstream base URL (which includes `/v1`).
     pub fn path(self) -> &'static str {
         match self {
@@ -64,12 +78,12 @@ impl Endpoint {
 }
 
 /// Request headers that change a Messages answer and so belong in its cache key.
-const ANTHROPIC_KEYED_HEADERS: &[&str] = &["anthropic-version", "anthropic-beta"];
+pub const ANTHROPIC_KEYED_HEADERS: &[&str] = &["anthropic-version", "anthropic-beta"];
 
 /// The body the cache keys a request by: the body itself (for Responses without the ids of
 /// input items), plus for Messages the headers that select API behaviour (as `relay:<header>`
-/// members, names no API body uses).
-fn keyed_body(
+/// members, names no API body uses). `llm-relay cache why` keys through this too.
+pub fn keyed_body(
     endpoint: Endpoint,
     body: &Map<String, Value>,
     headers: &[(String, String)],
@@ -171,20 +185,10 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     };
     // a key's allow-list holds for the model it names and for the one the rules send upstream
     state.gate.allow_model(ex.client(), &model(&body))?;
-    let dialect = translation(state, endpoint, &body);
-    let endpoint = if let Some(d) = dialect {
-        body = translate::to_chat(d, &body)
-            .map_err(|e| ApiError::invalid("untranslatable_field", e.message()))?;
-        // the client API's own headers mean nothing to a chat endpoint
-        headers.retain(|(name, _)| !name.to_ascii_lowercase().starts_with("anthropic-"));
-        Endpoint::Chat
-    } else {
-        endpoint
-    };
-    rules::apply(&state.config.rules, &mut body);
-    if endpoint == Endpoint::Chat {
-        shape::apply_chat(&state.config.shaping, &mut body);
-    }
+    let Prepared {
+        sent: endpoint,
+        dialect,
+    } = prepare(&state.config, endpoint, &mut body, &mut headers)?;
     ex.access.model = model(&body);
     state.gate.allow_model(ex.client(), &ex.access.model)?;
     let delivery = cache::Delivery::of(&body);
@@ -234,21 +238,56 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     }))))
 }
 
+/// Where [`prepare`] sends a request.
+pub struct Prepared {
+    /// The endpoint the request goes to (Chat when translated).
+    pub sent: Endpoint,
+    /// The client's API when the request was translated to Chat Completions.
+    pub dialect: Option<Dialect>,
+}
+
+/// The body as it goes upstream and as the cache keys it (with [`keyed_body`]): translated to
+/// a chat request if no endpoint for its model speaks the client's API (the client API's own
+/// headers are then dropped), then model rules, then shaping of chat requests. The relay and
+/// `llm-relay cache why` both prepare a request through this.
+pub fn prepare(
+    config: &Config,
+    endpoint: Endpoint,
+    body: &mut Map<String, Value>,
+    headers: &mut Vec<(String, String)>,
+) -> Result<Prepared, ApiError> {
+    let dialect = translation(config, endpoint, body);
+    let sent = if let Some(d) = dialect {
+        *body = translate::to_chat(d, body)
+            .map_err(|e| ApiError::invalid("untranslatable_field", e.message()))?;
+        // the client API's own headers mean nothing to a chat endpoint
+        headers.retain(|(name, _)| !name.to_ascii_lowercase().starts_with("anthropic-"));
+        Endpoint::Chat
+    } else {
+        endpoint
+    };
+    rules::apply(&config.rules, body);
+    if sent == Endpoint::Chat {
+        shape::apply_chat(&config.shaping, body);
+    }
+    Ok(Prepared { sent, dialect })
+}
+
 /// The client API a request on `endpoint` is translated from, if it is: when no endpoint that
 /// serves its model (as the model rules leave it) speaks the client's API, but one speaks Chat
 /// Completions.
-fn translation(state: &State, endpoint: Endpoint, body: &Map<String, Value>) -> Option<Dialect> {
+fn translation(config: &Config, endpoint: Endpoint, body: &Map<String, Value>) -> Option<Dialect> {
     let dialect = match endpoint {
         Endpoint::Messages => Dialect::Anthropic,
         Endpoint::Responses => Dialect::Responses,
         _ => return None,
     };
     let asked = body.get("model").and_then(Value::as_str).unwrap_or("");
-    let model = rules::select(&state.config.rules, asked)
+    let model = rules::select(&config.rules, asked)
         .and_then(|rule| rule.set.get("model"))
         .and_then(Value::as_str)
         .unwrap_or(asked);
-    let up = &state.upstream;
+    let up = &config.upstreams;
     (!up.speaks(model, endpoint.api()) && up.speaks(model, Api::Chat)).then_some(dialect)
 }
 
@@ -367,7 +406,10 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         route: path,
         model: &model,
         dialect: call.dialect,
-        max_record,
+        bounds: sse::Bounds {
+            record: max_record,
+            event: state.config.max_event_bytes,
+        },
         storing,
         client_usage: call.delivery.include_usage,
         charge: &charge,

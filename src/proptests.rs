@@ -2,8 +2,7 @@
 //! SSE line handling ([`sse::relay`], [`sse::Completion`]): generated JSON values, rule sets
 //! and arbitrary chunkings of event streams.
 
-use std::io::{self, BufReader, Read, Write};
-use std::sync::{Arc, Mutex};
+use std::io::{self, BufReader, Read};
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -139,23 +138,20 @@ impl Read for Chunked {
     }
 }
 
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Relays `stream` read in `sizes`-sized pieces through a reader of `capacity`; returns the
 /// payload written to the client (HTTP/1.0 framing: no chunk markers) and the relay's result.
 fn relay(stream: &[u8], sizes: Vec<usize>, capacity: usize) -> (Vec<u8>, End, Vec<u8>) {
-    let sink = Sink::default();
+    relay_bounded(stream, sizes, capacity, usize::MAX)
+}
+
+/// [`relay`] with events bounded to `max_event` bytes.
+fn relay_bounded(
+    stream: &[u8],
+    sizes: Vec<usize>,
+    capacity: usize,
+    max_event: usize,
+) -> (Vec<u8>, End, Vec<u8>) {
+    let sink = sse::Sink::default();
     let mut out = SseOut::start(Box::new(sink.clone()), false, &[]).unwrap();
     let head_len = sink.0.lock().unwrap().len();
     let source = Chunked {
@@ -170,7 +166,10 @@ fn relay(stream: &[u8], sizes: Vec<usize>, capacity: usize) -> (Vec<u8>, End, Ve
         &mut reader,
         &mut out,
         &|e| e.to_string(),
-        usize::MAX,
+        sse::Bounds {
+            record: usize::MAX,
+            event: max_event,
+        },
         &mut sse::NoTap,
         None,
     );
@@ -224,6 +223,28 @@ proptest! {
             let tail = String::from_utf8_lossy(&whole[bytes.len()..]).into_owned();
             prop_assert!(tail.contains("upstream_stream_interrupted"), "{}", tail);
         }
+    }
+
+    #[test]
+    fn the_event_bound_does_not_depend_on_chunking(
+        events in prop::collection::vec(event(), 0..8),
+        sizes in prop::collection::vec(1..64usize, 1..6),
+        capacity in 1..128usize,
+        max_event in 8..80usize,
+    ) {
+        let mut text = String::new();
+        for e in &events {
+            text.push_str(e);
+            text.push_str("\n\n");
+        }
+        text.push_str("data: [DONE]\n\n");
+        let bytes = text.as_bytes();
+        let (whole, end_whole, _) = relay_bounded(bytes, vec![bytes.len().max(1)], 8192, max_event);
+        let (split, end_split, _) = relay_bounded(bytes, sizes, capacity, max_event);
+        prop_assert_eq!(&split, &whole, "client output must not depend on chunking");
+        prop_assert_eq!(&end_split, &end_whole);
+        let longest = text.split_inclusive("\n\n").map(str::len).max().unwrap_or(0);
+        prop_assert_eq!(end_whole == End::Complete, longest <= max_event, "{:?}", end_whole);
     }
 
     #[test]

@@ -6,12 +6,15 @@
 //! [`relay`] forwards each upstream event as its lines arrive, records a copy, and knows whether
 //! the stream ended properly (chat: `data: [DONE]` or a `finish_reason`; the typed streams of
 //! the Responses and Messages APIs: their terminal event, see `api`); a stream cut short ends
-//! with an error event in the client API's shape instead of a silent cut. A [`Tap`] sees every
+//! with an error event in the client API's shape instead of a silent cut. The upstream is read
+//! in bounded pieces: one event (its lines and the blank line ending it) may take at most
+//! `max_event_bytes`; a longer one — a line that never ends, an event that never gets its blank
+//! line — ends the stream as cut short, and the rest is never read. A [`Tap`] sees every
 //! event on the way: it may hold one back from the client, and it gets the complete recording
 //! just before the stream's final event reaches the client (so the cache has it before the
 //! client can ask again).
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use serde_json::Value;
 
@@ -295,6 +298,22 @@ impl Tap for NoTap {
     fn complete(&mut self, _recorded: &[u8]) {}
 }
 
+/// A client connection that keeps what is written to it (shared by its clones).
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub struct Sink(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Turns a chat stream into another API's events, one upstream line at a time (implemented
 /// by `translate::Stream`).
 pub trait Translate {
@@ -308,9 +327,19 @@ pub trait Translate {
     fn failed(&self) -> bool;
 }
 
+/// How much of a stream [`relay`] holds in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Most bytes of the stream recorded (past it, only the tail).
+    pub record: usize,
+    /// Most bytes of one upstream event, its blank line included (`max_event_bytes`).
+    pub event: usize,
+}
+
 /// Forwards `upstream` (a stream of the API `api`) to `out` event by event (each flushed as its
-/// blank line arrives), and records a copy of at most `max_record` bytes (past it, only the
-/// tail). `describe_error` turns a read error into the message of the closing error event;
+/// blank line arrives), and records a copy of at most `bounds.record` bytes (past it, only the
+/// tail). An event longer than `bounds.event` ends the stream as cut short: it is not passed
+/// on, and the upstream is read no further. `describe_error` turns a read error into the message of the closing error event;
 /// `tap` may hold events back and is told when the stream is complete (only if it was recorded
 /// whole). With `translate`, the client gets the translated events instead of the upstream's
 /// (the recording, and what the tap sees, stay the upstream's).
@@ -319,13 +348,13 @@ pub fn relay(
     upstream: &mut dyn BufRead,
     out: &mut SseOut,
     describe_error: &dyn Fn(&io::Error) -> String,
-    max_record: usize,
+    bounds: Bounds,
     tap: &mut dyn Tap,
     mut translate: Option<&mut dyn Translate>,
 ) -> Relayed {
     let mut recorded = Recording {
         bytes: Vec::with_capacity(4096),
-        cap: max_record,
+        cap: bounds.record,
         truncated: false,
     };
     let mut completion = Completion::new(api);
@@ -334,8 +363,18 @@ pub fn relay(
     let mut told = false;
     let failure = loop {
         line.clear();
-        match upstream.read_until(b'\n', &mut line) {
+        // one byte more than the event may still take tells an oversized event from a full one
+        let room = bounds.event.saturating_sub(event.len());
+        match Read::take(&mut *upstream, (room as u64).saturating_add(1))
+            .read_until(b'\n', &mut line)
+        {
             Ok(0) => break None,
+            Ok(n) if n > room => {
+                // the event is dropped whole; the rest of the upstream is never read
+                event.clear();
+                let e = io::Error::new(io::ErrorKind::InvalidData, oversized(bounds.event));
+                break Some(describe_error(&e));
+            }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Some(describe_error(&e)),
@@ -405,6 +444,14 @@ pub fn relay(
         recorded: recorded.bytes,
         truncated: recorded.truncated,
     }
+}
+
+/// What is wrong with an event longer than `max` bytes.
+fn oversized(max: usize) -> String {
+    format!(
+        "it sent an event longer than max_event_bytes ({max} bytes) without ending it, so the \
+         stream was cut (raise max_event_bytes if the upstream really sends such events)"
+    )
 }
 
 /// Writes one whole upstream event (its lines and the blank line ending it) to the client,
@@ -529,6 +576,61 @@ mod tests {
         assert!(r.bytes.len() <= 2 * TAIL, "{}", r.bytes.len());
         assert!(r.bytes.starts_with(b"data: "), "starts at a line");
         assert!(r.bytes.ends_with(b"data: 99999\n"));
+    }
+
+    /// An upstream that sends `first`, then `x` without end, counting what was read of it.
+    struct Endless {
+        first: &'static [u8],
+        read: usize,
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let from = self.first.get(self.read..).unwrap_or_default();
+            let n = if from.is_empty() {
+                buf.fill(b'x');
+                buf.len()
+            } else {
+                let n = from.len().min(buf.len());
+                buf[..n].copy_from_slice(&from[..n]);
+                n
+            };
+            self.read += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_event_past_its_bound_cuts_the_stream_and_is_not_read_further() {
+        for first in [&b"data: {}\n\ndata: xx"[..], b"data: {}\n\n"] {
+            let sink = Sink::default();
+            let mut out = SseOut::start(Box::new(sink.clone()), false, &[]).unwrap();
+            let mut upstream = io::BufReader::with_capacity(1024, Endless { first, read: 0 });
+            let bounds = Bounds {
+                record: usize::MAX,
+                event: 8192,
+            };
+            let relayed = relay(
+                Api::Chat,
+                &mut upstream,
+                &mut out,
+                &|e| format!("broke: {e}"),
+                bounds,
+                &mut NoTap,
+                None,
+            );
+            let End::Interrupted(msg) = relayed.end else {
+                panic!("{:?}", relayed.end);
+            };
+            assert!(msg.starts_with("broke: ") && msg.contains("max_event_bytes (8192 bytes)"));
+            let read = upstream.get_ref().read;
+            assert!(read <= 8192 + 2 * 1024, "read {read} bytes");
+            let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+            let body = written.split("\r\n\r\n").nth(1).unwrap();
+            assert!(body.starts_with("data: {}\n\ndata: {\"error\""), "{body}");
+            assert!(!body.contains("xx"), "the oversized event is not passed on");
+            assert!(relayed.recorded.len() < 100, "nor recorded");
+        }
     }
 
     #[test]

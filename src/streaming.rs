@@ -38,8 +38,9 @@ pub struct Streaming<'a> {
     pub model: &'a str,
     /// The client's API when the chat stream is translated for it.
     pub dialect: Option<Dialect>,
-    /// Most bytes of the stream recorded (the cache's entry limit).
-    pub max_record: usize,
+    /// Most bytes of the stream recorded (the cache's entry limit) and of one upstream event
+    /// (`max_event_bytes`).
+    pub bounds: sse::Bounds,
     /// Where a complete stream goes (the cache, unless `no-store` or `read_only`).
     pub storing: Option<(&'a Cache, &'a Plan)>,
     /// Whether the client asked for the usage chunk (the relay may have asked for it anyway).
@@ -77,7 +78,7 @@ impl Streaming<'_> {
             &mut reader,
             &mut out,
             &describe,
-            self.max_record,
+            self.bounds,
             &mut tap,
             translation.as_mut().map(|t| t as &mut dyn sse::Translate),
         );

@@ -437,15 +437,6 @@ fn cache_answer_of_one_effective_model_never_serves_another() {
     assert_eq!(primary.requests().len(), 1);
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn cache_hit_bookkeeping_memory_is_bounded() {
     // 300,000 keys with recorded hits: kept per key, they cost ~45 MB; bounded, ~2 MB
@@ -466,7 +457,7 @@ fn cache_hit_bookkeeping_memory_is_bounded() {
     assert!(stats.stdout.contains("hits 900000"), "{}", stats.stdout);
     let baseline = Relay::start(&cfg(&empty));
     let loaded = Relay::start(&cfg(&big));
-    let (a, b) = (rss_kb(baseline.pid()), rss_kb(loaded.pid()));
+    let (a, b) = (baseline.memory_kb("VmRSS"), loaded.memory_kb("VmRSS"));
     assert!(
         b < a + 12 * 1024,
         "hit counts of 300,000 keys grew the relay from {a} kB to {b} kB"

@@ -230,6 +230,84 @@ fn cache_why_prints_the_key_and_the_closest_requests_field_by_field() {
     assert_eq!(out.code, Some(2), "{}", out.stderr);
 }
 
+/// `cache why --header`: a `/v1/messages` key includes the client's `anthropic-version` and
+/// `anthropic-beta` (the relay keys by them), so `cache why` given the same header finds the
+/// relay's key, and without it, or with another version or a beta, names the header as the
+/// difference.
+#[test]
+fn cache_why_keys_messages_by_their_anthropic_headers() {
+    let up = Upstream::apis();
+    let dir = TempDir::new();
+    let cfg_dir = TempDir::new();
+    let cfg = json!({
+        "listen": "127.0.0.1:0",
+        "upstreams": [{"name": "claude", "url": up.base_url(), "api": "anthropic",
+                       "api_key": ANTHROPIC_KEY}],
+        "cache": {"enabled": true, "dir": dir.path().to_str().unwrap()},
+    })
+    .to_string();
+    let config = cfg_dir.write("c.jsonc", &cfg);
+    let config = config.to_str().unwrap();
+    let body = json!({"model": "claude-fixture", "max_tokens": 64,
+                      "messages": [{"role": "user", "content": "why"}]});
+    let key = {
+        let relay = Relay::start(&cfg);
+        let url = relay.url("/v1/messages");
+        let version = [("anthropic-version", "2023-06-01")];
+        let r = post_json_with(&url, &body, &version);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("x-cache"), Some("MISS"));
+        let again = post_json_with(&url, &body, &version);
+        assert_eq!(again.header("x-cache"), Some("HIT"), "recorded");
+        r.header("x-cache-key").unwrap().to_string()
+    };
+    let file = cfg_dir.write("messages.json", &body.to_string());
+    let why = |extra: &[&str]| {
+        let mut args = vec!["cache", "why", file.to_str().unwrap(), "--config", config];
+        args.extend_from_slice(extra);
+        cli(&args).stdout
+    };
+
+    // the header alone tells the route: a body with `messages` and an anthropic- header
+    let out = why(&["--header", "anthropic-version: 2023-06-01"]);
+    assert!(
+        out.contains(&format!(
+            "/messages for model claude-fixture: key {key}, recorded"
+        )),
+        "{out}"
+    );
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--route", "/v1/messages"],
+            "relay:anthropic-version (recorded \"2023-06-01\", asked absent)",
+        ),
+        (
+            &["-H", "anthropic-version: 2023-01-01"],
+            "relay:anthropic-version (recorded \"2023-06-01\", asked \"2023-01-01\")",
+        ),
+        (
+            &[
+                "-H",
+                "anthropic-version: 2023-06-01",
+                "-H",
+                "anthropic-beta: tools-2024-04-04",
+            ],
+            "relay:anthropic-beta (recorded absent, asked \"tools-2024-04-04\")",
+        ),
+    ];
+    for (extra, named) in cases {
+        let out = why(extra);
+        assert!(out.contains("not recorded"), "{extra:?}: {out}");
+        assert!(
+            out.contains(&format!(
+                "1. key {key} (model claude-fixture): 1 field differs"
+            )),
+            "{extra:?}: {out}"
+        );
+        assert!(out.contains(named), "{extra:?}: {out}");
+    }
+}
+
 /// Every `.request`/`.txt` under `dir` by relative path, with its bytes.
 fn entry_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = files_ending(dir, ".request")

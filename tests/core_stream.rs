@@ -1,8 +1,10 @@
 //! Streaming: SSE events are forwarded one by one as they arrive (timed over
 //! raw TCP), with the SSE headers; an upstream dying mid-stream ends the
 //! client stream with an error event; non-200 answers to stream requests
-//! pass through as JSON; `stream` is decided on the body after rules.
+//! pass through as JSON; `stream` is decided on the body after rules; an upstream event past
+//! `max_event_bytes` (a line that never ends) cuts the stream, and the relay reads no further.
 
+use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -231,4 +233,122 @@ fn rule_unsetting_stream_gives_json_response() {
     let v: Value = serde_json::from_str(&r.body).expect("JSON body");
     assert_eq!(v["choices"][0]["message"]["content"], FIXTURE_TEXT);
     assert!(up.only_request().json().get("stream").is_none());
+}
+
+/// An upstream that sends one event and then a `data:` line without end (up to 128 MiB, see
+/// `Reply::SseEndless`), to a relay allowing 256 KiB per event: the client gets the first
+/// event, then the error event of its API and a clean end of the response; the relay closes
+/// the upstream connection (the fixture's writes fail) instead of reading on, its peak memory
+/// stays far below what an unbounded read would take, the upstream's failure is counted, and
+/// nothing is cached. A translated stream (client on `/v1/messages`) ends with Anthropic's
+/// error event.
+#[test]
+fn an_endless_upstream_event_cuts_the_stream_and_is_read_no_further() {
+    let (report, reports) = mpsc::channel();
+    let up = Upstream::start(move |req| {
+        if req.json()["messages"][0]["content"] == "warm" {
+            return openai_reply(req);
+        }
+        let first = chat_chunk("m", json!({"role": "assistant", "content": "first"}), None);
+        Reply::sse_endless(vec![first], &report)
+    });
+    let dir = TempDir::new();
+    let relay = Relay::start(&cache_config(
+        &up.base_url(),
+        dir.path(),
+        json!({}),
+        json!({"max_event_bytes": 256 * 1024, "idle_timeout_ms": 30000, "fail_threshold": 100}),
+    ));
+    let ask = |text: &str| json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": text}]});
+    let warm = stream_events(relay.addr(), "/v1/chat/completions", &ask("warm"));
+    assert!(
+        warm.clean_end && warm.body.contains("[DONE]"),
+        "{}",
+        warm.body
+    );
+    let baseline_kb = relay.memory_kb("VmHWM");
+    let cut_by_relay = || {
+        let (sent, cut) = reports
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the endless fixture reports how it ended");
+        assert!(
+            cut,
+            "the relay kept reading the endless line: {sent} bytes went out"
+        );
+        sent
+    };
+
+    let mut sent = Vec::new();
+    for round in 0..2 {
+        let r = stream_events_timeout(
+            relay.addr(),
+            "/v1/chat/completions",
+            &ask("endless"),
+            Duration::from_secs(60),
+        );
+        sent.push(cut_by_relay());
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            r.header("x-cache"),
+            Some("MISS"),
+            "round {round}: not cached"
+        );
+        assert!(r.clean_end, "the response ends properly: {}", r.body);
+        let texts = r.event_texts();
+        assert_eq!(texts.len(), 2, "the first event and the error: {texts:?}");
+        assert!(texts[0].contains("\"first\""), "{texts:?}");
+        let error: Value = serde_json::from_str(texts[1].strip_prefix("data: ").unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {texts:?}"));
+        assert_eq!(
+            error["error"]["code"], "upstream_stream_interrupted",
+            "{error}"
+        );
+        let msg = error["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("max_event_bytes (262144 bytes)"), "{msg}");
+        assert!(msg.contains(&up.base_url()), "names the upstream: {msg}");
+    }
+
+    let r = stream_events_timeout(
+        relay.addr(),
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 50, "stream": true,
+                "messages": [{"role": "user", "content": "endless"}]}),
+        Duration::from_secs(60),
+    );
+    sent.push(cut_by_relay());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.clean_end, "{}", r.body);
+    let texts = r.event_texts();
+    assert!(
+        texts[0].starts_with("event: message_start"),
+        "translated: {texts:?}"
+    );
+    let last = texts.last().unwrap();
+    let data = last
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("{texts:?}"));
+    let error: Value = serde_json::from_str(data).unwrap();
+    assert!(last.starts_with("event: error\n"), "{texts:?}");
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["error"]["type"], "api_error", "{error}");
+    let msg = error["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("max_event_bytes"), "{msg}");
+
+    let peak_kb = relay.memory_kb("VmHWM");
+    assert!(
+        peak_kb < baseline_kb + 24 * 1024,
+        "peak RSS grew from {baseline_kb} kB to {peak_kb} kB while the fixture sent {sent:?} \
+         bytes (an unbounded read takes up to 128 MiB per stream)"
+    );
+    assert_eq!(
+        up.requests().len(),
+        4,
+        "every endless request went upstream"
+    );
+    let metrics = get(&relay.url("/metrics")).body;
+    assert!(
+        metrics.contains("llm_relay_upstream_errors_total{endpoint=\"default\"} 3"),
+        "each cut stream counts against the upstream:\n{metrics}"
+    );
 }

@@ -2,7 +2,7 @@
 //! with every scenario's row (figures, or an explicit "not run: reason"), judges every target,
 //! and leaves nothing running. It needs nginx, wrk and curl (`scripts/test-deps.sh` installs
 //! them); without them this test fails with the install command instead of passing silently.
-//! It runs the system tests' one static release build (`crate::static_build`), built before its
+//! It runs the system tests' one static build (`crate::static_build`), built before its
 //! clock starts, and takes its turn at the machine (`crate::heavy_turn`).
 
 use std::io::Read;

@@ -104,6 +104,13 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Whether an endpoint that serves `model` takes requests of the client API `api` unchanged.
+    pub fn speaks(&self, model: &str, api: Api) -> bool {
+        self.endpoints
+            .iter()
+            .any(|e| e.api.speaks(api) && e.serves(model))
+    }
+
     /// The effective models a request of the client API `api` for `model` (after rules) may be
     /// sent as: each serving endpoint's `model` override, or `model` itself, once each in
     /// config order, with whether a weighted endpoint (not only a standby) sends it. The cache

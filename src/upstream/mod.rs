@@ -274,13 +274,6 @@ impl Upstream {
         req.header("content-type", "application/json").send(body)
     }
 
-    /// Whether an endpoint that serves `model` takes requests of the client API `api` unchanged.
-    pub fn speaks(&self, model: &str, api: Api) -> bool {
-        self.endpoints
-            .iter()
-            .any(|ep| ep.config.api.speaks(api) && ep.config.serves(model))
-    }
-
     /// Refuses (400 `invalid_request`, naming the header) a client header that would be
     /// forwarded but that the upstream client cannot send, such as a value with a control
     /// character: the client's error, found before any endpoint is tried, so it never counts

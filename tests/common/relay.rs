@@ -200,6 +200,17 @@ impl Relay {
         self.child.id()
     }
 
+    /// A memory figure of the relay process from `/proc/PID/status` in kB: `VmRSS` (resident
+    /// now) or `VmHWM` (the most it was resident so far).
+    pub fn memory_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status:\n{status}"))
+    }
+
     /// Sends a signal (`TERM`, `INT`, `HUP`, ...) to the relay with the shell's `kill`.
     pub fn signal(&self, name: &str) {
         let status = Command::new("sh")

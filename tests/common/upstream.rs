@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -76,9 +76,20 @@ pub enum Reply {
         gate: Arc<AtomicBool>,
         rest: Vec<String>,
     },
+    /// `text/event-stream`: the `first` events, then a `data:` line that never ends, in 64 KiB
+    /// chunks until a write fails (the relay closed the connection) or [`ENDLESS_LIMIT`] bytes
+    /// went out (then the connection is held open until the relay closes it, at most 60 s).
+    /// Sends `(bytes of the endless line written, whether a write failed)` on `report`.
+    SseEndless {
+        first: Vec<String>,
+        report: mpsc::Sender<(u64, bool)>,
+    },
     /// Close the connection without answering.
     Close,
 }
+
+/// The most a [`Reply::SseEndless`] fixture sends of its endless line.
+pub const ENDLESS_LIMIT: u64 = 128 * 1024 * 1024;
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Reply {
@@ -114,6 +125,13 @@ impl Reply {
 
     pub fn hold(gate: &Arc<AtomicBool>, reply: Reply) -> Reply {
         Reply::Hold(Arc::clone(gate), Box::new(reply))
+    }
+
+    pub fn sse_endless(first: Vec<String>, report: &mpsc::Sender<(u64, bool)>) -> Reply {
+        Reply::SseEndless {
+            first,
+            report: report.clone(),
+        }
     }
 
     pub fn close() -> Reply {
@@ -405,6 +423,25 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             w.write_all(b"0\r\n\r\n")?;
             w.flush()
         }
+        Reply::SseEndless { first, report } => {
+            let (sent, cut) = write_endless(w, &first);
+            let _ = report.send((sent, cut));
+            if !cut {
+                // hold the connection: a relay still reading must not see it end
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                let mut buf = [0u8; 256];
+                while std::time::Instant::now() < deadline {
+                    match w.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            Ok(())
+        }
         Reply::Sse { events, die } => {
             w.write_all(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
@@ -424,4 +461,36 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Writes an event stream's head, the `first` events and then a line without end (see
+/// [`Reply::SseEndless`]); returns the bytes of that line written and whether a write failed.
+fn write_endless(w: &mut TcpStream, first: &[String]) -> (u64, bool) {
+    let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                 Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\
+                 Connection: close\r\n\r\n";
+    let mut start = String::new();
+    for event in first {
+        start.push_str(&format!("{:x}\r\n{event}\r\n", event.len()));
+    }
+    let line = "data: {\"choices\":[{\"delta\":{\"content\":\"";
+    start.push_str(&format!("{:x}\r\n{line}\r\n", line.len()));
+    if w.write_all(head)
+        .and_then(|()| w.write_all(start.as_bytes()))
+        .is_err()
+    {
+        return (0, true);
+    }
+    let piece = [b'x'; 64 * 1024];
+    let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+    chunk.extend_from_slice(&piece);
+    chunk.extend_from_slice(b"\r\n");
+    let mut sent = line.len() as u64;
+    while sent < ENDLESS_LIMIT {
+        if w.write_all(&chunk).is_err() {
+            return (sent, true);
+        }
+        sent += piece.len() as u64;
+    }
+    (sent, false)
 }
