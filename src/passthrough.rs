@@ -132,9 +132,9 @@ fn answer_copy(ex: &mut Exchange, sent: Sent) {
 }
 
 /// Answers with the upstream's event stream, its status and headers kept, each event flushed
-/// as its blank line arrives. A stream the upstream breaks, or an event over
-/// [`MAX_EVENT_BYTES`], ends with the API's error event (as the relay's own streams do) and a
-/// clean end, so the client is told rather than left waiting.
+/// as its blank line arrives. A stream the upstream breaks, or an event over `max_event_bytes`,
+/// ends with the API's error event and a clean end (as the relay's own streams do: the client is
+/// told rather than left waiting, and the endpoint counts a failure).
 fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent) {
     let status = sent.response.status().as_u16();
     let head = upstream::response_headers(sent.response.headers());
@@ -146,19 +146,16 @@ fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent) {
             return (status, 0); // the client left before the head was written
         };
         let mut reader = BufReader::with_capacity(16 * 1024, body);
-        let cut = match relay_events(&mut reader, &mut out) {
+        let max = state.config.max_event_bytes;
+        let cut = match relay_events(&mut reader, &mut out, max) {
             Relayed::Ended => None,
             Relayed::ClientGone => return (status, out.bytes),
-            Relayed::TooLarge => Some(format!(
-                "upstream {base} sent an event longer than {MAX_EVENT_BYTES} bytes; the relay \
-                 cut the stream there"
-            )),
-            Relayed::Broken(e) => {
-                state.upstream.stream_failed(&endpoint);
-                Some(format!("upstream {base} broke the stream: {e}"))
-            }
+            Relayed::TooLarge => Some(sse::oversized(max)),
+            Relayed::Broken(e) => Some(e.to_string()),
         };
-        if let Some(message) = cut {
+        if let Some(why) = cut {
+            state.upstream.stream_failed(&endpoint);
+            let message = format!("upstream {base} broke the stream: {why}");
             crate::log::warn(&message);
             let _ = out.write(&api::cut_event(api, &message));
         }
@@ -210,16 +207,13 @@ impl<R: Read> Read for ClientBody<R> {
     }
 }
 
-/// The longest event relayed (an upstream that never ends its event or line is cut here rather
-/// than held in memory without bound). The relay's own streams record at most `max_entry_bytes`.
-pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
-
 /// How [`relay_events`] ended.
 #[derive(Debug)]
 enum Relayed {
     /// The upstream ended its answer (a last unterminated event went out as it was).
     Ended,
-    /// The upstream sent an event over [`MAX_EVENT_BYTES`]; it did not go out.
+    /// The upstream sent an event over `max_event_bytes`; it did not go out, and the upstream
+    /// was read no further.
     TooLarge,
     /// Reading the upstream failed (reset, timed out).
     Broken(io::Error),
@@ -228,19 +222,21 @@ enum Relayed {
 }
 
 /// Copies an event stream from `upstream` to `out` unchanged, writing and flushing each event
-/// when its blank line arrives.
-fn relay_events(upstream: &mut dyn BufRead, out: &mut SseOut) -> Relayed {
+/// when its blank line arrives; an event (its lines and blank line) holds at most `max` bytes in
+/// memory.
+fn relay_events(upstream: &mut dyn BufRead, out: &mut SseOut, max: usize) -> Relayed {
     let mut event = Vec::with_capacity(1024);
     loop {
         let start = event.len();
-        let room = (MAX_EVENT_BYTES + 1).saturating_sub(start) as u64;
+        // one byte more than the event may still take tells an oversized event from a full one
+        let room = (max.saturating_sub(start) as u64).saturating_add(1);
         match Read::take(&mut *upstream, room).read_until(b'\n', &mut event) {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Relayed::Broken(e),
         }
-        if event.len() > MAX_EVENT_BYTES {
+        if event.len() > max {
             return Relayed::TooLarge;
         }
         if sse::is_blank(event.get(start..).unwrap_or_default()) {

@@ -447,7 +447,8 @@ pub fn relay(
 }
 
 /// What is wrong with an event longer than `max` bytes.
-fn oversized(max: usize) -> String {
+/// Why a stream was cut at an event over `max_event_bytes` (`max`).
+pub fn oversized(max: usize) -> String {
     format!(
         "it sent an event longer than max_event_bytes ({max} bytes) without ending it, so the \
          stream was cut (raise max_event_bytes if the upstream really sends such events)"

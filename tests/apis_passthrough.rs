@@ -391,14 +391,14 @@ fn an_event_stream_answer_reaches_the_client_event_by_event() {
             gate: Arc::clone(&gate),
             rest: events[1..].iter().map(|e| e.to_string()).collect(),
         },
-        // one event that never ends: 2 MiB without a newline
+        // one event that never ends: 1 MiB without a newline
         _ => Reply::sse(vec![(
             Duration::ZERO,
-            format!("data: {}", "x".repeat(2 << 20)),
+            format!("data: {}", "x".repeat(1 << 20)),
         )]),
     });
     let dir = TempDir::new();
-    let relay = relay_for(&up, &dir, json!({}));
+    let relay = relay_for(&up, &dir, json!({"max_event_bytes": 65536}));
 
     // the fixture sends the rest only once the client holds the first event
     let body = json!({"assistant_id": "asst_1", "stream": true});
@@ -424,13 +424,14 @@ fn an_event_stream_answer_reaches_the_client_event_by_event() {
     assert!(!answer.contains("error"), "{answer}");
     assert_eq!(up.requests()[0].json(), body);
 
-    // an event past the cap is cut, with the API's error event, not held in memory
+    // an event past max_event_bytes is cut, with the API's error event, not held in memory
     let r = stream_events(relay.addr(), "/v1/threads/thread_2/runs", &body);
     assert_eq!(r.status, 200);
     assert!(r.clean_end);
     assert!(r.body.len() < 64 * 1024, "{} bytes relayed", r.body.len());
     assert!(
-        r.body.contains("upstream_stream_interrupted") && r.body.contains("1048576 bytes"),
+        r.body.contains("upstream_stream_interrupted")
+            && r.body.contains("max_event_bytes (65536 bytes)"),
         "{}",
         r.body
     );
