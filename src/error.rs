@@ -125,3 +125,29 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// An [`ApiError`] carried through an `io::Error`: a client's request body that failed (too
+/// large, too slow, cut) while the upstream client was streaming it. The upstream call then
+/// fails with it, and the failure is the client's: it never counts against the endpoint.
+#[derive(Debug)]
+pub struct ClientFault(pub ApiError);
+
+impl std::fmt::Display for ClientFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ClientFault {}
+
+impl ClientFault {
+    /// The I/O error that carries `err`.
+    pub fn io(err: ApiError) -> std::io::Error {
+        std::io::Error::other(ClientFault(err))
+    }
+
+    /// The client's error inside `err`, if it carries one.
+    pub fn of(err: &std::io::Error) -> Option<&ApiError> {
+        err.get_ref()?.downcast_ref::<ClientFault>().map(|f| &f.0)
+    }
+}

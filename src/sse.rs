@@ -32,27 +32,52 @@ pub struct SseOut {
 impl SseOut {
     /// Writes the response head for a 200 event stream. `headers` are extra headers (name, value).
     pub fn start(
-        mut w: Box<dyn Write + Send>,
+        w: Box<dyn Write + Send>,
         http11: bool,
         headers: &[(String, String)],
     ) -> io::Result<SseOut> {
-        let mut head = String::with_capacity(256);
-        head.push_str(if http11 {
-            "HTTP/1.1 200 OK\r\n"
-        } else {
-            "HTTP/1.0 200 OK\r\n"
-        });
-        head.push_str("Content-Type: text/event-stream\r\nCache-Control: no-cache\r\n");
-        head.push_str("X-Accel-Buffering: no\r\n");
+        let ours = [
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+        ];
+        let mut all: Vec<(String, String)> = ours
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        all.extend(
+            headers
+                .iter()
+                .filter(|(n, _)| {
+                    !ours.iter().any(|(o, _)| n.eq_ignore_ascii_case(o))
+                        && !n.eq_ignore_ascii_case("x-accel-buffering")
+                })
+                .cloned(),
+        );
+        SseOut::start_as(w, http11, 200, &all)
+    }
+
+    /// Writes the head of an event stream answered with `status` and exactly `headers` (a
+    /// pass-through keeps the upstream's), plus `X-Accel-Buffering: no` and the relay's own
+    /// framing. Header lines with CR or LF are dropped.
+    pub fn start_as(
+        mut w: Box<dyn Write + Send>,
+        http11: bool,
+        status: u16,
+        headers: &[(String, String)],
+    ) -> io::Result<SseOut> {
+        let reason = tiny_http::StatusCode(status).default_reason_phrase();
+        let minor = if http11 { 1 } else { 0 };
+        let mut head = format!("HTTP/1.{minor} {status} {reason}\r\nX-Accel-Buffering: no\r\n");
         for (name, value) in headers {
-            let lower = name.to_ascii_lowercase();
-            if matches!(
-                lower.as_str(),
-                "content-type" | "cache-control" | "x-accel-buffering"
-            ) {
-                continue;
-            }
-            if name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
+            let framing = [
+                "x-accel-buffering",
+                "transfer-encoding",
+                "content-length",
+                "connection",
+            ]
+            .iter()
+            .any(|f| name.eq_ignore_ascii_case(f));
+            if framing || name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
                 continue;
             }
             head.push_str(&format!("{name}: {value}\r\n"));
@@ -422,7 +447,8 @@ pub fn relay(
 }
 
 /// What is wrong with an event longer than `max` bytes.
-fn oversized(max: usize) -> String {
+/// Why a stream was cut at an event over `max_event_bytes` (`max`).
+pub fn oversized(max: usize) -> String {
     format!(
         "it sent an event longer than max_event_bytes ({max} bytes) without ending it, so the \
          stream was cut (raise max_event_bytes if the upstream really sends such events)"

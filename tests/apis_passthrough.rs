@@ -2,9 +2,14 @@
 //! filtered headers, a multipart upload streamed as sent, a binary answer byte for byte; the
 //! stored-response routes of the Responses API and Messages' `count_tokens` reach the endpoint
 //! that speaks their API; nothing is cached; the gate still applies and the client's key never
-//! goes upstream.
+//! goes upstream. An upstream never receives a cut body as complete (too large, too slow, or
+//! cut by the client: the upstream request is aborted, and the endpoint's health is untouched),
+//! and an event-stream answer reaches the client event by event.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -191,4 +196,243 @@ fn stored_responses_and_count_tokens_reach_the_endpoint_of_their_api() {
     let r = post_json(&relay.url("/v1/messages/count_tokens"), &count);
     assert_eq!((r.status, r.json()["type"].as_str()), (401, Some("error")));
     assert_eq!(up.requests().len(), 6);
+}
+
+/// How [`chunked_upload`] ends its body.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum BodyEnd {
+    /// The terminating zero-length chunk.
+    Whole,
+    /// Nothing more: the connection stays open, silent.
+    Stall,
+    /// The client closes its side in the middle of a chunk.
+    Close,
+}
+
+/// POSTs `chunks` as a chunked body to `path` over raw TCP, ends the body as `end` says, and
+/// returns the answer's text: read until the relay closes, or (a stalled body) until the
+/// answer's JSON body has arrived.
+fn chunked_upload(addr: &str, path: &str, chunks: &[Vec<u8>], end: BodyEnd) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect relay");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let mut sent = s.write_all(head.as_bytes());
+    for c in chunks {
+        if sent.is_ok() {
+            sent = s.write_all(format!("{:x}\r\n", c.len()).as_bytes());
+            sent = sent.and_then(|()| s.write_all(c));
+            sent = sent.and_then(|()| s.write_all(b"\r\n"));
+        }
+    }
+    match end {
+        BodyEnd::Whole => drop(s.write_all(b"0\r\n\r\n")),
+        BodyEnd::Stall => {}
+        BodyEnd::Close => {
+            // mid-chunk: a chunk announced whole, a few of its bytes, then the close
+            let _ = s.write_all(b"2000\r\npartial");
+            let _ = s.shutdown(Shutdown::Write);
+        }
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&got);
+        if end == BodyEnd::Stall && text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading the answer to {path} ({end:?}): {e}; so far: {text}"),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn status_of(answer: &str) -> Option<u16> {
+    answer.get(9..12).and_then(|c| c.parse().ok())
+}
+
+/// The JSON body of a raw answer (after its head).
+fn json_of(answer: &str) -> Value {
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+/// `/ready` is 200 and every endpoint healthy: with `fail_threshold` 1 and a long cooldown, one
+/// failure counted against an endpoint would show here.
+fn assert_all_healthy(relay: &Relay) {
+    let r = get(&relay.url("/ready"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ups = r.json()["upstreams"].as_array().unwrap().clone();
+    assert!(
+        !ups.is_empty() && ups.iter().all(|u| u["healthy"] == true),
+        "{}",
+        r.body
+    );
+}
+
+#[test]
+fn a_body_too_large_slow_or_cut_never_reaches_the_upstream_as_complete() {
+    let up = Upstream::start(|req| {
+        Reply::json(
+            200,
+            json!({"id": "file-1", "object": "file", "bytes": req.body.len()}),
+        )
+    });
+    let dir = TempDir::new();
+    let relay = relay_for(
+        &up,
+        &dir,
+        json!({"max_body_bytes": 64 * 1024, "client_timeout_ms": 1500,
+               "fail_threshold": 1, "cooldown_ms": 600_000}),
+    );
+    let chunk = |i: usize| -> Vec<u8> { (0..8192).map(|j| ((i * 7 + j) % 251) as u8).collect() };
+
+    // under the limit: the upstream gets the whole body, byte for byte
+    let chunks: Vec<Vec<u8>> = (0..7).map(chunk).collect();
+    let answer = chunked_upload(relay.addr(), "/v1/files", &chunks, BodyEnd::Whole);
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+    let seen = up.only_request();
+    assert!(
+        seen.body == chunks.concat(),
+        "{} bytes arrived",
+        seen.body.len()
+    );
+    assert!(up.aborted().is_empty());
+
+    // past the limit: 413 in the route's API shape, and the upstream saw an aborted request
+    let chunks: Vec<Vec<u8>> = (0..12).map(chunk).collect();
+    let cases = [
+        ("/v1/files", BodyEnd::Whole),
+        ("/v1/messages/count_tokens", BodyEnd::Whole),
+        ("/v1/files", BodyEnd::Stall),
+        ("/v1/files", BodyEnd::Close),
+    ];
+    for (n, (path, end)) in cases.into_iter().enumerate() {
+        let chunks = if end == BodyEnd::Whole {
+            &chunks[..]
+        } else {
+            &chunks[..2]
+        };
+        let answer = chunked_upload(relay.addr(), path, chunks, end);
+        match end {
+            BodyEnd::Whole if path.starts_with("/v1/messages") => {
+                assert_eq!(status_of(&answer), Some(413), "{answer}");
+                let v = json_of(&answer);
+                assert_eq!(
+                    (v["type"].as_str(), v["error"]["type"].as_str()),
+                    (Some("error"), Some("request_too_large")),
+                    "{v}"
+                );
+            }
+            BodyEnd::Whole => {
+                assert_eq!(status_of(&answer), Some(413), "{answer}");
+                assert_eq!(json_of(&answer)["error"]["code"], "request_too_large");
+            }
+            BodyEnd::Stall => {
+                assert_eq!(status_of(&answer), Some(408), "{answer}");
+                assert_eq!(json_of(&answer)["error"]["code"], "request_timeout");
+            }
+            // nobody reads an answer to a client that left; the upstream's side is the point
+            BodyEnd::Close => {}
+        }
+        wait_until(
+            Duration::from_secs(20),
+            "the upstream sees the request aborted",
+            || up.aborted().len() > n,
+        );
+        let cut = &up.aborted()[n];
+        assert_eq!(cut.path, path.to_string());
+        assert!(cut.body.len() <= 64 * 1024, "{} bytes", cut.body.len());
+        assert_eq!(
+            up.requests().len(),
+            1,
+            "no further complete request ({end:?})"
+        );
+    }
+
+    // a Content-Length body cut by the client: the upstream gets fewer bytes than announced
+    let mut s = TcpStream::connect(relay.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n";
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&chunk(0)).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert_eq!(status_of(&answer), Some(400), "{answer}");
+    wait_until(
+        Duration::from_secs(20),
+        "the upstream sees the request aborted",
+        || up.aborted().len() == cases.len() + 1,
+    );
+    assert_eq!(up.aborted().last().unwrap().body, chunk(0));
+    assert_eq!(up.requests().len(), 1);
+    assert_all_healthy(&relay);
+}
+
+#[test]
+fn an_event_stream_answer_reaches_the_client_event_by_event() {
+    let events = [
+        "event: thread.run.created\ndata: {\"id\":\"run_1\",\"object\":\"thread.run\"}\n\n",
+        "event: thread.message.delta\ndata: {\"id\":\"msg_1\",\"delta\":{}}\n\n",
+        "event: done\ndata: [DONE]\n\n",
+    ];
+    let go = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&go);
+    let up = Upstream::start(move |req| match req.path.as_str() {
+        "/v1/threads/thread_1/runs" => Reply::SseGated {
+            first: vec![events[0].to_string()],
+            gate: Arc::clone(&gate),
+            rest: events[1..].iter().map(|e| e.to_string()).collect(),
+        },
+        // one event that never ends: 1 MiB without a newline
+        _ => Reply::sse(vec![(
+            Duration::ZERO,
+            format!("data: {}", "x".repeat(1 << 20)),
+        )]),
+    });
+    let dir = TempDir::new();
+    let relay = relay_for(&up, &dir, json!({"max_event_bytes": 65536}));
+
+    // the fixture sends the rest only once the client holds the first event
+    let body = json!({"assistant_id": "asst_1", "stream": true});
+    let answer = read_until_then(
+        relay.addr(),
+        "/v1/threads/thread_1/runs",
+        &body,
+        "thread.run.created",
+        &go,
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let head = answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(head.contains("x-request-id: req_gated_stream"), "{head}");
+    for event in events {
+        assert!(answer.contains(event), "{event:?} unchanged in {answer}");
+    }
+    assert!(answer.ends_with("0\r\n\r\n"), "a clean end: {answer}");
+    assert!(!answer.contains("error"), "{answer}");
+    assert_eq!(up.requests()[0].json(), body);
+
+    // an event past max_event_bytes is cut, with the API's error event, not held in memory
+    let r = stream_events(relay.addr(), "/v1/threads/thread_2/runs", &body);
+    assert_eq!(r.status, 200);
+    assert!(r.clean_end);
+    assert!(r.body.len() < 64 * 1024, "{} bytes relayed", r.body.len());
+    assert!(
+        r.body.contains("upstream_stream_interrupted")
+            && r.body.contains("max_event_bytes (65536 bytes)"),
+        "{}",
+        r.body
+    );
 }

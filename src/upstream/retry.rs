@@ -1,7 +1,9 @@
 //! Failover: one request, tried on up to `retries + 1` different endpoints that serve its model.
 //!
 //! An attempt fails on a transport error (refused, reset, DNS, TLS), a timeout before the
-//! response head, or a 429/500/502/503/504 status. Anything else, other 4xx included, is the
+//! response head, or a 429/500/502/503/504 status. A request whose own body failed while it was
+//! streamed (`error::ClientFault`: too large, too slow, cut by the client) ends with the
+//! client's error and does not count against the endpoint. Anything else, other 4xx included, is the
 //! answer. The loop only ever hands back a response head: the caller decides what reaches the
 //! client, so nothing is retried once the client has seen a byte. When every attempt failed,
 //! the error names each endpoint tried and why; a single attempt keeps the core's behaviour
@@ -16,7 +18,7 @@ use ureq::Body;
 use super::balance::{self, Candidate};
 use super::endpoints::Api;
 use super::{transport_error, Endpoint, Sent, Upstream};
-use crate::error::ApiError;
+use crate::error::{ApiError, ClientFault};
 use crate::log;
 
 /// Statuses that send a request to another endpoint.
@@ -150,6 +152,12 @@ pub fn send_limited(
                     "invalid_request",
                     format!("the request cannot be sent upstream: {e}"),
                 ));
+            }
+            Err(ureq::Error::Io(io)) if ClientFault::of(&io).is_some() => {
+                // The client's body failed while it was being streamed (too large, too slow,
+                // cut): the upstream saw an aborted request, and the endpoint did nothing wrong.
+                let fault = ClientFault::of(&io).cloned();
+                return Err(fault.unwrap_or_else(|| ApiError::internal(io.to_string())));
             }
             Err(e) => {
                 up.failed(ep, None);

@@ -3,7 +3,10 @@
 //! `openai.rs`.
 //!
 //! Every connection gets one response with `Connection: close` and is then
-//! closed.
+//! closed. A request whose body ends before its framing says (no terminating
+//! chunk, fewer bytes than its `Content-Length`) is an aborted request: it is
+//! recorded apart ([`Upstream::aborted`]), never among the requests, and gets
+//! no answer.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -142,6 +145,7 @@ type Handler = Arc<dyn Fn(&RecordedRequest) -> Reply + Send + Sync>;
 pub struct Upstream {
     port: u16,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    aborted: Arc<Mutex<Vec<RecordedRequest>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -150,9 +154,11 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fixture");
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let aborted = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Handler = Arc::new(handler);
         let (reqs, stop2) = (Arc::clone(&requests), Arc::clone(&stop));
+        let cut = Arc::clone(&aborted);
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
@@ -160,12 +166,14 @@ impl Upstream {
                 }
                 let Ok(conn) = conn else { continue };
                 let (reqs, handler) = (Arc::clone(&reqs), Arc::clone(&handler));
-                thread::spawn(move || serve_connection(conn, &reqs, &*handler));
+                let cut = Arc::clone(&cut);
+                thread::spawn(move || serve_connection(conn, &reqs, &cut, &*handler));
             }
         });
         Upstream {
             port,
             requests,
+            aborted,
             stop,
         }
     }
@@ -200,6 +208,12 @@ impl Upstream {
         self.requests.lock().unwrap().clone()
     }
 
+    /// Snapshot of the aborted requests so far: head received, body cut before the end its
+    /// framing announced (`body` holds what arrived).
+    pub fn aborted(&self) -> Vec<RecordedRequest> {
+        self.aborted.lock().unwrap().clone()
+    }
+
     /// The single request received; panics if there were zero or several.
     pub fn only_request(&self) -> RecordedRequest {
         let reqs = self.requests();
@@ -230,6 +244,7 @@ pub fn closed_port_url() -> String {
 fn serve_connection(
     stream: TcpStream,
     reqs: &Mutex<Vec<RecordedRequest>>,
+    aborted: &Mutex<Vec<RecordedRequest>>,
     handler: &(dyn Fn(&RecordedRequest) -> Reply + Send + Sync),
 ) {
     let _ = stream.set_nodelay(true);
@@ -238,9 +253,13 @@ fn serve_connection(
         return;
     };
     let mut reader = BufReader::new(stream);
-    let Some(req) = read_request(&mut reader, &mut writer) else {
+    let Some((req, complete)) = read_request(&mut reader, &mut writer) else {
         return;
     };
+    if !complete {
+        aborted.lock().unwrap().push(req);
+        return;
+    }
     reqs.lock().unwrap().push(req.clone());
     let reply = handler(&req);
     let _ = write_reply(&mut writer, reply);
@@ -248,7 +267,11 @@ fn serve_connection(
     let _ = writer.shutdown(Shutdown::Both);
 }
 
-fn read_request(r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> Option<RecordedRequest> {
+/// The request whose head arrived, and whether its body arrived whole (`None`: no head).
+fn read_request(
+    r: &mut BufReader<TcpStream>,
+    w: &mut TcpStream,
+) -> Option<(RecordedRequest, bool)> {
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
@@ -272,37 +295,54 @@ fn read_request(r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> Option<Recor
         w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").ok()?;
     }
     let mut body = Vec::new();
-    if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size).ok()?;
-            let size = size.trim().split(';').next()?;
-            let n = usize::from_str_radix(size, 16).ok()?;
-            if n == 0 {
-                // Trailers until the blank line.
-                loop {
-                    let mut t = String::new();
-                    if r.read_line(&mut t).ok()? == 0 || t.trim().is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk).ok()?;
-            body.extend_from_slice(&chunk[..n]);
-        }
-    } else if let Some(len) = get("content-length") {
-        let len: usize = len.parse().ok()?;
-        body.resize(len, 0);
-        r.read_exact(&mut body).ok()?;
-    }
-    Some(RecordedRequest {
+    let complete =
+        if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+            read_chunked(r, &mut body).is_some()
+        } else if let Some(len) = get("content-length") {
+            let len: usize = len.parse().ok()?;
+            let got = r.by_ref().take(len as u64).read_to_end(&mut body);
+            got.is_ok() && body.len() == len
+        } else {
+            true
+        };
+    let req = RecordedRequest {
         method,
         path,
         headers,
         body,
-    })
+    };
+    Some((req, complete))
+}
+
+/// Reads a chunked body into `body`, up to and including its terminating chunk and trailers;
+/// `None` if the connection ended (or broke) before.
+fn read_chunked(r: &mut BufReader<TcpStream>, body: &mut Vec<u8>) -> Option<()> {
+    loop {
+        let mut size = String::new();
+        if r.read_line(&mut size).ok()? == 0 {
+            return None;
+        }
+        let size = size.trim().split(';').next()?;
+        let n = usize::from_str_radix(size, 16).ok()?;
+        if n == 0 {
+            // Trailers until the blank line.
+            loop {
+                let mut t = String::new();
+                if r.read_line(&mut t).ok()? == 0 {
+                    return None;
+                }
+                if t.trim().is_empty() {
+                    return Some(());
+                }
+            }
+        }
+        let mut chunk = Vec::with_capacity(n + 2);
+        r.by_ref().take(n as u64 + 2).read_to_end(&mut chunk).ok()?;
+        body.extend_from_slice(chunk.get(..n).unwrap_or(&chunk));
+        if chunk.len() < n + 2 {
+            return None;
+        }
+    }
 }
 
 fn reason(status: u16) -> &'static str {
@@ -366,8 +406,8 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             let head = events.drain(..).map(|(_, e)| e).collect::<Vec<_>>();
             w.write_all(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
-                  Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\
-                  Connection: close\r\n\r\n",
+                  Cache-Control: no-cache\r\nX-Request-Id: req_gated_stream\r\n\
+                  Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
             )?;
             for event in head {
                 w.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())?;

@@ -1,4 +1,5 @@
 pub use self::custom_stream::CustomStream;
+pub use self::cut_is_error::CutIsError;
 pub use self::equal_reader::EqualReader;
 pub use self::fused_reader::FusedReader;
 pub use self::messages_queue::MessagesQueue;
@@ -11,6 +12,7 @@ use std::str::FromStr;
 
 pub(crate) mod coarse_clock;
 mod custom_stream;
+mod cut_is_error;
 mod equal_reader;
 mod fused_reader;
 mod messages_queue;
