@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::sse::SseOut;
+use crate::sse_out::SseOut;
 
 /// The comment line; SSE parsers ignore lines starting with `:`.
 const COMMENT: &[u8] = b": keepalive\n\n";

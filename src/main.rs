@@ -46,6 +46,7 @@ mod rules;
 mod server;
 mod shape;
 mod sse;
+mod sse_out;
 mod state;
 mod store;
 mod streaming;

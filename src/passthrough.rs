@@ -25,7 +25,8 @@ use crate::api;
 use crate::error::{ApiError, ClientFault};
 use crate::exchange::{request_headers, Exchange};
 use crate::intake::{self, Deadline};
-use crate::sse::{self, SseOut};
+use crate::sse;
+use crate::sse_out::SseOut;
 use crate::state::State;
 use crate::upstream::{self, limit, Sent};
 

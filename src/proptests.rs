@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::rules::{self, Rule};
-use crate::sse::{self, End, SseOut};
+use crate::sse::{self, End};
+use crate::sse_out::SseOut;
 
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![

@@ -9,7 +9,8 @@ use std::io::BufReader;
 use crate::api::{self, Api};
 use crate::cache::{self, Cache, Plan};
 use crate::error::ApiError;
-use crate::sse::{self, End, SseOut};
+use crate::sse::{self, End};
+use crate::sse_out::SseOut;
 use crate::translate::{self, Dialect};
 use crate::upstream::{self, Sent, Upstream};
 

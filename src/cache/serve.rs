@@ -15,7 +15,8 @@ use super::apis;
 use super::replay::Delivery;
 use super::{Cache, Entry, Plan};
 use crate::exchange::{json_content_type, respond};
-use crate::sse::{SseOut, Tap};
+use crate::sse::Tap;
+use crate::sse_out::SseOut;
 use crate::translate::{self, Dialect};
 
 /// Sends `entry` as the answer in `delivery`'s shape, translated for `dialect` when the client
