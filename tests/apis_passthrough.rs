@@ -525,3 +525,76 @@ fn an_upstream_silent_after_its_head_cuts_the_client_answer_and_counts_a_failure
     assert_eq!(upstream_errors(&relay), 3);
     assert_eq!(up.requests().len(), 3);
 }
+
+#[test]
+fn an_upstream_that_stops_reading_an_upload_is_a_504_naming_the_phase() {
+    // An endpoint that reads the request head, then nothing more, with the connection open.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            let mut head = [0u8; 1024];
+            let _ = conn.read(&mut head);
+            held.push(conn); // open, unread, until the test process ends
+        }
+    });
+    let relay = Relay::start(
+        &json!({
+            "listen": "127.0.0.1:0",
+            "upstreams": [{"name": "deaf", "url": upstream_url, "api_key": "sk-upstream"}],
+            "idle_timeout_ms": 500,
+            "max_body_bytes": 256 * 1024 * 1024,
+        })
+        .to_string(),
+    );
+    // far more than the sockets between relay and endpoint can buffer
+    let size: usize = 128 * 1024 * 1024;
+    let mut client = TcpStream::connect(relay.addr()).unwrap();
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nHost: relay\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {size}\r\n\r\n"
+    );
+    client.write_all(head.as_bytes()).unwrap();
+    let mut writer = client.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1024 * 1024];
+        for _ in 0..size / chunk.len() {
+            if writer.write_all(&chunk).is_err() {
+                return; // the relay answered and closed
+            }
+        }
+    });
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), Some(504), "{answer}");
+    // the first answer only: what follows on the connection is not this test's subject
+    let (head, rest) = answer.split_once("\r\n\r\n").unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")?
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    let first: Value = serde_json::from_str(&rest[..length]).unwrap();
+    let err = &first["error"];
+    assert_eq!(err["code"], "upstream_timeout", "{answer}");
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("accepted no byte of the request for 500 ms"),
+        "{message}"
+    );
+    let ready = get(&relay.url("/metrics")).body;
+    assert!(
+        ready.contains("llm_relay_upstream_errors_total{endpoint=\"deaf\"} 1"),
+        "{ready}"
+    );
+}
