@@ -414,3 +414,38 @@ fn whole_answer_stalled_after_its_head_alone_is_504_naming_the_phase() {
     assert_eq!(again.json()["object"], "chat.completion", "{}", again.body);
     assert_eq!(stall.requests().len(), 2);
 }
+
+#[test]
+fn stream_silent_after_its_first_event_ends_with_an_error_naming_the_phase() {
+    let gate = Arc::new(AtomicBool::new(false));
+    let held = Arc::clone(&gate);
+    let silent = Upstream::start(move |_| Reply::SseGated {
+        first: vec![
+            "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[]}\n\n".into(),
+        ],
+        gate: Arc::clone(&held),
+        rest: vec!["data: [DONE]\n\n".into()],
+    });
+    let relay = Relay::start(&upstreams_config(
+        json!([{"name": "silent", "url": silent.base_url()}]),
+        json!({"idle_timeout_ms": 500}),
+    ));
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = stream_events(relay.addr(), "/v1/chat/completions", &body);
+    gate.store(true, Ordering::SeqCst);
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert!(r.body.contains("\"id\":\"c1\""), "{}", r.body);
+    assert!(
+        r.body.contains("no byte of the answer body for 500 ms"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("[DONE]"), "{}", r.body);
+    assert_eq!(silent.requests().len(), 1);
+    let metrics = get(&relay.url("/metrics")).body;
+    assert!(
+        metrics.contains("llm_relay_upstream_errors_total{endpoint=\"silent\"} 1"),
+        "{metrics}"
+    );
+}
