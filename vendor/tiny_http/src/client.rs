@@ -43,6 +43,10 @@ pub struct ClientConnection {
     head_deadline: Option<u64>,
     // llm-relay patch: bytes of the current request head received so far.
     head_bytes: usize,
+
+    // llm-relay patch: set once the previous request's body was read (or drained) to its end;
+    // until then the bytes that follow are not known to be a request head.
+    body_end: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Error that can happen when reading a request.
@@ -87,6 +91,7 @@ impl ClientConnection {
             head_timeout: None,
             head_deadline: None,
             head_bytes: 0,
+            body_end: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 
@@ -190,6 +195,16 @@ impl ClientConnection {
             .head_timeout
             .map(|t| crate::util::coarse_clock::now_ms() + t.as_millis() as u64);
         self.head_bytes = 0;
+        // llm-relay patch: wait until the previous request is done with its body; if it left
+        // part of it unread (a refusal before reading, a drain cut short, a cut chunked body),
+        // what follows is body, not a head: close rather than parse it as a request.
+        self.next_header_source.wait_turn();
+        if !self.body_end.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ReadError::ReadIoError(IoError::new(
+                ErrorKind::InvalidData,
+                "the previous request's body was not read to its end",
+            )));
+        }
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -256,7 +271,8 @@ impl ClientConnection {
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
         // building the next reader
-        let request = crate::request::new_request(
+        self.body_end = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let request = crate::request::new_request_with_body_end(
             self.secure,
             method,
             path,
@@ -265,6 +281,7 @@ impl ClientConnection {
             self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
+            std::sync::Arc::clone(&self.body_end),
         )
         .map_err(|e| {
             use crate::request;

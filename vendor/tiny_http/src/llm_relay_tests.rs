@@ -371,3 +371,64 @@ fn into_writer_or_close_keeps_the_connection_only_when_completed() {
     let rest = String::from_utf8(rest).unwrap();
     assert!(rest.ends_with("\r\n\r\nabc"), "{rest}");
 }
+
+/// A handler that records each request's path and reads the body only of `/read`.
+fn recording_handler(seen: Arc<Mutex<Vec<String>>>) -> Handler {
+    Arc::new(move |mut rq: Request| {
+        seen.lock().unwrap().push(rq.url().to_owned());
+        if rq.url() == "/read" {
+            let mut body = Vec::new();
+            rq.as_reader().read_to_end(&mut body).unwrap();
+        }
+        rq.respond(Response::from_string("ok")).unwrap();
+    })
+}
+
+#[test]
+fn a_body_left_unread_is_never_parsed_as_the_next_request() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (_server, addr) = start(recording_handler(Arc::clone(&seen)));
+    // The handler answers /first without reading its chunked body, which holds a request:
+    // before the patch it was read as the next request on the connection (smuggling).
+    let (text, closed) = exchange(
+        &addr,
+        b"POST /first HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          DELETE /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert!(closed, "the connection is closed after the answer: {}", text);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "{}", text);
+    // The same with a Content-Length body past the 1 MiB drain limit whose unread tail is a
+    // request head at whatever offset the drain stopped (one every 64 bytes).
+    let unit = b"GET /smuggled-too HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaa\r\n\r\n";
+    assert_eq!(unit.len(), 64);
+    let body: Vec<u8> = unit.iter().copied().cycle().take(3 << 20).collect();
+    let mut bytes =
+        format!("POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len())
+            .into_bytes();
+    bytes.extend_from_slice(&body);
+    let (text, closed) = exchange(&addr, &bytes);
+    assert!(closed, "{}", text.len());
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 1);
+    assert_eq!(*seen.lock().unwrap(), ["/first", "/first"]);
+}
+
+#[test]
+fn a_body_read_or_drained_to_its_end_keeps_the_connection() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (_server, addr) = start(recording_handler(Arc::clone(&seen)));
+    let (mut s, mut r) = connect(&addr);
+    // read to its end by the handler (chunked), then drained by tiny_http (Content-Length)
+    s.write_all(
+        b"POST /read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut r).0, "HTTP/1.1 200 OK");
+    let body = vec![b'x'; 4096];
+    s.write_all(format!("POST /unread HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
+        .unwrap();
+    s.write_all(&body).unwrap();
+    assert_eq!(read_response(&mut r).0, "HTTP/1.1 200 OK");
+    s.write_all(b"GET /last HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut r).0, "HTTP/1.1 200 OK");
+    assert_eq!(*seen.lock().unwrap(), ["/read", "/unread", "/last"]);
+}

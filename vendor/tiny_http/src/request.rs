@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use crate::util::{CutIsError, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -150,8 +152,42 @@ pub fn new_request<R, W>(
     version: HTTPVersion,
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
+    source_data: R,
+    writer: W,
+) -> Result<Request, RequestCreationError>
+where
+    R: Read + Send + 'static,
+    W: Write + Send + 'static,
+{
+    new_request_with_body_end(
+        secure,
+        method,
+        path,
+        version,
+        headers,
+        remote_addr,
+        source_data,
+        writer,
+        Arc::new(AtomicBool::new(false)),
+    )
+}
+
+/// llm-relay patch: [`new_request`] that sets `body_end` once the request's body has been read
+/// (or drained) to the end its framing gives. Until it is set, what follows on the connection
+/// is not known to be the next request's head: `ClientConnection` closes the connection
+/// instead of reading it (an unread body that holds a request would otherwise be served as
+/// one, request smuggling behind a proxy that shares connections).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_request_with_body_end<R, W>(
+    secure: bool,
+    method: Method,
+    path: String,
+    version: HTTPVersion,
+    headers: Vec<Header>,
+    remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    body_end: Arc<AtomicBool>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -185,6 +221,7 @@ where
     // llm-relay patch: `Connection: upgrade` no longer makes the rest of the stream the body.
     let reader = if let Some(content_length) = content_length {
         if content_length == 0 {
+            body_end.store(true, Ordering::SeqCst);
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
         } else if content_length <= 1024 && !expects_continue {
             // if the content-length is small enough, we just read everything into a buffer
@@ -205,19 +242,26 @@ where
                 offset += read;
             }
 
+            body_end.store(true, Ordering::SeqCst);
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
             let source = CutIsError::new(source_data);
             let (data_reader, _) = EqualReader::new(source, content_length); // TODO:
+            let data_reader = data_reader.with_done(body_end);
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
     } else if framing == crate::refusal::BodyFraming::Chunked {
         let source = CutIsError::new(source_data);
-        Box::new(FusedReader::new(Decoder::new(source))) as Box<dyn Read + Send + 'static>
+        let decoder = EndMark {
+            inner: Decoder::new(source),
+            end: body_end,
+        };
+        Box::new(FusedReader::new(decoder)) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
         // TODO: could also be multipart/byteranges
+        body_end.store(true, Ordering::SeqCst);
         Box::new(io::empty()) as Box<dyn Read + Send + 'static>
     };
 
@@ -522,5 +566,22 @@ mod tests {
         fn bar(rq: &Request) {
             f(rq);
         }
+    }
+}
+
+/// llm-relay patch: sets `end` when the chunked body has been decoded to its last chunk (a
+/// chunked body the server drops unread is not drained: the connection is closed instead).
+struct EndMark<R> {
+    inner: R,
+    end: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for EndMark<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.end.store(true, Ordering::SeqCst);
+        }
+        Ok(n)
     }
 }

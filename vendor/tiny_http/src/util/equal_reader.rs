@@ -15,6 +15,8 @@ where
     reader: R,
     size: usize,
     last_read_signal: Sender<IoResult<()>>,
+    // llm-relay patch: set once the body has been read or drained to its end.
+    done: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<R> EqualReader<R>
@@ -28,9 +30,17 @@ where
             reader,
             size,
             last_read_signal: tx,
+            done: None,
         };
 
         (r, rx)
+    }
+
+    /// llm-relay patch: `done` is set when the body has been read, or drained on drop, to its
+    /// end; left unset, the connection is out of step (see `ClientConnection::read`).
+    pub fn with_done(mut self, done: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.done = Some(done);
+        self
     }
 }
 
@@ -88,6 +98,11 @@ where
                     self.size -= n;
                     budget = budget.saturating_sub(n);
                 }
+            }
+        }
+        if self.size == 0 {
+            if let Some(done) = &self.done {
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         }
         self.last_read_signal.send(Ok(())).ok();
