@@ -327,3 +327,34 @@ fn usage_served_while_redis_is_down_is_added_once_when_it_is_back() {
     redis.restart();
     both_see_exactly(&relays, (n + m + 1) as u64);
 }
+
+#[test]
+fn a_relay_stopped_with_usage_pending_flushes_it_or_says_it_is_lost() {
+    let up = Upstream::openai();
+    let mut redis = RedisServer::start();
+    let [mut a, b] = replicas(&up, &redis, json!({"on_unavailable": "allow"}), json!({}));
+    let [mut c, _d] = replicas(&up, &redis, json!({"on_unavailable": "allow"}), json!({}));
+    redis.kill();
+    for relay in [&a, &c] {
+        assert_eq!(chat_as(relay, KEY, &chat()).status, 200);
+        eventually("the request waits for Redis", || {
+            metric(relay, "llm_relay_state_pending_usage_requests") == Some(1.0)
+        });
+    }
+    // Redis still down at SIGTERM: the loss is logged
+    c.signal("TERM");
+    assert!(c.wait_exit(Duration::from_secs(20)).is_some(), "c exits");
+    assert!(
+        c.stderr_text()
+            .contains("exiting with the usage of 1 requests not added to Redis"),
+        "{}",
+        c.stderr_text()
+    );
+    // Redis back at SIGTERM: the last flush (or the retry thread before it) adds it
+    redis.restart();
+    a.signal("TERM");
+    assert!(a.wait_exit(Duration::from_secs(20)).is_some(), "a exits");
+    assert!(!a.stderr_text().contains("not added to Redis"));
+    eventually("b reads Redis again", || usage_of_key(&b).is_some());
+    assert_eq!(usage_of_key(&b).unwrap().1, 1, "a's request, once");
+}

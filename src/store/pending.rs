@@ -73,11 +73,10 @@ impl Pending {
 
     /// Sends the pending batch (or a new one made of all open usage) through `apply`; a
     /// confirmed batch is dropped, an unconfirmed one stays to be retried as it is. `Ok(())`
-    /// also when there was nothing to send or another thread is flushing.
+    /// also when there was nothing to send. Waits for a flush under way on another thread (the
+    /// last one at shutdown must not return while the retry thread's batch is in flight).
     pub fn flush(&self, apply: impl FnOnce(&Batch) -> Result<(), Down>) -> Result<(), Down> {
-        let Ok(_flushing) = self.flushing.try_lock() else {
-            return Ok(());
-        };
+        let _flushing = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
         let batch = {
             let mut inner = self.inner();
             if inner.sent.is_none() && !inner.open.is_empty() {
