@@ -132,6 +132,19 @@ mod tests {
 
     const DAY: u64 = 86_400;
 
+    /// Flushes `p` with Redis answering `result`; the batch it was given.
+    fn flush_with(p: &Pending, result: Result<(), Down>) -> Batch {
+        let mut seen = None;
+        assert_eq!(
+            p.flush(|b| {
+                seen = Some(b.clone());
+                result
+            }),
+            result
+        );
+        seen.unwrap()
+    }
+
     #[test]
     fn usage_is_summed_per_key_and_day() {
         let p = Pending::default();
@@ -140,13 +153,7 @@ mod tests {
         p.add("a", &used(1, 1, 11 * DAY), 11 * DAY);
         p.add("b", &used(1, 3, 10 * DAY + 5), 10 * DAY + 5);
         assert_eq!(p.requests(), 5);
-        let mut seen = None;
-        p.flush(|b| {
-            seen = Some(b.clone());
-            Ok(())
-        })
-        .unwrap();
-        let entries = seen.unwrap().entries;
+        let entries = flush_with(&p, Ok(())).entries;
         assert_eq!(
             entries,
             vec![
@@ -163,35 +170,17 @@ mod tests {
     fn a_failed_flush_is_retried_with_the_same_batch_and_later_usage_waits() {
         let p = Pending::default();
         p.add("a", &used(1, 5, 1), 1);
-        let mut first = None;
-        assert_eq!(
-            p.flush(|b| {
-                first = Some(b.clone());
-                Err(Down)
-            }),
-            Err(Down)
-        );
+        let first = flush_with(&p, Err(Down));
         p.add("a", &used(1, 5, 2), 2);
         assert_eq!(p.requests(), 2);
-        let mut second = None;
-        p.flush(|b| {
-            second = Some(b.clone());
-            Ok(())
-        })
-        .unwrap();
+        let second = flush_with(&p, Ok(()));
         assert_eq!(
             first, second,
             "the unconfirmed batch is sent again as it was"
         );
         assert_eq!(p.requests(), 1, "usage recorded meanwhile is still pending");
-        let mut third = None;
-        p.flush(|b| {
-            third = Some(b.clone());
-            Ok(())
-        })
-        .unwrap();
-        let third = third.unwrap();
-        assert_ne!(third.id, first.unwrap().id);
+        let third = flush_with(&p, Ok(()));
+        assert_ne!(third.id, first.id);
         assert_eq!(third.entries, vec![("a".to_string(), 0, used(1, 5, 2))]);
         assert!(p.is_empty());
         p.flush(|_| panic!("nothing to send")).unwrap();

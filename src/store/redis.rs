@@ -373,3 +373,6 @@ fn usage_key(key: &str, period: Option<&str>) -> String {
         None => format!("{PREFIX}usage:{key}"),
     }
 }
+
+#[cfg(test)]
+mod tests;
