@@ -15,11 +15,14 @@
 //! than its `Content-Length`), and the client gets the 413 / 408 / 400 in its API's shape. That
 //! failure is the client's and never counts against the endpoint. An event-stream answer is
 //! relayed event by event, each flushed at its blank line, bytes unchanged ([`relay_events`]).
+//!
+//! Once the head is in, an upstream silent for `idle_timeout_ms` (or one that breaks) counts a
+//! failure against the endpoint: an event stream then ends with the API's error event, any
+//! other answer is cut — the client's connection closes with fewer bytes than its
+//! `Content-Length`, or without the terminating chunk ([`answer_copy`]), never a clean end.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::time::Duration;
-
-use tiny_http::{Header, Response, StatusCode};
 
 use crate::api;
 use crate::error::{ApiError, ClientFault};
@@ -100,36 +103,159 @@ pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiE
     if event_stream {
         answer_events(state, ex, api, sent);
     } else {
-        answer_copy(ex, sent);
+        answer_copy(state, ex, sent);
     }
     Ok(())
 }
 
-/// Answers with the upstream's answer as a streamed copy (tiny_http's buffered writer).
-fn answer_copy(ex: &mut Exchange, sent: Sent) {
+/// Answers with the upstream's answer as a streamed copy, its status and headers kept, framed
+/// as the upstream framed it (its `Content-Length`, else chunked). An upstream that breaks or
+/// goes silent mid-body (`idle_timeout_ms`) counts a failure against the endpoint, and the
+/// client's connection is closed with the answer cut (fewer bytes than announced, or no
+/// terminating chunk): the head is out, and a clean end would pass the cut body off as whole.
+fn answer_copy(state: &State, ex: &mut Exchange, sent: Sent) {
     let response = sent.response;
     let status = response.status().as_u16();
     let length = response
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let headers: Vec<Header> = upstream::response_headers(response.headers())
-        .into_iter()
-        .filter_map(|(n, v)| Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
-        .collect();
-    let reader = Counted {
-        inner: response.into_body().into_reader(),
-        bytes: 0,
-        total: std::sync::Arc::default(),
-    };
-    let total = std::sync::Arc::clone(&reader.total);
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let headers = upstream::response_headers(response.headers());
+    let mut body = response.into_body().into_reader();
+    let (base, endpoint) = (sent.base, sent.endpoint);
     ex.answer_with(|req| {
-        let answer = Response::new(StatusCode(status), headers, reader, length, None);
-        let _ = req.respond(answer);
-        let bytes = total.load(std::sync::atomic::Ordering::Relaxed);
+        let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
+        let bodiless = req.method() == &tiny_http::Method::Head || matches!(status, 204 | 304);
+        let framing = match (bodiless, length) {
+            (true, _) => Framing::None,
+            (false, Some(n)) => Framing::Length(n),
+            (false, None) if http11 => Framing::Chunked,
+            (false, None) => Framing::Close,
+        };
+        let (mut out, completion) = req.into_writer_or_close();
+        let head = copy_head(http11, status, &headers, framing, length);
+        if out.write_all(head.as_bytes()).is_err() {
+            return (status, 0); // the client left
+        }
+        let (bytes, copied) = copy_body(&mut body, &mut out, framing);
+        match copied {
+            Copied::Whole => {
+                if out.flush().is_ok() && framing != Framing::Close {
+                    completion.complete();
+                }
+            }
+            Copied::ClientGone => {}
+            Copied::Broken(e) => {
+                state.upstream.stream_failed(&endpoint);
+                crate::log::warn(&format!(
+                    "upstream {base} broke a pass-through answer after {bytes} bytes: {e}; the \
+                     client's connection is closed with the answer cut"
+                ));
+                let _ = out.flush();
+                // `completion` dropped: the connection closes
+            }
+        }
         (status, bytes)
     });
+}
+
+/// How a copied answer's body is framed to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body (HEAD, 204, 304).
+    None,
+    /// `Content-Length`, the upstream's.
+    Length(u64),
+    /// Chunked (HTTP/1.1 without a known length).
+    Chunked,
+    /// Ended by closing the connection (HTTP/1.0 without a known length).
+    Close,
+}
+
+/// The head of a copied answer: status line, the upstream's `headers` (lines with CR or LF
+/// dropped) and the framing; `length` is kept on a bodiless answer (HEAD, 304).
+fn copy_head(
+    http11: bool,
+    status: u16,
+    headers: &[(String, String)],
+    framing: Framing,
+    length: Option<u64>,
+) -> String {
+    let reason = tiny_http::StatusCode(status).default_reason_phrase();
+    let minor = if http11 { 1 } else { 0 };
+    let mut head = format!("HTTP/1.{minor} {status} {reason}\r\n");
+    for (name, value) in headers {
+        if name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
+            continue;
+        }
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    match (framing, length) {
+        (Framing::Length(n), _) => head.push_str(&format!("Content-Length: {n}\r\n")),
+        (Framing::Chunked, _) => head.push_str("Transfer-Encoding: chunked\r\n"),
+        (Framing::Close, _) => head.push_str("Connection: close\r\n"),
+        (Framing::None, Some(n)) if status != 204 => {
+            head.push_str(&format!("Content-Length: {n}\r\n"))
+        }
+        (Framing::None, _) => {}
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// How [`copy_body`] ended.
+#[derive(Debug)]
+enum Copied {
+    /// The upstream's body ended where it should (and the framing's end went out).
+    Whole,
+    /// Reading the upstream failed (reset, cut short, silent past `idle_timeout_ms`).
+    Broken(io::Error),
+    /// Writing to the client failed.
+    ClientGone,
+}
+
+/// Copies the upstream's body to the client as it arrives, flushing each read; returns the
+/// payload bytes written and how it ended.
+fn copy_body(upstream: &mut dyn Read, out: &mut dyn Write, framing: Framing) -> (u64, Copied) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut bytes = 0u64;
+    if framing == Framing::None {
+        return (0, Copied::Whole);
+    }
+    loop {
+        let n = match upstream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return (bytes, Copied::Broken(e)),
+        };
+        let data = buf.get(..n).unwrap_or_default();
+        let written = if framing == Framing::Chunked {
+            write!(out, "{n:x}\r\n")
+                .and_then(|()| out.write_all(data))
+                .and_then(|()| out.write_all(b"\r\n"))
+        } else {
+            out.write_all(data)
+        };
+        if written.and_then(|()| out.flush()).is_err() {
+            return (bytes, Copied::ClientGone);
+        }
+        bytes += n as u64;
+    }
+    if let Framing::Length(n) = framing {
+        if bytes != n {
+            let short = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the body ended after {bytes} of its {n} bytes"),
+            );
+            return (bytes, Copied::Broken(short));
+        }
+    }
+    if framing == Framing::Chunked && out.write_all(b"0\r\n\r\n").is_err() {
+        return (bytes, Copied::ClientGone);
+    }
+    (bytes, Copied::Whole)
 }
 
 /// Answers with the upstream's event stream, its status and headers kept, each event flushed
@@ -164,23 +290,6 @@ fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent) {
         let _ = out.finish();
         (status, bytes)
     });
-}
-
-/// Counts the bytes read through it (the access log's size of a streamed answer).
-struct Counted<R> {
-    inner: R,
-    bytes: u64,
-    total: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes += n as u64;
-        self.total
-            .store(self.bytes, std::sync::atomic::Ordering::Relaxed);
-        Ok(n)
-    }
 }
 
 /// The client's request body as the upstream client reads it: at most `max` bytes, all within

@@ -436,3 +436,165 @@ fn an_event_stream_answer_reaches_the_client_event_by_event() {
         r.body
     );
 }
+
+/// A pass-through `GET` on a raw keep-alive connection, read until the relay closes it (or a
+/// 10 s hang guard passes).
+fn raw_get(relay: &Relay, path: &str) -> RawReply {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: relay\r\n\r\n");
+    raw_exchange(
+        relay.addr(),
+        &[head.as_bytes()],
+        Duration::ZERO,
+        Duration::from_secs(10),
+    )
+}
+
+/// The sum of `llm_relay_upstream_errors_total` over the endpoints.
+fn upstream_errors(relay: &Relay) -> u64 {
+    get(&relay.url("/metrics"))
+        .body
+        .lines()
+        .filter(|l| l.starts_with("llm_relay_upstream_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn an_upstream_silent_after_its_head_cuts_the_client_answer_and_counts_a_failure() {
+    // 1000 bytes announced, 100 sent, then silence with the connection open
+    let body = "abcdefghij".repeat(100);
+    let never = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&never);
+    let up = Upstream::start(move |req| {
+        let reply = Reply::raw(200, &[("Content-Type", "application/octet-stream")], &*body);
+        match req.path.as_str() {
+            "/v1/files/file_len/content" => Reply::stall(reply, 100, false, &gate),
+            "/v1/files/file_chunked/content" => Reply::stall(reply, 100, true, &gate),
+            _ => Reply::SseGated {
+                first: vec!["event: thread.run.created\ndata: {\"id\":\"run_1\"}\n\n".into()],
+                gate: Arc::clone(&gate),
+                rest: vec!["event: done\ndata: [DONE]\n\n".into()],
+            },
+        }
+    });
+    let dir = TempDir::new();
+    let relay = relay_for(&up, &dir, json!({"idle_timeout_ms": 500}));
+    assert_eq!(upstream_errors(&relay), 0);
+
+    // Content-Length: the client gets fewer bytes than announced, then the connection closes
+    let r = raw_get(&relay, "/v1/files/file_len/content");
+    assert_eq!(r.status, Some(200), "{}", r.text);
+    assert!(r.closed, "the relay must close the connection: {}", r.text);
+    let (head, got) = r.text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 1000"),
+        "{head}"
+    );
+    assert_eq!(got, "abcdefghij".repeat(10), "the 100 bytes sent, no more");
+
+    // chunked: no terminating chunk, then the connection closes
+    let r = raw_get(&relay, "/v1/files/file_chunked/content");
+    assert_eq!(r.status, Some(200), "{}", r.text);
+    assert!(r.closed, "the relay must close the connection: {}", r.text);
+    assert!(
+        r.text
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains(&"abcdefghij".repeat(10)), "{}", r.text);
+    assert!(
+        !r.text.ends_with("0\r\n\r\n"),
+        "a cut answer, not a clean end: {}",
+        r.text
+    );
+
+    // an event stream: the API's error event naming the phase, then the end
+    let body = json!({"assistant_id": "asst_1", "stream": true});
+    let r = stream_events(relay.addr(), "/v1/threads/thread_1/runs", &body);
+    assert_eq!(r.status, 200);
+    assert!(r.clean_end, "{}", r.body);
+    assert!(r.body.contains("thread.run.created"), "{}", r.body);
+    assert!(
+        r.body.contains("upstream_stream_interrupted")
+            && r.body.contains("no byte of the answer body for 500 ms"),
+        "{}",
+        r.body
+    );
+    assert_eq!(upstream_errors(&relay), 3);
+    assert_eq!(up.requests().len(), 3);
+}
+
+#[test]
+fn an_upstream_that_stops_reading_an_upload_is_a_504_naming_the_phase() {
+    // An endpoint that reads the request head, then nothing more, with the connection open.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            let mut head = [0u8; 1024];
+            let _ = conn.read(&mut head);
+            held.push(conn); // open, unread, until the test process ends
+        }
+    });
+    let relay = Relay::start(
+        &json!({
+            "listen": "127.0.0.1:0",
+            "upstreams": [{"name": "deaf", "url": upstream_url, "api_key": "sk-upstream"}],
+            "idle_timeout_ms": 500,
+            "max_body_bytes": 256 * 1024 * 1024,
+        })
+        .to_string(),
+    );
+    // far more than the sockets between relay and endpoint can buffer
+    let size: usize = 128 * 1024 * 1024;
+    let mut client = TcpStream::connect(relay.addr()).unwrap();
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nHost: relay\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {size}\r\n\r\n"
+    );
+    client.write_all(head.as_bytes()).unwrap();
+    let mut writer = client.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1024 * 1024];
+        for _ in 0..size / chunk.len() {
+            if writer.write_all(&chunk).is_err() {
+                return; // the relay answered and closed
+            }
+        }
+    });
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), Some(504), "{answer}");
+    // the first answer only: what follows on the connection is not this test's subject
+    let (head, rest) = answer.split_once("\r\n\r\n").unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")?
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    let first: Value = serde_json::from_str(&rest[..length]).unwrap();
+    let err = &first["error"];
+    assert_eq!(err["code"], "upstream_timeout", "{answer}");
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("accepted no byte of the request for 500 ms"),
+        "{message}"
+    );
+    let ready = get(&relay.url("/metrics")).body;
+    assert!(
+        ready.contains("llm_relay_upstream_errors_total{endpoint=\"deaf\"} 1"),
+        "{ready}"
+    );
+}

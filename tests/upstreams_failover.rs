@@ -345,3 +345,107 @@ fn stream_first_byte_timeout_fails_over() {
     assert!(t0.elapsed() < HANG_GUARD, "{:?}", t0.elapsed());
     assert_eq!((slow.requests().len(), ok.requests().len()), (1, 1));
 }
+
+/// An upstream that answers a chat completion with its head and the first 20 bytes of the body,
+/// then goes silent with the connection open (until `gate` is set or the relay hangs up).
+fn stalling(gate: &Arc<AtomicBool>) -> Upstream {
+    let gate = Arc::clone(gate);
+    Upstream::start(move |req| Reply::stall(openai_reply(req), 20, false, &gate))
+}
+
+#[test]
+fn whole_answer_stalled_after_its_head_fails_over_to_next_endpoint() {
+    let gate = Arc::new(AtomicBool::new(false));
+    let stall = stalling(&gate);
+    let ok = Upstream::openai();
+    let relay = Relay::start(&upstreams_config(
+        json!([
+            {"name": "stall", "url": stall.base_url(), "weight": 1},
+            {"name": "ok", "url": ok.base_url(), "weight": 0},
+        ]),
+        // the first-byte timeout is long: only the idle timeout can end the stalled body
+        json!({"idle_timeout_ms": 500, "first_byte_timeout_ms": 60000}),
+    ));
+    let t0 = Instant::now();
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    gate.store(true, Ordering::SeqCst);
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert!(t0.elapsed() < HANG_GUARD, "{:?}", t0.elapsed());
+    assert_eq!(r.json()["object"], "chat.completion", "{}", r.body);
+    assert_eq!((stall.requests().len(), ok.requests().len()), (1, 1));
+    let metrics = get(&relay.url("/metrics")).body;
+    assert!(
+        metrics.contains("llm_relay_upstream_errors_total{endpoint=\"stall\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn whole_answer_stalled_after_its_head_alone_is_504_naming_the_phase() {
+    let gate = Arc::new(AtomicBool::new(false));
+    let stall = stalling(&gate);
+    let cache = TempDir::new();
+    let relay = Relay::start(&upstreams_config(
+        json!([{"name": "stall", "url": stall.base_url()}]),
+        json!({
+            "idle_timeout_ms": 500,
+            "first_byte_timeout_ms": 60000,
+            "cache": {"dir": cache.path().to_str().unwrap()},
+        }),
+    ));
+    let t0 = Instant::now();
+    let r = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    gate.store(true, Ordering::SeqCst);
+    assert!(t0.elapsed() < HANG_GUARD, "{:?}", t0.elapsed());
+    assert_eq!(r.status, 504, "body: {}", r.body);
+    let err = &r.json()["error"];
+    assert_eq!(err["code"], "upstream_timeout", "{}", r.body);
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no byte of the answer body for 500 ms"),
+        "{message}"
+    );
+    assert!(message.contains(&stall.base_url()), "{message}");
+    assert_eq!(stall.requests().len(), 1);
+    // nothing was cached: the same request goes upstream again (and, the gate open now, gets
+    // the whole answer)
+    let again = post_json(&relay.url("/v1/chat/completions"), &chat("m"));
+    assert_eq!(again.status, 200, "body: {}", again.body);
+    assert_eq!(again.json()["object"], "chat.completion", "{}", again.body);
+    assert_eq!(stall.requests().len(), 2);
+}
+
+#[test]
+fn stream_silent_after_its_first_event_ends_with_an_error_naming_the_phase() {
+    let gate = Arc::new(AtomicBool::new(false));
+    let held = Arc::clone(&gate);
+    let silent = Upstream::start(move |_| Reply::SseGated {
+        first: vec![
+            "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[]}\n\n".into(),
+        ],
+        gate: Arc::clone(&held),
+        rest: vec!["data: [DONE]\n\n".into()],
+    });
+    let relay = Relay::start(&upstreams_config(
+        json!([{"name": "silent", "url": silent.base_url()}]),
+        json!({"idle_timeout_ms": 500}),
+    ));
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = stream_events(relay.addr(), "/v1/chat/completions", &body);
+    gate.store(true, Ordering::SeqCst);
+    assert_eq!(r.status, 200, "body: {}", r.body);
+    assert!(r.body.contains("\"id\":\"c1\""), "{}", r.body);
+    assert!(
+        r.body.contains("no byte of the answer body for 500 ms"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("[DONE]"), "{}", r.body);
+    assert_eq!(silent.requests().len(), 1);
+    let metrics = get(&relay.url("/metrics")).body;
+    assert!(
+        metrics.contains("llm_relay_upstream_errors_total{endpoint=\"silent\"} 1"),
+        "{metrics}"
+    );
+}

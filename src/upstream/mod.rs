@@ -6,10 +6,16 @@
 //! transport failures (refused, reset, DNS, TLS, timeouts) become [`ApiError`]s, and each names
 //! the upstream it was talking to. The endpoint list and its config are in [`endpoints`], the
 //! choice and passive health in [`balance`], the failover loop in `retry`, the in-flight limit
-//! in [`limit`].
+//! in [`limit`], the idle bound after the response head in `idle`.
+//!
+//! No upstream read waits longer than `idle_timeout_ms` once the response head is in, and no
+//! write of a request (head or body) waits longer either. A whole (non-streamed) answer is read
+//! inside the failover loop, so an upstream that sends its head and then goes silent counts as
+//! a failed attempt and the next endpoint is tried.
 
 pub mod balance;
 pub mod endpoints;
+mod idle;
 pub mod limit;
 mod retry;
 
@@ -17,6 +23,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use ureq::http::Response;
+use ureq::unversioned::transport::Connector;
 use ureq::Body;
 
 use crate::error::ApiError;
@@ -67,6 +74,10 @@ const UPSTREAM_BUFFER_BYTES: usize = 16 * 1024;
 /// The largest non-streamed upstream body the relay will hold in memory.
 const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// The agent's budget for a whole response body: in effect none (a healthy stream may run for
+/// days); it is set so that reads of the body report their phase (see `idle`).
+const BODY_BUDGET: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// One endpoint: its config, the agent that talks to it, its health and counters.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -109,7 +120,8 @@ pub struct Timeouts {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// A whole answer arrives at once, possibly after minutes: no per-read limit.
+    /// A whole answer arrives at once, possibly after minutes: no per-read limit on the head;
+    /// its body is read within the failover loop, each read within the idle timeout.
     Whole,
     /// A stream: every read (the response head included) must arrive within the idle timeout.
     Stream,
@@ -271,7 +283,17 @@ impl Upstream {
         for (name, value) in self.outgoing_headers(ep, headers) {
             req = req.header(name, value);
         }
-        req.header("content-type", "application/json").send(body)
+        let response = req.header("content-type", "application/json").send(body)?;
+        if mode == Mode::Stream {
+            return Ok(response);
+        }
+        // Read here, so a body that stalls or breaks fails this attempt (and fails over).
+        let (parts, body) = response.into_parts();
+        let data = body
+            .into_with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()?;
+        Ok(Response::from_parts(parts, Body::builder().data(data)))
     }
 
     /// Refuses (400 `invalid_request`, naming the header) a client header that would be
@@ -386,12 +408,13 @@ fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfig) -> ureq:
     if let Some(roots) = &e.roots {
         tls = tls.root_certs(roots.clone());
     }
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .max_redirects_will_error(false)
         .timeout_connect(Some(t.connect))
         .timeout_recv_response(Some(t.first_byte))
+        .timeout_recv_body(Some(BODY_BUDGET))
         // Each pooled connection holds both buffers, zero-filled (ureq's default is 128 KiB
         // each): with 1,000 open streams that was 256 MB of the relay's RSS. A response head
         // must fit the input buffer, hence the limit for it, one byte under the buffer so ureq
@@ -405,8 +428,16 @@ fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfig) -> ureq:
         .user_agent(concat!("llm-relay/", env!("CARGO_PKG_VERSION")))
         .proxy(proxy)
         .tls_config(tls.build())
-        .build()
-        .into()
+        .build();
+    let connector = Connector::chain(
+        ureq::unversioned::transport::DefaultConnector::default(),
+        idle::IdleConnector { idle: t.idle },
+    );
+    ureq::Agent::with_parts(
+        config,
+        connector,
+        ureq::unversioned::resolver::DefaultResolver::default(),
+    )
 }
 
 /// Reads a whole (non-streamed) upstream body.

@@ -84,6 +84,16 @@ pub enum Reply {
         first: Vec<String>,
         report: mpsc::Sender<(u64, bool)>,
     },
+    /// The head of `reply` (a [`Reply::Raw`]; `chunked` frames its body in one chunk instead of
+    /// `Content-Length`) and the first `sent` bytes of its body, then silence with the
+    /// connection open until `gate` is set (then the rest and a clean end), the relay closes
+    /// the connection, or 60 s pass: an upstream that stalls after its response head.
+    Stall {
+        reply: Box<Reply>,
+        sent: usize,
+        chunked: bool,
+        gate: Arc<AtomicBool>,
+    },
     /// Close the connection without answering.
     Close,
 }
@@ -125,6 +135,15 @@ impl Reply {
 
     pub fn hold(gate: &Arc<AtomicBool>, reply: Reply) -> Reply {
         Reply::Hold(Arc::clone(gate), Box::new(reply))
+    }
+
+    pub fn stall(reply: Reply, sent: usize, chunked: bool, gate: &Arc<AtomicBool>) -> Reply {
+        Reply::Stall {
+            reply: Box::new(reply),
+            sent,
+            chunked,
+            gate: Arc::clone(gate),
+        }
     }
 
     pub fn sse_endless(first: Vec<String>, report: &mpsc::Sender<(u64, bool)>) -> Reply {
@@ -421,6 +440,61 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
                 w.flush()?;
             }
             w.write_all(b"0\r\n\r\n")?;
+            w.flush()
+        }
+        Reply::Stall {
+            reply,
+            sent,
+            chunked,
+            gate,
+        } => {
+            let Reply::Raw {
+                status,
+                headers,
+                body,
+            } = *reply
+            else {
+                panic!("Reply::Stall takes a Reply::Raw");
+            };
+            let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+            for (k, v) in &headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            let (first, rest) = body.split_at(sent.min(body.len()));
+            if chunked {
+                head.push_str("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+                head.push_str(&format!("{:x}\r\n", body.len()));
+            } else {
+                head.push_str(&format!(
+                    "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                ));
+            }
+            w.write_all(head.as_bytes())?;
+            w.write_all(first)?;
+            w.flush()?;
+            w.set_read_timeout(Some(Duration::from_millis(20)))?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let mut buf = [0u8; 256];
+            while !gate.load(Ordering::SeqCst) {
+                if std::time::Instant::now() > deadline {
+                    return Ok(()); // held for 60 s: cut without the rest
+                }
+                match w.read(&mut buf) {
+                    Ok(0) => return Ok(()), // the relay gave up and closed the connection
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => return Ok(()),
+                }
+            }
+            w.write_all(rest)?;
+            if chunked {
+                w.write_all(b"\r\n0\r\n\r\n")?;
+            }
             w.flush()
         }
         Reply::SseEndless { first, report } => {

@@ -115,7 +115,7 @@ use util::MessagesQueue;
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use refusal::Refusal;
-pub use request::{ReadWrite, Request};
+pub use request::{Completion, ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 

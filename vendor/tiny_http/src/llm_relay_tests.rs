@@ -347,3 +347,27 @@ fn close_listener_refuses_new_connections_and_serves_accepted_ones() {
     assert_eq!(read_response(&mut r).1, "done");
     server.close_listener(); // idempotent
 }
+
+#[test]
+fn into_writer_or_close_keeps_the_connection_only_when_completed() {
+    let (_server, addr) = start(Arc::new(|rq: Request| {
+        let cut = rq.url() == "/cut";
+        let (mut w, completion) = rq.into_writer_or_close();
+        // announces 10 bytes; a cut answer sends 3
+        let body = if cut { "abc" } else { "abcdefghij" };
+        write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{body}").unwrap();
+        w.flush().unwrap();
+        drop(w);
+        if !cut {
+            completion.complete();
+        }
+    }));
+    let (mut s, mut r) = connect(&addr);
+    s.write_all(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut r).1, "abcdefghij");
+    s.write_all(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap(); // ends: the connection was closed, not kept
+    let rest = String::from_utf8(rest).unwrap();
+    assert!(rest.ends_with("\r\n\r\nabc"), "{rest}");
+}

@@ -100,6 +100,20 @@ impl<R> Drop for NotifyOnDrop<R> {
     }
 }
 
+/// llm-relay patch: see [`Request::into_writer_or_close`].
+pub struct Completion {
+    sender: Option<Sender<()>>,
+}
+
+impl Completion {
+    /// The response was written whole: the connection may serve a next request.
+    pub fn complete(mut self) {
+        if let Some(sender) = self.sender.take() {
+            sender.send(()).ok();
+        }
+    }
+}
+
 /// Error that can happen when building a `Request` object.
 #[derive(Debug)]
 pub enum RequestCreationError {
@@ -379,6 +393,19 @@ impl Request {
         } else {
             writer
         }
+    }
+
+    /// llm-relay patch: like [`into_writer`](Request::into_writer), but in handler mode the
+    /// connection serves a next request only once [`Completion::complete`] is called; dropping
+    /// the `Completion` without calling it closes the connection. A response cut short (fewer
+    /// bytes than its `Content-Length`, no terminating chunk) must not be followed by another on
+    /// the same connection: the client would read that one as the rest of the first.
+    pub fn into_writer_or_close(mut self) -> (Box<dyn Write + Send + 'static>, Completion) {
+        let writer = self.extract_writer_impl();
+        let completion = Completion {
+            sender: self.notify_when_responded.take(),
+        };
+        (writer, completion)
     }
 
     /// Extract the response `Writer` object from the Request, dropping this `Writer` has the same side effects
