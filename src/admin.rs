@@ -167,7 +167,13 @@ fn stats(state: &State, since: Option<u64>) -> Result<Value, ApiError> {
         set(&mut v, "name", Value::String(k.name.clone()));
         data.push(v);
     }
-    Ok(json!({"object": "list", "since": since.map(utc::day), "data": data}))
+    Ok(json!({
+        "object": "list",
+        "since": since.map(utc::day),
+        "data": data,
+        // usage served while Redis was down, not yet in these figures (0 without Redis)
+        "pending_usage_requests": state.gate.store.pending_requests(),
+    }))
 }
 
 /// `GET /admin/keys/{id}/usage`: totals, the current day and month against the budget, and

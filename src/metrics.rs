@@ -68,7 +68,7 @@ struct Registry {
     /// Requests refused because Redis was down (`on_unavailable: refuse`).
     state_refused: u64,
     /// Usage figures that could not be recorded (Redis down).
-    usage_lost: u64,
+    pending_usage: u64,
     cache_entries: u64,
     cache_bytes: u64,
     total: BTreeMap<&'static str, Histogram>,
@@ -184,9 +184,9 @@ pub fn state_bypass(allowed: bool) {
     });
 }
 
-/// A request whose usage could not be recorded.
-pub fn usage_lost() {
-    with(|r| r.usage_lost += 1);
+/// Requests whose usage waits for the shared state (Redis) to answer again.
+pub fn state_pending_usage(requests: u64) {
+    with(|r| r.pending_usage = requests);
 }
 
 /// The number of worker threads, for `llm_relay_workers`.
@@ -373,10 +373,10 @@ pub fn render() -> String {
             );
             simple(
                 &mut out,
-                "llm_relay_usage_unrecorded_total",
-                "counter",
-                "Requests whose usage could not be recorded (shared state down).",
-                r.usage_lost,
+                "llm_relay_state_pending_usage_requests",
+                "gauge",
+                "Requests whose usage waits for the shared state to answer again.",
+                r.pending_usage,
             );
         }
         histograms(

@@ -236,3 +236,125 @@ fn redis_down_with_allow_serves_without_limits_then_limits_again() {
     assert_eq!(chat_as(&a, KEY, &chat()).status, 200);
     chat_as(&a, KEY, &chat()).assert_error(429, "rate_limit_exceeded");
 }
+
+/// The id, total requests and prompt tokens of `KEY` on `relay`, and the sum of its per-day
+/// requests; `None` while the admin API cannot read Redis.
+fn usage_of_key(relay: &Relay) -> Option<(String, u64, u64, u64)> {
+    let stats = admin_call(relay, ADMIN, "GET", "/admin/stats", None);
+    if stats.status != 200 {
+        return None;
+    }
+    let stats = stats.json();
+    let data = stats["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{stats}");
+    let id = data[0]["id"].as_str().unwrap().to_string();
+    let r = admin_call(
+        relay,
+        ADMIN,
+        "GET",
+        &format!("/admin/keys/{id}/usage"),
+        None,
+    );
+    if r.status != 200 {
+        return None;
+    }
+    let u = r.json();
+    let days: u64 = u["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["requests"].as_u64().unwrap())
+        .sum();
+    let total = &u["total"];
+    Some((
+        id,
+        total["requests"].as_u64().unwrap(),
+        total["prompt_tokens"].as_u64().unwrap(),
+        days,
+    ))
+}
+
+/// Waits until neither relay holds usage for Redis, then checks both see `n` requests of 5
+/// prompt tokens each, in the total and in the per-day figures.
+fn both_see_exactly(relays: &[Relay; 2], n: u64) {
+    for relay in relays {
+        eventually("the pending usage reaches Redis", || {
+            metric(relay, "llm_relay_state_pending_usage_requests") == Some(0.0)
+                && usage_of_key(relay).is_some()
+        });
+    }
+    for relay in relays {
+        let (_, requests, prompt, days) = usage_of_key(relay).unwrap();
+        assert_eq!(
+            (requests, prompt, days),
+            (n, 5 * n, n),
+            "requests, tokens, per day"
+        );
+        let stats = admin_call(relay, ADMIN, "GET", "/admin/stats", None).json();
+        assert_eq!(stats["pending_usage_requests"], 0, "{stats}");
+    }
+}
+
+#[test]
+fn usage_served_while_redis_is_down_is_added_once_when_it_is_back() {
+    let up = Upstream::openai();
+    let mut redis = RedisServer::start();
+    let relays = replicas(&up, &redis, json!({"on_unavailable": "allow"}), json!({}));
+    let (n, m) = (3, 4);
+    for i in 0..n {
+        assert_eq!(chat_as(&relays[i % 2], KEY, &chat()).status, 200);
+    }
+    both_see_exactly(&relays, n as u64);
+    redis.save(); // the restarted server has the first N, as a real one with persistence
+    redis.kill();
+    for i in 0..m {
+        assert_eq!(chat_as(&relays[i % 2], KEY, &chat()).status, 200);
+    }
+    for relay in &relays {
+        eventually("each relay holds its share of the usage", || {
+            metric(relay, "llm_relay_state_pending_usage_requests") == Some((m / 2) as f64)
+        });
+    }
+    redis.restart();
+    both_see_exactly(&relays, (n + m) as u64);
+    // a second outage: its flush adds only the new request, never the first batch again
+    redis.save();
+    redis.kill();
+    assert_eq!(chat_as(&relays[0], KEY, &chat()).status, 200);
+    eventually("the request waits for Redis", || {
+        metric(&relays[0], "llm_relay_state_pending_usage_requests") == Some(1.0)
+    });
+    redis.restart();
+    both_see_exactly(&relays, (n + m + 1) as u64);
+}
+
+#[test]
+fn a_relay_stopped_with_usage_pending_flushes_it_or_says_it_is_lost() {
+    let up = Upstream::openai();
+    let mut redis = RedisServer::start();
+    let [mut a, b] = replicas(&up, &redis, json!({"on_unavailable": "allow"}), json!({}));
+    let [mut c, _d] = replicas(&up, &redis, json!({"on_unavailable": "allow"}), json!({}));
+    redis.kill();
+    for relay in [&a, &c] {
+        assert_eq!(chat_as(relay, KEY, &chat()).status, 200);
+        eventually("the request waits for Redis", || {
+            metric(relay, "llm_relay_state_pending_usage_requests") == Some(1.0)
+        });
+    }
+    // Redis still down at SIGTERM: the loss is logged
+    c.signal("TERM");
+    assert!(c.wait_exit(Duration::from_secs(20)).is_some(), "c exits");
+    assert!(
+        c.stderr_text()
+            .contains("exiting with the usage of 1 requests not added to Redis"),
+        "{}",
+        c.stderr_text()
+    );
+    // Redis back at SIGTERM: the last flush (or the retry thread before it) adds it
+    redis.restart();
+    a.signal("TERM");
+    assert!(a.wait_exit(Duration::from_secs(20)).is_some(), "a exits");
+    assert!(!a.stderr_text().contains("not added to Redis"));
+    eventually("b reads Redis again", || usage_of_key(&b).is_some());
+    assert_eq!(usage_of_key(&b).unwrap().1, 1, "a's request, once");
+}

@@ -3,8 +3,10 @@
 //! under `state.dir`), or in Redis/Valkey shared by every replica (`state.redis`).
 //!
 //! The gate asks the [`Store`]; it never knows which backend answers. When Redis cannot be
-//! reached, calls return [`Down`] and the gate applies `state.on_unavailable`.
+//! reached, calls return [`Down`] and the gate applies `state.on_unavailable`; usage of
+//! requests served meanwhile is kept here ([`pending`]) and added to Redis once it answers.
 
+mod pending;
 mod redis;
 
 use std::path::PathBuf;
@@ -13,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use self::pending::Pending;
 pub use self::redis::Redis;
 use crate::limits::{Limiter, RateLimit, Verdict};
-use crate::log;
 use crate::usage::{Book, KeyUsage};
+use crate::{log, metrics};
 
 /// How often the usage book is written to `state.dir` (what a `kill -9` can lose).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -28,7 +31,8 @@ pub enum OnUnavailable {
     /// Answer 503 `state_unavailable` (limits and budgets are never exceeded).
     #[default]
     Refuse,
-    /// Serve without limits or budgets, log a warning (usage of those requests is not counted).
+    /// Serve without limits or budgets, log a warning; usage of those requests is kept on this
+    /// machine and added to Redis when it answers again.
     Allow,
 }
 
@@ -101,6 +105,13 @@ impl StateConfig {
     }
 }
 
+/// Adds the pending usage to Redis (one batch) and updates the metric.
+fn flush_pending(redis: &Redis, pending: &Pending) -> Result<(), Down> {
+    let result = pending.flush(|batch| redis.add_pending(batch, crate::util::now_secs()));
+    metrics::state_pending_usage(pending.requests());
+    result
+}
+
 /// A URL without its password.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -129,6 +140,8 @@ pub struct Store {
     limiter: Limiter,
     book: Arc<Book>,
     redis: Option<Arc<Redis>>,
+    /// Usage recorded while Redis was down (always empty without Redis).
+    pending: Arc<Pending>,
 }
 
 impl Store {
@@ -145,6 +158,19 @@ impl Store {
             config.dir.as_deref()
         };
         let book = Arc::new(Book::open(dir)?);
+        let pending = Arc::new(Pending::default());
+        if let Some(redis) = &redis {
+            let (redis, pending) = (Arc::clone(redis), Arc::clone(&pending));
+            std::thread::Builder::new()
+                .name("usage-retry".to_string())
+                .spawn(move || loop {
+                    std::thread::sleep(FLUSH_EVERY);
+                    if !pending.is_empty() {
+                        let _ = flush_pending(&redis, &pending);
+                    }
+                })
+                .map_err(|e| format!("cannot start the pending-usage thread: {e}"))?;
+        }
         if dir.is_some() {
             let book = Arc::clone(&book);
             std::thread::Builder::new()
@@ -162,6 +188,7 @@ impl Store {
             limiter: Limiter::default(),
             book,
             redis,
+            pending,
         })
     }
 
@@ -188,14 +215,22 @@ impl Store {
         }
     }
 
-    pub fn record(&self, key: &str, figures: &KeyUsage, now: u64) -> Result<(), Down> {
+    /// Counts a served request's figures; with Redis down they wait in [`Pending`].
+    pub fn record(&self, key: &str, figures: &KeyUsage, now: u64) {
         match &self.redis {
-            Some(r) => r.record(key, figures, now),
-            None => {
-                self.book.record(key, figures, now);
-                Ok(())
+            Some(r) => {
+                if r.record(key, figures, now).is_err() {
+                    self.pending.add(key, figures, now);
+                    metrics::state_pending_usage(self.pending.requests());
+                }
             }
+            None => self.book.record(key, figures, now),
         }
+    }
+
+    /// Requests whose usage waits for Redis to answer again.
+    pub fn pending_requests(&self) -> u64 {
+        self.pending.requests()
     }
 
     /// All-time figures, or the sum of the UTC days from `since` on.
@@ -224,8 +259,19 @@ impl Store {
         }
     }
 
-    /// Writes the book now (on shutdown).
+    /// Writes the book now, or with Redis tries once more to add the pending usage (on
+    /// shutdown; what Redis does not confirm is lost and logged).
     pub fn flush(&self) {
+        if let Some(redis) = &self.redis {
+            if !self.pending.is_empty() && flush_pending(redis, &self.pending).is_err() {
+                log::error(&format!(
+                    "exiting with the usage of {} requests not added to Redis (it cannot be \
+                     reached)",
+                    self.pending.requests()
+                ));
+            }
+            return;
+        }
         if let Err(e) = self.book.flush(crate::util::now_secs()) {
             log::error(&format!("cannot save usage: {e}"));
         }

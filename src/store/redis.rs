@@ -3,7 +3,8 @@
 //! Rate-limit windows are sorted sets of admission times, checked and extended by one Lua script
 //! (atomic on the server, timed by the server's clock, so replicas with skewed clocks agree);
 //! usage figures are hashes (all time, per UTC day, per UTC month) incremented in one
-//! MULTI/EXEC; keys created through the admin API are one hash of id → key record. A small pool
+//! MULTI/EXEC (usage kept while Redis was down is added by one script per batch that claims
+//! the batch's id first, so it counts once); keys created through the admin API are one hash of id → key record. A small pool
 //! of blocking connections serves the relay's threads; a failed connection is dropped, and the
 //! first failure and the recovery are logged once each.
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use redis::{Connection, RedisResult};
 
+use super::pending::Batch;
 use super::{redact, Admission, Down};
 use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, Verdict};
@@ -61,6 +63,37 @@ if refused then return {0, best[1], best[2], best[3]} end
 redis.call('ZADD', KEYS[1], now, now .. '-' .. redis.call('INCR', KEYS[2]))
 redis.call('PEXPIRE', KEYS[1], keep)
 return {1, best[1], best[2], best[3]}
+",
+    )
+});
+
+/// Adds a batch of usage kept while Redis was down, once. KEYS[1] the batch's claim, then per
+/// entry its all-time, day and month hashes; ARGV[1] how long the claim is kept, ARGV[2] the
+/// number of counters n, ARGV[3..2+n] their names, then per entry: day TTL, month TTL,
+/// last_used_at, n counter values. Returns 1 if applied now, 0 if this batch was applied before.
+static ADD_PENDING: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local n = tonumber(ARGV[2])
+local a = 3 + n
+for e = 0, (#KEYS - 1) / 3 - 1 do
+  local day_ttl, month_ttl, last = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  for h = 1, 3 do
+    local hash = KEYS[1 + e * 3 + h]
+    for f = 1, n do
+      local v = tonumber(ARGV[a + 2 + f])
+      if v > 0 then redis.call('HINCRBY', hash, ARGV[2 + f], v) end
+    end
+    if last > tonumber(redis.call('HGET', hash, 'last_used_at') or '0') then
+      redis.call('HSET', hash, 'last_used_at', last)
+    end
+  end
+  redis.call('EXPIRE', KEYS[3 + e * 3], day_ttl)
+  redis.call('EXPIRE', KEYS[4 + e * 3], month_ttl)
+  a = a + 3 + n
+end
+return 1
 ",
     )
 });
@@ -197,6 +230,34 @@ impl Redis {
         self.run(|c| p.query::<()>(c))
     }
 
+    /// Adds usage kept while Redis was down, exactly once per batch id (a retry of a batch
+    /// whose answer was lost changes nothing). Expiry is what [`Redis::record`] would have set
+    /// at the bucket's last use.
+    pub fn add_pending(&self, batch: &Batch, now: u64) -> Result<(), Down> {
+        if batch.entries.is_empty() {
+            return Ok(());
+        }
+        let mut script = ADD_PENDING.prepare_invoke();
+        script
+            .key(format!("{PREFIX}usage-batch:{}", batch.id))
+            .arg(KEEP_DAYS * 86_400)
+            .arg(KeyUsage::COUNTERS.len())
+            .arg(KeyUsage::COUNTERS.as_slice());
+        for (key, day, figures) in &batch.entries {
+            let last = figures.last_used_at.unwrap_or(day * 86_400);
+            let ttl = |keep: u64| (last + keep).saturating_sub(now).max(1);
+            script
+                .key(usage_key(key, None))
+                .key(usage_key(key, Some(&utc::day(day * 86_400))))
+                .key(usage_key(key, Some(&utc::month(day * 86_400))))
+                .arg(ttl(KEEP_DAYS * 86_400))
+                .arg(ttl((KEEP_DAYS + 31) * 86_400))
+                .arg(last)
+                .arg(figures.counters().as_slice());
+        }
+        self.run(|c| script.invoke::<i64>(c)).map(drop)
+    }
+
     /// The figures of each hash in `hashes`.
     fn read(&self, hashes: &[String]) -> Result<Vec<KeyUsage>, Down> {
         let mut p = redis::pipe();
@@ -312,3 +373,6 @@ fn usage_key(key: &str, period: Option<&str>) -> String {
         None => format!("{PREFIX}usage:{key}"),
     }
 }
+
+#[cfg(test)]
+mod tests;

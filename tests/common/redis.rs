@@ -1,15 +1,18 @@
 //! A real `redis-server` per test (Debian package `redis-server`): on a free loopback port,
-//! without persistence (`--save '' --appendonly no`), killed on drop; `kill` and `restart`
-//! simulate an outage.
+//! without automatic persistence (`--save '' --appendonly no`, its own temp `--dir`), killed on
+//! drop; `kill` and `restart` simulate an outage, `save` makes the data outlive one.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::relay::TempDir;
+
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    dir: TempDir,
 }
 
 impl RedisServer {
@@ -18,7 +21,11 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let mut r = RedisServer { port, child: None };
+        let mut r = RedisServer {
+            port,
+            child: None,
+            dir: TempDir::new(),
+        };
         r.restart();
         r
     }
@@ -36,12 +43,24 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server (again, empty) on the same port and waits until it answers PING.
+    /// Writes the data to disk (`SAVE`), so a `restart` after a `kill` starts with it.
+    pub fn save(&self) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 5];
+        s.write_all(b"SAVE\r\n").unwrap();
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"+OK\r\n", "redis SAVE");
+    }
+
+    /// Starts the server (again; empty unless `save` was called) on the same port and waits until it answers PING.
     pub fn restart(&mut self) {
         self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
