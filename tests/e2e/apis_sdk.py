@@ -13,6 +13,8 @@ anthropic SDK plain / stream / a tool-use round trip / cross-mode hits / its err
 
 import sys
 
+from e2e_check import check
+
 try:
     import anthropic
     from openai import OpenAI, AsyncOpenAI
@@ -43,12 +45,6 @@ def dump(model):
             return [strip(x) for x in v]
         return v
     return strip(model.model_dump())
-
-
-def check(what, got, expected):
-    if got != expected:
-        sys.exit(f"FAIL {what}: expected {expected!r}, got {got!r}")
-    print(f"ok   {what}")
 
 
 def openai_responses(root):

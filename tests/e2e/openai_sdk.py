@@ -11,6 +11,8 @@ Exits non-zero with a message on the first mismatch.
 
 import sys
 
+from e2e_check import check
+
 try:
     from openai import OpenAI
 except ImportError as e:  # pragma: no cover
@@ -21,12 +23,6 @@ FIXTURE_EMBEDDING = [0.1, 0.2, 0.3]
 FIXTURE_MODELS = {"fixture-model-a", "fixture-model-b"}
 ALIAS = "relay-alias"
 UPSTREAM_MODEL = "fixture-model-a"
-
-
-def check(what, got, expected):
-    if got != expected:
-        sys.exit(f"FAIL {what}: expected {expected!r}, got {got!r}")
-    print(f"ok   {what}")
 
 
 def main():

@@ -10,6 +10,8 @@ only when asked. Exits non-zero with a message on the first mismatch.
 
 import sys
 
+from e2e_check import check
+
 try:
     import openai
     from openai import OpenAI
@@ -17,12 +19,6 @@ except ImportError as e:  # pragma: no cover
     sys.exit(f"cannot import openai ({e}); run: pip install -r tests/requirements.txt")
 
 FIXTURE_TEXT = "Hello from the fixture."
-
-
-def check(what, got, expected):
-    if got != expected:
-        sys.exit(f"FAIL {what}: expected {expected!r}, got {got!r}")
-    print(f"ok   {what}")
 
 
 def main():

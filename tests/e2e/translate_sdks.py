@@ -12,6 +12,8 @@ Exits non-zero with a message on the first mismatch.
 import json
 import sys
 
+from e2e_check import check
+
 try:
     import anthropic
     from openai import OpenAI
@@ -24,12 +26,6 @@ WEATHER = {"name": "get_weather", "description": "Weather in a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
                             "required": ["city"]}}
 CALL = 'What is the weather?\nCALL get_weather {"city":"Oslo"}'
-
-
-def check(what, got, expected):
-    if got != expected:
-        sys.exit(f"FAIL {what}: expected {expected!r}, got {got!r}")
-    print(f"ok   {what}")
 
 
 def anthropic_checks(root):
