@@ -150,16 +150,22 @@ impl Scan {
             }
             self.next += 1;
             self.value(&key_path)?;
-            match self.peek().map(|t| t.1.clone()) {
-                Some(Tok::Punct(',')) => self.next += 1,
-                Some(Tok::Punct('}')) => {}
-                _ => {
-                    return Err((
-                        self.here(),
-                        "expected `,` or `}` before this (a missing comma?)".into(),
-                    ))
-                }
+            self.separator('}')?;
+        }
+    }
+
+    /// After a member or an element: a `,` (taken) or the closing `close` (left for the loop).
+    fn separator(&mut self, close: char) -> Result<(), (usize, String)> {
+        match self.peek().map(|t| t.1.clone()) {
+            Some(Tok::Punct(',')) => {
+                self.next += 1;
+                Ok(())
             }
+            Some(Tok::Punct(c)) if c == close => Ok(()),
+            _ => Err((
+                self.here(),
+                format!("expected `,` or `{close}` before this (a missing comma?)"),
+            )),
         }
     }
 
@@ -177,16 +183,7 @@ impl Scan {
                     self.value(&element)?;
                 }
             }
-            match self.peek().map(|t| t.1.clone()) {
-                Some(Tok::Punct(',')) => self.next += 1,
-                Some(Tok::Punct(']')) => {}
-                _ => {
-                    return Err((
-                        self.here(),
-                        "expected `,` or `]` before this (a missing comma?)".into(),
-                    ))
-                }
-            }
+            self.separator(']')?;
         }
         Ok(())
     }
