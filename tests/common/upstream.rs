@@ -377,6 +377,27 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Waits until `gate` is set; false if `within` passed first.
+fn gate_opens(gate: &AtomicBool, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while !gate.load(Ordering::SeqCst) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
+/// The status line and `headers`, each line ended; the caller adds framing and the blank line.
+fn status_and_headers(status: u16, headers: &[(String, String)]) -> String {
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head
+}
+
 fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
     match reply {
         Reply::Close => Ok(()),
@@ -385,10 +406,7 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             write_reply(w, *inner)
         }
         Reply::Hold(gate, inner) => {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while !gate.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(5));
-            }
+            gate_opens(&gate, Duration::from_secs(60));
             write_reply(w, *inner)
         }
         Reply::Raw {
@@ -396,10 +414,7 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             headers,
             body,
         } => {
-            let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-            for (k, v) in &headers {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
+            let mut head = status_and_headers(status, &headers);
             head.push_str(&format!(
                 "Content-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
@@ -409,30 +424,17 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             w.flush()
         }
         Reply::SseGated { first, gate, rest } => {
-            let deadline = std::time::Instant::now() + Duration::from_secs(15);
-            let mut events: Vec<(Duration, String)> =
-                first.into_iter().map(|e| (Duration::ZERO, e)).collect();
-            let wait = thread::spawn(move || {
-                while !gate.load(Ordering::SeqCst) {
-                    if std::time::Instant::now() > deadline {
-                        return false;
-                    }
-                    thread::sleep(Duration::from_millis(2));
-                }
-                true
-            });
             // the first events go out before the wait: write them, then wait, then the rest
-            let head = events.drain(..).map(|(_, e)| e).collect::<Vec<_>>();
             w.write_all(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
                   Cache-Control: no-cache\r\nX-Request-Id: req_gated_stream\r\n\
                   Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
             )?;
-            for event in head {
+            for event in first {
                 w.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())?;
             }
             w.flush()?;
-            if !wait.join().unwrap_or(false) {
+            if !gate_opens(&gate, Duration::from_secs(15)) {
                 return Ok(()); // cut: no further events, no end chunk
             }
             for event in rest {
@@ -456,10 +458,7 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             else {
                 panic!("Reply::Stall takes a Reply::Raw");
             };
-            let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-            for (k, v) in &headers {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
+            let mut head = status_and_headers(status, &headers);
             let (first, rest) = body.split_at(sent.min(body.len()));
             if chunked {
                 head.push_str("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
