@@ -144,6 +144,18 @@ pub struct Store {
     pending: Arc<Pending>,
 }
 
+/// Starts the thread `name`, which runs `tick` every `FLUSH_EVERY` for the life of the process.
+fn every_flush(name: &str, tick: impl Fn() + Send + 'static) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || loop {
+            std::thread::sleep(FLUSH_EVERY);
+            tick();
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start the {name} thread: {e}"))
+}
+
 impl Store {
     /// Opens the store (reading `usage.json`, or preparing the Redis client without
     /// connecting yet, so a relay starts while Redis is down) and starts the writer of the book.
@@ -161,27 +173,19 @@ impl Store {
         let pending = Arc::new(Pending::default());
         if let Some(redis) = &redis {
             let (redis, pending) = (Arc::clone(redis), Arc::clone(&pending));
-            std::thread::Builder::new()
-                .name("usage-retry".to_string())
-                .spawn(move || loop {
-                    std::thread::sleep(FLUSH_EVERY);
-                    if !pending.is_empty() {
-                        let _ = flush_pending(&redis, &pending);
-                    }
-                })
-                .map_err(|e| format!("cannot start the pending-usage thread: {e}"))?;
+            every_flush("usage-retry", move || {
+                if !pending.is_empty() {
+                    let _ = flush_pending(&redis, &pending);
+                }
+            })?;
         }
         if dir.is_some() {
             let book = Arc::clone(&book);
-            std::thread::Builder::new()
-                .name("usage-writer".to_string())
-                .spawn(move || loop {
-                    std::thread::sleep(FLUSH_EVERY);
-                    if let Err(e) = book.flush(crate::util::now_secs()) {
-                        log::error(&format!("cannot save usage: {e}"));
-                    }
-                })
-                .map_err(|e| format!("cannot start the usage writer thread: {e}"))?;
+            every_flush("usage-writer", move || {
+                if let Err(e) = book.flush(crate::util::now_secs()) {
+                    log::error(&format!("cannot save usage: {e}"));
+                }
+            })?;
         }
         Ok(Store {
             config: config.clone(),
