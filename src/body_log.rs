@@ -62,7 +62,7 @@ pub fn record(path: &str, request: &Map<String, Value>, status: u16, response: &
 
 /// A body as JSON with secrets redacted; a non-JSON body (an SSE stream) as a string with
 /// key-like tokens redacted.
-fn redacted_value(mut v: Value) -> Value {
+pub fn redacted_value(mut v: Value) -> Value {
     redact(&mut v);
     v
 }

@@ -212,7 +212,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         };
         match found {
             Ok(entry) => {
-                answer_hit(cache, &entry, ex, delivery, dialect);
+                answer_hit(cache, &entry, ex, delivery, dialect, plan.pace);
                 return Ok(Next::Done);
             }
             Err(_) if offline => {
@@ -312,6 +312,7 @@ fn answer_hit(
     ex: &mut Exchange,
     delivery: cache::Delivery,
     dialect: Option<Dialect>,
+    pace: Option<f64>,
 ) {
     if ex.answered() {
         return;
@@ -325,7 +326,7 @@ fn answer_hit(
     } else {
         whole
     };
-    ex.answer_with(|req| cache::respond_hit(req, entry, delivery, dialect));
+    ex.answer_with(|req| cache::respond_hit(req, entry, delivery, dialect, pace));
 }
 
 /// Single-flight → call an upstream endpoint (with failover) → answer (whole, or as a stream
@@ -340,13 +341,13 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             match cache.join(p) {
                 cache::Role::Leader(guard) => _leader = Some(guard),
                 cache::Role::Hit(entry) => {
-                    answer_hit(cache, &entry, ex, call.delivery, call.dialect);
+                    answer_hit(cache, &entry, ex, call.delivery, call.dialect, p.pace);
                     return Ok(());
                 }
                 cache::Role::Follower(flight) => {
                     flight.wait(state.config.timeouts.first_byte);
                     if let Ok(entry) = cache.lookup(p) {
-                        answer_hit(cache, &entry, ex, call.delivery, call.dialect);
+                        answer_hit(cache, &entry, ex, call.delivery, call.dialect, p.pace);
                         return Ok(());
                     }
                 }

@@ -108,6 +108,9 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     drop(state); // the running state lives in `live`; a reload replaces it
     lifecycle::supervise(signals, &live, config_path, &server);
     live.current().gate.store.flush();
+    if let Some(cache) = &live.current().cache {
+        cache.flush_hits();
+    }
     Ok(())
 }
 

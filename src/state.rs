@@ -34,6 +34,10 @@ impl State {
             }
             None => Cache::open(&config.cache)?,
         };
+        let gate = Gate::new(&config, previous.map(|p| &p.gate))?;
+        if let (Some(cache), Some(redis)) = (&cache, gate.store.redis()) {
+            cache.use_redis(std::sync::Arc::clone(redis));
+        }
         Ok(State {
             upstream: Upstream::new(
                 &config.upstreams,
@@ -41,7 +45,7 @@ impl State {
                 config.forward_auth,
                 config.workers,
             ),
-            gate: Gate::new(&config, previous.map(|p| &p.gate))?,
+            gate,
             cache,
             test_hooks: std::env::var("LLM_RELAY_TEST_HOOKS").is_ok_and(|v| v == "1"),
             config,

@@ -65,12 +65,12 @@ impl Streaming<'_> {
         let effective = self.up.effective_model(&sent.endpoint, self.model);
         // stores a complete stream before its final event reaches the client, and holds back
         // the usage chunk the client did not ask for
-        let mut tap = cache::StreamTap {
-            store: self.storing.map(|(c, p)| (c, p, effective.as_str())),
-            route: self.route,
+        let mut tap = cache::StreamTap::new(
+            self.storing.map(|(c, p)| (c, p, effective.as_str())),
+            self.route,
             // a translated stream reports usage at its end: the translator takes the chunk
-            client_usage: self.client_usage || self.dialect.is_some(),
-        };
+            self.client_usage || self.dialect.is_some(),
+        );
         let body = sent.response.into_body().into_reader();
         let mut reader = BufReader::with_capacity(16 * 1024, body);
         let mut translation = self.dialect.map(translate::Stream::new);

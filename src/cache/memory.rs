@@ -99,6 +99,7 @@ mod tests {
             created: 0.0,
             version: 1,
             tokens: 0,
+            gaps_ms: Vec::new(),
         })
     }
 

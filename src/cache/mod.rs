@@ -12,11 +12,16 @@
 mod apis;
 mod cassette;
 mod config;
+mod controls;
 mod flight;
 mod key;
 mod memory;
+mod miss_log;
+mod prune;
 mod replay;
 mod scan;
+mod secrets;
+mod sequence;
 mod serve;
 mod store;
 mod upkeep;
@@ -31,9 +36,11 @@ use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
 use crate::log;
-pub use cassette::{export_command, import_command, parse_since, ExportFilter};
-pub use config::{CacheConfig, Mode, RawCache, Scope};
+pub use cassette::{export_command, import_command, parse_since, ExportFilter, Secrets};
+pub use config::{CacheConfig, Mode, RawCache, Repeat, Scope};
 pub use flight::Role;
+pub use key::{check_namespace, Variant};
+pub use prune::{prune_command, PruneFilter};
 pub use replay::Delivery;
 pub use serve::{respond_hit, StreamTap};
 
@@ -55,6 +62,8 @@ pub struct Entry {
     pub version: u32,
     /// `usage.total_tokens` of the answer (what a hit saves).
     pub tokens: u64,
+    /// A recorded stream's milliseconds before each event (`X-Relay-Cache-Timing`).
+    pub gaps_ms: Vec<u32>,
 }
 
 /// A request's `Cache-Control` (standard request directives).
@@ -125,12 +134,24 @@ pub struct Plan {
     pub control: Control,
     pub mode: Mode,
     pub delivery: Delivery,
+    /// The namespace and sample it reads and records.
+    pub variant: Variant,
+    /// Whether the request named its sample (else `cache.repeat` may choose it).
+    named_sample: bool,
+    /// `X-Relay-Cache-Timing`: a streamed hit waits its recorded gaps times this.
+    pub pace: Option<f64>,
+    /// Look up the shared entries when the namespace has none (`cache.namespace_fallback`).
+    fallback: bool,
 }
 
 #[derive(Debug, Clone)]
 struct Candidate {
     model: String,
+    /// The key of the plan's variant (what is recorded).
     key: String,
+    /// The shared entry of the same sample, read after every candidate's `key` missed
+    /// (a namespaced request, with `cache.namespace_fallback`).
+    fallback: Option<String>,
     canonical: Vec<u8>,
     /// Sent by a weighted endpoint (the config's first choice): only these are looked up, so
     /// a standby's answer under another model never serves a request the primaries would take.
@@ -147,6 +168,23 @@ impl Plan {
     /// (`stream_options.include_usage`), which the relay then drops for a client that did not.
     pub fn asks_usage(&self) -> bool {
         self.stores() && self.delivery.stream && apis::asks_usage(&self.route)
+    }
+
+    /// Sets the sample (1: the ordinary entry) and the keys that follow from it.
+    fn set_sample(&mut self, sample: u32) {
+        self.variant.sample = sample;
+        let shared = Variant {
+            namespace: String::new(),
+            sample,
+        };
+        for c in &mut self.candidates {
+            c.key = key::variant_key(&self.route, &self.scope, &self.variant, &c.canonical);
+            c.fallback = (self.fallback && !self.variant.namespace.is_empty())
+                .then(|| key::variant_key(&self.route, &self.scope, &shared, &c.canonical));
+        }
+        if let Some(c) = self.candidates.iter().find(|c| c.primary) {
+            self.key = c.key.clone();
+        }
     }
 
     /// The canonical request as the first weighted endpoint would get it, as JSON (what
@@ -179,6 +217,7 @@ impl Plan {
             None => config.mode,
             Some(v) => header_mode(config, v.trim())?,
         };
+        let controls = controls::parse(config, header)?;
         let scope = match config.scope {
             Scope::Shared => String::new(),
             Scope::Key => {
@@ -206,26 +245,31 @@ impl Plan {
             }
             let canonical = key::canonical_request(body, model, &config.ignore_fields);
             candidates.push(Candidate {
-                key: key::entry_key(route, &scope, &canonical),
+                key: String::new(),
+                fallback: None,
                 model: model.clone(),
                 canonical,
                 primary: *primary || !any_primary,
             });
         }
-        let key = candidates
-            .iter()
-            .find(|c| c.primary)
-            .map(|c| c.key.clone())
-            .unwrap_or_default();
-        Ok(Plan {
-            key,
+        let mut plan = Plan {
+            key: String::new(),
             route: route.to_string(),
             scope,
             candidates,
             control: Control::parse(header("cache-control")),
             mode,
             delivery: Delivery::of(body),
-        })
+            variant: Variant {
+                namespace: controls.namespace,
+                sample: 1,
+            },
+            named_sample: controls.sample.is_some(),
+            pace: controls.pace,
+            fallback: config.namespace_fallback,
+        };
+        plan.set_sample(controls.sample.unwrap_or(1));
+        Ok(plan)
     }
 }
 
@@ -267,6 +311,9 @@ pub struct Cache {
     memory: memory::Memory,
     flights: flight::Flights,
     hits: upkeep::HitBook,
+    sequences: sequence::Sequences,
+    /// `cache.miss_log`, open.
+    miss_log: Option<miss_log::MissLog>,
     pub counters: Counters,
 }
 
@@ -291,16 +338,29 @@ impl Cache {
                 config.dir.display()
             )
         })?;
+        let miss_log = config
+            .miss_log
+            .as_deref()
+            .map(miss_log::MissLog::open)
+            .transpose()?;
         Ok(Some(Arc::new(Cache {
+            miss_log,
             memory: memory::Memory::new(config.memory_items, config.memory_bytes),
             flights: flight::Flights::default(),
             hits: upkeep::HitBook::load(&config.dir),
+            sequences: sequence::Sequences::default(),
             counters: Counters::default(),
             config: config.clone(),
         })))
     }
 
-    /// The keys, mode and cache control of a request (see [`Plan::new`]).
+    /// Counts `cache.repeat: "sequence"` in Redis (`state.redis`) from now on.
+    pub fn use_redis(&self, redis: Arc<crate::store::Redis>) {
+        self.sequences.use_redis(redis);
+    }
+
+    /// The keys, mode and cache control of a request (see [`Plan::new`]); with `cache.repeat:
+    /// "sequence"`, a request that names no sample gets the next of its key.
     pub fn plan(
         &self,
         route: &str,
@@ -308,7 +368,13 @@ impl Cache {
         headers: &[(String, String)],
         models: &[(String, bool)],
     ) -> Result<Plan, ApiError> {
-        Plan::new(&self.config, route, body, headers, models)
+        let mut plan = Plan::new(&self.config, route, body, headers, models)?;
+        if self.config.repeat == Repeat::Sequence && !plan.named_sample && !plan.control.no_store {
+            let name = format!("{}:{}", plan.mode.name(), plan.key);
+            let n = self.sequences.next(&name, self.config.repeat_window);
+            plan.set_sample(n);
+        }
+        Ok(plan)
     }
 
     /// An entry that answers `plan` in the shape it asks for, or what to say instead (`MISS`,
@@ -324,8 +390,14 @@ impl Cache {
             }
         }
         let mut status = Status::Miss;
-        for c in plan.candidates.iter().filter(|c| c.primary) {
-            let Some(entry) = self.find(&c.key) else {
+        let primaries = plan.candidates.iter().filter(|c| c.primary);
+        // the plan's own namespace first, then (with the fallback) the shared entries
+        let keys = primaries
+            .clone()
+            .map(|c| &c.key)
+            .chain(primaries.filter_map(|c| c.fallback.as_ref()));
+        for key in keys {
+            let Some(entry) = self.find(key) else {
                 continue;
             };
             if !apis::serves(
@@ -384,6 +456,7 @@ impl Cache {
             response,
             created: meta.created,
             version: meta.version,
+            gaps_ms: meta.gaps_ms,
         });
         self.memory.insert(key, Arc::clone(&entry));
         Some(entry)
@@ -421,23 +494,53 @@ impl Cache {
         self.hits.record(&entry.key, crate::util::now_secs());
     }
 
+    /// Appends the hits not yet in `hits.log` (at shutdown: `cache prune --unused-since`
+    /// reads the last-hit times there).
+    pub fn flush_hits(&self) {
+        if let Err(e) = self.hits.flush(&self.config.dir) {
+            log::error(&format!(
+                "cannot write cache hit counts in {}: {e}",
+                self.config.dir.display()
+            ));
+        }
+    }
+
     pub fn missed(&self) {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The error a miss gets in `replay` mode: `cache_miss`, the key, and the fields in which
-    /// the closest recorded request of the same route (and scope) differs.
+    /// the closest recorded request of the same route (and scope) differs. The miss goes to
+    /// `cache.miss_log` as well.
     pub fn replay_miss(&self, plan: &Plan) -> ApiError {
         let asked = plan.canonical_json();
-        let report = why::closest(
+        let report = why::closest_variant(
             &self.config.dir,
             &plan.route,
             Some(&plan.scope),
             &asked,
+            &plan.variant,
             1,
             why::MAX_SEARCHED_ONLINE,
         );
-        why::miss_error(&plan.key, &report)
+        if let Some(log) = &self.miss_log {
+            let model = plan
+                .candidates
+                .iter()
+                .find(|c| c.primary)
+                .map_or("", |c| c.model.as_str());
+            log.record(
+                &miss_log::Miss {
+                    route: &plan.route,
+                    model,
+                    key: &plan.key,
+                    variant: &plan.variant,
+                    scope: &plan.scope,
+                },
+                &report,
+            );
+        }
+        why::miss_error(&plan.key, &plan.variant, &report)
     }
 
     /// True if an answer of `len` bytes is too large to store (`cache.max_entry_bytes`): it is
@@ -449,6 +552,11 @@ impl Cache {
     /// Stores `response` for `plan`, as answered with the effective `model`, if the plan
     /// stores and it is a complete success within `max_entry_bytes`. Returns whether it did.
     pub fn store(&self, plan: &Plan, model: &str, response: &[u8]) -> bool {
+        self.store_timed(plan, model, response, &[])
+    }
+
+    /// [`Cache::store`] for a stream, with the milliseconds before each of its events.
+    pub fn store_timed(&self, plan: &Plan, model: &str, response: &[u8], gaps: &[u32]) -> bool {
         if !plan.stores()
             || self.too_large(response.len())
             || apis::check(&plan.route, response).is_err()
@@ -464,6 +572,9 @@ impl Cache {
             created: now_precise(),
             scope: plan.scope.clone(),
             sha256: key::checksum(response),
+            namespace: plan.variant.namespace.clone(),
+            sample: plan.variant.sample,
+            gaps_ms: gaps.to_vec(),
         };
         let existed = store::paths(&self.config.dir, &c.key).0.exists();
         if let Err(e) = store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
@@ -490,6 +601,7 @@ impl Cache {
                 response: response.to_vec(),
                 created: meta.created,
                 version: meta.version,
+                gaps_ms: meta.gaps_ms,
             }),
         );
         true
@@ -558,12 +670,7 @@ impl Cache {
                     next_maintenance = Some(Instant::now() + m.interval);
                 }
             }
-            if let Err(e) = self.hits.flush(dir) {
-                log::error(&format!(
-                    "cannot write cache hit counts in {}: {e}",
-                    dir.display()
-                ));
-            }
+            self.flush_hits();
             std::thread::sleep(Duration::from_secs(1));
         }
     }
@@ -632,9 +739,18 @@ pub fn why_command(
     Ok(out)
 }
 
-/// `llm-relay cache stats`: counts entries, bytes and recorded hits without changing anything.
-pub fn stats_command(config: &CacheConfig) -> String {
+/// `llm-relay cache misses FILE`: the summary of a `cache.miss_log`.
+pub fn misses_command(file: &Path) -> Result<String, String> {
+    miss_log::summarize(file)
+}
+
+/// `llm-relay cache stats`: counts entries, bytes and recorded hits without changing anything
+/// (with `namespace`: of that namespace's entries).
+pub fn stats_command(config: &CacheConfig, namespace: Option<&str>) -> String {
     let dir: &Path = &config.dir;
+    if let Some(ns) = namespace {
+        return prune::namespace_stats(dir, ns);
+    }
     let report = scan::scan(dir, false);
     let hits = upkeep::HitBook::load(dir).total();
     format!(

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::key::Variant;
 use super::store;
 use crate::error::ApiError;
 
@@ -40,6 +41,10 @@ pub struct Diff {
 pub struct Near {
     pub key: String,
     pub model: String,
+    /// Its namespace and sample.
+    pub variant: Variant,
+    /// Its scope (`""`: shared; else the hashed credential that recorded it).
+    pub scope: String,
     pub diffs: Vec<Diff>,
     /// Differing fields in all (`diffs` holds at most [`MAX_DIFFS`]).
     pub count: usize,
@@ -57,11 +62,33 @@ pub struct Report {
 
 /// The `n` recorded requests of `route` closest to `asked` (canonical JSON). `scope`: only
 /// entries of that scope (a client never sees another credential's requests); `None`: all.
+/// Among equally close ones: the same model, then the `want`ed namespace and sample first.
 pub fn closest(
     dir: &Path,
     route: &str,
     scope: Option<&str>,
     asked: &Value,
+    n: usize,
+    max_searched: u64,
+) -> Report {
+    closest_variant(
+        dir,
+        route,
+        scope,
+        asked,
+        &Variant::default(),
+        n,
+        max_searched,
+    )
+}
+
+/// [`closest`], preferring entries of the variant `want`.
+pub fn closest_variant(
+    dir: &Path,
+    route: &str,
+    scope: Option<&str>,
+    asked: &Value,
+    want: &Variant,
     n: usize,
     max_searched: u64,
 ) -> Report {
@@ -98,8 +125,18 @@ pub fn closest(
                 .to_string(),
             count: diffs.len(),
             diffs: diffs.into_iter().take(MAX_DIFFS).collect(),
+            variant: meta.variant(),
+            scope: meta.scope,
         };
-        let rank = |x: &Near| (x.count, x.model != model, x.key.clone());
+        let rank = |x: &Near| {
+            (
+                x.count,
+                x.model != model,
+                x.variant.namespace != want.namespace,
+                x.variant.sample_index().abs_diff(want.sample_index()),
+                x.key.clone(),
+            )
+        };
         let at = report
             .nearest
             .iter()
@@ -182,9 +219,30 @@ pub fn describe(d: &Diff) -> String {
     )
 }
 
-/// The `cache_miss` error of `replay` mode.
-pub fn miss_error(key: &str, report: &Report) -> ApiError {
+/// `sample 3 in namespace "suite"`, `the shared entry`.
+pub fn describe_variant(v: &Variant) -> String {
+    match (v.sample_index(), v.namespace.as_str()) {
+        (1, "") => "the shared entry (sample 1)".to_string(),
+        (k, "") => format!("shared sample {k}"),
+        (k, ns) => format!("sample {k} in namespace \"{ns}\""),
+    }
+}
+
+/// The `cache_miss` error of `replay` mode for a request of the variant `asked`.
+pub fn miss_error(key: &str, asked: &Variant, report: &Report) -> ApiError {
     let (closest, hint) = match report.nearest.first() {
+        // the same request, recorded as another sample or in another namespace
+        Some(near) if near.count == 0 => (
+            json!({"key": near.key, "differs": [], "namespace": near.variant.namespace,
+                   "sample": near.variant.sample_index()}),
+            format!(
+                "This request was recorded, but not as {} (X-Relay-Cache-Sample / \
+                 X-Relay-Cache-Namespace): the closest entry (key {}) is {}.",
+                describe_variant(asked),
+                near.key,
+                describe_variant(&near.variant)
+            ),
+        ),
         Some(near) => {
             let fields: Vec<String> = near.diffs.iter().map(describe).collect();
             let more = near.count.saturating_sub(near.diffs.len());
@@ -215,13 +273,26 @@ pub fn miss_error(key: &str, report: &Report) -> ApiError {
             "Nothing was recorded for this route yet.".to_string(),
         ),
     };
+    let what = if asked == &Variant::default() {
+        String::new()
+    } else {
+        format!("{}, ", describe_variant(asked))
+    };
     let message = format!(
-        "cache miss in replay mode: no recorded answer for this request (key {key}), and replay \
-         never calls an upstream. {hint} Record it (cache.mode \"record\") or send the \
+        "cache miss in replay mode: no recorded answer for this request ({what}key {key}), and \
+         replay never calls an upstream. {hint} Record it (cache.mode \"record\") or send the \
          recorded request."
     );
+    let mut detail = serde_json::Map::new();
+    detail.insert("key".to_string(), json!(key));
+    detail.insert("closest".to_string(), closest);
+    if asked != &Variant::default() {
+        detail.insert("namespace".to_string(), json!(asked.namespace));
+        detail.insert("sample".to_string(), json!(asked.sample_index()));
+    }
+    let detail = Value::Object(detail);
     ApiError {
-        detail: Some(Box::new(json!({"key": key, "closest": closest}))),
+        detail: Some(Box::new(detail)),
         ..ApiError::new(404, "invalid_request_error", "cache_miss", message)
     }
 }
