@@ -72,7 +72,8 @@ Usage: llm-relay [OPTIONS]
        llm-relay cache why REQUEST.json [--route PATH] [--header 'NAME: VALUE']... [--config FILE]
                  the request's cache key, and the closest recorded requests field by field;
                  --header gives a request header that is part of the key (for /v1/messages:
-                 anthropic-version, anthropic-beta; others are ignored), and implies
+                 anthropic-version, anthropic-beta; X-Relay-Cache-Namespace and
+                 X-Relay-Cache-Sample where `cache.client_controls` allows them), and implies
                  --route /v1/messages for a body with `messages`
        llm-relay cache export --out FILE [--model GLOB] [--since TIME] [--namespace NAME]
                  [--skip-secrets | --allow-secrets] [--config FILE]
@@ -494,7 +495,7 @@ fn cache_why(
         .unwrap_or("");
     let models = cfg.upstreams.effective_models(endpoint.api(), model);
     let keyed = pipeline::keyed_body(endpoint, &body, &headers);
-    cache::why_command(&cfg.cache, endpoint.path(), &keyed, &models)
+    cache::why_command(&cfg.cache, endpoint.path(), &keyed, &headers, &models)
 }
 
 #[cfg(test)]

@@ -163,6 +163,27 @@ fn cache_samples_keep_k_answers_and_replay_names_a_missing_sample() {
     samples.sort();
     assert_eq!(samples, [1, 2, 3]);
     drop(relay);
+    // `cache why` keys a sample as the relay does
+    let work = TempDir::new();
+    let cfg = config_file(&work, dir.path(), cache.clone());
+    let req = work.write("q.json", &ask("pass@k").to_string());
+    for (k, recorded) in [("3", true), ("4", false)] {
+        let out = cli(&[
+            "cache",
+            "why",
+            req.to_str().unwrap(),
+            "-H",
+            &format!("X-Relay-Cache-Sample: {k}"),
+            "--config",
+            &cfg,
+        ]);
+        assert_eq!(
+            out.stdout.contains("not recorded"),
+            !recorded,
+            "sample {k}: {}",
+            out.stdout
+        );
+    }
     // offline: an unrecorded sample is a cache_miss naming it
     let mut replay_cache = cache.clone();
     replay_cache["mode"] = json!("replay");
@@ -256,6 +277,12 @@ fn cache_namespaces_record_apart_fall_back_to_shared_and_select_in_the_cli() {
     assert_eq!(content(&chat(&relay, "q", &[])), shared);
     content(&chat(&relay, "only in b", &[ns("test_b")]));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // the relay's own controls never reach the provider
+    for r in up.requests() {
+        for h in ["x-relay-cache-namespace", "x-relay-cache-mode"] {
+            assert_eq!(r.header(h), None, "{h} forwarded");
+        }
+    }
     drop(relay);
     // without the fallback a namespace sees only its own entries
     let mut strict = cache.clone();

@@ -7,7 +7,10 @@
 //! the verified file pair); [`Cache::store`] keeps a complete success; `serve.rs` answers a hit
 //! in either mode. Around that: single-flight (`flight.rs`), the start-up scan (`scan.rs`) and
 //! upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
-//! diff of a miss (`why.rs`) and portable cassettes (`cassette.rs`).
+//! diff of a miss (`why.rs`) and portable cassettes (`cassette.rs`, scanned for credentials by
+//! `secrets.rs`, pruned by `prune.rs`). For evals: the request headers `cache.client_controls`
+//! allows (`controls.rs`: a sample index and a namespace, both part of the key; a replay pace),
+//! `cache.repeat: "sequence"` (`sequence.rs`) and the replay miss report (`miss_log.rs`).
 
 mod apis;
 mod cassette;
@@ -716,9 +719,19 @@ pub fn why_command(
     config: &CacheConfig,
     route: &str,
     body: &Map<String, Value>,
+    headers: &[(String, String)],
     models: &[(String, bool)],
 ) -> Result<String, String> {
-    let plan = Plan::new(config, route, body, &[], models).map_err(|e| e.message)?;
+    // the headers that choose an entry (namespace, sample); never a credential
+    let chosen: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(n, _)| {
+            n.eq_ignore_ascii_case("x-relay-cache-namespace")
+                || n.eq_ignore_ascii_case("x-relay-cache-sample")
+        })
+        .cloned()
+        .collect();
+    let plan = Plan::new(config, route, body, &chosen, models).map_err(|e| e.message)?;
     let keys: Vec<(String, String, bool)> = plan
         .candidates
         .iter()
