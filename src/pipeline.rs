@@ -219,7 +219,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
                 // offline: a miss never reaches an upstream
                 cache.missed();
                 ex.access.cache = Some(crate::log::CacheResult::Miss);
-                return Err(cache.replay_miss(&plan));
+                return Err(cache.replay_miss(&plan, ex.client().map(|c| c.key_id.as_str())));
             }
             Err(status) if cacheable => cached = Some((plan, status)),
             Err(_) => {}

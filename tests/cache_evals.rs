@@ -385,6 +385,7 @@ fn cache_miss_log_lists_every_replay_miss_and_cache_misses_summarises_it() {
         assert!(l["time"].as_str().unwrap().ends_with('Z'), "{l}");
         assert_eq!(l["sample"], 1);
         assert_eq!(l["namespace"], "");
+        assert_eq!(l["client"], Value::Null, "no auth: no key id");
         // the shared scope: paths, never another client's values
         assert!(l["closest"].get("values").is_none(), "{l}");
     }
@@ -413,13 +414,14 @@ fn cache_miss_log_lists_every_replay_miss_and_cache_misses_summarises_it() {
     let dir = TempDir::new();
     let log = work.path().join("own.jsonl");
     let (up, _) = counting_upstream();
-    let auth = [("Authorization", "Bearer client-one")];
+    let auth = [("Authorization", "Bearer client-one-secret")];
+    let keys = json!({"auth": {"keys": [{"key": "client-one-secret", "name": "ci"}]}});
     {
         let relay = relay_in(
             &up.base_url(),
             dir.path(),
             json!({"scope": "key"}),
-            json!({}),
+            keys.clone(),
         );
         post_json_with(
             &relay.url(CHAT),
@@ -431,7 +433,7 @@ fn cache_miss_log_lists_every_replay_miss_and_cache_misses_summarises_it() {
         &closed_port_url(),
         dir.path(),
         json!({"mode": "replay", "scope": "key", "miss_log": log.to_str().unwrap()}),
-        json!({}),
+        keys,
     );
     post_json_with(&replay.url(CHAT), &recorded("u", 0.0), &auth).assert_error(404, "cache_miss");
     let line: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
@@ -440,6 +442,9 @@ fn cache_miss_log_lists_every_replay_miss_and_cache_misses_summarises_it() {
         json!([{"path": "user", "recorded": "[redacted]", "asked": "u"}]),
         "{line}"
     );
+    // the caller's key id, never the key
+    let client = line["client"].as_str().unwrap_or_else(|| panic!("{line}"));
+    assert!(!client.is_empty() && !client.contains("secret"), "{line}");
 }
 
 #[test]

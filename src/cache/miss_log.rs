@@ -2,8 +2,9 @@
 //! CI run leaves one file listing every request that was not recorded; and
 //! `llm-relay cache misses FILE`, which summarises such a file.
 //!
-//! A line holds the time, route, model, key, namespace, sample, and the closest recorded entry
-//! with the JSON paths that differ. The recorded and asked values of those paths are written
+//! A line holds the time, route, model, cache key, the caller's key id (with `auth`; never the
+//! key itself), namespace, sample, and the closest recorded entry with the JSON paths that
+//! differ. The recorded and asked values of those paths are written
 //! only when the closest entry was recorded under the caller's own credential
 //! (`cache.scope: "key"`), and then through the body log's redaction: a shared miss log never
 //! shows one client another's prompts.
@@ -36,6 +37,8 @@ pub struct Miss<'a> {
     pub variant: &'a Variant,
     /// The caller's scope (`""`: shared).
     pub scope: &'a str,
+    /// The id of the caller's key (`auth.keys`), if any.
+    pub client: Option<&'a str>,
 }
 
 impl MissLog {
@@ -99,6 +102,7 @@ fn line(miss: &Miss, report: &Report, now: SystemTime) -> Value {
         "route": miss.route,
         "model": miss.model,
         "key": miss.key,
+        "client": miss.client,
         "namespace": miss.variant.namespace,
         "sample": miss.variant.sample_index(),
         "closest": closest,
@@ -229,9 +233,11 @@ mod tests {
             key: "q",
             variant: &variant,
             scope,
+            client: Some("k-1"),
         };
         let own = line(&miss("s1"), &report, SystemTime::UNIX_EPOCH);
         assert_eq!(own["closest"]["differs"], json!(["user"]));
+        assert_eq!(own["client"], json!("k-1"));
         assert_eq!(own["closest"]["values"][0]["recorded"], json!("[redacted]"));
         assert_eq!(own["closest"]["values"][0]["asked"], json!("u2"));
         for other in ["", "s2"] {

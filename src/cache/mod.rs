@@ -312,8 +312,8 @@ impl Cache {
 
     /// The error a miss gets in `replay` mode: `cache_miss`, the key, and the fields in which
     /// the closest recorded request of the same route (and scope) differs. The miss goes to
-    /// `cache.miss_log` as well.
-    pub fn replay_miss(&self, plan: &Plan) -> ApiError {
+    /// `cache.miss_log` as well, with the id of the caller's key (`client`), never the key.
+    pub fn replay_miss(&self, plan: &Plan, client: Option<&str>) -> ApiError {
         let asked = plan.canonical_json();
         let report = why::closest_variant(
             &self.config.dir,
@@ -337,6 +337,7 @@ impl Cache {
                     key: &plan.key,
                     variant: &plan.variant,
                     scope: &plan.scope,
+                    client,
                 },
                 &report,
             );

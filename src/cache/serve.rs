@@ -117,11 +117,15 @@ impl<'a> StreamTap<'a> {
 
 /// The events of a stream's text (each ends with a blank line; a last unterminated one counts).
 fn count_events(stream: &[u8]) -> usize {
-    let text = String::from_utf8_lossy(stream);
-    text.replace("\r\n", "\n")
-        .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .count()
+    let (mut events, mut open) = (0, false);
+    for line in stream.split(|&b| b == b'\n') {
+        let blank = line.iter().all(|&b| b == b'\r');
+        if blank && open {
+            events += 1;
+        }
+        open = !blank;
+    }
+    events + usize::from(open)
 }
 
 impl Tap for StreamTap<'_> {
@@ -157,4 +161,19 @@ fn translate_events(dialect: Dialect, events: &[Vec<u8>]) -> Vec<Vec<u8>> {
     out.push(stream.end());
     out.retain(|e| !e.is_empty());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_events;
+
+    #[test]
+    fn events_are_counted_by_their_blank_lines() {
+        assert_eq!(count_events(b""), 0);
+        assert_eq!(
+            count_events(b"data: a\n\ndata: b\r\n\r\ndata: [DONE]\n\n"),
+            3
+        );
+        assert_eq!(count_events(b"event: x\ndata: a\n\n\n\ndata: b"), 2);
+    }
 }
