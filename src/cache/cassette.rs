@@ -110,11 +110,7 @@ pub fn export_command(
         if filter.since.is_some_and(|t| meta.created < t) {
             continue;
         }
-        if filter
-            .namespace
-            .as_ref()
-            .is_some_and(|ns| ns != &meta.namespace)
-        {
+        if !meta.selected_by(filter.namespace.as_deref()) {
             continue;
         }
         let Some(canonical) = store::split_request(&request)
@@ -273,7 +269,7 @@ pub fn import_command(
             store::verify(&entry.key, &entry.request, entry.response.as_bytes()).map_err(bad)?;
         apis::check(&meta.route, entry.response.as_bytes()).map_err(bad)?;
         total += 1;
-        if namespace.is_some_and(|ns| ns != meta.namespace) {
+        if !meta.selected_by(namespace) {
             continue;
         }
         entries.push(entry);

@@ -58,11 +58,7 @@ pub fn prune_command(dir: &Path, filter: &PruneFilter) -> Result<String, String>
         let Some(meta) = fs::read(&req_path).ok().and_then(|b| store::parse_meta(&b)) else {
             continue;
         };
-        if filter
-            .namespace
-            .as_ref()
-            .is_some_and(|ns| ns != &meta.namespace)
-        {
+        if !meta.selected_by(filter.namespace.as_deref()) {
             continue;
         }
         if let Some(since) = filter.unused_since {
@@ -100,7 +96,7 @@ pub fn namespace_stats(dir: &Path, namespace: &str) -> String {
         let Some(meta) = store::parse_meta(&request) else {
             continue;
         };
-        if meta.namespace != namespace {
+        if !meta.selected_by(Some(namespace)) {
             continue;
         }
         entries += 1;

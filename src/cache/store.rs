@@ -54,6 +54,11 @@ fn is_first_sample(n: &u32) -> bool {
 }
 
 impl Meta {
+    /// Whether `namespace` (`None`: every namespace) selects this entry (`--namespace`).
+    pub fn selected_by(&self, namespace: Option<&str>) -> bool {
+        namespace.map_or(true, |ns| ns == self.namespace)
+    }
+
     /// The namespace and sample this entry is.
     pub fn variant(&self) -> Variant {
         Variant {
