@@ -175,6 +175,7 @@ fn cache_samples_keep_k_answers_and_replay_names_a_missing_sample() {
     let work = TempDir::new();
     let cfg = config_file(&work, dir.path(), cache.clone());
     let req = work.write("q.json", &ask("pass@k").to_string());
+    let mut last = String::new();
     for (k, recorded) in [("3", true), ("4", false)] {
         let out = cli(&[
             "cache",
@@ -191,7 +192,12 @@ fn cache_samples_keep_k_answers_and_replay_names_a_missing_sample() {
             "sample {k}: {}",
             out.stdout
         );
+        last = out.stdout;
     }
+    // the closest entries name their samples: 3 first, then 2
+    let near = last.find("shared sample 3): 0 fields differ");
+    assert!(near.is_some(), "{last}");
+    assert!(near < last.find("shared sample 2)"), "{last}");
     // offline: an unrecorded sample is a cache_miss naming it
     let mut replay_cache = cache.clone();
     replay_cache["mode"] = json!("replay");
@@ -550,6 +556,26 @@ fn cache_export_refuses_credential_shaped_strings_and_is_reviewable() {
         b.sort();
         assert_eq!(a, b, "{suffix}");
     }
+    // a format 1 cassette (the `.request` file as text) still imports
+    let req = &files_ending(copy.path(), ".request")[0];
+    let request = std::fs::read_to_string(req).unwrap();
+    let meta: Value = serde_json::from_str(request.lines().next().unwrap()).unwrap();
+    let response = files_ending(copy.path(), ".txt")
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .find(|t| sha256_hex(t) == meta["sha256"].as_str().unwrap())
+        .unwrap();
+    let key = req.file_stem().unwrap().to_str().unwrap();
+    let v1 = format!(
+        "{}\n{}\n",
+        json!({"llm_relay_cassette": 1, "entries": 1}),
+        json!({"key": key, "request": request, "response": response})
+    );
+    let v1 = work.write("v1.jsonl", &v1);
+    let fresh = TempDir::new();
+    let cfg_f = config_file(&work, fresh.path(), json!({}));
+    let out = cli(&["cache", "import", v1.to_str().unwrap(), "--config", &cfg_f]);
+    assert!(out.stdout.contains("1 added"), "{}", out.stdout);
 }
 
 #[test]

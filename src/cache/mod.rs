@@ -315,7 +315,7 @@ impl Cache {
     /// `cache.miss_log` as well, with the id of the caller's key (`client`), never the key.
     pub fn replay_miss(&self, plan: &Plan, client: Option<&str>) -> ApiError {
         let asked = plan.canonical_json();
-        let report = why::closest_variant(
+        let report = why::closest(
             &self.config.dir,
             &plan.route,
             Some(&plan.scope),
@@ -541,7 +541,7 @@ pub fn why_command(
         })
         .collect();
     let asked = plan.canonical_json();
-    let mut out = why::explain(&config.dir, route, &keys, &asked);
+    let mut out = why::explain(&config.dir, route, &keys, &asked, &plan.variant);
     if config.scope == Scope::Key {
         out.push_str(
             "note: `cache.scope` is \"key\": the keys above are those of a request without a \

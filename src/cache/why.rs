@@ -68,26 +68,6 @@ pub fn closest(
     route: &str,
     scope: Option<&str>,
     asked: &Value,
-    n: usize,
-    max_searched: u64,
-) -> Report {
-    closest_variant(
-        dir,
-        route,
-        scope,
-        asked,
-        &Variant::default(),
-        n,
-        max_searched,
-    )
-}
-
-/// [`closest`], preferring entries of the variant `want`.
-pub fn closest_variant(
-    dir: &Path,
-    route: &str,
-    scope: Option<&str>,
-    asked: &Value,
     want: &Variant,
     n: usize,
     max_searched: u64,
@@ -299,7 +279,14 @@ pub fn miss_error(key: &str, asked: &Variant, report: &Report) -> ApiError {
 
 /// The text of `llm-relay cache why`: the request's key, whether it is recorded, and the
 /// closest recorded requests with their differing fields.
-pub fn explain(dir: &Path, route: &str, keys: &[(String, String, bool)], asked: &Value) -> String {
+/// Among equally close requests, those of the variant `want` come first.
+pub fn explain(
+    dir: &Path,
+    route: &str,
+    keys: &[(String, String, bool)],
+    asked: &Value,
+    want: &Variant,
+) -> String {
     let mut out = String::new();
     for (model, key, recorded) in keys {
         out.push_str(&format!(
@@ -311,7 +298,7 @@ pub fn explain(dir: &Path, route: &str, keys: &[(String, String, bool)], asked: 
             }
         ));
     }
-    let report = closest(dir, route, None, asked, 3, MAX_SEARCHED);
+    let report = closest(dir, route, None, asked, want, 3, MAX_SEARCHED);
     out.push_str(&format!(
         "closest recorded requests of {route} ({} entries searched{}):\n",
         report.searched,
@@ -325,8 +312,13 @@ pub fn explain(dir: &Path, route: &str, keys: &[(String, String, bool)], asked: 
         out.push_str("  none\n");
     }
     for (i, near) in report.nearest.iter().enumerate() {
+        let variant = if near.variant == Variant::default() {
+            String::new()
+        } else {
+            format!(", {}", describe_variant(&near.variant))
+        };
         out.push_str(&format!(
-            "  {}. key {} (model {}): {} {}\n",
+            "  {}. key {} (model {}{variant}): {} {}\n",
             i + 1,
             near.key,
             near.model,
