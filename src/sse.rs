@@ -16,6 +16,7 @@ use std::io::{self, BufRead, Read};
 
 use serde_json::Value;
 
+pub use crate::answer::data_payload;
 use crate::api::{self, Api, Ending};
 use crate::sse_out::SseOut;
 
@@ -121,30 +122,6 @@ impl Completion {
     pub fn complete(&self) -> bool {
         self.done || self.finished || self.ending != Ending::Open
     }
-}
-
-/// The payload of a `data:` line, trimmed, or `None` for other lines.
-pub fn data_payload(line: &[u8]) -> Option<&[u8]> {
-    let rest = line.strip_prefix(b"data:")?;
-    Some(trim(rest))
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if first.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = s {
-        if last.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    s
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

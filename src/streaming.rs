@@ -46,8 +46,9 @@ pub struct Streaming<'a> {
     pub storing: Option<(&'a Cache, &'a Plan)>,
     /// Whether the client asked for the usage chunk (the relay may have asked for it anyway).
     pub client_usage: bool,
-    /// Charges the stream to the client's key (given the recorded copy), before its end.
-    pub charge: &'a dyn Fn(&[u8]),
+    /// Charges the stream to the client's key (given the recorded copy and the model the
+    /// upstream was sent), before its end.
+    pub charge: &'a dyn Fn(&[u8], &str),
 }
 
 impl Streaming<'_> {
@@ -91,7 +92,7 @@ impl Streaming<'_> {
             let _ = out.write(format!(": {SKIP_HEADER}: {SKIP_TOO_LARGE}\n\n").as_bytes());
         }
         let bytes = out.bytes;
-        (self.charge)(&relayed.recorded);
+        (self.charge)(&relayed.recorded, &effective);
         if relayed.end != End::ClientGone {
             let _ = out.finish();
         }
@@ -100,17 +101,21 @@ impl Streaming<'_> {
 
     /// The 200 head is already out (`stream_keepalive_ms`): an event stream is relayed as
     /// usual; anything else — an upstream error status, a failed call — becomes the API's error
-    /// event. Returns the bytes written, the upstream's base URL if one answered, and the copy.
+    /// event. Returns the bytes written, the upstream's base URL and the model it was sent if
+    /// one answered with a stream, and the copy.
     pub fn answer_late(
         &self,
         posted: Result<Sent, ApiError>,
         mut out: SseOut,
-    ) -> (u64, Option<String>, Vec<u8>) {
+    ) -> (u64, Option<(String, String)>, Vec<u8>) {
         let (base, message) = match posted {
             Ok(sent) if is_event_stream(&sent) => {
-                let base = sent.base.clone();
+                let answered = (
+                    sent.base.clone(),
+                    self.up.effective_model(&sent.endpoint, self.model),
+                );
                 let (bytes, copy) = self.relay(sent, out);
-                return (bytes, Some(base), copy);
+                return (bytes, Some(answered), copy);
             }
             Ok(sent) => {
                 let status = sent.response.status().as_u16();
@@ -129,6 +134,6 @@ impl Streaming<'_> {
         let _ = out.write(&cut);
         let bytes = out.bytes;
         let _ = out.finish();
-        (bytes, base, Vec::new())
+        (bytes, base.map(|b| (b, String::new())), Vec::new())
     }
 }
