@@ -249,17 +249,13 @@ impl Redis {
     /// cannot be reached now is checked on first contact instead (the relay starts while Redis
     /// is down).
     pub fn refuse_cluster(&self) -> Result<(), String> {
-        match self.connect() {
-            Err(e) if self.cluster.load(Ordering::SeqCst) => Err(e.to_string()),
-            Ok(con) => {
-                self.pool
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(con);
-                Ok(())
-            }
-            Err(_) => Ok(()),
+        // through the breaker: a server that cannot be reached opens it, so the first
+        // requests do not each wait for it again
+        let _ = self.run(|_| Ok(()));
+        if self.cluster.load(Ordering::SeqCst) {
+            return Err(self.cluster_refused().to_string());
         }
+        Ok(())
     }
 
     /// The error a Redis Cluster node gets.
