@@ -392,10 +392,10 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     };
     // A stream is charged from inside the writer, before its end, so a next request sees it.
     let pending_charge: RefCell<Option<(Meter, Access)>> = RefCell::new(None);
-    let charge = |recorded: &[u8], sent_model: &str| {
+    let charge = |usage: Usage, sent_model: &str| {
         if let Some((meter, mut charged)) = pending_charge.borrow_mut().take() {
             charged.status = 200;
-            charged.usage = Usage::of_bytes(api, recorded).unwrap_or_default();
+            charged.usage = usage;
             charged.sent_model = sent_model.to_string();
             meter(&charged);
         }
@@ -427,17 +427,18 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
                 return (200, 0);
             };
             let posted = keepalive::while_waiting(&mut out, every, post);
-            let (bytes, base, recorded) = streaming.answer_late(posted, out);
+            let (bytes, base, recorded, usage) = streaming.answer_late(posted, out);
             let sent_model = base.as_ref().map(|b| b.1.clone()).unwrap_or_default();
-            outcome = Some((base.map(|b| b.0), recorded, sent_model));
+            outcome = Some((base.map(|b| b.0), recorded, usage, sent_model));
             (200, bytes)
         });
-        charge(&[], ""); // a late failure (no stream relayed) still counts against the key
-        if let Some((base, recorded, sent_model)) = outcome {
+        // a late failure (no stream relayed) still counts against the key
+        charge(Usage::default(), "");
+        if let Some((base, recorded, usage, sent_model)) = outcome {
             ex.access.upstream = base.unwrap_or_default();
             ex.access.upstream_time = upstream_started.elapsed();
             body_log::record(&ex.access.path, &call.body, 200, &recorded);
-            ex.access.usage = Usage::of_bytes(api, &recorded).unwrap_or_default();
+            ex.access.usage = usage;
             ex.access.sent_model = sent_model;
         }
         return Ok(());
@@ -460,14 +461,14 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             let Ok(out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
-            let (bytes, copy) = streaming.relay(sent, out);
-            recorded = Some(copy);
+            let (bytes, copy, usage) = streaming.relay(sent, out);
+            recorded = Some((copy, usage));
             (200, bytes)
         });
-        if let Some(recorded) = recorded {
+        if let Some((recorded, usage)) = recorded {
             ex.access.upstream_time = upstream_started.elapsed();
             body_log::record(&ex.access.path, &call.body, status, &recorded);
-            ex.access.usage = Usage::of_bytes(api, &recorded).unwrap_or_default();
+            ex.access.usage = usage;
         }
         return Ok(());
     }

@@ -321,13 +321,16 @@ mod tests {
             cache_write: 1_000,
             reasoning: 2,
         };
-        let served = Outcome {
-            status: 200,
-            usage,
-            cache_hit: false,
-            cost_micro_usd: 40,
-        }
-        .figures(9);
+        let outcome = |cache_hit| {
+            Outcome {
+                status: 200,
+                usage,
+                cache_hit,
+                cost_micro_usd: 40,
+            }
+            .figures(9)
+        };
+        let served = outcome(false);
         assert_eq!(
             (
                 served.prompt_tokens,
@@ -340,16 +343,7 @@ mod tests {
             ),
             (51_003, 7, 50_000, 1_000, 2, 51_010, 40)
         );
-        let hit = Outcome {
-            cache_hit: true,
-            ..Outcome {
-                status: 200,
-                usage,
-                cache_hit: false,
-                cost_micro_usd: 40,
-            }
-        }
-        .figures(9);
+        let hit = outcome(true);
         assert_eq!(
             (hit.prompt_tokens, hit.saved_tokens, hit.saved_micro_usd),
             (0, 51_010, 40)

@@ -39,17 +39,21 @@ fn figures(u: &Value) -> [u64; 6] {
     .map(|f| u[f].as_u64().unwrap_or_else(|| panic!("no `{f}` in {u}")))
 }
 
-/// A Messages event stream's `data` re-written by `patch` (events keep their `event:` line).
-fn patched(events: Vec<String>, patch: impl Fn(&mut Value)) -> Vec<String> {
-    events
-        .into_iter()
-        .map(|e| {
-            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-            let mut v: Value = serde_json::from_str(data).unwrap();
-            patch(&mut v);
-            typed(&v)
-        })
-        .collect()
+/// A typed event stream (Messages, Responses) with each event's `data` re-written by `patch`,
+/// as the fixture's reply.
+fn patched(events: Vec<String>, patch: impl Fn(&mut Value)) -> Reply {
+    let tick = std::time::Duration::from_millis(1);
+    Reply::sse(
+        events
+            .into_iter()
+            .map(|e| {
+                let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+                let mut v: Value = serde_json::from_str(data).unwrap();
+                patch(&mut v);
+                (tick, typed(&v))
+            })
+            .collect(),
+    )
 }
 
 /// An Anthropic upstream whose answers report a Claude Code turn: 3 new input tokens, 50,000
@@ -59,14 +63,12 @@ fn claude_code_upstream() -> Upstream {
         let body: Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(req.header("x-api-key"), Some(ANTHROPIC_KEY));
         if body["stream"] == json!(true) {
-            let events = patched(anthropic_events(&body), |v| {
+            return patched(anthropic_events(&body), |v| {
                 if v["type"] == "message_start" {
                     v["message"]["usage"] = json!({"input_tokens": 3, "output_tokens": 1,
                         "cache_read_input_tokens": 50_000, "cache_creation_input_tokens": 1_000});
                 }
             });
-            let tick = std::time::Duration::from_millis(1);
-            return Reply::sse(events.into_iter().map(|e| (tick, e)).collect());
         }
         let mut m = anthropic_message(&body);
         m["usage"] = json!({"input_tokens": 3, "output_tokens": 8,
@@ -133,6 +135,48 @@ fn messages_cache_reads_and_writes_count_in_usage_cost_and_budget_plain_and_stre
         let series = format!("llm_relay_tokens_total{{kind=\"{kind}\",served=\"upstream\"}}");
         assert_eq!(metric(&relay, &series), Some(n), "{series}");
     }
+}
+
+#[test]
+fn a_stream_longer_than_its_recording_still_counts_the_usage_of_its_first_event() {
+    // 300 deltas of 1 KiB after message_start: far past a 16 KiB recording, whose tail (the
+    // last 64 KiB) no longer holds message_start and its cache counts
+    let up = Upstream::start(|req| {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let mut events = anthropic_events(&body);
+        let filler = json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": "x".repeat(1024)}});
+        for _ in 0..300 {
+            events.insert(3, typed(&filler));
+        }
+        patched(events, |v| {
+            if v["type"] == "message_start" {
+                v["message"]["usage"] = json!({"input_tokens": 3, "output_tokens": 1,
+                    "cache_read_input_tokens": 50_000, "cache_creation_input_tokens": 1_000});
+            }
+        })
+    });
+    let cache = TempDir::new();
+    let cfg = json!({
+        "listen": "127.0.0.1:0",
+        "upstreams": [{"name": "claude", "url": up.base_url(), "api": "anthropic",
+                       "api_key": ANTHROPIC_KEY}],
+        "cache": {"enabled": true, "dir": cache.path().to_str().unwrap(),
+                  "max_entry_bytes": 16_384},
+        "auth": {"keys": [KEY], "admin_key": ADMIN},
+    });
+    let relay = Relay::start(&cfg.to_string());
+    let id = key_id(&relay);
+    let ask = json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": true,
+                     "messages": [{"role": "user", "content": "hi"}]});
+    let s = call(&relay, "/v1/messages", &ask);
+    assert!(s.body.contains("skip-too-large"), "recorded past its cap");
+    let u = key_usage(&relay, ADMIN, &id);
+    assert_eq!(
+        figures(&u["total"]),
+        [51_003, 50_000, 1_000, 8, 0, 0],
+        "{u}"
+    );
 }
 
 /// An OpenAI upstream for a reasoning model with prompt caching: 1,200 prompt tokens of which
@@ -224,13 +268,11 @@ fn responses_upstream() -> Upstream {
     Upstream::start(move |req| {
         let body: Value = serde_json::from_slice(&req.body).unwrap();
         if body["stream"] == json!(true) {
-            let events = patched(responses_events(&body), |v| {
+            return patched(responses_events(&body), |v| {
                 if v["type"] == "response.completed" {
                     v["response"]["usage"] = usage.clone();
                 }
             });
-            let tick = std::time::Duration::from_millis(1);
-            return Reply::sse(events.into_iter().map(|e| (tick, e)).collect());
         }
         let mut r = responses_answer(&body);
         r["usage"] = usage.clone();
