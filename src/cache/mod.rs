@@ -38,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use crate::answer::Usage;
 use crate::error::ApiError;
 use crate::log;
 pub use cassette::{export_command, import_command, parse_since, ExportFilter, Secrets};
@@ -57,13 +58,12 @@ pub struct Entry {
     pub route: String,
     /// The stored response: a JSON body or SSE text.
     pub response: Vec<u8>,
-    /// Whether the response carries `usage`.
-    pub has_usage: bool,
+    /// The answer's `usage` (`None`: it reports none, as a chat stream recorded without
+    /// `include_usage`); its total is what a hit saves.
+    pub usage: Option<Usage>,
     /// Unix time in seconds (millisecond precision) when it was written.
     pub created: f64,
     pub version: u32,
-    /// `usage.total_tokens` of the answer (what a hit saves).
-    pub tokens: u64,
     /// A recorded stream's milliseconds before each event (`X-Relay-Cache-Timing`).
     pub gaps_ms: Vec<u32>,
 }
@@ -204,7 +204,7 @@ impl Cache {
             if !apis::serves(
                 &entry.route,
                 &entry.response,
-                entry.has_usage,
+                entry.usage.is_some(),
                 plan.delivery,
             ) {
                 continue;
@@ -251,8 +251,7 @@ impl Cache {
         };
         let entry = Arc::new(Entry {
             key: key.to_string(),
-            has_usage: replay::has_usage(&response),
-            tokens: apis::total_tokens(&meta.route, &response),
+            usage: apis::usage(&meta.route, &response),
             route: meta.route,
             response,
             created: meta.created,
@@ -291,7 +290,7 @@ impl Cache {
         self.counters.hits.fetch_add(1, Ordering::Relaxed);
         self.counters
             .tokens_saved
-            .fetch_add(entry.tokens, Ordering::Relaxed);
+            .fetch_add(entry.usage.unwrap_or_default().total(), Ordering::Relaxed);
         self.hits.record(&entry.key, crate::util::now_secs());
     }
 
@@ -398,8 +397,7 @@ impl Cache {
             Arc::new(Entry {
                 key: c.key.clone(),
                 route: plan.route.clone(),
-                has_usage: replay::has_usage(response),
-                tokens: apis::total_tokens(&plan.route, response),
+                usage: apis::usage(&plan.route, response),
                 response: response.to_vec(),
                 created: meta.created,
                 version: meta.version,

@@ -78,6 +78,15 @@ pub(super) struct Candidate {
 }
 
 impl Plan {
+    /// The effective model whose candidate key (or shared fallback key) is `key` (the model a
+    /// hit on it was sent as).
+    pub fn model_of(&self, key: &str) -> Option<&str> {
+        self.candidates
+            .iter()
+            .find(|c| c.key == key || c.fallback.as_deref() == Some(key))
+            .map(|c| c.model.as_str())
+    }
+
     /// Whether an answer from upstream is stored.
     pub fn stores(&self) -> bool {
         self.mode.stores() && !self.control.no_store

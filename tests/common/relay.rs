@@ -285,8 +285,8 @@ pub struct RunOutput {
     pub timed_out: bool,
 }
 
-/// Runs `llm-relay ARGS` to completion (killed after 15 s) and returns its
-/// exit code and output.
+/// Runs `llm-relay ARGS` to completion (killed after 60 s: a hang guard, generous for a loaded
+/// machine) and returns its exit code and output.
 pub fn run_relay(args: &[&str], env: &[(&str, &str)]) -> RunOutput {
     let mut child = base_command(env).args(args).spawn().expect("spawn");
     let mut out = child.stdout.take().unwrap();
@@ -301,7 +301,7 @@ pub fn run_relay(args: &[&str], env: &[(&str, &str)]) -> RunOutput {
         let _ = err.read_to_end(&mut s);
         String::from_utf8_lossy(&s).into_owned()
     });
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut timed_out = false;
     let status = loop {
         if let Some(st) = child.try_wait().expect("try_wait") {
