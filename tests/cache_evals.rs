@@ -125,6 +125,21 @@ fn cache_client_controls_are_refused_unless_listed() {
         .assert_error(400, "cache_control_not_allowed");
     let bad = chat(&only, "q", &[("X-Relay-Cache-Namespace", "../../etc")]);
     bad.assert_error(400, "invalid_cache_control");
+    drop(only);
+    let all = relay_in(
+        &up.base_url(),
+        dir.path(),
+        json!({"client_controls": controls()}),
+        json!({}),
+    );
+    for (header, value) in [
+        ("X-Relay-Cache-Sample", "0"),
+        ("X-Relay-Cache-Timing", "slow"),
+    ] {
+        let msg = chat(&all, "q", &[(header, value)]).assert_error(400, "invalid_cache_control");
+        assert!(msg.contains(header), "{msg}");
+    }
+    let only = all;
     // the mode header stays under `cache.mode_header`
     chat(&only, "q", &[("X-Relay-Cache-Mode", "replay")])
         .assert_error(400, "cache_mode_not_allowed");
@@ -623,6 +638,20 @@ fn cache_prune_unused_since_drops_entries_neither_created_nor_hit_since() {
     let left = files_ending(dir.path(), ".request");
     assert_eq!(left.len(), 1);
     assert!(left[0].to_string_lossy().contains(&key));
+    let out = run_relay(
+        &[
+            "cache",
+            "prune",
+            "--unused-since",
+            "2999-01-01",
+            "--config",
+            &cfg,
+        ],
+        &[],
+    );
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("in the future"), "{}", out.stderr);
+    assert_eq!(files_ending(dir.path(), ".request").len(), 1);
     let out = run_relay(&["cache", "prune", "--config", &cfg], &[]);
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("--unused-since"), "{}", out.stderr);

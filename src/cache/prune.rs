@@ -52,6 +52,15 @@ pub fn prune_command(dir: &Path, filter: &PruneFilter) -> Result<String, String>
                 .to_string(),
         );
     }
+    if let Some(since) = filter.unused_since {
+        let now = super::now_precise();
+        if since > now {
+            return Err(format!(
+                "--unused-since {since:.0} is in the future (now is {now:.0}): every entry would \
+                 go; give a past time"
+            ));
+        }
+    }
     let hits = last_hits(dir);
     let (mut removed, mut kept, mut bytes) = (0u64, 0u64, 0u64);
     for (key, req_path) in store::entries(dir) {
