@@ -179,6 +179,38 @@ fn a_stream_longer_than_its_recording_still_counts_the_usage_of_its_first_event(
     );
 }
 
+#[test]
+fn a_chat_stream_that_does_not_ask_for_usage_is_still_counted() {
+    let up = reasoning_upstream();
+    let cfg = config_json(
+        &up.base_url(),
+        json!({"auth": {"keys": [{"key": KEY, "budget": {"tokens_per_day": 1_500}}],
+                        "admin_key": ADMIN}}),
+    );
+    let relay = Relay::start(&cfg);
+    let id = key_id(&relay);
+    let ask = json!({"model": "o4-mini", "stream": true,
+                     "messages": [{"role": "user", "content": "hi"}]});
+    let s = call(&relay, "/v1/chat/completions", &ask);
+    assert!(
+        !s.body.contains("\"usage\""),
+        "the client did not ask for the usage chunk: {}",
+        s.body
+    );
+    assert!(s.body.trim_end().ends_with("data: [DONE]"), "{}", s.body);
+    let sent = up.only_request().json();
+    assert_eq!(sent["stream_options"]["include_usage"], true, "{sent}");
+    let u = key_usage(&relay, ADMIN, &id);
+    assert_eq!(figures(&u["total"]), [1_200, 1_024, 0, 300, 256, 0], "{u}");
+    // and its 1,500 tokens used up the day's budget
+    let r = post_json_with(
+        &relay.url("/v1/chat/completions"),
+        &ask,
+        &[("Authorization", &format!("Bearer {KEY}"))],
+    );
+    assert_eq!(r.status, 429, "{}", r.body);
+}
+
 /// A relay in front of [`claude_code_upstream`] with `state` as its `state` section.
 fn claude_relay(up: &Upstream, state: Value) -> Relay {
     let cfg = json!({
