@@ -416,4 +416,9 @@ fn cost_is_priced_on_the_model_sent_upstream_not_on_an_alias() {
     let u = key_usage(&relay, ADMIN, &id);
     assert_eq!(u["total"]["saved_micro_usd"], 53, "{u}");
     assert_eq!(u["total"]["cost_micro_usd"], 2 * 53, "{u}");
+    // /metrics tells the tokens hits saved from those the upstream served
+    for (served, input) in [("upstream", 10.0), ("cache", 5.0)] {
+        let series = format!("llm_relay_tokens_total{{kind=\"input\",served=\"{served}\"}}");
+        assert_eq!(metric(&relay, &series), Some(input), "{series}");
+    }
 }
