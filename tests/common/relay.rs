@@ -285,8 +285,8 @@ pub struct RunOutput {
     pub timed_out: bool,
 }
 
-/// Runs `llm-relay ARGS` to completion (killed after 60 s: a hang guard, generous for a loaded
-/// machine) and returns its exit code and output.
+/// Runs `llm-relay ARGS` to completion (killed after 90 s) and returns its
+/// exit code and output.
 pub fn run_relay(args: &[&str], env: &[(&str, &str)]) -> RunOutput {
     let mut child = base_command(env).args(args).spawn().expect("spawn");
     let mut out = child.stdout.take().unwrap();
@@ -301,7 +301,9 @@ pub fn run_relay(args: &[&str], env: &[(&str, &str)]) -> RunOutput {
         let _ = err.read_to_end(&mut s);
         String::from_utf8_lossy(&s).into_owned()
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // a hang guard, not a time limit: a command that is meant to exit does, however busy the
+    // machine (a cassette import fsyncs every entry); one that serves instead is killed here
+    let deadline = Instant::now() + Duration::from_secs(90);
     let mut timed_out = false;
     let status = loop {
         if let Some(st) = child.try_wait().expect("try_wait") {
