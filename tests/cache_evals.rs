@@ -317,13 +317,23 @@ fn cache_namespaces_record_apart_fall_back_to_shared_and_select_in_the_cli() {
     let mut strict = cache.clone();
     strict["namespace_fallback"] = json!(false);
     strict["mode"] = json!("replay");
+    let work = TempDir::new();
+    let log = work.path().join("misses.jsonl");
+    strict["miss_log"] = json!(log.to_str().unwrap());
     let replay = relay_in(&closed_port_url(), dir.path(), strict, json!({}));
     assert_eq!(content(&chat(&replay, "q", &[ns("test_a")])), own);
-    chat(&replay, "q", &[ns("test_c")]).assert_error(404, "cache_miss");
+    let msg = chat(&replay, "q", &[ns("test_c")]).assert_error(404, "cache_miss");
+    assert!(msg.contains("namespace \"test_c\""), "{msg}");
     drop(replay);
+    // the miss report names the namespace (the test) that missed
+    let out = cli(&["cache", "misses", log.to_str().unwrap()]);
+    assert!(
+        out.stdout.contains("by namespace:\n       1  test_c\n"),
+        "{}",
+        out.stdout
+    );
 
     // stats, export, import, prune by namespace
-    let work = TempDir::new();
     let cfg = config_file(&work, dir.path(), json!({}));
     let out = cli(&["cache", "stats", "--namespace", "test_b", "--config", &cfg]);
     assert!(out.stdout.contains("entries 1 "), "{}", out.stdout);

@@ -116,6 +116,8 @@ pub fn summarize(file: &Path) -> Result<String, String> {
     let f = File::open(file).map_err(|e| format!("cannot read {name}: {e}"))?;
     let mut total = 0u64;
     let mut per_target: BTreeMap<(String, String), u64> = BTreeMap::new();
+    // per namespace (one per test, in a per-test cassette workflow)
+    let mut per_namespace: BTreeMap<String, u64> = BTreeMap::new();
     let mut per_path: BTreeMap<String, u64> = BTreeMap::new();
     // top-level fields: in how many misses (with a closest entry) each differs
     let mut per_field: BTreeMap<String, u64> = BTreeMap::new();
@@ -132,6 +134,10 @@ pub fn summarize(file: &Path) -> Result<String, String> {
         total += 1;
         let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         *per_target.entry((s("route"), s("model"))).or_default() += 1;
+        let ns = s("namespace");
+        if !ns.is_empty() {
+            *per_namespace.entry(ns).or_default() += 1;
+        }
         let Some(differs) = v.pointer("/closest/differs").and_then(Value::as_array) else {
             continue;
         };
@@ -168,6 +174,14 @@ pub fn summarize(file: &Path) -> Result<String, String> {
     targets.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     for ((route, model), n) in targets {
         out.push_str(&format!("  {n:>6}  {route}  {model}\n"));
+    }
+    if !per_namespace.is_empty() {
+        out.push_str("by namespace:\n");
+        let mut spaces: Vec<_> = per_namespace.into_iter().collect();
+        spaces.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (ns, n) in spaces.into_iter().take(50) {
+            out.push_str(&format!("  {n:>6}  {ns}\n"));
+        }
     }
     out.push_str(&format!(
         "{with_closest} had a close recorded request ({variant_only} of them the same request \
