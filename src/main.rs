@@ -283,7 +283,11 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Check { config } => match config::Config::load(&config) {
+        Command::Check { config } => match config::Config::load(&config)
+            .map_err(|e| format!("config error: {e}"))
+            // the files the start reads fail as the start says it
+            .and_then(|c| c.check_files().map(|()| c))
+        {
             Ok(c) => {
                 println!("config {} is valid", config.display());
                 print!("{}", c.summary());
@@ -293,7 +297,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("llm-relay: config error: {e}");
+                eprintln!("llm-relay: {e}");
                 ExitCode::from(1)
             }
         },

@@ -24,7 +24,7 @@ use crate::exchange::{json_content_type, request_headers, Exchange, Meter};
 use crate::intake;
 use crate::log::Access;
 use crate::sse;
-use crate::sse_out::SseOut;
+use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect};
@@ -423,8 +423,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
         }
         ex.answer_with(|req| {
-            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-            let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_extra) else {
+            let Ok(mut out) = SseOut::start(Conn::of(req), &reply_extra) else {
                 return (200, 0);
             };
             let posted = keepalive::while_waiting(&mut out, every, post);
@@ -454,8 +453,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
         }
         ex.answer_with(|req| {
-            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-            let Ok(out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
+            let Ok(out) = SseOut::start(Conn::of(req), &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
             let (bytes, copy) = streaming.relay(sent, out);

@@ -153,7 +153,11 @@ fn relay_bounded(
     max_event: usize,
 ) -> (Vec<u8>, End, Vec<u8>) {
     let sink = sse::Sink::default();
-    let mut out = SseOut::start(Box::new(sink.clone()), false, &[]).unwrap();
+    let mut out = SseOut::start(
+        crate::sse_out::Conn::raw(Box::new(sink.clone()), false),
+        &[],
+    )
+    .unwrap();
     let head_len = sink.0.lock().unwrap().len();
     let source = Chunked {
         data: stream.to_vec(),
