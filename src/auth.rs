@@ -157,7 +157,7 @@ pub struct Client {
     pub rate_limit: RateLimit,
     pub budget: Budget,
     /// Model globs the key may call; empty: any.
-    pub models: Vec<String>,
+    pub models: Vec<crate::glob::Glob>,
 }
 
 /// What a route requires.

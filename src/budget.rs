@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::glob::Glob;
 use crate::usage::KeyUsage;
 use crate::utc::{next_day, next_month, rfc3339};
 
@@ -24,7 +25,7 @@ pub struct RawPrice {
 /// A checked price: the first entry whose glob matches the model applies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Price {
-    pub match_model: String,
+    pub match_model: Glob,
     pub input_per_million: f64,
     pub output_per_million: f64,
 }
@@ -33,9 +34,8 @@ pub struct Price {
 pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String> {
     let mut out = Vec::new();
     for (i, p) in raw.unwrap_or_default().into_iter().enumerate() {
-        if p.match_model.is_empty() {
-            return Err(format!("prices[{i}].match_model is empty"));
-        }
+        let match_model =
+            Glob::new(p.match_model).map_err(|e| format!("prices[{i}].match_model is {e}"))?;
         for (field, v) in [
             ("input_per_million", p.input_per_million),
             ("output_per_million", p.output_per_million),
@@ -47,7 +47,7 @@ pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String>
             }
         }
         out.push(Price {
-            match_model: p.match_model,
+            match_model,
             input_per_million: p.input_per_million,
             output_per_million: p.output_per_million,
         });
@@ -57,7 +57,7 @@ pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String>
 
 /// The cost of `(prompt, completion)` tokens of `model` in micro-dollars (0 without a price).
 pub fn cost_micros(prices: &[Price], model: &str, prompt: u64, completion: u64) -> u64 {
-    let Some(p) = prices.iter().find(|p| glob(&p.match_model, model)) else {
+    let Some(p) = prices.iter().find(|p| p.match_model.matches(model)) else {
         return 0;
     };
     let micros = prompt as f64 * p.input_per_million + completion as f64 * p.output_per_million;
@@ -245,19 +245,13 @@ impl Exceeded {
 }
 
 /// Checks a model allow-list (globs; empty = every model).
-pub fn models_from_raw(raw: Option<Vec<String>>, what: &str) -> Result<Vec<String>, String> {
-    let models = raw.unwrap_or_default();
-    if models.iter().any(|m| m.is_empty()) {
-        return Err(format!(
-            "`{what}` has an empty entry; list model names or globs like \"gpt-4o*\""
-        ));
-    }
-    Ok(models)
+pub fn models_from_raw(raw: Option<Vec<String>>, what: &str) -> Result<Vec<Glob>, String> {
+    crate::glob::list(raw, what)
 }
 
 /// True if `model` may be called under the allow-list `allowed` (empty = anything).
-pub fn model_allowed(allowed: &[String], model: &str) -> bool {
-    allowed.is_empty() || allowed.iter().any(|g| glob(g, model))
+pub fn model_allowed(allowed: &[Glob], model: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|g| g.matches(model))
 }
 
 /// The 403 for a model outside a key's allow-list.
@@ -273,50 +267,9 @@ pub fn not_allowed(model: &str) -> ApiError {
     )
 }
 
-/// Glob match: `*` is any run of characters, `?` any one character, the rest literal.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(c) if *c == '?' || Some(c) == t.get(ti) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob("gpt-4o*", "gpt-4o-mini"));
-        assert!(glob("gpt-4o*", "gpt-4o"));
-        assert!(!glob("gpt-4o*", "gpt-4"));
-        assert!(glob("*", ""));
-        assert!(glob("a?c", "abc"));
-        assert!(glob("*mini*", "gpt-4o-mini-2024"));
-        assert!(!glob("llama", "llama3"));
-        assert!(glob("a*b*c", "aXbYbZc"));
-    }
 
     #[test]
     fn cost_and_caps() {

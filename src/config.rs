@@ -254,7 +254,8 @@ impl Config {
                 return Err(format!("model_rules[{i}].match_model is empty"));
             }
             rules.push(Rule {
-                match_model: r.match_model,
+                match_model: crate::glob::Glob::new(r.match_model)
+                    .map_err(|e| format!("model_rules[{i}].match_model is {e}"))?,
                 unset: r.unset,
                 set: r.set,
                 extra: r.extra,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
+use crate::glob::Glob;
 use crate::limits::RateLimit;
 
 /// A key as the relay holds it: never the key itself.
@@ -24,7 +25,7 @@ pub struct StoredKey {
     pub budget: Budget,
     /// Model globs the key may call; empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub models: Vec<String>,
+    pub models: Vec<Glob>,
     /// Unix seconds after which the key is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,

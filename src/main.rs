@@ -27,6 +27,7 @@ mod exchange;
 mod expand;
 mod fd_limit;
 mod gate;
+mod glob;
 mod intake;
 mod keepalive;
 mod key_store;
@@ -259,6 +260,9 @@ fn main() -> ExitCode {
             since,
         } => cache_tool(&config, |cfg| {
             let since = since.as_deref().map(cache::parse_since).transpose()?;
+            let model = model
+                .map(|m| glob::Glob::new(m).map_err(|e| format!("--model is {e}")))
+                .transpose()?;
             let filter = cache::ExportFilter { model, since };
             cache::export_command(&cfg.cache, &out, &filter).map(|line| println!("{line}"))
         }),

@@ -91,7 +91,7 @@ proptest! {
         let mut body = body;
         body.insert("model".into(), Value::String("m".into()));
         let rule = Rule {
-            match_model: if matching { "m".into() } else { "other".into() },
+            match_model: crate::glob::Glob::new(if matching { "m" } else { "other" }).unwrap(),
             unset: unset.clone(),
             set: set.clone(),
             extra: extra.clone(),
