@@ -17,6 +17,7 @@ use crate::budget::{self, Budget, RawBudget};
 use crate::error::ApiError;
 use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, RawRateLimit};
+use crate::route_policy;
 use crate::util::hex;
 
 /// The `auth` section as written.
@@ -49,6 +50,8 @@ struct RawFullKey {
     budget: Option<RawBudget>,
     /// Model names or globs the key may call (empty or absent: any).
     models: Option<Vec<String>>,
+    /// `"METHOD /v1/path-glob"` entries the key may use (absent: the default).
+    routes: Option<Vec<String>>,
 }
 
 /// The checked `auth` section.
@@ -69,9 +72,9 @@ impl AuthConfig {
         let raw = raw.unwrap_or_default();
         let mut keys = Vec::with_capacity(raw.keys.len());
         for (i, k) in raw.keys.into_iter().enumerate() {
-            let (key, name, rate_limit, budget, models) = match k {
-                RawKey::Bare(key) => (key, None, None, None, None),
-                RawKey::Full(f) => (f.key, f.name, f.rate_limit, f.budget, f.models),
+            let (key, name, rate_limit, budget, models, routes) = match k {
+                RawKey::Bare(key) => (key, None, None, None, None, None),
+                RawKey::Full(f) => (f.key, f.name, f.rate_limit, f.budget, f.models, f.routes),
             };
             if key.trim().len() < 8 {
                 return Err(format!(
@@ -94,6 +97,7 @@ impl AuthConfig {
                 rate_limit,
                 budget: Budget::from_raw(budget, &format!("auth.keys[{i}].budget"))?,
                 models: budget::models_from_raw(models, &format!("auth.keys[{i}].models"))?,
+                routes: route_policy::key_routes(routes, &format!("auth.keys[{i}].routes"))?,
                 expires_at: None,
                 created_at: 0,
             });
@@ -158,6 +162,20 @@ pub struct Client {
     pub budget: Budget,
     /// Model globs the key may call; empty: any.
     pub models: Vec<crate::glob::Glob>,
+    /// Routes the key may use; empty: the default (`route_policy::key_allows`).
+    pub routes: Vec<route_policy::KeyRoute>,
+}
+
+impl Client {
+    /// `Err` (403 `route_not_allowed`) if this key may not send `method` to `route` (the path
+    /// below the optional `/v1`).
+    pub fn may_use(&self, method: &str, route: &str) -> Result<(), ApiError> {
+        if route_policy::key_allows(&self.routes, !self.models.is_empty(), method, route) {
+            Ok(())
+        } else {
+            Err(route_policy::route_not_allowed(method, route))
+        }
+    }
 }
 
 /// What a route requires.

@@ -42,6 +42,7 @@ mod ops;
 mod passthrough;
 mod pipeline;
 mod probe;
+mod route_policy;
 mod routes;
 mod rules;
 mod server;

@@ -12,6 +12,7 @@ mod access_keys;
 mod access_limits;
 mod access_memory;
 mod access_redis;
+mod access_routes;
 mod access_slow;
 mod agents;
 mod apis_keepalive;
