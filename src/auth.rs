@@ -201,6 +201,46 @@ pub fn route_needs_key(route: &str) -> Need {
     }
 }
 
+/// Headers that carry a client's credential to an upstream (with `forward_auth`, or as any
+/// other header): `Authorization` (Bearer, Basic, Token, ...), Anthropic's `x-api-key`, Azure's
+/// `api-key`, Gemini's `x-goog-api-key`.
+const CREDENTIAL_HEADERS: &[&str] = &["api-key", "x-goog-api-key"];
+
+/// Whose cached answers a request may share with `cache.scope: "key"` (the cache hashes it):
+/// with auth on, the authenticated key's id, however it was presented; with auth off, the
+/// credentials the request carries — the `Authorization` or `x-api-key` header `forward_auth`
+/// sends upstream (`util::forwarded_credential`), plus `api-key` and `x-goog-api-key`, names
+/// and values as sent — so a request gets only answers recorded under the very credentials
+/// it sends, and one with none only answers recorded with none. Credentials come back
+/// hashed; `""`: no credential.
+pub fn principal(client: Option<&Client>, req: &Request) -> String {
+    if let Some(c) = client {
+        return format!("key id\n{}", c.key_id);
+    }
+    let headers: Vec<(&str, &str)> = req
+        .headers()
+        .iter()
+        .map(|h| (h.field.as_str().as_str(), h.value.as_str()))
+        .collect();
+    let mut out = String::new();
+    let forwarded = crate::util::forwarded_credential(&headers);
+    let others = headers
+        .iter()
+        .filter(|(n, _)| CREDENTIAL_HEADERS.iter().any(|c| n.eq_ignore_ascii_case(c)));
+    for (name, value) in forwarded.into_iter().chain(others) {
+        out.push_str(&format!(
+            "{}: {}\n",
+            name.to_ascii_lowercase(),
+            value.trim()
+        ));
+    }
+    if out.is_empty() {
+        return out;
+    }
+    // held hashed from here on, like every credential
+    hash_hex(&format!("llm-relay credentials\n{out}"))
+}
+
 /// Why a presented key was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {

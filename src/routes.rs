@@ -43,6 +43,11 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
             return Next::Done;
         }
     }
+    // decided once, here: the cache never reads credentials from the headers itself
+    if let Some(req) = ex.request() {
+        let principal = crate::auth::principal(ex.client(), req);
+        ex.set_principal(principal);
+    }
     // the key's `routes` (the relay's own `/cache/stats` is no API route)
     let allowed = match ex.client() {
         Some(client) if route != "/cache/stats" => client.may_use(method.as_str(), route),

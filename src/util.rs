@@ -74,6 +74,15 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
         .flatten()
 }
 
+/// The client credential `forward_auth` sends upstream: the first `Authorization` or
+/// `x-api-key` header, as sent.
+pub fn forwarded_credential<N: AsRef<str>, V>(headers: &[(N, V)]) -> Option<&(N, V)> {
+    headers.iter().find(|(n, _)| {
+        n.as_ref().eq_ignore_ascii_case("authorization")
+            || n.as_ref().eq_ignore_ascii_case("x-api-key")
+    })
+}
+
 /// The API route of a request path: `/v1/chat/completions` and `/chat/completions` are both
 /// `/chat/completions` (clients send either, depending on the base URL they were given).
 pub fn api_route(path: &str) -> &str {

@@ -6,6 +6,7 @@
 mod common;
 
 mod access_budgets;
+mod access_cache_scope;
 mod access_front_door;
 mod access_hostile;
 mod access_keys;
