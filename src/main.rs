@@ -18,6 +18,7 @@ mod api;
 mod auth;
 mod body_cost;
 mod body_log;
+mod body_model;
 mod budget;
 mod cache;
 mod check;

@@ -289,3 +289,176 @@ fn routes_are_taken_and_checked_wherever_a_key_is_defined() {
         out.stderr
     );
 }
+
+const MEDIA: &str = "sk-routes-media-0123456789";
+
+fn media_relay(up: &Upstream) -> Relay {
+    let cfg = json!({"auth": {"keys": [
+        {"key": LIMITED, "models": ["gpt-4o-mini*"]},
+        {"key": MEDIA, "models": ["gpt-4o-mini*"], "routes": [
+            "POST /v1/images/generations", "POST /v1/moderations", "* /v1/audio/*",
+            "POST /v1/fine_tuning/jobs",
+        ]},
+        {"key": OPEN},
+    ]}});
+    Relay::start(&config_json(&up.base_url(), cfg))
+}
+
+#[test]
+fn the_model_of_a_json_pass_through_body_is_checked_against_the_allow_list() {
+    let up = Upstream::openai();
+    let relay = media_relay(&up);
+    for (path, body) in [
+        (
+            "/v1/images/generations",
+            json!({"model": "dall-e-3", "prompt": "a cat"}),
+        ),
+        (
+            "/v1/moderations",
+            json!({"model": "omni-moderation-latest", "input": "x"}),
+        ),
+        (
+            "/v1/audio/speech",
+            json!({"model": "tts-1", "input": "x", "voice": "alloy"}),
+        ),
+        (
+            "/v1/fine_tuning/jobs",
+            json!({"model": "gpt-4.1", "training_file": "file-1"}),
+        ),
+    ] {
+        let r = call(&relay, MEDIA, "POST", path, Some(body.clone()));
+        let msg = r.assert_error(403, "model_not_allowed");
+        assert!(
+            msg.contains(body["model"].as_str().unwrap()),
+            "{path}: {msg}"
+        );
+        // a model on the list goes through, the body unchanged
+        let mut ok = body.clone();
+        ok["model"] = json!("gpt-4o-mini-x");
+        let r = call(&relay, MEDIA, "POST", path, Some(ok.clone()));
+        assert_eq!(r.status, 404, "the fixture's 404 for {path}: {}", r.body);
+        let seen = up.requests().last().cloned().unwrap();
+        assert_eq!((seen.path.as_str(), seen.json()), (path, ok), "{path}");
+    }
+    // no model, nothing to check; a model that is no string is refused
+    let r = call(
+        &relay,
+        MEDIA,
+        "POST",
+        "/v1/moderations",
+        Some(json!({"input": "x"})),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    call(
+        &relay,
+        MEDIA,
+        "POST",
+        "/v1/moderations",
+        Some(json!({"model": 3, "input": "x"})),
+    )
+    .assert_error(400, "invalid_request");
+    // a key without an allow-list is not read: any model
+    let r = call(
+        &relay,
+        OPEN,
+        "POST",
+        "/v1/images/generations",
+        Some(json!({"model": "dall-e-3"})),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    // count_tokens (a default route of a key with `models`), in Anthropic's shape
+    let r = call(
+        &relay,
+        LIMITED,
+        "POST",
+        "/v1/messages/count_tokens",
+        Some(json!({"model": "claude-opus-4", "messages": []})),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["type"], "error", "{}", r.body);
+    // what reached the upstream: the allowed models, the body without one, the open key's
+    let reached: Vec<Value> = up
+        .requests()
+        .iter()
+        .map(|r| r.json()["model"].clone())
+        .collect();
+    let ok = json!("gpt-4o-mini-x");
+    let want = [
+        ok.clone(),
+        ok.clone(),
+        ok.clone(),
+        ok,
+        Value::Null,
+        json!("dall-e-3"),
+    ];
+    assert_eq!(reached, want);
+}
+
+/// A multipart upload (`file` first, then `model`) as the OpenAI SDKs send a transcription.
+fn transcription(model: &str, file_bytes: usize) -> (String, Vec<u8>) {
+    let boundary = "----relay-test-boundary-7f3a";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\
+         Content-Type: audio/wav\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend((0..file_bytes).map(|i| (i % 251) as u8));
+    body.extend_from_slice(
+        format!(
+            "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n{model}\r\n\
+             --{boundary}--\r\n"
+        )
+        .as_bytes(),
+    );
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn a_multipart_upload_naming_a_refused_model_is_aborted_upstream() {
+    let up = Upstream::openai();
+    let relay = media_relay(&up);
+    let auth = format!("Bearer {MEDIA}");
+    let url = relay.url("/v1/audio/transcriptions");
+    let (ct, body) = transcription("whisper-1", 512 * 1024);
+    let r = request(
+        "POST",
+        &url,
+        &[("Authorization", &auth), ("Content-Type", &ct)],
+        Some(&body),
+    );
+    let msg = r.assert_error(403, "model_not_allowed");
+    assert!(msg.contains("whisper-1"), "{msg}");
+    wait_until(
+        std::time::Duration::from_secs(30),
+        "the upstream to see the upload aborted",
+        || !up.aborted().is_empty(),
+    );
+    let cut = &up.aborted()[0];
+    assert_eq!(cut.path, "/v1/audio/transcriptions");
+    assert!(
+        cut.body.len() < body.len(),
+        "{} of {}",
+        cut.body.len(),
+        body.len()
+    );
+    assert!(
+        up.requests().is_empty(),
+        "an upload completed: {:?}",
+        up.requests()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>()
+    );
+    // a model on the list: the upload goes through whole, byte for byte
+    let (ct, body) = transcription("gpt-4o-mini-transcribe", 512 * 1024);
+    let r = request(
+        "POST",
+        &url,
+        &[("Authorization", &auth), ("Content-Type", &ct)],
+        Some(&body),
+    );
+    assert_eq!(r.status, 404, "the fixture's 404: {}", r.body);
+    let seen = up.only_request();
+    assert_eq!(seen.body, body);
+    assert_eq!(up.aborted().len(), 1);
+}
