@@ -15,6 +15,7 @@ mod access_memory;
 mod access_redis;
 mod access_routes;
 mod access_slow;
+mod access_usage;
 mod agents;
 mod apis_keepalive;
 mod apis_messages;
