@@ -106,18 +106,9 @@ fn keyed_relay(up: &Upstream, dir: &TempDir) -> Relay {
     Relay::start(&config_json(&up.base_url(), cfg))
 }
 
+/// `method path` with the client key `key` (as Bearer) and an optional JSON body.
 fn call(relay: &Relay, key: &str, method: &str, path: &str, body: Option<Value>) -> Resp {
-    let auth = format!("Bearer {key}");
-    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
-    request(
-        method,
-        &relay.url(path),
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        bytes.as_deref(),
-    )
+    admin_call(relay, key, method, path, body)
 }
 
 #[test]
