@@ -9,7 +9,8 @@
 //! and the answer is streamed back with its status and headers, without ever holding either
 //! body whole.
 //!
-//! With a key's `models` allow-list, the `model` a body names is checked too (403
+//! With a key's `models` allow-list, the model of `GET /v1/models/{id}` and the `model` a body
+//! names are checked too (403
 //! `model_not_allowed`, as on the pipeline's routes): a multipart upload's `model` part as it
 //! streams past ([`body_model::Multipart`]; a refused upload fails the upstream client's read,
 //! so the upstream request is aborted, never completed), any other body read whole first
@@ -97,8 +98,11 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
     let headers = request_headers(req);
     state.upstream.check_forwardable(&headers)?;
     let (mut body, mut reserved, mut multipart) = (None, None, None);
-    // a key with an allow-list: the `model` its body names must be on it
+    // a key with an allow-list: the model its path or body names must be on it
     let allowed = ex.client().map(|c| c.models.clone()).unwrap_or_default();
+    if let Some(id) = crate::util::api_route(&ex.access.path).strip_prefix("/models/") {
+        state.gate.allow_model(ex.client(), id)?;
+    }
     if !allowed.is_empty() && has_body(req, &headers) {
         let content_type = header(&headers, "content-type").unwrap_or_default();
         match body_model::multipart_boundary(content_type)? {

@@ -145,6 +145,12 @@ fn a_key_reaches_only_its_routes() {
     );
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(call(&relay, LIMITED, "GET", "/v1/models", None).status, 200);
+    // one model's metadata only for models on the list, as the list shows only those
+    call(&relay, LIMITED, "GET", "/v1/models/dall-e-3", None)
+        .assert_error(403, "model_not_allowed");
+    let r = call(&relay, LIMITED, "GET", "/v1/models/gpt-4o-mini", None);
+    assert_ne!(r.status, 403, "{}", r.body);
+    assert_eq!(up.requests().last().unwrap().path, "/v1/models/gpt-4o-mini");
     // the Anthropic route answers in its own shape
     let r = call(
         &relay,
