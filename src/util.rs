@@ -1,6 +1,6 @@
 //! Small helpers more than one module needs, each written once: lowercase hex, Unix time, an
-//! atomic file write, the token of an `Authorization: Bearer` value, and an API route without
-//! its `/v1` prefix. A leaf: it imports nothing of ours.
+//! atomic file write, the token of an `Authorization: Bearer` value, the credential
+//! `forward_auth` sends, and an API route without its `/v1` prefix. A leaf: it imports nothing of ours.
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -102,6 +102,13 @@ mod tests {
         assert_eq!(bearer_token("  bearer   sk-2"), Some("sk-2"));
         assert_eq!(bearer_token("Basic abc"), None);
         assert_eq!(bearer_token("sk-3"), None);
+        let h = [
+            ("Accept", "x"),
+            ("X-Api-Key", "k1"),
+            ("Authorization", "Basic b"),
+        ];
+        assert_eq!(forwarded_credential(&h), Some(&("X-Api-Key", "k1")));
+        assert_eq!(forwarded_credential(&h[..1]), None);
         assert_eq!(api_route("/v1/models"), "/models");
         assert_eq!(api_route("/models"), "/models");
         assert_eq!(api_route("/v1"), "/v1");
