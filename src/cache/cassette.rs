@@ -24,7 +24,7 @@ use super::key::is_key;
 use super::secrets::{self, Finding};
 use super::store;
 use super::{apis, CacheConfig};
-use crate::upstream::endpoints::glob_match;
+use crate::glob::Glob;
 
 /// The format version in a cassette's header line.
 const FORMAT: u32 = 2;
@@ -60,8 +60,8 @@ struct Line {
 /// Which entries `cache export` writes (and `import` reads).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ExportFilter {
-    /// A `*` glob the recorded (effective) model must match.
-    pub model: Option<String>,
+    /// A glob the recorded (effective) model must match.
+    pub model: Option<Glob>,
     /// Unix seconds: only entries created at or after.
     pub since: Option<f64>,
     /// Only entries of this namespace (`X-Relay-Cache-Namespace`).
@@ -121,7 +121,7 @@ pub fn export_command(
         };
         if let Some(glob) = &filter.model {
             let model = canonical.get("model").and_then(Value::as_str).unwrap_or("");
-            if !glob_match(glob, model) {
+            if !glob.matches(model) {
                 continue;
             }
         }

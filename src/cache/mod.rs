@@ -167,10 +167,10 @@ impl Cache {
         &self,
         route: &str,
         body: &Map<String, Value>,
-        headers: &[(String, String)],
+        client: (&[(String, String)], &str),
         models: &[(String, bool)],
     ) -> Result<Plan, ApiError> {
-        let mut plan = Plan::new(&self.config, route, body, headers, models)?;
+        let mut plan = Plan::new(&self.config, route, body, client, models)?;
         if self.config.repeat == Repeat::Sequence && !plan.named_sample && !plan.control.no_store {
             let name = format!("{}:{}", plan.mode.name(), plan.key);
             let n = self.sequences.next(&name, self.config.repeat_window);
@@ -529,7 +529,7 @@ pub fn why_command(
         })
         .cloned()
         .collect();
-    let plan = Plan::new(config, route, body, &chosen, models).map_err(|e| e.message)?;
+    let plan = Plan::new(config, route, body, (&chosen, ""), models).map_err(|e| e.message)?;
     let keys: Vec<(String, String, bool)> = plan
         .candidates
         .iter()

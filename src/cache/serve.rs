@@ -19,7 +19,7 @@ use super::replay::Delivery;
 use super::{Cache, Entry, Plan};
 use crate::exchange::{json_content_type, respond};
 use crate::sse::Tap;
-use crate::sse_out::SseOut;
+use crate::sse_out::{Conn, SseOut};
 use crate::translate::{self, Dialect};
 
 /// The longest wait before one replayed event (`X-Relay-Cache-Timing`).
@@ -59,8 +59,7 @@ pub fn respond_hit(
     if let Some(d) = dialect {
         events = translate_events(d, &events);
     }
-    let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-    let Ok(mut out) = SseOut::start(req.into_writer(), http11, &headers) else {
+    let Ok(mut out) = SseOut::start(Conn::of(req), &headers) else {
         return (200, 0);
     };
     for (i, e) in events.iter().enumerate() {
