@@ -417,8 +417,9 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         storing,
         client_usage: call.delivery.include_usage,
         charge: &charge,
+        started: Instant::now(),
     };
-    let upstream_started = Instant::now();
+    let upstream_started = streaming.started;
     if let (true, Some(every)) = (call.delivery.stream, state.config.stream_keepalive) {
         // The head goes out now; comment lines keep the connection busy until the upstream's.
         let mut outcome = None;

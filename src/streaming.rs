@@ -5,6 +5,7 @@
 //! translated stream goes through a `translate::Stream` on its way.
 
 use std::io::BufReader;
+use std::time::Instant;
 
 use crate::answer::Usage;
 use crate::api::{self, Api};
@@ -50,6 +51,9 @@ pub struct Streaming<'a> {
     /// Charges the stream to the client's key (given its usage and the model the upstream was
     /// sent), before its end.
     pub charge: &'a dyn Fn(Usage, &str),
+    /// When the upstream call started: a kept stream's first recorded gap (its time to first
+    /// event) counts from here.
+    pub started: Instant,
 }
 
 impl Streaming<'_> {
@@ -72,6 +76,7 @@ impl Streaming<'_> {
             self.route,
             // a translated stream reports usage at its end: the translator takes the chunk
             self.client_usage || self.dialect.is_some(),
+            self.started,
         );
         let body = sent.response.into_body().into_reader();
         let mut reader = BufReader::with_capacity(16 * 1024, body);

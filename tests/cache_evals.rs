@@ -690,7 +690,9 @@ fn cache_timing_recorded_replays_a_stream_with_its_gaps() {
         json!({"client_controls": controls()}),
         json!({}),
     );
+    let started = Instant::now();
     let first = stream_events(relay.addr(), CHAT, &ask_stream("typing"));
+    let first_took = started.elapsed();
     assert_eq!(answer_text(&first.body), "slow words");
     let meta = &metas(dir.path())[0];
     let gaps: Vec<u64> = meta["gaps_ms"]
@@ -701,7 +703,12 @@ fn cache_timing_recorded_replays_a_stream_with_its_gaps() {
         .collect();
     assert!(gaps.len() >= 4, "{gaps:?}");
     // the upstream waited 3 × GAP between its first and last chunk; the gaps (the first counted
-    // from the response head) add up to at least that, however late each event was read
+    // from the start of the upstream call) add up to at least that, however late each event
+    // was read, and to at most the client's wait
+    assert!(
+        gaps.iter().sum::<u64>() <= first_took.as_millis() as u64,
+        "{gaps:?}"
+    );
     let total: u64 = gaps.iter().sum();
     assert!(total >= 3 * GAP.as_millis() as u64, "{gaps:?}");
     let timed = |timing: Option<&str>| {

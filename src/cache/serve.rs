@@ -91,16 +91,18 @@ pub struct StreamTap<'a> {
 }
 
 impl<'a> StreamTap<'a> {
+    /// `started`: when the upstream call started (the first gap counts from it).
     pub fn new(
         store: Option<(&'a Cache, &'a Plan, &'a str)>,
         route: &'a str,
         client_usage: bool,
+        started: Instant,
     ) -> Self {
         StreamTap {
             store,
             route,
             client_usage,
-            last: Instant::now(),
+            last: started,
             gaps: Vec::new(),
         }
     }

@@ -43,8 +43,8 @@ pub struct Meta {
     /// Its sample index (`X-Relay-Cache-Sample`, part of the key) when 2 or more.
     #[serde(default, skip_serializing_if = "is_first_sample")]
     pub sample: u32,
-    /// For a stream: milliseconds before each event (the first counted from the upstream's
-    /// headers), for `X-Relay-Cache-Timing`. Not part of the key.
+    /// For a stream: milliseconds before each event (the first counted from the start of the
+    /// upstream call), for `X-Relay-Cache-Timing`. Not part of the key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gaps_ms: Vec<u32>,
 }
