@@ -46,7 +46,10 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
     }
     // decided once, here, where the cache keeps answers per key: the cache never reads
     // credentials from the headers itself
-    let per_key = state.cache.as_ref().is_some_and(|c| c.config.scope == Scope::Key);
+    let per_key = state
+        .cache
+        .as_ref()
+        .is_some_and(|c| c.config.scope == Scope::Key);
     if let (true, Some(req)) = (per_key, ex.request()) {
         let principal = crate::auth::principal(ex.client(), req);
         ex.set_principal(principal);
