@@ -314,7 +314,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
             if scan {
-                println!("{}", cache::scan_command(&cfg.cache));
+                match cache::scan_command(&cfg.cache) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => {
+                        eprintln!("llm-relay: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
             } else {
                 print!("{}", cache::stats_command(&cfg.cache));
             }

@@ -14,6 +14,7 @@ mod cassette;
 mod config;
 mod flight;
 mod key;
+mod lease;
 mod memory;
 mod replay;
 mod scan;
@@ -354,28 +355,38 @@ impl Cache {
         Err(status)
     }
 
-    /// The entry `key` from memory or disk. A pair on disk that fails its checks is never
+    /// The entry `key` from memory or disk. A memory hit is served only while the `.request`
+    /// on disk is still the one it came from (one `stat`: a refresh on another replica, or a
+    /// newer write here, replaces it). A pair on disk that fails its checks is never
     /// returned; once its files are older than the scan's grace period (so no writer can be
-    /// between its two renames) it is quarantined as well.
+    /// at work on them) and a re-read finds the same `.request`, it is quarantined as well.
     fn find(&self, key: &str) -> Option<Arc<Entry>> {
-        if let Some(e) = self.memory.get(key) {
-            return Some(e);
-        }
         let dir = &self.config.dir;
-        let (meta, response) = match store::load(dir, key) {
+        if let Some((e, stamp)) = self.memory.get(key) {
+            if store::stamp(dir, key) == Some(stamp) {
+                return Some(e);
+            }
+            self.memory.remove(key);
+        }
+        let (meta, pair) = match store::load(dir, key) {
             store::Loaded::Absent => return None,
-            store::Loaded::Found(meta, response) => match apis::check(&meta.route, &response) {
-                Ok(_) => (meta, response),
+            store::Loaded::Found(meta, pair) => match apis::check(&meta.route, &pair.response) {
+                Ok(_) => (meta, pair),
                 Err(why) => {
-                    self.reject(key, why);
+                    let judged = store::Judged {
+                        stamp: pair.stamp,
+                        answer: pair.answer,
+                    };
+                    self.reject(key, why, &judged);
                     return None;
                 }
             },
-            store::Loaded::Bad(why) => {
-                self.reject(key, why);
+            store::Loaded::Bad(why, judged) => {
+                self.reject(key, why, &judged);
                 return None;
             }
         };
+        let response = pair.response;
         let entry = Arc::new(Entry {
             key: key.to_string(),
             has_usage: replay::has_usage(&response),
@@ -385,14 +396,13 @@ impl Cache {
             created: meta.created,
             version: meta.version,
         });
-        self.memory.insert(key, Arc::clone(&entry));
+        self.memory.insert(key, Arc::clone(&entry), pair.stamp);
         Some(entry)
     }
 
-    fn reject(&self, key: &str, why: &str) {
+    fn reject(&self, key: &str, why: &str, judged: &store::Judged) {
         let dir = &self.config.dir;
-        if store::settled(dir, key, scan::GRACE) {
-            store::quarantine_entry(dir, key);
+        if judged.settled(scan::GRACE) && store::quarantine_judged(dir, key, judged) {
             log::warn(&format!(
                 "cache entry {key} quarantined ({why}); it is never served"
             ));
@@ -465,14 +475,17 @@ impl Cache {
             scope: plan.scope.clone(),
             sha256: key::checksum(response),
         };
-        let existed = store::paths(&self.config.dir, &c.key).0.exists();
-        if let Err(e) = store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
-            log::error(&format!(
-                "cannot write cache entry in {}: {e}",
-                self.config.dir.display()
-            ));
-            return false;
-        }
+        let existed = store::request_path(&self.config.dir, &c.key).exists();
+        let stamp = match store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
+            Ok(stamp) => stamp,
+            Err(e) => {
+                log::error(&format!(
+                    "cannot write cache entry in {}: {e}",
+                    self.config.dir.display()
+                ));
+                return false;
+            }
+        };
         if !existed {
             self.counters.entries.fetch_add(1, Ordering::Relaxed);
             self.counters.bytes.fetch_add(
@@ -491,6 +504,7 @@ impl Cache {
                 created: meta.created,
                 version: meta.version,
             }),
+            stamp,
         );
         true
     }
@@ -533,12 +547,31 @@ impl Cache {
 
     fn upkeep(&self) {
         let dir = &self.config.dir;
-        let report = scan::scan(dir, true);
+        // one replica scans a shared directory; the others count its files
+        let report = match lease::Lease::take(dir) {
+            Ok(lease) => {
+                let report = scan::scan(dir, true, Some(&lease));
+                log::info(&report.summary(dir));
+                report
+            }
+            Err(held) => {
+                let report = scan::count(dir);
+                log::info(&format!(
+                    "cache scan of {} left to {} (it holds the scan lease, renewed {} s ago); \
+                     {} entries ({} bytes) counted",
+                    dir.display(),
+                    held.owner.trim(),
+                    held.renewed.as_secs(),
+                    report.entries,
+                    report.bytes
+                ));
+                report
+            }
+        };
         self.counters
             .entries
             .store(report.entries, Ordering::Relaxed);
         self.counters.bytes.store(report.bytes, Ordering::Relaxed);
-        log::info(&report.summary(dir));
         if self.hits.needs_compacting(report.entries) {
             if let Err(e) = self.hits.compact(dir, crate::util::now_secs()) {
                 log::error(&format!("cannot compact {}: {e}", upkeep::HITS_FILE));
@@ -598,9 +631,25 @@ impl Cache {
     }
 }
 
-/// `llm-relay cache scan`: scans and quarantines, returns the report line.
-pub fn scan_command(config: &CacheConfig) -> String {
-    scan::scan(&config.dir, true).summary(&config.dir)
+/// `llm-relay cache scan`: scans and quarantines, returns the report line. Waits (up to the
+/// lease's length and a little) while a relay on the directory holds the scan lease.
+pub fn scan_command(config: &CacheConfig) -> Result<String, String> {
+    let dir = &config.dir;
+    let deadline = Instant::now() + lease::LEASE + Duration::from_secs(5);
+    loop {
+        match lease::Lease::take(dir) {
+            Ok(lease) => return Ok(scan::scan(dir, true, Some(&lease)).summary(dir)),
+            Err(held) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "{} is being scanned by {} (scan lease renewed {} s ago); try again later",
+                    dir.display(),
+                    held.owner.trim(),
+                    held.renewed.as_secs()
+                ))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
 }
 
 /// `llm-relay cache why`: the keys of a request body (after rules and shaping) on `route`,
@@ -635,7 +684,7 @@ pub fn why_command(
 /// `llm-relay cache stats`: counts entries, bytes and recorded hits without changing anything.
 pub fn stats_command(config: &CacheConfig) -> String {
     let dir: &Path = &config.dir;
-    let report = scan::scan(dir, false);
+    let report = scan::scan(dir, false, None);
     let hits = upkeep::HitBook::load(dir).total();
     format!(
         "cache {}: entries {}, bytes {}, hits {}, unservable files {}\n",
