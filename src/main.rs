@@ -314,13 +314,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
             if scan {
-                match cache::scan_command(&cfg.cache) {
-                    Ok(line) => println!("{line}"),
-                    Err(e) => {
-                        eprintln!("llm-relay: {e}");
-                        return ExitCode::from(1);
-                    }
-                }
+                println!("{}", cache::scan_command(&cfg.cache));
             } else {
                 print!("{}", cache::stats_command(&cfg.cache));
             }

@@ -5,7 +5,9 @@
 //! renews it (touches its time) after every fan-out folder; a lock not renewed for [`LEASE`]
 //! belongs to a process that died, and the next one steals it: it renames the lock aside to a
 //! unique name, checks that what it took is still the stale lock (else it puts it back), and
-//! creates its own. The lease saves work only: the scan is safe even when two run at once
+//! creates its own. A scan that finishes touches `<dir>/scan.done`, so a replica that left
+//! the start-up scan to another knows when one ran (and takes it over if none did within the
+//! lease). The lease saves work only: the scan is safe even when two run at once
 //! (grace periods and re-checks, see `scan.rs`), so a stolen lease never breaks anything.
 
 use std::fs;
@@ -17,6 +19,9 @@ use std::time::{Duration, SystemTime};
 pub const LEASE: Duration = Duration::from_secs(60);
 
 const LOCK_FILE: &str = "scan.lock";
+/// Touched when a scan holding the lease finishes: replicas that left the start-up scan to
+/// another see from it that one ran.
+const DONE_FILE: &str = "scan.done";
 
 /// The scan lease, held until dropped (the lock file is removed if it is still ours).
 pub struct Lease {
@@ -95,6 +100,20 @@ impl Lease {
                 let _ = f.set_modified(SystemTime::now());
             }
         }
+    }
+}
+
+/// When a scan holding the lease last finished on `dir`.
+pub fn last_scan(dir: &Path) -> Option<SystemTime> {
+    fs::metadata(dir.join(DONE_FILE))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+impl Lease {
+    /// Records that the scan under this lease finished (see [`last_scan`]).
+    pub fn finished(&self, dir: &Path) {
+        let _ = crate::util::write_atomic(&dir.join(DONE_FILE), self.owner.as_bytes(), 0o666);
     }
 }
 

@@ -547,25 +547,15 @@ impl Cache {
 
     fn upkeep(&self) {
         let dir = &self.config.dir;
-        // one replica scans a shared directory; the others count its files
-        let report = match lease::Lease::take(dir) {
-            Ok(lease) => {
-                let report = scan::scan(dir, true, Some(&lease));
-                log::info(&report.summary(dir));
-                report
-            }
-            Err(held) => {
-                let report = scan::count(dir);
-                log::info(&format!(
-                    "cache scan of {} left to {} (it holds the scan lease, renewed {} s ago); \
-                     {} entries ({} bytes) counted",
-                    dir.display(),
-                    held.owner.trim(),
-                    held.renewed.as_secs(),
-                    report.entries,
-                    report.bytes
-                ));
-                report
+        let started = SystemTime::now();
+        // one replica scans a shared directory; the others count its files, and scan after
+        // all if no scan finished by the time the holder's lease would have run out
+        let mut scan_due = None;
+        let report = match self.scan_leased() {
+            Some(report) => report,
+            None => {
+                scan_due = Some(Instant::now() + lease::LEASE);
+                scan::count(dir)
             }
         };
         self.counters
@@ -585,6 +575,19 @@ impl Cache {
             }
         });
         loop {
+            if scan_due.is_some_and(|at| Instant::now() >= at) {
+                scan_due = if lease::last_scan(dir).is_some_and(|t| t >= started) {
+                    None
+                } else if let Some(report) = self.scan_leased() {
+                    self.counters
+                        .entries
+                        .store(report.entries, Ordering::Relaxed);
+                    self.counters.bytes.store(report.bytes, Ordering::Relaxed);
+                    None
+                } else {
+                    Some(Instant::now() + lease::LEASE)
+                };
+            }
             if let (Some(m), Some(at)) = (&self.config.maintenance, next_maintenance) {
                 if Instant::now() >= at {
                     self.maintain(m);
@@ -598,6 +601,28 @@ impl Cache {
                 ));
             }
             std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// The scan, if this process can take the scan lease (logged either way).
+    fn scan_leased(&self) -> Option<scan::Report> {
+        let dir = &self.config.dir;
+        match lease::Lease::take(dir) {
+            Ok(lease) => {
+                let report = scan::scan(dir, true, Some(&lease));
+                lease.finished(dir);
+                log::info(&report.summary(dir));
+                Some(report)
+            }
+            Err(held) => {
+                log::info(&format!(
+                    "cache scan of {} left to {} (it holds the scan lease, renewed {} s ago)",
+                    dir.display(),
+                    held.owner.trim(),
+                    held.renewed.as_secs(),
+                ));
+                None
+            }
         }
     }
 
@@ -631,24 +656,22 @@ impl Cache {
     }
 }
 
-/// `llm-relay cache scan`: scans and quarantines, returns the report line. Waits (up to the
-/// lease's length and a little) while a relay on the directory holds the scan lease.
-pub fn scan_command(config: &CacheConfig) -> Result<String, String> {
+/// `llm-relay cache scan`: scans and quarantines, returns the report line. It runs even while
+/// a relay holds the scan lease (two scans at once are safe, only wasteful), and says so.
+pub fn scan_command(config: &CacheConfig) -> String {
     let dir = &config.dir;
-    let deadline = Instant::now() + lease::LEASE + Duration::from_secs(5);
-    loop {
-        match lease::Lease::take(dir) {
-            Ok(lease) => return Ok(scan::scan(dir, true, Some(&lease)).summary(dir)),
-            Err(held) if Instant::now() >= deadline => {
-                return Err(format!(
-                    "{} is being scanned by {} (scan lease renewed {} s ago); try again later",
-                    dir.display(),
-                    held.owner.trim(),
-                    held.renewed.as_secs()
-                ))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+    match lease::Lease::take(dir) {
+        Ok(lease) => {
+            let report = scan::scan(dir, true, Some(&lease));
+            lease.finished(dir);
+            report.summary(dir)
         }
+        Err(held) => format!(
+            "{} (while {} holds the scan lease, renewed {} s ago)",
+            scan::scan(dir, true, None).summary(dir),
+            held.owner.trim(),
+            held.renewed.as_secs()
+        ),
     }
 }
 
