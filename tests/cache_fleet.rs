@@ -411,7 +411,7 @@ fn fleet_a_crashed_leaders_lease_expires_and_a_follower_goes_upstream() {
         &up.base_url(),
         dir.path(),
         json!({}),
-        json!({"state": {"redis": redis.url()}, "first_byte_timeout_ms": 3000}),
+        json!({"state": {"redis": redis.url()}}),
     );
     let leader = Relay::start(&cfg);
     let follower = Relay::start(&cfg);
@@ -425,9 +425,15 @@ fn fleet_a_crashed_leaders_lease_expires_and_a_follower_goes_upstream() {
     let started = Instant::now();
     let url = follower.url(CHAT);
     let waiting = thread::spawn(move || post_json(&url, &ask("crash")));
-    // the follower waits on the lease; the leader dies with it held
-    thread::sleep(Duration::from_millis(300));
+    // the follower waits on the lease (its request never reaches the upstream meanwhile);
+    // the leader dies holding it
+    thread::sleep(Duration::from_millis(500));
     assert!(!waiting.is_finished(), "the follower waits for the leader");
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "the follower must not go upstream yet"
+    );
     drop(leader);
     gate.store(true, Ordering::SeqCst);
     let r = waiting.join().unwrap();
@@ -439,9 +445,11 @@ fn fleet_a_crashed_leaders_lease_expires_and_a_follower_goes_upstream() {
         "the follower led the second call"
     );
     assert_eq!(up.requests().len(), 2);
+    // the lease (10 s) runs out long before the first-byte timeout (300 s by default)
     assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "bounded by the lease, not hung"
+        started.elapsed() < Duration::from_secs(60),
+        "bounded by the lease, not hung: {:?}",
+        started.elapsed()
     );
     let _ = held_client.join();
 }

@@ -12,6 +12,7 @@
 mod apis;
 mod cassette;
 mod config;
+mod fleet;
 mod flight;
 mod key;
 mod lease;
@@ -267,6 +268,8 @@ pub struct Cache {
     pub config: CacheConfig,
     memory: memory::Memory,
     flights: flight::Flights,
+    /// Single flight across replicas, with `state.redis`.
+    fleet: Option<Arc<fleet::Fleet>>,
     hits: upkeep::HitBook,
     pub counters: Counters,
 }
@@ -281,8 +284,12 @@ pub fn now_precise() -> f64 {
 }
 
 impl Cache {
-    /// Opens (creating) the cache directory. Returns `None` when the cache is off.
-    pub fn open(config: &CacheConfig) -> Result<Option<Arc<Cache>>, String> {
+    /// Opens (creating) the cache directory. Returns `None` when the cache is off. With
+    /// `redis` (`state.redis`), single flight spans every replica using it.
+    pub fn open(
+        config: &CacheConfig,
+        redis: Option<Arc<crate::store::Redis>>,
+    ) -> Result<Option<Arc<Cache>>, String> {
         if !config.enabled {
             return Ok(None);
         }
@@ -295,6 +302,7 @@ impl Cache {
         Ok(Some(Arc::new(Cache {
             memory: memory::Memory::new(config.memory_items, config.memory_bytes),
             flights: flight::Flights::default(),
+            fleet: redis.map(fleet::Fleet::start),
             hits: upkeep::HitBook::load(&config.dir),
             counters: Counters::default(),
             config: config.clone(),
@@ -411,13 +419,22 @@ impl Cache {
 
     /// Joins the single flight for the plan's key: lead the upstream call (after looking the
     /// cache up once more: a previous leader may have stored the answer since this request
-    /// missed), or wait for the leader.
-    pub fn join(&self, plan: &Plan) -> Role<'_> {
+    /// missed), or wait for the leader. With `state.redis` a leader here also leads for the
+    /// fleet, or waits up to `limit` (the first-byte timeout) for the replica that does.
+    pub fn join(&self, plan: &Plan, limit: Duration) -> Role<'_> {
         match self.flights.join(&plan.key) {
-            Role::Leader(guard) => match self.lookup(plan) {
-                Ok(entry) => Role::Hit(entry),
-                Err(_) => Role::Leader(guard),
-            },
+            Role::Leader(mut guard) => {
+                if let Ok(entry) = self.lookup(plan) {
+                    return Role::Hit(entry);
+                }
+                if let Some(fleet) = &self.fleet {
+                    match fleet.lead_or_wait(&plan.key, limit, || self.lookup(plan).ok()) {
+                        fleet::Outcome::Hit(entry) => return Role::Hit(entry),
+                        fleet::Outcome::Lead(lease) => guard.hold(lease),
+                    }
+                }
+                Role::Leader(guard)
+            }
             other => other,
         }
     }

@@ -374,5 +374,7 @@ fn usage_key(key: &str, period: Option<&str>) -> String {
     }
 }
 
+mod lease;
+
 #[cfg(test)]
 mod tests;
