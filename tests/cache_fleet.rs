@@ -453,3 +453,57 @@ fn fleet_a_crashed_leaders_lease_expires_and_a_follower_goes_upstream() {
     );
     let _ = held_client.join();
 }
+
+#[test]
+fn fleet_entries_of_the_old_layout_serve_and_the_scan_renames_them() {
+    let (up, _calls) = numbered_upstream(0, Duration::ZERO);
+    let dir = TempDir::new();
+    let cfg_dir = TempDir::new();
+    let cfg = cache_config(&up.base_url(), dir.path(), json!({}), json!({}));
+    let config = cfg_dir.write("c.jsonc", &cfg);
+    let answer = json!({
+        "id": "chatcmpl-old", "object": "chat.completion", "created": 1_700_000_000, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": echo_text("old")},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
+    })
+    .to_string();
+    let canonical = r#"{"messages":[{"content":"old","role":"user"}],"model":"m"}"#;
+    let key = write_old_entry(dir.path(), "/chat/completions", canonical, &answer);
+    let old = dir.path().join(&key[..2]).join(format!("{key}.txt"));
+    let hit = |relay: &Relay| {
+        let r = post_json(&relay.url(CHAT), &ask("old"));
+        assert_eq!(r.header("x-cache"), Some("HIT"), "{}", r.body);
+        assert_eq!(r.header("x-cache-key"), Some(key.as_str()));
+        assert_eq!(r.body, answer);
+    };
+    // another replica holds the scan lease: this one leaves the start-up scan to it, and reads
+    // the old layout as it is
+    std::fs::write(
+        dir.path().join("scan.lock"),
+        "other-host.0123456789abcdef 1",
+    )
+    .unwrap();
+    let relay = Relay::start(&cfg);
+    hit(&relay);
+    relay
+        .wait_for_log_line(Duration::from_secs(10), |l| {
+            l.contains("left to other-host.0123456789abcdef 1")
+        })
+        .expect("the start-up scan left to the lease holder");
+    assert!(old.exists());
+    drop(relay);
+    let report = scan(&config);
+    assert!(
+        report.contains("1 entries moved to the checksum-named layout"),
+        "{report}"
+    );
+    assert!(report.contains(" 0 files quarantined"), "{report}");
+    assert!(!old.exists());
+    assert_eq!(
+        std::fs::read_to_string(entry_files(dir.path(), &key).1).unwrap(),
+        answer
+    );
+    hit(&Relay::start(&cfg));
+    assert!(up.requests().is_empty());
+}
