@@ -5,8 +5,9 @@
 //! model the config may send it to, see `key.rs`), its mode and `Cache-Control`;
 //! [`Cache::lookup`] finds an entry that can answer in the shape asked for (memory tier, then
 //! the verified file pair); [`Cache::store`] keeps a complete success; `serve.rs` answers a hit
-//! in either mode. Around that: single-flight (`flight.rs`), the start-up scan (`scan.rs`) and
-//! upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
+//! in either mode. Around that: single-flight (`flight.rs`; across replicas with `state.redis`,
+//! `fleet.rs`), the start-up scan (`scan.rs`, one replica of a shared directory at a time,
+//! `lease.rs`) and upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
 //! diff of a miss (`why.rs`) and portable cassettes (`cassette.rs`).
 
 mod apis;

@@ -4,7 +4,8 @@
 //! (atomic on the server, timed by the server's clock, so replicas with skewed clocks agree);
 //! usage figures are hashes (all time, per UTC day, per UTC month) incremented in one
 //! MULTI/EXEC (usage kept while Redis was down is added by one script per batch that claims
-//! the batch's id first, so it counts once); keys created through the admin API are one hash of id → key record. A small pool
+//! the batch's id first, so it counts once); keys created through the admin API are one hash of id → key record;
+//! leases for the cache's single flight across replicas are in `redis/lease.rs`. A small pool
 //! of blocking connections serves the relay's threads; a failed connection is dropped, and the
 //! first failure and the recovery are logged once each.
 
