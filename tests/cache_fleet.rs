@@ -68,33 +68,39 @@ fn start_as_pid_1(config: &str) -> Relay {
     Relay::start_command(cmd, dir, path)
 }
 
-/// POSTs without panicking on transport errors (a replica may be killed mid-request).
-/// Returns (X-Cache, body) for a 200.
 fn try_post(url: &str, body: &Value, refresh: bool) -> Option<(String, String)> {
-    let mut req = agent().post(url).header("Content-Type", "application/json");
-    if refresh {
-        req = req.header("Cache-Control", "no-cache");
-    }
-    let mut r = req.send(serde_json::to_vec(body).unwrap()).ok()?;
-    if r.status() != 200 {
-        return None;
-    }
-    let x = r
-        .headers()
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
-    Some((x, r.body_mut().read_to_string().ok()?))
+    try_post_with(url, body, refresh)
 }
 
 fn scan(config: &Path) -> String {
-    let out = run_relay(
-        &["cache", "scan", "--config", config.to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    out.stdout
+    cache_cli("scan", config)
+}
+
+/// An upstream of [`numbered_reply`]s and a config with the cache in a fresh directory.
+struct Setup {
+    up: Upstream,
+    calls: Arc<AtomicUsize>,
+    dir: TempDir,
+    _cfg_dir: TempDir,
+    cfg: String,
+    /// The config as a file, for the `cache` commands.
+    config: PathBuf,
+}
+
+fn setup(pad: usize, delay: Duration, cache: Value, extra: Value) -> Setup {
+    let (up, calls) = numbered_upstream(pad, delay);
+    let dir = TempDir::new();
+    let cfg_dir = TempDir::new();
+    let cfg = cache_config(&up.base_url(), dir.path(), cache, extra);
+    let config = cfg_dir.write("c.jsonc", &cfg);
+    Setup {
+        up,
+        calls,
+        dir,
+        _cfg_dir: cfg_dir,
+        cfg,
+        config,
+    }
 }
 
 fn set_age(p: &Path, age: Duration) {
@@ -113,17 +119,13 @@ fn fleet_record_mode_on_three_pid_1_replicas_publishes_every_entry_whole() {
     // 12 clients send the same request in `record` mode to three replicas (each PID 1, as in
     // containers) on one directory, 20 rounds of different requests: every upstream answer
     // differs in its bytes, so a request file beside another writer's answer fails its checksum
-    let (up, _calls) = numbered_upstream(64 * 1024, Duration::from_millis(5));
-    let dir = TempDir::new();
-    let cfg_dir = TempDir::new();
-    let cfg = cache_config(
-        &up.base_url(),
-        dir.path(),
+    let f = setup(
+        64 * 1024,
+        Duration::from_millis(5),
         json!({"mode": "record"}),
         json!({"workers": 16}),
     );
-    let config = cfg_dir.write("c.jsonc", &cfg);
-    let relays: Vec<Relay> = (0..3).map(|_| start_as_pid_1(&cfg)).collect();
+    let relays: Vec<Relay> = (0..3).map(|_| start_as_pid_1(&f.cfg)).collect();
     for round in 0..20 {
         let barrier = Arc::new(Barrier::new(12));
         let clients: Vec<_> = (0..12)
@@ -143,44 +145,40 @@ fn fleet_record_mode_on_three_pid_1_replicas_publishes_every_entry_whole() {
         }
     }
     drop(relays);
-    let report = scan(&config);
+    let report = scan(&f.config);
     assert!(report.contains(" 20 entries"), "{report}");
     assert!(report.contains(" 0 files quarantined"), "{report}");
     assert!(
-        files_ending(dir.path(), ".tmp").is_empty(),
+        files_ending(f.dir.path(), ".tmp").is_empty(),
         "no temp file may be left by a finished write"
     );
     // every entry is whole: a fresh relay (empty memory tier) serves each from disk
     let reader = Relay::start(&cache_config(
-        &up.base_url(),
-        dir.path(),
+        &f.up.base_url(),
+        f.dir.path(),
         json!({}),
         json!({}),
     ));
-    let before = up.requests().len();
+    let before = f.up.requests().len();
     for round in 0..20 {
         let q = format!("round{round}");
         let r = post_json(&reader.url(CHAT), &ask(&q));
         assert_eq!(r.header("x-cache"), Some("HIT"), "{q}: {}", r.body);
         assert_eq!(answer_text(&r.body), echo_text(&q));
     }
-    assert_eq!(up.requests().len(), before);
+    assert_eq!(f.up.requests().len(), before);
 }
 
 #[test]
 fn fleet_scan_leaves_a_half_written_entry_alone_within_its_grace_period() {
-    let (up, _calls) = numbered_upstream(0, Duration::ZERO);
-    let dir = TempDir::new();
-    let cfg_dir = TempDir::new();
-    let cfg = cache_config(&up.base_url(), dir.path(), json!({}), json!({}));
-    let config = cfg_dir.write("c.jsonc", &cfg);
+    let f = setup(0, Duration::ZERO, json!({}), json!({}));
     let key = {
-        let relay = Relay::start(&cfg);
+        let relay = Relay::start(&f.cfg);
         let r = post_json(&relay.url(CHAT), &ask("published"));
         assert_eq!(r.header("x-cache"), Some("MISS"));
         r.header("x-cache-key").unwrap().to_string()
     };
-    let d = dir.path();
+    let d = f.dir.path();
     let sub = d.join(&key[..2]);
     // another replica halfway through replacing the entry: its answer is in place, its
     // request file not yet
@@ -205,7 +203,7 @@ fn fleet_scan_leaves_a_half_written_entry_alone_within_its_grace_period() {
     let temp = sub.join(format!(".{key}.request.host.1.2.3.tmp"));
     std::fs::write(&temp, "{\"route\":").unwrap();
 
-    let report = scan(&config);
+    let report = scan(&f.config);
     assert!(report.contains(" 0 files quarantined"), "{report}");
     assert!(report.contains(" 1 entries"), "{report}");
     for f in [&next, &torn_txt, &temp] {
@@ -217,7 +215,7 @@ fn fleet_scan_leaves_a_half_written_entry_alone_within_its_grace_period() {
     for f in files_under(d) {
         set_age(&f, Duration::from_secs(600));
     }
-    let report = scan(&config);
+    let report = scan(&f.config);
     assert!(report.contains(" 3 files quarantined"), "{report}");
     assert!(
         report.contains("response does not match its checksum: 2"),
@@ -228,7 +226,7 @@ fn fleet_scan_leaves_a_half_written_entry_alone_within_its_grace_period() {
         !next.exists(),
         "an old answer no request refers to is collected"
     );
-    let relay = Relay::start(&cfg);
+    let relay = Relay::start(&f.cfg);
     let r = post_json(&relay.url(CHAT), &ask("published"));
     assert_eq!(r.header("x-cache"), Some("HIT"));
     assert_eq!(answer_text(&r.body), echo_text("published"));
@@ -236,10 +234,8 @@ fn fleet_scan_leaves_a_half_written_entry_alone_within_its_grace_period() {
 
 #[test]
 fn fleet_memory_tier_sees_a_refresh_made_by_another_replica() {
-    let (up, _calls) = numbered_upstream(0, Duration::ZERO);
-    let dir = TempDir::new();
-    let cfg = cache_config(&up.base_url(), dir.path(), json!({}), json!({}));
-    let (a, b) = (Relay::start(&cfg), Relay::start(&cfg));
+    let f = setup(0, Duration::ZERO, json!({}), json!({}));
+    let (a, b) = (Relay::start(&f.cfg), Relay::start(&f.cfg));
     let id = |r: &Resp| r.json()["id"].as_str().unwrap_or("").to_string();
     let first = post_json(&a.url(CHAT), &ask("q"));
     assert_eq!(first.header("x-cache"), Some("MISS"));
@@ -261,18 +257,19 @@ fn fleet_memory_tier_sees_a_refresh_made_by_another_replica() {
             "the refreshed answer, on every replica"
         );
     }
-    assert_eq!(up.requests().len(), 2);
+    assert_eq!(f.up.requests().len(), 2);
 }
 
 #[test]
 fn fleet_three_replicas_under_load_refreshes_and_kill_9_serve_only_whole_answers() {
     // 256 KiB answers: writing one takes long enough that kills land inside writes
-    let (up, _calls) = numbered_upstream(256 * 1024, Duration::from_millis(10));
-    let dir = TempDir::new();
-    let cfg_dir = TempDir::new();
-    let cfg = cache_config(&up.base_url(), dir.path(), json!({}), json!({"workers": 8}));
-    let config = cfg_dir.write("c.jsonc", &cfg);
-    let mut relays: Vec<Relay> = (0..3).map(|_| start_as_pid_1(&cfg)).collect();
+    let f = setup(
+        256 * 1024,
+        Duration::from_millis(10),
+        json!({}),
+        json!({"workers": 8}),
+    );
+    let mut relays: Vec<Relay> = (0..3).map(|_| start_as_pid_1(&f.cfg)).collect();
     let wrong = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicUsize::new(0));
     let mut seed = SystemTime::now()
@@ -332,7 +329,7 @@ fn fleet_three_replicas_under_load_refreshes_and_kill_9_serve_only_whole_answers
         for c in clients {
             c.join().unwrap();
         }
-        relays.insert(victim, start_as_pid_1(&cfg));
+        relays.insert(victim, start_as_pid_1(&f.cfg));
     }
     assert_eq!(
         wrong.load(Ordering::SeqCst),
@@ -341,11 +338,11 @@ fn fleet_three_replicas_under_load_refreshes_and_kill_9_serve_only_whole_answers
     );
     assert!(answered.load(Ordering::SeqCst) > 20, "the load ran");
     drop(relays);
-    let report = scan(&config);
+    let report = scan(&f.config);
     assert!(report.contains(" 0 files quarantined"), "{report}");
 
     // every answer the directory holds is whole and right, on any replica
-    let relays: Vec<Relay> = (0..3).map(|_| Relay::start(&cfg)).collect();
+    let relays: Vec<Relay> = (0..3).map(|_| Relay::start(&f.cfg)).collect();
     let mut hits = 0;
     for i in 0..24 {
         let q = format!("k{i}");
@@ -365,15 +362,13 @@ fn fleet_three_replicas_under_load_refreshes_and_kill_9_serve_only_whole_answers
 #[test]
 fn fleet_single_flight_spans_replicas_with_redis() {
     let redis = RedisServer::start();
-    let (up, calls) = numbered_upstream(0, Duration::from_millis(800));
-    let dir = TempDir::new();
-    let cfg = cache_config(
-        &up.base_url(),
-        dir.path(),
+    let f = setup(
+        0,
+        Duration::from_millis(800),
         json!({}),
         json!({"state": {"redis": redis.url()}}),
     );
-    let relays = [Relay::start(&cfg), Relay::start(&cfg)];
+    let relays = [Relay::start(&f.cfg), Relay::start(&f.cfg)];
     let barrier = Arc::new(Barrier::new(8));
     let clients: Vec<_> = (0..8)
         .map(|i| {
@@ -389,7 +384,7 @@ fn fleet_single_flight_spans_replicas_with_redis() {
         .collect();
     let results: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     assert_eq!(
-        calls.load(Ordering::SeqCst),
+        f.calls.load(Ordering::SeqCst),
         1,
         "8 identical misses on 2 replicas, one upstream call: {results:?}"
     );
@@ -456,11 +451,7 @@ fn fleet_a_crashed_leaders_lease_expires_and_a_follower_goes_upstream() {
 
 #[test]
 fn fleet_entries_of_the_old_layout_serve_and_the_scan_renames_them() {
-    let (up, _calls) = numbered_upstream(0, Duration::ZERO);
-    let dir = TempDir::new();
-    let cfg_dir = TempDir::new();
-    let cfg = cache_config(&up.base_url(), dir.path(), json!({}), json!({}));
-    let config = cfg_dir.write("c.jsonc", &cfg);
+    let f = setup(0, Duration::ZERO, json!({}), json!({}));
     let answer = json!({
         "id": "chatcmpl-old", "object": "chat.completion", "created": 1_700_000_000, "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": echo_text("old")},
@@ -469,8 +460,8 @@ fn fleet_entries_of_the_old_layout_serve_and_the_scan_renames_them() {
     })
     .to_string();
     let canonical = r#"{"messages":[{"content":"old","role":"user"}],"model":"m"}"#;
-    let key = write_old_entry(dir.path(), "/chat/completions", canonical, &answer);
-    let old = dir.path().join(&key[..2]).join(format!("{key}.txt"));
+    let key = write_old_entry(f.dir.path(), "/chat/completions", canonical, &answer);
+    let old = f.dir.path().join(&key[..2]).join(format!("{key}.txt"));
     let hit = |relay: &Relay| {
         let r = post_json(&relay.url(CHAT), &ask("old"));
         assert_eq!(r.header("x-cache"), Some("HIT"), "{}", r.body);
@@ -480,11 +471,11 @@ fn fleet_entries_of_the_old_layout_serve_and_the_scan_renames_them() {
     // another replica holds the scan lease: this one leaves the start-up scan to it, and reads
     // the old layout as it is
     std::fs::write(
-        dir.path().join("scan.lock"),
+        f.dir.path().join("scan.lock"),
         "other-host.0123456789abcdef 1",
     )
     .unwrap();
-    let relay = Relay::start(&cfg);
+    let relay = Relay::start(&f.cfg);
     hit(&relay);
     relay
         .wait_for_log_line(Duration::from_secs(10), |l| {
@@ -493,7 +484,7 @@ fn fleet_entries_of_the_old_layout_serve_and_the_scan_renames_them() {
         .expect("the start-up scan left to the lease holder");
     assert!(old.exists());
     drop(relay);
-    let report = scan(&config);
+    let report = scan(&f.config);
     assert!(
         report.contains("1 entries moved to the checksum-named layout"),
         "{report}"
@@ -501,9 +492,9 @@ fn fleet_entries_of_the_old_layout_serve_and_the_scan_renames_them() {
     assert!(report.contains(" 0 files quarantined"), "{report}");
     assert!(!old.exists());
     assert_eq!(
-        std::fs::read_to_string(entry_files(dir.path(), &key).1).unwrap(),
+        std::fs::read_to_string(entry_files(f.dir.path(), &key).1).unwrap(),
         answer
     );
-    hit(&Relay::start(&cfg));
-    assert!(up.requests().is_empty());
+    hit(&Relay::start(&f.cfg));
+    assert!(f.up.requests().is_empty());
 }

@@ -77,12 +77,7 @@ fn cache_ttl_expires_entries() {
 }
 
 fn stats_cli(config: &Path) -> String {
-    let out = run_relay(
-        &["cache", "stats", "--config", config.to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    out.stdout
+    cache_cli("stats", config)
 }
 
 #[test]

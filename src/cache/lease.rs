@@ -15,6 +15,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::store::age;
+
 /// How long a lock may go without renewal before another process may steal it.
 pub const LEASE: Duration = Duration::from_secs(60);
 
@@ -33,15 +35,6 @@ pub struct Lease {
 pub struct Held {
     pub owner: String,
     pub renewed: Duration,
-}
-
-fn age(path: &Path) -> Option<Duration> {
-    let t = fs::metadata(path).and_then(|m| m.modified()).ok()?;
-    Some(
-        SystemTime::now()
-            .duration_since(t)
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 impl Lease {

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::apis;
 use super::key::is_key;
@@ -81,17 +81,8 @@ impl Report {
     }
 }
 
-fn age(p: &Path) -> Option<Duration> {
-    let t = fs::metadata(p).and_then(|m| m.modified()).ok()?;
-    Some(
-        SystemTime::now()
-            .duration_since(t)
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
 fn old(p: &Path) -> bool {
-    age(p).is_some_and(|a| a >= GRACE)
+    store::age(p).is_some_and(|a| a >= GRACE)
 }
 
 /// Scans `dir`; with `fix`, moves bad files to `<dir>/quarantine/`, deletes answers no entry

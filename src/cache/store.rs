@@ -91,6 +91,16 @@ impl Stamp {
     }
 }
 
+/// How long ago the file at `path` was last modified (zero for a time in the future).
+pub fn age(path: &Path) -> Option<Duration> {
+    let t = fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    Some(
+        SystemTime::now()
+            .duration_since(t)
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 /// The fan-out folder of `key`.
 fn folder(dir: &Path, key: &str) -> PathBuf {
     dir.join(key.get(..2).unwrap_or("__"))
@@ -260,11 +270,7 @@ pub struct Judged {
 impl Judged {
     /// True when both files are older than `grace`: no writer can still be at work on them.
     pub fn settled(&self, grace: Duration) -> bool {
-        let answer_age = fs::metadata(&self.answer)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .unwrap_or(Duration::MAX);
+        let answer_age = age(&self.answer).unwrap_or(Duration::MAX);
         self.stamp.age() >= grace && answer_age >= grace
     }
 }

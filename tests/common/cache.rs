@@ -203,3 +203,36 @@ pub fn entry_files(dir: &Path, key: &str) -> (std::path::PathBuf, std::path::Pat
     let sha = meta["sha256"].as_str().unwrap_or("").to_string();
     (request, sub.join(format!("{key}.{sha}.txt")))
 }
+
+/// POSTs without panicking on transport errors (the relay may be killed mid-request), with
+/// `Cache-Control: no-cache` if `refresh`. Returns (X-Cache, body) for a 200.
+pub fn try_post_with(url: &str, body: &Value, refresh: bool) -> Option<(String, String)> {
+    let mut req = super::agent()
+        .post(url)
+        .header("Content-Type", "application/json");
+    if refresh {
+        req = req.header("Cache-Control", "no-cache");
+    }
+    let mut r = req.send(serde_json::to_vec(body).unwrap()).ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let x = r
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let text = r.body_mut().read_to_string().ok()?;
+    Some((x, text))
+}
+
+/// Runs `llm-relay cache COMMAND --config CONFIG` (`scan`, `stats`) to success; its stdout.
+pub fn cache_cli(command: &str, config: &Path) -> String {
+    let out = super::run_relay(
+        &["cache", command, "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out.stdout
+}
