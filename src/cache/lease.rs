@@ -47,9 +47,18 @@ impl Lease {
                 .write(true)
                 .create_new(true)
                 .open(&path);
-            if let Ok(mut f) = created {
-                let _ = f.write_all(owner.as_bytes());
-                return Ok(Lease { path, owner });
+            match created {
+                Ok(mut f) => {
+                    let _ = f.write_all(owner.as_bytes());
+                    return Ok(Lease { path, owner });
+                }
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(Held {
+                        owner: format!("nobody: cannot create {}: {e}", path.display()),
+                        renewed: Duration::ZERO,
+                    });
+                }
+                Err(_) => {}
             }
             let Some(renewed) = age(&path) else {
                 continue; // gone meanwhile: try to create it again
