@@ -575,7 +575,7 @@ impl Cache {
         // one replica scans a shared directory; the others count its files, and scan after
         // all if no scan finished by the time the holder's lease would have run out
         let mut scan_due = None;
-        let report = match self.scan_leased() {
+        let report = match scan::leased(&self.config.dir) {
             Some(report) => report,
             None => {
                 scan_due = Some(Instant::now() + lease::LEASE);
@@ -602,7 +602,7 @@ impl Cache {
             if scan_due.is_some_and(|at| Instant::now() >= at) {
                 scan_due = if lease::last_scan(dir).is_some_and(|t| t >= started) {
                     None
-                } else if let Some(report) = self.scan_leased() {
+                } else if let Some(report) = scan::leased(&self.config.dir) {
                     self.counters
                         .entries
                         .store(report.entries, Ordering::Relaxed);
@@ -625,28 +625,6 @@ impl Cache {
                 ));
             }
             std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-
-    /// The scan, if this process can take the scan lease (logged either way).
-    fn scan_leased(&self) -> Option<scan::Report> {
-        let dir = &self.config.dir;
-        match lease::Lease::take(dir) {
-            Ok(lease) => {
-                let report = scan::scan(dir, true, Some(&lease));
-                lease.finished(dir);
-                log::info(&report.summary(dir));
-                Some(report)
-            }
-            Err(held) => {
-                log::info(&format!(
-                    "cache scan of {} left to {} (it holds the scan lease, renewed {} s ago)",
-                    dir.display(),
-                    held.owner.trim(),
-                    held.renewed.as_secs(),
-                ));
-                None
-            }
         }
     }
 
@@ -680,23 +658,9 @@ impl Cache {
     }
 }
 
-/// `llm-relay cache scan`: scans and quarantines, returns the report line. It runs even while
-/// a relay holds the scan lease (two scans at once are safe, only wasteful), and says so.
+/// `llm-relay cache scan`: scans and quarantines, returns the report line.
 pub fn scan_command(config: &CacheConfig) -> String {
-    let dir = &config.dir;
-    match lease::Lease::take(dir) {
-        Ok(lease) => {
-            let report = scan::scan(dir, true, Some(&lease));
-            lease.finished(dir);
-            report.summary(dir)
-        }
-        Err(held) => format!(
-            "{} (while {} holds the scan lease, renewed {} s ago)",
-            scan::scan(dir, true, None).summary(dir),
-            held.owner.trim(),
-            held.renewed.as_secs()
-        ),
-    }
+    scan::command(&config.dir)
 }
 
 /// `llm-relay cache why`: the keys of a request body (after rules and shaping) on `route`,

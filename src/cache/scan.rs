@@ -28,6 +28,7 @@ use super::apis;
 use super::key::is_key;
 use super::lease::Lease;
 use super::store::{self, TEMP_SUFFIX};
+use crate::log;
 
 /// How old a temp file, a `.request` without its answer, a mismatched pair or an answer no
 /// entry refers to must be before the scan treats it as debris. A write (on any replica) must
@@ -83,6 +84,48 @@ impl Report {
 
 fn old(p: &Path) -> bool {
     store::age(p).is_some_and(|a| a >= GRACE)
+}
+
+/// The start-up scan under the directory's lease, if this process can take it (one log line
+/// either way); `None` while another holds it.
+pub fn leased(dir: &Path) -> Option<Report> {
+    match Lease::take(dir) {
+        Ok(lease) => {
+            let report = scan_holding(dir, &lease);
+            log::info(&report.summary(dir));
+            Some(report)
+        }
+        Err(held) => {
+            log::info(&format!(
+                "cache scan of {} left to {} (it holds the scan lease, renewed {} s ago)",
+                dir.display(),
+                held.owner.trim(),
+                held.renewed.as_secs(),
+            ));
+            None
+        }
+    }
+}
+
+/// `llm-relay cache scan`: the scan, also while a relay holds the lease (two scans at once are
+/// safe, only wasteful), which the report line then says.
+pub fn command(dir: &Path) -> String {
+    match Lease::take(dir) {
+        Ok(lease) => scan_holding(dir, &lease).summary(dir),
+        Err(held) => format!(
+            "{} (while {} holds the scan lease, renewed {} s ago)",
+            scan(dir, true, None).summary(dir),
+            held.owner.trim(),
+            held.renewed.as_secs()
+        ),
+    }
+}
+
+/// The scan that fixes, holding `lease`, recorded as finished.
+fn scan_holding(dir: &Path, lease: &Lease) -> Report {
+    let report = scan(dir, true, Some(lease));
+    lease.finished(dir);
+    report
 }
 
 /// Scans `dir`; with `fix`, moves bad files to `<dir>/quarantine/`, deletes answers no entry
