@@ -12,6 +12,7 @@
 
 mod apis;
 mod cassette;
+mod collect;
 mod config;
 mod fleet;
 mod flight;
@@ -280,6 +281,8 @@ pub struct Cache {
     /// Single flight across replicas, with `state.redis`.
     fleet: Option<Arc<fleet::Fleet>>,
     hits: upkeep::HitBook,
+    /// Answers this process's writes replaced, deleted by the upkeep thread after a grace period.
+    replaced: collect::Replaced,
     pub counters: Counters,
 }
 
@@ -313,6 +316,7 @@ impl Cache {
             flights: flight::Flights::default(),
             fleet: redis.map(fleet::Fleet::start),
             hits: upkeep::HitBook::load(&config.dir),
+            replaced: collect::Replaced::default(),
             counters: Counters::default(),
             config: config.clone(),
         })))
@@ -501,6 +505,7 @@ impl Cache {
             sha256: key::checksum(response),
         };
         let existed = store::request_path(&self.config.dir, &c.key).exists();
+        let before = store::referenced_answer(&self.config.dir, &c.key);
         let stamp = match store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
             Ok(stamp) => stamp,
             Err(e) => {
@@ -511,6 +516,10 @@ impl Cache {
                 return false;
             }
         };
+        let now = store::answer_path(&self.config.dir, &c.key, &meta.sha256);
+        if let Some(before) = before.filter(|b| *b != now) {
+            self.replaced.push(&c.key, before);
+        }
         if !existed {
             self.counters.entries.fetch_add(1, Ordering::Relaxed);
             self.counters.bytes.fetch_add(
@@ -618,6 +627,7 @@ impl Cache {
                     next_maintenance = Some(Instant::now() + m.interval);
                 }
             }
+            self.replaced.collect(dir, scan::GRACE);
             if let Err(e) = self.hits.flush(dir) {
                 log::error(&format!(
                     "cannot write cache hit counts in {}: {e}",

@@ -173,6 +173,17 @@ pub fn save_files(
     write_atomic(&request_path(dir, key), request_file).map(|m| Stamp::of(&m))
 }
 
+/// The answer file the `.request` of `key` refers to now, if both are there (without reading
+/// the answer).
+pub fn referenced_answer(dir: &Path, key: &str) -> Option<PathBuf> {
+    let meta = parse_meta(&fs::read(request_path(dir, key)).ok()?)?;
+    let named = is_key(&meta.sha256).then(|| answer_path(dir, key, &meta.sha256));
+    named
+        .into_iter()
+        .chain([old_answer_path(dir, key)])
+        .find(|p| p.exists())
+}
+
 /// The stamp of the `.request` of `key` now, if there is one.
 pub fn stamp(dir: &Path, key: &str) -> Option<Stamp> {
     fs::metadata(request_path(dir, key))
