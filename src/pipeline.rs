@@ -25,7 +25,7 @@ use crate::exchange::{json_content_type, request_headers, Exchange, Meter};
 use crate::intake;
 use crate::log::Access;
 use crate::sse;
-use crate::sse_out::SseOut;
+use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect};
@@ -201,7 +201,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
             .upstream
             .effective_models(endpoint.api(), &ex.access.model);
         let keyed = keyed_body(endpoint, &body, &headers);
-        let plan = cache.plan(endpoint.path(), &keyed, &headers, &models)?;
+        let plan = cache.plan(endpoint.path(), &keyed, (&headers, ex.principal()), &models)?;
         let offline = plan.mode == cache::Mode::Replay;
         // a request the cache may not answer is not looked up, but in replay mode it is still
         // refused: replay never calls an upstream
@@ -426,8 +426,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
         }
         ex.answer_with(|req| {
-            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-            let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_extra) else {
+            let Ok(mut out) = SseOut::start(Conn::of(req), &reply_extra) else {
                 return (200, 0);
             };
             let posted = keepalive::while_waiting(&mut out, every, post);
@@ -461,8 +460,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
         }
         ex.answer_with(|req| {
-            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-            let Ok(out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
+            let Ok(out) = SseOut::start(Conn::of(req), &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
             let (bytes, copy, usage) = streaming.relay(sent, out);
