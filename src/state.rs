@@ -25,6 +25,7 @@ impl State {
     /// replaced: the cache, rate-limit windows and usage figures carry over, keys are read
     /// again (a changed `cache` section takes effect after a restart).
     pub fn new(config: Config, previous: Option<&State>) -> Result<State, String> {
+        let gate = Gate::new(&config, previous.map(|p| &p.gate))?;
         let cache = match previous {
             Some(p) => {
                 if p.config.cache != config.cache {
@@ -32,12 +33,8 @@ impl State {
                 }
                 p.cache.clone()
             }
-            None => Cache::open(&config.cache)?,
+            None => Cache::open(&config.cache, gate.store.redis().cloned())?,
         };
-        let gate = Gate::new(&config, previous.map(|p| &p.gate))?;
-        if let (Some(cache), Some(redis)) = (&cache, gate.store.redis()) {
-            cache.use_redis(std::sync::Arc::clone(redis));
-        }
         Ok(State {
             upstream: Upstream::new(
                 &config.upstreams,

@@ -27,6 +27,7 @@ mod cache_concurrency;
 mod cache_eval;
 mod cache_evals;
 mod cache_exact;
+mod cache_fleet;
 mod cache_modes;
 mod cache_replay;
 mod cache_store;

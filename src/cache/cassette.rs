@@ -8,10 +8,13 @@
 //! recorded ones exactly (answers byte for byte, checksums and creation times included).
 //! Format 1 (`request` as the `.request` file's text) is still imported.
 //!
+//! The format does not depend on the directory's layout: `response` is the answer file the
+//! `.request` refers to (its checksum name, or an old-layout `<key>.txt`).
+//!
 //! Export refuses credential-shaped strings (`secrets.rs`) unless told to skip or allow them.
 //! Import checks every entry before writing any (a damaged cassette changes nothing), then
-//! writes each entry the way the relay does (`.txt` then `.request`, each by an atomic
-//! rename): a crash mid-import leaves whole entries only.
+//! publishes each entry the way the relay does (the answer under its checksum name, then the
+//! `.request`, each by an atomic rename): a crash mid-import leaves whole entries only.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -93,10 +96,12 @@ pub fn export_command(
     let mut skipped = 0u64;
     let mut found: Vec<(String, Finding)> = Vec::new();
     let mut with_secrets = 0u64;
-    for (key, req_path) in store::entries(dir) {
+    for (key, _) in store::entries(dir) {
         let key = key.as_str();
-        let txt_path = store::paths(dir, key).1;
-        let (Ok(request), Ok(response)) = (fs::read(&req_path), fs::read(&txt_path)) else {
+        let store::Read::Both(store::Pair {
+            request, response, ..
+        }) = store::read(dir, key)
+        else {
             continue;
         };
         let Ok(meta) = store::verify(key, &request, &response) else {
@@ -284,13 +289,16 @@ pub fn import_command(
     fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let (mut added, mut replaced, mut unchanged) = (0u64, 0u64, 0u64);
     for e in &entries {
-        let (req_path, txt_path) = store::paths(dir, &e.key);
-        let same = |p: &Path, want: &str| fs::read(p).is_ok_and(|b| b == want.as_bytes());
-        if fs::read(&req_path).is_ok_and(|b| b == e.request) && same(&txt_path, &e.response) {
-            unchanged += 1;
-            continue;
-        }
-        let existed = req_path.exists();
+        let existed = match store::read(dir, &e.key) {
+            store::Read::Both(p)
+                if p.request == e.request && p.response == e.response.as_bytes() =>
+            {
+                unchanged += 1;
+                continue;
+            }
+            store::Read::NoRequest => false,
+            _ => true,
+        };
         store::save_files(dir, &e.key, &e.request, e.response.as_bytes())
             .map_err(|err| format!("cannot write entry {} in {}: {err}", e.key, dir.display()))?;
         if existed {

@@ -112,7 +112,9 @@ pub fn namespace_stats(dir: &Path, namespace: &str) -> String {
         if meta.sample > 1 {
             samples += 1;
         }
-        let txt = fs::metadata(store::paths(dir, &key).1).map_or(0, |m| m.len());
+        let txt = store::referenced_answer(dir, &key)
+            .and_then(|p| fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
         bytes += request.len() as u64 + txt;
     }
     format!(

@@ -8,7 +8,7 @@
 //! cannot be reached the local count is used.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::store::Redis;
@@ -18,19 +18,22 @@ const MAX_LOCAL: usize = 100_000;
 
 #[derive(Default)]
 pub struct Sequences {
-    redis: OnceLock<Arc<Redis>>,
+    redis: Option<Arc<Redis>>,
     local: Mutex<HashMap<String, (u64, Instant)>>,
 }
 
 impl Sequences {
-    /// Counts in `redis` from now on.
-    pub fn use_redis(&self, redis: Arc<Redis>) {
-        let _ = self.redis.set(redis);
+    /// Counts in `redis` when given, else in this process.
+    pub fn new(redis: Option<Arc<Redis>>) -> Sequences {
+        Sequences {
+            redis,
+            local: Mutex::default(),
+        }
     }
 
     /// The sample index of the next request with `name` (1 for the first).
     pub fn next(&self, name: &str, window: Duration) -> u32 {
-        if let Some(r) = self.redis.get() {
+        if let Some(r) = &self.redis {
             if let Ok(n) = r.next_in_sequence(name, window.as_secs()) {
                 return u32::try_from(n).unwrap_or(u32::MAX);
             }
