@@ -169,32 +169,17 @@ pub fn summarize(file: &Path) -> Result<String, String> {
     if total == 0 {
         return Ok(out);
     }
-    out.push_str("by route and model:\n");
-    let mut targets: Vec<_> = per_target.into_iter().collect();
-    targets.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    for ((route, model), n) in targets {
-        out.push_str(&format!("  {n:>6}  {route}  {model}\n"));
-    }
-    if !per_namespace.is_empty() {
-        out.push_str("by namespace:\n");
-        let mut spaces: Vec<_> = per_namespace.into_iter().collect();
-        spaces.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        for (ns, n) in spaces.into_iter().take(50) {
-            out.push_str(&format!("  {n:>6}  {ns}\n"));
-        }
-    }
+    let per_target = per_target
+        .into_iter()
+        .map(|((route, model), n)| (format!("{route}  {model}"), n))
+        .collect();
+    table(&mut out, "by route and model", per_target, usize::MAX);
+    table(&mut out, "by namespace", per_namespace, 50);
     out.push_str(&format!(
         "{with_closest} had a close recorded request ({variant_only} of them the same request \
          recorded as another sample or namespace)\n"
     ));
-    if !per_path.is_empty() {
-        out.push_str("fields that differ most often:\n");
-        let mut paths: Vec<_> = per_path.into_iter().collect();
-        paths.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        for (path, n) in paths.into_iter().take(20) {
-            out.push_str(&format!("  {n:>6}  {path}\n"));
-        }
-    }
+    table(&mut out, "fields that differ most often", per_path, 20);
     let always: Vec<String> = per_field
         .into_iter()
         .filter(|(f, n)| *n == total && !KEYED_ALWAYS.contains(&f.as_str()) && f != "(body)")
@@ -214,6 +199,19 @@ pub fn summarize(file: &Path) -> Result<String, String> {
         ));
     }
     Ok(out)
+}
+
+/// `title:` and the `limit` largest counts of `counts`, largest first (nothing if empty).
+fn table(out: &mut String, title: &str, counts: BTreeMap<String, u64>, limit: usize) {
+    if counts.is_empty() {
+        return;
+    }
+    out.push_str(&format!("{title}:\n"));
+    let mut rows: Vec<(String, u64)> = counts.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    for (what, n) in rows.into_iter().take(limit) {
+        out.push_str(&format!("  {n:>6}  {what}\n"));
+    }
 }
 
 #[cfg(test)]
