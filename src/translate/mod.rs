@@ -10,6 +10,7 @@
 
 mod anthropic_chat;
 mod anthropic_stream;
+mod order;
 mod responses_chat;
 mod responses_stream;
 #[cfg(test)]

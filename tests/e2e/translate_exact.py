@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""What agents need from translation, checked with the official `anthropic` and `openai` Python
+SDKs through the relay to the chat-only fixture (tests/common/chat_model.rs).
+
+Usage: translate_exact.py RELAY_ROOT_URL CHECK...   (e.g. http://127.0.0.1:PORT parallel)
+
+Checks: `parallel` — two tool calls the fixture streams interleaved (call 0's head, call 1's
+head, call 0's arguments, call 1's arguments) reach `messages.stream` and `responses.stream`
+whole and equal to the plain answer's calls.
+Driven by tests/translate_exact.rs. Exits non-zero with a message on the first mismatch.
+"""
+
+import json
+import sys
+
+from e2e_check import check
+
+try:
+    import anthropic
+    from openai import OpenAI
+except ImportError as e:  # pragma: no cover
+    sys.exit(f"cannot import the SDKs ({e}); run: pip install -r tests/requirements.txt")
+
+WEATHER_ARGS = {"city": "Oslo", "units": "metric"}
+TIME_ARGS = {"zone": "Europe/Oslo"}
+PARALLEL = ("Weather and time?\nCALL get_weather " + json.dumps(WEATHER_ARGS)
+            + "\nCALL get_time " + json.dumps(TIME_ARGS))
+
+
+def schema(*props):
+    return {"type": "object", "properties": {p: {"type": "string"} for p in props}}
+
+
+ANTHROPIC_TOOLS = [
+    {"name": "get_weather", "description": "Weather", "input_schema": schema("city", "units")},
+    {"name": "get_time", "description": "Time", "input_schema": schema("zone")},
+]
+RESPONSES_TOOLS = [
+    {"type": "function", "name": t["name"], "description": t["description"],
+     "parameters": t["input_schema"]} for t in ANTHROPIC_TOOLS
+]
+WANT = [("get_weather", WEATHER_ARGS), ("get_time", TIME_ARGS)]
+
+
+def anthropic_client(root):
+    return anthropic.Anthropic(base_url=root, api_key="test-key", max_retries=0, timeout=20)
+
+
+def responses_client(root):
+    return OpenAI(base_url=root + "/v1", api_key="test-key", max_retries=0, timeout=20)
+
+
+def parallel(root):
+    client = anthropic_client(root)
+    args = dict(model="claude-sonnet-4-5", max_tokens=100, tools=ANTHROPIC_TOOLS,
+                messages=[{"role": "user", "content": PARALLEL}])
+    plain = client.messages.create(**args)
+    with client.messages.stream(**args) as stream:
+        events = list(stream)
+        streamed = stream.get_final_message()
+    uses = lambda m: [(b.id, b.name, b.input) for b in m.content if b.type == "tool_use"]
+    check("anthropic plain parallel calls", [(n, i) for _, n, i in uses(plain)], WANT)
+    check("anthropic streamed parallel calls equal the plain ones", uses(streamed), uses(plain))
+    check("anthropic streamed stop_reason", streamed.stop_reason, "tool_use")
+    # each block's events are contiguous: start, deltas, stop, before the next block starts
+    open_block = None
+    for e in events:
+        if e.type == "content_block_start":
+            check("a block starts only after the previous one stopped", open_block, None)
+            open_block = e.index
+        elif e.type in ("content_block_delta", "content_block_stop"):
+            check(f"{e.type} belongs to the open block", e.index, open_block)
+            if e.type == "content_block_stop":
+                open_block = None
+
+    client = responses_client(root)
+    args = dict(model="gpt-5", input=PARALLEL, tools=RESPONSES_TOOLS)
+    plain = client.responses.create(**args)
+    with client.responses.stream(**args) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    calls = lambda r: [(o.call_id, o.name, json.loads(o.arguments))
+                       for o in r.output if o.type == "function_call"]
+    check("responses plain parallel calls", [(n, a) for _, n, a in calls(plain)], WANT)
+    check("responses streamed parallel calls equal the plain ones", calls(final), calls(plain))
+    done = [(e.item.name, json.loads(e.item.arguments)) for e in events
+            if e.type == "response.output_item.done" and e.item.type == "function_call"]
+    check("responses output_item.done carries whole arguments", done, WANT)
+    deltas = {}
+    for e in events:
+        if e.type == "response.function_call_arguments.delta":
+            deltas[e.output_index] = deltas.get(e.output_index, "") + e.delta
+    check("responses argument deltas add up", [json.loads(d) for d in deltas.values()],
+          [a for _, a in WANT])
+
+
+CHECKS = {"parallel": parallel}
+
+
+def main():
+    if len(sys.argv) < 3 or any(c not in CHECKS for c in sys.argv[2:]):
+        sys.exit(__doc__)
+    root = sys.argv[1].rstrip("/")
+    for name in sys.argv[2:]:
+        CHECKS[name](root)
+        print(f"check {name} passed")
+
+
+main()
