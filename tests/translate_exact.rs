@@ -1,6 +1,7 @@
 //! Translation exact enough for agents, checked with the official Python SDKs
 //! (`tests/e2e/translate_exact.py`) through the relay to the chat-only fixture
-//! (`tests/common/chat_model.rs`): parallel tool calls streamed interleaved.
+//! (`tests/common/chat_model.rs`): parallel tool calls streamed interleaved, images in tool
+//! results.
 //! Needs `bash scripts/test-deps.sh`; fails (not skips) without it.
 
 use std::time::Duration;
@@ -37,4 +38,48 @@ fn interleaved_parallel_tool_calls_stream_whole_and_equal_the_plain_answer() {
     let requests = up.requests();
     assert_eq!(requests.len(), 4);
     assert!(requests.iter().all(|r| r.path == "/v1/chat/completions"));
+}
+
+#[test]
+fn images_in_tool_results_reach_the_chat_model_after_the_tool_messages() {
+    let up = Upstream::chat_model();
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    run_checks(&relay, &["images"]);
+    let requests = up.requests();
+    assert_eq!(requests.len(), 3);
+    let image = |url: &str| json!({"type": "image_url", "image_url": {"url": url}});
+    let png = |m: &serde_json::Value| {
+        m["content"][1]["image_url"]["url"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    // Messages: both tool messages, then one user message with the image
+    let sent = requests[1].json();
+    let messages = sent["messages"].as_array().expect("messages");
+    let n = messages.len();
+    assert_eq!(
+        (&messages[n - 3]["role"], &messages[n - 3]["content"]),
+        (&json!("tool"), &json!("Temperature: 12 C\n\nWind: 3 m/s")),
+        "{sent}"
+    );
+    assert_eq!(messages[n - 2]["role"], "tool", "{sent}");
+    let user = &messages[n - 1];
+    assert_eq!(user["role"], "user");
+    assert_eq!(
+        user["content"][0]["text"],
+        "Image(s) from the result of tool call call_fixture_1:"
+    );
+    assert!(
+        png(user).starts_with("data:image/png;base64,iVBOR"),
+        "{user}"
+    );
+    assert_eq!(user["content"][1], image(&png(user)));
+    // Responses: the tool message, then the user message with the image
+    let sent = requests[2].json();
+    let messages = sent["messages"].as_array().expect("messages");
+    let n = messages.len();
+    assert_eq!(messages[n - 2]["content"], "chart.png", "{sent}");
+    assert_eq!(messages[n - 1]["role"], "user", "{sent}");
+    assert!(png(&messages[n - 1]).starts_with("data:image/png;base64,iVBOR"));
 }

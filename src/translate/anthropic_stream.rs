@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::anthropic_chat::{message_id, stop_reason, usage};
+use super::anthropic_answer::{message_id, stop_reason, usage};
 use super::order::{Key, Order, Step};
 use super::{named_event, split_chunk};
 

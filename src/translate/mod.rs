@@ -8,15 +8,18 @@
 //! JSON in, JSON or SSE bytes out; `routes` decides when to translate. README's "Translation"
 //! table lists every field and what it becomes; `table_tests` walks that table as data.
 
+mod anthropic_answer;
 mod anthropic_chat;
 mod anthropic_stream;
 mod order;
+mod responses_answer;
 mod responses_chat;
 mod responses_stream;
 #[cfg(test)]
 mod stream_tests;
 #[cfg(test)]
 mod table_tests;
+mod tool_results;
 
 use serde_json::{json, Map, Value};
 
@@ -74,8 +77,8 @@ pub fn to_chat(
 /// The client's answer for a chat completion (`chat` is a `chat.completion` object).
 pub fn from_chat(dialect: Dialect, chat: &Value) -> Value {
     match dialect {
-        Dialect::Anthropic => anthropic_chat::answer(chat),
-        Dialect::Responses => responses_chat::answer(chat),
+        Dialect::Anthropic => anthropic_answer::answer(chat),
+        Dialect::Responses => responses_answer::answer(chat),
     }
 }
 

@@ -11,7 +11,7 @@
 use serde_json::{json, Value};
 
 use super::order::{Block, Key, Order, Step};
-use super::responses_chat::{
+use super::responses_answer::{
     call_item, message_item, reasoning_item, response_object, status, usage, Ids,
 };
 use super::{named_event, split_chunk};

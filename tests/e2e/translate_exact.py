@@ -6,7 +6,8 @@ Usage: translate_exact.py RELAY_ROOT_URL CHECK...   (e.g. http://127.0.0.1:PORT 
 
 Checks: `parallel` — two tool calls the fixture streams interleaved (call 0's head, call 1's
 head, call 0's arguments, call 1's arguments) reach `messages.stream` and `responses.stream`
-whole and equal to the plain answer's calls.
+whole and equal to the plain answer's calls. `images` — tool results holding an image (a
+Messages `tool_result`, a Responses `function_call_output`) are answered.
 Driven by tests/translate_exact.rs. Exits non-zero with a message on the first mismatch.
 """
 
@@ -94,7 +95,45 @@ def parallel(root):
           [a for _, a in WANT])
 
 
-CHECKS = {"parallel": parallel}
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+def images(root):
+    """A tool result holding text and an image, from each SDK (the Rust side checks what the
+    upstream got)."""
+    client = anthropic_client(root)
+    first = client.messages.create(model="claude-sonnet-4-5", max_tokens=100,
+                                   tools=ANTHROPIC_TOOLS,
+                                   messages=[{"role": "user", "content": PARALLEL}])
+    turn = [{"role": "user", "content": PARALLEL},
+            {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": first.content[0].id, "content": [
+                    {"type": "text", "text": "Temperature: 12 C"},
+                    {"type": "text", "text": "Wind: 3 m/s"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                 "data": PNG}}]},
+                {"type": "tool_result", "tool_use_id": first.content[1].id,
+                 "content": "09:00"}]}]
+    second = client.messages.create(model="claude-sonnet-4-5", max_tokens=100,
+                                    tools=ANTHROPIC_TOOLS, messages=turn)
+    check("anthropic answer after an image tool result", second.content[0].text,
+          "TOOL SAID: Temperature: 12 C\n\nWind: 3 m/s | 09:00")
+
+    client = responses_client(root)
+    answer = client.responses.create(
+        model="gpt-5", tools=RESPONSES_TOOLS,
+        input=[{"role": "user", "content": "look"},
+               {"type": "function_call", "call_id": "call_v", "name": "get_weather",
+                "arguments": "{}"},
+               {"type": "function_call_output", "call_id": "call_v", "output": [
+                   {"type": "input_text", "text": "chart.png"},
+                   {"type": "input_image", "image_url": "data:image/png;base64," + PNG}]}])
+    check("responses answer after an image function output", answer.output_text,
+          "TOOL SAID: chart.png")
+
+
+CHECKS = {"parallel": parallel, "images": images}
 
 
 def main():

@@ -1,0 +1,90 @@
+//! A chat completion as an Anthropic Messages answer: the chat message becomes content blocks
+//! (`reasoning_content` → `thinking`, text, `tool_use`), `finish_reason` becomes `stop_reason`,
+//! usage is counted as Anthropic counts it (input tokens without cache reads).
+
+use serde_json::{json, Map, Value};
+
+use super::{chat_text, first_choice, usage_counts};
+
+/// Anthropic `stop_reason` for a chat `finish_reason`.
+pub fn stop_reason(finish: Option<&str>) -> &'static str {
+    match finish {
+        Some("length") => "max_tokens",
+        Some("tool_calls" | "function_call") => "tool_use",
+        Some("content_filter") => "refusal",
+        _ => "end_turn",
+    }
+}
+
+/// Anthropic `usage` from a chat `usage`: input tokens exclude cache reads, as Anthropic counts.
+pub fn usage(chat_usage: Option<&Value>) -> Value {
+    let (prompt, completion, cached, _) = usage_counts(chat_usage);
+    let mut u = Map::new();
+    u.insert("input_tokens".into(), json!(prompt.saturating_sub(cached)));
+    u.insert("output_tokens".into(), json!(completion));
+    if cached > 0 {
+        u.insert("cache_read_input_tokens".into(), json!(cached));
+    }
+    Value::Object(u)
+}
+
+/// The Anthropic `message` id for a chat completion id.
+pub fn message_id(chat_id: Option<&str>) -> String {
+    format!("msg_{}", chat_id.unwrap_or("relay"))
+}
+
+/// The Anthropic answer for a chat completion.
+pub fn answer(chat: &Value) -> Value {
+    let (message, finish) = first_choice(chat);
+    let mut content = Vec::new();
+    if let Some(r) = message
+        .get("reasoning_content")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+    {
+        content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+    }
+    let text = chat_text(message.get("content"));
+    if !text.is_empty() {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    for call in message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let args = call
+            .pointer("/function/arguments")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        content.push(json!({
+            "type": "tool_use",
+            "id": call.get("id").cloned().unwrap_or(json!("")),
+            "name": call.pointer("/function/name").cloned().unwrap_or(json!("")),
+            "input": tool_input(args),
+        }));
+    }
+    json!({
+        "id": message_id(chat.get("id").and_then(Value::as_str)),
+        "type": "message",
+        "role": "assistant",
+        "model": chat.get("model").cloned().unwrap_or(json!("")),
+        "content": content,
+        "stop_reason": stop_reason(finish),
+        "stop_sequence": null,
+        "usage": usage(chat.get("usage")),
+    })
+}
+
+/// A tool call's `arguments` string as the `input` object. Arguments that are not a JSON
+/// object are kept visible as `{"arguments": "<text>"}` rather than lost.
+fn tool_input(args: &str) -> Value {
+    if args.trim().is_empty() {
+        return json!({});
+    }
+    match serde_json::from_str::<Value>(args) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({"arguments": args}),
+    }
+}

@@ -1,0 +1,142 @@
+//! A chat completion as an OpenAI Responses `response` object: the chat message becomes
+//! `output` items (`reasoning`, `message`, `function_call`), `finish_reason` the `status`, usage
+//! is renamed. The item builders here serve the stream translator too.
+
+use serde_json::{json, Value};
+
+use super::{chat_text, first_choice, usage_counts};
+
+/// Responses `usage` from a chat `usage`.
+pub fn usage(chat_usage: Option<&Value>) -> Value {
+    let (prompt, completion, cached, reasoning) = usage_counts(chat_usage);
+    json!({
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": prompt + completion,
+    })
+}
+
+/// `status` and `incomplete_details` for a chat `finish_reason`.
+pub fn status(finish: Option<&str>) -> (&'static str, Value) {
+    match finish {
+        Some("length") => ("incomplete", json!({"reason": "max_output_tokens"})),
+        Some("content_filter") => ("incomplete", json!({"reason": "content_filter"})),
+        _ => ("completed", Value::Null),
+    }
+}
+
+/// The ids of one answer's items, derived from the chat completion id so that a replay of the
+/// same answer gives the same ids.
+pub struct Ids {
+    pub base: String,
+}
+
+impl Ids {
+    pub fn new(chat_id: Option<&str>) -> Ids {
+        Ids {
+            base: chat_id.unwrap_or("relay").to_string(),
+        }
+    }
+    pub fn response(&self) -> String {
+        format!("resp_{}", self.base)
+    }
+    pub fn item(&self, kind: &str, n: usize) -> String {
+        format!("{kind}_{}_{n}", self.base)
+    }
+}
+
+/// A whole `response` object around `output` (the shape of `response.completed` too).
+pub fn response_object(
+    chat: &Value,
+    ids: &Ids,
+    status: (&str, Value),
+    output: Vec<Value>,
+    usage: Value,
+) -> Value {
+    json!({
+        "id": ids.response(),
+        "object": "response",
+        "created_at": chat.get("created").cloned().unwrap_or(json!(0)),
+        "status": status.0,
+        "incomplete_details": status.1,
+        "error": null,
+        "model": chat.get("model").cloned().unwrap_or(json!("")),
+        "output": output,
+        "parallel_tool_calls": true,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage,
+    })
+}
+
+pub fn message_item(id: String, status: &str, text: &str) -> Value {
+    json!({
+        "id": id, "type": "message", "status": status, "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    })
+}
+
+pub fn call_item(
+    id: String,
+    status: &str,
+    call_id: &Value,
+    name: &Value,
+    arguments: &str,
+) -> Value {
+    json!({
+        "id": id, "type": "function_call", "status": status,
+        "call_id": call_id, "name": name, "arguments": arguments,
+    })
+}
+
+pub fn reasoning_item(id: String, text: &str) -> Value {
+    json!({
+        "id": id, "type": "reasoning", "summary": [],
+        "content": [{"type": "reasoning_text", "text": text}],
+    })
+}
+
+/// The Responses answer for a chat completion.
+pub fn answer(chat: &Value) -> Value {
+    let (message, finish) = first_choice(chat);
+    let ids = Ids::new(chat.get("id").and_then(Value::as_str));
+    let mut output = Vec::new();
+    if let Some(r) = message
+        .get("reasoning_content")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+    {
+        output.push(reasoning_item(ids.item("rs", output.len()), r));
+    }
+    let text = chat_text(message.get("content"));
+    if !text.is_empty() {
+        output.push(message_item(
+            ids.item("msg", output.len()),
+            "completed",
+            &text,
+        ));
+    }
+    for call in message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let args = call
+            .pointer("/function/arguments")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let call_id = call.get("id").cloned().unwrap_or(json!(""));
+        let name = call.pointer("/function/name").cloned().unwrap_or(json!(""));
+        output.push(call_item(
+            ids.item("fc", output.len()),
+            "completed",
+            &call_id,
+            &name,
+            args,
+        ));
+    }
+    response_object(chat, &ids, status(finish), output, usage(chat.get("usage")))
+}
