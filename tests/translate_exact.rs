@@ -1,7 +1,7 @@
 //! Translation exact enough for agents, checked with the official Python SDKs
 //! (`tests/e2e/translate_exact.py`) through the relay to the chat-only fixture
 //! (`tests/common/chat_model.rs`): parallel tool calls streamed interleaved, images in tool
-//! results.
+//! results, matched stop sequences.
 //! Needs `bash scripts/test-deps.sh`; fails (not skips) without it.
 
 use std::time::Duration;
@@ -82,4 +82,15 @@ fn images_in_tool_results_reach_the_chat_model_after_the_tool_messages() {
     assert_eq!(messages[n - 2]["content"], "chart.png", "{sent}");
     assert_eq!(messages[n - 1]["role"], "user", "{sent}");
     assert!(png(&messages[n - 1]).starts_with("data:image/png;base64,iVBOR"));
+}
+
+#[test]
+fn a_stop_sequence_the_upstream_names_is_reported_plain_and_streamed() {
+    let up = Upstream::chat_model();
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    run_checks(&relay, &["stop"]);
+    assert_eq!(
+        up.requests()[0].json()["stop"],
+        json!(["nothing", "fixture"])
+    );
 }

@@ -1,19 +1,35 @@
 //! A chat completion as an Anthropic Messages answer: the chat message becomes content blocks
-//! (`reasoning_content` → `thinking`, text, `tool_use`), `finish_reason` becomes `stop_reason`,
+//! (`reasoning_content` → `thinking`, text, `tool_use`), `finish_reason` becomes `stop_reason`
+//! (`stop_sequence` with its value when the upstream says which stop string matched),
 //! usage is counted as Anthropic counts it (input tokens without cache reads).
 
 use serde_json::{json, Map, Value};
 
 use super::{chat_text, first_choice, usage_counts};
 
-/// Anthropic `stop_reason` for a chat `finish_reason`.
-pub fn stop_reason(finish: Option<&str>) -> &'static str {
-    match finish {
+/// Anthropic `stop_reason` and `stop_sequence` for a chat `finish_reason` and the stop string
+/// the upstream says matched (`choices[].stop_reason` of vLLM and SGLang).
+pub fn stop_reason(finish: Option<&str>, matched: Option<&str>) -> (&'static str, Value) {
+    let reason = match finish {
         Some("length") => "max_tokens",
         Some("tool_calls" | "function_call") => "tool_use",
         Some("content_filter") => "refusal",
+        Some("stop") | None if matched.is_some() => "stop_sequence",
         _ => "end_turn",
-    }
+    };
+    let sequence = match (reason, matched) {
+        ("stop_sequence", Some(m)) => json!(m),
+        _ => Value::Null,
+    };
+    (reason, sequence)
+}
+
+/// The stop string a chat choice says matched: its `stop_reason` when that is a string (a
+/// number is a stop token's id, no sequence of the client's).
+pub fn matched_stop(choice: Option<&Value>) -> Option<&str> {
+    choice
+        .and_then(|c| c.get("stop_reason"))
+        .and_then(Value::as_str)
 }
 
 /// Anthropic `usage` from a chat `usage`: input tokens exclude cache reads, as Anthropic counts.
@@ -36,6 +52,7 @@ pub fn message_id(chat_id: Option<&str>) -> String {
 /// The Anthropic answer for a chat completion.
 pub fn answer(chat: &Value) -> Value {
     let (message, finish) = first_choice(chat);
+    let stop = stop_reason(finish, matched_stop(chat.pointer("/choices/0")));
     let mut content = Vec::new();
     if let Some(r) = message
         .get("reasoning_content")
@@ -71,8 +88,8 @@ pub fn answer(chat: &Value) -> Value {
         "role": "assistant",
         "model": chat.get("model").cloned().unwrap_or(json!("")),
         "content": content,
-        "stop_reason": stop_reason(finish),
-        "stop_sequence": null,
+        "stop_reason": stop.0,
+        "stop_sequence": stop.1,
         "usage": usage(chat.get("usage")),
     })
 }

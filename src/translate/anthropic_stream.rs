@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::anthropic_answer::{message_id, stop_reason, usage};
+use super::anthropic_answer::{matched_stop, message_id, stop_reason, usage};
 use super::order::{Key, Order, Step};
 use super::{named_event, split_chunk};
 
@@ -23,6 +23,8 @@ pub struct State {
     /// Blocks opened so far (the next block's index).
     blocks: usize,
     finish: Option<String>,
+    /// The stop string the upstream says matched.
+    matched: Option<String>,
     usage: Option<Value>,
 }
 
@@ -57,6 +59,9 @@ impl State {
         let mut steps = Vec::new();
         for piece in parts.pieces {
             self.order.piece(piece, &mut steps);
+        }
+        if let Some(m) = matched_stop(chunk.pointer("/choices/0")) {
+            self.matched = Some(m.to_string());
         }
         if let Some(f) = parts.finish {
             self.finish = Some(f.to_string());
@@ -126,9 +131,10 @@ impl State {
         let mut steps = Vec::new();
         self.order.finish(&mut steps);
         self.steps(&mut out, steps);
+        let (reason, sequence) = stop_reason(self.finish.as_deref(), self.matched.as_deref());
         let delta = json!({
             "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(self.finish.as_deref()), "stop_sequence": null},
+            "delta": {"stop_reason": reason, "stop_sequence": sequence},
             "usage": usage(self.usage.as_ref()),
         });
         named_event(&mut out, "message_delta", &delta);

@@ -7,7 +7,9 @@
 //! interleaved as the chat format allows (every call's head, then every call's first half of
 //! arguments, then every second half: each delta carries its `index`); once the conversation
 //! ends in `tool` messages, the answer is `TOOL SAID: <their texts, joined by " | ">`; anything
-//! else gets [`FIXTURE_TEXT`]. Every
+//! else gets [`FIXTURE_TEXT`]. A text answer stops before the first of the request's `stop`
+//! strings it contains, and then says which in `choices[].stop_reason` (as vLLM and SGLang do;
+//! `null` otherwise). Every
 //! answer comes plain or streamed (usage at the end when `stream_options.include_usage`), as
 //! OpenAI sends them. Other API paths get OpenAI's 404, so a request that was not translated
 //! cannot pass.
@@ -109,7 +111,21 @@ pub fn chat_model_reply(req: &RecordedRequest) -> Reply {
     }
     let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
     let model = body["model"].as_str().unwrap_or("unknown").to_string();
-    let turn = decide(&body);
+    let mut turn = decide(&body);
+    // a stop string cuts the text before it, and the answer says which matched (as vLLM does)
+    let mut matched = Value::Null;
+    if let Turn::Text(t) = &mut turn {
+        let stops = body["stop"].as_array().cloned().unwrap_or_default();
+        let first = stops
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|s| t.find(s).map(|at| (at, s.to_string())))
+            .min();
+        if let Some((at, stop)) = first {
+            t.truncate(at);
+            matched = json!(stop);
+        }
+    }
     if body["stream"] != json!(true) {
         let (message, finish) = match &turn {
             Turn::Text(t) => (json!({"role": "assistant", "content": t}), "stop"),
@@ -133,7 +149,8 @@ pub fn chat_model_reply(req: &RecordedRequest) -> Reply {
             json!({
                 "id": "chatcmpl-model", "object": "chat.completion", "created": 1_700_000_000,
                 "model": model,
-                "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+                "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish,
+                             "stop_reason": matched}],
                 "usage": usage(),
             }),
         );
@@ -174,7 +191,11 @@ pub fn chat_model_reply(req: &RecordedRequest) -> Reply {
             "tool_calls"
         }
     };
-    events.push((tick, chat_chunk(&model, json!({}), Some(finish))));
+    let last = json!({"id": "chatcmpl-fixture", "object": "chat.completion.chunk",
+                      "created": 1_700_000_000, "model": model,
+                      "choices": [{"index": 0, "delta": {}, "finish_reason": finish,
+                                   "stop_reason": matched}]});
+    events.push((tick, sse_data(&last)));
     if body["stream_options"]["include_usage"] == json!(true) {
         let chunk = json!({"id": "chatcmpl-fixture", "object": "chat.completion.chunk",
                            "created": 1_700_000_000, "model": model, "choices": [], "usage": usage()});

@@ -7,7 +7,8 @@ Usage: translate_exact.py RELAY_ROOT_URL CHECK...   (e.g. http://127.0.0.1:PORT 
 Checks: `parallel` — two tool calls the fixture streams interleaved (call 0's head, call 1's
 head, call 0's arguments, call 1's arguments) reach `messages.stream` and `responses.stream`
 whole and equal to the plain answer's calls. `images` — tool results holding an image (a
-Messages `tool_result`, a Responses `function_call_output`) are answered.
+Messages `tool_result`, a Responses `function_call_output`) are answered. `stop` — a stop
+sequence the upstream says matched is `stop_reason: stop_sequence` with its value.
 Driven by tests/translate_exact.rs. Exits non-zero with a message on the first mismatch.
 """
 
@@ -133,7 +134,27 @@ def images(root):
           "TOOL SAID: chart.png")
 
 
-CHECKS = {"parallel": parallel, "images": images}
+def stop_sequences(root):
+    """The fixture stops at "fixture" and says so (`choices[].stop_reason`)."""
+    client = anthropic_client(root)
+    args = dict(model="claude-sonnet-4-5", max_tokens=100, stop_sequences=["nothing", "fixture"],
+                messages=[{"role": "user", "content": "Say hello"}])
+    plain = client.messages.create(**args)
+    check("anthropic plain stop sequence", (plain.content[0].text, plain.stop_reason,
+                                             plain.stop_sequence),
+          ("Hello from the ", "stop_sequence", "fixture"))
+    with client.messages.stream(**args) as stream:
+        final = stream.get_final_message()
+    check("anthropic streamed stop sequence", (final.content[0].text, final.stop_reason,
+                                                final.stop_sequence),
+          ("Hello from the ", "stop_sequence", "fixture"))
+    args["stop_sequences"] = ["nothing"]
+    plain = client.messages.create(**args)
+    check("no stop sequence matched", (plain.stop_reason, plain.stop_sequence),
+          ("end_turn", None))
+
+
+CHECKS = {"parallel": parallel, "images": images, "stop": stop_sequences}
 
 
 def main():
