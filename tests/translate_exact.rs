@@ -1,7 +1,7 @@
 //! Translation exact enough for agents, checked with the official Python SDKs
 //! (`tests/e2e/translate_exact.py`) through the relay to the chat-only fixture
 //! (`tests/common/chat_model.rs`): parallel tool calls streamed interleaved, images in tool
-//! results, matched stop sequences.
+//! results, matched stop sequences, Response objects that repeat the request.
 //! Needs `bash scripts/test-deps.sh`; fails (not skips) without it.
 
 use std::time::Duration;
@@ -93,4 +93,13 @@ fn a_stop_sequence_the_upstream_names_is_reported_plain_and_streamed() {
         up.requests()[0].json()["stop"],
         json!(["nothing", "fixture"])
     );
+}
+
+#[test]
+fn a_translated_response_repeats_the_request_plain_streamed_and_from_the_cache() {
+    let up = Upstream::chat_model();
+    let (_dir, relay) = cached_relay(&up);
+    run_checks(&relay, &["echo"]);
+    // the first request, the streamed one and the bare one; the second plain one was a hit
+    assert_eq!(up.requests().len(), 3);
 }

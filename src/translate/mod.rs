@@ -74,12 +74,47 @@ pub fn to_chat(
     Ok(chat)
 }
 
-/// The client's answer for a chat completion (`chat` is a `chat.completion` object).
-pub fn from_chat(dialect: Dialect, chat: &Value) -> Value {
-    match dialect {
-        Dialect::Anthropic => anthropic_answer::answer(chat),
-        Dialect::Responses => responses_answer::answer(chat),
+/// A translated request: the client's API, and what its answer repeats of the request.
+#[derive(Debug, Clone)]
+pub struct Translation {
+    pub dialect: Dialect,
+    /// The request fields a Responses `response` object repeats (empty for Messages).
+    echo: Map<String, Value>,
+}
+
+impl Translation {
+    /// For the client's request `body` (as the client sent it, before [`to_chat`]).
+    pub fn new(dialect: Dialect, body: &Map<String, Value>) -> Translation {
+        let echo = match dialect {
+            Dialect::Anthropic => Map::new(),
+            Dialect::Responses => responses_answer::echo(body),
+        };
+        Translation { dialect, echo }
     }
+
+    /// The client's answer for a chat completion (`chat` is a `chat.completion` object).
+    pub fn answer(&self, chat: &Value) -> Value {
+        match self.dialect {
+            Dialect::Anthropic => anthropic_answer::answer(chat),
+            Dialect::Responses => responses_answer::answer(chat, &self.echo),
+        }
+    }
+
+    /// The translator of the chat stream that answers the request.
+    pub fn stream(&self) -> Stream {
+        let mut stream = Stream::new(self.dialect);
+        if let StreamState::Responses(s) = &mut stream.state {
+            s.echo = self.echo.clone();
+        }
+        stream
+    }
+}
+
+/// The client's answer for a chat completion, for a request that set none of the fields a
+/// Responses answer repeats.
+#[cfg(test)]
+pub fn from_chat(dialect: Dialect, chat: &Value) -> Value {
+    Translation::new(dialect, &Map::new()).answer(chat)
 }
 
 /// The client's error body for an upstream chat error (status and body as received).

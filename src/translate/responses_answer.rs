@@ -1,8 +1,10 @@
 //! A chat completion as an OpenAI Responses `response` object: the chat message becomes
 //! `output` items (`reasoning`, `message`, `function_call`), `finish_reason` the `status`, usage
-//! is renamed. The item builders here serve the stream translator too.
+//! is renamed, and the request's `instructions`, `tools`, `tool_choice`, sampling and the like
+//! are repeated as OpenAI repeats them ([`echo`]). The item builders serve the stream
+//! translator too.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{chat_text, first_choice, usage_counts};
 
@@ -47,15 +49,41 @@ impl Ids {
     }
 }
 
-/// A whole `response` object around `output` (the shape of `response.completed` too).
+/// The request fields a `response` object repeats, as OpenAI's does: the client's value, or
+/// the API's default when it sent none (or `null`).
+pub fn echo(request: &Map<String, Value>) -> Map<String, Value> {
+    let defaults = [
+        ("instructions", Value::Null),
+        ("max_output_tokens", Value::Null),
+        ("metadata", json!({})),
+        ("parallel_tool_calls", json!(true)),
+        ("reasoning", json!({"effort": null, "summary": null})),
+        ("temperature", json!(1.0)),
+        ("text", json!({"format": {"type": "text"}})),
+        ("tool_choice", json!("auto")),
+        ("tools", json!([])),
+        ("top_p", json!(1.0)),
+    ];
+    defaults
+        .into_iter()
+        .map(|(k, default)| {
+            let v = request.get(k).filter(|v| !v.is_null()).cloned();
+            (k.to_string(), v.unwrap_or(default))
+        })
+        .collect()
+}
+
+/// A whole `response` object around `output` (the shape of `response.completed` too), with
+/// the request's fields it repeats (`echo`).
 pub fn response_object(
     chat: &Value,
     ids: &Ids,
     status: (&str, Value),
     output: Vec<Value>,
     usage: Value,
+    echo: &Map<String, Value>,
 ) -> Value {
-    json!({
+    let mut response = json!({
         "id": ids.response(),
         "object": "response",
         "created_at": chat.get("created").cloned().unwrap_or(json!(0)),
@@ -64,11 +92,12 @@ pub fn response_object(
         "error": null,
         "model": chat.get("model").cloned().unwrap_or(json!("")),
         "output": output,
-        "parallel_tool_calls": true,
-        "tool_choice": "auto",
-        "tools": [],
         "usage": usage,
-    })
+    });
+    if let Some(o) = response.as_object_mut() {
+        o.extend(echo.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    response
 }
 
 pub fn message_item(id: String, status: &str, text: &str) -> Value {
@@ -98,8 +127,8 @@ pub fn reasoning_item(id: String, text: &str) -> Value {
     })
 }
 
-/// The Responses answer for a chat completion.
-pub fn answer(chat: &Value) -> Value {
+/// The Responses answer for a chat completion (`echo`: what it repeats of the request).
+pub fn answer(chat: &Value, echo: &Map<String, Value>) -> Value {
     let (message, finish) = first_choice(chat);
     let ids = Ids::new(chat.get("id").and_then(Value::as_str));
     let mut output = Vec::new();
@@ -138,5 +167,6 @@ pub fn answer(chat: &Value) -> Value {
             args,
         ));
     }
-    response_object(chat, &ids, status(finish), output, usage(chat.get("usage")))
+    let usage = usage(chat.get("usage"));
+    response_object(chat, &ids, status(finish), output, usage, echo)
 }

@@ -8,7 +8,7 @@
 //! begins, in the order `order.rs` gives them (interleaved tool calls wait their turn); then `response.completed` (or `response.incomplete`) carrying
 //! the whole response. Every event has a `sequence_number`.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::order::{Block, Key, Order, Step};
 use super::responses_answer::{
@@ -28,6 +28,8 @@ struct Item {
 
 #[derive(Debug, Default)]
 pub struct State {
+    /// The request fields every `response` object repeats.
+    pub echo: Map<String, Value>,
     seq: u64,
     finished: bool,
     /// The chat chunk fields the response object is built from (`id`, `created`, `model`).
@@ -62,7 +64,7 @@ impl State {
 
     fn response(&self, status: (&str, Value), output: Vec<Value>, usage: Value) -> Value {
         let head = self.head.clone().unwrap_or(Value::Null);
-        response_object(&head, &self.ids(), status, output, usage)
+        response_object(&head, &self.ids(), status, output, usage, &self.echo)
     }
 
     pub fn chunk(&mut self, chunk: &Value) -> Vec<u8> {

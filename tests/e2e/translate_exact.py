@@ -8,7 +8,8 @@ Checks: `parallel` — two tool calls the fixture streams interleaved (call 0's 
 head, call 0's arguments, call 1's arguments) reach `messages.stream` and `responses.stream`
 whole and equal to the plain answer's calls. `images` — tool results holding an image (a
 Messages `tool_result`, a Responses `function_call_output`) are answered. `stop` — a stop
-sequence the upstream says matched is `stop_reason: stop_sequence` with its value.
+sequence the upstream says matched is `stop_reason: stop_sequence` with its value. `echo` —
+a translated Response repeats the request's fields (needs a relay with a cache).
 Driven by tests/translate_exact.rs. Exits non-zero with a message on the first mismatch.
 """
 
@@ -154,7 +155,45 @@ def stop_sequences(root):
           ("end_turn", None))
 
 
-CHECKS = {"parallel": parallel, "images": images, "stop": stop_sequences}
+def echo(root):
+    """A translated Response repeats the request's fields, plain, streamed and from the cache
+    (the relay runs with a cache: the second plain request is a hit)."""
+    client = responses_client(root)
+    schema_format = {"type": "json_schema", "name": "hello", "strict": True,
+                     "schema": {"type": "object", "properties": {}, "additionalProperties": False}}
+    args = dict(model="gpt-5", input="Say hello", instructions="Be brief", tools=RESPONSES_TOOLS,
+                tool_choice={"type": "function", "name": "get_time"}, parallel_tool_calls=False,
+                max_output_tokens=77, temperature=0.25, top_p=0.5, text={"format": schema_format},
+                reasoning={"effort": "low"})
+
+    def fields(r):
+        return (r.instructions, [t.name for t in r.tools], r.tool_choice.name,
+                r.parallel_tool_calls, r.max_output_tokens, r.temperature, r.top_p,
+                r.text.format.name, r.reasoning.effort, r.metadata)
+
+    want = ("Be brief", ["get_weather", "get_time"], "get_time", False, 77, 0.25, 0.5, "hello",
+            "low", {"run": "1"})
+    plain = client.responses.create(metadata={"run": "1"}, **args)
+    check("responses plain echoes the request", fields(plain), want)
+    with client.responses.stream(metadata={"run": "1"}, **{**args, "input": "Hello again"}) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    check("responses streamed final echoes the request", fields(final), want)
+    created = [e for e in events if e.type == "response.created"][0].response
+    check("response.created echoes the request", fields(created), want)
+    raw = client.responses.with_raw_response.create(metadata={"run": "2"}, **args)
+    hit = raw.parse()
+    check("a cache hit echoes this request, not the stored one's",
+          (raw.headers.get("x-cache"), fields(hit)[-1]), ("HIT", {"run": "2"}))
+    bare = client.responses.create(model="gpt-5", input="Say hello")
+    check("defaults as OpenAI's", (bare.instructions, bare.tools, bare.tool_choice,
+                                   bare.parallel_tool_calls, bare.max_output_tokens,
+                                   bare.temperature, bare.top_p, bare.text.format.type,
+                                   bare.metadata),
+          (None, [], "auto", True, None, 1.0, 1.0, "text", {}))
+
+
+CHECKS = {"parallel": parallel, "images": images, "stop": stop_sequences, "echo": echo}
 
 
 def main():
