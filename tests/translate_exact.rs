@@ -103,3 +103,77 @@ fn a_translated_response_repeats_the_request_plain_streamed_and_from_the_cache()
     // the first request, the streamed one and the bare one; the second plain one was a hit
     assert_eq!(up.requests().len(), 3);
 }
+
+/// A Messages request asking for thinking, after a turn whose thinking came back.
+fn thinking_request(model: &str) -> serde_json::Value {
+    json!({"model": model, "max_tokens": 50,
+           "thinking": {"type": "enabled", "budget_tokens": 10000},
+           "messages": [
+               {"role": "user", "content": "hi"},
+               {"role": "assistant", "content": [
+                   {"type": "thinking", "thinking": "they greet me", "signature": "sig"},
+                   {"type": "text", "text": "Hello"}]},
+               {"role": "user", "content": "again"}]})
+}
+
+#[test]
+fn thinking_is_sent_in_each_endpoints_terms_at_send_time() {
+    let (effort, qwen, deep) = (
+        Upstream::chat_model(),
+        Upstream::chat_model(),
+        Upstream::chat_model(),
+    );
+    let broken = Upstream::start(|_| {
+        Reply::json(
+            500,
+            json!({"error": {"message": "down", "type": "server_error"}}),
+        )
+    });
+    let standby = Upstream::chat_model();
+    let relay = Relay::start(&upstreams_config(
+        json!([
+            {"name": "plain", "url": effort.base_url(), "models": ["m-effort"]},
+            {"name": "qwen", "url": qwen.base_url(), "models": ["m-qwen"], "thinking": "enable_thinking"},
+            {"name": "deep", "url": deep.base_url(), "models": ["m-deep"], "thinking": "drop",
+             "reasoning_content": true},
+            {"name": "broken", "url": broken.base_url(), "models": ["m-fail"],
+             "thinking": "enable_thinking"},
+            {"name": "standby", "url": standby.base_url(), "models": ["m-fail"], "weight": 0},
+        ]),
+        json!({}),
+    ));
+    for model in ["m-effort", "m-qwen", "m-deep", "m-fail"] {
+        let r = post_json(&relay.url("/v1/messages"), &thinking_request(model));
+        assert_eq!(r.status, 200, "{model}: {}", r.body);
+        assert_eq!(r.json()["type"], "message");
+    }
+    let sent = |up: &Upstream| up.only_request().json();
+    let thinking = |b: &serde_json::Value| {
+        (
+            b.get("reasoning_effort").cloned(),
+            b.get("enable_thinking").cloned(),
+            b["messages"][1].get("reasoning_content").cloned(),
+        )
+    };
+    // an endpoint with only a url: reasoning_effort, earlier reasoning left out
+    assert_eq!(
+        thinking(&sent(&effort)),
+        (Some(json!("medium")), None, None)
+    );
+    assert_eq!(
+        thinking(&sent(&qwen)),
+        (None, Some(json!(true)), None),
+        "enable_thinking"
+    );
+    assert_eq!(
+        thinking(&sent(&deep)),
+        (None, None, Some(json!("they greet me"))),
+        "drop, with reasoning_content"
+    );
+    // failover from an enable_thinking endpoint to a reasoning_effort one sends the latter's terms
+    assert_eq!(thinking(&broken.only_request().json()).1, Some(json!(true)));
+    assert_eq!(
+        thinking(&sent(&standby)),
+        (Some(json!("medium")), None, None)
+    );
+}

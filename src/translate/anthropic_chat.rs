@@ -12,7 +12,6 @@ use super::{check_types, tool_results, unknown_field, FieldType, Untranslatable}
 /// Top-level request fields dropped because Chat Completions has nothing like them and
 /// leaving them out does not change the answer's meaning (README lists them).
 const DROPPED: &[&str] = &[
-    "thinking",
     "top_k",
     "service_tier",
     "cache_control",
@@ -68,6 +67,11 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
                 }
             }
             "messages" => {}
+            "thinking" => {
+                if let Some(effort) = thinking_effort(value)? {
+                    chat.insert("reasoning_effort".into(), json!(effort));
+                }
+            }
             "metadata" => {
                 if let Some(user) = value.get("user_id").filter(|u| !u.is_null()) {
                     chat.insert("user".into(), user.clone());
@@ -164,6 +168,7 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
     let mut parts = Vec::new();
     let mut calls = Vec::new();
     let mut results = Vec::new();
+    let mut reasoning = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
         let at = |f: &str| format!("messages[{i}].content[{j}].{f}");
         match b.get("type").and_then(Value::as_str) {
@@ -182,8 +187,14 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
                 b,
                 &format!("messages[{i}].content[{j}]"),
             )?),
-            // Earlier turns' reasoning: chat requests carry none (README: dropped).
-            Some("thinking" | "redacted_thinking") if role == "assistant" => {}
+            // Earlier turns' reasoning goes as `reasoning_content` (sent only where an endpoint
+            // wants it: `upstream::thinking`); redacted reasoning is Anthropic's ciphertext.
+            Some("thinking") if role == "assistant" => {
+                if let Some(t) = b.get("thinking").and_then(Value::as_str) {
+                    reasoning.push(t);
+                }
+            }
+            Some("redacted_thinking") if role == "assistant" => {}
             other => {
                 return Err(Untranslatable::new(
                     at("type"),
@@ -195,7 +206,7 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
     // Tool results answer the previous assistant turn, so they come first.
     out.extend(results);
     if role == "assistant" {
-        if parts.is_empty() && calls.is_empty() {
+        if parts.is_empty() && calls.is_empty() && reasoning.is_empty() {
             return Ok(());
         }
         let text = joined_text(&parts);
@@ -207,6 +218,9 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
             json!(text)
         };
         msg.insert("content".into(), content);
+        if !reasoning.is_empty() {
+            msg.insert("reasoning_content".into(), json!(reasoning.join("\n\n")));
+        }
         if !calls.is_empty() {
             msg.insert("tool_calls".into(), Value::Array(calls));
         }
@@ -221,6 +235,33 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
         out.push(json!({"role": "user", "content": content}));
     }
     Ok(())
+}
+
+/// The `reasoning_effort` for a Messages `thinking` setting: `enabled` by its
+/// `budget_tokens` (under 4096 `low`, under 16384 `medium`, else `high`), `disabled` → `none`;
+/// `adaptive` leaves it to the model (none sent).
+fn thinking_effort(value: &Value) -> Result<Option<&'static str>, Untranslatable> {
+    match value.get("type").and_then(Value::as_str) {
+        Some("enabled") => {
+            let Some(budget) = value.get("budget_tokens").and_then(Value::as_u64) else {
+                return Err(Untranslatable::new(
+                    "thinking.budget_tokens",
+                    "`enabled` thinking needs a whole number of tokens",
+                ));
+            };
+            Ok(Some(match budget {
+                0..=4095 => "low",
+                4096..=16383 => "medium",
+                _ => "high",
+            }))
+        }
+        Some("disabled") => Ok(Some("none")),
+        Some("adaptive") => Ok(None),
+        other => Err(Untranslatable::new(
+            "thinking.type",
+            format!("{other:?} is not enabled, disabled or adaptive"),
+        )),
+    }
 }
 
 /// The text of chat text parts, joined by a blank line (separate blocks stay separate).
