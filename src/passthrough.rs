@@ -1,6 +1,7 @@
 //! Every other route under `/v1/` (files, batches, audio, images, moderations,
-//! `GET /v1/models/{id}`, `GET/DELETE /v1/responses/{id}`, `/v1/messages/count_tokens`, ...):
-//! passed to an endpoint unchanged and never cached.
+//! `GET /v1/models/{id}`, `GET/DELETE /v1/responses/{id}`, ...): passed to an endpoint
+//! unchanged and never cached. `count_tokens` comes here for an `anthropic` endpoint with its
+//! body read already ([`admit_read`]): that copy goes upstream.
 //!
 //! [`admit`] runs where the request was received (after the gate: key and rate limit): it
 //! checks the headers and the announced body size and takes an in-flight permit. [`forward`]
@@ -36,6 +37,8 @@ use crate::upstream::{self, limit, Sent};
 /// A pass-through request admitted to the `workers` pool.
 pub struct Pass {
     _permit: limit::Permit,
+    /// The body, when the relay read it already (to find its model: `count_tokens`).
+    body: Option<Vec<u8>>,
 }
 
 /// The methods passed through (the upstream client sends no others).
@@ -60,11 +63,27 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
     }
     state.upstream.check_forwardable(&request_headers(req))?;
     let permit = state.upstream.limiter.try_acquire()?;
-    Ok(Some(Pass { _permit: permit }))
+    Ok(Some(Pass {
+        _permit: permit,
+        body: None,
+    }))
+}
+
+/// [`admit`] for a request whose `body` was read already: that is what goes upstream.
+pub fn admit_read(
+    state: &State,
+    ex: &mut Exchange,
+    body: Vec<u8>,
+) -> Result<Option<Pass>, ApiError> {
+    let mut pass = admit(state, ex)?;
+    if let Some(p) = pass.as_mut() {
+        p.body = Some(body);
+    }
+    Ok(pass)
 }
 
 /// Sends the request upstream and streams the answer back.
-pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiError> {
+pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiError> {
     let Some(req) = ex.request_mut() else {
         return Ok(());
     };
@@ -86,7 +105,12 @@ pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiE
         read: 0,
         budget,
     };
-    let reader: Option<&mut dyn Read> = if has_body { Some(&mut body) } else { None };
+    let mut read_already = pass.body.as_deref();
+    let reader: Option<&mut dyn Read> = match &mut read_already {
+        Some(bytes) => Some(bytes),
+        None if has_body => Some(&mut body),
+        None => None,
+    };
     let started = std::time::Instant::now();
     let sent = state
         .upstream

@@ -277,19 +277,28 @@ pub fn prepare(
 /// The client API a request on `endpoint` is translated from, if it is: when no endpoint that
 /// serves its model (as the model rules leave it) speaks the client's API, but one speaks Chat
 /// Completions.
-fn translation(config: &Config, endpoint: Endpoint, body: &Map<String, Value>) -> Option<Dialect> {
+pub fn translation(
+    config: &Config,
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+) -> Option<Dialect> {
     let dialect = match endpoint {
         Endpoint::Messages => Dialect::Anthropic,
         Endpoint::Responses => Dialect::Responses,
         _ => return None,
     };
     let asked = body.get("model").and_then(Value::as_str).unwrap_or("");
-    let model = rules::select(&config.rules, asked)
-        .and_then(|rule| rule.set.get("model"))
-        .and_then(Value::as_str)
-        .unwrap_or(asked);
+    let model = ruled_model(config, asked);
     let up = &config.upstreams;
     (!up.speaks(model, endpoint.api()) && up.speaks(model, Api::Chat)).then_some(dialect)
+}
+
+/// The model a request for `asked` goes upstream for, as the model rules set it.
+pub fn ruled_model<'a>(config: &'a Config, asked: &'a str) -> &'a str {
+    rules::select(&config.rules, asked)
+        .and_then(|rule| rule.set.get("model"))
+        .and_then(Value::as_str)
+        .unwrap_or(asked)
 }
 
 /// The second part, on the `workers` pool.

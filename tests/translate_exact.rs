@@ -177,3 +177,52 @@ fn thinking_is_sent_in_each_endpoints_terms_at_send_time() {
         (Some(json!("medium")), None, None)
     );
 }
+
+#[test]
+fn count_tokens_is_estimated_for_a_chat_model_and_passed_on_for_an_anthropic_one() {
+    let chat = Upstream::chat_model();
+    let anthropic = Upstream::apis();
+    let relay = Relay::start(&upstreams_config(
+        json!([
+            {"name": "anthropic", "url": anthropic.base_url(), "api": "anthropic",
+             "api_key": ANTHROPIC_KEY, "models": ["claude-*"]},
+            {"name": "chat", "url": chat.base_url(), "models": ["deepseek-*"]},
+        ]),
+        json!({"model_rules": [{"match_model": "sonnet-on-chat", "set": {"model": "deepseek-chat"}}]}),
+    ));
+    let url = relay.url("/v1/messages/count_tokens");
+    let count = |model: &str, text: &str| {
+        post_json(
+            &url,
+            &json!({"model": model, "system": "Be brief",
+                    "tools": [{"name": "get_time", "input_schema": {"type": "object"}}],
+                    "messages": [{"role": "user", "content": text}]}),
+        )
+    };
+    // a chat model (also through a model rule): the estimate, marked as one, never upstream
+    let short = count("deepseek-chat", "hi");
+    assert_eq!(short.status, 200, "{}", short.body);
+    assert_eq!(short.header("x-relay-token-count"), Some("estimate"));
+    let long = count("sonnet-on-chat", &"word ".repeat(400));
+    assert_eq!(long.status, 200, "{}", long.body);
+    let (s, l) = (
+        short.json()["input_tokens"].as_u64().unwrap_or(0),
+        long.json()["input_tokens"].as_u64().unwrap_or(0),
+    );
+    // 2 000 ASCII characters instead of 2 are ~500 tokens more by the estimate (¼ token each)
+    assert!(s > 0 && (490..=510).contains(&(l - s)), "{s} {l}");
+    assert!(chat.requests().is_empty());
+    // an Anthropic model: the endpoint counts, with the body as sent
+    let counted = count("claude-x", "hi");
+    assert_eq!(counted.status, 200, "{}", counted.body);
+    assert_eq!(counted.json(), json!({"input_tokens": 12}));
+    assert_eq!(counted.header("x-relay-token-count"), None);
+    let seen = anthropic.only_request();
+    assert_eq!(seen.path, "/v1/messages/count_tokens");
+    assert_eq!(seen.json()["messages"][0]["content"], "hi");
+    // a model nobody serves: a 404 naming it, in Anthropic's shape
+    let unknown = count("mystery-model", "hi");
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert_eq!(unknown.json()["type"], "error");
+    assert!(unknown.body.contains("mystery-model"), "{}", unknown.body);
+}
