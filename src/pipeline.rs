@@ -389,6 +389,16 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         Mode::Whole
     };
     let post = || {
+        if call.translation.is_some() && call.body.contains_key("stream_options") {
+            // a translated stream asks for usage itself: a server that refuses the option gets
+            // the request again without it (the answer then reports no usage)
+            let sent = up.post(api, path, &call.headers, &call.body, &model, mode)?;
+            return refused_stream_options(sent).or_else(|()| {
+                let mut bare = call.body.clone();
+                bare.remove("stream_options");
+                up.post(api, path, &call.headers, &bare, &model, mode)
+            });
+        }
         if !ask_usage {
             return up.post(api, path, &call.headers, &call.body, &model, mode);
         }

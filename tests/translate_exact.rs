@@ -226,3 +226,73 @@ fn count_tokens_is_estimated_for_a_chat_model_and_passed_on_for_an_anthropic_one
     assert_eq!(unknown.json()["type"], "error");
     assert!(unknown.body.contains("mystery-model"), "{}", unknown.body);
 }
+
+/// The event names of a translated stream.
+fn event_names(r: &StreamResp) -> Vec<String> {
+    r.event_texts()
+        .iter()
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("event: ")))
+        .map(str::to_string)
+        .collect()
+}
+
+fn stream_bodies() -> [(&'static str, serde_json::Value); 2] {
+    [
+        (
+            "/v1/messages",
+            json!({"model": "claude-x", "max_tokens": 50, "stream": true,
+                   "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt-x", "stream": true, "input": "hi"}),
+        ),
+    ]
+}
+
+#[test]
+fn a_translated_stream_is_sent_again_without_stream_options_when_refused() {
+    let up = Upstream::start(|req| {
+        if req.json().get("stream_options").is_some() {
+            return Reply::json(
+                400,
+                json!({"error": {"message": "Unrecognized request argument supplied: stream_options",
+                                 "type": "invalid_request_error"}}),
+            );
+        }
+        chat_model::chat_model_reply(req)
+    });
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    for (path, body) in stream_bodies() {
+        let r = stream_events(relay.addr(), path, &body);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let names = event_names(&r);
+        let last = names.last().map(String::as_str);
+        assert!(
+            matches!(last, Some("message_stop" | "response.completed")),
+            "{path}: {names:?}"
+        );
+        assert!(r.body.contains("Hello"), "{path}: {}", r.body);
+    }
+    let sent: Vec<bool> = up
+        .requests()
+        .iter()
+        .map(|r| r.json().get("stream_options").is_some())
+        .collect();
+    assert_eq!(sent, [true, false, true, false]);
+}
+
+#[test]
+fn an_upstream_stream_of_only_done_ends_with_an_error_event_and_is_not_kept() {
+    let up = Upstream::start(|_| Reply::sse(vec![(Duration::ZERO, sse_done())]));
+    let (_dir, relay) = cached_relay(&up);
+    for (path, body) in stream_bodies() {
+        for _ in 0..2 {
+            let r = stream_events(relay.addr(), path, &body);
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+            assert_eq!(event_names(&r), ["error"], "{path}: {}", r.body);
+            assert!(r.body.contains("without any chunk"), "{}", r.body);
+        }
+    }
+    assert_eq!(up.requests().len(), 4, "nothing was kept");
+}

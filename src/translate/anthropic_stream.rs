@@ -153,8 +153,11 @@ impl State {
         out
     }
 
-    #[cfg(test)]
     pub fn finished(&self) -> bool {
         self.finished
+    }
+
+    pub fn started(&self) -> bool {
+        self.started
     }
 }

@@ -187,8 +187,14 @@ impl Stream {
         }
     }
 
-    /// The upstream closed after its last chunk: the closing events, if not sent yet.
+    /// The upstream closed after its last chunk: the closing events, if not sent yet. A stream
+    /// that ended before any chunk (only `[DONE]`) answered nothing: the client gets the error
+    /// event, and the stream counts as failed.
     pub fn end(&mut self) -> Vec<u8> {
+        if !self.started() && !self.finished() {
+            self.failed = true;
+            return self.fail("the upstream ended its stream without any chunk of an answer");
+        }
         match &mut self.state {
             StreamState::Anthropic(s) => s.end(),
             StreamState::Responses(s) => s.end(),
@@ -204,11 +210,18 @@ impl Stream {
     }
 
     /// True once the closing events (`message_stop`, `response.completed`) or an error went out.
-    #[cfg(test)]
     pub fn finished(&self) -> bool {
         match &self.state {
             StreamState::Anthropic(s) => s.finished(),
             StreamState::Responses(s) => s.finished(),
+        }
+    }
+
+    /// True once the first chunk opened the client's stream.
+    fn started(&self) -> bool {
+        match &self.state {
+            StreamState::Anthropic(s) => s.started(),
+            StreamState::Responses(s) => s.started(),
         }
     }
 

@@ -287,8 +287,11 @@ impl State {
         out
     }
 
-    #[cfg(test)]
     pub fn finished(&self) -> bool {
         self.finished
+    }
+
+    pub fn started(&self) -> bool {
+        self.head.is_some()
     }
 }
