@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{chat_text, first_choice, usage_counts};
+use super::{chat_text, chat_usage, first_choice};
 
 /// Anthropic `stop_reason` and `stop_sequence` for a chat `finish_reason` and the stop string
 /// the upstream says matched (`choices[].stop_reason` of vLLM and SGLang).
@@ -33,13 +33,13 @@ pub fn matched_stop(choice: Option<&Value>) -> Option<&str> {
 }
 
 /// Anthropic `usage` from a chat `usage`: input tokens exclude cache reads, as Anthropic counts.
-pub fn usage(chat_usage: Option<&Value>) -> Value {
-    let (prompt, completion, cached, _) = usage_counts(chat_usage);
+pub fn usage(chat: Option<&Value>) -> Value {
+    let usage = chat_usage(chat);
     let mut u = Map::new();
-    u.insert("input_tokens".into(), json!(prompt.saturating_sub(cached)));
-    u.insert("output_tokens".into(), json!(completion));
-    if cached > 0 {
-        u.insert("cache_read_input_tokens".into(), json!(cached));
+    u.insert("input_tokens".into(), json!(usage.input));
+    u.insert("output_tokens".into(), json!(usage.output));
+    if usage.cache_read > 0 {
+        u.insert("cache_read_input_tokens".into(), json!(usage.cache_read));
     }
     Value::Object(u)
 }

@@ -6,17 +6,17 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{chat_text, first_choice, usage_counts};
+use super::{chat_text, chat_usage, first_choice};
 
 /// Responses `usage` from a chat `usage`.
-pub fn usage(chat_usage: Option<&Value>) -> Value {
-    let (prompt, completion, cached, reasoning) = usage_counts(chat_usage);
+pub fn usage(chat: Option<&Value>) -> Value {
+    let u = chat_usage(chat);
     json!({
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached},
-        "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": prompt + completion,
+        "input_tokens": u.prompt(),
+        "input_tokens_details": {"cached_tokens": u.cache_read},
+        "output_tokens": u.output,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning},
+        "total_tokens": u.total(),
     })
 }
 
