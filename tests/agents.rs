@@ -3,6 +3,7 @@
 //! speaks its own API, and a second run of the same prompt is answered from the cache. Issue
 //! 13: each completes a prompt that needs one tool call (they read a file the fixture cannot
 //! know) through an upstream that speaks only Chat Completions, and repeats hit the cache.
+//! Issue 21: each runs two parallel tool calls the chat upstream streams interleaved.
 //!
 //! Installed from npm by `scripts/test-deps.sh` (tests/e2e/package.json); fails, not skips,
 //! without them. They run offline: their home and config live in a temp dir, telemetry,
@@ -275,4 +276,75 @@ fn codex_calls_a_tool_through_a_chat_only_upstream_then_hits_the_cache() {
         "only the request after the tool misses"
     );
     hello_twice(&up, &agent);
+}
+
+/// Two files for two parallel tool calls, with a secret each.
+fn two_notes(work: &Path) -> [String; 2] {
+    let secrets = [SECRET.to_string(), "MANGO-7".to_string()];
+    for (name, secret) in ["note.txt", "other.txt"].iter().zip(&secrets) {
+        std::fs::write(work.join(name), format!("the secret is {secret}\n")).unwrap();
+    }
+    secrets
+}
+
+/// Runs the agent on a prompt the fixture answers with two tool calls streamed interleaved
+/// (call 0's head, call 1's head, call 0's arguments, call 1's arguments); the agent must run
+/// both with their whole arguments and send both results back.
+fn parallel_round(
+    up: &Upstream,
+    agent: &impl Fn(&str) -> Output,
+    prompt: &str,
+    secrets: &[String],
+) {
+    let out = agent(prompt);
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("TOOL SAID:") && secrets.iter().all(|s| stdout.contains(s.as_str())),
+        "the answer quotes both files the tools read: {}",
+        show(&out)
+    );
+    let requests = up.requests();
+    let last = requests.last().expect("requests").json();
+    let results = last["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "tool")
+        .count();
+    assert_eq!(results, 2, "both results went back: {last}");
+}
+
+#[test]
+fn claude_code_runs_two_interleaved_parallel_tool_calls_through_a_chat_only_upstream() {
+    let dir = TempDir::new();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let secrets = two_notes(&work);
+    let up = Upstream::chat_model();
+    let relay = relay_for(&up, dir.path());
+    let prompt = format!(
+        "What do note.txt and other.txt say?\nCALL Read {}\nCALL Read {}",
+        json!({"file_path": work.join("note.txt")}),
+        json!({"file_path": work.join("other.txt")})
+    );
+    let agent = |prompt: &str| claude(dir.path(), &work, &relay, prompt);
+    parallel_round(&up, &agent, &prompt, &secrets);
+}
+
+#[test]
+fn codex_runs_two_interleaved_parallel_tool_calls_through_a_chat_only_upstream() {
+    let dir = TempDir::new();
+    let work = dir.path().join("work");
+    let home = dir.path().join("codex-home");
+    std::fs::create_dir_all(&work).unwrap();
+    let secrets = two_notes(&work);
+    let up = Upstream::chat_model();
+    let relay = relay_for(&up, dir.path());
+    codex_home(&home, &relay, "deepseek-chat");
+    let prompt = "What do note.txt and other.txt say?\n\
+                  CALL exec_command {\"cmd\":\"cat note.txt\"}\n\
+                  CALL exec_command {\"cmd\":\"cat other.txt\"}";
+    let agent = |prompt: &str| codex(dir.path(), &work, &home, prompt);
+    parallel_round(&up, &agent, prompt, &secrets);
 }
