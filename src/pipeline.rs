@@ -344,30 +344,17 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let mut plan = None;
     if let (Some(cache), Some((p, status))) = (cache, &call.cached) {
         if *status == cache::Status::Miss && p.stores() {
+            let translation = call.translation.as_ref();
             match cache.join(p) {
                 cache::Role::Leader(guard) => _leader = Some(guard),
                 cache::Role::Hit(entry) => {
-                    answer_hit(
-                        cache,
-                        p,
-                        &entry,
-                        ex,
-                        call.delivery,
-                        call.translation.as_ref(),
-                    );
+                    answer_hit(cache, p, &entry, ex, call.delivery, translation);
                     return Ok(());
                 }
                 cache::Role::Follower(flight) => {
                     flight.wait(state.config.timeouts.first_byte);
                     if let Ok(entry) = cache.lookup(p) {
-                        answer_hit(
-                            cache,
-                            p,
-                            &entry,
-                            ex,
-                            call.delivery,
-                            call.translation.as_ref(),
-                        );
+                        answer_hit(cache, p, &entry, ex, call.delivery, translation);
                         return Ok(());
                     }
                 }

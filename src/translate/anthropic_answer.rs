@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{chat_text, chat_usage, first_choice};
+use super::{answered, chat_usage, first_choice};
 
 /// Anthropic `stop_reason` and `stop_sequence` for a chat `finish_reason` and the stop string
 /// the upstream says matched (`choices[].stop_reason` of vLLM and SGLang).
@@ -53,34 +53,17 @@ pub fn message_id(chat_id: Option<&str>) -> String {
 pub fn answer(chat: &Value) -> Value {
     let (message, finish) = first_choice(chat);
     let stop = stop_reason(finish, matched_stop(chat.pointer("/choices/0")));
+    let parts = answered(message);
     let mut content = Vec::new();
-    if let Some(r) = message
-        .get("reasoning_content")
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty())
-    {
+    if let Some(r) = parts.reasoning {
         content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
     }
-    let text = chat_text(message.get("content"));
-    if !text.is_empty() {
-        content.push(json!({"type": "text", "text": text}));
+    if !parts.text.is_empty() {
+        content.push(json!({"type": "text", "text": parts.text}));
     }
-    for call in message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let args = call
-            .pointer("/function/arguments")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        content.push(json!({
-            "type": "tool_use",
-            "id": call.get("id").cloned().unwrap_or(json!("")),
-            "name": call.pointer("/function/name").cloned().unwrap_or(json!("")),
-            "input": tool_input(args),
-        }));
+    for (id, name, args) in parts.calls {
+        content
+            .push(json!({"type": "tool_use", "id": id, "name": name, "input": tool_input(args)}));
     }
     json!({
         "id": message_id(chat.get("id").and_then(Value::as_str)),

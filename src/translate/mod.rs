@@ -348,6 +348,41 @@ fn chat_text(content: Option<&Value>) -> String {
     }
 }
 
+/// What a chat answer's message holds, in the order the client's answer gives it.
+struct Answered<'a> {
+    /// `reasoning_content` (DeepSeek, Qwen, vLLM), if not empty.
+    reasoning: Option<&'a str>,
+    text: String,
+    /// Each tool call's `id`, `name` and `arguments`.
+    calls: Vec<(Value, Value, &'a str)>,
+}
+
+fn answered(message: &Value) -> Answered<'_> {
+    let calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|call| {
+            (
+                call.get("id").cloned().unwrap_or(json!("")),
+                call.pointer("/function/name").cloned().unwrap_or(json!("")),
+                call.pointer("/function/arguments")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            )
+        })
+        .collect();
+    Answered {
+        reasoning: message
+            .get("reasoning_content")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty()),
+        text: chat_text(message.get("content")),
+        calls,
+    }
+}
+
 /// The first choice's message, finish reason and the usage of a chat completion.
 fn first_choice(chat: &Value) -> (&Value, Option<&str>) {
     let choice = chat.pointer("/choices/0").unwrap_or(&Value::Null);

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{chat_text, chat_usage, first_choice};
+use super::{answered, chat_usage, first_choice};
 
 /// Responses `usage` from a chat `usage`.
 pub fn usage(chat: Option<&Value>) -> Value {
@@ -131,41 +131,18 @@ pub fn reasoning_item(id: String, text: &str) -> Value {
 pub fn answer(chat: &Value, echo: &Map<String, Value>) -> Value {
     let (message, finish) = first_choice(chat);
     let ids = Ids::new(chat.get("id").and_then(Value::as_str));
+    let parts = answered(message);
     let mut output = Vec::new();
-    if let Some(r) = message
-        .get("reasoning_content")
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty())
-    {
+    if let Some(r) = parts.reasoning {
         output.push(reasoning_item(ids.item("rs", output.len()), r));
     }
-    let text = chat_text(message.get("content"));
-    if !text.is_empty() {
-        output.push(message_item(
-            ids.item("msg", output.len()),
-            "completed",
-            &text,
-        ));
+    if !parts.text.is_empty() {
+        let id = ids.item("msg", output.len());
+        output.push(message_item(id, "completed", &parts.text));
     }
-    for call in message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let args = call
-            .pointer("/function/arguments")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let call_id = call.get("id").cloned().unwrap_or(json!(""));
-        let name = call.pointer("/function/name").cloned().unwrap_or(json!(""));
-        output.push(call_item(
-            ids.item("fc", output.len()),
-            "completed",
-            &call_id,
-            &name,
-            args,
-        ));
+    for (call_id, name, args) in parts.calls {
+        let id = ids.item("fc", output.len());
+        output.push(call_item(id, "completed", &call_id, &name, args));
     }
     let usage = usage(chat.get("usage"));
     response_object(chat, &ids, status(finish), output, usage, echo)

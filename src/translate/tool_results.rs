@@ -26,9 +26,77 @@ pub fn images_intro(id: &Value) -> Value {
     json!({"type": "text", "text": format!("Image(s) from the result of tool call {id}:")})
 }
 
-/// The chat `tool` message for the result of call `id` (images kept aside for
-/// [`place_images`]).
-fn tool_message(id: &Value, texts: &[String], images: Vec<Value>) -> Value {
+/// A Messages `tool_result` block (`at`: its path, e.g. `messages[3].content[0]`).
+pub fn anthropic(block: &Value, at: &str) -> Result<Value, Untranslatable> {
+    let id = block.get("tool_use_id").cloned().unwrap_or(json!(""));
+    let part = |p: &Value, here: &str| match p.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(Part::Text(text_of(p, "text"))),
+        Some("image") => super::anthropic_chat::image(p, &format!("{here}.source"))
+            .map(Part::Image)
+            .map_err(PartError::Refused),
+        other => Err(PartError::Type(format!(
+            "a tool result carries text and images, not {other:?} blocks"
+        ))),
+    };
+    tool_message(&id, at, "content", block.get("content"), &part)
+}
+
+/// A Responses `function_call_output` item (`at`: its path, e.g. `input[4]`).
+pub fn responses(item: &Value, at: &str) -> Result<Value, Untranslatable> {
+    let id = item.get("call_id").cloned().unwrap_or(json!(""));
+    let part = |p: &Value, here: &str| match p.get("type").and_then(Value::as_str) {
+        Some("input_text" | "output_text" | "text") => Ok(Part::Text(text_of(p, "text"))),
+        Some("input_image") => super::responses_chat::image(p, &format!("{here}.type"))
+            .map(Part::Image)
+            .map_err(PartError::Refused),
+        other => Err(PartError::Type(format!(
+            "a function call output carries text and images, not {other:?} parts"
+        ))),
+    };
+    tool_message(&id, at, "output", item.get("output"), &part)
+}
+
+/// One part of a tool result.
+enum Part {
+    Text(String),
+    /// A chat `image_url` part.
+    Image(Value),
+}
+
+/// The chat `tool` message for the result of call `id`, whose `field` (at `at`) is a string
+/// or a list of parts (images kept aside for [`place_images`]).
+fn tool_message(
+    id: &Value,
+    at: &str,
+    field: &str,
+    content: Option<&Value>,
+    part: &dyn Fn(&Value, &str) -> Result<Part, PartError>,
+) -> Result<Value, Untranslatable> {
+    let mut texts = Vec::new();
+    let mut images = Vec::new();
+    match content {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => texts.push(s.clone()),
+        Some(Value::Array(parts)) => {
+            for (k, p) in parts.iter().enumerate() {
+                let here = format!("{at}.{field}[{k}]");
+                match part(p, &here) {
+                    Ok(Part::Text(t)) => texts.push(t),
+                    Ok(Part::Image(i)) => images.push(i),
+                    Err(PartError::Refused(e)) => return Err(e),
+                    Err(PartError::Type(why)) => {
+                        return Err(Untranslatable::new(format!("{here}.type"), why))
+                    }
+                }
+            }
+        }
+        Some(_) => {
+            return Err(Untranslatable::new(
+                format!("{at}.{field}"),
+                "must be a string or an array of parts",
+            ))
+        }
+    }
     let mut text = texts.join("\n\n");
     if text.is_empty() && !images.is_empty() {
         text = ONLY_IMAGES.to_string();
@@ -40,79 +108,15 @@ fn tool_message(id: &Value, texts: &[String], images: Vec<Value>) -> Value {
     if !images.is_empty() {
         m.insert(IMAGES.into(), Value::Array(images));
     }
-    Value::Object(m)
+    Ok(Value::Object(m))
 }
 
-/// A Messages `tool_result` block (`at`: its path, e.g. `messages[3].content[0]`).
-pub fn anthropic(block: &Value, at: &str) -> Result<Value, Untranslatable> {
-    let id = block.get("tool_use_id").cloned().unwrap_or(json!(""));
-    let mut texts = Vec::new();
-    let mut images = Vec::new();
-    match block.get("content") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => texts.push(s.clone()),
-        Some(Value::Array(parts)) => {
-            for (k, p) in parts.iter().enumerate() {
-                let here = format!("{at}.content[{k}]");
-                match p.get("type").and_then(Value::as_str) {
-                    Some("text") => texts.push(text_of(p, "text")),
-                    Some("image") => {
-                        images.push(super::anthropic_chat::image(p, &format!("{here}.source"))?)
-                    }
-                    other => {
-                        return Err(Untranslatable::new(
-                            format!("{here}.type"),
-                            format!("a tool result carries text and images, not {other:?} blocks"),
-                        ))
-                    }
-                }
-            }
-        }
-        Some(_) => {
-            return Err(Untranslatable::new(
-                format!("{at}.content"),
-                "must be a string or an array of blocks",
-            ))
-        }
-    }
-    Ok(tool_message(&id, &texts, images))
-}
-
-/// A Responses `function_call_output` item (`at`: its path, e.g. `input[4]`).
-pub fn responses(item: &Value, at: &str) -> Result<Value, Untranslatable> {
-    let id = item.get("call_id").cloned().unwrap_or(json!(""));
-    let mut texts = Vec::new();
-    let mut images = Vec::new();
-    match item.get("output") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => texts.push(s.clone()),
-        Some(Value::Array(parts)) => {
-            for (k, p) in parts.iter().enumerate() {
-                let here = format!("{at}.output[{k}]");
-                match p.get("type").and_then(Value::as_str) {
-                    Some("input_text" | "output_text" | "text") => texts.push(text_of(p, "text")),
-                    Some("input_image") => {
-                        images.push(super::responses_chat::image(p, &format!("{here}.type"))?)
-                    }
-                    other => {
-                        return Err(Untranslatable::new(
-                            format!("{here}.type"),
-                            format!(
-                            "a function call output carries text and images, not {other:?} parts"
-                        ),
-                        ))
-                    }
-                }
-            }
-        }
-        Some(_) => {
-            return Err(Untranslatable::new(
-                format!("{at}.output"),
-                "must be a string or an array of parts",
-            ))
-        }
-    }
-    Ok(tool_message(&id, &texts, images))
+/// Why a part of a tool result is refused.
+enum PartError {
+    /// Refused where it says (an image's source).
+    Refused(Untranslatable),
+    /// Its `type` cannot be translated, for this reason.
+    Type(String),
 }
 
 fn text_of(part: &Value, key: &str) -> String {
