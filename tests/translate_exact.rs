@@ -296,3 +296,42 @@ fn an_upstream_stream_of_only_done_ends_with_an_error_event_and_is_not_kept() {
     }
     assert_eq!(up.requests().len(), 4, "nothing was kept");
 }
+
+#[test]
+fn responses_reasoning_goes_back_to_the_endpoint_that_wants_it() {
+    let (qwen, deep) = (Upstream::chat_model(), Upstream::chat_model());
+    let relay = Relay::start(&upstreams_config(
+        json!([
+            {"name": "qwen", "url": qwen.base_url(), "models": ["m-qwen"], "provider": "dashscope",
+             "api_key": "k"},
+            {"name": "deep", "url": deep.base_url(), "models": ["m-deep"], "provider": "deepseek",
+             "api_key": "k"},
+        ]),
+        json!({}),
+    ));
+    for model in ["m-qwen", "m-deep"] {
+        let body = json!({"model": model, "reasoning": {"effort": "high"}, "input": [
+            {"role": "user", "content": "weather?"},
+            {"type": "reasoning", "id": "rs_1", "summary": [],
+             "content": [{"type": "reasoning_text", "text": "a tool knows"}]},
+            {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]});
+        let r = post_json(&relay.url("/v1/responses"), &body);
+        assert_eq!(r.status, 200, "{model}: {}", r.body);
+        assert_eq!(
+            r.json()["output"][0]["content"][0]["text"],
+            "TOOL SAID: sunny"
+        );
+    }
+    // the presets' defaults: DashScope takes enable_thinking, DeepSeek the earlier reasoning
+    let q = qwen.only_request().json();
+    assert_eq!(
+        (q.get("reasoning_effort"), &q["enable_thinking"]),
+        (None, &json!(true))
+    );
+    assert_eq!(q["messages"][1].get("reasoning_content"), None, "{q}");
+    let d = deep.only_request().json();
+    assert_eq!(d.get("reasoning_effort"), None);
+    assert_eq!(d["messages"][1]["reasoning_content"], "a tool knows", "{d}");
+    assert_eq!(d["messages"][1]["tool_calls"][0]["id"], "call_1");
+}

@@ -129,6 +129,12 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
             ))
         }
     }
+    // reasoning that no assistant message or call followed has nothing to go with
+    messages.retain(|m| {
+        !(m.get("reasoning_content").is_some()
+            && m.get("content").is_some_and(Value::is_null)
+            && m.get("tool_calls").is_none())
+    });
     tool_results::place_images(&mut messages);
     chat.insert("messages".into(), Value::Array(messages));
     Ok(chat)
@@ -153,6 +159,11 @@ fn input_item(i: usize, item: &Value, out: &mut Vec<Value>) -> Result<(), Untran
                 }
             };
             let content = message_content(i, role, item.get("content"))?;
+            // an assistant message right after a reasoning item carries that reasoning
+            if let Some(last) = reasoning_only(out).filter(|_| role == "assistant") {
+                last.insert("content".into(), content);
+                return Ok(());
+            }
             out.push(json!({"role": role, "content": content}));
         }
         "function_call" => {
@@ -181,8 +192,21 @@ fn input_item(i: usize, item: &Value, out: &mut Vec<Value>) -> Result<(), Untran
         "function_call_output" => {
             out.push(tool_results::responses(item, &format!("input[{i}]"))?);
         }
-        // Earlier turns' reasoning: chat requests carry none (README: dropped).
-        "reasoning" => {}
+        // Earlier turns' reasoning: `reasoning_content` of the assistant message that follows
+        // (sent only where an endpoint wants it: `upstream::thinking`).
+        "reasoning" => {
+            let texts: Vec<&str> = item
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.get("text").and_then(Value::as_str))
+                .collect();
+            if !texts.is_empty() {
+                let text = texts.join("\n\n");
+                out.push(json!({"role": "assistant", "content": null, "reasoning_content": text}));
+            }
+        }
         other => {
             return Err(Untranslatable::new(
                 format!("input[{i}].type"),
@@ -191,6 +215,16 @@ fn input_item(i: usize, item: &Value, out: &mut Vec<Value>) -> Result<(), Untran
         }
     }
     Ok(())
+}
+
+/// The last message when it is an assistant message holding only reasoning so far.
+fn reasoning_only(out: &mut [Value]) -> Option<&mut Map<String, Value>> {
+    let last = out.last_mut()?.as_object_mut()?;
+    let only = last.get("role") == Some(&json!("assistant"))
+        && last.get("reasoning_content").is_some()
+        && last.get("content").is_some_and(Value::is_null)
+        && last.get("tool_calls").is_none();
+    only.then_some(last)
 }
 
 fn message_content(i: usize, role: &str, content: Option<&Value>) -> Result<Value, Untranslatable> {
