@@ -170,8 +170,21 @@ impl Settings {
             } else {
                 e.models.join(", ")
             };
+            // how chat requests ask it to think (not for an `anthropic` endpoint)
+            let thinking = match e.api {
+                Api::Anthropic => String::new(),
+                _ => format!(
+                    " thinking {}{}",
+                    e.thinking.name(),
+                    if e.reasoning_content {
+                        " +reasoning_content"
+                    } else {
+                        ""
+                    }
+                ),
+            };
             out.push_str(&format!(
-                "  {} {} weight {} models [{models}] api {}{}{}\n",
+                "  {} {} weight {} models [{models}] api {}{thinking}{}{}\n",
                 e.name,
                 e.url,
                 e.weight,

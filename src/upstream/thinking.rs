@@ -25,6 +25,15 @@ pub enum ThinkingStyle {
 }
 
 impl ThinkingStyle {
+    /// The setting's name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            ThinkingStyle::ReasoningEffort => "reasoning_effort",
+            ThinkingStyle::EnableThinking => "enable_thinking",
+            ThinkingStyle::Drop => "drop",
+        }
+    }
+
     /// The setting as written in the config.
     pub fn parse(value: &str) -> Result<ThinkingStyle, String> {
         match value {
