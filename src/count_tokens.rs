@@ -54,7 +54,7 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Result<Next, ApiError> {
                 ),
             ));
         }
-        let pass = passthrough::admit_read(state, ex, raw)?;
+        let pass = passthrough::admit_read(state, ex, raw, reserved)?;
         return Ok(pass.map_or(Next::Done, |p| Next::Upstream(Work::Passthrough(p))));
     }
     let chat = translate::to_chat(Dialect::Anthropic, &body)
