@@ -289,9 +289,13 @@ fn split_chunk(chunk: &Value) -> Chunk<'_> {
     let calls = delta
         .and_then(|d| d.get("tool_calls"))
         .and_then(Value::as_array);
-    for call in calls.into_iter().flatten() {
+    for (position, call) in calls.into_iter().flatten().enumerate() {
         pieces.push(Piece::Call {
-            index: call.get("index").and_then(Value::as_u64).unwrap_or(0),
+            // without an `index` (Gemini's compatible API), its place in the list
+            index: call
+                .get("index")
+                .and_then(Value::as_u64)
+                .unwrap_or(position as u64),
             call,
             arguments: call
                 .pointer("/function/arguments")

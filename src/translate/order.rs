@@ -10,7 +10,9 @@
 //! arrives; a tool call once its arguments form a whole JSON object (nothing valid can follow);
 //! every block at the finish. The waiting blocks are then released one after another, their
 //! pieces so far as one delta, and the next one streams live from there. Nothing is dropped
-//! but whitespace after a call's complete arguments.
+//! but whitespace after a call's complete arguments. A piece that names another call `id`
+//! than the one its `index` stands for is a new call (Gemini sends whole calls without an
+//! `index`).
 
 use serde_json::{json, Value};
 
@@ -58,7 +60,14 @@ pub struct Order {
     waiting: Vec<Pending>,
     /// Calls already closed (a later piece of one is whitespace after its arguments).
     closed: Vec<u64>,
+    /// Per chat `index`: the id of the call it stands for now, and that call's key index (a
+    /// piece with another id under the same `index` is another call: upstreams that send each
+    /// call whole without an `index` number them all 0).
+    calls: Vec<(u64, Option<String>, u64)>,
 }
+
+/// Key indexes of calls that reuse a chat `index` count up from here.
+const REUSED: u64 = 1 << 32;
 
 impl Order {
     /// One piece of the stream → the steps it allows now.
@@ -70,7 +79,7 @@ impl Order {
                 index,
                 call,
                 arguments,
-            } => (Key::Call(index), arguments, Some(call)),
+            } => (Key::Call(self.call_key(index, call)), arguments, Some(call)),
         };
         if let Some(open) = self.open.as_mut().filter(|o| o.block.key == key) {
             if !text.is_empty() {
@@ -89,6 +98,34 @@ impl Order {
             });
         }
         self.advance(out, false);
+    }
+
+    /// The key index of a call piece with chat `index`: the index itself for its first call, a
+    /// new one when a piece names another `id` than the call the index stands for.
+    fn call_key(&mut self, index: u64, call: &Value) -> u64 {
+        let id = call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|i| !i.is_empty());
+        let reused = self.calls.iter().filter(|(_, _, k)| *k >= REUSED).count() as u64;
+        match self.calls.iter_mut().find(|(i, _, _)| *i == index) {
+            None => {
+                self.calls.push((index, id.map(str::to_string), index));
+                index
+            }
+            Some((_, known, key)) => match (id, known.as_deref()) {
+                (Some(new), Some(old)) if new != old => {
+                    *key = REUSED + reused;
+                    *known = Some(new.to_string());
+                    *key
+                }
+                (Some(new), None) => {
+                    *known = Some(new.to_string());
+                    *key
+                }
+                _ => *key,
+            },
+        }
     }
 
     /// The stream's content is over (its finish, or its end): every block, in order.
@@ -204,6 +241,34 @@ mod tests {
                 "open b",
                 "delta {\"y\":",
                 "delta 2}",
+                "close"
+            ]
+        );
+    }
+
+    #[test]
+    fn whole_calls_without_an_index_stay_apart() {
+        let whole = |id: &str, args: &str| {
+            json!({"id": id, "type": "function",
+                   "function": {"name": format!("t_{id}"), "arguments": args}})
+        };
+        // each call whole in its own chunk, no `index` (split_chunk numbers each list from 0)
+        let steps = run(&[
+            json!({"index": 0, "id": "a", "function": {"name": "t", "arguments": "{\"x\":1}"}}),
+            {
+                let mut b = whole("b", "{\"y\":2}");
+                b["index"] = json!(0);
+                b
+            },
+        ]);
+        assert_eq!(
+            steps,
+            [
+                "open a",
+                "delta {\"x\":1}",
+                "close",
+                "open b",
+                "delta {\"y\":2}",
                 "close"
             ]
         );
