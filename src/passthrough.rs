@@ -28,6 +28,7 @@ use crate::api;
 use crate::error::{ApiError, ClientFault};
 use crate::exchange::{request_headers, Exchange};
 use crate::intake::{self, Deadline};
+use crate::owners;
 use crate::sse;
 use crate::sse_out::SseOut;
 use crate::state::State;
@@ -63,8 +64,12 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
     Ok(Some(Pass { _permit: permit }))
 }
 
-/// Sends the request upstream and streams the answer back.
+/// Sends the request upstream and streams the answer back. Object routes of an authenticated
+/// caller go through `owners` first: another key's object is answered with the upstream's 404
+/// for an unknown id, a JSON body is read (within `max_body_bytes`) to check the objects it
+/// names, lists are filtered, and a small JSON answer is read whole to record what it created.
 pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiError> {
+    let client = ex.client().cloned();
     let Some(req) = ex.request_mut() else {
         return Ok(());
     };
@@ -86,26 +91,146 @@ pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiE
         read: 0,
         budget,
     };
-    let reader: Option<&mut dyn Read> = if has_body { Some(&mut body) } else { None };
+    let mut owned = owners::Owned::of(client.as_ref(), &method, route);
+    let mut whole_body = None;
+    if let Some(owned) = &mut owned {
+        if let Some((status, refusal)) = owned.refusal(state)? {
+            ex.json(status, refusal);
+            return Ok(());
+        }
+        if let (Some(kind), Some(c)) = (owned.filtered_list(), &client) {
+            return owners::list(state, ex, &c.key_id, kind, api, &target, &headers);
+        }
+        if has_body && is_json(&headers) {
+            // a JSON body may name objects (`input_file_id`, `file_ids`, …): read it whole
+            let mut bytes = Vec::new();
+            body.read_to_end(&mut bytes).map_err(|e| {
+                ClientFault::of(&e)
+                    .cloned()
+                    .unwrap_or_else(|| ApiError::invalid("invalid_body", e.to_string()))
+            })?;
+            if let Ok(json) = serde_json::from_slice::<serde_json::Map<_, _>>(&bytes) {
+                if let Some((status, refusal)) =
+                    owners::refused_reference(state, client.as_ref(), &json)?
+                {
+                    ex.json(status, refusal);
+                    return Ok(());
+                }
+            }
+            whole_body = Some(io::Cursor::new(bytes));
+        }
+    }
+    let reader: Option<&mut dyn Read> = match (&mut whole_body, has_body) {
+        (Some(bytes), _) => Some(bytes),
+        (None, true) => Some(&mut body),
+        (None, false) => None,
+    };
     let started = std::time::Instant::now();
     let sent = state
         .upstream
         .forward(api, &method, &target, &headers, reader)?;
     ex.access.upstream = sent.base.clone();
     ex.access.upstream_time = started.elapsed();
-    let event_stream = method != "HEAD"
-        && sent
-            .response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let content_type = sent
+        .response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let event_stream = method != "HEAD" && content_type.starts_with("text/event-stream");
     if event_stream {
         answer_events(state, ex, api, sent);
-    } else {
-        answer_copy(state, ex, sent);
+        return Ok(());
     }
+    let mut answer = Answer::of(sent);
+    if let Some(owned) = owned.filter(|o| o.watches()) {
+        let json = content_type.starts_with("application/json");
+        watch(state, &owned, &mut answer, json)?;
+    }
+    answer_copy(state, ex, answer);
     Ok(())
+}
+
+/// True if the request's `Content-Type` is JSON.
+fn is_json(headers: &[(String, String)]) -> bool {
+    headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("content-type")
+            && v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+    })
+}
+
+/// Reads a small JSON answer of an owned-object route whole (at most `owners::MAX_WATCHED`
+/// bytes) and records what it created or deleted; a larger answer is relayed unread.
+fn watch(
+    state: &State,
+    owned: &owners::Owned,
+    answer: &mut Answer,
+    json: bool,
+) -> Result<(), ApiError> {
+    let status = answer.status;
+    if !(200..300).contains(&status) {
+        return Ok(());
+    }
+    if !json
+        || answer
+            .length
+            .is_some_and(|n| n > owners::MAX_WATCHED as u64)
+    {
+        owned.answered(state, status, None);
+        return Ok(());
+    }
+    let (prefix, whole) = match owners::read_prefix(&mut answer.body, owners::MAX_WATCHED) {
+        Ok(read) => read,
+        Err(e) => {
+            state.upstream.stream_failed(&answer.endpoint);
+            return Err(ApiError::new(
+                502,
+                "server_error",
+                "upstream_error",
+                format!("upstream {} broke its answer: {e}", answer.base),
+            ));
+        }
+    };
+    let parsed = whole
+        .then(|| serde_json::from_slice::<serde_json::Value>(&prefix).ok())
+        .flatten();
+    // recorded before the client sees the answer, so its next request finds the owner
+    owned.answered(state, status, parsed.as_ref());
+    let rest = std::mem::replace(&mut answer.body, Box::new(io::empty()));
+    answer.body = Box::new(io::Cursor::new(prefix).chain(rest));
+    Ok(())
+}
+
+/// An upstream answer taken apart for copying.
+struct Answer {
+    status: u16,
+    length: Option<u64>,
+    headers: Vec<(String, String)>,
+    body: Box<dyn Read + Send>,
+    base: String,
+    endpoint: String,
+}
+
+impl Answer {
+    fn of(sent: Sent) -> Answer {
+        let response = sent.response;
+        let length = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        Answer {
+            status: response.status().as_u16(),
+            length,
+            headers: upstream::response_headers(response.headers()),
+            body: Box::new(response.into_body().into_reader()),
+            base: sent.base,
+            endpoint: sent.endpoint,
+        }
+    }
 }
 
 /// Answers with the upstream's answer as a streamed copy, its status and headers kept, framed
@@ -113,17 +238,15 @@ pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiE
 /// goes silent mid-body (`idle_timeout_ms`) counts a failure against the endpoint, and the
 /// client's connection is closed with the answer cut (fewer bytes than announced, or no
 /// terminating chunk): the head is out, and a clean end would pass the cut body off as whole.
-fn answer_copy(state: &State, ex: &mut Exchange, sent: Sent) {
-    let response = sent.response;
-    let status = response.status().as_u16();
-    let length = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let headers = upstream::response_headers(response.headers());
-    let mut body = response.into_body().into_reader();
-    let (base, endpoint) = (sent.base, sent.endpoint);
+fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer) {
+    let Answer {
+        status,
+        length,
+        headers,
+        mut body,
+        base,
+        endpoint,
+    } = answer;
     ex.answer_with(|req| {
         let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
         let bodiless = req.method() == &tiny_http::Method::Head || matches!(status, 204 | 304);

@@ -29,7 +29,7 @@ use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect};
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, keepalive, models, passthrough, rules, shape, usage};
+use crate::{body_log, keepalive, models, owners, passthrough, rules, shape, usage};
 
 /// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +178,11 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     )?;
     let mut body = intake::parse_body(&raw, &mut reserved)?;
     drop(raw);
+    // a body may name objects (`previous_response_id`, a `file_id`): only the key's own
+    if let Some((status, refusal)) = owners::refused_reference(state, ex.client(), &body)? {
+        ex.json(status, refusal);
+        return Ok(Next::Done);
+    }
     let model = |body: &Map<String, Value>| {
         body.get("model")
             .and_then(Value::as_str)
@@ -416,6 +421,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         charge: &charge,
     };
     let upstream_started = Instant::now();
+    // a Responses answer the upstream itself stores is owned by the caller
+    let owns_response = call.endpoint == Endpoint::Responses && call.dialect.is_none();
     if let (true, Some(every)) = (call.delivery.stream, state.config.stream_keepalive) {
         // The head goes out now; comment lines keep the connection busy until the upstream's.
         let mut outcome = None;
@@ -434,6 +441,9 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         });
         charge(&[]); // a late failure (no stream relayed) still counts against the key
         if let Some((base, recorded)) = outcome {
+            if owns_response {
+                owners::record_response(state, ex.client(), &call.body, &recorded);
+            }
             ex.access.upstream = base.unwrap_or_default();
             ex.access.upstream_time = upstream_started.elapsed();
             body_log::record(&ex.access.path, &call.body, 200, &recorded);
@@ -463,6 +473,9 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             (200, bytes)
         });
         if let Some(recorded) = recorded {
+            if owns_response {
+                owners::record_response(state, ex.client(), &call.body, &recorded);
+            }
             ex.access.upstream_time = upstream_started.elapsed();
             body_log::record(&ex.access.path, &call.body, status, &recorded);
             (ex.access.prompt_tokens, ex.access.completion_tokens) =
@@ -481,6 +494,10 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         }
         // before answering, so the client's next request finds it
         cache.store(p, &effective, &data);
+    }
+    if owns_response && (200..300).contains(&status) {
+        // before answering, so the client's next request finds the owner
+        owners::record_response(state, ex.client(), &call.body, &data);
     }
     body_log::record(&ex.access.path, &call.body, status, &data);
     (ex.access.prompt_tokens, ex.access.completion_tokens) = usage::tokens(&data);

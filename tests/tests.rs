@@ -11,6 +11,7 @@ mod access_hostile;
 mod access_keys;
 mod access_limits;
 mod access_memory;
+mod access_objects;
 mod access_redis;
 mod access_slow;
 mod agents;

@@ -374,5 +374,6 @@ fn usage_key(key: &str, period: Option<&str>) -> String {
     }
 }
 
+mod owners;
 #[cfg(test)]
 mod tests;
