@@ -205,7 +205,9 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
             .upstream
             .effective_models(endpoint.api(), &ex.access.model);
         let keyed = keyed_body(endpoint, &body, &headers);
-        let plan = cache.plan(endpoint.path(), &keyed, &headers, &models)?;
+        let plan = cache
+            .plan(endpoint.path(), &keyed, &headers, &models)?
+            .by_client(ex.client().map(|c| c.key_id.as_str()));
         let offline = plan.mode == cache::Mode::Replay;
         // a request the cache may not answer is not looked up, but in replay mode it is still
         // refused: replay never calls an upstream

@@ -13,6 +13,7 @@ mod access_limits;
 mod access_memory;
 mod access_objects;
 mod access_redis;
+mod access_replay;
 mod access_slow;
 mod agents;
 mod apis_keepalive;

@@ -13,6 +13,7 @@ mod apis;
 mod cassette;
 mod config;
 mod flight;
+mod index;
 mod key;
 mod memory;
 mod replay;
@@ -125,6 +126,9 @@ pub struct Plan {
     pub control: Control,
     pub mode: Mode,
     pub delivery: Delivery,
+    /// The client key id the request came with (`None` with auth off): written as the
+    /// entry's `recorded_by`, and the only key a `cache_miss` shows recorded values to.
+    recorder: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +142,14 @@ struct Candidate {
 }
 
 impl Plan {
+    /// The plan of a request of the client key `key_id` (`None`: auth is off).
+    pub fn by_client(self, key_id: Option<&str>) -> Plan {
+        Plan {
+            recorder: key_id.map(str::to_string),
+            ..self
+        }
+    }
+
     /// Whether an answer from upstream is stored.
     pub fn stores(&self) -> bool {
         self.mode.stores() && !self.control.no_store
@@ -225,6 +237,7 @@ impl Plan {
             control: Control::parse(header("cache-control")),
             mode,
             delivery: Delivery::of(body),
+            recorder: None,
         })
     }
 }
@@ -267,6 +280,8 @@ pub struct Cache {
     memory: memory::Memory,
     flights: flight::Flights,
     hits: upkeep::HitBook,
+    /// Recorded requests by route, scope and model, for the closest entry of a replay miss.
+    index: index::Index,
     pub counters: Counters,
 }
 
@@ -295,6 +310,7 @@ impl Cache {
             memory: memory::Memory::new(config.memory_items, config.memory_bytes),
             flights: flight::Flights::default(),
             hits: upkeep::HitBook::load(&config.dir),
+            index: index::Index::default(),
             counters: Counters::default(),
             config: config.clone(),
         })))
@@ -393,6 +409,7 @@ impl Cache {
         let dir = &self.config.dir;
         if store::settled(dir, key, scan::GRACE) {
             store::quarantine_entry(dir, key);
+            self.index.remove(&[key.to_string()]);
             log::warn(&format!(
                 "cache entry {key} quarantined ({why}); it is never served"
             ));
@@ -426,17 +443,33 @@ impl Cache {
     }
 
     /// The error a miss gets in `replay` mode: `cache_miss`, the key, and the fields in which
-    /// the closest recorded request of the same route (and scope) differs.
+    /// the closest recorded request of the same route (and scope) differs (with the recorded
+    /// values only for the key that recorded it). The closest is found in the index: the few
+    /// nearest by fingerprint are read, never the directory; only until the start-up scan has
+    /// filled the index does a miss search the directory (at most `MAX_SEARCHED_ONLINE` files).
     pub fn replay_miss(&self, plan: &Plan) -> ApiError {
         let asked = plan.canonical_json();
-        let report = why::closest(
-            &self.config.dir,
-            &plan.route,
-            Some(&plan.scope),
-            &asked,
-            1,
-            why::MAX_SEARCHED_ONLINE,
-        );
+        let viewer = plan.recorder.as_deref();
+        let report = if self.index.ready() {
+            let (keys, compared) = self.index.nearest(&plan.route, &plan.scope, &asked);
+            why::closest_of(
+                &self.config.dir,
+                &plan.route,
+                &keys,
+                &asked,
+                viewer,
+                compared,
+            )
+        } else {
+            why::closest(
+                &self.config.dir,
+                &plan.route,
+                Some(&plan.scope),
+                &asked,
+                (1, why::MAX_SEARCHED_ONLINE),
+                viewer,
+            )
+        };
         why::miss_error(&plan.key, &report)
     }
 
@@ -464,6 +497,7 @@ impl Cache {
             created: now_precise(),
             scope: plan.scope.clone(),
             sha256: key::checksum(response),
+            recorded_by: plan.recorder.clone(),
         };
         let existed = store::paths(&self.config.dir, &c.key).0.exists();
         if let Err(e) = store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
@@ -473,6 +507,8 @@ impl Cache {
             ));
             return false;
         }
+        self.index
+            .insert(&plan.route, &plan.scope, &c.key, &c.canonical);
         if !existed {
             self.counters.entries.fetch_add(1, Ordering::Relaxed);
             self.counters.bytes.fetch_add(
@@ -533,7 +569,10 @@ impl Cache {
 
     fn upkeep(&self) {
         let dir = &self.config.dir;
-        let report = scan::scan(dir, true);
+        let report = scan::scan_with(dir, true, &mut |key, meta, canonical| {
+            self.index.insert(&meta.route, &meta.scope, key, canonical)
+        });
+        self.index.set_ready();
         self.counters
             .entries
             .store(report.entries, Ordering::Relaxed);
@@ -579,6 +618,7 @@ impl Cache {
         for key in &removed.keys {
             self.memory.remove(key);
         }
+        self.index.remove(&removed.keys);
         let c = &self.counters;
         let sub = |a: &AtomicU64, n: u64| {
             let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {

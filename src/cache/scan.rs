@@ -53,6 +53,16 @@ impl Report {
 
 /// Scans `dir`; with `fix`, moves bad files to `<dir>/quarantine/`.
 pub fn scan(dir: &Path, fix: bool) -> Report {
+    scan_with(dir, fix, &mut |_, _, _| {})
+}
+
+/// [`scan`], calling `visit` with the key, metadata and canonical request of each good entry
+/// (the relay's start-up scan fills the index of recorded requests so).
+pub fn scan_with(
+    dir: &Path,
+    fix: bool,
+    visit: &mut dyn FnMut(&str, &store::Meta, &[u8]),
+) -> Report {
     let mut report = Report::default();
     let now = SystemTime::now();
     let old = |p: &Path| {
@@ -113,6 +123,9 @@ pub fn scan(dir: &Path, fix: bool) -> Report {
             };
             match apis::check(&meta.route, &response) {
                 Ok(_) => {
+                    if let Some((_, canonical)) = store::split_request(&request) {
+                        visit(key, &meta, canonical);
+                    }
                     report.entries += 1;
                     report.bytes += (request.len() + response.len()) as u64;
                 }
