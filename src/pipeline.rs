@@ -401,7 +401,14 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     };
     // A stream is charged from inside the writer, before its end, so a next request sees it.
     let pending_charge: RefCell<Option<(Meter, Access)>> = RefCell::new(None);
+    // a Responses answer the upstream itself stores is owned by the caller: a stream's id is
+    // recorded where it is charged, before its last bytes reach the client
+    let owns_response = call.endpoint == Endpoint::Responses && call.dialect.is_none();
+    let client = ex.client().cloned();
     let charge = |recorded: &[u8]| {
+        if owns_response {
+            owners::record_response(state, client.as_ref(), &call.body, recorded);
+        }
         if let Some((meter, mut charged)) = pending_charge.borrow_mut().take() {
             charged.status = 200;
             (charged.prompt_tokens, charged.completion_tokens) = usage::stream_tokens(recorded);
@@ -423,8 +430,6 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         charge: &charge,
     };
     let upstream_started = Instant::now();
-    // a Responses answer the upstream itself stores is owned by the caller
-    let owns_response = call.endpoint == Endpoint::Responses && call.dialect.is_none();
     if let (true, Some(every)) = (call.delivery.stream, state.config.stream_keepalive) {
         // The head goes out now; comment lines keep the connection busy until the upstream's.
         let mut outcome = None;
@@ -443,9 +448,6 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         });
         charge(&[]); // a late failure (no stream relayed) still counts against the key
         if let Some((base, recorded)) = outcome {
-            if owns_response {
-                owners::record_response(state, ex.client(), &call.body, &recorded);
-            }
             ex.access.upstream = base.unwrap_or_default();
             ex.access.upstream_time = upstream_started.elapsed();
             body_log::record(&ex.access.path, &call.body, 200, &recorded);
@@ -475,9 +477,6 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             (200, bytes)
         });
         if let Some(recorded) = recorded {
-            if owns_response {
-                owners::record_response(state, ex.client(), &call.body, &recorded);
-            }
             ex.access.upstream_time = upstream_started.elapsed();
             body_log::record(&ex.access.path, &call.body, status, &recorded);
             (ex.access.prompt_tokens, ex.access.completion_tokens) =
@@ -499,7 +498,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     }
     if owns_response && (200..300).contains(&status) {
         // before answering, so the client's next request finds the owner
-        owners::record_response(state, ex.client(), &call.body, &data);
+        owners::record_response(state, client.as_ref(), &call.body, &data);
     }
     body_log::record(&ex.access.path, &call.body, status, &data);
     (ex.access.prompt_tokens, ex.access.completion_tokens) = usage::tokens(&data);

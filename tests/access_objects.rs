@@ -5,6 +5,8 @@
 //! shared by replicas (`state.redis`). The upstream is a fixture that keeps objects as OpenAI's
 //! API does ([`ObjectsApi`]).
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -96,6 +98,13 @@ fn upstream_unknown(relay: &Relay, path: &str, missing: &str, id: &str) -> Value
 fn a_keys_files_and_batches_are_invisible_to_another_key_and_the_admin_sees_all() {
     let up = ObjectsApi::start();
     let relay = relay_for(&up, json!({}));
+    let warned = relay.wait_for_log_line(Duration::from_secs(10), |l| {
+        l.contains("kept in memory only") && l.contains("state.dir")
+    });
+    assert!(
+        warned.is_some(),
+        "no warning that owners live in memory only"
+    );
     // interleaved, so B's list must skip A's files on every page
     let mut a_files = Vec::new();
     let mut b_files = Vec::new();
@@ -294,6 +303,29 @@ fn a_stored_response_and_previous_response_id_belong_to_their_key() {
         200
     );
     assert_eq!(ask(KEY_A, Some(&id)).status, 200);
+    // a streamed response is A's as well, recorded before its stream's last bytes
+    let body = json!({"model": "m", "input": "hi", "stream": true});
+    let streamed = call(&relay, KEY_A, "POST", "/v1/responses", Some(&body));
+    assert_eq!(streamed.status, 200, "{}", streamed.body);
+    assert!(
+        streamed.body.contains("response.completed"),
+        "{}",
+        streamed.body
+    );
+    let created = streamed.body.lines().find_map(|l| {
+        let v: Value = serde_json::from_str(l.strip_prefix("data: ")?).ok()?;
+        Some(v["response"]["id"].as_str()?.to_string())
+    });
+    let streamed_id = created.expect("a response id in the stream");
+    let path = format!("/v1/responses/{streamed_id}");
+    assert_eq!(call(&relay, KEY_A, "GET", &path, None).status, 200);
+    assert_eq!(call(&relay, KEY_B, "GET", &path, None).status, 404);
+    // with `store: false` nothing is kept, so nothing is owned: the admin's only
+    let body = json!({"model": "m", "input": "hi", "store": false});
+    let unstored = call(&relay, KEY_A, "POST", "/v1/responses", Some(&body));
+    let unstored_id = unstored.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/responses/{unstored_id}");
+    assert_eq!(call(&relay, KEY_A, "GET", &path, None).status, 404);
 }
 
 #[test]
@@ -345,4 +377,11 @@ fn two_relays_on_one_redis_share_ownership() {
         call(&one, KEY_A, "GET", &format!("/v1/files/{file}"), None).status,
         404
     );
+    // Redis down: ownership cannot be checked, so nothing is served (fails closed)
+    let other = upload(&one, KEY_A);
+    let mut redis = redis;
+    redis.kill();
+    let r = call(&one, KEY_A, "GET", &format!("/v1/files/{other}"), None);
+    let msg = r.assert_error(503, "state_unavailable");
+    assert!(msg.contains("owners"), "{msg}");
 }

@@ -2,9 +2,10 @@
 //! (multipart create, get, content, delete, list with `after`, `limit` and `has_more`), batches
 //! (create from an `input_file_id`, get, list; a batch completes at once with an output file
 //! the upstream creates), and `POST /v1/responses` answering a stored response with a fresh
-//! id (`GET /v1/responses/{id}` too). An unknown id gets OpenAI's 404 for it.
+//! id, plain or streamed (`GET /v1/responses/{id}` too). An unknown id gets OpenAI's 404 for it.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -163,6 +164,21 @@ fn reply(objects: &Mutex<Objects>, req: &RecordedRequest) -> Reply {
                 "text": format!("answer {id}"), "annotations": []}]}],
                 "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}});
             o.responses.push(response.clone());
+            if body["stream"] == true {
+                let mut created = response.clone();
+                created["status"] = json!("in_progress");
+                created["output"] = json!([]);
+                let events = [
+                    json!({"type": "response.created", "sequence_number": 0, "response": created}),
+                    json!({"type": "response.completed", "sequence_number": 1, "response": response}),
+                ];
+                return Reply::sse(
+                    events
+                        .iter()
+                        .map(|e| (Duration::ZERO, super::typed(e)))
+                        .collect(),
+                );
+            }
             Reply::json(200, response)
         }
         ("GET", ["responses", id]) => {
