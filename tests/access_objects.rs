@@ -94,6 +94,16 @@ fn upstream_unknown(relay: &Relay, path: &str, missing: &str, id: &str) -> Value
     serde_json::from_str(&r.body.replace(missing, id)).unwrap()
 }
 
+/// `file` (the only file) is A's on `relay`: A reads and lists it, B gets a 404 and an empty
+/// list.
+fn only_a_reaches(relay: &Relay, file: &str) {
+    let path = format!("/v1/files/{file}");
+    assert_eq!(call(relay, KEY_A, "GET", &path, None).status, 200);
+    assert_eq!(call(relay, KEY_B, "GET", &path, None).status, 404);
+    assert_eq!(list_all(relay, KEY_A, "files", 10), vec![file.to_string()]);
+    assert_eq!(list_all(relay, KEY_B, "files", 10), Vec::<String>::new());
+}
+
 #[test]
 fn a_keys_files_and_batches_are_invisible_to_another_key_and_the_admin_sees_all() {
     let up = ObjectsApi::start();
@@ -338,16 +348,7 @@ fn ownership_survives_a_restart_with_state_dir() {
         upload(&relay, KEY_A)
     };
     let relay = relay_for(&up, state);
-    assert_eq!(
-        call(&relay, KEY_A, "GET", &format!("/v1/files/{file}"), None).status,
-        200
-    );
-    assert_eq!(
-        call(&relay, KEY_B, "GET", &format!("/v1/files/{file}"), None).status,
-        404
-    );
-    assert_eq!(list_all(&relay, KEY_A, "files", 10), vec![file.clone()]);
-    assert_eq!(list_all(&relay, KEY_B, "files", 10), Vec::<String>::new());
+    only_a_reaches(&relay, &file);
 }
 
 #[test]
@@ -358,16 +359,7 @@ fn two_relays_on_one_redis_share_ownership() {
     let one = relay_for(&up, state.clone());
     let two = relay_for(&up, state);
     let file = upload(&one, KEY_A);
-    assert_eq!(
-        call(&two, KEY_A, "GET", &format!("/v1/files/{file}"), None).status,
-        200
-    );
-    assert_eq!(
-        call(&two, KEY_B, "GET", &format!("/v1/files/{file}"), None).status,
-        404
-    );
-    assert_eq!(list_all(&two, KEY_A, "files", 10), vec![file.clone()]);
-    assert_eq!(list_all(&two, KEY_B, "files", 10), Vec::<String>::new());
+    only_a_reaches(&two, &file);
     // deleted on one replica: forgotten on the other
     assert_eq!(
         call(&two, KEY_A, "DELETE", &format!("/v1/files/{file}"), None).status,
