@@ -339,6 +339,105 @@ fn a_stored_response_and_previous_response_id_belong_to_their_key() {
 }
 
 #[test]
+fn uploads_and_vector_stores_belong_to_their_key() {
+    let up = ObjectsApi::start();
+    let relay = relay_for(&up, json!({}));
+    // A uploads a file in parts: the upload, then the file it becomes, are A's
+    let made = call(
+        &relay,
+        KEY_A,
+        "POST",
+        "/v1/uploads",
+        Some(
+            &json!({"filename": "big.jsonl", "purpose": "batch", "bytes": 10,
+                     "mime_type": "application/jsonl"}),
+        ),
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    let upload_id = made.json()["id"].as_str().unwrap().to_string();
+    let part_path = format!("/v1/uploads/{upload_id}/parts");
+    let before = up.requests().len();
+    let b_part = call(&relay, KEY_B, "POST", &part_path, Some(&json!({})));
+    assert_eq!(b_part.status, 404, "{}", b_part.body);
+    assert_eq!(
+        b_part.json()["error"]["message"],
+        format!("No such Upload object: {upload_id}")
+    );
+    assert_eq!(up.requests().len(), before, "B's part reached the upstream");
+    assert_eq!(
+        call(&relay, KEY_A, "POST", &part_path, Some(&json!({}))).status,
+        200
+    );
+    let done = call(
+        &relay,
+        KEY_A,
+        "POST",
+        &format!("/v1/uploads/{upload_id}/complete"),
+        Some(&json!({"part_ids": []})),
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    let file = done.json()["file"]["id"].as_str().unwrap().to_string();
+    only_a_reaches(&relay, &file);
+
+    // a vector store may only hold the key's files; it is then the key's
+    let store = |key: &str| {
+        call(
+            &relay,
+            key,
+            "POST",
+            "/v1/vector_stores",
+            Some(&json!({"name": "docs", "file_ids": [file]})),
+        )
+    };
+    let refused = store(KEY_B);
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    assert_eq!(
+        refused.json()["error"]["message"],
+        format!("No such File object: {file}")
+    );
+    let made = store(KEY_A);
+    assert_eq!(made.status, 200, "{}", made.body);
+    let vs = made.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/vector_stores/{vs}");
+    assert_eq!(
+        call(&relay, KEY_B, "GET", &path, None).json(),
+        upstream_unknown(&relay, &path, "vs_never", &vs)
+    );
+    let search = format!("{path}/search");
+    assert_eq!(
+        call(&relay, KEY_B, "POST", &search, Some(&json!({"query": "q"}))).status,
+        404
+    );
+    assert_eq!(
+        call(&relay, KEY_A, "POST", &search, Some(&json!({"query": "q"}))).status,
+        200
+    );
+    assert_eq!(
+        list_all(&relay, KEY_B, "vector_stores", 5),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        list_all(&relay, KEY_A, "vector_stores", 5),
+        vec![vs.clone()]
+    );
+    // naming it in a Responses tool is refused for B before anything goes upstream
+    let ask = json!({"model": "m", "input": "find it",
+        "tools": [{"type": "file_search", "vector_store_ids": [vs]}]});
+    let before = up.requests().len();
+    let r = call(&relay, KEY_B, "POST", "/v1/responses", Some(&ask));
+    assert_eq!(r.json(), upstream_unknown(&relay, &path, "vs_never", &vs));
+    assert_eq!(
+        up.requests().len(),
+        before + 1,
+        "only the admin's lookup reached the upstream"
+    );
+    assert_eq!(
+        call(&relay, KEY_A, "POST", "/v1/responses", Some(&ask)).status,
+        200
+    );
+}
+
+#[test]
 fn ownership_survives_a_restart_with_state_dir() {
     let up = ObjectsApi::start();
     let dir = TempDir::new();

@@ -1,7 +1,8 @@
 //! An upstream fixture that keeps objects as OpenAI's API does ([`ObjectsApi`]): files
 //! (multipart create, get, content, delete, list with `after`, `limit` and `has_more`), batches
 //! (create from an `input_file_id`, get, list; a batch completes at once with an output file
-//! the upstream creates), and `POST /v1/responses` answering a stored response with a fresh
+//! the upstream creates), vector stores (create from `file_ids`, get, list, search), uploads
+//! (create, parts, complete into a file), and `POST /v1/responses` answering a stored response with a fresh
 //! id, plain or streamed (`GET /v1/responses/{id}` too). An unknown id gets OpenAI's 404 for it.
 
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,8 @@ struct Objects {
     files: Vec<Value>,
     batches: Vec<Value>,
     responses: Vec<Value>,
+    vector_stores: Vec<Value>,
+    uploads: Vec<Value>,
 }
 
 impl Objects {
@@ -59,6 +62,24 @@ pub fn no_such_response(id: &str) -> Reply {
         404,
         json!({"error": {"message": format!("Response with id '{id}' not found."),
             "type": "invalid_request_error", "param": null, "code": null}}),
+    )
+}
+
+/// OpenAI's 404 for a vector store id it does not know.
+pub fn no_such_vector_store(id: &str) -> Reply {
+    Reply::json(
+        404,
+        json!({"error": {"message": format!("No vector store found with id '{id}'."),
+            "type": "invalid_request_error", "param": null, "code": null}}),
+    )
+}
+
+/// The 404 for an upload id the upstream does not know.
+pub fn no_such_upload(id: &str) -> Reply {
+    Reply::json(
+        404,
+        json!({"error": {"message": format!("No such Upload object: {id}"),
+            "type": "invalid_request_error", "param": "id", "code": null}}),
     )
 }
 
@@ -146,6 +167,17 @@ fn reply(objects: &Mutex<Objects>, req: &RecordedRequest) -> Reply {
         }
         ("POST", ["responses"]) => {
             let body = req.json();
+            let stores = body["tools"][0]["vector_store_ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if let Some(vs) = stores
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|v| find(&o.vector_stores, v).is_none())
+            {
+                return no_such_vector_store(vs);
+            }
             if let Some(prev) = body["previous_response_id"].as_str() {
                 if find(&o.responses, prev).is_none() {
                     return Reply::json(
@@ -181,6 +213,59 @@ fn reply(objects: &Mutex<Objects>, req: &RecordedRequest) -> Reply {
             }
             Reply::json(200, response)
         }
+        ("POST", ["vector_stores"]) => {
+            let body = req.json();
+            let files: Vec<Value> = body["file_ids"].as_array().cloned().unwrap_or_default();
+            if let Some(missing) = files
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|f| find(&o.files, f).is_none())
+            {
+                return no_such_file(missing);
+            }
+            let id = o.id("vs_fx");
+            let store = json!({"id": id, "object": "vector_store", "name": body["name"],
+                "file_counts": {"completed": files.len(), "total": files.len()}});
+            o.vector_stores.push(store.clone());
+            Reply::json(200, store)
+        }
+        ("GET", ["vector_stores"]) => page(&o.vector_stores, query),
+        ("GET", ["vector_stores", id]) => find(&o.vector_stores, id)
+            .map_or_else(|| no_such_vector_store(id), |v| Reply::json(200, v)),
+        ("POST", ["vector_stores", id, "search"]) => match find(&o.vector_stores, id) {
+            Some(_) => Reply::json(
+                200,
+                json!({"object": "vector_store.search_results.page", "data": [], "has_more": false}),
+            ),
+            None => no_such_vector_store(id),
+        },
+        ("POST", ["uploads"]) => {
+            let body = req.json();
+            let id = o.id("upload_fx");
+            let upload = json!({"id": id, "object": "upload", "status": "pending",
+                "filename": body["filename"], "purpose": body["purpose"], "bytes": body["bytes"]});
+            o.uploads.push(upload.clone());
+            Reply::json(200, upload)
+        }
+        ("POST", ["uploads", id, "parts"]) => match find(&o.uploads, id) {
+            Some(_) => {
+                let part = o.id("part_fx");
+                Reply::json(
+                    200,
+                    json!({"id": part, "object": "upload.part", "upload_id": id}),
+                )
+            }
+            None => no_such_upload(id),
+        },
+        ("POST", ["uploads", id, "complete"]) => match find(&o.uploads, id) {
+            Some(mut upload) => {
+                let file = o.new_file("batch", 10);
+                upload["status"] = json!("completed");
+                upload["file"] = file;
+                Reply::json(200, upload)
+            }
+            None => no_such_upload(id),
+        },
         ("GET", ["responses", id]) => {
             find(&o.responses, id).map_or_else(|| no_such_response(id), |r| Reply::json(200, r))
         }
