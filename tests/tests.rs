@@ -15,6 +15,7 @@ mod access_objects;
 mod access_redis;
 mod access_replay;
 mod access_slow;
+mod access_usage;
 mod agents;
 mod apis_keepalive;
 mod apis_messages;
