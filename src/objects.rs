@@ -151,7 +151,7 @@ pub fn captured(route: &Route, method: &str, answer: &Value) -> Vec<String> {
     match route {
         Route::Create(_) => str_at(answer, "id").into_iter().collect(),
         Route::Object { kind, rest, .. } => match (kind, method, rest.as_str()) {
-            (Kind::Batch, "GET" | "POST", _) => ["output_file_id", "error_file_id"]
+            (Kind::Batch, "GET" | "POST", "" | "/cancel") => ["output_file_id", "error_file_id"]
                 .iter()
                 .filter_map(|k| str_at(answer, k))
                 .collect(),
@@ -173,6 +173,25 @@ pub fn captured(route: &Route, method: &str, answer: &Value) -> Vec<String> {
             _ => Vec::new(),
         },
         _ => Vec::new(),
+    }
+}
+
+/// True if the answer of `method` on `route` is read for what it creates or deletes: a
+/// creation, a delete, and the routes [`captured`] reads (a batch, a fine-tuning job, a
+/// completed upload). Any other answer streams through unread.
+pub fn watched(route: &Route, method: &str) -> bool {
+    match route {
+        Route::Create(_) => true,
+        Route::Object { kind, rest, .. } => {
+            deletes(route, method)
+                || matches!(
+                    (kind, method, rest.as_str()),
+                    (Kind::Batch, "GET" | "POST", "" | "/cancel")
+                        | (Kind::FineTuningJob, "GET" | "POST", "" | "/cancel")
+                        | (Kind::Upload, "POST", "/complete")
+                )
+        }
+        _ => false,
     }
 }
 
@@ -301,6 +320,13 @@ mod tests {
         let batch = Route::of("GET", "/batches/batch_1");
         let answer = json!({"id": "batch_1", "output_file_id": "file-o", "error_file_id": null});
         assert_eq!(captured(&batch, "GET", &answer), vec!["file-o"]);
+        assert!(watched(&batch, "GET"));
+        let content = Route::of("GET", "/files/file-1/content");
+        assert!(
+            !watched(&content, "GET"),
+            "a download streams through unread"
+        );
+        assert!(watched(&Route::of("DELETE", "/files/file-1"), "DELETE"));
         let done = Route::of("POST", "/uploads/upload_1/complete");
         let answer = json!({"id": "upload_1", "file": {"id": "file-u"}});
         assert_eq!(captured(&done, "POST", &answer), vec!["file-u"]);

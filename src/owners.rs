@@ -105,7 +105,7 @@ impl Owned {
 
     /// Whether the answer is read (within [`MAX_WATCHED`]) for the ids it creates or deletes.
     pub fn watches(&self) -> bool {
-        matches!(self.route, Route::Create(_) | Route::Object { .. })
+        objects::watched(&self.route, &self.method)
     }
 
     /// The answer came (whole, `answer`: its JSON, if it is JSON): records what it created and
