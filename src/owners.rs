@@ -126,9 +126,9 @@ impl Owned {
         let (Some(owner), Some(answer)) = (&self.owner, answer) else {
             if matches!(self.route, Route::Create(_)) {
                 crate::log::warn(&format!(
-                    "{} {:?}: the upstream's answer to a creation was not JSON within {} bytes; \
+                    "the upstream's answer to a creation ({:?}) was not JSON within {} bytes; \
                      the new object's owner is not recorded (only the admin key reaches it)",
-                    self.method, self.route, MAX_WATCHED
+                    self.route, MAX_WATCHED
                 ));
             }
             return;
