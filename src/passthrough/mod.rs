@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use self::answer::{answer_copy, answer_events, Answer};
 use crate::api;
+use crate::body_cost::{self, Reservation};
 use crate::error::{ApiError, ClientFault};
 use crate::exchange::{request_headers, Exchange};
 use crate::intake::{self, Deadline};
@@ -88,13 +89,9 @@ pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiE
             .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"));
     let budget = state.config.client_timeout;
     let max = state.config.max_body_bytes;
-    let mut body = ClientBody {
-        inner: Deadline::new(req.as_reader(), budget),
-        max,
-        read: 0,
-        budget,
-    };
     let mut owned = owners::Owned::of(client.as_ref(), &method, route);
+    // the body read whole (an owned-object route's JSON), held in the in-flight budget
+    let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
     let mut whole_body = None;
     if let Some(owned) = &mut owned {
         if let Some((status, refusal)) = owned.refusal(state)? {
@@ -106,12 +103,11 @@ pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiE
         }
         if has_body && is_json(&headers) {
             // a JSON body may name objects (`input_file_id`, `file_ids`, …): read it whole
-            let mut bytes = Vec::new();
-            body.read_to_end(&mut bytes).map_err(|e| {
-                ClientFault::of(&e)
-                    .cloned()
-                    .unwrap_or_else(|| ApiError::invalid("invalid_body", e.to_string()))
-            })?;
+            let Some(req) = ex.request_mut() else {
+                return Ok(());
+            };
+            let bytes = intake::read_body(req, max, budget, &mut reserved)?;
+            reserved.grow_to(body_cost::check_density(&bytes)?)?;
             if let Ok(json) = serde_json::from_slice::<serde_json::Map<_, _>>(&bytes) {
                 if let Some((status, refusal)) =
                     owners::refused_reference(state, client.as_ref(), &json)?
@@ -123,6 +119,15 @@ pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiE
             whole_body = Some(io::Cursor::new(bytes));
         }
     }
+    let Some(req) = ex.request_mut() else {
+        return Ok(());
+    };
+    let mut body = ClientBody {
+        inner: Deadline::new(req.as_reader(), budget),
+        max,
+        read: 0,
+        budget,
+    };
     let reader: Option<&mut dyn Read> = match (&mut whole_body, has_body) {
         (Some(bytes), _) => Some(bytes),
         (None, true) => Some(&mut body),
