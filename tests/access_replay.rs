@@ -90,3 +90,39 @@ fn a_replay_miss_names_paths_to_every_key_but_values_only_to_the_recorder() {
     assert_eq!(differs, json!(["messages[1].content"]), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
 }
+
+#[test]
+fn a_replay_miss_searches_the_index_built_at_start_not_the_directory() {
+    let up = Upstream::start(|r| echo_reply(r, Duration::ZERO));
+    let dir = TempDir::new();
+    let recorded = prompt("what is in the index");
+    // the echo upstream's answer, as a stored entry (written as the relay writes entries)
+    let canonical = serde_json::to_string(&recorded).unwrap();
+    let answer = {
+        let relay = relay_in(&up, &dir);
+        let r = post_json_with(&relay.url(CHAT), &recorded, &[("X-API-Key", KEY_A)]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    };
+    for f in files_ending(dir.path(), ".request")
+        .into_iter()
+        .chain(files_ending(dir.path(), ".txt"))
+    {
+        std::fs::remove_file(f).unwrap();
+    }
+    let relay = relay_in(&up, &dir);
+    let scanned = relay.wait_for_log_line(Duration::from_secs(30), |l| l.contains("cache scan of"));
+    assert!(scanned.is_some(), "no start-up scan line");
+    // an entry that appears in the directory behind the relay's back is not searched per miss
+    write_entry(dir.path(), "/chat/completions", &canonical, &answer);
+    let asked = prompt("what is in the directory");
+    let (msg, _) = replay_miss(&relay, KEY_A, &asked);
+    assert!(msg.contains("Nothing was recorded"), "{msg}");
+    drop(relay);
+    // the start-up scan indexes it
+    let relay = relay_in(&up, &dir);
+    let scanned = relay.wait_for_log_line(Duration::from_secs(30), |l| l.contains("cache scan of"));
+    assert!(scanned.is_some(), "no start-up scan line");
+    let (msg, differs) = replay_miss(&relay, KEY_A, &asked);
+    assert_eq!(differs, json!(["messages[1].content"]), "{msg}");
+}
