@@ -242,6 +242,7 @@ pub fn list(
     let mut template = Map::new();
     let mut has_more = false;
     let mut scanned_last: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
     for _ in 0..MAX_PAGES {
         let mut page_params = params.clone();
         let after_param = after.as_ref().map(|a| format!("after={a}"));
@@ -288,6 +289,13 @@ pub fn list(
             .map(|o| o.get("id").and_then(Value::as_str).unwrap_or(""))
             .collect();
         let owners = state.gate.owners.owners(&ids).map_err(unavailable)?;
+        // an upstream that ignores `after` would repeat its page: nothing new, no more pages
+        let new_ids = ids.iter().filter(|id| seen.insert(id.to_string())).count();
+        let fresh = new_ids > 0;
+        if !fresh && !data.is_empty() {
+            has_more = false;
+            break;
+        }
         let upstream_more = page.get("has_more").and_then(Value::as_bool) == Some(true);
         template = page.clone();
         let mut stopped_early = false;
