@@ -83,7 +83,12 @@ impl Owned {
 
     /// The answer a caller gets instead of another key's object (the upstream's 404 for an
     /// unknown id), or `None` to go on.
+    /// A creation is refused (503) while the registry cannot be reached: the object would be
+    /// made without an owner.
     pub fn refusal(&mut self, state: &State) -> Result<Option<(u16, Vec<u8>)>, ApiError> {
+        if let Route::Create(_) = self.route {
+            state.gate.owners.reachable().map_err(unavailable)?;
+        }
         let Route::Object { kind, id, .. } = &self.route else {
             return Ok(None);
         };

@@ -475,4 +475,22 @@ fn two_relays_on_one_redis_share_ownership() {
     let r = call(&one, KEY_A, "GET", &format!("/v1/files/{other}"), None);
     let msg = r.assert_error(503, "state_unavailable");
     assert!(msg.contains("owners"), "{msg}");
+    // and nothing is created that could not be owned
+    let before = up.requests().len();
+    let auth = format!("Bearer {KEY_A}");
+    let r = request(
+        "POST",
+        &one.url("/v1/files"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "multipart/form-data; boundary=b"),
+        ],
+        Some(b"--b--\r\n"),
+    );
+    r.assert_error(503, "state_unavailable");
+    assert_eq!(
+        up.requests().len(),
+        before,
+        "a creation reached the upstream"
+    );
 }

@@ -130,6 +130,14 @@ impl Owners {
         }
     }
 
+    /// `Err` while the registry cannot be reached (Redis down); the others always can.
+    pub fn reachable(&self) -> Result<(), Down> {
+        match &self.backend {
+            Backend::Redis(r) => r.ping(),
+            _ => Ok(()),
+        }
+    }
+
     /// The owner of `id`.
     pub fn owner(&self, id: &str) -> Result<Option<String>, Down> {
         Ok(self.owners(&[id])?.into_iter().next().flatten())
