@@ -369,11 +369,15 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     // too large to store).
     let storing = plan.filter(|(_, p)| p.stores());
     // A streamed answer is recorded up to what the cache would store (else a fixed cap; the
-    // copy also feeds usage and the body log).
+    // copy also feeds the body log; usage is read from the events as they pass).
     let max_record = cache.map_or(MAX_RECORD, |c| c.config.max_entry_bytes) as usize;
-    // A stream the cache keeps is asked for its usage, so it can answer every shape later; the
-    // client gets the usage chunk only if it asked for it.
-    let ask_usage = plan.is_some_and(|(_, p)| p.asks_usage()) && !call.delivery.include_usage;
+    // A stream the cache keeps is asked for its usage, so it can answer every shape later, and
+    // so is a chat stream charged to a key (its tokens count against the key's budget whether
+    // or not the client asked); the client gets the usage chunk only if it asked for it.
+    let metered =
+        ex.client().is_some() && call.delivery.stream && cache::asks_usage(call.endpoint.path());
+    let ask_usage =
+        (metered || plan.is_some_and(|(_, p)| p.asks_usage())) && !call.delivery.include_usage;
 
     let up = &state.upstream;
     let api = call.endpoint.api();

@@ -437,39 +437,18 @@ fn a_stalled_redis_is_probed_once_per_back_off_and_requests_do_not_wait_for_it()
 #[test]
 fn a_redis_cluster_node_is_refused_at_start() {
     let dir = TempDir::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let mut server = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args([
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--cluster-enabled",
-            "yes",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server (scripts/test-deps.sh installs it)");
-    eventually("redis-server listens", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    // answering PING: the relay's start-up check meets a server that is up, whatever the load
+    let mut server = RedisServer::start_with(&["--cluster-enabled", "yes"]);
     let cfg = config_json(
         "http://127.0.0.1:9/v1",
         json!({
             "auth": {"keys": [KEY]},
-            "state": {"redis": format!("redis://127.0.0.1:{port}/0")},
+            "state": {"redis": server.url()},
         }),
     );
     let path = dir.write("config.jsonc", &cfg);
     let out = run_relay(&["--config", path.to_str().unwrap()], &[]);
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
     assert!(!out.timed_out, "the relay must refuse to start, not serve");
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(

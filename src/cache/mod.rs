@@ -33,6 +33,7 @@ use serde_json::{json, Map, Value};
 use crate::answer::Usage;
 use crate::error::ApiError;
 use crate::log;
+pub use apis::asks_usage;
 pub use cassette::{export_command, import_command, parse_since, ExportFilter};
 pub use config::{CacheConfig, Mode, RawCache, Scope};
 pub use flight::Role;
