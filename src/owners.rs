@@ -83,6 +83,7 @@ impl Owned {
 
     /// The answer a caller gets instead of another key's object (the upstream's 404 for an
     /// unknown id), or `None` to go on.
+    ///
     /// A creation is refused (503) while the registry cannot be reached: the object would be
     /// made without an owner.
     pub fn refusal(&mut self, state: &State) -> Result<Option<(u16, Vec<u8>)>, ApiError> {
@@ -124,7 +125,9 @@ impl Owned {
             (objects::deletes(&self.route, &self.method), &self.route)
         {
             if owners.forget(id).is_err() {
-                crate::log::error(&format!("the owner of deleted object {id} stays recorded"));
+                crate::log::error(&format!(
+                    "the owner of deleted object {id:?} stays recorded"
+                ));
             }
             return;
         }
@@ -148,7 +151,7 @@ impl Owned {
 pub fn record(state: &State, id: &str, owner: &str) {
     if state.gate.owners.record(id, owner).is_err() {
         crate::log::error(&format!(
-            "object {id} was created, but its owner cannot be recorded (the registry cannot be \
+            "object {id:?} was created, but its owner cannot be recorded (the registry cannot be \
              reached); only the admin key reaches it"
         ));
     }
@@ -203,8 +206,8 @@ fn response_id(answer: &[u8]) -> Option<String> {
     }
     answer
         .split(|b| *b == b'\n')
-        .filter_map(|line| line.strip_prefix(b"data:"))
-        .filter_map(|data| serde_json::from_slice::<Value>(data.trim_ascii()).ok())
+        .filter_map(crate::answer::data_payload)
+        .filter_map(|data| serde_json::from_slice::<Value>(data).ok())
         .find_map(|event| event.get("response").and_then(id_of))
 }
 
