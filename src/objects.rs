@@ -103,12 +103,20 @@ pub enum Route {
 
 impl Route {
     /// The route of `method` on `route` (the path below `/v1`, without the query).
+    ///
+    /// The route is matched as an upstream may read it: percent-decoded, the collection in any
+    /// case, a trailing slash on a collection ignored; an empty id (`/files//x`) is an object no
+    /// key owns.
     pub fn of(method: &str, route: &str) -> Route {
+        let decoded = percent_decoded(route);
+        let lower = decoded.to_ascii_lowercase();
         for (collection, kind) in Kind::COLLECTIONS {
-            let Some(tail) = route.strip_prefix(collection) else {
+            if !lower.starts_with(collection) {
                 continue;
-            };
-            if tail.is_empty() {
+            }
+            // ASCII lowercasing keeps byte offsets
+            let tail = decoded.get(collection.len()..).unwrap_or("");
+            if tail.is_empty() || tail == "/" {
                 return match (method, kind) {
                     // POST /v1/responses is an API call of the pipeline, not a pass-through
                     ("POST", Kind::Response) => Route::Other,
@@ -125,9 +133,6 @@ impl Route {
                 Some(i) => (tail.get(..i).unwrap_or(""), tail.get(i..).unwrap_or("")),
                 None => (tail, ""),
             };
-            if id.is_empty() {
-                return Route::Other;
-            }
             return Route::Object {
                 kind,
                 id: id.to_string(),
@@ -141,6 +146,33 @@ impl Route {
     pub fn is_owned(&self) -> bool {
         *self != Route::Other
     }
+}
+
+/// `path` with its `%XX` escapes decoded (invalid UTF-8 replaced).
+fn percent_decoded(path: &str) -> String {
+    if !path.contains('%') {
+        return path.to_string();
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The ids an answer of `route` to `method` makes owned: the created object's `id`, and ids the
@@ -295,6 +327,13 @@ mod tests {
             ),
             ("POST", "/uploads", Route::Create(Kind::Upload)),
             ("GET", "/models", Route::Other),
+            // spellings an upstream may read as the same route
+            ("GET", "/files/", Route::List(Kind::File)),
+            ("GET", "/FILES", Route::List(Kind::File)),
+            ("GET", "/fil%65s", Route::List(Kind::File)),
+            ("GET", "/files/file%2D1", obj(Kind::File, "file-1", "")),
+            ("GET", "/Batches/batch_1", obj(Kind::Batch, "batch_1", "")),
+            ("GET", "/files//file-1", obj(Kind::File, "", "/file-1")),
         ];
         for (method, route, expected) in cases {
             assert_eq!(Route::of(method, route), expected, "{method} {route}");
