@@ -19,6 +19,8 @@ pub enum Kind {
     Upload,
     Batch,
     Response,
+    /// An output item of a stored response (`msg_…`, `fc_…`), named by an `item_reference`.
+    ResponseItem,
     VectorStore,
     FineTuningJob,
 }
@@ -55,6 +57,15 @@ impl Kind {
             Kind::Response => (
                 format!("Response with id '{id}' not found."),
                 Value::Null,
+                Value::Null,
+            ),
+            Kind::ResponseItem => (
+                format!(
+                    "Item with id '{id}' not found. Items are not persisted when `store` is set \
+                     to false. Try again with `store` set to true, or remove this item from your \
+                     input."
+                ),
+                json!("input"),
                 Value::Null,
             ),
             Kind::VectorStore => (
@@ -234,7 +245,7 @@ pub fn deletes(route: &Route, method: &str) -> bool {
 
 /// The owned objects a request body refers to: file ids (`file_id`, `file_ids`,
 /// `input_file_id`, `training_file`, `validation_file`), `previous_response_id` and vector
-/// store ids (`vector_store_id`, `vector_store_ids`), at any depth (a file in a chat message,
+/// store ids (`vector_store_id`, `vector_store_ids`) and Responses `item_reference`s, at any depth (a file in a chat message,
 /// a vector store in a `file_search` tool).
 pub fn references(body: &Map<String, Value>) -> Vec<(Kind, String)> {
     let mut out = Vec::new();
@@ -251,26 +262,28 @@ fn walk(v: &Value, out: &mut Vec<(Kind, String)>) {
 }
 
 fn walk_map(map: &Map<String, Value>, out: &mut Vec<(Kind, String)>) {
-    {
-        {
-            for (k, v) in map {
-                let kind = match k.as_str() {
-                    "file_id" | "file_ids" | "input_file_id" | "training_file"
-                    | "validation_file" => Some(Kind::File),
-                    "previous_response_id" => Some(Kind::Response),
-                    "vector_store_id" | "vector_store_ids" => Some(Kind::VectorStore),
-                    _ => None,
-                };
-                match (kind, v) {
-                    (Some(kind), Value::String(id)) => out.push((kind, id.clone())),
-                    (Some(kind), Value::Array(ids)) => out.extend(
-                        ids.iter()
-                            .filter_map(Value::as_str)
-                            .map(|id| (kind, id.to_string())),
-                    ),
-                    _ => walk(v, out),
-                }
+    if map.get("type").and_then(Value::as_str) == Some("item_reference") {
+        if let Some(id) = map.get("id").and_then(Value::as_str) {
+            out.push((Kind::ResponseItem, id.to_string()));
+        }
+    }
+    for (k, v) in map {
+        let kind = match k.as_str() {
+            "file_id" | "file_ids" | "input_file_id" | "training_file" | "validation_file" => {
+                Some(Kind::File)
             }
+            "previous_response_id" => Some(Kind::Response),
+            "vector_store_id" | "vector_store_ids" => Some(Kind::VectorStore),
+            _ => None,
+        };
+        match (kind, v) {
+            (Some(kind), Value::String(id)) => out.push((kind, id.clone())),
+            (Some(kind), Value::Array(ids)) => out.extend(
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(|id| (kind, id.to_string())),
+            ),
+            _ => walk(v, out),
         }
     }
 }
@@ -344,7 +357,8 @@ mod tests {
     fn references_and_captures() {
         let body = json!({"input_file_id": "file-1", "tools": [{"type": "file_search",
             "vector_store_ids": ["vs_1"]}], "input": [{"content": [{"type": "input_file",
-            "file_id": "file-2"}]}], "previous_response_id": "resp_1"});
+            "file_id": "file-2"}]}, {"type": "item_reference", "id": "msg_1"}],
+            "previous_response_id": "resp_1"});
         let mut refs = references(body.as_object().unwrap());
         refs.sort_by(|a, b| a.1.cmp(&b.1));
         assert_eq!(
@@ -352,6 +366,7 @@ mod tests {
             vec![
                 (Kind::File, "file-1".to_string()),
                 (Kind::File, "file-2".to_string()),
+                (Kind::ResponseItem, "msg_1".to_string()),
                 (Kind::Response, "resp_1".to_string()),
                 (Kind::VectorStore, "vs_1".to_string()),
             ]

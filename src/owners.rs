@@ -181,7 +181,7 @@ pub fn refused_reference(
 }
 
 /// After a native `POST /v1/responses` answer (not `store: false`): records the response's id
-/// as the caller's. `answer` is the whole JSON answer, or the recorded event stream.
+/// and its output items' ids as the caller's. `answer` is the whole JSON answer, or the recorded event stream.
 pub fn record_response(
     state: &State,
     client: Option<&Client>,
@@ -192,23 +192,41 @@ pub fn record_response(
     if body.get("store") == Some(&Value::Bool(false)) {
         return;
     }
-    if let Some(id) = response_id(answer) {
+    for id in response_ids(answer) {
         record(state, &id, &client.key_id);
     }
 }
 
-/// The `id` of a Responses answer: a whole JSON answer's, or a stream's (its first event that
-/// carries a `response` object, `response.created`).
-fn response_id(answer: &[u8]) -> Option<String> {
-    let id_of = |v: &Value| v.get("id").and_then(Value::as_str).map(str::to_string);
+/// The ids a Responses answer stores: the response's and its output items' (which a later
+/// `item_reference` may name), from a whole JSON answer or from a stream's events that carry
+/// the `response` object (`response.created`, `response.completed`).
+fn response_ids(answer: &[u8]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut add = |response: &Value| {
+        let items = response.get("output").and_then(Value::as_array);
+        let found = std::iter::once(response)
+            .chain(items.into_iter().flatten())
+            .filter_map(|v| v.get("id").and_then(Value::as_str));
+        for id in found {
+            if !ids.iter().any(|known| known == id) {
+                ids.push(id.to_string());
+            }
+        }
+    };
     if let Ok(whole) = serde_json::from_slice::<Value>(answer) {
-        return id_of(&whole);
+        add(&whole);
+    } else {
+        answer
+            .split(|b| *b == b'\n')
+            .filter_map(crate::answer::data_payload)
+            .filter_map(|data| serde_json::from_slice::<Value>(data).ok())
+            .for_each(|event| {
+                if let Some(response) = event.get("response") {
+                    add(response);
+                }
+            });
     }
-    answer
-        .split(|b| *b == b'\n')
-        .filter_map(crate::answer::data_payload)
-        .filter_map(|data| serde_json::from_slice::<Value>(data).ok())
-        .find_map(|event| event.get("response").and_then(id_of))
+    ids
 }
 
 /// Reads at most `max` bytes of `body`: the bytes and whether the body ended within them.

@@ -313,6 +313,28 @@ fn a_stored_response_and_previous_response_id_belong_to_their_key() {
         200
     );
     assert_eq!(ask(KEY_A, Some(&id)).status, 200);
+    // so are its output items, which an `item_reference` names
+    let item = first.json()["output"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reference = json!({"model": "m", "input": [{"type": "item_reference", "id": item}]});
+    let before = up.requests().len();
+    let r = call(&relay, KEY_B, "POST", "/v1/responses", Some(&reference));
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.json()["error"]["param"], "input");
+    assert!(
+        r.body.contains(&format!("Item with id '{item}' not found")),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        up.requests().len(),
+        before,
+        "B's request reached the upstream"
+    );
+    let r = call(&relay, KEY_A, "POST", "/v1/responses", Some(&reference));
+    assert_eq!(r.status, 200, "{}", r.body);
     // a streamed response is A's as well, recorded before its stream's last bytes
     let body = json!({"model": "m", "input": "hi", "stream": true});
     let streamed = call(&relay, KEY_A, "POST", "/v1/responses", Some(&body));
