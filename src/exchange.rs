@@ -29,6 +29,9 @@ pub struct Exchange {
     client: Option<Client>,
     /// Charges the request to that key, once.
     meter: Option<Meter>,
+    /// Whose cached answers the request may share (`auth::principal`), decided once, after the
+    /// gate.
+    principal: String,
     /// Held for the exchange's life: the in-flight gauge (and the drain's wait) counts it.
     _in_flight: metrics::InFlight,
 }
@@ -45,6 +48,7 @@ impl Exchange {
             started: Instant::now(),
             client: None,
             meter: None,
+            principal: String::new(),
             _in_flight: metrics::in_flight_guard(),
         }
     }
@@ -68,6 +72,16 @@ impl Exchange {
     pub fn admit(&mut self, client: Client, meter: Meter) {
         self.client = Some(client);
         self.meter = Some(meter);
+    }
+
+    /// Sets whose cached answers the request may share (routing, once, after the gate).
+    pub fn set_principal(&mut self, principal: String) {
+        self.principal = principal;
+    }
+
+    /// Whose cached answers the request may share: `""` for none (see `auth::principal`).
+    pub fn principal(&self) -> &str {
+        &self.principal
     }
 
     /// The admitted client key, if any.

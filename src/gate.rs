@@ -127,6 +127,7 @@ impl Gate {
                 rate_limit: RateLimit::default(),
                 budget: Budget::default(),
                 models: Vec::new(),
+                routes: Vec::new(),
             }));
         }
         let client = self

@@ -25,7 +25,7 @@ use crate::exchange::{json_content_type, request_headers, Exchange, Meter};
 use crate::intake;
 use crate::log::Access;
 use crate::sse;
-use crate::sse_out::SseOut;
+use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect};
@@ -207,7 +207,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
             .effective_models(endpoint.api(), &ex.access.model);
         let keyed = keyed_body(endpoint, &body, &headers);
         let plan = cache
-            .plan(endpoint.path(), &keyed, &headers, &models)?
+            .plan(endpoint.path(), &keyed, (&headers, ex.principal()), &models)?
             .by_client(ex.client().map(|c| c.key_id.as_str()));
         let offline = plan.mode == cache::Mode::Replay;
         // a request the cache may not answer is not looked up, but in replay mode it is still
@@ -443,8 +443,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
         }
         ex.answer_with(|req| {
-            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-            let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_extra) else {
+            let Ok(mut out) = SseOut::start(Conn::of(req), &reply_extra) else {
                 return (200, 0);
             };
             let posted = keepalive::while_waiting(&mut out, every, post);
@@ -478,8 +477,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
         }
         ex.answer_with(|req| {
-            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-            let Ok(out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
+            let Ok(out) = SseOut::start(Conn::of(req), &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
             let (bytes, copy, usage) = streaming.relay(sent, out);

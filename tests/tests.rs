@@ -6,6 +6,7 @@
 mod common;
 
 mod access_budgets;
+mod access_cache_scope;
 mod access_front_door;
 mod access_hostile;
 mod access_keys;
@@ -14,6 +15,7 @@ mod access_memory;
 mod access_objects;
 mod access_redis;
 mod access_replay;
+mod access_routes;
 mod access_slow;
 mod access_usage;
 mod agents;

@@ -9,7 +9,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use crate::api;
 use crate::exchange::Exchange;
 use crate::sse;
-use crate::sse_out::SseOut;
+use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
 use crate::upstream::{self, Sent};
 
@@ -200,8 +200,7 @@ pub fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent
     let body = sent.response.into_body().into_reader();
     let (base, endpoint) = (sent.base, sent.endpoint);
     ex.answer_with(|req| {
-        let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-        let Ok(mut out) = SseOut::start_as(req.into_writer(), http11, status, &head) else {
+        let Ok(mut out) = SseOut::start_as(Conn::of(req), status, &head) else {
             return (status, 0); // the client left before the head was written
         };
         let mut reader = BufReader::with_capacity(16 * 1024, body);

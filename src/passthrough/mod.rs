@@ -9,6 +9,14 @@
 //! and the answer is streamed back with its status and headers, without ever holding either
 //! body whole.
 //!
+//! With a key's `models` allow-list, the model of `GET /v1/models/{id}` and the `model` a body
+//! names are checked too (403
+//! `model_not_allowed`, as on the pipeline's routes): a multipart upload's `model` part as it
+//! streams past ([`body_model::Multipart`]; a refused upload fails the upstream client's read,
+//! so the upstream request is aborted, never completed), any other body read whole first
+//! (bounded by `max_body_bytes`, its cost held in `max_body_bytes_in_flight`) and sent as read:
+//! the one exception to never holding a body whole.
+//!
 //! An upstream never receives a cut body as complete: a body past `max_body_bytes`, slower
 //! than `client_timeout_ms` or cut by the client fails the upstream client's read of it
 //! ([`ClientBody`]), so the upstream request is aborted (no terminating chunk, or fewer bytes
@@ -25,14 +33,17 @@
 
 mod answer;
 
-use std::io::{self, Read};
+use std::io::{self, Cursor, Read};
 use std::time::Duration;
 
 use self::answer::{answer_copy, answer_events, Answer};
 use crate::api;
 use crate::body_cost::{self, Reservation};
+use crate::body_model::{self, Multipart};
+use crate::budget;
 use crate::error::{ApiError, ClientFault};
 use crate::exchange::{request_headers, Exchange};
+use crate::glob::Glob;
 use crate::intake::{self, Deadline};
 use crate::owners;
 use crate::state::State;
@@ -41,6 +52,31 @@ use crate::upstream::limit;
 /// A pass-through request admitted to the `workers` pool.
 pub struct Pass {
     _permit: limit::Permit,
+    /// The body, read whole to check its `model` against the key's allow-list; sent as read.
+    body: Option<Vec<u8>>,
+    /// That body's share of `max_body_bytes_in_flight` until the call is done.
+    _reserved: Option<Reservation>,
+    /// A multipart upload's `model` parts are checked against this allow-list as they stream.
+    multipart: Option<Guard>,
+}
+
+/// The `model` parts of a streamed multipart upload, checked against a key's allow-list.
+struct Guard {
+    parts: Multipart,
+    allowed: Vec<Glob>,
+}
+
+impl Guard {
+    /// Takes the next bytes of the upload; `Err` (403, or 400 for a malformed body) once a
+    /// `model` part names a model outside the allow-list.
+    fn feed(&mut self, data: &[u8]) -> Result<(), ApiError> {
+        for model in self.parts.feed(data)? {
+            if !budget::model_allowed(&self.allowed, &model) {
+                return Err(budget::not_allowed(&model));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The methods passed through (the upstream client sends no others).
@@ -63,16 +99,75 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
     if req.body_length().is_some_and(|n| n as u64 > max) {
         return Err(ApiError::too_large(max));
     }
-    state.upstream.check_forwardable(&request_headers(req))?;
+    let headers = request_headers(req);
+    state.upstream.check_forwardable(&headers)?;
+    let (mut body, mut reserved, mut multipart) = (None, None, None);
+    // a key with an allow-list: the model its path or body names must be on it
+    let allowed = ex.client().map(|c| c.models.clone()).unwrap_or_default();
+    if let Some(id) = crate::util::api_route(&ex.access.path).strip_prefix("/models/") {
+        state.gate.allow_model(ex.client(), id)?;
+    }
+    if !allowed.is_empty() && has_body(req, &headers) {
+        let content_type = header(&headers, "content-type").unwrap_or_default();
+        match body_model::multipart_boundary(content_type)? {
+            Some(boundary) => {
+                multipart = Some(Guard {
+                    parts: Multipart::new(&boundary),
+                    allowed,
+                })
+            }
+            None => {
+                let (raw, held) = read_whole(state, ex)?;
+                if let Some(model) = body_model::json_model(&raw)? {
+                    state.gate.allow_model(ex.client(), &model)?;
+                }
+                (body, reserved) = (Some(raw), Some(held));
+            }
+        }
+    }
     let permit = state.upstream.limiter.try_acquire()?;
-    Ok(Some(Pass { _permit: permit }))
+    Ok(Some(Pass {
+        _permit: permit,
+        body,
+        _reserved: reserved,
+        multipart,
+    }))
+}
+
+/// Whether the request has a body: a positive `Content-Length`, or chunked.
+fn has_body(req: &tiny_http::Request, headers: &[(String, String)]) -> bool {
+    req.body_length().is_some_and(|n| n > 0) || header(headers, "transfer-encoding").is_some()
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Reads the request's body whole (≤ `max_body_bytes`, within `client_timeout_ms`), its
+/// estimated cost held in `max_body_bytes_in_flight`.
+fn read_whole(state: &State, ex: &mut Exchange) -> Result<(Vec<u8>, Reservation), ApiError> {
+    let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
+    let Some(req) = ex.request_mut() else {
+        return Ok((Vec::new(), reserved));
+    };
+    let raw = intake::read_body(
+        req,
+        state.config.max_body_bytes,
+        state.config.client_timeout,
+        &mut reserved,
+    )?;
+    reserved.grow_to(body_cost::check_density(&raw)?)?;
+    Ok((raw, reserved))
 }
 
 /// Sends the request upstream and streams the answer back. Object routes of an authenticated
 /// caller go through `owners` first: another key's object is answered with the upstream's 404
 /// for an unknown id, a JSON body is read (within `max_body_bytes`) to check the objects it
 /// names, lists are filtered, and a small JSON answer is read whole to record what it created.
-pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiError> {
+pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiError> {
     let client = ex.client().cloned();
     let Some(req) = ex.request_mut() else {
         return Ok(());
@@ -83,16 +178,16 @@ pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiE
     let api = api::of_route(route);
     let method = req.method().as_str().to_string();
     let headers = request_headers(req);
-    let has_body = req.body_length().is_some_and(|n| n > 0)
-        || headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"));
+    let has_body = has_body(req, &headers);
     let budget = state.config.client_timeout;
     let max = state.config.max_body_bytes;
+    let Pass {
+        body: mut whole,
+        _reserved: mut reserved,
+        multipart,
+        ..
+    } = pass;
     let mut owned = owners::Owned::of(client.as_ref(), &method, route);
-    // the body read whole (an owned-object route's JSON), held in the in-flight budget
-    let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
-    let mut whole_body = None;
     if let Some(owned) = &mut owned {
         if let Some((status, refusal)) = owned.refusal(state)? {
             ex.json(status, refusal);
@@ -101,37 +196,40 @@ pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiE
         if let (Some(kind), Some(c)) = (owned.filtered_list(), &client) {
             return owners::list(state, ex, &c.key_id, kind, api, &target, &headers);
         }
-        if has_body && is_json(&headers) {
+        if has_body && whole.is_none() && is_json(&headers) {
             // a JSON body may name objects (`input_file_id`, `file_ids`, …): read it whole
-            let Some(req) = ex.request_mut() else {
+            let (raw, held) = read_whole(state, ex)?;
+            (whole, reserved) = (Some(raw), Some(held));
+        }
+        let named = whole
+            .as_deref()
+            .and_then(|raw| serde_json::from_slice::<serde_json::Map<_, _>>(raw).ok());
+        if let Some(json) = named {
+            if let Some((status, refusal)) =
+                owners::refused_reference(state, client.as_ref(), &json)?
+            {
+                ex.json(status, refusal);
                 return Ok(());
-            };
-            let bytes = intake::read_body(req, max, budget, &mut reserved)?;
-            reserved.grow_to(body_cost::check_density(&bytes)?)?;
-            if let Ok(json) = serde_json::from_slice::<serde_json::Map<_, _>>(&bytes) {
-                if let Some((status, refusal)) =
-                    owners::refused_reference(state, client.as_ref(), &json)?
-                {
-                    ex.json(status, refusal);
-                    return Ok(());
-                }
             }
-            whole_body = Some(io::Cursor::new(bytes));
         }
     }
+    // held until the call is done
+    let _reserved = reserved;
     let Some(req) = ex.request_mut() else {
         return Ok(());
     };
+    let mut read = Cursor::new(whole.unwrap_or_default());
     let mut body = ClientBody {
         inner: Deadline::new(req.as_reader(), budget),
         max,
         read: 0,
         budget,
+        guard: multipart,
     };
-    let reader: Option<&mut dyn Read> = match (&mut whole_body, has_body) {
-        (Some(bytes), _) => Some(bytes),
-        (None, true) => Some(&mut body),
-        (None, false) => None,
+    let reader: Option<&mut dyn Read> = match (read.get_ref().is_empty(), has_body) {
+        (false, _) => Some(&mut read),
+        (true, true) => Some(&mut body),
+        (true, false) => None,
     };
     let started = std::time::Instant::now();
     let sent = state
@@ -213,14 +311,16 @@ fn watch(
 }
 
 /// The client's request body as the upstream client reads it: at most `max` bytes, all within
-/// the `client_timeout_ms` budget. It never ends early: past `max`, too slow, or cut by the
-/// client, a read fails with the client's [`ApiError`] inside ([`ClientFault`]), so the upstream
-/// client aborts the request instead of ending it as complete.
+/// the `client_timeout_ms` budget. It never ends early: past `max`, too slow, cut by the
+/// client, or (with a `guard`) naming a model outside the key's allow-list, a read fails with
+/// the client's [`ApiError`] inside ([`ClientFault`]) before those bytes are passed on, so the
+/// upstream client aborts the request instead of ending it as complete.
 struct ClientBody<R> {
     inner: Deadline<R>,
     max: u64,
     read: u64,
     budget: Duration,
+    guard: Option<Guard>,
 }
 
 impl<R: Read> Read for ClientBody<R> {
@@ -232,6 +332,13 @@ impl<R: Read> Read for ClientBody<R> {
         self.read += n as u64;
         if self.read > self.max {
             return Err(ClientFault::io(ApiError::too_large(self.max)));
+        }
+        if let Some(guard) = &mut self.guard {
+            let checked = match buf.get(..n) {
+                Some(data) if n > 0 => guard.feed(data),
+                _ => guard.parts.end(),
+            };
+            checked.map_err(ClientFault::io)?;
         }
         Ok(n)
     }
