@@ -25,6 +25,7 @@ impl State {
     /// replaced: the cache, rate-limit windows and usage figures carry over, keys are read
     /// again (a changed `cache` section takes effect after a restart).
     pub fn new(config: Config, previous: Option<&State>) -> Result<State, String> {
+        let gate = Gate::new(&config, previous.map(|p| &p.gate))?;
         let cache = match previous {
             Some(p) => {
                 if p.config.cache != config.cache {
@@ -32,7 +33,7 @@ impl State {
                 }
                 p.cache.clone()
             }
-            None => Cache::open(&config.cache)?,
+            None => Cache::open(&config.cache, gate.store.redis().cloned())?,
         };
         Ok(State {
             upstream: Upstream::new(
@@ -41,7 +42,7 @@ impl State {
                 config.forward_auth,
                 config.workers,
             ),
-            gate: Gate::new(&config, previous.map(|p| &p.gate))?,
+            gate,
             cache,
             test_hooks: std::env::var("LLM_RELAY_TEST_HOOKS").is_ok_and(|v| v == "1"),
             config,

@@ -111,8 +111,8 @@ fn a_replay_miss_searches_the_index_built_at_start_not_the_directory() {
         std::fs::remove_file(f).unwrap();
     }
     let relay = relay_in(&up, &dir);
-    let scanned = relay.wait_for_log_line(Duration::from_secs(30), |l| l.contains("cache scan of"));
-    assert!(scanned.is_some(), "no start-up scan line");
+    let scanned = relay.wait_for_log_line(Duration::from_secs(30), |l| l.contains("cache index:"));
+    assert!(scanned.is_some(), "no index line");
     // an entry that appears in the directory behind the relay's back is not searched per miss
     write_entry(dir.path(), "/chat/completions", &canonical, &answer);
     let asked = prompt("what is in the directory");
@@ -121,8 +121,8 @@ fn a_replay_miss_searches_the_index_built_at_start_not_the_directory() {
     drop(relay);
     // the start-up scan indexes it
     let relay = relay_in(&up, &dir);
-    let scanned = relay.wait_for_log_line(Duration::from_secs(30), |l| l.contains("cache scan of"));
-    assert!(scanned.is_some(), "no start-up scan line");
+    let scanned = relay.wait_for_log_line(Duration::from_secs(30), |l| l.contains("cache index:"));
+    assert!(scanned.is_some(), "no index line");
     let (msg, differs) = replay_miss(&relay, KEY_A, &asked);
     assert_eq!(differs, json!(["messages[1].content"]), "{msg}");
 }

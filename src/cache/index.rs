@@ -6,16 +6,22 @@
 //! its scalar value, e.g. `messages[1].content = "hi"`). The fingerprints of two requests that
 //! differ in a few fields differ in about as many hashes, so ranking by the fingerprint
 //! difference finds the nearest entries without reading them; only the best [`READ`] are then
-//! read and diffed exactly. The index is filled by the start-up scan and by every store, and
+//! read and diffed exactly. The index is filled at start (one read of every `.request`, after
+//! the start-up scan, on the upkeep thread, whichever replica holds the scan lease) and by
+//! every store, and
 //! bounded: at most [`MAX_INDEXED`] entries (the oldest dropped first, about 1 KiB each at
 //! most), and a search compares at most [`MAX_COMPARED`] fingerprints, same model first.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
+use std::fs;
 use std::hash::{Hash, Hasher};
+use std::path::Path;
 use std::sync::RwLock;
 
 use serde_json::Value;
+
+use super::store;
 
 /// Leaf hashes kept per entry.
 pub const SKETCH: usize = 128;
@@ -102,9 +108,21 @@ impl Index {
         }
     }
 
-    /// The start-up scan is done: from now on the index holds every entry.
-    pub fn set_ready(&self) {
+    /// Indexes every entry under `dir` (its `.request` files, read once; at start, on the
+    /// upkeep thread, after the scan) and marks the index ready. Returns how many were read.
+    pub fn fill(&self, dir: &Path) -> u64 {
+        let mut read = 0;
+        for (key, path) in store::entries(dir) {
+            let Ok(file) = fs::read(&path) else {
+                continue;
+            };
+            if let Some((meta, canonical)) = store::split_request(&file) {
+                self.insert(&meta.route, &meta.scope, &key, canonical);
+                read += 1;
+            }
+        }
         self.inner.write().unwrap_or_else(|p| p.into_inner()).ready = true;
+        read
     }
 
     pub fn ready(&self) -> bool {

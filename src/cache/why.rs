@@ -117,7 +117,7 @@ pub fn closest_of(
     };
     let model = asked.get("model").and_then(Value::as_str).unwrap_or("");
     for key in keys {
-        let Ok(file) = fs::read(store::paths(dir, key).0) else {
+        let Ok(file) = fs::read(store::request_path(dir, key)) else {
             continue;
         };
         if let Some(near) = near_of(key.clone(), &file, route, None, asked, viewer) {
