@@ -170,13 +170,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     };
     let mut headers = request_headers(req);
     intake::check_content_type(req)?;
-    let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
-    let raw = intake::read_body(
-        req,
-        state.config.max_body_bytes,
-        state.config.client_timeout,
-        &mut reserved,
-    )?;
+    let (raw, mut reserved) = intake::read_reserved(req, state.body_limits())?;
     let mut body = intake::parse_body(&raw, &mut reserved)?;
     drop(raw);
     // a body may name objects (`previous_response_id`, a `file_id`): only the key's own

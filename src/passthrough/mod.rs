@@ -149,16 +149,10 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// Reads the request's body whole (≤ `max_body_bytes`, within `client_timeout_ms`), its
 /// estimated cost held in `max_body_bytes_in_flight`.
 fn read_whole(state: &State, ex: &mut Exchange) -> Result<(Vec<u8>, Reservation), ApiError> {
-    let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
     let Some(req) = ex.request_mut() else {
-        return Ok((Vec::new(), reserved));
+        return Ok((Vec::new(), Reservation::new(0)));
     };
-    let raw = intake::read_body(
-        req,
-        state.config.max_body_bytes,
-        state.config.client_timeout,
-        &mut reserved,
-    )?;
+    let (raw, mut reserved) = intake::read_reserved(req, state.body_limits())?;
     reserved.grow_to(body_cost::check_density(&raw)?)?;
     Ok((raw, reserved))
 }
