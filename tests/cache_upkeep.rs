@@ -65,15 +65,35 @@ fn cache_ttl_expires_entries() {
         json!({"ttl_seconds": 3}),
         json!({}),
     ));
-    assert_eq!(x_cache(&relay, "t"), "MISS");
-    let stored = std::time::Instant::now();
-    // 3 s: the hit right after the store cannot expire on a loaded machine
-    assert_eq!(x_cache(&relay, "t"), "HIT");
-    std::thread::sleep(
-        (stored + Duration::from_millis(3100)).saturating_duration_since(std::time::Instant::now()),
-    );
-    assert_eq!(x_cache(&relay, "t"), "MISS", "expired after ttl_seconds");
-    assert_eq!(x_cache(&relay, "t"), "HIT");
+    const TTL: Duration = Duration::from_secs(3);
+    // A hit is only owed while the entry is younger than the TTL: a round that a loaded machine
+    // stretched past it proves nothing and is run again with another prompt.
+    let hit_within_ttl = |q: &str| {
+        let sent = std::time::Instant::now();
+        let outcome = x_cache(&relay, q);
+        (sent.elapsed() < TTL).then_some(outcome)
+    };
+    let proven = (0..5).any(|round| {
+        let q = format!("t{round}");
+        assert_eq!(x_cache(&relay, &q), "MISS");
+        // the entry was stored before that answer ended
+        let stored = std::time::Instant::now();
+        match hit_within_ttl(&q) {
+            Some(outcome) => assert_eq!(outcome, "HIT"),
+            None => return false,
+        }
+        std::thread::sleep(
+            (stored + TTL + Duration::from_millis(100))
+                .saturating_duration_since(std::time::Instant::now()),
+        );
+        assert_eq!(x_cache(&relay, &q), "MISS", "expired after ttl_seconds");
+        match hit_within_ttl(&q) {
+            Some(outcome) => assert_eq!(outcome, "HIT"),
+            None => return false,
+        }
+        true
+    });
+    assert!(proven, "five rounds each took longer than the TTL");
 }
 
 fn stats_cli(config: &Path) -> String {
