@@ -460,6 +460,45 @@ fn uploads_and_vector_stores_belong_to_their_key() {
 }
 
 #[test]
+fn fine_tuning_jobs_and_their_result_files_belong_to_their_key() {
+    let up = ObjectsApi::start();
+    let relay = relay_for(&up, json!({}));
+    let file = upload(&relay, KEY_A);
+    let job = |key: &str| {
+        let body = json!({"model": "gpt-4o-mini", "training_file": file});
+        call(&relay, key, "POST", "/v1/fine_tuning/jobs", Some(&body))
+    };
+    let refused = job(KEY_B);
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    assert_eq!(
+        refused.json()["error"]["message"],
+        format!("No such File object: {file}")
+    );
+    let made = job(KEY_A);
+    assert_eq!(made.status, 200, "{}", made.body);
+    let id = made.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/fine_tuning/jobs/{id}");
+    assert_eq!(
+        call(&relay, KEY_B, "GET", &path, None).json(),
+        upstream_unknown(&relay, &path, "ftjob-never", &id)
+    );
+    assert_eq!(
+        list_all(&relay, KEY_B, "fine_tuning/jobs", 5),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        list_all(&relay, KEY_A, "fine_tuning/jobs", 5),
+        vec![id.clone()]
+    );
+    // the job's result file, made by the upstream, is A's once A has read the job
+    let read = call(&relay, KEY_A, "GET", &path, None);
+    let result = read.json()["result_files"][0].as_str().unwrap().to_string();
+    let content = format!("/v1/files/{result}/content");
+    assert_eq!(call(&relay, KEY_A, "GET", &content, None).status, 200);
+    assert_eq!(call(&relay, KEY_B, "GET", &content, None).status, 404);
+}
+
+#[test]
 fn ownership_survives_a_restart_with_state_dir() {
     let up = ObjectsApi::start();
     let dir = TempDir::new();

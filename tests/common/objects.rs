@@ -2,7 +2,8 @@
 //! (multipart create, get, content, delete, list with `after`, `limit` and `has_more`), batches
 //! (create from an `input_file_id`, get, list; a batch completes at once with an output file
 //! the upstream creates), vector stores (create from `file_ids`, get, list, search), uploads
-//! (create, parts, complete into a file), and `POST /v1/responses` answering a stored response with a fresh
+//! (create, parts, complete into a file), fine-tuning jobs (create from a `training_file`,
+//! get, list; a job succeeds at once with a result file), and `POST /v1/responses` answering a stored response with a fresh
 //! id, plain or streamed (`GET /v1/responses/{id}` too). An unknown id gets OpenAI's 404 for it.
 
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ struct Objects {
     responses: Vec<Value>,
     vector_stores: Vec<Value>,
     uploads: Vec<Value>,
+    jobs: Vec<Value>,
 }
 
 impl Objects {
@@ -265,6 +267,28 @@ fn reply(objects: &Mutex<Objects>, req: &RecordedRequest) -> Reply {
                 Reply::json(200, upload)
             }
             None => no_such_upload(id),
+        },
+        ("POST", ["fine_tuning", "jobs"]) => {
+            let body = req.json();
+            let training = body["training_file"].as_str().unwrap_or("").to_string();
+            if find(&o.files, &training).is_none() {
+                return no_such_file(&training);
+            }
+            let result = o.new_file("fine-tune-results", 10)["id"].clone();
+            let id = o.id("ftjob-fx");
+            let job = json!({"id": id, "object": "fine_tuning.job", "model": body["model"],
+                "training_file": training, "status": "succeeded", "result_files": [result]});
+            o.jobs.push(job.clone());
+            Reply::json(200, job)
+        }
+        ("GET", ["fine_tuning", "jobs"]) => page(&o.jobs, query),
+        ("GET", ["fine_tuning", "jobs", id]) => match find(&o.jobs, id) {
+            Some(job) => Reply::json(200, job),
+            None => Reply::json(
+                404,
+                json!({"error": {"message": format!("Could not find fine-tune job: {id}"),
+                "type": "invalid_request_error", "param": null, "code": "fine_tune_not_found"}}),
+            ),
         },
         ("GET", ["responses", id]) => {
             find(&o.responses, id).map_or_else(|| no_such_response(id), |r| Reply::json(200, r))
