@@ -499,6 +499,24 @@ fn fine_tuning_jobs_and_their_result_files_belong_to_their_key() {
 }
 
 #[test]
+fn with_auth_off_nothing_changes() {
+    let up = ObjectsApi::start();
+    let config = json!({"listen": "127.0.0.1:0",
+        "upstreams": [{"name": "openai", "url": up.base_url(), "api": "responses"}]});
+    let relay = Relay::start(&config.to_string());
+    let file = upload(&relay, "any-client");
+    let direct = upload_to(&format!("{}/files", up.base_url()), "upstream-key");
+    for id in [&file, &direct] {
+        let r = request("GET", &relay.url(&format!("/v1/files/{id}")), &[], None);
+        assert_eq!(r.status, 200, "{id}: {}", r.body);
+    }
+    let r = request("GET", &relay.url("/v1/files"), &[], None);
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2, "{}", r.body);
+    let warned = relay.stderr_text().contains("kept in memory only");
+    assert!(!warned, "no ownership warning without auth");
+}
+
+#[test]
 fn ownership_survives_a_restart_with_state_dir() {
     let up = ObjectsApi::start();
     let dir = TempDir::new();
