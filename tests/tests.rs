@@ -45,6 +45,7 @@ mod ops_logs;
 mod ops_metrics;
 mod translate_api;
 mod translate_e2e;
+mod translate_exact;
 mod upstreams_failover;
 mod upstreams_proxy;
 mod upstreams_routing;
