@@ -30,7 +30,7 @@ use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect, Translation};
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, keepalive, models, passthrough, rules, shape};
+use crate::{body_log, keepalive, models, owners, passthrough, rules, shape};
 
 /// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,15 +170,14 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     };
     let mut headers = request_headers(req);
     intake::check_content_type(req)?;
-    let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
-    let raw = intake::read_body(
-        req,
-        state.config.max_body_bytes,
-        state.config.client_timeout,
-        &mut reserved,
-    )?;
+    let (raw, mut reserved) = intake::read_reserved(req, state.body_limits())?;
     let mut body = intake::parse_body(&raw, &mut reserved)?;
     drop(raw);
+    // a body may name objects (`previous_response_id`, a `file_id`): only the key's own
+    if let Some((status, refusal)) = owners::refused_reference(state, ex.client(), &body)? {
+        ex.json(status, refusal);
+        return Ok(Next::Done);
+    }
     let model = |body: &Map<String, Value>| {
         body.get("model")
             .and_then(Value::as_str)
@@ -201,7 +200,9 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
             .upstream
             .effective_models(endpoint.api(), &ex.access.model);
         let keyed = keyed_body(endpoint, &body, &headers);
-        let plan = cache.plan(endpoint.path(), &keyed, (&headers, ex.principal()), &models)?;
+        let plan = cache
+            .plan(endpoint.path(), &keyed, (&headers, ex.principal()), &models)?
+            .by_client(ex.client().map(|c| c.key_id.as_str()));
         let offline = plan.mode == cache::Mode::Replay;
         // a request the cache may not answer is not looked up, but in replay mode it is still
         // refused: replay never calls an upstream
@@ -416,6 +417,15 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     };
     // A stream is charged from inside the writer, before its end, so a next request sees it.
     let pending_charge: RefCell<Option<(Meter, Access)>> = RefCell::new(None);
+    // a Responses answer the upstream itself stores is owned by the caller: a stream's id is
+    // recorded just before its end reaches the client
+    let owns_response = call.endpoint == Endpoint::Responses && call.translation.is_none();
+    let client = ex.client().cloned();
+    let before_end = |recorded: &[u8]| {
+        if owns_response {
+            owners::record_response(state, client.as_ref(), &call.body, recorded);
+        }
+    };
     let charge = |usage: Usage, sent_model: &str| {
         if let Some((meter, mut charged)) = pending_charge.borrow_mut().take() {
             charged.status = 200;
@@ -437,6 +447,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         storing,
         client_usage: call.delivery.include_usage,
         charge: &charge,
+        before_end: &before_end,
     };
     let upstream_started = Instant::now();
     if let (true, Some(every)) = (call.delivery.stream, state.config.stream_keepalive) {
@@ -504,6 +515,10 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         }
         // before answering, so the client's next request finds it
         cache.store(p, &effective, &data);
+    }
+    if owns_response && (200..300).contains(&status) {
+        // before answering, so the client's next request finds the owner
+        owners::record_response(state, client.as_ref(), &call.body, &data);
     }
     body_log::record(&ex.access.path, &call.body, status, &data);
     ex.access.usage = Usage::of_bytes(api, &data).unwrap_or_default();

@@ -21,6 +21,15 @@ pub struct State {
 }
 
 impl State {
+    /// The limits a body read whole is held to.
+    pub fn body_limits(&self) -> crate::intake::BodyLimits {
+        crate::intake::BodyLimits {
+            max: self.config.max_body_bytes,
+            budget: self.config.client_timeout,
+            in_flight: self.config.max_body_bytes_in_flight,
+        }
+    }
+
     /// Builds the running state from `config`. On a reload, `previous` is the state being
     /// replaced: the cache, rate-limit windows and usage figures carry over, keys are read
     /// again (a changed `cache` section takes effect after a restart).

@@ -16,6 +16,7 @@ mod collect;
 mod config;
 mod fleet;
 mod flight;
+mod index;
 mod key;
 mod lease;
 mod memory;
@@ -130,6 +131,9 @@ pub struct Plan {
     pub control: Control,
     pub mode: Mode,
     pub delivery: Delivery,
+    /// The client key id the request came with (`None` with auth off): written as the
+    /// entry's `recorded_by`, and the only key a `cache_miss` shows recorded values to.
+    recorder: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +147,14 @@ struct Candidate {
 }
 
 impl Plan {
+    /// The plan of a request of the client key `key_id` (`None`: auth is off).
+    pub fn by_client(self, key_id: Option<&str>) -> Plan {
+        Plan {
+            recorder: key_id.map(str::to_string),
+            ..self
+        }
+    }
+
     /// The effective model whose candidate key is `key` (the model a hit on it was sent as).
     pub fn model_of(&self, key: &str) -> Option<&str> {
         self.candidates
@@ -233,6 +245,7 @@ impl Plan {
             control: Control::parse(header("cache-control")),
             mode,
             delivery: Delivery::of(body),
+            recorder: None,
         })
     }
 }
@@ -277,6 +290,8 @@ pub struct Cache {
     /// Single flight across replicas, with `state.redis`.
     fleet: Option<Arc<fleet::Fleet>>,
     hits: upkeep::HitBook,
+    /// Recorded requests by route, scope and model, for the closest entry of a replay miss.
+    index: index::Index,
     /// Answers this process's writes replaced, deleted by the upkeep thread after a grace period.
     replaced: collect::Replaced,
     pub counters: Counters,
@@ -312,6 +327,7 @@ impl Cache {
             flights: flight::Flights::default(),
             fleet: redis.map(fleet::Fleet::start),
             hits: upkeep::HitBook::load(&config.dir),
+            index: index::Index::default(),
             replaced: collect::Replaced::default(),
             counters: Counters::default(),
             config: config.clone(),
@@ -419,6 +435,7 @@ impl Cache {
     fn reject(&self, key: &str, why: &str, judged: &store::Judged) {
         let dir = &self.config.dir;
         if judged.settled(scan::GRACE) && store::quarantine_judged(dir, key, judged) {
+            self.index.remove(&[key.to_string()]);
             log::warn(&format!(
                 "cache entry {key} quarantined ({why}); it is never served"
             ));
@@ -461,17 +478,33 @@ impl Cache {
     }
 
     /// The error a miss gets in `replay` mode: `cache_miss`, the key, and the fields in which
-    /// the closest recorded request of the same route (and scope) differs.
+    /// the closest recorded request of the same route (and scope) differs (with the recorded
+    /// values only for the key that recorded it). The closest is found in the index: the few
+    /// nearest by fingerprint are read, never the directory; only until the start-up scan has
+    /// filled the index does a miss search the directory (at most `MAX_SEARCHED_ONLINE` files).
     pub fn replay_miss(&self, plan: &Plan) -> ApiError {
         let asked = plan.canonical_json();
-        let report = why::closest(
-            &self.config.dir,
-            &plan.route,
-            Some(&plan.scope),
-            &asked,
-            1,
-            why::MAX_SEARCHED_ONLINE,
-        );
+        let viewer = plan.recorder.as_deref();
+        let report = if self.index.ready() {
+            let (keys, compared) = self.index.nearest(&plan.route, &plan.scope, &asked);
+            why::closest_of(
+                &self.config.dir,
+                &plan.route,
+                &keys,
+                &asked,
+                viewer,
+                compared,
+            )
+        } else {
+            why::closest(
+                &self.config.dir,
+                &plan.route,
+                Some(&plan.scope),
+                &asked,
+                (1, why::MAX_SEARCHED_ONLINE),
+                viewer,
+            )
+        };
         why::miss_error(&plan.key, &report)
     }
 
@@ -499,6 +532,7 @@ impl Cache {
             created: now_precise(),
             scope: plan.scope.clone(),
             sha256: key::checksum(response),
+            recorded_by: plan.recorder.clone(),
         };
         let existed = store::request_path(&self.config.dir, &c.key).exists();
         let before = store::referenced_answer(&self.config.dir, &c.key);
@@ -516,6 +550,8 @@ impl Cache {
         if let Some(before) = before.filter(|b| *b != now) {
             self.replaced.push(&c.key, before);
         }
+        self.index
+            .insert(&plan.route, &plan.scope, &c.key, &c.canonical);
         if !existed {
             self.counters.entries.fetch_add(1, Ordering::Relaxed);
             self.counters.bytes.fetch_add(
@@ -591,6 +627,10 @@ impl Cache {
             .entries
             .store(report.entries, Ordering::Relaxed);
         self.counters.bytes.store(report.bytes, Ordering::Relaxed);
+        let indexed = self.index.fill(dir);
+        log::info(&format!(
+            "cache index: {indexed} recorded requests read for the closest entry of a replay miss"
+        ));
         if self.hits.needs_compacting(report.entries) {
             if let Err(e) = self.hits.compact(dir, crate::util::now_secs()) {
                 log::error(&format!("cannot compact {}: {e}", upkeep::HITS_FILE));
@@ -645,6 +685,7 @@ impl Cache {
         for key in &removed.keys {
             self.memory.remove(key);
         }
+        self.index.remove(&removed.keys);
         let c = &self.counters;
         let sub = |a: &AtomicU64, n: u64| {
             let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
