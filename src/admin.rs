@@ -297,7 +297,7 @@ fn check_expiry(t: Option<u64>) -> Result<(), ApiError> {
 }
 
 /// Reads a JSON body of at most [`MAX_ADMIN_BODY`] bytes; `shape` says what it should be.
-fn parse_json<T: serde::de::DeserializeOwned>(
+pub fn parse_json<T: serde::de::DeserializeOwned>(
     req: &mut Request,
     (budget, in_flight): (Duration, u64),
     shape: &str,
@@ -310,14 +310,14 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 }
 
 /// Sets `field` of the JSON object `v` (nothing if `v` is not an object).
-fn set(v: &mut Value, field: &str, x: Value) {
+pub fn set(v: &mut Value, field: &str, x: Value) {
     if let Some(o) = v.as_object_mut() {
         o.insert(field.to_string(), x);
     }
 }
 
 /// A key as the admin API shows it: no secret, no hash.
-fn describe(k: &StoredKey, from_config: bool) -> Value {
+pub fn describe(k: &StoredKey, from_config: bool) -> Value {
     json!({
         "id": k.id,
         "object": "key",

@@ -8,14 +8,18 @@
 //! the upstream.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::Path;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
-static SINK: Mutex<Option<File>> = Mutex::new(None);
+/// The open file and its path (to read a line back for the dashboard).
+static SINK: Mutex<Option<(File, PathBuf)>> = Mutex::new(None);
+
+/// The longest line [`read_at`] reads back.
+const MAX_READ_BACK: u64 = 8 * 1024 * 1024;
 
 const REDACTED: &str = "[redacted]";
 const SECRET_NAMES: &[&str] = &["key", "token", "secret", "password", "authorization"];
@@ -24,7 +28,7 @@ const SECRET_NAMES: &[&str] = &["key", "token", "secret", "password", "authoriza
 pub fn open(path: Option<&Path>) -> Result<(), String> {
     let file = match path {
         None => None,
-        Some(p) => Some(
+        Some(p) => Some((
             OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -35,19 +39,23 @@ pub fn open(path: Option<&Path>) -> Result<(), String> {
                         p.display()
                     )
                 })?,
-        ),
+            p.to_path_buf(),
+        )),
     };
     *SINK.lock().unwrap_or_else(|p| p.into_inner()) = file;
     Ok(())
 }
 
 /// Appends one exchange: the request body sent upstream and the response (a JSON body, or a
-/// stream's raw text).
-pub fn record(path: &str, request: &Map<String, Value>, status: u16, response: &[u8]) {
+/// stream's raw text). Returns where its line starts in the file, if it was written.
+pub fn record(
+    path: &str,
+    request: &Map<String, Value>,
+    status: u16,
+    response: &[u8],
+) -> Option<u64> {
     let mut guard = SINK.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(file) = guard.as_mut() else {
-        return;
-    };
+    let (file, _) = guard.as_mut()?;
     let line = json!({
         "ts": crate::log::timestamp(SystemTime::now()),
         "path": path,
@@ -57,7 +65,34 @@ pub fn record(path: &str, request: &Map<String, Value>, status: u16, response: &
     });
     let mut text = line.to_string();
     text.push('\n');
-    let _ = file.write_all(text.as_bytes());
+    // appending, under the lock: the line starts at the file's current end
+    let at = file.metadata().map(|m| m.len()).ok()?;
+    file.write_all(text.as_bytes()).ok()?;
+    Some(at)
+}
+
+/// The line [`record`] wrote at `at` (already redacted), if the body log is still the file it
+/// was written to and the line is there whole.
+pub fn read_at(at: u64) -> Option<Value> {
+    let path = SINK
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()?
+        .1
+        .clone();
+    let mut file = File::open(path).ok()?;
+    file.seek(SeekFrom::Start(at)).ok()?;
+    let mut line = Vec::new();
+    BufReader::new(file.take(MAX_READ_BACK))
+        .read_until(b'\n', &mut line)
+        .ok()?;
+    serde_json::from_slice(line.strip_suffix(b"\n")?).ok()
+}
+
+/// `body` (JSON, or a stream's text) with credentials redacted as the body log writes them,
+/// for showing a body held elsewhere (a cache entry on the dashboard).
+pub fn redacted(body: &[u8]) -> Value {
+    redacted_body(body)
 }
 
 /// A body as JSON with secrets redacted; a non-JSON body (an SSE stream) as a string with

@@ -185,6 +185,7 @@ impl Gate {
             }
         };
         let body = ex.error_body(&error);
+        ex.access.error_code = Some(error.code);
         ex.respond(error.status, &headers, body);
     }
 

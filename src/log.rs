@@ -170,6 +170,13 @@ pub struct Access {
     /// From the answer's `usage`, for per-key stats (never logged).
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// The relay's own error code when it refused or failed the request (`rate_limit_exceeded`,
+    /// `upstream_timeout`, …), for the dashboard's errors by kind (never logged).
+    pub error_code: Option<&'static str>,
+    /// Where this request's line starts in the body log, if it wrote one (for the dashboard).
+    pub body_log_at: Option<u64>,
+    /// The cache key the request was looked up (or stored) under, if the cache was asked.
+    pub cache_key: Option<String>,
 }
 
 pub fn access(a: &Access) {

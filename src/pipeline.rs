@@ -205,6 +205,9 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         // a request the cache may not answer is not looked up, but in replay mode it is still
         // refused: replay never calls an upstream
         let cacheable = cacheable(endpoint, &body);
+        if cacheable {
+            ex.access.cache_key = Some(plan.key.clone());
+        }
         let found = if cacheable {
             cache.lookup(&plan)
         } else {
@@ -318,6 +321,7 @@ fn answer_hit(
     }
     cache.served(entry);
     ex.access.cache = Some(crate::log::CacheResult::Hit);
+    ex.access.cache_key = Some(entry.key.clone());
     // what the hit saved: the tokens of the stored answer
     let whole = usage::tokens(&entry.response);
     (ex.access.prompt_tokens, ex.access.completion_tokens) = if whole == (0, 0) {
@@ -436,7 +440,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         if let Some((base, recorded)) = outcome {
             ex.access.upstream = base.unwrap_or_default();
             ex.access.upstream_time = upstream_started.elapsed();
-            body_log::record(&ex.access.path, &call.body, 200, &recorded);
+            ex.access.body_log_at = body_log::record(&ex.access.path, &call.body, 200, &recorded);
             (ex.access.prompt_tokens, ex.access.completion_tokens) =
                 usage::stream_tokens(&recorded);
         }
@@ -464,7 +468,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         });
         if let Some(recorded) = recorded {
             ex.access.upstream_time = upstream_started.elapsed();
-            body_log::record(&ex.access.path, &call.body, status, &recorded);
+            ex.access.body_log_at =
+                body_log::record(&ex.access.path, &call.body, status, &recorded);
             (ex.access.prompt_tokens, ex.access.completion_tokens) =
                 usage::stream_tokens(&recorded);
         }
@@ -482,7 +487,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         // before answering, so the client's next request finds it
         cache.store(p, &effective, &data);
     }
-    body_log::record(&ex.access.path, &call.body, status, &data);
+    ex.access.body_log_at = body_log::record(&ex.access.path, &call.body, status, &data);
     (ex.access.prompt_tokens, ex.access.completion_tokens) = usage::tokens(&data);
     let data = match call.dialect {
         Some(d) => translated_answer(d, status, &data, &mut reply_headers),
@@ -544,4 +549,43 @@ fn translated_answer(
             format!("the upstream's answer is not JSON: {e}").as_bytes(),
         ),
     }
+}
+
+/// `cache why` (the command and the dashboard): prepares `body` as the relay would (translation,
+/// rules, shaping, the keyed headers: [`prepare`] and [`keyed_body`]) on `route` (guessed from
+/// the body when `None`), and asks the cache which keys it has and what is closest.
+pub fn why(
+    cfg: &Config,
+    route: Option<&str>,
+    mut body: Map<String, Value>,
+    mut headers: Vec<(String, String)>,
+) -> Result<String, String> {
+    let anthropic = headers
+        .iter()
+        .any(|(name, _)| name.to_ascii_lowercase().starts_with("anthropic-"));
+    let endpoint = match route.map(|r| r.strip_prefix("/v1").unwrap_or(r)) {
+        Some(r) => Endpoint::of_path(r).ok_or_else(|| {
+            format!(
+                "route {r}: use /chat/completions, /completions, /embeddings, /responses or \
+                 /messages"
+            )
+        })?,
+        None if body.contains_key("messages") && anthropic => Endpoint::Messages,
+        None if body.contains_key("messages") => Endpoint::Chat,
+        None if body.contains_key("prompt") => Endpoint::Completions,
+        None if body.contains_key("input") => Endpoint::Embeddings,
+        None => {
+            return Err(
+                "cannot tell the route from the body; give the route (/chat/completions, \
+                 /completions, /embeddings, /responses or /messages)"
+                    .to_string(),
+            )
+        }
+    };
+    let prepared = prepare(cfg, endpoint, &mut body, &mut headers).map_err(|e| e.message)?;
+    let endpoint = prepared.sent;
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    let models = cfg.upstreams.effective_models(endpoint.api(), model);
+    let keyed = keyed_body(endpoint, &body, &headers);
+    cache::why_command(&cfg.cache, endpoint.path(), &keyed, &models)
 }

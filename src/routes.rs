@@ -1,7 +1,8 @@
 //! Routing: which path does what. [`handle`] passes every request through the gate (client
 //! key, rate limit), then maps its path (with or without the `/v1` prefix) to a handler. Small
 //! handlers (probes, metrics, cache stats, the OpenAPI document) live here; API calls go to
-//! [`pipeline::relay`], `/admin/*` to [`admin::handle`].
+//! [`pipeline::relay`], `/admin/ui/*` and the `/ui` page to `ui.rs`, other `/admin/*` to
+//! [`admin::handle`].
 
 use tiny_http::Method;
 
@@ -18,6 +19,9 @@ use crate::upstream::balance;
 /// Handles one request where it was received. Work that needs the upstream comes back as
 /// [`Next::Upstream`] for the `workers` pool.
 pub fn handle(state: &State, ex: &mut Exchange) -> Next {
+    if let Some(dashboard) = &state.ui {
+        ex.observe(dashboard.observer(&state.gate.prices));
+    }
     let Some(req) = ex.request() else {
         return Next::Done;
     };
@@ -84,6 +88,12 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
             let doc = include_str!("../openapi.json").as_bytes().to_vec();
             ex.json(200, doc);
             Ok(Next::Done)
+        }
+        (r, _) if crate::auth::is_ui_page(r) => {
+            crate::ui::page(state, ex, r, &method).map(|()| Next::Done)
+        }
+        (r, _) if r.starts_with("/admin/ui/") => {
+            crate::ui::api(state, ex, r, &method).map(|()| Next::Done)
         }
         (r, _) if r.starts_with("/admin/") => {
             admin::handle(state, ex, r, &method).map(|()| Next::Done)

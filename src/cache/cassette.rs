@@ -57,25 +57,19 @@ pub fn export_command(
     let dir = &config.dir;
     let mut lines: Vec<(String, String)> = Vec::new();
     let mut skipped = 0u64;
-    for (key, req_path) in store::entries(dir) {
-        let key = key.as_str();
-        let txt_path = store::paths(dir, key).1;
-        let (Ok(request), Ok(response)) = (fs::read(&req_path), fs::read(&txt_path)) else {
+    for (key, _) in store::entries(dir) {
+        let Some(found) = entry_line(dir, &key) else {
             continue;
         };
-        let Ok(meta) = store::verify(key, &request, &response) else {
+        let Ok((meta, line)) = found else {
             skipped += 1;
             continue;
         };
-        if apis::check(&meta.route, &response).is_err() {
-            skipped += 1;
-            continue;
-        }
         if filter.since.is_some_and(|t| meta.created < t) {
             continue;
         }
         if let Some(glob) = &filter.model {
-            let model = store::split_request(&request)
+            let model = store::split_request(line.request.as_bytes())
                 .and_then(|(_, r)| serde_json::from_slice::<Value>(r).ok())
                 .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
                 .unwrap_or_default();
@@ -83,30 +77,11 @@ pub fn export_command(
                 continue;
             }
         }
-        let (Ok(request), Ok(response)) = (String::from_utf8(request), String::from_utf8(response))
-        else {
-            skipped += 1;
-            continue;
-        };
-        let line = Line {
-            key: key.to_string(),
-            request,
-            response,
-        };
         let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
-        lines.push((key.to_string(), text));
+        lines.push((key, text));
     }
     lines.sort();
-    let header = Header {
-        llm_relay_cassette: FORMAT,
-        entries: lines.len() as u64,
-    };
-    let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?;
-    text.push('\n');
-    for (_, line) in &lines {
-        text.push_str(line);
-        text.push('\n');
-    }
+    let text = cassette_text(&lines)?;
     store::write_atomic(out, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(format!(
@@ -122,6 +97,61 @@ pub fn export_command(
             String::new()
         }
     ))
+}
+
+/// Entry `key` as a cassette line with its metadata: `None` when it is absent, `Err` when it
+/// is unservable (fails `verify` or the API's completeness check, or is not UTF-8).
+fn entry_line(dir: &Path, key: &str) -> Option<Result<(store::Meta, Line), ()>> {
+    let (req_path, txt_path) = store::paths(dir, key);
+    let (Ok(request), Ok(response)) = (fs::read(&req_path), fs::read(&txt_path)) else {
+        return None;
+    };
+    let Ok(meta) = store::verify(key, &request, &response) else {
+        return Some(Err(()));
+    };
+    if apis::check(&meta.route, &response).is_err() {
+        return Some(Err(()));
+    }
+    let (Ok(request), Ok(response)) = (String::from_utf8(request), String::from_utf8(response))
+    else {
+        return Some(Err(()));
+    };
+    let line = Line {
+        key: key.to_string(),
+        request,
+        response,
+    };
+    Some(Ok((meta, line)))
+}
+
+/// The entries `keys` (those present and servable) as a cassette, for the dashboard's export
+/// of a selection. Returns the text and how many entries it holds.
+pub fn export_keys(dir: &Path, keys: &[String]) -> Result<(String, u64), String> {
+    let mut lines: Vec<(String, String)> = Vec::new();
+    for key in keys.iter().filter(|k| is_key(k)) {
+        if let Some(Ok((_, line))) = entry_line(dir, key) {
+            let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
+            lines.push((key.clone(), text));
+        }
+    }
+    lines.sort();
+    lines.dedup();
+    Ok((cassette_text(&lines)?, lines.len() as u64))
+}
+
+/// The cassette file: the header line, then `lines` (sorted by key).
+fn cassette_text(lines: &[(String, String)]) -> Result<String, String> {
+    let header = Header {
+        llm_relay_cassette: FORMAT,
+        entries: lines.len() as u64,
+    };
+    let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?;
+    text.push('\n');
+    for (_, line) in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// `llm-relay cache import`: checks every entry of the cassette `file`, then writes them into

@@ -7,9 +7,11 @@
 //! the verified file pair); [`Cache::store`] keeps a complete success; `serve.rs` answers a hit
 //! in either mode. Around that: single-flight (`flight.rs`), the start-up scan (`scan.rs`) and
 //! upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
-//! diff of a miss (`why.rs`) and portable cassettes (`cassette.rs`).
+//! diff of a miss (`why.rs`), portable cassettes (`cassette.rs`) and the dashboard's index,
+//! entry view and export of a selection (`browse.rs`).
 
 mod apis;
+pub mod browse;
 mod cassette;
 mod config;
 mod flight;
@@ -31,7 +33,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
 use crate::log;
-pub use cassette::{export_command, import_command, parse_since, ExportFilter};
+pub use cassette::{export_command, export_keys, import_command, parse_since, ExportFilter};
 pub use config::{CacheConfig, Mode, RawCache, Scope};
 pub use flight::Role;
 pub use replay::Delivery;
@@ -268,6 +270,8 @@ pub struct Cache {
     flights: flight::Flights,
     hits: upkeep::HitBook,
     pub counters: Counters,
+    /// The dashboard's index of recorded requests, once `ui.enabled` asked for it.
+    index: std::sync::OnceLock<Arc<browse::Index>>,
 }
 
 /// Unix time in seconds, to the millisecond (entry ages are compared against whole seconds,
@@ -296,6 +300,7 @@ impl Cache {
             flights: flight::Flights::default(),
             hits: upkeep::HitBook::load(&config.dir),
             counters: Counters::default(),
+            index: std::sync::OnceLock::new(),
             config: config.clone(),
         })))
     }
@@ -480,6 +485,9 @@ impl Cache {
                 Ordering::Relaxed,
             );
         }
+        if let Some(index) = self.index.get() {
+            index.add(&c.key, &meta, &c.canonical, response.len() as u64);
+        }
         self.memory.insert(
             &c.key,
             Arc::new(Entry {
@@ -493,6 +501,26 @@ impl Cache {
             }),
         );
         true
+    }
+
+    /// The dashboard's index of recorded requests (`ui.cache_index_bytes`), made and filled
+    /// from the directory (on its own thread) the first time it is asked for.
+    pub fn index(self: &Arc<Cache>, max_bytes: u64) -> Arc<browse::Index> {
+        let mut fresh = false;
+        let index = self.index.get_or_init(|| {
+            fresh = true;
+            Arc::new(browse::Index::new(max_bytes))
+        });
+        if fresh {
+            let (filling, dir) = (Arc::clone(index), self.config.dir.clone());
+            let spawned = std::thread::Builder::new()
+                .name("cache-index".into())
+                .spawn(move || filling.fill(&dir));
+            if let Err(e) = spawned {
+                log::error(&format!("cannot start the cache index thread: {e}"));
+            }
+        }
+        Arc::clone(index)
     }
 
     /// `GET /cache/stats`.
