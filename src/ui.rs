@@ -99,11 +99,21 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
         "/keys" if get => keys(state, dash)?,
         "/upstreams" if get => upstreams(state, dash),
         "/requests" if get => {
-            let limit = query(&url, "limit")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(100usize)
-                .min(MAX_LIST);
-            let before = query(&url, "before").and_then(|n| n.parse().ok());
+            let limit = match query(&url, "limit") {
+                None => 100,
+                Some(n) => n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIST).contains(n))
+                    .ok_or_else(|| bad_query("limit", &n, "a whole number from 1 to 500"))?,
+            };
+            let before = match query(&url, "before") {
+                None => None,
+                Some(n) => Some(
+                    n.parse::<u64>()
+                        .map_err(|_| bad_query("before", &n, "a request id (a whole number)"))?,
+                ),
+            };
             dash.requests(limit, before)
         }
         "/cache" if get => cache_page(state, query(&url, "q"), query(&url, "model"))?,
@@ -184,6 +194,16 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
     };
     ex.json(200, body.to_string().into_bytes());
     Ok(())
+}
+
+fn bad_query(name: &str, value: &str, want: &str) -> ApiError {
+    ApiError::invalid(
+        "invalid_request",
+        format!(
+            "`{name}` must be {want}, got `{}`",
+            value.chars().take(80).collect::<String>()
+        ),
+    )
 }
 
 const WHY_SHAPE: &str = "{\"route\"?: \"/chat/completions\", \"body\": {the request body}}";

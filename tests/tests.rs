@@ -39,6 +39,7 @@ mod ops_logs;
 mod ops_metrics;
 mod translate_api;
 mod translate_e2e;
+mod ui_dashboard;
 mod upstreams_failover;
 mod upstreams_proxy;
 mod upstreams_routing;
