@@ -8,7 +8,7 @@ const POLL_MS = 5000;
 let current = null;
 let timer = null;
 let windowDay = false;
-const state = { selected: new Set(), openRequest: null, lastSecret: null };
+const state = { selected: new Set(), armed: null };
 
 // ---- small helpers -----------------------------------------------------------------------
 function el(tag, attrs, ...kids) {
@@ -27,6 +27,10 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 const $ = (id) => document.getElementById(id);
+// replaceChildren, taking nested arrays and skipping null (a part not shown)
+function put(node, ...kids) {
+  node.replaceChildren(...kids.flat(3).filter((k) => k !== null && k !== undefined && k !== false));
+}
 const num = (n) => (n === null || n === undefined) ? '–' : Number(n).toLocaleString('en-US');
 const usd = (n) => (n === null || n === undefined) ? '–' : '$' + Number(n).toFixed(n >= 100 ? 2 : 4);
 const ms = (n) => (n === null || n === undefined) ? '–' : (n >= 1000 ? (n / 1000).toFixed(2) + ' s' : n.toFixed(1) + ' ms');
@@ -115,7 +119,7 @@ const pages = {
     showReplica(d.replica);
     const o = d.overview, t = o.total;
     const kinds = Object.entries(t.errors_by_kind || {});
-    root.replaceChildren(
+    put(root, 
       el('div', { class: 'row' }, el('h1', { text: 'Overview' }),
         el('button', { type: 'button', class: windowDay ? 'secondary' : '', id: 'window-hour', onclick: () => { windowDay = false; refresh(); } }, 'Last hour'),
         el('button', { type: 'button', class: windowDay ? '' : 'secondary', id: 'window-day', onclick: () => { windowDay = true; refresh(); } }, 'Last day')),
@@ -145,7 +149,7 @@ const pages = {
 
   async keys(root) {
     const d = await api('/admin/ui/keys');
-    if (!root.querySelector('#key-create')) root.replaceChildren(keysSkeleton());
+    if (!root.querySelector('#key-create')) put(root, keysSkeleton());
     const rows = d.data.map((k) => {
       const left = k.budget_left || {};
       const leftText = Object.entries(left).filter(([, v]) => v !== null).map(([n, v]) => n + ': ' + (n.startsWith('usd') ? usd(v) : num(v))).join(', ') || 'no cap';
@@ -164,9 +168,9 @@ const pages = {
         el('td', { 'data-col': 'rate_limited', text: num(k.refusals.rate_limited) + ' / ' + num(k.refusals.budget_exceeded) }),
         el('td', {}, k.source === 'config' ? el('span', { class: 'muted', text: 'config file' }) : [
           el('button', { type: 'button', class: 'secondary', 'data-edit': k.id, onclick: () => editKey(k) }, 'Edit'), ' ',
-          el('button', { type: 'button', class: 'secondary', 'data-revoke': k.id, onclick: (ev) => revokeKey(ev.target, k.id) }, 'Revoke')]));
+          el('button', { type: 'button', class: 'secondary', 'data-revoke': k.id, onclick: () => revokeKey(k.id) }, state.armed === k.id ? 'Confirm revoke' : 'Revoke')]));
     });
-    $('keys-table').replaceChildren(table(['name', 'id', 'source', 'requests', 'hits', 'tokens', 'cost', 'saved', 'today', 'budget left', 'rate-limited / over budget', ''], rows));
+    put($('keys-table'), table(['name', 'id', 'source', 'requests', 'hits', 'tokens', 'cost', 'saved', 'today', 'budget left', 'rate-limited / over budget', ''], rows));
   },
 
   async upstreams(root) {
@@ -182,37 +186,37 @@ const pages = {
         el('td', { text: num(h.requests) }), el('td', { text: num(h.errors) }),
         el('td', { text: ms(h.p50_ms) }), el('td', { text: ms(h.p99_ms) }));
     });
-    root.replaceChildren(el('h1', { text: 'Upstreams' }),
+    put(root, el('h1', { text: 'Upstreams' }),
       table(['name', 'url', 'health', 'cool-down left', 'failures in a row', 'requests', 'errors', 'retries', 'req (hour)', 'errors (hour)', 'p50 (hour)', 'p99 (hour)'], rows),
       el('p', { class: 'muted', text: 'Counters since start; the last-hour figures are this replica\'s, latency to the end of the answer.' }));
   },
 
   async requests(root) {
     const d = await api('/admin/ui/requests?limit=100');
-    if (!$('request-list')) root.replaceChildren(el('h1', { text: 'Requests' }), el('p', { id: 'request-ring', class: 'muted' }), el('div', { id: 'request-list' }), el('div', { id: 'request-detail' }));
+    if (!$('request-list')) put(root, el('h1', { text: 'Requests' }), el('p', { id: 'request-ring', class: 'muted' }), el('div', { id: 'request-list' }), el('div', { id: 'request-detail' }));
     $('request-ring').textContent = `The last ${num(d.held)} requests this replica holds (${num(d.bytes)} of ${num(d.max_bytes)} bytes); click one for its bodies.`;
     const rows = d.data.map((r) => el('tr', { class: 'clickable', 'data-request': r.id, onclick: () => openRequest(r.id) },
       el('td', { text: time(r.at) }), el('td', { text: r.method + ' ' + r.path }), el('td', { text: r.key_name || '–' }),
       el('td', { text: r.model || '–' }), el('td', { class: 'muted', text: r.upstream || '–' }),
       el('td', { class: r.status >= 400 ? 'bad' : 'ok', text: r.status }), el('td', { text: r.cache || '–' }),
       el('td', { text: ms(r.duration_ms) }), el('td', { text: num(r.prompt_tokens) + ' / ' + num(r.completion_tokens) })));
-    $('request-list').replaceChildren(table(['finished', 'route', 'key', 'model', 'upstream', 'status', 'cache', 'duration', 'tokens in / out'], rows));
+    put($('request-list'), table(['finished', 'route', 'key', 'model', 'upstream', 'status', 'cache', 'duration', 'tokens in / out'], rows));
   },
 
   async cache(root) {
-    if (!$('cache-search')) root.replaceChildren(cacheSkeleton());
+    if (!$('cache-search')) put(root, cacheSkeleton());
     const q = $('cache-q').value, model = $('cache-model').value;
     const d = await api('/admin/ui/cache?q=' + encodeURIComponent(q) + '&model=' + encodeURIComponent(model));
-    if (!d.enabled) { $('cache-summary').replaceChildren(el('p', { class: 'muted', text: 'The cache is off (cache.enabled).' })); return; }
+    if (!d.enabled) { put($('cache-summary'), el('p', { class: 'muted', text: 'The cache is off (cache.enabled).' })); return; }
     const s = d.stats, ix = d.index;
-    $('cache-summary').replaceChildren(
+    put($('cache-summary'), 
       el('div', { class: 'grid' }, stat('cache_entries', 'entries', num(s.entries)), stat('cache_bytes', 'bytes', num(s.bytes)),
         stat('cache_hit_ratio', 'hit ratio since start', pct(s.hit_ratio)), stat('cache_tokens_saved', 'tokens saved since start', num(s.tokens_saved))),
       el('h2', { text: 'Entries by model and namespace' }),
       el('p', { class: 'muted', text: `From the index of recorded requests: ${num(ix.indexed)} entries (${num(ix.index_bytes)} of ${num(ix.index_max_bytes)} bytes; at most ${num(ix.read_at_start_max)} read at start${ix.start_fill_cut ? ', cut there' : ''}${ix.filled ? '' : ', still filling'}).` }),
       table(['model', 'namespace', 'route', 'entries', 'bytes'], ix.groups.map((g) => el('tr', {}, el('td', { text: g.model }), el('td', { text: g.namespace }), el('td', { text: g.route }), el('td', { text: num(g.entries) }), el('td', { text: num(g.bytes) })))));
     const m = d.search;
-    $('cache-results').replaceChildren(
+    put($('cache-results'), 
       el('p', { class: 'muted', text: `${num(m.matches)} matches among ${num(m.searched)} indexed entries${m.truncated ? ' (first 200 shown)' : ''}.` }),
       table(['', 'created', 'model', 'namespace', 'route', 'bytes', 'key'], m.data.map((e) => el('tr', { class: 'clickable', 'data-entry': e.key },
         el('td', {}, el('input', { type: 'checkbox', 'aria-label': 'select', checked: state.selected.has(e.key), onclick: (ev) => { ev.stopPropagation(); ev.target.checked ? state.selected.add(e.key) : state.selected.delete(e.key); } })),
@@ -252,7 +256,7 @@ async function createKey() {
   try {
     const body = Object.assign({ name: $('new-name').value.trim() }, limitsBody('new-'));
     const k = await api('/admin/keys', { method: 'POST', body });
-    $('new-secret').replaceChildren(el('p', {}, 'Key ', el('strong', { text: k.name }), ' created. Copy its secret now; it is never shown again:'),
+    put($('new-secret'), el('p', {}, 'Key ', el('strong', { text: k.name }), ' created. Copy its secret now; it is never shown again:'),
       el('p', { class: 'secret', id: 'created-secret', text: k.key }));
     $('key-create').reset();
     status('Key created.');
@@ -268,23 +272,24 @@ function editKey(k) {
     el('label', {}, 'USD per day', el('input', { id: 'edit-usd-day', type: 'number', min: 0, step: 'any', value: k.budget.usd_per_day || '' })),
     el('label', {}, 'Models', el('input', { id: 'edit-models', value: (k.models || []).join(', ') })),
     el('button', { type: 'submit' }, 'Save'),
-    el('button', { type: 'button', class: 'secondary', onclick: () => $('key-edit').replaceChildren() }, 'Cancel'));
+    el('button', { type: 'button', class: 'secondary', onclick: () => put($('key-edit')) }, 'Cancel'));
   f.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     try {
       const b = limitsBody('edit-');
       const body = { name: $('edit-name').value.trim(), rate_limit: b.rate_limit || null, budget: b.budget || null, models: b.models || null };
       await api('/admin/keys/' + encodeURIComponent(k.id), { method: 'PATCH', body });
-      $('key-edit').replaceChildren();
+      put($('key-edit'));
       status('Key updated.');
       await refresh();
     } catch (e) { fail(e); }
   });
-  $('key-edit').replaceChildren(el('h2', { text: 'Edit ' + k.name }), f);
+  put($('key-edit'), el('h2', { text: 'Edit ' + k.name }), f);
 }
 
-async function revokeKey(button, id) {
-  if (button.dataset.armed !== '1') { button.dataset.armed = '1'; button.textContent = 'Confirm revoke'; return; }
+async function revokeKey(id) {
+  if (state.armed !== id) { state.armed = id; await refresh(); return; }
+  state.armed = null;
   try {
     await api('/admin/keys/' + encodeURIComponent(id), { method: 'DELETE' });
     status('Key revoked.');
@@ -295,7 +300,7 @@ async function revokeKey(button, id) {
 async function keyUsage(id, name) {
   try {
     const u = await api('/admin/keys/' + encodeURIComponent(id) + '/usage');
-    $('key-usage').replaceChildren(el('h2', { text: 'Usage of ' + name + ' per day (UTC)' }),
+    put($('key-usage'), el('h2', { text: 'Usage of ' + name + ' per day (UTC)' }),
       table(['day', 'requests', 'hits', 'prompt', 'completion', 'all tokens', 'cost', 'saved', 'errors'], u.days.slice().reverse().map((d) => el('tr', {},
         el('td', { text: d.date }), el('td', { text: num(d.requests) }), el('td', { text: num(d.cache_hits) }),
         el('td', { text: num(d.prompt_tokens) }), el('td', { text: num(d.completion_tokens) }), el('td', { text: num(tokens(d)) }),
@@ -308,7 +313,7 @@ async function openRequest(id) {
   try {
     const r = await api('/admin/ui/requests/' + id);
     const b = r.bodies;
-    $('request-detail').replaceChildren(el('h2', { text: `Request ${r.id}: ${r.method} ${r.path} → ${r.status}` }),
+    put($('request-detail'), el('h2', { text: `Request ${r.id}: ${r.method} ${r.path} → ${r.status}` }),
       el('p', { class: 'muted', text: b.source === 'none' ? 'No body held: the body log is off and the cache has no entry for it.' : 'Bodies from the ' + (b.source === 'body_log' ? 'body log' : 'cache') + ', credentials redacted.' }),
       b.request !== null ? [el('h2', { text: 'Request' }), el('pre', { id: 'detail-request', text: pretty(b.request) })] : null,
       b.response !== null ? [el('h2', { text: 'Answer' }), el('pre', { id: 'detail-response', text: pretty(b.response) })] : null);
@@ -345,7 +350,7 @@ function cacheSkeleton() {
 async function openEntry(key) {
   try {
     const e = await api('/admin/ui/cache/entries/' + encodeURIComponent(key));
-    $('cache-entry').replaceChildren(el('h2', { text: 'Entry ' + key.slice(0, 16) + '… (' + e.route + ', ' + e.namespace + ')' }),
+    put($('cache-entry'), el('h2', { text: 'Entry ' + key.slice(0, 16) + '… (' + e.route + ', ' + e.namespace + ')' }),
       el('h2', { text: 'Request' }), el('pre', { id: 'entry-request', text: pretty(e.request) }),
       e.events ? [el('h2', { text: 'Recorded stream (' + e.events.length + ' events)' }), el('pre', { text: e.events.join('\n\n') })]
         : [el('h2', { text: 'Answer' }), el('pre', { text: pretty(e.response) })]);
@@ -400,7 +405,7 @@ function logout(msg) {
   sessionStorage.removeItem(KEY);
   clearInterval(timer);
   current = null;
-  for (const s of document.querySelectorAll('.page')) { s.hidden = true; s.replaceChildren(); }
+  for (const s of document.querySelectorAll('.page')) { s.hidden = true; put(s); }
   $('nav').hidden = true; $('logout').hidden = true; $('login').hidden = false;
   $('replica').textContent = '';
   $('login-error').textContent = msg || '';
