@@ -26,7 +26,12 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         return Next::Done;
     };
     let path = ex.access.path.clone();
-    let route = crate::util::api_route(&path);
+    let route = match crate::util::api_route(&path) {
+        // the dashboard's page lives at the root only: `/v1/ui` is an API path like any other
+        // (it needs a client key and passes through)
+        r if crate::auth::is_ui_page(r) && r != path => path.as_str(),
+        r => r,
+    };
     let method = req.method().clone();
     match state.gate.check(route, req) {
         Ok(Some(client)) => {
