@@ -94,7 +94,12 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
     let post = matches!(method, Method::Post);
     let body = match sub {
         "/overview" if get => {
-            overview(state, dash, query(&url, "window").as_deref() == Some("day"))
+            let day = match query(&url, "window").as_deref() {
+                None | Some("hour") => false,
+                Some("day") => true,
+                Some(w) => return Err(bad_query("window", w, "`hour` or `day`")),
+            };
+            overview(state, dash, day)
         }
         "/keys" if get => keys(state, dash)?,
         "/upstreams" if get => upstreams(state, dash),

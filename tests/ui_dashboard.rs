@@ -248,6 +248,8 @@ fn the_last_requests_are_bounded_by_bytes() {
     assert!(held > 50 && held < 200, "held {held}");
     assert_eq!(list["data"].as_array().unwrap().len() as u64, held);
     admin(&relay, "GET", "/admin/ui/requests?limit=0", None).assert_error(400, "invalid_request");
+    admin(&relay, "GET", "/admin/ui/overview?window=week", None)
+        .assert_error(400, "invalid_request");
 }
 
 #[test]
