@@ -390,6 +390,8 @@ async function refresh() {
 
 function show(page) {
   if (!pages[page]) page = 'overview';
+  // a created key's secret is shown once: gone when the keys page is left
+  if (page !== 'keys' && $('new-secret')) put($('new-secret'));
   current = page;
   delete document.body.dataset.loaded;
   for (const s of document.querySelectorAll('.page')) s.hidden = s.id !== 'page-' + page;
