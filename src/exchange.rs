@@ -82,6 +82,12 @@ impl Exchange {
         self.observer = Some(observer);
     }
 
+    /// True when an observer (the dashboard) will see this request: only then is it worth
+    /// noting what only the observer reads (the cache key).
+    pub fn observed(&self) -> bool {
+        self.observer.is_some()
+    }
+
     /// The admitted client key, if any.
     pub fn client(&self) -> Option<&Client> {
         self.client.as_ref()

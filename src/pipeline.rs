@@ -205,7 +205,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         // a request the cache may not answer is not looked up, but in replay mode it is still
         // refused: replay never calls an upstream
         let cacheable = cacheable(endpoint, &body);
-        if cacheable {
+        if cacheable && ex.observed() {
             ex.access.cache_key = Some(plan.key.clone());
         }
         let found = if cacheable {
@@ -321,7 +321,9 @@ fn answer_hit(
     }
     cache.served(entry);
     ex.access.cache = Some(crate::log::CacheResult::Hit);
-    ex.access.cache_key = Some(entry.key.clone());
+    if ex.observed() {
+        ex.access.cache_key = Some(entry.key.clone());
+    }
     // what the hit saved: the tokens of the stored answer
     let whole = usage::tokens(&entry.response);
     (ex.access.prompt_tokens, ex.access.completion_tokens) = if whole == (0, 0) {
