@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{json, Value};
 
+use crate::answer::Usage;
+
 /// Latency histogram buckets: bucket `i` holds durations up to `FIRST_MS × GROWTH^i`.
 const LATENCY_BUCKETS: usize = 72;
 const FIRST_MS: f64 = 0.1;
@@ -25,8 +27,8 @@ pub struct Sample {
     pub duration_ms: f64,
     /// `Some(true)` a cache hit, `Some(false)` a lookup that missed, `None` not looked up.
     pub hit: Option<bool>,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
+    /// The answer's tokens (a hit: those of the stored answer, which it saved).
+    pub usage: Usage,
     /// What the answer cost (a hit: what it would have cost), micro-dollars.
     pub cost_micro_usd: u64,
     /// The error kind when the request failed (status ≥ 400).
@@ -39,8 +41,12 @@ pub struct Bucket {
     pub requests: u64,
     pub hits: u64,
     pub misses: u64,
+    /// Every prompt token, cache reads and writes included (as the per-key figures count).
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
     pub cost_micro_usd: u64,
     pub saved_tokens: u64,
     pub saved_micro_usd: u64,
@@ -56,6 +62,9 @@ impl Default for Bucket {
             misses: 0,
             prompt_tokens: 0,
             completion_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
             cost_micro_usd: 0,
             saved_tokens: 0,
             saved_micro_usd: 0,
@@ -68,7 +77,8 @@ impl Default for Bucket {
 impl Bucket {
     fn add(&mut self, s: &Sample) {
         self.requests += 1;
-        let tokens = s.prompt_tokens + s.completion_tokens;
+        let u = &s.usage;
+        let tokens = u.total();
         match s.hit {
             Some(true) => {
                 self.hits += 1;
@@ -77,8 +87,11 @@ impl Bucket {
             }
             Some(false) | None => {
                 self.misses += u64::from(s.hit.is_some());
-                self.prompt_tokens += s.prompt_tokens;
-                self.completion_tokens += s.completion_tokens;
+                self.prompt_tokens += u.prompt();
+                self.completion_tokens += u.output;
+                self.cache_read_tokens += u.cache_read;
+                self.cache_write_tokens += u.cache_write;
+                self.reasoning_tokens += u.reasoning;
                 self.cost_micro_usd += s.cost_micro_usd;
             }
         }
@@ -103,6 +116,9 @@ impl Bucket {
         self.misses += o.misses;
         self.prompt_tokens += o.prompt_tokens;
         self.completion_tokens += o.completion_tokens;
+        self.cache_read_tokens += o.cache_read_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
         self.cost_micro_usd += o.cost_micro_usd;
         self.saved_tokens += o.saved_tokens;
         self.saved_micro_usd += o.saved_micro_usd;
@@ -146,6 +162,9 @@ impl Bucket {
             "hit_ratio": if looked_up == 0 { Value::Null } else { json!(self.hits as f64 / looked_up as f64) },
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
             "cost_usd": self.cost_micro_usd as f64 / 1e6,
             "saved_tokens": self.saved_tokens,
             "saved_usd": self.saved_micro_usd as f64 / 1e6,
@@ -240,8 +259,11 @@ mod tests {
         Sample {
             duration_ms: ms,
             hit,
-            prompt_tokens: 10,
-            completion_tokens: 5,
+            usage: Usage {
+                input: 10,
+                output: 5,
+                ..Usage::default()
+            },
             cost_micro_usd: 100,
             error: error.map(str::to_string),
         }

@@ -193,14 +193,8 @@ impl Dashboard {
                 Some(CacheResult::Miss | CacheResult::Refresh) => Some(false),
                 Some(CacheResult::Bypass) | None => None,
             },
-            prompt_tokens: a.prompt_tokens,
-            completion_tokens: a.completion_tokens,
-            cost_micro_usd: budget::cost_micros(
-                prices,
-                &a.model,
-                a.prompt_tokens,
-                a.completion_tokens,
-            ),
+            usage: a.usage,
+            cost_micro_usd: budget::cost_micros(prices, a.priced_model(), &a.usage),
             error: error.clone(),
         };
         lock(&self.minutes).add(now, &sample);
@@ -241,8 +235,7 @@ impl Dashboard {
             status: a.status,
             cache: a.cache.map(CacheResult::label),
             duration_ms: sample.duration_ms,
-            prompt_tokens: a.prompt_tokens,
-            completion_tokens: a.completion_tokens,
+            usage: a.usage,
             error,
             body_log_at: a.body_log_at,
             cache_key: a.cache_key.clone(),

@@ -7,6 +7,8 @@ use std::collections::VecDeque;
 
 use serde_json::{json, Value};
 
+use crate::answer::Usage;
+
 /// The fixed part of an item's cost (the struct and the ring's slot), on top of its strings.
 const ITEM_OVERHEAD: usize = 200;
 
@@ -25,8 +27,7 @@ pub struct Item {
     pub status: u16,
     pub cache: Option<&'static str>,
     pub duration_ms: f64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
+    pub usage: Usage,
     pub error: Option<String>,
     pub body_log_at: Option<u64>,
     pub cache_key: Option<String>,
@@ -58,8 +59,11 @@ impl Item {
             "status": self.status,
             "cache": self.cache,
             "duration_ms": (self.duration_ms * 10.0).round() / 10.0,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
+            "prompt_tokens": self.usage.prompt(),
+            "completion_tokens": self.usage.output,
+            "cache_read_tokens": self.usage.cache_read,
+            "cache_write_tokens": self.usage.cache_write,
+            "reasoning_tokens": self.usage.reasoning,
             "error": self.error,
         })
     }

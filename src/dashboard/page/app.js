@@ -36,8 +36,8 @@ const usd = (n) => (n === null || n === undefined) ? '–' : '$' + Number(n).toF
 const ms = (n) => (n === null || n === undefined) ? '–' : (n >= 1000 ? (n / 1000).toFixed(2) + ' s' : n.toFixed(1) + ' ms');
 const pct = (n) => (n === null || n === undefined) ? '–' : (n * 100).toFixed(1) + ' %';
 const time = (s) => s ? new Date(s * 1000).toISOString().replace('T', ' ').slice(0, 19) : '–';
-const tokens = (u) => u ? Object.entries(u).filter(([k]) => k.endsWith('_tokens') && !k.startsWith('saved'))
-  .reduce((a, [, v]) => a + (Number(v) || 0), 0) : 0;
+// every prompt token (cache reads and writes included) plus the answer's (reasoning included)
+const tokens = (u) => u ? (Number(u.prompt_tokens) || 0) + (Number(u.completion_tokens) || 0) : 0;
 function status(msg, bad) { const s = $('status'); s.textContent = msg || ''; s.className = bad ? 'error' : 'muted'; }
 function pretty(v) { return typeof v === 'string' ? v : JSON.stringify(v, null, 2); }
 
@@ -301,9 +301,10 @@ async function keyUsage(id, name) {
   try {
     const u = await api('/admin/keys/' + encodeURIComponent(id) + '/usage');
     put($('key-usage'), el('h2', { text: 'Usage of ' + name + ' per day (UTC)' }),
-      table(['day', 'requests', 'hits', 'prompt', 'completion', 'all tokens', 'cost', 'saved', 'errors'], u.days.slice().reverse().map((d) => el('tr', {},
+      table(['day', 'requests', 'hits', 'prompt', 'of which cache read / write', 'completion', 'of which reasoning', 'all tokens', 'cost', 'saved', 'errors'], u.days.slice().reverse().map((d) => el('tr', {},
         el('td', { text: d.date }), el('td', { text: num(d.requests) }), el('td', { text: num(d.cache_hits) }),
-        el('td', { text: num(d.prompt_tokens) }), el('td', { text: num(d.completion_tokens) }), el('td', { text: num(tokens(d)) }),
+        el('td', { text: num(d.prompt_tokens) }), el('td', { text: num(d.cache_read_tokens) + ' / ' + num(d.cache_write_tokens) }),
+        el('td', { text: num(d.completion_tokens) }), el('td', { text: num(d.reasoning_tokens) }), el('td', { text: num(tokens(d)) }),
         el('td', { text: usd(d.cost_usd) }), el('td', { text: usd(d.saved_usd) }), el('td', { text: num(d.errors) })))));
   } catch (e) { fail(e); }
 }
