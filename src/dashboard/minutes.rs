@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{json, Value};
 
-use crate::answer::Usage;
+use crate::usage::{KeyUsage, Outcome};
 
 /// Latency histogram buckets: bucket `i` holds durations up to `FIRST_MS × GROWTH^i`.
 const LATENCY_BUCKETS: usize = 72;
@@ -25,12 +25,10 @@ const MAX_KINDS: usize = 32;
 #[derive(Debug, Clone, Default)]
 pub struct Sample {
     pub duration_ms: f64,
-    /// `Some(true)` a cache hit, `Some(false)` a lookup that missed, `None` not looked up.
-    pub hit: Option<bool>,
-    /// The answer's tokens (a hit: those of the stored answer, which it saved).
-    pub usage: Usage,
-    /// What the answer cost (a hit: what it would have cost), micro-dollars.
-    pub cost_micro_usd: u64,
+    /// Status, tokens, hit and cost, counted as the per-key figures count them.
+    pub outcome: Outcome,
+    /// True when the cache was looked up and missed (or refreshed).
+    pub missed: bool,
     /// The error kind when the request failed (status ≥ 400).
     pub error: Option<String>,
 }
@@ -38,18 +36,9 @@ pub struct Sample {
 /// The figures of one minute.
 #[derive(Debug, Clone)]
 pub struct Bucket {
-    pub requests: u64,
-    pub hits: u64,
+    /// Requests, hits, tokens, cost, savings and errors, as `/admin/stats` counts them.
+    pub figures: KeyUsage,
     pub misses: u64,
-    /// Every prompt token, cache reads and writes included (as the per-key figures count).
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub reasoning_tokens: u64,
-    pub cost_micro_usd: u64,
-    pub saved_tokens: u64,
-    pub saved_micro_usd: u64,
     pub errors: BTreeMap<String, u64>,
     latency: [u32; LATENCY_BUCKETS],
 }
@@ -57,17 +46,8 @@ pub struct Bucket {
 impl Default for Bucket {
     fn default() -> Self {
         Bucket {
-            requests: 0,
-            hits: 0,
+            figures: KeyUsage::default(),
             misses: 0,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cache_read_tokens: 0,
-            cache_write_tokens: 0,
-            reasoning_tokens: 0,
-            cost_micro_usd: 0,
-            saved_tokens: 0,
-            saved_micro_usd: 0,
             errors: BTreeMap::new(),
             latency: [0; LATENCY_BUCKETS],
         }
@@ -75,26 +55,9 @@ impl Default for Bucket {
 }
 
 impl Bucket {
-    fn add(&mut self, s: &Sample) {
-        self.requests += 1;
-        let u = &s.usage;
-        let tokens = u.total();
-        match s.hit {
-            Some(true) => {
-                self.hits += 1;
-                self.saved_tokens += tokens;
-                self.saved_micro_usd += s.cost_micro_usd;
-            }
-            Some(false) | None => {
-                self.misses += u64::from(s.hit.is_some());
-                self.prompt_tokens += u.prompt();
-                self.completion_tokens += u.output;
-                self.cache_read_tokens += u.cache_read;
-                self.cache_write_tokens += u.cache_write;
-                self.reasoning_tokens += u.reasoning;
-                self.cost_micro_usd += s.cost_micro_usd;
-            }
-        }
+    fn add(&mut self, s: &Sample, now: u64) {
+        self.figures.add(&s.outcome.figures(now));
+        self.misses += u64::from(s.missed);
         if let Some(kind) = &s.error {
             let kind = if self.errors.len() < MAX_KINDS || self.errors.contains_key(kind) {
                 kind.clone()
@@ -111,23 +74,18 @@ impl Bucket {
 
     /// Adds another bucket's figures (to sum minutes into a window).
     pub fn merge(&mut self, o: &Bucket) {
-        self.requests += o.requests;
-        self.hits += o.hits;
+        self.figures.add(&o.figures);
         self.misses += o.misses;
-        self.prompt_tokens += o.prompt_tokens;
-        self.completion_tokens += o.completion_tokens;
-        self.cache_read_tokens += o.cache_read_tokens;
-        self.cache_write_tokens += o.cache_write_tokens;
-        self.reasoning_tokens += o.reasoning_tokens;
-        self.cost_micro_usd += o.cost_micro_usd;
-        self.saved_tokens += o.saved_tokens;
-        self.saved_micro_usd += o.saved_micro_usd;
         for (k, n) in &o.errors {
             *self.errors.entry(k.clone()).or_default() += n;
         }
         for (a, b) in self.latency.iter_mut().zip(o.latency) {
             *a = a.saturating_add(b);
         }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.figures.requests
     }
 
     /// Requests that failed (status ≥ 400).
@@ -152,27 +110,26 @@ impl Bucket {
         None
     }
 
-    /// The figures as JSON (a window's totals, or one chart point).
+    /// The figures as JSON (a window's totals, or one chart point): the per-key figures'
+    /// fields, plus misses, hit ratio, errors by kind and p50/p99.
     pub fn describe(&self) -> Value {
-        let looked_up = self.hits + self.misses;
-        json!({
-            "requests": self.requests,
-            "cache_hits": self.hits,
-            "cache_misses": self.misses,
-            "hit_ratio": if looked_up == 0 { Value::Null } else { json!(self.hits as f64 / looked_up as f64) },
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-            "reasoning_tokens": self.reasoning_tokens,
-            "cost_usd": self.cost_micro_usd as f64 / 1e6,
-            "saved_tokens": self.saved_tokens,
-            "saved_usd": self.saved_micro_usd as f64 / 1e6,
-            "errors": self.error_count(),
-            "errors_by_kind": self.errors,
-            "p50_ms": self.quantile_ms(0.5),
-            "p99_ms": self.quantile_ms(0.99),
-        })
+        let hits = self.figures.cache_hits;
+        let looked_up = hits + self.misses;
+        let mut v = self.figures.describe();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("last_used_at");
+            let ratio = (looked_up > 0).then(|| hits as f64 / looked_up as f64);
+            for (name, x) in [
+                ("cache_misses", json!(self.misses)),
+                ("hit_ratio", json!(ratio)),
+                ("errors_by_kind", json!(self.errors)),
+                ("p50_ms", json!(self.quantile_ms(0.5))),
+                ("p99_ms", json!(self.quantile_ms(0.99))),
+            ] {
+                o.insert(name.to_string(), x);
+            }
+        }
+        v
     }
 }
 
@@ -211,12 +168,12 @@ impl Ring {
     pub fn add(&mut self, now: u64, s: &Sample) {
         let minute = now / 60;
         match self.minutes.back_mut() {
-            Some((m, b)) if *m == minute => b.add(s),
+            Some((m, b)) if *m == minute => b.add(s, now),
             // a clock step back lands in the newest minute rather than reordering the ring
-            Some((m, b)) if *m > minute => b.add(s),
+            Some((m, b)) if *m > minute => b.add(s, now),
             _ => {
                 let mut b = Bucket::default();
-                b.add(s);
+                b.add(s, now);
                 self.minutes.push_back((minute, b));
                 while self.minutes.len() > self.capacity {
                     self.minutes.pop_front();
@@ -258,13 +215,17 @@ mod tests {
     fn sample(ms: f64, hit: Option<bool>, error: Option<&str>) -> Sample {
         Sample {
             duration_ms: ms,
-            hit,
-            usage: Usage {
-                input: 10,
-                output: 5,
-                ..Usage::default()
+            outcome: Outcome {
+                status: if error.is_some() { 502 } else { 200 },
+                usage: crate::answer::Usage {
+                    input: 10,
+                    output: 5,
+                    ..Default::default()
+                },
+                cache_hit: hit == Some(true),
+                cost_micro_usd: 100,
             },
-            cost_micro_usd: 100,
+            missed: hit == Some(false),
             error: error.map(str::to_string),
         }
     }
@@ -273,7 +234,7 @@ mod tests {
     fn quantiles_are_within_a_bucket() {
         let mut b = Bucket::default();
         for i in 1..=100 {
-            b.add(&sample(f64::from(i), None, None));
+            b.add(&sample(f64::from(i), None, None), 0);
         }
         let p50 = b.quantile_ms(0.5).unwrap();
         let p99 = b.quantile_ms(0.99).unwrap();
@@ -290,14 +251,16 @@ mod tests {
         r.add(t0 + 1, &sample(5.0, Some(false), Some("http_502")));
         r.add(t0 + 65, &sample(5.0, None, Some("rate_limit_exceeded")));
         let (t, series) = r.window(t0 + 65, 60, 1);
-        assert_eq!((t.requests, t.hits, t.misses), (3, 1, 1));
-        assert_eq!((t.saved_tokens, t.saved_micro_usd), (15, 100));
-        assert_eq!((t.prompt_tokens, t.cost_micro_usd), (20, 200));
+        let f = &t.figures;
+        assert_eq!((f.requests, f.cache_hits, t.misses), (3, 1, 1));
+        assert_eq!((f.saved_tokens, f.saved_micro_usd), (15, 100));
+        assert_eq!((f.prompt_tokens, f.cost_micro_usd), (20, 200));
+        assert_eq!(f.errors, 2);
         assert_eq!(t.errors.get("http_502"), Some(&1));
         assert_eq!(t.error_count(), 2);
         assert_eq!(series.len(), 60);
-        assert_eq!(series.last().map(|(_, b)| b.requests), Some(1));
-        assert_eq!(series.get(58).map(|(_, b)| b.requests), Some(2));
+        assert_eq!(series.last().map(|(_, b)| b.requests()), Some(1));
+        assert_eq!(series.get(58).map(|(_, b)| b.requests()), Some(2));
     }
 
     #[test]
@@ -308,6 +271,6 @@ mod tests {
         }
         assert_eq!(r.minutes.len(), 3);
         let (t, _) = r.window(9 * 60, 1440, 60);
-        assert_eq!(t.requests, 3);
+        assert_eq!(t.requests(), 3);
     }
 }

@@ -18,6 +18,7 @@ use crate::auth::Client;
 use crate::budget::{self, Price};
 use crate::exchange::Observer;
 use crate::log::{Access, CacheResult};
+use crate::usage::Outcome;
 
 /// The page, its script and its style sheet, built into the binary.
 pub const PAGE_HTML: &str = include_str!("page/index.html");
@@ -188,13 +189,13 @@ impl Dashboard {
         });
         let sample = minutes::Sample {
             duration_ms: a.duration.as_secs_f64() * 1000.0,
-            hit: match a.cache {
-                Some(CacheResult::Hit) => Some(true),
-                Some(CacheResult::Miss | CacheResult::Refresh) => Some(false),
-                Some(CacheResult::Bypass) | None => None,
+            outcome: Outcome {
+                status: a.status,
+                usage: a.usage,
+                cache_hit: a.cache == Some(CacheResult::Hit),
+                cost_micro_usd: budget::cost_micros(prices, a.priced_model(), &a.usage),
             },
-            usage: a.usage,
-            cost_micro_usd: budget::cost_micros(prices, a.priced_model(), &a.usage),
+            missed: matches!(a.cache, Some(CacheResult::Miss | CacheResult::Refresh)),
             error: error.clone(),
         };
         lock(&self.minutes).add(now, &sample);
@@ -252,7 +253,10 @@ impl Dashboard {
         let secs = (minutes * 60) as f64;
         let mut t = total.describe();
         if let Some(o) = t.as_object_mut() {
-            o.insert("requests_per_s".into(), json!(total.requests as f64 / secs));
+            o.insert(
+                "requests_per_s".into(),
+                json!(total.requests() as f64 / secs),
+            );
         }
         let points: Vec<Value> = series
             .iter()
@@ -262,7 +266,7 @@ impl Dashboard {
                     o.insert("t".into(), json!(at));
                     o.insert(
                         "requests_per_s".into(),
-                        json!(b.requests as f64 / (step * 60) as f64),
+                        json!(b.requests() as f64 / (step * 60) as f64),
                     );
                 }
                 v
@@ -286,7 +290,7 @@ impl Dashboard {
             .map(|(url, ring)| {
                 let (t, _) = ring.window(now, 60, 60);
                 let v = json!({
-                    "requests": t.requests,
+                    "requests": t.requests(),
                     "errors": t.error_count(),
                     "errors_by_kind": t.errors,
                     "p50_ms": t.quantile_ms(0.5),
