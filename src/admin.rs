@@ -48,7 +48,7 @@ pub fn handle(
     let Some(req) = ex.request_mut() else {
         return Ok(());
     };
-    let since = query(req.url(), "since")
+    let since = crate::util::query(req.url(), "since")
         .map(|s| {
             utc::parse_day(&s).ok_or_else(|| {
                 ApiError::invalid(
@@ -141,15 +141,6 @@ fn key_route(route: &str) -> Option<(&str, Option<&str>)> {
         None => (rest, None),
     };
     (!id.is_empty()).then_some((id, sub))
-}
-
-/// The value of `name` in the URL's query string (no percent-decoding: dates need none).
-fn query(url: &str, name: &str) -> Option<String> {
-    let (_, q) = url.split_once('?')?;
-    q.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
 }
 
 /// `GET /admin/stats`: every key's figures, all time or from `since` on.

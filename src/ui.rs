@@ -94,7 +94,7 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
     let post = matches!(method, Method::Post);
     let body = match sub {
         "/overview" if get => {
-            let day = match query(&url, "window").as_deref() {
+            let day = match crate::util::query(&url, "window").as_deref() {
                 None | Some("hour") => false,
                 Some("day") => true,
                 Some(w) => return Err(bad_query("window", w, "`hour` or `day`")),
@@ -104,7 +104,7 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
         "/keys" if get => keys(state, dash)?,
         "/upstreams" if get => upstreams(state, dash),
         "/requests" if get => {
-            let limit = match query(&url, "limit") {
+            let limit = match crate::util::query(&url, "limit") {
                 None => 100,
                 Some(n) => n
                     .parse::<usize>()
@@ -112,7 +112,7 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
                     .filter(|n| (1..=MAX_LIST).contains(n))
                     .ok_or_else(|| bad_query("limit", &n, "a whole number from 1 to 500"))?,
             };
-            let before = match query(&url, "before") {
+            let before = match crate::util::query(&url, "before") {
                 None => None,
                 Some(n) => Some(
                     n.parse::<u64>()
@@ -121,7 +121,11 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
             };
             dash.requests(limit, before)
         }
-        "/cache" if get => cache_page(state, query(&url, "q"), query(&url, "model"))?,
+        "/cache" if get => cache_page(
+            state,
+            crate::util::query(&url, "q"),
+            crate::util::query(&url, "model"),
+        )?,
         "/cache/why" if post => {
             let why: WhyBody = admin::parse_json(req, timeout, WHY_SHAPE)?;
             let headers = Vec::new();
@@ -223,44 +227,6 @@ fn enabled_cache(state: &State) -> Result<&std::sync::Arc<cache::Cache>, ApiErro
             "the cache is off (`cache.enabled`)".to_string(),
         )
     })
-}
-
-/// The value of `name` in the URL's query string, percent-decoded.
-fn query(url: &str, name: &str) -> Option<String> {
-    let (_, q) = url.split_once('?')?;
-    q.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| percent_decode(v))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = |j: usize| {
-            bytes
-                .get(j)
-                .and_then(|&c| (c as char).to_digit(16))
-                .map(|d| d as u8)
-        };
-        match (b, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(h * 16 + l);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `GET /admin/ui/overview`: the replica, the window's figures and chart points, the cache's.
