@@ -284,3 +284,98 @@ fn the_dashboard_works_in_a_real_browser() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_keys_page_covers_the_fleet_with_redis_and_the_overview_is_this_replicas() {
+    let up = Upstream::openai();
+    let redis = RedisServer::start();
+    let cfg = json!({
+        "auth": {"admin_key": ADMIN, "keys": [{"key": CLIENT, "name": "team-a"}]},
+        "state": {"redis": redis.url()},
+        "ui": {"enabled": true},
+    });
+    let text = config_json(&up.base_url(), cfg);
+    let (a, b) = (Relay::start(&text), Relay::start(&text));
+    let ask = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..3 {
+        assert_eq!(chat_as(&a, CLIENT, &ask).status, 200);
+    }
+    // usage is charged before the answer's last bytes, so b reads it from Redis at once
+    let keys = admin_call(&b, ADMIN, "GET", "/admin/ui/keys", None).json();
+    assert_eq!(keys["shared_state"], true, "{keys}");
+    assert_eq!(keys["data"][0]["total"]["requests"], 3, "{keys}");
+    assert_eq!(keys["data"][0]["today"]["requests"], 3, "{keys}");
+    let on = |r: &Relay| {
+        admin_call(r, ADMIN, "GET", "/admin/ui/overview", None).json()["overview"]["total"]
+            ["requests"]
+            .clone()
+    };
+    assert_eq!((on(&a), on(&b)), (json!(3), json!(0)));
+    let replica = |r: &Relay| {
+        admin_call(r, ADMIN, "GET", "/admin/ui/overview", None).json()["replica"]["instance_id"]
+            .clone()
+    };
+    assert_ne!(replica(&a), replica(&b), "each replica names itself");
+}
+
+#[test]
+fn refusals_errors_by_kind_upstream_latency_and_a_recorded_stream() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let cfg = json!({
+        "auth": {"admin_key": ADMIN,
+                 "keys": [{"key": CLIENT, "name": "limited", "rate_limit": {"per_minute": 2}}]},
+        "cache": {"enabled": true, "dir": dir.path().join("cache")},
+        "ui": {"enabled": true},
+    });
+    let relay = Relay::start(&config_json(&up.base_url(), cfg));
+    let stream = json!({"model": "m", "stream": true,
+                        "messages": [{"role": "user", "content": "stream me"}]});
+    let first = chat_as(&relay, CLIENT, &stream);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(chat_as(&relay, CLIENT, &stream).status, 200); // a hit
+    let refused = chat_as(&relay, CLIENT, &stream);
+    refused.assert_error(429, "rate_limit_exceeded");
+
+    let keys = admin(&relay, "GET", "/admin/ui/keys", None).json();
+    assert_eq!(keys["data"][0]["refusals"]["rate_limited"], 1, "{keys}");
+    assert_eq!(keys["data"][0]["refusals"]["budget_exceeded"], 0);
+    let total =
+        admin(&relay, "GET", "/admin/ui/overview", None).json()["overview"]["total"].clone();
+    assert_eq!(
+        total["errors_by_kind"],
+        json!({"rate_limit_exceeded": 1}),
+        "{total}"
+    );
+    assert_eq!(
+        (total["cache_hits"].clone(), total["cache_misses"].clone()),
+        (json!(1), json!(1))
+    );
+    assert!((total["hit_ratio"].as_f64().unwrap() - 0.5).abs() < 1e-9);
+
+    let ups = admin(&relay, "GET", "/admin/ui/upstreams", None).json();
+    let hour = &ups["data"][0]["last_hour"];
+    assert_eq!(hour["requests"], 1, "only the miss went upstream: {ups}");
+    assert!(hour["p50_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(ups["data"][0]["healthy"], true);
+
+    // no body log: the stream's bodies come from its cache entry, as events
+    let list = admin(&relay, "GET", "/admin/ui/requests", None).json();
+    let miss = &list["data"][2];
+    assert_eq!(miss["cache"], "miss", "{list}");
+    let detail = admin(
+        &relay,
+        "GET",
+        &format!("/admin/ui/requests/{}", miss["id"]),
+        None,
+    )
+    .json();
+    assert_eq!(detail["bodies"]["source"], "cache", "{detail}");
+    let events = detail["bodies"]["events"].as_array().unwrap();
+    assert!(events.len() > 3, "{detail}");
+    assert_eq!(events.last().unwrap(), "data: [DONE]");
+    assert_eq!(
+        detail["bodies"]["request"]["messages"][0]["content"],
+        "stream me"
+    );
+}
