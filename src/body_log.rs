@@ -8,7 +8,7 @@
 //! the upstream.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -18,8 +18,17 @@ use serde_json::{json, Map, Value};
 /// The open file and its path (to read a line back for the dashboard).
 static SINK: Mutex<Option<(File, PathBuf)>> = Mutex::new(None);
 
-/// The longest line [`read_at`] reads back.
+/// The longest line [`read_back`] reads.
 const MAX_READ_BACK: u64 = 8 * 1024 * 1024;
+
+/// Where [`record`] wrote a line, to read it back: its offset, length and timestamp (so a line
+/// of another request, in a log truncated or rotated since, is never taken for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    at: u64,
+    len: u64,
+    ts: String,
+}
 
 const REDACTED: &str = "[redacted]";
 const SECRET_NAMES: &[&str] = &["key", "token", "secret", "password", "authorization"];
@@ -53,11 +62,12 @@ pub fn record(
     request: &Map<String, Value>,
     status: u16,
     response: &[u8],
-) -> Option<u64> {
+) -> Option<Written> {
     let mut guard = SINK.lock().unwrap_or_else(|p| p.into_inner());
     let (file, _) = guard.as_mut()?;
+    let ts = crate::log::timestamp(SystemTime::now());
     let line = json!({
-        "ts": crate::log::timestamp(SystemTime::now()),
+        "ts": ts,
         "path": path,
         "request": redacted_value(Value::Object(request.clone())),
         "status": status,
@@ -68,12 +78,18 @@ pub fn record(
     // appending, under the lock: the line starts at the file's current end
     let at = file.metadata().map(|m| m.len()).ok()?;
     file.write_all(text.as_bytes()).ok()?;
-    Some(at)
+    Some(Written {
+        at,
+        len: text.len() as u64,
+        ts,
+    })
 }
 
-/// The line [`record`] wrote at `at` (already redacted), if the body log is still the file it
-/// was written to and the line is there whole.
-pub fn read_at(at: u64) -> Option<Value> {
+/// The line [`record`] wrote (already redacted), if it is still there, whole and the same.
+pub fn read_back(w: &Written) -> Option<Value> {
+    if w.len > MAX_READ_BACK {
+        return None;
+    }
     let path = SINK
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -81,12 +97,11 @@ pub fn read_at(at: u64) -> Option<Value> {
         .1
         .clone();
     let mut file = File::open(path).ok()?;
-    file.seek(SeekFrom::Start(at)).ok()?;
+    file.seek(SeekFrom::Start(w.at)).ok()?;
     let mut line = Vec::new();
-    BufReader::new(file.take(MAX_READ_BACK))
-        .read_until(b'\n', &mut line)
-        .ok()?;
-    serde_json::from_slice(line.strip_suffix(b"\n")?).ok()
+    file.take(w.len).read_to_end(&mut line).ok()?;
+    let v: Value = serde_json::from_slice(line.strip_suffix(b"\n")?).ok()?;
+    (v.get("ts").and_then(Value::as_str) == Some(w.ts.as_str())).then_some(v)
 }
 
 /// `body` (JSON, or a stream's text) with credentials redacted as the body log writes them,

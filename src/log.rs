@@ -178,7 +178,7 @@ pub struct Access {
     /// `upstream_timeout`, …), for the dashboard's errors by kind (never logged).
     pub error_code: Option<&'static str>,
     /// Where this request's line starts in the body log, if it wrote one (for the dashboard).
-    pub body_log_at: Option<u64>,
+    pub body_log_at: Option<crate::body_log::Written>,
     /// The cache key the request was looked up (or stored) under, if the cache was asked.
     pub cache_key: Option<String>,
 }

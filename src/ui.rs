@@ -316,7 +316,10 @@ fn upstreams(state: &State, dash: &Dashboard) -> Value {
 fn request_detail(state: &State, dash: &Dashboard, id: u64) -> Option<Value> {
     let item = dash.request(id)?;
     let mut v = item.describe();
-    let from_log = item.body_log_at.and_then(crate::body_log::read_at);
+    let from_log = item
+        .body_log_at
+        .as_ref()
+        .and_then(crate::body_log::read_back);
     let from_cache = || {
         let cache = state.cache.as_ref()?;
         cache::browse::open(&cache.config.dir, item.cache_key.as_deref()?)

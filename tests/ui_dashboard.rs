@@ -379,3 +379,34 @@ fn refusals_errors_by_kind_upstream_latency_and_a_recorded_stream() {
         "stream me"
     );
 }
+
+#[test]
+fn a_detail_never_shows_another_requests_line_of_a_truncated_body_log() {
+    let up = Upstream::openai();
+    let dir = TempDir::new();
+    let log = dir.path().join("bodies.jsonl");
+    let cfg = json!({"auth": {"admin_key": ADMIN, "keys": [CLIENT]}, "body_log": log,
+                     "ui": {"enabled": true}});
+    let relay = Relay::start(&config_json(&up.base_url(), cfg));
+    let ask = |text: &str| json!({"model": "m", "messages": [{"role": "user", "content": text}]});
+    assert_eq!(chat_as(&relay, CLIENT, &ask("alpha")).status, 200);
+    let detail = |n: usize| {
+        let list = admin(&relay, "GET", "/admin/ui/requests", None).json();
+        let id = list["data"][n]["id"].as_u64().unwrap();
+        admin(&relay, "GET", &format!("/admin/ui/requests/{id}"), None).json()
+    };
+    assert_eq!(
+        detail(0)["bodies"]["request"]["messages"][0]["content"],
+        "alpha"
+    );
+    // rotated away: the next line starts where alpha's did, and is the same length
+    std::fs::write(&log, b"").unwrap();
+    assert_eq!(chat_as(&relay, CLIENT, &ask("gamma")).status, 200);
+    assert_eq!(
+        detail(0)["bodies"]["request"]["messages"][0]["content"],
+        "gamma"
+    );
+    let alpha = detail(1);
+    assert_eq!(alpha["bodies"]["source"], "none", "{alpha}");
+    assert!(!alpha.to_string().contains("gamma"), "{alpha}");
+}

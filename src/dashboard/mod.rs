@@ -238,7 +238,7 @@ impl Dashboard {
             duration_ms: sample.duration_ms,
             usage: a.usage,
             error,
-            body_log_at: a.body_log_at,
+            body_log_at: a.body_log_at.clone(),
             cache_key: a.cache_key.clone(),
             ..recent::Item::default()
         });

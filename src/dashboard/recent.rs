@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use crate::answer::Usage;
 
-/// The fixed part of an item's cost (the struct and the ring's slot), on top of its strings.
-const ITEM_OVERHEAD: usize = 200;
+/// The fixed part of an item's cost (the struct, the ring's slot, the body log's timestamp),
+/// on top of its strings.
+const ITEM_OVERHEAD: usize = 280;
 
 /// One finished request.
 #[derive(Debug, Clone, Default)]
@@ -29,7 +30,7 @@ pub struct Item {
     pub duration_ms: f64,
     pub usage: Usage,
     pub error: Option<String>,
-    pub body_log_at: Option<u64>,
+    pub body_log_at: Option<crate::body_log::Written>,
     pub cache_key: Option<String>,
 }
 

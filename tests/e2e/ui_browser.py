@@ -214,6 +214,12 @@ try:
     wait.until(lambda d: present("#entry-request"))
     check("cache entry opened", '"two"' in text_of("#entry-request"), True)
     shot("cache")
+    why = driver.find_element(By.ID, "why-body")
+    why.send_keys(json.dumps({"model": "gpt-fixture", "api_key": SECRET,
+                              "messages": [{"role": "user", "content": "twp"}]}))
+    click("#cache-why button[type=submit]")
+    wait.until(lambda d: "messages[0].content" in (text_of("#why-result") or ""))
+    check("why names the differing field", True, True)
 
     # ---- no console error on any page --------------------------------------------------------
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
