@@ -203,6 +203,11 @@ try:
     check("detail redacts the key in the body", "[redacted]" in body and SECRET not in body, True)
     check("detail never shows the client key", CLIENT in driver.page_source, False)
     shot("requests")
+    driver.find_element(By.ID, "request-filter").send_keys("hit")
+    shown = "return [...document.querySelectorAll('#request-list tbody tr')].filter((t) => !t.hidden).length"
+    hits = len([i for i in items if i["cache"] == "hit"])
+    wait.until(lambda d: d.execute_script(shown) == hits)
+    check("filter shows only the hits", driver.execute_script(shown), 2)
 
     # ---- cache: search and open an entry ------------------------------------------------------
     go("cache")

@@ -192,15 +192,23 @@ const pages = {
   },
 
   async requests(root) {
-    const d = await api('/admin/ui/requests?limit=100');
-    if (!$('request-list')) put(root, el('h1', { text: 'Requests' }), el('p', { id: 'request-ring', class: 'muted' }), el('div', { id: 'request-list' }), el('div', { id: 'request-detail' }));
+    const limit = $('request-limit') ? $('request-limit').value : '100';
+    const d = await api('/admin/ui/requests?limit=' + limit);
+    if (!$('request-list')) {
+      const filter = el('input', { id: 'request-filter', type: 'search', placeholder: 'key, model, status, route…', oninput: filterRequests });
+      const size = el('select', { id: 'request-limit', onchange: refresh }, ['100', '500'].map((n) => el('option', { value: n, text: 'last ' + n })));
+      put(root, el('h1', { text: 'Requests' }), el('p', { id: 'request-ring', class: 'muted' }),
+        el('form', { class: 'inline', onsubmit: (ev) => ev.preventDefault() }, el('label', {}, 'Filter', filter), el('label', {}, 'Show', size)),
+        el('div', { id: 'request-list' }), el('div', { id: 'request-detail' }));
+    }
     $('request-ring').textContent = `The last ${num(d.held)} requests this replica holds (${num(d.bytes)} of ${num(d.max_bytes)} bytes); click one for its bodies.`;
     const rows = d.data.map((r) => el('tr', { class: 'clickable', 'data-request': r.id, onclick: () => openRequest(r.id) },
       el('td', { text: time(r.at) }), el('td', { text: r.method + ' ' + r.path }), el('td', { text: r.key_name || '–' }),
       el('td', { text: r.model || '–' }), el('td', { class: 'muted', text: r.upstream || '–' }),
-      el('td', { class: r.status >= 400 ? 'bad' : 'ok', text: r.status }), el('td', { text: r.cache || '–' }),
+      el('td', { class: r.status >= 400 ? 'bad' : 'ok', text: r.status, title: r.error || '' }), el('td', { text: r.cache || '–' }),
       el('td', { text: ms(r.duration_ms) }), el('td', { text: num(r.prompt_tokens) + ' / ' + num(r.completion_tokens) })));
     put($('request-list'), table(['finished', 'route', 'key', 'model', 'upstream', 'status', 'cache', 'duration', 'tokens in / out'], rows));
+    filterRequests();
   },
 
   async cache(root) {
@@ -309,7 +317,14 @@ async function keyUsage(id, name) {
   } catch (e) { fail(e); }
 }
 
-// ---- requests: detail --------------------------------------------------------------------------
+// ---- requests: filter and detail --------------------------------------------------------------------------
+function filterRequests() {
+  const q = ($('request-filter') ? $('request-filter').value : '').trim().toLowerCase();
+  for (const tr of document.querySelectorAll('#request-list tbody tr')) {
+    tr.hidden = q !== '' && !tr.textContent.toLowerCase().includes(q);
+  }
+}
+
 async function openRequest(id) {
   try {
     const r = await api('/admin/ui/requests/' + id);
