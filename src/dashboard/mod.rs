@@ -140,15 +140,18 @@ impl Replica {
 #[derive(Debug)]
 pub struct Dashboard {
     pub replica: Replica,
-    minutes: Mutex<minutes::Ring>,
-    upstreams: Mutex<BTreeMap<String, minutes::Ring>>,
-    recent: Mutex<recent::Recent>,
-    refusals: Mutex<HashMap<String, Refusals>>,
+    /// Everything a request adds, behind one lock (one acquisition per request).
+    figures: Mutex<Figures>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // plain counters: still usable after a panic elsewhere
-    m.lock().unwrap_or_else(|p| p.into_inner())
+#[derive(Debug)]
+struct Figures {
+    minutes: minutes::Ring,
+    /// Per upstream base URL (bounded: they come from the config).
+    upstreams: BTreeMap<String, minutes::Ring>,
+    recent: recent::Recent,
+    /// Per key id (bounded by the keys there are).
+    refusals: HashMap<String, Refusals>,
 }
 
 impl Dashboard {
@@ -163,11 +166,18 @@ impl Dashboard {
         }
         Some(Arc::new(Dashboard {
             replica: Replica::detect(),
-            minutes: Mutex::new(minutes::Ring::new(DAY_MINUTES)),
-            upstreams: Mutex::new(BTreeMap::new()),
-            recent: Mutex::new(recent::Recent::new(config.recent_bytes)),
-            refusals: Mutex::new(HashMap::new()),
+            figures: Mutex::new(Figures {
+                minutes: minutes::Ring::new(DAY_MINUTES),
+                upstreams: BTreeMap::new(),
+                recent: recent::Recent::new(config.recent_bytes),
+                refusals: HashMap::new(),
+            }),
         }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Figures> {
+        // plain counters: still usable after a panic elsewhere
+        self.figures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The observer for one request: records it when it is finished, its cost by `prices`.
@@ -198,32 +208,17 @@ impl Dashboard {
             missed: matches!(a.cache, Some(CacheResult::Miss | CacheResult::Refresh)),
             error: error.clone(),
         };
-        lock(&self.minutes).add(now, &sample);
-        if !a.upstream.is_empty() {
-            let mut ups = lock(&self.upstreams);
-            // bounded: upstream base URLs come from the config
-            ups.entry(a.upstream.clone())
-                .or_insert_with(|| minutes::Ring::new(HOUR_MINUTES))
-                .add(
-                    now,
-                    &minutes::Sample {
-                        duration_ms: a.upstream_time.as_secs_f64() * 1000.0,
-                        ..sample.clone()
-                    },
-                );
-        }
-        if let (Some(c), Some(code)) = (client, a.error_code) {
-            if matches!(code, "rate_limit_exceeded" | "budget_exceeded") {
-                let mut r = lock(&self.refusals);
-                let e = r.entry(c.key_id.clone()).or_default();
-                if code == "rate_limit_exceeded" {
-                    e.rate_limited += 1;
-                } else {
-                    e.budget_exceeded += 1;
-                }
+        let upstream_sample = minutes::Sample {
+            duration_ms: a.upstream_time.as_secs_f64() * 1000.0,
+            ..sample.clone()
+        };
+        let refusal = match (client, a.error_code) {
+            (Some(c), Some(code @ ("rate_limit_exceeded" | "budget_exceeded"))) => {
+                Some((c.key_id.as_str(), code == "rate_limit_exceeded"))
             }
-        }
-        lock(&self.recent).push(recent::Item {
+            _ => None,
+        };
+        let item = recent::Item {
             at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_millis() as f64 / 1000.0),
@@ -241,7 +236,28 @@ impl Dashboard {
             body_log_at: a.body_log_at.clone(),
             cache_key: a.cache_key.clone(),
             ..recent::Item::default()
-        });
+        };
+        let mut f = self.lock();
+        f.minutes.add(now, &sample);
+        if !a.upstream.is_empty() {
+            match f.upstreams.get_mut(&a.upstream) {
+                Some(ring) => ring.add(now, &upstream_sample),
+                None => {
+                    let mut ring = minutes::Ring::new(HOUR_MINUTES);
+                    ring.add(now, &upstream_sample);
+                    f.upstreams.insert(a.upstream.clone(), ring);
+                }
+            }
+        }
+        if let Some((key_id, rate_limited)) = refusal {
+            let e = f.refusals.entry(key_id.to_string()).or_default();
+            if rate_limited {
+                e.rate_limited += 1;
+            } else {
+                e.budget_exceeded += 1;
+            }
+        }
+        f.recent.push(item);
     }
 
     /// The overview of the last hour (`day`: false; a point a minute) or day (a point every
@@ -249,7 +265,7 @@ impl Dashboard {
     pub fn overview(&self, day: bool) -> Value {
         let now = crate::util::now_secs();
         let (minutes, step) = if day { (1440, 15) } else { (60, 1) };
-        let (total, series) = lock(&self.minutes).window(now, minutes, step);
+        let (total, series) = self.lock().minutes.window(now, minutes, step);
         let secs = (minutes * 60) as f64;
         let mut t = total.describe();
         if let Some(o) = t.as_object_mut() {
@@ -285,7 +301,8 @@ impl Dashboard {
     /// last hour.
     pub fn upstream_figures(&self) -> BTreeMap<String, Value> {
         let now = crate::util::now_secs();
-        lock(&self.upstreams)
+        self.lock()
+            .upstreams
             .iter()
             .map(|(url, ring)| {
                 let (t, _) = ring.window(now, 60, 60);
@@ -302,7 +319,8 @@ impl Dashboard {
     }
 
     pub fn refusals(&self, key_id: &str) -> Refusals {
-        lock(&self.refusals)
+        self.lock()
+            .refusals
             .get(key_id)
             .copied()
             .unwrap_or_default()
@@ -310,7 +328,8 @@ impl Dashboard {
 
     /// Up to `limit` of the last requests older than `before`, newest first, and the ring's use.
     pub fn requests(&self, limit: usize, before: Option<u64>) -> Value {
-        let recent = lock(&self.recent);
+        let f = self.lock();
+        let recent = &f.recent;
         let data: Vec<Value> = recent
             .list(limit, before)
             .iter()
@@ -328,7 +347,7 @@ impl Dashboard {
 
     /// One request of the ring.
     pub fn request(&self, id: u64) -> Option<recent::Item> {
-        lock(&self.recent).get(id).cloned()
+        self.lock().recent.get(id).cloned()
     }
 }
 

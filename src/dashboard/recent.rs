@@ -131,7 +131,8 @@ mod tests {
 
     #[test]
     fn bounded_by_bytes_newest_first() {
-        let mut r = Recent::new(1000);
+        // room for exactly four items of a 3-character model
+        let mut r = Recent::new((4 * (ITEM_OVERHEAD + 3)) as u64);
         for i in 0..20 {
             r.push(Item {
                 model: format!("m{i}"),
