@@ -21,14 +21,7 @@ static SINK: Mutex<Option<(File, PathBuf)>> = Mutex::new(None);
 /// The longest line [`read_back`] reads.
 const MAX_READ_BACK: u64 = 8 * 1024 * 1024;
 
-/// Where [`record`] wrote a line, to read it back: its offset, length and timestamp (so a line
-/// of another request, in a log truncated or rotated since, is never taken for it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
-    at: u64,
-    len: u64,
-    ts: String,
-}
+pub use crate::log::Written;
 
 const REDACTED: &str = "[redacted]";
 const SECRET_NAMES: &[&str] = &["key", "token", "secret", "password", "authorization"];

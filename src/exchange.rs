@@ -35,6 +35,9 @@ pub struct Exchange {
     meter: Option<Meter>,
     /// Sees the finished request once (the dashboard).
     observer: Option<Observer>,
+    /// Whose cached answers the request may share (`auth::principal`), decided once, after the
+    /// gate.
+    principal: String,
     /// Held for the exchange's life: the in-flight gauge (and the drain's wait) counts it.
     _in_flight: metrics::InFlight,
 }
@@ -52,6 +55,7 @@ impl Exchange {
             client: None,
             meter: None,
             observer: None,
+            principal: String::new(),
             _in_flight: metrics::in_flight_guard(),
         }
     }
@@ -86,6 +90,16 @@ impl Exchange {
     /// noting what only the observer reads (the cache key).
     pub fn observed(&self) -> bool {
         self.observer.is_some()
+    }
+
+    /// Sets whose cached answers the request may share (routing, once, after the gate).
+    pub fn set_principal(&mut self, principal: String) {
+        self.principal = principal;
+    }
+
+    /// Whose cached answers the request may share: `""` for none (see `auth::principal`).
+    pub fn principal(&self) -> &str {
+        &self.principal
     }
 
     /// The admitted client key, if any.

@@ -178,9 +178,19 @@ pub struct Access {
     /// `upstream_timeout`, …), for the dashboard's errors by kind (never logged).
     pub error_code: Option<&'static str>,
     /// Where this request's line starts in the body log, if it wrote one (for the dashboard).
-    pub body_log_at: Option<crate::body_log::Written>,
+    pub body_log_at: Option<Written>,
     /// The cache key the request was looked up (or stored) under, if the cache was asked.
     pub cache_key: Option<String>,
+}
+
+/// Where the body log (`body_log::record`) wrote a request's line, to read it back: its
+/// offset, length and timestamp (so a line of another request, in a log truncated or rotated
+/// since, is never taken for it). Here, not in `body_log`, so `Access` can carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub at: u64,
+    pub len: u64,
+    pub ts: String,
 }
 
 impl Access {

@@ -13,10 +13,17 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: TempDir,
+    /// Extra `redis-server` arguments (e.g. `--cluster-enabled yes`), kept for `restart`.
+    args: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// [`RedisServer::start`] with extra `redis-server` arguments.
+    pub fn start_with(args: &[&str]) -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -25,6 +32,7 @@ impl RedisServer {
             port,
             child: None,
             dir: TempDir::new(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         r.restart();
         r
@@ -43,6 +51,25 @@ impl RedisServer {
         }
     }
 
+    /// Sends one command (as a RESP array of bulk strings) and returns the first line of the
+    /// reply (`:1`, `+OK`, ...).
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(out.as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\r\n") {
+            s.read_exact(&mut byte).expect("redis reply");
+            reply.push(byte[0]);
+        }
+        String::from_utf8_lossy(&reply).trim_end().to_string()
+    }
+
     /// Writes the data to disk (`SAVE`), so a `restart` after a `kill` starts with it.
     pub fn save(&self) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
@@ -59,6 +86,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
