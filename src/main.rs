@@ -389,7 +389,7 @@ fn cache_why(
             request.display()
         ));
     };
-    pipeline::why(cfg, route, body, headers)
+    pipeline::why(cfg, route, body, headers, cache::WhyBound::Command)
 }
 
 #[cfg(test)]

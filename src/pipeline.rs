@@ -558,12 +558,14 @@ fn translated_answer(
 
 /// `cache why` (the command and the dashboard): prepares `body` as the relay would (translation,
 /// rules, shaping, the keyed headers: [`prepare`] and [`keyed_body`]) on `route` (guessed from
-/// the body when `None`), and asks the cache which keys it has and what is closest.
+/// the body when `None`), and asks the cache which keys it has and what is closest (reading at
+/// most `bound`'s number of recorded requests).
 pub fn why(
     cfg: &Config,
     route: Option<&str>,
     mut body: Map<String, Value>,
     mut headers: Vec<(String, String)>,
+    bound: cache::WhyBound,
 ) -> Result<String, String> {
     let anthropic = headers
         .iter()
@@ -592,5 +594,5 @@ pub fn why(
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
     let models = cfg.upstreams.effective_models(endpoint.api(), model);
     let keyed = keyed_body(endpoint, &body, &headers);
-    cache::why_command(&cfg.cache, endpoint.path(), &keyed, &models)
+    cache::why_command(&cfg.cache, endpoint.path(), &keyed, &models, bound)
 }

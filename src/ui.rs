@@ -129,8 +129,14 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
         "/cache/why" if post => {
             let why: WhyBody = admin::parse_json(req, timeout, WHY_SHAPE)?;
             let headers = Vec::new();
-            let text = crate::pipeline::why(&state.config, why.route.as_deref(), why.body, headers)
-                .map_err(|m| ApiError::invalid("invalid_request", m))?;
+            let text = crate::pipeline::why(
+                &state.config,
+                why.route.as_deref(),
+                why.body,
+                headers,
+                cache::WhyBound::Online,
+            )
+            .map_err(|m| ApiError::invalid("invalid_request", m))?;
             json!({"object": "cache.why", "text": text})
         }
         "/cache/export" if post => {

@@ -633,6 +633,14 @@ pub fn scan_command(config: &CacheConfig) -> String {
     scan::scan(&config.dir, true).summary(&config.dir)
 }
 
+/// How many recorded requests a `why` reads at most: the command's bound, or the smaller one of
+/// a request the relay answers (the dashboard's `why`, like the `cache_miss` error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhyBound {
+    Command,
+    Online,
+}
+
 /// `llm-relay cache why`: the keys of a request body (after rules and shaping) on `route`,
 /// whether each is recorded, and the closest recorded requests with their differing fields.
 pub fn why_command(
@@ -640,6 +648,7 @@ pub fn why_command(
     route: &str,
     body: &Map<String, Value>,
     models: &[(String, bool)],
+    bound: WhyBound,
 ) -> Result<String, String> {
     let plan = Plan::new(config, route, body, (&[], ""), models).map_err(|e| e.message)?;
     let keys: Vec<(String, String, bool)> = plan
@@ -652,7 +661,11 @@ pub fn why_command(
         })
         .collect();
     let asked = plan.canonical_json();
-    let mut out = why::explain(&config.dir, route, &keys, &asked);
+    let max_searched = match bound {
+        WhyBound::Command => why::MAX_SEARCHED,
+        WhyBound::Online => why::MAX_SEARCHED_ONLINE,
+    };
+    let mut out = why::explain(&config.dir, route, &keys, &asked, max_searched);
     if config.scope == Scope::Key {
         out.push_str(
             "note: `cache.scope` is \"key\": the keys above are those of a request without a \
