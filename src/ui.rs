@@ -148,8 +148,8 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
                 ));
             }
             let cache = enabled_cache(state)?;
-            let (text, n) =
-                cache::export_keys(&cache.config.dir, &export.keys).map_err(ApiError::internal)?;
+            let (text, n) = cache::export_keys(&cache.config.dir, &export.keys)
+                .map_err(|m| ApiError::new(413, "invalid_request_error", "request_too_large", m))?;
             let headers = [
                 (
                     "Content-Type".to_string(),

@@ -124,13 +124,25 @@ fn entry_line(dir: &Path, key: &str) -> Option<Result<(store::Meta, Line), ()>> 
     Some(Ok((meta, line)))
 }
 
+/// The most a selection exported by the dashboard may take (the relay holds it whole).
+pub const MAX_EXPORT_BYTES: usize = 64 * 1024 * 1024;
+
 /// The entries `keys` (those present and servable) as a cassette, for the dashboard's export
-/// of a selection. Returns the text and how many entries it holds.
+/// of a selection. Returns the text and how many entries it holds; `Err` past
+/// [`MAX_EXPORT_BYTES`].
 pub fn export_keys(dir: &Path, keys: &[String]) -> Result<(String, u64), String> {
     let mut lines: Vec<(String, String)> = Vec::new();
+    let mut bytes = 0usize;
     for key in keys.iter().filter(|k| is_key(k)) {
         if let Some(Ok((_, line))) = entry_line(dir, key) {
             let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
+            bytes += text.len();
+            if bytes > MAX_EXPORT_BYTES {
+                return Err(format!(
+                    "the selection takes more than {MAX_EXPORT_BYTES} bytes; export fewer \
+                     entries at a time, or all of them with `llm-relay cache export`"
+                ));
+            }
             lines.push((key.clone(), text));
         }
     }
