@@ -341,7 +341,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let mut plan = None;
     if let (Some(cache), Some((p, status))) = (cache, &call.cached) {
         if *status == cache::Status::Miss && p.stores() {
-            match cache.join(p) {
+            match cache.join(p, state.config.timeouts.first_byte) {
                 cache::Role::Leader(guard) => _leader = Some(guard),
                 cache::Role::Hit(entry) => {
                     answer_hit(cache, p, &entry, ex, call.delivery, call.dialect);

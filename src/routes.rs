@@ -9,6 +9,7 @@
 use tiny_http::Method;
 
 use crate::admin;
+use crate::cache::Scope;
 use crate::error::ApiError;
 use crate::exchange::Exchange;
 use crate::lifecycle;
@@ -52,8 +53,13 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
             return Next::Done;
         }
     }
-    // decided once, here: the cache never reads credentials from the headers itself
-    if let Some(req) = ex.request() {
+    // decided once, here, where the cache keeps answers per key: the cache never reads
+    // credentials from the headers itself
+    let per_key = state
+        .cache
+        .as_ref()
+        .is_some_and(|c| c.config.scope == Scope::Key);
+    if let (true, Some(req)) = (per_key, ex.request()) {
         let principal = crate::auth::principal(ex.client(), req);
         ex.set_principal(principal);
     }

@@ -28,6 +28,7 @@ impl State {
     /// replaced: the cache, rate-limit windows and usage figures carry over, keys are read
     /// again (a changed `cache` section takes effect after a restart).
     pub fn new(config: Config, previous: Option<&State>) -> Result<State, String> {
+        let gate = Gate::new(&config, previous.map(|p| &p.gate))?;
         let cache = match previous {
             Some(p) => {
                 if p.config.cache != config.cache {
@@ -35,7 +36,7 @@ impl State {
                 }
                 p.cache.clone()
             }
-            None => Cache::open(&config.cache)?,
+            None => Cache::open(&config.cache, gate.store.redis().cloned())?,
         };
         let ui = Dashboard::open(config.ui, previous.and_then(|p| p.ui.as_ref()));
         if let (Some(_), Some(cache)) = (&ui, &cache) {
@@ -50,7 +51,7 @@ impl State {
                 config.forward_auth,
                 config.workers,
             ),
-            gate: Gate::new(&config, previous.map(|p| &p.gate))?,
+            gate,
             cache,
             test_hooks: std::env::var("LLM_RELAY_TEST_HOOKS").is_ok_and(|v| v == "1"),
             config,

@@ -26,6 +26,7 @@ mod bench_regressions;
 mod cache_concurrency;
 mod cache_eval;
 mod cache_exact;
+mod cache_fleet;
 mod cache_modes;
 mod cache_replay;
 mod cache_store;

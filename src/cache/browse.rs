@@ -156,7 +156,8 @@ impl Index {
             let Some((meta, request)) = store::split_request(&file) else {
                 continue;
             };
-            let bytes = std::fs::metadata(store::paths(dir, &key).1).map_or(0, |m| m.len());
+            let answer = store::answer_path(dir, &key, &meta.sha256);
+            let bytes = std::fs::metadata(answer).map_or(0, |m| m.len());
             // an entry stored meanwhile is newer; do not put it back as older
             if !self.lock().entries.contains_key(&key) {
                 self.add(&key, &meta, request, bytes);
@@ -229,13 +230,11 @@ pub fn open(dir: &Path, key: &str) -> Option<Value> {
     if !super::key::is_key(key) {
         return None;
     }
-    let (req_path, _) = store::paths(dir, key);
-    let request_file = std::fs::read(req_path).ok()?;
-    let store::Loaded::Found(meta, response) = store::load(dir, key) else {
+    let store::Loaded::Found(meta, pair) = store::load(dir, key) else {
         return None;
     };
-    let (_, request) = store::split_request(&request_file)?;
-    let answer = crate::body_log::redacted(&response);
+    let (_, request) = store::split_request(&pair.request)?;
+    let answer = crate::body_log::redacted(&pair.response);
     // a recorded stream is text (not JSON): shown as its events
     let events: Option<Vec<&str>> = answer.as_str().map(|text| {
         text.split("\n\n")
