@@ -3,13 +3,15 @@
 //! routes), the gate (client key, rate limit) and the key's `routes`, then maps its path (with
 //! or without the `/v1` prefix) to a handler. Small
 //! handlers (probes, metrics, cache stats, the OpenAPI document) live here; API calls go to
-//! [`pipeline::relay`], `/admin/ui/*` and the `/ui` page to `ui.rs`, other `/admin/*` to
+//! [`pipeline::relay`], `/v1/messages/count_tokens` to [`count_tokens::handle`], `/admin/ui/*`
+//! and the `/ui` page to `ui.rs`, other `/admin/*` to
 //! [`admin::handle`].
 
 use tiny_http::Method;
 
 use crate::admin;
 use crate::cache::Scope;
+use crate::count_tokens;
 use crate::error::ApiError;
 use crate::exchange::Exchange;
 use crate::lifecycle;
@@ -116,6 +118,7 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         ("/embeddings", Method::Post) => pipeline::relay(state, ex, Endpoint::Embeddings),
         ("/responses", Method::Post) => pipeline::relay(state, ex, Endpoint::Responses),
         ("/messages", Method::Post) => pipeline::relay(state, ex, Endpoint::Messages),
+        ("/messages/count_tokens", Method::Post) => count_tokens::handle(state, ex),
         ("/models", Method::Get) => Ok(Next::Upstream(Work::Models)),
         ("/openapi.json", Method::Get) => {
             let doc = include_str!("../openapi.json").as_bytes().to_vec();

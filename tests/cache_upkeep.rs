@@ -66,32 +66,30 @@ fn cache_ttl_expires_entries() {
         json!({}),
     ));
     const TTL: Duration = Duration::from_secs(3);
-    // A hit is only owed while the entry is younger than the TTL: a round that a loaded machine
-    // stretched past it proves nothing and is run again with another prompt.
-    let hit_within_ttl = |q: &str| {
-        let sent = std::time::Instant::now();
+    let now = std::time::Instant::now;
+    // An entry's age counts from its request's arrival (at or after `sent`) and it is stored
+    // before its answer ends. A hit is owed only if it was answered within the TTL of `sent`:
+    // a round that a loaded machine stretched past that proves nothing and runs again.
+    let miss_then_hit = |q: &str| -> Option<std::time::Instant> {
+        let sent = now();
+        assert_eq!(x_cache(&relay, q), "MISS");
+        let stored = now();
         let outcome = x_cache(&relay, q);
-        (sent.elapsed() < TTL).then_some(outcome)
+        (sent.elapsed() < TTL).then(|| {
+            assert_eq!(outcome, "HIT");
+            stored
+        })
     };
     let proven = (0..5).any(|round| {
         let q = format!("t{round}");
-        assert_eq!(x_cache(&relay, &q), "MISS");
-        // the entry was stored before that answer ended
-        let stored = std::time::Instant::now();
-        match hit_within_ttl(&q) {
-            Some(outcome) => assert_eq!(outcome, "HIT"),
-            None => return false,
-        }
+        let Some(stored) = miss_then_hit(&q) else {
+            return false;
+        };
         std::thread::sleep(
-            (stored + TTL + Duration::from_millis(100))
-                .saturating_duration_since(std::time::Instant::now()),
+            (stored + TTL + Duration::from_millis(100)).saturating_duration_since(now()),
         );
-        assert_eq!(x_cache(&relay, &q), "MISS", "expired after ttl_seconds");
-        match hit_within_ttl(&q) {
-            Some(outcome) => assert_eq!(outcome, "HIT"),
-            None => return false,
-        }
-        true
+        // expired after ttl_seconds: a miss, which stores the answer again
+        miss_then_hit(&q).is_some()
     });
     assert!(proven, "five rounds each took longer than the TTL");
 }
