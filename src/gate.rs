@@ -217,6 +217,7 @@ impl Gate {
             }
         };
         let body = ex.error_body(&error);
+        ex.access.error_code = Some(error.code);
         ex.respond(error.status, &headers, body);
     }
 
@@ -228,11 +229,7 @@ impl Gate {
         let key_id = client.key_id.clone();
         Box::new(move |access: &Access| {
             // priced as the model the upstream was sent (an endpoint's override), not an alias
-            let model = if access.sent_model.is_empty() {
-                &access.model
-            } else {
-                &access.sent_model
-            };
+            let model = access.priced_model();
             let outcome = Outcome {
                 status: access.status,
                 usage: access.usage,

@@ -207,6 +207,9 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         // a request the cache may not answer is not looked up, but in replay mode it is still
         // refused: replay never calls an upstream
         let cacheable = cacheable(endpoint, &body);
+        if cacheable && ex.observed() {
+            ex.access.cache_key = Some(plan.key.clone());
+        }
         let found = if cacheable {
             cache.lookup(&plan)
         } else {
@@ -330,6 +333,9 @@ fn answer_hit(
     }
     cache.served(entry);
     ex.access.cache = Some(crate::log::CacheResult::Hit);
+    if ex.observed() {
+        ex.access.cache_key = Some(entry.key.clone());
+    }
     // what the hit saved: the tokens of the stored answer, priced as the model it was sent as
     ex.access.usage = entry.usage.unwrap_or_default();
     ex.access.sent_model = plan.model_of(&entry.key).unwrap_or_default().to_string();
@@ -471,7 +477,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         if let Some((base, recorded, usage, sent_model)) = outcome {
             ex.access.upstream = base.unwrap_or_default();
             ex.access.upstream_time = upstream_started.elapsed();
-            body_log::record(&ex.access.path, &call.body, 200, &recorded);
+            ex.access.body_log_at = body_log::record(&ex.access.path, &call.body, 200, &recorded);
             ex.access.usage = usage;
             ex.access.sent_model = sent_model;
         }
@@ -500,7 +506,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         });
         if let Some((recorded, usage)) = recorded {
             ex.access.upstream_time = upstream_started.elapsed();
-            body_log::record(&ex.access.path, &call.body, status, &recorded);
+            ex.access.body_log_at =
+                body_log::record(&ex.access.path, &call.body, status, &recorded);
             ex.access.usage = usage;
         }
         return Ok(());
@@ -520,7 +527,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         // before answering, so the client's next request finds the owner
         owners::record_response(state, client.as_ref(), &call.body, &data);
     }
-    body_log::record(&ex.access.path, &call.body, status, &data);
+    ex.access.body_log_at = body_log::record(&ex.access.path, &call.body, status, &data);
     ex.access.usage = Usage::of_bytes(api, &data).unwrap_or_default();
     let data = match &call.translation {
         Some(t) => translated_answer(t, status, &data, &mut reply_headers),
@@ -580,4 +587,45 @@ fn translated_answer(
             format!("the upstream's answer is not JSON: {e}").as_bytes(),
         ),
     }
+}
+
+/// `cache why` (the command and the dashboard): prepares `body` as the relay would (translation,
+/// rules, shaping, the keyed headers: [`prepare`] and [`keyed_body`]) on `route` (guessed from
+/// the body when `None`), and asks the cache which keys it has and what is closest (reading at
+/// most `bound`'s number of recorded requests).
+pub fn why(
+    cfg: &Config,
+    route: Option<&str>,
+    mut body: Map<String, Value>,
+    mut headers: Vec<(String, String)>,
+    bound: cache::WhyBound,
+) -> Result<String, String> {
+    let anthropic = headers
+        .iter()
+        .any(|(name, _)| name.to_ascii_lowercase().starts_with("anthropic-"));
+    let endpoint = match route.map(|r| r.strip_prefix("/v1").unwrap_or(r)) {
+        Some(r) => Endpoint::of_path(r).ok_or_else(|| {
+            format!(
+                "route {r}: use /chat/completions, /completions, /embeddings, /responses or \
+                 /messages"
+            )
+        })?,
+        None if body.contains_key("messages") && anthropic => Endpoint::Messages,
+        None if body.contains_key("messages") => Endpoint::Chat,
+        None if body.contains_key("prompt") => Endpoint::Completions,
+        None if body.contains_key("input") => Endpoint::Embeddings,
+        None => {
+            return Err(
+                "cannot tell the route from the body; give the route (/chat/completions, \
+                 /completions, /embeddings, /responses or /messages)"
+                    .to_string(),
+            )
+        }
+    };
+    let prepared = prepare(cfg, endpoint, &mut body, &mut headers).map_err(|e| e.message)?;
+    let endpoint = prepared.sent;
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    let models = cfg.upstreams.effective_models(endpoint.api(), model);
+    let keyed = keyed_body(endpoint, &body, &headers);
+    cache::why_command(&cfg.cache, endpoint.path(), &keyed, &models, bound)
 }

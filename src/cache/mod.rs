@@ -8,9 +8,11 @@
 //! in either mode. Around that: single-flight (`flight.rs`; across replicas with `state.redis`,
 //! `fleet.rs`), the start-up scan (`scan.rs`, one replica of a shared directory at a time,
 //! `lease.rs`) and upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
-//! diff of a miss (`why.rs`) and portable cassettes (`cassette.rs`).
+//! diff of a miss (`why.rs`), portable cassettes (`cassette.rs`) and the dashboard's index,
+//! entry view and export of a selection (`browse.rs`).
 
 mod apis;
+pub mod browse;
 mod cassette;
 mod collect;
 mod config;
@@ -38,7 +40,7 @@ use crate::answer::Usage;
 use crate::error::ApiError;
 use crate::log;
 pub use apis::asks_usage;
-pub use cassette::{export_command, import_command, parse_since, ExportFilter};
+pub use cassette::{export_command, export_keys, import_command, parse_since, ExportFilter};
 pub use config::{CacheConfig, Mode, RawCache, Scope};
 pub use flight::Role;
 pub use replay::Delivery;
@@ -295,6 +297,8 @@ pub struct Cache {
     /// Answers this process's writes replaced, deleted by the upkeep thread after a grace period.
     replaced: collect::Replaced,
     pub counters: Counters,
+    /// The dashboard's index of recorded requests, once `ui.enabled` asked for it.
+    browse: std::sync::OnceLock<Arc<browse::Index>>,
 }
 
 /// Unix time in seconds, to the millisecond (entry ages are compared against whole seconds,
@@ -330,6 +334,7 @@ impl Cache {
             index: index::Index::default(),
             replaced: collect::Replaced::default(),
             counters: Counters::default(),
+            browse: std::sync::OnceLock::new(),
             config: config.clone(),
         })))
     }
@@ -559,6 +564,9 @@ impl Cache {
                 Ordering::Relaxed,
             );
         }
+        if let Some(index) = self.browse.get() {
+            index.add(&c.key, &meta, &c.canonical, response.len() as u64);
+        }
         self.memory.insert(
             &c.key,
             Arc::new(Entry {
@@ -572,6 +580,26 @@ impl Cache {
             stamp,
         );
         true
+    }
+
+    /// The dashboard's index of recorded requests (`ui.cache_index_bytes`), made and filled
+    /// from the directory (on its own thread) the first time it is asked for.
+    pub fn index(self: &Arc<Cache>, max_bytes: u64) -> Arc<browse::Index> {
+        let mut fresh = false;
+        let index = self.browse.get_or_init(|| {
+            fresh = true;
+            Arc::new(browse::Index::new(max_bytes))
+        });
+        if fresh {
+            let (filling, dir) = (Arc::clone(index), self.config.dir.clone());
+            let spawned = std::thread::Builder::new()
+                .name("cache-index".into())
+                .spawn(move || filling.fill(&dir));
+            if let Err(e) = spawned {
+                log::error(&format!("cannot start the cache index thread: {e}"));
+            }
+        }
+        Arc::clone(index)
     }
 
     /// `GET /cache/stats`.
@@ -710,6 +738,14 @@ pub fn scan_command(config: &CacheConfig) -> String {
     scan::command(&config.dir)
 }
 
+/// How many recorded requests a `why` reads at most: the command's bound, or the smaller one of
+/// a request the relay answers (the dashboard's `why`, like the `cache_miss` error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhyBound {
+    Command,
+    Online,
+}
+
 /// `llm-relay cache why`: the keys of a request body (after rules and shaping) on `route`,
 /// whether each is recorded, and the closest recorded requests with their differing fields.
 pub fn why_command(
@@ -717,6 +753,7 @@ pub fn why_command(
     route: &str,
     body: &Map<String, Value>,
     models: &[(String, bool)],
+    bound: WhyBound,
 ) -> Result<String, String> {
     let plan = Plan::new(config, route, body, (&[], ""), models).map_err(|e| e.message)?;
     let keys: Vec<(String, String, bool)> = plan
@@ -729,7 +766,11 @@ pub fn why_command(
         })
         .collect();
     let asked = plan.canonical_json();
-    let mut out = why::explain(&config.dir, route, &keys, &asked);
+    let max_searched = match bound {
+        WhyBound::Command => why::MAX_SEARCHED,
+        WhyBound::Online => why::MAX_SEARCHED_ONLINE,
+    };
+    let mut out = why::explain(&config.dir, route, &keys, &asked, max_searched);
     if config.scope == Scope::Key {
         out.push_str(
             "note: `cache.scope` is \"key\": the keys above are those of a request without a \

@@ -295,7 +295,13 @@ pub fn miss_error(key: &str, report: &Report) -> ApiError {
 
 /// The text of `llm-relay cache why`: the request's key, whether it is recorded, and the
 /// closest recorded requests with their differing fields.
-pub fn explain(dir: &Path, route: &str, keys: &[(String, String, bool)], asked: &Value) -> String {
+pub fn explain(
+    dir: &Path,
+    route: &str,
+    keys: &[(String, String, bool)],
+    asked: &Value,
+    max_searched: u64,
+) -> String {
     let mut out = String::new();
     for (model, key, recorded) in keys {
         out.push_str(&format!(
@@ -307,14 +313,14 @@ pub fn explain(dir: &Path, route: &str, keys: &[(String, String, bool)], asked: 
             }
         ));
     }
-    let report = closest(dir, route, None, asked, (3, MAX_SEARCHED), None);
+    let report = closest(dir, route, None, asked, (3, max_searched), None);
     out.push_str(&format!(
         "closest recorded requests of {route} ({} entries searched{}):\n",
         report.searched,
         if report.complete {
-            ""
+            String::new()
         } else {
-            ", stopped early"
+            format!(", stopped at the bound of {max_searched}")
         }
     ));
     if report.nearest.is_empty() {
