@@ -70,6 +70,7 @@ struct RawConfig {
     prices: Option<Vec<crate::budget::RawPrice>>,
     state: Option<crate::store::RawState>,
     cache: Option<crate::cache::RawCache>,
+    ui: Option<crate::dashboard::RawUi>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +125,8 @@ pub struct Config {
     /// Where windows and usage live (this machine or Redis).
     pub state: crate::store::StateConfig,
     pub cache: crate::cache::CacheConfig,
+    /// The `ui` section: the built-in dashboard at `/ui`.
+    pub ui: crate::dashboard::UiConfig,
     /// Things that load but are likely mistakes ("FILE: line L, column C: …"), shown by
     /// `--check` and logged at start and on reload.
     pub warnings: Vec<String>,
@@ -285,6 +288,7 @@ impl Config {
         })?;
         let client_timeout = millis(raw.client_timeout_ms, 30_000, "client_timeout_ms")?;
         let auth = crate::auth::AuthConfig::from_raw(raw.auth, raw.forward_auth)?;
+        let ui = crate::dashboard::UiConfig::from_raw(raw.ui, auth.admin_hash.is_some())?;
         let rate_limit = crate::limits::RateLimit::from_raw(raw.rate_limit, "rate_limit")?;
         let stream_keepalive = raw
             .stream_keepalive_ms
@@ -313,6 +317,7 @@ impl Config {
             shaping,
             ops,
             cache: crate::cache::CacheConfig::from_raw(raw.cache)?,
+            ui,
             warnings: Vec::new(),
         })
     }

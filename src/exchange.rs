@@ -18,6 +18,10 @@ use crate::metrics;
 /// Charges a finished request to its key (built by the gate; see `Gate::meter`).
 pub type Meter = Box<dyn FnOnce(&Access) + Send>;
 
+/// Sees a finished request once, after it is charged (the dashboard's recorder, set by the
+/// routes when `ui.enabled`; absent otherwise, so it costs nothing when off).
+pub type Observer = Box<dyn FnOnce(&Access, Option<&Client>) + Send>;
+
 /// One request on its way to its one answer.
 pub struct Exchange {
     /// The request until it is answered (`None` afterwards).
@@ -29,6 +33,8 @@ pub struct Exchange {
     client: Option<Client>,
     /// Charges the request to that key, once.
     meter: Option<Meter>,
+    /// Sees the finished request once (the dashboard).
+    observer: Option<Observer>,
     /// Whose cached answers the request may share (`auth::principal`), decided once, after the
     /// gate.
     principal: String,
@@ -48,6 +54,7 @@ impl Exchange {
             started: Instant::now(),
             client: None,
             meter: None,
+            observer: None,
             principal: String::new(),
             _in_flight: metrics::in_flight_guard(),
         }
@@ -72,6 +79,17 @@ impl Exchange {
     pub fn admit(&mut self, client: Client, meter: Meter) {
         self.client = Some(client);
         self.meter = Some(meter);
+    }
+
+    /// `observer` sees the request once it is finished.
+    pub fn observe(&mut self, observer: Observer) {
+        self.observer = Some(observer);
+    }
+
+    /// True when an observer (the dashboard) will see this request: only then is it worth
+    /// noting what only the observer reads (the cache key).
+    pub fn observed(&self) -> bool {
+        self.observer.is_some()
     }
 
     /// Sets whose cached answers the request may share (routing, once, after the gate).
@@ -119,6 +137,7 @@ impl Exchange {
     /// `/v1/messages…`).
     pub fn error(&mut self, err: &ApiError) {
         self.access.status = err.status;
+        self.access.error_code = Some(err.code);
         let body = self.error_body(err);
         if let Some(req) = self.req.take() {
             self.access.bytes = respond_error(req, err, body);
@@ -155,6 +174,9 @@ impl Drop for Exchange {
         self.charge();
         log::access(&self.access);
         metrics::request_done(&self.access);
+        if let Some(observe) = self.observer.take() {
+            observe(&self.access, self.client.as_ref());
+        }
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Streaming<'a> {
     /// When the upstream call started: a kept stream's first recorded gap (its time to first
     /// event) counts from here.
     pub started: Instant,
+    /// Given the recorded copy just before the stream's end reaches the client (the owner of a
+    /// stored response is recorded there, so the client's next request finds it).
+    pub before_end: &'a dyn Fn(&[u8]),
 }
 
 impl Streaming<'_> {
@@ -99,6 +102,7 @@ impl Streaming<'_> {
         }
         let bytes = out.bytes;
         let usage = relayed.usage.unwrap_or_default();
+        (self.before_end)(&relayed.recorded);
         (self.charge)(usage, &effective);
         if relayed.end != End::ClientGone {
             let _ = out.finish();

@@ -409,8 +409,8 @@ fn cache_miss_log_lists_every_replay_miss_and_cache_misses_summarises_it() {
         assert_eq!(l["sample"], 1);
         assert_eq!(l["namespace"], "");
         assert_eq!(l["client"], Value::Null, "no auth: no key id");
-        // the shared scope: paths, never another client's values
-        assert!(l["closest"].get("values").is_none(), "{l}");
+        // auth off: no tenants, so the values show (as in the cache_miss error), redacted
+        assert!(l["closest"]["values"].is_array(), "{l}");
     }
     assert_eq!(
         lines[1]["closest"]["differs"],
@@ -433,19 +433,16 @@ fn cache_miss_log_lists_every_replay_miss_and_cache_misses_summarises_it() {
     );
     drop(replay);
 
-    // per-credential scope: the caller's own entry shows its values, redacted
+    // with keys: the values of an entry show only to the key that recorded it, redacted
     let dir = TempDir::new();
     let log = work.path().join("own.jsonl");
     let (up, _) = counting_upstream();
     let auth = [("Authorization", "Bearer client-one-secret")];
-    let keys = json!({"auth": {"keys": [{"key": "client-one-secret", "name": "ci"}]}});
+    let other = [("Authorization", "Bearer client-two-secret")];
+    let keys = json!({"auth": {"keys": [{"key": "client-one-secret", "name": "ci"},
+                                        {"key": "client-two-secret", "name": "other"}]}});
     {
-        let relay = relay_in(
-            &up.base_url(),
-            dir.path(),
-            json!({"scope": "key"}),
-            keys.clone(),
-        );
+        let relay = relay_in(&up.base_url(), dir.path(), json!({}), keys.clone());
         post_json_with(
             &relay.url(CHAT),
             &recorded("sk-live-0123456789abcdefghij", 0.0),
@@ -455,11 +452,18 @@ fn cache_miss_log_lists_every_replay_miss_and_cache_misses_summarises_it() {
     let replay = relay_in(
         &closed_port_url(),
         dir.path(),
-        json!({"mode": "replay", "scope": "key", "miss_log": log.to_str().unwrap()}),
+        json!({"mode": "replay", "miss_log": log.to_str().unwrap()}),
         keys,
     );
     post_json_with(&replay.url(CHAT), &recorded("u", 0.0), &auth).assert_error(404, "cache_miss");
-    let line: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    post_json_with(&replay.url(CHAT), &recorded("u", 0.0), &other).assert_error(404, "cache_miss");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let line = &lines[0];
     assert_eq!(
         line["closest"]["values"],
         json!([{"path": "user", "recorded": "[redacted]", "asked": "u"}]),
@@ -468,6 +472,10 @@ fn cache_miss_log_lists_every_replay_miss_and_cache_misses_summarises_it() {
     // the caller's key id, never the key
     let client = line["client"].as_str().unwrap_or_else(|| panic!("{line}"));
     assert!(!client.is_empty() && !client.contains("secret"), "{line}");
+    // another key: the paths that differ, never the values
+    assert_eq!(lines[1]["closest"]["differs"], json!(["user"]), "{text}");
+    assert!(lines[1]["closest"].get("values").is_none(), "{text}");
+    assert_ne!(lines[1]["client"], line["client"]);
 }
 
 #[test]

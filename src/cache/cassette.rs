@@ -94,67 +94,47 @@ pub fn export_command(
     let dir = &config.dir;
     let mut lines: Vec<(String, String)> = Vec::new();
     let mut skipped = 0u64;
-    let mut found: Vec<(String, Finding)> = Vec::new();
+    let mut flagged: Vec<(String, Finding)> = Vec::new();
     let mut with_secrets = 0u64;
     for (key, _) in store::entries(dir) {
-        let key = key.as_str();
-        let store::Read::Both(store::Pair {
-            request, response, ..
-        }) = store::read(dir, key)
-        else {
+        let Some(found) = entry_line(dir, &key) else {
             continue;
         };
-        let Ok(meta) = store::verify(key, &request, &response) else {
+        let Ok((meta, line)) = found else {
             skipped += 1;
             continue;
         };
-        if apis::check(&meta.route, &response).is_err() {
-            skipped += 1;
-            continue;
-        }
         if filter.since.is_some_and(|t| meta.created < t) {
             continue;
         }
         if !meta.selected_by(filter.namespace.as_deref()) {
             continue;
         }
-        let Some(canonical) = store::split_request(&request)
-            .and_then(|(_, r)| serde_json::from_slice::<Value>(r).ok())
-        else {
-            skipped += 1;
-            continue;
-        };
         if let Some(glob) = &filter.model {
-            let model = canonical.get("model").and_then(Value::as_str).unwrap_or("");
+            let model = line
+                .request
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !glob.matches(model) {
                 continue;
             }
         }
-        let Ok(response) = String::from_utf8(response) else {
-            skipped += 1;
-            continue;
-        };
         if secrets_rule != Secrets::Allow {
             let mut findings = Vec::new();
-            secrets::scan_json("request ", &canonical, &mut findings);
-            secrets::scan_answer(&response, &mut findings);
+            secrets::scan_json("request ", &line.request, &mut findings);
+            secrets::scan_answer(&line.response, &mut findings);
             if !findings.is_empty() {
                 with_secrets += 1;
-                found.extend(findings.into_iter().map(|f| (key.to_string(), f)));
+                flagged.extend(findings.into_iter().map(|f| (key.clone(), f)));
                 continue;
             }
         }
-        let line = Line {
-            key: key.to_string(),
-            meta,
-            request: canonical,
-            response,
-        };
         let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
-        lines.push((key.to_string(), text));
+        lines.push((key, text));
     }
-    if secrets_rule == Secrets::Refuse && !found.is_empty() {
-        found.sort_by(|a, b| (&a.0, &a.1.path).cmp(&(&b.0, &b.1.path)));
+    if secrets_rule == Secrets::Refuse && !flagged.is_empty() {
+        flagged.sort_by(|a, b| (&a.0, &a.1.path).cmp(&(&b.0, &b.1.path)));
         let mut msg = format!(
             "not exported: {with_secrets} {} a credential-shaped string (a cassette is meant \
              to be committed):\n",
@@ -164,11 +144,11 @@ pub fn export_command(
                 "entries hold"
             }
         );
-        for (key, f) in found.iter().take(MAX_LISTED) {
+        for (key, f) in flagged.iter().take(MAX_LISTED) {
             msg.push_str(&format!("  entry {key}: {} holds {}\n", f.path, f.kind));
         }
-        if found.len() > MAX_LISTED {
-            msg.push_str(&format!("  … and {} more\n", found.len() - MAX_LISTED));
+        if flagged.len() > MAX_LISTED {
+            msg.push_str(&format!("  … and {} more\n", flagged.len() - MAX_LISTED));
         }
         msg.push_str(
             "re-record those requests without the secret, or pass --skip-secrets to export the \
@@ -177,16 +157,7 @@ pub fn export_command(
         return Err(msg);
     }
     lines.sort();
-    let header = Header {
-        llm_relay_cassette: FORMAT,
-        entries: lines.len() as u64,
-    };
-    let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?;
-    text.push('\n');
-    for (_, line) in &lines {
-        text.push_str(line);
-        text.push('\n');
-    }
+    let text = cassette_text(&lines)?;
     store::write_atomic(out, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(format!(
@@ -207,6 +178,80 @@ pub fn export_command(
             String::new()
         }
     ))
+}
+
+/// Entry `key` as a cassette line with its metadata: `None` when it is absent, `Err` when it
+/// is unservable (fails `verify` or the API's completeness check, or is not UTF-8).
+fn entry_line(dir: &Path, key: &str) -> Option<Result<(store::Meta, Line), ()>> {
+    let store::Read::Both(store::Pair {
+        request, response, ..
+    }) = store::read(dir, key)
+    else {
+        return None;
+    };
+    let Ok(meta) = store::verify(key, &request, &response) else {
+        return Some(Err(()));
+    };
+    if apis::check(&meta.route, &response).is_err() {
+        return Some(Err(()));
+    }
+    let Some(canonical) =
+        store::split_request(&request).and_then(|(_, r)| serde_json::from_slice::<Value>(r).ok())
+    else {
+        return Some(Err(()));
+    };
+    let Ok(response) = String::from_utf8(response) else {
+        return Some(Err(()));
+    };
+    let line = Line {
+        key: key.to_string(),
+        meta: meta.clone(),
+        request: canonical,
+        response,
+    };
+    Some(Ok((meta, line)))
+}
+
+/// The most a selection exported by the dashboard may take (the relay holds it whole).
+pub const MAX_EXPORT_BYTES: usize = 64 * 1024 * 1024;
+
+/// The entries `keys` (those present and servable) as a cassette, for the dashboard's export
+/// of a selection. Returns the text and how many entries it holds; `Err` past
+/// [`MAX_EXPORT_BYTES`].
+pub fn export_keys(dir: &Path, keys: &[String]) -> Result<(String, u64), String> {
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut bytes = 0usize;
+    for key in keys.iter().filter(|k| is_key(k)) {
+        if let Some(Ok((_, line))) = entry_line(dir, key) {
+            let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
+            bytes += text.len();
+            if bytes > MAX_EXPORT_BYTES {
+                return Err(format!(
+                    "the selection takes more than {MAX_EXPORT_BYTES} bytes; export fewer \
+                     entries at a time, or all of them with `llm-relay cache export`"
+                ));
+            }
+            lines.push((key.clone(), text));
+        }
+    }
+    lines.sort();
+    lines.dedup();
+    Ok((cassette_text(&lines)?, lines.len() as u64))
+}
+
+/// The cassette file: the header line, then `lines` (sorted by key).
+fn cassette_text(lines: &[(String, String)]) -> Result<String, String> {
+    let header = Header {
+        llm_relay_cassette: FORMAT,
+        entries: lines.len() as u64,
+    };
+    let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?;
+    text.push('\n');
+    for (_, line) in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// `llm-relay cache import`: checks every entry of the cassette `file`, then writes them into

@@ -4,10 +4,10 @@
 //!
 //! A line holds the time, route, model, cache key, the caller's key id (with `auth`; never the
 //! key itself), namespace, sample, and the closest recorded entry with the JSON paths that
-//! differ. The recorded and asked values of those paths are written
-//! only when the closest entry was recorded under the caller's own credential
-//! (`cache.scope: "key"`), and then through the body log's redaction: a shared miss log never
-//! shows one client another's prompts.
+//! differ. The recorded and asked values of those paths are written only where the
+//! `cache_miss` error shows them (to the key that recorded the entry, `recorded_by`; to anyone
+//! with auth off), and then through the body log's redaction: a shared miss log never shows
+//! one client another's prompts.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -35,8 +35,6 @@ pub struct Miss<'a> {
     pub model: &'a str,
     pub key: &'a str,
     pub variant: &'a Variant,
-    /// The caller's scope (`""`: shared).
-    pub scope: &'a str,
     /// The id of the caller's key (`auth.keys`), if any.
     pub client: Option<&'a str>,
 }
@@ -72,8 +70,9 @@ impl MissLog {
 
 fn line(miss: &Miss, report: &Report, now: SystemTime) -> Value {
     let closest = report.nearest.first().map(|near| {
-        // values only of an entry the caller's own credential recorded
-        let own = !miss.scope.is_empty() && near.scope == miss.scope;
+        // values only where the `cache_miss` error shows them: to the key that recorded the
+        // entry (`recorded_by`), or to anyone with auth off
+        let own = near.visible;
         let mut c = json!({
             "key": near.key,
             "model": near.model,
@@ -220,41 +219,38 @@ mod tests {
     use crate::cache::why::{Diff, Near};
 
     #[test]
-    fn values_only_for_the_callers_own_entries_and_redacted() {
-        let near = Near {
-            key: "k".to_string(),
-            model: "m".to_string(),
-            variant: Variant::default(),
-            scope: "s1".to_string(),
-            diffs: vec![Diff {
-                path: "user".to_string(),
-                recorded: Some(json!("sk-live-abcdef")),
-                asked: Some(json!("u2")),
+    fn values_only_where_the_miss_error_shows_them_and_redacted() {
+        let report = |visible| Report {
+            nearest: vec![Near {
+                key: "k".to_string(),
+                model: "m".to_string(),
+                variant: Variant::default(),
+                visible,
+                diffs: vec![Diff {
+                    path: "user".to_string(),
+                    recorded: Some(json!("sk-live-abcdef")),
+                    asked: Some(json!("u2")),
+                }],
+                count: 1,
             }],
-            count: 1,
-        };
-        let report = Report {
-            nearest: vec![near],
             searched: 1,
             complete: true,
         };
         let variant = Variant::default();
-        let miss = |scope| Miss {
+        let miss = Miss {
             route: "/chat/completions",
             model: "m",
             key: "q",
             variant: &variant,
-            scope,
             client: Some("k-1"),
         };
-        let own = line(&miss("s1"), &report, SystemTime::UNIX_EPOCH);
+        let own = line(&miss, &report(true), SystemTime::UNIX_EPOCH);
         assert_eq!(own["closest"]["differs"], json!(["user"]));
         assert_eq!(own["client"], json!("k-1"));
         assert_eq!(own["closest"]["values"][0]["recorded"], json!("[redacted]"));
         assert_eq!(own["closest"]["values"][0]["asked"], json!("u2"));
-        for other in ["", "s2"] {
-            let l = line(&miss(other), &report, SystemTime::UNIX_EPOCH);
-            assert!(l["closest"].get("values").is_none(), "{l}");
-        }
+        let other = line(&miss, &report(false), SystemTime::UNIX_EPOCH);
+        assert_eq!(other["closest"]["differs"], json!(["user"]));
+        assert!(other["closest"].get("values").is_none(), "{other}");
     }
 }

@@ -8,18 +8,21 @@
 //! in either mode. Around that: single-flight (`flight.rs`; across replicas with `state.redis`,
 //! `fleet.rs`), the start-up scan (`scan.rs`, one replica of a shared directory at a time,
 //! `lease.rs`) and upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
-//! diff of a miss (`why.rs`) and portable cassettes (`cassette.rs`, scanned for credentials by
-//! `secrets.rs`, pruned by `prune.rs`). For evals: the request headers `cache.client_controls`
-//! allows (`controls.rs`: a sample index and a namespace, both part of the key; a replay pace),
+//! diff of a miss (`why.rs`), portable cassettes (`cassette.rs`, scanned for credentials by
+//! `secrets.rs`, pruned by `prune.rs`) and the dashboard's index, entry view and export of a
+//! selection (`browse.rs`). For evals: the request headers `cache.client_controls` allows
+//! (`controls.rs`: a sample index and a namespace, both part of the key; a replay pace),
 //! `cache.repeat: "sequence"` (`sequence.rs`) and the replay miss report (`miss_log.rs`).
 
 mod apis;
+pub mod browse;
 mod cassette;
 mod collect;
 mod config;
 mod controls;
 mod fleet;
 mod flight;
+mod index;
 mod key;
 mod lease;
 mod memory;
@@ -46,7 +49,9 @@ use crate::answer::Usage;
 use crate::error::ApiError;
 use crate::log;
 pub use apis::asks_usage;
-pub use cassette::{export_command, import_command, parse_since, ExportFilter, Secrets};
+pub use cassette::{
+    export_command, export_keys, import_command, parse_since, ExportFilter, Secrets,
+};
 pub use config::{CacheConfig, Mode, RawCache, Repeat, Scope};
 pub use flight::Role;
 pub use key::check_namespace;
@@ -122,9 +127,13 @@ pub struct Cache {
     sequences: sequence::Sequences,
     /// `cache.miss_log`, open.
     miss_log: Option<miss_log::MissLog>,
+    /// Recorded requests by route, scope and model, for the closest entry of a replay miss.
+    index: index::Index,
     /// Answers this process's writes replaced, deleted by the upkeep thread after a grace period.
     replaced: collect::Replaced,
     pub counters: Counters,
+    /// The dashboard's index of recorded requests, once `ui.enabled` asked for it.
+    browse: std::sync::OnceLock<Arc<browse::Index>>,
 }
 
 /// Unix time in seconds, to the millisecond (entry ages are compared against whole seconds,
@@ -165,8 +174,10 @@ impl Cache {
             sequences: sequence::Sequences::new(redis.clone()),
             fleet: redis.map(fleet::Fleet::start),
             hits: upkeep::HitBook::load(&config.dir),
+            index: index::Index::default(),
             replaced: collect::Replaced::default(),
             counters: Counters::default(),
+            browse: std::sync::OnceLock::new(),
             config: config.clone(),
         })))
     }
@@ -286,6 +297,7 @@ impl Cache {
     fn reject(&self, key: &str, why: &str, judged: &store::Judged) {
         let dir = &self.config.dir;
         if judged.settled(scan::GRACE) && store::quarantine_judged(dir, key, judged) {
+            self.index.remove(&[key.to_string()]);
             log::warn(&format!(
                 "cache entry {key} quarantined ({why}); it is never served"
             ));
@@ -339,19 +351,34 @@ impl Cache {
     }
 
     /// The error a miss gets in `replay` mode: `cache_miss`, the key, and the fields in which
-    /// the closest recorded request of the same route (and scope) differs. The miss goes to
-    /// `cache.miss_log` as well, with the id of the caller's key (`client`), never the key.
-    pub fn replay_miss(&self, plan: &Plan, client: Option<&str>) -> ApiError {
+    /// the closest recorded request of the same route (and scope) differs (with the recorded
+    /// values only for the key that recorded it). The closest is found in the index: the few
+    /// nearest by fingerprint are read, never the directory; only until the start-up scan has
+    /// filled the index does a miss search the directory (at most `MAX_SEARCHED_ONLINE` files).
+    /// The miss goes to `cache.miss_log` as well, with the id of the caller's key, never the key.
+    pub fn replay_miss(&self, plan: &Plan) -> ApiError {
         let asked = plan.canonical_json();
-        let report = why::closest(
-            &self.config.dir,
-            &plan.route,
-            Some(&plan.scope),
-            &asked,
-            &plan.variant,
-            1,
-            why::MAX_SEARCHED_ONLINE,
-        );
+        let viewer = plan.recorder.as_deref();
+        let report = if self.index.ready() {
+            let (keys, compared) = self.index.nearest(&plan.route, &plan.scope, &asked);
+            why::closest_of(
+                &self.config.dir,
+                &plan.route,
+                &keys,
+                (&asked, &plan.variant),
+                viewer,
+                compared,
+            )
+        } else {
+            why::closest(
+                &self.config.dir,
+                &plan.route,
+                Some(&plan.scope),
+                (&asked, &plan.variant),
+                (1, why::MAX_SEARCHED_ONLINE),
+                viewer,
+            )
+        };
         if let Some(log) = &self.miss_log {
             let model = plan
                 .candidates
@@ -364,8 +391,7 @@ impl Cache {
                     model,
                     key: &plan.key,
                     variant: &plan.variant,
-                    scope: &plan.scope,
-                    client,
+                    client: viewer,
                 },
                 &report,
             );
@@ -402,6 +428,7 @@ impl Cache {
             created: now_precise(),
             scope: plan.scope.clone(),
             sha256: key::checksum(response),
+            recorded_by: plan.recorder.clone(),
             namespace: plan.variant.namespace.clone(),
             sample: plan.variant.sample,
             gaps_ms: gaps.to_vec(),
@@ -422,12 +449,17 @@ impl Cache {
         if let Some(before) = before.filter(|b| *b != now) {
             self.replaced.push(&c.key, before);
         }
+        self.index
+            .insert(&plan.route, &plan.scope, &c.key, &c.canonical);
         if !existed {
             self.counters.entries.fetch_add(1, Ordering::Relaxed);
             self.counters.bytes.fetch_add(
                 (response.len() + c.canonical.len()) as u64,
                 Ordering::Relaxed,
             );
+        }
+        if let Some(index) = self.browse.get() {
+            index.add(&c.key, &meta, &c.canonical, response.len() as u64);
         }
         self.memory.insert(
             &c.key,
@@ -443,6 +475,26 @@ impl Cache {
             stamp,
         );
         true
+    }
+
+    /// The dashboard's index of recorded requests (`ui.cache_index_bytes`), made and filled
+    /// from the directory (on its own thread) the first time it is asked for.
+    pub fn index(self: &Arc<Cache>, max_bytes: u64) -> Arc<browse::Index> {
+        let mut fresh = false;
+        let index = self.browse.get_or_init(|| {
+            fresh = true;
+            Arc::new(browse::Index::new(max_bytes))
+        });
+        if fresh {
+            let (filling, dir) = (Arc::clone(index), self.config.dir.clone());
+            let spawned = std::thread::Builder::new()
+                .name("cache-index".into())
+                .spawn(move || filling.fill(&dir));
+            if let Err(e) = spawned {
+                log::error(&format!("cannot start the cache index thread: {e}"));
+            }
+        }
+        Arc::clone(index)
     }
 
     /// `GET /cache/stats`.
@@ -498,6 +550,10 @@ impl Cache {
             .entries
             .store(report.entries, Ordering::Relaxed);
         self.counters.bytes.store(report.bytes, Ordering::Relaxed);
+        let indexed = self.index.fill(dir);
+        log::info(&format!(
+            "cache index: {indexed} recorded requests read for the closest entry of a replay miss"
+        ));
         if self.hits.needs_compacting(report.entries) {
             if let Err(e) = self.hits.compact(dir, crate::util::now_secs()) {
                 log::error(&format!("cannot compact {}: {e}", upkeep::HITS_FILE));
@@ -547,6 +603,7 @@ impl Cache {
         for key in &removed.keys {
             self.memory.remove(key);
         }
+        self.index.remove(&removed.keys);
         let c = &self.counters;
         let sub = |a: &AtomicU64, n: u64| {
             let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
@@ -571,6 +628,14 @@ pub fn scan_command(config: &CacheConfig) -> String {
     scan::command(&config.dir)
 }
 
+/// How many recorded requests a `why` reads at most: the command's bound, or the smaller one of
+/// a request the relay answers (the dashboard's `why`, like the `cache_miss` error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhyBound {
+    Command,
+    Online,
+}
+
 /// `llm-relay cache why`: the keys of a request body (after rules and shaping) on `route`,
 /// whether each is recorded, and the closest recorded requests with their differing fields.
 pub fn why_command(
@@ -579,6 +644,7 @@ pub fn why_command(
     body: &Map<String, Value>,
     headers: &[(String, String)],
     models: &[(String, bool)],
+    bound: WhyBound,
 ) -> Result<String, String> {
     // the headers that choose an entry (namespace, sample); never a credential
     let chosen: Vec<(String, String)> = headers
@@ -600,7 +666,17 @@ pub fn why_command(
         })
         .collect();
     let asked = plan.canonical_json();
-    let mut out = why::explain(&config.dir, route, &keys, &asked, &plan.variant);
+    let max_searched = match bound {
+        WhyBound::Command => why::MAX_SEARCHED,
+        WhyBound::Online => why::MAX_SEARCHED_ONLINE,
+    };
+    let mut out = why::explain(
+        &config.dir,
+        route,
+        &keys,
+        (&asked, &plan.variant),
+        max_searched,
+    );
     if config.scope == Scope::Key {
         out.push_str(
             "note: `cache.scope` is \"key\": the keys above are those of a request without a \

@@ -61,6 +61,9 @@ pub struct Plan {
     pub pace: Option<f64>,
     /// Look up the shared entries when the namespace has none (`cache.namespace_fallback`).
     pub(super) fallback: bool,
+    /// The client key id the request came with (`None` with auth off): written as the
+    /// entry's `recorded_by`, and the only key a `cache_miss` shows recorded values to.
+    pub(super) recorder: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +81,14 @@ pub(super) struct Candidate {
 }
 
 impl Plan {
+    /// The plan of a request of the client key `key_id` (`None`: auth is off).
+    pub fn by_client(self, key_id: Option<&str>) -> Plan {
+        Plan {
+            recorder: key_id.map(str::to_string),
+            ..self
+        }
+    }
+
     /// The effective model whose candidate key (or shared fallback key) is `key` (the model a
     /// hit on it was sent as).
     pub fn model_of(&self, key: &str) -> Option<&str> {
@@ -190,6 +201,7 @@ impl Plan {
             named_sample: controls.sample.is_some(),
             pace: controls.pace,
             fallback: config.namespace_fallback,
+            recorder: None,
         };
         plan.set_sample(controls.sample.unwrap_or(1));
         Ok(plan)

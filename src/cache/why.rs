@@ -41,13 +41,104 @@ pub struct Diff {
 pub struct Near {
     pub key: String,
     pub model: String,
-    /// Its namespace and sample.
-    pub variant: Variant,
-    /// Its scope (`""`: shared; else the hashed credential that recorded it).
-    pub scope: String,
     pub diffs: Vec<Diff>,
     /// Differing fields in all (`diffs` holds at most [`MAX_DIFFS`]).
     pub count: usize,
+    /// Whether the recorded values may be shown to the asker (it recorded the entry).
+    pub visible: bool,
+    /// Its namespace and sample.
+    pub variant: Variant,
+}
+
+/// Whether `viewer` may see the values of an entry recorded by `recorded_by`: everyone when
+/// the viewer is no key (auth off, or the `cache why` command), else only its recorder; an
+/// entry from before `recorded_by` existed shows no values to a key.
+pub fn may_see(recorded_by: Option<&str>, viewer: Option<&str>) -> bool {
+    match viewer {
+        None => true,
+        Some(v) => recorded_by == Some(v),
+    }
+}
+
+/// The [`Near`] a `.request` file's contents make for `asked`, if it is an entry of `route`
+/// (and `scope`, when given).
+fn near_of(
+    key: String,
+    file: &[u8],
+    route: &str,
+    scope: Option<&str>,
+    asked: &Value,
+    viewer: Option<&str>,
+) -> Option<Near> {
+    let (meta, request) = store::split_request(file)?;
+    if meta.route != route || scope.is_some_and(|s| s != meta.scope) {
+        return None;
+    }
+    let recorded = serde_json::from_slice::<Value>(request).ok()?;
+    let diffs = diff(&recorded, asked);
+    Some(Near {
+        key,
+        model: recorded
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        count: diffs.len(),
+        diffs: diffs.into_iter().take(MAX_DIFFS).collect(),
+        visible: may_see(meta.recorded_by.as_deref(), viewer),
+        variant: meta.variant(),
+    })
+}
+
+/// Adds `near` to the `n` nearest of `report`, in rank order: fewest differing fields, then
+/// the same model, then the `want`ed namespace and the nearest sample.
+fn rank_in(report: &mut Report, near: Near, (model, want): (&str, &Variant), n: usize) {
+    let rank = |x: &Near| {
+        (
+            x.count,
+            x.model != model,
+            x.variant.namespace != want.namespace,
+            x.variant.sample_index().abs_diff(want.sample_index()),
+            x.key.clone(),
+        )
+    };
+    let at = report
+        .nearest
+        .iter()
+        .position(|x| rank(&near) < rank(x))
+        .unwrap_or(report.nearest.len());
+    if at < n {
+        report.nearest.insert(at, near);
+        report.nearest.truncate(n);
+    }
+}
+
+/// The closest of the entries `keys` (chosen by the index, nearest first) to `asked`: each is
+/// read and diffed; `compared` is how many the index compared. Among equally close ones, the
+/// variant `want` first.
+pub fn closest_of(
+    dir: &Path,
+    route: &str,
+    keys: &[String],
+    (asked, want): (&Value, &Variant),
+    viewer: Option<&str>,
+    compared: u64,
+) -> Report {
+    let mut report = Report {
+        complete: true,
+        searched: compared,
+        ..Report::default()
+    };
+    let model = asked.get("model").and_then(Value::as_str).unwrap_or("");
+    for key in keys {
+        let Ok(file) = fs::read(store::request_path(dir, key)) else {
+            continue;
+        };
+        if let Some(near) = near_of(key.clone(), &file, route, None, asked, viewer) {
+            rank_in(&mut report, near, (model, want), 1);
+        }
+    }
+    report
 }
 
 /// What a search found.
@@ -60,17 +151,17 @@ pub struct Report {
     pub complete: bool,
 }
 
-/// The `n` recorded requests of `route` closest to `asked` (canonical JSON). `scope`: only
-/// entries of that scope (a client never sees another credential's requests); `None`: all.
-/// Among equally close ones: the same model, then the `want`ed namespace and sample first.
+/// The `n` recorded requests of `route` closest to `asked` (canonical JSON), by reading the
+/// directory. `scope`: only entries of that scope (a client never sees another credential's
+/// requests); `None`: all. `viewer`: whose values may show (see [`may_see`]). Among equally
+/// close ones, the variant `want` first.
 pub fn closest(
     dir: &Path,
     route: &str,
     scope: Option<&str>,
-    asked: &Value,
-    want: &Variant,
-    n: usize,
-    max_searched: u64,
+    (asked, want): (&Value, &Variant),
+    (n, max_searched): (usize, u64),
+    viewer: Option<&str>,
 ) -> Report {
     let mut report = Report {
         complete: true,
@@ -86,45 +177,8 @@ pub fn closest(
         let Ok(file) = fs::read(path) else {
             continue;
         };
-        let Some((meta, request)) = store::split_request(&file) else {
-            continue;
-        };
-        if meta.route != route || scope.is_some_and(|s| s != meta.scope) {
-            continue;
-        }
-        let Ok(recorded) = serde_json::from_slice::<Value>(request) else {
-            continue;
-        };
-        let diffs = diff(&recorded, asked);
-        let near = Near {
-            key,
-            model: recorded
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            count: diffs.len(),
-            diffs: diffs.into_iter().take(MAX_DIFFS).collect(),
-            variant: meta.variant(),
-            scope: meta.scope,
-        };
-        let rank = |x: &Near| {
-            (
-                x.count,
-                x.model != model,
-                x.variant.namespace != want.namespace,
-                x.variant.sample_index().abs_diff(want.sample_index()),
-                x.key.clone(),
-            )
-        };
-        let at = report
-            .nearest
-            .iter()
-            .position(|x| rank(&near) < rank(x))
-            .unwrap_or(report.nearest.len());
-        if at < n {
-            report.nearest.insert(at, near);
-            report.nearest.truncate(n);
+        if let Some(near) = near_of(key, &file, route, scope, asked, viewer) {
+            rank_in(&mut report, near, (model, want), n);
         }
     }
     report
@@ -208,7 +262,9 @@ pub fn describe_variant(v: &Variant) -> String {
     }
 }
 
-/// The `cache_miss` error of `replay` mode for a request of the variant `asked`.
+/// The `cache_miss` error of `replay` mode for a request of the variant `asked`. The
+/// differing fields are always named; their recorded values only when the asker recorded the
+/// entry ([`Near::visible`]).
 pub fn miss_error(key: &str, asked: &Variant, report: &Report) -> ApiError {
     let (closest, hint) = match report.nearest.first() {
         // the same request, recorded as another sample or in another namespace
@@ -224,7 +280,17 @@ pub fn miss_error(key: &str, asked: &Variant, report: &Report) -> ApiError {
             ),
         ),
         Some(near) => {
-            let fields: Vec<String> = near.diffs.iter().map(describe).collect();
+            let fields: Vec<String> = near
+                .diffs
+                .iter()
+                .map(|d| {
+                    if near.visible {
+                        describe(d)
+                    } else {
+                        d.path.clone()
+                    }
+                })
+                .collect();
             let more = near.count.saturating_sub(near.diffs.len());
             (
                 json!({"key": near.key, "differs": near.diffs.iter().map(|d| &d.path).collect::<Vec<_>>()}),
@@ -278,14 +344,14 @@ pub fn miss_error(key: &str, asked: &Variant, report: &Report) -> ApiError {
 }
 
 /// The text of `llm-relay cache why`: the request's key, whether it is recorded, and the
-/// closest recorded requests with their differing fields.
-/// Among equally close requests, those of the variant `want` come first.
+/// closest recorded requests with their differing fields (among equally close ones, those of
+/// the variant `want` first).
 pub fn explain(
     dir: &Path,
     route: &str,
     keys: &[(String, String, bool)],
-    asked: &Value,
-    want: &Variant,
+    (asked, want): (&Value, &Variant),
+    max_searched: u64,
 ) -> String {
     let mut out = String::new();
     for (model, key, recorded) in keys {
@@ -298,14 +364,14 @@ pub fn explain(
             }
         ));
     }
-    let report = closest(dir, route, None, asked, want, 3, MAX_SEARCHED);
+    let report = closest(dir, route, None, (asked, want), (3, max_searched), None);
     out.push_str(&format!(
         "closest recorded requests of {route} ({} entries searched{}):\n",
         report.searched,
         if report.complete {
-            ""
+            String::new()
         } else {
-            ", stopped early"
+            format!(", stopped at the bound of {max_searched}")
         }
     ));
     if report.nearest.is_empty() {
