@@ -70,6 +70,7 @@ struct RawConfig {
     prices: Option<Vec<crate::budget::RawPrice>>,
     state: Option<crate::store::RawState>,
     cache: Option<crate::cache::RawCache>,
+    telemetry: Option<crate::telemetry::RawTelemetry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +125,8 @@ pub struct Config {
     /// Where windows and usage live (this machine or Redis).
     pub state: crate::store::StateConfig,
     pub cache: crate::cache::CacheConfig,
+    /// `telemetry`: OTLP trace export; `None` = off (no `otlp_endpoint`).
+    pub telemetry: Option<crate::telemetry::TelemetryConfig>,
     /// Things that load but are likely mistakes ("FILE: line L, column C: …"), shown by
     /// `--check` and logged at start and on reload.
     pub warnings: Vec<String>,
@@ -296,6 +299,7 @@ impl Config {
             shaping,
             ops,
             cache: crate::cache::CacheConfig::from_raw(raw.cache)?,
+            telemetry: crate::telemetry::TelemetryConfig::from_raw(raw.telemetry)?,
             warnings: Vec::new(),
         })
     }
@@ -344,6 +348,9 @@ impl Config {
             out.push_str(&format!("  {}\n", r.describe()));
         }
         out.push_str(&self.cache.summary());
+        out.push_str(&crate::telemetry::TelemetryConfig::summary(
+            self.telemetry.as_ref(),
+        ));
         out
     }
 }

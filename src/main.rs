@@ -50,6 +50,7 @@ mod sse_out;
 mod state;
 mod store;
 mod streaming;
+mod telemetry;
 mod translate;
 mod upstream;
 mod usage;

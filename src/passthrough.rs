@@ -65,6 +65,7 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
 
 /// Sends the request upstream and streams the answer back.
 pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiError> {
+    let trace = ex.trace();
     let Some(req) = ex.request_mut() else {
         return Ok(());
     };
@@ -90,7 +91,7 @@ pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiE
     let started = std::time::Instant::now();
     let sent = state
         .upstream
-        .forward(api, &method, &target, &headers, reader)?;
+        .forward(api, &method, &target, &headers, reader, trace.as_deref())?;
     ex.access.upstream = sent.base.clone();
     ex.access.upstream_time = started.elapsed();
     let event_stream = method != "HEAD"

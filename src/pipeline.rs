@@ -68,6 +68,15 @@ impl Endpoint {
         }
     }
 
+    /// Its `gen_ai.operation.name` in traces.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Endpoint::Chat | Endpoint::Responses | Endpoint::Messages => "chat",
+            Endpoint::Completions => "text_completion",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
     /// The client API this endpoint belongs to (its stream shape, cache rules, errors).
     pub fn api(self) -> Api {
         match self {
@@ -178,6 +187,9 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     )?;
     let mut body = intake::parse_body(&raw, &mut reserved)?;
     drop(raw);
+    if let Some(trace) = ex.trace() {
+        trace.request(endpoint.operation(), &body);
+    }
     let model = |body: &Map<String, Value>| {
         body.get("model")
             .and_then(Value::as_str)
@@ -318,6 +330,9 @@ fn answer_hit(
     }
     cache.served(entry);
     ex.access.cache = Some(crate::log::CacheResult::Hit);
+    if let Some(trace) = ex.trace() {
+        trace.answer(&cache::plain_answer(&entry.route, &entry.response));
+    }
     // what the hit saved: the tokens of the stored answer
     let whole = usage::tokens(&entry.response);
     (ex.access.prompt_tokens, ex.access.completion_tokens) = if whole == (0, 0) {
@@ -374,6 +389,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let api = call.endpoint.api();
     let path = call.endpoint.path();
     let model = ex.access.model.clone();
+    let trace = ex.trace();
+    let trace = trace.as_deref();
     let mode = if call.delivery.stream {
         Mode::Stream
     } else {
@@ -381,15 +398,15 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     };
     let post = || {
         if !ask_usage {
-            return up.post(api, path, &call.headers, &call.body, &model, mode);
+            return up.post(api, path, &call.headers, &call.body, &model, mode, trace);
         }
         let mut asked = call.body.clone();
         ask_for_usage(&mut asked);
-        let sent = up.post(api, path, &call.headers, &asked, &model, mode)?;
+        let sent = up.post(api, path, &call.headers, &asked, &model, mode, trace)?;
         refused_stream_options(sent).or_else(|()| {
             // sent again as the client sent it: the stream is stored without usage (and then
             // serves only streams that do not ask for it)
-            up.post(api, path, &call.headers, &call.body, &model, mode)
+            up.post(api, path, &call.headers, &call.body, &model, mode, trace)
         })
     };
     // A stream is charged from inside the writer, before its end, so a next request sees it.
@@ -414,6 +431,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         storing,
         client_usage: call.delivery.include_usage,
         charge: &charge,
+        trace,
     };
     let upstream_started = Instant::now();
     if let (true, Some(every)) = (call.delivery.stream, state.config.stream_keepalive) {
@@ -436,6 +454,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         if let Some((base, recorded)) = outcome {
             ex.access.upstream = base.unwrap_or_default();
             ex.access.upstream_time = upstream_started.elapsed();
+            traced_answer(trace, path, &recorded);
             body_log::record(&ex.access.path, &call.body, 200, &recorded);
             (ex.access.prompt_tokens, ex.access.completion_tokens) =
                 usage::stream_tokens(&recorded);
@@ -464,6 +483,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         });
         if let Some(recorded) = recorded {
             ex.access.upstream_time = upstream_started.elapsed();
+            traced_answer(trace, path, &recorded);
             body_log::record(&ex.access.path, &call.body, status, &recorded);
             (ex.access.prompt_tokens, ex.access.completion_tokens) =
                 usage::stream_tokens(&recorded);
@@ -475,6 +495,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let response = sent.response;
     let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
     ex.access.upstream_time = upstream_started.elapsed();
+    traced_answer(trace, path, &data);
     if let (true, Some((cache, p))) = ((200..300).contains(&status), storing) {
         if cache.too_large(data.len()) {
             reply_headers.push((SKIP_HEADER.to_string(), SKIP_TOO_LARGE.to_string()));
@@ -492,6 +513,15 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     ex.charge(); // before answering, so the client's next request sees the charge
     ex.respond(status, &reply_headers, data);
     Ok(())
+}
+
+/// Tells the trace (if any) that the upstream's answer is in: a whole answer, or a stream's
+/// recording (`path`: the upstream route, whose API it speaks).
+fn traced_answer(trace: Option<&crate::telemetry::Trace>, path: &str, answer: &[u8]) {
+    if let Some(trace) = trace {
+        trace.upstream_done();
+        trace.answer(&cache::plain_answer(path, answer));
+    }
 }
 
 /// `Err(())` when `sent` is a 400 naming `stream_options` (some OpenAI-compatible servers

@@ -6,6 +6,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::gate::Gate;
 use crate::log;
+use crate::telemetry::Tracer;
 use crate::upstream::Upstream;
 
 /// Everything a request needs, shared read-only; replaced whole by a reload.
@@ -16,6 +17,9 @@ pub struct State {
     pub gate: Gate,
     /// The response cache, if `cache.enabled`. Opened once: a reload keeps it.
     pub cache: Option<Arc<Cache>>,
+    /// The trace exporter, if `telemetry.otlp_endpoint` is set. A reload keeps it unless the
+    /// `telemetry` section changed.
+    pub telemetry: Option<Arc<Tracer>>,
     /// `LLM_RELAY_TEST_HOOKS=1`: enables `/__test/*` routes used by the integration tests.
     pub test_hooks: bool,
 }
@@ -34,7 +38,16 @@ impl State {
             }
             None => Cache::open(&config.cache)?,
         };
+        let telemetry = match (
+            previous.and_then(|p| p.telemetry.as_ref()),
+            &config.telemetry,
+        ) {
+            (_, None) => None,
+            (Some(running), Some(c)) if running.config == *c => Some(Arc::clone(running)),
+            (_, Some(c)) => Some(Tracer::start(c.clone())?),
+        };
         Ok(State {
+            telemetry,
             upstream: Upstream::new(
                 &config.upstreams,
                 config.timeouts,

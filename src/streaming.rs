@@ -4,13 +4,14 @@
 //! late upstream failure into the client API's error event ([`Streaming::answer_late`]). A
 //! translated stream goes through a `translate::Stream` on its way.
 
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 
 use crate::api::{self, Api};
 use crate::cache::{self, Cache, Plan};
 use crate::error::ApiError;
 use crate::sse::{self, End};
 use crate::sse_out::SseOut;
+use crate::telemetry::Trace;
 use crate::translate::{self, Dialect};
 use crate::upstream::{self, Sent, Upstream};
 
@@ -48,6 +49,26 @@ pub struct Streaming<'a> {
     pub client_usage: bool,
     /// Charges the stream to the client's key (given the recorded copy), before its end.
     pub charge: &'a dyn Fn(&[u8]),
+    /// The request's trace: told when the stream's first bytes arrive.
+    pub trace: Option<&'a Trace>,
+}
+
+/// The upstream's stream, telling the trace when its first bytes arrive.
+struct FirstBytes<'a, R> {
+    inner: R,
+    trace: Option<&'a Trace>,
+}
+
+impl<R: Read> Read for FirstBytes<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            if let Some(trace) = self.trace.take() {
+                trace.first_token();
+            }
+        }
+        Ok(n)
+    }
 }
 
 impl Streaming<'_> {
@@ -71,7 +92,10 @@ impl Streaming<'_> {
             // a translated stream reports usage at its end: the translator takes the chunk
             client_usage: self.client_usage || self.dialect.is_some(),
         };
-        let body = sent.response.into_body().into_reader();
+        let body = FirstBytes {
+            inner: sent.response.into_body().into_reader(),
+            trace: self.trace,
+        };
         let mut reader = BufReader::with_capacity(16 * 1024, body);
         let mut translation = self.dialect.map(translate::Stream::new);
         let relayed = sse::relay(

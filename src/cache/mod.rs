@@ -31,6 +31,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
 use crate::log;
+pub use apis::plain_body as plain_answer;
 pub use cassette::{export_command, import_command, parse_since, ExportFilter};
 pub use config::{CacheConfig, Mode, RawCache, Scope};
 pub use flight::Role;

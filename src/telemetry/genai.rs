@@ -1,0 +1,234 @@
+//! What the GenAI semantic conventions record of a request and its answer, read from the
+//! bodies: request parameters, the answering model, finish reasons, cached input tokens, and —
+//! only with `capture_content` — the messages, redacted as the body log redacts them.
+//!
+//! The answer is a whole JSON answer of any API the relay speaks (a recorded stream is turned
+//! into one before it gets here): Chat Completions and legacy completions (`choices`,
+//! `usage.prompt_tokens_details`), Responses (`output`, `status`,
+//! `usage.input_tokens_details`) or Anthropic Messages (`content`, `stop_reason`,
+//! `usage.cache_read_input_tokens`).
+
+use serde_json::{Map, Value as Json};
+
+use super::span::{Attributes, Value};
+use crate::body_log;
+
+/// The request's attributes: its parameters, and with `content` its input messages.
+pub fn request(attrs: &mut Attributes, body: &Map<String, Json>, content: bool) {
+    if let Some(m) = body.get("model").and_then(Json::as_str) {
+        attrs.set("gen_ai.request.model", m);
+    }
+    let number = |k: &str| body.get(k).and_then(Json::as_f64);
+    for (key, name) in [
+        ("temperature", "gen_ai.request.temperature"),
+        ("top_p", "gen_ai.request.top_p"),
+        ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+        ("presence_penalty", "gen_ai.request.presence_penalty"),
+    ] {
+        if let Some(v) = number(key) {
+            attrs.set(name, Value::Double(v));
+        }
+    }
+    let max = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Json::as_u64));
+    if let Some(max) = max {
+        attrs.set("gen_ai.request.max_tokens", max);
+    }
+    if let Some(n) = body.get("n").and_then(Json::as_u64).filter(|n| *n != 1) {
+        attrs.set("gen_ai.request.choice.count", n);
+    }
+    if let Some(seed) = body.get("seed").and_then(Json::as_i64) {
+        attrs.set("gen_ai.request.seed", Value::Int(seed));
+    }
+    if let Some(stop) = body.get("stop").or_else(|| body.get("stop_sequences")) {
+        let stops: Vec<String> = match stop {
+            Json::String(s) => vec![s.clone()],
+            Json::Array(items) => items
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !stops.is_empty() {
+            attrs.set("gen_ai.request.stop_sequences", Value::Strs(stops));
+        }
+    }
+    if body.get("stream") == Some(&Json::Bool(true)) {
+        attrs.set("llm_relay.stream", Value::Bool(true));
+    }
+    if !content {
+        return;
+    }
+    let input = ["messages", "input", "prompt"]
+        .iter()
+        .find_map(|k| body.get(*k));
+    if let Some(input) = input {
+        attrs.set("gen_ai.input.messages", redacted(input));
+    }
+    if let Some(system) = body.get("system").or_else(|| body.get("instructions")) {
+        attrs.set("gen_ai.system_instructions", redacted(system));
+    }
+}
+
+/// The answer's attributes (a whole JSON answer; anything else adds nothing).
+pub fn answer(attrs: &mut Attributes, body: &[u8], content: bool) {
+    let Ok(Json::Object(v)) = serde_json::from_slice::<Json>(body) else {
+        return;
+    };
+    if let Some(m) = v.get("model").and_then(Json::as_str) {
+        attrs.set("gen_ai.response.model", m);
+    }
+    if let Some(id) = v.get("id").and_then(Json::as_str) {
+        attrs.set("gen_ai.response.id", id);
+    }
+    let reasons = finish_reasons(&v);
+    if !reasons.is_empty() {
+        attrs.set("gen_ai.response.finish_reasons", Value::Strs(reasons));
+    }
+    if let Some(usage) = v.get("usage") {
+        let at = |path: &[&str]| {
+            path.iter()
+                .try_fold(usage, |u, k| u.get(*k))
+                .and_then(Json::as_u64)
+        };
+        let read = at(&["prompt_tokens_details", "cached_tokens"])
+            .or_else(|| at(&["input_tokens_details", "cached_tokens"]))
+            .or_else(|| at(&["cache_read_input_tokens"]));
+        if let Some(n) = read {
+            attrs.set("gen_ai.usage.cache_read.input_tokens", n);
+        }
+        if let Some(n) = at(&["cache_creation_input_tokens"]) {
+            attrs.set("gen_ai.usage.cache_creation.input_tokens", n);
+        }
+        if let Some(n) = at(&["completion_tokens_details", "reasoning_tokens"])
+            .or_else(|| at(&["output_tokens_details", "reasoning_tokens"]))
+        {
+            attrs.set("llm_relay.usage.reasoning_tokens", n);
+        }
+    }
+    if !content {
+        return;
+    }
+    let output = ["choices", "output", "content", "data"]
+        .iter()
+        .find_map(|k| v.get(*k));
+    if let Some(output) = output {
+        attrs.set("gen_ai.output.messages", redacted(output));
+    }
+}
+
+/// Chat's `choices[].finish_reason`, Messages' `stop_reason`, or a Responses answer's
+/// `status` (with `incomplete_details.reason` when incomplete).
+fn finish_reasons(v: &Map<String, Json>) -> Vec<String> {
+    if let Some(Json::Array(choices)) = v.get("choices") {
+        return choices
+            .iter()
+            .filter_map(|c| c.get("finish_reason").and_then(Json::as_str))
+            .map(str::to_string)
+            .collect();
+    }
+    if let Some(r) = v.get("stop_reason").and_then(Json::as_str) {
+        return vec![r.to_string()];
+    }
+    if v.get("object").and_then(Json::as_str) == Some("response") {
+        let reason = v
+            .get("incomplete_details")
+            .and_then(|d| d.get("reason"))
+            .or_else(|| v.get("status"))
+            .and_then(Json::as_str);
+        return reason.map(str::to_string).into_iter().collect();
+    }
+    Vec::new()
+}
+
+/// `v` as JSON text with credentials redacted (the body log's redaction).
+fn redacted(v: &Json) -> Value {
+    Value::Str(body_log::redacted_value(v.clone()).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn get(a: &Attributes, k: &str) -> Option<Value> {
+        a.get(k).cloned()
+    }
+
+    #[test]
+    fn answers_of_each_api_give_model_reasons_and_cached_tokens() {
+        let mut a = Attributes::default();
+        let chat = json!({"id": "c1", "model": "m-1", "choices": [{"finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 9, "prompt_tokens_details": {"cached_tokens": 4}}});
+        answer(&mut a, chat.to_string().as_bytes(), false);
+        assert_eq!(get(&a, "gen_ai.response.model"), Some("m-1".into()));
+        assert_eq!(
+            get(&a, "gen_ai.response.finish_reasons"),
+            Some(Value::Strs(vec!["stop".into()]))
+        );
+        assert_eq!(
+            get(&a, "gen_ai.usage.cache_read.input_tokens"),
+            Some(4u64.into())
+        );
+        assert_eq!(get(&a, "gen_ai.output.messages"), None);
+
+        let mut a = Attributes::default();
+        let messages = json!({"model": "claude", "stop_reason": "end_turn",
+            "content": [{"type": "text", "text": "hi sk-secret-123"}],
+            "usage": {"cache_read_input_tokens": 7, "cache_creation_input_tokens": 2}});
+        answer(&mut a, messages.to_string().as_bytes(), true);
+        assert_eq!(
+            get(&a, "gen_ai.response.finish_reasons"),
+            Some(Value::Strs(vec!["end_turn".into()]))
+        );
+        assert_eq!(
+            get(&a, "gen_ai.usage.cache_creation.input_tokens"),
+            Some(2u64.into())
+        );
+        let Some(Value::Str(out)) = get(&a, "gen_ai.output.messages") else {
+            panic!("no output")
+        };
+        assert!(
+            out.contains("hi [redacted]") && !out.contains("secret"),
+            "{out}"
+        );
+
+        let mut a = Attributes::default();
+        let responses = json!({"object": "response", "status": "incomplete",
+            "incomplete_details": {"reason": "max_output_tokens"},
+            "usage": {"input_tokens_details": {"cached_tokens": 3}}});
+        answer(&mut a, responses.to_string().as_bytes(), false);
+        assert_eq!(
+            get(&a, "gen_ai.response.finish_reasons"),
+            Some(Value::Strs(vec!["max_output_tokens".into()]))
+        );
+        assert_eq!(
+            get(&a, "gen_ai.usage.cache_read.input_tokens"),
+            Some(3u64.into())
+        );
+    }
+
+    #[test]
+    fn request_parameters_and_content_only_when_asked() {
+        let body = json!({"model": "m", "temperature": 0.5, "max_tokens": 10, "stop": "x",
+            "messages": [{"role": "user", "content": "hello", "api_key": "k"}]});
+        let Json::Object(body) = body else { panic!() };
+        let mut a = Attributes::default();
+        request(&mut a, &body, false);
+        assert_eq!(get(&a, "gen_ai.request.max_tokens"), Some(10u64.into()));
+        assert_eq!(
+            get(&a, "gen_ai.request.temperature"),
+            Some(Value::Double(0.5))
+        );
+        assert_eq!(get(&a, "gen_ai.input.messages"), None);
+        request(&mut a, &body, true);
+        let Some(Value::Str(input)) = get(&a, "gen_ai.input.messages") else {
+            panic!("no input")
+        };
+        assert!(
+            input.contains("hello") && input.contains("[redacted]"),
+            "{input}"
+        );
+    }
+}

@@ -1,0 +1,605 @@
+//! OpenTelemetry traces (`telemetry` in the config): one SERVER span per API request and one
+//! CLIENT child span per upstream attempt, exported over OTLP/HTTP with JSON encoding by a
+//! batch exporter on its own thread ([`export`]), with the GenAI semantic conventions
+//! ([`genai`]) and the relay's own `llm_relay.*` attributes.
+//!
+//! Off unless `telemetry.otlp_endpoint` is set; off, no request builds a [`Trace`] and the
+//! client's `traceparent` goes upstream unchanged. On, a client's valid W3C `traceparent`
+//! becomes the relay span's parent (its sampled flag is obeyed: an unsampled trace is
+//! propagated but not exported), and each upstream attempt carries its own CLIENT span as the
+//! parent in the `traceparent` it sends. Prompt and answer content is recorded only with
+//! `capture_content`, redacted as the body log redacts. A request never waits for the
+//! collector: its spans go into a bounded queue, or are dropped and counted.
+//!
+//! The only user of ureq's request side outside `upstream/` (and `probe.rs`): the exporter.
+
+pub mod export;
+mod genai;
+mod span;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+
+use crate::log::Access;
+use export::Exporter;
+use span::{Attributes, Context, Kind, Span, Value};
+
+const DEFAULT_SERVICE: &str = "llm-relay";
+const DEFAULT_MAX_QUEUE: usize = 2048;
+const DEFAULT_MAX_BATCH: usize = 512;
+const DEFAULT_DELAY_MS: u64 = 1000;
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
+/// The `telemetry` section as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    otlp_endpoint: Option<String>,
+    otlp_headers: Option<std::collections::BTreeMap<String, String>>,
+    service_name: Option<String>,
+    capture_content: Option<bool>,
+    max_queue_spans: Option<usize>,
+    max_batch_spans: Option<usize>,
+    export_delay_ms: Option<u64>,
+    export_timeout_ms: Option<u64>,
+}
+
+/// The checked `telemetry` section; `None` in `Config` when no `otlp_endpoint` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// `{otlp_endpoint}/v1/traces` (the endpoint as given if it already ends so).
+    pub traces_url: String,
+    /// Sent with every export (a collector's credentials; never logged).
+    pub headers: Vec<(String, String)>,
+    pub service_name: String,
+    pub capture_content: bool,
+    pub max_queue_spans: usize,
+    pub max_batch_spans: usize,
+    pub export_delay: Duration,
+    pub export_timeout: Duration,
+}
+
+impl TelemetryConfig {
+    pub fn from_raw(raw: Option<RawTelemetry>) -> Result<Option<TelemetryConfig>, String> {
+        let raw = raw.unwrap_or_default();
+        let Some(endpoint) = raw.otlp_endpoint else {
+            let set = raw.otlp_headers.is_some()
+                || raw.capture_content.is_some()
+                || raw.service_name.is_some()
+                || raw.max_queue_spans.is_some()
+                || raw.max_batch_spans.is_some()
+                || raw.export_delay_ms.is_some()
+                || raw.export_timeout_ms.is_some();
+            if set {
+                return Err(
+                    "telemetry: the section's settings need `otlp_endpoint` (the \
+                            collector's base URL, e.g. \"http://127.0.0.1:4318\"); without \
+                            it traces are off"
+                        .to_string(),
+                );
+            }
+            return Ok(None);
+        };
+        let base = endpoint.trim().trim_end_matches('/');
+        let host = base
+            .strip_prefix("http://")
+            .or_else(|| base.strip_prefix("https://"));
+        if !host.is_some_and(|h| !h.is_empty() && !h.starts_with('/')) {
+            return Err(format!(
+                "telemetry: `otlp_endpoint` must be an http:// or https:// URL, the collector's \
+                 OTLP/HTTP base such as \"http://127.0.0.1:4318\"; got \"{endpoint}\""
+            ));
+        }
+        let traces_url = if base.ends_with("/v1/traces") {
+            base.to_string()
+        } else {
+            format!("{base}/v1/traces")
+        };
+        let mut headers = Vec::new();
+        for (name, value) in raw.otlp_headers.unwrap_or_default() {
+            let ok = ureq::http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                && ureq::http::HeaderValue::from_str(&value).is_ok();
+            if !ok {
+                return Err(format!(
+                    "telemetry: `otlp_headers` has a header HTTP does not allow: \"{}\" (names \
+                     are tokens, values have no control characters)",
+                    name.escape_debug()
+                ));
+            }
+            headers.push((name, value));
+        }
+        let service_name = raw
+            .service_name
+            .unwrap_or_else(|| DEFAULT_SERVICE.to_string());
+        if service_name.trim().is_empty() {
+            return Err("telemetry: `service_name` is empty; remove it or name the service".into());
+        }
+        let max_queue_spans = raw.max_queue_spans.unwrap_or(DEFAULT_MAX_QUEUE);
+        let max_batch_spans = raw.max_batch_spans.unwrap_or(DEFAULT_MAX_BATCH);
+        if !(1..=1_000_000).contains(&max_queue_spans) {
+            return Err(format!(
+                "telemetry: `max_queue_spans` must be between 1 and 1000000, got {max_queue_spans}"
+            ));
+        }
+        if max_batch_spans == 0 || max_batch_spans > max_queue_spans {
+            return Err(format!(
+                "telemetry: `max_batch_spans` must be between 1 and `max_queue_spans` \
+                 ({max_queue_spans}), got {max_batch_spans}"
+            ));
+        }
+        let ms = |v: Option<u64>, default: u64, key: &str| match v.unwrap_or(default) {
+            0 => Err(format!("telemetry: `{key}` must be positive")),
+            ms => Ok(Duration::from_millis(ms)),
+        };
+        Ok(Some(TelemetryConfig {
+            traces_url,
+            headers,
+            service_name,
+            capture_content: raw.capture_content.unwrap_or(false),
+            max_queue_spans,
+            max_batch_spans,
+            export_delay: ms(raw.export_delay_ms, DEFAULT_DELAY_MS, "export_delay_ms")?,
+            export_timeout: ms(
+                raw.export_timeout_ms,
+                DEFAULT_TIMEOUT_MS,
+                "export_timeout_ms",
+            )?,
+        }))
+    }
+
+    /// One line for `--check` (headers are named, their values never shown).
+    pub fn summary(config: Option<&TelemetryConfig>) -> String {
+        match config {
+            None => "telemetry: off\n".to_string(),
+            Some(c) => {
+                format!(
+                "telemetry: OTLP/HTTP JSON traces to {} (service {}, content {}, queue {} spans, \
+                 batches of {}, headers: {})\n",
+                c.traces_url,
+                c.service_name,
+                if c.capture_content { "captured" } else { "not captured" },
+                c.max_queue_spans,
+                c.max_batch_spans,
+                if c.headers.is_empty() {
+                    "none".to_string()
+                } else {
+                    c.headers
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )
+            }
+        }
+    }
+}
+
+/// The running tracer: the exporter and the settings requests read.
+pub struct Tracer {
+    pub config: TelemetryConfig,
+    exporter: Exporter,
+}
+
+impl Tracer {
+    /// Starts the exporter for `config`.
+    pub fn start(config: TelemetryConfig) -> Result<Arc<Tracer>, String> {
+        let exporter = Exporter::start(&config)?;
+        Ok(Arc::new(Tracer { config, exporter }))
+    }
+
+    /// Starts the trace of one request: a child of the client's `traceparent` if it sent a
+    /// valid one, else the root of a new trace.
+    pub fn trace(self: &Arc<Self>, traceparent: Option<&str>, method: &str, path: &str) -> Trace {
+        let parent = traceparent.and_then(Context::parse);
+        let context = Context {
+            trace_id: parent.map_or_else(span::new_trace_id, |p| p.trace_id),
+            span_id: span::new_span_id(),
+            sampled: parent.map_or(true, |p| p.sampled),
+        };
+        let mut attrs = Attributes::default();
+        attrs.set("http.request.method", method);
+        attrs.set("url.path", path);
+        Trace {
+            tracer: Arc::clone(self),
+            context,
+            parent: parent.map(|p| p.span_id),
+            start_ns: now_ns(),
+            start: Instant::now(),
+            record: Mutex::new(Record {
+                name: format!("{method} {path}"),
+                operation: None,
+                attrs,
+                attempts: Vec::new(),
+                answered: None,
+                first_token: None,
+            }),
+        }
+    }
+
+    /// Posts what is queued, waiting at most `limit` (at shutdown).
+    pub fn flush(&self, limit: Duration) {
+        self.exporter.flush(limit);
+    }
+}
+
+/// The trace of one request: its SERVER span, filled in as the request goes, and the CLIENT
+/// spans of its upstream attempts. Shared (`&Trace`) by the pipeline and the upstream client;
+/// the `Exchange` holding it ends it ([`Trace::finish`]) when the request is done.
+pub struct Trace {
+    tracer: Arc<Tracer>,
+    context: Context,
+    parent: Option<u64>,
+    start_ns: u64,
+    start: Instant,
+    record: Mutex<Record>,
+}
+
+struct Record {
+    name: String,
+    operation: Option<&'static str>,
+    attrs: Attributes,
+    attempts: Vec<Attempt>,
+    /// The attempt whose answer the client got.
+    answered: Option<usize>,
+    first_token: Option<Duration>,
+}
+
+/// One upstream attempt, a CLIENT span.
+struct Attempt {
+    span_id: u64,
+    start_ns: u64,
+    end_ns: Option<u64>,
+    attrs: Attributes,
+    error: Option<String>,
+}
+
+/// An attempt just started: where its outcome goes, and the `traceparent` it sends.
+pub struct Started {
+    index: usize,
+    pub traceparent: String,
+}
+
+impl Trace {
+    fn record(&self) -> std::sync::MutexGuard<'_, Record> {
+        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_ns(&self) -> u64 {
+        let elapsed = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.start_ns.saturating_add(elapsed)
+    }
+
+    /// Whether prompt and answer content is recorded.
+    fn content(&self) -> bool {
+        self.tracer.config.capture_content
+    }
+
+    /// The API call: its GenAI operation (`chat`, `text_completion`, `embeddings`) and the
+    /// request body as the client sent it.
+    pub fn request(&self, operation: &'static str, body: &Map<String, Json>) {
+        let mut r = self.record();
+        r.operation = Some(operation);
+        r.attrs.set("gen_ai.operation.name", operation);
+        genai::request(&mut r.attrs, body, self.content());
+        let model = body.get("model").and_then(Json::as_str).unwrap_or("");
+        r.name = format!("{operation} {model}").trim_end().to_string();
+    }
+
+    /// The whole answer the client got (a recorded stream as its plain equivalent).
+    pub fn answer(&self, body: &[u8]) {
+        let mut r = self.record();
+        genai::answer(&mut r.attrs, body, self.content());
+    }
+
+    /// The first bytes of a streamed answer arrived from the upstream (kept once).
+    pub fn first_token(&self) {
+        let at = self.start.elapsed();
+        self.record().first_token.get_or_insert(at);
+    }
+
+    /// An upstream attempt starts on the endpoint `name` at `url`, sending `model`.
+    pub fn attempt(&self, name: &str, url: &str, model: &str) -> Started {
+        let span_id = span::new_span_id();
+        let mut attrs = Attributes::default();
+        let mut r = self.record();
+        if let Some(op) = r.operation {
+            attrs.set("gen_ai.operation.name", op);
+        }
+        attrs.set("gen_ai.provider.name", provider(url));
+        if !model.is_empty() {
+            attrs.set("gen_ai.request.model", model);
+        }
+        let (host, port) = host_port(url);
+        attrs.set("server.address", host);
+        attrs.set("server.port", Value::Int(i64::from(port)));
+        attrs.set("url.full", url);
+        attrs.set("llm_relay.upstream.endpoint", name);
+        r.attempts.push(Attempt {
+            span_id,
+            start_ns: self.now_ns(),
+            end_ns: None,
+            attrs,
+            error: None,
+        });
+        let traceparent = Context {
+            span_id,
+            ..self.context
+        }
+        .header();
+        Started {
+            index: r.attempts.len() - 1,
+            traceparent,
+        }
+    }
+
+    /// How an attempt ended: the upstream's `status`, or a transport `error`. The attempt the
+    /// client's answer comes from (`answered`) stays open until [`Trace::upstream_done`].
+    pub fn attempt_done(
+        &self,
+        started: Started,
+        status: Option<u16>,
+        error: Option<&str>,
+        answered: bool,
+    ) {
+        let now = self.now_ns();
+        let mut r = self.record();
+        if answered {
+            r.answered = Some(started.index);
+        }
+        let Some(a) = r.attempts.get_mut(started.index) else {
+            return;
+        };
+        if let Some(status) = status {
+            a.attrs
+                .set("http.response.status_code", Value::Int(i64::from(status)));
+            if status >= 400 {
+                a.attrs.set("error.type", status.to_string());
+                a.error = Some(format!("HTTP {status}"));
+            }
+        }
+        if let Some(e) = error {
+            a.attrs.set("error.type", "transport");
+            a.error = Some(e.to_string());
+        }
+        if !answered {
+            a.end_ns = Some(now);
+        }
+    }
+
+    /// The upstream's answer has been read to its end (or given up on): the answering
+    /// attempt's span ends.
+    pub fn upstream_done(&self) {
+        let now = self.now_ns();
+        let mut r = self.record();
+        for a in r.attempts.iter_mut().filter(|a| a.end_ns.is_none()) {
+            a.end_ns = Some(now);
+        }
+    }
+
+    /// Ends the trace with what the access record says and queues its spans (`key`: the
+    /// client key's name). Only the first call counts.
+    pub fn finish(&self, access: &Access, key: Option<&str>) {
+        let end_ns = self.now_ns();
+        let record = std::mem::replace(
+            &mut *self.record(),
+            Record {
+                name: String::new(),
+                operation: None,
+                attrs: Attributes::default(),
+                attempts: Vec::new(),
+                answered: None,
+                first_token: None,
+            },
+        );
+        if !self.context.sampled || record.name.is_empty() {
+            return;
+        }
+        let Record {
+            name,
+            operation,
+            mut attrs,
+            attempts,
+            answered,
+            first_token,
+        } = record;
+        attrs.set(
+            "http.response.status_code",
+            Value::Int(i64::from(access.status)),
+        );
+        if operation.is_some() {
+            if !access.model.is_empty() && attrs.get("gen_ai.request.model").is_none() {
+                attrs.set("gen_ai.request.model", access.model.as_str());
+            }
+            if access.prompt_tokens > 0 || access.completion_tokens > 0 {
+                attrs.set("gen_ai.usage.input_tokens", access.prompt_tokens);
+                attrs.set("gen_ai.usage.output_tokens", access.completion_tokens);
+            }
+        }
+        if let Some(cache) = access.cache {
+            attrs.set("llm_relay.cache", cache.label());
+        }
+        if let Some(a) = answered.and_then(|i| attempts.get(i)) {
+            for key in ["gen_ai.provider.name", "llm_relay.upstream.endpoint"] {
+                if let Some(v) = a.attrs.get(key) {
+                    attrs.set(key, v.clone());
+                }
+            }
+        }
+        attrs.set("llm_relay.upstream.attempts", attempts.len() as u64);
+        if let Some(t) = first_token {
+            attrs.set(
+                "llm_relay.time_to_first_token_ms",
+                Value::Double(t.as_secs_f64() * 1000.0),
+            );
+        }
+        if let Some(key) = key {
+            attrs.set("llm_relay.key.name", key);
+        }
+        let error = (access.status >= 500).then(|| {
+            attrs.set("error.type", access.status.to_string());
+            format!("HTTP {}", access.status)
+        });
+        let mut spans = Vec::with_capacity(1 + attempts.len());
+        for (i, mut a) in attempts.into_iter().enumerate() {
+            if Some(i) == answered {
+                // the answer's facts belong to the call that produced it too
+                for key in [
+                    "gen_ai.response.model",
+                    "gen_ai.response.id",
+                    "gen_ai.response.finish_reasons",
+                    "gen_ai.usage.input_tokens",
+                    "gen_ai.usage.output_tokens",
+                    "gen_ai.usage.cache_read.input_tokens",
+                    "gen_ai.usage.cache_creation.input_tokens",
+                ] {
+                    if let Some(v) = attrs.get(key) {
+                        a.attrs.set(key, v.clone());
+                    }
+                }
+            }
+            let client_name = match (operation, a.attrs.get("gen_ai.request.model")) {
+                (Some(op), Some(Value::Str(m))) => format!("{op} {m}"),
+                _ => name.clone(),
+            };
+            spans.push(Span {
+                trace_id: self.context.trace_id,
+                span_id: a.span_id,
+                parent: Some(self.context.span_id),
+                name: client_name,
+                kind: Kind::Client,
+                start_ns: a.start_ns,
+                end_ns: a.end_ns.unwrap_or(end_ns),
+                attributes: a.attrs,
+                error: a.error,
+            });
+        }
+        spans.insert(
+            0,
+            Span {
+                trace_id: self.context.trace_id,
+                span_id: self.context.span_id,
+                parent: self.parent,
+                name,
+                kind: Kind::Server,
+                start_ns: self.start_ns,
+                end_ns,
+                attributes: attrs,
+                error,
+            },
+        );
+        self.tracer.exporter.push(spans);
+    }
+}
+
+/// Nanoseconds since the Unix epoch.
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// `gen_ai.provider.name` of an upstream base URL: the conventions' well-known value for a
+/// provider's public API host, else `_OTHER` (a self-hosted server; the endpoint's name is in
+/// `llm_relay.upstream.endpoint`).
+fn provider(url: &str) -> &'static str {
+    let host = host_port(url).0.to_ascii_lowercase();
+    const HOSTS: &[(&str, &str)] = &[
+        ("api.openai.com", "openai"),
+        ("openai.azure.com", "azure.ai.openai"),
+        ("api.anthropic.com", "anthropic"),
+        ("api.deepseek.com", "deepseek"),
+        ("generativelanguage.googleapis.com", "gcp.gemini"),
+        ("aiplatform.googleapis.com", "gcp.vertex_ai"),
+        ("api.mistral.ai", "mistral_ai"),
+        ("api.groq.com", "groq"),
+        ("api.x.ai", "x_ai"),
+        ("api.perplexity.ai", "perplexity"),
+        ("api.cohere.com", "cohere"),
+        ("api.cohere.ai", "cohere"),
+        ("amazonaws.com", "aws.bedrock"),
+        ("openrouter.ai", "openrouter"),
+        ("dashscope.aliyuncs.com", "dashscope"),
+    ];
+    HOSTS
+        .iter()
+        .find(|(h, _)| host == *h || host.ends_with(&format!(".{h}")))
+        .map_or("_OTHER", |(_, p)| p)
+}
+
+/// Host and port of an `http(s)://` URL (the scheme's default port when none is given).
+fn host_port(url: &str) -> (&str, u16) {
+    let (rest, default) = match url.strip_prefix("https://") {
+        Some(r) => (r, 443),
+        None => (url.strip_prefix("http://").unwrap_or(url), 80),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').unwrap_or((v6, ""));
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (host, port.unwrap_or(default));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().unwrap_or(default)),
+        None => (authority, default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_and_addresses_come_from_the_url() {
+        assert_eq!(provider("https://api.openai.com/v1"), "openai");
+        assert_eq!(
+            provider("https://x.openai.azure.com/openai"),
+            "azure.ai.openai"
+        );
+        assert_eq!(provider("http://127.0.0.1:8000/v1"), "_OTHER");
+        assert_eq!(host_port("http://127.0.0.1:8000/v1"), ("127.0.0.1", 8000));
+        assert_eq!(
+            host_port("https://api.anthropic.com/v1"),
+            ("api.anthropic.com", 443)
+        );
+        assert_eq!(host_port("http://[::1]:9/v1"), ("::1", 9));
+    }
+
+    #[test]
+    fn the_section_is_checked() {
+        let raw = |v: Json| serde_json::from_value::<RawTelemetry>(v).unwrap();
+        assert_eq!(TelemetryConfig::from_raw(None).unwrap(), None);
+        let c = TelemetryConfig::from_raw(Some(raw(
+            serde_json::json!({"otlp_endpoint": "http://c:4318/"}),
+        )))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.traces_url, "http://c:4318/v1/traces");
+        assert!(!c.capture_content);
+        for (bad, says) in [
+            (
+                serde_json::json!({"capture_content": true}),
+                "`otlp_endpoint`",
+            ),
+            (
+                serde_json::json!({"otlp_endpoint": "c:4318"}),
+                "`otlp_endpoint` must be",
+            ),
+            (
+                serde_json::json!({"otlp_endpoint": "http://c", "max_batch_spans": 9, "max_queue_spans": 4}),
+                "`max_batch_spans`",
+            ),
+            (
+                serde_json::json!({"otlp_endpoint": "http://c", "otlp_headers": {"a b": "x"}}),
+                "`otlp_headers`",
+            ),
+        ] {
+            let e = TelemetryConfig::from_raw(Some(raw(bad))).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+}

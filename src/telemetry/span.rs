@@ -1,0 +1,287 @@
+//! One finished span and its OTLP/HTTP JSON form, plus W3C trace context: random ids, the
+//! `traceparent` header read and written.
+//!
+//! The JSON follows the OTLP specification's JSON encoding of `ExportTraceServiceRequest`:
+//! lowerCamelCase field names, trace and span ids as lowercase hex (not base64), 64-bit
+//! integers (times, `intValue`) as decimal strings, enums (`kind`, `status.code`) as numbers.
+
+use serde_json::{json, Value as Json};
+
+use crate::util::random;
+
+/// `SpanKind` of the OTLP protobuf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Server = 2,
+    Client = 3,
+}
+
+/// An attribute value (the OTLP `AnyValue` kinds the relay uses).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    Strs(Vec<String>),
+}
+
+impl Value {
+    fn otlp(&self) -> Json {
+        match self {
+            Value::Str(s) => json!({ "stringValue": s }),
+            Value::Int(n) => json!({ "intValue": n.to_string() }),
+            Value::Double(f) if f.is_finite() => json!({ "doubleValue": f }),
+            Value::Double(_) => json!({ "doubleValue": 0.0 }),
+            Value::Bool(b) => json!({ "boolValue": b }),
+            Value::Strs(items) => json!({ "arrayValue": {
+                "values": items.iter().map(|s| json!({ "stringValue": s })).collect::<Vec<_>>()
+            }}),
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Str(s.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Str(s)
+    }
+}
+
+impl From<u64> for Value {
+    fn from(n: u64) -> Value {
+        Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
+/// Attributes in the order they were set; setting a key again replaces its value.
+#[derive(Debug, Clone, Default)]
+pub struct Attributes(Vec<(&'static str, Value)>);
+
+impl Attributes {
+    pub fn set(&mut self, key: &'static str, value: impl Into<Value>) {
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    fn otlp(&self) -> Vec<Json> {
+        self.0
+            .iter()
+            .map(|(k, v)| json!({ "key": k, "value": v.otlp() }))
+            .collect()
+    }
+}
+
+/// A finished span, ready to export.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub trace_id: u128,
+    pub span_id: u64,
+    pub parent: Option<u64>,
+    pub name: String,
+    pub kind: Kind,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub attributes: Attributes,
+    /// `Some(message)`: the span's status is ERROR.
+    pub error: Option<String>,
+}
+
+impl Span {
+    fn otlp(&self) -> Json {
+        let mut span = serde_json::Map::new();
+        let mut put = |k: &str, v: Json| {
+            span.insert(k.to_string(), v);
+        };
+        put("traceId", Json::String(format!("{:032x}", self.trace_id)));
+        put("spanId", Json::String(format!("{:016x}", self.span_id)));
+        if let Some(parent) = self.parent {
+            put("parentSpanId", Json::String(format!("{parent:016x}")));
+        }
+        put("name", Json::String(self.name.clone()));
+        put("kind", json!(self.kind as u8));
+        put("startTimeUnixNano", Json::String(self.start_ns.to_string()));
+        let end = self.end_ns.max(self.start_ns);
+        put("endTimeUnixNano", Json::String(end.to_string()));
+        put("attributes", Json::Array(self.attributes.otlp()));
+        if let Some(message) = &self.error {
+            put("status", json!({ "code": 2, "message": message }));
+        }
+        Json::Object(span)
+    }
+}
+
+/// The body of one `POST /v1/traces`: `spans` under one resource (`service.name` and the
+/// process's attributes) and the relay's instrumentation scope.
+pub fn export_request(service: &str, spans: &[Span]) -> Vec<u8> {
+    let body = json!({
+        "resourceSpans": [{
+            "resource": { "attributes": [
+                { "key": "service.name", "value": { "stringValue": service } },
+                { "key": "service.version", "value": { "stringValue": env!("CARGO_PKG_VERSION") } },
+                { "key": "telemetry.sdk.name", "value": { "stringValue": "llm-relay" } },
+                { "key": "telemetry.sdk.language", "value": { "stringValue": "rust" } },
+            ]},
+            "scopeSpans": [{
+                "scope": { "name": "llm-relay", "version": env!("CARGO_PKG_VERSION") },
+                "spans": spans.iter().map(Span::otlp).collect::<Vec<_>>(),
+            }],
+        }],
+    });
+    body.to_string().into_bytes()
+}
+
+/// A new non-zero span id.
+pub fn new_span_id() -> u64 {
+    loop {
+        let id = random();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// A new non-zero trace id.
+pub fn new_trace_id() -> u128 {
+    loop {
+        let id = (u128::from(random()) << 64) | u128::from(random());
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// A W3C trace context: the trace, a span in it, and whether it is sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    pub trace_id: u128,
+    pub span_id: u64,
+    pub sampled: bool,
+}
+
+impl Context {
+    /// Reads a `traceparent` header (version 00, or a later version's first four fields);
+    /// `None` for anything invalid, all-zero ids included (the relay then starts a trace).
+    pub fn parse(header: &str) -> Option<Context> {
+        let header = header.trim();
+        let mut parts = header.split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let lower_hex = |s: &str, len: usize| {
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if !lower_hex(version, 2) || version == "ff" || !lower_hex(flags, 2) {
+            return None;
+        }
+        if version == "00" && parts.next().is_some() {
+            return None;
+        }
+        if !lower_hex(trace, 32) || !lower_hex(span, 16) {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok()?;
+        let span_id = u64::from_str_radix(span, 16).ok()?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        (trace_id != 0 && span_id != 0).then_some(Context {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
+    }
+
+    /// The `traceparent` header naming this context.
+    pub fn header(&self) -> String {
+        format!(
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id,
+            self.span_id,
+            u8::from(self.sampled)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_invalid_ones_are_refused() {
+        let h = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let c = Context::parse(h).unwrap();
+        assert_eq!(c.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(c.span_id, 0x00f067aa0ba902b7);
+        assert!(c.sampled);
+        assert_eq!(c.header(), h);
+        let unsampled = Context::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+        assert!(!unsampled.unwrap().sampled);
+        // a later version may append fields
+        assert!(
+            Context::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x").is_some()
+        );
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert_eq!(Context::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_are_non_zero_and_distinct() {
+        let a = new_trace_id();
+        let b = new_trace_id();
+        assert_ne!(a, b);
+        assert_ne!(new_span_id(), new_span_id());
+    }
+
+    #[test]
+    fn spans_encode_as_otlp_json() {
+        let mut attributes = Attributes::default();
+        attributes.set("gen_ai.usage.input_tokens", 12u64);
+        attributes.set(
+            "gen_ai.response.finish_reasons",
+            Value::Strs(vec!["stop".into()]),
+        );
+        attributes.set("gen_ai.usage.input_tokens", 13u64);
+        let span = Span {
+            trace_id: 1,
+            span_id: 2,
+            parent: Some(3),
+            name: "chat m".into(),
+            kind: Kind::Server,
+            start_ns: 10,
+            end_ns: 20,
+            attributes,
+            error: Some("500".into()),
+        };
+        let v: Json = serde_json::from_slice(&export_request("svc", &[span])).unwrap();
+        let s = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(s["traceId"], "00000000000000000000000000000001");
+        assert_eq!(s["parentSpanId"], "0000000000000003");
+        assert_eq!(s["kind"], 2);
+        assert_eq!(s["startTimeUnixNano"], "10");
+        assert_eq!(s["attributes"][0]["value"]["intValue"], "13");
+        assert_eq!(s["attributes"].as_array().unwrap().len(), 2);
+        assert_eq!(s["status"]["code"], 2);
+    }
+}
