@@ -530,6 +530,25 @@ mod tests {
     }
 
     #[test]
+    fn telemetry_is_off_by_default_and_its_errors_name_their_line() {
+        assert!(Config::parse("{}", "c").unwrap().telemetry.is_none());
+        let e = err("{\n  telemetry: {\n    otlp_endpoint: 'collector:4318'\n  }\n}");
+        assert!(
+            e.starts_with("c.jsonc: line 3, column 5: telemetry: `otlp_endpoint` must be"),
+            "{e}"
+        );
+        let e = err("{\n  telemetry: {capture_content: true}\n}");
+        assert!(
+            e.starts_with("c.jsonc: line 2, column 3: telemetry:"),
+            "{e}"
+        );
+        let e = err("{telemetry: {otlp_endpoint: 'http://c', sample: 1}}");
+        assert!(e.contains("unknown field `sample`"), "{e}");
+        let c = Config::parse("{telemetry: {otlp_endpoint: 'http://c:4318'}}", "c").unwrap();
+        assert_eq!(c.telemetry.unwrap().traces_url, "http://c:4318/v1/traces");
+    }
+
+    #[test]
     fn a_missing_comma_is_reported_where_it_is_missing() {
         let e = err("{\n  \"listen\": \"127.0.0.1:1\"\n  \"workers\": 4\n}");
         assert!(

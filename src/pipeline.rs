@@ -331,7 +331,7 @@ fn answer_hit(
     cache.served(entry);
     ex.access.cache = Some(crate::log::CacheResult::Hit);
     if let Some(trace) = ex.trace() {
-        trace.answer(&cache::plain_answer(&entry.route, &entry.response));
+        trace.answer(&entry.route, entry.response.clone(), cache::plain_answer);
     }
     // what the hit saved: the tokens of the stored answer
     let whole = usage::tokens(&entry.response);
@@ -516,11 +516,12 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
 }
 
 /// Tells the trace (if any) that the upstream's answer is in: a whole answer, or a stream's
-/// recording (`path`: the upstream route, whose API it speaks).
+/// recording (`path`: the upstream route, whose API it speaks). It reads a copy once the
+/// client has its answer.
 fn traced_answer(trace: Option<&crate::telemetry::Trace>, path: &str, answer: &[u8]) {
     if let Some(trace) = trace {
         trace.upstream_done();
-        trace.answer(&cache::plain_answer(path, answer));
+        trace.answer(path, answer.to_vec(), cache::plain_answer);
     }
 }
 

@@ -216,6 +216,7 @@ impl Tracer {
                 attempts: Vec::new(),
                 answered: None,
                 first_token: None,
+                answer: None,
             }),
         }
     }
@@ -246,6 +247,8 @@ struct Record {
     /// The attempt whose answer the client got.
     answered: Option<usize>,
     first_token: Option<Duration>,
+    /// The answer (its route, bytes, and how to read them), read at the end.
+    answer: Option<(String, Vec<u8>, Plain)>,
 }
 
 /// One upstream attempt, a CLIENT span.
@@ -256,6 +259,9 @@ struct Attempt {
     attrs: Attributes,
     error: Option<String>,
 }
+
+/// Turns a recorded answer of an API route into its whole JSON answer (`cache::plain_answer`).
+pub type Plain = fn(&str, &[u8]) -> Vec<u8>;
 
 /// An attempt just started: where its outcome goes, and the `traceparent` it sends.
 pub struct Started {
@@ -289,10 +295,11 @@ impl Trace {
         r.name = format!("{operation} {model}").trim_end().to_string();
     }
 
-    /// The whole answer the client got (a recorded stream as its plain equivalent).
-    pub fn answer(&self, body: &[u8]) {
-        let mut r = self.record();
-        genai::answer(&mut r.attrs, body, self.content());
+    /// The answer the client got: a whole answer or a stream's recording, which `plain` turns
+    /// into the whole answer of the API of `route`. Read when the trace ends, after the client
+    /// has its answer.
+    pub fn answer(&self, route: &str, body: Vec<u8>, plain: Plain) {
+        self.record().answer = Some((route.to_string(), body, plain));
     }
 
     /// The first bytes of a streamed answer arrived from the upstream (kept once).
@@ -393,6 +400,7 @@ impl Trace {
                 attempts: Vec::new(),
                 answered: None,
                 first_token: None,
+                answer: None,
             },
         );
         if !self.context.sampled || record.name.is_empty() {
@@ -405,7 +413,15 @@ impl Trace {
             attempts,
             answered,
             first_token,
+            answer,
         } = record;
+        if let Some((route, body, plain)) = answer {
+            genai::answer(
+                &mut attrs,
+                &plain(&route, &body),
+                self.tracer.config.capture_content,
+            );
+        }
         attrs.set(
             "http.response.status_code",
             Value::Int(i64::from(access.status)),
