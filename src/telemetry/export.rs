@@ -27,9 +27,15 @@ struct Shared {
     done: Condvar,
 }
 
+/// The most memory queued spans may hold together (by [`Span::weight`]); beyond it spans are
+/// dropped as for a full queue, so prompts recorded with `capture_content` cannot pile up.
+const MAX_QUEUE_BYTES: usize = 32 * 1024 * 1024;
+
 #[derive(Default)]
 struct Queue {
     spans: VecDeque<Span>,
+    /// The weight of `spans`.
+    bytes: usize,
     /// Spans taken by the thread and not yet posted.
     posting: usize,
     closed: bool,
@@ -65,12 +71,14 @@ impl Exporter {
     /// Queues the spans of one request, or drops and counts all of them if they do not fit.
     pub fn push(&self, spans: Vec<Span>) {
         let n = spans.len();
+        let weight: usize = spans.iter().map(Span::weight).sum();
         let mut q = self.lock();
-        if q.spans.len() + n > self.max_queue {
+        if q.spans.len() + n > self.max_queue || q.bytes + weight > MAX_QUEUE_BYTES {
             drop(q);
             metrics::trace_spans_dropped("queue_full", n as u64);
             return;
         }
+        q.bytes += weight;
         q.spans.extend(spans);
         drop(q);
         self.shared.wake.notify_one();
@@ -176,7 +184,10 @@ impl Poster {
                 }
                 let n = q.spans.len().min(self.max_batch);
                 q.posting = n;
-                q.spans.drain(..n).collect::<Vec<Span>>()
+                let batch = q.spans.drain(..n).collect::<Vec<Span>>();
+                let weight: usize = batch.iter().map(Span::weight).sum();
+                q.bytes = q.bytes.saturating_sub(weight);
+                batch
             };
             self.post(&batch);
             let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());

@@ -142,9 +142,23 @@ fn finish_reasons(v: &Map<String, Json>) -> Vec<String> {
     Vec::new()
 }
 
-/// `v` as JSON text with credentials redacted (the body log's redaction).
+/// The most of one content attribute kept (its JSON text; longer is cut, marked, at a
+/// character boundary), so a queue of spans stays small however long the prompts.
+pub const MAX_CONTENT_BYTES: usize = 64 * 1024;
+
+/// `v` as JSON text with credentials redacted (the body log's redaction), at most
+/// [`MAX_CONTENT_BYTES`].
 fn redacted(v: &Json) -> Value {
-    Value::Str(body_log::redacted_value(v.clone()).to_string())
+    let mut text = body_log::redacted_value(v.clone()).to_string();
+    if text.len() > MAX_CONTENT_BYTES {
+        let mut end = MAX_CONTENT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("…[truncated]");
+    }
+    Value::Str(text)
 }
 
 #[cfg(test)]
@@ -207,6 +221,16 @@ mod tests {
             get(&a, "gen_ai.usage.cache_read.input_tokens"),
             Some(3u64.into())
         );
+    }
+
+    #[test]
+    fn long_content_is_cut_at_a_character_boundary() {
+        let long = Json::String("é".repeat(MAX_CONTENT_BYTES));
+        let Value::Str(text) = redacted(&long) else {
+            panic!()
+        };
+        assert!(text.ends_with("…[truncated]"));
+        assert!(text.len() <= MAX_CONTENT_BYTES + "…[truncated]".len());
     }
 
     #[test]

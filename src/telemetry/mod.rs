@@ -323,7 +323,7 @@ impl Trace {
         let (host, port) = host_port(url);
         attrs.set("server.address", host);
         attrs.set("server.port", Value::Int(i64::from(port)));
-        attrs.set("url.full", url);
+        attrs.set("url.full", without_userinfo(url));
         attrs.set("llm_relay.upstream.endpoint", name);
         r.attempts.push(Attempt {
             span_id,
@@ -546,6 +546,17 @@ fn provider(url: &str) -> &'static str {
         .map_or("_OTHER", |(_, p)| p)
 }
 
+/// `url` without a `user:password@` part (never exported).
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}{path}"),
+        None => url.to_string(),
+    }
+}
+
 /// Host and port of an `http(s)://` URL (the scheme's default port when none is given).
 fn host_port(url: &str) -> (&str, u16) {
     let (rest, default) = match url.strip_prefix("https://") {
@@ -583,6 +594,11 @@ mod tests {
             ("api.anthropic.com", 443)
         );
         assert_eq!(host_port("http://[::1]:9/v1"), ("::1", 9));
+        assert_eq!(
+            without_userinfo("http://u:p@h:1/v1?a=b"),
+            "http://h:1/v1?a=b"
+        );
+        assert_eq!(without_userinfo("https://h/v1"), "https://h/v1");
     }
 
     #[test]

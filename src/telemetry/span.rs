@@ -100,6 +100,19 @@ pub struct Span {
 }
 
 impl Span {
+    /// About the memory the span holds (its strings, plus a fixed share for the rest).
+    pub fn weight(&self) -> usize {
+        let value = |v: &Value| match v {
+            Value::Str(s) => s.len(),
+            Value::Strs(items) => items.iter().map(String::len).sum(),
+            _ => 8,
+        };
+        let attrs: usize = (self.attributes.0.iter())
+            .map(|(k, v)| k.len() + value(v) + 32)
+            .sum();
+        256 + self.name.len() + attrs + self.error.as_ref().map_or(0, String::len)
+    }
+
     fn otlp(&self) -> Json {
         let mut span = serde_json::Map::new();
         let mut put = |k: &str, v: Json| {
