@@ -396,3 +396,94 @@ fn a_hung_collector_drops_and_counts_spans_and_requests_never_wait_for_it() {
     assert_eq!(up.requests().len(), requests);
     gate.store(true, Ordering::SeqCst);
 }
+
+#[test]
+fn a_messages_call_has_its_own_usage_names_and_a_refused_request_is_traced_too() {
+    let collector = collector();
+    let up = Upstream::start(|_| {
+        Reply::json(
+            200,
+            json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-served",
+                "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": 3, "output_tokens": 2,
+                          "cache_read_input_tokens": 40, "cache_creation_input_tokens": 8},
+            }),
+        )
+    });
+    let relay = Relay::start(&upstreams_config(
+        json!([{"name": "claude", "url": up.base_url(), "api": "anthropic", "api_key": "k"}]),
+        json!({
+            "auth": {"keys": [{"key": "relay-client-key", "name": "alice"}]},
+            "telemetry": telemetry(&collector, json!({})),
+        }),
+    ));
+    let url = relay.url("/v1/messages");
+    let body = json!({"model": "claude-x", "max_tokens": 64,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let refused = post_json(&url, &body);
+    assert_eq!(refused.status, 401);
+    let ok = post_json_with(&url, &body, &[("x-api-key", "relay-client-key")]);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+
+    let spans = exported(&collector, 3);
+    let servers = of_kind(&spans, SERVER);
+    assert_eq!(servers.len(), 2, "{spans:#?}");
+    let (no_key, call) = (&servers[0], &servers[1]);
+    assert_eq!(no_key["name"], "POST /v1/messages");
+    assert_eq!(attr(no_key, "http.response.status_code"), 401);
+    assert_eq!(
+        no_key["status"], 0,
+        "a 4xx is the client's, not an error of the relay's span"
+    );
+    assert!(attr(no_key, "gen_ai.operation.name").is_null());
+    assert_eq!(attr(no_key, "llm_relay.upstream.attempts"), 0);
+
+    assert_eq!(call["name"], "chat claude-x");
+    for (key, value) in [
+        ("gen_ai.operation.name", json!("chat")),
+        ("gen_ai.response.model", json!("claude-served")),
+        ("gen_ai.response.finish_reasons", json!(["end_turn"])),
+        ("gen_ai.usage.input_tokens", json!(3)),
+        ("gen_ai.usage.output_tokens", json!(2)),
+        ("gen_ai.usage.cache_read.input_tokens", json!(40)),
+        ("gen_ai.usage.cache_creation.input_tokens", json!(8)),
+        ("llm_relay.key.name", json!("alice")),
+        ("llm_relay.upstream.endpoint", json!("claude")),
+    ] {
+        assert_eq!(attr(call, key), &value, "{key} in {call:#}");
+    }
+    let attempt = of_kind(&spans, CLIENT).pop().unwrap();
+    assert_eq!(attempt["parent"], call["span_id"]);
+    assert!(!serde_json::to_string(&spans)
+        .unwrap()
+        .contains("relay-client-key"));
+}
+
+#[test]
+fn a_pass_through_route_is_a_server_span_with_its_attempt() {
+    let collector = collector();
+    let up = Upstream::start(|_| Reply::json(200, json!({"object": "list", "data": []})));
+    let relay = Relay::start(&config_json(
+        &up.base_url(),
+        json!({"telemetry": telemetry(&collector, json!({}))}),
+    ));
+    let resp = get(&relay.url("/v1/files"));
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let spans = exported(&collector, 2);
+    let server = of_kind(&spans, SERVER).pop().unwrap();
+    let attempt = of_kind(&spans, CLIENT).pop().unwrap();
+    assert_eq!(server["name"], "GET /v1/files");
+    assert!(attr(&server, "gen_ai.operation.name").is_null());
+    assert_eq!(attr(&server, "llm_relay.upstream.attempts"), 1);
+    assert_eq!(attempt["parent"], server["span_id"]);
+    let expected = format!(
+        "00-{}-{}-01",
+        server["trace_id"].as_str().unwrap(),
+        attempt["span_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        up.only_request().header("traceparent"),
+        Some(expected.as_str())
+    );
+}
