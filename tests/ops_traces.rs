@@ -487,3 +487,42 @@ fn a_pass_through_route_is_a_server_span_with_its_attempt() {
         Some(expected.as_str())
     );
 }
+
+#[test]
+fn a_reload_turns_traces_on_and_moves_them_to_a_new_collector() {
+    let (first, second) = (collector(), collector());
+    let up = Upstream::openai();
+    let relay = Relay::start(&config_json(&up.base_url(), json!({})));
+    let url = relay.url("/v1/chat/completions");
+    assert_eq!(post_json(&url, &chat_body("off")).status, 200);
+    let mut reloads = 0;
+    let mut reload = |telemetry: Value| {
+        reloads += 1;
+        let config = config_json(&up.base_url(), json!({"telemetry": telemetry}));
+        std::fs::write(relay.config_path(), config).unwrap();
+        relay.signal("HUP");
+        wait_until(HANG_GUARD, "the reload's log line", || {
+            relay.stderr_text().matches("config reloaded").count() >= reloads
+        });
+    };
+    reload(telemetry(&first, json!({})));
+    assert_eq!(post_json(&url, &chat_body("to-first")).status, 200);
+    let spans = exported(&first, 2);
+    assert!(
+        spans.iter().all(|s| s["name"] == "chat to-first"),
+        "{spans:#?}"
+    );
+
+    reload(telemetry(&second, json!({})));
+    assert_eq!(post_json(&url, &chat_body("to-second")).status, 200);
+    let spans = exported(&second, 2);
+    assert!(
+        spans.iter().all(|s| s["name"] == "chat to-second"),
+        "{spans:#?}"
+    );
+    assert_eq!(
+        raw_count(&first),
+        2,
+        "the first collector gets nothing more"
+    );
+}
