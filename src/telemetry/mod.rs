@@ -211,12 +211,8 @@ impl Tracer {
             start: Instant::now(),
             record: Mutex::new(Record {
                 name: format!("{method} {path}"),
-                operation: None,
                 attrs,
-                attempts: Vec::new(),
-                answered: None,
-                first_token: None,
-                answer: None,
+                ..Record::default()
             }),
         }
     }
@@ -239,7 +235,9 @@ pub struct Trace {
     record: Mutex<Record>,
 }
 
+#[derive(Default)]
 struct Record {
+    /// The span's name; empty once the trace has ended.
     name: String,
     operation: Option<&'static str>,
     attrs: Attributes,
@@ -391,18 +389,7 @@ impl Trace {
     /// client key's name). Only the first call counts.
     pub fn finish(&self, access: &Access, key: Option<&str>) {
         let end_ns = self.now_ns();
-        let record = std::mem::replace(
-            &mut *self.record(),
-            Record {
-                name: String::new(),
-                operation: None,
-                attrs: Attributes::default(),
-                attempts: Vec::new(),
-                answered: None,
-                first_token: None,
-                answer: None,
-            },
-        );
+        let record = std::mem::take(&mut *self.record());
         if !self.context.sampled || record.name.is_empty() {
             return;
         }

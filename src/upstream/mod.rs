@@ -204,7 +204,7 @@ impl Upstream {
     /// over to others on connect errors, timeouts before the response head and 429/5xx.
     /// `headers` are the client's request headers; the forwardable ones go along. Only
     /// endpoints that speak the client's `api` are tried. Each attempt is a span of `trace`.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // each is a different part of one call
     pub fn post(
         &self,
         api: Api,
