@@ -157,11 +157,6 @@ pub fn choose(candidates: &[Candidate], random: u64) -> Option<usize> {
         .map(|c| c.index)
 }
 
-/// A random u64 for spreading load ([`crate::util::random`]).
-pub fn random() -> u64 {
-    crate::util::random()
-}
-
 /// One per-endpoint metric family: name, type, help, and how to read it from a report.
 type EndpointFamily = (
     &'static str,

@@ -114,7 +114,7 @@ pub fn send_limited(
                 })
             })
             .collect();
-        let Some(i) = balance::choose(&candidates, balance::random()) else {
+        let Some(i) = balance::choose(&candidates, crate::util::random()) else {
             break;
         };
         tried.push(i);
