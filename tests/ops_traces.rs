@@ -300,6 +300,10 @@ fn a_stream_has_its_time_to_first_token_and_a_hit_has_no_upstream_span() {
     assert_eq!(attr(&hit, "llm_relay.cache"), "hit");
     assert_eq!(attr(&hit, "llm_relay.upstream.attempts"), 0);
     assert_eq!(attr(&hit, "gen_ai.response.model"), "m");
+    // a hit spends no tokens: what it saved is reported apart
+    assert!(attr(&hit, "gen_ai.usage.input_tokens").is_null(), "{hit:#}");
+    assert_eq!(attr(&hit, "llm_relay.cache.saved.input_tokens"), 5);
+    assert_eq!(attr(&hit, "llm_relay.cache.saved.output_tokens"), 4);
     assert!(spans
         .iter()
         .all(|s| s["kind"] == SERVER || s["trace_id"] == miss["trace_id"]));

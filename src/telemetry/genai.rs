@@ -71,8 +71,9 @@ pub fn request(attrs: &mut Attributes, body: &Map<String, Json>, content: bool) 
     }
 }
 
-/// The answer's attributes (a whole JSON answer; anything else adds nothing).
-pub fn answer(attrs: &mut Attributes, body: &[u8], content: bool) {
+/// The answer's attributes (a whole JSON answer; anything else adds nothing); its usage only
+/// with `usage` (a cache hit's stored usage was not spent again).
+pub fn answer(attrs: &mut Attributes, body: &[u8], content: bool, usage: bool) {
     let Ok(Json::Object(v)) = serde_json::from_slice::<Json>(body) else {
         return;
     };
@@ -86,7 +87,7 @@ pub fn answer(attrs: &mut Attributes, body: &[u8], content: bool) {
     if !reasons.is_empty() {
         attrs.set("gen_ai.response.finish_reasons", Value::Strs(reasons));
     }
-    if let Some(usage) = v.get("usage") {
+    if let Some(usage) = v.get("usage").filter(|_| usage) {
         let at = |path: &[&str]| {
             path.iter()
                 .try_fold(usage, |u, k| u.get(*k))
@@ -175,7 +176,7 @@ mod tests {
         let mut a = Attributes::default();
         let chat = json!({"id": "c1", "model": "m-1", "choices": [{"finish_reason": "stop"}],
             "usage": {"prompt_tokens": 9, "prompt_tokens_details": {"cached_tokens": 4}}});
-        answer(&mut a, chat.to_string().as_bytes(), false);
+        answer(&mut a, chat.to_string().as_bytes(), false, true);
         assert_eq!(get(&a, "gen_ai.response.model"), Some("m-1".into()));
         assert_eq!(
             get(&a, "gen_ai.response.finish_reasons"),
@@ -191,7 +192,7 @@ mod tests {
         let messages = json!({"model": "claude", "stop_reason": "end_turn",
             "content": [{"type": "text", "text": "hi sk-secret-123"}],
             "usage": {"cache_read_input_tokens": 7, "cache_creation_input_tokens": 2}});
-        answer(&mut a, messages.to_string().as_bytes(), true);
+        answer(&mut a, messages.to_string().as_bytes(), true, true);
         assert_eq!(
             get(&a, "gen_ai.response.finish_reasons"),
             Some(Value::Strs(vec!["end_turn".into()]))
@@ -212,7 +213,7 @@ mod tests {
         let responses = json!({"object": "response", "status": "incomplete",
             "incomplete_details": {"reason": "max_output_tokens"},
             "usage": {"input_tokens_details": {"cached_tokens": 3}}});
-        answer(&mut a, responses.to_string().as_bytes(), false);
+        answer(&mut a, responses.to_string().as_bytes(), false, true);
         assert_eq!(
             get(&a, "gen_ai.response.finish_reasons"),
             Some(Value::Strs(vec!["max_output_tokens".into()]))

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
-use crate::log::Access;
+use crate::log::{Access, CacheResult};
 use export::Exporter;
 use span::{Attributes, Context, Kind, Span, Value};
 
@@ -402,12 +402,10 @@ impl Trace {
             first_token,
             answer,
         } = record;
+        let hit = access.cache == Some(CacheResult::Hit);
         if let Some((route, body, plain)) = answer {
-            genai::answer(
-                &mut attrs,
-                &plain(&route, &body),
-                self.tracer.config.capture_content,
-            );
+            let content = self.tracer.config.capture_content;
+            genai::answer(&mut attrs, &plain(&route, &body), content, !hit);
         }
         attrs.set(
             "http.response.status_code",
@@ -417,9 +415,18 @@ impl Trace {
             if !access.model.is_empty() && attrs.get("gen_ai.request.model").is_none() {
                 attrs.set("gen_ai.request.model", access.model.as_str());
             }
+            // a hit spent no tokens: what it saved is the relay's own figure
+            let (input, output) = if hit {
+                (
+                    "llm_relay.cache.saved.input_tokens",
+                    "llm_relay.cache.saved.output_tokens",
+                )
+            } else {
+                ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
+            };
             if access.prompt_tokens > 0 || access.completion_tokens > 0 {
-                attrs.set("gen_ai.usage.input_tokens", access.prompt_tokens);
-                attrs.set("gen_ai.usage.output_tokens", access.completion_tokens);
+                attrs.set(input, access.prompt_tokens);
+                attrs.set(output, access.completion_tokens);
             }
         }
         if let Some(cache) = access.cache {
