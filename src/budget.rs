@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::answer::Usage;
 use crate::error::ApiError;
 use crate::usage::KeyUsage;
 use crate::utc::{next_day, next_month, rfc3339};
@@ -19,14 +20,28 @@ pub struct RawPrice {
     input_per_million: f64,
     /// USD per million completion (output) tokens.
     output_per_million: f64,
+    /// USD per million prompt tokens read from the provider's prompt cache (absent: the
+    /// input rate).
+    #[serde(default)]
+    cache_read_per_million: Option<f64>,
+    /// USD per million prompt tokens written to the provider's prompt cache (absent: the
+    /// input rate).
+    #[serde(default)]
+    cache_write_per_million: Option<f64>,
 }
 
-/// A checked price: the first entry whose glob matches the model applies.
+/// A checked price: the first entry whose glob matches the model applies. Rates in USD per
+/// million tokens (so micro-dollars per token).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Price {
     pub match_model: String,
     pub input_per_million: f64,
     pub output_per_million: f64,
+    /// Cache reads; the input rate when the config names none (an upper bound).
+    pub cache_read_per_million: f64,
+    /// Cache writes; the input rate when the config names none (an upper bound for OpenAI,
+    /// whose caching is free to write; Anthropic charges 1.25× input).
+    pub cache_write_per_million: f64,
 }
 
 /// Checks `prices`.
@@ -36,9 +51,13 @@ pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String>
         if p.match_model.is_empty() {
             return Err(format!("prices[{i}].match_model is empty"));
         }
+        let cache_read = p.cache_read_per_million.unwrap_or(p.input_per_million);
+        let cache_write = p.cache_write_per_million.unwrap_or(p.input_per_million);
         for (field, v) in [
             ("input_per_million", p.input_per_million),
             ("output_per_million", p.output_per_million),
+            ("cache_read_per_million", cache_read),
+            ("cache_write_per_million", cache_write),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!(
@@ -50,17 +69,23 @@ pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String>
             match_model: p.match_model,
             input_per_million: p.input_per_million,
             output_per_million: p.output_per_million,
+            cache_read_per_million: cache_read,
+            cache_write_per_million: cache_write,
         });
     }
     Ok(out)
 }
 
-/// The cost of `(prompt, completion)` tokens of `model` in micro-dollars (0 without a price).
-pub fn cost_micros(prices: &[Price], model: &str, prompt: u64, completion: u64) -> u64 {
+/// The cost of `usage` on `model` in micro-dollars (0 without a price): input, cache reads,
+/// cache writes and output each at their rate (reasoning is output).
+pub fn cost_micros(prices: &[Price], model: &str, usage: &Usage) -> u64 {
     let Some(p) = prices.iter().find(|p| glob(&p.match_model, model)) else {
         return 0;
     };
-    let micros = prompt as f64 * p.input_per_million + completion as f64 * p.output_per_million;
+    let micros = usage.input as f64 * p.input_per_million
+        + usage.cache_read as f64 * p.cache_read_per_million
+        + usage.cache_write as f64 * p.cache_write_per_million
+        + usage.output as f64 * p.output_per_million;
     micros.round() as u64
 }
 
@@ -153,7 +178,7 @@ impl Budget {
         month: &KeyUsage,
         now: u64,
     ) -> Result<(), Exceeded> {
-        let tokens = |u: &KeyUsage| u.prompt_tokens + u.completion_tokens;
+        let tokens = KeyUsage::budget_tokens;
         let caps = [
             (
                 self.tokens_per_day,
@@ -320,14 +345,43 @@ mod tests {
 
     #[test]
     fn cost_and_caps() {
-        let prices = prices_from_raw(Some(vec![RawPrice {
-            match_model: "gpt-4o*".into(),
+        let price = |m: &str, read: Option<f64>, write: Option<f64>| RawPrice {
+            match_model: m.into(),
             input_per_million: 2.5,
             output_per_million: 10.0,
-        }]))
+            cache_read_per_million: read,
+            cache_write_per_million: write,
+        };
+        let prices = prices_from_raw(Some(vec![
+            price("claude*", Some(0.25), Some(3.125)),
+            price("gpt-4o*", None, None),
+        ]))
         .unwrap();
-        assert_eq!(cost_micros(&prices, "gpt-4o-mini", 1000, 100), 3500);
-        assert_eq!(cost_micros(&prices, "llama3", 1000, 100), 0);
+        let used = |input, cache_read, cache_write, output| Usage {
+            input,
+            output,
+            cache_read,
+            cache_write,
+            reasoning: 0,
+        };
+        assert_eq!(
+            cost_micros(&prices, "gpt-4o-mini", &used(1000, 0, 0, 100)),
+            3500
+        );
+        assert_eq!(cost_micros(&prices, "llama3", &used(1000, 0, 0, 100)), 0);
+        // cache rates where given, else the input rate
+        let claude_code = used(3, 50_000, 1_000, 100);
+        assert_eq!(
+            cost_micros(&prices, "claude-sonnet", &claude_code),
+            (3.0 * 2.5 + 50_000.0 * 0.25 + 1_000.0 * 3.125 + 1000.0_f64).round() as u64
+        );
+        assert_eq!(
+            cost_micros(&prices, "gpt-4o", &claude_code),
+            ((3.0 + 50_000.0 + 1_000.0) * 2.5 + 1000.0_f64).round() as u64
+        );
+        assert!(prices_from_raw(Some(vec![price("x", Some(-1.0), None)]))
+            .unwrap_err()
+            .contains("cache_read_per_million"));
         let raw = RawBudget {
             tokens_per_day: Some(100),
             usd_per_month: Some(0.01),

@@ -188,23 +188,24 @@ impl Gate {
         ex.respond(error.status, &headers, body);
     }
 
-    /// What charges a request of `client` to its usage: requests, tokens, cost by `prices`,
-    /// errors; a cache hit's tokens and cost count as saved.
+    /// What charges a request of `client` to its usage: requests, tokens (cache reads and
+    /// writes, reasoning), cost by `prices` of the model sent upstream, errors; a cache hit's
+    /// tokens and cost count as saved.
     pub fn meter(&self, client: &Client) -> Meter {
         let (store, prices) = (Arc::clone(&self.store), Arc::clone(&self.prices));
         let key_id = client.key_id.clone();
         Box::new(move |access: &Access| {
+            // priced as the model the upstream was sent (an endpoint's override), not an alias
+            let model = if access.sent_model.is_empty() {
+                &access.model
+            } else {
+                &access.sent_model
+            };
             let outcome = Outcome {
                 status: access.status,
-                prompt_tokens: access.prompt_tokens,
-                completion_tokens: access.completion_tokens,
+                usage: access.usage,
                 cache_hit: access.cache == Some(log::CacheResult::Hit),
-                cost_micro_usd: budget::cost_micros(
-                    &prices,
-                    &access.model,
-                    access.prompt_tokens,
-                    access.completion_tokens,
-                ),
+                cost_micro_usd: budget::cost_micros(&prices, model, &access.usage),
             };
             let now = crate::util::now_secs();
             store.record(&key_id, &outcome.figures(now), now);

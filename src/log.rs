@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::answer::Usage;
+
 /// `log_format`: plain text lines, or one JSON object per line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -167,9 +169,11 @@ pub struct Access {
     pub cache: Option<CacheResult>,
     /// Time spent waiting for and reading from the upstream (zero if none was called).
     pub upstream_time: Duration,
-    /// From the answer's `usage`, for per-key stats (never logged).
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
+    /// From the answer's `usage`, for per-key stats and metrics (never logged).
+    pub usage: Usage,
+    /// The model the upstream was sent (after an endpoint's `model` override; for a hit, the
+    /// model its entry was stored under), which `prices` apply to; empty: `model`.
+    pub sent_model: String,
 }
 
 pub fn access(a: &Access) {

@@ -14,6 +14,7 @@
 )]
 
 mod admin;
+mod answer;
 mod api;
 mod auth;
 mod body_cost;

@@ -69,6 +69,12 @@ struct Registry {
     state_refused: u64,
     /// Usage figures that could not be recorded (Redis down).
     pending_usage: u64,
+    /// Calls to Redis answered `Down` at once while its circuit breaker was open.
+    state_fast_failures: u64,
+    /// Single calls that tested whether Redis answers again, after a back-off.
+    state_probes: u64,
+    /// Tokens of answers, by (served from the upstream or a cache hit, kind).
+    tokens: BTreeMap<(&'static str, &'static str), u64>,
     cache_entries: u64,
     cache_bytes: u64,
     /// Whether a trace exporter was started (`telemetry.otlp_endpoint`).
@@ -130,7 +136,34 @@ pub fn request_done(a: &Access) {
         if let Some(result) = a.cache {
             *r.cache.entry((route, result)).or_default() += 1;
         }
+        let served = if a.cache == Some(CacheResult::Hit) {
+            "cache"
+        } else {
+            "upstream"
+        };
+        let u = &a.usage;
+        for (kind, n) in [
+            ("input", u.input),
+            ("cache_read", u.cache_read),
+            ("cache_write", u.cache_write),
+            ("output", u.output),
+            ("reasoning", u.reasoning),
+        ] {
+            if n > 0 {
+                *r.tokens.entry((served, kind)).or_default() += n;
+            }
+        }
     });
+}
+
+/// A call to Redis refused at once because its circuit breaker is open.
+pub fn state_fast_failure() {
+    with(|r| r.state_fast_failures += 1);
+}
+
+/// A call that tests whether Redis answers again.
+pub fn state_probe() {
+    with(|r| r.state_probes += 1);
 }
 
 /// A cache lookup's result for a request on `route`.
@@ -348,6 +381,19 @@ pub fn render() -> String {
                 escape(endpoint)
             );
         }
+        header(
+            &mut out,
+            "llm_relay_tokens_total",
+            "counter",
+            "Tokens of answers, by kind (input without cache, cache_read, cache_write, output, \
+             reasoning: part of output) and whether the upstream or a cache hit served them.",
+        );
+        for ((served, kind), n) in &r.tokens {
+            let _ = writeln!(
+                out,
+                "llm_relay_tokens_total{{kind=\"{kind}\",served=\"{served}\"}} {n}"
+            );
+        }
         simple(
             &mut out,
             "llm_relay_rate_limited_total",
@@ -392,6 +438,21 @@ pub fn render() -> String {
                 out,
                 "llm_relay_state_unavailable_requests_total{{action=\"refuse\"}} {}",
                 r.state_refused
+            );
+            simple(
+                &mut out,
+                "llm_relay_state_fast_failures_total",
+                "counter",
+                "Calls to the shared state failed at once, without a connection, while its \
+                 circuit breaker was open.",
+                r.state_fast_failures,
+            );
+            simple(
+                &mut out,
+                "llm_relay_state_probes_total",
+                "counter",
+                "Single calls that tested whether the shared state answers again.",
+                r.state_probes,
             );
             simple(
                 &mut out,

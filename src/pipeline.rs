@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use crate::answer::Usage;
 use crate::api::Api;
 use crate::body_cost::Reservation;
 use crate::cache;
@@ -29,7 +30,7 @@ use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect};
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, keepalive, models, passthrough, rules, shape, usage};
+use crate::{body_log, keepalive, models, passthrough, rules, shape};
 
 /// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,7 +225,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         };
         match found {
             Ok(entry) => {
-                answer_hit(cache, &entry, ex, delivery, dialect);
+                answer_hit(cache, &plan, &entry, ex, delivery, dialect);
                 return Ok(Next::Done);
             }
             Err(_) if offline => {
@@ -320,6 +321,7 @@ pub fn upstream(state: &State, ex: &mut Exchange, work: Work) {
 /// its answers are translated).
 fn answer_hit(
     cache: &cache::Cache,
+    plan: &cache::Plan,
     entry: &cache::Entry,
     ex: &mut Exchange,
     delivery: cache::Delivery,
@@ -333,13 +335,9 @@ fn answer_hit(
     if let Some(trace) = ex.trace() {
         trace.answer(&entry.route, entry.response.clone(), cache::plain_answer);
     }
-    // what the hit saved: the tokens of the stored answer
-    let whole = usage::tokens(&entry.response);
-    (ex.access.prompt_tokens, ex.access.completion_tokens) = if whole == (0, 0) {
-        usage::stream_tokens(&entry.response)
-    } else {
-        whole
-    };
+    // what the hit saved: the tokens of the stored answer, priced as the model it was sent as
+    ex.access.usage = entry.usage.unwrap_or_default();
+    ex.access.sent_model = plan.model_of(&entry.key).unwrap_or_default().to_string();
     ex.answer_with(|req| cache::respond_hit(req, entry, delivery, dialect));
 }
 
@@ -355,13 +353,13 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             match cache.join(p) {
                 cache::Role::Leader(guard) => _leader = Some(guard),
                 cache::Role::Hit(entry) => {
-                    answer_hit(cache, &entry, ex, call.delivery, call.dialect);
+                    answer_hit(cache, p, &entry, ex, call.delivery, call.dialect);
                     return Ok(());
                 }
                 cache::Role::Follower(flight) => {
                     flight.wait(state.config.timeouts.first_byte);
                     if let Ok(entry) = cache.lookup(p) {
-                        answer_hit(cache, &entry, ex, call.delivery, call.dialect);
+                        answer_hit(cache, p, &entry, ex, call.delivery, call.dialect);
                         return Ok(());
                     }
                 }
@@ -411,10 +409,11 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     };
     // A stream is charged from inside the writer, before its end, so a next request sees it.
     let pending_charge: RefCell<Option<(Meter, Access)>> = RefCell::new(None);
-    let charge = |recorded: &[u8]| {
+    let charge = |usage: Usage, sent_model: &str| {
         if let Some((meter, mut charged)) = pending_charge.borrow_mut().take() {
             charged.status = 200;
-            (charged.prompt_tokens, charged.completion_tokens) = usage::stream_tokens(recorded);
+            charged.usage = usage;
+            charged.sent_model = sent_model.to_string();
             meter(&charged);
         }
     };
@@ -446,18 +445,20 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
                 return (200, 0);
             };
             let posted = keepalive::while_waiting(&mut out, every, post);
-            let (bytes, base, recorded) = streaming.answer_late(posted, out);
-            outcome = Some((base, recorded));
+            let (bytes, base, recorded, usage) = streaming.answer_late(posted, out);
+            let sent_model = base.as_ref().map(|b| b.1.clone()).unwrap_or_default();
+            outcome = Some((base.map(|b| b.0), recorded, usage, sent_model));
             (200, bytes)
         });
-        charge(&[]); // a late failure (no stream relayed) still counts against the key
-        if let Some((base, recorded)) = outcome {
+        // a late failure (no stream relayed) still counts against the key
+        charge(Usage::default(), "");
+        if let Some((base, recorded, usage, sent_model)) = outcome {
             ex.access.upstream = base.unwrap_or_default();
             ex.access.upstream_time = upstream_started.elapsed();
             traced_answer(trace, path, &recorded);
             body_log::record(&ex.access.path, &call.body, 200, &recorded);
-            (ex.access.prompt_tokens, ex.access.completion_tokens) =
-                usage::stream_tokens(&recorded);
+            ex.access.usage = usage;
+            ex.access.sent_model = sent_model;
         }
         return Ok(());
     }
@@ -467,6 +468,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let mut reply_headers = upstream::response_headers(sent.response.headers());
     reply_headers.extend(reply_extra);
 
+    let effective = up.effective_model(&sent.endpoint, &model);
+    ex.access.sent_model = effective.clone();
     if call.delivery.stream && is_event_stream(&sent) {
         let mut recorded = None;
         if let Some(meter) = ex.take_meter() {
@@ -477,21 +480,19 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             let Ok(out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
-            let (bytes, copy) = streaming.relay(sent, out);
-            recorded = Some(copy);
+            let (bytes, copy, usage) = streaming.relay(sent, out);
+            recorded = Some((copy, usage));
             (200, bytes)
         });
-        if let Some(recorded) = recorded {
+        if let Some((recorded, usage)) = recorded {
             ex.access.upstream_time = upstream_started.elapsed();
             traced_answer(trace, path, &recorded);
             body_log::record(&ex.access.path, &call.body, status, &recorded);
-            (ex.access.prompt_tokens, ex.access.completion_tokens) =
-                usage::stream_tokens(&recorded);
+            ex.access.usage = usage;
         }
         return Ok(());
     }
 
-    let effective = up.effective_model(&sent.endpoint, &model);
     let response = sent.response;
     let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
     ex.access.upstream_time = upstream_started.elapsed();
@@ -504,7 +505,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         cache.store(p, &effective, &data);
     }
     body_log::record(&ex.access.path, &call.body, status, &data);
-    (ex.access.prompt_tokens, ex.access.completion_tokens) = usage::tokens(&data);
+    ex.access.usage = Usage::of_bytes(api, &data).unwrap_or_default();
     let data = match call.dialect {
         Some(d) => translated_answer(d, status, &data, &mut reply_headers),
         None => data,

@@ -16,6 +16,8 @@ use std::io::{self, BufRead, Read};
 
 use serde_json::Value;
 
+pub use crate::answer::data_payload;
+use crate::answer::{StreamUsage, Usage};
 use crate::api::{self, Api, Ending};
 use crate::sse_out::SseOut;
 
@@ -36,9 +38,12 @@ pub struct Relayed {
     /// Every byte received from the upstream, in order (the stream as recorded) — or, when
     /// `truncated`, only its last lines.
     pub recorded: Vec<u8>,
-    /// The stream was longer than the recording cap: `recorded` holds its tail only (enough for
-    /// the final `usage` chunk), and it must not be stored.
+    /// The stream was longer than the recording cap: `recorded` holds its tail only, and it
+    /// must not be stored.
     pub truncated: bool,
+    /// The usage its events reported, read as they passed (so a stream longer than the
+    /// recording still counts its first events' usage, e.g. Messages' `message_start`).
+    pub usage: Option<Usage>,
 }
 
 /// What is kept of a stream past the recording cap: about this many bytes of its last lines.
@@ -121,30 +126,6 @@ impl Completion {
     pub fn complete(&self) -> bool {
         self.done || self.finished || self.ending != Ending::Open
     }
-}
-
-/// The payload of a `data:` line, trimmed, or `None` for other lines.
-pub fn data_payload(line: &[u8]) -> Option<&[u8]> {
-    let rest = line.strip_prefix(b"data:")?;
-    Some(trim(rest))
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if first.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = s {
-        if last.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    s
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -252,6 +233,7 @@ pub fn relay(
         truncated: false,
     };
     let mut completion = Completion::new(api);
+    let mut usage = StreamUsage::new(api);
     let mut line = Vec::with_capacity(512);
     let mut event = Vec::with_capacity(1024);
     let mut told = false;
@@ -275,6 +257,9 @@ pub fn relay(
         }
         recorded.push(&line);
         completion.observe(&line);
+        if let Some(data) = data_payload(&line) {
+            usage.observe_data(data);
+        }
         event.extend_from_slice(&line);
         if !is_blank(&line) {
             continue;
@@ -292,6 +277,7 @@ pub fn relay(
                 end: End::ClientGone,
                 recorded: recorded.bytes,
                 truncated: recorded.truncated,
+                usage: usage.usage(),
             };
         }
     };
@@ -337,6 +323,7 @@ pub fn relay(
         },
         recorded: recorded.bytes,
         truncated: recorded.truncated,
+        usage: usage.usage(),
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::io::{BufReader, Read};
 
+use crate::answer::Usage;
 use crate::api::{self, Api};
 use crate::cache::{self, Cache, Plan};
 use crate::error::ApiError;
@@ -47,8 +48,9 @@ pub struct Streaming<'a> {
     pub storing: Option<(&'a Cache, &'a Plan)>,
     /// Whether the client asked for the usage chunk (the relay may have asked for it anyway).
     pub client_usage: bool,
-    /// Charges the stream to the client's key (given the recorded copy), before its end.
-    pub charge: &'a dyn Fn(&[u8]),
+    /// Charges the stream to the client's key (given its usage and the model the upstream was
+    /// sent), before its end.
+    pub charge: &'a dyn Fn(Usage, &str),
     /// The request's trace: told when the stream's first bytes arrive.
     pub trace: Option<&'a Trace>,
 }
@@ -73,8 +75,8 @@ impl<R: Read> Read for FirstBytes<'_, R> {
 
 impl Streaming<'_> {
     /// Relays `sent` (a 200 event stream) into `out` event by event, keeps a complete stream,
-    /// and ends the answer. Returns the bytes written and the recorded copy.
-    pub fn relay(&self, sent: Sent, mut out: SseOut) -> (u64, Vec<u8>) {
+    /// and ends the answer. Returns the bytes written, the recorded copy and the usage.
+    pub fn relay(&self, sent: Sent, mut out: SseOut) -> (u64, Vec<u8>, Usage) {
         let base = sent.base.clone();
         let describe = move |e: &std::io::Error| {
             if upstream::is_timeout(e) {
@@ -115,26 +117,31 @@ impl Streaming<'_> {
             let _ = out.write(format!(": {SKIP_HEADER}: {SKIP_TOO_LARGE}\n\n").as_bytes());
         }
         let bytes = out.bytes;
-        (self.charge)(&relayed.recorded);
+        let usage = relayed.usage.unwrap_or_default();
+        (self.charge)(usage, &effective);
         if relayed.end != End::ClientGone {
             let _ = out.finish();
         }
-        (bytes, relayed.recorded)
+        (bytes, relayed.recorded, usage)
     }
 
     /// The 200 head is already out (`stream_keepalive_ms`): an event stream is relayed as
     /// usual; anything else — an upstream error status, a failed call — becomes the API's error
-    /// event. Returns the bytes written, the upstream's base URL if one answered, and the copy.
+    /// event. Returns the bytes written, the upstream's base URL and the model it was sent if
+    /// one answered with a stream, the copy and its usage.
     pub fn answer_late(
         &self,
         posted: Result<Sent, ApiError>,
         mut out: SseOut,
-    ) -> (u64, Option<String>, Vec<u8>) {
+    ) -> (u64, Option<(String, String)>, Vec<u8>, Usage) {
         let (base, message) = match posted {
             Ok(sent) if is_event_stream(&sent) => {
-                let base = sent.base.clone();
-                let (bytes, copy) = self.relay(sent, out);
-                return (bytes, Some(base), copy);
+                let answered = (
+                    sent.base.clone(),
+                    self.up.effective_model(&sent.endpoint, self.model),
+                );
+                let (bytes, copy, usage) = self.relay(sent, out);
+                return (bytes, Some(answered), copy, usage);
             }
             Ok(sent) => {
                 let status = sent.response.status().as_u16();
@@ -153,6 +160,7 @@ impl Streaming<'_> {
         let _ = out.write(&cut);
         let bytes = out.bytes;
         let _ = out.finish();
-        (bytes, base, Vec::new())
+        let base = base.map(|b| (b, String::new()));
+        (bytes, base, Vec::new(), Usage::default())
     }
 }

@@ -1,11 +1,11 @@
-//! Per-key usage figures: requests, cache hits, tokens, cost, errors, last use — in total and
-//! per UTC day — and the [`Book`] that keeps them on one machine.
+//! Per-key usage figures: requests, cache hits, tokens (prompt, of which cache reads and
+//! writes; completion, of which reasoning), cost, errors, last use — in total and per UTC day —
+//! and the [`Book`] that keeps them on one machine.
 //!
 //! The book lives in memory and, with `state.dir`, is written to `usage.json` there at most a
 //! second after a change (`util::write_atomic`: temp file, fsync, rename: a `kill -9` loses at most the last second,
 //! never the file). With `state.redis` the same figures live in Redis instead (state/redis.rs).
-//! Token counts come from the `usage` object an OpenAI-compatible upstream puts in a whole
-//! answer or in a stream's last chunk.
+//! Token counts come from the answer's [`Usage`], read by `answer.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -15,13 +15,17 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::sse;
+use crate::answer::Usage;
 use crate::utc;
 
 /// Days of per-day figures kept (older days are dropped; totals stay).
 pub const KEEP_DAYS: u64 = 400;
 
 /// One key's figures (for a day, a month, or all time). Money in micro-dollars.
+///
+/// `prompt_tokens` counts every prompt token the provider processed, cache reads and writes
+/// included (`Usage::prompt`); `cache_read_tokens` and `cache_write_tokens` say how many of
+/// them were. `completion_tokens` includes `reasoning_tokens`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct KeyUsage {
@@ -29,6 +33,12 @@ pub struct KeyUsage {
     pub cache_hits: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, read from the provider's prompt cache.
+    pub cache_read_tokens: u64,
+    /// Of `prompt_tokens`, written to the provider's prompt cache.
+    pub cache_write_tokens: u64,
+    /// Of `completion_tokens`, reasoning (thinking).
+    pub reasoning_tokens: u64,
     pub cost_micro_usd: u64,
     /// Tokens and cost that cache hits answered without an upstream call.
     pub saved_tokens: u64,
@@ -38,25 +48,34 @@ pub struct KeyUsage {
     pub last_used_at: Option<u64>,
 }
 
+/// How many counters [`KeyUsage`] has.
+const N: usize = 11;
+
 impl KeyUsage {
     /// The counter fields by name, as Redis hashes and `add` use them.
-    pub const COUNTERS: [&'static str; 8] = [
+    pub const COUNTERS: [&'static str; N] = [
         "requests",
         "cache_hits",
         "prompt_tokens",
         "completion_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
         "cost_micro_usd",
         "saved_tokens",
         "saved_micro_usd",
         "errors",
     ];
 
-    pub fn counters(&self) -> [u64; 8] {
+    pub fn counters(&self) -> [u64; N] {
         [
             self.requests,
             self.cache_hits,
             self.prompt_tokens,
             self.completion_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
             self.cost_micro_usd,
             self.saved_tokens,
             self.saved_micro_usd,
@@ -65,14 +84,17 @@ impl KeyUsage {
     }
 
     /// Figures from counter values in [`KeyUsage::COUNTERS`] order.
-    pub fn from_counters(c: [u64; 8], last_used_at: Option<u64>) -> KeyUsage {
-        let [requests, cache_hits, prompt_tokens, completion_tokens, cost_micro_usd, saved_tokens, saved_micro_usd, errors] =
+    pub fn from_counters(c: [u64; N], last_used_at: Option<u64>) -> KeyUsage {
+        let [requests, cache_hits, prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micro_usd, saved_tokens, saved_micro_usd, errors] =
             c;
         KeyUsage {
             requests,
             cache_hits,
             prompt_tokens,
             completion_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            reasoning_tokens,
             cost_micro_usd,
             saved_tokens,
             saved_micro_usd,
@@ -89,6 +111,12 @@ impl KeyUsage {
         }
         let last = self.last_used_at.max(other.last_used_at);
         *self = KeyUsage::from_counters(c, last);
+    }
+
+    /// Tokens a budget counts: every prompt token (cache reads and writes included) and every
+    /// completion token.
+    pub fn budget_tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
     }
 
     /// The figures as the admin API shows them (USD as numbers beside the micro-dollars).
@@ -109,8 +137,8 @@ impl KeyUsage {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Outcome {
     pub status: u16,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
+    /// The answer's tokens (a hit: the stored answer's).
+    pub usage: Usage,
     pub cache_hit: bool,
     /// What the call cost (a hit: what it would have cost), micro-dollars.
     pub cost_micro_usd: u64,
@@ -119,15 +147,19 @@ pub struct Outcome {
 impl Outcome {
     /// The figures this request adds. A hit costs nothing: its tokens and cost count as saved.
     pub fn figures(&self, now: u64) -> KeyUsage {
-        let tokens = self.prompt_tokens + self.completion_tokens;
-        let (spent, saved) = if self.cache_hit { (0, 1) } else { (1, 0) };
+        let u = &self.usage;
+        let spent = u64::from(!self.cache_hit);
+        let saved = u64::from(self.cache_hit);
         KeyUsage {
             requests: 1,
             cache_hits: u64::from(self.cache_hit),
-            prompt_tokens: self.prompt_tokens * spent,
-            completion_tokens: self.completion_tokens * spent,
+            prompt_tokens: u.prompt() * spent,
+            completion_tokens: u.output * spent,
+            cache_read_tokens: u.cache_read * spent,
+            cache_write_tokens: u.cache_write * spent,
+            reasoning_tokens: u.reasoning * spent,
             cost_micro_usd: self.cost_micro_usd * spent,
-            saved_tokens: tokens * saved,
+            saved_tokens: u.total() * saved,
             saved_micro_usd: self.cost_micro_usd * saved,
             errors: u64::from(self.status >= 400 || self.status == 0),
             last_used_at: Some(now),
@@ -276,66 +308,51 @@ impl Book {
     }
 }
 
-/// `(prompt_tokens, completion_tokens)` of a whole JSON answer; zeros without a `usage`.
-pub fn tokens(body: &[u8]) -> (u64, u64) {
-    serde_json::from_slice::<Value>(body)
-        .map(|v| tokens_of(&v))
-        .unwrap_or((0, 0))
-}
-
-/// The same for a recorded SSE stream: each figure as the last event that reports it (chat's
-/// final usage chunk; Responses' `response.completed`; Messages' `message_start` for input and
-/// `message_delta` for output).
-pub fn stream_tokens(recorded: &[u8]) -> (u64, u64) {
-    recorded
-        .split(|b| *b == b'\n')
-        .filter_map(sse::data_payload)
-        .filter(|d| d.windows(7).any(|w| w == b"\"usage\""))
-        .filter_map(|d| serde_json::from_slice::<Value>(d).ok())
-        .map(|v| tokens_of(&v))
-        .fold((0, 0), |(i, o), (ni, no)| {
-            (if ni > 0 { ni } else { i }, if no > 0 { no } else { o })
-        })
-}
-
-/// `(input, output)` of the `usage` of an answer or event: at the top (chat, a Messages
-/// answer or `message_delta`) or in its `response` / `message` (Responses events,
-/// `message_start`); OpenAI's `prompt_tokens`/`completion_tokens` or the
-/// `input_tokens`/`output_tokens` of the Responses and Messages APIs.
-fn tokens_of(v: &Value) -> (u64, u64) {
-    let nested = |outer: &str| v.get(outer).and_then(|o| o.get("usage"));
-    let u = [v.get("usage"), nested("response"), nested("message")]
-        .into_iter()
-        .flatten()
-        .find(|u| u.is_object());
-    let n = |a: &str, b: &str| {
-        let field = |k: &str| u.and_then(|u| u.get(k)).and_then(Value::as_u64);
-        field(a).or_else(|| field(b)).unwrap_or(0)
-    };
-    // embeddings report only prompt_tokens
-    (
-        n("prompt_tokens", "input_tokens"),
-        n("completion_tokens", "output_tokens"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn tokens_from_whole_and_streamed_answers() {
-        let whole = br#"{"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
-        assert_eq!(tokens(whole), (12, 5));
-        assert_eq!(tokens(b"not json"), (0, 0));
-        let stream = b"data: {\"choices\":[]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n";
-        assert_eq!(stream_tokens(stream), (3, 4));
-        assert_eq!(stream_tokens(b"data: {\"usage\":null}\n\n"), (0, 0));
-        let responses = br#"{"object":"response","usage":{"input_tokens":7,"output_tokens":2}}"#;
-        assert_eq!(tokens(responses), (7, 2));
-        let done = b"data: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":2}}}\n\n";
-        assert_eq!(stream_tokens(done), (7, 2));
-        let messages = b"data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n\n";
-        assert_eq!(stream_tokens(messages), (9, 6));
+    fn a_request_adds_its_cache_tokens_to_the_prompt_and_a_hit_saves_them() {
+        let usage = Usage {
+            input: 3,
+            output: 7,
+            cache_read: 50_000,
+            cache_write: 1_000,
+            reasoning: 2,
+        };
+        let outcome = |cache_hit| {
+            Outcome {
+                status: 200,
+                usage,
+                cache_hit,
+                cost_micro_usd: 40,
+            }
+            .figures(9)
+        };
+        let served = outcome(false);
+        assert_eq!(
+            (
+                served.prompt_tokens,
+                served.completion_tokens,
+                served.cache_read_tokens,
+                served.cache_write_tokens,
+                served.reasoning_tokens,
+                served.budget_tokens(),
+                served.cost_micro_usd
+            ),
+            (51_003, 7, 50_000, 1_000, 2, 51_010, 40)
+        );
+        let hit = outcome(true);
+        assert_eq!(
+            (hit.prompt_tokens, hit.saved_tokens, hit.saved_micro_usd),
+            (0, 51_010, 40)
+        );
+        let mut sum = served.clone();
+        sum.add(&hit);
+        assert_eq!(
+            KeyUsage::from_counters(sum.counters(), sum.last_used_at),
+            sum
+        );
     }
 }

@@ -232,6 +232,10 @@ fn redis_down_with_allow_serves_without_limits_then_limits_again() {
             || l.contains("warn"))
         .is_some_and(|l| l.contains("Redis")));
     redis.restart(); // empty: the window starts again
+                     // the breaker lets one probe through after its back-off; /ready's ping can be it
+    eventually("the relay sees Redis again", || {
+        get(&a.url("/ready")).json()["state"]["available"] == true
+    });
     assert_eq!(chat_as(&a, KEY, &chat()).status, 200);
     assert_eq!(chat_as(&a, KEY, &chat()).status, 200);
     chat_as(&a, KEY, &chat()).assert_error(429, "rate_limit_exceeded");
@@ -357,4 +361,99 @@ fn a_relay_stopped_with_usage_pending_flushes_it_or_says_it_is_lost() {
     assert!(!a.stderr_text().contains("not added to Redis"));
     eventually("b reads Redis again", || usage_of_key(&b).is_some());
     assert_eq!(usage_of_key(&b).unwrap().1, 1, "a's request, once");
+}
+
+/// A "Redis" that accepts connections and never answers (a stalled server, a black-holed
+/// route): each connection it accepted is counted and held open.
+struct StalledRedis {
+    port: u16,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StalledRedis {
+    fn start() -> StalledRedis {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(conn);
+            }
+        });
+        StalledRedis { port, accepted }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_stalled_redis_is_probed_once_per_back_off_and_requests_do_not_wait_for_it() {
+    let up = Upstream::openai();
+    let stalled = StalledRedis::start();
+    let cfg = config_json(
+        &up.base_url(),
+        json!({
+            "auth": {"keys": [KEY], "admin_key": ADMIN},
+            "state": {"redis": format!("redis://127.0.0.1:{}/0", stalled.port),
+                      "on_unavailable": "allow"},
+            "rate_limit": {"per_minute": 1000},
+            "budget": {"tokens_per_day": 1_000_000},
+        }),
+    );
+    let relay = Relay::start(&cfg);
+    // each request asks Redis three times (budget, rate limit, usage): without a breaker each
+    // call would connect and wait for the I/O timeout
+    let n = 20;
+    for _ in 0..n {
+        assert_eq!(chat_as(&relay, KEY, &chat()).status, 200);
+    }
+    let probes = metric(&relay, "llm_relay_state_probes_total").unwrap();
+    let fast = metric(&relay, "llm_relay_state_fast_failures_total").unwrap();
+    // the start's check, then only probes ever connect
+    assert!(
+        stalled.accepted() <= 1 + probes as usize,
+        "{} connections for {probes} probes",
+        stalled.accepted()
+    );
+    assert!(probes < n as f64, "{probes} probes for {n} requests");
+    assert!(fast >= (2 * n) as f64 - probes, "{fast} calls failed fast");
+    // served without limits, as `on_unavailable: allow` says (budget and limit, each request)
+    assert_eq!(
+        metric(
+            &relay,
+            "llm_relay_state_unavailable_requests_total{action=\"allow\"}"
+        ),
+        Some(2.0 * n as f64)
+    );
+    assert_eq!(up.requests().len(), n);
+}
+
+#[test]
+fn a_redis_cluster_node_is_refused_at_start() {
+    let dir = TempDir::new();
+    // answering PING: the relay's start-up check meets a server that is up, whatever the load
+    let mut server = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let cfg = config_json(
+        "http://127.0.0.1:9/v1",
+        json!({
+            "auth": {"keys": [KEY]},
+            "state": {"redis": server.url()},
+        }),
+    );
+    let path = dir.write("config.jsonc", &cfg);
+    let out = run_relay(&["--config", path.to_str().unwrap()], &[]);
+    server.kill();
+    assert!(!out.timed_out, "the relay must refuse to start, not serve");
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Redis Cluster") && out.stderr.contains("standalone"),
+        "{}",
+        out.stderr
+    );
 }

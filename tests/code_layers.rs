@@ -237,3 +237,28 @@ fn src_modules_import_each_other_without_cycles() {
         );
     }
 }
+
+/// Modules at the bottom of the layers: they import nothing of the relay, so every layer
+/// above can read them (issue 20: `answer`, the one `Usage` type and the wire formats' readers
+/// that the meter, the cache and translation share).
+const BOTTOM: &[&str] = &["answer"];
+
+#[test]
+fn bottom_modules_import_nothing_of_the_relay() {
+    let graph = src_graph();
+    for module in BOTTOM {
+        let refs = graph
+            .get(*module)
+            .unwrap_or_else(|| panic!("src/{module}.rs is gone; update BOTTOM"));
+        assert!(
+            refs.is_empty(),
+            "src/{module}.rs is a bottom layer but imports {refs:?}"
+        );
+    }
+    // `api` sits right above it and imports only it
+    let api = graph.get("api").unwrap();
+    assert!(
+        api.iter().all(|m| BOTTOM.contains(&m.as_str())),
+        "src/api imports {api:?}"
+    );
+}

@@ -448,7 +448,7 @@ fn a_messages_call_has_its_own_usage_names_and_a_refused_request_is_traced_too()
         ("gen_ai.operation.name", json!("chat")),
         ("gen_ai.response.model", json!("claude-served")),
         ("gen_ai.response.finish_reasons", json!(["end_turn"])),
-        ("gen_ai.usage.input_tokens", json!(3)),
+        ("gen_ai.usage.input_tokens", json!(51)), // every prompt token: 3 + 40 + 8
         ("gen_ai.usage.output_tokens", json!(2)),
         ("gen_ai.usage.cache_read.input_tokens", json!(40)),
         ("gen_ai.usage.cache_creation.input_tokens", json!(8)),

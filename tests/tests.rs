@@ -13,6 +13,7 @@ mod access_limits;
 mod access_memory;
 mod access_redis;
 mod access_slow;
+mod access_usage;
 mod agents;
 mod apis_keepalive;
 mod apis_messages;

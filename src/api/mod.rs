@@ -12,41 +12,9 @@ pub mod messages;
 
 pub mod responses;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// A client API, and the API an upstream endpoint is spoken to in (`api` in the config file;
-/// provider presets set it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Api {
-    /// OpenAI Chat Completions (and the other OpenAI routes: completions, embeddings, ...).
-    Chat,
-    /// OpenAI with the Responses API as well (`/responses`); takes chat requests unchanged too.
-    Responses,
-    /// Anthropic Messages (`/messages`): key in `x-api-key`, an `anthropic-version` header.
-    Anthropic,
-}
-
-impl Api {
-    /// Whether an endpoint speaking `self` takes requests of the client API `client` unchanged.
-    pub fn speaks(self, client: Api) -> bool {
-        match self {
-            Api::Chat => client == Api::Chat,
-            Api::Responses => matches!(client, Api::Chat | Api::Responses),
-            Api::Anthropic => client == Api::Anthropic,
-        }
-    }
-
-    /// The name as written in the config.
-    pub fn name(self) -> &'static str {
-        match self {
-            Api::Chat => "chat",
-            Api::Responses => "responses",
-            Api::Anthropic => "anthropic",
-        }
-    }
-}
+pub use crate::answer::Api;
 
 /// The API a request path belongs to (with or without `/v1`).
 pub fn of_path(path: &str) -> Api {
@@ -121,8 +89,7 @@ pub fn cut_event(api: Api, message: &str) -> Vec<u8> {
 pub fn data_lines(recorded: &[u8]) -> impl Iterator<Item = &[u8]> {
     recorded
         .split(|&b| b == b'\n')
-        .filter_map(|line| line.strip_prefix(b"data:"))
-        .map(<[u8]>::trim_ascii)
+        .filter_map(crate::answer::data_payload)
 }
 
 /// Sets `key` of `v` when `v` is an object (a no-op for anything else, which has no members).

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::replay::{self, Delivery, Form};
+use crate::answer::Usage;
 use crate::api::{self, Api};
 
 /// `Ok(form)` for a complete success worth storing for `route`, else why not.
@@ -39,18 +40,9 @@ fn json_to_sse(api: Api, answer: &Value, include_usage: bool) -> Vec<Vec<u8>> {
     }
 }
 
-/// The tokens a hit on this entry saves (input plus output).
-pub fn total_tokens(route: &str, response: &[u8]) -> u64 {
-    match api::of_route(route) {
-        Api::Chat => replay::total_tokens(response),
-        Api::Responses | Api::Anthropic => {
-            let (input, output) = match replay::form(response) {
-                Form::Json => crate::usage::tokens(response),
-                Form::Sse => crate::usage::stream_tokens(response),
-            };
-            input + output
-        }
-    }
+/// The usage a stored answer of `route` reports (`None` if it reports none).
+pub fn usage(route: &str, response: &[u8]) -> Option<Usage> {
+    Usage::of_bytes(api::of_route(route), response)
 }
 
 /// Whether a stored answer can be served in `delivery`'s shape. Chat family: a usage chunk

@@ -94,11 +94,10 @@ mod tests {
         Arc::new(Entry {
             key: String::new(),
             route: String::new(),
-            has_usage: false,
+            usage: None,
             response: vec![b'x'; len],
             created: 0.0,
             version: 1,
-            tokens: 0,
         })
     }
 

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use crate::answer::Usage;
 use crate::error::ApiError;
 use crate::log;
 pub use apis::plain_body as plain_answer;
@@ -49,13 +50,12 @@ pub struct Entry {
     pub route: String,
     /// The stored response: a JSON body or SSE text.
     pub response: Vec<u8>,
-    /// Whether the response carries `usage`.
-    pub has_usage: bool,
+    /// The answer's `usage` (`None`: it reports none, as a chat stream recorded without
+    /// `include_usage`); its total is what a hit saves.
+    pub usage: Option<Usage>,
     /// Unix time in seconds (millisecond precision) when it was written.
     pub created: f64,
     pub version: u32,
-    /// `usage.total_tokens` of the answer (what a hit saves).
-    pub tokens: u64,
 }
 
 /// A request's `Cache-Control` (standard request directives).
@@ -139,6 +139,14 @@ struct Candidate {
 }
 
 impl Plan {
+    /// The effective model whose candidate key is `key` (the model a hit on it was sent as).
+    pub fn model_of(&self, key: &str) -> Option<&str> {
+        self.candidates
+            .iter()
+            .find(|c| c.key == key)
+            .map(|c| c.model.as_str())
+    }
+
     /// Whether an answer from upstream is stored.
     pub fn stores(&self) -> bool {
         self.mode.stores() && !self.control.no_store
@@ -332,7 +340,7 @@ impl Cache {
             if !apis::serves(
                 &entry.route,
                 &entry.response,
-                entry.has_usage,
+                entry.usage.is_some(),
                 plan.delivery,
             ) {
                 continue;
@@ -379,8 +387,7 @@ impl Cache {
         };
         let entry = Arc::new(Entry {
             key: key.to_string(),
-            has_usage: replay::has_usage(&response),
-            tokens: apis::total_tokens(&meta.route, &response),
+            usage: apis::usage(&meta.route, &response),
             route: meta.route,
             response,
             created: meta.created,
@@ -418,7 +425,7 @@ impl Cache {
         self.counters.hits.fetch_add(1, Ordering::Relaxed);
         self.counters
             .tokens_saved
-            .fetch_add(entry.tokens, Ordering::Relaxed);
+            .fetch_add(entry.usage.unwrap_or_default().total(), Ordering::Relaxed);
         self.hits.record(&entry.key, crate::util::now_secs());
     }
 
@@ -486,8 +493,7 @@ impl Cache {
             Arc::new(Entry {
                 key: c.key.clone(),
                 route: plan.route.clone(),
-                has_usage: replay::has_usage(response),
-                tokens: apis::total_tokens(&plan.route, response),
+                usage: apis::usage(&plan.route, response),
                 response: response.to_vec(),
                 created: meta.created,
                 version: meta.version,

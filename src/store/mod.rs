@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use self::pending::Pending;
-pub use self::redis::Redis;
+pub use self::redis::{Redis, Unrecorded};
 use crate::limits::{Limiter, RateLimit, Verdict};
 use crate::usage::{Book, KeyUsage};
 use crate::{log, metrics};
@@ -105,9 +105,14 @@ impl StateConfig {
     }
 }
 
-/// Adds the pending usage to Redis (one batch) and updates the metric.
-fn flush_pending(redis: &Redis, pending: &Pending) -> Result<(), Down> {
-    let result = pending.flush(|batch| redis.add_pending(batch, crate::util::now_secs()));
+/// Adds the pending usage to Redis and updates the metric; `last`: the try at shutdown, made
+/// even while the circuit breaker is open.
+fn flush_pending(redis: &Redis, pending: &Pending, last: bool) -> Result<(), Down> {
+    let now = crate::util::now_secs;
+    let result = pending.flush(|batch| match last {
+        true => redis.add_pending_now(batch, now()),
+        false => redis.add_pending(batch, now()),
+    });
     metrics::state_pending_usage(pending.requests());
     result
 }
@@ -161,7 +166,11 @@ impl Store {
     /// connecting yet, so a relay starts while Redis is down) and starts the writer of the book.
     pub fn open(config: &StateConfig) -> Result<Store, String> {
         let redis = match &config.redis {
-            Some(url) => Some(Arc::new(Redis::open(url)?)),
+            Some(url) => {
+                let redis = Redis::open(url)?;
+                redis.refuse_cluster()?;
+                Some(Arc::new(redis))
+            }
             None => None,
         };
         let dir = if redis.is_some() {
@@ -175,7 +184,7 @@ impl Store {
             let (redis, pending) = (Arc::clone(redis), Arc::clone(&pending));
             every_flush("usage-retry", move || {
                 if !pending.is_empty() {
-                    let _ = flush_pending(&redis, &pending);
+                    let _ = flush_pending(&redis, &pending, false);
                 }
             })?;
         }
@@ -219,14 +228,17 @@ impl Store {
         }
     }
 
-    /// Counts a served request's figures; with Redis down they wait in [`Pending`].
+    /// Counts a served request's figures; with Redis down they wait in [`Pending`] (a call
+    /// whose reply was lost waits as it was sent, so it counts once).
     pub fn record(&self, key: &str, figures: &KeyUsage, now: u64) {
         match &self.redis {
             Some(r) => {
-                if r.record(key, figures, now).is_err() {
-                    self.pending.add(key, figures, now);
-                    metrics::state_pending_usage(self.pending.requests());
+                match r.record(key, figures, now) {
+                    Ok(()) => return,
+                    Err(Unrecorded::Unsent) => self.pending.add(key, figures, now),
+                    Err(Unrecorded::InDoubt(batch)) => self.pending.add_sent(batch),
                 }
+                metrics::state_pending_usage(self.pending.requests());
             }
             None => self.book.record(key, figures, now),
         }
@@ -267,7 +279,7 @@ impl Store {
     /// shutdown; what Redis does not confirm is lost and logged).
     pub fn flush(&self) {
         if let Some(redis) = &self.redis {
-            if !self.pending.is_empty() && flush_pending(redis, &self.pending).is_err() {
+            if !self.pending.is_empty() && flush_pending(redis, &self.pending, true).is_err() {
                 log::error(&format!(
                     "exiting with the usage of {} requests not added to Redis (it cannot be \
                      reached)",

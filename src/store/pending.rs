@@ -6,9 +6,10 @@
 //! with an id of its own; Redis applies a batch in one script that first claims the id, so a
 //! batch whose answer was lost (Redis died after applying it) is retried with the same id and
 //! applied at most once. Until a flush is confirmed its batch stays pending; usage recorded
-//! meanwhile waits for the next batch.
+//! meanwhile waits for the next batch. A request's own usage call whose reply was lost (Redis
+//! may have applied it) is kept the same way, as a batch of its own with its id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -23,12 +24,22 @@ pub struct Batch {
     pub entries: Vec<(String, u64, KeyUsage)>,
 }
 
+impl Batch {
+    /// A batch of `entries` with a fresh id.
+    pub fn new(entries: Vec<(String, u64, KeyUsage)>) -> Batch {
+        Batch {
+            id: batch_id(),
+            entries,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     /// Usage not yet in a batch, by (key, UTC day number).
     open: BTreeMap<(String, u64), KeyUsage>,
-    /// The batch sent to Redis and not yet confirmed.
-    sent: Option<Batch>,
+    /// Batches sent to Redis and not yet confirmed, oldest first.
+    sent: VecDeque<Batch>,
 }
 
 /// Usage waiting for Redis.
@@ -53,6 +64,12 @@ impl Pending {
             .add(figures);
     }
 
+    /// Keeps a batch that was sent and not confirmed (its reply was lost): it is sent again as
+    /// it is, so Redis applies it once.
+    pub fn add_sent(&self, batch: Batch) {
+        self.inner().sent.push_back(batch);
+    }
+
     /// Requests whose usage is waiting for Redis (for the metric and `/admin/stats`).
     pub fn requests(&self) -> u64 {
         let inner = self.inner();
@@ -68,38 +85,36 @@ impl Pending {
 
     pub fn is_empty(&self) -> bool {
         let inner = self.inner();
-        inner.open.is_empty() && inner.sent.is_none()
+        inner.open.is_empty() && inner.sent.is_empty()
     }
 
-    /// Sends the pending batch (or a new one made of all open usage) through `apply`; a
-    /// confirmed batch is dropped, an unconfirmed one stays to be retried as it is. `Ok(())`
-    /// also when there was nothing to send. Waits for a flush under way on another thread (the
-    /// last one at shutdown must not return while the retry thread's batch is in flight).
-    pub fn flush(&self, apply: impl FnOnce(&Batch) -> Result<(), Down>) -> Result<(), Down> {
+    /// Sends the unconfirmed batches, oldest first (or, when there are none, a new one made of
+    /// all open usage) through `apply`; a confirmed batch is dropped, an unconfirmed one stays
+    /// to be retried as it is. `Ok(())` also when there was nothing to send. Waits for a flush
+    /// under way on another thread (the last one at shutdown must not return while the retry
+    /// thread's batch is in flight).
+    pub fn flush(&self, mut apply: impl FnMut(&Batch) -> Result<(), Down>) -> Result<(), Down> {
         let _flushing = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
-        let batch = {
+        {
             let mut inner = self.inner();
-            if inner.sent.is_none() && !inner.open.is_empty() {
+            if inner.sent.is_empty() && !inner.open.is_empty() {
                 let entries = std::mem::take(&mut inner.open)
                     .into_iter()
                     .map(|((key, day), u)| (key, day, u))
                     .collect();
-                inner.sent = Some(Batch {
-                    id: batch_id(),
-                    entries,
-                });
+                inner.sent.push_back(Batch::new(entries));
             }
-            match &inner.sent {
-                Some(b) => b.clone(),
-                None => return Ok(()),
-            }
-        };
-        apply(&batch)?;
-        let mut inner = self.inner();
-        if inner.sent.as_ref().is_some_and(|b| b.id == batch.id) {
-            inner.sent = None;
         }
-        Ok(())
+        loop {
+            let Some(batch) = self.inner().sent.front().cloned() else {
+                return Ok(());
+            };
+            apply(&batch)?;
+            let mut inner = self.inner();
+            if inner.sent.front().is_some_and(|b| b.id == batch.id) {
+                inner.sent.pop_front();
+            }
+        }
     }
 }
 

@@ -3,10 +3,9 @@
 //! only with `capture_content` — the messages, redacted as the body log redacts them.
 //!
 //! The answer is a whole JSON answer of any API the relay speaks (a recorded stream is turned
-//! into one before it gets here): Chat Completions and legacy completions (`choices`,
-//! `usage.prompt_tokens_details`), Responses (`output`, `status`,
-//! `usage.input_tokens_details`) or Anthropic Messages (`content`, `stop_reason`,
-//! `usage.cache_read_input_tokens`).
+//! into one before it gets here): Chat Completions and legacy completions (`choices`),
+//! Responses (`output`, `status`) or Anthropic Messages (`content`, `stop_reason`). Token
+//! usage is not read here: the pipeline's `answer::Usage` is.
 
 use serde_json::{Map, Value as Json};
 
@@ -71,9 +70,9 @@ pub fn request(attrs: &mut Attributes, body: &Map<String, Json>, content: bool) 
     }
 }
 
-/// The answer's attributes (a whole JSON answer; anything else adds nothing); its usage only
-/// with `usage` (a cache hit's stored usage was not spent again).
-pub fn answer(attrs: &mut Attributes, body: &[u8], content: bool, usage: bool) {
+/// The answer's attributes (a whole JSON answer; anything else adds nothing). Its usage is
+/// the relay's own reading (`answer::Usage`, in the access record).
+pub fn answer(attrs: &mut Attributes, body: &[u8], content: bool) {
     let Ok(Json::Object(v)) = serde_json::from_slice::<Json>(body) else {
         return;
     };
@@ -86,27 +85,6 @@ pub fn answer(attrs: &mut Attributes, body: &[u8], content: bool, usage: bool) {
     let reasons = finish_reasons(&v);
     if !reasons.is_empty() {
         attrs.set("gen_ai.response.finish_reasons", Value::Strs(reasons));
-    }
-    if let Some(usage) = v.get("usage").filter(|_| usage) {
-        let at = |path: &[&str]| {
-            path.iter()
-                .try_fold(usage, |u, k| u.get(*k))
-                .and_then(Json::as_u64)
-        };
-        let read = at(&["prompt_tokens_details", "cached_tokens"])
-            .or_else(|| at(&["input_tokens_details", "cached_tokens"]))
-            .or_else(|| at(&["cache_read_input_tokens"]));
-        if let Some(n) = read {
-            attrs.set("gen_ai.usage.cache_read.input_tokens", n);
-        }
-        if let Some(n) = at(&["cache_creation_input_tokens"]) {
-            attrs.set("gen_ai.usage.cache_creation.input_tokens", n);
-        }
-        if let Some(n) = at(&["completion_tokens_details", "reasoning_tokens"])
-            .or_else(|| at(&["output_tokens_details", "reasoning_tokens"]))
-        {
-            attrs.set("llm_relay.usage.reasoning_tokens", n);
-        }
     }
     if !content {
         return;
@@ -172,34 +150,31 @@ mod tests {
     }
 
     #[test]
-    fn answers_of_each_api_give_model_reasons_and_cached_tokens() {
+    fn answers_of_each_api_give_model_and_finish_reasons() {
         let mut a = Attributes::default();
         let chat = json!({"id": "c1", "model": "m-1", "choices": [{"finish_reason": "stop"}],
             "usage": {"prompt_tokens": 9, "prompt_tokens_details": {"cached_tokens": 4}}});
-        answer(&mut a, chat.to_string().as_bytes(), false, true);
+        answer(&mut a, chat.to_string().as_bytes(), false);
         assert_eq!(get(&a, "gen_ai.response.model"), Some("m-1".into()));
         assert_eq!(
             get(&a, "gen_ai.response.finish_reasons"),
             Some(Value::Strs(vec!["stop".into()]))
         );
+        assert_eq!(get(&a, "gen_ai.output.messages"), None);
         assert_eq!(
             get(&a, "gen_ai.usage.cache_read.input_tokens"),
-            Some(4u64.into())
+            None,
+            "usage is not read here"
         );
-        assert_eq!(get(&a, "gen_ai.output.messages"), None);
 
         let mut a = Attributes::default();
         let messages = json!({"model": "claude", "stop_reason": "end_turn",
             "content": [{"type": "text", "text": "hi sk-secret-123"}],
             "usage": {"cache_read_input_tokens": 7, "cache_creation_input_tokens": 2}});
-        answer(&mut a, messages.to_string().as_bytes(), true, true);
+        answer(&mut a, messages.to_string().as_bytes(), true);
         assert_eq!(
             get(&a, "gen_ai.response.finish_reasons"),
             Some(Value::Strs(vec!["end_turn".into()]))
-        );
-        assert_eq!(
-            get(&a, "gen_ai.usage.cache_creation.input_tokens"),
-            Some(2u64.into())
         );
         let Some(Value::Str(out)) = get(&a, "gen_ai.output.messages") else {
             panic!("no output")
@@ -213,14 +188,10 @@ mod tests {
         let responses = json!({"object": "response", "status": "incomplete",
             "incomplete_details": {"reason": "max_output_tokens"},
             "usage": {"input_tokens_details": {"cached_tokens": 3}}});
-        answer(&mut a, responses.to_string().as_bytes(), false, true);
+        answer(&mut a, responses.to_string().as_bytes(), false);
         assert_eq!(
             get(&a, "gen_ai.response.finish_reasons"),
             Some(Value::Strs(vec!["max_output_tokens".into()]))
-        );
-        assert_eq!(
-            get(&a, "gen_ai.usage.cache_read.input_tokens"),
-            Some(3u64.into())
         );
     }
 

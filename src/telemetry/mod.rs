@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
+use crate::answer::Usage;
 use crate::log::{Access, CacheResult};
 use export::Exporter;
 use span::{Attributes, Context, Kind, Span, Value};
@@ -405,7 +406,7 @@ impl Trace {
         let hit = access.cache == Some(CacheResult::Hit);
         if let Some((route, body, plain)) = answer {
             let content = self.tracer.config.capture_content;
-            genai::answer(&mut attrs, &plain(&route, &body), content, !hit);
+            genai::answer(&mut attrs, &plain(&route, &body), content);
         }
         attrs.set(
             "http.response.status_code",
@@ -415,19 +416,7 @@ impl Trace {
             if !access.model.is_empty() && attrs.get("gen_ai.request.model").is_none() {
                 attrs.set("gen_ai.request.model", access.model.as_str());
             }
-            // a hit spent no tokens: what it saved is the relay's own figure
-            let (input, output) = if hit {
-                (
-                    "llm_relay.cache.saved.input_tokens",
-                    "llm_relay.cache.saved.output_tokens",
-                )
-            } else {
-                ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
-            };
-            if access.prompt_tokens > 0 || access.completion_tokens > 0 {
-                attrs.set(input, access.prompt_tokens);
-                attrs.set(output, access.completion_tokens);
-            }
+            usage(&mut attrs, &access.usage, hit);
         }
         if let Some(cache) = access.cache {
             attrs.set("llm_relay.cache", cache.label());
@@ -502,6 +491,31 @@ impl Trace {
             },
         );
         self.tracer.exporter.push(spans);
+    }
+}
+
+/// The usage attributes: every prompt token as `input_tokens` (the conventions count cache
+/// reads and writes in it), the cache figures and reasoning on their own. A hit spent no
+/// tokens: what it saved goes under `llm_relay.cache.saved.*` instead.
+fn usage(attrs: &mut Attributes, u: &Usage, hit: bool) {
+    if *u == Usage::default() {
+        return;
+    }
+    if hit {
+        attrs.set("llm_relay.cache.saved.input_tokens", u.prompt());
+        attrs.set("llm_relay.cache.saved.output_tokens", u.output);
+        return;
+    }
+    attrs.set("gen_ai.usage.input_tokens", u.prompt());
+    attrs.set("gen_ai.usage.output_tokens", u.output);
+    for (key, n) in [
+        ("gen_ai.usage.cache_read.input_tokens", u.cache_read),
+        ("gen_ai.usage.cache_creation.input_tokens", u.cache_write),
+        ("llm_relay.usage.reasoning_tokens", u.reasoning),
+    ] {
+        if n > 0 {
+            attrs.set(key, n);
+        }
     }
 }
 

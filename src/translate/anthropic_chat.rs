@@ -10,7 +10,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{
-    chat_text, check_types, first_choice, unknown_field, usage_counts, FieldType, Untranslatable,
+    chat_text, chat_usage, check_types, first_choice, unknown_field, FieldType, Untranslatable,
 };
 
 /// Top-level request fields dropped because Chat Completions has nothing like them and
@@ -358,13 +358,13 @@ pub fn stop_reason(finish: Option<&str>) -> &'static str {
 }
 
 /// Anthropic `usage` from a chat `usage`: input tokens exclude cache reads, as Anthropic counts.
-pub fn usage(chat_usage: Option<&Value>) -> Value {
-    let (prompt, completion, cached, _) = usage_counts(chat_usage);
+pub fn usage(chat: Option<&Value>) -> Value {
+    let usage = chat_usage(chat);
     let mut u = Map::new();
-    u.insert("input_tokens".into(), json!(prompt.saturating_sub(cached)));
-    u.insert("output_tokens".into(), json!(completion));
-    if cached > 0 {
-        u.insert("cache_read_input_tokens".into(), json!(cached));
+    u.insert("input_tokens".into(), json!(usage.input));
+    u.insert("output_tokens".into(), json!(usage.output));
+    if usage.cache_read > 0 {
+        u.insert("cache_read_input_tokens".into(), json!(usage.cache_read));
     }
     Value::Object(u)
 }

@@ -19,6 +19,8 @@ mod table_tests;
 
 use serde_json::{json, Map, Value};
 
+use crate::answer::Usage;
+
 /// The API a client speaks when its request is translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -302,18 +304,7 @@ fn first_choice(chat: &Value) -> (&Value, Option<&str>) {
     (message, finish)
 }
 
-/// Token counts from a chat `usage`: (prompt, completion, cached prompt, reasoning).
-fn usage_counts(usage: Option<&Value>) -> (u64, u64, u64, u64) {
-    let n = |p: &str| {
-        usage
-            .and_then(|u| u.pointer(p))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    (
-        n("/prompt_tokens"),
-        n("/completion_tokens"),
-        n("/prompt_tokens_details/cached_tokens"),
-        n("/completion_tokens_details/reasoning_tokens"),
-    )
+/// The usage of a chat `usage` object (none: zeros).
+fn chat_usage(usage: Option<&Value>) -> Usage {
+    usage.map(Usage::chat).unwrap_or_default()
 }

@@ -9,7 +9,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{
-    chat_text, check_types, first_choice, unknown_field, usage_counts, FieldType, Untranslatable,
+    chat_text, chat_usage, check_types, first_choice, unknown_field, FieldType, Untranslatable,
 };
 
 /// Top-level request fields dropped: no chat equivalent, and leaving them out does not change
@@ -316,14 +316,14 @@ fn text_format(text: &Value) -> Result<Option<Value>, Untranslatable> {
 }
 
 /// Responses `usage` from a chat `usage`.
-pub fn usage(chat_usage: Option<&Value>) -> Value {
-    let (prompt, completion, cached, reasoning) = usage_counts(chat_usage);
+pub fn usage(chat: Option<&Value>) -> Value {
+    let u = chat_usage(chat);
     json!({
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached},
-        "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": prompt + completion,
+        "input_tokens": u.prompt(),
+        "input_tokens_details": {"cached_tokens": u.cache_read},
+        "output_tokens": u.output,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning},
+        "total_tokens": u.total(),
     })
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A stored response is either a JSON body or the SSE text of a stream (told apart by its
 //! first byte). For the chat family (chat, legacy completions, embeddings): [`check`] decides
-//! whether it is a complete success, [`has_usage`] and [`total_tokens`] read its usage, and
+//! whether it is a complete success (its usage is read by `answer::Usage`), and
 //! `openai.rs` converts between a stream and a plain answer. `cache/apis.rs` dispatches
 //! between this and the other APIs' rules.
 
@@ -105,44 +105,6 @@ pub fn events(response: &[u8]) -> Vec<&[u8]> {
         out.extend(response.get(start..));
     }
     out
-}
-
-/// `usage.total_tokens` of a stored answer (0 if it has none).
-pub fn total_tokens(response: &[u8]) -> u64 {
-    let usage_of = |v: &Value| {
-        v.get("usage")
-            .and_then(|u| u.get("total_tokens"))
-            .and_then(Value::as_u64)
-    };
-    match form(response) {
-        Form::Json => serde_json::from_slice::<Value>(response)
-            .ok()
-            .as_ref()
-            .and_then(usage_of)
-            .unwrap_or(0),
-        Form::Sse => lines(response)
-            .filter_map(data_payload)
-            .filter_map(|d| serde_json::from_slice::<Value>(d).ok())
-            .filter_map(|v| usage_of(&v))
-            .last()
-            .unwrap_or(0),
-    }
-}
-
-/// True if the answer carries a `usage` (in any chunk, for a stream).
-pub fn has_usage(response: &[u8]) -> bool {
-    let found = |v: &Value| v.get("usage").is_some_and(|u| !u.is_null());
-    match form(response) {
-        Form::Json => serde_json::from_slice::<Value>(response)
-            .ok()
-            .as_ref()
-            .is_some_and(found),
-        Form::Sse => lines(response)
-            .filter_map(data_payload)
-            .filter(|d| d.windows(7).any(|w| w == b"\"usage\""))
-            .filter_map(|d| serde_json::from_slice::<Value>(d).ok())
-            .any(|v| found(&v)),
-    }
 }
 
 /// How the client asked for the answer.

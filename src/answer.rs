@@ -1,0 +1,339 @@
+//! The bottom of the relay: what every layer above reads from an answer the same way. Which
+//! client API an answer speaks ([`Api`]), its token [`Usage`] (one reader per API, for whole
+//! answers and for stream events), and the `data:` payload of an SSE line.
+//!
+//! It imports nothing of the relay (`tests/code_layers.rs` holds it to that), so the meter,
+//! the cache, translation and traces all read usage through this one type.
+//!
+//! # What the APIs report, and what [`Usage`] holds
+//!
+//! | field         | Chat Completions                                   | Responses                                      | Messages                        |
+//! |---------------|----------------------------------------------------|------------------------------------------------|---------------------------------|
+//! | `input`       | `prompt_tokens` − `cached_tokens`                  | `input_tokens` − `cached_tokens`               | `input_tokens`                  |
+//! | `cache_read`  | `prompt_tokens_details.cached_tokens` (DeepSeek: `prompt_cache_hit_tokens`) | `input_tokens_details.cached_tokens` | `cache_read_input_tokens` |
+//! | `cache_write` | —                                                  | —                                              | `cache_creation_input_tokens`   |
+//! | `output`      | `completion_tokens`                                | `output_tokens`                                | `output_tokens`                 |
+//! | `reasoning`   | `completion_tokens_details.reasoning_tokens`       | `output_tokens_details.reasoning_tokens`       | — (thinking is in `output`)     |
+//!
+//! The three prompt figures are disjoint: [`Usage::prompt`] (`input + cache_read +
+//! cache_write`) is every prompt token the provider processed, and is what budgets count — a
+//! Claude Code turn with `input_tokens: 3, cache_read_input_tokens: 50000,
+//! cache_creation_input_tokens: 1000` is 51,003 prompt tokens. `reasoning` is part of `output`
+//! (every API bills it as output), shown on its own.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A client API, and the API an upstream endpoint is spoken to in (`api` in the config file;
+/// provider presets set it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// OpenAI Chat Completions (and the other OpenAI routes: completions, embeddings, ...).
+    Chat,
+    /// OpenAI with the Responses API as well (`/responses`); takes chat requests unchanged too.
+    Responses,
+    /// Anthropic Messages (`/messages`): key in `x-api-key`, an `anthropic-version` header.
+    Anthropic,
+}
+
+impl Api {
+    /// Whether an endpoint speaking `self` takes requests of the client API `client` unchanged.
+    pub fn speaks(self, client: Api) -> bool {
+        match self {
+            Api::Chat => client == Api::Chat,
+            Api::Responses => matches!(client, Api::Chat | Api::Responses),
+            Api::Anthropic => client == Api::Anthropic,
+        }
+    }
+
+    /// The name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Chat => "chat",
+            Api::Responses => "responses",
+            Api::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// The tokens of one answer. The prompt figures are disjoint (`input` holds neither cache
+/// reads nor writes); `reasoning` is the part of `output` the model spent thinking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens neither read from nor written to the provider's prompt cache.
+    pub input: u64,
+    /// Answer tokens, reasoning included.
+    pub output: u64,
+    /// Prompt tokens read from the provider's prompt cache.
+    pub cache_read: u64,
+    /// Prompt tokens written to the provider's prompt cache (Anthropic's cache creation).
+    pub cache_write: u64,
+    /// Of `output`, the reasoning (thinking) tokens, where the API reports them.
+    pub reasoning: u64,
+}
+
+impl Usage {
+    /// Every prompt token the provider processed: `input + cache_read + cache_write` (what
+    /// budgets and the per-key `prompt_tokens` count).
+    pub fn prompt(&self) -> u64 {
+        self.input + self.cache_read + self.cache_write
+    }
+
+    /// Prompt plus output tokens.
+    pub fn total(&self) -> u64 {
+        self.prompt() + self.output
+    }
+
+    /// The `usage` object of an answer or event of `api`.
+    pub fn of(api: Api, usage: &Value) -> Usage {
+        match api {
+            Api::Chat => Usage::chat(usage),
+            Api::Responses => Usage::responses(usage),
+            Api::Anthropic => Usage::messages(usage),
+        }
+    }
+
+    /// A Chat Completions `usage` (also legacy completions and embeddings): `prompt_tokens`
+    /// includes the cached tokens.
+    pub fn chat(u: &Value) -> Usage {
+        let n = |p: &str| count(u.pointer(p));
+        let prompt = n("/prompt_tokens");
+        let cached = u
+            .pointer("/prompt_tokens_details/cached_tokens")
+            .or_else(|| u.get("prompt_cache_hit_tokens"))
+            .map_or(0, |v| count(Some(v)))
+            .min(prompt);
+        Usage {
+            input: prompt - cached,
+            output: n("/completion_tokens"),
+            cache_read: cached,
+            cache_write: 0,
+            reasoning: n("/completion_tokens_details/reasoning_tokens"),
+        }
+    }
+
+    /// A Responses `usage`: `input_tokens` includes the cached tokens.
+    pub fn responses(u: &Value) -> Usage {
+        let n = |p: &str| count(u.pointer(p));
+        let prompt = n("/input_tokens");
+        let cached = n("/input_tokens_details/cached_tokens").min(prompt);
+        Usage {
+            input: prompt - cached,
+            output: n("/output_tokens"),
+            cache_read: cached,
+            cache_write: 0,
+            reasoning: n("/output_tokens_details/reasoning_tokens"),
+        }
+    }
+
+    /// An Anthropic Messages `usage`: `input_tokens` excludes cache reads and writes.
+    pub fn messages(u: &Value) -> Usage {
+        let mut usage = Usage::default();
+        usage.messages_onto(u);
+        usage
+    }
+
+    /// Sets the figures a Messages `usage` names, keeping the others (a `message_delta`'s
+    /// counts are cumulative and override those of `message_start`; the ones it leaves out
+    /// stand).
+    fn messages_onto(&mut self, u: &Value) {
+        for (field, name) in [
+            (&mut self.input, "input_tokens"),
+            (&mut self.output, "output_tokens"),
+            (&mut self.cache_read, "cache_read_input_tokens"),
+            (&mut self.cache_write, "cache_creation_input_tokens"),
+        ] {
+            if let Some(v) = u.get(name).filter(|v| !v.is_null()) {
+                *field = count(Some(v));
+            }
+        }
+    }
+
+    /// The usage of a whole JSON answer of `api`; `None` when it reports none.
+    pub fn of_answer(api: Api, answer: &Value) -> Option<Usage> {
+        answer
+            .get("usage")
+            .filter(|u| !u.is_null())
+            .map(|u| Usage::of(api, u))
+    }
+
+    /// The usage of a stored or relayed answer of `api`: a JSON body (first byte `{`) or the
+    /// text of an event stream; `None` when it reports none.
+    pub fn of_bytes(api: Api, bytes: &[u8]) -> Option<Usage> {
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => serde_json::from_slice::<Value>(bytes)
+                .ok()
+                .and_then(|v| Usage::of_answer(api, &v)),
+            _ => {
+                let mut stream = StreamUsage::new(api);
+                for data in bytes.split(|&b| b == b'\n').filter_map(data_payload) {
+                    stream.observe_data(data);
+                }
+                stream.usage()
+            }
+        }
+    }
+}
+
+/// A token count: a non-negative integer (a float some servers send is rounded; anything
+/// else is 0).
+fn count(v: Option<&Value>) -> u64 {
+    match v {
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64))
+            .unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// The usage of a stream, event by event: chat's usage chunk (the last one wins: some
+/// servers report running totals), the `response` of Responses' `response.completed` (or
+/// `response.incomplete` / `response.failed`), Messages' `message_start` and the cumulative
+/// counts of each `message_delta`.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamUsage {
+    api: Api,
+    usage: Option<Usage>,
+}
+
+impl StreamUsage {
+    pub fn new(api: Api) -> StreamUsage {
+        StreamUsage { api, usage: None }
+    }
+
+    /// One event's JSON data.
+    pub fn observe(&mut self, event: &Value) {
+        match self.api {
+            Api::Chat => {
+                if let Some(u) = Usage::of_answer(Api::Chat, event) {
+                    self.usage = Some(u);
+                }
+            }
+            Api::Responses => {
+                if let Some(u) = event
+                    .get("response")
+                    .and_then(|r| Usage::of_answer(Api::Responses, r))
+                {
+                    self.usage = Some(u);
+                }
+            }
+            Api::Anthropic => {
+                let u = match event.get("type").and_then(Value::as_str) {
+                    Some("message_start") => event.pointer("/message/usage"),
+                    Some("message_delta") => event.get("usage"),
+                    _ => None,
+                };
+                if let Some(u) = u.filter(|u| u.is_object()) {
+                    self.usage
+                        .get_or_insert_with(Usage::default)
+                        .messages_onto(u);
+                }
+            }
+        }
+    }
+
+    /// One event's `data:` payload (parsed only when it mentions `usage`).
+    pub fn observe_data(&mut self, data: &[u8]) {
+        if data.windows(7).any(|w| w == b"\"usage\"") {
+            if let Ok(v) = serde_json::from_slice::<Value>(data) {
+                self.observe(&v);
+            }
+        }
+    }
+
+    /// What the events so far reported; `None` if none carried usage.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+/// The payload of an SSE `data:` line, trimmed; `None` for any other line.
+pub fn data_payload(line: &[u8]) -> Option<&[u8]> {
+    line.strip_prefix(b"data:").map(<[u8]>::trim_ascii)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn u(input: u64, output: u64, cache_read: u64, cache_write: u64, reasoning: u64) -> Usage {
+        Usage {
+            input,
+            output,
+            cache_read,
+            cache_write,
+            reasoning,
+        }
+    }
+
+    #[test]
+    fn each_api_reads_its_own_fields() {
+        let chat = json!({"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500,
+            "prompt_tokens_details": {"cached_tokens": 1024},
+            "completion_tokens_details": {"reasoning_tokens": 256}});
+        assert_eq!(Usage::chat(&chat), u(176, 300, 1024, 0, 256));
+        assert_eq!(Usage::chat(&chat).prompt(), 1200);
+        let deepseek = json!({"prompt_tokens": 100, "completion_tokens": 5,
+            "prompt_cache_hit_tokens": 64, "prompt_cache_miss_tokens": 36});
+        assert_eq!(Usage::chat(&deepseek), u(36, 5, 64, 0, 0));
+        let embeddings = json!({"prompt_tokens": 8, "total_tokens": 8});
+        assert_eq!(Usage::chat(&embeddings), u(8, 0, 0, 0, 0));
+        let responses = json!({"input_tokens": 900, "output_tokens": 50,
+            "input_tokens_details": {"cached_tokens": 800},
+            "output_tokens_details": {"reasoning_tokens": 30}, "total_tokens": 950});
+        assert_eq!(Usage::responses(&responses), u(100, 50, 800, 0, 30));
+        let messages = json!({"input_tokens": 3, "output_tokens": 7,
+            "cache_read_input_tokens": 50000, "cache_creation_input_tokens": 1000});
+        let m = Usage::messages(&messages);
+        assert_eq!(m, u(3, 7, 50000, 1000, 0));
+        assert_eq!((m.prompt(), m.total()), (51003, 51010));
+        // a cached count above the prompt never underflows
+        let odd = json!({"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 9}});
+        assert_eq!(Usage::chat(&odd), u(0, 0, 5, 0, 0));
+        assert_eq!(Usage::chat(&json!("nonsense")), Usage::default());
+    }
+
+    #[test]
+    fn whole_answers_with_and_without_usage() {
+        let answer = br#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5}}"#;
+        assert_eq!(Usage::of_bytes(Api::Chat, answer), Some(u(12, 5, 0, 0, 0)));
+        assert_eq!(Usage::of_bytes(Api::Chat, br#"{"choices":[]}"#), None);
+        assert_eq!(Usage::of_bytes(Api::Chat, br#"{"usage":null}"#), None);
+        assert_eq!(Usage::of_bytes(Api::Chat, b"{not json"), None);
+    }
+
+    #[test]
+    fn streams_of_each_api() {
+        let chat = b"data: {\"choices\":[{\"delta\":{}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":4,\"prompt_tokens_details\":{\"cached_tokens\":20}}}\n\ndata: [DONE]\n\n";
+        assert_eq!(Usage::of_bytes(Api::Chat, chat), Some(u(10, 4, 20, 0, 0)));
+        assert_eq!(
+            Usage::of_bytes(Api::Chat, b"data: {\"usage\":null}\n\n"),
+            None
+        );
+        let responses = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":2,\"input_tokens_details\":{\"cached_tokens\":4}}}}\n\n";
+        assert_eq!(
+            Usage::of_bytes(Api::Responses, responses),
+            Some(u(3, 2, 4, 0, 0))
+        );
+        let messages = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3,\"cache_read_input_tokens\":50000,\"cache_creation_input_tokens\":1000,\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n\n";
+        assert_eq!(
+            Usage::of_bytes(Api::Anthropic, messages),
+            Some(u(3, 6, 50000, 1000, 0))
+        );
+        // newer servers repeat the cumulative input counts in message_delta
+        let mut s = StreamUsage::new(Api::Anthropic);
+        s.observe(&json!({"type": "message_start", "message": {"usage": {"input_tokens": 3, "output_tokens": 1}}}));
+        s.observe(&json!({"type": "message_delta", "usage": {"input_tokens": 5, "output_tokens": 9, "cache_read_input_tokens": 2}}));
+        assert_eq!(s.usage(), Some(u(5, 9, 2, 0, 0)));
+    }
+
+    #[test]
+    fn data_lines() {
+        assert_eq!(data_payload(b"data: {}\r\n"), Some(&b"{}"[..]));
+        assert_eq!(data_payload(b"data:[DONE]"), Some(&b"[DONE]"[..]));
+        assert_eq!(data_payload(b"event: x"), None);
+    }
+}
