@@ -46,6 +46,7 @@ struct Queue {
 pub struct Exporter {
     shared: Arc<Shared>,
     max_queue: usize,
+    max_batch: usize,
 }
 
 impl Exporter {
@@ -65,6 +66,7 @@ impl Exporter {
         Ok(Exporter {
             shared,
             max_queue: config.max_queue_spans,
+            max_batch: config.max_batch_spans,
         })
     }
 
@@ -78,10 +80,14 @@ impl Exporter {
             metrics::trace_spans_dropped("queue_full", n as u64);
             return;
         }
+        // the thread needs waking only to start an empty queue's delay, or for a full batch
+        let wake = q.spans.is_empty() || q.spans.len() + n >= self.max_batch;
         q.bytes += weight;
         q.spans.extend(spans);
         drop(q);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Posts everything queued now and waits for it, at most `limit` (at shutdown).

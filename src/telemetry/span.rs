@@ -5,8 +5,6 @@
 //! lowerCamelCase field names, trace and span ids as lowercase hex (not base64), 64-bit
 //! integers (times, `intValue`) as decimal strings, enums (`kind`, `status.code`) as numbers.
 
-use serde_json::{json, Value as Json};
-
 use crate::util::random;
 
 /// `SpanKind` of the OTLP protobuf.
@@ -27,18 +25,40 @@ pub enum Value {
 }
 
 impl Value {
-    fn otlp(&self) -> Json {
+    /// Writes the OTLP `AnyValue` of this value.
+    fn write(&self, out: &mut Vec<u8>) {
         match self {
-            Value::Str(s) => json!({ "stringValue": s }),
-            Value::Int(n) => json!({ "intValue": n.to_string() }),
-            Value::Double(f) if f.is_finite() => json!({ "doubleValue": f }),
-            Value::Double(_) => json!({ "doubleValue": 0.0 }),
-            Value::Bool(b) => json!({ "boolValue": b }),
-            Value::Strs(items) => json!({ "arrayValue": {
-                "values": items.iter().map(|s| json!({ "stringValue": s })).collect::<Vec<_>>()
-            }}),
+            Value::Str(s) => {
+                out.extend_from_slice(b"{\"stringValue\":");
+                string(out, s);
+                out.push(b'}');
+            }
+            Value::Int(n) => out.extend_from_slice(format!("{{\"intValue\":\"{n}\"}}").as_bytes()),
+            Value::Double(f) => {
+                let f = if f.is_finite() { *f } else { 0.0 };
+                out.extend_from_slice(format!("{{\"doubleValue\":{f:?}}}").as_bytes());
+            }
+            Value::Bool(b) => out.extend_from_slice(format!("{{\"boolValue\":{b}}}").as_bytes()),
+            Value::Strs(items) => {
+                out.extend_from_slice(b"{\"arrayValue\":{\"values\":[");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(b"{\"stringValue\":");
+                    string(out, item);
+                    out.push(b'}');
+                }
+                out.extend_from_slice(b"]}}");
+            }
         }
     }
+}
+
+/// Writes `s` as a JSON string (quoted and escaped).
+fn string(out: &mut Vec<u8>, s: &str) {
+    // writing a str into a Vec cannot fail
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 impl From<&str> for Value {
@@ -76,11 +96,20 @@ impl Attributes {
         self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
-    fn otlp(&self) -> Vec<Json> {
-        self.0
-            .iter()
-            .map(|(k, v)| json!({ "key": k, "value": v.otlp() }))
-            .collect()
+    /// Writes the OTLP `attributes` array.
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"key\":");
+            string(out, k);
+            out.extend_from_slice(b",\"value\":");
+            v.write(out);
+            out.push(b'}');
+        }
+        out.push(b']');
     }
 }
 
@@ -113,47 +142,57 @@ impl Span {
         256 + self.name.len() + attrs + self.error.as_ref().map_or(0, String::len)
     }
 
-    fn otlp(&self) -> Json {
-        let mut span = serde_json::Map::new();
-        let mut put = |k: &str, v: Json| {
-            span.insert(k.to_string(), v);
-        };
-        put("traceId", Json::String(format!("{:032x}", self.trace_id)));
-        put("spanId", Json::String(format!("{:016x}", self.span_id)));
+    /// Writes the OTLP `Span` object.
+    fn write(&self, out: &mut Vec<u8>) {
+        let ids = format!(
+            "{{\"traceId\":\"{:032x}\",\"spanId\":\"{:016x}\"",
+            self.trace_id, self.span_id
+        );
+        out.extend_from_slice(ids.as_bytes());
         if let Some(parent) = self.parent {
-            put("parentSpanId", Json::String(format!("{parent:016x}")));
+            out.extend_from_slice(format!(",\"parentSpanId\":\"{parent:016x}\"").as_bytes());
         }
-        put("name", Json::String(self.name.clone()));
-        put("kind", json!(self.kind as u8));
-        put("startTimeUnixNano", Json::String(self.start_ns.to_string()));
-        let end = self.end_ns.max(self.start_ns);
-        put("endTimeUnixNano", Json::String(end.to_string()));
-        put("attributes", Json::Array(self.attributes.otlp()));
+        out.extend_from_slice(b",\"name\":");
+        string(out, &self.name);
+        let times = format!(
+            ",\"kind\":{},\"startTimeUnixNano\":\"{}\",\"endTimeUnixNano\":\"{}\",\"attributes\":",
+            self.kind as u8,
+            self.start_ns,
+            self.end_ns.max(self.start_ns)
+        );
+        out.extend_from_slice(times.as_bytes());
+        self.attributes.write(out);
         if let Some(message) = &self.error {
-            put("status", json!({ "code": 2, "message": message }));
+            out.extend_from_slice(b",\"status\":{\"code\":2,\"message\":");
+            string(out, message);
+            out.push(b'}');
         }
-        Json::Object(span)
+        out.push(b'}');
     }
 }
 
 /// The body of one `POST /v1/traces`: `spans` under one resource (`service.name` and the
 /// process's attributes) and the relay's instrumentation scope.
 pub fn export_request(service: &str, spans: &[Span]) -> Vec<u8> {
-    let body = json!({
-        "resourceSpans": [{
-            "resource": { "attributes": [
-                { "key": "service.name", "value": { "stringValue": service } },
-                { "key": "service.version", "value": { "stringValue": env!("CARGO_PKG_VERSION") } },
-                { "key": "telemetry.sdk.name", "value": { "stringValue": "llm-relay" } },
-                { "key": "telemetry.sdk.language", "value": { "stringValue": "rust" } },
-            ]},
-            "scopeSpans": [{
-                "scope": { "name": "llm-relay", "version": env!("CARGO_PKG_VERSION") },
-                "spans": spans.iter().map(Span::otlp).collect::<Vec<_>>(),
-            }],
-        }],
-    });
-    body.to_string().into_bytes()
+    let mut out = Vec::with_capacity(1024 + spans.len() * 1024);
+    out.extend_from_slice(b"{\"resourceSpans\":[{\"resource\":{\"attributes\":");
+    let mut resource = Attributes::default();
+    resource.set("service.name", service);
+    resource.set("service.version", env!("CARGO_PKG_VERSION"));
+    resource.set("telemetry.sdk.name", "llm-relay");
+    resource.set("telemetry.sdk.language", "rust");
+    resource.write(&mut out);
+    out.extend_from_slice(b"},\"scopeSpans\":[{\"scope\":{\"name\":\"llm-relay\",\"version\":");
+    string(&mut out, env!("CARGO_PKG_VERSION"));
+    out.extend_from_slice(b"},\"spans\":[");
+    for (i, span) in spans.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        span.write(&mut out);
+    }
+    out.extend_from_slice(b"]}]}]}");
+    out
 }
 
 /// A new non-zero span id.
@@ -230,6 +269,7 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value as Json;
 
     #[test]
     fn traceparent_round_trips_and_invalid_ones_are_refused() {
@@ -276,6 +316,9 @@ mod tests {
             Value::Strs(vec!["stop".into()]),
         );
         attributes.set("gen_ai.usage.input_tokens", 13u64);
+        attributes.set("a.str", "say \"hi\"\n\u{7f}é");
+        attributes.set("a.double", Value::Double(0.25));
+        attributes.set("a.bool", Value::Bool(true));
         let span = Span {
             trace_id: 1,
             span_id: 2,
@@ -294,7 +337,21 @@ mod tests {
         assert_eq!(s["kind"], 2);
         assert_eq!(s["startTimeUnixNano"], "10");
         assert_eq!(s["attributes"][0]["value"]["intValue"], "13");
-        assert_eq!(s["attributes"].as_array().unwrap().len(), 2);
+        assert_eq!(s["attributes"].as_array().unwrap().len(), 5);
+        assert_eq!(
+            s["attributes"][1]["value"]["arrayValue"]["values"][0]["stringValue"],
+            "stop"
+        );
+        assert_eq!(
+            s["attributes"][2]["value"]["stringValue"],
+            "say \"hi\"\n\u{7f}é"
+        );
+        assert_eq!(s["attributes"][3]["value"]["doubleValue"], 0.25);
+        assert_eq!(s["attributes"][4]["value"]["boolValue"], true);
+        assert_eq!(s["status"]["message"], "500");
+        assert_eq!(s["endTimeUnixNano"], "20");
+        let resource = &v["resourceSpans"][0]["resource"]["attributes"][0];
+        assert_eq!(resource["value"]["stringValue"], "svc");
         assert_eq!(s["status"]["code"], 2);
     }
 }
