@@ -37,6 +37,14 @@ fn telemetry(collector: &Upstream, extra: Value) -> Value {
     t
 }
 
+/// A relay in front of `up` exporting to `collector`, with the `telemetry` keys of `extra`.
+fn traced_relay(up: &Upstream, collector: &Upstream, extra: Value) -> Relay {
+    Relay::start(&config_json(
+        &up.base_url(),
+        json!({"telemetry": telemetry(collector, extra)}),
+    ))
+}
+
 /// Spans in the export bodies the collector received so far (read as plain JSON: for
 /// waiting; [`exported`] is the schema-checked read).
 fn raw_count(collector: &Upstream) -> usize {
@@ -214,10 +222,7 @@ fn a_request_is_a_server_span_with_genai_attributes_and_a_client_span_per_attemp
 fn content_is_recorded_only_when_asked_and_then_redacted() {
     let collector = collector();
     let up = Upstream::openai();
-    let relay = Relay::start(&config_json(
-        &up.base_url(),
-        json!({"telemetry": telemetry(&collector, json!({"capture_content": true}))}),
-    ));
+    let relay = traced_relay(&up, &collector, json!({"capture_content": true}));
     let body = json!({"model": "m", "messages": [
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": "hello there, my key is sk-live-abc123", "api_key": "plain"},
@@ -314,10 +319,7 @@ fn a_stream_has_its_time_to_first_token_and_a_hit_has_no_upstream_span() {
 fn an_unsampled_client_trace_is_propagated_but_not_exported() {
     let collector = collector();
     let up = Upstream::openai();
-    let relay = Relay::start(&config_json(
-        &up.base_url(),
-        json!({"telemetry": telemetry(&collector, json!({}))}),
-    ));
+    let relay = traced_relay(&up, &collector, json!({}));
     let unsampled = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-00");
     let url = relay.url("/v1/chat/completions");
     let resp = post_json_with(&url, &chat_body("m"), &[("traceparent", &unsampled)]);
@@ -369,12 +371,13 @@ fn a_hung_collector_drops_and_counts_spans_and_requests_never_wait_for_it() {
     let held = Arc::clone(&gate);
     let collector = Upstream::start(move |_| Reply::hold(&held, Reply::json(200, json!({}))));
     let up = Upstream::openai();
-    let relay = Relay::start(&config_json(
-        &up.base_url(),
-        json!({"telemetry": telemetry(&collector, json!({
+    let relay = traced_relay(
+        &up,
+        &collector,
+        json!({
             "max_queue_spans": 4, "max_batch_spans": 2, "export_timeout_ms": 600_000,
-        }))}),
-    ));
+        }),
+    );
     let requests = 20;
     for i in 0..requests {
         let resp = post_json(&relay.url("/v1/chat/completions"), &chat_body("m"));
@@ -468,10 +471,7 @@ fn a_messages_call_has_its_own_usage_names_and_a_refused_request_is_traced_too()
 fn a_pass_through_route_is_a_server_span_with_its_attempt() {
     let collector = collector();
     let up = Upstream::start(|_| Reply::json(200, json!({"object": "list", "data": []})));
-    let relay = Relay::start(&config_json(
-        &up.base_url(),
-        json!({"telemetry": telemetry(&collector, json!({}))}),
-    ));
+    let relay = traced_relay(&up, &collector, json!({}));
     let resp = get(&relay.url("/v1/files"));
     assert_eq!(resp.status, 200, "{}", resp.body);
     let spans = exported(&collector, 2);
