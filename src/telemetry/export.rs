@@ -125,6 +125,8 @@ struct Poster {
     shared: Arc<Shared>,
     agent: ureq::Agent,
     url: String,
+    /// `url` as logs show it (without `user:password@`).
+    shown: String,
     headers: Vec<(String, String)>,
     service: String,
     max_batch: usize,
@@ -147,6 +149,7 @@ impl Poster {
             shared,
             agent,
             url: config.traces_url.clone(),
+            shown: super::without_userinfo(&config.traces_url),
             headers: config.headers.clone(),
             service: config.service_name.clone(),
             max_batch: config.max_batch_spans,
@@ -234,7 +237,7 @@ impl Poster {
                 metrics::trace_spans_dropped("rejected", refused.min(n));
                 metrics::trace_spans_exported(n.saturating_sub(refused));
                 if self.failing.swap(false, Ordering::Relaxed) {
-                    log::info(&format!("trace export to {} works again", self.url));
+                    log::info(&format!("trace export to {} works again", self.shown));
                 }
             }
             Err(why) => {
@@ -243,7 +246,7 @@ impl Poster {
                     log::warn(&format!(
                         "trace export to {} failed ({why}); its spans are dropped and counted in \
                          llm_relay_trace_spans_dropped_total until it works again",
-                        self.url
+                        self.shown
                     ));
                 }
             }

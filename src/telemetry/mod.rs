@@ -159,7 +159,7 @@ impl TelemetryConfig {
                 format!(
                 "telemetry: OTLP/HTTP JSON traces to {} (service {}, content {}, queue {} spans, \
                  batches of {}, headers: {})\n",
-                c.traces_url,
+                without_userinfo(&c.traces_url),
                 c.service_name,
                 if c.capture_content { "captured" } else { "not captured" },
                 c.max_queue_spans,
