@@ -530,3 +530,25 @@ fn a_reload_turns_traces_on_and_moves_them_to_a_new_collector() {
         "the first collector gets nothing more"
     );
 }
+
+#[test]
+fn a_collector_that_is_down_costs_its_spans_and_one_log_line() {
+    let up = Upstream::openai();
+    let down = closed_port_url(); // http://127.0.0.1:PORT/v1, where nothing listens
+    let endpoint = down.trim_end_matches("/v1");
+    let relay = Relay::start(&config_json(
+        &up.base_url(),
+        json!({"telemetry": {"otlp_endpoint": endpoint, "export_delay_ms": 20}}),
+    ));
+    let url = relay.url("/v1/chat/completions");
+    let failed = "llm_relay_trace_spans_dropped_total{reason=\"export_failed\"}";
+    for round in 1..=2 {
+        assert_eq!(post_json(&url, &chat_body("m")).status, 200);
+        wait_until(HANG_GUARD, "the failed export counted", || {
+            metric(&relay, failed).is_some_and(|n| n >= 2.0 * round as f64)
+        });
+    }
+    let log = relay.stderr_text();
+    assert_eq!(log.matches("trace export to").count(), 1, "{log}");
+    assert!(log.contains(&format!("{endpoint}/v1/traces")), "{log}");
+}
