@@ -7,6 +7,10 @@
 //! Responses (`output`, `status`) or Anthropic Messages (`content`, `stop_reason`). Token
 //! usage is not read here: the pipeline's `answer::Usage` is.
 
+use std::borrow::Cow;
+
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value as Json};
 
 use super::span::{Attributes, Value};
@@ -71,24 +75,28 @@ pub fn request(attrs: &mut Attributes, body: &Map<String, Json>, content: bool) 
 }
 
 /// The answer's attributes (a whole JSON answer; anything else adds nothing). Its usage is
-/// the relay's own reading (`answer::Usage`, in the access record).
+/// the relay's own reading (`answer::Usage`, in the access record). Only the members named
+/// here are read (the rest is skipped, not built); the content, when asked for, is parsed
+/// apart.
 pub fn answer(attrs: &mut Attributes, body: &[u8], content: bool) {
-    let Ok(Json::Object(v)) = serde_json::from_slice::<Json>(body) else {
-        return;
-    };
-    if let Some(m) = v.get("model").and_then(Json::as_str) {
-        attrs.set("gen_ai.response.model", m);
-    }
-    if let Some(id) = v.get("id").and_then(Json::as_str) {
-        attrs.set("gen_ai.response.id", id);
-    }
-    let reasons = finish_reasons(&v);
-    if !reasons.is_empty() {
-        attrs.set("gen_ai.response.finish_reasons", Value::Strs(reasons));
+    if let Ok(facts) = serde_json::from_slice::<Facts>(body) {
+        if let Some(m) = facts.model.as_deref() {
+            attrs.set("gen_ai.response.model", m);
+        }
+        if let Some(id) = facts.id.as_deref() {
+            attrs.set("gen_ai.response.id", id);
+        }
+        let reasons = facts.finish_reasons();
+        if !reasons.is_empty() {
+            attrs.set("gen_ai.response.finish_reasons", Value::Strs(reasons));
+        }
     }
     if !content {
         return;
     }
+    let Ok(Json::Object(v)) = serde_json::from_slice::<Json>(body) else {
+        return;
+    };
     let output = ["choices", "output", "content", "data"]
         .iter()
         .find_map(|k| v.get(*k));
@@ -97,28 +105,101 @@ pub fn answer(attrs: &mut Attributes, body: &[u8], content: bool) {
     }
 }
 
-/// Chat's `choices[].finish_reason`, Messages' `stop_reason`, or a Responses answer's
-/// `status` (with `incomplete_details.reason` when incomplete).
-fn finish_reasons(v: &Map<String, Json>) -> Vec<String> {
-    if let Some(Json::Array(choices)) = v.get("choices") {
-        return choices
-            .iter()
-            .filter_map(|c| c.get("finish_reason").and_then(Json::as_str))
-            .map(str::to_string)
-            .collect();
+/// The members of an answer of any API that the span reads; a string member of another type
+/// counts as absent.
+#[derive(Deserialize)]
+struct Facts<'a> {
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    object: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    stop_reason: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(borrow, default)]
+    incomplete_details: Option<Incomplete<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Incomplete<'a> {
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    reason: Option<Cow<'a, str>>,
+}
+
+/// A string member as `Some`; `null` or any other type as `None` (skipped, never built).
+fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Text;
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
     }
-    if let Some(r) = v.get("stop_reason").and_then(Json::as_str) {
-        return vec![r.to_string()];
+    d.deserialize_any(Text)
+}
+
+impl Facts<'_> {
+    /// Chat's `choices[].finish_reason`, Messages' `stop_reason`, or a Responses answer's
+    /// `status` (with `incomplete_details.reason` when incomplete).
+    fn finish_reasons(&self) -> Vec<String> {
+        if let Some(choices) = &self.choices {
+            return choices
+                .iter()
+                .filter_map(|c| c.finish_reason.as_deref())
+                .map(str::to_string)
+                .collect();
+        }
+        if let Some(r) = self.stop_reason.as_deref() {
+            return vec![r.to_string()];
+        }
+        if self.object.as_deref() == Some("response") {
+            let reason = (self.incomplete_details.as_ref())
+                .and_then(|d| d.reason.as_deref())
+                .or(self.status.as_deref());
+            return reason.map(str::to_string).into_iter().collect();
+        }
+        Vec::new()
     }
-    if v.get("object").and_then(Json::as_str) == Some("response") {
-        let reason = v
-            .get("incomplete_details")
-            .and_then(|d| d.get("reason"))
-            .or_else(|| v.get("status"))
-            .and_then(Json::as_str);
-        return reason.map(str::to_string).into_iter().collect();
-    }
-    Vec::new()
 }
 
 /// The most of one content attribute kept (its JSON text; longer is cut, marked, at a
@@ -193,6 +274,23 @@ mod tests {
             get(&a, "gen_ai.response.finish_reasons"),
             Some(Value::Strs(vec!["max_output_tokens".into()]))
         );
+    }
+
+    #[test]
+    fn members_of_another_type_are_skipped() {
+        let mut a = Attributes::default();
+        let odd = json!({"model": 7, "id": {"x": [1]}, "stop_reason": "max_tokens",
+                         "content": [{"text": "a \"quoted\" text"}]});
+        answer(&mut a, odd.to_string().as_bytes(), false);
+        assert_eq!(get(&a, "gen_ai.response.model"), None);
+        assert_eq!(get(&a, "gen_ai.response.id"), None);
+        assert_eq!(
+            get(&a, "gen_ai.response.finish_reasons"),
+            Some(Value::Strs(vec!["max_tokens".into()]))
+        );
+        let mut a = Attributes::default();
+        answer(&mut a, br#"{"model": "esc\u00e9aped"}"#, false);
+        assert_eq!(get(&a, "gen_ai.response.model"), Some("escéaped".into()));
     }
 
     #[test]
