@@ -17,6 +17,7 @@ use crate::intake;
 use crate::key_store;
 use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, RawRateLimit};
+use crate::route_policy;
 use crate::state::State;
 use crate::store::Down;
 use crate::utc;
@@ -34,6 +35,7 @@ struct NewKey {
     rate_limit: Option<RawRateLimit>,
     budget: Option<RawBudget>,
     models: Option<Vec<String>>,
+    routes: Option<Vec<String>>,
     /// Unix seconds.
     expires_at: Option<u64>,
 }
@@ -215,9 +217,10 @@ fn key_usage(state: &State, id: &str, since: Option<u64>) -> Result<Value, ApiEr
 const NEW_KEY_SHAPE: &str =
     "{\"name\": \"...\", \"rate_limit\"?: {\"per_minute\"?, \"per_hour\"?}, \
      \"budget\"?: {\"tokens_per_day\"?, \"tokens_per_month\"?, \"usd_per_day\"?, \
-     \"usd_per_month\"?}, \"models\"?: [\"glob\", ...], \"expires_at\"?: unix seconds}";
+     \"usd_per_month\"?}, \"models\"?: [\"glob\", ...], \"routes\"?: [\"METHOD /v1/path-glob\", ...], \
+     \"expires_at\"?: unix seconds}";
 const PATCH_SHAPE: &str =
-    "an object with any of \"name\", \"rate_limit\", \"budget\", \"models\", \
+    "an object with any of \"name\", \"rate_limit\", \"budget\", \"models\", \"routes\", \
      \"expires_at\" (null clears a field)";
 
 fn checked_new_key(new: NewKey) -> Result<StoredKey, ApiError> {
@@ -231,6 +234,7 @@ fn checked_new_key(new: NewKey) -> Result<StoredKey, ApiError> {
         rate_limit: RateLimit::from_raw(new.rate_limit, "rate_limit").map_err(bad)?,
         budget: Budget::from_raw(new.budget, "budget").map_err(bad)?,
         models: budget::models_from_raw(new.models, "models").map_err(bad)?,
+        routes: route_policy::key_routes(new.routes, "routes").map_err(bad)?,
         expires_at: new.expires_at,
         created_at: 0,
     })
@@ -260,6 +264,9 @@ fn patched(mut key: StoredKey, patch: Map<String, Value>) -> Result<StoredKey, A
             "budget" => key.budget = Budget::from_raw(field(&name, v)?, "budget").map_err(bad)?,
             "models" => {
                 key.models = budget::models_from_raw(field(&name, v)?, "models").map_err(bad)?;
+            }
+            "routes" => {
+                key.routes = route_policy::key_routes(field(&name, v)?, "routes").map_err(bad)?;
             }
             "expires_at" => {
                 let t: Option<u64> = field(&name, v)?;
@@ -326,6 +333,8 @@ fn describe(k: &StoredKey, from_config: bool) -> Value {
         "rate_limit": k.rate_limit,
         "budget": k.budget.describe(),
         "models": k.models,
+        // null: the default (`route_policy::key_allows`)
+        "routes": (!k.routes.is_empty()).then_some(&k.routes),
         "expires_at": k.expires_at,
         "created_at": k.created_at,
     })

@@ -17,6 +17,7 @@ use crate::budget::{self, Budget, RawBudget};
 use crate::error::ApiError;
 use crate::keys_file::StoredKey;
 use crate::limits::{RateLimit, RawRateLimit};
+use crate::route_policy;
 use crate::util::hex;
 
 /// The `auth` section as written.
@@ -49,6 +50,8 @@ struct RawFullKey {
     budget: Option<RawBudget>,
     /// Model names or globs the key may call (empty or absent: any).
     models: Option<Vec<String>>,
+    /// `"METHOD /v1/path-glob"` entries the key may use (absent: the default).
+    routes: Option<Vec<String>>,
 }
 
 /// The checked `auth` section.
@@ -69,9 +72,9 @@ impl AuthConfig {
         let raw = raw.unwrap_or_default();
         let mut keys = Vec::with_capacity(raw.keys.len());
         for (i, k) in raw.keys.into_iter().enumerate() {
-            let (key, name, rate_limit, budget, models) = match k {
-                RawKey::Bare(key) => (key, None, None, None, None),
-                RawKey::Full(f) => (f.key, f.name, f.rate_limit, f.budget, f.models),
+            let (key, name, rate_limit, budget, models, routes) = match k {
+                RawKey::Bare(key) => (key, None, None, None, None, None),
+                RawKey::Full(f) => (f.key, f.name, f.rate_limit, f.budget, f.models, f.routes),
             };
             if key.trim().len() < 8 {
                 return Err(format!(
@@ -94,6 +97,7 @@ impl AuthConfig {
                 rate_limit,
                 budget: Budget::from_raw(budget, &format!("auth.keys[{i}].budget"))?,
                 models: budget::models_from_raw(models, &format!("auth.keys[{i}].models"))?,
+                routes: route_policy::key_routes(routes, &format!("auth.keys[{i}].routes"))?,
                 expires_at: None,
                 created_at: 0,
             });
@@ -157,7 +161,21 @@ pub struct Client {
     pub rate_limit: RateLimit,
     pub budget: Budget,
     /// Model globs the key may call; empty: any.
-    pub models: Vec<String>,
+    pub models: Vec<crate::glob::Glob>,
+    /// Routes the key may use; empty: the default (`route_policy::key_allows`).
+    pub routes: Vec<route_policy::KeyRoute>,
+}
+
+impl Client {
+    /// `Err` (403 `route_not_allowed`) if this key may not send `method` to `route` (the path
+    /// below the optional `/v1`).
+    pub fn may_use(&self, method: &str, route: &str) -> Result<(), ApiError> {
+        if route_policy::key_allows(&self.routes, !self.models.is_empty(), method, route) {
+            Ok(())
+        } else {
+            Err(route_policy::route_not_allowed(method, route))
+        }
+    }
 }
 
 /// What a route requires.
@@ -181,6 +199,46 @@ pub fn route_needs_key(route: &str) -> Need {
         r if r == "/admin" || r.starts_with("/admin/") => Need::Admin,
         _ => Need::Client,
     }
+}
+
+/// Headers that carry a client's credential to an upstream (with `forward_auth`, or as any
+/// other header): `Authorization` (Bearer, Basic, Token, ...), Anthropic's `x-api-key`, Azure's
+/// `api-key`, Gemini's `x-goog-api-key`.
+const CREDENTIAL_HEADERS: &[&str] = &["api-key", "x-goog-api-key"];
+
+/// Whose cached answers a request may share with `cache.scope: "key"` (the cache hashes it):
+/// with auth on, the authenticated key's id, however it was presented; with auth off, the
+/// credentials the request carries — the `Authorization` or `x-api-key` header `forward_auth`
+/// sends upstream (`util::forwarded_credential`), plus `api-key` and `x-goog-api-key`, names
+/// and values as sent — so a request gets only answers recorded under the very credentials
+/// it sends, and one with none only answers recorded with none. Credentials come back
+/// hashed; `""`: no credential.
+pub fn principal(client: Option<&Client>, req: &Request) -> String {
+    if let Some(c) = client {
+        return format!("key id\n{}", c.key_id);
+    }
+    let headers: Vec<(&str, &str)> = req
+        .headers()
+        .iter()
+        .map(|h| (h.field.as_str().as_str(), h.value.as_str()))
+        .collect();
+    let mut out = String::new();
+    let forwarded = crate::util::forwarded_credential(&headers);
+    let others = headers
+        .iter()
+        .filter(|(n, _)| CREDENTIAL_HEADERS.iter().any(|c| n.eq_ignore_ascii_case(c)));
+    for (name, value) in forwarded.into_iter().chain(others) {
+        out.push_str(&format!(
+            "{}: {}\n",
+            name.to_ascii_lowercase(),
+            value.trim()
+        ));
+    }
+    if out.is_empty() {
+        return out;
+    }
+    // held hashed from here on, like every credential
+    hash_hex(&format!("llm-relay credentials\n{out}"))
 }
 
 /// Why a presented key was refused.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::answer::Usage;
 use crate::error::ApiError;
+use crate::glob::Glob;
 use crate::usage::KeyUsage;
 use crate::utc::{next_day, next_month, rfc3339};
 
@@ -34,7 +35,7 @@ pub struct RawPrice {
 /// million tokens (so micro-dollars per token).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Price {
-    pub match_model: String,
+    pub match_model: Glob,
     pub input_per_million: f64,
     pub output_per_million: f64,
     /// Cache reads; the input rate when the config names none (an upper bound).
@@ -48,9 +49,8 @@ pub struct Price {
 pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String> {
     let mut out = Vec::new();
     for (i, p) in raw.unwrap_or_default().into_iter().enumerate() {
-        if p.match_model.is_empty() {
-            return Err(format!("prices[{i}].match_model is empty"));
-        }
+        let match_model =
+            Glob::new(p.match_model).map_err(|e| format!("prices[{i}].match_model is {e}"))?;
         let cache_read = p.cache_read_per_million.unwrap_or(p.input_per_million);
         let cache_write = p.cache_write_per_million.unwrap_or(p.input_per_million);
         for (field, v) in [
@@ -66,7 +66,7 @@ pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String>
             }
         }
         out.push(Price {
-            match_model: p.match_model,
+            match_model,
             input_per_million: p.input_per_million,
             output_per_million: p.output_per_million,
             cache_read_per_million: cache_read,
@@ -79,7 +79,7 @@ pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String>
 /// The cost of `usage` on `model` in micro-dollars (0 without a price): input, cache reads,
 /// cache writes and output each at their rate (reasoning is output).
 pub fn cost_micros(prices: &[Price], model: &str, usage: &Usage) -> u64 {
-    let Some(p) = prices.iter().find(|p| glob(&p.match_model, model)) else {
+    let Some(p) = prices.iter().find(|p| p.match_model.matches(model)) else {
         return 0;
     };
     let micros = usage.input as f64 * p.input_per_million
@@ -270,19 +270,13 @@ impl Exceeded {
 }
 
 /// Checks a model allow-list (globs; empty = every model).
-pub fn models_from_raw(raw: Option<Vec<String>>, what: &str) -> Result<Vec<String>, String> {
-    let models = raw.unwrap_or_default();
-    if models.iter().any(|m| m.is_empty()) {
-        return Err(format!(
-            "`{what}` has an empty entry; list model names or globs like \"gpt-4o*\""
-        ));
-    }
-    Ok(models)
+pub fn models_from_raw(raw: Option<Vec<String>>, what: &str) -> Result<Vec<Glob>, String> {
+    crate::glob::list(raw, what)
 }
 
 /// True if `model` may be called under the allow-list `allowed` (empty = anything).
-pub fn model_allowed(allowed: &[String], model: &str) -> bool {
-    allowed.is_empty() || allowed.iter().any(|g| glob(g, model))
+pub fn model_allowed(allowed: &[Glob], model: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|g| g.matches(model))
 }
 
 /// The 403 for a model outside a key's allow-list.
@@ -298,50 +292,9 @@ pub fn not_allowed(model: &str) -> ApiError {
     )
 }
 
-/// Glob match: `*` is any run of characters, `?` any one character, the rest literal.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(c) if *c == '?' || Some(c) == t.get(ti) => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob("gpt-4o*", "gpt-4o-mini"));
-        assert!(glob("gpt-4o*", "gpt-4o"));
-        assert!(!glob("gpt-4o*", "gpt-4"));
-        assert!(glob("*", ""));
-        assert!(glob("a?c", "abc"));
-        assert!(glob("*mini*", "gpt-4o-mini-2024"));
-        assert!(!glob("llama", "llama3"));
-        assert!(glob("a*b*c", "aXbYbZc"));
-    }
 
     #[test]
     fn cost_and_caps() {

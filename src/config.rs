@@ -171,6 +171,22 @@ impl Config {
         Ok(config)
     }
 
+    /// Reads the files the start reads besides the config (`auth.keys_file`, and
+    /// `state.dir/usage.json` without Redis) and checks them as the start does, creating
+    /// nothing: `--check` fails where the start would, with the same file, line and column.
+    pub fn check_files(&self) -> Result<(), String> {
+        if self.state.redis.is_some() {
+            return Ok(()); // keys and usage then live in Redis
+        }
+        if let Some(path) = &self.auth.keys_file {
+            crate::keys_file::load(path)?;
+        }
+        if let Some(dir) = &self.state.dir {
+            crate::usage::check_file(dir)?;
+        }
+        Ok(())
+    }
+
     /// An upstream URL without a path sends requests to `/chat/completions` at the server's
     /// root, where OpenAI-compatible servers rarely answer: it loads, with a warning.
     fn url_warnings(&self) -> Vec<String> {
@@ -241,7 +257,8 @@ impl Config {
                 return Err(format!("model_rules[{i}].match_model is empty"));
             }
             rules.push(Rule {
-                match_model: r.match_model,
+                match_model: crate::glob::Glob::new(r.match_model)
+                    .map_err(|e| format!("model_rules[{i}].match_model is {e}"))?,
                 unset: r.unset,
                 set: r.set,
                 extra: r.extra,

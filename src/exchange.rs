@@ -34,6 +34,9 @@ pub struct Exchange {
     meter: Option<Meter>,
     /// The request's trace, when traces are exported; ended when the exchange is.
     trace: Option<Arc<Trace>>,
+    /// Whose cached answers the request may share (`auth::principal`), decided once, after the
+    /// gate.
+    principal: String,
     /// Held for the exchange's life: the in-flight gauge (and the drain's wait) counts it.
     _in_flight: metrics::InFlight,
 }
@@ -51,6 +54,7 @@ impl Exchange {
             client: None,
             meter: None,
             trace: None,
+            principal: String::new(),
             _in_flight: metrics::in_flight_guard(),
         }
     }
@@ -85,6 +89,16 @@ impl Exchange {
     /// The request's trace, if it is traced.
     pub fn trace(&self) -> Option<Arc<Trace>> {
         self.trace.clone()
+    }
+
+    /// Sets whose cached answers the request may share (routing, once, after the gate).
+    pub fn set_principal(&mut self, principal: String) {
+        self.principal = principal;
+    }
+
+    /// Whose cached answers the request may share: `""` for none (see `auth::principal`).
+    pub fn principal(&self) -> &str {
+        &self.principal
     }
 
     /// The admitted client key, if any.

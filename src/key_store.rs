@@ -109,6 +109,7 @@ impl KeyStore {
             rate_limit: k.rate_limit,
             budget: k.budget,
             models: k.models.clone(),
+            routes: k.routes.clone(),
         })
     }
 

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
+use crate::glob::Glob;
 use crate::limits::RateLimit;
+use crate::route_policy::KeyRoute;
 
 /// A key as the relay holds it: never the key itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -24,7 +26,11 @@ pub struct StoredKey {
     pub budget: Budget,
     /// Model globs the key may call; empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub models: Vec<String>,
+    pub models: Vec<Glob>,
+    /// Routes the key may use (`"METHOD /v1/path-glob"`); empty: the default
+    /// (`route_policy::key_allows`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<KeyRoute>,
     /// Unix seconds after which the key is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,

@@ -19,6 +19,7 @@ mod api;
 mod auth;
 mod body_cost;
 mod body_log;
+mod body_model;
 mod budget;
 mod cache;
 mod check;
@@ -28,6 +29,7 @@ mod exchange;
 mod expand;
 mod fd_limit;
 mod gate;
+mod glob;
 mod intake;
 mod keepalive;
 mod key_store;
@@ -42,6 +44,7 @@ mod ops;
 mod passthrough;
 mod pipeline;
 mod probe;
+mod route_policy;
 mod routes;
 mod rules;
 mod server;
@@ -261,6 +264,9 @@ fn main() -> ExitCode {
             since,
         } => cache_tool(&config, |cfg| {
             let since = since.as_deref().map(cache::parse_since).transpose()?;
+            let model = model
+                .map(|m| glob::Glob::new(m).map_err(|e| format!("--model is {e}")))
+                .transpose()?;
             let filter = cache::ExportFilter { model, since };
             cache::export_command(&cfg.cache, &out, &filter).map(|line| println!("{line}"))
         }),
@@ -285,7 +291,11 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Check { config } => match config::Config::load(&config) {
+        Command::Check { config } => match config::Config::load(&config)
+            .map_err(|e| format!("config error: {e}"))
+            // the files the start reads fail as the start says it
+            .and_then(|c| c.check_files().map(|()| c))
+        {
             Ok(c) => {
                 println!("config {} is valid", config.display());
                 print!("{}", c.summary());
@@ -295,7 +305,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("llm-relay: config error: {e}");
+                eprintln!("llm-relay: {e}");
                 ExitCode::from(1)
             }
         },

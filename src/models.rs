@@ -49,7 +49,11 @@ pub fn models(state: &State, ex: &mut Exchange) -> Result<(), ApiError> {
 /// Appends `{"id": alias, "object": "model", "owned_by": "llm-relay"}` for each rule alias not
 /// already listed, then keeps what the key's allow-list `allowed` permits (all if empty).
 /// `None` if the upstream's body is not a model list.
-fn add_aliases(data: &[u8], rules: &[rules::Rule], allowed: &[String]) -> Option<Vec<u8>> {
+fn add_aliases(
+    data: &[u8],
+    rules: &[rules::Rule],
+    allowed: &[crate::glob::Glob],
+) -> Option<Vec<u8>> {
     let mut list: Value = serde_json::from_slice(data).ok()?;
     let entries = list.get_mut("data")?.as_array_mut()?;
     for alias in rules::aliases(rules) {

@@ -9,6 +9,14 @@
 //! and the answer is streamed back with its status and headers, without ever holding either
 //! body whole.
 //!
+//! With a key's `models` allow-list, the model of `GET /v1/models/{id}` and the `model` a body
+//! names are checked too (403
+//! `model_not_allowed`, as on the pipeline's routes): a multipart upload's `model` part as it
+//! streams past ([`body_model::Multipart`]; a refused upload fails the upstream client's read,
+//! so the upstream request is aborted, never completed), any other body read whole first
+//! (bounded by `max_body_bytes`, its cost held in `max_body_bytes_in_flight`) and sent as read:
+//! the one exception to never holding a body whole.
+//!
 //! An upstream never receives a cut body as complete: a body past `max_body_bytes`, slower
 //! than `client_timeout_ms` or cut by the client fails the upstream client's read of it
 //! ([`ClientBody`]), so the upstream request is aborted (no terminating chunk, or fewer bytes
@@ -21,21 +29,50 @@
 //! other answer is cut — the client's connection closes with fewer bytes than its
 //! `Content-Length`, or without the terminating chunk ([`answer_copy`]), never a clean end.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Cursor, Read, Write};
 use std::time::Duration;
 
 use crate::api;
+use crate::body_cost::{self, Reservation};
+use crate::body_model::{self, Multipart};
+use crate::budget;
 use crate::error::{ApiError, ClientFault};
 use crate::exchange::{request_headers, Exchange};
+use crate::glob::Glob;
 use crate::intake::{self, Deadline};
 use crate::sse;
-use crate::sse_out::SseOut;
+use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
 use crate::upstream::{self, limit, Sent};
 
 /// A pass-through request admitted to the `workers` pool.
 pub struct Pass {
     _permit: limit::Permit,
+    /// The body, read whole to check its `model` against the key's allow-list; sent as read.
+    body: Option<Vec<u8>>,
+    /// That body's share of `max_body_bytes_in_flight` until the call is done.
+    _reserved: Option<Reservation>,
+    /// A multipart upload's `model` parts are checked against this allow-list as they stream.
+    multipart: Option<Guard>,
+}
+
+/// The `model` parts of a streamed multipart upload, checked against a key's allow-list.
+struct Guard {
+    parts: Multipart,
+    allowed: Vec<Glob>,
+}
+
+impl Guard {
+    /// Takes the next bytes of the upload; `Err` (403, or 400 for a malformed body) once a
+    /// `model` part names a model outside the allow-list.
+    fn feed(&mut self, data: &[u8]) -> Result<(), ApiError> {
+        for model in self.parts.feed(data)? {
+            if !budget::model_allowed(&self.allowed, &model) {
+                return Err(budget::not_allowed(&model));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The methods passed through (the upstream client sends no others).
@@ -58,13 +95,72 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
     if req.body_length().is_some_and(|n| n as u64 > max) {
         return Err(ApiError::too_large(max));
     }
-    state.upstream.check_forwardable(&request_headers(req))?;
+    let headers = request_headers(req);
+    state.upstream.check_forwardable(&headers)?;
+    let (mut body, mut reserved, mut multipart) = (None, None, None);
+    // a key with an allow-list: the model its path or body names must be on it
+    let allowed = ex.client().map(|c| c.models.clone()).unwrap_or_default();
+    if let Some(id) = crate::util::api_route(&ex.access.path).strip_prefix("/models/") {
+        state.gate.allow_model(ex.client(), id)?;
+    }
+    if !allowed.is_empty() && has_body(req, &headers) {
+        let content_type = header(&headers, "content-type").unwrap_or_default();
+        match body_model::multipart_boundary(content_type)? {
+            Some(boundary) => {
+                multipart = Some(Guard {
+                    parts: Multipart::new(&boundary),
+                    allowed,
+                })
+            }
+            None => {
+                let (raw, held) = read_whole(state, ex)?;
+                if let Some(model) = body_model::json_model(&raw)? {
+                    state.gate.allow_model(ex.client(), &model)?;
+                }
+                (body, reserved) = (Some(raw), Some(held));
+            }
+        }
+    }
     let permit = state.upstream.limiter.try_acquire()?;
-    Ok(Some(Pass { _permit: permit }))
+    Ok(Some(Pass {
+        _permit: permit,
+        body,
+        _reserved: reserved,
+        multipart,
+    }))
+}
+
+/// Whether the request has a body: a positive `Content-Length`, or chunked.
+fn has_body(req: &tiny_http::Request, headers: &[(String, String)]) -> bool {
+    req.body_length().is_some_and(|n| n > 0) || header(headers, "transfer-encoding").is_some()
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Reads the request's body whole (≤ `max_body_bytes`, within `client_timeout_ms`), its
+/// estimated cost held in `max_body_bytes_in_flight`.
+fn read_whole(state: &State, ex: &mut Exchange) -> Result<(Vec<u8>, Reservation), ApiError> {
+    let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
+    let Some(req) = ex.request_mut() else {
+        return Ok((Vec::new(), reserved));
+    };
+    let raw = intake::read_body(
+        req,
+        state.config.max_body_bytes,
+        state.config.client_timeout,
+        &mut reserved,
+    )?;
+    reserved.grow_to(body_cost::check_density(&raw)?)?;
+    Ok((raw, reserved))
 }
 
 /// Sends the request upstream and streams the answer back.
-pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiError> {
+pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiError> {
     let trace = ex.trace();
     let Some(req) = ex.request_mut() else {
         return Ok(());
@@ -75,19 +171,22 @@ pub fn forward(state: &State, ex: &mut Exchange, _pass: Pass) -> Result<(), ApiE
     let api = api::of_route(route);
     let method = req.method().as_str().to_string();
     let headers = request_headers(req);
-    let has_body = req.body_length().is_some_and(|n| n > 0)
-        || headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"));
+    let has_body = has_body(req, &headers);
     let budget = state.config.client_timeout;
     let max = state.config.max_body_bytes;
+    let mut read = Cursor::new(pass.body.unwrap_or_default());
     let mut body = ClientBody {
         inner: Deadline::new(req.as_reader(), budget),
         max,
         read: 0,
         budget,
+        guard: pass.multipart,
     };
-    let reader: Option<&mut dyn Read> = if has_body { Some(&mut body) } else { None };
+    let reader: Option<&mut dyn Read> = match (read.get_ref().is_empty(), has_body) {
+        (false, _) => Some(&mut read),
+        (true, true) => Some(&mut body),
+        (true, false) => None,
+    };
     let started = std::time::Instant::now();
     let sent = state
         .upstream
@@ -269,8 +368,7 @@ fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent) {
     let body = sent.response.into_body().into_reader();
     let (base, endpoint) = (sent.base, sent.endpoint);
     ex.answer_with(|req| {
-        let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-        let Ok(mut out) = SseOut::start_as(req.into_writer(), http11, status, &head) else {
+        let Ok(mut out) = SseOut::start_as(Conn::of(req), status, &head) else {
             return (status, 0); // the client left before the head was written
         };
         let mut reader = BufReader::with_capacity(16 * 1024, body);
@@ -294,14 +392,16 @@ fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent) {
 }
 
 /// The client's request body as the upstream client reads it: at most `max` bytes, all within
-/// the `client_timeout_ms` budget. It never ends early: past `max`, too slow, or cut by the
-/// client, a read fails with the client's [`ApiError`] inside ([`ClientFault`]), so the upstream
-/// client aborts the request instead of ending it as complete.
+/// the `client_timeout_ms` budget. It never ends early: past `max`, too slow, cut by the
+/// client, or (with a `guard`) naming a model outside the key's allow-list, a read fails with
+/// the client's [`ApiError`] inside ([`ClientFault`]) before those bytes are passed on, so the
+/// upstream client aborts the request instead of ending it as complete.
 struct ClientBody<R> {
     inner: Deadline<R>,
     max: u64,
     read: u64,
     budget: Duration,
+    guard: Option<Guard>,
 }
 
 impl<R: Read> Read for ClientBody<R> {
@@ -313,6 +413,13 @@ impl<R: Read> Read for ClientBody<R> {
         self.read += n as u64;
         if self.read > self.max {
             return Err(ClientFault::io(ApiError::too_large(self.max)));
+        }
+        if let Some(guard) = &mut self.guard {
+            let checked = match buf.get(..n) {
+                Some(data) if n > 0 => guard.feed(data),
+                _ => guard.parts.end(),
+            };
+            checked.map_err(ClientFault::io)?;
         }
         Ok(n)
     }

@@ -25,7 +25,7 @@ use crate::exchange::{json_content_type, request_headers, Exchange, Meter};
 use crate::intake;
 use crate::log::Access;
 use crate::sse;
-use crate::sse_out::SseOut;
+use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect};
@@ -213,7 +213,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
             .upstream
             .effective_models(endpoint.api(), &ex.access.model);
         let keyed = keyed_body(endpoint, &body, &headers);
-        let plan = cache.plan(endpoint.path(), &keyed, &headers, &models)?;
+        let plan = cache.plan(endpoint.path(), &keyed, (&headers, ex.principal()), &models)?;
         let offline = plan.mode == cache::Mode::Replay;
         // a request the cache may not answer is not looked up, but in replay mode it is still
         // refused: replay never calls an upstream
@@ -377,11 +377,15 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     // too large to store).
     let storing = plan.filter(|(_, p)| p.stores());
     // A streamed answer is recorded up to what the cache would store (else a fixed cap; the
-    // copy also feeds usage and the body log).
+    // copy also feeds the body log; usage is read from the events as they pass).
     let max_record = cache.map_or(MAX_RECORD, |c| c.config.max_entry_bytes) as usize;
-    // A stream the cache keeps is asked for its usage, so it can answer every shape later; the
-    // client gets the usage chunk only if it asked for it.
-    let ask_usage = plan.is_some_and(|(_, p)| p.asks_usage()) && !call.delivery.include_usage;
+    // A stream the cache keeps is asked for its usage, so it can answer every shape later, and
+    // so is a chat stream charged to a key (its tokens count against the key's budget whether
+    // or not the client asked); the client gets the usage chunk only if it asked for it.
+    let metered =
+        ex.client().is_some() && call.delivery.stream && cache::asks_usage(call.endpoint.path());
+    let ask_usage =
+        (metered || plan.is_some_and(|(_, p)| p.asks_usage())) && !call.delivery.include_usage;
 
     let up = &state.upstream;
     let api = call.endpoint.api();
@@ -440,8 +444,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
         }
         ex.answer_with(|req| {
-            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-            let Ok(mut out) = SseOut::start(req.into_writer(), http11, &reply_extra) else {
+            let Ok(mut out) = SseOut::start(Conn::of(req), &reply_extra) else {
                 return (200, 0);
             };
             let posted = keepalive::while_waiting(&mut out, every, post);
@@ -476,8 +479,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
         }
         ex.answer_with(|req| {
-            let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-            let Ok(out) = SseOut::start(req.into_writer(), http11, &reply_headers) else {
+            let Ok(out) = SseOut::start(Conn::of(req), &reply_headers) else {
                 return (200, 0); // the client left before the head was written
             };
             let (bytes, copy, usage) = streaming.relay(sent, out);

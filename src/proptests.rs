@@ -91,7 +91,7 @@ proptest! {
         let mut body = body;
         body.insert("model".into(), Value::String("m".into()));
         let rule = Rule {
-            match_model: if matching { "m".into() } else { "other".into() },
+            match_model: crate::glob::Glob::new(if matching { "m" } else { "other" }).unwrap(),
             unset: unset.clone(),
             set: set.clone(),
             extra: extra.clone(),
@@ -153,7 +153,11 @@ fn relay_bounded(
     max_event: usize,
 ) -> (Vec<u8>, End, Vec<u8>) {
     let sink = sse::Sink::default();
-    let mut out = SseOut::start(Box::new(sink.clone()), false, &[]).unwrap();
+    let mut out = SseOut::start(
+        crate::sse_out::Conn::raw(Box::new(sink.clone()), false),
+        &[],
+    )
+    .unwrap();
     let head_len = sink.0.lock().unwrap().len();
     let source = Chunked {
         data: stream.to_vec(),

@@ -1,5 +1,7 @@
-//! Routing: which path does what. [`handle`] passes every request through the gate (client
-//! key, rate limit), then maps its path (with or without the `/v1` prefix) to a handler. Small
+//! Routing: which path does what. [`handle`] passes every request through the route policy
+//! (`route_policy::check`: paths that could resolve elsewhere, other spellings of named
+//! routes), the gate (client key, rate limit) and the key's `routes`, then maps its path (with
+//! or without the `/v1` prefix) to a handler. Small
 //! handlers (probes, metrics, cache stats, the OpenAPI document) live here; API calls go to
 //! [`pipeline::relay`], `/admin/*` to [`admin::handle`].
 
@@ -12,6 +14,7 @@ use crate::lifecycle;
 use crate::metrics;
 use crate::passthrough;
 use crate::pipeline::{self, Endpoint, Next, Work};
+use crate::route_policy;
 use crate::state::State;
 use crate::upstream::balance;
 
@@ -41,6 +44,12 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         let trace = tracer.trace(parent.as_deref(), method.as_str(), &path);
         ex.set_trace(trace);
     }
+    // the route policy comes before the gate: a path it refuses reaches no handler and no
+    // upstream (its refusal is traced)
+    if let Err(err) = route_policy::check(&path) {
+        ex.error(&err);
+        return Next::Done;
+    }
     let Some(req) = ex.request() else {
         return Next::Done;
     };
@@ -54,6 +63,20 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
             state.gate.refuse(ex, *refusal);
             return Next::Done;
         }
+    }
+    // decided once, here: the cache never reads credentials from the headers itself
+    if let Some(req) = ex.request() {
+        let principal = crate::auth::principal(ex.client(), req);
+        ex.set_principal(principal);
+    }
+    // the key's `routes` (the relay's own `/cache/stats` is no API route)
+    let allowed = match ex.client() {
+        Some(client) if route != "/cache/stats" => client.may_use(method.as_str(), route),
+        _ => Ok(()),
+    };
+    if let Err(err) = allowed {
+        ex.error(&err);
+        return Next::Done;
     }
     let result = match (route, &method) {
         ("/health", Method::Get | Method::Head) => {

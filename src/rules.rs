@@ -1,12 +1,12 @@
 //! Model rules: rewrite a request body before it is cached or sent upstream.
 //!
 //! The first rule whose `match_model` equals the request's `model` applies, else the first whose
-//! `*` glob matches it (`claude-sonnet-*`), else the rule named `default`, else none. A rule removes keys (`unset`), overwrites top-level keys (`set`), then
+//! glob matches it (`claude-sonnet-*`, see `glob.rs`), else the rule named `default`, else none. A rule removes keys (`unset`), overwrites top-level keys (`set`), then
 //! deep-merges `extra` (objects merge key by key, anything else replaces).
 
 use serde_json::{Map, Value};
 
-use crate::upstream::endpoints::glob_match;
+use crate::glob::Glob;
 
 /// The `match_model` value that applies when no other rule matches.
 pub const DEFAULT_RULE: &str = "default";
@@ -14,7 +14,7 @@ pub const DEFAULT_RULE: &str = "default";
 /// One checked model rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
-    pub match_model: String,
+    pub match_model: Glob,
     pub unset: Vec<String>,
     pub set: Map<String, Value>,
     pub extra: Map<String, Value>,
@@ -38,13 +38,17 @@ impl Rule {
 pub fn select<'a>(rules: &'a [Rule], model: &str) -> Option<&'a Rule> {
     rules
         .iter()
-        .find(|r| r.match_model == model && r.match_model != DEFAULT_RULE)
+        .find(|r| r.match_model.as_str() == model && r.match_model.as_str() != DEFAULT_RULE)
         .or_else(|| {
             rules
                 .iter()
-                .find(|r| r.match_model.contains('*') && glob_match(&r.match_model, model))
+                .find(|r| r.match_model.is_pattern() && r.match_model.matches(model))
         })
-        .or_else(|| rules.iter().find(|r| r.match_model == DEFAULT_RULE))
+        .or_else(|| {
+            rules
+                .iter()
+                .find(|r| r.match_model.as_str() == DEFAULT_RULE)
+        })
 }
 
 /// Applies the matching rule (if any) to `body` in place: unset, then set, then extra.
@@ -105,7 +109,7 @@ mod tests {
     fn rule(model: &str, spec: Value) -> Rule {
         let obj = |k: &str| spec.get(k).and_then(Value::as_object).cloned();
         Rule {
-            match_model: model.to_string(),
+            match_model: Glob::new(model).unwrap(),
             unset: spec
                 .get("unset")
                 .and_then(Value::as_array)

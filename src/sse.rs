@@ -486,7 +486,11 @@ mod tests {
     fn an_event_past_its_bound_cuts_the_stream_and_is_not_read_further() {
         for first in [&b"data: {}\n\ndata: xx"[..], b"data: {}\n\n"] {
             let sink = Sink::default();
-            let mut out = SseOut::start(Box::new(sink.clone()), false, &[]).unwrap();
+            let mut out = SseOut::start(
+                crate::sse_out::Conn::raw(Box::new(sink.clone()), false),
+                &[],
+            )
+            .unwrap();
             let mut upstream = io::BufReader::with_capacity(1024, Endless { first, read: 0 });
             let bounds = Bounds {
                 record: usize::MAX,

@@ -3,8 +3,46 @@
 //!
 //! tiny_http's own response path copies a `Read` through a buffered chunk encoder, which lumps
 //! events together; a stream therefore takes over the connection's writer and frames it itself.
+//!
+//! The connection serves a next request only after a stream ended with its framing's end (the
+//! last chunk, over HTTP/1.1). An HTTP/1.0 stream is delimited by the connection's close, so its
+//! connection is closed right after the last event, even when the client asked for
+//! `Connection: keep-alive`; so is the connection of a stream cut short.
 
 use std::io::{self, Write};
+
+/// Where a stream is written: the raw connection of a request, and whether it may serve a next
+/// request once the stream ended properly.
+pub struct Conn {
+    w: Box<dyn Write + Send>,
+    http11: bool,
+    /// Called once the stream ended with its framing's end (HTTP/1.1); dropped unused, the
+    /// connection closes.
+    completion: Option<tiny_http::Completion>,
+}
+
+impl Conn {
+    /// The raw connection of `req`.
+    pub fn of(req: tiny_http::Request) -> Conn {
+        let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
+        let (w, completion) = req.into_writer_or_close();
+        Conn {
+            w,
+            http11,
+            completion: Some(completion),
+        }
+    }
+
+    /// A writer that is no connection (tests).
+    #[cfg(test)]
+    pub fn raw(w: Box<dyn Write + Send>, http11: bool) -> Conn {
+        Conn {
+            w,
+            http11,
+            completion: None,
+        }
+    }
+}
 
 /// The client side of a streamed response, over the raw connection.
 pub struct SseOut {
@@ -13,15 +51,12 @@ pub struct SseOut {
     chunked: bool,
     /// Bytes of payload written (without framing), for the access log.
     pub bytes: u64,
+    completion: Option<tiny_http::Completion>,
 }
 
 impl SseOut {
     /// Writes the response head for a 200 event stream. `headers` are extra headers (name, value).
-    pub fn start(
-        w: Box<dyn Write + Send>,
-        http11: bool,
-        headers: &[(String, String)],
-    ) -> io::Result<SseOut> {
+    pub fn start(conn: Conn, headers: &[(String, String)]) -> io::Result<SseOut> {
         let ours = [
             ("Content-Type", "text/event-stream"),
             ("Cache-Control", "no-cache"),
@@ -39,18 +74,18 @@ impl SseOut {
                 })
                 .cloned(),
         );
-        SseOut::start_as(w, http11, 200, &all)
+        SseOut::start_as(conn, 200, &all)
     }
 
     /// Writes the head of an event stream answered with `status` and exactly `headers` (a
     /// pass-through keeps the upstream's), plus `X-Accel-Buffering: no` and the relay's own
     /// framing. Header lines with CR or LF are dropped.
-    pub fn start_as(
-        mut w: Box<dyn Write + Send>,
-        http11: bool,
-        status: u16,
-        headers: &[(String, String)],
-    ) -> io::Result<SseOut> {
+    pub fn start_as(conn: Conn, status: u16, headers: &[(String, String)]) -> io::Result<SseOut> {
+        let Conn {
+            mut w,
+            http11,
+            completion,
+        } = conn;
         let reason = tiny_http::StatusCode(status).default_reason_phrase();
         let minor = if http11 { 1 } else { 0 };
         let mut head = format!("HTTP/1.{minor} {status} {reason}\r\nX-Accel-Buffering: no\r\n");
@@ -79,6 +114,7 @@ impl SseOut {
             w,
             chunked: http11,
             bytes: 0,
+            completion,
         })
     }
 
@@ -102,11 +138,17 @@ impl SseOut {
         self.w.flush()
     }
 
-    /// Ends the response (the zero-length chunk) and flushes.
+    /// Ends the response (the zero-length chunk) and flushes. Over HTTP/1.1 the connection
+    /// then serves the client's next request; over HTTP/1.0 it closes here, since the close is
+    /// what ends the body.
     pub fn finish(mut self) -> io::Result<()> {
         if self.chunked {
             self.w.write_all(b"0\r\n\r\n")?;
         }
-        self.w.flush()
+        self.w.flush()?;
+        if let (true, Some(completion)) = (self.chunked, self.completion.take()) {
+            completion.complete();
+        }
+        Ok(())
     }
 }

@@ -175,6 +175,9 @@ struct Record {
     days: BTreeMap<String, KeyUsage>,
 }
 
+/// The file name of the usage figures in `state.dir`.
+const USAGE_FILE: &str = "usage.json";
+
 /// The `usage.json` document.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct UsageFile {
@@ -191,6 +194,32 @@ pub struct Book {
     path: Option<PathBuf>,
 }
 
+/// Checks `dir/usage.json` as [`Book::open`] reads it, without creating anything: `--check`
+/// fails where the start would.
+pub fn check_file(dir: &Path) -> Result<(), String> {
+    read_file(&dir.join(USAGE_FILE)).map(|_| ())
+}
+
+/// The figures of `usage.json` at `path` (a missing file is empty).
+fn read_file(path: &Path) -> Result<HashMap<String, Record>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let doc: UsageFile = serde_json::from_slice(&bytes).map_err(|e| {
+                format!(
+                    "{}: line {}, column {}: {e}; it is written by the relay, restore it \
+                     from a backup or move it away to start from zero",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                )
+            })?;
+            Ok(doc.keys)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 impl Book {
     /// Opens the book, reading `dir/usage.json` when `dir` is set (a missing file is empty).
     pub fn open(dir: Option<&Path>) -> Result<Book, String> {
@@ -203,23 +232,8 @@ impl Book {
                 dir.display()
             )
         })?;
-        let path = dir.join("usage.json");
-        let keys = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let doc: UsageFile = serde_json::from_slice(&bytes).map_err(|e| {
-                    format!(
-                        "{}: line {}, column {}: {e}; it is written by the relay, restore it \
-                         from a backup or move it away to start from zero",
-                        path.display(),
-                        e.line(),
-                        e.column()
-                    )
-                })?;
-                doc.keys
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
+        let path = dir.join(USAGE_FILE);
+        let keys = read_file(&path)?;
         Ok(Book {
             keys: Mutex::new(keys),
             dirty: AtomicBool::new(false),

@@ -1,6 +1,7 @@
 //! Small helpers more than one module needs, each written once: lowercase hex, Unix time, an
-//! atomic file write, the token of an `Authorization: Bearer` value, an API route without
-//! its `/v1` prefix, and fast random numbers. A leaf: it imports nothing of ours.
+//! atomic file write, the token of an `Authorization: Bearer` value, the credential
+//! `forward_auth` sends, an API route without its `/v1` prefix, and fast random numbers. A
+//! leaf: it imports nothing of ours.
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -74,6 +75,15 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
         .flatten()
 }
 
+/// The client credential `forward_auth` sends upstream: the first `Authorization` or
+/// `x-api-key` header, as sent.
+pub fn forwarded_credential<N: AsRef<str>, V>(headers: &[(N, V)]) -> Option<&(N, V)> {
+    headers.iter().find(|(n, _)| {
+        n.as_ref().eq_ignore_ascii_case("authorization")
+            || n.as_ref().eq_ignore_ascii_case("x-api-key")
+    })
+}
+
 /// The API route of a request path: `/v1/chat/completions` and `/chat/completions` are both
 /// `/chat/completions` (clients send either, depending on the base URL they were given).
 pub fn api_route(path: &str) -> &str {
@@ -129,6 +139,13 @@ mod tests {
         assert_eq!(bearer_token("  bearer   sk-2"), Some("sk-2"));
         assert_eq!(bearer_token("Basic abc"), None);
         assert_eq!(bearer_token("sk-3"), None);
+        let h = [
+            ("Accept", "x"),
+            ("X-Api-Key", "k1"),
+            ("Authorization", "Basic b"),
+        ];
+        assert_eq!(forwarded_credential(&h), Some(&("X-Api-Key", "k1")));
+        assert_eq!(forwarded_credential(&h[..1]), None);
         assert_eq!(api_route("/v1/models"), "/models");
         assert_eq!(api_route("/models"), "/models");
         assert_eq!(api_route("/v1"), "/v1");

@@ -314,7 +314,31 @@ fn keys_file_entries_are_checked_like_config_keys() {
         assert!(out.stderr.contains("keys.json"), "{}", out.stderr);
         assert!(out.stderr.contains(says), "{field}: {}", out.stderr);
         assert!(out.stderr.contains("line "), "{field}: {}", out.stderr);
+        // `--check` reads the keys_file as the start does, and says the same
+        let check = run_relay(&["--check", "--config", path.to_str().unwrap()], &[]);
+        assert_eq!(check.code, Some(1), "--check, {field}: {check:?}");
+        let said = |o: &RunOutput| {
+            o.stderr
+                .lines()
+                .find(|l| l.contains("keys.json"))
+                .map(str::to_string)
+        };
+        assert_eq!(said(&check), said(&out), "--check, {field}");
     }
+    // and a usage.json the start cannot read fails `--check` too, naming its line and column
+    std::fs::write(&file, serde_json::to_string_pretty(&good).unwrap()).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("usage.json"), "{\n  \"version\": 1,\n  oops\n}").unwrap();
+    let cfg = json!({"auth": {"keys_file": file, "admin_key": ADMIN_KEY}, "state": {"dir": state}});
+    let path = dir.write("c.jsonc", &config_json(&up.base_url(), cfg));
+    let check = run_relay(&["--check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(check.code, Some(1), "{check:?}");
+    assert!(
+        check.stderr.contains("usage.json: line 3, column"),
+        "{}",
+        check.stderr
+    );
     // and a reload that meets one keeps the running keys
     std::fs::write(&file, serde_json::to_string_pretty(&good).unwrap()).unwrap();
     let relay = start(&up, &dir, json!({}));

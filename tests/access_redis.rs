@@ -363,6 +363,46 @@ fn a_relay_stopped_with_usage_pending_flushes_it_or_says_it_is_lost() {
     assert_eq!(usage_of_key(&b).unwrap().1, 1, "a's request, once");
 }
 
+/// Per-key `routes` (issue 20) live in the Redis key record like every other field: set on one
+/// replica, they hold on the other; a record whose routes are invalid (written past the admin
+/// API) is skipped with an error, never read as a key without routes.
+#[test]
+fn key_routes_set_on_one_replica_hold_on_the_other() {
+    let up = Upstream::openai();
+    let redis = RedisServer::start();
+    let [a, b] = replicas(&up, &redis, json!({}), json!({}));
+    let body = json!({"name": "routed", "routes": ["POST /v1/chat/completions"]});
+    let (id, key) = new_key(&a, ADMIN, body);
+    assert_eq!(chat_as(&b, &key, &chat()).status, 200);
+    let auth = [("X-API-Key", key.as_str())];
+    let models = request("GET", &b.url("/v1/models"), &auth, None);
+    models.assert_error(403, "route_not_allowed");
+    let r = admin_call(
+        &b,
+        ADMIN,
+        "PATCH",
+        &format!("/admin/keys/{id}"),
+        Some(json!({"routes": ["GET /v1/models*"]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the routes set on B apply on A", || {
+        chat_as(&a, &key, &chat()).status == 403
+            && request("GET", &a.url("/v1/models"), &auth, None).status == 200
+    });
+    // a record with an invalid route: skipped, so its key is unknown rather than unlimited
+    let record = json!({"id": "key_bad", "name": "bad", "created_at": 1,
+        "sha256": "a".repeat(64), "routes": ["GET files"]});
+    let set = redis.command(&["HSET", "llm-relay:keys", "key_bad", &record.to_string()]);
+    assert_eq!(set, ":1");
+    eventually("the bad record is reported", || {
+        admin_call(&a, ADMIN, "GET", "/admin/keys", None).json()["data"]
+            .as_array()
+            .is_some_and(|keys| keys.iter().all(|k| k["id"] != "key_bad"))
+            && a.stderr_text()
+                .contains("a key record in Redis is unreadable")
+    });
+}
+
 /// A "Redis" that accepts connections and never answers (a stalled server, a black-holed
 /// route): each connection it accepted is counted and held open.
 struct StalledRedis {

@@ -179,6 +179,78 @@ fn a_stream_longer_than_its_recording_still_counts_the_usage_of_its_first_event(
     );
 }
 
+#[test]
+fn a_chat_stream_that_does_not_ask_for_usage_is_still_counted() {
+    let up = reasoning_upstream();
+    let cfg = config_json(
+        &up.base_url(),
+        json!({"auth": {"keys": [{"key": KEY, "budget": {"tokens_per_day": 1_500}}],
+                        "admin_key": ADMIN}}),
+    );
+    let relay = Relay::start(&cfg);
+    let id = key_id(&relay);
+    let ask = json!({"model": "o4-mini", "stream": true,
+                     "messages": [{"role": "user", "content": "hi"}]});
+    let s = call(&relay, "/v1/chat/completions", &ask);
+    assert!(
+        !s.body.contains("\"usage\""),
+        "the client did not ask for the usage chunk: {}",
+        s.body
+    );
+    assert!(s.body.trim_end().ends_with("data: [DONE]"), "{}", s.body);
+    let sent = up.only_request().json();
+    assert_eq!(sent["stream_options"]["include_usage"], true, "{sent}");
+    let u = key_usage(&relay, ADMIN, &id);
+    assert_eq!(figures(&u["total"]), [1_200, 1_024, 0, 300, 256, 0], "{u}");
+    // and its 1,500 tokens used up the day's budget
+    let r = post_json_with(
+        &relay.url("/v1/chat/completions"),
+        &ask,
+        &[("Authorization", &format!("Bearer {KEY}"))],
+    );
+    assert_eq!(r.status, 429, "{}", r.body);
+}
+
+/// A relay in front of [`claude_code_upstream`] with `state` as its `state` section.
+fn claude_relay(up: &Upstream, state: Value) -> Relay {
+    let cfg = json!({
+        "listen": "127.0.0.1:0",
+        "upstreams": [{"name": "claude", "url": up.base_url(), "api": "anthropic",
+                       "api_key": ANTHROPIC_KEY}],
+        "auth": {"keys": [KEY], "admin_key": ADMIN},
+        "state": state,
+    });
+    Relay::start(&cfg.to_string())
+}
+
+#[test]
+fn cache_and_reasoning_counters_are_kept_in_usage_json_and_in_redis() {
+    let up = claude_code_upstream();
+    let ask = json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
+                     "messages": [{"role": "user", "content": "hi"}]});
+    let want = [51_003, 50_000, 1_000, 8, 0, 0];
+    // usage.json: written, and read back by the next process
+    let dir = TempDir::new();
+    let state = json!({"dir": dir.path().to_str().unwrap()});
+    let mut first = claude_relay(&up, state.clone());
+    call(&first, "/v1/messages", &ask);
+    first.signal("TERM");
+    assert!(first
+        .wait_exit(std::time::Duration::from_secs(20))
+        .is_some());
+    let second = claude_relay(&up, state);
+    let u = key_usage(&second, ADMIN, &key_id(&second));
+    assert_eq!(figures(&u["total"]), want, "{u}");
+    // Redis: written by one replica, read by another
+    let redis = RedisServer::start();
+    let state = json!({"redis": redis.url()});
+    let (a, b) = (claude_relay(&up, state.clone()), claude_relay(&up, state));
+    call(&a, "/v1/messages", &ask);
+    let u = key_usage(&b, ADMIN, &key_id(&b));
+    assert_eq!(figures(&u["total"]), want, "{u}");
+    assert_eq!(figures(&u["today"]), want, "{u}");
+}
+
 /// An OpenAI upstream for a reasoning model with prompt caching: 1,200 prompt tokens of which
 /// 1,024 cached, 300 completion tokens of which 256 reasoning.
 fn reasoning_upstream() -> Upstream {
@@ -344,4 +416,9 @@ fn cost_is_priced_on_the_model_sent_upstream_not_on_an_alias() {
     let u = key_usage(&relay, ADMIN, &id);
     assert_eq!(u["total"]["saved_micro_usd"], 53, "{u}");
     assert_eq!(u["total"]["cost_micro_usd"], 2 * 53, "{u}");
+    // /metrics tells the tokens hits saved from those the upstream served
+    for (served, input) in [("upstream", 10.0), ("cache", 5.0)] {
+        let series = format!("llm_relay_tokens_total{{kind=\"input\",served=\"{served}\"}}");
+        assert_eq!(metric(&relay, &series), Some(input), "{series}");
+    }
 }

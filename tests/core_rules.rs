@@ -225,3 +225,49 @@ fn rules_apply_to_completions() {
                "logit_bias": {"11": 1, "50256": -100}}),
     );
 }
+
+/// One pattern means one thing wherever the config takes it: `?` is any one character in a
+/// rule's `match_model`, an endpoint's `models`, a key's `models` allow-list and `prices` alike
+/// (the endpoints once read it as a literal `?`, and served no such model).
+#[test]
+fn one_glob_syntax_for_rules_endpoints_allow_lists_and_prices() {
+    let up = Upstream::openai();
+    let key = "sk-glob-test-key-1";
+    let admin = "sk-glob-test-admin-1";
+    let cfg = json!({
+        "upstreams": [{"url": up.base_url(), "models": ["gpt-4?-mini"]}],
+        "model_rules": [{"match_model": "gpt-4?-mini", "set": {"temperature": 0}}],
+        "auth": {"keys": [{"key": key, "models": ["gpt-4?-mini"]}], "admin_key": admin},
+        "prices": [{"match_model": "gpt-4?-mini", "input_per_million": 1e6, "output_per_million": 0}],
+    });
+    let mut text: Value = serde_json::from_str(&config_json(&up.base_url(), cfg)).unwrap();
+    text.as_object_mut().unwrap().remove("upstream");
+    let relay = Relay::start(&text.to_string());
+    let auth = format!("Bearer {key}");
+    let r = post_json_with(
+        &relay.url("/v1/chat/completions"),
+        &chat_body("gpt-4o-mini"),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(up.only_request().json()["temperature"], json!(0));
+    let refused = post_json_with(
+        &relay.url("/v1/chat/completions"),
+        &chat_body("gpt-4-mini"),
+        &[("Authorization", &auth)],
+    );
+    refused.assert_error(403, "model_not_allowed");
+    // priced by the same pattern: the fixture's prompt tokens at one dollar each
+    let list = request(
+        "GET",
+        &relay.url("/admin/stats"),
+        &[("Authorization", &format!("Bearer {admin}"))],
+        None,
+    );
+    assert_eq!(list.status, 200, "{}", list.body);
+    let cost = &list.json()["data"][0];
+    assert!(
+        cost.to_string().contains("\"cost_usd\"") && cost["cost_usd"].as_f64().unwrap() > 0.0,
+        "{cost}"
+    );
+}

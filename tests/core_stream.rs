@@ -352,3 +352,64 @@ fn an_endless_upstream_event_cuts_the_stream_and_is_read_no_further() {
         "each cut stream counts against the upstream:\n{metrics}"
     );
 }
+
+/// An HTTP/1.0 client asking for `Connection: keep-alive` reads a stream until the connection
+/// closes (HTTP/1.0 has no chunked framing): the relay closes it right after the last event, of
+/// a relayed stream, a cached one and a pass-through event stream alike, rather than after
+/// `client_timeout_ms` waiting for a next request.
+#[test]
+fn an_http10_keep_alive_stream_ends_with_the_connection_closed_after_its_last_event() {
+    let up = Upstream::start(|req| {
+        if req.path == "/v1/events" {
+            return Reply::sse(vec![
+                (Duration::ZERO, "data: one\n\n".to_string()),
+                (Duration::ZERO, "data: two\n\n".to_string()),
+            ]);
+        }
+        openai_reply(req)
+    });
+    let dir = TempDir::new();
+    // a client timeout far past the hang guard below: waiting for it fails the test
+    let extra = json!({"client_timeout_ms": 600_000});
+    let relay = Relay::start(&cache_config(&up.base_url(), dir.path(), json!({}), extra));
+    let body = serde_json::to_string(&stream_chat("m")).unwrap();
+    let chat = format!(
+        "POST /v1/chat/completions HTTP/1.0\r\nConnection: keep-alive\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let events = "GET /v1/events HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".to_string();
+    for (what, request, last) in [
+        ("relayed", &chat, "data: [DONE]"),
+        ("cached", &chat, "data: [DONE]"),
+        ("pass-through", &events, "data: two"),
+    ] {
+        let r = raw_exchange(
+            relay.addr(),
+            &[request.as_bytes()],
+            Duration::ZERO,
+            Duration::from_secs(120),
+        );
+        assert!(
+            r.closed,
+            "{what}: the connection stays open after the stream: {r:?}"
+        );
+        assert_eq!(r.status, Some(200), "{what}: {}", r.text);
+        assert!(
+            r.text.trim_end().ends_with(last),
+            "{what}: the stream ends with its last event: {}",
+            r.text
+        );
+        assert!(r.text.starts_with("HTTP/1.0 200"), "{what}: {}", r.text);
+        let cache = if what == "cached" { "HIT" } else { "MISS" };
+        if what != "pass-through" {
+            assert!(
+                r.text
+                    .to_ascii_lowercase()
+                    .contains(&format!("x-cache: {}", cache.to_ascii_lowercase())),
+                "{what}: {}",
+                r.text
+            );
+        }
+    }
+}

@@ -6,12 +6,14 @@
 mod common;
 
 mod access_budgets;
+mod access_cache_scope;
 mod access_front_door;
 mod access_hostile;
 mod access_keys;
 mod access_limits;
 mod access_memory;
 mod access_redis;
+mod access_routes;
 mod access_slow;
 mod access_usage;
 mod agents;

@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::key::is_key;
 use super::store;
 use super::{apis, CacheConfig};
-use crate::upstream::endpoints::glob_match;
+use crate::glob::Glob;
 
 /// The format version in a cassette's header line.
 const FORMAT: u32 = 1;
@@ -41,8 +41,8 @@ struct Line {
 /// Which entries `cache export` writes.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ExportFilter {
-    /// A `*` glob the recorded (effective) model must match.
-    pub model: Option<String>,
+    /// A glob the recorded (effective) model must match.
+    pub model: Option<Glob>,
     /// Unix seconds: only entries created at or after.
     pub since: Option<f64>,
 }
@@ -79,7 +79,7 @@ pub fn export_command(
                 .and_then(|(_, r)| serde_json::from_slice::<Value>(r).ok())
                 .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
                 .unwrap_or_default();
-            if !glob_match(glob, &model) {
+            if !glob.matches(&model) {
                 continue;
             }
         }

@@ -32,6 +32,7 @@ use serde_json::{json, Map, Value};
 use crate::answer::Usage;
 use crate::error::ApiError;
 use crate::log;
+pub use apis::asks_usage;
 pub use apis::plain_body as plain_answer;
 pub use cassette::{export_command, import_command, parse_since, ExportFilter};
 pub use config::{CacheConfig, Mode, RawCache, Scope};
@@ -168,14 +169,17 @@ impl Plan {
             .unwrap_or(Value::Null)
     }
 
-    /// The keys, mode and cache control of a request. `headers` are the client's; `models`
-    /// are the effective models of the endpoints that serve the request's model, each with
-    /// whether a weighted (non-standby) endpoint sends it (empty: the body's own model).
+    /// The keys, mode and cache control of a request. `headers` are the client's (for the
+    /// cache's own headers); `principal` is whose answers it may share with `scope: "key"`, as
+    /// the gate decided it (`auth::principal`: the authenticated key's id, else the
+    /// credentials it carries, `""` for none); `models` are the effective models of the
+    /// endpoints that serve the request's model, each with whether a weighted (non-standby)
+    /// endpoint sends it (empty: the body's own model).
     pub fn new(
         config: &CacheConfig,
         route: &str,
         body: &Map<String, Value>,
-        headers: &[(String, String)],
+        (headers, principal): (&[(String, String)], &str),
         models: &[(String, bool)],
     ) -> Result<Plan, ApiError> {
         let header = |name: &str| {
@@ -190,15 +194,7 @@ impl Plan {
         };
         let scope = match config.scope {
             Scope::Shared => String::new(),
-            Scope::Key => {
-                // the key the relay's auth reads (`auth::presented_key`): a Bearer token first,
-                // else X-API-Key
-                let credential = header("authorization")
-                    .and_then(crate::util::bearer_token)
-                    .or_else(|| header("x-api-key").map(str::trim))
-                    .unwrap_or("");
-                key::credential_scope(credential)
-            }
+            Scope::Key => key::credential_scope(principal),
         };
         let own = body.get("model").and_then(Value::as_str).unwrap_or("");
         let fallback = [(own.to_string(), true)];
@@ -314,10 +310,10 @@ impl Cache {
         &self,
         route: &str,
         body: &Map<String, Value>,
-        headers: &[(String, String)],
+        client: (&[(String, String)], &str),
         models: &[(String, bool)],
     ) -> Result<Plan, ApiError> {
-        Plan::new(&self.config, route, body, headers, models)
+        Plan::new(&self.config, route, body, client, models)
     }
 
     /// An entry that answers `plan` in the shape it asks for, or what to say instead (`MISS`,
@@ -618,7 +614,7 @@ pub fn why_command(
     body: &Map<String, Value>,
     models: &[(String, bool)],
 ) -> Result<String, String> {
-    let plan = Plan::new(config, route, body, &[], models).map_err(|e| e.message)?;
+    let plan = Plan::new(config, route, body, (&[], ""), models).map_err(|e| e.message)?;
     let keys: Vec<(String, String, bool)> = plan
         .candidates
         .iter()

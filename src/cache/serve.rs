@@ -16,7 +16,7 @@ use super::replay::Delivery;
 use super::{Cache, Entry, Plan};
 use crate::exchange::{json_content_type, respond};
 use crate::sse::Tap;
-use crate::sse_out::SseOut;
+use crate::sse_out::{Conn, SseOut};
 use crate::translate::{self, Dialect};
 
 /// Sends `entry` as the answer in `delivery`'s shape, translated for `dialect` when the client
@@ -50,8 +50,7 @@ pub fn respond_hit(
     if let Some(d) = dialect {
         events = translate_events(d, &events);
     }
-    let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
-    let Ok(mut out) = SseOut::start(req.into_writer(), http11, &headers) else {
+    let Ok(mut out) = SseOut::start(Conn::of(req), &headers) else {
         return (200, 0);
     };
     for e in &events {

@@ -283,9 +283,11 @@ impl Redis {
                     self.cluster.store(true, Ordering::SeqCst);
                     return Err(self.cluster_refused());
                 }
+                Ok(_) => self.standalone.store(true, Ordering::SeqCst),
                 Err(e) if e.is_io_error() => return Err(e),
-                // a server that refuses INFO (some managed ones do): a MOVED reply still tells
-                _ => self.standalone.store(true, Ordering::SeqCst),
+                // refused (a server still loading, or one that disables INFO, as some managed
+                // ones do): asked again on the next new connection; a MOVED reply also tells
+                Err(_) => {}
             }
         }
         Ok(con)

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::glob::Glob;
+
 /// One entry of `upstreams` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,8 +71,8 @@ pub struct EndpointConfig {
     /// Sent as `Authorization: Bearer …`; never logged.
     pub key: Option<String>,
     pub headers: Vec<(String, String)>,
-    /// Model names or `*` globs this endpoint serves; empty = every model.
-    pub models: Vec<String>,
+    /// Model names or globs this endpoint serves; empty = every model.
+    pub models: Vec<Glob>,
     /// Explicit proxy URL for this endpoint.
     pub proxy: Option<ureq::Proxy>,
     /// Root certificates replacing the built-in ones (from `ca_file`).
@@ -82,7 +84,7 @@ pub struct EndpointConfig {
 impl EndpointConfig {
     /// Whether this endpoint serves `model` (after rules).
     pub fn serves(&self, model: &str) -> bool {
-        self.models.is_empty() || self.models.iter().any(|g| glob_match(g, model))
+        self.models.is_empty() || self.models.iter().any(|g| g.matches(model))
     }
 }
 
@@ -160,7 +162,11 @@ impl Settings {
             let models = if e.models.is_empty() {
                 "*".to_string()
             } else {
-                e.models.join(", ")
+                e.models
+                    .iter()
+                    .map(Glob::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             out.push_str(&format!(
                 "  {} {} weight {} models [{models}] api {}{}{}\n",
@@ -357,13 +363,7 @@ fn endpoint(
         }
         headers.push((name, value));
     }
-    for g in &raw.models {
-        if g.is_empty() {
-            return Err(
-                "`models` has an empty entry; use names or globs like \"deepseek-*\"".into(),
-            );
-        }
-    }
+    let models = crate::glob::list(Some(raw.models), "models")?;
     let proxy = match raw.proxy {
         None => None,
         Some(p) => Some(ureq::Proxy::new(&p).map_err(|e| {
@@ -388,7 +388,7 @@ fn endpoint(
         model: raw.model,
         key,
         headers,
-        models: raw.models,
+        models,
         proxy,
         roots,
         api: raw.api.or(preset.map(|p| p.api)).unwrap_or(Api::Chat),
@@ -428,27 +428,6 @@ fn host_of(url: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
-/// Matches `text` against `pattern`, where `*` stands for any run of characters (case-sensitive).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let mut parts: Vec<&str> = pattern.split('*').collect();
-    let (Some(last), Some(first)) = (parts.pop(), parts.first().copied()) else {
-        return pattern == text; // no `*`
-    };
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let Some(mut rest) = text.get(first.len()..text.len() - last.len()) else {
-        return false;
-    };
-    for mid in parts.iter().skip(1) {
-        match rest.find(mid).and_then(|at| rest.get(at + mid.len()..)) {
-            Some(after) => rest = after,
-            None => return false,
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,25 +441,6 @@ mod tests {
         let builtin = webpki_root_certs::TLS_SERVER_ROOT_CERTS.len();
         assert!(builtin > 100, "{builtin}");
         assert_eq!(certs.len(), builtin + 1);
-    }
-
-    #[test]
-    fn globs() {
-        let cases = [
-            ("deepseek-*", "deepseek-chat", true),
-            ("deepseek-*", "deepseek-", true),
-            ("deepseek-*", "gpt-4o", false),
-            ("*", "anything", true),
-            ("gpt-4o", "gpt-4o", true),
-            ("gpt-4o", "gpt-4o-mini", false),
-            ("*-mini", "gpt-4o-mini", true),
-            ("a*b*c", "axxbyyc", true),
-            ("a*b*c", "acb", false),
-            ("ab*ba", "aba", false),
-        ];
-        for (p, t, want) in cases {
-            assert_eq!(glob_match(p, t), want, "{p} vs {t}");
-        }
     }
 
     fn one(entry: serde_json::Value) -> Result<EndpointConfig, String> {

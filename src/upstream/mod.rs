@@ -374,12 +374,7 @@ impl Upstream {
     /// `Authorization` / `x-api-key` as it sent them.
     fn credential(&self, ep: &Endpoint, client: &[(String, String)]) -> Option<(String, String)> {
         if self.forward_auth {
-            return client
-                .iter()
-                .find(|(n, _)| {
-                    n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("x-api-key")
-                })
-                .cloned();
+            return crate::util::forwarded_credential(client).cloned();
         }
         let key = ep.config.key.as_ref()?;
         Some(match ep.config.api {

@@ -51,6 +51,25 @@ impl RedisServer {
         }
     }
 
+    /// Sends one command (as a RESP array of bulk strings) and returns the first line of the
+    /// reply (`:1`, `+OK`, ...).
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(out.as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\r\n") {
+            s.read_exact(&mut byte).expect("redis reply");
+            reply.push(byte[0]);
+        }
+        String::from_utf8_lossy(&reply).trim_end().to_string()
+    }
+
     /// Writes the data to disk (`SAVE`), so a `restart` after a `kill` starts with it.
     pub fn save(&self) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");

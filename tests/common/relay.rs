@@ -301,7 +301,9 @@ pub fn run_relay(args: &[&str], env: &[(&str, &str)]) -> RunOutput {
         let _ = err.read_to_end(&mut s);
         String::from_utf8_lossy(&s).into_owned()
     });
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // a hang guard, not a time limit: a command that is meant to exit does, however busy the
+    // machine (a cassette import fsyncs every entry); one that serves instead is killed here
+    let deadline = Instant::now() + Duration::from_secs(90);
     let mut timed_out = false;
     let status = loop {
         if let Some(st) = child.try_wait().expect("try_wait") {

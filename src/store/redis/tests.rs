@@ -32,12 +32,25 @@ impl Server {
             .spawn()
             .expect("redis-server (scripts/test-deps.sh installs it)");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server listens");
+        while !pings(port) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server answers PING"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Server(child, port)
     }
+}
+
+/// True if a server on `port` answers `PING` with `+PONG`.
+fn pings(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
 /// A TCP proxy in front of a Redis server that, while `lose` is set, reads Redis's reply to a
