@@ -66,6 +66,14 @@ pub struct TelemetryConfig {
 impl TelemetryConfig {
     pub fn from_raw(raw: Option<RawTelemetry>) -> Result<Option<TelemetryConfig>, String> {
         let raw = raw.unwrap_or_default();
+        if raw
+            .otlp_endpoint
+            .as_deref()
+            .is_some_and(|e| e.trim().is_empty())
+        {
+            // `""` is off, for `"${OTEL_EXPORTER_OTLP_ENDPOINT:-}"`
+            return Ok(None);
+        }
         let Some(endpoint) = raw.otlp_endpoint else {
             let set = raw.otlp_headers.is_some()
                 || raw.capture_content.is_some()
@@ -613,6 +621,8 @@ mod tests {
     fn the_section_is_checked() {
         let raw = |v: Json| serde_json::from_value::<RawTelemetry>(v).unwrap();
         assert_eq!(TelemetryConfig::from_raw(None).unwrap(), None);
+        let empty = raw(serde_json::json!({"otlp_endpoint": " ", "capture_content": true}));
+        assert_eq!(TelemetryConfig::from_raw(Some(empty)).unwrap(), None);
         let c = TelemetryConfig::from_raw(Some(raw(
             serde_json::json!({"otlp_endpoint": "http://c:4318/"}),
         )))
