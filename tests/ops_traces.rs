@@ -552,3 +552,25 @@ fn a_collector_that_is_down_costs_its_spans_and_one_log_line() {
     assert_eq!(log.matches("trace export to").count(), 1, "{log}");
     assert!(log.contains(&format!("{endpoint}/v1/traces")), "{log}");
 }
+
+#[test]
+fn spans_still_queued_at_shutdown_are_sent_before_the_relay_exits() {
+    let collector = collector();
+    let up = Upstream::openai();
+    // a batch would wait a minute: only the shutdown's flush can send it in time
+    let mut relay = traced_relay(&up, &collector, json!({"export_delay_ms": 60_000}));
+    assert_eq!(
+        post_json(&relay.url("/v1/chat/completions"), &chat_body("m")).status,
+        200
+    );
+    wait_until(HANG_GUARD, "the request's access line", || {
+        relay
+            .stderr_text()
+            .contains("access POST /v1/chat/completions")
+    });
+    assert_eq!(raw_count(&collector), 0, "nothing sent before the shutdown");
+    relay.signal("TERM");
+    let exit = relay.wait_exit(HANG_GUARD).expect("the relay exits");
+    assert_eq!(exit, Some(0));
+    assert_eq!(exported(&collector, 2).len(), 2);
+}
