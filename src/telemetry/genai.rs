@@ -1,6 +1,7 @@
 //! What the GenAI semantic conventions record of a request and its answer, read from the
-//! bodies: request parameters, the answering model, finish reasons, cached input tokens, and —
-//! only with `capture_content` — the messages, redacted as the body log redacts them.
+//! bodies: request parameters, the answering model and id, finish reasons, and — only with
+//! `capture_content` — the messages, redacted as the body log redacts them. Also what they
+//! record of an upstream's URL: the provider's name, the server's address and port.
 //!
 //! The answer is a whole JSON answer of any API the relay speaks (a recorded stream is turned
 //! into one before it gets here): Chat Completions and legacy completions (`choices`),
@@ -221,6 +222,64 @@ fn redacted(v: &Json) -> Value {
     Value::Str(text)
 }
 
+/// `gen_ai.provider.name` of an upstream base URL: the conventions' well-known value for a
+/// provider's public API host, else `_OTHER` (a self-hosted server; the endpoint's name is in
+/// `llm_relay.upstream.endpoint`).
+pub fn provider(url: &str) -> &'static str {
+    let host = host_port(url).0.to_ascii_lowercase();
+    const HOSTS: &[(&str, &str)] = &[
+        ("api.openai.com", "openai"),
+        ("openai.azure.com", "azure.ai.openai"),
+        ("api.anthropic.com", "anthropic"),
+        ("api.deepseek.com", "deepseek"),
+        ("generativelanguage.googleapis.com", "gcp.gemini"),
+        ("aiplatform.googleapis.com", "gcp.vertex_ai"),
+        ("api.mistral.ai", "mistral_ai"),
+        ("api.groq.com", "groq"),
+        ("api.x.ai", "x_ai"),
+        ("api.perplexity.ai", "perplexity"),
+        ("api.cohere.com", "cohere"),
+        ("api.cohere.ai", "cohere"),
+        ("amazonaws.com", "aws.bedrock"),
+        ("openrouter.ai", "openrouter"),
+        ("dashscope.aliyuncs.com", "dashscope"),
+    ];
+    HOSTS
+        .iter()
+        .find(|(h, _)| host == *h || host.ends_with(&format!(".{h}")))
+        .map_or("_OTHER", |(_, p)| p)
+}
+
+/// `url` without a `user:password@` part (never exported).
+pub fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}{path}"),
+        None => url.to_string(),
+    }
+}
+
+/// Host and port of an `http(s)://` URL (the scheme's default port when none is given).
+pub fn host_port(url: &str) -> (&str, u16) {
+    let (rest, default) = match url.strip_prefix("https://") {
+        Some(r) => (r, 443),
+        None => (url.strip_prefix("http://").unwrap_or(url), 80),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').unwrap_or((v6, ""));
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (host, port.unwrap_or(default));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().unwrap_or(default)),
+        None => (authority, default),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,5 +383,26 @@ mod tests {
             input.contains("hello") && input.contains("[redacted]"),
             "{input}"
         );
+    }
+
+    #[test]
+    fn providers_and_addresses_come_from_the_url() {
+        assert_eq!(provider("https://api.openai.com/v1"), "openai");
+        assert_eq!(
+            provider("https://x.openai.azure.com/openai"),
+            "azure.ai.openai"
+        );
+        assert_eq!(provider("http://127.0.0.1:8000/v1"), "_OTHER");
+        assert_eq!(host_port("http://127.0.0.1:8000/v1"), ("127.0.0.1", 8000));
+        assert_eq!(
+            host_port("https://api.anthropic.com/v1"),
+            ("api.anthropic.com", 443)
+        );
+        assert_eq!(host_port("http://[::1]:9/v1"), ("::1", 9));
+        assert_eq!(
+            without_userinfo("http://u:p@h:1/v1?a=b"),
+            "http://h:1/v1?a=b"
+        );
+        assert_eq!(without_userinfo("https://h/v1"), "https://h/v1");
     }
 }

@@ -1,7 +1,7 @@
-//! OpenTelemetry traces (`telemetry` in the config): one SERVER span per API request and one
-//! CLIENT child span per upstream attempt, exported over OTLP/HTTP with JSON encoding by a
-//! batch exporter on its own thread ([`export`]), with the GenAI semantic conventions
-//! ([`genai`]) and the relay's own `llm_relay.*` attributes.
+//! OpenTelemetry traces (`telemetry` in the config, checked in [`config`]): one SERVER span per
+//! API request and one CLIENT child span per upstream attempt, exported over OTLP/HTTP with
+//! JSON encoding by a batch exporter on its own thread ([`export`]), with the GenAI semantic
+//! conventions ([`genai`]) and the relay's own `llm_relay.*` attributes.
 //!
 //! Off unless `telemetry.otlp_endpoint` is set; off, no request builds a [`Trace`] and the
 //! client's `traceparent` goes upstream unchanged. On, a client's valid W3C `traceparent`
@@ -13,179 +13,22 @@
 //!
 //! The only user of ureq's request side outside `upstream/` (and `probe.rs`): the exporter.
 
-pub mod export;
+mod config;
+mod export;
 mod genai;
 mod span;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::answer::Usage;
 use crate::log::{Access, CacheResult};
+pub use config::{RawTelemetry, TelemetryConfig};
 use export::Exporter;
+use genai::{host_port, provider, without_userinfo};
 use span::{Attributes, Context, Kind, Span, Value};
-
-const DEFAULT_SERVICE: &str = "llm-relay";
-const DEFAULT_MAX_QUEUE: usize = 2048;
-const DEFAULT_MAX_BATCH: usize = 512;
-const DEFAULT_DELAY_MS: u64 = 1000;
-const DEFAULT_TIMEOUT_MS: u64 = 10_000;
-
-/// The `telemetry` section as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTelemetry {
-    otlp_endpoint: Option<String>,
-    otlp_headers: Option<std::collections::BTreeMap<String, String>>,
-    service_name: Option<String>,
-    capture_content: Option<bool>,
-    max_queue_spans: Option<usize>,
-    max_batch_spans: Option<usize>,
-    export_delay_ms: Option<u64>,
-    export_timeout_ms: Option<u64>,
-}
-
-/// The checked `telemetry` section; `None` in `Config` when no `otlp_endpoint` is set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TelemetryConfig {
-    /// `{otlp_endpoint}/v1/traces` (the endpoint as given if it already ends so).
-    pub traces_url: String,
-    /// Sent with every export (a collector's credentials; never logged).
-    pub headers: Vec<(String, String)>,
-    pub service_name: String,
-    pub capture_content: bool,
-    pub max_queue_spans: usize,
-    pub max_batch_spans: usize,
-    pub export_delay: Duration,
-    pub export_timeout: Duration,
-}
-
-impl TelemetryConfig {
-    pub fn from_raw(raw: Option<RawTelemetry>) -> Result<Option<TelemetryConfig>, String> {
-        let raw = raw.unwrap_or_default();
-        if raw
-            .otlp_endpoint
-            .as_deref()
-            .is_some_and(|e| e.trim().is_empty())
-        {
-            // `""` is off, for `"${OTEL_EXPORTER_OTLP_ENDPOINT:-}"`
-            return Ok(None);
-        }
-        let Some(endpoint) = raw.otlp_endpoint else {
-            let set = raw.otlp_headers.is_some()
-                || raw.capture_content.is_some()
-                || raw.service_name.is_some()
-                || raw.max_queue_spans.is_some()
-                || raw.max_batch_spans.is_some()
-                || raw.export_delay_ms.is_some()
-                || raw.export_timeout_ms.is_some();
-            if set {
-                return Err(
-                    "telemetry: the section's settings need `otlp_endpoint` (the \
-                            collector's base URL, e.g. \"http://127.0.0.1:4318\"); without \
-                            it traces are off"
-                        .to_string(),
-                );
-            }
-            return Ok(None);
-        };
-        let base = endpoint.trim().trim_end_matches('/');
-        let host = base
-            .strip_prefix("http://")
-            .or_else(|| base.strip_prefix("https://"));
-        if !host.is_some_and(|h| !h.is_empty() && !h.starts_with('/')) {
-            return Err(format!(
-                "telemetry: `otlp_endpoint` must be an http:// or https:// URL, the collector's \
-                 OTLP/HTTP base such as \"http://127.0.0.1:4318\"; got \"{endpoint}\""
-            ));
-        }
-        let traces_url = if base.ends_with("/v1/traces") {
-            base.to_string()
-        } else {
-            format!("{base}/v1/traces")
-        };
-        let mut headers = Vec::new();
-        for (name, value) in raw.otlp_headers.unwrap_or_default() {
-            let ok = ureq::http::HeaderName::from_bytes(name.as_bytes()).is_ok()
-                && ureq::http::HeaderValue::from_str(&value).is_ok();
-            if !ok {
-                return Err(format!(
-                    "telemetry: `otlp_headers` has a header HTTP does not allow: \"{}\" (names \
-                     are tokens, values have no control characters)",
-                    name.escape_debug()
-                ));
-            }
-            headers.push((name, value));
-        }
-        let service_name = raw
-            .service_name
-            .unwrap_or_else(|| DEFAULT_SERVICE.to_string());
-        if service_name.trim().is_empty() {
-            return Err("telemetry: `service_name` is empty; remove it or name the service".into());
-        }
-        let max_queue_spans = raw.max_queue_spans.unwrap_or(DEFAULT_MAX_QUEUE);
-        let max_batch_spans = raw.max_batch_spans.unwrap_or(DEFAULT_MAX_BATCH);
-        if !(1..=1_000_000).contains(&max_queue_spans) {
-            return Err(format!(
-                "telemetry: `max_queue_spans` must be between 1 and 1000000, got {max_queue_spans}"
-            ));
-        }
-        if max_batch_spans == 0 || max_batch_spans > max_queue_spans {
-            return Err(format!(
-                "telemetry: `max_batch_spans` must be between 1 and `max_queue_spans` \
-                 ({max_queue_spans}), got {max_batch_spans}"
-            ));
-        }
-        let ms = |v: Option<u64>, default: u64, key: &str| match v.unwrap_or(default) {
-            0 => Err(format!("telemetry: `{key}` must be positive")),
-            ms => Ok(Duration::from_millis(ms)),
-        };
-        Ok(Some(TelemetryConfig {
-            traces_url,
-            headers,
-            service_name,
-            capture_content: raw.capture_content.unwrap_or(false),
-            max_queue_spans,
-            max_batch_spans,
-            export_delay: ms(raw.export_delay_ms, DEFAULT_DELAY_MS, "export_delay_ms")?,
-            export_timeout: ms(
-                raw.export_timeout_ms,
-                DEFAULT_TIMEOUT_MS,
-                "export_timeout_ms",
-            )?,
-        }))
-    }
-
-    /// One line for `--check` (headers are named, their values never shown).
-    pub fn summary(config: Option<&TelemetryConfig>) -> String {
-        match config {
-            None => "telemetry: off\n".to_string(),
-            Some(c) => {
-                format!(
-                "telemetry: OTLP/HTTP JSON traces to {} (service {}, content {}, queue {} spans, \
-                 batches of {}, headers: {})\n",
-                without_userinfo(&c.traces_url),
-                c.service_name,
-                if c.capture_content { "captured" } else { "not captured" },
-                c.max_queue_spans,
-                c.max_batch_spans,
-                if c.headers.is_empty() {
-                    "none".to_string()
-                } else {
-                    c.headers
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            )
-            }
-        }
-    }
-}
 
 /// The running tracer: the exporter and the settings requests read.
 pub struct Tracer {
@@ -532,124 +375,4 @@ fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// `gen_ai.provider.name` of an upstream base URL: the conventions' well-known value for a
-/// provider's public API host, else `_OTHER` (a self-hosted server; the endpoint's name is in
-/// `llm_relay.upstream.endpoint`).
-fn provider(url: &str) -> &'static str {
-    let host = host_port(url).0.to_ascii_lowercase();
-    const HOSTS: &[(&str, &str)] = &[
-        ("api.openai.com", "openai"),
-        ("openai.azure.com", "azure.ai.openai"),
-        ("api.anthropic.com", "anthropic"),
-        ("api.deepseek.com", "deepseek"),
-        ("generativelanguage.googleapis.com", "gcp.gemini"),
-        ("aiplatform.googleapis.com", "gcp.vertex_ai"),
-        ("api.mistral.ai", "mistral_ai"),
-        ("api.groq.com", "groq"),
-        ("api.x.ai", "x_ai"),
-        ("api.perplexity.ai", "perplexity"),
-        ("api.cohere.com", "cohere"),
-        ("api.cohere.ai", "cohere"),
-        ("amazonaws.com", "aws.bedrock"),
-        ("openrouter.ai", "openrouter"),
-        ("dashscope.aliyuncs.com", "dashscope"),
-    ];
-    HOSTS
-        .iter()
-        .find(|(h, _)| host == *h || host.ends_with(&format!(".{h}")))
-        .map_or("_OTHER", |(_, p)| p)
-}
-
-/// `url` without a `user:password@` part (never exported).
-fn without_userinfo(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://{host}{path}"),
-        None => url.to_string(),
-    }
-}
-
-/// Host and port of an `http(s)://` URL (the scheme's default port when none is given).
-fn host_port(url: &str) -> (&str, u16) {
-    let (rest, default) = match url.strip_prefix("https://") {
-        Some(r) => (r, 443),
-        None => (url.strip_prefix("http://").unwrap_or(url), 80),
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').unwrap_or((v6, ""));
-        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-        return (host, port.unwrap_or(default));
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().unwrap_or(default)),
-        None => (authority, default),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn providers_and_addresses_come_from_the_url() {
-        assert_eq!(provider("https://api.openai.com/v1"), "openai");
-        assert_eq!(
-            provider("https://x.openai.azure.com/openai"),
-            "azure.ai.openai"
-        );
-        assert_eq!(provider("http://127.0.0.1:8000/v1"), "_OTHER");
-        assert_eq!(host_port("http://127.0.0.1:8000/v1"), ("127.0.0.1", 8000));
-        assert_eq!(
-            host_port("https://api.anthropic.com/v1"),
-            ("api.anthropic.com", 443)
-        );
-        assert_eq!(host_port("http://[::1]:9/v1"), ("::1", 9));
-        assert_eq!(
-            without_userinfo("http://u:p@h:1/v1?a=b"),
-            "http://h:1/v1?a=b"
-        );
-        assert_eq!(without_userinfo("https://h/v1"), "https://h/v1");
-    }
-
-    #[test]
-    fn the_section_is_checked() {
-        let raw = |v: Json| serde_json::from_value::<RawTelemetry>(v).unwrap();
-        assert_eq!(TelemetryConfig::from_raw(None).unwrap(), None);
-        let empty = raw(serde_json::json!({"otlp_endpoint": " ", "capture_content": true}));
-        assert_eq!(TelemetryConfig::from_raw(Some(empty)).unwrap(), None);
-        let c = TelemetryConfig::from_raw(Some(raw(
-            serde_json::json!({"otlp_endpoint": "http://c:4318/"}),
-        )))
-        .unwrap()
-        .unwrap();
-        assert_eq!(c.traces_url, "http://c:4318/v1/traces");
-        assert!(!c.capture_content);
-        for (bad, says) in [
-            (
-                serde_json::json!({"capture_content": true}),
-                "`otlp_endpoint`",
-            ),
-            (
-                serde_json::json!({"otlp_endpoint": "c:4318"}),
-                "`otlp_endpoint` must be",
-            ),
-            (
-                serde_json::json!({"otlp_endpoint": "http://c", "max_batch_spans": 9, "max_queue_spans": 4}),
-                "`max_batch_spans`",
-            ),
-            (
-                serde_json::json!({"otlp_endpoint": "http://c", "otlp_headers": {"a b": "x"}}),
-                "`otlp_headers`",
-            ),
-        ] {
-            let e = TelemetryConfig::from_raw(Some(raw(bad))).unwrap_err();
-            assert!(e.contains(says), "{e}");
-        }
-    }
 }
