@@ -304,14 +304,15 @@ check_hit() {
 
 # Fills a cache directory with N entries, written directly in the cache's file format
 # (src/cache/store.rs: `<2 hex>/<key>.request` = a metadata line and the canonical request,
-# `<key>.txt` = the answer), with random keys and the upstream's answer: ~8 KB of disk each
+# `<key>.<sha256 of the answer>.txt` = the answer), with random keys and the upstream's answer: ~8 KB of disk each
 # (1 M entries ~8 GB), about a minute per million.
 gen_cache_entries() { # DIR N
   python3 - "$1" "$2" "$ROOT/bench/chat_completion.json" <<'PY'
 import hashlib, json, os, sys
 d, n, answer = sys.argv[1], int(sys.argv[2]), open(sys.argv[3], "rb").read()
-# the relay's entry format: the key is SHA-256 over route, scope and canonical request, and the
-# metadata carries the answer's checksum (see src/cache/store.rs)
+# the relay's entry format: the key is SHA-256 over route, scope and canonical request, the
+# metadata carries the answer's checksum, and the answer file is named by it (<key>.<sha>.txt,
+# see src/cache/store.rs)
 sha = hashlib.sha256(answer).hexdigest()
 for i in range(n):
     canonical = '{"model":"filler","n":%d}' % i
@@ -320,7 +321,7 @@ for i in range(n):
                        "scope": "", "sha256": sha}, separators=(",", ":"))
     sub = os.path.join(d, k[:2])
     os.makedirs(sub, exist_ok=True)
-    with open(os.path.join(sub, k + ".txt"), "wb") as f: f.write(answer)
+    with open(os.path.join(sub, k + "." + sha + ".txt"), "wb") as f: f.write(answer)
     with open(os.path.join(sub, k + ".request"), "w") as f: f.write(meta + "\n" + canonical + "\n")
 PY
 }

@@ -24,6 +24,7 @@ mod budget;
 mod cache;
 mod check;
 mod config;
+mod count_tokens;
 mod error;
 mod exchange;
 mod expand;

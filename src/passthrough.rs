@@ -1,6 +1,7 @@
 //! Every other route under `/v1/` (files, batches, audio, images, moderations,
-//! `GET /v1/models/{id}`, `GET/DELETE /v1/responses/{id}`, `/v1/messages/count_tokens`, ...):
-//! passed to an endpoint unchanged and never cached.
+//! `GET /v1/models/{id}`, `GET/DELETE /v1/responses/{id}`, ...): passed to an endpoint
+//! unchanged and never cached. `count_tokens` comes here for an `anthropic` endpoint with its
+//! body read already ([`admit_read`]): that copy goes upstream.
 //!
 //! [`admit`] runs where the request was received (after the gate: key and rate limit): it
 //! checks the headers and the announced body size and takes an in-flight permit. [`forward`]
@@ -127,6 +128,28 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
         body,
         _reserved: reserved,
         multipart,
+    }))
+}
+
+/// For a request whose `body` the relay read already (`count_tokens`, to find its model, which
+/// it checked against the key's allow-list): that copy goes upstream, its share of
+/// `max_body_bytes_in_flight` held until the call is done.
+pub fn admit_read(
+    state: &State,
+    ex: &mut Exchange,
+    body: Vec<u8>,
+    reserved: Reservation,
+) -> Result<Option<Pass>, ApiError> {
+    let Some(req) = ex.request() else {
+        return Ok(None);
+    };
+    state.upstream.check_forwardable(&request_headers(req))?;
+    let permit = state.upstream.limiter.try_acquire()?;
+    Ok(Some(Pass {
+        _permit: permit,
+        body: Some(body),
+        _reserved: Some(reserved),
+        multipart: None,
     }))
 }
 

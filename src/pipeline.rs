@@ -28,7 +28,7 @@ use crate::sse;
 use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
-use crate::translate::{self, Dialect};
+use crate::translate::{self, Dialect, Translation};
 use crate::upstream::{self, limit, Mode};
 use crate::{body_log, keepalive, models, passthrough, rules, shape};
 
@@ -162,9 +162,9 @@ pub struct Call {
     delivery: cache::Delivery,
     /// The cache's plan and why it did not answer, when the cache is on.
     cached: Option<(cache::Plan, cache::Status)>,
-    /// The client's API when the request was translated to Chat Completions: answers are
-    /// translated back.
-    dialect: Option<Dialect>,
+    /// The client's API (and what its answer repeats of its request) when the request was
+    /// translated to Chat Completions: answers are translated back.
+    translation: Option<Translation>,
     /// Counts the call against `max_concurrent_requests` until it is done.
     _permit: limit::Permit,
     /// The body's share of `max_body_bytes_in_flight` until the call is done.
@@ -201,7 +201,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     state.gate.allow_model(ex.client(), &model(&body))?;
     let Prepared {
         sent: endpoint,
-        dialect,
+        translation,
     } = prepare(&state.config, endpoint, &mut body, &mut headers)?;
     ex.access.model = model(&body);
     state.gate.allow_model(ex.client(), &ex.access.model)?;
@@ -225,7 +225,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         };
         match found {
             Ok(entry) => {
-                answer_hit(cache, &plan, &entry, ex, delivery, dialect);
+                answer_hit(cache, &plan, &entry, ex, delivery, translation.as_ref());
                 return Ok(Next::Done);
             }
             Err(_) if offline => {
@@ -246,7 +246,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         body,
         delivery,
         cached,
-        dialect,
+        translation,
         _permit: permit,
         _reserved: reserved,
     }))))
@@ -257,7 +257,7 @@ pub struct Prepared {
     /// The endpoint the request goes to (Chat when translated).
     pub sent: Endpoint,
     /// The client's API when the request was translated to Chat Completions.
-    pub dialect: Option<Dialect>,
+    pub translation: Option<Translation>,
 }
 
 /// The body as it goes upstream and as the cache keys it (with [`keyed_body`]): translated to
@@ -270,9 +270,9 @@ pub fn prepare(
     body: &mut Map<String, Value>,
     headers: &mut Vec<(String, String)>,
 ) -> Result<Prepared, ApiError> {
-    let dialect = translation(config, endpoint, body);
-    let sent = if let Some(d) = dialect {
-        *body = translate::to_chat(d, body)
+    let translation = translation(config, endpoint, body).map(|d| Translation::new(d, body));
+    let sent = if let Some(t) = &translation {
+        *body = translate::to_chat(t.dialect, body)
             .map_err(|e| ApiError::invalid("untranslatable_field", e.message()))?;
         // the client API's own headers mean nothing to a chat endpoint
         headers.retain(|(name, _)| !name.to_ascii_lowercase().starts_with("anthropic-"));
@@ -284,25 +284,34 @@ pub fn prepare(
     if sent == Endpoint::Chat {
         shape::apply_chat(&config.shaping, body);
     }
-    Ok(Prepared { sent, dialect })
+    Ok(Prepared { sent, translation })
 }
 
 /// The client API a request on `endpoint` is translated from, if it is: when no endpoint that
 /// serves its model (as the model rules leave it) speaks the client's API, but one speaks Chat
 /// Completions.
-fn translation(config: &Config, endpoint: Endpoint, body: &Map<String, Value>) -> Option<Dialect> {
+pub fn translation(
+    config: &Config,
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+) -> Option<Dialect> {
     let dialect = match endpoint {
         Endpoint::Messages => Dialect::Anthropic,
         Endpoint::Responses => Dialect::Responses,
         _ => return None,
     };
     let asked = body.get("model").and_then(Value::as_str).unwrap_or("");
-    let model = rules::select(&config.rules, asked)
-        .and_then(|rule| rule.set.get("model"))
-        .and_then(Value::as_str)
-        .unwrap_or(asked);
+    let model = ruled_model(config, asked);
     let up = &config.upstreams;
     (!up.speaks(model, endpoint.api()) && up.speaks(model, Api::Chat)).then_some(dialect)
+}
+
+/// The model a request for `asked` goes upstream for, as the model rules set it.
+pub fn ruled_model<'a>(config: &'a Config, asked: &'a str) -> &'a str {
+    rules::select(&config.rules, asked)
+        .and_then(|rule| rule.set.get("model"))
+        .and_then(Value::as_str)
+        .unwrap_or(asked)
 }
 
 /// The second part, on the `workers` pool.
@@ -317,7 +326,7 @@ pub fn upstream(state: &State, ex: &mut Exchange, work: Work) {
     }
 }
 
-/// Answers a cache hit in the shape the client asked for (`dialect`: the client's API when
+/// Answers a cache hit in the shape the client asked for (`translation`: the client's API when
 /// its answers are translated).
 fn answer_hit(
     cache: &cache::Cache,
@@ -325,7 +334,7 @@ fn answer_hit(
     entry: &cache::Entry,
     ex: &mut Exchange,
     delivery: cache::Delivery,
-    dialect: Option<Dialect>,
+    translation: Option<&Translation>,
 ) {
     if ex.answered() {
         return;
@@ -338,7 +347,7 @@ fn answer_hit(
     // what the hit saved: the tokens of the stored answer, priced as the model it was sent as
     ex.access.usage = entry.usage.unwrap_or_default();
     ex.access.sent_model = plan.model_of(&entry.key).unwrap_or_default().to_string();
-    ex.answer_with(|req| cache::respond_hit(req, entry, delivery, dialect));
+    ex.answer_with(|req| cache::respond_hit(req, entry, delivery, translation));
 }
 
 /// Single-flight → call an upstream endpoint (with failover) → answer (whole, or as a stream
@@ -350,16 +359,17 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let mut plan = None;
     if let (Some(cache), Some((p, status))) = (cache, &call.cached) {
         if *status == cache::Status::Miss && p.stores() {
-            match cache.join(p) {
+            let translation = call.translation.as_ref();
+            match cache.join(p, state.config.timeouts.first_byte) {
                 cache::Role::Leader(guard) => _leader = Some(guard),
                 cache::Role::Hit(entry) => {
-                    answer_hit(cache, p, &entry, ex, call.delivery, call.dialect);
+                    answer_hit(cache, p, &entry, ex, call.delivery, translation);
                     return Ok(());
                 }
                 cache::Role::Follower(flight) => {
                     flight.wait(state.config.timeouts.first_byte);
                     if let Ok(entry) = cache.lookup(p) {
-                        answer_hit(cache, p, &entry, ex, call.delivery, call.dialect);
+                        answer_hit(cache, p, &entry, ex, call.delivery, translation);
                         return Ok(());
                     }
                 }
@@ -399,6 +409,16 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         Mode::Whole
     };
     let post = || {
+        if call.translation.is_some() && call.body.contains_key("stream_options") {
+            // a translated stream asks for usage itself: a server that refuses the option gets
+            // the request again without it (the answer then reports no usage)
+            let sent = up.post(api, path, &call.headers, &call.body, &model, mode, trace)?;
+            return refused_stream_options(sent).or_else(|()| {
+                let mut bare = call.body.clone();
+                bare.remove("stream_options");
+                up.post(api, path, &call.headers, &bare, &model, mode, trace)
+            });
+        }
         if !ask_usage {
             return up.post(api, path, &call.headers, &call.body, &model, mode, trace);
         }
@@ -426,7 +446,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         api,
         route: path,
         model: &model,
-        dialect: call.dialect,
+        translation: call.translation.as_ref(),
         bounds: sse::Bounds {
             record: max_record,
             event: state.config.max_event_bytes,
@@ -508,8 +528,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     }
     body_log::record(&ex.access.path, &call.body, status, &data);
     ex.access.usage = Usage::of_bytes(api, &data).unwrap_or_default();
-    let data = match call.dialect {
-        Some(d) => translated_answer(d, status, &data, &mut reply_headers),
+    let data = match &call.translation {
+        Some(t) => translated_answer(t, status, &data, &mut reply_headers),
         None => data,
     };
     ex.access.status = status;
@@ -558,7 +578,7 @@ fn ask_for_usage(body: &mut Map<String, Value>) {
 
 /// A whole chat answer (or error) in the client's API; its content type becomes JSON.
 fn translated_answer(
-    dialect: Dialect,
+    translation: &Translation,
     status: u16,
     data: &[u8],
     headers: &mut Vec<(String, String)>,
@@ -566,14 +586,12 @@ fn translated_answer(
     headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
     headers.push(json_content_type());
     if !(200..300).contains(&status) {
-        return translate::error_from_chat(dialect, status, data);
+        return translate::error_from_chat(translation.dialect, status, data);
     }
     match serde_json::from_slice::<Value>(data) {
-        Ok(chat) => translate::from_chat(dialect, &chat)
-            .to_string()
-            .into_bytes(),
+        Ok(chat) => translation.answer(&chat).to_string().into_bytes(),
         Err(e) => translate::error_from_chat(
-            dialect,
+            translation.dialect,
             502,
             format!("the upstream's answer is not JSON: {e}").as_bytes(),
         ),

@@ -3,11 +3,14 @@
 //! routes), the gate (client key, rate limit) and the key's `routes`, then maps its path (with
 //! or without the `/v1` prefix) to a handler. Small
 //! handlers (probes, metrics, cache stats, the OpenAPI document) live here; API calls go to
-//! [`pipeline::relay`], `/admin/*` to [`admin::handle`].
+//! [`pipeline::relay`], `/v1/messages/count_tokens` to [`count_tokens::handle`], `/admin/*` to
+//! [`admin::handle`].
 
 use tiny_http::Method;
 
 use crate::admin;
+use crate::cache::Scope;
+use crate::count_tokens;
 use crate::error::ApiError;
 use crate::exchange::Exchange;
 use crate::lifecycle;
@@ -64,8 +67,13 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
             return Next::Done;
         }
     }
-    // decided once, here: the cache never reads credentials from the headers itself
-    if let Some(req) = ex.request() {
+    // decided once, here, where the cache keeps answers per key: the cache never reads
+    // credentials from the headers itself
+    let per_key = state
+        .cache
+        .as_ref()
+        .is_some_and(|c| c.config.scope == Scope::Key);
+    if let (true, Some(req)) = (per_key, ex.request()) {
         let principal = crate::auth::principal(ex.client(), req);
         ex.set_principal(principal);
     }
@@ -122,6 +130,7 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         ("/embeddings", Method::Post) => pipeline::relay(state, ex, Endpoint::Embeddings),
         ("/responses", Method::Post) => pipeline::relay(state, ex, Endpoint::Responses),
         ("/messages", Method::Post) => pipeline::relay(state, ex, Endpoint::Messages),
+        ("/messages/count_tokens", Method::Post) => count_tokens::handle(state, ex),
         ("/models", Method::Get) => Ok(Next::Upstream(Work::Models)),
         ("/openapi.json", Method::Get) => {
             let doc = include_str!("../openapi.json").as_bytes().to_vec();

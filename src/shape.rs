@@ -142,6 +142,18 @@ pub fn message_tokens(m: &Value) -> u64 {
     quarters.div_ceil(4)
 }
 
+/// Estimated input tokens of a whole chat request: its messages, and its tools' JSON text.
+pub fn request_tokens(body: &Map<String, Value>) -> u64 {
+    let messages: u64 = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, |ms| ms.iter().map(message_tokens).sum());
+    let tools = body
+        .get("tools")
+        .map_or(0, |t| text_quarters(&t.to_string()).div_ceil(4));
+    messages + tools
+}
+
 /// Estimated tokens of a text, in quarter tokens.
 fn text_quarters(s: &str) -> u64 {
     s.chars()

@@ -29,6 +29,7 @@ impl State {
     /// replaced: the cache, rate-limit windows and usage figures carry over, keys are read
     /// again (a changed `cache` section takes effect after a restart).
     pub fn new(config: Config, previous: Option<&State>) -> Result<State, String> {
+        let gate = Gate::new(&config, previous.map(|p| &p.gate))?;
         let cache = match previous {
             Some(p) => {
                 if p.config.cache != config.cache {
@@ -36,7 +37,7 @@ impl State {
                 }
                 p.cache.clone()
             }
-            None => Cache::open(&config.cache)?,
+            None => Cache::open(&config.cache, gate.store.redis().cloned())?,
         };
         let telemetry = match (
             previous.and_then(|p| p.telemetry.as_ref()),
@@ -54,7 +55,7 @@ impl State {
                 config.forward_auth,
                 config.workers,
             ),
-            gate: Gate::new(&config, previous.map(|p| &p.gate))?,
+            gate,
             cache,
             test_hooks: std::env::var("LLM_RELAY_TEST_HOOKS").is_ok_and(|v| v == "1"),
             config,

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::sse::{self, End};
 use crate::sse_out::SseOut;
 use crate::telemetry::Trace;
-use crate::translate::{self, Dialect};
+use crate::translate::Translation;
 use crate::upstream::{self, Sent, Upstream};
 
 /// Says why an answer the cache would have stored was not: larger than `max_entry_bytes`.
@@ -40,7 +40,7 @@ pub struct Streaming<'a> {
     /// The request's model after rules (an endpoint may send another: its override).
     pub model: &'a str,
     /// The client's API when the chat stream is translated for it.
-    pub dialect: Option<Dialect>,
+    pub translation: Option<&'a Translation>,
     /// Most bytes of the stream recorded (the cache's entry limit) and of one upstream event
     /// (`max_event_bytes`).
     pub bounds: sse::Bounds,
@@ -92,14 +92,14 @@ impl Streaming<'_> {
             store: self.storing.map(|(c, p)| (c, p, effective.as_str())),
             route: self.route,
             // a translated stream reports usage at its end: the translator takes the chunk
-            client_usage: self.client_usage || self.dialect.is_some(),
+            client_usage: self.client_usage || self.translation.is_some(),
         };
         let body = FirstBytes {
             inner: sent.response.into_body().into_reader(),
             trace: self.trace,
         };
         let mut reader = BufReader::with_capacity(16 * 1024, body);
-        let mut translation = self.dialect.map(translate::Stream::new);
+        let mut translation = self.translation.map(Translation::stream);
         let relayed = sse::relay(
             self.api,
             &mut reader,
@@ -153,8 +153,8 @@ impl Streaming<'_> {
             }
             Err(err) => (None, err.message),
         };
-        let cut = match self.dialect {
-            Some(d) => translate::Stream::new(d).fail(&message),
+        let cut = match self.translation {
+            Some(t) => t.stream().fail(&message),
             None => api::cut_event(self.api, &message),
         };
         let _ = out.write(&cut);

@@ -315,10 +315,12 @@ impl Book {
             }
         };
         let bytes = serde_json::to_vec(&doc).map_err(|e| format!("cannot serialize usage: {e}"))?;
-        crate::util::write_atomic(path, &bytes, 0o600).map_err(|e| {
-            self.dirty.store(true, Ordering::SeqCst);
-            format!("cannot write {}: {e}", path.display())
-        })
+        crate::util::write_atomic(path, &bytes, 0o600)
+            .map(drop)
+            .map_err(|e| {
+                self.dirty.store(true, Ordering::SeqCst);
+                format!("cannot write {}: {e}", path.display())
+            })
     }
 }
 

@@ -30,22 +30,20 @@ pub fn now_secs() -> u64 {
 }
 
 /// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never part of
-/// one: a unique temp file beside it (`.NAME.PID.N.tmp`, created with `mode` on Unix), fsync,
-/// rename. The temp file is removed if a step fails.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// one: a temp file beside it (named by [`temp_name`], created exclusively with `mode` on
+/// Unix), fsync, rename. Returns the temp file's metadata as written (a rename keeps a file's
+/// inode and modification time, so it identifies what was published at `path`). The temp file
+/// is removed if a step fails.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<fs::Metadata> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| io::Error::other(format!("{} is not a file name", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{name}.{}.{}{TEMP_SUFFIX}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = path.with_file_name(temp_name(name));
     let result = (|| {
         let mut opts = OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        // never share a temp file: a name already taken is an error, not a file to truncate
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
@@ -56,12 +54,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         let mut f: File = opts.open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        let written = f.metadata()?;
+        fs::rename(&tmp, path)?;
+        Ok(written)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The name of a temp file for `name`: `.NAME.HOST.PID.NONCE.N.tmp`. Unique across hosts and
+/// containers sharing a directory: replicas in containers all run as PID 1, so the host name
+/// (a container's own), a random per-process nonce and the time it started tell them apart,
+/// and a counter tells this process's writes apart.
+pub fn temp_name(name: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        ".{name}.{}.{}.{}{TEMP_SUFFIX}",
+        process_tag(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// This process among all that may share a directory: the host name (at most 32 characters
+/// of `[A-Za-z0-9-]`) and a random nonce in hex ([`random`], seeded from `/dev/urandom`),
+/// fixed for the life of the process.
+pub fn process_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let host: String = fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(32)
+            .collect();
+        let host = if host.is_empty() { "host" } else { &host };
+        format!("{host}.{:016x}", random())
+    })
 }
 
 /// The token of an `Authorization` value `Bearer TOKEN` (scheme case-insensitive, as RFC 9110
@@ -163,5 +196,40 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn temp_names_are_unique_across_hosts_containers_and_writes() {
+        let (a, b) = (temp_name("k.request"), temp_name("k.request"));
+        assert_ne!(a, b, "two writes of one process");
+        assert!(
+            a.starts_with(".k.request.") && a.ends_with(TEMP_SUFFIX),
+            "{a}"
+        );
+        // the host name and a random nonce come before the PID, which containers share
+        let tag = process_tag();
+        let (host, nonce) = tag.split_once('.').unwrap();
+        assert!(!host.is_empty() && nonce.len() == 16, "{tag}");
+        assert!(
+            a.contains(&format!(".{tag}.{}.", std::process::id())),
+            "{a}"
+        );
+        // a second process (a replica as PID 1 in another container on the same host) draws
+        // another nonce: std seeds each process's hash keys at random
+        let other = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "util::tests::print_process_tag", "--nocapture"])
+            .env("LLM_RELAY_PRINT_TAG", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&other.stdout);
+        let theirs = text.lines().find_map(|l| l.strip_prefix("tag=")).unwrap();
+        assert_ne!(theirs, tag);
+    }
+
+    #[test]
+    fn print_process_tag() {
+        if std::env::var("LLM_RELAY_PRINT_TAG").is_ok() {
+            println!("tag={}", process_tag());
+        }
     }
 }

@@ -411,7 +411,12 @@ fn accept_errors_do_not_end_the_listener() {
         "the relay stopped serving: {:?}",
         String::from_utf8_lossy(&buf[..n])
     );
-    assert_eq!(raw(&relay, close).status, Some(200));
+    // The burst still queued in the backlog takes descriptors for a moment (a connection
+    // refused meanwhile gets 503): the listener goes on, and serves again once they are gone.
+    assert!(
+        eventually(30 * SECOND, || raw(&relay, close).status == Some(200)),
+        "the relay did not serve again once descriptors were free"
+    );
     let log = relay.stderr_text();
     assert!(!log.contains("panic"), "{log}");
     let reports = log.matches("accepting a connection failed").count();

@@ -3,6 +3,8 @@
 //! speaks its own API, and a second run of the same prompt is answered from the cache. Issue
 //! 13: each completes a prompt that needs one tool call (they read a file the fixture cannot
 //! know) through an upstream that speaks only Chat Completions, and repeats hit the cache.
+//! Issue 21: each runs two parallel tool calls the chat upstream streams interleaved, and reads
+//! an image file (the image reaches the chat model in a user message after the tool result).
 //!
 //! Installed from npm by `scripts/test-deps.sh` (tests/e2e/package.json); fails, not skips,
 //! without them. They run offline: their home and config live in a temp dir, telemetry,
@@ -275,4 +277,146 @@ fn codex_calls_a_tool_through_a_chat_only_upstream_then_hits_the_cache() {
         "only the request after the tool misses"
     );
     hello_twice(&up, &agent);
+}
+
+/// Two files for two parallel tool calls, with a secret each.
+fn two_notes(work: &Path) -> [String; 2] {
+    let secrets = [SECRET.to_string(), "MANGO-7".to_string()];
+    for (name, secret) in ["note.txt", "other.txt"].iter().zip(&secrets) {
+        std::fs::write(work.join(name), format!("the secret is {secret}\n")).unwrap();
+    }
+    secrets
+}
+
+/// Runs the agent on a prompt the fixture answers with two tool calls streamed interleaved
+/// (call 0's head, call 1's head, call 0's arguments, call 1's arguments); the agent must run
+/// both with their whole arguments and send both results back.
+fn parallel_round(
+    up: &Upstream,
+    agent: &impl Fn(&str) -> Output,
+    prompt: &str,
+    secrets: &[String],
+) {
+    let out = agent(prompt);
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("TOOL SAID:") && secrets.iter().all(|s| stdout.contains(s.as_str())),
+        "the answer quotes both files the tools read: {}",
+        show(&out)
+    );
+    let requests = up.requests();
+    let last = requests.last().expect("requests").json();
+    let results = last["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "tool")
+        .count();
+    assert_eq!(results, 2, "both results went back: {last}");
+}
+
+#[test]
+fn claude_code_runs_two_interleaved_parallel_tool_calls_through_a_chat_only_upstream() {
+    let dir = TempDir::new();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let secrets = two_notes(&work);
+    let up = Upstream::chat_model();
+    let relay = relay_for(&up, dir.path());
+    let prompt = format!(
+        "What do note.txt and other.txt say?\nCALL Read {}\nCALL Read {}",
+        json!({"file_path": work.join("note.txt")}),
+        json!({"file_path": work.join("other.txt")})
+    );
+    let agent = |prompt: &str| claude(dir.path(), &work, &relay, prompt);
+    parallel_round(&up, &agent, &prompt, &secrets);
+}
+
+#[test]
+fn codex_runs_two_interleaved_parallel_tool_calls_through_a_chat_only_upstream() {
+    let dir = TempDir::new();
+    let work = dir.path().join("work");
+    let home = dir.path().join("codex-home");
+    std::fs::create_dir_all(&work).unwrap();
+    let secrets = two_notes(&work);
+    let up = Upstream::chat_model();
+    let relay = relay_for(&up, dir.path());
+    codex_home(&home, &relay, "deepseek-chat");
+    let prompt = "What do note.txt and other.txt say?\n\
+                  CALL exec_command {\"cmd\":\"cat note.txt\"}\n\
+                  CALL exec_command {\"cmd\":\"cat other.txt\"}";
+    let agent = |prompt: &str| codex(dir.path(), &work, &home, prompt);
+    parallel_round(&up, &agent, prompt, &secrets);
+}
+
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0,
+    0, 0, 31, 21, 196, 137, 0, 0, 0, 13, 73, 68, 65, 84, 120, 218, 99, 252, 207, 192, 80, 15, 0, 4,
+    133, 1, 128, 132, 169, 140, 33, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
+];
+
+/// Runs the agent on a prompt whose tool call reads an image file; the image must reach the
+/// chat upstream (as a user message after the tool message) and the agent must finish.
+fn image_round(up: &Upstream, agent: &impl Fn(&str) -> Output, prompt: &str) {
+    let out = agent(prompt);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("TOOL SAID:"),
+        "{}",
+        show(&out)
+    );
+    let requests = up.requests();
+    let last = requests.last().expect("requests").json();
+    let images: Vec<String> = last["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "user")
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["image_url"]["url"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(images.len(), 1, "{last}");
+    assert!(images[0].starts_with("data:image/"), "{}", images[0]);
+}
+
+fn write_png(path: &Path) {
+    std::fs::write(path, PNG).unwrap();
+}
+
+#[test]
+fn claude_code_reads_an_image_file_through_a_chat_only_upstream() {
+    let dir = TempDir::new();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    write_png(&work.join("dot.png"));
+    let up = Upstream::chat_model();
+    let relay = relay_for(&up, dir.path());
+    let prompt = format!(
+        "What is in dot.png?\nCALL Read {}",
+        json!({"file_path": work.join("dot.png")})
+    );
+    image_round(
+        &up,
+        &|p: &str| claude(dir.path(), &work, &relay, p),
+        &prompt,
+    );
+}
+
+#[test]
+fn codex_views_an_image_file_through_a_chat_only_upstream() {
+    let dir = TempDir::new();
+    let work = dir.path().join("work");
+    let home = dir.path().join("codex-home");
+    std::fs::create_dir_all(&work).unwrap();
+    write_png(&work.join("dot.png"));
+    let up = Upstream::chat_model();
+    let relay = relay_for(&up, dir.path());
+    codex_home(&home, &relay, "deepseek-chat");
+    let prompt = format!(
+        "What is in dot.png?\nCALL view_image {}",
+        json!({"path": work.join("dot.png")})
+    );
+    image_round(&up, &|p: &str| codex(dir.path(), &work, &home, p), &prompt);
 }

@@ -16,26 +16,6 @@ fn try_post(url: &str, body: &Value) -> Option<(String, String)> {
     try_post_with(url, body, false)
 }
 
-/// [`try_post`], with `Cache-Control: no-cache` if `refresh`.
-fn try_post_with(url: &str, body: &Value, refresh: bool) -> Option<(String, String)> {
-    let mut req = agent().post(url).header("Content-Type", "application/json");
-    if refresh {
-        req = req.header("Cache-Control", "no-cache");
-    }
-    let mut r = req.send(serde_json::to_vec(body).unwrap()).ok()?;
-    if r.status() != 200 {
-        return None;
-    }
-    let x = r
-        .headers()
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
-    let text = r.body_mut().read_to_string().ok()?;
-    Some((x, text))
-}
-
 /// A small xorshift, seeded from the clock: tests need variety, not quality.
 struct Rng(u64);
 

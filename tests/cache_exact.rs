@@ -284,11 +284,7 @@ fn cache_new_single_flight_leader_looks_again_before_going_upstream() {
 }
 
 fn entry_paths(dir: &Path, key: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let sub = dir.join(&key[..2]);
-    (
-        sub.join(format!("{key}.request")),
-        sub.join(format!("{key}.txt")),
-    )
+    entry_files(dir, key)
 }
 
 fn age(p: &Path) {
@@ -352,9 +348,10 @@ fn cache_swapped_truncated_or_foreign_files_are_never_served_and_are_quarantined
     // the scan finds the same: a foreign pair under another key, and a swapped answer
     let (req1, txt1) = entry_paths(d, &keys[0]);
     let foreign = "ab".repeat(32);
-    let (freq, ftxt) = entry_paths(d, &foreign);
+    let freq = entry_paths(d, &foreign).0;
     std::fs::create_dir_all(freq.parent().unwrap()).unwrap();
     std::fs::copy(&req1, &freq).unwrap();
+    let ftxt = entry_paths(d, &foreign).1;
     std::fs::copy(&txt1, &ftxt).unwrap();
     let txt2 = entry_paths(d, &keys[1]).1;
     std::fs::copy(&txt2, &txt1).unwrap();

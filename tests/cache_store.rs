@@ -40,9 +40,14 @@ fn cache_second_identical_request_is_a_hit_without_upstream_call() {
         "the hit must not reach the upstream"
     );
 
-    // layout: <dir>/<first two hex>/<key>.request + .txt
+    // layout: <dir>/<first two hex>/<key>.request + <key>.<sha256 of the answer>.txt
     let sub = dir.path().join(&key[..2]);
-    let txt = std::fs::read_to_string(sub.join(format!("{key}.txt"))).unwrap();
+    let answer = entry_files(dir.path(), &key).1;
+    assert_eq!(
+        answer,
+        sub.join(format!("{key}.{}.txt", sha256_hex(&first.body)))
+    );
+    let txt = std::fs::read_to_string(answer).unwrap();
     assert_eq!(txt, first.body);
     let request = std::fs::read_to_string(sub.join(format!("{key}.request"))).unwrap();
     let meta: Value = serde_json::from_str(request.lines().next().unwrap()).unwrap();
@@ -197,7 +202,7 @@ fn cache_control_no_cache_refreshes_no_store_bypasses_max_age_limits() {
         .header("x-cache-key")
         .unwrap()
         .to_string();
-    let txt = dir.path().join(&key[..2]).join(format!("{key}.txt"));
+    let txt = entry_files(dir.path(), &key).1;
     std::fs::write(
         &txt,
         std::fs::read_to_string(&txt)

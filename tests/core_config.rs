@@ -52,6 +52,11 @@ fn out_of_range_values_name_their_line_and_column() {
             "line 4, column 6",
             "upstreams[1]",
         ),
+        (
+            "{\n  upstreams: [\n    {url: 'http://127.0.0.1:9/v1', thinking: 'hard'}\n  ]\n}\n",
+            "line 3, column 36",
+            "upstreams[0]: `thinking` \"hard\" is not one of",
+        ),
     ] {
         let (out, path) = check_config(cfg);
         let err = assert_refused(&out, &path, &[]);

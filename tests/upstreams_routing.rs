@@ -151,7 +151,8 @@ fn provider_presets_fill_urls_and_missing_keys_are_config_errors() {
     for want in [
         "deepseek https://api.deepseek.com/v1",
         "gemini https://generativelanguage.googleapis.com/v1beta/openai",
-        "ollama http://127.0.0.1:11434/v1 weight 0 models [*] api chat",
+        "ollama http://127.0.0.1:11434/v1 weight 0 models [*] api chat thinking reasoning_effort",
+        "deepseek https://api.deepseek.com/v1 weight 1 models [*] api chat thinking drop +reasoning_content",
         "anthropic https://api.anthropic.com/v1 weight 1 models [*] api anthropic (key hidden)",
     ] {
         assert!(

@@ -4,10 +4,12 @@
 //! per entry, sorted by key: `{"key":…,"request":…,"response":…}` where `request` and
 //! `response` are the entry's `.request` and `.txt` files as text, byte for byte. So an
 //! export, import and export again gives the same file, and imported entries are the recorded
-//! ones exactly (their checksums and creation times included). Import checks every entry
-//! before writing any (a damaged cassette changes nothing), then writes each entry the way
-//! the relay does (`.txt` then `.request`, each by an atomic rename): a crash mid-import leaves
-//! whole entries only.
+//! ones exactly (their checksums and creation times included). The format does not depend on
+//! the directory's layout: `response` is the answer file the `.request` refers to (its
+//! checksum name, or an old-layout `<key>.txt`). Import checks every entry before writing any
+//! (a damaged cassette changes nothing), then publishes each entry the way the relay does (the
+//! answer under its checksum name, then the `.request`, each by an atomic rename): a crash
+//! mid-import leaves whole entries only.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -57,10 +59,12 @@ pub fn export_command(
     let dir = &config.dir;
     let mut lines: Vec<(String, String)> = Vec::new();
     let mut skipped = 0u64;
-    for (key, req_path) in store::entries(dir) {
+    for (key, _) in store::entries(dir) {
         let key = key.as_str();
-        let txt_path = store::paths(dir, key).1;
-        let (Ok(request), Ok(response)) = (fs::read(&req_path), fs::read(&txt_path)) else {
+        let store::Read::Both(store::Pair {
+            request, response, ..
+        }) = store::read(dir, key)
+        else {
             continue;
         };
         let Ok(meta) = store::verify(key, &request, &response) else {
@@ -180,13 +184,16 @@ pub fn import_command(config: &CacheConfig, file: &Path) -> Result<String, Strin
     fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let (mut added, mut replaced, mut unchanged) = (0u64, 0u64, 0u64);
     for e in &entries {
-        let (req_path, txt_path) = store::paths(dir, &e.key);
-        let same = |p: &Path, want: &str| fs::read(p).is_ok_and(|b| b == want.as_bytes());
-        if same(&req_path, &e.request) && same(&txt_path, &e.response) {
-            unchanged += 1;
-            continue;
-        }
-        let existed = req_path.exists();
+        let existed = match store::read(dir, &e.key) {
+            store::Read::Both(p)
+                if p.request == e.request.as_bytes() && p.response == e.response.as_bytes() =>
+            {
+                unchanged += 1;
+                continue;
+            }
+            store::Read::NoRequest => false,
+            _ => true,
+        };
         store::save_files(dir, &e.key, e.request.as_bytes(), e.response.as_bytes())
             .map_err(|err| format!("cannot write entry {} in {}: {err}", e.key, dir.display()))?;
         if existed {

@@ -4,7 +4,8 @@
 //! key wait until the leader is done (its [`Leader`] guard dropped, whatever happened), then
 //! look the cache up again: a hit if the leader stored an answer, else they go upstream
 //! themselves. A new leader looks the cache up once more too (`Cache::join`): its first
-//! lookup may have come just before a previous leader stored the answer.
+//! lookup may have come just before a previous leader stored the answer. With `state.redis`
+//! the leader also leads for the fleet (`fleet.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -26,6 +27,16 @@ pub struct Leader<'a> {
     flights: &'a Flights,
     key: String,
     flight: Arc<Flight>,
+    /// The key's lease in Redis when the flight spans the fleet (`fleet.rs`), released with
+    /// this guard.
+    fleet: Option<super::fleet::FleetLease>,
+}
+
+impl Leader<'_> {
+    /// Holds the fleet's lease of the key until this leader is done.
+    pub fn hold(&mut self, lease: Option<super::fleet::FleetLease>) {
+        self.fleet = lease;
+    }
 }
 
 pub enum Role<'a> {
@@ -47,6 +58,7 @@ impl Flights {
             flights: self,
             key: key.to_string(),
             flight,
+            fleet: None,
         })
     }
 }
@@ -76,5 +88,7 @@ impl Drop for Leader<'_> {
         drop(map);
         *self.flight.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.flight.cv.notify_all();
+        // the entry (if any) is on disk: the fleet may go on
+        self.fleet.take();
     }
 }

@@ -5,15 +5,19 @@
 //! model the config may send it to, see `key.rs`), its mode and `Cache-Control`;
 //! [`Cache::lookup`] finds an entry that can answer in the shape asked for (memory tier, then
 //! the verified file pair); [`Cache::store`] keeps a complete success; `serve.rs` answers a hit
-//! in either mode. Around that: single-flight (`flight.rs`), the start-up scan (`scan.rs`) and
-//! upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
+//! in either mode. Around that: single-flight (`flight.rs`; across replicas with `state.redis`,
+//! `fleet.rs`), the start-up scan (`scan.rs`, one replica of a shared directory at a time,
+//! `lease.rs`) and upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
 //! diff of a miss (`why.rs`) and portable cassettes (`cassette.rs`).
 
 mod apis;
 mod cassette;
+mod collect;
 mod config;
+mod fleet;
 mod flight;
 mod key;
+mod lease;
 mod memory;
 mod replay;
 mod scan;
@@ -271,7 +275,11 @@ pub struct Cache {
     pub config: CacheConfig,
     memory: memory::Memory,
     flights: flight::Flights,
+    /// Single flight across replicas, with `state.redis`.
+    fleet: Option<Arc<fleet::Fleet>>,
     hits: upkeep::HitBook,
+    /// Answers this process's writes replaced, deleted by the upkeep thread after a grace period.
+    replaced: collect::Replaced,
     pub counters: Counters,
 }
 
@@ -285,8 +293,12 @@ pub fn now_precise() -> f64 {
 }
 
 impl Cache {
-    /// Opens (creating) the cache directory. Returns `None` when the cache is off.
-    pub fn open(config: &CacheConfig) -> Result<Option<Arc<Cache>>, String> {
+    /// Opens (creating) the cache directory. Returns `None` when the cache is off. With
+    /// `redis` (`state.redis`), single flight spans every replica using it.
+    pub fn open(
+        config: &CacheConfig,
+        redis: Option<Arc<crate::store::Redis>>,
+    ) -> Result<Option<Arc<Cache>>, String> {
         if !config.enabled {
             return Ok(None);
         }
@@ -299,7 +311,9 @@ impl Cache {
         Ok(Some(Arc::new(Cache {
             memory: memory::Memory::new(config.memory_items, config.memory_bytes),
             flights: flight::Flights::default(),
+            fleet: redis.map(fleet::Fleet::start),
             hits: upkeep::HitBook::load(&config.dir),
+            replaced: collect::Replaced::default(),
             counters: Counters::default(),
             config: config.clone(),
         })))
@@ -359,28 +373,38 @@ impl Cache {
         Err(status)
     }
 
-    /// The entry `key` from memory or disk. A pair on disk that fails its checks is never
+    /// The entry `key` from memory or disk. A memory hit is served only while the `.request`
+    /// on disk is still the one it came from (one `stat`: a refresh on another replica, or a
+    /// newer write here, replaces it). A pair on disk that fails its checks is never
     /// returned; once its files are older than the scan's grace period (so no writer can be
-    /// between its two renames) it is quarantined as well.
+    /// at work on them) and a re-read finds the same `.request`, it is quarantined as well.
     fn find(&self, key: &str) -> Option<Arc<Entry>> {
-        if let Some(e) = self.memory.get(key) {
-            return Some(e);
-        }
         let dir = &self.config.dir;
-        let (meta, response) = match store::load(dir, key) {
+        if let Some((e, stamp)) = self.memory.get(key) {
+            if store::stamp(dir, key) == Some(stamp) {
+                return Some(e);
+            }
+            self.memory.remove(key);
+        }
+        let (meta, pair) = match store::load(dir, key) {
             store::Loaded::Absent => return None,
-            store::Loaded::Found(meta, response) => match apis::check(&meta.route, &response) {
-                Ok(_) => (meta, response),
+            store::Loaded::Found(meta, pair) => match apis::check(&meta.route, &pair.response) {
+                Ok(_) => (meta, pair),
                 Err(why) => {
-                    self.reject(key, why);
+                    let judged = store::Judged {
+                        stamp: pair.stamp,
+                        answer: pair.answer,
+                    };
+                    self.reject(key, why, &judged);
                     return None;
                 }
             },
-            store::Loaded::Bad(why) => {
-                self.reject(key, why);
+            store::Loaded::Bad(why, judged) => {
+                self.reject(key, why, &judged);
                 return None;
             }
         };
+        let response = pair.response;
         let entry = Arc::new(Entry {
             key: key.to_string(),
             usage: apis::usage(&meta.route, &response),
@@ -389,14 +413,13 @@ impl Cache {
             created: meta.created,
             version: meta.version,
         });
-        self.memory.insert(key, Arc::clone(&entry));
+        self.memory.insert(key, Arc::clone(&entry), pair.stamp);
         Some(entry)
     }
 
-    fn reject(&self, key: &str, why: &str) {
+    fn reject(&self, key: &str, why: &str, judged: &store::Judged) {
         let dir = &self.config.dir;
-        if store::settled(dir, key, scan::GRACE) {
-            store::quarantine_entry(dir, key);
+        if judged.settled(scan::GRACE) && store::quarantine_judged(dir, key, judged) {
             log::warn(&format!(
                 "cache entry {key} quarantined ({why}); it is never served"
             ));
@@ -405,13 +428,22 @@ impl Cache {
 
     /// Joins the single flight for the plan's key: lead the upstream call (after looking the
     /// cache up once more: a previous leader may have stored the answer since this request
-    /// missed), or wait for the leader.
-    pub fn join(&self, plan: &Plan) -> Role<'_> {
+    /// missed), or wait for the leader. With `state.redis` a leader here also leads for the
+    /// fleet, or waits up to `limit` (the first-byte timeout) for the replica that does.
+    pub fn join(&self, plan: &Plan, limit: Duration) -> Role<'_> {
         match self.flights.join(&plan.key) {
-            Role::Leader(guard) => match self.lookup(plan) {
-                Ok(entry) => Role::Hit(entry),
-                Err(_) => Role::Leader(guard),
-            },
+            Role::Leader(mut guard) => {
+                if let Ok(entry) = self.lookup(plan) {
+                    return Role::Hit(entry);
+                }
+                if let Some(fleet) = &self.fleet {
+                    match fleet.lead_or_wait(&plan.key, limit, || self.lookup(plan).ok()) {
+                        fleet::Outcome::Hit(entry) => return Role::Hit(entry),
+                        fleet::Outcome::Lead(lease) => guard.hold(lease),
+                    }
+                }
+                Role::Leader(guard)
+            }
             other => other,
         }
     }
@@ -469,13 +501,21 @@ impl Cache {
             scope: plan.scope.clone(),
             sha256: key::checksum(response),
         };
-        let existed = store::paths(&self.config.dir, &c.key).0.exists();
-        if let Err(e) = store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
-            log::error(&format!(
-                "cannot write cache entry in {}: {e}",
-                self.config.dir.display()
-            ));
-            return false;
+        let existed = store::request_path(&self.config.dir, &c.key).exists();
+        let before = store::referenced_answer(&self.config.dir, &c.key);
+        let stamp = match store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
+            Ok(stamp) => stamp,
+            Err(e) => {
+                log::error(&format!(
+                    "cannot write cache entry in {}: {e}",
+                    self.config.dir.display()
+                ));
+                return false;
+            }
+        };
+        let now = store::answer_path(&self.config.dir, &c.key, &meta.sha256);
+        if let Some(before) = before.filter(|b| *b != now) {
+            self.replaced.push(&c.key, before);
         }
         if !existed {
             self.counters.entries.fetch_add(1, Ordering::Relaxed);
@@ -494,6 +534,7 @@ impl Cache {
                 created: meta.created,
                 version: meta.version,
             }),
+            stamp,
         );
         true
     }
@@ -536,12 +577,21 @@ impl Cache {
 
     fn upkeep(&self) {
         let dir = &self.config.dir;
-        let report = scan::scan(dir, true);
+        let started = SystemTime::now();
+        // one replica scans a shared directory; the others count its files, and scan after
+        // all if no scan finished by the time the holder's lease would have run out
+        let mut scan_due = None;
+        let report = match scan::leased(&self.config.dir) {
+            Some(report) => report,
+            None => {
+                scan_due = Some(Instant::now() + lease::LEASE);
+                scan::count(dir)
+            }
+        };
         self.counters
             .entries
             .store(report.entries, Ordering::Relaxed);
         self.counters.bytes.store(report.bytes, Ordering::Relaxed);
-        log::info(&report.summary(dir));
         if self.hits.needs_compacting(report.entries) {
             if let Err(e) = self.hits.compact(dir, crate::util::now_secs()) {
                 log::error(&format!("cannot compact {}: {e}", upkeep::HITS_FILE));
@@ -555,12 +605,26 @@ impl Cache {
             }
         });
         loop {
+            if scan_due.is_some_and(|at| Instant::now() >= at) {
+                scan_due = if lease::last_scan(dir).is_some_and(|t| t >= started) {
+                    None
+                } else if let Some(report) = scan::leased(&self.config.dir) {
+                    self.counters
+                        .entries
+                        .store(report.entries, Ordering::Relaxed);
+                    self.counters.bytes.store(report.bytes, Ordering::Relaxed);
+                    None
+                } else {
+                    Some(Instant::now() + lease::LEASE)
+                };
+            }
             if let (Some(m), Some(at)) = (&self.config.maintenance, next_maintenance) {
                 if Instant::now() >= at {
                     self.maintain(m);
                     next_maintenance = Some(Instant::now() + m.interval);
                 }
             }
+            self.replaced.collect(dir, scan::GRACE);
             if let Err(e) = self.hits.flush(dir) {
                 log::error(&format!(
                     "cannot write cache hit counts in {}: {e}",
@@ -603,7 +667,7 @@ impl Cache {
 
 /// `llm-relay cache scan`: scans and quarantines, returns the report line.
 pub fn scan_command(config: &CacheConfig) -> String {
-    scan::scan(&config.dir, true).summary(&config.dir)
+    scan::command(&config.dir)
 }
 
 /// `llm-relay cache why`: the keys of a request body (after rules and shaping) on `route`,
@@ -638,7 +702,7 @@ pub fn why_command(
 /// `llm-relay cache stats`: counts entries, bytes and recorded hits without changing anything.
 pub fn stats_command(config: &CacheConfig) -> String {
     let dir: &Path = &config.dir;
-    let report = scan::scan(dir, false);
+    let report = scan::scan(dir, false, None);
     let hits = upkeep::HitBook::load(dir).total();
     format!(
         "cache {}: entries {}, bytes {}, hits {}, unservable files {}\n",

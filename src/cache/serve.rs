@@ -17,15 +17,15 @@ use super::{Cache, Entry, Plan};
 use crate::exchange::{json_content_type, respond};
 use crate::sse::Tap;
 use crate::sse_out::{Conn, SseOut};
-use crate::translate::{self, Dialect};
+use crate::translate::Translation;
 
-/// Sends `entry` as the answer in `delivery`'s shape, translated for `dialect` when the client
+/// Sends `entry` as the answer in `delivery`'s shape, translated by `translation` when the client
 /// speaks another API than the stored chat answer. Returns the status and body bytes written.
 pub fn respond_hit(
     req: Request,
     entry: &Entry,
     delivery: Delivery,
-    dialect: Option<Dialect>,
+    translation: Option<&Translation>,
 ) -> (u16, u64) {
     let headers = vec![
         ("X-Cache".to_string(), "HIT".to_string()),
@@ -33,10 +33,10 @@ pub fn respond_hit(
     ];
     if !delivery.stream {
         let body = apis::plain_body(&entry.route, &entry.response);
-        let body = match dialect {
-            Some(d) => {
+        let body = match translation {
+            Some(t) => {
                 let chat: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                translate::from_chat(d, &chat).to_string().into_bytes()
+                t.answer(&chat).to_string().into_bytes()
             }
             None => body,
         };
@@ -45,10 +45,10 @@ pub fn respond_hit(
         return (200, respond(req, 200, &headers, body));
     }
     // a translated stream reports usage at its end, so it always takes the usage chunk
-    let usage = delivery.include_usage || dialect.is_some();
+    let usage = delivery.include_usage || translation.is_some();
     let mut events = apis::stream_events(&entry.route, &entry.response, usage);
-    if let Some(d) = dialect {
-        events = translate_events(d, &events);
+    if let Some(t) = translation {
+        events = translate_events(t, &events);
     }
     let Ok(mut out) = SseOut::start(Conn::of(req), &headers) else {
         return (200, 0);
@@ -86,8 +86,8 @@ impl Tap for StreamTap<'_> {
 }
 
 /// Chat SSE events → the client's events (one group per chat event, then the closing ones).
-fn translate_events(dialect: Dialect, events: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut stream = translate::Stream::new(dialect);
+fn translate_events(translation: &Translation, events: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut stream = translation.stream();
     let mut out: Vec<Vec<u8>> = events
         .iter()
         .map(|e| {

@@ -1,19 +1,28 @@
-//! The entry files: `<dir>/<first two hex>/<key>.request` and `<key>.txt`, written atomically.
+//! The entry files: `<dir>/<first two hex>/<key>.request` and the answer it refers to,
+//! `<key>.<sha256 of the answer>.txt`, published in one atomic step.
 //!
 //! `.request` holds one line of metadata (route, scope, writing version, created time, and the
-//! SHA-256 of the response) and then the canonical request; `.txt` holds the response exactly
-//! as the upstream sent it (a JSON body, or the SSE text of a stream). [`verify`] binds the
-//! three together: the key must be the hash of the route, scope and canonical request, and the
-//! response must have the recorded checksum, so a swapped, truncated or foreign file is never
-//! served. Each file is written to a unique temp file in the same
-//! folder, fsynced, then renamed into place, `.txt` first and `.request` last: an entry exists
-//! only once its `.request` does, and a rename never exposes a half-written file. A crash
-//! between the two renames leaves an orphan `.txt`, which lookups ignore and the scan
-//! quarantines. The two-hex fan-out keeps every folder small at a million entries.
+//! SHA-256 of the response) and then the canonical request; the answer file holds the response
+//! exactly as the upstream sent it (a JSON body, or the SSE text of a stream), under a name its
+//! checksum gives. [`verify`] binds the three together: the key must be the hash of the route,
+//! scope and canonical request, and the response must have the recorded checksum, so a
+//! swapped, truncated or foreign file is never served.
+//!
+//! Publication invariant: an entry is published by exactly one rename, that of its `.request`.
+//! Each file is written to a temp file unique across hosts and containers
+//! (`util::temp_name`), fsynced, then renamed into place; the answer first, under its checksum
+//! name, and the `.request` last. So whatever writers race on one key (refreshes, replicas on
+//! one directory) and wherever a `kill -9` lands, the `.request` in place always names an
+//! answer that was whole before it was published. Answers no `.request` refers to any more
+//! (replaced, or left by a crash before the last rename) are collected by the scan once they
+//! and the `.request` of their key are past its grace period. Entries of the older layout
+//! (`<key>.txt`) are still read, and `cache scan` renames their answer to the new name. The
+//! two-hex fan-out keeps every folder small at a million entries.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,22 +48,104 @@ pub struct Meta {
     pub sha256: String,
 }
 
-/// The `.request` and `.txt` paths of `key` under `dir`.
-pub fn paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
-    let sub = dir.join(key.get(..2).unwrap_or("__"));
-    (
-        sub.join(format!("{key}.request")),
-        sub.join(format!("{key}.txt")),
+/// The identity of a published `.request` file: device, inode, modification time and length.
+/// A rename keeps a file's inode and time, so the stamp taken from a temp file as written is
+/// the stamp of the `.request` it became, until another write replaces it. The memory tier
+/// compares stamps to notice an entry another replica (or a refresh) published since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    modified_ns: i128,
+    len: u64,
+}
+
+impl Stamp {
+    pub fn of(m: &fs::Metadata) -> Stamp {
+        let modified_ns = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        #[cfg(unix)]
+        let (dev, ino) = {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino())
+        };
+        #[cfg(not(unix))]
+        let (dev, ino) = (0, 0);
+        Stamp {
+            dev,
+            ino,
+            modified_ns,
+            len: m.len(),
+        }
+    }
+
+    /// How long ago the file was written (zero for a time in the future).
+    pub fn age(&self) -> Duration {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        Duration::from_nanos(u64::try_from(now - self.modified_ns).unwrap_or(0))
+    }
+}
+
+/// How long ago the file at `path` was last modified (zero for a time in the future).
+pub fn age(path: &Path) -> Option<Duration> {
+    let t = fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    Some(
+        SystemTime::now()
+            .duration_since(t)
+            .unwrap_or(Duration::ZERO),
     )
 }
 
-/// Writes `bytes` to `path` atomically (unique temp file, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// The fan-out folder of `key`.
+fn folder(dir: &Path, key: &str) -> PathBuf {
+    dir.join(key.get(..2).unwrap_or("__"))
+}
+
+/// `<dir>/<first two hex>/<key>.request`: the file whose rename publishes an entry.
+pub fn request_path(dir: &Path, key: &str) -> PathBuf {
+    folder(dir, key).join(format!("{key}.request"))
+}
+
+/// `<dir>/<first two hex>/<key>.<sha256>.txt`: an answer of `key`, named by its checksum.
+pub fn answer_path(dir: &Path, key: &str, sha256: &str) -> PathBuf {
+    folder(dir, key).join(format!("{key}.{sha256}.txt"))
+}
+
+/// `<dir>/<first two hex>/<key>.txt`: where relays before the content-named layout kept the
+/// answer. Still read when the named answer is not there (and renamed by `cache scan`).
+pub fn old_answer_path(dir: &Path, key: &str) -> PathBuf {
+    folder(dir, key).join(format!("{key}.txt"))
+}
+
+/// The key of an answer file's name, and its checksum (`None` for the old `<key>.txt`).
+pub fn parse_answer_name(name: &str) -> Option<(&str, Option<&str>)> {
+    let stem = name.strip_suffix(".txt")?;
+    if is_key(stem) {
+        return Some((stem, None));
+    }
+    let (key, sha) = stem.split_once('.')?;
+    (is_key(key) && is_key(sha)).then_some((key, Some(sha)))
+}
+
+/// Writes `bytes` to `path` atomically (unique temp file, fsync, rename); returns the file's
+/// metadata as written.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<fs::Metadata> {
     crate::util::write_atomic(path, bytes, 0o666)
 }
 
-/// Stores one entry: the response first, then the request file that commits it.
-pub fn save(dir: &Path, key: &str, meta: &Meta, request: &[u8], response: &[u8]) -> io::Result<()> {
+/// Stores one entry (see [`save_files`]); returns the stamp of its `.request`.
+pub fn save(
+    dir: &Path,
+    key: &str,
+    meta: &Meta,
+    request: &[u8],
+    response: &[u8],
+) -> io::Result<Stamp> {
     let mut head = serde_json::to_vec(meta).map_err(io::Error::other)?;
     head.push(b'\n');
     head.extend_from_slice(request);
@@ -62,27 +153,88 @@ pub fn save(dir: &Path, key: &str, meta: &Meta, request: &[u8], response: &[u8])
     save_files(dir, key, &head, response)
 }
 
-/// Writes an entry's two files as they are (`.txt` first, `.request` last, each atomically).
-pub fn save_files(dir: &Path, key: &str, request_file: &[u8], response: &[u8]) -> io::Result<()> {
-    let (req_path, txt_path) = paths(dir, key);
-    if let Some(sub) = req_path.parent() {
-        fs::create_dir_all(sub)?;
-    }
-    write_atomic(&txt_path, response)?;
-    write_atomic(&req_path, request_file)
+/// Publishes an entry's two files in one atomic step: the answer first, under the name its
+/// checksum gives (`<key>.<sha256>.txt`, written whole, fsynced, renamed), then the `.request`,
+/// whose metadata carries that checksum, so its rename publishes the pair. Two writers of one
+/// key each publish a whole pair; the last rename wins and the other's answer, no longer
+/// referred to, is collected by the scan. Returns the stamp of the `.request` written.
+pub fn save_files(
+    dir: &Path,
+    key: &str,
+    request_file: &[u8],
+    response: &[u8],
+) -> io::Result<Stamp> {
+    let sha = parse_meta(request_file)
+        .map(|m| m.sha256)
+        .filter(|s| is_key(s))
+        .ok_or_else(|| io::Error::other("the entry's metadata has no checksum"))?;
+    fs::create_dir_all(folder(dir, key))?;
+    write_atomic(&answer_path(dir, key, &sha), response)?;
+    write_atomic(&request_path(dir, key), request_file).map(|m| Stamp::of(&m))
 }
 
-/// True when both files of `key` are older than `grace` (no writer is between its renames).
-pub fn settled(dir: &Path, key: &str, grace: std::time::Duration) -> bool {
-    let (req_path, txt_path) = paths(dir, key);
-    let now = std::time::SystemTime::now();
-    [req_path, txt_path].iter().all(|p| {
-        fs::metadata(p)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| now.duration_since(t).ok())
-            .map_or(true, |age| age >= grace)
-    })
+/// The answer file the `.request` of `key` refers to now, if both are there (without reading
+/// the answer).
+pub fn referenced_answer(dir: &Path, key: &str) -> Option<PathBuf> {
+    let meta = parse_meta(&fs::read(request_path(dir, key)).ok()?)?;
+    let named = is_key(&meta.sha256).then(|| answer_path(dir, key, &meta.sha256));
+    named
+        .into_iter()
+        .chain([old_answer_path(dir, key)])
+        .find(|p| p.exists())
+}
+
+/// The stamp of the `.request` of `key` now, if there is one.
+pub fn stamp(dir: &Path, key: &str) -> Option<Stamp> {
+    fs::metadata(request_path(dir, key))
+        .ok()
+        .map(|m| Stamp::of(&m))
+}
+
+/// An entry's files as read: the `.request` (and its stamp), the answer file it refers to.
+pub struct Pair {
+    pub request: Vec<u8>,
+    pub stamp: Stamp,
+    pub answer: PathBuf,
+    pub response: Vec<u8>,
+}
+
+/// What reading an entry's files found.
+pub enum Read {
+    /// No `.request`: no entry.
+    NoRequest,
+    /// A `.request` whose answer is not there (an old-layout write between its renames, or
+    /// debris), with the stamp of the `.request` read.
+    NoAnswer(Stamp),
+    Both(Pair),
+}
+
+/// Reads the `.request` of `key`, then the answer its checksum names (else the old-layout
+/// `<key>.txt`). The stamp is taken from the open file, so it is that of the bytes read.
+pub fn read(dir: &Path, key: &str) -> Read {
+    let Ok(mut f) = fs::File::open(request_path(dir, key)) else {
+        return Read::NoRequest;
+    };
+    let mut request = Vec::new();
+    let (Ok(m), Ok(_)) = (f.metadata(), f.read_to_end(&mut request)) else {
+        return Read::NoRequest;
+    };
+    let stamp = Stamp::of(&m);
+    let named = parse_meta(&request)
+        .map(|m| m.sha256)
+        .filter(|s| is_key(s))
+        .map(|sha| answer_path(dir, key, &sha));
+    for answer in named.into_iter().chain([old_answer_path(dir, key)]) {
+        if let Ok(response) = fs::read(&answer) {
+            return Read::Both(Pair {
+                request,
+                stamp,
+                answer,
+                response,
+            });
+        }
+    }
+    Read::NoAnswer(stamp)
 }
 
 /// Reads the metadata line of a `.request` file's contents.
@@ -119,36 +271,69 @@ pub fn verify(key: &str, request_file: &[u8], response: &[u8]) -> Result<Meta, &
     Ok(meta)
 }
 
+/// The files a failed check was about: the `.request` as read (its stamp) and its answer.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub stamp: Stamp,
+    pub answer: PathBuf,
+}
+
+impl Judged {
+    /// True when both files are older than `grace`: no writer can still be at work on them.
+    pub fn settled(&self, grace: Duration) -> bool {
+        let answer_age = age(&self.answer).unwrap_or(Duration::MAX);
+        self.stamp.age() >= grace && answer_age >= grace
+    }
+}
+
 /// What reading an entry found.
 pub enum Loaded {
-    /// No entry (or only half of one: a write in progress or debris for the scan).
+    /// No entry (or only half of one: debris for the scan).
     Absent,
     /// The pair is there but must not be served, and why.
-    Bad(&'static str),
-    Found(Meta, Vec<u8>),
+    Bad(&'static str, Judged),
+    Found(Meta, Pair),
 }
 
-/// Reads and verifies the entry `key`.
+/// Reads and verifies the entry `key`. A `.request` replaced while it was being read (its
+/// answer gone, or the pair failing its checks, and the stamp changed since) is read again,
+/// so a write on another replica is never mistaken for a bad entry.
 pub fn load(dir: &Path, key: &str) -> Loaded {
-    let (req_path, txt_path) = paths(dir, key);
-    let (Ok(request), Ok(response)) = (fs::read(&req_path), fs::read(&txt_path)) else {
-        return Loaded::Absent;
-    };
-    match verify(key, &request, &response) {
-        Ok(meta) => Loaded::Found(meta, response),
-        Err(why) => Loaded::Bad(why),
-    }
-}
-
-/// Moves the files of `key` (those that exist) to `<dir>/quarantine/`; nothing is deleted, so
-/// a bad entry can be inspected.
-pub fn quarantine_entry(dir: &Path, key: &str) {
-    let (req_path, txt_path) = paths(dir, key);
-    for f in [&req_path, &txt_path] {
-        if f.exists() {
-            quarantine(dir, f);
+    for _ in 0..3 {
+        match read(dir, key) {
+            Read::NoRequest => return Loaded::Absent,
+            Read::NoAnswer(seen) => {
+                if stamp(dir, key) == Some(seen) {
+                    return Loaded::Absent;
+                }
+            }
+            Read::Both(pair) => match verify(key, &pair.request, &pair.response) {
+                Ok(meta) => return Loaded::Found(meta, pair),
+                Err(why) => {
+                    if stamp(dir, key) == Some(pair.stamp) {
+                        let judged = Judged {
+                            stamp: pair.stamp,
+                            answer: pair.answer,
+                        };
+                        return Loaded::Bad(why, judged);
+                    }
+                }
+            },
         }
     }
+    Loaded::Absent
+}
+
+/// Moves the judged files of `key` to `<dir>/quarantine/` if its `.request` is still the one
+/// judged (a newer one published since is left alone). Nothing is deleted, so a bad entry can
+/// be inspected. Returns whether it moved them.
+pub fn quarantine_judged(dir: &Path, key: &str, judged: &Judged) -> bool {
+    if stamp(dir, key) != Some(judged.stamp) {
+        return false;
+    }
+    quarantine(dir, &request_path(dir, key));
+    quarantine(dir, &judged.answer);
+    true
 }
 
 /// Moves one file to `<dir>/quarantine/`.
@@ -160,14 +345,25 @@ pub fn quarantine(dir: &Path, file: &Path) {
     }
 }
 
-/// Removes an entry (request file first, so it stops existing before its response goes).
+/// Removes an entry (request file first, so it stops existing before its answer goes).
 /// Returns the bytes freed.
 pub fn remove(dir: &Path, key: &str) -> u64 {
-    let (req_path, txt_path) = paths(dir, key);
+    let req_path = request_path(dir, key);
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let freed = size(&req_path) + size(&txt_path);
+    let named = fs::read(&req_path)
+        .ok()
+        .and_then(|b| parse_meta(&b))
+        .map(|m| m.sha256)
+        .filter(|s| is_key(s))
+        .map(|sha| answer_path(dir, key, &sha));
+    let mut freed = size(&req_path);
     let _ = fs::remove_file(&req_path);
-    let _ = fs::remove_file(&txt_path);
+    for answer in named.into_iter().chain([old_answer_path(dir, key)]) {
+        let n = size(&answer);
+        if fs::remove_file(&answer).is_ok() {
+            freed += n;
+        }
+    }
     freed
 }
 

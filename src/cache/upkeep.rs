@@ -164,7 +164,7 @@ impl HitBook {
                 text.push_str(&format!("{key} {count} {now}\n"));
             }
         }
-        store::write_atomic(&dir.join(HITS_FILE), text.as_bytes())
+        store::write_atomic(&dir.join(HITS_FILE), text.as_bytes()).map(drop)
     }
 }
 

@@ -6,7 +6,8 @@
 //! per request or per batch of usage kept while Redis was down. That script first claims the
 //! batch's id (`SET NX`), so a call whose reply was lost after Redis applied it can be sent
 //! again and counts once; claims of confirmed calls are deleted by the next call. Keys created
-//! through the admin API are one hash of id → key record. A small pool of blocking connections
+//! through the admin API are one hash of id → key record. Leases for the cache's single flight
+//! across replicas are in `redis/lease.rs`. A small pool of blocking connections
 //! serves the relay's threads; a failed connection is dropped, and the first failure and the
 //! recovery are logged once each.
 //!
@@ -601,6 +602,8 @@ fn usage_key(key: &str, period: Option<&str>) -> String {
         None => format!("{PREFIX}usage:{key}"),
     }
 }
+
+mod lease;
 
 #[cfg(test)]
 mod tests;

@@ -1,22 +1,17 @@
-//! Anthropic Messages ↔ Chat Completions, whole requests and answers.
+//! An Anthropic Messages request as a Chat Completions request.
 //!
-//! Request: `system` becomes the first (system) message; content blocks become chat parts
+//! `system` becomes the first (system) message; content blocks become chat parts
 //! (`image` → `image_url`), `tool_use` blocks an assistant's `tool_calls`, `tool_result`
-//! blocks `tool` messages; `tools`, `tool_choice`, `stop_sequences`, `metadata.user_id` map to
-//! their chat fields. Answer: the chat message becomes content blocks (`reasoning_content` →
-//! `thinking`, text, `tool_use`), `finish_reason` becomes `stop_reason`, usage is counted as
-//! Anthropic counts it (input tokens without cache reads).
+//! blocks `tool` messages (`tool_results.rs`); `tools`, `tool_choice`, `stop_sequences`,
+//! `metadata.user_id` map to their chat fields. The answer's way back is `anthropic_answer.rs`.
 
 use serde_json::{json, Map, Value};
 
-use super::{
-    chat_text, chat_usage, check_types, first_choice, unknown_field, FieldType, Untranslatable,
-};
+use super::{check_types, tool_results, unknown_field, FieldType, Untranslatable};
 
 /// Top-level request fields dropped because Chat Completions has nothing like them and
 /// leaving them out does not change the answer's meaning (README lists them).
 const DROPPED: &[&str] = &[
-    "thinking",
     "top_k",
     "service_tier",
     "cache_control",
@@ -72,6 +67,11 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
                 }
             }
             "messages" => {}
+            "thinking" => {
+                if let Some(effort) = thinking_effort(value)? {
+                    chat.insert("reasoning_effort".into(), json!(effort));
+                }
+            }
             "metadata" => {
                 if let Some(user) = value.get("user_id").filter(|u| !u.is_null()) {
                     chat.insert("user".into(), user.clone());
@@ -102,6 +102,7 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
     for (i, m) in list.iter().enumerate() {
         message(i, m, &mut messages)?;
     }
+    tool_results::place_images(&mut messages);
     chat.insert("messages".into(), Value::Array(messages));
     if chat.contains_key("tools") && !chat.contains_key("tool_choice") {
         // Anthropic's default; stated so the chat model behaves the same
@@ -167,6 +168,7 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
     let mut parts = Vec::new();
     let mut calls = Vec::new();
     let mut results = Vec::new();
+    let mut reasoning = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
         let at = |f: &str| format!("messages[{i}].content[{j}].{f}");
         match b.get("type").and_then(Value::as_str) {
@@ -181,13 +183,18 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
                     "function": {"name": b.get("name").cloned().unwrap_or(json!("")), "arguments": input.to_string()},
                 }));
             }
-            Some("tool_result") if role == "user" => results.push(json!({
-                "role": "tool",
-                "tool_call_id": b.get("tool_use_id").cloned().unwrap_or(json!("")),
-                "content": tool_result_text(b.get("content"), &at("content"))?,
-            })),
-            // Earlier turns' reasoning: chat requests carry none (README: dropped).
-            Some("thinking" | "redacted_thinking") if role == "assistant" => {}
+            Some("tool_result") if role == "user" => results.push(tool_results::anthropic(
+                b,
+                &format!("messages[{i}].content[{j}]"),
+            )?),
+            // Earlier turns' reasoning goes as `reasoning_content` (sent only where an endpoint
+            // wants it: `upstream::thinking`); redacted reasoning is Anthropic's ciphertext.
+            Some("thinking") if role == "assistant" => {
+                if let Some(t) = b.get("thinking").and_then(Value::as_str) {
+                    reasoning.push(t);
+                }
+            }
+            Some("redacted_thinking") if role == "assistant" => {}
             other => {
                 return Err(Untranslatable::new(
                     at("type"),
@@ -199,7 +206,7 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
     // Tool results answer the previous assistant turn, so they come first.
     out.extend(results);
     if role == "assistant" {
-        if parts.is_empty() && calls.is_empty() {
+        if parts.is_empty() && calls.is_empty() && reasoning.is_empty() {
             return Ok(());
         }
         let text = joined_text(&parts);
@@ -211,6 +218,9 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
             json!(text)
         };
         msg.insert("content".into(), content);
+        if !reasoning.is_empty() {
+            msg.insert("reasoning_content".into(), json!(reasoning.join("\n\n")));
+        }
         if !calls.is_empty() {
             msg.insert("tool_calls".into(), Value::Array(calls));
         }
@@ -227,6 +237,33 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
     Ok(())
 }
 
+/// The `reasoning_effort` for a Messages `thinking` setting: `enabled` by its
+/// `budget_tokens` (under 4096 `low`, under 16384 `medium`, else `high`), `disabled` → `none`;
+/// `adaptive` leaves it to the model (none sent).
+fn thinking_effort(value: &Value) -> Result<Option<&'static str>, Untranslatable> {
+    match value.get("type").and_then(Value::as_str) {
+        Some("enabled") => {
+            let Some(budget) = value.get("budget_tokens").and_then(Value::as_u64) else {
+                return Err(Untranslatable::new(
+                    "thinking.budget_tokens",
+                    "`enabled` thinking needs a whole number of tokens",
+                ));
+            };
+            Ok(Some(match budget {
+                0..=4095 => "low",
+                4096..=16383 => "medium",
+                _ => "high",
+            }))
+        }
+        Some("disabled") => Ok(Some("none")),
+        Some("adaptive") => Ok(None),
+        other => Err(Untranslatable::new(
+            "thinking.type",
+            format!("{other:?} is not enabled, disabled or adaptive"),
+        )),
+    }
+}
+
 /// The text of chat text parts, joined by a blank line (separate blocks stay separate).
 fn joined_text(parts: &[Value]) -> String {
     let texts: Vec<&str> = parts
@@ -236,7 +273,8 @@ fn joined_text(parts: &[Value]) -> String {
     texts.join("\n\n")
 }
 
-fn image(block: &Value, at: &str) -> Result<Value, Untranslatable> {
+/// A Messages `image` block as a chat `image_url` part (`at`: its `source`'s path).
+pub(super) fn image(block: &Value, at: &str) -> Result<Value, Untranslatable> {
     let source = block.get("source").unwrap_or(&Value::Null);
     let url = match source.get("type").and_then(Value::as_str) {
         Some("base64") => format!(
@@ -262,35 +300,6 @@ fn image(block: &Value, at: &str) -> Result<Value, Untranslatable> {
         }
     };
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
-}
-
-/// A `tool_result`'s content as the text of a chat `tool` message.
-fn tool_result_text(content: Option<&Value>, at: &str) -> Result<String, Untranslatable> {
-    match content {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Array(blocks)) => {
-            let mut text = String::new();
-            for b in blocks {
-                match b.get("type").and_then(Value::as_str) {
-                    Some("text") => {
-                        text.push_str(b.get("text").and_then(Value::as_str).unwrap_or(""))
-                    }
-                    other => {
-                        return Err(Untranslatable::new(
-                            at,
-                            format!("chat tool messages carry text only, not {other:?} blocks"),
-                        ))
-                    }
-                }
-            }
-            Ok(text)
-        }
-        Some(_) => Err(Untranslatable::new(
-            at,
-            "must be a string or an array of blocks",
-        )),
-    }
 }
 
 fn tools(value: &Value) -> Result<Value, Untranslatable> {
@@ -345,87 +354,4 @@ fn tool_choice(value: &Value) -> Result<(Option<Value>, Option<bool>), Untransla
         }
     };
     Ok((Some(choice), parallel))
-}
-
-/// Anthropic `stop_reason` for a chat `finish_reason`.
-pub fn stop_reason(finish: Option<&str>) -> &'static str {
-    match finish {
-        Some("length") => "max_tokens",
-        Some("tool_calls" | "function_call") => "tool_use",
-        Some("content_filter") => "refusal",
-        _ => "end_turn",
-    }
-}
-
-/// Anthropic `usage` from a chat `usage`: input tokens exclude cache reads, as Anthropic counts.
-pub fn usage(chat: Option<&Value>) -> Value {
-    let usage = chat_usage(chat);
-    let mut u = Map::new();
-    u.insert("input_tokens".into(), json!(usage.input));
-    u.insert("output_tokens".into(), json!(usage.output));
-    if usage.cache_read > 0 {
-        u.insert("cache_read_input_tokens".into(), json!(usage.cache_read));
-    }
-    Value::Object(u)
-}
-
-/// The Anthropic `message` id for a chat completion id.
-pub fn message_id(chat_id: Option<&str>) -> String {
-    format!("msg_{}", chat_id.unwrap_or("relay"))
-}
-
-/// The Anthropic answer for a chat completion.
-pub fn answer(chat: &Value) -> Value {
-    let (message, finish) = first_choice(chat);
-    let mut content = Vec::new();
-    if let Some(r) = message
-        .get("reasoning_content")
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty())
-    {
-        content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
-    }
-    let text = chat_text(message.get("content"));
-    if !text.is_empty() {
-        content.push(json!({"type": "text", "text": text}));
-    }
-    for call in message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let args = call
-            .pointer("/function/arguments")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        content.push(json!({
-            "type": "tool_use",
-            "id": call.get("id").cloned().unwrap_or(json!("")),
-            "name": call.pointer("/function/name").cloned().unwrap_or(json!("")),
-            "input": tool_input(args),
-        }));
-    }
-    json!({
-        "id": message_id(chat.get("id").and_then(Value::as_str)),
-        "type": "message",
-        "role": "assistant",
-        "model": chat.get("model").cloned().unwrap_or(json!("")),
-        "content": content,
-        "stop_reason": stop_reason(finish),
-        "stop_sequence": null,
-        "usage": usage(chat.get("usage")),
-    })
-}
-
-/// A tool call's `arguments` string as the `input` object. Arguments that are not a JSON
-/// object are kept visible as `{"arguments": "<text>"}` rather than lost.
-fn tool_input(args: &str) -> Value {
-    if args.trim().is_empty() {
-        return json!({});
-    }
-    match serde_json::from_str::<Value>(args) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => json!({"arguments": args}),
-    }
 }

@@ -2,35 +2,29 @@
 //!
 //! The first chunk opens `message_start`; text, `reasoning_content` and each tool call open a
 //! content block (`content_block_start`) whose pieces follow as `text_delta`,
-//! `thinking_delta` or `input_json_delta`; a block closes (`content_block_stop`) when the next
-//! kind begins. The end (`data: [DONE]`, or the upstream closing after a `finish_reason`)
+//! `thinking_delta` or `input_json_delta`; a block closes (`content_block_stop`) before the
+//! next one opens, in the order `order.rs` gives them (interleaved tool calls wait their turn). The end (`data: [DONE]`, or the upstream closing after a `finish_reason`)
 //! closes the open block and sends `message_delta` (`stop_reason`, usage) and `message_stop`.
 
 use serde_json::{json, Value};
 
-use super::anthropic_chat::{message_id, stop_reason, usage};
-use super::{named_event, split_chunk, Piece};
-
-/// The kind of the open content block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Block {
-    Text,
-    Thinking,
-    /// A tool call, by its chat `index`.
-    Tool(u64),
-}
+use super::anthropic_answer::{matched_stop, message_id, stop_reason, usage};
+use super::order::{Key, Order, Step};
+use super::{named_event, split_chunk};
 
 #[derive(Debug, Default)]
 pub struct State {
     started: bool,
     finished: bool,
-    /// The open block and its Anthropic index.
-    open: Option<(Block, usize)>,
+    /// The blocks' order (interleaved tool calls wait their turn).
+    order: Order,
+    /// The open block's Anthropic index and kind.
+    open: Option<(usize, Key)>,
     /// Blocks opened so far (the next block's index).
     blocks: usize,
-    /// Chat tool-call index → Anthropic block index, for every tool block opened.
-    tools: Vec<(u64, usize)>,
     finish: Option<String>,
+    /// The stop string the upstream says matched.
+    matched: Option<String>,
     usage: Option<Value>,
 }
 
@@ -62,84 +56,69 @@ impl State {
         if let Some(u) = parts.usage {
             self.usage = Some(u.clone());
         }
+        let mut steps = Vec::new();
         for piece in parts.pieces {
-            let (index, delta) = match piece {
-                Piece::Reasoning(r) => (
-                    self.ensure(&mut out, Block::Thinking, None),
-                    json!({"type": "thinking_delta", "thinking": r}),
-                ),
-                Piece::Text(t) => (
-                    self.ensure(&mut out, Block::Text, None),
-                    json!({"type": "text_delta", "text": t}),
-                ),
-                Piece::Call {
-                    index,
-                    call,
-                    arguments,
-                } => {
-                    let block = match self.tools.iter().find(|(c, _)| *c == index) {
-                        Some((_, block)) => *block,
-                        None => self.ensure(&mut out, Block::Tool(index), Some(call)),
-                    };
-                    if arguments.is_empty() {
-                        continue;
-                    }
-                    let delta = json!({"type": "input_json_delta", "partial_json": arguments});
-                    (block, delta)
-                }
-            };
-            named_event(
-                &mut out,
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index, "delta": delta}),
-            );
+            self.order.piece(piece, &mut steps);
+        }
+        if let Some(m) = matched_stop(chunk.pointer("/choices/0")) {
+            self.matched = Some(m.to_string());
         }
         if let Some(f) = parts.finish {
             self.finish = Some(f.to_string());
+            self.order.finish(&mut steps);
         }
+        self.steps(&mut out, steps);
         out
     }
 
-    /// The index of the open block of `kind`, opening it (and closing another) if needed.
-    fn ensure(&mut self, out: &mut Vec<u8>, kind: Block, call: Option<&Value>) -> usize {
-        if let Some((open, index)) = self.open {
-            if open == kind {
-                return index;
+    /// The events of the blocks' steps.
+    fn steps(&mut self, out: &mut Vec<u8>, steps: Vec<Step>) {
+        for step in steps {
+            match step {
+                Step::Open(b) => {
+                    let index = self.blocks;
+                    self.blocks += 1;
+                    self.open = Some((index, b.key));
+                    let block = match b.key {
+                        Key::Text => json!({"type": "text", "text": ""}),
+                        Key::Reasoning => {
+                            json!({"type": "thinking", "thinking": "", "signature": ""})
+                        }
+                        Key::Call(_) => {
+                            json!({"type": "tool_use", "id": b.id, "name": b.name, "input": {}})
+                        }
+                    };
+                    named_event(
+                        out,
+                        "content_block_start",
+                        &json!({"type": "content_block_start", "index": index, "content_block": block}),
+                    );
+                }
+                Step::Delta(text) => {
+                    let Some((index, key)) = self.open else {
+                        continue;
+                    };
+                    let delta = match key {
+                        Key::Text => json!({"type": "text_delta", "text": text}),
+                        Key::Reasoning => json!({"type": "thinking_delta", "thinking": text}),
+                        Key::Call(_) => json!({"type": "input_json_delta", "partial_json": text}),
+                    };
+                    named_event(
+                        out,
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+                    );
+                }
+                Step::Close => {
+                    if let Some((index, _)) = self.open.take() {
+                        named_event(
+                            out,
+                            "content_block_stop",
+                            &json!({"type": "content_block_stop", "index": index}),
+                        );
+                    }
+                }
             }
-        }
-        self.close(out);
-        let index = self.blocks;
-        self.blocks += 1;
-        let block = match kind {
-            Block::Text => json!({"type": "text", "text": ""}),
-            Block::Thinking => json!({"type": "thinking", "thinking": "", "signature": ""}),
-            Block::Tool(chat_index) => {
-                self.tools.push((chat_index, index));
-                let call = call.unwrap_or(&Value::Null);
-                json!({
-                    "type": "tool_use",
-                    "id": call.get("id").cloned().unwrap_or_else(|| json!(format!("call_{index}"))),
-                    "name": call.pointer("/function/name").cloned().unwrap_or(json!("")),
-                    "input": {},
-                })
-            }
-        };
-        named_event(
-            out,
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": index, "content_block": block}),
-        );
-        self.open = Some((kind, index));
-        index
-    }
-
-    fn close(&mut self, out: &mut Vec<u8>) {
-        if let Some((_, index)) = self.open.take() {
-            named_event(
-                out,
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": index}),
-            );
         }
     }
 
@@ -149,10 +128,13 @@ impl State {
             return out;
         }
         self.finished = true;
-        self.close(&mut out);
+        let mut steps = Vec::new();
+        self.order.finish(&mut steps);
+        self.steps(&mut out, steps);
+        let (reason, sequence) = stop_reason(self.finish.as_deref(), self.matched.as_deref());
         let delta = json!({
             "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(self.finish.as_deref()), "stop_sequence": null},
+            "delta": {"stop_reason": reason, "stop_sequence": sequence},
             "usage": usage(self.usage.as_ref()),
         });
         named_event(&mut out, "message_delta", &delta);
@@ -171,8 +153,11 @@ impl State {
         out
     }
 
-    #[cfg(test)]
     pub fn finished(&self) -> bool {
         self.finished
+    }
+
+    pub fn started(&self) -> bool {
+        self.started
     }
 }

@@ -8,14 +8,18 @@
 //! JSON in, JSON or SSE bytes out; `routes` decides when to translate. README's "Translation"
 //! table lists every field and what it becomes; `table_tests` walks that table as data.
 
+mod anthropic_answer;
 mod anthropic_chat;
 mod anthropic_stream;
+mod order;
+mod responses_answer;
 mod responses_chat;
 mod responses_stream;
 #[cfg(test)]
 mod stream_tests;
 #[cfg(test)]
 mod table_tests;
+mod tool_results;
 
 use serde_json::{json, Map, Value};
 
@@ -72,12 +76,47 @@ pub fn to_chat(
     Ok(chat)
 }
 
-/// The client's answer for a chat completion (`chat` is a `chat.completion` object).
-pub fn from_chat(dialect: Dialect, chat: &Value) -> Value {
-    match dialect {
-        Dialect::Anthropic => anthropic_chat::answer(chat),
-        Dialect::Responses => responses_chat::answer(chat),
+/// A translated request: the client's API, and what its answer repeats of the request.
+#[derive(Debug, Clone)]
+pub struct Translation {
+    pub dialect: Dialect,
+    /// The request fields a Responses `response` object repeats (empty for Messages).
+    echo: Map<String, Value>,
+}
+
+impl Translation {
+    /// For the client's request `body` (as the client sent it, before [`to_chat`]).
+    pub fn new(dialect: Dialect, body: &Map<String, Value>) -> Translation {
+        let echo = match dialect {
+            Dialect::Anthropic => Map::new(),
+            Dialect::Responses => responses_answer::echo(body),
+        };
+        Translation { dialect, echo }
     }
+
+    /// The client's answer for a chat completion (`chat` is a `chat.completion` object).
+    pub fn answer(&self, chat: &Value) -> Value {
+        match self.dialect {
+            Dialect::Anthropic => anthropic_answer::answer(chat),
+            Dialect::Responses => responses_answer::answer(chat, &self.echo),
+        }
+    }
+
+    /// The translator of the chat stream that answers the request.
+    pub fn stream(&self) -> Stream {
+        let mut stream = Stream::new(self.dialect);
+        if let StreamState::Responses(s) = &mut stream.state {
+            s.echo = self.echo.clone();
+        }
+        stream
+    }
+}
+
+/// The client's answer for a chat completion, for a request that set none of the fields a
+/// Responses answer repeats.
+#[cfg(test)]
+pub fn from_chat(dialect: Dialect, chat: &Value) -> Value {
+    Translation::new(dialect, &Map::new()).answer(chat)
 }
 
 /// The client's error body for an upstream chat error (status and body as received).
@@ -150,8 +189,14 @@ impl Stream {
         }
     }
 
-    /// The upstream closed after its last chunk: the closing events, if not sent yet.
+    /// The upstream closed after its last chunk: the closing events, if not sent yet. A stream
+    /// that ended before any chunk (only `[DONE]`) answered nothing: the client gets the error
+    /// event, and the stream counts as failed.
     pub fn end(&mut self) -> Vec<u8> {
+        if !self.started() && !self.finished() {
+            self.failed = true;
+            return self.fail("the upstream ended its stream without any chunk of an answer");
+        }
         match &mut self.state {
             StreamState::Anthropic(s) => s.end(),
             StreamState::Responses(s) => s.end(),
@@ -167,11 +212,18 @@ impl Stream {
     }
 
     /// True once the closing events (`message_stop`, `response.completed`) or an error went out.
-    #[cfg(test)]
     pub fn finished(&self) -> bool {
         match &self.state {
             StreamState::Anthropic(s) => s.finished(),
             StreamState::Responses(s) => s.finished(),
+        }
+    }
+
+    /// True once the first chunk opened the client's stream.
+    fn started(&self) -> bool {
+        match &self.state {
+            StreamState::Anthropic(s) => s.started(),
+            StreamState::Responses(s) => s.started(),
         }
     }
 
@@ -237,9 +289,13 @@ fn split_chunk(chunk: &Value) -> Chunk<'_> {
     let calls = delta
         .and_then(|d| d.get("tool_calls"))
         .and_then(Value::as_array);
-    for call in calls.into_iter().flatten() {
+    for (position, call) in calls.into_iter().flatten().enumerate() {
         pieces.push(Piece::Call {
-            index: call.get("index").and_then(Value::as_u64).unwrap_or(0),
+            // without an `index` (Gemini's compatible API), its place in the list
+            index: call
+                .get("index")
+                .and_then(Value::as_u64)
+                .unwrap_or(position as u64),
             call,
             arguments: call
                 .pointer("/function/arguments")
@@ -293,6 +349,41 @@ fn chat_text(content: Option<&Value>) -> String {
             .filter_map(|p| p.get("text").and_then(Value::as_str))
             .collect(),
         _ => String::new(),
+    }
+}
+
+/// What a chat answer's message holds, in the order the client's answer gives it.
+struct Answered<'a> {
+    /// `reasoning_content` (DeepSeek, Qwen, vLLM), if not empty.
+    reasoning: Option<&'a str>,
+    text: String,
+    /// Each tool call's `id`, `name` and `arguments`.
+    calls: Vec<(Value, Value, &'a str)>,
+}
+
+fn answered(message: &Value) -> Answered<'_> {
+    let calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|call| {
+            (
+                call.get("id").cloned().unwrap_or(json!("")),
+                call.pointer("/function/name").cloned().unwrap_or(json!("")),
+                call.pointer("/function/arguments")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            )
+        })
+        .collect();
+    Answered {
+        reasoning: message
+            .get("reasoning_content")
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty()),
+        text: chat_text(message.get("content")),
+        calls,
     }
 }
 

@@ -1,16 +1,13 @@
-//! OpenAI Responses ↔ Chat Completions, whole requests and answers.
+//! An OpenAI Responses request as a Chat Completions request.
 //!
-//! Request: `instructions` becomes the first (system) message; `input` (a string, or items:
-//! messages, `function_call`, `function_call_output`) becomes chat messages; function `tools`,
-//! `tool_choice`, `text.format` (→ `response_format`) and `max_output_tokens` map to their chat
-//! fields. Answer: the chat message becomes `output` items (`reasoning`, `message`,
-//! `function_call`), `finish_reason` the `status`, usage is renamed.
+//! `instructions` becomes the first (system) message; `input` (a string, or items: messages,
+//! `function_call`, `function_call_output` (`tool_results.rs`)) becomes chat messages; function
+//! `tools`, `tool_choice`, `text.format` (→ `response_format`) and `max_output_tokens` map to
+//! their chat fields. The answer's way back is `responses_answer.rs`.
 
 use serde_json::{json, Map, Value};
 
-use super::{
-    chat_text, chat_usage, check_types, first_choice, unknown_field, FieldType, Untranslatable,
-};
+use super::{chat_text, check_types, tool_results, unknown_field, FieldType, Untranslatable};
 
 /// Top-level request fields dropped: no chat equivalent, and leaving them out does not change
 /// the answer's meaning (README lists them).
@@ -82,11 +79,18 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
             "max_output_tokens" => {
                 chat.insert("max_tokens".into(), value.clone());
             }
-            "instructions" => {
-                if let Some(text) = value.as_str().filter(|t| !t.is_empty()) {
+            "instructions" => match value {
+                Value::String(text) if !text.is_empty() => {
                     messages.insert(0, json!({"role": "system", "content": text}));
                 }
-            }
+                Value::String(_) | Value::Null => {}
+                _ => {
+                    return Err(Untranslatable::new(
+                        "instructions",
+                        "only a string translates; send earlier messages in `input`",
+                    ))
+                }
+            },
             "input" => {}
             "tools" => {
                 chat.insert("tools".into(), tools(value)?);
@@ -125,6 +129,13 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
             ))
         }
     }
+    // reasoning that no assistant message or call followed has nothing to go with
+    messages.retain(|m| {
+        !(m.get("reasoning_content").is_some()
+            && m.get("content").is_some_and(Value::is_null)
+            && m.get("tool_calls").is_none())
+    });
+    tool_results::place_images(&mut messages);
     chat.insert("messages".into(), Value::Array(messages));
     Ok(chat)
 }
@@ -148,6 +159,11 @@ fn input_item(i: usize, item: &Value, out: &mut Vec<Value>) -> Result<(), Untran
                 }
             };
             let content = message_content(i, role, item.get("content"))?;
+            // an assistant message right after a reasoning item carries that reasoning
+            if let Some(last) = reasoning_only(out).filter(|_| role == "assistant") {
+                last.insert("content".into(), content);
+                return Ok(());
+            }
             out.push(json!({"role": role, "content": content}));
         }
         "function_call" => {
@@ -174,19 +190,23 @@ fn input_item(i: usize, item: &Value, out: &mut Vec<Value>) -> Result<(), Untran
             out.push(json!({"role": "assistant", "content": null, "tool_calls": [call]}));
         }
         "function_call_output" => {
-            let output = match item.get("output") {
-                Some(Value::String(s)) => s.clone(),
-                Some(parts @ Value::Array(_)) => chat_text(Some(parts)),
-                _ => String::new(),
-            };
-            out.push(json!({
-                "role": "tool",
-                "tool_call_id": item.get("call_id").cloned().unwrap_or(json!("")),
-                "content": output,
-            }));
+            out.push(tool_results::responses(item, &format!("input[{i}]"))?);
         }
-        // Earlier turns' reasoning: chat requests carry none (README: dropped).
-        "reasoning" => {}
+        // Earlier turns' reasoning: `reasoning_content` of the assistant message that follows
+        // (sent only where an endpoint wants it: `upstream::thinking`).
+        "reasoning" => {
+            let texts: Vec<&str> = item
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.get("text").and_then(Value::as_str))
+                .collect();
+            if !texts.is_empty() {
+                let text = texts.join("\n\n");
+                out.push(json!({"role": "assistant", "content": null, "reasoning_content": text}));
+            }
+        }
         other => {
             return Err(Untranslatable::new(
                 format!("input[{i}].type"),
@@ -195,6 +215,16 @@ fn input_item(i: usize, item: &Value, out: &mut Vec<Value>) -> Result<(), Untran
         }
     }
     Ok(())
+}
+
+/// The last message when it is an assistant message holding only reasoning so far.
+fn reasoning_only(out: &mut [Value]) -> Option<&mut Map<String, Value>> {
+    let last = out.last_mut()?.as_object_mut()?;
+    let only = last.get("role") == Some(&json!("assistant"))
+        && last.get("reasoning_content").is_some()
+        && last.get("content").is_some_and(Value::is_null)
+        && last.get("tool_calls").is_none();
+    only.then_some(last)
 }
 
 fn message_content(i: usize, role: &str, content: Option<&Value>) -> Result<Value, Untranslatable> {
@@ -221,16 +251,14 @@ fn message_content(i: usize, role: &str, content: Option<&Value>) -> Result<Valu
                     json!({"type": "text", "text": p.get("refusal").cloned().unwrap_or(json!(""))}),
                 );
             }
-            Some("input_image") if p.get("image_url").is_some_and(Value::is_string) => {
-                let mut image = Map::new();
-                image.insert(
-                    "url".into(),
-                    p.get("image_url").cloned().unwrap_or(json!("")),
-                );
-                if let Some(d) = p.get("detail") {
-                    image.insert("detail".into(), d.clone());
-                }
-                out.push(json!({"type": "image_url", "image_url": image}));
+            Some("input_image") if role == "user" => {
+                out.push(image(p, &format!("input[{i}].content[{j}].type"))?);
+            }
+            Some("input_image") => {
+                return Err(Untranslatable::new(
+                    format!("input[{i}].content[{j}].type"),
+                    format!("chat {role} messages carry text only, not images"),
+                ))
             }
             other => {
                 return Err(Untranslatable::new(
@@ -243,11 +271,27 @@ fn message_content(i: usize, role: &str, content: Option<&Value>) -> Result<Valu
         }
     }
     let only_text = out.iter().all(|p| p.get("type") == Some(&json!("text")));
-    if only_text || role != "user" {
+    if only_text {
         Ok(json!(chat_text(Some(&Value::Array(out)))))
     } else {
         Ok(Value::Array(out))
     }
+}
+
+/// An `input_image` part as a chat `image_url` part (`at`: the path named when it is refused).
+pub(super) fn image(part: &Value, at: &str) -> Result<Value, Untranslatable> {
+    let Some(url) = part.get("image_url").filter(|u| u.is_string()) else {
+        return Err(Untranslatable::new(
+            at,
+            "images by file_id have no Chat Completions equivalent; send an image_url",
+        ));
+    };
+    let mut image = Map::new();
+    image.insert("url".into(), url.clone());
+    if let Some(d) = part.get("detail").filter(|d| !d.is_null()) {
+        image.insert("detail".into(), d.clone());
+    }
+    Ok(json!({"type": "image_url", "image_url": image}))
 }
 
 fn tools(value: &Value) -> Result<Value, Untranslatable> {
@@ -313,139 +357,4 @@ fn text_format(text: &Value) -> Result<Option<Value>, Untranslatable> {
             format!("{other:?} is not text, json_object or json_schema"),
         )),
     }
-}
-
-/// Responses `usage` from a chat `usage`.
-pub fn usage(chat: Option<&Value>) -> Value {
-    let u = chat_usage(chat);
-    json!({
-        "input_tokens": u.prompt(),
-        "input_tokens_details": {"cached_tokens": u.cache_read},
-        "output_tokens": u.output,
-        "output_tokens_details": {"reasoning_tokens": u.reasoning},
-        "total_tokens": u.total(),
-    })
-}
-
-/// `status` and `incomplete_details` for a chat `finish_reason`.
-pub fn status(finish: Option<&str>) -> (&'static str, Value) {
-    match finish {
-        Some("length") => ("incomplete", json!({"reason": "max_output_tokens"})),
-        Some("content_filter") => ("incomplete", json!({"reason": "content_filter"})),
-        _ => ("completed", Value::Null),
-    }
-}
-
-/// The ids of one answer's items, derived from the chat completion id so that a replay of the
-/// same answer gives the same ids.
-pub struct Ids {
-    pub base: String,
-}
-
-impl Ids {
-    pub fn new(chat_id: Option<&str>) -> Ids {
-        Ids {
-            base: chat_id.unwrap_or("relay").to_string(),
-        }
-    }
-    pub fn response(&self) -> String {
-        format!("resp_{}", self.base)
-    }
-    pub fn item(&self, kind: &str, n: usize) -> String {
-        format!("{kind}_{}_{n}", self.base)
-    }
-}
-
-/// A whole `response` object around `output` (the shape of `response.completed` too).
-pub fn response_object(
-    chat: &Value,
-    ids: &Ids,
-    status: (&str, Value),
-    output: Vec<Value>,
-    usage: Value,
-) -> Value {
-    json!({
-        "id": ids.response(),
-        "object": "response",
-        "created_at": chat.get("created").cloned().unwrap_or(json!(0)),
-        "status": status.0,
-        "incomplete_details": status.1,
-        "error": null,
-        "model": chat.get("model").cloned().unwrap_or(json!("")),
-        "output": output,
-        "parallel_tool_calls": true,
-        "tool_choice": "auto",
-        "tools": [],
-        "usage": usage,
-    })
-}
-
-pub fn message_item(id: String, status: &str, text: &str) -> Value {
-    json!({
-        "id": id, "type": "message", "status": status, "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": []}],
-    })
-}
-
-pub fn call_item(
-    id: String,
-    status: &str,
-    call_id: &Value,
-    name: &Value,
-    arguments: &str,
-) -> Value {
-    json!({
-        "id": id, "type": "function_call", "status": status,
-        "call_id": call_id, "name": name, "arguments": arguments,
-    })
-}
-
-pub fn reasoning_item(id: String, text: &str) -> Value {
-    json!({
-        "id": id, "type": "reasoning", "summary": [],
-        "content": [{"type": "reasoning_text", "text": text}],
-    })
-}
-
-/// The Responses answer for a chat completion.
-pub fn answer(chat: &Value) -> Value {
-    let (message, finish) = first_choice(chat);
-    let ids = Ids::new(chat.get("id").and_then(Value::as_str));
-    let mut output = Vec::new();
-    if let Some(r) = message
-        .get("reasoning_content")
-        .and_then(Value::as_str)
-        .filter(|r| !r.is_empty())
-    {
-        output.push(reasoning_item(ids.item("rs", output.len()), r));
-    }
-    let text = chat_text(message.get("content"));
-    if !text.is_empty() {
-        output.push(message_item(
-            ids.item("msg", output.len()),
-            "completed",
-            &text,
-        ));
-    }
-    for call in message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let args = call
-            .pointer("/function/arguments")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let call_id = call.get("id").cloned().unwrap_or(json!(""));
-        let name = call.pointer("/function/name").cloned().unwrap_or(json!(""));
-        output.push(call_item(
-            ids.item("fc", output.len()),
-            "completed",
-            &call_id,
-            &name,
-            args,
-        ));
-    }
-    response_object(chat, &ids, status(finish), output, usage(chat.get("usage")))
 }

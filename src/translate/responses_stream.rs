@@ -4,46 +4,41 @@
 //! `response.in_progress`; per output item `response.output_item.added`, its content
 //! (`response.content_part.added` + `response.output_text.delta` for a message,
 //! `response.function_call_arguments.delta` for a call, `response.reasoning_text.delta` for
-//! reasoning), its closing events (`….done`, `response.output_item.done`) when the next item
-//! begins or the stream ends; then `response.completed` (or `response.incomplete`) carrying
+//! reasoning), its closing events (`….done`, `response.output_item.done`) before the next item
+//! begins, in the order `order.rs` gives them (interleaved tool calls wait their turn); then `response.completed` (or `response.incomplete`) carrying
 //! the whole response. Every event has a `sequence_number`.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use super::responses_chat::{
+use super::order::{Block, Key, Order, Step};
+use super::responses_answer::{
     call_item, message_item, reasoning_item, response_object, status, usage, Ids,
 };
-use super::{named_event, split_chunk, Piece};
+use super::{named_event, split_chunk};
 
 /// One output item being streamed.
 #[derive(Debug)]
 struct Item {
     output_index: usize,
     id: String,
-    kind: Kind,
+    block: Block,
     /// Text, reasoning or arguments so far.
     text: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Kind {
-    Message,
-    Reasoning,
-    /// A function call by its chat tool-call index, with its `call_id` and `name`.
-    Call(u64, Value, Value),
-}
-
 #[derive(Debug, Default)]
 pub struct State {
+    /// The request fields every `response` object repeats.
+    pub echo: Map<String, Value>,
     seq: u64,
     finished: bool,
     /// The chat chunk fields the response object is built from (`id`, `created`, `model`).
     head: Option<Value>,
+    /// The items' order (interleaved tool calls wait their turn).
+    order: Order,
     open: Option<Item>,
     /// Finished items, in output order.
     done: Vec<Value>,
-    /// Chat tool-call indexes already given an item (later pieces of a closed call are late).
-    calls_seen: Vec<u64>,
     finish: Option<String>,
     usage: Option<Value>,
 }
@@ -69,7 +64,7 @@ impl State {
 
     fn response(&self, status: (&str, Value), output: Vec<Value>, usage: Value) -> Value {
         let head = self.head.clone().unwrap_or(Value::Null);
-        response_object(&head, &self.ids(), status, output, usage)
+        response_object(&head, &self.ids(), status, output, usage, &self.echo)
     }
 
     pub fn chunk(&mut self, chunk: &Value) -> Vec<u8> {
@@ -95,78 +90,61 @@ impl State {
         if let Some(u) = parts.usage {
             self.usage = Some(u.clone());
         }
+        let mut steps = Vec::new();
         for piece in parts.pieces {
-            let (kind, text, event) = match piece {
-                Piece::Reasoning(r) => (Kind::Reasoning, r, "response.reasoning_text.delta"),
-                Piece::Text(t) => (Kind::Message, t, "response.output_text.delta"),
-                Piece::Call {
-                    index,
-                    call,
-                    arguments,
-                } => {
-                    let current = matches!(&self.open, Some(Item { kind: Kind::Call(c, ..), .. }) if *c == index);
-                    if !current && self.calls_seen.contains(&index) {
-                        continue; // a closed call cannot grow; chat streams send calls one after another
-                    }
-                    if !current {
-                        self.calls_seen.push(index);
-                    }
-                    let call_id = call
-                        .get("id")
-                        .cloned()
-                        .unwrap_or_else(|| json!(format!("call_{index}")));
-                    let name = call.pointer("/function/name").cloned().unwrap_or(json!(""));
-                    let kind = Kind::Call(index, call_id, name);
-                    (kind, arguments, "response.function_call_arguments.delta")
-                }
-            };
-            let (id, index) = self.ensure(&mut out, kind);
-            if text.is_empty() {
-                continue;
-            }
-            self.append(text);
-            let data = match event {
-                "response.function_call_arguments.delta" => {
-                    json!({"item_id": id, "output_index": index, "delta": text})
-                }
-                "response.output_text.delta" => json!({
-                    "item_id": id, "output_index": index, "content_index": 0, "delta": text,
-                    "logprobs": [],
-                }),
-                _ => {
-                    json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text})
-                }
-            };
-            self.emit(&mut out, event, data);
+            self.order.piece(piece, &mut steps);
         }
         if let Some(f) = parts.finish {
             self.finish = Some(f.to_string());
+            self.order.finish(&mut steps);
         }
+        self.steps(&mut out, steps);
         out
     }
 
-    fn append(&mut self, piece: &str) {
-        if let Some(item) = self.open.as_mut() {
-            item.text.push_str(piece);
+    /// The events of the items' steps.
+    fn steps(&mut self, out: &mut Vec<u8>, steps: Vec<Step>) {
+        for step in steps {
+            match step {
+                Step::Open(block) => self.open_item(out, block),
+                Step::Delta(text) => self.delta(out, text),
+                Step::Close => self.close(out),
+            }
         }
     }
 
-    /// The open item of `kind` (id, output index), opening it (and closing another) if needed.
-    fn ensure(&mut self, out: &mut Vec<u8>, kind: Kind) -> (String, usize) {
-        if let Some(item) = &self.open {
-            let same = match (&item.kind, &kind) {
-                (Kind::Call(a, ..), Kind::Call(b, ..)) => a == b,
-                (a, b) => a == b,
-            };
-            if same {
-                return (item.id.clone(), item.output_index);
-            }
-        }
-        self.close(out);
+    fn delta(&mut self, out: &mut Vec<u8>, text: String) {
+        let Some(item) = self.open.as_mut() else {
+            return;
+        };
+        item.text.push_str(&text);
+        let (id, index) = (item.id.clone(), item.output_index);
+        let (event, data) = match item.block.key {
+            Key::Call(_) => (
+                "response.function_call_arguments.delta",
+                json!({"item_id": id, "output_index": index, "delta": text}),
+            ),
+            Key::Text => (
+                "response.output_text.delta",
+                json!({
+                    "item_id": id, "output_index": index, "content_index": 0, "delta": text,
+                    "logprobs": [],
+                }),
+            ),
+            Key::Reasoning => (
+                "response.reasoning_text.delta",
+                json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text}),
+            ),
+        };
+        self.emit(out, event, data);
+    }
+
+    /// Opens an item: `response.output_item.added` (and its content part).
+    fn open_item(&mut self, out: &mut Vec<u8>, block: Block) {
         let output_index = self.done.len();
         let ids = self.ids();
-        let (id, item) = match &kind {
-            Kind::Message => {
+        let (id, item) = match block.key {
+            Key::Text => {
                 let id = ids.item("msg", output_index);
                 let mut item = message_item(id.clone(), "in_progress", "");
                 if let Some(o) = item.as_object_mut() {
@@ -174,16 +152,17 @@ impl State {
                 }
                 (id, item)
             }
-            Kind::Reasoning => {
+            Key::Reasoning => {
                 let id = ids.item("rs", output_index);
                 (
                     id.clone(),
                     json!({"id": id, "type": "reasoning", "summary": [], "content": []}),
                 )
             }
-            Kind::Call(_, call_id, name) => {
+            Key::Call(_) => {
                 let id = ids.item("fc", output_index);
-                (id.clone(), call_item(id, "in_progress", call_id, name, ""))
+                let item = call_item(id.clone(), "in_progress", &block.id, &block.name, "");
+                (id, item)
             }
         };
         self.emit(
@@ -191,10 +170,10 @@ impl State {
             "response.output_item.added",
             json!({"output_index": output_index, "item": item}),
         );
-        let part = match kind {
-            Kind::Message => Some(json!({"type": "output_text", "text": "", "annotations": []})),
-            Kind::Reasoning => Some(json!({"type": "reasoning_text", "text": ""})),
-            Kind::Call(..) => None,
+        let part = match block.key {
+            Key::Text => Some(json!({"type": "output_text", "text": "", "annotations": []})),
+            Key::Reasoning => Some(json!({"type": "reasoning_text", "text": ""})),
+            Key::Call(_) => None,
         };
         if let Some(part) = part {
             self.emit(
@@ -207,11 +186,10 @@ impl State {
         }
         self.open = Some(Item {
             output_index,
-            id: id.clone(),
-            kind,
+            id,
+            block,
             text: String::new(),
         });
-        (id, output_index)
     }
 
     /// Closes the open item: its `.done` events, and it joins the finished output.
@@ -220,8 +198,8 @@ impl State {
             return;
         };
         let (id, index, text) = (item.id.clone(), item.output_index, item.text.as_str());
-        let done = match &item.kind {
-            Kind::Message => {
+        let done = match item.block.key {
+            Key::Text => {
                 self.emit(out, "response.output_text.done", json!({
                     "item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": [],
                 }));
@@ -235,7 +213,7 @@ impl State {
                 );
                 message_item(id.clone(), "completed", text)
             }
-            Kind::Reasoning => {
+            Key::Reasoning => {
                 self.emit(
                     out,
                     "response.reasoning_text.done",
@@ -253,7 +231,8 @@ impl State {
                 );
                 reasoning_item(id.clone(), text)
             }
-            Kind::Call(_, call_id, name) => {
+            Key::Call(_) => {
+                let (call_id, name) = (&item.block.id, &item.block.name);
                 self.emit(
                     out,
                     "response.function_call_arguments.done",
@@ -278,7 +257,9 @@ impl State {
             return out;
         }
         self.finished = true;
-        self.close(&mut out);
+        let mut steps = Vec::new();
+        self.order.finish(&mut steps);
+        self.steps(&mut out, steps);
         let status = status(self.finish.as_deref());
         let kind = if status.0 == "completed" {
             "response.completed"
@@ -306,8 +287,11 @@ impl State {
         out
     }
 
-    #[cfg(test)]
     pub fn finished(&self) -> bool {
         self.finished
+    }
+
+    pub fn started(&self) -> bool {
+        self.head.is_some()
     }
 }

@@ -272,3 +272,104 @@ fn length_finish_is_incomplete_and_max_tokens() {
         "max_tokens"
     );
 }
+
+/// Two tool calls interleaved (call 0's head, call 1's head, then their arguments in turns),
+/// with text before them, as one chat stream and as the same plain answer.
+fn interleaved() -> (Vec<String>, Value) {
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": "c3", "object": "chat.completion.chunk", "created": 7, "model": "m",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let piece = |i: u64, head: Option<(&str, &str)>, args: &str| {
+        let mut c = json!({"index": i, "function": {"arguments": args}});
+        if let Some((id, name)) = head {
+            c["id"] = json!(id);
+            c["type"] = json!("function");
+            c["function"]["name"] = json!(name);
+        }
+        chunk(json!({"tool_calls": [c]}), Value::Null)
+    };
+    let events = [
+        chunk(json!({"content": "Checking."}), Value::Null),
+        piece(0, Some(("call_a", "weather")), ""),
+        piece(1, Some(("call_b", "time")), ""),
+        piece(0, None, "{\"city\":"),
+        piece(1, None, "{\"zone\":"),
+        piece(0, None, "\"Oslo\"}"),
+        piece(1, None, "\"CET\"}"),
+        chunk(json!({}), json!("tool_calls")),
+    ];
+    let mut lines: Vec<String> = events.iter().map(|e| format!("data: {e}\n")).collect();
+    lines.push("data: [DONE]\n".to_string());
+    let plain = json!({"id": "c3", "object": "chat.completion", "created": 7, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "Checking.", "tool_calls": [
+                {"id": "call_a", "type": "function",
+                 "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}},
+                {"id": "call_b", "type": "function",
+                 "function": {"name": "time", "arguments": "{\"zone\":\"CET\"}"}}]}}]});
+    (lines, plain)
+}
+
+#[test]
+fn interleaved_calls_stream_the_plain_answers_blocks_and_items() {
+    let (lines, plain) = interleaved();
+    // Anthropic: blocks one after another; what they add up to is the plain content
+    let mut s = Stream::new(Dialect::Anthropic);
+    let events: Vec<(String, Value)> = lines
+        .iter()
+        .flat_map(|l| parse(&s.line(l.as_bytes())))
+        .collect();
+    let mut content: Vec<Value> = Vec::new();
+    let mut open = None;
+    let mut json_text = String::new();
+    for (name, d) in &events {
+        match name.as_str() {
+            "content_block_start" => {
+                assert_eq!(open, None, "a block starts while another is open");
+                open = d["index"].as_u64();
+                content.push(d["content_block"].clone());
+                json_text.clear();
+            }
+            "content_block_delta" => {
+                assert_eq!(d["index"].as_u64(), open, "a delta outside its block");
+                let block = content.last_mut().expect("open block");
+                match d["delta"]["type"].as_str() {
+                    Some("text_delta") => block["text"] = d["delta"]["text"].clone(),
+                    _ => {
+                        json_text.push_str(d["delta"]["partial_json"].as_str().unwrap_or(""));
+                        block["input"] = serde_json::from_str(&json_text).unwrap_or(Value::Null);
+                    }
+                }
+            }
+            "content_block_stop" => open = None,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        Value::Array(content),
+        from_chat(Dialect::Anthropic, &plain)["content"]
+    );
+    // Responses: the completed response's output is the plain one
+    let mut s = Stream::new(Dialect::Responses);
+    let events: Vec<(String, Value)> = lines
+        .iter()
+        .flat_map(|l| parse(&s.line(l.as_bytes())))
+        .collect();
+    let (_, completed) = events.last().expect("events");
+    let want = from_chat(Dialect::Responses, &plain);
+    assert_eq!(completed["response"]["output"], want["output"]);
+    let done: Vec<&Value> = events
+        .iter()
+        .filter(|(n, _)| n == "response.output_item.done")
+        .map(|(_, d)| &d["item"])
+        .collect();
+    assert_eq!(
+        done,
+        want["output"]
+            .as_array()
+            .expect("output")
+            .iter()
+            .collect::<Vec<_>>()
+    );
+}

@@ -30,9 +30,13 @@ pub struct RawEndpoint {
     proxy: Option<String>,
     ca_file: Option<String>,
     api: Option<Api>,
+    thinking: Option<String>,
+    reasoning_content: Option<bool>,
 }
 
 pub use crate::api::Api;
+
+use super::thinking::{preset_default, ThinkingStyle};
 
 /// The `anthropic-version` sent to an `anthropic` endpoint when neither the client nor the
 /// endpoint's `headers` set one.
@@ -79,6 +83,10 @@ pub struct EndpointConfig {
     pub roots: Option<ureq::tls::RootCerts>,
     /// The API this endpoint speaks; decides which requests it may take, how its key is sent.
     pub api: Api,
+    /// How a chat request's `reasoning_effort` is sent here (applied at send time).
+    pub thinking: ThinkingStyle,
+    /// Whether earlier assistant turns' `reasoning_content` is sent here.
+    pub reasoning_content: bool,
 }
 
 impl EndpointConfig {
@@ -168,8 +176,21 @@ impl Settings {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            // how chat requests ask it to think (not for an `anthropic` endpoint)
+            let thinking = match e.api {
+                Api::Anthropic => String::new(),
+                _ => format!(
+                    " thinking {}{}",
+                    e.thinking.name(),
+                    if e.reasoning_content {
+                        " +reasoning_content"
+                    } else {
+                        ""
+                    }
+                ),
+            };
             out.push_str(&format!(
-                "  {} {} weight {} models [{models}] api {}{}{}\n",
+                "  {} {} weight {} models [{models}] api {}{thinking}{}{}\n",
                 e.name,
                 e.url,
                 e.weight,
@@ -277,6 +298,8 @@ pub fn settings(raw: RawPolicy, shorthand: Shorthand) -> Result<Settings, String
             proxy: None,
             roots: default_roots,
             api: Api::Chat,
+            thinking: ThinkingStyle::ReasoningEffort,
+            reasoning_content: false,
         }],
         Some(_) if shorthand.explicit => {
             return Err(
@@ -374,6 +397,11 @@ fn endpoint(
         Some(path) => Some(load_roots(&path)?),
         None => default_roots.clone(),
     };
+    let (thinking, reasoning_content) = preset_default(preset.map(|p| p.name));
+    let thinking = match raw.thinking.as_deref() {
+        Some(t) => ThinkingStyle::parse(t)?,
+        None => thinking,
+    };
     let name = raw
         .name
         .or(raw.provider)
@@ -392,6 +420,8 @@ fn endpoint(
         proxy,
         roots,
         api: raw.api.or(preset.map(|p| p.api)).unwrap_or(Api::Chat),
+        thinking,
+        reasoning_content: raw.reasoning_content.unwrap_or(reasoning_content),
     })
 }
 

@@ -18,6 +18,7 @@ pub mod endpoints;
 mod idle;
 pub mod limit;
 mod retry;
+pub mod thinking;
 
 use std::time::Duration;
 
@@ -218,12 +219,18 @@ impl Upstream {
         let shared = serde_json::to_vec(body)
             .map_err(|e| ApiError::internal(format!("cannot serialize the request: {e}")))?;
         retry::send(self, model, Some(api), trace, &mut |ep, traceparent| {
-            let payload = match &ep.config.model {
-                Some(m) => {
-                    let mut own = body.clone();
-                    own.insert("model".to_string(), Value::String(m.clone()));
-                    serde_json::to_vec(&own).unwrap_or_else(|_| shared.clone())
-                }
+            // the endpoint's own model and thinking, out of the cache key
+            let mut own: Option<Map<String, Value>> = None;
+            if let Some(m) = &ep.config.model {
+                own.get_or_insert_with(|| body.clone())
+                    .insert("model".to_string(), Value::String(m.clone()));
+            }
+            if path == "/chat/completions" {
+                let c = &ep.config;
+                thinking::apply(c.thinking, c.reasoning_content, body, &mut own);
+            }
+            let payload = match own {
+                Some(own) => serde_json::to_vec(&own).unwrap_or_else(|_| shared.clone()),
                 None => shared.clone(),
             };
             self.post_one(ep, path, headers, traceparent, &payload, mode)

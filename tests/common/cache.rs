@@ -160,18 +160,79 @@ pub fn files_ending(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
 
 /// Writes a cache entry the way the relay does (key, metadata with scope and checksum,
 /// canonical request line, response) for `canonical` (the request as the relay keys it: sorted
-/// keys, compact, the effective model) on `route`. Returns the key.
+/// keys, compact, the effective model) on `route`: the answer as `<key>.<sha256>.txt`, then the
+/// `.request` that refers to it by that checksum. Returns the key.
 pub fn write_entry(dir: &Path, route: &str, canonical: &str, response: &str) -> String {
+    write_entry_as(dir, route, canonical, response, true)
+}
+
+/// [`write_entry`] in the layout of relays before the fleet issue (#22): the answer as
+/// `<key>.txt`, which relays still read (and `cache scan` renames).
+pub fn write_old_entry(dir: &Path, route: &str, canonical: &str, response: &str) -> String {
+    write_entry_as(dir, route, canonical, response, false)
+}
+
+fn write_entry_as(dir: &Path, route: &str, canonical: &str, response: &str, new: bool) -> String {
     let key = super::sha256_hex(&format!("llm-relay cache 2\n{route}\n\n{canonical}"));
+    let sha = super::sha256_hex(response);
     let meta = json!({"route": route, "version": 1, "created": 1_800_000_000.0, "scope": "",
-                      "sha256": super::sha256_hex(response)});
+                      "sha256": sha});
     let sub = dir.join(&key[..2]);
     std::fs::create_dir_all(&sub).unwrap();
-    std::fs::write(sub.join(format!("{key}.txt")), response).unwrap();
+    let answer = if new {
+        format!("{key}.{sha}.txt")
+    } else {
+        format!("{key}.txt")
+    };
+    std::fs::write(sub.join(answer), response).unwrap();
     std::fs::write(
         sub.join(format!("{key}.request")),
         format!("{meta}\n{canonical}\n"),
     )
     .unwrap();
     key
+}
+
+/// The `.request` file of `key` under the cache directory `dir`, and the answer file it refers
+/// to (`<key>.<sha256>.txt`, by the checksum in its metadata line).
+pub fn entry_files(dir: &Path, key: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let sub = dir.join(&key[..2]);
+    let request = sub.join(format!("{key}.request"));
+    let text = std::fs::read_to_string(&request).unwrap_or_default();
+    let meta: Value = serde_json::from_str(text.lines().next().unwrap_or("")).unwrap_or_default();
+    let sha = meta["sha256"].as_str().unwrap_or("").to_string();
+    (request, sub.join(format!("{key}.{sha}.txt")))
+}
+
+/// POSTs without panicking on transport errors (the relay may be killed mid-request), with
+/// `Cache-Control: no-cache` if `refresh`. Returns (X-Cache, body) for a 200.
+pub fn try_post_with(url: &str, body: &Value, refresh: bool) -> Option<(String, String)> {
+    let mut req = super::agent()
+        .post(url)
+        .header("Content-Type", "application/json");
+    if refresh {
+        req = req.header("Cache-Control", "no-cache");
+    }
+    let mut r = req.send(serde_json::to_vec(body).unwrap()).ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let x = r
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let text = r.body_mut().read_to_string().ok()?;
+    Some((x, text))
+}
+
+/// Runs `llm-relay cache COMMAND --config CONFIG` (`scan`, `stats`) to success; its stdout.
+pub fn cache_cli(command: &str, config: &Path) -> String {
+    let out = super::run_relay(
+        &["cache", command, "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out.stdout
 }

@@ -53,6 +53,18 @@ fn pings(port: u16) -> bool {
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
+/// A fresh `redis-server` and a `Redis` on it that has answered a PING.
+fn connected() -> (Server, Redis) {
+    let server = Server::start();
+    let redis = Redis::open(&format!("redis://127.0.0.1:{}/0", server.1)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis.ping().is_err() {
+        assert!(std::time::Instant::now() < deadline, "redis-server answers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, redis)
+}
+
 /// A TCP proxy in front of a Redis server that, while `lose` is set, reads Redis's reply to a
 /// call and drops it, closing the client's connection: a reply lost after Redis applied it.
 struct LossyProxy {
@@ -112,13 +124,7 @@ impl Drop for Server {
 
 #[test]
 fn a_batch_sent_again_is_added_once() {
-    let server = Server::start();
-    let redis = Redis::open(&format!("redis://127.0.0.1:{}/0", server.1)).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while redis.ping().is_err() {
-        assert!(std::time::Instant::now() < deadline, "redis-server answers");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_server, redis) = connected();
     let now = 20_000 * 86_400 + 100;
     let figures = KeyUsage {
         requests: 3,
@@ -242,4 +248,40 @@ fn a_redis_cluster_node_is_refused_with_a_clear_error() {
     let redis = Redis::open(&format!("redis://127.0.0.1:{}/0", plain.1)).unwrap();
     redis.refuse_cluster().unwrap();
     redis.ping().unwrap();
+}
+
+#[test]
+fn a_lease_is_held_by_one_owner_renewed_and_released_only_by_it_and_expires() {
+    let (_server, redis) = connected();
+    let long = Duration::from_secs(30);
+    assert_eq!(redis.lease("k", "a", long), Ok(true));
+    assert_eq!(
+        redis.lease("k", "b", long),
+        Ok(false),
+        "one owner at a time"
+    );
+    assert_eq!(redis.renew_lease("k", "b", long), Ok(false));
+    redis.release_lease("k", "b").unwrap();
+    assert_eq!(redis.leased("k"), Ok(true), "only the owner releases it");
+    assert_eq!(redis.renew_lease("k", "a", long), Ok(true));
+    redis.release_lease("k", "a").unwrap();
+    assert_eq!(redis.leased("k"), Ok(false));
+    // an owner that stops renewing (a crashed leader) loses it when it expires
+    let short = Duration::from_millis(300);
+    assert_eq!(redis.lease("k", "a", short), Ok(true));
+    let taken = std::time::Instant::now();
+    while redis.leased("k") == Ok(true) {
+        assert!(
+            taken.elapsed() < Duration::from_secs(10),
+            "the lease expires"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(taken.elapsed() >= short);
+    assert_eq!(redis.lease("k", "b", long), Ok(true));
+    assert_eq!(
+        redis.renew_lease("k", "a", long),
+        Ok(false),
+        "a lost lease stays lost"
+    );
 }

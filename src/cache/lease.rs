@@ -1,0 +1,158 @@
+//! The scan lease: one replica at a time walks a shared cache directory.
+//!
+//! `<dir>/scan.lock` is created exclusively by the process that scans, holding its owner
+//! tag (host, random nonce, PID: unique across containers that all run as PID 1). The holder
+//! renews it (touches its time) after every fan-out folder; a lock not renewed for [`LEASE`]
+//! belongs to a process that died, and the next one steals it: it renames the lock aside to a
+//! unique name, checks that what it took is still the stale lock (else it puts it back), and
+//! creates its own. A scan that finishes touches `<dir>/scan.done`, so a replica that left
+//! the start-up scan to another knows when one ran (and takes it over if none did within the
+//! lease). The lease saves work only: the scan is safe even when two run at once
+//! (grace periods and re-checks, see `scan.rs`), so a stolen lease never breaks anything.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::store::age;
+
+/// How long a lock may go without renewal before another process may steal it.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+const LOCK_FILE: &str = "scan.lock";
+/// Touched when a scan holding the lease finishes: replicas that left the start-up scan to
+/// another see from it that one ran.
+const DONE_FILE: &str = "scan.done";
+
+/// The scan lease, held until dropped (the lock file is removed if it is still ours).
+pub struct Lease {
+    path: PathBuf,
+    owner: String,
+}
+
+/// Who holds the lease and how long ago they renewed it (for the log and the command).
+pub struct Held {
+    pub owner: String,
+    pub renewed: Duration,
+}
+
+impl Lease {
+    /// Takes the lease of `dir`, or says who holds it.
+    pub fn take(dir: &Path) -> Result<Lease, Held> {
+        let path = dir.join(LOCK_FILE);
+        let owner = format!("{} {}", crate::util::process_tag(), std::process::id());
+        for _ in 0..3 {
+            let created = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path);
+            match created {
+                Ok(mut f) => {
+                    let _ = f.write_all(owner.as_bytes());
+                    return Ok(Lease { path, owner });
+                }
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(Held {
+                        owner: format!("nobody: cannot create {}: {e}", path.display()),
+                        renewed: Duration::ZERO,
+                    });
+                }
+                Err(_) => {}
+            }
+            let Some(renewed) = age(&path) else {
+                continue; // gone meanwhile: try to create it again
+            };
+            if renewed < LEASE {
+                let owner = fs::read_to_string(&path).unwrap_or_default();
+                return Err(Held { owner, renewed });
+            }
+            // stale: take it aside under a unique name, then check it was the stale one
+            let aside = path.with_file_name(crate::util::temp_name(LOCK_FILE));
+            if fs::rename(&path, &aside).is_err() {
+                continue;
+            }
+            if age(&aside).is_some_and(|a| a < LEASE) {
+                // a live lock replaced the stale one between the check and the rename: back
+                // (unless yet another appeared), and leave it to its holder
+                let _ = fs::hard_link(&aside, &path);
+                let _ = fs::remove_file(&aside);
+                let owner = fs::read_to_string(&path).unwrap_or_default();
+                return Err(Held {
+                    owner,
+                    renewed: Duration::ZERO,
+                });
+            }
+            let _ = fs::remove_file(&aside);
+        }
+        Err(Held {
+            owner: fs::read_to_string(&path).unwrap_or_default(),
+            renewed: Duration::ZERO,
+        })
+    }
+
+    fn ours(&self) -> bool {
+        fs::read_to_string(&self.path).is_ok_and(|o| o == self.owner)
+    }
+
+    /// Renews the lease (if it is still ours).
+    pub fn renew(&self) {
+        if self.ours() {
+            if let Ok(f) = fs::OpenOptions::new().write(true).open(&self.path) {
+                let _ = f.set_modified(SystemTime::now());
+            }
+        }
+    }
+}
+
+/// When a scan holding the lease last finished on `dir`.
+pub fn last_scan(dir: &Path) -> Option<SystemTime> {
+    fs::metadata(dir.join(DONE_FILE))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+impl Lease {
+    /// Records that the scan under this lease finished (see [`last_scan`]).
+    pub fn finished(&self, dir: &Path) {
+        let _ = crate::util::write_atomic(&dir.join(DONE_FILE), self.owner.as_bytes(), 0o666);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.ours() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_and_a_stale_lease_is_stolen() {
+        let dir = std::env::temp_dir().join(format!("llm-relay-lease-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let first = Lease::take(&dir).ok().unwrap();
+        let held = Lease::take(&dir).err().unwrap();
+        assert!(held.owner.contains(crate::util::process_tag()));
+        first.renew();
+        drop(first);
+        let second = Lease::take(&dir).ok().unwrap();
+        // a holder that died: its lock is not renewed past LEASE
+        let lock = dir.join(LOCK_FILE);
+        fs::write(&lock, "dead-host.0 1").unwrap();
+        let f = fs::OpenOptions::new().write(true).open(&lock).unwrap();
+        f.set_modified(SystemTime::now() - LEASE - Duration::from_secs(1))
+            .unwrap();
+        drop(second); // not ours any more: left in place
+        assert!(lock.exists());
+        let third = Lease::take(&dir).ok().unwrap();
+        assert!(third.ours());
+        drop(third);
+        assert!(!lock.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
