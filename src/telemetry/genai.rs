@@ -246,7 +246,11 @@ pub fn provider(url: &str) -> &'static str {
     ];
     HOSTS
         .iter()
-        .find(|(h, _)| host == *h || host.ends_with(&format!(".{h}")))
+        .find(|(h, _)| {
+            // the host itself or a subdomain of it (no allocation: this runs per attempt)
+            host.strip_suffix(h)
+                .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
+        })
         .map_or("_OTHER", |(_, p)| p)
 }
 
@@ -393,6 +397,9 @@ mod tests {
             "azure.ai.openai"
         );
         assert_eq!(provider("http://127.0.0.1:8000/v1"), "_OTHER");
+        assert_eq!(provider("https://API.Anthropic.com/v1"), "anthropic");
+        assert_eq!(provider("https://notapi.openai.com.evil/v1"), "_OTHER");
+        assert_eq!(provider("https://evilapi.openai.com/v1"), "_OTHER");
         assert_eq!(host_port("http://127.0.0.1:8000/v1"), ("127.0.0.1", 8000));
         assert_eq!(
             host_port("https://api.anthropic.com/v1"),
