@@ -50,7 +50,7 @@ pub fn handle(
     let Some(req) = ex.request_mut() else {
         return Ok(());
     };
-    let since = query(req.url(), "since")
+    let since = crate::util::query(req.url(), "since")
         .map(|s| {
             utc::parse_day(&s).ok_or_else(|| {
                 ApiError::invalid(
@@ -143,15 +143,6 @@ fn key_route(route: &str) -> Option<(&str, Option<&str>)> {
         None => (rest, None),
     };
     (!id.is_empty()).then_some((id, sub))
-}
-
-/// The value of `name` in the URL's query string (no percent-decoding: dates need none).
-fn query(url: &str, name: &str) -> Option<String> {
-    let (_, q) = url.split_once('?')?;
-    q.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
 }
 
 /// `GET /admin/stats`: every key's figures, all time or from `since` on.
@@ -304,7 +295,7 @@ fn check_expiry(t: Option<u64>) -> Result<(), ApiError> {
 }
 
 /// Reads a JSON body of at most [`MAX_ADMIN_BODY`] bytes; `shape` says what it should be.
-fn parse_json<T: serde::de::DeserializeOwned>(
+pub fn parse_json<T: serde::de::DeserializeOwned>(
     req: &mut Request,
     (budget, in_flight): (Duration, u64),
     shape: &str,
@@ -317,14 +308,14 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 }
 
 /// Sets `field` of the JSON object `v` (nothing if `v` is not an object).
-fn set(v: &mut Value, field: &str, x: Value) {
+pub fn set(v: &mut Value, field: &str, x: Value) {
     if let Some(o) = v.as_object_mut() {
         o.insert(field.to_string(), x);
     }
 }
 
 /// A key as the admin API shows it: no secret, no hash.
-fn describe(k: &StoredKey, from_config: bool) -> Value {
+pub fn describe(k: &StoredKey, from_config: bool) -> Value {
     json!({
         "id": k.id,
         "object": "key",

@@ -181,7 +181,7 @@ impl Client {
 /// What a route requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Open to everyone: `/health`, `/ready`, `/openapi.json`.
+    /// Open to everyone: `/health`, `/ready`, `/openapi.json`, the dashboard's page (`/ui`).
     Nothing,
     /// `/metrics`: a client or admin key when `auth.protect_metrics`, else nothing.
     Metrics,
@@ -195,10 +195,17 @@ pub enum Need {
 pub fn route_needs_key(route: &str) -> Need {
     match route {
         "/health" | "/ready" | "/openapi.json" => Need::Nothing,
+        // the dashboard's page holds no data; its data routes are under `/admin/ui/`
+        r if is_ui_page(r) => Need::Nothing,
         "/metrics" => Need::Metrics,
         r if r == "/admin" || r.starts_with("/admin/") => Need::Admin,
         _ => Need::Client,
     }
+}
+
+/// True for the dashboard page's own paths (`/ui`, `/ui/`, `/ui/app.js`, `/ui/app.css`).
+pub fn is_ui_page(route: &str) -> bool {
+    matches!(route, "/ui" | "/ui/" | "/ui/app.js" | "/ui/app.css")
 }
 
 /// Headers that carry a client's credential to an upstream (with `forward_auth`, or as any
@@ -332,5 +339,9 @@ mod tests {
         assert_eq!(route_needs_key("/admin/keys"), Need::Admin);
         assert_eq!(route_needs_key("/chat/completions"), Need::Client);
         assert_eq!(route_needs_key("/administrator"), Need::Client);
+        assert_eq!(route_needs_key("/ui"), Need::Nothing);
+        assert_eq!(route_needs_key("/ui/app.js"), Need::Nothing);
+        assert_eq!(route_needs_key("/admin/ui/overview"), Need::Admin);
+        assert_eq!(route_needs_key("/ui/other"), Need::Client);
     }
 }

@@ -9,14 +9,20 @@
 //! [`redacted_value`].
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
-static SINK: Mutex<Option<File>> = Mutex::new(None);
+/// The open file and its path (to read a line back for the dashboard).
+static SINK: Mutex<Option<(File, PathBuf)>> = Mutex::new(None);
+
+/// The longest line [`read_back`] reads.
+const MAX_READ_BACK: u64 = 8 * 1024 * 1024;
+
+pub use crate::log::Written;
 
 const REDACTED: &str = "[redacted]";
 const SECRET_NAMES: &[&str] = &["key", "token", "secret", "password", "authorization"];
@@ -25,7 +31,7 @@ const SECRET_NAMES: &[&str] = &["key", "token", "secret", "password", "authoriza
 pub fn open(path: Option<&Path>) -> Result<(), String> {
     let file = match path {
         None => None,
-        Some(p) => Some(
+        Some(p) => Some((
             OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -36,21 +42,26 @@ pub fn open(path: Option<&Path>) -> Result<(), String> {
                         p.display()
                     )
                 })?,
-        ),
+            p.to_path_buf(),
+        )),
     };
     *SINK.lock().unwrap_or_else(|p| p.into_inner()) = file;
     Ok(())
 }
 
 /// Appends one exchange: the request body sent upstream and the response (a JSON body, or a
-/// stream's raw text).
-pub fn record(path: &str, request: &Map<String, Value>, status: u16, response: &[u8]) {
+/// stream's raw text). Returns where its line starts in the file, if it was written.
+pub fn record(
+    path: &str,
+    request: &Map<String, Value>,
+    status: u16,
+    response: &[u8],
+) -> Option<Written> {
     let mut guard = SINK.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(file) = guard.as_mut() else {
-        return;
-    };
+    let (file, _) = guard.as_mut()?;
+    let ts = crate::log::timestamp(SystemTime::now());
     let line = json!({
-        "ts": crate::log::timestamp(SystemTime::now()),
+        "ts": ts,
         "path": path,
         "request": redacted_value(Value::Object(request.clone())),
         "status": status,
@@ -58,7 +69,39 @@ pub fn record(path: &str, request: &Map<String, Value>, status: u16, response: &
     });
     let mut text = line.to_string();
     text.push('\n');
-    let _ = file.write_all(text.as_bytes());
+    // appending, under the lock: the line starts at the file's current end
+    let at = file.metadata().map(|m| m.len()).ok()?;
+    file.write_all(text.as_bytes()).ok()?;
+    Some(Written {
+        at,
+        len: text.len() as u64,
+        ts,
+    })
+}
+
+/// The line [`record`] wrote (already redacted), if it is still there, whole and the same.
+pub fn read_back(w: &Written) -> Option<Value> {
+    if w.len > MAX_READ_BACK {
+        return None;
+    }
+    let path = SINK
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()?
+        .1
+        .clone();
+    let mut file = File::open(path).ok()?;
+    file.seek(SeekFrom::Start(w.at)).ok()?;
+    let mut line = Vec::new();
+    file.take(w.len).read_to_end(&mut line).ok()?;
+    let v: Value = serde_json::from_slice(line.strip_suffix(b"\n")?).ok()?;
+    (v.get("ts").and_then(Value::as_str) == Some(w.ts.as_str())).then_some(v)
+}
+
+/// `body` (JSON, or a stream's text) with credentials redacted as the body log writes them,
+/// for showing a body held elsewhere (a cache entry on the dashboard).
+pub fn redacted(body: &[u8]) -> Value {
+    redacted_body(body)
 }
 
 /// A JSON value with secrets redacted (also what traces record with `capture_content`).

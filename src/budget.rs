@@ -169,6 +169,20 @@ impl Budget {
         })
     }
 
+    /// What is left of each cap for `day` and `month` (the key's figures for the current UTC
+    /// day and month), counted as [`Budget::check`] counts; `null` for a cap not set.
+    pub fn left(&self, day: &KeyUsage, month: &KeyUsage) -> serde_json::Value {
+        let tokens = |u: &KeyUsage| u.prompt_tokens + u.completion_tokens;
+        let left = |cap: Option<u64>, used: u64| cap.map(|c| c.saturating_sub(used));
+        let usd = |m: Option<u64>| m.map(|m| m as f64 / 1e6);
+        serde_json::json!({
+            "tokens_per_day": left(self.tokens_per_day, tokens(day)),
+            "tokens_per_month": left(self.tokens_per_month, tokens(month)),
+            "usd_per_day": usd(left(self.micro_usd_per_day, day.cost_micro_usd)),
+            "usd_per_month": usd(left(self.micro_usd_per_month, month.cost_micro_usd)),
+        })
+    }
+
     /// `Err` (a 429 `budget_exceeded` and its `Retry-After`) when `day` or `month` (the key's
     /// figures for the current UTC day and month) have reached a cap.
     pub fn check(

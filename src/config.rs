@@ -71,6 +71,7 @@ struct RawConfig {
     state: Option<crate::store::RawState>,
     cache: Option<crate::cache::RawCache>,
     telemetry: Option<crate::telemetry::RawTelemetry>,
+    ui: Option<crate::dashboard::RawUi>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +128,8 @@ pub struct Config {
     pub cache: crate::cache::CacheConfig,
     /// `telemetry`: OTLP trace export; `None` = off (no `otlp_endpoint`).
     pub telemetry: Option<crate::telemetry::TelemetryConfig>,
+    /// The `ui` section: the built-in dashboard at `/ui`.
+    pub ui: crate::dashboard::UiConfig,
     /// Things that load but are likely mistakes ("FILE: line L, column C: …"), shown by
     /// `--check` and logged at start and on reload.
     pub warnings: Vec<String>,
@@ -288,6 +291,7 @@ impl Config {
         })?;
         let client_timeout = millis(raw.client_timeout_ms, 30_000, "client_timeout_ms")?;
         let auth = crate::auth::AuthConfig::from_raw(raw.auth, raw.forward_auth)?;
+        let ui = crate::dashboard::UiConfig::from_raw(raw.ui, auth.admin_hash.is_some())?;
         let rate_limit = crate::limits::RateLimit::from_raw(raw.rate_limit, "rate_limit")?;
         let stream_keepalive = raw
             .stream_keepalive_ms
@@ -317,6 +321,7 @@ impl Config {
             ops,
             cache: crate::cache::CacheConfig::from_raw(raw.cache)?,
             telemetry: crate::telemetry::TelemetryConfig::from_raw(raw.telemetry)?,
+            ui,
             warnings: Vec::new(),
         })
     }

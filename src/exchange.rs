@@ -21,6 +21,10 @@ use crate::telemetry::Trace;
 /// Charges a finished request to its key (built by the gate; see `Gate::meter`).
 pub type Meter = Box<dyn FnOnce(&Access) + Send>;
 
+/// Sees a finished request once, after it is charged (the dashboard's recorder, set by the
+/// routes when `ui.enabled`; absent otherwise, so it costs nothing when off).
+pub type Observer = Box<dyn FnOnce(&Access, Option<&Client>) + Send>;
+
 /// One request on its way to its one answer.
 pub struct Exchange {
     /// The request until it is answered (`None` afterwards).
@@ -34,6 +38,8 @@ pub struct Exchange {
     meter: Option<Meter>,
     /// The request's trace, when traces are exported; ended when the exchange is.
     trace: Option<Arc<Trace>>,
+    /// Sees the finished request once (the dashboard).
+    observer: Option<Observer>,
     /// Whose cached answers the request may share (`auth::principal`), decided once, after the
     /// gate.
     principal: String,
@@ -54,6 +60,7 @@ impl Exchange {
             client: None,
             meter: None,
             trace: None,
+            observer: None,
             principal: String::new(),
             _in_flight: metrics::in_flight_guard(),
         }
@@ -89,6 +96,17 @@ impl Exchange {
     /// The request's trace, if it is traced.
     pub fn trace(&self) -> Option<Arc<Trace>> {
         self.trace.clone()
+    }
+
+    /// `observer` sees the request once it is finished.
+    pub fn observe(&mut self, observer: Observer) {
+        self.observer = Some(observer);
+    }
+
+    /// True when an observer (the dashboard) will see this request: only then is it worth
+    /// noting what only the observer reads (the cache key).
+    pub fn observed(&self) -> bool {
+        self.observer.is_some()
     }
 
     /// Sets whose cached answers the request may share (routing, once, after the gate).
@@ -136,6 +154,7 @@ impl Exchange {
     /// `/v1/messages…`).
     pub fn error(&mut self, err: &ApiError) {
         self.access.status = err.status;
+        self.access.error_code = Some(err.code);
         let body = self.error_body(err);
         if let Some(req) = self.req.take() {
             self.access.bytes = respond_error(req, err, body);
@@ -174,6 +193,9 @@ impl Drop for Exchange {
         metrics::request_done(&self.access);
         if let Some(trace) = self.trace.take() {
             trace.finish(&self.access, self.client.as_ref().map(|c| c.name.as_str()));
+        }
+        if let Some(observe) = self.observer.take() {
+            observe(&self.access, self.client.as_ref());
         }
     }
 }

@@ -18,7 +18,8 @@ use crate::exchange::{json_content_type, Exchange, Meter};
 use crate::key_store::{self, KeyStore};
 use crate::limits::RateLimit;
 use crate::log::{self, Access};
-use crate::store::{Down, OnUnavailable, Store};
+use crate::objects;
+use crate::store::{Down, OnUnavailable, Owners, Store};
 use crate::usage::Outcome;
 
 /// Keys, limits, budgets and usage, shared by all workers.
@@ -27,6 +28,8 @@ pub struct Gate {
     pub keys: KeyStore,
     /// Windows and figures; shared with the gate a reload replaces, so they survive a SIGHUP.
     pub store: Arc<Store>,
+    /// Who owns each object created through the relay; shared like `store`.
+    pub owners: Arc<Owners>,
     /// The top-level `rate_limit` and `budget`, for keys that set none of their own.
     pub default_limit: RateLimit,
     pub default_budget: Budget,
@@ -67,9 +70,24 @@ impl Gate {
             }
             None => Arc::new(Store::open(&config.state)?),
         };
+        let owners = match previous {
+            Some(p) => Arc::clone(&p.owners),
+            None => {
+                let owners = Owners::open(config.state.dir.as_deref(), store.redis().cloned())?;
+                if owners.in_memory() && config.auth.enabled() {
+                    log::warn(
+                        "the owners of files, batches and other objects created through the \
+                         relay are kept in memory only: after a restart only the admin key \
+                         reaches them; set `state.dir` or `state.redis` to keep them",
+                    );
+                }
+                Arc::new(owners)
+            }
+        };
         Ok(Gate {
             keys: KeyStore::open(&config.auth, store.redis().cloned())?,
             store,
+            owners,
             default_limit: config.rate_limit,
             default_budget: config.budget,
             prices: config.prices.clone().into(),
@@ -97,6 +115,20 @@ impl Gate {
         }
         if need == Need::Metrics && self.keys.is_admin(presented) {
             return Ok(None);
+        }
+        // the admin key reaches every owned object (and is neither limited nor budgeted)
+        if need == Need::Client
+            && objects::Route::of(req.method().as_str(), route).is_owned()
+            && self.keys.is_admin(presented)
+        {
+            return Ok(Some(Client {
+                key_id: objects::ADMIN.to_string(),
+                name: "admin key".to_string(),
+                rate_limit: RateLimit::default(),
+                budget: Budget::default(),
+                models: Vec::new(),
+                routes: Vec::new(),
+            }));
         }
         let client = self
             .keys
@@ -185,6 +217,7 @@ impl Gate {
             }
         };
         let body = ex.error_body(&error);
+        ex.access.error_code = Some(error.code);
         ex.respond(error.status, &headers, body);
     }
 
@@ -196,11 +229,7 @@ impl Gate {
         let key_id = client.key_id.clone();
         Box::new(move |access: &Access| {
             // priced as the model the upstream was sent (an endpoint's override), not an alias
-            let model = if access.sent_model.is_empty() {
-                &access.model
-            } else {
-                &access.sent_model
-            };
+            let model = access.priced_model();
             let outcome = Outcome {
                 status: access.status,
                 usage: access.usage,

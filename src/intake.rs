@@ -131,6 +131,28 @@ pub fn read_body(
     Ok(buf)
 }
 
+/// The config's limits on a body read whole.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// `max_body_bytes`.
+    pub max: u64,
+    /// `client_timeout_ms`, for the whole body.
+    pub budget: Duration,
+    /// `max_body_bytes_in_flight`.
+    pub in_flight: u64,
+}
+
+/// [`read_body`] with a fresh reservation against `max_body_bytes_in_flight`, returned with
+/// the body: it holds the body's cost until the caller's call is done.
+pub fn read_reserved(
+    req: &mut Request,
+    limits: BodyLimits,
+) -> Result<(Vec<u8>, Reservation), ApiError> {
+    let mut reserved = Reservation::new(limits.in_flight);
+    let raw = read_body(req, limits.max, limits.budget, &mut reserved)?;
+    Ok((raw, reserved))
+}
+
 /// Parses an API request body: a JSON object with a string `model`.
 /// Refuses JSON whose parse would cost more than a small multiple of its size (413, see
 /// `body_cost`), and holds the memory the body will take in `reserved`.

@@ -174,6 +174,35 @@ pub struct Access {
     /// The model the upstream was sent (after an endpoint's `model` override; for a hit, the
     /// model its entry was stored under), which `prices` apply to; empty: `model`.
     pub sent_model: String,
+    /// The relay's own error code when it refused or failed the request (`rate_limit_exceeded`,
+    /// `upstream_timeout`, …), for the dashboard's errors by kind (never logged).
+    pub error_code: Option<&'static str>,
+    /// Where this request's line starts in the body log, if it wrote one (for the dashboard).
+    pub body_log_at: Option<Written>,
+    /// The cache key the request was looked up (or stored) under, if the cache was asked.
+    pub cache_key: Option<String>,
+}
+
+/// Where the body log (`body_log::record`) wrote a request's line, to read it back: its
+/// offset, length and timestamp (so a line of another request, in a log truncated or rotated
+/// since, is never taken for it). Here, not in `body_log`, so `Access` can carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub at: u64,
+    pub len: u64,
+    pub ts: String,
+}
+
+impl Access {
+    /// The model `prices` apply to: the one the upstream was sent (an endpoint's override),
+    /// else the one asked for.
+    pub fn priced_model(&self) -> &str {
+        if self.sent_model.is_empty() {
+            &self.model
+        } else {
+            &self.sent_model
+        }
+    }
 }
 
 pub fn access(a: &Access) {

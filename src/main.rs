@@ -25,6 +25,7 @@ mod cache;
 mod check;
 mod config;
 mod count_tokens;
+mod dashboard;
 mod error;
 mod exchange;
 mod expand;
@@ -41,7 +42,9 @@ mod locate;
 mod log;
 mod metrics;
 mod models;
+mod objects;
 mod ops;
+mod owners;
 mod passthrough;
 mod pipeline;
 mod probe;
@@ -57,6 +60,7 @@ mod store;
 mod streaming;
 mod telemetry;
 mod translate;
+mod ui;
 mod upstream;
 mod usage;
 mod utc;
@@ -374,56 +378,22 @@ fn cache_tool(
     }
 }
 
-/// `cache why`: reads the request, prepares it as the relay would (translation, rules,
-/// shaping, the keyed headers: `pipeline::prepare` and `pipeline::keyed_body`), and asks the
-/// cache.
+/// `cache why`: reads the request and asks `pipeline::why`.
 fn cache_why(
     cfg: &config::Config,
     request: &std::path::Path,
     route: Option<&str>,
-    mut headers: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
 ) -> Result<String, String> {
-    use pipeline::Endpoint;
     let text =
         std::fs::read(request).map_err(|e| format!("cannot read {}: {e}", request.display()))?;
-    let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice(&text) else {
+    let Ok(serde_json::Value::Object(body)) = serde_json::from_slice(&text) else {
         return Err(format!(
             "{} is not a JSON object; give the request body as the client sends it",
             request.display()
         ));
     };
-    let anthropic = headers
-        .iter()
-        .any(|(name, _)| name.to_ascii_lowercase().starts_with("anthropic-"));
-    let endpoint = match route.map(|r| r.strip_prefix("/v1").unwrap_or(r)) {
-        Some(r) => Endpoint::of_path(r).ok_or_else(|| {
-            format!(
-                "--route {r}: use /chat/completions, /completions, /embeddings, /responses or \
-                 /messages"
-            )
-        })?,
-        None if body.contains_key("messages") && anthropic => Endpoint::Messages,
-        None if body.contains_key("messages") => Endpoint::Chat,
-        None if body.contains_key("prompt") => Endpoint::Completions,
-        None if body.contains_key("input") => Endpoint::Embeddings,
-        None => {
-            return Err(
-                "cannot tell the route from the body; pass --route /chat/completions (or \
-                 /completions, /embeddings, /responses, /messages)"
-                    .to_string(),
-            )
-        }
-    };
-    let prepared =
-        pipeline::prepare(cfg, endpoint, &mut body, &mut headers).map_err(|e| e.message)?;
-    let endpoint = prepared.sent;
-    let model = body
-        .get("model")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("");
-    let models = cfg.upstreams.effective_models(endpoint.api(), model);
-    let keyed = pipeline::keyed_body(endpoint, &body, &headers);
-    cache::why_command(&cfg.cache, endpoint.path(), &keyed, &models)
+    pipeline::why(cfg, route, body, headers, cache::WhyBound::Command)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect, Translation};
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, keepalive, models, passthrough, rules, shape};
+use crate::{body_log, keepalive, models, owners, passthrough, rules, shape};
 
 /// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,17 +179,16 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     };
     let mut headers = request_headers(req);
     intake::check_content_type(req)?;
-    let mut reserved = Reservation::new(state.config.max_body_bytes_in_flight);
-    let raw = intake::read_body(
-        req,
-        state.config.max_body_bytes,
-        state.config.client_timeout,
-        &mut reserved,
-    )?;
+    let (raw, mut reserved) = intake::read_reserved(req, state.body_limits())?;
     let mut body = intake::parse_body(&raw, &mut reserved)?;
     drop(raw);
     if let Some(trace) = ex.trace() {
         trace.request(endpoint.operation(), &body);
+    }
+    // a body may name objects (`previous_response_id`, a `file_id`): only the key's own
+    if let Some((status, refusal)) = owners::refused_reference(state, ex.client(), &body)? {
+        ex.json(status, refusal);
+        return Ok(Next::Done);
     }
     let model = |body: &Map<String, Value>| {
         body.get("model")
@@ -213,11 +212,16 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
             .upstream
             .effective_models(endpoint.api(), &ex.access.model);
         let keyed = keyed_body(endpoint, &body, &headers);
-        let plan = cache.plan(endpoint.path(), &keyed, (&headers, ex.principal()), &models)?;
+        let plan = cache
+            .plan(endpoint.path(), &keyed, (&headers, ex.principal()), &models)?
+            .by_client(ex.client().map(|c| c.key_id.as_str()));
         let offline = plan.mode == cache::Mode::Replay;
         // a request the cache may not answer is not looked up, but in replay mode it is still
         // refused: replay never calls an upstream
         let cacheable = cacheable(endpoint, &body);
+        if cacheable && ex.observed() {
+            ex.access.cache_key = Some(plan.key.clone());
+        }
         let found = if cacheable {
             cache.lookup(&plan)
         } else {
@@ -344,6 +348,9 @@ fn answer_hit(
     if let Some(trace) = ex.trace() {
         trace.answer(&entry.route, entry.response.clone(), cache::plain_answer);
     }
+    if ex.observed() {
+        ex.access.cache_key = Some(entry.key.clone());
+    }
     // what the hit saved: the tokens of the stored answer, priced as the model it was sent as
     ex.access.usage = entry.usage.unwrap_or_default();
     ex.access.sent_model = plan.model_of(&entry.key).unwrap_or_default().to_string();
@@ -433,6 +440,15 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     };
     // A stream is charged from inside the writer, before its end, so a next request sees it.
     let pending_charge: RefCell<Option<(Meter, Access)>> = RefCell::new(None);
+    // a Responses answer the upstream itself stores is owned by the caller: a stream's id is
+    // recorded just before its end reaches the client
+    let owns_response = call.endpoint == Endpoint::Responses && call.translation.is_none();
+    let client = ex.client().cloned();
+    let before_end = |recorded: &[u8]| {
+        if owns_response {
+            owners::record_response(state, client.as_ref(), &call.body, recorded);
+        }
+    };
     let charge = |usage: Usage, sent_model: &str| {
         if let Some((meter, mut charged)) = pending_charge.borrow_mut().take() {
             charged.status = 200;
@@ -454,6 +470,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         storing,
         client_usage: call.delivery.include_usage,
         charge: &charge,
+        before_end: &before_end,
         trace,
     };
     let upstream_started = Instant::now();
@@ -479,7 +496,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
             ex.access.upstream = base.unwrap_or_default();
             ex.access.upstream_time = upstream_started.elapsed();
             traced_answer(trace, path, &recorded);
-            body_log::record(&ex.access.path, &call.body, 200, &recorded);
+            ex.access.body_log_at = body_log::record(&ex.access.path, &call.body, 200, &recorded);
             ex.access.usage = usage;
             ex.access.sent_model = sent_model;
         }
@@ -509,7 +526,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         if let Some((recorded, usage)) = recorded {
             ex.access.upstream_time = upstream_started.elapsed();
             traced_answer(trace, path, &recorded);
-            body_log::record(&ex.access.path, &call.body, status, &recorded);
+            ex.access.body_log_at =
+                body_log::record(&ex.access.path, &call.body, status, &recorded);
             ex.access.usage = usage;
         }
         return Ok(());
@@ -526,7 +544,11 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         // before answering, so the client's next request finds it
         cache.store(p, &effective, &data);
     }
-    body_log::record(&ex.access.path, &call.body, status, &data);
+    if owns_response && (200..300).contains(&status) {
+        // before answering, so the client's next request finds the owner
+        owners::record_response(state, client.as_ref(), &call.body, &data);
+    }
+    ex.access.body_log_at = body_log::record(&ex.access.path, &call.body, status, &data);
     ex.access.usage = Usage::of_bytes(api, &data).unwrap_or_default();
     let data = match &call.translation {
         Some(t) => translated_answer(t, status, &data, &mut reply_headers),
@@ -596,4 +618,45 @@ fn translated_answer(
             format!("the upstream's answer is not JSON: {e}").as_bytes(),
         ),
     }
+}
+
+/// `cache why` (the command and the dashboard): prepares `body` as the relay would (translation,
+/// rules, shaping, the keyed headers: [`prepare`] and [`keyed_body`]) on `route` (guessed from
+/// the body when `None`), and asks the cache which keys it has and what is closest (reading at
+/// most `bound`'s number of recorded requests).
+pub fn why(
+    cfg: &Config,
+    route: Option<&str>,
+    mut body: Map<String, Value>,
+    mut headers: Vec<(String, String)>,
+    bound: cache::WhyBound,
+) -> Result<String, String> {
+    let anthropic = headers
+        .iter()
+        .any(|(name, _)| name.to_ascii_lowercase().starts_with("anthropic-"));
+    let endpoint = match route.map(|r| r.strip_prefix("/v1").unwrap_or(r)) {
+        Some(r) => Endpoint::of_path(r).ok_or_else(|| {
+            format!(
+                "route {r}: use /chat/completions, /completions, /embeddings, /responses or \
+                 /messages"
+            )
+        })?,
+        None if body.contains_key("messages") && anthropic => Endpoint::Messages,
+        None if body.contains_key("messages") => Endpoint::Chat,
+        None if body.contains_key("prompt") => Endpoint::Completions,
+        None if body.contains_key("input") => Endpoint::Embeddings,
+        None => {
+            return Err(
+                "cannot tell the route from the body; give the route (/chat/completions, \
+                 /completions, /embeddings, /responses or /messages)"
+                    .to_string(),
+            )
+        }
+    };
+    let prepared = prepare(cfg, endpoint, &mut body, &mut headers).map_err(|e| e.message)?;
+    let endpoint = prepared.sent;
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    let models = cfg.upstreams.effective_models(endpoint.api(), model);
+    let keyed = keyed_body(endpoint, &body, &headers);
+    cache::why_command(&cfg.cache, endpoint.path(), &keyed, &models, bound)
 }

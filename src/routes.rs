@@ -3,7 +3,8 @@
 //! routes), the gate (client key, rate limit) and the key's `routes`, then maps its path (with
 //! or without the `/v1` prefix) to a handler. Small
 //! handlers (probes, metrics, cache stats, the OpenAPI document) live here; API calls go to
-//! [`pipeline::relay`], `/v1/messages/count_tokens` to [`count_tokens::handle`], `/admin/*` to
+//! [`pipeline::relay`], `/v1/messages/count_tokens` to [`count_tokens::handle`], `/admin/ui/*`
+//! and the `/ui` page to `ui.rs`, other `/admin/*` to
 //! [`admin::handle`].
 
 use tiny_http::Method;
@@ -36,11 +37,19 @@ fn traced(route: &str, path: &str) -> bool {
 /// Handles one request where it was received. Work that needs the upstream comes back as
 /// [`Next::Upstream`] for the `workers` pool.
 pub fn handle(state: &State, ex: &mut Exchange) -> Next {
+    if let Some(dashboard) = &state.ui {
+        ex.observe(dashboard.observer(&state.gate.prices));
+    }
     let Some(req) = ex.request() else {
         return Next::Done;
     };
     let path = ex.access.path.clone();
-    let route = crate::util::api_route(&path);
+    let route = match crate::util::api_route(&path) {
+        // the dashboard's page lives at the root only: `/v1/ui` is an API path like any other
+        // (it needs a client key and passes through)
+        r if crate::auth::is_ui_page(r) && r != path => path.as_str(),
+        r => r,
+    };
     let method = req.method().clone();
     if let Some(tracer) = state.telemetry.as_ref().filter(|_| traced(route, &path)) {
         let parent = crate::exchange::header(req, "traceparent");
@@ -136,6 +145,12 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
             let doc = include_str!("../openapi.json").as_bytes().to_vec();
             ex.json(200, doc);
             Ok(Next::Done)
+        }
+        (r, _) if crate::auth::is_ui_page(r) => {
+            crate::ui::page(state, ex, r, &method).map(|()| Next::Done)
+        }
+        (r, _) if r.starts_with("/admin/ui/") => {
+            crate::ui::api(state, ex, r, &method).map(|()| Next::Done)
         }
         (r, _) if r.starts_with("/admin/") => {
             admin::handle(state, ex, r, &method).map(|()| Next::Done)

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::dashboard::Dashboard;
 use crate::gate::Gate;
 use crate::log;
 use crate::telemetry::Tracer;
@@ -20,11 +21,22 @@ pub struct State {
     /// The trace exporter, if `telemetry.otlp_endpoint` is set. A reload keeps it unless the
     /// `telemetry` section changed.
     pub telemetry: Option<Arc<Tracer>>,
+    /// The dashboard's figures, if `ui.enabled`. Kept by a reload that keeps it on.
+    pub ui: Option<Arc<Dashboard>>,
     /// `LLM_RELAY_TEST_HOOKS=1`: enables `/__test/*` routes used by the integration tests.
     pub test_hooks: bool,
 }
 
 impl State {
+    /// The limits a body read whole is held to.
+    pub fn body_limits(&self) -> crate::intake::BodyLimits {
+        crate::intake::BodyLimits {
+            max: self.config.max_body_bytes,
+            budget: self.config.client_timeout,
+            in_flight: self.config.max_body_bytes_in_flight,
+        }
+    }
+
     /// Builds the running state from `config`. On a reload, `previous` is the state being
     /// replaced: the cache, rate-limit windows and usage figures carry over, keys are read
     /// again (a changed `cache` section takes effect after a restart).
@@ -47,8 +59,14 @@ impl State {
             (Some(running), Some(c)) if running.config == *c => Some(Arc::clone(running)),
             (_, Some(c)) => Some(Tracer::start(c.clone())?),
         };
+        let ui = Dashboard::open(config.ui, previous.and_then(|p| p.ui.as_ref()));
+        if let (Some(_), Some(cache)) = (&ui, &cache) {
+            // the cache page's index starts filling now, on its own thread
+            cache.index(config.ui.cache_index_bytes);
+        }
         Ok(State {
             telemetry,
+            ui,
             upstream: Upstream::new(
                 &config.upstreams,
                 config.timeouts,

@@ -51,6 +51,9 @@ pub struct Streaming<'a> {
     /// Charges the stream to the client's key (given its usage and the model the upstream was
     /// sent), before its end.
     pub charge: &'a dyn Fn(Usage, &str),
+    /// Given the recorded copy just before the stream's end reaches the client (the owner of a
+    /// stored response is recorded there, so the client's next request finds it).
+    pub before_end: &'a dyn Fn(&[u8]),
     /// The request's trace: told when the stream's first bytes arrive.
     pub trace: Option<&'a Trace>,
 }
@@ -118,6 +121,7 @@ impl Streaming<'_> {
         }
         let bytes = out.bytes;
         let usage = relayed.usage.unwrap_or_default();
+        (self.before_end)(&relayed.recorded);
         (self.charge)(usage, &effective);
         if relayed.end != End::ClientGone {
             let _ = out.finish();

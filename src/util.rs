@@ -1,7 +1,7 @@
 //! Small helpers more than one module needs, each written once: lowercase hex, Unix time, an
 //! atomic file write, the token of an `Authorization: Bearer` value, the credential
-//! `forward_auth` sends, an API route without its `/v1` prefix, and fast random numbers. A
-//! leaf: it imports nothing of ours.
+//! `forward_auth` sends, an API route without its `/v1` prefix, a query parameter of a URL
+//! (percent-decoded), and fast random numbers. A leaf: it imports nothing of ours.
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -161,6 +161,44 @@ fn seed() -> u64 {
     h.finish()
 }
 
+/// The value of `name` in the URL's query string, percent-decoded.
+pub fn query(url: &str, name: &str) -> Option<String> {
+    let (_, q) = url.split_once('?')?;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| percent_decode(v))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |j: usize| {
+            bytes
+                .get(j)
+                .and_then(|&c| (c as char).to_digit(16))
+                .map(|d| d as u8)
+        };
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h * 16 + l);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +206,12 @@ mod tests {
     #[test]
     fn helpers() {
         assert_eq!(hex(&[0, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(
+            query("/a?x=1&q=%22two%22+3", "q").as_deref(),
+            Some("\"two\" 3")
+        );
+        assert_eq!(query("/a?x=1", "q"), None);
+        assert_eq!(query("/a?q=%zz%4", "q").as_deref(), Some("%zz%4"));
         assert_eq!(bearer_token("Bearer sk-1 "), Some("sk-1"));
         assert_eq!(bearer_token("  bearer   sk-2"), Some("sk-2"));
         assert_eq!(bearer_token("Basic abc"), None);

@@ -142,6 +142,13 @@ fn stored_responses_and_count_tokens_reach_the_endpoint_of_their_api() {
     let dir = TempDir::new();
     let relay = relay_for(&up, &dir, json!({"auth": {"keys": ["relay-client-key"]}}));
     let key = [("authorization", "Bearer relay-client-key")];
+    // made through the relay by this key, so the key may reach it (access_objects)
+    let made = post_json_with(
+        &relay.url("/v1/responses"),
+        &json!({"model": "gpt-x", "input": "hi"}),
+        &key,
+    );
+    assert_eq!(made.json()["id"], "resp_fixture1", "{}", made.body);
     let cases = [
         ("GET", "/v1/responses/resp_fixture1", "response"),
         (
@@ -177,7 +184,7 @@ fn stored_responses_and_count_tokens_reach_the_endpoint_of_their_api() {
         assert_eq!(r.header("x-cache"), None);
     }
     let seen = up.requests();
-    assert_eq!(seen.len(), 6, "count_tokens is never cached");
+    assert_eq!(seen.len(), 7, "count_tokens is never cached");
     let last = seen.last().unwrap();
     assert_eq!(last.header("x-api-key"), Some(ANTHROPIC_KEY));
     assert!(
@@ -195,7 +202,7 @@ fn stored_responses_and_count_tokens_reach_the_endpoint_of_their_api() {
     );
     let r = post_json(&relay.url("/v1/messages/count_tokens"), &count);
     assert_eq!((r.status, r.json()["type"].as_str()), (401, Some("error")));
-    assert_eq!(up.requests().len(), 6);
+    assert_eq!(up.requests().len(), 7);
 }
 
 /// How [`chunked_upload`] ends its body.

@@ -203,6 +203,10 @@ fn unreachable_upstream_counts_as_an_upstream_error() {
 fn cache_results_and_size_are_counted() {
     let up = Upstream::openai();
     let (_dir, relay) = cached_relay(&up);
+    // the gauge starts from the start-up scan's count, which would overwrite a store made
+    // while it ran
+    let scanned = relay.wait_for_log_line(Duration::from_secs(30), |l| l.contains("cache scan of"));
+    assert!(scanned.is_some(), "no start-up scan was logged");
     let chat = json!({"model": "m", "messages": [{"role": "user", "content": "count me"}]});
     for expected in ["MISS", "HIT", "HIT"] {
         let r = post_json(&relay.url("/v1/chat/completions"), &chat);

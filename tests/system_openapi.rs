@@ -51,6 +51,16 @@ fn openapi_document_is_served_without_a_key_and_lists_every_route() {
         "/health",
         "/ready",
         "/metrics",
+        "/ui",
+        "/admin/ui/overview",
+        "/admin/ui/keys",
+        "/admin/ui/upstreams",
+        "/admin/ui/requests",
+        "/admin/ui/requests/{id}",
+        "/admin/ui/cache",
+        "/admin/ui/cache/entries/{key}",
+        "/admin/ui/cache/why",
+        "/admin/ui/cache/export",
     ] {
         assert!(
             doc["paths"][path].is_object(),
@@ -74,9 +84,11 @@ fn schemathesis_finds_no_drift_and_no_server_error() {
     let _turn = crate::heavy_turn();
     let up = Upstream::openai();
     let dir = TempDir::new();
-    // One key serves as client and admin key, so one header covers every route.
+    // One key serves as client and admin key, so one header covers every route; the dashboard
+    // is on so its routes answer too (its cache routes say the cache is off: 409).
     let cfg = json!({"auth": {"keys": [KEY], "admin_key": KEY,
-        "keys_file": dir.path().join("keys.json")}});
+        "keys_file": dir.path().join("keys.json")},
+        "ui": {"enabled": true}});
     let relay = Relay::start(&config_json(&up.base_url(), cfg));
     let doc = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
     let auth = format!("Authorization: Bearer {KEY}");

@@ -60,26 +60,18 @@ pub fn export_command(
     let mut lines: Vec<(String, String)> = Vec::new();
     let mut skipped = 0u64;
     for (key, _) in store::entries(dir) {
-        let key = key.as_str();
-        let store::Read::Both(store::Pair {
-            request, response, ..
-        }) = store::read(dir, key)
-        else {
+        let Some(found) = entry_line(dir, &key) else {
             continue;
         };
-        let Ok(meta) = store::verify(key, &request, &response) else {
+        let Ok((meta, line)) = found else {
             skipped += 1;
             continue;
         };
-        if apis::check(&meta.route, &response).is_err() {
-            skipped += 1;
-            continue;
-        }
         if filter.since.is_some_and(|t| meta.created < t) {
             continue;
         }
         if let Some(glob) = &filter.model {
-            let model = store::split_request(&request)
+            let model = store::split_request(line.request.as_bytes())
                 .and_then(|(_, r)| serde_json::from_slice::<Value>(r).ok())
                 .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_string))
                 .unwrap_or_default();
@@ -87,30 +79,11 @@ pub fn export_command(
                 continue;
             }
         }
-        let (Ok(request), Ok(response)) = (String::from_utf8(request), String::from_utf8(response))
-        else {
-            skipped += 1;
-            continue;
-        };
-        let line = Line {
-            key: key.to_string(),
-            request,
-            response,
-        };
         let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
-        lines.push((key.to_string(), text));
+        lines.push((key, text));
     }
     lines.sort();
-    let header = Header {
-        llm_relay_cassette: FORMAT,
-        entries: lines.len() as u64,
-    };
-    let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?;
-    text.push('\n');
-    for (_, line) in &lines {
-        text.push_str(line);
-        text.push('\n');
-    }
+    let text = cassette_text(&lines)?;
     store::write_atomic(out, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(format!(
@@ -126,6 +99,75 @@ pub fn export_command(
             String::new()
         }
     ))
+}
+
+/// Entry `key` as a cassette line with its metadata: `None` when it is absent, `Err` when it
+/// is unservable (fails `verify` or the API's completeness check, or is not UTF-8).
+fn entry_line(dir: &Path, key: &str) -> Option<Result<(store::Meta, Line), ()>> {
+    let store::Read::Both(store::Pair {
+        request, response, ..
+    }) = store::read(dir, key)
+    else {
+        return None;
+    };
+    let Ok(meta) = store::verify(key, &request, &response) else {
+        return Some(Err(()));
+    };
+    if apis::check(&meta.route, &response).is_err() {
+        return Some(Err(()));
+    }
+    let (Ok(request), Ok(response)) = (String::from_utf8(request), String::from_utf8(response))
+    else {
+        return Some(Err(()));
+    };
+    let line = Line {
+        key: key.to_string(),
+        request,
+        response,
+    };
+    Some(Ok((meta, line)))
+}
+
+/// The most a selection exported by the dashboard may take (the relay holds it whole).
+pub const MAX_EXPORT_BYTES: usize = 64 * 1024 * 1024;
+
+/// The entries `keys` (those present and servable) as a cassette, for the dashboard's export
+/// of a selection. Returns the text and how many entries it holds; `Err` past
+/// [`MAX_EXPORT_BYTES`].
+pub fn export_keys(dir: &Path, keys: &[String]) -> Result<(String, u64), String> {
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut bytes = 0usize;
+    for key in keys.iter().filter(|k| is_key(k)) {
+        if let Some(Ok((_, line))) = entry_line(dir, key) {
+            let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
+            bytes += text.len();
+            if bytes > MAX_EXPORT_BYTES {
+                return Err(format!(
+                    "the selection takes more than {MAX_EXPORT_BYTES} bytes; export fewer \
+                     entries at a time, or all of them with `llm-relay cache export`"
+                ));
+            }
+            lines.push((key.clone(), text));
+        }
+    }
+    lines.sort();
+    lines.dedup();
+    Ok((cassette_text(&lines)?, lines.len() as u64))
+}
+
+/// The cassette file: the header line, then `lines` (sorted by key).
+fn cassette_text(lines: &[(String, String)]) -> Result<String, String> {
+    let header = Header {
+        llm_relay_cassette: FORMAT,
+        entries: lines.len() as u64,
+    };
+    let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?;
+    text.push('\n');
+    for (_, line) in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// `llm-relay cache import`: checks every entry of the cassette `file`, then writes them into

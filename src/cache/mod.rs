@@ -8,14 +8,17 @@
 //! in either mode. Around that: single-flight (`flight.rs`; across replicas with `state.redis`,
 //! `fleet.rs`), the start-up scan (`scan.rs`, one replica of a shared directory at a time,
 //! `lease.rs`) and upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
-//! diff of a miss (`why.rs`) and portable cassettes (`cassette.rs`).
+//! diff of a miss (`why.rs`), portable cassettes (`cassette.rs`) and the dashboard's index,
+//! entry view and export of a selection (`browse.rs`).
 
 mod apis;
+pub mod browse;
 mod cassette;
 mod collect;
 mod config;
 mod fleet;
 mod flight;
+mod index;
 mod key;
 mod lease;
 mod memory;
@@ -38,7 +41,7 @@ use crate::error::ApiError;
 use crate::log;
 pub use apis::asks_usage;
 pub use apis::plain_body as plain_answer;
-pub use cassette::{export_command, import_command, parse_since, ExportFilter};
+pub use cassette::{export_command, export_keys, import_command, parse_since, ExportFilter};
 pub use config::{CacheConfig, Mode, RawCache, Scope};
 pub use flight::Role;
 pub use replay::Delivery;
@@ -131,6 +134,9 @@ pub struct Plan {
     pub control: Control,
     pub mode: Mode,
     pub delivery: Delivery,
+    /// The client key id the request came with (`None` with auth off): written as the
+    /// entry's `recorded_by`, and the only key a `cache_miss` shows recorded values to.
+    recorder: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +150,14 @@ struct Candidate {
 }
 
 impl Plan {
+    /// The plan of a request of the client key `key_id` (`None`: auth is off).
+    pub fn by_client(self, key_id: Option<&str>) -> Plan {
+        Plan {
+            recorder: key_id.map(str::to_string),
+            ..self
+        }
+    }
+
     /// The effective model whose candidate key is `key` (the model a hit on it was sent as).
     pub fn model_of(&self, key: &str) -> Option<&str> {
         self.candidates
@@ -234,6 +248,7 @@ impl Plan {
             control: Control::parse(header("cache-control")),
             mode,
             delivery: Delivery::of(body),
+            recorder: None,
         })
     }
 }
@@ -278,9 +293,13 @@ pub struct Cache {
     /// Single flight across replicas, with `state.redis`.
     fleet: Option<Arc<fleet::Fleet>>,
     hits: upkeep::HitBook,
+    /// Recorded requests by route, scope and model, for the closest entry of a replay miss.
+    index: index::Index,
     /// Answers this process's writes replaced, deleted by the upkeep thread after a grace period.
     replaced: collect::Replaced,
     pub counters: Counters,
+    /// The dashboard's index of recorded requests, once `ui.enabled` asked for it.
+    browse: std::sync::OnceLock<Arc<browse::Index>>,
 }
 
 /// Unix time in seconds, to the millisecond (entry ages are compared against whole seconds,
@@ -313,8 +332,10 @@ impl Cache {
             flights: flight::Flights::default(),
             fleet: redis.map(fleet::Fleet::start),
             hits: upkeep::HitBook::load(&config.dir),
+            index: index::Index::default(),
             replaced: collect::Replaced::default(),
             counters: Counters::default(),
+            browse: std::sync::OnceLock::new(),
             config: config.clone(),
         })))
     }
@@ -420,6 +441,7 @@ impl Cache {
     fn reject(&self, key: &str, why: &str, judged: &store::Judged) {
         let dir = &self.config.dir;
         if judged.settled(scan::GRACE) && store::quarantine_judged(dir, key, judged) {
+            self.index.remove(&[key.to_string()]);
             log::warn(&format!(
                 "cache entry {key} quarantined ({why}); it is never served"
             ));
@@ -462,17 +484,33 @@ impl Cache {
     }
 
     /// The error a miss gets in `replay` mode: `cache_miss`, the key, and the fields in which
-    /// the closest recorded request of the same route (and scope) differs.
+    /// the closest recorded request of the same route (and scope) differs (with the recorded
+    /// values only for the key that recorded it). The closest is found in the index: the few
+    /// nearest by fingerprint are read, never the directory; only until the start-up scan has
+    /// filled the index does a miss search the directory (at most `MAX_SEARCHED_ONLINE` files).
     pub fn replay_miss(&self, plan: &Plan) -> ApiError {
         let asked = plan.canonical_json();
-        let report = why::closest(
-            &self.config.dir,
-            &plan.route,
-            Some(&plan.scope),
-            &asked,
-            1,
-            why::MAX_SEARCHED_ONLINE,
-        );
+        let viewer = plan.recorder.as_deref();
+        let report = if self.index.ready() {
+            let (keys, compared) = self.index.nearest(&plan.route, &plan.scope, &asked);
+            why::closest_of(
+                &self.config.dir,
+                &plan.route,
+                &keys,
+                &asked,
+                viewer,
+                compared,
+            )
+        } else {
+            why::closest(
+                &self.config.dir,
+                &plan.route,
+                Some(&plan.scope),
+                &asked,
+                (1, why::MAX_SEARCHED_ONLINE),
+                viewer,
+            )
+        };
         why::miss_error(&plan.key, &report)
     }
 
@@ -500,6 +538,7 @@ impl Cache {
             created: now_precise(),
             scope: plan.scope.clone(),
             sha256: key::checksum(response),
+            recorded_by: plan.recorder.clone(),
         };
         let existed = store::request_path(&self.config.dir, &c.key).exists();
         let before = store::referenced_answer(&self.config.dir, &c.key);
@@ -517,12 +556,17 @@ impl Cache {
         if let Some(before) = before.filter(|b| *b != now) {
             self.replaced.push(&c.key, before);
         }
+        self.index
+            .insert(&plan.route, &plan.scope, &c.key, &c.canonical);
         if !existed {
             self.counters.entries.fetch_add(1, Ordering::Relaxed);
             self.counters.bytes.fetch_add(
                 (response.len() + c.canonical.len()) as u64,
                 Ordering::Relaxed,
             );
+        }
+        if let Some(index) = self.browse.get() {
+            index.add(&c.key, &meta, &c.canonical, response.len() as u64);
         }
         self.memory.insert(
             &c.key,
@@ -537,6 +581,26 @@ impl Cache {
             stamp,
         );
         true
+    }
+
+    /// The dashboard's index of recorded requests (`ui.cache_index_bytes`), made and filled
+    /// from the directory (on its own thread) the first time it is asked for.
+    pub fn index(self: &Arc<Cache>, max_bytes: u64) -> Arc<browse::Index> {
+        let mut fresh = false;
+        let index = self.browse.get_or_init(|| {
+            fresh = true;
+            Arc::new(browse::Index::new(max_bytes))
+        });
+        if fresh {
+            let (filling, dir) = (Arc::clone(index), self.config.dir.clone());
+            let spawned = std::thread::Builder::new()
+                .name("cache-index".into())
+                .spawn(move || filling.fill(&dir));
+            if let Err(e) = spawned {
+                log::error(&format!("cannot start the cache index thread: {e}"));
+            }
+        }
+        Arc::clone(index)
     }
 
     /// `GET /cache/stats`.
@@ -592,6 +656,10 @@ impl Cache {
             .entries
             .store(report.entries, Ordering::Relaxed);
         self.counters.bytes.store(report.bytes, Ordering::Relaxed);
+        let indexed = self.index.fill(dir);
+        log::info(&format!(
+            "cache index: {indexed} recorded requests read for the closest entry of a replay miss"
+        ));
         if self.hits.needs_compacting(report.entries) {
             if let Err(e) = self.hits.compact(dir, crate::util::now_secs()) {
                 log::error(&format!("cannot compact {}: {e}", upkeep::HITS_FILE));
@@ -646,6 +714,7 @@ impl Cache {
         for key in &removed.keys {
             self.memory.remove(key);
         }
+        self.index.remove(&removed.keys);
         let c = &self.counters;
         let sub = |a: &AtomicU64, n: u64| {
             let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
@@ -670,6 +739,14 @@ pub fn scan_command(config: &CacheConfig) -> String {
     scan::command(&config.dir)
 }
 
+/// How many recorded requests a `why` reads at most: the command's bound, or the smaller one of
+/// a request the relay answers (the dashboard's `why`, like the `cache_miss` error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhyBound {
+    Command,
+    Online,
+}
+
 /// `llm-relay cache why`: the keys of a request body (after rules and shaping) on `route`,
 /// whether each is recorded, and the closest recorded requests with their differing fields.
 pub fn why_command(
@@ -677,6 +754,7 @@ pub fn why_command(
     route: &str,
     body: &Map<String, Value>,
     models: &[(String, bool)],
+    bound: WhyBound,
 ) -> Result<String, String> {
     let plan = Plan::new(config, route, body, (&[], ""), models).map_err(|e| e.message)?;
     let keys: Vec<(String, String, bool)> = plan
@@ -689,7 +767,11 @@ pub fn why_command(
         })
         .collect();
     let asked = plan.canonical_json();
-    let mut out = why::explain(&config.dir, route, &keys, &asked);
+    let max_searched = match bound {
+        WhyBound::Command => why::MAX_SEARCHED,
+        WhyBound::Online => why::MAX_SEARCHED_ONLINE,
+    };
+    let mut out = why::explain(&config.dir, route, &keys, &asked, max_searched);
     if config.scope == Scope::Key {
         out.push_str(
             "note: `cache.scope` is \"key\": the keys above are those of a request without a \

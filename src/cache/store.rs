@@ -1,8 +1,8 @@
 //! The entry files: `<dir>/<first two hex>/<key>.request` and the answer it refers to,
 //! `<key>.<sha256 of the answer>.txt`, published in one atomic step.
 //!
-//! `.request` holds one line of metadata (route, scope, writing version, created time, and the
-//! SHA-256 of the response) and then the canonical request; the answer file holds the response
+//! `.request` holds one line of metadata (route, scope, writing version, created time, the
+//! SHA-256 of the response, and the recording key's id) and then the canonical request; the answer file holds the response
 //! exactly as the upstream sent it (a JSON body, or the SSE text of a stream), under a name its
 //! checksum gives. [`verify`] binds the three together: the key must be the hash of the route,
 //! scope and canonical request, and the response must have the recorded checksum, so a
@@ -46,6 +46,11 @@ pub struct Meta {
     /// SHA-256 (hex) of the `.txt` file: binds the response to this request.
     #[serde(default)]
     pub sha256: String,
+    /// The id of the client key whose request was recorded (absent with auth off, and in
+    /// entries written before it existed): only that key sees the recorded values in a
+    /// `cache_miss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
 }
 
 /// The identity of a published `.request` file: device, inode, modification time and length.

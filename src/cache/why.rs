@@ -43,6 +43,88 @@ pub struct Near {
     pub diffs: Vec<Diff>,
     /// Differing fields in all (`diffs` holds at most [`MAX_DIFFS`]).
     pub count: usize,
+    /// Whether the recorded values may be shown to the asker (it recorded the entry).
+    pub visible: bool,
+}
+
+/// Whether `viewer` may see the values of an entry recorded by `recorded_by`: everyone when
+/// the viewer is no key (auth off, or the `cache why` command), else only its recorder; an
+/// entry from before `recorded_by` existed shows no values to a key.
+pub fn may_see(recorded_by: Option<&str>, viewer: Option<&str>) -> bool {
+    match viewer {
+        None => true,
+        Some(v) => recorded_by == Some(v),
+    }
+}
+
+/// The [`Near`] a `.request` file's contents make for `asked`, if it is an entry of `route`
+/// (and `scope`, when given).
+fn near_of(
+    key: String,
+    file: &[u8],
+    route: &str,
+    scope: Option<&str>,
+    asked: &Value,
+    viewer: Option<&str>,
+) -> Option<Near> {
+    let (meta, request) = store::split_request(file)?;
+    if meta.route != route || scope.is_some_and(|s| s != meta.scope) {
+        return None;
+    }
+    let recorded = serde_json::from_slice::<Value>(request).ok()?;
+    let diffs = diff(&recorded, asked);
+    Some(Near {
+        key,
+        model: recorded
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        count: diffs.len(),
+        diffs: diffs.into_iter().take(MAX_DIFFS).collect(),
+        visible: may_see(meta.recorded_by.as_deref(), viewer),
+    })
+}
+
+/// Adds `near` to the `n` nearest of `report`, in rank order.
+fn rank_in(report: &mut Report, near: Near, model: &str, n: usize) {
+    let rank = |x: &Near| (x.count, x.model != model, x.key.clone());
+    let at = report
+        .nearest
+        .iter()
+        .position(|x| rank(&near) < rank(x))
+        .unwrap_or(report.nearest.len());
+    if at < n {
+        report.nearest.insert(at, near);
+        report.nearest.truncate(n);
+    }
+}
+
+/// The closest of the entries `keys` (chosen by the index, nearest first) to `asked`: each is
+/// read and diffed; `compared` is how many the index compared.
+pub fn closest_of(
+    dir: &Path,
+    route: &str,
+    keys: &[String],
+    asked: &Value,
+    viewer: Option<&str>,
+    compared: u64,
+) -> Report {
+    let mut report = Report {
+        complete: true,
+        searched: compared,
+        ..Report::default()
+    };
+    let model = asked.get("model").and_then(Value::as_str).unwrap_or("");
+    for key in keys {
+        let Ok(file) = fs::read(store::request_path(dir, key)) else {
+            continue;
+        };
+        if let Some(near) = near_of(key.clone(), &file, route, None, asked, viewer) {
+            rank_in(&mut report, near, model, 1);
+        }
+    }
+    report
 }
 
 /// What a search found.
@@ -55,15 +137,16 @@ pub struct Report {
     pub complete: bool,
 }
 
-/// The `n` recorded requests of `route` closest to `asked` (canonical JSON). `scope`: only
-/// entries of that scope (a client never sees another credential's requests); `None`: all.
+/// The `n` recorded requests of `route` closest to `asked` (canonical JSON), by reading the
+/// directory. `scope`: only entries of that scope (a client never sees another credential's
+/// requests); `None`: all. `viewer`: whose values may show (see [`may_see`]).
 pub fn closest(
     dir: &Path,
     route: &str,
     scope: Option<&str>,
     asked: &Value,
-    n: usize,
-    max_searched: u64,
+    (n, max_searched): (usize, u64),
+    viewer: Option<&str>,
 ) -> Report {
     let mut report = Report {
         complete: true,
@@ -79,35 +162,8 @@ pub fn closest(
         let Ok(file) = fs::read(path) else {
             continue;
         };
-        let Some((meta, request)) = store::split_request(&file) else {
-            continue;
-        };
-        if meta.route != route || scope.is_some_and(|s| s != meta.scope) {
-            continue;
-        }
-        let Ok(recorded) = serde_json::from_slice::<Value>(request) else {
-            continue;
-        };
-        let diffs = diff(&recorded, asked);
-        let near = Near {
-            key,
-            model: recorded
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            count: diffs.len(),
-            diffs: diffs.into_iter().take(MAX_DIFFS).collect(),
-        };
-        let rank = |x: &Near| (x.count, x.model != model, x.key.clone());
-        let at = report
-            .nearest
-            .iter()
-            .position(|x| rank(&near) < rank(x))
-            .unwrap_or(report.nearest.len());
-        if at < n {
-            report.nearest.insert(at, near);
-            report.nearest.truncate(n);
+        if let Some(near) = near_of(key, &file, route, scope, asked, viewer) {
+            rank_in(&mut report, near, model, n);
         }
     }
     report
@@ -182,11 +238,22 @@ pub fn describe(d: &Diff) -> String {
     )
 }
 
-/// The `cache_miss` error of `replay` mode.
+/// The `cache_miss` error of `replay` mode. The differing fields are always named; their
+/// recorded values only when the asker recorded the entry ([`Near::visible`]).
 pub fn miss_error(key: &str, report: &Report) -> ApiError {
     let (closest, hint) = match report.nearest.first() {
         Some(near) => {
-            let fields: Vec<String> = near.diffs.iter().map(describe).collect();
+            let fields: Vec<String> = near
+                .diffs
+                .iter()
+                .map(|d| {
+                    if near.visible {
+                        describe(d)
+                    } else {
+                        d.path.clone()
+                    }
+                })
+                .collect();
             let more = near.count.saturating_sub(near.diffs.len());
             (
                 json!({"key": near.key, "differs": near.diffs.iter().map(|d| &d.path).collect::<Vec<_>>()}),
@@ -228,7 +295,13 @@ pub fn miss_error(key: &str, report: &Report) -> ApiError {
 
 /// The text of `llm-relay cache why`: the request's key, whether it is recorded, and the
 /// closest recorded requests with their differing fields.
-pub fn explain(dir: &Path, route: &str, keys: &[(String, String, bool)], asked: &Value) -> String {
+pub fn explain(
+    dir: &Path,
+    route: &str,
+    keys: &[(String, String, bool)],
+    asked: &Value,
+    max_searched: u64,
+) -> String {
     let mut out = String::new();
     for (model, key, recorded) in keys {
         out.push_str(&format!(
@@ -240,14 +313,14 @@ pub fn explain(dir: &Path, route: &str, keys: &[(String, String, bool)], asked: 
             }
         ));
     }
-    let report = closest(dir, route, None, asked, 3, MAX_SEARCHED);
+    let report = closest(dir, route, None, asked, (3, max_searched), None);
     out.push_str(&format!(
         "closest recorded requests of {route} ({} entries searched{}):\n",
         report.searched,
         if report.complete {
-            ""
+            String::new()
         } else {
-            ", stopped early"
+            format!(", stopped at the bound of {max_searched}")
         }
     ));
     if report.nearest.is_empty() {

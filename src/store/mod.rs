@@ -6,6 +6,7 @@
 //! reached, calls return [`Down`] and the gate applies `state.on_unavailable`; usage of
 //! requests served meanwhile is kept here ([`pending`]) and added to Redis once it answers.
 
+mod owners;
 mod pending;
 mod redis;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+pub use self::owners::Owners;
 use self::pending::Pending;
 pub use self::redis::{Redis, Unrecorded};
 use crate::limits::{Limiter, RateLimit, Verdict};

@@ -604,6 +604,7 @@ fn usage_key(key: &str, period: Option<&str>) -> String {
 }
 
 mod lease;
+mod owners;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,269 @@
+//! The two ways a pass-through answer goes back to the client: a streamed copy of its bytes
+//! ([`answer_copy`], framed as the upstream framed it) or, for `text/event-stream`, event by
+//! event ([`answer_events`]). Neither holds the body whole; an upstream that breaks or goes
+//! silent counts a failure against its endpoint, and the client is never handed a cut body as
+//! complete.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use crate::api;
+use crate::exchange::Exchange;
+use crate::sse;
+use crate::sse_out::{Conn, SseOut};
+use crate::state::State;
+use crate::upstream::{self, Sent};
+
+/// An upstream answer taken apart for copying.
+pub struct Answer {
+    pub status: u16,
+    pub length: Option<u64>,
+    pub headers: Vec<(String, String)>,
+    pub body: Box<dyn Read + Send>,
+    pub base: String,
+    pub endpoint: String,
+}
+
+impl Answer {
+    pub fn of(sent: Sent) -> Answer {
+        let response = sent.response;
+        let length = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        Answer {
+            status: response.status().as_u16(),
+            length,
+            headers: upstream::response_headers(response.headers()),
+            body: Box::new(response.into_body().into_reader()),
+            base: sent.base,
+            endpoint: sent.endpoint,
+        }
+    }
+}
+
+/// Answers with the upstream's answer as a streamed copy, its status and headers kept, framed
+/// as the upstream framed it (its `Content-Length`, else chunked). An upstream that breaks or
+/// goes silent mid-body (`idle_timeout_ms`) counts a failure against the endpoint, and the
+/// client's connection is closed with the answer cut (fewer bytes than announced, or no
+/// terminating chunk): the head is out, and a clean end would pass the cut body off as whole.
+pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer) {
+    let Answer {
+        status,
+        length,
+        headers,
+        mut body,
+        base,
+        endpoint,
+    } = answer;
+    ex.answer_with(|req| {
+        let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
+        let bodiless = req.method() == &tiny_http::Method::Head || matches!(status, 204 | 304);
+        let framing = match (bodiless, length) {
+            (true, _) => Framing::None,
+            (false, Some(n)) => Framing::Length(n),
+            (false, None) if http11 => Framing::Chunked,
+            (false, None) => Framing::Close,
+        };
+        let (mut out, completion) = req.into_writer_or_close();
+        let head = copy_head(http11, status, &headers, framing, length);
+        if out.write_all(head.as_bytes()).is_err() {
+            return (status, 0); // the client left
+        }
+        let (bytes, copied) = copy_body(&mut body, &mut out, framing);
+        match copied {
+            Copied::Whole => {
+                if out.flush().is_ok() && framing != Framing::Close {
+                    completion.complete();
+                }
+            }
+            Copied::ClientGone => {}
+            Copied::Broken(e) => {
+                state.upstream.stream_failed(&endpoint);
+                crate::log::warn(&format!(
+                    "upstream {base} broke a pass-through answer after {bytes} bytes: {e}; the \
+                     client's connection is closed with the answer cut"
+                ));
+                let _ = out.flush();
+                // `completion` dropped: the connection closes
+            }
+        }
+        (status, bytes)
+    });
+}
+
+/// How a copied answer's body is framed to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body (HEAD, 204, 304).
+    None,
+    /// `Content-Length`, the upstream's.
+    Length(u64),
+    /// Chunked (HTTP/1.1 without a known length).
+    Chunked,
+    /// Ended by closing the connection (HTTP/1.0 without a known length).
+    Close,
+}
+
+/// The head of a copied answer: status line, the upstream's `headers` (lines with CR or LF
+/// dropped) and the framing; `length` is kept on a bodiless answer (HEAD, 304).
+fn copy_head(
+    http11: bool,
+    status: u16,
+    headers: &[(String, String)],
+    framing: Framing,
+    length: Option<u64>,
+) -> String {
+    let reason = tiny_http::StatusCode(status).default_reason_phrase();
+    let minor = if http11 { 1 } else { 0 };
+    let mut head = format!("HTTP/1.{minor} {status} {reason}\r\n");
+    for (name, value) in headers {
+        if name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
+            continue;
+        }
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    match (framing, length) {
+        (Framing::Length(n), _) => head.push_str(&format!("Content-Length: {n}\r\n")),
+        (Framing::Chunked, _) => head.push_str("Transfer-Encoding: chunked\r\n"),
+        (Framing::Close, _) => head.push_str("Connection: close\r\n"),
+        (Framing::None, Some(n)) if status != 204 => {
+            head.push_str(&format!("Content-Length: {n}\r\n"))
+        }
+        (Framing::None, _) => {}
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// How [`copy_body`] ended.
+#[derive(Debug)]
+enum Copied {
+    /// The upstream's body ended where it should (and the framing's end went out).
+    Whole,
+    /// Reading the upstream failed (reset, cut short, silent past `idle_timeout_ms`).
+    Broken(io::Error),
+    /// Writing to the client failed.
+    ClientGone,
+}
+
+/// Copies the upstream's body to the client as it arrives, flushing each read; returns the
+/// payload bytes written and how it ended.
+fn copy_body(upstream: &mut dyn Read, out: &mut dyn Write, framing: Framing) -> (u64, Copied) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut bytes = 0u64;
+    if framing == Framing::None {
+        return (0, Copied::Whole);
+    }
+    loop {
+        let n = match upstream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return (bytes, Copied::Broken(e)),
+        };
+        let data = buf.get(..n).unwrap_or_default();
+        let written = if framing == Framing::Chunked {
+            write!(out, "{n:x}\r\n")
+                .and_then(|()| out.write_all(data))
+                .and_then(|()| out.write_all(b"\r\n"))
+        } else {
+            out.write_all(data)
+        };
+        if written.and_then(|()| out.flush()).is_err() {
+            return (bytes, Copied::ClientGone);
+        }
+        bytes += n as u64;
+    }
+    if let Framing::Length(n) = framing {
+        if bytes != n {
+            let short = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the body ended after {bytes} of its {n} bytes"),
+            );
+            return (bytes, Copied::Broken(short));
+        }
+    }
+    if framing == Framing::Chunked && out.write_all(b"0\r\n\r\n").is_err() {
+        return (bytes, Copied::ClientGone);
+    }
+    (bytes, Copied::Whole)
+}
+
+/// Answers with the upstream's event stream, its status and headers kept, each event flushed
+/// as its blank line arrives. A stream the upstream breaks, or an event over `max_event_bytes`,
+/// ends with the API's error event and a clean end (as the relay's own streams do: the client is
+/// told rather than left waiting, and the endpoint counts a failure).
+pub fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent) {
+    let status = sent.response.status().as_u16();
+    let head = upstream::response_headers(sent.response.headers());
+    let body = sent.response.into_body().into_reader();
+    let (base, endpoint) = (sent.base, sent.endpoint);
+    ex.answer_with(|req| {
+        let Ok(mut out) = SseOut::start_as(Conn::of(req), status, &head) else {
+            return (status, 0); // the client left before the head was written
+        };
+        let mut reader = BufReader::with_capacity(16 * 1024, body);
+        let max = state.config.max_event_bytes;
+        let cut = match relay_events(&mut reader, &mut out, max) {
+            Relayed::Ended => None,
+            Relayed::ClientGone => return (status, out.bytes),
+            Relayed::TooLarge => Some(sse::oversized(max)),
+            Relayed::Broken(e) => Some(e.to_string()),
+        };
+        if let Some(why) = cut {
+            state.upstream.stream_failed(&endpoint);
+            let message = format!("upstream {base} broke the stream: {why}");
+            crate::log::warn(&message);
+            let _ = out.write(&api::cut_event(api, &message));
+        }
+        let bytes = out.bytes;
+        let _ = out.finish();
+        (status, bytes)
+    });
+}
+
+/// How [`relay_events`] ended.
+#[derive(Debug)]
+enum Relayed {
+    /// The upstream ended its answer (a last unterminated event went out as it was).
+    Ended,
+    /// The upstream sent an event over `max_event_bytes`; it did not go out, and the upstream
+    /// was read no further.
+    TooLarge,
+    /// Reading the upstream failed (reset, timed out).
+    Broken(io::Error),
+    /// Writing to the client failed.
+    ClientGone,
+}
+
+/// Copies an event stream from `upstream` to `out` unchanged, writing and flushing each event
+/// when its blank line arrives; an event (its lines and blank line) holds at most `max` bytes in
+/// memory.
+fn relay_events(upstream: &mut dyn BufRead, out: &mut SseOut, max: usize) -> Relayed {
+    let mut event = Vec::with_capacity(1024);
+    loop {
+        let start = event.len();
+        // one byte more than the event may still take tells an oversized event from a full one
+        let room = (max.saturating_sub(start) as u64).saturating_add(1);
+        match Read::take(&mut *upstream, room).read_until(b'\n', &mut event) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Relayed::Broken(e),
+        }
+        if event.len() > max {
+            return Relayed::TooLarge;
+        }
+        if sse::is_blank(event.get(start..).unwrap_or_default()) {
+            if out.write(&event).and_then(|()| out.flush()).is_err() {
+                return Relayed::ClientGone;
+            }
+            event.clear();
+        }
+    }
+    match out.write(&event).and_then(|()| out.flush()) {
+        Ok(()) => Relayed::Ended,
+        Err(_) => Relayed::ClientGone,
+    }
+}
