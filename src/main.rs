@@ -58,6 +58,7 @@ mod sse_out;
 mod state;
 mod store;
 mod streaming;
+mod telemetry;
 mod translate;
 mod ui;
 mod upstream;
