@@ -121,9 +121,7 @@ pub fn export_command(
             }
         }
         if secrets_rule != Secrets::Allow {
-            let mut findings = Vec::new();
-            secrets::scan_json("request ", &line.request, &mut findings);
-            secrets::scan_answer(&line.response, &mut findings);
+            let findings = credentials(&line);
             if !findings.is_empty() {
                 with_secrets += 1;
                 flagged.extend(findings.into_iter().map(|f| (key.clone(), f)));
@@ -180,6 +178,14 @@ pub fn export_command(
     ))
 }
 
+/// The credential-shaped strings of a cassette line, in its request and its answer.
+fn credentials(line: &Line) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    secrets::scan_json("request ", &line.request, &mut findings);
+    secrets::scan_answer(&line.response, &mut findings);
+    findings
+}
+
 /// Entry `key` as a cassette line with its metadata: `None` when it is absent, `Err` when it
 /// is unservable (fails `verify` or the API's completeness check, or is not UTF-8).
 fn entry_line(dir: &Path, key: &str) -> Option<Result<(store::Meta, Line), ()>> {
@@ -216,13 +222,19 @@ fn entry_line(dir: &Path, key: &str) -> Option<Result<(store::Meta, Line), ()>> 
 pub const MAX_EXPORT_BYTES: usize = 64 * 1024 * 1024;
 
 /// The entries `keys` (those present and servable) as a cassette, for the dashboard's export
-/// of a selection. Returns the text and how many entries it holds; `Err` past
-/// [`MAX_EXPORT_BYTES`].
-pub fn export_keys(dir: &Path, keys: &[String]) -> Result<(String, u64), String> {
+/// of a selection. Entries holding a credential-shaped string are left out, as
+/// `cache export --skip-secrets` does. Returns the text, how many entries it holds and how many
+/// were left out for a credential; `Err` past [`MAX_EXPORT_BYTES`].
+pub fn export_keys(dir: &Path, keys: &[String]) -> Result<(String, u64, u64), String> {
     let mut lines: Vec<(String, String)> = Vec::new();
     let mut bytes = 0usize;
+    let mut with_secrets = std::collections::BTreeSet::new();
     for key in keys.iter().filter(|k| is_key(k)) {
         if let Some(Ok((_, line))) = entry_line(dir, key) {
+            if !credentials(&line).is_empty() {
+                with_secrets.insert(key);
+                continue;
+            }
             let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
             bytes += text.len();
             if bytes > MAX_EXPORT_BYTES {
@@ -236,7 +248,8 @@ pub fn export_keys(dir: &Path, keys: &[String]) -> Result<(String, u64), String>
     }
     lines.sort();
     lines.dedup();
-    Ok((cassette_text(&lines)?, lines.len() as u64))
+    let left_out = with_secrets.len() as u64;
+    Ok((cassette_text(&lines)?, lines.len() as u64, left_out))
 }
 
 /// The cassette file: the header line, then `lines` (sorted by key).
