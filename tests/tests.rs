@@ -46,6 +46,7 @@ mod ops_metrics;
 mod translate_api;
 mod translate_e2e;
 mod translate_exact;
+mod translate_stored;
 mod ui_dashboard;
 mod upstreams_failover;
 mod upstreams_proxy;
