@@ -182,7 +182,12 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     }
     // a translated Responses request continues a stored conversation, and may be stored
     let mut kept = None;
+    let mut previous = None;
     if translation(&state.config, endpoint, &body) == Some(Dialect::Responses) {
+        previous = body
+            .get("previous_response_id")
+            .filter(|v| v.is_string())
+            .cloned();
         match stored::continue_conversation(state, &mut body)? {
             Ok(pending) => kept = stored::asked(&body).then_some(pending),
             Err((status, refusal)) => {
@@ -205,6 +210,9 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     } = prepare(&state.config, endpoint, &mut body, &mut headers)?;
     if let (Some(t), Some(_)) = (&mut translation, &kept) {
         t.base = Some(stored::fresh_base()?);
+    }
+    if let (Some(t), Some(id)) = (&mut translation, previous) {
+        t.repeat("previous_response_id", id);
     }
     ex.access.model = model(&body);
     state.gate.allow_model(ex.client(), &ex.access.model)?;

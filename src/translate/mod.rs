@@ -101,6 +101,14 @@ impl Translation {
         }
     }
 
+    /// Makes a Responses answer repeat `key` (`previous_response_id`, which the relay resolves
+    /// before translating).
+    pub fn repeat(&mut self, key: &str, value: Value) {
+        if self.dialect == Dialect::Responses {
+            self.echo.insert(key.to_string(), value);
+        }
+    }
+
     /// The client's answer for a chat completion (`chat` is a `chat.completion` object).
     pub fn answer(&self, chat: &Value) -> Value {
         match self.dialect {

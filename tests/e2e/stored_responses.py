@@ -47,7 +47,8 @@ def main():
     check("retrieve answers the same object", got.model_dump(), first.model_dump())
     second = a.responses.create(model="gpt-5", previous_response_id=first.id,
                                 input=[{"role": "user", "content": "Which colour?"}])
-    check("the continuation is a new response", second.id != first.id, True)
+    check("the continuation is a new response that repeats previous_response_id",
+          (second.id != first.id, second.previous_response_id), (True, first.id))
     items = a.responses.input_items.list(second.id)
     texts = [(i.type, i.role, [c.text for c in i.content]) for i in items.data]
     check("input_items lists the request's own input", texts,
