@@ -187,3 +187,44 @@ fn store_false_is_never_kept_and_cache_hits_get_fresh_kept_ids() {
     let got = call(&relay, KEY_A, "GET", &format!("/v1/responses/{id}"), None);
     assert_eq!(got.status, 200, "{}", got.body);
 }
+
+#[test]
+fn with_redis_a_response_kept_by_one_replica_is_read_continued_and_expires_on_another() {
+    let up = Upstream::chat_model();
+    let redis = RedisServer::start();
+    let cfg = config(&up, json!({"state": {"redis": redis.url()}}));
+    let (one, two) = (Relay::start(&cfg), Relay::start(&cfg));
+    let first = call(
+        &one,
+        KEY_A,
+        "POST",
+        "/v1/responses",
+        Some(&json!({"model": "gpt-5", "input": "first turn"})),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let got = call(&two, KEY_A, "GET", &format!("/v1/responses/{id}"), None);
+    assert_eq!((got.status, got.json()), (200, first.json()));
+    assert_eq!(
+        call(&two, KEY_B, "GET", &format!("/v1/responses/{id}"), None).status,
+        404
+    );
+    let next = call(
+        &two,
+        KEY_A,
+        "POST",
+        "/v1/responses",
+        Some(&json!({"model": "gpt-5", "input": "second turn", "previous_response_id": id})),
+    );
+    assert_eq!(next.status, 200, "{}", next.body);
+    let sent = up.requests().last().unwrap().json();
+    assert_eq!(sent["messages"][0]["content"], "first turn", "{sent}");
+    assert_eq!(sent["messages"][2]["content"], "second turn", "{sent}");
+    // kept for responses_store_days (30 by default), as a key that expires by itself
+    let ttl: u64 = redis
+        .command(&["TTL", &format!("llm-relay:response:{id}")])
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!(ttl > 29 * 86_400 && ttl <= 30 * 86_400, "TTL {ttl}");
+}
