@@ -5,7 +5,8 @@ to the chat-only fixture (tests/common/chat_model.rs).
 Usage: stored_responses.py RELAY_ROOT_URL KEY_A KEY_B
 
 Key A: responses.create → responses.retrieve (the same object) → responses.create with
-previous_response_id → input_items.list (the second request's own input) → a streamed create
+previous_response_id → input_items.list (the second request's own input) → a tool call answered by a
+`function_call_output` with previous_response_id → a streamed create
 is retrievable too → delete (then retrieve is a 404). Key B: retrieve of A's response is a 404
 and previous_response_id of it a 400 `previous_response_not_found`. Prints
 `ids {"first": ..., "second": ..., "streamed": ...}` and `check stored passed`.
@@ -53,6 +54,15 @@ def main():
     texts = [(i.type, i.role, [c.text for c in i.content]) for i in items.data]
     check("input_items lists the request's own input", texts,
           [("message", "user", ["Which colour?"])])
+    tools = [{"type": "function", "name": "get_weather", "description": "Weather",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    asked = a.responses.create(model="gpt-5", tools=tools,
+                               input='Weather?\nCALL get_weather {"city": "Oslo"}')
+    call = [o for o in asked.output if o.type == "function_call"][0]
+    answered = a.responses.create(
+        model="gpt-5", tools=tools, previous_response_id=asked.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "12 C"}])
+    check("a tool result continues the stored call", answered.output_text, "TOOL SAID: 12 C")
     with a.responses.stream(model="gpt-5", input="Stream me") as stream:
         for _ in stream:
             pass
