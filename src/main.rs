@@ -59,6 +59,7 @@ mod state;
 mod store;
 mod stored;
 mod streaming;
+mod telemetry;
 mod translate;
 mod ui;
 mod upstream;

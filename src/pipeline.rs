@@ -69,6 +69,15 @@ impl Endpoint {
         }
     }
 
+    /// Its `gen_ai.operation.name` in traces.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Endpoint::Chat | Endpoint::Responses | Endpoint::Messages => "chat",
+            Endpoint::Completions => "text_completion",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
     /// The client API this endpoint belongs to (its stream shape, cache rules, errors).
     pub fn api(self) -> Api {
         match self {
@@ -175,6 +184,9 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     let (raw, mut reserved) = intake::read_reserved(req, state.body_limits())?;
     let mut body = intake::parse_body(&raw, &mut reserved)?;
     drop(raw);
+    if let Some(trace) = ex.trace() {
+        trace.request(endpoint.operation(), &body);
+    }
     // a body may name objects (`previous_response_id`, a `file_id`): only the key's own
     if let Some((status, refusal)) = owners::refused_reference(state, ex.client(), &body)? {
         ex.json(status, refusal);
@@ -392,6 +404,9 @@ fn answer_hit(
     let translation = keep.translation;
     cache.served(entry);
     ex.access.cache = Some(crate::log::CacheResult::Hit);
+    if let Some(trace) = ex.trace() {
+        trace.answer(&entry.route, entry.response.clone(), cache::plain_answer);
+    }
     if ex.observed() {
         ex.access.cache_key = Some(entry.key.clone());
     }
@@ -454,6 +469,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let api = call.endpoint.api();
     let path = call.endpoint.path();
     let model = ex.access.model.clone();
+    let trace = ex.trace();
+    let trace = trace.as_deref();
     let mode = if call.delivery.stream {
         Mode::Stream
     } else {
@@ -463,23 +480,23 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         if call.translation.is_some() && call.body.contains_key("stream_options") {
             // a translated stream asks for usage itself: a server that refuses the option gets
             // the request again without it (the answer then reports no usage)
-            let sent = up.post(api, path, &call.headers, &call.body, &model, mode)?;
+            let sent = up.post(api, path, &call.headers, &call.body, &model, mode, trace)?;
             return refused_stream_options(sent).or_else(|()| {
                 let mut bare = call.body.clone();
                 bare.remove("stream_options");
-                up.post(api, path, &call.headers, &bare, &model, mode)
+                up.post(api, path, &call.headers, &bare, &model, mode, trace)
             });
         }
         if !ask_usage {
-            return up.post(api, path, &call.headers, &call.body, &model, mode);
+            return up.post(api, path, &call.headers, &call.body, &model, mode, trace);
         }
         let mut asked = call.body.clone();
         ask_for_usage(&mut asked);
-        let sent = up.post(api, path, &call.headers, &asked, &model, mode)?;
+        let sent = up.post(api, path, &call.headers, &asked, &model, mode, trace)?;
         refused_stream_options(sent).or_else(|()| {
             // sent again as the client sent it: the stream is stored without usage (and then
             // serves only streams that do not ask for it)
-            up.post(api, path, &call.headers, &call.body, &model, mode)
+            up.post(api, path, &call.headers, &call.body, &model, mode, trace)
         })
     };
     // A stream is charged from inside the writer, before its end, so a next request sees it.
@@ -518,6 +535,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         client_usage: call.delivery.include_usage,
         charge: &charge,
         before_end: &before_end,
+        trace,
     };
     let upstream_started = Instant::now();
     if let (true, Some(every)) = (call.delivery.stream, state.config.stream_keepalive) {
@@ -541,6 +559,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         if let Some((base, recorded, usage, sent_model)) = outcome {
             ex.access.upstream = base.unwrap_or_default();
             ex.access.upstream_time = upstream_started.elapsed();
+            traced_answer(trace, path, &recorded);
             ex.access.body_log_at = body_log::record(&ex.access.path, &call.body, 200, &recorded);
             ex.access.usage = usage;
             ex.access.sent_model = sent_model;
@@ -570,6 +589,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         });
         if let Some((recorded, usage)) = recorded {
             ex.access.upstream_time = upstream_started.elapsed();
+            traced_answer(trace, path, &recorded);
             ex.access.body_log_at =
                 body_log::record(&ex.access.path, &call.body, status, &recorded);
             ex.access.usage = usage;
@@ -580,6 +600,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let response = sent.response;
     let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
     ex.access.upstream_time = upstream_started.elapsed();
+    traced_answer(trace, path, &data);
     if let (true, Some((cache, p))) = ((200..300).contains(&status), storing) {
         if cache.too_large(data.len()) {
             reply_headers.push((SKIP_HEADER.to_string(), SKIP_TOO_LARGE.to_string()));
@@ -605,6 +626,16 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     ex.charge(); // before answering, so the client's next request sees the charge
     ex.respond(status, &reply_headers, data);
     Ok(())
+}
+
+/// Tells the trace (if any) that the upstream's answer is in: a whole answer, or a stream's
+/// recording (`path`: the upstream route, whose API it speaks). It reads a copy once the
+/// client has its answer.
+fn traced_answer(trace: Option<&crate::telemetry::Trace>, path: &str, answer: &[u8]) {
+    if let Some(trace) = trace {
+        trace.upstream_done();
+        trace.answer(path, answer.to_vec(), cache::plain_answer);
+    }
 }
 
 /// `Err(())` when `sent` is a 400 naming `stream_options` (some OpenAI-compatible servers

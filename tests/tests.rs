@@ -43,6 +43,7 @@ mod openai_sdk;
 mod ops_lifecycle;
 mod ops_logs;
 mod ops_metrics;
+mod ops_traces;
 mod translate_api;
 mod translate_e2e;
 mod translate_exact;
