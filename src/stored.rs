@@ -119,17 +119,21 @@ pub fn keep(state: &State, client: Option<&Client>, pending: &Pending, response:
         return;
     }
     if let Some(client) = client {
-        let items = response.get("output").and_then(Value::as_array);
-        let ids = std::iter::once(id).chain(
-            items
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.get("id").and_then(Value::as_str)),
-        );
-        for item in ids {
+        for item in ids_of(response) {
             crate::owners::record(state, item, &client.key_id);
         }
     }
+}
+
+/// The ids a stored response owns: its own and its output items' (an `item_reference` names
+/// those).
+fn ids_of(response: &Value) -> Vec<&str> {
+    let items = response.get("output").and_then(Value::as_array);
+    let items = items.into_iter().flatten();
+    std::iter::once(response.get("id").and_then(Value::as_str))
+        .chain(items.map(|i| i.get("id").and_then(Value::as_str)))
+        .flatten()
+        .collect()
 }
 
 /// Keeps a translated answer given as the client's JSON bytes.
@@ -180,14 +184,7 @@ pub fn serve(
         ("GET", "") => ex.json(200, stored.response.to_string().into_bytes()),
         ("DELETE", "") => {
             state.gate.responses.delete(&id).map_err(unavailable)?;
-            let items = stored.response.get("output").and_then(Value::as_array);
-            let ids = std::iter::once(id.as_str()).chain(
-                items
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|i| i.get("id").and_then(Value::as_str)),
-            );
-            for item in ids {
+            for item in ids_of(&stored.response) {
                 if state.gate.owners.forget(item).is_err() {
                     crate::log::error(&format!("the owner of deleted response {item:?} stays"));
                 }

@@ -23,13 +23,7 @@ fn config(up: &Upstream, extra: Value) -> String {
 }
 
 fn call(relay: &Relay, key: &str, method: &str, path: &str, body: Option<&Value>) -> Resp {
-    let auth = format!("Bearer {key}");
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap());
-    let mut headers = vec![("Authorization", auth.as_str())];
-    if bytes.is_some() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    request(method, &relay.url(path), &headers, bytes.as_deref())
+    keyed_call(method, &relay.url(path), key, body)
 }
 
 #[test]
