@@ -54,26 +54,30 @@ pub fn continue_conversation(
     body: &mut Map<String, Value>,
 ) -> Result<Result<Pending, (u16, Vec<u8>)>, ApiError> {
     let input = input_items(body);
-    let Some(previous) = body.remove("previous_response_id") else {
-        return Ok(Ok(Pending {
-            input,
-            prefix: Vec::new(),
-        }));
-    };
-    let Some(id) = previous.as_str().filter(|_| !previous.is_null()) else {
-        if previous.is_null() {
+    if !matches!(
+        body.get("input"),
+        None | Some(Value::String(_) | Value::Array(_))
+    ) {
+        // translation refuses the input itself, naming it
+        return Ok(Ok(Pending::default()));
+    }
+    let id = match body.remove("previous_response_id") {
+        None | Some(Value::Null) => {
             return Ok(Ok(Pending {
                 input,
                 prefix: Vec::new(),
-            }));
+            }))
         }
-        return Err(ApiError::invalid(
-            "invalid_type",
-            "`previous_response_id` must be a string".to_string(),
-        ));
+        Some(Value::String(id)) => id,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_type",
+                "`previous_response_id` must be a string".to_string(),
+            ))
+        }
     };
-    let Some(stored) = state.gate.responses.get(id).map_err(unavailable)? else {
-        return Ok(Err(objects::unknown_reference(Kind::Response, id)));
+    let Some(stored) = state.gate.responses.get(&id).map_err(unavailable)? else {
+        return Ok(Err(objects::unknown_reference(Kind::Response, &id)));
     };
     let mut prefix = stored.context;
     prefix.extend(
