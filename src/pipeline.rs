@@ -413,7 +413,7 @@ fn answer_hit(
     // what the hit saved: the tokens of the stored answer, priced as the model it was sent as
     ex.access.usage = entry.usage.unwrap_or_default();
     ex.access.sent_model = plan.model_of(&entry.key).unwrap_or_default().to_string();
-    ex.answer_with(|req| cache::respond_hit(req, entry, delivery, translation));
+    ex.answer_with(|req| cache::respond_hit(req, entry, delivery, translation, plan.pace));
 }
 
 /// Single-flight → call an upstream endpoint (with failover) → answer (whole, or as a stream
@@ -534,10 +534,11 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         storing,
         client_usage: call.delivery.include_usage,
         charge: &charge,
+        started: Instant::now(),
         before_end: &before_end,
         trace,
     };
-    let upstream_started = Instant::now();
+    let upstream_started = streaming.started;
     if let (true, Some(every)) = (call.delivery.stream, state.config.stream_keepalive) {
         // The head goes out now; comment lines keep the connection busy until the upstream's.
         let mut outcome = None;
@@ -726,5 +727,12 @@ pub fn why(
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
     let models = cfg.upstreams.effective_models(endpoint.api(), model);
     let keyed = keyed_body(endpoint, &body, &headers);
-    cache::why_command(&cfg.cache, endpoint.path(), &keyed, &models, bound)
+    cache::why_command(
+        &cfg.cache,
+        endpoint.path(),
+        &keyed,
+        &headers,
+        &models,
+        bound,
+    )
 }

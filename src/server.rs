@@ -112,6 +112,9 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     lifecycle::supervise(signals, &live, config_path, &server);
     let last = live.current();
     last.gate.store.flush();
+    if let Some(cache) = &last.cache {
+        cache.flush_hits();
+    }
     if let Some(tracer) = &last.telemetry {
         tracer.flush(TRACE_FLUSH);
     }

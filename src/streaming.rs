@@ -5,6 +5,7 @@
 //! translated stream goes through a `translate::Stream` on its way.
 
 use std::io::{BufReader, Read};
+use std::time::Instant;
 
 use crate::answer::Usage;
 use crate::api::{self, Api};
@@ -51,6 +52,9 @@ pub struct Streaming<'a> {
     /// Charges the stream to the client's key (given its usage and the model the upstream was
     /// sent), before its end.
     pub charge: &'a dyn Fn(Usage, &str),
+    /// When the upstream call started: a kept stream's first recorded gap (its time to first
+    /// event) counts from here.
+    pub started: Instant,
     /// Given the recorded copy just before the stream's end reaches the client (the owner of a
     /// stored response is recorded there, so the client's next request finds it).
     pub before_end: &'a dyn Fn(&[u8]),
@@ -91,12 +95,13 @@ impl Streaming<'_> {
         let effective = self.up.effective_model(&sent.endpoint, self.model);
         // stores a complete stream before its final event reaches the client, and holds back
         // the usage chunk the client did not ask for
-        let mut tap = cache::StreamTap {
-            store: self.storing.map(|(c, p)| (c, p, effective.as_str())),
-            route: self.route,
+        let mut tap = cache::StreamTap::new(
+            self.storing.map(|(c, p)| (c, p, effective.as_str())),
+            self.route,
             // a translated stream reports usage at its end: the translator takes the chunk
-            client_usage: self.client_usage || self.translation.is_some(),
-        };
+            self.client_usage || self.translation.is_some(),
+            self.started,
+        );
         let body = FirstBytes {
             inner: sent.response.into_body().into_reader(),
             trace: self.trace,

@@ -27,6 +27,7 @@ mod apis_sdk;
 mod bench_regressions;
 mod cache_concurrency;
 mod cache_eval;
+mod cache_evals;
 mod cache_exact;
 mod cache_fleet;
 mod cache_modes;

@@ -33,8 +33,8 @@ use balance::{Health, HealthReport};
 use endpoints::{Api, EndpointConfig, Settings, ANTHROPIC_VERSION};
 use limit::Limiter;
 
-/// Request headers never forwarded upstream: hop-by-hop ones (RFC 9110 §7.6.1) and those the
-/// relay sets itself.
+/// Request headers never forwarded upstream: hop-by-hop ones (RFC 9110 §7.6.1), those the
+/// relay sets itself, and the relay's cache controls.
 const NOT_FORWARDED: &[&str] = &[
     "connection",
     "keep-alive",
@@ -52,6 +52,11 @@ const NOT_FORWARDED: &[&str] = &[
     "expect",
     "authorization",
     "x-api-key",
+    // the relay's own cache controls (a namespace names a test; none of the provider's business)
+    "x-relay-cache-mode",
+    "x-relay-cache-sample",
+    "x-relay-cache-namespace",
+    "x-relay-cache-timing",
 ];
 
 /// Response headers never passed back to the client (hop-by-hop, and those tiny_http sets).
