@@ -57,6 +57,7 @@ mod sse;
 mod sse_out;
 mod state;
 mod store;
+mod stored;
 mod streaming;
 mod telemetry;
 mod translate;

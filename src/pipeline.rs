@@ -30,7 +30,7 @@ use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect, Translation};
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, keepalive, models, owners, passthrough, rules, shape};
+use crate::{body_log, keepalive, models, owners, passthrough, rules, shape, stored};
 
 /// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +165,8 @@ pub struct Call {
     /// The client's API (and what its answer repeats of its request) when the request was
     /// translated to Chat Completions: answers are translated back.
     translation: Option<Translation>,
+    /// A translated Responses request to store (`store` not false): its input.
+    kept: Option<stored::Pending>,
     /// Counts the call against `max_concurrent_requests` until it is done.
     _permit: limit::Permit,
     /// The body's share of `max_body_bytes_in_flight` until the call is done.
@@ -190,6 +192,22 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         ex.json(status, refusal);
         return Ok(Next::Done);
     }
+    // a translated Responses request continues a stored conversation, and may be stored
+    let mut kept = None;
+    let mut previous = None;
+    if translation(&state.config, endpoint, &body) == Some(Dialect::Responses) {
+        previous = body
+            .get("previous_response_id")
+            .filter(|v| v.is_string())
+            .cloned();
+        match stored::continue_conversation(state, &mut body)? {
+            Ok(pending) => kept = stored::asked(&body).then_some(pending),
+            Err((status, refusal)) => {
+                ex.json(status, refusal);
+                return Ok(Next::Done);
+            }
+        }
+    }
     let model = |body: &Map<String, Value>| {
         body.get("model")
             .and_then(Value::as_str)
@@ -200,8 +218,14 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     state.gate.allow_model(ex.client(), &model(&body))?;
     let Prepared {
         sent: endpoint,
-        translation,
+        mut translation,
     } = prepare(&state.config, endpoint, &mut body, &mut headers)?;
+    if let (Some(t), Some(_)) = (&mut translation, &kept) {
+        t.base = Some(stored::fresh_base()?);
+    }
+    if let (Some(t), Some(id)) = (&mut translation, previous) {
+        t.repeat("previous_response_id", id);
+    }
     ex.access.model = model(&body);
     state.gate.allow_model(ex.client(), &ex.access.model)?;
     let delivery = cache::Delivery::of(&body);
@@ -229,7 +253,8 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         };
         match found {
             Ok(entry) => {
-                answer_hit(cache, &plan, &entry, ex, delivery, translation.as_ref());
+                let keep = Keep::of(state, ex, kept.as_ref(), translation.as_ref());
+                answer_hit(cache, &plan, &entry, ex, delivery, keep);
                 return Ok(Next::Done);
             }
             Err(_) if offline => {
@@ -251,6 +276,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         delivery,
         cached,
         translation,
+        kept,
         _permit: permit,
         _reserved: reserved,
     }))))
@@ -330,19 +356,52 @@ pub fn upstream(state: &State, ex: &mut Exchange, work: Work) {
     }
 }
 
-/// Answers a cache hit in the shape the client asked for (`translation`: the client's API when
-/// its answers are translated).
+/// How a cache hit is answered: the client's API when its answers are translated, and for a
+/// translated Responses request to store, where it goes.
+struct Keep<'a> {
+    translation: Option<&'a Translation>,
+    stored: Option<(&'a State, &'a stored::Pending)>,
+    client: Option<crate::auth::Client>,
+}
+
+impl<'a> Keep<'a> {
+    fn of(
+        state: &'a State,
+        ex: &Exchange,
+        kept: Option<&'a stored::Pending>,
+        translation: Option<&'a Translation>,
+    ) -> Keep<'a> {
+        Keep {
+            translation,
+            stored: kept.map(|p| (state, p)),
+            client: ex.client().cloned(),
+        }
+    }
+}
+
+/// Answers a cache hit in the shape the client asked for (`keep.translation`: the client's API
+/// when its answers are translated), storing a translated Responses answer first.
 fn answer_hit(
     cache: &cache::Cache,
     plan: &cache::Plan,
     entry: &cache::Entry,
     ex: &mut Exchange,
     delivery: cache::Delivery,
-    translation: Option<&Translation>,
+    keep: Keep,
 ) {
     if ex.answered() {
         return;
     }
+    if let Keep {
+        stored: Some((state, pending)),
+        translation: Some(t),
+        ..
+    } = &keep
+    {
+        // a fresh id, stored before the client sees it
+        stored::keep_chat(state, keep.client.as_ref(), pending, t, &entry.response);
+    }
+    let translation = keep.translation;
     cache.served(entry);
     ex.access.cache = Some(crate::log::CacheResult::Hit);
     if let Some(trace) = ex.trace() {
@@ -366,17 +425,19 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let mut plan = None;
     if let (Some(cache), Some((p, status))) = (cache, &call.cached) {
         if *status == cache::Status::Miss && p.stores() {
-            let translation = call.translation.as_ref();
+            let keep = || Keep::of(state, ex, call.kept.as_ref(), call.translation.as_ref());
             match cache.join(p, state.config.timeouts.first_byte) {
                 cache::Role::Leader(guard) => _leader = Some(guard),
                 cache::Role::Hit(entry) => {
-                    answer_hit(cache, p, &entry, ex, call.delivery, translation);
+                    let keep = keep();
+                    answer_hit(cache, p, &entry, ex, call.delivery, keep);
                     return Ok(());
                 }
                 cache::Role::Follower(flight) => {
                     flight.wait(state.config.timeouts.first_byte);
                     if let Ok(entry) = cache.lookup(p) {
-                        answer_hit(cache, p, &entry, ex, call.delivery, translation);
+                        let keep = keep();
+                        answer_hit(cache, p, &entry, ex, call.delivery, keep);
                         return Ok(());
                     }
                 }
@@ -447,6 +508,9 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let before_end = |recorded: &[u8]| {
         if owns_response {
             owners::record_response(state, client.as_ref(), &call.body, recorded);
+        }
+        if let (Some(pending), Some(t)) = (&call.kept, &call.translation) {
+            stored::keep_chat(state, client.as_ref(), pending, t, recorded);
         }
     };
     let charge = |usage: Usage, sent_model: &str| {
@@ -555,6 +619,10 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         Some(t) => translated_answer(t, status, &data, &mut reply_headers),
         None => data,
     };
+    if let (Some(pending), true) = (&call.kept, (200..300).contains(&status)) {
+        // before answering, so the client's next request finds it
+        stored::keep_bytes(state, client.as_ref(), pending, &data);
+    }
     ex.access.status = status;
     ex.charge(); // before answering, so the client's next request sees the charge
     ex.respond(status, &reply_headers, data);

@@ -48,8 +48,8 @@ use serde_json::{json, Map, Value};
 use crate::answer::Usage;
 use crate::error::ApiError;
 use crate::log;
-pub use apis::asks_usage;
 pub use apis::plain_body as plain_answer;
+pub use apis::{asks_usage, complete_chat};
 pub use cassette::{
     export_command, export_keys, import_command, parse_since, ExportFilter, Secrets,
 };

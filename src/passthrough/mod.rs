@@ -231,6 +231,10 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
             }
         }
     }
+    // a response the relay translated and stored is answered here
+    if crate::stored::serve(state, ex, &method, &target)? {
+        return Ok(());
+    }
     // held until the call is done
     let _reserved = reserved;
     let Some(req) = ex.request_mut() else {

@@ -623,6 +623,7 @@ fn usage_key(key: &str, period: Option<&str>) -> String {
 
 mod lease;
 mod owners;
+mod responses;
 
 #[cfg(test)]
 mod tests;
