@@ -137,7 +137,7 @@ impl Usage {
     /// Sets the figures a Messages `usage` names, keeping the others (a `message_delta`'s
     /// counts are cumulative and override those of `message_start`; the ones it leaves out
     /// stand).
-    fn messages_onto(&mut self, u: &Value) {
+    pub fn messages_onto(&mut self, u: &Value) {
         for (field, name) in [
             (&mut self.input, "input_tokens"),
             (&mut self.output, "output_tokens"),

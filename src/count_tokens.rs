@@ -58,7 +58,7 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Result<Next, ApiError> {
         return Ok(pass.map_or(Next::Done, |p| Next::Upstream(Work::Passthrough(p))));
     }
     let chat = translate::to_chat(Dialect::Anthropic, &body)
-        .map_err(|e| ApiError::invalid("untranslatable_field", e.message()))?;
+        .map_err(|e| ApiError::invalid("untranslatable_field", e.message(Dialect::Anthropic)))?;
     let tokens = crate::shape::request_tokens(&chat);
     let headers = [
         json_content_type(),

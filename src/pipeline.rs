@@ -303,10 +303,15 @@ pub fn prepare(
     let translation = translation(config, endpoint, body).map(|d| Translation::new(d, body));
     let sent = if let Some(t) = &translation {
         *body = translate::to_chat(t.dialect, body)
-            .map_err(|e| ApiError::invalid("untranslatable_field", e.message()))?;
-        // the client API's own headers mean nothing to a chat endpoint
-        headers.retain(|(name, _)| !name.to_ascii_lowercase().starts_with("anthropic-"));
-        Endpoint::Chat
+            .map_err(|e| ApiError::invalid("untranslatable_field", e.message(t.dialect)))?;
+        if t.dialect == Dialect::Chat {
+            // the anthropic endpoint's own headers (key, version) are set at send time
+            Endpoint::Messages
+        } else {
+            // the client API's own headers mean nothing to a chat endpoint
+            headers.retain(|(name, _)| !name.to_ascii_lowercase().starts_with("anthropic-"));
+            Endpoint::Chat
+        }
     } else {
         endpoint
     };
@@ -325,15 +330,16 @@ pub fn translation(
     endpoint: Endpoint,
     body: &Map<String, Value>,
 ) -> Option<Dialect> {
-    let dialect = match endpoint {
-        Endpoint::Messages => Dialect::Anthropic,
-        Endpoint::Responses => Dialect::Responses,
+    let (dialect, target) = match endpoint {
+        Endpoint::Messages => (Dialect::Anthropic, Api::Chat),
+        Endpoint::Responses => (Dialect::Responses, Api::Chat),
+        Endpoint::Chat => (Dialect::Chat, Api::Anthropic),
         _ => return None,
     };
     let asked = body.get("model").and_then(Value::as_str).unwrap_or("");
     let model = ruled_model(config, asked);
     let up = &config.upstreams;
-    (!up.speaks(model, endpoint.api()) && up.speaks(model, Api::Chat)).then_some(dialect)
+    (!up.speaks(model, endpoint.api()) && up.speaks(model, target)).then_some(dialect)
 }
 
 /// The model a request for `asked` goes upstream for, as the model rules set it.

@@ -11,6 +11,9 @@
 mod anthropic_answer;
 mod anthropic_chat;
 mod anthropic_stream;
+mod chat_messages;
+mod messages_answer;
+mod messages_stream;
 mod order;
 mod responses_answer;
 mod responses_chat;
@@ -32,6 +35,20 @@ pub enum Dialect {
     Anthropic,
     /// `POST /v1/responses`.
     Responses,
+    /// `POST /v1/chat/completions` on a model only an `anthropic` endpoint serves: the
+    /// request goes upstream as a Messages request ([`to_messages`]), and the Messages answer
+    /// comes back as a chat completion.
+    Chat,
+}
+
+impl Dialect {
+    /// The API the translated request is sent in.
+    pub fn target(self) -> &'static str {
+        match self {
+            Dialect::Chat => "Anthropic Messages",
+            Dialect::Anthropic | Dialect::Responses => "Chat Completions",
+        }
+    }
 }
 
 /// A request field the target API cannot express: answered 400, naming the field.
@@ -51,17 +68,20 @@ impl Untranslatable {
         }
     }
 
-    /// The message of the 400 answer.
-    pub fn message(&self) -> String {
+    /// The message of the 400 answer, for a request translated from `dialect`.
+    pub fn message(&self, dialect: Dialect) -> String {
         format!(
-            "`{}` cannot be translated for an endpoint that speaks Chat Completions: {}",
-            self.field, self.why
+            "`{}` cannot be translated for an endpoint that speaks {}: {}",
+            self.field,
+            dialect.target(),
+            self.why
         )
     }
 }
 
-/// The chat request for a client's request (`model` kept; `stream` and, when streaming,
-/// `stream_options.include_usage` set so the translated stream can report usage).
+/// The request sent upstream for a client's request: a chat request (`model` kept; `stream`
+/// and, when streaming, `stream_options.include_usage` set so the translated stream can report
+/// usage), or for [`Dialect::Chat`] a Messages request.
 pub fn to_chat(
     dialect: Dialect,
     body: &Map<String, Value>,
@@ -69,6 +89,7 @@ pub fn to_chat(
     let mut chat = match dialect {
         Dialect::Anthropic => anthropic_chat::request(body)?,
         Dialect::Responses => responses_chat::request(body)?,
+        Dialect::Chat => return chat_messages::request(body),
     };
     if chat.get("stream") == Some(&Value::Bool(true)) {
         chat.insert("stream_options".into(), json!({"include_usage": true}));
@@ -82,6 +103,8 @@ pub struct Translation {
     pub dialect: Dialect,
     /// The request fields a Responses `response` object repeats (empty for Messages).
     echo: Map<String, Value>,
+    /// A chat client asked for the usage chunk (`stream_options.include_usage`).
+    include_usage: bool,
     /// The id base of a Responses answer the relay stores (`stored.rs`): fresh for each
     /// answer, cache hits included. `None`: ids follow the chat completion's id.
     pub base: Option<String>,
@@ -91,12 +114,17 @@ impl Translation {
     /// For the client's request `body` (as the client sent it, before [`to_chat`]).
     pub fn new(dialect: Dialect, body: &Map<String, Value>) -> Translation {
         let echo = match dialect {
-            Dialect::Anthropic => Map::new(),
+            Dialect::Anthropic | Dialect::Chat => Map::new(),
             Dialect::Responses => responses_answer::echo(body),
         };
+        let include_usage = body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            == Some(&Value::Bool(true));
         Translation {
             dialect,
             echo,
+            include_usage,
             base: None,
         }
     }
@@ -109,10 +137,12 @@ impl Translation {
         }
     }
 
-    /// The client's answer for a chat completion (`chat` is a `chat.completion` object).
+    /// The client's answer for the upstream's answer (a `chat.completion` object; an Anthropic
+    /// `message` for [`Dialect::Chat`]).
     pub fn answer(&self, chat: &Value) -> Value {
         match self.dialect {
             Dialect::Anthropic => anthropic_answer::answer(chat),
+            Dialect::Chat => messages_answer::answer(chat),
             Dialect::Responses => responses_answer::answer(chat, &self.echo, self.base.as_deref()),
         }
     }
@@ -120,9 +150,13 @@ impl Translation {
     /// The translator of the chat stream that answers the request.
     pub fn stream(&self) -> Stream {
         let mut stream = Stream::new(self.dialect);
-        if let StreamState::Responses(s) = &mut stream.state {
-            s.echo = self.echo.clone();
-            s.base = self.base.clone();
+        match &mut stream.state {
+            StreamState::Responses(s) => {
+                s.echo = self.echo.clone();
+                s.base = self.base.clone();
+            }
+            StreamState::Chat(s) => s.include_usage = self.include_usage,
+            StreamState::Anthropic(_) => {}
         }
         stream
     }
@@ -135,7 +169,8 @@ pub fn from_chat(dialect: Dialect, chat: &Value) -> Value {
     Translation::new(dialect, &Map::new()).answer(chat)
 }
 
-/// The client's error body for an upstream chat error (status and body as received).
+/// The client's error body for an upstream error (status and body as received; an Anthropic
+/// error for [`Dialect::Chat`]).
 pub fn error_from_chat(dialect: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let message = parsed
@@ -145,6 +180,14 @@ pub fn error_from_chat(dialect: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
         .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(2000).collect());
     match dialect {
         Dialect::Anthropic => crate::api::messages::error_body(status, &message),
+        // an Anthropic error (`{"type":"error","error":{"type","message"}}`) in OpenAI's shape
+        Dialect::Chat => json!({"error": {
+            "message": message,
+            "type": parsed.pointer("/error/type").cloned().unwrap_or(json!("upstream_error")),
+            "code": Value::Null,
+        }})
+        .to_string()
+        .into_bytes(),
         // Responses errors have the OpenAI shape the upstream already used.
         Dialect::Responses if parsed.pointer("/error/message").is_some() => body.to_vec(),
         Dialect::Responses => json!({"error": {
@@ -166,6 +209,7 @@ pub struct Stream {
 enum StreamState {
     Anthropic(anthropic_stream::State),
     Responses(responses_stream::State),
+    Chat(messages_stream::State),
 }
 
 impl Stream {
@@ -173,6 +217,7 @@ impl Stream {
         let state = match dialect {
             Dialect::Anthropic => StreamState::Anthropic(anthropic_stream::State::default()),
             Dialect::Responses => StreamState::Responses(responses_stream::State::default()),
+            Dialect::Chat => StreamState::Chat(messages_stream::State::default()),
         };
         Stream {
             state,
@@ -202,6 +247,7 @@ impl Stream {
         match &mut self.state {
             StreamState::Anthropic(s) => s.chunk(&chunk),
             StreamState::Responses(s) => s.chunk(&chunk),
+            StreamState::Chat(s) => s.chunk(&chunk),
         }
     }
 
@@ -216,6 +262,7 @@ impl Stream {
         match &mut self.state {
             StreamState::Anthropic(s) => s.end(),
             StreamState::Responses(s) => s.end(),
+            StreamState::Chat(s) => s.end(),
         }
     }
 
@@ -224,6 +271,7 @@ impl Stream {
         match &mut self.state {
             StreamState::Anthropic(s) => s.fail(message),
             StreamState::Responses(s) => s.fail(message),
+            StreamState::Chat(s) => s.fail(message),
         }
     }
 
@@ -232,6 +280,7 @@ impl Stream {
         match &self.state {
             StreamState::Anthropic(s) => s.finished(),
             StreamState::Responses(s) => s.finished(),
+            StreamState::Chat(s) => s.finished(),
         }
     }
 
@@ -240,6 +289,7 @@ impl Stream {
         match &self.state {
             StreamState::Anthropic(s) => s.started(),
             StreamState::Responses(s) => s.started(),
+            StreamState::Chat(s) => s.started(),
         }
     }
 

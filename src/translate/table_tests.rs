@@ -39,6 +39,7 @@ fn rows() -> Vec<Row> {
             api: match cells[0] {
                 "anthropic" => Dialect::Anthropic,
                 "responses" => Dialect::Responses,
+                "chat" => Dialect::Chat,
                 other => panic!("unknown API {other}"),
             },
             way: cells[1].to_string(),
@@ -56,10 +57,20 @@ fn base_request(api: Dialect) -> Value {
             json!({"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]})
         }
         Dialect::Responses => json!({"model": "m", "input": "hi"}),
+        Dialect::Chat => json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
     }
 }
 
-fn base_answer() -> Value {
+/// The upstream answer a row's last cell is merged into: a chat completion, or an Anthropic
+/// message for `chat` rows.
+fn base_answer(api: Dialect) -> Value {
+    if api == Dialect::Chat {
+        return json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+            "content": [{"type": "text", "text": "Hello"}], "stop_reason": "end_turn",
+            "stop_sequence": null, "usage": {"input_tokens": 5, "output_tokens": 2},
+        });
+    }
     json!({
         "id": "c1", "object": "chat.completion", "created": 7, "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
@@ -128,11 +139,16 @@ fn every_row_of_the_readme_table_holds() {
             "400" => {
                 let request = object(merged(&base_request(row.api), &row.client));
                 let refused = to_chat(row.api, &request).expect_err(&what);
-                assert_eq!(refused.field, row.field, "{what}: {}", refused.message());
-                assert!(refused.message().contains(&row.field));
+                assert_eq!(
+                    refused.field,
+                    row.field,
+                    "{what}: {}",
+                    refused.message(row.api)
+                );
+                assert!(refused.message(row.api).contains(&row.field));
             }
             "answer" => {
-                let chat = merged(&base_answer(), row.chat.as_ref().expect("chat JSON"));
+                let chat = merged(&base_answer(row.api), row.chat.as_ref().expect("chat JSON"));
                 let answer = from_chat(row.api, &chat);
                 assert!(
                     contains(&answer, &row.client),
@@ -147,7 +163,7 @@ fn every_row_of_the_readme_table_holds() {
 
 #[test]
 fn an_unknown_field_is_refused_by_name() {
-    for api in [Dialect::Anthropic, Dialect::Responses] {
+    for api in [Dialect::Anthropic, Dialect::Responses, Dialect::Chat] {
         let request = object(merged(&base_request(api), &json!({"frobnicate": 1})));
         let refused = to_chat(api, &request).expect_err("unknown field");
         assert_eq!(refused.field, "frobnicate");
