@@ -48,6 +48,7 @@ mod ops_traces;
 mod translate_api;
 mod translate_e2e;
 mod translate_exact;
+mod translate_reverse;
 mod translate_stored;
 mod ui_dashboard;
 mod upstreams_failover;

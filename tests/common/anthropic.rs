@@ -3,7 +3,10 @@
 //! (401 / 400 in Anthropic's error shape), answers `POST /v1/messages` plain or streamed
 //! (`message_start`, `content_block_*`, `ping`, `message_delta`, `message_stop`, each with an
 //! `event:` line), with a `tool_use` block when tools are offered and no `tool_result` came back
-//! yet, and `POST /v1/messages/count_tokens`.
+//! yet, and `POST /v1/messages/count_tokens`. Like Anthropic it refuses (400) a request without
+//! `max_tokens`, whose turns do not alternate user / assistant starting with user, or whose
+//! `tool_result` blocks do not answer the `tool_use` ids of the assistant turn just before
+//! ([`misordered`]).
 
 use std::time::Duration;
 
@@ -122,6 +125,47 @@ pub fn anthropic_events(body: &Value) -> Vec<String> {
     out
 }
 
+/// Why Anthropic would refuse the turns of `body`: roles not alternating from `user`, a
+/// `tool_result` whose id is not a `tool_use` of the assistant turn before, or a `tool_use`
+/// left without its result in the next turn.
+pub fn misordered(body: &Value) -> Option<String> {
+    let turns = body["messages"].as_array()?;
+    let ids = |m: &Value, kind: &str, key: &str| -> Vec<String> {
+        m["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["type"] == kind)
+            .filter_map(|b| b[key].as_str().map(str::to_string))
+            .collect()
+    };
+    for (i, m) in turns.iter().enumerate() {
+        let want = if i % 2 == 0 { "user" } else { "assistant" };
+        if m["role"] != want {
+            return Some(format!(
+                "messages: roles must alternate between \"user\" and \"assistant\", starting with \"user\" (messages.{i})"
+            ));
+        }
+        let uses = ids(m, "tool_use", "id");
+        let next = turns.get(i + 1);
+        let results = next.map(|n| ids(n, "tool_result", "tool_use_id"));
+        if !uses.is_empty() && next.is_some() && results.as_ref() != Some(&uses) {
+            return Some(format!(
+                "messages.{}: `tool_use` ids were found without `tool_result` blocks immediately after",
+                i
+            ));
+        }
+        let answered = ids(m, "tool_result", "tool_use_id");
+        let asked = i.checked_sub(1).map(|p| ids(&turns[p], "tool_use", "id"));
+        if !answered.is_empty() && asked.as_ref() != Some(&answered) {
+            return Some(format!(
+                "messages.{i}: unexpected `tool_use_id` found in `tool_result` blocks"
+            ));
+        }
+    }
+    None
+}
+
 /// Anthropic-like answers for `/v1/messages…`; `None` for any other path.
 pub fn anthropic_reply(req: &RecordedRequest) -> Option<Reply> {
     let path = req.path.split('?').next().unwrap_or("");
@@ -146,6 +190,11 @@ pub fn anthropic_reply(req: &RecordedRequest) -> Option<Reply> {
         ("POST", "") if body["max_tokens"].as_u64().is_none() => {
             anthropic_error(400, "invalid_request_error", "max_tokens: Field required")
         }
+        ("POST", "") if misordered(&body).is_some() => anthropic_error(
+            400,
+            "invalid_request_error",
+            &misordered(&body).unwrap_or_default(),
+        ),
         ("POST", "") if body["stream"] == json!(true) => Reply::sse(
             anthropic_events(&body)
                 .into_iter()
