@@ -278,3 +278,35 @@ fn what_messages_cannot_express_and_upstream_errors_arrive_in_the_openai_shape()
     }
     assert_eq!(up.requests().len(), 2, "an error is not cached");
 }
+
+#[test]
+fn a_cut_messages_stream_ends_with_an_error_chunk_and_is_not_cached() {
+    let up = Upstream::start(|r| {
+        let body = r.json();
+        let mut events = anthropic_events(&body);
+        events.truncate(4); // message_start, ping, the text block's start and first delta
+        Reply::sse_then_die(
+            events
+                .into_iter()
+                .map(|e| (std::time::Duration::ZERO, e))
+                .collect(),
+        )
+    });
+    let dir = TempDir::new();
+    let relay = anthropic_only(&up, &dir);
+    for _ in 0..2 {
+        let r = stream_events(relay.addr(), "/v1/chat/completions", &chat("cut", true));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("x-cache"),
+            Some("MISS"),
+            "a cut stream is not cached"
+        );
+        let data = chunks(&r);
+        assert_eq!(streamed_text(&r), ANTHROPIC_DELTAS[0]);
+        let last: Value = serde_json::from_str(data.last().expect("chunks")).expect("JSON");
+        assert!(last["error"]["message"].is_string(), "{data:?}");
+        assert!(!data.iter().any(|d| d == "[DONE]"), "{data:?}");
+    }
+    assert_eq!(up.requests().len(), 2);
+}

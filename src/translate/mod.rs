@@ -4,7 +4,10 @@
 //! that speaks only Chat Completions. This module turns the client's request into a chat
 //! request ([`to_chat`]), the chat answer back into the client's answer ([`from_chat`]), a chat
 //! error into the client's error shape ([`error_from_chat`]), and a chat stream into the
-//! client's event stream one upstream event at a time ([`Stream`], which `sse::relay` drives). Everything here is pure:
+//! client's event stream one upstream event at a time ([`Stream`], which `sse::relay` drives).
+//! The other direction, [`Dialect::Chat`]: a chat client on a model only an `anthropic`
+//! endpoint serves gets a Messages request sent and the Messages answer, error and stream back
+//! as Chat Completions (`chat_messages`, `messages_answer`, `messages_stream`). Everything here is pure:
 //! JSON in, JSON or SSE bytes out; `routes` decides when to translate. README's "Translation"
 //! table lists every field and what it becomes; `table_tests` walks that table as data.
 
