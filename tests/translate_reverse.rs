@@ -310,3 +310,30 @@ fn a_cut_messages_stream_ends_with_an_error_chunk_and_is_not_cached() {
     }
     assert_eq!(up.requests().len(), 2);
 }
+
+/// The official openai Python SDK (chat.completions plain, streamed with usage, a tool call
+/// round trip plain and streamed, a cache hit) through the relay to the strict fixture.
+#[test]
+fn openai_python_sdk_chat_completions_on_an_anthropic_only_model() {
+    require_python_module("openai");
+    let up = strict_anthropic();
+    let dir = TempDir::new();
+    let relay = anthropic_only(&up, &dir);
+    let out = run_e2e_script(
+        "translate_reverse.py",
+        &[&relay.url("")],
+        std::time::Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "translate_reverse.py failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{}\n--- relay ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        relay.stderr_text()
+    );
+    assert!(
+        stdout.contains("all reverse translation SDK checks passed"),
+        "{stdout}"
+    );
+    assert!(up.requests().iter().all(|r| r.path == "/v1/messages"));
+}
