@@ -79,7 +79,7 @@ pub fn answer(chat: &Value) -> Value {
 
 /// A tool call's `arguments` string as the `input` object. Arguments that are not a JSON
 /// object are kept visible as `{"arguments": "<text>"}` rather than lost.
-fn tool_input(args: &str) -> Value {
+pub fn tool_input(args: &str) -> Value {
     if args.trim().is_empty() {
         return json!({});
     }

@@ -274,11 +274,7 @@ fn tool_use(call: &Value) -> Option<Value> {
         .pointer("/function/arguments")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let input = match serde_json::from_str::<Value>(args) {
-        Ok(v @ Value::Object(_)) => v,
-        _ if args.trim().is_empty() => json!({}),
-        _ => json!({"arguments": args}),
-    };
+    let input = super::anthropic_answer::tool_input(args);
     Some(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
 }
 
