@@ -300,11 +300,20 @@ pub fn prepare(
     body: &mut Map<String, Value>,
     headers: &mut Vec<(String, String)>,
 ) -> Result<Prepared, ApiError> {
-    let translation = translation(config, endpoint, body).map(|d| Translation::new(d, body));
+    let translation = translation(config, endpoint, body).map(|d| {
+        let mut t = Translation::new(d, body);
+        // a Responses client on a model only `anthropic` endpoints serve: Chat is the pivot
+        t.pivot = d == Dialect::Responses && pivots(config, body);
+        t
+    });
     let sent = if let Some(t) = &translation {
         *body = translate::to_chat(t.dialect, body)
             .map_err(|e| ApiError::invalid("untranslatable_field", e.message(t.dialect)))?;
-        if t.dialect == Dialect::Chat {
+        if t.pivot {
+            *body = translate::to_chat(Dialect::Chat, body)
+                .map_err(|e| ApiError::invalid("untranslatable_field", e.message(Dialect::Chat)))?;
+        }
+        if t.dialect == Dialect::Chat || t.pivot {
             // the anthropic endpoint's own headers (key, version) are set at send time
             Endpoint::Messages
         } else {
@@ -339,7 +348,23 @@ pub fn translation(
     let asked = body.get("model").and_then(Value::as_str).unwrap_or("");
     let model = ruled_model(config, asked);
     let up = &config.upstreams;
-    (!up.speaks(model, endpoint.api()) && up.speaks(model, target)).then_some(dialect)
+    let speaks =
+        up.speaks(model, target) || (dialect == Dialect::Responses && pivots_to(config, model));
+    (!up.speaks(model, endpoint.api()) && speaks).then_some(dialect)
+}
+
+/// True when a Responses request for the model in `body` goes to an `anthropic` endpoint through
+/// Chat (no endpoint for it speaks Responses or Chat Completions).
+fn pivots(config: &Config, body: &Map<String, Value>) -> bool {
+    let asked = body.get("model").and_then(Value::as_str).unwrap_or("");
+    pivots_to(config, ruled_model(config, asked))
+}
+
+fn pivots_to(config: &Config, model: &str) -> bool {
+    let up = &config.upstreams;
+    !up.speaks(model, Api::Responses)
+        && !up.speaks(model, Api::Chat)
+        && up.speaks(model, Api::Anthropic)
 }
 
 /// The model a request for `asked` goes upstream for, as the model rules set it.
@@ -683,12 +708,11 @@ fn translated_answer(
     headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
     headers.push(json_content_type());
     if !(200..300).contains(&status) {
-        return translate::error_from_chat(translation.dialect, status, data);
+        return translation.error(status, data);
     }
     match serde_json::from_slice::<Value>(data) {
         Ok(chat) => translation.answer(&chat).to_string().into_bytes(),
-        Err(e) => translate::error_from_chat(
-            translation.dialect,
+        Err(e) => translation.error(
             502,
             format!("the upstream's answer is not JSON: {e}").as_bytes(),
         ),

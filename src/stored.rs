@@ -147,7 +147,8 @@ pub fn keep_bytes(state: &State, client: Option<&Client>, pending: &Pending, ans
     }
 }
 
-/// Keeps the answer a complete chat answer (`chat`: JSON, or a recorded chat stream) becomes.
+/// Keeps the answer a complete upstream answer (`chat`: JSON, or a recorded stream; a Messages
+/// one when the translation pivots through Chat) becomes.
 pub fn keep_chat(
     state: &State,
     client: Option<&Client>,
@@ -155,7 +156,7 @@ pub fn keep_chat(
     translation: &Translation,
     chat: &[u8],
 ) {
-    let Some(plain) = crate::cache::complete_chat(chat) else {
+    let Some(plain) = crate::cache::complete_answer(translation.upstream_route(), chat) else {
         return; // a stream that broke off answered nothing worth keeping
     };
     if let Ok(chat) = serde_json::from_slice::<Value>(&plain) {

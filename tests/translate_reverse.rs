@@ -337,3 +337,65 @@ fn openai_python_sdk_chat_completions_on_an_anthropic_only_model() {
     );
     assert!(up.requests().iter().all(|r| r.path == "/v1/messages"));
 }
+
+/// A Responses client on an anthropic-only model: Responses → Chat → Messages and back, plain
+/// and streamed, the second of each a cache hit.
+#[test]
+fn a_responses_client_reaches_an_anthropic_only_model_through_the_chat_pivot() {
+    let up = strict_anthropic();
+    let dir = TempDir::new();
+    let relay = anthropic_only(&up, &dir);
+    let url = relay.url("/v1/responses");
+    let ask = |stream: bool| {
+        json!({"model": "claude-sonnet-4-5", "stream": stream, "store": false,
+               "instructions": "Be brief", "input": "hi", "max_output_tokens": 100})
+    };
+    let plain = post_json(&url, &ask(false));
+    assert_eq!(plain.status, 200, "{}", plain.body);
+    let answer = plain.json();
+    assert_eq!(answer["object"], "response");
+    assert_eq!(answer["output"][0]["content"][0]["text"], ANTHROPIC_TEXT);
+    assert_eq!(answer["usage"]["input_tokens"], 12);
+    let sent = up.requests().last().unwrap().json();
+    assert_eq!(sent["max_tokens"], 100);
+    assert_eq!(
+        sent["system"],
+        json!([{"type": "text", "text": "Be brief"}])
+    );
+    let hit = post_json(&url, &ask(false));
+    assert_eq!(hit.header("x-cache"), Some("HIT"), "{}", hit.body);
+
+    let live = stream_events(relay.addr(), "/v1/responses", &ask(true));
+    assert_eq!(live.status, 200, "{}", live.body);
+    let events: Vec<Value> = chunks(&live)
+        .iter()
+        .filter_map(|c| serde_json::from_str(c).ok())
+        .collect();
+    let text: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    assert_eq!(text, ANTHROPIC_TEXT);
+    let done = events.last().expect("events");
+    assert_eq!(done["type"], "response.completed", "{events:?}");
+    assert_eq!(done["response"]["usage"]["output_tokens"], 8);
+    let again = stream_events(relay.addr(), "/v1/responses", &ask(true));
+    assert_eq!(again.header("x-cache"), Some("HIT"));
+    assert!(up.requests().iter().all(|r| r.path == "/v1/messages"));
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "the stream is served from the plain answer"
+    );
+
+    // an Anthropic error reaches the Responses client in OpenAI's shape
+    let bad = json!({"model": "claude-sonnet-4-5", "store": false, "input": [
+        {"type": "function_call_output", "call_id": "nope", "output": "x"}]});
+    let r = post_json(&url, &bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let e = r.json();
+    assert!(e["error"]["message"].is_string(), "{}", r.body);
+    assert!(e.get("type").is_none(), "not Anthropic's shape: {}", r.body);
+    assert_eq!(up.requests().len(), 2, "{}", r.body);
+}

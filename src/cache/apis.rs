@@ -103,8 +103,9 @@ pub fn asks_usage(route: &str) -> bool {
     matches!(route, "/chat/completions" | "/completions")
 }
 
-/// A complete chat answer (JSON, or a recorded stream that ended well) as chat JSON.
-pub fn complete_chat(response: &[u8]) -> Option<Vec<u8>> {
-    check("/chat/completions", response).ok()?;
-    Some(plain_body("/chat/completions", response))
+/// A complete answer of `route` (JSON, or a recorded stream) as its plain JSON body; `None`
+/// for a stream that broke off.
+pub fn complete_answer(route: &str, response: &[u8]) -> Option<Vec<u8>> {
+    check(route, response).ok()?;
+    Some(plain_body(route, response))
 }

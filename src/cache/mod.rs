@@ -49,7 +49,7 @@ use crate::answer::Usage;
 use crate::error::ApiError;
 use crate::log;
 pub use apis::plain_body as plain_answer;
-pub use apis::{asks_usage, complete_chat};
+pub use apis::{asks_usage, complete_answer};
 pub use cassette::{
     export_command, export_keys, import_command, parse_since, ExportFilter, Secrets,
 };

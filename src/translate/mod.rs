@@ -108,6 +108,9 @@ pub struct Translation {
     echo: Map<String, Value>,
     /// A chat client asked for the usage chunk (`stream_options.include_usage`).
     include_usage: bool,
+    /// The request went on from Chat to Messages (a Responses client on a model only
+    /// `anthropic` endpoints serve): answers come back Messages → Chat → the client's API.
+    pub pivot: bool,
     /// The id base of a Responses answer the relay stores (`stored.rs`): fresh for each
     /// answer, cache hits included. `None`: ids follow the chat completion's id.
     pub base: Option<String>,
@@ -128,6 +131,7 @@ impl Translation {
             dialect,
             echo,
             include_usage,
+            pivot: false,
             base: None,
         }
     }
@@ -143,6 +147,13 @@ impl Translation {
     /// The client's answer for the upstream's answer (a `chat.completion` object; an Anthropic
     /// `message` for [`Dialect::Chat`]).
     pub fn answer(&self, chat: &Value) -> Value {
+        let pivoted;
+        let chat = if self.pivot {
+            pivoted = messages_answer::answer(chat);
+            &pivoted
+        } else {
+            chat
+        };
         match self.dialect {
             Dialect::Anthropic => anthropic_answer::answer(chat),
             Dialect::Chat => messages_answer::answer(chat),
@@ -150,9 +161,34 @@ impl Translation {
         }
     }
 
+    /// The route of the upstream's answers (what the cache and `stored` read them as).
+    pub fn upstream_route(&self) -> &'static str {
+        if self.pivot || self.dialect == Dialect::Chat {
+            "/messages"
+        } else {
+            "/chat/completions"
+        }
+    }
+
+    /// The client's error body for an upstream error (status and body as received).
+    pub fn error(&self, status: u16, body: &[u8]) -> Vec<u8> {
+        if !self.pivot {
+            return error_from_chat(self.dialect, status, body);
+        }
+        // an Anthropic error: in the OpenAI shape a Responses client reads
+        error_from_chat(Dialect::Chat, status, body)
+    }
+
     /// The translator of the chat stream that answers the request.
     pub fn stream(&self) -> Stream {
         let mut stream = Stream::new(self.dialect);
+        if self.pivot {
+            let mut inner = Stream::new(Dialect::Chat);
+            if let StreamState::Chat(s) = &mut inner.state {
+                s.include_usage = true;
+            }
+            stream.pivot = Some(Box::new(inner));
+        }
         match &mut stream.state {
             StreamState::Responses(s) => {
                 s.echo = self.echo.clone();
@@ -205,6 +241,9 @@ pub fn error_from_chat(dialect: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
 /// call returns the bytes to write (and flush) now, so nothing waits for the stream's end.
 pub struct Stream {
     state: StreamState,
+    /// The Messages → Chat translator whose chunks this one translates on (see
+    /// [`Translation::pivot`]).
+    pivot: Option<Box<Stream>>,
     /// The upstream sent an error event.
     failed: bool,
 }
@@ -224,12 +263,28 @@ impl Stream {
         };
         Stream {
             state,
+            pivot: None,
             failed: false,
         }
     }
 
-    /// One line of the upstream chat stream (with its line ending) → client bytes.
+    /// One line of the upstream stream (with its line ending) → client bytes.
     pub fn line(&mut self, line: &[u8]) -> Vec<u8> {
+        if let Some(inner) = &mut self.pivot {
+            let chat = inner.line(line);
+            return self.on(&chat);
+        }
+        self.own_line(line)
+    }
+
+    /// The pivot's chat bytes, translated on line by line.
+    fn on(&mut self, chat: &[u8]) -> Vec<u8> {
+        chat.split_inclusive(|&b| b == b'\n')
+            .flat_map(|l| self.own_line(l))
+            .collect()
+    }
+
+    fn own_line(&mut self, line: &[u8]) -> Vec<u8> {
         let Some(data) = crate::sse::data_payload(line) else {
             return Vec::new();
         };
@@ -258,6 +313,16 @@ impl Stream {
     /// that ended before any chunk (only `[DONE]`) answered nothing: the client gets the error
     /// event, and the stream counts as failed.
     pub fn end(&mut self) -> Vec<u8> {
+        if let Some(mut inner) = self.pivot.take() {
+            let chat = inner.end();
+            let mut out = self.on(&chat);
+            self.failed |= inner.failed();
+            if !self.finished() {
+                out.extend(self.end());
+            }
+            self.pivot = Some(inner);
+            return out;
+        }
         if !self.started() && !self.finished() {
             self.failed = true;
             return self.fail("the upstream ended its stream without any chunk of an answer");
@@ -298,7 +363,7 @@ impl Stream {
 
     /// True if the upstream sent an error event.
     pub fn failed(&self) -> bool {
-        self.failed
+        self.failed || self.pivot.as_ref().is_some_and(|p| p.failed())
     }
 }
 
