@@ -228,6 +228,14 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
         .map(|(role, content)| json!({"role": role, "content": content}))
         .collect();
     out.insert("messages".into(), Value::Array(messages));
+    // Anthropic's thinking takes no sampling changes: temperature 1 only
+    let temperature = out.get("temperature").and_then(Value::as_f64);
+    if budget.is_some() && temperature.is_some_and(|t| (t - 1.0).abs() > f64::EPSILON) {
+        return Err(Untranslatable::new(
+            "temperature",
+            "Anthropic takes no temperature but 1 with thinking (reasoning_effort)",
+        ));
+    }
     // thinking counts against max_tokens, which must exceed its budget
     let max_tokens = match (max_tokens, budget) {
         (Some(m), Some(b)) if m <= b => {
