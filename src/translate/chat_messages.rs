@@ -26,6 +26,7 @@ const DROPPED: &[&str] = &[
     "frequency_penalty",
     "presence_penalty",
     "prompt_cache_key",
+    "metadata",
 ];
 
 /// Chat fields refused (400) unless harmless (see [`harmless`]).
@@ -103,8 +104,13 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
             "model" | "temperature" | "top_p" | "stream" => {
                 out.insert(key.clone(), value.clone());
             }
-            "max_tokens" | "max_completion_tokens" => {
-                max_tokens = max_tokens.max(value.as_u64());
+            // `max_completion_tokens` replaces the older `max_tokens` when both are set
+            "max_tokens" if !body.contains_key("max_completion_tokens") => {
+                max_tokens = value.as_u64();
+            }
+            "max_tokens" => {}
+            "max_completion_tokens" => {
+                max_tokens = value.as_u64();
             }
             "stop" => {
                 let stops = match value {
@@ -136,7 +142,6 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
                     out.insert("metadata".into(), json!({"user_id": u}));
                 }
             }
-            "metadata" => {}
             "reasoning_effort" => {
                 let effort = value.as_str().unwrap_or("");
                 match thinking_budget(effort) {
