@@ -1,6 +1,8 @@
 //! What a request body costs in memory, bounded in bytes: an estimate of its parse from a scan
 //! of the raw bytes (no allocation), the density limit that refuses JSON whose parse would cost
-//! more than a small multiple of the body, and the process-wide budget for bodies in flight.
+//! more than a small multiple of the body, and the process-wide budgets for bodies in flight:
+//! request bodies (`max_body_bytes_in_flight`) and whole upstream answers
+//! (`max_response_bytes_in_flight`), each with its own count.
 //!
 //! Measured with a counting allocator on serde_json 1.0 (`Value`): a value costs 32 bytes, an
 //! array's buffer up to twice that while it grows, an object member about 64 bytes of its
@@ -130,29 +132,85 @@ pub fn check_density(raw: &[u8]) -> Result<u64, ApiError> {
 
 /// Bytes reserved by request bodies in flight, process-wide (so a reload keeps the count).
 static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+/// Bytes reserved by whole upstream answers in flight, process-wide.
+static RESPONSES_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 
-/// Bytes of the budget held for one request; released when dropped.
+/// Which budget a reservation draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    /// Request bodies: `max_body_bytes_in_flight`.
+    Requests,
+    /// Whole upstream answers: `max_response_bytes_in_flight`.
+    Responses,
+}
+
+impl Pool {
+    fn counter(self) -> &'static AtomicU64 {
+        match self {
+            Pool::Requests => &IN_FLIGHT,
+            Pool::Responses => &RESPONSES_IN_FLIGHT,
+        }
+    }
+}
+
+/// Bytes of a budget held for one request or answer; released when dropped.
 #[derive(Debug)]
 pub struct Reservation {
     bytes: u64,
     limit: u64,
+    pool: Pool,
 }
 
 impl Reservation {
     /// An empty reservation against a budget of `limit` bytes (`max_body_bytes_in_flight`).
     pub fn new(limit: u64) -> Reservation {
-        Reservation { bytes: 0, limit }
+        Reservation {
+            bytes: 0,
+            limit,
+            pool: Pool::Requests,
+        }
+    }
+
+    /// An empty reservation for a whole upstream answer against a budget of `limit` bytes
+    /// (`max_response_bytes_in_flight`).
+    pub fn response(limit: u64) -> Reservation {
+        Reservation {
+            bytes: 0,
+            limit,
+            pool: Pool::Responses,
+        }
     }
 
     /// Raises the reservation to `total` bytes: 413 if one request alone needs more than the
-    /// whole budget, 503 (retry shortly) if the budget is taken by other requests now.
+    /// whole budget, 503 (retry shortly) if the budget is taken by other requests now. For an
+    /// answer: 502 `response_too_large` and 503 `relay_busy`, both naming the response.
     pub fn grow_to(&mut self, total: u64) -> Result<(), ApiError> {
         let more = total.saturating_sub(self.bytes);
         if more == 0 {
             return Ok(());
         }
         if total > self.limit {
-            return Err(ApiError::new(
+            return Err(self.too_large(total));
+        }
+        let taken = self
+            .pool
+            .counter()
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                let next = used.checked_add(more)?;
+                (next <= self.limit).then_some(next)
+            });
+        match taken {
+            Ok(_) => {
+                self.bytes = total;
+                Ok(())
+            }
+            Err(_) => Err(self.busy()),
+        }
+    }
+
+    fn too_large(&self, total: u64) -> ApiError {
+        match self.pool {
+            Pool::Requests => ApiError::new(
                 413,
                 "invalid_request_error",
                 "request_too_large",
@@ -162,33 +220,49 @@ impl Reservation {
                     total / 1_000_000,
                     self.limit
                 ),
-            ));
-        }
-        let taken = IN_FLIGHT.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
-            let next = used.checked_add(more)?;
-            (next <= self.limit).then_some(next)
-        });
-        match taken {
-            Ok(_) => {
-                self.bytes = total;
-                Ok(())
+            ),
+            Pool::Responses => {
+                response_too_large(total, "max_response_bytes_in_flight", self.limit)
             }
-            Err(_) => Err(ApiError::busy(
-                "relay_busy",
-                format!(
-                    "request bodies in flight already take the relay's body budget \
-                     (`max_body_bytes_in_flight`, {} bytes); retry shortly",
-                    self.limit
-                ),
-                1,
-            )),
         }
     }
+
+    fn busy(&self) -> ApiError {
+        let message = match self.pool {
+            Pool::Requests => format!(
+                "request bodies in flight already take the relay's body budget \
+                 (`max_body_bytes_in_flight`, {} bytes); retry shortly",
+                self.limit
+            ),
+            Pool::Responses => format!(
+                "upstream responses in flight already take the relay's response budget \
+                 (`max_response_bytes_in_flight`, {} bytes); the response was dropped, retry \
+                 shortly",
+                self.limit
+            ),
+        };
+        ApiError::busy("relay_busy", message, 1)
+    }
+}
+
+/// The 502 for an upstream answer over `setting` (`limit` bytes): the answer is dropped, not
+/// passed on in part, and not cached.
+pub fn response_too_large(size: u64, setting: &str, limit: u64) -> ApiError {
+    ApiError::new(
+        502,
+        "upstream_error",
+        "response_too_large",
+        format!(
+            "the upstream response is larger than the relay holds for one answer (at least {size} \
+             bytes, over `{setting}`, {limit} bytes); the response was dropped: ask for a \
+             shorter one (e.g. lower `max_tokens`), stream it, or raise `{setting}`"
+        ),
+    )
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(self.bytes, Ordering::SeqCst);
+        self.pool.counter().fetch_sub(self.bytes, Ordering::SeqCst);
     }
 }
 

@@ -40,6 +40,8 @@ struct RawConfig {
     workers: Option<usize>,
     max_body_bytes: Option<u64>,
     max_body_bytes_in_flight: Option<u64>,
+    max_response_bytes: Option<u64>,
+    max_response_bytes_in_flight: Option<u64>,
     max_event_bytes: Option<u64>,
     connect_timeout_ms: Option<u64>,
     first_byte_timeout_ms: Option<u64>,
@@ -273,6 +275,8 @@ impl Config {
             max_concurrent_requests: raw.max_concurrent_requests,
             use_proxy: raw.use_proxy,
             ca_file: raw.ca_file,
+            max_response_bytes: raw.max_response_bytes,
+            max_response_bytes_in_flight: raw.max_response_bytes_in_flight,
         };
         let shorthand = Shorthand {
             url: &upstream,

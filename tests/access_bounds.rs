@@ -1,0 +1,138 @@
+//! Bounds a hostile or unlucky client meets (issue 19): whole upstream answers are held within
+//! `max_response_bytes` each and `max_response_bytes_in_flight` together. An answer over
+//! either is dropped with an error that names the response (502 `response_too_large`, 503
+//! `relay_busy` with `Retry-After`), is never cached, and never counts against the endpoint.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::*;
+
+/// A chat answer to `req` of about `size` bytes.
+fn big_answer(req: &RecordedRequest, size: usize) -> Reply {
+    match echo_reply_padded(req, Duration::ZERO, size.saturating_sub(300)) {
+        Reply::Delay(_, answer) => *answer,
+        answer => answer,
+    }
+}
+
+/// The content of a chat request's first message.
+fn content(req: &RecordedRequest) -> String {
+    req.json()["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn answers_over_max_response_bytes_are_a_502_naming_the_response_never_cached_nor_blamed() {
+    let up = Upstream::start(|req| {
+        let asked = content(req);
+        let answer = big_answer(req, if asked.starts_with("big") { 300_000 } else { 0 });
+        if asked.contains("chunked") {
+            // no Content-Length: found too large while it is read
+            let open = Arc::new(AtomicBool::new(true));
+            return Reply::stall(answer, 0, true, &open);
+        }
+        answer
+    });
+    let dir = TempDir::new();
+    let cfg = cache_config(
+        &up.base_url(),
+        dir.path(),
+        json!({}),
+        json!({"max_response_bytes": 200_000, "fail_threshold": 2}),
+    );
+    let relay = Relay::start(&cfg);
+    let url = relay.url("/v1/chat/completions");
+    for (i, asked) in ["big", "big chunked", "big", "big chunked", "big"]
+        .iter()
+        .enumerate()
+    {
+        let r = post_json(&url, &ask(asked));
+        let msg = r.assert_error(502, "response_too_large");
+        assert!(msg.contains("response"), "{msg}");
+        assert!(msg.contains("max_response_bytes"), "{msg}");
+        assert!(!msg.contains("request"), "{msg}");
+        assert_eq!(
+            up.requests().len(),
+            i + 1,
+            "one attempt each, no retry, and never answered from the cache"
+        );
+    }
+    let ready = get(&relay.url("/ready"));
+    assert_eq!(
+        ready.status, 200,
+        "the endpoint's health is untouched: {}",
+        ready.body
+    );
+    let r = post_json(&url, &ask("small"));
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
+fn answers_in_flight_share_max_response_bytes_in_flight_503_beyond_it() {
+    let gate = Arc::new(AtomicBool::new(false));
+    let g = Arc::clone(&gate);
+    let up = Upstream::start(move |req| {
+        let asked = content(req);
+        let answer = big_answer(req, 600_000);
+        if asked == "held" {
+            // its head (with Content-Length) and a little of it, then silence until released
+            return Reply::stall(answer, 100, false, &g);
+        }
+        answer
+    });
+    let cfg = config_json(
+        &up.base_url(),
+        json!({"max_response_bytes": 1_000_000, "max_response_bytes_in_flight": 1_000_000,
+               "fail_threshold": 1}),
+    );
+    let relay = Relay::start(&cfg);
+    let url = relay.url("/v1/chat/completions");
+    let hold = || {
+        let url = url.clone();
+        std::thread::spawn(move || post_json(&url, &ask("held")))
+    };
+    let mut held = hold();
+    // Once the held answer's head is in, its 600 KB are reserved and another cannot fit.
+    let until = Instant::now() + Duration::from_secs(60);
+    let busy = loop {
+        let r = post_json(&url, &ask("other"));
+        if r.status == 503 && !held.is_finished() {
+            break r;
+        }
+        assert!(matches!(r.status, 200 | 503), "{}", r.body);
+        if held.is_finished() {
+            // the other answer took the budget first: the held one was refused instead
+            let r = std::mem::replace(&mut held, hold()).join().unwrap();
+            r.assert_error(503, "relay_busy");
+        }
+        assert!(
+            Instant::now() < until,
+            "the held answer never took the budget"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let msg = busy.assert_error(503, "relay_busy");
+    assert!(msg.contains("response"), "{msg}");
+    assert!(msg.contains("max_response_bytes_in_flight"), "{msg}");
+    assert!(!msg.contains("request"), "{msg}");
+    assert_eq!(busy.header("retry-after"), Some("1"), "{:?}", busy.headers);
+    assert_eq!(get(&relay.url("/health")).status, 200);
+    let ready = get(&relay.url("/ready"));
+    assert_eq!(
+        ready.status, 200,
+        "not the endpoint's fault: {}",
+        ready.body
+    );
+
+    gate.store(true, Ordering::SeqCst);
+    let r = held.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post_json(&url, &ask("other"));
+    assert_eq!(r.status, 200, "the budget is free again: {}", r.body);
+}
