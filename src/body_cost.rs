@@ -8,6 +8,9 @@
 //! array's buffer up to twice that while it grows, an object member about 64 bytes of its
 //! B-tree plus its key, and every non-empty object at least one 640-byte B-tree node. So
 //! `[0,0,…]` costs ~25× its bytes and `[{"a":0},…]` ~83×, while chat messages cost ~9×.
+//! Each string (keys too) is also its own allocation, at least the allocator's least chunk:
+//! `["a","a",…]` costs ~24× its bytes, not the 16× its values alone would suggest. The
+//! estimate counts it; the density limit weighs values, members and objects only.
 //! [`estimate`] stays above those figures; [`check_density`] refuses a body whose structure
 //! alone would cost more than [`DENSITY`] × its size (plus [`SLACK`]).
 
@@ -32,6 +35,8 @@ pub struct Shape {
     pub members: u64,
     /// Objects with at least one member.
     pub objects: u64,
+    /// Strings, keys included: each is its own heap allocation.
+    pub strings: u64,
 }
 
 /// serde_json's nesting limit: it refuses the text at that depth, having built only the part
@@ -66,7 +71,10 @@ pub fn scan(raw: &[u8]) -> Shape {
             continue;
         }
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                in_string = true;
+                shape.strings += 1;
+            }
             b',' => shape.values += 1,
             b':' => shape.members += 1,
             b'[' | b'{' => depth += 1,
@@ -100,8 +108,21 @@ pub fn minimum(len: u64) -> u64 {
     len.saturating_mul(COPIES)
 }
 
-/// The parse's memory beyond the strings' bytes.
+/// What each string's own allocation costs beyond its bytes (counted in [`COPIES`]): the
+/// allocator's header and rounding, and its least chunk. glibc's malloc hands out chunks of at
+/// least 32 bytes in steps of 16 with an 8-byte header, so a string of `n` bytes takes at most
+/// `max(32, n + 23)`: at most 31 bytes more than `n`.
+const STRING_ALLOCATION: u64 = 32;
+
+/// The parse's memory beyond the strings' bytes: values, members, objects and each string's
+/// own allocation.
 fn structure(shape: Shape) -> u64 {
+    nodes(shape).saturating_add(shape.strings.saturating_mul(STRING_ALLOCATION))
+}
+
+/// The parse's values, members and objects: what the density limit weighs (the strings'
+/// allocations are left out of it, so chat messages of short texts are not refused).
+fn nodes(shape: Shape) -> u64 {
     (shape.values.saturating_add(shape.members))
         .saturating_mul(64)
         .saturating_add(shape.objects.saturating_mul(640))
@@ -112,7 +133,7 @@ fn structure(shape: Shape) -> u64 {
 pub fn check_density(raw: &[u8]) -> Result<u64, ApiError> {
     let len = raw.len() as u64;
     let shape = scan(raw);
-    let cost = structure(shape);
+    let cost = nodes(shape);
     if cost > len.saturating_mul(DENSITY).saturating_add(SLACK) {
         return Err(ApiError::new(
             413,
@@ -272,29 +293,28 @@ mod tests {
 
     fn check(json: &str, values: u64, members: u64, objects: u64) {
         let got = scan(json.as_bytes());
-        let want = Shape {
-            values,
-            members,
-            objects,
-        };
-        assert_eq!(got, want, "{json}");
+        assert_eq!(
+            (got.values, got.members, got.objects),
+            (values, members, objects),
+            "{json}"
+        );
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
-            assert_eq!(count(&v), (values, members), "{json}");
+            assert_eq!(count(&v), (values, members, got.strings), "{json}");
         }
     }
 
-    /// The same counts from a parsed value.
-    fn count(v: &serde_json::Value) -> (u64, u64) {
+    /// The same counts from a parsed value: values, members, strings (keys included).
+    fn count(v: &serde_json::Value) -> (u64, u64, u64) {
+        let add =
+            |(v, m, s): (u64, u64, u64), (ev, em, es): (u64, u64, u64)| (v + ev, m + em, s + es);
         match v {
-            serde_json::Value::Array(a) => a.iter().fold((1, 0), |(v, m), e| {
-                let (ev, em) = count(e);
-                (v + ev, m + em)
-            }),
-            serde_json::Value::Object(o) => o.values().fold((1, o.len() as u64), |(v, m), e| {
-                let (ev, em) = count(e);
-                (v + ev, m + em)
-            }),
-            _ => (1, 0),
+            serde_json::Value::Array(a) => a.iter().map(count).fold((1, 0, 0), add),
+            serde_json::Value::Object(o) => o
+                .values()
+                .map(count)
+                .fold((1, o.len() as u64, o.len() as u64), add),
+            serde_json::Value::String(_) => (1, 0, 1),
+            _ => (1, 0, 0),
         }
     }
 
@@ -331,6 +351,14 @@ mod tests {
         let text = format!(r#"{{"model":"m","prompt":"{}"}}"#, "x".repeat(5_000_000));
         let est = check_density(text.as_bytes()).unwrap();
         assert!((4 * 5_000_000..5 * 5_000_000).contains(&est), "{est}");
+        // Each short string is its own allocation, counted in the estimate (not the density
+        // limit, so short chat messages pass): `["a","a",…]` is 24 × its bytes.
+        let letters = format!("[{}\"a\"]", "\"a\",".repeat(1_000_000));
+        let est = check_density(letters.as_bytes()).unwrap();
+        assert!(est >= 1_000_000 * (64 + 32 + 4 * 4), "{est}");
+        let words = format!("[{}\"word\"]", "\"lantern\",".repeat(1_000_000));
+        let est = check_density(words.as_bytes()).unwrap();
+        assert!(est >= 1_000_000 * (64 + 32 + 4 * 10), "{est}");
         // Small bodies of any shape pass.
         assert!(check_density(b"[0,0,0,0,0,0,0,0,0,0,0,0]").is_ok());
     }
