@@ -66,6 +66,9 @@ struct RawConfig {
     client_timeout_ms: Option<u64>,
     stream_keepalive_ms: Option<u64>,
     max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     auth: Option<crate::auth::RawAuth>,
     rate_limit: Option<crate::limits::RawRateLimit>,
     budget: Option<crate::budget::RawBudget>,
@@ -117,6 +120,10 @@ pub struct Config {
     pub stream_keepalive: Option<Duration>,
     /// Client connections served at once; one more is answered 503 and closed (`fd_limit`).
     pub max_connections: usize,
+    /// Connections one client address may hold at once (`peers`).
+    pub max_connections_per_ip: usize,
+    /// Addresses exempt from `max_connections_per_ip`.
+    pub trusted_proxies: crate::peers::TrustedProxies,
     pub auth: crate::auth::AuthConfig,
     /// Default per-key rate limit.
     pub rate_limit: crate::limits::RateLimit,
@@ -298,10 +305,16 @@ impl Config {
             .stream_keepalive_ms
             .map(|ms| millis(Some(ms), 0, "stream_keepalive_ms"))
             .transpose()?;
+        let max_connections = crate::fd_limit::max_connections(raw.max_connections)?;
         Ok(Config {
+            max_connections_per_ip: crate::peers::max_per_ip(
+                raw.max_connections_per_ip,
+                max_connections,
+            )?,
+            trusted_proxies: crate::peers::TrustedProxies::from_raw(raw.trusted_proxies)?,
             client_timeout,
             stream_keepalive,
-            max_connections: crate::fd_limit::max_connections(raw.max_connections)?,
+            max_connections,
             auth,
             rate_limit,
             budget: crate::budget::Budget::from_raw(raw.budget, "budget")?,

@@ -220,3 +220,72 @@ fn short_string_bodies_in_flight_stay_within_max_body_bytes_in_flight() {
         "peak RSS grew {grown} bytes, over max_body_bytes_in_flight ({budget})"
     );
 }
+
+/// A connection to the relay at `addr` from the local address `source` (e.g. 127.0.0.2).
+fn connect_from(source: &str, addr: &str) -> std::net::TcpStream {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let from: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&SockAddr::from(from)).unwrap();
+    socket.connect(&SockAddr::from(target)).unwrap();
+    socket.into()
+}
+
+/// `GET /health` on `s`, read until the relay closes: the status and the whole answer.
+fn health_on(mut s: std::net::TcpStream) -> (Option<u16>, String) {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut text = Vec::new();
+    let _ = s.read_to_end(&mut text);
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3))
+        .and_then(|c| c.parse().ok());
+    (status, text)
+}
+
+/// One address cannot take every connection slot: past `max_connections_per_ip` its next
+/// connection is a 503, while `/health` from another address still answers; an address in
+/// `trusted_proxies` has no such limit.
+#[test]
+fn one_address_cannot_take_every_connection_slot_unless_trusted() {
+    let up = Upstream::openai();
+    let cfg = config_json(
+        &up.base_url(),
+        json!({"max_connections": 64, "max_connections_per_ip": 4}),
+    );
+    let relay = Relay::start(&cfg);
+    // Four idle connections from 127.0.0.1: accepted in order, so the fifth is counted after.
+    let idle: Vec<_> = (0..4)
+        .map(|_| connect_from("127.0.0.1", relay.addr()))
+        .collect();
+    let (status, text) = health_on(connect_from("127.0.0.1", relay.addr()));
+    assert_eq!(status, Some(503), "{text}");
+    assert!(text.contains("max_connections_per_ip"), "{text}");
+    assert!(
+        text.contains("retry-after: 1") || text.contains("Retry-After: 1"),
+        "{text}"
+    );
+    let (status, text) = health_on(connect_from("127.0.0.2", relay.addr()));
+    assert_eq!(status, Some(200), "another address is served: {text}");
+    // Closing one frees its slot for the same address.
+    drop(idle.into_iter().next());
+    wait_until(Duration::from_secs(30), "a slot freed", || {
+        health_on(connect_from("127.0.0.1", relay.addr())).0 == Some(200)
+    });
+
+    let cfg = config_json(
+        &up.base_url(),
+        json!({"max_connections": 64, "max_connections_per_ip": 4,
+               "trusted_proxies": ["127.0.0.0/30", "::1"]}),
+    );
+    let trusting = Relay::start(&cfg);
+    let _idle: Vec<_> = (0..10)
+        .map(|_| connect_from("127.0.0.1", trusting.addr()))
+        .collect();
+    let (status, text) = health_on(connect_from("127.0.0.1", trusting.addr()));
+    assert_eq!(status, Some(200), "a trusted proxy is exempt: {text}");
+}
