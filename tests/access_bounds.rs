@@ -171,25 +171,22 @@ fn short_string_bodies_in_flight_stay_within_max_body_bytes_in_flight() {
         .map(|_| {
             let (url, body) = (url.clone(), Arc::clone(&body));
             std::thread::spawn(move || {
-                // A refusal sent before the body is read can reach a client still writing as
-                // a reset instead of its 503 (the lingering close of issue 19 is not done):
-                // such a request was refused too, and is counted so.
-                let sent = agent()
+                // a refusal sent before the body is read reaches it too (lingering close)
+                let mut r = agent()
                     .post(&url)
                     .content_type("application/json")
-                    .send(&body[..]);
-                sent.ok().map(|mut r| {
-                    let status = r.status().as_u16();
-                    let retry = r
-                        .headers()
-                        .get("retry-after")
-                        .map(|v| v.as_bytes().to_vec());
-                    (
-                        status,
-                        retry,
-                        r.body_mut().read_to_string().unwrap_or_default(),
-                    )
-                })
+                    .send(&body[..])
+                    .expect("an answer, not a reset");
+                let status = r.status().as_u16();
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.as_bytes().to_vec());
+                (
+                    status,
+                    retry,
+                    r.body_mut().read_to_string().unwrap_or_default(),
+                )
             })
         })
         .collect();
@@ -201,8 +198,8 @@ fn short_string_bodies_in_flight_stay_within_max_body_bytes_in_flight() {
     let peak_kb = relay.memory_kb("VmHWM");
     gate.store(true, Ordering::SeqCst);
     let replies: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-    let relayed = replies.iter().flatten().filter(|r| r.0 == 200).count();
-    for (status, retry, body) in replies.iter().flatten().filter(|r| r.0 != 200) {
+    let relayed = replies.iter().filter(|r| r.0 == 200).count();
+    for (status, retry, body) in replies.iter().filter(|r| r.0 != 200) {
         assert_eq!(*status, 503, "{body}");
         assert!(body.contains("relay_busy"), "{body}");
         assert!(body.contains("max_body_bytes_in_flight"), "{body}");
@@ -288,4 +285,70 @@ fn one_address_cannot_take_every_connection_slot_unless_trusted() {
         .collect();
     let (status, text) = health_on(connect_from("127.0.0.1", trusting.addr()));
     assert_eq!(status, Some(200), "a trusted proxy is exempt: {text}");
+}
+
+/// Sends `size` bytes of JSON to `port` with Python's `http.client` (which reads the answer only
+/// once its whole body is sent) and prints `status retry-after code`, or the exception.
+fn python_post(port: &str, size: usize) -> String {
+    let script = format!(
+        r#"
+import http.client, json
+body = b'{{"model":"m","messages":[{{"role":"user","content":"' + b'x' * {size} + b'"}}]}}'
+c = http.client.HTTPConnection("127.0.0.1", {port}, timeout=60)
+try:
+    c.request("POST", "/v1/chat/completions", body=body, headers={{"Content-Type": "application/json"}})
+    r = c.getresponse()
+    print(r.status, r.getheader("Retry-After"), json.loads(r.read())["error"]["code"])
+except Exception as e:
+    print("exception", type(e).__name__, e)
+"#
+    );
+    let out = run_to_end(
+        {
+            let mut cmd = python_command();
+            cmd.args(["-c", &script]);
+            cmd
+        },
+        Duration::from_secs(120),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A refusal sent before the body is read (413 by `Content-Length`, 503 `relay_busy`) reaches
+/// a client still writing its body: the relay half-closes and drains (a lingering close)
+/// instead of resetting the connection under it.
+#[test]
+fn refusals_before_the_body_reach_a_client_still_writing_it() {
+    let gate = Arc::new(AtomicBool::new(false));
+    let g = Arc::clone(&gate);
+    let up = Upstream::start(move |req| Reply::hold(&g, openai_reply(req)));
+    let cfg = config_json(&up.base_url(), json!({"max_body_bytes": 1024 * 1024}));
+    let relay = Relay::start(&cfg);
+    let port = relay.addr().rsplit(':').next().unwrap().to_string();
+    assert_eq!(
+        python_post(&port, 16 * 1024 * 1024),
+        "413 None request_too_large"
+    );
+
+    // 48 MiB for bodies in flight: one 8 MiB body (32 MiB reserved) held upstream leaves no
+    // room for a second.
+    let cfg = config_json(
+        &up.base_url(),
+        json!({"max_body_bytes": 16 * 1024 * 1024, "max_body_bytes_in_flight": 48 * 1024 * 1024}),
+    );
+    let busy = Relay::start(&cfg);
+    let held = {
+        let url = busy.url("/v1/chat/completions");
+        std::thread::spawn(move || {
+            let body = json!({"model": "m", "messages": [{"role": "user", "content": "h".repeat(8 << 20)}]});
+            post_json(&url, &body)
+        })
+    };
+    wait_until(Duration::from_secs(60), "the held body upstream", || {
+        !up.requests().is_empty()
+    });
+    let port = busy.addr().rsplit(':').next().unwrap().to_string();
+    assert_eq!(python_post(&port, 8 * 1024 * 1024), "503 1 relay_busy");
+    gate.store(true, Ordering::SeqCst);
+    assert_eq!(held.join().unwrap().status, 200);
 }
