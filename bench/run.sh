@@ -236,6 +236,10 @@ http {
       default_type application/json;
       return 200 '$(cat "$ROOT/bench/message.json")';
     }
+    location = /v1/traces {
+      default_type application/json;
+      return 200 '{}';
+    }
     location /static/ { alias $dir/www/; default_type application/json; }
     $proxy
   }
@@ -262,15 +266,15 @@ start_sse_upstream() { # EVENTS INTERVAL_MS → SSE_ADDR
 }
 
 RELAY_N=0
-relay_config() { # UPSTREAM WORKERS [CACHE_JSON] → RELAY_CFG (a config file), RELAY_PORT
+relay_config() { # UPSTREAM WORKERS [CACHE_JSON] [MEMBERS] → RELAY_CFG (a config file), RELAY_PORT
   RELAY_N=$((RELAY_N + 1))
   RELAY_PORT=$(free_port)
   RELAY_CFG=$RUN/relay-$RELAY_N.jsonc
   # every benchmark client connects from 127.0.0.1: exempt from max_connections_per_ip
-  printf '{"listen": "127.0.0.1:%s", "upstream": "%s", "workers": %s, "trusted_proxies": ["127.0.0.1"]%s}\n' \
-    "$RELAY_PORT" "$1" "$2" "${3:+, \"cache\": $3}" >"$RELAY_CFG"
+  printf '{"listen": "127.0.0.1:%s", "upstream": "%s", "workers": %s, "trusted_proxies": ["127.0.0.1"]%s%s}\n' \
+    "$RELAY_PORT" "$1" "$2" "${3:+, \"cache\": $3}" "${4:+, $4}" >"$RELAY_CFG"
 }
-start_relay() { # UPSTREAM WORKERS [CACHE_JSON] → RELAY (host:port), RELAY_PID
+start_relay() { # UPSTREAM WORKERS [CACHE_JSON] [MEMBERS] → RELAY (host:port), RELAY_PID
   relay_config "$@"
   "$RELAY_BIN" --config "$RELAY_CFG" >/dev/null 2>"$RUN/relay-$RELAY_N.log" &
   RELAY_PID=$!
@@ -347,6 +351,33 @@ scenario_miss() {
     --rate "$PACED_RATE" --connections 8 --duration "$PACED_S")
   row 2p "relay, cache off, paced $PACED_RATE req/s" "$(kv "$p" rps)" "$(kv "$p" p50_ms)" "$(kv "$p" p99_ms)" "$PACED_P50" "$PACED_P99" "$(peak_rss_mb "$RELAY_PID")" "overhead vs 1p; $(errors_note "$(kv "$p" errors)")"
   stop "$RELAY_PID"
+}
+
+# Scenario 2t: the miss path of row 2 with traces exported (nginx's `/v1/traces` stands in for
+# a collector, answering every export at once): what tracing costs, as a ratio to row 2.
+scenario_miss_traced() {
+  local r p tel="\"telemetry\": {\"otlp_endpoint\": \"http://$NGINX\"}" name="relay, cache off, traces on (miss path)"
+  relay_config "http://$NGINX/v1" 32 "" "$tel"
+  if ! "$RELAY_BIN" --check --config "$RELAY_CFG" >/dev/null 2>&1; then
+    not_run 2t "$name" "this build has no telemetry.otlp_endpoint"
+    return
+  fi
+  start_relay "http://$NGINX/v1" 32 "" "$tel"
+  r=($(wrk_post "http://$RELAY/v1/chat/completions"))
+  row 2t "$name" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$RELAY_PID")" \
+    "req/s $(ratio "${r[0]}" "${R_RPS[2]:-}") × row 2; $(span_counts); $(errors_note "${r[3]}")"
+  p=$("$TOOL" load --url "http://$RELAY/v1/chat/completions" --body-file "$ROOT/bench/request.json" \
+    --rate "$PACED_RATE" --connections 8 --duration "$PACED_S")
+  row 2tp "relay, traces on, paced $PACED_RATE req/s" "$(kv "$p" rps)" "$(kv "$p" p50_ms)" "$(kv "$p" p99_ms)" "${R_P50[2p]:-}" "${R_P99[2p]:-}" "$(peak_rss_mb "$RELAY_PID")" "Δ vs 2p (traces off); $(errors_note "$(kv "$p" errors)")"
+  stop "$RELAY_PID"
+}
+# The relay's span counters (after a second, so the exporter has posted what it holds).
+span_counts() {
+  sleep 2
+  curl -s "http://$RELAY/metrics" | awk '
+    /^llm_relay_trace_spans_exported_total / { e = $2 }
+    /^llm_relay_trace_spans_dropped_total/ { d += $2 }
+    END { printf "spans exported %d, dropped %d", e, d }'
 }
 
 scenario_hit() { # ID NAME MEMORY_ITEMS
@@ -681,6 +712,7 @@ detect_cache
 [ "$HAS_CACHE" = 1 ] || log "NOTE: this build has no response cache: scenarios 3 and 7 will read \"not run\""
 log "scenario 1: direct";            scenario_direct
 log "scenario 2: miss path";         scenario_miss
+log "scenario 2t: miss path, traced"; scenario_miss_traced
 log "scenario 3: cache hits";        scenario_hit 3m "relay, every request a hit, from memory" 10000
                                      scenario_hit 3d "relay, every request a hit, from disk (memory tier off)" 0
 log "scenario 4: nginx static";      scenario_static

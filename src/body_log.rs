@@ -5,7 +5,8 @@
 //! object members whose name contains `key`, `token`, `secret`, `password` or
 //! `authorization`, and string values that start like an API key (`sk-`, `Bearer `). Headers
 //! are never written. This is the only module that writes bodies anywhere but the client and
-//! the upstream.
+//! the upstream; traces (with `telemetry.capture_content`) take theirs through
+//! [`redacted_value`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -103,13 +104,14 @@ pub fn redacted(body: &[u8]) -> Value {
     redacted_body(body)
 }
 
-/// A body as JSON with secrets redacted; a non-JSON body (an SSE stream) as a string with
-/// key-like tokens redacted.
-fn redacted_value(mut v: Value) -> Value {
+/// A JSON value with secrets redacted (also what traces record with `capture_content`).
+pub fn redacted_value(mut v: Value) -> Value {
     redact(&mut v);
     v
 }
 
+/// A body as JSON with secrets redacted; a non-JSON body (an SSE stream) as a string with
+/// key-like tokens redacted.
 fn redacted_body(bytes: &[u8]) -> Value {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(mut v) => {

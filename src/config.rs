@@ -75,6 +75,7 @@ struct RawConfig {
     prices: Option<Vec<crate::budget::RawPrice>>,
     state: Option<crate::store::RawState>,
     cache: Option<crate::cache::RawCache>,
+    telemetry: Option<crate::telemetry::RawTelemetry>,
     ui: Option<crate::dashboard::RawUi>,
 }
 
@@ -134,6 +135,8 @@ pub struct Config {
     /// Where windows and usage live (this machine or Redis).
     pub state: crate::store::StateConfig,
     pub cache: crate::cache::CacheConfig,
+    /// `telemetry`: OTLP trace export; `None` = off (no `otlp_endpoint`).
+    pub telemetry: Option<crate::telemetry::TelemetryConfig>,
     /// The `ui` section: the built-in dashboard at `/ui`.
     pub ui: crate::dashboard::UiConfig,
     /// Things that load but are likely mistakes ("FILE: line L, column C: …"), shown by
@@ -334,6 +337,7 @@ impl Config {
             shaping,
             ops,
             cache: crate::cache::CacheConfig::from_raw(raw.cache)?,
+            telemetry: crate::telemetry::TelemetryConfig::from_raw(raw.telemetry)?,
             ui,
             warnings: Vec::new(),
         })
@@ -383,6 +387,9 @@ impl Config {
             out.push_str(&format!("  {}\n", r.describe()));
         }
         out.push_str(&self.cache.summary());
+        out.push_str(&crate::telemetry::TelemetryConfig::summary(
+            self.telemetry.as_ref(),
+        ));
         out
     }
 }
@@ -559,6 +566,25 @@ mod tests {
         );
         let e = err("{auth: {keys: [\n  {key: 'sk-long-enough', rate_limit: {per_minute: 0}}]}}");
         assert!(e.starts_with("c.jsonc: line 2, column 40:"), "{e}");
+    }
+
+    #[test]
+    fn telemetry_is_off_by_default_and_its_errors_name_their_line() {
+        assert!(Config::parse("{}", "c").unwrap().telemetry.is_none());
+        let e = err("{\n  telemetry: {\n    otlp_endpoint: 'collector:4318'\n  }\n}");
+        assert!(
+            e.starts_with("c.jsonc: line 3, column 5: telemetry: `otlp_endpoint` must be"),
+            "{e}"
+        );
+        let e = err("{\n  telemetry: {capture_content: true}\n}");
+        assert!(
+            e.starts_with("c.jsonc: line 2, column 3: telemetry:"),
+            "{e}"
+        );
+        let e = err("{telemetry: {otlp_endpoint: 'http://c', sample: 1}}");
+        assert!(e.contains("unknown field `sample`"), "{e}");
+        let c = Config::parse("{telemetry: {otlp_endpoint: 'http://c:4318'}}", "c").unwrap();
+        assert_eq!(c.telemetry.unwrap().traces_url, "http://c:4318/v1/traces");
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! [`Exchange`]: one request and its answer. It owns the tiny_http `Request` until an answer
 //! is sent, answers exactly once, and records itself exactly once: access line, metrics, and
 //! the client key's usage (charged by [`Exchange::charge`] before the last bytes where the
-//! pipeline knows the tokens, else when the exchange ends). Plain responses (`respond`, JSON errors) live here too.
+//! pipeline knows the tokens, else when the exchange ends), and its trace's end when traces are
+//! on. Plain responses (`respond`, JSON errors) live here too.
 //!
 //! Dropping an exchange that was never answered — a panic unwinding through a handler, or a
 //! path that forgot to answer — sends a 500 JSON error; either way the request is logged.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tiny_http::{Header, Request, Response};
@@ -14,6 +16,7 @@ use crate::auth::Client;
 use crate::error::ApiError;
 use crate::log::{self, Access};
 use crate::metrics;
+use crate::telemetry::Trace;
 
 /// Charges a finished request to its key (built by the gate; see `Gate::meter`).
 pub type Meter = Box<dyn FnOnce(&Access) + Send>;
@@ -33,6 +36,8 @@ pub struct Exchange {
     client: Option<Client>,
     /// Charges the request to that key, once.
     meter: Option<Meter>,
+    /// The request's trace, when traces are exported; ended when the exchange is.
+    trace: Option<Arc<Trace>>,
     /// Sees the finished request once (the dashboard).
     observer: Option<Observer>,
     /// Whose cached answers the request may share (`auth::principal`), decided once, after the
@@ -54,6 +59,7 @@ impl Exchange {
             started: Instant::now(),
             client: None,
             meter: None,
+            trace: None,
             observer: None,
             principal: String::new(),
             _in_flight: metrics::in_flight_guard(),
@@ -79,6 +85,17 @@ impl Exchange {
     pub fn admit(&mut self, client: Client, meter: Meter) {
         self.client = Some(client);
         self.meter = Some(meter);
+    }
+
+    /// Traces this request (see `telemetry`): the trace ends, with what `access` says, when the
+    /// exchange does.
+    pub fn set_trace(&mut self, trace: Trace) {
+        self.trace = Some(Arc::new(trace));
+    }
+
+    /// The request's trace, if it is traced.
+    pub fn trace(&self) -> Option<Arc<Trace>> {
+        self.trace.clone()
     }
 
     /// `observer` sees the request once it is finished.
@@ -174,6 +191,9 @@ impl Drop for Exchange {
         self.charge();
         log::access(&self.access);
         metrics::request_done(&self.access);
+        if let Some(trace) = self.trace.take() {
+            trace.finish(&self.access, self.client.as_ref().map(|c| c.name.as_str()));
+        }
         if let Some(observe) = self.observer.take() {
             observe(&self.access, self.client.as_ref());
         }

@@ -19,7 +19,7 @@ use crate::key_store::{self, KeyStore};
 use crate::limits::RateLimit;
 use crate::log::{self, Access};
 use crate::objects;
-use crate::store::{Down, OnUnavailable, Owners, Store};
+use crate::store::{Down, OnUnavailable, Owners, Responses, Store};
 use crate::usage::Outcome;
 
 /// Keys, limits, budgets and usage, shared by all workers.
@@ -30,6 +30,8 @@ pub struct Gate {
     pub store: Arc<Store>,
     /// Who owns each object created through the relay; shared like `store`.
     pub owners: Arc<Owners>,
+    /// Stored translated responses (`stored.rs`).
+    pub responses: Arc<Responses>,
     /// The top-level `rate_limit` and `budget`, for keys that set none of their own.
     pub default_limit: RateLimit,
     pub default_budget: Budget,
@@ -84,7 +86,15 @@ impl Gate {
                 Arc::new(owners)
             }
         };
+        let responses = match previous {
+            Some(p) => Arc::clone(&p.responses),
+            None => Arc::new(Responses::open(
+                config.state.dir.as_deref(),
+                store.redis().cloned(),
+            )?),
+        };
         Ok(Gate {
+            responses,
             keys: KeyStore::open(&config.auth, store.redis().cloned())?,
             store,
             owners,

@@ -58,7 +58,9 @@ mod sse;
 mod sse_out;
 mod state;
 mod store;
+mod stored;
 mod streaming;
+mod telemetry;
 mod translate;
 mod ui;
 mod upstream;
@@ -78,16 +80,24 @@ llm-relay — OpenAI-compatible relay and response cache for LLM APIs
 Usage: llm-relay [OPTIONS]
        llm-relay health [--url URL]   exit 0 if URL answers 200 [default: http://127.0.0.1:8080/health]
        llm-relay cache scan [--config FILE]   check the cache, quarantine bad entries, print a report
-       llm-relay cache stats [--config FILE]  print cache entries, bytes and hits
+       llm-relay cache stats [--namespace NAME] [--config FILE]  print cache entries, bytes and hits
        llm-relay cache why REQUEST.json [--route PATH] [--header 'NAME: VALUE']... [--config FILE]
                  the request's cache key, and the closest recorded requests field by field;
                  --header gives a request header that is part of the key (for /v1/messages:
-                 anthropic-version, anthropic-beta; others are ignored), and implies
+                 anthropic-version, anthropic-beta; X-Relay-Cache-Namespace and
+                 X-Relay-Cache-Sample where `cache.client_controls` allows them), and implies
                  --route /v1/messages for a body with `messages`
-       llm-relay cache export --out FILE [--model GLOB] [--since TIME] [--config FILE]
-                 write the cache's entries to one portable cassette file
-       llm-relay cache import FILE [--config FILE]
+       llm-relay cache export --out FILE [--model GLOB] [--since TIME] [--namespace NAME]
+                 [--skip-secrets | --allow-secrets] [--config FILE]
+                 write the cache's entries to one portable cassette file; refuses entries
+                 holding a credential-shaped string unless told to skip or allow them
+       llm-relay cache import FILE [--namespace NAME] [--config FILE]
                  merge a cassette into the cache directory (entry by entry, atomically)
+       llm-relay cache prune [--unused-since TIME] [--namespace NAME] [--config FILE]
+                 remove the entries (of the namespace) neither created nor hit since TIME
+       llm-relay cache misses FILE
+                 summarise a `cache.miss_log` of a replay run (per route and model, the fields
+                 that differ most often, a suggested `ignore_fields`)
 
 Options:
   -c, --config <FILE>  JSONC config file [default: config.jsonc]
@@ -97,7 +107,7 @@ Options:
 ";
 
 /// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 enum Command {
     Serve {
         config: PathBuf,
@@ -113,6 +123,14 @@ enum Command {
     },
     CacheStats {
         config: PathBuf,
+        namespace: Option<String>,
+    },
+    CachePrune {
+        config: PathBuf,
+        filter: cache::PruneFilter,
+    },
+    CacheMisses {
+        file: PathBuf,
     },
     CacheWhy {
         config: PathBuf,
@@ -126,10 +144,13 @@ enum Command {
         out: PathBuf,
         model: Option<String>,
         since: Option<String>,
+        namespace: Option<String>,
+        secrets: cache::Secrets,
     },
     CacheImport {
         config: PathBuf,
         file: PathBuf,
+        namespace: Option<String>,
     },
     Version,
     Help,
@@ -156,20 +177,16 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
     let mut file = None;
     let (mut out, mut model, mut since, mut route) = (None, None, None, None);
     let mut headers = Vec::new();
+    let (mut namespace, mut unused_since, mut secrets) = (None, None, cache::Secrets::Refuse);
+    const SUBS: &str = "scan, stats, why, export, import, prune or misses";
     if args.peek().is_some_and(|a| a == "cache") {
         args.next();
         cache = match args.next().as_deref() {
-            Some(sub @ ("scan" | "stats" | "why" | "export" | "import")) => Some(sub.to_string()),
-            Some(other) => {
-                return Err(format!(
-                    "unknown cache command `{other}`; use scan, stats, why, export or import"
-                ))
+            Some(sub @ ("scan" | "stats" | "why" | "export" | "import" | "prune" | "misses")) => {
+                Some(sub.to_string())
             }
-            None => {
-                return Err(
-                    "`cache` needs a command: scan, stats, why, export or import".to_string(),
-                )
-            }
+            Some(other) => return Err(format!("unknown cache command `{other}`; use {SUBS}")),
+            None => return Err(format!("`cache` needs a command: {SUBS}")),
         };
     }
     let sub = cache.as_deref().unwrap_or("");
@@ -180,8 +197,30 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             "--model" if sub == "export" => model = Some(value("--model")?),
             "--since" if sub == "export" => since = Some(value("--since")?),
             "--route" if sub == "why" => route = Some(value("--route")?),
+            "--namespace" if matches!(sub, "export" | "import" | "stats" | "prune") => {
+                let ns = value("--namespace")?;
+                cache::check_namespace(&ns).map_err(|e| format!("--namespace: {e}"))?;
+                namespace = Some(ns);
+            }
+            "--unused-since" if sub == "prune" => {
+                unused_since = Some(cache::parse_since(&value("--unused-since")?)?);
+            }
+            "--skip-secrets" | "--allow-secrets" if sub == "export" => {
+                let asked = if arg == "--skip-secrets" {
+                    cache::Secrets::Skip
+                } else {
+                    cache::Secrets::Allow
+                };
+                if secrets != cache::Secrets::Refuse && secrets != asked {
+                    return Err("give --skip-secrets or --allow-secrets, not both".to_string());
+                }
+                secrets = asked;
+            }
             "--header" | "-H" if sub == "why" => headers.push(header(&value("--header")?)?),
-            s if (sub == "why" || sub == "import") && !s.starts_with('-') && file.is_none() => {
+            s if matches!(sub, "why" | "import" | "misses")
+                && !s.starts_with('-')
+                && file.is_none() =>
+            {
                 file = Some(PathBuf::from(s));
             }
             "-c" | "--config" => {
@@ -218,12 +257,25 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
                 )?,
                 model,
                 since,
+                namespace,
+                secrets,
             },
             "import" => Command::CacheImport {
                 config,
-                file: need(file, "llm-relay cache import FILE")?,
+                file: need(file, "llm-relay cache import FILE [--namespace NAME]")?,
+                namespace,
             },
-            _ => Command::CacheStats { config },
+            "prune" => Command::CachePrune {
+                config,
+                filter: cache::PruneFilter {
+                    namespace,
+                    unused_since,
+                },
+            },
+            "misses" => Command::CacheMisses {
+                file: need(file, "llm-relay cache misses FILE")?,
+            },
+            _ => Command::CacheStats { config, namespace },
         }
     } else if check {
         Command::Check { config }
@@ -253,6 +305,10 @@ fn main() -> ExitCode {
         }
     };
     let scan = matches!(command, Command::CacheScan { .. });
+    let stats_namespace = match &command {
+        Command::CacheStats { namespace, .. } => namespace.clone(),
+        _ => None,
+    };
     match command {
         Command::CacheWhy {
             config,
@@ -267,17 +323,41 @@ fn main() -> ExitCode {
             out,
             model,
             since,
+            namespace,
+            secrets,
         } => cache_tool(&config, |cfg| {
             let since = since.as_deref().map(cache::parse_since).transpose()?;
             let model = model
                 .map(|m| glob::Glob::new(m).map_err(|e| format!("--model is {e}")))
                 .transpose()?;
-            let filter = cache::ExportFilter { model, since };
-            cache::export_command(&cfg.cache, &out, &filter).map(|line| println!("{line}"))
+            let filter = cache::ExportFilter {
+                model,
+                since,
+                namespace,
+            };
+            cache::export_command(&cfg.cache, &out, &filter, secrets).map(|line| println!("{line}"))
         }),
-        Command::CacheImport { config, file } => cache_tool(&config, |cfg| {
-            cache::import_command(&cfg.cache, &file).map(|line| println!("{line}"))
+        Command::CacheImport {
+            config,
+            file,
+            namespace,
+        } => cache_tool(&config, |cfg| {
+            cache::import_command(&cfg.cache, &file, namespace.as_deref())
+                .map(|line| println!("{line}"))
         }),
+        Command::CachePrune { config, filter } => cache_tool(&config, |cfg| {
+            cache::prune_command(&cfg.cache.dir, &filter).map(|line| println!("{line}"))
+        }),
+        Command::CacheMisses { file } => match cache::misses_command(&file) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("llm-relay: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Help => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -314,7 +394,11 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::CacheScan { config } | Command::CacheStats { config } => {
+        Command::CacheScan { config }
+        | Command::CacheStats {
+            config,
+            namespace: _,
+        } => {
             let cfg = match config::Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -333,7 +417,10 @@ fn main() -> ExitCode {
             if scan {
                 println!("{}", cache::scan_command(&cfg.cache));
             } else {
-                print!("{}", cache::stats_command(&cfg.cache));
+                print!(
+                    "{}",
+                    cache::stats_command(&cfg.cache, stats_namespace.as_deref())
+                );
             }
             ExitCode::SUCCESS
         }
@@ -446,9 +533,18 @@ mod tests {
         assert_eq!(
             parse(&["cache", "stats"]),
             Ok(Command::CacheStats {
-                config: cfg("config.jsonc")
+                config: cfg("config.jsonc"),
+                namespace: None,
             })
         );
+        assert_eq!(
+            parse(&["cache", "stats", "--namespace", "suite/a"]),
+            Ok(Command::CacheStats {
+                config: cfg("config.jsonc"),
+                namespace: Some("suite/a".to_string()),
+            })
+        );
+        assert!(parse(&["cache", "stats", "--namespace", "../x"]).is_err());
         assert!(parse(&["cache"]).is_err());
         assert_eq!(
             parse(&["cache", "why", "r.json", "--route", "/v1/completions"]),
@@ -488,16 +584,64 @@ mod tests {
                 config: cfg("x"),
                 out: cfg("c.jsonl"),
                 model: Some("gpt-*".to_string()),
-                since: None
+                since: None,
+                namespace: None,
+                secrets: cache::Secrets::Refuse,
             })
         );
+        assert_eq!(
+            parse(&[
+                "cache",
+                "export",
+                "--out",
+                "c",
+                "--skip-secrets",
+                "--namespace",
+                "n"
+            ]),
+            Ok(Command::CacheExport {
+                config: cfg("config.jsonc"),
+                out: cfg("c"),
+                model: None,
+                since: None,
+                namespace: Some("n".to_string()),
+                secrets: cache::Secrets::Skip,
+            })
+        );
+        assert!(parse(&[
+            "cache",
+            "export",
+            "--out",
+            "c",
+            "--skip-secrets",
+            "--allow-secrets"
+        ])
+        .is_err());
         assert_eq!(
             parse(&["cache", "import", "c.jsonl"]),
             Ok(Command::CacheImport {
                 config: cfg("config.jsonc"),
-                file: cfg("c.jsonl")
+                file: cfg("c.jsonl"),
+                namespace: None,
             })
         );
+        assert_eq!(
+            parse(&["cache", "prune", "--unused-since", "1970-01-02"]),
+            Ok(Command::CachePrune {
+                config: cfg("config.jsonc"),
+                filter: cache::PruneFilter {
+                    namespace: None,
+                    unused_since: Some(86_400.0),
+                },
+            })
+        );
+        assert_eq!(
+            parse(&["cache", "misses", "m.jsonl"]),
+            Ok(Command::CacheMisses {
+                file: cfg("m.jsonl")
+            })
+        );
+        assert!(parse(&["cache", "misses"]).is_err());
         assert!(parse(&["cache", "export"]).is_err());
         assert!(parse(&["cache", "import"]).is_err());
         assert!(parse(&["--out", "x"]).is_err());

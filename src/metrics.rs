@@ -77,6 +77,11 @@ struct Registry {
     tokens: BTreeMap<(&'static str, &'static str), u64>,
     cache_entries: u64,
     cache_bytes: u64,
+    /// Whether a trace exporter was started (`telemetry.otlp_endpoint`).
+    tracing: bool,
+    trace_exported: u64,
+    /// Why spans were dropped (`queue_full`, `export_failed`, `rejected`) → count.
+    trace_dropped: BTreeMap<&'static str, u64>,
     total: BTreeMap<&'static str, Histogram>,
     overhead: BTreeMap<&'static str, Histogram>,
 }
@@ -220,6 +225,23 @@ pub fn state_bypass(allowed: bool) {
 /// Requests whose usage waits for the shared state (Redis) to answer again.
 pub fn state_pending_usage(requests: u64) {
     with(|r| r.pending_usage = requests);
+}
+
+/// A trace exporter started: its families appear in `/metrics`.
+pub fn tracing_on() {
+    with(|r| r.tracing = true);
+}
+
+/// `n` spans the collector accepted.
+pub fn trace_spans_exported(n: u64) {
+    with(|r| r.trace_exported += n);
+}
+
+/// `n` spans dropped, for `reason` (`queue_full`, `export_failed`, `rejected`).
+pub fn trace_spans_dropped(reason: &'static str, n: u64) {
+    if n > 0 {
+        with(|r| *r.trace_dropped.entry(reason).or_default() += n);
+    }
 }
 
 /// The number of worker threads, for `llm_relay_workers`.
@@ -439,6 +461,29 @@ pub fn render() -> String {
                 "Requests whose usage waits for the shared state to answer again.",
                 r.pending_usage,
             );
+        }
+        if r.tracing {
+            simple(
+                &mut out,
+                "llm_relay_trace_spans_exported_total",
+                "counter",
+                "Spans the OTLP collector accepted.",
+                r.trace_exported,
+            );
+            header(
+                &mut out,
+                "llm_relay_trace_spans_dropped_total",
+                "counter",
+                "Spans never exported, by reason: queue_full (the collector is slower than the \
+                 traffic), export_failed (it refused or did not answer), rejected (it said so).",
+            );
+            for reason in ["queue_full", "export_failed", "rejected"] {
+                let n = r.trace_dropped.get(reason).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "llm_relay_trace_spans_dropped_total{{reason=\"{reason}\"}} {n}"
+                );
+            }
         }
         histograms(
             &mut out,

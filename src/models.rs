@@ -19,7 +19,10 @@ pub fn models(state: &State, ex: &mut Exchange) -> Result<(), ApiError> {
         let auth = [("Authorization".to_string(), auth.clone())];
         state.upstream.check_forwardable(&auth)?;
     }
-    let sent = state.upstream.get("/models", auth.as_deref())?;
+    let trace = ex.trace();
+    let sent = state
+        .upstream
+        .get("/models", auth.as_deref(), trace.as_deref())?;
     ex.access.upstream = sent.base;
     let response = sent.response;
     let status = response.status().as_u16();

@@ -280,9 +280,11 @@ pub fn list(
         } else {
             format!("{path}?{}", page_params.join("&"))
         };
-        let sent = state
-            .upstream
-            .forward(api, "GET", &page_target, headers, None)?;
+        let trace = ex.trace();
+        let sent =
+            state
+                .upstream
+                .forward(api, "GET", &page_target, headers, None, trace.as_deref())?;
         ex.access.upstream = sent.base.clone();
         let status = sent.response.status().as_u16();
         let reply_headers = upstream::response_headers(sent.response.headers());

@@ -30,7 +30,7 @@ use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect, Translation};
 use crate::upstream::{self, limit, Mode};
-use crate::{body_log, keepalive, models, owners, passthrough, rules, shape};
+use crate::{body_log, keepalive, models, owners, passthrough, rules, shape, stored};
 
 /// The API endpoints the relay runs through the pipeline (rules, cache, failover).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,15 @@ impl Endpoint {
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Responses => "/responses",
             Endpoint::Messages => "/messages",
+        }
+    }
+
+    /// Its `gen_ai.operation.name` in traces.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Endpoint::Chat | Endpoint::Responses | Endpoint::Messages => "chat",
+            Endpoint::Completions => "text_completion",
+            Endpoint::Embeddings => "embeddings",
         }
     }
 
@@ -156,6 +165,8 @@ pub struct Call {
     /// The client's API (and what its answer repeats of its request) when the request was
     /// translated to Chat Completions: answers are translated back.
     translation: Option<Translation>,
+    /// A translated Responses request to store (`store` not false): its input.
+    kept: Option<stored::Pending>,
     /// Counts the call against `max_concurrent_requests` until it is done.
     _permit: limit::Permit,
     /// The body's share of `max_body_bytes_in_flight` until the call is done.
@@ -173,10 +184,29 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     let (raw, mut reserved) = intake::read_reserved(req, state.body_limits())?;
     let mut body = intake::parse_body(&raw, &mut reserved)?;
     drop(raw);
+    if let Some(trace) = ex.trace() {
+        trace.request(endpoint.operation(), &body);
+    }
     // a body may name objects (`previous_response_id`, a `file_id`): only the key's own
     if let Some((status, refusal)) = owners::refused_reference(state, ex.client(), &body)? {
         ex.json(status, refusal);
         return Ok(Next::Done);
+    }
+    // a translated Responses request continues a stored conversation, and may be stored
+    let mut kept = None;
+    let mut previous = None;
+    if translation(&state.config, endpoint, &body) == Some(Dialect::Responses) {
+        previous = body
+            .get("previous_response_id")
+            .filter(|v| v.is_string())
+            .cloned();
+        match stored::continue_conversation(state, &mut body)? {
+            Ok(pending) => kept = stored::asked(&body).then_some(pending),
+            Err((status, refusal)) => {
+                ex.json(status, refusal);
+                return Ok(Next::Done);
+            }
+        }
     }
     let model = |body: &Map<String, Value>| {
         body.get("model")
@@ -188,8 +218,14 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     state.gate.allow_model(ex.client(), &model(&body))?;
     let Prepared {
         sent: endpoint,
-        translation,
+        mut translation,
     } = prepare(&state.config, endpoint, &mut body, &mut headers)?;
+    if let (Some(t), Some(_)) = (&mut translation, &kept) {
+        t.base = Some(stored::fresh_base()?);
+    }
+    if let (Some(t), Some(id)) = (&mut translation, previous) {
+        t.repeat("previous_response_id", id);
+    }
     ex.access.model = model(&body);
     state.gate.allow_model(ex.client(), &ex.access.model)?;
     let delivery = cache::Delivery::of(&body);
@@ -217,7 +253,8 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         };
         match found {
             Ok(entry) => {
-                answer_hit(cache, &plan, &entry, ex, delivery, translation.as_ref());
+                let keep = Keep::of(state, ex, kept.as_ref(), translation.as_ref());
+                answer_hit(cache, &plan, &entry, ex, delivery, keep);
                 return Ok(Next::Done);
             }
             Err(_) if offline => {
@@ -239,6 +276,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         delivery,
         cached,
         translation,
+        kept,
         _permit: permit,
         _reserved: reserved,
     }))))
@@ -318,28 +356,64 @@ pub fn upstream(state: &State, ex: &mut Exchange, work: Work) {
     }
 }
 
-/// Answers a cache hit in the shape the client asked for (`translation`: the client's API when
-/// its answers are translated).
+/// How a cache hit is answered: the client's API when its answers are translated, and for a
+/// translated Responses request to store, where it goes.
+struct Keep<'a> {
+    translation: Option<&'a Translation>,
+    stored: Option<(&'a State, &'a stored::Pending)>,
+    client: Option<crate::auth::Client>,
+}
+
+impl<'a> Keep<'a> {
+    fn of(
+        state: &'a State,
+        ex: &Exchange,
+        kept: Option<&'a stored::Pending>,
+        translation: Option<&'a Translation>,
+    ) -> Keep<'a> {
+        Keep {
+            translation,
+            stored: kept.map(|p| (state, p)),
+            client: ex.client().cloned(),
+        }
+    }
+}
+
+/// Answers a cache hit in the shape the client asked for (`keep.translation`: the client's API
+/// when its answers are translated), storing a translated Responses answer first.
 fn answer_hit(
     cache: &cache::Cache,
     plan: &cache::Plan,
     entry: &cache::Entry,
     ex: &mut Exchange,
     delivery: cache::Delivery,
-    translation: Option<&Translation>,
+    keep: Keep,
 ) {
     if ex.answered() {
         return;
     }
+    if let Keep {
+        stored: Some((state, pending)),
+        translation: Some(t),
+        ..
+    } = &keep
+    {
+        // a fresh id, stored before the client sees it
+        stored::keep_chat(state, keep.client.as_ref(), pending, t, &entry.response);
+    }
+    let translation = keep.translation;
     cache.served(entry);
     ex.access.cache = Some(crate::log::CacheResult::Hit);
+    if let Some(trace) = ex.trace() {
+        trace.answer(&entry.route, entry.response.clone(), cache::plain_answer);
+    }
     if ex.observed() {
         ex.access.cache_key = Some(entry.key.clone());
     }
     // what the hit saved: the tokens of the stored answer, priced as the model it was sent as
     ex.access.usage = entry.usage.unwrap_or_default();
     ex.access.sent_model = plan.model_of(&entry.key).unwrap_or_default().to_string();
-    ex.answer_with(|req| cache::respond_hit(req, entry, delivery, translation));
+    ex.answer_with(|req| cache::respond_hit(req, entry, delivery, translation, plan.pace));
 }
 
 /// Single-flight → call an upstream endpoint (with failover) → answer (whole, or as a stream
@@ -351,17 +425,19 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let mut plan = None;
     if let (Some(cache), Some((p, status))) = (cache, &call.cached) {
         if *status == cache::Status::Miss && p.stores() {
-            let translation = call.translation.as_ref();
+            let keep = || Keep::of(state, ex, call.kept.as_ref(), call.translation.as_ref());
             match cache.join(p, state.config.timeouts.first_byte) {
                 cache::Role::Leader(guard) => _leader = Some(guard),
                 cache::Role::Hit(entry) => {
-                    answer_hit(cache, p, &entry, ex, call.delivery, translation);
+                    let keep = keep();
+                    answer_hit(cache, p, &entry, ex, call.delivery, keep);
                     return Ok(());
                 }
                 cache::Role::Follower(flight) => {
                     flight.wait(state.config.timeouts.first_byte);
                     if let Ok(entry) = cache.lookup(p) {
-                        answer_hit(cache, p, &entry, ex, call.delivery, translation);
+                        let keep = keep();
+                        answer_hit(cache, p, &entry, ex, call.delivery, keep);
                         return Ok(());
                     }
                 }
@@ -393,6 +469,8 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let api = call.endpoint.api();
     let path = call.endpoint.path();
     let model = ex.access.model.clone();
+    let trace = ex.trace();
+    let trace = trace.as_deref();
     let mode = if call.delivery.stream {
         Mode::Stream
     } else {
@@ -402,23 +480,23 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         if call.translation.is_some() && call.body.contains_key("stream_options") {
             // a translated stream asks for usage itself: a server that refuses the option gets
             // the request again without it (the answer then reports no usage)
-            let sent = up.post(api, path, &call.headers, &call.body, &model, mode)?;
+            let sent = up.post(api, path, &call.headers, &call.body, &model, mode, trace)?;
             return refused_stream_options(sent).or_else(|()| {
                 let mut bare = call.body.clone();
                 bare.remove("stream_options");
-                up.post(api, path, &call.headers, &bare, &model, mode)
+                up.post(api, path, &call.headers, &bare, &model, mode, trace)
             });
         }
         if !ask_usage {
-            return up.post(api, path, &call.headers, &call.body, &model, mode);
+            return up.post(api, path, &call.headers, &call.body, &model, mode, trace);
         }
         let mut asked = call.body.clone();
         ask_for_usage(&mut asked);
-        let sent = up.post(api, path, &call.headers, &asked, &model, mode)?;
+        let sent = up.post(api, path, &call.headers, &asked, &model, mode, trace)?;
         refused_stream_options(sent).or_else(|()| {
             // sent again as the client sent it: the stream is stored without usage (and then
             // serves only streams that do not ask for it)
-            up.post(api, path, &call.headers, &call.body, &model, mode)
+            up.post(api, path, &call.headers, &call.body, &model, mode, trace)
         })
     };
     // A stream is charged from inside the writer, before its end, so a next request sees it.
@@ -430,6 +508,9 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let before_end = |recorded: &[u8]| {
         if owns_response {
             owners::record_response(state, client.as_ref(), &call.body, recorded);
+        }
+        if let (Some(pending), Some(t)) = (&call.kept, &call.translation) {
+            stored::keep_chat(state, client.as_ref(), pending, t, recorded);
         }
     };
     let charge = |usage: Usage, sent_model: &str| {
@@ -453,9 +534,11 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         storing,
         client_usage: call.delivery.include_usage,
         charge: &charge,
+        started: Instant::now(),
         before_end: &before_end,
+        trace,
     };
-    let upstream_started = Instant::now();
+    let upstream_started = streaming.started;
     if let (true, Some(every)) = (call.delivery.stream, state.config.stream_keepalive) {
         // The head goes out now; comment lines keep the connection busy until the upstream's.
         let mut outcome = None;
@@ -477,6 +560,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         if let Some((base, recorded, usage, sent_model)) = outcome {
             ex.access.upstream = base.unwrap_or_default();
             ex.access.upstream_time = upstream_started.elapsed();
+            traced_answer(trace, path, &recorded);
             ex.access.body_log_at = body_log::record(&ex.access.path, &call.body, 200, &recorded);
             ex.access.usage = usage;
             ex.access.sent_model = sent_model;
@@ -506,6 +590,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         });
         if let Some((recorded, usage)) = recorded {
             ex.access.upstream_time = upstream_started.elapsed();
+            traced_answer(trace, path, &recorded);
             ex.access.body_log_at =
                 body_log::record(&ex.access.path, &call.body, status, &recorded);
             ex.access.usage = usage;
@@ -516,6 +601,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let response = sent.response;
     let data = up.read_body(&ex.access.upstream, response.into_body())?;
     ex.access.upstream_time = upstream_started.elapsed();
+    traced_answer(trace, path, &data);
     if let (true, Some((cache, p))) = ((200..300).contains(&status), storing) {
         if cache.too_large(data.len()) {
             reply_headers.push((SKIP_HEADER.to_string(), SKIP_TOO_LARGE.to_string()));
@@ -533,10 +619,24 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         Some(t) => translated_answer(t, status, &data, &mut reply_headers),
         None => data,
     };
+    if let (Some(pending), true) = (&call.kept, (200..300).contains(&status)) {
+        // before answering, so the client's next request finds it
+        stored::keep_bytes(state, client.as_ref(), pending, &data);
+    }
     ex.access.status = status;
     ex.charge(); // before answering, so the client's next request sees the charge
     ex.respond(status, &reply_headers, data);
     Ok(())
+}
+
+/// Tells the trace (if any) that the upstream's answer is in: a whole answer, or a stream's
+/// recording (`path`: the upstream route, whose API it speaks). It reads a copy once the
+/// client has its answer.
+fn traced_answer(trace: Option<&crate::telemetry::Trace>, path: &str, answer: &[u8]) {
+    if let Some(trace) = trace {
+        trace.upstream_done();
+        trace.answer(path, answer.to_vec(), cache::plain_answer);
+    }
 }
 
 /// `Err(())` when `sent` is a 400 naming `stream_options` (some OpenAI-compatible servers
@@ -628,5 +728,12 @@ pub fn why(
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
     let models = cfg.upstreams.effective_models(endpoint.api(), model);
     let keyed = keyed_body(endpoint, &body, &headers);
-    cache::why_command(&cfg.cache, endpoint.path(), &keyed, &models, bound)
+    cache::why_command(
+        &cfg.cache,
+        endpoint.path(),
+        &keyed,
+        &headers,
+        &models,
+        bound,
+    )
 }

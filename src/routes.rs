@@ -22,6 +22,18 @@ use crate::route_policy;
 use crate::state::State;
 use crate::upstream::balance;
 
+/// Whether a request gets a trace (with `telemetry` on): API calls, `/v1/models` and
+/// pass-through routes, refused ones included; never probes, metrics, admin or the relay's own
+/// documents.
+fn traced(route: &str, path: &str) -> bool {
+    let own = matches!(
+        route,
+        "/health" | "/ready" | "/metrics" | "/cache/stats" | "/openapi.json"
+    ) || route.starts_with("/admin/")
+        || route.starts_with("/__test/");
+    !own && (Endpoint::of_path(route).is_some() || route == "/models" || path.starts_with("/v1/"))
+}
+
 /// Handles one request where it was received. Work that needs the upstream comes back as
 /// [`Next::Upstream`] for the `workers` pool.
 pub fn handle(state: &State, ex: &mut Exchange) -> Next {
@@ -39,11 +51,20 @@ pub fn handle(state: &State, ex: &mut Exchange) -> Next {
         r => r,
     };
     let method = req.method().clone();
-    // the route policy comes first: a path it refuses reaches no handler and no upstream
+    if let Some(tracer) = state.telemetry.as_ref().filter(|_| traced(route, &path)) {
+        let parent = crate::exchange::header(req, "traceparent");
+        let trace = tracer.trace(parent.as_deref(), method.as_str(), &path);
+        ex.set_trace(trace);
+    }
+    // the route policy comes before the gate: a path it refuses reaches no handler and no
+    // upstream (its refusal is traced)
     if let Err(err) = route_policy::check(&path) {
         ex.error(&err);
         return Next::Done;
     }
+    let Some(req) = ex.request() else {
+        return Next::Done;
+    };
     match state.gate.check(route, req) {
         Ok(Some(client)) => {
             let meter = state.gate.meter(&client);

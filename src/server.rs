@@ -31,6 +31,9 @@ use crate::{metrics, routes};
 /// Requests waiting for a worker; beyond it the relay answers 503 at once.
 const QUEUE: usize = 1024;
 
+/// The longest the relay waits at exit for its last spans to reach the collector.
+const TRACE_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A request on its way to the `workers` pool.
 struct Job {
     ex: Exchange,
@@ -111,7 +114,14 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     }
     drop(state); // the running state lives in `live`; a reload replaces it
     lifecycle::supervise(signals, &live, config_path, &server);
-    live.current().gate.store.flush();
+    let last = live.current();
+    last.gate.store.flush();
+    if let Some(cache) = &last.cache {
+        cache.flush_hits();
+    }
+    if let Some(tracer) = &last.telemetry {
+        tracer.flush(TRACE_FLUSH);
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::dashboard::Dashboard;
 use crate::gate::Gate;
 use crate::log;
+use crate::telemetry::Tracer;
 use crate::upstream::Upstream;
 
 /// Everything a request needs, shared read-only; replaced whole by a reload.
@@ -17,6 +18,9 @@ pub struct State {
     pub gate: Gate,
     /// The response cache, if `cache.enabled`. Opened once: a reload keeps it.
     pub cache: Option<Arc<Cache>>,
+    /// The trace exporter, if `telemetry.otlp_endpoint` is set. A reload keeps it unless the
+    /// `telemetry` section changed.
+    pub telemetry: Option<Arc<Tracer>>,
     /// The dashboard's figures, if `ui.enabled`. Kept by a reload that keeps it on.
     pub ui: Option<Arc<Dashboard>>,
     /// `LLM_RELAY_TEST_HOOKS=1`: enables `/__test/*` routes used by the integration tests.
@@ -47,12 +51,21 @@ impl State {
             }
             None => Cache::open(&config.cache, gate.store.redis().cloned())?,
         };
+        let telemetry = match (
+            previous.and_then(|p| p.telemetry.as_ref()),
+            &config.telemetry,
+        ) {
+            (_, None) => None,
+            (Some(running), Some(c)) if running.config == *c => Some(Arc::clone(running)),
+            (_, Some(c)) => Some(Tracer::start(c.clone())?),
+        };
         let ui = Dashboard::open(config.ui, previous.and_then(|p| p.ui.as_ref()));
         if let (Some(_), Some(cache)) = (&ui, &cache) {
             // the cache page's index starts filling now, on its own thread
             cache.index(config.ui.cache_index_bytes);
         }
         Ok(State {
+            telemetry,
             ui,
             upstream: Upstream::new(
                 &config.upstreams,

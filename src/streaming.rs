@@ -4,7 +4,8 @@
 //! late upstream failure into the client API's error event ([`Streaming::answer_late`]). A
 //! translated stream goes through a `translate::Stream` on its way.
 
-use std::io::BufReader;
+use std::io::{BufReader, Read};
+use std::time::Instant;
 
 use crate::answer::Usage;
 use crate::api::{self, Api};
@@ -12,6 +13,7 @@ use crate::cache::{self, Cache, Plan};
 use crate::error::ApiError;
 use crate::sse::{self, End};
 use crate::sse_out::SseOut;
+use crate::telemetry::Trace;
 use crate::translate::Translation;
 use crate::upstream::{self, Sent, Upstream};
 
@@ -50,9 +52,32 @@ pub struct Streaming<'a> {
     /// Charges the stream to the client's key (given its usage and the model the upstream was
     /// sent), before its end.
     pub charge: &'a dyn Fn(Usage, &str),
+    /// When the upstream call started: a kept stream's first recorded gap (its time to first
+    /// event) counts from here.
+    pub started: Instant,
     /// Given the recorded copy just before the stream's end reaches the client (the owner of a
     /// stored response is recorded there, so the client's next request finds it).
     pub before_end: &'a dyn Fn(&[u8]),
+    /// The request's trace: told when the stream's first bytes arrive.
+    pub trace: Option<&'a Trace>,
+}
+
+/// The upstream's stream, telling the trace when its first bytes arrive.
+struct FirstBytes<'a, R> {
+    inner: R,
+    trace: Option<&'a Trace>,
+}
+
+impl<R: Read> Read for FirstBytes<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            if let Some(trace) = self.trace.take() {
+                trace.first_token();
+            }
+        }
+        Ok(n)
+    }
 }
 
 impl Streaming<'_> {
@@ -70,13 +95,17 @@ impl Streaming<'_> {
         let effective = self.up.effective_model(&sent.endpoint, self.model);
         // stores a complete stream before its final event reaches the client, and holds back
         // the usage chunk the client did not ask for
-        let mut tap = cache::StreamTap {
-            store: self.storing.map(|(c, p)| (c, p, effective.as_str())),
-            route: self.route,
+        let mut tap = cache::StreamTap::new(
+            self.storing.map(|(c, p)| (c, p, effective.as_str())),
+            self.route,
             // a translated stream reports usage at its end: the translator takes the chunk
-            client_usage: self.client_usage || self.translation.is_some(),
+            self.client_usage || self.translation.is_some(),
+            self.started,
+        );
+        let body = FirstBytes {
+            inner: sent.response.into_body().into_reader(),
+            trace: self.trace,
         };
-        let body = sent.response.into_body().into_reader();
         let mut reader = BufReader::with_capacity(16 * 1024, body);
         let mut translation = self.translation.map(Translation::stream);
         let relayed = sse::relay(

@@ -148,7 +148,7 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
                 ));
             }
             let cache = enabled_cache(state)?;
-            let (text, n) = cache::export_keys(&cache.config.dir, &export.keys)
+            let (text, n, left_out) = cache::export_keys(&cache.config.dir, &export.keys)
                 .map_err(|m| ApiError::new(413, "invalid_request_error", "request_too_large", m))?;
             let headers = [
                 (
@@ -160,6 +160,8 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
                     "attachment; filename=\"cassette.jsonl\"".to_string(),
                 ),
                 ("X-Relay-Exported".to_string(), n.to_string()),
+                // entries holding a credential-shaped string are never exported from the page
+                ("X-Relay-Left-Out-Secrets".to_string(), left_out.to_string()),
             ];
             ex.respond(200, &headers, text.into_bytes());
             return Ok(());

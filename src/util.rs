@@ -1,11 +1,11 @@
 //! Small helpers more than one module needs, each written once: lowercase hex, Unix time, an
 //! atomic file write, the token of an `Authorization: Bearer` value, the credential
-//! `forward_auth` sends, an API route without its `/v1` prefix, and a query parameter of a URL
-//! (percent-decoded). A leaf: it imports nothing of ours.
+//! `forward_auth` sends, an API route without its `/v1` prefix, a query parameter of a URL
+//! (percent-decoded), and fast random numbers. A leaf: it imports nothing of ours.
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -79,12 +79,11 @@ pub fn temp_name(name: &str) -> String {
 }
 
 /// This process among all that may share a directory: the host name (at most 32 characters
-/// of `[A-Za-z0-9-]`) and a random nonce in hex (std's per-process random hash seed mixed with
-/// the start time), fixed for the life of the process.
+/// of `[A-Za-z0-9-]`) and a random nonce in hex ([`random`], seeded from `/dev/urandom`),
+/// fixed for the life of the process.
 pub fn process_tag() -> &'static str {
     static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TAG.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
         let host: String = fs::read_to_string("/proc/sys/kernel/hostname")
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_default()
@@ -93,15 +92,8 @@ pub fn process_tag() -> &'static str {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(32)
             .collect();
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u32(std::process::id());
         let host = if host.is_empty() { "host" } else { &host };
-        format!("{host}.{:016x}", h.finish())
+        format!("{host}.{:016x}", random())
     })
 }
 
@@ -131,6 +123,42 @@ pub fn api_route(path: &str) -> &str {
     path.strip_prefix("/v1")
         .filter(|rest| rest.starts_with('/'))
         .unwrap_or(path)
+}
+
+/// A random u64: splitmix64 over one process-wide counter, seeded once from `/dev/urandom`
+/// (the clock and std's hash keys where it cannot be read). Fast and lock-free; plenty for
+/// spreading load and for trace and span ids, not for secrets.
+pub fn random() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    if STATE.load(Ordering::Relaxed) == 0 {
+        let _ = STATE.compare_exchange(0, seed() | 1, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    let mut z = STATE
+        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The seed of [`random`]: 8 bytes of `/dev/urandom`, else the clock mixed with std's
+/// randomly keyed hasher.
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok()
+    {
+        return u64::from_le_bytes(bytes);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 /// The value of `name` in the URL's query string, percent-decoded.

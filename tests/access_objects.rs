@@ -29,13 +29,7 @@ fn relay_for(up: &Upstream, state: Value) -> Relay {
 
 /// `method path` on `relay` with `key`.
 fn call(relay: &Relay, key: &str, method: &str, path: &str, body: Option<&Value>) -> Resp {
-    let auth = format!("Bearer {key}");
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap());
-    let mut headers = vec![("Authorization", auth.as_str())];
-    if bytes.is_some() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    request(method, &relay.url(path), &headers, bytes.as_deref())
+    keyed_call(method, &relay.url(path), key, body)
 }
 
 /// Uploads a file as OpenAI's SDKs do (multipart) with `key`; its id.

@@ -48,6 +48,11 @@ fn out_of_range_values_name_their_line_and_column() {
         ("{\n  \"listen\": \"127.0.0.1:0\",\n  \"workers\": 0\n}\n", "line 3, column 3", "`workers`"),
         ("{\n\n\n  upstream: 'localhost:11434/v1'\n}\n", "line 4, column 3", "`upstream`"),
         (
+            "{\n  \"listen\": \"127.0.0.1:0\",\n  \"state\": {\n    \"responses_store_days\": 0\n  }\n}\n",
+            "line 4, column 5",
+            "`state.responses_store_days` must be from 1 to 3650",
+        ),
+        (
             "{\n  upstreams: [\n    {url: 'http://127.0.0.1:9/v1'},\n    {url: 'ftp://x/v1'}\n  ]\n}\n",
             "line 4, column 6",
             "upstreams[1]",

@@ -95,7 +95,12 @@ fn a_repeated_translated_request_is_a_hit_plain_and_streamed() {
         plain["output"][0]["content"][0]["text"],
         echo_text("stream me")
     );
-    assert_eq!(plain["output"], completed.1["response"]["output"]);
+    // the same answer; each a stored response of its own, with fresh ids (issue 21)
+    assert_eq!(
+        without_ids(&plain["output"]),
+        without_ids(&completed.1["response"]["output"])
+    );
+    assert_ne!(plain["id"], completed.1["response"]["id"]);
     let hit = stream_events(
         relay.addr(),
         "/v1/responses",
@@ -105,10 +110,24 @@ fn a_repeated_translated_request_is_a_hit_plain_and_streamed() {
     assert_eq!(
         named_events(&hit)
             .last()
-            .map(|(n, d)| (n.clone(), d["response"]["output"].clone())),
-        Some(("response.completed".to_string(), plain["output"].clone()))
+            .map(|(n, d)| (n.clone(), without_ids(&d["response"]["output"]))),
+        Some((
+            "response.completed".to_string(),
+            without_ids(&plain["output"])
+        ))
     );
     assert_eq!(up.requests().len(), 2);
+}
+
+/// Output items without their `id`s (every stored answer has fresh ones).
+fn without_ids(output: &serde_json::Value) -> serde_json::Value {
+    let mut output = output.clone();
+    for item in output.as_array_mut().into_iter().flatten() {
+        if let Some(o) = item.as_object_mut() {
+            o.remove("id");
+        }
+    }
+    output
 }
 
 /// A chat upstream that sends chunk `i + 1` only after the test saw chunk `i`'s translated

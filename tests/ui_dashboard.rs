@@ -221,6 +221,32 @@ fn the_figures_match_admin_stats_and_a_detail_shows_the_body_redacted() {
     assert_eq!(export.header("x-relay-exported"), Some("1"));
     assert_eq!(export.body.lines().count(), 2, "{}", export.body);
     assert!(export.body.contains(&key));
+    assert_eq!(export.header("x-relay-left-out-secrets"), Some("0"));
+
+    // an entry holding a credential-shaped string is never exported from the page
+    let leaked = "my key is sk-proj-4f9aXb2c8d7e6f5a4b3c2d1e";
+    let r = chat_as(&relay, CLIENT, &ask(leaked));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let found = admin(&relay, "GET", "/admin/ui/cache?q=sk-proj", None).json();
+    assert_eq!(found["search"]["matches"], 1, "{found}");
+    let secret_key = found["search"]["data"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let export = admin(
+        &relay,
+        "POST",
+        "/admin/ui/cache/export",
+        Some(json!({"keys": [key, secret_key]})),
+    );
+    assert_eq!(export.status, 200);
+    assert_eq!(export.header("x-relay-exported"), Some("1"));
+    assert_eq!(export.header("x-relay-left-out-secrets"), Some("1"));
+    assert!(
+        !export.body.contains("sk-proj-4f9aXb2c8d7e6f5a4b3c2d1e"),
+        "{}",
+        export.body
+    );
 }
 
 #[test]

@@ -102,3 +102,9 @@ pub fn is_usage_only(route: &str, event: &[u8]) -> bool {
 pub fn asks_usage(route: &str) -> bool {
     matches!(route, "/chat/completions" | "/completions")
 }
+
+/// A complete chat answer (JSON, or a recorded stream that ended well) as chat JSON.
+pub fn complete_chat(response: &[u8]) -> Option<Vec<u8>> {
+    check("/chat/completions", response).ok()?;
+    Some(plain_body("/chat/completions", response))
+}

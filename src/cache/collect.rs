@@ -80,7 +80,7 @@ mod tests {
                 created: 0.0,
                 scope: String::new(),
                 sha256: checksum(answer),
-                recorded_by: None,
+                ..Meta::default()
             };
             let before = store::referenced_answer(&dir, &key);
             save(&dir, &key, &meta, request, answer).unwrap();

@@ -23,6 +23,11 @@ pub struct RawCache {
     mode: Option<String>,
     mode_header: Option<Vec<String>>,
     ignore_fields: Option<Vec<String>>,
+    client_controls: Option<Vec<String>>,
+    repeat: Option<String>,
+    repeat_window_seconds: Option<u64>,
+    namespace_fallback: Option<bool>,
+    miss_log: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +78,52 @@ fn mode_names() -> String {
     Mode::ALL.map(|m| format!("\"{}\"", m.name())).join(", ")
 }
 
+/// A request header of the cache that `cache.client_controls` may allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientControl {
+    /// `X-Relay-Cache-Sample: K`.
+    Sample,
+    /// `X-Relay-Cache-Namespace: NAME`.
+    Namespace,
+    /// `X-Relay-Cache-Timing: recorded | FACTOR`.
+    Timing,
+}
+
+impl ClientControl {
+    pub const ALL: [ClientControl; 3] = [
+        ClientControl::Sample,
+        ClientControl::Namespace,
+        ClientControl::Timing,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientControl::Sample => "sample",
+            ClientControl::Namespace => "namespace",
+            ClientControl::Timing => "timing",
+        }
+    }
+
+    /// The request header it names.
+    pub fn header(self) -> &'static str {
+        match self {
+            ClientControl::Sample => "X-Relay-Cache-Sample",
+            ClientControl::Namespace => "X-Relay-Cache-Namespace",
+            ClientControl::Timing => "X-Relay-Cache-Timing",
+        }
+    }
+}
+
+/// How identical requests without `X-Relay-Cache-Sample` are keyed (`cache.repeat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// All get the one entry (the default).
+    Same,
+    /// The i-th identical request (per namespace and mode, within `repeat_window_seconds` of
+    /// the previous one) gets sample i.
+    Sequence,
+}
+
 /// Whose entries a request may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -114,6 +165,18 @@ pub struct CacheConfig {
     pub header_modes: Vec<Mode>,
     /// Top-level request fields left out of the key (`cache.ignore_fields`).
     pub ignore_fields: Vec<String>,
+    /// The cache request headers a client may send (`cache.client_controls`).
+    pub client_controls: Vec<ClientControl>,
+    /// `cache.repeat`.
+    pub repeat: Repeat,
+    /// `cache.repeat_window_seconds`: a sequence count restarts after this long without an
+    /// identical request.
+    pub repeat_window: Duration,
+    /// A namespaced request that finds nothing in its namespace reads the shared entries
+    /// (`cache.namespace_fallback`).
+    pub namespace_fallback: bool,
+    /// Where `replay` appends one JSON line per miss (`cache.miss_log`).
+    pub miss_log: Option<PathBuf>,
 }
 
 pub const DEFAULT_DIR: &str = "llm_cache";
@@ -138,6 +201,11 @@ impl CacheConfig {
                 mode: None,
                 mode_header: None,
                 ignore_fields: None,
+                client_controls: None,
+                repeat: None,
+                repeat_window_seconds: None,
+                namespace_fallback: None,
+                miss_log: None,
             }));
         };
         let scope = match raw.scope.as_deref() {
@@ -206,10 +274,52 @@ impl CacheConfig {
                 ));
             }
         }
+        let mut client_controls = Vec::new();
+        for c in raw.client_controls.unwrap_or_default() {
+            let parsed = ClientControl::ALL
+                .into_iter()
+                .find(|k| k.name() == c)
+                .ok_or_else(|| {
+                    format!(
+                        "`cache.client_controls` lists the cache headers a request may send, each \
+                         one of \"sample\", \"namespace\", \"timing\"; got \"{c}\""
+                    )
+                })?;
+            if !client_controls.contains(&parsed) {
+                client_controls.push(parsed);
+            }
+        }
+        let repeat = match raw.repeat.as_deref() {
+            None | Some("same") => Repeat::Same,
+            Some("sequence") => Repeat::Sequence,
+            Some(other) => {
+                return Err(format!(
+                    "`cache.repeat` must be \"same\" or \"sequence\", got \"{other}\""
+                ))
+            }
+        };
+        let window = raw.repeat_window_seconds.unwrap_or(3600);
+        if window == 0 {
+            return Err("`cache.repeat_window_seconds` must be positive".to_string());
+        }
+        let miss_log = match raw.miss_log {
+            Some(p) if p.is_empty() => {
+                return Err(
+                    "`cache.miss_log` is empty; name a file, e.g. \"cache-misses.jsonl\""
+                        .to_string(),
+                )
+            }
+            p => p.map(PathBuf::from),
+        };
         Ok(CacheConfig {
             mode,
             header_modes,
             ignore_fields,
+            client_controls,
+            repeat,
+            repeat_window: Duration::from_secs(window),
+            namespace_fallback: raw.namespace_fallback.unwrap_or(true),
+            miss_log,
             enabled: raw.enabled.unwrap_or(true),
             dir: PathBuf::from(dir),
             version: raw.version.unwrap_or(1),
@@ -229,7 +339,8 @@ impl CacheConfig {
         }
         format!(
             "cache: mode {}{}, dir {}, version {}{}, ttl {}, memory_items {}, memory_bytes {}, \
-             max_entry_bytes {}, scope {:?}, ignore_fields [{}], maintenance {}\n",
+             max_entry_bytes {}, scope {:?}, ignore_fields [{}], maintenance {}, \
+             client_controls [{}], repeat {:?}, namespace_fallback {}, miss_log {}\n",
             self.mode.name(),
             if self.header_modes.is_empty() {
                 String::new()
@@ -261,6 +372,16 @@ impl CacheConfig {
                     m.retention.as_secs_f64() / 86_400.0,
                     m.min_hit_count
                 )),
+            self.client_controls
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.repeat,
+            self.namespace_fallback,
+            self.miss_log
+                .as_ref()
+                .map_or("off".to_string(), |p| p.display().to_string()),
         )
     }
 }

@@ -82,15 +82,74 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
 /// The entry key: SHA-256 (lowercase hex) over the route, the scope and the canonical body.
 /// `scope` is empty for the shared scope, else the hashed client credential. Format 2: the
 /// body carries the effective model (format 1 keyed the model as the client named it).
+#[cfg(test)]
 pub fn entry_key(route: &str, scope: &str, canonical_body: &[u8]) -> String {
+    variant_key(route, scope, &Variant::default(), canonical_body)
+}
+
+/// Which of several entries for one request: its namespace (`X-Relay-Cache-Namespace`) and
+/// sample index (`X-Relay-Cache-Sample`). The default (no namespace, sample 1) is the entry
+/// as keyed before namespaces and samples existed, so old keys stay valid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Variant {
+    /// Empty: the shared entries.
+    pub namespace: String,
+    /// 0 or 1: the first (ordinary) sample.
+    pub sample: u32,
+}
+
+impl Variant {
+    /// The sample index as a client names it (1 for the ordinary entry).
+    pub fn sample_index(&self) -> u32 {
+        self.sample.max(1)
+    }
+}
+
+/// The key of one [`Variant`] of a request; the default variant's is [`entry_key`]. The
+/// namespace and sample go into the hash only when set, on lines of their own before the
+/// canonical body (which is one line of JSON, so they never collide with it).
+pub fn variant_key(route: &str, scope: &str, variant: &Variant, canonical_body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(b"llm-relay cache 2\n");
     h.update(route.as_bytes());
     h.update(b"\n");
     h.update(scope.as_bytes());
     h.update(b"\n");
+    if !variant.namespace.is_empty() {
+        h.update(b"\0namespace ");
+        h.update(variant.namespace.as_bytes());
+        h.update(b"\n");
+    }
+    if variant.sample > 1 {
+        h.update(format!("\0sample {}\n", variant.sample).as_bytes());
+    }
     h.update(canonical_body);
     hex(&h.finalize())
+}
+
+/// Checks a namespace name (`X-Relay-Cache-Namespace`, `--namespace`): 1 to 128 characters of
+/// letters, digits and `.` `_` `-` `:` `/`, with no empty, `.` or `..` segment between
+/// slashes (a name is never a path, but it looks like one in reports and cassettes).
+pub fn check_namespace(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/');
+    if name.is_empty() || name.len() > 128 {
+        return Err(format!(
+            "namespace \"{}\" must be 1 to 128 characters long",
+            name.escape_debug()
+        ));
+    }
+    if !name.chars().all(allowed) {
+        return Err(format!(
+            "namespace \"{}\" may hold only letters, digits and . _ - : /",
+            name.escape_debug()
+        ));
+    }
+    if name.split('/').any(|seg| matches!(seg, "" | "." | "..")) {
+        return Err(format!(
+            "namespace \"{name}\" has an empty, \".\" or \"..\" segment between slashes"
+        ));
+    }
+    Ok(())
 }
 
 /// The scope of a client credential: its SHA-256, so the credential itself is never stored.
@@ -145,5 +204,36 @@ mod tests {
         assert!(is_key(&k), "{k}");
         assert_ne!(k, entry_key("/chat/completions", "x", b"{}"));
         assert_ne!(k, entry_key("/completions", "", b"{}"));
+    }
+
+    #[test]
+    fn variants_key_apart_and_the_default_is_the_old_key() {
+        let body = b"{\"model\":\"m\"}";
+        let plain = entry_key("/chat/completions", "", body);
+        let v = |namespace: &str, sample| Variant {
+            namespace: namespace.to_string(),
+            sample,
+        };
+        assert_eq!(variant_key("/chat/completions", "", &v("", 0), body), plain);
+        assert_eq!(variant_key("/chat/completions", "", &v("", 1), body), plain);
+        let keys = [v("", 2), v("", 3), v("a", 0), v("a", 2), v("b", 2)]
+            .map(|x| variant_key("/chat/completions", "", &x, body));
+        for (i, k) in keys.iter().enumerate() {
+            assert_ne!(k, &plain);
+            assert!(keys.iter().skip(i + 1).all(|o| o != k));
+        }
+    }
+
+    #[test]
+    fn namespace_names() {
+        for good in ["suite", "tests/test_a.py::test_b", "run-1.2_x"] {
+            assert!(check_namespace(good).is_ok(), "{good}");
+        }
+        let long = "x".repeat(129);
+        for bad in [
+            "", "../up", "a/../b", "/abs", "a//b", "a/", ".", "a b", "a\\b", "ä", &long,
+        ] {
+            assert!(check_namespace(bad).is_err(), "{bad}");
+        }
     }
 }

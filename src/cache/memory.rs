@@ -103,6 +103,7 @@ mod tests {
             response: vec![b'x'; len],
             created: 0.0,
             version: 1,
+            gaps_ms: Vec::new(),
         })
     }
 

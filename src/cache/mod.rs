@@ -8,22 +8,31 @@
 //! in either mode. Around that: single-flight (`flight.rs`; across replicas with `state.redis`,
 //! `fleet.rs`), the start-up scan (`scan.rs`, one replica of a shared directory at a time,
 //! `lease.rs`) and upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
-//! diff of a miss (`why.rs`), portable cassettes (`cassette.rs`) and the dashboard's index,
-//! entry view and export of a selection (`browse.rs`).
+//! diff of a miss (`why.rs`), portable cassettes (`cassette.rs`, scanned for credentials by
+//! `secrets.rs`, pruned by `prune.rs`) and the dashboard's index, entry view and export of a
+//! selection (`browse.rs`). For evals: the request headers `cache.client_controls` allows
+//! (`controls.rs`: a sample index and a namespace, both part of the key; a replay pace),
+//! `cache.repeat: "sequence"` (`sequence.rs`) and the replay miss report (`miss_log.rs`).
 
 mod apis;
 pub mod browse;
 mod cassette;
 mod collect;
 mod config;
+mod controls;
 mod fleet;
 mod flight;
 mod index;
 mod key;
 mod lease;
 mod memory;
+mod miss_log;
+mod plan;
+mod prune;
 mod replay;
 mod scan;
+mod secrets;
+mod sequence;
 mod serve;
 mod store;
 mod upkeep;
@@ -39,15 +48,18 @@ use serde_json::{json, Map, Value};
 use crate::answer::Usage;
 use crate::error::ApiError;
 use crate::log;
-pub use apis::asks_usage;
-pub use cassette::{export_command, export_keys, import_command, parse_since, ExportFilter};
-pub use config::{CacheConfig, Mode, RawCache, Scope};
+pub use apis::plain_body as plain_answer;
+pub use apis::{asks_usage, complete_chat};
+pub use cassette::{
+    export_command, export_keys, import_command, parse_since, ExportFilter, Secrets,
+};
+pub use config::{CacheConfig, Mode, RawCache, Repeat, Scope};
 pub use flight::Role;
+pub use key::check_namespace;
+pub use plan::Plan;
+pub use prune::{prune_command, PruneFilter};
 pub use replay::Delivery;
 pub use serve::{respond_hit, StreamTap};
-
-/// The request header that chooses a cache mode, where `cache.mode_header` allows it.
-pub const MODE_HEADER: &str = "x-relay-cache-mode";
 
 /// One servable entry.
 #[derive(Debug)]
@@ -63,33 +75,8 @@ pub struct Entry {
     /// Unix time in seconds (millisecond precision) when it was written.
     pub created: f64,
     pub version: u32,
-}
-
-/// A request's `Cache-Control` (standard request directives).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Control {
-    /// Go upstream and replace the entry.
-    pub no_cache: bool,
-    /// Neither read nor write the cache.
-    pub no_store: bool,
-    /// Only entries younger than this many seconds count.
-    pub max_age: Option<u64>,
-}
-
-impl Control {
-    pub fn parse(header: Option<&str>) -> Control {
-        let mut c = Control::default();
-        for d in header.unwrap_or("").split(',') {
-            let d = d.trim().to_ascii_lowercase();
-            match d.split_once('=') {
-                Some(("max-age", n)) => c.max_age = n.trim().trim_matches('"').parse().ok(),
-                _ if d == "no-cache" => c.no_cache = true,
-                _ if d == "no-store" => c.no_store = true,
-                _ => {}
-            }
-        }
-        c
-    }
+    /// A recorded stream's milliseconds before each event (`X-Relay-Cache-Timing`).
+    pub gaps_ms: Vec<u32>,
 }
 
 /// What the cache did for a request: the `X-Cache` header.
@@ -121,160 +108,6 @@ impl Status {
     }
 }
 
-/// The cache's view of one request.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// The key for the first effective model: `X-Cache-Key` of a miss, the single flight.
-    pub key: String,
-    route: String,
-    scope: String,
-    /// One per effective model an endpoint serving the request would send.
-    candidates: Vec<Candidate>,
-    pub control: Control,
-    pub mode: Mode,
-    pub delivery: Delivery,
-    /// The client key id the request came with (`None` with auth off): written as the
-    /// entry's `recorded_by`, and the only key a `cache_miss` shows recorded values to.
-    recorder: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-struct Candidate {
-    model: String,
-    key: String,
-    canonical: Vec<u8>,
-    /// Sent by a weighted endpoint (the config's first choice): only these are looked up, so
-    /// a standby's answer under another model never serves a request the primaries would take.
-    primary: bool,
-}
-
-impl Plan {
-    /// The plan of a request of the client key `key_id` (`None`: auth is off).
-    pub fn by_client(self, key_id: Option<&str>) -> Plan {
-        Plan {
-            recorder: key_id.map(str::to_string),
-            ..self
-        }
-    }
-
-    /// The effective model whose candidate key is `key` (the model a hit on it was sent as).
-    pub fn model_of(&self, key: &str) -> Option<&str> {
-        self.candidates
-            .iter()
-            .find(|c| c.key == key)
-            .map(|c| c.model.as_str())
-    }
-
-    /// Whether an answer from upstream is stored.
-    pub fn stores(&self) -> bool {
-        self.mode.stores() && !self.control.no_store
-    }
-
-    /// Whether this request must ask a streaming upstream for usage
-    /// (`stream_options.include_usage`), which the relay then drops for a client that did not.
-    pub fn asks_usage(&self) -> bool {
-        self.stores() && self.delivery.stream && apis::asks_usage(&self.route)
-    }
-
-    /// The canonical request as the first weighted endpoint would get it, as JSON (what
-    /// `why` compares with the recorded requests).
-    fn canonical_json(&self) -> Value {
-        self.candidates
-            .iter()
-            .find(|c| c.primary)
-            .and_then(|c| serde_json::from_slice::<Value>(&c.canonical).ok())
-            .unwrap_or(Value::Null)
-    }
-
-    /// The keys, mode and cache control of a request. `headers` are the client's (for the
-    /// cache's own headers); `principal` is whose answers it may share with `scope: "key"`, as
-    /// the gate decided it (`auth::principal`: the authenticated key's id, else the
-    /// credentials it carries, `""` for none); `models` are the effective models of the
-    /// endpoints that serve the request's model, each with whether a weighted (non-standby)
-    /// endpoint sends it (empty: the body's own model).
-    pub fn new(
-        config: &CacheConfig,
-        route: &str,
-        body: &Map<String, Value>,
-        (headers, principal): (&[(String, String)], &str),
-        models: &[(String, bool)],
-    ) -> Result<Plan, ApiError> {
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        let mode = match header(MODE_HEADER) {
-            None => config.mode,
-            Some(v) => header_mode(config, v.trim())?,
-        };
-        let scope = match config.scope {
-            Scope::Shared => String::new(),
-            Scope::Key => key::credential_scope(principal),
-        };
-        let own = body.get("model").and_then(Value::as_str).unwrap_or("");
-        let fallback = [(own.to_string(), true)];
-        let models = if models.is_empty() {
-            &fallback[..]
-        } else {
-            models
-        };
-        let any_primary = models.iter().any(|(_, p)| *p);
-        let mut candidates: Vec<Candidate> = Vec::with_capacity(models.len());
-        for (model, primary) in models {
-            if candidates.iter().any(|c| &c.model == model) {
-                continue;
-            }
-            let canonical = key::canonical_request(body, model, &config.ignore_fields);
-            candidates.push(Candidate {
-                key: key::entry_key(route, &scope, &canonical),
-                model: model.clone(),
-                canonical,
-                primary: *primary || !any_primary,
-            });
-        }
-        let key = candidates
-            .iter()
-            .find(|c| c.primary)
-            .map(|c| c.key.clone())
-            .unwrap_or_default();
-        Ok(Plan {
-            key,
-            route: route.to_string(),
-            scope,
-            candidates,
-            control: Control::parse(header("cache-control")),
-            mode,
-            delivery: Delivery::of(body),
-            recorder: None,
-        })
-    }
-}
-
-/// The mode a request chooses with `X-Relay-Cache-Mode`, if the config allows it.
-fn header_mode(config: &CacheConfig, value: &str) -> Result<Mode, ApiError> {
-    let allowed: Vec<&str> = config.header_modes.iter().map(|m| m.name()).collect();
-    match Mode::parse(value) {
-        Some(m) if config.header_modes.contains(&m) => Ok(m),
-        _ if allowed.is_empty() => Err(ApiError::invalid(
-            "cache_mode_not_allowed",
-            format!(
-                "this relay does not let a request choose its cache mode (X-Relay-Cache-Mode: \
-                 {value}); drop the header, or list the mode in `cache.mode_header`"
-            ),
-        )),
-        _ => Err(ApiError::invalid(
-            "cache_mode_not_allowed",
-            format!(
-                "X-Relay-Cache-Mode: {value} is not allowed here; this relay allows {} \
-                 (`cache.mode_header`)",
-                allowed.join(", ")
-            ),
-        )),
-    }
-}
-
 /// Running totals since start (entries and bytes: of the directory, from the start-up scan on).
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -292,6 +125,9 @@ pub struct Cache {
     /// Single flight across replicas, with `state.redis`.
     fleet: Option<Arc<fleet::Fleet>>,
     hits: upkeep::HitBook,
+    sequences: sequence::Sequences,
+    /// `cache.miss_log`, open.
+    miss_log: Option<miss_log::MissLog>,
     /// Recorded requests by route, scope and model, for the closest entry of a replay miss.
     index: index::Index,
     /// Answers this process's writes replaced, deleted by the upkeep thread after a grace period.
@@ -312,7 +148,8 @@ pub fn now_precise() -> f64 {
 
 impl Cache {
     /// Opens (creating) the cache directory. Returns `None` when the cache is off. With
-    /// `redis` (`state.redis`), single flight spans every replica using it.
+    /// `redis` (`state.redis`), single flight spans every replica using it, and so do the
+    /// `repeat: "sequence"` counts.
     pub fn open(
         config: &CacheConfig,
         redis: Option<Arc<crate::store::Redis>>,
@@ -326,9 +163,16 @@ impl Cache {
                 config.dir.display()
             )
         })?;
+        let miss_log = config
+            .miss_log
+            .as_deref()
+            .map(miss_log::MissLog::open)
+            .transpose()?;
         Ok(Some(Arc::new(Cache {
+            miss_log,
             memory: memory::Memory::new(config.memory_items, config.memory_bytes),
             flights: flight::Flights::default(),
+            sequences: sequence::Sequences::new(redis.clone()),
             fleet: redis.map(fleet::Fleet::start),
             hits: upkeep::HitBook::load(&config.dir),
             index: index::Index::default(),
@@ -339,7 +183,8 @@ impl Cache {
         })))
     }
 
-    /// The keys, mode and cache control of a request (see [`Plan::new`]).
+    /// The keys, mode and cache control of a request (see [`Plan::new`]); with `cache.repeat:
+    /// "sequence"`, a request that names no sample gets the next of its key.
     pub fn plan(
         &self,
         route: &str,
@@ -347,7 +192,13 @@ impl Cache {
         client: (&[(String, String)], &str),
         models: &[(String, bool)],
     ) -> Result<Plan, ApiError> {
-        Plan::new(&self.config, route, body, client, models)
+        let mut plan = Plan::new(&self.config, route, body, client, models)?;
+        if self.config.repeat == Repeat::Sequence && !plan.named_sample && !plan.control.no_store {
+            let name = format!("{}:{}", plan.mode.name(), plan.key);
+            let n = self.sequences.next(&name, self.config.repeat_window);
+            plan.set_sample(n);
+        }
+        Ok(plan)
     }
 
     /// An entry that answers `plan` in the shape it asks for, or what to say instead (`MISS`,
@@ -363,8 +214,14 @@ impl Cache {
             }
         }
         let mut status = Status::Miss;
-        for c in plan.candidates.iter().filter(|c| c.primary) {
-            let Some(entry) = self.find(&c.key) else {
+        let primaries = plan.candidates.iter().filter(|c| c.primary);
+        // the plan's own namespace first, then (with the fallback) the shared entries
+        let keys = primaries
+            .clone()
+            .map(|c| &c.key)
+            .chain(primaries.filter_map(|c| c.fallback.as_ref()));
+        for key in keys {
+            let Some(entry) = self.find(key) else {
                 continue;
             };
             if !apis::serves(
@@ -432,6 +289,7 @@ impl Cache {
             response,
             created: meta.created,
             version: meta.version,
+            gaps_ms: meta.gaps_ms,
         });
         self.memory.insert(key, Arc::clone(&entry), pair.stamp);
         Some(entry)
@@ -478,6 +336,17 @@ impl Cache {
         self.hits.record(&entry.key, crate::util::now_secs());
     }
 
+    /// Appends the hits not yet in `hits.log` (at shutdown: `cache prune --unused-since`
+    /// reads the last-hit times there).
+    pub fn flush_hits(&self) {
+        if let Err(e) = self.hits.flush(&self.config.dir) {
+            log::error(&format!(
+                "cannot write cache hit counts in {}: {e}",
+                self.config.dir.display()
+            ));
+        }
+    }
+
     pub fn missed(&self) {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
     }
@@ -487,6 +356,7 @@ impl Cache {
     /// values only for the key that recorded it). The closest is found in the index: the few
     /// nearest by fingerprint are read, never the directory; only until the start-up scan has
     /// filled the index does a miss search the directory (at most `MAX_SEARCHED_ONLINE` files).
+    /// The miss goes to `cache.miss_log` as well, with the id of the caller's key, never the key.
     pub fn replay_miss(&self, plan: &Plan) -> ApiError {
         let asked = plan.canonical_json();
         let viewer = plan.recorder.as_deref();
@@ -496,7 +366,7 @@ impl Cache {
                 &self.config.dir,
                 &plan.route,
                 &keys,
-                &asked,
+                (&asked, &plan.variant),
                 viewer,
                 compared,
             )
@@ -505,12 +375,29 @@ impl Cache {
                 &self.config.dir,
                 &plan.route,
                 Some(&plan.scope),
-                &asked,
+                (&asked, &plan.variant),
                 (1, why::MAX_SEARCHED_ONLINE),
                 viewer,
             )
         };
-        why::miss_error(&plan.key, &report)
+        if let Some(log) = &self.miss_log {
+            let model = plan
+                .candidates
+                .iter()
+                .find(|c| c.primary)
+                .map_or("", |c| c.model.as_str());
+            log.record(
+                &miss_log::Miss {
+                    route: &plan.route,
+                    model,
+                    key: &plan.key,
+                    variant: &plan.variant,
+                    client: viewer,
+                },
+                &report,
+            );
+        }
+        why::miss_error(&plan.key, &plan.variant, &report)
     }
 
     /// True if an answer of `len` bytes is too large to store (`cache.max_entry_bytes`): it is
@@ -522,6 +409,11 @@ impl Cache {
     /// Stores `response` for `plan`, as answered with the effective `model`, if the plan
     /// stores and it is a complete success within `max_entry_bytes`. Returns whether it did.
     pub fn store(&self, plan: &Plan, model: &str, response: &[u8]) -> bool {
+        self.store_timed(plan, model, response, &[])
+    }
+
+    /// [`Cache::store`] for a stream, with the milliseconds before each of its events.
+    pub fn store_timed(&self, plan: &Plan, model: &str, response: &[u8], gaps: &[u32]) -> bool {
         if !plan.stores()
             || self.too_large(response.len())
             || apis::check(&plan.route, response).is_err()
@@ -538,6 +430,9 @@ impl Cache {
             scope: plan.scope.clone(),
             sha256: key::checksum(response),
             recorded_by: plan.recorder.clone(),
+            namespace: plan.variant.namespace.clone(),
+            sample: plan.variant.sample,
+            gaps_ms: gaps.to_vec(),
         };
         let existed = store::request_path(&self.config.dir, &c.key).exists();
         let before = store::referenced_answer(&self.config.dir, &c.key);
@@ -576,6 +471,7 @@ impl Cache {
                 response: response.to_vec(),
                 created: meta.created,
                 version: meta.version,
+                gaps_ms: meta.gaps_ms,
             }),
             stamp,
         );
@@ -692,12 +588,7 @@ impl Cache {
                 }
             }
             self.replaced.collect(dir, scan::GRACE);
-            if let Err(e) = self.hits.flush(dir) {
-                log::error(&format!(
-                    "cannot write cache hit counts in {}: {e}",
-                    dir.display()
-                ));
-            }
+            self.flush_hits();
             std::thread::sleep(Duration::from_secs(1));
         }
     }
@@ -752,10 +643,20 @@ pub fn why_command(
     config: &CacheConfig,
     route: &str,
     body: &Map<String, Value>,
+    headers: &[(String, String)],
     models: &[(String, bool)],
     bound: WhyBound,
 ) -> Result<String, String> {
-    let plan = Plan::new(config, route, body, (&[], ""), models).map_err(|e| e.message)?;
+    // the headers that choose an entry (namespace, sample); never a credential
+    let chosen: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(n, _)| {
+            n.eq_ignore_ascii_case("x-relay-cache-namespace")
+                || n.eq_ignore_ascii_case("x-relay-cache-sample")
+        })
+        .cloned()
+        .collect();
+    let plan = Plan::new(config, route, body, (&chosen, ""), models).map_err(|e| e.message)?;
     let keys: Vec<(String, String, bool)> = plan
         .candidates
         .iter()
@@ -770,7 +671,13 @@ pub fn why_command(
         WhyBound::Command => why::MAX_SEARCHED,
         WhyBound::Online => why::MAX_SEARCHED_ONLINE,
     };
-    let mut out = why::explain(&config.dir, route, &keys, &asked, max_searched);
+    let mut out = why::explain(
+        &config.dir,
+        route,
+        &keys,
+        (&asked, &plan.variant),
+        max_searched,
+    );
     if config.scope == Scope::Key {
         out.push_str(
             "note: `cache.scope` is \"key\": the keys above are those of a request without a \
@@ -780,9 +687,18 @@ pub fn why_command(
     Ok(out)
 }
 
-/// `llm-relay cache stats`: counts entries, bytes and recorded hits without changing anything.
-pub fn stats_command(config: &CacheConfig) -> String {
+/// `llm-relay cache misses FILE`: the summary of a `cache.miss_log`.
+pub fn misses_command(file: &Path) -> Result<String, String> {
+    miss_log::summarize(file)
+}
+
+/// `llm-relay cache stats`: counts entries, bytes and recorded hits without changing anything
+/// (with `namespace`: of that namespace's entries).
+pub fn stats_command(config: &CacheConfig, namespace: Option<&str>) -> String {
     let dir: &Path = &config.dir;
+    if let Some(ns) = namespace {
+        return prune::namespace_stats(dir, ns);
+    }
     let report = scan::scan(dir, false, None);
     let hits = upkeep::HitBook::load(dir).total();
     format!(
@@ -793,42 +709,4 @@ pub fn stats_command(config: &CacheConfig) -> String {
         hits,
         report.quarantined_total()
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cache_control_directives() {
-        let cases: &[(Option<&str>, Control)] = &[
-            (None, Control::default()),
-            (
-                Some("No-Cache"),
-                Control {
-                    no_cache: true,
-                    ..Control::default()
-                },
-            ),
-            (
-                Some("max-age=60, no-store"),
-                Control {
-                    no_store: true,
-                    max_age: Some(60),
-                    ..Control::default()
-                },
-            ),
-            (
-                Some("max-age=\"5\""),
-                Control {
-                    max_age: Some(5),
-                    ..Control::default()
-                },
-            ),
-            (Some("max-age=soon, private"), Control::default()),
-        ];
-        for (header, expected) in cases {
-            assert_eq!(Control::parse(*header), *expected, "{header:?}");
-        }
-    }
 }

@@ -6,7 +6,10 @@
 //! per event, as a live stream would be. For a client that speaks another API than the stored
 //! chat answer, the answer goes through [`crate::translate`] first. [`StreamTap`] is the
 //! cache's side of a live stream: it holds back the usage chunk the relay asked for on the
-//! client's behalf, and stores the complete stream before its final event reaches the client.
+//! client's behalf, and stores the complete stream before its final event reaches the client,
+//! with the time before each event (so `X-Relay-Cache-Timing` can replay it at its pace).
+
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tiny_http::Request;
@@ -19,13 +22,19 @@ use crate::sse::Tap;
 use crate::sse_out::{Conn, SseOut};
 use crate::translate::Translation;
 
+/// The longest wait before one replayed event (`X-Relay-Cache-Timing`).
+const MAX_GAP: Duration = Duration::from_secs(60);
+
 /// Sends `entry` as the answer in `delivery`'s shape, translated by `translation` when the client
-/// speaks another API than the stored chat answer. Returns the status and body bytes written.
+/// speaks another API than the stored chat answer. With `pace`, a streamed answer's i-th event
+/// waits the recorded gap before the i-th event times `pace` (at most [`MAX_GAP`]); else events
+/// go as fast as the client reads. Returns the status and body bytes written.
 pub fn respond_hit(
     req: Request,
     entry: &Entry,
     delivery: Delivery,
     translation: Option<&Translation>,
+    pace: Option<f64>,
 ) -> (u16, u64) {
     let headers = vec![
         ("X-Cache".to_string(), "HIT".to_string()),
@@ -53,7 +62,11 @@ pub fn respond_hit(
     let Ok(mut out) = SseOut::start(Conn::of(req), &headers) else {
         return (200, 0);
     };
-    for e in &events {
+    for (i, e) in events.iter().enumerate() {
+        if let (Some(f), Some(&ms)) = (pace, entry.gaps_ms.get(i)) {
+            let wait = Duration::from_secs_f64(f64::from(ms) / 1000.0 * f).min(MAX_GAP);
+            std::thread::sleep(wait);
+        }
         if out.write(e).and_then(|()| out.flush()).is_err() {
             return (200, out.bytes);
         }
@@ -71,16 +84,66 @@ pub struct StreamTap<'a> {
     pub route: &'a str,
     /// Whether the client asked for the usage chunk.
     pub client_usage: bool,
+    /// When the previous event (or the stream) arrived.
+    last: Instant,
+    /// Milliseconds before each event so far.
+    gaps: Vec<u32>,
+}
+
+impl<'a> StreamTap<'a> {
+    /// `started`: when the upstream call started (the first gap counts from it).
+    pub fn new(
+        store: Option<(&'a Cache, &'a Plan, &'a str)>,
+        route: &'a str,
+        client_usage: bool,
+        started: Instant,
+    ) -> Self {
+        StreamTap {
+            store,
+            route,
+            client_usage,
+            last: started,
+            gaps: Vec::new(),
+        }
+    }
+
+    /// Milliseconds since the previous event; the clock restarts.
+    fn lap(&mut self) -> u32 {
+        let now = Instant::now();
+        let ms = now.duration_since(self.last).as_millis();
+        self.last = now;
+        u32::try_from(ms).unwrap_or(u32::MAX)
+    }
+}
+
+/// The events of a stream's text (each ends with a blank line; a last unterminated one counts).
+fn count_events(stream: &[u8]) -> usize {
+    let (mut events, mut open) = (0, false);
+    for line in stream.split(|&b| b == b'\n') {
+        let blank = line.iter().all(|&b| b == b'\r');
+        if blank && open {
+            events += 1;
+        }
+        open = !blank;
+    }
+    events + usize::from(open)
 }
 
 impl Tap for StreamTap<'_> {
     fn pass(&mut self, event: &[u8]) -> bool {
+        let gap = self.lap();
+        self.gaps.push(gap);
         self.client_usage || !apis::is_usage_only(self.route, event)
     }
 
     fn complete(&mut self, recorded: &[u8]) {
+        // told before the final event passes: its gap is the time until now
+        if self.gaps.len() < count_events(recorded) {
+            let gap = self.lap();
+            self.gaps.push(gap);
+        }
         if let Some((cache, plan, model)) = self.store {
-            cache.store(plan, model, recorded);
+            cache.store_timed(plan, model, recorded, &self.gaps);
         }
     }
 }
@@ -99,4 +162,19 @@ fn translate_events(translation: &Translation, events: &[Vec<u8>]) -> Vec<Vec<u8
     out.push(stream.end());
     out.retain(|e| !e.is_empty());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_events;
+
+    #[test]
+    fn events_are_counted_by_their_blank_lines() {
+        assert_eq!(count_events(b""), 0);
+        assert_eq!(
+            count_events(b"data: a\n\ndata: b\r\n\r\ndata: [DONE]\n\n"),
+            3
+        );
+        assert_eq!(count_events(b"event: x\ndata: a\n\n\n\ndata: b"), 2);
+    }
 }

@@ -26,13 +26,13 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::key::{checksum, entry_key, is_key};
+use super::key::{checksum, is_key, variant_key, Variant};
 
 /// Suffix of in-progress writes; the scan removes old ones left by a crash.
 pub use crate::util::TEMP_SUFFIX;
 
 /// The first line of a `.request` file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Meta {
     /// API route, e.g. `/chat/completions`.
     pub route: String,
@@ -51,6 +51,35 @@ pub struct Meta {
     /// `cache_miss`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recorded_by: Option<String>,
+    /// `X-Relay-Cache-Namespace` it was recorded under (part of the key); empty: shared.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Its sample index (`X-Relay-Cache-Sample`, part of the key) when 2 or more.
+    #[serde(default, skip_serializing_if = "is_first_sample")]
+    pub sample: u32,
+    /// For a stream: milliseconds before each event (the first counted from the start of the
+    /// upstream call), for `X-Relay-Cache-Timing`. Not part of the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps_ms: Vec<u32>,
+}
+
+fn is_first_sample(n: &u32) -> bool {
+    *n <= 1
+}
+
+impl Meta {
+    /// Whether `namespace` (`None`: every namespace) selects this entry (`--namespace`).
+    pub fn selected_by(&self, namespace: Option<&str>) -> bool {
+        namespace.map_or(true, |ns| ns == self.namespace)
+    }
+
+    /// The namespace and sample this entry is.
+    pub fn variant(&self) -> Variant {
+        Variant {
+            namespace: self.namespace.clone(),
+            sample: self.sample,
+        }
+    }
 }
 
 /// The identity of a published `.request` file: device, inode, modification time and length.
@@ -267,7 +296,7 @@ pub fn verify(key: &str, request_file: &[u8], response: &[u8]) -> Result<Meta, &
     if meta.sha256.is_empty() {
         return Err("entry without checksum (older format)");
     }
-    if entry_key(&meta.route, &meta.scope, request) != key {
+    if variant_key(&meta.route, &meta.scope, &meta.variant(), request) != key {
         return Err("request does not match its key");
     }
     if checksum(response) != meta.sha256 {

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::key::Variant;
 use super::store;
 use crate::error::ApiError;
 
@@ -45,6 +46,8 @@ pub struct Near {
     pub count: usize,
     /// Whether the recorded values may be shown to the asker (it recorded the entry).
     pub visible: bool,
+    /// Its namespace and sample.
+    pub variant: Variant,
 }
 
 /// Whether `viewer` may see the values of an entry recorded by `recorded_by`: everyone when
@@ -83,12 +86,22 @@ fn near_of(
         count: diffs.len(),
         diffs: diffs.into_iter().take(MAX_DIFFS).collect(),
         visible: may_see(meta.recorded_by.as_deref(), viewer),
+        variant: meta.variant(),
     })
 }
 
-/// Adds `near` to the `n` nearest of `report`, in rank order.
-fn rank_in(report: &mut Report, near: Near, model: &str, n: usize) {
-    let rank = |x: &Near| (x.count, x.model != model, x.key.clone());
+/// Adds `near` to the `n` nearest of `report`, in rank order: fewest differing fields, then
+/// the same model, then the `want`ed namespace and the nearest sample.
+fn rank_in(report: &mut Report, near: Near, (model, want): (&str, &Variant), n: usize) {
+    let rank = |x: &Near| {
+        (
+            x.count,
+            x.model != model,
+            x.variant.namespace != want.namespace,
+            x.variant.sample_index().abs_diff(want.sample_index()),
+            x.key.clone(),
+        )
+    };
     let at = report
         .nearest
         .iter()
@@ -101,12 +114,13 @@ fn rank_in(report: &mut Report, near: Near, model: &str, n: usize) {
 }
 
 /// The closest of the entries `keys` (chosen by the index, nearest first) to `asked`: each is
-/// read and diffed; `compared` is how many the index compared.
+/// read and diffed; `compared` is how many the index compared. Among equally close ones, the
+/// variant `want` first.
 pub fn closest_of(
     dir: &Path,
     route: &str,
     keys: &[String],
-    asked: &Value,
+    (asked, want): (&Value, &Variant),
     viewer: Option<&str>,
     compared: u64,
 ) -> Report {
@@ -121,7 +135,7 @@ pub fn closest_of(
             continue;
         };
         if let Some(near) = near_of(key.clone(), &file, route, None, asked, viewer) {
-            rank_in(&mut report, near, model, 1);
+            rank_in(&mut report, near, (model, want), 1);
         }
     }
     report
@@ -139,12 +153,13 @@ pub struct Report {
 
 /// The `n` recorded requests of `route` closest to `asked` (canonical JSON), by reading the
 /// directory. `scope`: only entries of that scope (a client never sees another credential's
-/// requests); `None`: all. `viewer`: whose values may show (see [`may_see`]).
+/// requests); `None`: all. `viewer`: whose values may show (see [`may_see`]). Among equally
+/// close ones, the variant `want` first.
 pub fn closest(
     dir: &Path,
     route: &str,
     scope: Option<&str>,
-    asked: &Value,
+    (asked, want): (&Value, &Variant),
     (n, max_searched): (usize, u64),
     viewer: Option<&str>,
 ) -> Report {
@@ -163,7 +178,7 @@ pub fn closest(
             continue;
         };
         if let Some(near) = near_of(key, &file, route, scope, asked, viewer) {
-            rank_in(&mut report, near, model, n);
+            rank_in(&mut report, near, (model, want), n);
         }
     }
     report
@@ -238,10 +253,32 @@ pub fn describe(d: &Diff) -> String {
     )
 }
 
-/// The `cache_miss` error of `replay` mode. The differing fields are always named; their
-/// recorded values only when the asker recorded the entry ([`Near::visible`]).
-pub fn miss_error(key: &str, report: &Report) -> ApiError {
+/// `sample 3 in namespace "suite"`, `the shared entry`.
+pub fn describe_variant(v: &Variant) -> String {
+    match (v.sample_index(), v.namespace.as_str()) {
+        (1, "") => "the shared entry (sample 1)".to_string(),
+        (k, "") => format!("shared sample {k}"),
+        (k, ns) => format!("sample {k} in namespace \"{ns}\""),
+    }
+}
+
+/// The `cache_miss` error of `replay` mode for a request of the variant `asked`. The
+/// differing fields are always named; their recorded values only when the asker recorded the
+/// entry ([`Near::visible`]).
+pub fn miss_error(key: &str, asked: &Variant, report: &Report) -> ApiError {
     let (closest, hint) = match report.nearest.first() {
+        // the same request, recorded as another sample or in another namespace
+        Some(near) if near.count == 0 => (
+            json!({"key": near.key, "differs": [], "namespace": near.variant.namespace,
+                   "sample": near.variant.sample_index()}),
+            format!(
+                "This request was recorded, but not as {} (X-Relay-Cache-Sample / \
+                 X-Relay-Cache-Namespace): the closest entry (key {}) is {}.",
+                describe_variant(asked),
+                near.key,
+                describe_variant(&near.variant)
+            ),
+        ),
         Some(near) => {
             let fields: Vec<String> = near
                 .diffs
@@ -282,24 +319,38 @@ pub fn miss_error(key: &str, report: &Report) -> ApiError {
             "Nothing was recorded for this route yet.".to_string(),
         ),
     };
+    let what = if asked == &Variant::default() {
+        String::new()
+    } else {
+        format!("{}, ", describe_variant(asked))
+    };
     let message = format!(
-        "cache miss in replay mode: no recorded answer for this request (key {key}), and replay \
-         never calls an upstream. {hint} Record it (cache.mode \"record\") or send the \
+        "cache miss in replay mode: no recorded answer for this request ({what}key {key}), and \
+         replay never calls an upstream. {hint} Record it (cache.mode \"record\") or send the \
          recorded request."
     );
+    let mut detail = serde_json::Map::new();
+    detail.insert("key".to_string(), json!(key));
+    detail.insert("closest".to_string(), closest);
+    if asked != &Variant::default() {
+        detail.insert("namespace".to_string(), json!(asked.namespace));
+        detail.insert("sample".to_string(), json!(asked.sample_index()));
+    }
+    let detail = Value::Object(detail);
     ApiError {
-        detail: Some(Box::new(json!({"key": key, "closest": closest}))),
+        detail: Some(Box::new(detail)),
         ..ApiError::new(404, "invalid_request_error", "cache_miss", message)
     }
 }
 
 /// The text of `llm-relay cache why`: the request's key, whether it is recorded, and the
-/// closest recorded requests with their differing fields.
+/// closest recorded requests with their differing fields (among equally close ones, those of
+/// the variant `want` first).
 pub fn explain(
     dir: &Path,
     route: &str,
     keys: &[(String, String, bool)],
-    asked: &Value,
+    (asked, want): (&Value, &Variant),
     max_searched: u64,
 ) -> String {
     let mut out = String::new();
@@ -313,7 +364,7 @@ pub fn explain(
             }
         ));
     }
-    let report = closest(dir, route, None, asked, (3, max_searched), None);
+    let report = closest(dir, route, None, (asked, want), (3, max_searched), None);
     out.push_str(&format!(
         "closest recorded requests of {route} ({} entries searched{}):\n",
         report.searched,
@@ -327,8 +378,13 @@ pub fn explain(
         out.push_str("  none\n");
     }
     for (i, near) in report.nearest.iter().enumerate() {
+        let variant = if near.variant == Variant::default() {
+            String::new()
+        } else {
+            format!(", {}", describe_variant(&near.variant))
+        };
         out.push_str(&format!(
-            "  {}. key {} (model {}): {} {}\n",
+            "  {}. key {} (model {}{variant}): {} {}\n",
             i + 1,
             near.key,
             near.model,

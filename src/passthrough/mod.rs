@@ -185,6 +185,7 @@ fn read_whole(state: &State, ex: &mut Exchange) -> Result<(Vec<u8>, Reservation)
 /// for an unknown id, a JSON body is read (within `max_body_bytes`) to check the objects it
 /// names, lists are filtered, and a small JSON answer is read whole to record what it created.
 pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiError> {
+    let trace = ex.trace();
     let client = ex.client().cloned();
     let Some(req) = ex.request_mut() else {
         return Ok(());
@@ -230,6 +231,10 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
             }
         }
     }
+    // a response the relay translated and stored is answered here
+    if crate::stored::serve(state, ex, &method, &target)? {
+        return Ok(());
+    }
     // held until the call is done
     let _reserved = reserved;
     let Some(req) = ex.request_mut() else {
@@ -251,7 +256,7 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
     let started = std::time::Instant::now();
     let sent = state
         .upstream
-        .forward(api, &method, &target, &headers, reader)?;
+        .forward(api, &method, &target, &headers, reader, trace.as_deref())?;
     ex.access.upstream = sent.base.clone();
     ex.access.upstream_time = started.elapsed();
     let content_type = sent

@@ -9,6 +9,7 @@
 mod owners;
 mod pending;
 mod redis;
+mod responses;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 pub use self::owners::Owners;
 use self::pending::Pending;
 pub use self::redis::{Redis, Unrecorded};
+pub use self::responses::{Responses, Stored};
 use crate::limits::{Limiter, RateLimit, Verdict};
 use crate::usage::{Book, KeyUsage};
 use crate::{log, metrics};
@@ -45,16 +47,33 @@ pub struct RawState {
     dir: Option<String>,
     redis: Option<String>,
     on_unavailable: Option<OnUnavailable>,
+    responses_store_days: Option<u64>,
 }
 
 /// The checked `state` section.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateConfig {
     /// Where `usage.json` is kept without Redis; `None`: usage lives in memory only.
     pub dir: Option<PathBuf>,
     /// `redis://` (or `unix://`) URL of a Redis or Valkey server shared by all replicas.
     pub redis: Option<String>,
     pub on_unavailable: OnUnavailable,
+    /// Days a translated `/v1/responses` answer is kept (`store` not false).
+    pub responses_store_days: u64,
+}
+
+/// `state.responses_store_days` when unset (OpenAI keeps responses 30 days).
+pub const RESPONSES_STORE_DAYS: u64 = 30;
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: None,
+            redis: None,
+            on_unavailable: OnUnavailable::default(),
+            responses_store_days: RESPONSES_STORE_DAYS,
+        }
+    }
 }
 
 impl StateConfig {
@@ -78,7 +97,15 @@ impl StateConfig {
                     .to_string(),
             );
         }
+        let days = raw.responses_store_days.unwrap_or(RESPONSES_STORE_DAYS);
+        if !(1..=3650).contains(&days) {
+            return Err(format!(
+                "`state.responses_store_days` must be from 1 to 3650 (days a translated \
+                 response is kept); got {days}"
+            ));
+        }
         Ok(StateConfig {
+            responses_store_days: days,
             dir: raw.dir.map(PathBuf::from),
             redis: raw.redis,
             on_unavailable: raw.on_unavailable.unwrap_or_default(),

@@ -381,6 +381,24 @@ impl Redis {
         self.run(|c| redis::cmd("PING").query::<String>(c).map(drop))
     }
 
+    /// Counts one more use of `name` (a cache `repeat: "sequence"` count) and returns the
+    /// count; it restarts from 1 after `window_secs` without a use.
+    pub fn next_in_sequence(&self, name: &str, window_secs: u64) -> Result<u64, Down> {
+        let key = format!("{PREFIX}cache-seq:{name}");
+        let (n,): (u64,) = self.run(|c| {
+            redis::pipe()
+                .atomic()
+                .cmd("INCR")
+                .arg(&key)
+                .cmd("EXPIRE")
+                .arg(&key)
+                .arg(window_secs.max(1))
+                .ignore()
+                .query(c)
+        })?;
+        Ok(n)
+    }
+
     pub fn admit(&self, key: &str, limit: RateLimit) -> Result<Admission, Down> {
         let r: Vec<i64> = self.run(|c| {
             ADMIT
@@ -605,6 +623,7 @@ fn usage_key(key: &str, period: Option<&str>) -> String {
 
 mod lease;
 mod owners;
+mod responses;
 
 #[cfg(test)]
 mod tests;

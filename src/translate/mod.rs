@@ -82,6 +82,9 @@ pub struct Translation {
     pub dialect: Dialect,
     /// The request fields a Responses `response` object repeats (empty for Messages).
     echo: Map<String, Value>,
+    /// The id base of a Responses answer the relay stores (`stored.rs`): fresh for each
+    /// answer, cache hits included. `None`: ids follow the chat completion's id.
+    pub base: Option<String>,
 }
 
 impl Translation {
@@ -91,14 +94,26 @@ impl Translation {
             Dialect::Anthropic => Map::new(),
             Dialect::Responses => responses_answer::echo(body),
         };
-        Translation { dialect, echo }
+        Translation {
+            dialect,
+            echo,
+            base: None,
+        }
+    }
+
+    /// Makes a Responses answer repeat `key` (`previous_response_id`, which the relay resolves
+    /// before translating).
+    pub fn repeat(&mut self, key: &str, value: Value) {
+        if self.dialect == Dialect::Responses {
+            self.echo.insert(key.to_string(), value);
+        }
     }
 
     /// The client's answer for a chat completion (`chat` is a `chat.completion` object).
     pub fn answer(&self, chat: &Value) -> Value {
         match self.dialect {
             Dialect::Anthropic => anthropic_answer::answer(chat),
-            Dialect::Responses => responses_answer::answer(chat, &self.echo),
+            Dialect::Responses => responses_answer::answer(chat, &self.echo, self.base.as_deref()),
         }
     }
 
@@ -107,6 +122,7 @@ impl Translation {
         let mut stream = Stream::new(self.dialect);
         if let StreamState::Responses(s) = &mut stream.state {
             s.echo = self.echo.clone();
+            s.base = self.base.clone();
         }
         stream
     }

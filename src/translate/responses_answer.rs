@@ -128,9 +128,12 @@ pub fn reasoning_item(id: String, text: &str) -> Value {
 }
 
 /// The Responses answer for a chat completion (`echo`: what it repeats of the request).
-pub fn answer(chat: &Value, echo: &Map<String, Value>) -> Value {
+///
+/// `base` names the answer's ids when given (a stored response's fresh id), else the chat
+/// completion's id does.
+pub fn answer(chat: &Value, echo: &Map<String, Value>, base: Option<&str>) -> Value {
     let (message, finish) = first_choice(chat);
-    let ids = Ids::new(chat.get("id").and_then(Value::as_str));
+    let ids = Ids::new(base.or_else(|| chat.get("id").and_then(Value::as_str)));
     let parts = answered(message);
     let mut output = Vec::new();
     if let Some(r) = parts.reasoning {

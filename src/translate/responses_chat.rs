@@ -27,7 +27,8 @@ const DROPPED: &[&str] = &[
 const REFUSED: &[(&str, &str)] = &[
     (
         "previous_response_id",
-        "the relay keeps no conversation state; send the whole conversation in `input`",
+        "the relay puts the conversation of a response it stored in front of `input` before \
+         translating; this one names none",
     ),
     (
         "conversation",

@@ -30,6 +30,8 @@ struct Item {
 pub struct State {
     /// The request fields every `response` object repeats.
     pub echo: Map<String, Value>,
+    /// Names the ids when given (a stored response's fresh id), else the chunks' `id` does.
+    pub base: Option<String>,
     seq: u64,
     finished: bool,
     /// The chat chunk fields the response object is built from (`id`, `created`, `model`).
@@ -54,12 +56,12 @@ impl State {
     }
 
     fn ids(&self) -> Ids {
-        Ids::new(
+        Ids::new(self.base.as_deref().or_else(|| {
             self.head
                 .as_ref()
                 .and_then(|h| h.get("id"))
-                .and_then(Value::as_str),
-        )
+                .and_then(Value::as_str)
+        }))
     }
 
     fn response(&self, status: (&str, Value), output: Vec<Value>, usage: Value) -> Value {

@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::metrics;
 
@@ -155,24 +155,6 @@ pub fn choose(candidates: &[Candidate], random: u64) -> Option<usize> {
         .iter()
         .min_by_key(|c| c.cooling_until)
         .map(|c| c.index)
-}
-
-/// A random u64 (splitmix64 over a shared counter seeded from the clock): plenty for
-/// spreading load, not for secrets.
-pub fn random() -> u64 {
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    if STATE.load(Ordering::Relaxed) == 0 {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64 | 1);
-        let _ = STATE.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
-    }
-    let mut z = STATE
-        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-        .wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// One per-endpoint metric family: name, type, help, and how to read it from a report.

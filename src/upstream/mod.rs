@@ -34,12 +34,13 @@ use ureq::Body;
 
 use crate::body_cost::Reservation;
 use crate::error::ApiError;
+use crate::telemetry::Trace;
 use balance::{Health, HealthReport};
 use endpoints::{Api, EndpointConfig, Settings, ANTHROPIC_VERSION};
 use limit::Limiter;
 
-/// Request headers never forwarded upstream: hop-by-hop ones (RFC 9110 §7.6.1) and those the
-/// relay sets itself.
+/// Request headers never forwarded upstream: hop-by-hop ones (RFC 9110 §7.6.1), those the
+/// relay sets itself, and the relay's cache controls.
 const NOT_FORWARDED: &[&str] = &[
     "connection",
     "keep-alive",
@@ -57,6 +58,11 @@ const NOT_FORWARDED: &[&str] = &[
     "expect",
     "authorization",
     "x-api-key",
+    // the relay's own cache controls (a namespace names a test; none of the provider's business)
+    "x-relay-cache-mode",
+    "x-relay-cache-sample",
+    "x-relay-cache-namespace",
+    "x-relay-cache-timing",
 ];
 
 /// Response headers never passed back to the client (hop-by-hop, and those tiny_http sets).
@@ -208,7 +214,8 @@ impl Upstream {
     /// POSTs the request `body` to `{base}{path}` of an endpoint that serves `model`, failing
     /// over to others on connect errors, timeouts before the response head and 429/5xx.
     /// `headers` are the client's request headers; the forwardable ones go along. Only
-    /// endpoints that speak the client's `api` are tried.
+    /// endpoints that speak the client's `api` are tried. Each attempt is a span of `trace`.
+    #[allow(clippy::too_many_arguments)] // each is a different part of one call
     pub fn post(
         &self,
         api: Api,
@@ -217,10 +224,11 @@ impl Upstream {
         body: &Map<String, Value>,
         model: &str,
         mode: Mode,
+        trace: Option<&Trace>,
     ) -> Result<Sent, ApiError> {
         let shared = serde_json::to_vec(body)
             .map_err(|e| ApiError::internal(format!("cannot serialize the request: {e}")))?;
-        retry::send(self, model, Some(api), |ep| {
+        retry::send(self, model, Some(api), trace, &mut |ep, traceparent| {
             // the endpoint's own model and thinking, out of the cache key
             let mut own: Option<Map<String, Value>> = None;
             if let Some(m) = &ep.config.model {
@@ -235,7 +243,7 @@ impl Upstream {
                 Some(own) => serde_json::to_vec(&own).unwrap_or_else(|_| shared.clone()),
                 None => shared.clone(),
             };
-            self.post_one(ep, path, headers, &payload, mode)
+            self.post_one(ep, path, headers, traceparent, &payload, mode)
         })
     }
 
@@ -251,6 +259,7 @@ impl Upstream {
         target: &str,
         headers: &[(String, String)],
         mut body: Option<&mut dyn std::io::Read>,
+        trace: Option<&Trace>,
     ) -> Result<Sent, ApiError> {
         let entity: Vec<(String, String)> = headers
             .iter()
@@ -260,10 +269,11 @@ impl Upstream {
             .cloned()
             .collect();
         let once = body.is_some();
-        retry::send_limited(self, "", Some(api), once, |ep| {
+        retry::send_limited(self, "", Some(api), once, trace, &mut |ep, traceparent| {
             let url = format!("{}{target}", ep.config.url);
             let mut req = ureq::http::Request::builder().method(method).uri(&url);
-            for (name, value) in self.outgoing_headers(ep, headers).iter().chain(&entity) {
+            let outgoing = self.outgoing_headers(ep, headers, traceparent);
+            for (name, value) in outgoing.iter().chain(&entity) {
                 req = req.header(name.as_str(), value.as_str());
             }
             match body.take() {
@@ -281,6 +291,7 @@ impl Upstream {
         ep: &Endpoint,
         path: &str,
         headers: &[(String, String)],
+        traceparent: Option<&str>,
         body: &[u8],
         mode: Mode,
     ) -> Result<Response<Body>, ureq::Error> {
@@ -292,7 +303,7 @@ impl Upstream {
                 .timeout_per_read(Some(self.timeouts.idle))
                 .build();
         }
-        for (name, value) in self.outgoing_headers(ep, headers) {
+        for (name, value) in self.outgoing_headers(ep, headers, traceparent) {
             req = req.header(name, value);
         }
         let response = req.header("content-type", "application/json").send(body)?;
@@ -338,21 +349,30 @@ impl Upstream {
 
     /// The headers an upstream request to `ep` carries, given the client's: the forwardable
     /// client headers, the endpoint's own `headers` (which win), its credentials, and for an
-    /// `anthropic` endpoint a default `anthropic-version`.
+    /// `anthropic` endpoint a default `anthropic-version`. With `traceparent` (traces on), it
+    /// replaces the client's: the upstream's parent is the relay's span of this attempt.
     fn outgoing_headers(
         &self,
         ep: &Endpoint,
         client: &[(String, String)],
+        traceparent: Option<&str>,
     ) -> Vec<(String, String)> {
         let own = &ep.config.headers;
-        let mut out = Vec::with_capacity(client.len() + own.len() + 2);
+        let mut out = Vec::with_capacity(client.len() + own.len() + 3);
         for (name, value) in client {
             let overridden = own.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-            if !overridden && !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            let replaced = traceparent.is_some() && name.eq_ignore_ascii_case("traceparent");
+            if !overridden
+                && !replaced
+                && !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h))
+            {
                 out.push((name.clone(), value.clone()));
             }
         }
         out.extend(own.iter().cloned());
+        if let Some(tp) = traceparent {
+            out.push(("traceparent".to_string(), tp.to_string()));
+        }
         if let Some(credential) = self.credential(ep, client) {
             out.push(credential);
         }
@@ -381,15 +401,20 @@ impl Upstream {
     /// GETs `{base}{path}` of any endpoint with its credentials (failing over like [`post`]).
     ///
     /// [`post`]: Upstream::post
-    pub fn get(&self, path: &str, client_auth: Option<&str>) -> Result<Sent, ApiError> {
+    pub fn get(
+        &self,
+        path: &str,
+        client_auth: Option<&str>,
+        trace: Option<&Trace>,
+    ) -> Result<Sent, ApiError> {
         let client: Vec<(String, String)> = client_auth
             .map(|a| ("authorization".to_string(), a.to_string()))
             .into_iter()
             .collect();
-        retry::send(self, "", Some(Api::Chat), |ep| {
+        retry::send(self, "", Some(Api::Chat), trace, &mut |ep, traceparent| {
             let url = format!("{}{}", ep.config.url, path);
             let mut req = ep.agent.get(&url);
-            for (name, value) in self.outgoing_headers(ep, &[]) {
+            for (name, value) in self.outgoing_headers(ep, &[], traceparent) {
                 req = req.header(name, value);
             }
             if self.forward_auth {

@@ -20,6 +20,7 @@ use super::endpoints::Api;
 use super::{transport_error, Endpoint, Sent, Upstream};
 use crate::error::{ApiError, ClientFault};
 use crate::log;
+use crate::telemetry::Trace;
 
 /// Statuses that send a request to another endpoint.
 pub const RETRYABLE: &[u16] = &[429, 500, 502, 503, 504];
@@ -28,15 +29,20 @@ pub const RETRYABLE: &[u16] = &[429, 500, 502, 503, 504];
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// What an attempt is given: the endpoint, and with a `trace` the `traceparent` naming the
+/// attempt's own span, sent instead of the client's.
+pub type Call<'a> = dyn FnMut(&Endpoint, Option<&str>) -> Result<Response<Body>, ureq::Error> + 'a;
+
 /// Runs `call` on endpoints that serve `model` (`""` = any endpoint) and speak `api` (`None` =
-/// any API) until one answers.
+/// any API) until one answers; each attempt is a span of `trace` when there is one.
 pub fn send(
     up: &Upstream,
     model: &str,
     api: Option<Api>,
-    call: impl FnMut(&Endpoint) -> Result<Response<Body>, ureq::Error>,
+    trace: Option<&Trace>,
+    call: &mut Call<'_>,
 ) -> Result<Sent, ApiError> {
-    send_limited(up, model, api, false, call)
+    send_limited(up, model, api, false, trace, call)
 }
 
 /// [`send`], with `once`: a single attempt (a request whose body cannot be sent twice).
@@ -45,7 +51,8 @@ pub fn send_limited(
     model: &str,
     api: Option<Api>,
     once: bool,
-    mut call: impl FnMut(&Endpoint) -> Result<Response<Body>, ureq::Error>,
+    trace: Option<&Trace>,
+    call: &mut Call<'_>,
 ) -> Result<Sent, ApiError> {
     let speaking: Vec<usize> = (0..up.endpoints.len())
         .filter(|&i| {
@@ -107,7 +114,7 @@ pub fn send_limited(
                 })
             })
             .collect();
-        let Some(i) = balance::choose(&candidates, balance::random()) else {
+        let Some(i) = balance::choose(&candidates, crate::util::random()) else {
             break;
         };
         tried.push(i);
@@ -123,7 +130,18 @@ pub fn send_limited(
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let last = attempt + 1 == max_attempts;
         let name = &ep.config.name;
-        match call(ep) {
+        let span = trace.map(|t| {
+            let sent_model = ep.config.model.as_deref().unwrap_or(model);
+            (t, t.attempt(name, &ep.config.url, sent_model))
+        });
+        let result = call(ep, span.as_ref().map(|(_, s)| s.traceparent.as_str()));
+        let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        let answered = status.is_some_and(|s| !RETRYABLE.contains(&s) || (attempt == 0 && last));
+        if let Some((t, started)) = span {
+            let error = result.as_ref().err().map(short_reason);
+            t.attempt_done(started, status, error.as_deref(), answered);
+        }
+        match result {
             Ok(response) => {
                 let status = response.status().as_u16();
                 if !RETRYABLE.contains(&status) {

@@ -93,6 +93,17 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
     into_resp(agent().run(req), &format!("{method} {url}"))
 }
 
+/// `method url` with `Authorization: Bearer key` and an optional JSON body.
+pub fn keyed_call(method: &str, url: &str, key: &str, body: Option<&Value>) -> Resp {
+    let auth = format!("Bearer {key}");
+    let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON body"));
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if bytes.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    request(method, url, &headers, bytes.as_deref())
+}
+
 /// POST a JSON value with `Content-Type: application/json`.
 pub fn post_json(url: &str, body: &Value) -> Resp {
     post_json_with(url, body, &[])

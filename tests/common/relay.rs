@@ -285,7 +285,7 @@ pub struct RunOutput {
     pub timed_out: bool,
 }
 
-/// Runs `llm-relay ARGS` to completion (killed after 15 s) and returns its
+/// Runs `llm-relay ARGS` to completion (killed after 90 s) and returns its
 /// exit code and output.
 pub fn run_relay(args: &[&str], env: &[(&str, &str)]) -> RunOutput {
     let mut child = base_command(env).args(args).spawn().expect("spawn");

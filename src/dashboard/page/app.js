@@ -382,7 +382,8 @@ async function exportSelected() {
     const a = el('a', { href: url, download: 'cassette.jsonl' });
     document.body.append(a); a.click(); a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 1000);
-    status(`Exported ${r.headers.get('X-Relay-Exported')} entries.`);
+    const leftOut = Number(r.headers.get('X-Relay-Left-Out-Secrets') || 0);
+    status(`Exported ${r.headers.get('X-Relay-Exported')} entries.` + (leftOut ? ` ${leftOut} left out: they hold a credential-shaped string.` : ''));
   } catch (e) { fail(e); }
 }
 

@@ -1,0 +1,224 @@
+//! Stored translated responses: a `/v1/responses` request translated to the chat-only fixture
+//! (`tests/common/chat_model.rs`) is kept, owned by its key, so `GET`/`DELETE
+//! /v1/responses/{id}`, `…/input_items` and `previous_response_id` work
+//! (`tests/e2e/stored_responses.py` drives the openai SDK), across a restart with `state.dir`;
+//! `store: false` is never kept; cache hits get fresh ids and are kept too.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const KEY_A: &str = "sk-stored-team-a-0000001";
+const KEY_B: &str = "sk-stored-team-b-0000002";
+
+fn config(up: &Upstream, extra: Value) -> String {
+    let mut all = json!({"auth": {"keys": [{"key": KEY_A, "name": "a"},
+                                           {"key": KEY_B, "name": "b"}]}});
+    if let (Some(all), Value::Object(extra)) = (all.as_object_mut(), extra) {
+        all.extend(extra);
+    }
+    config_json(&up.base_url(), all)
+}
+
+fn call(relay: &Relay, key: &str, method: &str, path: &str, body: Option<&Value>) -> Resp {
+    keyed_call(method, &relay.url(path), key, body)
+}
+
+#[test]
+fn the_openai_sdk_retrieves_continues_lists_and_deletes_and_a_restart_keeps_them() {
+    require_python_module("openai");
+    let up = Upstream::chat_model();
+    let state = TempDir::new();
+    let cfg = config(&up, json!({"state": {"dir": state.path()}}));
+    let relay = Relay::start(&cfg);
+    let out = run_e2e_script(
+        "stored_responses.py",
+        &[&relay.url(""), KEY_A, KEY_B],
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "stored_responses.py: {}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("check stored passed"), "{stdout}");
+    let ids: Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ids "))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("ids line");
+    // the continuation reached the upstream as the whole conversation
+    let requests = up.requests();
+    let second = requests
+        .iter()
+        .map(|r| r.json())
+        .find(|b| b.to_string().contains("Which colour?"))
+        .expect("the continuation reached the upstream");
+    let turns: Vec<(Value, Value)> = second["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["role"].clone(), m["content"].clone()))
+        .collect();
+    assert_eq!(
+        turns,
+        vec![
+            (json!("user"), json!("My favourite colour is blue.")),
+            (json!("assistant"), json!(FIXTURE_TEXT)),
+            (json!("user"), json!("Which colour?")),
+        ],
+        "{second}"
+    );
+    let first = ids["first"].as_str().unwrap();
+    let before = call(
+        &relay,
+        KEY_A,
+        "GET",
+        &format!("/v1/responses/{first}"),
+        None,
+    );
+    assert_eq!(before.status, 200, "{}", before.body);
+    drop(relay);
+    // a restart with the same state.dir keeps them, and their owners
+    let relay = Relay::start(&cfg);
+    let after = call(
+        &relay,
+        KEY_A,
+        "GET",
+        &format!("/v1/responses/{first}"),
+        None,
+    );
+    assert_eq!((after.status, after.json()), (200, before.json()));
+    let other = call(
+        &relay,
+        KEY_B,
+        "GET",
+        &format!("/v1/responses/{first}"),
+        None,
+    );
+    assert_eq!(other.status, 404, "{}", other.body);
+    let second = ids["second"].as_str().unwrap();
+    let items = call(
+        &relay,
+        KEY_A,
+        "GET",
+        &format!("/v1/responses/{second}/input_items?order=asc"),
+        None,
+    );
+    assert_eq!(items.status, 200, "{}", items.body);
+    assert_eq!(items.json()["object"], "list");
+    assert_eq!(
+        items.json()["data"][0]["content"][0]["text"],
+        "Which colour?"
+    );
+    let deleted = call(
+        &relay,
+        KEY_A,
+        "DELETE",
+        &format!("/v1/responses/{second}"),
+        None,
+    );
+    assert_eq!(
+        deleted.json(),
+        json!({"id": second, "object": "response", "deleted": true})
+    );
+    let cont = call(
+        &relay,
+        KEY_A,
+        "POST",
+        "/v1/responses",
+        Some(&json!({"model": "gpt-5", "input": "x", "previous_response_id": second})),
+    );
+    assert_eq!(cont.status, 400, "{}", cont.body);
+    assert_eq!(cont.json()["error"]["code"], "previous_response_not_found");
+}
+
+#[test]
+fn store_false_is_never_kept_and_cache_hits_get_fresh_kept_ids() {
+    let up = Upstream::chat_model();
+    let cache = TempDir::new();
+    let relay = Relay::start(&config(
+        &up,
+        json!({"cache": {"enabled": true, "dir": cache.path()}}),
+    ));
+    let ask = |body: &Value| {
+        let r = call(&relay, KEY_A, "POST", "/v1/responses", Some(body));
+        assert_eq!(r.status, 200, "{}", r.body);
+        (
+            r.json()["id"].as_str().unwrap().to_string(),
+            r.header("x-cache").map(str::to_string),
+        )
+    };
+    let unstored = json!({"model": "gpt-5", "input": "not me", "store": false});
+    let (id, _) = ask(&unstored);
+    let got = call(&relay, KEY_A, "GET", &format!("/v1/responses/{id}"), None);
+    assert_eq!(got.status, 404, "{}", got.body);
+    let body = json!({"model": "gpt-5", "input": "keep me"});
+    let (live, _) = ask(&body);
+    let (hit, cached) = ask(&body);
+    assert_eq!(cached.as_deref(), Some("HIT"));
+    assert_ne!(live, hit, "a cache hit gets a fresh id");
+    for id in [&live, &hit] {
+        let got = call(&relay, KEY_A, "GET", &format!("/v1/responses/{id}"), None);
+        assert_eq!(got.status, 200, "{id}: {}", got.body);
+        assert_eq!(got.json()["id"], json!(id));
+    }
+    // the streamed hit too
+    let streamed = call(
+        &relay,
+        KEY_A,
+        "POST",
+        "/v1/responses",
+        Some(&json!({"model": "gpt-5", "input": "keep me", "stream": true})),
+    );
+    let completed: Value = streamed
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|e| e["type"] == "response.completed")
+        .expect("response.completed");
+    let id = completed["response"]["id"].as_str().unwrap();
+    let got = call(&relay, KEY_A, "GET", &format!("/v1/responses/{id}"), None);
+    assert_eq!(got.status, 200, "{}", got.body);
+}
+
+#[test]
+fn with_redis_a_response_kept_by_one_replica_is_read_continued_and_expires_on_another() {
+    let up = Upstream::chat_model();
+    let redis = RedisServer::start();
+    let cfg = config(&up, json!({"state": {"redis": redis.url()}}));
+    let (one, two) = (Relay::start(&cfg), Relay::start(&cfg));
+    let first = call(
+        &one,
+        KEY_A,
+        "POST",
+        "/v1/responses",
+        Some(&json!({"model": "gpt-5", "input": "first turn"})),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let got = call(&two, KEY_A, "GET", &format!("/v1/responses/{id}"), None);
+    assert_eq!((got.status, got.json()), (200, first.json()));
+    assert_eq!(
+        call(&two, KEY_B, "GET", &format!("/v1/responses/{id}"), None).status,
+        404
+    );
+    let next = call(
+        &two,
+        KEY_A,
+        "POST",
+        "/v1/responses",
+        Some(&json!({"model": "gpt-5", "input": "second turn", "previous_response_id": id})),
+    );
+    assert_eq!(next.status, 200, "{}", next.body);
+    let sent = up.requests().last().unwrap().json();
+    assert_eq!(sent["messages"][0]["content"], "first turn", "{sent}");
+    assert_eq!(sent["messages"][2]["content"], "second turn", "{sent}");
+    // kept for responses_store_days (30 by default), as a key that expires by itself
+    let ttl: u64 = redis
+        .command(&["TTL", &format!("llm-relay:response:{id}")])
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!(ttl > 29 * 86_400 && ttl <= 30 * 86_400, "TTL {ttl}");
+}
