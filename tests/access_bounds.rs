@@ -19,6 +19,15 @@ fn big_answer(req: &RecordedRequest, size: usize) -> Reply {
     }
 }
 
+/// An upstream whose `handler` gets the gate a test opens to release held answers.
+fn gated(
+    handler: impl Fn(&RecordedRequest, &Arc<AtomicBool>) -> Reply + Send + Sync + 'static,
+) -> (Upstream, Arc<AtomicBool>) {
+    let gate = Arc::new(AtomicBool::new(false));
+    let g = Arc::clone(&gate);
+    (Upstream::start(move |req| handler(req, &g)), gate)
+}
+
 /// The content of a chat request's first message.
 fn content(req: &RecordedRequest) -> String {
     req.json()["messages"][0]["content"]
@@ -75,14 +84,11 @@ fn answers_over_max_response_bytes_are_a_502_naming_the_response_never_cached_no
 
 #[test]
 fn answers_in_flight_share_max_response_bytes_in_flight_503_beyond_it() {
-    let gate = Arc::new(AtomicBool::new(false));
-    let g = Arc::clone(&gate);
-    let up = Upstream::start(move |req| {
-        let asked = content(req);
+    let (up, gate) = gated(|req, gate| {
         let answer = big_answer(req, 600_000);
-        if asked == "held" {
+        if content(req) == "held" {
             // its head (with Content-Length) and a little of it, then silence until released
-            return Reply::stall(answer, 100, false, &g);
+            return Reply::stall(answer, 100, false, gate);
         }
         answer
     });
@@ -143,13 +149,11 @@ fn answers_in_flight_share_max_response_bytes_in_flight_503_beyond_it() {
 /// refused with 503 `relay_busy`, and at least one is relayed.
 #[test]
 fn short_string_bodies_in_flight_stay_within_max_body_bytes_in_flight() {
-    let gate = Arc::new(AtomicBool::new(false));
-    let g = Arc::clone(&gate);
-    let up = Upstream::start(move |req| {
+    let (up, gate) = gated(|req, gate| {
         if content(req) == "warm" {
             return openai_reply(req);
         }
-        Reply::hold(&g, openai_reply(req))
+        Reply::hold(gate, openai_reply(req))
     });
     // Each body is estimated at ~350 MB now (~250 MB before strings were counted): one fits.
     let budget: u64 = 512 * 1024 * 1024;
@@ -244,21 +248,32 @@ fn health_on(mut s: std::net::TcpStream) -> (Option<u16>, String) {
     (status, text)
 }
 
+/// A relay with `max_connections` 64, `max_connections_per_ip` 4 and `extra`, and `n` idle
+/// connections to it from 127.0.0.1.
+fn with_idle(
+    up: &Upstream,
+    extra: serde_json::Value,
+    n: usize,
+) -> (Relay, Vec<std::net::TcpStream>) {
+    let mut settings = json!({"max_connections": 64, "max_connections_per_ip": 4});
+    for (k, v) in extra.as_object().unwrap() {
+        settings[k] = v.clone();
+    }
+    let relay = Relay::start(&config_json(&up.base_url(), settings));
+    let idle = (0..n)
+        .map(|_| connect_from("127.0.0.1", relay.addr()))
+        .collect();
+    (relay, idle)
+}
+
 /// One address cannot take every connection slot: past `max_connections_per_ip` its next
 /// connection is a 503, while `/health` from another address still answers; an address in
 /// `trusted_proxies` has no such limit.
 #[test]
 fn one_address_cannot_take_every_connection_slot_unless_trusted() {
     let up = Upstream::openai();
-    let cfg = config_json(
-        &up.base_url(),
-        json!({"max_connections": 64, "max_connections_per_ip": 4}),
-    );
-    let relay = Relay::start(&cfg);
     // Four idle connections from 127.0.0.1: accepted in order, so the fifth is counted after.
-    let idle: Vec<_> = (0..4)
-        .map(|_| connect_from("127.0.0.1", relay.addr()))
-        .collect();
+    let (relay, mut idle) = with_idle(&up, json!({}), 4);
     let (status, text) = health_on(connect_from("127.0.0.1", relay.addr()));
     assert_eq!(status, Some(503), "{text}");
     assert!(text.contains("max_connections_per_ip"), "{text}");
@@ -269,20 +284,13 @@ fn one_address_cannot_take_every_connection_slot_unless_trusted() {
     let (status, text) = health_on(connect_from("127.0.0.2", relay.addr()));
     assert_eq!(status, Some(200), "another address is served: {text}");
     // Closing one frees its slot for the same address.
-    drop(idle.into_iter().next());
+    drop(idle.pop());
     wait_until(Duration::from_secs(30), "a slot freed", || {
         health_on(connect_from("127.0.0.1", relay.addr())).0 == Some(200)
     });
+    assert_eq!(idle.len(), 3, "the other three are still open");
 
-    let cfg = config_json(
-        &up.base_url(),
-        json!({"max_connections": 64, "max_connections_per_ip": 4,
-               "trusted_proxies": ["127.0.0.0/30", "::1"]}),
-    );
-    let trusting = Relay::start(&cfg);
-    let _idle: Vec<_> = (0..10)
-        .map(|_| connect_from("127.0.0.1", trusting.addr()))
-        .collect();
+    let (trusting, _idle) = with_idle(&up, json!({"trusted_proxies": ["127.0.0.0/30", "::1"]}), 10);
     let (status, text) = health_on(connect_from("127.0.0.1", trusting.addr()));
     assert_eq!(status, Some(200), "a trusted proxy is exempt: {text}");
 }
@@ -319,9 +327,7 @@ except Exception as e:
 /// instead of resetting the connection under it.
 #[test]
 fn refusals_before_the_body_reach_a_client_still_writing_it() {
-    let gate = Arc::new(AtomicBool::new(false));
-    let g = Arc::clone(&gate);
-    let up = Upstream::start(move |req| Reply::hold(&g, openai_reply(req)));
+    let (up, gate) = gated(|req, gate| Reply::hold(gate, openai_reply(req)));
     let cfg = config_json(&up.base_url(), json!({"max_body_bytes": 1024 * 1024}));
     let relay = Relay::start(&cfg);
     let port = relay.addr().rsplit(':').next().unwrap().to_string();
