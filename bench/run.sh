@@ -270,7 +270,8 @@ relay_config() { # UPSTREAM WORKERS [CACHE_JSON] [MEMBERS] → RELAY_CFG (a conf
   RELAY_N=$((RELAY_N + 1))
   RELAY_PORT=$(free_port)
   RELAY_CFG=$RUN/relay-$RELAY_N.jsonc
-  printf '{"listen": "127.0.0.1:%s", "upstream": "%s", "workers": %s%s%s}\n' \
+  # every benchmark client connects from 127.0.0.1: exempt from max_connections_per_ip
+  printf '{"listen": "127.0.0.1:%s", "upstream": "%s", "workers": %s, "trusted_proxies": ["127.0.0.1"]%s%s}\n' \
     "$RELAY_PORT" "$1" "$2" "${3:+, \"cache\": $3}" "${4:+, $4}" >"$RELAY_CFG"
 }
 start_relay() { # UPSTREAM WORKERS [CACHE_JSON] [MEMBERS] → RELAY (host:port), RELAY_PID
@@ -408,7 +409,7 @@ scenario_apis() {
         continue
       fi
       RELAY_N=$((RELAY_N + 1)) RELAY_PORT=$(free_port) RELAY_CFG=$RUN/relay-$RELAY_N.jsonc
-      printf '{"listen": "127.0.0.1:%s", "workers": 32, "upstreams": [
+      printf '{"listen": "127.0.0.1:%s", "workers": 32, "trusted_proxies": ["127.0.0.1"], "upstreams": [
         {"name": "openai", "url": "http://%s/v1", "api": "responses"},
         {"name": "claude", "url": "http://%s/v1", "api": "anthropic", "api_key": "bench"}]%s}\n' \
         "$RELAY_PORT" "$NGINX" "$NGINX" \

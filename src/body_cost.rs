@@ -1,11 +1,16 @@
 //! What a request body costs in memory, bounded in bytes: an estimate of its parse from a scan
 //! of the raw bytes (no allocation), the density limit that refuses JSON whose parse would cost
-//! more than a small multiple of the body, and the process-wide budget for bodies in flight.
+//! more than a small multiple of the body, and the process-wide budgets for bodies in flight:
+//! request bodies (`max_body_bytes_in_flight`) and whole upstream answers
+//! (`max_response_bytes_in_flight`), each with its own count.
 //!
 //! Measured with a counting allocator on serde_json 1.0 (`Value`): a value costs 32 bytes, an
 //! array's buffer up to twice that while it grows, an object member about 64 bytes of its
 //! B-tree plus its key, and every non-empty object at least one 640-byte B-tree node. So
 //! `[0,0,…]` costs ~25× its bytes and `[{"a":0},…]` ~83×, while chat messages cost ~9×.
+//! Each string (keys too) is also its own allocation, at least the allocator's least chunk:
+//! `["a","a",…]` costs ~24× its bytes, not the 16× its values alone would suggest. The
+//! estimate counts it; the density limit weighs values, members and objects only.
 //! [`estimate`] stays above those figures; [`check_density`] refuses a body whose structure
 //! alone would cost more than [`DENSITY`] × its size (plus [`SLACK`]).
 
@@ -30,6 +35,8 @@ pub struct Shape {
     pub members: u64,
     /// Objects with at least one member.
     pub objects: u64,
+    /// Strings, keys included: each is its own heap allocation.
+    pub strings: u64,
 }
 
 /// serde_json's nesting limit: it refuses the text at that depth, having built only the part
@@ -64,7 +71,10 @@ pub fn scan(raw: &[u8]) -> Shape {
             continue;
         }
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                in_string = true;
+                shape.strings += 1;
+            }
             b',' => shape.values += 1,
             b':' => shape.members += 1,
             b'[' | b'{' => depth += 1,
@@ -98,8 +108,21 @@ pub fn minimum(len: u64) -> u64 {
     len.saturating_mul(COPIES)
 }
 
-/// The parse's memory beyond the strings' bytes.
+/// What each string's own allocation costs beyond its bytes (counted in [`COPIES`]): the
+/// allocator's header and rounding, and its least chunk. glibc's malloc hands out chunks of at
+/// least 32 bytes in steps of 16 with an 8-byte header, so a string of `n` bytes takes at most
+/// `max(32, n + 23)`: at most 31 bytes more than `n`.
+const STRING_ALLOCATION: u64 = 32;
+
+/// The parse's memory beyond the strings' bytes: values, members, objects and each string's
+/// own allocation.
 fn structure(shape: Shape) -> u64 {
+    nodes(shape).saturating_add(shape.strings.saturating_mul(STRING_ALLOCATION))
+}
+
+/// The parse's values, members and objects: what the density limit weighs (the strings'
+/// allocations are left out of it, so chat messages of short texts are not refused).
+fn nodes(shape: Shape) -> u64 {
     (shape.values.saturating_add(shape.members))
         .saturating_mul(64)
         .saturating_add(shape.objects.saturating_mul(640))
@@ -110,7 +133,7 @@ fn structure(shape: Shape) -> u64 {
 pub fn check_density(raw: &[u8]) -> Result<u64, ApiError> {
     let len = raw.len() as u64;
     let shape = scan(raw);
-    let cost = structure(shape);
+    let cost = nodes(shape);
     if cost > len.saturating_mul(DENSITY).saturating_add(SLACK) {
         return Err(ApiError::new(
             413,
@@ -130,29 +153,85 @@ pub fn check_density(raw: &[u8]) -> Result<u64, ApiError> {
 
 /// Bytes reserved by request bodies in flight, process-wide (so a reload keeps the count).
 static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+/// Bytes reserved by whole upstream answers in flight, process-wide.
+static RESPONSES_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 
-/// Bytes of the budget held for one request; released when dropped.
+/// Which budget a reservation draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    /// Request bodies: `max_body_bytes_in_flight`.
+    Requests,
+    /// Whole upstream answers: `max_response_bytes_in_flight`.
+    Responses,
+}
+
+impl Pool {
+    fn counter(self) -> &'static AtomicU64 {
+        match self {
+            Pool::Requests => &IN_FLIGHT,
+            Pool::Responses => &RESPONSES_IN_FLIGHT,
+        }
+    }
+}
+
+/// Bytes of a budget held for one request or answer; released when dropped.
 #[derive(Debug)]
 pub struct Reservation {
     bytes: u64,
     limit: u64,
+    pool: Pool,
 }
 
 impl Reservation {
     /// An empty reservation against a budget of `limit` bytes (`max_body_bytes_in_flight`).
     pub fn new(limit: u64) -> Reservation {
-        Reservation { bytes: 0, limit }
+        Reservation {
+            bytes: 0,
+            limit,
+            pool: Pool::Requests,
+        }
+    }
+
+    /// An empty reservation for a whole upstream answer against a budget of `limit` bytes
+    /// (`max_response_bytes_in_flight`).
+    pub fn response(limit: u64) -> Reservation {
+        Reservation {
+            bytes: 0,
+            limit,
+            pool: Pool::Responses,
+        }
     }
 
     /// Raises the reservation to `total` bytes: 413 if one request alone needs more than the
-    /// whole budget, 503 (retry shortly) if the budget is taken by other requests now.
+    /// whole budget, 503 (retry shortly) if the budget is taken by other requests now. For an
+    /// answer: 502 `response_too_large` and 503 `relay_busy`, both naming the response.
     pub fn grow_to(&mut self, total: u64) -> Result<(), ApiError> {
         let more = total.saturating_sub(self.bytes);
         if more == 0 {
             return Ok(());
         }
         if total > self.limit {
-            return Err(ApiError::new(
+            return Err(self.too_large(total));
+        }
+        let taken = self
+            .pool
+            .counter()
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                let next = used.checked_add(more)?;
+                (next <= self.limit).then_some(next)
+            });
+        match taken {
+            Ok(_) => {
+                self.bytes = total;
+                Ok(())
+            }
+            Err(_) => Err(self.busy()),
+        }
+    }
+
+    fn too_large(&self, total: u64) -> ApiError {
+        match self.pool {
+            Pool::Requests => ApiError::new(
                 413,
                 "invalid_request_error",
                 "request_too_large",
@@ -162,33 +241,49 @@ impl Reservation {
                     total / 1_000_000,
                     self.limit
                 ),
-            ));
-        }
-        let taken = IN_FLIGHT.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
-            let next = used.checked_add(more)?;
-            (next <= self.limit).then_some(next)
-        });
-        match taken {
-            Ok(_) => {
-                self.bytes = total;
-                Ok(())
+            ),
+            Pool::Responses => {
+                response_too_large(total, "max_response_bytes_in_flight", self.limit)
             }
-            Err(_) => Err(ApiError::busy(
-                "relay_busy",
-                format!(
-                    "request bodies in flight already take the relay's body budget \
-                     (`max_body_bytes_in_flight`, {} bytes); retry shortly",
-                    self.limit
-                ),
-                1,
-            )),
         }
     }
+
+    fn busy(&self) -> ApiError {
+        let message = match self.pool {
+            Pool::Requests => format!(
+                "request bodies in flight already take the relay's body budget \
+                 (`max_body_bytes_in_flight`, {} bytes); retry shortly",
+                self.limit
+            ),
+            Pool::Responses => format!(
+                "upstream responses in flight already take the relay's response budget \
+                 (`max_response_bytes_in_flight`, {} bytes); the response was dropped, retry \
+                 shortly",
+                self.limit
+            ),
+        };
+        ApiError::busy("relay_busy", message, 1)
+    }
+}
+
+/// The 502 for an upstream answer over `setting` (`limit` bytes): the answer is dropped, not
+/// passed on in part, and not cached.
+pub fn response_too_large(size: u64, setting: &str, limit: u64) -> ApiError {
+    ApiError::new(
+        502,
+        "upstream_error",
+        "response_too_large",
+        format!(
+            "the upstream response is larger than the relay holds for one answer (at least {size} \
+             bytes, over `{setting}`, {limit} bytes); the response was dropped: ask for a \
+             shorter one (e.g. lower `max_tokens`), stream it, or raise `{setting}`"
+        ),
+    )
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(self.bytes, Ordering::SeqCst);
+        self.pool.counter().fetch_sub(self.bytes, Ordering::SeqCst);
     }
 }
 
@@ -198,29 +293,28 @@ mod tests {
 
     fn check(json: &str, values: u64, members: u64, objects: u64) {
         let got = scan(json.as_bytes());
-        let want = Shape {
-            values,
-            members,
-            objects,
-        };
-        assert_eq!(got, want, "{json}");
+        assert_eq!(
+            (got.values, got.members, got.objects),
+            (values, members, objects),
+            "{json}"
+        );
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
-            assert_eq!(count(&v), (values, members), "{json}");
+            assert_eq!(count(&v), (values, members, got.strings), "{json}");
         }
     }
 
-    /// The same counts from a parsed value.
-    fn count(v: &serde_json::Value) -> (u64, u64) {
+    /// The same counts from a parsed value: values, members, strings (keys included).
+    fn count(v: &serde_json::Value) -> (u64, u64, u64) {
+        let add =
+            |(v, m, s): (u64, u64, u64), (ev, em, es): (u64, u64, u64)| (v + ev, m + em, s + es);
         match v {
-            serde_json::Value::Array(a) => a.iter().fold((1, 0), |(v, m), e| {
-                let (ev, em) = count(e);
-                (v + ev, m + em)
-            }),
-            serde_json::Value::Object(o) => o.values().fold((1, o.len() as u64), |(v, m), e| {
-                let (ev, em) = count(e);
-                (v + ev, m + em)
-            }),
-            _ => (1, 0),
+            serde_json::Value::Array(a) => a.iter().map(count).fold((1, 0, 0), add),
+            serde_json::Value::Object(o) => o
+                .values()
+                .map(count)
+                .fold((1, o.len() as u64, o.len() as u64), add),
+            serde_json::Value::String(_) => (1, 0, 1),
+            _ => (1, 0, 0),
         }
     }
 
@@ -257,6 +351,14 @@ mod tests {
         let text = format!(r#"{{"model":"m","prompt":"{}"}}"#, "x".repeat(5_000_000));
         let est = check_density(text.as_bytes()).unwrap();
         assert!((4 * 5_000_000..5 * 5_000_000).contains(&est), "{est}");
+        // Each short string is its own allocation, counted in the estimate (not the density
+        // limit, so short chat messages pass): `["a","a",…]` is 24 × its bytes.
+        let letters = format!("[{}\"a\"]", "\"a\",".repeat(1_000_000));
+        let est = check_density(letters.as_bytes()).unwrap();
+        assert!(est >= 1_000_000 * (64 + 32 + 4 * 4), "{est}");
+        let words = format!("[{}\"word\"]", "\"lantern\",".repeat(1_000_000));
+        let est = check_density(words.as_bytes()).unwrap();
+        assert!(est >= 1_000_000 * (64 + 32 + 4 * 10), "{est}");
         // Small bodies of any shape pass.
         assert!(check_density(b"[0,0,0,0,0,0,0,0,0,0,0,0]").is_ok());
     }

@@ -40,6 +40,8 @@ struct RawConfig {
     workers: Option<usize>,
     max_body_bytes: Option<u64>,
     max_body_bytes_in_flight: Option<u64>,
+    max_response_bytes: Option<u64>,
+    max_response_bytes_in_flight: Option<u64>,
     max_event_bytes: Option<u64>,
     connect_timeout_ms: Option<u64>,
     first_byte_timeout_ms: Option<u64>,
@@ -64,6 +66,9 @@ struct RawConfig {
     client_timeout_ms: Option<u64>,
     stream_keepalive_ms: Option<u64>,
     max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     auth: Option<crate::auth::RawAuth>,
     rate_limit: Option<crate::limits::RawRateLimit>,
     budget: Option<crate::budget::RawBudget>,
@@ -116,6 +121,10 @@ pub struct Config {
     pub stream_keepalive: Option<Duration>,
     /// Client connections served at once; one more is answered 503 and closed (`fd_limit`).
     pub max_connections: usize,
+    /// Connections one client address may hold at once (`peers`).
+    pub max_connections_per_ip: usize,
+    /// Addresses exempt from `max_connections_per_ip`.
+    pub trusted_proxies: crate::peers::TrustedProxies,
     pub auth: crate::auth::AuthConfig,
     /// Default per-key rate limit.
     pub rate_limit: crate::limits::RateLimit,
@@ -276,6 +285,8 @@ impl Config {
             max_concurrent_requests: raw.max_concurrent_requests,
             use_proxy: raw.use_proxy,
             ca_file: raw.ca_file,
+            max_response_bytes: raw.max_response_bytes,
+            max_response_bytes_in_flight: raw.max_response_bytes_in_flight,
         };
         let shorthand = Shorthand {
             url: &upstream,
@@ -297,10 +308,16 @@ impl Config {
             .stream_keepalive_ms
             .map(|ms| millis(Some(ms), 0, "stream_keepalive_ms"))
             .transpose()?;
+        let max_connections = crate::fd_limit::max_connections(raw.max_connections)?;
         Ok(Config {
+            max_connections_per_ip: crate::peers::max_per_ip(
+                raw.max_connections_per_ip,
+                max_connections,
+            )?,
+            trusted_proxies: crate::peers::TrustedProxies::from_raw(raw.trusted_proxies)?,
             client_timeout,
             stream_keepalive,
-            max_connections: crate::fd_limit::max_connections(raw.max_connections)?,
+            max_connections,
             auth,
             rate_limit,
             budget: crate::budget::Budget::from_raw(raw.budget, "budget")?,

@@ -128,7 +128,9 @@ impl std::error::Error for ApiError {}
 
 /// An [`ApiError`] carried through an `io::Error`: a client's request body that failed (too
 /// large, too slow, cut) while the upstream client was streaming it. The upstream call then
-/// fails with it, and the failure is the client's: it never counts against the endpoint.
+/// fails with it, and the failure is the client's: it never counts against the endpoint. Also
+/// a whole answer refused for the relay's own bounds (`max_response_bytes`, its in-flight
+/// budget), which is not the endpoint's fault either.
 #[derive(Debug)]
 pub struct ClientFault(pub ApiError);
 

@@ -46,6 +46,7 @@ mod objects;
 mod ops;
 mod owners;
 mod passthrough;
+mod peers;
 mod pipeline;
 mod probe;
 mod route_policy;

@@ -27,7 +27,9 @@ pub fn models(state: &State, ex: &mut Exchange) -> Result<(), ApiError> {
     let response = sent.response;
     let status = response.status().as_u16();
     let headers = upstream::response_headers(response.headers());
-    let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
+    let data = state
+        .upstream
+        .read_body(&ex.access.upstream, response.into_body())?;
     let allowed = ex.client().map(|c| c.models.clone()).unwrap_or_default();
     let merged = (status == 200)
         .then(|| add_aliases(&data, &state.config.rules, &allowed))

@@ -630,7 +630,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     }
 
     let response = sent.response;
-    let data = upstream::read_body(&ex.access.upstream, response.into_body())?;
+    let data = up.read_body(&ex.access.upstream, response.into_body())?;
     ex.access.upstream_time = upstream_started.elapsed();
     traced_answer(trace, path, &data);
     if let (true, Some((cache, p))) = ((200..300).contains(&status), storing) {
@@ -677,7 +677,8 @@ fn refused_stream_options(sent: upstream::Sent) -> Result<upstream::Sent, ()> {
         return Ok(sent);
     }
     let (parts, body) = sent.response.into_parts();
-    let text = upstream::read_body(&sent.base, body).unwrap_or_default();
+    // read whole already, by `post`
+    let text = upstream::read_limited(&sent.base, body, u64::MAX).unwrap_or_default();
     if String::from_utf8_lossy(&text).contains("stream_options") {
         return Err(());
     }

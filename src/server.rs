@@ -77,6 +77,10 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     let options = HttpOptions::new()
         .timeout(config.client_timeout)
         .max_connections(config.max_connections)
+        .max_connections_per_ip(config.max_connections_per_ip, {
+            let trusted = config.trusted_proxies.clone();
+            move |ip| trusted.contains(ip)
+        })
         .handler(handler);
     let server = Server::http_with_options(&config.listen, options).map_err(|e| {
         format!(

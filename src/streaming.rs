@@ -154,7 +154,9 @@ impl Streaming<'_> {
             }
             Ok(sent) => {
                 let status = sent.response.status().as_u16();
-                let body: String = upstream::read_body(&sent.base, sent.response.into_body())
+                let body: String = self
+                    .up
+                    .read_body(&sent.base, sent.response.into_body())
                     .map(|b| String::from_utf8_lossy(&b).chars().take(2000).collect())
                     .unwrap_or_default();
                 let message = format!("upstream {} answered {status}: {body}", sent.base);

@@ -5,6 +5,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod access_bounds;
 mod access_budgets;
 mod access_cache_scope;
 mod access_front_door;

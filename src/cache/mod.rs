@@ -18,6 +18,7 @@ mod apis;
 pub mod browse;
 mod cassette;
 mod collect;
+mod commands;
 mod config;
 mod controls;
 mod fleet;
@@ -38,10 +39,9 @@ mod store;
 mod upkeep;
 mod why;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
@@ -53,6 +53,7 @@ pub use apis::{asks_usage, complete_answer};
 pub use cassette::{
     export_command, export_keys, import_command, parse_since, ExportFilter, Secrets,
 };
+pub use commands::{misses_command, scan_command, stats_command, why_command, WhyBound};
 pub use config::{CacheConfig, Mode, RawCache, Repeat, Scope};
 pub use flight::Role;
 pub use key::check_namespace;
@@ -522,191 +523,4 @@ impl Cache {
         .to_string()
         .into_bytes()
     }
-
-    /// Starts the background thread: the start-up scan, maintenance, hit-count flushing.
-    pub fn start_upkeep(self: &Arc<Cache>) {
-        let cache = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
-            .name("cache-upkeep".to_string())
-            .spawn(move || cache.upkeep());
-        if let Err(e) = spawned {
-            log::error(&format!("cannot start the cache upkeep thread: {e}"));
-        }
-    }
-
-    fn upkeep(&self) {
-        let dir = &self.config.dir;
-        let started = SystemTime::now();
-        // one replica scans a shared directory; the others count its files, and scan after
-        // all if no scan finished by the time the holder's lease would have run out
-        let mut scan_due = None;
-        let report = match scan::leased(&self.config.dir) {
-            Some(report) => report,
-            None => {
-                scan_due = Some(Instant::now() + lease::LEASE);
-                scan::count(dir)
-            }
-        };
-        self.counters
-            .entries
-            .store(report.entries, Ordering::Relaxed);
-        self.counters.bytes.store(report.bytes, Ordering::Relaxed);
-        let indexed = self.index.fill(dir);
-        log::info(&format!(
-            "cache index: {indexed} recorded requests read for the closest entry of a replay miss"
-        ));
-        if self.hits.needs_compacting(report.entries) {
-            if let Err(e) = self.hits.compact(dir, crate::util::now_secs()) {
-                log::error(&format!("cannot compact {}: {e}", upkeep::HITS_FILE));
-            }
-        }
-        let mut next_maintenance = self.config.maintenance.as_ref().map(|m| {
-            if m.on_startup {
-                Instant::now()
-            } else {
-                Instant::now() + m.interval
-            }
-        });
-        loop {
-            if scan_due.is_some_and(|at| Instant::now() >= at) {
-                scan_due = if lease::last_scan(dir).is_some_and(|t| t >= started) {
-                    None
-                } else if let Some(report) = scan::leased(&self.config.dir) {
-                    self.counters
-                        .entries
-                        .store(report.entries, Ordering::Relaxed);
-                    self.counters.bytes.store(report.bytes, Ordering::Relaxed);
-                    None
-                } else {
-                    Some(Instant::now() + lease::LEASE)
-                };
-            }
-            if let (Some(m), Some(at)) = (&self.config.maintenance, next_maintenance) {
-                if Instant::now() >= at {
-                    self.maintain(m);
-                    next_maintenance = Some(Instant::now() + m.interval);
-                }
-            }
-            self.replaced.collect(dir, scan::GRACE);
-            self.flush_hits();
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-
-    fn maintain(&self, m: &config::Maintenance) {
-        let removed = upkeep::maintain(
-            &self.config.dir,
-            &self.hits,
-            now_precise(),
-            m.retention.as_secs_f64(),
-            m.min_hit_count,
-        );
-        for key in &removed.keys {
-            self.memory.remove(key);
-        }
-        self.index.remove(&removed.keys);
-        let c = &self.counters;
-        let sub = |a: &AtomicU64, n: u64| {
-            let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(n))
-            });
-        };
-        sub(&c.entries, removed.entries);
-        sub(&c.bytes, removed.bytes);
-        log::info(&format!(
-            "cache maintenance: removed {} entries ({} bytes) older than {:.2} days with fewer \
-             than {} hits",
-            removed.entries,
-            removed.bytes,
-            m.retention.as_secs_f64() / 86_400.0,
-            m.min_hit_count
-        ));
-    }
-}
-
-/// `llm-relay cache scan`: scans and quarantines, returns the report line.
-pub fn scan_command(config: &CacheConfig) -> String {
-    scan::command(&config.dir)
-}
-
-/// How many recorded requests a `why` reads at most: the command's bound, or the smaller one of
-/// a request the relay answers (the dashboard's `why`, like the `cache_miss` error).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WhyBound {
-    Command,
-    Online,
-}
-
-/// `llm-relay cache why`: the keys of a request body (after rules and shaping) on `route`,
-/// whether each is recorded, and the closest recorded requests with their differing fields.
-pub fn why_command(
-    config: &CacheConfig,
-    route: &str,
-    body: &Map<String, Value>,
-    headers: &[(String, String)],
-    models: &[(String, bool)],
-    bound: WhyBound,
-) -> Result<String, String> {
-    // the headers that choose an entry (namespace, sample); never a credential
-    let chosen: Vec<(String, String)> = headers
-        .iter()
-        .filter(|(n, _)| {
-            n.eq_ignore_ascii_case("x-relay-cache-namespace")
-                || n.eq_ignore_ascii_case("x-relay-cache-sample")
-        })
-        .cloned()
-        .collect();
-    let plan = Plan::new(config, route, body, (&chosen, ""), models).map_err(|e| e.message)?;
-    let keys: Vec<(String, String, bool)> = plan
-        .candidates
-        .iter()
-        .filter(|c| c.primary)
-        .map(|c| {
-            let found = matches!(store::load(&config.dir, &c.key), store::Loaded::Found(..));
-            (c.model.clone(), c.key.clone(), found)
-        })
-        .collect();
-    let asked = plan.canonical_json();
-    let max_searched = match bound {
-        WhyBound::Command => why::MAX_SEARCHED,
-        WhyBound::Online => why::MAX_SEARCHED_ONLINE,
-    };
-    let mut out = why::explain(
-        &config.dir,
-        route,
-        &keys,
-        (&asked, &plan.variant),
-        max_searched,
-    );
-    if config.scope == Scope::Key {
-        out.push_str(
-            "note: `cache.scope` is \"key\": the keys above are those of a request without a \
-             credential; the closest requests are searched among every credential's entries\n",
-        );
-    }
-    Ok(out)
-}
-
-/// `llm-relay cache misses FILE`: the summary of a `cache.miss_log`.
-pub fn misses_command(file: &Path) -> Result<String, String> {
-    miss_log::summarize(file)
-}
-
-/// `llm-relay cache stats`: counts entries, bytes and recorded hits without changing anything
-/// (with `namespace`: of that namespace's entries).
-pub fn stats_command(config: &CacheConfig, namespace: Option<&str>) -> String {
-    let dir: &Path = &config.dir;
-    if let Some(ns) = namespace {
-        return prune::namespace_stats(dir, ns);
-    }
-    let report = scan::scan(dir, false, None);
-    let hits = upkeep::HitBook::load(dir).total();
-    format!(
-        "cache {}: entries {}, bytes {}, hits {}, unservable files {}\n",
-        dir.display(),
-        report.entries,
-        report.bytes,
-        hits,
-        report.quarantined_total()
-    )
 }

@@ -1,4 +1,5 @@
-//! Upkeep: hit counts that survive restarts, and maintenance that drops unused old entries.
+//! Upkeep: hit counts that survive restarts, and maintenance that drops unused old entries;
+//! the cache's background thread that runs them (with the start-up scan and answer collection).
 //!
 //! Hits are counted in memory and appended once a second (only if there were any) to
 //! `<dir>/hits.log` as `KEY COUNT LAST_HIT_UNIX` lines: an append of a few lines per second
@@ -19,8 +20,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
 use super::key::is_key;
-use super::store;
+use super::{config, lease, now_precise, scan, store, Cache};
+use crate::log;
 
 pub const HITS_FILE: &str = "hits.log";
 
@@ -201,4 +206,108 @@ pub fn maintain(
     }
     let _ = book.compact(dir, now as u64);
     removed
+}
+
+/// The cache's background thread: the start-up scan (or a count, when another replica holds
+/// the scan lease), maintenance, hit-count flushing and collection of replaced answers.
+impl Cache {
+    /// Starts the background thread: the start-up scan, maintenance, hit-count flushing.
+    pub fn start_upkeep(self: &Arc<Cache>) {
+        let cache = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("cache-upkeep".to_string())
+            .spawn(move || cache.upkeep());
+        if let Err(e) = spawned {
+            log::error(&format!("cannot start the cache upkeep thread: {e}"));
+        }
+    }
+
+    fn upkeep(&self) {
+        let dir = &self.config.dir;
+        let started = SystemTime::now();
+        // one replica scans a shared directory; the others count its files, and scan after
+        // all if no scan finished by the time the holder's lease would have run out
+        let mut scan_due = None;
+        let report = match scan::leased(&self.config.dir) {
+            Some(report) => report,
+            None => {
+                scan_due = Some(Instant::now() + lease::LEASE);
+                scan::count(dir)
+            }
+        };
+        self.counters
+            .entries
+            .store(report.entries, Ordering::Relaxed);
+        self.counters.bytes.store(report.bytes, Ordering::Relaxed);
+        let indexed = self.index.fill(dir);
+        log::info(&format!(
+            "cache index: {indexed} recorded requests read for the closest entry of a replay miss"
+        ));
+        if self.hits.needs_compacting(report.entries) {
+            if let Err(e) = self.hits.compact(dir, crate::util::now_secs()) {
+                log::error(&format!("cannot compact {}: {e}", HITS_FILE));
+            }
+        }
+        let mut next_maintenance = self.config.maintenance.as_ref().map(|m| {
+            if m.on_startup {
+                Instant::now()
+            } else {
+                Instant::now() + m.interval
+            }
+        });
+        loop {
+            if scan_due.is_some_and(|at| Instant::now() >= at) {
+                scan_due = if lease::last_scan(dir).is_some_and(|t| t >= started) {
+                    None
+                } else if let Some(report) = scan::leased(&self.config.dir) {
+                    self.counters
+                        .entries
+                        .store(report.entries, Ordering::Relaxed);
+                    self.counters.bytes.store(report.bytes, Ordering::Relaxed);
+                    None
+                } else {
+                    Some(Instant::now() + lease::LEASE)
+                };
+            }
+            if let (Some(m), Some(at)) = (&self.config.maintenance, next_maintenance) {
+                if Instant::now() >= at {
+                    self.maintain(m);
+                    next_maintenance = Some(Instant::now() + m.interval);
+                }
+            }
+            self.replaced.collect(dir, scan::GRACE);
+            self.flush_hits();
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    fn maintain(&self, m: &config::Maintenance) {
+        let removed = maintain(
+            &self.config.dir,
+            &self.hits,
+            now_precise(),
+            m.retention.as_secs_f64(),
+            m.min_hit_count,
+        );
+        for key in &removed.keys {
+            self.memory.remove(key);
+        }
+        self.index.remove(&removed.keys);
+        let c = &self.counters;
+        let sub = |a: &AtomicU64, n: u64| {
+            let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+        };
+        sub(&c.entries, removed.entries);
+        sub(&c.bytes, removed.bytes);
+        log::info(&format!(
+            "cache maintenance: removed {} entries ({} bytes) older than {:.2} days with fewer \
+             than {} hits",
+            removed.entries,
+            removed.bytes,
+            m.retention.as_secs_f64() / 86_400.0,
+            m.min_hit_count
+        ));
+    }
 }

@@ -52,6 +52,8 @@ pub struct RawPolicy {
     pub max_concurrent_requests: Option<usize>,
     pub use_proxy: Option<bool>,
     pub ca_file: Option<String>,
+    pub max_response_bytes: Option<u64>,
+    pub max_response_bytes_in_flight: Option<u64>,
 }
 
 /// The core's single-endpoint keys (`upstream`, `api_key`/`api_key_env`), already resolved.
@@ -111,6 +113,10 @@ pub struct Settings {
     pub use_proxy: bool,
     /// True when the file has an `upstreams` list (not the single `upstream` shorthand).
     pub listed: bool,
+    /// The largest whole (non-streamed) upstream answer the relay holds.
+    pub max_response_bytes: u64,
+    /// The memory all whole upstream answers being read or relayed may take together.
+    pub max_response_bytes_in_flight: u64,
 }
 
 impl Settings {
@@ -273,6 +279,12 @@ const PRESETS: &[Preset] = &[
 const DEFAULT_RETRIES: u32 = 2;
 const DEFAULT_FAIL_THRESHOLD: u32 = 3;
 const DEFAULT_COOLDOWN_MS: u64 = 30_000;
+/// `max_response_bytes`: the largest whole answer held (256 MiB).
+const DEFAULT_MAX_RESPONSE: u64 = 256 * 1024 * 1024;
+/// `max_response_bytes_in_flight`: all whole answers held at once (512 MiB).
+const DEFAULT_RESPONSES_IN_FLIGHT: u64 = 512 * 1024 * 1024;
+/// The least `max_response_bytes` (an error body must fit).
+const MIN_RESPONSE_BYTES: u64 = 64 * 1024;
 
 /// Checks the policy keys and the endpoint list (or the shorthand) into [`Settings`].
 pub fn settings(raw: RawPolicy, shorthand: Shorthand) -> Result<Settings, String> {
@@ -283,6 +295,22 @@ pub fn settings(raw: RawPolicy, shorthand: Shorthand) -> Result<Settings, String
     let cooldown_ms = raw.cooldown_ms.unwrap_or(DEFAULT_COOLDOWN_MS);
     if raw.max_concurrent_requests == Some(0) {
         return Err("`max_concurrent_requests` must be at least 1 (or absent for no limit)".into());
+    }
+    let max_response_bytes = raw.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE);
+    if max_response_bytes < MIN_RESPONSE_BYTES {
+        return Err(format!(
+            "`max_response_bytes` must be at least {MIN_RESPONSE_BYTES} (64 KiB), got \
+             {max_response_bytes}"
+        ));
+    }
+    let max_response_bytes_in_flight = raw
+        .max_response_bytes_in_flight
+        .unwrap_or(DEFAULT_RESPONSES_IN_FLIGHT);
+    if max_response_bytes_in_flight < max_response_bytes {
+        return Err(format!(
+            "`max_response_bytes_in_flight` ({max_response_bytes_in_flight}) must be at least \
+             `max_response_bytes` ({max_response_bytes}), or no answer that large could be read"
+        ));
     }
     let default_roots = raw.ca_file.as_deref().map(load_roots).transpose()?;
     let listed = raw.upstreams.is_some();
@@ -337,6 +365,8 @@ pub fn settings(raw: RawPolicy, shorthand: Shorthand) -> Result<Settings, String
         max_concurrent: raw.max_concurrent_requests,
         use_proxy: raw.use_proxy.unwrap_or(true),
         listed,
+        max_response_bytes,
+        max_response_bytes_in_flight,
     })
 }
 

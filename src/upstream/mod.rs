@@ -6,7 +6,8 @@
 //! transport failures (refused, reset, DNS, TLS, timeouts) become [`ApiError`]s, and each names
 //! the upstream it was talking to. The endpoint list and its config are in [`endpoints`], the
 //! choice and passive health in [`balance`], the failover loop in `retry`, the in-flight limit
-//! in [`limit`], the idle bound after the response head in `idle`.
+//! in [`limit`], the idle bound after the response head in `idle`, reading whole answers within
+//! their bounds in `whole`.
 //!
 //! No upstream read waits longer than `idle_timeout_ms` once the response head is in, and no
 //! write of a request (head or body) waits longer either. A whole (non-streamed) answer is read
@@ -19,7 +20,11 @@ mod idle;
 pub mod limit;
 mod retry;
 pub mod thinking;
+mod whole;
 
+pub use whole::read_limited;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -27,6 +32,7 @@ use ureq::http::Response;
 use ureq::unversioned::transport::Connector;
 use ureq::Body;
 
+use crate::body_cost::Reservation;
 use crate::error::ApiError;
 use crate::telemetry::Trace;
 use balance::{Health, HealthReport};
@@ -78,9 +84,6 @@ pub const NOT_RETURNED: &[&str] = &[
 /// byte) the largest upstream response head the relay accepts.
 const UPSTREAM_BUFFER_BYTES: usize = 16 * 1024;
 
-/// The largest non-streamed upstream body the relay will hold in memory.
-const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
-
 /// The agent's budget for a whole response body: in effect none (a healthy stream may run for
 /// days); it is set so that reads of the body report their phase (see `idle`).
 const BODY_BUDGET: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -114,6 +117,8 @@ pub struct Sent {
     pub base: String,
     /// Name of the endpoint that answered.
     pub endpoint: String,
+    /// A whole answer's share of `max_response_bytes_in_flight`, held while the caller has it.
+    pub _held: Option<Arc<Reservation>>,
 }
 
 /// Which timeout profile a call uses.
@@ -306,11 +311,9 @@ impl Upstream {
             return Ok(response);
         }
         // Read here, so a body that stalls or breaks fails this attempt (and fails over).
-        let (parts, body) = response.into_parts();
-        let data = body
-            .into_with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_vec()?;
+        let (mut parts, body) = response.into_parts();
+        let (data, held) = self.read_whole(body)?;
+        parts.extensions.insert(Arc::new(held));
         Ok(Response::from_parts(parts, Body::builder().data(data)))
     }
 
@@ -465,14 +468,6 @@ fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfig) -> ureq:
         connector,
         ureq::unversioned::resolver::DefaultResolver::default(),
     )
-}
-
-/// Reads a whole (non-streamed) upstream body.
-pub fn read_body(base: &str, body: Body) -> Result<Vec<u8>, ApiError> {
-    body.into_with_config()
-        .limit(MAX_RESPONSE_BYTES)
-        .read_to_vec()
-        .map_err(|e| transport_error(base, &e))
 }
 
 /// Maps a transport failure to 502 (unreachable, broken) or 504 (timed out).

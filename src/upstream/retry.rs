@@ -211,8 +211,9 @@ pub fn send_limited(
     ))
 }
 
-fn sent(ep: &Endpoint, response: Response<Body>) -> Sent {
+fn sent(ep: &Endpoint, mut response: Response<Body>) -> Sent {
     Sent {
+        _held: response.extensions_mut().remove(),
         response,
         base: ep.config.url.clone(),
         endpoint: ep.config.name.clone(),

@@ -1,16 +1,18 @@
 //! llm-relay patch: the accept loop. Upstream's loop ended on the first `accept()` error
 //! (EMFILE under load left a live process that never answered again) and handed every socket
 //! a thread however many were open. This one logs errors (rate-limited) and backs off, answers
-//! connections beyond `max_connections` with a fast 503, and can close the listener on demand
-//! while connections already accepted are served to the end.
+//! connections beyond `max_connections` (or beyond `max_connections_per_ip` from one address)
+//! with a fast 503, and can close the listener on demand while connections already accepted are
+//! served to the end.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,17 @@ pub(crate) struct Shared {
     pub close_listener: AtomicBool,
     /// Connections accepted and not yet finished.
     pub live: AtomicUsize,
+    /// Of those, how many each client address holds (only addresses the per-address limit
+    /// applies to).
+    pub per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// `max_connections_per_ip`: at most `max` connections from one address, except addresses
+/// `exempt` says yes to.
+#[derive(Clone)]
+pub struct PerIp {
+    pub max: usize,
+    pub exempt: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
 }
 
 pub(crate) struct Acceptor {
@@ -35,6 +48,7 @@ pub(crate) struct Acceptor {
     pub ssl: Option<SslContext>,
     pub timeout: Option<Duration>,
     pub max_connections: Option<usize>,
+    pub per_ip: Option<PerIp>,
     pub handler: Option<Handler>,
     pub messages: Arc<MessagesQueue<Message>>,
     pub shared: Arc<Shared>,
@@ -64,12 +78,21 @@ impl EveryFewSeconds {
     }
 }
 
-/// Counts one live connection until dropped.
-struct Live(Arc<Shared>);
+/// Counts one live connection (and, with `Some`, one of its address's) until dropped.
+struct Live(Arc<Shared>, Option<IpAddr>);
 
 impl Drop for Live {
     fn drop(&mut self) {
         self.0.live.fetch_sub(1, SeqCst);
+        if let Some(ip) = self.1 {
+            let mut per_ip = self.0.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = per_ip.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
     }
 }
 
@@ -94,9 +117,9 @@ impl Acceptor {
                 break;
             }
             match self.listener.accept() {
-                Ok((sock, _)) => {
+                Ok((sock, peer)) => {
                     backoff = MIN_BACKOFF;
-                    self.dispatch(sock, &pool);
+                    self.dispatch(sock, peer, &pool);
                 }
                 Err(e) => {
                     if self.shared.close.load(Relaxed) {
@@ -130,15 +153,15 @@ impl Acceptor {
         if self.listener.set_nonblocking(true).is_err() {
             return;
         }
-        while let Ok((sock, _)) = self.listener.accept() {
+        while let Ok((sock, peer)) = self.listener.accept() {
             let _ = sock.set_nonblocking(false);
-            self.dispatch(sock, pool);
+            self.dispatch(sock, peer, pool);
         }
     }
 
-    fn dispatch(&self, sock: Connection, pool: &TaskPool) {
+    fn dispatch(&self, sock: Connection, peer: Option<SocketAddr>, pool: &TaskPool) {
         let live = self.shared.live.fetch_add(1, SeqCst);
-        let guard = Live(self.shared.clone());
+        let mut guard = Live(self.shared.clone(), None);
         if self.max_connections.is_some_and(|max| live >= max) {
             if let Some(skipped) = self.refusals_log.due() {
                 log::warn!(
@@ -161,6 +184,42 @@ impl Acceptor {
                 ),
             );
             return;
+        }
+        if let (Some(limit), Some(peer)) = (&self.per_ip, peer) {
+            let ip = peer.ip().to_canonical();
+            if !(limit.exempt)(ip) {
+                let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+                let held = per_ip.entry(ip).or_insert(0);
+                if *held >= limit.max {
+                    let held = *held;
+                    drop(per_ip);
+                    if let Some(skipped) = self.refusals_log.due() {
+                        log::warn!(
+                            "refusing a connection from {}: it has {} open, the \
+                             max_connections_per_ip limit ({} more refused since the last \
+                             report)",
+                            ip,
+                            held,
+                            skipped
+                        );
+                    }
+                    refuse_now(
+                        sock,
+                        &Refusal::new(
+                            503,
+                            "too_many_connections",
+                            format!(
+                                "this client address has {} connections open, the server's \
+                                 max_connections_per_ip limit; close idle ones or retry shortly",
+                                held
+                            ),
+                        ),
+                    );
+                    return;
+                }
+                *held += 1;
+                guard.1 = Some(ip);
+            }
         }
         sock.set_timeouts(self.timeout);
         let streams = match &self.ssl {

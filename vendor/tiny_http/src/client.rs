@@ -60,6 +60,10 @@ const MAX_HEADERS: usize = 128;
 /// much of it at most.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 const LINGER_BYTES: usize = 64 * 1024;
+/// llm-relay patch: the same for a connection whose request body was left unread (answered
+/// before it was read): a client sending a large body must get to its end to read the answer.
+const BODY_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+const BODY_LINGER_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Debug)]
 enum ReadError {
@@ -122,6 +126,14 @@ impl ClientConnection {
                 .raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None);
             let _ = writer.flush();
         }
+        self.linger(LINGER, LINGER_BYTES);
+    }
+
+    /// llm-relay patch: a lingering close (as nginx's): ends the output (FIN) after what was
+    /// written, then reads and discards what the client still sends, for at most `time` and
+    /// `bytes`, each read waiting at most a fifth of `time`; the close that follows then does
+    /// not reset the connection before the client has read the answer.
+    fn linger(&mut self, time: std::time::Duration, bytes: usize) {
         self.sink.with_inner(|w| {
             let _ = w.flush();
             w.get_mut().shutdown_write();
@@ -129,11 +141,11 @@ impl ClientConnection {
         let Some(input) = self.next_header_source.inner_mut() else {
             return;
         };
-        input.get_mut().set_read_timeout(Some(LINGER / 5));
-        let deadline = std::time::Instant::now() + LINGER;
+        input.get_mut().set_read_timeout(Some(time / 5));
+        let deadline = std::time::Instant::now() + time;
         let mut drained = 0;
-        let mut chunk = [0u8; 4096];
-        while drained < LINGER_BYTES && std::time::Instant::now() < deadline {
+        let mut chunk = [0u8; 16 * 1024];
+        while drained < bytes && std::time::Instant::now() < deadline {
             match input.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
@@ -200,6 +212,9 @@ impl ClientConnection {
         // what follows is body, not a head: close rather than parse it as a request.
         self.next_header_source.wait_turn();
         if !self.body_end.load(std::sync::atomic::Ordering::SeqCst) {
+            // the answer (a refusal before the body was read: 413, 503) is out; a client still
+            // sending its body reads it only once it has sent it all
+            self.linger(BODY_LINGER, BODY_LINGER_BYTES);
             return Err(ReadError::ReadIoError(IoError::new(
                 ErrorKind::InvalidData,
                 "the previous request's body was not read to its end",

@@ -307,6 +307,7 @@ impl Server {
             timeout: socket_timeout,
             handler,
             max_connections,
+            per_ip,
         } = options;
         let listener = listener.into();
         // building the TcpListener
@@ -337,6 +338,7 @@ impl Server {
             close: AtomicBool::new(false),
             close_listener: AtomicBool::new(false),
             live: std::sync::atomic::AtomicUsize::new(0),
+            per_ip: Default::default(),
         });
         let (closed, listener_closed) = mpsc::channel();
         let acceptor = accept::Acceptor {
@@ -344,6 +346,7 @@ impl Server {
             ssl,
             timeout: socket_timeout,
             max_connections,
+            per_ip,
             handler,
             messages: messages.clone(),
             shared: shared.clone(),
@@ -466,6 +469,7 @@ pub struct HttpOptions {
     timeout: Option<Duration>,
     handler: Option<Handler>,
     max_connections: Option<usize>,
+    per_ip: Option<accept::PerIp>,
 }
 
 impl HttpOptions {
@@ -498,6 +502,23 @@ impl HttpOptions {
     /// stay bounded. Unlimited by default.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = Some(max);
+        self
+    }
+
+    /// At most `max` connections from one client address are served at once (IPv4-mapped IPv6
+    /// addresses count as their IPv4 address); one beyond is answered 503 and closed like one
+    /// beyond `max_connections`. Addresses `exempt` says yes to (trusted proxies that carry
+    /// many clients' connections) have no such limit. Unlimited by default; Unix sockets have
+    /// no address and no limit.
+    pub fn max_connections_per_ip(
+        mut self,
+        max: usize,
+        exempt: impl Fn(std::net::IpAddr) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.per_ip = Some(accept::PerIp {
+            max,
+            exempt: Arc::new(exempt),
+        });
         self
     }
 }

@@ -432,3 +432,32 @@ fn a_body_read_or_drained_to_its_end_keeps_the_connection() {
     assert_eq!(read_response(&mut r).0, "HTTP/1.1 200 OK");
     assert_eq!(*seen.lock().unwrap(), ["/read", "/unread", "/last"]);
 }
+
+#[test]
+fn the_cached_date_header_is_the_current_second() {
+    use std::time::SystemTime;
+    let seconds = |h: &crate::Header| {
+        let d: httpdate::HttpDate = h.value.as_str().parse().unwrap();
+        SystemTime::from(d)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let now = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let before = now();
+    let first = crate::response::build_date_header();
+    let after = now();
+    assert!((before..=after).contains(&seconds(&first)), "{}", first.value);
+    assert!(first.field.equiv("Date"));
+    // In the next second the header follows the clock.
+    while now() == after {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let later = crate::response::build_date_header();
+    assert!(seconds(&later) > seconds(&first), "{} then {}", first.value, later.value);
+}

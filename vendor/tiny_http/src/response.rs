@@ -71,9 +71,26 @@ impl FromStr for TransferEncoding {
 }
 
 /// Builds a Date: header with the current date.
-fn build_date_header() -> Header {
-    let d = HttpDate::from(SystemTime::now());
-    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
+///
+/// llm-relay patch: formatted at most once a second (per second of the clock) and cloned
+/// from then on; formatting it for every answer cost a visible share of a cache hit's CPU.
+pub(crate) fn build_date_header() -> Header {
+    static CACHED: std::sync::Mutex<Option<(u64, Header)>> = std::sync::Mutex::new(None);
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut cached = CACHED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, header)) = &*cached {
+        if *at == second {
+            return header.clone();
+        }
+    }
+    let d = HttpDate::from(now);
+    let header = Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap();
+    *cached = Some((second, header.clone()));
+    header
 }
 
 fn write_message_header<W>(
