@@ -44,10 +44,17 @@ fn chunks(r: &StreamResp) -> Vec<String> {
         .collect()
 }
 
-fn streamed_text(r: &StreamResp) -> String {
+/// The JSON `data:` payloads of a stream (`[DONE]` left out).
+fn parsed(r: &StreamResp) -> Vec<Value> {
     chunks(r)
         .iter()
-        .filter_map(|c| serde_json::from_str::<Value>(c).ok())
+        .filter_map(|c| serde_json::from_str(c).ok())
+        .collect()
+}
+
+fn streamed_text(r: &StreamResp) -> String {
+    parsed(r)
+        .iter()
         .filter_map(|c| {
             c["choices"][0]["delta"]["content"]
                 .as_str()
@@ -113,10 +120,7 @@ fn a_chat_client_gets_chat_completions_from_an_anthropic_only_model_plain_stream
     assert_eq!(live.header("x-cache"), Some("MISS"));
     let data = chunks(&live);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    let parsed: Vec<Value> = data
-        .iter()
-        .filter_map(|c| serde_json::from_str(c).ok())
-        .collect();
+    let parsed = parsed(&live);
     assert_eq!(parsed[0]["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(parsed[0]["object"], "chat.completion.chunk");
     let deltas: Vec<&str> = parsed
@@ -188,10 +192,7 @@ fn a_tool_call_round_trip_pairs_ids_plain_and_streamed() {
     let mut streamed = ask.clone();
     streamed["stream"] = json!(true);
     let live = stream_events(relay.addr(), "/v1/chat/completions", &streamed);
-    let parsed: Vec<Value> = chunks(&live)
-        .iter()
-        .filter_map(|c| serde_json::from_str(c).ok())
-        .collect();
+    let parsed = parsed(&live);
     let calls: Vec<&Value> = parsed
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
@@ -367,10 +368,7 @@ fn a_responses_client_reaches_an_anthropic_only_model_through_the_chat_pivot() {
 
     let live = stream_events(relay.addr(), "/v1/responses", &ask(true));
     assert_eq!(live.status, 200, "{}", live.body);
-    let events: Vec<Value> = chunks(&live)
-        .iter()
-        .filter_map(|c| serde_json::from_str(c).ok())
-        .collect();
+    let events = parsed(&live);
     let text: String = events
         .iter()
         .filter(|e| e["type"] == "response.output_text.delta")
