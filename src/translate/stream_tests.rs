@@ -373,3 +373,80 @@ fn interleaved_calls_stream_the_plain_answers_blocks_and_items() {
             .collect::<Vec<_>>()
     );
 }
+
+/// The other direction: an Anthropic stream (thinking, text, two tool calls, cache usage) as
+/// chat chunks, whose pieces add up to the plain answer of the same message.
+#[test]
+fn a_messages_stream_becomes_chat_chunks_that_add_up_to_the_plain_answer() {
+    let events = [
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+            "role": "assistant", "model": "claude", "content": [], "stop_reason": null,
+            "usage": {"input_tokens": 5, "cache_read_input_tokens": 10,
+                      "cache_creation_input_tokens": 2, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Hmm"}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "s"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Hi"}}),
+        json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "t1", "name": "a", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"x\":1}"}}),
+        json!({"type": "content_block_start", "index": 3, "content_block": {"type": "tool_use", "id": "t2", "name": "b", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 3, "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}),
+        json!({"type": "message_stop"}),
+    ];
+    let mut t = Stream::new(Dialect::Chat);
+    if let super::StreamState::Chat(s) = &mut t.state {
+        s.include_usage = true;
+    }
+    let mut out = Vec::new();
+    for e in &events {
+        out.extend(t.line(b"event: x\n"));
+        out.extend(t.line(format!("data: {e}\n").as_bytes()));
+    }
+    out.extend(t.end());
+    let text = String::from_utf8(out).expect("utf-8");
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = data
+        .iter()
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let delta = |k: &str| -> String {
+        chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"][k].as_str())
+            .collect()
+    };
+    assert_eq!(delta("reasoning_content"), "Hmm");
+    assert_eq!(delta("content"), "Hi");
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
+        .collect();
+    let heads: Vec<(Value, Value)> = calls
+        .iter()
+        .filter(|c| c.get("id").is_some())
+        .map(|c| (c["index"].clone(), c["id"].clone()))
+        .collect();
+    assert_eq!(
+        heads,
+        vec![(json!(0), json!("t1")), (json!(1), json!("t2"))]
+    );
+    let finish: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+        .collect();
+    assert_eq!(finish, ["tool_calls"]);
+    let usage = chunks
+        .iter()
+        .find(|c| c["usage"].is_object())
+        .expect("usage");
+    assert_eq!(usage["usage"]["prompt_tokens"], 17);
+    assert_eq!(usage["usage"]["prompt_tokens_details"]["cached_tokens"], 10);
+    assert_eq!(usage["usage"]["completion_tokens"], 9);
+}
