@@ -19,7 +19,6 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// Chat fields dropped: nothing like them in Messages, and the answer means the same without.
 const DROPPED: &[&str] = &[
     "stream_options",
-    "parallel_tool_calls",
     "store",
     "service_tier",
     "seed",
@@ -137,6 +136,8 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
                     out.insert("tool_choice".into(), choice);
                 }
             }
+            // `false` becomes `tool_choice.disable_parallel_tool_use` below; `true` is the default
+            "parallel_tool_calls" => {}
             "user" => {
                 if let Some(u) = value.as_str() {
                     out.insert("metadata".into(), json!({"user_id": u}));
@@ -253,6 +254,9 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
         (None, b) => DEFAULT_MAX_TOKENS + b.unwrap_or(0),
     };
     out.insert("max_tokens".into(), json!(max_tokens));
+    if body.get("parallel_tool_calls") == Some(&Value::Bool(false)) && out.contains_key("tools") {
+        one_tool_call_at_a_time(&mut out);
+    }
     Ok(out)
 }
 
@@ -393,6 +397,19 @@ fn tools(value: &Value) -> Result<Value, Untranslatable> {
         out.push(Value::Object(t));
     }
     Ok(Value::Array(out))
+}
+
+/// `parallel_tool_calls: false`: Anthropic's `disable_parallel_tool_use` on the tool choice (an
+/// `auto` one when the client named none; `none` calls no tool at all, so it stays as it is).
+fn one_tool_call_at_a_time(out: &mut Map<String, Value>) {
+    let choice = out
+        .entry("tool_choice")
+        .or_insert_with(|| json!({"type": "auto"}));
+    if let Some(c) = choice.as_object_mut() {
+        if c.get("type").and_then(Value::as_str) != Some("none") {
+            c.insert("disable_parallel_tool_use".into(), Value::Bool(true));
+        }
+    }
 }
 
 /// Chat `tool_choice` as Anthropic's (`none` → `{"type": "none"}`).
