@@ -211,7 +211,8 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
                             "a tool message needs the id of its call",
                         )
                     })?;
-                let content = text_blocks(m.get("content"), &at("content"))?;
+                // a tool result takes text and image blocks, as Anthropic's does
+                let content = content_blocks(m.get("content"), &at("content"))?;
                 push(
                     &mut turns,
                     "user",
