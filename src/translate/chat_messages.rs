@@ -189,7 +189,9 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
                 content_blocks(m.get("content"), &at("content"))?,
             ),
             "assistant" => {
-                let mut blocks = text_blocks(m.get("content"), &at("content"))?;
+                // thinking blocks of an earlier answer go back first, signatures intact
+                let mut blocks = thinking_blocks(m.get("thinking_blocks"), &at("thinking_blocks"))?;
+                blocks.extend(text_blocks(m.get("content"), &at("content"))?);
                 let calls = m.get("tool_calls").and_then(Value::as_array);
                 for (j, call) in calls.into_iter().flatten().enumerate() {
                     blocks.push(tool_use(call).ok_or_else(|| {
@@ -306,6 +308,42 @@ fn text_blocks(content: Option<&Value>, field: &str) -> Result<Vec<Value>, Untra
         ));
     }
     Ok(blocks)
+}
+
+/// An assistant message's `thinking_blocks` (as the answer gives them, LiteLLM's name): Anthropic
+/// `thinking` blocks with their `signature`, or `redacted_thinking` blocks with their `data`.
+fn thinking_blocks(blocks: Option<&Value>, field: &str) -> Result<Vec<Value>, Untranslatable> {
+    let blocks = match blocks {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(blocks)) => blocks,
+        Some(_) => return Err(Untranslatable::new(field, "it must be a list of blocks")),
+    };
+    let text = |b: &Value, k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
+    blocks
+        .iter()
+        .map(|b| match b.get("type").and_then(Value::as_str) {
+            Some("thinking") => match (text(b, "thinking"), text(b, "signature")) {
+                (Some(t), Some(sig)) => {
+                    Ok(json!({"type": "thinking", "thinking": t, "signature": sig}))
+                }
+                _ => Err(Untranslatable::new(
+                    field,
+                    "a thinking block needs its `thinking` text and its `signature`",
+                )),
+            },
+            Some("redacted_thinking") => match text(b, "data") {
+                Some(d) => Ok(json!({"type": "redacted_thinking", "data": d})),
+                None => Err(Untranslatable::new(
+                    field,
+                    "a redacted_thinking block needs its `data`",
+                )),
+            },
+            _ => Err(Untranslatable::new(
+                field,
+                "each block must be of type thinking or redacted_thinking",
+            )),
+        })
+        .collect()
 }
 
 /// Content blocks of a chat message content (a string or a list of parts).

@@ -1,6 +1,7 @@
 //! An Anthropic Messages answer as a chat completion (the reverse of `anthropic_answer.rs`):
 //! text blocks → `content`, `tool_use` → `tool_calls` (arguments: the input as a JSON string),
-//! `thinking` → `reasoning_content`, `stop_reason` → `finish_reason`, usage → chat usage
+//! `thinking` → `reasoning_content` (and the blocks whole, signatures included, in
+//! `thinking_blocks`, as LiteLLM names them, for the next turn to send back), `stop_reason` → `finish_reason`, usage → chat usage
 //! (prompt tokens include cache reads and writes; `cached_tokens` the reads).
 
 use serde_json::{json, Map, Value};
@@ -37,6 +38,8 @@ pub fn completion_id(message_id: Option<&str>) -> String {
 /// The chat completion for an Anthropic message.
 pub fn answer(message: &Value) -> Value {
     let (mut text, mut reasoning, mut calls) = (String::new(), String::new(), Vec::new());
+    // the blocks whole (with their signatures), for the next turn to send back
+    let mut thinking_blocks = Vec::new();
     for block in message
         .get("content")
         .and_then(Value::as_array)
@@ -47,7 +50,9 @@ pub fn answer(message: &Value) -> Value {
             Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
             Some("thinking") => {
                 reasoning.push_str(block.get("thinking").and_then(Value::as_str).unwrap_or(""));
+                thinking_blocks.push(block.clone());
             }
+            Some("redacted_thinking") => thinking_blocks.push(block.clone()),
             Some("tool_use") => calls.push(json!({
                 "id": block.get("id").cloned().unwrap_or(json!("")),
                 "type": "function",
@@ -69,6 +74,9 @@ pub fn answer(message: &Value) -> Value {
     msg.insert("content".into(), content);
     if !reasoning.is_empty() {
         msg.insert("reasoning_content".into(), json!(reasoning));
+    }
+    if !thinking_blocks.is_empty() {
+        msg.insert("thinking_blocks".into(), Value::Array(thinking_blocks));
     }
     if !calls.is_empty() {
         msg.insert("tool_calls".into(), Value::Array(calls));

@@ -2,7 +2,8 @@
 //! `anthropic_stream.rs`).
 //!
 //! `message_start` sends the role chunk; `text_delta` and `thinking_delta` become `content`
-//! and `reasoning_content` deltas; a `tool_use` block's start sends the call's head (its
+//! and `reasoning_content` deltas, and a thinking block's stop sends it whole (text and
+//! signature) as a `thinking_blocks` delta, as in the plain answer; a `tool_use` block's start sends the call's head (its
 //! chat `index`, `id`, name) and each `input_json_delta` an argument delta; `message_stop`
 //! sends the finish chunk, the usage chunk when the client asked for it
 //! (`stream_options.include_usage`), and `data: [DONE]`.
@@ -25,6 +26,9 @@ pub struct State {
     created: u64,
     /// Anthropic block index → chat tool call index.
     calls: HashMap<u64, u64>,
+    /// Anthropic block index → the thinking block being streamed (its text and signature),
+    /// sent whole as a `thinking_blocks` delta when it stops.
+    thinking: HashMap<u64, Value>,
     stop: Option<String>,
     /// The usage so far (`message_delta` counts override `message_start`'s).
     usage: Usage,
@@ -51,6 +55,16 @@ impl State {
             }
             "content_block_start" => {
                 let block = event.get("content_block").unwrap_or(&Value::Null);
+                let at = event.get("index").and_then(Value::as_u64).unwrap_or(0);
+                match block.get("type").and_then(Value::as_str) {
+                    Some("thinking") => {
+                        self.thinking.insert(at, block.clone());
+                    }
+                    Some("redacted_thinking") => {
+                        self.send(&mut out, json!({"thinking_blocks": [block]}), None);
+                    }
+                    _ => {}
+                }
                 if block.get("type").and_then(Value::as_str) == Some("tool_use") {
                     let at = event.get("index").and_then(Value::as_u64).unwrap_or(0);
                     let index = self.calls.len() as u64;
@@ -66,7 +80,22 @@ impl State {
                 let delta = match d.get("type").and_then(Value::as_str) {
                     Some("text_delta") => text("text").map(|t| json!({"content": t})),
                     Some("thinking_delta") => {
+                        let at = event.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let block = self.thinking.get_mut(&at).and_then(Value::as_object_mut);
+                        if let (Some(t), Some(b)) = (text("thinking"), block) {
+                            let whole = b.get("thinking").and_then(Value::as_str).unwrap_or("");
+                            let whole = format!("{whole}{t}");
+                            b.insert("thinking".into(), json!(whole));
+                        }
                         text("thinking").map(|t| json!({"reasoning_content": t}))
+                    }
+                    Some("signature_delta") => {
+                        let at = event.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let block = self.thinking.get_mut(&at).and_then(Value::as_object_mut);
+                        if let (Some(sig), Some(b)) = (text("signature"), block) {
+                            b.insert("signature".into(), json!(sig));
+                        }
+                        None
                     }
                     Some("input_json_delta") => {
                         let at = event.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -81,6 +110,12 @@ impl State {
                 };
                 if let Some(delta) = delta {
                     self.send(&mut out, delta, None);
+                }
+            }
+            "content_block_stop" => {
+                let at = event.get("index").and_then(Value::as_u64).unwrap_or(0);
+                if let Some(block) = self.thinking.remove(&at) {
+                    self.send(&mut out, json!({"thinking_blocks": [block]}), None);
                 }
             }
             "message_delta" => {

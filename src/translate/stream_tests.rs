@@ -424,6 +424,21 @@ fn a_messages_stream_becomes_chat_chunks_that_add_up_to_the_plain_answer() {
     };
     assert_eq!(delta("reasoning_content"), "Hmm");
     assert_eq!(delta("content"), "Hi");
+    // the thinking block goes out whole with its signature, as in the plain answer
+    let thinking: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"].get("thinking_blocks"))
+        .collect();
+    let plain = super::messages_answer::answer(&json!({"content": [
+        {"type": "thinking", "thinking": "Hmm", "signature": "s"}, {"type": "text", "text": "Hi"}]}));
+    assert_eq!(
+        thinking,
+        vec![&plain["choices"][0]["message"]["thinking_blocks"]]
+    );
+    assert_eq!(
+        thinking[0],
+        &json!([{"type": "thinking", "thinking": "Hmm", "signature": "s"}])
+    );
     let calls: Vec<&Value> = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
