@@ -254,6 +254,7 @@ EOF
 
 start_sse_upstream() { # EVENTS INTERVAL_MS → SSE_ADDR
   local out=$RUN/sse-$RANDOM.out
+  : >"$out" # exists before the fixture's shell opens it: the poll below never reads a missing file
   "$TOOL" sse-upstream --events "$1" --interval-ms "$2" >"$out" &
   SSE_PID=$!
   PIDS+=("$SSE_PID")
