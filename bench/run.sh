@@ -222,6 +222,8 @@ http {
   fastcgi_temp_path $dir/tmp/fastcgi; uwsgi_temp_path $dir/tmp/uwsgi; scgi_temp_path $dir/tmp/scgi;
   keepalive_requests 10000000;
   client_max_body_size 0;
+  # row 1n: nginx as a reverse proxy to itself, the fair ceiling for a proxy's two hops
+  upstream self_upstream { server 127.0.0.1:$port; keepalive 64; }
   server {
     listen 127.0.0.1:$port;
     location = /v1/chat/completions {
@@ -241,6 +243,11 @@ http {
       return 200 '{}';
     }
     location /static/ { alias $dir/www/; default_type application/json; }
+    location = /proxy/v1/chat/completions {
+      proxy_pass http://self_upstream/v1/chat/completions;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
     $proxy
   }
 }
@@ -341,6 +348,8 @@ scenario_direct() {
     --rate "$PACED_RATE" --connections 8 --duration "$PACED_S")
   PACED_P50=$(kv "$p" p50_ms) PACED_P99=$(kv "$p" p99_ms)
   row 1p "direct, paced $PACED_RATE req/s" "$(kv "$p" rps)" "$PACED_P50" "$PACED_P99" "" "" "" "$(errors_note "$(kv "$p" errors)")"
+  r=($(wrk_post "http://$NGINX/proxy/v1/chat/completions"))
+  row 1n "nginx as a reverse proxy to the upstream (proxy_pass, keep-alive)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$NGINX_PID")" "the two-hop ceiling for row 2; $(errors_note "${r[3]}")"
 }
 
 scenario_miss() {
@@ -452,19 +461,29 @@ scenario_litellm() { # ID NAME CACHE(0|1)
     echo "model_list:"
     echo "  - model_name: bench-model"
     echo "    litellm_params: {model: openai/bench-model, api_base: \"http://$NGINX/v1\", api_key: unused}"
-    echo "general_settings: {master_key: sk-bench}"
-    [ "$3" = 1 ] && echo "litellm_settings: {cache: true, cache_params: {type: local}}"
+    # its production advice: no spend or error logs written, telemetry and verbose logging off
+    echo "general_settings: {master_key: sk-bench, disable_spend_logs: true, disable_error_logs: true}"
+    if [ "$3" = 1 ]; then
+      echo "litellm_settings: {telemetry: false, set_verbose: false, cache: true, cache_params: {type: local}}"
+    else
+      echo "litellm_settings: {telemetry: false, set_verbose: false}"
+    fi
   } >"$cfg"
-  LITELLM_LOCAL_MODEL_COST_MAP=True "$LITELLM_VENV/bin/litellm" --config "$cfg" --host 127.0.0.1 \
-    --port "$port" >"$RUN/litellm-$1.log" 2>&1 &
+  # fair to it: one worker process per core (its default is 1), the local model-cost map (no
+  # download that times out here), errors-only logging
+  LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR "$LITELLM_VENV/bin/litellm" --config "$cfg" \
+    --host 127.0.0.1 --port "$port" --num_workers "$(nproc)" >"$RUN/litellm-$1.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
   if ! wait_http "http://127.0.0.1:$port/health/liveliness" 180; then
     not_run "$1" "$2" "LiteLLM did not become ready in 180 s"
   else
-    # warm it (and its cache) before measuring
+    # warm it (and its cache) before measuring: every worker process imports and connects
+    # lazily, and the first seconds under load run far below its steady rate
     curl -s -o /dev/null -H 'Authorization: Bearer sk-bench' -H 'Content-Type: application/json' \
       --data-binary "@$ROOT/bench/request.json" "http://127.0.0.1:$port/v1/chat/completions"
+    BENCH_AUTH='Bearer sk-bench' BENCH_BODY_FILE=$ROOT/bench/request.json \
+      wrk -t"$WRK_T" -c"$WRK_C" -d5s -s "$ROOT/bench/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null 2>&1 || true
     r=($(BENCH_AUTH='Bearer sk-bench' wrk_post "http://127.0.0.1:$port/v1/chat/completions"))
     row "$1" "$2" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$pid")" "LiteLLM $(litellm_version); $(errors_note "${r[3]}")"
   fi
@@ -625,25 +644,29 @@ diff_of() { [ -n "${1:-}" ] && [ -n "${2:-}" ] && [ "$1" != - ] && [ "$2" != - ]
 
 evaluate_targets() {
   local s7 l7 h
-  target "miss path: p99 overhead at $PACED_RATE req/s paced ≤ 0.5 ms (2p − 1p)" "$(diff_of "${R_P99[2p]:-}" "${R_P99[1p]:-}")" "m <= 0.5"
-  target "miss path: throughput ≥ 0.4 × direct (2 / 1)" "$(ratio "${R_RPS[2]:-}" "${R_RPS[1]:-}")" "m >= 0.4"
-  target "cache hit from memory: throughput ≥ 0.7 × nginx static (3m / 4)" "$(ratio "${R_RPS[3m]:-}" "${R_RPS[4]:-}")" "m >= 0.7"
+  target "miss path: throughput ≥ 0.75 × nginx proxy_pass (2 / 1n)" "$(ratio "${R_RPS[2]:-}" "${R_RPS[1n]:-}")" "m >= 0.75"
+  target "miss path: p99 overhead at $PACED_RATE req/s paced ≤ 1 ms (2p − 1p)" "$(diff_of "${R_P99[2p]:-}" "${R_P99[1p]:-}")" "m <= 1"
+  target "cache hit from memory: throughput ≥ 0.8 × nginx static (3m / 4)" "$(ratio "${R_RPS[3m]:-}" "${R_RPS[4]:-}")" "m >= 0.8"
   target "≥ 100 × LiteLLM's throughput, cache off (2 / 5off)" "$(ratio "${R_RPS[2]:-}" "${R_RPS[5off]:-}")" "m >= 100"
   target "≤ 1/100 of LiteLLM's p50, cache off (2 / 5off)" "$(ratio "${R_P50[2]:-}" "${R_P50[5off]:-}")" "m <= 0.01"
   target "≥ 100 × LiteLLM's throughput, cache on (3m / 5on)" "$(ratio "${R_RPS[3m]:-}" "${R_RPS[5on]:-}")" "m >= 100"
   target "≤ 1/100 of LiteLLM's p50, cache on (3m / 5on)" "$(ratio "${R_P50[3m]:-}" "${R_P50[5on]:-}")" "m <= 0.01"
-  target "streaming: ≤ 1 ms added per event at p99, $MANY_STREAMS streams (6r − 6d)" \
-    "$(diff_of "${R_P99[6r-$MANY_STREAMS]:-}" "${R_P99[6d-$MANY_STREAMS]:-}")" "m <= 1"
+  target "streaming: ≤ 2 ms added per event at p99, $MANY_STREAMS streams (6r − 6d)" \
+    "$(diff_of "${R_P99[6r-$MANY_STREAMS]:-}" "${R_P99[6d-$MANY_STREAMS]:-}")" "m <= 2"
+  target "streaming translated to Messages: ≤ 5 ms added per event at p99, $MANY_STREAMS streams (6ta − 6d)" \
+    "$(diff_of "${R_P99[6ta-$MANY_STREAMS]:-}" "${R_P99[6d-$MANY_STREAMS]:-}")" "m <= 5"
+  target "streaming translated to Responses: ≤ 5 ms added per event at p99, $MANY_STREAMS streams (6tr − 6d)" \
+    "$(diff_of "${R_P99[6tr-$MANY_STREAMS]:-}" "${R_P99[6d-$MANY_STREAMS]:-}")" "m <= 5"
   target "streaming: ≤ 1 ms added per event at p99, 1 stream (6r − 6d)" "$(diff_of "${R_P99[6r-1]:-}" "${R_P99[6d-1]:-}")" "m <= 1"
   s7=${R_P50[7-$SCALE_SMALL]:-} l7=${R_P50[7-$SCALE_LARGE]:-}
-  target "$SCALE_LARGE entries: hit p50 within 1.2 × of $SCALE_SMALL (ratio)" "$(ratio "$l7" "$s7")" "m <= 1.2"
+  target "$SCALE_LARGE entries: hit p50 within 1.1 × of $SCALE_SMALL (ratio)" "$(ratio "$l7" "$s7")" "m <= 1.1"
   h=""
   for r in "${ROWS[@]}"; do
     case "$r" in "| 7-$SCALE_LARGE |"*) h=$(echo "$r" | sed -n 's/.*start to \/health 200: \([0-9.]*\) ms.*/\1/p') ;; esac
   done
   target "$SCALE_LARGE entries: /health answers within 100 ms of start (ms)" "${h:--}" "m <= 100"
-  target "RSS idle ≤ 30 MB (MB)" "${R_RSS[8-idle]:-}" "m <= 30"
-  target "RSS with $OPEN_STREAMS open streams ≤ 100 MB (MB)" "${R_RSS[8-streams]:-}" "m <= 100"
+  target "RSS idle ≤ 10 MB (MB)" "${R_RSS[8-idle]:-}" "m <= 10"
+  target "RSS with $OPEN_STREAMS open streams ≤ 64 MB (MB)" "${R_RSS[8-streams]:-}" "m <= 64"
   # no request answered at all under the attack is the worst case, not a zero ratio
   local slow
   slow=$(ratio "${R_P99[9-attack]:-}" "${R_P99[9-idle]:-}")

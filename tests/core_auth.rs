@@ -59,6 +59,45 @@ fn api_key_sent_as_bearer_and_client_authorization_not_forwarded() {
 }
 
 #[test]
+fn no_client_credential_header_of_any_scheme_reaches_the_upstream_without_forward_auth() {
+    let (up, relay) = setup(json!({"api_key": "sk-relay-secret-1234"}));
+    let headers = [
+        ("Authorization", "Bearer client-token-xyz"),
+        ("X-API-Key", "client-anthropic-key"),
+        ("api-key", "client-azure-key"),
+        ("x-goog-api-key", "client-gemini-key"),
+        ("X-Custom-Header", "hello"),
+    ];
+    // a translated API route, and a pass-through one (another code path upstream)
+    for (path, body) in [
+        ("/v1/chat/completions", chat_body("m")),
+        ("/v1/embeddings", json!({"model": "e", "input": "a"})),
+    ] {
+        let r = post_json_with(&relay.url(path), &body, &headers);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    for req in &seen {
+        assert_eq!(
+            req.header("authorization"),
+            Some("Bearer sk-relay-secret-1234"),
+            "{}",
+            req.path
+        );
+        for name in ["x-api-key", "api-key", "x-goog-api-key"] {
+            assert_eq!(
+                req.header(name),
+                None,
+                "{name} went upstream on {}",
+                req.path
+            );
+        }
+        assert_eq!(req.header("x-custom-header"), Some("hello"), "{}", req.path);
+    }
+}
+
+#[test]
 fn forward_auth_passes_client_authorization() {
     let (up, relay) = setup(json!({"forward_auth": true}));
     let auth = [("Authorization", "Bearer client-token-xyz")];

@@ -20,6 +20,7 @@ const TIMEOUT: Duration = Duration::from_secs(900);
 const ROWS: &[&str] = &[
     "1",
     "1p",
+    "1n",
     "2",
     "2p",
     "3m",

@@ -56,14 +56,33 @@ const NOT_FORWARDED: &[&str] = &[
     "content-type",
     "accept-encoding",
     "expect",
-    "authorization",
-    "x-api-key",
     // the relay's own cache controls (a namespace names a test; none of the provider's business)
     "x-relay-cache-mode",
     "x-relay-cache-sample",
     "x-relay-cache-namespace",
     "x-relay-cache-timing",
 ];
+
+/// Request headers that carry a client's credential: forwarded only with `forward_auth`
+/// (`Authorization` and `x-api-key` as the one credential of [`Upstream::credential`], Azure's
+/// `api-key` and Gemini's `x-goog-api-key` as they were sent). Without it the endpoint's own
+/// key is the only credential an upstream sees: a client's key never reaches a provider the
+/// relay pays for, and never rides along beside the relay's.
+const CREDENTIALS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+fn is_credential(name: &str) -> bool {
+    CREDENTIALS.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Whether the client header `name` goes upstream as it is (before the endpoint's own headers
+/// win). With `forward_auth`, `Authorization` / `x-api-key` go as the one chosen credential.
+fn forwardable(name: &str, forward_auth: bool) -> bool {
+    if is_credential(name) {
+        forward_auth && crate::util::forwarded_credential(&[(name, ())]).is_none()
+    } else {
+        !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h))
+    }
+}
 
 /// Response headers never passed back to the client (hop-by-hop, and those tiny_http sets).
 pub const NOT_RETURNED: &[&str] = &[
@@ -323,12 +342,9 @@ impl Upstream {
     /// against an endpoint's health.
     pub fn check_forwardable(&self, headers: &[(String, String)]) -> Result<(), ApiError> {
         for (name, value) in headers {
-            let auth = name.eq_ignore_ascii_case("authorization")
-                || name.eq_ignore_ascii_case("x-api-key");
-            if auth && !self.forward_auth {
-                continue;
-            }
-            if !auth && NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            let sent =
+                forwardable(name, self.forward_auth) || (self.forward_auth && is_credential(name));
+            if !sent {
                 continue;
             }
             let name_ok = ureq::http::HeaderName::from_bytes(name.as_bytes()).is_ok();
@@ -362,10 +378,7 @@ impl Upstream {
         for (name, value) in client {
             let overridden = own.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
             let replaced = traceparent.is_some() && name.eq_ignore_ascii_case("traceparent");
-            if !overridden
-                && !replaced
-                && !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h))
-            {
+            if !overridden && !replaced && forwardable(name, self.forward_auth) {
                 out.push((name.clone(), value.clone()));
             }
         }
