@@ -613,3 +613,89 @@ fn an_upstream_that_stops_reading_an_upload_is_a_504_naming_the_phase() {
         "{ready}"
     );
 }
+
+#[test]
+fn slow_uploads_hold_at_most_half_the_workers_so_a_miss_still_finds_one() {
+    let up = Upstream::start(|req| {
+        if req.path.ends_with("/responses") {
+            Reply::json(
+                200,
+                json!({"id": "resp_1", "object": "response", "status": "completed",
+                "output": [], "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}),
+            )
+        } else {
+            Reply::json(
+                200,
+                json!({"id": "file-1", "object": "file", "bytes": req.body.len()}),
+            )
+        }
+    });
+    let dir = TempDir::new();
+    // two workers: one may carry an upload, the other stays for everything else
+    let relay = relay_for(
+        &up,
+        &dir,
+        json!({"workers": 2, "client_timeout_ms": 60_000}),
+    );
+    // an upload whose client sends its head and one chunk, then nothing: it holds its worker
+    let stall = || {
+        let mut s = TcpStream::connect(relay.addr()).unwrap();
+        s.write_all(
+            b"POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n\
+              Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        )
+        .unwrap();
+        s
+    };
+    // whether the relay has answered on `s` (a stalled upload is not answered while it waits)
+    let answered = |s: &TcpStream| {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let got = !matches!(s.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        s.set_nonblocking(false).unwrap();
+        got
+    };
+    // a second upload is refused at once with 503 and Retry-After. Polled: until the relay has
+    // read the stalled upload's head a second one is simply served, and if the second one's
+    // head is read first, the stalled one is the one refused (then it is sent again)
+    let mut stalled = stall();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        let answer = chunked_upload(
+            &relay.addr(),
+            "/v1/files",
+            &[b"second".to_vec()],
+            BodyEnd::Whole,
+        );
+        if answered(&stalled) {
+            stalled = stall();
+            continue;
+        }
+        if status_of(&answer) == Some(503) {
+            break answer;
+        }
+        assert_eq!(status_of(&answer), Some(200), "{answer}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after: 1"),
+        "{refused}"
+    );
+    let err = &json_of(&refused)["error"];
+    assert_eq!(err["code"], "relay_busy", "{refused}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("uploads"),
+        "{refused}"
+    );
+    // while the upload still holds its worker, a request for the other worker is answered
+    let r = post_json(
+        &relay.url("/v1/responses"),
+        &json!({"model": "m", "input": "hi"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(stalled);
+}

@@ -53,6 +53,8 @@ use crate::upstream::limit;
 /// A pass-through request admitted to the `workers` pool.
 pub struct Pass {
     _permit: limit::Permit,
+    /// An upload streamed from the client holds one of the workers' upload places.
+    _upload: Option<limit::Permit>,
     /// The body, read whole to check its `model` against the key's allow-list; sent as read.
     body: Option<Vec<u8>>,
     /// That body's share of `max_body_bytes_in_flight` until the call is done.
@@ -108,7 +110,8 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
     if let Some(id) = crate::util::api_route(&ex.access.path).strip_prefix("/models/") {
         state.gate.allow_model(ex.client(), id)?;
     }
-    if !allowed.is_empty() && has_body(req, &headers) {
+    let streams_body = has_body(req, &headers);
+    if !allowed.is_empty() && streams_body {
         let content_type = header(&headers, "content-type").unwrap_or_default();
         match body_model::multipart_boundary(content_type)? {
             Some(boundary) => {
@@ -126,9 +129,14 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
             }
         }
     }
+    // a body still to come from the client holds its worker as long as the client takes
+    let upload = (body.is_none() && streams_body)
+        .then(|| state.upstream.uploads.try_acquire())
+        .transpose()?;
     let permit = state.upstream.limiter.try_acquire()?;
     Ok(Some(Pass {
         _permit: permit,
+        _upload: upload,
         body,
         _reserved: reserved,
         multipart,
@@ -151,6 +159,7 @@ pub fn admit_read(
     let permit = state.upstream.limiter.try_acquire()?;
     Ok(Some(Pass {
         _permit: permit,
+        _upload: None,
         body: Some(body),
         _reserved: Some(reserved),
         multipart: None,

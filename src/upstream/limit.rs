@@ -1,5 +1,7 @@
-//! `max_concurrent_requests`: a counter of in-flight upstream calls. Beyond the limit a request
-//! is refused at once (503 with `Retry-After`) instead of waiting in an unbounded queue.
+//! Counters of in-flight upstream work: `max_concurrent_requests` (every upstream call) and the
+//! share of `workers` that pass-through uploads may hold while a client streams a body. Beyond
+//! a limit a request is refused at once (503 with `Retry-After`) instead of waiting in an
+//! unbounded queue.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,6 +15,8 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 pub struct Limiter {
     max: Option<usize>,
     in_flight: Arc<AtomicUsize>,
+    /// What is counted, for the refusal: "… already has {max} {what}; retry …".
+    what: &'static str,
 }
 
 /// One admitted call; frees its place when dropped.
@@ -32,6 +36,19 @@ impl Limiter {
         Limiter {
             max,
             in_flight: Arc::new(AtomicUsize::new(0)),
+            what: "upstream requests in flight (max_concurrent_requests)",
+        }
+    }
+
+    /// Pass-through uploads whose body streams from the client: each holds a worker for as
+    /// long as the client takes to send it, so they may hold at most half of the `workers`
+    /// (at least one), and a miss always finds a worker however many clients upload slowly.
+    pub fn uploads(workers: usize) -> Limiter {
+        Limiter {
+            max: Some((workers / 2).max(1)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            what: "uploads streaming to an upstream (at most half of `workers`, so that \
+                   other requests always find a worker)",
         }
     }
 
@@ -52,8 +69,8 @@ impl Limiter {
             Err(ApiError::busy(
                 "relay_busy",
                 format!(
-                    "the relay already has {max} upstream requests in flight \
-                     (max_concurrent_requests); retry after {RETRY_AFTER_SECS} s"
+                    "the relay already has {max} {}; retry after {RETRY_AFTER_SECS} s",
+                    self.what
                 ),
                 RETRY_AFTER_SECS,
             ))

@@ -127,6 +127,8 @@ pub struct Upstream {
     timeouts: Timeouts,
     /// `max_concurrent_requests`; hold a permit around each upstream call.
     pub limiter: Limiter,
+    /// Pass-through uploads streamed from the client: at most half of the workers.
+    pub uploads: Limiter,
 }
 
 /// A response from the endpoint that answered.
@@ -180,6 +182,7 @@ impl Upstream {
             forward_auth,
             timeouts,
             limiter: Limiter::new(s.max_concurrent),
+            uploads: Limiter::uploads(workers),
         }
     }
 
