@@ -663,7 +663,7 @@ fn slow_uploads_hold_at_most_half_the_workers_so_a_miss_still_finds_one() {
     let refused = loop {
         assert!(std::time::Instant::now() < deadline, "never refused");
         let answer = chunked_upload(
-            &relay.addr(),
+            relay.addr(),
             "/v1/files",
             &[b"second".to_vec()],
             BodyEnd::Whole,
