@@ -1,5 +1,6 @@
 //! The objects a key creates through the relay and owns — files, uploads, batches, stored
-//! responses, vector stores, fine-tuning jobs — as the OpenAI API names them: which route
+//! responses, stored chat completions, conversations, vector stores, fine-tuning jobs — as the
+//! OpenAI API names them: which route
 //! creates, lists or addresses which kind, which ids a request body refers to, which ids an
 //! answer makes the caller (or the object's owner) own, and the 404 the upstream gives for an
 //! id it does not know, which is what a key gets for another key's object.
@@ -23,17 +24,23 @@ pub enum Kind {
     ResponseItem,
     VectorStore,
     FineTuningJob,
+    /// A chat completion the upstream stored (`store: true`), read at `/chat/completions/{id}`.
+    ChatCompletion,
+    /// A conversation (`POST /v1/conversations`), which a Responses request may name.
+    Conversation,
 }
 
 impl Kind {
     /// The collection each kind lives under (below `/v1`).
-    const COLLECTIONS: [(&'static str, Kind); 6] = [
+    const COLLECTIONS: [(&'static str, Kind); 8] = [
         ("/files", Kind::File),
         ("/uploads", Kind::Upload),
         ("/batches", Kind::Batch),
         ("/responses", Kind::Response),
         ("/vector_stores", Kind::VectorStore),
         ("/fine_tuning/jobs", Kind::FineTuningJob),
+        ("/chat/completions", Kind::ChatCompletion),
+        ("/conversations", Kind::Conversation),
     ];
 
     /// The answer an upstream gives for an id it does not know (OpenAI's status and body).
@@ -77,6 +84,16 @@ impl Kind {
                 format!("Could not find fine-tune job: {id}"),
                 Value::Null,
                 json!("fine_tune_not_found"),
+            ),
+            Kind::ChatCompletion => (
+                format!("Completion with id '{id}' not found."),
+                Value::Null,
+                Value::Null,
+            ),
+            Kind::Conversation => (
+                format!("Conversation with id '{id}' not found."),
+                Value::Null,
+                Value::Null,
             ),
         };
         let body = json!({"error": {"message": message, "type": "invalid_request_error",
@@ -129,10 +146,11 @@ impl Route {
             let tail = decoded.get(collection.len()..).unwrap_or("");
             if tail.is_empty() || tail == "/" {
                 return match (method, kind) {
-                    // POST /v1/responses is an API call of the pipeline, not a pass-through
-                    ("POST", Kind::Response) => Route::Other,
+                    // POST /v1/responses and /v1/chat/completions are API calls of the
+                    // pipeline, not pass-throughs (it records what they store)
+                    ("POST", Kind::Response | Kind::ChatCompletion) => Route::Other,
                     ("POST", _) => Route::Create(kind),
-                    ("GET", Kind::Response | Kind::Upload) => Route::Other,
+                    ("GET", Kind::Response | Kind::Upload | Kind::Conversation) => Route::Other,
                     ("GET", _) => Route::List(kind),
                     _ => Route::Other,
                 };
@@ -244,7 +262,8 @@ pub fn deletes(route: &Route, method: &str) -> bool {
 }
 
 /// The owned objects a request body refers to: file ids (`file_id`, `file_ids`,
-/// `input_file_id`, `training_file`, `validation_file`), `previous_response_id` and vector
+/// `input_file_id`, `training_file`, `validation_file`), `previous_response_id`, a Responses
+/// request's `conversation` (an id, or `{"id": …}`), vector
 /// store ids (`vector_store_id`, `vector_store_ids`) and Responses `item_reference`s, at any depth (a file in a chat message,
 /// a vector store in a `file_search` tool).
 pub fn references(body: &Map<String, Value>) -> Vec<(Kind, String)> {
@@ -273,11 +292,18 @@ fn walk_map(map: &Map<String, Value>, out: &mut Vec<(Kind, String)>) {
                 Some(Kind::File)
             }
             "previous_response_id" => Some(Kind::Response),
+            "conversation" => Some(Kind::Conversation),
             "vector_store_id" | "vector_store_ids" => Some(Kind::VectorStore),
             _ => None,
         };
         match (kind, v) {
             (Some(kind), Value::String(id)) => out.push((kind, id.clone())),
+            // a Responses request's `conversation` may be `{"id": "conv_…"}`
+            (Some(Kind::Conversation), Value::Object(c)) => {
+                if let Some(id) = c.get("id").and_then(Value::as_str) {
+                    out.push((Kind::Conversation, id.to_string()));
+                }
+            }
             (Some(kind), Value::Array(ids)) => out.extend(
                 ids.iter()
                     .filter_map(Value::as_str)
@@ -323,6 +349,19 @@ mod tests {
             ("DELETE", "/files/file-1", obj(Kind::File, "file-1", "")),
             ("GET", "/filesystem", Route::Other),
             ("POST", "/responses", Route::Other),
+            ("POST", "/chat/completions", Route::Other),
+            (
+                "GET",
+                "/chat/completions/chatcmpl-1/messages",
+                obj(Kind::ChatCompletion, "chatcmpl-1", "/messages"),
+            ),
+            ("POST", "/conversations", Route::Create(Kind::Conversation)),
+            ("GET", "/conversations", Route::Other),
+            (
+                "GET",
+                "/conversations/conv_1/items",
+                obj(Kind::Conversation, "conv_1", "/items"),
+            ),
             (
                 "GET",
                 "/responses/resp_1",

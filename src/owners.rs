@@ -197,6 +197,33 @@ pub fn record_response(
     }
 }
 
+/// After a native `POST /v1/chat/completions` answer with `store: true` (the upstream keeps
+/// it, readable at `/v1/chat/completions/{id}`): records its id as the caller's. `answer` is
+/// the whole JSON answer, or the recorded event stream (every chunk carries the id).
+pub fn record_stored_completion(
+    state: &State,
+    client: Option<&Client>,
+    body: &Map<String, Value>,
+    answer: &[u8],
+) {
+    let Some(client) = client else { return };
+    if body.get("store") != Some(&Value::Bool(true)) {
+        return;
+    }
+    let id_of = |v: Value| v.get("id").and_then(Value::as_str).map(str::to_string);
+    let id = match serde_json::from_slice::<Value>(answer) {
+        Ok(whole) => id_of(whole),
+        Err(_) => answer
+            .split(|b| *b == b'\n')
+            .filter_map(crate::answer::data_payload)
+            .filter_map(|data| serde_json::from_slice::<Value>(data).ok())
+            .find_map(id_of),
+    };
+    if let Some(id) = id {
+        record(state, &id, &client.key_id);
+    }
+}
+
 /// The ids a Responses answer stores: the response's and its output items' (which a later
 /// `item_reference` may name), from a whole JSON answer or from a stream's events that carry
 /// the `response` object (`response.created`, `response.completed`).

@@ -535,10 +535,15 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     // a Responses answer the upstream itself stores is owned by the caller: a stream's id is
     // recorded just before its end reaches the client
     let owns_response = call.endpoint == Endpoint::Responses && call.translation.is_none();
+    // so is a chat completion it stores (`store: true`)
+    let owns_completion = call.endpoint == Endpoint::Chat && call.translation.is_none();
     let client = ex.client().cloned();
     let before_end = |recorded: &[u8]| {
         if owns_response {
             owners::record_response(state, client.as_ref(), &call.body, recorded);
+        }
+        if owns_completion {
+            owners::record_stored_completion(state, client.as_ref(), &call.body, recorded);
         }
         if let (Some(pending), Some(t)) = (&call.kept, &call.translation) {
             stored::keep_chat(state, client.as_ref(), pending, t, recorded);
@@ -643,6 +648,9 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     if owns_response && (200..300).contains(&status) {
         // before answering, so the client's next request finds the owner
         owners::record_response(state, client.as_ref(), &call.body, &data);
+    }
+    if owns_completion && (200..300).contains(&status) {
+        owners::record_stored_completion(state, client.as_ref(), &call.body, &data);
     }
     ex.access.body_log_at = body_log::record(&ex.access.path, &call.body, status, &data);
     ex.access.usage = Usage::of_bytes(api, &data).unwrap_or_default();

@@ -355,6 +355,98 @@ fn a_stored_response_and_previous_response_id_belong_to_their_key() {
 }
 
 #[test]
+fn stored_chat_completions_and_conversations_belong_to_their_key() {
+    let up = ObjectsApi::start();
+    let relay = relay_for(&up, json!({}));
+    // a chat completion the upstream stores (`store: true`), plain and streamed, is A's
+    let mut ids = Vec::new();
+    for stream in [false, true] {
+        let body = json!({"model": "m", "store": true, "stream": stream,
+            "messages": [{"role": "user", "content": format!("store me {stream}")}]});
+        let r = call(&relay, KEY_A, "POST", "/v1/chat/completions", Some(&body));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let id = if stream {
+            r.body.lines().find_map(|l| {
+                let v: Value = serde_json::from_str(l.strip_prefix("data: ")?).ok()?;
+                Some(v["id"].as_str()?.to_string())
+            })
+        } else {
+            r.json()["id"].as_str().map(str::to_string)
+        };
+        ids.push(id.expect("a completion id"));
+    }
+    for id in &ids {
+        let path = format!("/v1/chat/completions/{id}");
+        assert_eq!(
+            call(&relay, KEY_A, "GET", &path, None).status,
+            200,
+            "{path}"
+        );
+        let before = up.requests().len();
+        let read = call(&relay, KEY_B, "GET", &path, None);
+        assert_eq!(
+            read.json(),
+            upstream_unknown(&relay, &path, "chatcmpl-never", id),
+            "B gets the upstream's answer for an unknown id"
+        );
+        assert_eq!(
+            up.requests().len(),
+            before + 1,
+            "only the admin's probe went upstream"
+        );
+        assert_eq!(call(&relay, ADMIN, "GET", &path, None).status, 200);
+    }
+    // not stored: nothing is owned, the admin's only
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "keep nothing"}]});
+    let r = call(&relay, KEY_A, "POST", "/v1/chat/completions", Some(&body));
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/chat/completions/{id}");
+    assert_eq!(call(&relay, KEY_A, "GET", &path, None).status, 404);
+
+    // a conversation: A's to read, list items of, name in a Responses request and delete
+    let created = call(&relay, KEY_A, "POST", "/v1/conversations", Some(&json!({})));
+    assert_eq!(created.status, 200, "{}", created.body);
+    let conv = created.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/conversations/{conv}");
+    let before = up.requests().len();
+    for (method, p) in [
+        ("GET", path.clone()),
+        ("GET", format!("{path}/items")),
+        ("DELETE", path.clone()),
+    ] {
+        let r = call(&relay, KEY_B, method, &p, None);
+        assert_eq!(r.status, 404, "{method} {p}: {}", r.body);
+        assert!(
+            r.body
+                .contains(&format!("Conversation with id '{conv}' not found")),
+            "{}",
+            r.body
+        );
+    }
+    for conversation in [json!(conv), json!({"id": conv})] {
+        let body = json!({"model": "m", "input": "hi", "conversation": conversation});
+        let r = call(&relay, KEY_B, "POST", "/v1/responses", Some(&body));
+        assert_eq!(r.status, 404, "{}", r.body);
+    }
+    assert_eq!(
+        up.requests().len(),
+        before,
+        "B's requests reached the upstream"
+    );
+    assert_eq!(call(&relay, KEY_A, "GET", &path, None).status, 200);
+    assert_eq!(
+        call(&relay, KEY_A, "GET", &format!("{path}/items"), None).status,
+        200
+    );
+    let body = json!({"model": "m", "input": "hi", "conversation": conv});
+    assert_eq!(
+        call(&relay, KEY_A, "POST", "/v1/responses", Some(&body)).status,
+        200
+    );
+    assert_eq!(call(&relay, KEY_A, "DELETE", &path, None).status, 200);
+}
+
+#[test]
 fn uploads_and_vector_stores_belong_to_their_key() {
     let up = ObjectsApi::start();
     let relay = relay_for(&up, json!({}));

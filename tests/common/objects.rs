@@ -4,7 +4,10 @@
 //! the upstream creates), vector stores (create from `file_ids`, get, list, search), uploads
 //! (create, parts, complete into a file), fine-tuning jobs (create from a `training_file`,
 //! get, list; a job succeeds at once with a result file), and `POST /v1/responses` answering a stored response with a fresh
-//! id, plain or streamed (`GET /v1/responses/{id}` too). An unknown id gets OpenAI's 404 for it.
+//! id, plain or streamed (`GET /v1/responses/{id}` too), chat completions kept with
+//! `store: true` (plain or streamed; `GET /v1/chat/completions/{id}`), and conversations
+//! (create, get, items, delete; a Responses request may name one). An unknown id gets
+//! OpenAI's 404 for it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +26,8 @@ struct Objects {
     vector_stores: Vec<Value>,
     uploads: Vec<Value>,
     jobs: Vec<Value>,
+    completions: Vec<Value>,
+    conversations: Vec<Value>,
 }
 
 impl Objects {
@@ -82,6 +87,24 @@ pub fn no_such_upload(id: &str) -> Reply {
         404,
         json!({"error": {"message": format!("No such Upload object: {id}"),
             "type": "invalid_request_error", "param": "id", "code": null}}),
+    )
+}
+
+/// The 404 for a stored chat completion id the upstream does not know.
+pub fn no_such_completion(id: &str) -> Reply {
+    Reply::json(
+        404,
+        json!({"error": {"message": format!("Completion with id '{id}' not found."),
+            "type": "invalid_request_error", "param": null, "code": null}}),
+    )
+}
+
+/// The 404 for a conversation id the upstream does not know.
+pub fn no_such_conversation(id: &str) -> Reply {
+    Reply::json(
+        404,
+        json!({"error": {"message": format!("Conversation with id '{id}' not found."),
+            "type": "invalid_request_error", "param": null, "code": null}}),
     )
 }
 
@@ -167,8 +190,73 @@ fn reply(objects: &Mutex<Objects>, req: &RecordedRequest) -> Reply {
         ("GET", ["batches", id]) => {
             find(&o.batches, id).map_or_else(|| no_such_batch(id), |b| Reply::json(200, b))
         }
+        ("POST", ["chat", "completions"]) => {
+            let body = req.json();
+            let id = o.id("chatcmpl-fx");
+            let completion = json!({"id": id, "object": "chat.completion", "created": 1_700_000_000,
+                "model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": format!("answer {id}")}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}});
+            if body["store"] == true {
+                o.completions.push(completion.clone());
+            }
+            if body["stream"] == true {
+                let chunk = |delta: Value, finish: Value| {
+                    json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000,
+                        "model": body["model"], "choices": [{"index": 0, "delta": delta,
+                        "finish_reason": finish}]})
+                };
+                let mut events: Vec<(Duration, String)> = [
+                    chunk(
+                        json!({"role": "assistant", "content": "answer"}),
+                        Value::Null,
+                    ),
+                    chunk(json!({}), json!("stop")),
+                ]
+                .iter()
+                .map(|c| (Duration::ZERO, format!("data: {c}\n\n")))
+                .collect();
+                events.push((Duration::ZERO, "data: [DONE]\n\n".to_string()));
+                return Reply::sse(events);
+            }
+            Reply::json(200, completion)
+        }
+        ("GET", ["chat", "completions", id]) => {
+            find(&o.completions, id).map_or_else(|| no_such_completion(id), |c| Reply::json(200, c))
+        }
+        ("POST", ["conversations"]) => {
+            let id = o.id("conv_fx");
+            let conversation = json!({"id": id, "object": "conversation",
+                "created_at": 1_700_000_000, "metadata": {}});
+            o.conversations.push(conversation.clone());
+            Reply::json(200, conversation)
+        }
+        ("GET", ["conversations", id]) => find(&o.conversations, id)
+            .map_or_else(|| no_such_conversation(id), |c| Reply::json(200, c)),
+        ("GET", ["conversations", id, "items"]) => match find(&o.conversations, id) {
+            Some(_) => page(&[], query),
+            None => no_such_conversation(id),
+        },
+        ("DELETE", ["conversations", id]) => match find(&o.conversations, id) {
+            Some(_) => {
+                o.conversations.retain(|c| c["id"] != *id);
+                Reply::json(
+                    200,
+                    json!({"id": id, "object": "conversation.deleted", "deleted": true}),
+                )
+            }
+            None => no_such_conversation(id),
+        },
         ("POST", ["responses"]) => {
             let body = req.json();
+            let conversation = body["conversation"]
+                .as_str()
+                .or_else(|| body["conversation"]["id"].as_str());
+            if let Some(c) = conversation {
+                if find(&o.conversations, c).is_none() {
+                    return no_such_conversation(c);
+                }
+            }
             let stores = body["tools"][0]["vector_store_ids"]
                 .as_array()
                 .cloned()
