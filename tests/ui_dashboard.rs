@@ -15,10 +15,15 @@ const CLIENT: &str = "ui-client-key-0123456789";
 
 /// A relay with auth, the cache, the body log, prices and the dashboard on.
 fn ui_relay(up: &Upstream, dir: &TempDir) -> Relay {
+    ui_relay_in_mode(up, dir, "read_write")
+}
+
+/// [`ui_relay`] with `cache.mode`.
+fn ui_relay_in_mode(up: &Upstream, dir: &TempDir, mode: &str) -> Relay {
     let cfg = json!({
         "auth": {"admin_key": ADMIN, "keys": [{"key": CLIENT, "name": "team-a"}],
                  "keys_file": dir.path().join("keys.json")},
-        "cache": {"enabled": true, "dir": dir.path().join("cache")},
+        "cache": {"enabled": true, "dir": dir.path().join("cache"), "mode": mode},
         "body_log": dir.path().join("bodies.jsonl"),
         "prices": [{"match_model": "*", "input_per_million": 1000.0, "output_per_million": 2000.0}],
         "ui": {"enabled": true},
@@ -435,4 +440,45 @@ fn a_detail_never_shows_another_requests_line_of_a_truncated_body_log() {
     let alpha = detail(1);
     assert_eq!(alpha["bodies"]["source"], "none", "{alpha}");
     assert!(!alpha.to_string().contains("gamma"), "{alpha}");
+}
+
+/// Issue 19/23 follow-up: the cache page and a replay miss read one index of recorded requests,
+/// filled once at start from the directory (entries recorded by an earlier process).
+#[test]
+fn the_cache_page_and_a_replay_miss_share_one_index_filled_at_start() {
+    let up = Upstream::start(|r| echo_reply(r, Duration::ZERO));
+    let dir = TempDir::new();
+    {
+        let relay = ui_relay(&up, &dir);
+        for text in ["first recorded question", "second recorded question"] {
+            let r = chat_as(&relay, CLIENT, &ask(text));
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+    }
+    let relay = ui_relay_in_mode(&up, &dir, "replay");
+    let filled = relay.wait_for_log_line(Duration::from_secs(30), |l| l.contains("cache index:"));
+    assert!(
+        filled
+            .as_ref()
+            .is_some_and(|l| l.contains("2 recorded requests read")),
+        "{filled:?}"
+    );
+    let cache = admin(&relay, "GET", "/admin/ui/cache?q=second", None).json();
+    assert_eq!(cache["index"]["indexed"], 2, "{cache}");
+    assert_eq!(cache["index"]["searchable"], 2, "{cache}");
+    assert_eq!(cache["index"]["filled"], true, "{cache}");
+    assert_eq!(cache["search"]["matches"], 1, "{cache}");
+    let second = cache["search"]["data"][0]["key"].clone();
+    // nothing was stored by this process: the miss finds its closest entry in the same index
+    let r = chat_as(&relay, CLIENT, &ask("second recorded questions"));
+    r.assert_error(404, "cache_miss");
+    let closest = &r.json()["error"]["closest"];
+    assert_eq!(closest["key"], second, "{}", r.body);
+    assert_eq!(
+        closest["differs"],
+        json!(["messages[0].content"]),
+        "{}",
+        r.body
+    );
+    assert_eq!(up.requests().len(), 2, "replay never calls the upstream");
 }

@@ -10,7 +10,7 @@
 //! `lease.rs`) and upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
 //! diff of a miss (`why.rs`), portable cassettes (`cassette.rs`, scanned for credentials by
 //! `secrets.rs`, pruned by `prune.rs`) and the dashboard's index, entry view and export of a
-//! selection (`browse.rs`). For evals: the request headers `cache.client_controls` allows
+//! selection (`browse.rs`, over the same index). For evals: the request headers `cache.client_controls` allows
 //! (`controls.rs`: a sample index and a namespace, both part of the key; a replay pace),
 //! `cache.repeat: "sequence"` (`sequence.rs`) and the replay miss report (`miss_log.rs`).
 
@@ -35,6 +35,7 @@ mod scan;
 mod secrets;
 mod sequence;
 mod serve;
+mod sketch;
 mod store;
 mod upkeep;
 mod why;
@@ -129,13 +130,12 @@ pub struct Cache {
     sequences: sequence::Sequences,
     /// `cache.miss_log`, open.
     miss_log: Option<miss_log::MissLog>,
-    /// Recorded requests by route, scope and model, for the closest entry of a replay miss.
+    /// The recorded requests in memory: the closest entry of a replay miss, the dashboard's
+    /// listing and search.
     index: index::Index,
     /// Answers this process's writes replaced, deleted by the upkeep thread after a grace period.
     replaced: collect::Replaced,
     pub counters: Counters,
-    /// The dashboard's index of recorded requests, once `ui.enabled` asked for it.
-    browse: std::sync::OnceLock<Arc<browse::Index>>,
 }
 
 /// Unix time in seconds, to the millisecond (entry ages are compared against whole seconds,
@@ -179,7 +179,6 @@ impl Cache {
             index: index::Index::default(),
             replaced: collect::Replaced::default(),
             counters: Counters::default(),
-            browse: std::sync::OnceLock::new(),
             config: config.clone(),
         })))
     }
@@ -452,16 +451,13 @@ impl Cache {
             self.replaced.push(&c.key, before);
         }
         self.index
-            .insert(&plan.route, &plan.scope, &c.key, &c.canonical);
+            .insert(&c.key, &meta, &c.canonical, response.len() as u64);
         if !existed {
             self.counters.entries.fetch_add(1, Ordering::Relaxed);
             self.counters.bytes.fetch_add(
                 (response.len() + c.canonical.len()) as u64,
                 Ordering::Relaxed,
             );
-        }
-        if let Some(index) = self.browse.get() {
-            index.add(&c.key, &meta, &c.canonical, response.len() as u64);
         }
         self.memory.insert(
             &c.key,
@@ -479,24 +475,21 @@ impl Cache {
         true
     }
 
-    /// The dashboard's index of recorded requests (`ui.cache_index_bytes`), made and filled
-    /// from the directory (on its own thread) the first time it is asked for.
-    pub fn index(self: &Arc<Cache>, max_bytes: u64) -> Arc<browse::Index> {
-        let mut fresh = false;
-        let index = self.browse.get_or_init(|| {
-            fresh = true;
-            Arc::new(browse::Index::new(max_bytes))
-        });
-        if fresh {
-            let (filling, dir) = (Arc::clone(index), self.config.dir.clone());
+    /// The index of recorded requests, with request texts kept for the dashboard's search
+    /// (within `ui.cache_index_bytes`, the first call's bound) from the first call on. When
+    /// that call comes after entries were indexed (a reload turned the dashboard on), their
+    /// texts are read on a thread of their own.
+    pub fn index(self: &Arc<Cache>, max_bytes: u64) -> &index::Index {
+        if self.index.enable_search(max_bytes) {
+            let cache = Arc::clone(self);
             let spawned = std::thread::Builder::new()
                 .name("cache-index".into())
-                .spawn(move || filling.fill(&dir));
+                .spawn(move || cache.index.add_texts(&cache.config.dir));
             if let Err(e) = spawned {
                 log::error(&format!("cannot start the cache index thread: {e}"));
             }
         }
-        Arc::clone(index)
+        &self.index
     }
 
     /// `GET /cache/stats`.
