@@ -21,6 +21,7 @@ mod collect;
 mod commands;
 mod config;
 mod controls;
+mod counters;
 mod fleet;
 mod flight;
 mod index;
@@ -40,7 +41,7 @@ mod store;
 mod upkeep;
 mod why;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +57,7 @@ pub use cassette::{
 };
 pub use commands::{misses_command, scan_command, stats_command, why_command, WhyBound};
 pub use config::{CacheConfig, Mode, RawCache, Repeat, Scope};
+pub use counters::Counters;
 pub use flight::Role;
 pub use key::check_namespace;
 pub use plan::Plan;
@@ -108,16 +110,6 @@ impl Status {
             Status::Bypass => "BYPASS",
         }
     }
-}
-
-/// Running totals since start (entries and bytes: of the directory, from the start-up scan on).
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub entries: AtomicU64,
-    pub bytes: AtomicU64,
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub tokens_saved: AtomicU64,
 }
 
 pub struct Cache {
@@ -436,9 +428,16 @@ impl Cache {
         };
         let existed = store::request_path(&self.config.dir, &c.key).exists();
         let before = store::referenced_answer(&self.config.dir, &c.key);
+        let bytes = (response.len() + c.canonical.len()) as u64;
+        if !existed {
+            self.counters.created(&c.key, bytes);
+        }
         let stamp = match store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
             Ok(stamp) => stamp,
             Err(e) => {
+                if !existed {
+                    self.counters.not_created(&c.key, bytes);
+                }
                 log::error(&format!(
                     "cannot write cache entry in {}: {e}",
                     self.config.dir.display()
@@ -452,13 +451,6 @@ impl Cache {
         }
         self.index
             .insert(&c.key, &meta, &c.canonical, response.len() as u64);
-        if !existed {
-            self.counters.entries.fetch_add(1, Ordering::Relaxed);
-            self.counters.bytes.fetch_add(
-                (response.len() + c.canonical.len()) as u64,
-                Ordering::Relaxed,
-            );
-        }
         self.memory.insert(
             &c.key,
             Arc::new(Entry {
