@@ -16,6 +16,7 @@
 
 pub mod balance;
 pub mod endpoints;
+mod entry;
 mod idle;
 pub mod limit;
 mod retry;
