@@ -1,5 +1,5 @@
 //! The cache's running totals: entries and bytes of the directory (from the start-up scan on),
-//! hits, misses and tokens saved since start.
+//! hits, misses and tokens saved since start, and `GET /cache/stats`.
 //!
 //! The scan (or, without the scan lease, the count) and the stores of this process both add
 //! to the entry and byte totals without overwriting each other: from [`Counters::scan_started`]
@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use serde_json::json;
+
 use super::scan::Report;
+use super::{Cache, Entry};
 
 #[derive(Debug)]
 pub struct Counters {
@@ -101,5 +104,45 @@ impl Counters {
     /// The scan did not run (another replica holds its lease): the totals stand.
     pub fn scan_abandoned(&self) {
         *self.fresh_lock() = None;
+    }
+}
+
+impl Cache {
+    /// Counts a served hit.
+    pub fn served(&self, entry: &Entry) {
+        self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .tokens_saved
+            .fetch_add(entry.usage.unwrap_or_default().total(), Ordering::Relaxed);
+        self.hits.record(&entry.key, crate::util::now_secs());
+    }
+
+    pub fn missed(&self) {
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `GET /cache/stats`.
+    pub fn stats_json(&self) -> Vec<u8> {
+        let c = &self.counters;
+        let hits = c.hits.load(Ordering::Relaxed);
+        let misses = c.misses.load(Ordering::Relaxed);
+        let ratio = if hits + misses == 0 {
+            0.0
+        } else {
+            hits as f64 / (hits + misses) as f64
+        };
+        json!({
+            "enabled": true,
+            "entries": c.entries.load(Ordering::Relaxed),
+            "bytes": c.bytes.load(Ordering::Relaxed),
+            "hits": hits,
+            "misses": misses,
+            "hit_ratio": ratio,
+            "tokens_saved": c.tokens_saved.load(Ordering::Relaxed),
+            "memory_entries": self.memory.usage().0,
+            "memory_bytes": self.memory.usage().1,
+        })
+        .to_string()
+        .into_bytes()
     }
 }
