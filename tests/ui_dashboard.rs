@@ -482,3 +482,47 @@ fn the_cache_page_and_a_replay_miss_share_one_index_filled_at_start() {
     );
     assert_eq!(up.requests().len(), 2, "replay never calls the upstream");
 }
+
+/// A reload that turns the dashboard on: the index was filled without request texts (the
+/// dashboard was off), so they are read then, and the search covers the earlier entries.
+#[test]
+fn a_reload_that_turns_the_dashboard_on_makes_earlier_entries_searchable() {
+    let up = Upstream::start(|r| echo_reply(r, Duration::ZERO));
+    let dir = TempDir::new();
+    let cfg = |ui: bool| {
+        config_json(
+            &up.base_url(),
+            json!({
+                "auth": {"admin_key": ADMIN, "keys": [{"key": CLIENT, "name": "team-a"}]},
+                "cache": {"enabled": true, "dir": dir.path().join("cache")},
+                "ui": {"enabled": ui},
+            }),
+        )
+    };
+    let relay = Relay::start(&cfg(false));
+    relay
+        .wait_for_log_line(Duration::from_secs(30), |l| l.contains("cache index:"))
+        .expect("the index is filled");
+    for text in ["first recorded question", "second recorded question"] {
+        let r = chat_as(&relay, CLIENT, &ask(text));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    std::fs::write(relay.config_path(), cfg(true)).unwrap();
+    relay.signal("HUP");
+    relay
+        .wait_for_log_line(Duration::from_secs(30), |l| l.contains("config reloaded"))
+        .expect("a `config reloaded` log line");
+    // the texts are read on a thread of their own: wait for them
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let cache = loop {
+        let cache = admin(&relay, "GET", "/admin/ui/cache?q=second", None).json();
+        if cache["index"]["searchable"] == 2 || std::time::Instant::now() > deadline {
+            break cache;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(cache["index"]["indexed"], 2, "{cache}");
+    assert_eq!(cache["index"]["searchable"], 2, "{cache}");
+    assert_eq!(cache["search"]["matches"], 1, "{cache}");
+    assert_eq!(cache["search"]["data"][0]["namespace"], "shared", "{cache}");
+}

@@ -12,7 +12,7 @@
 //! Filled once at start (one read of every `.request`, after the start-up scan, on the upkeep
 //! thread, whichever replica holds the scan lease), then by every store; entries removed by
 //! maintenance or quarantined leave it. Bounded: at most [`MAX_INDEXED`] entries (the oldest
-//! leave first; about 1 KiB each without text), and the search texts at most
+//! leave first; each a little over 1 KiB without text, its fingerprint), and the texts at most
 //! `ui.cache_index_bytes` (past it the oldest entries leave the search, not the index). A
 //! replay search compares at most [`MAX_COMPARED`] fingerprints, same model first.
 
