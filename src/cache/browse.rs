@@ -1,19 +1,76 @@
-//! The dashboard's view of the cache: entries by model and namespace and search by text, both
+//! The dashboard's view of the cache: request texts kept for search once it is on, entries by
+//! model and namespace and search by text, both
 //! over the one index of recorded requests (`index.rs`; a search reads only the index, so its
 //! answer says how many entries it covers), and one entry opened with credentials redacted.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::index::{self, namespace, Index, Item};
+use super::index::{self, namespace, search_text, Index, Item, ENTRY_OVERHEAD};
 use super::store;
 
 /// Matches one search returns, at most.
 const MAX_MATCHES: usize = 200;
 
 impl Index {
+    /// Keeps request texts for the dashboard's search from now on, within `max_bytes` (the
+    /// first call's bound holds). Returns true if it was off and entries are indexed without
+    /// their text (then [`Index::add_texts`] reads them).
+    pub fn enable_search(&self, max_bytes: u64) -> bool {
+        let mut inner = self.write();
+        if inner.search_max.is_some() {
+            return false;
+        }
+        inner.search_max = Some(usize::try_from(max_bytes).unwrap_or(usize::MAX));
+        !inner.items.is_empty()
+    }
+
+    /// Reads the search text of every indexed entry that has none (search turned on by a
+    /// reload after the fill), newest first, until the bound is reached.
+    pub fn add_texts(&self, dir: &Path) {
+        let missing: Vec<String> = {
+            let inner = self.read();
+            let mut keys: Vec<(u64, &String)> = inner
+                .items
+                .iter()
+                .filter(|(_, i)| i.text.is_none())
+                .map(|(k, i)| (i.seq, k))
+                .collect();
+            keys.sort_unstable_by_key(|k| std::cmp::Reverse(k.0));
+            keys.into_iter().map(|(_, k)| k.clone()).collect()
+        };
+        for key in missing {
+            let Ok(file) = fs::read(store::request_path(dir, &key)) else {
+                continue;
+            };
+            let Some((_, canonical)) = store::split_request(&file) else {
+                continue;
+            };
+            let text = search_text(canonical);
+            let mut inner = self.write();
+            let room = inner
+                .search_max
+                .unwrap_or(usize::MAX)
+                .saturating_sub(inner.text_bytes);
+            let Some(item) = inner.items.get_mut(&key).filter(|i| i.text.is_none()) else {
+                continue;
+            };
+            let cost =
+                ENTRY_OVERHEAD + key.len() + item.route.len() + item.model.len() + text.len();
+            if cost > room {
+                return;
+            }
+            item.text = Some(text);
+            let seq = item.seq;
+            inner.text_bytes += cost;
+            // older than every text kept so far: it leaves the search first
+            inner.texts.push_front((seq, key));
+        }
+    }
+
     /// Entries by model, namespace and route, and what the index covers.
     pub fn summary(&self) -> Value {
         let inner = self.read();

@@ -35,7 +35,7 @@ pub const READ: usize = 3;
 /// Characters of an entry's request text kept for the dashboard's search.
 const MAX_TEXT: usize = 4096;
 /// Per-entry overhead counted against `ui.cache_index_bytes`, on top of its strings.
-const ENTRY_OVERHEAD: usize = 160;
+pub(super) const ENTRY_OVERHEAD: usize = 160;
 
 /// One indexed entry.
 #[derive(Debug)]
@@ -69,11 +69,11 @@ impl Item {
 pub(super) struct Inner {
     pub(super) items: HashMap<String, Item>,
     /// (route, scope) → keys, oldest first.
-    groups: HashMap<(String, String), Vec<String>>,
+    pub(super) groups: HashMap<(String, String), Vec<String>>,
     /// Insertion order for the bound: (seq, key); stale pairs are skipped.
-    order: VecDeque<(u64, String)>,
+    pub(super) order: VecDeque<(u64, String)>,
     /// Entries holding a search text, oldest first: (seq, key); stale pairs are skipped.
-    texts: VecDeque<(u64, String)>,
+    pub(super) texts: VecDeque<(u64, String)>,
     next_seq: u64,
     /// What the search texts cost.
     pub(super) text_bytes: usize,
@@ -146,7 +146,7 @@ pub fn namespace(scope: &str) -> String {
     }
 }
 
-fn search_text(canonical: &[u8]) -> Box<str> {
+pub(super) fn search_text(canonical: &[u8]) -> Box<str> {
     String::from_utf8_lossy(canonical)
         .chars()
         .take(MAX_TEXT)
@@ -160,7 +160,7 @@ impl Index {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+    pub(super) fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -241,61 +241,6 @@ impl Index {
 
     pub fn ready(&self) -> bool {
         self.read().ready
-    }
-
-    /// Keeps request texts for the dashboard's search from now on, within `max_bytes` (the
-    /// first call's bound holds). Returns true if it was off and entries are indexed without
-    /// their text (then [`Index::add_texts`] reads them).
-    pub fn enable_search(&self, max_bytes: u64) -> bool {
-        let mut inner = self.write();
-        if inner.search_max.is_some() {
-            return false;
-        }
-        inner.search_max = Some(usize::try_from(max_bytes).unwrap_or(usize::MAX));
-        !inner.items.is_empty()
-    }
-
-    /// Reads the search text of every indexed entry that has none (search turned on by a
-    /// reload after the fill), newest first, until the bound is reached.
-    pub fn add_texts(&self, dir: &Path) {
-        let missing: Vec<String> = {
-            let inner = self.read();
-            let mut keys: Vec<(u64, &String)> = inner
-                .items
-                .iter()
-                .filter(|(_, i)| i.text.is_none())
-                .map(|(k, i)| (i.seq, k))
-                .collect();
-            keys.sort_unstable_by_key(|k| std::cmp::Reverse(k.0));
-            keys.into_iter().map(|(_, k)| k.clone()).collect()
-        };
-        for key in missing {
-            let Ok(file) = fs::read(store::request_path(dir, &key)) else {
-                continue;
-            };
-            let Some((_, canonical)) = store::split_request(&file) else {
-                continue;
-            };
-            let text = search_text(canonical);
-            let mut inner = self.write();
-            let room = inner
-                .search_max
-                .unwrap_or(usize::MAX)
-                .saturating_sub(inner.text_bytes);
-            let Some(item) = inner.items.get_mut(&key).filter(|i| i.text.is_none()) else {
-                continue;
-            };
-            let cost =
-                ENTRY_OVERHEAD + key.len() + item.route.len() + item.model.len() + text.len();
-            if cost > room {
-                return;
-            }
-            item.text = Some(text);
-            let seq = item.seq;
-            inner.text_bytes += cost;
-            // older than every text kept so far: it leaves the search first
-            inner.texts.push_front((seq, key));
-        }
     }
 
     /// The keys of at most [`READ`] entries of `route` and `scope` nearest to `asked`, nearest
