@@ -421,23 +421,33 @@ fn a_detail_never_shows_another_requests_line_of_a_truncated_body_log() {
     let relay = Relay::start(&config_json(&up.base_url(), cfg));
     let ask = |text: &str| json!({"model": "m", "messages": [{"role": "user", "content": text}]});
     assert_eq!(chat_as(&relay, CLIENT, &ask("alpha")).status, 200);
-    let detail = |n: usize| {
-        let list = admin(&relay, "GET", "/admin/ui/requests", None).json();
+    // the n-th last of `listed` requests: a request is listed once its exchange is dropped,
+    // just after the client has its answer, so wait until all of them are
+    let detail = |n: usize, listed: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let list = loop {
+            let list = admin(&relay, "GET", "/admin/ui/requests", None).json();
+            let len = list["data"].as_array().map_or(0, Vec::len);
+            if len >= listed || std::time::Instant::now() > deadline {
+                break list;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let id = list["data"][n]["id"].as_u64().unwrap();
         admin(&relay, "GET", &format!("/admin/ui/requests/{id}"), None).json()
     };
     assert_eq!(
-        detail(0)["bodies"]["request"]["messages"][0]["content"],
+        detail(0, 1)["bodies"]["request"]["messages"][0]["content"],
         "alpha"
     );
     // rotated away: the next line starts where alpha's did, and is the same length
     std::fs::write(&log, b"").unwrap();
     assert_eq!(chat_as(&relay, CLIENT, &ask("gamma")).status, 200);
     assert_eq!(
-        detail(0)["bodies"]["request"]["messages"][0]["content"],
+        detail(0, 2)["bodies"]["request"]["messages"][0]["content"],
         "gamma"
     );
-    let alpha = detail(1);
+    let alpha = detail(1, 2);
     assert_eq!(alpha["bodies"]["source"], "none", "{alpha}");
     assert!(!alpha.to_string().contains("gamma"), "{alpha}");
 }
