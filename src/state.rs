@@ -61,7 +61,7 @@ impl State {
         };
         let ui = Dashboard::open(config.ui, previous.and_then(|p| p.ui.as_ref()));
         if let (Some(_), Some(cache)) = (&ui, &cache) {
-            // the cache page's index starts filling now, on its own thread
+            // the index keeps request texts for the cache page's search from now on
             cache.index(config.ui.cache_index_bytes);
         }
         Ok(State {

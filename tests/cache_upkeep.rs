@@ -309,3 +309,85 @@ fn cache_maintenance_runs_every_interval_hours_not_only_at_start() {
         "removed: fewer than min_hit_count hits"
     );
 }
+
+/// `llm_relay_cache_entries` (and `/cache/stats`) count entries stored while the start-up scan
+/// runs: the scan's count used to overwrite them. The scan is held still by a named pipe in
+/// place of a `.request` (it blocks on reading it), in the last fan-out folder, so every store
+/// happens after the scan has passed its folder, and the scan ends only when the test feeds
+/// the pipe.
+#[test]
+fn entries_stored_during_the_start_up_scan_are_counted() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_NONBLOCK: i32 = 0o4000; // Linux
+
+    let up = echo_upstream();
+    let dir = TempDir::new();
+    let d = dir.path();
+    for n in 0..2 {
+        let canonical = format!("{{\"model\":\"m\",\"n\":{n}}}");
+        write_entry(
+            d,
+            "/chat/completions",
+            &canonical,
+            r#"{"choices":[{"message":{"content":"x"}}]}"#,
+        );
+    }
+    std::fs::create_dir_all(d.join("ff")).unwrap();
+    let pipe = d.join("ff").join(format!("{}.request", "f".repeat(64)));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // a writer can open the pipe without waiting only while a reader has it open
+    let open_writer = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&pipe)
+    };
+
+    let relay = Relay::start(&cache_config(&up.base_url(), d, json!({}), json!({})));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut writer = loop {
+        match open_writer() {
+            Ok(w) => break w,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("the scan never reached the pipe: {e}"),
+        }
+    };
+    // the scan waits on the open pipe: these entries land behind it
+    let stored = 5;
+    for i in 0..stored {
+        assert_eq!(
+            x_cache(&relay, &format!("stored during the scan {i}")),
+            "MISS"
+        );
+    }
+    // feed the pipe (every time the scan opens it again) until the scan ends
+    writer.write_all(b"not an entry\n").unwrap();
+    drop(writer);
+    let line = loop {
+        if let Some(line) =
+            relay.wait_for_log_line(Duration::from_millis(50), |l| l.contains("cache scan of"))
+        {
+            break line;
+        }
+        assert!(std::time::Instant::now() < deadline, "the scan never ended");
+        if let Ok(mut w) = open_writer() {
+            let _ = w.write_all(b"not an entry\n");
+        }
+    };
+    assert!(line.contains("2 entries"), "{line}");
+    let metrics = get(&relay.url("/metrics")).body;
+    let gauge = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("llm_relay_cache_entries "))
+        .unwrap_or_else(|| panic!("no gauge in {metrics}"));
+    assert_eq!(gauge, (2 + stored).to_string(), "{metrics}");
+    let stats = get(&relay.url("/cache/stats")).json();
+    assert_eq!(stats["entries"], 2 + stored, "{stats}");
+}

@@ -15,10 +15,15 @@ const CLIENT: &str = "ui-client-key-0123456789";
 
 /// A relay with auth, the cache, the body log, prices and the dashboard on.
 fn ui_relay(up: &Upstream, dir: &TempDir) -> Relay {
+    ui_relay_in_mode(up, dir, "read_write")
+}
+
+/// [`ui_relay`] with `cache.mode`.
+fn ui_relay_in_mode(up: &Upstream, dir: &TempDir, mode: &str) -> Relay {
     let cfg = json!({
         "auth": {"admin_key": ADMIN, "keys": [{"key": CLIENT, "name": "team-a"}],
                  "keys_file": dir.path().join("keys.json")},
-        "cache": {"enabled": true, "dir": dir.path().join("cache")},
+        "cache": {"enabled": true, "dir": dir.path().join("cache"), "mode": mode},
         "body_log": dir.path().join("bodies.jsonl"),
         "prices": [{"match_model": "*", "input_per_million": 1000.0, "output_per_million": 2000.0}],
         "ui": {"enabled": true},
@@ -416,23 +421,118 @@ fn a_detail_never_shows_another_requests_line_of_a_truncated_body_log() {
     let relay = Relay::start(&config_json(&up.base_url(), cfg));
     let ask = |text: &str| json!({"model": "m", "messages": [{"role": "user", "content": text}]});
     assert_eq!(chat_as(&relay, CLIENT, &ask("alpha")).status, 200);
-    let detail = |n: usize| {
-        let list = admin(&relay, "GET", "/admin/ui/requests", None).json();
+    // the n-th last of `listed` requests: a request is listed once its exchange is dropped,
+    // just after the client has its answer, so wait until all of them are
+    let detail = |n: usize, listed: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let list = loop {
+            let list = admin(&relay, "GET", "/admin/ui/requests", None).json();
+            let len = list["data"].as_array().map_or(0, Vec::len);
+            if len >= listed || std::time::Instant::now() > deadline {
+                break list;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let id = list["data"][n]["id"].as_u64().unwrap();
         admin(&relay, "GET", &format!("/admin/ui/requests/{id}"), None).json()
     };
     assert_eq!(
-        detail(0)["bodies"]["request"]["messages"][0]["content"],
+        detail(0, 1)["bodies"]["request"]["messages"][0]["content"],
         "alpha"
     );
     // rotated away: the next line starts where alpha's did, and is the same length
     std::fs::write(&log, b"").unwrap();
     assert_eq!(chat_as(&relay, CLIENT, &ask("gamma")).status, 200);
     assert_eq!(
-        detail(0)["bodies"]["request"]["messages"][0]["content"],
+        detail(0, 2)["bodies"]["request"]["messages"][0]["content"],
         "gamma"
     );
-    let alpha = detail(1);
+    let alpha = detail(1, 2);
     assert_eq!(alpha["bodies"]["source"], "none", "{alpha}");
     assert!(!alpha.to_string().contains("gamma"), "{alpha}");
+}
+
+/// Issue 19/23 follow-up: the cache page and a replay miss read one index of recorded requests,
+/// filled once at start from the directory (entries recorded by an earlier process).
+#[test]
+fn the_cache_page_and_a_replay_miss_share_one_index_filled_at_start() {
+    let up = Upstream::start(|r| echo_reply(r, Duration::ZERO));
+    let dir = TempDir::new();
+    {
+        let relay = ui_relay(&up, &dir);
+        for text in ["first recorded question", "second recorded question"] {
+            let r = chat_as(&relay, CLIENT, &ask(text));
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+    }
+    let relay = ui_relay_in_mode(&up, &dir, "replay");
+    let filled = relay.wait_for_log_line(Duration::from_secs(30), |l| l.contains("cache index:"));
+    assert!(
+        filled
+            .as_ref()
+            .is_some_and(|l| l.contains("2 recorded requests read")),
+        "{filled:?}"
+    );
+    let cache = admin(&relay, "GET", "/admin/ui/cache?q=second", None).json();
+    assert_eq!(cache["index"]["indexed"], 2, "{cache}");
+    assert_eq!(cache["index"]["searchable"], 2, "{cache}");
+    assert_eq!(cache["index"]["filled"], true, "{cache}");
+    assert_eq!(cache["search"]["matches"], 1, "{cache}");
+    let second = cache["search"]["data"][0]["key"].clone();
+    // nothing was stored by this process: the miss finds its closest entry in the same index
+    let r = chat_as(&relay, CLIENT, &ask("second recorded questions"));
+    r.assert_error(404, "cache_miss");
+    let closest = &r.json()["error"]["closest"];
+    assert_eq!(closest["key"], second, "{}", r.body);
+    assert_eq!(
+        closest["differs"],
+        json!(["messages[0].content"]),
+        "{}",
+        r.body
+    );
+    assert_eq!(up.requests().len(), 2, "replay never calls the upstream");
+}
+
+/// A reload that turns the dashboard on: the index was filled without request texts (the
+/// dashboard was off), so they are read then, and the search covers the earlier entries.
+#[test]
+fn a_reload_that_turns_the_dashboard_on_makes_earlier_entries_searchable() {
+    let up = Upstream::start(|r| echo_reply(r, Duration::ZERO));
+    let dir = TempDir::new();
+    let cfg = |ui: bool| {
+        config_json(
+            &up.base_url(),
+            json!({
+                "auth": {"admin_key": ADMIN, "keys": [{"key": CLIENT, "name": "team-a"}]},
+                "cache": {"enabled": true, "dir": dir.path().join("cache")},
+                "ui": {"enabled": ui},
+            }),
+        )
+    };
+    let relay = Relay::start(&cfg(false));
+    relay
+        .wait_for_log_line(Duration::from_secs(30), |l| l.contains("cache index:"))
+        .expect("the index is filled");
+    for text in ["first recorded question", "second recorded question"] {
+        let r = chat_as(&relay, CLIENT, &ask(text));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    std::fs::write(relay.config_path(), cfg(true)).unwrap();
+    relay.signal("HUP");
+    relay
+        .wait_for_log_line(Duration::from_secs(30), |l| l.contains("config reloaded"))
+        .expect("a `config reloaded` log line");
+    // the texts are read on a thread of their own: wait for them
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let cache = loop {
+        let cache = admin(&relay, "GET", "/admin/ui/cache?q=second", None).json();
+        if cache["index"]["searchable"] == 2 || std::time::Instant::now() > deadline {
+            break cache;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(cache["index"]["indexed"], 2, "{cache}");
+    assert_eq!(cache["index"]["searchable"], 2, "{cache}");
+    assert_eq!(cache["search"]["matches"], 1, "{cache}");
+    assert_eq!(cache["search"]["data"][0]["namespace"], "shared", "{cache}");
 }

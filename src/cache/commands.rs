@@ -82,7 +82,7 @@ pub fn stats_command(config: &CacheConfig, namespace: Option<&str>) -> String {
     if let Some(ns) = namespace {
         return prune::namespace_stats(dir, ns);
     }
-    let report = scan::scan(dir, false, None);
+    let report = scan::scan(dir, false, None, &|_| false);
     let hits = upkeep::HitBook::load(dir).total();
     format!(
         "cache {}: entries {}, bytes {}, hits {}, unservable files {}\n",

@@ -1,56 +1,134 @@
-//! The index of recorded requests that a `replay` miss searches for its closest entry, so a
-//! miss never walks the cache directory on the request's thread.
+//! The one index of recorded requests, in memory: what a `replay` miss searches for its
+//! closest entry and what the dashboard's cache page lists and searches, so neither ever walks
+//! the cache directory on a request's thread.
 //!
-//! Per route and scope, each entry's model, recorder (`recorded_by`) and a fingerprint of its
-//! canonical request: the [`SKETCH`] smallest hashes of its leaves (a leaf is a field path with
-//! its scalar value, e.g. `messages[1].content = "hi"`). The fingerprints of two requests that
-//! differ in a few fields differ in about as many hashes, so ranking by the fingerprint
-//! difference finds the nearest entries without reading them; only the best [`READ`] are then
-//! read and diffed exactly. The index is filled at start (one read of every `.request`, after
-//! the start-up scan, on the upkeep thread, whichever replica holds the scan lease) and by
-//! every store, and
-//! bounded: at most [`MAX_INDEXED`] entries (the oldest dropped first, about 1 KiB each at
-//! most), and a search compares at most [`MAX_COMPARED`] fingerprints, same model first.
+//! Per entry: route, scope, model, time, answer size and a fingerprint of its canonical
+//! request (`sketch.rs`). The fingerprints of two requests that differ in a few fields differ
+//! in about as many hashes, so ranking by the fingerprint difference finds the nearest entries
+//! without reading them; only the best [`READ`] are then read and diffed exactly. Once the
+//! dashboard is on ([`Index::enable_search`]), each entry also keeps its request text (cut to
+//! [`MAX_TEXT`], lower-cased) for the page's search.
+//!
+//! Filled once at start (one read of every `.request`, after the start-up scan, on the upkeep
+//! thread, whichever replica holds the scan lease), then by every store; entries removed by
+//! maintenance or quarantined leave it. Bounded: at most [`MAX_INDEXED`] entries (the oldest
+//! leave first; each a little over 1 KiB without text, its fingerprint), and the texts at most
+//! `ui.cache_index_bytes` (past it the oldest entries leave the search, not the index). A
+//! replay search compares at most [`MAX_COMPARED`] fingerprints, same model first.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::Value;
 
+use super::sketch::{distance, sketch};
 use super::store;
 
-/// Leaf hashes kept per entry.
-pub const SKETCH: usize = 128;
 /// Entries indexed at most (the oldest go first).
 pub const MAX_INDEXED: usize = 30_000;
 /// Fingerprints one search compares at most.
 pub const MAX_COMPARED: usize = 10_000;
 /// Entries one search reads from disk at most (the nearest by fingerprint).
 pub const READ: usize = 3;
+/// Characters of an entry's request text kept for the dashboard's search.
+const MAX_TEXT: usize = 4096;
+/// Per-entry overhead counted against `ui.cache_index_bytes`, on top of its strings.
+pub(super) const ENTRY_OVERHEAD: usize = 160;
 
 /// One indexed entry.
 #[derive(Debug)]
-struct Item {
-    key: String,
-    model: String,
+pub(super) struct Item {
+    /// Its place in insertion order (a key stored again gets a new one).
+    pub(super) seq: u64,
+    pub(super) route: String,
+    pub(super) scope: String,
+    pub(super) model: String,
+    pub(super) created: f64,
+    /// The answer's size.
+    pub(super) bytes: u64,
     /// The smallest leaf hashes, ascending.
     sketch: Box<[u64]>,
     /// Whether leaves beyond the sketch were left out.
     cut: bool,
+    /// The canonical request, lower-cased, cut to [`MAX_TEXT`] characters (search on only).
+    pub(super) text: Option<Box<str>>,
+}
+
+impl Item {
+    /// What its search text costs against `ui.cache_index_bytes`.
+    fn text_cost(&self, key: &str) -> usize {
+        self.text.as_ref().map_or(0, |t| {
+            ENTRY_OVERHEAD + key.len() + self.route.len() + self.model.len() + t.len()
+        })
+    }
 }
 
 #[derive(Debug, Default)]
-struct Inner {
-    /// (route, scope) → entries, oldest first.
-    groups: HashMap<(String, String), Vec<Item>>,
-    /// Insertion order for the global bound: (route, scope, key).
-    order: VecDeque<(String, String, String)>,
-    /// Whether the start-up scan has filled the index.
-    ready: bool,
+pub(super) struct Inner {
+    pub(super) items: HashMap<String, Item>,
+    /// (route, scope) → keys, oldest first.
+    pub(super) groups: HashMap<(String, String), Vec<String>>,
+    /// Insertion order for the bound: (seq, key); stale pairs are skipped.
+    pub(super) order: VecDeque<(u64, String)>,
+    /// Entries holding a search text, oldest first: (seq, key); stale pairs are skipped.
+    pub(super) texts: VecDeque<(u64, String)>,
+    next_seq: u64,
+    /// What the search texts cost.
+    pub(super) text_bytes: usize,
+    /// `ui.cache_index_bytes`, once the dashboard asked for search.
+    pub(super) search_max: Option<usize>,
+    /// Whether the start-up fill is done.
+    pub(super) ready: bool,
+    /// Entries that left for [`MAX_INDEXED`].
+    pub(super) dropped: u64,
+}
+
+impl Inner {
+    fn forget(&mut self, key: &str) {
+        if let Some(item) = self.items.remove(key) {
+            self.text_bytes = self.text_bytes.saturating_sub(item.text_cost(key));
+            if let Some(g) = self.groups.get_mut(&(item.route, item.scope)) {
+                g.retain(|k| k != key);
+            }
+        }
+    }
+
+    fn live(&self, (seq, key): &(u64, String)) -> bool {
+        self.items.get(key).is_some_and(|i| i.seq == *seq)
+    }
+
+    /// Applies both bounds, and drops stale pairs once they are most of a queue.
+    fn bound(&mut self) {
+        while self.items.len() > MAX_INDEXED {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if self.live(&old) {
+                self.forget(&old.1);
+                self.dropped += 1;
+            }
+        }
+        while self.text_bytes > self.search_max.unwrap_or(usize::MAX) {
+            let Some(old) = self.texts.pop_front() else {
+                break;
+            };
+            if self.live(&old) {
+                if let Some(item) = self.items.get_mut(&old.1) {
+                    let cost = item.text_cost(&old.1);
+                    item.text = None;
+                    self.text_bytes = self.text_bytes.saturating_sub(cost);
+                }
+            }
+        }
+        for queue in [&mut self.order, &mut self.texts] {
+            if queue.len() > 2 * self.items.len() + 1024 {
+                let items = &self.items;
+                queue.retain(|(seq, key)| items.get(key).is_some_and(|i| i.seq == *seq));
+            }
+        }
+    }
 }
 
 /// The index (see the module documentation).
@@ -59,9 +137,36 @@ pub struct Index {
     inner: RwLock<Inner>,
 }
 
+/// `shared`, or the first 12 hex digits of the hashed credential (`cache.scope: "key"`).
+pub fn namespace(scope: &str) -> String {
+    if scope.is_empty() {
+        "shared".to_string()
+    } else {
+        scope.chars().take(12).collect()
+    }
+}
+
+pub(super) fn search_text(canonical: &[u8]) -> Box<str> {
+    String::from_utf8_lossy(canonical)
+        .chars()
+        .take(MAX_TEXT)
+        .collect::<String>()
+        .to_lowercase()
+        .into_boxed_str()
+}
+
 impl Index {
-    /// Adds (or replaces) the entry `key` with its canonical request.
-    pub fn insert(&self, route: &str, scope: &str, key: &str, canonical: &[u8]) {
+    pub(super) fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds (or replaces, as the newest) the entry `key` from its metadata, canonical request
+    /// and answer size.
+    pub fn insert(&self, key: &str, meta: &store::Meta, canonical: &[u8], bytes: u64) {
         let Ok(request) = serde_json::from_slice::<Value>(canonical) else {
             return;
         };
@@ -69,64 +174,73 @@ impl Index {
             .get("model")
             .and_then(Value::as_str)
             .unwrap_or("")
-            .to_string();
+            .chars()
+            .take(200)
+            .collect();
         let (sketch, cut) = sketch(&request);
-        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let group = inner
-            .groups
-            .entry((route.to_string(), scope.to_string()))
-            .or_default();
-        let before = group.len();
-        group.retain(|i| i.key != key);
-        let replaced = group.len() < before;
-        group.push(Item {
-            key: key.to_string(),
+        let text = self.read().search_max.map(|_| search_text(canonical));
+        let mut inner = self.write();
+        inner.forget(key);
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let item = Item {
+            seq,
+            route: meta.route.clone(),
+            scope: meta.scope.clone(),
             model,
+            created: meta.created,
+            bytes,
             sketch,
             cut,
-        });
-        if !replaced {
-            inner
-                .order
-                .push_back((route.to_string(), scope.to_string(), key.to_string()));
+            text,
+        };
+        if item.text.is_some() {
+            inner.text_bytes += item.text_cost(key);
+            inner.texts.push_back((seq, key.to_string()));
         }
-        while inner.order.len() > MAX_INDEXED {
-            let Some((route, scope, old)) = inner.order.pop_front() else {
-                break;
-            };
-            if let Some(g) = inner.groups.get_mut(&(route, scope)) {
-                g.retain(|i| i.key != old);
-            }
-        }
+        inner
+            .groups
+            .entry((item.route.clone(), item.scope.clone()))
+            .or_default()
+            .push(key.to_string());
+        inner.items.insert(key.to_string(), item);
+        inner.order.push_back((seq, key.to_string()));
+        inner.bound();
     }
 
     /// Forgets entries (removed by maintenance or quarantined).
     pub fn remove(&self, keys: &[String]) {
-        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        for group in inner.groups.values_mut() {
-            group.retain(|i| !keys.contains(&i.key));
+        let mut inner = self.write();
+        for key in keys {
+            inner.forget(key);
         }
     }
 
-    /// Indexes every entry under `dir` (its `.request` files, read once; at start, on the
-    /// upkeep thread, after the scan) and marks the index ready. Returns how many were read.
+    /// Indexes every entry under `dir` not indexed yet (its `.request` files, read once; at
+    /// start, on the upkeep thread, after the scan; an entry stored meanwhile is newer and
+    /// stays) and marks the index ready. Returns how many were read.
     pub fn fill(&self, dir: &Path) -> u64 {
         let mut read = 0;
         for (key, path) in store::entries(dir) {
+            if self.read().items.contains_key(&key) {
+                continue;
+            }
             let Ok(file) = fs::read(&path) else {
                 continue;
             };
             if let Some((meta, canonical)) = store::split_request(&file) {
-                self.insert(&meta.route, &meta.scope, &key, canonical);
+                let answer = store::answer_path(dir, &key, &meta.sha256);
+                let bytes = fs::metadata(answer).map_or(0, |m| m.len());
+                self.insert(&key, &meta, canonical, bytes);
                 read += 1;
             }
         }
-        self.inner.write().unwrap_or_else(|p| p.into_inner()).ready = true;
+        self.write().ready = true;
         read
     }
 
     pub fn ready(&self) -> bool {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).ready
+        self.read().ready
     }
 
     /// The keys of at most [`READ`] entries of `route` and `scope` nearest to `asked`, nearest
@@ -134,23 +248,26 @@ impl Index {
     pub fn nearest(&self, route: &str, scope: &str, asked: &Value) -> (Vec<String>, u64) {
         let model = asked.get("model").and_then(Value::as_str).unwrap_or("");
         let (sketch_a, cut_a) = sketch(asked);
-        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let inner = self.read();
         let Some(group) = inner.groups.get(&(route.to_string(), scope.to_string())) else {
             return (Vec::new(), 0);
         };
-        // same model first, newest first, at most MAX_COMPARED
-        let candidates = group
+        let items = group
             .iter()
             .rev()
-            .filter(|i| i.model == model)
-            .chain(group.iter().rev().filter(|i| i.model != model))
+            .filter_map(|k| inner.items.get(k).map(|i| (k, i)));
+        // same model first, newest first, at most MAX_COMPARED
+        let candidates = items
+            .clone()
+            .filter(|(_, i)| i.model == model)
+            .chain(items.filter(|(_, i)| i.model != model))
             .take(MAX_COMPARED);
         let mut best: Vec<(usize, bool, &str)> = Vec::with_capacity(READ + 1);
         let mut compared = 0u64;
-        for item in candidates {
+        for (key, item) in candidates {
             compared += 1;
             let d = distance(&sketch_a, cut_a, &item.sketch, item.cut);
-            let rank = (d, item.model != model, item.key.as_str());
+            let rank = (d, item.model != model, key.as_str());
             let at = best.iter().position(|b| rank < *b).unwrap_or(best.len());
             if at < READ {
                 best.insert(at, rank);
@@ -164,66 +281,18 @@ impl Index {
     }
 }
 
-/// The smallest [`SKETCH`] leaf hashes of `request`, and whether some were left out.
-fn sketch(request: &Value) -> (Box<[u64]>, bool) {
-    let mut hashes = Vec::new();
-    leaves(String::new(), request, &mut hashes);
-    hashes.sort_unstable();
-    hashes.dedup();
-    let cut = hashes.len() > SKETCH;
-    hashes.truncate(SKETCH);
-    (hashes.into_boxed_slice(), cut)
-}
-
-fn leaves(path: String, v: &Value, out: &mut Vec<u64>) {
-    match v {
-        Value::Object(map) if !map.is_empty() => {
-            for (k, v) in map {
-                leaves(format!("{path}.{k}"), v, out);
-            }
-        }
-        Value::Array(items) if !items.is_empty() => {
-            for (i, v) in items.iter().enumerate() {
-                leaves(format!("{path}[{i}]"), v, out);
-            }
-        }
-        _ => {
-            let mut h = DefaultHasher::new();
-            path.hash(&mut h);
-            v.to_string().hash(&mut h);
-            out.push(h.finish());
-        }
-    }
-}
-
-/// Hashes in one sketch and not the other, counted below the point both sketches cover.
-fn distance(a: &[u64], cut_a: bool, b: &[u64], cut_b: bool) -> usize {
-    let limit = |s: &[u64], cut: bool| if cut { s.last().copied() } else { None };
-    let cover = match (limit(a, cut_a), limit(b, cut_b)) {
-        (Some(x), Some(y)) => x.min(y),
-        (Some(x), None) | (None, Some(x)) => x,
-        (None, None) => u64::MAX,
-    };
-    let (mut i, mut j, mut d) = (0, 0, 0);
-    loop {
-        match (
-            a.get(i).filter(|x| **x <= cover),
-            b.get(j).filter(|y| **y <= cover),
-        ) {
-            (Some(x), Some(y)) if x == y => (i, j) = (i + 1, j + 1),
-            (Some(x), Some(y)) if x < y => (i, d) = (i + 1, d + 1),
-            (Some(_), Some(_)) => (j, d) = (j + 1, d + 1),
-            (Some(_), None) => (i, d) = (i + 1, d + 1),
-            (None, Some(_)) => (j, d) = (j + 1, d + 1),
-            (None, None) => return d,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn meta(route: &str, scope: &str) -> store::Meta {
+        store::Meta {
+            route: route.to_string(),
+            scope: scope.to_string(),
+            ..store::Meta::default()
+        }
+    }
 
     #[test]
     fn the_nearest_entry_is_found_without_reading_any() {
@@ -232,20 +301,17 @@ mod tests {
             json!({"model": "m", "temperature": t, "messages": [
                 {"role": "system", "content": "be brief"}, {"role": "user", "content": content}]})
         };
+        let chat = meta("/chat/completions", "");
         for (i, content) in ["alpha", "beta", "gamma", "delta"].iter().enumerate() {
             let canonical = ask(content, 0.5).to_string();
-            index.insert(
-                "/chat/completions",
-                "",
-                &format!("k{i}"),
-                canonical.as_bytes(),
-            );
+            index.insert(&format!("k{i}"), &chat, canonical.as_bytes(), 1);
         }
+        let embeddings = meta("/embeddings", "");
         index.insert(
-            "/embeddings",
-            "",
             "other",
+            &embeddings,
             ask("beta", 0.2).to_string().as_bytes(),
+            1,
         );
         let (near, compared) = index.nearest("/chat/completions", "", &ask("beta", 0.2));
         assert_eq!(near.first().map(String::as_str), Some("k1"));
@@ -260,5 +326,50 @@ mod tests {
                 .len(),
             0
         );
+    }
+
+    #[test]
+    fn the_bounds_drop_the_oldest_entries_and_search_texts() {
+        let index = Index::default();
+        index.enable_search(2 * (ENTRY_OVERHEAD + 100) as u64);
+        let chat = meta("/chat/completions", "");
+        for i in 0..MAX_INDEXED + 5 {
+            let canonical = json!({"model": "m", "n": i}).to_string();
+            index.insert(&format!("k{i}"), &chat, canonical.as_bytes(), 1);
+        }
+        let inner = index.read();
+        assert_eq!(inner.items.len(), MAX_INDEXED);
+        assert_eq!(inner.dropped, 5);
+        assert!(!inner.items.contains_key("k4") && inner.items.contains_key("k5"));
+        let texts: Vec<&String> = inner
+            .items
+            .iter()
+            .filter(|(_, i)| i.text.is_some())
+            .map(|(k, _)| k)
+            .collect();
+        // only the newest texts fit the search bound; the entries stay for replay
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert!(inner.text_bytes <= 2 * (ENTRY_OVERHEAD + 100));
+        assert!(inner
+            .items
+            .get(&format!("k{}", MAX_INDEXED + 4))
+            .is_some_and(|i| i.text.is_some()));
+        assert!(inner.order.len() <= 2 * inner.items.len() + 1024);
+    }
+
+    #[test]
+    fn an_entry_stored_again_is_the_newest_and_counted_once() {
+        let index = Index::default();
+        index.enable_search(1 << 20);
+        let chat = meta("/chat/completions", "");
+        index.insert("a", &chat, br#"{"model":"m","x":1}"#, 1);
+        index.insert("b", &chat, br#"{"model":"m","x":2}"#, 1);
+        index.insert("a", &chat, br#"{"model":"m","x":1}"#, 1);
+        let inner = index.read();
+        assert_eq!(inner.items.len(), 2);
+        assert_eq!(inner.groups.values().map(Vec::len).sum::<usize>(), 2);
+        let one =
+            ENTRY_OVERHEAD + 1 + "/chat/completions".len() + 1 + r#"{"model":"m","x":1}"#.len();
+        assert_eq!(inner.text_bytes, 2 * one);
     }
 }

@@ -4,13 +4,13 @@
 //! a request (SHA-256 over route, scope and canonical body with the effective model, one per
 //! model the config may send it to, see `key.rs`), its mode and `Cache-Control`;
 //! [`Cache::lookup`] finds an entry that can answer in the shape asked for (memory tier, then
-//! the verified file pair); [`Cache::store`] keeps a complete success; `serve.rs` answers a hit
+//! the verified file pair); [`Cache::store`] (`record.rs`) keeps a complete success; `serve.rs` answers a hit
 //! in either mode. Around that: single-flight (`flight.rs`; across replicas with `state.redis`,
 //! `fleet.rs`), the start-up scan (`scan.rs`, one replica of a shared directory at a time,
-//! `lease.rs`) and upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats`, the field
+//! `lease.rs`) and upkeep (`upkeep.rs`) on one background thread, counters for `GET /cache/stats` (`counters.rs`), the field
 //! diff of a miss (`why.rs`), portable cassettes (`cassette.rs`, scanned for credentials by
 //! `secrets.rs`, pruned by `prune.rs`) and the dashboard's index, entry view and export of a
-//! selection (`browse.rs`). For evals: the request headers `cache.client_controls` allows
+//! selection (`browse.rs`, over the same index). For evals: the request headers `cache.client_controls` allows
 //! (`controls.rs`: a sample index and a namespace, both part of the key; a replay pace),
 //! `cache.repeat: "sequence"` (`sequence.rs`) and the replay miss report (`miss_log.rs`).
 
@@ -21,6 +21,7 @@ mod collect;
 mod commands;
 mod config;
 mod controls;
+mod counters;
 mod fleet;
 mod flight;
 mod index;
@@ -30,20 +31,21 @@ mod memory;
 mod miss_log;
 mod plan;
 mod prune;
+mod record;
 mod replay;
 mod scan;
 mod secrets;
 mod sequence;
 mod serve;
+mod sketch;
 mod store;
 mod upkeep;
 mod why;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::answer::Usage;
 use crate::error::ApiError;
@@ -55,6 +57,7 @@ pub use cassette::{
 };
 pub use commands::{misses_command, scan_command, stats_command, why_command, WhyBound};
 pub use config::{CacheConfig, Mode, RawCache, Repeat, Scope};
+pub use counters::Counters;
 pub use flight::Role;
 pub use key::check_namespace;
 pub use plan::Plan;
@@ -109,16 +112,6 @@ impl Status {
     }
 }
 
-/// Running totals since start (entries and bytes: of the directory, from the start-up scan on).
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub entries: AtomicU64,
-    pub bytes: AtomicU64,
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub tokens_saved: AtomicU64,
-}
-
 pub struct Cache {
     pub config: CacheConfig,
     memory: memory::Memory,
@@ -129,13 +122,12 @@ pub struct Cache {
     sequences: sequence::Sequences,
     /// `cache.miss_log`, open.
     miss_log: Option<miss_log::MissLog>,
-    /// Recorded requests by route, scope and model, for the closest entry of a replay miss.
+    /// The recorded requests in memory: the closest entry of a replay miss, the dashboard's
+    /// listing and search.
     index: index::Index,
     /// Answers this process's writes replaced, deleted by the upkeep thread after a grace period.
     replaced: collect::Replaced,
     pub counters: Counters,
-    /// The dashboard's index of recorded requests, once `ui.enabled` asked for it.
-    browse: std::sync::OnceLock<Arc<browse::Index>>,
 }
 
 /// Unix time in seconds, to the millisecond (entry ages are compared against whole seconds,
@@ -179,7 +171,6 @@ impl Cache {
             index: index::Index::default(),
             replaced: collect::Replaced::default(),
             counters: Counters::default(),
-            browse: std::sync::OnceLock::new(),
             config: config.clone(),
         })))
     }
@@ -328,15 +319,6 @@ impl Cache {
         }
     }
 
-    /// Counts a served hit.
-    pub fn served(&self, entry: &Entry) {
-        self.counters.hits.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .tokens_saved
-            .fetch_add(entry.usage.unwrap_or_default().total(), Ordering::Relaxed);
-        self.hits.record(&entry.key, crate::util::now_secs());
-    }
-
     /// Appends the hits not yet in `hits.log` (at shutdown: `cache prune --unused-since`
     /// reads the last-hit times there).
     pub fn flush_hits(&self) {
@@ -346,10 +328,6 @@ impl Cache {
                 self.config.dir.display()
             ));
         }
-    }
-
-    pub fn missed(&self) {
-        self.counters.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The error a miss gets in `replay` mode: `cache_miss`, the key, and the fields in which
@@ -401,126 +379,20 @@ impl Cache {
         why::miss_error(&plan.key, &plan.variant, &report)
     }
 
-    /// True if an answer of `len` bytes is too large to store (`cache.max_entry_bytes`): it is
-    /// relayed whole but not stored.
-    pub fn too_large(&self, len: usize) -> bool {
-        len as u64 > self.config.max_entry_bytes
-    }
-
-    /// Stores `response` for `plan`, as answered with the effective `model`, if the plan
-    /// stores and it is a complete success within `max_entry_bytes`. Returns whether it did.
-    pub fn store(&self, plan: &Plan, model: &str, response: &[u8]) -> bool {
-        self.store_timed(plan, model, response, &[])
-    }
-
-    /// [`Cache::store`] for a stream, with the milliseconds before each of its events.
-    pub fn store_timed(&self, plan: &Plan, model: &str, response: &[u8], gaps: &[u32]) -> bool {
-        if !plan.stores()
-            || self.too_large(response.len())
-            || apis::check(&plan.route, response).is_err()
-        {
-            return false;
-        }
-        let Some(c) = plan.candidates.iter().find(|c| c.model == model) else {
-            return false;
-        };
-        let meta = store::Meta {
-            route: plan.route.clone(),
-            version: self.config.version,
-            created: now_precise(),
-            scope: plan.scope.clone(),
-            sha256: key::checksum(response),
-            recorded_by: plan.recorder.clone(),
-            namespace: plan.variant.namespace.clone(),
-            sample: plan.variant.sample,
-            gaps_ms: gaps.to_vec(),
-        };
-        let existed = store::request_path(&self.config.dir, &c.key).exists();
-        let before = store::referenced_answer(&self.config.dir, &c.key);
-        let stamp = match store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
-            Ok(stamp) => stamp,
-            Err(e) => {
-                log::error(&format!(
-                    "cannot write cache entry in {}: {e}",
-                    self.config.dir.display()
-                ));
-                return false;
-            }
-        };
-        let now = store::answer_path(&self.config.dir, &c.key, &meta.sha256);
-        if let Some(before) = before.filter(|b| *b != now) {
-            self.replaced.push(&c.key, before);
-        }
-        self.index
-            .insert(&plan.route, &plan.scope, &c.key, &c.canonical);
-        if !existed {
-            self.counters.entries.fetch_add(1, Ordering::Relaxed);
-            self.counters.bytes.fetch_add(
-                (response.len() + c.canonical.len()) as u64,
-                Ordering::Relaxed,
-            );
-        }
-        if let Some(index) = self.browse.get() {
-            index.add(&c.key, &meta, &c.canonical, response.len() as u64);
-        }
-        self.memory.insert(
-            &c.key,
-            Arc::new(Entry {
-                key: c.key.clone(),
-                route: plan.route.clone(),
-                usage: apis::usage(&plan.route, response),
-                response: response.to_vec(),
-                created: meta.created,
-                version: meta.version,
-                gaps_ms: meta.gaps_ms,
-            }),
-            stamp,
-        );
-        true
-    }
-
-    /// The dashboard's index of recorded requests (`ui.cache_index_bytes`), made and filled
-    /// from the directory (on its own thread) the first time it is asked for.
-    pub fn index(self: &Arc<Cache>, max_bytes: u64) -> Arc<browse::Index> {
-        let mut fresh = false;
-        let index = self.browse.get_or_init(|| {
-            fresh = true;
-            Arc::new(browse::Index::new(max_bytes))
-        });
-        if fresh {
-            let (filling, dir) = (Arc::clone(index), self.config.dir.clone());
+    /// The index of recorded requests, with request texts kept for the dashboard's search
+    /// (within `ui.cache_index_bytes`, the first call's bound) from the first call on. When
+    /// that call comes after entries were indexed (a reload turned the dashboard on), their
+    /// texts are read on a thread of their own.
+    pub fn index(self: &Arc<Cache>, max_bytes: u64) -> &index::Index {
+        if self.index.enable_search(max_bytes) {
+            let cache = Arc::clone(self);
             let spawned = std::thread::Builder::new()
                 .name("cache-index".into())
-                .spawn(move || filling.fill(&dir));
+                .spawn(move || cache.index.add_texts(&cache.config.dir));
             if let Err(e) = spawned {
                 log::error(&format!("cannot start the cache index thread: {e}"));
             }
         }
-        Arc::clone(index)
-    }
-
-    /// `GET /cache/stats`.
-    pub fn stats_json(&self) -> Vec<u8> {
-        let c = &self.counters;
-        let hits = c.hits.load(Ordering::Relaxed);
-        let misses = c.misses.load(Ordering::Relaxed);
-        let ratio = if hits + misses == 0 {
-            0.0
-        } else {
-            hits as f64 / (hits + misses) as f64
-        };
-        json!({
-            "enabled": true,
-            "entries": c.entries.load(Ordering::Relaxed),
-            "bytes": c.bytes.load(Ordering::Relaxed),
-            "hits": hits,
-            "misses": misses,
-            "hit_ratio": ratio,
-            "tokens_saved": c.tokens_saved.load(Ordering::Relaxed),
-            "memory_entries": self.memory.usage().0,
-            "memory_bytes": self.memory.usage().1,
-        })
-        .to_string()
-        .into_bytes()
+        &self.index
     }
 }

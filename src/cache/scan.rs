@@ -86,12 +86,16 @@ fn old(p: &Path) -> bool {
     store::age(p).is_some_and(|a| a >= GRACE)
 }
 
+/// Keys whose entries a scan leaves out of its count: created by a store of this process
+/// since the scan started, and counted there (`counters.rs`).
+pub type Fresh<'a> = &'a dyn Fn(&str) -> bool;
+
 /// The start-up scan under the directory's lease, if this process can take it (one log line
 /// either way); `None` while another holds it.
-pub fn leased(dir: &Path) -> Option<Report> {
+pub fn leased(dir: &Path, fresh: Fresh) -> Option<Report> {
     match Lease::take(dir) {
         Ok(lease) => {
-            let report = scan_holding(dir, &lease);
+            let report = scan_holding(dir, &lease, fresh);
             log::info(&report.summary(dir));
             Some(report)
         }
@@ -111,10 +115,10 @@ pub fn leased(dir: &Path) -> Option<Report> {
 /// safe, only wasteful), which the report line then says.
 pub fn command(dir: &Path) -> String {
     match Lease::take(dir) {
-        Ok(lease) => scan_holding(dir, &lease).summary(dir),
+        Ok(lease) => scan_holding(dir, &lease, &|_| false).summary(dir),
         Err(held) => format!(
             "{} (while {} holds the scan lease, renewed {} s ago)",
-            scan(dir, true, None).summary(dir),
+            scan(dir, true, None, &|_| false).summary(dir),
             held.owner.trim(),
             held.renewed.as_secs()
         ),
@@ -122,19 +126,19 @@ pub fn command(dir: &Path) -> String {
 }
 
 /// The scan that fixes, holding `lease`, recorded as finished.
-fn scan_holding(dir: &Path, lease: &Lease) -> Report {
-    let report = scan(dir, true, Some(lease));
+fn scan_holding(dir: &Path, lease: &Lease, fresh: Fresh) -> Report {
+    let report = scan(dir, true, Some(lease), fresh);
     lease.finished(dir);
     report
 }
 
 /// Scans `dir`; with `fix`, moves bad files to `<dir>/quarantine/`, deletes answers no entry
 /// refers to and renames old-layout answers. `lease` (the scan lease, when fixing a shared
-/// directory) is renewed after every folder.
-pub fn scan(dir: &Path, fix: bool, lease: Option<&Lease>) -> Report {
+/// directory) is renewed after every folder. Entries `fresh` names are checked but not counted.
+pub fn scan(dir: &Path, fix: bool, lease: Option<&Lease>, fresh: Fresh) -> Report {
     let mut report = Report::default();
     for sub in store::fan_out_dirs(dir) {
-        scan_folder(dir, &sub, fix, &mut report);
+        scan_folder(dir, &sub, fix, fresh, &mut report);
         if let Some(lease) = lease {
             lease.renew();
         }
@@ -142,7 +146,7 @@ pub fn scan(dir: &Path, fix: bool, lease: Option<&Lease>) -> Report {
     report
 }
 
-fn scan_folder(dir: &Path, sub: &Path, fix: bool, report: &mut Report) {
+fn scan_folder(dir: &Path, sub: &Path, fix: bool, fresh: Fresh, report: &mut Report) {
     let Ok(rd) = fs::read_dir(sub) else { return };
     let mut names: Vec<String> = rd
         .flatten()
@@ -209,8 +213,10 @@ fn scan_folder(dir: &Path, sub: &Path, fix: bool, report: &mut Report) {
         referenced.insert(pair.answer.clone());
         match apis::check(&meta.route, &pair.response) {
             Ok(_) => {
-                report.entries += 1;
-                report.bytes += (pair.request.len() + pair.response.len()) as u64;
+                if !fresh(key) {
+                    report.entries += 1;
+                    report.bytes += (pair.request.len() + pair.response.len()) as u64;
+                }
                 let named = store::answer_path(dir, key, &meta.sha256);
                 if fix && pair.answer != named && fs::rename(&pair.answer, &named).is_ok() {
                     referenced.insert(named);
@@ -245,19 +251,24 @@ fn scan_folder(dir: &Path, sub: &Path, fix: bool, report: &mut Report) {
 }
 
 /// Counts entries and bytes without reading them: what a replica that does not hold the
-/// scan lease reports (`.request` files, and the bytes of every entry file).
-pub fn count(dir: &Path) -> Report {
+/// scan lease reports (`.request` files, and the bytes of every entry file), leaving out the
+/// entries `fresh` names.
+pub fn count(dir: &Path, fresh: Fresh) -> Report {
     let mut report = Report::default();
     for sub in store::fan_out_dirs(dir) {
         for e in fs::read_dir(&sub).into_iter().flatten().flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
             let len = || e.metadata().map_or(0, |m| m.len());
-            if name.strip_suffix(".request").is_some_and(is_key) {
-                report.entries += 1;
-                report.bytes += len();
-            } else if store::parse_answer_name(&name).is_some() {
-                report.bytes += len();
+            if let Some(key) = name.strip_suffix(".request").filter(|k| is_key(k)) {
+                if !fresh(key) {
+                    report.entries += 1;
+                    report.bytes += len();
+                }
+            } else if let Some((key, _)) = store::parse_answer_name(&name) {
+                if !fresh(key) {
+                    report.bytes += len();
+                }
             }
         }
     }

@@ -228,17 +228,17 @@ impl Cache {
         // one replica scans a shared directory; the others count its files, and scan after
         // all if no scan finished by the time the holder's lease would have run out
         let mut scan_due = None;
-        let report = match scan::leased(&self.config.dir) {
+        // the counters keep entries stored from now on apart (see `counters.rs`)
+        self.counters.scan_started();
+        let fresh = |key: &str| self.counters.fresh(key);
+        let report = match scan::leased(&self.config.dir, &fresh) {
             Some(report) => report,
             None => {
                 scan_due = Some(Instant::now() + lease::LEASE);
-                scan::count(dir)
+                scan::count(dir, &fresh)
             }
         };
-        self.counters
-            .entries
-            .store(report.entries, Ordering::Relaxed);
-        self.counters.bytes.store(report.bytes, Ordering::Relaxed);
+        self.counters.scan_finished(&report);
         let indexed = self.index.fill(dir);
         log::info(&format!(
             "cache index: {indexed} recorded requests read for the closest entry of a replay miss"
@@ -259,14 +259,15 @@ impl Cache {
             if scan_due.is_some_and(|at| Instant::now() >= at) {
                 scan_due = if lease::last_scan(dir).is_some_and(|t| t >= started) {
                     None
-                } else if let Some(report) = scan::leased(&self.config.dir) {
-                    self.counters
-                        .entries
-                        .store(report.entries, Ordering::Relaxed);
-                    self.counters.bytes.store(report.bytes, Ordering::Relaxed);
-                    None
                 } else {
-                    Some(Instant::now() + lease::LEASE)
+                    self.counters.scan_started();
+                    if let Some(report) = scan::leased(&self.config.dir, &fresh) {
+                        self.counters.scan_finished(&report);
+                        None
+                    } else {
+                        self.counters.scan_abandoned();
+                        Some(Instant::now() + lease::LEASE)
+                    }
                 };
             }
             if let (Some(m), Some(at)) = (&self.config.maintenance, next_maintenance) {
@@ -293,14 +294,7 @@ impl Cache {
             self.memory.remove(key);
         }
         self.index.remove(&removed.keys);
-        let c = &self.counters;
-        let sub = |a: &AtomicU64, n: u64| {
-            let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(n))
-            });
-        };
-        sub(&c.entries, removed.entries);
-        sub(&c.bytes, removed.bytes);
+        self.counters.sub(removed.entries, removed.bytes);
         log::info(&format!(
             "cache maintenance: removed {} entries ({} bytes) older than {:.2} days with fewer \
              than {} hits",

@@ -7,7 +7,7 @@
 //! the upstream it was talking to. The endpoint list and its config are in [`endpoints`], the
 //! choice and passive health in [`balance`], the failover loop in `retry`, the in-flight limit
 //! in [`limit`], the idle bound after the response head in `idle`, reading whole answers within
-//! their bounds in `whole`.
+//! their bounds in `whole`, which headers go upstream and come back in `headers`.
 //!
 //! No upstream read waits longer than `idle_timeout_ms` once the response head is in, and no
 //! write of a request (head or body) waits longer either. A whole (non-streamed) answer is read
@@ -16,12 +16,15 @@
 
 pub mod balance;
 pub mod endpoints;
+mod entry;
+mod headers;
 mod idle;
 pub mod limit;
 mod retry;
 pub mod thinking;
 mod whole;
 
+pub use headers::response_headers;
 pub use whole::read_limited;
 
 use std::sync::Arc;
@@ -36,68 +39,8 @@ use crate::body_cost::Reservation;
 use crate::error::ApiError;
 use crate::telemetry::Trace;
 use balance::{Health, HealthReport};
-use endpoints::{Api, EndpointConfig, Settings, ANTHROPIC_VERSION};
+use endpoints::{Api, EndpointConfig, Settings};
 use limit::Limiter;
-
-/// Request headers never forwarded upstream: hop-by-hop ones (RFC 9110 §7.6.1), those the
-/// relay sets itself, and the relay's cache controls.
-const NOT_FORWARDED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-    "content-type",
-    "accept-encoding",
-    "expect",
-    // the relay's own cache controls (a namespace names a test; none of the provider's business)
-    "x-relay-cache-mode",
-    "x-relay-cache-sample",
-    "x-relay-cache-namespace",
-    "x-relay-cache-timing",
-];
-
-/// Request headers that carry a client's credential: forwarded only with `forward_auth`
-/// (`Authorization` and `x-api-key` as the one credential of [`Upstream::credential`], Azure's
-/// `api-key` and Gemini's `x-goog-api-key` as they were sent). Without it the endpoint's own
-/// key is the only credential an upstream sees: a client's key never reaches a provider the
-/// relay pays for, and never rides along beside the relay's.
-const CREDENTIALS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
-
-fn is_credential(name: &str) -> bool {
-    CREDENTIALS.iter().any(|h| name.eq_ignore_ascii_case(h))
-}
-
-/// Whether the client header `name` goes upstream as it is (before the endpoint's own headers
-/// win). With `forward_auth`, `Authorization` / `x-api-key` go as the one chosen credential.
-fn forwardable(name: &str, forward_auth: bool) -> bool {
-    if is_credential(name) {
-        forward_auth && crate::util::forwarded_credential(&[(name, ())]).is_none()
-    } else {
-        !NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h))
-    }
-}
-
-/// Response headers never passed back to the client (hop-by-hop, and those tiny_http sets).
-pub const NOT_RETURNED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "date",
-    "server",
-];
 
 /// Size of each of a pooled upstream connection's read and write buffers, and so (less one
 /// byte) the largest upstream response head the relay accepts.
@@ -339,81 +282,6 @@ impl Upstream {
         Ok(Response::from_parts(parts, Body::builder().data(data)))
     }
 
-    /// Refuses (400 `invalid_request`, naming the header) a client header that would be
-    /// forwarded but that the upstream client cannot send, such as a value with a control
-    /// character: the client's error, found before any endpoint is tried, so it never counts
-    /// against an endpoint's health.
-    pub fn check_forwardable(&self, headers: &[(String, String)]) -> Result<(), ApiError> {
-        for (name, value) in headers {
-            let sent =
-                forwardable(name, self.forward_auth) || (self.forward_auth && is_credential(name));
-            if !sent {
-                continue;
-            }
-            let name_ok = ureq::http::HeaderName::from_bytes(name.as_bytes()).is_ok();
-            if !name_ok || ureq::http::HeaderValue::from_str(value).is_err() {
-                return Err(ApiError::invalid(
-                    "invalid_request",
-                    format!(
-                        "the header `{}` cannot be forwarded upstream: its {} has characters \
-                         HTTP does not allow (control characters); remove or fix it",
-                        name.escape_debug(),
-                        if name_ok { "value" } else { "name" }
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The headers an upstream request to `ep` carries, given the client's: the forwardable
-    /// client headers, the endpoint's own `headers` (which win), its credentials, and for an
-    /// `anthropic` endpoint a default `anthropic-version`. With `traceparent` (traces on), it
-    /// replaces the client's: the upstream's parent is the relay's span of this attempt.
-    fn outgoing_headers(
-        &self,
-        ep: &Endpoint,
-        client: &[(String, String)],
-        traceparent: Option<&str>,
-    ) -> Vec<(String, String)> {
-        let own = &ep.config.headers;
-        let mut out = Vec::with_capacity(client.len() + own.len() + 3);
-        for (name, value) in client {
-            let overridden = own.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-            let replaced = traceparent.is_some() && name.eq_ignore_ascii_case("traceparent");
-            if !overridden && !replaced && forwardable(name, self.forward_auth) {
-                out.push((name.clone(), value.clone()));
-            }
-        }
-        out.extend(own.iter().cloned());
-        if let Some(tp) = traceparent {
-            out.push(("traceparent".to_string(), tp.to_string()));
-        }
-        if let Some(credential) = self.credential(ep, client) {
-            out.push(credential);
-        }
-        let has =
-            |out: &[(String, String)], n: &str| out.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-        if ep.config.api == Api::Anthropic && !has(&out, "anthropic-version") {
-            out.push(("anthropic-version".into(), ANTHROPIC_VERSION.into()));
-        }
-        out
-    }
-
-    /// The credential header sent upstream: the endpoint's key (`Authorization: Bearer`, or
-    /// `x-api-key` for an `anthropic` endpoint), or with `forward_auth` the client's own
-    /// `Authorization` / `x-api-key` as it sent them.
-    fn credential(&self, ep: &Endpoint, client: &[(String, String)]) -> Option<(String, String)> {
-        if self.forward_auth {
-            return crate::util::forwarded_credential(client).cloned();
-        }
-        let key = ep.config.key.as_ref()?;
-        Some(match ep.config.api {
-            Api::Anthropic => ("x-api-key".to_string(), key.clone()),
-            Api::Chat | Api::Responses => ("authorization".to_string(), format!("Bearer {key}")),
-        })
-    }
-
     /// GETs `{base}{path}` of any endpoint with its credentials (failing over like [`post`]).
     ///
     /// [`post`]: Upstream::post
@@ -536,11 +404,4 @@ pub fn transport_error(base: &str, err: &ureq::Error) -> ApiError {
 /// True for an I/O error that means the upstream went quiet for too long.
 pub fn is_timeout(err: &std::io::Error) -> bool {
     err.kind() == std::io::ErrorKind::TimedOut || err.to_string().contains("timeout")
-}
-/// Upstream response headers that pass to the client.
-pub fn response_headers(map: &ureq::http::HeaderMap) -> Vec<(String, String)> {
-    map.iter()
-        .filter(|(name, _)| !NOT_RETURNED.contains(&name.as_str()))
-        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
-        .collect()
 }

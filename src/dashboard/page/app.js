@@ -221,7 +221,7 @@ const pages = {
       el('div', { class: 'grid' }, stat('cache_entries', 'entries', num(s.entries)), stat('cache_bytes', 'bytes', num(s.bytes)),
         stat('cache_hit_ratio', 'hit ratio since start', pct(s.hit_ratio)), stat('cache_tokens_saved', 'tokens saved since start', num(s.tokens_saved))),
       el('h2', { text: 'Entries by model and namespace' }),
-      el('p', { class: 'muted', text: `From the index of recorded requests: ${num(ix.indexed)} entries (${num(ix.index_bytes)} of ${num(ix.index_max_bytes)} bytes; at most ${num(ix.read_at_start_max)} read at start${ix.start_fill_cut ? ', cut there' : ''}${ix.filled ? '' : ', still filling'}).` }),
+      el('p', { class: 'muted', text: `From the index of recorded requests: ${num(ix.indexed)} entries (at most ${num(ix.max_indexed)}, the oldest leave first${ix.dropped ? `; ${num(ix.dropped)} left` : ''}${ix.filled ? '' : '; still filling'}), ${num(ix.searchable)} of them searchable (${num(ix.index_bytes)} of ${num(ix.index_max_bytes)} bytes).` }),
       table(['model', 'namespace', 'route', 'entries', 'bytes'], ix.groups.map((g) => el('tr', {}, el('td', { text: g.model }), el('td', { text: g.namespace }), el('td', { text: g.route }), el('td', { text: num(g.entries) }), el('td', { text: num(g.bytes) })))));
     const m = d.search;
     put($('cache-results'), 

@@ -6,8 +6,9 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
-use super::super::pending::Pending;
+use super::super::pending::{Batch, Pending};
 use super::*;
+use crate::usage::KeyUsage;
 
 /// A real `redis-server` (Debian package `redis-server`) on a free loopback port, killed
 /// on drop.
