@@ -100,7 +100,8 @@ fn a_translated_response_repeats_the_request_plain_streamed_and_from_the_cache()
     let up = Upstream::chat_model();
     let (_dir, relay) = cached_relay(&up);
     run_checks(&relay, &["echo"]);
-    // the first request, the streamed one and the bare one; the second plain one was a hit
+    // the first request, the streamed one and the bare one; the second plain one and the bare
+    // one with `store: false` (dropped upstream: the same chat request) were hits
     assert_eq!(up.requests().len(), 3);
 }
 

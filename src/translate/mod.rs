@@ -15,6 +15,7 @@ mod anthropic_answer;
 mod anthropic_chat;
 mod anthropic_stream;
 mod chat_messages;
+mod effort;
 mod messages_answer;
 mod messages_stream;
 mod order;
