@@ -166,6 +166,13 @@ fn thinking_is_sent_in_each_endpoints_terms_at_send_time() {
         (None, Some(json!(true)), None),
         "enable_thinking"
     );
+    // the Messages budget: DashScope's `thinking_budget`, only where `enable_thinking` is sent
+    assert_eq!(sent(&qwen)["thinking_budget"], 10000);
+    for up in [&effort, &deep, &standby] {
+        let body = sent(up);
+        assert_eq!(body.get("thinking_budget"), None, "{body}");
+        assert_eq!(body.get("relay_thinking_budget"), None, "{body}");
+    }
     assert_eq!(
         thinking(&sent(&deep)),
         (None, None, Some(json!("they greet me"))),

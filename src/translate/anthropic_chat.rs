@@ -72,6 +72,12 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
                 if let Some(effort) = thinking_effort(value)? {
                     chat.insert("reasoning_effort".into(), json!(effort));
                 }
+                if let Some(budget) = value
+                    .get("budget_tokens")
+                    .filter(|_| value.get("type").and_then(Value::as_str) == Some("enabled"))
+                {
+                    chat.insert(super::THINKING_BUDGET.into(), budget.clone());
+                }
             }
             "output_config" => effort = output_effort(value)?,
             "metadata" => {

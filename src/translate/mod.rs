@@ -36,6 +36,12 @@ use crate::answer::Usage;
 pub use stream::Stream;
 use stream::StreamState;
 
+/// Where a translated Messages request keeps its `thinking.budget_tokens` next to the
+/// `reasoning_effort` it implies: part of the request (and of its cache key), but sent upstream
+/// only as DashScope's `thinking_budget` to an endpoint whose `thinking` is `enable_thinking`,
+/// and to no other (`upstream::thinking` takes it out at send time).
+pub const THINKING_BUDGET: &str = "relay_thinking_budget";
+
 /// The API a client speaks when its request is translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
