@@ -27,6 +27,7 @@ use crate::log::Access;
 use crate::sse;
 use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
+use crate::store::Responses;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect, Translation};
 use crate::upstream::{self, limit, Mode};
@@ -730,6 +731,7 @@ pub fn why(
     mut body: Map<String, Value>,
     mut headers: Vec<(String, String)>,
     bound: cache::WhyBound,
+    responses: Option<&Responses>,
 ) -> Result<String, String> {
     let anthropic = headers
         .iter()
@@ -753,17 +755,73 @@ pub fn why(
             )
         }
     };
+    let continued = match continued(cfg, endpoint, &mut body, responses)? {
+        Ok(continued) => continued,
+        Err(explained) => return Ok(explained),
+    };
     let prepared = prepare(cfg, endpoint, &mut body, &mut headers).map_err(|e| e.message)?;
     let endpoint = prepared.sent;
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
     let models = cfg.upstreams.effective_models(endpoint.api(), model);
     let keyed = keyed_body(endpoint, &body, &headers);
-    cache::why_command(
+    let text = cache::why_command(
         &cfg.cache,
         endpoint.path(),
         &keyed,
         &headers,
         &models,
         bound,
-    )
+    )?;
+    Ok(match continued {
+        Some((id, n)) => format!(
+            "continues the stored response {id}: its conversation ({n} items) is in front of \
+             `input`, as the relay keys it\n{text}"
+        ),
+        None => text,
+    })
+}
+
+/// For `why`: a translated Responses request with `previous_response_id` gets the stored
+/// conversation in front of its input, as the relay does before keying it (`Ok(Some((id, items
+/// in front)))`); `Err` explains why there is no key to show instead (the relay would answer
+/// OpenAI's 400, or the stored responses are not readable here).
+fn continued(
+    cfg: &Config,
+    endpoint: Endpoint,
+    body: &mut Map<String, Value>,
+    responses: Option<&Responses>,
+) -> Result<Result<Option<(String, usize)>, String>, String> {
+    if translation(cfg, endpoint, body) != Some(Dialect::Responses) {
+        return Ok(Ok(None));
+    }
+    let Some(id) = body
+        .get("previous_response_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Ok(Ok(None));
+    };
+    let Some(responses) = responses else {
+        let kept = if cfg.state.redis.is_some() {
+            "in Redis"
+        } else {
+            "in the relay's memory"
+        };
+        return Ok(Err(format!(
+            "this request continues the stored response {id}: the relay puts that response's \
+             conversation (its inputs and output items) in front of `input` and keys the whole, \
+             so the key depends on what is stored. The command reads stored responses only from \
+             `state.dir`, and this configuration keeps them {kept}: use `why` on the dashboard's \
+             Cache page, which reads them where the relay keeps them.\n"
+        )));
+    };
+    match stored::continue_from(responses, body) {
+        Ok(Ok(pending)) => Ok(Ok(Some((id, pending.prefix.len())))),
+        Ok(Err(_)) => Ok(Err(format!(
+            "this request continues {id}, which is not a stored response (expired, deleted, \
+             made with `store: false`, or not made by this relay): the relay answers it with \
+             OpenAI's 400 `previous_response_not_found`, looks in no cache and keeps nothing.\n"
+        ))),
+        Err(e) => Err(e.message),
+    }
 }

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::exchange::Exchange;
 use crate::objects::{self, Kind, Route};
 use crate::state::State;
-use crate::store::Stored;
+use crate::store::{Responses, Stored};
 use crate::translate::Translation;
 
 /// Whether a Responses request asks to be stored (`store` defaults to true).
@@ -53,6 +53,15 @@ pub fn continue_conversation(
     state: &State,
     body: &mut Map<String, Value>,
 ) -> Result<Result<Pending, (u16, Vec<u8>)>, ApiError> {
+    continue_from(&state.gate.responses, body)
+}
+
+/// [`continue_conversation`] with the stored responses of `responses` (`cache why` reads them
+/// without a running relay).
+pub fn continue_from(
+    responses: &Responses,
+    body: &mut Map<String, Value>,
+) -> Result<Result<Pending, (u16, Vec<u8>)>, ApiError> {
     let input = input_items(body);
     if !matches!(
         body.get("input"),
@@ -76,7 +85,7 @@ pub fn continue_conversation(
             ))
         }
     };
-    let Some(stored) = state.gate.responses.get(&id).map_err(unavailable)? else {
+    let Some(stored) = responses.get(&id).map_err(unavailable)? else {
         return Ok(Err(objects::unknown_reference(Kind::Response, &id)));
     };
     let mut prefix = stored.context;

@@ -222,3 +222,77 @@ fn with_redis_a_response_kept_by_one_replica_is_read_continued_and_expires_on_an
         .unwrap();
     assert!(ttl > 29 * 86_400 && ttl <= 30 * 86_400, "TTL {ttl}");
 }
+
+/// `cache why` on a request that continues a stored response keys it as the relay does (the
+/// stored conversation in front of its input: the key the relay then records); an id that is
+/// not stored, and stored responses the command cannot read, are explained instead of
+/// answered with the translation's 400.
+#[test]
+fn cache_why_keys_a_continuation_with_the_stored_conversation() {
+    let up = Upstream::chat_model();
+    let (state, cache, files) = (TempDir::new(), TempDir::new(), TempDir::new());
+    let cfg = config_json(
+        &up.base_url(),
+        json!({"state": {"dir": state.path()}, "cache": {"enabled": true, "dir": cache.path()}}),
+    );
+    let relay = Relay::start(&cfg);
+    let first = post_json(
+        &relay.url("/v1/responses"),
+        &json!({"model": "gpt-5", "input": "first turn"}),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let next = json!({"model": "gpt-5", "input": "second turn", "previous_response_id": id});
+    let cfg_path = files.write("relay.jsonc", &cfg);
+    let why = |body: &Value, cfg: &std::path::Path| {
+        let request = files.write("request.json", &body.to_string());
+        let out = run_relay(
+            &[
+                "cache",
+                "why",
+                request.to_str().unwrap(),
+                "--route",
+                "/v1/responses",
+                "--config",
+                cfg.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+        out.stdout
+    };
+    let before = why(&next, &cfg_path);
+    assert!(
+        before.contains(&format!(
+            "continues the stored response {id}: its conversation (2 items)"
+        )),
+        "{before}"
+    );
+    assert!(before.contains("not recorded"), "{before}");
+    let answered = post_json(&relay.url("/v1/responses"), &next);
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    let key = answered.header("x-cache-key").expect("a key").to_string();
+    let after = why(&next, &cfg_path);
+    assert!(after.contains(&format!("key {key}, recorded")), "{after}");
+
+    let mut unknown = next.clone();
+    unknown["previous_response_id"] = json!("resp_0000000000000000000000000000dead");
+    let text = why(&unknown, &cfg_path);
+    assert!(
+        text.contains("is not a stored response") && text.contains("previous_response_not_found"),
+        "{text}"
+    );
+    let memory = files.write(
+        "memory.jsonc",
+        &config_json(
+            &up.base_url(),
+            json!({"cache": {"enabled": true, "dir": cache.path()}}),
+        ),
+    );
+    let text = why(&next, &memory);
+    assert!(
+        text.contains("reads stored responses only from `state.dir`")
+            && text.contains("in the relay's memory"),
+        "{text}"
+    );
+}
