@@ -173,8 +173,9 @@ pub fn keep_chat(
     }
 }
 
-/// `GET`/`DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items` of a stored
-/// translated response (ownership was checked before). `false`: not one the relay stored
+/// `GET`/`DELETE /v1/responses/{id}` (`?stream=true`: replayed as its stream events, from
+/// after `starting_after`) and `GET /v1/responses/{id}/input_items` of a stored translated
+/// response (ownership was checked before). `false`: not one the relay stored
 /// (the request goes upstream).
 pub fn serve(
     state: &State,
@@ -195,6 +196,23 @@ pub fn serve(
         return Ok(false);
     };
     match (method, rest.as_str()) {
+        ("GET", "") if param(query, "stream") == Some("true") => {
+            let after = match param(query, "starting_after") {
+                None => None,
+                Some(n) => Some(n.parse::<u64>().map_err(|_| {
+                    ApiError::invalid(
+                        "invalid_value",
+                        format!("`starting_after` must be a whole number; got {n:?}"),
+                    )
+                })?),
+            };
+            let events = crate::translate::replay_response(&stored.response, after);
+            let headers = [
+                ("Content-Type".to_string(), "text/event-stream".to_string()),
+                ("Cache-Control".to_string(), "no-cache".to_string()),
+            ];
+            ex.respond(200, &headers, events);
+        }
         ("GET", "") => ex.json(200, stored.response.to_string().into_bytes()),
         ("DELETE", "") => {
             state.gate.responses.delete(&id).map_err(unavailable)?;
@@ -215,6 +233,13 @@ pub fn serve(
     Ok(true)
 }
 
+/// The value of query parameter `name`.
+fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+}
+
 /// The input items as the API lists them: each a typed item with an id (a message's string
 /// content as one `input_text` part), in `order` (default `desc`), from after `after`, at most
 /// `limit` (1 to 100, default 20).
@@ -225,11 +250,7 @@ fn list_items(id: &str, input: &[Value], query: &str) -> Result<Value, ApiError>
         .enumerate()
         .map(|(n, item)| listed_item(base, n, item))
         .collect();
-    let param = |name: &str| {
-        query
-            .split('&')
-            .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
-    };
+    let param = |name: &str| param(query, name);
     match param("order") {
         None | Some("desc") => items.reverse(),
         Some("asc") => {}

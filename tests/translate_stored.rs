@@ -1,6 +1,7 @@
 //! Stored translated responses: a `/v1/responses` request translated to the chat-only fixture
 //! (`tests/common/chat_model.rs`) is kept, owned by its key, so `GET`/`DELETE
-//! /v1/responses/{id}`, `…/input_items` and `previous_response_id` work
+//! /v1/responses/{id}` (also replayed as stream events), `…/input_items` and
+//! `previous_response_id` work
 //! (`tests/e2e/stored_responses.py` drives the openai SDK), across a restart with `state.dir`;
 //! `store: false` is never kept; cache hits get fresh ids and are kept too.
 

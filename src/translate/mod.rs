@@ -21,6 +21,7 @@ mod messages_stream;
 mod order;
 mod responses_answer;
 mod responses_chat;
+mod responses_replay;
 mod responses_stream;
 mod stream;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use serde_json::{json, Map, Value};
 
 use crate::answer::Usage;
 
+pub use responses_replay::replay as replay_response;
 pub use stream::Stream;
 use stream::StreamState;
 
