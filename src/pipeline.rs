@@ -755,9 +755,13 @@ pub fn why(
             )
         }
     };
-    let continued = match continued(cfg, endpoint, &mut body, responses)? {
-        Ok(continued) => continued,
-        Err(explained) => return Ok(explained),
+    let continued = if translation(cfg, endpoint, &body) == Some(Dialect::Responses) {
+        match stored::continued_for_why(cfg, &mut body, responses)? {
+            Ok(continued) => continued,
+            Err(explained) => return Ok(explained),
+        }
+    } else {
+        None
     };
     let prepared = prepare(cfg, endpoint, &mut body, &mut headers).map_err(|e| e.message)?;
     let endpoint = prepared.sent;
@@ -779,49 +783,4 @@ pub fn why(
         ),
         None => text,
     })
-}
-
-/// For `why`: a translated Responses request with `previous_response_id` gets the stored
-/// conversation in front of its input, as the relay does before keying it (`Ok(Some((id, items
-/// in front)))`); `Err` explains why there is no key to show instead (the relay would answer
-/// OpenAI's 400, or the stored responses are not readable here).
-fn continued(
-    cfg: &Config,
-    endpoint: Endpoint,
-    body: &mut Map<String, Value>,
-    responses: Option<&Responses>,
-) -> Result<Result<Option<(String, usize)>, String>, String> {
-    if translation(cfg, endpoint, body) != Some(Dialect::Responses) {
-        return Ok(Ok(None));
-    }
-    let Some(id) = body
-        .get("previous_response_id")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
-        return Ok(Ok(None));
-    };
-    let Some(responses) = responses else {
-        let kept = if cfg.state.redis.is_some() {
-            "in Redis"
-        } else {
-            "in the relay's memory"
-        };
-        return Ok(Err(format!(
-            "this request continues the stored response {id}: the relay puts that response's \
-             conversation (its inputs and output items) in front of `input` and keys the whole, \
-             so the key depends on what is stored. The command reads stored responses only from \
-             `state.dir`, and this configuration keeps them {kept}: use `why` on the dashboard's \
-             Cache page, which reads them where the relay keeps them.\n"
-        )));
-    };
-    match stored::continue_from(responses, body) {
-        Ok(Ok(pending)) => Ok(Ok(Some((id, pending.prefix.len())))),
-        Ok(Err(_)) => Ok(Err(format!(
-            "this request continues {id}, which is not a stored response (expired, deleted, \
-             made with `store: false`, or not made by this relay): the relay answers it with \
-             OpenAI's 400 `previous_response_not_found`, looks in no cache and keeps nothing.\n"
-        ))),
-        Err(e) => Err(e.message),
-    }
 }

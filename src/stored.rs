@@ -12,6 +12,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::auth::Client;
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::exchange::Exchange;
 use crate::objects::{self, Kind, Route};
@@ -101,6 +102,47 @@ pub fn continue_from(
     whole.extend(input.iter().cloned());
     body.insert("input".into(), Value::Array(whole));
     Ok(Ok(Pending { input, prefix }))
+}
+
+/// For `cache why`: a translated Responses request with `previous_response_id` gets the stored
+/// conversation in front of its input, as the relay does before keying it (`Ok(Some((id, items
+/// in front)))`); `Err` explains why there is no key to show instead (the relay would answer
+/// OpenAI's 400, or the stored responses are not readable here).
+pub fn continued_for_why(
+    cfg: &Config,
+    body: &mut Map<String, Value>,
+    responses: Option<&Responses>,
+) -> Result<Result<Option<(String, usize)>, String>, String> {
+    let Some(id) = body
+        .get("previous_response_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Ok(Ok(None));
+    };
+    let Some(responses) = responses else {
+        let kept = if cfg.state.redis.is_some() {
+            "in Redis"
+        } else {
+            "in the relay's memory"
+        };
+        return Ok(Err(format!(
+            "this request continues the stored response {id}: the relay puts that response's \
+             conversation (its inputs and output items) in front of `input` and keys the whole, \
+             so the key depends on what is stored. The command reads stored responses only from \
+             `state.dir`, and this configuration keeps them {kept}: use `why` on the dashboard's \
+             Cache page, which reads them where the relay keeps them.\n"
+        )));
+    };
+    match continue_from(responses, body) {
+        Ok(Ok(pending)) => Ok(Ok(Some((id, pending.prefix.len())))),
+        Ok(Err(_)) => Ok(Err(format!(
+            "this request continues {id}, which is not a stored response (expired, deleted, \
+             made with `store: false`, or not made by this relay): the relay answers it with \
+             OpenAI's 400 `previous_response_not_found`, looks in no cache and keeps nothing.\n"
+        ))),
+        Err(e) => Err(e.message),
+    }
 }
 
 fn unavailable(_: crate::store::Down) -> ApiError {
