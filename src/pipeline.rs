@@ -311,8 +311,11 @@ pub fn prepare(
         *body = translate::to_chat(t.dialect, body)
             .map_err(|e| ApiError::invalid("untranslatable_field", e.message(t.dialect)))?;
         if t.pivot {
-            *body = translate::to_chat(Dialect::Chat, body)
-                .map_err(|e| ApiError::invalid("untranslatable_field", e.message(Dialect::Chat)))?;
+            *body = translate::to_chat(Dialect::Chat, body).map_err(|mut e| {
+                // named as the client wrote it
+                e.field = translate::pivot_field(&e.field);
+                ApiError::invalid("untranslatable_field", e.message(Dialect::Chat))
+            })?;
         }
         if t.dialect == Dialect::Chat || t.pivot {
             // the anthropic endpoint's own headers (key, version) are set at send time

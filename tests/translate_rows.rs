@@ -12,6 +12,12 @@
 //!   a stream of chat chunks or Anthropic events for the streamed call), and the SDK's final
 //!   object contains the row's client JSON.
 //!
+//! The `request`, `dropped` and `400` rows of `responses` go a second time to an `anthropic`
+//! endpoint, through the chat pivot (Responses → Chat → Messages): a `400` row is refused the
+//! same way, and the strict fixture takes every other row's Messages request (its content is
+//! the `chat` rows' business). The `responses` `answer` rows are not sent there: their upstream
+//! JSON is a chat completion, and the Messages answers a chat client gets are the `chat` rows.
+//!
 //! Needs `bash scripts/test-deps.sh`; fails (not skips) without it.
 
 use std::collections::HashMap;
@@ -31,12 +37,21 @@ fn variants(row: &Row) -> Vec<bool> {
     }
 }
 
+/// `responses` request rows an `anthropic` endpoint cannot take, with the reason: through the
+/// pivot they are a 400 naming the field.
+const REFUSED_ON_THE_PIVOT: &[(&str, &str)] = &[(
+    "text.format",
+    "Anthropic has no structured-output mode for chat's `response_format` (the `chat` 400 row)",
+)];
+
 /// One SDK call of the walk.
 struct Call {
     tag: String,
     row: usize,
     stream: bool,
     request: Value,
+    /// A `responses` row sent to the relay whose endpoint speaks `anthropic` (the chat pivot).
+    pivot: bool,
 }
 
 fn calls(rows: &[Row]) -> Vec<Call> {
@@ -60,12 +75,31 @@ fn calls(rows: &[Row]) -> Vec<Call> {
                     request["store"] = json!(false);
                 }
             }
-            let tag = format!("row{i}-{}", if stream { "streamed" } else { "plain" });
+            let how = if stream { "streamed" } else { "plain" };
+            if row.api == "responses" && row.way != "answer" {
+                // the same request through the pivot to the strict Anthropic fixture, which
+                // (as Anthropic) takes a conversation that starts with a user turn only (a 400
+                // row stays as it is: it is refused before, by its index)
+                let mut request = request.clone();
+                if let Some(input) = request["input"].as_array_mut().filter(|_| row.way != "400") {
+                    if input.first().is_some_and(|i| i["role"] != "user") {
+                        input.insert(0, json!({"role": "user", "content": "hi"}));
+                    }
+                }
+                out.push(Call {
+                    tag: format!("row{i}-{how}-pivot"),
+                    row: i,
+                    stream,
+                    request,
+                    pivot: true,
+                });
+            }
             out.push(Call {
-                tag,
+                tag: format!("row{i}-{how}"),
                 row: i,
                 stream,
                 request,
+                pivot: false,
             });
         }
     }
@@ -79,7 +113,7 @@ fn answers(rows: &[Row], calls: &[Call]) -> HashMap<String, Value> {
         .iter()
         .filter_map(|c| {
             let row = rows.get(c.row)?;
-            let base = table_base_answer(&row.api);
+            let base = table_base_answer(if c.pivot { "chat" } else { &row.api });
             match row.way.as_str() {
                 "400" => None,
                 "answer" => Some((c.tag.clone(), merged(&base, row.upstream.as_ref()?))),
@@ -134,7 +168,7 @@ fn table_fixture(answers: HashMap<String, Value>) -> Upstream {
 
 /// What went wrong with one call, if anything.
 fn judge(row: &Row, call: &Call, result: &Value, sent: &[RecordedRequest]) -> Option<String> {
-    let path = if row.api == "chat" {
+    let path = if row.api == "chat" || call.pivot {
         "/v1/messages"
     } else {
         "/v1/chat/completions"
@@ -151,7 +185,10 @@ fn judge(row: &Row, call: &Call, result: &Value, sent: &[RecordedRequest]) -> Op
             ));
         }
     }
+    let refused_here = call.pivot && REFUSED_ON_THE_PIVOT.iter().any(|(f, _)| *f == row.field);
     match row.way.as_str() {
+        "400" => refused(row, result, sent),
+        _ if refused_here => refused(row, result, sent),
         "request" | "dropped" => {
             if let Err(e) = final_object() {
                 return Some(e);
@@ -159,25 +196,15 @@ fn judge(row: &Row, call: &Call, result: &Value, sent: &[RecordedRequest]) -> Op
             let Some(last) = sent.last() else {
                 return Some("nothing reached the upstream".into());
             };
+            if call.pivot {
+                // the row's upstream JSON is chat; here it is enough that the strict fixture
+                // took the Messages request the two steps made of it
+                return (last.path != path).then(|| format!("sent to {}", last.path));
+            }
             let want = row.upstream.as_ref()?;
             let got = last.json();
             (last.path != path || !contains(&got, want))
                 .then(|| format!("upstream got {} {got}\n    want {want}", last.path))
-        }
-        "400" => {
-            let status = result["status"].as_u64();
-            let message = result["message"].as_str().unwrap_or("");
-            let named = message.contains(&row.field) || result["param"] == json!(row.field);
-            if status != Some(400) || !named {
-                Some(format!("want a 400 naming `{}`, got {result}", row.field))
-            } else if !sent.is_empty() {
-                Some(format!(
-                    "refused, yet {} request(s) went upstream",
-                    sent.len()
-                ))
-            } else {
-                None
-            }
         }
         "answer" => match final_object() {
             Err(e) => Some(e),
@@ -185,6 +212,24 @@ fn judge(row: &Row, call: &Call, result: &Value, sent: &[RecordedRequest]) -> Op
                 .then(|| format!("the SDK's final object {got}\n    want {}", row.client)),
         },
         other => Some(format!("unknown way {other} (call {})", call.tag)),
+    }
+}
+
+/// A refusal: a 400 whose message (or `param`) names the row's field, and nothing upstream.
+fn refused(row: &Row, result: &Value, sent: &[RecordedRequest]) -> Option<String> {
+    let status = result["status"].as_u64();
+    let message = result["message"].as_str().unwrap_or("");
+    let named =
+        message.contains(&format!("`{}`", row.field)) || result["param"] == json!(row.field);
+    if status != Some(400) || !named {
+        Some(format!("want a 400 naming `{}`, got {result}", row.field))
+    } else if !sent.is_empty() {
+        Some(format!(
+            "refused, yet {} request(s) went upstream",
+            sent.len()
+        ))
+    } else {
+        None
     }
 }
 
@@ -211,8 +256,9 @@ fn the_sdks_check_every_row_of_the_translation_table_plain_and_streamed() {
     let dir = TempDir::new();
     let plan = json!({
         "roots": {"anthropic": to_chat.url(""), "responses": to_chat.url(""),
-                  "chat": to_anthropic.url("")},
+                  "chat": to_anthropic.url(""), "responses_pivot": to_anthropic.url("")},
         "calls": calls.iter().map(|c| json!({"tag": c.tag, "api": rows[c.row].api,
+            "client": if c.pivot { "responses_pivot" } else { rows[c.row].api.as_str() },
             "stream": c.stream, "request": c.request})).collect::<Vec<_>>(),
     });
     let plan_path = dir.write("plan.json", &plan.to_string());
@@ -237,7 +283,12 @@ fn the_sdks_check_every_row_of_the_translation_table_plain_and_streamed() {
             .cloned()
             .collect();
         let result = &results[&call.tag];
-        let how = if call.stream { "streamed" } else { "plain" };
+        let how = match (call.stream, call.pivot) {
+            (false, false) => "plain",
+            (true, false) => "streamed",
+            (false, true) => "plain, anthropic endpoint",
+            (true, true) => "streamed, anthropic endpoint",
+        };
         if let Some(why) = judge(row, call, result, &sent) {
             failures.push(format!("{} ({how}): {why}", row.name()));
         }

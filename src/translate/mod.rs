@@ -44,6 +44,28 @@ use stream::StreamState;
 /// and to no other (`upstream::thinking` takes it out at send time).
 pub const THINKING_BUDGET: &str = "relay_thinking_budget";
 
+/// The Responses field a chat field of a pivoted request (Responses → Chat → Messages) comes
+/// from: the second step names chat fields, the client wrote Responses ones. A message path
+/// is the `input` it was made of (its indices differ: `instructions` is message 0).
+pub fn pivot_field(chat_field: &str) -> String {
+    let renamed = [
+        ("response_format", "text.format"),
+        ("max_tokens", "max_output_tokens"),
+        ("reasoning_effort", "reasoning.effort"),
+        ("messages", "input"),
+    ];
+    for (chat, responses) in renamed {
+        if chat_field == chat
+            || chat_field
+                .strip_prefix(chat)
+                .is_some_and(|rest| rest.starts_with(['.', '[']))
+        {
+            return responses.to_string();
+        }
+    }
+    chat_field.to_string()
+}
+
 /// The API a client speaks when its request is translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {

@@ -5,8 +5,9 @@ what each SDK gave back: the walk of the README's translation table through the 
 
 Usage: translate_rows.py PLAN_JSON RESULTS_JSON
 
-PLAN_JSON: {"roots": {"anthropic": URL, "responses": URL, "chat": URL}, "calls": [{"tag",
-"api", "stream", "request"}]}. Each call is made with the SDK of its `api`, carrying the header
+PLAN_JSON: {"roots": {"anthropic": URL, "responses": URL, "chat": URL, "responses_pivot": URL},
+"calls": [{"tag", "api", "client", "stream", "request"}]}. Each call is made with the SDK of its
+`api` on the root its `client` names (default: its `api`), carrying the header
 `x-row: TAG` (the fixture answers by it): `anthropic` → `messages.create`, streamed
 `messages.stream(...).get_final_message()`; `responses` → `responses.create`, streamed
 `responses.stream(...)` and its final Response (`get_final_response()`, or the Response of its
@@ -52,8 +53,9 @@ def final_response(stream):
     return last
 
 
-def call(clients, c):
+def call(all_clients, c):
     api, request, headers = c["api"], dict(c["request"]), {"x-row": c["tag"]}
+    clients = {api: all_clients[c.get("client", api)]}
     streamed = request.pop("stream", False) or c["stream"]
     if api == "anthropic":
         messages = clients["anthropic"].messages
@@ -89,6 +91,8 @@ def main(plan_path, results_path):
                                    max_retries=0, timeout=20),
         "chat": openai.OpenAI(base_url=roots["chat"] + "/v1", api_key="test-key",
                               max_retries=0, timeout=20),
+        "responses_pivot": openai.OpenAI(base_url=roots["responses_pivot"] + "/v1",
+                                         api_key="test-key", max_retries=0, timeout=20),
     }
     results = {}
     for c in plan["calls"]:
