@@ -297,3 +297,42 @@ fn cache_why_keys_a_continuation_with_the_stored_conversation() {
         "{text}"
     );
 }
+
+/// The dashboard's `why` reads stored responses where the relay keeps them (memory here, which
+/// the command cannot read), so a continuation is keyed there too.
+#[test]
+fn the_dashboards_why_keys_a_continuation_from_the_relays_own_store() {
+    const ADMIN: &str = "sk-stored-admin-000000003";
+    let up = Upstream::chat_model();
+    let cache = TempDir::new();
+    let relay = Relay::start(&config_json(
+        &up.base_url(),
+        json!({"auth": {"admin_key": ADMIN, "keys": [{"key": KEY_A, "name": "a"}]},
+               "cache": {"enabled": true, "dir": cache.path()}, "ui": {"enabled": true}}),
+    ));
+    let first = call(
+        &relay,
+        KEY_A,
+        "POST",
+        "/v1/responses",
+        Some(&json!({"model": "gpt-5", "input": "first turn"})),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let next = json!({"model": "gpt-5", "input": "second turn", "previous_response_id": id});
+    let why = admin_call(
+        &relay,
+        ADMIN,
+        "POST",
+        "/admin/ui/cache/why",
+        Some(json!({"route": "/v1/responses", "body": next})),
+    );
+    assert_eq!(why.status, 200, "{}", why.body);
+    let text = why.json()["text"].as_str().unwrap_or("").to_string();
+    assert!(
+        text.contains(&format!(
+            "continues the stored response {id}: its conversation (2 items)"
+        )),
+        "{text}"
+    );
+}
