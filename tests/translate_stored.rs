@@ -336,3 +336,40 @@ fn the_dashboards_why_keys_a_continuation_from_the_relays_own_store() {
         "{text}"
     );
 }
+
+/// `GET /v1/responses/{id}?stream=true` is an event stream; a `starting_after` that is not a
+/// whole number is a 400 naming it.
+#[test]
+fn a_replayed_response_is_an_event_stream_and_a_bad_starting_after_is_refused() {
+    let up = Upstream::chat_model();
+    let relay = Relay::start(&config(&up, json!({})));
+    let first = call(
+        &relay,
+        KEY_A,
+        "POST",
+        "/v1/responses",
+        Some(&json!({"model": "gpt-5", "input": "first turn"})),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/responses/{id}?stream=true");
+    let replayed = call(&relay, KEY_A, "GET", &path, None);
+    assert_eq!(replayed.status, 200, "{}", replayed.body);
+    assert_eq!(replayed.header("content-type"), Some("text/event-stream"));
+    assert!(
+        replayed.body.starts_with("event: response.created\n"),
+        "{}",
+        replayed.body
+    );
+    let bad = call(
+        &relay,
+        KEY_A,
+        "GET",
+        &format!("{path}&starting_after=x"),
+        None,
+    );
+    let message = bad.assert_error(400, "invalid_value");
+    assert!(message.contains("starting_after"), "{message}");
+    // another key cannot replay it either
+    assert_eq!(call(&relay, KEY_B, "GET", &path, None).status, 404);
+}
