@@ -259,10 +259,10 @@ EOF
   wait_http "http://$NGINX/static/chat.json" 10 || die "nginx did not start: $(cat "$dir/error.log")"
 }
 
-start_sse_upstream() { # EVENTS INTERVAL_MS → SSE_ADDR
+start_sse_upstream() { # EVENTS INTERVAL_MS [API] → SSE_ADDR, SSE_PID
   local out=$RUN/sse-$RANDOM.out
   : >"$out" # exists before the fixture's shell opens it: the poll below never reads a missing file
-  "$TOOL" sse-upstream --events "$1" --interval-ms "$2" >"$out" &
+  "$TOOL" sse-upstream --events "$1" --interval-ms "$2" --api "${3:-chat}" >"$out" &
   SSE_PID=$!
   PIDS+=("$SSE_PID")
   for _ in $(seq 100); do
@@ -275,12 +275,15 @@ start_sse_upstream() { # EVENTS INTERVAL_MS → SSE_ADDR
 
 RELAY_N=0
 relay_config() { # UPSTREAM WORKERS [CACHE_JSON] [MEMBERS] → RELAY_CFG (a config file), RELAY_PORT
+  # UPSTREAM: a URL, or a JSON list (starting with `[`) for `upstreams`
   RELAY_N=$((RELAY_N + 1))
   RELAY_PORT=$(free_port)
   RELAY_CFG=$RUN/relay-$RELAY_N.jsonc
+  local upstream="\"upstream\": \"$1\""
+  [ "${1:0:1}" = "[" ] && upstream="\"upstreams\": $1"
   # every benchmark client connects from 127.0.0.1: exempt from max_connections_per_ip
-  printf '{"listen": "127.0.0.1:%s", "upstream": "%s", "workers": %s, "trusted_proxies": ["127.0.0.1"]%s%s}\n' \
-    "$RELAY_PORT" "$1" "$2" "${3:+, \"cache\": $3}" "${4:+, $4}" >"$RELAY_CFG"
+  printf '{"listen": "127.0.0.1:%s", %s, "workers": %s, "trusted_proxies": ["127.0.0.1"]%s%s}\n' \
+    "$RELAY_PORT" "$upstream" "$2" "${3:+, \"cache\": $3}" "${4:+, $4}" >"$RELAY_CFG"
 }
 start_relay() { # UPSTREAM WORKERS [CACHE_JSON] [MEMBERS] → RELAY (host:port), RELAY_PID
   relay_config "$@"
@@ -500,6 +503,7 @@ scenario_streams() {
   local body='{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Count."}]}' d r t n
   local anthropic_body='{"model":"bench-model","max_tokens":1000,"stream":true,"messages":[{"role":"user","content":"Count."}]}'
   local responses_body='{"model":"bench-model","stream":true,"input":"Count."}'
+  local -A plain_p50 plain_p99
   start_sse_upstream "$STREAM_EVENTS" "$STREAM_INTERVAL_MS"
   start_relay "http://$SSE_ADDR/v1" $((MANY_STREAMS + 32))
   for n in 1 "$MANY_STREAMS"; do
@@ -507,12 +511,26 @@ scenario_streams() {
     stream_row "6d-$n" "stream events, direct, $n stream(s)" "$d" "" "" ""
     r=$("$TOOL" streams --url "http://$RELAY/v1/chat/completions" --streams "$n" --body "$body")
     stream_row "6r-$n" "stream events via relay, $n stream(s)" "$r" "$(kv "$d" delay_p50_ms)" "$(kv "$d" delay_p99_ms)" "$(peak_rss_mb "$RELAY_PID")"
+    plain_p50[$n]=$(kv "$r" delay_p50_ms) plain_p99[$n]=$(kv "$r" delay_p99_ms)
     # the same chat stream translated into Anthropic Messages and Responses events (issue 13);
     # Δ is versus plain relaying (6r) of the same count: the per-event cost of translating
     t=$("$TOOL" streams --url "http://$RELAY/v1/messages" --streams "$n" --body "$anthropic_body")
     stream_row "6ta-$n" "stream events via relay, translated to Anthropic Messages, $n stream(s), Δ vs 6r-$n" "$t" "$(kv "$r" delay_p50_ms)" "$(kv "$r" delay_p99_ms)" "$(peak_rss_mb "$RELAY_PID")"
     t=$("$TOOL" streams --url "http://$RELAY/v1/responses" --streams "$n" --body "$responses_body")
     stream_row "6tr-$n" "stream events via relay, translated to Responses, $n stream(s), Δ vs 6r-$n" "$t" "$(kv "$r" delay_p50_ms)" "$(kv "$r" delay_p99_ms)" "$(peak_rss_mb "$RELAY_PID")"
+  done
+  stop "$RELAY_PID"
+  stop "$SSE_PID"
+  # the reverse direction (issue 21): the same text streamed as Anthropic Messages events by an
+  # `anthropic` endpoint, translated into chat chunks for a Chat client and, through the chat
+  # pivot, into Responses events; Δ is versus plain relaying of the chat stream (6r)
+  start_sse_upstream "$STREAM_EVENTS" "$STREAM_INTERVAL_MS" anthropic
+  start_relay "[{\"name\": \"claude\", \"url\": \"http://$SSE_ADDR/v1\", \"api\": \"anthropic\", \"api_key\": \"sk-bench\"}]" $((MANY_STREAMS + 32))
+  for n in 1 "$MANY_STREAMS"; do
+    t=$("$TOOL" streams --url "http://$RELAY/v1/chat/completions" --streams "$n" --body "$body")
+    stream_row "6tc-$n" "stream events via relay from an anthropic endpoint, translated to Chat Completions, $n stream(s), Δ vs 6r-$n" "$t" "${plain_p50[$n]}" "${plain_p99[$n]}" "$(peak_rss_mb "$RELAY_PID")"
+    t=$("$TOOL" streams --url "http://$RELAY/v1/responses" --streams "$n" --body "$responses_body")
+    stream_row "6tcr-$n" "stream events via relay from an anthropic endpoint, translated to Responses (chat pivot), $n stream(s), Δ vs 6r-$n" "$t" "${plain_p50[$n]}" "${plain_p99[$n]}" "$(peak_rss_mb "$RELAY_PID")"
   done
   stop "$RELAY_PID"
   stop "$SSE_PID"

@@ -2,7 +2,10 @@
 //!
 //! - `sse-upstream`: an SSE upstream that sends N `chat.completion.chunk` events M ms apart, each
 //!   carrying its send time (`"sent_ns"`, nanoseconds since the Unix epoch) in its payload, and
-//!   again in its text (`sent_ns=…`), which survives translation into another API's events.
+//!   again in its text (`sent_ns=…`), which survives translation into another API's events;
+//!   `--api anthropic` sends the same text as Anthropic Messages events instead (`message_start`,
+//!   `content_block_start`, N `text_delta`s, then `content_block_stop`, `message_delta`,
+//!   `message_stop`), an upstream for the reverse direction (chat / Responses clients).
 //! - `streams`: N concurrent streamed requests; per event it takes receive time − send time (same
 //!   machine, same clock), and the time from sending the request to the first event. A stream
 //!   ends at `data: [DONE]`, or at `message_stop` / `response.completed` (translated streams).
@@ -131,6 +134,11 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
 fn sse_upstream(f: &Flags) -> Res<()> {
     let events = f.num("events", 50.0)? as usize;
     let interval = Duration::from_millis(f.num("interval-ms", 20.0)? as u64);
+    let anthropic = match f.get("api").unwrap_or("chat") {
+        "chat" => false,
+        "anthropic" => true,
+        other => return Err(format!("--api must be chat or anthropic, got {other}")),
+    };
     let listener =
         TcpListener::bind(f.get("listen").unwrap_or("127.0.0.1:0")).map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -139,13 +147,48 @@ fn sse_upstream(f: &Flags) -> Res<()> {
     for conn in listener.incoming().flatten() {
         let _ = thread::Builder::new()
             .stack_size(64 * 1024)
-            .spawn(move || serve_sse(conn, events, interval));
+            .spawn(move || serve_sse(conn, events, interval, anthropic));
     }
     Ok(())
 }
 
+/// Event `i` of `events` as a chat chunk (the last with `finish_reason` and `[DONE]`), sent now.
+fn chat_event(i: usize, events: usize) -> String {
+    let finish = if i + 1 == events { "\"stop\"" } else { "null" };
+    let mut event = format!(
+        "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} sent_ns={sent} \"}},\"finish_reason\":{finish}}}],\"sent_ns\":{sent}}}\n\n",
+        sent = now_ns()
+    );
+    if i + 1 == events {
+        event.push_str("data: [DONE]\n\n");
+    }
+    event
+}
+
+/// Event `i` of `events` as Anthropic sends a text answer: the first opens the message and its
+/// text block, every one carries a `text_delta`, the last closes the block and the message.
+fn anthropic_event(i: usize, events: usize) -> String {
+    let mut event = String::new();
+    if i == 0 {
+        event.push_str("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"bench\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n");
+        event.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+    }
+    event.push_str(&format!(
+        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"tok{i} sent_ns={sent} \"}}}}\n\n",
+        sent = now_ns()
+    ));
+    if i + 1 == events {
+        event.push_str(
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        );
+        event.push_str(&format!("event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{events}}}}}\n\n"));
+        event.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    }
+    event
+}
+
 /// Answers every request on a keep-alive connection with one event stream.
-fn serve_sse(conn: TcpStream, events: usize, interval: Duration) {
+fn serve_sse(conn: TcpStream, events: usize, interval: Duration, anthropic: bool) {
     let _ = conn.set_nodelay(true);
     let Ok(out) = conn.try_clone() else { return };
     let mut out = out;
@@ -159,14 +202,11 @@ fn serve_sse(conn: TcpStream, events: usize, interval: Duration) {
             if i > 0 {
                 thread::sleep(interval);
             }
-            let finish = if i + 1 == events { "\"stop\"" } else { "null" };
-            let mut event = format!(
-                "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} sent_ns={sent} \"}},\"finish_reason\":{finish}}}],\"sent_ns\":{sent}}}\n\n",
-                sent = now_ns()
-            );
-            if i + 1 == events {
-                event.push_str("data: [DONE]\n\n");
-            }
+            let event = if anthropic {
+                anthropic_event(i, events)
+            } else {
+                chat_event(i, events)
+            };
             let chunk = format!("{:x}\r\n{event}\r\n", event.len());
             if out.write_all(chunk.as_bytes()).is_err() {
                 return;

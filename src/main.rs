@@ -261,5 +261,17 @@ fn cache_why(
             request.display()
         ));
     };
-    pipeline::why(cfg, route, body, headers, cache::WhyBound::Command)
+    // stored responses (for `previous_response_id`) are readable here only from `state.dir`
+    let stored = match (&cfg.state.dir, &cfg.state.redis) {
+        (Some(dir), None) => Some(store::Responses::open(Some(dir), None)?),
+        _ => None,
+    };
+    pipeline::why(
+        cfg,
+        route,
+        body,
+        headers,
+        cache::WhyBound::Command,
+        stored.as_ref(),
+    )
 }

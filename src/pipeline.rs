@@ -27,6 +27,7 @@ use crate::log::Access;
 use crate::sse;
 use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
+use crate::store::Responses;
 use crate::streaming::{is_event_stream, Streaming, SKIP_HEADER, SKIP_TOO_LARGE};
 use crate::translate::{self, Dialect, Translation};
 use crate::upstream::{self, limit, Mode};
@@ -310,8 +311,11 @@ pub fn prepare(
         *body = translate::to_chat(t.dialect, body)
             .map_err(|e| ApiError::invalid("untranslatable_field", e.message(t.dialect)))?;
         if t.pivot {
-            *body = translate::to_chat(Dialect::Chat, body)
-                .map_err(|e| ApiError::invalid("untranslatable_field", e.message(Dialect::Chat)))?;
+            *body = translate::to_chat(Dialect::Chat, body).map_err(|mut e| {
+                // named as the client wrote it
+                e.field = translate::pivot_field(&e.field);
+                ApiError::invalid("untranslatable_field", e.message(Dialect::Chat))
+            })?;
         }
         if t.dialect == Dialect::Chat || t.pivot {
             // the anthropic endpoint's own headers (key, version) are set at send time
@@ -738,6 +742,7 @@ pub fn why(
     mut body: Map<String, Value>,
     mut headers: Vec<(String, String)>,
     bound: cache::WhyBound,
+    responses: Option<&Responses>,
 ) -> Result<String, String> {
     let anthropic = headers
         .iter()
@@ -761,17 +766,32 @@ pub fn why(
             )
         }
     };
+    let continued = if translation(cfg, endpoint, &body) == Some(Dialect::Responses) {
+        match stored::continued_for_why(cfg, &mut body, responses)? {
+            Ok(continued) => continued,
+            Err(explained) => return Ok(explained),
+        }
+    } else {
+        None
+    };
     let prepared = prepare(cfg, endpoint, &mut body, &mut headers).map_err(|e| e.message)?;
     let endpoint = prepared.sent;
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
     let models = cfg.upstreams.effective_models(endpoint.api(), model);
     let keyed = keyed_body(endpoint, &body, &headers);
-    cache::why_command(
+    let text = cache::why_command(
         &cfg.cache,
         endpoint.path(),
         &keyed,
         &headers,
         &models,
         bound,
-    )
+    )?;
+    Ok(match continued {
+        Some((id, n)) => format!(
+            "continues the stored response {id}: its conversation ({n} items) is in front of \
+             `input`, as the relay keys it\n{text}"
+        ),
+        None => text,
+    })
 }

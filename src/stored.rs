@@ -12,11 +12,12 @@
 use serde_json::{json, Map, Value};
 
 use crate::auth::Client;
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::exchange::Exchange;
 use crate::objects::{self, Kind, Route};
 use crate::state::State;
-use crate::store::Stored;
+use crate::store::{Responses, Stored};
 use crate::translate::Translation;
 
 /// Whether a Responses request asks to be stored (`store` defaults to true).
@@ -53,6 +54,15 @@ pub fn continue_conversation(
     state: &State,
     body: &mut Map<String, Value>,
 ) -> Result<Result<Pending, (u16, Vec<u8>)>, ApiError> {
+    continue_from(&state.gate.responses, body)
+}
+
+/// [`continue_conversation`] with the stored responses of `responses` (`cache why` reads them
+/// without a running relay).
+pub fn continue_from(
+    responses: &Responses,
+    body: &mut Map<String, Value>,
+) -> Result<Result<Pending, (u16, Vec<u8>)>, ApiError> {
     let input = input_items(body);
     if !matches!(
         body.get("input"),
@@ -76,7 +86,7 @@ pub fn continue_conversation(
             ))
         }
     };
-    let Some(stored) = state.gate.responses.get(&id).map_err(unavailable)? else {
+    let Some(stored) = responses.get(&id).map_err(unavailable)? else {
         return Ok(Err(objects::unknown_reference(Kind::Response, &id)));
     };
     let mut prefix = stored.context;
@@ -92,6 +102,47 @@ pub fn continue_conversation(
     whole.extend(input.iter().cloned());
     body.insert("input".into(), Value::Array(whole));
     Ok(Ok(Pending { input, prefix }))
+}
+
+/// For `cache why`: a translated Responses request with `previous_response_id` gets the stored
+/// conversation in front of its input, as the relay does before keying it (`Ok(Some((id, items
+/// in front)))`); `Err` explains why there is no key to show instead (the relay would answer
+/// OpenAI's 400, or the stored responses are not readable here).
+pub fn continued_for_why(
+    cfg: &Config,
+    body: &mut Map<String, Value>,
+    responses: Option<&Responses>,
+) -> Result<Result<Option<(String, usize)>, String>, String> {
+    let Some(id) = body
+        .get("previous_response_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Ok(Ok(None));
+    };
+    let Some(responses) = responses else {
+        let kept = if cfg.state.redis.is_some() {
+            "in Redis"
+        } else {
+            "in the relay's memory"
+        };
+        return Ok(Err(format!(
+            "this request continues the stored response {id}: the relay puts that response's \
+             conversation (its inputs and output items) in front of `input` and keys the whole, \
+             so the key depends on what is stored. The command reads stored responses only from \
+             `state.dir`, and this configuration keeps them {kept}: use `why` on the dashboard's \
+             Cache page, which reads them where the relay keeps them.\n"
+        )));
+    };
+    match continue_from(responses, body) {
+        Ok(Ok(pending)) => Ok(Ok(Some((id, pending.prefix.len())))),
+        Ok(Err(_)) => Ok(Err(format!(
+            "this request continues {id}, which is not a stored response (expired, deleted, \
+             made with `store: false`, or not made by this relay): the relay answers it with \
+             OpenAI's 400 `previous_response_not_found`, looks in no cache and keeps nothing.\n"
+        ))),
+        Err(e) => Err(e.message),
+    }
 }
 
 fn unavailable(_: crate::store::Down) -> ApiError {
@@ -164,8 +215,9 @@ pub fn keep_chat(
     }
 }
 
-/// `GET`/`DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items` of a stored
-/// translated response (ownership was checked before). `false`: not one the relay stored
+/// `GET`/`DELETE /v1/responses/{id}` (`?stream=true`: replayed as its stream events, from
+/// after `starting_after`) and `GET /v1/responses/{id}/input_items` of a stored translated
+/// response (ownership was checked before). `false`: not one the relay stored
 /// (the request goes upstream).
 pub fn serve(
     state: &State,
@@ -186,6 +238,23 @@ pub fn serve(
         return Ok(false);
     };
     match (method, rest.as_str()) {
+        ("GET", "") if param(query, "stream") == Some("true") => {
+            let after = match param(query, "starting_after") {
+                None => None,
+                Some(n) => Some(n.parse::<u64>().map_err(|_| {
+                    ApiError::invalid(
+                        "invalid_value",
+                        format!("`starting_after` must be a whole number; got {n:?}"),
+                    )
+                })?),
+            };
+            let events = crate::translate::replay_response(&stored.response, after);
+            let headers = [
+                ("Content-Type".to_string(), "text/event-stream".to_string()),
+                ("Cache-Control".to_string(), "no-cache".to_string()),
+            ];
+            ex.respond(200, &headers, events);
+        }
         ("GET", "") => ex.json(200, stored.response.to_string().into_bytes()),
         ("DELETE", "") => {
             state.gate.responses.delete(&id).map_err(unavailable)?;
@@ -206,6 +275,13 @@ pub fn serve(
     Ok(true)
 }
 
+/// The value of query parameter `name`.
+fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+}
+
 /// The input items as the API lists them: each a typed item with an id (a message's string
 /// content as one `input_text` part), in `order` (default `desc`), from after `after`, at most
 /// `limit` (1 to 100, default 20).
@@ -216,11 +292,7 @@ fn list_items(id: &str, input: &[Value], query: &str) -> Result<Value, ApiError>
         .enumerate()
         .map(|(n, item)| listed_item(base, n, item))
         .collect();
-    let param = |name: &str| {
-        query
-            .split('&')
-            .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
-    };
+    let param = |name: &str| param(query, name);
     match param("order") {
         None | Some("desc") => items.reverse(),
         Some("asc") => {}

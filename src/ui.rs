@@ -135,6 +135,7 @@ pub fn api(state: &State, ex: &mut Exchange, route: &str, method: &Method) -> Re
                 why.body,
                 headers,
                 cache::WhyBound::Online,
+                Some(&state.gate.responses),
             )
             .map_err(|m| ApiError::invalid("invalid_request", m))?;
             json!({"object": "cache.why", "text": text})

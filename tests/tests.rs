@@ -50,6 +50,7 @@ mod translate_api;
 mod translate_e2e;
 mod translate_exact;
 mod translate_reverse;
+mod translate_rows;
 mod translate_stored;
 mod ui_dashboard;
 mod upstreams_failover;

@@ -100,7 +100,8 @@ fn a_translated_response_repeats_the_request_plain_streamed_and_from_the_cache()
     let up = Upstream::chat_model();
     let (_dir, relay) = cached_relay(&up);
     run_checks(&relay, &["echo"]);
-    // the first request, the streamed one and the bare one; the second plain one was a hit
+    // the first request, the streamed one and the bare one; the second plain one and the bare
+    // one with `store: false` (dropped upstream: the same chat request) were hits
     assert_eq!(up.requests().len(), 3);
 }
 
@@ -165,6 +166,13 @@ fn thinking_is_sent_in_each_endpoints_terms_at_send_time() {
         (None, Some(json!(true)), None),
         "enable_thinking"
     );
+    // the Messages budget: DashScope's `thinking_budget`, only where `enable_thinking` is sent
+    assert_eq!(sent(&qwen)["thinking_budget"], 10000);
+    for up in [&effort, &deep, &standby] {
+        let body = sent(up);
+        assert_eq!(body.get("thinking_budget"), None, "{body}");
+        assert_eq!(body.get("relay_thinking_budget"), None, "{body}");
+    }
     assert_eq!(
         thinking(&sent(&deep)),
         (None, None, Some(json!("they greet me"))),

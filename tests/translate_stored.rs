@@ -1,6 +1,7 @@
 //! Stored translated responses: a `/v1/responses` request translated to the chat-only fixture
 //! (`tests/common/chat_model.rs`) is kept, owned by its key, so `GET`/`DELETE
-//! /v1/responses/{id}`, `…/input_items` and `previous_response_id` work
+//! /v1/responses/{id}` (also replayed as stream events), `…/input_items` and
+//! `previous_response_id` work
 //! (`tests/e2e/stored_responses.py` drives the openai SDK), across a restart with `state.dir`;
 //! `store: false` is never kept; cache hits get fresh ids and are kept too.
 
@@ -221,4 +222,154 @@ fn with_redis_a_response_kept_by_one_replica_is_read_continued_and_expires_on_an
         .parse()
         .unwrap();
     assert!(ttl > 29 * 86_400 && ttl <= 30 * 86_400, "TTL {ttl}");
+}
+
+/// `cache why` on a request that continues a stored response keys it as the relay does (the
+/// stored conversation in front of its input: the key the relay then records); an id that is
+/// not stored, and stored responses the command cannot read, are explained instead of
+/// answered with the translation's 400.
+#[test]
+fn cache_why_keys_a_continuation_with_the_stored_conversation() {
+    let up = Upstream::chat_model();
+    let (state, cache, files) = (TempDir::new(), TempDir::new(), TempDir::new());
+    let cfg = config_json(
+        &up.base_url(),
+        json!({"state": {"dir": state.path()}, "cache": {"enabled": true, "dir": cache.path()}}),
+    );
+    let relay = Relay::start(&cfg);
+    let first = post_json(
+        &relay.url("/v1/responses"),
+        &json!({"model": "gpt-5", "input": "first turn"}),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let next = json!({"model": "gpt-5", "input": "second turn", "previous_response_id": id});
+    let cfg_path = files.write("relay.jsonc", &cfg);
+    let why = |body: &Value, cfg: &std::path::Path| {
+        let request = files.write("request.json", &body.to_string());
+        let out = run_relay(
+            &[
+                "cache",
+                "why",
+                request.to_str().unwrap(),
+                "--route",
+                "/v1/responses",
+                "--config",
+                cfg.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+        out.stdout
+    };
+    let before = why(&next, &cfg_path);
+    assert!(
+        before.contains(&format!(
+            "continues the stored response {id}: its conversation (2 items)"
+        )),
+        "{before}"
+    );
+    assert!(before.contains("not recorded"), "{before}");
+    let answered = post_json(&relay.url("/v1/responses"), &next);
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    let key = answered.header("x-cache-key").expect("a key").to_string();
+    let after = why(&next, &cfg_path);
+    assert!(after.contains(&format!("key {key}, recorded")), "{after}");
+
+    let mut unknown = next.clone();
+    unknown["previous_response_id"] = json!("resp_0000000000000000000000000000dead");
+    let text = why(&unknown, &cfg_path);
+    assert!(
+        text.contains("is not a stored response") && text.contains("previous_response_not_found"),
+        "{text}"
+    );
+    let memory = files.write(
+        "memory.jsonc",
+        &config_json(
+            &up.base_url(),
+            json!({"cache": {"enabled": true, "dir": cache.path()}}),
+        ),
+    );
+    let text = why(&next, &memory);
+    assert!(
+        text.contains("reads stored responses only from `state.dir`")
+            && text.contains("in the relay's memory"),
+        "{text}"
+    );
+}
+
+/// The dashboard's `why` reads stored responses where the relay keeps them (memory here, which
+/// the command cannot read), so a continuation is keyed there too.
+#[test]
+fn the_dashboards_why_keys_a_continuation_from_the_relays_own_store() {
+    const ADMIN: &str = "sk-stored-admin-000000003";
+    let up = Upstream::chat_model();
+    let cache = TempDir::new();
+    let relay = Relay::start(&config_json(
+        &up.base_url(),
+        json!({"auth": {"admin_key": ADMIN, "keys": [{"key": KEY_A, "name": "a"}]},
+               "cache": {"enabled": true, "dir": cache.path()}, "ui": {"enabled": true}}),
+    ));
+    let first = call(
+        &relay,
+        KEY_A,
+        "POST",
+        "/v1/responses",
+        Some(&json!({"model": "gpt-5", "input": "first turn"})),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let next = json!({"model": "gpt-5", "input": "second turn", "previous_response_id": id});
+    let why = admin_call(
+        &relay,
+        ADMIN,
+        "POST",
+        "/admin/ui/cache/why",
+        Some(json!({"route": "/v1/responses", "body": next})),
+    );
+    assert_eq!(why.status, 200, "{}", why.body);
+    let text = why.json()["text"].as_str().unwrap_or("").to_string();
+    assert!(
+        text.contains(&format!(
+            "continues the stored response {id}: its conversation (2 items)"
+        )),
+        "{text}"
+    );
+}
+
+/// `GET /v1/responses/{id}?stream=true` is an event stream; a `starting_after` that is not a
+/// whole number is a 400 naming it.
+#[test]
+fn a_replayed_response_is_an_event_stream_and_a_bad_starting_after_is_refused() {
+    let up = Upstream::chat_model();
+    let relay = Relay::start(&config(&up, json!({})));
+    let first = call(
+        &relay,
+        KEY_A,
+        "POST",
+        "/v1/responses",
+        Some(&json!({"model": "gpt-5", "input": "first turn"})),
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/responses/{id}?stream=true");
+    let replayed = call(&relay, KEY_A, "GET", &path, None);
+    assert_eq!(replayed.status, 200, "{}", replayed.body);
+    assert_eq!(replayed.header("content-type"), Some("text/event-stream"));
+    assert!(
+        replayed.body.starts_with("event: response.created\n"),
+        "{}",
+        replayed.body
+    );
+    let bad = call(
+        &relay,
+        KEY_A,
+        "GET",
+        &format!("{path}&starting_after=x"),
+        None,
+    );
+    let message = bad.assert_error(400, "invalid_value");
+    assert!(message.contains("starting_after"), "{message}");
+    // another key cannot replay it either
+    assert_eq!(call(&relay, KEY_B, "GET", &path, None).status, 404);
 }

@@ -5,7 +5,8 @@
 //! Three backends, as the ownership registry: Redis when `state.redis` is set (one key per
 //! response, `llm-relay:response:<id>`, expiring by itself), else one file per response under
 //! `state.dir/responses/` (written atomically; expired ones are removed when read and at start),
-//! else memory, bounded to [`MAX_MEMORY_BYTES`] of JSON (the oldest are dropped first).
+//! bounded to [`MAX_FILE_BYTES`] of files (the oldest are removed first), else memory, bounded to
+//! [`MAX_MEMORY_BYTES`] of JSON (the oldest are dropped first).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -23,6 +24,10 @@ pub const DIR: &str = "responses";
 
 /// The most JSON the memory backend keeps (the oldest responses are dropped first).
 pub const MAX_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The most the files backend keeps under `state.dir/responses/` (the oldest files are removed
+/// first); counted by this relay process: the files there at start and what it writes.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024 * 1024;
 
 /// One stored response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,9 +49,42 @@ struct Memory {
     bytes: usize,
 }
 
+/// The files of the files backend, oldest first, with their sizes.
+struct FileIndex {
+    order: VecDeque<(String, usize)>,
+    bytes: usize,
+    cap: usize,
+}
+
+impl FileIndex {
+    /// Counts `id` as `size` bytes, newest; the ids of the oldest files past the cap, to remove.
+    fn add(&mut self, id: &str, size: usize) -> Vec<String> {
+        self.forget(id);
+        self.order.push_back((id.to_string(), size));
+        self.bytes += size;
+        let mut over = Vec::new();
+        while self.bytes > self.cap {
+            let Some((oldest, size)) = self.order.pop_front() else {
+                break;
+            };
+            self.bytes -= size;
+            over.push(oldest);
+        }
+        over
+    }
+
+    fn forget(&mut self, id: &str) {
+        if let Some(at) = self.order.iter().position(|(k, _)| k == id) {
+            if let Some((_, size)) = self.order.remove(at) {
+                self.bytes -= size;
+            }
+        }
+    }
+}
+
 enum Backend {
     Memory(Mutex<Memory>),
-    Files(PathBuf),
+    Files(PathBuf, Mutex<FileIndex>),
     Redis(Arc<Redis>),
 }
 
@@ -59,7 +97,7 @@ impl std::fmt::Debug for Responses {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.backend {
             Backend::Memory(_) => "memory",
-            Backend::Files(_) => "files",
+            Backend::Files(..) => "files",
             Backend::Redis(_) => "redis",
         };
         f.debug_struct("Responses").field("backend", &kind).finish()
@@ -78,12 +116,32 @@ fn safe(id: &str) -> bool {
 impl Responses {
     /// Redis if given, else files under `dir`, else memory.
     pub fn open(dir: Option<&Path>, redis: Option<Arc<Redis>>) -> Result<Responses, String> {
+        Responses::open_capped(dir, redis, MAX_FILE_BYTES)
+    }
+
+    /// [`open`](Responses::open) with the files backend bounded to `cap` bytes.
+    fn open_capped(
+        dir: Option<&Path>,
+        redis: Option<Arc<Redis>>,
+        cap: usize,
+    ) -> Result<Responses, String> {
         let backend = match (redis, dir) {
             (Some(r), _) => Backend::Redis(r),
             (None, Some(dir)) => {
                 let dir = dir.join(DIR);
-                sweep(&dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-                Backend::Files(dir)
+                let live =
+                    sweep(&dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+                let mut index = FileIndex {
+                    order: VecDeque::new(),
+                    bytes: 0,
+                    cap,
+                };
+                for (id, size) in live {
+                    for over in index.add(&id, size) {
+                        let _ = std::fs::remove_file(dir.join(format!("{over}.json")));
+                    }
+                }
+                Backend::Files(dir, Mutex::new(index))
             }
             (None, None) => Backend::Memory(Mutex::new(Memory {
                 map: HashMap::new(),
@@ -120,17 +178,24 @@ impl Responses {
                 m.map.insert(id.to_string(), (stored.clone(), bytes.len()));
                 Ok(())
             }
-            Backend::Files(dir) => {
-                if !safe(id) {
+            Backend::Files(dir, index) => {
+                let cap = index.lock().unwrap_or_else(|p| p.into_inner()).cap;
+                if !safe(id) || bytes.len() > cap {
                     return Ok(());
                 }
                 let path = dir.join(format!("{id}.json"));
-                crate::util::write_atomic(&path, &bytes, 0o600)
-                    .map(|_| ())
-                    .map_err(|e| {
-                        log::error(&format!("cannot write {}: {e}", path.display()));
-                        Down
-                    })
+                crate::util::write_atomic(&path, &bytes, 0o600).map_err(|e| {
+                    log::error(&format!("cannot write {}: {e}", path.display()));
+                    Down
+                })?;
+                let over = index
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(id, bytes.len());
+                for oldest in over {
+                    let _ = std::fs::remove_file(dir.join(format!("{oldest}.json")));
+                }
+                Ok(())
             }
             Backend::Redis(r) => {
                 let ttl = stored
@@ -150,7 +215,7 @@ impl Responses {
                 let m = m.lock().unwrap_or_else(|p| p.into_inner());
                 m.map.get(id).map(|(s, _)| s.clone())
             }
-            Backend::Files(dir) => {
+            Backend::Files(dir, _) => {
                 if !safe(id) {
                     return Ok(None);
                 }
@@ -188,10 +253,11 @@ impl Responses {
                 m.order.retain(|k| k != id);
                 Ok(true)
             }
-            Backend::Files(dir) => {
+            Backend::Files(dir, index) => {
                 if !safe(id) {
                     return Ok(false);
                 }
+                index.lock().unwrap_or_else(|p| p.into_inner()).forget(id);
                 match std::fs::remove_file(dir.join(format!("{id}.json"))) {
                     Ok(()) => Ok(true),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -206,24 +272,37 @@ impl Responses {
     }
 }
 
-/// Creates `dir` and removes the expired (or unreadable) responses in it.
-fn sweep(dir: &Path) -> io::Result<()> {
+/// Creates `dir`, removes the expired (or unreadable) responses in it, and returns the others
+/// (id, size in bytes), oldest first.
+fn sweep(dir: &Path) -> io::Result<Vec<(String, usize)>> {
     std::fs::create_dir_all(dir)?;
     let now = crate::util::now_secs();
+    let mut live = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue;
         }
-        let live = std::fs::read(&path)
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let kept = serde_json::from_slice::<Stored>(&bytes)
             .ok()
-            .and_then(|b| serde_json::from_slice::<Stored>(&b).ok())
             .is_some_and(|s| s.expires > now);
-        if !live {
-            let _ = std::fs::remove_file(&path);
+        let id = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string);
+        match id.filter(|id| kept && safe(id)) {
+            Some(id) => {
+                let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+                live.push((modified, id, bytes.len()));
+            }
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
         }
     }
-    Ok(())
+    live.sort();
+    Ok(live.into_iter().map(|(_, id, size)| (id, size)).collect())
 }
 
 #[cfg(test)]
@@ -257,6 +336,42 @@ mod tests {
         assert!(r.get("../x").unwrap().is_none());
         assert!(r.delete("resp_a").unwrap());
         assert!(r.get("resp_a").unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_remove_the_oldest_past_their_bound_also_after_a_reopen() {
+        let dir =
+            std::env::temp_dir().join(format!("llm-relay-responses-cap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let later = crate::util::now_secs() + 100;
+        let mut big = stored(later);
+        big.response = json!({"text": "x".repeat(1000)});
+        let size = serde_json::to_vec(&big).unwrap().len();
+        let file = |id: &str| dir.join(DIR).join(format!("{id}.json"));
+        let r = Responses::open_capped(Some(&dir), None, 3 * size).unwrap();
+        for id in ["resp_1", "resp_2", "resp_3", "resp_4"] {
+            r.put(id, &big).unwrap();
+        }
+        assert!(r.get("resp_1").unwrap().is_none());
+        assert!(!file("resp_1").exists());
+        assert!(r.get("resp_4").unwrap().is_some());
+        // a rewrite counts once; a delete gives its room back
+        r.put("resp_4", &big).unwrap();
+        assert!(r.delete("resp_3").unwrap());
+        r.put("resp_5", &big).unwrap();
+        assert!(r.get("resp_2").unwrap().is_some());
+        drop(r);
+        // reopened with less room: the oldest files go first
+        let r = Responses::open_capped(Some(&dir), None, 2 * size).unwrap();
+        assert!(!file("resp_2").exists());
+        assert!(r.get("resp_4").unwrap().is_some() && r.get("resp_5").unwrap().is_some());
+        // an answer larger than the whole bound is not kept
+        let mut huge = stored(later);
+        huge.response = json!({"text": "x".repeat(3 * size)});
+        r.put("resp_6", &huge).unwrap();
+        assert!(r.get("resp_6").unwrap().is_none());
+        assert!(r.get("resp_5").unwrap().is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

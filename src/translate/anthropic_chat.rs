@@ -7,6 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::effort::{output_effort, thinking_effort};
 use super::{check_types, tool_results, unknown_field, FieldType, Untranslatable};
 
 /// Top-level request fields dropped because Chat Completions has nothing like them and
@@ -16,7 +17,6 @@ const DROPPED: &[&str] = &[
     "service_tier",
     "cache_control",
     "context_management",
-    "output_config",
 ];
 
 /// Top-level request fields refused (400): dropping them would answer something else.
@@ -49,6 +49,7 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
     check_types(body, TYPES)?;
     let mut chat = Map::new();
     let mut messages = Vec::new();
+    let mut effort = None;
     for (key, value) in body {
         match key.as_str() {
             "model" | "temperature" | "top_p" | "stream" => {
@@ -71,7 +72,14 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
                 if let Some(effort) = thinking_effort(value)? {
                     chat.insert("reasoning_effort".into(), json!(effort));
                 }
+                if let Some(budget) = value
+                    .get("budget_tokens")
+                    .filter(|_| value.get("type").and_then(Value::as_str) == Some("enabled"))
+                {
+                    chat.insert(super::THINKING_BUDGET.into(), budget.clone());
+                }
             }
+            "output_config" => effort = output_effort(value)?,
             "metadata" => {
                 if let Some(user) = value.get("user_id").filter(|u| !u.is_null()) {
                     chat.insert("user".into(), user.clone());
@@ -104,6 +112,13 @@ pub fn request(body: &Map<String, Value>) -> Result<Map<String, Value>, Untransl
     }
     tool_results::place_images(&mut messages);
     chat.insert("messages".into(), Value::Array(messages));
+    // the explicit effort wins over the one a thinking budget implies; thinking `disabled`
+    // stays `none` (an effort does not turn thinking on)
+    if let Some(effort) = effort {
+        if chat.get("reasoning_effort") != Some(&json!("none")) {
+            chat.insert("reasoning_effort".into(), json!(effort));
+        }
+    }
     if chat.contains_key("tools") && !chat.contains_key("tool_choice") {
         // Anthropic's default; stated so the chat model behaves the same
         chat.insert("tool_choice".into(), json!("auto"));
@@ -235,33 +250,6 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
         out.push(json!({"role": "user", "content": content}));
     }
     Ok(())
-}
-
-/// The `reasoning_effort` for a Messages `thinking` setting: `enabled` by its
-/// `budget_tokens` (under 4096 `low`, under 16384 `medium`, else `high`), `disabled` → `none`;
-/// `adaptive` leaves it to the model (none sent).
-fn thinking_effort(value: &Value) -> Result<Option<&'static str>, Untranslatable> {
-    match value.get("type").and_then(Value::as_str) {
-        Some("enabled") => {
-            let Some(budget) = value.get("budget_tokens").and_then(Value::as_u64) else {
-                return Err(Untranslatable::new(
-                    "thinking.budget_tokens",
-                    "`enabled` thinking needs a whole number of tokens",
-                ));
-            };
-            Ok(Some(match budget {
-                0..=4095 => "low",
-                4096..=16383 => "medium",
-                _ => "high",
-            }))
-        }
-        Some("disabled") => Ok(Some("none")),
-        Some("adaptive") => Ok(None),
-        other => Err(Untranslatable::new(
-            "thinking.type",
-            format!("{other:?} is not enabled, disabled or adaptive"),
-        )),
-    }
 }
 
 /// The text of chat text parts, joined by a blank line (separate blocks stay separate).

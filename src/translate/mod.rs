@@ -15,11 +15,13 @@ mod anthropic_answer;
 mod anthropic_chat;
 mod anthropic_stream;
 mod chat_messages;
+mod effort;
 mod messages_answer;
 mod messages_stream;
 mod order;
 mod responses_answer;
 mod responses_chat;
+mod responses_replay;
 mod responses_stream;
 mod stream;
 #[cfg(test)]
@@ -32,8 +34,37 @@ use serde_json::{json, Map, Value};
 
 use crate::answer::Usage;
 
+pub use responses_replay::replay as replay_response;
 pub use stream::Stream;
 use stream::StreamState;
+
+/// Where a translated Messages request keeps its `thinking.budget_tokens` next to the
+/// `reasoning_effort` it implies: part of the request (and of its cache key), but sent upstream
+/// only as DashScope's `thinking_budget` to an endpoint whose `thinking` is `enable_thinking`,
+/// and to no other (`upstream::thinking` takes it out at send time).
+pub const THINKING_BUDGET: &str = "relay_thinking_budget";
+
+/// The Responses field a chat field of a pivoted request (Responses → Chat → Messages) comes
+/// from: the second step names chat fields, the client wrote Responses ones. A message path
+/// is the `input` it was made of (its indices differ: `instructions` is message 0).
+pub fn pivot_field(chat_field: &str) -> String {
+    let renamed = [
+        ("response_format", "text.format"),
+        ("max_tokens", "max_output_tokens"),
+        ("reasoning_effort", "reasoning.effort"),
+        ("messages", "input"),
+    ];
+    for (chat, responses) in renamed {
+        if chat_field == chat
+            || chat_field
+                .strip_prefix(chat)
+                .is_some_and(|rest| rest.starts_with(['.', '[']))
+        {
+            return responses.to_string();
+        }
+    }
+    chat_field.to_string()
+}
 
 /// The API a client speaks when its request is translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -58,6 +58,7 @@ pub fn echo(request: &Map<String, Value>) -> Map<String, Value> {
         ("metadata", json!({})),
         ("parallel_tool_calls", json!(true)),
         ("reasoning", json!({"effort": null, "summary": null})),
+        ("store", json!(true)),
         ("temperature", json!(1.0)),
         ("text", json!({"format": {"type": "text"}})),
         ("tool_choice", json!("auto")),

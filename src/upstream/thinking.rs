@@ -7,7 +7,8 @@
 //! Responses `reasoning.effort` becomes). Per endpoint:
 //! - `reasoning_effort` sends it as it is (OpenAI, Gemini, OpenRouter, Ollama, vLLM);
 //! - `enable_thinking` sends `enable_thinking: false` for `none`, else `true` (Qwen on
-//!   DashScope; a value the request already has is kept);
+//!   DashScope; a value the request already has is kept), and a translated Messages request's
+//!   `thinking.budget_tokens` as `thinking_budget` (the cap DashScope takes);
 //! - `drop` sends nothing (the model's name decides, as with DeepSeek).
 //!
 //! Earlier assistant turns' reasoning (`reasoning_content` on assistant messages, e.g. from
@@ -15,6 +16,8 @@
 //! whose thinking mode wants it back after tool calls); others get the messages without it.
 
 use serde_json::{Map, Value};
+
+use crate::translate::THINKING_BUDGET;
 
 /// What an endpoint understands of a request's `reasoning_effort`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +69,12 @@ pub fn apply(
     own: &mut Option<Map<String, Value>>,
 ) {
     let effort = body.get("reasoning_effort").and_then(Value::as_str);
+    // the budget is the relay's note, never sent under its own name
+    let budget = body.get(THINKING_BUDGET).cloned();
+    if budget.is_some() {
+        own.get_or_insert_with(|| body.clone())
+            .remove(THINKING_BUDGET);
+    }
     match (thinking, effort) {
         (ThinkingStyle::ReasoningEffort, _) | (_, None) => {}
         (ThinkingStyle::EnableThinking, Some(effort)) => {
@@ -73,6 +82,9 @@ pub fn apply(
             o.remove("reasoning_effort");
             o.entry("enable_thinking")
                 .or_insert(Value::Bool(effort != "none"));
+            if let Some(budget) = budget.filter(|_| effort != "none") {
+                o.entry("thinking_budget").or_insert(budget);
+            }
         }
         (ThinkingStyle::Drop, Some(_)) => {
             own.get_or_insert_with(|| body.clone())
@@ -133,5 +145,32 @@ mod tests {
         assert_eq!(d.get("reasoning_effort"), None);
         assert_eq!(d["messages"][1]["reasoning_content"], "hmm");
         assert!(ThinkingStyle::parse("think_hard").is_err());
+    }
+
+    #[test]
+    fn a_translated_budget_goes_only_to_enable_thinking_endpoints_as_thinking_budget() {
+        let mut b = body();
+        b.insert("reasoning_effort".into(), json!("medium"));
+        b.insert(THINKING_BUDGET.into(), json!(10000));
+        let send = |style, b: &Map<String, Value>| {
+            let mut own = None;
+            apply(style, false, b, &mut own);
+            Value::Object(own.unwrap_or_else(|| b.clone()))
+        };
+        let qwen = send(ThinkingStyle::EnableThinking, &b);
+        assert_eq!(
+            (&qwen["enable_thinking"], &qwen["thinking_budget"]),
+            (&json!(true), &json!(10000))
+        );
+        for style in [ThinkingStyle::ReasoningEffort, ThinkingStyle::Drop] {
+            let other = send(style, &b);
+            assert_eq!(other.get("thinking_budget"), None, "{style:?}");
+            assert_eq!(other.get(THINKING_BUDGET), None, "{style:?}");
+        }
+        assert_eq!(qwen.get(THINKING_BUDGET), None);
+        // thinking off: no budget
+        b.insert("reasoning_effort".into(), json!("none"));
+        let off = send(ThinkingStyle::EnableThinking, &b);
+        assert_eq!(off.get("thinking_budget"), None);
     }
 }

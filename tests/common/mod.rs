@@ -3,7 +3,8 @@
 //! ([`upstream`], default OpenAI-like answers in [`openai`], a tool-using chat model in
 //! [`chat_model`]) and HTTP/SSE
 //! client helpers ([`client`]), an HTTP/CONNECT proxy fixture ([`proxy`]) and a TLS front for
-//! fixtures ([`tls`]), and a real Redis server ([`redis`]).
+//! fixtures ([`tls`]), a real Redis server ([`redis`]), and README's translation table as test
+//! data ([`table`]).
 //!
 //! Every test owns its own fixture and relay on port 0, so tests can run in
 //! parallel threads.
@@ -23,6 +24,7 @@ pub mod redis;
 pub mod relay;
 pub mod responses;
 pub mod sha256;
+pub mod table;
 pub mod tls;
 pub mod upstream;
 pub mod upstreams;
@@ -41,6 +43,7 @@ pub use redis::*;
 pub use relay::*;
 pub use responses::*;
 pub use sha256::*;
+pub use table::*;
 pub use tls::*;
 pub use upstream::*;
 pub use upstreams::*;

@@ -7,7 +7,7 @@ Usage: stored_responses.py RELAY_ROOT_URL KEY_A KEY_B
 Key A: responses.create → responses.retrieve (the same object) → responses.create with
 previous_response_id → input_items.list (the second request's own input) → a tool call answered by a
 `function_call_output` with previous_response_id → a streamed create
-is retrievable too → delete (then retrieve is a 404). Key B: retrieve of A's response is a 404
+is retrievable too, and replayed as its events with `stream=True` (from `starting_after`) → delete (then retrieve is a 404). Key B: retrieve of A's response is a 404
 and previous_response_id of it a 400 `previous_response_not_found`. Prints
 `ids {"first": ..., "second": ..., "streamed": ...}` and `check stored passed`.
 Driven by tests/translate_stored.rs. Exits non-zero with a message on the first mismatch.
@@ -71,6 +71,15 @@ def main():
     check("a streamed response is stored as it streamed",
           (kept.id, kept.status, kept.output_text, kept.usage.model_dump()),
           (streamed.id, streamed.status, streamed.output_text, streamed.usage.model_dump()))
+    replayed = list(a.responses.retrieve(streamed.id, stream=True))
+    check("retrieve with stream=True replays the stored response as its events",
+          (replayed[0].type, replayed[-1].type, replayed[-1].response.model_dump(),
+           "".join(e.delta for e in replayed if e.type == "response.output_text.delta"),
+           [e.sequence_number for e in replayed] == list(range(len(replayed)))),
+          ("response.created", "response.completed", kept.model_dump(), kept.output_text, True))
+    later = list(a.responses.retrieve(streamed.id, stream=True, starting_after=2))
+    check("starting_after leaves out the events up to it",
+          [e.sequence_number for e in later], [e.sequence_number for e in replayed[3:]])
     check("another key cannot read it", refused(lambda: b.responses.retrieve(first.id)),
           (404, None))
     check("nor continue from it",

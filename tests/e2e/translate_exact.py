@@ -191,6 +191,11 @@ def echo(root):
                                    bare.temperature, bare.top_p, bare.text.format.type,
                                    bare.metadata),
           (None, [], "auto", True, None, 1.0, 1.0, "text", {}))
+    check("store as OpenAI's default", bare.store, True)
+    unstored = client.responses.with_raw_response.create(model="gpt-5", input="Say hello",
+                                                         store=False)
+    check("a hit echoes this request's store: false",
+          (unstored.headers.get("x-cache"), unstored.parse().store), ("HIT", False))
 
 
 CHECKS = {"parallel": parallel, "images": images, "stop": stop_sequences, "echo": echo}
