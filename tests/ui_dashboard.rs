@@ -143,6 +143,17 @@ fn the_figures_match_admin_stats_and_a_detail_shows_the_body_redacted() {
         &[("X-API-Key", CLIENT)],
     );
     assert_eq!(r.status, 400, "{}", r.body);
+    // a request is counted and listed once its exchange is dropped, just after the client has
+    // its answer: wait until all five are
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while admin(&relay, "GET", "/admin/ui/requests", None).json()["data"]
+        .as_array()
+        .map_or(0, Vec::len)
+        < 5
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let stats = admin(&relay, "GET", "/admin/stats", None).json();
     let team = &stats["data"][0];
     let overview = admin(&relay, "GET", "/admin/ui/overview", None).json();
