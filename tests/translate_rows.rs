@@ -223,6 +223,8 @@ fn refused(row: &Row, result: &Value, sent: &[RecordedRequest]) -> Option<String
         message.contains(&format!("`{}`", row.field)) || result["param"] == json!(row.field);
     if status != Some(400) || !named {
         Some(format!("want a 400 naming `{}`, got {result}", row.field))
+    } else if message.contains("Some(") {
+        Some(format!("the message shows a Rust `Option`: {message}"))
     } else if !sent.is_empty() {
         Some(format!(
             "refused, yet {} request(s) went upstream",
