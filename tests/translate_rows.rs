@@ -186,6 +186,11 @@ fn judge(row: &Row, call: &Call, result: &Value, sent: &[RecordedRequest]) -> Op
         }
     }
     let refused_here = call.pivot && REFUSED_ON_THE_PIVOT.iter().any(|(f, _)| *f == row.field);
+    let message = result["message"].as_str().unwrap_or("");
+    let untranslatable = message.contains("cannot be translated");
+    if call.pivot && untranslatable && !message.contains("speaks Anthropic Messages") {
+        return Some(format!("refused as if the endpoint spoke chat: {message}"));
+    }
     match row.way.as_str() {
         "400" => refused(row, result, sent),
         _ if refused_here => refused(row, result, sent),
