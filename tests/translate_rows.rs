@@ -10,7 +10,8 @@
 //!   the field, and nothing went upstream;
 //! - `answer` rows: the fixture answers the base answer merged with the row's upstream JSON (as
 //!   a stream of chat chunks or Anthropic events for the streamed call), and the SDK's final
-//!   object contains the row's client JSON.
+//!   object contains the row's client JSON. No row is one a stream cannot carry: every answer
+//!   row holds streamed too. The `stream` rows are only streamed (the row is the flag).
 //!
 //! The `request`, `dropped` and `400` rows of `responses` go a second time to an `anthropic`
 //! endpoint, through the chat pivot (Responses → Chat → Messages): a `400` row is refused the
