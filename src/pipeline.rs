@@ -308,8 +308,15 @@ pub fn prepare(
         t
     });
     let sent = if let Some(t) = &translation {
-        *body = translate::to_chat(t.dialect, body)
-            .map_err(|e| ApiError::invalid("untranslatable_field", e.message(t.dialect)))?;
+        *body = translate::to_chat(t.dialect, body).map_err(|e| {
+            // through the pivot the endpoint speaks Messages, whichever step refuses
+            let message = if t.pivot {
+                e.message(Dialect::Chat)
+            } else {
+                e.message(t.dialect)
+            };
+            ApiError::invalid("untranslatable_field", message)
+        })?;
         if t.pivot {
             *body = translate::to_chat(Dialect::Chat, body).map_err(|mut e| {
                 // named as the client wrote it

@@ -10,7 +10,8 @@
 //!   the field, and nothing went upstream;
 //! - `answer` rows: the fixture answers the base answer merged with the row's upstream JSON (as
 //!   a stream of chat chunks or Anthropic events for the streamed call), and the SDK's final
-//!   object contains the row's client JSON.
+//!   object contains the row's client JSON. No row is one a stream cannot carry: every answer
+//!   row holds streamed too. The `stream` rows are only streamed (the row is the flag).
 //!
 //! The `request`, `dropped` and `400` rows of `responses` go a second time to an `anthropic`
 //! endpoint, through the chat pivot (Responses → Chat → Messages): a `400` row is refused the
@@ -186,6 +187,11 @@ fn judge(row: &Row, call: &Call, result: &Value, sent: &[RecordedRequest]) -> Op
         }
     }
     let refused_here = call.pivot && REFUSED_ON_THE_PIVOT.iter().any(|(f, _)| *f == row.field);
+    let message = result["message"].as_str().unwrap_or("");
+    let untranslatable = message.contains("cannot be translated");
+    if call.pivot && untranslatable && !message.contains("speaks Anthropic Messages") {
+        return Some(format!("refused as if the endpoint spoke chat: {message}"));
+    }
     match row.way.as_str() {
         "400" => refused(row, result, sent),
         _ if refused_here => refused(row, result, sent),
@@ -223,6 +229,8 @@ fn refused(row: &Row, result: &Value, sent: &[RecordedRequest]) -> Option<String
         message.contains(&format!("`{}`", row.field)) || result["param"] == json!(row.field);
     if status != Some(400) || !named {
         Some(format!("want a 400 naming `{}`, got {result}", row.field))
+    } else if message.contains("Some(") {
+        Some(format!("the message shows a Rust `Option`: {message}"))
     } else if !sent.is_empty() {
         Some(format!(
             "refused, yet {} request(s) went upstream",

@@ -135,10 +135,11 @@ fn system_text(value: &Value) -> Result<String, Untranslatable> {
                 match b.get("type").and_then(Value::as_str) {
                     Some("text") => parts.push(b.get("text").and_then(Value::as_str).unwrap_or("")),
                     other => {
+                        let other = super::shown(other);
                         return Err(Untranslatable::new(
                             format!("system[{i}].type"),
-                            format!("system blocks must be text, not {other:?}"),
-                        ))
+                            format!("system blocks must be text, not {other}"),
+                        ));
                     }
                 }
             }
@@ -211,10 +212,11 @@ fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), Untranslatab
             }
             Some("redacted_thinking") if role == "assistant" => {}
             other => {
+                let other = super::shown(other);
                 return Err(Untranslatable::new(
                     at("type"),
-                    format!("a {role} block of type {other:?} has no Chat Completions equivalent"),
-                ))
+                    format!("a {role} block of type {other} has no Chat Completions equivalent"),
+                ));
             }
         }
     }
@@ -279,12 +281,13 @@ pub(super) fn image(block: &Value, at: &str) -> Result<Value, Untranslatable> {
             .unwrap_or("")
             .to_string(),
         other => {
+            let other = super::shown(other);
             return Err(Untranslatable::new(
                 at,
                 format!(
-                    "an image source of type {other:?} cannot be sent as a URL; use base64 or url"
+                    "an image source of type {other} cannot be sent as a URL; use base64 or url"
                 ),
-            ))
+            ));
         }
     };
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
@@ -335,10 +338,11 @@ fn tool_choice(value: &Value) -> Result<(Option<Value>, Option<bool>), Untransla
             json!({"type": "function", "function": {"name": value.get("name").cloned().unwrap_or(json!(""))}})
         }
         other => {
+            let other = super::shown(other);
             return Err(Untranslatable::new(
                 "tool_choice.type",
-                format!("{other:?} is not one of auto, any, tool, none"),
-            ))
+                format!("{other} is not one of auto, any, tool, none"),
+            ));
         }
     };
     Ok((Some(choice), parallel))

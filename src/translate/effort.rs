@@ -25,10 +25,13 @@ pub(super) fn thinking_effort(value: &Value) -> Result<Option<&'static str>, Unt
         }
         Some("disabled") => Ok(Some("none")),
         Some("adaptive") => Ok(None),
-        other => Err(Untranslatable::new(
-            "thinking.type",
-            format!("{other:?} is not enabled, disabled or adaptive"),
-        )),
+        other => {
+            let other = super::shown(other);
+            Err(Untranslatable::new(
+                "thinking.type",
+                format!("{other} is not enabled, disabled or adaptive"),
+            ))
+        }
     }
 }
 

@@ -66,6 +66,11 @@ pub fn pivot_field(chat_field: &str) -> String {
     chat_field.to_string()
 }
 
+/// A field's value in an error message: quoted, or `no value` when absent.
+fn shown(value: Option<&str>) -> String {
+    value.map_or_else(|| "no value".to_string(), |v| format!("{v:?}"))
+}
+
 /// The API a client speaks when its request is translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {

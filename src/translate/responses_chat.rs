@@ -153,10 +153,11 @@ fn input_item(i: usize, item: &Value, out: &mut Vec<Value>) -> Result<(), Untran
                 Some("developer" | "system") => "system",
                 Some(r @ ("user" | "assistant")) => r,
                 other => {
+                    let other = super::shown(other);
                     return Err(Untranslatable::new(
                         format!("input[{i}].role"),
-                        format!("{other:?} is not user, assistant, system or developer"),
-                    ))
+                        format!("{other} is not user, assistant, system or developer"),
+                    ));
                 }
             };
             let content = message_content(i, role, item.get("content"))?;
@@ -262,12 +263,13 @@ fn message_content(i: usize, role: &str, content: Option<&Value>) -> Result<Valu
                 ))
             }
             other => {
+                let other = super::shown(other);
                 return Err(Untranslatable::new(
                     format!("input[{i}].content[{j}].type"),
                     format!(
-                    "{other:?} parts (or images by file_id) have no Chat Completions equivalent"
-                ),
-                ))
+                        "{other} parts (or images by file_id) have no Chat Completions equivalent"
+                    ),
+                ));
             }
         }
     }
@@ -353,9 +355,12 @@ fn text_format(text: &Value) -> Result<Option<Value>, Untranslatable> {
             }
             Ok(Some(json!({"type": "json_schema", "json_schema": schema})))
         }
-        other => Err(Untranslatable::new(
-            "text.format.type",
-            format!("{other:?} is not text, json_object or json_schema"),
-        )),
+        other => {
+            let other = super::shown(other);
+            Err(Untranslatable::new(
+                "text.format.type",
+                format!("{other} is not text, json_object or json_schema"),
+            ))
+        }
     }
 }

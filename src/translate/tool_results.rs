@@ -34,9 +34,12 @@ pub fn anthropic(block: &Value, at: &str) -> Result<Value, Untranslatable> {
         Some("image") => super::anthropic_chat::image(p, &format!("{here}.source"))
             .map(Part::Image)
             .map_err(PartError::Refused),
-        other => Err(PartError::Type(format!(
-            "a tool result carries text and images, not {other:?} blocks"
-        ))),
+        other => {
+            let other = super::shown(other);
+            Err(PartError::Type(format!(
+                "a tool result carries text and images, not {other} blocks"
+            )))
+        }
     };
     tool_message(&id, at, "content", block.get("content"), &part)
 }
@@ -49,9 +52,12 @@ pub fn responses(item: &Value, at: &str) -> Result<Value, Untranslatable> {
         Some("input_image") => super::responses_chat::image(p, &format!("{here}.type"))
             .map(Part::Image)
             .map_err(PartError::Refused),
-        other => Err(PartError::Type(format!(
-            "a function call output carries text and images, not {other:?} parts"
-        ))),
+        other => {
+            let other = super::shown(other);
+            Err(PartError::Type(format!(
+                "a function call output carries text and images, not {other} parts"
+            )))
+        }
     };
     tool_message(&id, at, "output", item.get("output"), &part)
 }
