@@ -4,7 +4,37 @@ use serde_json::{json, Map, Value};
 
 use super::{from_chat, to_chat, Dialect};
 
-const README: &str = include_str!("../../README.md");
+// the rows, their bases and the "contains" rule: the same file the SDK test reads them with
+#[allow(dead_code)]
+#[path = "../../tests/common/table_data.rs"]
+mod table_data;
+
+use table_data::{contains, merged, table_base_answer, table_base_request, table_rows};
+
+fn dialect(api: &str) -> Dialect {
+    match api {
+        "anthropic" => Dialect::Anthropic,
+        "responses" => Dialect::Responses,
+        "chat" => Dialect::Chat,
+        other => panic!("unknown API {other}"),
+    }
+}
+
+fn api_name(api: Dialect) -> &'static str {
+    match api {
+        Dialect::Anthropic => "anthropic",
+        Dialect::Responses => "responses",
+        Dialect::Chat => "chat",
+    }
+}
+
+fn base_request(api: Dialect) -> Value {
+    table_base_request(api_name(api))
+}
+
+fn base_answer(api: Dialect) -> Value {
+    table_base_answer(api_name(api))
+}
 
 struct Row {
     api: Dialect,
@@ -15,96 +45,16 @@ struct Row {
 }
 
 fn rows() -> Vec<Row> {
-    let start = README
-        .find("<!-- translation-table -->")
-        .expect("table start marker");
-    let end = README
-        .find("<!-- /translation-table -->")
-        .expect("table end marker");
-    let mut rows = Vec::new();
-    for line in README[start..end].lines().skip(3) {
-        let cells: Vec<&str> = line
-            .trim()
-            .trim_matches('|')
-            .split('|')
-            .map(str::trim)
-            .collect();
-        assert_eq!(cells.len(), 6, "a table row has 6 cells: {line}");
-        let json_cell = |c: &str| -> Option<Value> {
-            let c = c.trim_matches('`');
-            (!c.is_empty())
-                .then(|| serde_json::from_str(c).unwrap_or_else(|e| panic!("{e} in {c}")))
-        };
-        rows.push(Row {
-            api: match cells[0] {
-                "anthropic" => Dialect::Anthropic,
-                "responses" => Dialect::Responses,
-                "chat" => Dialect::Chat,
-                other => panic!("unknown API {other}"),
-            },
-            way: cells[1].to_string(),
-            field: cells[2].split('`').nth(1).unwrap_or(cells[2]).to_string(),
-            client: json_cell(cells[4]).expect("client JSON"),
-            chat: json_cell(cells[5]),
-        });
-    }
-    rows
-}
-
-fn base_request(api: Dialect) -> Value {
-    match api {
-        Dialect::Anthropic => {
-            json!({"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]})
-        }
-        Dialect::Responses => json!({"model": "m", "input": "hi"}),
-        Dialect::Chat => json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
-    }
-}
-
-/// The upstream answer a row's last cell is merged into: a chat completion, or an Anthropic
-/// message for `chat` rows.
-fn base_answer(api: Dialect) -> Value {
-    if api == Dialect::Chat {
-        return json!({
-            "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
-            "content": [{"type": "text", "text": "Hello"}], "stop_reason": "end_turn",
-            "stop_sequence": null, "usage": {"input_tokens": 5, "output_tokens": 2},
-        });
-    }
-    json!({
-        "id": "c1", "object": "chat.completion", "created": 7, "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-    })
-}
-
-/// `base` with `over` merged in: objects merge key by key, anything else replaces.
-fn merged(base: &Value, over: &Value) -> Value {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            let mut out = b.clone();
-            for (k, v) in o {
-                let m = b.get(k).map_or_else(|| v.clone(), |bv| merged(bv, v));
-                out.insert(k.clone(), m);
-            }
-            Value::Object(out)
-        }
-        _ => over.clone(),
-    }
-}
-
-/// True if `actual` has everything `expected` has (objects: the listed keys; arrays and
-/// scalars: equal, element by element).
-fn contains(actual: &Value, expected: &Value) -> bool {
-    match (actual, expected) {
-        (Value::Object(a), Value::Object(e)) => e
-            .iter()
-            .all(|(k, v)| a.get(k).is_some_and(|av| contains(av, v))),
-        (Value::Array(a), Value::Array(e)) => {
-            a.len() == e.len() && a.iter().zip(e).all(|(x, y)| contains(x, y))
-        }
-        _ => actual == expected,
-    }
+    table_rows()
+        .into_iter()
+        .map(|r| Row {
+            api: dialect(&r.api),
+            way: r.way,
+            field: r.field,
+            client: r.client,
+            chat: r.upstream,
+        })
+        .collect()
 }
 
 fn object(v: Value) -> Map<String, Value> {

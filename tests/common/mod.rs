@@ -25,6 +25,7 @@ pub mod relay;
 pub mod responses;
 pub mod sha256;
 pub mod table;
+pub mod table_data;
 pub mod tls;
 pub mod upstream;
 pub mod upstreams;
