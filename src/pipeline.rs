@@ -739,6 +739,21 @@ fn translated_answer(
     }
 }
 
+/// Whether a body with `input` is an embeddings request rather than a Responses one: only the
+/// embeddings API's keys, and an `input` of text or token ids (a Responses `input` may hold
+/// message objects). `{"model", "input": "text"}` fits both and counts as embeddings.
+fn looks_like_embeddings(body: &Map<String, Value>) -> bool {
+    const EMBEDDINGS: [&str; 5] = ["model", "input", "encoding_format", "dimensions", "user"];
+    let text_or_ids = |v: &Value| !v.is_object() && !v.is_array();
+    body.keys().all(|k| EMBEDDINGS.contains(&k.as_str()))
+        && match body.get("input") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .all(|i| text_or_ids(i) || i.as_array().is_some_and(|t| t.iter().all(text_or_ids))),
+            _ => true,
+        }
+}
+
 /// `cache why` (the command and the dashboard): prepares `body` as the relay would (translation,
 /// rules, shaping, the keyed headers: [`prepare`] and [`keyed_body`]) on `route` (guessed from
 /// the body when `None`), and asks the cache which keys it has and what is closest (reading at
@@ -764,6 +779,7 @@ pub fn why(
         None if body.contains_key("messages") && anthropic => Endpoint::Messages,
         None if body.contains_key("messages") => Endpoint::Chat,
         None if body.contains_key("prompt") => Endpoint::Completions,
+        None if body.contains_key("input") && !looks_like_embeddings(&body) => Endpoint::Responses,
         None if body.contains_key("input") => Endpoint::Embeddings,
         None => {
             return Err(

@@ -245,23 +245,18 @@ fn cache_why_keys_a_continuation_with_the_stored_conversation() {
     let id = first.json()["id"].as_str().unwrap().to_string();
     let next = json!({"model": "gpt-5", "input": "second turn", "previous_response_id": id});
     let cfg_path = files.write("relay.jsonc", &cfg);
-    let why = |body: &Value, cfg: &std::path::Path| {
+    let why_on = |body: &Value, cfg: &std::path::Path, route: Option<&str>| {
         let request = files.write("request.json", &body.to_string());
-        let out = run_relay(
-            &[
-                "cache",
-                "why",
-                request.to_str().unwrap(),
-                "--route",
-                "/v1/responses",
-                "--config",
-                cfg.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let mut args = vec!["cache", "why", request.to_str().unwrap()];
+        if let Some(route) = route {
+            args.extend(["--route", route]);
+        }
+        args.extend(["--config", cfg.to_str().unwrap()]);
+        let out = run_relay(&args, &[]);
         assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
         out.stdout
     };
+    let why = |body: &Value, cfg: &std::path::Path| why_on(body, cfg, Some("/v1/responses"));
     let before = why(&next, &cfg_path);
     assert!(
         before.contains(&format!(
@@ -269,6 +264,8 @@ fn cache_why_keys_a_continuation_with_the_stored_conversation() {
         )),
         "{before}"
     );
+    // without --route, a body only the Responses API takes is read as one (not as embeddings)
+    assert_eq!(why_on(&next, &cfg_path, None), before);
     assert!(before.contains("not recorded"), "{before}");
     let answered = post_json(&relay.url("/v1/responses"), &next);
     assert_eq!(answered.status, 200, "{}", answered.body);
