@@ -45,6 +45,7 @@ wait_line() { # FILE SED_EXPR → the first match, waiting up to 10 s
   return 1
 }
 
+: >"$RUN/sse.out" # exists before the fixture's shell opens it: the poll never reads a missing file
 "$TOOL" sse-upstream --events 50 --interval-ms 40 >"$RUN/sse.out" &
 PIDS+=($!)
 SSE=$(wait_line "$RUN/sse.out" 's#^listening on http://##p') || die "the SSE upstream did not start"
@@ -54,6 +55,7 @@ for n in "${COUNTS[@]}"; do
   port=$("$TOOL" free-port)
   printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": %s, "trusted_proxies": ["127.0.0.1"]}\n' \
     "$port" "$SSE" $((n + 24)) >"$RUN/relay-$n.jsonc"
+  : >"$RUN/relay-$n.out"
   "$RELAY_BIN" --config "$RUN/relay-$n.jsonc" >"$RUN/relay-$n.out" 2>"$RUN/relay-$n.err" &
   relay=$!
   PIDS+=("$relay")
