@@ -2,6 +2,15 @@
 //! ureq's 128 KiB each to 16 KiB read, 4 KiB write (RSS with 1,000 open streams went from ~340 MB to ~115 MB), so
 //! a response head must fit 16 KiB; a bigger one is refused with a 502 that says so. And a burst
 //! of keep-alive clients is served at once (tiny_http's task pool starved all but 4 of them).
+//! And an open stream holds its worker only: its connection's thread goes back to the pool
+//! while the worker streams, and the connection serves its next request once the stream ends
+//! (issue 19: two threads per open stream were most of the relay's memory).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -108,4 +117,107 @@ fn client_headers_of_35_kib_with_a_15_kib_line_still_reach_the_upstream() {
         .map(|n| seen[0].header(n).map(str::len))
         .collect();
     assert_eq!(lengths, [Some(15 * 1024), Some(10 * 1024), Some(10 * 1024)]);
+}
+
+/// tiny_http's connection threads (`http-conn`) of a process, from /proc.
+fn connection_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = std::fs::read_to_string(t.as_ref().unwrap().path().join("comm"));
+            comm.unwrap_or_default().trim() == "http-conn"
+        })
+        .count()
+}
+
+/// Reads from `conn` into `seen` until it holds `pattern` (60 s at most).
+fn read_until(conn: &mut TcpStream, seen: &mut Vec<u8>, pattern: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(seen).contains(pattern) {
+        assert!(
+            Instant::now() < deadline,
+            "no {pattern:?} in {:?}",
+            String::from_utf8_lossy(seen)
+        );
+        match conn.read(&mut buf) {
+            Ok(0) => panic!(
+                "closed before {pattern:?}: {:?}",
+                String::from_utf8_lossy(seen)
+            ),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn open_streams_hold_no_connection_thread_and_their_connections_serve_on() {
+    const STREAMS: usize = 24;
+    let first = chat_chunk("m", json!({"role": "assistant", "content": "one"}), None);
+    let body = [
+        first.clone(),
+        chat_chunk("m", json!({"content": " two"}), Some("stop")),
+        sse_done(),
+    ]
+    .concat();
+    let gate = Arc::new(AtomicBool::new(false));
+    let g = Arc::clone(&gate);
+    let up = Upstream::start(move |_| {
+        let answer = Reply::raw(200, &[("Content-Type", "text/event-stream")], body.clone());
+        Reply::stall(answer, first.len(), false, &g)
+    });
+    let relay = Relay::start(&config_json(
+        &up.base_url(),
+        json!({"workers": STREAMS + 4}),
+    ));
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{}",
+        ask_stream("count").to_string().len(),
+        ask_stream("count")
+    );
+    // every stream open, each client holding its first event
+    let mut streams: Vec<(TcpStream, Vec<u8>)> = (0..STREAMS)
+        .map(|_| {
+            let mut conn = TcpStream::connect(relay.addr()).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            conn.write_all(request.as_bytes()).unwrap();
+            (conn, Vec::new())
+        })
+        .collect();
+    for (conn, seen) in &mut streams {
+        read_until(conn, seen, "\"one\"");
+    }
+    // The pool started a thread per connection; with each request on a worker they all go
+    // idle and end (5 s after their last task) down to tiny_http's minimum of 4, while the
+    // streams stay open. Before the fix each open stream kept its connection's thread.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut threads = connection_threads(relay.pid());
+    while threads > 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        threads = connection_threads(relay.pid());
+    }
+    assert!(
+        threads <= 4,
+        "{threads} connection threads with {STREAMS} open streams"
+    );
+    assert_eq!(up.requests().len(), STREAMS, "every stream is still open");
+    // the streams end whole, and each connection serves its next request
+    gate.store(true, Ordering::SeqCst);
+    for (conn, seen) in &mut streams {
+        read_until(conn, seen, "[DONE]");
+        read_until(conn, seen, "\r\n0\r\n\r\n");
+        assert!(String::from_utf8_lossy(seen).starts_with("HTTP/1.1 200"));
+        seen.clear();
+        conn.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        read_until(conn, seen, "\r\n\r\n");
+        assert!(
+            String::from_utf8_lossy(seen).starts_with("HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(seen)
+        );
+    }
 }

@@ -20,7 +20,7 @@ use crate::client::ClientConnection;
 use crate::connection::{Connection, Listener};
 use crate::refusal::Refusal;
 use crate::util::{MessagesQueue, RefinedTcpStream, TaskPool};
-use crate::{serve_connection, HTTPVersion, Handler, Message, SslContext};
+use crate::{serve_connection, serve_handled, HTTPVersion, Handled, Handler, Message, SslContext};
 
 /// Shared between the `Server` and its accept thread.
 pub(crate) struct Shared {
@@ -105,7 +105,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 impl Acceptor {
     /// Runs on the accept thread until the server is dropped or the listener closed.
     pub fn run(self) {
-        let pool = TaskPool::new();
+        let pool = Arc::new(TaskPool::new());
         let mut backoff = MIN_BACKOFF;
         log::debug!("Running accept thread");
         loop {
@@ -149,7 +149,7 @@ impl Acceptor {
 
     /// Accepts every connection already queued on the listener (they were promised an answer by
     /// the kernel's handshake), then returns so the listener is closed.
-    fn drain_backlog(&self, pool: &TaskPool) {
+    fn drain_backlog(&self, pool: &Arc<TaskPool>) {
         if self.listener.set_nonblocking(true).is_err() {
             return;
         }
@@ -159,7 +159,7 @@ impl Acceptor {
         }
     }
 
-    fn dispatch(&self, sock: Connection, peer: Option<SocketAddr>, pool: &TaskPool) {
+    fn dispatch(&self, sock: Connection, peer: Option<SocketAddr>, pool: &Arc<TaskPool>) {
         let live = self.shared.live.fetch_add(1, SeqCst);
         let mut guard = Live(self.shared.clone(), None);
         if self.max_connections.is_some_and(|max| live >= max) {
@@ -258,14 +258,31 @@ impl Acceptor {
             }
         };
         let client = ClientConnection::new(write, read).with_head_timeout(self.timeout);
-        let messages = self.messages.clone();
-        let handler = self.handler.clone();
-        let mut task = Some((client, guard));
-        pool.spawn(Box::new(move || {
-            if let Some((client, _live)) = task.take() {
-                serve_connection(client, &messages, handler.as_ref());
+        let mut task: Box<dyn FnMut() + Send> = match &self.handler {
+            Some(handler) => {
+                let mut conn = Some(Handled {
+                    client,
+                    handler: Arc::clone(handler),
+                    pool: Arc::clone(pool),
+                    _open: Box::new(guard),
+                });
+                Box::new(move || {
+                    if let Some(conn) = conn.take() {
+                        serve_handled(conn);
+                    }
+                })
             }
-        }));
+            None => {
+                let messages = self.messages.clone();
+                let mut task = Some((client, guard));
+                Box::new(move || {
+                    if let Some((client, _live)) = task.take() {
+                        serve_connection(client, &messages);
+                    }
+                })
+            }
+        };
+        pool.spawn(task);
     }
 }
 

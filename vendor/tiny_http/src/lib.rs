@@ -523,36 +523,53 @@ impl HttpOptions {
     }
 }
 
-/// Reads the requests of one connection in turn and queues each for `recv()`, or, in handler
-/// mode (llm-relay patch), answers each on this thread through `handler`.
-fn serve_connection(
-    client: ClientConnection,
-    messages: &MessagesQueue<Message>,
-    handler: Option<&Handler>,
-) {
-    if let Some(handler) = handler {
-        for rq in client {
-            let (answered, wait) = mpsc::channel();
-            let rq = rq.with_notify_sender(answered);
-            let call = std::panic::AssertUnwindSafe(|| handler(rq));
-            if std::panic::catch_unwind(call).is_err() {
-                log::error!("request handler panicked; closing its connection");
-                return;
-            }
-            if wait.recv().is_err() {
-                return;
-            }
-        }
-    } else if client.secure() {
+/// Reads the requests of one connection in turn and queues each for `recv()`.
+fn serve_connection(client: ClientConnection, messages: &MessagesQueue<Message>) {
+    if client.secure() {
         // Synchronization is needed for HTTPS requests to avoid a deadlock
         let (sender, receiver) = mpsc::channel();
         for rq in client {
-            messages.push(rq.with_notify_sender(sender.clone()).into());
+            messages.push(
+                rq.with_notify(util::notify::Notify::channel(sender.clone()))
+                    .into(),
+            );
             receiver.recv().unwrap();
         }
     } else {
         for rq in client {
             messages.push(rq.into());
+        }
+    }
+}
+
+/// llm-relay patch: a connection in handler mode, with what it needs to be served on after it
+/// was parked (see `util::notify`).
+struct Handled {
+    client: ClientConnection,
+    handler: Handler,
+    pool: Arc<util::TaskPool>,
+    /// Held while the connection is open (the server's count of open connections).
+    _open: Box<dyn Send>,
+}
+
+/// llm-relay patch: answers the requests of one connection in turn through its handler, on
+/// this thread. A request still unanswered when the handler returns (it was passed to another
+/// thread) parks the connection and frees this thread; the answer's end serves the connection
+/// on from a pool thread, or closes it if the answer was cut short.
+fn serve_handled(mut conn: Handled) {
+    use util::notify::{Notify, Resume};
+    while let Some(rq) = conn.client.next() {
+        let resume = Resume::new(Arc::clone(&conn.pool), serve_handled);
+        let rq = rq.with_notify(Notify::resume(resume.clone()));
+        let handler = Arc::clone(&conn.handler);
+        let call = std::panic::AssertUnwindSafe(|| handler(rq));
+        if std::panic::catch_unwind(call).is_err() {
+            log::error!("request handler panicked; closing its connection");
+            return;
+        }
+        match resume.park(conn) {
+            Some(next) => conn = next,
+            None => return,
         }
     }
 }

@@ -461,3 +461,50 @@ fn the_cached_date_header_is_the_current_second() {
     let later = crate::response::build_date_header();
     assert!(seconds(&later) > seconds(&first), "{} then {}", first.value, later.value);
 }
+
+/// A handler that passes each request to a thread of its own, which answers it a moment after
+/// the handler returned (the connection is parked meanwhile): `/respond` with `respond`,
+/// `/writer` through `into_writer`, `/cut` through `into_writer_or_close` cut short.
+fn answer_later_handler() -> Handler {
+    Arc::new(|rq: Request| {
+        thread::spawn(move || {
+            // the verdicts below hold in either order; the pause makes the parked one likely
+            thread::sleep(Duration::from_millis(50));
+            match rq.url() {
+                "/respond" => rq.respond(Response::from_string("responded")).unwrap(),
+                "/writer" => {
+                    let mut w = rq.into_writer();
+                    write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nwriter").unwrap();
+                    w.flush().unwrap();
+                }
+                _ => {
+                    let (mut w, _completion) = rq.into_writer_or_close();
+                    write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+                    w.flush().unwrap();
+                }
+            }
+        });
+    })
+}
+
+#[test]
+fn a_request_answered_after_its_handler_returned_keeps_its_connection_until_cut() {
+    let (_server, addr) = start(answer_later_handler());
+    let (mut s, mut r) = connect(&addr);
+    for _ in 0..3 {
+        s.write_all(b"GET /respond HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut r).1, "responded");
+        s.write_all(b"GET /writer HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut r).1, "writer");
+    }
+    // pipelined: the second is read only once the first was answered
+    let two = b"GET /respond HTTP/1.1\r\nHost: x\r\n\r\nGET /writer HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(two).unwrap();
+    assert_eq!(read_response(&mut r).1, "responded");
+    assert_eq!(read_response(&mut r).1, "writer");
+    s.write_all(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap(); // ends: the connection was closed, not kept
+    let rest = String::from_utf8(rest).unwrap();
+    assert!(rest.ends_with("\r\n\r\nabc"), "{rest}");
+}

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
+use crate::util::notify::Notify;
 use crate::util::{CutIsError, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
@@ -75,11 +75,11 @@ pub struct Request {
     must_send_continue: bool,
 
     // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
+    notify_when_responded: Option<Notify>,
 }
 
 struct NotifyOnDrop<R> {
-    sender: Sender<()>,
+    sender: Option<Notify>,
     inner: R,
 }
 
@@ -98,20 +98,22 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).ok(); // llm-relay patch: the connection may be gone
+        if let Some(sender) = self.sender.take() {
+            sender.send(); // llm-relay patch: the connection may be gone
+        }
     }
 }
 
 /// llm-relay patch: see [`Request::into_writer_or_close`].
 pub struct Completion {
-    sender: Option<Sender<()>>,
+    sender: Option<Notify>,
 }
 
 impl Completion {
     /// The response was written whole: the connection may serve a next request.
     pub fn complete(mut self) {
         if let Some(sender) = self.sender.take() {
-            sender.send(()).ok();
+            sender.send();
         }
     }
 }
@@ -363,7 +365,7 @@ impl Request {
         let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
         if let Some(sender) = self.notify_when_responded.take() {
             let stream = NotifyOnDrop {
-                sender,
+                sender: Some(sender),
                 inner: stream,
             };
             Box::new(stream) as Box<dyn ReadWrite + Send>
@@ -430,7 +432,7 @@ impl Request {
         let writer = self.extract_writer_impl();
         if let Some(sender) = self.notify_when_responded.take() {
             let writer = NotifyOnDrop {
-                sender,
+                sender: Some(sender),
                 inner: writer,
             };
             Box::new(writer) as Box<dyn Write + Send + 'static>
@@ -487,7 +489,7 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).ok(); // llm-relay patch: the connection may be gone
+            sender.send(); // llm-relay patch: the connection may be gone
         }
         res
     }
@@ -521,7 +523,7 @@ impl Request {
         })
     }
 
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
+    pub(crate) fn with_notify(mut self, sender: Notify) -> Self {
         self.notify_when_responded = Some(sender);
         self
     }
@@ -543,7 +545,7 @@ impl Drop for Request {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).ok(); // llm-relay patch: the connection may be gone
+                sender.send(); // llm-relay patch: the connection may be gone
             }
         }
     }

@@ -16,6 +16,7 @@ mod cut_is_error;
 mod equal_reader;
 mod fused_reader;
 mod messages_queue;
+pub(crate) mod notify;
 pub(crate) mod refined_tcp_stream;
 mod sequential;
 mod task_pool;
