@@ -65,7 +65,13 @@ fn static_binary_has_no_dynamic_loader_and_carries_ca_roots() {
 /// An empty root holding only the binary and `config.jsonc`, plus `etc` files if given.
 fn empty_root(config: &str, etc: &[(&str, &str)]) -> (TempDir, PathBuf) {
     let dir = TempDir::new();
-    std::fs::copy(static_binary(), dir.path().join("llm-relay")).expect("copy binary");
+    // A hard link, not a copy: a copy holds the file open for writing, and a process another
+    // test thread forks meanwhile inherits that descriptor until it execs, so executing the
+    // copy could fail with ETXTBSY ("Text file busy"). A copy only across file systems.
+    let binary = dir.path().join("llm-relay");
+    if std::fs::hard_link(static_binary(), &binary).is_err() {
+        std::fs::copy(static_binary(), &binary).expect("copy binary");
+    }
     let config_path = dir.write("config.jsonc", config);
     if !etc.is_empty() {
         std::fs::create_dir(dir.path().join("etc")).unwrap();
