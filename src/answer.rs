@@ -1,6 +1,8 @@
 //! The bottom of the relay: what every layer above reads from an answer the same way. Which
 //! client API an answer speaks ([`Api`]), its token [`Usage`] (one reader per API, for whole
-//! answers and for stream events), and the `data:` payload of an SSE line.
+//! answers and for stream events), an answer read once ([`Answer`]: its [`Form`], its parsed
+//! JSON, its usage, handed to the cache, the meter and translation so none parses it again),
+//! and the `data:` payload of an SSE line.
 //!
 //! It imports nothing of the relay (`tests/code_layers.rs` holds it to that), so the meter,
 //! the cache, translation and traces all read usage through this one type.
@@ -157,20 +159,57 @@ impl Usage {
             .filter(|u| !u.is_null())
             .map(|u| Usage::of(api, u))
     }
+}
 
-    /// The usage of a stored or relayed answer of `api`: a JSON body (first byte `{`) or the
-    /// text of an event stream; `None` when it reports none.
-    pub fn of_bytes(api: Api, bytes: &[u8]) -> Option<Usage> {
+/// What an answer's bytes hold: a JSON body, or the text of an event stream (told apart by
+/// the first byte that is not white space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Json,
+    Sse,
+}
+
+impl Form {
+    pub fn of(bytes: &[u8]) -> Form {
         match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') => serde_json::from_slice::<Value>(bytes)
-                .ok()
-                .and_then(|v| Usage::of_answer(api, &v)),
-            _ => {
+            Some(b'{') => Form::Json,
+            _ => Form::Sse,
+        }
+    }
+}
+
+/// A whole answer (a JSON body, or a recorded stream's text) read once: what the cache's
+/// check, the meter, the store and translation each need from it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub form: Form,
+    /// A JSON body, parsed (`None`: a stream, or a body that is not JSON).
+    pub json: Option<Value>,
+    /// The usage it reports (`None`: none).
+    pub usage: Option<Usage>,
+}
+
+impl Answer {
+    /// Reads an answer of `api`: a JSON body is parsed once; a stream's events are parsed
+    /// only where they mention `usage`.
+    pub fn read(api: Api, bytes: &[u8]) -> Answer {
+        let form = Form::of(bytes);
+        match form {
+            Form::Json => {
+                let json = serde_json::from_slice::<Value>(bytes).ok();
+                let usage = json.as_ref().and_then(|v| Usage::of_answer(api, v));
+                Answer { form, json, usage }
+            }
+            Form::Sse => {
                 let mut stream = StreamUsage::new(api);
                 for data in bytes.split(|&b| b == b'\n').filter_map(data_payload) {
                     stream.observe_data(data);
                 }
-                stream.usage()
+                Answer {
+                    form,
+                    json: None,
+                    usage: stream.usage(),
+                }
             }
         }
     }
@@ -259,6 +298,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn of_bytes(api: Api, bytes: &[u8]) -> Option<Usage> {
+        Answer::read(api, bytes).usage
+    }
+
     fn u(input: u64, output: u64, cache_read: u64, cache_write: u64, reasoning: u64) -> Usage {
         Usage {
             input,
@@ -299,28 +342,22 @@ mod tests {
     #[test]
     fn whole_answers_with_and_without_usage() {
         let answer = br#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5}}"#;
-        assert_eq!(Usage::of_bytes(Api::Chat, answer), Some(u(12, 5, 0, 0, 0)));
-        assert_eq!(Usage::of_bytes(Api::Chat, br#"{"choices":[]}"#), None);
-        assert_eq!(Usage::of_bytes(Api::Chat, br#"{"usage":null}"#), None);
-        assert_eq!(Usage::of_bytes(Api::Chat, b"{not json"), None);
+        assert_eq!(of_bytes(Api::Chat, answer), Some(u(12, 5, 0, 0, 0)));
+        assert_eq!(of_bytes(Api::Chat, br#"{"choices":[]}"#), None);
+        assert_eq!(of_bytes(Api::Chat, br#"{"usage":null}"#), None);
+        assert_eq!(of_bytes(Api::Chat, b"{not json"), None);
     }
 
     #[test]
     fn streams_of_each_api() {
         let chat = b"data: {\"choices\":[{\"delta\":{}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":4,\"prompt_tokens_details\":{\"cached_tokens\":20}}}\n\ndata: [DONE]\n\n";
-        assert_eq!(Usage::of_bytes(Api::Chat, chat), Some(u(10, 4, 20, 0, 0)));
-        assert_eq!(
-            Usage::of_bytes(Api::Chat, b"data: {\"usage\":null}\n\n"),
-            None
-        );
+        assert_eq!(of_bytes(Api::Chat, chat), Some(u(10, 4, 20, 0, 0)));
+        assert_eq!(of_bytes(Api::Chat, b"data: {\"usage\":null}\n\n"), None);
         let responses = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":2,\"input_tokens_details\":{\"cached_tokens\":4}}}}\n\n";
-        assert_eq!(
-            Usage::of_bytes(Api::Responses, responses),
-            Some(u(3, 2, 4, 0, 0))
-        );
+        assert_eq!(of_bytes(Api::Responses, responses), Some(u(3, 2, 4, 0, 0)));
         let messages = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3,\"cache_read_input_tokens\":50000,\"cache_creation_input_tokens\":1000,\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n\n";
         assert_eq!(
-            Usage::of_bytes(Api::Anthropic, messages),
+            of_bytes(Api::Anthropic, messages),
             Some(u(3, 6, 50000, 1000, 0))
         );
         // newer servers repeat the cumulative input counts in message_delta

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use crate::answer::Usage;
+use crate::answer::{Answer, Usage};
 use crate::api::Api;
 use crate::body_cost::Reservation;
 use crate::cache;
@@ -633,21 +633,23 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     let data = up.read_body(&ex.access.upstream, response.into_body())?;
     ex.access.upstream_time = upstream_started.elapsed();
     traced_answer(trace, path, &data);
+    // read once: the cache's check, the store, the meter and translation share the parse
+    let read = Answer::read(api, &data);
     if let (true, Some((cache, p))) = ((200..300).contains(&status), storing) {
         if cache.too_large(data.len()) {
             reply_headers.push((SKIP_HEADER.to_string(), SKIP_TOO_LARGE.to_string()));
         }
         // before answering, so the client's next request finds it
-        cache.store(p, &effective, &data);
+        cache.store(p, &effective, &data, &read);
     }
     if owns_response && (200..300).contains(&status) {
         // before answering, so the client's next request finds the owner
         owners::record_response(state, client.as_ref(), &call.body, &data);
     }
     ex.access.body_log_at = body_log::record(&ex.access.path, &call.body, status, &data);
-    ex.access.usage = Usage::of_bytes(api, &data).unwrap_or_default();
+    ex.access.usage = read.usage.unwrap_or_default();
     let data = match &call.translation {
-        Some(t) => translated_answer(t, status, &data, &mut reply_headers),
+        Some(t) => translated_answer(t, status, &data, read.json.as_ref(), &mut reply_headers),
         None => data,
     };
     if let (Some(pending), true) = (&call.kept, (200..300).contains(&status)) {
@@ -700,16 +702,21 @@ fn ask_for_usage(body: &mut Map<String, Value>) {
 }
 
 /// A whole chat answer (or error) in the client's API; its content type becomes JSON.
+/// `parsed`: `data` parsed as JSON already (`None`: it is not JSON).
 fn translated_answer(
     translation: &Translation,
     status: u16,
     data: &[u8],
+    parsed: Option<&Value>,
     headers: &mut Vec<(String, String)>,
 ) -> Vec<u8> {
     headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
     headers.push(json_content_type());
     if !(200..300).contains(&status) {
         return translation.error(status, data);
+    }
+    if let Some(chat) = parsed {
+        return translation.answer(chat).to_string().into_bytes();
     }
     match serde_json::from_slice::<Value>(data) {
         Ok(chat) => translation.answer(&chat).to_string().into_bytes(),

@@ -45,7 +45,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use crate::answer::Usage;
+use crate::answer::{Answer, Usage};
 use crate::error::ApiError;
 use crate::log;
 pub use apis::plain_body as plain_answer;
@@ -264,19 +264,23 @@ impl Cache {
             }
             self.memory.remove(key);
         }
-        let (meta, pair) = match store::load(dir, key) {
+        let (meta, pair, read) = match store::load(dir, key) {
             store::Loaded::Absent => return None,
-            store::Loaded::Found(meta, pair) => match apis::check(&meta.route, &pair.response) {
-                Ok(_) => (meta, pair),
-                Err(why) => {
-                    let judged = store::Judged {
-                        stamp: pair.stamp,
-                        answer: pair.answer,
-                    };
-                    self.reject(key, why, &judged);
-                    return None;
+            store::Loaded::Found(meta, pair) => {
+                // read once: the check and the entry's usage share the parse
+                let read = apis::read(&meta.route, &pair.response);
+                match apis::check_read(&meta.route, &pair.response, &read) {
+                    Ok(_) => (meta, pair, read),
+                    Err(why) => {
+                        let judged = store::Judged {
+                            stamp: pair.stamp,
+                            answer: pair.answer,
+                        };
+                        self.reject(key, why, &judged);
+                        return None;
+                    }
                 }
-            },
+            }
             store::Loaded::Bad(why, judged) => {
                 self.reject(key, why, &judged);
                 return None;
@@ -285,7 +289,7 @@ impl Cache {
         let response = pair.response;
         let entry = Arc::new(Entry {
             key: key.to_string(),
-            usage: apis::usage(&meta.route, &response),
+            usage: read.usage,
             route: meta.route,
             response,
             created: meta.created,
@@ -409,15 +413,23 @@ impl Cache {
 
     /// Stores `response` for `plan`, as answered with the effective `model`, if the plan
     /// stores and it is a complete success within `max_entry_bytes`. Returns whether it did.
-    pub fn store(&self, plan: &Plan, model: &str, response: &[u8]) -> bool {
-        self.store_timed(plan, model, response, &[])
+    /// `read`: the same bytes read (`Answer::read`), shared with the caller's other uses.
+    pub fn store(&self, plan: &Plan, model: &str, response: &[u8], read: &Answer) -> bool {
+        self.store_timed(plan, model, response, read, &[])
     }
 
     /// [`Cache::store`] for a stream, with the milliseconds before each of its events.
-    pub fn store_timed(&self, plan: &Plan, model: &str, response: &[u8], gaps: &[u32]) -> bool {
+    pub fn store_timed(
+        &self,
+        plan: &Plan,
+        model: &str,
+        response: &[u8],
+        read: &Answer,
+        gaps: &[u32],
+    ) -> bool {
         if !plan.stores()
             || self.too_large(response.len())
-            || apis::check(&plan.route, response).is_err()
+            || apis::check_read(&plan.route, response, read).is_err()
         {
             return false;
         }
@@ -468,7 +480,7 @@ impl Cache {
             Arc::new(Entry {
                 key: c.key.clone(),
                 route: plan.route.clone(),
-                usage: apis::usage(&plan.route, response),
+                usage: read.usage,
                 response: response.to_vec(),
                 created: meta.created,
                 version: meta.version,
