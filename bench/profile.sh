@@ -5,6 +5,7 @@
 #   disk  a hit from disk (memory tier off)
 #   miss  a miss with the cache on (every request a new prompt: upstream call, then store)
 #   off   a miss with the cache off (upstream call only)
+#   sse   a streamed miss with the cache off: 50 chat chunks relayed (not in the default run)
 #
 #   bench/profile.sh            # N=2000 requests per path; prints one table row per path
 #   bench/profile.sh 500 mem    # N=500, only the memory hit
@@ -15,7 +16,8 @@
 # warm-up requests and once W + N, and divides the difference of the two instruction totals by
 # N: start, warm-up and shutdown cancel out. One client connection, keep-alive, sends the
 # requests one after the other (`bench_tool load --connections 1 --count`); the upstream is
-# `bench_tool json-upstream` answering bench/chat_completion.json (599 bytes).
+# `bench_tool json-upstream` answering bench/chat_completion.json (599 bytes); for `sse`,
+# `bench_tool sse-upstream --events 50 --interval-ms 0`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-2000}
@@ -48,23 +50,33 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 [ -n "$UP" ] || { echo "profile.sh: the upstream fixture did not start" >&2; exit 1; }
+"$TOOL" sse-upstream --events 50 --interval-ms 0 >"$RUN/sse.out" &
+PIDS+=($!)
+for _ in $(seq 100); do
+  SSE=$(sed -n 's#^listening on http://##p' "$RUN/sse.out")
+  [ -n "$SSE" ] && break
+  sleep 0.05
+done
+[ -n "$SSE" ] || { echo "profile.sh: the SSE upstream fixture did not start" >&2; exit 1; }
+sed 's/"temperature":0}/"temperature":0,"stream":true}/' "$ROOT/bench/request.json" >"$RUN/stream.json"
 
 # the same request as bench/run.sh; `{n}` makes each one a new prompt for the miss paths
 sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/unique.json"
 
 # Runs the relay under callgrind for COUNT requests of PATH and prints its instruction total.
 instructions() { # PATH COUNT
-  local path=$1 count=$2 port cache body=$ROOT/bench/request.json unique="" out pid
+  local path=$1 count=$2 port cache body=$ROOT/bench/request.json unique="" out pid up=$UP
   port=$("$TOOL" free-port)
   case $path in
     mem) cache="{\"enabled\": true, \"dir\": \"$RUN/cache-$path-$count\"}" ;;
     disk) cache="{\"enabled\": true, \"dir\": \"$RUN/cache-$path-$count\", \"memory_items\": 0}" ;;
     miss) cache="{\"enabled\": true, \"dir\": \"$RUN/cache-$path-$count\"}"; body=$RUN/unique.json; unique=--unique ;;
     off) cache="{\"enabled\": false}"; body=$RUN/unique.json; unique=--unique ;;
-    *) echo "profile.sh: unknown path $path (mem, disk, miss, off)" >&2; exit 1 ;;
+    sse) cache="{\"enabled\": false}"; body=$RUN/stream.json; up=$SSE ;;
+    *) echo "profile.sh: unknown path $path (mem, disk, miss, off, sse)" >&2; exit 1 ;;
   esac
   printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": 4, "cache": %s}\n' \
-    "$port" "$UP" "$cache" >"$RUN/$path-$count.json"
+    "$port" "$up" "$cache" >"$RUN/$path-$count.json"
   out=$RUN/callgrind.$path.$count
   valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no \
     "$BIN" --config "$RUN/$path-$count.json" >/dev/null 2>"$RUN/$path-$count.log" &

@@ -273,9 +273,9 @@ impl StreamUsage {
         }
     }
 
-    /// One event's `data:` payload (parsed only when it mentions `usage`).
+    /// One event's `data:` payload (parsed only when a `usage` in it is not `null`).
     pub fn observe_data(&mut self, data: &[u8]) {
-        if data.windows(7).any(|w| w == b"\"usage\"") {
+        if has_non_null(data, b"usage") {
             if let Ok(v) = serde_json::from_slice::<Value>(data) {
                 self.observe(&v);
             }
@@ -286,6 +286,36 @@ impl StreamUsage {
     pub fn usage(&self) -> Option<Usage> {
         self.usage
     }
+}
+
+/// Whether a member `"key"` of the JSON text `data` has a value other than `null`: a test
+/// before parsing, so that a stream chunk whose `usage` and `finish_reason` are `null` (with
+/// OpenAI, every chunk but the last) is not parsed at all. A `"key"` inside a string is escaped
+/// (`\"key\"`) and never matches; a match not followed by `:` counts as a value (the caller
+/// parses).
+pub fn has_non_null(data: &[u8], key: &[u8]) -> bool {
+    let mut rest = data;
+    while let Some(at) = find_key(rest, key) {
+        let after = rest.get(at + key.len() + 2..).unwrap_or_default();
+        let after = after.trim_ascii_start();
+        let Some(value) = after.strip_prefix(b":") else {
+            return true;
+        };
+        let value = value.trim_ascii_start();
+        if !value.starts_with(b"null") {
+            return true;
+        }
+        rest = value;
+    }
+    false
+}
+
+/// Where `"key"` (quotes included) starts in `hay`.
+fn find_key(hay: &[u8], key: &[u8]) -> Option<usize> {
+    let n = key.len() + 2;
+    hay.windows(n).position(|w| {
+        w.first() == Some(&b'"') && w.last() == Some(&b'"') && w.get(1..n - 1) == Some(key)
+    })
 }
 
 /// The payload of an SSE `data:` line, trimmed; `None` for any other line.
@@ -365,6 +395,31 @@ mod tests {
         s.observe(&json!({"type": "message_start", "message": {"usage": {"input_tokens": 3, "output_tokens": 1}}}));
         s.observe(&json!({"type": "message_delta", "usage": {"input_tokens": 5, "output_tokens": 9, "cache_read_input_tokens": 2}}));
         assert_eq!(s.usage(), Some(u(5, 9, 2, 0, 0)));
+    }
+
+    #[test]
+    fn null_members_need_no_parse() {
+        let k = b"usage";
+        assert!(!has_non_null(
+            br#"{"choices":[{"delta":{}}],"usage":null}"#,
+            k
+        ));
+        assert!(!has_non_null(
+            br#"{"usage" : null, "x": {"usage":null}}"#,
+            k
+        ));
+        assert!(!has_non_null(br#"{"choices":[]}"#, k));
+        assert!(has_non_null(br#"{"usage":{"prompt_tokens":1}}"#, k));
+        assert!(has_non_null(br#"{"a":{"usage":null},"usage": {}}"#, k));
+        assert!(has_non_null(br#"{"type":"usage"}"#, k)); // not a member: parsed to be sure
+                                                          // inside a string it is escaped, so never a member
+        assert!(!has_non_null(br#"{"content":"say \"usage\": 1"}"#, k));
+        let f = b"finish_reason";
+        assert!(!has_non_null(br#"{"choices":[{"finish_reason":null}]}"#, f));
+        assert!(has_non_null(
+            br#"{"choices":[{"finish_reason":"stop"}]}"#,
+            f
+        ));
     }
 
     #[test]
