@@ -449,7 +449,14 @@ impl Cache {
         };
         let existed = store::request_path(&self.config.dir, &c.key).exists();
         let before = store::referenced_answer(&self.config.dir, &c.key);
-        let stamp = match store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
+        let stamp = match store::save(
+            &self.config.dir,
+            &c.key,
+            &meta,
+            &c.canonical,
+            response,
+            self.config.fsync,
+        ) {
             Ok(stamp) => stamp,
             Err(e) => {
                 log::error(&format!(
