@@ -55,7 +55,7 @@ pub use cassette::{
 };
 pub use commands::{misses_command, scan_command, stats_command, why_command, WhyBound};
 pub use config::{CacheConfig, Mode, RawCache, Repeat, Scope};
-pub use flight::Role;
+pub use flight::{Leader, Role};
 pub use key::check_namespace;
 pub use plan::Plan;
 pub use prune::{prune_command, PruneFilter};
