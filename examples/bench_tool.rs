@@ -6,6 +6,8 @@
 //!   `--api anthropic` sends the same text as Anthropic Messages events instead (`message_start`,
 //!   `content_block_start`, N `text_delta`s, then `content_block_stop`, `message_delta`,
 //!   `message_stop`), an upstream for the reverse direction (chat / Responses clients).
+//! - `json-upstream`: an upstream that answers every request with one fixed JSON body (a file),
+//!   on keep-alive connections (`bench/profile.sh`'s upstream: no nginx needed).
 //! - `streams`: N concurrent streamed requests; per event it takes receive time − send time (same
 //!   machine, same clock), and the time from sending the request to the first event. A stream
 //!   ends at `data: [DONE]`, or at `message_stop` / `response.completed` (translated streams).
@@ -35,12 +37,13 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("sse-upstream") => sse_upstream(&Flags::parse(&args[1..])),
+        Some("json-upstream") => json_upstream(&Flags::parse(&args[1..])),
         Some("streams") => streams(&Flags::parse(&args[1..])),
         Some("load") => load(&Flags::parse(&args[1..])),
         Some("trickle") => trickle(&Flags::parse(&args[1..])),
         Some("start-to-health") => start_to_health(&args[1..]),
         Some("free-port") => free_port().map(|p| println!("{p}")),
-        _ => Err("usage: bench_tool sse-upstream|streams|load|trickle|start-to-health|free-port [--flag value]...; see bench/run.sh".to_string()),
+        _ => Err("usage: bench_tool sse-upstream|json-upstream|streams|load|trickle|start-to-health|free-port [--flag value]...; see bench/run.sh".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -213,6 +216,44 @@ fn serve_sse(conn: TcpStream, events: usize, interval: Duration, anthropic: bool
             }
         }
         if out.write_all(b"0\r\n\r\n").is_err() {
+            return;
+        }
+    }
+}
+
+fn json_upstream(f: &Flags) -> Res<()> {
+    let path = f.str("body-file")?;
+    let body = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    let answer = Arc::new(answer);
+    let listener =
+        TcpListener::bind(f.get("listen").unwrap_or("127.0.0.1:0")).map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    for conn in listener.incoming().flatten() {
+        let answer = Arc::clone(&answer);
+        let _ = thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || serve_json(conn, &answer));
+    }
+    Ok(())
+}
+
+/// Answers every request on a keep-alive connection with the same bytes.
+fn serve_json(conn: TcpStream, answer: &[u8]) {
+    let _ = conn.set_nodelay(true);
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(conn);
+    while read_request(&mut reader).is_ok() {
+        if out.write_all(answer).is_err() {
             return;
         }
     }

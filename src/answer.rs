@@ -1,6 +1,8 @@
 //! The bottom of the relay: what every layer above reads from an answer the same way. Which
 //! client API an answer speaks ([`Api`]), its token [`Usage`] (one reader per API, for whole
-//! answers and for stream events), and the `data:` payload of an SSE line.
+//! answers and for stream events), an answer read once ([`Answer`]: its [`Form`], its parsed
+//! JSON, its usage, handed to the cache, the meter and translation so none parses it again),
+//! and the `data:` payload of an SSE line.
 //!
 //! It imports nothing of the relay (`tests/code_layers.rs` holds it to that), so the meter,
 //! the cache, translation and traces all read usage through this one type.
@@ -157,20 +159,57 @@ impl Usage {
             .filter(|u| !u.is_null())
             .map(|u| Usage::of(api, u))
     }
+}
 
-    /// The usage of a stored or relayed answer of `api`: a JSON body (first byte `{`) or the
-    /// text of an event stream; `None` when it reports none.
-    pub fn of_bytes(api: Api, bytes: &[u8]) -> Option<Usage> {
+/// What an answer's bytes hold: a JSON body, or the text of an event stream (told apart by
+/// the first byte that is not white space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Json,
+    Sse,
+}
+
+impl Form {
+    pub fn of(bytes: &[u8]) -> Form {
         match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') => serde_json::from_slice::<Value>(bytes)
-                .ok()
-                .and_then(|v| Usage::of_answer(api, &v)),
-            _ => {
+            Some(b'{') => Form::Json,
+            _ => Form::Sse,
+        }
+    }
+}
+
+/// A whole answer (a JSON body, or a recorded stream's text) read once: what the cache's
+/// check, the meter, the store and translation each need from it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub form: Form,
+    /// A JSON body, parsed (`None`: a stream, or a body that is not JSON).
+    pub json: Option<Value>,
+    /// The usage it reports (`None`: none).
+    pub usage: Option<Usage>,
+}
+
+impl Answer {
+    /// Reads an answer of `api`: a JSON body is parsed once; a stream's events are parsed
+    /// only where they mention `usage`.
+    pub fn read(api: Api, bytes: &[u8]) -> Answer {
+        let form = Form::of(bytes);
+        match form {
+            Form::Json => {
+                let json = serde_json::from_slice::<Value>(bytes).ok();
+                let usage = json.as_ref().and_then(|v| Usage::of_answer(api, v));
+                Answer { form, json, usage }
+            }
+            Form::Sse => {
                 let mut stream = StreamUsage::new(api);
                 for data in bytes.split(|&b| b == b'\n').filter_map(data_payload) {
                     stream.observe_data(data);
                 }
-                stream.usage()
+                Answer {
+                    form,
+                    json: None,
+                    usage: stream.usage(),
+                }
             }
         }
     }
@@ -234,9 +273,9 @@ impl StreamUsage {
         }
     }
 
-    /// One event's `data:` payload (parsed only when it mentions `usage`).
+    /// One event's `data:` payload (parsed only when a `usage` in it is not `null`).
     pub fn observe_data(&mut self, data: &[u8]) {
-        if data.windows(7).any(|w| w == b"\"usage\"") {
+        if has_non_null(data, b"usage") {
             if let Ok(v) = serde_json::from_slice::<Value>(data) {
                 self.observe(&v);
             }
@@ -249,6 +288,36 @@ impl StreamUsage {
     }
 }
 
+/// Whether a member `"key"` of the JSON text `data` has a value other than `null`: a test
+/// before parsing, so that a stream chunk whose `usage` and `finish_reason` are `null` (with
+/// OpenAI, every chunk but the last) is not parsed at all. A `"key"` inside a string is escaped
+/// (`\"key\"`) and never matches; a match not followed by `:` counts as a value (the caller
+/// parses).
+pub fn has_non_null(data: &[u8], key: &[u8]) -> bool {
+    let mut rest = data;
+    while let Some(at) = find_key(rest, key) {
+        let after = rest.get(at + key.len() + 2..).unwrap_or_default();
+        let after = after.trim_ascii_start();
+        let Some(value) = after.strip_prefix(b":") else {
+            return true;
+        };
+        let value = value.trim_ascii_start();
+        if !value.starts_with(b"null") {
+            return true;
+        }
+        rest = value;
+    }
+    false
+}
+
+/// Where `"key"` (quotes included) starts in `hay`.
+fn find_key(hay: &[u8], key: &[u8]) -> Option<usize> {
+    let n = key.len() + 2;
+    hay.windows(n).position(|w| {
+        w.first() == Some(&b'"') && w.last() == Some(&b'"') && w.get(1..n - 1) == Some(key)
+    })
+}
+
 /// The payload of an SSE `data:` line, trimmed; `None` for any other line.
 pub fn data_payload(line: &[u8]) -> Option<&[u8]> {
     line.strip_prefix(b"data:").map(<[u8]>::trim_ascii)
@@ -258,6 +327,10 @@ pub fn data_payload(line: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn of_bytes(api: Api, bytes: &[u8]) -> Option<Usage> {
+        Answer::read(api, bytes).usage
+    }
 
     fn u(input: u64, output: u64, cache_read: u64, cache_write: u64, reasoning: u64) -> Usage {
         Usage {
@@ -299,28 +372,22 @@ mod tests {
     #[test]
     fn whole_answers_with_and_without_usage() {
         let answer = br#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5}}"#;
-        assert_eq!(Usage::of_bytes(Api::Chat, answer), Some(u(12, 5, 0, 0, 0)));
-        assert_eq!(Usage::of_bytes(Api::Chat, br#"{"choices":[]}"#), None);
-        assert_eq!(Usage::of_bytes(Api::Chat, br#"{"usage":null}"#), None);
-        assert_eq!(Usage::of_bytes(Api::Chat, b"{not json"), None);
+        assert_eq!(of_bytes(Api::Chat, answer), Some(u(12, 5, 0, 0, 0)));
+        assert_eq!(of_bytes(Api::Chat, br#"{"choices":[]}"#), None);
+        assert_eq!(of_bytes(Api::Chat, br#"{"usage":null}"#), None);
+        assert_eq!(of_bytes(Api::Chat, b"{not json"), None);
     }
 
     #[test]
     fn streams_of_each_api() {
         let chat = b"data: {\"choices\":[{\"delta\":{}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":4,\"prompt_tokens_details\":{\"cached_tokens\":20}}}\n\ndata: [DONE]\n\n";
-        assert_eq!(Usage::of_bytes(Api::Chat, chat), Some(u(10, 4, 20, 0, 0)));
-        assert_eq!(
-            Usage::of_bytes(Api::Chat, b"data: {\"usage\":null}\n\n"),
-            None
-        );
+        assert_eq!(of_bytes(Api::Chat, chat), Some(u(10, 4, 20, 0, 0)));
+        assert_eq!(of_bytes(Api::Chat, b"data: {\"usage\":null}\n\n"), None);
         let responses = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":2,\"input_tokens_details\":{\"cached_tokens\":4}}}}\n\n";
-        assert_eq!(
-            Usage::of_bytes(Api::Responses, responses),
-            Some(u(3, 2, 4, 0, 0))
-        );
+        assert_eq!(of_bytes(Api::Responses, responses), Some(u(3, 2, 4, 0, 0)));
         let messages = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3,\"cache_read_input_tokens\":50000,\"cache_creation_input_tokens\":1000,\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n\n";
         assert_eq!(
-            Usage::of_bytes(Api::Anthropic, messages),
+            of_bytes(Api::Anthropic, messages),
             Some(u(3, 6, 50000, 1000, 0))
         );
         // newer servers repeat the cumulative input counts in message_delta
@@ -328,6 +395,31 @@ mod tests {
         s.observe(&json!({"type": "message_start", "message": {"usage": {"input_tokens": 3, "output_tokens": 1}}}));
         s.observe(&json!({"type": "message_delta", "usage": {"input_tokens": 5, "output_tokens": 9, "cache_read_input_tokens": 2}}));
         assert_eq!(s.usage(), Some(u(5, 9, 2, 0, 0)));
+    }
+
+    #[test]
+    fn null_members_need_no_parse() {
+        let k = b"usage";
+        assert!(!has_non_null(
+            br#"{"choices":[{"delta":{}}],"usage":null}"#,
+            k
+        ));
+        assert!(!has_non_null(
+            br#"{"usage" : null, "x": {"usage":null}}"#,
+            k
+        ));
+        assert!(!has_non_null(br#"{"choices":[]}"#, k));
+        assert!(has_non_null(br#"{"usage":{"prompt_tokens":1}}"#, k));
+        assert!(has_non_null(br#"{"a":{"usage":null},"usage": {}}"#, k));
+        assert!(has_non_null(br#"{"type":"usage"}"#, k)); // not a member: parsed to be sure
+                                                          // inside a string it is escaped, so never a member
+        assert!(!has_non_null(br#"{"content":"say \"usage\": 1"}"#, k));
+        let f = b"finish_reason";
+        assert!(!has_non_null(br#"{"choices":[{"finish_reason":null}]}"#, f));
+        assert!(has_non_null(
+            br#"{"choices":[{"finish_reason":"stop"}]}"#,
+            f
+        ));
     }
 
     #[test]

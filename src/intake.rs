@@ -97,6 +97,9 @@ pub fn body_error(e: &io::Error, budget: Duration) -> ApiError {
         )
     }
 }
+/// The most bytes of a body read before its reservation grows.
+const BODY_CHUNK: u64 = 16 * 1024;
+
 /// Reads the request body, refusing more than `max` bytes (by Content-Length before reading
 /// anything, and by counting for chunked bodies), and holding the memory it will take in
 /// `reserved` (from Content-Length at once, else as its bytes arrive) so bodies in flight stay
@@ -114,19 +117,17 @@ pub fn read_body(
     reserved.grow_to(body_cost::minimum(announced.unwrap_or(0)))?;
     let mut buf = Vec::with_capacity(announced.unwrap_or(0) as usize);
     let mut reader = Deadline::new(req.as_reader(), budget).take(max + 1);
-    let mut chunk = [0u8; 16 * 1024];
+    // read straight into `buf`, a chunk at a time: no zero-filled buffer per request
     loop {
-        let n = match reader.read(&mut chunk) {
+        match (&mut reader).take(BODY_CHUNK).read_to_end(&mut buf) {
             Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(_) => {}
             Err(e) => return Err(body_error(&e, budget)),
-        };
-        if buf.len() as u64 + n as u64 > max {
+        }
+        if buf.len() as u64 > max {
             return Err(ApiError::too_large(max));
         }
-        reserved.grow_to(body_cost::minimum(buf.len() as u64 + n as u64))?;
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        reserved.grow_to(body_cost::minimum(buf.len() as u64))?;
     }
     Ok(buf)
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use crate::answer::Usage;
+use crate::answer::{Answer, Usage};
 use crate::api::Api;
 use crate::body_cost::Reservation;
 use crate::cache;
@@ -458,41 +458,72 @@ fn answer_hit(
     ex.answer_with(|req| cache::respond_hit(req, entry, delivery, translation, plan.pace));
 }
 
-/// Single-flight → call an upstream endpoint (with failover) → answer (whole, or as a stream
-/// relayed event by event) → record a complete success in the cache.
-fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), ApiError> {
-    let cache = state.cache.as_deref();
-    let mut _leader = None;
-    let mut reply_extra = Vec::new();
-    let mut plan = None;
-    if let (Some(cache), Some((p, status))) = (cache, &call.cached) {
-        if *status == cache::Status::Miss && p.stores() {
-            let keep = || Keep::of(state, ex, call.kept.as_ref(), call.translation.as_ref());
-            match cache.join(p, state.config.timeouts.first_byte) {
-                cache::Role::Leader(guard) => _leader = Some(guard),
-                cache::Role::Hit(entry) => {
-                    let keep = keep();
+/// What [`flight`] leaves for the upstream call: the leader's place in the single flight (held
+/// until the call is done), the cache headers of the answer and the cache's plan.
+struct Flown<'a> {
+    _leader: Option<cache::Leader<'a>>,
+    reply_extra: Vec<(String, String)>,
+    plan: Option<(&'a cache::Cache, &'a cache::Plan)>,
+}
+
+/// Single flight: a request the cache may store joins the flight of its key; a follower waits
+/// for the leader and answers the hit it left. `None`: answered here (a hit).
+fn flight<'a>(state: &'a State, ex: &mut Exchange, call: &'a Call) -> Option<Flown<'a>> {
+    let mut flown = Flown {
+        _leader: None,
+        reply_extra: Vec::new(),
+        plan: None,
+    };
+    let (Some(cache), Some((p, status))) = (state.cache.as_deref(), &call.cached) else {
+        return Some(flown);
+    };
+    if *status == cache::Status::Miss && p.stores() {
+        let keep =
+            |ex: &Exchange| Keep::of(state, ex, call.kept.as_ref(), call.translation.as_ref());
+        match cache.join(p, state.config.timeouts.first_byte) {
+            cache::Role::Leader(guard) => flown._leader = Some(guard),
+            cache::Role::Hit(entry) => {
+                let keep = keep(ex);
+                answer_hit(cache, p, &entry, ex, call.delivery, keep);
+                return None;
+            }
+            cache::Role::Follower(flight) => {
+                flight.wait(state.config.timeouts.first_byte);
+                if let Ok(entry) = cache.lookup(p) {
+                    let keep = keep(ex);
                     answer_hit(cache, p, &entry, ex, call.delivery, keep);
-                    return Ok(());
-                }
-                cache::Role::Follower(flight) => {
-                    flight.wait(state.config.timeouts.first_byte);
-                    if let Ok(entry) = cache.lookup(p) {
-                        let keep = keep();
-                        answer_hit(cache, p, &entry, ex, call.delivery, keep);
-                        return Ok(());
-                    }
+                    return None;
                 }
             }
         }
-        if *status != cache::Status::Bypass {
-            cache.missed();
-        }
-        ex.access.cache = Some(status.result());
-        reply_extra.push(("X-Cache".to_string(), status.header().to_string()));
-        reply_extra.push(("X-Cache-Key".to_string(), p.key.clone()));
-        plan = Some((cache, p));
     }
+    if *status != cache::Status::Bypass {
+        cache.missed();
+    }
+    ex.access.cache = Some(status.result());
+    flown
+        .reply_extra
+        .push(("X-Cache".to_string(), status.header().to_string()));
+    flown
+        .reply_extra
+        .push(("X-Cache-Key".to_string(), p.key.clone()));
+    flown.plan = Some((cache, p));
+    Some(flown)
+}
+
+/// Single flight ([`flight`]) → call an upstream endpoint with failover ([`send`]) → answer
+/// as a stream relayed event by event (here), or whole ([`respond_whole`]); a complete success
+/// is recorded in the cache before the client sees its end.
+fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), ApiError> {
+    let cache = state.cache.as_deref();
+    let Some(Flown {
+        _leader,
+        reply_extra,
+        plan,
+    }) = flight(state, ex, &call)
+    else {
+        return Ok(());
+    };
     // Whether a complete success goes to the cache (not with `no-store`, `read_only`, or when
     // too large to store).
     let storing = plan.filter(|(_, p)| p.stores());
@@ -518,29 +549,7 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     } else {
         Mode::Whole
     };
-    let post = || {
-        if call.translation.is_some() && call.body.contains_key("stream_options") {
-            // a translated stream asks for usage itself: a server that refuses the option gets
-            // the request again without it (the answer then reports no usage)
-            let sent = up.post(api, path, &call.headers, &call.body, &model, mode, trace)?;
-            return refused_stream_options(sent).or_else(|()| {
-                let mut bare = call.body.clone();
-                bare.remove("stream_options");
-                up.post(api, path, &call.headers, &bare, &model, mode, trace)
-            });
-        }
-        if !ask_usage {
-            return up.post(api, path, &call.headers, &call.body, &model, mode, trace);
-        }
-        let mut asked = call.body.clone();
-        ask_for_usage(&mut asked);
-        let sent = up.post(api, path, &call.headers, &asked, &model, mode, trace)?;
-        refused_stream_options(sent).or_else(|()| {
-            // sent again as the client sent it: the stream is stored without usage (and then
-            // serves only streams that do not ask for it)
-            up.post(api, path, &call.headers, &call.body, &model, mode, trace)
-        })
-    };
+    let post = || send(up, &call, &model, mode, trace, ask_usage);
     // A stream is charged from inside the writer, before its end, so a next request sees it.
     let pending_charge: RefCell<Option<(Meter, Access)>> = RefCell::new(None);
     // a Responses answer the upstream itself stores is owned by the caller: a stream's id is
@@ -645,28 +654,101 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
         return Ok(());
     }
 
-    let response = sent.response;
-    let data = up.read_body(&ex.access.upstream, response.into_body())?;
-    ex.access.upstream_time = upstream_started.elapsed();
-    traced_answer(trace, path, &data);
-    if let (true, Some((cache, p))) = ((200..300).contains(&status), storing) {
+    let whole = Whole {
+        storing,
+        effective: &effective,
+        owns_response,
+        owns_completion,
+        started: upstream_started,
+    };
+    respond_whole(state, ex, &call, sent, reply_headers, whole)
+}
+
+/// Sends the call upstream (with failover), asking for usage with `ask_usage`: a server that
+/// refuses `stream_options` gets the request again without it.
+fn send(
+    up: &upstream::Upstream,
+    call: &Call,
+    model: &str,
+    mode: Mode,
+    trace: Option<&crate::telemetry::Trace>,
+    ask_usage: bool,
+) -> Result<upstream::Sent, ApiError> {
+    let (api, path) = (call.endpoint.api(), call.endpoint.path());
+    if call.translation.is_some() && call.body.contains_key("stream_options") {
+        // a translated stream asks for usage itself: a server that refuses the option gets
+        // the request again without it (the answer then reports no usage)
+        let sent = up.post(api, path, &call.headers, &call.body, model, mode, trace)?;
+        return refused_stream_options(sent).or_else(|()| {
+            let mut bare = call.body.clone();
+            bare.remove("stream_options");
+            up.post(api, path, &call.headers, &bare, model, mode, trace)
+        });
+    }
+    if !ask_usage {
+        return up.post(api, path, &call.headers, &call.body, model, mode, trace);
+    }
+    let mut asked = call.body.clone();
+    ask_for_usage(&mut asked);
+    let sent = up.post(api, path, &call.headers, &asked, model, mode, trace)?;
+    refused_stream_options(sent).or_else(|()| {
+        // sent again as the client sent it: the stream is stored without usage (and then
+        // serves only streams that do not ask for it)
+        up.post(api, path, &call.headers, &call.body, model, mode, trace)
+    })
+}
+
+/// What [`respond_whole`] needs of the call beyond the request: where a complete success is
+/// stored, the model the endpoint was sent, whether the caller owns a stored Responses answer,
+/// and when the upstream call started.
+struct Whole<'a> {
+    storing: Option<(&'a cache::Cache, &'a cache::Plan)>,
+    effective: &'a str,
+    owns_response: bool,
+    /// … or a chat completion it stores (`store: true`)
+    owns_completion: bool,
+    started: Instant,
+}
+
+/// A whole (not streamed) answer: read it, store a complete success before answering, record
+/// it (trace, body log, usage), translate it for the client's API, charge, answer.
+fn respond_whole(
+    state: &State,
+    ex: &mut Exchange,
+    call: &Call,
+    sent: upstream::Sent,
+    mut reply_headers: Vec<(String, String)>,
+    whole: Whole,
+) -> Result<(), ApiError> {
+    let status = sent.response.status().as_u16();
+    let (api, path) = (call.endpoint.api(), call.endpoint.path());
+    let client = ex.client().cloned();
+    let trace = ex.trace();
+    let data = state
+        .upstream
+        .read_body(&ex.access.upstream, sent.response.into_body())?;
+    ex.access.upstream_time = whole.started.elapsed();
+    traced_answer(trace.as_deref(), path, &data);
+    // read once: the cache's check, the store, the meter and translation share the parse
+    let read = Answer::read(api, &data);
+    if let (true, Some((cache, p))) = ((200..300).contains(&status), whole.storing) {
         if cache.too_large(data.len()) {
             reply_headers.push((SKIP_HEADER.to_string(), SKIP_TOO_LARGE.to_string()));
         }
         // before answering, so the client's next request finds it
-        cache.store(p, &effective, &data);
+        cache.store(p, whole.effective, &data, &read);
     }
-    if owns_response && (200..300).contains(&status) {
+    if whole.owns_response && (200..300).contains(&status) {
         // before answering, so the client's next request finds the owner
         owners::record_response(state, client.as_ref(), &call.body, &data);
     }
-    if owns_completion && (200..300).contains(&status) {
+    if whole.owns_completion && (200..300).contains(&status) {
         owners::record_stored_completion(state, client.as_ref(), &call.body, &data);
     }
     ex.access.body_log_at = body_log::record(&ex.access.path, &call.body, status, &data);
-    ex.access.usage = Usage::of_bytes(api, &data).unwrap_or_default();
+    ex.access.usage = read.usage.unwrap_or_default();
     let data = match &call.translation {
-        Some(t) => translated_answer(t, status, &data, &mut reply_headers),
+        Some(t) => translated_answer(t, status, &data, read.json.as_ref(), &mut reply_headers),
         None => data,
     };
     if let (Some(pending), true) = (&call.kept, (200..300).contains(&status)) {
@@ -719,16 +801,21 @@ fn ask_for_usage(body: &mut Map<String, Value>) {
 }
 
 /// A whole chat answer (or error) in the client's API; its content type becomes JSON.
+/// `parsed`: `data` parsed as JSON already (`None`: it is not JSON).
 fn translated_answer(
     translation: &Translation,
     status: u16,
     data: &[u8],
+    parsed: Option<&Value>,
     headers: &mut Vec<(String, String)>,
 ) -> Vec<u8> {
     headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
     headers.push(json_content_type());
     if !(200..300).contains(&status) {
         return translation.error(status, data);
+    }
+    if let Some(chat) = parsed {
+        return translation.answer(chat).to_string().into_bytes();
     }
     match serde_json::from_slice::<Value>(data) {
         Ok(chat) => translation.answer(&chat).to_string().into_bytes(),

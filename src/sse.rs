@@ -17,7 +17,7 @@ use std::io::{self, BufRead, Read};
 use serde_json::Value;
 
 pub use crate::answer::data_payload;
-use crate::answer::{StreamUsage, Usage};
+use crate::answer::{has_non_null, StreamUsage, Usage};
 use crate::api::{self, Api, Ending};
 use crate::sse_out::SseOut;
 
@@ -116,7 +116,7 @@ impl Completion {
             }
         } else if data == b"[DONE]" {
             self.done = true;
-        } else if !self.finished && contains(data, b"finish_reason") {
+        } else if !self.finished && has_non_null(data, b"finish_reason") {
             self.finished = has_finish_reason(data);
         }
     }

@@ -1,5 +1,7 @@
 //! The client side of an event stream, over the raw connection: status line, headers and
-//! chunked framing written by hand, flushed at every event boundary.
+//! chunked framing written by hand, flushed at every event boundary. What is written between
+//! two flushes goes out in one write (head, chunk sizes, events and their framing together), so
+//! a stream whose events are all at hand (a cache hit) costs one syscall, not one per event.
 //!
 //! tiny_http's own response path copies a `Read` through a buffered chunk encoder, which lumps
 //! events together; a stream therefore takes over the connection's writer and frames it itself.
@@ -44,9 +46,36 @@ impl Conn {
     }
 }
 
+/// An event stream's own headers, then the extra `headers` (name, value) but those.
+fn stream_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    let ours = [
+        ("Content-Type", "text/event-stream"),
+        ("Cache-Control", "no-cache"),
+    ];
+    let mut all: Vec<(String, String)> = ours
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    all.extend(
+        headers
+            .iter()
+            .filter(|(n, _)| {
+                !ours.iter().any(|(o, _)| n.eq_ignore_ascii_case(o))
+                    && !n.eq_ignore_ascii_case("x-accel-buffering")
+            })
+            .cloned(),
+    );
+    all
+}
+
+/// Bytes held unflushed before they are written anyway.
+const HELD_MAX: usize = 64 * 1024;
+
 /// The client side of a streamed response, over the raw connection.
 pub struct SseOut {
     w: Box<dyn Write + Send>,
+    /// Written since the last flush: the framed bytes of one write.
+    held: Vec<u8>,
     /// HTTP/1.1 gets chunked framing; HTTP/1.0 gets the raw bytes and a closed connection.
     chunked: bool,
     /// Bytes of payload written (without framing), for the access log.
@@ -57,32 +86,28 @@ pub struct SseOut {
 impl SseOut {
     /// Writes the response head for a 200 event stream. `headers` are extra headers (name, value).
     pub fn start(conn: Conn, headers: &[(String, String)]) -> io::Result<SseOut> {
-        let ours = [
-            ("Content-Type", "text/event-stream"),
-            ("Cache-Control", "no-cache"),
-        ];
-        let mut all: Vec<(String, String)> = ours
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        all.extend(
-            headers
-                .iter()
-                .filter(|(n, _)| {
-                    !ours.iter().any(|(o, _)| n.eq_ignore_ascii_case(o))
-                        && !n.eq_ignore_ascii_case("x-accel-buffering")
-                })
-                .cloned(),
-        );
-        SseOut::start_as(conn, 200, &all)
+        SseOut::start_as(conn, 200, &stream_headers(headers))
+    }
+
+    /// [`SseOut::start`] with the head held until the first flush (a stream whose events are
+    /// all at hand goes out in one write).
+    pub fn start_held(conn: Conn, headers: &[(String, String)]) -> io::Result<SseOut> {
+        Ok(SseOut::open(conn, 200, &stream_headers(headers)))
     }
 
     /// Writes the head of an event stream answered with `status` and exactly `headers` (a
     /// pass-through keeps the upstream's), plus `X-Accel-Buffering: no` and the relay's own
     /// framing. Header lines with CR or LF are dropped.
     pub fn start_as(conn: Conn, status: u16, headers: &[(String, String)]) -> io::Result<SseOut> {
+        let mut out = SseOut::open(conn, status, headers);
+        out.flush()?;
+        Ok(out)
+    }
+
+    /// The stream with its head held, not yet written.
+    fn open(conn: Conn, status: u16, headers: &[(String, String)]) -> SseOut {
         let Conn {
-            mut w,
+            w,
             http11,
             completion,
         } = conn;
@@ -108,33 +133,49 @@ impl SseOut {
         } else {
             "Connection: close\r\n\r\n"
         });
-        w.write_all(head.as_bytes())?;
-        w.flush()?;
-        Ok(SseOut {
+        SseOut {
             w,
+            held: head.into_bytes(),
             chunked: http11,
             bytes: 0,
             completion,
-        })
+        }
     }
 
-    /// Writes bytes (one chunk); not flushed.
+    /// Writes bytes (one chunk); not flushed (held, up to [`HELD_MAX`]).
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         if data.is_empty() {
             return Ok(());
         }
         if self.chunked {
-            write!(self.w, "{:x}\r\n", data.len())?;
-            self.w.write_all(data)?;
-            self.w.write_all(b"\r\n")?;
+            write!(self.held, "{:x}\r\n", data.len())?;
+            self.held.extend_from_slice(data);
+            self.held.extend_from_slice(b"\r\n");
         } else {
-            self.w.write_all(data)?;
+            self.held.extend_from_slice(data);
         }
         self.bytes += data.len() as u64;
+        if self.held.len() >= HELD_MAX {
+            self.write_held()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is held, in one write.
+    fn write_held(&mut self) -> io::Result<()> {
+        if !self.held.is_empty() {
+            let written = self.w.write_all(&self.held);
+            self.held.clear();
+            if self.held.capacity() > HELD_MAX {
+                self.held = Vec::new();
+            }
+            written?;
+        }
         Ok(())
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
+        self.write_held()?;
         self.w.flush()
     }
 
@@ -143,9 +184,9 @@ impl SseOut {
     /// what ends the body.
     pub fn finish(mut self) -> io::Result<()> {
         if self.chunked {
-            self.w.write_all(b"0\r\n\r\n")?;
+            self.held.extend_from_slice(b"0\r\n\r\n");
         }
-        self.w.flush()?;
+        self.flush()?;
         if let (true, Some(completion)) = (self.chunked, self.completion.take()) {
             completion.complete();
         }

@@ -208,11 +208,26 @@ fn cache_two_processes_share_one_dir_and_serve_each_others_entries() {
 
 #[test]
 fn cache_kill_9_under_load_leaves_no_torn_or_wrong_entry() {
+    kill_9_under_load("fsync");
+}
+
+/// Without fsync (`cache.durability: "none"`) a `kill -9` is as safe: the kernel has the bytes.
+#[test]
+fn cache_kill_9_under_load_without_fsync_leaves_no_torn_or_wrong_entry() {
+    kill_9_under_load("none");
+}
+
+fn kill_9_under_load(durability: &str) {
     // 256 KiB answers: writing one takes long enough that kills land inside writes
     let up = Upstream::start(|r| echo_reply_padded(r, Duration::from_millis(15), 256 * 1024));
     let dir = TempDir::new();
     let cfg_dir = TempDir::new();
-    let cfg = cache_config(&up.base_url(), dir.path(), json!({}), json!({"workers": 8}));
+    let cfg = cache_config(
+        &up.base_url(),
+        dir.path(),
+        json!({"durability": durability}),
+        json!({"workers": 8}),
+    );
     let config = cfg_dir.write("c.jsonc", &cfg);
     let wrong = Arc::new(AtomicUsize::new(0));
     let mut rng = Rng::new();

@@ -331,3 +331,38 @@ fn cache_memory_tier_answers_without_touching_disk() {
         assert_eq!(answer_text(&r.body), "echo[m]");
     }
 }
+
+#[test]
+fn cache_durability_none_stores_and_serves_as_fsync_does() {
+    for durability in ["fsync", "none"] {
+        let up = echo_upstream();
+        let dir = TempDir::new();
+        let relay = Relay::start(&cache_config(
+            &up.base_url(),
+            dir.path(),
+            json!({"durability": durability, "memory_items": 0}),
+            json!({}),
+        ));
+        let first = post_json(&chat_url(&relay), &ask("d"));
+        assert_eq!(first.header("x-cache"), Some("MISS"), "{durability}");
+        let key = first.header("x-cache-key").unwrap_or("").to_string();
+        // the pair is on disk, whole, and answers from disk
+        let answer = entry_files(dir.path(), &key).1;
+        assert_eq!(std::fs::read_to_string(answer).unwrap(), first.body);
+        let second = post_json(&chat_url(&relay), &ask("d"));
+        assert_eq!(second.header("x-cache"), Some("HIT"), "{durability}");
+        assert_eq!(second.body, first.body);
+        assert_eq!(up.requests().len(), 1);
+    }
+    let dir = TempDir::new();
+    let cfg = json!({"cache": {"enabled": true, "durability": "sometimes"}});
+    let path = dir.write("c.jsonc", &config_json("http://127.0.0.1:9/v1", cfg));
+    let out = run_relay(&["--check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("`cache.durability` must be \"fsync\" or \"none\""),
+        "{}",
+        out.stderr
+    );
+}

@@ -11,6 +11,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::answer::{Answer, Form};
+
 use super::{append_str, data_lines, set, typed_event, Ending};
 
 /// What the event `kind` means for the stream (`None`: not a terminal event).
@@ -46,9 +48,9 @@ pub fn error_body(status: u16, message: &str) -> Vec<u8> {
 
 /// `Ok` for a complete success worth storing: a `message`, or a stream that reached
 /// `message_stop` without an `error` event.
-pub fn check(response: &[u8], stream: bool) -> Result<(), &'static str> {
-    if !stream {
-        let v: Value = serde_json::from_slice(response).map_err(|_| "unparsable JSON")?;
+pub fn check(response: &[u8], read: &Answer) -> Result<(), &'static str> {
+    if read.form == Form::Json {
+        let v = read.json.as_ref().ok_or("unparsable JSON")?;
         return match v.get("type").and_then(Value::as_str) {
             Some("message") => Ok(()),
             _ => Err("not a message"),
@@ -242,6 +244,10 @@ fn block_events(block: &Value) -> (Value, Vec<Value>) {
 mod tests {
     use super::*;
 
+    fn checked(body: &[u8]) -> Result<(), &'static str> {
+        check(body, &Answer::read(crate::answer::Api::Anthropic, body))
+    }
+
     fn message() -> Value {
         json!({
             "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
@@ -260,7 +266,7 @@ mod tests {
     fn a_plain_message_round_trips_through_its_stream() {
         let m = message();
         let stream: Vec<u8> = json_to_sse(&m).concat();
-        assert_eq!(check(&stream, true), Ok(()));
+        assert_eq!(checked(&stream), Ok(()));
         assert_eq!(sse_to_json(&stream), Some(m));
     }
 
@@ -278,7 +284,8 @@ mod tests {
             (format!("{start}{error}{stop}").into_bytes(), true, false),
         ];
         for (body, stream, want) in cases {
-            let got = check(&body, stream);
+            assert_eq!(Form::of(&body) == Form::Sse, stream);
+            let got = checked(&body);
             assert_eq!(
                 got.is_ok(),
                 want,

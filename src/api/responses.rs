@@ -11,6 +11,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::answer::{Answer, Form};
+
 use super::{data_lines, set, typed_event, Ending};
 
 /// What the event `kind` means for the stream (`None`: not a terminal event).
@@ -38,10 +40,9 @@ fn completed(v: &Value) -> Result<(), &'static str> {
 
 /// `Ok` for a complete success worth storing: a completed response, or a stream that reached
 /// `response.completed` (with a completed response) without a failure event.
-pub fn check(response: &[u8], stream: bool) -> Result<(), &'static str> {
-    if !stream {
-        let v: Value = serde_json::from_slice(response).map_err(|_| "unparsable JSON")?;
-        return completed(&v);
+pub fn check(response: &[u8], read: &Answer) -> Result<(), &'static str> {
+    if read.form == Form::Json {
+        return completed(read.json.as_ref().ok_or("unparsable JSON")?);
     }
     for data in data_lines(response) {
         let v: Value = serde_json::from_slice(data).map_err(|_| "unparsable event")?;
@@ -199,6 +200,10 @@ fn part_events(events: &mut Events, at: &dyn Fn(Value) -> Value, part_index: usi
 mod tests {
     use super::*;
 
+    fn checked(body: &[u8]) -> Result<(), &'static str> {
+        check(body, &Answer::read(crate::answer::Api::Responses, body))
+    }
+
     fn answer() -> Value {
         json!({
             "id": "resp_1", "object": "response", "created_at": 1, "status": "completed",
@@ -217,7 +222,7 @@ mod tests {
     fn a_plain_answer_round_trips_through_its_stream() {
         let a = answer();
         let stream: Vec<u8> = json_to_sse(&a).concat();
-        assert_eq!(check(&stream, true), Ok(()));
+        assert_eq!(checked(&stream), Ok(()));
         assert_eq!(sse_to_json(&stream), Some(a));
         let text = String::from_utf8(stream).unwrap();
         let kinds: Vec<&str> = text
@@ -259,7 +264,8 @@ mod tests {
             ),
         ];
         for (body, stream, want) in cases {
-            let got = check(body, *stream);
+            assert_eq!(Form::of(body) == Form::Sse, *stream);
+            let got = checked(body);
             assert_eq!(
                 got.is_ok(),
                 *want,

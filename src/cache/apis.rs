@@ -5,20 +5,29 @@
 use serde_json::Value;
 
 use super::replay::{self, Delivery, Form};
-use crate::answer::Usage;
+use crate::answer::Answer;
 use crate::api::{self, Api};
 
 /// `Ok(form)` for a complete success worth storing for `route`, else why not.
 pub fn check(route: &str, response: &[u8]) -> Result<Form, &'static str> {
+    check_read(route, response, &read(route, response))
+}
+
+/// A response of `route` read once (its form, parsed JSON and usage).
+pub fn read(route: &str, response: &[u8]) -> Answer {
+    Answer::read(api::of_route(route), response)
+}
+
+/// [`check`] of a response already read (`read`: [`read`] of the same bytes).
+pub fn check_read(route: &str, response: &[u8], read: &Answer) -> Result<Form, &'static str> {
     if response.iter().all(u8::is_ascii_whitespace) {
         return Err("empty response");
     }
-    let form = replay::form(response);
-    let stream = form == Form::Sse;
+    let form = read.form;
     match api::of_route(route) {
-        Api::Chat => replay::check(response),
-        Api::Responses => api::responses::check(response, stream).map(|()| form),
-        Api::Anthropic => api::messages::check(response, stream).map(|()| form),
+        Api::Chat => replay::check(response, read),
+        Api::Responses => api::responses::check(response, read).map(|()| form),
+        Api::Anthropic => api::messages::check(response, read).map(|()| form),
     }
 }
 
@@ -38,11 +47,6 @@ fn json_to_sse(api: Api, answer: &Value, include_usage: bool) -> Vec<Vec<u8>> {
         Api::Responses => api::responses::json_to_sse(answer),
         Api::Anthropic => api::messages::json_to_sse(answer),
     }
-}
-
-/// The usage a stored answer of `route` reports (`None` if it reports none).
-pub fn usage(route: &str, response: &[u8]) -> Option<Usage> {
-    Usage::of_bytes(api::of_route(route), response)
 }
 
 /// Whether a stored answer can be served in `delivery`'s shape. Chat family: a usage chunk

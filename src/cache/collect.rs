@@ -83,7 +83,7 @@ mod tests {
                 ..Meta::default()
             };
             let before = store::referenced_answer(&dir, &key);
-            save(&dir, &key, &meta, request, answer).unwrap();
+            save(&dir, &key, &meta, request, answer, true).unwrap();
             before
         };
         let replaced = Replaced::default();

@@ -28,6 +28,7 @@ pub struct RawCache {
     repeat_window_seconds: Option<u64>,
     namespace_fallback: Option<bool>,
     miss_log: Option<String>,
+    durability: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +178,10 @@ pub struct CacheConfig {
     pub namespace_fallback: bool,
     /// Where `replay` appends one JSON line per miss (`cache.miss_log`).
     pub miss_log: Option<PathBuf>,
+    /// `cache.durability: "fsync"` (true, the default): each entry's files are fsynced before
+    /// their rename publishes them; `"none"`: not (a power loss may lose entries; a `kill -9`
+    /// never does, the kernel has the bytes).
+    pub fsync: bool,
 }
 
 pub const DEFAULT_DIR: &str = "llm_cache";
@@ -203,6 +208,7 @@ impl CacheConfig {
                 ignore_fields: None,
                 client_controls: None,
                 repeat: None,
+                durability: None,
                 repeat_window_seconds: None,
                 namespace_fallback: None,
                 miss_log: None,
@@ -302,6 +308,15 @@ impl CacheConfig {
         if window == 0 {
             return Err("`cache.repeat_window_seconds` must be positive".to_string());
         }
+        let fsync = match raw.durability.as_deref() {
+            None | Some("fsync") => true,
+            Some("none") => false,
+            Some(d) => {
+                return Err(format!(
+                    "`cache.durability` must be \"fsync\" or \"none\", got \"{d}\""
+                ))
+            }
+        };
         let miss_log = match raw.miss_log {
             Some(p) if p.is_empty() => {
                 return Err(
@@ -320,6 +335,7 @@ impl CacheConfig {
             repeat_window: Duration::from_secs(window),
             namespace_fallback: raw.namespace_fallback.unwrap_or(true),
             miss_log,
+            fsync,
             enabled: raw.enabled.unwrap_or(true),
             dir: PathBuf::from(dir),
             version: raw.version.unwrap_or(1),
@@ -340,7 +356,7 @@ impl CacheConfig {
         format!(
             "cache: mode {}{}, dir {}, version {}{}, ttl {}, memory_items {}, memory_bytes {}, \
              max_entry_bytes {}, scope {:?}, ignore_fields [{}], maintenance {}, \
-             client_controls [{}], repeat {:?}, namespace_fallback {}, miss_log {}\n",
+             client_controls [{}], repeat {:?}, namespace_fallback {}, miss_log {}{}\n",
             self.mode.name(),
             if self.header_modes.is_empty() {
                 String::new()
@@ -382,6 +398,7 @@ impl CacheConfig {
             self.miss_log
                 .as_ref()
                 .map_or("off".to_string(), |p| p.display().to_string()),
+            if self.fsync { "" } else { ", durability none" },
         )
     }
 }

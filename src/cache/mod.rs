@@ -58,7 +58,7 @@ pub use cassette::{
 pub use commands::{misses_command, scan_command, stats_command, why_command, WhyBound};
 pub use config::{CacheConfig, Mode, RawCache, Repeat, Scope};
 pub use counters::Counters;
-pub use flight::Role;
+pub use flight::{Leader, Role};
 pub use key::check_namespace;
 pub use plan::Plan;
 pub use prune::{prune_command, PruneFilter};
@@ -255,19 +255,23 @@ impl Cache {
             }
             self.memory.remove(key);
         }
-        let (meta, pair) = match store::load(dir, key) {
+        let (meta, pair, read) = match store::load(dir, key) {
             store::Loaded::Absent => return None,
-            store::Loaded::Found(meta, pair) => match apis::check(&meta.route, &pair.response) {
-                Ok(_) => (meta, pair),
-                Err(why) => {
-                    let judged = store::Judged {
-                        stamp: pair.stamp,
-                        answer: pair.answer,
-                    };
-                    self.reject(key, why, &judged);
-                    return None;
+            store::Loaded::Found(meta, pair) => {
+                // read once: the check and the entry's usage share the parse
+                let read = apis::read(&meta.route, &pair.response);
+                match apis::check_read(&meta.route, &pair.response, &read) {
+                    Ok(_) => (meta, pair, read),
+                    Err(why) => {
+                        let judged = store::Judged {
+                            stamp: pair.stamp,
+                            answer: pair.answer,
+                        };
+                        self.reject(key, why, &judged);
+                        return None;
+                    }
                 }
-            },
+            }
             store::Loaded::Bad(why, judged) => {
                 self.reject(key, why, &judged);
                 return None;
@@ -276,7 +280,7 @@ impl Cache {
         let response = pair.response;
         let entry = Arc::new(Entry {
             key: key.to_string(),
-            usage: apis::usage(&meta.route, &response),
+            usage: read.usage,
             route: meta.route,
             response,
             created: meta.created,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{apis, key, now_precise, store, Cache, Entry, Plan};
+use crate::answer::Answer;
 use crate::log;
 
 impl Cache {
@@ -15,15 +16,23 @@ impl Cache {
 
     /// Stores `response` for `plan`, as answered with the effective `model`, if the plan
     /// stores and it is a complete success within `max_entry_bytes`. Returns whether it did.
-    pub fn store(&self, plan: &Plan, model: &str, response: &[u8]) -> bool {
-        self.store_timed(plan, model, response, &[])
+    /// `read`: the same bytes read (`Answer::read`), shared with the caller's other uses.
+    pub fn store(&self, plan: &Plan, model: &str, response: &[u8], read: &Answer) -> bool {
+        self.store_timed(plan, model, response, read, &[])
     }
 
     /// [`Cache::store`] for a stream, with the milliseconds before each of its events.
-    pub fn store_timed(&self, plan: &Plan, model: &str, response: &[u8], gaps: &[u32]) -> bool {
+    pub fn store_timed(
+        &self,
+        plan: &Plan,
+        model: &str,
+        response: &[u8],
+        read: &Answer,
+        gaps: &[u32],
+    ) -> bool {
         if !plan.stores()
             || self.too_large(response.len())
-            || apis::check(&plan.route, response).is_err()
+            || apis::check_read(&plan.route, response, read).is_err()
         {
             return false;
         }
@@ -47,7 +56,14 @@ impl Cache {
         if !existed {
             self.counters.created(&c.key, bytes);
         }
-        let stamp = match store::save(&self.config.dir, &c.key, &meta, &c.canonical, response) {
+        let stamp = match store::save(
+            &self.config.dir,
+            &c.key,
+            &meta,
+            &c.canonical,
+            response,
+            self.config.fsync,
+        ) {
             Ok(stamp) => stamp,
             Err(e) => {
                 if !existed {
@@ -71,7 +87,7 @@ impl Cache {
             Arc::new(Entry {
                 key: c.key.clone(),
                 route: plan.route.clone(),
-                usage: apis::usage(&plan.route, response),
+                usage: read.usage,
                 response: response.to_vec(),
                 created: meta.created,
                 version: meta.version,

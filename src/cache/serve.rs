@@ -2,8 +2,8 @@
 //!
 //! A plain request gets JSON (a stored stream is assembled first); a streamed request gets SSE
 //! events (a stored plain answer is cut into chunks first; a stored stream's usage chunk only
-//! if the client asked for it), written over the raw connection with [`SseOut`] and flushed
-//! per event, as a live stream would be. For a client that speaks another API than the stored
+//! if the client asked for it), written over the raw connection with [`SseOut`]: paced, flushed
+//! per event, as a live stream would be; else in as few writes as `SseOut` holds. For a client that speaks another API than the stored
 //! chat answer, the answer goes through [`crate::translate`] first. [`StreamTap`] is the
 //! cache's side of a live stream: it holds back the usage chunk the relay asked for on the
 //! client's behalf, and stores the complete stream before its final event reaches the client,
@@ -59,7 +59,12 @@ pub fn respond_hit(
     if let Some(t) = translation {
         events = translate_events(t, &events);
     }
-    let Ok(mut out) = SseOut::start(Conn::of(req), &headers) else {
+    // paced, each event goes out at its time; else all are at hand and go out together
+    let started = match pace {
+        Some(_) => SseOut::start(Conn::of(req), &headers),
+        None => SseOut::start_held(Conn::of(req), &headers),
+    };
+    let Ok(mut out) = started else {
         return (200, 0);
     };
     for (i, e) in events.iter().enumerate() {
@@ -67,7 +72,11 @@ pub fn respond_hit(
             let wait = Duration::from_secs_f64(f64::from(ms) / 1000.0 * f).min(MAX_GAP);
             std::thread::sleep(wait);
         }
-        if out.write(e).and_then(|()| out.flush()).is_err() {
+        let written = match pace {
+            Some(_) => out.write(e).and_then(|()| out.flush()),
+            None => out.write(e),
+        };
+        if written.is_err() {
             return (200, out.bytes);
         }
     }
@@ -143,7 +152,8 @@ impl Tap for StreamTap<'_> {
             self.gaps.push(gap);
         }
         if let Some((cache, plan, model)) = self.store {
-            cache.store_timed(plan, model, recorded, &self.gaps);
+            let read = super::apis::read(self.route, recorded);
+            cache.store_timed(plan, model, recorded, &read, &self.gaps);
         }
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! Publication invariant: an entry is published by exactly one rename, that of its `.request`.
 //! Each file is written to a temp file unique across hosts and containers
-//! (`util::temp_name`), fsynced, then renamed into place; the answer first, under its checksum
+//! (`util::temp_name`), fsynced (not with `cache.durability: "none"`), then renamed into place; the answer first, under its checksum
 //! name, and the `.request` last. So whatever writers race on one key (refreshes, replicas on
 //! one directory) and wherever a `kill -9` lands, the `.request` in place always names an
 //! answer that was whole before it was published. Answers no `.request` refers to any more
@@ -172,19 +172,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<fs::Metadata> {
     crate::util::write_atomic(path, bytes, 0o666)
 }
 
-/// Stores one entry (see [`save_files`]); returns the stamp of its `.request`.
+/// Stores one entry (see [`save_files`]; `sync`: fsync each file, `cache.durability`); returns
+/// the stamp of its `.request`.
 pub fn save(
     dir: &Path,
     key: &str,
     meta: &Meta,
     request: &[u8],
     response: &[u8],
+    sync: bool,
 ) -> io::Result<Stamp> {
     let mut head = serde_json::to_vec(meta).map_err(io::Error::other)?;
     head.push(b'\n');
     head.extend_from_slice(request);
     head.push(b'\n');
-    save_files(dir, key, &head, response)
+    if !is_key(&meta.sha256) {
+        return Err(io::Error::other("the entry's metadata has no checksum"));
+    }
+    publish(dir, key, &meta.sha256, &head, response, sync)
 }
 
 /// Publishes an entry's two files in one atomic step: the answer first, under the name its
@@ -202,9 +207,23 @@ pub fn save_files(
         .map(|m| m.sha256)
         .filter(|s| is_key(s))
         .ok_or_else(|| io::Error::other("the entry's metadata has no checksum"))?;
+    publish(dir, key, &sha, request_file, response, true)
+}
+
+/// [`save_files`] with the checksum known (`sync`: fsync each file before its rename).
+fn publish(
+    dir: &Path,
+    key: &str,
+    sha: &str,
+    request_file: &[u8],
+    response: &[u8],
+    sync: bool,
+) -> io::Result<Stamp> {
     fs::create_dir_all(folder(dir, key))?;
-    write_atomic(&answer_path(dir, key, &sha), response)?;
-    write_atomic(&request_path(dir, key), request_file).map(|m| Stamp::of(&m))
+    let write =
+        |path: &Path, bytes: &[u8]| crate::util::write_atomic_synced(path, bytes, 0o666, sync);
+    write(&answer_path(dir, key, sha), response)?;
+    write(&request_path(dir, key), request_file).map(|m| Stamp::of(&m))
 }
 
 /// The answer file the `.request` of `key` refers to now, if both are there (without reading

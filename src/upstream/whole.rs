@@ -11,7 +11,7 @@ use crate::body_cost::{self, Reservation};
 use crate::error::{ApiError, ClientFault};
 
 /// Bytes read at a time from a whole answer (each read grows its reservation).
-const RESPONSE_CHUNK: usize = 64 * 1024;
+const RESPONSE_CHUNK: u64 = 64 * 1024;
 
 impl Upstream {
     /// Reads a whole answer within `max_response_bytes`, holding its bytes against
@@ -38,20 +38,18 @@ impl Upstream {
         let capacity = announced.unwrap_or(0).min(max) as usize;
         let mut data = Vec::with_capacity(capacity);
         let mut reader = body.into_reader();
-        let mut chunk = vec![0u8; RESPONSE_CHUNK];
+        // read straight into `data`, a chunk at a time: no zero-filled buffer per answer
         loop {
-            let n = match reader.read(&mut chunk) {
+            match (&mut reader).take(RESPONSE_CHUNK).read_to_end(&mut data) {
                 Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Ok(_) => {}
                 Err(e) => return Err(ureq::Error::from(e)),
-            };
-            let total = data.len() as u64 + n as u64;
+            }
+            let total = data.len() as u64;
             if total > max {
                 return Err(too_large(total));
             }
             held.grow_to(total).map_err(refuse)?;
-            data.extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
         Ok((data, held))
     }

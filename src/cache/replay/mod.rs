@@ -12,31 +12,24 @@ pub use openai::{is_usage_only, json_to_sse, sse_to_json};
 
 use serde_json::{Map, Value};
 
+use crate::answer::Answer;
 use crate::sse::{data_payload, is_blank, Completion};
 
-/// What a stored response holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
-    Json,
-    Sse,
-}
+pub use crate::answer::Form;
 
 pub fn form(response: &[u8]) -> Form {
-    match response.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => Form::Json,
-        _ => Form::Sse,
-    }
+    Form::of(response)
 }
 
-/// `Ok(form)` for a complete success worth storing, else why not.
-pub fn check(response: &[u8]) -> Result<Form, &'static str> {
+/// `Ok(form)` for a complete success worth storing, else why not (`read`: the response, read).
+pub fn check(response: &[u8], read: &Answer) -> Result<Form, &'static str> {
     if response.iter().all(u8::is_ascii_whitespace) {
         return Err("empty response");
     }
-    match form(response) {
+    match read.form {
         Form::Json => {
-            let v: Value = serde_json::from_slice(response).map_err(|_| "unparsable JSON")?;
-            answer_ok(&v).map(|()| Form::Json)
+            let v = read.json.as_ref().ok_or("unparsable JSON")?;
+            answer_ok(v).map(|()| Form::Json)
         }
         Form::Sse => {
             let mut completion = Completion::default();
@@ -155,7 +148,8 @@ mod tests {
             ("data: [DONE]\n\n", false),
         ];
         for (body, ok) in cases {
-            assert_eq!(check(body.as_bytes()).is_ok(), *ok, "{body}");
+            let read = Answer::read(crate::answer::Api::Chat, body.as_bytes());
+            assert_eq!(check(body.as_bytes(), &read).is_ok(), *ok, "{body}");
         }
     }
 

@@ -251,7 +251,7 @@ pub fn is_usage_only(event: &[u8]) -> bool {
     let Some(data) = event.split(|&b| b == b'\n').find_map(data_payload) else {
         return false;
     };
-    if !data.windows(7).any(|w| w == b"\"usage\"") {
+    if !crate::answer::has_non_null(data, b"usage") {
         return false;
     }
     let Ok(v) = serde_json::from_slice::<Value>(data) else {

@@ -93,6 +93,9 @@ pub(crate) fn build_date_header() -> Header {
     header
 }
 
+/// llm-relay patch: the largest body written in one piece with its head (see `raw_print`).
+const JOINED_BODY_MAX: usize = 256 * 1024;
+
 fn write_message_header<W>(
     mut writer: W,
     http_version: &HTTPVersion,
@@ -443,6 +446,20 @@ where
 
             _ => (),
         };
+
+        // llm-relay patch: a body of known length up to JOINED_BODY_MAX goes out in one write
+        // with the head (through the 1 KiB connection buffer they were two write syscalls,
+        // and two TCP segments, for any answer over ~700 bytes)
+        if let (false, Some(TransferEncoding::Identity), Some(len)) =
+            (do_not_send_body, transfer_encoding, data_length)
+        {
+            if len <= JOINED_BODY_MAX {
+                let mut joined = Vec::with_capacity(512 + len);
+                write_message_header(&mut joined, &http_version, &self.status_code, &self.headers)?;
+                reader.read_to_end(&mut joined)?;
+                return writer.write_all(&joined);
+            }
+        }
 
         // sending headers
         write_message_header(

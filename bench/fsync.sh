@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# What fsync costs a miss with the cache on: the miss path (every request a new prompt, one
+# keep-alive client connection, requests one after the other) against a relay with
+# `cache.durability: "fsync"` and one with `"none"`, interleaved ROUNDS times, on the disk
+# holding $TMPDIR. Wall-clock figures, so compare the two columns of one run only.
+#
+#   bench/fsync.sh             # 1000 misses per run, 3 rounds
+#   bench/fsync.sh 500 5       # 500 misses, 5 rounds
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+N=${1:-1000}
+ROUNDS=${2:-3}
+(cd "$ROOT" && cargo build --quiet --release --bin llm-relay --example bench_tool)
+BIN=${PROFILE_BIN:-$ROOT/target/release/llm-relay}
+TOOL=$ROOT/target/release/examples/bench_tool
+
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/llm-relay-fsync.XXXXXX")
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$TOOL" json-upstream --body-file "$ROOT/bench/chat_completion.json" >"$RUN/upstream.out" &
+PIDS+=($!)
+for _ in $(seq 100); do
+  UP=$(sed -n 's#^listening on http://##p' "$RUN/upstream.out")
+  [ -n "$UP" ] && break
+  sleep 0.05
+done
+[ -n "$UP" ] || { echo "fsync.sh: the upstream fixture did not start" >&2; exit 1; }
+sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/unique.json"
+
+echo "| round | durability | misses/s | p50 ms | p99 ms |"
+echo "|---|---|---|---|---|"
+offset=0
+for round in $(seq "$ROUNDS"); do
+  for durability in fsync none; do
+    port=$("$TOOL" free-port)
+    printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": 4, "cache": {"enabled": true, "dir": "%s", "durability": "%s"}}\n' \
+      "$port" "$UP" "$RUN/cache-$durability" "$durability" >"$RUN/$durability.json"
+    "$BIN" --config "$RUN/$durability.json" >/dev/null 2>"$RUN/$durability.log" &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 100); do
+      curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/health" && break
+      sleep 0.05
+    done
+    out=$("$TOOL" load --url "http://127.0.0.1:$port/v1/chat/completions" --body-file "$RUN/unique.json" \
+      --unique --offset "$offset" --connections 1 --count "$N")
+    offset=$((offset + N))
+    kill -TERM "$pid"
+    wait "$pid" || true
+    kv() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$out"; }
+    echo "| $round | $durability | $(kv rps) | $(kv p50_ms) | $(kv p99_ms) |"
+  done
+done
