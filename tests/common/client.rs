@@ -303,6 +303,38 @@ pub fn stream_events(addr: &str, path: &str, body: &Value) -> StreamResp {
     stream_events_timeout(addr, path, body, Duration::from_secs(10))
 }
 
+/// POSTs `body` to `path` over raw TCP and reads the answer to its end, keeping `seen` at the
+/// number of `data:` lines received so far (the client side of a
+/// [`super::Reply::SseLockstep`] fixture). Returns the whole raw answer.
+pub fn read_counting_events(
+    addr: &str,
+    path: &str,
+    body: &Value,
+    seen: &std::sync::atomic::AtomicUsize,
+) -> String {
+    let payload = body.to_string();
+    let mut s = TcpStream::connect(addr).expect("connect relay");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        let events = String::from_utf8_lossy(&got).matches("data: ").count();
+        seen.store(events, std::sync::atomic::Ordering::SeqCst);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 /// POSTs `body` to `path` over raw TCP and reads until `marker` has arrived; then sets `go`
 /// (e.g. the gate of a [`super::Reply::SseGated`] fixture) and reads to the end. Returns the
 /// whole raw answer. Orders by events, not time: `go` is set only once the client has `marker`.

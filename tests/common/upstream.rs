@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -75,6 +75,14 @@ pub enum Reply {
         first: Vec<String>,
         gate: Arc<AtomicBool>,
         rest: Vec<String>,
+    },
+    /// `text/event-stream` in lock step with the client: event `i` (from the second on) is
+    /// written only once `seen` (the client's count of events received) reaches `i`; if it does
+    /// not within 15 s, the connection is cut. A relay that held an event back would so never
+    /// get the next one: forwarding event by event is shown by order, not by timing.
+    SseLockstep {
+        events: Vec<String>,
+        seen: Arc<AtomicUsize>,
     },
     /// `text/event-stream`: the `first` events, then a `data:` line that never ends, in 64 KiB
     /// chunks until a write fails (the relay closed the connection) or [`ENDLESS_LIMIT`] bytes
@@ -421,6 +429,26 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             ));
             w.write_all(head.as_bytes())?;
             w.write_all(&body)?;
+            w.flush()
+        }
+        Reply::SseLockstep { events, seen } => {
+            w.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                  Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\
+                  Connection: close\r\n\r\n",
+            )?;
+            for (i, event) in events.iter().enumerate() {
+                let deadline = std::time::Instant::now() + Duration::from_secs(15);
+                while seen.load(Ordering::SeqCst) < i {
+                    if std::time::Instant::now() > deadline {
+                        return Ok(()); // cut: no further events, no end chunk
+                    }
+                    thread::sleep(Duration::from_millis(2));
+                }
+                w.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())?;
+                w.flush()?;
+            }
+            w.write_all(b"0\r\n\r\n")?;
             w.flush()
         }
         Reply::SseGated { first, gate, rest } => {
