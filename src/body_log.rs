@@ -49,6 +49,11 @@ pub fn open(path: Option<&Path>) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a body log is open (a streamed answer is recorded for it only then).
+pub fn enabled() -> bool {
+    SINK.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+}
+
 /// Appends one exchange: the request body sent upstream and the response (a JSON body, or a
 /// stream's raw text). Returns where its line starts in the file, if it was written.
 pub fn record(

@@ -528,8 +528,23 @@ fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Result<(), Api
     // too large to store).
     let storing = plan.filter(|(_, p)| p.stores());
     // A streamed answer is recorded up to what the cache would store (else a fixed cap; the
-    // copy also feeds the body log; usage is read from the events as they pass).
+    // copy also feeds the body log; usage is read from the events as they pass) — if anything
+    // reads the copy: the cache, a trace, the body log, or the owner and stored-response
+    // records made just before its end. Else none is kept (an open stream's memory).
     let max_record = cache.map_or(MAX_RECORD, |c| c.config.max_entry_bytes) as usize;
+    let store = call.body.get("store").and_then(Value::as_bool);
+    let read_by_owners = ex.client().is_some()
+        && match (call.endpoint, &call.translation) {
+            (Endpoint::Responses, None) => store != Some(false),
+            (Endpoint::Chat, None) => store == Some(true),
+            (_, Some(_)) => call.kept.is_some(),
+            _ => false,
+        };
+    let recorded_copy_read = storing.is_some()
+        || ex.trace().is_some()
+        || body_log::enabled()
+        || read_by_owners;
+    let max_record = if recorded_copy_read { max_record } else { 0 };
     // A stream the cache keeps is asked for its usage, so it can answer every shape later, and
     // so is a chat stream charged to a key (its tokens count against the key's budget whether
     // or not the client asked); the client gets the usage chunk only if it asked for it.

@@ -58,6 +58,9 @@ struct Recording {
 
 impl Recording {
     fn push(&mut self, line: &[u8]) {
+        if self.cap == 0 {
+            return; // nothing reads this stream's copy: none is kept (`truncated` from the start)
+        }
         if !self.truncated && self.bytes.len() + line.len() > self.cap {
             self.truncated = true;
         }
@@ -205,7 +208,8 @@ pub trait Translate {
 /// How much of a stream [`relay`] holds in memory.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
-    /// Most bytes of the stream recorded (past it, only the tail).
+    /// Most bytes of the stream recorded (past it, only the tail); 0: no copy at all, for a
+    /// stream whose copy nothing reads.
     pub record: usize,
     /// Most bytes of one upstream event, its blank line included (`max_event_bytes`).
     pub event: usize,
@@ -228,9 +232,9 @@ pub fn relay(
     mut translate: Option<&mut dyn Translate>,
 ) -> Relayed {
     let mut recorded = Recording {
-        bytes: Vec::with_capacity(4096),
+        bytes: Vec::with_capacity(bounds.record.min(4096)),
         cap: bounds.record,
-        truncated: false,
+        truncated: bounds.record == 0,
     };
     let mut completion = Completion::new(api);
     let mut usage = StreamUsage::new(api);
