@@ -10,29 +10,14 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-1000}
 ROUNDS=${2:-3}
-(cd "$ROOT" && cargo build --quiet --release --bin llm-relay --example bench_tool)
-BIN=${PROFILE_BIN:-$ROOT/target/release/llm-relay}
-TOOL=$ROOT/target/release/examples/bench_tool
+NAME=fsync
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_binaries
 
-RUN=$(mktemp -d "${TMPDIR:-/tmp}/llm-relay-fsync.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-"$TOOL" json-upstream --body-file "$ROOT/bench/chat_completion.json" >"$RUN/upstream.out" &
-PIDS+=($!)
-for _ in $(seq 100); do
-  UP=$(sed -n 's#^listening on http://##p' "$RUN/upstream.out")
-  [ -n "$UP" ] && break
-  sleep 0.05
-done
-[ -n "$UP" ] || { echo "fsync.sh: the upstream fixture did not start" >&2; exit 1; }
+start_fixture "$RUN/upstream.out" json-upstream --body-file "$ROOT/bench/chat_completion.json"
+UP=$FIXTURE
 sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/unique.json"
 
 echo "| round | durability | misses/s | p50 ms | p99 ms |"

@@ -27,37 +27,16 @@ PATHS=("$@")
 W=50
 
 command -v valgrind >/dev/null || { echo "profile.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
-(cd "$ROOT" && cargo build --quiet --release --bin llm-relay --example bench_tool)
-BIN=${PROFILE_BIN:-$ROOT/target/release/llm-relay}
-TOOL=$ROOT/target/release/examples/bench_tool
+NAME=profile
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_binaries
 
-RUN=$(mktemp -d "${TMPDIR:-/tmp}/llm-relay-profile.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ -n "${PROFILE_KEEP:-}" ]; then echo "profile: kept $RUN" >&2; else rm -rf "$RUN"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-"$TOOL" json-upstream --body-file "$ROOT/bench/chat_completion.json" >"$RUN/upstream.out" &
-PIDS+=($!)
-for _ in $(seq 100); do
-  UP=$(sed -n 's#^listening on http://##p' "$RUN/upstream.out")
-  [ -n "$UP" ] && break
-  sleep 0.05
-done
-[ -n "$UP" ] || { echo "profile.sh: the upstream fixture did not start" >&2; exit 1; }
-"$TOOL" sse-upstream --events 50 --interval-ms 0 >"$RUN/sse.out" &
-PIDS+=($!)
-for _ in $(seq 100); do
-  SSE=$(sed -n 's#^listening on http://##p' "$RUN/sse.out")
-  [ -n "$SSE" ] && break
-  sleep 0.05
-done
-[ -n "$SSE" ] || { echo "profile.sh: the SSE upstream fixture did not start" >&2; exit 1; }
+start_fixture "$RUN/upstream.out" json-upstream --body-file "$ROOT/bench/chat_completion.json"
+UP=$FIXTURE
+start_fixture "$RUN/sse.out" sse-upstream --events 50 --interval-ms 0
+SSE=$FIXTURE
 sed 's/"temperature":0}/"temperature":0,"stream":true}/' "$ROOT/bench/request.json" >"$RUN/stream.json"
 
 # the same request as bench/run.sh; `{n}` makes each one a new prompt for the miss paths

@@ -11,29 +11,14 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-500}
 command -v strace >/dev/null || { echo "syscalls.sh: needs strace (apt-get install strace)" >&2; exit 1; }
-(cd "$ROOT" && cargo build --quiet --release --bin llm-relay --example bench_tool)
-BIN=${PROFILE_BIN:-$ROOT/target/release/llm-relay}
-TOOL=$ROOT/target/release/examples/bench_tool
+NAME=syscalls
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_binaries
 
-RUN=$(mktemp -d "${TMPDIR:-/tmp}/llm-relay-syscalls.XXXXXX")
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-"$TOOL" json-upstream --body-file "$ROOT/bench/chat_completion.json" >"$RUN/upstream.out" &
-PIDS+=($!)
-for _ in $(seq 100); do
-  UP=$(sed -n 's#^listening on http://##p' "$RUN/upstream.out")
-  [ -n "$UP" ] && break
-  sleep 0.05
-done
-[ -n "$UP" ] || { echo "syscalls.sh: the upstream fixture did not start" >&2; exit 1; }
+start_fixture "$RUN/upstream.out" json-upstream --body-file "$ROOT/bench/chat_completion.json"
+UP=$FIXTURE
 port=$("$TOOL" free-port)
 printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": 4, "cache": {"enabled": true, "dir": "%s"}}\n' \
   "$port" "$UP" "$RUN/cache" >"$RUN/relay.json"

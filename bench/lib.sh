@@ -1,0 +1,40 @@
+# bench/lib.sh: what bench/profile.sh, fsync.sh and syscalls.sh share (sourced, never run): the
+# release binaries, a working directory removed on exit with every process started, and
+# starting a bench_tool fixture that prints `listening on http://ADDR`. The sourcing script
+# sets NAME (its messages and working directory) and ROOT (the checkout) first.
+
+# Builds the release binaries: BIN (or PROFILE_BIN, another build: a before figure) and TOOL.
+bench_binaries() {
+  (cd "$ROOT" && cargo build --quiet --release --bin llm-relay --example bench_tool)
+  BIN=${PROFILE_BIN:-$ROOT/target/release/llm-relay}
+  TOOL=$ROOT/target/release/examples/bench_tool
+}
+
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/llm-relay-$NAME.XXXXXX")
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "${PROFILE_KEEP:-}" ]; then echo "$NAME: kept $RUN" >&2; else rm -rf "$RUN"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Starts `bench_tool ARGS...` with its output in OUT and sets FIXTURE to the address it
+# listens on (fails after 5 s). OUT exists before the fixture's shell opens it, so the poll
+# never reads a missing file (under `set -e` that would end the script).
+start_fixture() { # OUT ARGS...
+  local out=$1
+  shift
+  : >"$out"
+  "$TOOL" "$@" >"$out" &
+  PIDS+=($!)
+  for _ in $(seq 100); do
+    FIXTURE=$(sed -n 's#^listening on http://##p' "$out")
+    [ -n "$FIXTURE" ] && return 0
+    sleep 0.05
+  done
+  echo "$NAME: bench_tool $1 did not start" >&2
+  return 1
+}
