@@ -6,6 +6,8 @@
 #   miss  a miss with the cache on (every request a new prompt: upstream call, then store)
 #   off   a miss with the cache off (upstream call only)
 #   sse   a streamed miss with the cache off: 50 chat chunks relayed (not in the default run)
+#   sse-messages, sse-responses   the same stream translated for a `/v1/messages` or a
+#         `/v1/responses` client (not in the default run)
 #
 #   bench/profile.sh            # N=2000 requests per path; prints one table row per path
 #   bench/profile.sh 500 mem    # N=500, only the memory hit
@@ -38,6 +40,8 @@ UP=$FIXTURE
 start_fixture "$RUN/sse.out" sse-upstream --events 50 --interval-ms 0
 SSE=$FIXTURE
 sed 's/"temperature":0}/"temperature":0,"stream":true}/' "$ROOT/bench/request.json" >"$RUN/stream.json"
+echo '{"model":"bench-model","max_tokens":1000,"stream":true,"messages":[{"role":"user","content":"Count."}]}' >"$RUN/stream-messages.json"
+echo '{"model":"bench-model","stream":true,"input":"Count."}' >"$RUN/stream-responses.json"
 
 # the same request as bench/run.sh; `{n}` makes each one a new prompt for the miss paths
 sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/unique.json"
@@ -45,6 +49,7 @@ sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/un
 # Runs the relay under callgrind for COUNT requests of PATH and prints its instruction total.
 instructions() { # PATH COUNT
   local path=$1 count=$2 port cache body=$ROOT/bench/request.json unique="" out pid up=$UP
+  local route=/v1/chat/completions
   port=$("$TOOL" free-port)
   case $path in
     mem) cache="{\"enabled\": true, \"dir\": \"$RUN/cache-$path-$count\"}" ;;
@@ -52,7 +57,9 @@ instructions() { # PATH COUNT
     miss) cache="{\"enabled\": true, \"dir\": \"$RUN/cache-$path-$count\"}"; body=$RUN/unique.json; unique=--unique ;;
     off) cache="{\"enabled\": false}"; body=$RUN/unique.json; unique=--unique ;;
     sse) cache="{\"enabled\": false}"; body=$RUN/stream.json; up=$SSE ;;
-    *) echo "profile.sh: unknown path $path (mem, disk, miss, off, sse)" >&2; exit 1 ;;
+    sse-messages | sse-responses)
+      cache="{\"enabled\": false}"; body=$RUN/stream-${path#sse-}.json; up=$SSE; route=/v1/${path#sse-} ;;
+    *) echo "profile.sh: unknown path $path (mem, disk, miss, off, sse, sse-messages, sse-responses)" >&2; exit 1 ;;
   esac
   printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": 4, "cache": %s}\n' \
     "$port" "$up" "$cache" >"$RUN/$path-$count.json"
@@ -65,7 +72,7 @@ instructions() { # PATH COUNT
     curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/health" && break
     sleep 0.1
   done
-  "$TOOL" load --url "http://127.0.0.1:$port/v1/chat/completions" --body-file "$body" $unique \
+  "$TOOL" load --url "http://127.0.0.1:$port$route" --body-file "$body" $unique \
     --connections 1 --count "$count" >"$RUN/$path-$count.load" 2>&1
   grep -q "errors=0 " "$RUN/$path-$count.load" || {
     echo "profile.sh: $path: $(cat "$RUN/$path-$count.load")" >&2

@@ -362,10 +362,12 @@ fn write_event<'t>(
 
 /// The client's bytes for the upstream lines of `event`.
 fn translated(t: &mut dyn Translate, event: &[u8]) -> Vec<u8> {
-    event
-        .split_inclusive(|&b| b == b'\n')
-        .flat_map(|line| t.line(line))
-        .collect()
+    // extended line by line (collecting a flattened iterator copies byte by byte)
+    let mut out = Vec::new();
+    for line in event.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(&t.line(line));
+    }
+    out
 }
 
 #[cfg(test)]

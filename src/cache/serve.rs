@@ -164,9 +164,12 @@ fn translate_events(translation: &Translation, events: &[Vec<u8>]) -> Vec<Vec<u8
     let mut out: Vec<Vec<u8>> = events
         .iter()
         .map(|e| {
-            e.split_inclusive(|&b| b == b'\n')
-                .flat_map(|line| stream.line(line))
-                .collect()
+            // extended line by line (collecting a flattened iterator copies byte by byte)
+            let mut group = Vec::new();
+            for line in e.split_inclusive(|&b| b == b'\n') {
+                group.extend_from_slice(&stream.line(line));
+            }
+            group
         })
         .collect();
     out.push(stream.end());

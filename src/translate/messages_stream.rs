@@ -136,7 +136,7 @@ impl State {
     fn send(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
         let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
             "model": self.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-        out.extend_from_slice(format!("data: {chunk}\n\n").as_bytes());
+        super::data_event(out, &chunk);
     }
 
     /// The finish chunk, the usage chunk if asked for, and `[DONE]`.
@@ -154,7 +154,7 @@ impl State {
                 "cache_read_input_tokens": u.cache_read, "cache_creation_input_tokens": u.cache_write});
             let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                 "model": self.model, "choices": [], "usage": usage(&messages_usage)});
-            out.extend_from_slice(format!("data: {chunk}\n\n").as_bytes());
+            super::data_event(&mut out, &chunk);
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
         out

@@ -48,9 +48,12 @@ impl Stream {
 
     /// The pivot's chat bytes, translated on line by line.
     fn on(&mut self, chat: &[u8]) -> Vec<u8> {
-        chat.split_inclusive(|&b| b == b'\n')
-            .flat_map(|l| self.own_line(l))
-            .collect()
+        // extended line by line (collecting a flattened iterator copies byte by byte)
+        let mut out = Vec::new();
+        for line in chat.split_inclusive(|&b| b == b'\n') {
+            out.extend_from_slice(&self.own_line(line));
+        }
+        out
     }
 
     fn own_line(&mut self, line: &[u8]) -> Vec<u8> {
