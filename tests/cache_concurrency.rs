@@ -147,6 +147,70 @@ fn cache_hit_answers_at_once_while_all_workers_are_busy_on_slow_streams() {
     }
 }
 
+/// A follower of a single flight waits where it was received, not on a worker: with two
+/// workers, one held by a leader whose upstream call is held, a follower of it and then another
+/// request: the other request is answered at once (it has the second worker), the follower is
+/// the leader's hit once the leader is done.
+#[test]
+fn cache_single_flight_follower_waits_without_holding_a_worker() {
+    let gate = Arc::new(AtomicBool::new(false));
+    let held = Arc::clone(&gate);
+    let up = Upstream::start(move |r| {
+        if r.json()["messages"][0]["content"] == "same" {
+            return Reply::hold(&held, echo_reply(r, Duration::ZERO));
+        }
+        echo_reply(r, Duration::ZERO)
+    });
+    let dir = TempDir::new();
+    let relay = Relay::start(&cache_config(
+        &up.base_url(),
+        dir.path(),
+        json!({}),
+        json!({"workers": 2}),
+    ));
+    let url = relay.url("/v1/chat/completions");
+    let send = |text: &'static str| {
+        let url = url.clone();
+        thread::spawn(move || post_json(&url, &ask(text)))
+    };
+    let leader = send("same");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while up.requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never reached the upstream"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let follower = send("same");
+    // both are in flight (the gauge counts the `/metrics` request that reads it, too)
+    while metric(&relay, "llm_relay_in_flight_requests").unwrap_or(0.0) < 3.0 {
+        assert!(Instant::now() < deadline, "the follower never arrived");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let other = send("other");
+    while !other.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "another request waited behind the follower: the follower held the second worker"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let other = other.join().unwrap();
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert!(!leader.is_finished() && !follower.is_finished());
+    gate.store(true, Ordering::SeqCst);
+    let (leader, follower) = (leader.join().unwrap(), follower.join().unwrap());
+    assert_eq!(leader.header("x-cache"), Some("MISS"), "{}", leader.body);
+    assert_eq!(follower.header("x-cache"), Some("HIT"), "{}", follower.body);
+    assert_eq!(answer_text(&follower.body), echo_text("same"));
+    assert_eq!(
+        up.requests().len(),
+        2,
+        "the leader's call and the other request's"
+    );
+}
+
 #[test]
 fn cache_two_processes_share_one_dir_and_serve_each_others_entries() {
     let up = Upstream::start(|r| echo_reply(r, Duration::from_millis(20)));

@@ -47,6 +47,12 @@ pub enum Role<'a> {
 }
 
 impl Flights {
+    /// The flight a leader of this replica has under way for `key`, without joining it.
+    pub fn under_way(&self, key: &str) -> Option<Arc<Flight>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).cloned()
+    }
+
     pub fn join(&self, key: &str) -> Role<'_> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = map.get(key) {

@@ -301,6 +301,18 @@ impl Cache {
         }
     }
 
+    /// Where the request was received (its connection's thread, no worker held): when a leader
+    /// of this replica is already fetching the plan's key, waits for it (at most `limit`) and
+    /// returns the entry it stored. `None`: no flight under way, or it stored nothing — the
+    /// request goes on to a worker (and `join`) as any miss.
+    pub fn follow_here(&self, plan: &Plan, limit: Duration) -> Option<Arc<Entry>> {
+        if !plan.stores() {
+            return None;
+        }
+        self.flights.under_way(&plan.key)?.wait(limit);
+        self.lookup(plan).ok()
+    }
+
     /// Joins the single flight for the plan's key: lead the upstream call (after looking the
     /// cache up once more: a previous leader may have stored the answer since this request
     /// missed), or wait for the leader. With `state.redis` a leader here also leads for the

@@ -222,6 +222,17 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
                 ex.access.cache = Some(crate::log::CacheResult::Miss);
                 return Err(cache.replay_miss(&plan));
             }
+            Err(cache::Status::Miss) if cacheable => {
+                // a leader of this replica is fetching the same answer: wait for it here, on
+                // this connection's thread, so a follower never holds a worker
+                let limit = state.config.timeouts.first_byte;
+                if let Some(entry) = cache.follow_here(&plan, limit) {
+                    let keep = Keep::of(state, ex, kept.as_ref(), translation.as_ref());
+                    answer_hit(cache, &plan, &entry, ex, delivery, keep);
+                    return Ok(Next::Done);
+                }
+                cached = Some((plan, cache::Status::Miss));
+            }
             Err(status) if cacheable => cached = Some((plan, status)),
             Err(_) => {}
         }
