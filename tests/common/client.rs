@@ -303,6 +303,22 @@ pub fn stream_events(addr: &str, path: &str, body: &Value) -> StreamResp {
     stream_events_timeout(addr, path, body, Duration::from_secs(10))
 }
 
+/// Connects to `addr` and sends `POST path` with the JSON `body` (`Connection: close`); reads
+/// on the returned stream time out after `read_timeout`.
+fn post_tcp(addr: &str, path: &str, body: &Value, read_timeout: Duration) -> TcpStream {
+    let payload = body.to_string();
+    let mut s = TcpStream::connect(addr).expect("connect relay");
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    )
+    .unwrap();
+    s
+}
+
 /// POSTs `body` to `path` over raw TCP and reads the answer to its end, keeping `seen` at the
 /// number of `data:` lines received so far (the client side of a
 /// [`super::Reply::SseLockstep`] fixture). Returns the whole raw answer.
@@ -312,16 +328,7 @@ pub fn read_counting_events(
     body: &Value,
     seen: &std::sync::atomic::AtomicUsize,
 ) -> String {
-    let payload = body.to_string();
-    let mut s = TcpStream::connect(addr).expect("connect relay");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-        payload.len()
-    )
-    .unwrap();
+    let mut s = post_tcp(addr, path, body, Duration::from_secs(30));
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -345,16 +352,7 @@ pub fn read_until_then(
     marker: &str,
     go: &std::sync::atomic::AtomicBool,
 ) -> String {
-    let payload = body.to_string();
-    let mut s = TcpStream::connect(addr).expect("connect relay");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-        payload.len()
-    )
-    .unwrap();
+    let mut s = post_tcp(addr, path, body, Duration::from_secs(20));
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&got).contains(marker) {
