@@ -31,10 +31,7 @@ for round in $(seq "$ROUNDS"); do
     "$BIN" --config "$RUN/$durability.json" >/dev/null 2>"$RUN/$durability.log" &
     pid=$!
     PIDS+=("$pid")
-    for _ in $(seq 100); do
-      curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/health" && break
-      sleep 0.05
-    done
+    wait_health "$port" 100 0.05 || true
     out=$("$TOOL" load --url "http://127.0.0.1:$port/v1/chat/completions" --body-file "$RUN/unique.json" \
       --unique --offset "$offset" --connections 1 --count "$N")
     offset=$((offset + N))

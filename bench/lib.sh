@@ -38,3 +38,13 @@ start_fixture() { # OUT ARGS...
   echo "$NAME: bench_tool $1 did not start" >&2
   return 1
 }
+
+# Waits until the relay on PORT answers `/health` (at most TRIES polls INTERVAL seconds apart).
+wait_health() { # PORT TRIES INTERVAL
+  local i
+  for i in $(seq "$2"); do
+    curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$1/health" && return 0
+    sleep "$3"
+  done
+  return 1
+}

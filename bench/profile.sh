@@ -68,10 +68,7 @@ instructions() { # PATH COUNT
     "$BIN" --config "$RUN/$path-$count.json" >/dev/null 2>"$RUN/$path-$count.log" &
   pid=$!
   PIDS+=("$pid")
-  for _ in $(seq 600); do
-    curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/health" && break
-    sleep 0.1
-  done
+  wait_health "$port" 600 0.1 || true
   "$TOOL" load --url "http://127.0.0.1:$port$route" --body-file "$body" $unique \
     --connections 1 --count "$count" >"$RUN/$path-$count.load" 2>&1
   grep -q "errors=0 " "$RUN/$path-$count.load" || {

@@ -27,10 +27,7 @@ sed 's/"temperature":0}/"temperature":0,"stream":true}/' "$ROOT/bench/request.js
 strace -f -c -e trace=write,writev,sendto,sendmsg -o "$RUN/strace.txt" \
   "$BIN" --config "$RUN/relay.json" >/dev/null 2>"$RUN/relay.log" &
 PIDS+=($!)
-for _ in $(seq 100); do
-  curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/health" && break
-  sleep 0.1
-done
+wait_health "$port" 100 0.1 || true
 "$TOOL" load --url "http://127.0.0.1:$port/v1/chat/completions" --body-file "$RUN/stream.json" \
   --connections 1 --count "$N"
 # SIGTERM to the relay (strace's child): it drains and exits, and strace writes its counts

@@ -397,6 +397,10 @@ fn gate_opens(gate: &AtomicBool, within: Duration) -> bool {
     true
 }
 
+/// The head of a plain 200 event stream (chunked, closed after it).
+const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+    Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+
 /// The status line and `headers`, each line ended; the caller adds framing and the blank line.
 fn status_and_headers(status: u16, headers: &[(String, String)]) -> String {
     let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
@@ -432,11 +436,7 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             w.flush()
         }
         Reply::SseLockstep { events, seen } => {
-            w.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
-                  Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\
-                  Connection: close\r\n\r\n",
-            )?;
+            w.write_all(SSE_HEAD)?;
             for (i, event) in events.iter().enumerate() {
                 let deadline = std::time::Instant::now() + Duration::from_secs(15);
                 while seen.load(Ordering::SeqCst) < i {
@@ -544,11 +544,7 @@ fn write_reply(w: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             Ok(())
         }
         Reply::Sse { events, die } => {
-            w.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
-                  Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\
-                  Connection: close\r\n\r\n",
-            )?;
+            w.write_all(SSE_HEAD)?;
             w.flush()?;
             for (delay, event) in events {
                 thread::sleep(delay);
