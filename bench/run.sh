@@ -9,6 +9,9 @@
 #                                 prints only, its figures are for checking the script
 #   bench/run.sh --soak MINUTES   fixed-rate mixed hits, misses and streams; prints RSS, open
 #                                 files, threads and errors every minute (not part of a full run)
+#   --only LIST                   only these scenarios (comma-separated numbers: 1,2,3,...,10;
+#                                 1 runs anyway when 2, 3, 5 or 10 need its figures); prints
+#                                 only, like --quick, and never writes BENCHMARKS.md
 #   --out FILE                    also write the table section to FILE
 #   --no-install                  never install anything; fail with a hint instead
 #   BENCH_RELAY_BIN, BENCH_TOOL_BIN  use these binaries instead of building (both or neither)
@@ -19,14 +22,15 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 COMMAND="bench/run.sh${*:+ $*}"
 
-QUICK=0 SOAK_MIN="" OUT="" INSTALL=1
+QUICK=0 SOAK_MIN="" OUT="" INSTALL=1 ONLY=
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --soak) SOAK_MIN="${2:?--soak needs a number of minutes}"; shift ;;
     --out) OUT="${2:?--out needs a file name}"; shift ;;
+    --only) ONLY=",${2:?--only needs a list of scenario numbers},"; shift ;;
     --no-install) INSTALL=0 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -752,20 +756,31 @@ started=$SECONDS
 start_nginx
 detect_cache
 [ "$HAS_CACHE" = 1 ] || log "NOTE: this build has no response cache: scenarios 3 and 7 will read \"not run\""
+wants() { [ -z "$ONLY" ] || [[ $ONLY == *",$1,"* ]]; } # SCENARIO: is it part of this run?
+if wants 1 || wants 2 || wants 3 || wants 5 || wants 10; then
 log "scenario 1: direct";            scenario_direct
+fi
+if wants 2; then
 log "scenario 2: miss path";         scenario_miss
 log "scenario 2t: miss path, traced"; scenario_miss_traced
+fi
+if wants 3; then
 log "scenario 3: cache hits";        scenario_hit 3m "relay, every request a hit, from memory" 10000
                                      scenario_hit 3d "relay, every request a hit, from disk (memory tier off)" 0
-log "scenario 4: nginx static";      scenario_static
-log "scenario 10: Responses, Messages"; scenario_apis
+fi
+wants 4 && { log "scenario 4: nginx static"; scenario_static; }
+wants 10 && { log "scenario 10: Responses, Messages"; scenario_apis; }
+if wants 5; then
 log "scenario 5: LiteLLM";           scenario_litellm 5off "LiteLLM proxy, cache off" 0
                                      scenario_litellm 5on "LiteLLM proxy, local cache on" 1
-log "scenario 6: streaming";         scenario_streams
-log "scenario 7: scale";             scenario_scale
-log "scenario 8: memory";            scenario_memory
+fi
+wants 6 && { log "scenario 6: streaming"; scenario_streams; }
+wants 7 && { log "scenario 7: scale"; scenario_scale; }
+wants 8 && { log "scenario 8: memory"; scenario_memory; }
+if wants 9; then
 log "scenario 9: front door";        scenario_slow_clients
                                      scenario_big_bodies
+fi
 evaluate_targets
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -773,6 +788,7 @@ git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 TABLE=$(
   echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit, $(machine), $((SECONDS - started)) s."
   echo "Command: \`$COMMAND\`"
+  [ -n "$ONLY" ] && echo "Only scenarios ${ONLY:1:-1}: a partial run, not a result for BENCHMARKS.md."
   [ "$QUICK" = 1 ] && echo "Quick mode: ~1 s per scenario and small sizes; these figures check the script, they are not results."
   echo
   echo "| # | scenario | req/s | p50 ms | p99 ms | Δp50 ms | Δp99 ms | peak RSS MB | notes |"
@@ -789,7 +805,7 @@ TABLE=$(
 echo
 echo "$TABLE"
 [ -n "$OUT" ] && printf '%s\n' "$TABLE" >"$OUT"
-if [ "$QUICK" = 0 ]; then
+if [ "$QUICK" = 0 ] && [ -z "$ONLY" ]; then
   awk -v table="$TABLE" '
     /<!-- bench:begin -->/ { print; print table; skip = 1; next }
     /<!-- bench:end -->/ { skip = 0 }
