@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use super::anthropic_answer::{matched_stop, message_id, stop_reason, usage};
 use super::order::{Key, Order, Step};
-use super::{named_event, split_chunk};
+use super::text_chunk::TextChunk;
+use super::{json_str, named_event, split_chunk};
 
 #[derive(Debug, Default)]
 pub struct State {
@@ -95,19 +96,9 @@ impl State {
                     );
                 }
                 Step::Delta(text) => {
-                    let Some((index, key)) = self.open else {
-                        continue;
-                    };
-                    let delta = match key {
-                        Key::Text => json!({"type": "text_delta", "text": text}),
-                        Key::Reasoning => json!({"type": "thinking_delta", "thinking": text}),
-                        Key::Call(_) => json!({"type": "input_json_delta", "partial_json": text}),
-                    };
-                    named_event(
-                        out,
-                        "content_block_delta",
-                        &json!({"type": "content_block_delta", "index": index, "delta": delta}),
-                    );
+                    if let Some((index, key)) = self.open {
+                        delta_event(out, index, key, &text);
+                    }
                 }
                 Step::Close => {
                     if let Some((index, _)) = self.open.take() {
@@ -120,6 +111,20 @@ impl State {
                 }
             }
         }
+    }
+
+    /// A chunk of text pieces only ([`TextChunk`]) after the first: the events of its pieces.
+    pub fn text_chunk(&mut self, chunk: &TextChunk<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.finished {
+            return out;
+        }
+        let mut steps = Vec::new();
+        for piece in chunk.pieces() {
+            self.order.piece(piece, &mut steps);
+        }
+        self.steps(&mut out, steps);
+        out
     }
 
     pub fn end(&mut self) -> Vec<u8> {
@@ -160,4 +165,24 @@ impl State {
     pub fn started(&self) -> bool {
         self.started
     }
+}
+
+/// `content_block_delta` of the open block `index` (`key`'s kind) carrying `text`, written
+/// straight into `out`: the bytes `named_event` writes for the same event as a `Value` (keys
+/// in order), without building one per piece of a long answer.
+fn delta_event(out: &mut Vec<u8>, index: usize, key: Key, text: &str) {
+    let (field, kind) = match key {
+        Key::Text => ("text", "text_delta"),
+        Key::Reasoning => ("thinking", "thinking_delta"),
+        Key::Call(_) => ("partial_json", "input_json_delta"),
+    };
+    out.extend_from_slice(b"event: content_block_delta\ndata: {\"delta\":{\"");
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(b"\":");
+    json_str(out, text);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\"},\"index\":");
+    out.extend_from_slice(index.to_string().as_bytes());
+    out.extend_from_slice(b",\"type\":\"content_block_delta\"}\n\n");
 }

@@ -28,6 +28,7 @@ mod stream;
 mod stream_tests;
 #[cfg(test)]
 mod table_tests;
+mod text_chunk;
 mod tool_results;
 
 use serde_json::{json, Map, Value};
@@ -379,6 +380,13 @@ fn data_event(out: &mut Vec<u8>, data: &Value) {
         out.extend_from_slice(b"null"); // a `Value` always serialises; never reached
     }
     out.extend_from_slice(b"\n\n");
+}
+
+/// Appends `s` as a JSON string (escaped as a `Value`'s string is).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\""); // writing to a Vec never fails; never reached
+    }
 }
 
 /// Text of a chat message `content` (a string or an array of text parts).

@@ -14,7 +14,8 @@ use super::order::{Block, Key, Order, Step};
 use super::responses_answer::{
     call_item, message_item, reasoning_item, response_object, status, usage, Ids,
 };
-use super::{named_event, split_chunk};
+use super::text_chunk::TextChunk;
+use super::{json_str, named_event, split_chunk};
 
 /// One output item being streamed.
 #[derive(Debug)]
@@ -115,30 +116,41 @@ impl State {
         }
     }
 
+    /// The open item's delta event, written straight into `out`: the bytes [`State::emit`]
+    /// writes for the same event as a `Value` (keys in order), without building one per piece
+    /// of a long answer.
     fn delta(&mut self, out: &mut Vec<u8>, text: String) {
         let Some(item) = self.open.as_mut() else {
             return;
         };
         item.text.push_str(&text);
-        let (id, index) = (item.id.clone(), item.output_index);
-        let (event, data) = match item.block.key {
-            Key::Call(_) => (
-                "response.function_call_arguments.delta",
-                json!({"item_id": id, "output_index": index, "delta": text}),
-            ),
-            Key::Text => (
-                "response.output_text.delta",
-                json!({
-                    "item_id": id, "output_index": index, "content_index": 0, "delta": text,
-                    "logprobs": [],
-                }),
-            ),
-            Key::Reasoning => (
-                "response.reasoning_text.delta",
-                json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text}),
-            ),
+        // (event, has content_index, has logprobs)
+        let (kind, content_index, logprobs) = match item.block.key {
+            Key::Call(_) => ("response.function_call_arguments.delta", false, false),
+            Key::Text => ("response.output_text.delta", true, true),
+            Key::Reasoning => ("response.reasoning_text.delta", true, false),
         };
-        self.emit(out, event, data);
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\ndata: {");
+        if content_index {
+            out.extend_from_slice(b"\"content_index\":0,");
+        }
+        out.extend_from_slice(b"\"delta\":");
+        json_str(out, &text);
+        out.extend_from_slice(b",\"item_id\":");
+        json_str(out, &item.id);
+        if logprobs {
+            out.extend_from_slice(b",\"logprobs\":[]");
+        }
+        out.extend_from_slice(b",\"output_index\":");
+        out.extend_from_slice(item.output_index.to_string().as_bytes());
+        out.extend_from_slice(b",\"sequence_number\":");
+        out.extend_from_slice(self.seq.to_string().as_bytes());
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\"}\n\n");
+        self.seq += 1;
     }
 
     /// Opens an item: `response.output_item.added` (and its content part).
@@ -251,6 +263,20 @@ impl State {
             json!({"output_index": index, "item": done}),
         );
         self.done.push(done);
+    }
+
+    /// A chunk of text pieces only ([`TextChunk`]) after the first: the events of its pieces.
+    pub fn text_chunk(&mut self, chunk: &TextChunk<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.finished {
+            return out;
+        }
+        let mut steps = Vec::new();
+        for piece in chunk.pieces() {
+            self.order.piece(piece, &mut steps);
+        }
+        self.steps(&mut out, steps);
+        out
     }
 
     pub fn end(&mut self) -> Vec<u8> {

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::text_chunk::TextChunk;
 use super::{anthropic_stream, messages_stream, responses_stream, Dialect};
 
 /// Translates a chat stream into the client's events, one upstream SSE line at a time: each
@@ -62,6 +63,17 @@ impl Stream {
         };
         if data == b"[DONE]" {
             return self.end();
+        }
+        // the common chunk (text only) without a `Value`, once the client's stream is open
+        if self.started() {
+            let fast = match &mut self.state {
+                StreamState::Anthropic(s) => TextChunk::read(data).map(|c| s.text_chunk(&c)),
+                StreamState::Responses(s) => TextChunk::read(data).map(|c| s.text_chunk(&c)),
+                StreamState::Chat(_) => None, // reads Anthropic events, not chat chunks
+            };
+            if let Some(bytes) = fast {
+                return bytes;
+            }
         }
         let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
             return Vec::new();
