@@ -5,7 +5,8 @@
 //! thread while held, released when the leader is done). If another replica holds it, this
 //! one waits for the entry to appear in the shared directory (polling it, 20 ms at first, then
 //! up to every 200 ms) or for the lease to end (then it tries to take it), at most the
-//! first-byte timeout, and then goes upstream itself. A leader that crashes stops renewing:
+//! first-byte timeout, and then goes upstream itself. A request that finds the lease held
+//! where it was received waits there ([`Fleet::follow_elsewhere`]), holding no worker. A leader that crashes stops renewing:
 //! its lease expires within [`LEASE`] and a waiting replica takes over. Redis down means no
 //! fleet flight: each replica leads its own (the store logs the outage).
 
@@ -119,24 +120,71 @@ impl Fleet {
                 Ok(None) => {}
             }
             // another replica leads: wait for its entry, or for its lease to end
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Outcome::Lead(None);
-                }
-                std::thread::sleep(pause.min(left));
-                pause = (pause * 2).min(MAX_PAUSE);
-                if let Some(entry) = look() {
-                    return Outcome::Hit(entry);
-                }
-                match self.redis.leased(name) {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(_) => return Outcome::Lead(None),
-                }
+            match self.wait_out(name, deadline, &mut pause, &look) {
+                Waited::Hit(entry) => return Outcome::Hit(entry),
+                Waited::LeaseGone => {}
+                Waited::GiveUp => return Outcome::Lead(None),
             }
         }
     }
+
+    /// Where the request was received (its connection's thread, no worker held): when another
+    /// replica leads `name`, waits (at most `limit`) for its entry (`look`) or for its lease to
+    /// end. `None`: no other replica leads it (or this process does), the lease ended without
+    /// an entry, the wait ran out or Redis is down — the request goes on to a worker (and
+    /// [`Fleet::lead_or_wait`]) as any miss.
+    pub fn follow_elsewhere(
+        &self,
+        name: &str,
+        limit: Duration,
+        look: impl Fn() -> Option<Arc<Entry>>,
+    ) -> Option<Arc<Entry>> {
+        if held(&self.held).contains_key(name) || !matches!(self.redis.leased(name), Ok(true)) {
+            return None;
+        }
+        let mut pause = FIRST_PAUSE;
+        match self.wait_out(name, Instant::now() + limit, &mut pause, &look) {
+            Waited::Hit(entry) => Some(entry),
+            Waited::LeaseGone | Waited::GiveUp => None,
+        }
+    }
+
+    /// Polls (pausing `pause`, doubled each time up to [`MAX_PAUSE`]) until `look` finds the
+    /// entry of the lease `name` another replica holds, the lease ends, or `deadline` passes.
+    fn wait_out(
+        &self,
+        name: &str,
+        deadline: Instant,
+        pause: &mut Duration,
+        look: &impl Fn() -> Option<Arc<Entry>>,
+    ) -> Waited {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Waited::GiveUp;
+            }
+            std::thread::sleep((*pause).min(left));
+            *pause = (*pause * 2).min(MAX_PAUSE);
+            if let Some(entry) = look() {
+                return Waited::Hit(entry);
+            }
+            match self.redis.leased(name) {
+                Ok(true) => continue,
+                Ok(false) => return Waited::LeaseGone,
+                Err(_) => return Waited::GiveUp,
+            }
+        }
+    }
+}
+
+/// How waiting on another replica's lease ended.
+enum Waited {
+    /// Its entry appeared.
+    Hit(Arc<Entry>),
+    /// Its lease ended without one (the leader failed, or stored nothing).
+    LeaseGone,
+    /// The deadline passed, or Redis is down.
+    GiveUp,
 }
 
 impl Drop for FleetLease {

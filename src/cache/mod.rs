@@ -303,14 +303,19 @@ impl Cache {
 
     /// Where the request was received (its connection's thread, no worker held): when a leader
     /// of this replica is already fetching the plan's key, waits for it (at most `limit`) and
-    /// returns the entry it stored. `None`: no flight under way, or it stored nothing — the
-    /// request goes on to a worker (and `join`) as any miss.
+    /// returns the entry it stored; else, with `state.redis`, when another replica leads the
+    /// key, waits for its entry the same way. `None`: no flight under way, or it stored
+    /// nothing — the request goes on to a worker (and `join`) as any miss.
     pub fn follow_here(&self, plan: &Plan, limit: Duration) -> Option<Arc<Entry>> {
         if !plan.stores() {
             return None;
         }
-        self.flights.under_way(&plan.key)?.wait(limit);
-        self.lookup(plan).ok()
+        if let Some(flight) = self.flights.under_way(&plan.key) {
+            flight.wait(limit);
+            return self.lookup(plan).ok();
+        }
+        let fleet = self.fleet.as_ref()?;
+        fleet.follow_elsewhere(&plan.key, limit, || self.lookup(plan).ok())
     }
 
     /// Joins the single flight for the plan's key: lead the upstream call (after looking the

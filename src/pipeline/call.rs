@@ -105,7 +105,12 @@ pub(super) fn flight<'a>(state: &'a State, ex: &mut Exchange, call: &'a Call) ->
     if *status == cache::Status::Miss && p.stores() {
         let keep =
             |ex: &Exchange| Keep::of(state, ex, call.kept.as_ref(), call.translation.as_ref());
-        match cache.join(p, state.config.timeouts.first_byte) {
+        let limit = state
+            .config
+            .timeouts
+            .first_byte
+            .saturating_sub(call.followed);
+        match cache.join(p, limit) {
             cache::Role::Leader(guard) => flown._leader = Some(guard),
             cache::Role::Hit(entry) => {
                 let keep = keep(ex);
@@ -113,7 +118,7 @@ pub(super) fn flight<'a>(state: &'a State, ex: &mut Exchange, call: &'a Call) ->
                 return None;
             }
             cache::Role::Follower(flight) => {
-                flight.wait(state.config.timeouts.first_byte);
+                flight.wait(limit);
                 if let Ok(entry) = cache.lookup(p) {
                     let keep = keep(ex);
                     answer_hit(cache, p, &entry, ex, call.delivery, keep);

@@ -130,6 +130,9 @@ pub struct Call {
     _permit: limit::Permit,
     /// The body's share of `max_body_bytes_in_flight` until the call is done.
     _reserved: Reservation,
+    /// How long the request already waited for another leader of its key where it was
+    /// received: the single flight's wait on the worker gets the rest of the first-byte timeout.
+    followed: std::time::Duration,
 }
 
 /// The first part, where the request was received: body → rules → shaping → cache lookup (a
@@ -190,6 +193,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     let delivery = cache::Delivery::of(&body);
 
     let mut cached = None;
+    let mut followed = std::time::Duration::ZERO;
     if let Some(cache) = &state.cache {
         let models = state
             .upstream
@@ -226,11 +230,13 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
                 // a leader of this replica is fetching the same answer: wait for it here, on
                 // this connection's thread, so a follower never holds a worker
                 let limit = state.config.timeouts.first_byte;
+                let started = std::time::Instant::now();
                 if let Some(entry) = cache.follow_here(&plan, limit) {
                     let keep = Keep::of(state, ex, kept.as_ref(), translation.as_ref());
                     answer_hit(cache, &plan, &entry, ex, delivery, keep);
                     return Ok(Next::Done);
                 }
+                followed = started.elapsed();
                 cached = Some((plan, cache::Status::Miss));
             }
             Err(status) if cacheable => cached = Some((plan, status)),
@@ -249,6 +255,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         kept,
         _permit: permit,
         _reserved: reserved,
+        followed,
     }))))
 }
 
