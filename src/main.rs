@@ -34,6 +34,7 @@ mod expand;
 mod fd_limit;
 mod gate;
 mod glob;
+mod http_head;
 mod intake;
 mod keepalive;
 mod key_store;

@@ -8,6 +8,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 
 use crate::api;
 use crate::exchange::Exchange;
+use crate::http_head::{Framing, Head};
 use crate::sse;
 use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
@@ -60,13 +61,20 @@ pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer) {
         let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
         let bodiless = req.method() == &tiny_http::Method::Head || matches!(status, 204 | 304);
         let framing = match (bodiless, length) {
-            (true, _) => Framing::None,
+            (true, n) => Framing::Bodiless(n),
             (false, Some(n)) => Framing::Length(n),
-            (false, None) if http11 => Framing::Chunked,
-            (false, None) => Framing::Close,
+            (false, None) => Framing::open_ended(http11),
         };
         let (mut out, completion) = req.into_writer_or_close();
-        let head = copy_head(http11, status, &headers, framing, length);
+        let head = Head {
+            http11,
+            status,
+            headers: &headers,
+            framing,
+            drop_framing: true,
+            close: false,
+        }
+        .render();
         if out.write_all(head.as_bytes()).is_err() {
             return (status, 0); // the client left
         }
@@ -92,50 +100,6 @@ pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer) {
     });
 }
 
-/// How a copied answer's body is framed to the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// No body (HEAD, 204, 304).
-    None,
-    /// `Content-Length`, the upstream's.
-    Length(u64),
-    /// Chunked (HTTP/1.1 without a known length).
-    Chunked,
-    /// Ended by closing the connection (HTTP/1.0 without a known length).
-    Close,
-}
-
-/// The head of a copied answer: status line, the upstream's `headers` (lines with CR or LF
-/// dropped) and the framing; `length` is kept on a bodiless answer (HEAD, 304).
-fn copy_head(
-    http11: bool,
-    status: u16,
-    headers: &[(String, String)],
-    framing: Framing,
-    length: Option<u64>,
-) -> String {
-    let reason = tiny_http::StatusCode(status).default_reason_phrase();
-    let minor = if http11 { 1 } else { 0 };
-    let mut head = format!("HTTP/1.{minor} {status} {reason}\r\n");
-    for (name, value) in headers {
-        if name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
-            continue;
-        }
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    match (framing, length) {
-        (Framing::Length(n), _) => head.push_str(&format!("Content-Length: {n}\r\n")),
-        (Framing::Chunked, _) => head.push_str("Transfer-Encoding: chunked\r\n"),
-        (Framing::Close, _) => head.push_str("Connection: close\r\n"),
-        (Framing::None, Some(n)) if status != 204 => {
-            head.push_str(&format!("Content-Length: {n}\r\n"))
-        }
-        (Framing::None, _) => {}
-    }
-    head.push_str("\r\n");
-    head
-}
-
 /// How [`copy_body`] ended.
 #[derive(Debug)]
 enum Copied {
@@ -152,7 +116,7 @@ enum Copied {
 fn copy_body(upstream: &mut dyn Read, out: &mut dyn Write, framing: Framing) -> (u64, Copied) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut bytes = 0u64;
-    if framing == Framing::None {
+    if matches!(framing, Framing::Bodiless(_)) {
         return (0, Copied::Whole);
     }
     loop {
