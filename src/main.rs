@@ -58,6 +58,7 @@ mod rules;
 mod server;
 mod shape;
 mod sse;
+mod sse_frame;
 mod sse_out;
 mod state;
 mod store;

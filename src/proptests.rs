@@ -254,7 +254,7 @@ proptest! {
 
     #[test]
     fn completion_sees_done_only_as_a_whole_data_line(prefix in "[ a-z:]{0,8}", pad in "[ \t]{0,3}") {
-        let mut c = sse::Completion::default();
+        let mut c = crate::api::Completion::default();
         let line = format!("{prefix}data:{pad}[DONE]{pad}\n");
         c.observe(line.as_bytes());
         prop_assert_eq!(c.complete(), prefix.is_empty());

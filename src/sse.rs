@@ -14,11 +14,9 @@
 
 use std::io::{self, BufRead, Read};
 
-use serde_json::Value;
-
-pub use crate::answer::data_payload;
-use crate::answer::{has_non_null, StreamUsage, Usage};
-use crate::api::{self, Api, Ending};
+use crate::answer::{data_payload, StreamUsage, Usage};
+use crate::api::{self, Api, Completion, Ending};
+use crate::sse_frame::{is_blank, Tap, Translate};
 use crate::sse_out::SseOut;
 
 /// How a relayed stream ended.
@@ -79,91 +77,6 @@ impl Recording {
     }
 }
 
-/// Tracks whether a stream has ended properly, one line at a time.
-#[derive(Debug)]
-pub struct Completion {
-    api: Api,
-    pub done: bool,
-    pub finished: bool,
-    /// Typed streams: whether a terminal event came.
-    pub ending: Ending,
-}
-
-impl Default for Completion {
-    fn default() -> Self {
-        Completion::new(Api::Chat)
-    }
-}
-
-/// Words one of which every terminal event's data holds (a cheap filter before parsing).
-const TERMINAL_WORDS: &[&[u8]] = &[b"completed", b"failed", b"incomplete", b"error", b"_stop"];
-
-impl Completion {
-    pub fn new(api: Api) -> Completion {
-        Completion {
-            api,
-            done: false,
-            finished: false,
-            ending: Ending::Open,
-        }
-    }
-
-    pub fn observe(&mut self, line: &[u8]) {
-        let Some(data) = data_payload(line) else {
-            return;
-        };
-        if self.api != Api::Chat {
-            if self.ending == Ending::Open && TERMINAL_WORDS.iter().any(|w| contains(data, w)) {
-                let kind = api::event_type(data).unwrap_or_default();
-                self.ending = api::terminal(self.api, &kind).unwrap_or(Ending::Open);
-            }
-        } else if data == b"[DONE]" {
-            self.done = true;
-        } else if !self.finished && has_non_null(data, b"finish_reason") {
-            self.finished = has_finish_reason(data);
-        }
-    }
-
-    /// The upstream ended the stream properly (for typed streams possibly with a failure
-    /// event, which it sent itself).
-    pub fn complete(&self) -> bool {
-        self.done || self.finished || self.ending != Ending::Open
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// True if a chunk's JSON carries a non-null `finish_reason` in any choice.
-fn has_finish_reason(data: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(data) else {
-        return false;
-    };
-    v.get("choices")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null()))
-        })
-}
-
-/// True for the blank line that ends an event.
-pub fn is_blank(line: &[u8]) -> bool {
-    line == b"\n" || line == b"\r\n"
-}
-
-/// Watches a relayed stream (the cache's recorder).
-pub trait Tap {
-    /// Whether `event` (its lines and the blank line ending it) goes to the client.
-    fn pass(&mut self, event: &[u8]) -> bool;
-    /// The stream is complete; `recorded` is all of it. Called at most once (never for a stream
-    /// longer than the recording cap), before the final event (`data: [DONE]`, a typed
-    /// stream's success terminal, or the end of the response for chat streams without
-    /// `[DONE]`) reaches the client.
-    fn complete(&mut self, recorded: &[u8]);
-}
-
 /// A tap that passes everything and keeps nothing.
 #[cfg(test)]
 pub struct NoTap;
@@ -190,19 +103,6 @@ impl std::io::Write for Sink {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// Turns a chat stream into another API's events, one upstream line at a time (implemented
-/// by `translate::Stream`).
-pub trait Translate {
-    /// The client's bytes for one upstream line (often none); written and flushed at once.
-    fn line(&mut self, line: &[u8]) -> Vec<u8>;
-    /// The closing events of a complete stream.
-    fn end(&mut self) -> Vec<u8>;
-    /// The error event of a stream cut short.
-    fn fail(&mut self, message: &str) -> Vec<u8>;
-    /// True if the upstream sent an error event (the stream is then not complete).
-    fn failed(&self) -> bool;
 }
 
 /// How much of a stream [`relay`] holds in memory.
@@ -375,80 +275,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn completion_by_done_or_finish_reason() {
-        let cases: &[(&[&str], bool)] = &[
-            (
-                &["data: {\"choices\":[{\"delta\":{}}]}\n", "data: [DONE]\n"],
-                true,
-            ),
-            (
-                &["data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n"],
-                true,
-            ),
-            (&["data: {\"choices\":[{\"finish_reason\":null}]}\n"], false),
-            (
-                &["data: {\"choices\":[{\"delta\":{\"content\":\"finish_reason\"}}]}\n"],
-                false,
-            ),
-            (&[": comment\n", "event: x\n"], false),
-        ];
-        for (lines, expected) in cases {
-            let mut c = Completion::default();
-            for l in *lines {
-                c.observe(l.as_bytes());
-            }
-            assert_eq!(c.complete(), *expected, "{lines:?}");
-        }
-    }
-
-    #[test]
-    fn typed_streams_end_at_their_terminal_event() {
-        let cases: &[(Api, &[&str], bool, Ending)] = &[
-            (
-                Api::Responses,
-                &[
-                    "event: response.output_text.delta\n",
-                    "data: {\"type\":\"response.output_text.delta\",\"delta\":\"error\"}\n",
-                ],
-                false,
-                Ending::Open,
-            ),
-            (
-                Api::Responses,
-                &["data: {\"type\": \"response.completed\", \"response\": {}}\n"],
-                true,
-                Ending::Succeeded,
-            ),
-            (
-                Api::Responses,
-                &["data: {\"type\":\"response.incomplete\"}\n"],
-                true,
-                Ending::Failed,
-            ),
-            (
-                Api::Anthropic,
-                &["data: {\"type\":\"message_stop\"}\n"],
-                true,
-                Ending::Succeeded,
-            ),
-            (
-                Api::Anthropic,
-                &["data: {\"type\":\"content_block_stop\",\"index\":0}\n"],
-                false,
-                Ending::Open,
-            ),
-            (Api::Anthropic, &["data: [DONE]\n"], false, Ending::Open),
-        ];
-        for (api, lines, complete, ending) in cases {
-            let mut c = Completion::new(*api);
-            for l in *lines {
-                c.observe(l.as_bytes());
-            }
-            assert_eq!((c.complete(), c.ending), (*complete, *ending), "{lines:?}");
-        }
-    }
-
-    #[test]
     fn recording_past_its_cap_keeps_whole_lines_of_the_tail() {
         let mut r = Recording {
             bytes: Vec::new(),
@@ -523,12 +349,5 @@ mod tests {
             assert!(!body.contains("xx"), "the oversized event is not passed on");
             assert!(relayed.recorded.len() < 100, "nor recorded");
         }
-    }
-
-    #[test]
-    fn payload_and_blank() {
-        assert_eq!(data_payload(b"data:  [DONE] \r\n"), Some(&b"[DONE]"[..]));
-        assert_eq!(data_payload(b"event: x\n"), None);
-        assert!(is_blank(b"\r\n") && is_blank(b"\n") && !is_blank(b" \n"));
     }
 }

@@ -121,7 +121,9 @@ impl Streaming<'_> {
             &describe,
             self.bounds,
             &mut tap,
-            translation.as_mut().map(|t| t as &mut dyn sse::Translate),
+            translation
+                .as_mut()
+                .map(|t| t as &mut dyn crate::sse_frame::Translate),
         );
         if matches!(relayed.end, End::Interrupted(_)) {
             self.up.stream_failed(&sent.endpoint);

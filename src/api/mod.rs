@@ -8,6 +8,7 @@
 //! into each other. [`passthrough`] relays every other `/v1/` route unchanged. Translation
 //! between these formats and Chat Completions lives in `translate/`.
 
+mod completion;
 pub mod messages;
 
 pub mod responses;
@@ -15,6 +16,7 @@ pub mod responses;
 use serde_json::{json, Value};
 
 pub use crate::answer::Api;
+pub use completion::Completion;
 
 /// The API a request path belongs to (with or without `/v1`).
 pub fn of_path(path: &str) -> Api {

@@ -63,7 +63,7 @@ pub use key::check_namespace;
 pub use plan::Plan;
 pub use prune::{prune_command, PruneFilter};
 pub use replay::Delivery;
-pub use serve::{respond_hit, StreamTap};
+pub use serve::{hit_answer, HitAnswer, StreamTap};
 
 /// One servable entry.
 #[derive(Debug)]

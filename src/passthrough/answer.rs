@@ -219,7 +219,7 @@ fn relay_events(upstream: &mut dyn BufRead, out: &mut SseOut, max: usize) -> Rel
         if event.len() > max {
             return Relayed::TooLarge;
         }
-        if sse::is_blank(event.get(start..).unwrap_or_default()) {
+        if crate::sse_frame::is_blank(event.get(start..).unwrap_or_default()) {
             if out.write(&event).and_then(|()| out.flush()).is_err() {
                 return Relayed::ClientGone;
             }
