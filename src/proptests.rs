@@ -167,7 +167,7 @@ fn relay_bounded(
     };
     let mut reader = BufReader::with_capacity(capacity, source);
     let relayed = sse::relay(
-        crate::api::Api::Chat,
+        sse::Kind::Api(crate::api::Api::Chat),
         &mut reader,
         &mut out,
         &|e| e.to_string(),

@@ -77,11 +77,9 @@ impl Recording {
     }
 }
 
-/// A tap that passes everything and keeps nothing.
-#[cfg(test)]
+/// A tap that passes everything and keeps nothing (a pass-through stream).
 pub struct NoTap;
 
-#[cfg(test)]
 impl Tap for NoTap {
     fn pass(&mut self, _event: &[u8]) -> bool {
         true
@@ -105,6 +103,26 @@ impl std::io::Write for Sink {
     }
 }
 
+/// What stream [`relay`] relays, and so how it tells a proper end from a cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A stream of a client API the relay speaks: complete at that API's end
+    /// (`api::Completion`); an upstream that closes before it cut it short.
+    Api(Api),
+    /// A pass-through stream of a route the relay does not know the events of: complete when
+    /// the upstream closes it cleanly. The `Api` is the route's, for the error event of a
+    /// stream the upstream breaks or that passes `max_event_bytes`.
+    Passthrough(Api),
+}
+
+impl Kind {
+    fn api(self) -> Api {
+        match self {
+            Kind::Api(api) | Kind::Passthrough(api) => api,
+        }
+    }
+}
+
 /// How much of a stream [`relay`] holds in memory.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
@@ -115,7 +133,7 @@ pub struct Bounds {
     pub event: usize,
 }
 
-/// Forwards `upstream` (a stream of the API `api`) to `out` event by event (each flushed as its
+/// Forwards `upstream` (a stream of `kind`) to `out` event by event (each flushed as its
 /// blank line arrives), and records a copy of at most `bounds.record` bytes (past it, only the
 /// tail). An event longer than `bounds.event` ends the stream as cut short: it is not passed
 /// on, and the upstream is read no further. `describe_error` turns a read error into the message of the closing error event;
@@ -123,7 +141,7 @@ pub struct Bounds {
 /// whole). With `translate`, the client gets the translated events instead of the upstream's
 /// (the recording, and what the tap sees, stay the upstream's).
 pub fn relay(
-    api: Api,
+    kind: Kind,
     upstream: &mut dyn BufRead,
     out: &mut SseOut,
     describe_error: &dyn Fn(&io::Error) -> String,
@@ -136,6 +154,7 @@ pub fn relay(
         cap: bounds.record,
         truncated: bounds.record == 0,
     };
+    let api = kind.api();
     let mut completion = Completion::new(api);
     let mut usage = StreamUsage::new(api);
     let mut line = Vec::with_capacity(512);
@@ -186,7 +205,7 @@ pub fn relay(
         }
     };
     let mut end = match failure {
-        None if completion.complete() => End::Complete,
+        None if completion.complete() || matches!(kind, Kind::Passthrough(_)) => End::Complete,
         None => End::Interrupted("upstream closed the stream before it finished".to_string()),
         Some(msg) => End::Interrupted(msg),
     };
@@ -231,9 +250,8 @@ pub fn relay(
     }
 }
 
-/// What is wrong with an event longer than `max` bytes.
 /// Why a stream was cut at an event over `max_event_bytes` (`max`).
-pub fn oversized(max: usize) -> String {
+fn oversized(max: usize) -> String {
     format!(
         "it sent an event longer than max_event_bytes ({max} bytes) without ending it, so the \
          stream was cut (raise max_event_bytes if the upstream really sends such events)"
@@ -314,6 +332,48 @@ mod tests {
         }
     }
 
+    /// Relays `stream` as `kind` into a sink; returns how it ended and the body written.
+    fn relay_all(kind: Kind, stream: &[u8]) -> (End, String) {
+        let sink = Sink::default();
+        let conn = crate::sse_out::Conn::raw(Box::new(sink.clone()), false);
+        let mut out = SseOut::start(conn, &[]).unwrap();
+        let bounds = Bounds {
+            record: 0,
+            event: 1024,
+        };
+        let mut upstream = stream;
+        let relayed = relay(
+            kind,
+            &mut upstream,
+            &mut out,
+            &|e| format!("broke: {e}"),
+            bounds,
+            &mut NoTap,
+            None,
+        );
+        let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let body = written.split_once("\r\n\r\n").unwrap().1.to_string();
+        (relayed.end, body)
+    }
+
+    #[test]
+    fn a_passthrough_stream_is_complete_when_the_upstream_closes_it() {
+        let stream = b"event: transcript.text.delta\ndata: {\"delta\":\"a\"}\n\n\
+                       event: transcript.text.done\ndata: {\"text\":\"a\"}\n\n";
+        let (end, body) = relay_all(Kind::Passthrough(Api::Chat), stream);
+        assert_eq!((end, body.as_bytes()), (End::Complete, &stream[..]));
+        // the same stream as a chat completion ended before its `[DONE]`
+        let (end, body) = relay_all(Kind::Api(Api::Chat), stream);
+        assert!(matches!(end, End::Interrupted(_)), "{end:?}");
+        assert!(body.starts_with(std::str::from_utf8(stream).unwrap()));
+        assert!(body.contains("upstream_stream_interrupted"), "{body}");
+        // a pass-through event past its bound still cuts it, with the API's error event
+        let long = format!("data: {}\n\n", "x".repeat(2000));
+        let (end, body) = relay_all(Kind::Passthrough(Api::Chat), long.as_bytes());
+        assert!(matches!(end, End::Interrupted(_)), "{end:?}");
+        assert!(body.contains("max_event_bytes (1024 bytes)") && !body.contains("xxx"));
+    }
+
     #[test]
     fn an_event_past_its_bound_cuts_the_stream_and_is_not_read_further() {
         for first in [&b"data: {}\n\ndata: xx"[..], b"data: {}\n\n"] {
@@ -329,7 +389,7 @@ mod tests {
                 event: 8192,
             };
             let relayed = relay(
-                Api::Chat,
+                Kind::Api(Api::Chat),
                 &mut upstream,
                 &mut out,
                 &|e| format!("broke: {e}"),
