@@ -1,6 +1,6 @@
 //! Whether a stream has ended properly, one line at a time, in each API's terms: chat at
 //! `data: [DONE]` or a `finish_reason`, the typed streams at their terminal event (see
-//! [`super::terminal`]). The relay loop (`sse.rs`) and the cache's checks (`cache/replay`)
+//! [`super::terminal`]). The relay loop (`sse/`) and the cache's checks (`cache/replay`)
 //! both ask it.
 
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! The client APIs the relay speaks, one file each for what is particular to its wire format.
 //!
 //! Chat Completions (and completions, embeddings) is the core's format: its stream shape and
-//! cache conversions live in `sse.rs` and `cache/replay/`. The Responses API
+//! cache conversions live in `api/completion.rs`, `sse/` and `cache/replay/`. The Responses API
 //! ([`responses`]) and Anthropic Messages ([`messages`]) stream typed events
 //! (`event: TYPE` + `data: {"type": TYPE, ...}`); each file says when such a stream is complete,
 //! when an answer is a success worth caching, and how a recorded stream and a plain answer turn
