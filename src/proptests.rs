@@ -1,5 +1,5 @@
 //! Property tests (proptest) for the rules engine ([`rules::apply`], [`rules::merge`]) and the
-//! SSE line handling ([`sse::relay`], [`sse::Completion`]): generated JSON values, rule sets
+//! SSE line handling ([`sse::relay`], [`crate::api::Completion`]): generated JSON values, rule sets
 //! and arbitrary chunkings of event streams.
 
 use std::io::{self, BufReader, Read};

@@ -1,6 +1,7 @@
 //! The two ways a pass-through answer goes back to the client: a streamed copy of its bytes
-//! ([`answer_copy`], framed as the upstream framed it) or, for `text/event-stream`, event by
-//! event ([`answer_events`]). Neither holds the body whole; an upstream that breaks or goes
+//! ([`answer_copy`], framed as the upstream framed it, its head written by `http_head`) or, for
+//! `text/event-stream`, event by event through the relay loop `sse::relay` ([`answer_events`]).
+//! Neither holds the body whole; an upstream that breaks or goes
 //! silent counts a failure against its endpoint, and the client is never handed a cut body as
 //! complete.
 
