@@ -1,5 +1,5 @@
 //! Property tests (proptest) for the rules engine ([`rules::apply`], [`rules::merge`]) and the
-//! SSE line handling ([`sse::relay`], [`sse::Completion`]): generated JSON values, rule sets
+//! SSE line handling ([`sse::relay`], [`crate::api::Completion`]): generated JSON values, rule sets
 //! and arbitrary chunkings of event streams.
 
 use std::io::{self, BufReader, Read};
@@ -167,7 +167,7 @@ fn relay_bounded(
     };
     let mut reader = BufReader::with_capacity(capacity, source);
     let relayed = sse::relay(
-        crate::api::Api::Chat,
+        sse::Kind::Api(crate::api::Api::Chat),
         &mut reader,
         &mut out,
         &|e| e.to_string(),
@@ -254,7 +254,7 @@ proptest! {
 
     #[test]
     fn completion_sees_done_only_as_a_whole_data_line(prefix in "[ a-z:]{0,8}", pad in "[ \t]{0,3}") {
-        let mut c = sse::Completion::default();
+        let mut c = crate::api::Completion::default();
         let line = format!("{prefix}data:{pad}[DONE]{pad}\n");
         c.observe(line.as_bytes());
         prop_assert_eq!(c.complete(), prefix.is_empty());

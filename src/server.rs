@@ -23,6 +23,7 @@ use tiny_http::{HttpOptions, Request, Server};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::exchange::Exchange;
+use crate::http_head::{Framing, Head};
 use crate::lifecycle::{self, Live};
 use crate::log;
 use crate::pipeline::{self, Next, Work};
@@ -195,16 +196,27 @@ fn respond_draining(req: Request) -> u64 {
         "this relay instance is shutting down; retry the request (another instance will take it)"
             .to_string(),
     );
-    let body = if req.method() == &tiny_http::Method::Head {
-        Vec::new()
+    let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
+    let body = err.body();
+    let length = body.len() as u64;
+    let (body, framing) = if req.method() == &tiny_http::Method::Head {
+        (Vec::new(), Framing::Bodiless(Some(length)))
     } else {
-        err.body()
+        (body, Framing::Length(length))
     };
-    let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
-        err.body().len()
-    );
+    let headers = [
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("Retry-After".to_string(), "1".to_string()),
+    ];
+    let head = Head {
+        http11,
+        status: 503,
+        headers: &headers,
+        framing,
+        drop_framing: false,
+        close: true,
+    }
+    .render();
     let mut w = req.into_writer();
     let _ = w
         .write_all(head.as_bytes())

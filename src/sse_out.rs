@@ -1,5 +1,5 @@
-//! The client side of an event stream, over the raw connection: status line, headers and
-//! chunked framing written by hand, flushed at every event boundary. What is written between
+//! The client side of an event stream, over the raw connection: its head (`http_head`) and
+//! chunked framing written by the relay, flushed at every event boundary. What is written between
 //! two flushes goes out in one write (head, chunk sizes, events and their framing together), so
 //! a stream whose events are all at hand (a cache hit) costs one syscall, not one per event.
 //!
@@ -12,6 +12,8 @@
 //! `Connection: keep-alive`; so is the connection of a stream cut short.
 
 use std::io::{self, Write};
+
+use crate::http_head::{Framing, Head};
 
 /// Where a stream is written: the raw connection of a request, and whether it may serve a next
 /// request once the stream ended properly.
@@ -111,28 +113,24 @@ impl SseOut {
             http11,
             completion,
         } = conn;
-        let reason = tiny_http::StatusCode(status).default_reason_phrase();
-        let minor = if http11 { 1 } else { 0 };
-        let mut head = format!("HTTP/1.{minor} {status} {reason}\r\nX-Accel-Buffering: no\r\n");
-        for (name, value) in headers {
-            let framing = [
-                "x-accel-buffering",
-                "transfer-encoding",
-                "content-length",
-                "connection",
-            ]
-            .iter()
-            .any(|f| name.eq_ignore_ascii_case(f));
-            if framing || name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
-                continue;
-            }
-            head.push_str(&format!("{name}: {value}\r\n"));
+        // `X-Accel-Buffering: no` first, then the caller's but their own of it
+        let mut all = Vec::with_capacity(headers.len() + 1);
+        all.push(("X-Accel-Buffering".to_string(), "no".to_string()));
+        all.extend(
+            headers
+                .iter()
+                .filter(|(n, _)| !n.eq_ignore_ascii_case("x-accel-buffering"))
+                .cloned(),
+        );
+        let head = Head {
+            http11,
+            status,
+            headers: &all,
+            framing: Framing::open_ended(http11),
+            drop_framing: true,
+            close: false,
         }
-        head.push_str(if http11 {
-            "Transfer-Encoding: chunked\r\n\r\n"
-        } else {
-            "Connection: close\r\n\r\n"
-        });
+        .render();
         SseOut {
             w,
             held: head.into_bytes(),

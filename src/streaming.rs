@@ -38,6 +38,15 @@ pub fn is_event_stream(sent: &Sent) -> bool {
             .is_some_and(|ct| ct.starts_with("text/event-stream"))
 }
 
+/// The message of the error event that ends a stream the upstream at `base` broke (`e`).
+pub fn broken_stream(base: &str, e: &std::io::Error) -> String {
+    if upstream::is_timeout(e) {
+        format!("upstream {base} went silent mid-stream (idle timeout): {e}")
+    } else {
+        format!("upstream {base} broke the stream: {e}")
+    }
+}
+
 /// What relaying a stream to the client needs besides the stream.
 pub struct Streaming<'a> {
     pub up: &'a Upstream,
@@ -91,13 +100,7 @@ impl Streaming<'_> {
     /// and ends the answer. Returns the bytes written, the recorded copy and the usage.
     pub fn relay(&self, sent: Sent, mut out: SseOut) -> (u64, Vec<u8>, Usage) {
         let base = sent.base.clone();
-        let describe = move |e: &std::io::Error| {
-            if upstream::is_timeout(e) {
-                format!("upstream {base} went silent mid-stream (idle timeout): {e}")
-            } else {
-                format!("upstream {base} broke the stream: {e}")
-            }
-        };
+        let describe = move |e: &std::io::Error| broken_stream(&base, e);
         let effective = self.up.effective_model(&sent.endpoint, self.model);
         // stores a complete stream before its final event reaches the client, and holds back
         // the usage chunk the client did not ask for
@@ -115,13 +118,15 @@ impl Streaming<'_> {
         let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, body);
         let mut translation = self.translation.map(Translation::stream);
         let relayed = sse::relay(
-            self.api,
+            sse::Kind::Api(self.api),
             &mut reader,
             &mut out,
             &describe,
             self.bounds,
             &mut tap,
-            translation.as_mut().map(|t| t as &mut dyn sse::Translate),
+            translation
+                .as_mut()
+                .map(|t| t as &mut dyn crate::sse_frame::Translate),
         );
         if matches!(relayed.end, End::Interrupted(_)) {
             self.up.stream_failed(&sent.endpoint);

@@ -240,8 +240,9 @@ fn src_modules_import_each_other_without_cycles() {
 
 /// Modules at the bottom of the layers: they import nothing of the relay, so every layer
 /// above can read them (issue 20: `answer`, the one `Usage` type and the wire formats' readers
-/// that the meter, the cache and translation share).
-const BOTTOM: &[&str] = &["answer"];
+/// that the meter, the cache and translation share; issue 19: `sse_frame`, the SSE framing and
+/// the relay loop's `Tap`/`Translate` seams, and `http_head`, the one response head writer).
+const BOTTOM: &[&str] = &["answer", "sse_frame", "http_head"];
 
 #[test]
 fn bottom_modules_import_nothing_of_the_relay() {
@@ -261,4 +262,38 @@ fn bottom_modules_import_nothing_of_the_relay() {
         api.iter().all(|m| BOTTOM.contains(&m.as_str())),
         "src/api imports {api:?}"
     );
+}
+
+/// The modules of `forbidden` that `module` imports.
+fn imported(graph: &Graph, module: &str, forbidden: &[&str]) -> Vec<String> {
+    let refs = graph
+        .get(module)
+        .unwrap_or_else(|| panic!("src/{module} is gone; update tests/code_layers.rs"));
+    forbidden
+        .iter()
+        .filter(|f| refs.contains(**f))
+        .map(|f| f.to_string())
+        .collect()
+}
+
+/// Issue 19: the cache returns what to send and the pipeline sends it; it implements the relay
+/// loop's `Tap` from `sse_frame`, never from the loop itself.
+#[test]
+fn the_cache_writes_no_http_and_knows_no_relay_loop() {
+    let graph = src_graph();
+    let bad = imported(&graph, "cache", &["exchange", "sse_out", "sse"]);
+    assert!(bad.is_empty(), "src/cache/ imports {bad:?}");
+}
+
+/// Issue 19: translation is pure (JSON and SSE bytes in and out): it knows neither the relay
+/// loop, the client connection, the exchange nor the pipeline that calls it.
+#[test]
+fn translation_knows_no_relay_loop_connection_or_pipeline() {
+    let graph = src_graph();
+    let bad = imported(
+        &graph,
+        "translate",
+        &["sse", "sse_out", "exchange", "pipeline"],
+    );
+    assert!(bad.is_empty(), "src/translate/ imports {bad:?}");
 }

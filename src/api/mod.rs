@@ -1,13 +1,14 @@
 //! The client APIs the relay speaks, one file each for what is particular to its wire format.
 //!
 //! Chat Completions (and completions, embeddings) is the core's format: its stream shape and
-//! cache conversions live in `sse.rs` and `cache/replay/`. The Responses API
+//! cache conversions live in `api/completion.rs`, `sse/` and `cache/replay/`. The Responses API
 //! ([`responses`]) and Anthropic Messages ([`messages`]) stream typed events
 //! (`event: TYPE` + `data: {"type": TYPE, ...}`); each file says when such a stream is complete,
 //! when an answer is a success worth caching, and how a recorded stream and a plain answer turn
 //! into each other. [`passthrough`] relays every other `/v1/` route unchanged. Translation
 //! between these formats and Chat Completions lives in `translate/`.
 
+mod completion;
 pub mod messages;
 
 pub mod responses;
@@ -15,6 +16,7 @@ pub mod responses;
 use serde_json::{json, Value};
 
 pub use crate::answer::Api;
+pub use completion::Completion;
 
 /// The API a request path belongs to (with or without `/v1`).
 pub fn of_path(path: &str) -> Api {

@@ -22,10 +22,12 @@ mod commands;
 mod config;
 mod controls;
 mod counters;
+mod field_diff;
 mod fleet;
 mod flight;
 mod index;
 mod key;
+mod layout;
 mod lease;
 mod memory;
 mod miss_log;
@@ -37,6 +39,7 @@ mod scan;
 mod secrets;
 mod sequence;
 mod serve;
+mod since;
 mod sketch;
 mod store;
 mod upkeep;
@@ -52,9 +55,7 @@ use crate::error::ApiError;
 use crate::log;
 pub use apis::plain_body as plain_answer;
 pub use apis::{asks_usage, complete_answer};
-pub use cassette::{
-    export_command, export_keys, import_command, parse_since, ExportFilter, Secrets,
-};
+pub use cassette::{export_command, export_keys, import_command, ExportFilter, Secrets};
 pub use commands::{misses_command, scan_command, stats_command, why_command, WhyBound};
 pub use config::{CacheConfig, Mode, RawCache, Repeat, Scope};
 pub use counters::Counters;
@@ -63,7 +64,8 @@ pub use key::check_namespace;
 pub use plan::Plan;
 pub use prune::{prune_command, PruneFilter};
 pub use replay::Delivery;
-pub use serve::{respond_hit, StreamTap};
+pub use serve::{hit_answer, HitAnswer, StreamTap};
+pub use since::parse_since;
 
 /// One servable entry.
 #[derive(Debug)]

@@ -1,10 +1,10 @@
-//! Answering a hit, and recording a live stream.
+//! What to answer a hit with, and recording a live stream.
 //!
-//! A plain request gets JSON (a stored stream is assembled first); a streamed request gets SSE
-//! events (a stored plain answer is cut into chunks first; a stored stream's usage chunk only
-//! if the client asked for it), written over the raw connection with [`SseOut`]: paced, flushed
-//! per event, as a live stream would be; else in as few writes as `SseOut` holds. For a client that speaks another API than the stored
-//! chat answer, the answer goes through [`crate::translate`] first. [`StreamTap`] is the
+//! [`hit_answer`] says what to send, as a [`HitAnswer`] the pipeline writes: a plain request
+//! gets JSON (a stored stream is assembled first); a streamed request gets SSE events (a stored
+//! plain answer is cut into chunks first; a stored stream's usage chunk only if the client
+//! asked for it), with the waits of `X-Relay-Cache-Timing` when it paces them. For a client
+//! that speaks another API than the stored chat answer, the answer goes through [`crate::translate`] first. [`StreamTap`] is the
 //! cache's side of a live stream: it holds back the usage chunk the relay asked for on the
 //! client's behalf, and stores the complete stream before its final event reaches the client,
 //! with the time before each event (so `X-Relay-Cache-Timing` can replay it at its pace).
@@ -12,30 +12,46 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tiny_http::Request;
 
 use super::apis;
 use super::replay::Delivery;
 use super::{Cache, Entry, Plan};
-use crate::exchange::{json_content_type, respond};
-use crate::sse::Tap;
-use crate::sse_out::{Conn, SseOut};
+use crate::sse_frame::Tap;
 use crate::translate::Translation;
 
 /// The longest wait before one replayed event (`X-Relay-Cache-Timing`).
 const MAX_GAP: Duration = Duration::from_secs(60);
 
-/// Sends `entry` as the answer in `delivery`'s shape, translated by `translation` when the client
+/// What to send for a hit; the pipeline writes it (`pipeline/hit.rs`), the cache never
+/// writes HTTP itself.
+#[derive(Debug)]
+pub enum HitAnswer {
+    /// A plain answer: 200 with `headers` (the cache's; the JSON content type is the
+    /// writer's) and `body`.
+    Json {
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// A streamed answer: a 200 event stream with `headers`, then `events` in order. With
+    /// `waits`, the i-th event goes out (flushed on its own) after the i-th wait (an event
+    /// past the waits goes at once); without, all are at hand and go out together.
+    Events {
+        headers: Vec<(String, String)>,
+        events: Vec<Vec<u8>>,
+        waits: Option<Vec<Duration>>,
+    },
+}
+
+/// `entry` as the answer in `delivery`'s shape, translated by `translation` when the client
 /// speaks another API than the stored chat answer. With `pace`, a streamed answer's i-th event
 /// waits the recorded gap before the i-th event times `pace` (at most [`MAX_GAP`]); else events
-/// go as fast as the client reads. Returns the status and body bytes written.
-pub fn respond_hit(
-    req: Request,
+/// go as fast as the client reads.
+pub fn hit_answer(
     entry: &Entry,
     delivery: Delivery,
     translation: Option<&Translation>,
     pace: Option<f64>,
-) -> (u16, u64) {
+) -> HitAnswer {
     let headers = vec![
         ("X-Cache".to_string(), "HIT".to_string()),
         ("X-Cache-Key".to_string(), entry.key.clone()),
@@ -49,9 +65,7 @@ pub fn respond_hit(
             }
             None => body,
         };
-        let mut headers = headers;
-        headers.push(json_content_type());
-        return (200, respond(req, 200, &headers, body));
+        return HitAnswer::Json { headers, body };
     }
     // a translated stream reports usage at its end, so it always takes the usage chunk
     let usage = delivery.include_usage || translation.is_some();
@@ -59,30 +73,18 @@ pub fn respond_hit(
     if let Some(t) = translation {
         events = translate_events(t, &events);
     }
-    // paced, each event goes out at its time; else all are at hand and go out together
-    let started = match pace {
-        Some(_) => SseOut::start(Conn::of(req), &headers),
-        None => SseOut::start_held(Conn::of(req), &headers),
-    };
-    let Ok(mut out) = started else {
-        return (200, 0);
-    };
-    for (i, e) in events.iter().enumerate() {
-        if let (Some(f), Some(&ms)) = (pace, entry.gaps_ms.get(i)) {
-            let wait = Duration::from_secs_f64(f64::from(ms) / 1000.0 * f).min(MAX_GAP);
-            std::thread::sleep(wait);
-        }
-        let written = match pace {
-            Some(_) => out.write(e).and_then(|()| out.flush()),
-            None => out.write(e),
-        };
-        if written.is_err() {
-            return (200, out.bytes);
-        }
+    let waits = pace.map(|f| {
+        entry
+            .gaps_ms
+            .iter()
+            .map(|&ms| Duration::from_secs_f64(f64::from(ms) / 1000.0 * f).min(MAX_GAP))
+            .collect()
+    });
+    HitAnswer::Events {
+        headers,
+        events,
+        waits,
     }
-    let bytes = out.bytes;
-    let _ = out.finish();
-    (200, bytes)
 }
 
 /// The cache's tap on a live stream (see the module doc).

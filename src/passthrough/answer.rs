@@ -1,16 +1,19 @@
 //! The two ways a pass-through answer goes back to the client: a streamed copy of its bytes
-//! ([`answer_copy`], framed as the upstream framed it) or, for `text/event-stream`, event by
-//! event ([`answer_events`]). Neither holds the body whole; an upstream that breaks or goes
+//! ([`answer_copy`], framed as the upstream framed it, its head written by `http_head`) or, for
+//! `text/event-stream`, event by event through the relay loop `sse::relay` ([`answer_events`]).
+//! Neither holds the body whole; an upstream that breaks or goes
 //! silent counts a failure against its endpoint, and the client is never handed a cut body as
 //! complete.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 
 use crate::api;
 use crate::exchange::Exchange;
-use crate::sse;
+use crate::http_head::{Framing, Head};
+use crate::sse::{self, End};
 use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
+use crate::streaming::broken_stream;
 use crate::upstream::{self, Sent};
 
 /// An upstream answer taken apart for copying.
@@ -60,13 +63,20 @@ pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer) {
         let http11 = req.http_version() >= &tiny_http::HTTPVersion(1, 1);
         let bodiless = req.method() == &tiny_http::Method::Head || matches!(status, 204 | 304);
         let framing = match (bodiless, length) {
-            (true, _) => Framing::None,
+            (true, n) => Framing::Bodiless(n),
             (false, Some(n)) => Framing::Length(n),
-            (false, None) if http11 => Framing::Chunked,
-            (false, None) => Framing::Close,
+            (false, None) => Framing::open_ended(http11),
         };
         let (mut out, completion) = req.into_writer_or_close();
-        let head = copy_head(http11, status, &headers, framing, length);
+        let head = Head {
+            http11,
+            status,
+            headers: &headers,
+            framing,
+            drop_framing: true,
+            close: false,
+        }
+        .render();
         if out.write_all(head.as_bytes()).is_err() {
             return (status, 0); // the client left
         }
@@ -92,50 +102,6 @@ pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer) {
     });
 }
 
-/// How a copied answer's body is framed to the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// No body (HEAD, 204, 304).
-    None,
-    /// `Content-Length`, the upstream's.
-    Length(u64),
-    /// Chunked (HTTP/1.1 without a known length).
-    Chunked,
-    /// Ended by closing the connection (HTTP/1.0 without a known length).
-    Close,
-}
-
-/// The head of a copied answer: status line, the upstream's `headers` (lines with CR or LF
-/// dropped) and the framing; `length` is kept on a bodiless answer (HEAD, 304).
-fn copy_head(
-    http11: bool,
-    status: u16,
-    headers: &[(String, String)],
-    framing: Framing,
-    length: Option<u64>,
-) -> String {
-    let reason = tiny_http::StatusCode(status).default_reason_phrase();
-    let minor = if http11 { 1 } else { 0 };
-    let mut head = format!("HTTP/1.{minor} {status} {reason}\r\n");
-    for (name, value) in headers {
-        if name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
-            continue;
-        }
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    match (framing, length) {
-        (Framing::Length(n), _) => head.push_str(&format!("Content-Length: {n}\r\n")),
-        (Framing::Chunked, _) => head.push_str("Transfer-Encoding: chunked\r\n"),
-        (Framing::Close, _) => head.push_str("Connection: close\r\n"),
-        (Framing::None, Some(n)) if status != 204 => {
-            head.push_str(&format!("Content-Length: {n}\r\n"))
-        }
-        (Framing::None, _) => {}
-    }
-    head.push_str("\r\n");
-    head
-}
-
 /// How [`copy_body`] ended.
 #[derive(Debug)]
 enum Copied {
@@ -152,7 +118,7 @@ enum Copied {
 fn copy_body(upstream: &mut dyn Read, out: &mut dyn Write, framing: Framing) -> (u64, Copied) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut bytes = 0u64;
-    if framing == Framing::None {
+    if matches!(framing, Framing::Bodiless(_)) {
         return (0, Copied::Whole);
     }
     loop {
@@ -190,10 +156,12 @@ fn copy_body(upstream: &mut dyn Read, out: &mut dyn Write, framing: Framing) -> 
     (bytes, Copied::Whole)
 }
 
-/// Answers with the upstream's event stream, its status and headers kept, each event flushed
-/// as its blank line arrives. A stream the upstream breaks, or an event over `max_event_bytes`,
-/// ends with the API's error event and a clean end (as the relay's own streams do: the client is
-/// told rather than left waiting, and the endpoint counts a failure).
+/// Answers with the upstream's event stream, its status and headers kept, through the relay
+/// loop (`sse::relay`, as a [`sse::Kind::Passthrough`] stream: nothing recorded, no tap, each
+/// event flushed as its blank line arrives, at most `max_event_bytes` each). A stream the
+/// upstream breaks, or an event over `max_event_bytes`, ends with the API's error event and a
+/// clean end (as the relay's own streams do: the client is told rather than left waiting, and
+/// the endpoint counts a failure).
 pub fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent) {
     let status = sent.response.status().as_u16();
     let head = upstream::response_headers(sent.response.headers());
@@ -204,66 +172,29 @@ pub fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent
             return (status, 0); // the client left before the head was written
         };
         let mut reader = BufReader::with_capacity(16 * 1024, body);
-        let max = state.config.max_event_bytes;
-        let cut = match relay_events(&mut reader, &mut out, max) {
-            Relayed::Ended => None,
-            Relayed::ClientGone => return (status, out.bytes),
-            Relayed::TooLarge => Some(sse::oversized(max)),
-            Relayed::Broken(e) => Some(e.to_string()),
+        let bounds = sse::Bounds {
+            record: 0,
+            event: state.config.max_event_bytes,
         };
-        if let Some(why) = cut {
-            state.upstream.stream_failed(&endpoint);
-            let message = format!("upstream {base} broke the stream: {why}");
-            crate::log::warn(&message);
-            let _ = out.write(&api::cut_event(api, &message));
+        let relayed = sse::relay(
+            sse::Kind::Passthrough(api),
+            &mut reader,
+            &mut out,
+            &|e| broken_stream(&base, e),
+            bounds,
+            &mut sse::NoTap,
+            None,
+        );
+        match relayed.end {
+            End::ClientGone => return (status, out.bytes),
+            End::Interrupted(message) => {
+                state.upstream.stream_failed(&endpoint);
+                crate::log::warn(&message);
+            }
+            End::Complete => {}
         }
         let bytes = out.bytes;
         let _ = out.finish();
         (status, bytes)
     });
-}
-
-/// How [`relay_events`] ended.
-#[derive(Debug)]
-enum Relayed {
-    /// The upstream ended its answer (a last unterminated event went out as it was).
-    Ended,
-    /// The upstream sent an event over `max_event_bytes`; it did not go out, and the upstream
-    /// was read no further.
-    TooLarge,
-    /// Reading the upstream failed (reset, timed out).
-    Broken(io::Error),
-    /// Writing to the client failed.
-    ClientGone,
-}
-
-/// Copies an event stream from `upstream` to `out` unchanged, writing and flushing each event
-/// when its blank line arrives; an event (its lines and blank line) holds at most `max` bytes in
-/// memory.
-fn relay_events(upstream: &mut dyn BufRead, out: &mut SseOut, max: usize) -> Relayed {
-    let mut event = Vec::with_capacity(1024);
-    loop {
-        let start = event.len();
-        // one byte more than the event may still take tells an oversized event from a full one
-        let room = (max.saturating_sub(start) as u64).saturating_add(1);
-        match Read::take(&mut *upstream, room).read_until(b'\n', &mut event) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Relayed::Broken(e),
-        }
-        if event.len() > max {
-            return Relayed::TooLarge;
-        }
-        if sse::is_blank(event.get(start..).unwrap_or_default()) {
-            if out.write(&event).and_then(|()| out.flush()).is_err() {
-                return Relayed::ClientGone;
-            }
-            event.clear();
-        }
-    }
-    match out.write(&event).and_then(|()| out.flush()) {
-        Ok(()) => Relayed::Ended,
-        Err(_) => Relayed::ClientGone,
-    }
 }

@@ -1,5 +1,5 @@
 //! The second part of an API call, on the `workers` pool: [`call_upstream`] reads as its steps
-//! — single flight ([`flight`]; a follower answers the leader's hit with [`answer_hit`]), send
+//! — single flight ([`flight`]; a follower answers the leader's hit with `hit::answer_hit`), send
 //! with failover ([`send`]), then the stream relay or the whole answer (`whole.rs`).
 
 use std::cell::RefCell;
@@ -16,72 +16,12 @@ use crate::sse;
 use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
 use crate::streaming::{is_event_stream, Streaming};
-use crate::translate::Translation;
 use crate::upstream::{self, Mode};
 use crate::{body_log, keepalive, owners, stored};
 
+use super::hit::{answer_hit, Keep};
 use super::whole::{ask_for_usage, refused_stream_options, respond_whole, traced_answer, Whole};
 use super::{Call, Endpoint};
-
-/// How a cache hit is answered: the client's API when its answers are translated, and for a
-/// translated Responses request to store, where it goes.
-pub(super) struct Keep<'a> {
-    translation: Option<&'a Translation>,
-    stored: Option<(&'a State, &'a stored::Pending)>,
-    client: Option<crate::auth::Client>,
-}
-
-impl<'a> Keep<'a> {
-    pub(super) fn of(
-        state: &'a State,
-        ex: &Exchange,
-        kept: Option<&'a stored::Pending>,
-        translation: Option<&'a Translation>,
-    ) -> Keep<'a> {
-        Keep {
-            translation,
-            stored: kept.map(|p| (state, p)),
-            client: ex.client().cloned(),
-        }
-    }
-}
-
-/// Answers a cache hit in the shape the client asked for (`keep.translation`: the client's API
-/// when its answers are translated), storing a translated Responses answer first.
-pub(super) fn answer_hit(
-    cache: &cache::Cache,
-    plan: &cache::Plan,
-    entry: &cache::Entry,
-    ex: &mut Exchange,
-    delivery: cache::Delivery,
-    keep: Keep,
-) {
-    if ex.answered() {
-        return;
-    }
-    if let Keep {
-        stored: Some((state, pending)),
-        translation: Some(t),
-        ..
-    } = &keep
-    {
-        // a fresh id, stored before the client sees it
-        stored::keep_chat(state, keep.client.as_ref(), pending, t, &entry.response);
-    }
-    let translation = keep.translation;
-    cache.served(entry);
-    ex.access.cache = Some(crate::log::CacheResult::Hit);
-    if let Some(trace) = ex.trace() {
-        trace.answer(&entry.route, entry.response.clone(), cache::plain_answer);
-    }
-    if ex.observed() {
-        ex.access.cache_key = Some(entry.key.clone());
-    }
-    // what the hit saved: the tokens of the stored answer, priced as the model it was sent as
-    ex.access.usage = entry.usage.unwrap_or_default();
-    ex.access.sent_model = plan.model_of(&entry.key).unwrap_or_default().to_string();
-    ex.answer_with(|req| cache::respond_hit(req, entry, delivery, translation, plan.pace));
-}
 
 /// What [`flight`] leaves for the upstream call: the leader's place in the single flight (held
 /// until the call is done), the cache headers of the answer and the cache's plan.

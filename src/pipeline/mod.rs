@@ -16,6 +16,7 @@
 //! `llm-relay cache why`.
 
 mod call;
+mod hit;
 mod prepare;
 mod whole;
 mod why;
@@ -33,7 +34,8 @@ use crate::translate::{Dialect, Translation};
 use crate::upstream::limit;
 use crate::{models, owners, passthrough, stored};
 
-use call::{answer_hit, call_upstream, Keep};
+use call::call_upstream;
+use hit::{answer_hit, Keep};
 use prepare::cacheable;
 pub use prepare::{keyed_body, prepare, ruled_model, translation, Prepared};
 pub use why::why;

@@ -14,6 +14,7 @@
 mod anthropic_answer;
 mod anthropic_chat;
 mod anthropic_stream;
+mod chat_blocks;
 mod chat_messages;
 mod effort;
 mod messages_answer;

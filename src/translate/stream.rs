@@ -58,7 +58,7 @@ impl Stream {
     }
 
     fn own_line(&mut self, line: &[u8]) -> Vec<u8> {
-        let Some(data) = crate::sse::data_payload(line) else {
+        let Some(data) = crate::answer::data_payload(line) else {
             return Vec::new();
         };
         if data == b"[DONE]" {
@@ -152,7 +152,7 @@ impl Stream {
 }
 
 /// `sse::relay` drives a [`Stream`] line by line when it relays to a client of another API.
-impl crate::sse::Translate for Stream {
+impl crate::sse_frame::Translate for Stream {
     fn line(&mut self, line: &[u8]) -> Vec<u8> {
         Stream::line(self, line)
     }

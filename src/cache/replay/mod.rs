@@ -12,8 +12,9 @@ pub use openai::{is_usage_only, json_to_sse, sse_to_json};
 
 use serde_json::{Map, Value};
 
-use crate::answer::Answer;
-use crate::sse::{data_payload, is_blank, Completion};
+use crate::answer::{data_payload, Answer};
+use crate::api::Completion;
+use crate::sse_frame::is_blank;
 
 pub use crate::answer::Form;
 

@@ -4,8 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::answer::data_payload;
 use crate::api::append_str;
-use crate::sse::data_payload;
 
 use super::lines;
 

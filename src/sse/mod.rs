@@ -14,11 +14,9 @@
 
 use std::io::{self, BufRead, Read};
 
-use serde_json::Value;
-
-pub use crate::answer::data_payload;
-use crate::answer::{has_non_null, StreamUsage, Usage};
-use crate::api::{self, Api, Ending};
+use crate::answer::{data_payload, StreamUsage, Usage};
+use crate::api::{self, Api, Completion, Ending};
+use crate::sse_frame::{is_blank, Tap, Translate};
 use crate::sse_out::SseOut;
 
 /// How a relayed stream ended.
@@ -79,96 +77,9 @@ impl Recording {
     }
 }
 
-/// Tracks whether a stream has ended properly, one line at a time.
-#[derive(Debug)]
-pub struct Completion {
-    api: Api,
-    pub done: bool,
-    pub finished: bool,
-    /// Typed streams: whether a terminal event came.
-    pub ending: Ending,
-}
-
-impl Default for Completion {
-    fn default() -> Self {
-        Completion::new(Api::Chat)
-    }
-}
-
-/// Words one of which every terminal event's data holds (a cheap filter before parsing).
-const TERMINAL_WORDS: &[&[u8]] = &[b"completed", b"failed", b"incomplete", b"error", b"_stop"];
-
-impl Completion {
-    pub fn new(api: Api) -> Completion {
-        Completion {
-            api,
-            done: false,
-            finished: false,
-            ending: Ending::Open,
-        }
-    }
-
-    pub fn observe(&mut self, line: &[u8]) {
-        let Some(data) = data_payload(line) else {
-            return;
-        };
-        if self.api != Api::Chat {
-            if self.ending == Ending::Open && TERMINAL_WORDS.iter().any(|w| contains(data, w)) {
-                let kind = api::event_type(data).unwrap_or_default();
-                self.ending = api::terminal(self.api, &kind).unwrap_or(Ending::Open);
-            }
-        } else if data == b"[DONE]" {
-            self.done = true;
-        } else if !self.finished && has_non_null(data, b"finish_reason") {
-            self.finished = has_finish_reason(data);
-        }
-    }
-
-    /// The upstream ended the stream properly (for typed streams possibly with a failure
-    /// event, which it sent itself).
-    pub fn complete(&self) -> bool {
-        self.done || self.finished || self.ending != Ending::Open
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// True if a chunk's JSON carries a non-null `finish_reason` in any choice.
-fn has_finish_reason(data: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(data) else {
-        return false;
-    };
-    v.get("choices")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.get("finish_reason").is_some_and(|f| !f.is_null()))
-        })
-}
-
-/// True for the blank line that ends an event.
-pub fn is_blank(line: &[u8]) -> bool {
-    line == b"\n" || line == b"\r\n"
-}
-
-/// Watches a relayed stream (the cache's recorder).
-pub trait Tap {
-    /// Whether `event` (its lines and the blank line ending it) goes to the client.
-    fn pass(&mut self, event: &[u8]) -> bool;
-    /// The stream is complete; `recorded` is all of it. Called at most once (never for a stream
-    /// longer than the recording cap), before the final event (`data: [DONE]`, a typed
-    /// stream's success terminal, or the end of the response for chat streams without
-    /// `[DONE]`) reaches the client.
-    fn complete(&mut self, recorded: &[u8]);
-}
-
-/// A tap that passes everything and keeps nothing.
-#[cfg(test)]
+/// A tap that passes everything and keeps nothing (a pass-through stream).
 pub struct NoTap;
 
-#[cfg(test)]
 impl Tap for NoTap {
     fn pass(&mut self, _event: &[u8]) -> bool {
         true
@@ -192,17 +103,24 @@ impl std::io::Write for Sink {
     }
 }
 
-/// Turns a chat stream into another API's events, one upstream line at a time (implemented
-/// by `translate::Stream`).
-pub trait Translate {
-    /// The client's bytes for one upstream line (often none); written and flushed at once.
-    fn line(&mut self, line: &[u8]) -> Vec<u8>;
-    /// The closing events of a complete stream.
-    fn end(&mut self) -> Vec<u8>;
-    /// The error event of a stream cut short.
-    fn fail(&mut self, message: &str) -> Vec<u8>;
-    /// True if the upstream sent an error event (the stream is then not complete).
-    fn failed(&self) -> bool;
+/// What stream [`relay`] relays, and so how it tells a proper end from a cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A stream of a client API the relay speaks: complete at that API's end
+    /// (`api::Completion`); an upstream that closes before it cut it short.
+    Api(Api),
+    /// A pass-through stream of a route the relay does not know the events of: complete when
+    /// the upstream closes it cleanly. The `Api` is the route's, for the error event of a
+    /// stream the upstream breaks or that passes `max_event_bytes`.
+    Passthrough(Api),
+}
+
+impl Kind {
+    fn api(self) -> Api {
+        match self {
+            Kind::Api(api) | Kind::Passthrough(api) => api,
+        }
+    }
 }
 
 /// How much of a stream [`relay`] holds in memory.
@@ -215,7 +133,7 @@ pub struct Bounds {
     pub event: usize,
 }
 
-/// Forwards `upstream` (a stream of the API `api`) to `out` event by event (each flushed as its
+/// Forwards `upstream` (a stream of `kind`) to `out` event by event (each flushed as its
 /// blank line arrives), and records a copy of at most `bounds.record` bytes (past it, only the
 /// tail). An event longer than `bounds.event` ends the stream as cut short: it is not passed
 /// on, and the upstream is read no further. `describe_error` turns a read error into the message of the closing error event;
@@ -223,7 +141,7 @@ pub struct Bounds {
 /// whole). With `translate`, the client gets the translated events instead of the upstream's
 /// (the recording, and what the tap sees, stay the upstream's).
 pub fn relay(
-    api: Api,
+    kind: Kind,
     upstream: &mut dyn BufRead,
     out: &mut SseOut,
     describe_error: &dyn Fn(&io::Error) -> String,
@@ -236,6 +154,7 @@ pub fn relay(
         cap: bounds.record,
         truncated: bounds.record == 0,
     };
+    let api = kind.api();
     let mut completion = Completion::new(api);
     let mut usage = StreamUsage::new(api);
     let mut line = Vec::with_capacity(512);
@@ -286,7 +205,7 @@ pub fn relay(
         }
     };
     let mut end = match failure {
-        None if completion.complete() => End::Complete,
+        None if completion.complete() || matches!(kind, Kind::Passthrough(_)) => End::Complete,
         None => End::Interrupted("upstream closed the stream before it finished".to_string()),
         Some(msg) => End::Interrupted(msg),
     };
@@ -331,9 +250,8 @@ pub fn relay(
     }
 }
 
-/// What is wrong with an event longer than `max` bytes.
 /// Why a stream was cut at an event over `max_event_bytes` (`max`).
-pub fn oversized(max: usize) -> String {
+fn oversized(max: usize) -> String {
     format!(
         "it sent an event longer than max_event_bytes ({max} bytes) without ending it, so the \
          stream was cut (raise max_event_bytes if the upstream really sends such events)"
@@ -371,164 +289,4 @@ fn translated(t: &mut dyn Translate, event: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn completion_by_done_or_finish_reason() {
-        let cases: &[(&[&str], bool)] = &[
-            (
-                &["data: {\"choices\":[{\"delta\":{}}]}\n", "data: [DONE]\n"],
-                true,
-            ),
-            (
-                &["data: {\"choices\":[{\"finish_reason\":\"stop\"}]}\n"],
-                true,
-            ),
-            (&["data: {\"choices\":[{\"finish_reason\":null}]}\n"], false),
-            (
-                &["data: {\"choices\":[{\"delta\":{\"content\":\"finish_reason\"}}]}\n"],
-                false,
-            ),
-            (&[": comment\n", "event: x\n"], false),
-        ];
-        for (lines, expected) in cases {
-            let mut c = Completion::default();
-            for l in *lines {
-                c.observe(l.as_bytes());
-            }
-            assert_eq!(c.complete(), *expected, "{lines:?}");
-        }
-    }
-
-    #[test]
-    fn typed_streams_end_at_their_terminal_event() {
-        let cases: &[(Api, &[&str], bool, Ending)] = &[
-            (
-                Api::Responses,
-                &[
-                    "event: response.output_text.delta\n",
-                    "data: {\"type\":\"response.output_text.delta\",\"delta\":\"error\"}\n",
-                ],
-                false,
-                Ending::Open,
-            ),
-            (
-                Api::Responses,
-                &["data: {\"type\": \"response.completed\", \"response\": {}}\n"],
-                true,
-                Ending::Succeeded,
-            ),
-            (
-                Api::Responses,
-                &["data: {\"type\":\"response.incomplete\"}\n"],
-                true,
-                Ending::Failed,
-            ),
-            (
-                Api::Anthropic,
-                &["data: {\"type\":\"message_stop\"}\n"],
-                true,
-                Ending::Succeeded,
-            ),
-            (
-                Api::Anthropic,
-                &["data: {\"type\":\"content_block_stop\",\"index\":0}\n"],
-                false,
-                Ending::Open,
-            ),
-            (Api::Anthropic, &["data: [DONE]\n"], false, Ending::Open),
-        ];
-        for (api, lines, complete, ending) in cases {
-            let mut c = Completion::new(*api);
-            for l in *lines {
-                c.observe(l.as_bytes());
-            }
-            assert_eq!((c.complete(), c.ending), (*complete, *ending), "{lines:?}");
-        }
-    }
-
-    #[test]
-    fn recording_past_its_cap_keeps_whole_lines_of_the_tail() {
-        let mut r = Recording {
-            bytes: Vec::new(),
-            cap: 1000,
-            truncated: false,
-        };
-        r.push(b"data: first\n");
-        assert!(!r.truncated);
-        for i in 0..100_000 {
-            r.push(format!("data: {i}\n").as_bytes());
-        }
-        assert!(r.truncated);
-        assert!(r.bytes.len() <= 2 * TAIL, "{}", r.bytes.len());
-        assert!(r.bytes.starts_with(b"data: "), "starts at a line");
-        assert!(r.bytes.ends_with(b"data: 99999\n"));
-    }
-
-    /// An upstream that sends `first`, then `x` without end, counting what was read of it.
-    struct Endless {
-        first: &'static [u8],
-        read: usize,
-    }
-
-    impl Read for Endless {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let from = self.first.get(self.read..).unwrap_or_default();
-            let n = if from.is_empty() {
-                buf.fill(b'x');
-                buf.len()
-            } else {
-                let n = from.len().min(buf.len());
-                buf[..n].copy_from_slice(&from[..n]);
-                n
-            };
-            self.read += n;
-            Ok(n)
-        }
-    }
-
-    #[test]
-    fn an_event_past_its_bound_cuts_the_stream_and_is_not_read_further() {
-        for first in [&b"data: {}\n\ndata: xx"[..], b"data: {}\n\n"] {
-            let sink = Sink::default();
-            let mut out = SseOut::start(
-                crate::sse_out::Conn::raw(Box::new(sink.clone()), false),
-                &[],
-            )
-            .unwrap();
-            let mut upstream = io::BufReader::with_capacity(1024, Endless { first, read: 0 });
-            let bounds = Bounds {
-                record: usize::MAX,
-                event: 8192,
-            };
-            let relayed = relay(
-                Api::Chat,
-                &mut upstream,
-                &mut out,
-                &|e| format!("broke: {e}"),
-                bounds,
-                &mut NoTap,
-                None,
-            );
-            let End::Interrupted(msg) = relayed.end else {
-                panic!("{:?}", relayed.end);
-            };
-            assert!(msg.starts_with("broke: ") && msg.contains("max_event_bytes (8192 bytes)"));
-            let read = upstream.get_ref().read;
-            assert!(read <= 8192 + 2 * 1024, "read {read} bytes");
-            let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-            let body = written.split("\r\n\r\n").nth(1).unwrap();
-            assert!(body.starts_with("data: {}\n\ndata: {\"error\""), "{body}");
-            assert!(!body.contains("xx"), "the oversized event is not passed on");
-            assert!(relayed.recorded.len() < 100, "nor recorded");
-        }
-    }
-
-    #[test]
-    fn payload_and_blank() {
-        assert_eq!(data_payload(b"data:  [DONE] \r\n"), Some(&b"[DONE]"[..]));
-        assert_eq!(data_payload(b"event: x\n"), None);
-        assert!(is_blank(b"\r\n") && is_blank(b"\n") && !is_blank(b" \n"));
-    }
-}
+mod tests;
