@@ -16,6 +16,7 @@ mod anthropic_chat;
 mod anthropic_stream;
 mod chat_blocks;
 mod chat_messages;
+mod chunk;
 mod effort;
 mod messages_answer;
 mod messages_stream;
@@ -36,6 +37,7 @@ use serde_json::{json, Map, Value};
 
 use crate::answer::Usage;
 
+use chunk::{data_event, json_str, named_event, split_chunk, Piece};
 pub use responses_replay::replay as replay_response;
 pub use stream::Stream;
 use stream::StreamState;
@@ -279,69 +281,6 @@ pub fn error_from_chat(dialect: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
     }
 }
 
-/// One piece of a chat stream chunk, in the order a client sees them.
-enum Piece<'a> {
-    /// `reasoning_content` text (DeepSeek, Qwen, vLLM).
-    Reasoning(&'a str),
-    Text(&'a str),
-    /// A tool call's piece: its chat `index`, the call object (`id` and name come in its first
-    /// piece) and its argument text (possibly empty).
-    Call {
-        index: u64,
-        call: &'a Value,
-        arguments: &'a str,
-    },
-}
-
-/// What one chat stream chunk carries for the first choice.
-struct Chunk<'a> {
-    pieces: Vec<Piece<'a>>,
-    usage: Option<&'a Value>,
-    finish: Option<&'a str>,
-}
-
-fn split_chunk(chunk: &Value) -> Chunk<'_> {
-    let choice = chunk.pointer("/choices/0");
-    let delta = choice.and_then(|c| c.get("delta"));
-    let text = |key: &str| {
-        delta
-            .and_then(|d| d.get(key))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
-    let mut pieces = Vec::new();
-    if let Some(r) = text("reasoning_content") {
-        pieces.push(Piece::Reasoning(r));
-    }
-    if let Some(t) = text("content") {
-        pieces.push(Piece::Text(t));
-    }
-    let calls = delta
-        .and_then(|d| d.get("tool_calls"))
-        .and_then(Value::as_array);
-    for (position, call) in calls.into_iter().flatten().enumerate() {
-        pieces.push(Piece::Call {
-            // without an `index` (Gemini's compatible API), its place in the list
-            index: call
-                .get("index")
-                .and_then(Value::as_u64)
-                .unwrap_or(position as u64),
-            call,
-            arguments: call
-                .pointer("/function/arguments")
-                .and_then(Value::as_str)
-                .unwrap_or(""),
-        });
-    }
-    Chunk {
-        pieces,
-        usage: chunk.get("usage").filter(|u| !u.is_null()),
-        finish: choice
-            .and_then(|c| c.get("finish_reason"))
-            .and_then(Value::as_str),
-    }
-}
-
 /// The error for a top-level request field a translator does not know: the reason from
 /// `refused` when it names the field, else that Chat Completions has no such field.
 /// A field, the test its JSON value must pass, and what it must be (for the message).
@@ -363,31 +302,6 @@ fn unknown_field(key: &str, refused: &[(&str, &str)]) -> Untranslatable {
         .find(|(name, _)| *name == key)
         .map_or("Chat Completions has no such field", |(_, why)| *why);
     Untranslatable::new(key, why)
-}
-
-/// One SSE event with a name: `event: NAME\ndata: JSON\n\n`.
-fn named_event(out: &mut Vec<u8>, name: &str, data: &Value) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\n");
-    data_event(out, data);
-}
-
-/// Appends an unnamed SSE event (`data: …` and the blank line), the JSON written straight into
-/// the buffer (a `Value`'s `Display` goes through the formatter: about twice the work).
-fn data_event(out: &mut Vec<u8>, data: &Value) {
-    out.extend_from_slice(b"data: ");
-    if serde_json::to_writer(&mut *out, data).is_err() {
-        out.extend_from_slice(b"null"); // a `Value` always serialises; never reached
-    }
-    out.extend_from_slice(b"\n\n");
-}
-
-/// Appends `s` as a JSON string (escaped as a `Value`'s string is).
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    if serde_json::to_writer(&mut *out, s).is_err() {
-        out.extend_from_slice(b"\"\""); // writing to a Vec never fails; never reached
-    }
 }
 
 /// Text of a chat message `content` (a string or an array of text parts).
