@@ -3,13 +3,15 @@
 //! The first request for a key becomes the leader and goes upstream; later ones for the same
 //! key wait until the leader is done (its [`Leader`] guard dropped, whatever happened), then
 //! look the cache up again: a hit if the leader stored an answer, else they go upstream
-//! themselves. A new leader looks the cache up once more too (`Cache::join`): its first
+//! themselves. A new leader looks the cache up once more too (`Cache::join`, here): its first
 //! lookup may have come just before a previous leader stored the answer. With `state.redis`
 //! the leader also leads for the fleet (`fleet.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use super::{fleet, Entry, Plan};
 
 #[derive(Default)]
 pub struct Flights {
@@ -96,5 +98,47 @@ impl Drop for Leader<'_> {
         self.flight.cv.notify_all();
         // the entry (if any) is on disk: the fleet may go on
         self.fleet.take();
+    }
+}
+
+/// The cache's single-flight entry points (local flights here, fleet leases in `fleet.rs`).
+impl super::Cache {
+    /// Where the request was received (its connection's thread, no worker held): when a leader
+    /// of this replica is already fetching the plan's key, waits for it (at most `limit`) and
+    /// returns the entry it stored; else, with `state.redis`, when another replica leads the
+    /// key, waits for its entry the same way. `None`: no flight under way, or it stored
+    /// nothing — the request goes on to a worker (and `join`) as any miss.
+    pub fn follow_here(&self, plan: &Plan, limit: Duration) -> Option<Arc<Entry>> {
+        if !plan.stores() {
+            return None;
+        }
+        if let Some(flight) = self.flights.under_way(&plan.key) {
+            flight.wait(limit);
+            return self.lookup(plan).ok();
+        }
+        let fleet = self.fleet.as_ref()?;
+        fleet.follow_elsewhere(&plan.key, limit, || self.lookup(plan).ok())
+    }
+
+    /// Joins the single flight for the plan's key: lead the upstream call (after looking the
+    /// cache up once more: a previous leader may have stored the answer since this request
+    /// missed), or wait for the leader. With `state.redis` a leader here also leads for the
+    /// fleet, or waits up to `limit` (the first-byte timeout) for the replica that does.
+    pub fn join(&self, plan: &Plan, limit: Duration) -> Role<'_> {
+        match self.flights.join(&plan.key) {
+            Role::Leader(mut guard) => {
+                if let Ok(entry) = self.lookup(plan) {
+                    return Role::Hit(entry);
+                }
+                if let Some(fleet) = &self.fleet {
+                    match fleet.lead_or_wait(&plan.key, limit, || self.lookup(plan).ok()) {
+                        fleet::Outcome::Hit(entry) => return Role::Hit(entry),
+                        fleet::Outcome::Lead(lease) => guard.hold(lease),
+                    }
+                }
+                Role::Leader(guard)
+            }
+            other => other,
+        }
     }
 }

@@ -46,7 +46,7 @@ mod upkeep;
 mod why;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
@@ -300,45 +300,6 @@ impl Cache {
             log::warn(&format!(
                 "cache entry {key} quarantined ({why}); it is never served"
             ));
-        }
-    }
-
-    /// Where the request was received (its connection's thread, no worker held): when a leader
-    /// of this replica is already fetching the plan's key, waits for it (at most `limit`) and
-    /// returns the entry it stored; else, with `state.redis`, when another replica leads the
-    /// key, waits for its entry the same way. `None`: no flight under way, or it stored
-    /// nothing — the request goes on to a worker (and `join`) as any miss.
-    pub fn follow_here(&self, plan: &Plan, limit: Duration) -> Option<Arc<Entry>> {
-        if !plan.stores() {
-            return None;
-        }
-        if let Some(flight) = self.flights.under_way(&plan.key) {
-            flight.wait(limit);
-            return self.lookup(plan).ok();
-        }
-        let fleet = self.fleet.as_ref()?;
-        fleet.follow_elsewhere(&plan.key, limit, || self.lookup(plan).ok())
-    }
-
-    /// Joins the single flight for the plan's key: lead the upstream call (after looking the
-    /// cache up once more: a previous leader may have stored the answer since this request
-    /// missed), or wait for the leader. With `state.redis` a leader here also leads for the
-    /// fleet, or waits up to `limit` (the first-byte timeout) for the replica that does.
-    pub fn join(&self, plan: &Plan, limit: Duration) -> Role<'_> {
-        match self.flights.join(&plan.key) {
-            Role::Leader(mut guard) => {
-                if let Ok(entry) = self.lookup(plan) {
-                    return Role::Hit(entry);
-                }
-                if let Some(fleet) = &self.fleet {
-                    match fleet.lead_or_wait(&plan.key, limit, || self.lookup(plan).ok()) {
-                        fleet::Outcome::Hit(entry) => return Role::Hit(entry),
-                        fleet::Outcome::Lead(lease) => guard.hold(lease),
-                    }
-                }
-                Role::Leader(guard)
-            }
-            other => other,
         }
     }
 
