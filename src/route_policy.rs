@@ -1,7 +1,7 @@
 //! The route policy: which request paths the relay takes at all, and which routes a key may
 //! use. Routing asks [`check`] before anything else (the gate, the handlers, pass-through), so
 //! a path an upstream — or a proxy in front of it — could resolve to another route never
-//! reaches one; and it asks [`KeyRoutes::allows`] once the gate has named the key.
+//! reaches one; and it asks `KeyRoutes::allows` once the gate has named the key.
 //!
 //! - Refused with 400 `invalid_path`: a dot segment (`.`, `..`, plain or percent-encoded, also
 //!   before a `;` parameter), an empty segment (`//`), an encoded slash (`%2F`), a backslash

@@ -5,7 +5,7 @@
 //! ([`responses`]) and Anthropic Messages ([`messages`]) stream typed events
 //! (`event: TYPE` + `data: {"type": TYPE, ...}`); each file says when such a stream is complete,
 //! when an answer is a success worth caching, and how a recorded stream and a plain answer turn
-//! into each other. [`passthrough`] relays every other `/v1/` route unchanged. Translation
+//! into each other. [`crate::passthrough`] relays every other `/v1/` route unchanged. Translation
 //! between these formats and Chat Completions lives in `translate/`.
 
 mod completion;

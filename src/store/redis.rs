@@ -37,8 +37,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
 
-/// Sliding-window admission. KEYS[1] the key's window, KEYS[2] a sequence counter; ARGV[1]
-/// per_minute, ARGV[2] per_hour (0 = none). Returns {admitted, limit, remaining, retry_after}.
+/// Sliding-window admission. `KEYS[1]` the key's window, `KEYS[2]` a sequence counter; `ARGV[1]`
+/// per_minute, `ARGV[2]` per_hour (0 = none). Returns {admitted, limit, remaining, retry_after}.
 static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"

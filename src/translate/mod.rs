@@ -2,7 +2,7 @@
 //!
 //! A client may speak the Anthropic Messages API or the OpenAI Responses API to an endpoint
 //! that speaks only Chat Completions. This module turns the client's request into a chat
-//! request ([`to_chat`]), the chat answer back into the client's answer ([`from_chat`]), a chat
+//! request ([`to_chat`]), the chat answer back into the client's answer (`from_chat`), a chat
 //! error into the client's error shape ([`error_from_chat`]), and a chat stream into the
 //! client's event stream one upstream event at a time ([`Stream`], which `sse::relay` drives).
 //! The other direction, [`Dialect::Chat`]: a chat client on a model only an `anthropic`
@@ -83,7 +83,7 @@ pub enum Dialect {
     /// `POST /v1/responses`.
     Responses,
     /// `POST /v1/chat/completions` on a model only an `anthropic` endpoint serves: the
-    /// request goes upstream as a Messages request ([`to_messages`]), and the Messages answer
+    /// request goes upstream as a Messages request (`to_messages`), and the Messages answer
     /// comes back as a chat completion.
     Chat,
 }

@@ -12,7 +12,7 @@ use super::{anthropic_stream, messages_stream, responses_stream, Dialect};
 pub struct Stream {
     pub(super) state: StreamState,
     /// The Messages → Chat translator whose chunks this one translates on (see
-    /// [`Translation::pivot`]).
+    /// [`super::Translation::pivot`]).
     pub(super) pivot: Option<Box<Stream>>,
     /// The upstream sent an error event.
     failed: bool,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{Down, Redis, PREFIX};
 
-/// ARGV[1] the owner, ARGV[2] milliseconds: extends the lease KEYS[1] if the owner holds it.
+/// `ARGV[1]` the owner, `ARGV[2]` milliseconds: extends the lease `KEYS[1]` if the owner holds it.
 static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -20,7 +20,7 @@ return 0
     )
 });
 
-/// ARGV[1] the owner: deletes the lease KEYS[1] if the owner holds it.
+/// `ARGV[1]` the owner: deletes the lease `KEYS[1]` if the owner holds it.
 static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"

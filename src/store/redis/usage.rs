@@ -19,9 +19,9 @@ const FORGET_PER_CALL: usize = 64;
 /// Claims waiting to be deleted at most (beyond, they are left to expire).
 const FORGET_MAX: usize = 4096;
 
-/// Adds a batch of usage (one request's, or what was kept while Redis was down) once. KEYS[1]
-/// the batch's claim, KEYS[2..1+f] claims of confirmed batches to delete, then per entry its
-/// all-time, day and month hashes; ARGV[1] how long the claim is kept, ARGV[2] f, ARGV[3] the
+/// Adds a batch of usage (one request's, or what was kept while Redis was down) once. `KEYS[1]`
+/// the batch's claim, `KEYS[2..1+f]` claims of confirmed batches to delete, then per entry its
+/// all-time, day and month hashes; `ARGV[1]` how long the claim is kept, `ARGV[2]` f, `ARGV[3]` the
 /// number of counters n, ARGV[4..3+n] their names, then per entry: day TTL, month TTL,
 /// last_used_at, n counter values. Returns 1 if applied now, 0 if this batch was applied before.
 static ADD_USAGE: LazyLock<redis::Script> = LazyLock::new(|| {
