@@ -105,9 +105,9 @@ impl Variant {
     }
 }
 
-/// The key of one [`Variant`] of a request; the default variant's is the one `entry_key` gives. The
-/// namespace and sample go into the hash only when set, on lines of their own before the
-/// canonical body (which is one line of JSON, so they never collide with it).
+/// The key of one [`Variant`] of a request; the default variant's is the one `entry_key`
+/// gives. The namespace and sample go into the hash only when set, on lines of their own before
+/// the canonical body (which is one line of JSON, so they never collide with it).
 pub fn variant_key(route: &str, scope: &str, variant: &Variant, canonical_body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(b"llm-relay cache 2\n");
