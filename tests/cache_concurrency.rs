@@ -174,28 +174,21 @@ fn cache_single_flight_follower_waits_without_holding_a_worker() {
         thread::spawn(move || post_json(&url, &ask(text)))
     };
     let leader = send("same");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while up.requests().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the leader never reached the upstream"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    let wait = Duration::from_secs(20);
+    wait_until(wait, "the leader's upstream call", || {
+        !up.requests().is_empty()
+    });
     let follower = send("same");
     // both are in flight (the gauge counts the `/metrics` request that reads it, too)
-    while metric(&relay, "llm_relay_in_flight_requests").unwrap_or(0.0) < 3.0 {
-        assert!(Instant::now() < deadline, "the follower never arrived");
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(wait, "the follower in flight", || {
+        metric(&relay, "llm_relay_in_flight_requests").unwrap_or(0.0) >= 3.0
+    });
     let other = send("other");
-    while !other.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "another request waited behind the follower: the follower held the second worker"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        wait,
+        "another request (the follower held the second worker)",
+        || other.is_finished(),
+    );
     let other = other.join().unwrap();
     assert_eq!(other.status, 200, "{}", other.body);
     assert!(!leader.is_finished() && !follower.is_finished());
