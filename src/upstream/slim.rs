@@ -17,7 +17,7 @@ use ureq::unversioned::transport::Buffers;
 /// The output buffer while a request is sent: the longest request header line it carries.
 pub const OUTPUT_BYTES: usize = 16 * 1024;
 /// The input buffer of a connection until a response head needs more.
-pub const INPUT_START_BYTES: usize = 4 * 1024;
+pub const INPUT_START_BYTES: usize = 2 * 1024;
 /// The most the input buffer grows to: one byte over the largest response head accepted.
 pub const INPUT_MAX_BYTES: usize = 16 * 1024;
 /// Room kept for reading a request body when sending one (ureq reads it into the free input).
