@@ -22,10 +22,10 @@ pub const SKIP_HEADER: &str = "X-Relay-Cache";
 pub const SKIP_TOO_LARGE: &str = "skip-too-large";
 
 /// The line buffer over a stream's upstream body. The body reader copies out of the pooled
-/// connection's own 16 KiB input buffer, so this one only has to hold what one read hands over
-/// (a longer line is read across fills); it is held for the whole stream (issue 19: memory per
-/// open stream).
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// connection's own input buffer (`upstream/slim.rs`), so this one only has to hold what one
+/// read hands over (a longer line is read across fills; an LLM's events are a few hundred
+/// bytes); it is held for the whole stream (issue 19: memory per open stream).
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// A 200 `text/event-stream` answer (what a streamed request relays event by event).
 pub fn is_event_stream(sent: &Sent) -> bool {

@@ -1,6 +1,9 @@
 //! Fixes the benchmark led to, guarded: the upstream connection buffers were shrunk from
-//! ureq's 128 KiB each to 16 KiB read, 4 KiB write (RSS with 1,000 open streams went from ~340 MB to ~115 MB), so
-//! a response head must fit 16 KiB; a bigger one is refused with a 502 that says so. And a burst
+//! ureq's 128 KiB each (RSS with 1,000 open streams went from ~340 MB to ~115 MB), and are now
+//! sized per phase (`upstream/slim.rs`), so a response head must fit 16 KiB; a bigger one is
+//! refused with a 502 that says so, and a request header line of up to 16 KiB still goes
+//! through. A stream's upstream call runs on a thread that ends with the response head, so
+//! the worker relaying the stream keeps a shallow stack (issue 19). And a burst
 //! of keep-alive clients is served at once (tiny_http's task pool starved all but 4 of them).
 //! And an open stream holds its worker only: its connection's thread goes back to the pool
 //! while the worker streams, and the connection serves its next request once the stream ends
@@ -119,15 +122,32 @@ fn client_headers_of_35_kib_with_a_15_kib_line_still_reach_the_upstream() {
     assert_eq!(lengths, [Some(15 * 1024), Some(10 * 1024), Some(10 * 1024)]);
 }
 
-/// tiny_http's connection threads (`http-conn`) of a process, from /proc.
-fn connection_threads(pid: u32) -> usize {
+/// The threads of a process named `name`, from /proc.
+fn threads_named(pid: u32, name: &str) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .filter(|t| {
             let comm = std::fs::read_to_string(t.as_ref().unwrap().path().join("comm"));
-            comm.unwrap_or_default().trim() == "http-conn"
+            comm.unwrap_or_default().trim() == name
         })
         .count()
+}
+
+/// tiny_http's connection threads (`http-conn`) of a process.
+fn connection_threads(pid: u32) -> usize {
+    threads_named(pid, "http-conn")
+}
+
+/// Waits (60 s at most) until `pid` has `n` threads named `name`; false if it never did.
+fn wait_threads_named(pid: u32, name: &str, n: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while threads_named(pid, name) != n {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 /// Reads from `conn` into `seen` until it holds `pattern` (60 s at most).
@@ -220,4 +240,49 @@ fn open_streams_hold_no_connection_thread_and_their_connections_serve_on() {
             String::from_utf8_lossy(seen)
         );
     }
+}
+
+/// A stream's upstream call (connect, send, the response head: ureq's deepest frames) runs on
+/// a thread of its own that ends once the head is in, so the worker that relays the stream for
+/// its whole length keeps a shallow stack (issue 19: each open stream's worker had ~44 KB of
+/// stack touched, ~20 KB now).
+#[test]
+fn a_streams_upstream_call_runs_on_a_thread_that_ends_with_the_response_head() {
+    let first = chat_chunk("m", json!({"role": "assistant", "content": "one"}), None);
+    let body = [first.clone(), sse_done()].concat();
+    let (head, end) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (h, e) = (Arc::clone(&head), Arc::clone(&end));
+    let up = Upstream::start(move |_| {
+        let answer = Reply::raw(200, &[("Content-Type", "text/event-stream")], body.clone());
+        Reply::hold(&h, Reply::stall(answer, first.len(), false, &e))
+    });
+    let relay = Relay::start(&config_json(&up.base_url(), json!({"workers": 4})));
+    let ask = ask_stream("count").to_string();
+    let mut conn = TcpStream::connect(relay.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{ask}",
+        ask.len()
+    )
+    .unwrap();
+    assert!(
+        wait_threads_named(relay.pid(), "upstream-call", 1),
+        "no upstream-call thread while the upstream withholds its head"
+    );
+    head.store(true, Ordering::SeqCst);
+    let mut seen = Vec::new();
+    read_until(&mut conn, &mut seen, "\"one\"");
+    assert!(
+        wait_threads_named(relay.pid(), "upstream-call", 0),
+        "the upstream-call thread outlived the response head"
+    );
+    // the stream is still open, on its worker, and ends whole
+    end.store(true, Ordering::SeqCst);
+    read_until(&mut conn, &mut seen, "[DONE]");
 }

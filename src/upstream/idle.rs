@@ -7,6 +7,9 @@
 //! reads of the body phase. A read or write that times out here fails with an I/O `TimedOut`
 //! error whose message names the phase and the limit, so every caller (whole answers, streams,
 //! pass-through) reports it the same way.
+//!
+//! The layer also owns the buffers ureq works in (`slim::SlimBuffers`, small while a stream is
+//! open) and copies bytes between them and the transport below, whose buffers are small.
 
 use std::fmt;
 use std::io;
@@ -14,6 +17,8 @@ use std::io;
 use ureq::unversioned::transport::time::Duration as UreqDuration;
 use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTimeout, Transport};
 use ureq::Timeout;
+
+use super::slim::{copy_prefix, SlimBuffers};
 
 /// Chained after ureq's default connector: wraps each connection in an [`IdleTransport`].
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +37,7 @@ impl<In: Transport> Connector<In> for IdleConnector {
         Ok(chained.map(|inner| IdleTransport {
             inner,
             idle: self.idle,
+            buffers: SlimBuffers::default(),
         }))
     }
 }
@@ -40,6 +46,7 @@ impl<In: Transport> Connector<In> for IdleConnector {
 pub struct IdleTransport<T> {
     inner: T,
     idle: std::time::Duration,
+    buffers: SlimBuffers,
 }
 
 impl<T> fmt::Debug for IdleTransport<T> {
@@ -69,15 +76,47 @@ impl<T: Transport> IdleTransport<T> {
     }
 }
 
+impl<T: Transport> IdleTransport<T> {
+    /// Writes `amount` bytes of our output through the transport below, a buffer of it at a time.
+    fn transmit(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let mut sent = 0;
+        while sent < amount {
+            let below = self.inner.buffers().output();
+            let ours = self.buffers.output().get(sent..amount).unwrap_or_default();
+            let n = copy_prefix(below, ours);
+            if n == 0 {
+                break;
+            }
+            self.inner.transmit_output(n, timeout)?;
+            sent += n;
+        }
+        Ok(())
+    }
+
+    /// Moves input the transport below holds into our buffer, first waiting for some if it holds
+    /// none. False when the connection gave nothing (closed, or our buffer is full).
+    fn receive(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        if self.inner.buffers().input().is_empty() && !self.inner.await_input(timeout)? {
+            return Ok(false);
+        }
+        let below = self.inner.buffers().input();
+        let room = self.buffers.input_append_buf();
+        let n = copy_prefix(room, below);
+        self.inner.buffers().input_consume(n);
+        self.buffers.input_appended(n);
+        Ok(n > 0)
+    }
+}
+
 impl<T: Transport> Transport for IdleTransport<T> {
     fn buffers(&mut self) -> &mut dyn Buffers {
-        self.inner.buffers()
+        &mut self.buffers
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         let mut timeout = timeout;
         timeout.per_write = capped(timeout.per_write, self.idle);
-        match self.inner.transmit_output(amount, timeout) {
+        match self.transmit(amount, timeout) {
             Err(ureq::Error::Timeout(Timeout::PerWrite)) => {
                 Err(self.silent("the upstream accepted no byte of the request"))
             }
@@ -86,14 +125,19 @@ impl<T: Transport> Transport for IdleTransport<T> {
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        match timeout.reason {
+            Timeout::RecvResponse => self.buffers.request_sent(),
+            Timeout::RecvBody => self.buffers.reading_body(),
+            _ => {}
+        }
         // `RecvBody` is the phase after the response head (the agent sets that budget, so it
         // is the one a body read reports); the head itself keeps its own limits.
         if timeout.reason != Timeout::RecvBody {
-            return self.inner.await_input(timeout);
+            return self.receive(timeout);
         }
         let mut timeout = timeout;
         timeout.per_read = capped(timeout.per_read, self.idle);
-        match self.inner.await_input(timeout) {
+        match self.receive(timeout) {
             Err(ureq::Error::Timeout(Timeout::PerRead)) => {
                 Err(self.silent("no byte of the answer body"))
             }

@@ -6,7 +6,8 @@
 //! transport failures (refused, reset, DNS, TLS, timeouts) become [`ApiError`]s, and each names
 //! the upstream it was talking to. The endpoint list and its config are in [`endpoints`], the
 //! choice and passive health in [`balance`], the failover loop in `retry`, the in-flight limit
-//! in [`limit`], the idle bound after the response head in `idle`, reading whole answers within
+//! in [`limit`], the idle bound after the response head in `idle` (over the buffers ureq works
+//! in, `slim`), reading whole answers within
 //! their bounds in `whole`, which headers go upstream and come back in `headers`.
 //!
 //! No upstream read waits longer than `idle_timeout_ms` once the response head is in, and no
@@ -21,6 +22,7 @@ mod headers;
 mod idle;
 pub mod limit;
 mod retry;
+mod slim;
 pub mod thinking;
 mod whole;
 
@@ -42,9 +44,10 @@ use balance::{Health, HealthReport};
 use endpoints::{Api, EndpointConfig, Settings};
 use limit::Limiter;
 
-/// Size of each of a pooled upstream connection's read and write buffers, and so (less one
-/// byte) the largest upstream response head the relay accepts.
-const UPSTREAM_BUFFER_BYTES: usize = 16 * 1024;
+/// Size of each of the read and write buffers of the transport under ureq's own
+/// (`slim::SlimBuffers`, which bound the response head and the request header lines): a read
+/// or write of the socket moves at most this much.
+const TRANSPORT_BUFFER_BYTES: usize = 4 * 1024;
 
 /// The agent's budget for a whole response body: in effect none (a healthy stream may run for
 /// days); it is set so that reads of the body report their phase (see `idle`).
@@ -329,14 +332,13 @@ fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfig) -> ureq:
         .timeout_connect(Some(t.connect))
         .timeout_recv_response(Some(t.first_byte))
         .timeout_recv_body(Some(BODY_BUDGET))
-        // Each pooled connection holds both buffers, zero-filled (ureq's default is 128 KiB
-        // each): with 1,000 open streams that was 256 MB of the relay's RSS. A response head
-        // must fit the input buffer, hence the limit for it, one byte under the buffer so ureq
-        // reports an oversized head as such (OpenAI's are ~1 KiB). Each request header line must
-        // fit the output buffer: tiny_http accepts lines up to 16 KiB.
-        .input_buffer_size(UPSTREAM_BUFFER_BYTES)
-        .output_buffer_size(UPSTREAM_BUFFER_BYTES)
-        .max_response_header_size(UPSTREAM_BUFFER_BYTES - 1)
+        // The buffers of the transports under ours (TCP, TLS, proxy); ureq's own are
+        // `slim::SlimBuffers` (see there), which bound a response head to 16 KiB and each
+        // request header line to 16 KiB (tiny_http accepts lines up to that). ureq's default is
+        // 128 KiB each, zero-filled: with 1,000 open streams that was 256 MB of the relay's RSS.
+        .input_buffer_size(TRANSPORT_BUFFER_BYTES)
+        .output_buffer_size(TRANSPORT_BUFFER_BYTES)
+        .max_response_header_size(slim::INPUT_MAX_BYTES - 1)
         .max_idle_connections(workers.max(8) * 2)
         .max_idle_connections_per_host(workers.max(8))
         .user_agent(concat!("llm-relay/", env!("CARGO_PKG_VERSION")))
