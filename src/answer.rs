@@ -99,33 +99,32 @@ impl Usage {
     /// A Chat Completions `usage` (also legacy completions and embeddings): `prompt_tokens`
     /// includes the cached tokens.
     pub fn chat(u: &Value) -> Usage {
-        let n = |p: &str| count(u.pointer(p));
-        let prompt = n("/prompt_tokens");
-        let cached = u
-            .pointer("/prompt_tokens_details/cached_tokens")
+        let n = |path: &[&str]| count(at(u, path));
+        let prompt = n(&["prompt_tokens"]);
+        let cached = at(u, &["prompt_tokens_details", "cached_tokens"])
             .or_else(|| u.get("prompt_cache_hit_tokens"))
             .map_or(0, |v| count(Some(v)))
             .min(prompt);
         Usage {
             input: prompt - cached,
-            output: n("/completion_tokens"),
+            output: n(&["completion_tokens"]),
             cache_read: cached,
             cache_write: 0,
-            reasoning: n("/completion_tokens_details/reasoning_tokens"),
+            reasoning: n(&["completion_tokens_details", "reasoning_tokens"]),
         }
     }
 
     /// A Responses `usage`: `input_tokens` includes the cached tokens.
     pub fn responses(u: &Value) -> Usage {
-        let n = |p: &str| count(u.pointer(p));
-        let prompt = n("/input_tokens");
-        let cached = n("/input_tokens_details/cached_tokens").min(prompt);
+        let n = |path: &[&str]| count(at(u, path));
+        let prompt = n(&["input_tokens"]);
+        let cached = n(&["input_tokens_details", "cached_tokens"]).min(prompt);
         Usage {
             input: prompt - cached,
-            output: n("/output_tokens"),
+            output: n(&["output_tokens"]),
             cache_read: cached,
             cache_write: 0,
-            reasoning: n("/output_tokens_details/reasoning_tokens"),
+            reasoning: n(&["output_tokens_details", "reasoning_tokens"]),
         }
     }
 
@@ -217,6 +216,12 @@ impl Answer {
 
 /// A token count: a non-negative integer (a float some servers send is rounded; anything
 /// else is 0).
+/// The member at `path` of nested objects (what `Value::pointer` finds for object members,
+/// without the copy of each name it makes to unescape `~0`/`~1`).
+fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, name| v.get(*name))
+}
+
 fn count(v: Option<&Value>) -> u64 {
     match v {
         Some(v) => v

@@ -227,27 +227,34 @@ pub fn access(a: &Access) {
         emit(&v.to_string());
         return;
     }
-    let line = format!(
-        "{} access {} {} {} model={} upstream={} duration_ms={:.1} bytes={} cache={}",
-        timestamp(SystemTime::now()),
-        clean(&a.method),
-        clean(&a.path),
-        a.status,
-        if a.model.is_empty() {
-            "-".to_string()
-        } else {
-            clean(&a.model)
-        },
-        if a.upstream.is_empty() {
-            "-"
-        } else {
-            &a.upstream
-        },
+    // written piece by piece into one buffer (was two `format!`s and a copy per field)
+    let mut line = String::with_capacity(160 + a.path.len() + a.model.len());
+    write_timestamp(&mut line, SystemTime::now());
+    line.push_str(" access ");
+    clean_into(&mut line, &a.method);
+    line.push(' ');
+    clean_into(&mut line, &a.path);
+    let _ = write!(line, " {} model=", a.status);
+    if a.model.is_empty() {
+        line.push('-');
+    } else {
+        clean_into(&mut line, &a.model);
+    }
+    line.push_str(" upstream=");
+    line.push_str(if a.upstream.is_empty() {
+        "-"
+    } else {
+        &a.upstream
+    });
+    let _ = write!(
+        line,
+        " duration_ms={:.1} bytes={} cache=",
         a.duration.as_secs_f64() * 1000.0,
-        a.bytes,
-        a.cache.map_or("-", CacheResult::label)
+        a.bytes
     );
-    emit(&line);
+    line.push_str(a.cache.map_or("-", CacheResult::label));
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 pub fn info(msg: &str) {
@@ -288,13 +295,27 @@ fn emit(line: &str) {
 }
 
 /// Replaces control characters and spaces so one field stays one token.
+#[cfg(test)]
 fn clean(s: &str) -> String {
-    escaped(s, 256, |c| c.is_control() || c == ' ')
+    let mut out = String::new();
+    clean_into(&mut out, s);
+    out
+}
+
+/// [`clean`], appended to `out`.
+fn clean_into(out: &mut String, s: &str) {
+    escape_into(out, s, 256, |c| c.is_control() || c == ' ');
 }
 
 /// The first `max` characters of `s`, each one `escape` picks written as `\xNN`.
 fn escaped(s: &str, max: usize, escape: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(s.len().min(max));
+    escape_into(&mut out, s, max, escape);
+    out
+}
+
+/// [`escaped`], appended to `out`.
+fn escape_into(out: &mut String, s: &str, max: usize, escape: impl Fn(char) -> bool) {
     for c in s.chars().take(max) {
         if escape(c) {
             let _ = write!(out, "\\x{:02x}", c as u32 & 0xff);
@@ -302,22 +323,47 @@ fn escaped(s: &str, max: usize, escape: impl Fn(char) -> bool) -> String {
             out.push(c);
         }
     }
-    out
 }
 
 /// RFC 3339 UTC timestamp with milliseconds, e.g. `2026-11-22T20:40:01.123Z`.
 pub fn timestamp(t: SystemTime) -> String {
+    let mut out = String::with_capacity(24);
+    write_timestamp(&mut out, t);
+    out
+}
+
+/// [`timestamp`], appended to `out` digit by digit (no formatter: it is on every access line).
+fn write_timestamp(out: &mut String, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (y, m, day) = crate::utc::civil((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    if (0..=9999).contains(&y) {
+        digits(out, y.unsigned_abs(), 4);
+    } else {
+        let _ = write!(out, "{y:04}");
+    }
+    out.push('-');
+    digits(out, u64::from(m), 2);
+    out.push('-');
+    digits(out, u64::from(day), 2);
+    out.push('T');
+    digits(out, rem / 3600, 2);
+    out.push(':');
+    digits(out, rem % 3600 / 60, 2);
+    out.push(':');
+    digits(out, rem % 60, 2);
+    out.push('.');
+    digits(out, u64::from(d.subsec_millis()), 3);
+    out.push('Z');
+}
+
+/// The last `width` decimal digits of `n`, zero-padded.
+fn digits(out: &mut String, n: u64, width: u32) {
+    for i in (0..width).rev() {
+        let digit = (n / 10u64.pow(i) % 10) as u8;
+        out.push(char::from(b'0' + digit));
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //!
 //! A leaf: it imports only `error`, `glob` and `util`.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
@@ -90,21 +91,32 @@ fn invalid(path: &str) -> Option<&'static str> {
     if path.contains('\\') {
         return Some("a backslash");
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%5c") {
-        return Some("an encoded backslash (%5C)");
+    // without a `%` there is nothing to decode: the checks below read the path as it is
+    // (no lowercased copy, no decoded copy per segment: this runs on every request)
+    let encoded = path.contains('%');
+    if encoded {
+        let lower = path.to_ascii_lowercase();
+        if lower.contains("%5c") {
+            return Some("an encoded backslash (%5C)");
+        }
+        if lower.contains("%2f") {
+            return Some("an encoded slash (%2F)");
+        }
+        if lower.contains("%25") {
+            return Some("an encoded percent sign (%25)");
+        }
     }
-    if lower.contains("%2f") {
-        return Some("an encoded slash (%2F)");
-    }
-    if lower.contains("%25") {
-        return Some("an encoded percent sign (%25)");
-    }
-    let segments: Vec<&str> = rest.split('/').collect();
-    let last = segments.len().saturating_sub(1);
-    for (i, segment) in segments.iter().enumerate() {
-        let Some(decoded) = percent_decode(segment) else {
-            return Some("a malformed percent-encoding (% not followed by two hex digits)");
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let decoded: Cow<'_, [u8]> = if encoded {
+            match percent_decode(segment) {
+                Some(d) => Cow::Owned(d),
+                None => {
+                    return Some("a malformed percent-encoding (% not followed by two hex digits)")
+                }
+            }
+        } else {
+            Cow::Borrowed(segment.as_bytes())
         };
         if decoded.iter().any(|b| *b < 0x20 || *b == 0x7f) {
             return Some("a control character");
@@ -114,7 +126,7 @@ fn invalid(path: &str) -> Option<&'static str> {
         if name == b"." || name == b".." {
             return Some("a dot segment (`.` or `..`, plain or percent-encoded)");
         }
-        if decoded.is_empty() && i != last {
+        if decoded.is_empty() && segments.peek().is_some() {
             return Some("an empty segment (`//`)");
         }
     }

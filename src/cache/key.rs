@@ -20,44 +20,65 @@ const DELIVERY_FIELDS: &[&str] = &["stream", "stream_options"];
 /// and the `ignore`d ones.
 pub fn canonical_request(body: &Map<String, Value>, model: &str, ignore: &[String]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    let mut keys: Vec<&String> = body
-        .keys()
-        .filter(|k| !DELIVERY_FIELDS.contains(&k.as_str()) && !ignore.contains(k))
-        .collect();
-    keys.sort();
+    let kept = |k: &String| !DELIVERY_FIELDS.contains(&k.as_str()) && !ignore.contains(k);
     out.push(b'{');
-    for (i, k) in keys.into_iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for_each_sorted(body, |k, v| {
+        if !kept(k) {
+            return;
+        }
+        if !first {
             out.push(b',');
         }
+        first = false;
         write_string(k, &mut out);
         out.push(b':');
         if k == "model" {
             write_string(model, &mut out);
-        } else if let Some(v) = body.get(k) {
+        } else {
             canonical(v, &mut out);
         }
-    }
+    });
     out.push(b'}');
     out
+}
+
+/// Calls `f` on the members of `map` in byte order of their names. serde_json's `Map` is a
+/// `BTreeMap` (no `preserve_order`), which iterates in that order already; should a dependency
+/// ever turn `preserve_order` on, the names are sorted here (the key stays the same).
+fn for_each_sorted<'a>(map: &'a Map<String, Value>, mut f: impl FnMut(&'a String, &'a Value)) {
+    let mut names = map.keys();
+    let sorted = match names.next() {
+        None => true,
+        Some(mut prev) => names.all(|k| {
+            let ordered = prev < k;
+            prev = k;
+            ordered
+        }),
+    };
+    if sorted {
+        map.iter().for_each(|(k, v)| f(k, v));
+    } else {
+        let mut members: Vec<(&String, &Value)> = map.iter().collect();
+        members.sort_by(|a, b| a.0.cmp(b.0));
+        members.into_iter().for_each(|(k, v)| f(k, v));
+    }
 }
 
 fn canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
             out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
+            let mut first = true;
+            for_each_sorted(map, |k, v| {
+                if !first {
                     out.push(b',');
                 }
+                first = false;
                 write_string(k, out);
                 out.push(b':');
-                if let Some(v) = map.get(k) {
-                    canonical(v, out);
-                }
-            }
+                canonical(v, out);
+            });
             out.push(b'}');
         }
         Value::Array(items) => {
@@ -70,13 +91,17 @@ fn canonical(v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        // scalars: serde_json's own compact form
-        other => out.extend_from_slice(other.to_string().as_bytes()),
+        // scalars: serde_json's own compact form (what `Value`'s `Display` writes), written
+        // straight into `out` (writing to a `Vec` cannot fail)
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
 }
 
+/// `s` as a JSON string, escaped as serde_json escapes it.
 fn write_string(s: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(Value::String(s.to_string()).to_string().as_bytes());
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// The entry key: SHA-256 (lowercase hex) over the route, the scope and the canonical body.
@@ -196,6 +221,117 @@ mod tests {
             canon(json!({"t": 0.7, "s": "a\"b"})),
             r#"{"s":"a\"b","t":0.7}"#
         );
+    }
+
+    /// The canonical form as computed before it was written without allocations (a `Vec` of
+    /// sorted names per object, each string and scalar formatted through `Value`'s `Display`).
+    fn reference(body: &Map<String, Value>, model: &str, ignore: &[String]) -> Vec<u8> {
+        fn canonical(v: &Value, out: &mut Vec<u8>) {
+            match v {
+                Value::Object(map) => {
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    keys.sort();
+                    out.push(b'{');
+                    for (i, k) in keys.into_iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(Value::String(k.clone()).to_string().as_bytes());
+                        out.push(b':');
+                        canonical(&map[k], out);
+                    }
+                    out.push(b'}');
+                }
+                Value::Array(items) => {
+                    out.push(b'[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        canonical(item, out);
+                    }
+                    out.push(b']');
+                }
+                other => out.extend_from_slice(other.to_string().as_bytes()),
+            }
+        }
+        let string = |s: &str| Value::String(s.to_string()).to_string();
+        let mut out = Vec::new();
+        let mut keys: Vec<&String> = body
+            .keys()
+            .filter(|k| !DELIVERY_FIELDS.contains(&k.as_str()) && !ignore.contains(k))
+            .collect();
+        keys.sort();
+        out.push(b'{');
+        for (i, k) in keys.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(string(k).as_bytes());
+            out.push(b':');
+            if k == "model" {
+                out.extend_from_slice(string(model).as_bytes());
+            } else {
+                canonical(&body[k], &mut out);
+            }
+        }
+        out.push(b'}');
+        out
+    }
+
+    #[test]
+    fn keys_equal_the_reference_computation() {
+        let bodies = [
+            json!({}),
+            json!({"model": "x"}),
+            json!({"model": "bench-model", "messages": [{"role": "system", "content": "You are terse."},
+                   {"role": "user", "content": "Say hi to the benchmark."}], "temperature": 0}),
+            json!({"stream": true, "stream_options": {"include_usage": true}, "user": "u",
+                   "model": "m", "n": 2}),
+            json!({"z": null, "y": true, "x": false, "w": -0.0, "v": 1e300, "u": 1.5e-7,
+                   "t": -12345678901234_i64, "s": u64::MAX, "r": 0.1, "q": [], "p": {},
+                   "o": [[], {}, [null]], "model": "ignored"}),
+            json!({"messages": [{"content": "quote \" backslash \\ slash / tab \t nl \n cr \r \u{1} \u{1f} del \u{7f}",
+                   "name": "ünïcödé ✓ 😀 \u{2028} \u{2029}"}], "\u{e9}": 1, "E": 2, "e": 3,
+                   "a\"b": 4, "": 5, " ": 6, "\u{0}": 7}),
+            json!({"tools": [{"type": "function", "function": {"name": "f", "parameters":
+                   {"type": "object", "properties": {"b": {"type": "string"}, "a": {"type": "integer",
+                   "minimum": 0, "maximum": 10.25}}, "required": ["b", "a"]}}}],
+                   "tool_choice": "auto", "model": "m", "max_tokens": 100, "seed": 7}),
+        ];
+        let ignores: [&[String]; 2] = [&[], &["user".to_string(), "seed".to_string()]];
+        for body in bodies {
+            let Value::Object(m) = body else { panic!() };
+            for ignore in ignores {
+                for model in ["m", "other/model:1", "é\"x"] {
+                    let new = canonical_request(&m, model, ignore);
+                    let old = reference(&m, model, ignore);
+                    assert_eq!(String::from_utf8_lossy(&new), String::from_utf8_lossy(&old));
+                    for variant in [
+                        Variant::default(),
+                        Variant {
+                            namespace: "n".into(),
+                            sample: 3,
+                        },
+                    ] {
+                        assert_eq!(
+                            variant_key("/chat/completions", "s", &variant, &new),
+                            variant_key("/chat/completions", "s", &variant, &old)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn serde_json_maps_iterate_in_byte_order() {
+        // canonical_request's fast path; it sorts itself if this ever fails
+        let Value::Object(m) = json!({"b": 1, "a": 2, "\u{e9}": 3, "B": 4, "aa": 5}) else {
+            panic!()
+        };
+        let names: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(names, ["B", "a", "aa", "b", "\u{e9}"]);
     }
 
     #[test]

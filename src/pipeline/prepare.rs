@@ -2,6 +2,8 @@
 //! when no endpoint speaks the client's API, model rules, shaping) and [`keyed_body`], shared by
 //! the relay and `llm-relay cache why`.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::api::Api;
@@ -17,17 +19,18 @@ pub const ANTHROPIC_KEYED_HEADERS: &[&str] = &["anthropic-version", "anthropic-b
 
 /// The body the cache keys a request by: the body itself (for Responses without the ids of
 /// input items), plus for Messages the headers that select API behaviour (as `relay:<header>`
-/// members, names no API body uses). `llm-relay cache why` keys through this too.
-pub fn keyed_body(
+/// members, names no API body uses). `llm-relay cache why` keys through this too. Borrowed
+/// when nothing is removed or added (most requests): the key needs no copy of the body.
+pub fn keyed_body<'a>(
     endpoint: Endpoint,
-    body: &Map<String, Value>,
+    body: &'a Map<String, Value>,
     headers: &[(String, String)],
-) -> Map<String, Value> {
-    let mut keyed = body.clone();
-    if endpoint == Endpoint::Responses {
+) -> Cow<'a, Map<String, Value>> {
+    let mut keyed = Cow::Borrowed(body);
+    if endpoint == Endpoint::Responses && has_input_ids(body) {
         // The `id` a client gives its own input items names them; it does not change the
         // answer (Codex CLI gives every item a fresh id each run). An `item_reference` is all id.
-        if let Some(Value::Array(items)) = keyed.get_mut("input") {
+        if let Some(Value::Array(items)) = keyed.to_mut().get_mut("input") {
             for item in items.iter_mut().filter_map(Value::as_object_mut) {
                 if item.get("type").and_then(Value::as_str) != Some("item_reference") {
                     item.remove("id");
@@ -43,11 +46,24 @@ pub fn keyed_body(
                 .map(|(_, v)| v.trim())
                 .collect();
             if !values.is_empty() {
-                keyed.insert(format!("relay:{name}"), Value::String(values.join(",")));
+                keyed
+                    .to_mut()
+                    .insert(format!("relay:{name}"), Value::String(values.join(",")));
             }
         }
     }
     keyed
+}
+
+/// Whether a Responses body has an input item with an `id` that [`keyed_body`] removes.
+fn has_input_ids(body: &Map<String, Value>) -> bool {
+    let Some(Value::Array(items)) = body.get("input") else {
+        return false;
+    };
+    items.iter().filter_map(Value::as_object).any(|item| {
+        item.contains_key("id")
+            && item.get("type").and_then(Value::as_str) != Some("item_reference")
+    })
 }
 
 /// Whether the cache may answer or keep this request at all: a background Responses request

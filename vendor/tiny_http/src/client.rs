@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -158,45 +158,81 @@ impl ClientConnection {
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
     fn read_next_line(&mut self) -> IoResult<AsciiString> {
+        // llm-relay patch: scans the connection's read buffer (`fill_buf`/`consume`) instead of
+        // pulling one byte at a time through `Read::bytes` (a `read` call per byte, ~15 % of a
+        // cache hit's instructions); the checks per byte are the same.
+        self.next_header_source.wait_turn();
+        let Some(source) = self.next_header_source.inner_mut() else {
+            return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
+        };
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+            let available = match source.fill_buf() {
+                Ok([]) => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+                Ok(available) => available,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             };
+            // room for the line's bytes in this chunk at once (was one `grow` per few bytes)
+            let line_len = available
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(available.len(), |p| p + 1);
+            buf.reserve(line_len.min(MAX_LINE));
+            let mut used = 0;
+            let mut end: Option<IoResult<()>> = None;
+            for &byte in available {
+                used += 1;
+                if byte == b'\n' && prev_byte_was_cr {
+                    buf.pop(); // removing the '\r'
+                    end = Some(Ok(()));
+                    break;
+                }
 
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidData, "Header is not in ASCII"));
-            }
+                // llm-relay patch: a bare CR or LF or a NUL in the head (RFC 9112 section 2.2):
+                // recipients disagree on where such a line ends.
+                if byte == b'\n' || byte == 0 || prev_byte_was_cr {
+                    end = Some(Err(IoError::new(
+                        ErrorKind::InvalidInput,
+                        "bare CR or LF, or NUL",
+                    )));
+                    break;
+                }
 
-            // llm-relay patch: a bare CR or LF or a NUL in the head (RFC 9112 section 2.2):
-            // recipients disagree on where such a line ends.
-            if byte == b'\n' || byte == 0 || prev_byte_was_cr {
-                return Err(IoError::new(
-                    ErrorKind::InvalidInput,
-                    "bare CR or LF, or NUL",
-                ));
-            }
+                prev_byte_was_cr = byte == b'\r';
 
-            prev_byte_was_cr = byte == b'\r';
-
-            self.head_bytes += 1;
-            if self
-                .head_deadline
-                .is_some_and(|d| crate::util::coarse_clock::now_ms() > d)
-            {
-                return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"));
+                self.head_bytes += 1;
+                if self
+                    .head_deadline
+                    .is_some_and(|d| crate::util::coarse_clock::now_ms() > d)
+                {
+                    end = Some(Err(IoError::new(
+                        ErrorKind::TimedOut,
+                        "request head too slow",
+                    )));
+                    break;
+                }
+                if buf.len() >= MAX_LINE {
+                    end = Some(Err(IoError::new(
+                        ErrorKind::OutOfMemory,
+                        "header line too long",
+                    )));
+                    break;
+                }
+                buf.push(byte);
             }
-            if buf.len() >= MAX_LINE {
-                return Err(IoError::new(ErrorKind::OutOfMemory, "header line too long"));
+            source.consume(used);
+            match end {
+                None => {}
+                Some(Ok(())) => {
+                    return AsciiString::from_ascii(buf).map_err(|_| {
+                        IoError::new(ErrorKind::InvalidData, "Header is not in ASCII")
+                    })
+                }
+                Some(Err(e)) => return Err(e),
             }
-            buf.push(byte);
         }
     }
 
