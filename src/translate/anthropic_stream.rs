@@ -57,10 +57,7 @@ impl State {
         if let Some(u) = parts.usage {
             self.usage = Some(u.clone());
         }
-        let mut steps = Vec::new();
-        for piece in parts.pieces {
-            self.order.piece(piece, &mut steps);
-        }
+        let mut steps = self.order.pieces(parts.pieces);
         if let Some(m) = matched_stop(chunk.pointer("/choices/0")) {
             self.matched = Some(m.to_string());
         }
@@ -116,14 +113,10 @@ impl State {
     /// A chunk of text pieces only ([`TextChunk`]) after the first: the events of its pieces.
     pub fn text_chunk(&mut self, chunk: &TextChunk<'_>) -> Vec<u8> {
         let mut out = Vec::new();
-        if self.finished {
-            return out;
+        if !self.finished {
+            let steps = self.order.pieces(chunk.pieces());
+            self.steps(&mut out, steps);
         }
-        let mut steps = Vec::new();
-        for piece in chunk.pieces() {
-            self.order.piece(piece, &mut steps);
-        }
-        self.steps(&mut out, steps);
         out
     }
 

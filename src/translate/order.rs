@@ -70,6 +70,15 @@ pub struct Order {
 const REUSED: u64 = 1 << 32;
 
 impl Order {
+    /// The pieces of one chunk → the steps they allow now.
+    pub fn pieces<'a>(&mut self, pieces: impl IntoIterator<Item = Piece<'a>>) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for piece in pieces {
+            self.piece(piece, &mut steps);
+        }
+        steps
+    }
+
     /// One piece of the stream → the steps it allows now.
     pub fn piece(&mut self, piece: Piece<'_>, out: &mut Vec<Step>) {
         let (key, text, call) = match piece {
