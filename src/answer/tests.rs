@@ -1,0 +1,105 @@
+//! Unit tests of the parsed answer and the one `Usage` type (`mod.rs`).
+
+use super::*;
+use serde_json::json;
+
+fn of_bytes(api: Api, bytes: &[u8]) -> Option<Usage> {
+    Answer::read(api, bytes).usage
+}
+
+fn u(input: u64, output: u64, cache_read: u64, cache_write: u64, reasoning: u64) -> Usage {
+    Usage {
+        input,
+        output,
+        cache_read,
+        cache_write,
+        reasoning,
+    }
+}
+
+#[test]
+fn each_api_reads_its_own_fields() {
+    let chat = json!({"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500,
+        "prompt_tokens_details": {"cached_tokens": 1024},
+        "completion_tokens_details": {"reasoning_tokens": 256}});
+    assert_eq!(Usage::chat(&chat), u(176, 300, 1024, 0, 256));
+    assert_eq!(Usage::chat(&chat).prompt(), 1200);
+    let deepseek = json!({"prompt_tokens": 100, "completion_tokens": 5,
+        "prompt_cache_hit_tokens": 64, "prompt_cache_miss_tokens": 36});
+    assert_eq!(Usage::chat(&deepseek), u(36, 5, 64, 0, 0));
+    let embeddings = json!({"prompt_tokens": 8, "total_tokens": 8});
+    assert_eq!(Usage::chat(&embeddings), u(8, 0, 0, 0, 0));
+    let responses = json!({"input_tokens": 900, "output_tokens": 50,
+        "input_tokens_details": {"cached_tokens": 800},
+        "output_tokens_details": {"reasoning_tokens": 30}, "total_tokens": 950});
+    assert_eq!(Usage::responses(&responses), u(100, 50, 800, 0, 30));
+    let messages = json!({"input_tokens": 3, "output_tokens": 7,
+        "cache_read_input_tokens": 50000, "cache_creation_input_tokens": 1000});
+    let m = Usage::messages(&messages);
+    assert_eq!(m, u(3, 7, 50000, 1000, 0));
+    assert_eq!((m.prompt(), m.total()), (51003, 51010));
+    // a cached count above the prompt never underflows
+    let odd = json!({"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 9}});
+    assert_eq!(Usage::chat(&odd), u(0, 0, 5, 0, 0));
+    assert_eq!(Usage::chat(&json!("nonsense")), Usage::default());
+}
+
+#[test]
+fn whole_answers_with_and_without_usage() {
+    let answer = br#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5}}"#;
+    assert_eq!(of_bytes(Api::Chat, answer), Some(u(12, 5, 0, 0, 0)));
+    assert_eq!(of_bytes(Api::Chat, br#"{"choices":[]}"#), None);
+    assert_eq!(of_bytes(Api::Chat, br#"{"usage":null}"#), None);
+    assert_eq!(of_bytes(Api::Chat, b"{not json"), None);
+}
+
+#[test]
+fn streams_of_each_api() {
+    let chat = b"data: {\"choices\":[{\"delta\":{}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":4,\"prompt_tokens_details\":{\"cached_tokens\":20}}}\n\ndata: [DONE]\n\n";
+    assert_eq!(of_bytes(Api::Chat, chat), Some(u(10, 4, 20, 0, 0)));
+    assert_eq!(of_bytes(Api::Chat, b"data: {\"usage\":null}\n\n"), None);
+    let responses = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":2,\"input_tokens_details\":{\"cached_tokens\":4}}}}\n\n";
+    assert_eq!(of_bytes(Api::Responses, responses), Some(u(3, 2, 4, 0, 0)));
+    let messages = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3,\"cache_read_input_tokens\":50000,\"cache_creation_input_tokens\":1000,\"output_tokens\":1}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n\n";
+    assert_eq!(
+        of_bytes(Api::Anthropic, messages),
+        Some(u(3, 6, 50000, 1000, 0))
+    );
+    // newer servers repeat the cumulative input counts in message_delta
+    let mut s = StreamUsage::new(Api::Anthropic);
+    s.observe(&json!({"type": "message_start", "message": {"usage": {"input_tokens": 3, "output_tokens": 1}}}));
+    s.observe(&json!({"type": "message_delta", "usage": {"input_tokens": 5, "output_tokens": 9, "cache_read_input_tokens": 2}}));
+    assert_eq!(s.usage(), Some(u(5, 9, 2, 0, 0)));
+}
+
+#[test]
+fn null_members_need_no_parse() {
+    let k = b"usage";
+    assert!(!has_non_null(
+        br#"{"choices":[{"delta":{}}],"usage":null}"#,
+        k
+    ));
+    assert!(!has_non_null(
+        br#"{"usage" : null, "x": {"usage":null}}"#,
+        k
+    ));
+    assert!(!has_non_null(br#"{"choices":[]}"#, k));
+    assert!(has_non_null(br#"{"usage":{"prompt_tokens":1}}"#, k));
+    assert!(has_non_null(br#"{"a":{"usage":null},"usage": {}}"#, k));
+    assert!(has_non_null(br#"{"type":"usage"}"#, k)); // not a member: parsed to be sure
+                                                      // inside a string it is escaped, so never a member
+    assert!(!has_non_null(br#"{"content":"say \"usage\": 1"}"#, k));
+    let f = b"finish_reason";
+    assert!(!has_non_null(br#"{"choices":[{"finish_reason":null}]}"#, f));
+    assert!(has_non_null(
+        br#"{"choices":[{"finish_reason":"stop"}]}"#,
+        f
+    ));
+}
+
+#[test]
+fn data_lines() {
+    assert_eq!(data_payload(b"data: {}\r\n"), Some(&b"{}"[..]));
+    assert_eq!(data_payload(b"data:[DONE]"), Some(&b"[DONE]"[..]));
+    assert_eq!(data_payload(b"event: x"), None);
+}
