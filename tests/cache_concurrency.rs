@@ -153,14 +153,7 @@ fn cache_hit_answers_at_once_while_all_workers_are_busy_on_slow_streams() {
 /// the leader's hit once the leader is done.
 #[test]
 fn cache_single_flight_follower_waits_without_holding_a_worker() {
-    let gate = Arc::new(AtomicBool::new(false));
-    let held = Arc::clone(&gate);
-    let up = Upstream::start(move |r| {
-        if r.json()["messages"][0]["content"] == "same" {
-            return Reply::hold(&held, echo_reply(r, Duration::ZERO));
-        }
-        echo_reply(r, Duration::ZERO)
-    });
+    let (up, gate) = upstream_holding_same();
     let dir = TempDir::new();
     let relay = Relay::start(&cache_config(
         &up.base_url(),
@@ -168,40 +161,8 @@ fn cache_single_flight_follower_waits_without_holding_a_worker() {
         json!({}),
         json!({"workers": 2}),
     ));
-    let url = relay.url("/v1/chat/completions");
-    let send = |text: &'static str| {
-        let url = url.clone();
-        thread::spawn(move || post_json(&url, &ask(text)))
-    };
-    let leader = send("same");
-    let wait = Duration::from_secs(20);
-    wait_until(wait, "the leader's upstream call", || {
-        !up.requests().is_empty()
-    });
-    let follower = send("same");
-    // both are in flight (the gauge counts the `/metrics` request that reads it, too)
-    wait_until(wait, "the follower in flight", || {
-        metric(&relay, "llm_relay_in_flight_requests").unwrap_or(0.0) >= 3.0
-    });
-    let other = send("other");
-    wait_until(
-        wait,
-        "another request (the follower held the second worker)",
-        || other.is_finished(),
-    );
-    let other = other.join().unwrap();
-    assert_eq!(other.status, 200, "{}", other.body);
-    assert!(!leader.is_finished() && !follower.is_finished());
-    gate.store(true, Ordering::SeqCst);
-    let (leader, follower) = (leader.join().unwrap(), follower.join().unwrap());
-    assert_eq!(leader.header("x-cache"), Some("MISS"), "{}", leader.body);
-    assert_eq!(follower.header("x-cache"), Some("HIT"), "{}", follower.body);
-    assert_eq!(answer_text(&follower.body), echo_text("same"));
-    assert_eq!(
-        up.requests().len(),
-        2,
-        "the leader's call and the other request's"
-    );
+    // the leader and the follower are both in flight on the one relay
+    check_follower_holds_no_worker(&up, &gate, &relay, &relay, 3.0);
 }
 
 #[test]

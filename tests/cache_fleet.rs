@@ -402,14 +402,7 @@ fn fleet_single_flight_spans_replicas_with_redis() {
 #[test]
 fn fleet_a_follower_of_another_replica_waits_without_holding_a_worker() {
     let redis = RedisServer::start();
-    let gate = Arc::new(AtomicBool::new(false));
-    let held = Arc::clone(&gate);
-    let up = Upstream::start(move |r| {
-        if r.json()["messages"][0]["content"] == "same" {
-            return Reply::hold(&held, echo_reply(r, Duration::ZERO));
-        }
-        echo_reply(r, Duration::ZERO)
-    });
+    let (up, gate) = upstream_holding_same();
     let dir = TempDir::new();
     let cfg = |workers: u32| {
         cache_config(
@@ -420,36 +413,7 @@ fn fleet_a_follower_of_another_replica_waits_without_holding_a_worker() {
         )
     };
     let (leading, following) = (Relay::start(&cfg(4)), Relay::start(&cfg(1)));
-    let send = |relay: &Relay, text: &'static str| {
-        let url = relay.url(CHAT);
-        thread::spawn(move || post_json(&url, &ask(text)))
-    };
-    let leader = send(&leading, "same");
-    wait_until(
-        Duration::from_secs(20),
-        "the leader's upstream call",
-        || up.requests().len() == 1,
-    );
-    let follower = send(&following, "same");
-    // it is in flight on the second replica (the gauge counts the `/metrics` request too)
-    wait_until(Duration::from_secs(20), "the follower in flight", || {
-        metric(&following, "llm_relay_in_flight_requests").unwrap_or(0.0) >= 2.0
-    });
-    let other = send(&following, "other");
-    wait_until(
-        Duration::from_secs(20),
-        "another request to the follower's replica (the follower held its only worker)",
-        || other.is_finished(),
-    );
-    let other = other.join().unwrap();
-    assert_eq!(other.status, 200, "{}", other.body);
-    assert!(!leader.is_finished() && !follower.is_finished());
-    gate.store(true, Ordering::SeqCst);
-    let (leader, follower) = (leader.join().unwrap(), follower.join().unwrap());
-    assert_eq!(leader.header("x-cache"), Some("MISS"), "{}", leader.body);
-    assert_eq!(follower.header("x-cache"), Some("HIT"), "{}", follower.body);
-    assert_eq!(answer_text(&follower.body), echo_text("same"));
-    assert_eq!(up.requests().len(), 2, "the leader's call and the other's");
+    check_follower_holds_no_worker(&up, &gate, &leading, &following, 2.0);
 }
 
 #[test]

@@ -2,12 +2,13 @@
 //! deterministic upstream whose answer is a function of the request.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::openai::{chat_chunk, sse_done, usage_chunk, wants_usage};
-use super::relay::config_json;
+use super::relay::{config_json, Relay};
 use super::upstream::{RecordedRequest, Reply};
 
 /// A config for `upstream` with the cache on in `dir`; keys of `cache` (an object) are added
@@ -235,4 +236,61 @@ pub fn cache_cli(command: &str, config: &Path) -> String {
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     out.stdout
+}
+
+/// An upstream that echoes every question, but holds its answer to "same" until the returned
+/// gate opens.
+pub fn upstream_holding_same() -> (super::upstream::Upstream, std::sync::Arc<AtomicBool>) {
+    let gate = std::sync::Arc::new(AtomicBool::new(false));
+    let held = std::sync::Arc::clone(&gate);
+    let up = super::upstream::Upstream::start(move |r| {
+        if r.json()["messages"][0]["content"] == "same" {
+            return Reply::hold(&held, echo_reply(r, Duration::ZERO));
+        }
+        echo_reply(r, Duration::ZERO)
+    });
+    (up, gate)
+}
+
+/// A follower of a single flight waits without holding a worker: "same" to `leading` reaches
+/// `up` (from [`upstream_holding_same`]) and is held; "same" to `following` is the follower
+/// (in flight once `following`'s gauge reaches `in_flight`, which counts the `/metrics` request
+/// too); "other" to `following` is then answered while both wait (`following` has one worker
+/// to spare); once `gate` opens the leader answers MISS, the follower the leader's HIT, and the
+/// upstream saw two calls.
+pub fn check_follower_holds_no_worker(
+    up: &super::upstream::Upstream,
+    gate: &AtomicBool,
+    leading: &Relay,
+    following: &Relay,
+    in_flight: f64,
+) {
+    let send = |relay: &Relay, text: &'static str| {
+        let url = relay.url("/v1/chat/completions");
+        std::thread::spawn(move || super::client::post_json(&url, &ask(text)))
+    };
+    let wait = Duration::from_secs(20);
+    let leader = send(leading, "same");
+    super::wait_until(wait, "the leader's upstream call", || {
+        !up.requests().is_empty()
+    });
+    let follower = send(following, "same");
+    super::wait_until(wait, "the follower in flight", || {
+        super::metric(following, "llm_relay_in_flight_requests").unwrap_or(0.0) >= in_flight
+    });
+    let other = send(following, "other");
+    super::wait_until(
+        wait,
+        "another request (the follower held the worker it needed)",
+        || other.is_finished(),
+    );
+    let other = other.join().unwrap();
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert!(!leader.is_finished() && !follower.is_finished());
+    gate.store(true, Ordering::SeqCst);
+    let (leader, follower) = (leader.join().unwrap(), follower.join().unwrap());
+    assert_eq!(leader.header("x-cache"), Some("MISS"), "{}", leader.body);
+    assert_eq!(follower.header("x-cache"), Some("HIT"), "{}", follower.body);
+    assert_eq!(answer_text(&follower.body), echo_text("same"));
+    assert_eq!(up.requests().len(), 2, "the leader's call and the other's");
 }
