@@ -8,15 +8,19 @@
 //! data, no closure — and is handed through a bounded queue to the fixed `workers` pool, which
 //! bounds upstream concurrency; the connection's thread goes back to tiny_http's pool meanwhile
 //! (the connection is parked until the worker's answer ends, then served on from the pool), so an
-//! open stream holds one thread, its worker, and hits on other connections never wait behind it. A request runs start to end with the state current when it
-//! arrived (see `lifecycle`). A panic unwinds through the exchange, whose `Drop` answers 500 (if
-//! nothing was sent yet) and logs it; the thread goes on. The main thread waits for signals and
-//! returns once a drain is over.
+//! open stream holds one thread, its worker, and hits on other connections never wait behind it.
+//! The worker that answered keeps the connection when its client has the next request ready
+//! (whole, within [`KEEP_WINDOW`]) and no job waits, and serves that request itself, upstream
+//! work included: no hand-off either way (see ARCHITECTURE.md, "Kept connections"). A request
+//! runs start to end with the state current when it arrived (see `lifecycle`). A panic unwinds
+//! through the exchange, whose `Drop` answers 500 (if nothing was sent yet) and logs it; the
+//! thread goes on. The main thread waits for signals and returns once a drain is over.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use tiny_http::{HttpOptions, Request, Server};
 
@@ -33,6 +37,17 @@ use crate::{metrics, routes};
 /// Requests waiting for a worker; beyond it the relay answers 503 at once.
 const QUEUE: usize = 1024;
 
+/// How long a worker that answered a request waits for the whole next request on the same
+/// connection before handing the connection to tiny_http's pool (`tiny_http::KeptConnection`):
+/// a client that sends at once is then served on the worker, with no hand-off either way.
+const KEEP_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+
+thread_local! {
+    /// True on a `workers` thread: a request of a connection it kept runs its upstream work
+    /// there, not through the queue.
+    static ON_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// The longest the relay waits at exit for its last spans to reach the collector.
 const TRACE_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -44,9 +59,61 @@ struct Job {
     work: Work,
 }
 
-/// Boxed: the channel allocates and initialises all of its `QUEUE` slots up front, and a `Job`
-/// is most of a kilobyte (issue 19: 0.9 MB of idle memory).
-type Queue = SyncSender<Box<Job>>;
+/// Requests waiting for a worker, at most [`QUEUE`]. A push wakes one idle worker, and only
+/// when one is idle (issue 19: the `Mutex<Receiver>` it replaces woke two threads per request,
+/// the worker that took the job and the next one queued on the mutex, which went back to sleep).
+/// Jobs are boxed: a `Job` is most of a kilobyte.
+#[derive(Default)]
+struct Queue {
+    jobs: Mutex<Waiting>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Waiting {
+    jobs: VecDeque<Box<Job>>,
+    /// Workers waiting on `ready`.
+    idle: usize,
+}
+
+impl Queue {
+    /// Queues `job`, or gives it back when [`QUEUE`] jobs are waiting already.
+    fn push(&self, job: Box<Job>) -> Result<(), Box<Job>> {
+        let mut w = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if w.jobs.len() >= QUEUE {
+            return Err(job);
+        }
+        w.jobs.push_back(job);
+        let wake = w.idle > 0;
+        drop(w);
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// True when no job waits for a worker.
+    fn is_empty(&self) -> bool {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .jobs
+            .is_empty()
+    }
+
+    /// The next job, waiting for one.
+    fn pop(&self) -> Box<Job> {
+        let mut w = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(job) = w.jobs.pop_front() {
+                return job;
+            }
+            w.idle += 1;
+            w = self.ready.wait(w).unwrap_or_else(|p| p.into_inner());
+            w.idle -= 1;
+        }
+    }
+}
 
 /// Binds, prints `listening on http://ADDR` as the first stdout line, and serves until a
 /// drain (SIGTERM/SIGINT) is over. `config_path` is read again on SIGHUP.
@@ -64,13 +131,16 @@ pub fn run(config: Config, config_path: &Path) -> Result<(), String> {
     let state = live.current();
     let config = &state.config;
     metrics::set_workers(config.workers);
-    let (queue, jobs) = sync_channel::<Box<Job>>(QUEUE);
-    let jobs = Arc::new(Mutex::new(jobs));
+    let queue = Arc::new(Queue::default());
+    let keeping = Arc::new(Keeping {
+        now: AtomicUsize::new(0),
+        most: (config.workers * 3 / 4).max(1),
+    });
     for i in 0..config.workers {
-        let jobs = Arc::clone(&jobs);
+        let (jobs, keeping) = (Arc::clone(&queue), Arc::clone(&keeping));
         std::thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || worker(&jobs))
+            .spawn(move || worker(&jobs, &keeping))
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
     }
     // Each request runs on the thread tiny_http reads its connection with.
@@ -138,6 +208,10 @@ fn is_loopback(addr: &str) -> bool {
 /// needs no upstream is sent here); upstream work is queued for the `workers` pool (503 at
 /// once if the queue is full). A panic drops the exchange, which answers 500 and logs it.
 fn serve(mut ex: Exchange, state: Arc<State>, queue: &Queue) {
+    let on_worker = ON_WORKER.get();
+    if on_worker {
+        metrics::kept_request();
+    }
     if lifecycle::draining() && !lifecycle::is_probe(&ex.access.path) {
         ex.answer_with(|req| (503, respond_draining(req)));
         return;
@@ -149,9 +223,11 @@ fn serve(mut ex: Exchange, state: Arc<State>, queue: &Queue) {
     let Ok((ex, state, Next::Upstream(work))) = routed else {
         return;
     };
-    if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
-        queue.try_send(Box::new(Job { ex, state, work }))
-    {
+    if on_worker {
+        // a request of a connection this worker kept: no hand-off
+        return run_job(Job { ex, state, work });
+    }
+    if let Err(job) = queue.push(Box::new(Job { ex, state, work })) {
         let mut ex = job.ex;
         ex.error(&ApiError::busy(
             "relay_busy",
@@ -164,23 +240,44 @@ fn serve(mut ex: Exchange, state: Arc<State>, queue: &Queue) {
     }
 }
 
-fn worker(jobs: &Mutex<Receiver<Box<Job>>>) {
+/// How many workers serve connections they kept, and the most that may: the rest take queued
+/// work at once.
+struct Keeping {
+    now: AtomicUsize,
+    most: usize,
+}
+
+/// A `workers` thread: runs queued jobs; after each, serves on the connection whose request it
+/// answered while the client sends its next requests at once and no job waits (see
+/// [`KEEP_WINDOW`]), with at most [`Keeping::most`] workers doing so.
+fn worker(jobs: &Queue, keeping: &Keeping) {
+    ON_WORKER.set(true);
+    tiny_http::keep_connections_here();
     loop {
-        let next = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        let Ok(job) = next else {
-            return;
-        };
-        let Job {
-            mut ex,
-            state,
-            work,
-        } = *job;
-        let _busy = metrics::busy();
-        // A panic drops `ex` while unwinding: it answers 500 and logs the request.
-        let _ = catch_unwind(AssertUnwindSafe(move || {
-            pipeline::upstream(&state, &mut ex, work);
-        }));
+        run_job(*jobs.pop());
+        while let Some(kept) = tiny_http::take_kept_connection() {
+            if keeping.now.fetch_add(1, Ordering::SeqCst) < keeping.most {
+                kept.serve(KEEP_WINDOW, &|| jobs.is_empty() && !lifecycle::draining());
+            } else {
+                kept.release();
+            }
+            keeping.now.fetch_sub(1, Ordering::SeqCst);
+        }
     }
+}
+
+/// Runs a job's upstream work on this worker.
+fn run_job(job: Job) {
+    let Job {
+        mut ex,
+        state,
+        work,
+    } = job;
+    let _busy = metrics::busy();
+    // A panic drops `ex` while unwinding: it answers 500 and logs the request.
+    let _ = catch_unwind(AssertUnwindSafe(move || {
+        pipeline::upstream(&state, &mut ex, work);
+    }));
 }
 
 /// The answer to a new request during a drain: 503 with `Retry-After`, and the connection

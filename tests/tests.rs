@@ -38,6 +38,7 @@ mod cache_upkeep;
 mod code_layers;
 mod core_auth;
 mod core_config;
+mod core_keep;
 mod core_routes;
 mod core_rules;
 mod core_stream;

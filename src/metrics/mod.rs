@@ -7,7 +7,7 @@
 //! stable. Other modules call the small `pub fn`s below; only this module knows the metric names.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::log::{Access, CacheResult};
@@ -92,6 +92,7 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 static IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
 static BUSY_WORKERS: AtomicI64 = AtomicI64::new(0);
 static WORKERS: AtomicUsize = AtomicUsize::new(0);
+static KEPT_REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     // A panic while holding the lock leaves plain counters behind: still usable.
@@ -244,6 +245,11 @@ pub fn trace_spans_dropped(reason: &'static str, n: u64) {
     if n > 0 {
         with(|r| *r.trace_dropped.entry(reason).or_default() += n);
     }
+}
+
+/// A request read by the worker that answered its connection's previous one.
+pub fn kept_request() {
+    KEPT_REQUESTS.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The number of worker threads, for `llm_relay_workers`.

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use super::{with, Histogram, BUSY_WORKERS, IN_FLIGHT, OVERHEAD_BUCKETS, TOTAL_BUCKETS, WORKERS};
+use super::{
+    with, Histogram, BUSY_WORKERS, IN_FLIGHT, KEPT_REQUESTS, OVERHEAD_BUCKETS, TOTAL_BUCKETS,
+    WORKERS,
+};
 use crate::log::CacheResult;
 
 /// The whole registry in Prometheus text format.
@@ -245,6 +248,14 @@ pub fn render() -> String {
         "gauge",
         "Worker threads in the pool.",
         workers,
+    );
+    simple(
+        &mut out,
+        "llm_relay_kept_requests_total",
+        "counter",
+        "Requests read by the worker that answered their connection's previous request (no \
+         thread hand-off; see `server`).",
+        KEPT_REQUESTS.load(Ordering::Relaxed),
     );
     out
 }

@@ -265,6 +265,7 @@ impl Acceptor {
                     handler: Arc::clone(handler),
                     pool: Arc::clone(pool),
                     _open: Box::new(guard),
+                    skip_keeping: 0,
                 });
                 Box::new(move || {
                     if let Some(conn) = conn.take() {

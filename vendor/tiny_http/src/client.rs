@@ -65,6 +65,21 @@ const LINGER_BYTES: usize = 64 * 1024;
 const BODY_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 const BODY_LINGER_BYTES: usize = 256 * 1024 * 1024;
 
+/// llm-relay patch: what [`ClientConnection::whole_request_within`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// A whole request (head and `Content-Length` body) has arrived: reading it will not wait.
+    Whole,
+    /// Not (yet): no bytes, part of a request, a chunked or too large one, or a connection
+    /// this cannot tell for (TLS, Unix socket, a body still being read).
+    NotYet,
+    /// The client closed the connection, or it failed.
+    Closed,
+}
+
+/// llm-relay patch: the largest request [`ClientConnection::whole_request_within`] looks for.
+const MAX_KEPT_REQUEST: usize = 1024 * 1024;
+
 #[derive(Debug)]
 enum ReadError {
     /// llm-relay patch: the head is refused (431, 400, 417, 501, 505) with this answer, and the
@@ -151,6 +166,62 @@ impl ClientConnection {
                 Ok(n) => drained += n,
             }
         }
+    }
+
+    /// llm-relay patch: waits at most `window` for the first bytes of the next request, then
+    /// tells whether all of it is there (what the read buffer holds and what the socket has,
+    /// looked at without being taken), without reading any of it.
+    pub(crate) fn whole_request_within(&mut self, window: std::time::Duration) -> Waited {
+        if self.no_more_requests || self.secure {
+            return Waited::NotYet;
+        }
+        if !self.body_end.load(std::sync::atomic::Ordering::SeqCst) {
+            return Waited::NotYet;
+        }
+        let timeout = self.head_timeout;
+        self.next_header_source.try_turn();
+        let Some(source) = self.next_header_source.inner_mut() else {
+            return Waited::NotYet; // the previous request's body reader is still out
+        };
+        let mut bytes = source.buffer().to_vec();
+        if request_len(&bytes).is_some_and(|len| bytes.len() >= len) {
+            return Waited::Whole;
+        }
+        let socket = source.get_mut();
+        socket.set_read_timeout(Some(window));
+        let buffered = bytes.len();
+        // a first look (waiting up to `window`) for the head, a second one for all of a
+        // larger request; the socket's bytes follow the buffer's
+        let mut want = 2048;
+        let mut waited = Waited::NotYet;
+        for _ in 0..2 {
+            bytes.resize(buffered + want, 0);
+            let peeked = bytes.get_mut(buffered..).map(|rest| socket.peek(rest));
+            match peeked {
+                Some(Ok(0)) if buffered == 0 => {
+                    waited = Waited::Closed;
+                    break;
+                }
+                Some(Ok(n)) => bytes.truncate(buffered + n),
+                Some(Err(e))
+                    if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    waited = Waited::Closed;
+                    break;
+                }
+                _ => break,
+            }
+            match request_len(&bytes) {
+                Some(len) if bytes.len() >= len => {
+                    waited = Waited::Whole;
+                    break;
+                }
+                Some(len) if len <= MAX_KEPT_REQUEST => want = len - buffered,
+                _ => break,
+            }
+        }
+        socket.set_read_timeout(timeout);
+        waited
     }
 
     /// Reads the next line from self.next_header_source.
@@ -527,4 +598,66 @@ fn too_large() -> ReadError {
             MAX_HEADERS
         ),
     ))
+}
+
+/// llm-relay patch: the length of the request at the start of `bytes` — its head and its
+/// `Content-Length` body — once its head is there; `None` while it is not, and for a head
+/// [`ClientConnection::whole_request_within`] leaves to the usual path (a chunked body, a
+/// `Content-Length` it cannot read or two of them, a head past 64 KiB).
+fn request_len(bytes: &[u8]) -> Option<usize> {
+    let head = bytes
+        .windows(4)
+        .take(64 * 1024)
+        .position(|w| w == b"\r\n\r\n")?
+        + 4;
+    let mut body = None;
+    for line in bytes.get(..head)?.split(|&b| b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = line.split_at(colon);
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return None;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if body.is_some() {
+                return None; // two lengths: which one counts is the usual path's to say
+            }
+            let value = std::str::from_utf8(value.get(1..)?).ok()?.trim();
+            body = Some(value.parse::<usize>().ok()?);
+        }
+    }
+    head.checked_add(body.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod request_len_tests {
+    use super::request_len;
+
+    #[test]
+    fn a_request_is_its_head_and_its_content_length_body() {
+        let head = b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-LENGTH: 5\r\n\r\n";
+        assert_eq!(request_len(head), Some(head.len() + 5));
+        assert_eq!(
+            request_len(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET"),
+            Some(27)
+        );
+    }
+
+    #[test]
+    fn part_of_a_head_a_chunked_body_or_a_bad_length_is_left_to_the_usual_path() {
+        assert_eq!(request_len(b"POST /x HTTP/1.1\r\nHost: a\r\n"), None);
+        let chunked = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello";
+        assert_eq!(request_len(chunked), None);
+        assert_eq!(
+            request_len(b"POST /x HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            request_len(b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            None
+        );
+        let twice = b"POST /x HTTP/1.1\r\nContent-Length: 900\r\nContent-Length: 1\r\n\r\nab";
+        assert_eq!(request_len(twice), None);
+    }
 }

@@ -125,6 +125,16 @@ impl Connection {
         };
     }
 
+    /// llm-relay patch: reads what has arrived without taking it from the socket (waiting
+    /// for the first bytes up to the read timeout); TCP only.
+    pub(crate) fn peek(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.peek(buf),
+            #[cfg(unix)]
+            Self::Unix(_) => Err(std::io::ErrorKind::Unsupported.into()),
+        }
+    }
+
     /// Gets the peer's address. Some for TCP, None for Unix sockets.
     pub(crate) fn peer_addr(&mut self) -> std::io::Result<Option<SocketAddr>> {
         match self {

@@ -114,6 +114,7 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use keep::{keep_connections_here, take_kept_connection, KeptConnection};
 pub use refusal::Refusal;
 pub use request::{Completion, ReadWrite, Request};
 pub use response::{Response, ResponseBox};
@@ -123,6 +124,7 @@ mod accept;
 mod client;
 mod common;
 mod connection;
+mod keep;
 mod refusal;
 mod request;
 mod response;
@@ -544,22 +546,25 @@ fn serve_connection(client: ClientConnection, messages: &MessagesQueue<Message>)
 
 /// llm-relay patch: a connection in handler mode, with what it needs to be served on after it
 /// was parked (see `util::notify`).
-struct Handled {
+pub(crate) struct Handled {
     client: ClientConnection,
     handler: Handler,
     pool: Arc<util::TaskPool>,
     /// Held while the connection is open (the server's count of open connections).
     _open: Box<dyn Send>,
+    /// How many more times the connection goes back to the pool instead of being kept (see
+    /// `keep`): set when its client was slow to send a next request.
+    skip_keeping: u8,
 }
 
 /// llm-relay patch: answers the requests of one connection in turn through its handler, on
 /// this thread. A request still unanswered when the handler returns (it was passed to another
 /// thread) parks the connection and frees this thread; the answer's end serves the connection
 /// on from a pool thread, or closes it if the answer was cut short.
-fn serve_handled(mut conn: Handled) {
+pub(crate) fn serve_handled(mut conn: Handled) {
     use util::notify::{Notify, Resume};
     while let Some(rq) = conn.client.next() {
-        let resume = Resume::new(Arc::clone(&conn.pool), serve_handled);
+        let resume = Resume::new(Arc::clone(&conn.pool), serve_handled, keep::keep_here);
         let rq = rq.with_notify(Notify::resume(resume.clone()));
         let handler = Arc::clone(&conn.handler);
         let call = std::panic::AssertUnwindSafe(|| handler(rq));

@@ -68,6 +68,9 @@ pub(crate) struct Resume<C> {
     pool: Arc<TaskPool>,
     /// Serves a connection on from its next request (on a pool thread).
     serve: fn(C),
+    /// Keeps a connection on the thread that answered its request (see `keep`), or gives it
+    /// back for the pool.
+    keep: fn(C) -> Option<C>,
 }
 
 enum State<C> {
@@ -80,11 +83,16 @@ enum State<C> {
 }
 
 impl<C: Send + 'static> Resume<C> {
-    pub(crate) fn new(pool: Arc<TaskPool>, serve: fn(C)) -> Arc<Resume<C>> {
+    pub(crate) fn new(
+        pool: Arc<TaskPool>,
+        serve: fn(C),
+        keep: fn(C) -> Option<C>,
+    ) -> Arc<Resume<C>> {
         Arc::new(Resume {
             state: Mutex::new(State::Pending),
             pool,
             serve,
+            keep,
         })
     }
 
@@ -113,6 +121,11 @@ impl<C: Send + 'static> Told for Resume<C> {
         };
         if let State::Parked(conn) = parked {
             if whole {
+                // kept by this thread (a worker of the relay's: see `keep`), or served on
+                // from the pool
+                let Some(conn) = (self.keep)(conn) else {
+                    return;
+                };
                 let (serve, mut conn) = (self.serve, Some(conn));
                 self.pool.spawn(Box::new(move || {
                     if let Some(conn) = conn.take() {

@@ -146,6 +146,16 @@ impl RefinedTcpStream {
         let _ = self.stream.shutdown(Shutdown::Write);
     }
 
+    /// llm-relay patch: what has arrived, left in the socket (plain TCP only; see
+    /// `Connection::peek`).
+    pub(crate) fn peek(&self, buf: &mut [u8]) -> IoResult<usize> {
+        match &self.stream {
+            Stream::Http(c) => c.peek(buf),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Err(std::io::ErrorKind::Unsupported.into()),
+        }
+    }
+
     /// llm-relay patch: changes the read timeout of the socket (plain TCP or Unix only).
     pub(crate) fn set_read_timeout(&mut self, timeout: Option<std::time::Duration>) {
         if let Stream::Http(c) = &self.stream {

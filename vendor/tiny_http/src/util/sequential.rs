@@ -138,6 +138,19 @@ impl<R: Read + Send> SequentialReader<R> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<R> {
+    /// llm-relay patch: takes the turn if the readers before this one are dropped; never
+    /// waits. True when it is this reader's turn.
+    pub fn try_turn(&mut self) -> bool {
+        if let SequentialReaderInner::Waiting(ref mut recv) = self.inner {
+            if let Ok(reader) = recv.try_recv() {
+                self.inner = SequentialReaderInner::MyTurn(reader);
+            }
+        }
+        matches!(self.inner, SequentialReaderInner::MyTurn(_))
+    }
+}
+
 impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         let mut reader = match self.inner {

@@ -83,6 +83,10 @@ impl TaskPool {
             }
         } else {
             queue.push_back(code);
+            // llm-relay patch: wake the thread after the lock is released; woken under it, the
+            // thread ran only to block on the lock again (two more futex calls and a context
+            // switch per task; issue 19).
+            drop(queue);
             self.sharing.condvar.notify_one();
         }
     }
