@@ -214,6 +214,32 @@ impl Answer {
     }
 }
 
+impl Answer {
+    /// What the meter needs of an answer that is neither stored nor translated: its usage. A
+    /// JSON body's other members are skipped, not built (`json` stays `None`); the usage is
+    /// [`Answer::read`]'s.
+    pub fn read_usage(api: Api, bytes: &[u8]) -> Answer {
+        #[derive(serde::Deserialize)]
+        struct OnlyUsage {
+            #[serde(default)]
+            usage: Option<Value>,
+        }
+        let form = Form::of(bytes);
+        if form == Form::Sse {
+            return Answer::read(api, bytes);
+        }
+        let usage = serde_json::from_slice::<OnlyUsage>(bytes)
+            .ok()
+            .and_then(|o| o.usage)
+            .map(|u| Usage::of(api, &u));
+        Answer {
+            form,
+            json: None,
+            usage,
+        }
+    }
+}
+
 /// A token count: a non-negative integer (a float some servers send is rounded; anything
 /// else is 0).
 /// The member at `path` of nested objects (what `Value::pointer` finds for object members,

@@ -54,6 +54,30 @@ fn whole_answers_with_and_without_usage() {
 }
 
 #[test]
+fn reading_only_the_usage_finds_what_reading_all_finds() {
+    let answers: [&[u8]; 9] = [
+        br#"{"choices":[{"message":{"content":"hi \"usage\""}}],"usage":{"prompt_tokens":12,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":4}}}"#,
+        br#"{"content":[{"type":"text","text":"x"}],"usage":{"input_tokens":3,"output_tokens":7,"cache_read_input_tokens":50}}"#,
+        br#"{"output":[],"usage":{"input_tokens":9,"output_tokens":1,"output_tokens_details":{"reasoning_tokens":1}}}"#,
+        br#"{"choices":[]}"#,
+        br#"{"usage":null}"#,
+        br#"{"usage":"odd"}"#,
+        br#"  {"nested":{"usage":{"prompt_tokens":1}}}"#,
+        b"{not json",
+        b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n",
+    ];
+    for api in [Api::Chat, Api::Responses, Api::Anthropic] {
+        for answer in answers {
+            let (all, usage) = (Answer::read(api, answer), Answer::read_usage(api, answer));
+            let shown = String::from_utf8_lossy(answer);
+            assert_eq!(usage.usage, all.usage, "{api:?} {shown}");
+            assert_eq!(usage.form, all.form, "{shown}");
+            assert!(usage.json.is_none());
+        }
+    }
+}
+
+#[test]
 fn streams_of_each_api() {
     let chat = b"data: {\"choices\":[{\"delta\":{}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":4,\"prompt_tokens_details\":{\"cached_tokens\":20}}}\n\ndata: [DONE]\n\n";
     assert_eq!(of_bytes(Api::Chat, chat), Some(u(10, 4, 20, 0, 0)));

@@ -48,8 +48,13 @@ pub(super) fn respond_whole(
         .read_body(&ex.access.upstream, sent.response.into_body())?;
     ex.access.upstream_time = whole.started.elapsed();
     traced_answer(trace.as_deref(), path, &data);
-    // read once: the cache's check, the store, the meter and translation share the parse
-    let read = Answer::read(api, &data);
+    // read once: the cache's check, the store, the meter and translation share the parse;
+    // the meter alone needs only the usage
+    let read = if whole.storing.is_some() || call.translation.is_some() {
+        Answer::read(api, &data)
+    } else {
+        Answer::read_usage(api, &data)
+    };
     if let (true, Some((cache, p))) = ((200..300).contains(&status), whole.storing) {
         if cache.too_large(data.len()) {
             reply_headers.push((SKIP_HEADER.to_string(), SKIP_TOO_LARGE.to_string()));
