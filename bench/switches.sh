@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Context switches and CPU time per request on the miss path (cache off), counted by
+# Context switches and CPU time per request on the miss path (cache off; or, with MODE=hit,
+# on memory-tier cache hits), counted by
 # `perf stat` (software counters: they work where hardware counters are not supported) over the
 # whole relay process, every thread. Like profile.sh, each figure is the difference of two runs
 # (W and W + N requests) divided by N, so start-up and shutdown cancel out. C client
@@ -13,11 +14,13 @@
 #
 #   bench/switches.sh                 # N=20000, C=8
 #   bench/switches.sh 5000 1          # N=5000 over one connection
+#   bench/switches.sh 20000 8 hit     # cache hits from memory
 #   PROFILE_BIN=/path/to/llm-relay bench/switches.sh   # another build (a before figure)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-20000}
 C=${2:-8}
+MODE=${3:-miss}
 W=2000
 command -v perf >/dev/null || { echo "switches.sh: needs perf (apt-get install linux-perf)" >&2; exit 1; }
 NAME=switches
@@ -28,20 +31,25 @@ bench_binaries
 start_fixture "$RUN/upstream.out" json-upstream --body-file "$ROOT/bench/chat_completion.json"
 UP=$FIXTURE
 sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/unique.json"
+case $MODE in
+  miss) CACHE='{"enabled": false}' BODY=$RUN/unique.json UNIQUE=--unique WHAT="miss path, cache off" ;;
+  hit) CACHE="{\"enabled\": true, \"dir\": \"$RUN/cache\"}" BODY=$ROOT/bench/request.json UNIQUE="" WHAT="memory hits" ;;
+  *) echo "switches.sh: MODE is miss or hit" >&2; exit 1 ;;
+esac
 
 # Runs the relay under perf stat for COUNT requests; prints "switches task-clock-ms".
 counts() { # COUNT
   local count=$1 port pid
   port=$("$TOOL" free-port)
-  printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": 32, "cache": {"enabled": false}}\n' \
-    "$port" "$UP" >"$RUN/relay-$count.json"
+  printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": 32, "cache": %s}\n' \
+    "$port" "$UP" "$CACHE" >"$RUN/relay-$count.json"
   perf stat -x, -e context-switches,task-clock -o "$RUN/perf-$count.csv" \
     "$BIN" --config "$RUN/relay-$count.json" >/dev/null 2>"$RUN/relay-$count.log" &
   pid=$!
   PIDS+=("$pid")
   wait_health "$port" 100 0.1 || true
-  "$TOOL" load --url "http://127.0.0.1:$port/v1/chat/completions" --body-file "$RUN/unique.json" \
-    --unique --connections "$C" --count "$count" >"$RUN/load-$count" 2>&1
+  "$TOOL" load --url "http://127.0.0.1:$port/v1/chat/completions" --body-file "$BODY" \
+    $UNIQUE --connections "$C" --count "$count" >"$RUN/load-$count" 2>&1
   grep -q "errors=0 " "$RUN/load-$count" || {
     echo "switches.sh: $(cat "$RUN/load-$count")" >&2
     exit 1
@@ -53,6 +61,6 @@ counts() { # COUNT
 
 a=($(counts "$W"))
 b=($(counts $((W + N))))
-awk -v n="$N" -v c="$C" -v s0="${a[0]}" -v s1="${b[0]}" -v t0="${a[1]}" -v t1="${b[1]}" 'BEGIN{
-  printf "| miss path, cache off, %d connections | %.2f context switches | %.1f µs CPU | per request (N=%d) |\n",
-    c, (s1 - s0) / n, (t1 - t0) * 1000 / n, n }'
+awk -v n="$N" -v c="$C" -v what="$WHAT" -v s0="${a[0]}" -v s1="${b[0]}" -v t0="${a[1]}" -v t1="${b[1]}" 'BEGIN{
+  printf "| %s, %d connections | %.2f context switches | %.1f µs CPU | per request (N=%d) |\n",
+    what, c, (s1 - s0) / n, (t1 - t0) * 1000 / n, n }'

@@ -97,6 +97,12 @@ fn pipelined_requests_are_answered_in_order_by_the_worker_that_kept_the_connecti
         2.0,
         "the second and third were read by the worker"
     );
+    // a next request long after the window still finds the connection open: it waited with
+    // the relay's own read timeout again, not the window's
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&request("later")).unwrap();
+    let (status, body) = answer(&mut r);
+    assert_eq!((status, content(&body)), (200, echo_text("later").as_str()));
 }
 
 #[test]

@@ -38,6 +38,8 @@ impl<In: Transport> Connector<In> for IdleConnector {
             inner,
             idle: self.idle,
             buffers: SlimBuffers::default(),
+            held: None,
+            sending: false,
         }))
     }
 }
@@ -47,6 +49,12 @@ pub struct IdleTransport<T> {
     inner: T,
     idle: std::time::Duration,
     buffers: SlimBuffers,
+    /// A request's head, held at the start of the output buffer of the transport below until
+    /// the next write joins it (its body: one write and one TCP segment for both, where ureq
+    /// made two) or the response is awaited; with the timeout to send it with.
+    held: Option<(usize, NextTimeout)>,
+    /// True from a request's first write until its response is awaited.
+    sending: bool,
 }
 
 impl<T> fmt::Debug for IdleTransport<T> {
@@ -79,6 +87,24 @@ impl<T: Transport> IdleTransport<T> {
 impl<T: Transport> IdleTransport<T> {
     /// Writes `amount` bytes of our output through the transport below, a buffer of it at a time.
     fn transmit(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let first = !self.sending;
+        self.sending = true;
+        let below = self.inner.buffers().output();
+        let at = self.held.map_or(0, |(held, _)| held);
+        match below.get_mut(at..at + amount) {
+            // the head is held; what follows it is sent with it, if it fits behind it
+            Some(room) => {
+                let ours = self.buffers.output().get(..amount).unwrap_or_default();
+                room.copy_from_slice(ours);
+                if first {
+                    self.held = Some((amount, timeout));
+                    return Ok(());
+                }
+                self.held = None;
+                return self.inner.transmit_output(at + amount, timeout);
+            }
+            None => self.flush()?,
+        }
         let mut sent = 0;
         while sent < amount {
             let below = self.inner.buffers().output();
@@ -91,6 +117,14 @@ impl<T: Transport> IdleTransport<T> {
             sent += n;
         }
         Ok(())
+    }
+
+    /// Sends the held request head, if any.
+    fn flush(&mut self) -> Result<(), ureq::Error> {
+        match self.held.take() {
+            Some((held, timeout)) => self.inner.transmit_output(held, timeout),
+            None => Ok(()),
+        }
     }
 
     /// Moves input the transport below holds into our buffer, first waiting for some if it holds
@@ -125,6 +159,15 @@ impl<T: Transport> Transport for IdleTransport<T> {
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.sending = false;
+        if let Err(e) = self.flush() {
+            return Err(match e {
+                ureq::Error::Timeout(Timeout::PerWrite) => {
+                    self.silent("the upstream accepted no byte of the request")
+                }
+                e => e,
+            });
+        }
         match timeout.reason {
             Timeout::RecvResponse => self.buffers.request_sent(),
             Timeout::RecvBody => self.buffers.reading_body(),

@@ -44,6 +44,11 @@ pub struct ClientConnection {
     // llm-relay patch: bytes of the current request head received so far.
     head_bytes: usize,
 
+    // llm-relay patch: true while the socket's read timeout is a `whole_request_within` window
+    // (kept between requests found whole: the reads of those cannot wait); see
+    // `restore_read_timeout`.
+    window_set: bool,
+
     // llm-relay patch: set once the previous request's body was read (or drained) to its end;
     // until then the bytes that follow are not known to be a request head.
     body_end: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -110,6 +115,7 @@ impl ClientConnection {
             head_timeout: None,
             head_deadline: None,
             head_bytes: 0,
+            window_set: false,
             body_end: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
@@ -188,7 +194,10 @@ impl ClientConnection {
             return Waited::Whole;
         }
         let socket = source.get_mut();
-        socket.set_read_timeout(Some(window));
+        if !self.window_set {
+            socket.set_read_timeout(Some(window));
+            self.window_set = true;
+        }
         let buffered = bytes.len();
         // a first look (waiting up to `window`) for the head, a second one for all of a
         // larger request; the socket's bytes follow the buffer's
@@ -220,8 +229,25 @@ impl ClientConnection {
                 _ => break,
             }
         }
-        socket.set_read_timeout(timeout);
+        if waited != Waited::Whole {
+            socket.set_read_timeout(timeout);
+            self.window_set = false;
+        }
         waited
+    }
+
+    /// llm-relay patch: puts the socket's own read timeout back after `whole_request_within`
+    /// left a window set (a connection served by a pool thread waits for its next request
+    /// with the server's timeout).
+    pub(crate) fn restore_read_timeout(&mut self) {
+        if !self.window_set {
+            return;
+        }
+        // through the writing handle: the same socket, and never held by a reader
+        let timeout = self.head_timeout;
+        self.sink
+            .with_inner(|w| w.get_mut().set_read_timeout(timeout));
+        self.window_set = false;
     }
 
     /// Reads the next line from self.next_header_source.

@@ -563,6 +563,7 @@ pub(crate) struct Handled {
 /// on from a pool thread, or closes it if the answer was cut short.
 pub(crate) fn serve_handled(mut conn: Handled) {
     use util::notify::{Notify, Resume};
+    conn.client.restore_read_timeout();
     while let Some(rq) = conn.client.next() {
         let resume = Resume::new(Arc::clone(&conn.pool), serve_handled, keep::keep_here);
         let rq = rq.with_notify(Notify::resume(resume.clone()));
