@@ -95,8 +95,10 @@ pub struct StreamTap<'a> {
     pub route: &'a str,
     /// Whether the client asked for the usage chunk.
     pub client_usage: bool,
-    /// When the previous event (or the stream) arrived.
-    last: Instant,
+    /// When the upstream call started.
+    started: Instant,
+    /// Milliseconds counted into `gaps` so far.
+    counted: u128,
     /// Milliseconds before each event so far.
     gaps: Vec<u32>,
 }
@@ -113,16 +115,19 @@ impl<'a> StreamTap<'a> {
             store,
             route,
             client_usage,
-            last: started,
+            started,
+            counted: 0,
             gaps: Vec::new(),
         }
     }
 
-    /// Milliseconds since the previous event; the clock restarts.
+    /// Milliseconds since the previous event. Counted from the start, so the gaps add up to
+    /// the stream's whole time (a clock restarted per event would drop each lap's fraction of a
+    /// millisecond, and a long stream's gaps would fall short of it).
     fn lap(&mut self) -> u32 {
-        let now = Instant::now();
-        let ms = now.duration_since(self.last).as_millis();
-        self.last = now;
+        let now = self.started.elapsed().as_millis();
+        let ms = now.saturating_sub(self.counted);
+        self.counted = now;
         u32::try_from(ms).unwrap_or(u32::MAX)
     }
 }
@@ -181,7 +186,9 @@ fn translate_events(translation: &Translation, events: &[Vec<u8>]) -> Vec<Vec<u8
 
 #[cfg(test)]
 mod tests {
-    use super::count_events;
+    use super::{count_events, StreamTap};
+    use crate::sse_frame::Tap;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn events_are_counted_by_their_blank_lines() {
@@ -191,5 +198,21 @@ mod tests {
             3
         );
         assert_eq!(count_events(b"event: x\ndata: a\n\n\n\ndata: b"), 2);
+    }
+
+    #[test]
+    fn recorded_gaps_add_up_to_the_streams_whole_time() {
+        // events 0.6 ms apart: a clock restarted per event would record mostly 0 ms gaps
+        let started = Instant::now();
+        let mut tap = StreamTap::new(None, "/v1/chat/completions", true, started);
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_micros(600));
+            tap.pass(b"data: {}\n\n");
+        }
+        let total: u128 = tap.gaps.iter().map(|&g| u128::from(g)).sum();
+        // the whole time, in whole milliseconds, at the last event: at least 40 × 0.6 ms
+        assert_eq!(total, tap.counted);
+        assert!(total >= 24, "{:?}", tap.gaps);
+        assert_eq!(tap.gaps.len(), 40);
     }
 }

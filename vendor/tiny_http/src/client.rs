@@ -189,10 +189,12 @@ impl ClientConnection {
         let Some(source) = self.next_header_source.inner_mut() else {
             return Waited::NotYet; // the previous request's body reader is still out
         };
-        let mut bytes = source.buffer().to_vec();
-        if request_len(&bytes).is_some_and(|len| bytes.len() >= len) {
+        let buffer = source.buffer();
+        if !buffer.is_empty() && request_len(buffer).is_some_and(|len| buffer.len() >= len) {
             return Waited::Whole;
         }
+        let mut bytes = Vec::with_capacity(buffer.len() + 2048);
+        bytes.extend_from_slice(buffer);
         let socket = source.get_mut();
         if !self.window_set {
             socket.set_read_timeout(Some(window));
@@ -631,11 +633,18 @@ fn too_large() -> ReadError {
 /// [`ClientConnection::whole_request_within`] leaves to the usual path (a chunked body, a
 /// `Content-Length` it cannot read or two of them, a head past 64 KiB).
 fn request_len(bytes: &[u8]) -> Option<usize> {
-    let head = bytes
-        .windows(4)
-        .take(64 * 1024)
-        .position(|w| w == b"\r\n\r\n")?
-        + 4;
+    // the end of the head: a line feed after CR LF CR
+    let mut from = 0;
+    let head = loop {
+        let nl = from + bytes.get(from..)?.iter().position(|&b| b == b'\n')?;
+        if nl > 64 * 1024 {
+            return None;
+        }
+        if nl >= 3 && bytes.get(nl - 3..nl) == Some(b"\r\n\r") {
+            break nl + 1;
+        }
+        from = nl + 1;
+    };
     let mut body = None;
     for line in bytes.get(..head)?.split(|&b| b == b'\n').skip(1) {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
