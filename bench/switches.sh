@@ -16,6 +16,8 @@
 #   bench/switches.sh 5000 1          # N=5000 over one connection
 #   bench/switches.sh 20000 8 hit     # cache hits from memory
 #   PROFILE_BIN=/path/to/llm-relay bench/switches.sh   # another build (a before figure)
+#   SYSCALLS=1 bench/switches.sh      # also system calls per request (the raw_syscalls
+#                                     # tracepoint: needs perf_event_paranoid ≤ 1 or root)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-20000}
@@ -43,7 +45,7 @@ counts() { # COUNT
   port=$("$TOOL" free-port)
   printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": 32, "cache": %s}\n' \
     "$port" "$UP" "$CACHE" >"$RUN/relay-$count.json"
-  perf stat -x, -e context-switches,task-clock -o "$RUN/perf-$count.csv" \
+  perf stat -x, -e context-switches,task-clock${SYSCALLS:+,raw_syscalls:sys_enter} -o "$RUN/perf-$count.csv" \
     "$BIN" --config "$RUN/relay-$count.json" >/dev/null 2>"$RUN/relay-$count.log" &
   pid=$!
   PIDS+=("$pid")
@@ -56,11 +58,13 @@ counts() { # COUNT
   }
   pkill -TERM -P "$pid" || true
   wait "$pid" || true
-  awk -F, '$3=="context-switches"{s=$1} $3=="task-clock"{t=$1} END{print s, t}' "$RUN/perf-$count.csv"
+  awk -F, '$3=="context-switches"{s=$1} $3=="task-clock"{t=$1} $3=="raw_syscalls:sys_enter"{y=$1} END{print s, t, y+0}' "$RUN/perf-$count.csv"
 }
 
 a=($(counts "$W"))
 b=($(counts $((W + N))))
-awk -v n="$N" -v c="$C" -v what="$WHAT" -v s0="${a[0]}" -v s1="${b[0]}" -v t0="${a[1]}" -v t1="${b[1]}" 'BEGIN{
-  printf "| %s, %d connections | %.2f context switches | %.1f µs CPU | per request (N=%d) |\n",
-    what, c, (s1 - s0) / n, (t1 - t0) * 1000 / n, n }'
+awk -v n="$N" -v c="$C" -v what="$WHAT" -v s0="${a[0]}" -v s1="${b[0]}" -v t0="${a[1]}" -v t1="${b[1]}" \
+  -v y0="${a[2]}" -v y1="${b[2]}" -v sys="${SYSCALLS:-}" 'BEGIN{
+  calls = sys == "" ? "" : sprintf(" %.2f system calls |", (y1 - y0) / n)
+  printf "| %s, %d connections | %.2f context switches | %.1f µs CPU |%s per request (N=%d) |\n",
+    what, c, (s1 - s0) / n, (t1 - t0) * 1000 / n, calls, n }'

@@ -40,6 +40,7 @@ impl<In: Transport> Connector<In> for IdleConnector {
             buffers: SlimBuffers::default(),
             held: None,
             sending: false,
+            used: false,
         }))
     }
 }
@@ -55,6 +56,8 @@ pub struct IdleTransport<T> {
     held: Option<(usize, NextTimeout)>,
     /// True from a request's first write until its response is awaited.
     sending: bool,
+    /// True from any read or write until the next [`Transport::is_open`].
+    used: bool,
 }
 
 impl<T> fmt::Debug for IdleTransport<T> {
@@ -148,6 +151,7 @@ impl<T: Transport> Transport for IdleTransport<T> {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.used = true;
         let mut timeout = timeout;
         timeout.per_write = capped(timeout.per_write, self.idle);
         match self.transmit(amount, timeout) {
@@ -159,6 +163,7 @@ impl<T: Transport> Transport for IdleTransport<T> {
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.used = true;
         self.sending = false;
         if let Err(e) = self.flush() {
             return Err(match e {
@@ -188,7 +193,18 @@ impl<T: Transport> Transport for IdleTransport<T> {
         }
     }
 
+    /// ureq's pool asks twice per exchange: when the connection comes back after a response
+    /// (right after our last read) and when a request takes it out. The second probe sees all
+    /// the first would (bytes nobody asked for, a close) and what came since, so only it reaches
+    /// the socket: a probe there is three system calls (non-blocking on, a read, off).
     fn is_open(&mut self) -> bool {
+        // bytes below that no response took: the next response would start with them
+        if !self.inner.buffers().input().is_empty() {
+            return false;
+        }
+        if std::mem::take(&mut self.used) {
+            return true;
+        }
         self.inner.is_open()
     }
 
