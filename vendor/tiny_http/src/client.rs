@@ -175,8 +175,9 @@ impl ClientConnection {
     }
 
     /// llm-relay patch: waits at most `window` for the first bytes of the next request, then
-    /// tells whether all of it is there (what the read buffer holds and what the socket has,
-    /// looked at without being taken), without reading any of it.
+    /// tells whether all of it is there: what the read buffer holds (filled by one read if it
+    /// was empty) and what the socket has beyond it, looked at without being taken. Nothing is
+    /// consumed: the request's own reading finds every byte.
     pub(crate) fn whole_request_within(&mut self, window: std::time::Duration) -> Waited {
         if self.no_more_requests || self.secure {
             return Waited::NotYet;
@@ -184,22 +185,36 @@ impl ClientConnection {
         if !self.body_end.load(std::sync::atomic::Ordering::SeqCst) {
             return Waited::NotYet;
         }
-        let timeout = self.head_timeout;
         self.next_header_source.try_turn();
         let Some(source) = self.next_header_source.inner_mut() else {
             return Waited::NotYet; // the previous request's body reader is still out
         };
+        if !self.window_set {
+            source.get_mut().set_read_timeout(Some(window));
+            self.window_set = true;
+        }
+        // an empty read buffer is filled first (a read, not a look: what it takes stays in the
+        // buffer for the request's reader, and a request that fits needs no other call)
+        if source.buffer().is_empty() {
+            match source.fill_buf() {
+                Ok([]) => return self.unwait(Waited::Closed),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return self.unwait(Waited::NotYet)
+                }
+                Err(_) => return self.unwait(Waited::Closed),
+            }
+        }
+        let Some(source) = self.next_header_source.inner_mut() else {
+            return Waited::NotYet;
+        };
         let buffer = source.buffer();
-        if !buffer.is_empty() && request_len(buffer).is_some_and(|len| buffer.len() >= len) {
+        if request_len(buffer).is_some_and(|len| buffer.len() >= len) {
             return Waited::Whole;
         }
         let mut bytes = Vec::with_capacity(buffer.len() + 2048);
         bytes.extend_from_slice(buffer);
         let socket = source.get_mut();
-        if !self.window_set {
-            socket.set_read_timeout(Some(window));
-            self.window_set = true;
-        }
         let buffered = bytes.len();
         // a first look (waiting up to `window`) for the head, a second one for all of a
         // larger request; the socket's bytes follow the buffer's
@@ -231,9 +246,16 @@ impl ClientConnection {
                 _ => break,
             }
         }
+        self.unwait(waited)
+    }
+
+    /// `waited`, after putting the socket's own read timeout back unless the request is whole.
+    fn unwait(&mut self, waited: Waited) -> Waited {
         if waited != Waited::Whole {
-            socket.set_read_timeout(timeout);
-            self.window_set = false;
+            if let Some(source) = self.next_header_source.inner_mut() {
+                source.get_mut().set_read_timeout(self.head_timeout);
+                self.window_set = false;
+            }
         }
         waited
     }
