@@ -508,3 +508,58 @@ fn a_request_answered_after_its_handler_returned_keeps_its_connection_until_cut(
     let rest = String::from_utf8(rest).unwrap();
     assert!(rest.ends_with("\r\n\r\nabc"), "{rest}");
 }
+
+/// The head the server writes: the status line, `Server` and `Date` unless the answer has its
+/// own, the answer's headers in order, then the framing header.
+#[test]
+fn a_head_carries_the_added_lines_in_their_order() {
+    let handler: Handler = Arc::new(|rq: Request| {
+        let header = |f: &str, v: &str| crate::Header::from_bytes(f, v).unwrap();
+        let response = match rq.url() {
+            "/known" => Response::from_string("hello").with_header(header("X-A", "b")),
+            "/own" => Response::from_string("hi")
+                .with_header(header("Server", "relay"))
+                .with_header(header("Date", "Thu, 01 Jan 1970 00:00:00 GMT")),
+            _ => {
+                let body = std::io::Cursor::new(b"streamed".to_vec());
+                rq.respond(Response::new(200.into(), vec![], body, None, None))
+                    .unwrap();
+                return;
+            }
+        };
+        rq.respond(response).unwrap();
+    });
+    let (_server, addr) = start(handler);
+    let get = |path: &str| {
+        let (got, closed) = exchange(
+            &addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert!(closed, "{got}");
+        // the date is this second's: replace its 29 characters
+        match got.find("\r\nDate: ") {
+            Some(at) if !got.contains("1970") => {
+                let start = at + "\r\nDate: ".len();
+                let date = got.get(start..start + 29).unwrap();
+                assert!(date.ends_with(" GMT"), "{got}");
+                format!("{}DATE{}", got.get(..start).unwrap(), got.get(start + 29..).unwrap())
+            }
+            _ => got,
+        }
+    };
+    assert_eq!(
+        get("/known"),
+        "HTTP/1.1 200 OK\r\nServer: tiny-http (Rust)\r\nDate: DATE\r\n\
+         Content-Type: text/plain; charset=UTF-8\r\nX-A: b\r\nContent-Length: 5\r\n\r\nhello"
+    );
+    assert_eq!(
+        get("/own"),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=UTF-8\r\nServer: relay\r\n\
+         Date: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nhi"
+    );
+    assert_eq!(
+        get("/chunked"),
+        "HTTP/1.1 200 OK\r\nServer: tiny-http (Rust)\r\nDate: DATE\r\n\
+         Transfer-Encoding: chunked\r\n\r\n8\r\nstreamed\r\n0\r\n\r\n"
+    );
+}

@@ -75,58 +75,95 @@ impl FromStr for TransferEncoding {
 /// llm-relay patch: formatted at most once a second (per second of the clock) and cloned
 /// from then on; formatting it for every answer cost a visible share of a cache hit's CPU.
 pub(crate) fn build_date_header() -> Header {
-    static CACHED: std::sync::Mutex<Option<(u64, Header)>> = std::sync::Mutex::new(None);
+    let mut value = Vec::with_capacity(29);
+    append_date(&mut value);
+    Header::from_bytes(&b"Date"[..], value).unwrap()
+}
+
+/// llm-relay patch: appends the `Date` value of this second (formatted once a second).
+fn append_date(out: &mut Vec<u8>) {
+    static CACHED: std::sync::Mutex<Option<(u64, String)>> = std::sync::Mutex::new(None);
     let now = SystemTime::now();
     let second = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let mut cached = CACHED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((at, header)) = &*cached {
-        if *at == second {
-            return header.clone();
+    match &*cached {
+        Some((at, date)) if *at == second => out.extend_from_slice(date.as_bytes()),
+        _ => {
+            let date = HttpDate::from(now).to_string();
+            out.extend_from_slice(date.as_bytes());
+            *cached = Some((second, date));
         }
     }
-    let d = HttpDate::from(now);
-    let header = Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap();
-    *cached = Some((second, header.clone()));
-    header
 }
 
 /// llm-relay patch: the largest body written in one piece with its head (see `raw_print`).
 const JOINED_BODY_MAX: usize = 256 * 1024;
 
-fn write_message_header<W>(
-    mut writer: W,
+/// llm-relay patch: the lines the server adds to a response's own headers, written straight
+/// into the head (they were `Header`s built, inserted at the front and parsed per answer).
+struct Added<'a> {
+    upgrade: Option<&'a str>,
+    server: bool,
+    date: bool,
+    encoding: Option<(TransferEncoding, Option<usize>)>,
+}
+
+fn message_header(
     http_version: &HTTPVersion,
     status_code: &StatusCode,
     headers: &[Header],
-) -> IoResult<()>
-where
-    W: Write,
-{
+    added: &Added<'_>,
+) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut head = Vec::with_capacity(512);
     // writing status line
-    write!(
-        &mut writer,
+    let _ = write!(
+        &mut head,
         "HTTP/{}.{} {} {}\r\n",
         http_version.0,
         http_version.1,
         status_code.0,
         status_code.default_reason_phrase()
-    )?;
-
-    // writing headers
-    for header in headers.iter() {
-        writer.write_all(header.field.as_str().as_ref())?;
-        write!(&mut writer, ": ")?;
-        writer.write_all(header.value.as_str().as_ref())?;
-        write!(&mut writer, "\r\n")?;
+    );
+    let mut line = |field: &[u8], value: &[u8]| {
+        head.extend_from_slice(field);
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    };
+    if let Some(upgrade) = added.upgrade {
+        line(b"Connection", b"upgrade");
+        line(b"Upgrade", upgrade.as_bytes());
     }
-
+    if added.server {
+        line(b"Server", b"tiny-http (Rust)");
+    }
+    if added.date {
+        head.extend_from_slice(b"Date: ");
+        append_date(&mut head);
+        head.extend_from_slice(b"\r\n");
+    }
+    for header in headers.iter() {
+        head.extend_from_slice(header.field.as_str().as_ref());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(header.value.as_str().as_ref());
+        head.extend_from_slice(b"\r\n");
+    }
+    match added.encoding {
+        Some((TransferEncoding::Chunked, _)) => {
+            head.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+        }
+        Some((TransferEncoding::Identity, Some(length))) => {
+            let _ = write!(&mut head, "Content-Length: {}\r\n", length);
+        }
+        _ => {}
+    }
     // separator between header and data
-    write!(&mut writer, "\r\n")?;
-
-    Ok(())
+    head.extend_from_slice(b"\r\n");
+    head
 }
 
 fn choose_transfer_encoding(
@@ -376,29 +413,12 @@ where
             self.chunked_threshold(),
         ));
 
-        // add `Date` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
-            self.headers.insert(0, build_date_header());
-        }
-
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
-        }
+        // add `Date` and `Server` if not in the headers
+        let date = !self.headers.iter().any(|h| h.field.equiv("Date"));
+        let server = !self.headers.iter().any(|h| h.field.equiv("Server"));
 
         // handling upgrade
-        if let Some(upgrade) = upgrade {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()).unwrap(),
-            );
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
-            );
+        if upgrade.is_some() {
             transfer_encoding = None;
         }
 
@@ -426,26 +446,17 @@ where
             };
 
         // preparing headers for transfer
-        match transfer_encoding {
-            Some(TransferEncoding::Chunked) => self
-                .headers
-                .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
-
-            Some(TransferEncoding::Identity) => {
-                assert!(data_length.is_some());
-                let data_length = data_length.unwrap();
-
-                self.headers.push(
-                    Header::from_bytes(
-                        &b"Content-Length"[..],
-                        format!("{}", data_length).as_bytes(),
-                    )
-                    .unwrap(),
-                )
-            }
-
-            _ => (),
-        };
+        let head = message_header(
+            &http_version,
+            &self.status_code,
+            &self.headers,
+            &Added {
+                upgrade,
+                server,
+                date,
+                encoding: transfer_encoding.map(|te| (te, data_length)),
+            },
+        );
 
         // llm-relay patch: a body of known length up to JOINED_BODY_MAX goes out in one write
         // with the head (through the 1 KiB connection buffer they were two write syscalls,
@@ -454,20 +465,15 @@ where
             (do_not_send_body, transfer_encoding, data_length)
         {
             if len <= JOINED_BODY_MAX {
-                let mut joined = Vec::with_capacity(512 + len);
-                write_message_header(&mut joined, &http_version, &self.status_code, &self.headers)?;
+                let mut joined = head;
+                joined.reserve(len);
                 reader.read_to_end(&mut joined)?;
                 return writer.write_all(&joined);
             }
         }
 
         // sending headers
-        write_message_header(
-            writer.by_ref(),
-            &http_version,
-            &self.status_code,
-            &self.headers,
-        )?;
+        writer.write_all(&head)?;
 
         // sending the body
         if !do_not_send_body {
