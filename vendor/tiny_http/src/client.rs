@@ -283,6 +283,7 @@ impl ClientConnection {
         // pulling one byte at a time through `Read::bytes` (a `read` call per byte, ~15 % of a
         // cache hit's instructions); the checks per byte are the same.
         self.next_header_source.wait_turn();
+        let deadline = self.head_deadline;
         let Some(source) = self.next_header_source.inner_mut() else {
             return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
         };
@@ -296,54 +297,18 @@ impl ClientConnection {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            // room for the line's bytes in this chunk at once (was one `grow` per few bytes)
-            let line_len = available
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(available.len(), |p| p + 1);
-            buf.reserve(line_len.min(MAX_LINE));
-            let mut used = 0;
-            let mut end: Option<IoResult<()>> = None;
-            for &byte in available {
-                used += 1;
-                if byte == b'\n' && prev_byte_was_cr {
-                    buf.pop(); // removing the '\r'
-                    end = Some(Ok(()));
-                    break;
-                }
-
-                // llm-relay patch: a bare CR or LF or a NUL in the head (RFC 9112 section 2.2):
-                // recipients disagree on where such a line ends.
-                if byte == b'\n' || byte == 0 || prev_byte_was_cr {
-                    end = Some(Err(IoError::new(
-                        ErrorKind::InvalidInput,
-                        "bare CR or LF, or NUL",
-                    )));
-                    break;
-                }
-
-                prev_byte_was_cr = byte == b'\r';
-
-                self.head_bytes += 1;
-                if self
-                    .head_deadline
-                    .is_some_and(|d| crate::util::coarse_clock::now_ms() > d)
-                {
-                    end = Some(Err(IoError::new(
-                        ErrorKind::TimedOut,
-                        "request head too slow",
-                    )));
-                    break;
-                }
-                if buf.len() >= MAX_LINE {
-                    end = Some(Err(IoError::new(
-                        ErrorKind::OutOfMemory,
-                        "header line too long",
-                    )));
-                    break;
-                }
-                buf.push(byte);
-            }
+            let late = || deadline.is_some_and(|d| crate::util::coarse_clock::now_ms() > d);
+            let (used, taken, end) = line_chunk(available, &mut buf, &mut prev_byte_was_cr, late);
+            self.head_bytes += taken;
+            let end = end.map(|end| {
+                end.map_err(|e| match e {
+                    LineError::Bare => {
+                        IoError::new(ErrorKind::InvalidInput, "bare CR or LF, or NUL")
+                    }
+                    LineError::Late => IoError::new(ErrorKind::TimedOut, "request head too slow"),
+                    LineError::Long => IoError::new(ErrorKind::OutOfMemory, "header line too long"),
+                })
+            });
             source.consume(used);
             match end {
                 None => {}
@@ -651,6 +616,78 @@ fn too_large() -> ReadError {
 }
 
 /// llm-relay patch: the length of the request at the start of `bytes` — its head and its
+/// llm-relay patch: why a head line was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineError {
+    /// A bare CR or LF, or a NUL (RFC 9112 section 2.2: recipients disagree on where such a
+    /// line ends).
+    Bare,
+    /// The head's deadline passed.
+    Late,
+    /// The line passed `MAX_LINE`.
+    Long,
+}
+
+/// llm-relay patch: takes the next piece of a head line from `available` (a chunk of the read
+/// buffer) into `line`. Returns how many bytes it used, how many of them count as head bytes
+/// (all but a refused byte and the line's LF), and, once the line ends or is refused, how.
+/// `cr`: the line's last byte so far was CR (it carries over chunks). The checks and their
+/// order are those of tiny_http's loop over each byte; runs of plain bytes are found with a
+/// search and copied at once, and `late` is asked once per call.
+fn line_chunk(
+    available: &[u8],
+    line: &mut Vec<u8>,
+    cr: &mut bool,
+    late: impl Fn() -> bool,
+) -> (usize, usize, Option<Result<(), LineError>>) {
+    let mut known_late = None;
+    let mut late = || *known_late.get_or_insert_with(&late);
+    let (mut at, mut taken) = (0, 0);
+    loop {
+        if !*cr {
+            let rest = available.get(at..).unwrap_or_default();
+            let run = rest
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r' || b == 0)
+                .unwrap_or(rest.len());
+            if run > 0 {
+                if late() {
+                    return (at + 1, taken + 1, Some(Err(LineError::Late)));
+                }
+                let room = MAX_LINE.saturating_sub(line.len());
+                if run > room {
+                    line.extend_from_slice(rest.get(..room).unwrap_or_default());
+                    return (at + room + 1, taken + room + 1, Some(Err(LineError::Long)));
+                }
+                line.extend_from_slice(rest.get(..run).unwrap_or_default());
+                at += run;
+                taken += run;
+            }
+        }
+        let Some(&byte) = available.get(at) else {
+            return (at, taken, None);
+        };
+        at += 1;
+        if byte == b'\n' && *cr {
+            line.pop(); // removing the '\r'
+            *cr = false;
+            return (at, taken, Some(Ok(())));
+        }
+        if byte == b'\n' || byte == 0 || *cr {
+            return (at, taken, Some(Err(LineError::Bare)));
+        }
+        *cr = byte == b'\r';
+        taken += 1;
+        if late() {
+            return (at, taken, Some(Err(LineError::Late)));
+        }
+        if line.len() >= MAX_LINE {
+            return (at, taken, Some(Err(LineError::Long)));
+        }
+        line.push(byte);
+    }
+}
+
 /// `Content-Length` body — once its head is there; `None` while it is not, and for a head
 /// [`ClientConnection::whole_request_within`] leaves to the usual path (a chunked body, a
 /// `Content-Length` it cannot read or two of them, a head past 64 KiB).
@@ -716,5 +753,105 @@ mod request_len_tests {
         );
         let twice = b"POST /x HTTP/1.1\r\nContent-Length: 900\r\nContent-Length: 1\r\n\r\nab";
         assert_eq!(request_len(twice), None);
+    }
+}
+
+#[cfg(test)]
+mod line_chunk_tests {
+    use super::{line_chunk, LineError, MAX_LINE};
+
+    /// tiny_http's loop over each byte, as it was: the oracle.
+    fn per_byte(
+        available: &[u8],
+        line: &mut Vec<u8>,
+        cr: &mut bool,
+        late: bool,
+    ) -> (usize, usize, Option<Result<(), LineError>>) {
+        let (mut used, mut taken) = (0, 0);
+        for &byte in available {
+            used += 1;
+            if byte == b'\n' && *cr {
+                line.pop();
+                *cr = false;
+                return (used, taken, Some(Ok(())));
+            }
+            if byte == b'\n' || byte == 0 || *cr {
+                return (used, taken, Some(Err(LineError::Bare)));
+            }
+            *cr = byte == b'\r';
+            taken += 1;
+            if late {
+                return (used, taken, Some(Err(LineError::Late)));
+            }
+            if line.len() >= MAX_LINE {
+                return (used, taken, Some(Err(LineError::Long)));
+            }
+            line.push(byte);
+        }
+        (used, taken, None)
+    }
+
+    #[test]
+    fn a_chunk_is_taken_as_the_loop_over_each_byte_took_it() {
+        let alphabet = [b'a', b' ', b':', b'\r', b'\n', 0];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut checked = 0;
+        for round in 0..200_000u32 {
+            let len = (next() % 12) as usize;
+            let chunk: Vec<u8> = (0..len)
+                .map(|_| {
+                    // mostly plain bytes, as in real heads
+                    let r = next() % 16;
+                    alphabet.get(r as usize).copied().unwrap_or(b'x')
+                })
+                .collect();
+            let start_len = match round % 4 {
+                0 => 0,
+                1 => MAX_LINE - (next() % 8) as usize,
+                _ => (next() % 20) as usize,
+            };
+            let start = vec![b'h'; start_len];
+            let cr = next() % 3 == 0;
+            let late = next() % 10 == 0;
+            let (mut a_line, mut a_cr) = (start.clone(), cr);
+            let (mut b_line, mut b_cr) = (start, cr);
+            let a = line_chunk(&chunk, &mut a_line, &mut a_cr, || late);
+            let b = per_byte(&chunk, &mut b_line, &mut b_cr, late);
+            assert_eq!(
+                (a, a_cr),
+                (b, b_cr),
+                "{chunk:?} after {start_len} bytes, cr {cr}, late {late}"
+            );
+            assert!(a_line == b_line, "{chunk:?}");
+            checked += 1;
+        }
+        assert_eq!(checked, 200_000);
+    }
+
+    #[test]
+    fn a_head_line_ends_at_its_crlf() {
+        let mut line = Vec::new();
+        let mut cr = false;
+        let got = line_chunk(b"Host: x\r\nAccept: */*\r\n", &mut line, &mut cr, || false);
+        assert_eq!(got, (9, 8, Some(Ok(()))));
+        assert_eq!(line, b"Host: x");
+        // a CR at the end of one chunk and its LF at the start of the next
+        let (mut line, mut cr) = (Vec::new(), false);
+        assert_eq!(
+            line_chunk(b"Ho\r", &mut line, &mut cr, || false),
+            (3, 3, None)
+        );
+        assert!(cr);
+        assert_eq!(
+            line_chunk(b"\nX", &mut line, &mut cr, || false),
+            (1, 0, Some(Ok(())))
+        );
+        assert_eq!(line, b"Ho");
     }
 }

@@ -363,9 +363,11 @@ fn into_writer_or_close_keeps_the_connection_only_when_completed() {
         }
     }));
     let (mut s, mut r) = connect(&addr);
-    s.write_all(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut r).1, "abcdefghij");
-    s.write_all(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut rest = Vec::new();
     r.read_to_end(&mut rest).unwrap(); // ends: the connection was closed, not kept
     let rest = String::from_utf8(rest).unwrap();
@@ -395,16 +397,22 @@ fn a_body_left_unread_is_never_parsed_as_the_next_request() {
         b"POST /first HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
           DELETE /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
     );
-    assert!(closed, "the connection is closed after the answer: {}", text);
+    assert!(
+        closed,
+        "the connection is closed after the answer: {}",
+        text
+    );
     assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "{}", text);
     // The same with a Content-Length body past the 1 MiB drain limit whose unread tail is a
     // request head at whatever offset the drain stopped (one every 64 bytes).
     let unit = b"GET /smuggled-too HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaa\r\n\r\n";
     assert_eq!(unit.len(), 64);
     let body: Vec<u8> = unit.iter().copied().cycle().take(3 << 20).collect();
-    let mut bytes =
-        format!("POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len())
-            .into_bytes();
+    let mut bytes = format!(
+        "POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     bytes.extend_from_slice(&body);
     let (text, closed) = exchange(&addr, &bytes);
     assert!(closed, "{}", text.len());
@@ -424,11 +432,18 @@ fn a_body_read_or_drained_to_its_end_keeps_the_connection() {
     .unwrap();
     assert_eq!(read_response(&mut r).0, "HTTP/1.1 200 OK");
     let body = vec![b'x'; 4096];
-    s.write_all(format!("POST /unread HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
-        .unwrap();
+    s.write_all(
+        format!(
+            "POST /unread HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     s.write_all(&body).unwrap();
     assert_eq!(read_response(&mut r).0, "HTTP/1.1 200 OK");
-    s.write_all(b"GET /last HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /last HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut r).0, "HTTP/1.1 200 OK");
     assert_eq!(*seen.lock().unwrap(), ["/read", "/unread", "/last"]);
 }
@@ -452,14 +467,23 @@ fn the_cached_date_header_is_the_current_second() {
     let before = now();
     let first = crate::response::build_date_header();
     let after = now();
-    assert!((before..=after).contains(&seconds(&first)), "{}", first.value);
+    assert!(
+        (before..=after).contains(&seconds(&first)),
+        "{}",
+        first.value
+    );
     assert!(first.field.equiv("Date"));
     // In the next second the header follows the clock.
     while now() == after {
         thread::sleep(Duration::from_millis(20));
     }
     let later = crate::response::build_date_header();
-    assert!(seconds(&later) > seconds(&first), "{} then {}", first.value, later.value);
+    assert!(
+        seconds(&later) > seconds(&first),
+        "{} then {}",
+        first.value,
+        later.value
+    );
 }
 
 /// A handler that passes each request to a thread of its own, which answers it a moment after
@@ -492,9 +516,11 @@ fn a_request_answered_after_its_handler_returned_keeps_its_connection_until_cut(
     let (_server, addr) = start(answer_later_handler());
     let (mut s, mut r) = connect(&addr);
     for _ in 0..3 {
-        s.write_all(b"GET /respond HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /respond HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         assert_eq!(read_response(&mut r).1, "responded");
-        s.write_all(b"GET /writer HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /writer HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         assert_eq!(read_response(&mut r).1, "writer");
     }
     // pipelined: the second is read only once the first was answered
@@ -502,7 +528,8 @@ fn a_request_answered_after_its_handler_returned_keeps_its_connection_until_cut(
     s.write_all(two).unwrap();
     assert_eq!(read_response(&mut r).1, "responded");
     assert_eq!(read_response(&mut r).1, "writer");
-    s.write_all(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut rest = Vec::new();
     r.read_to_end(&mut rest).unwrap(); // ends: the connection was closed, not kept
     let rest = String::from_utf8(rest).unwrap();
@@ -542,7 +569,11 @@ fn a_head_carries_the_added_lines_in_their_order() {
                 let start = at + "\r\nDate: ".len();
                 let date = got.get(start..start + 29).unwrap();
                 assert!(date.ends_with(" GMT"), "{got}");
-                format!("{}DATE{}", got.get(..start).unwrap(), got.get(start + 29..).unwrap())
+                format!(
+                    "{}DATE{}",
+                    got.get(..start).unwrap(),
+                    got.get(start + 29..).unwrap()
+                )
             }
             _ => got,
         }
