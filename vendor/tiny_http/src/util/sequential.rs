@@ -58,9 +58,13 @@ where
 /// replaces a `std::sync::mpsc` channel per request and per side, whose first send allocated
 /// and zeroed a block of 31 slots: ~9 k instructions of a ~90 k instruction cache hit).
 struct Slot<T> {
-    state: Mutex<State<T>>,
+    state: Mutex<(State<T>, Waiting)>,
     changed: Condvar,
 }
+
+/// Whether the taker waits on the condition variable (std's `notify_one` is a system call
+/// even with nobody waiting, and most hand-overs find the value given already).
+type Waiting = bool;
 
 enum State<T> {
     Empty,
@@ -81,7 +85,7 @@ struct Disconnected;
 
 fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let slot = Arc::new(Slot {
-        state: Mutex::new(State::Empty),
+        state: Mutex::new((State::Empty, false)),
         changed: Condvar::new(),
     });
     (Sender(slot.clone()), Receiver(slot))
@@ -89,24 +93,30 @@ fn channel<T>() -> (Sender<T>, Receiver<T>) {
 
 impl<T> Sender<T> {
     fn send(&self, value: T) -> Result<(), Disconnected> {
-        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if !matches!(*state, State::Empty) {
+        let mut guard = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(guard.0, State::Empty) {
             return Err(Disconnected);
         }
-        *state = State::Full(value);
-        drop(state);
-        self.0.changed.notify_one();
+        guard.0 = State::Full(value);
+        let waiting = guard.1;
+        drop(guard);
+        if waiting {
+            self.0.changed.notify_one();
+        }
         Ok(())
     }
 }
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if matches!(*state, State::Empty) {
-            *state = State::Gone;
-            drop(state);
-            self.0.changed.notify_one();
+        let mut guard = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(guard.0, State::Empty) {
+            guard.0 = State::Gone;
+            let waiting = guard.1;
+            drop(guard);
+            if waiting {
+                self.0.changed.notify_one();
+            }
         }
     }
 }
@@ -114,18 +124,20 @@ impl<T> Drop for Sender<T> {
 impl<T> Receiver<T> {
     /// Waits for the value.
     fn recv(&self) -> Result<T, Disconnected> {
-        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            match mem::replace(&mut *state, State::Gone) {
+            match mem::replace(&mut guard.0, State::Gone) {
                 State::Full(value) => return Ok(value),
                 State::Gone => return Err(Disconnected),
                 State::Empty => {
-                    *state = State::Empty;
-                    state = self
+                    guard.0 = State::Empty;
+                    guard.1 = true;
+                    guard = self
                         .0
                         .changed
-                        .wait(state)
+                        .wait(guard)
                         .unwrap_or_else(PoisonError::into_inner);
+                    guard.1 = false;
                 }
             }
         }
@@ -133,12 +145,12 @@ impl<T> Receiver<T> {
 
     /// The value if it is there; never waits.
     fn try_recv(&self) -> Result<T, Disconnected> {
-        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
-        match mem::replace(&mut *state, State::Gone) {
+        let mut guard = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match mem::replace(&mut guard.0, State::Gone) {
             State::Full(value) => Ok(value),
             State::Gone => Err(Disconnected),
             State::Empty => {
-                *state = State::Empty;
+                guard.0 = State::Empty;
                 Err(Disconnected)
             }
         }
