@@ -98,7 +98,7 @@ fn streams_of_each_api() {
 
 #[test]
 fn null_members_need_no_parse() {
-    let k = b"usage";
+    let k = &JsonKey::new("usage");
     assert!(!has_non_null(
         br#"{"choices":[{"delta":{}}],"usage":null}"#,
         k
@@ -113,12 +113,17 @@ fn null_members_need_no_parse() {
     assert!(has_non_null(br#"{"type":"usage"}"#, k)); // not a member: parsed to be sure
                                                       // inside a string it is escaped, so never a member
     assert!(!has_non_null(br#"{"content":"say \"usage\": 1"}"#, k));
-    let f = b"finish_reason";
+    let f = &FINISH_REASON;
     assert!(!has_non_null(br#"{"choices":[{"finish_reason":null}]}"#, f));
     assert!(has_non_null(
         br#"{"choices":[{"finish_reason":"stop"}]}"#,
         f
     ));
+    // a long key
+    let long = "k".repeat(100);
+    let with = |value: &str| format!(r#"{{"a":1,"{long}": {value}}}"#).into_bytes();
+    assert!(has_non_null(&with("2"), &JsonKey::new(&long)));
+    assert!(!has_non_null(&with("null"), &JsonKey::new(&long)));
 }
 
 #[test]
@@ -126,4 +131,21 @@ fn data_lines() {
     assert_eq!(data_payload(b"data: {}\r\n"), Some(&b"{}"[..]));
     assert_eq!(data_payload(b"data:[DONE]"), Some(&b"[DONE]"[..]));
     assert_eq!(data_payload(b"event: x"), None);
+}
+
+#[test]
+fn lines_are_what_split_gives() {
+    for text in [
+        &b""[..],
+        b"\n",
+        b"\n\n",
+        b"a",
+        b"a\n",
+        b"data: {}\n\n",
+        b"event: x\r\ndata: y\r\n\r\ndata: z",
+        b"\na\n\nb",
+    ] {
+        let split: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        assert_eq!(lines(text).collect::<Vec<_>>(), split, "{text:?}");
+    }
 }

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::{event_type, terminal, Api, Ending};
-use crate::answer::{data_payload, has_non_null};
+use crate::answer::{data_payload, has_non_null, FINISH_REASON};
 
 /// Tracks whether a stream has ended properly, one line at a time.
 #[derive(Debug)]
@@ -48,7 +48,7 @@ impl Completion {
             }
         } else if data == b"[DONE]" {
             self.done = true;
-        } else if !self.finished && has_non_null(data, b"finish_reason") {
+        } else if !self.finished && has_non_null(data, &FINISH_REASON) {
             self.finished = has_finish_reason(data);
         }
     }

@@ -89,9 +89,7 @@ pub fn cut_event(api: Api, message: &str) -> Vec<u8> {
 
 /// The data payloads of a recorded stream's `data:` lines (trimmed), in order.
 pub fn data_lines(recorded: &[u8]) -> impl Iterator<Item = &[u8]> {
-    recorded
-        .split(|&b| b == b'\n')
-        .filter_map(crate::answer::data_payload)
+    crate::answer::lines(recorded).filter_map(crate::answer::data_payload)
 }
 
 /// Sets `key` of `v` when `v` is an object (a no-op for anything else, which has no members).

@@ -248,10 +248,10 @@ fn event(v: &Value) -> Vec<u8> {
 
 /// True for a usage-only chunk: `"choices": []` and a non-null `usage`.
 pub fn is_usage_only(event: &[u8]) -> bool {
-    let Some(data) = event.split(|&b| b == b'\n').find_map(data_payload) else {
+    let Some(data) = crate::answer::lines(event).find_map(data_payload) else {
         return false;
     };
-    if !crate::answer::has_non_null(data, b"usage") {
+    if !crate::answer::has_non_null(data, &crate::answer::USAGE) {
         return false;
     }
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
