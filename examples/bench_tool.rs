@@ -305,13 +305,18 @@ fn streams(f: &Flags) -> Res<()> {
         body.len()
     );
     let stats = Arc::new(Mutex::new(StreamStats::default()));
+    // `--spread-ms S`: the i-th stream starts i × S / n ms after the first (default 0: all at
+    // once, so an upstream that paces every stream alike sends their events in bursts)
+    let spread = Duration::from_secs_f64(f.num("spread-ms", 0.0)? / 1000.0);
     let started = Instant::now();
     let handles: Vec<_> = (0..n)
-        .filter_map(|_| {
+        .filter_map(|i| {
             let (host, request, stats) = (host.clone(), request.clone(), Arc::clone(&stats));
+            let start_at = started + spread.mul_f64(i as f64 / n.max(1) as f64);
             thread::Builder::new()
                 .stack_size(128 * 1024)
                 .spawn(move || {
+                    thread::sleep(start_at.saturating_duration_since(Instant::now()));
                     let result = one_stream(&host, &request);
                     let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
                     match result {

@@ -16,11 +16,11 @@
 //! through the exchange, whose `Drop` answers 500 (if nothing was sent yet) and logs it; the
 //! thread goes on. The main thread waits for signals and returns once a drain is over.
 
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 
 use tiny_http::{HttpOptions, Request, Server};
 
@@ -59,58 +59,68 @@ struct Job {
     work: Work,
 }
 
-/// Requests waiting for a worker, at most [`QUEUE`]. A push wakes one idle worker, and only
-/// when one is idle (issue 19: the `Mutex<Receiver>` it replaces woke two threads per request,
-/// the worker that took the job and the next one queued on the mutex, which went back to sleep).
-/// Jobs are boxed: a `Job` is most of a kilobyte.
-#[derive(Default)]
+/// Requests waiting for a worker, at most [`QUEUE`]: a bounded channel whose receiver the idle
+/// workers take turns at (one waits in `recv`, the others on the mutex), and a count of the
+/// jobs in it for [`Queue::is_empty`]. Jobs are boxed: the channel allocates its `QUEUE` slots
+/// up front, and a `Job` is most of a kilobyte.
+///
+/// A queue of one mutex and one condition variable that every idle worker waited on (9ea9e9f
+/// to 812fcac) woke one thread per job instead of two, but with 500 streams open the translated
+/// ones' events came later: `bench/run.sh --only 6`, p99 added per event, nine runs of such
+/// builds against seven of channel builds (d94fbd6 and this one): Messages 3.6–28.5 ms against
+/// 0.75–2.2 ms, Responses 12.1–35.4 ms against 0.9–5.5 ms, plain 0.67–4.4 ms against 0.9–2.6 ms,
+/// at the same CPU time per stream. Misses gained nothing from it (`bench/switches.sh`: the
+/// same context switches per miss either way, the kept connections having removed that
+/// hand-off). Why a condition variable's wake-ups delayed events that busy workers write was
+/// not found.
 struct Queue {
-    jobs: Mutex<Waiting>,
-    ready: Condvar,
+    sender: SyncSender<Box<Job>>,
+    receiver: Mutex<Receiver<Box<Job>>>,
+    /// Jobs sent and not yet received.
+    len: AtomicUsize,
 }
 
-#[derive(Default)]
-struct Waiting {
-    jobs: VecDeque<Box<Job>>,
-    /// Workers waiting on `ready`.
-    idle: usize,
+impl Default for Queue {
+    fn default() -> Queue {
+        let (sender, receiver) = sync_channel(QUEUE);
+        Queue {
+            sender,
+            receiver: Mutex::new(receiver),
+            len: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Queue {
     /// Queues `job`, or gives it back when [`QUEUE`] jobs are waiting already.
     fn push(&self, job: Box<Job>) -> Result<(), Box<Job>> {
-        let mut w = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        if w.jobs.len() >= QUEUE {
-            return Err(job);
-        }
-        w.jobs.push_back(job);
-        let wake = w.idle > 0;
-        drop(w);
-        if wake {
-            self.ready.notify_one();
-        }
-        Ok(())
+        self.len.fetch_add(1, Ordering::SeqCst);
+        self.sender.try_send(job).map_err(|e| {
+            self.len.fetch_sub(1, Ordering::SeqCst);
+            match e {
+                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+            }
+        })
     }
 
     /// True when no job waits for a worker.
     fn is_empty(&self) -> bool {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .jobs
-            .is_empty()
+        self.len.load(Ordering::SeqCst) == 0
     }
 
     /// The next job, waiting for one.
     fn pop(&self) -> Box<Job> {
-        let mut w = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(job) = w.jobs.pop_front() {
+            // the queue holds the sender: `recv` fails only if it is gone, which it never is
+            let next = self
+                .receiver
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .recv();
+            if let Ok(job) = next {
+                self.len.fetch_sub(1, Ordering::SeqCst);
                 return job;
             }
-            w.idle += 1;
-            w = self.ready.wait(w).unwrap_or_else(|p| p.into_inner());
-            w.idle -= 1;
         }
     }
 }
