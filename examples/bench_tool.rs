@@ -11,6 +11,7 @@
 //! - `streams`: N concurrent streamed requests; per event it takes receive time − send time (same
 //!   machine, same clock), and the time from sending the request to the first event. A stream
 //!   ends at `data: [DONE]`, or at `message_stop` / `response.completed` (translated streams).
+//!   `--spread-ms S` starts them spread over S ms instead of all at once.
 //! - `load`: HTTP/1.1 keep-alive POSTs, either paced at a fixed rate (latency counted from each
 //!   request's scheduled time, so a stall is not hidden) or closed-loop, by duration or count;
 //!   `{n}` in the body becomes the request number plus `--offset` (`--unique`), so every request
