@@ -124,6 +124,7 @@ mod accept;
 mod client;
 mod common;
 mod connection;
+mod head_scan;
 mod keep;
 mod refusal;
 mod request;
