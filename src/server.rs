@@ -108,20 +108,17 @@ impl Queue {
         self.len.load(Ordering::SeqCst) == 0
     }
 
-    /// The next job, waiting for one.
-    fn pop(&self) -> Box<Job> {
-        loop {
-            // the queue holds the sender: `recv` fails only if it is gone, which it never is
-            let next = self
-                .receiver
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .recv();
-            if let Ok(job) = next {
-                self.len.fetch_sub(1, Ordering::SeqCst);
-                return job;
-            }
-        }
+    /// The next job, waiting for one; `None` only if the sender is gone, which the queue
+    /// holds for as long as it lives.
+    fn pop(&self) -> Option<Box<Job>> {
+        let next = self
+            .receiver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recv();
+        let job = next.ok()?;
+        self.len.fetch_sub(1, Ordering::SeqCst);
+        Some(job)
     }
 }
 
@@ -264,7 +261,10 @@ fn worker(jobs: &Queue, keeping: &Keeping) {
     ON_WORKER.set(true);
     tiny_http::keep_connections_here();
     loop {
-        run_job(*jobs.pop());
+        let Some(job) = jobs.pop() else {
+            return;
+        };
+        run_job(*job);
         while let Some(kept) = tiny_http::take_kept_connection() {
             if keeping.now.fetch_add(1, Ordering::SeqCst) < keeping.most {
                 kept.serve(KEEP_WINDOW, &|| jobs.is_empty() && !lifecycle::draining());
