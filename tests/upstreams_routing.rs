@@ -242,7 +242,7 @@ fn raw_upstream(
     after: AfterAnswer,
     closed: std::sync::mpsc::Sender<()>,
 ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -254,22 +254,7 @@ fn raw_upstream(
             let closed = closed.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
-                loop {
-                    let mut len = 0;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap();
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
+                while let Some(body) = read_raw_request(&mut reader) {
                     let request: Value = serde_json::from_slice(&body).unwrap();
                     let answer = json!({
                         "id": "chatcmpl-raw", "object": "chat.completion", "created": 1_700_000_000,

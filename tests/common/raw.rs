@@ -1,7 +1,8 @@
 //! Raw-TCP requests for hostile-input tests: send exact bytes (optionally trickled), read
-//! whatever comes back until the relay closes or a timeout passes.
+//! whatever comes back until the relay closes or a timeout passes; and the reading side of a
+//! bare-socket upstream.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -70,4 +71,25 @@ fn read_reply(mut s: TcpStream, started: Instant, timeout: Duration) -> RawReply
         closed,
         elapsed: started.elapsed(),
     }
+}
+
+/// Reads one request with a `Content-Length` body (or none) from a bare-socket upstream's
+/// connection: its body, or `None` when the connection ends first.
+pub fn read_raw_request(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().ok()?;
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(body)
 }
