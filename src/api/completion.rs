@@ -61,7 +61,7 @@ impl Completion {
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// True if a chunk's JSON carries a non-null `finish_reason` in any choice.
