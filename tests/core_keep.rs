@@ -178,3 +178,58 @@ fn a_connection_that_always_has_a_next_request_yields_its_worker_to_queued_work(
         "the queued request waited {waited:?}: the kept connection never let go of the worker"
     );
 }
+
+#[test]
+fn a_kept_connection_yielded_to_queued_work_waits_for_its_next_request_with_the_relay_timeout() {
+    // one worker; the request "held" is answered only once the test opens the gate
+    let gate = Arc::new(AtomicBool::new(false));
+    let up = {
+        let gate = Arc::clone(&gate);
+        Upstream::start(move |req| {
+            if String::from_utf8_lossy(&req.body).contains("held") {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !gate.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            echo_reply(req, Duration::ZERO)
+        })
+    };
+    let relay = Relay::start(&config_json(&up.base_url(), json!({"workers": 1})));
+    let (mut s, mut r) = connect(&relay);
+    // "held" arrives whole behind "first": the worker reads it on the kept connection, with
+    // the window as the socket's read timeout
+    let mut bytes = request("first");
+    bytes.extend(request("held"));
+    s.write_all(&bytes).unwrap();
+    let (status, body) = answer(&mut r);
+    assert_eq!((status, content(&body)), (200, echo_text("first").as_str()));
+    wait_until(
+        Duration::from_secs(30),
+        "\"held\" read by the worker",
+        || kept(&relay) >= 1.0,
+    );
+    // another client's request waits for the one worker: when "held" ends, the worker yields
+    // the kept connection to the pool (`go_on` is false) and takes the queued request
+    let other = {
+        let url = relay.url("/v1/chat/completions");
+        std::thread::spawn(move || post_json(&url, &ask("other")))
+    };
+    wait_until(Duration::from_secs(30), "the other request queued", || {
+        // "held", "other" and this /metrics request
+        metric(&relay, "llm_relay_in_flight_requests").unwrap_or(0.0) >= 3.0
+    });
+    gate.store(true, Ordering::SeqCst);
+    let (status, body) = answer(&mut r);
+    assert_eq!((status, content(&body)), (200, echo_text("held").as_str()));
+    let reply = other.join().unwrap();
+    assert_eq!(
+        (reply.status, content(&reply.json())),
+        (200, echo_text("other").as_str())
+    );
+    // far longer than the window: the pool's thread waits with the relay's own read timeout
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&request("later")).unwrap();
+    let (status, body) = answer(&mut r);
+    assert_eq!((status, content(&body)), (200, echo_text("later").as_str()));
+}

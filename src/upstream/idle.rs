@@ -212,3 +212,165 @@ impl<T: Transport> Transport for IdleTransport<T> {
         self.inner.is_tls()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ureq::unversioned::transport::LazyBuffers;
+
+    use super::*;
+
+    /// The transport below: a socket that records each write it is asked to make.
+    #[derive(Debug)]
+    struct Wire {
+        buffers: LazyBuffers,
+        writes: Vec<Vec<u8>>,
+        /// How many times the pool's liveness probe reached the socket.
+        probes: usize,
+    }
+
+    impl Transport for Wire {
+        fn buffers(&mut self) -> &mut dyn Buffers {
+            &mut self.buffers
+        }
+        fn transmit_output(&mut self, amount: usize, _: NextTimeout) -> Result<(), ureq::Error> {
+            let bytes = self.buffers.output().get(..amount).unwrap_or_default();
+            self.writes.push(bytes.to_vec());
+            Ok(())
+        }
+        fn await_input(&mut self, _: NextTimeout) -> Result<bool, ureq::Error> {
+            Ok(false)
+        }
+        fn is_open(&mut self) -> bool {
+            self.probes += 1;
+            true
+        }
+        fn is_tls(&self) -> bool {
+            false
+        }
+    }
+
+    /// A connection whose transport below has `below` bytes of output buffer.
+    fn connection(below: usize) -> IdleTransport<Wire> {
+        IdleTransport {
+            inner: Wire {
+                buffers: LazyBuffers::new(below, below),
+                writes: Vec::new(),
+                probes: 0,
+            },
+            idle: std::time::Duration::from_secs(5),
+            buffers: SlimBuffers::default(),
+            held: None,
+            sending: false,
+            used: false,
+        }
+    }
+
+    /// Writes `bytes` the way ureq does: into our output buffer, then one `transmit_output`.
+    fn write(t: &mut IdleTransport<Wire>, bytes: &[u8]) {
+        let n = copy_prefix(t.buffers().output(), bytes);
+        assert_eq!(n, bytes.len(), "a test write fits the output buffer");
+        t.transmit_output(n, NextTimeout::default()).unwrap();
+    }
+
+    fn await_response(t: &mut IdleTransport<Wire>) {
+        let timeout = NextTimeout {
+            reason: Timeout::RecvResponse,
+            ..NextTimeout::default()
+        };
+        assert!(!t.await_input(timeout).unwrap(), "the wire has no answer");
+    }
+
+    fn bytes(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| seed.wrapping_add(i as u8)).collect()
+    }
+
+    #[test]
+    fn a_head_waits_for_its_body_and_both_go_in_one_write() {
+        let mut t = connection(4096);
+        let (head, body) = (bytes(300, 1), bytes(900, 7));
+        write(&mut t, &head);
+        assert!(t.inner.writes.is_empty(), "the head alone was sent");
+        write(&mut t, &body);
+        assert_eq!(t.inner.writes, vec![[head, body].concat()]);
+        await_response(&mut t);
+        assert_eq!(t.inner.writes.len(), 1, "nothing more to send");
+    }
+
+    #[test]
+    fn a_head_without_a_body_goes_when_the_answer_is_awaited() {
+        let mut t = connection(4096);
+        let head = bytes(200, 3);
+        write(&mut t, &head);
+        assert!(t.inner.writes.is_empty());
+        await_response(&mut t);
+        assert_eq!(t.inner.writes, vec![head]);
+    }
+
+    #[test]
+    fn a_body_too_big_to_join_the_head_follows_it_whole_and_in_order() {
+        let mut t = connection(1024);
+        let (head, body) = (bytes(300, 1), bytes(5000, 9));
+        write(&mut t, &head);
+        write(&mut t, &body);
+        let writes = &t.inner.writes;
+        assert_eq!(writes.first(), Some(&head), "the head went first, alone");
+        assert!(writes.iter().all(|w| w.len() <= 1024), "{:?}", writes.len());
+        assert_eq!(writes.concat(), [head, body].concat());
+    }
+
+    #[test]
+    fn later_writes_of_a_body_follow_the_joined_first_in_order() {
+        let mut t = connection(4096);
+        let parts = [bytes(250, 1), bytes(100, 2), bytes(3000, 3), bytes(40, 4)];
+        for part in &parts {
+            write(&mut t, part);
+        }
+        await_response(&mut t);
+        let writes = &t.inner.writes;
+        let first = [parts[0].clone(), parts[1].clone()].concat();
+        assert_eq!(writes.first(), Some(&first));
+        assert_eq!(writes.concat(), parts.concat());
+    }
+
+    #[test]
+    fn a_head_bigger_than_the_buffer_below_is_sent_in_pieces_and_its_body_after_it() {
+        let mut t = connection(1024);
+        let (head, body) = (bytes(2500, 5), bytes(600, 6));
+        write(&mut t, &head);
+        write(&mut t, &body);
+        await_response(&mut t);
+        assert_eq!(t.inner.writes.concat(), [head, body].concat());
+    }
+
+    #[test]
+    fn each_request_on_a_kept_connection_holds_its_own_head() {
+        let mut t = connection(4096);
+        for seed in [1, 2] {
+            let (head, body) = (bytes(120, seed), bytes(80, seed + 10));
+            write(&mut t, &head);
+            write(&mut t, &body);
+            await_response(&mut t);
+            assert_eq!(t.inner.writes.pop(), Some([head, body].concat()));
+            assert!(t.inner.writes.is_empty());
+        }
+    }
+
+    #[test]
+    fn only_the_probe_of_a_connection_taken_from_the_pool_reaches_the_socket() {
+        let mut t = connection(4096);
+        write(&mut t, &bytes(100, 1));
+        await_response(&mut t);
+        assert!(
+            t.is_open(),
+            "coming back to the pool right after its exchange"
+        );
+        assert_eq!(t.inner.probes, 0);
+        assert!(t.is_open(), "taken out of the pool for the next request");
+        assert_eq!(t.inner.probes, 1);
+        // bytes no response took: the next response would start with them
+        let room = t.inner.buffers.input_append_buf();
+        let n = copy_prefix(room, b"HTTP/1.1 200 OK\r\n");
+        t.inner.buffers.input_appended(n);
+        assert!(!t.is_open());
+    }
+}
