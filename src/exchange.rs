@@ -189,7 +189,6 @@ impl Drop for Exchange {
         }
         self.access.duration = self.started.elapsed();
         self.charge();
-        log::access(&self.access);
         metrics::request_done(&self.access);
         if let Some(trace) = self.trace.take() {
             trace.finish(&self.access, self.client.as_ref().map(|c| c.name.as_str()));
@@ -197,6 +196,8 @@ impl Drop for Exchange {
         if let Some(observe) = self.observer.take() {
             observe(&self.access, self.client.as_ref());
         }
+        // last: a request's access line says that its metrics, span and dashboard row are in
+        log::access(&self.access);
     }
 }
 
