@@ -175,8 +175,9 @@ fn short_string_bodies_in_flight_stay_within_max_body_bytes_in_flight() {
         .map(|_| {
             let (url, body) = (url.clone(), Arc::clone(&body));
             std::thread::spawn(move || {
-                // a refusal sent before the body is read reaches it too (lingering close)
-                let mut r = agent()
+                // a refusal sent before the body is read reaches it too (lingering close); a
+                // relayed body waits at the gate until all eight settled (up to 120 s below)
+                let mut r = agent_waiting(Duration::from_secs(180))
                     .post(&url)
                     .content_type("application/json")
                     .send(&body[..])

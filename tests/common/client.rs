@@ -49,10 +49,15 @@ impl Resp {
 
 /// ureq agent: statuses are not errors, no proxy, 30 s global timeout.
 pub fn agent() -> ureq::Agent {
+    agent_waiting(Duration::from_secs(30))
+}
+
+/// [`agent`] whose requests may take up to `limit` (a test that holds answers back longer).
+pub fn agent_waiting(limit: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
-        .timeout_global(Some(Duration::from_secs(30)))
+        .timeout_global(Some(limit))
         .build()
         .into()
 }
