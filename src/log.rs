@@ -234,7 +234,9 @@ pub fn access(a: &Access) {
     clean_into(&mut line, &a.method);
     line.push(' ');
     clean_into(&mut line, &a.path);
-    let _ = write!(line, " {} model=", a.status);
+    line.push(' ');
+    decimal(&mut line, u64::from(a.status));
+    line.push_str(" model=");
     if a.model.is_empty() {
         line.push('-');
     } else {
@@ -246,12 +248,12 @@ pub fn access(a: &Access) {
     } else {
         &a.upstream
     });
-    let _ = write!(
-        line,
-        " duration_ms={:.1} bytes={} cache=",
-        a.duration.as_secs_f64() * 1000.0,
-        a.bytes
-    );
+    // the numbers without the formatter (~1,300 instructions a line, a tenth of a cache hit's)
+    line.push_str(" duration_ms=");
+    tenths(&mut line, a.duration);
+    line.push_str(" bytes=");
+    decimal(&mut line, a.bytes);
+    line.push_str(" cache=");
     line.push_str(a.cache.map_or("-", CacheResult::label));
     line.push('\n');
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -304,6 +306,10 @@ fn clean(s: &str) -> String {
 
 /// [`clean`], appended to `out`.
 fn clean_into(out: &mut String, s: &str) {
+    // the usual field (a method, a path, a model name): printable ASCII, copied at once
+    if s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic()) {
+        return out.push_str(s);
+    }
     escape_into(out, s, 256, |c| c.is_control() || c == ' ');
 }
 
@@ -359,6 +365,29 @@ fn write_timestamp(out: &mut String, t: SystemTime) {
 }
 
 /// The last `width` decimal digits of `n`, zero-padded.
+/// Appends `n` in decimal digits.
+fn decimal(out: &mut String, mut n: u64) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        at -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(digits.get(at..).unwrap_or_default()).unwrap_or("0"));
+}
+
+/// Appends `d` in milliseconds with one decimal, rounded half up (`12.3`).
+fn tenths(out: &mut String, d: Duration) {
+    let tenths = (d.as_nanos() + 50_000) / 100_000;
+    decimal(out, u64::try_from(tenths / 10).unwrap_or(u64::MAX));
+    out.push('.');
+    out.push(char::from(b'0' + (tenths % 10) as u8));
+}
+
 fn digits(out: &mut String, n: u64, width: u32) {
     for i in (0..width).rev() {
         let digit = (n / 10u64.pow(i) % 10) as u8;
@@ -381,5 +410,34 @@ mod tests {
     fn control_characters_are_escaped() {
         assert_eq!(clean("a\nb c"), "a\\x0ab\\x20c");
         assert_eq!(one_line("a\nb c\r"), "a\\x0ab c\\x0d");
+    }
+
+    #[test]
+    fn numbers_are_written_as_the_formatter_writes_them() {
+        for n in [0u64, 9, 10, 200, 65_535, u64::MAX] {
+            let mut out = String::new();
+            decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+        for (nanos, text) in [
+            (0, "0.0"),
+            (49_999, "0.0"),
+            (50_000, "0.1"),
+            (1_234_567, "1.2"),
+            (9_960_000, "10.0"),
+            (123_456_789_000, "123456.8"),
+        ] {
+            let mut out = String::new();
+            tenths(&mut out, Duration::from_nanos(nanos));
+            assert_eq!(out, text, "{nanos} ns");
+        }
+    }
+
+    #[test]
+    fn a_field_is_cleaned_the_same_on_the_fast_path_and_the_slow() {
+        assert_eq!(clean("/v1/chat/completions"), "/v1/chat/completions");
+        assert_eq!(clean(&"m".repeat(300)), "m".repeat(256));
+        assert_eq!(clean("caf\u{e9}\u{85}x"), "caf\u{e9}\\x85x");
+        assert_eq!(clean("a\u{7f}b"), "a\\x7fb");
     }
 }

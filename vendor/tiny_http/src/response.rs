@@ -116,18 +116,22 @@ fn message_header(
     status_code: &StatusCode,
     headers: &[Header],
     added: &Added<'_>,
+    body_room: usize,
 ) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut head = Vec::with_capacity(512);
-    // writing status line
-    let _ = write!(
-        &mut head,
-        "HTTP/{}.{} {} {}\r\n",
-        http_version.0,
-        http_version.1,
-        status_code.0,
-        status_code.default_reason_phrase()
-    );
+    // llm-relay patch: `body_room`, the body joined behind the head (see `raw_print`): room
+    // for it at once (it was a reallocation and a copy of the head per answer)
+    let mut head = Vec::with_capacity(512 + body_room);
+    // writing status line (llm-relay patch: its numbers without the formatter, ~650
+    // instructions an answer, as `Content-Length`'s below)
+    head.extend_from_slice(b"HTTP/");
+    push_decimal(&mut head, u64::from(http_version.0));
+    head.push(b'.');
+    push_decimal(&mut head, u64::from(http_version.1));
+    head.push(b' ');
+    push_decimal(&mut head, u64::from(status_code.0));
+    head.push(b' ');
+    head.extend_from_slice(status_code.default_reason_phrase().as_bytes());
+    head.extend_from_slice(b"\r\n");
     let mut line = |field: &[u8], value: &[u8]| {
         head.extend_from_slice(field);
         head.extend_from_slice(b": ");
@@ -157,13 +161,30 @@ fn message_header(
             head.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
         }
         Some((TransferEncoding::Identity, Some(length))) => {
-            let _ = write!(&mut head, "Content-Length: {}\r\n", length);
+            head.extend_from_slice(b"Content-Length: ");
+            push_decimal(&mut head, length as u64);
+            head.extend_from_slice(b"\r\n");
         }
         _ => {}
     }
     // separator between header and data
     head.extend_from_slice(b"\r\n");
     head
+}
+
+/// llm-relay patch: appends `n` in decimal digits.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 fn choose_transfer_encoding(
@@ -445,6 +466,16 @@ where
                 _ => false,
             };
 
+        // llm-relay patch: a body of known length up to JOINED_BODY_MAX goes out in one write
+        // with the head (through the 1 KiB connection buffer they were two write syscalls,
+        // and two TCP segments, for any answer over ~700 bytes)
+        let joined = match (do_not_send_body, transfer_encoding, data_length) {
+            (false, Some(TransferEncoding::Identity), Some(len)) if len <= JOINED_BODY_MAX => {
+                Some(len)
+            }
+            _ => None,
+        };
+
         // preparing headers for transfer
         let head = message_header(
             &http_version,
@@ -456,20 +487,14 @@ where
                 date,
                 encoding: transfer_encoding.map(|te| (te, data_length)),
             },
+            joined.unwrap_or(0),
         );
 
-        // llm-relay patch: a body of known length up to JOINED_BODY_MAX goes out in one write
-        // with the head (through the 1 KiB connection buffer they were two write syscalls,
-        // and two TCP segments, for any answer over ~700 bytes)
-        if let (false, Some(TransferEncoding::Identity), Some(len)) =
-            (do_not_send_body, transfer_encoding, data_length)
-        {
-            if len <= JOINED_BODY_MAX {
-                let mut joined = head;
-                joined.reserve(len);
-                reader.read_to_end(&mut joined)?;
-                return writer.write_all(&joined);
-            }
+        if let Some(len) = joined {
+            let mut joined = head;
+            joined.reserve(len);
+            reader.read_to_end(&mut joined)?;
+            return writer.write_all(&joined);
         }
 
         // sending headers
@@ -617,6 +642,18 @@ impl Clone for Response<io::Empty> {
             headers: self.headers.clone(),
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+        }
+    }
+}
+
+#[cfg(test)]
+mod push_decimal_tests {
+    #[test]
+    fn numbers_are_written_as_the_formatter_writes_them() {
+        for n in [0u64, 7, 10, 99, 100, 200, 404, 65_535, 1 << 40, u64::MAX] {
+            let mut out = b"x".to_vec();
+            super::push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
         }
     }
 }
