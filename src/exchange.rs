@@ -202,10 +202,16 @@ impl Drop for Exchange {
 }
 
 /// Sends a complete response. Returns the body size.
-pub fn respond(req: Request, status: u16, headers: &[(String, String)], body: Vec<u8>) -> u64 {
+pub fn respond<N: AsRef<str>, V: AsRef<str>>(
+    req: Request,
+    status: u16,
+    headers: &[(N, V)],
+    body: Vec<u8>,
+) -> u64 {
     let len = body.len() as u64;
     let mut response = Response::from_data(body).with_status_code(status);
     for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
         if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             response.add_header(h);
         }

@@ -64,7 +64,7 @@ pub use key::check_namespace;
 pub use plan::Plan;
 pub use prune::{prune_command, PruneFilter};
 pub use replay::Delivery;
-pub use serve::{hit_answer, HitAnswer, StreamTap};
+pub use serve::{hit_answer, hit_headers, HitAnswer, StreamTap};
 pub use since::parse_since;
 
 /// One servable entry.

@@ -7,7 +7,7 @@
 use tiny_http::Request;
 
 use crate::cache::{self, HitAnswer};
-use crate::exchange::{json_content_type, respond, Exchange};
+use crate::exchange::{respond, Exchange};
 use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
 use crate::stored;
@@ -76,17 +76,18 @@ pub(super) fn answer_hit(
 
 /// Writes a hit's answer; returns the status and body bytes written.
 fn send_hit(req: Request, hit: HitAnswer) -> (u16, u64) {
-    let (headers, events, waits) = match hit {
-        HitAnswer::Json { mut headers, body } => {
-            headers.push(json_content_type());
+    let (key, events, waits) = match hit {
+        HitAnswer::Json { key, body } => {
+            let [cache, cache_key] = cache::hit_headers(&key);
+            let headers = [cache, cache_key, ("Content-Type", "application/json")];
             return (200, respond(req, 200, &headers, body));
         }
-        HitAnswer::Events {
-            headers,
-            events,
-            waits,
-        } => (headers, events, waits),
+        HitAnswer::Events { key, events, waits } => (key, events, waits),
     };
+    let headers: Vec<(String, String)> = cache::hit_headers(&key)
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
     // paced, each event goes out at its time; else all are at hand and go out together
     let started = match waits {
         Some(_) => SseOut::start(Conn::of(req), &headers),
