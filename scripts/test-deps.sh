@@ -21,7 +21,7 @@ done
 declare -A want=(
   [nginx]=nginx [wrk]=wrk [curl]=curl [redis-server]=redis-server
   [unshare]=util-linux [prlimit]=util-linux [ldd]=libc-bin [node]=nodejs [npm]=npm
-  [chromium]=chromium [chromedriver]=chromium-driver
+  [chromium]=chromium [chromedriver]=chromium-driver [strace]=strace
 )
 python3 -m pip --version >/dev/null 2>&1 || want[pip]=python3-pip
 missing=()

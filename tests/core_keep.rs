@@ -6,7 +6,7 @@
 //! before — so what the worker finds does not depend on timing; the verdicts are answers and
 //! orderings, with bounds far from the ones a broken relay would hit.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,42 +20,6 @@ use crate::common::*;
 /// connection's thread has handed the request to a worker before the answer's end.
 fn echoing(delay: Duration) -> Upstream {
     Upstream::start(move |req| echo_reply(req, delay))
-}
-
-/// The bytes of a chat request for `content` (`Content-Length` framed, keep-alive).
-fn request(content: &str) -> Vec<u8> {
-    let body = serde_json::to_vec(&ask(content)).unwrap();
-    let mut out = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(&body);
-    out
-}
-
-/// Reads one `Content-Length` framed answer: its status and JSON body.
-fn answer(reader: &mut BufReader<TcpStream>) -> (u16, Value) {
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    let status = line.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mut length = 0;
-    loop {
-        line.clear();
-        reader.read_line(&mut line).expect("header line");
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap();
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).expect("body");
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 fn content(v: &Value) -> &str {
@@ -82,12 +46,12 @@ fn pipelined_requests_are_answered_in_order_by_the_worker_that_kept_the_connecti
     // small: both arrive whole before the first answer's end
     let big = "b".repeat(5000);
     let (mut s, mut r) = connect(&relay);
-    let mut bytes = request("first");
-    bytes.extend(request(&big));
-    bytes.extend(request("third"));
+    let mut bytes = chat_request_bytes("first");
+    bytes.extend(chat_request_bytes(&big));
+    bytes.extend(chat_request_bytes("third"));
     s.write_all(&bytes).unwrap();
     for expected in ["first", big.as_str(), "third"] {
-        let (status, body) = answer(&mut r);
+        let (status, body) = read_json_answer(&mut r);
         assert_eq!(status, 200, "{body}");
         assert_eq!(content(&body), echo_text(expected));
     }
@@ -100,8 +64,8 @@ fn pipelined_requests_are_answered_in_order_by_the_worker_that_kept_the_connecti
     // a next request long after the window still finds the connection open: it waited with
     // the relay's own read timeout again, not the window's
     std::thread::sleep(Duration::from_millis(300));
-    s.write_all(&request("later")).unwrap();
-    let (status, body) = answer(&mut r);
+    s.write_all(&chat_request_bytes("later")).unwrap();
+    let (status, body) = read_json_answer(&mut r);
     assert_eq!((status, content(&body)), (200, echo_text("later").as_str()));
 }
 
@@ -116,10 +80,10 @@ fn a_kept_connection_with_part_of_a_request_goes_back_without_holding_the_worker
     let (mut a, mut ar) = connect(&relay);
     // a whole request, then half of the next one's head, in one write: the worker that
     // answers the first finds only part of the second
-    let mut bytes = request("whole");
+    let mut bytes = chat_request_bytes("whole");
     bytes.extend_from_slice(b"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\n");
     a.write_all(&bytes).unwrap();
-    let (status, body) = answer(&mut ar);
+    let (status, body) = read_json_answer(&mut ar);
     assert_eq!((status, content(&body)), (200, echo_text("whole").as_str()));
     // another client's request gets the one worker, now
     let started = Instant::now();
@@ -131,10 +95,10 @@ fn a_kept_connection_with_part_of_a_request_goes_back_without_holding_the_worker
         started.elapsed()
     );
     // the stalled client may still finish its request
-    let rest = request("late");
+    let rest = chat_request_bytes("late");
     let head_end = b"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\n".len();
     a.write_all(&rest[head_end..]).unwrap();
-    let (status, body) = answer(&mut ar);
+    let (status, body) = read_json_answer(&mut ar);
     assert_eq!((status, content(&body)), (200, echo_text("late").as_str()));
 }
 
@@ -152,11 +116,12 @@ fn a_connection_that_always_has_a_next_request_yields_its_worker_to_queued_work(
             let (mut s, mut r) = (s.try_clone().unwrap(), BufReader::new(s));
             let deadline = Instant::now() + Duration::from_secs(40);
             // two requests in flight: when an answer ends, the next request is there
-            s.write_all(&request("busy 0")).unwrap();
+            s.write_all(&chat_request_bytes("busy 0")).unwrap();
             let mut n = 1;
             while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                s.write_all(&request(&format!("busy {n}"))).unwrap();
-                let (status, _) = answer(&mut r);
+                s.write_all(&chat_request_bytes(&format!("busy {n}")))
+                    .unwrap();
+                let (status, _) = read_json_answer(&mut r);
                 assert_eq!(status, 200);
                 n += 1;
             }
@@ -199,10 +164,10 @@ fn a_kept_connection_yielded_to_queued_work_waits_for_its_next_request_with_the_
     let (mut s, mut r) = connect(&relay);
     // "held" arrives whole behind "first": the worker reads it on the kept connection, with
     // the window as the socket's read timeout
-    let mut bytes = request("first");
-    bytes.extend(request("held"));
+    let mut bytes = chat_request_bytes("first");
+    bytes.extend(chat_request_bytes("held"));
     s.write_all(&bytes).unwrap();
-    let (status, body) = answer(&mut r);
+    let (status, body) = read_json_answer(&mut r);
     assert_eq!((status, content(&body)), (200, echo_text("first").as_str()));
     wait_until(
         Duration::from_secs(30),
@@ -220,7 +185,7 @@ fn a_kept_connection_yielded_to_queued_work_waits_for_its_next_request_with_the_
         metric(&relay, "llm_relay_in_flight_requests").unwrap_or(0.0) >= 3.0
     });
     gate.store(true, Ordering::SeqCst);
-    let (status, body) = answer(&mut r);
+    let (status, body) = read_json_answer(&mut r);
     assert_eq!((status, content(&body)), (200, echo_text("held").as_str()));
     let reply = other.join().unwrap();
     assert_eq!(
@@ -229,7 +194,7 @@ fn a_kept_connection_yielded_to_queued_work_waits_for_its_next_request_with_the_
     );
     // far longer than the window: the pool's thread waits with the relay's own read timeout
     std::thread::sleep(Duration::from_millis(300));
-    s.write_all(&request("later")).unwrap();
-    let (status, body) = answer(&mut r);
+    s.write_all(&chat_request_bytes("later")).unwrap();
+    let (status, body) = read_json_answer(&mut r);
     assert_eq!((status, content(&body)), (200, echo_text("later").as_str()));
 }

@@ -26,6 +26,7 @@ mod apis_passthrough;
 mod apis_responses;
 mod apis_sdk;
 mod bench_regressions;
+mod bench_syscalls;
 mod cache_concurrency;
 mod cache_eval;
 mod cache_evals;

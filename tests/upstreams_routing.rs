@@ -1,9 +1,7 @@
 //! Upstreams (issue #4): weighted choice, standbys, model globs, the per-endpoint model
 //! override and headers, and provider presets.
 
-use std::sync::Arc;
-
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::*;
 
@@ -223,76 +221,6 @@ fn upstreams_config_mistakes_are_refused_with_a_reason() {
             out.stderr
         );
     }
-}
-
-/// How the raw upstream below ends each answer.
-#[derive(Clone, Copy, PartialEq)]
-enum AfterAnswer {
-    /// Serves the next request on the same connection (HTTP/1.1 keep-alive).
-    Keep,
-    /// Closes the connection without having said so (no `Connection: close`).
-    Close,
-    /// Writes bytes after the body (in the same write) and keeps the connection open.
-    Garbage,
-}
-
-/// An upstream on a bare socket whose answers say keep-alive; counts its connections and
-/// reports each close on `closed`.
-fn raw_upstream(
-    after: AfterAnswer,
-    closed: std::sync::mpsc::Sender<()>,
-) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let closed = closed.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                while let Some(body) = read_raw_request(&mut reader) {
-                    let request: Value = serde_json::from_slice(&body).unwrap();
-                    let answer = json!({
-                        "id": "chatcmpl-raw", "object": "chat.completion", "created": 1_700_000_000,
-                        "model": "m",
-                        "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                            "role": "assistant",
-                            "content": format!("echo {}", request["messages"][0]["content"].as_str().unwrap()),
-                        }}],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
-                    })
-                    .to_string();
-                    let mut out = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
-                        answer.len()
-                    );
-                    if after == AfterAnswer::Garbage {
-                        out.push_str("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nold");
-                    }
-                    conn.write_all(out.as_bytes()).unwrap();
-                    match after {
-                        AfterAnswer::Keep => {}
-                        AfterAnswer::Close => {
-                            drop(reader);
-                            drop(conn);
-                            let _ = closed.send(());
-                            return;
-                        }
-                        AfterAnswer::Garbage => {
-                            // holds the connection until the relay closes it
-                            let _ = reader.read(&mut [0; 64]);
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (url, accepted)
 }
 
 #[test]
