@@ -163,3 +163,26 @@ fn a_miss_on_a_pooled_upstream_connection_costs_a_bounded_few_system_calls() {
         assert!(!calls.contains_key(new), "{new}: {calls:?}");
     }
 }
+
+#[test]
+fn an_upstream_named_by_host_name_is_looked_up_once_not_per_request() {
+    // ureq resolves a request's host before it looks in its pool: without the relay's
+    // remembering resolver, every miss read /etc/hosts (and for a provider's name asked DNS)
+    let (closed, _) = std::sync::mpsc::channel();
+    let (url, accepted) = raw_upstream(AfterAnswer::Keep, closed);
+    let named = url.replace("127.0.0.1", "localhost");
+    let relay = Relay::start(&config_json(&named, json!({"cache": {"enabled": false}})));
+    requests(&relay, |i| format!("warm {i}"), 20);
+    let n = 200;
+    let calls = syscalls_during(relay.pid(), || {
+        requests(&relay, |i| format!("prompt {i}"), n)
+    });
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // a lookup opens and reads /etc/hosts (and more): at most one in this run, if the
+    // remembered answer went stale during it (30 s), never one per request
+    let opens = calls.get("openat").copied().unwrap_or(0);
+    assert!(opens <= 4, "{opens} openat in {n} misses: {calls:?}");
+    for new in ["socket", "connect"] {
+        assert!(!calls.contains_key(new), "{new}: {calls:?}");
+    }
+}

@@ -8,7 +8,8 @@
 //! choice and passive health in [`balance`], the failover loop in `retry`, the in-flight limit
 //! in [`limit`], the idle bound after the response head in `idle` (over the buffers ureq works
 //! in, `slim`), reading whole answers within
-//! their bounds in `whole`, which headers go upstream and come back in `headers`.
+//! their bounds in `whole`, which headers go upstream and come back in `headers`, and host
+//! names looked up once per 30 s, not before every request, in `resolve`.
 //!
 //! No upstream read waits longer than `idle_timeout_ms` once the response head is in, and no
 //! write of a request (head or body) waits longer either. A whole (non-streamed) answer is read
@@ -21,6 +22,7 @@ mod entry;
 mod headers;
 mod idle;
 pub mod limit;
+mod resolve;
 mod retry;
 mod slim;
 pub mod thinking;
@@ -349,11 +351,8 @@ fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfig) -> ureq:
         ureq::unversioned::transport::DefaultConnector::default(),
         idle::IdleConnector { idle: t.idle },
     );
-    ureq::Agent::with_parts(
-        config,
-        connector,
-        ureq::unversioned::resolver::DefaultResolver::default(),
-    )
+    // host names looked up once per `resolve::RESOLVED_FOR`, not before every request
+    ureq::Agent::with_parts(config, connector, resolve::Remembered::new())
 }
 
 /// Maps a transport failure to 502 (unreachable, broken) or 504 (timed out).

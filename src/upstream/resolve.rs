@@ -1,0 +1,196 @@
+//! Upstream host names looked up once per [`RESOLVED_FOR`], not once per request.
+//!
+//! ureq asks its resolver for the addresses of a request's host before it looks in its pool
+//! of idle connections, so with its `DefaultResolver` every request (a pooled connection
+//! included) paid a lookup: `/etc/hosts` read and parsed (8 system calls here), and for a
+//! provider's name a DNS round trip that also made each request depend on the resolver being
+//! up. [`Remembered`] keeps each answer for [`RESOLVED_FOR`]; a new connection made later
+//! than that looks the name up again (a provider that moves is followed), and a failed lookup
+//! is never kept. An IP literal needs no lookup and is remembered the same way (no string is
+//! formatted and parsed per request).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ureq::config::Config;
+use ureq::http::uri::{Authority, Scheme};
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::NextTimeout;
+
+/// How long a looked-up address list is used before the next lookup.
+pub const RESOLVED_FOR: Duration = Duration::from_secs(30);
+
+/// Names remembered per agent (an agent talks to one endpoint; a proxy's name is another).
+const NAMES: usize = 4;
+
+/// A resolver that remembers what `R` answered, per scheme and authority, for `ttl`.
+#[derive(Debug)]
+pub struct Remembered<R = DefaultResolver> {
+    inner: R,
+    ttl: Duration,
+    known: Mutex<Vec<Known>>,
+}
+
+#[derive(Debug)]
+struct Known {
+    scheme: Scheme,
+    authority: Authority,
+    at: Instant,
+    addrs: ResolvedSocketAddrs,
+}
+
+impl Remembered {
+    pub fn new() -> Remembered {
+        Remembered::with(DefaultResolver::default(), RESOLVED_FOR)
+    }
+}
+
+impl<R: Resolver> Remembered<R> {
+    pub fn with(inner: R, ttl: Duration) -> Remembered<R> {
+        Remembered {
+            inner,
+            ttl,
+            known: Mutex::new(Vec::with_capacity(NAMES)),
+        }
+    }
+
+    /// The remembered addresses of `uri`'s scheme and authority, if still fresh at `now`.
+    fn recall(&self, uri: &Uri, now: Instant) -> Option<ResolvedSocketAddrs> {
+        let (scheme, authority) = (uri.scheme()?, uri.authority()?);
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known
+            .iter()
+            .find(|k| k.scheme == *scheme && k.authority == *authority)
+            .filter(|k| now.saturating_duration_since(k.at) < self.ttl)
+            .map(|k| k.addrs.clone())
+    }
+
+    fn remember(&self, uri: &Uri, at: Instant, addrs: &ResolvedSocketAddrs) {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return;
+        };
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.retain(|k| !(k.scheme == *scheme && k.authority == *authority));
+        if known.len() >= NAMES {
+            // the oldest goes
+            if let Some(oldest) = (0..known.len()).min_by_key(|&i| known.get(i).map(|k| k.at)) {
+                known.swap_remove(oldest);
+            }
+        }
+        known.push(Known {
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+            at,
+            addrs: addrs.clone(),
+        });
+    }
+}
+
+impl<R: Resolver> Resolver for Remembered<R> {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let now = Instant::now();
+        if let Some(addrs) = self.recall(uri, now) {
+            return Ok(addrs);
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        self.remember(uri, now, &addrs);
+        Ok(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Answers 10.0.0.N:port, N counting its lookups; fails for the host `down`.
+    #[derive(Debug, Default)]
+    struct Counting(Arc<AtomicUsize>);
+
+    impl Resolver for Counting {
+        fn resolve(
+            &self,
+            uri: &Uri,
+            _: &Config,
+            _: NextTimeout,
+        ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            if uri.host() == Some("down") {
+                return Err(ureq::Error::HostNotFound);
+            }
+            let mut addrs = self.empty();
+            let port = uri.port_u16().unwrap_or(80);
+            addrs.push(SocketAddr::from(([10, 0, 0, n as u8], port)));
+            Ok(addrs)
+        }
+    }
+
+    fn resolve(r: &Remembered<Counting>, url: &str) -> Result<Vec<SocketAddr>, ureq::Error> {
+        let uri: Uri = url.parse().unwrap();
+        let timeout = NextTimeout::default();
+        r.resolve(&uri, &Config::default(), timeout)
+            .map(|a| a.to_vec())
+    }
+
+    fn counting(ttl: Duration) -> (Remembered<Counting>, Arc<AtomicUsize>) {
+        let lookups = Arc::new(AtomicUsize::new(0));
+        (Remembered::with(Counting(lookups.clone()), ttl), lookups)
+    }
+
+    #[test]
+    fn a_name_is_looked_up_once_while_its_answer_is_fresh() {
+        let (r, lookups) = counting(Duration::from_secs(3600));
+        let first = resolve(&r, "https://api.example.com/v1/chat/completions").unwrap();
+        for path in ["/v1/chat/completions", "/v1/models", "/v1/responses"] {
+            let again = resolve(&r, &format!("https://api.example.com{path}")).unwrap();
+            assert_eq!(again, first);
+        }
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
+        // another port, scheme or host is another name
+        resolve(&r, "https://api.example.com:8443/v1").unwrap();
+        resolve(&r, "http://api.example.com/v1").unwrap();
+        resolve(&r, "https://other.example.com/v1").unwrap();
+        assert_eq!(lookups.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn a_stale_answer_is_looked_up_again() {
+        let (r, lookups) = counting(Duration::ZERO);
+        let first = resolve(&r, "http://model.internal:8000/v1").unwrap();
+        let second = resolve(&r, "http://model.internal:8000/v1").unwrap();
+        assert_eq!(lookups.load(Ordering::SeqCst), 2);
+        assert_ne!(first, second, "the new answer is used");
+    }
+
+    #[test]
+    fn a_failed_lookup_is_not_remembered() {
+        let (r, lookups) = counting(Duration::from_secs(3600));
+        assert!(resolve(&r, "http://down/v1").is_err());
+        assert!(resolve(&r, "http://down/v1").is_err());
+        assert_eq!(lookups.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn it_remembers_a_few_names_and_forgets_the_oldest() {
+        let (r, lookups) = counting(Duration::from_secs(3600));
+        for n in 0..=NAMES {
+            resolve(&r, &format!("http://host{n}/v1")).unwrap();
+        }
+        assert_eq!(lookups.load(Ordering::SeqCst), NAMES + 1);
+        assert_eq!(r.known.lock().unwrap().len(), NAMES);
+        // the newest are still known, the first is looked up again
+        resolve(&r, &format!("http://host{NAMES}/v1")).unwrap();
+        assert_eq!(lookups.load(Ordering::SeqCst), NAMES + 1);
+        resolve(&r, "http://host0/v1").unwrap();
+        assert_eq!(lookups.load(Ordering::SeqCst), NAMES + 2);
+    }
+}
