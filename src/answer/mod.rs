@@ -23,8 +23,13 @@
 //! cache_creation_input_tokens: 1000` is 51,003 prompt tokens. `reasoning` is part of `output`
 //! (every API bills it as output), shown on its own.
 
+mod usage;
+
 use serde::Deserialize;
 use serde_json::Value;
+
+use usage::Reported;
+pub use usage::Usage;
 
 /// A client API, and the API an upstream endpoint is spoken to in (`api` in the config file;
 /// provider presets set it).
@@ -56,107 +61,6 @@ impl Api {
             Api::Responses => "responses",
             Api::Anthropic => "anthropic",
         }
-    }
-}
-
-/// The tokens of one answer. The prompt figures are disjoint (`input` holds neither cache
-/// reads nor writes); `reasoning` is the part of `output` the model spent thinking.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// Prompt tokens neither read from nor written to the provider's prompt cache.
-    pub input: u64,
-    /// Answer tokens, reasoning included.
-    pub output: u64,
-    /// Prompt tokens read from the provider's prompt cache.
-    pub cache_read: u64,
-    /// Prompt tokens written to the provider's prompt cache (Anthropic's cache creation).
-    pub cache_write: u64,
-    /// Of `output`, the reasoning (thinking) tokens, where the API reports them.
-    pub reasoning: u64,
-}
-
-impl Usage {
-    /// Every prompt token the provider processed: `input + cache_read + cache_write` (what
-    /// budgets and the per-key `prompt_tokens` count).
-    pub fn prompt(&self) -> u64 {
-        self.input + self.cache_read + self.cache_write
-    }
-
-    /// Prompt plus output tokens.
-    pub fn total(&self) -> u64 {
-        self.prompt() + self.output
-    }
-
-    /// The `usage` object of an answer or event of `api`.
-    pub fn of(api: Api, usage: &Value) -> Usage {
-        match api {
-            Api::Chat => Usage::chat(usage),
-            Api::Responses => Usage::responses(usage),
-            Api::Anthropic => Usage::messages(usage),
-        }
-    }
-
-    /// A Chat Completions `usage` (also legacy completions and embeddings): `prompt_tokens`
-    /// includes the cached tokens.
-    pub fn chat(u: &Value) -> Usage {
-        let n = |path: &[&str]| count(at(u, path));
-        let prompt = n(&["prompt_tokens"]);
-        let cached = at(u, &["prompt_tokens_details", "cached_tokens"])
-            .or_else(|| u.get("prompt_cache_hit_tokens"))
-            .map_or(0, |v| count(Some(v)))
-            .min(prompt);
-        Usage {
-            input: prompt - cached,
-            output: n(&["completion_tokens"]),
-            cache_read: cached,
-            cache_write: 0,
-            reasoning: n(&["completion_tokens_details", "reasoning_tokens"]),
-        }
-    }
-
-    /// A Responses `usage`: `input_tokens` includes the cached tokens.
-    pub fn responses(u: &Value) -> Usage {
-        let n = |path: &[&str]| count(at(u, path));
-        let prompt = n(&["input_tokens"]);
-        let cached = n(&["input_tokens_details", "cached_tokens"]).min(prompt);
-        Usage {
-            input: prompt - cached,
-            output: n(&["output_tokens"]),
-            cache_read: cached,
-            cache_write: 0,
-            reasoning: n(&["output_tokens_details", "reasoning_tokens"]),
-        }
-    }
-
-    /// An Anthropic Messages `usage`: `input_tokens` excludes cache reads and writes.
-    pub fn messages(u: &Value) -> Usage {
-        let mut usage = Usage::default();
-        usage.messages_onto(u);
-        usage
-    }
-
-    /// Sets the figures a Messages `usage` names, keeping the others (a `message_delta`'s
-    /// counts are cumulative and override those of `message_start`; the ones it leaves out
-    /// stand).
-    pub fn messages_onto(&mut self, u: &Value) {
-        for (field, name) in [
-            (&mut self.input, "input_tokens"),
-            (&mut self.output, "output_tokens"),
-            (&mut self.cache_read, "cache_read_input_tokens"),
-            (&mut self.cache_write, "cache_creation_input_tokens"),
-        ] {
-            if let Some(v) = u.get(name).filter(|v| !v.is_null()) {
-                *field = count(Some(v));
-            }
-        }
-    }
-
-    /// The usage of a whole JSON answer of `api`; `None` when it reports none.
-    pub fn of_answer(api: Api, answer: &Value) -> Option<Usage> {
-        answer
-            .get("usage")
-            .filter(|u| !u.is_null())
-            .map(|u| Usage::of(api, u))
     }
 }
 
@@ -222,7 +126,7 @@ impl Answer {
         #[derive(serde::Deserialize)]
         struct OnlyUsage {
             #[serde(default)]
-            usage: Option<Value>,
+            usage: Option<Reported>,
         }
         let form = Form::of(bytes);
         if form == Form::Sse {
@@ -231,30 +135,12 @@ impl Answer {
         let usage = serde_json::from_slice::<OnlyUsage>(bytes)
             .ok()
             .and_then(|o| o.usage)
-            .map(|u| Usage::of(api, &u));
+            .map(|u| u.usage(api));
         Answer {
             form,
             json: None,
             usage,
         }
-    }
-}
-
-/// A token count: a non-negative integer (a float some servers send is rounded; anything
-/// else is 0).
-/// The member at `path` of nested objects (what `Value::pointer` finds for object members,
-/// without the copy of each name it makes to unescape `~0`/`~1`).
-fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |v, name| v.get(*name))
-}
-
-fn count(v: Option<&Value>) -> u64 {
-    match v {
-        Some(v) => v
-            .as_u64()
-            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64))
-            .unwrap_or(0),
-        None => 0,
     }
 }
 

@@ -32,7 +32,10 @@ fn each_api_reads_its_own_fields() {
     let responses = json!({"input_tokens": 900, "output_tokens": 50,
         "input_tokens_details": {"cached_tokens": 800},
         "output_tokens_details": {"reasoning_tokens": 30}, "total_tokens": 950});
-    assert_eq!(Usage::responses(&responses), u(100, 50, 800, 0, 30));
+    assert_eq!(
+        Usage::of(Api::Responses, &responses),
+        u(100, 50, 800, 0, 30)
+    );
     let messages = json!({"input_tokens": 3, "output_tokens": 7,
         "cache_read_input_tokens": 50000, "cache_creation_input_tokens": 1000});
     let m = Usage::messages(&messages);
@@ -147,5 +150,129 @@ fn lines_are_what_split_gives() {
     ] {
         let split: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
         assert_eq!(lines(text).collect::<Vec<_>>(), split, "{text:?}");
+    }
+}
+
+/// The reading of a `usage` value before it was typed (`usage.rs`): member lookups on a
+/// parsed [`Value`]. The typed reading must give the same figures for any value.
+fn value_reading(api: Api, u: &Value) -> Usage {
+    let at = |path: &[&str]| path.iter().try_fold(u, |v, name| v.get(*name));
+    let count = |v: Option<&Value>| match v {
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64))
+            .unwrap_or(0),
+        None => 0,
+    };
+    let n = |path: &[&str]| count(at(path));
+    match api {
+        Api::Chat => {
+            let prompt = n(&["prompt_tokens"]);
+            let cached = at(&["prompt_tokens_details", "cached_tokens"])
+                .or_else(|| u.get("prompt_cache_hit_tokens"))
+                .map_or(0, |v| count(Some(v)))
+                .min(prompt);
+            u_of(prompt - cached, n(&["completion_tokens"]), cached, 0, {
+                n(&["completion_tokens_details", "reasoning_tokens"])
+            })
+        }
+        Api::Responses => {
+            let prompt = n(&["input_tokens"]);
+            let cached = n(&["input_tokens_details", "cached_tokens"]).min(prompt);
+            u_of(prompt - cached, n(&["output_tokens"]), cached, 0, {
+                n(&["output_tokens_details", "reasoning_tokens"])
+            })
+        }
+        Api::Anthropic => {
+            let named = |name: &str| u.get(name).filter(|v| !v.is_null()).map(|v| count(Some(v)));
+            u_of(
+                named("input_tokens").unwrap_or(0),
+                named("output_tokens").unwrap_or(0),
+                named("cache_read_input_tokens").unwrap_or(0),
+                named("cache_creation_input_tokens").unwrap_or(0),
+                0,
+            )
+        }
+    }
+}
+
+fn u_of(input: u64, output: u64, cache_read: u64, cache_write: u64, reasoning: u64) -> Usage {
+    u(input, output, cache_read, cache_write, reasoning)
+}
+
+#[test]
+fn the_typed_usage_reading_gives_what_member_lookups_give() {
+    const NAMES: &[&str] = &[
+        "prompt_tokens",
+        "completion_tokens",
+        "prompt_cache_hit_tokens",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details",
+        "input_tokens_details",
+        "output_tokens_details",
+        "cached_tokens",
+        "total_tokens",
+        "prompt_tok\\u0065ns",
+    ];
+    const VALUES: &[&str] = &[
+        "0",
+        "12",
+        "-3",
+        "2.6",
+        "-1.5",
+        "1e3",
+        "184467440737095516150",
+        "\"7\"",
+        "null",
+        "true",
+        "[1,[2],{\"cached_tokens\":3}]",
+        "{}",
+        r#"{"cached_tokens":5,"reasoning_tokens":2}"#,
+        r#"{"cached_tokens":null,"reasoning_tokens":"x"}"#,
+        r#"{"cached_tokens":40,"cached_tokens":4.4,"other":{"cached_tokens":9}}"#,
+        r#"{"reasoning_tokens":[1],"cached_tokens":{"a":1}}"#,
+    ];
+    // a fixed pseudo-random sequence (xorshift): members, their values and repeats
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = |below: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % below as u64) as usize
+    };
+    let mut usages: Vec<String> = VALUES.iter().map(|v| v.to_string()).collect();
+    for _ in 0..3000 {
+        let members: Vec<String> = (0..next(9))
+            .map(|_| {
+                format!(
+                    "\"{}\":{}",
+                    NAMES[next(NAMES.len())],
+                    VALUES[next(VALUES.len())]
+                )
+            })
+            .collect();
+        usages.push(format!("{{{}}}", members.join(",")));
+    }
+    for usage in &usages {
+        let answer = format!(r#"{{"id":"x","choices":[{{"usage":1}}],"usage":{usage},"z":[]}}"#);
+        let value: Value = serde_json::from_str(&answer).unwrap();
+        for api in [Api::Chat, Api::Responses, Api::Anthropic] {
+            let looked_up = Some(&value["usage"])
+                .filter(|u| !u.is_null())
+                .map(|u| value_reading(api, u));
+            let typed = Answer::read_usage(api, answer.as_bytes()).usage;
+            assert_eq!(typed, looked_up, "{api:?} {usage}");
+            assert_eq!(
+                Answer::read(api, answer.as_bytes()).usage,
+                looked_up,
+                "{api:?} {usage}"
+            );
+            let typed_of_value = Usage::of_answer(api, &value);
+            assert_eq!(typed_of_value, looked_up, "{api:?} {usage}");
+        }
     }
 }
