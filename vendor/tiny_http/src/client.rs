@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use crate::common::{HTTPVersion, Method};
+use crate::common::{HTTPVersion, Header, Method};
 use crate::head_scan::{line_chunk, request_len, LineError};
 use crate::refusal::Refusal;
 use crate::util::RefinedTcpStream;
@@ -382,7 +382,7 @@ impl ClientConnection {
                              send each header on one line",
                         )));
                     }
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
+                    headers.push(match Header::from_line(line) {
                         Ok(h) => h,
                         _ => {
                             return Err(ReadError::Refused(Refusal::new(

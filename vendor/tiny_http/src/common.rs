@@ -178,6 +178,44 @@ impl Header {
     }
 }
 
+/// llm-relay patch: the whitespace `str::trim` and `char::is_whitespace` find in ASCII text
+/// (vertical tab and form feed included).
+fn ascii_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
+}
+
+impl Header {
+    /// llm-relay patch: the header of a request head's line, as `line.as_str().trim().parse()`
+    /// gives it, with the value kept in the line's own buffer: one allocation per header (its
+    /// name), not two, and no check of each character against Unicode's whitespace.
+    pub(crate) fn from_line(line: AsciiString) -> Result<Header, ()> {
+        let mut bytes: Vec<u8> = line.into();
+        let start = bytes
+            .iter()
+            .position(|&b| !ascii_space(b))
+            .unwrap_or(bytes.len());
+        let colon = start + memchr::memchr(b':', bytes.get(start..).ok_or(())?).ok_or(())?;
+        let name = bytes.get(start..colon).ok_or(())?;
+        if name.iter().any(|&b| ascii_space(b)) {
+            return Err(());
+        }
+        let field = HeaderField(AsciiString::from_ascii(name).map_err(|_| ())?);
+        let end = bytes
+            .iter()
+            .rposition(|&b| !ascii_space(b))
+            .map_or(0, |i| i + 1);
+        let from = bytes
+            .get(colon + 1..)
+            .and_then(|rest| rest.iter().position(|&b| !ascii_space(b)))
+            .map_or(end, |i| colon + 1 + i)
+            .min(end);
+        bytes.truncate(end);
+        bytes.drain(..from);
+        let value = AsciiString::from_ascii(bytes).map_err(|_| ())?;
+        Ok(Header { field, value })
+    }
+}
+
 impl FromStr for Header {
     type Err = ();
 
@@ -436,5 +474,47 @@ mod test {
         assert!("Transfer-Encoding: chunked".parse::<Header>().is_ok());
         assert!("Transfer-Encoding: chunked ".parse::<Header>().is_ok());
         assert!("Transfer-Encoding:   chunked ".parse::<Header>().is_ok());
+    }
+
+    /// llm-relay patch: `Header::from_line` gives what parsing the trimmed line gave.
+    #[test]
+    fn a_header_from_its_line_is_the_parse_of_the_trimmed_line() {
+        use ascii::AsciiString;
+        const PIECES: &[&str] = &[
+            "Content-Type",
+            "content-length",
+            ":",
+            " ",
+            "\t",
+            "\x0b",
+            "\x0c",
+            "\r",
+            "a",
+            "7",
+            "x-y",
+            "::",
+            "",
+            "a b",
+        ];
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for _ in 0..100_000 {
+            let line: String = (0..next(8)).map(|_| PIECES[next(PIECES.len())]).collect();
+            let parsed = line.trim().parse::<Header>();
+            let from_line = Header::from_line(AsciiString::from_ascii(line.as_bytes()).unwrap());
+            match (parsed, from_line) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a.field.as_str(), b.field.as_str(), "{line:?}");
+                    assert_eq!(a.value, b.value, "{line:?}");
+                }
+                (Err(()), Err(())) => {}
+                (a, b) => panic!("{line:?}: {a:?} {b:?}"),
+            }
+        }
     }
 }

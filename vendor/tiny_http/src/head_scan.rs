@@ -34,10 +34,7 @@ pub(crate) fn line_chunk(
     loop {
         if !*cr {
             let rest = available.get(at..).unwrap_or_default();
-            let run = rest
-                .iter()
-                .position(|&b| b == b'\n' || b == b'\r' || b == 0)
-                .unwrap_or(rest.len());
+            let run = memchr::memchr3(b'\n', b'\r', 0, rest).unwrap_or(rest.len());
             if run > 0 {
                 if late() {
                     return (at + 1, taken + 1, Some(Err(LineError::Late)));
@@ -82,20 +79,16 @@ pub(crate) fn line_chunk(
 /// [`ClientConnection::whole_request_within`] leaves to the usual path (a chunked body, a
 /// `Content-Length` it cannot read or two of them, a head past 64 KiB).
 pub(crate) fn request_len(bytes: &[u8]) -> Option<usize> {
-    // the end of the head: a line feed after CR LF CR
-    let mut from = 0;
-    let head = loop {
-        let nl = from + bytes.get(from..)?.iter().position(|&b| b == b'\n')?;
-        if nl > 64 * 1024 {
-            return None;
-        }
-        if nl >= 3 && bytes.get(nl - 3..nl) == Some(b"\r\n\r") {
-            break nl + 1;
-        }
-        from = nl + 1;
-    };
+    // the end of the head: the first CR LF CR LF, its last LF within 64 KiB
+    const MAX_HEAD: usize = 64 * 1024;
+    let within = bytes.get(..bytes.len().min(MAX_HEAD + 1))?;
+    let head = memchr::memmem::find(within, b"\r\n\r\n")? + 4;
     let mut body = None;
-    for line in bytes.get(..head)?.split(|&b| b == b'\n').skip(1) {
+    let mut lines = memchr::memchr_iter(b'\n', bytes.get(..head)?);
+    let mut start = lines.next()? + 1; // past the request line
+    for nl in lines {
+        let line = bytes.get(start..nl)?;
+        start = nl + 1;
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
@@ -143,6 +136,84 @@ mod request_len_tests {
         );
         let twice = b"POST /x HTTP/1.1\r\nContent-Length: 900\r\nContent-Length: 1\r\n\r\nab";
         assert_eq!(request_len(twice), None);
+    }
+
+    /// The scan as it was, newline by newline: the oracle.
+    fn by_newlines(bytes: &[u8]) -> Option<usize> {
+        let mut from = 0;
+        let head = loop {
+            let nl = from + bytes.get(from..)?.iter().position(|&b| b == b'\n')?;
+            if nl > 64 * 1024 {
+                return None;
+            }
+            if nl >= 3 && bytes.get(nl - 3..nl) == Some(b"\r\n\r") {
+                break nl + 1;
+            }
+            from = nl + 1;
+        };
+        let mut body = None;
+        for line in bytes.get(..head)?.split(|&b| b == b'\n').skip(1) {
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let (name, value) = line.split_at(colon);
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                return None;
+            }
+            if name.eq_ignore_ascii_case(b"content-length") {
+                if body.is_some() {
+                    return None;
+                }
+                let value = std::str::from_utf8(value.get(1..)?).ok()?.trim();
+                body = Some(value.parse::<usize>().ok()?);
+            }
+        }
+        head.checked_add(body.unwrap_or(0))
+    }
+
+    #[test]
+    fn the_search_finds_what_the_scan_by_newlines_found() {
+        const PIECES: &[&[u8]] = &[
+            b"POST /v1/chat/completions HTTP/1.1",
+            b"\r\n",
+            b"\n",
+            b"\r",
+            b"Host: a",
+            b"Content-Length: 12",
+            b"content-length:7 ",
+            b"Content-Length: x",
+            b"Transfer-Encoding: chunked",
+            b"X: a:b",
+            b"{\"a\":1}",
+            b"",
+            b"\r\n\r\n",
+        ];
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for _ in 0..100_000 {
+            let mut bytes = Vec::new();
+            for _ in 0..next(12) {
+                bytes.extend_from_slice(PIECES[next(PIECES.len())]);
+            }
+            assert_eq!(
+                request_len(&bytes),
+                by_newlines(&bytes),
+                "{:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        // around the 64 KiB bound of the head
+        for pad in (64 * 1024 - 8)..(64 * 1024 + 8) {
+            let mut bytes = b"GET / HTTP/1.1\r\nX: ".to_vec();
+            bytes.resize(pad, b'a');
+            bytes.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(request_len(&bytes), by_newlines(&bytes), "{pad}");
+        }
     }
 }
 
