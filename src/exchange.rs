@@ -240,9 +240,13 @@ pub fn json_content_type() -> (String, String) {
 
 /// The request's headers as (name, value) pairs.
 pub fn request_headers(req: &Request) -> Vec<(String, String)> {
+    // `as_str().to_owned()`, not `to_string()`: an `AsciiStr` formats through `Formatter::pad`
     req.headers()
         .iter()
-        .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+        .map(|h| {
+            let name = h.field.as_str().as_str().to_owned();
+            (name, h.value.as_str().to_owned())
+        })
         .collect()
 }
 
@@ -251,5 +255,5 @@ pub fn header(req: &Request, name: &str) -> Option<String> {
     req.headers()
         .iter()
         .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str().to_string())
+        .map(|h| h.value.as_str().to_owned())
 }
