@@ -248,3 +248,29 @@ fn a_pooled_upstream_connection_is_reused_only_while_it_is_clean_and_open() {
         assert_eq!(connections, expected, "upstream connections");
     }
 }
+
+#[test]
+fn an_idle_upstream_connection_is_kept_for_upstream_keepalive_ms() {
+    let ask = |relay: &Relay, i: u32| {
+        let ask = json!({"model": "m", "messages": [{"role": "user", "content": format!("q{i}")}]});
+        let r = post_json(&relay.url("/v1/chat/completions"), &ask);
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    // kept 5 s: reused after a pause of 1.2 s; kept 0.5 s: a new connection after it
+    for (keepalive_ms, expected) in [(5_000, 1), (500, 2)] {
+        let (closed, _) = std::sync::mpsc::channel();
+        let (url, accepted) = raw_upstream(AfterAnswer::Keep, closed);
+        let relay = Relay::start(&config_json(
+            &url,
+            json!({"cache": {"enabled": false}, "upstream_keepalive_ms": keepalive_ms}),
+        ));
+        ask(&relay, 0);
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        ask(&relay, 1);
+        let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            connections, expected,
+            "upstream_keepalive_ms {keepalive_ms}"
+        );
+    }
+}

@@ -50,6 +50,7 @@ struct RawConfig {
     connect_timeout_ms: Option<u64>,
     first_byte_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
+    upstream_keepalive_ms: Option<u64>,
     #[serde(default)]
     model_rules: Vec<RawRule>,
     // Upstreams (issue #4): see upstream/endpoints.rs and shape.rs.
@@ -239,6 +240,7 @@ impl Config {
             connect: millis(raw.connect_timeout_ms, 5_000, "connect_timeout_ms")?,
             first_byte: millis(raw.first_byte_timeout_ms, 300_000, "first_byte_timeout_ms")?,
             idle: millis(raw.idle_timeout_ms, 120_000, "idle_timeout_ms")?,
+            keepalive: millis(raw.upstream_keepalive_ms, 90_000, "upstream_keepalive_ms")?,
         };
         let mut rules = Vec::with_capacity(raw.model_rules.len());
         for (i, r) in raw.model_rules.into_iter().enumerate() {

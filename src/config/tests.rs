@@ -34,6 +34,11 @@ fn defaults_apply() {
     let c = Config::parse("{}", "x").unwrap();
     assert_eq!(c.upstream, DEFAULT_UPSTREAM);
     assert_eq!(c.workers, DEFAULT_WORKERS);
+    // an idle upstream connection is kept 90 s (Go's transport; ureq's own default is 15 s)
+    assert_eq!(c.timeouts.keepalive, Duration::from_secs(90));
+    let c = Config::parse("{\"upstream_keepalive_ms\": 400000}", "x").unwrap();
+    assert_eq!(c.timeouts.keepalive, Duration::from_secs(400));
+    assert!(err("{\"upstream_keepalive_ms\": 0}").contains("upstream_keepalive_ms"));
 }
 
 #[test]

@@ -97,6 +97,12 @@ pub struct Timeouts {
     pub connect: Duration,
     pub first_byte: Duration,
     pub idle: Duration,
+    /// How long an idle upstream connection stays in the pool for the next request
+    /// (`upstream_keepalive_ms`). ureq's own default, 15 s, made the first turn after every
+    /// longer pause pay a new TCP and TLS handshake, though providers behind Cloudflare keep an
+    /// idle HTTP/1.1 connection 400 s; a connection the upstream closed sooner is seen by the
+    /// pool's probe when it is taken out, and not used.
+    pub keepalive: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,6 +347,7 @@ fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfig) -> ureq:
         .input_buffer_size(TRANSPORT_BUFFER_BYTES)
         .output_buffer_size(TRANSPORT_BUFFER_BYTES)
         .max_response_header_size(slim::INPUT_MAX_BYTES - 1)
+        .max_idle_age(t.keepalive)
         .max_idle_connections(workers.max(8) * 2)
         .max_idle_connections_per_host(workers.max(8))
         .user_agent(concat!("llm-relay/", env!("CARGO_PKG_VERSION")))
