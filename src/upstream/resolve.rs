@@ -5,9 +5,11 @@
 //! included) paid a lookup: `/etc/hosts` read and parsed (8 system calls here), and for a
 //! provider's name a DNS round trip that also made each request depend on the resolver being
 //! up. [`Remembered`] keeps each answer for [`RESOLVED_FOR`]; a new connection made later
-//! than that looks the name up again (a provider that moves is followed), and a failed lookup
-//! is never kept. An IP literal needs no lookup and is remembered the same way (no string is
-//! formatted and parsed per request).
+//! than that looks the name up again (a provider that moves is followed). A failed lookup is
+//! never kept: while the name has an answer from before, that answer is used (a resolver that
+//! is down does not fail requests to an upstream whose address is known) and the next request
+//! looks it up again; without one, the request fails as it did. An IP literal needs no lookup
+//! and is remembered the same way (no string is formatted and parsed per request).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -38,6 +40,8 @@ struct Known {
     authority: Authority,
     at: Instant,
     addrs: ResolvedSocketAddrs,
+    /// A lookup failed since this answer came (said once in the log).
+    failed: bool,
 }
 
 impl Remembered {
@@ -55,15 +59,20 @@ impl<R: Resolver> Remembered<R> {
         }
     }
 
-    /// The remembered addresses of `uri`'s scheme and authority, if still fresh at `now`.
-    fn recall(&self, uri: &Uri, now: Instant) -> Option<ResolvedSocketAddrs> {
+    /// The remembered addresses of `uri`'s scheme and authority, and whether they are still
+    /// fresh at `now`.
+    fn recall(&self, uri: &Uri, now: Instant) -> Option<(ResolvedSocketAddrs, bool)> {
         let (scheme, authority) = (uri.scheme()?, uri.authority()?);
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         known
             .iter()
             .find(|k| k.scheme == *scheme && k.authority == *authority)
-            .filter(|k| now.saturating_duration_since(k.at) < self.ttl)
-            .map(|k| k.addrs.clone())
+            .map(|k| {
+                (
+                    k.addrs.clone(),
+                    now.saturating_duration_since(k.at) < self.ttl,
+                )
+            })
     }
 
     fn remember(&self, uri: &Uri, at: Instant, addrs: &ResolvedSocketAddrs) {
@@ -83,7 +92,20 @@ impl<R: Resolver> Remembered<R> {
             authority: authority.clone(),
             at,
             addrs: addrs.clone(),
+            failed: false,
         });
+    }
+
+    /// Marks `uri`'s answer as outlived by a failed lookup; true the first time since it came.
+    fn first_failure(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return false;
+        };
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = known
+            .iter_mut()
+            .find(|k| k.scheme == *scheme && k.authority == *authority);
+        entry.is_some_and(|k| !std::mem::replace(&mut k.failed, true))
     }
 }
 
@@ -95,12 +117,31 @@ impl<R: Resolver> Resolver for Remembered<R> {
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let now = Instant::now();
-        if let Some(addrs) = self.recall(uri, now) {
-            return Ok(addrs);
+        let known = self.recall(uri, now);
+        let stale = match known {
+            Some((addrs, true)) => return Ok(addrs),
+            Some((addrs, false)) => Some(addrs),
+            None => None,
+        };
+        match self.inner.resolve(uri, config, timeout) {
+            Ok(addrs) => {
+                self.remember(uri, now, &addrs);
+                Ok(addrs)
+            }
+            Err(err) => match stale {
+                Some(addrs) => {
+                    if self.first_failure(uri) {
+                        crate::log::warn(&format!(
+                            "looking up upstream host {} failed ({err}); using the addresses \
+                             found before until a lookup succeeds",
+                            uri.host().unwrap_or_default()
+                        ));
+                    }
+                    Ok(addrs)
+                }
+                None => Err(err),
+            },
         }
-        let addrs = self.inner.resolve(uri, config, timeout)?;
-        self.remember(uri, now, &addrs);
-        Ok(addrs)
     }
 }
 
@@ -112,9 +153,10 @@ mod tests {
 
     use super::*;
 
-    /// Answers 10.0.0.N:port, N counting its lookups; fails for the host `down`.
+    /// Answers 10.0.0.N:port, N counting its lookups; fails for the host `down`, and for
+    /// every host once `failing` is set.
     #[derive(Debug, Default)]
-    struct Counting(Arc<AtomicUsize>);
+    struct Counting(Arc<AtomicUsize>, Arc<std::sync::atomic::AtomicBool>);
 
     impl Resolver for Counting {
         fn resolve(
@@ -124,7 +166,7 @@ mod tests {
             _: NextTimeout,
         ) -> Result<ResolvedSocketAddrs, ureq::Error> {
             let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-            if uri.host() == Some("down") {
+            if uri.host() == Some("down") || self.1.load(Ordering::SeqCst) {
                 return Err(ureq::Error::HostNotFound);
             }
             let mut addrs = self.empty();
@@ -143,7 +185,8 @@ mod tests {
 
     fn counting(ttl: Duration) -> (Remembered<Counting>, Arc<AtomicUsize>) {
         let lookups = Arc::new(AtomicUsize::new(0));
-        (Remembered::with(Counting(lookups.clone()), ttl), lookups)
+        let inner = Counting(lookups.clone(), Default::default());
+        (Remembered::with(inner, ttl), lookups)
     }
 
     #[test]
@@ -177,6 +220,27 @@ mod tests {
         assert!(resolve(&r, "http://down/v1").is_err());
         assert!(resolve(&r, "http://down/v1").is_err());
         assert_eq!(lookups.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_failed_lookup_of_a_known_name_uses_its_last_answer_and_asks_again_next_time() {
+        let (r, lookups) = counting(Duration::ZERO);
+        let known = resolve(&r, "https://api.example.com/v1").unwrap();
+        r.inner.1.store(true, Ordering::SeqCst);
+        assert_eq!(resolve(&r, "https://api.example.com/v1").unwrap(), known);
+        assert_eq!(resolve(&r, "https://api.example.com/v1").unwrap(), known);
+        assert_eq!(
+            lookups.load(Ordering::SeqCst),
+            3,
+            "each stale request asks again"
+        );
+        let uri: Uri = "https://api.example.com/v1".parse().unwrap();
+        assert!(!r.first_failure(&uri), "the failure was said already");
+        // a name never answered still fails
+        assert!(resolve(&r, "https://other.example.com/v1").is_err());
+        // once the resolver answers again, its answer is used
+        r.inner.1.store(false, Ordering::SeqCst);
+        assert_ne!(resolve(&r, "https://api.example.com/v1").unwrap(), known);
     }
 
     #[test]
