@@ -18,6 +18,8 @@
 #   PROFILE_BIN=/path/to/llm-relay bench/switches.sh   # another build (a before figure)
 #   SYSCALLS=1 bench/switches.sh      # also system calls per request (the raw_syscalls
 #                                     # tracepoint: needs perf_event_paranoid ≤ 1 or root)
+#   UPSTREAM_HOST=localhost bench/switches.sh   # the upstream named by a host name, not an IP
+#                                     # (what a lookup per request costs: see resolve.rs)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-20000}
@@ -32,9 +34,10 @@ bench_binaries
 
 start_fixture "$RUN/upstream.out" json-upstream --body-file "$ROOT/bench/chat_completion.json"
 UP=$FIXTURE
+[ -n "${UPSTREAM_HOST:-}" ] && UP=$UPSTREAM_HOST:${UP##*:}
 sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/unique.json"
 case $MODE in
-  miss) CACHE='{"enabled": false}' BODY=$RUN/unique.json UNIQUE=--unique WHAT="miss path, cache off" ;;
+  miss) CACHE='{"enabled": false}' BODY=$RUN/unique.json UNIQUE=--unique WHAT="miss path, cache off${UPSTREAM_HOST:+, upstream $UPSTREAM_HOST}" ;;
   hit) CACHE="{\"enabled\": true, \"dir\": \"$RUN/cache\"}" BODY=$ROOT/bench/request.json UNIQUE="" WHAT="memory hits" ;;
   *) echo "switches.sh: MODE is miss or hit" >&2; exit 1 ;;
 esac
