@@ -146,7 +146,8 @@ impl SseOut {
             return Ok(());
         }
         if self.chunked {
-            write!(self.held, "{:x}\r\n", data.len())?;
+            crate::util::push_hex(&mut self.held, data.len());
+            self.held.extend_from_slice(b"\r\n");
             self.held.extend_from_slice(data);
             self.held.extend_from_slice(b"\r\n");
         } else {

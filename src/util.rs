@@ -25,6 +25,17 @@ pub fn hex(bytes: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Appends `n` in lowercase hex without leading zeros (`0` for zero): a chunk's size line,
+/// once per relayed event (the formatter's `{:x}` was ~260 instructions of it).
+pub fn push_hex(out: &mut Vec<u8>, n: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        let nibble = (n >> (i * 4)) & 0xf;
+        out.push(DIGITS.get(nibble).copied().unwrap_or(b'0'));
+    }
+}
+
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -218,6 +229,17 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_hex_writes_what_the_formatter_writes() {
+        let mut cases: Vec<usize> = (0..4200).collect();
+        cases.extend([0xffff, 0x10000, 1 << 31, usize::MAX, usize::MAX >> 4]);
+        for n in cases {
+            let mut out = b"x".to_vec();
+            push_hex(&mut out, n);
+            assert_eq!(out, format!("x{n:x}").into_bytes(), "{n}");
+        }
+    }
 
     #[test]
     fn helpers() {
