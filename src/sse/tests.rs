@@ -120,3 +120,45 @@ fn an_event_past_its_bound_cuts_the_stream_and_is_not_read_further() {
         assert!(relayed.recorded.len() < 100, "nor recorded");
     }
 }
+
+/// A translator that echoes each line it is given between brackets.
+struct Brackets;
+
+impl crate::sse_frame::Translate for Brackets {
+    fn line(&mut self, line: &[u8]) -> Vec<u8> {
+        [b"[", line, b"]"].concat()
+    }
+    fn end(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn fail(&mut self, _: &str) -> Vec<u8> {
+        Vec::new()
+    }
+    fn failed(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_translator_gets_the_lines_split_inclusive_gives() {
+    for event in [
+        &b""[..],
+        b"\n",
+        b"data: {}\n\n",
+        b"event: x\ndata: {}\r\n\r\n",
+        b"data: half-written",
+        b"data: a\n\ndata: b",
+        b"\n\n\n",
+    ] {
+        let expected: Vec<u8> = event
+            .split_inclusive(|&b| b == b'\n')
+            .flat_map(|line| [b"[", line, b"]"].concat())
+            .collect();
+        assert_eq!(
+            translated(&mut Brackets, event),
+            expected,
+            "{}",
+            String::from_utf8_lossy(event)
+        );
+    }
+}
