@@ -44,6 +44,13 @@ struct Known {
     failed: bool,
 }
 
+impl Known {
+    /// Whether this is the answer for `uri`'s scheme and authority.
+    fn of(&self, uri: &Uri) -> bool {
+        uri.scheme() == Some(&self.scheme) && uri.authority() == Some(&self.authority)
+    }
+}
+
 impl Remembered {
     pub fn new() -> Remembered {
         Remembered::with(DefaultResolver::default(), RESOLVED_FOR)
@@ -62,17 +69,13 @@ impl<R: Resolver> Remembered<R> {
     /// The remembered addresses of `uri`'s scheme and authority, and whether they are still
     /// fresh at `now`.
     fn recall(&self, uri: &Uri, now: Instant) -> Option<(ResolvedSocketAddrs, bool)> {
-        let (scheme, authority) = (uri.scheme()?, uri.authority()?);
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        known
-            .iter()
-            .find(|k| k.scheme == *scheme && k.authority == *authority)
-            .map(|k| {
-                (
-                    k.addrs.clone(),
-                    now.saturating_duration_since(k.at) < self.ttl,
-                )
-            })
+        known.iter().find(|k| k.of(uri)).map(|k| {
+            (
+                k.addrs.clone(),
+                now.saturating_duration_since(k.at) < self.ttl,
+            )
+        })
     }
 
     fn remember(&self, uri: &Uri, at: Instant, addrs: &ResolvedSocketAddrs) {
@@ -80,11 +83,12 @@ impl<R: Resolver> Remembered<R> {
             return;
         };
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        known.retain(|k| !(k.scheme == *scheme && k.authority == *authority));
+        known.retain(|k| !k.of(uri));
         if known.len() >= NAMES {
             // the oldest goes
-            if let Some(oldest) = (0..known.len()).min_by_key(|&i| known.get(i).map(|k| k.at)) {
-                known.swap_remove(oldest);
+            let oldest = known.iter().enumerate().min_by_key(|(_, k)| k.at);
+            if let Some(at) = oldest.map(|(at, _)| at) {
+                known.swap_remove(at);
             }
         }
         known.push(Known {
@@ -98,13 +102,8 @@ impl<R: Resolver> Remembered<R> {
 
     /// Marks `uri`'s answer as outlived by a failed lookup; true the first time since it came.
     fn first_failure(&self, uri: &Uri) -> bool {
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-            return false;
-        };
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = known
-            .iter_mut()
-            .find(|k| k.scheme == *scheme && k.authority == *authority);
+        let entry = known.iter_mut().find(|k| k.of(uri));
         entry.is_some_and(|k| !std::mem::replace(&mut k.failed, true))
     }
 }
