@@ -126,13 +126,16 @@ fn a_memory_hit_reads_once_and_writes_its_answer_in_one_call() {
     assert!(all <= 4.5, "{all:.2} system calls a hit: {calls:?}");
 }
 
-#[test]
-fn a_miss_on_a_pooled_upstream_connection_costs_a_bounded_few_system_calls() {
+/// The system calls of `n` misses (cache off) on a kept upstream connection, after 20 to warm
+/// it, with the upstream's URL as `url` makes it of the fixture's (`http://127.0.0.1:PORT/v1`).
+fn misses(n: u64, url: impl Fn(&str) -> String) -> BTreeMap<String, u64> {
     let (closed, _) = std::sync::mpsc::channel();
-    let (url, accepted) = raw_upstream(AfterAnswer::Keep, closed);
-    let relay = Relay::start(&config_json(&url, json!({"cache": {"enabled": false}})));
+    let (fixture, accepted) = raw_upstream(AfterAnswer::Keep, closed);
+    let relay = Relay::start(&config_json(
+        &url(&fixture),
+        json!({"cache": {"enabled": false}}),
+    ));
     requests(&relay, |i| format!("warm {i}"), 20);
-    let n = 200;
     let calls = syscalls_during(relay.pid(), || {
         requests(&relay, |i| format!("prompt {i}"), n)
     });
@@ -141,6 +144,16 @@ fn a_miss_on_a_pooled_upstream_connection_costs_a_bounded_few_system_calls() {
         connections, 1,
         "one pooled upstream connection served every miss"
     );
+    for new in ["socket", "connect"] {
+        assert!(!calls.contains_key(new), "{new}: {calls:?}");
+    }
+    calls
+}
+
+#[test]
+fn a_miss_on_a_pooled_upstream_connection_costs_a_bounded_few_system_calls() {
+    let n = 200;
+    let calls = misses(n, str::to_string);
     let (reads, writes, all) = (
         per(&calls, READS, n),
         per(&calls, WRITES, n),
@@ -159,30 +172,16 @@ fn a_miss_on_a_pooled_upstream_connection_costs_a_bounded_few_system_calls() {
     // the access line
     let lines = per(&calls, &["write"], n);
     assert!(lines <= 1.1, "{lines:.2} writes a miss: {calls:?}");
-    for new in ["socket", "connect"] {
-        assert!(!calls.contains_key(new), "{new}: {calls:?}");
-    }
 }
 
 #[test]
 fn an_upstream_named_by_host_name_is_looked_up_once_not_per_request() {
     // ureq resolves a request's host before it looks in its pool: without the relay's
     // remembering resolver, every miss read /etc/hosts (and for a provider's name asked DNS)
-    let (closed, _) = std::sync::mpsc::channel();
-    let (url, accepted) = raw_upstream(AfterAnswer::Keep, closed);
-    let named = url.replace("127.0.0.1", "localhost");
-    let relay = Relay::start(&config_json(&named, json!({"cache": {"enabled": false}})));
-    requests(&relay, |i| format!("warm {i}"), 20);
     let n = 200;
-    let calls = syscalls_during(relay.pid(), || {
-        requests(&relay, |i| format!("prompt {i}"), n)
-    });
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let calls = misses(n, |url| url.replace("127.0.0.1", "localhost"));
     // a lookup opens and reads /etc/hosts (and more): at most one in this run, if the
     // remembered answer went stale during it (30 s), never one per request
     let opens = calls.get("openat").copied().unwrap_or(0);
     assert!(opens <= 4, "{opens} openat in {n} misses: {calls:?}");
-    for new in ["socket", "connect"] {
-        assert!(!calls.contains_key(new), "{new}: {calls:?}");
-    }
 }
