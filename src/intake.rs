@@ -22,15 +22,7 @@ pub fn check_content_type(req: &Request) -> Result<(), ApiError> {
         return Ok(());
     };
     let value = h.value.as_str();
-    let media = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if media == "application/json"
-        || (media.starts_with("application/") && media.ends_with("+json"))
-    {
+    if is_json_media(value.split(';').next().unwrap_or("").trim()) {
         return Ok(());
     }
     Err(ApiError::new(
@@ -46,6 +38,19 @@ pub fn check_content_type(req: &Request) -> Result<(), ApiError> {
                 .collect::<String>()
         ),
     ))
+}
+
+/// Whether a media type (without parameters) is JSON: `application/json` or
+/// `application/*+json`, in any case. Compared in place, not on a lowercased copy: this runs on
+/// every API request.
+fn is_json_media(media: &str) -> bool {
+    let has = |at: usize, part: &str| {
+        media
+            .get(at..at + part.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(part))
+    };
+    media.eq_ignore_ascii_case("application/json")
+        || (has(0, "application/") && has(media.len().saturating_sub(5), "+json"))
 }
 
 pub struct Deadline<R> {
@@ -187,5 +192,39 @@ pub fn parse_body(raw: &[u8], reserved: &mut Reservation) -> Result<Map<String, 
             "the request body needs a `model` string, e.g. {\"model\": \"gpt-4o-mini\", ...}"
                 .to_string(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_media;
+
+    #[test]
+    fn json_media_types_are_what_the_lowercased_comparison_took() {
+        let lowered = |media: &str| {
+            let media = media.to_ascii_lowercase();
+            media == "application/json"
+                || (media.starts_with("application/") && media.ends_with("+json"))
+        };
+        for media in [
+            "application/json",
+            "Application/JSON",
+            "application/vnd.api+json",
+            "APPLICATION/PROBLEM+JSON",
+            "application/+json",
+            "application/json5",
+            "application/jsonx",
+            "text/json",
+            "text/plain",
+            "application/",
+            "+json",
+            "json",
+            "",
+            "application/é+json",
+            "applicatioñ/x+json",
+            "application/x+jsoñ",
+        ] {
+            assert_eq!(is_json_media(media), lowered(media), "{media}");
+        }
     }
 }

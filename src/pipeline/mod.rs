@@ -172,14 +172,11 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
             }
         }
     }
-    let model = |body: &Map<String, Value>| {
-        body.get("model")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    fn model(body: &Map<String, Value>) -> &str {
+        body.get("model").and_then(Value::as_str).unwrap_or("")
+    }
     // a key's allow-list holds for the model it names and for the one the rules send upstream
-    state.gate.allow_model(ex.client(), &model(&body))?;
+    state.gate.allow_model(ex.client(), model(&body))?;
     let Prepared {
         sent: endpoint,
         mut translation,
@@ -190,7 +187,7 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     if let (Some(t), Some(id)) = (&mut translation, previous) {
         t.repeat("previous_response_id", id);
     }
-    ex.access.model = model(&body);
+    ex.access.model = model(&body).to_string();
     state.gate.allow_model(ex.client(), &ex.access.model)?;
     let delivery = cache::Delivery::of(&body);
 
