@@ -8,8 +8,10 @@
 //! than that looks the name up again (a provider that moves is followed). A failed lookup is
 //! never kept: while the name has an answer from before, that answer is used (a resolver that
 //! is down does not fail requests to an upstream whose address is known) and the next request
-//! looks it up again; without one, the request fails as it did. An IP literal needs no lookup
-//! and is remembered the same way (no string is formatted and parsed per request).
+//! looks it up again; without one, the request fails as it did. Once an answer is stale, one
+//! request looks the name up while the others keep using that answer, so a busy endpoint
+//! never has its requests wait on lookups side by side. An IP literal needs no lookup and is
+//! remembered the same way (no string is formatted and parsed per request).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -31,6 +33,9 @@ const NAMES: usize = 4;
 pub struct Remembered<R = DefaultResolver> {
     inner: R,
     ttl: Duration,
+    /// How long a lookup under way keeps other requests on the stale answer (past it, a
+    /// lookup that never came back is taken over).
+    patience: Duration,
     known: Mutex<Vec<Known>>,
 }
 
@@ -42,6 +47,20 @@ struct Known {
     addrs: ResolvedSocketAddrs,
     /// A lookup failed since this answer came (said once in the log).
     failed: bool,
+    /// When a request began looking the name up again, this answer being stale.
+    looking: Option<Instant>,
+}
+
+/// What is known of a name when a request asks for it.
+enum Recalled {
+    /// A fresh answer.
+    Fresh(ResolvedSocketAddrs),
+    /// A stale answer, and this request looks the name up.
+    Refresh(ResolvedSocketAddrs),
+    /// A stale answer that another request is looking up: use it.
+    Stale(ResolvedSocketAddrs),
+    /// Nothing: look it up.
+    Unknown,
 }
 
 impl Known {
@@ -62,20 +81,27 @@ impl<R: Resolver> Remembered<R> {
         Remembered {
             inner,
             ttl,
+            patience: ttl,
             known: Mutex::new(Vec::with_capacity(NAMES)),
         }
     }
 
-    /// The remembered addresses of `uri`'s scheme and authority, and whether they are still
-    /// fresh at `now`.
-    fn recall(&self, uri: &Uri, now: Instant) -> Option<(ResolvedSocketAddrs, bool)> {
-        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        known.iter().find(|k| k.of(uri)).map(|k| {
-            (
-                k.addrs.clone(),
-                now.saturating_duration_since(k.at) < self.ttl,
-            )
-        })
+    /// What is known of `uri`'s scheme and authority at `now`; a stale answer nobody is
+    /// looking up is marked as being looked up by this request.
+    fn recall(&self, uri: &Uri, now: Instant) -> Recalled {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(k) = known.iter_mut().find(|k| k.of(uri)) else {
+            return Recalled::Unknown;
+        };
+        if now.saturating_duration_since(k.at) < self.ttl {
+            return Recalled::Fresh(k.addrs.clone());
+        }
+        let since = |at: Instant| now.saturating_duration_since(at);
+        if k.looking.is_some_and(|at| since(at) < self.patience) {
+            return Recalled::Stale(k.addrs.clone());
+        }
+        k.looking = Some(now);
+        Recalled::Refresh(k.addrs.clone())
     }
 
     fn remember(&self, uri: &Uri, at: Instant, addrs: &ResolvedSocketAddrs) {
@@ -97,14 +123,19 @@ impl<R: Resolver> Remembered<R> {
             at,
             addrs: addrs.clone(),
             failed: false,
+            looking: None,
         });
     }
 
-    /// Marks `uri`'s answer as outlived by a failed lookup; true the first time since it came.
+    /// Marks `uri`'s answer as outlived by a failed lookup (the next request looks again);
+    /// true the first time since it came.
     fn first_failure(&self, uri: &Uri) -> bool {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         let entry = known.iter_mut().find(|k| k.of(uri));
-        entry.is_some_and(|k| !std::mem::replace(&mut k.failed, true))
+        entry.is_some_and(|k| {
+            k.looking = None;
+            !std::mem::replace(&mut k.failed, true)
+        })
     }
 }
 
@@ -116,11 +147,10 @@ impl<R: Resolver> Resolver for Remembered<R> {
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let now = Instant::now();
-        let known = self.recall(uri, now);
-        let stale = match known {
-            Some((addrs, true)) => return Ok(addrs),
-            Some((addrs, false)) => Some(addrs),
-            None => None,
+        let stale = match self.recall(uri, now) {
+            Recalled::Fresh(addrs) | Recalled::Stale(addrs) => return Ok(addrs),
+            Recalled::Refresh(addrs) => Some(addrs),
+            Recalled::Unknown => None,
         };
         match self.inner.resolve(uri, config, timeout) {
             Ok(addrs) => {
@@ -240,6 +270,27 @@ mod tests {
         // once the resolver answers again, its answer is used
         r.inner.1.store(false, Ordering::SeqCst);
         assert_ne!(resolve(&r, "https://api.example.com/v1").unwrap(), known);
+    }
+
+    #[test]
+    fn while_one_request_looks_a_stale_name_up_the_others_use_its_answer() {
+        let (mut r, lookups) = counting(Duration::ZERO);
+        r.patience = Duration::from_secs(3600);
+        let known = resolve(&r, "https://api.example.com/v1").unwrap();
+        // a request began the lookup of the stale answer and has not come back
+        let uri: Uri = "https://api.example.com/v1".parse().unwrap();
+        assert!(matches!(
+            r.recall(&uri, Instant::now()),
+            Recalled::Refresh(_)
+        ));
+        for _ in 0..3 {
+            assert_eq!(resolve(&r, "https://api.example.com/v1").unwrap(), known);
+        }
+        assert_eq!(lookups.load(Ordering::SeqCst), 1, "no lookup beside it");
+        // past the patience, the lookup is taken over
+        r.patience = Duration::ZERO;
+        assert_ne!(resolve(&r, "https://api.example.com/v1").unwrap(), known);
+        assert_eq!(lookups.load(Ordering::SeqCst), 2);
     }
 
     #[test]
