@@ -304,6 +304,65 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
+/// Where a member's value goes.
+enum Slot<'a> {
+    Count(&'a mut Member),
+    Details(&'a mut Details),
+    Skip,
+}
+
+impl Reported {
+    fn slot(&mut self, field: Option<Field>) -> Slot<'_> {
+        match field {
+            Some(Field::PromptTokens) => Slot::Count(&mut self.prompt_tokens),
+            Some(Field::CompletionTokens) => Slot::Count(&mut self.completion_tokens),
+            Some(Field::PromptCacheHitTokens) => Slot::Count(&mut self.prompt_cache_hit_tokens),
+            Some(Field::InputTokens) => Slot::Count(&mut self.input_tokens),
+            Some(Field::OutputTokens) => Slot::Count(&mut self.output_tokens),
+            Some(Field::CacheReadInputTokens) => Slot::Count(&mut self.cache_read_input_tokens),
+            Some(Field::CacheCreationInputTokens) => {
+                Slot::Count(&mut self.cache_creation_input_tokens)
+            }
+            Some(Field::PromptTokensDetails) => Slot::Details(&mut self.prompt_tokens_details),
+            Some(Field::CompletionTokensDetails) => {
+                Slot::Details(&mut self.completion_tokens_details)
+            }
+            Some(Field::InputTokensDetails) => Slot::Details(&mut self.input_tokens_details),
+            Some(Field::OutputTokensDetails) => Slot::Details(&mut self.output_tokens_details),
+            Some(Field::CachedTokens | Field::ReasoningTokens) | None => Slot::Skip,
+        }
+    }
+}
+
+impl DetailMembers {
+    fn slot(&mut self, field: Option<Field>) -> Slot<'_> {
+        match field {
+            Some(Field::CachedTokens) => Slot::Count(&mut self.cached_tokens),
+            Some(Field::ReasoningTokens) => Slot::Count(&mut self.reasoning_tokens),
+            _ => Slot::Skip,
+        }
+    }
+}
+
+/// Reads an object's members into `into`, each where `slot` says (a member named twice: the
+/// last one counts).
+fn read_members<'de, A: MapAccess<'de>, T>(
+    mut map: A,
+    into: &mut T,
+    slot: fn(&mut T, Option<Field>) -> Slot<'_>,
+) -> Result<(), A::Error> {
+    while let Some(Name(field)) = map.next_key()? {
+        match slot(into, field) {
+            Slot::Count(member) => *member = Some(map.next_value::<Count>()?.0),
+            Slot::Details(details) => *details = map.next_value()?,
+            Slot::Skip => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl<'de> Deserialize<'de> for Details {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Details, D::Error> {
         struct V;
@@ -313,19 +372,9 @@ impl<'de> Deserialize<'de> for Details {
                 f.write_str("a details object")
             }
             not_an_object!(Details(None));
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Details, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Details, A::Error> {
                 let mut members = DetailMembers::default();
-                while let Some(Name(field)) = map.next_key()? {
-                    let slot = match field {
-                        Some(Field::CachedTokens) => &mut members.cached_tokens,
-                        Some(Field::ReasoningTokens) => &mut members.reasoning_tokens,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    *slot = Some(map.next_value::<Count>()?.0);
-                }
+                read_members(map, &mut members, DetailMembers::slot)?;
                 Ok(Details(Some(members)))
             }
         }
@@ -342,40 +391,9 @@ impl<'de> Deserialize<'de> for Reported {
                 f.write_str("a usage object")
             }
             not_an_object!(Reported::default());
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Reported, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Reported, A::Error> {
                 let mut r = Reported::default();
-                while let Some(Name(field)) = map.next_key()? {
-                    let slot = match field {
-                        Some(Field::PromptTokens) => &mut r.prompt_tokens,
-                        Some(Field::CompletionTokens) => &mut r.completion_tokens,
-                        Some(Field::PromptCacheHitTokens) => &mut r.prompt_cache_hit_tokens,
-                        Some(Field::InputTokens) => &mut r.input_tokens,
-                        Some(Field::OutputTokens) => &mut r.output_tokens,
-                        Some(Field::CacheReadInputTokens) => &mut r.cache_read_input_tokens,
-                        Some(Field::CacheCreationInputTokens) => &mut r.cache_creation_input_tokens,
-                        Some(Field::PromptTokensDetails) => {
-                            r.prompt_tokens_details = map.next_value()?;
-                            continue;
-                        }
-                        Some(Field::CompletionTokensDetails) => {
-                            r.completion_tokens_details = map.next_value()?;
-                            continue;
-                        }
-                        Some(Field::InputTokensDetails) => {
-                            r.input_tokens_details = map.next_value()?;
-                            continue;
-                        }
-                        Some(Field::OutputTokensDetails) => {
-                            r.output_tokens_details = map.next_value()?;
-                            continue;
-                        }
-                        Some(Field::CachedTokens | Field::ReasoningTokens) | None => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    *slot = Some(map.next_value::<Count>()?.0);
-                }
+                read_members(map, &mut r, Reported::slot)?;
                 Ok(r)
             }
         }
