@@ -287,6 +287,20 @@ fn slow_request_head_is_cut_off_with_408() {
     );
     assert_eq!(r.status, Some(408), "{r:?}");
     assert!(r.elapsed < 10 * SECOND, "head read for {:?}", r.elapsed);
+    // whole lines, one every 200 ms: each arrives in one read, and the deadline is checked
+    // on every read that had to wait, not only on lines that span reads
+    let mut lines: Vec<Vec<u8>> = vec![b"GET /health HTTP/1.1\r\nHost: x\r\n".to_vec()];
+    lines.extend((0..40).map(|i| format!("X-Line-{i}: v\r\n").into_bytes()));
+    lines.push(b"\r\n".to_vec());
+    let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+    let r = raw_exchange(
+        relay.addr(),
+        &lines,
+        Duration::from_millis(200),
+        20 * SECOND,
+    );
+    assert_eq!(r.status, Some(408), "{r:?}");
+    assert!(r.elapsed < 6 * SECOND, "head read for {:?}", r.elapsed);
     // a connection that never starts a request is closed without an answer (a 408 there could
     // be read by a keep-alive client as the answer to its next request)
     let idle = raw_exchange(relay.addr(), &[], Duration::ZERO, 10 * SECOND);

@@ -66,7 +66,7 @@ fn per(calls: &BTreeMap<String, u64>, names: &[&str], n: u64) -> f64 {
 }
 
 /// Calls the relay's background threads make as long as the run lasts, however many requests
-/// it served (timed sleeps and waits: the coarse clock, the cache's upkeep): not counted.
+/// it served (timed sleeps and waits: the cache's upkeep, idle workers): not counted.
 const BACKGROUND: &[&str] = &["clock_nanosleep", "nanosleep", "restart_syscall", "futex"];
 
 /// All calls but [`BACKGROUND`], per request.
@@ -184,4 +184,34 @@ fn an_upstream_named_by_host_name_is_looked_up_once_not_per_request() {
     // remembered answer went stale during it (30 s), never one per request
     let opens = calls.get("openat").copied().unwrap_or(0);
     assert!(opens <= 4, "{opens} openat in {n} misses: {calls:?}");
+}
+
+#[test]
+fn an_idle_relay_wakes_no_thread_on_a_timer() {
+    // tiny_http's head deadline once read a clock a thread advanced every 10 ms: 100 wake-ups
+    // a second for the life of the process, with nothing to serve. An idle relay (its cache
+    // on, so its upkeep thread is there too) now sleeps until a client or a timer of its
+    // own minutes comes.
+    let up = Upstream::start(|req| echo_reply_padded(req, Duration::ZERO, 10));
+    let cache = TempDir::new();
+    let relay = Relay::start(&config_json(
+        &up.base_url(),
+        json!({"cache": {"dir": cache.path().to_str().unwrap()}}),
+    ));
+    requests(&relay, |_| "wake everything once".to_string(), 2);
+    let calls = syscalls_during(relay.pid(), || {
+        std::thread::sleep(Duration::from_millis(600));
+        // one request at the end, so the trace has a table to read
+        requests(&relay, |_| "wake everything once".to_string(), 1);
+    });
+    // (the request's own hand-offs are `futex` calls: not counted)
+    let sleeps = per(
+        &calls,
+        &["clock_nanosleep", "nanosleep", "restart_syscall"],
+        1,
+    );
+    assert!(
+        sleeps <= 1.0,
+        "{sleeps} timed sleeps in 600 ms of idling: {calls:?}"
+    );
 }

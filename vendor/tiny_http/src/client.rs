@@ -40,7 +40,7 @@ pub struct ClientConnection {
     // llm-relay patch: the most time one request head may take, from the start of waiting for
     // it to its blank line (None: unbounded, as upstream).
     head_timeout: Option<std::time::Duration>,
-    /// In `util::coarse_clock` milliseconds (llm-relay patch).
+    /// In `util::clock` milliseconds (llm-relay patch).
     head_deadline: Option<u64>,
     // llm-relay patch: bytes of the current request head received so far.
     head_bytes: usize,
@@ -292,13 +292,16 @@ impl ClientConnection {
         let mut prev_byte_was_cr = false;
 
         loop {
+            // only a chunk that had to be read can be late: one the buffer held already cost no
+            // wait (a head that arrived whole reads the clock once, not once a line)
+            let waited = source.buffer().is_empty();
             let available = match source.fill_buf() {
                 Ok([]) => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
                 Ok(available) => available,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            let late = || deadline.is_some_and(|d| crate::util::coarse_clock::now_ms() > d);
+            let late = || waited && deadline.is_some_and(|d| crate::util::clock::now_ms() > d);
             let (used, taken, end) = line_chunk(available, &mut buf, &mut prev_byte_was_cr, late);
             self.head_bytes += taken;
             let end = end.map(|end| {
@@ -328,7 +331,7 @@ impl ClientConnection {
     fn read(&mut self) -> Result<Request, ReadError> {
         self.head_deadline = self
             .head_timeout
-            .map(|t| crate::util::coarse_clock::now_ms() + t.as_millis() as u64);
+            .map(|t| crate::util::clock::now_ms() + t.as_millis() as u64);
         self.head_bytes = 0;
         // llm-relay patch: wait until the previous request is done with its body; if it left
         // part of it unread (a refusal before reading, a drain cut short, a cut chunked body),

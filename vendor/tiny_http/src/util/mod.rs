@@ -10,7 +10,7 @@ pub use self::task_pool::TaskPool;
 
 use std::str::FromStr;
 
-pub(crate) mod coarse_clock;
+pub(crate) mod clock;
 mod custom_stream;
 mod cut_is_error;
 mod equal_reader;
