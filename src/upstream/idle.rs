@@ -19,6 +19,7 @@ use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTi
 use ureq::Timeout;
 
 use super::slim::{copy_prefix, SlimBuffers};
+use super::steady;
 
 /// Chained after ureq's default connector: wraps each connection in an [`IdleTransport`].
 #[derive(Debug, Clone, Copy)]
@@ -133,7 +134,9 @@ impl<T: Transport> IdleTransport<T> {
     /// Moves input the transport below holds into our buffer, first waiting for some if it holds
     /// none. False when the connection gave nothing (closed, or our buffer is full).
     fn receive(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
-        if self.inner.buffers().input().is_empty() && !self.inner.await_input(timeout)? {
+        if self.inner.buffers().input().is_empty()
+            && !steady::await_input(&mut self.inner, timeout)?
+        {
             return Ok(false);
         }
         let below = self.inner.buffers().input();

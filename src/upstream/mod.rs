@@ -25,6 +25,7 @@ pub mod limit;
 mod resolve;
 mod retry;
 mod slim;
+mod steady;
 pub mod thinking;
 mod whole;
 
