@@ -172,7 +172,10 @@ fn a_miss_on_a_pooled_upstream_connection_costs_a_bounded_few_system_calls() {
     // no read timeout set per miss: ureq's new value each time (the time left until the
     // call's deadline) reaches the socket rounded to whole seconds (`upstream/steady.rs`)
     let timeouts = per(&calls, &["setsockopt"], n);
-    assert!(timeouts <= 0.1, "{timeouts:.2} setsockopt a miss: {calls:?}");
+    assert!(
+        timeouts <= 0.1,
+        "{timeouts:.2} setsockopt a miss: {calls:?}"
+    );
     // the access line
     let lines = per(&calls, &["write"], n);
     assert!(lines <= 1.1, "{lines:.2} writes a miss: {calls:?}");

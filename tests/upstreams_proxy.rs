@@ -86,3 +86,24 @@ fn https_upstream_is_reached_through_a_connect_tunnel_from_https_proxy() {
         "TLS to the upstream goes through one CONNECT tunnel; the proxy sees nothing else"
     );
 }
+
+/// The README lists `socks5://` for an endpoint's `proxy`: ureq was built without its SOCKS
+/// connector, and such an endpoint made every request a worker panic (500 `internal_error`).
+#[test]
+fn endpoint_socks5_proxy_carries_the_request() {
+    let proxy = Proxy::start();
+    let up = Upstream::openai();
+    let socks = proxy.url().replace("http://", "socks5://");
+    let relay = Relay::start(&upstreams_config(
+        json!([{"name": "via-socks", "url": up.base_url(), "proxy": socks}]),
+        json!({}),
+    ));
+    for i in 0..2 {
+        let r = post_json(&relay.url("/v1/chat/completions"), &chat(&format!("m{i}")));
+        assert_eq!(r.status, 200, "body: {}", r.body);
+    }
+    assert_eq!(up.requests().len(), 2);
+    let seen = proxy.seen();
+    let want = format!("SOCKS5 CONNECT {}", up.addr());
+    assert!(seen.contains(&want), "{want:?} not in {seen:?}");
+}

@@ -59,6 +59,9 @@ fn serve(client: TcpStream, seen: &Mutex<Vec<String>>) {
         return;
     };
     let mut r = BufReader::new(client);
+    if r.fill_buf().ok().and_then(|b| b.first().copied()) == Some(5) {
+        return socks5(r, client_w, seen);
+    }
     let mut line = String::new();
     if r.read_line(&mut line).is_err() || line.is_empty() {
         return;
@@ -115,7 +118,63 @@ fn serve(client: TcpStream, seen: &Mutex<Vec<String>>) {
             }
         }
     }
-    // Pipe both ways; `r` may hold bytes already read past the head.
+    pipe(r, client_w, upstream);
+}
+
+/// A SOCKS5 client (RFC 1928, no authentication, `CONNECT` only): recorded as
+/// `SOCKS5 CONNECT host:port`, then piped like a `CONNECT` tunnel.
+fn socks5(mut r: BufReader<TcpStream>, mut client_w: TcpStream, seen: &Mutex<Vec<String>>) {
+    let mut greeting = [0u8; 2];
+    if r.read_exact(&mut greeting).is_err() {
+        return;
+    }
+    let mut methods = vec![0u8; usize::from(greeting[1])];
+    if r.read_exact(&mut methods).is_err() || client_w.write_all(&[5, 0]).is_err() {
+        return;
+    }
+    let mut ask = [0u8; 4];
+    if r.read_exact(&mut ask).is_err() || ask[1] != 1 {
+        return;
+    }
+    let host = match ask[3] {
+        1 => {
+            let mut ip = [0u8; 4];
+            if r.read_exact(&mut ip).is_err() {
+                return;
+            }
+            std::net::Ipv4Addr::from(ip).to_string()
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            let _ = r.read_exact(&mut len);
+            let mut name = vec![0u8; usize::from(len[0])];
+            if r.read_exact(&mut name).is_err() {
+                return;
+            }
+            String::from_utf8_lossy(&name).into_owned()
+        }
+        _ => return,
+    };
+    let mut port = [0u8; 2];
+    if r.read_exact(&mut port).is_err() {
+        return;
+    }
+    let target = format!("{host}:{}", u16::from_be_bytes(port));
+    seen.lock()
+        .unwrap()
+        .push(format!("SOCKS5 CONNECT {target}"));
+    let Ok(upstream) = TcpStream::connect(&target) else {
+        let _ = client_w.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+        return;
+    };
+    if client_w.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).is_err() {
+        return;
+    }
+    pipe(r, client_w, upstream);
+}
+
+/// Copies bytes both ways until either side ends; `r` may hold bytes already read.
+fn pipe(mut r: BufReader<TcpStream>, mut client_w: TcpStream, mut upstream: TcpStream) {
     let Ok(mut up_r) = upstream.try_clone() else {
         return;
     };
