@@ -9,14 +9,15 @@
 //! dashboard is on ([`Index::enable_search`]), each entry also keeps its request text (cut to
 //! [`MAX_TEXT`], lower-cased) for the page's search.
 //!
-//! Filled once at start (one read of every `.request`, after the start-up scan, on the upkeep
-//! thread, whichever replica holds the scan lease), then by every store; entries removed by
+//! Filled once at start (one read of each of the newest [`MAX_INDEXED`] `.request` files, after
+//! the start-up scan, on the upkeep thread), then by every store; entries removed by
 //! maintenance or quarantined leave it. Bounded: at most [`MAX_INDEXED`] entries (the oldest
 //! leave first; each a little over 1 KiB without text, its fingerprint), and the texts at most
 //! `ui.cache_index_bytes` (past it the oldest entries leave the search, not the index). A
 //! replay search compares at most [`MAX_COMPARED`] fingerprints, same model first.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs;
 use std::path::Path;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -216,12 +217,32 @@ impl Index {
         }
     }
 
-    /// Indexes every entry under `dir` not indexed yet (its `.request` files, read once; at
-    /// start, on the upkeep thread, after the scan; an entry stored meanwhile is newer and
-    /// stays) and marks the index ready. Returns how many were read.
+    /// Indexes the newest [`MAX_INDEXED`] entries under `dir` not indexed yet and marks the
+    /// index ready (at start, on the upkeep thread, after the scan; an entry stored meanwhile
+    /// is newer and stays). Returns how many were read.
     pub fn fill(&self, dir: &Path) -> u64 {
-        let mut read = 0;
+        self.fill_newest(dir, MAX_INDEXED)
+    }
+
+    /// [`Index::fill`] with at most `max` entries read: the newest by their `.request`'s time
+    /// (a `stat` each, no read: a directory of a million entries read 30,000 `.request` files,
+    /// not all of them to keep the last 30,000 met), read oldest first so that the bound drops
+    /// the oldest.
+    fn fill_newest(&self, dir: &Path, max: usize) -> u64 {
+        let mut newest = BinaryHeap::new();
         for (key, path) in store::entries(dir) {
+            let Ok(modified) = fs::metadata(&path).and_then(|m| m.modified()) else {
+                continue;
+            };
+            newest.push(Reverse((modified, key, path)));
+            if newest.len() > max {
+                newest.pop();
+            }
+        }
+        // ascending: the oldest of the newest first
+        let newest = newest.into_sorted_vec().into_iter().rev();
+        let mut read = 0;
+        for Reverse((_, key, path)) in newest {
             if self.read().items.contains_key(&key) {
                 continue;
             }
@@ -355,6 +376,53 @@ mod tests {
             .get(&format!("k{}", MAX_INDEXED + 4))
             .is_some_and(|i| i.text.is_some()));
         assert!(inner.order.len() <= 2 * inner.items.len() + 1024);
+    }
+
+    #[test]
+    fn the_fill_reads_only_the_newest_entries_oldest_first() {
+        let dir = std::env::temp_dir().join(format!("llm-relay-index-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let base = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+        // stored in this order, aged so that "n3" is the oldest and "n4" the newest
+        let ages = [(0, 30), (1, 10), (2, 40), (3, 50), (4, 0)];
+        for (n, age) in ages {
+            let canonical = json!({"model": "m", "n": n}).to_string();
+            let key = crate::cache::key::entry_key("/chat/completions", "", canonical.as_bytes());
+            let meta = store::Meta {
+                route: "/chat/completions".to_string(),
+                sha256: crate::cache::key::checksum(b"answer"),
+                ..store::Meta::default()
+            };
+            store::save(&dir, &key, &meta, canonical.as_bytes(), b"answer", false).unwrap();
+            let file = fs::File::options()
+                .write(true)
+                .open(store::request_path(&dir, &key))
+                .unwrap();
+            file.set_modified(base - std::time::Duration::from_secs(age))
+                .unwrap();
+        }
+        let index = Index::default();
+        assert_eq!(index.fill_newest(&dir, 3), 3);
+        let inner = index.read();
+        assert!(inner.ready);
+        let n_of = |key: &str| {
+            let item = inner.items.get(key).unwrap();
+            (item.model.clone(), item.bytes)
+        };
+        let order: Vec<String> = inner.order.iter().map(|(_, k)| k.clone()).collect();
+        assert_eq!(order.len(), 3);
+        // the three newest (n4, n1, n0), oldest first: the bound would drop n0 next
+        let expected: Vec<String> = [0, 1, 4]
+            .iter()
+            .map(|n| {
+                let canonical = json!({"model": "m", "n": n}).to_string();
+                crate::cache::key::entry_key("/chat/completions", "", canonical.as_bytes())
+            })
+            .collect();
+        assert_eq!(order, expected);
+        assert_eq!(n_of(&order[0]), ("m".to_string(), 6));
+        drop(inner);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
