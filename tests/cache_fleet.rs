@@ -474,25 +474,16 @@ fn fleet_a_crashed_leaders_lease_expires_and_a_follower_goes_upstream() {
 fn a_relay_killed_during_its_scan_leaves_no_lease_for_its_successor_to_wait_out() {
     let f = setup(0, Duration::ZERO, json!({}), json!({}));
     let first = Relay::start(&f.cfg);
-    let dead = first.pid();
+    first
+        .wait_for_log_line(Duration::from_secs(10), |l| l.contains("cache scan of"))
+        .expect("the first relay's scan");
+    // what it leaves when killed while scanning: its lock (its owner tag, as its finished
+    // scan recorded it in scan.done: host, nonce, PID), renewed moments ago
+    let owner = std::fs::read_to_string(f.dir.path().join("scan.done")).unwrap();
+    assert!(owner.ends_with(&format!(" {}", first.pid())), "{owner}");
     first.signal("KILL");
     drop(first);
-    // what it leaves when killed while scanning: its lock, renewed moments ago (this host's
-    // name as the relay writes it, a nonce, its PID)
-    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap_or_default()
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(32)
-        .collect();
-    let host = if host.is_empty() {
-        "host".to_string()
-    } else {
-        host
-    };
-    let lock = f.dir.path().join("scan.lock");
-    std::fs::write(&lock, format!("{host}.0123456789abcdef {dead}")).unwrap();
+    std::fs::write(f.dir.path().join("scan.lock"), &owner).unwrap();
     // the next relay on this host sees its holder is gone and scans at once, where it waited
     // out the lease (60 s) before
     let relay = Relay::start(&f.cfg);
