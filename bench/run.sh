@@ -20,7 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-COMMAND="bench/run.sh${*:+ $*}"
+# the command as run, for the table; an `--out` file's own path stays out of it
+COMMAND="bench/run.sh$(prev=""; for a in "$@"; do [ "$prev" = --out ] && a=FILE; printf ' %s' "$a"; prev=$a; done)"
 
 QUICK=0 SOAK_MIN="" OUT="" INSTALL=1 ONLY=
 while [ $# -gt 0 ]; do
