@@ -535,4 +535,91 @@ fn admin_stats_count_cache_hits_per_key() {
         .unwrap_or_else(|| panic!("no stats for alpha in {stats}"));
     assert_eq!(alpha["requests"], 2, "{alpha}");
     assert_eq!(alpha["cache_hits"], 1, "{alpha}");
+    // a hit is charged before its answer goes out, as a miss is: stats read right after each
+    // answer count it (they once lagged the answer by the time the exchange took to end)
+    for n in 2..42 {
+        let hit = chat_with(&relay, &[("Authorization", &auth)]);
+        assert_eq!(hit.header("x-cache"), Some("HIT"));
+        let stats = admin(&relay, "GET", "/admin/stats", None).json();
+        let hits = stats["data"]
+            .as_array()
+            .and_then(|keys| keys.iter().find(|k| k["name"] == "alpha"))
+            .map(|k| k["cache_hits"].clone());
+        assert_eq!(hits, Some(json!(n)), "{stats}");
+    }
+}
+
+/// A streamed hit replayed at its recorded pace (`X-Relay-Cache-Timing: recorded`) is charged
+/// before its first event: stats read while the client still waits for the rest count it.
+/// (Hits were charged when their exchange ended, after the answer's last byte.)
+#[test]
+fn a_streamed_hit_is_charged_before_its_first_event() {
+    let up = Upstream::start(|_| {
+        Reply::sse(vec![
+            (
+                Duration::ZERO,
+                chat_chunk("m", json!({"content": "a"}), None),
+            ),
+            // a gap the replay keeps: the client reads the first event long before the last
+            (
+                Duration::from_millis(1500),
+                chat_chunk("m", json!({"content": "b"}), Some("stop")),
+            ),
+            (Duration::ZERO, sse_done()),
+        ])
+    });
+    let dir = TempDir::new();
+    let cache_dir = dir.path().join("cache");
+    let relay = start(
+        &up,
+        &dir,
+        json!({"cache": {"dir": cache_dir, "client_controls": ["timing"]}}),
+    );
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"paced"}]}"#;
+    let ask = |timing: bool| {
+        let mut s = std::net::TcpStream::connect(relay.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let timing = if timing {
+            "X-Relay-Cache-Timing: recorded\r\n"
+        } else {
+            ""
+        };
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Authorization: Bearer {CLIENT_KEY}\r\n{timing}Content-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        std::io::Write::write_all(&mut s, head.as_bytes()).unwrap();
+        s
+    };
+    let hits = || {
+        let stats = admin(&relay, "GET", "/admin/stats", None).json();
+        stats["data"]
+            .as_array()
+            .and_then(|keys| keys.iter().find(|k| k["name"] == "alpha"))
+            .map(|k| k["cache_hits"].clone())
+    };
+    // the miss records the stream with its gap
+    let mut first = String::new();
+    std::io::Read::read_to_string(&mut ask(false), &mut first).unwrap();
+    assert!(first.contains("[DONE]"), "{first}");
+    // the hit: its first event, then the stats, while the rest is 1.5 s away
+    let mut hit = ask(true);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("data: ") {
+        let n = std::io::Read::read(&mut hit, &mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(text.contains("x-cache: hit"), "{text}");
+    assert!(
+        !text.contains("[done]"),
+        "the rest is still to come: {text}"
+    );
+    assert_eq!(hits(), Some(json!(1)));
+    std::io::Read::read_to_end(&mut hit, &mut got).unwrap();
+    assert!(String::from_utf8_lossy(&got).contains("[DONE]"));
 }

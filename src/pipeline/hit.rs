@@ -71,6 +71,10 @@ pub(super) fn answer_hit(
     ex.access.usage = entry.usage.unwrap_or_default();
     ex.access.sent_model = plan.model_of(&entry.key).unwrap_or_default().to_string();
     let hit = cache::hit_answer(entry, delivery, translation, plan.pace);
+    // charged before answering, as a miss is, so the client's next request (and the admin's
+    // stats) see it: a hit is a 200 whatever the client does with it
+    ex.access.status = 200;
+    ex.charge();
     ex.answer_with(|req| send_hit(req, hit));
 }
 
