@@ -69,7 +69,11 @@ fn connect(addrs: &ResolvedSocketAddrs, timeout: NextTimeout) -> Result<TcpStrea
     let mut weight = 1.0_f64;
     let mut last: Option<ureq::Error> = None;
     for addr in addrs.iter() {
-        let per_address = budget.map(|b| b.mul_f64(weight / total_weight).max(MIN_PER_ADDRESS));
+        // (`try_`: a budget near `Duration::MAX` must not panic on its way through f64)
+        let share = |b: Duration| {
+            Duration::try_from_secs_f64(b.as_secs_f64() * weight / total_weight).unwrap_or(b)
+        };
+        let per_address = budget.map(|b| share(b).max(MIN_PER_ADDRESS));
         match connect_one(addr, per_address) {
             Ok(stream) => return Ok(stream),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -303,6 +307,45 @@ mod tests {
         let mut byte = [MaybeUninit::<u8>::uninit(); 1];
         let _ = socket.peek(&mut byte);
         s.set_read_timeout(None).unwrap();
+    }
+
+    #[test]
+    fn an_address_that_refuses_is_passed_over_for_the_next() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        // a port nothing listens on any more
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut addrs = ResolvedSocketAddrs::from_fn(|_| closed);
+        addrs.truncate(0);
+        addrs.push(closed);
+        addrs.push(open);
+        let budget = NextTimeout {
+            after: Duration::from_secs(5).into(),
+            reason: Timeout::Connect,
+            per_read: None,
+            per_write: None,
+        };
+        let stream = connect(&addrs, budget).unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), open);
+        // only refusals: the last one is the error
+        addrs.truncate(1);
+        let e = connect(&addrs, budget).unwrap_err();
+        assert!(
+            matches!(&e, ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused),
+            "{e:?}"
+        );
+        // no budget at all, and one near `Duration::MAX`: no panic on the way
+        let forever = NextTimeout {
+            after: Duration::MAX.into(),
+            ..budget
+        };
+        addrs.truncate(0);
+        addrs.push(open); // one address: all of the budget is its share
+        assert!(connect(&addrs, forever).is_ok());
+        assert!(connect(&addrs, NextTimeout::default()).is_ok());
     }
 
     #[test]
