@@ -107,3 +107,32 @@ fn endpoint_socks5_proxy_carries_the_request() {
     let want = format!("SOCKS5 CONNECT {}", up.addr());
     assert!(seen.contains(&want), "{want:?} not in {seen:?}");
 }
+
+/// TLS to the upstream inside a SOCKS5 tunnel, the proxy named by `ALL_PROXY`: the TCP
+/// transport passes the tunnel on, rustls wraps it, and the proxy sees only the tunnels.
+#[test]
+fn https_upstream_is_reached_through_a_socks5_tunnel_from_all_proxy() {
+    let proxy = Proxy::start();
+    let up = Upstream::openai();
+    let front = TlsFront::start(up.addr());
+    let target = front
+        .base_url()
+        .trim_start_matches("https://")
+        .trim_end_matches("/v1")
+        .to_string();
+    let socks = proxy.url().replace("http://", "socks5://");
+    let env = [("ALL_PROXY", socks.as_str())];
+    let cfg = config_json(&front.base_url(), json!({"ca_file": tls_fixture("ca.pem")}));
+    let relay = Relay::start_with(&cfg, &env, &[]);
+    for i in 0..2 {
+        let r = post_json(&relay.url("/v1/chat/completions"), &chat(&format!("m{i}")));
+        assert_eq!(r.status, 200, "body: {}", r.body);
+    }
+    assert_eq!(up.requests().len(), 2);
+    // the TLS front closes its connection after each answer: a tunnel a request
+    assert_eq!(
+        proxy.seen(),
+        vec![format!("SOCKS5 CONNECT {target}"); 2],
+        "TLS to the upstream goes through the SOCKS tunnel; the proxy sees nothing else"
+    );
+}
