@@ -65,13 +65,6 @@ fn https_upstream_is_reached_through_a_connect_tunnel_from_https_proxy() {
     let proxy = Proxy::start();
     let up = Upstream::openai();
     let front = TlsFront::start(up.addr());
-    let port = front
-        .base_url()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches("/v1")
-        .to_string();
     let env = [("HTTPS_PROXY", proxy.url())];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let cfg = config_json(&front.base_url(), json!({"ca_file": tls_fixture("ca.pem")}));
@@ -82,7 +75,7 @@ fn https_upstream_is_reached_through_a_connect_tunnel_from_https_proxy() {
     let seen = proxy.seen();
     assert_eq!(
         seen,
-        vec![format!("CONNECT 127.0.0.1:{port} HTTP/1.1")],
+        vec![format!("CONNECT {} HTTP/1.1", front.addr())],
         "TLS to the upstream goes through one CONNECT tunnel; the proxy sees nothing else"
     );
 }
@@ -115,11 +108,6 @@ fn https_upstream_is_reached_through_a_socks5_tunnel_from_all_proxy() {
     let proxy = Proxy::start();
     let up = Upstream::openai();
     let front = TlsFront::start(up.addr());
-    let target = front
-        .base_url()
-        .trim_start_matches("https://")
-        .trim_end_matches("/v1")
-        .to_string();
     let socks = proxy.url().replace("http://", "socks5://");
     let env = [("ALL_PROXY", socks.as_str())];
     let cfg = config_json(&front.base_url(), json!({"ca_file": tls_fixture("ca.pem")}));
@@ -132,7 +120,7 @@ fn https_upstream_is_reached_through_a_socks5_tunnel_from_all_proxy() {
     // the TLS front closes its connection after each answer: a tunnel a request
     assert_eq!(
         proxy.seen(),
-        vec![format!("SOCKS5 CONNECT {target}"); 2],
+        vec![format!("SOCKS5 CONNECT {}", front.addr()); 2],
         "TLS to the upstream goes through the SOCKS tunnel; the proxy sees nothing else"
     );
 }

@@ -59,7 +59,12 @@ impl TlsFront {
 
     /// `https://127.0.0.1:PORT/v1`
     pub fn base_url(&self) -> String {
-        format!("https://127.0.0.1:{}/v1", self.port)
+        format!("https://{}/v1", self.addr())
+    }
+
+    /// `127.0.0.1:PORT`: what a proxy is asked to connect to.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 }
 
