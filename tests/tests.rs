@@ -19,6 +19,7 @@ mod access_replay;
 mod access_routes;
 mod access_slow;
 mod access_usage;
+mod access_usage_passthrough;
 mod agents;
 mod apis_keepalive;
 mod apis_messages;

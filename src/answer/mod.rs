@@ -23,11 +23,13 @@
 //! cache_creation_input_tokens: 1000` is 51,003 prompt tokens. `reasoning` is part of `output`
 //! (every API bills it as output), shown on its own.
 
+mod members;
 mod usage;
 
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use members::Members;
 use usage::Reported;
 pub use usage::Usage;
 

@@ -62,6 +62,17 @@ impl Usage {
         Reported::of_value(u).messages_onto(self);
     }
 
+    /// The usage that the text of a `usage` member (as [`super::Members`] takes it) reports
+    /// in `api`; `None` for `null` or text that is not JSON.
+    pub fn of_text(api: Api, raw: &[u8]) -> Option<Usage> {
+        if raw == b"null" {
+            return None;
+        }
+        serde_json::from_slice::<Reported>(raw)
+            .ok()
+            .map(|r| r.usage(api))
+    }
+
     /// The usage of a whole JSON answer of `api`; `None` when it reports none.
     pub fn of_answer(api: Api, answer: &Value) -> Option<Usage> {
         answer

@@ -129,6 +129,10 @@ pub enum Route {
     Other,
 }
 
+/// The calls under `/v1/responses/` that name no stored response: compaction and the
+/// input-token count.
+const ACTIONS: [&str; 2] = ["compact", "input_tokens"];
+
 impl Route {
     /// The route of `method` on `route` (the path below `/v1`, without the query).
     ///
@@ -162,6 +166,14 @@ impl Route {
                 Some(i) => (tail.get(..i).unwrap_or(""), tail.get(i..).unwrap_or("")),
                 None => (tail, ""),
             };
+            if method == "POST"
+                && kind == Kind::Response
+                && ACTIONS.contains(&id)
+                && rest.len() <= 1
+            {
+                // `POST /v1/responses/compact` (Codex's compaction) is a call, not an object
+                return Route::Other;
+            }
             return Route::Object {
                 kind,
                 id: id.to_string(),

@@ -49,6 +49,19 @@ fn routes_name_their_objects() {
             obj(Kind::VectorStore, "vs_1", "/files"),
         ),
         ("POST", "/uploads", Route::Create(Kind::Upload)),
+        // calls under a collection that name no object
+        ("POST", "/responses/compact", Route::Other),
+        ("POST", "/responses/input_tokens/", Route::Other),
+        (
+            "GET",
+            "/responses/compact",
+            obj(Kind::Response, "compact", ""),
+        ),
+        (
+            "POST",
+            "/responses/compact/x",
+            obj(Kind::Response, "compact", "/x"),
+        ),
         ("GET", "/models", Route::Other),
         // spellings an upstream may read as the same route
         ("GET", "/files/", Route::List(Kind::File)),

@@ -7,10 +7,12 @@
 
 use std::io::{self, BufReader, Read, Write};
 
+use super::billed::Charge;
 use crate::api;
 use crate::exchange::Exchange;
 use crate::http_head::{Framing, Head};
 use crate::sse::{self, End};
+use crate::sse_frame::Tap;
 use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
 use crate::streaming::broken_stream;
@@ -50,7 +52,9 @@ impl Answer {
 /// goes silent mid-body (`idle_timeout_ms`) counts a failure against the endpoint, and the
 /// client's connection is closed with the answer cut (fewer bytes than announced, or no
 /// terminating chunk): the head is out, and a clean end would pass the cut body off as whole.
-pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer) {
+/// A billed call's `charge` reads the `usage` as the body passes and is made before its last
+/// bytes.
+pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer, mut charge: Option<Charge>) {
     let Answer {
         status,
         length,
@@ -80,7 +84,7 @@ pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer) {
         if out.write_all(head.as_bytes()).is_err() {
             return (status, 0); // the client left
         }
-        let (bytes, copied) = copy_body(&mut body, &mut out, framing);
+        let (bytes, copied) = copy_body(&mut body, &mut out, framing, charge.as_mut());
         match copied {
             Copied::Whole => {
                 if out.flush().is_ok() && framing != Framing::Close {
@@ -100,6 +104,9 @@ pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer) {
         }
         (status, bytes)
     });
+    if let Some(charge) = charge {
+        ex.access.usage = charge.tokens.usage().unwrap_or_default();
+    }
 }
 
 /// How [`copy_body`] ended.
@@ -114,8 +121,14 @@ enum Copied {
 }
 
 /// Copies the upstream's body to the client as it arrives, flushing each read; returns the
-/// payload bytes written and how it ended.
-fn copy_body(upstream: &mut dyn Read, out: &mut dyn Write, framing: Framing) -> (u64, Copied) {
+/// payload bytes written and how it ended. `charge` sees every byte and is made before the
+/// last ones go out (the piece that completes a `Content-Length`, else the end's framing).
+fn copy_body(
+    upstream: &mut dyn Read,
+    out: &mut dyn Write,
+    framing: Framing,
+    mut charge: Option<&mut Charge>,
+) -> (u64, Copied) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut bytes = 0u64;
     if matches!(framing, Framing::Bodiless(_)) {
@@ -129,6 +142,12 @@ fn copy_body(upstream: &mut dyn Read, out: &mut dyn Write, framing: Framing) -> 
             Err(e) => return (bytes, Copied::Broken(e)),
         };
         let data = buf.get(..n).unwrap_or_default();
+        if let Some(charge) = charge.as_deref_mut() {
+            charge.tokens.body(data);
+            if matches!(framing, Framing::Length(len) if bytes + n as u64 >= len) {
+                charge.now();
+            }
+        }
         let written = if framing == Framing::Chunked {
             write!(out, "{n:x}\r\n")
                 .and_then(|()| out.write_all(data))
@@ -150,6 +169,9 @@ fn copy_body(upstream: &mut dyn Read, out: &mut dyn Write, framing: Framing) -> 
             return (bytes, Copied::Broken(short));
         }
     }
+    if let Some(charge) = charge {
+        charge.now();
+    }
     if framing == Framing::Chunked && out.write_all(b"0\r\n\r\n").is_err() {
         return (bytes, Copied::ClientGone);
     }
@@ -157,12 +179,19 @@ fn copy_body(upstream: &mut dyn Read, out: &mut dyn Write, framing: Framing) -> 
 }
 
 /// Answers with the upstream's event stream, its status and headers kept, through the relay
-/// loop (`sse::relay`, as a [`sse::Kind::Passthrough`] stream: nothing recorded, no tap, each
-/// event flushed as its blank line arrives, at most `max_event_bytes` each). A stream the
-/// upstream breaks, or an event over `max_event_bytes`, ends with the API's error event and a
-/// clean end (as the relay's own streams do: the client is told rather than left waiting, and
-/// the endpoint counts a failure).
-pub fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent) {
+/// loop (`sse::relay`, as a [`sse::Kind::Passthrough`] stream: nothing recorded, each event
+/// flushed as its blank line arrives, at most `max_event_bytes` each). A stream the upstream
+/// breaks, or an event over `max_event_bytes`, ends with the API's error event and a clean end
+/// (as the relay's own streams do: the client is told rather than left waiting, and the
+/// endpoint counts a failure). A billed call's `charge` reads the `usage` of each event (its
+/// tap) and is made before the stream's end goes out.
+pub fn answer_events(
+    state: &State,
+    ex: &mut Exchange,
+    api: api::Api,
+    sent: Sent,
+    mut charge: Option<Charge>,
+) {
     let status = sent.response.status().as_u16();
     let head = upstream::response_headers(sent.response.headers());
     let body = sent.response.into_body().into_reader();
@@ -176,13 +205,17 @@ pub fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent
             record: 0,
             event: state.config.max_event_bytes,
         };
+        let tap: &mut dyn Tap = match &mut charge {
+            Some(charge) => &mut charge.tokens,
+            None => &mut sse::NoTap,
+        };
         let relayed = sse::relay(
             sse::Kind::Passthrough(api),
             &mut reader,
             &mut out,
             &|e| broken_stream(&base, e),
             bounds,
-            &mut sse::NoTap,
+            tap,
             None,
         );
         match relayed.end {
@@ -193,8 +226,14 @@ pub fn answer_events(state: &State, ex: &mut Exchange, api: api::Api, sent: Sent
             }
             End::Complete => {}
         }
+        if let Some(charge) = &mut charge {
+            charge.now();
+        }
         let bytes = out.bytes;
         let _ = out.finish();
         (status, bytes)
     });
+    if let Some(charge) = charge {
+        ex.access.usage = charge.tokens.usage().unwrap_or_default();
+    }
 }

@@ -33,19 +33,20 @@
 //! With auth on, routes of owned objects (files, batches, …) go through `owners` first.
 
 mod answer;
+mod billed;
+mod body;
 
 use std::io::{self, Cursor, Read};
-use std::time::Duration;
 
 use self::answer::{answer_copy, answer_events, Answer};
+use self::billed::Charge;
+use self::body::{ClientBody, Named};
 use crate::api;
 use crate::body_cost::{self, Reservation};
-use crate::body_model::{self, Multipart};
-use crate::budget;
-use crate::error::{ApiError, ClientFault};
+use crate::body_model;
+use crate::error::ApiError;
 use crate::exchange::{request_headers, Exchange};
-use crate::glob::Glob;
-use crate::intake::{self, Deadline};
+use crate::intake;
 use crate::owners;
 use crate::state::State;
 use crate::upstream::limit;
@@ -59,27 +60,9 @@ pub struct Pass {
     body: Option<Vec<u8>>,
     /// That body's share of `max_body_bytes_in_flight` until the call is done.
     _reserved: Option<Reservation>,
-    /// A multipart upload's `model` parts are checked against this allow-list as they stream.
-    multipart: Option<Guard>,
-}
-
-/// The `model` parts of a streamed multipart upload, checked against a key's allow-list.
-struct Guard {
-    parts: Multipart,
-    allowed: Vec<Glob>,
-}
-
-impl Guard {
-    /// Takes the next bytes of the upload; `Err` (403, or 400 for a malformed body) once a
-    /// `model` part names a model outside the allow-list.
-    fn feed(&mut self, data: &[u8]) -> Result<(), ApiError> {
-        for model in self.parts.feed(data)? {
-            if !budget::model_allowed(&self.allowed, &model) {
-                return Err(budget::not_allowed(&model));
-            }
-        }
-        Ok(())
-    }
+    /// How the `model` a streamed body names is found: a multipart upload's `model` parts
+    /// checked against the key's allow-list as they stream, or noted to price a billed call.
+    named: Option<Named>,
 }
 
 /// The methods passed through (the upstream client sends no others).
@@ -104,22 +87,19 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
     }
     let headers = request_headers(req);
     state.upstream.check_forwardable(&headers)?;
-    let (mut body, mut reserved, mut multipart) = (None, None, None);
+    let (mut body, mut reserved, mut named) = (None, None, None);
     // a key with an allow-list: the model its path or body names must be on it
     let allowed = ex.client().map(|c| c.models.clone()).unwrap_or_default();
-    if let Some(id) = crate::util::api_route(&ex.access.path).strip_prefix("/models/") {
+    let route = crate::util::api_route(&ex.access.path);
+    if let Some(id) = route.strip_prefix("/models/") {
         state.gate.allow_model(ex.client(), id)?;
     }
+    let billed = billed::billed(method, route);
     let streams_body = has_body(req, &headers);
+    let content_type = header(&headers, "content-type").unwrap_or_default();
     if !allowed.is_empty() && streams_body {
-        let content_type = header(&headers, "content-type").unwrap_or_default();
         match body_model::multipart_boundary(content_type)? {
-            Some(boundary) => {
-                multipart = Some(Guard {
-                    parts: Multipart::new(&boundary),
-                    allowed,
-                })
-            }
+            Some(boundary) => named = Some(Named::multipart(&boundary, allowed)),
             None => {
                 let (raw, held) = read_whole(state, ex)?;
                 if let Some(model) = body_model::json_model(&raw)? {
@@ -128,6 +108,12 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
                 (body, reserved) = (Some(raw), Some(held));
             }
         }
+    } else if streams_body && billed {
+        // the model a billed call names prices its tokens: noted as the body streams past
+        named = Some(match body_model::multipart_boundary(content_type) {
+            Ok(Some(boundary)) => Named::multipart(&boundary, Vec::new()),
+            _ => Named::json(),
+        });
     }
     // a body still to come from the client holds its worker as long as the client takes
     let upload = (body.is_none() && streams_body)
@@ -139,7 +125,7 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
         _upload: upload,
         body,
         _reserved: reserved,
-        multipart,
+        named,
     }))
 }
 
@@ -162,7 +148,7 @@ pub fn admit_read(
         _upload: None,
         body: Some(body),
         _reserved: Some(reserved),
-        multipart: None,
+        named: None,
     }))
 }
 
@@ -211,7 +197,7 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
     let Pass {
         body: mut whole,
         _reserved: mut reserved,
-        multipart,
+        named,
         ..
     } = pass;
     let mut owned = owners::Owned::of(client.as_ref(), &method, route);
@@ -250,13 +236,7 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
         return Ok(());
     };
     let mut read = Cursor::new(whole.unwrap_or_default());
-    let mut body = ClientBody {
-        inner: Deadline::new(req.as_reader(), budget),
-        max,
-        read: 0,
-        budget,
-        guard: multipart,
-    };
+    let mut body = ClientBody::new(req.as_reader(), max, budget, named);
     let reader: Option<&mut dyn Read> = match (read.get_ref().is_empty(), has_body) {
         (false, _) => Some(&mut read),
         (true, true) => Some(&mut body),
@@ -266,8 +246,21 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
     let sent = state
         .upstream
         .forward(api, &method, &target, &headers, reader, trace.as_deref())?;
+    // the model the call named prices the tokens a billed answer reports
+    let billed = billed::billed(&method, route);
+    let named = match (billed, read.get_ref().is_empty()) {
+        (false, _) => None,
+        (true, false) => body_model::json_model(read.get_ref()).ok().flatten(),
+        (true, true) => body.named.as_ref().and_then(Named::model),
+    };
     ex.access.upstream = sent.base.clone();
     ex.access.upstream_time = started.elapsed();
+    let status = sent.response.status().as_u16();
+    let billed = billed && (200..300).contains(&status);
+    if billed {
+        ex.access.model = named.unwrap_or_default();
+    }
+    let charge = billed.then(|| Charge::take(ex, status));
     let content_type = sent
         .response
         .headers()
@@ -277,7 +270,7 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
         .to_string();
     let event_stream = method != "HEAD" && content_type.starts_with("text/event-stream");
     if event_stream {
-        answer_events(state, ex, api, sent);
+        answer_events(state, ex, api, sent, charge);
         return Ok(());
     }
     let mut answer = Answer::of(sent);
@@ -285,7 +278,7 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
         let json = content_type.starts_with("application/json");
         watch(state, &owned, &mut answer, json)?;
     }
-    answer_copy(state, ex, answer);
+    answer_copy(state, ex, answer, charge);
     Ok(())
 }
 
@@ -339,38 +332,4 @@ fn watch(
     let rest = std::mem::replace(&mut answer.body, Box::new(io::empty()));
     answer.body = Box::new(io::Cursor::new(prefix).chain(rest));
     Ok(())
-}
-
-/// The client's request body as the upstream client reads it: at most `max` bytes, all within
-/// the `client_timeout_ms` budget. It never ends early: past `max`, too slow, cut by the
-/// client, or (with a `guard`) naming a model outside the key's allow-list, a read fails with
-/// the client's [`ApiError`] inside ([`ClientFault`]) before those bytes are passed on, so the
-/// upstream client aborts the request instead of ending it as complete.
-struct ClientBody<R> {
-    inner: Deadline<R>,
-    max: u64,
-    read: u64,
-    budget: Duration,
-    guard: Option<Guard>,
-}
-
-impl<R: Read> Read for ClientBody<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .inner
-            .read(buf)
-            .map_err(|e| ClientFault::io(intake::body_error(&e, self.budget)))?;
-        self.read += n as u64;
-        if self.read > self.max {
-            return Err(ClientFault::io(ApiError::too_large(self.max)));
-        }
-        if let Some(guard) = &mut self.guard {
-            let checked = match buf.get(..n) {
-                Some(data) if n > 0 => guard.feed(data),
-                _ => guard.parts.end(),
-            };
-            checked.map_err(ClientFault::io)?;
-        }
-        Ok(n)
-    }
 }
