@@ -216,7 +216,10 @@ fn main() -> ExitCode {
                 }
             };
             server::install_panic_hook();
-            match server::run(cfg, &config) {
+            let ran = server::run(cfg, &config);
+            // the access lines of the last moment, before the process ends
+            log::flush();
+            match ran {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("llm-relay: {e}");

@@ -7,7 +7,6 @@
 //! `log_level` are process-wide settings, set at start and on reload by [`configure`].
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +14,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::answer::Usage;
+
+mod sink;
+
+pub use sink::flush;
 
 /// `log_format`: plain text lines, or one JSON object per line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -224,7 +227,9 @@ pub fn access(a: &Access) {
             "bytes": a.bytes,
             "cache": a.cache.map(CacheResult::label),
         });
-        emit(&v.to_string());
+        let mut line = v.to_string();
+        line.push('\n');
+        sink::stderr().access(&line);
         return;
     }
     // written piece by piece into one buffer (was two `format!`s and a copy per field)
@@ -256,7 +261,7 @@ pub fn access(a: &Access) {
     line.push_str(" cache=");
     line.push_str(a.cache.map_or("-", CacheResult::label));
     line.push('\n');
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    sink::stderr().access(&line);
 }
 
 pub fn info(msg: &str) {
@@ -289,11 +294,7 @@ fn truncated(s: &str) -> String {
 }
 
 fn emit(line: &str) {
-    // One write per line so lines from concurrent workers do not interleave.
-    let mut buf = String::with_capacity(line.len() + 1);
-    buf.push_str(line);
-    buf.push('\n');
-    let _ = std::io::stderr().lock().write_all(buf.as_bytes());
+    sink::stderr().line(line);
 }
 
 /// Replaces control characters and spaces so one field stays one token.
