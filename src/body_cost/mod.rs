@@ -95,7 +95,7 @@ fn string_end(raw: &[u8], from: usize) -> usize {
         let Some(rest) = raw.get(at..) else {
             return raw.len();
         };
-        match rest.iter().position(|&c| c == b'"' || c == b'\\') {
+        match memchr::memchr2(b'"', b'\\', rest) {
             None => return raw.len(),
             // an escape: skip it and the byte it escapes
             Some(i) if rest.get(i) == Some(&b'\\') => at += i + 2,
