@@ -1,8 +1,8 @@
 //! [`Exchange`]: one request and its answer. It owns the tiny_http `Request` until an answer
 //! is sent, answers exactly once, and records itself exactly once: access line, metrics, and
-//! the client key's usage (charged by [`Exchange::charge`] before the last bytes where the
-//! pipeline knows the tokens, else when the exchange ends), and its trace's end when traces are
-//! on. Plain responses (`respond`, JSON errors) live here too.
+//! the client key's usage (charged before its answer's last bytes: by [`Exchange::charge`]
+//! where the pipeline knows the tokens, by [`Exchange::respond`] and [`Exchange::error`] before
+//! they write, else when the exchange ends), and its trace's end when traces are on. Plain responses (`respond`, JSON errors) live here too.
 //!
 //! Dropping an exchange that was never answered — a panic unwinding through a handler, or a
 //! path that forgot to answer — sends a 500 JSON error; either way the request is logged.
@@ -138,10 +138,12 @@ impl Exchange {
         self.meter.take()
     }
 
-    /// Sends a complete response (once; later calls do nothing).
+    /// Sends a complete response (once; later calls do nothing), charged to its key first.
     pub fn respond(&mut self, status: u16, headers: &[(String, String)], body: Vec<u8>) {
         self.access.status = status;
         if let Some(req) = self.req.take() {
+            // before the answer, so the client's next request (and the admin's stats) see it
+            self.charge();
             self.access.bytes = respond(req, status, headers, body);
         }
     }
@@ -158,6 +160,7 @@ impl Exchange {
         self.access.error_code = Some(err.code);
         let body = self.error_body(err);
         if let Some(req) = self.req.take() {
+            self.charge();
             self.access.bytes = respond_error(req, err, body);
         }
     }
