@@ -2,7 +2,8 @@
 //! is sent, answers exactly once, and records itself exactly once: access line, metrics, and
 //! the client key's usage (charged before its answer's last bytes: by [`Exchange::charge`]
 //! where the pipeline knows the tokens, by [`Exchange::respond`] and [`Exchange::error`] before
-//! they write, else when the exchange ends), and its trace's end when traces are on. Plain responses (`respond`, JSON errors) live here too.
+//! they write, else when the exchange ends), and its trace's end when traces are on. Plain
+//! responses (`respond`, JSON errors) live here too.
 //!
 //! Dropping an exchange that was never answered — a panic unwinding through a handler, or a
 //! path that forgot to answer — sends a 500 JSON error; either way the request is logged.
