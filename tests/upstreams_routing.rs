@@ -250,27 +250,43 @@ fn a_pooled_upstream_connection_is_reused_only_while_it_is_clean_and_open() {
 }
 
 #[test]
-fn an_idle_upstream_connection_is_kept_for_upstream_keepalive_ms() {
+fn an_idle_upstream_connection_is_kept_for_its_endpoints_keepalive_ms() {
     let ask = |relay: &Relay, i: u32| {
         let ask = json!({"model": "m", "messages": [{"role": "user", "content": format!("q{i}")}]});
         let r = post_json(&relay.url("/v1/chat/completions"), &ask);
         assert_eq!(r.status, 200, "{}", r.body);
     };
-    // kept 5 s: reused after a pause of 1.2 s; kept 0.5 s: a new connection after it
-    for (keepalive_ms, expected) in [(5_000, 1), (500, 2)] {
+    // kept 5 s: reused after a pause of 1.2 s; kept 0.5 s: a new connection after it. An
+    // endpoint's own `keepalive_ms` decides over `upstream_keepalive_ms`, either way.
+    let cases = [
+        (5_000, None, 1),
+        (500, None, 2),
+        (5_000, Some(500), 2),
+        (500, Some(5_000), 1),
+    ];
+    for (keepalive_ms, own, expected) in cases {
         let (closed, _) = std::sync::mpsc::channel();
         let (url, accepted) = raw_upstream(AfterAnswer::Keep, closed);
-        let relay = Relay::start(&config_json(
-            &url,
-            json!({"cache": {"enabled": false}, "upstream_keepalive_ms": keepalive_ms}),
-        ));
+        let mut endpoint = json!({"url": url});
+        if let Some(ms) = own {
+            endpoint["keepalive_ms"] = json!(ms);
+        }
+        let relay = Relay::start(
+            &json!({
+                "listen": "127.0.0.1:0",
+                "upstreams": [endpoint],
+                "cache": {"enabled": false},
+                "upstream_keepalive_ms": keepalive_ms,
+            })
+            .to_string(),
+        );
         ask(&relay, 0);
         std::thread::sleep(std::time::Duration::from_millis(1200));
         ask(&relay, 1);
         let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
         assert_eq!(
             connections, expected,
-            "upstream_keepalive_ms {keepalive_ms}"
+            "upstream_keepalive_ms {keepalive_ms}, the endpoint's keepalive_ms {own:?}"
         );
     }
 }

@@ -66,6 +66,9 @@ pub struct EndpointConfig {
     pub thinking: ThinkingStyle,
     /// Whether earlier assistant turns' `reasoning_content` is sent here.
     pub reasoning_content: bool,
+    /// How long an idle connection to this endpoint is kept (`keepalive_ms`); `None`: the
+    /// relay's `upstream_keepalive_ms`.
+    pub keepalive: Option<std::time::Duration>,
 }
 
 impl EndpointConfig {
@@ -240,6 +243,7 @@ pub fn settings(raw: RawPolicy, shorthand: Shorthand) -> Result<Settings, String
             api: Api::Chat,
             thinking: ThinkingStyle::ReasoningEffort,
             reasoning_content: false,
+            keepalive: None,
         }],
         Some(_) if shorthand.explicit => {
             return Err(

@@ -28,6 +28,7 @@ pub struct RawEndpoint {
     api: Option<Api>,
     thinking: Option<String>,
     reasoning_content: Option<bool>,
+    keepalive_ms: Option<u64>,
 }
 
 /// A provider preset: base URL, the environment variable its key usually lives in, its API.
@@ -164,6 +165,10 @@ pub(super) fn endpoint(
     if name.is_empty() {
         return Err("`name` is empty".into());
     }
+    let keepalive = match raw.keepalive_ms {
+        Some(0) => return Err("`keepalive_ms` must be positive".into()),
+        ms => ms.map(std::time::Duration::from_millis),
+    };
     Ok(EndpointConfig {
         name,
         url,
@@ -177,6 +182,7 @@ pub(super) fn endpoint(
         api: raw.api.or(preset.map(|p| p.api)).unwrap_or(Api::Chat),
         thinking,
         reasoning_content: raw.reasoning_content.unwrap_or(reasoning_content),
+        keepalive,
     })
 }
 
@@ -231,6 +237,19 @@ mod tests {
     fn one(entry: serde_json::Value) -> Result<EndpointConfig, String> {
         let raw: RawEndpoint = serde_json::from_value(entry).map_err(|e| e.to_string())?;
         endpoint(raw, &None)
+    }
+
+    #[test]
+    fn keepalive_ms_is_the_endpoints_own_and_positive() {
+        let e = one(serde_json::json!({"url": "http://127.0.0.1:9/v1", "keepalive_ms": 4000}));
+        assert_eq!(
+            e.unwrap().keepalive,
+            Some(std::time::Duration::from_secs(4))
+        );
+        let e = one(serde_json::json!({"url": "http://127.0.0.1:9/v1"}));
+        assert_eq!(e.unwrap().keepalive, None);
+        let e = one(serde_json::json!({"url": "http://127.0.0.1:9/v1", "keepalive_ms": 0}));
+        assert!(e.unwrap_err().contains("keepalive_ms"));
     }
 
     #[test]

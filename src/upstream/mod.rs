@@ -368,7 +368,7 @@ fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfig) -> ureq:
         .input_buffer_size(TRANSPORT_BUFFER_BYTES)
         .output_buffer_size(TRANSPORT_BUFFER_BYTES)
         .max_response_header_size(slim::INPUT_MAX_BYTES - 1)
-        .max_idle_age(t.keepalive)
+        .max_idle_age(e.keepalive.unwrap_or(t.keepalive))
         .max_idle_connections(workers.max(8) * 2)
         .max_idle_connections_per_host(workers.max(8))
         .user_agent(concat!("llm-relay/", env!("CARGO_PKG_VERSION")))
