@@ -4,7 +4,8 @@
 //! or chunked) and a streamed one, priced as the model the request named (in a JSON body
 //! streamed upstream, a JSON body read for an allow-list, or a multipart upload's `model`
 //! part), and charged before the answer's end reaches the client. Routes that report no bill
-//! of their own count the request only.
+//! of their own count the request only. The official `openai` Python SDK makes the same calls
+//! (`tests/e2e/passthrough_usage_sdk.py`: its own multipart upload, its own stream parser).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -245,4 +246,49 @@ fn a_key_with_an_allow_list_is_priced_by_the_model_it_was_let_call() {
     assert_eq!(r.status, 403, "{}", r.body);
     let u = key_usage(&relay, ADMIN, &id);
     assert_eq!(figures(&u["total"]), [50, 0, 4160, 0, 250 + 166_400], "{u}");
+}
+
+#[test]
+fn the_openai_sdk_makes_billed_calls_that_count() {
+    require_python_module("openai");
+    let up = upstream();
+    let cfg = json!({
+        "listen": "127.0.0.1:0",
+        "upstreams": [{"name": "openai", "url": up.base_url(), "api": "responses"}],
+        "auth": {"keys": [KEY], "admin_key": ADMIN},
+        "prices": [
+            {"match_model": "gpt-image-1", "input_per_million": 5, "output_per_million": 40},
+            {"match_model": "gpt-4o-transcribe", "input_per_million": 2.5, "output_per_million": 10},
+        ],
+    });
+    let relay = Relay::start(&cfg.to_string());
+    let out = run_e2e_script(
+        "passthrough_usage_sdk.py",
+        &[&relay.base_url(), KEY],
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success() && show(&out).contains("all pass-through SDK checks passed"),
+        "{}",
+        show(&out)
+    );
+    // the SDK's own multipart upload named its model: the transcription is priced too
+    let upload = up
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/audio/transcriptions")
+        .expect("the transcription reached the upstream");
+    assert!(
+        String::from_utf8_lossy(&upload.body).contains("gpt-4o-transcribe"),
+        "the upload went up as the SDK sent it"
+    );
+    let keys = admin_call(&relay, ADMIN, "GET", "/admin/keys", None).json();
+    let id = keys["data"][0]["id"].as_str().unwrap().to_string();
+    let u = key_usage(&relay, ADMIN, &id);
+    let cost = (250 + 166_400) + (100 + 42_240) + (35 + 450);
+    assert_eq!(
+        figures(&u["total"]),
+        [50 + 20 + 14, 0, 4160 + 1056 + 45, 0, cost],
+        "{u}"
+    );
 }
