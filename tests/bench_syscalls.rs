@@ -1,6 +1,7 @@
 //! System calls per request (issue 19), counted by `strace -c` attached to the running relay:
 //! a memory hit is one read of its request, one write of its answer (head and body together),
-//! the access line's write and the `.request` stat; a miss stays within its upstream
+//! the `.request` stat and at most one write of access lines (those of a millisecond share
+//! one); a miss stays within its upstream
 //! exchange's few (the pooled connection's probe, the upstream's request and answer). Counts,
 //! not times: they hold on a loaded machine. What each figure was before the changes that
 //! brought it down is in BENCHMARKS.md ("Hand-offs, system calls and stream scans").
@@ -113,8 +114,8 @@ fn a_memory_hit_reads_once_and_writes_its_answer_in_one_call() {
         "every request after the first is a hit"
     );
     // A hit runs on its connection's thread, whatever the load: the read of its request, the
-    // answer (head and body in one call), the access line, and the `.request` stat that
-    // shows another replica's refresh.
+    // answer (head and body in one call), the `.request` stat that shows another replica's
+    // refresh, and at most one write of access lines (one per millisecond, whatever the rate).
     let (reads, writes, all) = (
         per(&calls, READS, n),
         per(&calls, WRITES, n),
