@@ -29,6 +29,10 @@ pub struct RawPrice {
     /// input rate).
     #[serde(default)]
     cache_write_per_million: Option<f64>,
+    /// USD per million prompt tokens written to a one-hour cache entry (Anthropic: 2× input;
+    /// absent: the cache write rate).
+    #[serde(default)]
+    cache_write_1h_per_million: Option<f64>,
 }
 
 /// A checked price: the first entry whose glob matches the model applies. Rates in USD per
@@ -43,6 +47,9 @@ pub struct Price {
     /// Cache writes; the input rate when the config names none (an upper bound for OpenAI,
     /// whose caching is free to write; Anthropic charges 1.25× input).
     pub cache_write_per_million: f64,
+    /// One-hour cache writes (Anthropic charges 2× input); the cache write rate when the
+    /// config names none.
+    pub cache_write_1h_per_million: f64,
 }
 
 /// Checks `prices`.
@@ -53,11 +60,13 @@ pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String>
             Glob::new(p.match_model).map_err(|e| format!("prices[{i}].match_model is {e}"))?;
         let cache_read = p.cache_read_per_million.unwrap_or(p.input_per_million);
         let cache_write = p.cache_write_per_million.unwrap_or(p.input_per_million);
+        let cache_write_1h = p.cache_write_1h_per_million.unwrap_or(cache_write);
         for (field, v) in [
             ("input_per_million", p.input_per_million),
             ("output_per_million", p.output_per_million),
             ("cache_read_per_million", cache_read),
             ("cache_write_per_million", cache_write),
+            ("cache_write_1h_per_million", cache_write_1h),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!(
@@ -71,20 +80,24 @@ pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String>
             output_per_million: p.output_per_million,
             cache_read_per_million: cache_read,
             cache_write_per_million: cache_write,
+            cache_write_1h_per_million: cache_write_1h,
         });
     }
     Ok(out)
 }
 
 /// The cost of `usage` on `model` in micro-dollars (0 without a price): input, cache reads,
-/// cache writes and output each at their rate (reasoning is output).
+/// cache writes (five-minute and one-hour apart) and output each at their rate (reasoning is
+/// output).
 pub fn cost_micros(prices: &[Price], model: &str, usage: &Usage) -> u64 {
     let Some(p) = prices.iter().find(|p| p.match_model.matches(model)) else {
         return 0;
     };
+    let hour = usage.cache_write_1h.min(usage.cache_write);
     let micros = usage.input as f64 * p.input_per_million
         + usage.cache_read as f64 * p.cache_read_per_million
-        + usage.cache_write as f64 * p.cache_write_per_million
+        + (usage.cache_write - hour) as f64 * p.cache_write_per_million
+        + hour as f64 * p.cache_write_1h_per_million
         + usage.output as f64 * p.output_per_million;
     micros.round() as u64
 }
@@ -318,6 +331,7 @@ mod tests {
             output_per_million: 10.0,
             cache_read_per_million: read,
             cache_write_per_million: write,
+            cache_write_1h_per_million: None,
         };
         let prices = prices_from_raw(Some(vec![
             price("claude*", Some(0.25), Some(3.125)),
@@ -329,6 +343,7 @@ mod tests {
             output,
             cache_read,
             cache_write,
+            cache_write_1h: 0,
             reasoning: 0,
         };
         assert_eq!(
@@ -349,6 +364,28 @@ mod tests {
         assert!(prices_from_raw(Some(vec![price("x", Some(-1.0), None)]))
             .unwrap_err()
             .contains("cache_read_per_million"));
+        // one-hour cache writes at their own rate, else at the cache write rate
+        let mut opus = price("claude-opus*", Some(0.5), Some(6.25));
+        opus.cache_write_1h_per_million = Some(10.0);
+        let prices =
+            prices_from_raw(Some(vec![opus, price("claude*", Some(0.25), Some(3.125))])).unwrap();
+        let hour = Usage {
+            cache_write_1h: 600,
+            ..used(3, 0, 1_000, 10)
+        };
+        assert_eq!(
+            cost_micros(&prices, "claude-opus-4-5", &hour),
+            (3.0 * 2.5 + 400.0 * 6.25 + 600.0 * 10.0 + 100.0_f64).round() as u64
+        );
+        assert_eq!(
+            cost_micros(&prices, "claude-sonnet", &hour),
+            (3.0 * 2.5 + 1_000.0 * 3.125 + 100.0_f64).round() as u64
+        );
+        let mut bad = price("x", None, None);
+        bad.cache_write_1h_per_million = Some(f64::NAN);
+        assert!(prices_from_raw(Some(vec![bad]))
+            .unwrap_err()
+            .contains("cache_write_1h_per_million"));
         let raw = RawBudget {
             tokens_per_day: Some(100),
             usd_per_month: Some(0.01),

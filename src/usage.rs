@@ -335,6 +335,7 @@ mod tests {
             output: 7,
             cache_read: 50_000,
             cache_write: 1_000,
+            cache_write_1h: 0,
             reasoning: 2,
         };
         let outcome = |cache_hit| {

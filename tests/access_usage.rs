@@ -422,3 +422,65 @@ fn cost_is_priced_on_the_model_sent_upstream_not_on_an_alias() {
         assert_eq!(metric(&relay, &series), Some(input), "{series}");
     }
 }
+
+/// Claude Code's turns with one-hour cache writes: Anthropic splits `cache_creation_input_tokens`
+/// by lifetime (`cache_creation.ephemeral_5m_input_tokens` / `ephemeral_1h_input_tokens`) and
+/// bills one-hour writes at 2 × input, not 1.25 ×; the cost prices each part at its rate, plain
+/// and streamed, and a hit saves what it would have cost.
+#[test]
+fn one_hour_cache_writes_are_priced_at_their_own_rate() {
+    let split = json!({"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": 600});
+    let reported = json!({"input_tokens": 3, "output_tokens": 8, "cache_read_input_tokens": 50_000,
+        "cache_creation_input_tokens": 1_000, "cache_creation": split});
+    let in_stream = reported.clone();
+    let up = Upstream::start(move |req| {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        if body["stream"] == json!(true) {
+            let usage = in_stream.clone();
+            return patched(anthropic_events(&body), move |v| {
+                if v["type"] == "message_start" {
+                    v["message"]["usage"] = usage.clone();
+                }
+                if v["type"] == "message_delta" {
+                    v["usage"] = json!({"output_tokens": 8});
+                }
+            });
+        }
+        let mut m = anthropic_message(&body);
+        m["usage"] = reported.clone();
+        Reply::json(200, m)
+    });
+    let cache = TempDir::new();
+    let cfg = json!({
+        "listen": "127.0.0.1:0",
+        "upstreams": [{"name": "claude", "url": up.base_url(), "api": "anthropic",
+                       "api_key": ANTHROPIC_KEY}],
+        "cache": {"enabled": true, "dir": cache.path().to_str().unwrap()},
+        "auth": {"keys": [KEY], "admin_key": ADMIN},
+        "prices": [{"match_model": "claude-*", "input_per_million": 3,
+                    "output_per_million": 15, "cache_read_per_million": 0.3,
+                    "cache_write_per_million": 3.75, "cache_write_1h_per_million": 6}],
+    });
+    let relay = Relay::start(&cfg.to_string());
+    let id = key_id(&relay);
+    let ask = |text: &str, stream: bool| {
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": stream,
+               "messages": [{"role": "user", "content": text}]})
+    };
+    // 3 × 3 + 50,000 × 0.3 + 400 × 3.75 + 600 × 6 + 8 × 15 micro-dollars
+    let cost = 9 + 15_000 + 1_500 + 3_600 + 120;
+    call(&relay, "/v1/messages", &ask("plain", false));
+    let u = key_usage(&relay, ADMIN, &id);
+    assert_eq!(
+        figures(&u["total"]),
+        [51_003, 50_000, 1_000, 8, 0, cost],
+        "{u}"
+    );
+    call(&relay, "/v1/messages", &ask("streamed", true));
+    let u = key_usage(&relay, ADMIN, &id);
+    assert_eq!(u["total"]["cost_micro_usd"], 2 * cost, "{u}");
+    let hit = call(&relay, "/v1/messages", &ask("plain", false));
+    assert_eq!(hit.header("x-cache"), Some("HIT"));
+    let u = key_usage(&relay, ADMIN, &id);
+    assert_eq!(u["total"]["saved_micro_usd"], cost, "{u}");
+}

@@ -13,6 +13,7 @@ fn u(input: u64, output: u64, cache_read: u64, cache_write: u64, reasoning: u64)
         output,
         cache_read,
         cache_write,
+        cache_write_1h: 0,
         reasoning,
     }
 }
@@ -185,13 +186,20 @@ fn value_reading(api: Api, u: &Value) -> Usage {
         }
         Api::Anthropic => {
             let named = |name: &str| u.get(name).filter(|v| !v.is_null()).map(|v| count(Some(v)));
-            u_of(
+            let mut usage = u_of(
                 named("input_tokens").unwrap_or(0),
                 named("output_tokens").unwrap_or(0),
                 named("cache_read_input_tokens").unwrap_or(0),
                 named("cache_creation_input_tokens").unwrap_or(0),
                 0,
-            )
+            );
+            let hour = u
+                .get("cache_creation")
+                .filter(|c| c.is_object())
+                .and_then(|c| c.get("ephemeral_1h_input_tokens"))
+                .filter(|v| !v.is_null());
+            usage.cache_write_1h = hour.map_or(0, |v| count(Some(v))).min(usage.cache_write);
+            usage
         }
     }
 }
@@ -217,6 +225,8 @@ fn the_typed_usage_reading_gives_what_member_lookups_give() {
         "cached_tokens",
         "total_tokens",
         "prompt_tok\\u0065ns",
+        "cache_creation",
+        "ephemeral_1h_input_tokens",
     ];
     const VALUES: &[&str] = &[
         "0",
@@ -235,6 +245,9 @@ fn the_typed_usage_reading_gives_what_member_lookups_give() {
         r#"{"cached_tokens":null,"reasoning_tokens":"x"}"#,
         r#"{"cached_tokens":40,"cached_tokens":4.4,"other":{"cached_tokens":9}}"#,
         r#"{"reasoning_tokens":[1],"cached_tokens":{"a":1}}"#,
+        r#"{"ephemeral_5m_input_tokens":3,"ephemeral_1h_input_tokens":9}"#,
+        r#"{"ephemeral_1h_input_tokens":null}"#,
+        r#"{"ephemeral_1h_input_tokens":2000,"ephemeral_1h_input_tokens":4}"#,
     ];
     // a fixed pseudo-random sequence (xorshift): members, their values and repeats
     let mut seed = 0x9E37_79B9_7F4A_7C15_u64;

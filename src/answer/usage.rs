@@ -21,6 +21,9 @@ pub struct Usage {
     pub cache_read: u64,
     /// Prompt tokens written to the provider's prompt cache (Anthropic's cache creation).
     pub cache_write: u64,
+    /// Of `cache_write`, written to a one-hour cache entry (Anthropic's
+    /// `cache_creation.ephemeral_1h_input_tokens`), which costs more than a five-minute one.
+    pub cache_write_1h: u64,
     /// Of `output`, the reasoning (thinking) tokens, where the API reports them.
     pub reasoning: u64,
 }
@@ -103,9 +106,11 @@ pub struct Reported {
     completion_tokens_details: Details,
     input_tokens_details: Details,
     output_tokens_details: Details,
+    /// Anthropic's split of `cache_creation_input_tokens` by cache lifetime.
+    cache_creation: Details,
 }
 
-/// The members of a `*_tokens_details` object; `None` when it is absent or not an object.
+/// The members of a `*_tokens_details` (or `cache_creation`) object; `None` when it is absent or not an object.
 #[derive(Debug, Clone, Copy, Default)]
 struct Details(Option<DetailMembers>);
 
@@ -113,6 +118,7 @@ struct Details(Option<DetailMembers>);
 struct DetailMembers {
     cached_tokens: Member,
     reasoning_tokens: Member,
+    ephemeral_1h_input_tokens: Member,
 }
 
 fn n(m: Member) -> u64 {
@@ -149,6 +155,7 @@ impl Reported {
             output: n(self.completion_tokens),
             cache_read: cached,
             cache_write: 0,
+            cache_write_1h: 0,
             reasoning: n(self.completion_tokens_details.reasoning()),
         }
     }
@@ -162,12 +169,14 @@ impl Reported {
             output: n(self.output_tokens),
             cache_read: cached,
             cache_write: 0,
+            cache_write_1h: 0,
             reasoning: n(self.output_tokens_details.reasoning()),
         }
     }
 
     /// An Anthropic Messages `usage` onto `usage`: `input_tokens` excludes cache reads and
-    /// writes; the members it names (not `null`) replace those figures.
+    /// writes; the members it names (not `null`) replace those figures; the one-hour writes of
+    /// `cache_creation` are at most all the writes.
     fn messages_onto(&self, usage: &mut Usage) {
         for (field, member) in [
             (&mut usage.input, self.input_tokens),
@@ -179,6 +188,14 @@ impl Reported {
                 *field = count;
             }
         }
+        if let Some(Some(count)) = self
+            .cache_creation
+            .0
+            .and_then(|d| d.ephemeral_1h_input_tokens)
+        {
+            usage.cache_write_1h = count;
+        }
+        usage.cache_write_1h = usage.cache_write_1h.min(usage.cache_write);
     }
 }
 
@@ -252,6 +269,8 @@ enum Field {
     OutputTokensDetails,
     CachedTokens,
     ReasoningTokens,
+    CacheCreation,
+    Ephemeral1hInputTokens,
 }
 
 impl<'de> Deserialize<'de> for Name {
@@ -277,6 +296,8 @@ impl<'de> Deserialize<'de> for Name {
                     "output_tokens_details" => Field::OutputTokensDetails,
                     "cached_tokens" => Field::CachedTokens,
                     "reasoning_tokens" => Field::ReasoningTokens,
+                    "cache_creation" => Field::CacheCreation,
+                    "ephemeral_1h_input_tokens" => Field::Ephemeral1hInputTokens,
                     _ => return Ok(Name(None)),
                 })))
             }
@@ -340,7 +361,9 @@ impl Reported {
             }
             Some(Field::InputTokensDetails) => Slot::Details(&mut self.input_tokens_details),
             Some(Field::OutputTokensDetails) => Slot::Details(&mut self.output_tokens_details),
-            Some(Field::CachedTokens | Field::ReasoningTokens) | None => Slot::Skip,
+            Some(Field::CacheCreation) => Slot::Details(&mut self.cache_creation),
+            Some(Field::CachedTokens | Field::ReasoningTokens | Field::Ephemeral1hInputTokens)
+            | None => Slot::Skip,
         }
     }
 }
@@ -350,6 +373,7 @@ impl DetailMembers {
         match field {
             Some(Field::CachedTokens) => Slot::Count(&mut self.cached_tokens),
             Some(Field::ReasoningTokens) => Slot::Count(&mut self.reasoning_tokens),
+            Some(Field::Ephemeral1hInputTokens) => Slot::Count(&mut self.ephemeral_1h_input_tokens),
             _ => Slot::Skip,
         }
     }
