@@ -33,6 +33,9 @@ pub struct RawPrice {
     /// absent: the cache write rate).
     #[serde(default)]
     cache_write_1h_per_million: Option<f64>,
+    /// USD per thousand web searches the provider ran (Anthropic: 10; absent: 0).
+    #[serde(default)]
+    web_search_per_thousand: Option<f64>,
 }
 
 /// A checked price: the first entry whose glob matches the model applies. Rates in USD per
@@ -50,6 +53,8 @@ pub struct Price {
     /// One-hour cache writes (Anthropic charges 2× input); the cache write rate when the
     /// config names none.
     pub cache_write_1h_per_million: f64,
+    /// Web searches, per thousand (0 when the config names none).
+    pub web_search_per_thousand: f64,
 }
 
 /// Checks `prices`.
@@ -67,6 +72,10 @@ pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String>
             ("cache_read_per_million", cache_read),
             ("cache_write_per_million", cache_write),
             ("cache_write_1h_per_million", cache_write_1h),
+            (
+                "web_search_per_thousand",
+                p.web_search_per_thousand.unwrap_or(0.0),
+            ),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!(
@@ -81,6 +90,7 @@ pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String>
             cache_read_per_million: cache_read,
             cache_write_per_million: cache_write,
             cache_write_1h_per_million: cache_write_1h,
+            web_search_per_thousand: p.web_search_per_thousand.unwrap_or(0.0),
         });
     }
     Ok(out)
@@ -88,7 +98,7 @@ pub fn prices_from_raw(raw: Option<Vec<RawPrice>>) -> Result<Vec<Price>, String>
 
 /// The cost of `usage` on `model` in micro-dollars (0 without a price): input, cache reads,
 /// cache writes (five-minute and one-hour apart) and output each at their rate (reasoning is
-/// output).
+/// output), and the provider's web searches at theirs.
 pub fn cost_micros(prices: &[Price], model: &str, usage: &Usage) -> u64 {
     let Some(p) = prices.iter().find(|p| p.match_model.matches(model)) else {
         return 0;
@@ -98,7 +108,9 @@ pub fn cost_micros(prices: &[Price], model: &str, usage: &Usage) -> u64 {
         + usage.cache_read as f64 * p.cache_read_per_million
         + (usage.cache_write - hour) as f64 * p.cache_write_per_million
         + hour as f64 * p.cache_write_1h_per_million
-        + usage.output as f64 * p.output_per_million;
+        + usage.output as f64 * p.output_per_million
+        // USD per thousand searches is a thousand micro-dollars per search per USD
+        + usage.web_searches as f64 * p.web_search_per_thousand * 1000.0;
     micros.round() as u64
 }
 
@@ -332,6 +344,7 @@ mod tests {
             cache_read_per_million: read,
             cache_write_per_million: write,
             cache_write_1h_per_million: None,
+            web_search_per_thousand: None,
         };
         let prices = prices_from_raw(Some(vec![
             price("claude*", Some(0.25), Some(3.125)),
@@ -344,6 +357,7 @@ mod tests {
             cache_read,
             cache_write,
             cache_write_1h: 0,
+            web_searches: 0,
             reasoning: 0,
         };
         assert_eq!(
@@ -381,6 +395,15 @@ mod tests {
             cost_micros(&prices, "claude-sonnet", &hour),
             (3.0 * 2.5 + 1_000.0 * 3.125 + 100.0_f64).round() as u64
         );
+        // web searches at USD 10 a thousand: a cent each
+        let mut searching = price("claude*", None, None);
+        searching.web_search_per_thousand = Some(10.0);
+        let prices = prices_from_raw(Some(vec![searching])).unwrap();
+        let searched = Usage {
+            web_searches: 3,
+            ..used(0, 0, 0, 0)
+        };
+        assert_eq!(cost_micros(&prices, "claude-sonnet", &searched), 30_000);
         let mut bad = price("x", None, None);
         bad.cache_write_1h_per_million = Some(f64::NAN);
         assert!(prices_from_raw(Some(vec![bad]))

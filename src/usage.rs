@@ -1,6 +1,6 @@
 //! Per-key usage figures: requests, cache hits, tokens (prompt, of which cache reads and
-//! writes; completion, of which reasoning), cost, errors, last use — in total and per UTC day —
-//! and the [`Book`] that keeps them on one machine.
+//! writes; completion, of which reasoning), web searches, cost, errors, last use — in total
+//! and per UTC day — and the [`Book`] that keeps them on one machine.
 //!
 //! The book lives in memory and, with `state.dir`, is written to `usage.json` there at most a
 //! second after a change (`util::write_atomic`: temp file, fsync, rename: a `kill -9` loses at most the last second,
@@ -39,6 +39,8 @@ pub struct KeyUsage {
     pub cache_write_tokens: u64,
     /// Of `completion_tokens`, reasoning (thinking).
     pub reasoning_tokens: u64,
+    /// Web searches the provider ran (and billed) for the key's answers.
+    pub web_searches: u64,
     pub cost_micro_usd: u64,
     /// Tokens and cost that cache hits answered without an upstream call.
     pub saved_tokens: u64,
@@ -49,7 +51,7 @@ pub struct KeyUsage {
 }
 
 /// How many counters [`KeyUsage`] has.
-const N: usize = 11;
+const N: usize = 12;
 
 impl KeyUsage {
     /// The counter fields by name, as Redis hashes and `add` use them.
@@ -65,6 +67,7 @@ impl KeyUsage {
         "saved_tokens",
         "saved_micro_usd",
         "errors",
+        "web_searches",
     ];
 
     pub fn counters(&self) -> [u64; N] {
@@ -80,12 +83,13 @@ impl KeyUsage {
             self.saved_tokens,
             self.saved_micro_usd,
             self.errors,
+            self.web_searches,
         ]
     }
 
     /// Figures from counter values in [`KeyUsage::COUNTERS`] order.
     pub fn from_counters(c: [u64; N], last_used_at: Option<u64>) -> KeyUsage {
-        let [requests, cache_hits, prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micro_usd, saved_tokens, saved_micro_usd, errors] =
+        let [requests, cache_hits, prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micro_usd, saved_tokens, saved_micro_usd, errors, web_searches] =
             c;
         KeyUsage {
             requests,
@@ -99,6 +103,7 @@ impl KeyUsage {
             saved_tokens,
             saved_micro_usd,
             errors,
+            web_searches,
             last_used_at,
         }
     }
@@ -158,6 +163,7 @@ impl Outcome {
             cache_read_tokens: u.cache_read * spent,
             cache_write_tokens: u.cache_write * spent,
             reasoning_tokens: u.reasoning * spent,
+            web_searches: u.web_searches * spent,
             cost_micro_usd: self.cost_micro_usd * spent,
             saved_tokens: u.total() * saved,
             saved_micro_usd: self.cost_micro_usd * saved,
@@ -336,6 +342,7 @@ mod tests {
             cache_read: 50_000,
             cache_write: 1_000,
             cache_write_1h: 0,
+            web_searches: 0,
             reasoning: 2,
         };
         let outcome = |cache_hit| {

@@ -423,15 +423,18 @@ fn cost_is_priced_on_the_model_sent_upstream_not_on_an_alias() {
     }
 }
 
-/// Claude Code's turns with one-hour cache writes: Anthropic splits `cache_creation_input_tokens`
-/// by lifetime (`cache_creation.ephemeral_5m_input_tokens` / `ephemeral_1h_input_tokens`) and
-/// bills one-hour writes at 2 × input, not 1.25 ×; the cost prices each part at its rate, plain
-/// and streamed, and a hit saves what it would have cost.
+/// Claude Code's turns with one-hour cache writes and web searches: Anthropic splits
+/// `cache_creation_input_tokens` by lifetime (`cache_creation.ephemeral_5m_input_tokens` /
+/// `ephemeral_1h_input_tokens`) and bills one-hour writes at 2 × input, not 1.25 ×, and each
+/// web search (`server_tool_use.web_search_requests`) at USD 10 a thousand; the cost prices
+/// each at its rate, plain and streamed, the key counts the searches, and a hit saves what the
+/// call would have cost.
 #[test]
-fn one_hour_cache_writes_are_priced_at_their_own_rate() {
+fn one_hour_cache_writes_and_web_searches_are_priced_at_their_own_rates() {
     let split = json!({"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": 600});
     let reported = json!({"input_tokens": 3, "output_tokens": 8, "cache_read_input_tokens": 50_000,
-        "cache_creation_input_tokens": 1_000, "cache_creation": split});
+        "cache_creation_input_tokens": 1_000, "cache_creation": split,
+        "server_tool_use": {"web_search_requests": 2}});
     let in_stream = reported.clone();
     let up = Upstream::start(move |req| {
         let body: Value = serde_json::from_slice(&req.body).unwrap();
@@ -439,10 +442,14 @@ fn one_hour_cache_writes_are_priced_at_their_own_rate() {
             let usage = in_stream.clone();
             return patched(anthropic_events(&body), move |v| {
                 if v["type"] == "message_start" {
-                    v["message"]["usage"] = usage.clone();
+                    let mut start = usage.clone();
+                    start["server_tool_use"] = json!({"web_search_requests": 0});
+                    v["message"]["usage"] = start;
                 }
                 if v["type"] == "message_delta" {
-                    v["usage"] = json!({"output_tokens": 8});
+                    // the counts so far: the searches ran during the turn
+                    v["usage"] = json!({"output_tokens": 8,
+                                        "server_tool_use": {"web_search_requests": 2}});
                 }
             });
         }
@@ -459,7 +466,8 @@ fn one_hour_cache_writes_are_priced_at_their_own_rate() {
         "auth": {"keys": [KEY], "admin_key": ADMIN},
         "prices": [{"match_model": "claude-*", "input_per_million": 3,
                     "output_per_million": 15, "cache_read_per_million": 0.3,
-                    "cache_write_per_million": 3.75, "cache_write_1h_per_million": 6}],
+                    "cache_write_per_million": 3.75, "cache_write_1h_per_million": 6,
+                    "web_search_per_thousand": 10}],
     });
     let relay = Relay::start(&cfg.to_string());
     let id = key_id(&relay);
@@ -467,8 +475,8 @@ fn one_hour_cache_writes_are_priced_at_their_own_rate() {
         json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": stream,
                "messages": [{"role": "user", "content": text}]})
     };
-    // 3 × 3 + 50,000 × 0.3 + 400 × 3.75 + 600 × 6 + 8 × 15 micro-dollars
-    let cost = 9 + 15_000 + 1_500 + 3_600 + 120;
+    // 3 × 3 + 50,000 × 0.3 + 400 × 3.75 + 600 × 6 + 8 × 15 micro-dollars, and a cent a search
+    let cost = 9 + 15_000 + 1_500 + 3_600 + 120 + 2 * 10_000;
     call(&relay, "/v1/messages", &ask("plain", false));
     let u = key_usage(&relay, ADMIN, &id);
     assert_eq!(
@@ -476,11 +484,14 @@ fn one_hour_cache_writes_are_priced_at_their_own_rate() {
         [51_003, 50_000, 1_000, 8, 0, cost],
         "{u}"
     );
+    assert_eq!(u["total"]["web_searches"], 2, "{u}");
     call(&relay, "/v1/messages", &ask("streamed", true));
     let u = key_usage(&relay, ADMIN, &id);
     assert_eq!(u["total"]["cost_micro_usd"], 2 * cost, "{u}");
+    assert_eq!(u["total"]["web_searches"], 4, "{u}");
     let hit = call(&relay, "/v1/messages", &ask("plain", false));
     assert_eq!(hit.header("x-cache"), Some("HIT"));
     let u = key_usage(&relay, ADMIN, &id);
     assert_eq!(u["total"]["saved_micro_usd"], cost, "{u}");
+    assert_eq!(u["total"]["web_searches"], 4, "a hit runs no search: {u}");
 }

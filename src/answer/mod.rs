@@ -15,6 +15,7 @@
 //! | `cache_read`  | `prompt_tokens_details.cached_tokens` (DeepSeek: `prompt_cache_hit_tokens`) | `input_tokens_details.cached_tokens` | `cache_read_input_tokens` |
 //! | `cache_write` | —                                                  | —                                              | `cache_creation_input_tokens`   |
 //! | `cache_write_1h` (of `cache_write`) | —                            | —                                              | `cache_creation.ephemeral_1h_input_tokens` |
+//! | `web_searches` (no tokens) | —                                     | —                                              | `server_tool_use.web_search_requests` |
 //! | `output`      | `completion_tokens`                                | `output_tokens`                                | `output_tokens`                 |
 //! | `reasoning`   | `completion_tokens_details.reasoning_tokens`       | `output_tokens_details.reasoning_tokens`       | — (thinking is in `output`)     |
 //!

@@ -14,6 +14,7 @@ fn u(input: u64, output: u64, cache_read: u64, cache_write: u64, reasoning: u64)
         cache_read,
         cache_write,
         cache_write_1h: 0,
+        web_searches: 0,
         reasoning,
     }
 }
@@ -199,6 +200,12 @@ fn value_reading(api: Api, u: &Value) -> Usage {
                 .and_then(|c| c.get("ephemeral_1h_input_tokens"))
                 .filter(|v| !v.is_null());
             usage.cache_write_1h = hour.map_or(0, |v| count(Some(v))).min(usage.cache_write);
+            let searches = u
+                .get("server_tool_use")
+                .filter(|c| c.is_object())
+                .and_then(|c| c.get("web_search_requests"))
+                .filter(|v| !v.is_null());
+            usage.web_searches = searches.map_or(0, |v| count(Some(v)));
             usage
         }
     }
@@ -227,6 +234,8 @@ fn the_typed_usage_reading_gives_what_member_lookups_give() {
         "prompt_tok\\u0065ns",
         "cache_creation",
         "ephemeral_1h_input_tokens",
+        "server_tool_use",
+        "web_search_requests",
     ];
     const VALUES: &[&str] = &[
         "0",
@@ -248,6 +257,7 @@ fn the_typed_usage_reading_gives_what_member_lookups_give() {
         r#"{"ephemeral_5m_input_tokens":3,"ephemeral_1h_input_tokens":9}"#,
         r#"{"ephemeral_1h_input_tokens":null}"#,
         r#"{"ephemeral_1h_input_tokens":2000,"ephemeral_1h_input_tokens":4}"#,
+        r#"{"web_search_requests":2,"web_fetch_requests":1}"#,
     ];
     // a fixed pseudo-random sequence (xorshift): members, their values and repeats
     let mut seed = 0x9E37_79B9_7F4A_7C15_u64;

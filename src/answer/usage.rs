@@ -24,6 +24,9 @@ pub struct Usage {
     /// Of `cache_write`, written to a one-hour cache entry (Anthropic's
     /// `cache_creation.ephemeral_1h_input_tokens`), which costs more than a five-minute one.
     pub cache_write_1h: u64,
+    /// Web searches the provider ran for the answer (Anthropic's
+    /// `server_tool_use.web_search_requests`), billed per search on top of the tokens.
+    pub web_searches: u64,
     /// Of `output`, the reasoning (thinking) tokens, where the API reports them.
     pub reasoning: u64,
 }
@@ -108,6 +111,8 @@ pub struct Reported {
     output_tokens_details: Details,
     /// Anthropic's split of `cache_creation_input_tokens` by cache lifetime.
     cache_creation: Details,
+    /// Anthropic's count of server tool calls (`web_search_requests`).
+    server_tool_use: Details,
 }
 
 /// The members of a `*_tokens_details` (or `cache_creation`) object; `None` when it is absent or not an object.
@@ -119,6 +124,7 @@ struct DetailMembers {
     cached_tokens: Member,
     reasoning_tokens: Member,
     ephemeral_1h_input_tokens: Member,
+    web_search_requests: Member,
 }
 
 fn n(m: Member) -> u64 {
@@ -156,6 +162,7 @@ impl Reported {
             cache_read: cached,
             cache_write: 0,
             cache_write_1h: 0,
+            web_searches: 0,
             reasoning: n(self.completion_tokens_details.reasoning()),
         }
     }
@@ -170,13 +177,14 @@ impl Reported {
             cache_read: cached,
             cache_write: 0,
             cache_write_1h: 0,
+            web_searches: 0,
             reasoning: n(self.output_tokens_details.reasoning()),
         }
     }
 
     /// An Anthropic Messages `usage` onto `usage`: `input_tokens` excludes cache reads and
     /// writes; the members it names (not `null`) replace those figures; the one-hour writes of
-    /// `cache_creation` are at most all the writes.
+    /// `cache_creation` are at most all the writes; `server_tool_use` counts web searches.
     fn messages_onto(&self, usage: &mut Usage) {
         for (field, member) in [
             (&mut usage.input, self.input_tokens),
@@ -196,6 +204,9 @@ impl Reported {
             usage.cache_write_1h = count;
         }
         usage.cache_write_1h = usage.cache_write_1h.min(usage.cache_write);
+        if let Some(Some(count)) = self.server_tool_use.0.and_then(|d| d.web_search_requests) {
+            usage.web_searches = count;
+        }
     }
 }
 
@@ -271,6 +282,8 @@ enum Field {
     ReasoningTokens,
     CacheCreation,
     Ephemeral1hInputTokens,
+    ServerToolUse,
+    WebSearchRequests,
 }
 
 impl<'de> Deserialize<'de> for Name {
@@ -298,6 +311,8 @@ impl<'de> Deserialize<'de> for Name {
                     "reasoning_tokens" => Field::ReasoningTokens,
                     "cache_creation" => Field::CacheCreation,
                     "ephemeral_1h_input_tokens" => Field::Ephemeral1hInputTokens,
+                    "server_tool_use" => Field::ServerToolUse,
+                    "web_search_requests" => Field::WebSearchRequests,
                     _ => return Ok(Name(None)),
                 })))
             }
@@ -362,7 +377,13 @@ impl Reported {
             Some(Field::InputTokensDetails) => Slot::Details(&mut self.input_tokens_details),
             Some(Field::OutputTokensDetails) => Slot::Details(&mut self.output_tokens_details),
             Some(Field::CacheCreation) => Slot::Details(&mut self.cache_creation),
-            Some(Field::CachedTokens | Field::ReasoningTokens | Field::Ephemeral1hInputTokens)
+            Some(Field::ServerToolUse) => Slot::Details(&mut self.server_tool_use),
+            Some(
+                Field::CachedTokens
+                | Field::ReasoningTokens
+                | Field::Ephemeral1hInputTokens
+                | Field::WebSearchRequests,
+            )
             | None => Slot::Skip,
         }
     }
@@ -374,6 +395,7 @@ impl DetailMembers {
             Some(Field::CachedTokens) => Slot::Count(&mut self.cached_tokens),
             Some(Field::ReasoningTokens) => Slot::Count(&mut self.reasoning_tokens),
             Some(Field::Ephemeral1hInputTokens) => Slot::Count(&mut self.ephemeral_1h_input_tokens),
+            Some(Field::WebSearchRequests) => Slot::Count(&mut self.web_search_requests),
             _ => Slot::Skip,
         }
     }
