@@ -494,4 +494,19 @@ fn one_hour_cache_writes_and_web_searches_are_priced_at_their_own_rates() {
     let u = key_usage(&relay, ADMIN, &id);
     assert_eq!(u["total"]["saved_micro_usd"], cost, "{u}");
     assert_eq!(u["total"]["web_searches"], 4, "a hit runs no search: {u}");
+    // /metrics has them too: the one-hour writes as a part of the cache writes
+    for (series, n) in [
+        (
+            "llm_relay_tokens_total{kind=\"cache_write_1h\",served=\"upstream\"}",
+            1_200.0,
+        ),
+        (
+            "llm_relay_tokens_total{kind=\"cache_write\",served=\"upstream\"}",
+            2_000.0,
+        ),
+        ("llm_relay_web_searches_total{served=\"upstream\"}", 4.0),
+        ("llm_relay_web_searches_total{served=\"cache\"}", 2.0),
+    ] {
+        assert_eq!(metric(&relay, series), Some(n), "{series}");
+    }
 }

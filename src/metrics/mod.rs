@@ -77,6 +77,8 @@ struct Registry {
     state_probes: u64,
     /// Tokens of answers, by (served from the upstream or a cache hit, kind).
     tokens: BTreeMap<(&'static str, &'static str), u64>,
+    /// Web searches the provider ran for the answers, by what served them (a hit: saved).
+    web_searches: BTreeMap<&'static str, u64>,
     cache_entries: u64,
     cache_bytes: u64,
     /// Whether a trace exporter was started (`telemetry.otlp_endpoint`).
@@ -149,12 +151,16 @@ pub fn request_done(a: &Access) {
             ("input", u.input),
             ("cache_read", u.cache_read),
             ("cache_write", u.cache_write),
+            ("cache_write_1h", u.cache_write_1h),
             ("output", u.output),
             ("reasoning", u.reasoning),
         ] {
             if n > 0 {
                 *r.tokens.entry((served, kind)).or_default() += n;
             }
+        }
+        if u.web_searches > 0 {
+            *r.web_searches.entry(served).or_default() += u.web_searches;
         }
     });
 }

@@ -113,13 +113,27 @@ pub fn render() -> String {
             &mut out,
             "llm_relay_tokens_total",
             "counter",
-            "Tokens of answers, by kind (input without cache, cache_read, cache_write, output, \
-             reasoning: part of output) and whether the upstream or a cache hit served them.",
+            "Tokens of answers, by kind (input without cache, cache_read, cache_write, \
+             cache_write_1h: part of cache_write, output, reasoning: part of output) and whether \
+             the upstream or a cache hit served them.",
         );
         for ((served, kind), n) in &r.tokens {
             let _ = writeln!(
                 out,
                 "llm_relay_tokens_total{{kind=\"{kind}\",served=\"{served}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "llm_relay_web_searches_total",
+            "counter",
+            "Web searches the provider ran for the answers (Anthropic's server_tool_use), by \
+             whether the upstream or a cache hit served them.",
+        );
+        for (served, n) in &r.web_searches {
+            let _ = writeln!(
+                out,
+                "llm_relay_web_searches_total{{served=\"{served}\"}} {n}"
             );
         }
         simple(
