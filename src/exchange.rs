@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use tiny_http::{Header, Request, Response};
 
+use crate::answer::Usage;
 use crate::auth::Client;
 use crate::error::ApiError;
 use crate::log::{self, Access};
@@ -134,11 +135,6 @@ impl Exchange {
         }
     }
 
-    /// Takes the meter out, for a writer that charges from inside [`Exchange::answer_with`].
-    pub fn take_meter(&mut self) -> Option<Meter> {
-        self.meter.take()
-    }
-
     /// Sends a complete response (once; later calls do nothing), charged to its key first.
     pub fn respond(&mut self, status: u16, headers: &[(String, String)], body: Vec<u8>) {
         self.access.status = status;
@@ -177,6 +173,44 @@ impl Exchange {
         if let Some(req) = self.req.take() {
             (self.access.status, self.access.bytes) = write(req);
         }
+    }
+}
+
+/// A request's charge taken out of its exchange ([`Charge::take`]) for a writer that learns
+/// the tokens as its answer passes: made once, by [`Charge::now`] before the answer's last
+/// bytes, or else when dropped (an answer cut short, or one its client left, still counts).
+#[derive(Default)]
+pub struct Charge {
+    pending: Option<(Meter, Access)>,
+}
+
+impl Charge {
+    /// Takes the exchange's meter, for an answer of `status` (nothing to charge if the
+    /// request has no key, or was charged already).
+    pub fn take(ex: &mut Exchange, status: u16) -> Charge {
+        let pending = ex.meter.take().map(|meter| {
+            let mut access = ex.access.clone();
+            access.status = status;
+            (meter, access)
+        });
+        Charge { pending }
+    }
+
+    /// Charges now (once): `usage`, priced as `sent_model` (empty: the model the exchange had).
+    pub fn now(&mut self, usage: Usage, sent_model: &str) {
+        if let Some((meter, mut access)) = self.pending.take() {
+            access.usage = usage;
+            if !sent_model.is_empty() {
+                access.sent_model = sent_model.to_string();
+            }
+            meter(&access);
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.now(Usage::default(), "");
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::io::{self, BufReader, Read, Write};
 
-use super::billed::Charge;
+use super::billed::Bill;
 use crate::api;
 use crate::exchange::Exchange;
 use crate::http_head::{Framing, Head};
@@ -54,7 +54,7 @@ impl Answer {
 /// terminating chunk): the head is out, and a clean end would pass the cut body off as whole.
 /// A billed call's `charge` reads the `usage` as the body passes and is made before its last
 /// bytes.
-pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer, mut charge: Option<Charge>) {
+pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer, mut charge: Option<Bill>) {
     let Answer {
         status,
         length,
@@ -105,7 +105,7 @@ pub fn answer_copy(state: &State, ex: &mut Exchange, answer: Answer, mut charge:
         (status, bytes)
     });
     if let Some(charge) = charge {
-        ex.access.usage = charge.tokens.usage().unwrap_or_default();
+        ex.access.usage = charge.usage();
     }
 }
 
@@ -127,7 +127,7 @@ fn copy_body(
     upstream: &mut dyn Read,
     out: &mut dyn Write,
     framing: Framing,
-    mut charge: Option<&mut Charge>,
+    mut charge: Option<&mut Bill>,
 ) -> (u64, Copied) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut bytes = 0u64;
@@ -190,7 +190,7 @@ pub fn answer_events(
     ex: &mut Exchange,
     api: api::Api,
     sent: Sent,
-    mut charge: Option<Charge>,
+    mut charge: Option<Bill>,
 ) {
     let status = sent.response.status().as_u16();
     let head = upstream::response_headers(sent.response.headers());
@@ -234,6 +234,6 @@ pub fn answer_events(
         (status, bytes)
     });
     if let Some(charge) = charge {
-        ex.access.usage = charge.tokens.usage().unwrap_or_default();
+        ex.access.usage = charge.usage();
     }
 }

@@ -9,8 +9,7 @@
 //! next request sees it, as on the pipeline's routes.
 
 use crate::answer::{data_payload, lines, Api, Members, Usage};
-use crate::exchange::{Exchange, Meter};
-use crate::log::Access;
+use crate::exchange::{Charge, Exchange};
 use crate::sse_frame::Tap;
 
 /// Whether `method` on `route` (without `/v1`) is billed by the tokens its answer reports.
@@ -89,38 +88,36 @@ impl Tap for Tokens {
     fn complete(&mut self, _recorded: &[u8]) {}
 }
 
-/// The charge of a billed call: taken from the exchange, made once with the tokens read so
-/// far, by [`Charge::now`] before the answer's last bytes, or when dropped (an answer cut by
-/// the upstream or left by the client counts what it reported before).
-pub struct Charge {
-    pending: Option<(Meter, Access)>,
+/// The charge of a billed call: the exchange's [`Charge`] and the tokens its answer reports,
+/// made once with the tokens read so far, by [`Bill::now`] before the answer's last bytes, or
+/// when dropped (an answer cut by the upstream or left by the client counts what it reported
+/// before).
+pub struct Bill {
+    charge: Charge,
     pub tokens: Tokens,
 }
 
-impl Charge {
-    /// Takes the exchange's meter for an answer of `status` to a call that named `model`.
-    pub fn take(ex: &mut Exchange, status: u16) -> Charge {
-        let pending = ex.take_meter().map(|meter| {
-            let mut access = ex.access.clone();
-            access.status = status;
-            (meter, access)
-        });
-        Charge {
-            pending,
+impl Bill {
+    /// Takes the exchange's charge for an answer of `status`.
+    pub fn take(ex: &mut Exchange, status: u16) -> Bill {
+        Bill {
+            charge: Charge::take(ex, status),
             tokens: Tokens::default(),
         }
     }
 
     /// Charges now, with the usage read so far.
     pub fn now(&mut self) {
-        if let Some((meter, mut access)) = self.pending.take() {
-            access.usage = self.tokens.usage().unwrap_or_default();
-            meter(&access);
-        }
+        self.charge.now(self.usage(), "");
+    }
+
+    /// The usage read so far (none: zeros).
+    pub fn usage(&self) -> Usage {
+        self.tokens.usage().unwrap_or_default()
     }
 }
 
-impl Drop for Charge {
+impl Drop for Bill {
     fn drop(&mut self) {
         self.now();
     }

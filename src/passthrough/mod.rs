@@ -39,7 +39,7 @@ mod body;
 use std::io::{self, Cursor, Read};
 
 use self::answer::{answer_copy, answer_events, Answer};
-use self::billed::Charge;
+use self::billed::Bill;
 use self::body::{ClientBody, Named};
 use crate::api;
 use crate::body_cost::{self, Reservation};
@@ -260,7 +260,7 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
     if billed {
         ex.access.model = named.unwrap_or_default();
     }
-    let charge = billed.then(|| Charge::take(ex, status));
+    let charge = billed.then(|| Bill::take(ex, status));
     let content_type = sent
         .response
         .headers()

@@ -10,8 +10,7 @@ use serde_json::Value;
 use crate::answer::Usage;
 use crate::cache;
 use crate::error::ApiError;
-use crate::exchange::{Exchange, Meter};
-use crate::log::Access;
+use crate::exchange::{Charge, Exchange};
 use crate::sse;
 use crate::sse_out::{Conn, SseOut};
 use crate::state::State;
@@ -147,7 +146,7 @@ pub(super) fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Res
         }
     };
     // A stream is charged from inside the writer, before its end, so a next request sees it.
-    let pending_charge: RefCell<Option<(Meter, Access)>> = RefCell::new(None);
+    let pending_charge: RefCell<Charge> = RefCell::new(Charge::default());
     // a Responses answer the upstream itself stores is owned by the caller: a stream's id is
     // recorded just before its end reaches the client
     let owns_response = call.endpoint == Endpoint::Responses && call.translation.is_none();
@@ -165,14 +164,8 @@ pub(super) fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Res
             stored::keep_chat(state, client.as_ref(), pending, t, recorded);
         }
     };
-    let charge = |usage: Usage, sent_model: &str| {
-        if let Some((meter, mut charged)) = pending_charge.borrow_mut().take() {
-            charged.status = 200;
-            charged.usage = usage;
-            charged.sent_model = sent_model.to_string();
-            meter(&charged);
-        }
-    };
+    let charge =
+        |usage: Usage, sent_model: &str| pending_charge.borrow_mut().now(usage, sent_model);
     let streaming = Streaming {
         up,
         api,
@@ -194,9 +187,7 @@ pub(super) fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Res
     if let (true, Some(every)) = (call.delivery.stream, state.config.stream_keepalive) {
         // The head goes out now; comment lines keep the connection busy until the upstream's.
         let mut outcome = None;
-        if let Some(meter) = ex.take_meter() {
-            *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
-        }
+        *pending_charge.borrow_mut() = Charge::take(ex, 200);
         ex.answer_with(|req| {
             let Ok(mut out) = SseOut::start(Conn::of(req), &reply_extra) else {
                 return (200, 0);
@@ -229,9 +220,7 @@ pub(super) fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Res
     ex.access.sent_model = effective.clone();
     if call.delivery.stream && is_event_stream(&sent) {
         let mut recorded = None;
-        if let Some(meter) = ex.take_meter() {
-            *pending_charge.borrow_mut() = Some((meter, ex.access.clone()));
-        }
+        *pending_charge.borrow_mut() = Charge::take(ex, 200);
         ex.answer_with(|req| {
             let Ok(out) = SseOut::start(Conn::of(req), &reply_headers) else {
                 return (200, 0); // the client left before the head was written

@@ -40,7 +40,8 @@ pub struct Relayed {
     /// must not be stored.
     pub truncated: bool,
     /// The usage its events reported, read as they passed (so a stream longer than the
-    /// recording still counts its first events' usage, e.g. Messages' `message_start`).
+    /// recording still counts its first events' usage, e.g. Messages' `message_start`);
+    /// `None` for a pass-through stream.
     pub usage: Option<Usage>,
 }
 
@@ -156,6 +157,9 @@ pub fn relay(
     };
     let api = kind.api();
     let mut completion = Completion::new(api);
+    // a pass-through stream's events are not its API's: its caller reads what it needs (a
+    // billed call's `usage`) through its tap, and no event is parsed here for it
+    let reads_usage = matches!(kind, Kind::Api(_));
     let mut usage = StreamUsage::new(api);
     let mut line = Vec::with_capacity(512);
     let mut event = Vec::with_capacity(1024);
@@ -180,7 +184,7 @@ pub fn relay(
         }
         recorded.push(&line);
         completion.observe(&line);
-        if let Some(data) = data_payload(&line) {
+        if let Some(data) = data_payload(&line).filter(|_| reads_usage) {
             usage.observe_data(data);
         }
         event.extend_from_slice(&line);
