@@ -26,13 +26,14 @@
 //! (every API bills it as output), shown on its own.
 
 mod members;
+mod reported;
 mod usage;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 pub use members::Members;
-use usage::Reported;
+use reported::Reported;
 pub use usage::Usage;
 
 /// A client API, and the API an upstream endpoint is spoken to in (`api` in the config file;

@@ -1,24 +1,26 @@
 //! The upstream client: one pooled `ureq` agent per endpoint, sending with failover, and the
-//! mapping of transport failures to 502/504.
+//! mapping of transport failures to 502/504 (`failure`).
 //!
 //! Upstream status codes are never errors here (`http_status_as_error(false)`): a 400 from the
 //! provider is a response like any other and passes through to the client unchanged. Only
 //! transport failures (refused, reset, DNS, TLS, timeouts) become [`ApiError`]s, and each names
-//! the upstream it was talking to. The endpoint list and its config are in [`endpoints`], the
-//! choice and passive health in [`balance`], the failover loop in `retry`, the in-flight limit
-//! in [`limit`], the idle bound after the response head in `idle` (over the buffers ureq works
-//! in, `slim`), reading whole answers within
-//! their bounds in `whole`, which headers go upstream and come back in `headers`, and host
-//! names looked up once per 30 s, not before every request, in `resolve`.
+//! the upstream it was talking to. Each endpoint's agent is built in `agent`. The endpoint
+//! list and its config are in [`endpoints`], the choice and passive health in [`balance`], the
+//! failover loop in `retry`, the in-flight limit in [`limit`], the idle bound after the
+//! response head in `idle` (over the buffers ureq works in, `slim`), reading whole answers
+//! within their bounds in `whole`, which headers go upstream and come back in `headers`, and
+//! host names looked up once per 30 s, not before every request, in `resolve`.
 //!
 //! No upstream read waits longer than `idle_timeout_ms` once the response head is in, and no
 //! write of a request (head or body) waits longer either. A whole (non-streamed) answer is read
 //! inside the failover loop, so an upstream that sends its head and then goes silent counts as
 //! a failed attempt and the next endpoint is tried.
 
+mod agent;
 pub mod balance;
 pub mod endpoints;
 mod entry;
+mod failure;
 mod headers;
 mod idle;
 pub mod limit;
@@ -38,7 +40,6 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use ureq::http::Response;
-use ureq::unversioned::transport::Connector;
 use ureq::Body;
 
 use crate::body_cost::Reservation;
@@ -48,14 +49,8 @@ use balance::{Health, HealthReport};
 use endpoints::{Api, EndpointConfig, Settings};
 use limit::Limiter;
 
-/// Size of each of the read and write buffers of the transport under ureq's own
-/// (`slim::SlimBuffers`, which bound the response head and the request header lines): a read
-/// or write of the socket moves at most this much.
-const TRANSPORT_BUFFER_BYTES: usize = 4 * 1024;
-
-/// The agent's budget for a whole response body: in effect none (a healthy stream may run for
-/// days); it is set so that reads of the body report their phase (see `idle`).
-const BODY_BUDGET: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+use agent::agent;
+pub use failure::{is_timeout, transport_error};
 
 /// The API routes requests are POSTed to ([`Upstream::post`]): their URIs on each endpoint are
 /// parsed once (ureq parses a URL given as text on every request: ~2,000 instructions a miss
@@ -341,101 +336,4 @@ impl Upstream {
             req.call()
         })
     }
-}
-
-/// The agent of one endpoint: its timeouts, proxy and root certificates.
-fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfig) -> ureq::Agent {
-    let proxy = match (&e.proxy, s.use_proxy) {
-        (Some(p), _) => Some(p.clone()),
-        (None, true) => ureq::Proxy::try_from_env(),
-        (None, false) => None,
-    };
-    let mut tls = ureq::tls::TlsConfig::builder();
-    if let Some(roots) = &e.roots {
-        tls = tls.root_certs(roots.clone());
-    }
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .timeout_connect(Some(t.connect))
-        .timeout_recv_response(Some(t.first_byte))
-        .timeout_recv_body(Some(BODY_BUDGET))
-        // The buffers of the transports under ours (TCP, TLS, proxy); ureq's own are
-        // `slim::SlimBuffers` (see there), which bound a response head to 16 KiB and each
-        // request header line to 16 KiB (tiny_http accepts lines up to that). ureq's default is
-        // 128 KiB each, zero-filled: with 1,000 open streams that was 256 MB of the relay's RSS.
-        .input_buffer_size(TRANSPORT_BUFFER_BYTES)
-        .output_buffer_size(TRANSPORT_BUFFER_BYTES)
-        .max_response_header_size(slim::INPUT_MAX_BYTES - 1)
-        .max_idle_age(e.keepalive.unwrap_or(t.keepalive))
-        .max_idle_connections(workers.max(8) * 2)
-        .max_idle_connections_per_host(workers.max(8))
-        .user_agent(concat!("llm-relay/", env!("CARGO_PKG_VERSION")))
-        .proxy(proxy)
-        .tls_config(tls.build())
-        .build();
-    // ureq's `DefaultConnector` with our TCP transport (`tcp.rs`: a pooled connection's probe
-    // in one system call, not three) and the idle layer on top
-    use ureq::unversioned::transport::{ConnectProxyConnector, RustlsConnector, SocksConnector};
-    let connector =
-        ().chain(SocksConnector::default())
-            .chain(ConnectProxyConnector::default())
-            .chain(tcp::TcpConnector)
-            .chain(RustlsConnector::default())
-            .chain(idle::IdleConnector { idle: t.idle });
-    // host names looked up once per `resolve::RESOLVED_FOR`, not before every request
-    ureq::Agent::with_parts(config, connector, resolve::Remembered::new())
-}
-
-/// Maps a transport failure to 502 (unreachable, broken) or 504 (timed out).
-pub fn transport_error(base: &str, err: &ureq::Error) -> ApiError {
-    match err {
-        ureq::Error::Timeout(which) => ApiError::new(
-            504,
-            "upstream_error",
-            "upstream_timeout",
-            format!(
-                "upstream {base} timed out ({which}); raise the timeouts in the config if the model \
-                 is just slow"
-            ),
-        ),
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
-            504,
-            "upstream_error",
-            "upstream_timeout",
-            format!("upstream {base} timed out: {io}"),
-        ),
-        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Io(_) => {
-            ApiError::new(
-                502,
-                "upstream_error",
-                "upstream_unreachable",
-                format!(
-                    "cannot reach upstream {base}: {err}; check that the model server is running \
-                     and that `upstream` in the config points at it"
-                ),
-            )
-        }
-        ureq::Error::LargeResponseHeader(_, max) => ApiError::new(
-            502,
-            "upstream_error",
-            "upstream_error",
-            format!(
-                "upstream {base} sent response headers larger than the {max} bytes the relay \
-                 accepts"
-            ),
-        ),
-        other => ApiError::new(
-            502,
-            "upstream_error",
-            "upstream_error",
-            format!("upstream {base} failed: {other}"),
-        ),
-    }
-}
-
-/// True for an I/O error that means the upstream went quiet for too long.
-pub fn is_timeout(err: &std::io::Error) -> bool {
-    err.kind() == std::io::ErrorKind::TimedOut || err.to_string().contains("timeout")
 }

@@ -11,7 +11,7 @@
 //!   limit, as ureq reports it); once the body is read it goes back to its start size.
 //!
 //! `idle::IdleTransport` owns them and copies bytes to and from the transport below it, whose
-//! own buffers are small (`TRANSPORT_BUFFER_BYTES` in `mod.rs`).
+//! own buffers are small (`TRANSPORT_BUFFER_BYTES` in `agent.rs`).
 
 use std::sync::Mutex;
 
