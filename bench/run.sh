@@ -369,6 +369,29 @@ scenario_miss() {
     --rate "$PACED_RATE" --connections 8 --duration "$PACED_S")
   row 2p "relay, cache off, paced $PACED_RATE req/s" "$(kv "$p" rps)" "$(kv "$p" p50_ms)" "$(kv "$p" p99_ms)" "$PACED_P50" "$PACED_P99" "$(peak_rss_mb "$RELAY_PID")" "overhead vs 1p; $(errors_note "$(kv "$p" errors)")"
   stop "$RELAY_PID"
+  scenario_blocking_floor
+}
+
+# Row 2b: the least a blocking, thread-per-connection relay does per request (`bench_tool
+# blocking-proxy`: framing only, one kept upstream connection per client connection), in front
+# of the same upstream: the ceiling of row 2 under the design card (blocking I/O), beside nginx's
+# event loop (row 1n).
+scenario_blocking_floor() {
+  local out=$RUN/blocking-proxy.out addr="" pid r
+  : >"$out"
+  "$TOOL" blocking-proxy --upstream "$NGINX" >"$out" &
+  pid=$!
+  PIDS+=("$pid")
+  for _ in $(seq 100); do
+    addr=$(sed -n 's#^listening on http://##p' "$out")
+    [ -n "$addr" ] && break
+    sleep 0.05
+  done
+  [ -n "$addr" ] || die "the blocking proxy fixture did not start"
+  r=($(wrk_post "http://$addr/v1/chat/completions"))
+  row 2b "a minimal blocking proxy, one thread per connection (bench_tool blocking-proxy)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$pid")" \
+    "the blocking design's ceiling for row 2: req/s $(ratio "${r[0]}" "${R_RPS[1n]:-}") × row 1n, row 2 $(ratio "${R_RPS[2]:-}" "${r[0]}") × this; $(errors_note "${r[3]}")"
+  stop "$pid"
 }
 
 # Scenario 2t: the miss path of row 2 with traces exported (nginx's `/v1/traces` stands in for

@@ -15,6 +15,8 @@
 #   bench/switches.sh                 # N=20000, C=8
 #   bench/switches.sh 5000 1          # N=5000 over one connection
 #   bench/switches.sh 20000 8 hit     # cache hits from memory
+#   bench/switches.sh 20000 8 floor   # not the relay: `bench_tool blocking-proxy`, the least a
+#                                     # blocking thread-per-connection proxy does (row 2b)
 #   PROFILE_BIN=/path/to/llm-relay bench/switches.sh   # another build (a before figure)
 #   SYSCALLS=1 bench/switches.sh      # also system calls per request (the raw_syscalls
 #                                     # tracepoint: needs perf_event_paranoid ≤ 1 or root)
@@ -39,7 +41,8 @@ sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/un
 case $MODE in
   miss) CACHE='{"enabled": false}' BODY=$RUN/unique.json UNIQUE=--unique WHAT="miss path, cache off${UPSTREAM_HOST:+, upstream $UPSTREAM_HOST}" ;;
   hit) CACHE="{\"enabled\": true, \"dir\": \"$RUN/cache\"}" BODY=$ROOT/bench/request.json UNIQUE="" WHAT="memory hits" ;;
-  *) echo "switches.sh: MODE is miss or hit" >&2; exit 1 ;;
+  floor) CACHE="" BODY=$RUN/unique.json UNIQUE=--unique WHAT="bench_tool blocking-proxy (not the relay)" ;;
+  *) echo "switches.sh: MODE is miss, hit or floor" >&2; exit 1 ;;
 esac
 
 # Runs the relay under perf stat for COUNT requests; prints "switches task-clock-ms".
@@ -48,8 +51,10 @@ counts() { # COUNT
   port=$("$TOOL" free-port)
   printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": 32, "cache": %s}\n' \
     "$port" "$UP" "$CACHE" >"$RUN/relay-$count.json"
+  local cmd=("$BIN" --config "$RUN/relay-$count.json")
+  [ "$MODE" = floor ] && cmd=("$TOOL" blocking-proxy --upstream "$UP" --listen "127.0.0.1:$port")
   perf stat -x, -e context-switches,task-clock${SYSCALLS:+,raw_syscalls:sys_enter} -o "$RUN/perf-$count.csv" \
-    "$BIN" --config "$RUN/relay-$count.json" >/dev/null 2>"$RUN/relay-$count.log" &
+    "${cmd[@]}" >/dev/null 2>"$RUN/relay-$count.log" &
   pid=$!
   PIDS+=("$pid")
   wait_health "$port" 100 0.1 || true

@@ -8,6 +8,11 @@
 //!   `message_stop`), an upstream for the reverse direction (chat / Responses clients).
 //! - `json-upstream`: an upstream that answers every request with one fixed JSON body (a file),
 //!   on keep-alive connections (`bench/profile.sh`'s upstream: no nginx needed).
+//! - `blocking-proxy`: the least a blocking relay must do per request, as a ceiling for the
+//!   relay's miss path: one thread per client connection, each with its own kept connection to
+//!   `--upstream`, reading a request head and its `Content-Length` body, writing them upstream
+//!   in one write, reading the answer's head and body and writing them back in one write. No
+//!   parsing beyond that framing, no pool, no limits.
 //! - `streams`: N concurrent streamed requests; per event it takes receive time − send time (same
 //!   machine, same clock), and the time from sending the request to the first event. A stream
 //!   ends at `data: [DONE]`, or at `message_stop` / `response.completed` (translated streams).
@@ -39,12 +44,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("sse-upstream") => sse_upstream(&Flags::parse(&args[1..])),
         Some("json-upstream") => json_upstream(&Flags::parse(&args[1..])),
+        Some("blocking-proxy") => blocking_proxy(&Flags::parse(&args[1..])),
         Some("streams") => streams(&Flags::parse(&args[1..])),
         Some("load") => load(&Flags::parse(&args[1..])),
         Some("trickle") => trickle(&Flags::parse(&args[1..])),
         Some("start-to-health") => start_to_health(&args[1..]),
         Some("free-port") => free_port().map(|p| println!("{p}")),
-        _ => Err("usage: bench_tool sse-upstream|json-upstream|streams|load|trickle|start-to-health|free-port [--flag value]...; see bench/run.sh".to_string()),
+        _ => Err("usage: bench_tool sse-upstream|json-upstream|blocking-proxy|streams|load|trickle|start-to-health|free-port [--flag value]...; see bench/run.sh".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -258,6 +264,77 @@ fn serve_json(conn: TcpStream, answer: &[u8]) {
             return;
         }
     }
+}
+
+fn blocking_proxy(f: &Flags) -> Res<()> {
+    let upstream = f.str("upstream")?.to_string();
+    let listener =
+        TcpListener::bind(f.get("listen").unwrap_or("127.0.0.1:0")).map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    for conn in listener.incoming().flatten() {
+        let upstream = upstream.clone();
+        let _ = thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || proxy_connection(conn, &upstream));
+    }
+    Ok(())
+}
+
+/// Relays each request of one client connection over one kept upstream connection.
+fn proxy_connection(client: TcpStream, upstream: &str) {
+    let Ok(up) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = up.set_nodelay(true);
+    let (Ok(mut client_out), Ok(mut up_out)) = (client.try_clone(), up.try_clone()) else {
+        return;
+    };
+    let mut from_client = BufReader::new(client);
+    let mut from_up = BufReader::new(up);
+    let mut message = Vec::with_capacity(4096);
+    loop {
+        message.clear();
+        if read_message(&mut from_client, &mut message).is_err()
+            || up_out.write_all(&message).is_err()
+        {
+            return;
+        }
+        message.clear();
+        if read_message(&mut from_up, &mut message).is_err()
+            || client_out.write_all(&message).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Appends one HTTP/1.1 message (head and `Content-Length` body) to `out`, as it was sent.
+fn read_message(r: &mut impl BufRead, out: &mut Vec<u8>) -> Res<()> {
+    let mut len = 0usize;
+    loop {
+        let start = out.len();
+        if r.read_until(b'\n', out).map_err(|e| e.to_string())? == 0 {
+            return Err("closed".into());
+        }
+        let line = &out[start..];
+        if line == b"\r\n" {
+            break;
+        }
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            if line[..colon].eq_ignore_ascii_case(b"content-length") {
+                len = String::from_utf8_lossy(&line[colon + 1..])
+                    .trim()
+                    .parse()
+                    .unwrap_or(0);
+            }
+        }
+    }
+    let start = out.len();
+    out.resize(start + len, 0);
+    r.read_exact(&mut out[start..]).map_err(|e| e.to_string())
 }
 
 /// Reads one request head and its `Content-Length` body.
