@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tiny_http::{Header, Request, Response};
+use tiny_http::Request;
 
 use crate::answer::Usage;
 use crate::auth::Client;
@@ -248,14 +248,8 @@ pub fn respond<N: AsRef<str>, V: AsRef<str>>(
     body: Vec<u8>,
 ) -> u64 {
     let len = body.len() as u64;
-    let mut response = Response::from_data(body).with_status_code(status);
-    for (name, value) in headers {
-        let (name, value) = (name.as_ref(), value.as_ref());
-        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(h);
-        }
-    }
-    let _ = req.respond(response);
+    // headers tiny_http cannot take (not ASCII) are left out
+    let _ = req.respond_bytes(status, headers, body);
     len
 }
 

@@ -594,3 +594,98 @@ fn a_head_carries_the_added_lines_in_their_order() {
          Transfer-Encoding: chunked\r\n\r\n8\r\nstreamed\r\n0\r\n\r\n"
     );
 }
+
+/// The answers `respond_bytes` is asked for in `respond_bytes_writes_what_respond_writes`.
+fn byte_answer_cases() -> Vec<(u16, Vec<(&'static str, &'static str)>, usize)> {
+    let header_sets: Vec<Vec<(&str, &str)>> = vec![
+        vec![],
+        vec![("Content-Type", "application/json")],
+        vec![
+            ("X-Cache", "HIT"),
+            ("X-Cache-Key", "ab12"),
+            ("Content-Type", "application/json"),
+        ],
+        vec![("Content-Type", "a/b"), ("content-type", "c/d")],
+        vec![("Connection", "keep-alive"), ("X-A", "1")],
+        vec![("Content-Length", "3")],
+        vec![("Date", "Thu, 01 Jan 1970 00:00:00 GMT")],
+        vec![
+            ("server", "relay"),
+            ("Trailer", "x"),
+            ("Upgrade", "y"),
+            ("Transfer-Encoding", "z"),
+        ],
+        vec![("X-Caf\u{e9}", "1"), ("X-B", "\u{e9}t\u{e9}")],
+    ];
+    let mut cases = Vec::new();
+    for status in [200, 201, 204, 304, 404, 503] {
+        for headers in &header_sets {
+            for len in [0, 5, 40_000] {
+                cases.push((status, headers.clone(), len));
+            }
+        }
+    }
+    cases
+}
+
+#[test]
+fn respond_bytes_writes_what_respond_writes() {
+    let cases = Arc::new(byte_answer_cases());
+    let answers = Arc::clone(&cases);
+    let handler: Handler = Arc::new(move |rq: Request| {
+        let mut parts = rq.url().trim_start_matches('/').split('/');
+        let (Some(way), Some(Ok(i))) = (parts.next(), parts.next().map(str::parse::<usize>)) else {
+            rq.respond(Response::empty(400)).unwrap();
+            return;
+        };
+        let (status, headers, len) = answers[i].clone();
+        let body = vec![b'x'; len];
+        if way == "bytes" {
+            rq.respond_bytes(status, &headers, body).unwrap();
+        } else {
+            let mut response = Response::from_data(body).with_status_code(status);
+            for (name, value) in &headers {
+                if let Ok(h) = crate::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                    response.add_header(h);
+                }
+            }
+            rq.respond(response).unwrap();
+        }
+    });
+    let (_server, addr) = start(handler);
+    // the date is this second's: both answers' dates are masked
+    let masked = |got: String| match got.find("\r\nDate: ") {
+        Some(at) if !got.contains("1970") => {
+            let start = at + "\r\nDate: ".len();
+            format!("{}DATE{}", &got[..start], &got[start + 29..])
+        }
+        _ => got,
+    };
+    let mut compared = 0;
+    for i in 0..cases.len() {
+        for (method, version, te) in [
+            ("GET", "1.1", ""),
+            ("POST", "1.1", ""),
+            ("HEAD", "1.1", ""),
+            ("GET", "1.0", ""),
+            ("GET", "1.1", "TE: chunked\r\n"),
+        ] {
+            let ask = |way: &str| {
+                let head = format!(
+                    "{method} /{way}/{i} HTTP/{version}\r\nHost: x\r\n{te}Connection: close\r\n\r\n"
+                );
+                let (got, closed) = exchange(&addr, head.as_bytes());
+                assert!(closed, "{got}");
+                masked(got)
+            };
+            assert_eq!(
+                ask("bytes"),
+                ask("respond"),
+                "{method} HTTP/{version} {te:?} case {:?}",
+                cases[i]
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, cases.len() * 5);
+}

@@ -172,6 +172,42 @@ fn message_header(
     head
 }
 
+/// llm-relay patch: the chunked threshold of a `Response` that sets none.
+pub(crate) const DEFAULT_CHUNKED_THRESHOLD: usize = 32768;
+
+/// llm-relay patch: the head `raw_print` writes for a body of `len` bytes answered with
+/// identity framing, the server's `Server` and `Date` lines and `headers` none of which is
+/// one of those (see `Request::respond_bytes`), with room for the body behind it.
+pub(crate) fn plain_head<'a>(
+    http_version: &HTTPVersion,
+    status_code: StatusCode,
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
+    len: usize,
+) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512 + len);
+    head.extend_from_slice(b"HTTP/");
+    push_decimal(&mut head, u64::from(http_version.0));
+    head.push(b'.');
+    push_decimal(&mut head, u64::from(http_version.1));
+    head.push(b' ');
+    push_decimal(&mut head, u64::from(status_code.0));
+    head.push(b' ');
+    head.extend_from_slice(status_code.default_reason_phrase().as_bytes());
+    head.extend_from_slice(b"\r\nServer: tiny-http (Rust)\r\nDate: ");
+    append_date(&mut head);
+    head.extend_from_slice(b"\r\n");
+    for (field, value) in headers {
+        head.extend_from_slice(field.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"Content-Length: ");
+    push_decimal(&mut head, len as u64);
+    head.extend_from_slice(b"\r\n\r\n");
+    head
+}
+
 /// llm-relay patch: appends `n` in decimal digits.
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
@@ -321,7 +357,7 @@ where
     /// chunked transfer is mutually exclusive with sending a
     /// `Content-Length` header as per the HTTP spec.
     pub fn chunked_threshold(&self) -> usize {
-        self.chunked_threshold.unwrap_or(32768)
+        self.chunked_threshold.unwrap_or(DEFAULT_CHUNKED_THRESHOLD)
     }
 
     /// Adds a header to the list.
