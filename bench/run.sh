@@ -38,10 +38,10 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
-  DUR=1 WRK_T=1 WRK_C=8 PACED_RATE=200 PACED_S=2 STREAM_EVENTS=10 MANY_STREAMS=50
+  DUR=1 WRK_T=1 WRK_C=8 PACED_RATE=200 PACED_S=2 STREAM_EVENTS=10 MANY_STREAMS=50 ROUNDS=3 ROUND_S=1
   OPEN_STREAMS=200 SCALE_SMALL=1000 SCALE_LARGE=10000 SLOW_CONNS=50
 else
-  DUR=10 WRK_T=2 WRK_C=50 PACED_RATE=1000 PACED_S=10 STREAM_EVENTS=50 MANY_STREAMS=500
+  DUR=10 WRK_T=2 WRK_C=50 PACED_RATE=1000 PACED_S=10 STREAM_EVENTS=50 MANY_STREAMS=500 ROUNDS=3 ROUND_S=5
   OPEN_STREAMS=1000 SCALE_SMALL=1000 SCALE_LARGE=1000000 SLOW_CONNS=200
 fi
 # Scenario 7's large cache size; lower it only where the disk (~8 GB for 1 M) is short.
@@ -437,6 +437,45 @@ scenario_hit() { # ID NAME MEMORY_ITEMS
   stop "$RELAY_PID"
 }
 
+# Rows 11-miss / 11-hit: the two throughput ratios of the targets again, measured in
+# alternating rounds (nginx proxy_pass, relay misses, nginx static, relay memory hits; each
+# ROUND_S seconds) with both relays up the whole time, so a machine that speeds up or slows
+# down during the run moves both sides of each ratio. The targets take the median round; the
+# notes give every round and the ratio of the main rows (2 / 1n, 3m / 4).
+scenario_ratio_rounds() {
+  local miss_pid miss_addr hit_pid hit_addr round a b c d miss=() hit=() r
+  if [ "$HAS_CACHE" = 0 ]; then
+    not_run 11-miss "alternating rounds" "this build has no cache"
+    return
+  fi
+  start_relay "http://$NGINX/v1" 32
+  miss_pid=$RELAY_PID miss_addr=$RELAY
+  start_relay "http://$NGINX/v1" 32 "$(cache_json "$RUN/cache-rounds" 10000)"
+  hit_pid=$RELAY_PID hit_addr=$RELAY
+  if ! check_hit "$hit_addr"; then
+    not_run 11-hit "alternating rounds" "no \`X-Cache: HIT\` on a repeated request"
+    stop "$miss_pid"; stop "$hit_pid"
+    return
+  fi
+  for round in $(seq "$ROUNDS"); do
+    a=($(DUR=$ROUND_S wrk_post "http://$NGINX/proxy/v1/chat/completions"))
+    b=($(DUR=$ROUND_S wrk_post "http://$miss_addr/v1/chat/completions"))
+    c=($(DUR=$ROUND_S run_wrk "http://$NGINX/static/chat.json"))
+    d=($(DUR=$ROUND_S wrk_post "http://$hit_addr/v1/chat/completions"))
+    miss+=("$(ratio "${b[0]}" "${a[0]}")") hit+=("$(ratio "${d[0]}" "${c[0]}")")
+    log "round $round: proxy_pass ${a[0]}, misses ${b[0]}, static ${c[0]}, hits ${d[0]} req/s"
+  done
+  stop "$miss_pid"
+  stop "$hit_pid"
+  r=$(median "${miss[@]}")
+  ROUND_MISS=$r
+  ROWS+=("| 11-miss | relay misses / nginx proxy_pass, $ROUNDS alternating rounds of ${ROUND_S} s | - | - | - | - | - | - | median $r; rounds ${miss[*]}; rows 2 / 1n $(ratio "${R_RPS[2]:-}" "${R_RPS[1n]:-}") |")
+  r=$(median "${hit[@]}")
+  ROUND_HIT=$r
+  ROWS+=("| 11-hit | relay memory hits / nginx static, $ROUNDS alternating rounds of ${ROUND_S} s | - | - | - | - | - | - | median $r; rounds ${hit[*]}; rows 3m / 4 $(ratio "${R_RPS[3m]:-}" "${R_RPS[4]:-}") |")
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{ if (NR == 0) print "-"; else if (NR % 2) print v[(NR+1)/2]; else printf "%.4g", (v[NR/2]+v[NR/2+1])/2 }'; }
+
 # Scenario 10: the Responses and Messages APIs through the relay, every request a miss (cache
 # off) and every request a hit, against nginx answering a fixed response / message.
 scenario_apis() {
@@ -703,9 +742,17 @@ diff_of() { [ -n "${1:-}" ] && [ -n "${2:-}" ] && [ "$1" != - ] && [ "$2" != - ]
 
 evaluate_targets() {
   local s7 l7 h
-  target "miss path: throughput ≥ 0.75 × nginx proxy_pass (2 / 1n)" "$(ratio "${R_RPS[2]:-}" "${R_RPS[1n]:-}")" "m >= 0.75"
+  if [ -n "$ROUND_MISS" ]; then
+    target "miss path: throughput ≥ 0.75 × nginx proxy_pass (11-miss: median of $ROUNDS alternating rounds)" "$ROUND_MISS" "m >= 0.75"
+  else
+    target "miss path: throughput ≥ 0.75 × nginx proxy_pass (2 / 1n)" "$(ratio "${R_RPS[2]:-}" "${R_RPS[1n]:-}")" "m >= 0.75"
+  fi
   target "miss path: p99 overhead at $PACED_RATE req/s paced ≤ 1 ms (2p − 1p)" "$(diff_of "${R_P99[2p]:-}" "${R_P99[1p]:-}")" "m <= 1"
-  target "cache hit from memory: throughput ≥ 0.8 × nginx static (3m / 4)" "$(ratio "${R_RPS[3m]:-}" "${R_RPS[4]:-}")" "m >= 0.8"
+  if [ -n "$ROUND_HIT" ]; then
+    target "cache hit from memory: throughput ≥ 0.8 × nginx static (11-hit: median of $ROUNDS alternating rounds)" "$ROUND_HIT" "m >= 0.8"
+  else
+    target "cache hit from memory: throughput ≥ 0.8 × nginx static (3m / 4)" "$(ratio "${R_RPS[3m]:-}" "${R_RPS[4]:-}")" "m >= 0.8"
+  fi
   target "≥ 100 × LiteLLM's throughput, cache off (2 / 5off)" "$(ratio "${R_RPS[2]:-}" "${R_RPS[5off]:-}")" "m >= 100"
   target "≤ 1/100 of LiteLLM's p50, cache off (2 / 5off)" "$(ratio "${R_P50[2]:-}" "${R_P50[5off]:-}")" "m <= 0.01"
   target "≥ 100 × LiteLLM's throughput, cache on (3m / 5on)" "$(ratio "${R_RPS[3m]:-}" "${R_RPS[5on]:-}")" "m >= 100"
@@ -806,6 +853,8 @@ log "scenario 3: cache hits";        scenario_hit 3m "relay, every request a hit
                                      scenario_hit 3d "relay, every request a hit, from disk (memory tier off)" 0
 fi
 wants 4 && { log "scenario 4: nginx static"; scenario_static; }
+ROUND_MISS="" ROUND_HIT=""
+wants 11 && { log "scenario 11: alternating rounds"; scenario_ratio_rounds; }
 wants 10 && { log "scenario 10: Responses, Messages"; scenario_apis; }
 if wants 5; then
 log "scenario 5: LiteLLM";           scenario_litellm 5off "LiteLLM proxy, cache off" 0
