@@ -616,6 +616,7 @@ fn byte_answer_cases() -> Vec<(u16, Vec<(&'static str, &'static str)>, usize)> {
             ("Transfer-Encoding", "z"),
         ],
         vec![("X-Caf\u{e9}", "1"), ("X-B", "\u{e9}t\u{e9}")],
+        vec![("X-A", "1\r\nX-Injected: 2"), ("X-B\n", "3"), ("X-C", "4")],
     ];
     let mut cases = Vec::new();
     for status in [200, 201, 204, 304, 404, 503] {
@@ -644,7 +645,9 @@ fn respond_bytes_writes_what_respond_writes() {
             rq.respond_bytes(status, &headers, body).unwrap();
         } else {
             let mut response = Response::from_data(body).with_status_code(status);
-            for (name, value) in &headers {
+            // a header with a CR or LF is left out by `respond_bytes`
+            let whole = |t: &str| !t.contains(['\r', '\n']);
+            for (name, value) in headers.iter().filter(|(n, v)| whole(n) && whole(v)) {
                 if let Ok(h) = crate::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
                     response.add_header(h);
                 }
@@ -678,8 +681,10 @@ fn respond_bytes_writes_what_respond_writes() {
                 assert!(closed, "{got}");
                 masked(got)
             };
+            let fast = ask("bytes");
+            assert!(!fast.contains("\nX-Injected"), "{fast}");
             assert_eq!(
-                ask("bytes"),
+                fast,
                 ask("respond"),
                 "{method} HTTP/{version} {te:?} case {:?}",
                 cases[i]
