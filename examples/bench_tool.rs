@@ -149,15 +149,22 @@ fn sse_upstream(f: &Flags) -> Res<()> {
         "anthropic" => true,
         other => return Err(format!("--api must be chat or anthropic, got {other}")),
     };
+    serve_each(f, move |conn| serve_sse(conn, events, interval, anthropic))
+}
+
+/// Listens on `--listen` (default a free port on 127.0.0.1), prints `listening on
+/// http://ADDR` and serves each connection on a thread of its own.
+fn serve_each(f: &Flags, serve: impl Fn(TcpStream) + Clone + Send + 'static) -> Res<()> {
     let listener =
         TcpListener::bind(f.get("listen").unwrap_or("127.0.0.1:0")).map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
     for conn in listener.incoming().flatten() {
+        let serve = serve.clone();
         let _ = thread::Builder::new()
             .stack_size(64 * 1024)
-            .spawn(move || serve_sse(conn, events, interval, anthropic));
+            .spawn(move || serve(conn));
     }
     Ok(())
 }
@@ -238,18 +245,7 @@ fn json_upstream(f: &Flags) -> Res<()> {
     .into_bytes();
     answer.extend_from_slice(&body);
     let answer = Arc::new(answer);
-    let listener =
-        TcpListener::bind(f.get("listen").unwrap_or("127.0.0.1:0")).map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("listening on http://{addr}");
-    let _ = std::io::stdout().flush();
-    for conn in listener.incoming().flatten() {
-        let answer = Arc::clone(&answer);
-        let _ = thread::Builder::new()
-            .stack_size(64 * 1024)
-            .spawn(move || serve_json(conn, &answer));
-    }
-    Ok(())
+    serve_each(f, move |conn| serve_json(conn, &answer))
 }
 
 /// Answers every request on a keep-alive connection with the same bytes.
@@ -267,19 +263,8 @@ fn serve_json(conn: TcpStream, answer: &[u8]) {
 }
 
 fn blocking_proxy(f: &Flags) -> Res<()> {
-    let upstream = f.str("upstream")?.to_string();
-    let listener =
-        TcpListener::bind(f.get("listen").unwrap_or("127.0.0.1:0")).map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("listening on http://{addr}");
-    let _ = std::io::stdout().flush();
-    for conn in listener.incoming().flatten() {
-        let upstream = upstream.clone();
-        let _ = thread::Builder::new()
-            .stack_size(64 * 1024)
-            .spawn(move || proxy_connection(conn, &upstream));
-    }
-    Ok(())
+    let upstream: Arc<str> = f.str("upstream")?.into();
+    serve_each(f, move |conn| proxy_connection(conn, &upstream))
 }
 
 /// Relays each request of one client connection over one kept upstream connection.
