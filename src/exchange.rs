@@ -248,7 +248,8 @@ pub fn respond<N: AsRef<str>, V: AsRef<str>>(
     body: Vec<u8>,
 ) -> u64 {
     let len = body.len() as u64;
-    // headers tiny_http cannot take (not ASCII) are left out
+    // a header tiny_http cannot take (not ASCII) or that would split the head (CR, LF) is
+    // left out
     let _ = req.respond_bytes(status, headers, body);
     len
 }
