@@ -566,6 +566,14 @@ stream_row() { # ID NAME RESULT BASE_P50 BASE_P99 RSS
   row "$1" "$2" "-" "$(kv "$3" delay_p50_ms)" "$(kv "$3" delay_p99_ms)" "$4" "$5" "$6" "$note"
 }
 
+# One unmeasured round of MANY_STREAMS streams through a fresh relay, so the measured rounds
+# find it as a relay in service would be: its pooled upstream connections open and its
+# workers' stacks touched (the first 500-stream round was the worst of its relay's rows in
+# every run, whichever API it translated to).
+warm_streams() { # URL BODY
+  "$TOOL" streams --url "$1" --streams "$MANY_STREAMS" --body "$2" >/dev/null || true
+}
+
 scenario_streams() {
   local body='{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"Count."}]}' d r t n
   local anthropic_body='{"model":"bench-model","max_tokens":1000,"stream":true,"messages":[{"role":"user","content":"Count."}]}'
@@ -573,6 +581,7 @@ scenario_streams() {
   local -A plain_p50 plain_p99
   start_sse_upstream "$STREAM_EVENTS" "$STREAM_INTERVAL_MS"
   start_relay "http://$SSE_ADDR/v1" $((MANY_STREAMS + 32))
+  warm_streams "http://$RELAY/v1/chat/completions" "$body"
   for n in 1 "$MANY_STREAMS"; do
     d=$("$TOOL" streams --url "http://$SSE_ADDR/v1/chat/completions" --streams "$n" --body "$body")
     stream_row "6d-$n" "stream events, direct, $n stream(s)" "$d" "" "" ""
@@ -593,6 +602,7 @@ scenario_streams() {
   # pivot, into Responses events; Δ is versus plain relaying of the chat stream (6r)
   start_sse_upstream "$STREAM_EVENTS" "$STREAM_INTERVAL_MS" anthropic
   start_relay "[{\"name\": \"claude\", \"url\": \"http://$SSE_ADDR/v1\", \"api\": \"anthropic\", \"api_key\": \"sk-bench\"}]" $((MANY_STREAMS + 32))
+  warm_streams "http://$RELAY/v1/chat/completions" "$body"
   for n in 1 "$MANY_STREAMS"; do
     t=$("$TOOL" streams --url "http://$RELAY/v1/chat/completions" --streams "$n" --body "$body")
     stream_row "6tc-$n" "stream events via relay from an anthropic endpoint, translated to Chat Completions, $n stream(s), Δ vs 6r-$n" "$t" "${plain_p50[$n]}" "${plain_p99[$n]}" "$(peak_rss_mb "$RELAY_PID")"
