@@ -18,14 +18,8 @@ fn cost_and_caps() {
         price("gpt-4o*", None, None),
     ]))
     .unwrap();
-    let used = |input, cache_read, cache_write, output| Usage {
-        input,
-        output,
-        cache_read,
-        cache_write,
-        cache_write_1h: 0,
-        web_searches: 0,
-        reasoning: 0,
+    let used = |input, cache_read, cache_write, output| {
+        Usage::of_tokens(input, output, cache_read, cache_write, 0)
     };
     assert_eq!(
         cost_micros(&prices, "gpt-4o-mini", &used(1000, 0, 0, 100)),

@@ -336,15 +336,7 @@ mod tests {
 
     #[test]
     fn a_request_adds_its_cache_tokens_to_the_prompt_and_a_hit_saves_them() {
-        let usage = Usage {
-            input: 3,
-            output: 7,
-            cache_read: 50_000,
-            cache_write: 1_000,
-            cache_write_1h: 0,
-            web_searches: 0,
-            reasoning: 2,
-        };
+        let usage = Usage::of_tokens(3, 7, 50_000, 1_000, 2);
         let outcome = |cache_hit| {
             Outcome {
                 status: 200,

@@ -8,15 +8,7 @@ fn of_bytes(api: Api, bytes: &[u8]) -> Option<Usage> {
 }
 
 fn u(input: u64, output: u64, cache_read: u64, cache_write: u64, reasoning: u64) -> Usage {
-    Usage {
-        input,
-        output,
-        cache_read,
-        cache_write,
-        cache_write_1h: 0,
-        web_searches: 0,
-        reasoning,
-    }
+    Usage::of_tokens(input, output, cache_read, cache_write, reasoning)
 }
 
 #[test]

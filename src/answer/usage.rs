@@ -84,3 +84,25 @@ impl Usage {
             .map(|u| Usage::of(api, u))
     }
 }
+
+#[cfg(test)]
+impl Usage {
+    /// A usage of these tokens and no one-hour cache writes or web searches (tests).
+    pub fn of_tokens(
+        input: u64,
+        output: u64,
+        cache_read: u64,
+        cache_write: u64,
+        reasoning: u64,
+    ) -> Usage {
+        Usage {
+            input,
+            output,
+            cache_read,
+            cache_write,
+            cache_write_1h: 0,
+            web_searches: 0,
+            reasoning,
+        }
+    }
+}
