@@ -57,6 +57,7 @@ mod translate_rows;
 mod translate_stored;
 mod ui_dashboard;
 mod upstreams_failover;
+mod upstreams_framing;
 mod upstreams_proxy;
 mod upstreams_routing;
 mod upstreams_shaping;

@@ -19,13 +19,23 @@ const TRANSPORT_BUFFER_BYTES: usize = 4 * 1024;
 /// days); it is set so that reads of the body report their phase (see `idle`).
 const BODY_BUDGET: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// The agent of one endpoint: its timeouts, proxy and root certificates.
-pub(super) fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfig) -> ureq::Agent {
-    let proxy = match (&e.proxy, s.use_proxy) {
+/// The proxy `e` is reached through: its own, else with `use_proxy` the environment's.
+pub(super) fn proxy(s: &Settings, e: &EndpointConfig) -> Option<ureq::Proxy> {
+    match (&e.proxy, s.use_proxy) {
         (Some(p), _) => Some(p.clone()),
         (None, true) => ureq::Proxy::try_from_env(),
         (None, false) => None,
-    };
+    }
+}
+
+/// The most idle connections kept to one endpoint.
+pub(super) fn idle_per_host(workers: usize) -> usize {
+    workers.max(8)
+}
+
+/// The agent of one endpoint: its timeouts, proxy and root certificates.
+pub(super) fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfig) -> ureq::Agent {
+    let proxy = proxy(s, e);
     let mut tls = ureq::tls::TlsConfig::builder();
     if let Some(roots) = &e.roots {
         tls = tls.root_certs(roots.clone());
@@ -46,7 +56,7 @@ pub(super) fn agent(s: &Settings, t: Timeouts, workers: usize, e: &EndpointConfi
         .max_response_header_size(slim::INPUT_MAX_BYTES - 1)
         .max_idle_age(e.keepalive.unwrap_or(t.keepalive))
         .max_idle_connections(workers.max(8) * 2)
-        .max_idle_connections_per_host(workers.max(8))
+        .max_idle_connections_per_host(idle_per_host(workers))
         .user_agent(concat!("llm-relay/", env!("CARGO_PKG_VERSION")))
         .proxy(proxy)
         .tls_config(tls.build())

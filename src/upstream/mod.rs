@@ -1,5 +1,6 @@
-//! The upstream client: one pooled `ureq` agent per endpoint, sending with failover, and the
-//! mapping of transport failures to 502/504 (`failure`).
+//! The upstream client: one pooled `ureq` agent per endpoint (and for whole answers over plain
+//! HTTP without a proxy, the leaner `direct` client), sending with failover, and the mapping of
+//! transport failures to 502/504 (`failure`).
 //!
 //! Upstream status codes are never errors here (`http_status_as_error(false)`): a 400 from the
 //! provider is a response like any other and passes through to the client unchanged. Only
@@ -18,9 +19,11 @@
 
 mod agent;
 pub mod balance;
+mod direct;
 pub mod endpoints;
 mod entry;
 mod failure;
+mod framing;
 mod headers;
 mod idle;
 pub mod limit;
@@ -69,6 +72,8 @@ pub struct Endpoint {
     pub config: EndpointConfig,
     pub health: Health,
     agent: ureq::Agent,
+    /// Whole answers in plain HTTP without a proxy go through this instead of `agent`.
+    direct: Option<direct::Direct>,
     /// The URIs of the [`POSTED`] routes on this endpoint.
     posted: Vec<(&'static str, ureq::http::Uri)>,
 }
@@ -133,6 +138,7 @@ impl Upstream {
             .iter()
             .map(|e| Endpoint {
                 agent: agent(s, timeouts, workers, e),
+                direct: direct::Direct::of(s, e, timeouts, workers),
                 config: e.clone(),
                 health: Health::default(),
                 posted: POSTED
@@ -285,6 +291,11 @@ impl Upstream {
         mode: Mode,
     ) -> Result<Response<Body>, ureq::Error> {
         let parsed = ep.posted.iter().find(|(p, _)| *p == path);
+        if let (Mode::Whole, Some(direct), Some((_, uri))) = (mode, &ep.direct, parsed) {
+            let target = uri.path_and_query().map_or("/", |p| p.as_str());
+            let outgoing = self.outgoing_headers(ep, headers, traceparent);
+            return self.post_direct(&ep.agent, direct, target, &outgoing, body);
+        }
         let mut req = match parsed {
             Some((_, uri)) => ep.agent.post(uri.clone()),
             None => ep.agent.post(&format!("{}{}", ep.config.url, path)),

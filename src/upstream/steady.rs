@@ -39,7 +39,7 @@ pub fn await_input<T: Transport>(below: &mut T, timeout: NextTimeout) -> Result<
 }
 
 /// `left` rounded down to whole seconds; under a second, `left` itself.
-fn steady(left: Duration) -> Duration {
+pub(super) fn steady(left: Duration) -> Duration {
     if left < Duration::from_secs(1) {
         left
     } else {

@@ -61,7 +61,10 @@ const MIN_PER_ADDRESS: Duration = Duration::from_millis(10);
 
 /// Connects to the first of `addrs` that answers. With a budget, each address gets a share of
 /// it (halving from the first, as ureq and curl do: 8/15, 4/15, ... of it for four addresses).
-fn connect(addrs: &ResolvedSocketAddrs, timeout: NextTimeout) -> Result<TcpStream, ureq::Error> {
+pub(super) fn connect(
+    addrs: &ResolvedSocketAddrs,
+    timeout: NextTimeout,
+) -> Result<TcpStream, ureq::Error> {
     let budget = timeout.not_zero().map(|d| *d);
     let started = Instant::now();
     let count = i32::try_from(addrs.len()).unwrap_or(i32::MAX);
@@ -231,7 +234,7 @@ impl Transport for Tcp {
 /// Whether a connection with nothing to read is still open: no byte waiting (bytes nobody
 /// asked for make it unusable) and no close from the other end.
 #[cfg(target_os = "linux")]
-fn probe(stream: &TcpStream) -> bool {
+pub(super) fn probe(stream: &TcpStream) -> bool {
     // linux/socket.h; socket2 takes the flags as a number
     const MSG_PEEK: i32 = 0x2;
     const MSG_DONTWAIT: i32 = 0x40;
@@ -246,7 +249,7 @@ fn probe(stream: &TcpStream) -> bool {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn probe(stream: &TcpStream) -> bool {
+pub(super) fn probe(stream: &TcpStream) -> bool {
     if stream.set_nonblocking(true).is_err() {
         return false;
     }

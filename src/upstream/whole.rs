@@ -14,29 +14,12 @@ use crate::error::{ApiError, ClientFault};
 const RESPONSE_CHUNK: u64 = 64 * 1024;
 
 impl Upstream {
-    /// Reads a whole answer within `max_response_bytes`, holding its bytes against
-    /// `max_response_bytes_in_flight` (from `Content-Length` at once, else as they arrive).
-    /// Over either: the answer is dropped and the error (502 `response_too_large`, 503
-    /// `relay_busy`) travels as a [`ClientFault`], so it never counts against the endpoint nor
-    /// fails over (another endpoint's answer would be as large).
+    /// Reads a whole answer within its [`Bound`] (held from `Content-Length` at once, else as
+    /// the bytes arrive).
     pub(super) fn read_whole(&self, body: Body) -> Result<(Vec<u8>, Reservation), ureq::Error> {
-        let max = self.settings.max_response_bytes;
-        let refuse = |e: ApiError| ureq::Error::Io(ClientFault::io(e));
-        let too_large = |size: u64| {
-            refuse(body_cost::response_too_large(
-                size,
-                "max_response_bytes",
-                max,
-            ))
-        };
-        let mut held = Reservation::response(self.settings.max_response_bytes_in_flight);
         let announced = body.content_length();
-        if let Some(n) = announced.filter(|&n| n > max) {
-            return Err(too_large(n));
-        }
-        held.grow_to(announced.unwrap_or(0)).map_err(refuse)?;
-        let capacity = announced.unwrap_or(0).min(max) as usize;
-        let mut data = Vec::with_capacity(capacity);
+        let mut bound = self.bound(announced)?;
+        let mut data = Vec::with_capacity(bound.capacity(announced));
         let mut reader = body.into_reader();
         // read straight into `data`, a chunk at a time: no zero-filled buffer per answer
         loop {
@@ -45,13 +28,23 @@ impl Upstream {
                 Ok(_) => {}
                 Err(e) => return Err(ureq::Error::from(e)),
             }
-            let total = data.len() as u64;
-            if total > max {
-                return Err(too_large(total));
-            }
-            held.grow_to(total).map_err(refuse)?;
+            bound.grew(data.len() as u64)?;
         }
-        Ok((data, held))
+        Ok((data, bound.held))
+    }
+
+    /// The bounds of a whole answer about to be read whose `Content-Length` is `announced`:
+    /// refused at once when that is over `max_response_bytes` or the room left in flight.
+    pub(super) fn bound(&self, announced: Option<u64>) -> Result<Bound, ureq::Error> {
+        let mut bound = Bound {
+            max: self.settings.max_response_bytes,
+            held: Reservation::response(self.settings.max_response_bytes_in_flight),
+        };
+        if let Some(n) = announced.filter(|&n| n > bound.max) {
+            return Err(bound.too_large(n));
+        }
+        bound.held.grow_to(announced.unwrap_or(0)).map_err(refuse)?;
+        Ok(bound)
     }
 
     /// Reads a whole upstream body not read by [`post`](Upstream::post) (a model list, an
@@ -59,6 +52,42 @@ impl Upstream {
     pub fn read_body(&self, base: &str, body: Body) -> Result<Vec<u8>, ApiError> {
         read_limited(base, body, self.settings.max_response_bytes)
     }
+}
+
+/// A whole answer's bounds while it is read: at most `max_response_bytes`, its bytes held
+/// against `max_response_bytes_in_flight`. Over either: the answer is dropped and the error
+/// (502 `response_too_large`, 503 `relay_busy`) travels as a [`ClientFault`], so it never
+/// counts against the endpoint nor fails over (another endpoint's answer would be as large).
+pub(super) struct Bound {
+    max: u64,
+    pub held: Reservation,
+}
+
+impl Bound {
+    /// The room to reserve for a body of `announced` bytes (within the bound).
+    pub fn capacity(&self, announced: Option<u64>) -> usize {
+        usize::try_from(announced.unwrap_or(0).min(self.max)).unwrap_or(0)
+    }
+
+    /// Checks a body that grew to `total` bytes, holding them.
+    pub fn grew(&mut self, total: u64) -> Result<(), ureq::Error> {
+        if total > self.max {
+            return Err(self.too_large(total));
+        }
+        self.held.grow_to(total).map_err(refuse)
+    }
+
+    fn too_large(&self, size: u64) -> ureq::Error {
+        refuse(body_cost::response_too_large(
+            size,
+            "max_response_bytes",
+            self.max,
+        ))
+    }
+}
+
+fn refuse(e: ApiError) -> ureq::Error {
+    ureq::Error::Io(ClientFault::io(e))
 }
 
 /// Reads a whole (non-streamed) upstream body of at most `max` bytes.

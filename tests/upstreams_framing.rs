@@ -1,0 +1,208 @@
+//! How an upstream frames a whole answer (issue 19's direct client of plain-HTTP endpoints):
+//! chunked with extensions and trailers, interim `100`/`103` heads, a body delimited by the
+//! close, each written in small pieces, reach the client as the same JSON and keep the
+//! connection exactly when HTTP/1.1 allows; an answer cut short is a 502, never stored; a
+//! head or body that goes silent is a 504 naming its timeout.
+
+use std::io::{BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// What the scripted upstream does with one request.
+#[derive(Clone)]
+struct Step {
+    /// The bytes of the answer, written 7 at a time.
+    wire: Vec<u8>,
+    /// Whether the connection closes after them.
+    close: bool,
+    /// A pause before the answer (a silent upstream).
+    pause: Duration,
+}
+
+/// An answer's JSON body for `content`.
+fn answer(content: &str) -> String {
+    json!({
+        "id": "chatcmpl-f", "object": "chat.completion", "created": 1_700_000_000, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
+    })
+    .to_string()
+}
+
+fn step(wire: impl Into<Vec<u8>>, close: bool) -> Step {
+    Step {
+        wire: wire.into(),
+        close,
+        pause: Duration::ZERO,
+    }
+}
+
+/// An upstream on a bare socket that answers its n-th request (on any connection) with
+/// `script[n]`: its URL, the connections it accepted and the requests it read.
+fn scripted(script: Vec<Step>) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (accepted, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, r) = (accepted.clone(), requests.clone());
+    let script = Arc::new(script);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            a.fetch_add(1, Ordering::SeqCst);
+            let (r, script) = (r.clone(), script.clone());
+            std::thread::spawn(move || {
+                conn.set_nodelay(true).unwrap();
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                while read_raw_request(&mut reader).is_some() {
+                    let n = r.fetch_add(1, Ordering::SeqCst);
+                    let Some(step) = script.get(n) else { return };
+                    std::thread::sleep(step.pause);
+                    for piece in step.wire.chunks(7) {
+                        if conn.write_all(piece).is_err() {
+                            return;
+                        }
+                        conn.flush().unwrap();
+                    }
+                    if step.close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, accepted, requests)
+}
+
+fn ask(relay: &Relay, content: &str) -> Resp {
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": content}]});
+    post_json(&relay.url("/v1/chat/completions"), &body)
+}
+
+fn content(r: &Resp) -> Value {
+    r.json()["choices"][0]["message"]["content"].clone()
+}
+
+#[test]
+fn every_framing_arrives_whole_and_keeps_the_connection_only_when_it_may() {
+    let body = answer("chunked");
+    let (half, rest) = body.split_at(body.len() / 2);
+    let chunked = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n\
+         {:x};name=value\r\n{half}\r\n{:X}\r\n{rest}\r\n0\r\nx-trailer: t\r\n\r\n",
+        half.len(),
+        rest.len()
+    );
+    let body = answer("interim");
+    let interim = format!(
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n\
+         HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let until_close = format!(
+        "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{}",
+        answer("until the close")
+    );
+    let body = answer("after the close");
+    let length = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (url, accepted, requests) = scripted(vec![
+        step(chunked, false),
+        step(interim, false),
+        step(until_close, true),
+        step(length, false),
+    ]);
+    let relay = Relay::start(&config_json(&url, json!({"cache": {"enabled": false}})));
+    for (i, (text, connections)) in [
+        ("chunked", 1),
+        ("interim", 1),
+        ("until the close", 1),
+        ("after the close", 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = ask(&relay, &format!("q{i}"));
+        assert_eq!(r.status, 200, "answer {i}: {}", r.body);
+        assert_eq!(content(&r), json!(text), "answer {i}");
+        assert_eq!(r.json()["usage"]["total_tokens"], 6);
+        assert_eq!(accepted.load(Ordering::SeqCst), connections, "answer {i}");
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn an_answer_cut_short_is_a_502_and_never_stored() {
+    let body = answer("whole");
+    let cut = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..body.len() / 2]
+    );
+    let chunk_cut = format!(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n",
+        body.len()
+    );
+    let whole = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (url, _, requests) = scripted(vec![
+        step(cut, true),
+        step(chunk_cut, true),
+        step(whole, false),
+    ]);
+    let dir = TempDir::new();
+    let cache = json!({"enabled": true, "dir": dir.path().to_str().unwrap()});
+    let relay = Relay::start(&config_json(&url, json!({"cache": cache, "retries": 0})));
+    for _ in 0..2 {
+        let r = ask(&relay, "same question");
+        assert_eq!(r.status, 502, "{}", r.body);
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("Peer disconnected"), "{message}");
+    }
+    // neither cut answer was stored: the third asking reaches the upstream, the fourth is a hit
+    let r = ask(&relay, "same question");
+    assert_eq!((r.status, content(&r)), (200, json!("whole")), "{}", r.body);
+    let r = ask(&relay, "same question");
+    assert_eq!((r.status, content(&r)), (200, json!("whole")), "{}", r.body);
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_silent_head_or_body_is_a_504_naming_its_timeout() {
+    let body = answer("late");
+    let head_only = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    );
+    let mut silent = step(
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_string(),
+        true,
+    );
+    silent.pause = Duration::from_millis(1500);
+    let (url, _, _) = scripted(vec![silent, step(head_only, false)]);
+    let cfg = json!({"cache": {"enabled": false}, "retries": 0,
+        "first_byte_timeout_ms": 300, "idle_timeout_ms": 300});
+    let relay = Relay::start(&config_json(&url, cfg));
+    let r = ask(&relay, "head");
+    assert_eq!(r.status, 504, "{}", r.body);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("timed out"), "{message}");
+    let r = ask(&relay, "body");
+    assert_eq!(r.status, 504, "{}", r.body);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("no byte of the answer body for 300 ms (idle_timeout_ms)"),
+        "{message}"
+    );
+}
