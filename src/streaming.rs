@@ -163,11 +163,11 @@ impl Streaming<'_> {
                 let (bytes, copy, usage) = self.relay(sent, out);
                 return (bytes, Some(answered), copy, usage);
             }
-            Ok(sent) => {
+            Ok(mut sent) => {
                 let status = sent.response.status().as_u16();
                 let body: String = self
                     .up
-                    .read_body(&sent.base, sent.response.into_body())
+                    .whole_bytes(&mut sent)
                     .map(|b| String::from_utf8_lossy(&b).chars().take(2000).collect())
                     .unwrap_or_default();
                 let message = format!("upstream {} answered {status}: {body}", sent.base);

@@ -264,7 +264,7 @@ pub(super) fn send(
         // a translated stream asks for usage itself: a server that refuses the option gets
         // the request again without it (the answer then reports no usage)
         let sent = up.post(api, path, &call.headers, &call.body, model, mode, trace)?;
-        return refused_stream_options(sent).or_else(|()| {
+        return refused_stream_options(up, sent).or_else(|()| {
             let mut bare = call.body.clone();
             bare.remove("stream_options");
             up.post(api, path, &call.headers, &bare, model, mode, trace)
@@ -276,7 +276,7 @@ pub(super) fn send(
     let mut asked = call.body.clone();
     ask_for_usage(&mut asked);
     let sent = up.post(api, path, &call.headers, &asked, model, mode, trace)?;
-    refused_stream_options(sent).or_else(|()| {
+    refused_stream_options(up, sent).or_else(|()| {
         // sent again as the client sent it: the stream is stored without usage (and then
         // serves only streams that do not ask for it)
         up.post(api, path, &call.headers, &call.body, model, mode, trace)

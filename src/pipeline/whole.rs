@@ -43,9 +43,8 @@ pub(super) fn respond_whole(
     let (api, path) = (call.endpoint.api(), call.endpoint.path());
     let client = ex.client().cloned();
     let trace = ex.trace();
-    let data = state
-        .upstream
-        .read_body(&ex.access.upstream, sent.response.into_body())?;
+    let mut sent = sent;
+    let data = state.upstream.whole_bytes(&mut sent)?;
     ex.access.upstream_time = whole.started.elapsed();
     traced_answer(trace.as_deref(), path, &data);
     // read once: the cache's check, the store, the meter and translation share the parse;
@@ -97,18 +96,19 @@ pub(super) fn traced_answer(trace: Option<&crate::telemetry::Trace>, path: &str,
 
 /// `Err(())` when `sent` is a 400 naming `stream_options` (some OpenAI-compatible servers
 /// refuse the option the relay added); else the answer, its body put back if it was read.
-pub(super) fn refused_stream_options(sent: upstream::Sent) -> Result<upstream::Sent, ()> {
+pub(super) fn refused_stream_options(
+    up: &upstream::Upstream,
+    mut sent: upstream::Sent,
+) -> Result<upstream::Sent, ()> {
     if sent.response.status().as_u16() != 400 {
         return Ok(sent);
     }
-    let (parts, body) = sent.response.into_parts();
-    // read whole already, by `post`
-    let text = upstream::read_limited(&sent.base, body, u64::MAX).unwrap_or_default();
+    let text = up.whole_bytes(&mut sent).unwrap_or_default();
     if String::from_utf8_lossy(&text).contains("stream_options") {
         return Err(());
     }
-    let response = ureq::http::Response::from_parts(parts, ureq::Body::builder().data(text));
-    Ok(upstream::Sent { response, ..sent })
+    sent.whole = Some(text);
+    Ok(sent)
 }
 
 /// Sets `stream_options.include_usage` (keeping any other stream options).

@@ -37,7 +37,7 @@ use ureq::{Body, Timeout};
 use super::endpoints::{EndpointConfig, Settings};
 use super::framing::{self, Inbox};
 use super::resolve::Remembered;
-use super::{agent, slim, steady, tcp, Timeouts, Upstream};
+use super::{agent, slim, steady, tcp, Timeouts, Upstream, WholeRead};
 
 /// The read buffer a connection starts with (and goes back to): a small answer's head and
 /// body arrive in one read.
@@ -341,11 +341,8 @@ impl Upstream {
         if ended && head.keep_alive && conn.inbox.pending().is_empty() {
             direct.keep(conn);
         }
-        let mut response = head.response.map(|()| Body::builder().data(data));
-        response
-            .extensions_mut()
-            .insert(std::sync::Arc::new(bound.held));
-        Ok(response)
+        let (parts, ()) = head.response.into_parts();
+        Ok(WholeRead::answer(parts, data, bound.held))
     }
 }
 

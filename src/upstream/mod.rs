@@ -36,7 +36,6 @@ pub mod thinking;
 mod whole;
 
 pub use headers::response_headers;
-pub use whole::read_limited;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +102,32 @@ pub struct Sent {
     pub endpoint: String,
     /// A whole answer's share of `max_response_bytes_in_flight`, held while the caller has it.
     pub _held: Option<Arc<Reservation>>,
+    /// A whole answer's bytes, read by [`post`](Upstream::post) (`response`'s body is then
+    /// empty): take them with [`Upstream::whole_bytes`].
+    pub whole: Option<Vec<u8>>,
+}
+
+/// A whole answer as `post` read it: its bytes and their share of the bytes in flight, carried
+/// to `retry::sent` in the response's extensions (which only take `Clone` values).
+#[derive(Clone)]
+struct WholeRead {
+    data: Vec<u8>,
+    held: Arc<Reservation>,
+}
+
+impl WholeRead {
+    /// `data` as the answer of `parts` (an empty body: the bytes travel beside it).
+    fn answer(
+        mut parts: ureq::http::response::Parts,
+        data: Vec<u8>,
+        held: Reservation,
+    ) -> Response<Body> {
+        parts.extensions.insert(WholeRead {
+            data,
+            held: Arc::new(held),
+        });
+        Response::from_parts(parts, Body::builder().data(Vec::new()))
+    }
 }
 
 /// Which timeout profile a call uses.
@@ -314,10 +339,19 @@ impl Upstream {
             return Ok(response);
         }
         // Read here, so a body that stalls or breaks fails this attempt (and fails over).
-        let (mut parts, body) = response.into_parts();
+        let (parts, body) = response.into_parts();
         let (data, held) = self.read_whole(body)?;
-        parts.extensions.insert(Arc::new(held));
-        Ok(Response::from_parts(parts, Body::builder().data(data)))
+        Ok(WholeRead::answer(parts, data, held))
+    }
+
+    /// The bytes of a whole answer: those [`post`](Upstream::post) read already, else its body
+    /// read now within `max_response_bytes`.
+    pub fn whole_bytes(&self, sent: &mut Sent) -> Result<Vec<u8>, ApiError> {
+        if let Some(data) = sent.whole.take() {
+            return Ok(data);
+        }
+        let body = std::mem::replace(sent.response.body_mut(), Body::builder().data(Vec::new()));
+        self.read_body(&sent.base, body)
     }
 
     /// GETs `{base}{path}` of any endpoint with its credentials (failing over like [`post`]).

@@ -17,7 +17,7 @@ use ureq::Body;
 
 use super::balance::{self, Candidate};
 use super::endpoints::Api;
-use super::{transport_error, Endpoint, Sent, Upstream};
+use super::{transport_error, Endpoint, Sent, Upstream, WholeRead};
 use crate::error::{ApiError, ClientFault};
 use crate::log;
 use crate::telemetry::Trace;
@@ -212,8 +212,11 @@ pub fn send_limited(
 }
 
 fn sent(ep: &Endpoint, mut response: Response<Body>) -> Sent {
+    let read: Option<WholeRead> = response.extensions_mut().remove();
+    let (whole, held) = read.map(|r| (r.data, r.held)).unzip();
     Sent {
-        _held: response.extensions_mut().remove(),
+        _held: held,
+        whole,
         response,
         base: ep.config.url.clone(),
         endpoint: ep.config.name.clone(),

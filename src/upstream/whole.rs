@@ -91,7 +91,7 @@ fn refuse(e: ApiError) -> ureq::Error {
 }
 
 /// Reads a whole (non-streamed) upstream body of at most `max` bytes.
-pub fn read_limited(base: &str, body: Body, max: u64) -> Result<Vec<u8>, ApiError> {
+fn read_limited(base: &str, body: Body, max: u64) -> Result<Vec<u8>, ApiError> {
     body.into_with_config()
         .limit(max)
         .read_to_vec()
