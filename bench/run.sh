@@ -613,46 +613,77 @@ scenario_streams() {
   stop "$SSE_PID"
 }
 
+# Rows 7-N: disk hits (memory tier off) with SCALE_SMALL and SCALE_LARGE entries. Each size
+# gets a fresh process timed from start to its first 200 on /health; then both relays run side
+# by side and, once each has finished its start-up scan and index, are measured in ROUNDS
+# alternating rounds of ROUND_S seconds (small, large, small, ...): a machine that speeds up or
+# slows down moves both sizes alike. Each row gives the median round; the notes every p50.
 scenario_scale() {
-  local n id
+  local n id dirs=() pids=() addrs=() logs=() starts=() healths=() durings=() i r round
   for n in "$SCALE_SMALL" "$SCALE_LARGE"; do
     id="7-$n"
     if [ "$HAS_CACHE" = 0 ]; then
       not_run "$id" "hit with $n entries on disk" "this build has no cache (\`llm-relay --check\` refuses the \`cache\` key)"
-      continue
+      return
     fi
-    local dir=$RUN/cache-scale-$n r health
+    local dir=$RUN/cache-scale-$n
     log "filling a cache directory with $n entries"
     gen_cache_entries "$dir" "$n"
-    # time from start to a 200 on /health, on a fresh process
-    relay_config "http://$NGINX/v1" 32 "$(cache_json "$dir" 0)"
-    health=$("$TOOL" start-to-health "$RELAY_PORT" "$RELAY_BIN" --config "$RELAY_CFG")
-    sync # the filler's writes, not the kernel's writeback of them, before anything is timed
-    local started=$SECONDS
-    start_relay "http://$NGINX/v1" 32 "$(cache_json "$dir" 0)"
-    local log=$RUN/relay-$RELAY_N.log
-    if ! check_hit "$RELAY"; then
-      not_run "$id" "hit with $n entries on disk" "no \`X-Cache: HIT\` on a repeated request"
-    else
-      # The start-up scan reads every entry, then the replay index the newest 30,000, on one
-      # thread: hits while that runs are a start-up figure (in the notes); the row is the
-      # index's steady state, what the target is about.
-      local during="" settled
-      if ! grep -q "cache index:" "$log"; then
-        r=($(wrk_post "http://$RELAY/v1/chat/completions"))
-        during="; hits during them: ${r[0]} req/s, p50 ${r[1]} ms"
-      fi
-      wait_line "$log" "cache index:" 1800 || log "row $id: no \"cache index:\" line in $log"
-      settled=$((SECONDS - started))
-      r=($(wrk_post "http://$RELAY/v1/chat/completions"))
-      local bad
-      bad=$( (find "$dir/quarantine" -name '*.request' 2>/dev/null || true) | wc -l)
-      row "$id" "hit with $n entries on disk (memory tier off)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" \
-        "$(peak_rss_mb "$RELAY_PID")" "start to /health 200: $(kv "$health" health_ms) ms; start-up scan and index done within ${settled} s of start$during$([ "$bad" = 0 ] || echo "; $bad filler entries quarantined by the scan"); $(errors_note "${r[3]}")"
-    fi
-    stop "$RELAY_PID"
-    rm -rf "$dir"
+    dirs+=("$dir")
   done
+  sync # the filler's writes, not the kernel's writeback of them, before anything is timed
+  for i in 0 1; do
+    # time from start to a 200 on /health, on a fresh process
+    relay_config "http://$NGINX/v1" 32 "$(cache_json "${dirs[$i]}" 0)"
+    healths+=("$("$TOOL" start-to-health "$RELAY_PORT" "$RELAY_BIN" --config "$RELAY_CFG")")
+  done
+  for i in 0 1; do
+    starts+=("$SECONDS")
+    start_relay "http://$NGINX/v1" 32 "$(cache_json "${dirs[$i]}" 0)"
+    pids+=("$RELAY_PID") addrs+=("$RELAY") logs+=("$RUN/relay-$RELAY_N.log")
+  done
+  local sizes=("$SCALE_SMALL" "$SCALE_LARGE") settled=() ok=1
+  for i in 0 1; do
+    if ! check_hit "${addrs[$i]}"; then
+      not_run "7-${sizes[$i]}" "hit with ${sizes[$i]} entries on disk" "no \`X-Cache: HIT\` on a repeated request"
+      ok=0
+    fi
+  done
+  if [ "$ok" = 1 ]; then
+    # The start-up scan reads every entry, then the replay index the newest 30,000, on one
+    # thread: hits while that runs are a start-up figure (in the notes); the rows are the
+    # index's steady state, what the target is about.
+    for i in 0 1; do
+      durings+=("")
+      if ! grep -q "cache index:" "${logs[$i]}"; then
+        r=($(wrk_post "http://${addrs[$i]}/v1/chat/completions"))
+        durings[$i]="; hits during them: ${r[0]} req/s, p50 ${r[1]} ms"
+      fi
+    done
+    for i in 0 1; do
+      wait_line "${logs[$i]}" "cache index:" 1800 || log "row 7-${sizes[$i]}: no \"cache index:\" line in ${logs[$i]}"
+      settled+=("$((SECONDS - ${starts[$i]}))")
+    done
+    local rps0=() p500=() p990=() rps1=() p501=() p991=()
+    for round in $(seq "$ROUNDS"); do
+      r=($(DUR=$ROUND_S wrk_post "http://${addrs[0]}/v1/chat/completions"))
+      rps0+=("${r[0]}") p500+=("${r[1]}") p990+=("${r[2]}")
+      r=($(DUR=$ROUND_S wrk_post "http://${addrs[1]}/v1/chat/completions"))
+      rps1+=("${r[0]}") p501+=("${r[1]}") p991+=("${r[2]}")
+      log "round $round: ${sizes[0]} entries p50 ${p500[-1]} ms, ${sizes[1]} entries p50 ${p501[-1]} ms"
+    done
+    for i in 0 1; do
+      local rps p50 p99 dir=${dirs[$i]} bad
+      if [ "$i" = 0 ]; then rps=("${rps0[@]}") p50=("${p500[@]}") p99=("${p990[@]}"); else rps=("${rps1[@]}") p50=("${p501[@]}") p99=("${p991[@]}"); fi
+      bad=$( (find "$dir/quarantine" -name '*.request' 2>/dev/null || true) | wc -l)
+      row "7-${sizes[$i]}" "hit with ${sizes[$i]} entries on disk (memory tier off), median of $ROUNDS rounds of ${ROUND_S} s alternating with the other size" \
+        "$(median "${rps[@]}")" "$(median "${p50[@]}")" "$(median "${p99[@]}")" "$BASE_P50" "$BASE_P99" \
+        "$(peak_rss_mb "${pids[$i]}")" "p50 of each round: ${p50[*]} ms; start to /health 200: $(kv "${healths[$i]}" health_ms) ms; start-up scan and index done within ${settled[$i]} s of start${durings[$i]}$([ "$bad" = 0 ] || echo "; $bad filler entries quarantined by the scan")"
+    done
+  fi
+  stop "${pids[0]}"
+  stop "${pids[1]}"
+  rm -rf "${dirs[@]}"
 }
 
 scenario_memory() {
