@@ -37,14 +37,18 @@ use ureq::{Body, Timeout};
 use super::endpoints::{EndpointConfig, Settings};
 use super::framing::{self, Inbox};
 use super::resolve::Remembered;
-use super::{agent, slim, steady, tcp, Timeouts, Upstream, WholeRead};
+use super::{agent, slim, steady, tcp, Endpoint, Timeouts, Upstream, WholeRead};
 
 /// The read buffer a connection starts with (and goes back to): a small answer's head and
 /// body arrive in one read.
 const INBOX_BYTES: usize = 4 * 1024;
 
 /// The `user-agent` sent unless the outgoing headers carry one (the agent's).
-const USER_AGENT: &str = concat!("llm-relay/", env!("CARGO_PKG_VERSION"));
+macro_rules! user_agent_value {
+    () => {
+        concat!("llm-relay/", env!("CARGO_PKG_VERSION"))
+    };
+}
 
 /// The direct client of one endpoint.
 pub(super) struct Direct {
@@ -150,43 +154,6 @@ impl Direct {
         };
         drop(oldest); // closed outside the lock
     }
-
-    /// The request: its head as ureq wrote it, then `body`.
-    fn request(
-        &self,
-        target: &str,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<u8>, ureq::Error> {
-        let sizes: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-        let mut out = Vec::with_capacity(160 + target.len() + self.host.len() + sizes + body.len());
-        out.extend_from_slice(b"POST ");
-        out.extend_from_slice(target.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-        out.extend_from_slice(self.host.as_bytes());
-        out.extend_from_slice(b"\r\ncontent-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        let (mut agent_named, mut accept_named) = (false, false);
-        for (name, value) in headers {
-            check(name, value)?;
-            agent_named |= name.eq_ignore_ascii_case("user-agent");
-            accept_named |= name.eq_ignore_ascii_case("accept");
-            for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
-                out.extend_from_slice(part);
-            }
-        }
-        out.extend_from_slice(b"content-type: application/json\r\n");
-        if !agent_named {
-            out.extend_from_slice(format!("user-agent: {USER_AGENT}\r\n").as_bytes());
-        }
-        if !accept_named {
-            out.extend_from_slice(b"accept: */*\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body);
-        Ok(out)
-    }
 }
 
 /// A header ureq would refuse to send is refused the same way (`ureq::Error::Http`).
@@ -284,19 +251,21 @@ fn silent(e: ureq::Error, what: &str, idle: Duration) -> ureq::Error {
 
 impl Upstream {
     /// POSTs `body` to `target` (path and query) of `ep` through its direct client `direct`,
-    /// with the outgoing `headers`, and reads the whole answer within its bounds (held in the
+    /// with the outgoing headers of the client's `headers`, and reads the whole answer within its bounds (held in the
     /// response's extensions, as `post_one` holds them).
     pub(super) fn post_direct(
         &self,
-        agent: &ureq::Agent,
+        ep: &Endpoint,
         direct: &Direct,
         target: &str,
         headers: &[(String, String)],
+        traceparent: Option<&str>,
         body: &[u8],
     ) -> Result<Response<Body>, ureq::Error> {
         let idle = self.timeouts.idle;
-        let request = direct.request(target, headers, body)?;
-        let mut conn = direct.connection(agent, self.timeouts.connect)?;
+        let request =
+            self.direct_request(ep, &direct.host, target, (headers, traceparent), body)?;
+        let mut conn = direct.connection(&ep.agent, self.timeouts.connect)?;
         if conn.write_timeout != Some(idle) {
             conn.stream.set_write_timeout(Some(idle))?;
             conn.write_timeout = Some(idle);
@@ -343,6 +312,52 @@ impl Upstream {
         }
         let (parts, ()) = head.response.into_parts();
         Ok(WholeRead::answer(parts, data, bound.held))
+    }
+
+    /// The request to `ep`: its head as ureq wrote it (the outgoing headers of the client's
+    /// `headers`, see `headers.rs`), then `body`.
+    fn direct_request(
+        &self,
+        ep: &Endpoint,
+        host: &str,
+        target: &str,
+        (headers, traceparent): (&[(String, String)], Option<&str>),
+        body: &[u8],
+    ) -> Result<Vec<u8>, ureq::Error> {
+        let sizes: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let mut out = Vec::with_capacity(320 + target.len() + host.len() + sizes + body.len());
+        out.extend_from_slice(b"POST ");
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\ncontent-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let (mut agent_named, mut accept_named) = (false, false);
+        let mut refused = None;
+        self.each_outgoing(ep, headers, traceparent, &mut |name, value| {
+            if let Err(e) = check(name, value) {
+                refused.get_or_insert(e);
+            }
+            agent_named |= name.eq_ignore_ascii_case("user-agent");
+            accept_named |= name.eq_ignore_ascii_case("accept");
+            for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+                out.extend_from_slice(part);
+            }
+        });
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        out.extend_from_slice(b"content-type: application/json\r\n");
+        if !agent_named {
+            out.extend_from_slice(concat!("user-agent: ", user_agent_value!(), "\r\n").as_bytes());
+        }
+        if !accept_named {
+            out.extend_from_slice(b"accept: */*\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        Ok(out)
     }
 }
 

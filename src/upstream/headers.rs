@@ -135,42 +135,58 @@ impl Upstream {
         client: &[(String, String)],
         traceparent: Option<&str>,
     ) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(client.len() + ep.config.headers.len() + 3);
+        self.each_outgoing(ep, client, traceparent, &mut |name, value| {
+            out.push((name.to_string(), value.to_string()));
+        });
+        out
+    }
+
+    /// Hands each header of [`outgoing_headers`](Upstream::outgoing_headers) to `f`, in the
+    /// same order, without copying any (the direct client writes them straight into the
+    /// request).
+    pub(super) fn each_outgoing(
+        &self,
+        ep: &Endpoint,
+        client: &[(String, String)],
+        traceparent: Option<&str>,
+        f: &mut dyn FnMut(&str, &str),
+    ) {
         let own = &ep.config.headers;
-        let mut out = Vec::with_capacity(client.len() + own.len() + 3);
+        let mut versioned = false;
+        let mut send = |name: &str, value: &str| {
+            versioned |= name.eq_ignore_ascii_case("anthropic-version");
+            f(name, value);
+        };
         for (name, value) in client {
             let overridden = own.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
             let replaced = traceparent.is_some() && name.eq_ignore_ascii_case("traceparent");
             if !overridden && !replaced && forwardable(name, self.forward_auth) {
-                out.push((name.clone(), value.clone()));
+                send(name, value);
             }
         }
-        out.extend(own.iter().cloned());
+        for (name, value) in own {
+            send(name, value);
+        }
         if let Some(tp) = traceparent {
-            out.push(("traceparent".to_string(), tp.to_string()));
+            send("traceparent", tp);
         }
-        if let Some(credential) = self.credential(ep, client) {
-            out.push(credential);
-        }
-        let has =
-            |out: &[(String, String)], n: &str| out.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-        if ep.config.api == Api::Anthropic && !has(&out, "anthropic-version") {
-            out.push(("anthropic-version".into(), ANTHROPIC_VERSION.into()));
-        }
-        out
-    }
-
-    /// The credential header sent upstream: the endpoint's key (`Authorization: Bearer`, or
-    /// `x-api-key` for an `anthropic` endpoint), or with `forward_auth` the client's own
-    /// `Authorization` / `x-api-key` as it sent them.
-    fn credential(&self, ep: &Endpoint, client: &[(String, String)]) -> Option<(String, String)> {
+        // the credential: with `forward_auth` the client's `Authorization` / `x-api-key` as
+        // it sent them, else the endpoint's key (`x-api-key` for an `anthropic` endpoint)
         if self.forward_auth {
-            return crate::util::forwarded_credential(client).cloned();
+            if let Some((name, value)) = crate::util::forwarded_credential(client) {
+                send(name, value);
+            }
+        } else if let Some(key) = &ep.config.key {
+            match (ep.config.api, &ep.bearer) {
+                (Api::Anthropic, _) => send("x-api-key", key),
+                (_, Some(bearer)) => send("authorization", bearer),
+                (_, None) => send("authorization", &format!("Bearer {key}")),
+            }
         }
-        let key = ep.config.key.as_ref()?;
-        Some(match ep.config.api {
-            Api::Anthropic => ("x-api-key".to_string(), key.clone()),
-            Api::Chat | Api::Responses => ("authorization".to_string(), format!("Bearer {key}")),
-        })
+        if ep.config.api == Api::Anthropic && !versioned {
+            f("anthropic-version", ANTHROPIC_VERSION);
+        }
     }
 }
 

@@ -71,6 +71,8 @@ pub struct Endpoint {
     pub config: EndpointConfig,
     pub health: Health,
     agent: ureq::Agent,
+    /// `Bearer {key}`, the `authorization` value of its key (formatted once).
+    bearer: Option<String>,
     /// Whole answers in plain HTTP without a proxy go through this instead of `agent`.
     direct: Option<direct::Direct>,
     /// The URIs of the [`POSTED`] routes on this endpoint.
@@ -164,6 +166,7 @@ impl Upstream {
             .map(|e| Endpoint {
                 agent: agent(s, timeouts, workers, e),
                 direct: direct::Direct::of(s, e, timeouts, workers),
+                bearer: e.key.as_ref().map(|k| format!("Bearer {k}")),
                 config: e.clone(),
                 health: Health::default(),
                 posted: POSTED
@@ -318,8 +321,7 @@ impl Upstream {
         let parsed = ep.posted.iter().find(|(p, _)| *p == path);
         if let (Mode::Whole, Some(direct), Some((_, uri))) = (mode, &ep.direct, parsed) {
             let target = uri.path_and_query().map_or("/", |p| p.as_str());
-            let outgoing = self.outgoing_headers(ep, headers, traceparent);
-            return self.post_direct(&ep.agent, direct, target, &outgoing, body);
+            return self.post_direct(ep, direct, target, headers, traceparent, body);
         }
         let mut req = match parsed {
             Some((_, uri)) => ep.agent.post(uri.clone()),
