@@ -112,7 +112,7 @@ impl KeyUsage {
     pub fn add(&mut self, other: &KeyUsage) {
         let mut c = self.counters();
         for (a, b) in c.iter_mut().zip(other.counters()) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
         let last = self.last_used_at.max(other.last_used_at);
         *self = KeyUsage::from_counters(c, last);

@@ -27,6 +27,7 @@
 
 mod members;
 mod reported;
+mod skim;
 mod usage;
 
 use serde::Deserialize;
@@ -34,6 +35,7 @@ use serde_json::Value;
 
 pub use members::Members;
 use reported::Reported;
+use skim::Skim;
 pub use usage::Usage;
 
 /// A client API, and the API an upstream endpoint is spoken to in (`api` in the config file;
@@ -128,19 +130,22 @@ impl Answer {
     /// JSON body's other members are skipped, not built (`json` stays `None`); the usage is
     /// [`Answer::read`]'s.
     pub fn read_usage(api: Api, bytes: &[u8]) -> Answer {
-        #[derive(serde::Deserialize)]
-        struct OnlyUsage {
-            #[serde(default)]
-            usage: Option<Reported>,
-        }
         let form = Form::of(bytes);
         if form == Form::Sse {
             return Answer::read(api, bytes);
         }
-        let usage = serde_json::from_slice::<OnlyUsage>(bytes)
+        // checked as `Answer::read` parses it, only the usage member's text read
+        let mut usage = None;
+        let checked = Skim::object(bytes, |name, value| {
+            if name.is(b"usage") {
+                usage = Some(value);
+            }
+        });
+        let usage = checked
             .ok()
-            .and_then(|o| o.usage)
-            .map(|u| u.usage(api));
+            .and(usage)
+            .filter(|text| *text != b"null")
+            .map(|text| Reported::of_checked(text).usage(api));
         Answer {
             form,
             json: None,

@@ -148,14 +148,16 @@ fn lines_are_what_split_gives() {
 }
 
 /// The reading of a `usage` value before it was typed (`usage.rs`): member lookups on a
-/// parsed [`Value`]. The typed reading must give the same figures for any value.
+/// parsed [`Value`], counts held at [`reported::MAX_COUNT`]. The typed reading must give the
+/// same figures for any value.
 fn value_reading(api: Api, u: &Value) -> Usage {
     let at = |path: &[&str]| path.iter().try_fold(u, |v, name| v.get(*name));
     let count = |v: Option<&Value>| match v {
         Some(v) => v
             .as_u64()
             .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64))
-            .unwrap_or(0),
+            .unwrap_or(0)
+            .min(reported::MAX_COUNT),
         None => 0,
     };
     let n = |path: &[&str]| count(at(path));
@@ -290,4 +292,34 @@ fn the_typed_usage_reading_gives_what_member_lookups_give() {
             assert_eq!(typed_of_value, looked_up, "{api:?} {usage}");
         }
     }
+}
+
+#[test]
+fn absurd_counts_are_held_at_the_ceiling_and_sums_never_wrap() {
+    let m = reported::MAX_COUNT;
+    let chat = br#"{"usage":{"prompt_tokens":1.7976931348623157e308,
+        "completion_tokens":18446744073709551615,
+        "prompt_tokens_details":{"cached_tokens":99999999999999999999},
+        "completion_tokens_details":{"reasoning_tokens":1099511627777}}}"#;
+    let messages = br#"{"usage":{"input_tokens":18446744073709551615,
+        "output_tokens":1e300,"cache_read_input_tokens":18446744073709551615,
+        "cache_creation_input_tokens":1099511627776}}"#;
+    for (api, bytes, want) in [
+        (Api::Chat, &chat[..], u(0, m, m, 0, m)),
+        (Api::Responses, &chat[..], Usage::default()),
+        (Api::Anthropic, &messages[..], u(m, m, m, m, 0)),
+    ] {
+        assert_eq!(of_bytes(api, bytes), Some(want), "{api:?}");
+        assert_eq!(Answer::read_usage(api, bytes).usage, Some(want), "{api:?}");
+    }
+    let most = Usage {
+        input: u64::MAX,
+        output: u64::MAX,
+        cache_read: u64::MAX,
+        cache_write: u64::MAX,
+        cache_write_1h: 0,
+        web_searches: 0,
+        reasoning: 0,
+    };
+    assert_eq!((most.prompt(), most.total()), (u64::MAX, u64::MAX));
 }

@@ -32,12 +32,14 @@ impl Usage {
     /// Every prompt token the provider processed: `input + cache_read + cache_write` (what
     /// budgets and the per-key `prompt_tokens` count).
     pub fn prompt(&self) -> u64 {
-        self.input + self.cache_read + self.cache_write
+        self.input
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write)
     }
 
     /// Prompt plus output tokens.
     pub fn total(&self) -> u64 {
-        self.prompt() + self.output
+        self.prompt().saturating_add(self.output)
     }
 
     /// The `usage` object of an answer or event of `api`.

@@ -21,11 +21,10 @@ pub fn finish_reason(stop: Option<&str>) -> &'static str {
 /// Chat `usage` from an Anthropic `usage` object.
 pub fn usage(messages: &Value) -> Value {
     let u = Usage::messages(messages);
-    let prompt = u.input + u.cache_read + u.cache_write;
     json!({
-        "prompt_tokens": prompt,
+        "prompt_tokens": u.prompt(),
         "completion_tokens": u.output,
-        "total_tokens": prompt + u.output,
+        "total_tokens": u.total(),
         "prompt_tokens_details": {"cached_tokens": u.cache_read},
     })
 }
