@@ -27,7 +27,6 @@
 
 mod members;
 mod reported;
-mod skim;
 mod usage;
 
 use serde::Deserialize;
@@ -35,7 +34,6 @@ use serde_json::Value;
 
 pub use members::Members;
 use reported::Reported;
-use skim::Skim;
 pub use usage::Usage;
 
 /// A client API, and the API an upstream endpoint is spoken to in (`api` in the config file;
@@ -128,24 +126,25 @@ impl Answer {
 impl Answer {
     /// What the meter needs of an answer that is neither stored nor translated: its usage. A
     /// JSON body's other members are skipped, not built (`json` stays `None`); the usage is
-    /// [`Answer::read`]'s.
+    /// [`Answer::read`]'s, except for a body that only `Value` refuses (invalid UTF-8 or a
+    /// lone surrogate in a skipped string, a skipped number beyond `f64`, nesting past 128):
+    /// its usage is read here, where `read` finds none. Checking those too cost more than the
+    /// parse saved, most on non-ASCII answers (BENCHMARKS.md, "A direct client for
+    /// plain-HTTP upstreams").
     pub fn read_usage(api: Api, bytes: &[u8]) -> Answer {
+        #[derive(serde::Deserialize)]
+        struct OnlyUsage {
+            #[serde(default)]
+            usage: Option<Reported>,
+        }
         let form = Form::of(bytes);
         if form == Form::Sse {
             return Answer::read(api, bytes);
         }
-        // checked as `Answer::read` parses it, only the usage member's text read
-        let mut usage = None;
-        let checked = Skim::object(bytes, |name, value| {
-            if name.is(b"usage") {
-                usage = Some(value);
-            }
-        });
-        let usage = checked
+        let usage = serde_json::from_slice::<OnlyUsage>(bytes)
             .ok()
-            .and(usage)
-            .filter(|text| *text != b"null")
-            .map(|text| Reported::of_checked(text).usage(api));
+            .and_then(|o| o.usage)
+            .map(|u| u.usage(api));
         Answer {
             form,
             json: None,

@@ -7,7 +7,6 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::skim::{Invalid, Skim};
 use super::{Api, Usage};
 
 /// One token member as sent: `None` absent, `Some(None)` `null`, `Some(Some(n))` a count (a
@@ -223,35 +222,30 @@ impl<'de> Deserialize<'de> for Name {
                 f.write_str("a member name")
             }
             fn visit_str<E: de::Error>(self, name: &str) -> Result<Name, E> {
-                Ok(Name(field(name.as_bytes())))
+                Ok(Name(Some(match name {
+                    "prompt_tokens" => Field::PromptTokens,
+                    "completion_tokens" => Field::CompletionTokens,
+                    "prompt_cache_hit_tokens" => Field::PromptCacheHitTokens,
+                    "input_tokens" => Field::InputTokens,
+                    "output_tokens" => Field::OutputTokens,
+                    "cache_read_input_tokens" => Field::CacheReadInputTokens,
+                    "cache_creation_input_tokens" => Field::CacheCreationInputTokens,
+                    "prompt_tokens_details" => Field::PromptTokensDetails,
+                    "completion_tokens_details" => Field::CompletionTokensDetails,
+                    "input_tokens_details" => Field::InputTokensDetails,
+                    "output_tokens_details" => Field::OutputTokensDetails,
+                    "cached_tokens" => Field::CachedTokens,
+                    "reasoning_tokens" => Field::ReasoningTokens,
+                    "cache_creation" => Field::CacheCreation,
+                    "ephemeral_1h_input_tokens" => Field::Ephemeral1hInputTokens,
+                    "server_tool_use" => Field::ServerToolUse,
+                    "web_search_requests" => Field::WebSearchRequests,
+                    _ => return Ok(Name(None)),
+                })))
             }
         }
         d.deserialize_str(V)
     }
-}
-
-/// The field a member name is, if any.
-fn field(name: &[u8]) -> Option<Field> {
-    Some(match name {
-        b"prompt_tokens" => Field::PromptTokens,
-        b"completion_tokens" => Field::CompletionTokens,
-        b"prompt_cache_hit_tokens" => Field::PromptCacheHitTokens,
-        b"input_tokens" => Field::InputTokens,
-        b"output_tokens" => Field::OutputTokens,
-        b"cache_read_input_tokens" => Field::CacheReadInputTokens,
-        b"cache_creation_input_tokens" => Field::CacheCreationInputTokens,
-        b"prompt_tokens_details" => Field::PromptTokensDetails,
-        b"completion_tokens_details" => Field::CompletionTokensDetails,
-        b"input_tokens_details" => Field::InputTokensDetails,
-        b"output_tokens_details" => Field::OutputTokensDetails,
-        b"cached_tokens" => Field::CachedTokens,
-        b"reasoning_tokens" => Field::ReasoningTokens,
-        b"cache_creation" => Field::CacheCreation,
-        b"ephemeral_1h_input_tokens" => Field::Ephemeral1hInputTokens,
-        b"server_tool_use" => Field::ServerToolUse,
-        b"web_search_requests" => Field::WebSearchRequests,
-        _ => return None,
-    })
 }
 
 /// A token member's value.
@@ -390,54 +384,4 @@ impl<'de> Deserialize<'de> for Reported {
         }
         d.deserialize_any(V)
     }
-}
-
-impl Reported {
-    /// The members of a `usage` value's text that [`Skim`] has checked: what deserializing
-    /// it gives, with plain counts and plain names read in place.
-    pub fn of_checked(text: &[u8]) -> Reported {
-        let mut r = Reported::default();
-        match read_checked(text, &mut r, Reported::slot) {
-            Ok(()) => r,
-            Err(Invalid) => Reported::default(),
-        }
-    }
-}
-
-impl Details {
-    fn of_checked(text: &[u8]) -> Details {
-        let mut members = DetailMembers::default();
-        match read_checked(text, &mut members, DetailMembers::slot) {
-            Ok(()) => Details(Some(members)),
-            Err(Invalid) => Details(None),
-        }
-    }
-}
-
-/// [`read_members`] over checked text: `Err` when it is not an object.
-fn read_checked<T>(
-    text: &[u8],
-    into: &mut T,
-    slot: fn(&mut T, Option<Field>) -> Slot<'_>,
-) -> Result<(), Invalid> {
-    Skim::object(text, |name, value| {
-        let field = name.text().and_then(|name| field(&name));
-        match slot(into, field) {
-            Slot::Count(member) => *member = Some(count(value)),
-            Slot::Details(details) => *details = Details::of_checked(value),
-            Slot::Skip => {}
-        }
-    })
-}
-
-/// A token member's checked value text: a plain count read in place, anything else as
-/// [`Count`] reads it.
-fn count(text: &[u8]) -> Option<u64> {
-    if (1..=19).contains(&text.len()) && text.iter().all(u8::is_ascii_digit) {
-        let n = text
-            .iter()
-            .fold(0, |n, digit| n * 10 + u64::from(digit - b'0'));
-        return Some(n.min(MAX_COUNT));
-    }
-    serde_json::from_slice::<Count>(text).map_or(Some(0), |c| c.0)
 }

@@ -323,3 +323,29 @@ fn absurd_counts_are_held_at_the_ceiling_and_sums_never_wrap() {
     };
     assert_eq!((most.prompt(), most.total()), (u64::MAX, u64::MAX));
 }
+
+/// The one documented difference between the two readings (`read_usage`'s doc): bodies that
+/// only a `Value` parse refuses still have their usage read by `read_usage`; a body both
+/// refuse has none in either.
+#[test]
+fn read_usage_reads_what_only_value_refuses() {
+    let deep = format!(
+        r#"{{"x":{}1{},"usage":{{"prompt_tokens":1}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let only_value_refuses: [&[u8]; 4] = [
+        b"{\"x\":\"\xff\",\"usage\":{\"prompt_tokens\":1}}",
+        br#"{"x":"\ud800","usage":{"prompt_tokens":1}}"#,
+        br#"{"x":1e400,"usage":{"prompt_tokens":1}}"#,
+        deep.as_bytes(),
+    ];
+    for text in only_value_refuses {
+        assert_eq!(of_bytes(Api::Chat, text), None);
+        let usage = Answer::read_usage(Api::Chat, text).usage;
+        assert_eq!(usage, Some(u(1, 0, 0, 0, 0)));
+    }
+    let both_refuse = b"{\"x\":\"a\x01\",\"usage\":{\"prompt_tokens\":1}}";
+    assert_eq!(of_bytes(Api::Chat, both_refuse), None);
+    assert_eq!(Answer::read_usage(Api::Chat, both_refuse).usage, None);
+}
