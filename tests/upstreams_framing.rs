@@ -36,6 +36,16 @@ fn answer(content: &str) -> String {
     .to_string()
 }
 
+/// A `200` with `Content-Length` of the whole `body` and only its first `sent` bytes after
+/// the head (all of it: a whole answer; fewer: one the upstream cuts short).
+fn with_length(body: &str, sent: usize) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+        body.len(),
+        body.get(..sent).unwrap_or(body)
+    )
+}
+
 fn step(wire: impl Into<Vec<u8>>, close: bool) -> Step {
     Step {
         wire: wire.into(),
@@ -101,19 +111,15 @@ fn every_framing_arrives_whole_and_keeps_the_connection_only_when_it_may() {
     );
     let body = answer("interim");
     let interim = format!(
-        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n\
-         HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n{}",
+        with_length(&body, body.len())
     );
     let until_close = format!(
         "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{}",
         answer("until the close")
     );
     let body = answer("after the close");
-    let length = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let length = with_length(&body, body.len());
     let (url, accepted, requests) = scripted(vec![
         step(chunked, false),
         step(interim, false),
@@ -142,19 +148,12 @@ fn every_framing_arrives_whole_and_keeps_the_connection_only_when_it_may() {
 #[test]
 fn an_answer_cut_short_is_a_502_and_never_stored() {
     let body = answer("whole");
-    let cut = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
-        body.len(),
-        &body[..body.len() / 2]
-    );
+    let cut = with_length(&body, body.len() / 2);
     let chunk_cut = format!(
         "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n",
         body.len()
     );
-    let whole = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let whole = with_length(&body, body.len());
     let (url, _, requests) = scripted(vec![
         step(cut, true),
         step(chunk_cut, true),
@@ -180,11 +179,7 @@ fn an_answer_cut_short_is_a_502_and_never_stored() {
 #[test]
 fn a_silent_head_or_body_is_a_504_naming_its_timeout() {
     let body = answer("late");
-    let head_only = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
-        body.len(),
-        &body[..10]
-    );
+    let head_only = with_length(&body, 10);
     let mut silent = step(
         "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_string(),
         true,
