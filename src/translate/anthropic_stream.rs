@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use super::anthropic_answer::{matched_stop, message_id, stop_reason, usage};
 use super::order::{Key, Order, Step};
-use super::text_chunk::TextChunk;
-use super::{json_str, named_event, split_chunk};
+use super::text_chunk::{TextChunk, EVENT_ROOM};
+use super::{json_str, json_u64, named_event, split_chunk};
 
 #[derive(Debug, Default)]
 pub struct State {
@@ -112,7 +112,8 @@ impl State {
 
     /// A chunk of text pieces only ([`TextChunk`]) after the first: the events of its pieces.
     pub fn text_chunk(&mut self, chunk: &TextChunk<'_>) -> Vec<u8> {
-        let mut out = Vec::new();
+        // room for the usual one delta event at once, not four growths of it
+        let mut out = Vec::with_capacity(EVENT_ROOM + chunk.text_len());
         if !self.finished {
             let steps = self.order.pieces(chunk.pieces());
             self.steps(&mut out, steps);
@@ -176,6 +177,6 @@ fn delta_event(out: &mut Vec<u8>, index: usize, key: Key, text: &str) {
     out.extend_from_slice(b",\"type\":\"");
     out.extend_from_slice(kind.as_bytes());
     out.extend_from_slice(b"\"},\"index\":");
-    out.extend_from_slice(index.to_string().as_bytes());
+    json_u64(out, index as u64);
     out.extend_from_slice(b",\"type\":\"content_block_delta\"}\n\n");
 }

@@ -14,8 +14,8 @@ use super::order::{Block, Key, Order, Step};
 use super::responses_answer::{
     call_item, message_item, reasoning_item, response_object, status, usage, Ids,
 };
-use super::text_chunk::TextChunk;
-use super::{json_str, named_event, split_chunk};
+use super::text_chunk::{TextChunk, EVENT_ROOM};
+use super::{json_str, json_u64, named_event, split_chunk};
 
 /// One output item being streamed.
 #[derive(Debug)]
@@ -141,9 +141,9 @@ impl State {
             out.extend_from_slice(b",\"logprobs\":[]");
         }
         out.extend_from_slice(b",\"output_index\":");
-        out.extend_from_slice(item.output_index.to_string().as_bytes());
+        json_u64(out, item.output_index as u64);
         out.extend_from_slice(b",\"sequence_number\":");
-        out.extend_from_slice(self.seq.to_string().as_bytes());
+        json_u64(out, self.seq);
         out.extend_from_slice(b",\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\"}\n\n");
@@ -264,7 +264,8 @@ impl State {
 
     /// A chunk of text pieces only ([`TextChunk`]) after the first: the events of its pieces.
     pub fn text_chunk(&mut self, chunk: &TextChunk<'_>) -> Vec<u8> {
-        let mut out = Vec::new();
+        // room for the usual one delta event at once, not four growths of it
+        let mut out = Vec::with_capacity(EVENT_ROOM + chunk.text_len());
         if !self.finished {
             let steps = self.order.pieces(chunk.pieces());
             self.steps(&mut out, steps);

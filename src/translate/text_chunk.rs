@@ -15,6 +15,11 @@ use serde::Deserialize;
 
 use super::Piece;
 
+/// The bytes of one text delta event beside its text, with room to spare (a Responses
+/// `response.output_text.delta` with its ids is about 190): the output buffer a text chunk's
+/// events start in.
+pub const EVENT_ROOM: usize = 256;
+
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(borrow, default)]
@@ -76,6 +81,12 @@ impl<'a> TextChunk<'a> {
             reasoning: delta.reasoning_content.filter(|s| !s.is_empty()),
             text: delta.content.filter(|s| !s.is_empty()),
         })
+    }
+
+    /// The bytes of its text pieces (their events' escaped text is about as long).
+    pub fn text_len(&self) -> usize {
+        let len = |s: &Option<Cow<'_, str>>| s.as_ref().map_or(0, |s| s.len());
+        len(&self.reasoning) + len(&self.text)
     }
 
     /// The pieces in the order [`super::split_chunk`] gives them: reasoning, then text.
