@@ -9,8 +9,10 @@
 //! what the client gets is the same either way (the stream tests run both paths).
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
-use serde::de::IgnoredAny;
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::Piece;
@@ -23,11 +25,34 @@ pub const EVENT_ROOM: usize = 256;
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(borrow, default)]
-    choices: Vec<Choice<'a>>,
+    choices: FirstChoice<'a>,
     #[serde(default)]
     usage: Option<IgnoredAny>,
     #[serde(default)]
     error: Option<IgnoredAny>,
+}
+
+/// The first of `choices`, the others checked and skipped, not built (the translators read
+/// the first choice only), so that no list is allocated for one element.
+#[derive(Default)]
+struct FirstChoice<'a>(Option<Choice<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = FirstChoice<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FirstChoice<'a>, A::Error> {
+                let first = seq.next_element::<Choice<'a>>()?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(FirstChoice(first))
+            }
+        }
+        d.deserialize_seq(V(PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -64,7 +89,7 @@ impl<'a> TextChunk<'a> {
         if chunk.usage.is_some() || chunk.error.is_some() {
             return None;
         }
-        let choice = chunk.choices.into_iter().next()?;
+        let choice = chunk.choices.0?;
         if choice.finish_reason.is_some() || choice.stop_reason.is_some() {
             return None;
         }
@@ -90,15 +115,11 @@ impl<'a> TextChunk<'a> {
     }
 
     /// The pieces in the order [`super::split_chunk`] gives them: reasoning, then text.
-    pub fn pieces(&self) -> Vec<Piece<'_>> {
-        let mut pieces = Vec::with_capacity(2);
-        if let Some(r) = &self.reasoning {
-            pieces.push(Piece::Reasoning(r));
-        }
-        if let Some(t) = &self.text {
-            pieces.push(Piece::Text(t));
-        }
-        pieces
+    pub fn pieces(&self) -> impl Iterator<Item = Piece<'_>> {
+        let reasoning = self.reasoning.as_deref().map(Piece::Reasoning);
+        reasoning
+            .into_iter()
+            .chain(self.text.as_deref().map(Piece::Text))
     }
 }
 
@@ -131,6 +152,13 @@ mod tests {
             texts(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
             Some((None, None))
         );
+        // the first choice only, as the general path reads it (`n` > 1); the others are
+        // skipped whatever they hold, but must be JSON
+        assert_eq!(
+            texts(r#"{"choices":[{"delta":{"content":"one"}},{"delta":{"content":"two"}},5]}"#),
+            Some((None, t("one")))
+        );
+        assert_eq!(texts(r#"{"choices":[{"delta":{"content":"a"}},]}"#), None);
         for other in [
             r#"{"choices":[{"delta":{"content":"a"},"finish_reason":"stop"}]}"#,
             r#"{"choices":[{"delta":{"content":"a"},"stop_reason":"END"}]}"#,
