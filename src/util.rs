@@ -1,7 +1,8 @@
 //! Small helpers more than one module needs, each written once: lowercase hex, Unix time, an
 //! atomic file write, the token of an `Authorization: Bearer` value, the credential
 //! `forward_auth` sends, an API route without its `/v1` prefix, a query parameter of a URL
-//! (percent-decoded), and fast random numbers. A leaf: it imports nothing of ours.
+//! (percent-decoded), fast random numbers and bytes appended without a copy where they can be
+//! taken whole. A leaf: it imports nothing of ours.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
@@ -33,6 +34,16 @@ pub fn push_hex(out: &mut Vec<u8>, n: usize) {
     for i in (0..digits).rev() {
         let nibble = (n >> (i * 4)) & 0xf;
         out.push(DIGITS.get(nibble).copied().unwrap_or(b'0'));
+    }
+}
+
+/// Appends `bytes` to `out`, or takes them whole while `out` is empty: the events of a line
+/// added to what a chunk's lines gave before, with no copy for the one line that gives them all.
+pub fn append(out: &mut Vec<u8>, bytes: Vec<u8>) {
+    if out.is_empty() {
+        *out = bytes;
+    } else {
+        out.extend_from_slice(&bytes);
     }
 }
 
@@ -239,6 +250,18 @@ mod tests {
             push_hex(&mut out, n);
             assert_eq!(out, format!("x{n:x}").into_bytes(), "{n}");
         }
+    }
+
+    #[test]
+    fn append_takes_the_first_bytes_whole_and_adds_the_rest() {
+        let mut out = Vec::new();
+        let first = b"event: a\n\n".to_vec();
+        let at = first.as_ptr();
+        append(&mut out, first);
+        assert_eq!(out.as_ptr(), at, "taken, not copied");
+        append(&mut out, Vec::new());
+        append(&mut out, b"event: b\n\n".to_vec());
+        assert_eq!(out, b"event: a\n\nevent: b\n\n");
     }
 
     #[test]

@@ -292,7 +292,7 @@ fn translated(t: &mut dyn Translate, event: &[u8]) -> Vec<u8> {
     while !rest.is_empty() {
         let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |at| at + 1);
         let (line, after) = rest.split_at(end);
-        out.extend_from_slice(&t.line(line));
+        crate::util::append(&mut out, t.line(line));
         rest = after;
     }
     out

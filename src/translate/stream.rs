@@ -52,7 +52,7 @@ impl Stream {
         // extended line by line (collecting a flattened iterator copies byte by byte)
         let mut out = Vec::new();
         for line in chat.split_inclusive(|&b| b == b'\n') {
-            out.extend_from_slice(&self.own_line(line));
+            crate::util::append(&mut out, self.own_line(line));
         }
         out
     }
