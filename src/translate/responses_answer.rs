@@ -84,21 +84,24 @@ pub fn response_object(
     usage: Value,
     echo: &Map<String, Value>,
 ) -> Value {
-    let mut response = json!({
-        "id": ids.response(),
-        "object": "response",
-        "created_at": chat.get("created").cloned().unwrap_or(json!(0)),
-        "status": status.0,
-        "incomplete_details": status.1,
-        "error": null,
-        "model": chat.get("model").cloned().unwrap_or(json!("")),
-        "output": output,
-        "usage": usage,
-    });
-    if let Some(o) = response.as_object_mut() {
-        o.extend(echo.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    response
+    // the members moved in, not written through `json!` (which serialises each value into a
+    // new one: the whole output and usage copied once more)
+    let mut response = Map::new();
+    let mut put = |key: &str, value: Value| response.insert(key.to_string(), value);
+    put("id", Value::String(ids.response()));
+    put("object", json!("response"));
+    put(
+        "created_at",
+        chat.get("created").cloned().unwrap_or(json!(0)),
+    );
+    put("status", json!(status.0));
+    put("incomplete_details", status.1);
+    put("error", Value::Null);
+    put("model", chat.get("model").cloned().unwrap_or(json!("")));
+    put("output", Value::Array(output));
+    put("usage", usage);
+    response.extend(echo.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Value::Object(response)
 }
 
 pub fn message_item(id: String, status: &str, text: &str) -> Value {

@@ -47,6 +47,7 @@ pub struct State {
 }
 
 impl State {
+    /// `event` (an object, see [`object`]) with its `type` and `sequence_number`, written.
     fn emit(&mut self, out: &mut Vec<u8>, kind: &str, mut event: Value) {
         if let Some(o) = event.as_object_mut() {
             o.insert("type".into(), json!(kind));
@@ -82,11 +83,12 @@ impl State {
                 "model": chunk.get("model").cloned().unwrap_or(json!("")),
             }));
             let response = self.response(("in_progress", Value::Null), vec![], Value::Null);
-            self.emit(&mut out, "response.created", json!({"response": response}));
+            let created = object([("response", response.clone())]);
+            self.emit(&mut out, "response.created", created);
             self.emit(
                 &mut out,
                 "response.in_progress",
-                json!({"response": response}),
+                object([("response", response)]),
             );
         }
         let parts = split_chunk(chunk);
@@ -179,7 +181,7 @@ impl State {
         self.emit(
             out,
             "response.output_item.added",
-            json!({"output_index": output_index, "item": item}),
+            object([("output_index", json!(output_index)), ("item", item)]),
         );
         let part = match block.key {
             Key::Text => Some(json!({"type": "output_text", "text": "", "annotations": []})),
@@ -257,7 +259,7 @@ impl State {
         self.emit(
             out,
             "response.output_item.done",
-            json!({"output_index": index, "item": done}),
+            object([("output_index", json!(index)), ("item", done.clone())]),
         );
         self.done.push(done);
     }
@@ -289,7 +291,7 @@ impl State {
             "response.incomplete"
         };
         let response = self.response(status, self.done.clone(), usage(self.usage.as_ref()));
-        self.emit(&mut out, kind, json!({"response": response}));
+        self.emit(&mut out, kind, object([("response", response)]));
         out
     }
 
@@ -316,4 +318,15 @@ impl State {
     pub fn started(&self) -> bool {
         self.head.is_some()
     }
+}
+
+/// An object of these members, the values moved in (`json!` serialises each value it is
+/// given into a new one: a whole response or item copied once more per event).
+fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Object(
+        members
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect(),
+    )
 }
