@@ -1,8 +1,9 @@
 //! Small helpers more than one module needs, each written once: lowercase hex, Unix time, an
-//! atomic file write, the token of an `Authorization: Bearer` value, the credential
-//! `forward_auth` sends, an API route without its `/v1` prefix, a query parameter of a URL
-//! (percent-decoded), fast random numbers and bytes appended without a copy where they can be
-//! taken whole. A leaf: it imports nothing of ours.
+//! atomic file write, decimal and hex digits appended without a `String`, the token of an
+//! `Authorization: Bearer` value, the credential `forward_auth` sends, an API route without
+//! its `/v1` prefix, a query parameter of a URL (percent-decoded), fast random numbers and
+//! bytes appended without a copy where they can be taken whole. A leaf: it imports nothing of
+//! ours.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
@@ -35,6 +36,24 @@ pub fn push_hex(out: &mut Vec<u8>, n: usize) {
         let nibble = (n >> (i * 4)) & 0xf;
         out.push(DIGITS.get(nibble).copied().unwrap_or(b'0'));
     }
+}
+
+/// Appends `n` in decimal, as a `Value`'s number is written: an index or sequence number of
+/// each translated event, without a `String` for it.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20]; // u64::MAX has 20
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(digit) = digits.get_mut(at) {
+            *digit = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(at..).unwrap_or_default());
 }
 
 /// Appends `bytes` to `out`, or takes them whole while `out` is empty: the events of a line
@@ -249,6 +268,21 @@ mod tests {
             let mut out = b"x".to_vec();
             push_hex(&mut out, n);
             assert_eq!(out, format!("x{n:x}").into_bytes(), "{n}");
+        }
+    }
+
+    #[test]
+    fn push_decimal_writes_what_a_value_writes() {
+        let mut cases: Vec<u64> = (0..4200).collect();
+        cases.extend([u64::from(u32::MAX), u64::MAX - 1, u64::MAX]);
+        for n in cases {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(
+                out,
+                format!("x{}", serde_json::json!(n)).into_bytes(),
+                "{n}"
+            );
         }
     }
 

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use super::anthropic_answer::{matched_stop, message_id, stop_reason, usage};
 use super::order::{Key, Order, Step};
 use super::text_chunk::{TextChunk, EVENT_ROOM};
-use super::{json_str, json_u64, named_event, split_chunk};
+use super::{json_str, named_event, split_chunk};
+use crate::util::push_decimal;
 
 #[derive(Debug, Default)]
 pub struct State {
@@ -177,6 +178,6 @@ fn delta_event(out: &mut Vec<u8>, index: usize, key: Key, text: &str) {
     out.extend_from_slice(b",\"type\":\"");
     out.extend_from_slice(kind.as_bytes());
     out.extend_from_slice(b"\"},\"index\":");
-    json_u64(out, index as u64);
+    push_decimal(out, index as u64);
     out.extend_from_slice(b",\"type\":\"content_block_delta\"}\n\n");
 }

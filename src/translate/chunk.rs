@@ -85,23 +85,6 @@ pub(super) fn data_event(out: &mut Vec<u8>, data: &Value) {
     out.extend_from_slice(b"\n\n");
 }
 
-/// Appends `n` in decimal, as a `Value`'s number is written, without a `String` for it.
-pub(super) fn json_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20]; // u64::MAX has 20
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        if let Some(digit) = digits.get_mut(at) {
-            *digit = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(at..).unwrap_or_default());
-}
-
 /// Appends `s` as a JSON string (escaped as a `Value`'s string is).
 pub(super) fn json_str(out: &mut Vec<u8>, s: &str) {
     if serde_json::to_writer(&mut *out, s).is_err() {
@@ -109,24 +92,13 @@ pub(super) fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn numbers_are_written_as_a_value_writes_them() {
-        for n in [
-            0,
-            7,
-            10,
-            99,
-            100,
-            12_345,
-            u64::from(u32::MAX),
-            u64::MAX - 1,
-            u64::MAX,
-        ] {
-            let mut out = b"x".to_vec();
-            super::json_u64(&mut out, n);
-            assert_eq!(out, format!("x{}", serde_json::json!(n)).into_bytes());
-        }
-    }
+/// An object of these members, the values moved in (`json!` serialises each value it is
+/// given into a new one: a whole response or item copied once more per event).
+pub(super) fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Object(
+        members
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect(),
+    )
 }

@@ -37,7 +37,7 @@ use serde_json::{json, Map, Value};
 
 use crate::answer::Usage;
 
-use chunk::{data_event, json_str, json_u64, named_event, split_chunk, Piece};
+use chunk::{data_event, json_str, named_event, object, split_chunk, Piece};
 pub use responses_replay::replay as replay_response;
 pub use stream::Stream;
 use stream::StreamState;

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{answered, chat_usage, first_choice};
+use super::{answered, chat_usage, first_choice, object};
 
 /// Responses `usage` from a chat `usage`.
 pub fn usage(chat: Option<&Value>) -> Value {
@@ -84,24 +84,24 @@ pub fn response_object(
     usage: Value,
     echo: &Map<String, Value>,
 ) -> Value {
-    // the members moved in, not written through `json!` (which serialises each value into a
-    // new one: the whole output and usage copied once more)
-    let mut response = Map::new();
-    let mut put = |key: &str, value: Value| response.insert(key.to_string(), value);
-    put("id", Value::String(ids.response()));
-    put("object", json!("response"));
-    put(
-        "created_at",
-        chat.get("created").cloned().unwrap_or(json!(0)),
-    );
-    put("status", json!(status.0));
-    put("incomplete_details", status.1);
-    put("error", Value::Null);
-    put("model", chat.get("model").cloned().unwrap_or(json!("")));
-    put("output", Value::Array(output));
-    put("usage", usage);
-    response.extend(echo.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Value::Object(response)
+    let mut response = object([
+        ("id", Value::String(ids.response())),
+        ("object", json!("response")),
+        (
+            "created_at",
+            chat.get("created").cloned().unwrap_or(json!(0)),
+        ),
+        ("status", json!(status.0)),
+        ("incomplete_details", status.1),
+        ("error", Value::Null),
+        ("model", chat.get("model").cloned().unwrap_or(json!(""))),
+        ("output", Value::Array(output)),
+        ("usage", usage),
+    ]);
+    if let Some(o) = response.as_object_mut() {
+        o.extend(echo.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    response
 }
 
 pub fn message_item(id: String, status: &str, text: &str) -> Value {

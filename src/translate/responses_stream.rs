@@ -15,7 +15,8 @@ use super::responses_answer::{
     call_item, message_item, reasoning_item, response_object, status, usage, Ids,
 };
 use super::text_chunk::{TextChunk, EVENT_ROOM};
-use super::{json_str, json_u64, named_event, split_chunk};
+use super::{json_str, named_event, object, split_chunk};
+use crate::util::push_decimal;
 
 /// One output item being streamed.
 #[derive(Debug)]
@@ -143,9 +144,9 @@ impl State {
             out.extend_from_slice(b",\"logprobs\":[]");
         }
         out.extend_from_slice(b",\"output_index\":");
-        json_u64(out, item.output_index as u64);
+        push_decimal(out, item.output_index as u64);
         out.extend_from_slice(b",\"sequence_number\":");
-        json_u64(out, self.seq);
+        push_decimal(out, self.seq);
         out.extend_from_slice(b",\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\"}\n\n");
@@ -318,15 +319,4 @@ impl State {
     pub fn started(&self) -> bool {
         self.head.is_some()
     }
-}
-
-/// An object of these members, the values moved in (`json!` serialises each value it is
-/// given into a new one: a whole response or item copied once more per event).
-fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
-    Value::Object(
-        members
-            .into_iter()
-            .map(|(key, value)| (key.to_string(), value))
-            .collect(),
-    )
 }
