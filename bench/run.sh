@@ -166,6 +166,19 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 cpu_us_per_request() { # TICKS RPS DUR
   awk -v t="$1" -v r="$2" -v d="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{ if (r > 0) printf "%.1f", t / hz * 1e6 / (r * d); else print "-" }'
 }
+# cpu_ticks of PID and its children (nginx's master and workers).
+cpu_ticks_tree() {
+  local p sum
+  sum=$(cpu_ticks "$1")
+  for p in $(pgrep -P "$1" || true); do
+    sum=$((sum + $(cpu_ticks "$p")))
+  done
+  echo "$sum"
+}
+# Microseconds of CPU a streamed event: ticks used over a `bench_tool streams` RESULT.
+cpu_us_per_event() { # TICKS RESULT
+  awk -v t="$1" -v e="$(kv "$2" events)" -v hz="$(getconf CLK_TCK)" 'BEGIN{ if (e > 0) printf "%.1f", t / hz * 1e6 / e; else print "-" }'
+}
 proc_field() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # wrk → "RPS P50_MS P99_MS ERRORS"
@@ -213,6 +226,8 @@ errors_note() { [ "${1:-0}" != 0 ] && echo "$1 errors" || true; }
 start_nginx() { # SSE_ADDR (optional): /v1/completions is proxied there (soak only)
   local port dir=$RUN/nginx user="" proxy=""
   port=$(free_port)
+  # scenario 6's stream upstream listens here, behind nginx's `/sse/` location (row 6n)
+  STREAM_PORT=$(free_port)
   mkdir -p "$dir/www" "$dir/tmp"
   cp "$ROOT/bench/chat_completion.json" "$dir/www/chat.json"
   chmod -R a+rX "$dir"
@@ -235,6 +250,7 @@ http {
   client_max_body_size 0;
   # row 1n: nginx as a reverse proxy to itself, the fair ceiling for a proxy's two hops
   upstream self_upstream { server 127.0.0.1:$port; keepalive 64; }
+  upstream stream_upstream { server 127.0.0.1:$STREAM_PORT; keepalive 1024; }
   server {
     listen 127.0.0.1:$port;
     location = /v1/chat/completions {
@@ -259,6 +275,13 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }
+    # row 6n: nginx relaying scenario 6's streams as they come, an event loop's ceiling there
+    location = /sse/v1/chat/completions {
+      proxy_pass http://stream_upstream/v1/chat/completions;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
     $proxy
   }
 }
@@ -270,18 +293,31 @@ EOF
   wait_http "http://$NGINX/static/chat.json" 10 || die "nginx did not start: $(cat "$dir/error.log")"
 }
 
-start_sse_upstream() { # EVENTS INTERVAL_MS [API] → SSE_ADDR, SSE_PID
-  local out=$RUN/sse-$RANDOM.out
+# Starts `bench_tool ARGS...` in the background; sets FIXTURE (the address it prints) and
+# FIXTURE_PID.
+start_fixture() { # ARGS...
+  local out=$RUN/fixture-$RANDOM.out
   : >"$out" # exists before the fixture's shell opens it: the poll below never reads a missing file
-  "$TOOL" sse-upstream --events "$1" --interval-ms "$2" --api "${3:-chat}" >"$out" &
-  SSE_PID=$!
-  PIDS+=("$SSE_PID")
+  "$TOOL" "$@" >"$out" &
+  FIXTURE_PID=$!
+  PIDS+=("$FIXTURE_PID")
   for _ in $(seq 100); do
-    SSE_ADDR=$(sed -n 's#^listening on http://##p' "$out")
-    [ -n "$SSE_ADDR" ] && return 0
+    FIXTURE=$(sed -n 's#^listening on http://##p' "$out")
+    [ -n "$FIXTURE" ] && return 0
     sleep 0.05
   done
-  die "the SSE upstream fixture did not start"
+  die "the fixture \`bench_tool $1\` did not start"
+}
+
+start_sse_upstream() { # EVENTS INTERVAL_MS [API] [LISTEN] → SSE_ADDR, SSE_PID
+  start_fixture sse-upstream --events "$1" --interval-ms "$2" --api "${3:-chat}" --listen "${4:-127.0.0.1:0}"
+  SSE_ADDR=$FIXTURE SSE_PID=$FIXTURE_PID
+}
+
+# Starts `bench_tool blocking-proxy` in front of UPSTREAM (HOST:PORT).
+start_blocking_proxy() { # UPSTREAM → PROXY, PROXY_PID
+  start_fixture blocking-proxy --upstream "$1"
+  PROXY=$FIXTURE PROXY_PID=$FIXTURE_PID
 }
 
 RELAY_N=0
@@ -383,21 +419,12 @@ scenario_miss() {
 # of the same upstream: the ceiling of row 2 under the design card (blocking I/O), beside nginx's
 # event loop (row 1n).
 scenario_blocking_floor() {
-  local out=$RUN/blocking-proxy.out addr="" pid r
-  : >"$out"
-  "$TOOL" blocking-proxy --upstream "$NGINX" >"$out" &
-  pid=$!
-  PIDS+=("$pid")
-  for _ in $(seq 100); do
-    addr=$(sed -n 's#^listening on http://##p' "$out")
-    [ -n "$addr" ] && break
-    sleep 0.05
-  done
-  [ -n "$addr" ] || die "the blocking proxy fixture did not start"
-  r=($(wrk_post "http://$addr/v1/chat/completions"))
-  row 2b "a minimal blocking proxy, one thread per connection (bench_tool blocking-proxy)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$pid")" \
+  local r
+  start_blocking_proxy "$NGINX"
+  r=($(wrk_post "http://$PROXY/v1/chat/completions"))
+  row 2b "a minimal blocking proxy, one thread per connection (bench_tool blocking-proxy)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$PROXY_PID")" \
     "the blocking design's ceiling for row 2: req/s $(ratio "${r[0]}" "${R_RPS[1n]:-}") × row 1n, row 2 $(ratio "${R_RPS[2]:-}" "${r[0]}") × this; $(errors_note "${r[3]}")"
-  stop "$pid"
+  stop "$PROXY_PID"
 }
 
 # Scenario 2t: the miss path of row 2 with traces exported (nginx's `/v1/traces` stands in for
@@ -464,10 +491,19 @@ scenario_ratio_rounds() {
     return
   fi
   for round in $(seq "$ROUNDS"); do
-    a=($(DUR=$ROUND_S wrk_post "http://$NGINX/proxy/v1/chat/completions"))
-    b=($(DUR=$ROUND_S wrk_post "http://$miss_addr/v1/chat/completions"))
-    c=($(DUR=$ROUND_S run_wrk "http://$NGINX/static/chat.json"))
-    d=($(DUR=$ROUND_S wrk_post "http://$hit_addr/v1/chat/completions"))
+    # every second round measures the relay first: a machine that slows down (or speeds up)
+    # over the rounds then weighs on both sides alike, not always on the one measured second
+    if ((round % 2)); then
+      a=($(DUR=$ROUND_S wrk_post "http://$NGINX/proxy/v1/chat/completions"))
+      b=($(DUR=$ROUND_S wrk_post "http://$miss_addr/v1/chat/completions"))
+      c=($(DUR=$ROUND_S run_wrk "http://$NGINX/static/chat.json"))
+      d=($(DUR=$ROUND_S wrk_post "http://$hit_addr/v1/chat/completions"))
+    else
+      d=($(DUR=$ROUND_S wrk_post "http://$hit_addr/v1/chat/completions"))
+      c=($(DUR=$ROUND_S run_wrk "http://$NGINX/static/chat.json"))
+      b=($(DUR=$ROUND_S wrk_post "http://$miss_addr/v1/chat/completions"))
+      a=($(DUR=$ROUND_S wrk_post "http://$NGINX/proxy/v1/chat/completions"))
+    fi
     miss+=("$(ratio "${b[0]}" "${a[0]}")") hit+=("$(ratio "${d[0]}" "${c[0]}")")
     log "round $round: proxy_pass ${a[0]}, misses ${b[0]}, static ${c[0]}, hits ${d[0]} req/s"
   done
@@ -526,6 +562,14 @@ scenario_static() {
   local r
   r=($(run_wrk "http://$NGINX/static/chat.json"))
   row 4 "nginx static file, same bytes (GET)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$NGINX_PID")" "$(errors_note "${r[3]}")"
+  # Row 4b: the least a blocking, thread-per-connection server does to answer the same bytes
+  # (`bench_tool json-upstream`: reads a request head and body, writes a fixed answer): the
+  # ceiling of row 3m under the design card, as row 2b is of row 2
+  start_fixture json-upstream --body-file "$ROOT/bench/chat_completion.json"
+  r=($(wrk_post "http://$FIXTURE/v1/chat/completions"))
+  row 4b "a minimal blocking server answering the same bytes, one thread per connection (bench_tool json-upstream)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$FIXTURE_PID")" \
+    "the blocking design's ceiling for row 3m: req/s $(ratio "${r[0]}" "${R_RPS[4]:-}") × row 4, row 3m $(ratio "${R_RPS[3m]:-}" "${r[0]}") × this; $(errors_note "${r[3]}")"
+  stop "$FIXTURE_PID"
 }
 
 scenario_litellm() { # ID NAME CACHE(0|1)
@@ -608,28 +652,48 @@ scenario_streams() {
   local anthropic_body='{"model":"bench-model","max_tokens":1000,"stream":true,"messages":[{"role":"user","content":"Count."}]}'
   local responses_body='{"model":"bench-model","stream":true,"input":"Count."}'
   local -A plain_p50 plain_p99
-  start_sse_upstream "$STREAM_EVENTS" "$STREAM_INTERVAL_MS"
+  start_sse_upstream "$STREAM_EVENTS" "$STREAM_INTERVAL_MS" chat "127.0.0.1:$STREAM_PORT"
   start_relay "http://$SSE_ADDR/v1" $((MANY_STREAMS + 32))
   warm_streams "http://$RELAY/v1/chat/completions" "$body"
-  local -a ds rs tas trs
-  local k rounds
+  # beside the relay, the same streams through nginx (an event loop: row 6n) and through the
+  # least a blocking proxy does (row 6b, the blocking design's floor, as row 2b is for row 2)
+  start_blocking_proxy "$SSE_ADDR"
+  local -a ds ns bs rs tas trs ncpu bcpu rcpu
+  local k rounds t0
   for n in 1 "$MANY_STREAMS"; do
-    # the many-stream rows, whose targets judge a p99, in alternating rounds (direct, plain,
-    # Messages, Responses; then again), each row the median round of its own
+    # the many-stream rows, whose targets judge a p99, in alternating rounds (direct, nginx,
+    # blocking proxy, plain, Messages, Responses; then again), each row the median round of
+    # its own; the CPU a streamed event (the process's user + system time over a round: in
+    # clock ticks, so only with many streams) is the figure a busy machine moves least
     rounds=1
     [ "$n" = "$MANY_STREAMS" ] && rounds=$ROUNDS
-    ds=() rs=() tas=() trs=()
+    ds=() ns=() bs=() rs=() tas=() trs=() ncpu=() bcpu=() rcpu=()
     for ((k = 0; k < rounds; k++)); do
       ds+=("$("$TOOL" streams --url "http://$SSE_ADDR/v1/chat/completions" --streams "$n" --body "$body")")
+      t0=$(cpu_ticks_tree "$NGINX_PID")
+      ns+=("$("$TOOL" streams --url "http://$NGINX/sse/v1/chat/completions" --streams "$n" --body "$body")")
+      ncpu+=("$(cpu_us_per_event "$(($(cpu_ticks_tree "$NGINX_PID") - t0))" "${ns[-1]}")")
+      t0=$(cpu_ticks "$PROXY_PID")
+      bs+=("$("$TOOL" streams --url "http://$PROXY/v1/chat/completions" --streams "$n" --body "$body")")
+      bcpu+=("$(cpu_us_per_event "$(($(cpu_ticks "$PROXY_PID") - t0))" "${bs[-1]}")")
+      t0=$(cpu_ticks "$RELAY_PID")
       rs+=("$("$TOOL" streams --url "http://$RELAY/v1/chat/completions" --streams "$n" --body "$body")")
+      rcpu+=("$(cpu_us_per_event "$(($(cpu_ticks "$RELAY_PID") - t0))" "${rs[-1]}")")
       # the same chat stream translated into Anthropic Messages and Responses events (issue 13)
       tas+=("$("$TOOL" streams --url "http://$RELAY/v1/messages" --streams "$n" --body "$anthropic_body")")
       trs+=("$("$TOOL" streams --url "http://$RELAY/v1/responses" --streams "$n" --body "$responses_body")")
     done
     d=$(median_round "${ds[@]}")
     stream_row "6d-$n" "stream events, direct, $n stream(s)" "$d" "" "" "" "$(rounds_note "${ds[@]}")"
+    r=$(median_round "${ns[@]}")
+    stream_row "6n-$n" "stream events via nginx as a reverse proxy (proxy_pass, proxy_buffering off), $n stream(s)" "$r" "$(kv "$d" delay_p50_ms)" "$(kv "$d" delay_p99_ms)" "" \
+      "an event loop's ceiling for row 6r-$n${ns[1]:+; CPU an event (master and workers), each round: ${ncpu[*]} µs; $(rounds_note "${ns[@]}")}"
+    r=$(median_round "${bs[@]}")
+    stream_row "6b-$n" "stream events via a minimal blocking proxy, one thread per connection, each read written on at once (bench_tool blocking-proxy), $n stream(s)" "$r" "$(kv "$d" delay_p50_ms)" "$(kv "$d" delay_p99_ms)" "$(peak_rss_mb "$PROXY_PID")" \
+      "the blocking design's floor for row 6r-$n${bs[1]:+; CPU an event, each round: ${bcpu[*]} µs; $(rounds_note "${bs[@]}")}"
     r=$(median_round "${rs[@]}")
-    stream_row "6r-$n" "stream events via relay, $n stream(s)" "$r" "$(kv "$d" delay_p50_ms)" "$(kv "$d" delay_p99_ms)" "$(peak_rss_mb "$RELAY_PID")" "$(rounds_note "${rs[@]}")"
+    stream_row "6r-$n" "stream events via relay, $n stream(s)" "$r" "$(kv "$d" delay_p50_ms)" "$(kv "$d" delay_p99_ms)" "$(peak_rss_mb "$RELAY_PID")" \
+      "${rs[1]:+relay CPU an event, each round: ${rcpu[*]} µs; $(rounds_note "${rs[@]}")}"
     plain_p50[$n]=$(kv "$r" delay_p50_ms) plain_p99[$n]=$(kv "$r" delay_p99_ms)
     # Δ is versus plain relaying (6r) of the same count: the per-event cost of translating
     t=$(median_round "${tas[@]}")
@@ -638,6 +702,7 @@ scenario_streams() {
     stream_row "6tr-$n" "stream events via relay, translated to Responses, $n stream(s), Δ vs 6r-$n" "$t" "$(kv "$r" delay_p50_ms)" "$(kv "$r" delay_p99_ms)" "$(peak_rss_mb "$RELAY_PID")" "$(rounds_note "${trs[@]}")"
   done
   stop "$RELAY_PID"
+  stop "$PROXY_PID"
   stop "$SSE_PID"
   # the reverse direction (issue 21): the same text streamed as Anthropic Messages events by an
   # `anthropic` endpoint, translated into chat chunks for a Chat client and, through the chat
@@ -658,8 +723,8 @@ scenario_streams() {
 # Rows 7-N: disk hits (memory tier off) with SCALE_SMALL and SCALE_LARGE entries. Each size
 # gets a fresh process timed from start to its first 200 on /health; then both relays run side
 # by side and, once each has finished its start-up scan and index, are measured in ROUNDS
-# alternating rounds of ROUND_S seconds (small, large, small, ...): a machine that speeds up or
-# slows down moves both sizes alike. Each row gives the median round; the notes every p50.
+# alternating rounds of ROUND_S seconds (small, large; large, small; ...): a machine that speeds
+# up or slows down moves both sizes alike. Each row gives the median round; the notes every p50.
 scenario_scale() {
   local n id dirs=() pids=() addrs=() logs=() starts=() healths=() durings=() i r round
   for n in "$SCALE_SMALL" "$SCALE_LARGE"; do
@@ -709,15 +774,22 @@ scenario_scale() {
     # CPU a hit (the relay process's user + system time over the round) is the figure a busy
     # machine moves least; it goes in the notes beside the latency the target judges
     local rps0=() p500=() p990=() cpu0=() rps1=() p501=() p991=() cpu1=() t
+    local order
     for round in $(seq "$ROUNDS"); do
-      t=$(cpu_ticks "${pids[0]}")
-      r=($(DUR=$ROUND_S wrk_post "http://${addrs[0]}/v1/chat/completions"))
-      rps0+=("${r[0]}") p500+=("${r[1]}") p990+=("${r[2]}")
-      cpu0+=("$(cpu_us_per_request "$(($(cpu_ticks "${pids[0]}") - t))" "${r[0]}" "$ROUND_S")")
-      t=$(cpu_ticks "${pids[1]}")
-      r=($(DUR=$ROUND_S wrk_post "http://${addrs[1]}/v1/chat/completions"))
-      rps1+=("${r[0]}") p501+=("${r[1]}") p991+=("${r[2]}")
-      cpu1+=("$(cpu_us_per_request "$(($(cpu_ticks "${pids[1]}") - t))" "${r[0]}" "$ROUND_S")")
+      # small first in odd rounds, large first in even ones (as in scenario 11): a trend in
+      # the machine's speed over the rounds then moves both sizes alike
+      order="0 1"
+      ((round % 2)) || order="1 0"
+      for i in $order; do
+        t=$(cpu_ticks "${pids[$i]}")
+        r=($(DUR=$ROUND_S wrk_post "http://${addrs[$i]}/v1/chat/completions"))
+        t=$(cpu_us_per_request "$(($(cpu_ticks "${pids[$i]}") - t))" "${r[0]}" "$ROUND_S")
+        if [ "$i" = 0 ]; then
+          rps0+=("${r[0]}") p500+=("${r[1]}") p990+=("${r[2]}") cpu0+=("$t")
+        else
+          rps1+=("${r[0]}") p501+=("${r[1]}") p991+=("${r[2]}") cpu1+=("$t")
+        fi
+      done
       log "round $round: ${sizes[0]} entries p50 ${p500[-1]} ms (${cpu0[-1]} µs CPU a hit), ${sizes[1]} entries p50 ${p501[-1]} ms (${cpu1[-1]} µs)"
     done
     for i in 0 1; do

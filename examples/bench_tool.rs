@@ -11,7 +11,9 @@
 //! - `blocking-proxy`: the least a blocking relay must do per request, as a ceiling for the
 //!   relay's miss path: one thread per client connection, each with its own kept connection to
 //!   `--upstream`, reading a request head and its `Content-Length` body, writing them upstream
-//!   in one write, reading the answer's head and body and writing them back in one write. No
+//!   in one write, reading the answer's head and body and writing them back in one write; a
+//!   `Transfer-Encoding: chunked` answer (a stream) is written back as its bytes arrive, one
+//!   write a read, as nginx does with `proxy_buffering off` (the ceiling for scenario 6). No
 //!   parsing beyond that framing, no pool, no limits.
 //! - `streams`: N concurrent streamed requests; per event it takes receive time − send time (same
 //!   machine, same clock), and the time from sending the request to the first event. A stream
@@ -288,17 +290,122 @@ fn proxy_connection(client: TcpStream, upstream: &str) {
             return;
         }
         message.clear();
-        if read_message(&mut from_up, &mut message).is_err()
-            || client_out.write_all(&message).is_err()
-        {
+        let framing = match read_head(&mut from_up, &mut message) {
+            Ok(framing) => framing,
+            Err(_) => return,
+        };
+        let relayed = match framing {
+            Framing::Length(len) => read_body(&mut from_up, &mut message, len)
+                .and_then(|()| client_out.write_all(&message).map_err(|e| e.to_string())),
+            Framing::Chunked => client_out
+                .write_all(&message)
+                .map_err(|e| e.to_string())
+                .and_then(|()| copy_chunked(&mut from_up, &mut client_out)),
+        };
+        if relayed.is_err() {
             return;
         }
     }
 }
 
+/// How an answer's body is framed.
+enum Framing {
+    Length(usize),
+    Chunked,
+}
+
 /// Appends one HTTP/1.1 message (head and `Content-Length` body) to `out`, as it was sent.
 fn read_message(r: &mut impl BufRead, out: &mut Vec<u8>) -> Res<()> {
-    let mut len = 0usize;
+    match read_head(r, out)? {
+        Framing::Length(len) => read_body(r, out, len),
+        Framing::Chunked => Err("a chunked request body".into()),
+    }
+}
+
+/// Copies a chunked body from `from` to `to` as it arrives, one write for what each read
+/// brought, until the last chunk and the empty trailer.
+fn copy_chunked(from: &mut BufReader<TcpStream>, to: &mut TcpStream) -> Res<()> {
+    let mut chunks = ChunkedEnd::default();
+    while !chunks.done() {
+        let got = from.fill_buf().map_err(|e| e.to_string())?;
+        if got.is_empty() {
+            return Err("closed".into());
+        }
+        let n = got.len();
+        chunks.scan(got);
+        to.write_all(got).map_err(|e| e.to_string())?;
+        from.consume(n);
+    }
+    Ok(())
+}
+
+/// Follows chunked framing byte by byte to see where the body ends (after `0\r\n\r\n`); no
+/// trailer fields, which no upstream here sends.
+#[derive(Default)]
+struct ChunkedEnd {
+    /// bytes of chunk data (and its CRLF) still to skip
+    skip: usize,
+    /// the size line read so far
+    size: usize,
+    in_size: bool,
+    /// the zero-size chunk was seen: what is left is its CRLF and the trailer's
+    last: bool,
+    /// consecutive bytes of the final `\r\n\r\n` seen
+    tail: u8,
+    ended: bool,
+}
+
+impl ChunkedEnd {
+    fn done(&self) -> bool {
+        self.ended
+    }
+
+    fn scan(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.ended {
+                return;
+            }
+            if self.last {
+                self.tail = if b == b"\r\n\r\n"[usize::from(self.tail)] {
+                    self.tail + 1
+                } else {
+                    0
+                };
+                self.ended = self.tail == 4;
+                continue;
+            }
+            if self.skip > 0 {
+                self.skip -= 1;
+                continue;
+            }
+            match b {
+                b'\n' => {
+                    if self.size == 0 {
+                        // `0\r\n` seen: the trailer's empty line follows
+                        self.last = true;
+                        self.tail = 2;
+                    } else {
+                        self.skip = self.size + 2;
+                    }
+                    self.size = 0;
+                    self.in_size = false;
+                }
+                b'\r' | b';' => self.in_size = false,
+                _ if self.in_size || self.size == 0 => {
+                    if let Some(d) = (b as char).to_digit(16) {
+                        self.size = self.size * 16 + d as usize;
+                        self.in_size = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Appends a message's head to `out`, as it was sent, and says how its body is framed.
+fn read_head(r: &mut impl BufRead, out: &mut Vec<u8>) -> Res<Framing> {
+    let mut framing = Framing::Length(0);
     loop {
         let start = out.len();
         if r.read_until(b'\n', out).map_err(|e| e.to_string())? == 0 {
@@ -306,17 +413,26 @@ fn read_message(r: &mut impl BufRead, out: &mut Vec<u8>) -> Res<()> {
         }
         let line = &out[start..];
         if line == b"\r\n" {
-            break;
+            return Ok(framing);
         }
         if let Some(colon) = line.iter().position(|&b| b == b':') {
-            if line[..colon].eq_ignore_ascii_case(b"content-length") {
-                len = String::from_utf8_lossy(&line[colon + 1..])
+            let (name, value) = (&line[..colon], &line[colon + 1..]);
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let len = String::from_utf8_lossy(value).trim().parse().unwrap_or(0);
+                framing = Framing::Length(len);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+                && String::from_utf8_lossy(value)
                     .trim()
-                    .parse()
-                    .unwrap_or(0);
+                    .eq_ignore_ascii_case("chunked")
+            {
+                framing = Framing::Chunked;
             }
         }
     }
+}
+
+/// Appends a `Content-Length` body of `len` bytes to `out`.
+fn read_body(r: &mut impl BufRead, out: &mut Vec<u8>, len: usize) -> Res<()> {
     let start = out.len();
     out.resize(start + len, 0);
     r.read_exact(&mut out[start..]).map_err(|e| e.to_string())
