@@ -1,8 +1,9 @@
-//! How an upstream frames a whole answer (issue 19's direct client of plain-HTTP endpoints):
-//! chunked with extensions and trailers, interim `100`/`103` heads, a body delimited by the
-//! close, each written in small pieces, reach the client as the same JSON and keep the
-//! connection exactly when HTTP/1.1 allows; an answer cut short is a 502, never stored; a
-//! head or body that goes silent is a 504 naming its timeout.
+//! How an upstream frames a whole answer or a stream (issue 19's direct client of plain-HTTP
+//! endpoints): chunked with extensions and trailers, interim `100`/`103` heads, a body
+//! delimited by its length or by the close, each written in small pieces, reach the client as
+//! the same JSON or the same events and keep the connection exactly when HTTP/1.1 allows; an
+//! answer cut short is a 502 (a stream, an end without `[DONE]`), never stored; a head or body
+//! that goes silent is a 504 naming its timeout.
 
 use std::io::{BufReader, Write};
 use std::net::TcpListener;
@@ -200,4 +201,122 @@ fn a_silent_head_or_body_is_a_504_naming_its_timeout() {
         message.contains("no byte of the answer body for 300 ms (idle_timeout_ms)"),
         "{message}"
     );
+}
+
+/// The SSE text of a chat stream of `words` (a chunk each, a finishing chunk, `[DONE]`).
+fn sse_text(words: &[&str]) -> String {
+    let chunk = |delta: Value, finish: Value| {
+        let c = json!({"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1,
+            "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    };
+    let mut text: String = words
+        .iter()
+        .map(|w| chunk(json!({"content": w}), Value::Null))
+        .collect();
+    text.push_str(&chunk(json!({}), json!("stop")));
+    text.push_str("data: [DONE]\n\n");
+    text
+}
+
+/// A streamed answer of `words`, chunked: a chunk an event, one with an extension, and a
+/// trailer after the last.
+fn chunked_stream(words: &[&str]) -> String {
+    let mut wire = String::from(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+    );
+    for (i, event) in sse_text(words).split_inclusive("\n\n").enumerate() {
+        let ext = if i == 0 { ";name=value" } else { "" };
+        wire.push_str(&format!("{:x}{ext}\r\n{event}\r\n", event.len()));
+    }
+    wire.push_str("0\r\nx-trailer: t\r\n\r\n");
+    wire
+}
+
+/// Streams a question through `relay`; returns the status, the text of the deltas and whether
+/// the stream ended cleanly with `[DONE]`.
+fn ask_streamed(relay: &Relay, content: &str) -> (u16, String, bool) {
+    let body = json!({"model": "m", "stream": true,
+        "messages": [{"role": "user", "content": content}]});
+    let r = stream_events(relay.addr(), "/v1/chat/completions", &body);
+    let mut text = String::new();
+    for event in r.event_texts() {
+        let Some(data) = event.strip_prefix("data: ") else {
+            continue;
+        };
+        if let Ok(v) = serde_json::from_str::<Value>(data) {
+            if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+                text.push_str(t);
+            }
+        }
+    }
+    let done = r.event_texts().last() == Some(&"data: [DONE]");
+    (r.status, text, r.clean_end && done)
+}
+
+#[test]
+fn every_framing_of_a_stream_arrives_whole_and_keeps_the_connection_only_when_it_may() {
+    let text = sse_text(&["by ", "length"]);
+    let length = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    let close = format!(
+        "HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\n{}",
+        sse_text(&["until ", "the ", "close"])
+    );
+    let (url, accepted, requests) = scripted(vec![
+        step(chunked_stream(&["chunked ", "events"]), false),
+        step(length, false),
+        step(close, true),
+        step(chunked_stream(&["after ", "the ", "close"]), false),
+    ]);
+    let relay = Relay::start(&config_json(&url, json!({"cache": {"enabled": false}})));
+    for (i, (text, connections)) in [
+        ("chunked events", 1),
+        ("by length", 1),
+        ("until the close", 1),
+        ("after the close", 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, got, clean) = ask_streamed(&relay, &format!("q{i}"));
+        assert_eq!(
+            (status, got.as_str(), clean),
+            (200, text, true),
+            "stream {i}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), connections, "stream {i}");
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn a_stream_cut_short_is_never_stored_nor_its_connection_kept() {
+    let whole = chunked_stream(&["whole ", "answer"]);
+    // the last chunk and the terminator never come: the upstream closes mid-stream
+    let cut = whole
+        .get(..whole.find("data: [DONE]").unwrap_or(whole.len()))
+        .unwrap_or_default()
+        .to_string();
+    let (url, accepted, requests) = scripted(vec![
+        step(cut, true),
+        step(whole.clone(), false),
+        step(whole, false),
+    ]);
+    let dir = TempDir::new();
+    let cache = json!({"enabled": true, "dir": dir.path().to_str().unwrap()});
+    let relay = Relay::start(&config_json(&url, json!({"cache": cache, "retries": 0})));
+    let (status, _, clean) = ask_streamed(&relay, "same question");
+    assert_eq!(status, 200, "the head went out before the cut");
+    assert!(!clean, "the client sees the stream end without [DONE]");
+    for _ in 0..2 {
+        let (status, got, clean) = ask_streamed(&relay, "same question");
+        assert_eq!((status, got.as_str(), clean), (200, "whole answer", true));
+    }
+    // the cut stream was not stored (the second asking reached the upstream, on a new
+    // connection), the whole one was (the third is a hit)
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }

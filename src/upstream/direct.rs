@@ -19,16 +19,16 @@
 //!   per-host bound, each for `keepalive`) only when its answer ended where HTTP/1.1 says it
 //!   does and nothing else came; one taken out is probed first (`tcp::probe`).
 //!
-//! Streams, HTTPS, proxies and pass-through keep ureq: their per-request cost is small beside
-//! what they carry, or TLS dominates it.
+//! Streams take the same path to their response head; their body is read as it comes
+//! (`direct_stream`). HTTPS, proxies and pass-through keep ureq: TLS dominates their cost, or
+//! it is small beside what they carry.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ureq::http::header::{HeaderName, HeaderValue};
 use ureq::http::{Response, Uri};
 use ureq::unversioned::resolver::Resolver;
 use ureq::unversioned::transport::NextTimeout;
@@ -43,23 +43,22 @@ use super::{agent, slim, steady, tcp, Endpoint, Timeouts, Upstream, WholeRead};
 /// body arrive in one read.
 const INBOX_BYTES: usize = 4 * 1024;
 
-/// The `user-agent` sent unless the outgoing headers carry one (the agent's).
-macro_rules! user_agent_value {
-    () => {
-        concat!("llm-relay/", env!("CARGO_PKG_VERSION"))
-    };
-}
-
 /// The direct client of one endpoint.
 pub(super) struct Direct {
     /// The `host` header: the URL's host, with its port unless 80.
-    host: String,
+    pub(super) host: String,
     /// The endpoint's URL, for the resolver.
     base: Uri,
     resolver: Remembered,
-    idle: Mutex<Vec<Kept>>,
-    max_idle: usize,
+    /// Shared with the streams reading from its connections, which give them back at their end.
+    pool: Arc<Pool>,
     keepalive: Duration,
+}
+
+/// The idle connections of one endpoint: newest last, at most `max_idle`.
+pub(super) struct Pool {
+    kept: Mutex<Vec<Kept>>,
+    max_idle: usize,
 }
 
 impl fmt::Debug for Direct {
@@ -71,18 +70,29 @@ impl fmt::Debug for Direct {
 }
 
 /// An idle connection in the pool, since when.
-struct Kept {
+pub(super) struct Kept {
     conn: Conn,
     since: Instant,
 }
 
 /// One connection: its socket, the timeouts it has now (set only when they change) and what
 /// was read from it and not used.
-struct Conn {
-    stream: TcpStream,
-    read_timeout: Option<Duration>,
+pub(super) struct Conn {
+    pub(super) stream: TcpStream,
+    pub(super) read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
-    inbox: Inbox,
+    pub(super) inbox: Inbox,
+}
+
+impl Conn {
+    pub(super) fn new(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            read_timeout: None,
+            write_timeout: None,
+            inbox: Inbox::new(INBOX_BYTES),
+        }
+    }
 }
 
 impl Direct {
@@ -100,20 +110,18 @@ impl Direct {
             host,
             base,
             resolver: Remembered::new(),
-            idle: Mutex::new(Vec::new()),
-            max_idle: agent::idle_per_host(workers),
+            pool: Arc::new(Pool {
+                kept: Mutex::new(Vec::new()),
+                max_idle: agent::idle_per_host(workers),
+            }),
             keepalive: e.keepalive.unwrap_or(t.keepalive),
         })
-    }
-
-    fn pool(&self) -> MutexGuard<'_, Vec<Kept>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A kept connection that is still open, else a new one.
     fn connection(&self, agent: &ureq::Agent, connect: Duration) -> Result<Conn, ureq::Error> {
         loop {
-            let Some(kept) = self.pool().pop() else {
+            let Some(kept) = self.pool.kept().pop() else {
                 break;
             };
             if kept.since.elapsed() <= self.keepalive && tcp::probe(&kept.conn.stream) {
@@ -133,19 +141,43 @@ impl Direct {
         };
         let stream = tcp::connect(&addrs, connecting)?;
         stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            read_timeout: None,
-            write_timeout: None,
-            inbox: Inbox::new(INBOX_BYTES),
-        })
+        Ok(Conn::new(stream))
+    }
+}
+
+impl Direct {
+    /// Its pool, for a stream to give its connection back to at the end.
+    pub(super) fn shared_pool(&self) -> Arc<Pool> {
+        Arc::clone(&self.pool)
+    }
+}
+
+impl Pool {
+    /// A pool of at most `max_idle` connections (the tests' own; an endpoint's is its
+    /// `Direct`'s).
+    #[cfg(test)]
+    pub(super) fn new(max_idle: usize) -> Pool {
+        Pool {
+            kept: Mutex::new(Vec::new()),
+            max_idle,
+        }
+    }
+
+    /// How many connections it keeps.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.kept().len()
+    }
+
+    fn kept(&self) -> MutexGuard<'_, Vec<Kept>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Keeps `conn` for the next request (dropping the oldest kept one past the bound).
-    fn keep(&self, mut conn: Conn) {
+    pub(super) fn keep(&self, mut conn: Conn) {
         conn.inbox.reset(INBOX_BYTES);
         let oldest = {
-            let mut pool = self.pool();
+            let mut pool = self.kept();
             pool.push(Kept {
                 conn,
                 since: Instant::now(),
@@ -156,57 +188,54 @@ impl Direct {
     }
 }
 
-/// A header ureq would refuse to send is refused the same way (`ureq::Error::Http`).
-fn check(name: &str, value: &str) -> Result<(), ureq::Error> {
-    let name_ok = !name.is_empty() && name.bytes().all(is_token);
-    let value_ok = value
-        .bytes()
-        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
-    if name_ok && value_ok {
-        return Ok(());
-    }
-    let error: ureq::http::Error = match HeaderName::from_bytes(name.as_bytes()) {
-        Err(e) => e.into(),
-        Ok(_) => match HeaderValue::from_bytes(value.as_bytes()) {
-            Err(e) => e.into(),
-            Ok(_) => return Ok(()),
-        },
-    };
-    Err(ureq::Error::Http(error))
-}
-
-/// A byte of an HTTP token (RFC 9110 §5.6.2).
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 /// How long a read of the socket may wait.
 #[derive(Clone, Copy)]
-enum Wait {
-    /// Until the deadline of the response head (given to the socket in steady steps).
-    Until(Instant),
+pub(super) enum Wait {
+    /// Until the deadline of the response head (given to the socket in steady steps), and with
+    /// a cap, each read at most that long (a stream's head: `idle_timeout_ms`).
+    Until(Instant, Option<Duration>),
     /// Each read of the body: at most this long.
     Each(Duration),
 }
 
 /// A connection's socket read under a [`Wait`]; a wait that runs out is an I/O `TimedOut`.
-struct Socket<'a> {
-    stream: &'a TcpStream,
-    timeout: &'a mut Option<Duration>,
-    wait: Wait,
+pub(super) struct Socket<'a> {
+    pub(super) stream: &'a TcpStream,
+    pub(super) timeout: &'a mut Option<Duration>,
+    pub(super) wait: Wait,
+    /// Set when a read of the head ran out at its cap, before the deadline.
+    capped: bool,
+}
+
+impl<'a> Socket<'a> {
+    pub(super) fn new(
+        stream: &'a TcpStream,
+        timeout: &'a mut Option<Duration>,
+        wait: Wait,
+    ) -> Self {
+        Socket {
+            stream,
+            timeout,
+            wait,
+            capped: false,
+        }
+    }
 }
 
 impl Read for Socket<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            let step = match self.wait {
-                Wait::Each(d) => d,
-                Wait::Until(deadline) => {
+            let (step, cap) = match self.wait {
+                Wait::Each(d) => (d, None),
+                Wait::Until(deadline, cap) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
-                    steady::steady(left)
+                    match cap {
+                        Some(cap) if cap < left => (cap, Some(cap)),
+                        _ => (steady::steady(left), None),
+                    }
                 }
             };
             if *self.timeout != Some(step) {
@@ -224,6 +253,10 @@ impl Read for Socket<'_> {
                     if let Wait::Each(_) = self.wait {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
+                    if cap.is_some() {
+                        self.capped = true;
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
                 }
                 other => return other,
             }
@@ -232,7 +265,7 @@ impl Read for Socket<'_> {
 }
 
 /// An I/O error that timed out, said as `idle` says it: what went silent, for how long.
-fn silent(e: ureq::Error, what: &str, idle: Duration) -> ureq::Error {
+pub(super) fn silent(e: ureq::Error, what: &str, idle: Duration) -> ureq::Error {
     match e {
         ureq::Error::Io(io)
             if matches!(
@@ -251,8 +284,8 @@ fn silent(e: ureq::Error, what: &str, idle: Duration) -> ureq::Error {
 
 impl Upstream {
     /// POSTs `body` to `target` (path and query) of `ep` through its direct client `direct`,
-    /// with the outgoing headers of the client's `headers`, and reads the whole answer within its bounds (held in the
-    /// response's extensions, as `post_one` holds them).
+    /// with the outgoing headers of the client's `headers`, and reads the whole answer within
+    /// its bounds (held in the response's extensions, as `post_one` holds them).
     pub(super) fn post_direct(
         &self,
         ep: &Endpoint,
@@ -263,8 +296,46 @@ impl Upstream {
         body: &[u8],
     ) -> Result<Response<Body>, ureq::Error> {
         let idle = self.timeouts.idle;
-        let request =
-            self.direct_request(ep, &direct.host, target, (headers, traceparent), body)?;
+        let (mut conn, head) =
+            self.send_direct(ep, direct, target, (headers, traceparent), body, None)?;
+        let announced = match head.framing {
+            framing::Framing::Length(n) => Some(n),
+            _ => None,
+        };
+        let mut bound = self.bound(announced)?;
+        let mut data = Vec::with_capacity(bound.capacity(announced));
+        let Conn {
+            stream,
+            read_timeout,
+            inbox,
+            ..
+        } = &mut conn;
+        let mut socket = Socket::new(stream, read_timeout, Wait::Each(idle));
+        let ended = framing::read_body(head.framing, inbox, &mut socket, &mut data, &mut |n| {
+            bound.grew(n)
+        })
+        .map_err(|e| silent(e, "no byte of the answer body", idle))?;
+        if ended && head.keep_alive && conn.inbox.pending().is_empty() {
+            direct.pool.keep(conn);
+        }
+        let (parts, ()) = head.response.into_parts();
+        Ok(WholeRead::answer(parts, data, bound.held))
+    }
+
+    /// Writes the request on a kept (or new) connection of `direct` and reads the response
+    /// head, within `first_byte_timeout_ms` and, with a `cap`, each read within that
+    /// (`Timeout::PerRead`, as ureq says it). Returns the connection, its body to come.
+    pub(super) fn send_direct(
+        &self,
+        ep: &Endpoint,
+        direct: &Direct,
+        target: &str,
+        outgoing: (&[(String, String)], Option<&str>),
+        body: &[u8],
+        cap: Option<Duration>,
+    ) -> Result<(Conn, framing::Head), ureq::Error> {
+        let idle = self.timeouts.idle;
+        let request = self.direct_request(ep, &direct.host, target, outgoing, body)?;
         let mut conn = direct.connection(&ep.agent, self.timeouts.connect)?;
         if conn.write_timeout != Some(idle) {
             conn.stream.set_write_timeout(Some(idle))?;
@@ -283,102 +354,32 @@ impl Upstream {
             inbox,
             ..
         } = &mut conn;
-        let mut socket = Socket {
-            stream,
-            timeout: read_timeout,
-            wait: Wait::Until(Instant::now() + self.timeouts.first_byte),
-        };
-        let head = framing::read_head(inbox, &mut socket, slim::INPUT_MAX_BYTES - 1).map_err(
-            |e| match e {
-                ureq::Error::Io(io) if io.kind() == io::ErrorKind::TimedOut => {
-                    ureq::Error::Timeout(Timeout::RecvResponse)
-                }
-                e => e,
-            },
-        )?;
-        let announced = match head.framing {
-            framing::Framing::Length(n) => Some(n),
-            _ => None,
-        };
-        let mut bound = self.bound(announced)?;
-        let mut data = Vec::with_capacity(bound.capacity(announced));
-        socket.wait = Wait::Each(idle);
-        let ended = framing::read_body(head.framing, inbox, &mut socket, &mut data, &mut |n| {
-            bound.grew(n)
-        })
-        .map_err(|e| silent(e, "no byte of the answer body", idle))?;
-        if ended && head.keep_alive && conn.inbox.pending().is_empty() {
-            direct.keep(conn);
-        }
-        let (parts, ()) = head.response.into_parts();
-        Ok(WholeRead::answer(parts, data, bound.held))
+        let deadline = Instant::now() + self.timeouts.first_byte;
+        let mut socket = Socket::new(stream, read_timeout, Wait::Until(deadline, cap));
+        let head = framing::read_head(inbox, &mut socket, slim::INPUT_MAX_BYTES - 1);
+        let capped = socket.capped;
+        let head = head.map_err(|e| match e {
+            ureq::Error::Io(io) if io.kind() == io::ErrorKind::TimedOut => {
+                ureq::Error::Timeout(if capped {
+                    Timeout::PerRead
+                } else {
+                    Timeout::RecvResponse
+                })
+            }
+            e => e,
+        })?;
+        Ok((conn, head))
     }
 
-    /// The request to `ep`: its head as ureq wrote it (the outgoing headers of the client's
-    /// `headers`, see `headers.rs`), then `body`.
-    fn direct_request(
+    /// The direct client of `ep` for `path`, with its target (path and query), if `ep` has one
+    /// and `path` is one of the routes it posts to.
+    pub(super) fn direct_target<'a>(
         &self,
-        ep: &Endpoint,
-        host: &str,
-        target: &str,
-        (headers, traceparent): (&[(String, String)], Option<&str>),
-        body: &[u8],
-    ) -> Result<Vec<u8>, ureq::Error> {
-        let sizes: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-        let mut out = Vec::with_capacity(320 + target.len() + host.len() + sizes + body.len());
-        out.extend_from_slice(b"POST ");
-        out.extend_from_slice(target.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-        out.extend_from_slice(host.as_bytes());
-        out.extend_from_slice(b"\r\ncontent-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        let (mut agent_named, mut accept_named) = (false, false);
-        let mut refused = None;
-        self.each_outgoing(ep, headers, traceparent, &mut |name, value| {
-            if let Err(e) = check(name, value) {
-                refused.get_or_insert(e);
-            }
-            agent_named |= name.eq_ignore_ascii_case("user-agent");
-            accept_named |= name.eq_ignore_ascii_case("accept");
-            for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
-                out.extend_from_slice(part);
-            }
-        });
-        if let Some(e) = refused {
-            return Err(e);
-        }
-        out.extend_from_slice(b"content-type: application/json\r\n");
-        if !agent_named {
-            out.extend_from_slice(concat!("user-agent: ", user_agent_value!(), "\r\n").as_bytes());
-        }
-        if !accept_named {
-            out.extend_from_slice(b"accept: */*\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body);
-        Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_header_ureq_would_refuse_is_refused() {
-        assert!(check("x-ok", "any value\twith tab and ünïcode").is_ok());
-        for (name, value) in [
-            ("x-bad", "a\r\nb"),
-            ("x bad", "v"),
-            ("", "v"),
-            ("x", "\u{7f}"),
-        ] {
-            let ours = check(name, value);
-            assert!(
-                matches!(ours, Err(ureq::Error::Http(_))),
-                "{name:?} {value:?}"
-            );
-        }
+        ep: &'a Endpoint,
+        path: &str,
+    ) -> Option<(&'a Direct, &'a str)> {
+        let direct = ep.direct.as_ref()?;
+        let (_, uri) = ep.posted.iter().find(|(p, _)| *p == path)?;
+        Some((direct, uri.path_and_query().map_or("/", |p| p.as_str())))
     }
 }

@@ -53,7 +53,7 @@ impl Inbox {
         self.buf.get(self.start..self.end).unwrap_or_default()
     }
 
-    fn consume(&mut self, n: usize) {
+    pub(super) fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
@@ -265,6 +265,35 @@ fn take(
     Ok(())
 }
 
+/// Moves up to `most` body bytes into `buf`: those pending, else what one read of `r` brings
+/// (straight into `buf`). `Ok(0)`: the connection closed.
+pub(super) fn take_some(
+    inbox: &mut Inbox,
+    r: &mut impl Read,
+    most: u64,
+    buf: &mut [u8],
+) -> Result<usize, ureq::Error> {
+    let room = buf.len().min(usize::try_from(most).unwrap_or(usize::MAX));
+    let pending = inbox.pending();
+    if !pending.is_empty() {
+        let n = pending.len().min(room);
+        if let (Some(to), Some(from)) = (buf.get_mut(..n), pending.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        inbox.consume(n);
+        return Ok(n);
+    }
+    let Some(to) = buf.get_mut(..room) else {
+        return Ok(0);
+    };
+    loop {
+        match r.read(to) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// Reads up to `most` bytes from `r` onto the end of `data` (into its spare capacity, not a
 /// zero-filled buffer). `Ok(0)`: the connection closed.
 fn read_some(r: &mut impl Read, most: u64, data: &mut Vec<u8>) -> Result<usize, ureq::Error> {
@@ -311,7 +340,7 @@ fn chunked(
 
 /// Makes sure a whole line is pending; returns its length with its `\n` (`None`: the
 /// connection closed first).
-fn line(inbox: &mut Inbox, r: &mut impl Read) -> Result<Option<usize>, ureq::Error> {
+pub(super) fn line(inbox: &mut Inbox, r: &mut impl Read) -> Result<Option<usize>, ureq::Error> {
     let mut searched = 0;
     loop {
         let pending = inbox.pending();
@@ -333,7 +362,7 @@ fn line(inbox: &mut Inbox, r: &mut impl Read) -> Result<Option<usize>, ureq::Err
 }
 
 /// The size on a chunk's size line (hex digits, then optional extensions after `;`).
-fn chunk_size(line: &[u8]) -> Result<u64, ureq::Error> {
+pub(super) fn chunk_size(line: &[u8]) -> Result<u64, ureq::Error> {
     let digits = line
         .split(|&b| b == b';' || b == b'\r' || b == b'\n')
         .next()

@@ -1,6 +1,6 @@
-//! The upstream client: one pooled `ureq` agent per endpoint (and for whole answers over plain
-//! HTTP without a proxy, the leaner `direct` client), sending with failover, and the mapping of
-//! transport failures to 502/504 (`failure`).
+//! The upstream client: one pooled `ureq` agent per endpoint (and for whole answers and streams
+//! over plain HTTP without a proxy, the leaner `direct` client and `direct_stream`), sending
+//! with failover, and the mapping of transport failures to 502/504 (`failure`).
 //!
 //! Upstream status codes are never errors here (`http_status_as_error(false)`): a 400 from the
 //! provider is a response like any other and passes through to the client unchanged. Only
@@ -20,6 +20,8 @@
 mod agent;
 pub mod balance;
 mod direct;
+mod direct_head;
+mod direct_stream;
 pub mod endpoints;
 mod entry;
 mod failure;
@@ -73,7 +75,8 @@ pub struct Endpoint {
     agent: ureq::Agent,
     /// `Bearer {key}`, the `authorization` value of its key (formatted once).
     bearer: Option<String>,
-    /// Whole answers in plain HTTP without a proxy go through this instead of `agent`.
+    /// Whole answers and streams in plain HTTP without a proxy go through this instead of
+    /// `agent`.
     direct: Option<direct::Direct>,
     /// The URIs of the [`POSTED`] routes on this endpoint.
     posted: Vec<(&'static str, ureq::http::Uri)>,
@@ -318,11 +321,15 @@ impl Upstream {
         body: &[u8],
         mode: Mode,
     ) -> Result<Response<Body>, ureq::Error> {
-        let parsed = ep.posted.iter().find(|(p, _)| *p == path);
-        if let (Mode::Whole, Some(direct), Some((_, uri))) = (mode, &ep.direct, parsed) {
-            let target = uri.path_and_query().map_or("/", |p| p.as_str());
-            return self.post_direct(ep, direct, target, headers, traceparent, body);
+        if let Some((direct, target)) = self.direct_target(ep, path) {
+            return match mode {
+                Mode::Whole => self.post_direct(ep, direct, target, headers, traceparent, body),
+                Mode::Stream => {
+                    self.post_direct_stream(ep, direct, target, (headers, traceparent), body)
+                }
+            };
         }
+        let parsed = ep.posted.iter().find(|(p, _)| *p == path);
         let mut req = match parsed {
             Some((_, uri)) => ep.agent.post(uri.clone()),
             None => ep.agent.post(&format!("{}{}", ep.config.url, path)),
