@@ -134,17 +134,7 @@ pub(super) fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Res
     } else {
         Mode::Whole
     };
-    let send_now = || send(up, &call, &model, mode, trace, ask_usage);
-    // A stream holds its worker for its whole length: the upstream call (connect, send, the
-    // response head: ureq's deepest frames) runs on a short-lived thread, so the worker's stack
-    // stays shallow while it relays (`on_fresh_stack`).
-    let post = || {
-        if call.delivery.stream {
-            on_fresh_stack(&send_now)
-        } else {
-            send_now()
-        }
-    };
+    let post = || send(up, &call, &model, mode, trace, ask_usage);
     // A stream is charged from inside the writer, before its end, so a next request sees it.
     let pending_charge: RefCell<Charge> = RefCell::new(Charge::default());
     // a Responses answer the upstream itself stores is owned by the caller: a stream's id is
@@ -280,22 +270,5 @@ pub(super) fn send(
         // sent again as the client sent it: the stream is stored without usage (and then
         // serves only streams that do not ask for it)
         up.post(api, path, &call.headers, &call.body, model, mode, trace)
-    })
-}
-
-/// Runs `f` on a scoped thread of its own and returns its result; on this thread if none can
-/// be started. The deep frames of the call touch that thread's stack, whose pages are released
-/// when it ends, not the stack of the calling worker, which a long stream holds.
-fn on_fresh_stack<T: Send>(f: &(dyn Fn() -> T + Sync)) -> T {
-    std::thread::scope(|scope| {
-        match std::thread::Builder::new()
-            .name("upstream-call".into())
-            .spawn_scoped(scope, f)
-        {
-            Ok(call) => call
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            Err(_) => f(),
-        }
     })
 }

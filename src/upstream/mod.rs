@@ -35,6 +35,7 @@ mod slim;
 mod steady;
 mod tcp;
 pub mod thinking;
+mod via_ureq;
 mod whole;
 
 pub use headers::response_headers;
@@ -329,28 +330,17 @@ impl Upstream {
                 }
             };
         }
-        let parsed = ep.posted.iter().find(|(p, _)| *p == path);
-        let mut req = match parsed {
-            Some((_, uri)) => ep.agent.post(uri.clone()),
-            None => ep.agent.post(&format!("{}{}", ep.config.url, path)),
-        };
         if mode == Mode::Stream {
-            req = req
-                .config()
-                .timeout_per_read(Some(self.timeouts.idle))
-                .build();
+            // A stream holds its worker for its whole length: ureq's call (connect, TLS, send,
+            // the response head: its deepest frames, ~40 KB of stack) runs on a short-lived
+            // thread, so the worker's stack stays shallow while it relays. The direct client's
+            // frames are shallow: its streams run on the worker's stack, with no thread
+            // started (BENCHMARKS.md, "Ceilings beside the targets that stay missed").
+            return via_ureq::on_fresh_stack(&|| {
+                self.post_ureq(ep, path, headers, traceparent, body, mode)
+            });
         }
-        for (name, value) in self.outgoing_headers(ep, headers, traceparent) {
-            req = req.header(name, value);
-        }
-        let response = req.header("content-type", "application/json").send(body)?;
-        if mode == Mode::Stream {
-            return Ok(response);
-        }
-        // Read here, so a body that stalls or breaks fails this attempt (and fails over).
-        let (parts, body) = response.into_parts();
-        let (data, held) = self.read_whole(body)?;
-        Ok(WholeRead::answer(parts, data, held))
+        self.post_ureq(ep, path, headers, traceparent, body, mode)
     }
 
     /// The bytes of a whole answer: those [`post`](Upstream::post) read already, else its body
