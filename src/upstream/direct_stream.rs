@@ -123,14 +123,16 @@ impl StreamBody {
         loop {
             match self.state {
                 State::Ended | State::Closed => return Ok(0),
-                State::Length(left) => {
+                State::Length(left) | State::Chunk(left) => {
                     let n = framing::take_some(inbox, &mut socket, left, buf)?;
                     if n == 0 {
                         return Err(framing::disconnected());
                     }
-                    self.state = match left - n as u64 {
-                        0 => State::Ended,
-                        rest => State::Length(rest),
+                    self.state = match (self.state, left - n as u64) {
+                        (State::Length(_), 0) => State::Ended,
+                        (State::Length(_), rest) => State::Length(rest),
+                        (_, 0) => State::ChunkEnd,
+                        (_, rest) => State::Chunk(rest),
                     };
                     return Ok(n);
                 }
@@ -139,17 +141,6 @@ impl StreamBody {
                     if n == 0 {
                         self.state = State::Closed;
                     }
-                    return Ok(n);
-                }
-                State::Chunk(left) => {
-                    let n = framing::take_some(inbox, &mut socket, left, buf)?;
-                    if n == 0 {
-                        return Err(framing::disconnected());
-                    }
-                    self.state = match left - n as u64 {
-                        0 => State::ChunkEnd,
-                        rest => State::Chunk(rest),
-                    };
                     return Ok(n);
                 }
                 State::SizeLine => {
