@@ -46,7 +46,7 @@ const INBOX_BYTES: usize = 4 * 1024;
 /// The direct client of one endpoint.
 pub(super) struct Direct {
     /// The `host` header: the URL's host, with its port unless 80.
-    pub(super) host: String,
+    host: String,
     /// The endpoint's URL, for the resolver.
     base: Uri,
     resolver: Remembered,
