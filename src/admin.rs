@@ -303,7 +303,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
     intake::check_content_type(req)?;
     let mut reserved = crate::body_cost::Reservation::new(in_flight);
     let raw = intake::read_body(req, MAX_ADMIN_BODY, budget, &mut reserved)?;
-    serde_json::from_slice(&raw)
+    crate::json::from_slice(&raw)
         .map_err(|e| ApiError::invalid("invalid_request", format!("the body must be {shape}: {e}")))
 }
 

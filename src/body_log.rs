@@ -99,7 +99,7 @@ pub fn read_back(w: &Written) -> Option<Value> {
     file.seek(SeekFrom::Start(w.at)).ok()?;
     let mut line = Vec::new();
     file.take(w.len).read_to_end(&mut line).ok()?;
-    let v: Value = serde_json::from_slice(line.strip_suffix(b"\n")?).ok()?;
+    let v: Value = crate::json::from_slice(line.strip_suffix(b"\n")?).ok()?;
     (v.get("ts").and_then(Value::as_str) == Some(w.ts.as_str())).then_some(v)
 }
 
@@ -118,7 +118,7 @@ pub fn redacted_value(mut v: Value) -> Value {
 /// A body as JSON with secrets redacted; a non-JSON body (an SSE stream) as a string with
 /// key-like tokens redacted.
 fn redacted_body(bytes: &[u8]) -> Value {
-    match serde_json::from_slice::<Value>(bytes) {
+    match crate::json::from_slice::<Value>(bytes) {
         Ok(mut v) => {
             redact(&mut v);
             v

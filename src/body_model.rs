@@ -17,7 +17,7 @@ const MAX_MODEL: usize = 1024;
 /// The `model` of a JSON object body: `Ok(None)` when the body is no JSON object or names no
 /// model (nothing to check), `Err` (400) when `model` is there but no string.
 pub fn json_model(raw: &[u8]) -> Result<Option<String>, ApiError> {
-    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(raw) else {
+    let Ok(Value::Object(body)) = crate::json::from_slice::<Value>(raw) else {
         return Ok(None);
     };
     match body.get("model") {

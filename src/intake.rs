@@ -164,7 +164,7 @@ pub fn read_reserved(
 /// `body_cost`), and holds the memory the body will take in `reserved`.
 pub fn parse_body(raw: &[u8], reserved: &mut Reservation) -> Result<Map<String, Value>, ApiError> {
     reserved.grow_to(body_cost::check_density(raw)?)?;
-    let value: Value = serde_json::from_slice(raw).map_err(|e| {
+    let value: Value = crate::json::from_slice(raw).map_err(|e| {
         ApiError::invalid(
             "invalid_json",
             format!("the request body is not valid JSON: {e}"),

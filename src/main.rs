@@ -36,6 +36,7 @@ mod gate;
 mod glob;
 mod http_head;
 mod intake;
+mod json;
 mod keepalive;
 mod key_store;
 mod keys_file;
@@ -260,7 +261,7 @@ fn cache_why(
 ) -> Result<String, String> {
     let text =
         std::fs::read(request).map_err(|e| format!("cannot read {}: {e}", request.display()))?;
-    let Ok(serde_json::Value::Object(body)) = serde_json::from_slice(&text) else {
+    let Ok(serde_json::Value::Object(body)) = crate::json::from_slice(&text) else {
         return Err(format!(
             "{} is not a JSON object; give the request body as the client sends it",
             request.display()

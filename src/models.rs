@@ -56,7 +56,7 @@ fn add_aliases(
     rules: &[rules::Rule],
     allowed: &[crate::glob::Glob],
 ) -> Option<Vec<u8>> {
-    let mut list: Value = serde_json::from_slice(data).ok()?;
+    let mut list: Value = crate::json::from_slice(data).ok()?;
     let entries = list.get_mut("data")?.as_array_mut()?;
     for alias in rules::aliases(rules) {
         let known = entries

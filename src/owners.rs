@@ -211,12 +211,12 @@ pub fn record_stored_completion(
         return;
     }
     let id_of = |v: Value| v.get("id").and_then(Value::as_str).map(str::to_string);
-    let id = match serde_json::from_slice::<Value>(answer) {
+    let id = match crate::json::from_slice::<Value>(answer) {
         Ok(whole) => id_of(whole),
         Err(_) => answer
             .split(|b| *b == b'\n')
             .filter_map(crate::answer::data_payload)
-            .filter_map(|data| serde_json::from_slice::<Value>(data).ok())
+            .filter_map(|data| crate::json::from_slice::<Value>(data).ok())
             .find_map(id_of),
     };
     if let Some(id) = id {
@@ -240,13 +240,13 @@ fn response_ids(answer: &[u8]) -> Vec<String> {
             }
         }
     };
-    if let Ok(whole) = serde_json::from_slice::<Value>(answer) {
+    if let Ok(whole) = crate::json::from_slice::<Value>(answer) {
         add(&whole);
     } else {
         answer
             .split(|b| *b == b'\n')
             .filter_map(crate::answer::data_payload)
-            .filter_map(|data| serde_json::from_slice::<Value>(data).ok())
+            .filter_map(|data| crate::json::from_slice::<Value>(data).ok())
             .for_each(|event| {
                 if let Some(response) = event.get("response") {
                     add(response);
@@ -328,7 +328,7 @@ pub fn list(
             ex.respond(status, &reply_headers, bytes);
             return Ok(());
         }
-        let Ok(Value::Object(page)) = serde_json::from_slice::<Value>(&bytes) else {
+        let Ok(Value::Object(page)) = crate::json::from_slice::<Value>(&bytes) else {
             return Err(upstream_broke(
                 &sent.base,
                 "a list page that is not a JSON object",

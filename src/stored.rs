@@ -193,7 +193,7 @@ fn ids_of(response: &Value) -> Vec<&str> {
 
 /// Keeps a translated answer given as the client's JSON bytes.
 pub fn keep_bytes(state: &State, client: Option<&Client>, pending: &Pending, answer: &[u8]) {
-    if let Ok(v) = serde_json::from_slice::<Value>(answer) {
+    if let Ok(v) = crate::json::from_slice::<Value>(answer) {
         keep(state, client, pending, &v);
     }
 }
@@ -210,7 +210,7 @@ pub fn keep_chat(
     let Some(plain) = crate::cache::complete_answer(translation.upstream_route(), chat) else {
         return; // a stream that broke off answered nothing worth keeping
     };
-    if let Ok(chat) = serde_json::from_slice::<Value>(&plain) {
+    if let Ok(chat) = crate::json::from_slice::<Value>(&plain) {
         keep(state, client, pending, &translation.answer(&chat));
     }
 }

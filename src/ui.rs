@@ -243,7 +243,7 @@ fn overview(state: &State, dash: &Dashboard, day: bool) -> Value {
     let cache = state
         .cache
         .as_ref()
-        .and_then(|c| serde_json::from_slice::<Value>(&c.stats_json()).ok());
+        .and_then(|c| crate::json::from_slice::<Value>(&c.stats_json()).ok());
     json!({
         "object": "ui.overview",
         "replica": dash.replica.describe(),
@@ -364,7 +364,7 @@ fn cache_page(state: &State, q: Option<String>, model: Option<String>) -> Result
         return Ok(json!({"object": "ui.cache", "enabled": false}));
     };
     let index = cache.index(state.config.ui.cache_index_bytes);
-    let stats: Value = serde_json::from_slice(&cache.stats_json()).unwrap_or_default();
+    let stats: Value = crate::json::from_slice(&cache.stats_json()).unwrap_or_default();
     let model = model.filter(|m| !m.is_empty());
     Ok(json!({
         "object": "ui.cache",

@@ -210,7 +210,7 @@ pub fn check_file(dir: &Path) -> Result<(), String> {
 fn read_file(path: &Path) -> Result<HashMap<String, Record>, String> {
     match std::fs::read(path) {
         Ok(bytes) => {
-            let doc: UsageFile = serde_json::from_slice(&bytes).map_err(|e| {
+            let doc: UsageFile = crate::json::from_slice(&bytes).map_err(|e| {
                 format!(
                     "{}: line {}, column {}: {e}; it is written by the relay, restore it \
                      from a backup or move it away to start from zero",

@@ -227,7 +227,7 @@ impl Members {
             let mut text = Vec::with_capacity(quoted.len() + 1);
             text.push(b'"');
             text.extend_from_slice(quoted);
-            decoded = serde_json::from_slice::<String>(&text).ok()?;
+            decoded = crate::json::from_slice::<String>(&text).ok()?;
             decoded.as_bytes()
         } else {
             raw
@@ -264,7 +264,7 @@ mod tests {
     }
 
     fn parsed(m: &Members, name: &str) -> Option<Value> {
-        m.get(name).map(|raw| serde_json::from_slice(raw).unwrap())
+        m.get(name).map(|raw| crate::json::from_slice(raw).unwrap())
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod members;
 mod reported;
 mod usage;
 
+use crate::json;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -104,7 +105,7 @@ impl Answer {
         let form = Form::of(bytes);
         match form {
             Form::Json => {
-                let json = serde_json::from_slice::<Value>(bytes).ok();
+                let json = json::from_slice::<Value>(bytes).ok();
                 let usage = json.as_ref().and_then(|v| Usage::of_answer(api, v));
                 Answer { form, json, usage }
             }
@@ -141,7 +142,7 @@ impl Answer {
         if form == Form::Sse {
             return Answer::read(api, bytes);
         }
-        let usage = serde_json::from_slice::<OnlyUsage>(bytes)
+        let usage = json::from_slice::<OnlyUsage>(bytes)
             .ok()
             .and_then(|o| o.usage)
             .map(|u| u.usage(api));
@@ -202,7 +203,7 @@ impl StreamUsage {
     /// One event's `data:` payload (parsed only when a `usage` in it is not `null`).
     pub fn observe_data(&mut self, data: &[u8]) {
         if has_non_null(data, &USAGE) {
-            if let Ok(v) = serde_json::from_slice::<Value>(data) {
+            if let Ok(v) = json::from_slice::<Value>(data) {
                 self.observe(&v);
             }
         }

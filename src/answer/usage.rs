@@ -73,7 +73,7 @@ impl Usage {
         if raw == b"null" {
             return None;
         }
-        serde_json::from_slice::<Reported>(raw)
+        crate::json::from_slice::<Reported>(raw)
             .ok()
             .map(|r| r.usage(api))
     }

@@ -66,7 +66,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// True if a chunk's JSON carries a non-null `finish_reason` in any choice.
 fn has_finish_reason(data: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+    let Ok(v) = crate::json::from_slice::<Value>(data) else {
         return false;
     };
     v.get("choices")

@@ -58,7 +58,7 @@ pub fn check(response: &[u8], read: &Answer) -> Result<(), &'static str> {
     }
     let mut started = false;
     for data in data_lines(response) {
-        let v: Value = serde_json::from_slice(data).map_err(|_| "unparsable event")?;
+        let v: Value = crate::json::from_slice(data).map_err(|_| "unparsable event")?;
         let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
         started |= kind == "message_start";
         match terminal(kind) {
@@ -77,7 +77,7 @@ pub fn sse_to_json(response: &[u8]) -> Option<Value> {
     let mut blocks: Vec<Map<String, Value>> = Vec::new();
     let mut partial_json: Vec<String> = Vec::new();
     for data in data_lines(response) {
-        let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        let Ok(v) = crate::json::from_slice::<Value>(data) else {
             continue;
         };
         let index = v.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;

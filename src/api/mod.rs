@@ -58,7 +58,7 @@ pub fn terminal(api: Api, kind: &str) -> Option<Ending> {
 
 /// The `type` member of an event's JSON data.
 pub fn event_type(data: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(data).ok()?;
+    let v: Value = crate::json::from_slice(data).ok()?;
     v.get("type")?.as_str().map(str::to_string)
 }
 

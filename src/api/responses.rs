@@ -45,7 +45,7 @@ pub fn check(response: &[u8], read: &Answer) -> Result<(), &'static str> {
         return completed(read.json.as_ref().ok_or("unparsable JSON")?);
     }
     for data in data_lines(response) {
-        let v: Value = serde_json::from_slice(data).map_err(|_| "unparsable event")?;
+        let v: Value = crate::json::from_slice(data).map_err(|_| "unparsable event")?;
         let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
         match terminal(kind) {
             Some(Ending::Succeeded) => {
@@ -61,7 +61,7 @@ pub fn check(response: &[u8], read: &Answer) -> Result<(), &'static str> {
 /// The plain answer of a recorded stream: the `response` of its `response.completed`.
 pub fn sse_to_json(response: &[u8]) -> Option<Value> {
     data_lines(response)
-        .filter_map(|d| serde_json::from_slice::<Value>(d).ok())
+        .filter_map(|d| crate::json::from_slice::<Value>(d).ok())
         .find(|v| v.get("type").and_then(Value::as_str) == Some("response.completed"))
         .and_then(|mut v| v.get_mut("response").map(Value::take))
 }

@@ -89,7 +89,7 @@ pub fn stream_events(route: &str, response: &[u8], include_usage: bool) -> Vec<V
             .map(<[u8]>::to_vec)
             .collect(),
         Form::Json => {
-            let answer: Value = serde_json::from_slice(response).unwrap_or(Value::Null);
+            let answer: Value = crate::json::from_slice(response).unwrap_or(Value::Null);
             json_to_sse(api::of_route(route), &answer, include_usage)
         }
     }

@@ -202,7 +202,7 @@ fn entry_line(dir: &Path, key: &str) -> Option<Result<(store::Meta, Line), ()>> 
         return Some(Err(()));
     }
     let Some(canonical) =
-        store::split_request(&request).and_then(|(_, r)| serde_json::from_slice::<Value>(r).ok())
+        store::split_request(&request).and_then(|(_, r)| crate::json::from_slice::<Value>(r).ok())
     else {
         return Some(Err(()));
     };

@@ -168,7 +168,7 @@ impl Index {
     /// Adds (or replaces, as the newest) the entry `key` from its metadata, canonical request
     /// and answer size.
     pub fn insert(&self, key: &str, meta: &store::Meta, canonical: &[u8], bytes: u64) {
-        let Ok(request) = serde_json::from_slice::<Value>(canonical) else {
+        let Ok(request) = crate::json::from_slice::<Value>(canonical) else {
             return;
         };
         let model = request

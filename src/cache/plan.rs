@@ -132,7 +132,7 @@ impl Plan {
         self.candidates
             .iter()
             .find(|c| c.primary)
-            .and_then(|c| serde_json::from_slice::<Value>(&c.canonical).ok())
+            .and_then(|c| crate::json::from_slice::<Value>(&c.canonical).ok())
             .unwrap_or(Value::Null)
     }
 

@@ -60,7 +60,7 @@ pub fn hit_answer(
         let body = apis::plain_body(&entry.route, &entry.response);
         let body = match translation {
             Some(t) => {
-                let chat: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let chat: Value = crate::json::from_slice(&body).unwrap_or(Value::Null);
                 t.answer(&chat).to_string().into_bytes()
             }
             None => body,

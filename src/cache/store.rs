@@ -266,7 +266,7 @@ pub fn read(dir: &Path, key: &str) -> Read {
 /// Reads the metadata line of a `.request` file's contents.
 pub fn parse_meta(request_file: &[u8]) -> Option<Meta> {
     let line = request_file.split(|&b| b == b'\n').next()?;
-    serde_json::from_slice(line).ok()
+    crate::json::from_slice(line).ok()
 }
 
 /// A complete `.request` file split into its metadata and canonical request line.
@@ -276,8 +276,8 @@ pub fn split_request(request_file: &[u8]) -> Option<(Meta, &[u8])> {
     let (Some(meta), Some(request), None) = (lines.next(), lines.next(), lines.next()) else {
         return None;
     };
-    serde_json::from_slice::<serde::de::IgnoredAny>(request).ok()?;
-    Some((serde_json::from_slice::<Meta>(meta).ok()?, request))
+    crate::json::from_slice::<serde::de::IgnoredAny>(request).ok()?;
+    Some((crate::json::from_slice::<Meta>(meta).ok()?, request))
 }
 
 /// Checks that a `.request` file and a response form the entry `key`: complete, bound to the

@@ -66,7 +66,7 @@ fn near_of(
     if meta.route != route || scope.is_some_and(|s| s != meta.scope) {
         return None;
     }
-    let recorded = serde_json::from_slice::<Value>(request).ok()?;
+    let recorded = crate::json::from_slice::<Value>(request).ok()?;
     let diffs = diff(&recorded, asked);
     Some(Near {
         key,

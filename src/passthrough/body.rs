@@ -89,7 +89,7 @@ impl Named {
     pub fn model(&self) -> Option<String> {
         match self {
             Named::Multipart { model, .. } => model.clone(),
-            Named::Json(members) => serde_json::from_slice(members.get("model")?).ok(),
+            Named::Json(members) => crate::json::from_slice(members.get("model")?).ok(),
         }
     }
 }

@@ -216,7 +216,7 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
         }
         let named = whole
             .as_deref()
-            .and_then(|raw| serde_json::from_slice::<serde_json::Map<_, _>>(raw).ok());
+            .and_then(|raw| crate::json::from_slice::<serde_json::Map<_, _>>(raw).ok());
         if let Some(json) = named {
             if let Some((status, refusal)) =
                 owners::refused_reference(state, client.as_ref(), &json)?
@@ -325,7 +325,7 @@ fn watch(
         }
     };
     let parsed = whole
-        .then(|| serde_json::from_slice::<serde_json::Value>(&prefix).ok())
+        .then(|| crate::json::from_slice::<serde_json::Value>(&prefix).ok())
         .flatten();
     // recorded before the client sees the answer, so its next request finds the owner
     owned.answered(state, status, parsed.as_ref());

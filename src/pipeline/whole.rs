@@ -141,7 +141,7 @@ pub(super) fn translated_answer(
     if let Some(chat) = parsed {
         return translation.answer(chat).to_string().into_bytes();
     }
-    match serde_json::from_slice::<Value>(data) {
+    match crate::json::from_slice::<Value>(data) {
         Ok(chat) => translation.answer(&chat).to_string().into_bytes(),
         Err(e) => translation.error(
             502,

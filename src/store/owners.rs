@@ -167,7 +167,7 @@ fn open_log(dir: &Path) -> io::Result<(HashMap<String, String>, File)> {
     let mut skipped = 0usize;
     for raw in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         lines += 1;
-        match serde_json::from_slice::<Line>(raw) {
+        match crate::json::from_slice::<Line>(raw) {
             Ok(Line { id, owner: Some(o) }) => {
                 map.insert(id, o);
             }

@@ -220,7 +220,7 @@ impl Responses {
                     return Ok(None);
                 }
                 match std::fs::read(dir.join(format!("{id}.json"))) {
-                    Ok(bytes) => serde_json::from_slice::<Stored>(&bytes).ok(),
+                    Ok(bytes) => crate::json::from_slice::<Stored>(&bytes).ok(),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                     Err(e) => {
                         log::error(&format!("cannot read stored response {id}: {e}"));
@@ -230,7 +230,7 @@ impl Responses {
             }
             Backend::Redis(r) => r
                 .response(id)?
-                .and_then(|bytes| serde_json::from_slice::<Stored>(&bytes).ok()),
+                .and_then(|bytes| crate::json::from_slice::<Stored>(&bytes).ok()),
         };
         match found {
             Some(s) if s.expires <= now => {
@@ -284,7 +284,7 @@ fn sweep(dir: &Path) -> io::Result<Vec<(String, usize)>> {
             continue;
         }
         let bytes = std::fs::read(&path).unwrap_or_default();
-        let kept = serde_json::from_slice::<Stored>(&bytes)
+        let kept = crate::json::from_slice::<Stored>(&bytes)
             .ok()
             .is_some_and(|s| s.expires > now);
         let id = path

@@ -80,7 +80,7 @@ pub fn request(attrs: &mut Attributes, body: &Map<String, Json>, content: bool) 
 /// here are read (the rest is skipped, not built); the content, when asked for, is parsed
 /// apart.
 pub fn answer(attrs: &mut Attributes, body: &[u8], content: bool) {
-    if let Ok(facts) = serde_json::from_slice::<Facts>(body) {
+    if let Ok(facts) = crate::json::from_slice::<Facts>(body) {
         if let Some(m) = facts.model.as_deref() {
             attrs.set("gen_ai.response.model", m);
         }
@@ -95,7 +95,7 @@ pub fn answer(attrs: &mut Attributes, body: &[u8], content: bool) {
     if !content {
         return;
     }
-    let Ok(Json::Object(v)) = serde_json::from_slice::<Json>(body) else {
+    let Ok(Json::Object(v)) = crate::json::from_slice::<Json>(body) else {
         return;
     };
     let output = ["choices", "output", "content", "data"]

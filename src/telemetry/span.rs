@@ -330,7 +330,7 @@ mod tests {
             attributes,
             error: Some("500".into()),
         };
-        let v: Json = serde_json::from_slice(&export_request("svc", &[span])).unwrap();
+        let v: Json = crate::json::from_slice(&export_request("svc", &[span])).unwrap();
         let s = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
         assert_eq!(s["traceId"], "00000000000000000000000000000001");
         assert_eq!(s["parentSpanId"], "0000000000000003");

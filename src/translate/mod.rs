@@ -255,7 +255,7 @@ pub fn from_chat(dialect: Dialect, chat: &Value) -> Value {
 /// The client's error body for an upstream error (status and body as received; an Anthropic
 /// error for [`Dialect::Chat`]).
 pub fn error_from_chat(dialect: Dialect, status: u16, body: &[u8]) -> Vec<u8> {
-    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let parsed: Value = crate::json::from_slice(body).unwrap_or(Value::Null);
     let message = parsed
         .pointer("/error/message")
         .and_then(Value::as_str)

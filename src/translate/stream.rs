@@ -75,7 +75,7 @@ impl Stream {
                 return bytes;
             }
         }
-        let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
+        let Ok(chunk) = crate::json::from_slice::<Value>(data) else {
             return Vec::new();
         };
         if let Some(err) = chunk.get("error") {

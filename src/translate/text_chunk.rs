@@ -85,7 +85,7 @@ pub struct TextChunk<'a> {
 
 impl<'a> TextChunk<'a> {
     pub fn read(data: &'a [u8]) -> Option<TextChunk<'a>> {
-        let chunk: Chunk<'a> = serde_json::from_slice(data).ok()?;
+        let chunk: Chunk<'a> = crate::json::from_slice(data).ok()?;
         if chunk.usage.is_some() || chunk.error.is_some() {
             return None;
         }

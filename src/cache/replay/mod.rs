@@ -43,7 +43,7 @@ pub fn check(response: &[u8], read: &Answer) -> Result<Form, &'static str> {
                 if data == b"[DONE]" {
                     continue;
                 }
-                let v: Value = serde_json::from_slice(data).map_err(|_| "unparsable event")?;
+                let v: Value = crate::json::from_slice(data).map_err(|_| "unparsable event")?;
                 if v.get("error").is_some() {
                     return Err("error event in stream");
                 }

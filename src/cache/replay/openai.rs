@@ -19,7 +19,7 @@ pub fn sse_to_json(response: &[u8]) -> Option<Value> {
         if data == b"[DONE]" {
             continue;
         }
-        let Ok(Value::Object(chunk)) = serde_json::from_slice::<Value>(data) else {
+        let Ok(Value::Object(chunk)) = crate::json::from_slice::<Value>(data) else {
             continue;
         };
         if head.is_none() {
@@ -254,7 +254,7 @@ pub fn is_usage_only(event: &[u8]) -> bool {
     if !crate::answer::has_non_null(data, &crate::answer::USAGE) {
         return false;
     }
-    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+    let Ok(v) = crate::json::from_slice::<Value>(data) else {
         return false;
     };
     v.get("choices")
