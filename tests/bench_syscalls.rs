@@ -216,14 +216,18 @@ fn an_idle_relay_wakes_no_thread_on_a_timer() {
         // one request at the end, so the trace has a table to read
         requests(&relay, |_| "wake everything once".to_string(), 1);
     });
-    // (the request's own hand-offs are `futex` calls: not counted)
+    // (the request's own hand-offs are `futex` calls: not counted). What may sleep on a
+    // timer here, each at most once in the window: the cache's upkeep thread (its one-second
+    // round, the sleep it was in when the trace attached showing as a `restart_syscall`, and
+    // the next round's if one ends in the window) and the log writer's batching pause after
+    // the request's access line. A 10 ms ticker makes ~60.
     let sleeps = per(
         &calls,
         &["clock_nanosleep", "nanosleep", "restart_syscall"],
         1,
     );
     assert!(
-        sleeps <= 1.0,
+        sleeps <= 3.0,
         "{sleeps} timed sleeps in 600 ms of idling: {calls:?}"
     );
 }

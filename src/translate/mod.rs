@@ -23,6 +23,7 @@ mod messages_stream;
 mod order;
 mod responses_answer;
 mod responses_chat;
+mod responses_events;
 mod responses_replay;
 mod responses_stream;
 mod stream;

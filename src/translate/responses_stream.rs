@@ -14,8 +14,9 @@ use super::order::{Block, Key, Order, Step};
 use super::responses_answer::{
     call_item, message_item, reasoning_item, response_object, status, usage, Ids,
 };
+use super::responses_events::{part_json, write_event, Member};
 use super::text_chunk::{TextChunk, EVENT_ROOM};
-use super::{json_str, named_event, object, split_chunk};
+use super::{json_str, split_chunk};
 use crate::util::push_decimal;
 
 /// One output item being streamed.
@@ -48,14 +49,8 @@ pub struct State {
 }
 
 impl State {
-    /// `event` (an object, see [`object`]) with its `type` and `sequence_number`, written.
-    fn emit(&mut self, out: &mut Vec<u8>, kind: &str, mut event: Value) {
-        if let Some(o) = event.as_object_mut() {
-            o.insert("type".into(), json!(kind));
-            o.insert("sequence_number".into(), json!(self.seq));
-        }
-        self.seq += 1;
-        named_event(out, kind, &event);
+    fn event(&mut self, out: &mut Vec<u8>, kind: &str, members: &[(&str, Member<'_>)]) {
+        write_event(out, &mut self.seq, kind, members);
     }
 
     fn ids(&self) -> Ids {
@@ -84,13 +79,9 @@ impl State {
                 "model": chunk.get("model").cloned().unwrap_or(json!("")),
             }));
             let response = self.response(("in_progress", Value::Null), vec![], Value::Null);
-            let created = object([("response", response.clone())]);
-            self.emit(&mut out, "response.created", created);
-            self.emit(
-                &mut out,
-                "response.in_progress",
-                object([("response", response)]),
-            );
+            for kind in ["response.created", "response.in_progress"] {
+                self.event(&mut out, kind, &[("response", Member::Json(&response))]);
+            }
         }
         let parts = split_chunk(chunk);
         if let Some(u) = parts.usage {
@@ -179,23 +170,23 @@ impl State {
                 (id, item)
             }
         };
-        self.emit(
+        let index = Member::Num(output_index as u64);
+        self.event(
             out,
             "response.output_item.added",
-            object([("output_index", json!(output_index)), ("item", item)]),
+            &[("item", Member::Json(&item)), ("output_index", index)],
         );
-        let part = match block.key {
-            Key::Text => Some(json!({"type": "output_text", "text": "", "annotations": []})),
-            Key::Reasoning => Some(json!({"type": "reasoning_text", "text": ""})),
-            Key::Call(_) => None,
-        };
-        if let Some(part) = part {
-            self.emit(
+        if !matches!(block.key, Key::Call(_)) {
+            let part = part_json("", block.key == Key::Reasoning);
+            self.event(
                 out,
                 "response.content_part.added",
-                json!({
-                    "item_id": id, "output_index": output_index, "content_index": 0, "part": part,
-                }),
+                &[
+                    ("content_index", Member::Num(0)),
+                    ("item_id", Member::Str(&id)),
+                    ("output_index", Member::Num(output_index as u64)),
+                    ("part", Member::Raw(&part)),
+                ],
             );
         }
         self.open = Some(Item {
@@ -211,56 +202,62 @@ impl State {
         let Some(item) = self.open.take() else {
             return;
         };
-        let (id, index, text) = (item.id.clone(), item.output_index, item.text.as_str());
+        let (id, text) = (item.id.as_str(), item.text.as_str());
+        let index = Member::Num(item.output_index as u64);
+        let (item_id, zero) = (Member::Str(id), Member::Num(0));
         let done = match item.block.key {
-            Key::Text => {
-                self.emit(out, "response.output_text.done", json!({
-                    "item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": [],
-                }));
-                self.emit(
+            Key::Text | Key::Reasoning => {
+                let reasoning = item.block.key == Key::Reasoning;
+                let members = [
+                    ("content_index", Member::Num(0)),
+                    ("item_id", Member::Str(id)),
+                    ("logprobs", Member::Raw(b"[]")),
+                    ("output_index", Member::Num(item.output_index as u64)),
+                    ("text", Member::Str(text)),
+                ];
+                if reasoning {
+                    // no `logprobs` on reasoning text
+                    let [a, b, _, d, e] = members;
+                    self.event(out, "response.reasoning_text.done", &[a, b, d, e]);
+                } else {
+                    self.event(out, "response.output_text.done", &members);
+                }
+                let part = part_json(text, reasoning);
+                self.event(
                     out,
                     "response.content_part.done",
-                    json!({
-                        "item_id": id, "output_index": index, "content_index": 0,
-                        "part": {"type": "output_text", "text": text, "annotations": []},
-                    }),
+                    &[
+                        ("content_index", zero),
+                        ("item_id", item_id),
+                        ("output_index", Member::Num(item.output_index as u64)),
+                        ("part", Member::Raw(&part)),
+                    ],
                 );
-                message_item(id.clone(), "completed", text)
-            }
-            Key::Reasoning => {
-                self.emit(
-                    out,
-                    "response.reasoning_text.done",
-                    json!({
-                        "item_id": id, "output_index": index, "content_index": 0, "text": text,
-                    }),
-                );
-                self.emit(
-                    out,
-                    "response.content_part.done",
-                    json!({
-                        "item_id": id, "output_index": index, "content_index": 0,
-                        "part": {"type": "reasoning_text", "text": text},
-                    }),
-                );
-                reasoning_item(id.clone(), text)
+                if reasoning {
+                    reasoning_item(id.to_string(), text)
+                } else {
+                    message_item(id.to_string(), "completed", text)
+                }
             }
             Key::Call(_) => {
                 let (call_id, name) = (&item.block.id, &item.block.name);
-                self.emit(
+                self.event(
                     out,
                     "response.function_call_arguments.done",
-                    json!({
-                        "item_id": id, "output_index": index, "name": name, "arguments": text,
-                    }),
+                    &[
+                        ("arguments", Member::Str(text)),
+                        ("item_id", item_id),
+                        ("name", Member::Json(name)),
+                        ("output_index", Member::Num(item.output_index as u64)),
+                    ],
                 );
-                call_item(id.clone(), "completed", call_id, name, text)
+                call_item(id.to_string(), "completed", call_id, name, text)
             }
         };
-        self.emit(
+        self.event(
             out,
             "response.output_item.done",
-            object([("output_index", json!(index)), ("item", done.clone())]),
+            &[("item", Member::Json(&done)), ("output_index", index)],
         );
         self.done.push(done);
     }
@@ -291,8 +288,10 @@ impl State {
         } else {
             "response.incomplete"
         };
-        let response = self.response(status, self.done.clone(), usage(self.usage.as_ref()));
-        self.emit(&mut out, kind, object([("response", response)]));
+        // finished: the items are not needed again, so they move into the response
+        let done = std::mem::take(&mut self.done);
+        let response = self.response(status, done, usage(self.usage.as_ref()));
+        self.event(&mut out, kind, &[("response", Member::Json(&response))]);
         out
     }
 
@@ -302,12 +301,14 @@ impl State {
             return out;
         }
         self.finished = true;
-        self.emit(
+        self.event(
             &mut out,
             "error",
-            json!({
-                "code": "upstream_stream_interrupted", "message": message, "param": null,
-            }),
+            &[
+                ("code", Member::Str("upstream_stream_interrupted")),
+                ("message", Member::Str(message)),
+                ("param", Member::Raw(b"null")),
+            ],
         );
         out
     }
