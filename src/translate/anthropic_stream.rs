@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::anthropic_answer::{matched_stop, message_id, stop_reason, usage};
 use super::order::{Key, Order, Step};
 use super::text_chunk::{TextChunk, EVENT_ROOM};
-use super::{json_str, named_event, split_chunk};
+use super::{json_str, named_event, split_chunk, Piece};
 use crate::util::push_decimal;
 
 #[derive(Debug, Default)]
@@ -116,8 +116,23 @@ impl State {
         // room for the usual one delta event at once, not four growths of it
         let mut out = Vec::with_capacity(EVENT_ROOM + chunk.text_len());
         if !self.finished {
-            let steps = self.order.pieces(chunk.pieces());
-            self.steps(&mut out, steps);
+            for piece in chunk.pieces() {
+                match (self.order.live(&piece), self.open) {
+                    (true, Some((index, key))) => {
+                        let (Piece::Text(text) | Piece::Reasoning(text)) = piece else {
+                            continue; // `live` is never true for a call's piece
+                        };
+                        if !text.is_empty() {
+                            delta_event(&mut out, index, key, text);
+                        }
+                    }
+                    _ => {
+                        let mut steps = Vec::new();
+                        self.order.piece(piece, &mut steps);
+                        self.steps(&mut out, steps);
+                    }
+                }
+            }
         }
         out
     }

@@ -49,7 +49,9 @@ pub enum Step {
 #[derive(Debug)]
 struct Pending {
     block: Block,
-    /// Its text so far (for the open block: all of it; for a waiting one: not yet sent).
+    /// Its text so far: for a waiting block, what is not yet sent; for the open block, a call's
+    /// arguments so far (to tell when they are whole), nothing for text or reasoning (the
+    /// translator keeps what its events need).
     text: String,
 }
 
@@ -70,6 +72,19 @@ pub struct Order {
 const REUSED: u64 = 1 << 32;
 
 impl Order {
+    /// Whether a text or reasoning piece continues the open block while nothing waits (most
+    /// of a long answer): its only step would be a delta of `piece`'s own text, which the
+    /// caller then writes straight from it (no step list, no copy of the text). False, with
+    /// nothing done, for any other piece: it takes [`Order::piece`].
+    pub fn live(&self, piece: &Piece<'_>) -> bool {
+        let key = match piece {
+            Piece::Reasoning(_) => Key::Reasoning,
+            Piece::Text(_) => Key::Text,
+            Piece::Call { .. } => return false,
+        };
+        self.waiting.is_empty() && self.open.as_ref().is_some_and(|o| o.block.key == key)
+    }
+
     /// The pieces of one chunk → the steps they allow now.
     pub fn pieces<'a>(&mut self, pieces: impl IntoIterator<Item = Piece<'a>>) -> Vec<Step> {
         let mut steps = Vec::new();
@@ -92,7 +107,9 @@ impl Order {
         };
         if let Some(open) = self.open.as_mut().filter(|o| o.block.key == key) {
             if !text.is_empty() {
-                open.text.push_str(text);
+                if matches!(key, Key::Call(_)) {
+                    open.text.push_str(text);
+                }
                 out.push(Step::Delta(text.to_string()));
             }
         } else if let Some(w) = self.waiting.iter_mut().find(|w| w.block.key == key) {
@@ -158,10 +175,16 @@ impl Order {
                 self.open = None;
                 out.push(Step::Close);
             }
-            let next = self.waiting.remove(0);
+            let mut next = self.waiting.remove(0);
             out.push(Step::Open(next.block.clone()));
             if !next.text.is_empty() {
-                out.push(Step::Delta(next.text.clone()));
+                // a call keeps its arguments to tell when they are whole; text moves out
+                let text = if matches!(next.block.key, Key::Call(_)) {
+                    next.text.clone()
+                } else {
+                    std::mem::take(&mut next.text)
+                };
+                out.push(Step::Delta(text));
             }
             self.open = Some(next);
         }
@@ -308,5 +331,61 @@ mod tests {
         // call 1 opened as soon as call 0's arguments were whole, without waiting for the end
         assert_eq!(out.len(), 5, "{out:?}");
         assert!(matches!(&out[3], Step::Open(b) if b.id == "b"));
+    }
+
+    /// Whenever `live` says yes, `piece` would have given exactly one delta of the piece's own
+    /// text (what the translators write without asking): checked along a stream that opens,
+    /// interleaves and closes text, reasoning and calls.
+    #[test]
+    fn live_is_a_delta_of_the_piece_itself() {
+        let a = call(0, Some("a"), "{\"x\":");
+        let a2 = call(0, None, "1}");
+        let b = call(1, Some("b"), "{");
+        let pieces = [
+            Piece::Reasoning("think "),
+            Piece::Reasoning("more"),
+            Piece::Text("Hi"),
+            Piece::Text(" there"),
+            Piece::Call {
+                index: 0,
+                call: &a,
+                arguments: "{\"x\":",
+            },
+            Piece::Call {
+                index: 1,
+                call: &b,
+                arguments: "{",
+            },
+            Piece::Text("late"),
+            Piece::Call {
+                index: 0,
+                call: &a2,
+                arguments: "1}",
+            },
+            Piece::Text("after"),
+            Piece::Text(""),
+        ];
+        let mut order = Order::default();
+        let mut lives = 0;
+        for piece in pieces {
+            let live = order.live(&piece);
+            let text = match piece {
+                Piece::Text(t) | Piece::Reasoning(t) => Some(t),
+                Piece::Call { .. } => None,
+            };
+            let mut out = Vec::new();
+            order.piece(piece, &mut out);
+            if live {
+                lives += 1;
+                let text = text.unwrap_or_default();
+                match out.as_slice() {
+                    [] => assert!(text.is_empty()),
+                    [Step::Delta(d)] => assert_eq!(d, text),
+                    other => panic!("live piece {text:?} gave {other:?}"),
+                }
+            }
+        }
+        // the second reasoning and text pieces, and nothing while a call's block waited
+        assert_eq!(lives, 2);
     }
 }

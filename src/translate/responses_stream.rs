@@ -16,7 +16,7 @@ use super::responses_answer::{
 };
 use super::responses_events::{part_json, write_event, Member};
 use super::text_chunk::{TextChunk, EVENT_ROOM};
-use super::{json_str, split_chunk};
+use super::{json_str, split_chunk, Piece};
 use crate::util::push_decimal;
 
 /// One output item being streamed.
@@ -101,7 +101,7 @@ impl State {
         for step in steps {
             match step {
                 Step::Open(block) => self.open_item(out, block),
-                Step::Delta(text) => self.delta(out, text),
+                Step::Delta(text) => self.delta(out, &text),
                 Step::Close => self.close(out),
             }
         }
@@ -110,11 +110,11 @@ impl State {
     /// The open item's delta event, written straight into `out`: the bytes [`State::emit`]
     /// writes for the same event as a `Value` (keys in order), without building one per piece
     /// of a long answer.
-    fn delta(&mut self, out: &mut Vec<u8>, text: String) {
+    fn delta(&mut self, out: &mut Vec<u8>, text: &str) {
         let Some(item) = self.open.as_mut() else {
             return;
         };
-        item.text.push_str(&text);
+        item.text.push_str(text);
         // (event, has content_index, has logprobs)
         let (kind, content_index, logprobs) = match item.block.key {
             Key::Call(_) => ("response.function_call_arguments.delta", false, false),
@@ -128,7 +128,7 @@ impl State {
             out.extend_from_slice(b"\"content_index\":0,");
         }
         out.extend_from_slice(b"\"delta\":");
-        json_str(out, &text);
+        json_str(out, text);
         out.extend_from_slice(b",\"item_id\":");
         json_str(out, &item.id);
         if logprobs {
@@ -267,8 +267,19 @@ impl State {
         // room for the usual one delta event at once, not four growths of it
         let mut out = Vec::with_capacity(EVENT_ROOM + chunk.text_len());
         if !self.finished {
-            let steps = self.order.pieces(chunk.pieces());
-            self.steps(&mut out, steps);
+            for piece in chunk.pieces() {
+                if self.order.live(&piece) {
+                    if let Piece::Text(text) | Piece::Reasoning(text) = piece {
+                        if !text.is_empty() {
+                            self.delta(&mut out, text);
+                        }
+                    }
+                    continue;
+                }
+                let mut steps = Vec::new();
+                self.order.piece(piece, &mut steps);
+                self.steps(&mut out, steps);
+            }
         }
         out
     }
