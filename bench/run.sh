@@ -402,14 +402,25 @@ scenario_direct() {
   row 1n "nginx as a reverse proxy to the upstream (proxy_pass, keep-alive)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$NGINX_PID")" "the two-hop ceiling for row 2; $(errors_note "${r[3]}")"
 }
 
+# The relay's `workers` on the miss rows (2, 2p, 2t, 10*, 11-miss): as many upstream connections
+# as nginx keeps in row 1n (`keepalive 64`), enough for wrk's 50 connections. Row 2q keeps the
+# shipped config's 32: fewer workers than busy connections, so requests queue for a worker and
+# kept connections go back to the pool (ARCHITECTURE.md, "Kept connections").
+MISS_WORKERS=64
+
 scenario_miss() {
   local r p
-  start_relay "http://$NGINX/v1" 32
+  start_relay "http://$NGINX/v1" "$MISS_WORKERS"
   r=($(wrk_post "http://$RELAY/v1/chat/completions"))
-  row 2 "relay, cache off (miss path)" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$RELAY_PID")" "$(errors_note "${r[3]}")"
+  row 2 "relay, cache off (miss path), $MISS_WORKERS workers" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$RELAY_PID")" "$(errors_note "${r[3]}")"
   p=$("$TOOL" load --url "http://$RELAY/v1/chat/completions" --body-file "$ROOT/bench/request.json" \
     --rate "$PACED_RATE" --connections 8 --duration "$PACED_S")
   row 2p "relay, cache off, paced $PACED_RATE req/s" "$(kv "$p" rps)" "$(kv "$p" p50_ms)" "$(kv "$p" p99_ms)" "$PACED_P50" "$PACED_P99" "$(peak_rss_mb "$RELAY_PID")" "overhead vs 1p; $(errors_note "$(kv "$p" errors)")"
+  stop "$RELAY_PID"
+  start_relay "http://$NGINX/v1" 32
+  r=($(wrk_post "http://$RELAY/v1/chat/completions"))
+  row 2q "relay, cache off (miss path), 32 workers for $WRK_C connections" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$RELAY_PID")" \
+    "req/s $(ratio "${r[0]}" "${R_RPS[2]:-}") × row 2; $(errors_note "${r[3]}")"
   stop "$RELAY_PID"
   scenario_blocking_floor
 }
@@ -431,12 +442,12 @@ scenario_blocking_floor() {
 # a collector, answering every export at once): what tracing costs, as a ratio to row 2.
 scenario_miss_traced() {
   local r p tel="\"telemetry\": {\"otlp_endpoint\": \"http://$NGINX\"}" name="relay, cache off, traces on (miss path)"
-  relay_config "http://$NGINX/v1" 32 "" "$tel"
+  relay_config "http://$NGINX/v1" "$MISS_WORKERS" "" "$tel"
   if ! "$RELAY_BIN" --check --config "$RELAY_CFG" >/dev/null 2>&1; then
     not_run 2t "$name" "this build has no telemetry.otlp_endpoint"
     return
   fi
-  start_relay "http://$NGINX/v1" 32 "" "$tel"
+  start_relay "http://$NGINX/v1" "$MISS_WORKERS" "" "$tel"
   r=($(wrk_post "http://$RELAY/v1/chat/completions"))
   row 2t "$name" "${r[0]}" "${r[1]}" "${r[2]}" "$BASE_P50" "$BASE_P99" "$(peak_rss_mb "$RELAY_PID")" \
     "req/s $(ratio "${r[0]}" "${R_RPS[2]:-}") × row 2; $(span_counts); $(errors_note "${r[3]}")"
@@ -481,7 +492,7 @@ scenario_ratio_rounds() {
     not_run 11-miss "alternating rounds" "this build has no cache"
     return
   fi
-  start_relay "http://$NGINX/v1" 32
+  start_relay "http://$NGINX/v1" "$MISS_WORKERS"
   miss_pid=$RELAY_PID miss_addr=$RELAY
   start_relay "http://$NGINX/v1" 32 "$(cache_json "$RUN/cache-rounds" 10000)"
   hit_pid=$RELAY_PID hit_addr=$RELAY
@@ -531,10 +542,10 @@ scenario_apis() {
         continue
       fi
       RELAY_N=$((RELAY_N + 1)) RELAY_PORT=$(free_port) RELAY_CFG=$RUN/relay-$RELAY_N.jsonc
-      printf '{"listen": "127.0.0.1:%s", "workers": 32, "trusted_proxies": ["127.0.0.1"], "upstreams": [
+      printf '{"listen": "127.0.0.1:%s", "workers": %s, "trusted_proxies": ["127.0.0.1"], "upstreams": [
         {"name": "openai", "url": "http://%s/v1", "api": "responses"},
         {"name": "claude", "url": "http://%s/v1", "api": "anthropic", "api_key": "bench"}]%s}\n' \
-        "$RELAY_PORT" "$NGINX" "$NGINX" \
+        "$RELAY_PORT" "$MISS_WORKERS" "$NGINX" "$NGINX" \
         "$([ "$cache" = hit ] && printf ', "cache": %s' "$(cache_json "$RUN/cache-$id" 10000)")" >"$RELAY_CFG"
       if ! "$RELAY_BIN" --check --config "$RELAY_CFG" >/dev/null 2>&1; then
         not_run "$id" "relay, $path" "this build does not know \`upstreams[].api\`"

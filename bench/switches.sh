@@ -20,6 +20,7 @@
 #   PROFILE_BIN=/path/to/llm-relay bench/switches.sh   # another build (a before figure)
 #   SYSCALLS=1 bench/switches.sh      # also system calls per request (the raw_syscalls
 #                                     # tracepoint: needs perf_event_paranoid ≤ 1 or root)
+#   WORKERS=64 bench/switches.sh 20000 50   # the relay's `workers` (default 32)
 #   UPSTREAM_HOST=localhost bench/switches.sh   # the upstream named by a host name, not an IP
 #                                     # (what a lookup per request costs: see resolve.rs)
 set -euo pipefail
@@ -39,7 +40,7 @@ UP=$FIXTURE
 [ -n "${UPSTREAM_HOST:-}" ] && UP=$UPSTREAM_HOST:${UP##*:}
 sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/unique.json"
 case $MODE in
-  miss) CACHE='{"enabled": false}' BODY=$RUN/unique.json UNIQUE=--unique WHAT="miss path, cache off${UPSTREAM_HOST:+, upstream $UPSTREAM_HOST}" ;;
+  miss) CACHE='{"enabled": false}' BODY=$RUN/unique.json UNIQUE=--unique WHAT="miss path, cache off${UPSTREAM_HOST:+, upstream $UPSTREAM_HOST}${WORKERS:+, $WORKERS workers}" ;;
   hit) CACHE="{\"enabled\": true, \"dir\": \"$RUN/cache\"}" BODY=$ROOT/bench/request.json UNIQUE="" WHAT="memory hits" ;;
   floor) CACHE="" BODY=$RUN/unique.json UNIQUE=--unique WHAT="bench_tool blocking-proxy (not the relay)" ;;
   *) echo "switches.sh: MODE is miss, hit or floor" >&2; exit 1 ;;
@@ -49,8 +50,8 @@ esac
 counts() { # COUNT
   local count=$1 port pid
   port=$("$TOOL" free-port)
-  printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": 32, "cache": %s}\n' \
-    "$port" "$UP" "$CACHE" >"$RUN/relay-$count.json"
+  printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": %s, "cache": %s}\n' \
+    "$port" "$UP" "${WORKERS:-32}" "$CACHE" >"$RUN/relay-$count.json"
   local cmd=("$BIN" --config "$RUN/relay-$count.json")
   [ "$MODE" = floor ] && cmd=("$TOOL" blocking-proxy --upstream "$UP" --listen "127.0.0.1:$port")
   perf stat -x, -e context-switches,task-clock${SYSCALLS:+,raw_syscalls:sys_enter} -o "$RUN/perf-$count.csv" \

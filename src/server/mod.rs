@@ -10,7 +10,7 @@
 //! (the connection is parked until the worker's answer ends, then served on from the pool), so an
 //! open stream holds one thread, its worker, and hits on other connections never wait behind it.
 //! The worker that answered keeps the connection when its client has the next request ready
-//! (whole, within [`KEEP_WINDOW`]) and no job waits, and serves that request itself, upstream
+//! (whole, within [`KEEP_WINDOW`]) and no queued job lacks a worker, and serves that request itself, upstream
 //! work included: no hand-off either way (see ARCHITECTURE.md, "Kept connections"). A request
 //! runs start to end with the state current when it arrived (see `lifecycle`). A panic unwinds
 //! through the exchange, whose `Drop` answers 500 (if nothing was sent yet) and logs it; the
@@ -19,8 +19,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tiny_http::{HttpOptions, Request, Server};
 
@@ -34,8 +33,11 @@ use crate::pipeline::{self, Next, Work};
 use crate::state::State;
 use crate::{metrics, routes};
 
-/// Requests waiting for a worker; beyond it the relay answers 503 at once.
-const QUEUE: usize = 1024;
+mod queue;
+use queue::QUEUE;
+
+/// The queue of requests to the `workers` pool.
+type Queue = queue::Queue<Box<Job>>;
 
 /// How long a worker that answered a request waits for the whole next request on the same
 /// connection before handing the connection to tiny_http's pool (`tiny_http::KeptConnection`):
@@ -57,69 +59,6 @@ struct Job {
     /// The state the request started with; it finishes with the same one.
     state: Arc<State>,
     work: Work,
-}
-
-/// Requests waiting for a worker, at most [`QUEUE`]: a bounded channel whose receiver the idle
-/// workers take turns at (one waits in `recv`, the others on the mutex), and a count of the
-/// jobs in it for [`Queue::is_empty`]. Jobs are boxed: the channel allocates its `QUEUE` slots
-/// up front, and a `Job` is most of a kilobyte.
-///
-/// A queue of one mutex and one condition variable that every idle worker waited on (9ea9e9f
-/// to 812fcac) woke one thread per job instead of two, but with 500 streams open the translated
-/// ones' events came later: `bench/run.sh --only 6`, p99 added per event, nine runs of such
-/// builds against seven of channel builds (d94fbd6 and this one): Messages 3.6–28.5 ms against
-/// 0.75–2.2 ms, Responses 12.1–35.4 ms against 0.9–5.5 ms, plain 0.67–4.4 ms against 0.9–2.6 ms,
-/// at the same CPU time per stream. Misses gained nothing from it (`bench/switches.sh`: the
-/// same context switches per miss either way, the kept connections having removed that
-/// hand-off). Why a condition variable's wake-ups delayed events that busy workers write was
-/// not found.
-struct Queue {
-    sender: SyncSender<Box<Job>>,
-    receiver: Mutex<Receiver<Box<Job>>>,
-    /// Jobs sent and not yet received.
-    len: AtomicUsize,
-}
-
-impl Default for Queue {
-    fn default() -> Queue {
-        let (sender, receiver) = sync_channel(QUEUE);
-        Queue {
-            sender,
-            receiver: Mutex::new(receiver),
-            len: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl Queue {
-    /// Queues `job`, or gives it back when [`QUEUE`] jobs are waiting already.
-    fn push(&self, job: Box<Job>) -> Result<(), Box<Job>> {
-        self.len.fetch_add(1, Ordering::SeqCst);
-        self.sender.try_send(job).map_err(|e| {
-            self.len.fetch_sub(1, Ordering::SeqCst);
-            match e {
-                TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
-            }
-        })
-    }
-
-    /// True when no job waits for a worker.
-    fn is_empty(&self) -> bool {
-        self.len.load(Ordering::SeqCst) == 0
-    }
-
-    /// The next job, waiting for one; `None` only if the sender is gone, which the queue
-    /// holds for as long as it lives.
-    fn pop(&self) -> Option<Box<Job>> {
-        let next = self
-            .receiver
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .recv();
-        let job = next.ok()?;
-        self.len.fetch_sub(1, Ordering::SeqCst);
-        Some(job)
-    }
 }
 
 /// Binds, prints `listening on http://ADDR` as the first stdout line, and serves until a
@@ -255,8 +194,8 @@ struct Keeping {
 }
 
 /// A `workers` thread: runs queued jobs; after each, serves on the connection whose request it
-/// answered while the client sends its next requests at once and no job waits (see
-/// [`KEEP_WINDOW`]), with at most [`Keeping::most`] workers doing so.
+/// answered while the client sends its next requests at once and every queued job has an idle
+/// worker to take it (see [`KEEP_WINDOW`]), with at most [`Keeping::most`] workers doing so.
 fn worker(jobs: &Queue, keeping: &Keeping) {
     ON_WORKER.set(true);
     tiny_http::keep_connections_here();
@@ -267,7 +206,9 @@ fn worker(jobs: &Queue, keeping: &Keeping) {
         run_job(*job);
         while let Some(kept) = tiny_http::take_kept_connection() {
             if keeping.now.fetch_add(1, Ordering::SeqCst) < keeping.most {
-                kept.serve(KEEP_WINDOW, &|| jobs.is_empty() && !lifecycle::draining());
+                kept.serve(KEEP_WINDOW, &|| {
+                    !jobs.lacks_a_worker() && !lifecycle::draining()
+                });
             } else {
                 kept.release();
             }
