@@ -14,6 +14,8 @@
 #   bench/perf_profile.sh 200000 50 hit # memory hits
 #   bench/perf_profile.sh 200000 50 floor   # not the relay: `bench_tool blocking-proxy` (row 2b)
 #   PROFILE_BIN=/path/to/llm-relay bench/perf_profile.sh   # another build
+#   WORKERS=32 bench/perf_profile.sh    # the relay's `workers` (default 64, as bench/run.sh's
+#                                       # miss rows: more than 4/3 of the connections)
 #
 # Needs perf (apt-get install linux-perf) and perf_event_paranoid ≤ 1 or root.
 set -euo pipefail
@@ -39,8 +41,8 @@ case $MODE in
 esac
 
 port=$("$TOOL" free-port)
-printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": 32, "cache": %s}\n' \
-  "$port" "$UP" "$CACHE" >"$RUN/relay.json"
+printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": %s, "cache": %s}\n' \
+  "$port" "$UP" "${WORKERS:-64}" "$CACHE" >"$RUN/relay.json"
 cmd=("$BIN" --config "$RUN/relay.json")
 [ "$MODE" = floor ] && cmd=("$TOOL" blocking-proxy --upstream "$UP" --listen "127.0.0.1:$port")
 "${cmd[@]}" >/dev/null 2>"$RUN/relay.log" &
@@ -65,7 +67,7 @@ kill -INT "$rec"
 while kill -0 "$rec" 2>/dev/null; do sleep 0.1; done
 
 report() { perf report -i "$RUN/perf.data" --stdio --percent-limit 0 -g none "$@" 2>/dev/null | grep -v '^#' | grep -v '^$'; }
-echo "perf_profile.sh: $WHAT, $N requests over $C connections; $(sed -n 's/^ok=[0-9]* errors=0 .*rps=\([0-9.]*\).*/\1 req\/s under perf/p' "$RUN/load-$N")"
+echo "perf_profile.sh: $WHAT, $N requests over $C connections, ${WORKERS:-64} workers; $(sed -n 's/^ok=[0-9]* errors=0 .*rps=\([0-9.]*\).*/\1 req\/s under perf/p' "$RUN/load-$N")"
 echo
 echo "share of samples by where the code lies:"
 report --no-children --sort dso | awk '{printf "  %7s  %s\n", $1, $2}'
