@@ -48,3 +48,28 @@ wait_health() { # PORT TRIES INTERVAL
   done
   return 1
 }
+
+# For the load scripts (switches.sh, perf_profile.sh): starts the json-upstream fixture and sets
+# what MODE sends: UP (the upstream's address), CACHE (the relay's cache config), BODY, UNIQUE
+# (`--unique` for a new prompt each request) and WHAT (the mode in words).
+load_mode() { # MODE
+  start_fixture "$RUN/upstream.out" json-upstream --body-file "$ROOT/bench/chat_completion.json"
+  UP=$FIXTURE
+  if [ -n "${UPSTREAM_HOST:-}" ]; then UP=$UPSTREAM_HOST:${UP##*:}; fi
+  sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/unique.json"
+  case $1 in
+    miss) CACHE='{"enabled": false}' BODY=$RUN/unique.json UNIQUE=--unique WHAT="miss path, cache off${UPSTREAM_HOST:+, upstream $UPSTREAM_HOST}" ;;
+    hit) CACHE="{\"enabled\": true, \"dir\": \"$RUN/cache\"}" BODY=$ROOT/bench/request.json UNIQUE="" WHAT="memory hits" ;;
+    floor) CACHE="" BODY=$RUN/unique.json UNIQUE=--unique WHAT="bench_tool blocking-proxy (not the relay)" ;;
+    *) echo "$NAME: MODE is miss, hit or floor" >&2; exit 1 ;;
+  esac
+}
+
+# Sets SERVER to the command line of the server MODE tests on PORT: the relay with WORKERS
+# workers (its config written to CONFIG), or for `floor` the blocking proxy.
+server_command() { # MODE PORT WORKERS CONFIG
+  printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": %s, "cache": %s}\n' \
+    "$2" "$UP" "$3" "$CACHE" >"$4"
+  SERVER=("$BIN" --config "$4")
+  if [ "$1" = floor ]; then SERVER=("$TOOL" blocking-proxy --upstream "$UP" --listen "127.0.0.1:$2"); fi
+}

@@ -30,22 +30,12 @@ NAME=perf_profile
 . "$ROOT/bench/lib.sh"
 bench_binaries
 
-start_fixture "$RUN/upstream.out" json-upstream --body-file "$ROOT/bench/chat_completion.json"
-UP=$FIXTURE
-sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/unique.json"
-case $MODE in
-  miss) CACHE='{"enabled": false}' BODY=$RUN/unique.json UNIQUE=--unique WHAT="misses, cache off" ;;
-  hit) CACHE="{\"enabled\": true, \"dir\": \"$RUN/cache\"}" BODY=$ROOT/bench/request.json UNIQUE="" WHAT="memory hits" ;;
-  floor) CACHE="" BODY=$RUN/unique.json UNIQUE=--unique WHAT="bench_tool blocking-proxy (not the relay)" ;;
-  *) echo "perf_profile.sh: MODE is miss, hit or floor" >&2; exit 1 ;;
-esac
+load_mode "$MODE"
+if [ "$MODE" != floor ]; then WHAT="$WHAT, ${WORKERS:-64} workers"; fi
 
 port=$("$TOOL" free-port)
-printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": %s, "cache": %s}\n' \
-  "$port" "$UP" "${WORKERS:-64}" "$CACHE" >"$RUN/relay.json"
-cmd=("$BIN" --config "$RUN/relay.json")
-[ "$MODE" = floor ] && cmd=("$TOOL" blocking-proxy --upstream "$UP" --listen "127.0.0.1:$port")
-"${cmd[@]}" >/dev/null 2>"$RUN/relay.log" &
+server_command "$MODE" "$port" "${WORKERS:-64}" "$RUN/relay.json"
+"${SERVER[@]}" >/dev/null 2>"$RUN/relay.log" &
 pid=$!
 PIDS+=("$pid")
 wait_health "$port" 100 0.1 || true
@@ -67,7 +57,7 @@ kill -INT "$rec"
 while kill -0 "$rec" 2>/dev/null; do sleep 0.1; done
 
 report() { perf report -i "$RUN/perf.data" --stdio --percent-limit 0 -g none "$@" 2>/dev/null | grep -v '^#' | grep -v '^$'; }
-echo "perf_profile.sh: $WHAT, $N requests over $C connections, ${WORKERS:-64} workers; $(sed -n 's/^ok=[0-9]* errors=0 .*rps=\([0-9.]*\).*/\1 req\/s under perf/p' "$RUN/load-$N")"
+echo "perf_profile.sh: $WHAT, $N requests over $C connections; $(sed -n 's/^ok=[0-9]* errors=0 .*rps=\([0-9.]*\).*/\1 req\/s under perf/p' "$RUN/load-$N")"
 echo
 echo "share of samples by where the code lies:"
 report --no-children --sort dso | awk '{printf "  %7s  %s\n", $1, $2}'

@@ -35,27 +35,16 @@ NAME=switches
 . "$ROOT/bench/lib.sh"
 bench_binaries
 
-start_fixture "$RUN/upstream.out" json-upstream --body-file "$ROOT/bench/chat_completion.json"
-UP=$FIXTURE
-[ -n "${UPSTREAM_HOST:-}" ] && UP=$UPSTREAM_HOST:${UP##*:}
-sed 's/the benchmark\./the benchmark {n}./' "$ROOT/bench/request.json" >"$RUN/unique.json"
-case $MODE in
-  miss) CACHE='{"enabled": false}' BODY=$RUN/unique.json UNIQUE=--unique WHAT="miss path, cache off${UPSTREAM_HOST:+, upstream $UPSTREAM_HOST}${WORKERS:+, $WORKERS workers}" ;;
-  hit) CACHE="{\"enabled\": true, \"dir\": \"$RUN/cache\"}" BODY=$ROOT/bench/request.json UNIQUE="" WHAT="memory hits" ;;
-  floor) CACHE="" BODY=$RUN/unique.json UNIQUE=--unique WHAT="bench_tool blocking-proxy (not the relay)" ;;
-  *) echo "switches.sh: MODE is miss, hit or floor" >&2; exit 1 ;;
-esac
+load_mode "$MODE"
+if [ "$MODE" != floor ]; then WHAT="$WHAT, ${WORKERS:-32} workers"; fi
 
 # Runs the relay under perf stat for COUNT requests; prints "switches task-clock-ms".
 counts() { # COUNT
   local count=$1 port pid
   port=$("$TOOL" free-port)
-  printf '{"listen": "127.0.0.1:%s", "upstream": "http://%s/v1", "workers": %s, "cache": %s}\n' \
-    "$port" "$UP" "${WORKERS:-32}" "$CACHE" >"$RUN/relay-$count.json"
-  local cmd=("$BIN" --config "$RUN/relay-$count.json")
-  [ "$MODE" = floor ] && cmd=("$TOOL" blocking-proxy --upstream "$UP" --listen "127.0.0.1:$port")
+  server_command "$MODE" "$port" "${WORKERS:-32}" "$RUN/relay-$count.json"
   perf stat -x, -e context-switches,task-clock${SYSCALLS:+,raw_syscalls:sys_enter} -o "$RUN/perf-$count.csv" \
-    "${cmd[@]}" >/dev/null 2>"$RUN/relay-$count.log" &
+    "${SERVER[@]}" >/dev/null 2>"$RUN/relay-$count.log" &
   pid=$!
   PIDS+=("$pid")
   wait_health "$port" 100 0.1 || true
