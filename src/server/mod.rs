@@ -10,11 +10,11 @@
 //! (the connection is parked until the worker's answer ends, then served on from the pool), so an
 //! open stream holds one thread, its worker, and hits on other connections never wait behind it.
 //! The worker that answered keeps the connection when its client has the next request ready
-//! (whole, within [`KEEP_WINDOW`]) and no queued job lacks a worker, and serves that request itself, upstream
-//! work included: no hand-off either way (see ARCHITECTURE.md, "Kept connections"). A request
-//! runs start to end with the state current when it arrived (see `lifecycle`). A panic unwinds
-//! through the exchange, whose `Drop` answers 500 (if nothing was sent yet) and logs it; the
-//! thread goes on. The main thread waits for signals and returns once a drain is over.
+//! (whole, within [`KEEP_WINDOW`]) and no queued job lacks a worker, and serves that request
+//! itself, upstream work included: no hand-off either way (see ARCHITECTURE.md, "Kept
+//! connections"). A request runs start to end with the state current when it arrived (see
+//! `lifecycle`). A panic unwinds through the exchange, whose `Drop` answers 500 (if nothing was
+//! sent yet) and logs it; the thread goes on. The main thread waits for signals and returns once a drain is over.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
