@@ -241,13 +241,13 @@ impl Drop for Exchange {
 }
 
 /// Sends a complete response. Returns the body size.
-pub fn respond<N: AsRef<str>, V: AsRef<str>>(
+pub fn respond<N: AsRef<str>, V: AsRef<str>, B: AsRef<[u8]> + Into<Vec<u8>>>(
     req: Request,
     status: u16,
     headers: &[(N, V)],
-    body: Vec<u8>,
+    body: B,
 ) -> u64 {
-    let len = body.len() as u64;
+    let len = body.as_ref().len() as u64;
     // a header tiny_http cannot take (not ASCII) or that would split the head (CR, LF) is
     // left out
     let _ = req.respond_bytes(status, headers, body);

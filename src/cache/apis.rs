@@ -2,6 +2,8 @@
 //! for: the chat family's (`replay/`) or those of the Responses and Messages APIs
 //! (`api::responses`, `api::messages`), chosen by the route the entry was stored for.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::replay::{self, Delivery, Form};
@@ -70,12 +72,18 @@ pub fn serves(route: &str, response: &[u8], has_usage: bool, delivery: Delivery)
 
 /// The body a plain request gets.
 pub fn plain_body(route: &str, response: &[u8]) -> Vec<u8> {
+    plain_body_of(route, response).into_owned()
+}
+
+/// [`plain_body`], borrowed where the stored answer is already plain JSON (a hit's body is
+/// written from the entry itself, not from a copy of it).
+pub fn plain_body_of<'a>(route: &str, response: &'a [u8]) -> Cow<'a, [u8]> {
     match replay::form(response) {
         Form::Sse => match sse_to_json(api::of_route(route), response) {
-            Some(v) => v.to_string().into_bytes(),
-            None => response.to_vec(),
+            Some(v) => Cow::Owned(v.to_string().into_bytes()),
+            None => Cow::Borrowed(response),
         },
-        Form::Json => response.to_vec(),
+        Form::Json => Cow::Borrowed(response),
     }
 }
 

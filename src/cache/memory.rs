@@ -198,6 +198,7 @@ mod tests {
             created: 0.0,
             version: 1,
             gaps_ms: Vec::new(),
+            request: std::path::PathBuf::new(),
         })
     }
 

@@ -45,6 +45,7 @@ mod store;
 mod upkeep;
 mod why;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -83,6 +84,8 @@ pub struct Entry {
     pub version: u32,
     /// A recorded stream's milliseconds before each event (`X-Relay-Cache-Timing`).
     pub gaps_ms: Vec<u32>,
+    /// Its `.request` file: a memory hit stats it (built once, not on every hit).
+    pub request: PathBuf,
 }
 
 /// What the cache did for a request: the `X-Cache` header.
@@ -252,7 +255,7 @@ impl Cache {
     fn find(&self, key: &str) -> Option<Arc<Entry>> {
         let dir = &self.config.dir;
         if let Some((e, stamp)) = self.memory.get(key) {
-            if store::stamp(dir, key) == Some(stamp) {
+            if store::stamp_of(&e.request) == Some(stamp) {
                 return Some(e);
             }
             self.memory.remove(key);
@@ -288,6 +291,7 @@ impl Cache {
             created: meta.created,
             version: meta.version,
             gaps_ms: meta.gaps_ms,
+            request: store::request_path(dir, key),
         });
         self.memory.insert(key, Arc::clone(&entry), pair.stamp);
         Some(entry)

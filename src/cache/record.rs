@@ -92,6 +92,7 @@ impl Cache {
                 created: meta.created,
                 version: meta.version,
                 gaps_ms: meta.gaps_ms,
+                request: store::request_path(&self.config.dir, &c.key),
             }),
             stamp,
         );

@@ -9,6 +9,7 @@
 //! client's behalf, and stores the complete stream before its final event reaches the client,
 //! with the time before each event (so `X-Relay-Cache-Timing` can replay it at its pace).
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -25,15 +26,15 @@ const MAX_GAP: Duration = Duration::from_secs(60);
 /// What to send for a hit; the pipeline writes it (`pipeline/hit.rs`), the cache never
 /// writes HTTP itself.
 #[derive(Debug)]
-pub enum HitAnswer {
+pub enum HitAnswer<'a> {
     /// A plain answer: 200 with [`hit_headers`] of `key` (the JSON content type is the
-    /// writer's) and `body`.
-    Json { key: String, body: Vec<u8> },
+    /// writer's) and `body` (the entry's own bytes when it is stored as plain JSON).
+    Json { key: &'a str, body: Cow<'a, [u8]> },
     /// A streamed answer: a 200 event stream with [`hit_headers`] of `key`, then `events` in
     /// order. With `waits`, the i-th event goes out (flushed on its own) after the i-th wait
     /// (an event past the waits goes at once); without, all are at hand and go out together.
     Events {
-        key: String,
+        key: &'a str,
         events: Vec<Vec<u8>>,
         waits: Option<Vec<Duration>>,
     },
@@ -49,19 +50,19 @@ pub fn hit_headers(key: &str) -> [(&'static str, &str); 2] {
 /// speaks another API than the stored chat answer. With `pace`, a streamed answer's i-th event
 /// waits the recorded gap before the i-th event times `pace` (at most [`MAX_GAP`]); else events
 /// go as fast as the client reads.
-pub fn hit_answer(
-    entry: &Entry,
+pub fn hit_answer<'a>(
+    entry: &'a Entry,
     delivery: Delivery,
     translation: Option<&Translation>,
     pace: Option<f64>,
-) -> HitAnswer {
-    let key = entry.key.clone();
+) -> HitAnswer<'a> {
+    let key = entry.key.as_str();
     if !delivery.stream {
-        let body = apis::plain_body(&entry.route, &entry.response);
+        let body = apis::plain_body_of(&entry.route, &entry.response);
         let body = match translation {
             Some(t) => {
                 let chat: Value = crate::json::from_slice(&body).unwrap_or(Value::Null);
-                t.answer(&chat).to_string().into_bytes()
+                Cow::Owned(t.answer(&chat).to_string().into_bytes())
             }
             None => body,
         };

@@ -212,9 +212,12 @@ pub fn referenced_answer(dir: &Path, key: &str) -> Option<PathBuf> {
 
 /// The stamp of the `.request` of `key` now, if there is one.
 pub fn stamp(dir: &Path, key: &str) -> Option<Stamp> {
-    fs::metadata(request_path(dir, key))
-        .ok()
-        .map(|m| Stamp::of(&m))
+    stamp_of(&request_path(dir, key))
+}
+
+/// The stamp of the `.request` file at `path` now, if there is one.
+pub fn stamp_of(path: &Path) -> Option<Stamp> {
+    fs::metadata(path).ok().map(|m| Stamp::of(&m))
 }
 
 /// An entry's files as read: the `.request` (and its stamp), the answer file it refers to.

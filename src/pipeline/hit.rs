@@ -82,13 +82,13 @@ pub(super) fn answer_hit(
 fn send_hit(req: Request, hit: HitAnswer) -> (u16, u64) {
     let (key, events, waits) = match hit {
         HitAnswer::Json { key, body } => {
-            let [cache, cache_key] = cache::hit_headers(&key);
+            let [cache, cache_key] = cache::hit_headers(key);
             let headers = [cache, cache_key, ("Content-Type", "application/json")];
             return (200, respond(req, 200, &headers, body));
         }
         HitAnswer::Events { key, events, waits } => (key, events, waits),
     };
-    let headers: Vec<(String, String)> = cache::hit_headers(&key)
+    let headers: Vec<(String, String)> = cache::hit_headers(key)
         .iter()
         .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect();

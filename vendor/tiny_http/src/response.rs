@@ -175,26 +175,28 @@ fn message_header(
 /// llm-relay patch: the chunked threshold of a `Response` that sets none.
 pub(crate) const DEFAULT_CHUNKED_THRESHOLD: usize = 32768;
 
-/// llm-relay patch: the head `raw_print` writes for a body of `len` bytes answered with
-/// identity framing, the server's `Server` and `Date` lines and `headers` none of which is
-/// one of those (see `Request::respond_bytes`), with room for the body behind it.
+/// llm-relay patch: appends to `head` what `raw_print` writes as the head for a body of `len`
+/// bytes answered with identity framing, the server's `Server` and `Date` lines and `headers`
+/// none of which is one of those (see `Request::respond_bytes`), with room for the body
+/// behind it.
 pub(crate) fn plain_head<'a>(
+    head: &mut Vec<u8>,
     http_version: &HTTPVersion,
     status_code: StatusCode,
     headers: impl Iterator<Item = (&'a str, &'a str)>,
     len: usize,
-) -> Vec<u8> {
-    let mut head = Vec::with_capacity(512 + len);
+) {
+    head.reserve(512 + len);
     head.extend_from_slice(b"HTTP/");
-    push_decimal(&mut head, u64::from(http_version.0));
+    push_decimal(head, u64::from(http_version.0));
     head.push(b'.');
-    push_decimal(&mut head, u64::from(http_version.1));
+    push_decimal(head, u64::from(http_version.1));
     head.push(b' ');
-    push_decimal(&mut head, u64::from(status_code.0));
+    push_decimal(head, u64::from(status_code.0));
     head.push(b' ');
     head.extend_from_slice(status_code.default_reason_phrase().as_bytes());
     head.extend_from_slice(b"\r\nServer: tiny-http (Rust)\r\nDate: ");
-    append_date(&mut head);
+    append_date(head);
     head.extend_from_slice(b"\r\n");
     for (field, value) in headers {
         head.extend_from_slice(field.as_bytes());
@@ -203,9 +205,8 @@ pub(crate) fn plain_head<'a>(
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"Content-Length: ");
-    push_decimal(&mut head, len as u64);
+    push_decimal(head, len as u64);
     head.extend_from_slice(b"\r\n\r\n");
-    head
 }
 
 /// llm-relay patch: appends `n` in decimal digits.
