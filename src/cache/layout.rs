@@ -14,7 +14,7 @@ pub(super) fn folder(dir: &Path, key: &str) -> PathBuf {
 
 /// `<dir>/<first two hex>/<key>.request`: the file whose rename publishes an entry.
 pub fn request_path(dir: &Path, key: &str) -> PathBuf {
-    // built in one buffer: a memory hit stats this path on every request
+    // built in one buffer (a memory entry keeps its own: `Entry::request`)
     let mut name = String::with_capacity(key.len() + 8);
     name.push_str(key);
     name.push_str(".request");
