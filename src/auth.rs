@@ -224,13 +224,9 @@ pub fn principal(client: Option<&Client>, req: &Request) -> String {
     if let Some(c) = client {
         return format!("key id\n{}", c.key_id);
     }
-    let headers: Vec<(&str, &str)> = req
-        .headers()
-        .iter()
-        .map(|h| (h.field.as_str().as_str(), h.value.as_str()))
-        .collect();
+    let headers = crate::client_headers::ClientHeaders::parsed(req.headers());
     let mut out = String::new();
-    let forwarded = crate::util::forwarded_credential(&headers);
+    let forwarded = crate::util::forwarded_credential(headers.iter());
     let others = headers
         .iter()
         .filter(|(n, _)| CREDENTIAL_HEADERS.iter().any(|c| n.eq_ignore_ascii_case(c)));

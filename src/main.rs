@@ -25,6 +25,7 @@ mod budget;
 mod cache;
 mod check;
 mod cli;
+mod client_headers;
 mod config;
 mod count_tokens;
 mod dashboard;

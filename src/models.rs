@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::budget;
+use crate::client_headers::ClientHeaders;
 use crate::error::ApiError;
 use crate::exchange::{header, json_content_type, Exchange};
 use crate::rules;
@@ -17,7 +18,9 @@ pub fn models(state: &State, ex: &mut Exchange) -> Result<(), ApiError> {
     let auth = ex.request().and_then(|req| header(req, "authorization"));
     if let Some(auth) = &auth {
         let auth = [("Authorization".to_string(), auth.clone())];
-        state.upstream.check_forwardable(&auth)?;
+        state
+            .upstream
+            .check_forwardable(ClientHeaders::pairs(&auth))?;
     }
     let trace = ex.trace();
     let sent = state

@@ -275,7 +275,7 @@ pub fn list(
     kind: Kind,
     api: Api,
     target: &str,
-    headers: &[(String, String)],
+    headers: crate::client_headers::ClientHeaders<'_>,
 ) -> Result<(), ApiError> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let params: Vec<&str> = query

@@ -167,11 +167,15 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
 
 /// The client credential `forward_auth` sends upstream: the first `Authorization` or
 /// `x-api-key` header, as sent.
-pub fn forwarded_credential<N: AsRef<str>, V>(headers: &[(N, V)]) -> Option<&(N, V)> {
-    headers.iter().find(|(n, _)| {
-        n.as_ref().eq_ignore_ascii_case("authorization")
-            || n.as_ref().eq_ignore_ascii_case("x-api-key")
-    })
+pub fn forwarded_credential<'a>(
+    mut headers: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Option<(&'a str, &'a str)> {
+    headers.find(|(n, _)| is_forwarded_credential(n))
+}
+
+/// Whether `name` is one of the headers [`forwarded_credential`] chooses from.
+pub fn is_forwarded_credential(name: &str) -> bool {
+    name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("x-api-key")
 }
 
 /// The API route of a request path: `/v1/chat/completions` and `/chat/completions` are both
@@ -316,8 +320,11 @@ mod tests {
             ("X-Api-Key", "k1"),
             ("Authorization", "Basic b"),
         ];
-        assert_eq!(forwarded_credential(&h), Some(&("X-Api-Key", "k1")));
-        assert_eq!(forwarded_credential(&h[..1]), None);
+        assert_eq!(
+            forwarded_credential(h.iter().copied()),
+            Some(("X-Api-Key", "k1"))
+        );
+        assert_eq!(forwarded_credential(h[..1].iter().copied()), None);
         assert_eq!(api_route("/v1/models"), "/models");
         assert_eq!(api_route("/models"), "/models");
         assert_eq!(api_route("/v1"), "/v1");

@@ -242,8 +242,9 @@ fn src_modules_import_each_other_without_cycles() {
 /// every layer above can read them (issue 20: `answer`, the one `Usage` type and the wire
 /// formats' readers that the meter, the cache and translation share; issue 19: `sse_frame`, the
 /// SSE framing and the relay loop's `Tap`/`Translate` seams, `http_head`, the one response head
-/// writer, and `json`, the one JSON parse from bytes).
-const BOTTOM: &[&str] = &["answer", "sse_frame", "http_head", "json"];
+/// writer, `json`, the one JSON parse from bytes, and `client_headers`, the view of a request's
+/// headers that the pipeline, the cache's plan and the upstream client read).
+const BOTTOM: &[&str] = &["answer", "sse_frame", "http_head", "json", "client_headers"];
 
 #[test]
 fn bottom_modules_import_nothing_of_the_relay() {

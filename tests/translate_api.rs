@@ -354,3 +354,41 @@ fn translation_only_where_no_endpoint_speaks_the_clients_api() {
         "the rule's model"
     );
 }
+
+/// A Messages request translated for a chat endpoint: the client API's own `anthropic-*`
+/// headers stay behind and the client's other headers go along, whole, streamed, and streamed
+/// with `stream_keepalive_ms` (where the call is sent once the head is out).
+#[test]
+fn a_translated_messages_request_leaves_its_anthropic_headers_behind() {
+    let up = Upstream::start(openai_reply);
+    for keepalive in [None, Some(20)] {
+        let mut cfg = json!({"listen": "127.0.0.1:0", "upstreams": [{"url": up.base_url()}],
+            "cache": {"enabled": false}});
+        if let Some(ms) = keepalive {
+            cfg["stream_keepalive_ms"] = json!(ms);
+        }
+        let relay = Relay::start(&cfg.to_string());
+        for stream in [false, true] {
+            let headers = [
+                ("content-type", "application/json"),
+                ("anthropic-version", "2023-06-01"),
+                ("Anthropic-Beta", "tools-2024-04-04"),
+                ("x-request-tag", "t1"),
+            ];
+            let body = anthropic_body("leave them", stream).to_string();
+            let r = request(
+                "POST",
+                &relay.url("/v1/messages"),
+                &headers,
+                Some(body.as_bytes()),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            let seen = up.requests().pop().unwrap();
+            let case = format!("stream {stream}, keepalive {keepalive:?}");
+            assert_eq!(seen.path, "/v1/chat/completions", "{case}");
+            assert_eq!(seen.header("x-request-tag"), Some("t1"), "{case}");
+            assert_eq!(seen.header("anthropic-version"), None, "{case}");
+            assert_eq!(seen.header("anthropic-beta"), None, "{case}");
+        }
+    }
+}

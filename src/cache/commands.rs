@@ -26,7 +26,7 @@ pub fn why_command(
     config: &CacheConfig,
     route: &str,
     body: &Map<String, Value>,
-    headers: &[(String, String)],
+    headers: crate::client_headers::ClientHeaders<'_>,
     models: &[(String, bool)],
     bound: WhyBound,
 ) -> Result<String, String> {
@@ -37,9 +37,10 @@ pub fn why_command(
             n.eq_ignore_ascii_case("x-relay-cache-namespace")
                 || n.eq_ignore_ascii_case("x-relay-cache-sample")
         })
-        .cloned()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
-    let plan = Plan::new(config, route, body, (&chosen, ""), models).map_err(|e| e.message)?;
+    let chosen = crate::client_headers::ClientHeaders::pairs(&chosen);
+    let plan = Plan::new(config, route, body, (chosen, ""), models).map_err(|e| e.message)?;
     let keys: Vec<(String, String, bool)> = plan
         .candidates
         .iter()

@@ -186,7 +186,7 @@ impl Cache {
         &self,
         route: &str,
         body: &Map<String, Value>,
-        client: (&[(String, String)], &str),
+        client: (crate::client_headers::ClientHeaders<'_>, &str),
         models: &[(String, bool)],
     ) -> Result<Plan, ApiError> {
         let mut plan = Plan::new(&self.config, route, body, client, models)?;

@@ -146,15 +146,10 @@ impl Plan {
         config: &CacheConfig,
         route: &str,
         body: &Map<String, Value>,
-        (headers, principal): (&[(String, String)], &str),
+        (headers, principal): (crate::client_headers::ClientHeaders<'_>, &str),
         models: &[(String, bool)],
     ) -> Result<Plan, ApiError> {
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
+        let header = |name: &str| headers.get(name);
         let mode = match header(MODE_HEADER) {
             None => config.mode,
             Some(v) => header_mode(config, v.trim())?,

@@ -44,6 +44,7 @@ use self::body::{ClientBody, Named};
 use crate::api;
 use crate::body_cost::{self, Reservation};
 use crate::body_model;
+use crate::client_headers::ClientHeaders;
 use crate::error::ApiError;
 use crate::exchange::{request_headers, Exchange};
 use crate::intake;
@@ -86,7 +87,9 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
         return Err(ApiError::too_large(max));
     }
     let headers = request_headers(req);
-    state.upstream.check_forwardable(&headers)?;
+    state
+        .upstream
+        .check_forwardable(ClientHeaders::pairs(&headers))?;
     let (mut body, mut reserved, mut named) = (None, None, None);
     // a key with an allow-list: the model its path or body names must be on it
     let allowed = ex.client().map(|c| c.models.clone()).unwrap_or_default();
@@ -95,8 +98,10 @@ pub fn admit(state: &State, ex: &mut Exchange) -> Result<Option<Pass>, ApiError>
         state.gate.allow_model(ex.client(), id)?;
     }
     let billed = billed::billed(method, route);
-    let streams_body = has_body(req, &headers);
-    let content_type = header(&headers, "content-type").unwrap_or_default();
+    let streams_body = has_body(req, ClientHeaders::pairs(&headers));
+    let content_type = ClientHeaders::pairs(&headers)
+        .get("content-type")
+        .unwrap_or_default();
     if !allowed.is_empty() && streams_body {
         match body_model::multipart_boundary(content_type)? {
             Some(boundary) => named = Some(Named::multipart(&boundary, allowed)),
@@ -141,7 +146,9 @@ pub fn admit_read(
     let Some(req) = ex.request() else {
         return Ok(None);
     };
-    state.upstream.check_forwardable(&request_headers(req))?;
+    state
+        .upstream
+        .check_forwardable(ClientHeaders::parsed(req.headers()))?;
     let permit = state.upstream.limiter.try_acquire()?;
     Ok(Some(Pass {
         _permit: permit,
@@ -153,15 +160,8 @@ pub fn admit_read(
 }
 
 /// Whether the request has a body: a positive `Content-Length`, or chunked.
-fn has_body(req: &tiny_http::Request, headers: &[(String, String)]) -> bool {
-    req.body_length().is_some_and(|n| n > 0) || header(headers, "transfer-encoding").is_some()
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+fn has_body(req: &tiny_http::Request, headers: ClientHeaders<'_>) -> bool {
+    req.body_length().is_some_and(|n| n > 0) || headers.get("transfer-encoding").is_some()
 }
 
 /// Reads the request's body whole (≤ `max_body_bytes`, within `client_timeout_ms`), its
@@ -190,8 +190,9 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
     let route = target.split('?').next().unwrap_or("");
     let api = api::of_route(route);
     let method = req.method().as_str().to_string();
+    // owned: the body is read from the request while the headers go upstream
     let headers = request_headers(req);
-    let has_body = has_body(req, &headers);
+    let has_body = has_body(req, ClientHeaders::pairs(&headers));
     let budget = state.config.client_timeout;
     let max = state.config.max_body_bytes;
     let Pass {
@@ -207,7 +208,8 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
             return Ok(());
         }
         if let (Some(kind), Some(c)) = (owned.filtered_list(), &client) {
-            return owners::list(state, ex, &c.key_id, kind, api, &target, &headers);
+            let headers = ClientHeaders::pairs(&headers);
+            return owners::list(state, ex, &c.key_id, kind, api, &target, headers);
         }
         if has_body && whole.is_none() && is_json(&headers) {
             // a JSON body may name objects (`input_file_id`, `file_ids`, …): read it whole
@@ -243,9 +245,14 @@ pub fn forward(state: &State, ex: &mut Exchange, pass: Pass) -> Result<(), ApiEr
         (true, false) => None,
     };
     let started = std::time::Instant::now();
-    let sent = state
-        .upstream
-        .forward(api, &method, &target, &headers, reader, trace.as_deref())?;
+    let sent = state.upstream.forward(
+        api,
+        &method,
+        &target,
+        ClientHeaders::pairs(&headers),
+        reader,
+        trace.as_deref(),
+    )?;
     // the model the call named prices the tokens a billed answer reports
     let billed = billed::billed(&method, route);
     let named = match (billed, read.get_ref().is_empty()) {

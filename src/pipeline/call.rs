@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::answer::Usage;
 use crate::cache;
+use crate::client_headers::ClientHeaders;
 use crate::error::ApiError;
 use crate::exchange::{Charge, Exchange};
 use crate::sse;
@@ -134,7 +135,8 @@ pub(super) fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Res
     } else {
         Mode::Whole
     };
-    let post = || send(up, &call, &model, mode, trace, ask_usage);
+    let post =
+        |headers: ClientHeaders<'_>| send(up, &call, headers, &model, mode, trace, ask_usage);
     // A stream is charged from inside the writer, before its end, so a next request sees it.
     let pending_charge: RefCell<Charge> = RefCell::new(Charge::default());
     // a Responses answer the upstream itself stores is owned by the caller: a stream's id is
@@ -178,11 +180,14 @@ pub(super) fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Res
         // The head goes out now; comment lines keep the connection busy until the upstream's.
         let mut outcome = None;
         *pending_charge.borrow_mut() = Charge::take(ex, 200);
+        // the request is the connection's once the head is out: its headers go as a copy
+        let held = super::sent_headers(ex, call.drops_anthropic).to_pairs();
         ex.answer_with(|req| {
             let Ok(mut out) = SseOut::start(Conn::of(req), &reply_extra) else {
                 return (200, 0);
             };
-            let posted = keepalive::while_waiting(&mut out, every, post);
+            let posted =
+                keepalive::while_waiting(&mut out, every, || post(ClientHeaders::pairs(&held)));
             let (bytes, base, recorded, usage) = streaming.answer_late(posted, out);
             let sent_model = base.as_ref().map(|b| b.1.clone()).unwrap_or_default();
             outcome = Some((base.map(|b| b.0), recorded, usage, sent_model));
@@ -200,7 +205,7 @@ pub(super) fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Res
         }
         return Ok(());
     }
-    let sent = post()?;
+    let sent = post(super::sent_headers(ex, call.drops_anthropic))?;
     ex.access.upstream = sent.base.clone();
     let status = sent.response.status().as_u16();
     let mut reply_headers = upstream::response_headers(sent.response.headers());
@@ -244,6 +249,7 @@ pub(super) fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Res
 pub(super) fn send(
     up: &upstream::Upstream,
     call: &Call,
+    headers: ClientHeaders<'_>,
     model: &str,
     mode: Mode,
     trace: Option<&crate::telemetry::Trace>,
@@ -253,22 +259,22 @@ pub(super) fn send(
     if call.translation.is_some() && call.body.contains_key("stream_options") {
         // a translated stream asks for usage itself: a server that refuses the option gets
         // the request again without it (the answer then reports no usage)
-        let sent = up.post(api, path, &call.headers, &call.body, model, mode, trace)?;
+        let sent = up.post(api, path, headers, &call.body, model, mode, trace)?;
         return refused_stream_options(up, sent).or_else(|()| {
             let mut bare = call.body.clone();
             bare.remove("stream_options");
-            up.post(api, path, &call.headers, &bare, model, mode, trace)
+            up.post(api, path, headers, &bare, model, mode, trace)
         });
     }
     if !ask_usage {
-        return up.post(api, path, &call.headers, &call.body, model, mode, trace);
+        return up.post(api, path, headers, &call.body, model, mode, trace);
     }
     let mut asked = call.body.clone();
     ask_for_usage(&mut asked);
-    let sent = up.post(api, path, &call.headers, &asked, model, mode, trace)?;
+    let sent = up.post(api, path, headers, &asked, model, mode, trace)?;
     refused_stream_options(up, sent).or_else(|()| {
         // sent again as the client sent it: the stream is stored without usage (and then
         // serves only streams that do not ask for it)
-        up.post(api, path, &call.headers, &call.body, model, mode, trace)
+        up.post(api, path, headers, &call.body, model, mode, trace)
     })
 }

@@ -26,8 +26,9 @@ use serde_json::{Map, Value};
 use crate::api::Api;
 use crate::body_cost::Reservation;
 use crate::cache;
+use crate::client_headers::ClientHeaders;
 use crate::error::ApiError;
-use crate::exchange::{request_headers, Exchange};
+use crate::exchange::Exchange;
 use crate::intake;
 use crate::state::State;
 use crate::translate::{Dialect, Translation};
@@ -117,7 +118,9 @@ pub enum Work {
 /// An API call on its way upstream.
 pub struct Call {
     endpoint: Endpoint,
-    headers: Vec<(String, String)>,
+    /// The client's `anthropic-*` headers stay behind ([`Prepared::drops_anthropic`]); the
+    /// others are read from the request when the call is sent ([`sent_headers`]).
+    drops_anthropic: bool,
     /// The body after rules and shaping (the per-endpoint `model` override comes at send time).
     body: Map<String, Value>,
     delivery: cache::Delivery,
@@ -143,7 +146,6 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     let Some(req) = ex.request_mut() else {
         return Ok(Next::Done);
     };
-    let mut headers = request_headers(req);
     intake::check_content_type(req)?;
     let (raw, mut reserved) = intake::read_reserved(req, state.body_limits())?;
     let mut body = intake::parse_body(&raw, &mut reserved)?;
@@ -180,7 +182,8 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
     let Prepared {
         sent: endpoint,
         mut translation,
-    } = prepare(&state.config, endpoint, &mut body, &mut headers)?;
+        drops_anthropic,
+    } = prepare(&state.config, endpoint, &mut body)?;
     if let (Some(t), Some(_)) = (&mut translation, &kept) {
         t.base = Some(stored::fresh_base()?);
     }
@@ -197,9 +200,10 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         let models = state
             .upstream
             .effective_models(endpoint.api(), &ex.access.model);
-        let keyed = keyed_body(endpoint, &body, &headers);
+        let headers = sent_headers(ex, drops_anthropic);
+        let keyed = keyed_body(endpoint, &body, headers);
         let plan = cache
-            .plan(endpoint.path(), &keyed, (&headers, ex.principal()), &models)?
+            .plan(endpoint.path(), &keyed, (headers, ex.principal()), &models)?
             .by_client(ex.client().map(|c| c.key_id.as_str()));
         let offline = plan.mode == cache::Mode::Replay;
         // a request the cache may not answer is not looked up, but in replay mode it is still
@@ -242,11 +246,13 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
             Err(_) => {}
         }
     }
-    state.upstream.check_forwardable(&headers)?;
+    state
+        .upstream
+        .check_forwardable(sent_headers(ex, drops_anthropic))?;
     let permit = state.upstream.limiter.try_acquire()?;
     Ok(Next::Upstream(Work::Call(Box::new(Call {
         endpoint,
-        headers,
+        drops_anthropic,
         body,
         delivery,
         cached,
@@ -256,6 +262,17 @@ pub fn relay(state: &State, ex: &mut Exchange, endpoint: Endpoint) -> Result<Nex
         _reserved: reserved,
         followed,
     }))))
+}
+
+/// The client's headers as the call keys and sends them: read from the request where the
+/// exchange holds it (no copy a request; none once it is answered), less the `anthropic-*`
+/// ones when `drops_anthropic`.
+fn sent_headers(ex: &Exchange, drops_anthropic: bool) -> ClientHeaders<'_> {
+    ex.request()
+        .map_or(ClientHeaders::none(), |req| {
+            ClientHeaders::parsed(req.headers())
+        })
+        .without_anthropic(drops_anthropic)
 }
 
 /// The second part, on the `workers` pool.

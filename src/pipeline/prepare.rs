@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::api::Api;
+use crate::client_headers::ClientHeaders;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::translate::{self, Dialect, Translation};
@@ -24,7 +25,7 @@ pub const ANTHROPIC_KEYED_HEADERS: &[&str] = &["anthropic-version", "anthropic-b
 pub fn keyed_body<'a>(
     endpoint: Endpoint,
     body: &'a Map<String, Value>,
-    headers: &[(String, String)],
+    headers: ClientHeaders<'_>,
 ) -> Cow<'a, Map<String, Value>> {
     let mut keyed = Cow::Borrowed(body);
     if endpoint == Endpoint::Responses && has_input_ids(body) {
@@ -78,6 +79,10 @@ pub struct Prepared {
     pub sent: Endpoint,
     /// The client's API when the request was translated to Chat Completions.
     pub translation: Option<Translation>,
+    /// The client API's own `anthropic-*` headers stay behind: they mean nothing to the chat
+    /// endpoint a Messages request was translated for (apply with
+    /// [`ClientHeaders::without_anthropic`]).
+    pub drops_anthropic: bool,
 }
 
 /// The body as it goes upstream and as the cache keys it (with [`keyed_body`]): translated to
@@ -88,7 +93,6 @@ pub fn prepare(
     config: &Config,
     endpoint: Endpoint,
     body: &mut Map<String, Value>,
-    headers: &mut Vec<(String, String)>,
 ) -> Result<Prepared, ApiError> {
     let translation = translation(config, endpoint, body).map(|d| {
         let mut t = Translation::new(d, body);
@@ -117,8 +121,6 @@ pub fn prepare(
             // the anthropic endpoint's own headers (key, version) are set at send time
             Endpoint::Messages
         } else {
-            // the client API's own headers mean nothing to a chat endpoint
-            headers.retain(|(name, _)| !name.to_ascii_lowercase().starts_with("anthropic-"));
             Endpoint::Chat
         }
     } else {
@@ -128,7 +130,12 @@ pub fn prepare(
     if sent == Endpoint::Chat {
         shape::apply_chat(&config.shaping, body);
     }
-    Ok(Prepared { sent, translation })
+    let drops_anthropic = translation.is_some() && sent == Endpoint::Chat;
+    Ok(Prepared {
+        sent,
+        translation,
+        drops_anthropic,
+    })
 }
 
 /// The client API a request on `endpoint` is translated from, if it is: when no endpoint that

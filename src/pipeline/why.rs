@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::cache;
+use crate::client_headers::ClientHeaders;
 use crate::config::Config;
 use crate::store::Responses;
 use crate::stored;
@@ -35,7 +36,7 @@ pub fn why(
     cfg: &Config,
     route: Option<&str>,
     mut body: Map<String, Value>,
-    mut headers: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
     bound: cache::WhyBound,
     responses: Option<&Responses>,
 ) -> Result<String, String> {
@@ -70,19 +71,13 @@ pub fn why(
     } else {
         None
     };
-    let prepared = prepare(cfg, endpoint, &mut body, &mut headers).map_err(|e| e.message)?;
+    let prepared = prepare(cfg, endpoint, &mut body).map_err(|e| e.message)?;
     let endpoint = prepared.sent;
+    let headers = ClientHeaders::pairs(&headers).without_anthropic(prepared.drops_anthropic);
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
     let models = cfg.upstreams.effective_models(endpoint.api(), model);
-    let keyed = keyed_body(endpoint, &body, &headers);
-    let text = cache::why_command(
-        &cfg.cache,
-        endpoint.path(),
-        &keyed,
-        &headers,
-        &models,
-        bound,
-    )?;
+    let keyed = keyed_body(endpoint, &body, headers);
+    let text = cache::why_command(&cfg.cache, endpoint.path(), &keyed, headers, &models, bound)?;
     Ok(match continued {
         Some((id, n)) => format!(
             "continues the stored response {id}: its conversation ({n} items) is in front of \

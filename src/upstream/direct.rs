@@ -37,6 +37,7 @@ use ureq::{Body, Timeout};
 use super::endpoints::{EndpointConfig, Settings};
 use super::framing::{self, Inbox};
 use super::resolve::Remembered;
+use super::ClientHeaders;
 use super::{agent, slim, steady, tcp, Endpoint, Timeouts, Upstream, WholeRead};
 
 /// The read buffer a connection starts with (and goes back to): a small answer's head and
@@ -291,7 +292,7 @@ impl Upstream {
         ep: &Endpoint,
         direct: &Direct,
         target: &str,
-        headers: &[(String, String)],
+        headers: ClientHeaders<'_>,
         traceparent: Option<&str>,
         body: &[u8],
     ) -> Result<Response<Body>, ureq::Error> {
@@ -330,7 +331,7 @@ impl Upstream {
         ep: &Endpoint,
         direct: &Direct,
         target: &str,
-        outgoing: (&[(String, String)], Option<&str>),
+        outgoing: (ClientHeaders<'_>, Option<&str>),
         body: &[u8],
         cap: Option<Duration>,
     ) -> Result<(Conn, framing::Head), ureq::Error> {

@@ -5,6 +5,7 @@
 
 use ureq::http::header::{HeaderName, HeaderValue};
 
+use super::ClientHeaders;
 use super::{Endpoint, Upstream};
 
 /// The `user-agent` sent unless the outgoing headers carry one (the agent's).
@@ -22,7 +23,7 @@ impl Upstream {
         ep: &Endpoint,
         host: &str,
         target: &str,
-        (headers, traceparent): (&[(String, String)], Option<&str>),
+        (headers, traceparent): (ClientHeaders<'_>, Option<&str>),
         body: &[u8],
     ) -> Result<Vec<u8>, ureq::Error> {
         let sizes: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();

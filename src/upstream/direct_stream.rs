@@ -20,6 +20,7 @@ use ureq::Body;
 
 use super::direct::{silent, Conn, Direct, Pool, Socket, Wait};
 use super::framing::{self, Framing};
+use super::ClientHeaders;
 use super::{Endpoint, Upstream};
 
 impl Upstream {
@@ -30,7 +31,7 @@ impl Upstream {
         ep: &Endpoint,
         direct: &Direct,
         target: &str,
-        outgoing: (&[(String, String)], Option<&str>),
+        outgoing: (ClientHeaders<'_>, Option<&str>),
         body: &[u8],
     ) -> Result<Response<Body>, ureq::Error> {
         let idle = self.timeouts.idle;

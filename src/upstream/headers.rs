@@ -5,6 +5,7 @@
 
 use super::endpoints::{Api, ANTHROPIC_VERSION};
 use super::{Endpoint, Upstream};
+use crate::client_headers::ClientHeaders;
 use crate::error::ApiError;
 
 /// Request headers never forwarded upstream: hop-by-hop ones (RFC 9110 §7.6.1), those the
@@ -74,9 +75,7 @@ fn is_credential(name: &str) -> bool {
 /// win). With `forward_auth`, `Authorization` / `x-api-key` go as the one chosen credential.
 fn forwardable(name: &str, forward_auth: bool) -> bool {
     match listed(name) {
-        Listed::Credential => {
-            forward_auth && crate::util::forwarded_credential(&[(name, ())]).is_none()
-        }
+        Listed::Credential => forward_auth && !crate::util::is_forwarded_credential(name),
         Listed::NotForwarded => false,
         Listed::Neither => true,
     }
@@ -102,8 +101,8 @@ impl Upstream {
     /// forwarded but that the upstream client cannot send, such as a value with a control
     /// character: the client's error, found before any endpoint is tried, so it never counts
     /// against an endpoint's health.
-    pub fn check_forwardable(&self, headers: &[(String, String)]) -> Result<(), ApiError> {
-        for (name, value) in headers {
+    pub fn check_forwardable(&self, headers: ClientHeaders<'_>) -> Result<(), ApiError> {
+        for (name, value) in headers.iter() {
             let sent =
                 forwardable(name, self.forward_auth) || (self.forward_auth && is_credential(name));
             if !sent {
@@ -132,10 +131,10 @@ impl Upstream {
     pub(super) fn outgoing_headers(
         &self,
         ep: &Endpoint,
-        client: &[(String, String)],
+        client: ClientHeaders<'_>,
         traceparent: Option<&str>,
     ) -> Vec<(String, String)> {
-        let mut out = Vec::with_capacity(client.len() + ep.config.headers.len() + 3);
+        let mut out = Vec::with_capacity(client.len_hint() + ep.config.headers.len() + 3);
         self.each_outgoing(ep, client, traceparent, &mut |name, value| {
             out.push((name.to_string(), value.to_string()));
         });
@@ -148,7 +147,7 @@ impl Upstream {
     pub(super) fn each_outgoing(
         &self,
         ep: &Endpoint,
-        client: &[(String, String)],
+        client: ClientHeaders<'_>,
         traceparent: Option<&str>,
         f: &mut dyn FnMut(&str, &str),
     ) {
@@ -158,7 +157,7 @@ impl Upstream {
             versioned |= name.eq_ignore_ascii_case("anthropic-version");
             f(name, value);
         };
-        for (name, value) in client {
+        for (name, value) in client.iter() {
             let overridden = own.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
             let replaced = traceparent.is_some() && name.eq_ignore_ascii_case("traceparent");
             if !overridden && !replaced && forwardable(name, self.forward_auth) {
@@ -174,7 +173,7 @@ impl Upstream {
         // the credential: with `forward_auth` the client's `Authorization` / `x-api-key` as
         // it sent them, else the endpoint's key (`x-api-key` for an `anthropic` endpoint)
         if self.forward_auth {
-            if let Some((name, value)) = crate::util::forwarded_credential(client) {
+            if let Some((name, value)) = crate::util::forwarded_credential(client.iter()) {
                 send(name, value);
             }
         } else if let Some(key) = &ep.config.key {

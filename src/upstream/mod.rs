@@ -48,6 +48,7 @@ use ureq::http::Response;
 use ureq::Body;
 
 use crate::body_cost::Reservation;
+pub use crate::client_headers::ClientHeaders;
 use crate::error::ApiError;
 use crate::telemetry::Trace;
 use balance::{Health, HealthReport};
@@ -248,7 +249,7 @@ impl Upstream {
         &self,
         api: Api,
         path: &str,
-        headers: &[(String, String)],
+        headers: ClientHeaders<'_>,
         body: &Map<String, Value>,
         model: &str,
         mode: Mode,
@@ -284,7 +285,7 @@ impl Upstream {
         api: Api,
         method: &str,
         target: &str,
-        headers: &[(String, String)],
+        headers: ClientHeaders<'_>,
         mut body: Option<&mut dyn std::io::Read>,
         trace: Option<&Trace>,
     ) -> Result<Sent, ApiError> {
@@ -293,7 +294,7 @@ impl Upstream {
             .filter(|(n, _)| {
                 n.eq_ignore_ascii_case("content-type") || n.eq_ignore_ascii_case("content-length")
             })
-            .cloned()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
         let once = body.is_some();
         retry::send_limited(self, "", Some(api), once, trace, &mut |ep, traceparent| {
@@ -317,7 +318,7 @@ impl Upstream {
         &self,
         ep: &Endpoint,
         path: &str,
-        headers: &[(String, String)],
+        headers: ClientHeaders<'_>,
         traceparent: Option<&str>,
         body: &[u8],
         mode: Mode,
@@ -369,7 +370,7 @@ impl Upstream {
         retry::send(self, "", Some(Api::Chat), trace, &mut |ep, traceparent| {
             let url = format!("{}{}", ep.config.url, path);
             let mut req = ep.agent.get(&url);
-            for (name, value) in self.outgoing_headers(ep, &[], traceparent) {
+            for (name, value) in self.outgoing_headers(ep, ClientHeaders::none(), traceparent) {
                 req = req.header(name, value);
             }
             if self.forward_auth {

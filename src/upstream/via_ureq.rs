@@ -4,6 +4,7 @@
 use ureq::http::Response;
 use ureq::Body;
 
+use super::ClientHeaders;
 use super::{Endpoint, Mode, Upstream, WholeRead};
 
 impl Upstream {
@@ -12,7 +13,7 @@ impl Upstream {
         &self,
         ep: &Endpoint,
         path: &str,
-        headers: &[(String, String)],
+        headers: ClientHeaders<'_>,
         traceparent: Option<&str>,
         body: &[u8],
         mode: Mode,
