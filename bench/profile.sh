@@ -13,6 +13,9 @@
 #   bench/profile.sh 500 mem    # N=500, only the memory hit
 #   PROFILE_KEEP=1 bench/profile.sh   # keeps the callgrind files (callgrind_annotate them)
 #   PROFILE_BIN=/path/to/llm-relay bench/profile.sh   # profiles another build (a before figure)
+#   PROFILE_SDK_HEADERS=1 bench/profile.sh   # each request also carries the 13 headers the
+#                               # openai Python SDK sends (the default sends 3: Host,
+#                               # Content-Type, Content-Length)
 #
 # Each path runs the release binary under `valgrind --tool=callgrind` twice, once serving W
 # warm-up requests and once W + N, and divides the difference of the two instruction totals by
@@ -27,6 +30,16 @@ shift || true
 PATHS=("$@")
 [ ${#PATHS[@]} -gt 0 ] || PATHS=(mem disk miss off)
 W=50
+SDK_HEADERS=()
+if [ -n "${PROFILE_SDK_HEADERS:-}" ]; then
+  for h in "Accept: application/json" "Accept-Encoding: gzip, deflate" "Connection: keep-alive" \
+    "User-Agent: OpenAI/Python 1.109.1" "X-Stainless-Lang: python" \
+    "X-Stainless-Package-Version: 1.109.1" "X-Stainless-OS: Linux" "X-Stainless-Arch: x64" \
+    "X-Stainless-Runtime: CPython" "X-Stainless-Runtime-Version: 3.11.2" \
+    "Authorization: Bearer sk-profile" "X-Stainless-Async: false" "X-Stainless-Retry-Count: 0"; do
+    SDK_HEADERS+=(--header "$h")
+  done
+fi
 
 command -v valgrind >/dev/null || { echo "profile.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 NAME=profile
@@ -70,7 +83,7 @@ instructions() { # PATH COUNT
   PIDS+=("$pid")
   wait_health "$port" 600 0.1 || true
   "$TOOL" load --url "http://127.0.0.1:$port$route" --body-file "$body" $unique \
-    --connections 1 --count "$count" >"$RUN/$path-$count.load" 2>&1
+    "${SDK_HEADERS[@]}" --connections 1 --count "$count" >"$RUN/$path-$count.load" 2>&1
   grep -q "errors=0 " "$RUN/$path-$count.load" || {
     echo "profile.sh: $path: $(cat "$RUN/$path-$count.load")" >&2
     exit 1

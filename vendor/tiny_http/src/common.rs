@@ -199,7 +199,7 @@ impl Header {
         if name.iter().any(|&b| ascii_space(b)) {
             return Err(());
         }
-        let field = HeaderField(AsciiString::from_ascii(name).map_err(|_| ())?);
+        let field = HeaderField::of_line(name)?;
         let end = bytes
             .iter()
             .rposition(|&b| !ascii_space(b))
@@ -242,18 +242,104 @@ impl Display for Header {
 ///
 /// Comparison between two `HeaderField`s ignores case.
 #[derive(Debug, Clone, Eq)]
-pub struct HeaderField(AsciiString);
+pub struct HeaderField(FieldName);
+
+/// llm-relay patch: a request head's header name as the client spelled it, held without an
+/// allocation when it is a name clients send with most requests (an SDK sends 12 to 17
+/// headers; each name was an allocation and a free a request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FieldName {
+    /// One of [`KNOWN_NAMES`].
+    Known(&'static AsciiStr),
+    Own(AsciiString),
+}
+
+/// llm-relay patch: header names, each in the spellings clients send (matched exactly, so the
+/// name is kept as sent).
+const KNOWN_NAMES: [&str; 48] = [
+    "Host",
+    "host",
+    "Content-Type",
+    "content-type",
+    "Content-Length",
+    "content-length",
+    "Accept",
+    "accept",
+    "Accept-Encoding",
+    "accept-encoding",
+    "Accept-Language",
+    "accept-language",
+    "Connection",
+    "connection",
+    "User-Agent",
+    "user-agent",
+    "Authorization",
+    "authorization",
+    "X-Api-Key",
+    "x-api-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+    "traceparent",
+    "X-Stainless-Lang",
+    "x-stainless-lang",
+    "X-Stainless-Package-Version",
+    "x-stainless-package-version",
+    "X-Stainless-OS",
+    "x-stainless-os",
+    "X-Stainless-Arch",
+    "x-stainless-arch",
+    "X-Stainless-Runtime",
+    "x-stainless-runtime",
+    "X-Stainless-Runtime-Version",
+    "x-stainless-runtime-version",
+    "X-Stainless-Async",
+    "x-stainless-async",
+    "X-Stainless-Retry-Count",
+    "x-stainless-retry-count",
+    "X-Stainless-Read-Timeout",
+    "x-stainless-read-timeout",
+    "X-Stainless-Timeout",
+    "x-stainless-timeout",
+    "Transfer-Encoding",
+    "transfer-encoding",
+    "sec-fetch-mode",
+    "Expect",
+];
+
+/// [`KNOWN_NAMES`] as `AsciiString`s, made once.
+static KNOWN_ASCII: std::sync::LazyLock<Vec<AsciiString>> = std::sync::LazyLock::new(|| {
+    KNOWN_NAMES
+        .iter()
+        .filter_map(|n| AsciiString::from_ascii(*n).ok())
+        .collect()
+});
 
 impl HeaderField {
     pub fn from_bytes<B>(bytes: B) -> Result<HeaderField, FromAsciiError<B>>
     where
         B: Into<Vec<u8>> + AsRef<[u8]>,
     {
-        AsciiString::from_ascii(bytes).map(HeaderField)
+        AsciiString::from_ascii(bytes).map(|s| HeaderField(FieldName::Own(s)))
+    }
+
+    /// llm-relay patch: the name of a request head's line, without an allocation when it is
+    /// one of [`KNOWN_NAMES`] as spelled there.
+    fn of_line(name: &[u8]) -> Result<HeaderField, ()> {
+        let known: &'static [AsciiString] = &KNOWN_ASCII;
+        if let Some(k) = known.iter().find(|k| k.as_bytes() == name) {
+            return Ok(HeaderField(FieldName::Known(k)));
+        }
+        AsciiString::from_ascii(name)
+            .map(|s| HeaderField(FieldName::Own(s)))
+            .map_err(|_| ())
     }
 
     pub fn as_str(&self) -> &AsciiStr {
-        &self.0
+        match &self.0 {
+            FieldName::Own(s) => s,
+            FieldName::Known(s) => s,
+        }
     }
 
     pub fn equiv(&self, other: &'static str) -> bool {
@@ -268,14 +354,16 @@ impl FromStr for HeaderField {
         if s.contains(char::is_whitespace) {
             Err(())
         } else {
-            AsciiString::from_ascii(s).map(HeaderField).map_err(|_| ())
+            AsciiString::from_ascii(s)
+                .map(|s| HeaderField(FieldName::Own(s)))
+                .map_err(|_| ())
         }
     }
 }
 
 impl Display for HeaderField {
     fn fmt(&self, formatter: &mut Formatter<'_>) -> Result<(), fmt::Error> {
-        write!(formatter, "{}", self.0.as_str())
+        write!(formatter, "{}", self.as_str())
     }
 }
 
@@ -474,6 +562,31 @@ mod test {
         assert!("Transfer-Encoding: chunked".parse::<Header>().is_ok());
         assert!("Transfer-Encoding: chunked ".parse::<Header>().is_ok());
         assert!("Transfer-Encoding:   chunked ".parse::<Header>().is_ok());
+    }
+
+    /// llm-relay patch: a name of the known table and one that is not read and compare alike;
+    /// each keeps the spelling it was sent with.
+    #[test]
+    fn known_header_names_keep_their_spelling() {
+        use ascii::AsciiString;
+        let line = |l: &str| Header::from_line(AsciiString::from_ascii(l).unwrap()).unwrap();
+        for (sent, name, value) in [
+            ("Content-Type: text/plain", "Content-Type", "text/plain"),
+            ("content-type:  a ", "content-type", "a"),
+            ("CONTENT-TYPE: b", "CONTENT-TYPE", "b"),
+            ("X-Custom-Thing: c", "X-Custom-Thing", "c"),
+        ] {
+            let h = line(sent);
+            assert_eq!(h.field.as_str().as_str(), name);
+            assert_eq!(h.value.as_str(), value);
+            assert!(h.field.equiv("content-type") == name.eq_ignore_ascii_case("content-type"));
+            let own = HeaderField::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(h.field, own);
+            assert_eq!(h.field.to_string(), name);
+        }
+        use super::{FieldName, HeaderField};
+        assert!(matches!(line("Host: x").field.0, FieldName::Known(_)));
+        assert!(matches!(line("HOST: x").field.0, FieldName::Own(_)));
     }
 
     /// llm-relay patch: `Header::from_line` gives what parsing the trimmed line gave.
