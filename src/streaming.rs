@@ -95,6 +95,9 @@ impl<R: Read> Read for FirstBytes<'_, R> {
     }
 }
 
+/// The base URL of the endpoint that answered a stream, and the model it was sent.
+pub type Answered = (std::sync::Arc<str>, String);
+
 impl Streaming<'_> {
     /// Relays `sent` (a 200 event stream) into `out` event by event, keeps a complete stream,
     /// and ends the answer. Returns the bytes written, the recorded copy and the usage.
@@ -105,7 +108,7 @@ impl Streaming<'_> {
         // stores a complete stream before its final event reaches the client, and holds back
         // the usage chunk the client did not ask for
         let mut tap = cache::StreamTap::new(
-            self.storing.map(|(c, p)| (c, p, effective.as_str())),
+            self.storing.map(|(c, p)| (c, p, effective)),
             self.route,
             // a translated stream reports usage at its end: the translator takes the chunk
             self.client_usage || self.translation.is_some(),
@@ -138,7 +141,7 @@ impl Streaming<'_> {
         let bytes = out.bytes;
         let usage = relayed.usage.unwrap_or_default();
         (self.before_end)(&relayed.recorded);
-        (self.charge)(usage, &effective);
+        (self.charge)(usage, effective);
         if relayed.end != End::ClientGone {
             let _ = out.finish();
         }
@@ -153,12 +156,14 @@ impl Streaming<'_> {
         &self,
         posted: Result<Sent, ApiError>,
         mut out: SseOut,
-    ) -> (u64, Option<(String, String)>, Vec<u8>, Usage) {
+    ) -> (u64, Option<Answered>, Vec<u8>, Usage) {
         let (base, message) = match posted {
             Ok(sent) if is_event_stream(&sent) => {
                 let answered = (
                     sent.base.clone(),
-                    self.up.effective_model(&sent.endpoint, self.model),
+                    self.up
+                        .effective_model(&sent.endpoint, self.model)
+                        .to_string(),
                 );
                 let (bytes, copy, usage) = self.relay(sent, out);
                 return (bytes, Some(answered), copy, usage);

@@ -227,7 +227,7 @@ impl Dashboard {
             key_id: client.map(|c| c.key_id.clone()),
             key_name: client.map(|c| c.name.clone()),
             model: a.model.chars().take(256).collect(),
-            upstream: a.upstream.clone(),
+            upstream: a.upstream.to_string(),
             status: a.status,
             cache: a.cache.map(CacheResult::label),
             duration_ms: sample.duration_ms,
@@ -240,12 +240,12 @@ impl Dashboard {
         let mut f = self.lock();
         f.minutes.add(now, &sample);
         if !a.upstream.is_empty() {
-            match f.upstreams.get_mut(&a.upstream) {
+            match f.upstreams.get_mut(&*a.upstream) {
                 Some(ring) => ring.add(now, &upstream_sample),
                 None => {
                     let mut ring = minutes::Ring::new(HOUR_MINUTES);
                     ring.add(now, &upstream_sample);
-                    f.upstreams.insert(a.upstream.clone(), ring);
+                    f.upstreams.insert(a.upstream.to_string(), ring);
                 }
             }
         }

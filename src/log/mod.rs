@@ -161,7 +161,8 @@ pub struct Access {
     pub path: String,
     pub status: u16,
     pub model: String,
-    pub upstream: String,
+    /// The base URL of the endpoint that answered (shared with the endpoint's own).
+    pub upstream: std::sync::Arc<str>,
     pub duration: Duration,
     pub bytes: u64,
     /// What the cache did; `None` when it was not asked.
@@ -217,7 +218,7 @@ pub fn access(a: &Access) {
             "path": truncated(&a.path),
             "status": a.status,
             "model": truncated(&a.model),
-            "upstream": a.upstream,
+            "upstream": &*a.upstream,
             "duration_ms": (a.duration.as_secs_f64() * 10_000.0).round() / 10.0,
             "upstream_ms": (a.upstream_time.as_secs_f64() * 10_000.0).round() / 10.0,
             "bytes": a.bytes,

@@ -24,8 +24,8 @@ pub struct Answer {
     pub length: Option<u64>,
     pub headers: Vec<(String, String)>,
     pub body: Box<dyn Read + Send>,
-    pub base: String,
-    pub endpoint: String,
+    pub base: std::sync::Arc<str>,
+    pub endpoint: std::sync::Arc<str>,
 }
 
 impl Answer {

@@ -212,7 +212,9 @@ pub(super) fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Res
     reply_headers.extend(reply_extra);
 
     let effective = up.effective_model(&sent.endpoint, &model);
-    ex.access.sent_model = effective.clone();
+    if effective != model {
+        ex.access.sent_model = effective.to_string(); // else empty: the model asked for
+    }
     if call.delivery.stream && is_event_stream(&sent) {
         let mut recorded = None;
         *pending_charge.borrow_mut() = Charge::take(ex, 200);
@@ -236,7 +238,7 @@ pub(super) fn call_upstream(state: &State, ex: &mut Exchange, call: Call) -> Res
 
     let whole = Whole {
         storing,
-        effective: &effective,
+        effective,
         owns_response,
         owns_completion,
         started: upstream_started,

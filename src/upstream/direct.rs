@@ -29,16 +29,16 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ureq::http::{Response, Uri};
+use ureq::http::Uri;
 use ureq::unversioned::resolver::Resolver;
 use ureq::unversioned::transport::NextTimeout;
-use ureq::{Body, Timeout};
+use ureq::Timeout;
 
 use super::endpoints::{EndpointConfig, Settings};
 use super::framing::{self, Inbox};
 use super::resolve::Remembered;
 use super::ClientHeaders;
-use super::{agent, slim, steady, tcp, Endpoint, Timeouts, Upstream, WholeRead};
+use super::{agent, slim, steady, tcp, Endpoint, Reply, Timeouts, Upstream};
 
 /// The read buffer a connection starts with (and goes back to): a small answer's head and
 /// body arrive in one read.
@@ -295,7 +295,7 @@ impl Upstream {
         headers: ClientHeaders<'_>,
         traceparent: Option<&str>,
         body: &[u8],
-    ) -> Result<Response<Body>, ureq::Error> {
+    ) -> Result<Reply, ureq::Error> {
         let idle = self.timeouts.idle;
         let (mut conn, head) =
             self.send_direct(ep, direct, target, (headers, traceparent), body, None)?;
@@ -320,7 +320,7 @@ impl Upstream {
             direct.pool.keep(conn);
         }
         let (parts, ()) = head.response.into_parts();
-        Ok(WholeRead::answer(parts, data, bound.held))
+        Ok(Reply::whole(parts, data, bound.held))
     }
 
     /// Writes the request on a kept (or new) connection of `direct` and reads the response

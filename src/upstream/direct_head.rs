@@ -33,7 +33,7 @@ impl Upstream {
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(host.as_bytes());
         out.extend_from_slice(b"\r\ncontent-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
+        crate::util::push_decimal(&mut out, body.len() as u64);
         out.extend_from_slice(b"\r\n");
         let (mut agent_named, mut accept_named) = (false, false);
         let mut refused = None;

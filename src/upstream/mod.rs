@@ -74,6 +74,9 @@ const POSTED: [&str; 5] = [
 pub struct Endpoint {
     pub config: EndpointConfig,
     pub health: Health,
+    /// `config.url` and `config.name`, shared by every answer that names them.
+    base: Arc<str>,
+    name: Arc<str>,
     agent: ureq::Agent,
     /// `Bearer {key}`, the `authorization` value of its key (formatted once).
     bearer: Option<String>,
@@ -104,36 +107,39 @@ pub struct Upstream {
 pub struct Sent {
     pub response: Response<Body>,
     /// Base URL of the endpoint that answered (for logs and error messages).
-    pub base: String,
+    pub base: Arc<str>,
     /// Name of the endpoint that answered.
-    pub endpoint: String,
+    pub endpoint: Arc<str>,
     /// A whole answer's share of `max_response_bytes_in_flight`, held while the caller has it.
-    pub _held: Option<Arc<Reservation>>,
+    pub _held: Option<Reservation>,
     /// A whole answer's bytes, read by [`post`](Upstream::post) (`response`'s body is then
     /// empty): take them with [`Upstream::whole_bytes`].
     pub whole: Option<Vec<u8>>,
 }
 
-/// A whole answer as `post` read it: its bytes and their share of the bytes in flight, carried
-/// to `retry::sent` in the response's extensions (which only take `Clone` values).
-#[derive(Clone)]
-struct WholeRead {
-    data: Vec<u8>,
-    held: Arc<Reservation>,
+/// What one attempt got: the response head, and for a whole answer `post` read already, its
+/// bytes and their share of the bytes in flight (the response's body is then empty).
+pub struct Reply {
+    response: Response<Body>,
+    whole: Option<(Vec<u8>, Reservation)>,
 }
 
-impl WholeRead {
+impl From<Response<Body>> for Reply {
+    fn from(response: Response<Body>) -> Reply {
+        Reply {
+            response,
+            whole: None,
+        }
+    }
+}
+
+impl Reply {
     /// `data` as the answer of `parts` (an empty body: the bytes travel beside it).
-    fn answer(
-        mut parts: ureq::http::response::Parts,
-        data: Vec<u8>,
-        held: Reservation,
-    ) -> Response<Body> {
-        parts.extensions.insert(WholeRead {
-            data,
-            held: Arc::new(held),
-        });
-        Response::from_parts(parts, Body::builder().data(Vec::new()))
+    fn whole(parts: ureq::http::response::Parts, data: Vec<u8>, held: Reservation) -> Reply {
+        Reply {
+            response: Response::from_parts(parts, Body::builder().data(Vec::new())),
+            whole: Some((data, held)),
+        }
     }
 }
 
@@ -172,6 +178,8 @@ impl Upstream {
                 agent: agent(s, timeouts, workers, e),
                 direct: direct::Direct::of(s, e, timeouts, workers),
                 bearer: e.key.as_ref().map(|k| format!("Bearer {k}")),
+                base: Arc::from(e.url.as_str()),
+                name: Arc::from(e.name.as_str()),
                 config: e.clone(),
                 health: Health::default(),
                 posted: POSTED
@@ -200,12 +208,12 @@ impl Upstream {
     }
 
     /// The model the endpoint `name` is sent for a request for `model`.
-    pub fn effective_model(&self, name: &str, model: &str) -> String {
+    pub fn effective_model<'a>(&'a self, name: &str, model: &'a str) -> &'a str {
         self.endpoints
             .iter()
             .find(|e| e.config.name == name)
-            .and_then(|e| e.config.model.clone())
-            .unwrap_or_else(|| model.to_string())
+            .and_then(|e| e.config.model.as_deref())
+            .unwrap_or(model)
     }
 
     /// The health of every endpoint, in config order (for `/ready` and metrics).
@@ -255,7 +263,9 @@ impl Upstream {
         mode: Mode,
         trace: Option<&Trace>,
     ) -> Result<Sent, ApiError> {
-        let shared = serde_json::to_vec(body)
+        // sized for a typical request at once (serde_json's own start, 128 bytes, grows twice)
+        let mut shared = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut shared, body)
             .map_err(|e| ApiError::internal(format!("cannot serialize the request: {e}")))?;
         retry::send(self, model, Some(api), trace, &mut |ep, traceparent| {
             // the endpoint's own model and thinking, out of the cache key
@@ -307,9 +317,9 @@ impl Upstream {
             match body.take() {
                 Some(reader) => {
                     let req = req.body(ureq::SendBody::from_reader(reader))?;
-                    ep.agent.run(req)
+                    ep.agent.run(req).map(Reply::from)
                 }
-                None => ep.agent.run(req.body(())?),
+                None => ep.agent.run(req.body(())?).map(Reply::from),
             }
         })
     }
@@ -322,13 +332,13 @@ impl Upstream {
         traceparent: Option<&str>,
         body: &[u8],
         mode: Mode,
-    ) -> Result<Response<Body>, ureq::Error> {
+    ) -> Result<Reply, ureq::Error> {
         if let Some((direct, target)) = self.direct_target(ep, path) {
             return match mode {
                 Mode::Whole => self.post_direct(ep, direct, target, headers, traceparent, body),
-                Mode::Stream => {
-                    self.post_direct_stream(ep, direct, target, (headers, traceparent), body)
-                }
+                Mode::Stream => self
+                    .post_direct_stream(ep, direct, target, (headers, traceparent), body)
+                    .map(Reply::from),
             };
         }
         if mode == Mode::Stream {
@@ -378,7 +388,7 @@ impl Upstream {
                     req = req.header(name.as_str(), value.as_str());
                 }
             }
-            req.call()
+            req.call().map(Reply::from)
         })
     }
 }

@@ -17,7 +17,7 @@ use ureq::Body;
 
 use super::balance::{self, Candidate};
 use super::endpoints::Api;
-use super::{transport_error, Endpoint, Sent, Upstream, WholeRead};
+use super::{transport_error, Endpoint, Reply, Sent, Upstream};
 use crate::error::{ApiError, ClientFault};
 use crate::log;
 use crate::telemetry::Trace;
@@ -31,7 +31,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What an attempt is given: the endpoint, and with a `trace` the `traceparent` naming the
 /// attempt's own span, sent instead of the client's.
-pub type Call<'a> = dyn FnMut(&Endpoint, Option<&str>) -> Result<Response<Body>, ureq::Error> + 'a;
+pub type Call<'a> = dyn FnMut(&Endpoint, Option<&str>) -> Result<Reply, ureq::Error> + 'a;
 
 /// Runs `call` on endpoints that serve `model` (`""` = any endpoint) and speak `api` (`None` =
 /// any API) until one answers; each attempt is a span of `trace` when there is one.
@@ -54,13 +54,21 @@ pub fn send_limited(
     trace: Option<&Trace>,
     call: &mut Call<'_>,
 ) -> Result<Sent, ApiError> {
-    let speaking: Vec<usize> = (0..up.endpoints.len())
-        .filter(|&i| {
-            let ep = up.endpoints.get(i);
-            api.map_or(true, |a| ep.is_some_and(|ep| ep.config.api.speaks(a)))
+    let speaks = |ep: &Endpoint| api.map_or(true, |a| ep.config.api.speaks(a));
+    // Every endpoint that may answer; each attempt refreshes their health and takes its choice
+    // out (one list a request, no other).
+    let mut candidates: Vec<Candidate> = up
+        .endpoints
+        .iter()
+        .enumerate()
+        .filter(|(_, ep)| speaks(ep) && (model.is_empty() || ep.config.serves(model)))
+        .map(|(index, ep)| Candidate {
+            index,
+            weight: ep.config.weight,
+            cooling_until: None,
         })
         .collect();
-    if speaking.is_empty() {
+    if candidates.is_empty() && !up.endpoints.iter().any(speaks) {
         let api = api.map_or("", Api::name);
         return Err(ApiError::new(
             404,
@@ -72,17 +80,7 @@ pub fn send_limited(
             ),
         ));
     }
-    let serving: Vec<usize> = speaking
-        .into_iter()
-        .filter(|&i| {
-            model.is_empty()
-                || up
-                    .endpoints
-                    .get(i)
-                    .is_some_and(|ep| ep.config.serves(model))
-        })
-        .collect();
-    if serving.is_empty() {
+    if candidates.is_empty() {
         return Err(ApiError::new(
             404,
             "invalid_request_error",
@@ -95,29 +93,22 @@ pub fn send_limited(
         ));
     }
     let retries = if once { 0 } else { up.retries as usize };
-    let max_attempts = serving.len().min(retries + 1);
-    let mut tried: Vec<usize> = Vec::new();
+    let max_attempts = candidates.len().min(retries + 1);
     let mut reasons: Vec<String> = Vec::new();
     let mut last_error = None;
     let mut last_status = 0;
     for attempt in 0..max_attempts {
         let now = Instant::now();
-        let candidates: Vec<Candidate> = serving
-            .iter()
-            .filter(|i| !tried.contains(i))
-            .filter_map(|&i| {
-                let ep = up.endpoints.get(i)?;
-                Some(Candidate {
-                    index: i,
-                    weight: ep.config.weight,
-                    cooling_until: ep.health.cooling_until(now),
-                })
-            })
-            .collect();
+        for c in &mut candidates {
+            c.cooling_until = up
+                .endpoints
+                .get(c.index)
+                .and_then(|ep| ep.health.cooling_until(now));
+        }
         let Some(i) = balance::choose(&candidates, crate::util::random()) else {
             break;
         };
-        tried.push(i);
+        candidates.retain(|c| c.index != i);
         let Some(ep) = up.endpoints.get(i) else {
             break;
         };
@@ -135,23 +126,23 @@ pub fn send_limited(
             (t, t.attempt(name, &ep.config.url, sent_model))
         });
         let result = call(ep, span.as_ref().map(|(_, s)| s.traceparent.as_str()));
-        let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        let status = result.as_ref().ok().map(|r| r.response.status().as_u16());
         let answered = status.is_some_and(|s| !RETRYABLE.contains(&s) || (attempt == 0 && last));
         if let Some((t, started)) = span {
             let error = result.as_ref().err().map(short_reason);
             t.attempt_done(started, status, error.as_deref(), answered);
         }
         match result {
-            Ok(response) => {
-                let status = response.status().as_u16();
+            Ok(reply) => {
+                let status = reply.response.status().as_u16();
                 if !RETRYABLE.contains(&status) {
                     ep.health.success();
-                    return Ok(sent(ep, response));
+                    return Ok(sent(ep, reply));
                 }
-                let wait = retry_after(&response).filter(|_| status == 429);
+                let wait = retry_after(&reply.response).filter(|_| status == 429);
                 up.failed(ep, wait);
                 if attempt == 0 && last {
-                    return Ok(sent(ep, response)); // nothing to fail over to: pass it through
+                    return Ok(sent(ep, reply)); // nothing to fail over to: pass it through
                 }
                 let reason = format!("HTTP {status}");
                 if !last {
@@ -211,15 +202,14 @@ pub fn send_limited(
     ))
 }
 
-fn sent(ep: &Endpoint, mut response: Response<Body>) -> Sent {
-    let read: Option<WholeRead> = response.extensions_mut().remove();
-    let (whole, held) = read.map(|r| (r.data, r.held)).unzip();
+fn sent(ep: &Endpoint, reply: Reply) -> Sent {
+    let (whole, held) = reply.whole.unzip();
     Sent {
         _held: held,
         whole,
-        response,
-        base: ep.config.url.clone(),
-        endpoint: ep.config.name.clone(),
+        response: reply.response,
+        base: ep.base.clone(),
+        endpoint: ep.name.clone(),
     }
 }
 

@@ -1,11 +1,8 @@
 //! A POST through an endpoint's ureq agent (HTTPS, a proxy, a route the direct client does not
 //! post to), and the short-lived thread a stream's ureq call runs on.
 
-use ureq::http::Response;
-use ureq::Body;
-
 use super::ClientHeaders;
-use super::{Endpoint, Mode, Upstream, WholeRead};
+use super::{Endpoint, Mode, Reply, Upstream};
 
 impl Upstream {
     /// [`post_one`](Upstream::post_one) through the endpoint's ureq agent.
@@ -17,7 +14,7 @@ impl Upstream {
         traceparent: Option<&str>,
         body: &[u8],
         mode: Mode,
-    ) -> Result<Response<Body>, ureq::Error> {
+    ) -> Result<Reply, ureq::Error> {
         let parsed = ep.posted.iter().find(|(p, _)| *p == path);
         let mut req = match parsed {
             Some((_, uri)) => ep.agent.post(uri.clone()),
@@ -34,12 +31,12 @@ impl Upstream {
         }
         let response = req.header("content-type", "application/json").send(body)?;
         if mode == Mode::Stream {
-            return Ok(response);
+            return Ok(Reply::from(response));
         }
         // Read here, so a body that stalls or breaks fails this attempt (and fails over).
         let (parts, body) = response.into_parts();
         let (data, held) = self.read_whole(body)?;
-        Ok(WholeRead::answer(parts, data, held))
+        Ok(Reply::whole(parts, data, held))
     }
 }
 
