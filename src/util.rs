@@ -40,12 +40,17 @@ pub fn push_hex(out: &mut Vec<u8>, n: usize) {
 
 /// Appends `n` in decimal, as a `Value`'s number is written: an index or sequence number of
 /// each translated event, without a `String` for it.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20]; // u64::MAX has 20
-    let mut at = digits.len();
+pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(decimal(n, &mut [0; 20]).as_bytes());
+}
+
+/// `n` in decimal digits, written at the end of `buf` (`u64::MAX` has 20), as the formatter
+/// writes it.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
     loop {
         at -= 1;
-        if let Some(digit) = digits.get_mut(at) {
+        if let Some(digit) = buf.get_mut(at) {
             *digit = b'0' + (n % 10) as u8;
         }
         n /= 10;
@@ -53,7 +58,7 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(digits.get(at..).unwrap_or_default());
+    std::str::from_utf8(buf.get(at..).unwrap_or_default()).unwrap_or("0")
 }
 
 /// Appends `bytes` to `out`, or takes them whole while `out` is empty: the events of a line

@@ -78,20 +78,9 @@ pub(super) fn write_timestamp(out: &mut String, t: SystemTime) {
     out.push('Z');
 }
 
-/// The last `width` decimal digits of `n`, zero-padded.
 /// Appends `n` in decimal digits.
-pub(super) fn decimal(out: &mut String, mut n: u64) {
-    let mut digits = [b'0'; 20];
-    let mut at = digits.len();
-    for slot in digits.iter_mut().rev() {
-        *slot = b'0' + (n % 10) as u8;
-        at -= 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(digits.get(at..).unwrap_or_default()).unwrap_or("0"));
+pub(super) fn decimal(out: &mut String, n: u64) {
+    out.push_str(crate::util::decimal(n, &mut [0; 20]));
 }
 
 /// Appends `d` in milliseconds with one decimal, rounded half up (`12.3`).
@@ -102,6 +91,7 @@ pub(super) fn tenths(out: &mut String, d: Duration) {
     out.push(char::from(b'0' + (tenths % 10) as u8));
 }
 
+/// The last `width` decimal digits of `n`, zero-padded.
 fn digits(out: &mut String, n: u64, width: u32) {
     for i in (0..width).rev() {
         let digit = (n / 10u64.pow(i) % 10) as u8;
