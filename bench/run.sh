@@ -166,6 +166,9 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 cpu_us_per_request() { # TICKS RPS DUR
   awk -v t="$1" -v r="$2" -v d="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{ if (r > 0) printf "%.1f", t / hz * 1e6 / (r * d); else print "-" }'
 }
+# The machine's CPU time so far (every process, every core: user, nice, system, irq, softirq),
+# in clock ticks.
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 # cpu_ticks of PID and its children (nginx's master and workers).
 cpu_ticks_tree() {
   local p sum
@@ -490,6 +493,7 @@ scenario_hit() { # ID NAME MEMORY_ITEMS
 # ratio of the main rows (2 / 1n, 3m / 4).
 scenario_ratio_rounds() {
   local miss_pid miss_addr hit_pid hit_addr round a b c d miss=() hit=() r
+  local cpu_a=() cpu_b=() cpu_c=() cpu_d=()
   if [ "$HAS_CACHE" = 0 ]; then
     not_run 11-miss "alternating rounds" "this build has no cache"
     return
@@ -507,27 +511,38 @@ scenario_ratio_rounds() {
     # every second round measures the relay first: a machine that slows down (or speeds up)
     # over the rounds then weighs on both sides alike, not always on the one measured second
     if ((round % 2)); then
-      a=($(DUR=$ROUND_S wrk_post "http://$NGINX/proxy/v1/chat/completions"))
-      b=($(DUR=$ROUND_S wrk_post "http://$miss_addr/v1/chat/completions"))
-      c=($(DUR=$ROUND_S run_wrk "http://$NGINX/static/chat.json"))
-      d=($(DUR=$ROUND_S wrk_post "http://$hit_addr/v1/chat/completions"))
+      a=($(round_wrk wrk_post "http://$NGINX/proxy/v1/chat/completions"))
+      b=($(round_wrk wrk_post "http://$miss_addr/v1/chat/completions"))
+      c=($(round_wrk run_wrk "http://$NGINX/static/chat.json"))
+      d=($(round_wrk wrk_post "http://$hit_addr/v1/chat/completions"))
     else
-      d=($(DUR=$ROUND_S wrk_post "http://$hit_addr/v1/chat/completions"))
-      c=($(DUR=$ROUND_S run_wrk "http://$NGINX/static/chat.json"))
-      b=($(DUR=$ROUND_S wrk_post "http://$miss_addr/v1/chat/completions"))
-      a=($(DUR=$ROUND_S wrk_post "http://$NGINX/proxy/v1/chat/completions"))
+      d=($(round_wrk wrk_post "http://$hit_addr/v1/chat/completions"))
+      c=($(round_wrk run_wrk "http://$NGINX/static/chat.json"))
+      b=($(round_wrk wrk_post "http://$miss_addr/v1/chat/completions"))
+      a=($(round_wrk wrk_post "http://$NGINX/proxy/v1/chat/completions"))
     fi
     miss+=("$(ratio "${b[0]}" "${a[0]}")") hit+=("$(ratio "${d[0]}" "${c[0]}")")
+    cpu_a+=("${a[4]:--}") cpu_b+=("${b[4]:--}") cpu_c+=("${c[4]:--}") cpu_d+=("${d[4]:--}")
     log "round $round: proxy_pass ${a[0]}, misses ${b[0]}, static ${c[0]}, hits ${d[0]} req/s"
   done
   stop "$miss_pid"
   stop "$hit_pid"
   r=$(median "${miss[@]}")
   ROUND_MISS=$r
-  ROWS+=("| 11-miss | relay misses / nginx proxy_pass, $RATIO_ROUNDS alternating rounds of ${ROUND_S} s | - | - | - | - | - | - | median $r; rounds ${miss[*]}; rows 2 / 1n $(ratio "${R_RPS[2]:-}" "${R_RPS[1n]:-}") |")
+  ROWS+=("| 11-miss | relay misses / nginx proxy_pass, $RATIO_ROUNDS alternating rounds of ${ROUND_S} s | - | - | - | - | - | - | median $r; rounds ${miss[*]}; rows 2 / 1n $(ratio "${R_RPS[2]:-}" "${R_RPS[1n]:-}"); the machine's CPU a request (median of the rounds): proxy_pass $(median "${cpu_a[@]}") µs, relay $(median "${cpu_b[@]}") µs |")
   r=$(median "${hit[@]}")
   ROUND_HIT=$r
-  ROWS+=("| 11-hit | relay memory hits / nginx static, $RATIO_ROUNDS alternating rounds of ${ROUND_S} s | - | - | - | - | - | - | median $r; rounds ${hit[*]}; rows 3m / 4 $(ratio "${R_RPS[3m]:-}" "${R_RPS[4]:-}") |")
+  ROWS+=("| 11-hit | relay memory hits / nginx static, $RATIO_ROUNDS alternating rounds of ${ROUND_S} s | - | - | - | - | - | - | median $r; rounds ${hit[*]}; rows 3m / 4 $(ratio "${R_RPS[3m]:-}" "${R_RPS[4]:-}"); the machine's CPU a request (median of the rounds): static $(median "${cpu_c[@]}") µs, relay $(median "${cpu_d[@]}") µs |")
+}
+# One round of scenario 11: `wrk_post` or `run_wrk` URL for ROUND_S seconds; prints wrk's
+# "req/s p50 p99 errors" and the machine's CPU a request over the round (every process on every
+# core, wrk's and nginx's too: what a ratio on shared cores is made of, and steadier than it).
+round_wrk() { # wrk_post|run_wrk URL
+  local before after out
+  before=$(machine_ticks)
+  out=($(DUR=$ROUND_S "$1" "$2"))
+  after=$(machine_ticks)
+  echo "${out[*]} $(cpu_us_per_request $((after - before)) "${out[0]}" "$ROUND_S")"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{ if (NR == 0) print "-"; else if (NR % 2) print v[(NR+1)/2]; else printf "%.4g", (v[NR/2]+v[NR/2+1])/2 }'; }
 
