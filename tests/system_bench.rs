@@ -95,6 +95,25 @@ fn check_row(id: &str, row: &str) {
             .and_then(number)
             .unwrap_or_else(|| panic!("row {id} gives its median ratio: {row}"));
         assert!(median > 0.0, "row {id}: a ratio above 0: {row}");
+        // and the machine's CPU a request of each side, a figure for both
+        let cpu = notes
+            .split("CPU a request (median of the rounds): ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("row {id} gives the CPU a request: {row}"));
+        let figures: Vec<f64> = cpu
+            .split(", ")
+            .filter_map(|side| side.split_whitespace().nth(1))
+            .filter_map(number)
+            .collect();
+        assert_eq!(
+            figures.len(),
+            2,
+            "row {id}: both sides' CPU a request: {row}"
+        );
+        assert!(
+            figures.iter().all(|f| *f > 0.0),
+            "row {id}: CPU above 0: {row}"
+        );
         return;
     }
     if let Some(reason) = notes.strip_prefix("not run: ") {
