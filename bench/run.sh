@@ -38,10 +38,10 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
-  DUR=1 WRK_T=1 WRK_C=8 PACED_RATE=200 PACED_S=2 STREAM_EVENTS=10 MANY_STREAMS=50 ROUNDS=3 RATIO_ROUNDS=3 ROUND_S=1
+  DUR=1 WRK_T=1 WRK_C=8 PACED_RATE=200 PACED_S=2 STREAM_EVENTS=10 MANY_STREAMS=50 ROUNDS=3 ROUND_S=1
   OPEN_STREAMS=200 SCALE_SMALL=1000 SCALE_LARGE=10000 SLOW_CONNS=50
 else
-  DUR=10 WRK_T=2 WRK_C=50 PACED_RATE=1000 PACED_S=10 STREAM_EVENTS=50 MANY_STREAMS=500 ROUNDS=3 RATIO_ROUNDS=5 ROUND_S=5
+  DUR=10 WRK_T=2 WRK_C=50 PACED_RATE=1000 PACED_S=10 STREAM_EVENTS=50 MANY_STREAMS=500 ROUNDS=5 ROUND_S=5
   OPEN_STREAMS=1000 SCALE_SMALL=1000 SCALE_LARGE=1000000 SLOW_CONNS=200
 fi
 # Scenario 7's large cache size; lower it only where the disk (~8 GB for 1 M) is short.
@@ -485,7 +485,7 @@ scenario_hit() { # ID NAME MEMORY_ITEMS
 }
 
 # Rows 11-miss / 11-hit: the two throughput ratios of the targets again, measured in
-# RATIO_ROUNDS alternating rounds (nginx proxy_pass, relay misses, nginx static, relay memory
+# ROUNDS alternating rounds (nginx proxy_pass, relay misses, nginx static, relay memory
 # hits; each ROUND_S seconds) with both relays up the whole time, so a machine that speeds up
 # or slows down during the run moves both sides of each ratio. The targets take the median
 # round: of five, so that two rounds a neighbour's load upset do not decide the verdict (with
@@ -507,7 +507,7 @@ scenario_ratio_rounds() {
     stop "$miss_pid"; stop "$hit_pid"
     return
   fi
-  for round in $(seq "$RATIO_ROUNDS"); do
+  for round in $(seq "$ROUNDS"); do
     # every second round measures the relay first: a machine that slows down (or speeds up)
     # over the rounds then weighs on both sides alike, not always on the one measured second
     if ((round % 2)); then
@@ -529,10 +529,10 @@ scenario_ratio_rounds() {
   stop "$hit_pid"
   r=$(median "${miss[@]}")
   ROUND_MISS=$r
-  ROWS+=("| 11-miss | relay misses / nginx proxy_pass, $RATIO_ROUNDS alternating rounds of ${ROUND_S} s | - | - | - | - | - | - | median $r; rounds ${miss[*]}; rows 2 / 1n $(ratio "${R_RPS[2]:-}" "${R_RPS[1n]:-}"); the machine's CPU a request (median of the rounds): proxy_pass $(median "${cpu_a[@]}") µs, relay $(median "${cpu_b[@]}") µs |")
+  ROWS+=("| 11-miss | relay misses / nginx proxy_pass, $ROUNDS alternating rounds of ${ROUND_S} s | - | - | - | - | - | - | median $r; rounds ${miss[*]}; rows 2 / 1n $(ratio "${R_RPS[2]:-}" "${R_RPS[1n]:-}"); the machine's CPU a request (median of the rounds): proxy_pass $(median "${cpu_a[@]}") µs, relay $(median "${cpu_b[@]}") µs |")
   r=$(median "${hit[@]}")
   ROUND_HIT=$r
-  ROWS+=("| 11-hit | relay memory hits / nginx static, $RATIO_ROUNDS alternating rounds of ${ROUND_S} s | - | - | - | - | - | - | median $r; rounds ${hit[*]}; rows 3m / 4 $(ratio "${R_RPS[3m]:-}" "${R_RPS[4]:-}"); the machine's CPU a request (median of the rounds): static $(median "${cpu_c[@]}") µs, relay $(median "${cpu_d[@]}") µs |")
+  ROWS+=("| 11-hit | relay memory hits / nginx static, $ROUNDS alternating rounds of ${ROUND_S} s | - | - | - | - | - | - | median $r; rounds ${hit[*]}; rows 3m / 4 $(ratio "${R_RPS[3m]:-}" "${R_RPS[4]:-}"); the machine's CPU a request (median of the rounds): static $(median "${cpu_c[@]}") µs, relay $(median "${cpu_d[@]}") µs |")
 }
 # One round of scenario 11: `wrk_post` or `run_wrk` URL for ROUND_S seconds; prints wrk's
 # "req/s p50 p99 errors" and the machine's CPU a request over the round (every process on every
@@ -932,13 +932,13 @@ diff_of() { [ -n "${1:-}" ] && [ -n "${2:-}" ] && [ "$1" != - ] && [ "$2" != - ]
 evaluate_targets() {
   local s7 l7 h
   if [ -n "$ROUND_MISS" ]; then
-    target "miss path: throughput ≥ 0.75 × nginx proxy_pass (11-miss: median of $RATIO_ROUNDS alternating rounds)" "$ROUND_MISS" "m >= 0.75"
+    target "miss path: throughput ≥ 0.75 × nginx proxy_pass (11-miss: median of $ROUNDS alternating rounds)" "$ROUND_MISS" "m >= 0.75"
   else
     target "miss path: throughput ≥ 0.75 × nginx proxy_pass (2 / 1n)" "$(ratio "${R_RPS[2]:-}" "${R_RPS[1n]:-}")" "m >= 0.75"
   fi
   target "miss path: p99 overhead at $PACED_RATE req/s paced ≤ 1 ms (2p − 1p)" "$(diff_of "${R_P99[2p]:-}" "${R_P99[1p]:-}")" "m <= 1"
   if [ -n "$ROUND_HIT" ]; then
-    target "cache hit from memory: throughput ≥ 0.8 × nginx static (11-hit: median of $RATIO_ROUNDS alternating rounds)" "$ROUND_HIT" "m >= 0.8"
+    target "cache hit from memory: throughput ≥ 0.8 × nginx static (11-hit: median of $ROUNDS alternating rounds)" "$ROUND_HIT" "m >= 0.8"
   else
     target "cache hit from memory: throughput ≥ 0.8 × nginx static (3m / 4)" "$(ratio "${R_RPS[3m]:-}" "${R_RPS[4]:-}")" "m >= 0.8"
   fi
