@@ -22,6 +22,8 @@ command -v wrk >/dev/null || { echo "ab.sh: needs wrk (apt-get install wrk)" >&2
 NAME=ab
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
+# shellcheck source=bench/measure.sh
+. "$ROOT/bench/measure.sh"
 bench_binaries
 
 start_fixture "$RUN/upstream.out" json-upstream --body-file "$ROOT/bench/chat_completion.json"
@@ -53,18 +55,15 @@ else
   WHAT_B="bench_tool blocking-proxy"
 fi
 
-# The machine's CPU time so far, in clock ticks: "user system" (all cores; nice counts as user,
-# irq and softirq as system).
-ticks() { awk '$1 == "cpu" { print $2 + $3, $4 + $7 + $8; exit }' /proc/stat; }
 HZ=$(getconf CLK_TCK)
 
 # One round against PORT: prints "req/s user-µs system-µs" (CPU a request).
 round() { # PORT SECONDS
   local before after rps
-  before=($(ticks))
+  before=($(machine_ticks))
   rps=$(BENCH_BODY_FILE=$ROOT/bench/request.json wrk -t2 -c50 -d"$2s" -s "$ROOT/bench/post.lua" \
     "http://127.0.0.1:$1/v1/chat/completions" | awk '/^Requests\/sec:/ { print $2 }')
-  after=($(ticks))
+  after=($(machine_ticks))
   awk -v r="$rps" -v s="$2" -v hz="$HZ" -v u=$((after[0] - before[0])) -v y=$((after[1] - before[1])) \
     'BEGIN { n = r * s; printf "%.0f %.1f %.1f\n", r, u / hz / n * 1e6, y / hz / n * 1e6 }'
 }
@@ -85,6 +84,5 @@ for r in $(seq "$ROUNDS"); do
   b_cpu+=("$(awk -v u="${b[1]}" -v y="${b[2]}" 'BEGIN { print u + y }')")
   echo "| $r | ${a[0]} | ${b[0]} | $ratio | ${a[1]} + ${a[2]} µs | ${b[1]} + ${b[2]} µs |"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo
 echo "median B / A $(median "${ratios[@]}"); median CPU a request: A $(median "${a_cpu[@]}") µs, B $(median "${b_cpu[@]}") µs"

@@ -20,6 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=bench/measure.sh
+. bench/measure.sh
 # the command as run, for the table; an `--out` file's own path stays out of it
 COMMAND="bench/run.sh$(prev=""; for a in "$@"; do [ "$prev" = --out ] && a=FILE; printf ' %s' "$a"; prev=$a; done)"
 
@@ -166,9 +168,6 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 cpu_us_per_request() { # TICKS RPS DUR
   awk -v t="$1" -v r="$2" -v d="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{ if (r > 0) printf "%.1f", t / hz * 1e6 / (r * d); else print "-" }'
 }
-# The machine's CPU time so far (every process, every core: user, nice, system, irq, softirq),
-# in clock ticks.
-machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 # cpu_ticks of PID and its children (nginx's master and workers).
 cpu_ticks_tree() {
   local p sum
@@ -539,12 +538,11 @@ scenario_ratio_rounds() {
 # core, wrk's and nginx's too: what a ratio on shared cores is made of, and steadier than it).
 round_wrk() { # wrk_post|run_wrk URL
   local before after out
-  before=$(machine_ticks)
+  before=($(machine_ticks))
   out=($(DUR=$ROUND_S "$1" "$2"))
-  after=$(machine_ticks)
-  echo "${out[*]} $(cpu_us_per_request $((after - before)) "${out[0]}" "$ROUND_S")"
+  after=($(machine_ticks))
+  echo "${out[*]} $(cpu_us_per_request $((after[0] + after[1] - before[0] - before[1])) "${out[0]}" "$ROUND_S")"
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{ if (NR == 0) print "-"; else if (NR % 2) print v[(NR+1)/2]; else printf "%.4g", (v[NR/2]+v[NR/2+1])/2 }'; }
 
 # Scenario 10: the Responses and Messages APIs through the relay, every request a miss (cache
 # off) and every request a hit, against nginx answering a fixed response / message.
