@@ -133,9 +133,24 @@ fn the_figures_match_admin_stats_and_a_detail_shows_the_body_redacted() {
         json!({"model": "gpt-fixture", "messages": [{"role": "user", "content": text}],
                "api_key": "sk-live-secret-in-body"})
     };
-    for text in ["one", "two", "one", "one"] {
+    // a request is counted and listed once its exchange is dropped, just after the client has
+    // its answer, and the list is in the order requests finished: wait for each to be listed
+    // before the next is sent
+    let listed = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while admin(&relay, "GET", "/admin/ui/requests", None).json()["data"]
+            .as_array()
+            .map_or(0, Vec::len)
+            < n
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    for (i, text) in ["one", "two", "one", "one"].into_iter().enumerate() {
         let r = chat_as(&relay, CLIENT, &ask(text));
         assert_eq!(r.status, 200, "{}", r.body);
+        listed(i + 1);
     }
     let r = post_json_with(
         &relay.url("/v1/chat/completions"),
@@ -143,17 +158,7 @@ fn the_figures_match_admin_stats_and_a_detail_shows_the_body_redacted() {
         &[("X-API-Key", CLIENT)],
     );
     assert_eq!(r.status, 400, "{}", r.body);
-    // a request is counted and listed once its exchange is dropped, just after the client has
-    // its answer: wait until all five are
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while admin(&relay, "GET", "/admin/ui/requests", None).json()["data"]
-        .as_array()
-        .map_or(0, Vec::len)
-        < 5
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    listed(5);
     let stats = admin(&relay, "GET", "/admin/stats", None).json();
     let team = &stats["data"][0];
     let overview = admin(&relay, "GET", "/admin/ui/overview", None).json();
