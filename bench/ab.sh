@@ -55,8 +55,6 @@ else
   WHAT_B="bench_tool blocking-proxy"
 fi
 
-HZ=$(getconf CLK_TCK)
-
 # One round against PORT: prints "req/s user-µs system-µs" (CPU a request).
 round() { # PORT SECONDS
   local before after rps
@@ -64,8 +62,7 @@ round() { # PORT SECONDS
   rps=$(BENCH_BODY_FILE=$ROOT/bench/request.json wrk -t2 -c50 -d"$2s" -s "$ROOT/bench/post.lua" \
     "http://127.0.0.1:$1/v1/chat/completions" | awk '/^Requests\/sec:/ { print $2 }')
   after=($(machine_ticks))
-  awk -v r="$rps" -v s="$2" -v hz="$HZ" -v u=$((after[0] - before[0])) -v y=$((after[1] - before[1])) \
-    'BEGIN { n = r * s; printf "%.0f %.1f %.1f\n", r, u / hz / n * 1e6, y / hz / n * 1e6 }'
+  echo "${rps%.*} $(cpu_us_per_request $((after[0] - before[0])) "$rps" "$2") $(cpu_us_per_request $((after[1] - before[1])) "$rps" "$2")"
 }
 
 round "$A_PORT" 1 >/dev/null # warm: connections, the upstream pools

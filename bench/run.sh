@@ -164,10 +164,6 @@ peak_rss_mb() {
 }
 # CPU time (user + system) a process has used, in clock ticks (`getconf CLK_TCK` a second).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# Microseconds of CPU a request: ticks used over a wrk round of RPS req/s for DUR s.
-cpu_us_per_request() { # TICKS RPS DUR
-  awk -v t="$1" -v r="$2" -v d="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{ if (r > 0) printf "%.1f", t / hz * 1e6 / (r * d); else print "-" }'
-}
 # cpu_ticks of PID and its children (nginx's master and workers).
 cpu_ticks_tree() {
   local p sum
